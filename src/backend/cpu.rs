@@ -1,0 +1,513 @@
+//! The CPU backend: rayon over chunks of rows, a fused validate-and-score
+//! pass per chunk, and a partial top-k per worker merged at the end.
+//!
+//! Plain probability input takes the fast kernels of [`crate::score::fast`]
+//! (exact for least confidence, margin, ratio and random; bounded for
+//! entropy, then refined). Logits and renormalized input are scored
+//! canonically row by row. On x86-64 the kernels are compiled twice, for
+//! the baseline and for AVX2+FMA, and picked at run time; Rust never fuses
+//! a multiply and an add by itself, so both give bit-identical results.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::{Job, Progress, canonical_ranked};
+use crate::error::{Error, Result};
+use crate::pool::{Pool, Shard};
+use crate::score::fast::{entropy_bound, plogp_approx};
+use crate::score::input::{prob_ok, prob_value_problem, row_sum, sum_ok};
+use crate::score::{InputForm, Ranked, RowProblem, Strategy, random_priority};
+use crate::select::{Selection, TopK};
+
+/// Receives every valid row of a chunk: local row, the row itself, its
+/// approximate priority and the error bound (0 = canonical).
+trait Emit {
+    fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64);
+}
+
+/// Buffers a worker reuses from chunk to chunk.
+#[derive(Default)]
+struct Scratch {
+    decoded: Vec<f32>,
+    terms: Vec<f32>,
+    probs: Vec<f64>,
+    scores: Vec<f64>,
+}
+
+/// The first invalid row a worker met.
+struct BadRow {
+    global: u64,
+    local: u64,
+    path: std::path::PathBuf,
+    problem: RowProblem,
+}
+
+impl BadRow {
+    fn earlier(a: Option<BadRow>, b: Option<BadRow>) -> Option<BadRow> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a.global <= b.global { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        Error::BadRow {
+            path: self.path,
+            row: self.local,
+            global: self.global,
+            problem: self.problem,
+        }
+    }
+}
+
+/// Runs the scoring kernel over one chunk, emitting every row to `e`. On an
+/// invalid row, returns the first one.
+fn run_chunk<E: Emit>(
+    job: &Job,
+    pool: &Pool,
+    (shard, start, _end): (&Shard, u64, u64),
+    decoded: &mut Vec<f32>,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), BadRow> {
+    let c = pool.classes();
+    let g0 = shard.first_row() + start;
+    let rows = shard.rows_f32(start, _end, c, decoded);
+    score_rows(job, &rows, c, g0, terms, e).map_err(|(i, problem)| BadRow {
+        global: g0 + i as u64,
+        local: start + i as u64,
+        path: shard.path().into(),
+        problem,
+    })
+}
+
+/// Re-scores a validated row canonically (the refine step).
+#[inline(never)]
+fn refine(job: &Job, row: &[f32], index: u64, probs: &mut Vec<f64>) -> Ranked {
+    probs.resize(row.len(), 0.0);
+    canonical_ranked(job, row, index, probs).unwrap_or(Ranked {
+        // Unreachable: the kernel validated the row with the same rules.
+        priority: f64::NEG_INFINITY,
+        index,
+    })
+}
+
+/// Scores `rows` (C order, `c` columns, first global index `g0`).
+fn score_rows<E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), (usize, RowProblem)> {
+    match job.input {
+        InputForm::Probs {
+            renormalize: false,
+            sum_tol,
+        } => dispatch(job, rows, c, g0, sum_tol, terms, e).map_err(|i| {
+            let row = &rows[i * c..(i + 1) * c];
+            let problem = prob_value_problem(row).unwrap_or(RowProblem::SumOff {
+                sum: row_sum(row),
+                tol: sum_tol,
+            });
+            (i, problem)
+        }),
+        _ => {
+            let mut probs = vec![0.0; c];
+            for (i, row) in rows.chunks_exact(c).enumerate() {
+                let r =
+                    canonical_ranked(job, row, g0 + i as u64, &mut probs).map_err(|p| (i, p))?;
+                e.emit(i, row, r.priority, 0.0);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Picks the kernel: AVX2+FMA when the CPU has it, and a monomorphized
+/// copy for common class counts so the per-row loops unroll fully.
+fn dispatch<E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), usize> {
+    macro_rules! by_classes {
+        ($kernel:ident, $($n:literal)*) => {
+            match c {
+                $($n => $kernel::<$n, E>(job, rows, c, g0, tol, terms, e),)*
+                _ => $kernel::<0, E>(job, rows, c, g0, tol, terms, e),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { by_classes!(plain_probs_avx2, 2 3 4 5 6 8 10 16 20 100) };
+        }
+    }
+    by_classes!(plain_probs, 2 3 4 5 6 8 10 16 20 100)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plain_probs_avx2<const C: usize, E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), usize> {
+    plain_probs::<C, E>(job, rows, c, g0, tol, terms, e)
+}
+
+/// The local index of the first row that fails validation (slow path, only
+/// run once a chunk is known to hold one).
+fn first_bad_row(rows: &[f32], c: usize, tol: f64) -> usize {
+    rows.chunks_exact(c)
+        .position(|row| !(row.iter().all(|&x| prob_ok(x)) && sum_ok(row_sum(row), tol)))
+        .unwrap_or(0)
+}
+
+/// The fused validate-and-score pass over plain probabilities. `C` is the
+/// class count when known at compile time, 0 otherwise. Returns the local
+/// index of the first invalid row.
+#[inline(always)]
+fn plain_probs<const C: usize, E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), usize> {
+    let c = if C > 0 { C } else { c };
+
+    // Every value finite and ≥ 0, checked over the flat chunk so it
+    // vectorizes; the rare bad chunk is re-scanned row by row.
+    let mut bad = false;
+    for &x in rows {
+        bad |= !prob_ok(x);
+    }
+    if bad {
+        return Err(first_bad_row(rows, c, tol));
+    }
+
+    // Row sums: an f32 sum is within 2·C·2⁻²⁴·(s + 1) of the canonical f64
+    // sum, so only rows that close to the tolerance need the exact sum.
+    let margin = 2.0 * c as f64 / 16_777_216.0;
+    let sum_passes = |row: &[f32]| -> bool {
+        let s = row.iter().sum::<f32>() as f64;
+        (s - 1.0).abs() + margin * (s + 1.0) <= tol || sum_ok(row_sum(row), tol)
+    };
+
+    // The two largest values, exactly, branch-free.
+    #[inline(always)]
+    fn top2(row: &[f32]) -> (f64, f64) {
+        let (mut a, mut b) = (0.0f32, 0.0f32);
+        for &x in row {
+            let lo = a.min(x);
+            a = a.max(x);
+            b = b.max(lo);
+        }
+        // `+ 0.0` turns a −0.0 into +0.0, as the canonical top-2 has it.
+        (a as f64, b as f64 + 0.0)
+    }
+
+    macro_rules! each_row {
+        (|$i:ident, $row:ident| $priority:expr) => {
+            for ($i, $row) in rows.chunks_exact(c).enumerate() {
+                if !sum_passes($row) {
+                    return Err($i);
+                }
+                e.emit($i, $row, $priority, 0.0);
+            }
+        };
+    }
+
+    match job.spec.strategy {
+        Strategy::LeastConfidence => each_row!(|_i, row| {
+            let mut a = 0.0f32;
+            for &x in row {
+                a = a.max(x);
+            }
+            1.0 - a as f64
+        }),
+        Strategy::Margin => each_row!(|_i, row| {
+            let (a, b) = top2(row);
+            0.0 - (a - b)
+        }),
+        Strategy::Ratio => each_row!(|_i, row| {
+            let (a, b) = top2(row);
+            b / a
+        }),
+        Strategy::Random => each_row!(|i, row| random_priority(job.spec.seed, g0 + i as u64)),
+        Strategy::Entropy => {
+            // The logarithms in one flat, vectorizable pass; then row sums.
+            // An indexed loop, not `extend`: iterator adapters that are not
+            // inlined would be compiled without AVX2.
+            terms.resize(rows.len(), 0.0);
+            for (t, &p) in terms.iter_mut().zip(rows) {
+                *t = plogp_approx(p);
+            }
+            let ln_b = job.spec.log_base.ln();
+            for (i, (row, t)) in rows.chunks_exact(c).zip(terms.chunks_exact(c)).enumerate() {
+                if !sum_passes(row) {
+                    return Err(i);
+                }
+                let sum = row.iter().sum::<f32>() as f64;
+                let h = 0.0 - t.iter().sum::<f32>() as f64;
+                e.emit(i, row, h / ln_b, entropy_bound(h, sum, c) / ln_b);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// f64 → u64 preserving order, so a shared threshold can use `fetch_max`.
+fn ordered_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
+}
+
+fn from_ordered_bits(b: u64) -> f64 {
+    f64::from_bits(if b >> 63 == 1 { b & !(1 << 63) } else { !b })
+}
+
+/// The select emitter: skips rows that cannot reach the worst kept
+/// priority, offers exact rows, and refines bounded ones first.
+struct Collect<'a> {
+    job: &'a Job,
+    top: &'a mut TopK,
+    /// Rows with priority + bound below this cannot enter.
+    thresh: f64,
+    g0: u64,
+    excluded: &'a [u64],
+    probs: &'a mut Vec<f64>,
+    refined: u64,
+}
+
+impl Collect<'_> {
+    fn threshold(top: &TopK, shared: f64) -> f64 {
+        if top.k() == 0 {
+            return f64::INFINITY;
+        }
+        top.worst().map_or(shared, |w| w.priority.max(shared))
+    }
+}
+
+impl Emit for Collect<'_> {
+    #[inline(always)]
+    fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64) {
+        if priority + bound < self.thresh {
+            return;
+        }
+        let index = self.g0 + i as u64;
+        if !self.excluded.is_empty() && self.excluded.binary_search(&index).is_ok() {
+            return;
+        }
+        let r = if bound == 0.0 {
+            Ranked { priority, index }
+        } else {
+            self.refined += 1;
+            refine(self.job, row, index, self.probs)
+        };
+        self.top.offer(r);
+        if let Some(w) = self.top.worst() {
+            self.thresh = self.thresh.max(w.priority);
+        }
+    }
+}
+
+/// A rayon worker's partial result.
+#[derive(Default)]
+struct Worker {
+    top: Option<TopK>,
+    refined: u64,
+    bad: Option<BadRow>,
+    scratch: Scratch,
+}
+
+impl Worker {
+    fn merge(mut self, other: Worker) -> Worker {
+        self.top = match (self.top, other.top) {
+            (Some(mut a), Some(b)) => {
+                a.merge(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        self.refined += other.refined;
+        self.bad = BadRow::earlier(self.bad, other.bad);
+        self
+    }
+}
+
+/// Selects the top k rows of the pool under `job`.
+pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+    job.check(pool)?;
+    let c = pool.classes();
+    let k = job.k.min(pool.rows() as usize);
+    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.chunk_rows).collect();
+    let first_bad = AtomicU64::new(u64::MAX);
+    // The best k-th priority any worker has proven so far: every worker's
+    // full heap is a lower bound on the global k-th priority.
+    let shared = AtomicU64::new(ordered_bits(f64::NEG_INFINITY));
+
+    let worker = chunks
+        .par_iter()
+        .fold(Worker::default, |mut w, &chunk| {
+            let (shard, start, end) = chunk;
+            let g0 = shard.first_row() + start;
+            // Chunks past a known bad row cannot change the error.
+            if g0 > first_bad.load(Ordering::Relaxed) {
+                return w;
+            }
+            let top = w.top.get_or_insert_with(|| TopK::new(k));
+            let thresh = Collect::threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
+            let excluded = job.exclusions.within(g0, shard.first_row() + end);
+            let Scratch {
+                decoded,
+                terms,
+                probs,
+                ..
+            } = &mut w.scratch;
+            let mut e = Collect {
+                job,
+                top,
+                thresh,
+                g0,
+                excluded,
+                probs,
+                refined: 0,
+            };
+            let r = run_chunk(job, pool, chunk, decoded, terms, &mut e);
+            let refined = e.refined;
+            if let Err(bad) = r {
+                first_bad.fetch_min(bad.global, Ordering::Relaxed);
+                w.bad = BadRow::earlier(w.bad.take(), Some(bad));
+                return w;
+            }
+            if let Some(worst) = top.worst() {
+                shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
+            }
+            w.refined += refined;
+            progress.advance((end - start) * (c * shard.dtype().size()) as u64);
+            w
+        })
+        .reduce_with(Worker::merge)
+        .unwrap_or_default();
+
+    if let Some(bad) = worker.bad {
+        return Err(bad.into_error());
+    }
+    Ok(Selection::from_topk(
+        job.spec.strategy,
+        worker.top.unwrap_or_else(|| TopK::new(k)),
+        pool.rows(),
+        job.exclusions.len() as u64,
+        worker.refined,
+    ))
+}
+
+/// The score emitter: every row's canonical priority, in order.
+struct Fill<'a> {
+    job: &'a Job,
+    g0: u64,
+    scores: &'a mut Vec<f64>,
+    probs: &'a mut Vec<f64>,
+}
+
+impl Emit for Fill<'_> {
+    #[inline(always)]
+    fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64) {
+        let p = if bound == 0.0 {
+            priority
+        } else {
+            refine(self.job, row, self.g0 + i as u64, self.probs).priority
+        };
+        self.scores.push(self.job.spec.strategy.score(p));
+    }
+}
+
+/// Chunks scored per sequential step of [`score_all`]: bounds its memory.
+const SCORE_STEP_CHUNKS: usize = 64;
+
+/// Computes the canonical score of every row, in order, handing them to
+/// `sink` a block at a time (excluded rows are scored too).
+pub fn score_all(
+    pool: &Pool,
+    job: &Job,
+    progress: &dyn Progress,
+    sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    job.check(pool)?;
+    let c = pool.classes();
+    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.chunk_rows).collect();
+    for step in chunks.chunks(SCORE_STEP_CHUNKS) {
+        let scored: Vec<Result<Vec<f64>, BadRow>> = step
+            .par_iter()
+            .map_init(Scratch::default, |s, &chunk| {
+                let Scratch {
+                    decoded,
+                    terms,
+                    probs,
+                    scores,
+                } = s;
+                scores.clear();
+                let g0 = chunk.0.first_row() + chunk.1;
+                let mut e = Fill {
+                    job,
+                    g0,
+                    scores,
+                    probs,
+                };
+                run_chunk(job, pool, chunk, decoded, terms, &mut e)?;
+                let out = s.scores.clone();
+                progress.advance((chunk.2 - chunk.1) * (c * chunk.0.dtype().size()) as u64);
+                Ok(out)
+            })
+            .collect();
+        for r in scored {
+            sink(&r.map_err(BadRow::into_error)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_bits_preserve_order() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e-300,
+            -0.0,
+            0.0,
+            1e-300,
+            0.5,
+            1.0,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(ordered_bits(w[0]) <= ordered_bits(w[1]), "{w:?}");
+            assert_eq!(
+                from_ordered_bits(ordered_bits(w[0])).to_bits(),
+                w[0].to_bits()
+            );
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Backends that score a pool and select from it. Every backend takes the
+//! same [`Job`] and must return the same [`Selection`] (see `select` for the
+//! exactness rule that makes this possible).
+
+pub mod cpu;
+
+use crate::error::{Error, Result};
+use crate::pool::{Exclusions, Pool};
+use crate::score::{self, InputForm, Ranked, ScoreSpec};
+
+/// Rows per unit of parallel work by default: 8192 rows of 10 float32 are
+/// 320 KiB, big enough to amortize scheduling, small enough for L2.
+pub const DEFAULT_CHUNK_ROWS: u64 = 8192;
+
+/// What to compute: the library's validated view of a `select` or `score`
+/// command.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub spec: ScoreSpec,
+    pub input: InputForm,
+    /// Rows to select; `usize::MAX` (or anything ≥ N) ranks the whole pool.
+    pub k: usize,
+    pub exclusions: Exclusions,
+    /// Rows per unit of work; results never depend on it.
+    pub chunk_rows: u64,
+}
+
+impl Job {
+    pub fn new(spec: ScoreSpec, input: InputForm, k: usize) -> Self {
+        Job {
+            spec,
+            input,
+            k,
+            exclusions: Exclusions::default(),
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+        }
+    }
+
+    /// Checks the job against the pool before any row is read.
+    pub fn check(&self, pool: &Pool) -> Result<()> {
+        let min = self.spec.strategy.min_classes();
+        if pool.classes() < min {
+            return Err(Error::TooFewClasses {
+                strategy: self.spec.strategy.name(),
+                classes: pool.classes(),
+            });
+        }
+        match self.input {
+            InputForm::Logits { temperature }
+                if !(temperature.is_finite() && temperature > 0.0) =>
+            {
+                Err(Error::Config(format!(
+                    "temperature must be a positive finite number, got {temperature}"
+                )))
+            }
+            InputForm::Probs { sum_tol, .. } if !(0.0..1.0).contains(&sum_tol) => {
+                Err(Error::Config(format!(
+                    "the row-sum tolerance must be in [0, 1), got {sum_tol}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where the scoring runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The GPU when one is found and the pool is large enough to gain.
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+/// Receives progress in bytes of pool data scored.
+pub trait Progress: Sync {
+    fn advance(&self, _bytes: u64) {}
+}
+
+/// No progress reporting.
+pub struct Silent;
+impl Progress for Silent {}
+
+/// Canonical re-scoring of single rows, read back from the pool: the refine
+/// half of filter-and-refine, shared by all backends.
+pub struct Refiner<'a> {
+    pool: &'a Pool,
+    job: &'a Job,
+    row: Vec<f32>,
+    probs: Vec<f64>,
+}
+
+impl<'a> Refiner<'a> {
+    pub fn new(pool: &'a Pool, job: &'a Job) -> Self {
+        Refiner {
+            pool,
+            job,
+            row: vec![0.0; pool.classes()],
+            probs: vec![0.0; pool.classes()],
+        }
+    }
+
+    /// The canonical ranking entry of global row `index`, which a backend
+    /// has already validated.
+    pub fn ranked(&mut self, index: u64) -> Result<Ranked> {
+        self.pool.row_f32(index, &mut self.row);
+        canonical_ranked(self.job, &self.row, index, &mut self.probs).map_err(|problem| {
+            let (shard, local) = self.pool.locate(index);
+            Error::BadRow {
+                path: shard.path().into(),
+                row: local,
+                global: index,
+                problem,
+            }
+        })
+    }
+}
+
+/// The canonical ranking entry of a stored row.
+#[inline]
+pub fn canonical_ranked(
+    job: &Job,
+    row: &[f32],
+    index: u64,
+    probs: &mut [f64],
+) -> std::result::Result<Ranked, score::RowProblem> {
+    score::input::canonical_probs(&job.input, row, probs)?;
+    let s = score::canonical_score(&job.spec, probs, index);
+    Ok(Ranked {
+        priority: job.spec.strategy.priority(s),
+        index,
+    })
+}

@@ -1,0 +1,147 @@
+//! Honest measurement: repeated timings with warm-up and spread, the
+//! memory-bandwidth floor of a pool (a plain parallel read of the same
+//! mapped bytes), and the peak of extra (anonymous) memory during a run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::pool::Pool;
+
+/// Summary of repeated timings.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub runs: Vec<Duration>,
+}
+
+impl Timing {
+    /// Runs `f` `warmup` times untimed, then `runs` times timed.
+    pub fn measure<T>(warmup: usize, runs: usize, mut f: impl FnMut() -> T) -> (Timing, T) {
+        for _ in 0..warmup {
+            std::hint::black_box(f());
+        }
+        let mut times = Vec::with_capacity(runs.max(1));
+        let mut last = None;
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            let out = std::hint::black_box(f());
+            times.push(t.elapsed());
+            last = Some(out);
+        }
+        (Timing { runs: times }, last.expect("at least one run"))
+    }
+
+    fn secs(&self) -> Vec<f64> {
+        self.runs.iter().map(|d| d.as_secs_f64()).collect()
+    }
+    pub fn mean(&self) -> f64 {
+        let s = self.secs();
+        s.iter().sum::<f64>() / s.len() as f64
+    }
+    /// Sample standard deviation; `None` for a single run.
+    pub fn std_dev(&self) -> Option<f64> {
+        let s = self.secs();
+        if s.len() < 2 {
+            return None;
+        }
+        let m = self.mean();
+        Some((s.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64).sqrt())
+    }
+    pub fn min(&self) -> f64 {
+        self.secs().into_iter().fold(f64::INFINITY, f64::min)
+    }
+    pub fn max(&self) -> f64 {
+        self.secs().into_iter().fold(0.0, f64::max)
+    }
+    pub fn median(&self) -> f64 {
+        let mut s = self.secs();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        }
+    }
+
+    /// `mean ± σ [min … max]` in milliseconds.
+    pub fn describe(&self) -> String {
+        let ms = |x: f64| x * 1e3;
+        match self.std_dev() {
+            Some(sd) => format!(
+                "{:8.1} ms ± {:5.1}  [{:.1} … {:.1}]",
+                ms(self.mean()),
+                ms(sd),
+                ms(self.min()),
+                ms(self.max())
+            ),
+            None => format!("{:8.1} ms (1 run)", ms(self.mean())),
+        }
+    }
+}
+
+/// One parallel pass that reads every data byte of the pool (summing it as
+/// u64 words so the reads cannot be optimized away), chunked as the CPU
+/// backend chunks: the floor any pool scan is measured against.
+pub fn read_pass(pool: &Pool, chunk_rows: u64) -> u64 {
+    let c = pool.classes();
+    let chunks: Vec<_> = pool.chunks(chunk_rows).collect();
+    chunks
+        .par_iter()
+        .map(|&(shard, start, end)| {
+            let bytes = shard.row_bytes(start, end, c);
+            let (head, words, tail) = unsafe { bytes.align_to::<u64>() };
+            let mut acc = [0u64; 4];
+            let mut it = words.chunks_exact(4);
+            for w in &mut it {
+                for j in 0..4 {
+                    acc[j] = acc[j].wrapping_add(w[j]);
+                }
+            }
+            let rest: u64 = it.remainder().iter().fold(0, |a, &w| a.wrapping_add(w));
+            let edge: u64 = head.iter().chain(tail).map(|&b| b as u64).sum();
+            acc.iter()
+                .fold(rest.wrapping_add(edge), |a, &w| a.wrapping_add(w))
+        })
+        .reduce(|| 0, u64::wrapping_add)
+}
+
+/// Anonymous (non-file-backed) resident memory of this process in bytes,
+/// from /proc/self/statm (resident − shared); `None` off Linux.
+pub fn anon_resident() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut f = s.split_whitespace().skip(1).map(|x| x.parse::<u64>().ok());
+    let resident = f.next()??;
+    let shared = f.next()??;
+    Some(resident.saturating_sub(shared) * 4096)
+}
+
+/// Samples [`anon_resident`] every millisecond on a background thread while
+/// `f` runs, and returns the peak growth over the level before it started.
+pub fn peak_extra_memory<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    let Some(base) = anon_resident() else {
+        return (f(), None);
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(base));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(m) = anon_resident() {
+                    peak.fetch_max(m, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let out = f();
+    if let Some(m) = anon_resident() {
+        peak.fetch_max(m, Ordering::Relaxed);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    (out, Some(peak.load(Ordering::Relaxed).saturating_sub(base)))
+}

@@ -1,0 +1,112 @@
+//! `alpool bench`: alpool's select against the memory-bandwidth floor of the
+//! same page-cached file, in one run.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use alpool::backend::{DEFAULT_CHUNK_ROWS, Job, Silent, cpu};
+use alpool::bench::{Timing, peak_extra_memory, read_pass};
+use alpool::pool::synth;
+use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+
+use super::select::StrategyArg;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Pool to measure (float32/float16 probabilities). Default: generate a
+    /// synthetic pool of --rows x --classes in a temporary folder.
+    #[arg(value_name = "POOL")]
+    pool: Option<PathBuf>,
+    /// Rows of the generated pool.
+    #[arg(long, default_value_t = 10_000_000)]
+    rows: u64,
+    /// Classes of the generated pool.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Strategies to time.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "least-confidence,margin,entropy,ratio,random"
+    )]
+    strategies: Vec<StrategyArg>,
+    /// Rows to select.
+    #[arg(short, default_value_t = 1000)]
+    k: usize,
+    /// Timed runs per measurement (after one untimed warm-up run).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Keep the generated pool at this path instead of a temporary folder.
+    #[arg(long, value_name = "FILE")]
+    keep: Option<PathBuf>,
+}
+
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = match (&a.pool, &a.keep) {
+        (Some(p), _) => p.clone(),
+        (None, keep) => {
+            let p = keep
+                .clone()
+                .unwrap_or_else(|| dir.path().join("bench_pool.npy"));
+            eprintln!(
+                "generating a {} x {} float32 pool at {} ...",
+                a.rows,
+                a.classes,
+                p.display()
+            );
+            synth::write_softmax_pool(&p, a.rows, a.classes, 7)?;
+            p
+        }
+    };
+    let pool = Pool::open(&[&path])?;
+    let mb = pool.data_bytes() as f64 / 1e6;
+    println!(
+        "pool: {} ({} rows x {} classes, {:.0} MB); {} threads; k = {}; {} runs after 1 warm-up",
+        path.display(),
+        pool.rows(),
+        pool.classes(),
+        mb,
+        rayon::current_num_threads(),
+        a.k,
+        a.runs
+    );
+
+    let (floor, _) = Timing::measure(1, a.runs, || read_pass(&pool, DEFAULT_CHUNK_ROWS));
+    println!(
+        "read floor (parallel read of the mapped bytes): {}  = {:.1} GB/s\n",
+        floor.describe(),
+        mb / 1e3 / floor.mean()
+    );
+    println!(
+        "{:<17} {:>36} {:>8} {:>12} {:>8}",
+        "strategy", "alpool select (mean ± σ [min … max])", "ratio", "extra mem", "refined"
+    );
+    for s in &a.strategies {
+        let strategy: Strategy = (*s).into();
+        let spec = ScoreSpec {
+            strategy,
+            log_base: LogBase::E,
+            seed: 1,
+        };
+        let job = Job::new(spec, InputForm::probs(pool.has_f16()), a.k);
+        let (t, sel) = Timing::measure(1, a.runs, || cpu::select(&pool, &job, &Silent));
+        let sel = sel?;
+        let (_, mem) = peak_extra_memory(|| cpu::select(&pool, &job, &Silent));
+        let mem = mem.map_or("n/a".to_string(), |m| {
+            format!("{:.1} MiB", m as f64 / (1 << 20) as f64)
+        });
+        println!(
+            "{:<17} {:>36} {:>7.2}x {:>12} {:>8}",
+            strategy.name(),
+            t.describe(),
+            t.mean() / floor.mean(),
+            mem,
+            sel.refined
+        );
+    }
+    println!("\nratio = alpool's mean time / the read floor's mean time on the same mapped file.");
+    Ok(())
+}

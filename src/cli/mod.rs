@@ -1,0 +1,49 @@
+//! Command-line definitions and their translation into library
+//! configurations, one file per command. The library never sees clap types.
+
+mod bench;
+mod demo;
+mod progress;
+mod select;
+
+use clap::{Parser, Subcommand};
+
+/// alpool: exact, streaming active-learning selection for very large pools.
+///
+/// A pool is an N x C .npy matrix (float32 or float16) of class
+/// probabilities or logits, one row per unlabeled instance, possibly split
+/// over several files. alpool scores every row with a query strategy and
+/// returns the k most informative, exactly (ties go to the lower row index),
+/// reading the pool memory-mapped in chunks, so it may be larger than RAM.
+#[derive(Parser, Debug)]
+#[command(name = "alpool", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Select the k most informative rows of a pool.
+    ///
+    /// Example: alpool select pool_probs.npy --strategy margin -k 1000 --out batch.csv
+    Select(select::SelectArgs),
+    /// Write the score of every row of a pool as an N-length float64 .npy.
+    ///
+    /// Example: alpool score pool_probs.npy --strategy least-confidence --out scores.npy
+    Score(select::ScoreArgs),
+    /// Run selection on a pool generated from a fixed seed (nothing to fetch).
+    Demo(demo::DemoArgs),
+    /// Time selection against the memory-bandwidth floor of the same file.
+    Bench(bench::BenchArgs),
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Select(a) => select::select(a),
+        Command::Score(a) => select::score(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,43 @@
+//! A progress bar on stderr, shown only when stderr is a terminal.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use alpool::backend::Progress;
+
+pub struct Bar(Option<ProgressBar>);
+
+impl Bar {
+    /// A byte-counting bar for `total` bytes, or nothing when `quiet`, when
+    /// stderr is not a terminal, or when the work is too small to notice.
+    pub fn bytes(total: u64, quiet: bool, label: &str) -> Bar {
+        if quiet || !std::io::stderr().is_terminal() || total < (64 << 20) {
+            return Bar(None);
+        }
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(label.to_string());
+        Bar(Some(pb))
+    }
+
+    pub fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        if let Some(pb) = &self.0 {
+            pb.inc(bytes);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `alpool select` and `alpool score`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::progress::Bar;
+use alpool::backend::{self, DEFAULT_CHUNK_ROWS, Job};
+use alpool::score::input::default_sum_tol;
+use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StrategyArg {
+    /// 1 − max p; higher is more informative.
+    LeastConfidence,
+    /// p(1) − p(2) of the two largest; smaller is more informative.
+    Margin,
+    /// −Σ p log p (base from --log-base); higher is more informative.
+    Entropy,
+    /// p(2) / p(1); higher is more informative.
+    Ratio,
+    /// Uniform random priority from --seed: the baseline.
+    Random,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Strategy {
+        match s {
+            StrategyArg::LeastConfidence => Strategy::LeastConfidence,
+            StrategyArg::Margin => Strategy::Margin,
+            StrategyArg::Entropy => Strategy::Entropy,
+            StrategyArg::Ratio => Strategy::Ratio,
+            StrategyArg::Random => Strategy::Random,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InputArg {
+    /// Rows are probabilities: finite, ≥ 0, summing to 1 (see --sum-tol).
+    Probs,
+    /// Rows are logits; alpool applies a numerically stable softmax.
+    Logits,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogBaseArg {
+    #[value(name = "2")]
+    Two,
+    #[value(name = "e")]
+    E,
+    #[value(name = "10")]
+    Ten,
+}
+
+/// Options shared by every command that reads a pool.
+#[derive(Args, Debug, Clone)]
+pub struct PoolArgs {
+    /// Pool files (.npy, N x C, float32 or float16, C order). Several files
+    /// are shards of one pool: the global row index counts across them in
+    /// the order given.
+    #[arg(required = true, value_name = "POOL")]
+    pub pools: Vec<PathBuf>,
+
+    /// Query strategy.
+    #[arg(short, long, value_enum, default_value = "margin")]
+    pub strategy: StrategyArg,
+
+    /// What the rows hold.
+    #[arg(long, value_enum, default_value = "probs")]
+    pub input: InputArg,
+
+    /// Softmax temperature for --input logits: p = softmax(z / T).
+    #[arg(long, default_value_t = 1.0, value_name = "T")]
+    pub temperature: f64,
+
+    /// Accept probability rows that do not sum to 1 and divide each row by
+    /// its sum instead of rejecting it.
+    #[arg(long)]
+    pub renormalize: bool,
+
+    /// How far a probability row's sum may be from 1 [default: 1e-3 for
+    /// float32, 1e-2 for float16].
+    #[arg(long, value_name = "TOL")]
+    pub sum_tol: Option<f64>,
+
+    /// Logarithm base of the entropy.
+    #[arg(long, value_enum, default_value = "e")]
+    pub log_base: LogBaseArg,
+
+    /// Seed of the random strategy.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print what was done and how long it took to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Rows per unit of parallel work (results never depend on it).
+    #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS, hide = true)]
+    pub chunk_rows: u64,
+}
+
+impl PoolArgs {
+    pub fn spec(&self) -> ScoreSpec {
+        ScoreSpec {
+            strategy: self.strategy.into(),
+            log_base: match self.log_base {
+                LogBaseArg::Two => LogBase::Two,
+                LogBaseArg::E => LogBase::E,
+                LogBaseArg::Ten => LogBase::Ten,
+            },
+            seed: self.seed,
+        }
+    }
+
+    pub fn open(&self) -> anyhow::Result<Pool> {
+        Ok(Pool::open(&self.pools)?)
+    }
+
+    /// The job for `pool`, with `k` rows to select.
+    pub fn job(&self, pool: &Pool, k: usize) -> Job {
+        let input = match self.input {
+            InputArg::Probs => InputForm::Probs {
+                renormalize: self.renormalize,
+                sum_tol: self
+                    .sum_tol
+                    .unwrap_or_else(|| default_sum_tol(pool.has_f16())),
+            },
+            InputArg::Logits => InputForm::Logits {
+                temperature: self.temperature,
+            },
+        };
+        let mut job = Job::new(self.spec(), input, k);
+        job.chunk_rows = self.chunk_rows.max(1);
+        job
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    /// Rows to select. 0 selects nothing; k ≥ N ranks every row.
+    #[arg(short, default_value_t = 100, conflicts_with = "all")]
+    pub k: usize,
+
+    /// Rank every row of the pool (k = N).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Rows never to select (already labeled): a text file with one global
+    /// row index per line, or a 1-D integer .npy.
+    #[arg(long, value_name = "FILE")]
+    pub exclude: Option<PathBuf>,
+
+    /// Output file; the format follows the extension: .csv (rank,index,score),
+    /// .jsonl, or .npy (int64 indices, best first). Default: CSV to stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub pool: PoolArgs,
+
+    /// Output .npy file: N float64 scores in row order.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn select(a: SelectArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    if let Some(out) = &a.out {
+        // Fail on a bad extension before reading gigabytes.
+        report::Format::from_path(out)?;
+    }
+    let pool = a.pool.open()?;
+    let k = if a.all { usize::MAX } else { a.k };
+    let mut job = a.pool.job(&pool, k);
+    if let Some(ex) = &a.exclude {
+        job.exclusions = Exclusions::read(ex, pool.rows())?;
+    }
+    let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "select");
+    let sel = backend::cpu::select(&pool, &job, &bar);
+    bar.finish();
+    let sel = sel?;
+    report::save_selection(&sel, a.out.as_deref())
+        .with_context(|| "could not write the selection")?;
+    if a.pool.verbose {
+        eprintln!(
+            "alpool: selected {} of {} rows ({} excluded) by {} on the CPU in {:.3} s; {} rows refined canonically",
+            sel.entries.len(),
+            sel.rows,
+            sel.excluded,
+            sel.strategy,
+            t0.elapsed().as_secs_f64(),
+            sel.refined
+        );
+    }
+    Ok(())
+}
+
+pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
+    report::Format::from_path(&a.out)?;
+    let pool = a.pool.open()?;
+    let job = a.pool.job(&pool, 0);
+    job.check(&pool)?;
+    let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "score");
+    let r = report::save_scores(&a.out, pool.rows(), |sink| {
+        backend::cpu::score_all(&pool, &job, &bar, sink)
+    });
+    bar.finish();
+    r?;
+    Ok(())
+}

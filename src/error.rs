@@ -1,0 +1,123 @@
+//! The library's error type. Every variant names the offending file, row or
+//! value, so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+use crate::score::RowProblem;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{}: not a valid .npy file: {reason}", path.display())]
+    NpyFormat { path: PathBuf, reason: String },
+
+    #[error("{}: unsupported dtype {descr:?}; {expected}", path.display())]
+    UnsupportedDtype {
+        path: PathBuf,
+        descr: String,
+        expected: &'static str,
+    },
+
+    #[error(
+        "{}: the array is stored in Fortran (column-major) order; save it in C order (numpy.ascontiguousarray) first",
+        path.display()
+    )]
+    FortranOrder { path: PathBuf },
+
+    #[error("{}: expected a {expected}-D array, got shape {shape:?}", path.display())]
+    WrongRank {
+        path: PathBuf,
+        shape: Vec<usize>,
+        expected: usize,
+    },
+
+    #[error(
+        "{}: file is truncated: the header promises {expected} data bytes but only {actual} follow it",
+        path.display()
+    )]
+    Truncated {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error(
+        "{}: {actual} bytes of unexpected data after the array (the header promises {expected} data bytes)",
+        path.display()
+    )]
+    TrailingData {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error(
+        "{}: has {found} columns but {} has {expected}; all shards of a pool must have the same number of classes",
+        path.display(),
+        first.display()
+    )]
+    ShardColumns {
+        path: PathBuf,
+        first: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+
+    #[error("strategy {strategy} needs at least 2 classes, but the pool has {classes}")]
+    TooFewClasses {
+        strategy: &'static str,
+        classes: usize,
+    },
+
+    #[error("{}: row {row} (global row {global}): {problem}", path.display())]
+    BadRow {
+        path: PathBuf,
+        row: u64,
+        global: u64,
+        problem: RowProblem,
+    },
+
+    #[error("{}: line {line}: {reason}", path.display())]
+    BadLine {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+
+    #[error("{}: element {element}: {reason}", path.display())]
+    BadElement {
+        path: PathBuf,
+        element: u64,
+        reason: String,
+    },
+
+    #[error("{0}")]
+    Config(String),
+
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn npy(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::NpyFormat {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

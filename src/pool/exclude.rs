@@ -1,0 +1,123 @@
+//! Rows that must never be selected (already labeled): a text file with one
+//! global row index per line, or a 1-D integer .npy.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use super::npy::DType;
+use crate::error::{Error, Result};
+
+/// A sorted, deduplicated set of global row indices.
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions {
+    sorted: Vec<u64>,
+}
+
+impl Exclusions {
+    pub fn new(mut indices: Vec<u64>) -> Self {
+        indices.sort_unstable();
+        indices.dedup();
+        Exclusions { sorted: indices }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+    pub fn contains(&self, index: u64) -> bool {
+        self.sorted.binary_search(&index).is_ok()
+    }
+    /// The excluded indices in `start..end`, ascending.
+    pub fn within(&self, start: u64, end: u64) -> &[u64] {
+        let a = self.sorted.partition_point(|&i| i < start);
+        let b = self.sorted.partition_point(|&i| i < end);
+        &self.sorted[a..b]
+    }
+    pub fn as_slice(&self) -> &[u64] {
+        &self.sorted
+    }
+
+    /// Reads an exclusion file for a pool of `rows` rows; `.npy` by
+    /// extension, otherwise text. Blank lines and `#` comments are skipped.
+    pub fn read(path: &Path, rows: u64) -> Result<Exclusions> {
+        let is_npy = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+        let indices = if is_npy {
+            read_npy(path, rows)?
+        } else {
+            read_text(path, rows)?
+        };
+        Ok(Exclusions::new(indices))
+    }
+}
+
+fn out_of_range(path: &Path, line: u64, value: i128, rows: u64) -> Error {
+    Error::BadLine {
+        path: path.into(),
+        line,
+        reason: format!("index {value} is outside the pool (rows 0..{rows})"),
+    }
+}
+
+fn read_text(path: &Path, rows: u64) -> Result<Vec<u64>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = line.map_err(|e| Error::BadLine {
+            path: path.into(),
+            line: line_no,
+            reason: format!("cannot read: {e}"),
+        })?;
+        let t = line.split('#').next().unwrap_or("").trim();
+        if t.is_empty() {
+            continue;
+        }
+        let v: i128 = t.parse().map_err(|_| Error::BadLine {
+            path: path.into(),
+            line: line_no,
+            reason: format!("{t:?} is not a row index (a non-negative integer)"),
+        })?;
+        if v < 0 || v >= rows as i128 {
+            return Err(out_of_range(path, line_no, v, rows));
+        }
+        out.push(v as u64);
+    }
+    Ok(out)
+}
+
+fn read_npy(path: &Path, rows: u64) -> Result<Vec<u64>> {
+    const INTS: &[DType] = &[DType::I64, DType::I32, DType::U64, DType::U32, DType::U8];
+    let (map, header) = super::map_npy(path, INTS, "exclusions must be a 1-D integer array")?;
+    if header.shape.len() != 1 {
+        return Err(Error::WrongRank {
+            path: path.into(),
+            shape: header.shape,
+            expected: 1,
+        });
+    }
+    let data = &map[header.data_offset..];
+    let size = header.dtype.size();
+    let mut out = Vec::with_capacity(header.shape[0]);
+    for (i, b) in data.chunks_exact(size).enumerate() {
+        let v: i128 = match header.dtype {
+            DType::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
+            DType::I32 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
+            DType::U64 => u64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
+            DType::U32 => u32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
+            _ => b[0] as i128,
+        };
+        if v < 0 || v >= rows as i128 {
+            return Err(Error::BadElement {
+                path: path.into(),
+                element: i as u64,
+                reason: format!("index {v} is outside the pool (rows 0..{rows})"),
+            });
+        }
+        out.push(v as u64);
+    }
+    Ok(out)
+}

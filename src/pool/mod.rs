@@ -1,0 +1,255 @@
+//! Pools: one or more memory-mapped .npy shards of N x C float32 or float16
+//! rows. Nothing is read until a backend walks the rows in chunks, so a pool
+//! may be far larger than RAM; the page cache holds what the OS can afford.
+
+pub mod exclude;
+pub mod npy;
+pub mod synth;
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Advice, Mmap};
+
+use crate::error::{Error, Result};
+use npy::DType;
+
+pub use exclude::Exclusions;
+
+const POOL_DTYPES: &str = "a pool must be float32 ('<f4') or float16 ('<f2')";
+
+/// One .npy file of a pool.
+pub struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    dtype: DType,
+    data_offset: usize,
+    rows: u64,
+    /// Global index of this shard's first row.
+    first_row: u64,
+}
+
+impl Shard {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The raw bytes of rows `start..end` (local indices).
+    pub fn row_bytes(&self, start: u64, end: u64, classes: usize) -> &[u8] {
+        let w = (classes * self.dtype.size()) as u64;
+        let a = self.data_offset + (start * w) as usize;
+        let b = self.data_offset + (end * w) as usize;
+        &self.map[a..b]
+    }
+
+    /// Rows `start..end` (local) as f32: borrowed straight from the map for
+    /// aligned float32 data, otherwise widened into `scratch`.
+    pub fn rows_f32<'a>(
+        &'a self,
+        start: u64,
+        end: u64,
+        classes: usize,
+        scratch: &'a mut Vec<f32>,
+    ) -> Cow<'a, [f32]> {
+        let bytes = self.row_bytes(start, end, classes);
+        match self.dtype {
+            DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => {
+                    scratch.clear();
+                    scratch.extend(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                    Cow::Borrowed(&scratch[..])
+                }
+            },
+            DType::F16 => {
+                use half::slice::HalfFloatSliceExt;
+                scratch.clear();
+                scratch.resize(bytes.len() / 2, 0.0);
+                match bytemuck::try_cast_slice::<u8, half::f16>(bytes) {
+                    Ok(h) => h.convert_to_f32_slice(scratch),
+                    Err(_) => {
+                        for (o, b) in scratch.iter_mut().zip(bytes.chunks_exact(2)) {
+                            *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                        }
+                    }
+                }
+                Cow::Borrowed(&scratch[..])
+            }
+            _ => unreachable!("Pool::open accepts only f32 and f16"),
+        }
+    }
+}
+
+/// A pool: shards in the order given, global row index = position across
+/// them.
+pub struct Pool {
+    shards: Vec<Shard>,
+    classes: usize,
+    rows: u64,
+}
+
+impl Pool {
+    /// Opens and checks every shard's header and size; reads no data.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Pool> {
+        if paths.is_empty() {
+            return Err(Error::Config("no pool files given".into()));
+        }
+        let mut shards: Vec<Shard> = Vec::with_capacity(paths.len());
+        let mut classes = None;
+        let mut rows = 0u64;
+        for path in paths {
+            let path = path.as_ref();
+            let (map, header) = map_npy(path, &[DType::F32, DType::F16], POOL_DTYPES)?;
+            let [n, c] = header.shape[..] else {
+                return Err(Error::WrongRank {
+                    path: path.into(),
+                    shape: header.shape,
+                    expected: 2,
+                });
+            };
+            match classes {
+                None => classes = Some(c),
+                Some(expected) if expected != c => {
+                    return Err(Error::ShardColumns {
+                        path: path.into(),
+                        first: shards[0].path.clone(),
+                        expected,
+                        found: c,
+                    });
+                }
+                _ => {}
+            }
+            shards.push(Shard {
+                path: path.into(),
+                map,
+                dtype: header.dtype,
+                data_offset: header.data_offset,
+                rows: n as u64,
+                first_row: rows,
+            });
+            rows += n as u64;
+        }
+        let classes = classes.unwrap_or(0);
+        if classes == 0 {
+            return Err(Error::WrongRank {
+                path: shards[0].path.clone(),
+                shape: vec![shards[0].rows as usize, 0],
+                expected: 2,
+            });
+        }
+        Ok(Pool {
+            shards,
+            classes,
+            rows,
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    pub fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+    /// Bytes of row data across all shards.
+    pub fn data_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.rows * (self.classes * s.dtype.size()) as u64)
+            .sum()
+    }
+    /// Whether any shard is float16 (its default sum tolerance is looser).
+    pub fn has_f16(&self) -> bool {
+        self.shards.iter().any(|s| s.dtype == DType::F16)
+    }
+
+    /// The shard holding global row `index`, and the local row.
+    pub fn locate(&self, index: u64) -> (&Shard, u64) {
+        let i = self
+            .shards
+            .partition_point(|s| s.first_row + s.rows <= index);
+        let s = &self.shards[i];
+        (s, index - s.first_row)
+    }
+
+    /// One row as f32, into `out` (length = classes).
+    pub fn row_f32(&self, index: u64, out: &mut [f32]) {
+        let (shard, local) = self.locate(index);
+        let bytes = shard.row_bytes(local, local + 1, self.classes);
+        match shard.dtype {
+            DType::F32 => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            _ => {
+                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+        }
+    }
+
+    /// Splits the pool into chunks of at most `chunk_rows` rows that never
+    /// straddle a shard: (shard, local start, local end).
+    pub fn chunks(&self, chunk_rows: u64) -> impl Iterator<Item = (&Shard, u64, u64)> + '_ {
+        let step = chunk_rows.max(1);
+        self.shards.iter().flat_map(move |s| {
+            (0..s.rows.div_ceil(step)).map(move |i| (s, i * step, ((i + 1) * step).min(s.rows)))
+        })
+    }
+}
+
+/// Maps a .npy file and checks that its size matches its header exactly.
+pub fn map_npy(
+    path: &Path,
+    accept: &[DType],
+    expected: &'static str,
+) -> Result<(Mmap, npy::Header)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(Error::npy(path, "the file is empty"));
+    }
+    // SAFETY: the map is read-only; a file truncated by another process
+    // while mapped is outside what alpool can defend against (as for any
+    // mmap-based reader) and is documented in the README.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    let header = npy::parse_header(path, &map, accept, expected)?;
+    let want = header
+        .data_bytes()
+        .ok_or_else(|| Error::npy(path, format!("shape {:?} is too large", header.shape)))?;
+    let have = len - header.data_offset as u64;
+    if have < want {
+        return Err(Error::Truncated {
+            path: path.into(),
+            expected: want,
+            actual: have,
+        });
+    }
+    if have > want {
+        return Err(Error::TrailingData {
+            path: path.into(),
+            expected: want,
+            actual: have - want,
+        });
+    }
+    let _ = map.advise(Advice::Sequential);
+    Ok((map, header))
+}

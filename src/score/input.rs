@@ -1,0 +1,239 @@
+//! Input forms: how a stored row becomes canonical f64 probabilities, and
+//! what makes a row invalid.
+
+use std::fmt;
+
+/// What the pool's rows hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InputForm {
+    /// Class probabilities. Each value must be finite and ≥ 0, and the row
+    /// sum (f64, column order) within `sum_tol` of 1, unless `renormalize`,
+    /// which divides every row by its sum instead (a zero sum is an error).
+    Probs { renormalize: bool, sum_tol: f64 },
+    /// Logits: `p = softmax(z / temperature)`, computed stably in f64
+    /// (`exp((z − max z) / T)`, then divided by the sum).
+    Logits { temperature: f64 },
+}
+
+impl InputForm {
+    /// Probabilities with the default tolerance for `dtype_epsilon`-precise
+    /// data: 1e-3 for float32, 1e-2 for float16 (whose values carry only 11
+    /// significant bits, so a 10-class row may be off by a few 1e-3).
+    pub fn probs(dtype_is_f16: bool) -> Self {
+        InputForm::Probs {
+            renormalize: false,
+            sum_tol: default_sum_tol(dtype_is_f16),
+        }
+    }
+
+    /// Whether rows are used as stored, with no transformation: the case the
+    /// fast kernels handle.
+    pub fn is_plain_probs(&self) -> bool {
+        matches!(
+            self,
+            InputForm::Probs {
+                renormalize: false,
+                ..
+            }
+        )
+    }
+}
+
+pub fn default_sum_tol(dtype_is_f16: bool) -> f64 {
+    if dtype_is_f16 { 1e-2 } else { 1e-3 }
+}
+
+/// Why a row was rejected.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowProblem {
+    NotFinite { col: usize, value: f32 },
+    Negative { col: usize, value: f32 },
+    SumOff { sum: f64, tol: f64 },
+    ZeroSum,
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowProblem::NotFinite { col, value } => {
+                write!(
+                    f,
+                    "column {col} is {value} (NaN and infinities are not allowed)"
+                )
+            }
+            RowProblem::Negative { col, value } => {
+                write!(
+                    f,
+                    "column {col} is negative ({value}); probabilities must be ≥ 0 (pass --input logits for logits)"
+                )
+            }
+            RowProblem::SumOff { sum, tol } => write!(
+                f,
+                "probabilities sum to {sum}, not 1 within {tol}; pass --renormalize to divide each row by its sum, or --input logits"
+            ),
+            RowProblem::ZeroSum => write!(
+                f,
+                "all probabilities are 0, so the row cannot be renormalized"
+            ),
+        }
+    }
+}
+
+/// The one predicate for a stored probability: finite and ≥ 0 (−0.0 passes).
+/// Written so NaN fails both comparisons.
+// `&` rather than `contains`: no short-circuit, so the flat check vectorizes.
+#[allow(clippy::manual_range_contains)]
+#[inline(always)]
+pub fn prob_ok(x: f32) -> bool {
+    (x >= 0.0) & (x <= f32::MAX)
+}
+
+/// The one row-sum rule for probabilities (the sum in f64, column order).
+#[inline(always)]
+pub fn sum_ok(sum: f64, tol: f64) -> bool {
+    (sum - 1.0).abs() <= tol
+}
+
+/// The first bad value of a probability row, with the reason.
+pub fn prob_value_problem(row: &[f32]) -> Option<RowProblem> {
+    row.iter().enumerate().find_map(|(col, &value)| {
+        if prob_ok(value) {
+            None
+        } else if value.is_finite() {
+            Some(RowProblem::Negative { col, value })
+        } else {
+            Some(RowProblem::NotFinite { col, value })
+        }
+    })
+}
+
+/// Canonical probabilities of one stored row, written to `out` (same
+/// length). This is the definition every backend must agree with.
+pub fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) -> Result<(), RowProblem> {
+    debug_assert_eq!(row.len(), out.len());
+    match *form {
+        InputForm::Probs {
+            renormalize,
+            sum_tol,
+        } => {
+            if let Some(p) = prob_value_problem(row) {
+                return Err(p);
+            }
+            let sum = row_sum(row);
+            if renormalize {
+                if sum == 0.0 {
+                    return Err(RowProblem::ZeroSum);
+                }
+                for (o, &x) in out.iter_mut().zip(row) {
+                    *o = x as f64 / sum;
+                }
+            } else {
+                if !sum_ok(sum, sum_tol) {
+                    return Err(RowProblem::SumOff { sum, tol: sum_tol });
+                }
+                for (o, &x) in out.iter_mut().zip(row) {
+                    *o = x as f64;
+                }
+            }
+        }
+        InputForm::Logits { temperature } => {
+            let mut max = f64::NEG_INFINITY;
+            for (col, &z) in row.iter().enumerate() {
+                if !z.is_finite() {
+                    return Err(RowProblem::NotFinite { col, value: z });
+                }
+                max = max.max(z as f64);
+            }
+            let mut sum = 0.0;
+            for (o, &z) in out.iter_mut().zip(row) {
+                *o = ((z as f64 - max) / temperature).exp();
+                sum += *o;
+            }
+            // sum ≥ 1: the max column contributes exp(0).
+            for o in out.iter_mut() {
+                *o /= sum;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The row sum in f64, column order.
+#[inline(always)]
+pub fn row_sum(row: &[f32]) -> f64 {
+    row.iter().map(|&x| x as f64).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable() {
+        // candle's test: softmax([1234, 0]) must not overflow.
+        let mut p = [0.0; 2];
+        canonical_probs(
+            &InputForm::Logits { temperature: 1.0 },
+            &[1234.0, 0.0],
+            &mut p,
+        )
+        .unwrap();
+        assert_eq!(p[0], 1.0);
+        assert!(p[1] >= 0.0 && p[1] < 1e-300);
+        canonical_probs(&InputForm::Logits { temperature: 2.0 }, &[2.0, 0.0], &mut p).unwrap();
+        // softmax([1, 0]) = [e/(e+1), 1/(e+1)]
+        let e = std::f64::consts::E;
+        assert!((p[0] - e / (e + 1.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn rejects_bad_rows() {
+        let form = InputForm::probs(false);
+        let mut p = [0.0; 3];
+        let err = |row: &[f32], form: &InputForm| {
+            canonical_probs(form, row, &mut [0.0; 3][..row.len()]).unwrap_err()
+        };
+        assert!(matches!(
+            err(&[0.5, f32::NAN, 0.5], &form),
+            RowProblem::NotFinite { col: 1, .. }
+        ));
+        assert!(matches!(
+            err(&[0.5, -0.1, 0.6], &form),
+            RowProblem::Negative { col: 1, .. }
+        ));
+        assert!(matches!(
+            err(&[0.5, 0.1, 0.6], &form),
+            RowProblem::SumOff { .. }
+        ));
+        assert!(matches!(
+            err(&[f32::NEG_INFINITY, 0.1, 0.6], &form),
+            RowProblem::NotFinite { col: 0, .. }
+        ));
+        let renorm = InputForm::Probs {
+            renormalize: true,
+            sum_tol: 1e-3,
+        };
+        assert_eq!(err(&[0.0, 0.0, 0.0], &renorm), RowProblem::ZeroSum);
+        canonical_probs(&renorm, &[1.0, 2.0, 1.0], &mut p).unwrap();
+        assert_eq!(p, [0.25, 0.5, 0.25]);
+        canonical_probs(&form, &[-0.0, 0.5, 0.5], &mut p).unwrap();
+    }
+
+    impl RowProblem {
+        fn col(&self) -> Option<usize> {
+            match self {
+                RowProblem::NotFinite { col, .. } | RowProblem::Negative { col, .. } => Some(*col),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn nan_reports_its_column() {
+        let mut p = [0.0; 3];
+        let e =
+            canonical_probs(&InputForm::probs(false), &[0.5, f32::NAN, 0.5], &mut p).unwrap_err();
+        assert_eq!(e.col(), Some(1));
+        assert!(e.to_string().contains("NaN"), "{e}");
+    }
+}

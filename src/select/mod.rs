@@ -1,0 +1,201 @@
+//! Top-k selection under the ranking of [`crate::score::Ranked`], and the
+//! filter-and-refine rule that keeps fast approximate paths exact.
+//!
+//! # Filter and refine
+//! A fast path reports, per row, an approximate priority `a` and a bound `b`
+//! with |a − canonical| ≤ b. Let `w` be the worst of the k best *canonical*
+//! rows kept so far. A row can only enter if its canonical priority could
+//! reach `w`, i.e. if `a + b ≥ w.priority` (≥, not >: an equal priority with
+//! a lower index wins the tie). Such rows are re-scored canonically from the
+//! stored values and offered; all others are skipped. Since every row that
+//! could belong to the exact top k is offered with its canonical priority,
+//! the result equals the exact top k whatever the bounds, as long as they
+//! hold. Rows with `b = 0` carry their canonical priority already.
+
+use std::collections::BinaryHeap;
+
+use crate::score::{Ranked, Strategy};
+
+/// The k best rows seen so far: a max-heap whose top is the worst kept row.
+#[derive(Clone, Debug)]
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Ranked>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.min(1 << 16)),
+        }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// The worst kept row once k rows are kept.
+    #[inline]
+    pub fn worst(&self) -> Option<&Ranked> {
+        if self.heap.len() >= self.k {
+            self.heap.peek()
+        } else {
+            None
+        }
+    }
+
+    /// Whether a row with approximate priority `approx` (|error| ≤ `bound`)
+    /// could enter; if so it must be refined and [`TopK::offer`]ed.
+    #[inline]
+    pub fn wants(&self, approx: f64, bound: f64) -> bool {
+        if self.k == 0 {
+            return false;
+        }
+        match self.worst() {
+            None => true,
+            Some(w) => w.may_be_beaten_by(approx, bound),
+        }
+    }
+
+    /// Offers a row with its canonical priority.
+    #[inline]
+    pub fn offer(&mut self, r: Ranked) {
+        if self.heap.len() < self.k {
+            self.heap.push(r);
+        } else if let Some(mut top) = self.heap.peek_mut()
+            && r < *top
+        {
+            *top = r;
+        }
+    }
+
+    /// Folds another partial top-k into this one.
+    pub fn merge(&mut self, other: TopK) {
+        let (mut a, b) = if other.heap.len() > self.heap.len() {
+            (other, std::mem::replace(self, TopK::new(0)))
+        } else {
+            (std::mem::replace(self, TopK::new(0)), other)
+        };
+        for r in b.heap.into_vec() {
+            a.offer(r);
+        }
+        *self = a;
+    }
+
+    /// The kept rows, best first.
+    pub fn into_sorted(self) -> Vec<Ranked> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+/// One selected row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Selected {
+    /// 1 = the most informative row.
+    pub rank: u64,
+    /// Global row index in the pool.
+    pub index: u64,
+    /// Canonical score (not priority: margin is reported as the margin).
+    pub score: f64,
+}
+
+/// The result of a selection, with what it cost.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub strategy: Strategy,
+    pub entries: Vec<Selected>,
+    /// Rows in the pool, and how many of them were excluded.
+    pub rows: u64,
+    pub excluded: u64,
+    /// Rows re-scored canonically because a fast path could not decide them.
+    pub refined: u64,
+}
+
+impl Selection {
+    pub fn from_topk(
+        strategy: Strategy,
+        top: TopK,
+        rows: u64,
+        excluded: u64,
+        refined: u64,
+    ) -> Self {
+        let entries = top
+            .into_sorted()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Selected {
+                rank: i as u64 + 1,
+                index: r.index,
+                score: strategy.score(r.priority),
+            })
+            .collect();
+        Selection {
+            strategy,
+            entries,
+            rows,
+            excluded,
+            refined,
+        }
+    }
+
+    pub fn indices(&self) -> Vec<u64> {
+        self.entries.iter().map(|e| e.index).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(rows: &[(f64, u64)], k: usize) -> Vec<u64> {
+        let mut v: Vec<Ranked> = rows
+            .iter()
+            .map(|&(priority, index)| Ranked { priority, index })
+            .collect();
+        v.sort();
+        v.truncate(k);
+        v.iter().map(|r| r.index).collect()
+    }
+
+    #[test]
+    fn topk_matches_sort_with_ties_and_merges() {
+        let rows: Vec<(f64, u64)> = (0..500u64).map(|i| (((i * 7919) % 13) as f64, i)).collect();
+        for k in [0, 1, 5, 13, 100, 499, 500, 10_000] {
+            let mut parts: Vec<TopK> = (0..3).map(|_| TopK::new(k)).collect();
+            for (j, &(p, i)) in rows.iter().enumerate() {
+                parts[j % 3].offer(Ranked {
+                    priority: p,
+                    index: i,
+                });
+            }
+            let mut all = TopK::new(k);
+            for p in parts {
+                all.merge(p);
+            }
+            let got: Vec<u64> = all.into_sorted().iter().map(|r| r.index).collect();
+            assert_eq!(got, naive(&rows, k), "k = {k}");
+        }
+    }
+
+    #[test]
+    fn wants_respects_bound_and_ties() {
+        let mut t = TopK::new(1);
+        assert!(t.wants(-1e300, 0.0));
+        t.offer(Ranked {
+            priority: 0.5,
+            index: 10,
+        });
+        assert!(!t.wants(0.4, 0.05));
+        assert!(t.wants(0.4, 0.1)); // could tie, and win on a lower index
+        assert!(!TopK::new(0).wants(1.0, 1.0));
+    }
+}

@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alpool::pool::npy;
+
+/// Writes an f32 N x C pool.
+pub fn save_f32(path: &Path, rows: &[Vec<f32>], classes: usize) {
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    npy::save(path, &[rows.len(), classes], &flat).unwrap();
+}
+
+/// Writes an f16 N x C pool.
+pub fn save_f16(path: &Path, rows: &[Vec<f32>], classes: usize) {
+    let flat: Vec<u16> = rows
+        .iter()
+        .flatten()
+        .map(|&x| half::f16::from_f32(x).to_bits())
+        .collect();
+    let mut bytes = npy::encode_header(npy::DType::F16, &[rows.len(), classes]);
+    bytes.extend(flat.iter().flat_map(|h| h.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes a file with a hand-written header dict and raw data bytes.
+pub fn save_raw(path: &Path, dict: &str, data: &[u8]) {
+    let mut header = dict.to_string();
+    let total = (10 + header.len() + 1).div_ceil(64) * 64;
+    while 10 + header.len() + 1 < total {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn alpool(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(args)
+        .output()
+        .expect("run alpool")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Files in `dir` (to check that a failed run left nothing behind).
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}

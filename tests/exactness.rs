@@ -1,0 +1,348 @@
+//! The selection must equal a naive full sort under the documented
+//! canonical scores, whatever the data (many exact ties), k, class count,
+//! input form, dtype, sharding, chunking and exclusions.
+
+mod common;
+
+use alpool::backend::{Job, Silent, cpu};
+use alpool::pool::Exclusions;
+use alpool::score::random_priority;
+use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use proptest::prelude::*;
+
+/// The documented formulas, written out independently of `alpool::score`:
+/// probabilities in f64 from the stored f32 values, scores in f64 summing
+/// in column order, priority = score (margin: −score), ties to the lower
+/// index, then a full sort.
+fn reference(
+    rows: &[Vec<f32>],
+    form: InputForm,
+    spec: ScoreSpec,
+    k: usize,
+    excluded: &[u64],
+) -> Vec<(u64, f64)> {
+    let mut all: Vec<(f64, u64, f64)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if excluded.contains(&(i as u64)) {
+            continue;
+        }
+        let p: Vec<f64> = match form {
+            InputForm::Probs { renormalize, .. } => {
+                let s: f64 = row.iter().map(|&x| x as f64).sum();
+                row.iter()
+                    .map(|&x| if renormalize { x as f64 / s } else { x as f64 })
+                    .collect()
+            }
+            InputForm::Logits { temperature } => {
+                let m = row
+                    .iter()
+                    .map(|&x| x as f64)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = row
+                    .iter()
+                    .map(|&z| ((z as f64 - m) / temperature).exp())
+                    .collect();
+                let s: f64 = e.iter().sum();
+                e.iter().map(|x| x / s).collect()
+            }
+        };
+        let mut sorted = p.clone();
+        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let second = sorted.get(1).copied().unwrap_or(0.0);
+        let score = match spec.strategy {
+            Strategy::LeastConfidence => 1.0 - sorted[0],
+            Strategy::Margin => sorted[0] - second,
+            Strategy::Ratio => second / sorted[0],
+            Strategy::Entropy => {
+                let mut s = 0.0;
+                for &x in &p {
+                    if x > 0.0 {
+                        s += x * x.ln();
+                    }
+                }
+                (0.0 - s) / spec.log_base.ln()
+            }
+            Strategy::Random => random_priority(spec.seed, i as u64),
+        };
+        let priority = if spec.strategy == Strategy::Margin {
+            0.0 - score
+        } else {
+            score
+        };
+        all.push((priority, i as u64, score));
+    }
+    all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+    all.truncate(k);
+    all.into_iter().map(|(_, i, s)| (i, s)).collect()
+}
+
+/// Probability rows on a coarse grid (w_i / Σw with small integer w), drawn
+/// from a few templates so that exact ties are common.
+fn grid_rows(classes: usize, n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = alpool::pool::synth::Rng::new(seed);
+    let templates: Vec<Vec<f32>> = (0..4 + rng.below(6) as usize)
+        .map(|_| {
+            let mut w: Vec<u64> = (0..classes).map(|_| rng.below(4)).collect();
+            if w.iter().all(|&x| x == 0) {
+                w[rng.below(classes as u64) as usize] = 1;
+            }
+            let total: u64 = w.iter().sum();
+            w.iter()
+                .map(|&x| (x as f64 / total as f64) as f32)
+                .collect()
+        })
+        .collect();
+    (0..n)
+        .map(|_| {
+            if rng.below(4) == 0 {
+                // A continuous row now and then.
+                let mut r: Vec<f64> = (0..classes).map(|_| rng.uniform().powi(3) + 1e-9).collect();
+                let s: f64 = r.iter().sum();
+                r.iter_mut().for_each(|x| *x /= s);
+                r.iter().map(|&x| x as f32).collect()
+            } else {
+                templates[rng.below(templates.len() as u64) as usize].clone()
+            }
+        })
+        .collect()
+}
+
+/// Writes `rows` as 1 to 3 shards and returns their paths.
+fn write_shards(
+    dir: &std::path::Path,
+    rows: &[Vec<f32>],
+    classes: usize,
+    cuts: &[usize],
+    f16: bool,
+) -> Vec<std::path::PathBuf> {
+    let mut bounds = vec![0];
+    bounds.extend(cuts.iter().map(|&c| c.min(rows.len())));
+    bounds.push(rows.len());
+    bounds.sort();
+    bounds
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let p = dir.join(format!("shard{i}.npy"));
+            if f16 {
+                common::save_f16(&p, &rows[w[0]..w[1]], classes);
+            } else {
+                common::save_f32(&p, &rows[w[0]..w[1]], classes);
+            }
+            p
+        })
+        .collect()
+}
+
+/// How a pool is stored and read, apart from its rows.
+struct Layout<'a> {
+    chunk_rows: u64,
+    cuts: &'a [usize],
+    excluded: &'a [u64],
+    f16: bool,
+}
+
+fn check(
+    rows: &[Vec<f32>],
+    classes: usize,
+    form: InputForm,
+    spec: ScoreSpec,
+    k: usize,
+    layout: Layout,
+) -> Result<(), TestCaseError> {
+    let Layout {
+        chunk_rows,
+        cuts,
+        excluded,
+        f16,
+    } = layout;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_shards(dir.path(), rows, classes, cuts, f16);
+    // The reference sees exactly the stored values.
+    let stored: Vec<Vec<f32>> = if f16 {
+        rows.iter()
+            .map(|r| r.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect())
+            .collect()
+    } else {
+        rows.to_vec()
+    };
+    let pool = Pool::open(&paths).unwrap();
+    let mut job = Job::new(spec, form, k);
+    job.chunk_rows = chunk_rows;
+    job.exclusions = Exclusions::new(excluded.to_vec());
+    let sel = cpu::select(&pool, &job, &Silent).unwrap();
+    let got: Vec<(u64, f64)> = sel.entries.iter().map(|e| (e.index, e.score)).collect();
+    let want = reference(&stored, form, spec, k, excluded);
+    prop_assert_eq!(got.len(), want.len());
+    for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+        prop_assert_eq!(
+            g.0,
+            w.0,
+            "rank {}: got row {}, want row {}",
+            r + 1,
+            g.0,
+            w.0
+        );
+        prop_assert_eq!(g.1.to_bits(), w.1.to_bits(), "rank {} score", r + 1);
+    }
+    Ok(())
+}
+
+fn strategy_of(i: u8) -> Strategy {
+    Strategy::ALL[i as usize % 5]
+}
+
+fn base_of(i: u8) -> LogBase {
+    [LogBase::E, LogBase::Two, LogBase::Ten][i as usize % 3]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn select_equals_full_sort(
+        classes in prop::sample::select(vec![1usize, 2, 3, 4, 10, 17, 100]),
+        n in 0usize..80,
+        seed in any::<u64>(),
+        st in 0u8..5,
+        base in 0u8..3,
+        k_pick in 0usize..7,
+        chunk_rows in 1u64..40,
+        cuts in prop::collection::vec(0usize..80, 0..3),
+        excl in prop::collection::vec(0u64..80, 0..10),
+        form_pick in 0u8..4,
+    ) {
+        let strategy = strategy_of(st);
+        prop_assume!(classes >= strategy.min_classes());
+        let rows = grid_rows(classes, n, seed);
+        let k = [0, 1, 3, n / 2, n, n + 5, usize::MAX][k_pick];
+        let excluded: Vec<u64> = excl.into_iter().filter(|&e| (e as usize) < n).collect();
+        let spec = ScoreSpec { strategy, log_base: base_of(base), seed };
+        let (form, f16) = match form_pick {
+            0 => (InputForm::Probs { renormalize: false, sum_tol: 1e-3 }, false),
+            1 => (InputForm::Probs { renormalize: true, sum_tol: 1e-3 }, false),
+            // float16 rounding moves row sums; renormalize makes them exact.
+            2 => (InputForm::Probs { renormalize: true, sum_tol: 1e-3 }, true),
+            _ => (InputForm::Logits { temperature: 0.5 + (seed % 4) as f64 }, false),
+        };
+        check(&rows, classes, form, spec, k, Layout { chunk_rows, cuts: &cuts, excluded: &excluded, f16 })?;
+    }
+}
+
+#[test]
+fn large_pool_with_ties_matches_reference_for_every_strategy() {
+    // Big enough that the parallel workers and the shared threshold matter.
+    let rows = grid_rows(10, 20_000, 99);
+    for strategy in Strategy::ALL {
+        for k in [1, 100, 5_000] {
+            let spec = ScoreSpec {
+                strategy,
+                log_base: LogBase::E,
+                seed: 5,
+            };
+            let layout = Layout {
+                chunk_rows: 512,
+                cuts: &[7_000],
+                excluded: &[3, 4, 5, 19_999],
+                f16: false,
+            };
+            check(&rows, 10, InputForm::probs(false), spec, k, layout).unwrap();
+        }
+    }
+}
+
+#[test]
+fn sharded_pool_equals_concatenated_pool_and_chunking_changes_nothing() {
+    let rows: Vec<Vec<f32>> = (0..3_000)
+        .map(|i| {
+            let mut r = vec![0f32; 7];
+            alpool::pool::synth::softmax_row(11, i, &mut r);
+            r
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = write_shards(dir.path(), &rows, 7, &[], false);
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let shards = write_shards(&sub, &rows, 7, &[1_000, 1_001], false);
+    assert_eq!(shards.len(), 3);
+    for strategy in Strategy::ALL {
+        let mut results = Vec::new();
+        for (paths, chunk) in [(&whole, 8192), (&shards, 8192), (&whole, 1), (&shards, 13)] {
+            let pool = Pool::open(paths).unwrap();
+            let mut job = Job::new(
+                ScoreSpec {
+                    strategy,
+                    log_base: LogBase::Two,
+                    seed: 3,
+                },
+                InputForm::probs(false),
+                250,
+            );
+            job.chunk_rows = chunk;
+            let sel = cpu::select(&pool, &job, &Silent).unwrap();
+            results.push(sel.entries);
+        }
+        assert_eq!(results[0].len(), 250);
+        for r in &results[1..] {
+            assert_eq!(r, &results[0], "{strategy}");
+        }
+    }
+}
+
+#[test]
+fn logits_input_equals_softmax_then_probs_input() {
+    let mut rng = alpool::pool::synth::Rng::new(4);
+    let temperature = 1.5;
+    let logits: Vec<Vec<f32>> = (0..2_000)
+        .map(|_| (0..6).map(|_| (3.0 * rng.normal()) as f32).collect())
+        .collect();
+    let probs: Vec<Vec<f32>> = logits
+        .iter()
+        .map(|z| {
+            let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let e: Vec<f64> = z
+                .iter()
+                .map(|&v| ((v as f64 - m) / temperature).exp())
+                .collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|x| (x / s) as f32).collect()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let lp = dir.path().join("logits.npy");
+    let pp = dir.path().join("probs.npy");
+    common::save_f32(&lp, &logits, 6);
+    common::save_f32(&pp, &probs, 6);
+    for strategy in [
+        Strategy::LeastConfidence,
+        Strategy::Margin,
+        Strategy::Entropy,
+        Strategy::Ratio,
+    ] {
+        let spec = ScoreSpec::new(strategy);
+        let from_logits = cpu::select(
+            &Pool::open(&[&lp]).unwrap(),
+            &Job::new(spec, InputForm::Logits { temperature }, 100),
+            &Silent,
+        )
+        .unwrap();
+        let from_probs = cpu::select(
+            &Pool::open(&[&pp]).unwrap(),
+            &Job::new(spec, InputForm::probs(false), 100),
+            &Silent,
+        )
+        .unwrap();
+        // Continuous scores: the f32 rounding of the stored probabilities
+        // (≤ 1e-7) is far below the gaps between neighbouring scores.
+        assert_eq!(from_logits.indices(), from_probs.indices(), "{strategy}");
+        for (a, b) in from_logits.entries.iter().zip(&from_probs.entries) {
+            assert!(
+                (a.score - b.score).abs() < 1e-6,
+                "{strategy}: {} vs {}",
+                a.score,
+                b.score
+            );
+        }
+    }
+}
