@@ -108,19 +108,90 @@ pub fn read_pass(pool: &Pool, chunk_rows: u64) -> u64 {
         .reduce(|| 0, u64::wrapping_add)
 }
 
-/// Anonymous (non-file-backed) resident memory of this process in bytes,
-/// from /proc/self/statm (resident − shared); `None` off Linux.
-pub fn anon_resident() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let mut f = s.split_whitespace().skip(1).map(|x| x.parse::<u64>().ok());
-    let resident = f.next()??;
-    let shared = f.next()??;
-    Some(resident.saturating_sub(shared) * 4096)
+/// Reads the files sequentially with `read()` in 8 MiB blocks, as
+/// `dd bs=8M` does: the single-stream floor (one core, one copy).
+pub fn sequential_read(paths: &[&std::path::Path]) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut total = 0u64;
+    for p in paths {
+        let mut f = std::fs::File::open(p)?;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+    }
+    Ok(total)
 }
 
-/// Samples [`anon_resident`] every millisecond on a background thread while
-/// `f` runs, and returns the peak growth over the level before it started.
+/// Anonymous (non-file-backed) resident memory of this process in bytes
+/// (`RssAnon` of /proc/self/status); `None` off Linux.
+pub fn anon_resident() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("RssAnon:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A global allocator that counts live heap bytes and their peak, so a
+/// benchmark can report exactly the extra memory a run needed. The `alpool`
+/// binary installs it; it adds two relaxed atomic operations per
+/// allocation.
+pub struct CountingAlloc;
+
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: defers to the system allocator; only adds bookkeeping.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            let live =
+                LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed) + layout.size() as u64;
+            PEAK.fetch_max(live, Ordering::Relaxed);
+            INSTALLED.store(true, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = (new_size - layout.size()) as u64;
+                let live = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(live, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub((layout.size() - new_size) as u64, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+/// Peak extra memory while `f` runs: heap bytes above the level before it
+/// when [`CountingAlloc`] is installed (exact), otherwise the growth of
+/// `RssAnon`, sampled every millisecond (coarse: the kernel updates it
+/// lazily). Mapped pool files are never counted.
 pub fn peak_extra_memory<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    if INSTALLED.load(Ordering::Relaxed) {
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let out = f();
+        return (out, Some(PEAK.load(Ordering::Relaxed).saturating_sub(base)));
+    }
+    peak_anon_growth(f)
+}
+
+fn peak_anon_growth<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
     let Some(base) = anon_resident() else {
         return (f(), None);
     };

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 mod cli;
 
+// Counts heap bytes so `alpool bench` can report exact extra memory.
+#[global_allocator]
+static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
+
 fn main() -> ExitCode {
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,

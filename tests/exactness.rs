@@ -346,3 +346,60 @@ fn logits_input_equals_softmax_then_probs_input() {
         }
     }
 }
+
+#[test]
+fn row_sums_at_the_tolerance_edge_are_judged_by_the_exact_f64_sum() {
+    // Rows whose f64 sums sit just inside and just outside 1 ± 1e-3. The
+    // fast paths pre-check sums in f32 and must defer to the exact rule.
+    let tol = 1e-3;
+    let row_with_sum = |target: f64| -> Vec<f32> {
+        let mut r = vec![0.1f32; 10];
+        r[9] = (target - 0.9f32 as f64 * 1.0) as f32;
+        let s: f64 = r.iter().map(|&x| x as f64).sum();
+        r[9] = (r[9] as f64 + (target - s)) as f32;
+        r
+    };
+    for (target, ok) in [
+        (1.0 + tol * 0.9999, true),
+        (1.0 - tol * 0.9999, true),
+        (1.0 + tol * 1.0001, false),
+        (1.0 - tol * 1.0001, false),
+    ] {
+        for at in [0usize, 5, 8, 13, 39] {
+            let mut rows: Vec<Vec<f32>> = (0..40)
+                .map(|i| {
+                    let mut r = vec![0f32; 10];
+                    alpool::pool::synth::softmax_row(2, i, &mut r);
+                    r
+                })
+                .collect();
+            rows[at] = row_with_sum(target);
+            let s: f64 = rows[at].iter().map(|&x| x as f64).sum();
+            assert_eq!((s - 1.0).abs() <= tol, ok, "test row construction: sum {s}");
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("p.npy");
+            common::save_f32(&p, &rows, 10);
+            for strategy in Strategy::ALL {
+                let job = Job::new(
+                    ScoreSpec::new(strategy),
+                    InputForm::Probs {
+                        renormalize: false,
+                        sum_tol: tol,
+                    },
+                    5,
+                );
+                let r = cpu::select(&Pool::open(&[&p]).unwrap(), &job, &Silent);
+                match (ok, r) {
+                    (true, Ok(_)) => {}
+                    (false, Err(alpool::Error::BadRow { global, .. })) => {
+                        assert_eq!(global, at as u64, "{strategy}")
+                    }
+                    (ok, r) => panic!(
+                        "{strategy}, row {at}, sum {s}: expected ok={ok}, got {:?}",
+                        r.map(|s| s.indices())
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! the baseline and for AVX2+FMA, and picked at run time; Rust never fuses
 //! a multiply and an add by itself, so both give bit-identical results.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
@@ -24,6 +25,9 @@ use crate::select::{Selection, TopK};
 /// approximate priority and the error bound (0 = canonical).
 trait Emit {
     fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64);
+    /// Rows whose priority + bound is below this are ignored by `emit`, so
+    /// a kernel may skip them.
+    fn threshold(&self) -> f64;
 }
 
 /// Buffers a worker reuses from chunk to chunk.
@@ -153,7 +157,7 @@ fn dispatch<E: Emit>(
             return unsafe { by_classes!(plain_probs_avx2, 2 3 4 5 6 8 10 16 20 100) };
         }
     }
-    by_classes!(plain_probs, 2 3 4 5 6 8 10 16 20 100)
+    by_classes!(plain_probs_base, 2 3 4 5 6 8 10 16 20 100)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -167,7 +171,19 @@ unsafe fn plain_probs_avx2<const C: usize, E: Emit>(
     terms: &mut Vec<f32>,
     e: &mut E,
 ) -> Result<(), usize> {
-    plain_probs::<C, E>(job, rows, c, g0, tol, terms, e)
+    plain_probs::<C, E, true>(job, rows, c, g0, tol, terms, e)
+}
+
+fn plain_probs_base<const C: usize, E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), usize> {
+    plain_probs::<C, E, false>(job, rows, c, g0, tol, terms, e)
 }
 
 /// The local index of the first row that fails validation (slow path, only
@@ -178,11 +194,17 @@ fn first_bad_row(rows: &[f32], c: usize, tol: f64) -> usize {
         .unwrap_or(0)
 }
 
+/// An f32 row sum is within `SUM_SLACK · C · (s + 1)` of the canonical f64
+/// sum (2x the worst-case rounding of C additions), so only rows that close
+/// to the tolerance need the exact f64 sum.
+const SUM_SLACK: f64 = 2.0 / 16_777_216.0;
+
 /// The fused validate-and-score pass over plain probabilities. `C` is the
-/// class count when known at compile time, 0 otherwise. Returns the local
-/// index of the first invalid row.
+/// class count when known at compile time, 0 otherwise; `V` enables the
+/// 8-rows-at-a-time AVX2 path (only from [`plain_probs_avx2`]). Returns the
+/// local index of the first invalid row.
 #[inline(always)]
-fn plain_probs<const C: usize, E: Emit>(
+fn plain_probs<const C: usize, E: Emit, const V: bool>(
     job: &Job,
     rows: &[f32],
     c: usize,
@@ -193,22 +215,60 @@ fn plain_probs<const C: usize, E: Emit>(
 ) -> Result<(), usize> {
     let c = if C > 0 { C } else { c };
 
+    let n = rows.len() / c;
+    let vector =
+        cfg!(target_arch = "x86_64") && V && C > 0 && job.spec.strategy != Strategy::Random;
+    // Rows the 8-row SIMD path takes; it checks their values itself.
+
     // Every value finite and ≥ 0, checked over the flat chunk so it
-    // vectorizes; the rare bad chunk is re-scanned row by row.
+    // vectorizes (and streams the chunk into cache for the row pass); the
+    // rare bad chunk is re-scanned row by row. Entropy computes its
+    // logarithms in the same pass. Indexed loops, not `extend`: iterator
+    // adapters that are not inlined would be compiled without AVX2.
     let mut bad = false;
-    for &x in rows {
-        bad |= !prob_ok(x);
+    if job.spec.strategy == Strategy::Entropy {
+        terms.resize(rows.len(), 0.0);
+        for (t, &p) in terms.iter_mut().zip(rows.iter()) {
+            *t = plogp_approx(p);
+            bad |= !prob_ok(p);
+        }
+    } else {
+        for &x in rows {
+            bad |= !prob_ok(x);
+        }
     }
     if bad {
         return Err(first_bad_row(rows, c, tol));
     }
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        // SAFETY: V is only set by `plain_probs_avx2`, which runs only on
+        // CPUs with AVX2 and FMA.
+        done = unsafe { x86::groups_of_8::<C, E>(job, rows, g0, tol, terms, e)? };
+    }
+    scalar_rows::<C, E>(job, rows, c, g0, tol, terms, done, n, e)
+}
 
-    // Row sums: an f32 sum is within 2·C·2⁻²⁴·(s + 1) of the canonical f64
-    // sum, so only rows that close to the tolerance need the exact sum.
-    let margin = 2.0 * c as f64 / 16_777_216.0;
+/// Scores rows `i0..i1` one at a time (values already checked).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scalar_rows<const C: usize, E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &[f32],
+    i0: usize,
+    i1: usize,
+    e: &mut E,
+) -> Result<(), usize> {
+    let c = if C > 0 { C } else { c };
+    let slack = SUM_SLACK * c as f64;
     let sum_passes = |row: &[f32]| -> bool {
         let s = row.iter().sum::<f32>() as f64;
-        (s - 1.0).abs() + margin * (s + 1.0) <= tol || sum_ok(row_sum(row), tol)
+        (s - 1.0).abs() + slack * (s + 1.0) <= tol || sum_ok(row_sum(row), tol)
     };
 
     // The two largest values, exactly, branch-free.
@@ -224,9 +284,11 @@ fn plain_probs<const C: usize, E: Emit>(
         (a as f64, b as f64 + 0.0)
     }
 
+    let rows = &rows[i0 * c..i1 * c];
     macro_rules! each_row {
         (|$i:ident, $row:ident| $priority:expr) => {
             for ($i, $row) in rows.chunks_exact(c).enumerate() {
+                let $i = i0 + $i;
                 if !sum_passes($row) {
                     return Err($i);
                 }
@@ -253,15 +315,10 @@ fn plain_probs<const C: usize, E: Emit>(
         }),
         Strategy::Random => each_row!(|i, row| random_priority(job.spec.seed, g0 + i as u64)),
         Strategy::Entropy => {
-            // The logarithms in one flat, vectorizable pass; then row sums.
-            // An indexed loop, not `extend`: iterator adapters that are not
-            // inlined would be compiled without AVX2.
-            terms.resize(rows.len(), 0.0);
-            for (t, &p) in terms.iter_mut().zip(rows) {
-                *t = plogp_approx(p);
-            }
             let ln_b = job.spec.log_base.ln();
+            let terms = &terms[i0 * c..i1 * c];
             for (i, (row, t)) in rows.chunks_exact(c).zip(terms.chunks_exact(c)).enumerate() {
+                let i = i0 + i;
                 if !sum_passes(row) {
                     return Err(i);
                 }
@@ -272,6 +329,152 @@ fn plain_probs<const C: usize, E: Emit>(
         }
     }
     Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! Eight rows at a time: column j of eight rows is one gather, so the
+    //! per-row sums, maxima and top-2 become vertical SIMD operations. Each
+    //! lane does exactly the scalar path's operations in the same order, so
+    //! results are bit-identical; a group with any row near the sum
+    //! tolerance goes through the scalar path.
+
+    use std::arch::x86_64::*;
+
+    use super::{Emit, SUM_SLACK, scalar_rows};
+    use crate::backend::Job;
+    use crate::score::Strategy;
+    use crate::score::fast::entropy_bound;
+
+    /// Returns how many leading rows it scored (a multiple of 8).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) unsafe fn groups_of_8<const C: usize, E: Emit>(
+        job: &Job,
+        rows: &[f32],
+        g0: u64,
+        tol: f64,
+        terms: &[f32],
+        e: &mut E,
+    ) -> Result<usize, usize> {
+        let n = rows.len() / C;
+        let groups = n / 8;
+        let c = C as i32;
+        let idx = _mm256_setr_epi32(0, c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c);
+        let strategy = job.spec.strategy;
+        let ln_b = job.spec.log_base.ln();
+        // The largest bound any row can have: entropy ≤ ln C, sum ≤ 1 + tol.
+        let max_bound = if strategy == Strategy::Entropy {
+            entropy_bound((C as f64).ln(), 1.0 + tol, C) / ln_b
+        } else {
+            0.0
+        };
+        let one = _mm256_set1_pd(1.0);
+        let slack = _mm256_set1_pd(SUM_SLACK * C as f64);
+        let vtol = _mm256_set1_pd(tol);
+        let abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+        let mut p = [0f64; 8];
+        let mut aux = [0f64; 8];
+        let mut sums = [0f64; 8];
+
+        for g in 0..groups {
+            let r0 = g * 8;
+            // SAFETY: rows r0..r0 + 8 lie inside `rows` (g < n / 8).
+            let base = unsafe { rows.as_ptr().add(r0 * C) };
+            let tbase = if strategy == Strategy::Entropy {
+                unsafe { terms.as_ptr().add(r0 * C) }
+            } else {
+                base
+            };
+            let mut s = _mm256_setzero_ps();
+            let mut a = _mm256_setzero_ps();
+            let mut b = _mm256_setzero_ps();
+            let mut h = _mm256_setzero_ps();
+            macro_rules! columns {
+                (|$v:ident, $j:ident| $body:block) => {
+                    for $j in 0..C {
+                        let $v = unsafe { _mm256_i32gather_ps::<4>(base.add($j), idx) };
+                        s = _mm256_add_ps(s, $v);
+                        $body
+                    }
+                };
+            }
+            match strategy {
+                Strategy::LeastConfidence => columns!(|v, _j| {
+                    a = _mm256_max_ps(a, v);
+                }),
+                Strategy::Margin | Strategy::Ratio => columns!(|v, _j| {
+                    let lo = _mm256_min_ps(a, v);
+                    a = _mm256_max_ps(a, v);
+                    b = _mm256_max_ps(b, lo);
+                }),
+                _ => columns!(|_v, j| {
+                    let t = unsafe { _mm256_i32gather_ps::<4>(tbase.add(j), idx) };
+                    h = _mm256_add_ps(h, t);
+                }),
+            }
+            // The sum pre-check of the scalar path, on 2 x 4 lanes of f64.
+            let s_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(s));
+            let s_hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(s));
+            let ok = |s: __m256d| {
+                let dev = _mm256_and_pd(_mm256_sub_pd(s, one), abs_mask);
+                let lhs = _mm256_add_pd(dev, _mm256_mul_pd(slack, _mm256_add_pd(s, one)));
+                _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LE_OQ>(lhs, vtol))
+            };
+            if ok(s_lo) & ok(s_hi) != 0xF {
+                scalar_rows::<C, E>(job, rows, C, g0, tol, terms, r0, r0 + 8, e)?;
+                continue;
+            }
+            let widen = |x: __m256, out: &mut [f64; 8]| unsafe {
+                _mm256_storeu_pd(out.as_mut_ptr(), _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+                _mm256_storeu_pd(
+                    out.as_mut_ptr().add(4),
+                    _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+                );
+            };
+            match strategy {
+                Strategy::LeastConfidence => {
+                    widen(a, &mut p);
+                    for x in &mut p {
+                        *x = 1.0 - *x;
+                    }
+                }
+                Strategy::Margin | Strategy::Ratio => {
+                    widen(a, &mut p);
+                    widen(b, &mut aux);
+                    for (x, &y) in p.iter_mut().zip(&aux) {
+                        let y = y + 0.0;
+                        *x = if strategy == Strategy::Margin {
+                            0.0 - (*x - y)
+                        } else {
+                            y / *x
+                        };
+                    }
+                }
+                _ => {
+                    widen(h, &mut aux);
+                    for (x, &y) in p.iter_mut().zip(&aux) {
+                        *x = (0.0 - y) / ln_b;
+                    }
+                }
+            }
+            let thresh = e.threshold();
+            for lane in 0..8 {
+                if p[lane] + max_bound >= thresh {
+                    let i = r0 + lane;
+                    let row = &rows[i * C..(i + 1) * C];
+                    let bound = if strategy == Strategy::Entropy {
+                        widen(s, &mut sums);
+                        entropy_bound(0.0 - aux[lane], sums[lane], C) / ln_b
+                    } else {
+                        0.0
+                    };
+                    e.emit(i, row, p[lane], bound);
+                }
+            }
+        }
+        Ok(groups * 8)
+    }
 }
 
 /// f64 → u64 preserving order, so a shared threshold can use `fetch_max`.
@@ -298,7 +501,7 @@ struct Collect<'a> {
 }
 
 impl Collect<'_> {
-    fn threshold(top: &TopK, shared: f64) -> f64 {
+    fn initial_threshold(top: &TopK, shared: f64) -> f64 {
         if top.k() == 0 {
             return f64::INFINITY;
         }
@@ -307,6 +510,10 @@ impl Collect<'_> {
 }
 
 impl Emit for Collect<'_> {
+    #[inline(always)]
+    fn threshold(&self) -> f64 {
+        self.thresh
+    }
     #[inline(always)]
     fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64) {
         if priority + bound < self.thresh {
@@ -358,54 +565,63 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
     job.check(pool)?;
     let c = pool.classes();
     let k = job.k.min(pool.rows() as usize);
-    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.chunk_rows).collect();
+    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.rows_per_chunk(pool)).collect();
     let first_bad = AtomicU64::new(u64::MAX);
     // The best k-th priority any worker has proven so far: every worker's
     // full heap is a lower bound on the global k-th priority.
     let shared = AtomicU64::new(ordered_bits(f64::NEG_INFINITY));
 
-    let worker = chunks
-        .par_iter()
-        .fold(Worker::default, |mut w, &chunk| {
-            let (shard, start, end) = chunk;
-            let g0 = shard.first_row() + start;
-            // Chunks past a known bad row cannot change the error.
-            if g0 > first_bad.load(Ordering::Relaxed) {
-                return w;
-            }
-            let top = w.top.get_or_insert_with(|| TopK::new(k));
-            let thresh = Collect::threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
-            let excluded = job.exclusions.within(g0, shard.first_row() + end);
-            let Scratch {
-                decoded,
-                terms,
-                probs,
-                ..
-            } = &mut w.scratch;
-            let mut e = Collect {
-                job,
-                top,
-                thresh,
-                g0,
-                excluded,
-                probs,
-                refined: 0,
-            };
-            let r = run_chunk(job, pool, chunk, decoded, terms, &mut e);
-            let refined = e.refined;
-            if let Err(bad) = r {
-                first_bad.fetch_min(bad.global, Ordering::Relaxed);
-                w.bad = BadRow::earlier(w.bad.take(), Some(bad));
-                return w;
-            }
-            if let Some(worst) = top.worst() {
-                shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
-            }
-            w.refined += refined;
-            progress.advance((end - start) * (c * shard.dtype().size()) as u64);
-            w
-        })
-        .reduce_with(Worker::merge)
+    // One worker per thread (not per rayon split), so each warms its
+    // threshold once.
+    let workers: Vec<Mutex<Worker>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| Mutex::new(Worker::default()))
+        .collect();
+    chunks.par_iter().for_each(|&chunk| {
+        let t = rayon::current_thread_index().unwrap_or(0) % workers.len();
+        let mut guard = workers[t].lock().unwrap_or_else(|e| e.into_inner());
+        let w = &mut *guard;
+        let (shard, start, end) = chunk;
+        let g0 = shard.first_row() + start;
+        // Chunks past a known bad row cannot change the error.
+        if g0 > first_bad.load(Ordering::Relaxed) {
+            return;
+        }
+        let top = w.top.get_or_insert_with(|| TopK::new(k));
+        let thresh =
+            Collect::initial_threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
+        let excluded = job.exclusions.within(g0, shard.first_row() + end);
+        let Scratch {
+            decoded,
+            terms,
+            probs,
+            ..
+        } = &mut w.scratch;
+        let mut e = Collect {
+            job,
+            top,
+            thresh,
+            g0,
+            excluded,
+            probs,
+            refined: 0,
+        };
+        let r = run_chunk(job, pool, chunk, decoded, terms, &mut e);
+        let refined = e.refined;
+        if let Err(bad) = r {
+            first_bad.fetch_min(bad.global, Ordering::Relaxed);
+            w.bad = BadRow::earlier(w.bad.take(), Some(bad));
+            return;
+        }
+        if let Some(worst) = top.worst() {
+            shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
+        }
+        w.refined += refined;
+        progress.advance((end - start) * (c * shard.dtype().size()) as u64);
+    });
+    let worker = workers
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .reduce(Worker::merge)
         .unwrap_or_default();
 
     if let Some(bad) = worker.bad {
@@ -429,6 +645,9 @@ struct Fill<'a> {
 }
 
 impl Emit for Fill<'_> {
+    fn threshold(&self) -> f64 {
+        f64::NEG_INFINITY
+    }
     #[inline(always)]
     fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64) {
         let p = if bound == 0.0 {
@@ -453,7 +672,7 @@ pub fn score_all(
 ) -> Result<()> {
     job.check(pool)?;
     let c = pool.classes();
-    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.chunk_rows).collect();
+    let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.rows_per_chunk(pool)).collect();
     for step in chunks.chunks(SCORE_STEP_CHUNKS) {
         let scored: Vec<Result<Vec<f64>, BadRow>> = step
             .par_iter()

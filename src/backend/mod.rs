@@ -8,9 +8,10 @@ use crate::error::{Error, Result};
 use crate::pool::{Exclusions, Pool};
 use crate::score::{self, InputForm, Ranked, ScoreSpec};
 
-/// Rows per unit of parallel work by default: 8192 rows of 10 float32 are
-/// 320 KiB, big enough to amortize scheduling, small enough for L2.
-pub const DEFAULT_CHUNK_ROWS: u64 = 8192;
+/// Bytes of pool data per unit of parallel work when `chunk_rows` is 0
+/// (auto): big enough to amortize scheduling, small enough that a chunk and
+/// its scratch stay in a core's L2 cache between the two passes over it.
+pub const CHUNK_BYTES: u64 = 160 << 10;
 
 /// What to compute: the library's validated view of a `select` or `score`
 /// command.
@@ -21,7 +22,7 @@ pub struct Job {
     /// Rows to select; `usize::MAX` (or anything ≥ N) ranks the whole pool.
     pub k: usize,
     pub exclusions: Exclusions,
-    /// Rows per unit of work; results never depend on it.
+    /// Rows per unit of work, 0 = auto; results never depend on it.
     pub chunk_rows: u64,
 }
 
@@ -32,8 +33,16 @@ impl Job {
             input,
             k,
             exclusions: Exclusions::default(),
-            chunk_rows: DEFAULT_CHUNK_ROWS,
+            chunk_rows: 0,
         }
+    }
+
+    /// The rows per chunk for `pool`.
+    pub fn rows_per_chunk(&self, pool: &Pool) -> u64 {
+        if self.chunk_rows > 0 {
+            return self.chunk_rows;
+        }
+        (CHUNK_BYTES / (pool.classes() as u64 * 4).max(1)).clamp(64, 1 << 20)
     }
 
     /// Checks the job against the pool before any row is read.

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
-use alpool::backend::{self, DEFAULT_CHUNK_ROWS, Job};
+use alpool::backend::{self, Job};
 use alpool::score::input::default_sum_tol;
 use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
 
@@ -102,8 +102,8 @@ pub struct PoolArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
-    /// Rows per unit of parallel work (results never depend on it).
-    #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS, hide = true)]
+    /// Rows per unit of parallel work, 0 = auto (results never depend on it).
+    #[arg(long, default_value_t = 0, hide = true)]
     pub chunk_rows: u64,
 }
 
@@ -138,7 +138,7 @@ impl PoolArgs {
             },
         };
         let mut job = Job::new(self.spec(), input, k);
-        job.chunk_rows = self.chunk_rows.max(1);
+        job.chunk_rows = self.chunk_rows;
         job
     }
 }
