@@ -8,5 +8,10 @@ cd "$(dirname "$0")/.."
 if [ "${CI:-}" = "true" ]; then
   export ALPOOL_REQUIRE_GPU=1 ALPOOL_REQUIRE_SHARED=1
 fi
+# Mesa complains on stderr when XDG_RUNTIME_DIR is unset; give it a private one.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+  XDG_RUNTIME_DIR=$(mktemp -d)
+  export XDG_RUNTIME_DIR
+fi
 cargo test --release --locked --all-targets
 cargo test --release --locked --doc

@@ -3,6 +3,7 @@
 //! exactness rule that makes this possible).
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::{Error, Result};
 use crate::pool::{Exclusions, Pool};

@@ -36,6 +36,32 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Time selection against the memory-bandwidth floor of the same file.
     Bench(bench::BenchArgs),
+    /// List the GPU adapters wgpu finds, with their key limits.
+    Devices,
+}
+
+fn devices() -> anyhow::Result<()> {
+    let all = alpool::backend::gpu::list_adapters();
+    if all.is_empty() {
+        println!(
+            "no GPU adapters found (a Vulkan driver is needed; Debian: mesa-vulkan-drivers libvulkan1)"
+        );
+        return Ok(());
+    }
+    for a in all {
+        println!("{}", a.name);
+        println!(
+            "  backend {}, type {}, driver {}",
+            a.backend, a.device_type, a.driver
+        );
+        println!(
+            "  max storage binding {} MiB, max buffer {} MiB, max workgroups per dimension {}",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroups_per_dimension
+        );
+    }
+    Ok(())
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -45,5 +71,6 @@ pub fn run() -> anyhow::Result<()> {
         Command::Score(a) => select::score(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Devices => devices(),
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
+use alpool::backend::gpu::{self, Gpu};
 use alpool::backend::{self, Job};
 use alpool::score::input::default_sum_tol;
 use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
@@ -143,10 +144,33 @@ impl PoolArgs {
     }
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU when a hardware adapter exists and the pool is large enough
+    /// to gain (≥ 256 MiB), otherwise the CPU; -v says which and why.
+    Auto,
+    /// The rayon CPU path.
+    Cpu,
+    /// The wgpu path; an error if no adapter is found.
+    Gpu,
+}
+
 #[derive(Args, Debug)]
 pub struct SelectArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
+
+    /// Where to score.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+
+    /// Use the GPU adapter whose name contains this text (see `alpool devices`).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+
+    /// Also run the CPU path and fail if the selections differ.
+    #[arg(long)]
+    pub verify: bool,
 
     /// Rows to select. 0 selects nothing; k ≥ N ranks every row.
     #[arg(short, default_value_t = 100, conflicts_with = "all")]
@@ -177,6 +201,63 @@ pub struct ScoreArgs {
     pub out: PathBuf,
 }
 
+/// Pools smaller than this gain nothing from a GPU: the upload costs more
+/// than the CPU's whole scan.
+const AUTO_GPU_BYTES: u64 = 256 << 20;
+
+/// Opens the GPU for `--device`, or says why the CPU is used.
+fn choose_gpu(a: &SelectArgs, pool: &Pool) -> anyhow::Result<Option<Gpu>> {
+    let say = |m: String| {
+        if a.pool.verbose {
+            eprintln!("alpool: {m}");
+        }
+    };
+    match a.device {
+        DeviceArg::Cpu => {
+            say("using the CPU (--device cpu)".into());
+            Ok(None)
+        }
+        DeviceArg::Gpu => {
+            let g = Gpu::new(a.adapter.as_deref())?;
+            say(format!(
+                "using the GPU {} ({}, {})",
+                g.adapter.name, g.adapter.backend, g.adapter.device_type
+            ));
+            Ok(Some(g))
+        }
+        DeviceArg::Auto => {
+            if pool.data_bytes() < AUTO_GPU_BYTES && a.adapter.is_none() {
+                say(format!(
+                    "using the CPU: the pool ({} MiB) is below the {} MiB where a GPU gains",
+                    pool.data_bytes() >> 20,
+                    AUTO_GPU_BYTES >> 20
+                ));
+                return Ok(None);
+            }
+            match Gpu::new(a.adapter.as_deref()) {
+                Ok(g) if g.adapter.is_cpu && a.adapter.is_none() => {
+                    say(format!(
+                        "using the CPU: the only adapter, {}, is itself a CPU",
+                        g.adapter.name
+                    ));
+                    Ok(None)
+                }
+                Ok(g) => {
+                    say(format!(
+                        "using the GPU {} ({})",
+                        g.adapter.name, g.adapter.backend
+                    ));
+                    Ok(Some(g))
+                }
+                Err(e) => {
+                    say(format!("using the CPU: {e}"));
+                    Ok(None)
+                }
+            }
+        }
+    }
+}
+
 pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     if let Some(out) = &a.out {
@@ -189,15 +270,22 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     if let Some(ex) = &a.exclude {
         job.exclusions = Exclusions::read(ex, pool.rows())?;
     }
+    let gpu = choose_gpu(&a, &pool)?;
     let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "select");
-    let sel = backend::cpu::select(&pool, &job, &bar);
+    let result = match &gpu {
+        Some(g) => gpu::select(g, &pool, &job, &bar).map(|(s, p)| (s, Some(p))),
+        None => backend::cpu::select(&pool, &job, &bar).map(|s| (s, None)),
+    };
     bar.finish();
-    let sel = sel?;
+    let (sel, phases) = result?;
+    if a.verify {
+        verify(&pool, &job, &sel, phases.as_ref())?;
+    }
     report::save_selection(&sel, a.out.as_deref())
         .with_context(|| "could not write the selection")?;
     if a.pool.verbose {
         eprintln!(
-            "alpool: selected {} of {} rows ({} excluded) by {} on the CPU in {:.3} s; {} rows refined canonically",
+            "alpool: selected {} of {} rows ({} excluded) by {} in {:.3} s; {} rows re-scored canonically",
             sel.entries.len(),
             sel.rows,
             sel.excluded,
@@ -205,7 +293,56 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
             t0.elapsed().as_secs_f64(),
             sel.refined
         );
+        if let Some(p) = &phases {
+            eprintln!(
+                "alpool: GPU phases: upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s)",
+                p.upload.as_secs_f64() * 1e3,
+                p.score.as_secs_f64() * 1e3,
+                p.topk.as_secs_f64() * 1e3,
+                p.readback.as_secs_f64() * 1e3,
+                p.refine.as_secs_f64() * 1e3,
+                p.chunks
+            );
+        }
     }
+    Ok(())
+}
+
+/// `--verify`: the CPU's selection must be identical.
+fn verify(
+    pool: &Pool,
+    job: &Job,
+    sel: &alpool::Selection,
+    phases: Option<&gpu::Phases>,
+) -> anyhow::Result<()> {
+    let cpu = backend::cpu::select(pool, job, &backend::Silent)?;
+    if let Some(p) = phases {
+        eprintln!(
+            "alpool: verify: largest |GPU f32 priority − canonical| over {} candidates: {:.3e}",
+            p.candidates, p.max_score_diff
+        );
+    }
+    if cpu.entries.len() != sel.entries.len() {
+        anyhow::bail!(
+            "verify failed: the CPU selected {} rows, this run {}",
+            cpu.entries.len(),
+            sel.entries.len()
+        );
+    }
+    if let Some((a, b)) = sel.entries.iter().zip(&cpu.entries).find(|(a, b)| a != b) {
+        anyhow::bail!(
+            "verify failed at rank {}: this run has row {} (score {}), the CPU row {} (score {})",
+            b.rank,
+            a.index,
+            a.score,
+            b.index,
+            b.score
+        );
+    }
+    eprintln!(
+        "alpool: verify: identical to the CPU path ({} rows)",
+        cpu.entries.len()
+    );
     Ok(())
 }
 

@@ -79,6 +79,62 @@ pub fn entropy_bound(h_hat: f64, sum: f64, classes: usize) -> f64 {
     2.0 * (LN_ABS_ERR * sum.abs() + (LN_REL_ERR + c * U + 1e-15) * h + c * 1.2e-36)
 }
 
+/// Bound on |GPU f32 priority − canonical priority| for the kernels in
+/// `shaders/select.wgsl`, which score in f32 (the same logarithm as
+/// [`ln_approx`], but the GPU may fuse multiply-adds, and WGSL's `exp` is
+/// only accurate to 3 + 2|x| ulp):
+/// - plain probabilities: least confidence, margin, ratio and random round
+///   once or twice in f32 (≤ 2⁻²⁴ each): 8·2⁻²⁴; entropy: 4x the CPU bound
+///   at the largest entropy (ln C) plus the f32 scaling by 1/ln b;
+/// - logits add the softmax's error: each p carries a relative error of at
+///   most (C + 6 + 2|z|)·2⁻²³, which moves least confidence, margin and
+///   ratio by (C + 8)²·2⁻²² at most and entropy by (C + 8)·16·(2 + ln C)·2⁻²²
+///   (p·ln²p ≤ 0.55);
+/// - renormalized rows add (C + 1)·2⁻²⁴ relative error per p from the f32 sum.
+///
+/// Loose bounds cost only extra candidates, never exactness.
+pub fn gpu_bound(
+    strategy: super::Strategy,
+    input: &super::InputForm,
+    ln_b: f64,
+    classes: usize,
+) -> f64 {
+    const U: f64 = 1.0 / 16_777_216.0;
+    let c = classes.max(1) as f64;
+    let ln_c = c.ln().max(1.0);
+    let entropy = strategy == super::Strategy::Entropy;
+    let (sum_tol, renormalize, logits) = match *input {
+        super::InputForm::Probs {
+            sum_tol,
+            renormalize,
+        } => (sum_tol, renormalize, false),
+        super::InputForm::Logits { .. } => (0.0, false, true),
+    };
+    let mut b = if entropy {
+        (4.0 * entropy_bound(ln_c, 1.0 + sum_tol, classes) + 8.0 * U * ln_c) / ln_b
+    } else {
+        8.0 * U
+    };
+    if renormalize {
+        // x / s with s summed in f32: each p off by (C + 1)·2⁻²⁴ relative.
+        let extra = 4.0 * (c + 2.0) * U * (1.0 + ln_c);
+        b += if entropy {
+            extra / ln_b.min(1.0)
+        } else {
+            extra
+        };
+    }
+    if logits {
+        let extra = (c + 8.0) * (c + 16.0 + 16.0 * (2.0 + ln_c)) * 2.0 * U;
+        b += if entropy {
+            extra / ln_b.min(1.0)
+        } else {
+            extra
+        };
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

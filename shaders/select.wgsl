@@ -1,0 +1,268 @@
+// alpool's GPU kernels: score every row of a chunk, then a radix select on
+// the scores' order-preserving keys (histogram passes over 8-bit digits) and
+// a compaction of the rows at or above the cut. Only O(k) row indices leave
+// the GPU. The formulas mirror src/score/ (canonical definitions) and
+// src/score/fast.rs (the logarithm); the host bounds this file's f32 error
+// and re-scores every returned row canonically.
+
+struct Params {
+    rows: u32,
+    classes: u32,
+    strategy: u32,   // 0 least confidence, 1 margin, 2 entropy, 3 ratio, 4 random
+    input: u32,      // 0 probabilities, 1 logits, 2 probabilities to renormalize
+    tol: f32,
+    slack: f32,
+    inv_temp: f32,
+    inv_ln_b: f32,
+    seed_lo: u32,
+    seed_hi: u32,
+    g0_lo: u32,
+    g0_hi: u32,
+    stride: u32,     // rows per dispatch row (x workgroups * 256)
+    shift: u32,      // histogram digit position
+    prefix: u32,     // key bits above the digit that a row must match
+    prefix_mask: u32,
+    floor_key: u32,  // rows below this key cannot enter the top k
+    cut_key: u32,    // compaction keeps rows at or above this key
+    cap: u32,        // candidate buffer capacity
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> rows: array<f32>;
+@group(0) @binding(2) var<storage, read_write> keys: array<u32>;
+// 0 scored, 1 row sum too close to the tolerance for f32 (host decides),
+// 2 invalid value, 3 excluded.
+@group(0) @binding(3) var<storage, read_write> status: array<u32>;
+@group(0) @binding(4) var<storage, read> excl: array<u32>;
+@group(0) @binding(5) var<storage, read_write> hist: array<atomic<u32>, 256>;
+// [0] candidates, [1] first invalid row, [2] undecided rows
+@group(0) @binding(6) var<storage, read_write> counters: array<atomic<u32>, 4>;
+// (row, key) pairs
+@group(0) @binding(7) var<storage, read_write> cand: array<u32>;
+@group(0) @binding(8) var<storage, read_write> unc: array<u32>;
+
+const WG: u32 = 256u;
+
+// Order-preserving map of f32 onto u32.
+fn ordered(x: f32) -> u32 {
+    let b = bitcast<u32>(x);
+    if (b >> 31u) == 1u {
+        return ~b;
+    }
+    return b | 0x80000000u;
+}
+
+// Finite and >= 0 (-0.0 passes), judged on the bits: GPUs may assume that
+// float comparisons never see NaN.
+fn prob_ok(x: f32) -> bool {
+    let b = bitcast<u32>(x);
+    let finite = (b & 0x7f800000u) != 0x7f800000u;
+    let nonneg = (b >> 31u) == 0u || (b & 0x7fffffffu) == 0u;
+    return finite && nonneg;
+}
+
+fn finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// Cephes logf, as ln_approx in src/score/fast.rs.
+fn ln_approx(v: f32) -> f32 {
+    let bits = bitcast<u32>(v);
+    var e = i32((bits >> 23u) & 0xffu) - 126;
+    let m = bitcast<f32>((bits & 0x007fffffu) | 0x3f000000u);
+    var x: f32;
+    if m < 0.70710677 {
+        e = e - 1;
+        x = m + m - 1.0;
+    } else {
+        x = m - 1.0;
+    }
+    let z = x * x;
+    var y = 7.0376836e-2;
+    y = y * x - 1.1514611e-1;
+    y = y * x + 1.1676999e-1;
+    y = y * x - 1.2420141e-1;
+    y = y * x + 1.4249323e-1;
+    y = y * x - 1.6668058e-1;
+    y = y * x + 2.0000715e-1;
+    y = y * x - 2.4999994e-1;
+    y = y * x + 3.3333331e-1;
+    y = y * x * z;
+    let fe = f32(e);
+    y = y + fe * -2.1219444e-4;
+    y = y + -0.5 * z;
+    return fe * 0.6933594 + (x + y);
+}
+
+fn plogp(p: f32) -> f32 {
+    if p >= 1.17549435e-38 {
+        return p * ln_approx(p);
+    }
+    return 0.0;
+}
+
+// 64-bit arithmetic on (lo, hi) pairs, for the random strategy's splitmix64.
+fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let lo = a.x + b.x;
+    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
+}
+
+fn mul32(a: u32, b: u32) -> vec2<u32> {
+    let a0 = a & 0xffffu;
+    let a1 = a >> 16u;
+    let b0 = b & 0xffffu;
+    let b1 = b >> 16u;
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
+    return vec2<u32>((p00 & 0xffffu) | (mid << 16u), p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
+}
+
+fn mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
+    let p = mul32(a.x, b.x);
+    return vec2<u32>(p.x, p.y + a.x * b.y + a.y * b.x);
+}
+
+fn shr64(a: vec2<u32>, n: u32) -> vec2<u32> {
+    return vec2<u32>((a.x >> n) | (a.y << (32u - n)), a.y >> n);
+}
+
+fn splitmix64(z0: vec2<u32>) -> vec2<u32> {
+    var z = add64(z0, vec2<u32>(0x7f4a7c15u, 0x9e3779b9u));
+    z = mul64(z ^ shr64(z, 30u), vec2<u32>(0x1ce4e5b9u, 0xbf58476du));
+    z = mul64(z ^ shr64(z, 27u), vec2<u32>(0x133111ebu, 0x94d049bbu));
+    return z ^ shr64(z, 31u);
+}
+
+fn random_priority(r: u32) -> f32 {
+    let index = add64(vec2<u32>(P.g0_lo, P.g0_hi), vec2<u32>(r, 0u));
+    let inner = splitmix64(add64(index, vec2<u32>(0x7f4a7c15u, 0x9e3779b9u)));
+    let h = splitmix64(vec2<u32>(P.seed_lo, P.seed_hi) ^ inner);
+    // The top 24 of the 53 bits the canonical score uses: within 2^-24.
+    return f32(h.y >> 8u) * 5.9604645e-8;
+}
+
+fn invalid(r: u32) {
+    status[r] = 2u;
+    keys[r] = 0u;
+    atomicMin(&counters[1], r);
+}
+
+@compute @workgroup_size(WG)
+fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x + gid.y * P.stride;
+    if r >= P.rows {
+        return;
+    }
+    if ((excl[r >> 5u] >> (r & 31u)) & 1u) == 1u {
+        status[r] = 3u;
+        keys[r] = 0u;
+        return;
+    }
+    let base = r * P.classes;
+    var a = 0.0;
+    var b = 0.0;
+    var h = 0.0;
+    if P.input != 1u {
+        var s = 0.0;
+        for (var j = 0u; j < P.classes; j = j + 1u) {
+            let x = rows[base + j];
+            if !prob_ok(x) {
+                invalid(r);
+                return;
+            }
+            s = s + x;
+        }
+        var scale = 1.0;
+        if P.input == 2u {
+            if s == 0.0 {
+                invalid(r);
+                return;
+            }
+            scale = 1.0 / s;
+        } else if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
+            status[r] = 1u;
+            keys[r] = 0u;
+            let i = atomicAdd(&counters[2], 1u);
+            unc[i] = r;
+            return;
+        }
+        for (var j = 0u; j < P.classes; j = j + 1u) {
+            let x = rows[base + j] * scale;
+            let lo = min(a, x);
+            a = max(a, x);
+            b = max(b, lo);
+            if P.strategy == 2u {
+                h = h + plogp(x);
+            }
+        }
+    } else {
+        var m = rows[base];
+        for (var j = 0u; j < P.classes; j = j + 1u) {
+            let z = rows[base + j];
+            if !finite(z) {
+                invalid(r);
+                return;
+            }
+            m = max(m, z);
+        }
+        var s = 0.0;
+        for (var j = 0u; j < P.classes; j = j + 1u) {
+            s = s + exp((rows[base + j] - m) * P.inv_temp);
+        }
+        for (var j = 0u; j < P.classes; j = j + 1u) {
+            let x = exp((rows[base + j] - m) * P.inv_temp) / s;
+            let lo = min(a, x);
+            a = max(a, x);
+            b = max(b, lo);
+            if P.strategy == 2u {
+                h = h + plogp(x);
+            }
+        }
+    }
+    var pri: f32;
+    switch P.strategy {
+        case 0u: { pri = 1.0 - a; }
+        case 1u: { pri = -(a - b); }
+        case 2u: { pri = -h * P.inv_ln_b; }
+        case 3u: { pri = b / a; }
+        default: { pri = random_priority(r); }
+    }
+    status[r] = 0u;
+    keys[r] = ordered(pri);
+}
+
+var<workgroup> local_hist: array<atomic<u32>, 256>;
+
+@compute @workgroup_size(WG)
+fn histogram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    atomicStore(&local_hist[li], 0u);
+    workgroupBarrier();
+    let r = gid.x + gid.y * P.stride;
+    if r < P.rows && status[r] == 0u {
+        let k = keys[r];
+        if k >= P.floor_key && (k & P.prefix_mask) == P.prefix {
+            atomicAdd(&local_hist[(k >> P.shift) & 255u], 1u);
+        }
+    }
+    workgroupBarrier();
+    let c = atomicLoad(&local_hist[li]);
+    if c > 0u {
+        atomicAdd(&hist[li], c);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn compact(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x + gid.y * P.stride;
+    if r < P.rows && status[r] == 0u && keys[r] >= P.cut_key {
+        let i = atomicAdd(&counters[0], 1u);
+        if i < P.cap {
+            cand[2u * i] = r;
+            cand[2u * i + 1u] = keys[r];
+        }
+    }
+}

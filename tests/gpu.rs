@@ -1,0 +1,261 @@
+//! GPU parity: every strategy and input form must give the CPU's selection,
+//! bit for bit, on pools with exact ties, several chunks, awkward sizes,
+//! k = 0 and k ≥ N. In CI (ALPOOL_REQUIRE_GPU=1) a missing adapter fails;
+//! elsewhere these tests skip loudly.
+
+mod common;
+
+use alpool::backend::gpu::{self, Gpu};
+use alpool::backend::{Job, Silent, cpu};
+use alpool::pool::Exclusions;
+use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+
+fn gpu() -> Option<Gpu> {
+    match Gpu::new(None) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}");
+            }
+            eprintln!(
+                "\n!!!!!! SKIPPING GPU TEST: {e} (set ALPOOL_REQUIRE_GPU=1 to fail instead) !!!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+/// Rows on a coarse grid (many exact ties) mixed with continuous rows.
+fn pool_rows(n: usize, classes: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = alpool::pool::synth::Rng::new(seed);
+    (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                let mut r = vec![0f32; classes];
+                alpool::pool::synth::softmax_row(seed, i as u64, &mut r);
+                r
+            } else {
+                let mut w: Vec<u64> = (0..classes).map(|_| rng.below(3)).collect();
+                w[0] += 1;
+                let t: u64 = w.iter().sum();
+                w.iter().map(|&x| (x as f64 / t as f64) as f32).collect()
+            }
+        })
+        .collect()
+}
+
+fn parity(g: &Gpu, pool: &Pool, job: &Job, what: &str) {
+    let want = cpu::select(pool, job, &Silent).unwrap();
+    let (got, phases) = gpu::select(g, pool, job, &Silent).unwrap();
+    assert_eq!(got.entries.len(), want.entries.len(), "{what}");
+    for (a, b) in got.entries.iter().zip(&want.entries) {
+        assert_eq!(
+            (a.rank, a.index),
+            (b.rank, b.index),
+            "{what}: GPU and CPU differ at rank {}",
+            b.rank
+        );
+        assert_eq!(
+            a.score.to_bits(),
+            b.score.to_bits(),
+            "{what}: score at rank {}",
+            b.rank
+        );
+    }
+    let _ = phases;
+}
+
+#[test]
+fn only_about_k_rows_come_back_from_the_gpu() {
+    let Some(g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.npy");
+    alpool::pool::synth::write_softmax_pool(&p, 200_000, 10, 5).unwrap();
+    let pool = Pool::open(&[&p]).unwrap();
+    for strategy in Strategy::ALL {
+        for k in [1usize, 100, 1000] {
+            let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), k);
+            job.chunk_rows = 65_536;
+            let (sel, phases) = gpu::select(&g, &pool, &job, &Silent).unwrap();
+            assert_eq!(
+                sel.indices(),
+                cpu::select(&pool, &job, &Silent).unwrap().indices()
+            );
+            assert_eq!(phases.chunks, 4);
+            // Continuous scores, so no ties: k plus the boundary bucket per chunk.
+            assert!(
+                phases.candidates <= 4 * (k as u64 + 1100),
+                "{strategy} k={k}: {} candidates",
+                phases.candidates
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_cpu_for_every_strategy_input_and_chunking() {
+    let Some(g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (n, classes) in [(10_007usize, 10usize), (3_001, 2), (777, 37)] {
+        let rows = pool_rows(n, classes, n as u64);
+        let p = dir.path().join(format!("p{n}.npy"));
+        common::save_f32(&p, &rows, classes);
+        let h = dir.path().join(format!("h{n}.npy"));
+        common::save_f16(&h, &rows, classes);
+        // Logits: log of the probabilities, shifted per row.
+        let logits: Vec<Vec<f32>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.iter()
+                    .map(|&x| (x.max(1e-6)).ln() + (i % 5) as f32)
+                    .collect()
+            })
+            .collect();
+        let l = dir.path().join(format!("l{n}.npy"));
+        common::save_f32(&l, &logits, classes);
+        let probs = Pool::open(&[&p]).unwrap();
+        let half = Pool::open(&[&h]).unwrap();
+        let logit_pool = Pool::open(&[&l]).unwrap();
+        for strategy in Strategy::ALL {
+            for (k, chunk) in [
+                (0usize, 0u64),
+                (1, 0),
+                (50, 0),
+                (50, 1000),
+                (n + 3, 0),
+                (200, 333),
+            ] {
+                let spec = ScoreSpec {
+                    strategy,
+                    log_base: LogBase::Two,
+                    seed: 9,
+                };
+                let mut job = Job::new(spec, InputForm::probs(false), k);
+                job.chunk_rows = chunk;
+                job.exclusions = Exclusions::new(vec![0, 5, 6, (n - 1) as u64]);
+                let what = format!("{strategy} n={n} C={classes} k={k} chunk={chunk}");
+                parity(&g, &probs, &job, &format!("{what} probs"));
+                job.input = InputForm::Probs {
+                    renormalize: true,
+                    sum_tol: 1e-2,
+                };
+                parity(&g, &half, &job, &format!("{what} f16 renormalized"));
+                job.input = InputForm::Logits { temperature: 1.5 };
+                parity(&g, &logit_pool, &job, &format!("{what} logits"));
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_reports_bad_rows_like_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows = pool_rows(5_000, 4, 3);
+    rows[4_321][2] = f32::NAN;
+    rows[4_500] = vec![0.5, 0.5, 0.5, 0.5];
+    let p = dir.path().join("bad.npy");
+    common::save_f32(&p, &rows, 4);
+    let pool = Pool::open(&[&p]).unwrap();
+    for chunk in [0u64, 1000] {
+        let mut job = Job::new(
+            ScoreSpec::new(Strategy::Entropy),
+            InputForm::probs(false),
+            10,
+        );
+        job.chunk_rows = chunk;
+        let cpu_err = cpu::select(&pool, &job, &Silent).unwrap_err().to_string();
+        let gpu_err = gpu::select(&g, &pool, &job, &Silent)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(gpu_err, cpu_err);
+        assert!(gpu_err.contains("row 4321"), "{gpu_err}");
+    }
+    // A sum error alone (no NaN) is caught by the host's exact check.
+    rows[4_321][2] = rows[4_320][2];
+    rows[4_321] = rows[4_320].clone();
+    common::save_f32(&p, &rows, 4);
+    let pool = Pool::open(&[&p]).unwrap();
+    let job = Job::new(
+        ScoreSpec::new(Strategy::Margin),
+        InputForm::probs(false),
+        10,
+    );
+    let gpu_err = gpu::select(&g, &pool, &job, &Silent)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        gpu_err,
+        cpu::select(&pool, &job, &Silent).unwrap_err().to_string()
+    );
+    assert!(
+        gpu_err.contains("row 4500") && gpu_err.contains("sum to 2"),
+        "{gpu_err}"
+    );
+}
+
+#[test]
+fn adapter_names_that_match_nothing_are_a_clear_error() {
+    if gpu().is_none() {
+        return;
+    }
+    let err = Gpu::new(Some("no-such-adapter-xyz"))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("no adapter matches") && err.contains("found:"),
+        "{err}"
+    );
+    assert!(!gpu::list_adapters().is_empty());
+}
+
+#[test]
+fn near_ties_below_f32_resolution_still_match() {
+    // Thousands of rows that differ from one base row by a few ulps: their
+    // canonical scores differ by less than the GPU's f32 error, so only the
+    // error bound and the canonical refine keep the selection exact.
+    let Some(g) = gpu() else { return };
+    let mut base = vec![0f32; 10];
+    alpool::pool::synth::softmax_row(1, 1, &mut base);
+    let mut rng = alpool::pool::synth::Rng::new(8);
+    let rows: Vec<Vec<f32>> = (0..20_000)
+        .map(|_| {
+            let mut r = base.clone();
+            for _ in 0..3 {
+                let (i, j) = (rng.below(10) as usize, rng.below(10) as usize);
+                let d = (rng.below(5) as f32) * f32::EPSILON * r[i].min(r[j]);
+                r[i] += d;
+                r[j] -= d;
+            }
+            r
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("near.npy");
+    common::save_f32(&p, &rows, 10);
+    let pool = Pool::open(&[&p]).unwrap();
+    for strategy in [
+        Strategy::Entropy,
+        Strategy::Margin,
+        Strategy::Ratio,
+        Strategy::LeastConfidence,
+    ] {
+        for k in [1usize, 10, 300, 5000] {
+            let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), k);
+            parity(&g, &pool, &job, &format!("near ties {strategy} k={k}"));
+            let job = Job::new(
+                ScoreSpec::new(strategy),
+                InputForm::Logits { temperature: 1.0 },
+                k,
+            );
+            parity(
+                &g,
+                &pool,
+                &job,
+                &format!("near ties, as logits, {strategy} k={k}"),
+            );
+        }
+    }
+}
