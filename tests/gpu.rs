@@ -259,3 +259,57 @@ fn near_ties_below_f32_resolution_still_match() {
         }
     }
 }
+
+#[test]
+fn cli_gpu_select_verifies_against_the_cpu_and_lists_devices() {
+    if gpu().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.npy");
+    alpool::pool::synth::write_softmax_pool(&p, 5_000, 6, 2).unwrap();
+    let p = p.to_str().unwrap();
+    let out = dir.path().join("b.csv");
+    let o = common::alpool(&[
+        "select",
+        p,
+        "-s",
+        "entropy",
+        "-k",
+        "20",
+        "--device",
+        "gpu",
+        "--verify",
+        "-v",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("identical to the CPU path") && err.contains("GPU phases"),
+        "{err}"
+    );
+    let cpu = common::alpool(&["select", p, "-s", "entropy", "-k", "20", "--device", "cpu"]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), common::stdout(&cpu));
+    let o = common::alpool(&[
+        "select",
+        p,
+        "--device",
+        "gpu",
+        "--adapter",
+        "no-such-adapter",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("no adapter matches"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::alpool(&["devices"]);
+    assert!(
+        common::stdout(&o).contains("max storage binding"),
+        "{}",
+        common::stdout(&o)
+    );
+}

@@ -5,12 +5,19 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use alpool::backend::gpu::{self, Gpu};
 use alpool::backend::{Job, Silent, cpu};
 use alpool::bench::{Timing, peak_extra_memory, read_pass, sequential_read};
 use alpool::pool::synth;
 use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
 
 use super::select::StrategyArg;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchDevice {
+    Cpu,
+    Gpu,
+}
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -38,6 +45,13 @@ pub struct BenchArgs {
     /// Timed runs per measurement (after one untimed warm-up run).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Backends to time, e.g. cpu,gpu (the GPU also reports its phases and
+    /// the ratio GPU / CPU).
+    #[arg(long, value_delimiter = ',', default_value = "cpu")]
+    device: Vec<BenchDevice>,
+    /// GPU adapter name (substring), as for `select --adapter`.
+    #[arg(long, value_name = "NAME")]
+    adapter: Option<String>,
     /// Keep the generated pool at this path instead of a temporary folder.
     #[arg(long, value_name = "FILE")]
     keep: Option<PathBuf>,
@@ -88,6 +102,16 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         dd.describe(),
         mb / 1e3 / dd.mean()
     );
+    let gpu = if a.device.contains(&BenchDevice::Gpu) {
+        let g = Gpu::new(a.adapter.as_deref())?;
+        println!(
+            "GPU: {} ({}, {}, {})\n",
+            g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
+        );
+        Some(g)
+    } else {
+        None
+    };
     println!(
         "{:<17} {:>36} {:>9} {:>9} {:>10} {:>8}",
         "strategy",
@@ -105,25 +129,60 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             seed: 1,
         };
         let job = Job::new(spec, InputForm::probs(pool.has_f16()), a.k);
-        let (t, sel) = Timing::measure(1, a.runs, || cpu::select(&pool, &job, &Silent));
-        let sel = sel?;
-        let (_, mem) = peak_extra_memory(|| cpu::select(&pool, &job, &Silent));
-        let mem = mem.map_or("n/a".to_string(), |m| {
-            format!("{:.1} MiB", m as f64 / (1 << 20) as f64)
-        });
-        println!(
-            "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
-            strategy.name(),
-            t.describe(),
-            t.mean() / floor.mean(),
-            t.mean() / dd.mean(),
-            mem,
-            sel.refined
-        );
+        let mut cpu_mean = None;
+        if a.device.contains(&BenchDevice::Cpu) {
+            let (t, sel) = Timing::measure(1, a.runs, || cpu::select(&pool, &job, &Silent));
+            let sel = sel?;
+            let (_, mem) = peak_extra_memory(|| cpu::select(&pool, &job, &Silent));
+            println!(
+                "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
+                strategy.name(),
+                t.describe(),
+                t.mean() / floor.mean(),
+                t.mean() / dd.mean(),
+                mib(mem),
+                sel.refined
+            );
+            cpu_mean = Some(t.mean());
+        }
+        if let Some(g) = &gpu {
+            let (t, r) = Timing::measure(1, a.runs, || gpu::select(g, &pool, &job, &Silent));
+            let (sel, p) = r?;
+            let (_, mem) = peak_extra_memory(|| gpu::select(g, &pool, &job, &Silent));
+            println!(
+                "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
+                format!("  gpu {}", strategy.name()),
+                t.describe(),
+                t.mean() / floor.mean(),
+                t.mean() / dd.mean(),
+                mib(mem),
+                sel.refined
+            );
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            println!(
+                "    phases (last run): upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms; {} chunks{}",
+                ms(p.upload),
+                ms(p.score),
+                ms(p.topk),
+                ms(p.readback),
+                ms(p.refine),
+                p.chunks,
+                cpu_mean.map_or(String::new(), |c| format!(
+                    "; GPU / CPU = {:.2}",
+                    t.mean() / c
+                ))
+            );
+        }
     }
     println!(
         "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
          extra mem: peak heap bytes above the level before the run (the mapped file is not counted)."
     );
     Ok(())
+}
+
+fn mib(m: Option<u64>) -> String {
+    m.map_or("n/a".to_string(), |m| {
+        format!("{:.1} MiB", m as f64 / (1 << 20) as f64)
+    })
 }
