@@ -104,6 +104,9 @@ pub enum Error {
 
     #[error("GPU: {0}")]
     Gpu(String),
+
+    #[error("learner: {0}")]
+    Learner(String),
 }
 
 impl Error {

@@ -23,12 +23,15 @@
 //! ```
 //!
 //! Layout: [`pool`] reads pools, [`score`] defines the strategies,
-//! [`select`] keeps the top k exact, [`backend`] runs the work (rayon CPU),
-//! [`report`] writes results, [`bench`] measures.
+//! [`select`] keeps the top k exact, [`backend`] runs the work (rayon CPU,
+//! wgpu GPU), [`learner`] is the candle MLP, [`al`] the active-learning
+//! loop, [`report`] writes results, [`bench`] measures.
 
+pub mod al;
 pub mod backend;
 pub mod bench;
 pub mod error;
+pub mod learner;
 pub mod pool;
 pub mod report;
 pub mod score;

@@ -1,5 +1,6 @@
-//! `alpool demo`: the README's first command. Needs no data: it shows the
-//! textbook example, then selects from a pool generated from a fixed seed.
+//! `alpool demo`: the README's first command. Needs no data: active
+//! learning on the embedded digits set (margin against random); with
+//! `--pool`, the textbook example and selection from a generated pool.
 
 use std::time::Instant;
 
@@ -8,10 +9,25 @@ use clap::Args;
 use alpool::backend::{Job, Silent, cpu};
 use alpool::pool::{npy, synth};
 use alpool::score::{self, LogBase};
+use alpool::al::Dataset;
+use alpool::al::pool_loop::LoopConfig;
+use alpool::al::simulate::{SimConfig, TestSet};
+use alpool::al::stopping::StopConfig;
+use alpool::learner::MlpConfig;
 use alpool::{InputForm, Pool, ScoreSpec, Strategy};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    /// Instead of active learning, select from a generated pool of --rows x
+    /// --classes with every strategy (the scoring engine on its own).
+    #[arg(long)]
+    pool: bool,
+    /// Runs per strategy in the active-learning demo.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Output folder of the active-learning demo.
+    #[arg(long, default_value = "alpool-demo")]
+    out: std::path::PathBuf,
     /// Rows of the generated pool.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
@@ -21,12 +37,41 @@ pub struct DemoArgs {
     /// Rows to select.
     #[arg(short, default_value_t = 5)]
     k: usize,
-    /// Seed of the generated pool (and of the random strategy).
-    #[arg(long, default_value_t = 42)]
+    /// Seed of the runs (active learning) or of the generated pool.
+    #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<()> {
+    if a.pool {
+        return pool_demo(a);
+    }
+    // The protocol of the README: digits, 80/20 stratified split, 20 seed
+    // labels, batches of 10, up to 300 labels; margin against random.
+    let data = Dataset::digits();
+    let cfg = SimConfig {
+        strategies: vec![Strategy::Random, Strategy::Margin],
+        repeats: a.repeats.max(1),
+        test: TestSet::Fraction(0.2),
+        base: LoopConfig {
+            strategy: Strategy::Random,
+            log_base: LogBase::E,
+            seed_size: 20,
+            seed_stratified: false,
+            batch_size: 10,
+            stop: StopConfig {
+                budget: Some(300),
+                ..Default::default()
+            },
+            mlp: MlpConfig::default(),
+            warm_start: false,
+            seed: a.seed,
+        },
+    };
+    super::simulate::run_and_report(&data, &cfg, None, &a.out)
+}
+
+fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
     println!("The textbook example: d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3)\n");
     println!("{:<18} {:>10} {:>10}  prefers", "strategy", "d1", "d2");
     let rows = [[0.9f64, 0.09, 0.01], [0.2, 0.5, 0.3]];

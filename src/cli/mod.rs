@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod progress;
 mod select;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 
@@ -32,8 +33,18 @@ enum Command {
     ///
     /// Example: alpool score pool_probs.npy --strategy least-confidence --out scores.npy
     Score(select::ScoreArgs),
-    /// Run selection on a pool generated from a fixed seed (nothing to fetch).
+    /// Active learning on the embedded digits set, margin against random
+    /// (nothing to fetch); --pool for the scoring engine alone.
     Demo(demo::DemoArgs),
+    /// Simulate pool-based active learning with a ground-truth oracle:
+    /// several strategies and seeds, learning curves, stopping criteria.
+    ///
+    /// Example: alpool simulate --features X.npy --labels y.npy --strategies random,margin,entropy --repeats 5 --out runs/
+    Simulate(simulate::SimulateArgs),
+    /// Train the MLP learner on labeled data and save it (safetensors + JSON).
+    Train(simulate::TrainArgs),
+    /// Predict class probabilities with a saved model: a pool for `select`.
+    Predict(simulate::PredictArgs),
     /// Time selection against the memory-bandwidth floor of the same file.
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu finds, with their key limits.
@@ -70,6 +81,9 @@ pub fn run() -> anyhow::Result<()> {
         Command::Select(a) => select::select(a),
         Command::Score(a) => select::score(a),
         Command::Demo(a) => demo::run(a),
+        Command::Simulate(a) => simulate::simulate(a),
+        Command::Train(a) => simulate::train(a),
+        Command::Predict(a) => simulate::predict(a),
         Command::Bench(a) => bench::run(a),
         Command::Devices => devices(),
     }

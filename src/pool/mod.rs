@@ -158,6 +158,34 @@ impl Pool {
         })
     }
 
+    /// A pool held in memory (e.g. a model's predictions inside the
+    /// active-learning loop), laid out as a one-shard .npy in an anonymous
+    /// map so every backend reads it as it reads files.
+    pub fn from_memory(values: &[f32], classes: usize) -> Result<Pool> {
+        let rows = values.len() / classes.max(1);
+        let header = npy::encode_header(DType::F32, &[rows, classes]);
+        let len = header.len() + rows * classes * 4;
+        let mut map = memmap2::MmapMut::map_anon(len).map_err(|e| Error::io("<memory>", e))?;
+        map[..header.len()].copy_from_slice(&header);
+        map[header.len()..].copy_from_slice(bytemuck::cast_slice(&values[..rows * classes]));
+        let map = map.make_read_only().map_err(|e| Error::io("<memory>", e))?;
+        if classes == 0 {
+            return Err(Error::Config("a pool needs at least one class".into()));
+        }
+        Ok(Pool {
+            shards: vec![Shard {
+                path: "<memory>".into(),
+                map,
+                dtype: DType::F32,
+                data_offset: header.len(),
+                rows: rows as u64,
+                first_row: 0,
+            }],
+            classes,
+            rows: rows as u64,
+        })
+    }
+
     pub fn rows(&self) -> u64 {
         self.rows
     }

@@ -3,6 +3,8 @@
 //! folder and renamed into place only when complete, so a failed run never
 //! leaves a partial file behind.
 
+pub mod curves;
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;

@@ -1,0 +1,185 @@
+//! The active-learning loop: datasets and splits, the oracle, stopping
+//! criteria, the pool-based loop and multi-strategy simulations.
+
+pub mod dataset;
+pub mod pool_loop;
+pub mod simulate;
+pub mod stopping;
+
+use crate::error::{Error, Result};
+use crate::learner::shuffle;
+use crate::pool::synth::Rng;
+
+pub use dataset::Dataset;
+
+/// Whoever supplies labels: ground truth in simulation, people in
+/// production. Rows are dataset row indices.
+pub trait Oracle {
+    fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>>;
+}
+
+/// The simulated oracle: reveals ground-truth labels, only for the rows
+/// asked, and records every query.
+pub struct GroundTruth<'a> {
+    y: &'a [usize],
+    pub queried: Vec<usize>,
+}
+
+impl<'a> GroundTruth<'a> {
+    pub fn new(y: &'a [usize]) -> Self {
+        GroundTruth { y, queried: Vec::new() }
+    }
+}
+
+impl Oracle for GroundTruth<'_> {
+    fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>> {
+        self.queried.extend_from_slice(rows);
+        rows.iter()
+            .map(|&r| {
+                self.y
+                    .get(r)
+                    .copied()
+                    .ok_or_else(|| Error::Config(format!("the oracle was asked for row {r}, outside the dataset")))
+            })
+            .collect()
+    }
+}
+
+/// A held-out test set and the pool (dataset row indices, ascending).
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub pool: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+impl Split {
+    /// A stratified split: `fraction` of each class, drawn with `seed`, is
+    /// held out for testing.
+    pub fn stratified(y: &[usize], fraction: f64, seed: u64) -> Split {
+        let mut rng = Rng::new(seed ^ 0x5e_5701);
+        let classes = y.iter().max().map_or(0, |m| m + 1);
+        let mut test = Vec::new();
+        for c in 0..classes {
+            let mut rows: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+            shuffle(&mut rows, &mut rng);
+            let n = (rows.len() as f64 * fraction).round() as usize;
+            test.extend_from_slice(&rows[..n.min(rows.len())]);
+        }
+        test.sort_unstable();
+        let mut is_test = vec![false; y.len()];
+        test.iter().for_each(|&i| is_test[i] = true);
+        let pool = (0..y.len()).filter(|&i| !is_test[i]).collect();
+        Split { pool, test }
+    }
+
+    /// A fixed split: rows `test` are the test set, all others the pool.
+    pub fn fixed(n: usize, test: std::ops::Range<usize>) -> Split {
+        Split {
+            pool: (0..n).filter(|i| !test.contains(i)).collect(),
+            test: test.filter(|&i| i < n).collect(),
+        }
+    }
+}
+
+/// The initial labeled set: `size` pool rows, uniformly at random, or
+/// stratified (as even over the classes as the pool allows; needs labels,
+/// which a simulation has).
+pub fn seed_set(pool: &[usize], y: &[usize], size: usize, stratified: bool, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let mut rows = pool.to_vec();
+    shuffle(&mut rows, &mut rng);
+    if !stratified {
+        rows.truncate(size);
+        return rows;
+    }
+    let classes = y.iter().max().map_or(0, |m| m + 1);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for &r in &rows {
+        by_class[y[r]].push(r);
+    }
+    let mut out = Vec::with_capacity(size);
+    let mut i = 0;
+    while out.len() < size.min(rows.len()) {
+        for c in &by_class {
+            if let Some(&r) = c.get(i)
+                && out.len() < size
+            {
+                out.push(r);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Accuracy and macro-F1 (unweighted mean of per-class F1 over the classes
+/// present in either labeling, as scikit-learn's `f1_score(average="macro")`).
+pub fn accuracy_and_macro_f1(truth: &[usize], pred: &[usize]) -> (f64, f64) {
+    if truth.is_empty() {
+        return (0.0, 0.0);
+    }
+    let k = truth.iter().chain(pred).copied().max().unwrap_or(0) + 1;
+    let mut tp = vec![0f64; k];
+    let mut fp = vec![0f64; k];
+    let mut fn_ = vec![0f64; k];
+    let mut correct = 0usize;
+    for (&t, &p) in truth.iter().zip(pred) {
+        if t == p {
+            tp[t] += 1.0;
+            correct += 1;
+        } else {
+            fp[p] += 1.0;
+            fn_[t] += 1.0;
+        }
+    }
+    let mut f1 = 0.0;
+    let mut present = 0;
+    for c in 0..k {
+        if tp[c] + fp[c] + fn_[c] == 0.0 {
+            continue;
+        }
+        present += 1;
+        let d = 2.0 * tp[c] + fp[c] + fn_[c];
+        f1 += if d > 0.0 { 2.0 * tp[c] / d } else { 0.0 };
+    }
+    (correct as f64 / truth.len() as f64, f1 / present.max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_holds_out_each_class_fraction() {
+        let y: Vec<usize> = (0..1000).map(|i| i % 4).collect();
+        let s = Split::stratified(&y, 0.2, 1);
+        assert_eq!(s.test.len(), 200);
+        for c in 0..4 {
+            assert_eq!(s.test.iter().filter(|&&i| y[i] == c).count(), 50);
+        }
+        let mut all: Vec<usize> = s.pool.iter().chain(&s.test).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert_eq!(Split::stratified(&y, 0.2, 1).test, s.test);
+        assert_ne!(Split::stratified(&y, 0.2, 2).test, s.test);
+    }
+
+    #[test]
+    fn stratified_seed_set_covers_classes() {
+        let y: Vec<usize> = (0..500).map(|i| i % 10).collect();
+        let pool: Vec<usize> = (0..500).collect();
+        let s = seed_set(&pool, &y, 20, true, 3);
+        assert_eq!(s.len(), 20);
+        for c in 0..10 {
+            assert_eq!(s.iter().filter(|&&i| y[i] == c).count(), 2);
+        }
+    }
+
+    #[test]
+    fn macro_f1_matches_hand_computation() {
+        // sklearn: f1_score([0,0,1,1,2], [0,1,1,1,0], average="macro") = 0.4222…
+        let (acc, f1) = accuracy_and_macro_f1(&[0, 0, 1, 1, 2], &[0, 1, 1, 1, 0]);
+        assert!((acc - 0.6).abs() < 1e-12);
+        assert!((f1 - (0.5 + 0.8 + 0.0) / 3.0).abs() < 1e-12, "{f1}");
+    }
+}

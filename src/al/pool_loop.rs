@@ -1,0 +1,177 @@
+//! Pool-based active learning: train, evaluate, check the stopping
+//! criteria, score the unlabeled pool with the core engine, ask the oracle
+//! for the selected batch, repeat.
+
+use std::time::Instant;
+
+use super::stopping::{RoundFacts, StopConfig, Stopper};
+use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
+use crate::backend::gpu::{self, Gpu};
+use crate::backend::{Job, Silent, cpu};
+use crate::error::{Error, Result};
+use crate::learner::{Mlp, MlpConfig};
+use crate::pool::Pool;
+use crate::pool::synth::Rng;
+use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
+
+/// One pool-based run.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    pub strategy: Strategy,
+    pub log_base: LogBase,
+    pub seed_size: usize,
+    pub seed_stratified: bool,
+    pub batch_size: usize,
+    pub stop: StopConfig,
+    pub mlp: MlpConfig,
+    /// Continue training last round's model instead of starting afresh.
+    pub warm_start: bool,
+    pub seed: u64,
+}
+
+/// What one round did and measured.
+#[derive(Clone, Debug)]
+pub struct Round {
+    pub round: usize,
+    pub labels: usize,
+    pub test_accuracy: f64,
+    pub macro_f1: f64,
+    pub train_accuracy: f64,
+    pub train_s: f64,
+    pub predict_s: f64,
+    pub select_s: f64,
+    /// Largest least-confidence score left in the pool.
+    pub max_uncertainty: f64,
+    pub kappa: Option<f64>,
+    /// Stopping criteria that hold after this round.
+    pub fired: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub rounds: Vec<Round>,
+    /// Dataset rows labeled, in the order they were queried.
+    pub labeled: Vec<usize>,
+    pub stopped_by: Vec<(String, String)>,
+}
+
+impl RunResult {
+    /// Area under the learning curve: mean test accuracy over the rounds.
+    pub fn aulc(&self) -> f64 {
+        self.rounds.iter().map(|r| r.test_accuracy).sum::<f64>() / self.rounds.len().max(1) as f64
+    }
+}
+
+/// Runs the loop on `data` with the given split. The test rows are used
+/// only to evaluate; the oracle is asked only for the seed set and for
+/// selected pool rows.
+pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Oracle, gpu: Option<&Gpu>) -> Result<RunResult> {
+    if split.pool.is_empty() {
+        return Err(Error::Config("the pool is empty".into()));
+    }
+    let mut labeled = seed_set(&split.pool, &data.y, cfg.seed_size.max(1), cfg.seed_stratified, cfg.seed);
+    let mut labels = oracle.label(&labeled)?;
+    let mut in_labeled = vec![false; data.rows()];
+    labeled.iter().for_each(|&r| in_labeled[r] = true);
+
+    let test_x = data.gather(&split.test);
+    let test_y = data.labels(&split.test);
+    let mut stopper = Stopper::new(cfg.stop.clone());
+    // The stop set: a fixed random sample of the initial pool.
+    let stop_set: Vec<usize> = match cfg.stop.stabilizing {
+        Some(s) => {
+            let mut rows = split.pool.clone();
+            crate::learner::shuffle(&mut rows, &mut Rng::new(cfg.seed ^ 0x570b));
+            rows.truncate(s.stop_set.max(1));
+            rows
+        }
+        None => Vec::new(),
+    };
+    let stop_x = data.gather(&stop_set);
+
+    let mut rounds = Vec::new();
+    let mut model: Option<Mlp> = None;
+    for round in 0.. {
+        let t = Instant::now();
+        let mut m = match (cfg.warm_start, model.take()) {
+            (true, Some(m)) => m,
+            _ => Mlp::new(data.dim, data.classes, MlpConfig {
+                seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
+                ..cfg.mlp.clone()
+            })?,
+        };
+        let fit = m.fit(&data.gather(&labeled), &labels)?;
+        let train_s = t.elapsed().as_secs_f64();
+
+        let pred = m.predict(&test_x)?;
+        let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &pred);
+
+        let t = Instant::now();
+        let unlabeled: Vec<usize> = split.pool.iter().copied().filter(|&r| !in_labeled[r]).collect();
+        let probs = m.predict_proba(&data.gather(&unlabeled))?;
+        let predict_s = t.elapsed().as_secs_f64();
+        let lc: Vec<f64> = probs
+            .chunks_exact(data.classes)
+            .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64)
+            .collect();
+        let stop_pred = if stop_set.is_empty() { None } else { Some(m.predict(&stop_x)?) };
+        let fired = stopper.check(&RoundFacts {
+            labels: labeled.len(),
+            accuracy: test_accuracy,
+            stop_set_predictions: stop_pred.as_deref(),
+            pool_uncertainty: Some(&lc),
+        });
+        let mut record = Round {
+            round,
+            labels: labeled.len(),
+            test_accuracy,
+            macro_f1,
+            train_accuracy: fit.train_accuracy,
+            train_s,
+            predict_s,
+            select_s: 0.0,
+            max_uncertainty: lc.iter().copied().fold(0.0, f64::max),
+            kappa: stopper.last_kappa,
+            fired: fired.clone(),
+        };
+        model = Some(m);
+        let budget_left = cfg.stop.budget.map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
+        if !fired.is_empty() || unlabeled.is_empty() || budget_left == 0 {
+            let mut stopped_by = fired;
+            if stopped_by.is_empty() {
+                stopped_by.push(("pool-exhausted".into(), "no unlabeled rows left".into()));
+            }
+            rounds.push(record);
+            return Ok(RunResult { rounds, labeled, stopped_by });
+        }
+
+        // Select the next batch with the core engine.
+        let t = Instant::now();
+        let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
+        let pool = Pool::from_memory(&probs, data.classes)?;
+        let spec = ScoreSpec {
+            strategy: cfg.strategy,
+            log_base: cfg.log_base,
+            seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64),
+        };
+        // A model's softmax sums to 1 within f32 rounding; renormalizing
+        // defines the scores on exactly what the model meant.
+        let job = Job::new(spec, InputForm::Probs { renormalize: true, sum_tol: 1e-3 }, k);
+        let sel = match gpu {
+            Some(g) => gpu::select(g, &pool, &job, &Silent)?.0,
+            None => cpu::select(&pool, &job, &Silent)?,
+        };
+        let batch: Vec<usize> = sel.entries.iter().map(|e| unlabeled[e.index as usize]).collect();
+        record.select_s = t.elapsed().as_secs_f64();
+        rounds.push(record);
+
+        let new = oracle.label(&batch)?;
+        for (&r, l) in batch.iter().zip(new) {
+            debug_assert!(!in_labeled[r]);
+            in_labeled[r] = true;
+            labeled.push(r);
+            labels.push(l);
+        }
+    }
+    unreachable!("the loop returns when a criterion fires or the pool is empty")
+}

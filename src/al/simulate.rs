@@ -1,0 +1,119 @@
+//! Simulations: several strategies, several seeds each, on one dataset,
+//! summarized as learning curves and their areas.
+
+use rayon::prelude::*;
+
+use super::pool_loop::{self, LoopConfig, RunResult};
+use super::{Dataset, GroundTruth, Split};
+use crate::backend::gpu::Gpu;
+use crate::error::Result;
+use crate::score::Strategy;
+
+/// How the held-out test set is chosen.
+#[derive(Clone, Debug)]
+pub enum TestSet {
+    /// A stratified fraction, drawn per repeat.
+    Fraction(f64),
+    /// Fixed rows (e.g. MNIST's official test rows 60000..70000).
+    Rows(std::ops::Range<usize>),
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub strategies: Vec<Strategy>,
+    pub repeats: usize,
+    pub test: TestSet,
+    /// The loop's settings; `strategy` and `seed` are set per run.
+    pub base: LoopConfig,
+}
+
+/// One strategy's run on one seed.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub strategy: Strategy,
+    pub repeat: usize,
+    pub result: RunResult,
+}
+
+/// Per strategy: the learning curve's mean and spread over the repeats.
+#[derive(Clone, Debug)]
+pub struct StrategySummary {
+    pub strategy: Strategy,
+    pub aulc_mean: f64,
+    pub aulc_std: f64,
+    /// (labels, mean accuracy, std, runs that reached it)
+    pub curve: Vec<(usize, f64, f64, usize)>,
+}
+
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64 } else { 0.0 };
+    (m, var.sqrt())
+}
+
+/// Runs every (strategy, repeat) pair, in parallel; results are in a fixed
+/// order and do not depend on scheduling.
+pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run>> {
+    let pairs: Vec<(Strategy, usize)> = cfg
+        .strategies
+        .iter()
+        .flat_map(|&s| (0..cfg.repeats).map(move |r| (s, r)))
+        .collect();
+    let one = |&(strategy, repeat): &(Strategy, usize)| -> Result<Run> {
+        let seed = cfg.base.seed.wrapping_add(repeat as u64);
+        let split = match &cfg.test {
+            TestSet::Fraction(f) => Split::stratified(&data.y, *f, seed),
+            TestSet::Rows(r) => Split::fixed(data.rows(), r.clone()),
+        };
+        let lc = LoopConfig {
+            strategy,
+            seed,
+            ..cfg.base.clone()
+        };
+        let mut oracle = GroundTruth::new(&data.y);
+        let result = pool_loop::run(data, &split, &lc, &mut oracle, gpu)?;
+        Ok(Run { strategy, repeat, result })
+    };
+    match gpu {
+        // One device, one queue: run the GPU simulations one at a time.
+        Some(_) => pairs.iter().map(one).collect(),
+        None => pairs.par_iter().map(one).collect(),
+    }
+}
+
+pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> {
+    strategies
+        .iter()
+        .map(|&strategy| {
+            let mine: Vec<&Run> = runs.iter().filter(|r| r.strategy == strategy).collect();
+            let aulcs: Vec<f64> = mine.iter().map(|r| r.result.aulc()).collect();
+            let (aulc_mean, aulc_std) = mean_std(&aulcs);
+            let mut labels: Vec<usize> = mine
+                .iter()
+                .flat_map(|r| r.result.rounds.iter().map(|x| x.labels))
+                .collect();
+            labels.sort_unstable();
+            labels.dedup();
+            let curve = labels
+                .into_iter()
+                .map(|n| {
+                    let accs: Vec<f64> = mine
+                        .iter()
+                        .filter_map(|r| r.result.rounds.iter().find(|x| x.labels == n).map(|x| x.test_accuracy))
+                        .collect();
+                    let (m, s) = mean_std(&accs);
+                    (n, m, s, accs.len())
+                })
+                .collect();
+            StrategySummary {
+                strategy,
+                aulc_mean,
+                aulc_std,
+                curve,
+            }
+        })
+        .collect()
+}

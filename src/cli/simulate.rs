@@ -1,0 +1,346 @@
+//! `alpool simulate`, `alpool train`, `alpool predict`: the active-learning
+//! loop with a simulated oracle, and the learner on its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::select::{LogBaseArg, StrategyArg};
+use alpool::al::pool_loop::LoopConfig;
+use alpool::al::simulate::{self, SimConfig, TestSet};
+use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
+use alpool::al::Dataset;
+use alpool::backend::gpu::Gpu;
+use alpool::learner::{Mlp, MlpConfig};
+use alpool::report::curves;
+use alpool::{LogBase, Strategy};
+
+/// Where the labeled data comes from.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Features: N x D .npy (float32, float16, float64, or uint8 images,
+    /// scaled to [0, 1]).
+    #[arg(long, value_name = "X.npy", requires = "labels", conflicts_with = "csv")]
+    pub features: Option<PathBuf>,
+    /// Integer labels 0..K-1: a 1-D .npy of length N.
+    #[arg(long, value_name = "y.npy")]
+    pub labels: Option<PathBuf>,
+    /// A CSV with a header line instead: every column but the label is a feature.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// The CSV's label column [default: "label", else the last column].
+    #[arg(long, value_name = "NAME")]
+    pub label_column: Option<String>,
+}
+
+impl DataArgs {
+    pub fn load(&self) -> anyhow::Result<Dataset> {
+        match (&self.features, &self.labels, &self.csv) {
+            (Some(x), Some(y), None) => Ok(Dataset::from_npy(x, y)?),
+            (None, None, Some(c)) => Ok(Dataset::from_csv(c, self.label_column.as_deref())?),
+            _ => anyhow::bail!("give --features X.npy --labels y.npy, or --csv FILE"),
+        }
+    }
+}
+
+/// The learner's settings.
+#[derive(Args, Debug, Clone)]
+pub struct LearnerArgs {
+    /// Hidden layer widths, e.g. 256 or 512,128.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub hidden: Vec<usize>,
+    /// Dropout after each hidden layer.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Minibatch size for training.
+    #[arg(long, default_value_t = 32)]
+    pub train_batch: usize,
+    /// Epochs per training run (raised to reach --min-steps).
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// At least this many gradient steps per training run.
+    #[arg(long, default_value_t = 300)]
+    pub min_steps: usize,
+    /// Fraction of the labeled set held out for early stopping (from 50 labels on).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Weight the loss by inverse class frequency.
+    #[arg(long)]
+    pub class_weights: bool,
+}
+
+impl LearnerArgs {
+    pub fn config(&self, seed: u64) -> MlpConfig {
+        MlpConfig {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.train_batch,
+            epochs: self.epochs,
+            min_steps: self.min_steps,
+            val_fraction: self.val_fraction,
+            patience: 5,
+            class_weights: self.class_weights,
+            seed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SeedSampling {
+    Random,
+    Stratified,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Fraction of each class held out as the test set (stratified, seeded).
+    #[arg(long, default_value_t = 0.2, conflicts_with = "test_rows")]
+    pub test_fraction: f64,
+    /// Fixed test rows instead, e.g. 60000..70000.
+    #[arg(long, value_name = "A..B")]
+    pub test_rows: Option<String>,
+    /// Labels drawn from the pool before the first round.
+    #[arg(long, default_value_t = 20)]
+    pub seed_size: usize,
+    /// How the seed labels are drawn.
+    #[arg(long, value_enum, default_value = "random")]
+    pub seed_sampling: SeedSampling,
+    /// Rows queried per round.
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    /// Stop at this many labels.
+    #[arg(long, default_value_t = 300)]
+    pub budget: usize,
+    /// Strategies to compare.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "random,margin")]
+    pub strategies: Vec<StrategyArg>,
+    /// Runs per strategy, with seeds --seed, --seed + 1, ...
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Entropy's log base.
+    #[arg(long, value_enum, default_value = "e")]
+    pub log_base: LogBaseArg,
+    /// Stop once test accuracy reaches this.
+    #[arg(long)]
+    pub target_accuracy: Option<f64>,
+    /// Stop after this many rounds without a test-accuracy gain above --min-delta.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long, default_value_t = 0.005)]
+    pub min_delta: f64,
+    /// Stop once successive models' predictions on a stop set agree with
+    /// Cohen's kappa ≥ this for --stable-rounds rounds.
+    #[arg(long)]
+    pub stabilizing_kappa: Option<f64>,
+    #[arg(long, default_value_t = 3)]
+    pub stable_rounds: usize,
+    /// Rows of the pool in the stop set.
+    #[arg(long, default_value_t = 1000)]
+    pub stop_set: usize,
+    /// Stop once the pool's largest least-confidence score is below this.
+    #[arg(long)]
+    pub uncertainty_below: Option<f64>,
+    /// Use the pool's mean least-confidence score instead of its maximum.
+    #[arg(long)]
+    pub uncertainty_mean: bool,
+    /// Continue training the last round's model instead of retraining.
+    #[arg(long)]
+    pub warm_start: bool,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+    /// Score the pool on the GPU.
+    #[arg(long)]
+    pub gpu: bool,
+    /// Output folder: rounds.jsonl, rounds.csv, summary.json, curves.svg.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
+    let (a, b) = s
+        .split_once("..")
+        .with_context(|| format!("--test-rows {s:?}: expected A..B"))?;
+    Ok(a.trim().parse()?..b.trim().parse()?)
+}
+
+pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    let data = a.data.load()?;
+    let strategies: Vec<Strategy> = a.strategies.iter().map(|&s| s.into()).collect();
+    let cfg = SimConfig {
+        strategies: strategies.clone(),
+        repeats: a.repeats.max(1),
+        test: match &a.test_rows {
+            Some(r) => TestSet::Rows(parse_range(r)?),
+            None => TestSet::Fraction(a.test_fraction),
+        },
+        base: LoopConfig {
+            strategy: Strategy::Random,
+            log_base: match a.log_base {
+                LogBaseArg::Two => LogBase::Two,
+                LogBaseArg::E => LogBase::E,
+                LogBaseArg::Ten => LogBase::Ten,
+            },
+            seed_size: a.seed_size,
+            seed_stratified: matches!(a.seed_sampling, SeedSampling::Stratified),
+            batch_size: a.batch_size,
+            stop: StopConfig {
+                budget: Some(a.budget),
+                target_accuracy: a.target_accuracy,
+                plateau: a.patience.map(|patience| Plateau {
+                    min_delta: a.min_delta,
+                    patience,
+                }),
+                stabilizing: a.stabilizing_kappa.map(|kappa| Stabilizing {
+                    kappa,
+                    rounds: a.stable_rounds,
+                    stop_set: a.stop_set,
+                }),
+                uncertainty: a.uncertainty_below.map(|threshold| Uncertainty {
+                    threshold,
+                    mean: a.uncertainty_mean,
+                }),
+            },
+            mlp: a.learner.config(a.seed),
+            warm_start: a.warm_start,
+            seed: a.seed,
+        },
+    };
+    let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };
+    run_and_report(&data, &cfg, gpu.as_ref(), &a.out)
+}
+
+/// Runs a simulation, writes its files to `out` and prints the table.
+pub fn run_and_report(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>, out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    eprintln!(
+        "simulating {} on {} ({} rows x {} features, {} classes): {} repeat(s), seed {} labels, batches of {}, budget {}",
+        cfg.strategies.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
+        data.name,
+        data.rows(),
+        data.dim,
+        data.classes,
+        cfg.repeats,
+        cfg.base.seed_size,
+        cfg.base.batch_size,
+        cfg.base.stop.budget.map_or("none".into(), |b| b.to_string())
+    );
+    let t = Instant::now();
+    let runs = simulate::run(data, cfg, gpu)?;
+    let summary = simulate::summarize(&runs, &cfg.strategies);
+    let meta = serde_json::json!({
+        "dataset": data.name, "rows": data.rows(), "features": data.dim, "classes": data.classes,
+        "repeats": cfg.repeats, "seed_size": cfg.base.seed_size, "batch_size": cfg.base.batch_size,
+        "budget": cfg.base.stop.budget, "seconds": t.elapsed().as_secs_f64(),
+        "learner": { "hidden": cfg.base.mlp.hidden, "lr": cfg.base.mlp.lr, "epochs": cfg.base.mlp.epochs, "min_steps": cfg.base.mlp.min_steps },
+    });
+    curves::write_rounds(out, &runs)?;
+    curves::write_summary(out, &summary, &runs, meta)?;
+    curves::plot(&out.join("curves.svg"), &format!("{}: test accuracy against labels", data.name), &summary)?;
+    println!("{}", curves::table(&summary));
+    println!(
+        "{} runs in {:.1} s; wrote rounds.jsonl, rounds.csv, summary.json and curves.svg to {}",
+        runs.len(),
+        t.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model file (safetensors); the config goes beside it as .json.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+    let data = a.data.load()?;
+    let mut m = Mlp::new(data.dim, data.classes, a.learner.config(a.seed))?;
+    let t = Instant::now();
+    let r = m.fit(&data.x, &data.y)?;
+    m.save(&a.out)?;
+    eprintln!(
+        "trained on {} rows in {:.2} s ({} epochs, {} steps): training accuracy {:.4} → {:.4}; saved {}",
+        data.rows(),
+        t.elapsed().as_secs_f64(),
+        r.epochs,
+        r.steps,
+        r.train_accuracy_before,
+        r.train_accuracy,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// A model saved by `alpool train`.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Features: N x D .npy.
+    #[arg(long, value_name = "X.npy")]
+    pub features: PathBuf,
+    /// Output: N x C float32 probabilities, a pool for `alpool select`.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    let m = Mlp::load(&a.model)?;
+    let bytes = std::fs::read(&a.features).with_context(|| format!("cannot read {}", a.features.display()))?;
+    let h = alpool::pool::npy::parse_header(
+        &a.features,
+        &bytes,
+        &[alpool::pool::npy::DType::F32],
+        "features for predict must be float32",
+    )?;
+    if h.shape.len() != 2 || h.shape[1] != m.inputs() {
+        anyhow::bail!(
+            "{}: shape {:?}, but the model takes {} features",
+            a.features.display(),
+            h.shape,
+            m.inputs()
+        );
+    }
+    let x: Vec<f32> = bytes[h.data_offset..]
+        .chunks_exact(4)
+        .take(h.shape[0] * h.shape[1])
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let t = Instant::now();
+    let p = m.predict_proba(&x)?;
+    alpool::report::atomic_write(&a.out, |w| {
+        alpool::pool::npy::write_array(w, &[h.shape[0], m.classes()], &p).map_err(|e| alpool::Error::Io {
+            path: a.out.clone(),
+            source: e,
+        })
+    })?;
+    eprintln!(
+        "predicted {} rows in {:.2} s ({:.0} rows/s); wrote {}",
+        h.shape[0],
+        t.elapsed().as_secs_f64(),
+        h.shape[0] as f64 / t.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Reports of simulations: per-round JSON lines and CSV, a summary JSON,
+//! a learning-curve plot (SVG) and a table of each strategy against random.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::atomic_write;
+use crate::al::simulate::{Run, StrategySummary};
+use crate::error::{Error, Result};
+use crate::score::Strategy;
+
+fn fired_text(f: &[(String, String)]) -> String {
+    f.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+")
+}
+
+/// `rounds.jsonl` and `rounds.csv`: one line per strategy, repeat and round.
+pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
+    let jsonl = dir.join("rounds.jsonl");
+    atomic_write(&jsonl, |w| {
+        for r in runs {
+            for x in &r.result.rounds {
+                let v = serde_json::json!({
+                    "strategy": r.strategy.name(), "repeat": r.repeat, "round": x.round, "labels": x.labels,
+                    "test_accuracy": x.test_accuracy, "macro_f1": x.macro_f1, "train_accuracy": x.train_accuracy,
+                    "train_s": x.train_s, "predict_s": x.predict_s, "select_s": x.select_s,
+                    "max_uncertainty": x.max_uncertainty, "kappa": x.kappa,
+                    "stopping": x.fired.iter().map(|(n, why)| serde_json::json!({"criterion": n, "why": why})).collect::<Vec<_>>(),
+                });
+                writeln!(w, "{v}").map_err(|e| Error::io(&jsonl, e))?;
+            }
+        }
+        Ok(())
+    })?;
+    let csv = dir.join("rounds.csv");
+    atomic_write(&csv, |w| {
+        let io = |e| Error::io(&csv, e);
+        writeln!(w, "strategy,repeat,round,labels,test_accuracy,macro_f1,train_accuracy,train_s,predict_s,select_s,max_uncertainty,kappa,stopping").map_err(io)?;
+        for r in runs {
+            for x in &r.result.rounds {
+                writeln!(
+                    w,
+                    "{},{},{},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{},{}",
+                    r.strategy.name(),
+                    r.repeat,
+                    x.round,
+                    x.labels,
+                    x.test_accuracy,
+                    x.macro_f1,
+                    x.train_accuracy,
+                    x.train_s,
+                    x.predict_s,
+                    x.select_s,
+                    x.max_uncertainty,
+                    x.kappa.map_or(String::new(), |k| format!("{k:.6}")),
+                    fired_text(&x.fired)
+                )
+                .map_err(io)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `summary.json`: per strategy, the AULC's mean and standard deviation and
+/// the accuracy's at every label count.
+pub fn write_summary(dir: &Path, summary: &[StrategySummary], runs: &[Run], meta: serde_json::Value) -> Result<()> {
+    let path = dir.join("summary.json");
+    let strategies: Vec<serde_json::Value> = summary
+        .iter()
+        .map(|s| {
+            let stops: Vec<String> = runs
+                .iter()
+                .filter(|r| r.strategy == s.strategy)
+                .map(|r| {
+                    let last = r.result.rounds.last().map_or(0, |x| x.round);
+                    format!("{} at round {last}", fired_text(&r.result.stopped_by))
+                })
+                .collect();
+            serde_json::json!({
+                "strategy": s.strategy.name(),
+                "aulc_mean": s.aulc_mean, "aulc_std": s.aulc_std,
+                "curve": s.curve.iter().map(|&(n, m, sd, k)| serde_json::json!({"labels": n, "accuracy_mean": m, "accuracy_std": sd, "runs": k})).collect::<Vec<_>>(),
+                "stopped": stops,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({ "meta": meta, "strategies": strategies });
+    atomic_write(&path, |w| {
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
+        w.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))
+    })
+}
+
+/// The table printed after a simulation: each strategy against random.
+pub fn table(summary: &[StrategySummary]) -> String {
+    let random = summary.iter().find(|s| s.strategy == Strategy::Random).map(|s| s.aulc_mean);
+    let mut out = format!(
+        "{:<17} {:>16} {:>10} {:>22}\n",
+        "strategy", "AULC mean ± std", "vs random", "final accuracy (labels)"
+    );
+    for s in summary {
+        let vs = match random {
+            Some(r) if s.strategy != Strategy::Random => format!("{:+.4}", s.aulc_mean - r),
+            _ => "—".into(),
+        };
+        let last = s.curve.last().map_or(String::from("—"), |&(n, m, sd, _)| format!("{m:.4} ± {sd:.4} ({n})"));
+        out += &format!(
+            "{:<17} {:>7.4} ± {:<6.4} {:>10} {:>22}\n",
+            s.strategy.name(),
+            s.aulc_mean,
+            s.aulc_std,
+            vs,
+            last
+        );
+    }
+    out
+}
+
+/// `curves.svg`: mean test accuracy against labels per strategy, with a
+/// ± one standard deviation band.
+pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()> {
+    let draw = || -> std::result::Result<String, Box<dyn std::error::Error>> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
+            root.fill(&WHITE)?;
+            let xs = summary.iter().flat_map(|s| s.curve.iter().map(|c| c.0));
+            let (x0, x1) = xs.fold((usize::MAX, 0), |(a, b), x| (a.min(x), b.max(x)));
+            let ys = summary.iter().flat_map(|s| s.curve.iter().map(|c| c.1 - c.2));
+            let y0 = ys.fold(1.0f64, f64::min).max(0.0);
+            let mut chart = ChartBuilder::on(&root)
+                .caption(title, ("sans-serif", 22))
+                .margin(16)
+                .x_label_area_size(44)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x0 as f64..(x1.max(x0 + 1)) as f64, (y0 - 0.02).max(0.0)..1.0)?;
+            chart
+                .configure_mesh()
+                .x_desc("labels")
+                .y_desc("test accuracy")
+                .draw()?;
+            for (i, s) in summary.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                let band: Vec<(f64, f64)> = s
+                    .curve
+                    .iter()
+                    .map(|c| (c.0 as f64, c.1 + c.2))
+                    .chain(s.curve.iter().rev().map(|c| (c.0 as f64, c.1 - c.2)))
+                    .collect();
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
+                chart
+                    .draw_series(LineSeries::new(s.curve.iter().map(|c| (c.0 as f64, c.1)), color.stroke_width(2)))?
+                    .label(format!("{} (AULC {:.3})", s.strategy.name(), s.aulc_mean))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()?;
+            root.present()?;
+        }
+        Ok(svg)
+    };
+    let svg = draw().map_err(|e| Error::Config(format!("{}: cannot draw the plot: {e}", path.display())))?;
+    atomic_write(path, |w| w.write_all(svg.as_bytes()).map_err(|e| Error::io(path, e)))
+}
