@@ -44,7 +44,8 @@ impl Dataset {
     pub fn digits() -> Dataset {
         const X: &[u8] = include_bytes!("../../data/digits/X.npy");
         const Y: &[u8] = include_bytes!("../../data/digits/y.npy");
-        from_npy_bytes(Path::new("<embedded digits>"), X, Y, "digits").expect("the embedded digits set is valid")
+        from_npy_bytes(Path::new("<embedded digits>"), X, Y, "digits")
+            .expect("the embedded digits set is valid")
     }
 
     /// Features and labels from two .npy files.
@@ -64,7 +65,10 @@ impl Dataset {
     /// names (sorted names become 0..K).
     pub fn from_csv(path: &Path, label: Option<&str>) -> Result<Dataset> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| Error::BadLine {
             path: path.into(),
             line: 1,
@@ -72,12 +76,18 @@ impl Dataset {
         })?;
         let names: Vec<&str> = header.split(',').map(str::trim).collect();
         let col = match label {
-            Some(l) => names.iter().position(|n| *n == l).ok_or_else(|| Error::BadLine {
-                path: path.into(),
-                line: 1,
-                reason: format!("no column named {l:?} in the header"),
-            })?,
-            None => names.iter().position(|n| *n == "label").unwrap_or(names.len() - 1),
+            Some(l) => names
+                .iter()
+                .position(|n| *n == l)
+                .ok_or_else(|| Error::BadLine {
+                    path: path.into(),
+                    line: 1,
+                    reason: format!("no column named {l:?} in the header"),
+                })?,
+            None => names
+                .iter()
+                .position(|n| *n == "label")
+                .unwrap_or(names.len() - 1),
         };
         let dim = names.len() - 1;
         let mut x = Vec::new();
@@ -90,15 +100,19 @@ impl Dataset {
                 reason,
             };
             if fields.len() != names.len() {
-                return Err(bad(format!("{} fields, the header has {}", fields.len(), names.len())));
+                return Err(bad(format!(
+                    "{} fields, the header has {}",
+                    fields.len(),
+                    names.len()
+                )));
             }
             for (j, f) in fields.iter().enumerate() {
                 if j == col {
                     raw_labels.push(f.to_string());
                 } else {
-                    let v: f32 = f
-                        .parse()
-                        .map_err(|_| bad(format!("column {:?}: {f:?} is not a number", names[j])))?;
+                    let v: f32 = f.parse().map_err(|_| {
+                        bad(format!("column {:?}: {f:?} is not a number", names[j]))
+                    })?;
                     if !v.is_finite() {
                         return Err(bad(format!("column {:?} is {v}", names[j])));
                     }
@@ -118,8 +132,17 @@ impl Dataset {
                 .collect::<Vec<usize>>()
         };
         let classes = y.iter().max().map_or(0, |m| m + 1);
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Dataset { x, y, dim, classes, name })
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Dataset {
+            x,
+            y,
+            dim,
+            classes,
+            name,
+        })
     }
 }
 

@@ -27,7 +27,10 @@ pub struct GroundTruth<'a> {
 
 impl<'a> GroundTruth<'a> {
     pub fn new(y: &'a [usize]) -> Self {
-        GroundTruth { y, queried: Vec::new() }
+        GroundTruth {
+            y,
+            queried: Vec::new(),
+        }
     }
 }
 
@@ -36,10 +39,11 @@ impl Oracle for GroundTruth<'_> {
         self.queried.extend_from_slice(rows);
         rows.iter()
             .map(|&r| {
-                self.y
-                    .get(r)
-                    .copied()
-                    .ok_or_else(|| Error::Config(format!("the oracle was asked for row {r}, outside the dataset")))
+                self.y.get(r).copied().ok_or_else(|| {
+                    Error::Config(format!(
+                        "the oracle was asked for row {r}, outside the dataset"
+                    ))
+                })
             })
             .collect()
     }
@@ -84,7 +88,13 @@ impl Split {
 /// The initial labeled set: `size` pool rows, uniformly at random, or
 /// stratified (as even over the classes as the pool allows; needs labels,
 /// which a simulation has).
-pub fn seed_set(pool: &[usize], y: &[usize], size: usize, stratified: bool, seed: u64) -> Vec<usize> {
+pub fn seed_set(
+    pool: &[usize],
+    y: &[usize],
+    size: usize,
+    stratified: bool,
+    seed: u64,
+) -> Vec<usize> {
     let mut rng = Rng::new(seed ^ 0x5eed);
     let mut rows = pool.to_vec();
     shuffle(&mut rows, &mut rng);
@@ -142,7 +152,10 @@ pub fn accuracy_and_macro_f1(truth: &[usize], pred: &[usize]) -> (f64, f64) {
         let d = 2.0 * tp[c] + fp[c] + fn_[c];
         f1 += if d > 0.0 { 2.0 * tp[c] / d } else { 0.0 };
     }
-    (correct as f64 / truth.len() as f64, f1 / present.max(1) as f64)
+    (
+        correct as f64 / truth.len() as f64,
+        f1 / present.max(1) as f64,
+    )
 }
 
 #[cfg(test)]

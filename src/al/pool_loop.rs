@@ -65,11 +65,23 @@ impl RunResult {
 /// Runs the loop on `data` with the given split. The test rows are used
 /// only to evaluate; the oracle is asked only for the seed set and for
 /// selected pool rows.
-pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Oracle, gpu: Option<&Gpu>) -> Result<RunResult> {
+pub fn run(
+    data: &Dataset,
+    split: &Split,
+    cfg: &LoopConfig,
+    oracle: &mut dyn Oracle,
+    gpu: Option<&Gpu>,
+) -> Result<RunResult> {
     if split.pool.is_empty() {
         return Err(Error::Config("the pool is empty".into()));
     }
-    let mut labeled = seed_set(&split.pool, &data.y, cfg.seed_size.max(1), cfg.seed_stratified, cfg.seed);
+    let mut labeled = seed_set(
+        &split.pool,
+        &data.y,
+        cfg.seed_size.max(1),
+        cfg.seed_stratified,
+        cfg.seed,
+    );
     let mut labels = oracle.label(&labeled)?;
     let mut in_labeled = vec![false; data.rows()];
     labeled.iter().for_each(|&r| in_labeled[r] = true);
@@ -95,10 +107,14 @@ pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Ora
         let t = Instant::now();
         let mut m = match (cfg.warm_start, model.take()) {
             (true, Some(m)) => m,
-            _ => Mlp::new(data.dim, data.classes, MlpConfig {
-                seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
-                ..cfg.mlp.clone()
-            })?,
+            _ => Mlp::new(
+                data.dim,
+                data.classes,
+                MlpConfig {
+                    seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
+                    ..cfg.mlp.clone()
+                },
+            )?,
         };
         let fit = m.fit(&data.gather(&labeled), &labels)?;
         let train_s = t.elapsed().as_secs_f64();
@@ -107,14 +123,23 @@ pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Ora
         let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &pred);
 
         let t = Instant::now();
-        let unlabeled: Vec<usize> = split.pool.iter().copied().filter(|&r| !in_labeled[r]).collect();
+        let unlabeled: Vec<usize> = split
+            .pool
+            .iter()
+            .copied()
+            .filter(|&r| !in_labeled[r])
+            .collect();
         let probs = m.predict_proba(&data.gather(&unlabeled))?;
         let predict_s = t.elapsed().as_secs_f64();
         let lc: Vec<f64> = probs
             .chunks_exact(data.classes)
             .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64)
             .collect();
-        let stop_pred = if stop_set.is_empty() { None } else { Some(m.predict(&stop_x)?) };
+        let stop_pred = if stop_set.is_empty() {
+            None
+        } else {
+            Some(m.predict(&stop_x)?)
+        };
         let fired = stopper.check(&RoundFacts {
             labels: labeled.len(),
             accuracy: test_accuracy,
@@ -135,14 +160,21 @@ pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Ora
             fired: fired.clone(),
         };
         model = Some(m);
-        let budget_left = cfg.stop.budget.map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
+        let budget_left = cfg
+            .stop
+            .budget
+            .map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
         if !fired.is_empty() || unlabeled.is_empty() || budget_left == 0 {
             let mut stopped_by = fired;
             if stopped_by.is_empty() {
                 stopped_by.push(("pool-exhausted".into(), "no unlabeled rows left".into()));
             }
             rounds.push(record);
-            return Ok(RunResult { rounds, labeled, stopped_by });
+            return Ok(RunResult {
+                rounds,
+                labeled,
+                stopped_by,
+            });
         }
 
         // Select the next batch with the core engine.
@@ -156,12 +188,23 @@ pub fn run(data: &Dataset, split: &Split, cfg: &LoopConfig, oracle: &mut dyn Ora
         };
         // A model's softmax sums to 1 within f32 rounding; renormalizing
         // defines the scores on exactly what the model meant.
-        let job = Job::new(spec, InputForm::Probs { renormalize: true, sum_tol: 1e-3 }, k);
+        let job = Job::new(
+            spec,
+            InputForm::Probs {
+                renormalize: true,
+                sum_tol: 1e-3,
+            },
+            k,
+        );
         let sel = match gpu {
             Some(g) => gpu::select(g, &pool, &job, &Silent)?.0,
             None => cpu::select(&pool, &job, &Silent)?,
         };
-        let batch: Vec<usize> = sel.entries.iter().map(|e| unlabeled[e.index as usize]).collect();
+        let batch: Vec<usize> = sel
+            .entries
+            .iter()
+            .map(|e| unlabeled[e.index as usize])
+            .collect();
         record.select_s = t.elapsed().as_secs_f64();
         rounds.push(record);
 

@@ -50,7 +50,11 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
         return (0.0, 0.0);
     }
     let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64 } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
     (m, var.sqrt())
 }
 
@@ -75,7 +79,11 @@ pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run
         };
         let mut oracle = GroundTruth::new(&data.y);
         let result = pool_loop::run(data, &split, &lc, &mut oracle, gpu)?;
-        Ok(Run { strategy, repeat, result })
+        Ok(Run {
+            strategy,
+            repeat,
+            result,
+        })
     };
     match gpu {
         // One device, one queue: run the GPU simulations one at a time.
@@ -102,7 +110,13 @@ pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> 
                 .map(|n| {
                     let accs: Vec<f64> = mine
                         .iter()
-                        .filter_map(|r| r.result.rounds.iter().find(|x| x.labels == n).map(|x| x.test_accuracy))
+                        .filter_map(|r| {
+                            r.result
+                                .rounds
+                                .iter()
+                                .find(|x| x.labels == n)
+                                .map(|x| x.test_accuracy)
+                        })
                         .collect();
                     let (m, s) = mean_std(&accs);
                     (n, m, s, accs.len())

@@ -81,12 +81,18 @@ impl Stopper {
         if let Some(b) = c.budget
             && f.labels >= b
         {
-            fired.push(("budget".into(), format!("{} labels used, budget {b}", f.labels)));
+            fired.push((
+                "budget".into(),
+                format!("{} labels used, budget {b}", f.labels),
+            ));
         }
         if let Some(t) = c.target_accuracy
             && f.accuracy >= t
         {
-            fired.push(("target-accuracy".into(), format!("accuracy {:.4} ≥ {t}", f.accuracy)));
+            fired.push((
+                "target-accuracy".into(),
+                format!("accuracy {:.4} ≥ {t}", f.accuracy),
+            ));
         }
         if let Some(p) = c.plateau {
             if f.accuracy > self.best_accuracy + p.min_delta {
@@ -117,7 +123,10 @@ impl Stopper {
                 if self.stable_rounds >= s.rounds {
                     fired.push((
                         "stabilizing-predictions".into(),
-                        format!("kappa ≥ {} for {} rounds (last {k:.4})", s.kappa, self.stable_rounds),
+                        format!(
+                            "kappa ≥ {} for {} rounds (last {k:.4})",
+                            s.kappa, self.stable_rounds
+                        ),
                     ));
                 }
             }
@@ -134,7 +143,11 @@ impl Stopper {
             if v < u.threshold {
                 fired.push((
                     "pool-uncertainty".into(),
-                    format!("{} uncertainty {v:.4} < {}", if u.mean { "mean" } else { "max" }, u.threshold),
+                    format!(
+                        "{} uncertainty {v:.4} < {}",
+                        if u.mean { "mean" } else { "max" },
+                        u.threshold
+                    ),
                 ));
             }
         }
@@ -162,7 +175,11 @@ pub fn cohen_kappa(a: &[usize], b: &[usize]) -> f64 {
     }
     let po = agree / n as f64;
     let pe: f64 = ca.iter().zip(&cb).map(|(x, y)| x * y).sum::<f64>() / (n * n) as f64;
-    if (1.0 - pe).abs() < 1e-12 { 1.0 } else { (po - pe) / (1.0 - pe) }
+    if (1.0 - pe).abs() < 1e-12 {
+        1.0
+    } else {
+        (po - pe) / (1.0 - pe)
+    }
 }
 
 #[cfg(test)]
@@ -198,11 +215,17 @@ mod tests {
     #[test]
     fn plateau_fires_after_patience_rounds_without_gain() {
         let mut s = Stopper::new(StopConfig {
-            plateau: Some(Plateau { min_delta: 0.01, patience: 2 }),
+            plateau: Some(Plateau {
+                min_delta: 0.01,
+                patience: 2,
+            }),
             ..Default::default()
         });
         let accs = [0.5, 0.6, 0.605, 0.609, 0.7, 0.7, 0.705];
-        let fired: Vec<bool> = accs.iter().map(|&a| !s.check(&facts(0, a)).is_empty()).collect();
+        let fired: Vec<bool> = accs
+            .iter()
+            .map(|&a| !s.check(&facts(0, a)).is_empty())
+            .collect();
         // 0.605 and 0.609 gain < 0.01 over 0.6: fires at the second; 0.7
         // resets; 0.7 and 0.705 then fire again at the second.
         assert_eq!(fired, [false, false, false, true, false, false, true]);
@@ -211,13 +234,28 @@ mod tests {
     #[test]
     fn stabilizing_predictions_fire_after_consecutive_agreement() {
         let mut s = Stopper::new(StopConfig {
-            stabilizing: Some(Stabilizing { kappa: 0.99, rounds: 2, stop_set: 6 }),
+            stabilizing: Some(Stabilizing {
+                kappa: 0.99,
+                rounds: 2,
+                stop_set: 6,
+            }),
             ..Default::default()
         });
-        let preds: [&[usize]; 5] = [&[0, 1, 2, 0, 1, 2], &[0, 1, 2, 0, 1, 1], &[0, 1, 2, 0, 1, 1], &[0, 1, 2, 0, 1, 1], &[2, 1, 2, 0, 1, 1]];
+        let preds: [&[usize]; 5] = [
+            &[0, 1, 2, 0, 1, 2],
+            &[0, 1, 2, 0, 1, 1],
+            &[0, 1, 2, 0, 1, 1],
+            &[0, 1, 2, 0, 1, 1],
+            &[2, 1, 2, 0, 1, 1],
+        ];
         let mut fired = Vec::new();
         for p in preds {
-            let f = RoundFacts { labels: 0, accuracy: 0.0, stop_set_predictions: Some(p), pool_uncertainty: None };
+            let f = RoundFacts {
+                labels: 0,
+                accuracy: 0.0,
+                stop_set_predictions: Some(p),
+                pool_uncertainty: None,
+            };
             fired.push(!s.check(&f).is_empty());
         }
         assert_eq!(fired, [false, false, false, true, false]);
@@ -227,12 +265,25 @@ mod tests {
 
     #[test]
     fn pool_uncertainty_fires_below_threshold() {
-        for (mean, scores, fires) in [(false, [0.1, 0.3], false), (false, [0.1, 0.19], true), (true, [0.1, 0.3], false), (true, [0.1, 0.25], true)] {
+        for (mean, scores, fires) in [
+            (false, [0.1, 0.3], false),
+            (false, [0.1, 0.19], true),
+            (true, [0.1, 0.3], false),
+            (true, [0.1, 0.25], true),
+        ] {
             let mut s = Stopper::new(StopConfig {
-                uncertainty: Some(Uncertainty { threshold: if mean { 0.2 } else { 0.2 }, mean }),
+                uncertainty: Some(Uncertainty {
+                    threshold: 0.2,
+                    mean,
+                }),
                 ..Default::default()
             });
-            let f = RoundFacts { labels: 0, accuracy: 0.0, stop_set_predictions: None, pool_uncertainty: Some(&scores) };
+            let f = RoundFacts {
+                labels: 0,
+                accuracy: 0.0,
+                stop_set_predictions: None,
+                pool_uncertainty: Some(&scores),
+            };
             assert_eq!(!s.check(&f).is_empty(), fires, "mean={mean} {scores:?}");
         }
     }

@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use clap::Args;
 
-use alpool::backend::{Job, Silent, cpu};
-use alpool::pool::{npy, synth};
-use alpool::score::{self, LogBase};
 use alpool::al::Dataset;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{SimConfig, TestSet};
 use alpool::al::stopping::StopConfig;
+use alpool::backend::{Job, Silent, cpu};
 use alpool::learner::MlpConfig;
+use alpool::pool::{npy, synth};
+use alpool::score::{self, LogBase};
 use alpool::{InputForm, Pool, ScoreSpec, Strategy};
 
 #[derive(Args, Debug)]

@@ -29,8 +29,9 @@ pub struct MlpConfig {
     pub epochs: usize,
     pub min_steps: usize,
     /// Early stopping: the fraction of the labeled set held out for
-    /// validation (used once there are at least 50 labels; 0 = never), and
-    /// how many evaluations without improvement to tolerate.
+    /// validation (used once there are at least 50 labels; 0 = never, the
+    /// default, since a slice of a few hundred labels is too noisy to stop
+    /// on), and how many evaluations without improvement to tolerate.
     pub val_fraction: f64,
     pub patience: usize,
     /// Weight the loss by inverse class frequency.
@@ -48,7 +49,7 @@ impl Default for MlpConfig {
             batch_size: 32,
             epochs: 20,
             min_steps: 300,
-            val_fraction: 0.1,
+            val_fraction: 0.0,
             patience: 5,
             class_weights: false,
             seed: 0,
@@ -98,7 +99,7 @@ impl Mlp {
             )));
         }
         let device = Device::Cpu;
-        let mut rng = Rng::new(config.seed ^ 0x6d6c_70);
+        let mut rng = Rng::new(config.seed ^ 0x006d_6c70);
         let mut dims = vec![inputs];
         dims.extend(&config.hidden);
         dims.push(classes);
@@ -106,7 +107,11 @@ impl Mlp {
         for w in dims.windows(2) {
             let (fan_in, out) = (w[0], w[1]);
             let b = 1.0 / (fan_in as f64).sqrt();
-            let mut uni = |n: usize| -> Vec<f32> { (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32).collect() };
+            let mut uni = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32)
+                    .collect()
+            };
             let weight = Var::from_slice(&uni(out * fan_in), (out, fan_in), &device).map_err(ce)?;
             let bias = Var::from_slice(&uni(out), out, &device).map_err(ce)?;
             layers.push((weight, bias));
@@ -135,7 +140,8 @@ impl Mlp {
         let last = self.layers.len() - 1;
         let mut rng = dropout;
         for (i, (w, b)) in self.layers.iter().enumerate() {
-            h = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone())).forward(&h)?;
+            h = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()))
+                .forward(&h)?;
             if i < last {
                 h = h.relu()?;
                 if let Some(r) = rng.as_deref_mut()
@@ -144,7 +150,13 @@ impl Mlp {
                     let p = self.config.dropout;
                     let n = h.elem_count();
                     let keep: Vec<f32> = (0..n)
-                        .map(|_| if (r.uniform() as f32) < p { 0.0 } else { 1.0 / (1.0 - p) })
+                        .map(|_| {
+                            if (r.uniform() as f32) < p {
+                                0.0
+                            } else {
+                                1.0 / (1.0 - p)
+                            }
+                        })
                         .collect();
                     let mask = Tensor::from_vec(keep, h.shape(), &self.device)?;
                     h = (h * mask)?;
@@ -161,7 +173,12 @@ impl Mlp {
     fn snapshot(&self) -> Result<Vec<(Tensor, Tensor)>> {
         self.layers
             .iter()
-            .map(|(w, b)| Ok((w.as_tensor().copy().map_err(ce)?, b.as_tensor().copy().map_err(ce)?)))
+            .map(|(w, b)| {
+                Ok((
+                    w.as_tensor().copy().map_err(ce)?,
+                    b.as_tensor().copy().map_err(ce)?,
+                ))
+            })
             .collect()
     }
 
@@ -185,10 +202,13 @@ impl Mlp {
             )));
         }
         if let Some(&bad) = y.iter().find(|&&c| c >= self.classes) {
-            return Err(Error::Config(format!("label {bad} is outside 0..{}", self.classes)));
+            return Err(Error::Config(format!(
+                "label {bad} is outside 0..{}",
+                self.classes
+            )));
         }
         let cfg = self.config.clone();
-        let mut rng = Rng::new(cfg.seed ^ 0x7472_6169_6e);
+        let mut rng = Rng::new(cfg.seed ^ 0x0074_7261_696e);
         let mut report = TrainReport {
             train_accuracy_before: self.accuracy(x, y)?,
             ..Default::default()
@@ -220,11 +240,19 @@ impl Mlp {
             train.iter().for_each(|&i| counts[y[i]] += 1);
             let seen = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
             for (w, &c) in weights.iter_mut().zip(&counts) {
-                *w = if c > 0 { train.len() as f32 / (seen * c as f32) } else { 0.0 };
+                *w = if c > 0 {
+                    train.len() as f32 / (seen * c as f32)
+                } else {
+                    0.0
+                };
             }
         }
 
-        let vars: Vec<Var> = self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect();
+        let vars: Vec<Var> = self
+            .layers
+            .iter()
+            .flat_map(|(w, b)| [w.clone(), b.clone()])
+            .collect();
         let mut opt = candle_nn::AdamW::new(
             vars,
             ParamsAdamW {
@@ -236,7 +264,10 @@ impl Mlp {
         .map_err(ce)?;
         let bs = cfg.batch_size.max(1);
         let batches = train.len().div_ceil(bs);
-        let epochs = cfg.epochs.max(cfg.min_steps.div_ceil(batches.max(1))).max(1);
+        let epochs = cfg
+            .epochs
+            .max(cfg.min_steps.div_ceil(batches.max(1)))
+            .max(1);
         let mut best = (f64::NEG_INFINITY, None);
         let mut since_best = 0;
         // Validate about 20 times over the run, whatever the epoch count.
@@ -250,10 +281,13 @@ impl Mlp {
                 for (r, &c) in by.iter().enumerate() {
                     target[r * self.classes + c] = weights[c];
                 }
-                let tt = Tensor::from_vec(target, (chunk.len(), self.classes), &self.device).map_err(ce)?;
+                let tt = Tensor::from_vec(target, (chunk.len(), self.classes), &self.device)
+                    .map_err(ce)?;
                 let logits = self.forward(&xt, Some(&mut rng)).map_err(ce)?;
                 let logp = candle_nn::ops::log_softmax(&logits, 1).map_err(ce)?;
-                let loss = ((logp * tt).map_err(ce)?.sum_all().map_err(ce)? * (-1.0 / chunk.len() as f64)).map_err(ce)?;
+                let loss = ((logp * tt).map_err(ce)?.sum_all().map_err(ce)?
+                    * (-1.0 / chunk.len() as f64))
+                    .map_err(ce)?;
                 opt.backward_step(&loss).map_err(ce)?;
                 report.steps += 1;
             }
@@ -281,7 +315,11 @@ impl Mlp {
 
     /// Class probabilities for `rows` rows, in batches of 8192 (memory stays
     /// bounded whatever the row count); `progress` gets rows done.
-    pub fn predict_proba_with(&self, x: &[f32], progress: &mut dyn FnMut(usize)) -> Result<Vec<f32>> {
+    pub fn predict_proba_with(
+        &self,
+        x: &[f32],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
         let rows = x.len() / self.inputs;
         let mut out = Vec::with_capacity(rows * self.classes);
         for (i, chunk) in x.chunks(8192 * self.inputs).enumerate() {
@@ -325,22 +363,39 @@ impl Mlp {
         }
         map.save(path).map_err(ce)?;
         let json = self.config.to_json(self.inputs, self.classes).to_string();
-        std::fs::write(path.with_extension("json"), json).map_err(|e| Error::io(path.with_extension("json"), e))
+        std::fs::write(path.with_extension("json"), json)
+            .map_err(|e| Error::io(path.with_extension("json"), e))
     }
 
     /// Loads a model written by [`Mlp::save`].
     pub fn load(path: &Path) -> Result<Mlp> {
         let cfg_path = path.with_extension("json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::npy(&cfg_path, format!("bad model config: {e}")))?;
-        let get = |k: &str| v.get(k).ok_or_else(|| Error::npy(&cfg_path, format!("model config lacks {k:?}")));
-        let u = |k: &str| -> Result<usize> { get(k)?.as_u64().map(|x| x as usize).ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number"))) };
-        let f = |k: &str| -> Result<f64> { get(k)?.as_f64().ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number"))) };
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::npy(&cfg_path, format!("bad model config: {e}")))?;
+        let get = |k: &str| {
+            v.get(k)
+                .ok_or_else(|| Error::npy(&cfg_path, format!("model config lacks {k:?}")))
+        };
+        let u = |k: &str| -> Result<usize> {
+            get(k)?
+                .as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number")))
+        };
+        let f = |k: &str| -> Result<f64> {
+            get(k)?
+                .as_f64()
+                .ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number")))
+        };
         let config = MlpConfig {
             hidden: get("hidden")?
                 .as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_u64().map(|x| x as usize)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_u64().map(|x| x as usize))
+                        .collect()
+                })
                 .unwrap_or_default(),
             dropout: f("dropout")? as f32,
             lr: f("lr")?,

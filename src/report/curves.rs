@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 use crate::score::Strategy;
 
 fn fired_text(f: &[(String, String)]) -> String {
-    f.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+")
+    f.iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// `rounds.jsonl` and `rounds.csv`: one line per strategy, repeat and round.
@@ -64,7 +67,12 @@ pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
 
 /// `summary.json`: per strategy, the AULC's mean and standard deviation and
 /// the accuracy's at every label count.
-pub fn write_summary(dir: &Path, summary: &[StrategySummary], runs: &[Run], meta: serde_json::Value) -> Result<()> {
+pub fn write_summary(
+    dir: &Path,
+    summary: &[StrategySummary],
+    runs: &[Run],
+    meta: serde_json::Value,
+) -> Result<()> {
     let path = dir.join("summary.json");
     let strategies: Vec<serde_json::Value> = summary
         .iter()
@@ -88,13 +96,17 @@ pub fn write_summary(dir: &Path, summary: &[StrategySummary], runs: &[Run], meta
     let v = serde_json::json!({ "meta": meta, "strategies": strategies });
     atomic_write(&path, |w| {
         let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
-        w.write_all(text.as_bytes()).map_err(|e| Error::io(&path, e))
+        w.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&path, e))
     })
 }
 
 /// The table printed after a simulation: each strategy against random.
 pub fn table(summary: &[StrategySummary]) -> String {
-    let random = summary.iter().find(|s| s.strategy == Strategy::Random).map(|s| s.aulc_mean);
+    let random = summary
+        .iter()
+        .find(|s| s.strategy == Strategy::Random)
+        .map(|s| s.aulc_mean);
     let mut out = format!(
         "{:<17} {:>16} {:>10} {:>22}\n",
         "strategy", "AULC mean ± std", "vs random", "final accuracy (labels)"
@@ -104,7 +116,9 @@ pub fn table(summary: &[StrategySummary]) -> String {
             Some(r) if s.strategy != Strategy::Random => format!("{:+.4}", s.aulc_mean - r),
             _ => "—".into(),
         };
-        let last = s.curve.last().map_or(String::from("—"), |&(n, m, sd, _)| format!("{m:.4} ± {sd:.4} ({n})"));
+        let last = s.curve.last().map_or(String::from("—"), |&(n, m, sd, _)| {
+            format!("{m:.4} ± {sd:.4} ({n})")
+        });
         out += &format!(
             "{:<17} {:>7.4} ± {:<6.4} {:>10} {:>22}\n",
             s.strategy.name(),
@@ -127,14 +141,19 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
             root.fill(&WHITE)?;
             let xs = summary.iter().flat_map(|s| s.curve.iter().map(|c| c.0));
             let (x0, x1) = xs.fold((usize::MAX, 0), |(a, b), x| (a.min(x), b.max(x)));
-            let ys = summary.iter().flat_map(|s| s.curve.iter().map(|c| c.1 - c.2));
+            let ys = summary
+                .iter()
+                .flat_map(|s| s.curve.iter().map(|c| c.1 - c.2));
             let y0 = ys.fold(1.0f64, f64::min).max(0.0);
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 22))
                 .margin(16)
                 .x_label_area_size(44)
                 .y_label_area_size(56)
-                .build_cartesian_2d(x0 as f64..(x1.max(x0 + 1)) as f64, (y0 - 0.02).max(0.0)..1.0)?;
+                .build_cartesian_2d(
+                    x0 as f64..(x1.max(x0 + 1)) as f64,
+                    (y0 - 0.02).max(0.0)..1.0,
+                )?;
             chart
                 .configure_mesh()
                 .x_desc("labels")
@@ -150,9 +169,14 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
                     .collect();
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
                 chart
-                    .draw_series(LineSeries::new(s.curve.iter().map(|c| (c.0 as f64, c.1)), color.stroke_width(2)))?
+                    .draw_series(LineSeries::new(
+                        s.curve.iter().map(|c| (c.0 as f64, c.1)),
+                        color.stroke_width(2),
+                    ))?
                     .label(format!("{} (AULC {:.3})", s.strategy.name(), s.aulc_mean))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()
@@ -164,6 +188,9 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
         }
         Ok(svg)
     };
-    let svg = draw().map_err(|e| Error::Config(format!("{}: cannot draw the plot: {e}", path.display())))?;
-    atomic_write(path, |w| w.write_all(svg.as_bytes()).map_err(|e| Error::io(path, e)))
+    let svg = draw()
+        .map_err(|e| Error::Config(format!("{}: cannot draw the plot: {e}", path.display())))?;
+    atomic_write(path, |w| {
+        w.write_all(svg.as_bytes()).map_err(|e| Error::io(path, e))
+    })
 }

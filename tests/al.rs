@@ -1,0 +1,274 @@
+//! The active-learning loop on real data (digits): the learner fits, the
+//! loop's bookkeeping holds, stopping criteria fire when their condition
+//! holds, models save and load, and margin and entropy sampling beat random.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use alpool::al::pool_loop::{self, LoopConfig};
+use alpool::al::simulate::{self, SimConfig, TestSet};
+use alpool::al::stopping::{Plateau, StopConfig};
+use alpool::al::{Dataset, GroundTruth, Oracle, Split};
+use alpool::learner::{Mlp, MlpConfig};
+use alpool::{LogBase, Strategy};
+
+/// The shared digits set, or None (loudly) when ../shared is absent; in CI
+/// (ALPOOL_REQUIRE_SHARED=1) its absence fails the test.
+fn shared_digits() -> Option<Dataset> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/digits");
+    if !dir.join("X.npy").exists() {
+        if std::env::var("ALPOOL_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
+            panic!("ALPOOL_REQUIRE_SHARED=1 but {} is missing", dir.display());
+        }
+        eprintln!(
+            "\n!!!!!! SKIPPING: {} not found (../shared is absent) !!!!!!\n",
+            dir.display()
+        );
+        return None;
+    }
+    Some(Dataset::from_npy(&dir.join("X.npy"), &dir.join("y.npy")).expect("shared digits load"))
+}
+
+fn config(strategy: Strategy, budget: usize) -> LoopConfig {
+    LoopConfig {
+        strategy,
+        log_base: LogBase::E,
+        seed_size: 20,
+        seed_stratified: false,
+        batch_size: 10,
+        stop: StopConfig {
+            budget: Some(budget),
+            ..Default::default()
+        },
+        mlp: MlpConfig::default(),
+        warm_start: false,
+        seed: 1,
+    }
+}
+
+#[test]
+fn the_embedded_digits_equal_the_shared_ones() {
+    let Some(shared) = shared_digits() else {
+        return;
+    };
+    let embedded = Dataset::digits();
+    assert_eq!(
+        (embedded.rows(), embedded.dim, embedded.classes),
+        (1797, 64, 10)
+    );
+    assert_eq!(embedded.x, shared.x);
+    assert_eq!(embedded.y, shared.y);
+}
+
+#[test]
+fn the_learner_fits_and_saves() {
+    let data = Dataset::digits();
+    let rows: Vec<usize> = (0..400).collect();
+    let mut m = Mlp::new(64, 10, MlpConfig::default()).unwrap();
+    let r = m.fit(&data.gather(&rows), &data.labels(&rows)).unwrap();
+    assert!(r.train_accuracy_before < 0.3, "{r:?}");
+    assert!(r.train_accuracy > 0.95, "{r:?}");
+    assert!(r.steps >= 300, "at least min_steps: {r:?}");
+    // Held-out rows: well above chance.
+    let test: Vec<usize> = (1400..1797).collect();
+    let acc = m
+        .accuracy(&data.gather(&test), &data.labels(&test))
+        .unwrap();
+    assert!(acc > 0.85, "held-out accuracy {acc}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    m.save(&path).unwrap();
+    let loaded = Mlp::load(&path).unwrap();
+    let x = data.gather(&test);
+    assert_eq!(
+        m.predict_proba(&x).unwrap(),
+        loaded.predict_proba(&x).unwrap()
+    );
+    // Training is deterministic: same seed, same weights.
+    let mut again = Mlp::new(64, 10, MlpConfig::default()).unwrap();
+    again.fit(&data.gather(&rows), &data.labels(&rows)).unwrap();
+    assert_eq!(
+        again.predict_proba(&x).unwrap(),
+        m.predict_proba(&x).unwrap()
+    );
+}
+
+/// An oracle that records every row it is asked about.
+struct Recording<'a> {
+    inner: GroundTruth<'a>,
+    asked: Vec<usize>,
+}
+
+impl Oracle for Recording<'_> {
+    fn label(&mut self, rows: &[usize]) -> alpool::Result<Vec<usize>> {
+        self.asked.extend_from_slice(rows);
+        self.inner.label(rows)
+    }
+}
+
+#[test]
+fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 4);
+    for strategy in [Strategy::Margin, Strategy::Random, Strategy::Entropy] {
+        let mut oracle = Recording {
+            inner: GroundTruth::new(&data.y),
+            asked: Vec::new(),
+        };
+        let r = pool_loop::run(&data, &split, &config(strategy, 80), &mut oracle, None).unwrap();
+        let pool: HashSet<usize> = split.pool.iter().copied().collect();
+        let test: HashSet<usize> = split.test.iter().copied().collect();
+        let unique: HashSet<usize> = oracle.asked.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            oracle.asked.len(),
+            "{strategy}: a row was queried twice"
+        );
+        assert!(
+            oracle.asked.iter().all(|r| pool.contains(r)),
+            "{strategy}: queried outside the pool"
+        );
+        assert!(
+            oracle.asked.iter().all(|r| !test.contains(r)),
+            "{strategy}: the test set leaked"
+        );
+        assert_eq!(oracle.asked, r.labeled);
+        // The budget stops the loop exactly at 80 labels: 20 + 6 batches.
+        assert_eq!(r.rounds.last().unwrap().labels, 80);
+        assert_eq!(r.rounds.len(), 7);
+        assert_eq!(r.stopped_by[0].0, "budget");
+        assert!(r.rounds[..6].iter().all(|x| x.fired.is_empty()));
+    }
+}
+
+#[test]
+fn target_accuracy_and_plateau_stop_the_loop_when_they_hold() {
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 4);
+    let mut cfg = config(Strategy::Margin, 300);
+    cfg.stop.target_accuracy = Some(0.85);
+    let r = pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None).unwrap();
+    let first = r
+        .rounds
+        .iter()
+        .position(|x| x.test_accuracy >= 0.85)
+        .expect("reaches 0.85");
+    assert_eq!(
+        r.rounds.len(),
+        first + 1,
+        "stops at the first round at or above the target"
+    );
+    assert_eq!(r.stopped_by[0].0, "target-accuracy");
+
+    let mut cfg = config(Strategy::Margin, 300);
+    cfg.stop.plateau = Some(Plateau {
+        min_delta: 0.5,
+        patience: 3,
+    });
+    let r = pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None).unwrap();
+    // No round can gain 0.5 over the first, so it stops after round 3.
+    assert_eq!(r.rounds.len(), 4);
+    assert_eq!(r.stopped_by[0].0, "plateau");
+}
+
+#[test]
+fn margin_and_entropy_beat_random_on_digits() {
+    // The README's protocol: 80/20 stratified split, 20 seed labels,
+    // batches of 10, up to 300 labels, 5 seeds, on ../shared's digits.
+    let Some(data) = shared_digits() else { return };
+    let strategies = vec![Strategy::Random, Strategy::Margin, Strategy::Entropy];
+    let cfg = SimConfig {
+        strategies: strategies.clone(),
+        repeats: 5,
+        test: TestSet::Fraction(0.2),
+        base: config(Strategy::Random, 300),
+    };
+    let runs = simulate::run(&data, &cfg, None).unwrap();
+    let summary = simulate::summarize(&runs, &strategies);
+    let aulc = |s: Strategy| summary.iter().find(|x| x.strategy == s).unwrap().aulc_mean;
+    eprintln!("{}", alpool::report::curves::table(&summary));
+    assert!(
+        aulc(Strategy::Margin) > aulc(Strategy::Random),
+        "margin {} vs random {}",
+        aulc(Strategy::Margin),
+        aulc(Strategy::Random)
+    );
+    assert!(
+        aulc(Strategy::Entropy) > aulc(Strategy::Random),
+        "entropy {} vs random {}",
+        aulc(Strategy::Entropy),
+        aulc(Strategy::Random)
+    );
+}
+
+#[test]
+fn simulate_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("X.npy");
+    let y = dir.path().join("y.npy");
+    let d = Dataset::digits();
+    alpool::pool::npy::save(&x, &[d.rows(), d.dim], &d.x).unwrap();
+    let labels: Vec<i64> = d.y.iter().map(|&v| v as i64).collect();
+    alpool::pool::npy::save(&y, &[d.rows()], &labels).unwrap();
+    let out: PathBuf = dir.path().join("out");
+    let o = common::alpool(&[
+        "simulate",
+        "--features",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+        "--budget",
+        "50",
+        "--strategies",
+        "random,least-confidence",
+        "--repeats",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let table = common::stdout(&o);
+    assert!(
+        table.contains("least-confidence") && table.contains("vs random"),
+        "{table}"
+    );
+    let jsonl = std::fs::read_to_string(out.join("rounds.jsonl")).unwrap();
+    // 2 strategies x 2 repeats x 4 rounds (20, 30, 40, 50 labels).
+    assert_eq!(jsonl.lines().count(), 16);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["strategies"].as_array().unwrap().len(), 2);
+    assert!(
+        std::fs::read_to_string(out.join("curves.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("rounds.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        17
+    );
+}
+
+#[test]
+fn bad_datasets_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("d.csv");
+    std::fs::write(&csv, "a,b,label\n0.1,0.2,0\n0.3,x,1\n").unwrap();
+    let e = Dataset::from_csv(&csv, None).unwrap_err().to_string();
+    assert!(
+        e.contains("d.csv") && e.contains("line 3") && e.contains("\"x\""),
+        "{e}"
+    );
+    std::fs::write(&csv, "a,b,label\n0.1,0.2,0\n0.3,1\n").unwrap();
+    let e = Dataset::from_csv(&csv, None).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("2 fields"), "{e}");
+    std::fs::write(&csv, "a,b,label\n0.1,0.2,cat\n0.3,0.4,dog\n").unwrap();
+    let d = Dataset::from_csv(&csv, None).unwrap();
+    assert_eq!((d.y.clone(), d.classes, d.dim), (vec![0, 1], 2, 2));
+}
