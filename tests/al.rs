@@ -188,7 +188,13 @@ fn margin_and_entropy_beat_random_on_digits() {
     };
     let runs = simulate::run(&data, &cfg, None).unwrap();
     let summary = simulate::summarize(&runs, &strategies);
-    let aulc = |s: Strategy| summary.iter().find(|x| x.strategy == s).unwrap().aulc_mean;
+    let aulc = |s: Strategy| {
+        summary
+            .iter()
+            .find(|x| x.name == s.name())
+            .unwrap()
+            .aulc_mean
+    };
     eprintln!("{}", alpool::report::curves::table(&summary));
     assert!(
         aulc(Strategy::Margin) > aulc(Strategy::Random),

@@ -5,6 +5,8 @@ pub mod dataset;
 pub mod pool_loop;
 pub mod simulate;
 pub mod stopping;
+pub mod stream;
+pub mod synthesis;
 
 use crate::error::{Error, Result};
 use crate::learner::shuffle;
@@ -16,6 +18,120 @@ pub use dataset::Dataset;
 /// production. Rows are dataset row indices.
 pub trait Oracle {
     fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>>;
+
+    /// Labels instances the caller holds (stream items, synthesized
+    /// points): `rows` are their ids, `features` what a person or a proxy
+    /// looks at. By default only the ids are used.
+    fn label_instances(&mut self, rows: &[usize], features: &[&[f32]]) -> Result<Vec<usize>> {
+        let _ = features;
+        self.label(rows)
+    }
+}
+
+/// A person as the oracle: each query is written as a JSON line
+/// (`{"id":…,"features":[…]}`) to `queries`, and its label read back as one
+/// line (an integer class) from `answers` — a file, a pipe or a terminal.
+pub struct FileOracle<W: std::io::Write, R: std::io::BufRead> {
+    pub queries: W,
+    pub answers: R,
+    pub classes: usize,
+    line: u64,
+}
+
+impl<W: std::io::Write, R: std::io::BufRead> FileOracle<W, R> {
+    pub fn new(queries: W, answers: R, classes: usize) -> Self {
+        FileOracle {
+            queries,
+            answers,
+            classes,
+            line: 0,
+        }
+    }
+}
+
+impl<W: std::io::Write, R: std::io::BufRead> Oracle for FileOracle<W, R> {
+    fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>> {
+        self.label_instances(rows, &[])
+    }
+
+    fn label_instances(&mut self, rows: &[usize], features: &[&[f32]]) -> Result<Vec<usize>> {
+        let io = |e| Error::io("<oracle>", e);
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, &r) in rows.iter().enumerate() {
+            let f = features.get(i).copied().unwrap_or(&[]);
+            writeln!(
+                self.queries,
+                "{}",
+                serde_json::json!({"id": r, "features": f})
+            )
+            .map_err(io)?;
+            self.queries.flush().map_err(io)?;
+            let mut line = String::new();
+            self.line += 1;
+            if self.answers.read_line(&mut line).map_err(io)? == 0 {
+                return Err(Error::BadLine {
+                    path: "<oracle answers>".into(),
+                    line: self.line,
+                    reason: format!("no answer for query {r}: the answers ended"),
+                });
+            }
+            let label: usize = line.trim().parse().map_err(|_| Error::BadLine {
+                path: "<oracle answers>".into(),
+                line: self.line,
+                reason: format!("{:?} is not a class number", line.trim()),
+            })?;
+            if label >= self.classes {
+                return Err(Error::BadLine {
+                    path: "<oracle answers>".into(),
+                    line: self.line,
+                    reason: format!("class {label} is outside 0..{}", self.classes),
+                });
+            }
+            out.push(label);
+        }
+        Ok(out)
+    }
+}
+
+/// The documented proxy oracle for synthesized instances, which have no
+/// ground truth: the label of the nearest real instance (squared Euclidean
+/// distance, ties to the lower row) among `rows` of the dataset.
+pub struct NearestNeighbour<'a> {
+    pub data: &'a Dataset,
+    pub rows: Vec<usize>,
+}
+
+impl NearestNeighbour<'_> {
+    /// The dataset row nearest to `x`.
+    pub fn nearest(&self, x: &[f32]) -> usize {
+        let mut best = (f64::INFINITY, 0usize);
+        for &r in &self.rows {
+            let d: f64 = self
+                .data
+                .row(r)
+                .iter()
+                .zip(x)
+                .map(|(&a, &b)| ((a - b) as f64).powi(2))
+                .sum();
+            if d < best.0 {
+                best = (d, r);
+            }
+        }
+        best.1
+    }
+}
+
+impl Oracle for NearestNeighbour<'_> {
+    fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>> {
+        Ok(rows.iter().map(|&r| self.data.y[r]).collect())
+    }
+
+    fn label_instances(&mut self, _rows: &[usize], features: &[&[f32]]) -> Result<Vec<usize>> {
+        Ok(features
+            .iter()
+            .map(|x| self.data.y[self.nearest(x)])
+            .collect())
+    }
 }
 
 /// The simulated oracle: reveals ground-truth labels, only for the rows

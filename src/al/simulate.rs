@@ -27,18 +27,19 @@ pub struct SimConfig {
     pub base: LoopConfig,
 }
 
-/// One strategy's run on one seed.
+/// One method's run on one seed (a strategy's name, or a synthesis
+/// generator's).
 #[derive(Clone, Debug)]
 pub struct Run {
-    pub strategy: Strategy,
+    pub name: String,
     pub repeat: usize,
     pub result: RunResult,
 }
 
-/// Per strategy: the learning curve's mean and spread over the repeats.
+/// Per method: the learning curve's mean and spread over the repeats.
 #[derive(Clone, Debug)]
 pub struct StrategySummary {
-    pub strategy: Strategy,
+    pub name: String,
     pub aulc_mean: f64,
     pub aulc_std: f64,
     /// (labels, mean accuracy, std, runs that reached it)
@@ -80,7 +81,7 @@ pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run
         let mut oracle = GroundTruth::new(&data.y);
         let result = pool_loop::run(data, &split, &lc, &mut oracle, gpu)?;
         Ok(Run {
-            strategy,
+            name: strategy.name().into(),
             repeat,
             result,
         })
@@ -92,11 +93,12 @@ pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run
     }
 }
 
-pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> {
-    strategies
+/// Summaries for each method name, in the order given.
+pub fn summarize_names(runs: &[Run], names: &[String]) -> Vec<StrategySummary> {
+    names
         .iter()
-        .map(|&strategy| {
-            let mine: Vec<&Run> = runs.iter().filter(|r| r.strategy == strategy).collect();
+        .map(|name| {
+            let mine: Vec<&Run> = runs.iter().filter(|r| &r.name == name).collect();
             let aulcs: Vec<f64> = mine.iter().map(|r| r.result.aulc()).collect();
             let (aulc_mean, aulc_std) = mean_std(&aulcs);
             let mut labels: Vec<usize> = mine
@@ -123,11 +125,16 @@ pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> 
                 })
                 .collect();
             StrategySummary {
-                strategy,
+                name: name.clone(),
                 aulc_mean,
                 aulc_std,
                 curve,
             }
         })
         .collect()
+}
+
+pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> {
+    let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
+    summarize_names(runs, &names)
 }

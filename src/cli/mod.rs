@@ -6,6 +6,7 @@ mod demo;
 mod progress;
 mod select;
 mod simulate;
+mod stream;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +42,15 @@ enum Command {
     ///
     /// Example: alpool simulate --features X.npy --labels y.npy --strategies random,margin,entropy --repeats 5 --out runs/
     Simulate(simulate::SimulateArgs),
+    /// Stream-based selective sampling: query or discard each arriving
+    /// instance under a label budget.
+    ///
+    /// Example: alpool stream --features X.npy --labels y.npy --test-rows 0..300 --rules variable-uncertainty,random --budget 0.1 --out s/
+    Stream(stream::StreamArgs),
+    /// Membership query synthesis: construct instances near the decision
+    /// boundary or perturb uncertain images, and compare with pool-based
+    /// sampling at the same budget.
+    Synthesize(stream::SynthesizeArgs),
     /// Train the MLP learner on labeled data and save it (safetensors + JSON).
     Train(simulate::TrainArgs),
     /// Predict class probabilities with a saved model: a pool for `select`.
@@ -82,6 +92,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Score(a) => select::score(a),
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::simulate(a),
+        Command::Stream(a) => stream::stream(a),
+        Command::Synthesize(a) => stream::synthesize(a),
         Command::Train(a) => simulate::train(a),
         Command::Predict(a) => simulate::predict(a),
         Command::Bench(a) => bench::run(a),

@@ -24,7 +24,7 @@ pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
         for r in runs {
             for x in &r.result.rounds {
                 let v = serde_json::json!({
-                    "strategy": r.strategy.name(), "repeat": r.repeat, "round": x.round, "labels": x.labels,
+                    "strategy": r.name, "repeat": r.repeat, "round": x.round, "labels": x.labels,
                     "test_accuracy": x.test_accuracy, "macro_f1": x.macro_f1, "train_accuracy": x.train_accuracy,
                     "train_s": x.train_s, "predict_s": x.predict_s, "select_s": x.select_s,
                     "max_uncertainty": x.max_uncertainty, "kappa": x.kappa,
@@ -44,7 +44,7 @@ pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
                 writeln!(
                     w,
                     "{},{},{},{},{:.6},{:.6},{:.6},{:.4},{:.4},{:.4},{:.6},{},{}",
-                    r.strategy.name(),
+                    r.name,
                     r.repeat,
                     x.round,
                     x.labels,
@@ -79,14 +79,14 @@ pub fn write_summary(
         .map(|s| {
             let stops: Vec<String> = runs
                 .iter()
-                .filter(|r| r.strategy == s.strategy)
+                .filter(|r| r.name == s.name)
                 .map(|r| {
                     let last = r.result.rounds.last().map_or(0, |x| x.round);
                     format!("{} at round {last}", fired_text(&r.result.stopped_by))
                 })
                 .collect();
             serde_json::json!({
-                "strategy": s.strategy.name(),
+                "strategy": s.name,
                 "aulc_mean": s.aulc_mean, "aulc_std": s.aulc_std,
                 "curve": s.curve.iter().map(|&(n, m, sd, k)| serde_json::json!({"labels": n, "accuracy_mean": m, "accuracy_std": sd, "runs": k})).collect::<Vec<_>>(),
                 "stopped": stops,
@@ -105,27 +105,23 @@ pub fn write_summary(
 pub fn table(summary: &[StrategySummary]) -> String {
     let random = summary
         .iter()
-        .find(|s| s.strategy == Strategy::Random)
+        .find(|s| s.name == Strategy::Random.name())
         .map(|s| s.aulc_mean);
     let mut out = format!(
-        "{:<17} {:>16} {:>10} {:>22}\n",
+        "{:<20} {:>16} {:>10} {:>22}\n",
         "strategy", "AULC mean ± std", "vs random", "final accuracy (labels)"
     );
     for s in summary {
         let vs = match random {
-            Some(r) if s.strategy != Strategy::Random => format!("{:+.4}", s.aulc_mean - r),
+            Some(r) if s.name != Strategy::Random.name() => format!("{:+.4}", s.aulc_mean - r),
             _ => "—".into(),
         };
         let last = s.curve.last().map_or(String::from("—"), |&(n, m, sd, _)| {
             format!("{m:.4} ± {sd:.4} ({n})")
         });
         out += &format!(
-            "{:<17} {:>7.4} ± {:<6.4} {:>10} {:>22}\n",
-            s.strategy.name(),
-            s.aulc_mean,
-            s.aulc_std,
-            vs,
-            last
+            "{:<20} {:>7.4} ± {:<6.4} {:>10} {:>22}\n",
+            s.name, s.aulc_mean, s.aulc_std, vs, last
         );
     }
     out
@@ -173,7 +169,7 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
                         s.curve.iter().map(|c| (c.0 as f64, c.1)),
                         color.stroke_width(2),
                     ))?
-                    .label(format!("{} (AULC {:.3})", s.strategy.name(), s.aulc_mean))
+                    .label(format!("{} (AULC {:.3})", s.name, s.aulc_mean))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                     });

@@ -1,0 +1,484 @@
+//! `alpool stream` (stream-based selective sampling) and `alpool
+//! synthesize` (membership query synthesis).
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::select::StrategyArg;
+use super::simulate::{DataArgs, LearnerArgs};
+use alpool::al::pool_loop::{self, LoopConfig, RunResult};
+use alpool::al::simulate::{Run, StrategySummary, summarize_names};
+use alpool::al::stopping::StopConfig;
+use alpool::al::stream::{self, Decision, NpyStream, Rule, StreamConfig, TextStream};
+use alpool::al::synthesis::{self, Generator, Shape, SynthesisConfig};
+use alpool::al::{Dataset, FileOracle, GroundTruth, NearestNeighbour, Oracle, Split};
+use alpool::report::{atomic_write, curves};
+use alpool::{LogBase, Strategy};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuleArg {
+    /// Query when the uncertainty is at least --threshold.
+    Threshold,
+    /// Žliobaitė et al.'s variable uncertainty: an adaptive threshold that
+    /// spends the budget on the most uncertain recent instances.
+    VariableUncertainty,
+    /// Query at random with probability --budget (the baseline).
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OracleArg {
+    /// Ground-truth labels (--labels), revealed only for queried instances.
+    Truth,
+    /// A person: queries are written to --queries as JSON lines and each
+    /// label is read back as a line from --answers (a file or a pipe).
+    Human,
+}
+
+#[derive(Args, Debug)]
+pub struct OracleArgs {
+    /// Who labels queried instances.
+    #[arg(long, value_enum, default_value = "truth")]
+    pub oracle: OracleArg,
+    /// Where --oracle human writes queries.
+    #[arg(long, value_name = "FILE")]
+    pub queries: Option<PathBuf>,
+    /// Where --oracle human reads labels from, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
+}
+
+impl OracleArgs {
+    fn human(
+        &self,
+        classes: usize,
+    ) -> anyhow::Result<FileOracle<std::fs::File, BufReader<std::fs::File>>> {
+        let (Some(q), Some(a)) = (&self.queries, &self.answers) else {
+            anyhow::bail!("--oracle human needs --queries FILE and --answers FILE");
+        };
+        let qf =
+            std::fs::File::create(q).with_context(|| format!("cannot create {}", q.display()))?;
+        let af = std::fs::File::open(a).with_context(|| format!("cannot open {}", a.display()))?;
+        Ok(FileOracle::new(qf, BufReader::new(af), classes))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    /// Stream the rows of this .npy in order (ids = row numbers).
+    #[arg(long, value_name = "X.npy", conflicts_with = "stdin")]
+    pub features: Option<PathBuf>,
+    /// Stream CSV or JSON lines from standard input (ids = line order).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Ground-truth labels by id, for --oracle truth.
+    #[arg(long, value_name = "y.npy")]
+    pub labels: Option<PathBuf>,
+    /// Rows of --features held out as the test set (never streamed), e.g. 0..300.
+    #[arg(long, value_name = "A..B")]
+    pub test_rows: Option<String>,
+    /// Number of classes (default: from --labels).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Uncertainty measure (see README: all in [0, 1], higher = more informative).
+    #[arg(short, long, value_enum, default_value = "margin")]
+    pub strategy: StrategyArg,
+    /// Decision rules to run over the same stream (several need --features).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "variable-uncertainty"
+    )]
+    pub rules: Vec<RuleArg>,
+    /// The threshold rule's threshold.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// The variable-uncertainty rule's adjustment step.
+    #[arg(long, default_value_t = 0.01)]
+    pub step: f64,
+    /// Fraction of instances that may be queried, over every --window.
+    #[arg(long, default_value_t = 0.1)]
+    pub budget: f64,
+    #[arg(long, default_value_t = 1000)]
+    pub window: usize,
+    /// Labels gathered before the first model.
+    #[arg(long, default_value_t = 10)]
+    pub seed_size: usize,
+    /// Retrain after this many new labels.
+    #[arg(long, default_value_t = 10)]
+    pub update_every: usize,
+    #[arg(long)]
+    pub warm_start: bool,
+    /// Keep at most this many (most recent) labeled instances.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_labeled: usize,
+    /// Evaluate on the test set every this many instances.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub oracle: OracleArgs,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+    /// Output folder: decisions[-RULE].jsonl, prequential.jsonl, summary.json, curves.svg.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Stream items: (id, features).
+type Items = Box<dyn Iterator<Item = alpool::Result<(u64, Vec<f32>)>>>;
+
+fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
+    let (a, b) = s
+        .split_once("..")
+        .with_context(|| format!("{s:?}: expected A..B"))?;
+    Ok(a.trim().parse()?..b.trim().parse()?)
+}
+
+fn read_labels(path: &Path) -> anyhow::Result<Vec<usize>> {
+    // Reuse the dataset loader's label parsing with an empty feature set.
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let h = alpool::pool::npy::parse_header(
+        path,
+        &bytes,
+        &[
+            alpool::pool::npy::DType::I64,
+            alpool::pool::npy::DType::I32,
+            alpool::pool::npy::DType::U8,
+        ],
+        "labels must be a 1-D integer array",
+    )?;
+    let size = h.dtype.size();
+    Ok(bytes[h.data_offset..]
+        .chunks_exact(size)
+        .map(|b| match size {
+            8 => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])).max(0) as usize,
+            4 => i32::from_le_bytes(b.try_into().unwrap_or([0; 4])).max(0) as usize,
+            _ => b[0] as usize,
+        })
+        .collect())
+}
+
+pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let labels = a.labels.as_deref().map(read_labels).transpose()?;
+    let classes = a
+        .classes
+        .or_else(|| labels.as_ref().map(|y| y.iter().max().map_or(0, |m| m + 1)))
+        .context("give --classes (or --labels)")?;
+    if a.oracle.oracle == OracleArg::Truth && labels.is_none() {
+        anyhow::bail!("--oracle truth needs --labels");
+    }
+    if a.stdin && a.rules.len() > 1 {
+        anyhow::bail!("standard input can be streamed once: give one rule, or stream --features");
+    }
+    let test_rows = a
+        .test_rows
+        .as_deref()
+        .map(parse_range)
+        .transpose()?
+        .unwrap_or(0..0);
+    let (test_x, test_y) = match (&a.features, &labels) {
+        (Some(f), Some(y)) if !test_rows.is_empty() => {
+            let s = NpyStream::open(f, 0..0)?;
+            let rows: Vec<usize> = test_rows.clone().collect();
+            let x: Vec<f32> = rows.iter().flat_map(|&r| s.row(r)).collect();
+            (x, rows.iter().map(|&r| y[r]).collect::<Vec<usize>>())
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let mut summaries = Vec::new();
+    let mut curves_data = Vec::new();
+    let mut preq = String::new();
+    for rule_arg in &a.rules {
+        let rule = match rule_arg {
+            RuleArg::Threshold => Rule::Threshold(a.threshold),
+            RuleArg::VariableUncertainty => Rule::VariableUncertainty { step: a.step },
+            RuleArg::Random => Rule::Random,
+        };
+        let (mut source, dim): (Items, usize) = match &a.features {
+            Some(f) => {
+                let s = NpyStream::open(f, test_rows.clone())?;
+                let d = s.dim();
+                (Box::new(s), d)
+            }
+            None => {
+                // The dimension comes from the first line.
+                let mut t = TextStream::new(BufReader::new(std::io::stdin()), "<stdin>").peekable();
+                let d = match t.peek() {
+                    Some(Ok((_, v))) => v.len(),
+                    Some(Err(_)) => {
+                        return Err(t
+                            .next()
+                            .and_then(|r| r.err())
+                            .map(anyhow::Error::from)
+                            .unwrap_or_else(|| anyhow::anyhow!("bad input")));
+                    }
+                    None => anyhow::bail!("standard input is empty"),
+                };
+                (Box::new(t), d)
+            }
+        };
+        let cfg = StreamConfig {
+            strategy: a.strategy.into(),
+            rule,
+            budget: a.budget,
+            window: a.window,
+            seed_size: a.seed_size,
+            update_every: a.update_every,
+            warm_start: a.warm_start,
+            mlp: a.learner.config(a.seed),
+            max_labeled: a.max_labeled,
+            checkpoint_every: a.checkpoint_every,
+            seed: a.seed,
+        };
+        let name = rule.name();
+        let file = if a.rules.len() == 1 {
+            "decisions.jsonl".to_string()
+        } else {
+            format!("decisions-{name}.jsonl")
+        };
+        let path = a.out.join(&file);
+        let mut summary = None;
+        atomic_write(&path, |w| {
+            let mut on = |d: &Decision| -> alpool::Result<()> {
+                writeln!(
+                    w,
+                    "{{\"index\":{},\"score\":{},\"queried\":{}}}",
+                    d.index, d.score, d.queried
+                )
+                .map_err(|e| alpool::Error::io(&path, e))
+            };
+            let test = (!test_y.is_empty()).then_some(stream::TestSet {
+                x: &test_x,
+                y: &test_y,
+            });
+            let s = match a.oracle.oracle {
+                OracleArg::Truth => {
+                    let y = labels.as_deref().unwrap_or(&[]);
+                    let mut o = GroundTruth::new(y);
+                    stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
+                }
+                OracleArg::Human => {
+                    let mut o = a
+                        .oracle
+                        .human(classes)
+                        .map_err(|e| alpool::Error::Config(e.to_string()))?;
+                    stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
+                }
+            }?;
+            summary = Some(s);
+            Ok(())
+        })?;
+        let s = summary.expect("set by the run");
+        println!(
+            "{name:<22} seen {:>8}  queried {:>7} ({:.2}%)  final test accuracy {}",
+            s.seen,
+            s.queries,
+            100.0 * s.queries as f64 / s.seen.max(1) as f64,
+            s.final_accuracy.map_or("n/a".into(), |x| format!("{x:.4}"))
+        );
+        for &(seen, labels, acc) in &s.checkpoints {
+            preq += &format!(
+                "{}\n",
+                serde_json::json!({"rule": name, "seen": seen, "labels": labels, "test_accuracy": acc})
+            );
+        }
+        curves_data.push(StrategySummary {
+            name: name.into(),
+            aulc_mean: s.checkpoints.iter().map(|c| c.2).sum::<f64>()
+                / s.checkpoints.len().max(1) as f64,
+            aulc_std: 0.0,
+            curve: s
+                .checkpoints
+                .iter()
+                .map(|&(_, l, acc)| (l as usize, acc, 0.0, 1))
+                .collect(),
+        });
+        summaries.push(serde_json::json!({
+            "rule": name, "instances_seen": s.seen, "queries": s.queries, "budget": a.budget,
+            "final_test_accuracy": s.final_accuracy,
+            "checkpoints": s.checkpoints.iter().map(|&(seen, l, acc)| serde_json::json!({"seen": seen, "labels": l, "test_accuracy": acc})).collect::<Vec<_>>(),
+        }));
+    }
+    let pq = a.out.join("prequential.jsonl");
+    atomic_write(&pq, |w| {
+        w.write_all(preq.as_bytes())
+            .map_err(|e| alpool::Error::io(&pq, e))
+    })?;
+    let sp = a.out.join("summary.json");
+    let text = serde_json::to_string_pretty(
+        &serde_json::json!({"strategy": Strategy::from(a.strategy).name(), "rules": summaries}),
+    )?;
+    atomic_write(&sp, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|e| alpool::Error::io(&sp, e))
+    })?;
+    if curves_data.iter().any(|c| !c.curve.is_empty()) {
+        curves::plot(
+            &a.out.join("curves.svg"),
+            "stream: test accuracy against labels spent",
+            &curves_data,
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GeneratorArg {
+    Boundary,
+    Perturb,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthesizeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Use the embedded digits set (the default when no data is given).
+    #[arg(long)]
+    pub digits: bool,
+    /// Generators to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "boundary,perturb"
+    )]
+    pub generators: Vec<GeneratorArg>,
+    /// Pool-based strategies to compare against, at the same budget.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "margin,random"
+    )]
+    pub compare: Vec<StrategyArg>,
+    /// Image shape of the features, for the perturb generator (e.g. 8x8, 28x28).
+    #[arg(long, value_name = "HxW")]
+    pub image_shape: Option<Shape>,
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    #[arg(long, default_value_t = 20)]
+    pub seed_size: usize,
+    #[arg(long, default_value_t = 10)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 150)]
+    pub budget: usize,
+    /// Bisection stops once the model's margin is below this.
+    #[arg(long, default_value_t = 0.05)]
+    pub tolerance: f64,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub oracle: OracleArgs,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn synthesize(a: SynthesizeArgs) -> anyhow::Result<()> {
+    let data = if a.digits || (a.data.features.is_none() && a.data.csv.is_none()) {
+        Dataset::digits()
+    } else {
+        a.data.load()?
+    };
+    let image = a
+        .image_shape
+        .or_else(|| (data.name == "digits").then_some(Shape { h: 8, w: 8 }));
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut runs: Vec<Run> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for g in &a.generators {
+        let generator = match g {
+            GeneratorArg::Boundary => Generator::Boundary,
+            GeneratorArg::Perturb => Generator::Perturb,
+        };
+        names.push(generator.name().into());
+        for repeat in 0..a.repeats.max(1) {
+            let seed = a.seed + repeat as u64;
+            let split = Split::stratified(&data.y, a.test_fraction, seed);
+            let cfg = SynthesisConfig {
+                generator,
+                image,
+                seed_size: a.seed_size,
+                batch_size: a.batch_size,
+                budget: a.budget,
+                tolerance: a.tolerance,
+                mlp: a.learner.config(a.seed),
+                seed,
+            };
+            let result: RunResult = match a.oracle.oracle {
+                // The proxy: the nearest real instance's label, among all
+                // rows that are not in the test set.
+                OracleArg::Truth => {
+                    let mut o = NearestNeighbour {
+                        data: &data,
+                        rows: split.pool.clone(),
+                    };
+                    synthesis::run(&data, &split, &cfg, &mut o)?
+                }
+                OracleArg::Human => {
+                    let mut o = a.oracle.human(data.classes)?;
+                    synthesis::run(&data, &split, &cfg, &mut o as &mut dyn Oracle)?
+                }
+            };
+            runs.push(Run {
+                name: generator.name().into(),
+                repeat,
+                result,
+            });
+        }
+    }
+    for s in &a.compare {
+        let strategy: Strategy = (*s).into();
+        names.push(strategy.name().into());
+        for repeat in 0..a.repeats.max(1) {
+            let seed = a.seed + repeat as u64;
+            let split = Split::stratified(&data.y, a.test_fraction, seed);
+            let cfg = LoopConfig {
+                strategy,
+                log_base: LogBase::E,
+                seed_size: a.seed_size,
+                seed_stratified: false,
+                batch_size: a.batch_size,
+                stop: StopConfig {
+                    budget: Some(a.budget),
+                    ..Default::default()
+                },
+                mlp: a.learner.config(a.seed),
+                warm_start: false,
+                seed,
+            };
+            let result = pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
+            runs.push(Run {
+                name: strategy.name().into(),
+                repeat,
+                result,
+            });
+        }
+    }
+    let summary = summarize_names(&runs, &names);
+    curves::write_rounds(&a.out, &runs)?;
+    let meta = serde_json::json!({
+        "dataset": data.name, "budget": a.budget, "seed_size": a.seed_size, "batch_size": a.batch_size,
+        "repeats": a.repeats, "oracle_for_synthesized": "label of the nearest real instance (1-NN) among the non-test rows",
+    });
+    curves::write_summary(&a.out, &summary, &runs, meta)?;
+    curves::plot(
+        &a.out.join("curves.svg"),
+        &format!("{}: synthesis vs pool-based", data.name),
+        &summary,
+    )?;
+    println!("{}", curves::table(&summary));
+    Ok(())
+}
