@@ -173,21 +173,7 @@ fn from_npy_bytes_paths(xp: &Path, xb: &[u8], yp: &Path, yb: &[u8], name: &str) 
             actual: data.len() as u64,
         });
     }
-    let x: Vec<f32> = match hx.dtype {
-        DType::F32 => data[..n * dim * 4]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        DType::F16 => data[..n * dim * 2]
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        DType::F64 => data[..n * dim * 8]
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
-        _ => data[..n * dim].iter().map(|&v| v as f32 / 255.0).collect(),
-    };
+    let x = npy::features_f32(hx.dtype, &data[..n * dim * hx.dtype.size()]);
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         return Err(Error::BadRow {
             path: xp.into(),
@@ -225,13 +211,7 @@ fn from_npy_bytes_paths(xp: &Path, xb: &[u8], yp: &Path, yb: &[u8], name: &str) 
     }
     let mut y = Vec::with_capacity(n);
     for (i, b) in ydata[..n * size].chunks_exact(size).enumerate() {
-        let v: i128 = match hy.dtype {
-            DType::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
-            DType::I32 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
-            DType::U64 => u64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
-            DType::U32 => u32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
-            _ => b[0] as i128,
-        };
+        let v = npy::int_at(hy.dtype, b);
         if !(0..1 << 20).contains(&v) {
             return Err(Error::BadElement {
                 path: yp.into(),

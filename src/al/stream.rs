@@ -416,25 +416,9 @@ impl NpyStream {
 
     /// Row `r` as f32.
     pub fn row(&self, r: usize) -> Vec<f32> {
-        use crate::pool::npy::DType;
         let size = self.dtype.size();
         let a = self.offset + r * self.dim * size;
-        let b = &self.map[a..a + self.dim * size];
-        match self.dtype {
-            DType::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::F64 => b
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            _ => b.iter().map(|&v| v as f32 / 255.0).collect(),
-        }
+        crate::pool::npy::features_f32(self.dtype, &self.map[a..a + self.dim * size])
     }
 }
 

@@ -183,7 +183,8 @@ pub struct SimulateArgs {
     pub out: PathBuf,
 }
 
-fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
+/// `A..B` as a range of rows.
+pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
     let (a, b) = s
         .split_once("..")
         .with_context(|| format!("--test-rows {s:?}: expected A..B"))?;

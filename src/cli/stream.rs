@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::select::StrategyArg;
-use super::simulate::{DataArgs, LearnerArgs};
+use super::simulate::{DataArgs, LearnerArgs, parse_range};
 use alpool::al::pool_loop::{self, LoopConfig, RunResult};
 use alpool::al::simulate::{Run, StrategySummary, summarize_names};
 use alpool::al::stopping::StopConfig;
@@ -133,35 +133,27 @@ pub struct StreamArgs {
 /// Stream items: (id, features).
 type Items = Box<dyn Iterator<Item = alpool::Result<(u64, Vec<f32>)>>>;
 
-fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
-    let (a, b) = s
-        .split_once("..")
-        .with_context(|| format!("{s:?}: expected A..B"))?;
-    Ok(a.trim().parse()?..b.trim().parse()?)
-}
-
 fn read_labels(path: &Path) -> anyhow::Result<Vec<usize>> {
-    // Reuse the dataset loader's label parsing with an empty feature set.
+    use alpool::pool::npy::{self, DType};
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let h = alpool::pool::npy::parse_header(
+    let h = npy::parse_header(
         path,
         &bytes,
-        &[
-            alpool::pool::npy::DType::I64,
-            alpool::pool::npy::DType::I32,
-            alpool::pool::npy::DType::U8,
-        ],
+        &[DType::I64, DType::I32, DType::U64, DType::U32, DType::U8],
         "labels must be a 1-D integer array",
     )?;
-    let size = h.dtype.size();
-    Ok(bytes[h.data_offset..]
-        .chunks_exact(size)
-        .map(|b| match size {
-            8 => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])).max(0) as usize,
-            4 => i32::from_le_bytes(b.try_into().unwrap_or([0; 4])).max(0) as usize,
-            _ => b[0] as usize,
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (i, b) in bytes[h.data_offset..]
+        .chunks_exact(h.dtype.size())
+        .enumerate()
+    {
+        let v = npy::int_at(h.dtype, b);
+        if v < 0 {
+            anyhow::bail!("{}: element {i}: label {v} is negative", path.display());
+        }
+        out.push(v as usize);
+    }
+    Ok(out)
 }
 
 pub fn stream(a: StreamArgs) -> anyhow::Result<()> {

@@ -103,13 +103,7 @@ fn read_npy(path: &Path, rows: u64) -> Result<Vec<u64>> {
     let size = header.dtype.size();
     let mut out = Vec::with_capacity(header.shape[0]);
     for (i, b) in data.chunks_exact(size).enumerate() {
-        let v: i128 = match header.dtype {
-            DType::I64 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
-            DType::I32 => i32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
-            DType::U64 => u64::from_le_bytes(b.try_into().expect("8 bytes")) as i128,
-            DType::U32 => u32::from_le_bytes(b.try_into().expect("4 bytes")) as i128,
-            _ => b[0] as i128,
-        };
+        let v = super::npy::int_at(header.dtype, b);
         if v < 0 || v >= rows as i128 {
             return Err(Error::BadElement {
                 path: path.into(),

@@ -321,6 +321,40 @@ pub fn encode_header(dtype: DType, shape: &[usize]) -> Vec<u8> {
     unreachable!("a version 2.0 header holds any shape")
 }
 
+/// One element of an integer dtype, widened to i128 (`b` holds exactly
+/// one element).
+pub fn int_at(dtype: DType, b: &[u8]) -> i128 {
+    let mut w = [0u8; 8];
+    w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+    match dtype {
+        DType::I64 => i64::from_le_bytes(w) as i128,
+        DType::I32 => i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as i128,
+        DType::U64 => u64::from_le_bytes(w) as i128,
+        DType::U32 => u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as i128,
+        _ => w[0] as i128,
+    }
+}
+
+/// Feature values as f32: float types converted, uint8 (image pixels)
+/// scaled to [0, 1].
+pub fn features_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        DType::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => bytes.iter().map(|&v| v as f32 / 255.0).collect(),
+    }
+}
+
 /// Element types that can be written to .npy.
 pub trait Element: bytemuck::Pod {
     const DTYPE: DType;
