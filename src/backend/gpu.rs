@@ -380,7 +380,11 @@ pub fn select(
     let bound = gpu_bound(job.spec.strategy, &job.input, job.spec.log_base.ln(), c);
 
     use wgpu::BufferUsages as U;
-    let rows_buf = gpu.buffer("rows", (r_max * c * 4) as u64, U::STORAGE | U::COPY_DST);
+    // Two row buffers: chunk i + 1 is uploaded while chunk i is scored.
+    let rows_bufs = [
+        gpu.buffer("rows A", (r_max * c * 4) as u64, U::STORAGE | U::COPY_DST),
+        gpu.buffer("rows B", (r_max * c * 4) as u64, U::STORAGE | U::COPY_DST),
+    ];
     let keys = gpu.buffer("keys", (r_max * 4) as u64, U::STORAGE);
     let status = gpu.buffer("status", (r_max * 4) as u64, U::STORAGE);
     let excl = gpu.buffer(
@@ -404,28 +408,33 @@ pub fn select(
             contents: bytemuck::bytes_of(&Params::default()),
             usage: U::UNIFORM | U::COPY_DST,
         });
-    let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("alpool select"),
-        layout: &gpu.layout,
-        entries: &[
-            &params_buf,
-            &rows_buf,
-            &keys,
-            &status,
-            &excl,
-            &hist,
-            &counters,
-            &cand,
-            &unc,
-        ]
+    let binds: Vec<wgpu::BindGroup> = rows_bufs
         .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
+        .map(|rows_buf| {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("alpool select"),
+                layout: &gpu.layout,
+                entries: &[
+                    &params_buf,
+                    rows_buf,
+                    &keys,
+                    &status,
+                    &excl,
+                    &hist,
+                    &counters,
+                    &cand,
+                    &unc,
+                ]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect::<Vec<_>>(),
+            })
         })
-        .collect::<Vec<_>>(),
-    });
+        .collect();
     gpu.wait()?;
 
     let (input, tol, slack, inv_temp) = match job.input {
@@ -465,18 +474,25 @@ pub fn select(
     let mut probs = vec![0f64; c];
     let mut refined = 0u64;
 
-    for (shard, start, end) in pool.chunks(max_rows) {
+    let chunks: Vec<_> = pool.chunks(max_rows).collect();
+    let mut upload_rows = |slot: usize, (shard, start, end): (&crate::pool::Shard, u64, u64)| {
+        let data = shard.rows_f32(start, end, c, &mut scratch);
+        gpu.queue
+            .write_buffer(&rows_bufs[slot], 0, bytemuck::cast_slice(&data));
+    };
+    let t = Instant::now();
+    if let Some(&first) = chunks.first() {
+        upload_rows(0, first);
+    }
+    phases.upload += t.elapsed();
+    for (i, &(shard, start, end)) in chunks.iter().enumerate() {
         let n = (end - start) as usize;
         let g0 = shard.first_row() + start;
+        let bind = &binds[i % 2];
         phases.chunks += 1;
 
-        // Upload rows, exclusions and cleared counters.
+        // This chunk's exclusions, cleared counters and parameters.
         let t = Instant::now();
-        {
-            let data = shard.rows_f32(start, end, c, &mut scratch);
-            gpu.queue
-                .write_buffer(&rows_buf, 0, bytemuck::cast_slice(&data));
-        }
         let mut bits = vec![0u32; n.div_ceil(32).max(1)];
         for &e in job.exclusions.within(g0, g0 + n as u64) {
             let r = (e - g0) as usize;
@@ -496,7 +512,15 @@ pub fn select(
         phases.upload += t.elapsed();
 
         let t = Instant::now();
-        gpu.dispatch(&gpu.score, &bind, n as u32);
+        gpu.dispatch(&gpu.score, bind, n as u32);
+        // The next chunk's rows go up while this one is scored: the host
+        // converts and stages them now, the copy runs on the queue before
+        // the next chunk's dispatch, into the other buffer.
+        if let Some(&next) = chunks.get(i + 1) {
+            let u = Instant::now();
+            upload_rows((i + 1) % 2, next);
+            phases.upload += u.elapsed();
+        }
         gpu.wait()?;
         phases.score += t.elapsed();
 
@@ -541,7 +565,7 @@ pub fn select(
             base.shift = shift as u32;
             gpu.queue
                 .write_buffer(&params_buf, 0, bytemuck::bytes_of(&base));
-            gpu.dispatch(&gpu.histogram, &bind, n as u32);
+            gpu.dispatch(&gpu.histogram, bind, n as u32);
             let h = gpu.read_u32(&hist, 256, &staging)?;
             let total: u64 = h.iter().map(|&x| x as u64).sum();
             if shift == 24 && total <= need {
@@ -576,7 +600,7 @@ pub fn select(
             .write_buffer(&params_buf, 0, bytemuck::bytes_of(&base));
         gpu.queue
             .write_buffer(&counters, 0, bytemuck::cast_slice(&[0u32]));
-        gpu.dispatch(&gpu.compact, &bind, n as u32);
+        gpu.dispatch(&gpu.compact, bind, n as u32);
         gpu.wait()?;
         phases.topk += t.elapsed();
 

@@ -359,7 +359,27 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let t = Instant::now();
-    let p = m.predict_proba(&x)?;
+    let bar = (h.shape[0] >= 200_000 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(
+        || {
+            let pb = indicatif::ProgressBar::new(h.shape[0] as u64);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "predict [{bar:40}] {pos}/{len} rows {per_sec} eta {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            pb
+        },
+    );
+    let p = m.predict_proba_with(&x, &mut |done| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     alpool::report::atomic_write(&a.out, |w| {
         alpool::pool::npy::write_array(w, &[h.shape[0], m.classes()], &p).map_err(|e| {
             alpool::Error::Io {
