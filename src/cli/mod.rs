@@ -10,13 +10,15 @@ mod stream;
 
 use clap::{Parser, Subcommand};
 
-/// alpool: exact, streaming active-learning selection for very large pools.
+/// alpool: exact, streaming active learning for very large unlabeled pools.
 ///
 /// A pool is an N x C .npy matrix (float32 or float16) of class
 /// probabilities or logits, one row per unlabeled instance, possibly split
-/// over several files. alpool scores every row with a query strategy and
+/// over several files. `select` scores every row with a query strategy and
 /// returns the k most informative, exactly (ties go to the lower row index),
-/// reading the pool memory-mapped in chunks, so it may be larger than RAM.
+/// reading the pool memory-mapped in chunks, so it may be larger than RAM;
+/// on the CPU or a GPU. `simulate`, `stream` and `synthesize` run the three
+/// active-learning scenarios with a candle MLP learner.
 #[derive(Parser, Debug)]
 #[command(name = "alpool", version, propagate_version = true)]
 pub struct Cli {
