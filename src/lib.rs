@@ -36,6 +36,7 @@ pub mod pool;
 pub mod report;
 pub mod score;
 pub mod select;
+pub mod workspace;
 
 pub use backend::{Device, Job};
 pub use error::{Error, Result};

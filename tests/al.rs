@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alpool::al::pool_loop::{self, LoopConfig};
 use alpool::al::simulate::{self, SimConfig, TestSet};
@@ -14,20 +14,9 @@ use alpool::al::{Dataset, GroundTruth, Oracle, Split};
 use alpool::learner::{Mlp, MlpConfig};
 use alpool::{LogBase, Strategy};
 
-/// The shared digits set, or None (loudly) when ../shared is absent; in CI
-/// (ALPOOL_REQUIRE_SHARED=1) its absence fails the test.
+/// The shared digits set (see `common::shared_data`).
 fn shared_digits() -> Option<Dataset> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/digits");
-    if !dir.join("X.npy").exists() {
-        if std::env::var("ALPOOL_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
-            panic!("ALPOOL_REQUIRE_SHARED=1 but {} is missing", dir.display());
-        }
-        eprintln!(
-            "\n!!!!!! SKIPPING: {} not found (../shared is absent) !!!!!!\n",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::shared_data("digits")?;
     Some(Dataset::from_npy(&dir.join("X.npy"), &dir.join("y.npy")).expect("shared digits load"))
 }
 

@@ -7,6 +7,7 @@ mod progress;
 mod select;
 mod simulate;
 mod stream;
+mod workspace;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,18 @@ enum Command {
     /// boundary or perturb uncertain images, and compare with pool-based
     /// sampling at the same budget.
     Synthesize(stream::SynthesizeArgs),
+    /// Create a workspace for batch jobs with people labeling.
+    ///
+    /// Example: alpool init ./ws --features pool.npy --classes cat,dog,bird [--labels seed.csv] [--ids ids.txt]
+    Init(workspace::InitArgs),
+    /// Train on all labels so far, score the pool and export the next batch.
+    ///
+    /// Example: alpool next ./ws -k 500 --strategy margin --out batch.csv
+    Next(workspace::NextArgs),
+    /// Take labels back: CSV id,label or a Label Studio JSON export.
+    Ingest(workspace::IngestArgs),
+    /// Labels per class, rounds, last scores, conflicts.
+    Status(workspace::StatusArgs),
     /// Train the MLP learner on labeled data and save it (safetensors + JSON).
     Train(simulate::TrainArgs),
     /// Predict class probabilities with a saved model: a pool for `select`.
@@ -96,6 +109,10 @@ pub fn run() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::simulate(a),
         Command::Stream(a) => stream::stream(a),
         Command::Synthesize(a) => stream::synthesize(a),
+        Command::Init(a) => workspace::init(a),
+        Command::Next(a) => workspace::next(a),
+        Command::Ingest(a) => workspace::ingest(a),
+        Command::Status(a) => workspace::status(a),
         Command::Train(a) => simulate::train(a),
         Command::Predict(a) => simulate::predict(a),
         Command::Bench(a) => bench::run(a),

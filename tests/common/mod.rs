@@ -67,3 +67,22 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A folder of ../shared/data, or None (loudly) when ../shared is absent;
+/// in CI (ALPOOL_REQUIRE_SHARED=1) its absence fails the test.
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    if dir.join("X.npy").exists() {
+        return Some(dir);
+    }
+    if std::env::var("ALPOOL_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
+        panic!("ALPOOL_REQUIRE_SHARED=1 but {} is missing", dir.display());
+    }
+    eprintln!(
+        "\n!!!!!! SKIPPING: {} not found (../shared is absent) !!!!!!\n",
+        dir.display()
+    );
+    None
+}

@@ -1,0 +1,363 @@
+//! Batch jobs on a persistent workspace: a full labeling cycle on real data
+//! (labels revealed through files, as a person would send them), crash
+//! safety under kill -9 at several points, concurrent commands, conflicts,
+//! and bad label files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use alpool::workspace::Workspace;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_alpool"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run alpool")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args, &[]);
+    assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
+    common::stdout(&o)
+}
+
+/// Digits features and labels from ../shared (see `common::shared_data`).
+fn shared_digits() -> Option<(PathBuf, Vec<usize>)> {
+    let dir = common::shared_data("digits")?;
+    let d = alpool::al::Dataset::from_npy(&dir.join("X.npy"), &dir.join("y.npy")).unwrap();
+    Some((dir.join("X.npy"), d.y))
+}
+
+fn embedded() -> (PathBuf, Vec<usize>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = alpool::al::Dataset::digits();
+    let p = dir.path().join("X.npy");
+    alpool::pool::npy::save(&p, &[d.rows(), d.dim], &d.x).unwrap();
+    (p, d.y, dir)
+}
+
+const CLASSES: &str = "zero,one,two,three,four,five,six,seven,eight,nine";
+fn name(c: usize) -> &'static str {
+    CLASSES.split(',').nth(c).unwrap()
+}
+
+/// The ids of a CSV batch.
+fn batch_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+/// A person's answer file: the true labels of `ids`.
+fn answer(path: &Path, ids: &[String], y: &[usize]) {
+    let mut s = String::from("id,label\n");
+    for id in ids {
+        s += &format!("{id},{}\n", name(y[id.parse::<usize>().unwrap()]));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+fn init(dir: &Path, features: &Path, y: &[usize], seed: usize) -> PathBuf {
+    let ws = dir.join("ws");
+    let seed_file = dir.join("seed.csv");
+    let ids: Vec<String> = (0..seed).map(|i| i.to_string()).collect();
+    answer(&seed_file, &ids, y);
+    ok(&[
+        "init",
+        ws.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--classes",
+        CLASSES,
+        "--labels",
+        seed_file.to_str().unwrap(),
+    ]);
+    ws
+}
+
+fn state(ws: &Path) -> (usize, Option<(i64, i64)>, Vec<alpool::workspace::Conflict>) {
+    let w = Workspace::open(ws, Duration::from_secs(5)).unwrap();
+    (
+        w.labels().unwrap().len(),
+        w.last_round().unwrap(),
+        w.conflicts().unwrap(),
+    )
+}
+
+#[test]
+fn a_full_labeling_cycle_never_reselects_labeled_items() {
+    let Some((features, y)) = shared_digits() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    let w = ws.to_str().unwrap();
+    let mut labeled: std::collections::HashSet<String> = (0..20).map(|i| i.to_string()).collect();
+    for round in 0..4 {
+        let batch = tmp.path().join(format!("batch{round}.csv"));
+        ok(&["next", w, "-k", "25", "--out", batch.to_str().unwrap()]);
+        let ids = batch_ids(&batch);
+        assert_eq!(ids.len(), 25);
+        assert!(
+            ids.iter().all(|id| !labeled.contains(id)),
+            "round {round} re-selected a labeled item"
+        );
+        let answers = tmp.path().join(format!("answers{round}.csv"));
+        answer(&answers, &ids, &y);
+        let out = ok(&["ingest", w, answers.to_str().unwrap()]);
+        assert!(out.contains("25 new labels"), "{out}");
+        labeled.extend(ids);
+    }
+    assert_eq!(state(&ws).0, 120);
+    // Label Studio: export tasks, answer them as Label Studio exports, ingest.
+    let tasks = tmp.path().join("tasks.json");
+    ok(&["next", w, "-k", "5", "--out", tasks.to_str().unwrap()]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&tasks).unwrap()).unwrap();
+    let exported: Vec<serde_json::Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(t, task)| {
+            let id: usize = task["data"]["id"].as_str().unwrap().parse().unwrap();
+            assert!(task["predictions"][0]["score"].is_number());
+            serde_json::json!({"id": t + 1, "data": task["data"], "annotations": [{"result": [{"value": {"choices": [name(y[id])]}}]}]})
+        })
+        .collect();
+    let export = tmp.path().join("ls-export.json");
+    std::fs::write(&export, serde_json::to_string(&exported).unwrap()).unwrap();
+    let out = ok(&["ingest", w, export.to_str().unwrap()]);
+    assert!(out.contains("5 new labels"), "{out}");
+    let status = ok(&["status", w]);
+    assert!(
+        status.contains("125 labeled") && status.contains("rounds: 5"),
+        "{status}"
+    );
+}
+
+#[test]
+fn killed_commands_leave_the_workspace_as_before_and_reruns_are_safe() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    let w = ws.to_str().unwrap();
+    let reference = tmp.path().join("ref.csv");
+    // What an uninterrupted `next` exports, computed on a copy.
+    let copy = tmp.path().join("copy");
+    copy_dir(&ws, &copy);
+    ok(&[
+        "next",
+        copy.to_str().unwrap(),
+        "-k",
+        "10",
+        "--out",
+        reference.to_str().unwrap(),
+    ]);
+
+    let before = state(&ws);
+    for point in [
+        "next-after-train",
+        "next-after-export",
+        "next-before-commit",
+    ] {
+        let out = tmp.path().join(format!("{point}.csv"));
+        let o = run(
+            &["next", w, "-k", "10", "--out", out.to_str().unwrap()],
+            &[("ALPOOL_CRASH_AT", point)],
+        );
+        assert!(!o.status.success(), "{point}: the command should have died");
+        assert_eq!(state(&ws), before, "{point}: the workspace changed");
+    }
+    // A real kill -9 while it trains.
+    let out = tmp.path().join("killed.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(["next", w, "-k", "10", "--out", out.to_str().unwrap()])
+        .env("ALPOOL_PAUSE_AT", "next-after-train")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(state(&ws), before);
+    // The rerun gives exactly the uninterrupted batch, once.
+    let out = tmp.path().join("rerun.csv");
+    ok(&["next", w, "-k", "10", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&reference).unwrap()
+    );
+    ok(&["next", w, "-k", "10", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        state(&ws).1.unwrap().0,
+        0,
+        "a rerun without new labels adds no round"
+    );
+
+    // ingest killed mid-transaction: nothing applied; the rerun applies all.
+    let answers = tmp.path().join("answers.csv");
+    answer(&answers, &batch_ids(&out), &y);
+    let o = run(
+        &["ingest", w, answers.to_str().unwrap()],
+        &[("ALPOOL_CRASH_AT", "ingest-mid-transaction")],
+    );
+    assert!(!o.status.success());
+    assert_eq!(state(&ws).0, 20);
+    ok(&["ingest", w, answers.to_str().unwrap()]);
+    ok(&["ingest", w, answers.to_str().unwrap()]);
+    assert_eq!(state(&ws).0, 30);
+
+    // init killed before its rename: no workspace, and init works after.
+    let ws2 = tmp.path().join("ws2");
+    let o = run(
+        &[
+            "init",
+            ws2.to_str().unwrap(),
+            "--features",
+            features.to_str().unwrap(),
+            "--classes",
+            CLASSES,
+        ],
+        &[("ALPOOL_CRASH_AT", "init-before-rename")],
+    );
+    assert!(!o.status.success());
+    assert!(!ws2.exists());
+    ok(&[
+        "init",
+        ws2.to_str().unwrap(),
+        "--features",
+        features.to_str().unwrap(),
+        "--classes",
+        CLASSES,
+    ]);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_second_command_waits_or_fails_clearly() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    let w = ws.to_str().unwrap().to_string();
+    let a = tmp.path().join("a.csv");
+    let b = tmp.path().join("b.csv");
+    answer(&a, &["100".into(), "101".into()], &y);
+    answer(&b, &["200".into()], &y);
+    // The first holds the write transaction for 3 s.
+    let first = Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(["ingest", &w, a.to_str().unwrap()])
+        .env("ALPOOL_PAUSE_AT", "ingest-mid-transaction")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let o = run(&["ingest", &w, b.to_str().unwrap(), "--wait", "0"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("another alpool command"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = run(&["ingest", &w, b.to_str().unwrap(), "--wait", "20"], &[]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(state(&ws).0, 23);
+}
+
+#[test]
+fn conflicts_are_kept_apart_or_overwritten_and_bad_files_change_nothing() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    let w = ws.to_str().unwrap();
+    let f = |n: &str, s: &str| {
+        let p = tmp.path().join(n);
+        std::fs::write(&p, s).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let wrong = name((y[3] + 1) % 10);
+    let conflict = f("conflict.csv", &format!("id,label\n3,{wrong}\n"));
+    let out = ok(&["ingest", w, &conflict]);
+    assert!(out.contains("1 conflicting"), "{out}");
+    let (n, _, conflicts) = state(&ws);
+    assert_eq!((n, conflicts.len()), (20, 1));
+    let status = ok(&["status", w]);
+    assert!(
+        status.contains("conflicting labels kept apart (1)"),
+        "{status}"
+    );
+    let stored = Workspace::open(&ws, Duration::from_secs(1))
+        .unwrap()
+        .labels()
+        .unwrap()[3]
+        .class;
+    assert_eq!(stored, y[3], "the original label stays");
+    let out = ok(&["ingest", w, &conflict, "--overwrite"]);
+    assert!(out.contains("1 overwritten"), "{out}");
+    let stored = Workspace::open(&ws, Duration::from_secs(1))
+        .unwrap()
+        .labels()
+        .unwrap()[3]
+        .class;
+    assert_eq!(name(stored), wrong);
+
+    for (file, content, needles) in [
+        (
+            "unknown_id.csv",
+            "id,label\n50,one\nnope,two\n".to_string(),
+            vec!["line 3", "unknown id \"nope\""],
+        ),
+        (
+            "unknown_class.csv",
+            "id,label\n50,one\n51,eleven\n".to_string(),
+            vec!["line 3", "unknown class \"eleven\""],
+        ),
+        (
+            "dupe.csv",
+            "id,label\n50,one\n51,two\n50,one\n".to_string(),
+            vec!["line 4", "first on line 2"],
+        ),
+        ("empty.csv", String::new(), vec!["empty"]),
+        (
+            "header.csv",
+            "item,class\n50,one\n".to_string(),
+            vec!["line 1", "id,label"],
+        ),
+    ] {
+        let p = f(file, &content);
+        let o = run(&["ingest", w, &p], &[]);
+        assert_eq!(o.status.code(), Some(1), "{file}");
+        for n in needles {
+            assert!(
+                common::stderr(&o).contains(n),
+                "{file}: {}",
+                common::stderr(&o)
+            );
+        }
+    }
+    let latin1 = tmp.path().join("latin1.csv");
+    std::fs::write(&latin1, b"id,label\n50,one\n51,caf\xe9\n").unwrap();
+    let o = run(&["ingest", w, latin1.to_str().unwrap()], &[]);
+    assert!(
+        common::stderr(&o).contains("line 3") && common::stderr(&o).contains("UTF-8"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(state(&ws).0, 20, "a rejected file applies nothing");
+}
