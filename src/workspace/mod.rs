@@ -161,19 +161,7 @@ impl Workspace {
                             reason: format!("id {id:?} appears twice"),
                         })?;
                 }
-                let t = now();
-                let mut lab = tx
-                    .prepare("INSERT INTO labels VALUES (?1, ?2, -1, ?3, ?4)")
-                    .map_err(db_err(&path))?;
-                let mut ev = tx
-                    .prepare("INSERT INTO label_events(idx, old_class, new_class, kind, source, time) VALUES (?1, NULL, ?2, 'label', ?3, ?4)")
-                    .map_err(db_err(&path))?;
-                for &(idx, class) in &spec.seed_labels {
-                    lab.execute(params![idx as i64, class as i64, spec.seed_source, t])
-                        .map_err(db_err(&path))?;
-                    ev.execute(params![idx as i64, class as i64, spec.seed_source, t])
-                        .map_err(db_err(&path))?;
-                }
+                apply_in(&tx, &path, &spec.seed_labels, -1, &spec.seed_source, false)?;
             }
             tx.commit().map_err(db_err(&path))?;
             checkpoint("init-before-rename");
@@ -394,65 +382,9 @@ impl Workspace {
                 r.get(0)
             })
             .map_err(db_err(&p))?;
-        let t = now();
-        let (mut applied, mut same, mut conflicts, mut overwritten) = (0, 0, 0, 0);
-        for (n, &(idx, class)) in labels.iter().enumerate() {
-            let old: Option<i64> = tx
-                .query_row(
-                    "SELECT class FROM labels WHERE idx = ?1",
-                    [idx as i64],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_err(&p))?;
-            let event = |kind: &str| {
-                tx.execute(
-                    "INSERT INTO label_events(idx, old_class, new_class, kind, source, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![idx as i64, old, class as i64, kind, source, t],
-                )
-            };
-            match old {
-                None => {
-                    tx.execute(
-                        "INSERT INTO labels VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![idx as i64, class as i64, round, source, t],
-                    )
-                    .map_err(db_err(&p))?;
-                    event("label").map_err(db_err(&p))?;
-                    applied += 1;
-                }
-                Some(o) if o as usize == class => same += 1,
-                Some(_) if overwrite => {
-                    tx.execute(
-                        "UPDATE labels SET class = ?2, round = ?3, source = ?4, time = ?5 WHERE idx = ?1",
-                        params![idx as i64, class as i64, round, source, t],
-                    )
-                    .map_err(db_err(&p))?;
-                    event("overwrite").map_err(db_err(&p))?;
-                    overwritten += 1;
-                }
-                Some(_) => {
-                    // Kept apart for review, unless the same conflict is
-                    // already recorded (a rerun of the same ingest).
-                    let seen: i64 = tx
-                        .query_row(
-                            "SELECT COUNT(*) FROM label_events WHERE idx = ?1 AND new_class = ?2 AND kind = 'conflict' AND source = ?3",
-                            params![idx as i64, class as i64, source],
-                            |r| r.get(0),
-                        )
-                        .map_err(db_err(&p))?;
-                    if seen == 0 {
-                        event("conflict").map_err(db_err(&p))?;
-                    }
-                    conflicts += 1;
-                }
-            }
-            if n == labels.len() / 2 {
-                checkpoint("ingest-mid-transaction");
-            }
-        }
+        let counts = apply_in(&tx, &p, labels, round, source, overwrite)?;
         tx.commit().map_err(db_err(&p))?;
-        Ok((applied, same, conflicts, overwritten))
+        Ok(counts)
     }
 
     /// Conflicting labels kept for review, oldest first.
@@ -470,6 +402,79 @@ impl Workspace {
             },
         )
     }
+}
+
+/// The label rule of `ingest` (and of `init`'s seed labels), inside the
+/// caller's transaction: a new label is stored, an equal one is a no-op, a
+/// different one is kept apart as a conflict or, with `overwrite`, replaces
+/// the stored one; every change is a label event. Returns (applied,
+/// unchanged, conflicts, overwritten).
+fn apply_in(
+    tx: &rusqlite::Transaction,
+    p: &Path,
+    labels: &[(usize, usize)],
+    round: i64,
+    source: &str,
+    overwrite: bool,
+) -> Result<(usize, usize, usize, usize)> {
+    let t = now();
+    let (mut applied, mut same, mut conflicts, mut overwritten) = (0, 0, 0, 0);
+    for (n, &(idx, class)) in labels.iter().enumerate() {
+        let old: Option<i64> = tx
+            .query_row(
+                "SELECT class FROM labels WHERE idx = ?1",
+                [idx as i64],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err(p))?;
+        let event = |kind: &str| {
+            tx.execute(
+                "INSERT INTO label_events(idx, old_class, new_class, kind, source, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![idx as i64, old, class as i64, kind, source, t],
+            )
+        };
+        match old {
+            None => {
+                tx.execute(
+                    "INSERT INTO labels VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![idx as i64, class as i64, round, source, t],
+                )
+                .map_err(db_err(p))?;
+                event("label").map_err(db_err(p))?;
+                applied += 1;
+            }
+            Some(o) if o as usize == class => same += 1,
+            Some(_) if overwrite => {
+                tx.execute(
+                    "UPDATE labels SET class = ?2, round = ?3, source = ?4, time = ?5 WHERE idx = ?1",
+                    params![idx as i64, class as i64, round, source, t],
+                )
+                .map_err(db_err(p))?;
+                event("overwrite").map_err(db_err(p))?;
+                overwritten += 1;
+            }
+            Some(_) => {
+                // Kept apart for review, unless the same conflict is
+                // already recorded (a rerun of the same ingest).
+                let seen: i64 = tx
+                    .query_row(
+                        "SELECT COUNT(*) FROM label_events WHERE idx = ?1 AND new_class = ?2 AND kind = 'conflict' AND source = ?3",
+                        params![idx as i64, class as i64, source],
+                        |r| r.get(0),
+                    )
+                    .map_err(db_err(p))?;
+                if seen == 0 {
+                    event("conflict").map_err(db_err(p))?;
+                }
+                conflicts += 1;
+            }
+        }
+        if n == labels.len() / 2 {
+            checkpoint("ingest-mid-transaction");
+        }
+    }
+    Ok((applied, same, conflicts, overwritten))
 }
 
 fn now() -> String {
