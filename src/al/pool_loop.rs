@@ -129,7 +129,7 @@ pub fn run(
             .copied()
             .filter(|&r| !in_labeled[r])
             .collect();
-        let probs = m.predict_proba(&data.gather(&unlabeled))?;
+        let probs = m.predict_proba_rows(&data.x, &unlabeled)?;
         let predict_s = t.elapsed().as_secs_f64();
         let lc: Vec<f64> = probs
             .chunks_exact(data.classes)

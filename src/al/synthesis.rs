@@ -279,7 +279,7 @@ pub fn run(
             Generator::Perturb => {
                 let s = cfg.image.expect("checked above");
                 let pool: Vec<usize> = split.pool.clone();
-                let probs = m.predict_proba(&data.gather(&pool))?;
+                let probs = m.predict_proba_rows(&data.x, &pool)?;
                 let mut order: Vec<(f64, usize)> = probs
                     .chunks_exact(data.classes)
                     .enumerate()

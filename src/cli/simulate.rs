@@ -13,7 +13,7 @@ use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
-use alpool::learner::{Mlp, MlpConfig};
+use alpool::learner::{Engine, Mlp, MlpConfig};
 use alpool::report::curves;
 use alpool::{LogBase, Strategy};
 
@@ -83,6 +83,17 @@ pub struct LearnerArgs {
     /// Weight the loss by inverse class frequency.
     #[arg(long)]
     pub class_weights: bool,
+    /// What trains and runs the model: fused f32 kernels (fast), or
+    /// candle's ops and autograd (the reference the fused path is tested
+    /// against; several times slower).
+    #[arg(long, value_enum, default_value = "fused")]
+    pub engine: EngineArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EngineArg {
+    Fused,
+    Candle,
 }
 
 impl LearnerArgs {
@@ -99,6 +110,10 @@ impl LearnerArgs {
             patience: 5,
             class_weights: self.class_weights,
             seed,
+            engine: match self.engine {
+                EngineArg::Fused => Engine::Fused,
+                EngineArg::Candle => Engine::Candle,
+            },
         }
     }
 }

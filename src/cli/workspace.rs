@@ -202,7 +202,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
 
         let labeled: std::collections::HashSet<usize> = rows.iter().copied().collect();
         let unlabeled: Vec<usize> = (0..ids.len()).filter(|i| !labeled.contains(i)).collect();
-        let probs = model.predict_proba(&gather(&unlabeled))?;
+        let probs = model.predict_proba_rows(&x, &unlabeled)?;
         let pool = Pool::from_memory(&probs, classes.len())?;
         let spec = ScoreSpec {
             strategy,

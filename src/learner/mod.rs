@@ -1,18 +1,42 @@
-//! The learner: an MLP classifier in candle (CPU), trained with AdamW on
-//! minibatches, with early stopping on a validation slice of the labeled
-//! set. Everything random (initial weights, shuffling, dropout masks, the
+//! The learner: an MLP classifier trained with AdamW on minibatches, with
+//! optional early stopping on a validation slice of the labeled set.
+//! Everything random (initial weights, shuffling, dropout masks, the
 //! validation slice) comes from the seed, so training is deterministic.
+//!
+//! Two engines run the same model: [`fused`] (the default: f32 kernels over
+//! `gemm`, nothing allocated per step) and [`reference`] (candle's ops and
+//! autograd, candle-nn's AdamW), which the fused one is tested against.
+//! Models are stored as safetensors through candle either way.
 
+mod fused;
+pub mod reference;
+
+use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Module, Tensor, Var};
-use candle_nn::{Optimizer, ParamsAdamW, VarMap};
+use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::pool::synth::Rng;
+use reference::ce;
 
-fn ce(e: candle_core::Error) -> Error {
-    Error::Learner(e.to_string())
+/// Which implementation trains and runs the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Fused f32 kernels: the fast path.
+    #[default]
+    Fused,
+    /// candle's ops, autograd and AdamW: the reference.
+    Candle,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Fused => "fused",
+            Engine::Candle => "candle",
+        }
+    }
 }
 
 /// How to build and train the MLP.
@@ -37,6 +61,7 @@ pub struct MlpConfig {
     /// Weight the loss by inverse class frequency.
     pub class_weights: bool,
     pub seed: u64,
+    pub engine: Engine,
 }
 
 impl Default for MlpConfig {
@@ -53,6 +78,7 @@ impl Default for MlpConfig {
             patience: 5,
             class_weights: false,
             seed: 0,
+            engine: Engine::Fused,
         }
     }
 }
@@ -64,6 +90,7 @@ impl MlpConfig {
             "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
             "epochs": self.epochs, "min_steps": self.min_steps, "val_fraction": self.val_fraction,
             "patience": self.patience, "class_weights": self.class_weights, "seed": self.seed,
+            "engine": self.engine.name(),
         })
     }
 }
@@ -79,49 +106,74 @@ pub struct TrainReport {
     pub stopped_early: bool,
 }
 
+/// One affine layer, stored as PyTorch and candle store `nn.Linear`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    /// `[out, inp]`, row-major.
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    pub inp: usize,
+    pub out: usize,
+}
+
 /// A multilayer perceptron with ReLU hidden layers.
 pub struct Mlp {
     config: MlpConfig,
     inputs: usize,
     classes: usize,
-    /// (weight [out, in], bias [out]) per layer.
-    layers: Vec<(Var, Var)>,
-    device: Device,
+    layers: Vec<Layer>,
+}
+
+/// A training run's state in whichever engine runs it.
+enum Run {
+    Fused(fused::Trainer),
+    Candle(reference::Trainer),
 }
 
 impl Mlp {
     /// A fresh network with PyTorch's default initialization
     /// (U(−1/√fan_in, 1/√fan_in) for weights and biases), from the seed.
     pub fn new(inputs: usize, classes: usize, config: MlpConfig) -> Result<Mlp> {
-        if inputs == 0 || classes < 2 {
+        if inputs == 0 || classes < 2 || config.hidden.contains(&0) {
             return Err(Error::Config(format!(
-                "an MLP needs at least 1 input and 2 classes, got {inputs} and {classes}"
+                "an MLP needs at least 1 input, 2 classes and no empty hidden layer, got {inputs} inputs, {classes} classes, hidden {:?}",
+                config.hidden
             )));
         }
-        let device = Device::Cpu;
+        if !(0.0..1.0).contains(&config.dropout) {
+            return Err(Error::Config(format!(
+                "dropout must be in [0, 1), got {}",
+                config.dropout
+            )));
+        }
         let mut rng = Rng::new(config.seed ^ 0x006d_6c70);
         let mut dims = vec![inputs];
         dims.extend(&config.hidden);
         dims.push(classes);
-        let mut layers = Vec::new();
-        for w in dims.windows(2) {
-            let (fan_in, out) = (w[0], w[1]);
-            let b = 1.0 / (fan_in as f64).sqrt();
-            let mut uni = |n: usize| -> Vec<f32> {
-                (0..n)
-                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * b) as f32)
-                    .collect()
-            };
-            let weight = Var::from_slice(&uni(out * fan_in), (out, fan_in), &device).map_err(ce)?;
-            let bias = Var::from_slice(&uni(out), out, &device).map_err(ce)?;
-            layers.push((weight, bias));
-        }
+        let layers = dims
+            .windows(2)
+            .map(|d| {
+                let (inp, out) = (d[0], d[1]);
+                let bound = 1.0 / (inp as f64).sqrt();
+                let mut uni = |n: usize| -> Vec<f32> {
+                    (0..n)
+                        .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                        .collect()
+                };
+                let w = uni(out * inp);
+                Layer {
+                    w,
+                    b: uni(out),
+                    inp,
+                    out,
+                }
+            })
+            .collect();
         Ok(Mlp {
             config,
             inputs,
             classes,
             layers,
-            device,
         })
     }
 
@@ -134,64 +186,21 @@ impl Mlp {
     pub fn config(&self) -> &MlpConfig {
         &self.config
     }
-
-    fn forward(&self, x: &Tensor, dropout: Option<&mut Rng>) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        let last = self.layers.len() - 1;
-        let mut rng = dropout;
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            h = candle_nn::Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone()))
-                .forward(&h)?;
-            if i < last {
-                h = h.relu()?;
-                if let Some(r) = rng.as_deref_mut()
-                    && self.config.dropout > 0.0
-                {
-                    let p = self.config.dropout;
-                    let n = h.elem_count();
-                    let keep: Vec<f32> = (0..n)
-                        .map(|_| {
-                            if (r.uniform() as f32) < p {
-                                0.0
-                            } else {
-                                1.0 / (1.0 - p)
-                            }
-                        })
-                        .collect();
-                    let mask = Tensor::from_vec(keep, h.shape(), &self.device)?;
-                    h = (h * mask)?;
-                }
-            }
-        }
-        Ok(h)
-    }
-
-    fn tensor(&self, x: &[f32], rows: usize) -> Result<Tensor> {
-        Tensor::from_slice(x, (rows, self.inputs), &self.device).map_err(ce)
-    }
-
-    fn snapshot(&self) -> Result<Vec<(Tensor, Tensor)>> {
-        self.layers
-            .iter()
-            .map(|(w, b)| {
-                Ok((
-                    w.as_tensor().copy().map_err(ce)?,
-                    b.as_tensor().copy().map_err(ce)?,
-                ))
-            })
-            .collect()
-    }
-
-    fn restore(&self, s: &[(Tensor, Tensor)]) -> Result<()> {
-        for ((w, b), (sw, sb)) in self.layers.iter().zip(s) {
-            w.set(sw).map_err(ce)?;
-            b.set(sb).map_err(ce)?;
-        }
-        Ok(())
+    /// The parameters, input layer first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
     }
 
     /// Trains on rows `x` (row-major, `inputs` wide) with labels `y`.
     pub fn fit(&mut self, x: &[f32], y: &[usize]) -> Result<TrainReport> {
+        // The fused steps split each product over the cores hundreds of
+        // times a second: run the loop on a rayon worker, so a split is a
+        // push onto its own queue rather than a hand-off from outside the
+        // pool that parks this thread each time (30% slower here).
+        rayon::scope(|_| self.fit_in_pool(x, y))
+    }
+
+    fn fit_in_pool(&mut self, x: &[f32], y: &[usize]) -> Result<TrainReport> {
         let n = y.len();
         if n == 0 || x.len() != n * self.inputs {
             return Err(Error::Config(format!(
@@ -224,14 +233,16 @@ impl Mlp {
         };
         let (val, train) = order.split_at(n_val);
         let mut train: Vec<usize> = train.to_vec();
-        let gather = |idx: &[usize]| -> (Vec<f32>, Vec<usize>) {
-            let mut xs = Vec::with_capacity(idx.len() * self.inputs);
+        let gather = |idx: &[usize], xs: &mut Vec<f32>, ys: &mut Vec<usize>| {
+            xs.clear();
+            ys.clear();
             for &i in idx {
                 xs.extend_from_slice(&x[i * self.inputs..(i + 1) * self.inputs]);
+                ys.push(y[i]);
             }
-            (xs, idx.iter().map(|&i| y[i]).collect())
         };
-        let (val_x, val_y) = gather(val);
+        let (mut val_x, mut val_y) = (Vec::new(), Vec::new());
+        gather(val, &mut val_x, &mut val_y);
 
         // Inverse-frequency class weights, or ones.
         let mut weights = vec![1f32; self.classes];
@@ -248,54 +259,49 @@ impl Mlp {
             }
         }
 
-        let vars: Vec<Var> = self
-            .layers
-            .iter()
-            .flat_map(|(w, b)| [w.clone(), b.clone()])
-            .collect();
-        let mut opt = candle_nn::AdamW::new(
-            vars,
-            ParamsAdamW {
-                lr: cfg.lr,
-                weight_decay: cfg.weight_decay,
-                ..Default::default()
-            },
-        )
-        .map_err(ce)?;
         let bs = cfg.batch_size.max(1);
+        let mut run = match cfg.engine {
+            Engine::Fused => Run::Fused(fused::Trainer::new(
+                &self.layers,
+                bs.min(train.len()),
+                fused::AdamW::new(cfg.lr, cfg.weight_decay),
+                cfg.dropout,
+            )),
+            Engine::Candle => Run::Candle(reference::Trainer::new(
+                &self.layers,
+                cfg.lr,
+                cfg.weight_decay,
+                cfg.dropout,
+            )?),
+        };
         let batches = train.len().div_ceil(bs);
         let epochs = cfg
             .epochs
             .max(cfg.min_steps.div_ceil(batches.max(1)))
             .max(1);
-        let mut best = (f64::NEG_INFINITY, None);
+        let mut best: (f64, Option<Vec<Layer>>) = (f64::NEG_INFINITY, None);
         let mut since_best = 0;
         // Validate about 20 times over the run, whatever the epoch count.
         let every = (epochs / 20).max(1);
+        let (mut bx, mut by) = (Vec::new(), Vec::new());
         for epoch in 0..epochs {
             shuffle(&mut train, &mut rng);
             for chunk in train.chunks(bs) {
-                let (bx, by) = gather(chunk);
-                let xt = self.tensor(&bx, chunk.len())?;
-                let mut target = vec![0f32; chunk.len() * self.classes];
-                for (r, &c) in by.iter().enumerate() {
-                    target[r * self.classes + c] = weights[c];
+                gather(chunk, &mut bx, &mut by);
+                match &mut run {
+                    Run::Fused(t) => t.step(&mut self.layers, &bx, &by, &weights, &mut rng),
+                    Run::Candle(t) => t.step(&bx, &by, &weights, &mut rng)?,
                 }
-                let tt = Tensor::from_vec(target, (chunk.len(), self.classes), &self.device)
-                    .map_err(ce)?;
-                let logits = self.forward(&xt, Some(&mut rng)).map_err(ce)?;
-                let logp = candle_nn::ops::log_softmax(&logits, 1).map_err(ce)?;
-                let loss = ((logp * tt).map_err(ce)?.sum_all().map_err(ce)?
-                    * (-1.0 / chunk.len() as f64))
-                    .map_err(ce)?;
-                opt.backward_step(&loss).map_err(ce)?;
                 report.steps += 1;
             }
             report.epochs = epoch + 1;
             if n_val > 0 && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
+                if let Run::Candle(t) = &run {
+                    self.layers = t.layers()?;
+                }
                 let acc = self.accuracy(&val_x, &val_y)?;
                 if acc > best.0 {
-                    best = (acc, Some(self.snapshot()?));
+                    best = (acc, Some(self.layers.clone()));
                     since_best = 0;
                 } else {
                     since_best += 1;
@@ -306,28 +312,82 @@ impl Mlp {
                 }
             }
         }
-        if let (_, Some(s)) = &best {
-            self.restore(s)?;
+        if let Run::Candle(t) = &run {
+            self.layers = t.layers()?;
+        }
+        if let (_, Some(layers)) = best {
+            self.layers = layers;
         }
         report.train_accuracy = self.accuracy(x, y)?;
         Ok(report)
     }
 
-    /// Class probabilities for `rows` rows, in batches of 8192 (memory stays
-    /// bounded whatever the row count); `progress` gets rows done.
+    /// Class probabilities of the rows of `x`, `progress` getting rows done.
+    /// Rows run in blocks of a few hundred, so the only memory that grows
+    /// with the row count is the output itself.
     pub fn predict_proba_with(
         &self,
         x: &[f32],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<f32>> {
-        let rows = x.len() / self.inputs;
-        let mut out = Vec::with_capacity(rows * self.classes);
-        for (i, chunk) in x.chunks(8192 * self.inputs).enumerate() {
-            let n = chunk.len() / self.inputs;
-            let logits = self.forward(&self.tensor(chunk, n)?, None).map_err(ce)?;
-            let p = candle_nn::ops::softmax(&logits, 1).map_err(ce)?;
-            out.extend(p.flatten_all().map_err(ce)?.to_vec1::<f32>().map_err(ce)?);
-            progress((i * 8192 + n).min(rows));
+        if !x.len().is_multiple_of(self.inputs) {
+            return Err(Error::Config(format!(
+                "predict needs rows of {} features, got {} values",
+                self.inputs,
+                x.len()
+            )));
+        }
+        self.predict_impl(x, None, progress)
+    }
+
+    /// Class probabilities of the listed rows of `x` (a row-major matrix
+    /// `inputs` wide), in the order listed, without copying them out first.
+    pub fn predict_proba_rows(&self, x: &[f32], rows: &[usize]) -> Result<Vec<f32>> {
+        let have = x.len() / self.inputs;
+        if let Some(&bad) = rows.iter().find(|&&r| r >= have) {
+            return Err(Error::Config(format!(
+                "row {bad} is past the end of a {have}-row matrix"
+            )));
+        }
+        self.predict_impl(x, Some(rows), &mut |_| {})
+    }
+
+    fn predict_impl(
+        &self,
+        x: &[f32],
+        rows: Option<&[usize]>,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        let n = rows.map_or(x.len() / self.inputs, |r| r.len());
+        // Progress granularity; also bounds the candle engine's tensors.
+        const PART: usize = 1 << 15;
+        let mut out = vec![0f32; n * self.classes];
+        for (i, oc) in out.chunks_mut(PART * self.classes).enumerate() {
+            let (start, count) = (i * PART, oc.len() / self.classes);
+            let part_rows = rows.map(|r| &r[start..start + count]);
+            let part_x = match rows {
+                Some(_) => x,
+                None => &x[start * self.inputs..(start + count) * self.inputs],
+            };
+            match self.config.engine {
+                Engine::Fused => fused::predict_proba_into(&self.layers, part_x, part_rows, oc),
+                Engine::Candle => {
+                    let gathered: Vec<f32>;
+                    let xs = match part_rows {
+                        Some(r) => {
+                            gathered = r
+                                .iter()
+                                .flat_map(|&i| &x[i * self.inputs..(i + 1) * self.inputs])
+                                .copied()
+                                .collect();
+                            &gathered
+                        }
+                        None => part_x,
+                    };
+                    oc.copy_from_slice(&reference::predict_proba(&self.layers, xs)?)
+                }
+            }
+            progress(start + count);
         }
         Ok(out)
     }
@@ -350,18 +410,18 @@ impl Mlp {
         Ok(pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64)
     }
 
-    /// Saves the weights as `path` (safetensors) and the config as JSON
-    /// beside it (`path` with extension `.json`).
+    /// Saves the weights as `path` (safetensors, tensors `layer{i}.weight`
+    /// `[out, in]` and `layer{i}.bias`) and the config as JSON beside it
+    /// (`path` with extension `.json`).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let map = VarMap::new();
-        {
-            let mut data = map.data().lock().unwrap_or_else(|e| e.into_inner());
-            for (i, (w, b)) in self.layers.iter().enumerate() {
-                data.insert(format!("layer{i}.weight"), w.clone());
-                data.insert(format!("layer{i}.bias"), b.clone());
-            }
+        let mut map = HashMap::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let w = Tensor::from_slice(&l.w, (l.out, l.inp), &Device::Cpu).map_err(ce)?;
+            let b = Tensor::from_slice(&l.b, l.out, &Device::Cpu).map_err(ce)?;
+            map.insert(format!("layer{i}.weight"), w);
+            map.insert(format!("layer{i}.bias"), b);
         }
-        map.save(path).map_err(ce)?;
+        candle_core::safetensors::save(&map, path).map_err(ce)?;
         let json = self.config.to_json(self.inputs, self.classes).to_string();
         std::fs::write(path.with_extension("json"), json)
             .map_err(|e| Error::io(path.with_extension("json"), e))
@@ -407,17 +467,40 @@ impl Mlp {
             patience: u("patience")?,
             class_weights: get("class_weights")?.as_bool().unwrap_or(false),
             seed: get("seed")?.as_u64().unwrap_or(0),
+            // Models saved before engines existed ran the candle ops; the
+            // fused engine computes the same function.
+            engine: match v.get("engine").and_then(|e| e.as_str()) {
+                Some("candle") => Engine::Candle,
+                _ => Engine::Fused,
+            },
         };
-        let mlp = Mlp::new(u("inputs")?, u("classes")?, config)?;
-        let mut map = VarMap::new();
-        {
-            let mut data = map.data().lock().unwrap_or_else(|e| e.into_inner());
-            for (i, (w, b)) in mlp.layers.iter().enumerate() {
-                data.insert(format!("layer{i}.weight"), w.clone());
-                data.insert(format!("layer{i}.bias"), b.clone());
+        let mut mlp = Mlp::new(u("inputs")?, u("classes")?, config)?;
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| Error::npy(path, format!("not a readable safetensors file: {e}")))?;
+        for (i, l) in mlp.layers.iter_mut().enumerate() {
+            for (name, dims, dst) in [
+                (format!("layer{i}.weight"), vec![l.out, l.inp], &mut l.w),
+                (format!("layer{i}.bias"), vec![l.out], &mut l.b),
+            ] {
+                let t = tensors
+                    .get(&name)
+                    .ok_or_else(|| Error::npy(path, format!("lacks tensor {name}")))?;
+                if t.dims() != dims.as_slice() {
+                    return Err(Error::npy(
+                        path,
+                        format!(
+                            "tensor {name} has shape {:?}, the config says {dims:?}",
+                            t.dims()
+                        ),
+                    ));
+                }
+                *dst = t
+                    .to_dtype(candle_core::DType::F32)
+                    .and_then(|t| t.flatten_all())
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| Error::npy(path, format!("tensor {name}: {e}")))?;
             }
         }
-        map.load(path).map_err(ce)?;
         Ok(mlp)
     }
 }

@@ -1,0 +1,210 @@
+//! The fused learner kernels against candle's autograd reference: same
+//! initialization, minibatches and dropout draws, so the trained weights and
+//! the probabilities agree to f32 rounding; and results that do not depend
+//! on the thread count.
+
+use alpool::al::Dataset;
+use alpool::learner::{Engine, Layer, Mlp, MlpConfig, reference};
+
+fn digits(rows: std::ops::Range<usize>) -> (Vec<f32>, Vec<usize>) {
+    let d = Dataset::digits();
+    let idx: Vec<usize> = rows.collect();
+    (d.gather(&idx), d.labels(&idx))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn sum_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum()
+}
+
+fn layers_diff(a: &[Layer], b: &[Layer]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| max_abs_diff(&a.w, &b.w).max(max_abs_diff(&a.b, &b.b)))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn inference_matches_candle() {
+    let (x, _) = digits(0..700);
+    for hidden in [vec![256], vec![40, 24], vec![]] {
+        let m = Mlp::new(
+            64,
+            10,
+            MlpConfig {
+                hidden: hidden.clone(),
+                seed: 3,
+                ..MlpConfig::default()
+            },
+        )
+        .unwrap();
+        let fused = m.predict_proba(&x).unwrap();
+        let candle = reference::predict_proba(m.layers(), &x).unwrap();
+        let d = max_abs_diff(&fused, &candle);
+        assert!(d < 1e-6, "hidden {hidden:?}: max |fused - candle| = {d}");
+        for row in fused.chunks_exact(10) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn a_rows_probabilities_do_not_depend_on_its_neighbours() {
+    // Inference runs in blocks of rows: shifting where the blocks start,
+    // or the thread count, must not change any row's result by a bit.
+    // Digits (64 inputs), and 784 random inputs (MNIST's width, where
+    // the products block their inner dimension).
+    let (digits_x, _) = digits(0..1797);
+    let mut rng = alpool::pool::synth::Rng::new(5);
+    let wide: Vec<f32> = (0..1100 * 784).map(|_| rng.uniform() as f32).collect();
+    for (x, inputs) in [(digits_x, 64), (wide, 784)] {
+        let m = Mlp::new(inputs, 10, MlpConfig::default()).unwrap();
+        let all = m.predict_proba(&x).unwrap();
+        for skip in [1, 7, 300] {
+            let shifted = m.predict_proba(&x[skip * inputs..]).unwrap();
+            assert_eq!(
+                &all[skip * 10..],
+                &shifted[..],
+                "{inputs} inputs, skip {skip}"
+            );
+        }
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| m.predict_proba(&x).unwrap());
+        assert_eq!(all, one);
+    }
+}
+
+/// Trains the same model with both engines and returns (fused, candle).
+fn train_both(cfg: MlpConfig, x: &[f32], y: &[usize]) -> (Mlp, Mlp) {
+    let mut out = [Engine::Fused, Engine::Candle].map(|engine| {
+        let mut m = Mlp::new(
+            64,
+            10,
+            MlpConfig {
+                engine,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        let r = m.fit(x, y).unwrap();
+        assert!(
+            r.train_accuracy > r.train_accuracy_before,
+            "{engine:?}: {r:?}"
+        );
+        m
+    });
+    let candle = std::mem::replace(&mut out[1], Mlp::new(64, 10, cfg.clone()).unwrap());
+    let [fused, _] = out;
+    (fused, candle)
+}
+
+#[test]
+fn training_matches_candle() {
+    // 203 rows in batches of 16: twelve full minibatches and a short one.
+    let (x, y) = digits(0..203);
+    let (xt, _) = digits(1000..1400);
+    let cases = [
+        MlpConfig {
+            epochs: 4,
+            min_steps: 0,
+            batch_size: 16,
+            ..MlpConfig::default()
+        },
+        MlpConfig {
+            hidden: vec![48, 24],
+            dropout: 0.3,
+            class_weights: true,
+            epochs: 3,
+            min_steps: 0,
+            batch_size: 16,
+            seed: 9,
+            ..MlpConfig::default()
+        },
+    ];
+    for cfg in cases {
+        let (fused, candle) = train_both(cfg.clone(), &x, &y);
+        // Weights move by up to lr = 2e-3 per step over 39-52 steps. Adam
+        // divides by the gradient's running norm, so a weight whose gradient
+        // is near 0 can amplify f32 rounding up to ~1e-4; a wrong gradient
+        // (e.g. no ReLU mask in the backward pass) differs by over 0.1.
+        let start = Mlp::new(64, 10, cfg.clone()).unwrap();
+        assert!(layers_diff(fused.layers(), start.layers()) > 1e-2);
+        let d = layers_diff(fused.layers(), candle.layers());
+        assert!(d < 1e-3, "{cfg:?}: max |w_fused - w_candle| = {d}");
+        let mean = fused
+            .layers()
+            .iter()
+            .zip(candle.layers())
+            .map(|(a, b)| sum_abs_diff(&a.w, &b.w) / a.w.len() as f32)
+            .fold(0.0, f32::max);
+        assert!(mean < 1e-5, "{cfg:?}: mean |w_fused - w_candle| = {mean}");
+        let p = max_abs_diff(
+            &fused.predict_proba(&xt).unwrap(),
+            &candle.predict_proba(&xt).unwrap(),
+        );
+        assert!(p < 1e-3, "{cfg:?}: max |p_fused - p_candle| = {p}");
+    }
+}
+
+#[test]
+fn training_does_not_depend_on_the_thread_count() {
+    let (x, y) = digits(0..300);
+    let cfg = MlpConfig {
+        hidden: vec![100, 70],
+        epochs: 2,
+        min_steps: 0,
+        batch_size: 64,
+        ..MlpConfig::default()
+    };
+    let layers: Vec<Vec<Layer>> = [1, 2, 3]
+        .iter()
+        .map(|&threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut m = Mlp::new(64, 10, cfg.clone()).unwrap();
+                m.fit(&x, &y).unwrap();
+                m.layers().to_vec()
+            })
+        })
+        .collect();
+    assert_eq!(layers[0], layers[1]);
+    assert_eq!(layers[0], layers[2]);
+}
+
+#[test]
+fn predicting_listed_rows_equals_predicting_their_copy() {
+    let d = Dataset::digits();
+    let rows: Vec<usize> = (0..1797).rev().step_by(3).collect();
+    for engine in [Engine::Fused, Engine::Candle] {
+        let m = Mlp::new(
+            64,
+            10,
+            MlpConfig {
+                engine,
+                ..MlpConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            m.predict_proba_rows(&d.x, &rows).unwrap(),
+            m.predict_proba(&d.gather(&rows)).unwrap(),
+            "{engine:?}"
+        );
+        let err = m.predict_proba_rows(&d.x, &[3, 1797]).unwrap_err();
+        assert!(err.to_string().contains("row 1797"), "{err}");
+    }
+}
