@@ -3,8 +3,11 @@
 //! the probabilities agree to f32 rounding; and results that do not depend
 //! on the thread count.
 
+mod common;
+
 use alpool::al::Dataset;
 use alpool::learner::{Engine, Layer, Mlp, MlpConfig, reference};
+use alpool::pool::npy;
 
 fn digits(rows: std::ops::Range<usize>) -> (Vec<f32>, Vec<usize>) {
     let d = Dataset::digits();
@@ -207,4 +210,85 @@ fn predicting_listed_rows_equals_predicting_their_copy() {
         let err = m.predict_proba_rows(&d.x, &[3, 1797]).unwrap_err();
         assert!(err.to_string().contains("row 1797"), "{err}");
     }
+}
+
+#[test]
+fn train_and_predict_from_the_command_line() {
+    let d = Dataset::digits();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    npy::save(
+        dir.path().join("X.npy").as_path(),
+        &[d.x.len() / 64, 64],
+        &d.x,
+    )
+    .unwrap();
+    let y: Vec<i64> = d.y.iter().map(|&c| c as i64).collect();
+    npy::save(dir.path().join("y.npy").as_path(), &[y.len()], &y).unwrap();
+    let o = common::alpool(&[
+        "train",
+        "--features",
+        &path("X.npy"),
+        "--labels",
+        &path("y.npy"),
+        "--hidden",
+        "32",
+        "--min-steps",
+        "60",
+        "--epochs",
+        "1",
+        "--out",
+        &path("m.safetensors"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+
+    // The streamed CLI output equals the library's in-memory prediction.
+    let o = common::alpool(&[
+        "predict",
+        "--model",
+        &path("m.safetensors"),
+        "--features",
+        &path("X.npy"),
+        "--out",
+        &path("p.npy"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let bytes = std::fs::read(path("p.npy")).unwrap();
+    let h = npy::parse_header(
+        dir.path().join("p.npy").as_path(),
+        &bytes,
+        &[npy::DType::F32],
+        "f32",
+    )
+    .unwrap();
+    assert_eq!(h.shape, vec![1797, 10]);
+    let cli = npy::features_f32(npy::DType::F32, &bytes[h.data_offset..]);
+    let m = Mlp::load(dir.path().join("m.safetensors").as_path()).unwrap();
+    assert_eq!(cli, m.predict_proba(&d.x).unwrap());
+
+    // A NaN feature: the file, row and column are named, nothing is written.
+    let mut bad = d.x.clone();
+    bad[5 * 64 + 3] = f32::NAN;
+    npy::save(dir.path().join("bad.npy").as_path(), &[1797, 64], &bad).unwrap();
+    let o = common::alpool(&[
+        "predict",
+        "--model",
+        &path("m.safetensors"),
+        "--features",
+        &path("bad.npy"),
+        "--out",
+        &path("q.npy"),
+    ]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.npy") && err.contains("row 5") && err.contains("column 3"),
+        "{err}"
+    );
+    assert!(!dir.path().join("q.npy").exists());
+    assert!(
+        common::files_in(dir.path())
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("partial"))
+    );
 }

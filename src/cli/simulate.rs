@@ -351,14 +351,14 @@ pub struct PredictArgs {
 }
 
 pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
+    use alpool::pool::npy::{self, DType};
     let m = Mlp::load(&a.model)?;
-    let bytes = std::fs::read(&a.features)
-        .with_context(|| format!("cannot read {}", a.features.display()))?;
-    let h = alpool::pool::npy::parse_header(
+    // Memory-mapped and predicted in parts, the output written as it goes:
+    // memory stays bounded however many rows the file has.
+    let (map, h) = alpool::pool::map_npy(
         &a.features,
-        &bytes,
-        &[alpool::pool::npy::DType::F32],
-        "features for predict must be float32",
+        &[DType::F32, DType::F16, DType::F64, DType::U8],
+        "features for predict must be float32, float16, float64 or uint8",
     )?;
     if h.shape.len() != 2 || h.shape[1] != m.inputs() {
         anyhow::bail!(
@@ -368,15 +368,12 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
             m.inputs()
         );
     }
-    let x: Vec<f32> = bytes[h.data_offset..]
-        .chunks_exact(4)
-        .take(h.shape[0] * h.shape[1])
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let (rows, dim) = (h.shape[0], h.shape[1]);
+    let data = &map[h.data_offset..];
     let t = Instant::now();
-    let bar = (h.shape[0] >= 200_000 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(
-        || {
-            let pb = indicatif::ProgressBar::new(h.shape[0] as u64);
+    let bar =
+        (rows >= 200_000 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+            let pb = indicatif::ProgressBar::new(rows as u64);
             pb.set_style(
                 indicatif::ProgressStyle::with_template(
                     "predict [{bar:40}] {pos}/{len} rows {per_sec} eta {eta}",
@@ -385,29 +382,42 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
                 .progress_chars("=> "),
             );
             pb
-        },
-    );
-    let p = m.predict_proba_with(&x, &mut |done| {
-        if let Some(b) = &bar {
-            b.set_position(done as u64);
+        });
+    const PART_ROWS: usize = 1 << 16;
+    let io = |e| alpool::Error::io(&a.out, e);
+    alpool::report::atomic_write(&a.out, |w| {
+        w.write_all(&npy::encode_header(DType::F32, &[rows, m.classes()]))
+            .map_err(io)?;
+        let row_bytes = dim * h.dtype.size();
+        for (part, bytes) in data.chunks(PART_ROWS * row_bytes.max(1)).enumerate() {
+            let x = npy::features_f32(h.dtype, bytes);
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                let row = (part * PART_ROWS + i / dim) as u64;
+                return Err(alpool::Error::BadRow {
+                    path: a.features.clone(),
+                    row,
+                    global: row,
+                    problem: alpool::score::RowProblem::NotFinite {
+                        col: i % dim,
+                        value: x[i],
+                    },
+                });
+            }
+            let p = m.predict_proba(&x)?;
+            w.write_all(bytemuck::cast_slice(&p)).map_err(io)?;
+            if let Some(b) = &bar {
+                b.set_position(((part + 1) * PART_ROWS).min(rows) as u64);
+            }
         }
+        Ok(())
     })?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    alpool::report::atomic_write(&a.out, |w| {
-        alpool::pool::npy::write_array(w, &[h.shape[0], m.classes()], &p).map_err(|e| {
-            alpool::Error::Io {
-                path: a.out.clone(),
-                source: e,
-            }
-        })
-    })?;
     eprintln!(
-        "predicted {} rows in {:.2} s ({:.0} rows/s); wrote {}",
-        h.shape[0],
+        "predicted {rows} rows in {:.2} s ({:.0} rows/s); wrote {}",
         t.elapsed().as_secs_f64(),
-        h.shape[0] as f64 / t.elapsed().as_secs_f64(),
+        rows as f64 / t.elapsed().as_secs_f64(),
         a.out.display()
     );
     Ok(())
