@@ -292,3 +292,38 @@ fn train_and_predict_from_the_command_line() {
             .all(|f| !f.to_string_lossy().contains("partial"))
     );
 }
+
+#[test]
+fn damaged_models_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    Mlp::new(64, 10, MlpConfig::default())
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let json = path.with_extension("json");
+    let config = std::fs::read_to_string(&json).unwrap();
+
+    // The config disagrees with the tensors' shapes.
+    std::fs::write(&json, config.replace("\"hidden\":[256]", "\"hidden\":[33]")).unwrap();
+    let err = Mlp::load(&path).err().expect("shape mismatch").to_string();
+    assert!(
+        err.contains("layer0.weight") && err.contains("[33, 64]"),
+        "{err}"
+    );
+
+    // A truncated weights file.
+    std::fs::write(&json, &config).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Mlp::load(&path).err().expect("truncated").to_string();
+    assert!(
+        err.contains("m.safetensors") && err.contains("safetensors"),
+        "{err}"
+    );
+
+    // No config beside it.
+    std::fs::remove_file(&json).unwrap();
+    let err = Mlp::load(&path).err().expect("no config").to_string();
+    assert!(err.contains("m.json"), "{err}");
+}
