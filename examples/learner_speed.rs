@@ -10,9 +10,16 @@ use std::time::Instant;
 
 use alpool::al::Dataset;
 use alpool::backend::{Job, Silent, cpu};
+use alpool::bench::{CountingAlloc, peak_extra_memory};
 use alpool::learner::{Engine, Mlp, MlpConfig};
 use alpool::pool::synth::Rng;
 use alpool::{InputForm, Pool, ScoreSpec, Strategy};
+
+// Exact heap accounting, so the round's extra memory can be reported.
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() -> alpool::Result<()> {
     // 1. predict_proba over 1M rows, generated in blocks of 100k so memory
@@ -63,41 +70,46 @@ fn main() -> alpool::Result<()> {
     let pool: Vec<usize> = (1000..60_000).collect();
     let test: Vec<usize> = (60_000..70_000).collect();
     for engine in [Engine::Fused, Engine::Candle] {
-        let t = Instant::now();
-        let mut m = Mlp::new(
-            784,
-            10,
-            MlpConfig {
-                epochs: 20,
-                engine,
-                ..MlpConfig::default()
-            },
-        )?;
-        let r = m.fit(&data.gather(&labeled), &data.labels(&labeled))?;
-        let train = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let p = m.predict_proba_rows(&data.x, &pool)?;
-        let predict = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let pool_probs = Pool::from_memory(&p, 10)?;
-        let job = Job::new(
-            ScoreSpec::new(Strategy::Margin),
-            InputForm::Probs {
-                renormalize: true,
-                sum_tol: 1e-3,
-            },
-            100,
-        );
-        let sel = cpu::select(&pool_probs, &job, &Silent)?;
-        let select = t.elapsed().as_secs_f64();
+        let (round, heap) = peak_extra_memory(|| -> alpool::Result<_> {
+            let t = Instant::now();
+            let mut m = Mlp::new(
+                784,
+                10,
+                MlpConfig {
+                    epochs: 20,
+                    engine,
+                    ..MlpConfig::default()
+                },
+            )?;
+            let r = m.fit(&data.gather(&labeled), &data.labels(&labeled))?;
+            let train = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let p = m.predict_proba_rows(&data.x, &pool)?;
+            let predict = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let pool_probs = Pool::from_memory(&p, 10)?;
+            let job = Job::new(
+                ScoreSpec::new(Strategy::Margin),
+                InputForm::Probs {
+                    renormalize: true,
+                    sum_tol: 1e-3,
+                },
+                100,
+            );
+            let sel = cpu::select(&pool_probs, &job, &Silent)?;
+            let select = t.elapsed().as_secs_f64();
+            Ok((m, r, sel, train, predict, select))
+        });
+        let (m, r, sel, train, predict, select) = round?;
         let acc = m.accuracy(&data.gather(&test), &data.labels(&test))?;
         println!(
-            "MNIST round [{}]: train {train:.3} s ({} epochs, {} steps), predict 59,000 rows {predict:.3} s, select 100 {:.1} ms, round {:.3} s; test accuracy {acc:.4}; first pick row {}",
+            "MNIST round [{}]: train {train:.3} s ({} epochs, {} steps), predict 59,000 rows {predict:.3} s, select 100 {:.1} ms, round {:.3} s, peak extra heap {:.1} MiB; test accuracy {acc:.4}; first pick row {}",
             engine.name(),
             r.epochs,
             r.steps,
             select * 1e3,
             train + predict + select,
+            heap.unwrap_or(0) as f64 / MIB,
             pool[sel.entries[0].index as usize]
         );
     }

@@ -134,6 +134,14 @@ fn training_matches_candle() {
             seed: 9,
             ..MlpConfig::default()
         },
+        // No hidden layer: multinomial logistic regression.
+        MlpConfig {
+            hidden: vec![],
+            epochs: 3,
+            min_steps: 0,
+            batch_size: 16,
+            ..MlpConfig::default()
+        },
     ];
     for cfg in cases {
         let (fused, candle) = train_both(cfg.clone(), &x, &y);
