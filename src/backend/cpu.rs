@@ -151,6 +151,13 @@ fn dispatch<E: Emit>(
     }
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { by_classes!(plain_probs_avx512, 2 3 4 5 6 8 10 16 20 100) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features the function is compiled for.
@@ -163,6 +170,22 @@ fn dispatch<E: Emit>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn plain_probs_avx2<const C: usize, E: Emit>(
+    job: &Job,
+    rows: &[f32],
+    c: usize,
+    g0: u64,
+    tol: f64,
+    terms: &mut Vec<f32>,
+    e: &mut E,
+) -> Result<(), usize> {
+    plain_probs::<C, E, true>(job, rows, c, g0, tol, terms, e)
+}
+
+/// The same kernel where the flat pass (validation, entropy's logarithms)
+/// may use 16-wide vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn plain_probs_avx512<const C: usize, E: Emit>(
     job: &Job,
     rows: &[f32],
     c: usize,
@@ -707,6 +730,72 @@ pub fn score_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every row with its priority and bound, as bits.
+    #[derive(Default)]
+    struct Record(Vec<(usize, u64, u64)>);
+
+    impl Emit for Record {
+        fn emit(&mut self, i: usize, _row: &[f32], priority: f64, bound: f64) {
+            self.0.push((i, priority.to_bits(), bound.to_bits()));
+        }
+        fn threshold(&self) -> f64 {
+            f64::NEG_INFINITY
+        }
+    }
+
+    /// The kernels compiled for AVX-512, AVX2 and no SIMD give the same
+    /// bits for every row (only one of them runs on a given CPU, so the
+    /// exactness tests alone would not notice a difference).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_kernel_variant_gives_the_same_bits() {
+        use crate::pool::synth::softmax_pool;
+        let has = |f: &str| match f {
+            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
+            _ => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+        };
+        if !has("avx2") {
+            eprintln!("SKIP every_kernel_variant_gives_the_same_bits: no AVX2+FMA on this CPU");
+            return;
+        }
+        for strategy in Strategy::ALL {
+            let job = Job::new(crate::ScoreSpec::new(strategy), InputForm::probs(false), 10);
+            // 1,003 rows: 125 groups of 8 and a tail of 3.
+            let rows = softmax_pool(1003, 10, 4);
+            let run = |kernel: &str| {
+                let (mut rec, mut terms) = (Record::default(), Vec::new());
+                let args = (&job, &rows[..], 10, 0, 1e-3);
+                // SAFETY: each variant runs only when the CPU has its features.
+                let r = match kernel {
+                    "avx512" => unsafe {
+                        plain_probs_avx512::<10, Record>(
+                            args.0, args.1, args.2, args.3, args.4, &mut terms, &mut rec,
+                        )
+                    },
+                    "avx2" => unsafe {
+                        plain_probs_avx2::<10, Record>(
+                            args.0, args.1, args.2, args.3, args.4, &mut terms, &mut rec,
+                        )
+                    },
+                    _ => plain_probs_base::<10, Record>(
+                        args.0, args.1, args.2, args.3, args.4, &mut terms, &mut rec,
+                    ),
+                };
+                assert_eq!(r, Ok(()));
+                rec.0
+            };
+            let base = run("base");
+            assert_eq!(base.len(), 1003);
+            assert_eq!(run("avx2"), base, "{strategy:?}: AVX2");
+            if has("avx512f") {
+                assert_eq!(run("avx512"), base, "{strategy:?}: AVX-512");
+            }
+        }
+    }
 
     #[test]
     fn ordered_bits_preserve_order() {
