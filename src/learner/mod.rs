@@ -3,7 +3,7 @@
 //! Everything random (initial weights, shuffling, dropout masks, the
 //! validation slice) comes from the seed, so training is deterministic.
 //!
-//! Two engines run the same model: [`fused`] (the default: f32 kernels over
+//! Two engines run the same model: `fused.rs` (the default: f32 kernels over
 //! `gemm`, nothing allocated per step) and [`reference`] (candle's ops and
 //! autograd, candle-nn's AdamW), which the fused one is tested against.
 //! Models are stored as safetensors through candle either way.
