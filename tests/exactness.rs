@@ -403,3 +403,50 @@ fn row_sums_at_the_tolerance_edge_are_judged_by_the_exact_f64_sum() {
         }
     }
 }
+
+#[test]
+fn score_gives_every_rows_canonical_score_in_row_order() {
+    // 1,003 rows of 10 (groups of 8 and a tail), with rows whose sums sit
+    // just inside the tolerance, which the 8-row path hands to the scalar
+    // path mid-stream: the scores must still come out in row order.
+    let tol = 1e-3;
+    let mut rows: Vec<Vec<f32>> = (0..1003)
+        .map(|i| {
+            let mut r = vec![0f32; 10];
+            alpool::pool::synth::softmax_row(8, i, &mut r);
+            r
+        })
+        .collect();
+    for at in [5usize, 13, 500, 1001] {
+        let mut r = vec![0.1f32; 10];
+        r[9] = (0.1 + tol * 0.9999 * if at % 2 == 0 { 1.0 } else { -1.0 }) as f32;
+        rows[at] = r;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.npy");
+    common::save_f32(&p, &rows, 10);
+    let pool = Pool::open(&[&p]).unwrap();
+    for strategy in Strategy::ALL {
+        let spec = ScoreSpec::new(strategy);
+        let job = Job::new(
+            spec,
+            InputForm::Probs {
+                renormalize: false,
+                sum_tol: tol,
+            },
+            5,
+        );
+        let mut got = Vec::new();
+        cpu::score_all(&pool, &job, &Silent, &mut |s| {
+            got.extend_from_slice(s);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), rows.len());
+        for (i, (row, &s)) in rows.iter().zip(&got).enumerate() {
+            let p: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+            let want = alpool::score::canonical_score(&spec, &p, i as u64);
+            assert_eq!(s.to_bits(), want.to_bits(), "{strategy}, row {i}");
+        }
+    }
+}

@@ -3,10 +3,13 @@
 //!
 //! Plain probability input takes the fast kernels of [`crate::score::fast`]
 //! (exact for least confidence, margin, ratio and random; bounded for
-//! entropy, then refined). Logits and renormalized input are scored
-//! canonically row by row. On x86-64 the kernels are compiled twice, for
-//! the baseline and for AVX2+FMA, and picked at run time; Rust never fuses
-//! a multiply and an add by itself, so both give bit-identical results.
+//! entropy, then refined). Entropy first skips, with a proven bound, the
+//! rows whose largest value is too high for them to reach the current k-th
+//! best ([`crate::score::fast::entropy_max_cutoff`]); only the rest pay for
+//! logarithms. Logits and renormalized input are scored canonically row by
+//! row. On x86-64 the kernels are compiled for the baseline, AVX2+FMA and
+//! AVX-512, and picked at run time; Rust never fuses a multiply and an add
+//! by itself, so all give bit-identical results.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +19,7 @@ use rayon::prelude::*;
 use super::{Job, Progress, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::pool::{Pool, Shard};
-use crate::score::fast::{entropy_bound, plogp_approx};
+use crate::score::fast::{entropy_bound, entropy_max_cutoff, plogp_approx};
 use crate::score::input::{prob_ok, prob_value_problem, row_sum, sum_ok};
 use crate::score::{InputForm, Ranked, RowProblem, Strategy, random_priority};
 use crate::select::{Selection, TopK};
@@ -249,7 +252,10 @@ fn plain_probs<const C: usize, E: Emit, const V: bool>(
     // logarithms in the same pass. Indexed loops, not `extend`: iterator
     // adapters that are not inlined would be compiled without AVX2.
     let mut bad = false;
-    if job.spec.strategy == Strategy::Entropy {
+    // The 8-row path takes logarithms only of the rows its prefilter keeps,
+    // and the rows it leaves to the scalar path compute theirs inline.
+    terms.clear();
+    if job.spec.strategy == Strategy::Entropy && !vector {
         terms.resize(rows.len(), 0.0);
         for (t, &p) in terms.iter_mut().zip(rows.iter()) {
             *t = plogp_approx(p);
@@ -268,7 +274,7 @@ fn plain_probs<const C: usize, E: Emit, const V: bool>(
     if vector {
         // SAFETY: V is only set by `plain_probs_avx2`, which runs only on
         // CPUs with AVX2 and FMA.
-        done = unsafe { x86::groups_of_8::<C, E>(job, rows, g0, tol, terms, e)? };
+        done = unsafe { x86::groups_of_8::<C, E>(job, rows, g0, tol, e)? };
     }
     scalar_rows::<C, E>(job, rows, c, g0, tol, terms, done, n, e)
 }
@@ -339,19 +345,30 @@ fn scalar_rows<const C: usize, E: Emit>(
         Strategy::Random => each_row!(|i, row| random_priority(job.spec.seed, g0 + i as u64)),
         Strategy::Entropy => {
             let ln_b = job.spec.log_base.ln();
-            let terms = &terms[i0 * c..i1 * c];
-            for (i, (row, t)) in rows.chunks_exact(c).zip(terms.chunks_exact(c)).enumerate() {
+            for (i, row) in rows.chunks_exact(c).enumerate() {
                 let i = i0 + i;
                 if !sum_passes(row) {
                     return Err(i);
                 }
                 let sum = row.iter().sum::<f32>() as f64;
-                let h = 0.0 - t.iter().sum::<f32>() as f64;
+                let h = 0.0 - plogp_sum(row, &terms[(i * c).min(terms.len())..]) as f64;
                 e.emit(i, row, h / ln_b, entropy_bound(h, sum, c) / ln_b);
             }
         }
     }
     Ok(())
+}
+
+/// `Σ plogp_approx(p)` over a row in column order, in f32: from the flat
+/// pass's `terms` when it computed them (non-empty), else inline. Every
+/// path sums a row's terms this way, so they agree to the bit.
+#[inline(always)]
+fn plogp_sum(row: &[f32], terms: &[f32]) -> f32 {
+    if terms.is_empty() {
+        row.iter().map(|&p| plogp_approx(p)).sum()
+    } else {
+        terms[..row.len()].iter().sum()
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -364,10 +381,10 @@ mod x86 {
 
     use std::arch::x86_64::*;
 
-    use super::{Emit, SUM_SLACK, scalar_rows};
+    use super::{Emit, SUM_SLACK, entropy_max_cutoff, plogp_sum, scalar_rows};
     use crate::backend::Job;
     use crate::score::Strategy;
-    use crate::score::fast::entropy_bound;
+    use crate::score::fast::{entropy_bound, plogp_approx};
 
     /// Returns how many leading rows it scored (a multiple of 8).
     #[target_feature(enable = "avx2,fma")]
@@ -377,7 +394,6 @@ mod x86 {
         rows: &[f32],
         g0: u64,
         tol: f64,
-        terms: &[f32],
         e: &mut E,
     ) -> Result<usize, usize> {
         let n = rows.len() / C;
@@ -386,12 +402,6 @@ mod x86 {
         let idx = _mm256_setr_epi32(0, c, 2 * c, 3 * c, 4 * c, 5 * c, 6 * c, 7 * c);
         let strategy = job.spec.strategy;
         let ln_b = job.spec.log_base.ln();
-        // The largest bound any row can have: entropy ≤ ln C, sum ≤ 1 + tol.
-        let max_bound = if strategy == Strategy::Entropy {
-            entropy_bound((C as f64).ln(), 1.0 + tol, C) / ln_b
-        } else {
-            0.0
-        };
         let one = _mm256_set1_pd(1.0);
         let slack = _mm256_set1_pd(SUM_SLACK * C as f64);
         let vtol = _mm256_set1_pd(tol);
@@ -399,20 +409,25 @@ mod x86 {
         let mut p = [0f64; 8];
         let mut aux = [0f64; 8];
         let mut sums = [0f64; 8];
+        // Entropy's prefilter: rows whose largest value is above `cutoff`
+        // cannot reach the threshold it was computed for, and the threshold
+        // only rises, so a stale cutoff is merely less sharp. Recomputed
+        // every 1,024 groups (a bisection costs a few microseconds).
+        let mut cutoff_for = f64::NEG_INFINITY;
+        let mut cutoff = _mm256_set1_ps(f32::INFINITY);
+        // Rows the prefilter kept, with their sums, scored eight at a time
+        // so their logarithms vectorize.
+        let mut pending = [(0usize, 0f64); 8];
+        let mut npending = 0;
+        let mut logs = Vec::new();
 
         for g in 0..groups {
             let r0 = g * 8;
             // SAFETY: rows r0..r0 + 8 lie inside `rows` (g < n / 8).
             let base = unsafe { rows.as_ptr().add(r0 * C) };
-            let tbase = if strategy == Strategy::Entropy {
-                unsafe { terms.as_ptr().add(r0 * C) }
-            } else {
-                base
-            };
             let mut s = _mm256_setzero_ps();
             let mut a = _mm256_setzero_ps();
             let mut b = _mm256_setzero_ps();
-            let mut h = _mm256_setzero_ps();
             macro_rules! columns {
                 (|$v:ident, $j:ident| $body:block) => {
                     for $j in 0..C {
@@ -423,17 +438,13 @@ mod x86 {
                 };
             }
             match strategy {
-                Strategy::LeastConfidence => columns!(|v, _j| {
-                    a = _mm256_max_ps(a, v);
-                }),
                 Strategy::Margin | Strategy::Ratio => columns!(|v, _j| {
                     let lo = _mm256_min_ps(a, v);
                     a = _mm256_max_ps(a, v);
                     b = _mm256_max_ps(b, lo);
                 }),
-                _ => columns!(|_v, j| {
-                    let t = unsafe { _mm256_i32gather_ps::<4>(tbase.add(j), idx) };
-                    h = _mm256_add_ps(h, t);
+                _ => columns!(|v, _j| {
+                    a = _mm256_max_ps(a, v);
                 }),
             }
             // The sum pre-check of the scalar path, on 2 x 4 lanes of f64.
@@ -445,7 +456,10 @@ mod x86 {
                 _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_LE_OQ>(lhs, vtol))
             };
             if ok(s_lo) & ok(s_hi) != 0xF {
-                scalar_rows::<C, E>(job, rows, C, g0, tol, terms, r0, r0 + 8, e)?;
+                // Rows reach `e` in order (`score_all` relies on it).
+                entropy_rows::<C, E>(rows, &pending[..npending], &mut logs, ln_b, e);
+                npending = 0;
+                scalar_rows::<C, E>(job, rows, C, g0, tol, &[], r0, r0 + 8, e)?;
                 continue;
             }
             let widen = |x: __m256, out: &mut [f64; 8]| unsafe {
@@ -455,13 +469,28 @@ mod x86 {
                     _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
                 );
             };
-            match strategy {
-                Strategy::LeastConfidence => {
-                    widen(a, &mut p);
-                    for x in &mut p {
-                        *x = 1.0 - *x;
+            if strategy == Strategy::Entropy {
+                let thresh = e.threshold();
+                if thresh > cutoff_for && (g % 1024 == 0 || cutoff_for == f64::NEG_INFINITY) {
+                    cutoff = _mm256_set1_ps(entropy_max_cutoff(thresh, C, tol, ln_b));
+                    cutoff_for = thresh;
+                }
+                let keep = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(a, cutoff));
+                if keep == 0 {
+                    continue;
+                }
+                widen(s, &mut sums);
+                for lane in (0..8).filter(|l| keep >> l & 1 == 1) {
+                    pending[npending] = (r0 + lane, sums[lane]);
+                    npending += 1;
+                    if npending == 8 {
+                        entropy_rows::<C, E>(rows, &pending, &mut logs, ln_b, e);
+                        npending = 0;
                     }
                 }
+                continue;
+            }
+            match strategy {
                 Strategy::Margin | Strategy::Ratio => {
                     widen(a, &mut p);
                     widen(b, &mut aux);
@@ -475,28 +504,48 @@ mod x86 {
                     }
                 }
                 _ => {
-                    widen(h, &mut aux);
-                    for (x, &y) in p.iter_mut().zip(&aux) {
-                        *x = (0.0 - y) / ln_b;
+                    // Least confidence (entropy and random never get here).
+                    widen(a, &mut p);
+                    for x in &mut p {
+                        *x = 1.0 - *x;
                     }
                 }
             }
             let thresh = e.threshold();
-            for lane in 0..8 {
-                if p[lane] + max_bound >= thresh {
+            for (lane, &priority) in p.iter().enumerate() {
+                if priority >= thresh {
                     let i = r0 + lane;
-                    let row = &rows[i * C..(i + 1) * C];
-                    let bound = if strategy == Strategy::Entropy {
-                        widen(s, &mut sums);
-                        entropy_bound(0.0 - aux[lane], sums[lane], C) / ln_b
-                    } else {
-                        0.0
-                    };
-                    e.emit(i, row, p[lane], bound);
+                    e.emit(i, &rows[i * C..(i + 1) * C], priority, 0.0);
                 }
             }
         }
+        entropy_rows::<C, E>(rows, &pending[..npending], &mut logs, ln_b, e);
         Ok(groups * 8)
+    }
+
+    /// Scores the listed rows (local index, f32 sum) by entropy: their
+    /// values are copied together so one flat loop takes all the
+    /// logarithms, then each row's terms are summed as everywhere else.
+    #[inline(always)]
+    fn entropy_rows<const C: usize, E: Emit>(
+        rows: &[f32],
+        list: &[(usize, f64)],
+        logs: &mut Vec<f32>,
+        ln_b: f64,
+        e: &mut E,
+    ) {
+        logs.clear();
+        for &(i, _) in list {
+            logs.extend_from_slice(&rows[i * C..(i + 1) * C]);
+        }
+        for t in logs.iter_mut() {
+            *t = plogp_approx(*t);
+        }
+        for (k, &(i, sum)) in list.iter().enumerate() {
+            let row = &rows[i * C..(i + 1) * C];
+            let h = 0.0 - plogp_sum(row, &logs[k * C..]) as f64;
+            e.emit(i, row, h / ln_b, entropy_bound(h, sum, C) / ln_b);
+        }
     }
 }
 

@@ -79,6 +79,67 @@ pub fn entropy_bound(h_hat: f64, sum: f64, classes: usize) -> f64 {
     2.0 * (LN_ABS_ERR * sum.abs() + (LN_REL_ERR + c * U + 1e-15) * h + c * 1.2e-36)
 }
 
+/// An upper bound on the canonical natural entropy `−Σ p ln p` of a row of
+/// `classes` non-negative values whose largest is `a` and whose sum is `s`:
+/// `−p ln p` is concave, so the other `C − 1` values hold the most entropy
+/// when they share the remaining mass `s − a` equally.
+pub fn entropy_given_max(a: f64, s: f64, classes: usize) -> f64 {
+    let f = |p: f64| if p > 0.0 { -p * p.ln() } else { 0.0 };
+    let rest = s - a;
+    let others = if classes > 1 && rest > 0.0 {
+        let c1 = (classes - 1) as f64;
+        c1 * f(rest / c1)
+    } else {
+        0.0
+    };
+    f(a) + others
+}
+
+/// The entropy prefilter: the largest row maximum that can still reach
+/// priority `thresh` (natural entropy / `ln_b`). Any valid row (values
+/// ≥ 0, sum within `tol` of 1) whose largest value is above the returned
+/// f32 has a canonical priority below `thresh`, so a kernel may skip its
+/// logarithms. Infinity (skip nothing) when `thresh` is not finite or no
+/// maximum is high enough.
+pub fn entropy_max_cutoff(thresh: f64, classes: usize, tol: f64, ln_b: f64) -> f32 {
+    if !thresh.is_finite() || classes == 0 {
+        return f32::INFINITY;
+    }
+    let c = classes as f64;
+    let (s_lo, s_hi) = (1.0 - tol, 1.0 + tol);
+    // The bound's worst case over the sums a valid row can have: it is
+    // concave in s with its peak at s = a + (C − 1)/e.
+    let worst = |a: f64| {
+        let lo = s_lo.max(a);
+        let s = (a + (c - 1.0) / std::f64::consts::E).clamp(lo.min(s_hi), s_hi);
+        entropy_given_max(a, s, classes)
+    };
+    // Far above the f64 rounding of the canonical sum and of `worst`.
+    let margin = 1e-9 * (1.0 + thresh.abs());
+    let skips = |a: f64| worst(a) / ln_b + margin < thresh;
+    // From a = (1 + tol)/C up, every sum's bound decreases with a, and so
+    // does their worst case over a shrinking range of sums.
+    let (mut lo, mut hi) = (s_hi / c, s_hi);
+    if !skips(hi) {
+        return f32::INFINITY;
+    }
+    if !skips(lo) {
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if skips(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+    } else {
+        hi = lo;
+    }
+    // Rounded up, so a stored f32 above the cutoff is above `hi`.
+    let f = hi as f32;
+    if (f as f64) < hi { f.next_up() } else { f }
+}
+
 /// Bound on |GPU f32 priority − canonical priority| for the kernels in
 /// `shaders/select.wgsl`, which score in f32 (the same logarithm as
 /// [`ln_approx`], but the GPU may fuse multiply-adds, and WGSL's `exp` is
@@ -199,5 +260,71 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The prefilter never skips a row that could reach the threshold: for
+    /// rows of every shape (flat, peaked, one-hot, sums at both ends of the
+    /// tolerance) and thresholds around their own entropy, a row whose
+    /// maximum is above the cutoff has a canonical priority below it.
+    #[test]
+    fn the_entropy_cutoff_never_skips_a_contender() {
+        let mut rng = 0x9e37_79b9u64;
+        let mut next = || {
+            rng = super::super::splitmix64(rng);
+            (rng >> 40) as f64 / (1u64 << 24) as f64
+        };
+        let mut skipped = 0;
+        for classes in [1usize, 2, 3, 4, 10, 100] {
+            for (tol, ln_b) in [
+                (1e-3, 1.0),
+                (0.05, std::f64::consts::LN_2),
+                (0.0, 10f64.ln()),
+            ] {
+                for trial in 0..400 {
+                    let mut row: Vec<f64> = (0..classes)
+                        .map(|_| {
+                            let u = next();
+                            match trial % 4 {
+                                0 => u,
+                                1 => u.powi(8),
+                                2 => (u * -30.0).exp(),
+                                _ => u.powi(40),
+                            }
+                        })
+                        .collect();
+                    let total: f64 = row.iter().sum::<f64>().max(1e-300);
+                    // A sum anywhere in [1 − tol, 1 + tol].
+                    let target = 1.0 + tol * (2.0 * next() - 1.0);
+                    let row: Vec<f32> = row
+                        .iter_mut()
+                        .map(|x| (*x / total * target) as f32)
+                        .collect();
+                    let p: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+                    if (p.iter().sum::<f64>() - 1.0).abs() > tol {
+                        continue;
+                    }
+                    let max = row.iter().copied().fold(0.0f32, f32::max);
+                    let priority = super::super::entropy_nat(&p) / ln_b;
+                    for t in [
+                        priority * (1.0 + 1e-12),
+                        priority + 1e-6,
+                        priority + 0.01,
+                        priority * 1.5 + 0.1,
+                        priority - 1e-6,
+                    ] {
+                        let cutoff = entropy_max_cutoff(t, classes, tol, ln_b);
+                        if max > cutoff {
+                            skipped += 1;
+                            assert!(
+                                priority < t,
+                                "C={classes} tol={tol}: row {row:?} (priority {priority}) skipped at threshold {t}, cutoff {cutoff}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // The filter does skip rows (it is not vacuous).
+        assert!(skipped > 1000, "skipped only {skipped}");
     }
 }
