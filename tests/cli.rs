@@ -357,3 +357,20 @@ fn help_explains_the_commands() {
         assert!(h.contains(word), "select --help lacks {word}");
     }
 }
+
+/// Outputs are written under a temporary name and renamed, but end up with
+/// the mode any new file gets (0666 less the umask), not a private 0600.
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_usual_file_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = textbook(dir.path());
+    let out = dir.path().join("batch.csv");
+    let o = alpool(&["select", &pool, "-k", "1", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = dir.path().join("reference.txt");
+    std::fs::write(&reference, "x").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), mode(&reference));
+}

@@ -49,11 +49,13 @@ pub fn atomic_write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".alpool-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".alpool-").suffix(".partial");
+    // The mode any new file gets (0666 less the umask), not tempfile's
+    // private 0600: the output is a result, not a secret.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
         fill(&mut w)?;
