@@ -170,47 +170,39 @@ fn dispatch<E: Emit>(
     by_classes!(plain_probs_base, 2 3 4 5 6 8 10 16 20 100)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn plain_probs_avx2<const C: usize, E: Emit>(
-    job: &Job,
-    rows: &[f32],
-    c: usize,
-    g0: u64,
-    tol: f64,
-    terms: &mut Vec<f32>,
-    e: &mut E,
-) -> Result<(), usize> {
-    plain_probs::<C, E, true>(job, rows, c, g0, tol, terms, e)
+/// One copy of [`plain_probs`] per instruction set: `$attr` compiles it for
+/// the features, `$v` enables the 8-row AVX2 path.
+macro_rules! kernel_variant {
+    ($(#[$attr:meta])* $name:ident, $v:literal) => {
+        $(#[$attr])*
+        fn $name<const C: usize, E: Emit>(
+            job: &Job,
+            rows: &[f32],
+            c: usize,
+            g0: u64,
+            tol: f64,
+            terms: &mut Vec<f32>,
+            e: &mut E,
+        ) -> Result<(), usize> {
+            plain_probs::<C, E, $v>(job, rows, c, g0, tol, terms, e)
+        }
+    };
 }
 
-/// The same kernel where the flat pass (validation, entropy's logarithms)
-/// may use 16-wide vectors.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn plain_probs_avx512<const C: usize, E: Emit>(
-    job: &Job,
-    rows: &[f32],
-    c: usize,
-    g0: u64,
-    tol: f64,
-    terms: &mut Vec<f32>,
-    e: &mut E,
-) -> Result<(), usize> {
-    plain_probs::<C, E, true>(job, rows, c, g0, tol, terms, e)
-}
-
-fn plain_probs_base<const C: usize, E: Emit>(
-    job: &Job,
-    rows: &[f32],
-    c: usize,
-    g0: u64,
-    tol: f64,
-    terms: &mut Vec<f32>,
-    e: &mut E,
-) -> Result<(), usize> {
-    plain_probs::<C, E, false>(job, rows, c, g0, tol, terms, e)
-}
+kernel_variant!(
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    plain_probs_avx2,
+    true
+);
+kernel_variant!(
+    /// The flat pass (validation, entropy's logarithms) may use 16 lanes.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    plain_probs_avx512,
+    true
+);
+kernel_variant!(plain_probs_base, false);
 
 /// The local index of the first row that fails validation (slow path, only
 /// run once a chunk is known to hold one).
@@ -351,7 +343,7 @@ fn scalar_rows<const C: usize, E: Emit>(
                     return Err(i);
                 }
                 let sum = row.iter().sum::<f32>() as f64;
-                let h = 0.0 - plogp_sum(row, &terms[(i * c).min(terms.len())..]) as f64;
+                let h = 0.0 - plogp_sum(row, terms.get(i * c..).unwrap_or_default()) as f64;
                 e.emit(i, row, h / ln_b, entropy_bound(h, sum, c) / ln_b);
             }
         }
@@ -457,8 +449,10 @@ mod x86 {
             };
             if ok(s_lo) & ok(s_hi) != 0xF {
                 // Rows reach `e` in order (`score_all` relies on it).
-                entropy_rows::<C, E>(rows, &pending[..npending], &mut logs, ln_b, e);
-                npending = 0;
+                if npending > 0 {
+                    entropy_rows::<C, E>(rows, &pending[..npending], &mut logs, ln_b, e);
+                    npending = 0;
+                }
                 scalar_rows::<C, E>(job, rows, C, g0, tol, &[], r0, r0 + 8, e)?;
                 continue;
             }

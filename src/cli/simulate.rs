@@ -12,6 +12,7 @@ use alpool::al::Dataset;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
+use alpool::backend::Progress;
 use alpool::backend::gpu::Gpu;
 use alpool::learner::{Engine, Mlp, MlpConfig};
 use alpool::report::curves;
@@ -371,18 +372,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     let (rows, dim) = (h.shape[0], h.shape[1]);
     let data = &map[h.data_offset..];
     let t = Instant::now();
-    let bar =
-        (rows >= 200_000 && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
-            let pb = indicatif::ProgressBar::new(rows as u64);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "predict [{bar:40}] {pos}/{len} rows {per_sec} eta {eta}",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
-            );
-            pb
-        });
+    let bar = super::progress::Bar::rows(rows as u64, "predict");
     const PART_ROWS: usize = 1 << 16;
     let io = |e| alpool::Error::io(&a.out, e);
     alpool::report::atomic_write(&a.out, |w| {
@@ -405,15 +395,11 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
             }
             let p = m.predict_proba(&x)?;
             w.write_all(bytemuck::cast_slice(&p)).map_err(io)?;
-            if let Some(b) = &bar {
-                b.set_position(((part + 1) * PART_ROWS).min(rows) as u64);
-            }
+            bar.advance((p.len() / m.classes()) as u64);
         }
         Ok(())
     })?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     eprintln!(
         "predicted {rows} rows in {:.2} s ({:.0} rows/s); wrote {}",
         t.elapsed().as_secs_f64(),
