@@ -133,7 +133,7 @@ fn score_rows<E: Emit>(
     }
 }
 
-/// Picks the kernel: AVX2+FMA when the CPU has it, and a monomorphized
+/// Picks the kernel: AVX-512 or AVX2+FMA when the CPU has it, and a monomorphized
 /// copy for common class counts so the per-row loops unroll fully.
 fn dispatch<E: Emit>(
     job: &Job,
