@@ -57,6 +57,7 @@ fn config(rule: Rule, budget: f64) -> StreamConfig {
         max_labeled: 10_000,
         checkpoint_every: 2_000,
         seed: 3,
+        scaling: Default::default(),
     }
 }
 
@@ -152,6 +153,7 @@ fn the_proxy_oracle_returns_the_nearest_neighbours_label() {
         dim: 2,
         classes: 3,
         name: "toy".into(),
+        unit_images: false,
     };
     let mut o = NearestNeighbour {
         data: &data,
@@ -263,4 +265,53 @@ fn bad_stream_input_names_the_line() {
 #[test]
 fn argmax_helper_is_consistent() {
     assert_eq!(argmax(&[0.1, 0.7, 0.2]), 1);
+}
+
+#[test]
+fn a_stream_estimates_its_scaling_on_the_warm_up_window() {
+    // The blobs with one column blown up 10,000-fold and shifted: unscaled,
+    // that column swamps the others.
+    let widen = |v: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        v.into_iter()
+            .map(|mut x| {
+                x[0] = x[0] * 1e4 + 5e4;
+                x
+            })
+            .collect()
+    };
+    let (xs, ys) = blobs(4_000, 1);
+    let (tx, ty) = blobs(600, 2);
+    let (xs, tx) = (widen(xs), widen(tx));
+    let test_x: Vec<f32> = tx.into_iter().flatten().collect();
+    let run = |scaling: stream::StreamScaling| {
+        let mut source = xs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, x)| Ok((i as u64, x)));
+        let cfg = StreamConfig {
+            scaling,
+            ..config(Rule::Random, 0.2)
+        };
+        stream::run(
+            &mut source,
+            4,
+            3,
+            &cfg,
+            &mut GroundTruth::new(&ys),
+            Some(stream::TestSet { x: &test_x, y: &ty }),
+            &mut |_| Ok(()),
+        )
+        .unwrap()
+        .final_accuracy
+        .unwrap()
+    };
+    let scaled = run(stream::StreamScaling::WarmUp(
+        alpool::learner::ScaleKind::Standard,
+    ));
+    let unscaled = run(stream::StreamScaling::None);
+    assert!(
+        scaled > 0.8 && scaled > unscaled + 0.1,
+        "warm-up scaling {scaled}, none {unscaled}"
+    );
 }

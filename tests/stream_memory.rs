@@ -31,6 +31,7 @@ fn peak_for(n: usize, labels: &[usize]) -> (u64, u64) {
         max_labeled: 300,
         checkpoint_every: 0,
         seed: 1,
+        scaling: Default::default(),
     };
     let (s, peak) = peak_extra_memory(|| {
         // Instances are generated on the fly: nothing stores the stream.

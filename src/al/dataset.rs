@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::learner::{Scale, Scaler};
 use crate::pool::npy::{self, DType};
 
 /// N rows of D features (row-major f32) with labels 0..classes.
@@ -15,6 +16,9 @@ pub struct Dataset {
     pub dim: usize,
     pub classes: usize,
     pub name: String,
+    /// The features were uint8 pixels, already mapped to [0, 1]: `auto`
+    /// feature scaling leaves them so.
+    pub unit_images: bool,
 }
 
 impl Dataset {
@@ -37,6 +41,15 @@ impl Dataset {
 
     pub fn labels(&self, idx: &[usize]) -> Vec<usize> {
         idx.iter().map(|&i| self.y[i]).collect()
+    }
+
+    /// The learner's input transform for `scale`, fitted on `rows` (the
+    /// pool the model will score), or `None` when no scaling applies.
+    pub fn scaler(&self, scale: Scale, rows: Option<&[usize]>) -> Result<Option<Scaler>> {
+        scale
+            .resolve(self.unit_images)
+            .map(|kind| Scaler::fit(kind, &self.x, self.dim, rows))
+            .transpose()
     }
 
     /// The 8x8 digits set (scikit-learn's `load_digits`, BSD-3-Clause; see
@@ -142,6 +155,7 @@ impl Dataset {
             dim,
             classes,
             name,
+            unit_images: false,
         })
     }
 }
@@ -228,5 +242,6 @@ fn from_npy_bytes_paths(xp: &Path, xb: &[u8], yp: &Path, yb: &[u8], name: &str) 
         dim,
         classes,
         name: name.into(),
+        unit_images: hx.dtype == DType::U8,
     })
 }

@@ -88,6 +88,9 @@ pub fn run(
 
     let test_x = data.gather(&split.test);
     let test_y = data.labels(&split.test);
+    // Fitted once on the pool (never the test rows): the same transform in
+    // every round, whatever was labeled.
+    let scaler = data.scaler(cfg.mlp.scale, Some(&split.pool))?;
     let mut stopper = Stopper::new(cfg.stop.clone());
     // The stop set: a fixed random sample of the initial pool.
     let stop_set: Vec<usize> = match cfg.stop.stabilizing {
@@ -114,7 +117,8 @@ pub fn run(
                     seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
                     ..cfg.mlp.clone()
                 },
-            )?,
+            )?
+            .with_scaler(scaler.clone())?,
         };
         let fit = m.fit(&data.gather(&labeled), &labels)?;
         let train_s = t.elapsed().as_secs_f64();

@@ -9,7 +9,7 @@ use std::io::BufRead;
 
 use super::Oracle;
 use crate::error::{Error, Result};
-use crate::learner::{Mlp, MlpConfig};
+use crate::learner::{ColumnStats, Mlp, MlpConfig, ScaleKind, Scaler};
 use crate::pool::synth::Rng;
 use crate::score::{self, ScoreSpec, Strategy};
 
@@ -126,6 +126,23 @@ pub struct StreamConfig {
     /// Evaluate on the test set every this many instances.
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Feature scaling: `Fixed` statistics (taken from a saved model), or
+    /// estimated from every instance seen before the first model is
+    /// trained (the warm-up window), then frozen, so warm-started models
+    /// and checkpoints all see the same transform.
+    pub scaling: StreamScaling,
+}
+
+/// Where a stream's feature scaling comes from.
+#[derive(Clone, Debug, Default)]
+pub enum StreamScaling {
+    /// No scaling.
+    #[default]
+    None,
+    /// These statistics, fixed.
+    Fixed(Scaler),
+    /// Estimated on the warm-up window.
+    WarmUp(ScaleKind),
 }
 
 /// One instance's fate.
@@ -172,6 +189,14 @@ pub fn run(
     let mut labeled_y: VecDeque<usize> = VecDeque::new();
     let mut model: Option<Mlp> = None;
     let mut since_update = 0usize;
+    let mut warmup = match cfg.scaling {
+        StreamScaling::WarmUp(_) => Some(ColumnStats::new(dim)),
+        _ => None,
+    };
+    let mut scaler = match &cfg.scaling {
+        StreamScaling::Fixed(s) => Some(s.clone()),
+        _ => None,
+    };
     let mut summary = StreamSummary::default();
     let evaluate = |m: &Option<Mlp>, t: &Option<TestSet>| -> Result<Option<f64>> {
         match (m, t) {
@@ -189,6 +214,11 @@ pub fn run(
             )));
         }
         summary.seen += 1;
+        if model.is_none()
+            && let Some(w) = &mut warmup
+        {
+            w.push(&x);
+        }
         let score = match &model {
             Some(m) => uncertainty(cfg.strategy, &m.predict_proba(&x)?, id, cfg.seed),
             None => 1.0,
@@ -231,6 +261,9 @@ pub fn run(
             if ready && (model.is_none() || since_update >= cfg.update_every.max(1)) {
                 let flat: Vec<f32> = labeled_x.iter().flatten().copied().collect();
                 let ys: Vec<usize> = labeled_y.iter().copied().collect();
+                if let (Some(w), StreamScaling::WarmUp(kind)) = (warmup.take(), &cfg.scaling) {
+                    scaler = Some(Scaler::from_stats(*kind, &w)?);
+                }
                 let mut m = match (cfg.warm_start, model.take()) {
                     (true, Some(m)) => m,
                     _ => Mlp::new(
@@ -240,7 +273,8 @@ pub fn run(
                             seed: cfg.mlp.seed ^ summary.queries,
                             ..cfg.mlp.clone()
                         },
-                    )?,
+                    )?
+                    .with_scaler(scaler.clone())?,
                 };
                 m.fit(&flat, &ys)?;
                 model = Some(m);
@@ -412,6 +446,11 @@ impl NpyStream {
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Whether the rows are uint8 pixels (read as [0, 1]).
+    pub fn unit_images(&self) -> bool {
+        self.dtype == crate::pool::npy::DType::U8
     }
 
     /// Row `r` as f32.

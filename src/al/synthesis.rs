@@ -213,6 +213,7 @@ pub fn run(
     let mut ys = oracle.label(&seed_rows)?;
     let test_x = data.gather(&split.test);
     let test_y = data.labels(&split.test);
+    let scaler = data.scaler(cfg.mlp.scale, Some(&split.pool))?;
     let mut rounds = Vec::new();
     let mut next_id = data.rows();
     for round in 0.. {
@@ -224,7 +225,8 @@ pub fn run(
                 seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
                 ..cfg.mlp.clone()
             },
-        )?;
+        )?
+        .with_scaler(scaler.clone())?;
         let fit = m.fit(&xs, &ys)?;
         let train_s = t.elapsed().as_secs_f64();
         let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &m.predict(&test_x)?);

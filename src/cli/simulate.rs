@@ -14,7 +14,7 @@ use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::Progress;
 use alpool::backend::gpu::Gpu;
-use alpool::learner::{Engine, Mlp, MlpConfig};
+use alpool::learner::{ColumnStats, Engine, Mlp, MlpConfig, Scale};
 use alpool::report::curves;
 use alpool::{LogBase, Strategy};
 
@@ -89,6 +89,31 @@ pub struct LearnerArgs {
     /// against; several times slower).
     #[arg(long, value_enum, default_value = "fused")]
     pub engine: EngineArg,
+    /// Feature scaling, fitted on the pool (never the test rows) and saved
+    /// with the model: per-column z-scores (standard), [0, 1] (minmax), or
+    /// none. auto = standard, except uint8 images, which keep their [0, 1]
+    /// pixel scaling.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub scale: ScaleArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScaleArg {
+    Auto,
+    Standard,
+    Minmax,
+    None,
+}
+
+impl From<ScaleArg> for Scale {
+    fn from(s: ScaleArg) -> Scale {
+        match s {
+            ScaleArg::Auto => Scale::Auto,
+            ScaleArg::Standard => Scale::Standard,
+            ScaleArg::Minmax => Scale::MinMax,
+            ScaleArg::None => Scale::None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,6 +140,7 @@ impl LearnerArgs {
                 EngineArg::Fused => Engine::Fused,
                 EngineArg::Candle => Engine::Candle,
             },
+            scale: self.scale.into(),
         }
     }
 }
@@ -209,6 +235,7 @@ pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let data = a.data.load()?;
+    scaling_notes(a.learner.scale.into(), &data)?;
     let strategies: Vec<Strategy> = a.strategies.iter().map(|&s| s.into()).collect();
     let cfg = SimConfig {
         strategies: strategies.clone(),
@@ -319,9 +346,36 @@ pub struct TrainArgs {
     pub out: PathBuf,
 }
 
+/// Tells the user, on stderr, what to know about the feature scaling: the
+/// constant columns a scaler leaves alone, or raw columns on very
+/// different scales fed to the learner unscaled.
+pub fn scaling_notes(scale: Scale, data: &Dataset) -> anyhow::Result<()> {
+    match data.scaler(scale, None)? {
+        Some(s) => {
+            if let Some(note) = s.note() {
+                eprintln!("note: {note}");
+            }
+        }
+        None if !data.unit_images => {
+            let stats = ColumnStats::of_matrix(&data.x, data.dim, None);
+            if let Some(w) = stats.range_warning(RANGE_WARNING_FACTOR) {
+                eprintln!("warning: {w}");
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Column ranges further apart than this get a warning under `--scale none`.
+pub const RANGE_WARNING_FACTOR: f64 = 1000.0;
+
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let data = a.data.load()?;
-    let mut m = Mlp::new(data.dim, data.classes, a.learner.config(a.seed))?;
+    let scale = Scale::from(a.learner.scale);
+    scaling_notes(scale, &data)?;
+    let mut m = Mlp::new(data.dim, data.classes, a.learner.config(a.seed))?
+        .with_scaler(data.scaler(scale, None)?)?;
     let t = Instant::now();
     let r = m.fit(&data.x, &data.y)?;
     m.save(&a.out)?;

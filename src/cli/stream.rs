@@ -12,9 +12,12 @@ use super::simulate::{DataArgs, LearnerArgs, parse_range};
 use alpool::al::pool_loop::{self, LoopConfig, RunResult};
 use alpool::al::simulate::{Run, StrategySummary, summarize_names};
 use alpool::al::stopping::StopConfig;
-use alpool::al::stream::{self, Decision, NpyStream, Rule, StreamConfig, TextStream};
+use alpool::al::stream::{
+    self, Decision, NpyStream, Rule, StreamConfig, StreamScaling, TextStream,
+};
 use alpool::al::synthesis::{self, Generator, Shape, SynthesisConfig};
 use alpool::al::{Dataset, FileOracle, GroundTruth, NearestNeighbour, Oracle, Split};
+use alpool::learner::{Mlp, Scale};
 use alpool::report::{atomic_write, curves};
 use alpool::{LogBase, Strategy};
 
@@ -119,6 +122,10 @@ pub struct StreamArgs {
     /// Evaluate on the test set every this many instances.
     #[arg(long, default_value_t = 500)]
     pub checkpoint_every: usize,
+    /// Take the feature scaling from this saved model instead of estimating
+    /// it on the warm-up window (the instances seen before the first model).
+    #[arg(long, value_name = "MODEL.safetensors")]
+    pub scale_from: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]
@@ -154,6 +161,30 @@ fn read_labels(path: &Path) -> anyhow::Result<Vec<usize>> {
         out.push(v as usize);
     }
     Ok(out)
+}
+
+/// The stream's feature scaling: a saved model's, or estimated on the
+/// warm-up window.
+fn stream_scaling(a: &StreamArgs, dim: usize, unit_images: bool) -> anyhow::Result<StreamScaling> {
+    let Some(path) = &a.scale_from else {
+        return Ok(match Scale::from(a.learner.scale).resolve(unit_images) {
+            Some(kind) => StreamScaling::WarmUp(kind),
+            None => StreamScaling::None,
+        });
+    };
+    let model = Mlp::load(path)?;
+    match model.scaler() {
+        Some(s) if s.dim() == dim => Ok(StreamScaling::Fixed(s.clone())),
+        Some(s) => anyhow::bail!(
+            "{}: its scaler has {} columns, the stream {dim} features",
+            path.display(),
+            s.dim()
+        ),
+        None => anyhow::bail!(
+            "{}: the model has no feature scaling to take",
+            path.display()
+        ),
+    }
 }
 
 pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
@@ -194,11 +225,11 @@ pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
             RuleArg::VariableUncertainty => Rule::VariableUncertainty { step: a.step },
             RuleArg::Random => Rule::Random,
         };
-        let (mut source, dim): (Items, usize) = match &a.features {
+        let (mut source, dim, unit_images): (Items, usize, bool) = match &a.features {
             Some(f) => {
                 let s = NpyStream::open(f, test_rows.clone())?;
-                let d = s.dim();
-                (Box::new(s), d)
+                let (d, u) = (s.dim(), s.unit_images());
+                (Box::new(s), d, u)
             }
             None => {
                 // The dimension comes from the first line.
@@ -214,9 +245,10 @@ pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
                     }
                     None => anyhow::bail!("standard input is empty"),
                 };
-                (Box::new(t), d)
+                (Box::new(t), d, false)
             }
         };
+        let scaling = stream_scaling(&a, dim, unit_images)?;
         let cfg = StreamConfig {
             strategy: a.strategy.into(),
             rule,
@@ -229,6 +261,7 @@ pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
             max_labeled: a.max_labeled,
             checkpoint_every: a.checkpoint_every,
             seed: a.seed,
+            scaling,
         };
         let name = rule.name();
         let file = if a.rules.len() == 1 {

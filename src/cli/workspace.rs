@@ -12,7 +12,7 @@ use super::select::StrategyArg;
 use super::simulate::LearnerArgs;
 use alpool::backend::gpu::{self, Gpu};
 use alpool::backend::{Job, Silent, cpu};
-use alpool::learner::{Mlp, argmax};
+use alpool::learner::{Mlp, Scaler, argmax};
 use alpool::pool::npy::{self, DType};
 use alpool::report::atomic_write;
 use alpool::workspace::exchange::{self, BatchFormat, BatchRow};
@@ -137,14 +137,16 @@ pub enum DeviceChoice {
     Gpu,
 }
 
-fn load_features(path: &Path) -> anyhow::Result<(Vec<f32>, usize)> {
+/// The features as f32, their width, and whether they were uint8 images.
+fn load_features(path: &Path) -> anyhow::Result<(Vec<f32>, usize, bool)> {
     let (map, h) = alpool::pool::map_npy(
         path,
         FEATURE_DTYPES,
         "features must be float32, float16, float64 or uint8",
     )?;
     let dim = h.shape.get(1).copied().unwrap_or(0);
-    Ok((npy::features_f32(h.dtype, &map[h.data_offset..]), dim))
+    let x = npy::features_f32(h.dtype, &map[h.data_offset..]);
+    Ok((x, dim, h.dtype == npy::DType::U8))
 }
 
 pub fn next(a: NextArgs) -> anyhow::Result<()> {
@@ -157,7 +159,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
     // Recorded relative to the workspace, so it can move.
     let model_rel = format!("models/labels-{seq}.safetensors");
     let model_path = a.dir.join(&model_rel);
-    let (x, dim) = load_features(Path::new(&ws.meta("features")?))?;
+    let (x, dim, unit_images) = load_features(Path::new(&ws.meta("features")?))?;
     let strategy: Strategy = a.strategy.into();
 
     let (round, picks, model) = if let Some(round) = ws.round_for(seq)? {
@@ -186,7 +188,14 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
                 .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
                 .collect()
         };
-        let mut model = Mlp::new(dim, classes.len(), a.learner.config(a.seed))?;
+        // Scaled by statistics of every item (the pool the model scores).
+        let config = a.learner.config(a.seed);
+        let scaler = config
+            .scale
+            .resolve(unit_images)
+            .map(|kind| Scaler::fit(kind, &x, dim, None))
+            .transpose()?;
+        let mut model = Mlp::new(dim, classes.len(), config)?.with_scaler(scaler)?;
         let fit = model.fit(&gather(&rows), &ys)?;
         checkpoint("next-after-train");
         std::fs::create_dir_all(model_path.parent().unwrap_or(Path::new(".")))
@@ -355,7 +364,7 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             if round >= 1 {
                 let models = ws.models()?;
                 if let [.., prev, last] = &models[..] {
-                    let (x, dim) = load_features(Path::new(&ws.meta("features")?))?;
+                    let (x, dim, _) = load_features(Path::new(&ws.meta("features")?))?;
                     let rows = ids.len();
                     let step = (rows / 2000).max(1);
                     let sample: Vec<f32> = (0..rows)

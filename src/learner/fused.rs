@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::Layer;
+use super::{Layer, Scaler};
 use crate::pool::synth::Rng;
 
 /// A row-major operand of a matrix product: data, row stride, column stride
@@ -151,6 +151,7 @@ pub(crate) fn predict_proba_into(
     layers: &[Layer],
     x: &[f32],
     rows: Option<&[usize]>,
+    scaler: Option<&Scaler>,
     out: &mut [f32],
 ) {
     let inputs = layers[0].inp;
@@ -159,12 +160,21 @@ pub(crate) fn predict_proba_into(
     let run = |(hidden, gathered): &mut (Vec<Vec<f32>>, Vec<f32>),
                (block, ob): (usize, &mut [f32])| {
         let (start, count) = (block * BLOCK_ROWS, ob.len() / classes);
-        let xb: &[f32] = match rows {
-            None => &x[start * inputs..(start + count) * inputs],
-            Some(rows) => {
+        let xb: &[f32] = match (rows, scaler) {
+            (None, None) => &x[start * inputs..(start + count) * inputs],
+            (None, Some(s)) => {
+                gathered.clear();
+                gathered.extend_from_slice(&x[start * inputs..(start + count) * inputs]);
+                s.apply_in_place(gathered);
+                gathered
+            }
+            (Some(rows), s) => {
                 gathered.clear();
                 for &r in &rows[start..start + count] {
                     gathered.extend_from_slice(&x[r * inputs..(r + 1) * inputs]);
+                }
+                if let Some(s) = s {
+                    s.apply_in_place(gathered);
                 }
                 gathered
             }

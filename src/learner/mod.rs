@@ -10,6 +10,7 @@
 
 mod fused;
 pub mod reference;
+pub mod scale;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use candle_core::{Device, Tensor};
 use crate::error::{Error, Result};
 use crate::pool::synth::Rng;
 use reference::ce;
+pub use scale::{ColumnStats, Scale, ScaleKind, Scaler};
 
 /// Which implementation trains and runs the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub struct MlpConfig {
     pub class_weights: bool,
     pub seed: u64,
     pub engine: Engine,
+    /// How inputs are scaled; the statistics themselves are fitted on the
+    /// pool by whoever builds the model ([`Mlp::with_scaler`]).
+    pub scale: Scale,
 }
 
 impl Default for MlpConfig {
@@ -79,6 +84,7 @@ impl Default for MlpConfig {
             class_weights: false,
             seed: 0,
             engine: Engine::Fused,
+            scale: Scale::Auto,
         }
     }
 }
@@ -90,7 +96,7 @@ impl MlpConfig {
             "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
             "epochs": self.epochs, "min_steps": self.min_steps, "val_fraction": self.val_fraction,
             "patience": self.patience, "class_weights": self.class_weights, "seed": self.seed,
-            "engine": self.engine.name(),
+            "engine": self.engine.name(), "scale": self.scale.name(),
         })
     }
 }
@@ -122,6 +128,7 @@ pub struct Mlp {
     inputs: usize,
     classes: usize,
     layers: Vec<Layer>,
+    scaler: Option<Scaler>,
 }
 
 /// A training run's state in whichever engine runs it.
@@ -174,6 +181,7 @@ impl Mlp {
             inputs,
             classes,
             layers,
+            scaler: None,
         })
     }
 
@@ -186,6 +194,27 @@ impl Mlp {
     pub fn config(&self) -> &MlpConfig {
         &self.config
     }
+    /// The input transform, applied before the first layer in training and
+    /// in every prediction, and saved with the weights.
+    pub fn scaler(&self) -> Option<&Scaler> {
+        self.scaler.as_ref()
+    }
+
+    /// Sets the input transform (fitted on the pool, see [`scale`]).
+    pub fn with_scaler(mut self, scaler: Option<Scaler>) -> Result<Mlp> {
+        if let Some(s) = &scaler
+            && s.dim() != self.inputs
+        {
+            return Err(Error::Config(format!(
+                "the scaler has {} columns, the model {} inputs",
+                s.dim(),
+                self.inputs
+            )));
+        }
+        self.scaler = scaler;
+        Ok(self)
+    }
+
     /// The parameters, input layer first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
@@ -221,6 +250,19 @@ impl Mlp {
         let mut report = TrainReport {
             train_accuracy_before: self.accuracy(x, y)?,
             ..Default::default()
+        };
+        // The labeled rows are few next to the pool: scale one copy of them
+        // rather than every minibatch of every epoch.
+        let scaled: Vec<f32>;
+        let raw = x;
+        let x = match &self.scaler {
+            Some(s) => {
+                let mut c = x.to_vec();
+                s.apply_in_place(&mut c);
+                scaled = c;
+                &scaled[..]
+            }
+            None => x,
         };
 
         // A seeded validation slice once there are enough labels.
@@ -299,7 +341,8 @@ impl Mlp {
                 if let Run::Candle(t) = &run {
                     self.layers = t.layers()?;
                 }
-                let acc = self.accuracy(&val_x, &val_y)?;
+                // val_x is already scaled.
+                let acc = self.accuracy_with(&val_x, &val_y, None)?;
                 if acc > best.0 {
                     best = (acc, Some(self.layers.clone()));
                     since_best = 0;
@@ -318,7 +361,7 @@ impl Mlp {
         if let (_, Some(layers)) = best {
             self.layers = layers;
         }
-        report.train_accuracy = self.accuracy(x, y)?;
+        report.train_accuracy = self.accuracy(raw, y)?;
         Ok(report)
     }
 
@@ -337,7 +380,7 @@ impl Mlp {
                 x.len()
             )));
         }
-        self.predict_impl(x, None, progress)
+        self.predict_impl(x, None, progress, self.scaler.as_ref())
     }
 
     /// Class probabilities of the listed rows of `x` (a row-major matrix
@@ -349,7 +392,7 @@ impl Mlp {
                 "row {bad} is past the end of a {have}-row matrix"
             )));
         }
-        self.predict_impl(x, Some(rows), &mut |_| {})
+        self.predict_impl(x, Some(rows), &mut |_| {}, self.scaler.as_ref())
     }
 
     fn predict_impl(
@@ -357,6 +400,7 @@ impl Mlp {
         x: &[f32],
         rows: Option<&[usize]>,
         progress: &mut dyn FnMut(usize),
+        scaler: Option<&Scaler>,
     ) -> Result<Vec<f32>> {
         let n = rows.map_or(x.len() / self.inputs, |r| r.len());
         // Progress granularity; also bounds the candle engine's tensors.
@@ -370,21 +414,22 @@ impl Mlp {
                 None => &x[start * self.inputs..(start + count) * self.inputs],
             };
             match self.config.engine {
-                Engine::Fused => fused::predict_proba_into(&self.layers, part_x, part_rows, oc),
+                Engine::Fused => {
+                    fused::predict_proba_into(&self.layers, part_x, part_rows, scaler, oc)
+                }
                 Engine::Candle => {
-                    let gathered: Vec<f32>;
-                    let xs = match part_rows {
-                        Some(r) => {
-                            gathered = r
-                                .iter()
-                                .flat_map(|&i| &x[i * self.inputs..(i + 1) * self.inputs])
-                                .copied()
-                                .collect();
-                            &gathered
-                        }
-                        None => part_x,
+                    let mut xs: Vec<f32> = match part_rows {
+                        Some(r) => r
+                            .iter()
+                            .flat_map(|&i| &x[i * self.inputs..(i + 1) * self.inputs])
+                            .copied()
+                            .collect(),
+                        None => part_x.to_vec(),
                     };
-                    oc.copy_from_slice(&reference::predict_proba(&self.layers, xs)?)
+                    if let Some(s) = scaler {
+                        s.apply_in_place(&mut xs);
+                    }
+                    oc.copy_from_slice(&reference::predict_proba(&self.layers, &xs)?)
                 }
             }
             progress(start + count);
@@ -403,11 +448,28 @@ impl Mlp {
     }
 
     pub fn accuracy(&self, x: &[f32], y: &[usize]) -> Result<f64> {
+        self.accuracy_with(x, y, self.scaler.as_ref())
+    }
+
+    fn accuracy_with(&self, x: &[f32], y: &[usize], scaler: Option<&Scaler>) -> Result<f64> {
         if y.is_empty() {
             return Ok(0.0);
         }
-        let pred = self.predict(x)?;
-        Ok(pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len() as f64)
+        if !x.len().is_multiple_of(self.inputs) {
+            return Err(Error::Config(format!(
+                "accuracy needs rows of {} features, got {} values",
+                self.inputs,
+                x.len()
+            )));
+        }
+        let p = self.predict_impl(x, None, &mut |_| {}, scaler)?;
+        let hits = p
+            .chunks_exact(self.classes)
+            .map(argmax)
+            .zip(y)
+            .filter(|(a, b)| a == *b)
+            .count();
+        Ok(hits as f64 / y.len() as f64)
     }
 
     /// Saves the weights as `path` (safetensors, tensors `layer{i}.weight`
@@ -421,8 +483,19 @@ impl Mlp {
             map.insert(format!("layer{i}.weight"), w);
             map.insert(format!("layer{i}.bias"), b);
         }
+        if let Some(s) = &self.scaler {
+            for (name, v) in [(SCALER_SHIFT, &s.shift), (SCALER_SCALE, &s.scale)] {
+                let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(ce)?;
+                map.insert(name.to_string(), t);
+            }
+        }
         candle_core::safetensors::save(&map, path).map_err(ce)?;
-        let json = self.config.to_json(self.inputs, self.classes).to_string();
+        let mut json = self.config.to_json(self.inputs, self.classes);
+        json["scaler"] = match &self.scaler {
+            Some(s) => serde_json::json!({"kind": s.kind.name(), "constant_columns": s.constant}),
+            None => serde_json::Value::Null,
+        };
+        let json = json.to_string();
         std::fs::write(path.with_extension("json"), json)
             .map_err(|e| Error::io(path.with_extension("json"), e))
     }
@@ -473,6 +546,13 @@ impl Mlp {
                 Some("candle") => Engine::Candle,
                 _ => Engine::Fused,
             },
+            // Models saved before scaling existed took their inputs as given.
+            scale: match v.get("scale").and_then(|e| e.as_str()) {
+                Some("standard") => Scale::Standard,
+                Some("minmax") => Scale::MinMax,
+                Some("auto") => Scale::Auto,
+                _ => Scale::None,
+            },
         };
         let mut mlp = Mlp::new(u("inputs")?, u("classes")?, config)?;
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
@@ -501,9 +581,60 @@ impl Mlp {
                     .map_err(|e| Error::npy(path, format!("tensor {name}: {e}")))?;
             }
         }
+        if let Some(kind) = v
+            .get("scaler")
+            .and_then(|s| s.get("kind"))
+            .and_then(|k| k.as_str())
+        {
+            let kind = ScaleKind::parse(kind)
+                .ok_or_else(|| Error::npy(&cfg_path, format!("unknown scaler kind {kind:?}")))?;
+            let read = |name: &str| -> Result<Vec<f32>> {
+                let t = tensors
+                    .get(name)
+                    .ok_or_else(|| Error::npy(path, format!("lacks tensor {name}")))?;
+                if t.dims() != [mlp.inputs] {
+                    return Err(Error::npy(
+                        path,
+                        format!(
+                            "tensor {name} has shape {:?}, the model has {} inputs",
+                            t.dims(),
+                            mlp.inputs
+                        ),
+                    ));
+                }
+                t.to_dtype(candle_core::DType::F32)
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| Error::npy(path, format!("tensor {name}: {e}")))
+            };
+            let (shift, scale) = (read(SCALER_SHIFT)?, read(SCALER_SCALE)?);
+            if let Some(j) = scale.iter().position(|d| !d.is_normal()) {
+                return Err(Error::npy(
+                    path,
+                    format!("{SCALER_SCALE}[{j}] is {}, not a usable scale", scale[j]),
+                ));
+            }
+            let constant = v["scaler"]["constant_columns"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_u64().map(|c| c as usize))
+                        .collect()
+                })
+                .unwrap_or_default();
+            mlp.scaler = Some(Scaler {
+                kind,
+                shift,
+                scale,
+                constant,
+            });
+        }
         Ok(mlp)
     }
 }
+
+/// The safetensors names of the scaler's statistics.
+const SCALER_SHIFT: &str = "scaler.shift";
+const SCALER_SCALE: &str = "scaler.scale";
 
 pub fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
