@@ -7,27 +7,31 @@
 //! selected, exactly: the result equals a full sort under the canonical
 //! scores defined in [`score`], with ties going to the lower row index.
 //!
+//! One function to call: [`select`] (and [`score`]) over a [`Pool`] —
+//! `.npy` files memory-mapped, or a slice or `ndarray` view borrowed
+//! without a copy — on the CPU, the GPU, or whichever the library judges
+//! faster ([`Device::Auto`]):
+//!
 //! ```
-//! use alpool::{Job, Pool, ScoreSpec, Strategy, InputForm, backend::Silent};
+//! use alpool::{Device, InputForm, Job, Pool, ScoreSpec, Strategy};
 //! # fn main() -> alpool::Result<()> {
-//! let dir = tempfile::tempdir().unwrap();
-//! let path = dir.path().join("pool.npy");
 //! // d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
-//! alpool::pool::npy::save(&path, &[2, 3], &[0.9f32, 0.09, 0.01, 0.2, 0.5, 0.3])?;
-//! let pool = Pool::open(&[&path])?;
+//! let probs = vec![0.9f32, 0.09, 0.01, 0.2, 0.5, 0.3];
+//! let pool = Pool::from_f32(&probs, 3)?;
 //! let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 1);
-//! let sel = alpool::backend::cpu::select(&pool, &job, &Silent)?;
+//! let sel = alpool::select(&pool, &job, Device::Auto)?;
 //! assert_eq!(sel.indices(), [1]);
-//! assert!((sel.entries[0].score - 0.2).abs() < 1e-7);
+//! // Files: Pool::open(&["shard-0.npy", "shard-1.npy"]); ndarray: Pool::from_array(a.view()).
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`pool`] reads pools, [`score`] defines the strategies,
+//! Layout: [`api`] is the front door, [`pool`] reads pools, [`score`] defines the strategies,
 //! [`select`] keeps the top k exact, [`backend`] runs the work (rayon CPU,
 //! wgpu GPU), [`learner`] is the candle MLP, [`al`] the active-learning
 //! loop, [`report`] writes results, [`bench`] measures.
 
 pub mod al;
+pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod error;
@@ -38,6 +42,7 @@ pub mod score;
 pub mod select;
 pub mod workspace;
 
+pub use api::{Backend, Outcome, Run, score, select, select_on, select_with};
 pub use backend::{Device, Job};
 pub use error::{Error, Result};
 pub use pool::{Exclusions, Pool};

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use super::stopping::{RoundFacts, StopConfig, Stopper};
 use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
-use crate::backend::gpu::{self, Gpu};
-use crate::backend::{Job, Silent, cpu};
+use crate::api::Backend;
+use crate::backend::gpu::Gpu;
+use crate::backend::{Job, Silent};
+
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Pool;
@@ -200,10 +202,8 @@ pub fn run(
             },
             k,
         );
-        let sel = match gpu {
-            Some(g) => gpu::select(g, &pool, &job, &Silent)?.0,
-            None => cpu::select(&pool, &job, &Silent)?,
-        };
+        let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
+        let sel = crate::api::select_on(backend, &pool, &job, &Silent)?.0;
         let batch: Vec<usize> = sel
             .entries
             .iter()

@@ -95,14 +95,14 @@ impl Progress for Silent {}
 /// Canonical re-scoring of single rows, read back from the pool: the refine
 /// half of filter-and-refine, shared by all backends.
 pub struct Refiner<'a> {
-    pool: &'a Pool,
+    pool: &'a Pool<'a>,
     job: &'a Job,
     row: Vec<f32>,
     probs: Vec<f64>,
 }
 
 impl<'a> Refiner<'a> {
-    pub fn new(pool: &'a Pool, job: &'a Job) -> Self {
+    pub fn new(pool: &'a Pool<'a>, job: &'a Job) -> Self {
         Refiner {
             pool,
             job,

@@ -7,9 +7,10 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
-use alpool::backend::gpu::{self, Gpu};
+use alpool::backend::gpu;
 use alpool::backend::{self, Job};
 use alpool::score::input::default_sum_tol;
+use alpool::{Backend, Device};
 use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -121,7 +122,7 @@ impl PoolArgs {
         }
     }
 
-    pub fn open(&self) -> anyhow::Result<Pool> {
+    pub fn open(&self) -> anyhow::Result<Pool<'static>> {
         Ok(Pool::open(&self.pools)?)
     }
 
@@ -144,7 +145,17 @@ impl PoolArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+impl From<DeviceArg> for Device {
+    fn from(d: DeviceArg) -> Device {
+        match d {
+            DeviceArg::Auto => Device::Auto,
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Gpu => Device::Gpu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DeviceArg {
     /// The GPU when a hardware adapter exists and the pool is large enough
     /// to gain (≥ 256 MiB), otherwise the CPU; -v says which and why.
@@ -201,63 +212,6 @@ pub struct ScoreArgs {
     pub out: PathBuf,
 }
 
-/// Pools smaller than this gain nothing from a GPU: the upload costs more
-/// than the CPU's whole scan.
-const AUTO_GPU_BYTES: u64 = 256 << 20;
-
-/// Opens the GPU for `--device`, or says why the CPU is used.
-fn choose_gpu(a: &SelectArgs, pool: &Pool) -> anyhow::Result<Option<Gpu>> {
-    let say = |m: String| {
-        if a.pool.verbose {
-            eprintln!("alpool: {m}");
-        }
-    };
-    match a.device {
-        DeviceArg::Cpu => {
-            say("using the CPU (--device cpu)".into());
-            Ok(None)
-        }
-        DeviceArg::Gpu => {
-            let g = Gpu::new(a.adapter.as_deref())?;
-            say(format!(
-                "using the GPU {} ({}, {})",
-                g.adapter.name, g.adapter.backend, g.adapter.device_type
-            ));
-            Ok(Some(g))
-        }
-        DeviceArg::Auto => {
-            if pool.data_bytes() < AUTO_GPU_BYTES && a.adapter.is_none() {
-                say(format!(
-                    "using the CPU: the pool ({} MiB) is below the {} MiB where a GPU gains",
-                    pool.data_bytes() >> 20,
-                    AUTO_GPU_BYTES >> 20
-                ));
-                return Ok(None);
-            }
-            match Gpu::new(a.adapter.as_deref()) {
-                Ok(g) if g.adapter.is_cpu && a.adapter.is_none() => {
-                    say(format!(
-                        "using the CPU: the only adapter, {}, is itself a CPU",
-                        g.adapter.name
-                    ));
-                    Ok(None)
-                }
-                Ok(g) => {
-                    say(format!(
-                        "using the GPU {} ({})",
-                        g.adapter.name, g.adapter.backend
-                    ));
-                    Ok(Some(g))
-                }
-                Err(e) => {
-                    say(format!("using the CPU: {e}"));
-                    Ok(None)
-                }
-            }
-        }
-    }
-}
-
 pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     if let Some(out) = &a.out {
@@ -270,12 +224,14 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     if let Some(ex) = &a.exclude {
         job.exclusions = Exclusions::read(ex, pool.rows())?;
     }
-    let gpu = choose_gpu(&a, &pool)?;
+    let (gpu, why) =
+        alpool::api::choose_device(a.device.into(), a.adapter.as_deref(), pool.data_bytes())?;
+    if a.pool.verbose {
+        eprintln!("alpool: {why}");
+    }
     let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "select");
-    let result = match &gpu {
-        Some(g) => gpu::select(g, &pool, &job, &bar).map(|(s, p)| (s, Some(p))),
-        None => backend::cpu::select(&pool, &job, &bar).map(|s| (s, None)),
-    };
+    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
+    let result = alpool::select_on(backend, &pool, &job, &bar);
     bar.finish();
     let (sel, phases) = result?;
     if a.verify {

@@ -8,16 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::select::StrategyArg;
+use super::select::{DeviceArg, StrategyArg};
 use super::simulate::LearnerArgs;
-use alpool::backend::gpu::{self, Gpu};
-use alpool::backend::{Job, Silent, cpu};
 use alpool::learner::{Mlp, Scaler, argmax};
 use alpool::pool::npy::{self, DType};
 use alpool::report::atomic_write;
 use alpool::workspace::exchange::{self, BatchFormat, BatchRow};
 use alpool::workspace::{InitSpec, Workspace, checkpoint};
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::{InputForm, Job, LogBase, Pool, ScoreSpec, Strategy};
 
 const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType::U8];
 
@@ -119,9 +117,10 @@ pub struct NextArgs {
     /// .json (Label Studio task import, prediction and score attached).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Score the pool on the GPU.
+    /// Where to score the pool (auto: a hardware GPU for pools of 256 MiB
+    /// of probabilities and more).
     #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceChoice,
+    pub device: DeviceArg,
     /// Seconds to wait for another command on this workspace.
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
@@ -129,12 +128,6 @@ pub struct NextArgs {
     pub seed: u64,
     #[command(flatten)]
     pub learner: LearnerArgs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DeviceChoice {
-    Cpu,
-    Gpu,
 }
 
 /// The features as f32, their width, and whether they were uint8 images.
@@ -226,10 +219,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
             },
             a.k,
         );
-        let sel = match a.device {
-            DeviceChoice::Gpu => gpu::select(&Gpu::new(None)?, &pool, &job, &Silent)?.0,
-            DeviceChoice::Cpu => cpu::select(&pool, &job, &Silent)?,
-        };
+        let sel = alpool::select(&pool, &job, a.device.into())?;
         let picks: Vec<(usize, f64, usize)> = sel
             .entries
             .iter()

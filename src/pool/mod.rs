@@ -1,6 +1,8 @@
-//! Pools: one or more memory-mapped .npy shards of N x C float32 or float16
-//! rows. Nothing is read until a backend walks the rows in chunks, so a pool
-//! may be far larger than RAM; the page cache holds what the OS can afford.
+//! Pools: one or more shards of N x C float32 or float16 rows, either
+//! memory-mapped .npy files or borrowed from memory (a slice, an ndarray
+//! view, a NumPy array), never copied. Nothing is read until a backend walks
+//! the rows in chunks, so a file-backed pool may be far larger than RAM; the
+//! page cache holds what the OS can afford.
 
 pub mod exclude;
 pub mod npy;
@@ -8,6 +10,7 @@ pub mod synth;
 
 use std::borrow::Cow;
 use std::fs::File;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, Mmap};
@@ -19,10 +22,26 @@ pub use exclude::Exclusions;
 
 const POOL_DTYPES: &str = "a pool must be float32 ('<f4') or float16 ('<f2')";
 
-/// One .npy file of a pool.
-pub struct Shard {
+/// A shard's bytes: a file's map, or memory the caller lends.
+enum Bytes<'a> {
+    Mapped(Mmap),
+    Borrowed(&'a [u8]),
+}
+
+impl Deref for Bytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Borrowed(b) => b,
+        }
+    }
+}
+
+/// One part of a pool: a .npy file, or a borrowed matrix.
+pub struct Shard<'a> {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes<'a>,
     dtype: DType,
     data_offset: usize,
     rows: u64,
@@ -30,7 +49,8 @@ pub struct Shard {
     first_row: u64,
 }
 
-impl Shard {
+impl Shard<'_> {
+    /// The file, or `<memory>` for a borrowed matrix.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -54,13 +74,13 @@ impl Shard {
 
     /// Rows `start..end` (local) as f32: borrowed straight from the map for
     /// aligned float32 data, otherwise widened into `scratch`.
-    pub fn rows_f32<'a>(
-        &'a self,
+    pub fn rows_f32<'s>(
+        &'s self,
         start: u64,
         end: u64,
         classes: usize,
-        scratch: &'a mut Vec<f32>,
-    ) -> Cow<'a, [f32]> {
+        scratch: &'s mut Vec<f32>,
+    ) -> Cow<'s, [f32]> {
         let bytes = self.row_bytes(start, end, classes);
         match self.dtype {
             DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
@@ -95,20 +115,20 @@ impl Shard {
 }
 
 /// A pool: shards in the order given, global row index = position across
-/// them.
-pub struct Pool {
-    shards: Vec<Shard>,
+/// them. `'a` is the lifetime of borrowed data (`'static` for files).
+pub struct Pool<'a> {
+    shards: Vec<Shard<'a>>,
     classes: usize,
     rows: u64,
 }
 
-impl Pool {
+impl Pool<'static> {
     /// Opens and checks every shard's header and size; reads no data.
-    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Pool> {
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Pool<'static>> {
         if paths.is_empty() {
             return Err(Error::Config("no pool files given".into()));
         }
-        let mut shards: Vec<Shard> = Vec::with_capacity(paths.len());
+        let mut shards: Vec<Shard<'static>> = Vec::with_capacity(paths.len());
         let mut classes = None;
         let mut rows = 0u64;
         for path in paths {
@@ -135,7 +155,7 @@ impl Pool {
             }
             shards.push(Shard {
                 path: path.into(),
-                map,
+                map: Bytes::Mapped(map),
                 dtype: header.dtype,
                 data_offset: header.data_offset,
                 rows: n as u64,
@@ -157,32 +177,63 @@ impl Pool {
             rows,
         })
     }
+}
 
-    /// A pool held in memory (e.g. a model's predictions inside the
-    /// active-learning loop), laid out as a one-shard .npy in an anonymous
-    /// map so every backend reads it as it reads files.
-    pub fn from_memory(values: &[f32], classes: usize) -> Result<Pool> {
-        let rows = values.len() / classes.max(1);
-        let header = npy::encode_header(DType::F32, &[rows, classes]);
-        let len = header.len() + rows * classes * 4;
-        let mut map = memmap2::MmapMut::map_anon(len).map_err(|e| Error::io("<memory>", e))?;
-        map[..header.len()].copy_from_slice(&header);
-        map[header.len()..].copy_from_slice(bytemuck::cast_slice(&values[..rows * classes]));
-        let map = map.make_read_only().map_err(|e| Error::io("<memory>", e))?;
+impl<'a> Pool<'a> {
+    /// A row-major N x `classes` float32 matrix in memory, borrowed: no
+    /// copy, whatever its size.
+    pub fn from_f32(values: &'a [f32], classes: usize) -> Result<Pool<'a>> {
+        Pool::borrowed(bytemuck::cast_slice(values), DType::F32, classes)
+    }
+
+    /// A row-major N x `classes` float16 matrix in memory, borrowed.
+    pub fn from_f16(values: &'a [half::f16], classes: usize) -> Result<Pool<'a>> {
+        Pool::borrowed(bytemuck::cast_slice(values), DType::F16, classes)
+    }
+
+    /// A float32 `ndarray` view, borrowed when it is in standard (C)
+    /// layout; any other layout is refused rather than silently copied.
+    pub fn from_array(view: ndarray::ArrayView2<'a, f32>) -> Result<Pool<'a>> {
+        let (rows, classes) = view.dim();
+        let strides = view.strides().to_vec();
+        let Some(values) = view.to_slice() else {
+            return Err(Error::Config(format!(
+                "a pool view must be in standard (C, row-major) layout; this {rows} x {classes} view has strides {strides:?} (use .as_standard_layout())"
+            )));
+        };
+        Pool::from_f32(values, classes)
+    }
+
+    /// The earlier name of [`Pool::from_f32`] (which now borrows).
+    pub fn from_memory(values: &'a [f32], classes: usize) -> Result<Pool<'a>> {
+        Pool::from_f32(values, classes)
+    }
+
+    fn borrowed(bytes: &'a [u8], dtype: DType, classes: usize) -> Result<Pool<'a>> {
         if classes == 0 {
-            return Err(Error::Config("a pool needs at least one class".into()));
+            return Err(Error::Config(
+                "a pool needs at least one class (column)".into(),
+            ));
         }
+        let width = classes * dtype.size();
+        if !bytes.len().is_multiple_of(width) {
+            return Err(Error::Config(format!(
+                "{} values do not make rows of {classes} classes",
+                bytes.len() / dtype.size()
+            )));
+        }
+        let rows = (bytes.len() / width) as u64;
         Ok(Pool {
             shards: vec![Shard {
                 path: "<memory>".into(),
-                map,
-                dtype: DType::F32,
-                data_offset: header.len(),
-                rows: rows as u64,
+                map: Bytes::Borrowed(bytes),
+                dtype,
+                data_offset: 0,
+                rows,
                 first_row: 0,
             }],
             classes,
-            rows: rows as u64,
+            rows,
         })
     }
 
@@ -192,7 +243,7 @@ impl Pool {
     pub fn classes(&self) -> usize {
         self.classes
     }
-    pub fn shards(&self) -> &[Shard] {
+    pub fn shards(&self) -> &[Shard<'a>] {
         &self.shards
     }
     /// Bytes of row data across all shards.
@@ -208,7 +259,7 @@ impl Pool {
     }
 
     /// The shard holding global row `index`, and the local row.
-    pub fn locate(&self, index: u64) -> (&Shard, u64) {
+    pub fn locate(&self, index: u64) -> (&Shard<'a>, u64) {
         let i = self
             .shards
             .partition_point(|s| s.first_row + s.rows <= index);
@@ -236,7 +287,7 @@ impl Pool {
 
     /// Splits the pool into chunks of at most `chunk_rows` rows that never
     /// straddle a shard: (shard, local start, local end).
-    pub fn chunks(&self, chunk_rows: u64) -> impl Iterator<Item = (&Shard, u64, u64)> + '_ {
+    pub fn chunks(&self, chunk_rows: u64) -> impl Iterator<Item = (&Shard<'a>, u64, u64)> + '_ {
         let step = chunk_rows.max(1);
         self.shards.iter().flat_map(move |s| {
             (0..s.rows.div_ceil(step)).map(move |i| (s, i * step, ((i + 1) * step).min(s.rows)))
