@@ -15,3 +15,19 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
 fi
 cargo test --release --locked --all-targets
 cargo test --release --locked --doc
+
+# The Python package: built from this checkout (sharing target/ with the
+# Rust build above), then its tests and docstring examples with pytest.
+PY=${ALPOOL_PYTHON:-.venv/bin/python}
+if [ -x "$PY" ] && "$PY" -c "import pytest, numpy" 2>/dev/null; then
+  PYO3_PYTHON="$PY" "$PY" -m pip install -q --no-deps --force-reinstall ./python
+  # From the repository root, so python/alpool (without its compiled
+  # module) does not shadow the installed package.
+  "$PY" -m pytest -q -p no:cacheprovider python/tests
+  "$PY" -m pytest -q -p no:cacheprovider --doctest-modules --pyargs alpool
+elif [ "${CI:-}" = "true" ]; then
+  echo "the Python test environment is missing ($PY with pytest and numpy): run .ci/run" >&2
+  exit 1
+else
+  echo "!!!!!! SKIPPING the Python package's tests: no $PY with pytest and numpy (bash .ci/run makes one) !!!!!!" >&2
+fi

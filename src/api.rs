@@ -144,6 +144,22 @@ pub fn choose_device(
                     ),
                 ));
             }
+            // Probing builds a wgpu instance (milliseconds and megabytes):
+            // done once per process, so repeated selections on a machine
+            // with no hardware adapter never pay it again.
+            static HARDWARE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+            let hardware = HARDWARE.get_or_init(|| {
+                gpu::list_adapters()
+                    .into_iter()
+                    .find(|a| !a.is_cpu)
+                    .map(|a| a.name)
+            });
+            if adapter.is_none() && hardware.is_none() {
+                return Ok((
+                    None,
+                    "using the CPU: no hardware GPU adapter was found".into(),
+                ));
+            }
             match Gpu::new(adapter) {
                 Ok(g) if g.adapter.is_cpu && adapter.is_none() => Ok((
                     None,

@@ -107,6 +107,11 @@ pub enum Error {
 
     #[error("learner: {0}")]
     Learner(String),
+
+    /// The caller asked to stop (Ctrl-C in the Python package); nothing was
+    /// returned.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl Error {

@@ -649,7 +649,7 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
         let (shard, start, end) = chunk;
         let g0 = shard.first_row() + start;
         // Chunks past a known bad row cannot change the error.
-        if g0 > first_bad.load(Ordering::Relaxed) {
+        if g0 > first_bad.load(Ordering::Relaxed) || progress.cancelled() {
             return;
         }
         let top = w.top.get_or_insert_with(|| TopK::new(k));
@@ -692,6 +692,9 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
 
     if let Some(bad) = worker.bad {
         return Err(bad.into_error());
+    }
+    if progress.cancelled() {
+        return Err(Error::Cancelled);
     }
     Ok(Selection::from_topk(
         job.spec.strategy,
@@ -740,6 +743,9 @@ pub fn score_all(
     let c = pool.classes();
     let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.rows_per_chunk(pool)).collect();
     for step in chunks.chunks(SCORE_STEP_CHUNKS) {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         let scored: Vec<Result<Vec<f64>, BadRow>> = step
             .par_iter()
             .map_init(Scratch::default, |s, &chunk| {

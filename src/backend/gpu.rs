@@ -486,6 +486,9 @@ pub fn select(
     }
     phases.upload += t.elapsed();
     for (i, &(shard, start, end)) in chunks.iter().enumerate() {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         let n = (end - start) as usize;
         let g0 = shard.first_row() + start;
         let bind = &binds[i % 2];

@@ -83,9 +83,14 @@ pub enum Device {
     Gpu,
 }
 
-/// Receives progress in bytes of pool data scored.
+/// Receives progress in bytes of pool data scored, and may ask the work to
+/// stop: backends check [`Progress::cancelled`] between chunks and then
+/// return [`Error::Cancelled`].
 pub trait Progress: Sync {
     fn advance(&self, _bytes: u64) {}
+    fn cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// No progress reporting.

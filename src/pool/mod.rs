@@ -204,6 +204,17 @@ impl<'a> Pool<'a> {
         Pool::from_f32(values, classes)
     }
 
+    /// Names a borrowed pool in error messages (`<memory>` by default),
+    /// e.g. after the caller's variable.
+    pub fn named(mut self, name: &str) -> Pool<'a> {
+        for s in &mut self.shards {
+            if matches!(s.map, Bytes::Borrowed(_)) {
+                s.path = name.into();
+            }
+        }
+        self
+    }
+
     /// The earlier name of [`Pool::from_f32`] (which now borrows).
     pub fn from_memory(values: &'a [f32], classes: usize) -> Result<Pool<'a>> {
         Pool::from_f32(values, classes)

@@ -59,6 +59,13 @@ impl Strategy {
         }
     }
 
+    /// The strategy named `name` ("least-confidence" or "least_confidence",
+    /// "margin", ...), as the CLI and the Python package spell them.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        let name = name.replace('_', "-");
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Margin and ratio compare the two largest probabilities.
     pub fn min_classes(self) -> usize {
         match self {

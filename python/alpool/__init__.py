@@ -1,0 +1,168 @@
+"""alpool: exact, streaming active-learning selection.
+
+Score every row of a model's class probabilities (or logits) with a query
+strategy and return the k most informative rows, exactly: the same answer as
+a full sort under alpool's canonical scores, ties going to the lower row
+index. C-contiguous float32 and float16 arrays are read in place (no copy);
+float64 is rounded to float32, the engine's storage type (one copy). The GIL
+is released while the engine works, and Ctrl-C stops it between chunks.
+
+Strategies (score; which end is more informative):
+
+- ``"least-confidence"``: 1 - max p; higher
+- ``"margin"``: p(1) - p(2); lower
+- ``"entropy"``: -sum p log p (``log_base`` "e", "2" or "10"); higher
+- ``"ratio"``: p(2) / p(1); higher
+- ``"random"``: a seeded uniform draw per row; higher
+
+Example:
+
+>>> import numpy as np, alpool
+>>> probs = np.array([[0.9, 0.09, 0.01], [0.2, 0.5, 0.3]], dtype=np.float32)
+>>> idx, scores = alpool.select(probs, "margin", k=1)
+>>> idx.tolist(), round(float(scores[0]), 6)
+([1], 0.2)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Union
+
+import numpy as np
+
+from . import _alpool
+from ._alpool import AlpoolError, __version__
+
+__all__ = ["AlpoolError", "__version__", "score", "select", "select_files"]
+
+Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike, None]
+
+
+def select(
+    probs: np.ndarray,
+    strategy: str = "margin",
+    k: int | None = 1000,
+    *,
+    exclude: Exclude = None,
+    input: str = "probs",
+    temperature: float = 1.0,
+    log_base: str = "e",
+    seed: int = 0,
+    device: str = "auto",
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k most informative rows of ``probs`` (N x C), best first.
+
+    Args:
+        probs: class probabilities (or logits with ``input="logits"``), a
+            2-D float32, float16 or float64 array in C order.
+        strategy: "least-confidence", "margin", "entropy", "ratio" or "random".
+        k: rows to select; ``None`` (or k >= N) ranks every row.
+        exclude: rows never to select (already labeled): integer indices, or
+            the path of an exclusion file (one index per line, or a 1-D .npy).
+        input: "probs" (rows must be >= 0 and sum to 1 within ``sum_tol``) or
+            "logits" (a stable softmax of ``logits / temperature``).
+        temperature: the softmax temperature for logits.
+        log_base: entropy's logarithm base, "e", "2" or "10".
+        seed: the seed of the "random" strategy.
+        device: "auto" (a GPU for pools of 256 MiB and more, when one
+            exists), "cpu" or "gpu". Every device returns the same rows.
+        renormalize: divide each row by its sum instead of checking it.
+        sum_tol: the row-sum tolerance (default 1e-3, 1e-2 for float16).
+
+    Returns:
+        ``(indices, scores)``: int64 row indices and float64 scores (the
+        margin itself for "margin"), most informative first.
+
+    Raises:
+        TypeError: not a float array. ValueError: wrong shape or order, a
+        bad k, exclude or option. AlpoolError (a ValueError): a bad row (NaN,
+        negative, not summing to 1), naming the row. KeyboardInterrupt: Ctrl-C.
+
+    >>> import numpy as np, alpool
+    >>> p = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4]], dtype=np.float32)
+    >>> alpool.select(p, "least-confidence", k=2, exclude=[0])[0].tolist()
+    [2, 1]
+    """
+    return _alpool.select(
+        probs,
+        strategy,
+        k,
+        exclude=exclude,
+        input=input,
+        temperature=temperature,
+        log_base=log_base,
+        seed=seed,
+        device=device,
+        renormalize=renormalize,
+        sum_tol=sum_tol,
+    )
+
+
+def score(
+    probs: np.ndarray,
+    strategy: str = "margin",
+    *,
+    input: str = "probs",
+    temperature: float = 1.0,
+    log_base: str = "e",
+    seed: int = 0,
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+) -> np.ndarray:
+    """Every row's canonical score (float64, in row order).
+
+    The options are :func:`select`'s.
+
+    >>> import numpy as np, alpool
+    >>> d = np.array([[0.9, 0.09, 0.01], [0.2, 0.5, 0.3]], dtype=np.float32)
+    >>> [round(float(s), 3) for s in alpool.score(d, "entropy", log_base="10")]
+    [0.155, 0.447]
+    """
+    return _alpool.score(
+        probs,
+        strategy,
+        input=input,
+        temperature=temperature,
+        log_base=log_base,
+        seed=seed,
+        renormalize=renormalize,
+        sum_tol=sum_tol,
+    )
+
+
+def select_files(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    strategy: str = "margin",
+    k: int | None = 1000,
+    *,
+    exclude: Exclude = None,
+    input: str = "probs",
+    temperature: float = 1.0,
+    log_base: str = "e",
+    seed: int = 0,
+    device: str = "auto",
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select` over .npy shards, memory-mapped and read in chunks.
+
+    Several paths are shards of one pool; row indices count across them in
+    the order given. The pool may be far larger than RAM.
+    """
+    return _alpool.select_files(
+        [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else os.fspath(paths),
+        strategy,
+        k,
+        exclude=exclude,
+        input=input,
+        temperature=temperature,
+        log_base=log_base,
+        seed=seed,
+        device=device,
+        renormalize=renormalize,
+        sum_tol=sum_tol,
+    )

@@ -1,0 +1,50 @@
+"""The native module behind :mod:`alpool` (see its docstrings)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__version__: str
+
+class AlpoolError(ValueError): ...
+
+def select(
+    probs: np.ndarray,
+    strategy: str = ...,
+    k: int | None = ...,
+    *,
+    exclude: Any = ...,
+    input: str = ...,
+    temperature: float = ...,
+    log_base: str = ...,
+    seed: int = ...,
+    device: str = ...,
+    renormalize: bool = ...,
+    sum_tol: float | None = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
+def score(
+    probs: np.ndarray,
+    strategy: str = ...,
+    *,
+    input: str = ...,
+    temperature: float = ...,
+    log_base: str = ...,
+    seed: int = ...,
+    renormalize: bool = ...,
+    sum_tol: float | None = ...,
+) -> np.ndarray: ...
+def select_files(
+    paths: str | Sequence[str],
+    strategy: str = ...,
+    k: int | None = ...,
+    *,
+    exclude: Any = ...,
+    input: str = ...,
+    temperature: float = ...,
+    log_base: str = ...,
+    seed: int = ...,
+    device: str = ...,
+    renormalize: bool = ...,
+    sum_tol: float | None = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...

@@ -1,0 +1,48 @@
+"""Shared fixtures: the CLI binary built by `cargo build --release`, and
+pools of random probabilities."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli() -> Path | None:
+    env = os.environ.get("ALPOOL_BIN")
+    if env:
+        return Path(env)
+    built = ROOT / "target" / "release" / "alpool"
+    if built.exists():
+        return built
+    found = shutil.which("alpool")
+    return Path(found) if found else None
+
+
+@pytest.fixture(scope="session")
+def cli() -> Path:
+    path = _cli()
+    if path is None or not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the alpool CLI is not built (cargo build --release)")
+        pytest.skip("!!!!!! SKIPPING: the alpool CLI is not built (cargo build --release) !!!!!!")
+    return path
+
+
+def random_probs(rows: int, classes: int, seed: int, dtype: type = np.float32) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = rng.random((rows, classes)) + 1e-3
+    p /= p.sum(axis=1, keepdims=True)
+    return p.astype(dtype)
+
+
+def tied_probs(rows: int, classes: int, seed: int) -> np.ndarray:
+    """Rows drawn from a few distinct ones, so scores tie a lot."""
+    base = random_probs(7, classes, seed)
+    rng = np.random.default_rng(seed + 1)
+    return np.ascontiguousarray(base[rng.integers(0, 7, rows)])
