@@ -102,6 +102,11 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// A part file (`alpool select --out X.alpart`) that is damaged or does
+    /// not belong with the others of a merge.
+    #[error("{}: {reason}", path.display())]
+    Part { path: PathBuf, reason: String },
+
     #[error("GPU: {0}")]
     Gpu(String),
 

@@ -36,6 +36,7 @@ pub mod backend;
 pub mod bench;
 pub mod error;
 pub mod learner;
+pub mod part;
 pub mod pool;
 pub mod report;
 pub mod score;

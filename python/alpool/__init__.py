@@ -35,7 +35,15 @@ import numpy as np
 from . import _alpool
 from ._alpool import AlpoolError, __version__
 
-__all__ = ["AlpoolError", "__version__", "score", "select", "select_files"]
+__all__ = [
+    "AlpoolError",
+    "__version__",
+    "merge_parts",
+    "score",
+    "select",
+    "select_files",
+    "select_part",
+]
 
 Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike, None]
 
@@ -147,11 +155,14 @@ def select_files(
     device: str = "auto",
     renormalize: bool = False,
     sum_tol: float | None = None,
+    row_offset: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`select` over .npy shards, memory-mapped and read in chunks.
 
     Several paths are shards of one pool; row indices count across them in
-    the order given. The pool may be far larger than RAM.
+    the order given. The pool may be far larger than RAM. ``row_offset``
+    makes the files rows ``row_offset...`` of a bigger pool: indices (and
+    ``exclude``) are then global.
     """
     return _alpool.select_files(
         [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else os.fspath(paths),
@@ -165,4 +176,69 @@ def select_files(
         device=device,
         renormalize=renormalize,
         sum_tol=sum_tol,
+        row_offset=row_offset,
+    )
+
+
+def select_part(
+    probs: np.ndarray,
+    strategy: str = "margin",
+    k: int | None = 1000,
+    *,
+    rows: np.ndarray | None = None,
+    row_offset: int = 0,
+    exclude: Exclude = None,
+    input: str = "probs",
+    temperature: float = 1.0,
+    log_base: str = "e",
+    seed: int = 0,
+    device: str = "cpu",
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's k best rows as ``(priorities, global rows)``, for :func:`merge_parts`.
+
+    The shard's rows are global rows ``row_offset...``, or the global indices
+    in ``rows`` (one per row, any order). ``exclude`` lists global rows.
+    A priority is the score oriented so that higher is more informative
+    (the negated margin for "margin").
+    """
+    return _alpool.select_part(
+        probs,
+        strategy,
+        k,
+        rows=rows,
+        row_offset=row_offset,
+        exclude=exclude,
+        input=input,
+        temperature=temperature,
+        log_base=log_base,
+        seed=seed,
+        device=device,
+        renormalize=renormalize,
+        sum_tol=sum_tol,
+    )
+
+
+def merge_parts(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    strategy: str = "margin",
+    k: int | None = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exact global top k over shards' parts from :func:`select_part`.
+
+    Exact because the ranking is a total order on (priority, global row):
+    the global k best rows are each among their own shard's k best.
+
+    >>> import numpy as np, alpool
+    >>> p = np.array([[0.5, 0.5], [0.9, 0.1], [0.5, 0.5], [0.6, 0.4]], dtype=np.float32)
+    >>> a = alpool.select_part(p[:2], "margin", 2, row_offset=0)
+    >>> b = alpool.select_part(p[2:], "margin", 2, row_offset=2)
+    >>> alpool.merge_parts([b, a], "margin", 3)[0].tolist()
+    [0, 2, 3]
+    """
+    return _alpool.merge(
+        [(np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.int64)) for p, r in parts],
+        strategy,
+        k,
     )

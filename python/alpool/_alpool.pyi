@@ -47,4 +47,26 @@ def select_files(
     device: str = ...,
     renormalize: bool = ...,
     sum_tol: float | None = ...,
+    row_offset: int = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
+def select_part(
+    probs: np.ndarray,
+    strategy: str = ...,
+    k: int | None = ...,
+    *,
+    rows: np.ndarray | None = ...,
+    row_offset: int = ...,
+    exclude: Any = ...,
+    input: str = ...,
+    temperature: float = ...,
+    log_base: str = ...,
+    seed: int = ...,
+    device: str = ...,
+    renormalize: bool = ...,
+    sum_tol: float | None = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
+def merge(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]],
+    strategy: str = ...,
+    k: int | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use alpool::backend::Progress;
+use alpool::score::Ranked;
 use alpool::score::input::default_sum_tol;
 use alpool::{Device, Error, Exclusions, InputForm, Job, LogBase, Pool, ScoreSpec, Strategy};
 use numpy::{
@@ -265,6 +266,19 @@ fn parse_k(k: Option<i64>) -> PyResult<usize> {
     }
 }
 
+/// Exclusions given as global rows of a bigger pool, restricted to the
+/// shard at `offset` (those elsewhere belong to other shards).
+fn parse_exclude_in(
+    obj: Option<&Bound<'_, PyAny>>,
+    offset: u64,
+    rows: u64,
+) -> PyResult<Exclusions> {
+    if offset == 0 && rows != u64::MAX {
+        return parse_exclude(obj, rows);
+    }
+    Ok(parse_exclude(obj, u64::MAX)?.restrict(offset, rows))
+}
+
 /// Rows never to select: a sequence of row indices (or a 1-D integer
 /// array), or the path of an exclusion file as the CLI reads it.
 fn parse_exclude(obj: Option<&Bound<'_, PyAny>>, rows: u64) -> PyResult<Exclusions> {
@@ -297,6 +311,36 @@ fn parse_exclude(obj: Option<&Bound<'_, PyAny>>, rows: u64) -> PyResult<Exclusio
     Ok(Exclusions::new(out))
 }
 
+/// A path or a list of paths, or `None` for anything else.
+fn as_paths(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<std::path::PathBuf>>> {
+    if obj.is_instance_of::<pyo3::types::PyList>() || obj.is_instance_of::<pyo3::types::PyTuple>() {
+        return Ok(Some(obj.extract().map_err(|_| {
+            PyTypeError::new_err("paths must be a path or a list of paths to .npy shards")
+        })?));
+    }
+    if obj.cast::<PyUntypedArray>().is_err()
+        && let Ok(p) = obj.extract::<std::path::PathBuf>()
+    {
+        return Ok(Some(vec![p]));
+    }
+    Ok(None)
+}
+
+/// A selection as (priorities, global rows).
+fn part_arrays<'py>(
+    py: Python<'py>,
+    strategy: Strategy,
+    sel: &alpool::Selection,
+) -> (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>) {
+    let pr: Vec<f64> = sel
+        .entries
+        .iter()
+        .map(|e| strategy.priority(e.score))
+        .collect();
+    let ix: Vec<i64> = sel.entries.iter().map(|e| e.index as i64).collect();
+    (PyArray1::from_vec(py, pr), PyArray1::from_vec(py, ix))
+}
+
 type Selected<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
 
 fn selection_arrays<'py>(py: Python<'py>, sel: &alpool::Selection) -> Selected<'py> {
@@ -305,21 +349,32 @@ fn selection_arrays<'py>(py: Python<'py>, sel: &alpool::Selection) -> Selected<'
     (PyArray1::from_vec(py, idx), PyArray1::from_vec(py, scores))
 }
 
-fn select_pool<'py>(
-    py: Python<'py>,
+fn select_released(
+    py: Python<'_>,
     pool: &Pool<'_>,
     job: Job,
     device: Device,
-) -> PyResult<Selected<'py>> {
-    let sel = run_released(py, |cancel| {
+) -> PyResult<alpool::Selection> {
+    run_released(py, |cancel| {
         let run = alpool::Run {
             device,
             adapter: None,
             progress: cancel,
         };
         alpool::select_with(pool, &job, &run).map(|o| o.selection)
-    })?;
-    Ok(selection_arrays(py, &sel))
+    })
+}
+
+fn select_pool<'py>(
+    py: Python<'py>,
+    pool: &Pool<'_>,
+    job: Job,
+    device: Device,
+) -> PyResult<Selected<'py>> {
+    Ok(selection_arrays(
+        py,
+        &select_released(py, pool, job, device)?,
+    ))
 }
 
 /// select(probs, strategy="margin", k=1000, *, exclude=None, input="probs",
@@ -400,7 +455,7 @@ fn score<'py>(
 
 /// select_files(paths, strategy="margin", k=1000, *, ...) -> (indices, scores)
 #[pyfunction]
-#[pyo3(signature = (paths, strategy="margin", k=Some(1000), *, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="auto", renormalize=false, sum_tol=None))]
+#[pyo3(signature = (paths, strategy="margin", k=Some(1000), *, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="auto", renormalize=false, sum_tol=None, row_offset=0))]
 #[allow(clippy::too_many_arguments)]
 fn select_files<'py>(
     py: Python<'py>,
@@ -415,6 +470,7 @@ fn select_files<'py>(
     device: &str,
     renormalize: bool,
     sum_tol: Option<f64>,
+    row_offset: u64,
 ) -> PyResult<Selected<'py>> {
     let req = Request::new(
         strategy,
@@ -426,16 +482,154 @@ fn select_files<'py>(
         sum_tol,
     )?;
     let (k, device) = (parse_k(k)?, parse_device(device)?);
-    let paths: Vec<std::path::PathBuf> = match paths.extract::<std::path::PathBuf>() {
-        Ok(p) if !paths.is_instance_of::<pyo3::types::PyList>() => vec![p],
-        _ => paths.extract().map_err(|_| {
-            PyTypeError::new_err("paths must be a path or a list of paths to .npy shards")
-        })?,
-    };
-    let pool = Pool::open(&paths).map_err(to_py)?;
+    let paths = as_paths(paths)?.ok_or_else(|| {
+        PyTypeError::new_err("paths must be a path or a list of paths to .npy shards")
+    })?;
+    let pool = Pool::open(&paths)
+        .map_err(to_py)?
+        .with_row_offset(row_offset);
     let mut job = req.job(pool.has_f16(), k);
-    job.exclusions = parse_exclude(exclude, pool.rows())?;
+    job.exclusions = parse_exclude_in(exclude, row_offset, pool.rows())?;
     select_pool(py, &pool, job, device)
+}
+
+/// select_part(probs, strategy, k, *, rows=None, row_offset=0, ...) ->
+/// (priorities, global rows): one shard's k best for an exact merge.
+#[pyfunction]
+#[pyo3(signature = (probs, strategy="margin", k=Some(1000), *, rows=None, row_offset=0, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="cpu", renormalize=false, sum_tol=None))]
+#[allow(clippy::too_many_arguments)]
+fn select_part<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    strategy: &str,
+    k: Option<i64>,
+    rows: Option<&Bound<'py, PyAny>>,
+    row_offset: u64,
+    exclude: Option<&Bound<'py, PyAny>>,
+    input: &str,
+    temperature: f64,
+    log_base: &str,
+    seed: u64,
+    device: &str,
+    renormalize: bool,
+    sum_tol: Option<f64>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>)> {
+    let req = Request::new(
+        strategy,
+        input,
+        temperature,
+        log_base,
+        seed,
+        renormalize,
+        sum_tol,
+    )?;
+    let (k, device) = (parse_k(k)?, parse_device(device)?);
+    let strategy = req.strategy;
+    if let Some(paths) = as_paths(probs)? {
+        // Shard files: memory-mapped by the engine, read in chunks.
+        let pool = Pool::open(&paths)
+            .map_err(to_py)?
+            .with_row_offset(row_offset);
+        let mut job = req.job(pool.has_f16(), k);
+        job.exclusions = parse_exclude_in(exclude, row_offset, pool.rows())?;
+        let sel = select_released(py, &pool, job, device)?;
+        return Ok(part_arrays(py, strategy, &sel));
+    }
+    let probs = Probs::from_py(probs, "probs")?;
+    let ranked: Vec<Ranked> = match rows {
+        None => {
+            let pool = probs.pool()?.with_row_offset(row_offset);
+            let mut job = req.job(probs.is_f16(), k);
+            job.exclusions = parse_exclude_in(exclude, row_offset, pool.rows())?;
+            select_released(py, &pool, job, device)?
+                .entries
+                .iter()
+                .map(|e| Ranked {
+                    priority: strategy.priority(e.score),
+                    index: e.index,
+                })
+                .collect()
+        }
+        Some(rows) => {
+            // Rows in any order (a Ray Data batch): every score, then the
+            // k best under the global tie rule.
+            let rows: Vec<i64> = rows.extract().map_err(|_| {
+                PyTypeError::new_err("rows must be a 1-D integer array of global row indices")
+            })?;
+            let pool = probs.pool()?;
+            if rows.len() as u64 != pool.rows() || rows.iter().any(|&r| r < 0) {
+                return Err(PyValueError::new_err(format!(
+                    "rows must hold one non-negative global index per row of probs ({} rows), got {}",
+                    pool.rows(),
+                    rows.len()
+                )));
+            }
+            let excluded = parse_exclude_in(exclude, 0, u64::MAX)?;
+            let job = req.job(probs.is_f16(), 0);
+            run_released(py, |cancel| {
+                job.check(&pool)?;
+                let mut top = alpool::select::TopK::new(k);
+                let mut at = 0usize;
+                alpool::backend::cpu::score_all(&pool, &job, cancel, &mut |scores| {
+                    for &s in scores {
+                        let row = rows[at] as u64;
+                        at += 1;
+                        if excluded.contains(row) {
+                            continue;
+                        }
+                        // The random strategy hashes the row: the global one.
+                        let priority = match strategy {
+                            Strategy::Random => alpool::score::random_priority(job.spec.seed, row),
+                            _ => strategy.priority(s),
+                        };
+                        top.offer(Ranked {
+                            priority,
+                            index: row,
+                        });
+                    }
+                    Ok(())
+                })?;
+                Ok(top.into_sorted())
+            })?
+        }
+    };
+    let pr: Vec<f64> = ranked.iter().map(|r| r.priority).collect();
+    let ix: Vec<i64> = ranked.iter().map(|r| r.index as i64).collect();
+    Ok((PyArray1::from_vec(py, pr), PyArray1::from_vec(py, ix)))
+}
+
+/// merge(parts, strategy, k) -> (indices, scores): the exact top k over
+/// parts from select_part, ties to the lower global row.
+#[pyfunction]
+#[pyo3(signature = (parts, strategy="margin", k=Some(1000)))]
+fn merge<'py>(
+    py: Python<'py>,
+    parts: Vec<(Vec<f64>, Vec<i64>)>,
+    strategy: &str,
+    k: Option<i64>,
+) -> PyResult<Selected<'py>> {
+    let strategy = Strategy::from_name(strategy)
+        .ok_or_else(|| PyValueError::new_err(format!("unknown strategy {strategy:?}")))?;
+    let k = parse_k(k)?;
+    let mut ranked = Vec::with_capacity(parts.len());
+    for (i, (pr, ix)) in parts.into_iter().enumerate() {
+        if pr.len() != ix.len() || ix.iter().any(|&r| r < 0) || pr.iter().any(|p| p.is_nan()) {
+            return Err(PyValueError::new_err(format!(
+                "part {i}: priorities and rows must pair up, with rows >= 0 and no NaN"
+            )));
+        }
+        ranked.push(
+            pr.into_iter()
+                .zip(ix)
+                .map(|(priority, index)| Ranked {
+                    priority,
+                    index: index as u64,
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    let sel = py.detach(|| alpool::part::merge_ranked(strategy, &ranked, k));
+    Ok(selection_arrays(py, &sel))
 }
 
 #[pymodule]
@@ -443,6 +637,8 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select, m)?)?;
     m.add_function(wrap_pyfunction!(score, m)?)?;
     m.add_function(wrap_pyfunction!(select_files, m)?)?;
+    m.add_function(wrap_pyfunction!(select_part, m)?)?;
+    m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add("AlpoolError", m.py().get_type::<AlpoolError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

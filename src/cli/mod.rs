@@ -37,6 +37,11 @@ enum Command {
     ///
     /// Example: alpool score pool_probs.npy --strategy least-confidence --out scores.npy
     Score(select::ScoreArgs),
+    /// Merge the parts of a pool selected on many machines into the exact
+    /// global top k (each part from `select SHARD --row-offset R --out P.alpart`).
+    ///
+    /// Example: alpool merge parts/*.alpart -k 1000 --out batch.csv
+    Merge(select::MergeArgs),
     /// Active learning on the embedded digits set, margin against random
     /// (nothing to fetch); --pool for the scoring engine alone.
     Demo(demo::DemoArgs),
@@ -105,6 +110,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Select(a) => select::select(a),
         Command::Score(a) => select::score(a),
+        Command::Merge(a) => select::merge(a),
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::simulate(a),
         Command::Stream(a) => stream::stream(a),

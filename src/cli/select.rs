@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use super::progress::Bar;
 use alpool::backend::gpu;
 use alpool::backend::{self, Job};
+use alpool::part::PartHeader;
 use alpool::score::input::default_sum_tol;
 use alpool::{Backend, Device};
 use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
@@ -197,9 +198,18 @@ pub struct SelectArgs {
     pub exclude: Option<PathBuf>,
 
     /// Output file; the format follows the extension: .csv (rank,index,score),
-    /// .jsonl, or .npy (int64 indices, best first). Default: CSV to stdout.
+    /// .jsonl, .npy (int64 indices, best first), or .alpart (a part for
+    /// `alpool merge`: priorities, global rows and the job). Default: CSV to
+    /// stdout.
     #[arg(short, long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// The global index of this pool's first row, when it is one machine's
+    /// part of a bigger pool: output indices are global, and --exclude
+    /// lists global indices (those outside this machine's rows are
+    /// ignored).
+    #[arg(long, value_name = "R")]
+    pub row_offset: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -214,15 +224,19 @@ pub struct ScoreArgs {
 
 pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    if let Some(out) = &a.out {
-        // Fail on a bad extension before reading gigabytes.
-        report::Format::from_path(out)?;
-    }
-    let pool = a.pool.open()?;
+    let format = a
+        .out
+        .as_deref()
+        .map(report::Format::from_path)
+        .transpose()?;
+    let offset = a.row_offset.unwrap_or(0);
+    let pool = a.pool.open()?.with_row_offset(offset);
     let k = if a.all { usize::MAX } else { a.k };
     let mut job = a.pool.job(&pool, k);
     if let Some(ex) = &a.exclude {
-        job.exclusions = Exclusions::read(ex, pool.rows())?;
+        // With --row-offset the file lists rows of the whole pool.
+        let bound = a.row_offset.map_or(pool.rows(), |_| u64::MAX);
+        job.exclusions = Exclusions::read(ex, bound)?.restrict(offset, pool.rows());
     }
     let (gpu, why) =
         alpool::api::choose_device(a.device.into(), a.adapter.as_deref(), pool.data_bytes())?;
@@ -237,31 +251,70 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     if a.verify {
         verify(&pool, &job, &sel, phases.as_ref())?;
     }
-    report::save_selection(&sel, a.out.as_deref())
-        .with_context(|| "could not write the selection")?;
-    if a.pool.verbose {
-        eprintln!(
-            "alpool: selected {} of {} rows ({} excluded) by {} in {:.3} s; {} rows re-scored canonically",
-            sel.entries.len(),
-            sel.rows,
-            sel.excluded,
-            sel.strategy,
-            t0.elapsed().as_secs_f64(),
-            sel.refined
-        );
-        if let Some(p) = &phases {
-            eprintln!(
-                "alpool: GPU phases: upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s)",
-                p.upload.as_secs_f64() * 1e3,
-                p.score.as_secs_f64() * 1e3,
-                p.topk.as_secs_f64() * 1e3,
-                p.readback.as_secs_f64() * 1e3,
-                p.refine.as_secs_f64() * 1e3,
-                p.chunks
-            );
+    match (format, &a.out) {
+        (Some(report::Format::Part), Some(out)) => {
+            let header = PartHeader::new(&job.spec, &job.input, offset, &sel, k);
+            report::save_part(&sel, &header, out)
         }
+        _ => report::save_selection(&sel, a.out.as_deref()),
+    }
+    .with_context(|| "could not write the selection")?;
+    if a.pool.verbose {
+        say_what_ran(&sel, t0, phases.as_ref());
     }
     Ok(())
+}
+
+/// `-v`: what was selected, how long it took, the GPU's phases.
+fn say_what_ran(sel: &alpool::Selection, t0: Instant, phases: Option<&gpu::Phases>) {
+    eprintln!(
+        "alpool: selected {} of {} rows ({} excluded) by {} in {:.3} s; {} rows re-scored canonically",
+        sel.entries.len(),
+        sel.rows,
+        sel.excluded,
+        sel.strategy,
+        t0.elapsed().as_secs_f64(),
+        sel.refined
+    );
+    if let Some(p) = phases {
+        eprintln!(
+            "alpool: GPU phases: upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s)",
+            p.upload.as_secs_f64() * 1e3,
+            p.score.as_secs_f64() * 1e3,
+            p.topk.as_secs_f64() * 1e3,
+            p.readback.as_secs_f64() * 1e3,
+            p.refine.as_secs_f64() * 1e3,
+            p.chunks
+        );
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Part files written by `alpool select ... --out PART.alpart`, one per
+    /// shard of the pool (any order).
+    #[arg(required = true, value_name = "PART")]
+    pub parts: Vec<PathBuf>,
+    /// Rows to select from the whole pool; each part must hold at least
+    /// this many rows (or all its shard's selectable rows).
+    #[arg(short, default_value_t = 100)]
+    pub k: usize,
+    /// Output file: .csv, .jsonl or .npy, as for select. Default: CSV to stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn merge(a: MergeArgs) -> anyhow::Result<()> {
+    if let Some(out) = &a.out
+        && report::Format::from_path(out)? == report::Format::Part
+    {
+        anyhow::bail!(
+            "{}: merge writes a final batch (.csv, .jsonl or .npy), not a part",
+            out.display()
+        );
+    }
+    let sel = alpool::part::merge(&a.parts, a.k)?;
+    report::save_selection(&sel, a.out.as_deref()).with_context(|| "could not write the selection")
 }
 
 /// `--verify`: the CPU's selection must be identical.

@@ -39,6 +39,15 @@ impl Exclusions {
         &self.sorted
     }
 
+    /// For a machine holding global rows `offset..offset + rows` of a
+    /// bigger pool: the indices in that range. Others belong to other
+    /// machines' shards.
+    pub fn restrict(&self, offset: u64, rows: u64) -> Exclusions {
+        Exclusions {
+            sorted: self.within(offset, offset.saturating_add(rows)).to_vec(),
+        }
+    }
+
     /// Reads an exclusion file for a pool of `rows` rows; `.npy` by
     /// extension, otherwise text. Blank lines and `#` comments are skipped.
     pub fn read(path: &Path, rows: u64) -> Result<Exclusions> {

@@ -215,6 +215,21 @@ impl<'a> Pool<'a> {
         self
     }
 
+    /// Makes this pool rows `offset..offset + rows()` of a bigger one (one
+    /// machine's shard): every index it reports, takes (exclusions) and
+    /// scores (the random strategy hashes the global row) is global.
+    pub fn with_row_offset(mut self, offset: u64) -> Pool<'a> {
+        for s in &mut self.shards {
+            s.first_row += offset;
+        }
+        self
+    }
+
+    /// The global index of the first row (0 unless [`Pool::with_row_offset`]).
+    pub fn first_row(&self) -> u64 {
+        self.shards.first().map_or(0, |s| s.first_row)
+    }
+
     /// The earlier name of [`Pool::from_f32`] (which now borrows).
     pub fn from_memory(values: &'a [f32], classes: usize) -> Result<Pool<'a>> {
         Pool::from_f32(values, classes)

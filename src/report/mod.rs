@@ -22,6 +22,9 @@ pub enum Format {
     Jsonl,
     /// A 1-D int64 array of the selected indices, best first.
     Npy,
+    /// A part for `alpool merge` (see [`crate::part`]): priorities and
+    /// global rows with the job that made them.
+    Part,
 }
 
 impl Format {
@@ -34,8 +37,9 @@ impl Format {
             Some("csv") => Ok(Format::Csv),
             Some("jsonl") | Some("ndjson") => Ok(Format::Jsonl),
             Some("npy") => Ok(Format::Npy),
+            Some("alpart") => Ok(Format::Part),
             _ => Err(Error::Config(format!(
-                "{}: unknown output format; use a .csv, .jsonl or .npy extension",
+                "{}: unknown output format; use a .csv, .jsonl, .npy or .alpart extension",
                 path.display()
             ))),
         }
@@ -88,8 +92,21 @@ pub fn write_selection(w: &mut dyn Write, sel: &Selection, format: Format) -> st
             let idx: Vec<i64> = sel.entries.iter().map(|e| e.index as i64).collect();
             npy::write_array(w, &[idx.len()], &idx)?;
         }
+        Format::Part => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a part file is written by `alpool select` (it needs the job that made it)",
+            ));
+        }
     }
     Ok(())
+}
+
+/// Writes `sel` as a part file (see [`crate::part`]) at `path`, atomically.
+pub fn save_part(sel: &Selection, header: &crate::part::PartHeader, path: &Path) -> Result<()> {
+    atomic_write(path, |w| {
+        crate::part::write_part(w, header, sel).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// Writes a selection to `path` (format by extension) or, with `None`, as

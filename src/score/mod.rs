@@ -128,6 +128,15 @@ pub enum LogBase {
 }
 
 impl LogBase {
+    /// As the CLI spells it: "2", "e" or "10".
+    pub fn name(self) -> &'static str {
+        match self {
+            LogBase::Two => "2",
+            LogBase::E => "e",
+            LogBase::Ten => "10",
+        }
+    }
+
     /// `ln b`: entropy in base b is the natural entropy divided by this.
     pub fn ln(self) -> f64 {
         match self {

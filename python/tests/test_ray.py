@@ -1,0 +1,63 @@
+"""Selection across a real local Ray cluster equals single-process
+selection, for every strategy and shard split, from files and from a Ray
+Dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import random_probs, tied_probs
+
+import alpool
+
+ray = pytest.importorskip("ray")
+import alpool.ray  # noqa: E402
+
+STRATEGIES = ["least-confidence", "margin", "entropy", "ratio", "random"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # A local cluster: a head and worker processes, bound to loopback.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=150 * 1024 * 1024,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_shards_on_ray_equal_the_whole(cluster, tmp_path: Path, strategy: str) -> None:
+    p = tied_probs(5000, 5, 3)  # many exact ties, across shard boundaries too
+    cuts = [0, 700, 701, 2500, 4999, 5000]
+    paths = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        path = tmp_path / f"shard-{i}.npy"
+        np.save(path, p[a:b])
+        paths.append(path)
+    exclude = [0, 699, 700, 701, 4999, 1234]
+    for k in [1, 37, 800, 6000]:
+        want = alpool.select(p, strategy, k, exclude=exclude, seed=11)
+        got = alpool.ray.select(paths, strategy, k, exclude=exclude, seed=11)
+        assert np.array_equal(got[0], want[0]), (strategy, k)
+        assert np.array_equal(got[1], want[1]), (strategy, k)
+
+
+@pytest.mark.parametrize("strategy", ["margin", "random", "entropy"])
+def test_a_ray_dataset_in_any_row_order_equals_the_whole(cluster, strategy: str) -> None:
+    p = random_probs(3000, 4, 8)
+    p[1000:1100] = p[5]  # ties
+    order = np.random.default_rng(1).permutation(3000)
+    ds = ray.data.from_items([{"probs": p[i], "row": int(i)} for i in order]).repartition(7)
+    want = alpool.select(p, strategy, 250, exclude=[5, 1050], seed=2)
+    got = alpool.ray.select(ds, strategy, 250, exclude=[5, 1050], seed=2)
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1], want[1])
