@@ -102,6 +102,15 @@ pub enum Error {
     #[error("{0}")]
     Config(String),
 
+    /// A saved model (safetensors weights or its JSON config) that cannot be
+    /// used.
+    #[error("{}: not a usable model file: {reason}", path.display())]
+    Model { path: PathBuf, reason: String },
+
+    /// An exchange file (a Label Studio export, a batch) that cannot be read.
+    #[error("{}: {reason}", path.display())]
+    Exchange { path: PathBuf, reason: String },
+
     /// A part file (`alpool select --out X.alpart`) that is damaged or does
     /// not belong with the others of a merge.
     #[error("{}: {reason}", path.display())]
@@ -124,6 +133,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Model {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

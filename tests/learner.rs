@@ -319,6 +319,11 @@ fn damaged_models_are_refused_with_the_reason() {
         err.contains("layer0.weight") && err.contains("[33, 64]"),
         "{err}"
     );
+    // Named as a model file, not as a .npy.
+    assert!(
+        err.contains("not a usable model file") && !err.contains(".npy"),
+        "{err}"
+    );
 
     // A truncated weights file.
     std::fs::write(&json, &config).unwrap();

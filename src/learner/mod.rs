@@ -505,21 +505,21 @@ impl Mlp {
         let cfg_path = path.with_extension("json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::npy(&cfg_path, format!("bad model config: {e}")))?;
+            .map_err(|e| Error::model(&cfg_path, format!("bad model config: {e}")))?;
         let get = |k: &str| {
             v.get(k)
-                .ok_or_else(|| Error::npy(&cfg_path, format!("model config lacks {k:?}")))
+                .ok_or_else(|| Error::model(&cfg_path, format!("model config lacks {k:?}")))
         };
         let u = |k: &str| -> Result<usize> {
             get(k)?
                 .as_u64()
                 .map(|x| x as usize)
-                .ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number")))
+                .ok_or_else(|| Error::model(&cfg_path, format!("{k} is not a number")))
         };
         let f = |k: &str| -> Result<f64> {
             get(k)?
                 .as_f64()
-                .ok_or_else(|| Error::npy(&cfg_path, format!("{k} is not a number")))
+                .ok_or_else(|| Error::model(&cfg_path, format!("{k} is not a number")))
         };
         let config = MlpConfig {
             hidden: get("hidden")?
@@ -556,7 +556,7 @@ impl Mlp {
         };
         let mut mlp = Mlp::new(u("inputs")?, u("classes")?, config)?;
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| Error::npy(path, format!("not a readable safetensors file: {e}")))?;
+            .map_err(|e| Error::model(path, format!("not a readable safetensors file: {e}")))?;
         for (i, l) in mlp.layers.iter_mut().enumerate() {
             for (name, dims, dst) in [
                 (format!("layer{i}.weight"), vec![l.out, l.inp], &mut l.w),
@@ -564,9 +564,9 @@ impl Mlp {
             ] {
                 let t = tensors
                     .get(&name)
-                    .ok_or_else(|| Error::npy(path, format!("lacks tensor {name}")))?;
+                    .ok_or_else(|| Error::model(path, format!("lacks tensor {name}")))?;
                 if t.dims() != dims.as_slice() {
-                    return Err(Error::npy(
+                    return Err(Error::model(
                         path,
                         format!(
                             "tensor {name} has shape {:?}, the config says {dims:?}",
@@ -578,7 +578,7 @@ impl Mlp {
                     .to_dtype(candle_core::DType::F32)
                     .and_then(|t| t.flatten_all())
                     .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| Error::npy(path, format!("tensor {name}: {e}")))?;
+                    .map_err(|e| Error::model(path, format!("tensor {name}: {e}")))?;
             }
         }
         if let Some(kind) = v
@@ -587,13 +587,13 @@ impl Mlp {
             .and_then(|k| k.as_str())
         {
             let kind = ScaleKind::parse(kind)
-                .ok_or_else(|| Error::npy(&cfg_path, format!("unknown scaler kind {kind:?}")))?;
+                .ok_or_else(|| Error::model(&cfg_path, format!("unknown scaler kind {kind:?}")))?;
             let read = |name: &str| -> Result<Vec<f32>> {
                 let t = tensors
                     .get(name)
-                    .ok_or_else(|| Error::npy(path, format!("lacks tensor {name}")))?;
+                    .ok_or_else(|| Error::model(path, format!("lacks tensor {name}")))?;
                 if t.dims() != [mlp.inputs] {
-                    return Err(Error::npy(
+                    return Err(Error::model(
                         path,
                         format!(
                             "tensor {name} has shape {:?}, the model has {} inputs",
@@ -604,11 +604,11 @@ impl Mlp {
                 }
                 t.to_dtype(candle_core::DType::F32)
                     .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| Error::npy(path, format!("tensor {name}: {e}")))
+                    .map_err(|e| Error::model(path, format!("tensor {name}: {e}")))
             };
             let (shift, scale) = (read(SCALER_SHIFT)?, read(SCALER_SCALE)?);
             if let Some(j) = scale.iter().position(|d| !d.is_normal()) {
-                return Err(Error::npy(
+                return Err(Error::model(
                     path,
                     format!("{SCALER_SCALE}[{j}] is {}, not a usable scale", scale[j]),
                 ));

@@ -163,7 +163,10 @@ pub fn read_labels(
         })?;
         let tasks = v
             .as_array()
-            .ok_or_else(|| Error::npy(path, "a Label Studio export is a JSON array of tasks"))?;
+            .ok_or_else(|| Error::Exchange {
+                path: path.into(),
+                reason: "a Label Studio export is a JSON array of tasks".into(),
+            })?;
         for (t, task) in tasks.iter().enumerate() {
             let bad = |reason: String| Error::BadElement {
                 path: path.into(),
