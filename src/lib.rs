@@ -35,6 +35,7 @@ pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod error;
+pub mod features;
 pub mod learner;
 pub mod part;
 pub mod pool;

@@ -9,6 +9,8 @@ use clap::{Args, ValueEnum};
 use super::progress::Bar;
 use alpool::backend::gpu;
 use alpool::backend::{self, Job};
+use alpool::features::FeaturePool;
+use alpool::learner::Mlp;
 use alpool::part::PartHeader;
 use alpool::score::input::default_sum_tol;
 use alpool::{Backend, Device};
@@ -64,8 +66,25 @@ pub struct PoolArgs {
     /// Pool files (.npy, N x C, float32 or float16, C order). Several files
     /// are shards of one pool: the global row index counts across them in
     /// the order given.
-    #[arg(required = true, value_name = "POOL")]
+    #[arg(required_unless_present = "model", value_name = "POOL")]
     pub pools: Vec<PathBuf>,
+
+    /// Score the pool a saved model (`alpool train`) makes of feature files
+    /// instead of a probability file: blocks of rows go through the model,
+    /// softmax, the score and the top k on the fly, with no N x C matrix
+    /// anywhere — exactly what `alpool predict` then `select` gives (CPU).
+    #[arg(
+        long,
+        value_name = "MODEL.safetensors",
+        requires = "features",
+        conflicts_with = "pools"
+    )]
+    pub model: Option<PathBuf>,
+
+    /// Feature files for --model (.npy N x D: float32, float16, float64, or
+    /// uint8 images read as [0, 1]); several are shards of one pool.
+    #[arg(long, value_name = "X.npy", num_args = 1.., requires = "model")]
+    pub features: Vec<PathBuf>,
 
     /// Query strategy.
     #[arg(short, long, value_enum, default_value = "margin")]
@@ -127,14 +146,13 @@ impl PoolArgs {
         Ok(Pool::open(&self.pools)?)
     }
 
-    /// The job for `pool`, with `k` rows to select.
-    pub fn job(&self, pool: &Pool, k: usize) -> Job {
+    /// The job with `k` rows to select, for a pool with float16 shards or
+    /// not (a looser default sum tolerance).
+    pub fn job(&self, f16: bool, k: usize) -> Job {
         let input = match self.input {
             InputArg::Probs => InputForm::Probs {
                 renormalize: self.renormalize,
-                sum_tol: self
-                    .sum_tol
-                    .unwrap_or_else(|| default_sum_tol(pool.has_f16())),
+                sum_tol: self.sum_tol.unwrap_or_else(|| default_sum_tol(f16)),
             },
             InputArg::Logits => InputForm::Logits {
                 temperature: self.temperature,
@@ -229,10 +247,13 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(report::Format::from_path)
         .transpose()?;
+    let k = if a.all { usize::MAX } else { a.k };
+    if let Some(model) = &a.pool.model {
+        return select_from_features(&a, model, k, format);
+    }
     let offset = a.row_offset.unwrap_or(0);
     let pool = a.pool.open()?.with_row_offset(offset);
-    let k = if a.all { usize::MAX } else { a.k };
-    let mut job = a.pool.job(&pool, k);
+    let mut job = a.pool.job(pool.has_f16(), k);
     if let Some(ex) = &a.exclude {
         // With --row-offset the file lists rows of the whole pool.
         let bound = a.row_offset.map_or(pool.rows(), |_| u64::MAX);
@@ -261,6 +282,38 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     .with_context(|| "could not write the selection")?;
     if a.pool.verbose {
         say_what_ran(&sel, t0, phases.as_ref());
+    }
+    Ok(())
+}
+
+/// `select --model M --features X…`: the fused path.
+fn select_from_features(
+    a: &SelectArgs,
+    model: &std::path::Path,
+    k: usize,
+    format: Option<report::Format>,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    if a.device == DeviceArg::Gpu || a.row_offset.is_some() || format == Some(report::Format::Part)
+    {
+        anyhow::bail!(
+            "select --model runs on the CPU, on one machine's pool (no --device gpu, --row-offset or .alpart yet)"
+        );
+    }
+    let m = Mlp::load(model)?;
+    let features = FeaturePool::open(&a.pool.features)?;
+    let mut job = a.pool.job(false, k);
+    if let Some(ex) = &a.exclude {
+        job.exclusions = Exclusions::read(ex, features.rows())?;
+    }
+    let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "select");
+    let sel = alpool::features::select_features(&m, &features, &job, &bar);
+    bar.finish();
+    let sel = sel?;
+    report::save_selection(&sel, a.out.as_deref())
+        .with_context(|| "could not write the selection")?;
+    if a.pool.verbose {
+        say_what_ran(&sel, t0, None);
     }
     Ok(())
 }
@@ -357,8 +410,22 @@ fn verify(
 
 pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
     report::Format::from_path(&a.out)?;
+    if let Some(model) = &a.pool.model {
+        let m = Mlp::load(model)?;
+        let features = FeaturePool::open(&a.pool.features)?;
+        let job = a.pool.job(false, 0);
+        let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "score");
+        let r = report::save_scores(&a.out, features.rows(), |sink| {
+            features.predict_blocks(&m, &bar, &mut |g0, probs| {
+                let pool = Pool::from_f32(probs, m.classes())?.with_row_offset(g0);
+                backend::cpu::score_all(&pool, &job, &backend::Silent, sink)
+            })
+        });
+        bar.finish();
+        return Ok(r?);
+    }
     let pool = a.pool.open()?;
-    let job = a.pool.job(&pool, 0);
+    let job = a.pool.job(pool.has_f16(), 0);
     job.check(&pool)?;
     let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "score");
     let r = report::save_scores(&a.out, pool.rows(), |sink| {

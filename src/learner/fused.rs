@@ -138,7 +138,7 @@ fn logits_into(layers: &[Layer], x: &[f32], rows: usize, hidden: &mut [Vec<f32>]
 
 /// Rows per inference block: big enough for gemm to run near its peak, small
 /// enough that a block's activations stay in cache and both cores get work.
-const BLOCK_ROWS: usize = 512;
+pub(crate) const BLOCK_ROWS: usize = 512;
 
 /// Class probabilities of the rows of `x` (all of them, or those listed in
 /// `rows`, gathered block by block so the pool is never copied whole)

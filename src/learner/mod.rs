@@ -22,6 +22,13 @@ use crate::pool::synth::Rng;
 use reference::ce;
 pub use scale::{ColumnStats, Scale, ScaleKind, Scaler};
 
+/// Inference runs rows in tiles of this many, and a row's probabilities
+/// are the same bits in any full tile; a short tile (the tail of a matrix)
+/// may differ in the last bit, since the matrix products pick another
+/// kernel. Callers that split a pool into blocks and must reproduce
+/// `predict_proba` over the whole of it use blocks of a multiple of this.
+pub const TILE_ROWS: usize = fused::BLOCK_ROWS;
+
 /// Which implementation trains and runs the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Engine {

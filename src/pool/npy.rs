@@ -338,20 +338,34 @@ pub fn int_at(dtype: DType, b: &[u8]) -> i128 {
 /// Feature values as f32: float types converted, uint8 (image pixels)
 /// scaled to [0, 1].
 pub fn features_f32(dtype: DType, bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0f32; bytes.len() / dtype.size()];
+    features_into(dtype, bytes, &mut out);
+    out
+}
+
+/// [`features_f32`] into a buffer the caller keeps (`out.len()` values).
+pub fn features_into(dtype: DType, bytes: &[u8], out: &mut [f32]) {
     match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        DType::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        DType::F64 => bytes
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
-            .collect(),
-        _ => bytes.iter().map(|&v| v as f32 / 255.0).collect(),
+        DType::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        DType::F64 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                *o = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32;
+            }
+        }
+        _ => {
+            for (o, &v) in out.iter_mut().zip(bytes) {
+                *o = v as f32 / 255.0;
+            }
+        }
     }
 }
 

@@ -161,12 +161,10 @@ pub fn read_labels(
             line: e.line() as u64,
             reason: format!("invalid JSON: {e}"),
         })?;
-        let tasks = v
-            .as_array()
-            .ok_or_else(|| Error::Exchange {
-                path: path.into(),
-                reason: "a Label Studio export is a JSON array of tasks".into(),
-            })?;
+        let tasks = v.as_array().ok_or_else(|| Error::Exchange {
+            path: path.into(),
+            reason: "a Label Studio export is a JSON array of tasks".into(),
+        })?;
         for (t, task) in tasks.iter().enumerate() {
             let bad = |reason: String| Error::BadElement {
                 path: path.into(),

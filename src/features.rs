@@ -1,0 +1,253 @@
+//! Feature pools, and selection straight from them: N x D feature shards
+//! (.npy, float32, float16, float64, or uint8 images read as [0, 1]) are
+//! memory-mapped and walked in blocks of rows; each block is converted and
+//! checked in parallel, goes through the model, and its probabilities are
+//! scored and offered to one exact top k. No N x C matrix exists anywhere:
+//! memory is the block's buffers plus k, whatever N is.
+//!
+//! Why the result is exactly `alpool predict` followed by `alpool select`:
+//! the model's float32 probabilities of a row do not depend on which rows
+//! share its block (`tests/learner.rs` checks it), so each block's
+//! probabilities are the bits `predict` writes; each block's k best are
+//! taken under the global ranking (the block is a pool at its global row
+//! offset), and the global k best rows are each among their own block's k
+//! best — the argument of [`crate::part`].
+
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rayon::prelude::*;
+
+use crate::backend::{self, Job, Progress};
+use crate::error::{Error, Result};
+use crate::learner::{Mlp, TILE_ROWS};
+use crate::pool::npy::{self, DType};
+use crate::pool::{Pool, map_npy};
+use crate::score::{Ranked, RowProblem};
+use crate::select::{Selection, TopK};
+
+/// The dtypes a feature file may have.
+pub const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType::U8];
+
+/// Feature bytes per block when the caller does not choose: large enough to
+/// keep both cores busy in the model's products, small enough that the
+/// buffers stay a few tens of MiB at any width.
+const BLOCK_BYTES: usize = 16 << 20;
+
+/// `rows` rounded up to whole inference tiles: blocks then cut the rows of
+/// a file exactly where `predict_proba` over the whole file cuts its tiles,
+/// so each row comes out the same bits (see [`crate::learner::TILE_ROWS`]).
+fn tiles(rows: usize) -> usize {
+    rows.max(1).div_ceil(TILE_ROWS) * TILE_ROWS
+}
+
+struct FeatureShard {
+    path: PathBuf,
+    map: Mmap,
+    dtype: DType,
+    offset: usize,
+    rows: u64,
+    first_row: u64,
+}
+
+/// One or more memory-mapped N x D feature files: shards of one pool.
+pub struct FeaturePool {
+    shards: Vec<FeatureShard>,
+    dim: usize,
+    rows: u64,
+    block_rows: usize,
+}
+
+impl FeaturePool {
+    /// Opens and checks every file's header and size; reads no data.
+    pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<FeaturePool> {
+        if paths.is_empty() {
+            return Err(Error::Config("no feature files given".into()));
+        }
+        let mut shards: Vec<FeatureShard> = Vec::new();
+        let mut dim = None;
+        let mut rows = 0u64;
+        for path in paths {
+            let path = path.as_ref();
+            let (map, h) = map_npy(
+                path,
+                FEATURE_DTYPES,
+                "features must be float32, float16, float64 or uint8",
+            )?;
+            let [n, d] = h.shape[..] else {
+                return Err(Error::WrongRank {
+                    path: path.into(),
+                    shape: h.shape,
+                    expected: 2,
+                });
+            };
+            match dim {
+                None => dim = Some(d),
+                Some(expected) if expected != d => {
+                    return Err(Error::ShardColumns {
+                        path: path.into(),
+                        first: shards[0].path.clone(),
+                        expected,
+                        found: d,
+                    });
+                }
+                _ => {}
+            }
+            shards.push(FeatureShard {
+                path: path.into(),
+                map,
+                dtype: h.dtype,
+                offset: h.data_offset,
+                rows: n as u64,
+                first_row: rows,
+            });
+            rows += n as u64;
+        }
+        let dim = dim.unwrap_or(0);
+        Ok(FeaturePool {
+            shards,
+            dim,
+            rows,
+            block_rows: tiles(BLOCK_BYTES / (dim.max(1) * 4)),
+        })
+    }
+
+    /// Rows per block, rounded up to whole inference tiles (results never
+    /// depend on it).
+    pub fn with_block_rows(mut self, rows: usize) -> FeaturePool {
+        self.block_rows = tiles(rows);
+        self
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// The first file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.shards[0].path
+    }
+    /// Bytes of feature data across all files.
+    pub fn data_bytes(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.rows * (self.dim * s.dtype.size()) as u64)
+            .sum()
+    }
+
+    /// The blocks: (shard, local start, local end), never straddling files.
+    fn blocks(&self) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        let step = self.block_rows as u64;
+        self.shards.iter().enumerate().flat_map(move |(i, s)| {
+            (0..s.rows.div_ceil(step)).map(move |b| (i, b * step, ((b + 1) * step).min(s.rows)))
+        })
+    }
+
+    /// Rows `start..end` of shard `i` as f32 in `out`, converted in
+    /// parallel; a NaN or infinite value is an error naming the file, row
+    /// and column.
+    fn read_block(&self, i: usize, start: u64, end: u64, out: &mut Vec<f32>) -> Result<()> {
+        let s = &self.shards[i];
+        let (d, size) = (self.dim, s.dtype.size());
+        let a = s.offset + start as usize * d * size;
+        let bytes = &s.map[a..a + (end - start) as usize * d * size];
+        out.resize((end - start) as usize * d, 0.0);
+        const ROWS: usize = 1024;
+        let bad = out
+            .par_chunks_mut(ROWS * d.max(1))
+            .zip(bytes.par_chunks(ROWS * d.max(1) * size))
+            .enumerate()
+            .filter_map(|(c, (o, b))| {
+                npy::features_into(s.dtype, b, o);
+                o.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|j| (c * ROWS * d.max(1) + j, o[j]))
+            })
+            .min_by_key(|&(at, _)| at);
+        match bad {
+            None => Ok(()),
+            Some((at, value)) => {
+                let row = start + (at / d.max(1)) as u64;
+                Err(Error::BadRow {
+                    path: s.path.clone(),
+                    row,
+                    global: s.first_row + row,
+                    problem: RowProblem::NotFinite {
+                        col: at % d.max(1),
+                        value,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Runs `model` over every block in order, handing each block's global
+    /// first row and float32 probabilities to `each`.
+    pub fn predict_blocks(
+        &self,
+        model: &Mlp,
+        progress: &dyn Progress,
+        each: &mut dyn FnMut(u64, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        if model.inputs() != self.dim {
+            return Err(Error::Config(format!(
+                "{}: {} features per row, but the model takes {}",
+                self.path().display(),
+                self.dim,
+                model.inputs()
+            )));
+        }
+        let mut x = Vec::new();
+        for (i, start, end) in self.blocks() {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            self.read_block(i, start, end, &mut x)?;
+            let probs = model.predict_proba(&x)?;
+            each(self.shards[i].first_row + start, &probs)?;
+            progress.advance((end - start) * (self.dim * self.shards[i].dtype.size()) as u64);
+        }
+        Ok(())
+    }
+}
+
+/// The k most informative rows of the pool `model` makes of `features`,
+/// exactly what predicting every row and selecting from the probabilities
+/// gives, without holding the probabilities (see the module docs).
+pub fn select_features(
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let k = job.k.min(features.rows() as usize);
+    let mut top = TopK::new(k);
+    let mut refined = 0;
+    let c = model.classes();
+    features.predict_blocks(model, progress, &mut |g0, probs| {
+        let pool = Pool::from_f32(probs, c)?
+            .named("<model output>")
+            .with_row_offset(g0);
+        let mut block_job = job.clone();
+        block_job.k = k;
+        block_job.exclusions = job.exclusions.restrict(g0, pool.rows());
+        let sel = backend::cpu::select(&pool, &block_job, &backend::Silent)?;
+        refined += sel.refined;
+        for e in sel.entries {
+            top.offer(Ranked {
+                priority: job.spec.strategy.priority(e.score),
+                index: e.index,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(Selection::from_topk(
+        job.spec.strategy,
+        top,
+        features.rows(),
+        job.exclusions.len() as u64,
+        refined,
+    ))
+}

@@ -1,0 +1,52 @@
+//! Selecting from features holds neither the pool nor its probabilities:
+//! the peak heap is the same for a pool 10 times larger. Its own test
+//! binary, so the counting allocator sees only this test.
+
+use alpool::bench::peak_extra_memory;
+use alpool::features::{FeaturePool, select_features};
+use alpool::learner::{Mlp, MlpConfig};
+use alpool::pool::npy;
+use alpool::pool::synth::Rng;
+use alpool::{InputForm, Job, ScoreSpec, Strategy};
+
+#[global_allocator]
+static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
+
+#[test]
+fn memory_does_not_grow_with_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dim, classes) = (32, 10);
+    let m = Mlp::new(
+        dim,
+        classes,
+        MlpConfig {
+            hidden: vec![16],
+            ..MlpConfig::default()
+        },
+    )
+    .unwrap();
+    let mut rng = Rng::new(1);
+    let mut peak = |rows: usize| {
+        let path = dir.path().join(format!("x{rows}.npy"));
+        let x: Vec<f32> = (0..rows * dim).map(|_| rng.uniform() as f32).collect();
+        npy::save(&path, &[rows, dim], &x).unwrap();
+        drop(x);
+        let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(4096);
+        let job = Job::new(
+            ScoreSpec::new(Strategy::Entropy),
+            InputForm::probs(false),
+            100,
+        );
+        let (sel, peak) =
+            peak_extra_memory(|| select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap());
+        assert_eq!(sel.entries.len(), 100);
+        peak.expect("the counting allocator is installed")
+    };
+    let small = peak(40_000);
+    let large = peak(400_000);
+    // The probabilities of the large pool alone would be 16 MB.
+    assert!(
+        large <= small + (512 << 10),
+        "peak heap grew with the pool: {small} bytes for 40k rows, {large} for 400k"
+    );
+}
