@@ -331,7 +331,7 @@ fn part_arrays<'py>(
     py: Python<'py>,
     strategy: Strategy,
     sel: &alpool::Selection,
-) -> (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>) {
+) -> PartArrays<'py> {
     let pr: Vec<f64> = sel
         .entries
         .iter()
@@ -340,6 +340,9 @@ fn part_arrays<'py>(
     let ix: Vec<i64> = sel.entries.iter().map(|e| e.index as i64).collect();
     (PyArray1::from_vec(py, pr), PyArray1::from_vec(py, ix))
 }
+
+/// (priorities, global rows).
+type PartArrays<'py> = (Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>);
 
 type Selected<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<f64>>);
 
@@ -513,7 +516,7 @@ fn select_part<'py>(
     device: &str,
     renormalize: bool,
     sum_tol: Option<f64>,
-) -> PyResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<i64>>)> {
+) -> PyResult<PartArrays<'py>> {
     let req = Request::new(
         strategy,
         input,
