@@ -49,7 +49,7 @@ fn parts_of(
         let pool = Pool::from_f32(&x[a * classes..b * classes], classes)
             .unwrap()
             .with_row_offset(a as u64);
-        let mut shard_job = Job::new(job.spec.clone(), job.input, part_k);
+        let mut shard_job = Job::new(job.spec, job.input, part_k);
         shard_job.exclusions = exclude.restrict(a as u64, (b - a) as u64);
         let sel = alpool::select(&pool, &shard_job, Device::Cpu).unwrap();
         let header = PartHeader::new(&shard_job.spec, &shard_job.input, a as u64, &sel, part_k);
