@@ -32,7 +32,7 @@ pub const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType
 /// Feature bytes per block when the caller does not choose: large enough to
 /// keep both cores busy in the model's products, small enough that the
 /// buffers stay a few tens of MiB at any width.
-const BLOCK_BYTES: usize = 16 << 20;
+const BLOCK_BYTES: usize = 64 << 20;
 
 /// `rows` rounded up to whole inference tiles: blocks then cut the rows of
 /// a file exactly where `predict_proba` over the whole file cuts its tiles,
