@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::backend::{self, Job, Progress};
 use crate::error::{Error, Result};
-use crate::learner::{Mlp, TILE_ROWS};
+use crate::learner::{ColumnStats, Mlp, TILE_ROWS};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Pool, map_npy};
 use crate::score::{Ranked, RowProblem};
@@ -183,6 +183,44 @@ impl FeaturePool {
         }
     }
 
+    /// Whether every file holds uint8 images (read as [0, 1]): `auto`
+    /// feature scaling leaves those as they are.
+    pub fn unit_images(&self) -> bool {
+        self.shards.iter().all(|s| s.dtype == DType::U8)
+    }
+
+    /// The features of the listed global rows, gathered row-major as f32.
+    pub fn gather(&self, rows: &[usize]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len() * self.dim);
+        let mut one = Vec::new();
+        for &r in rows {
+            let r = r as u64;
+            if r >= self.rows {
+                return Err(Error::Config(format!(
+                    "row {r} is past the end of the {}-row feature pool",
+                    self.rows
+                )));
+            }
+            let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
+            let local = r - self.shards[i].first_row;
+            self.read_block(i, local, local + 1, &mut one)?;
+            out.extend_from_slice(&one);
+        }
+        Ok(out)
+    }
+
+    /// Per-column statistics of every row, one block at a time (memory is
+    /// one block, whatever the pool's size).
+    pub fn column_stats(&self) -> Result<ColumnStats> {
+        let mut stats = ColumnStats::new(self.dim);
+        let mut x = Vec::new();
+        for (i, start, end) in self.blocks() {
+            self.read_block(i, start, end, &mut x)?;
+            stats.merge(&ColumnStats::of_matrix(&x, self.dim, None));
+        }
+        Ok(stats)
+    }
+
     /// Runs `model` over every block in order, handing each block's global
     /// first row and float32 probabilities to `each`.
     pub fn predict_blocks(
@@ -222,6 +260,18 @@ pub fn select_features(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<Selection> {
+    select_features_on(crate::Backend::Cpu, model, features, job, progress)
+}
+
+/// [`select_features`] with each block's scoring and top k on `backend`
+/// (the model itself runs on the CPU).
+pub fn select_features_on(
+    backend: crate::Backend,
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<Selection> {
     let k = job.k.min(features.rows() as usize);
     let mut top = TopK::new(k);
     let mut refined = 0;
@@ -233,7 +283,7 @@ pub fn select_features(
         let mut block_job = job.clone();
         block_job.k = k;
         block_job.exclusions = job.exclusions.restrict(g0, pool.rows());
-        let sel = backend::cpu::select(&pool, &block_job, &backend::Silent)?;
+        let sel = crate::api::select_on(backend, &pool, &block_job, &backend::Silent)?.0;
         refined += sel.refined;
         for e in sel.entries {
             top.offer(Ranked {

@@ -27,23 +27,6 @@ impl Bar {
         Bar(Some(pb))
     }
 
-    /// A row-counting bar for `total` rows (shown from 200,000 rows).
-    pub fn rows(total: u64, label: &str) -> Bar {
-        if !std::io::stderr().is_terminal() || total < 200_000 {
-            return Bar(None);
-        }
-        let pb = ProgressBar::new(total);
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:40}] {pos}/{len} rows {per_sec} eta {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
-        );
-        pb.set_prefix(label.to_string());
-        Bar(Some(pb))
-    }
-
     pub fn finish(&self) {
         if let Some(pb) = &self.0 {
             pb.finish_and_clear();

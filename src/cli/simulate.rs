@@ -12,7 +12,6 @@ use alpool::al::Dataset;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
-use alpool::backend::Progress;
 use alpool::backend::gpu::Gpu;
 use alpool::learner::{ColumnStats, Engine, Mlp, MlpConfig, Scale};
 use alpool::report::curves;
@@ -408,52 +407,22 @@ pub struct PredictArgs {
 pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     use alpool::pool::npy::{self, DType};
     let m = Mlp::load(&a.model)?;
-    // Memory-mapped and predicted in parts, the output written as it goes:
+    // Memory-mapped and predicted in blocks, the output written as it goes:
     // memory stays bounded however many rows the file has.
-    let (map, h) = alpool::pool::map_npy(
-        &a.features,
-        &[DType::F32, DType::F16, DType::F64, DType::U8],
-        "features for predict must be float32, float16, float64 or uint8",
-    )?;
-    if h.shape.len() != 2 || h.shape[1] != m.inputs() {
-        anyhow::bail!(
-            "{}: shape {:?}, but the model takes {} features",
-            a.features.display(),
-            h.shape,
-            m.inputs()
-        );
-    }
-    let (rows, dim) = (h.shape[0], h.shape[1]);
-    let data = &map[h.data_offset..];
+    let features = alpool::features::FeaturePool::open(&[&a.features])?;
+    let rows = features.rows() as usize;
     let t = Instant::now();
-    let bar = super::progress::Bar::rows(rows as u64, "predict");
-    const PART_ROWS: usize = 1 << 16;
+    let bar = super::progress::Bar::bytes(features.data_bytes(), false, "predict");
     let io = |e| alpool::Error::io(&a.out, e);
-    alpool::report::atomic_write(&a.out, |w| {
+    let r = alpool::report::atomic_write(&a.out, |w| {
         w.write_all(&npy::encode_header(DType::F32, &[rows, m.classes()]))
             .map_err(io)?;
-        let row_bytes = dim * h.dtype.size();
-        for (part, bytes) in data.chunks(PART_ROWS * row_bytes.max(1)).enumerate() {
-            let x = npy::features_f32(h.dtype, bytes);
-            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-                let row = (part * PART_ROWS + i / dim) as u64;
-                return Err(alpool::Error::BadRow {
-                    path: a.features.clone(),
-                    row,
-                    global: row,
-                    problem: alpool::score::RowProblem::NotFinite {
-                        col: i % dim,
-                        value: x[i],
-                    },
-                });
-            }
-            let p = m.predict_proba(&x)?;
-            w.write_all(bytemuck::cast_slice(&p)).map_err(io)?;
-            bar.advance((p.len() / m.classes()) as u64);
-        }
-        Ok(())
-    })?;
+        features.predict_blocks(&m, &bar, &mut |_, p| {
+            w.write_all(bytemuck::cast_slice(p)).map_err(io)
+        })
+    });
     bar.finish();
+    r?;
     eprintln!(
         "predicted {rows} rows in {:.2} s ({:.0} rows/s); wrote {}",
         t.elapsed().as_secs_f64(),

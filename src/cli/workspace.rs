@@ -2,7 +2,7 @@
 //! people in the loop, on a persistent workspace.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,14 +10,11 @@ use clap::Args;
 
 use super::select::{DeviceArg, StrategyArg};
 use super::simulate::LearnerArgs;
-use alpool::learner::{Mlp, Scaler, argmax};
-use alpool::pool::npy::{self, DType};
-use alpool::report::atomic_write;
-use alpool::workspace::exchange::{self, BatchFormat, BatchRow};
-use alpool::workspace::{InitSpec, Workspace, checkpoint};
-use alpool::{InputForm, Job, LogBase, Pool, ScoreSpec, Strategy};
-
-const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType::U8];
+use alpool::features::{FEATURE_DTYPES, FeaturePool};
+use alpool::learner::Mlp;
+use alpool::workspace::exchange;
+use alpool::workspace::round::{NextOptions, next_round};
+use alpool::workspace::{InitSpec, Workspace};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -130,149 +127,36 @@ pub struct NextArgs {
     pub learner: LearnerArgs,
 }
 
-/// The features as f32, their width, and whether they were uint8 images.
-fn load_features(path: &Path) -> anyhow::Result<(Vec<f32>, usize, bool)> {
-    let (map, h) = alpool::pool::map_npy(
-        path,
-        FEATURE_DTYPES,
-        "features must be float32, float16, float64 or uint8",
-    )?;
-    let dim = h.shape.get(1).copied().unwrap_or(0);
-    let x = npy::features_f32(h.dtype, &map[h.data_offset..]);
-    Ok((x, dim, h.dtype == npy::DType::U8))
-}
-
 pub fn next(a: NextArgs) -> anyhow::Result<()> {
-    let format = BatchFormat::from_path(&a.out)?;
     let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
-    let classes = ws.classes()?;
-    let ids = ws.ids()?;
-    let seq = ws.label_seq()?;
-    let labels = ws.labels()?;
-    // Recorded relative to the workspace, so it can move.
-    let model_rel = format!("models/labels-{seq}.safetensors");
-    let model_path = a.dir.join(&model_rel);
-    let (x, dim, unit_images) = load_features(Path::new(&ws.meta("features")?))?;
-    let strategy: Strategy = a.strategy.into();
-
-    let (round, picks, model) = if let Some(round) = ws.round_for(seq)? {
-        // No label arrived since that round: the same batch again.
-        eprintln!("no new labels since round {round}: exporting its batch again");
-        let model = Mlp::load(&model_path)?;
-        let picks: Vec<(usize, f64, usize)> = ws
-            .selection(round)?
-            .into_iter()
-            .map(|(_, i, s, p)| (i, s, p))
-            .collect();
-        (round, picks, model)
-    } else {
-        let distinct: std::collections::HashSet<usize> = labels.iter().map(|l| l.class).collect();
-        if labels.len() < 2 || distinct.len() < 2 {
-            anyhow::bail!(
-                "{} labels of {} classes so far; the first model needs at least 2 labels of 2 classes (alpool ingest)",
-                labels.len(),
-                distinct.len()
-            );
-        }
-        let rows: Vec<usize> = labels.iter().map(|l| l.index).collect();
-        let ys: Vec<usize> = labels.iter().map(|l| l.class).collect();
-        let gather = |idx: &[usize]| -> Vec<f32> {
-            idx.iter()
-                .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
-                .collect()
-        };
-        // Scaled by statistics of every item (the pool the model scores).
-        let config = a.learner.config(a.seed);
-        let scaler = config
-            .scale
-            .resolve(unit_images)
-            .map(|kind| Scaler::fit(kind, &x, dim, None))
-            .transpose()?;
-        let mut model = Mlp::new(dim, classes.len(), config)?.with_scaler(scaler)?;
-        let fit = model.fit(&gather(&rows), &ys)?;
-        checkpoint("next-after-train");
-        std::fs::create_dir_all(model_path.parent().unwrap_or(Path::new(".")))
-            .context("cannot create models/")?;
-        // Written under temporary names, then renamed: never half a model.
-        let tmp = model_path.with_extension("partial.safetensors");
-        model.save(&tmp)?;
-        std::fs::rename(
-            tmp.with_extension("json"),
-            model_path.with_extension("json"),
-        )?;
-        std::fs::rename(&tmp, &model_path)?;
-
-        let labeled: std::collections::HashSet<usize> = rows.iter().copied().collect();
-        let unlabeled: Vec<usize> = (0..ids.len()).filter(|i| !labeled.contains(i)).collect();
-        let probs = model.predict_proba_rows(&x, &unlabeled)?;
-        let pool = Pool::from_memory(&probs, classes.len())?;
-        let spec = ScoreSpec {
-            strategy,
-            log_base: LogBase::E,
-            seed: a.seed ^ seq as u64,
-        };
-        let job = Job::new(
-            spec,
-            InputForm::Probs {
-                renormalize: true,
-                sum_tol: 1e-3,
-            },
-            a.k,
-        );
-        let sel = alpool::select(&pool, &job, a.device.into())?;
-        let picks: Vec<(usize, f64, usize)> = sel
-            .entries
-            .iter()
-            .map(|e| {
-                let i = e.index as usize;
-                (
-                    unlabeled[i],
-                    e.score,
-                    argmax(&probs[i * classes.len()..(i + 1) * classes.len()]),
-                )
-            })
-            .collect();
-        eprintln!(
-            "trained on {} labels ({} steps, training accuracy {:.3}); scored {} unlabeled items",
-            labels.len(),
-            fit.steps,
-            fit.train_accuracy,
-            unlabeled.len()
-        );
-        let round = ws.last_round()?.map_or(0, |(r, _)| r + 1);
-        (round, picks, model)
+    let opts = NextOptions {
+        k: a.k,
+        strategy: a.strategy.into(),
+        seed: a.seed,
+        learner: a.learner.config(a.seed),
+        device: a.device.into(),
+        out: a.out.clone(),
     };
-
-    // Export the batch (atomically), then record the round.
-    let sel_rows: Vec<usize> = picks.iter().map(|p| p.0).collect();
-    let sel_x: Vec<f32> = sel_rows
-        .iter()
-        .flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied())
-        .collect();
-    let probs = model.predict_proba(&sel_x)?;
-    let c = classes.len();
-    let rows: Vec<BatchRow> = picks
-        .iter()
-        .enumerate()
-        .map(|(r, &(i, score, predicted))| BatchRow {
-            rank: r as i64 + 1,
-            index: i,
-            id: &ids[i],
-            score,
-            predicted,
-            probabilities: &probs[r * c..(r + 1) * c],
-        })
-        .collect();
-    atomic_write(&a.out, |w| {
-        exchange::write_batch(w, format, &classes, round, &rows)
-            .map_err(|e| alpool::Error::io(&a.out, e))
-    })?;
-    checkpoint("next-after-export");
-    let recorded = ws.record_round(strategy.name(), &model_rel, labels.len(), seq, &picks)?;
+    let size = std::fs::metadata(ws.meta("features")?).map_or(0, |m| m.len());
+    let bar = super::progress::Bar::bytes(size, false, "score");
+    let r = next_round(&mut ws, &a.dir, &opts, &bar);
+    bar.finish();
+    let r = r?;
+    match &r.trained {
+        None => eprintln!(
+            "no new labels since round {}: exported its batch again",
+            r.round
+        ),
+        Some(fit) => eprintln!(
+            "trained on {} labels ({} steps, training accuracy {:.3}); scored {} unlabeled items",
+            r.labels, fit.steps, fit.train_accuracy, r.scored
+        ),
+    }
     println!(
-        "round {recorded}: {} items selected by {} → {}",
-        picks.len(),
-        strategy.name(),
+        "round {}: {} items selected by {} → {}",
+        r.round,
+        r.picked,
+        opts.strategy.name(),
         a.out.display()
     );
     Ok(())
@@ -354,13 +238,11 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             if round >= 1 {
                 let models = ws.models()?;
                 if let [.., prev, last] = &models[..] {
-                    let (x, dim, _) = load_features(Path::new(&ws.meta("features")?))?;
+                    let features = FeaturePool::open(&[ws.meta("features")?])?;
                     let rows = ids.len();
                     let step = (rows / 2000).max(1);
-                    let sample: Vec<f32> = (0..rows)
-                        .step_by(step)
-                        .flat_map(|i| x[i * dim..(i + 1) * dim].iter().copied())
-                        .collect();
+                    let picked: Vec<usize> = (0..rows).step_by(step).collect();
+                    let sample = features.gather(&picked)?;
                     let a = Mlp::load(&ws.dir.join(prev))?.predict(&sample)?;
                     let b = Mlp::load(&ws.dir.join(last))?.predict(&sample)?;
                     println!(

@@ -10,6 +10,7 @@
 //! first (up to `--wait` seconds) and then fails clearly.
 
 pub mod exchange;
+pub mod round;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -225,6 +226,21 @@ impl Workspace {
     /// Item ids by row.
     pub fn ids(&self) -> Result<Vec<String>> {
         self.query("SELECT id FROM items ORDER BY idx", [], |r| r.get(0))
+    }
+
+    /// The ids of the listed rows, in that order.
+    pub fn ids_of(&self, rows: &[usize]) -> Result<Vec<String>> {
+        let p = self.path();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM items WHERE idx = ?1")
+            .map_err(db_err(&p))?;
+        rows.iter()
+            .map(|&r| {
+                stmt.query_row([r as i64], |row| row.get(0))
+                    .map_err(db_err(&p))
+            })
+            .collect()
     }
 
     pub fn labels(&self) -> Result<Vec<LabelRow>> {

@@ -1,0 +1,196 @@
+//! One batch round of a workspace (`alpool next`): train on every label so
+//! far, score the unlabeled items straight from the memory-mapped features
+//! (no copy of the pool, no N x C matrix: [`crate::features`]), export the
+//! batch atomically, then record the round. Killed at any point, the
+//! workspace is as before or as after (the checkpoints below are where the
+//! crash tests abort).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::exchange::{self, BatchFormat, BatchRow};
+use super::{Workspace, checkpoint};
+use crate::backend::Progress;
+use crate::error::{Error, Result};
+use crate::features::{FeaturePool, select_features_on};
+use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport, argmax};
+use crate::pool::Exclusions;
+use crate::report::atomic_write;
+use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
+use crate::{Backend, Device, Job};
+
+/// What `next` is asked for.
+pub struct NextOptions {
+    pub k: usize,
+    pub strategy: Strategy,
+    pub seed: u64,
+    pub learner: MlpConfig,
+    pub device: Device,
+    /// The batch file; its extension picks the format.
+    pub out: PathBuf,
+}
+
+/// What a round did.
+pub struct NextRound {
+    pub round: i64,
+    pub picked: usize,
+    /// `None` when no label arrived since the last round, whose batch was
+    /// exported again.
+    pub trained: Option<TrainReport>,
+    pub labels: usize,
+    pub scored: u64,
+}
+
+/// Runs one round of `ws` (in `dir`).
+pub fn next_round(
+    ws: &mut Workspace,
+    dir: &Path,
+    opts: &NextOptions,
+    progress: &dyn Progress,
+) -> Result<NextRound> {
+    let format = BatchFormat::from_path(&opts.out)?;
+    let classes = ws.classes()?;
+    let seq = ws.label_seq()?;
+    let labels = ws.labels()?;
+    // Recorded relative to the workspace, so it can move.
+    let model_rel = format!("models/labels-{seq}.safetensors");
+    let model_path = dir.join(&model_rel);
+    let features = FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?;
+
+    let (round, picks, model, trained, scored) = if let Some(round) = ws.round_for(seq)? {
+        let model = Mlp::load(&model_path)?;
+        let picks: Vec<(usize, f64)> = ws
+            .selection(round)?
+            .into_iter()
+            .map(|(_, i, s, _)| (i, s))
+            .collect();
+        (round, picks, model, None, 0)
+    } else {
+        let distinct: HashSet<usize> = labels.iter().map(|l| l.class).collect();
+        if labels.len() < 2 || distinct.len() < 2 {
+            return Err(Error::Config(format!(
+                "{} labels of {} classes so far; the first model needs at least 2 labels of 2 classes (alpool ingest)",
+                labels.len(),
+                distinct.len()
+            )));
+        }
+        let rows: Vec<usize> = labels.iter().map(|l| l.index).collect();
+        let ys: Vec<usize> = labels.iter().map(|l| l.class).collect();
+        let (model, fit) = train(&features, &rows, &ys, classes.len(), &opts.learner)?;
+        checkpoint("next-after-train");
+        save_model(&model, &model_path)?;
+        let sel = score_unlabeled(&model, &features, &rows, opts, seq, progress)?;
+        let picks = sel
+            .entries
+            .iter()
+            .map(|e| (e.index as usize, e.score))
+            .collect();
+        let round = ws.last_round()?.map_or(0, |(r, _)| r + 1);
+        let scored = features.rows() - sel.excluded;
+        (round, picks, model, Some(fit), scored)
+    };
+
+    // Export the batch (atomically), then record the round.
+    let sel_rows: Vec<usize> = picks.iter().map(|p| p.0).collect();
+    let probs = model.predict_proba(&features.gather(&sel_rows)?)?;
+    let c = classes.len();
+    let predicted: Vec<usize> = probs.chunks_exact(c).map(argmax).collect();
+    let ids = ws.ids_of(&sel_rows)?;
+    let rows: Vec<BatchRow> = picks
+        .iter()
+        .enumerate()
+        .map(|(r, &(index, score))| BatchRow {
+            rank: r as i64 + 1,
+            index,
+            id: &ids[r],
+            score,
+            predicted: predicted[r],
+            probabilities: &probs[r * c..(r + 1) * c],
+        })
+        .collect();
+    atomic_write(&opts.out, |w| {
+        exchange::write_batch(w, format, &classes, round, &rows)
+            .map_err(|e| Error::io(&opts.out, e))
+    })?;
+    checkpoint("next-after-export");
+    let records: Vec<(usize, f64, usize)> = picks
+        .iter()
+        .zip(&predicted)
+        .map(|(&(i, s), &p)| (i, s, p))
+        .collect();
+    let round = ws.record_round(
+        opts.strategy.name(),
+        &model_rel,
+        labels.len(),
+        seq,
+        &records,
+    )?;
+    Ok(NextRound {
+        round,
+        picked: picks.len(),
+        trained,
+        labels: labels.len(),
+        scored,
+    })
+}
+
+/// A fresh model, scaled by statistics of every item (the pool it will
+/// score), trained on the labeled rows.
+fn train(
+    features: &FeaturePool,
+    rows: &[usize],
+    ys: &[usize],
+    classes: usize,
+    config: &MlpConfig,
+) -> Result<(Mlp, TrainReport)> {
+    let scaler = match config.scale.resolve(features.unit_images()) {
+        Some(kind) => Some(Scaler::from_stats(kind, &features.column_stats()?)?),
+        None => None,
+    };
+    let mut model = Mlp::new(features.dim(), classes, config.clone())?.with_scaler(scaler)?;
+    let fit = model.fit(&features.gather(rows)?, ys)?;
+    Ok((model, fit))
+}
+
+/// Written under temporary names, then renamed: never half a model.
+fn save_model(model: &Mlp, path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = path.with_extension("partial.safetensors");
+    model.save(&tmp)?;
+    let rename = |a: &Path, b: &Path| std::fs::rename(a, b).map_err(|e| Error::io(b, e));
+    rename(&tmp.with_extension("json"), &path.with_extension("json"))?;
+    rename(&tmp, path)
+}
+
+/// The k best unlabeled items, scored from the features in blocks.
+fn score_unlabeled(
+    model: &Mlp,
+    features: &FeaturePool,
+    labeled: &[usize],
+    opts: &NextOptions,
+    seq: i64,
+    progress: &dyn Progress,
+) -> Result<crate::Selection> {
+    let spec = ScoreSpec {
+        strategy: opts.strategy,
+        log_base: LogBase::E,
+        seed: opts.seed ^ seq as u64,
+    };
+    // A model's softmax sums to 1 within f32 rounding; renormalizing
+    // defines the scores on exactly what the model meant.
+    let input = InputForm::Probs {
+        renormalize: true,
+        sum_tol: 1e-3,
+    };
+    let mut job = Job::new(spec, input, opts.k);
+    job.exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
+    // A block's probabilities are far below the size where a GPU gains
+    // (`alpool select --device auto`): the GPU only when asked for.
+    let (gpu, _) = match opts.device {
+        Device::Gpu => crate::api::choose_device(Device::Gpu, None, u64::MAX)?,
+        _ => (None, String::new()),
+    };
+    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
+    select_features_on(backend, model, features, &job, progress)
+}
