@@ -221,6 +221,31 @@ impl FeaturePool {
         Ok(stats)
     }
 
+    /// Drops the mapped pages of rows `start..end` of shard `i` from this
+    /// process once they are converted: they stay in the page cache, but a
+    /// pass over a pool larger than RAM no longer holds it all as resident
+    /// memory.
+    fn release(&self, i: usize, start: u64, end: u64) {
+        let s = &self.shards[i];
+        let row = self.dim * s.dtype.size();
+        // madvise works on whole pages: release only the pages wholly inside
+        // this block (the neighbours' shared edges are re-read if needed).
+        let page = 4096;
+        let a = (s.offset + start as usize * row).div_ceil(page) * page;
+        let b = (s.offset + end as usize * row) / page * page;
+        if b > a {
+            // SAFETY: the map is read-only and file-backed, so MADV_DONTNEED
+            // only drops this process's page-table entries: a later access
+            // reads the same bytes back from the file (no data is lost, no
+            // reference into the range is held across this call: `x` holds
+            // converted copies).
+            let _ = unsafe {
+                s.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, a, b - a)
+            };
+        }
+    }
+
     /// Runs `model` over every block in order, handing each block's global
     /// first row and float32 probabilities to `each`.
     pub fn predict_blocks(
@@ -243,6 +268,7 @@ impl FeaturePool {
                 return Err(Error::Cancelled);
             }
             self.read_block(i, start, end, &mut x)?;
+            self.release(i, start, end);
             let probs = model.predict_proba(&x)?;
             each(self.shards[i].first_row + start, &probs)?;
             progress.advance((end - start) * (self.dim * self.shards[i].dtype.size()) as u64);
