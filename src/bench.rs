@@ -67,6 +67,27 @@ impl Timing {
     }
 
     /// `mean ± σ [min … max]` in milliseconds.
+    /// A warning when the runs disagree enough to distrust the mean, as
+    /// hyperfine warns: a relative spread (σ/mean) above 10%, or a run more
+    /// than twice the fastest (an outlier: another tenant, a page-in).
+    pub fn noise_warning(&self) -> Option<String> {
+        let sd = self.std_dev()?;
+        let rel = sd / self.mean();
+        if rel > 0.10 {
+            return Some(format!(
+                "warning: σ/mean = {:.0}%: these runs vary a lot (a busy machine?); rerun with more --runs",
+                rel * 100.0
+            ));
+        }
+        (self.max() > 2.0 * self.min()).then(|| {
+            format!(
+                "warning: outlier: the slowest run ({:.1} ms) took over twice the fastest ({:.1} ms)",
+                self.max() * 1e3,
+                self.min() * 1e3
+            )
+        })
+    }
+
     pub fn describe(&self) -> String {
         let ms = |x: f64| x * 1e3;
         match self.std_dev() {
@@ -215,4 +236,17 @@ fn peak_anon_growth<T>(f: impl FnOnce() -> T) -> (T, Option<u64>) {
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     (out, Some(peak.load(Ordering::Relaxed).saturating_sub(base)))
+}
+
+/// The CPU's model name, from /proc/cpuinfo where there is one.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

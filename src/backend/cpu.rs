@@ -170,6 +170,24 @@ fn dispatch<E: Emit>(
     by_classes!(plain_probs_base, 2 3 4 5 6 8 10 16 20 100)
 }
 
+/// The kernel variant this CPU runs, as `alpool bench` reports it.
+pub fn kernel_variant() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2";
+        }
+    }
+    "scalar"
+}
+
 /// One copy of [`plain_probs`] per instruction set: `$attr` compiles it for
 /// the features, `$v` enables the 8-row AVX2 path.
 macro_rules! kernel_variant {

@@ -78,14 +78,19 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let pool = Pool::open(&[&path])?;
     let mb = pool.data_bytes() as f64 / 1e6;
     println!(
-        "pool: {} ({} rows x {} classes, {:.0} MB); {} threads; k = {}; {} runs after 1 warm-up",
+        "pool: {} ({} rows x {} classes, {:.0} MB); k = {}; {} runs after 1 warm-up",
         path.display(),
         pool.rows(),
         pool.classes(),
         mb,
-        rayon::current_num_threads(),
         a.k,
         a.runs
+    );
+    println!(
+        "machine: {}; {} threads; CPU kernels: {}",
+        alpool::bench::cpu_model(),
+        rayon::current_num_threads(),
+        cpu::kernel_variant()
     );
 
     let chunk = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 0)
@@ -102,6 +107,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         dd.describe(),
         mb / 1e3 / dd.mean()
     );
+    warn_noise(&floor);
+    warn_noise(&dd);
     let gpu = if a.device.contains(&BenchDevice::Gpu) {
         let g = Gpu::new(a.adapter.as_deref())?;
         println!(
@@ -143,6 +150,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 mib(mem),
                 sel.refined
             );
+            warn_noise(&t);
             cpu_mean = Some(t.mean());
         }
         if let Some(g) = &gpu {
@@ -158,6 +166,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
                 mib(mem),
                 sel.refined
             );
+            warn_noise(&t);
             let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
             println!(
                 "    phases (last run): upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms; {} chunks{}",
@@ -185,4 +194,11 @@ fn mib(m: Option<u64>) -> String {
     m.map_or("n/a".to_string(), |m| {
         format!("{:.1} MiB", m as f64 / (1 << 20) as f64)
     })
+}
+
+/// Prints a timing's noise warning, if it has one.
+fn warn_noise(t: &Timing) {
+    if let Some(w) = t.noise_warning() {
+        println!("                  {w}");
+    }
 }
