@@ -22,7 +22,7 @@ use crate::backend::{self, Job, Progress};
 use crate::error::{Error, Result};
 use crate::learner::{ColumnStats, Mlp, TILE_ROWS};
 use crate::pool::npy::{self, DType};
-use crate::pool::{Pool, map_npy};
+use crate::pool::{Pool, map_matrices};
 use crate::score::{Ranked, RowProblem};
 use crate::select::{Selection, TopK};
 
@@ -61,49 +61,23 @@ pub struct FeaturePool {
 impl FeaturePool {
     /// Opens and checks every file's header and size; reads no data.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<FeaturePool> {
-        if paths.is_empty() {
-            return Err(Error::Config("no feature files given".into()));
-        }
-        let mut shards: Vec<FeatureShard> = Vec::new();
-        let mut dim = None;
-        let mut rows = 0u64;
-        for path in paths {
-            let path = path.as_ref();
-            let (map, h) = map_npy(
-                path,
-                FEATURE_DTYPES,
-                "features must be float32, float16, float64 or uint8",
-            )?;
-            let [n, d] = h.shape[..] else {
-                return Err(Error::WrongRank {
-                    path: path.into(),
-                    shape: h.shape,
-                    expected: 2,
-                });
-            };
-            match dim {
-                None => dim = Some(d),
-                Some(expected) if expected != d => {
-                    return Err(Error::ShardColumns {
-                        path: path.into(),
-                        first: shards[0].path.clone(),
-                        expected,
-                        found: d,
-                    });
-                }
-                _ => {}
-            }
-            shards.push(FeatureShard {
-                path: path.into(),
-                map,
-                dtype: h.dtype,
-                offset: h.data_offset,
-                rows: n as u64,
-                first_row: rows,
-            });
-            rows += n as u64;
-        }
-        let dim = dim.unwrap_or(0);
+        let (files, dim) = map_matrices(
+            paths,
+            FEATURE_DTYPES,
+            "features must be float32, float16, float64 or uint8",
+        )?;
+        let rows = files.iter().map(|f| f.rows).sum();
+        let shards = files
+            .into_iter()
+            .map(|f| FeatureShard {
+                path: f.path,
+                map: f.map,
+                dtype: f.header.dtype,
+                offset: f.header.data_offset,
+                rows: f.rows,
+                first_row: f.first_row,
+            })
+            .collect();
         Ok(FeaturePool {
             shards,
             dim,

@@ -125,58 +125,89 @@ pub struct Pool<'a> {
 impl Pool<'static> {
     /// Opens and checks every shard's header and size; reads no data.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Pool<'static>> {
-        if paths.is_empty() {
-            return Err(Error::Config("no pool files given".into()));
-        }
-        let mut shards: Vec<Shard<'static>> = Vec::with_capacity(paths.len());
-        let mut classes = None;
-        let mut rows = 0u64;
-        for path in paths {
-            let path = path.as_ref();
-            let (map, header) = map_npy(path, &[DType::F32, DType::F16], POOL_DTYPES)?;
-            let [n, c] = header.shape[..] else {
-                return Err(Error::WrongRank {
-                    path: path.into(),
-                    shape: header.shape,
-                    expected: 2,
-                });
-            };
-            match classes {
-                None => classes = Some(c),
-                Some(expected) if expected != c => {
-                    return Err(Error::ShardColumns {
-                        path: path.into(),
-                        first: shards[0].path.clone(),
-                        expected,
-                        found: c,
-                    });
-                }
-                _ => {}
-            }
-            shards.push(Shard {
-                path: path.into(),
-                map: Bytes::Mapped(map),
-                dtype: header.dtype,
-                data_offset: header.data_offset,
-                rows: n as u64,
-                first_row: rows,
-            });
-            rows += n as u64;
-        }
-        let classes = classes.unwrap_or(0);
+        let (files, classes) = map_matrices(paths, &[DType::F32, DType::F16], POOL_DTYPES)?;
         if classes == 0 {
             return Err(Error::WrongRank {
-                path: shards[0].path.clone(),
-                shape: vec![shards[0].rows as usize, 0],
+                path: files[0].path.clone(),
+                shape: vec![files[0].rows as usize, 0],
                 expected: 2,
             });
         }
+        let rows = files.iter().map(|f| f.rows).sum();
+        let shards = files
+            .into_iter()
+            .map(|f| Shard {
+                path: f.path,
+                map: Bytes::Mapped(f.map),
+                dtype: f.header.dtype,
+                data_offset: f.header.data_offset,
+                rows: f.rows,
+                first_row: f.first_row,
+            })
+            .collect();
         Ok(Pool {
             shards,
             classes,
             rows,
         })
     }
+}
+
+/// One mapped N x C .npy file of a sharded matrix.
+pub(crate) struct MappedMatrix {
+    pub path: PathBuf,
+    pub map: Mmap,
+    pub header: npy::Header,
+    pub rows: u64,
+    /// Global index of its first row across the shards.
+    pub first_row: u64,
+}
+
+/// Maps the shards of one matrix, checking each header and size, that each
+/// is 2-D and that all have the same column count (returned).
+pub(crate) fn map_matrices<P: AsRef<Path>>(
+    paths: &[P],
+    accept: &[DType],
+    expected: &'static str,
+) -> Result<(Vec<MappedMatrix>, usize)> {
+    if paths.is_empty() {
+        return Err(Error::Config("no files given".into()));
+    }
+    let mut files: Vec<MappedMatrix> = Vec::with_capacity(paths.len());
+    let mut cols = None;
+    let mut first_row = 0u64;
+    for path in paths {
+        let path = path.as_ref();
+        let (map, header) = map_npy(path, accept, expected)?;
+        let [n, c] = header.shape[..] else {
+            return Err(Error::WrongRank {
+                path: path.into(),
+                shape: header.shape,
+                expected: 2,
+            });
+        };
+        match cols {
+            None => cols = Some(c),
+            Some(want) if want != c => {
+                return Err(Error::ShardColumns {
+                    path: path.into(),
+                    first: files[0].path.clone(),
+                    expected: want,
+                    found: c,
+                });
+            }
+            _ => {}
+        }
+        files.push(MappedMatrix {
+            path: path.into(),
+            map,
+            header,
+            rows: n as u64,
+            first_row,
+        });
+        first_row += n as u64;
+    }
+    Ok((files, cols.unwrap_or(0)))
 }
 
 impl<'a> Pool<'a> {
