@@ -46,10 +46,15 @@ __all__ = [
 ]
 
 Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike, None]
+Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+
+def _paths(p: Paths) -> str | list[str]:
+    return [os.fspath(x) for x in p] if isinstance(p, (list, tuple)) else os.fspath(p)
 
 
 def select(
-    probs: np.ndarray,
+    probs: np.ndarray | None = None,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
@@ -61,6 +66,8 @@ def select(
     device: str = "auto",
     renormalize: bool = False,
     sum_tol: float | None = None,
+    model: str | os.PathLike | None = None,
+    features: Paths | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k most informative rows of ``probs`` (N x C), best first.
 
@@ -80,6 +87,11 @@ def select(
             exists), "cpu" or "gpu". Every device returns the same rows.
         renormalize: divide each row by its sum instead of checking it.
         sum_tol: the row-sum tolerance (default 1e-3, 1e-2 for float16).
+        model, features: instead of ``probs``, a model saved by ``alpool
+            train`` and its .npy feature files (float32, float16, float64 or
+            uint8): rows go through the model, softmax, the score and the
+            top k in blocks, with no N x C matrix — exactly what predicting
+            every row and selecting gives (CPU).
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
@@ -107,11 +119,13 @@ def select(
         device=device,
         renormalize=renormalize,
         sum_tol=sum_tol,
+        model=None if model is None else os.fspath(model),
+        features=None if features is None else _paths(features),
     )
 
 
 def score(
-    probs: np.ndarray,
+    probs: np.ndarray | None = None,
     strategy: str = "margin",
     *,
     input: str = "probs",
@@ -120,10 +134,12 @@ def score(
     seed: int = 0,
     renormalize: bool = False,
     sum_tol: float | None = None,
+    model: str | os.PathLike | None = None,
+    features: Paths | None = None,
 ) -> np.ndarray:
     """Every row's canonical score (float64, in row order).
 
-    The options are :func:`select`'s.
+    The options are :func:`select`'s, ``model=`` and ``features=`` included.
 
     >>> import numpy as np, alpool
     >>> d = np.array([[0.9, 0.09, 0.01], [0.2, 0.5, 0.3]], dtype=np.float32)
@@ -139,6 +155,8 @@ def score(
         seed=seed,
         renormalize=renormalize,
         sum_tol=sum_tol,
+        model=None if model is None else os.fspath(model),
+        features=None if features is None else _paths(features),
     )
 
 
@@ -165,7 +183,7 @@ def select_files(
     ``exclude``) are then global.
     """
     return _alpool.select_files(
-        [os.fspath(p) for p in paths] if isinstance(paths, (list, tuple)) else os.fspath(paths),
+        _paths(paths),
         strategy,
         k,
         exclude=exclude,

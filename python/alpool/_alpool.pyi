@@ -10,7 +10,7 @@ __version__: str
 class AlpoolError(ValueError): ...
 
 def select(
-    probs: np.ndarray,
+    probs: np.ndarray | None = ...,
     strategy: str = ...,
     k: int | None = ...,
     *,
@@ -22,9 +22,11 @@ def select(
     device: str = ...,
     renormalize: bool = ...,
     sum_tol: float | None = ...,
+    model: str | None = ...,
+    features: str | Sequence[str] | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def score(
-    probs: np.ndarray,
+    probs: np.ndarray | None = ...,
     strategy: str = ...,
     *,
     input: str = ...,
@@ -33,6 +35,8 @@ def score(
     seed: int = ...,
     renormalize: bool = ...,
     sum_tol: float | None = ...,
+    model: str | None = ...,
+    features: str | Sequence[str] | None = ...,
 ) -> np.ndarray: ...
 def select_files(
     paths: str | Sequence[str],

@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use alpool::backend::Progress;
+use alpool::features::{FeaturePool, select_features};
+use alpool::learner::Mlp;
 use alpool::score::Ranked;
 use alpool::score::input::default_sum_tol;
 use alpool::{Device, Error, Exclusions, InputForm, Job, LogBase, Pool, ScoreSpec, Strategy};
@@ -384,11 +386,11 @@ fn select_pool<'py>(
 /// temperature=1.0, log_base="e", seed=0, device="auto", renormalize=False,
 /// sum_tol=None) -> (indices, scores)
 #[pyfunction]
-#[pyo3(signature = (probs, strategy="margin", k=Some(1000), *, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="auto", renormalize=false, sum_tol=None))]
+#[pyo3(signature = (probs=None, strategy="margin", k=Some(1000), *, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="auto", renormalize=false, sum_tol=None, model=None, features=None))]
 #[allow(clippy::too_many_arguments)]
 fn select<'py>(
     py: Python<'py>,
-    probs: &Bound<'py, PyAny>,
+    probs: Option<&Bound<'py, PyAny>>,
     strategy: &str,
     k: Option<i64>,
     exclude: Option<&Bound<'py, PyAny>>,
@@ -399,6 +401,8 @@ fn select<'py>(
     device: &str,
     renormalize: bool,
     sum_tol: Option<f64>,
+    model: Option<std::path::PathBuf>,
+    features: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Selected<'py>> {
     let req = Request::new(
         strategy,
@@ -410,20 +414,56 @@ fn select<'py>(
         sum_tol,
     )?;
     let (k, device) = (parse_k(k)?, parse_device(device)?);
-    let probs = Probs::from_py(probs, "probs")?;
+    if let Some((m, fp)) = model_source(probs, model, features)? {
+        if device == Device::Gpu {
+            return Err(PyValueError::new_err(
+                "the model path runs on the CPU (device=\"cpu\" or \"auto\")",
+            ));
+        }
+        let mut job = req.job(false, k);
+        job.exclusions = parse_exclude(exclude, fp.rows())?;
+        let sel = run_released(py, |cancel| select_features(&m, &fp, &job, cancel))?;
+        return Ok(selection_arrays(py, &sel));
+    }
+    let probs = Probs::from_py(probs.expect("checked by model_source"), "probs")?;
     let pool = probs.pool()?;
     let mut job = req.job(probs.is_f16(), k);
     job.exclusions = parse_exclude(exclude, pool.rows())?;
     select_pool(py, &pool, job, device)
 }
 
+/// `model=` and `features=` instead of `probs`: the saved model and its
+/// memory-mapped feature files; `None` when `probs` is given.
+fn model_source(
+    probs: Option<&Bound<'_, PyAny>>,
+    model: Option<std::path::PathBuf>,
+    features: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<(Mlp, FeaturePool)>> {
+    match (probs, model, features) {
+        (Some(_), None, None) => Ok(None),
+        (None, Some(m), Some(f)) => {
+            let paths = as_paths(f)?.ok_or_else(|| {
+                PyTypeError::new_err(
+                    "features must be a path or a list of paths to .npy feature files",
+                )
+            })?;
+            let model = Mlp::load(&m).map_err(to_py)?;
+            let pool = FeaturePool::open(&paths).map_err(to_py)?;
+            Ok(Some((model, pool)))
+        }
+        _ => Err(PyTypeError::new_err(
+            "give probs (an N x C array), or model= (a saved model) and features= (its feature files), not both",
+        )),
+    }
+}
+
 /// score(probs, strategy="margin", *, ...) -> scores, one per row
 #[pyfunction]
-#[pyo3(signature = (probs, strategy="margin", *, input="probs", temperature=1.0, log_base="e", seed=0, renormalize=false, sum_tol=None))]
+#[pyo3(signature = (probs=None, strategy="margin", *, input="probs", temperature=1.0, log_base="e", seed=0, renormalize=false, sum_tol=None, model=None, features=None))]
 #[allow(clippy::too_many_arguments)]
 fn score<'py>(
     py: Python<'py>,
-    probs: &Bound<'py, PyAny>,
+    probs: Option<&Bound<'py, PyAny>>,
     strategy: &str,
     input: &str,
     temperature: f64,
@@ -431,6 +471,8 @@ fn score<'py>(
     seed: u64,
     renormalize: bool,
     sum_tol: Option<f64>,
+    model: Option<std::path::PathBuf>,
+    features: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let req = Request::new(
         strategy,
@@ -441,7 +483,22 @@ fn score<'py>(
         renormalize,
         sum_tol,
     )?;
-    let probs = Probs::from_py(probs, "probs")?;
+    if let Some((m, fp)) = model_source(probs, model, features)? {
+        let job = req.job(false, 0);
+        let scores = run_released(py, |cancel| {
+            let mut out = Vec::with_capacity(fp.rows() as usize);
+            fp.predict_blocks(&m, cancel, &mut |g0, p| {
+                let pool = Pool::from_f32(p, m.classes())?.with_row_offset(g0);
+                alpool::backend::cpu::score_all(&pool, &job, &alpool::backend::Silent, &mut |s| {
+                    out.extend_from_slice(s);
+                    Ok(())
+                })
+            })?;
+            Ok(out)
+        })?;
+        return Ok(PyArray1::from_vec(py, scores));
+    }
+    let probs = Probs::from_py(probs.expect("checked by model_source"), "probs")?;
     let pool = probs.pool()?;
     let job = req.job(probs.is_f16(), 0);
     let scores = run_released(py, |cancel| {

@@ -133,3 +133,60 @@ def test_float32_is_read_in_place_and_left_writeable() -> None:
     p = random_probs(100, 3, 2)
     alpool.select(p, "margin", 5)
     assert p.flags.writeable
+
+
+def test_model_and_features_equal_the_cli_fused_path(cli: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3000, 6)).astype(np.float32) * [1, 10, 100, 1, 1, 1000]
+    y = (x[:, 0] + x[:, 1] / 10 > 0).astype(np.int64) + (x[:, 5] > 0)
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    np.save(tmp_path / "y.npy", y)
+    model = tmp_path / "m.safetensors"
+    subprocess.run(
+        [
+            str(cli),
+            "train",
+            "--features",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--hidden",
+            "16",
+            "--min-steps",
+            "40",
+            "--epochs",
+            "2",
+            "--out",
+            str(model),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    for strategy in STRATEGIES:
+        want = run_cli(
+            cli,
+            [
+                "select",
+                "--model",
+                str(model),
+                "--features",
+                str(tmp_path / "x.npy"),
+                "--strategy",
+                strategy,
+                "-k",
+                "30",
+            ],
+        )
+        idx, scores = alpool.select(
+            strategy=strategy, k=30, model=model, features=tmp_path / "x.npy"
+        )
+        assert [int(i) for i in idx] == [i for i, _ in want]
+        assert [float(s) for s in scores] == [s for _, s in want]
+    every = alpool.score(strategy="entropy", model=model, features=[tmp_path / "x.npy"])
+    assert every.shape == (3000,)
+    with pytest.raises(TypeError, match="not both"):
+        alpool.select(np.zeros((2, 2), np.float32), model=model, features=tmp_path / "x.npy")
+    with pytest.raises(TypeError, match="give probs"):
+        alpool.select(strategy="margin")
+    with pytest.raises(FileNotFoundError):
+        alpool.select(model=tmp_path / "none.safetensors", features=tmp_path / "x.npy")
