@@ -313,3 +313,34 @@ fn cli_gpu_select_verifies_against_the_cpu_and_lists_devices() {
         common::stdout(&o)
     );
 }
+
+#[test]
+fn fused_feature_selection_scores_blocks_on_the_gpu_with_the_cpus_answer() {
+    use alpool::features::{FeaturePool, select_features_on};
+    use alpool::learner::{Mlp, MlpConfig};
+    let Some(g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = alpool::pool::synth::Rng::new(12);
+    let (n, dim) = (3000, 5);
+    // Coarse features: repeated rows, so scores tie.
+    let x: Vec<f32> = (0..n * dim).map(|_| rng.below(3) as f32 - 1.0).collect();
+    let path = dir.path().join("x.npy");
+    alpool::pool::npy::save(&path, &[n, dim], &x).unwrap();
+    let m = Mlp::new(
+        dim,
+        4,
+        MlpConfig {
+            hidden: vec![8],
+            ..MlpConfig::default()
+        },
+    )
+    .unwrap();
+    let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(1024);
+    for strategy in Strategy::ALL {
+        let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), 57);
+        job.exclusions = Exclusions::new(vec![0, 1023, 1024, 2999]);
+        let cpu = select_features_on(alpool::Backend::Cpu, &m, &fp, &job, &Silent).unwrap();
+        let on_gpu = select_features_on(alpool::Backend::Gpu(&g), &m, &fp, &job, &Silent).unwrap();
+        assert_eq!(on_gpu.entries, cpu.entries, "{strategy}");
+    }
+}
