@@ -128,7 +128,7 @@ fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
         // The budget stops the loop exactly at 80 labels: 20 + 6 batches.
         assert_eq!(r.rounds.last().unwrap().labels, 80);
         assert_eq!(r.rounds.len(), 7);
-        assert_eq!(r.stopped_by[0].0, "budget");
+        assert_eq!(r.stopped_by[0].criterion, "budget");
         assert!(r.rounds[..6].iter().all(|x| x.fired.is_empty()));
     }
 }
@@ -150,7 +150,7 @@ fn target_accuracy_and_plateau_stop_the_loop_when_they_hold() {
         first + 1,
         "stops at the first round at or above the target"
     );
-    assert_eq!(r.stopped_by[0].0, "target-accuracy");
+    assert_eq!(r.stopped_by[0].criterion, "target-accuracy");
 
     let mut cfg = config(Strategy::Margin, 300);
     cfg.stop.plateau = Some(Plateau {
@@ -160,7 +160,7 @@ fn target_accuracy_and_plateau_stop_the_loop_when_they_hold() {
     let r = pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None).unwrap();
     // No round can gain 0.5 over the first, so it stops after round 3.
     assert_eq!(r.rounds.len(), 4);
-    assert_eq!(r.stopped_by[0].0, "plateau");
+    assert_eq!(r.stopped_by[0].criterion, "plateau");
 }
 
 #[test]

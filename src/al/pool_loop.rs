@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::stopping::{RoundFacts, StopConfig, Stopper};
+use super::stopping::{Fired, RoundFacts, StopConfig, Stopper};
 use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
 use crate::api::Backend;
 use crate::backend::gpu::Gpu;
@@ -46,7 +46,7 @@ pub struct Round {
     pub max_uncertainty: f64,
     pub kappa: Option<f64>,
     /// Stopping criteria that hold after this round.
-    pub fired: Vec<(String, String)>,
+    pub fired: Vec<Fired>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +54,7 @@ pub struct RunResult {
     pub rounds: Vec<Round>,
     /// Dataset rows labeled, in the order they were queried.
     pub labeled: Vec<usize>,
-    pub stopped_by: Vec<(String, String)>,
+    pub stopped_by: Vec<Fired>,
 }
 
 impl RunResult {
@@ -173,7 +173,7 @@ pub fn run(
         if !fired.is_empty() || unlabeled.is_empty() || budget_left == 0 {
             let mut stopped_by = fired;
             if stopped_by.is_empty() {
-                stopped_by.push(("pool-exhausted".into(), "no unlabeled rows left".into()));
+                stopped_by.push(Fired::new("pool-exhausted", "no unlabeled rows left"));
             }
             rounds.push(record);
             return Ok(RunResult {

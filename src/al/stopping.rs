@@ -4,6 +4,25 @@
 
 /// Which criteria to use (any combination; all off = run to the budget or
 /// until the pool is empty).
+/// A stopping criterion that fired, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fired {
+    /// Its name, e.g. "budget" or "plateau".
+    pub criterion: String,
+    /// What held, in words.
+    pub why: String,
+}
+
+impl Fired {
+    /// A criterion `criterion` that fired because `why`.
+    pub fn new(criterion: impl Into<String>, why: impl Into<String>) -> Fired {
+        Fired {
+            criterion: criterion.into(),
+            why: why.into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StopConfig {
     /// Stop once this many labels are used.
@@ -75,22 +94,22 @@ impl Stopper {
 
     /// Updates the state with a round's facts and returns the criteria that
     /// hold now, each with a short explanation.
-    pub fn check(&mut self, f: &RoundFacts) -> Vec<(String, String)> {
+    pub fn check(&mut self, f: &RoundFacts) -> Vec<Fired> {
         let mut fired = Vec::new();
         let c = self.config.clone();
         if let Some(b) = c.budget
             && f.labels >= b
         {
-            fired.push((
-                "budget".into(),
+            fired.push(Fired::new(
+                "budget",
                 format!("{} labels used, budget {b}", f.labels),
             ));
         }
         if let Some(t) = c.target_accuracy
             && f.accuracy >= t
         {
-            fired.push((
-                "target-accuracy".into(),
+            fired.push(Fired::new(
+                "target-accuracy",
                 format!("accuracy {:.4} ≥ {t}", f.accuracy),
             ));
         }
@@ -102,8 +121,8 @@ impl Stopper {
             }
             self.best_accuracy = self.best_accuracy.max(f.accuracy);
             if self.rounds_without_gain >= p.patience {
-                fired.push((
-                    "plateau".into(),
+                fired.push(Fired::new(
+                    "plateau",
                     format!(
                         "no gain above {} for {} rounds (best {:.4})",
                         p.min_delta, self.rounds_without_gain, self.best_accuracy
@@ -121,8 +140,8 @@ impl Stopper {
                     self.stable_rounds = 0;
                 }
                 if self.stable_rounds >= s.rounds {
-                    fired.push((
-                        "stabilizing-predictions".into(),
+                    fired.push(Fired::new(
+                        "stabilizing-predictions",
                         format!(
                             "kappa ≥ {} for {} rounds (last {k:.4})",
                             s.kappa, self.stable_rounds
@@ -141,8 +160,8 @@ impl Stopper {
                 scores.iter().copied().fold(f64::NEG_INFINITY, f64::max)
             };
             if v < u.threshold {
-                fired.push((
-                    "pool-uncertainty".into(),
+                fired.push(Fired::new(
+                    "pool-uncertainty",
                     format!(
                         "{} uncertainty {v:.4} < {}",
                         if u.mean { "mean" } else { "max" },
@@ -195,8 +214,8 @@ mod tests {
         }
     }
 
-    fn names(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(n, _)| n.as_str()).collect()
+    fn names(v: &[Fired]) -> Vec<&str> {
+        v.iter().map(|f| f.criterion.as_str()).collect()
     }
 
     #[test]

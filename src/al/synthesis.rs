@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use super::pool_loop::{Round, RunResult};
+use super::stopping::Fired;
 use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, MlpConfig, argmax, shuffle};
@@ -245,8 +246,8 @@ pub fn run(
             fired: Vec::new(),
         };
         if labels >= cfg.budget {
-            record.fired.push((
-                "budget".into(),
+            record.fired.push(Fired::new(
+                "budget",
                 format!("{labels} labels used, budget {}", cfg.budget),
             ));
             let stopped_by = record.fired.clone();
@@ -302,8 +303,8 @@ pub fn run(
         if batch.is_empty() {
             // Every labeled instance is predicted the same class: nothing
             // to bisect. Report and stop rather than loop.
-            let stopped_by = vec![(
-                "no-boundary".to_string(),
+            let stopped_by = vec![Fired::new(
+                "no-boundary",
                 "all labeled instances share a predicted class".to_string(),
             )];
             return Ok(RunResult {

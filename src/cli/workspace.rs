@@ -220,7 +220,7 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
     match ws.last_round()? {
         Some((round, n)) => {
             let sel = ws.selection(round)?;
-            let scores: Vec<f64> = sel.iter().map(|s| s.2).collect();
+            let scores: Vec<f64> = sel.iter().map(|p| p.score).collect();
             let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
             println!(
                 "rounds: {} (last: round {round}, trained on {n} labels, {} selected)",

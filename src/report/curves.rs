@@ -7,12 +7,13 @@ use plotters::prelude::*;
 
 use super::atomic_write;
 use crate::al::simulate::{Run, StrategySummary};
+use crate::al::stopping::Fired;
 use crate::error::{Error, Result};
 use crate::score::Strategy;
 
-fn fired_text(f: &[(String, String)]) -> String {
+fn fired_text(f: &[Fired]) -> String {
     f.iter()
-        .map(|(n, _)| n.as_str())
+        .map(|f| f.criterion.as_str())
         .collect::<Vec<_>>()
         .join("+")
 }
@@ -28,7 +29,7 @@ pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
                     "test_accuracy": x.test_accuracy, "macro_f1": x.macro_f1, "train_accuracy": x.train_accuracy,
                     "train_s": x.train_s, "predict_s": x.predict_s, "select_s": x.select_s,
                     "max_uncertainty": x.max_uncertainty, "kappa": x.kappa,
-                    "stopping": x.fired.iter().map(|(n, why)| serde_json::json!({"criterion": n, "why": why})).collect::<Vec<_>>(),
+                    "stopping": x.fired.iter().map(|f| serde_json::json!({"criterion": f.criterion, "why": f.why})).collect::<Vec<_>>(),
                 });
                 writeln!(w, "{v}").map_err(|e| Error::io(&jsonl, e))?;
             }

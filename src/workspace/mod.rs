@@ -76,6 +76,17 @@ pub struct Conflict {
     pub source: String,
 }
 
+/// One selected item of a round, in rank order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pick {
+    /// The item's row.
+    pub index: usize,
+    /// The strategy's score.
+    pub score: f64,
+    /// The model's most probable class for it.
+    pub predicted: usize,
+}
+
 /// One label as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelRow {
@@ -270,18 +281,17 @@ impl Workspace {
             .map_err(db_err(&p))
     }
 
-    /// A round's selection: (rank, row, score, predicted class).
-    pub fn selection(&self, round: i64) -> Result<Vec<(i64, usize, f64, usize)>> {
+    /// A round's selection, best first.
+    pub fn selection(&self, round: i64) -> Result<Vec<Pick>> {
         self.query(
-            "SELECT rank, idx, score, predicted FROM selections WHERE round = ?1 ORDER BY rank",
+            "SELECT idx, score, predicted FROM selections WHERE round = ?1 ORDER BY rank",
             [round],
             |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get::<_, i64>(1)? as usize,
-                    r.get(2)?,
-                    r.get::<_, i64>(3)? as usize,
-                ))
+                Ok(Pick {
+                    index: r.get::<_, i64>(0)? as usize,
+                    score: r.get(1)?,
+                    predicted: r.get::<_, i64>(2)? as usize,
+                })
             },
         )
     }
@@ -322,7 +332,7 @@ impl Workspace {
         model: &str,
         labels: usize,
         seq: i64,
-        picks: &[(usize, f64, usize)],
+        picks: &[Pick],
     ) -> Result<i64> {
         let p = self.path();
         let tx = self
@@ -362,13 +372,13 @@ impl Workspace {
             let mut st = tx
                 .prepare("INSERT INTO selections VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(db_err(&p))?;
-            for (rank, &(idx, score, pred)) in picks.iter().enumerate() {
+            for (rank, pick) in picks.iter().enumerate() {
                 st.execute(params![
                     round,
                     rank as i64 + 1,
-                    idx as i64,
-                    score,
-                    pred as i64
+                    pick.index as i64,
+                    pick.score,
+                    pick.predicted as i64
                 ])
                 .map_err(db_err(&p))?;
             }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::exchange::{self, BatchFormat, BatchRow};
-use super::{Workspace, checkpoint};
+use super::{Pick, Workspace, checkpoint};
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::features::{FeaturePool, select_features_on};
@@ -62,7 +62,7 @@ pub fn next_round(
         let picks: Vec<(usize, f64)> = ws
             .selection(round)?
             .into_iter()
-            .map(|(_, i, s, _)| (i, s))
+            .map(|p| (p.index, p.score))
             .collect();
         (round, picks, model, None, 0)
     } else {
@@ -113,10 +113,14 @@ pub fn next_round(
             .map_err(|e| Error::io(&opts.out, e))
     })?;
     checkpoint("next-after-export");
-    let records: Vec<(usize, f64, usize)> = picks
+    let records: Vec<Pick> = picks
         .iter()
         .zip(&predicted)
-        .map(|(&(i, s), &p)| (i, s, p))
+        .map(|(&(index, score), &predicted)| Pick {
+            index,
+            score,
+            predicted,
+        })
         .collect();
     let round = ws.record_round(
         opts.strategy.name(),
