@@ -31,7 +31,7 @@ fn gpu_vs_cpu(c: &mut Criterion) {
                 log_base: LogBase::E,
                 seed: 1,
             };
-            let job = Job::new(spec, InputForm::probs(false), 100);
+            let job = Job::new(spec, InputForm::probs(), 100);
             group.bench_function(BenchmarkId::new("cpu", strategy.name()), |b| {
                 b.iter(|| cpu::select(&pool, &job, &Silent).expect("cpu select"))
             });

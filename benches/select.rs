@@ -22,7 +22,7 @@ fn select(c: &mut Criterion) {
             log_base: LogBase::E,
             seed: 1,
         };
-        let job = Job::new(spec, InputForm::probs(false), 1000);
+        let job = Job::new(spec, InputForm::probs(), 1000);
         group.bench_function(strategy.name(), |b| {
             b.iter(|| cpu::select(&pool, &job, &Silent).expect("select"))
         });

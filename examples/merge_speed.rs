@@ -19,7 +19,7 @@ fn main() -> alpool::Result<()> {
     let shard_rows = 100_000u64;
     let dir = tempfile::tempdir().map_err(|e| alpool::Error::io("<tempdir>", e))?;
     let spec = ScoreSpec::new(Strategy::Margin);
-    let input = InputForm::probs(false);
+    let input = InputForm::probs();
     let mut rng = Rng::new(1);
     let mut paths = Vec::new();
     let t = Instant::now();

@@ -18,7 +18,7 @@ fn main() -> alpool::Result<()> {
 
     let mut job = Job::new(
         ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(false),
+        InputForm::probs(),
         10,
     );
     job.exclusions = Exclusions::new(vec![0, 1, 2]);

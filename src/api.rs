@@ -62,7 +62,7 @@ pub struct Outcome {
 /// // d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
 /// let probs = [0.9f32, 0.09, 0.01, 0.2, 0.5, 0.3];
 /// let pool = Pool::from_f32(&probs, 3)?; // borrowed, not copied
-/// let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 1);
+/// let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1);
 /// let sel = alpool::select(&pool, &job, Device::Auto)?;
 /// assert_eq!(sel.indices(), [1]);
 /// assert!((sel.entries[0].score - 0.2).abs() < 1e-7);

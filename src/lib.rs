@@ -18,7 +18,7 @@
 //! // d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
 //! let probs = vec![0.9f32, 0.09, 0.01, 0.2, 0.5, 0.3];
 //! let pool = Pool::from_f32(&probs, 3)?;
-//! let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 1);
+//! let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1);
 //! let sel = alpool::select(&pool, &job, Device::Auto)?;
 //! assert_eq!(sel.indices(), [1]);
 //! // Files: Pool::open(&["shard-0.npy", "shard-1.npy"]); ndarray: Pool::from_array(a.view()).

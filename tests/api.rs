@@ -35,7 +35,7 @@ fn files_slices_and_views_select_the_same_rows() {
         Strategy::Ratio,
         Strategy::Random,
     ] {
-        let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), 100);
+        let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 100);
         let want = alpool::select(&file, &job, Device::Cpu).unwrap();
         assert_eq!(want.entries.len(), 100);
         for pool in [&slice, &view] {
@@ -51,7 +51,7 @@ fn files_slices_and_views_select_the_same_rows() {
             want.entries[0].score
         );
         // float16 rounds the values: its own selection, but a valid one.
-        let job16 = Job::new(ScoreSpec::new(strategy), InputForm::probs(true), 100);
+        let job16 = Job::new(ScoreSpec::new(strategy), InputForm::probs_f16(), 100);
         assert_eq!(
             alpool::select(&f16, &job16, Device::Cpu)
                 .unwrap()
@@ -87,7 +87,7 @@ fn non_standard_views_and_ragged_slices_are_refused() {
     assert!(e.contains("at least one class"), "{e}");
     // An empty pool with classes is valid and selects nothing.
     let empty = Pool::from_f32(&[], 3).unwrap();
-    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 5);
+    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 5);
     assert!(
         alpool::select(&empty, &job, Device::Auto)
             .unwrap()

@@ -246,7 +246,7 @@ fn large_pool_with_ties_matches_reference_for_every_strategy() {
                 excluded: &[3, 4, 5, 19_999],
                 f16: false,
             };
-            check(&rows, 10, InputForm::probs(false), spec, k, layout).unwrap();
+            check(&rows, 10, InputForm::probs(), spec, k, layout).unwrap();
         }
     }
 }
@@ -276,7 +276,7 @@ fn sharded_pool_equals_concatenated_pool_and_chunking_changes_nothing() {
                     log_base: LogBase::Two,
                     seed: 3,
                 },
-                InputForm::probs(false),
+                InputForm::probs(),
                 250,
             );
             job.chunk_rows = chunk;
@@ -329,7 +329,7 @@ fn logits_input_equals_softmax_then_probs_input() {
         .unwrap();
         let from_probs = cpu::select(
             &Pool::open(&[&pp]).unwrap(),
-            &Job::new(spec, InputForm::probs(false), 100),
+            &Job::new(spec, InputForm::probs(), 100),
             &Silent,
         )
         .unwrap();

@@ -78,7 +78,7 @@ fn fused_equals_predict_then_select() {
                         seed: case,
                         ..ScoreSpec::new(strategy)
                     },
-                    InputForm::probs(false),
+                    InputForm::probs(),
                     k,
                 );
                 job.exclusions = Exclusions::new((0..n as u64).filter(|i| i % 7 == 3).collect());

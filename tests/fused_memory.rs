@@ -34,7 +34,7 @@ fn memory_does_not_grow_with_the_pool() {
         let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(4096);
         let job = Job::new(
             ScoreSpec::new(Strategy::Entropy),
-            InputForm::probs(false),
+            InputForm::probs(),
             100,
         );
         let (sel, peak) =

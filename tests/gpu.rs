@@ -74,7 +74,7 @@ fn only_about_k_rows_come_back_from_the_gpu() {
     let pool = Pool::open(&[&p]).unwrap();
     for strategy in Strategy::ALL {
         for k in [1usize, 100, 1000] {
-            let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), k);
+            let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), k);
             job.chunk_rows = 65_536;
             let (sel, phases) = gpu::select(&g, &pool, &job, &Silent).unwrap();
             assert_eq!(
@@ -131,7 +131,7 @@ fn gpu_matches_cpu_for_every_strategy_input_and_chunking() {
                     log_base: LogBase::Two,
                     seed: 9,
                 };
-                let mut job = Job::new(spec, InputForm::probs(false), k);
+                let mut job = Job::new(spec, InputForm::probs(), k);
                 job.chunk_rows = chunk;
                 job.exclusions = Exclusions::new(vec![0, 5, 6, (n - 1) as u64]);
                 let what = format!("{strategy} n={n} C={classes} k={k} chunk={chunk}");
@@ -161,7 +161,7 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     for chunk in [0u64, 1000] {
         let mut job = Job::new(
             ScoreSpec::new(Strategy::Entropy),
-            InputForm::probs(false),
+            InputForm::probs(),
             10,
         );
         job.chunk_rows = chunk;
@@ -179,7 +179,7 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     let pool = Pool::open(&[&p]).unwrap();
     let job = Job::new(
         ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(false),
+        InputForm::probs(),
         10,
     );
     let gpu_err = gpu::select(&g, &pool, &job, &Silent)
@@ -243,7 +243,7 @@ fn near_ties_below_f32_resolution_still_match() {
         Strategy::LeastConfidence,
     ] {
         for k in [1usize, 10, 300, 5000] {
-            let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), k);
+            let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), k);
             parity(&g, &pool, &job, &format!("near ties {strategy} k={k}"));
             let job = Job::new(
                 ScoreSpec::new(strategy),
@@ -337,7 +337,7 @@ fn fused_feature_selection_scores_blocks_on_the_gpu_with_the_cpus_answer() {
     .unwrap();
     let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(1024);
     for strategy in Strategy::ALL {
-        let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(false), 57);
+        let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 57);
         job.exclusions = Exclusions::new(vec![0, 1023, 1024, 2999]);
         let cpu = select_features_on(alpool::Backend::Cpu, &m, &fp, &job, &Silent).unwrap();
         let on_gpu = select_features_on(alpool::Backend::Gpu(&g), &m, &fp, &job, &Silent).unwrap();

@@ -81,7 +81,7 @@ proptest! {
         let input = if logits {
             InputForm::Logits { temperature: 0.7 }
         } else {
-            InputForm::probs(false)
+            InputForm::probs()
         };
         let mut job = Job::new(ScoreSpec { seed, ..ScoreSpec::new(Strategy::ALL[st]) }, input, k);
         job.exclusions = exclude.clone();
@@ -101,7 +101,7 @@ fn setup(dir: &Path) -> (Vec<f32>, Job) {
     let x = tied_rows(200, 3, 5);
     let job = Job::new(
         ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(false),
+        InputForm::probs(),
         20,
     );
     let _ = dir;
@@ -129,7 +129,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
     std::fs::create_dir(&other).unwrap();
     let ent = Job::new(
         ScoreSpec::new(Strategy::Entropy),
-        InputForm::probs(false),
+        InputForm::probs(),
         20,
     );
     let e = parts_of(&other, &x, 3, &[100], &ent, &none, 20);
@@ -148,7 +148,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
             seed: 1,
             ..ScoreSpec::new(Strategy::Random)
         },
-        InputForm::probs(false),
+        InputForm::probs(),
         20,
     );
     let r2 = Job::new(
@@ -156,7 +156,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
             seed: 2,
             ..ScoreSpec::new(Strategy::Random)
         },
-        InputForm::probs(false),
+        InputForm::probs(),
         20,
     );
     let a = parts_of(&seeds, &x, 3, &[100], &r1, &none, 20);

@@ -830,7 +830,7 @@ mod tests {
             return;
         }
         for strategy in Strategy::ALL {
-            let job = Job::new(crate::ScoreSpec::new(strategy), InputForm::probs(false), 10);
+            let job = Job::new(crate::ScoreSpec::new(strategy), InputForm::probs(), 10);
             // 1,003 rows: 125 groups of 8 and a tail of 3.
             let rows = softmax_pool(1003, 10, 4);
             let run = |kernel: &str| {

@@ -93,7 +93,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         cpu::kernel_variant()
     );
 
-    let chunk = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 0)
+    let chunk = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0)
         .rows_per_chunk(&pool);
     let (floor, _) = Timing::measure(1, a.runs, || read_pass(&pool, chunk));
     let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[&path]));
@@ -135,7 +135,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             log_base: LogBase::E,
             seed: 1,
         };
-        let job = Job::new(spec, InputForm::probs(pool.has_f16()), a.k);
+        let job = Job::new(spec, InputForm::probs_for(&pool), a.k);
         let mut cpu_mean = None;
         if a.device.contains(&BenchDevice::Cpu) {
             let (t, sel) = Timing::measure(1, a.runs, || cpu::select(&pool, &job, &Silent));

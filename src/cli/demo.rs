@@ -114,7 +114,7 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
             log_base: LogBase::E,
             seed: a.seed,
         };
-        let job = Job::new(spec, InputForm::probs(false), a.k);
+        let job = Job::new(spec, InputForm::probs(), a.k);
         let t = Instant::now();
         let sel = cpu::select(&pool, &job, &Silent)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -128,7 +128,7 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
     let mut row = vec![0f32; a.classes];
     let sel = cpu::select(
         &pool,
-        &Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(false), 1),
+        &Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1),
         &Silent,
     )?;
     if let Some(e) = sel.entries.first() {

@@ -16,13 +16,32 @@ pub enum InputForm {
 }
 
 impl InputForm {
-    /// Probabilities with the default tolerance for `dtype_epsilon`-precise
-    /// data: 1e-3 for float32, 1e-2 for float16 (whose values carry only 11
-    /// significant bits, so a 10-class row may be off by a few 1e-3).
-    pub fn probs(dtype_is_f16: bool) -> Self {
+    /// Probabilities, checked with float32 data's default row-sum
+    /// tolerance (1e-3).
+    pub fn probs() -> Self {
         InputForm::Probs {
             renormalize: false,
-            sum_tol: default_sum_tol(dtype_is_f16),
+            sum_tol: default_sum_tol(false),
+        }
+    }
+
+    /// Probabilities stored as float16, whose values carry only 11
+    /// significant bits (a 10-class row may be off by a few 1e-3): the
+    /// default tolerance is 1e-2.
+    pub fn probs_f16() -> Self {
+        InputForm::Probs {
+            renormalize: false,
+            sum_tol: default_sum_tol(true),
+        }
+    }
+
+    /// The default probabilities form for `pool`: float16's looser
+    /// tolerance when any shard is float16.
+    pub fn probs_for(pool: &crate::pool::Pool) -> Self {
+        if pool.has_f16() {
+            InputForm::probs_f16()
+        } else {
+            InputForm::probs()
         }
     }
 
@@ -188,7 +207,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_rows() {
-        let form = InputForm::probs(false);
+        let form = InputForm::probs();
         let mut p = [0.0; 3];
         let err = |row: &[f32], form: &InputForm| {
             canonical_probs(form, row, &mut [0.0; 3][..row.len()]).unwrap_err()
@@ -232,7 +251,7 @@ mod tests {
     fn nan_reports_its_column() {
         let mut p = [0.0; 3];
         let e =
-            canonical_probs(&InputForm::probs(false), &[0.5, f32::NAN, 0.5], &mut p).unwrap_err();
+            canonical_probs(&InputForm::probs(), &[0.5, f32::NAN, 0.5], &mut p).unwrap_err();
         assert_eq!(e.col(), Some(1));
         assert!(e.to_string().contains("NaN"), "{e}");
     }
