@@ -16,11 +16,7 @@ fn main() -> alpool::Result<()> {
     synth::write_softmax_pool(&b, 50_000, 10, 2)?;
     let pool = Pool::open(&[&a, &b])?;
 
-    let mut job = Job::new(
-        ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(),
-        10,
-    );
+    let mut job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
     job.exclusions = Exclusions::new(vec![0, 1, 2]);
     let sel = cpu::select(&pool, &job, &Silent)?;
     println!("rank  row     margin");

@@ -111,6 +111,10 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Exchange { path: PathBuf, reason: String },
 
+    /// The workspace's database: busy with another command, or failing.
+    #[error("{}: {reason}", path.display())]
+    Workspace { path: PathBuf, reason: String },
+
     /// A part file (`alpool select --out X.alpart`) that is damaged or does
     /// not belong with the others of a merge.
     #[error("{}: {reason}", path.display())]

@@ -32,11 +32,7 @@ fn memory_does_not_grow_with_the_pool() {
         npy::save(&path, &[rows, dim], &x).unwrap();
         drop(x);
         let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(4096);
-        let job = Job::new(
-            ScoreSpec::new(Strategy::Entropy),
-            InputForm::probs(),
-            100,
-        );
+        let job = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 100);
         let (sel, peak) =
             peak_extra_memory(|| select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap());
         assert_eq!(sel.entries.len(), 100);

@@ -159,11 +159,7 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     common::save_f32(&p, &rows, 4);
     let pool = Pool::open(&[&p]).unwrap();
     for chunk in [0u64, 1000] {
-        let mut job = Job::new(
-            ScoreSpec::new(Strategy::Entropy),
-            InputForm::probs(),
-            10,
-        );
+        let mut job = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 10);
         job.chunk_rows = chunk;
         let cpu_err = cpu::select(&pool, &job, &Silent).unwrap_err().to_string();
         let gpu_err = gpu::select(&g, &pool, &job, &Silent)
@@ -177,11 +173,7 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     rows[4_321] = rows[4_320].clone();
     common::save_f32(&p, &rows, 4);
     let pool = Pool::open(&[&p]).unwrap();
-    let job = Job::new(
-        ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(),
-        10,
-    );
+    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
     let gpu_err = gpu::select(&g, &pool, &job, &Silent)
         .unwrap_err()
         .to_string();

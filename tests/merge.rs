@@ -99,11 +99,7 @@ proptest! {
 
 fn setup(dir: &Path) -> (Vec<f32>, Job) {
     let x = tied_rows(200, 3, 5);
-    let job = Job::new(
-        ScoreSpec::new(Strategy::Margin),
-        InputForm::probs(),
-        20,
-    );
+    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 20);
     let _ = dir;
     (x, job)
 }
@@ -127,11 +123,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
     // Another strategy.
     let other = d.join("other");
     std::fs::create_dir(&other).unwrap();
-    let ent = Job::new(
-        ScoreSpec::new(Strategy::Entropy),
-        InputForm::probs(),
-        20,
-    );
+    let ent = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 20);
     let e = parts_of(&other, &x, 3, &[100], &ent, &none, 20);
     let (code, err, _) = cli(&["merge", &p(&good[0]), &p(&e[1]), "-k", "20"]);
     assert_eq!(code, Some(1));

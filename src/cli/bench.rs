@@ -93,8 +93,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         cpu::kernel_variant()
     );
 
-    let chunk = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0)
-        .rows_per_chunk(&pool);
+    let chunk =
+        Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0).rows_per_chunk(&pool);
     let (floor, _) = Timing::measure(1, a.runs, || read_pass(&pool, chunk));
     let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[&path]));
     println!(

@@ -250,8 +250,7 @@ mod tests {
     #[test]
     fn nan_reports_its_column() {
         let mut p = [0.0; 3];
-        let e =
-            canonical_probs(&InputForm::probs(), &[0.5, f32::NAN, 0.5], &mut p).unwrap_err();
+        let e = canonical_probs(&InputForm::probs(), &[0.5, f32::NAN, 0.5], &mut p).unwrap_err();
         assert_eq!(e.col(), Some(1));
         assert!(e.to_string().contains("NaN"), "{e}");
     }

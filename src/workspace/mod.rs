@@ -24,12 +24,17 @@ const DB: &str = "alpool.db";
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| match e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy => {
-            Error::Config(format!(
-                "{}: another alpool command is working on this workspace; try again when it is done",
-                path.display()
-            ))
+            Error::Workspace {
+                path: path.into(),
+                reason:
+                    "another alpool command is working on this workspace; try again when it is done"
+                        .into(),
+            }
         }
-        e => Error::Config(format!("{}: {e}", path.display())),
+        e => Error::Workspace {
+            path: path.into(),
+            reason: e.to_string(),
+        },
     }
 }
 
