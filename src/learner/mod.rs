@@ -96,16 +96,49 @@ impl Default for MlpConfig {
     }
 }
 
-impl MlpConfig {
-    fn to_json(&self, inputs: usize, classes: usize) -> serde_json::Value {
-        serde_json::json!({
-            "inputs": inputs, "classes": classes, "hidden": self.hidden, "dropout": self.dropout,
-            "lr": self.lr, "weight_decay": self.weight_decay, "batch_size": self.batch_size,
-            "epochs": self.epochs, "min_steps": self.min_steps, "val_fraction": self.val_fraction,
-            "patience": self.patience, "class_weights": self.class_weights, "seed": self.seed,
-            "engine": self.engine.name(), "scale": self.scale.name(),
-        })
-    }
+/// The model's JSON config file beside its weights (`MODEL.json`).
+/// Fields added after the first release default to what older models did.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfigFile {
+    inputs: usize,
+    classes: usize,
+    hidden: Vec<usize>,
+    dropout: f32,
+    lr: f64,
+    weight_decay: f64,
+    batch_size: usize,
+    epochs: usize,
+    min_steps: usize,
+    val_fraction: f64,
+    patience: usize,
+    #[serde(default)]
+    class_weights: bool,
+    #[serde(default)]
+    seed: u64,
+    /// Models saved before engines existed ran the candle ops; the fused
+    /// engine computes the same function.
+    #[serde(default = "fused_name")]
+    engine: String,
+    /// Models saved before scaling existed took their inputs as given.
+    #[serde(default = "none_name")]
+    scale: String,
+    #[serde(default)]
+    scaler: Option<ScalerMeta>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ScalerMeta {
+    kind: String,
+    #[serde(default)]
+    constant_columns: Vec<usize>,
+}
+
+fn fused_name() -> String {
+    Engine::Fused.name().into()
+}
+
+fn none_name() -> String {
+    Scale::None.name().into()
 }
 
 /// What a training run did.
@@ -497,12 +530,29 @@ impl Mlp {
             }
         }
         candle_core::safetensors::save(&map, path).map_err(ce)?;
-        let mut json = self.config.to_json(self.inputs, self.classes);
-        json["scaler"] = match &self.scaler {
-            Some(s) => serde_json::json!({"kind": s.kind.name(), "constant_columns": s.constant}),
-            None => serde_json::Value::Null,
+        let c = &self.config;
+        let file = ConfigFile {
+            inputs: self.inputs,
+            classes: self.classes,
+            hidden: c.hidden.clone(),
+            dropout: c.dropout,
+            lr: c.lr,
+            weight_decay: c.weight_decay,
+            batch_size: c.batch_size,
+            epochs: c.epochs,
+            min_steps: c.min_steps,
+            val_fraction: c.val_fraction,
+            patience: c.patience,
+            class_weights: c.class_weights,
+            seed: c.seed,
+            engine: c.engine.name().into(),
+            scale: c.scale.name().into(),
+            scaler: self.scaler.as_ref().map(|s| ScalerMeta {
+                kind: s.kind.name().into(),
+                constant_columns: s.constant.clone(),
+            }),
         };
-        let json = json.to_string();
+        let json = serde_json::to_string(&file).map_err(|e| Error::model(path, e.to_string()))?;
         std::fs::write(path.with_extension("json"), json)
             .map_err(|e| Error::io(path.with_extension("json"), e))
     }
@@ -511,57 +561,32 @@ impl Mlp {
     pub fn load(path: &Path) -> Result<Mlp> {
         let cfg_path = path.with_extension("json");
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
+        let v: ConfigFile = serde_json::from_str(&text)
             .map_err(|e| Error::model(&cfg_path, format!("bad model config: {e}")))?;
-        let get = |k: &str| {
-            v.get(k)
-                .ok_or_else(|| Error::model(&cfg_path, format!("model config lacks {k:?}")))
-        };
-        let u = |k: &str| -> Result<usize> {
-            get(k)?
-                .as_u64()
-                .map(|x| x as usize)
-                .ok_or_else(|| Error::model(&cfg_path, format!("{k} is not a number")))
-        };
-        let f = |k: &str| -> Result<f64> {
-            get(k)?
-                .as_f64()
-                .ok_or_else(|| Error::model(&cfg_path, format!("{k} is not a number")))
-        };
         let config = MlpConfig {
-            hidden: get("hidden")?
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_u64().map(|x| x as usize))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            dropout: f("dropout")? as f32,
-            lr: f("lr")?,
-            weight_decay: f("weight_decay")?,
-            batch_size: u("batch_size")?,
-            epochs: u("epochs")?,
-            min_steps: u("min_steps")?,
-            val_fraction: f("val_fraction")?,
-            patience: u("patience")?,
-            class_weights: get("class_weights")?.as_bool().unwrap_or(false),
-            seed: get("seed")?.as_u64().unwrap_or(0),
-            // Models saved before engines existed ran the candle ops; the
-            // fused engine computes the same function.
-            engine: match v.get("engine").and_then(|e| e.as_str()) {
-                Some("candle") => Engine::Candle,
+            hidden: v.hidden,
+            dropout: v.dropout,
+            lr: v.lr,
+            weight_decay: v.weight_decay,
+            batch_size: v.batch_size,
+            epochs: v.epochs,
+            min_steps: v.min_steps,
+            val_fraction: v.val_fraction,
+            patience: v.patience,
+            class_weights: v.class_weights,
+            seed: v.seed,
+            engine: match v.engine.as_str() {
+                "candle" => Engine::Candle,
                 _ => Engine::Fused,
             },
-            // Models saved before scaling existed took their inputs as given.
-            scale: match v.get("scale").and_then(|e| e.as_str()) {
-                Some("standard") => Scale::Standard,
-                Some("minmax") => Scale::MinMax,
-                Some("auto") => Scale::Auto,
+            scale: match v.scale.as_str() {
+                "standard" => Scale::Standard,
+                "minmax" => Scale::MinMax,
+                "auto" => Scale::Auto,
                 _ => Scale::None,
             },
         };
-        let mut mlp = Mlp::new(u("inputs")?, u("classes")?, config)?;
+        let mut mlp = Mlp::new(v.inputs, v.classes, config)?;
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| Error::model(path, format!("not a readable safetensors file: {e}")))?;
         for (i, l) in mlp.layers.iter_mut().enumerate() {
@@ -588,13 +613,10 @@ impl Mlp {
                     .map_err(|e| Error::model(path, format!("tensor {name}: {e}")))?;
             }
         }
-        if let Some(kind) = v
-            .get("scaler")
-            .and_then(|s| s.get("kind"))
-            .and_then(|k| k.as_str())
-        {
-            let kind = ScaleKind::parse(kind)
-                .ok_or_else(|| Error::model(&cfg_path, format!("unknown scaler kind {kind:?}")))?;
+        if let Some(meta) = v.scaler {
+            let kind = ScaleKind::parse(&meta.kind).ok_or_else(|| {
+                Error::model(&cfg_path, format!("unknown scaler kind {:?}", meta.kind))
+            })?;
             let read = |name: &str| -> Result<Vec<f32>> {
                 let t = tensors
                     .get(name)
@@ -620,19 +642,11 @@ impl Mlp {
                     format!("{SCALER_SCALE}[{j}] is {}, not a usable scale", scale[j]),
                 ));
             }
-            let constant = v["scaler"]["constant_columns"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| c.as_u64().map(|c| c as usize))
-                        .collect()
-                })
-                .unwrap_or_default();
             mlp.scaler = Some(Scaler {
                 kind,
                 shift,
                 scale,
-                constant,
+                constant: meta.constant_columns,
             });
         }
         Ok(mlp)
