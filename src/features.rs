@@ -93,6 +93,16 @@ impl FeaturePool {
         self
     }
 
+    /// Makes these files rows `offset..` of a bigger pool (one machine's
+    /// shard): indices, exclusions and the random strategy's hash are then
+    /// global.
+    pub fn with_row_offset(mut self, offset: u64) -> FeaturePool {
+        for s in &mut self.shards {
+            s.first_row += offset;
+        }
+        self
+    }
+
     pub fn rows(&self) -> u64 {
         self.rows
     }
@@ -167,12 +177,13 @@ impl FeaturePool {
     pub fn gather(&self, rows: &[usize]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(rows.len() * self.dim);
         let mut one = Vec::new();
+        let base = self.shards.first().map_or(0, |s| s.first_row);
         for &r in rows {
             let r = r as u64;
-            if r >= self.rows {
+            if r < base || r >= base + self.rows {
                 return Err(Error::Config(format!(
-                    "row {r} is past the end of the {}-row feature pool",
-                    self.rows
+                    "row {r} is outside the feature pool's rows {base}..{}",
+                    base + self.rows
                 )));
             }
             let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);

@@ -199,7 +199,7 @@ def select_files(
 
 
 def select_part(
-    probs: np.ndarray,
+    probs: np.ndarray | Paths,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
@@ -213,16 +213,19 @@ def select_part(
     device: str = "cpu",
     renormalize: bool = False,
     sum_tol: float | None = None,
+    model: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One shard's k best rows as ``(priorities, global rows)``, for :func:`merge_parts`.
 
+    ``probs`` is an N x C array or the shard's .npy files; with ``model=``,
+    the shard's feature files, scored through the model (the fused path).
     The shard's rows are global rows ``row_offset...``, or the global indices
     in ``rows`` (one per row, any order). ``exclude`` lists global rows.
     A priority is the score oriented so that higher is more informative
     (the negated margin for "margin").
     """
     return _alpool.select_part(
-        probs,
+        _paths(probs) if isinstance(probs, (str, os.PathLike, list, tuple)) else probs,
         strategy,
         k,
         rows=rows,
@@ -235,6 +238,7 @@ def select_part(
         device=device,
         renormalize=renormalize,
         sum_tol=sum_tol,
+        model=None if model is None else os.fspath(model),
     )
 
 

@@ -54,7 +54,7 @@ def select_files(
     row_offset: int = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def select_part(
-    probs: np.ndarray,
+    probs: np.ndarray | str | Sequence[str],
     strategy: str = ...,
     k: int | None = ...,
     *,
@@ -68,6 +68,7 @@ def select_part(
     device: str = ...,
     renormalize: bool = ...,
     sum_tol: float | None = ...,
+    model: str | None = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def merge(
     parts: Sequence[tuple[np.ndarray, np.ndarray]],

@@ -74,6 +74,7 @@ def select(
     probs_column: str = "probs",
     row_column: str = "row",
     num_cpus: float = 1,
+    model: str | os.PathLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top k of a pool spread over Ray tasks: ``(indices, scores)``.
 
@@ -83,6 +84,10 @@ def select(
         exclude: global rows never to select.
         probs_column, row_column: the Dataset's columns.
         num_cpus: CPUs Ray reserves for each task.
+        model: a saved model: ``source`` is then the pool's feature files,
+            each task scores its shard through the model (the fused path,
+            no N x C matrix), and the merge is exactly
+            ``alpool.select(model=model, features=source)``.
         input, temperature, log_base, seed, renormalize, sum_tol: as for
             :func:`alpool.select`.
     """
@@ -96,6 +101,10 @@ def select(
         "renormalize": renormalize,
         "sum_tol": sum_tol,
     }
+    if model is not None:
+        if not isinstance(source, (str, os.PathLike, list, tuple)):
+            raise TypeError("with model=, source must be the pool's feature files")
+        kw["model"] = os.fspath(model)
     ex = None if exclude is None else np.asarray(exclude, dtype=np.int64)
     if isinstance(source, (str, os.PathLike)):
         source = [source]

@@ -556,7 +556,7 @@ fn select_files<'py>(
 /// select_part(probs, strategy, k, *, rows=None, row_offset=0, ...) ->
 /// (priorities, global rows): one shard's k best for an exact merge.
 #[pyfunction]
-#[pyo3(signature = (probs, strategy="margin", k=Some(1000), *, rows=None, row_offset=0, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="cpu", renormalize=false, sum_tol=None))]
+#[pyo3(signature = (probs, strategy="margin", k=Some(1000), *, rows=None, row_offset=0, exclude=None, input="probs", temperature=1.0, log_base="e", seed=0, device="cpu", renormalize=false, sum_tol=None, model=None))]
 #[allow(clippy::too_many_arguments)]
 fn select_part<'py>(
     py: Python<'py>,
@@ -573,6 +573,7 @@ fn select_part<'py>(
     device: &str,
     renormalize: bool,
     sum_tol: Option<f64>,
+    model: Option<std::path::PathBuf>,
 ) -> PyResult<PartArrays<'py>> {
     let req = Request::new(
         strategy,
@@ -585,6 +586,21 @@ fn select_part<'py>(
     )?;
     let (k, device) = (parse_k(k)?, parse_device(device)?);
     let strategy = req.strategy;
+    if let Some(model) = model {
+        // Feature files through a model: the fused path, at this shard's
+        // global offset.
+        let paths = as_paths(probs)?.ok_or_else(|| {
+            PyTypeError::new_err("with model=, give the shard's feature files (paths)")
+        })?;
+        let m = Mlp::load(&model).map_err(to_py)?;
+        let fp = FeaturePool::open(&paths)
+            .map_err(to_py)?
+            .with_row_offset(row_offset);
+        let mut job = req.job(false, k);
+        job.exclusions = parse_exclude_in(exclude, row_offset, fp.rows())?;
+        let sel = run_released(py, |cancel| select_features(&m, &fp, &job, cancel))?;
+        return Ok(part_arrays(py, strategy, &sel));
+    }
     if let Some(paths) = as_paths(probs)? {
         // Shard files: memory-mapped by the engine, read in chunks.
         let pool = Pool::open(&paths)

@@ -61,3 +61,46 @@ def test_a_ray_dataset_in_any_row_order_equals_the_whole(cluster, strategy: str)
     got = alpool.ray.select(ds, strategy, 250, exclude=[5, 1050], seed=2)
     assert np.array_equal(got[0], want[0])
     assert np.array_equal(got[1], want[1])
+
+
+def test_feature_shards_through_a_model_on_ray(cluster, cli, tmp_path: Path) -> None:
+    import subprocess
+
+    rng = np.random.default_rng(5)
+    x = (rng.integers(0, 4, size=(4000, 5)) * [1, 10, 100, 1, 1000]).astype(np.float32)
+    y = (x[:, 0] > 1).astype(np.int64) + (x[:, 4] > 1500)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    model = tmp_path / "m.safetensors"
+    subprocess.run(
+        [
+            str(cli),
+            "train",
+            "--features",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--hidden",
+            "8",
+            "--min-steps",
+            "30",
+            "--epochs",
+            "1",
+            "--out",
+            str(model),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cuts = [0, 1500, 1501, 4000]
+    paths = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        np.save(tmp_path / f"f{i}.npy", x[a:b])
+        paths.append(tmp_path / f"f{i}.npy")
+    for strategy in ["margin", "random"]:
+        want = alpool.select(
+            strategy=strategy, k=120, model=model, features=paths, exclude=[0, 1500, 3999]
+        )
+        got = alpool.ray.select(paths, strategy, 120, model=model, exclude=[0, 1500, 3999])
+        assert np.array_equal(got[0], want[0]), strategy
+        assert np.array_equal(got[1], want[1]), strategy
