@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,15 @@ def tied_probs(rows: int, classes: int, seed: int) -> np.ndarray:
     base = random_probs(7, classes, seed)
     rng = np.random.default_rng(seed + 1)
     return np.ascontiguousarray(base[rng.integers(0, 7, rows)])
+
+
+def train_model(cli: Path, folder: Path, x: np.ndarray, y: np.ndarray, hidden: int) -> Path:
+    """Saves x and y in `folder` and trains a small model on them with the
+    CLI (`alpool train`); returns the model's path."""
+    np.save(folder / "x.npy", x.astype(np.float32))
+    np.save(folder / "y.npy", y.astype(np.int64))
+    model = folder / "m.safetensors"
+    args = ["train", "--features", folder / "x.npy", "--labels", folder / "y.npy"]
+    args += ["--hidden", hidden, "--min-steps", 40, "--epochs", 2, "--out", model]
+    subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+    return model

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_probs, tied_probs
+from conftest import random_probs, tied_probs, train_model
 
 import alpool
 
@@ -64,34 +64,10 @@ def test_a_ray_dataset_in_any_row_order_equals_the_whole(cluster, strategy: str)
 
 
 def test_feature_shards_through_a_model_on_ray(cluster, cli, tmp_path: Path) -> None:
-    import subprocess
-
     rng = np.random.default_rng(5)
     x = (rng.integers(0, 4, size=(4000, 5)) * [1, 10, 100, 1, 1000]).astype(np.float32)
     y = (x[:, 0] > 1).astype(np.int64) + (x[:, 4] > 1500)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", y)
-    model = tmp_path / "m.safetensors"
-    subprocess.run(
-        [
-            str(cli),
-            "train",
-            "--features",
-            str(tmp_path / "x.npy"),
-            "--labels",
-            str(tmp_path / "y.npy"),
-            "--hidden",
-            "8",
-            "--min-steps",
-            "30",
-            "--epochs",
-            "1",
-            "--out",
-            str(model),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    model = train_model(cli, tmp_path, x, y, hidden=8)
     cuts = [0, 1500, 1501, 4000]
     paths = []
     for i, (a, b) in enumerate(zip(cuts, cuts[1:])):

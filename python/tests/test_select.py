@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_probs, tied_probs
+from conftest import random_probs, tied_probs, train_model
 
 import alpool
 
@@ -139,29 +139,7 @@ def test_model_and_features_equal_the_cli_fused_path(cli: Path, tmp_path: Path) 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(3000, 6)).astype(np.float32) * [1, 10, 100, 1, 1, 1000]
     y = (x[:, 0] + x[:, 1] / 10 > 0).astype(np.int64) + (x[:, 5] > 0)
-    np.save(tmp_path / "x.npy", x.astype(np.float32))
-    np.save(tmp_path / "y.npy", y)
-    model = tmp_path / "m.safetensors"
-    subprocess.run(
-        [
-            str(cli),
-            "train",
-            "--features",
-            str(tmp_path / "x.npy"),
-            "--labels",
-            str(tmp_path / "y.npy"),
-            "--hidden",
-            "16",
-            "--min-steps",
-            "40",
-            "--epochs",
-            "2",
-            "--out",
-            str(model),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    model = train_model(cli, tmp_path, x, y, hidden=16)
     for strategy in STRATEGIES:
         want = run_cli(
             cli,
