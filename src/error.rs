@@ -99,6 +99,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// One task (or row) of a Label Studio export, named as Label Studio
+    /// shows it (`Label Studio task 12`) or by its line.
+    #[error("{}: {task}: {reason}", path.display())]
+    BadTask {
+        path: PathBuf,
+        task: String,
+        reason: String,
+    },
+
     #[error("{0}")]
     Config(String),
 

@@ -128,9 +128,10 @@ fn a_full_labeling_cycle_never_reselects_labeled_items() {
         .iter()
         .enumerate()
         .map(|(t, task)| {
-            let id: usize = task["data"]["id"].as_str().unwrap().parse().unwrap();
+            let id: usize = task["data"]["alpool_id"].as_str().unwrap().parse().unwrap();
             assert!(task["predictions"][0]["score"].is_number());
-            serde_json::json!({"id": t + 1, "data": task["data"], "annotations": [{"result": [{"value": {"choices": [name(y[id])]}}]}]})
+            serde_json::json!({"id": t + 1, "data": task["data"], "annotations": [{"id": 100 + t, "result": [
+                {"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": [name(y[id])]}}]}]})
         })
         .collect();
     let export = tmp.path().join("ls-export.json");
@@ -294,12 +295,12 @@ fn conflicts_are_kept_apart_or_overwritten_and_bad_files_change_nothing() {
     let wrong = name((y[3] + 1) % 10);
     let conflict = f("conflict.csv", &format!("id,label\n3,{wrong}\n"));
     let out = ok(&["ingest", w, &conflict]);
-    assert!(out.contains("1 conflicting"), "{out}");
+    assert!(out.contains("1 conflicts"), "{out}");
     let (n, _, conflicts) = state(&ws);
     assert_eq!((n, conflicts.len()), (20, 1));
     let status = ok(&["status", w]);
     assert!(
-        status.contains("conflicting labels kept apart (1)"),
+        status.contains("open conflicts, kept apart (1;"),
         "{status}"
     );
     let stored = Workspace::open(&ws, Duration::from_secs(1))
@@ -316,22 +317,24 @@ fn conflicts_are_kept_apart_or_overwritten_and_bad_files_change_nothing() {
         .unwrap()[3]
         .class;
     assert_eq!(name(stored), wrong);
+    let (_, _, open) = state(&ws);
+    assert!(open.is_empty(), "the overwrite resolved the conflict");
+    let status = ok(&["status", w]);
+    assert!(
+        status.contains("no open conflicts (1 resolved in the history)"),
+        "{status}"
+    );
 
     for (file, content, needles) in [
         (
             "unknown_id.csv",
             "id,label\n50,one\nnope,two\n".to_string(),
-            vec!["line 3", "unknown id \"nope\""],
+            vec!["line 3", "unknown item id \"nope\""],
         ),
         (
             "unknown_class.csv",
             "id,label\n50,one\n51,eleven\n".to_string(),
             vec!["line 3", "unknown class \"eleven\""],
-        ),
-        (
-            "dupe.csv",
-            "id,label\n50,one\n51,two\n50,one\n".to_string(),
-            vec!["line 4", "first on line 2"],
         ),
         ("empty.csv", String::new(), vec!["empty"]),
         (

@@ -67,10 +67,23 @@ enum Command {
     ///
     /// Example: alpool next ./ws -k 500 --strategy margin --out batch.csv
     Next(workspace::NextArgs),
-    /// Take labels back: CSV id,label or a Label Studio JSON export.
+    /// Take labels back: CSV id,label or a Label Studio export (JSON,
+    /// JSON_MIN, CSV, TSV); votes of several annotators are decided, never
+    /// guessed.
+    ///
+    /// Example: alpool ingest ./ws project-1-export.json
     Ingest(workspace::IngestArgs),
-    /// Labels per class, rounds, last scores, conflicts.
+    /// Labels per class, rounds, last scores, skipped items, open conflicts.
     Status(workspace::StatusArgs),
+    /// Print a Label Studio labeling config that fits the workspace's tasks.
+    ///
+    /// Example: alpool labeling-config ./ws > config.xml
+    LabelingConfig(workspace::LabelingConfigArgs),
+    /// Serve the workspace as a Label Studio ML backend: predictions with
+    /// scores, annotations ingested from webhooks, retraining as labels come.
+    ///
+    /// Example: alpool serve ./ws --port 9090
+    Serve(workspace::ServeArgs),
     /// Train the MLP learner on labeled data and save it (safetensors + JSON).
     Train(simulate::TrainArgs),
     /// Predict class probabilities with a saved model: a pool for `select`.
@@ -119,6 +132,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Next(a) => workspace::next(a),
         Command::Ingest(a) => workspace::ingest(a),
         Command::Status(a) => workspace::status(a),
+        Command::LabelingConfig(a) => workspace::labeling_config(a),
+        Command::Serve(a) => workspace::serve_cmd(a),
         Command::Train(a) => simulate::train(a),
         Command::Predict(a) => simulate::predict(a),
         Command::Bench(a) => bench::run(a),

@@ -12,9 +12,10 @@ use super::select::{DeviceArg, StrategyArg};
 use super::simulate::LearnerArgs;
 use alpool::features::{FEATURE_DTYPES, FeaturePool};
 use alpool::learner::Mlp;
-use alpool::workspace::exchange;
+use alpool::workspace::ingest::{Expect, read_label_file, seed_labels};
 use alpool::workspace::round::{NextOptions, next_round};
-use alpool::workspace::{InitSpec, Workspace};
+use alpool::workspace::serve::{ServeOptions, serve};
+use alpool::workspace::{IngestOptions, InitSpec, Workspace, export};
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -29,9 +30,14 @@ pub struct InitArgs {
     /// Item ids, one per line, one per row [default: the row numbers].
     #[arg(long, value_name = "FILE")]
     pub ids: Option<PathBuf>,
-    /// Seed labels: CSV `id,label` or a Label Studio JSON export.
+    /// Seed labels: CSV `id,label`.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// Item data for annotators, carried in every Label Studio task: JSON
+    /// lines with the item's "id" and the fields to show, e.g.
+    /// {"id": "a17", "image": "https://host/a17.jpg"} or {"id": 3, "text": "…"}.
+    #[arg(long, value_name = "items.jsonl")]
+    pub data: Option<PathBuf>,
 }
 
 pub fn init(a: InitArgs) -> anyhow::Result<()> {
@@ -69,21 +75,22 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         }
         None => (0..rows).map(|i| i.to_string()).collect(),
     };
+    let map: HashMap<String, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.clone(), i))
+        .collect();
     let seed = match &a.labels {
-        Some(p) => {
-            let map: HashMap<String, usize> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (id.clone(), i))
-                .collect();
-            Some((
-                exchange::read_labels(p, &map, &a.classes)?,
-                p.display().to_string(),
-            ))
-        }
+        Some(p) => Some((seed_labels(p, &map, &a.classes)?, p.display().to_string())),
         None => None,
     };
+    let (data, data_keys) = match &a.data {
+        Some(p) => export::read_item_data(p, &map)?,
+        None => Default::default(),
+    };
     let spec = InitSpec {
+        data,
+        data_keys,
         features: a.features.clone(),
         rows,
         dim,
@@ -123,6 +130,10 @@ pub struct NextArgs {
     pub wait: u64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Select items annotators skipped (or submitted empty) again; by
+    /// default they are left out until someone labels them.
+    #[arg(long)]
+    pub reselect_skipped: bool,
     #[command(flatten)]
     pub learner: LearnerArgs,
 }
@@ -136,6 +147,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
         learner: a.learner.config(a.seed),
         device: a.device.into(),
         out: a.out.clone(),
+        reselect_skipped: a.reselect_skipped,
     };
     let size = std::fs::metadata(ws.meta("features")?).map_or(0, |m| m.len());
     let bar = super::progress::Bar::bytes(size, false, "score");
@@ -165,33 +177,81 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     pub dir: PathBuf,
-    /// Labels: CSV `id,label` (a header line; the label a class name) or a
-    /// Label Studio JSON export (.json).
+    /// Labels: CSV `id,label` (a header line; the label a class name), or a
+    /// Label Studio export of this workspace's tasks: JSON, JSON_MIN
+    /// (.json), CSV (.csv) or TSV (.tsv).
     pub labels: PathBuf,
     /// Replace conflicting labels instead of keeping them apart (recorded).
     #[arg(long)]
     pub overwrite: bool,
+    /// Share of an item's votes the winning class needs when several
+    /// annotators labeled it (it also needs a strict plurality); items
+    /// below it are kept apart as conflicts.
+    #[arg(long, default_value_t = 0.5, value_parser = agreement)]
+    pub agreement: f64,
     /// Seconds to wait for another command on this workspace.
     #[arg(long, default_value_t = 30)]
     pub wait: u64,
 }
 
-pub fn ingest(a: IngestArgs) -> anyhow::Result<()> {
-    let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
-    let classes = ws.classes()?;
-    let map: HashMap<String, usize> = ws
+fn agreement(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(a) if (0.0..=1.0).contains(&a) => Ok(a),
+        _ => Err(format!("{s:?}: expected a share between 0 and 1")),
+    }
+}
+
+/// The checks every label file of a workspace is read against.
+fn expectations(ws: &Workspace) -> anyhow::Result<(HashMap<String, usize>, Vec<String>, String)> {
+    let ids = ws
         .ids()?
         .into_iter()
         .enumerate()
         .map(|(i, id)| (id, i))
         .collect();
-    let labels = exchange::read_labels(&a.labels, &map, &classes)?;
-    let (applied, same, conflicts, overwritten) =
-        ws.apply_labels(&labels, &a.labels.display().to_string(), a.overwrite)?;
+    Ok((ids, ws.classes()?, ws.token()?))
+}
+
+pub fn ingest(a: IngestArgs) -> anyhow::Result<()> {
+    let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
+    let (ids, classes, token) = expectations(&ws)?;
+    let expect = Expect {
+        ids: &ids,
+        classes: &classes,
+        token: &token,
+    };
+    let file = read_label_file(&a.labels, &expect)?;
+    let opts = IngestOptions {
+        overwrite: a.overwrite,
+        agreement: a.agreement,
+    };
+    let r = ws.ingest(&file, &a.labels.display().to_string(), opts)?;
     println!(
-        "{}: {applied} new labels, {same} unchanged, {overwritten} overwritten, {conflicts} conflicting (kept apart; see alpool status)",
-        a.labels.display()
+        "{} ({}): {} tasks, {} items, {} annotations",
+        a.labels.display(),
+        file.shape.name(),
+        r.tasks,
+        r.items,
+        r.annotations
     );
+    println!(
+        "  {} new labels, {} unchanged, {} overwritten, {} conflicts (kept apart; see alpool status), {} skipped, {} submitted empty",
+        r.labeled, r.unchanged, r.overwritten, r.conflicts, r.skipped, r.empty
+    );
+    if r.ignored_results > 0 {
+        println!(
+            "  {} results of other controls ignored (only <Choices name=\"{}\"> is a label)",
+            r.ignored_results,
+            export::CONTROL
+        );
+    }
+    for (round, missing, size) in &r.missing {
+        if *missing > 0 {
+            println!(
+                "  round {round}: {missing} of its {size} items are unlabeled and not in this file (skipped in a JSON_MIN/CSV/TSV export, not annotated yet, or deleted in Label Studio)"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -255,18 +315,113 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         }
         None => println!("rounds: none yet (alpool next)"),
     }
+    let skipped = ws.skipped()?;
+    if !skipped.is_empty() {
+        println!(
+            "skipped by annotators, not selected again (next --reselect-skipped): {}",
+            skipped.len()
+        );
+    }
     let conflicts = ws.conflicts()?;
+    let resolved = ws.conflict_history()?.len() - conflicts.len();
     if !conflicts.is_empty() {
-        println!("conflicting labels kept apart ({}):", conflicts.len());
+        println!(
+            "open conflicts, kept apart ({}; {resolved} resolved in the history):",
+            conflicts.len()
+        );
+        let name = |c: Option<usize>| c.map_or("—".to_string(), |c| classes[c].clone());
         for c in conflicts.iter().take(20) {
             println!(
-                "  {}: stored {}, proposed {} by {}",
+                "  {}: stored {}, proposed {}: {} ({})",
                 ids[c.index],
-                c.stored.map_or("—".to_string(), |o| classes[o].clone()),
-                classes[c.proposed],
+                name(c.stored),
+                name(c.proposed),
+                c.reason,
                 c.source
             );
         }
+    } else if resolved > 0 {
+        println!("no open conflicts ({resolved} resolved in the history)");
     }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LabelingConfigArgs {
+    pub dir: PathBuf,
+}
+
+pub fn labeling_config(a: LabelingConfigArgs) -> anyhow::Result<()> {
+    let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
+    print!(
+        "{}",
+        export::labeling_config(&ws.classes()?, &ws.data_keys()?)
+    );
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    pub dir: PathBuf,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 9090)]
+    pub port: u16,
+    /// Address to bind; the default accepts connections from this machine
+    /// only.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Require this token from Label Studio (set it as the ML backend's
+    /// basic-auth password) and from any other client.
+    #[arg(long, env = "ALPOOL_SERVE_TOKEN")]
+    pub token: Option<String>,
+    /// The strategy behind the prediction scores Label Studio sorts by.
+    #[arg(short, long, value_enum, default_value = "margin")]
+    pub strategy: StrategyArg,
+    /// Retrain after this many new labels (0: only when Label Studio asks).
+    #[arg(long, default_value_t = 20)]
+    pub retrain_every: usize,
+    /// Batch size of each retrain's round (written to batches/next.json).
+    #[arg(short, default_value_t = 100)]
+    pub k: usize,
+    /// Agreement needed among several annotators (as for ingest).
+    #[arg(long, default_value_t = 0.5, value_parser = agreement)]
+    pub agreement: f64,
+    /// Replace conflicting labels instead of keeping them apart.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Worker threads answering requests.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub learner: LearnerArgs,
+}
+
+pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
+    let opts = ServeOptions {
+        addr: format!("{}:{}", a.host, a.port),
+        token: a.token.filter(|t| !t.is_empty()),
+        strategy: a.strategy.into(),
+        retrain_every: a.retrain_every,
+        k: a.k,
+        ingest: IngestOptions {
+            overwrite: a.overwrite,
+            agreement: a.agreement,
+        },
+        learner: a.learner.config(a.seed),
+        seed: a.seed,
+        threads: a.threads,
+        wait: Duration::from_secs(30),
+        max_body: 64 << 20,
+    };
+    let dir = a.dir.clone();
+    serve(&a.dir, opts, |addr| {
+        // One line on stdout, so a script can wait for it.
+        println!(
+            "alpool ML backend for {} listening on http://{addr}",
+            dir.display()
+        );
+    })?;
     Ok(())
 }

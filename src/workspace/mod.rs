@@ -9,8 +9,10 @@
 //! the same content. A second command on the same workspace waits for the
 //! first (up to `--wait` seconds) and then fails clearly.
 
-pub mod exchange;
+pub mod export;
+pub mod ingest;
 pub mod round;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,8 +20,77 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
+use ingest::{Decision, LabelFile, Vote};
 
 const DB: &str = "alpool.db";
+/// The database format this build writes; older workspaces are upgraded
+/// when opened (see [`migrate`]).
+const VERSION: &str = "2";
+
+/// Tables added in format 2: each annotation's vote, skipped items,
+/// conflicts with their resolution, and the item data tasks carry.
+const SCHEMA_V2: &str = "
+    CREATE TABLE IF NOT EXISTS votes(idx INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
+                       class INTEGER, classes TEXT, source TEXT NOT NULL, time TEXT NOT NULL,
+                       PRIMARY KEY(idx, key));
+    CREATE TABLE IF NOT EXISTS skips(idx INTEGER PRIMARY KEY, skipped INTEGER NOT NULL, empty INTEGER NOT NULL,
+                       source TEXT NOT NULL, time TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS conflicts(seq INTEGER PRIMARY KEY AUTOINCREMENT, idx INTEGER NOT NULL,
+                       stored INTEGER, proposed INTEGER, reason TEXT NOT NULL, source TEXT NOT NULL,
+                       time TEXT NOT NULL, resolved TEXT);
+    CREATE TABLE IF NOT EXISTS item_data(idx INTEGER PRIMARY KEY, data TEXT NOT NULL);";
+
+/// A fresh workspace token: 64 bits from the OS's randomness (through
+/// `RandomState`, which std seeds from it), so two workspaces never share
+/// one.
+fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// Upgrades a format-1 workspace in place, in one transaction: the new
+/// tables, a token, and its conflicts moved from the label events into the
+/// conflicts table.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let version: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'version'", [], |r| {
+            r.get(0)
+        })
+        .map_err(db_err(path))?;
+    if version == VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err(path))?;
+    tx.execute_batch(SCHEMA_V2).map_err(db_err(path))?;
+    tx.execute_batch("ALTER TABLE rounds ADD COLUMN skips INTEGER NOT NULL DEFAULT 0;")
+        .map_err(db_err(path))?;
+    tx.execute_batch(
+        "INSERT INTO conflicts(idx, stored, proposed, reason, source, time)
+             SELECT idx, old_class, new_class, 'differs from the stored label', source, time
+             FROM label_events WHERE kind = 'conflict' ORDER BY seq;
+         DELETE FROM label_events WHERE kind = 'conflict';",
+    )
+    .map_err(db_err(path))?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta VALUES ('token', ?1)",
+        [new_token()],
+    )
+    .map_err(db_err(path))?;
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'version'",
+        [VERSION],
+    )
+    .map_err(db_err(path))?;
+    tx.commit().map_err(db_err(path))
+}
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| match e {
@@ -63,6 +134,52 @@ pub struct InitSpec {
     /// Seed labels (row, class), applied in the same transaction.
     pub seed_labels: Vec<(usize, usize)>,
     pub seed_source: String,
+    /// Per-item data that travels in every Label Studio task (a JSON
+    /// object per row, from `--data`); its keys in first-seen order.
+    pub data: Vec<(usize, serde_json::Map<String, serde_json::Value>)>,
+    pub data_keys: Vec<String>,
+}
+
+/// How `ingest` (and the ML backend's webhooks) turn votes into labels.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestOptions {
+    /// Replace a stored label that a new decision contradicts (recorded),
+    /// instead of keeping the new one apart as a conflict.
+    pub overwrite: bool,
+    /// The share of an item's class votes the winning class needs (it also
+    /// needs a strict plurality).
+    pub agreement: f64,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            overwrite: false,
+            agreement: 0.5,
+        }
+    }
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IngestReport {
+    /// Tasks (or lines) read, items they named, annotations among them.
+    pub tasks: usize,
+    pub items: usize,
+    pub annotations: usize,
+    pub labeled: usize,
+    pub unchanged: usize,
+    pub overwritten: usize,
+    /// Items whose votes are a conflict now (new or already recorded).
+    pub conflicts: usize,
+    /// Items with nothing but skips, and nothing but empty submits.
+    pub skipped: usize,
+    pub empty: usize,
+    /// Results of other controls, ignored.
+    pub ignored_results: usize,
+    /// (round, items of its batch that are unlabeled and absent from the
+    /// file, batch size), for each round the file's tasks came from.
+    pub missing: Vec<(i64, usize, usize)>,
 }
 
 /// An open workspace.
@@ -71,14 +188,20 @@ pub struct Workspace {
     conn: Connection,
 }
 
-/// A label that disagreed with the stored one, kept apart for review.
+/// Votes that did not make a label, kept apart for review: a label that
+/// contradicts the stored one, annotators who disagree, several choices
+/// ticked in one annotation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conflict {
     pub index: usize,
     pub stored: Option<usize>,
-    pub proposed: usize,
-    /// The file it came from.
+    /// The class the votes chose, when they chose one.
+    pub proposed: Option<usize>,
+    pub reason: String,
+    /// The file (or webhook) it came from.
     pub source: String,
+    /// What resolved it (`None`: still open).
+    pub resolved: Option<String>,
 }
 
 /// One selected item of a round, in rank order.
@@ -138,11 +261,12 @@ impl Workspace {
                                      source TEXT NOT NULL, time TEXT NOT NULL);
                  CREATE TABLE rounds(round INTEGER PRIMARY KEY, strategy TEXT NOT NULL, k INTEGER NOT NULL,
                                      labels INTEGER NOT NULL, label_seq INTEGER NOT NULL, model TEXT NOT NULL,
-                                     time TEXT NOT NULL);
+                                     time TEXT NOT NULL, skips INTEGER NOT NULL DEFAULT 0);
                  CREATE TABLE selections(round INTEGER NOT NULL, rank INTEGER NOT NULL, idx INTEGER NOT NULL,
                                      score REAL NOT NULL, predicted INTEGER NOT NULL, PRIMARY KEY(round, rank));",
             )
             .map_err(db_err(&path))?;
+            conn.execute_batch(SCHEMA_V2).map_err(db_err(&path))?;
             let tx = conn.transaction().map_err(db_err(&path))?;
             {
                 let features = std::fs::canonicalize(&spec.features)
@@ -154,7 +278,12 @@ impl Workspace {
                     ("features", features.to_string_lossy().into_owned()),
                     ("rows", spec.rows.to_string()),
                     ("dim", spec.dim.to_string()),
-                    ("version", "1".into()),
+                    ("version", VERSION.into()),
+                    ("token", new_token()),
+                    (
+                        "data_keys",
+                        serde_json::to_string(&spec.data_keys).unwrap_or_default(),
+                    ),
                 ] {
                     meta.execute(params![k, v]).map_err(db_err(&path))?;
                 }
@@ -178,7 +307,17 @@ impl Workspace {
                             reason: format!("id {id:?} appears twice"),
                         })?;
                 }
-                apply_in(&tx, &path, &spec.seed_labels, -1, &spec.seed_source, false)?;
+                let mut data = tx
+                    .prepare("INSERT INTO item_data VALUES (?1, ?2)")
+                    .map_err(db_err(&path))?;
+                for (row, d) in &spec.data {
+                    let text = serde_json::Value::Object(d.clone()).to_string();
+                    data.execute(params![*row as i64, text])
+                        .map_err(db_err(&path))?;
+                }
+                for &(row, class) in &spec.seed_labels {
+                    apply_one(&tx, &path, row, class, -1, &spec.seed_source, false)?;
+                }
             }
             tx.commit().map_err(db_err(&path))?;
             checkpoint("init-before-rename");
@@ -201,9 +340,10 @@ impl Workspace {
                 dir.display()
             )));
         }
-        let conn = Connection::open(&path).map_err(db_err(&path))?;
+        let mut conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(wait.max(Duration::from_millis(50)))
             .map_err(db_err(&path))?;
+        migrate(&mut conn, &path)?;
         Ok(Workspace {
             dir: dir.into(),
             conn,
@@ -314,13 +454,15 @@ impl Workspace {
             .map_err(db_err(&p))
     }
 
-    /// The latest round if it was trained on label version `seq`.
-    pub fn round_for(&self, seq: i64) -> Result<Option<i64>> {
+    /// The latest round if it was trained on label version `seq` with
+    /// `skips` skipped items left out (the same labels and skips select the
+    /// same batch).
+    pub fn round_for(&self, seq: i64, skips: usize) -> Result<Option<i64>> {
         let p = self.path();
         self.conn
             .query_row(
-                "SELECT round FROM rounds WHERE label_seq = ?1 ORDER BY round DESC LIMIT 1",
-                [seq],
+                "SELECT round FROM rounds WHERE label_seq = ?1 AND skips = ?2 ORDER BY round DESC LIMIT 1",
+                params![seq, skips as i64],
                 |r| r.get(0),
             )
             .optional()
@@ -337,6 +479,7 @@ impl Workspace {
         model: &str,
         labels: usize,
         seq: i64,
+        skips: usize,
         picks: &[Pick],
     ) -> Result<i64> {
         let p = self.path();
@@ -346,8 +489,8 @@ impl Workspace {
             .map_err(db_err(&p))?;
         let existing: Option<i64> = tx
             .query_row(
-                "SELECT round FROM rounds WHERE label_seq = ?1 ORDER BY round DESC LIMIT 1",
-                [seq],
+                "SELECT round FROM rounds WHERE label_seq = ?1 AND skips = ?2 ORDER BY round DESC LIMIT 1",
+                params![seq, skips as i64],
                 |r| r.get(0),
             )
             .optional()
@@ -361,7 +504,8 @@ impl Workspace {
             })
             .map_err(db_err(&p))?;
         tx.execute(
-            "INSERT INTO rounds VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO rounds(round, strategy, k, labels, label_seq, model, time, skips)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 round,
                 strategy,
@@ -369,7 +513,8 @@ impl Workspace {
                 labels as i64,
                 seq,
                 model,
-                now()
+                now(),
+                skips as i64
             ],
         )
         .map_err(db_err(&p))?;
@@ -393,16 +538,64 @@ impl Workspace {
         Ok(round)
     }
 
-    /// Applies validated labels (row, class) from `source` in one
-    /// transaction. A label equal to the stored one is skipped; a different
-    /// one is kept apart as a conflict, or replaces it with `overwrite`
-    /// (recorded). Returns (applied, unchanged, conflicts, overwritten).
-    pub fn apply_labels(
+    /// The token every Label Studio task of this workspace carries.
+    pub fn token(&self) -> Result<String> {
+        self.meta("token")
+    }
+
+    /// The keys of the item data given at `init`, in first-seen order.
+    pub fn data_keys(&self) -> Result<Vec<String>> {
+        Ok(serde_json::from_str(&self.meta("data_keys").unwrap_or_default()).unwrap_or_default())
+    }
+
+    /// The item data of the listed rows (`None` where none was given).
+    pub fn item_data(
+        &self,
+        rows: &[usize],
+    ) -> Result<Vec<Option<serde_json::Map<String, serde_json::Value>>>> {
+        let p = self.path();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM item_data WHERE idx = ?1")
+            .map_err(db_err(&p))?;
+        rows.iter()
+            .map(|&r| {
+                let text: Option<String> = stmt
+                    .query_row([r as i64], |row| row.get(0))
+                    .optional()
+                    .map_err(db_err(&p))?;
+                Ok(text.and_then(|t| match serde_json::from_str(&t) {
+                    Ok(serde_json::Value::Object(m)) => Some(m),
+                    _ => None,
+                }))
+            })
+            .collect()
+    }
+
+    /// Unlabeled items whose annotators only skipped them (or submitted
+    /// nothing): `next` does not select them again unless asked.
+    pub fn skipped(&self) -> Result<Vec<usize>> {
+        self.query(
+            "SELECT idx FROM skips WHERE idx NOT IN (SELECT idx FROM labels) ORDER BY idx",
+            [],
+            |r| Ok(r.get::<_, i64>(0)? as usize),
+        )
+    }
+
+    /// Applies a validated label file (or webhook) in one transaction. Each
+    /// item's votes — those stored from earlier files and webhooks, replaced
+    /// where an annotation id repeats, plus this file's — are decided by
+    /// [`ingest::decide`]: a label is stored (an equal one is a no-op; a
+    /// different one is a conflict, or replaces it with `overwrite`), a
+    /// conflict is kept apart, or the item is recorded as skipped. A clean
+    /// decision resolves the item's open conflicts.
+    pub fn ingest(
         &mut self,
-        labels: &[(usize, usize)],
+        file: &LabelFile,
         source: &str,
-        overwrite: bool,
-    ) -> Result<(usize, usize, usize, usize)> {
+        opts: IngestOptions,
+    ) -> Result<IngestReport> {
+        let classes = self.classes()?;
         let p = self.path();
         let tx = self
             .conn
@@ -413,99 +606,273 @@ impl Workspace {
                 r.get(0)
             })
             .map_err(db_err(&p))?;
-        let counts = apply_in(&tx, &p, labels, round, source, overwrite)?;
+        let t = now();
+        let mut rep = IngestReport {
+            tasks: file.tasks,
+            items: file.items.len(),
+            ignored_results: file.ignored_results,
+            ..IngestReport::default()
+        };
+        for (n, item) in file.items.iter().enumerate() {
+            let idx = item.row as i64;
+            rep.annotations += item.annotations.iter().filter(|a| a.key.is_some()).count();
+            let mut votes = Vec::new();
+            for a in &item.annotations {
+                let Some(key) = &a.key else {
+                    votes.push(a.vote.clone());
+                    continue;
+                };
+                let (class, several) = match &a.vote {
+                    Vote::Class(c) => (Some(*c as i64), None),
+                    Vote::Several(cs) => (None, Some(serde_json::json!(cs).to_string())),
+                    _ => (None, None),
+                };
+                tx.execute(
+                    "INSERT OR REPLACE INTO votes VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![idx, key, a.vote.kind(), class, several, source, t],
+                )
+                .map_err(db_err(&p))?;
+            }
+            votes.extend(stored_votes(&tx, &p, idx)?);
+            match ingest::decide(&votes, &classes, opts.agreement) {
+                Decision::Label(c) => {
+                    let outcome = apply_one(&tx, &p, item.row, c, round, source, opts.overwrite)?;
+                    match outcome {
+                        Applied::New => rep.labeled += 1,
+                        Applied::Same => rep.unchanged += 1,
+                        Applied::Overwritten => rep.overwritten += 1,
+                        Applied::Conflict => rep.conflicts += 1,
+                    }
+                    if outcome != Applied::Conflict {
+                        tx.execute(
+                            "UPDATE conflicts SET resolved = ?2 WHERE idx = ?1 AND resolved IS NULL",
+                            params![idx, format!("labeled {} by {source}", classes[c])],
+                        )
+                        .map_err(db_err(&p))?;
+                        tx.execute("DELETE FROM skips WHERE idx = ?1", [idx])
+                            .map_err(db_err(&p))?;
+                    }
+                }
+                Decision::Conflict(reason) => {
+                    let stored = stored_label(&tx, &p, idx)?;
+                    record_conflict(&tx, &p, idx, stored, None, &reason, source)?;
+                    rep.conflicts += 1;
+                }
+                Decision::Skipped(skips, empty) => {
+                    if skips > 0 {
+                        rep.skipped += 1;
+                    } else {
+                        rep.empty += 1;
+                    }
+                    if stored_label(&tx, &p, idx)?.is_none() {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO skips VALUES (?1, ?2, ?3, ?4, ?5)",
+                            params![idx, skips as i64, empty as i64, source, t],
+                        )
+                        .map_err(db_err(&p))?;
+                    }
+                }
+            }
+            if n == file.items.len() / 2 {
+                checkpoint("ingest-mid-transaction");
+            }
+        }
+        // Items of the batches this file answers that it does not mention.
+        let seen: std::collections::HashSet<usize> = file.items.iter().map(|i| i.row).collect();
+        let mut rounds: Vec<i64> = file.items.iter().flat_map(|i| i.rounds.clone()).collect();
+        rounds.sort_unstable();
+        rounds.dedup();
+        for r in rounds {
+            let mut st = tx
+                .prepare(
+                    "SELECT s.idx FROM selections s LEFT JOIN labels l ON l.idx = s.idx
+                     WHERE s.round = ?1 AND l.idx IS NULL",
+                )
+                .map_err(db_err(&p))?;
+            let open: Vec<i64> = st
+                .query_map([r], |row| row.get(0))
+                .map_err(db_err(&p))?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(db_err(&p))?;
+            let size: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM selections WHERE round = ?1",
+                    [r],
+                    |row| row.get(0),
+                )
+                .map_err(db_err(&p))?;
+            let missing = open
+                .iter()
+                .filter(|&&i| !seen.contains(&(i as usize)))
+                .count();
+            rep.missing.push((r, missing, size as usize));
+        }
         tx.commit().map_err(db_err(&p))?;
-        Ok(counts)
+        Ok(rep)
     }
 
-    /// Conflicting labels kept for review, oldest first.
+    /// Conflicts still open, oldest first.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        self.conflicts_where("WHERE resolved IS NULL")
+    }
+
+    /// Every conflict ever recorded, resolved or not, oldest first.
+    pub fn conflict_history(&self) -> Result<Vec<Conflict>> {
+        self.conflicts_where("")
+    }
+
+    fn conflicts_where(&self, filter: &str) -> Result<Vec<Conflict>> {
         self.query(
-            "SELECT idx, old_class, new_class, source FROM label_events WHERE kind = 'conflict' ORDER BY seq",
+            &format!(
+                "SELECT idx, stored, proposed, reason, source, resolved FROM conflicts {filter} ORDER BY seq"
+            ),
             [],
             |r| {
                 Ok(Conflict {
                     index: r.get::<_, i64>(0)? as usize,
                     stored: r.get::<_, Option<i64>>(1)?.map(|x| x as usize),
-                    proposed: r.get::<_, i64>(2)? as usize,
-                    source: r.get(3)?,
+                    proposed: r.get::<_, Option<i64>>(2)?.map(|x| x as usize),
+                    reason: r.get(3)?,
+                    source: r.get(4)?,
+                    resolved: r.get(5)?,
                 })
             },
         )
     }
 }
 
-/// The label rule of `ingest` (and of `init`'s seed labels), inside the
-/// caller's transaction: a new label is stored, an equal one is a no-op, a
-/// different one is kept apart as a conflict or, with `overwrite`, replaces
-/// the stored one; every change is a label event. Returns (applied,
-/// unchanged, conflicts, overwritten).
-fn apply_in(
+/// What [`apply_one`] did with a label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Applied {
+    New,
+    Same,
+    Overwritten,
+    Conflict,
+}
+
+fn stored_label(tx: &rusqlite::Transaction, p: &Path, idx: i64) -> Result<Option<i64>> {
+    tx.query_row("SELECT class FROM labels WHERE idx = ?1", [idx], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(db_err(p))
+}
+
+/// The votes stored for an item (from every file and webhook so far).
+fn stored_votes(tx: &rusqlite::Transaction, p: &Path, idx: i64) -> Result<Vec<Vote>> {
+    let mut st = tx
+        .prepare_cached("SELECT kind, class, classes FROM votes WHERE idx = ?1")
+        .map_err(db_err(p))?;
+    let rows = st
+        .query_map([idx], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .map_err(db_err(p))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (kind, class, classes) = row.map_err(db_err(p))?;
+        out.push(match (kind.as_str(), class) {
+            ("class", Some(c)) => Vote::Class(c as usize),
+            ("several", _) => Vote::Several(
+                classes
+                    .and_then(|c| serde_json::from_str(&c).ok())
+                    .unwrap_or_default(),
+            ),
+            ("skipped", _) => Vote::Skipped,
+            _ => Vote::Empty,
+        });
+    }
+    Ok(out)
+}
+
+/// Keeps a conflict apart, unless the same one is open already (a rerun of
+/// the same ingest, or another webhook for the same votes).
+fn record_conflict(
     tx: &rusqlite::Transaction,
     p: &Path,
-    labels: &[(usize, usize)],
+    idx: i64,
+    stored: Option<i64>,
+    proposed: Option<i64>,
+    reason: &str,
+    source: &str,
+) -> Result<()> {
+    let open: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM conflicts WHERE idx = ?1 AND proposed IS ?2 AND reason = ?3 AND resolved IS NULL",
+            params![idx, proposed, reason],
+            |r| r.get(0),
+        )
+        .map_err(db_err(p))?;
+    if open == 0 {
+        tx.execute(
+            "INSERT INTO conflicts(idx, stored, proposed, reason, source, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![idx, stored, proposed, reason, source, now()],
+        )
+        .map_err(db_err(p))?;
+    }
+    Ok(())
+}
+
+/// The label rule, inside the caller's transaction: a new label is stored,
+/// an equal one is a no-op, a different one is kept apart as a conflict or,
+/// with `overwrite`, replaces the stored one; every change is a label
+/// event.
+fn apply_one(
+    tx: &rusqlite::Transaction,
+    p: &Path,
+    row: usize,
+    class: usize,
     round: i64,
     source: &str,
     overwrite: bool,
-) -> Result<(usize, usize, usize, usize)> {
+) -> Result<Applied> {
     let t = now();
-    let (mut applied, mut same, mut conflicts, mut overwritten) = (0, 0, 0, 0);
-    for (n, &(idx, class)) in labels.iter().enumerate() {
-        let old: Option<i64> = tx
-            .query_row(
-                "SELECT class FROM labels WHERE idx = ?1",
-                [idx as i64],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err(p))?;
-        let event = |kind: &str| {
+    let idx = row as i64;
+    let old = stored_label(tx, p, idx)?;
+    let event = |kind: &str| {
+        tx.execute(
+            "INSERT INTO label_events(idx, old_class, new_class, kind, source, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![idx, old, class as i64, kind, source, t],
+        )
+        .map_err(db_err(p))
+    };
+    match old {
+        None => {
             tx.execute(
-                "INSERT INTO label_events(idx, old_class, new_class, kind, source, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![idx as i64, old, class as i64, kind, source, t],
+                "INSERT INTO labels VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![idx, class as i64, round, source, t],
             )
-        };
-        match old {
-            None => {
-                tx.execute(
-                    "INSERT INTO labels VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![idx as i64, class as i64, round, source, t],
-                )
-                .map_err(db_err(p))?;
-                event("label").map_err(db_err(p))?;
-                applied += 1;
-            }
-            Some(o) if o as usize == class => same += 1,
-            Some(_) if overwrite => {
-                tx.execute(
-                    "UPDATE labels SET class = ?2, round = ?3, source = ?4, time = ?5 WHERE idx = ?1",
-                    params![idx as i64, class as i64, round, source, t],
-                )
-                .map_err(db_err(p))?;
-                event("overwrite").map_err(db_err(p))?;
-                overwritten += 1;
-            }
-            Some(_) => {
-                // Kept apart for review, unless the same conflict is
-                // already recorded (a rerun of the same ingest).
-                let seen: i64 = tx
-                    .query_row(
-                        "SELECT COUNT(*) FROM label_events WHERE idx = ?1 AND new_class = ?2 AND kind = 'conflict' AND source = ?3",
-                        params![idx as i64, class as i64, source],
-                        |r| r.get(0),
-                    )
-                    .map_err(db_err(p))?;
-                if seen == 0 {
-                    event("conflict").map_err(db_err(p))?;
-                }
-                conflicts += 1;
-            }
+            .map_err(db_err(p))?;
+            event("label")?;
+            Ok(Applied::New)
         }
-        if n == labels.len() / 2 {
-            checkpoint("ingest-mid-transaction");
+        Some(o) if o as usize == class => Ok(Applied::Same),
+        Some(_) if overwrite => {
+            tx.execute(
+                "UPDATE labels SET class = ?2, round = ?3, source = ?4, time = ?5 WHERE idx = ?1",
+                params![idx, class as i64, round, source, t],
+            )
+            .map_err(db_err(p))?;
+            event("overwrite")?;
+            Ok(Applied::Overwritten)
+        }
+        Some(o) => {
+            record_conflict(
+                tx,
+                p,
+                idx,
+                Some(o),
+                Some(class as i64),
+                "differs from the stored label",
+                source,
+            )?;
+            Ok(Applied::Conflict)
         }
     }
-    Ok((applied, same, conflicts, overwritten))
 }
 
 fn now() -> String {

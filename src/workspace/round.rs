@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::exchange::{self, BatchFormat, BatchRow};
+use super::export::{self, BatchFormat, BatchInfo, BatchRow};
 use super::{Pick, Workspace, checkpoint};
 use crate::backend::Progress;
 use crate::error::{Error, Result};
@@ -28,6 +28,9 @@ pub struct NextOptions {
     pub device: Device,
     /// The batch file; its extension picks the format.
     pub out: PathBuf,
+    /// Select items annotators skipped again (by default they are left out
+    /// until someone labels them).
+    pub reselect_skipped: bool,
 }
 
 /// What a round did.
@@ -52,12 +55,19 @@ pub fn next_round(
     let classes = ws.classes()?;
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
+    let skipped = if opts.reselect_skipped {
+        Vec::new()
+    } else {
+        ws.skipped()?
+    };
     // Recorded relative to the workspace, so it can move.
     let model_rel = format!("models/labels-{seq}.safetensors");
     let model_path = dir.join(&model_rel);
     let features = FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?;
 
-    let (round, picks, model, trained, scored) = if let Some(round) = ws.round_for(seq)? {
+    let (round, picks, model, trained, scored) = if let Some(round) =
+        ws.round_for(seq, skipped.len())?
+    {
         let model = Mlp::load(&model_path)?;
         let picks: Vec<(usize, f64)> = ws
             .selection(round)?
@@ -79,7 +89,8 @@ pub fn next_round(
         let (model, fit) = train(&features, &rows, &ys, classes.len(), &opts.learner)?;
         checkpoint("next-after-train");
         save_model(&model, &model_path)?;
-        let sel = score_unlabeled(&model, &features, &rows, opts, seq, progress)?;
+        let excluded: Vec<usize> = rows.iter().chain(&skipped).copied().collect();
+        let sel = score_unlabeled(&model, &features, &excluded, opts, seq, progress)?;
         let picks = sel
             .entries
             .iter()
@@ -96,6 +107,7 @@ pub fn next_round(
     let c = classes.len();
     let predicted: Vec<usize> = probs.chunks_exact(c).map(argmax).collect();
     let ids = ws.ids_of(&sel_rows)?;
+    let data = ws.item_data(&sel_rows)?;
     let rows: Vec<BatchRow> = picks
         .iter()
         .enumerate()
@@ -106,11 +118,18 @@ pub fn next_round(
             score,
             predicted: predicted[r],
             probabilities: &probs[r * c..(r + 1) * c],
+            data: data[r].as_ref(),
         })
         .collect();
     atomic_write(&opts.out, |w| {
-        exchange::write_batch(w, format, &classes, round, &rows)
-            .map_err(|e| Error::io(&opts.out, e))
+        let token = ws.token()?;
+        let info = BatchInfo {
+            classes: &classes,
+            round,
+            strategy: opts.strategy,
+            token: &token,
+        };
+        export::write_batch(w, format, &info, &rows).map_err(|e| Error::io(&opts.out, e))
     })?;
     checkpoint("next-after-export");
     let records: Vec<Pick> = picks
@@ -127,6 +146,7 @@ pub fn next_round(
         &model_rel,
         labels.len(),
         seq,
+        skipped.len(),
         &records,
     )?;
     Ok(NextRound {

@@ -1,0 +1,287 @@
+//! Batches handed to annotators: CSV, JSON lines, or Label Studio's task
+//! import JSON, and the Label Studio labeling config that fits those tasks.
+//! (Labels coming back are read by [`super::ingest`].)
+//!
+//! # Label Studio tasks
+//! Every task's `data` carries alpool's keys, which cannot collide with
+//! Label Studio's own `id` nor with the item data given at `init`:
+//! `alpool_id` (the item id), `alpool_workspace` (the workspace token, so an
+//! export of another workspace is refused by name), `alpool_index`,
+//! `alpool_round`, `alpool_rank` and `alpool_score` (the strategy's score);
+//! then the item's data. The prediction's `model_version` is the same for
+//! every round of a workspace (`alpool-<token>`), so Label Studio keeps
+//! showing pre-annotations after round 0, and its `score` is oriented so that
+//! Label Studio's ascending order serves the most informative item first:
+//! `0 − priority` (the margin itself; minus the score for the others), an
+//! exact negation, so no two scores merge.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::score::Strategy;
+
+/// The `Choices` control the tasks' predictions and the labels use.
+pub const CONTROL: &str = "label";
+/// The object tag the control labels.
+pub const OBJECT: &str = "item";
+/// Keys alpool writes into a task's data; item data may not use them.
+pub const RESERVED_KEYS: [&str; 6] = [
+    "alpool_id",
+    "alpool_workspace",
+    "alpool_index",
+    "alpool_round",
+    "alpool_rank",
+    "alpool_score",
+];
+
+/// One exported row of a batch.
+pub struct BatchRow<'a> {
+    pub rank: i64,
+    pub index: usize,
+    pub id: &'a str,
+    pub score: f64,
+    pub predicted: usize,
+    pub probabilities: &'a [f32],
+    /// The item's data from `init --data` (a JSON object), if any.
+    pub data: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What every task of a batch shares.
+pub struct BatchInfo<'a> {
+    pub classes: &'a [String],
+    pub round: i64,
+    pub strategy: Strategy,
+    /// The workspace token.
+    pub token: &'a str,
+}
+
+/// The one `model_version` of a workspace's predictions.
+pub fn model_version(token: &str) -> String {
+    format!("alpool-{token}")
+}
+
+/// The prediction score Label Studio sorts ascending: lower is more
+/// informative, for every strategy.
+pub fn label_studio_score(strategy: Strategy, score: f64) -> f64 {
+    0.0 - strategy.priority(score)
+}
+
+/// A Label Studio prediction of `class` with alpool's oriented score.
+pub fn prediction(info: &BatchInfo, class: usize, score: f64) -> serde_json::Value {
+    serde_json::json!({
+        "model_version": model_version(info.token),
+        "score": label_studio_score(info.strategy, score),
+        "result": [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
+                    "value": {"choices": [info.classes[class]]}}],
+    })
+}
+
+/// Batch formats, by the extension of `--out`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchFormat {
+    Csv,
+    Jsonl,
+    /// Label Studio's task import JSON, with the prediction and the
+    /// uncertainty score attached.
+    LabelStudio,
+}
+
+impl BatchFormat {
+    pub fn from_path(p: &Path) -> Result<BatchFormat> {
+        match p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("csv") => Ok(BatchFormat::Csv),
+            Some("jsonl") => Ok(BatchFormat::Jsonl),
+            Some("json") => Ok(BatchFormat::LabelStudio),
+            _ => Err(Error::Config(format!(
+                "{}: unknown batch format; use .csv, .jsonl or .json (Label Studio tasks)",
+                p.display()
+            ))),
+        }
+    }
+}
+
+pub fn write_batch(
+    w: &mut dyn Write,
+    format: BatchFormat,
+    info: &BatchInfo,
+    rows: &[BatchRow],
+) -> std::io::Result<()> {
+    let classes = info.classes;
+    match format {
+        BatchFormat::Csv => {
+            write!(w, "id,index,score,predicted")?;
+            for c in classes {
+                write!(w, ",p_{c}")?;
+            }
+            writeln!(w)?;
+            for r in rows {
+                write!(
+                    w,
+                    "{},{},{},{}",
+                    csv_field(r.id),
+                    r.index,
+                    r.score,
+                    csv_field(&classes[r.predicted])
+                )?;
+                for p in r.probabilities {
+                    write!(w, ",{p}")?;
+                }
+                writeln!(w)?;
+            }
+        }
+        BatchFormat::Jsonl => {
+            for r in rows {
+                let probs: serde_json::Map<String, serde_json::Value> = classes
+                    .iter()
+                    .zip(r.probabilities)
+                    .map(|(c, &p)| (c.clone(), serde_json::json!(p)))
+                    .collect();
+                writeln!(
+                    w,
+                    "{}",
+                    serde_json::json!({"id": r.id, "index": r.index, "rank": r.rank, "score": r.score,
+                                       "predicted": classes[r.predicted], "probabilities": probs})
+                )?;
+            }
+        }
+        BatchFormat::LabelStudio => {
+            let tasks: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    let mut data = serde_json::Map::new();
+                    data.insert("alpool_id".into(), r.id.into());
+                    data.insert("alpool_workspace".into(), info.token.into());
+                    data.insert("alpool_index".into(), r.index.into());
+                    data.insert("alpool_round".into(), info.round.into());
+                    data.insert("alpool_rank".into(), r.rank.into());
+                    data.insert("alpool_score".into(), r.score.into());
+                    if let Some(d) = r.data {
+                        data.extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    serde_json::json!({
+                        "data": data,
+                        "predictions": [prediction(info, r.predicted, r.score)],
+                    })
+                })
+                .collect();
+            let text = serde_json::to_string_pretty(&tasks).map_err(std::io::Error::other)?;
+            w.write_all(text.as_bytes())?;
+            writeln!(w)?;
+        }
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// A Label Studio labeling config that fits a workspace's tasks: the
+/// `Choices` control alpool reads (`label`, one choice per annotation) over
+/// an object tag named `item` that shows the item's data. The tag follows
+/// the first data key: `image`/`img`/`url`… → `<Image>`, `audio` → `<Audio>`,
+/// anything else → `<Text>`; with no data, the item's id is shown.
+pub fn labeling_config(classes: &[String], data_keys: &[String]) -> String {
+    let (tag, key) = match data_keys.first() {
+        None => ("Text", "alpool_id".to_string()),
+        Some(k) => {
+            let l = k.to_ascii_lowercase();
+            let tag = if ["image", "img", "url", "image_url", "photo", "picture"]
+                .iter()
+                .any(|n| l == *n || l.ends_with(&format!("_{n}")))
+            {
+                "Image"
+            } else if l.contains("audio") {
+                "Audio"
+            } else {
+                "Text"
+            };
+            (tag, k.clone())
+        }
+    };
+    let mut out = String::from("<View>\n");
+    out += &format!(
+        "  <{tag} name=\"{OBJECT}\" value=\"${}\"/>\n",
+        xml_escape(&key)
+    );
+    out += &format!(
+        "  <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\" choice=\"single-radio\" showInline=\"true\" required=\"true\">\n"
+    );
+    for c in classes {
+        out += &format!("    <Choice value=\"{}\"/>\n", xml_escape(c));
+    }
+    out += "  </Choices>\n</View>\n";
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Item data for `init --data`: JSON lines, one object per item with its
+/// `id` and the fields its Label Studio task shows (`{"id": "a17",
+/// "image": "https://…/a17.jpg"}`). Returns (row, fields without `id`) and
+/// the field names in first-seen order. An unknown or repeated id, a line
+/// that is not an object, or a field alpool reserves is refused by line.
+#[allow(clippy::type_complexity)]
+pub fn read_item_data(
+    path: &Path,
+    ids: &std::collections::HashMap<String, usize>,
+) -> Result<(
+    Vec<(usize, serde_json::Map<String, serde_json::Value>)>,
+    Vec<String>,
+)> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    let mut keys: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let bad = |reason: String| Error::BadLine {
+            path: path.into(),
+            line: i as u64 + 1,
+            reason,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let serde_json::Value::Object(mut obj) = v else {
+            return Err(bad("expected a JSON object per line".into()));
+        };
+        let id = match obj.remove("id") {
+            Some(serde_json::Value::String(s)) => s,
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return Err(bad("no \"id\" (the item's id, as in the workspace)".into())),
+        };
+        let row = *ids
+            .get(&id)
+            .ok_or_else(|| bad(format!("unknown item id {id:?}")))?;
+        if let Some(prev) = seen.insert(row, i + 1) {
+            return Err(bad(format!("id {id:?} again (first on line {prev})")));
+        }
+        if let Some(k) = obj.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
+            return Err(bad(format!("the field {k:?} is reserved for alpool")));
+        }
+        for k in obj.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        out.push((row, obj));
+    }
+    Ok((out, keys))
+}

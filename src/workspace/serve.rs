@@ -1,0 +1,470 @@
+//! `alpool serve`: a Label Studio ML backend over a workspace.
+//!
+//! It speaks the protocol of `label-studio-ml-backend`: `GET /health` (and
+//! `/`), `POST /setup`, `POST /predict`, `POST /webhook` and `POST /train`.
+//! Label Studio asks `/predict` for predictions with scores (oriented so its
+//! ascending order serves the most informative task first, as in the files
+//! `next` exports) and sends every annotation to `/webhook`, where it is
+//! validated and applied exactly as `alpool ingest` applies a file: one
+//! SQLite transaction per webhook, answered only after it commits, so a
+//! server killed at any moment has stored every annotation it acknowledged
+//! and nothing half-applied. After every `retrain_every` new labels the
+//! model is retrained in the background (a round of `next`, its batch
+//! written to `batches/next.json` in the workspace); predictions use the
+//! newest model.
+//!
+//! Bad requests get a 4xx answer with a JSON `{"error": reason}`; the
+//! server never panics on a request. It binds 127.0.0.1 unless told
+//! otherwise and, with a token, accepts only requests that carry it
+//! (`Authorization: Token T`, `Bearer T`, or HTTP basic auth with T as the
+//! password, which is how Label Studio authenticates to ML backends).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::export::{self, BatchInfo, CONTROL, OBJECT};
+use super::ingest::{Expect, read_webhook};
+use super::round::{NextOptions, next_round};
+use super::{IngestOptions, Workspace};
+use crate::Device;
+use crate::backend::Silent;
+use crate::error::{Error, Result};
+use crate::features::FeaturePool;
+use crate::learner::{Mlp, MlpConfig, argmax};
+use crate::score::input::canonical_probs;
+use crate::score::{InputForm, LogBase, ScoreSpec, Strategy, canonical_score};
+
+/// How `alpool serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to bind (`127.0.0.1:9090`).
+    pub addr: String,
+    /// Required from every request when set.
+    pub token: Option<String>,
+    pub strategy: Strategy,
+    /// Retrain after this many new labels (0: only on `/train`).
+    pub retrain_every: usize,
+    /// Batch size of the rounds retraining runs.
+    pub k: usize,
+    pub ingest: IngestOptions,
+    pub learner: MlpConfig,
+    pub seed: u64,
+    /// Worker threads answering requests.
+    pub threads: usize,
+    /// How long a request waits for the workspace's lock.
+    pub wait: Duration,
+    /// The largest request body accepted.
+    pub max_body: usize,
+}
+
+struct Shared {
+    dir: PathBuf,
+    opts: ServeOptions,
+    ids: HashMap<String, usize>,
+    classes: Vec<String>,
+    token: String,
+    features: FeaturePool,
+    /// The newest model and its file, loaded on first use.
+    model: Mutex<Option<(String, Arc<Mlp>)>>,
+    training: AtomicBool,
+}
+
+/// An HTTP answer: status and JSON body.
+struct Reply(u16, Value);
+
+fn bad(status: u16, reason: impl Into<String>) -> Reply {
+    Reply(status, json!({ "error": reason.into() }))
+}
+
+/// Serves until the process is stopped. `ready` is called with the bound
+/// address once the server accepts requests.
+pub fn serve(
+    dir: &Path,
+    opts: ServeOptions,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
+    let ws = Workspace::open(dir, opts.wait)?;
+    let shared = Arc::new(Shared {
+        dir: dir.into(),
+        ids: ws
+            .ids()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i))
+            .collect(),
+        classes: ws.classes()?,
+        token: ws.token()?,
+        features: FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?,
+        model: Mutex::new(None),
+        training: AtomicBool::new(false),
+        opts,
+    });
+    drop(ws);
+    let server = tiny_http::Server::http(&shared.opts.addr)
+        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", shared.opts.addr)))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| Error::Config("the server has no IP address".into()))?;
+    ready(addr);
+    let server = Arc::new(server);
+    let workers: Vec<_> = (0..shared.opts.threads.max(1))
+        .map(|_| {
+            let (server, shared) = (server.clone(), shared.clone());
+            std::thread::spawn(move || worker(&server, &shared))
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
+    // Each worker has its own connection: SQLite serializes the writers,
+    // and a reader never waits for a writer (WAL).
+    let mut ws = Workspace::open(&shared.dir, shared.opts.wait).ok();
+    loop {
+        let Ok(mut req) = server.recv() else { return };
+        let reply = match ws.as_mut() {
+            Some(ws) => handle(&mut req, ws, shared),
+            None => bad(503, "the workspace could not be opened"),
+        };
+        let body = reply.1.to_string();
+        let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
+            .expect("a constant header is valid");
+        let _ = req.respond(
+            tiny_http::Response::from_string(body)
+                .with_status_code(reply.0)
+                .with_header(header),
+        );
+    }
+}
+
+fn handle(req: &mut tiny_http::Request, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
+    if let Some(token) = &shared.opts.token
+        && !authorized(req, token)
+    {
+        return bad(
+            401,
+            "missing or wrong token (Authorization: Token …, Bearer … or basic auth)",
+        );
+    }
+    let path = req
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
+    let method = req.method().clone();
+    use tiny_http::Method::{Get, Post};
+    match (method, path.as_str()) {
+        (Get, "" | "/health") => Reply(
+            200,
+            json!({"status": "UP", "model_class": "alpool", "model_version": export::model_version(&shared.token)}),
+        ),
+        (Get, "/metrics") => Reply(200, json!({})),
+        (Post, route @ ("/setup" | "/predict" | "/webhook" | "/train")) => {
+            let body = match read_body(req, shared.opts.max_body) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            match route {
+                "/setup" => setup(&body, shared),
+                "/predict" => predict(&body, ws, shared),
+                "/webhook" => webhook(&body, ws, shared),
+                _ => {
+                    retrain(shared, true);
+                    Reply(201, json!({"status": "training started"}))
+                }
+            }
+        }
+        (m, p) => bad(
+            404,
+            format!(
+                "no route {m} {p}; this is an alpool ML backend (health, setup, predict, webhook, train)"
+            ),
+        ),
+    }
+}
+
+fn authorized(req: &tiny_http::Request, token: &str) -> bool {
+    req.headers()
+        .iter()
+        .filter(|h| h.field.equiv("Authorization"))
+        .any(|h| {
+            let v = h.value.as_str().trim();
+            if let Some(t) = v
+                .strip_prefix("Token ")
+                .or_else(|| v.strip_prefix("Bearer "))
+            {
+                return t.trim() == token;
+            }
+            v.strip_prefix("Basic ")
+                .and_then(|b| base64_decode(b.trim()))
+                .and_then(|d| String::from_utf8(d).ok())
+                .is_some_and(|d| d.split_once(':').is_some_and(|(_, pass)| pass == token))
+        })
+}
+
+/// Standard base64 (RFC 4648, with padding), for HTTP basic auth.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = acc << 6 | val(c)?;
+        }
+        let bits = chunk.len() * 6;
+        acc <<= 24 - bits;
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + bits / 8]);
+    }
+    Some(out)
+}
+
+fn read_body(req: &mut tiny_http::Request, max: usize) -> std::result::Result<Value, Reply> {
+    if req.body_length().is_some_and(|n| n > max) {
+        return Err(bad(
+            413,
+            format!("the request body is larger than {max} bytes"),
+        ));
+    }
+    let mut buf = Vec::new();
+    let read = req.as_reader().take(max as u64 + 1).read_to_end(&mut buf);
+    if read.is_err() {
+        return Err(bad(400, "the request body could not be read"));
+    }
+    if buf.len() > max {
+        return Err(bad(
+            413,
+            format!("the request body is larger than {max} bytes"),
+        ));
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&buf).map_err(|e| bad(400, format!("the body is not valid JSON: {e}")))
+}
+
+fn setup(body: &Value, shared: &Shared) -> Reply {
+    if let Some(schema) = body.get("schema").and_then(Value::as_str) {
+        let control = format!("name=\"{CONTROL}\"");
+        let object = format!("name=\"{OBJECT}\"");
+        if !(schema.contains("<Choices") && schema.contains(&control) && schema.contains(&object)) {
+            return bad(
+                400,
+                format!(
+                    "the project's labeling config needs <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\"> over an object tag named \"{OBJECT}\"; `alpool labeling-config` prints one"
+                ),
+            );
+        }
+    }
+    Reply(
+        200,
+        json!({"model_version": export::model_version(&shared.token)}),
+    )
+}
+
+fn expect(shared: &Shared) -> Expect<'_> {
+    Expect {
+        ids: &shared.ids,
+        classes: &shared.classes,
+        token: &shared.token,
+    }
+}
+
+/// The newest model of the workspace, loaded once per file.
+fn model(ws: &Workspace, shared: &Shared) -> Result<Option<Arc<Mlp>>> {
+    let Some(newest) = ws.models()?.pop() else {
+        return Ok(None);
+    };
+    let mut cached = shared.model.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((file, m)) = cached.as_ref()
+        && *file == newest
+    {
+        return Ok(Some(m.clone()));
+    }
+    let m = Arc::new(Mlp::load(&shared.dir.join(&newest))?);
+    *cached = Some((newest, m.clone()));
+    Ok(Some(m))
+}
+
+fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
+    let Some(tasks) = body.get("tasks").and_then(Value::as_array) else {
+        return bad(400, "the body has no tasks list");
+    };
+    let ex = expect(shared);
+    let mut rows = Vec::with_capacity(tasks.len());
+    for (n, task) in tasks.iter().enumerate() {
+        let Some(data) = task.get("data").and_then(Value::as_object) else {
+            return bad(400, format!("task #{}: no data object", n + 1));
+        };
+        match ex.task_item(data) {
+            Ok((row, _)) => rows.push(row),
+            Err(r) => {
+                let id = task.get("id").map_or("?".to_string(), |i| i.to_string());
+                return bad(422, format!("Label Studio task {id}: {r}"));
+            }
+        }
+    }
+    let version = export::model_version(&shared.token);
+    let model = match model(ws, shared) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Reply(200, json!({"results": [], "model_version": version})),
+        Err(e) => return bad(500, e.to_string()),
+    };
+    let probs = match shared
+        .features
+        .gather(&rows)
+        .and_then(|x| model.predict_proba(&x))
+    {
+        Ok(p) => p,
+        Err(e) => return bad(500, e.to_string()),
+    };
+    let c = shared.classes.len();
+    let spec = ScoreSpec {
+        strategy: shared.opts.strategy,
+        log_base: LogBase::E,
+        seed: shared.opts.seed,
+    };
+    let form = InputForm::Probs {
+        renormalize: true,
+        sum_tol: 1e-3,
+    };
+    let info = BatchInfo {
+        classes: &shared.classes,
+        round: 0,
+        strategy: shared.opts.strategy,
+        token: &shared.token,
+    };
+    let mut p = vec![0.0f64; c];
+    let mut results = Vec::with_capacity(rows.len());
+    for (out, &row) in probs.chunks_exact(c).zip(&rows) {
+        if let Err(problem) = canonical_probs(&form, out, &mut p) {
+            return bad(
+                500,
+                format!("the model's output for item row {row}: {problem}"),
+            );
+        }
+        let score = canonical_score(&spec, &p, row as u64);
+        results.push(export::prediction(&info, argmax(out), score));
+    }
+    Reply(200, json!({"results": results, "model_version": version}))
+}
+
+fn webhook(body: &Value, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
+    let action = body.get("action").and_then(Value::as_str).unwrap_or("");
+    match action {
+        "ANNOTATION_CREATED" | "ANNOTATION_UPDATED" => {}
+        "START_TRAINING" => {
+            retrain(shared, true);
+            return Reply(201, json!({"status": "training started"}));
+        }
+        "" => return bad(400, "the webhook has no action"),
+        other => return Reply(200, json!({"status": "ignored", "action": other})),
+    }
+    let file = match read_webhook(body, &expect(shared)) {
+        Ok(f) => f,
+        Err(r) => return bad(422, r),
+    };
+    let ann = body
+        .pointer("/annotation/id")
+        .map_or("?".to_string(), |v| v.to_string());
+    let source = format!("label-studio webhook (annotation {ann})");
+    match ws.ingest(&file, &source, shared.opts.ingest) {
+        Ok(rep) => {
+            retrain(shared, false);
+            Reply(
+                201,
+                json!({"status": "ok", "labeled": rep.labeled, "unchanged": rep.unchanged,
+                       "overwritten": rep.overwritten, "conflicts": rep.conflicts,
+                       "skipped": rep.skipped + rep.empty, "ignored_results": rep.ignored_results}),
+            )
+        }
+        Err(e @ Error::Workspace { .. }) => bad(503, e.to_string()),
+        Err(e) => bad(422, e.to_string()),
+    }
+}
+
+/// Starts a retrain in the background when `retrain_every` labels arrived
+/// since the last round (or when `force`d), unless one is running.
+fn retrain(shared: &Arc<Shared>, force: bool) {
+    let every = shared.opts.retrain_every;
+    if !force && every == 0 {
+        return;
+    }
+    if shared
+        .training
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        let run = || -> Result<()> {
+            let mut ws = Workspace::open(&shared.dir, shared.opts.wait)?;
+            let labels = ws.labels()?.len() as i64;
+            let last = ws.last_round()?.map_or(0, |(_, n)| n);
+            if !force && labels - last < every as i64 {
+                return Ok(());
+            }
+            let opts = NextOptions {
+                k: shared.opts.k,
+                strategy: shared.opts.strategy,
+                seed: shared.opts.seed,
+                learner: shared.opts.learner.clone(),
+                device: Device::Cpu,
+                out: shared.dir.join("batches").join("next.json"),
+                reselect_skipped: false,
+            };
+            std::fs::create_dir_all(shared.dir.join("batches"))
+                .map_err(|e| Error::io(&shared.dir, e))?;
+            let r = next_round(&mut ws, &shared.dir, &opts, &Silent)?;
+            eprintln!(
+                "retrained on {} labels: round {}, {} items in {}",
+                r.labels,
+                r.round,
+                r.picked,
+                opts.out.display()
+            );
+            Ok(())
+        };
+        if let Err(e) = run() {
+            eprintln!("retraining failed: {e}");
+        }
+        shared.training.store(false, Ordering::Release);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_decodes_basic_auth() {
+        assert_eq!(
+            super::base64_decode("dXNlcjpzM2NyZXQ=").unwrap(),
+            b"user:s3cret"
+        );
+        assert_eq!(super::base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(super::base64_decode("YWI=").unwrap(), b"ab");
+        assert!(super::base64_decode("a*b=").is_none());
+    }
+}
