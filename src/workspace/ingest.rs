@@ -446,7 +446,11 @@ fn read_table(path: &Path, text: &str, delimiter: u8, expect: &Expect) -> Result
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
-    let studio = header.iter().any(|h| h == "alpool_id");
+    // An export whose tasks were all skipped has no rows and no data
+    // columns, only Label Studio's own.
+    let studio = header
+        .iter()
+        .any(|h| h == "alpool_id" || h == "annotation_id");
     if !studio && header != ["id", "label"] {
         return Err(bad_line(
             1,
