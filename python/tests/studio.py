@@ -50,7 +50,10 @@ def call(
     raw: bool = False,
     timeout: float = 120,
 ) -> Any:
-    data = None if body is None else json.dumps(body).encode()
+    if isinstance(body, bytes):
+        data: bytes | None = body  # sent as is: a malformed body on purpose
+    else:
+        data = None if body is None else json.dumps(body).encode()
     h = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, method=method, data=data, headers=h)
     try:
