@@ -364,3 +364,180 @@ fn conflicts_are_kept_apart_or_overwritten_and_bad_files_change_nothing() {
     );
     assert_eq!(state(&ws).0, 20, "a rejected file applies nothing");
 }
+
+/// Label Studio tasks: alpool's keys, the item data, one model_version for
+/// every round, and scores Label Studio's ascending order serves in
+/// alpool's rank order, for every strategy.
+#[test]
+fn label_studio_tasks_carry_data_and_sort_in_alpools_order() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("items.jsonl");
+    let lines: String = (0..y.len())
+        .map(|r| format!("{{\"id\": \"{r}\", \"image\": \"https://img.example/{r}.png\"}}\n"))
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let ws = tmp.path().join("ws");
+    let w = ws.to_str().unwrap();
+    let seed = tmp.path().join("seed.csv");
+    answer(
+        &seed,
+        &(0..20).map(|i| i.to_string()).collect::<Vec<_>>(),
+        &y,
+    );
+    ok(&[
+        "init",
+        w,
+        "--features",
+        features.to_str().unwrap(),
+        "--classes",
+        CLASSES,
+        "--labels",
+        seed.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    let config = ok(&["labeling-config", w]);
+    assert!(
+        config.contains(r#"<Image name="item" value="$image"/>"#)
+            && config.contains(r#"<Choices name="label" toName="item""#)
+            && config.contains(r#"<Choice value="nine"/>"#),
+        "{config}"
+    );
+    let mut versions = std::collections::HashSet::new();
+    for (i, strategy) in ["margin", "entropy", "least-confidence", "ratio", "random"]
+        .iter()
+        .enumerate()
+    {
+        let out = tmp.path().join(format!("t{i}.json"));
+        ok(&[
+            "next",
+            w,
+            "-k",
+            "30",
+            "--strategy",
+            strategy,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let tasks: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let ls: Vec<f64> = tasks
+            .iter()
+            .map(|t| t["predictions"][0]["score"].as_f64().unwrap())
+            .collect();
+        assert!(
+            ls.windows(2).all(|w| w[0] <= w[1]),
+            "{strategy}: Label Studio's scores must ascend with alpool's rank: {ls:?}"
+        );
+        for (rank, t) in tasks.iter().enumerate() {
+            let d = &t["data"];
+            assert_eq!(d["alpool_rank"], rank + 1);
+            let row = d["alpool_index"].as_u64().unwrap();
+            assert_eq!(d["alpool_id"], row.to_string());
+            assert_eq!(d["image"], format!("https://img.example/{row}.png"));
+            versions.insert(t["predictions"][0]["model_version"].to_string());
+        }
+        // A round per strategy needs new labels: answer two of the batch.
+        let answers = tmp.path().join(format!("a{i}.csv"));
+        let ids: Vec<String> = tasks[..2]
+            .iter()
+            .map(|t| t["data"]["alpool_id"].as_str().unwrap().to_string())
+            .collect();
+        answer(&answers, &ids, &y);
+        ok(&["ingest", w, answers.to_str().unwrap()]);
+    }
+    assert_eq!(versions.len(), 1, "one model_version per workspace");
+
+    // Item data that would overwrite alpool's keys, or names unknown ids,
+    // is refused by line.
+    for (content, needle) in [
+        ("{\"id\": \"1\", \"alpool_id\": \"x\"}\n", "reserved"),
+        ("{\"id\": \"1\"}\n{\"id\": \"nope\"}\n", "line 2"),
+        ("[1, 2]\n", "JSON object"),
+    ] {
+        std::fs::write(&data, content).unwrap();
+        let o = run(
+            &[
+                "init",
+                tmp.path().join("ws2").to_str().unwrap(),
+                "--features",
+                features.to_str().unwrap(),
+                "--classes",
+                CLASSES,
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(
+            !o.status.success() && common::stderr(&o).contains(needle),
+            "{}",
+            common::stderr(&o)
+        );
+        assert!(!tmp.path().join("ws2").exists(), "nothing half-made");
+    }
+}
+
+/// Batches exported before the workspace token carried `data.id`, which
+/// collides with Label Studio's own ids: refused, with what to do.
+#[test]
+fn exports_without_alpools_keys_are_refused_by_task() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    let w = ws.to_str().unwrap();
+    let export = tmp.path().join("old.json");
+    std::fs::write(
+        &export,
+        r#"[{"id": 41, "data": {"id": "3", "index": 3}, "annotations": [{"id": 1, "result": [
+            {"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": ["one"]}}]}]}]"#,
+    )
+    .unwrap();
+    let o = run(&["ingest", w, export.to_str().unwrap()], &[]);
+    let err = common::stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("Label Studio task 41") && err.contains("alpool_id"),
+        "{err}"
+    );
+    assert_eq!(state(&ws).0, 20);
+}
+
+/// A workspace made before format 2 is upgraded when opened: a token, the
+/// new tables, and its conflicts carried over.
+#[test]
+fn format_1_workspaces_are_upgraded_in_place() {
+    let (features, y, _keep) = embedded();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = init(tmp.path(), &features, &y, 20);
+    {
+        let db = rusqlite::Connection::open(ws.join("alpool.db")).unwrap();
+        db.execute_batch(
+            "DROP TABLE votes; DROP TABLE skips; DROP TABLE conflicts; DROP TABLE item_data;
+             ALTER TABLE rounds DROP COLUMN skips;
+             DELETE FROM meta WHERE key IN ('token', 'data_keys');
+             UPDATE meta SET value = '1' WHERE key = 'version';
+             INSERT INTO label_events(idx, old_class, new_class, kind, source, time)
+                 VALUES (3, 3, 4, 'conflict', 'old.csv', '0');",
+        )
+        .unwrap();
+    }
+    let w = Workspace::open(&ws, Duration::from_secs(1)).unwrap();
+    assert_eq!(w.token().unwrap().len(), 16);
+    let c = w.conflicts().unwrap();
+    assert_eq!(
+        (c.len(), c[0].index, c[0].proposed, c[0].source.as_str()),
+        (1, 3, Some(4), "old.csv")
+    );
+    assert_eq!(w.label_seq().unwrap(), 20, "conflicts are not label events");
+    drop(w);
+    let out = tmp.path().join("b.json");
+    ok(&[
+        "next",
+        ws.to_str().unwrap(),
+        "-k",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+}

@@ -1,7 +1,8 @@
 """How many Label Studio annotation webhooks `alpool serve` stores a second,
 and whether a kill -9 in the middle of the stream loses any it acknowledged.
 
-    python python/bench/bench_webhooks.py [--items 2000] [--clients 8] [--alpool target/release/alpool]
+    python python/bench/bench_webhooks.py [--items 2000] [--clients 8] \
+        [--alpool target/release/alpool]
 
 A workspace of `--items` items is created; `--clients` threads post one
 ANNOTATION_CREATED webhook per item (the body Label Studio sends), each
@@ -43,8 +44,11 @@ def workspace(cli: str, folder: Path, items: int) -> tuple[Path, np.ndarray, str
     y = rng.integers(0, 3, items)
     np.save(folder / "x.npy", x)
     ws = folder / "ws"
-    subprocess.run([cli, "init", str(ws), "--features", str(folder / "x.npy"),
-                    "--classes", ",".join(CLASSES)], check=True, capture_output=True)
+    subprocess.run(
+        [cli, "init", str(ws), "--features", str(folder / "x.npy"), "--classes", ",".join(CLASSES)],
+        check=True,
+        capture_output=True,
+    )
     with sqlite3.connect(ws / "alpool.db") as db:
         token = db.execute("SELECT value FROM meta WHERE key='token'").fetchone()[0]
     return ws, y, token
@@ -52,20 +56,35 @@ def workspace(cli: str, folder: Path, items: int) -> tuple[Path, np.ndarray, str
 
 def start(cli: str, ws: Path) -> tuple[subprocess.Popen[str], str]:
     p = port()
-    proc = subprocess.Popen([cli, "serve", str(ws), "--port", str(p), "--retrain-every", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [cli, "serve", str(ws), "--port", str(p), "--retrain-every", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None and "listening" in proc.stdout.readline()
     return proc, f"http://127.0.0.1:{p}/webhook"
 
 
 def body(token: str, row: int, label: str) -> bytes:
-    return json.dumps({
-        "action": "ANNOTATION_CREATED",
-        "annotation": {"id": row + 1, "was_cancelled": False,
-                       "result": [{"from_name": "label", "to_name": "item", "type": "choices",
-                                   "value": {"choices": [label]}}]},
-        "task": {"id": row + 1, "data": {"alpool_id": str(row), "alpool_workspace": token}},
-    }).encode()
+    return json.dumps(
+        {
+            "action": "ANNOTATION_CREATED",
+            "annotation": {
+                "id": row + 1,
+                "was_cancelled": False,
+                "result": [
+                    {
+                        "from_name": "label",
+                        "to_name": "item",
+                        "type": "choices",
+                        "value": {"choices": [label]},
+                    }
+                ],
+            },
+            "task": {"id": row + 1, "data": {"alpool_id": str(row), "alpool_workspace": token}},
+        }
+    ).encode()
 
 
 def post(url: str, data: bytes) -> bool:
@@ -77,8 +96,15 @@ def post(url: str, data: bytes) -> bool:
         return False
 
 
-def send_all(urls: list[str], rows: list[int], y: np.ndarray, token: str, clients: int,
-             acked: set[int], lock: threading.Lock) -> None:
+def send_all(
+    urls: list[str],
+    rows: list[int],
+    y: np.ndarray,
+    token: str,
+    clients: int,
+    acked: set[int],
+    lock: threading.Lock,
+) -> None:
     def work(part: list[int]) -> None:
         for r in part:
             if post(urls[0], body(token, r, CLASSES[y[r]])):
@@ -114,9 +140,11 @@ def main() -> None:
         proc.wait()
         labels = stored(ws)
         wrong = sum(labels.get(r) != y[r] for r in range(a.items))
-        print(f"{a.items} webhooks from {a.clients} clients in {dt:.2f} s: "
-              f"{a.items / dt:.0f} webhooks/s (target >= 50); acknowledged {len(acked)}, "
-              f"stored {len(labels)}, wrong or missing {wrong}")
+        print(
+            f"{a.items} webhooks from {a.clients} clients in {dt:.2f} s: "
+            f"{a.items / dt:.0f} webhooks/s (target >= 50); acknowledged {len(acked)}, "
+            f"stored {len(labels)}, wrong or missing {wrong}"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         ws, y, token = workspace(a.alpool, Path(tmp), a.items)
@@ -124,8 +152,9 @@ def main() -> None:
         acked = set()
         lock = threading.Lock()
         urls = [url]
-        sender = threading.Thread(target=send_all,
-                                  args=(urls, list(range(a.items)), y, token, a.clients, acked, lock))
+        sender = threading.Thread(
+            target=send_all, args=(urls, list(range(a.items)), y, token, a.clients, acked, lock)
+        )
         sender.start()
         while True:
             with lock:
@@ -144,9 +173,11 @@ def main() -> None:
         proc.wait()
         labels = stored(ws)
         wrong = sum(labels.get(r) != y[r] for r in range(a.items))
-        print(f"kill -9 after {len(at_kill)} stored: acknowledged but lost {len(lost)}; "
-              f"after restart and {len(retry)} retries: stored {len(labels)} of {a.items}, "
-              f"wrong or missing {wrong}")
+        print(
+            f"kill -9 after {len(at_kill)} stored: acknowledged but lost {len(lost)}; "
+            f"after restart and {len(retry)} retries: stored {len(labels)} of {a.items}, "
+            f"wrong or missing {wrong}"
+        )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ class Studio:
         return call(method, self.url + path, body, auth, raw=raw)
 
     def project(self, title: str, config: str) -> int:
-        return int(self.api("POST", "/api/projects", {"title": title, "label_config": config})["id"])
+        return int(
+            self.api("POST", "/api/projects", {"title": title, "label_config": config})["id"]
+        )
 
     def import_tasks(self, project: int, tasks: list[dict[str, Any]]) -> None:
         self.api("POST", f"/api/projects/{project}/import", tasks)
@@ -89,7 +91,9 @@ class Studio:
         return list(out["tasks"])
 
     def annotate(self, task: int, result: list[dict[str, Any]], cancelled: bool = False) -> None:
-        self.api("POST", f"/api/tasks/{task}/annotations", {"result": result, "was_cancelled": cancelled})
+        self.api(
+            "POST", f"/api/tasks/{task}/annotations", {"result": result, "was_cancelled": cancelled}
+        )
 
     def export(self, project: int, kind: str) -> bytes:
         return bytes(self.api("GET", f"/api/projects/{project}/export?exportType={kind}", raw=True))
@@ -105,16 +109,28 @@ def start_label_studio(binary: Path) -> Studio:
         "ML_BLOCK_LOCAL_IP": "false",
         "SSRF_PROTECTION_ENABLED": "false",
     }
-    args = [str(binary), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
+    args = [
+        str(binary),
+        "start",
+        "--no-browser",
+        "--internal-host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     args += ["--username", "test@alpool.dev", "--password", "alpool-pass-1"]
     args += ["--user-token", TOKEN, "--enable-legacy-api-token"]
     log = open(data / "label-studio.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"Label Studio exited: {(data / 'label-studio.log').read_text()[-3000:]}")
+            raise RuntimeError(
+                f"Label Studio exited: {(data / 'label-studio.log').read_text()[-3000:]}"
+            )
         try:
             call("GET", url + "/health", timeout=2)
             studio = Studio(url, proc)

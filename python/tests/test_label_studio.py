@@ -61,8 +61,19 @@ def make_workspace(cli: Path, folder: Path, seed: int = 0) -> tuple[Path, np.nda
         for r in range(len(y)):
             f.write(json.dumps({"id": str(r), "text": f"item number {r}"}) + "\n")
     ws = folder / "ws"
-    alpool(cli, "init", ws, "--features", x, "--classes", ",".join(CLASSES),
-           "--labels", folder / "seed.csv", "--data", folder / "items.jsonl")
+    alpool(
+        cli,
+        "init",
+        ws,
+        "--features",
+        x,
+        "--classes",
+        ",".join(CLASSES),
+        "--labels",
+        folder / "seed.csv",
+        "--data",
+        folder / "items.jsonl",
+    )
     return ws, y
 
 
@@ -78,8 +89,12 @@ def open_conflicts(ws: Path) -> set[int]:
 
 
 def choice(*names: str, control: str = "label") -> dict[str, Any]:
-    return {"from_name": control, "to_name": "item", "type": "choices",
-            "value": {"choices": list(names)}}
+    return {
+        "from_name": control,
+        "to_name": "item",
+        "type": "choices",
+        "value": {"choices": list(names)},
+    }
 
 
 # Lets annotators tick several classes, comment, and rate quality: the
@@ -94,7 +109,9 @@ LOOSE_CONFIG = """<View>
 </View>"""
 
 
-def test_every_export_shape_stores_no_wrong_label(cli: Path, studio: Studio, tmp_path: Path) -> None:
+def test_every_export_shape_stores_no_wrong_label(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
     ws, y = make_workspace(cli, tmp_path / "a")
     batch = tmp_path / "tasks.json"
     alpool(cli, "next", ws, "-k", 14, "--out", batch)
@@ -116,20 +133,29 @@ def test_every_export_shape_stores_no_wrong_label(cli: Path, studio: Studio, tmp
     wrong = {r: CLASSES[(y[r] + 1) % 3] for r in rows}
     r = rows
     ann = studio.annotate
-    ann(by_row[r[0]]["id"], [choice(truth[r[0]])])                         # plain
-    ann(by_row[r[1]]["id"], [choice(truth[r[1]])])                         # two annotators
-    ann(by_row[r[1]]["id"], [choice(wrong[r[1]])])                         # ... disagree
-    for c in (truth[r[2]], truth[r[2]], wrong[r[2]]):                       # 2 of 3 agree
+    ann(by_row[r[0]]["id"], [choice(truth[r[0]])])  # plain
+    ann(by_row[r[1]]["id"], [choice(truth[r[1]])])  # two annotators
+    ann(by_row[r[1]]["id"], [choice(wrong[r[1]])])  # ... disagree
+    for c in (truth[r[2]], truth[r[2]], wrong[r[2]]):  # 2 of 3 agree
         ann(by_row[r[2]]["id"], [choice(c)])
-    ann(by_row[r[3]]["id"], [choice(truth[r[3]], wrong[r[3]])])            # two ticked
-    ann(by_row[r[4]]["id"], [], cancelled=True)                             # skipped
-    ann(by_row[r[5]]["id"], [])                                             # empty submit
-    ann(by_row[r[6]]["id"], [choice(truth[r[6]]),                           # with a comment
-                             {"from_name": "comment", "to_name": "item", "type": "textarea",
-                              "value": {"text": ["blurry"]}}])
-    ann(by_row[r[7]]["id"], [choice("good", control="quality")])           # another control
-    studio.api("DELETE", f"/api/tasks/{by_row[r[8]]['id']}")                # deleted
-    for i in (9, 10):                                                       # plain
+    ann(by_row[r[3]]["id"], [choice(truth[r[3]], wrong[r[3]])])  # two ticked
+    ann(by_row[r[4]]["id"], [], cancelled=True)  # skipped
+    ann(by_row[r[5]]["id"], [])  # empty submit
+    ann(
+        by_row[r[6]]["id"],
+        [
+            choice(truth[r[6]]),  # with a comment
+            {
+                "from_name": "comment",
+                "to_name": "item",
+                "type": "textarea",
+                "value": {"text": ["blurry"]},
+            },
+        ],
+    )
+    ann(by_row[r[7]]["id"], [choice("good", control="quality")])  # another control
+    studio.api("DELETE", f"/api/tasks/{by_row[r[8]]['id']}")  # deleted
+    for i in (9, 10):  # plain
         ann(by_row[r[i]]["id"], [choice(truth[r[i]])])
 
     before = stored_labels(ws)
@@ -182,7 +208,9 @@ def test_every_export_shape_stores_no_wrong_label(cli: Path, studio: Studio, tmp
     assert versions == {f"alpool-{token}"}
 
 
-def test_exports_of_another_workspace_or_only_skips(cli: Path, studio: Studio, tmp_path: Path) -> None:
+def test_exports_of_another_workspace_or_only_skips(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
     ws_a, _ = make_workspace(cli, tmp_path / "a", seed=1)
     ws_b, y_b = make_workspace(cli, tmp_path / "b", seed=2)
     batch_b = tmp_path / "b.json"
@@ -236,18 +264,26 @@ def test_ml_backend_full_cycle(cli: Path, studio: Studio, tmp_path: Path) -> Non
     port = free_port()
     server = subprocess.Popen(
         [str(cli), "serve", str(ws), "--port", str(port), "--retrain-every", "8", "-k", "20"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = server.stdout.readline() if server.stdout else ""
         assert "listening on http://127.0.0.1:" in line, line
         config = alpool(cli, "labeling-config", ws).stdout
         project = studio.project("ml backend", config)
-        studio.api("POST", "/api/ml", {"url": f"http://127.0.0.1:{port}", "project": project,
-                                       "title": "alpool"})
+        studio.api(
+            "POST",
+            "/api/ml",
+            {"url": f"http://127.0.0.1:{port}", "project": project, "title": "alpool"},
+        )
         studio.import_tasks(project, tasks)
-        studio.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
-                   {"selectedItems": {"all": True, "excluded": []}})
+        studio.api(
+            "POST",
+            f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+            {"selectedItems": {"all": True, "excluded": []}},
+        )
         listed = studio.tasks(project)
         preds = [p for t in listed for p in t.get("predictions", [])]
         assert len(preds) == len(tasks), "a prediction for every task"

@@ -24,7 +24,9 @@ class Server:
     def __init__(self, cli: Path, ws: Path, *extra: Any) -> None:
         self.port = free_port()
         args = [str(cli), "serve", str(ws), "--port", str(self.port), *map(str, extra)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         assert "listening" in line, line
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,11 +44,28 @@ def webhook(token: str, row: int, label: str, annotation: int, task: int | None 
     reads, plus some it ignores)."""
     return {
         "action": "ANNOTATION_CREATED",
-        "annotation": {"id": annotation, "was_cancelled": False, "lead_time": 3.2,
-                       "result": [{"from_name": "label", "to_name": "item", "type": "choices",
-                                   "value": {"choices": [label]}}]},
-        "task": {"id": task or 1000 + row, "data": {"alpool_id": str(row), "alpool_workspace": token,
-                                                    "alpool_index": row, "text": "…"}},
+        "annotation": {
+            "id": annotation,
+            "was_cancelled": False,
+            "lead_time": 3.2,
+            "result": [
+                {
+                    "from_name": "label",
+                    "to_name": "item",
+                    "type": "choices",
+                    "value": {"choices": [label]},
+                }
+            ],
+        },
+        "task": {
+            "id": task or 1000 + row,
+            "data": {
+                "alpool_id": str(row),
+                "alpool_workspace": token,
+                "alpool_index": row,
+                "text": "…",
+            },
+        },
         "project": {"id": 1, "title": "p"},
     }
 
@@ -161,8 +180,10 @@ def test_predictions_follow_the_newest_model(cli: Path, tmp_path: Path) -> None:
     token = token_of(ws)
     s = Server(cli, ws, "--retrain-every", 0, "--strategy", "entropy")
     try:
-        tasks = [{"id": r, "data": {"alpool_id": str(r), "alpool_workspace": token}}
-                 for r in range(30, 40)]
+        tasks = [
+            {"id": r, "data": {"alpool_id": str(r), "alpool_workspace": token}}
+            for r in range(30, 40)
+        ]
         empty = s.post("/predict", {"tasks": tasks})
         assert empty["results"] == [], "no model yet: no predictions"
         s.post("/train", {})
