@@ -78,7 +78,12 @@ pub fn select(pool: &Pool, job: &Job, device: Device) -> Result<Selection> {
 
 /// [`select`] with an adapter, progress, and the detail of where it ran.
 pub fn select_with(pool: &Pool, job: &Job, run: &Run) -> Result<Outcome> {
-    let (gpu, reason) = choose_device(run.device, run.adapter.as_deref(), pool.data_bytes())?;
+    // float64 pools have no GPU path; `auto` keeps them on the CPU.
+    let device = match run.device {
+        Device::Auto if pool.has_f64() => Device::Cpu,
+        d => d,
+    };
+    let (gpu, reason) = choose_device(device, run.adapter.as_deref(), pool.data_bytes())?;
     let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
     let (selection, gpu_phases) = select_on(backend, pool, job, run.progress)?;
     Ok(Outcome {

@@ -111,8 +111,10 @@ pub fn read_pass(pool: &Pool, chunk_rows: u64) -> u64 {
     let chunks: Vec<_> = pool.chunks(chunk_rows).collect();
     chunks
         .par_iter()
-        .map(|&(shard, start, end)| {
-            let bytes = shard.row_bytes(start, end, c);
+        .map_init(Vec::new, |buf, &(shard, start, end)| {
+            let Ok(bytes) = shard.bytes(start, end, c, buf) else {
+                return 0;
+            };
             let (head, words, tail) = unsafe { bytes.align_to::<u64>() };
             let mut acc = [0u64; 4];
             let mut it = words.chunks_exact(4);
@@ -249,4 +251,61 @@ pub fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Whole-process timings of two commands, alternated run by run so drift
+/// in the machine's state hits both alike (as hyperfine's `--warmup`
+/// then interleaving would). `before` runs ahead of every run of either
+/// (dropping the file from the cache for cold runs, for instance).
+pub fn alternate(
+    a: &mut std::process::Command,
+    b: &mut std::process::Command,
+    runs: usize,
+    mut before: impl FnMut(),
+) -> std::io::Result<(Timing, Timing)> {
+    let mut time = |c: &mut std::process::Command| -> std::io::Result<Duration> {
+        before();
+        let t = std::time::Instant::now();
+        let status = c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        let d = t.elapsed();
+        if !status.success() {
+            return Err(std::io::Error::other(format!("{c:?} failed: {status}")));
+        }
+        Ok(d)
+    };
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        ta.push(time(a)?);
+        tb.push(time(b)?);
+    }
+    Ok((Timing { runs: ta }, Timing { runs: tb }))
+}
+
+/// Drops a file's clean pages from the page cache (a cold start without
+/// root); the data itself is untouched.
+pub fn evict(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path)?;
+    f.sync_all()?;
+    // SAFETY: a plain syscall on a descriptor we own.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    Ok(())
+}
+
+/// The page cache's size (`Cached` in /proc/meminfo), in bytes.
+pub fn page_cache_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("Cached:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? << 10)
+}
+
+/// The largest peak RSS of any child process waited for so far, in bytes.
+pub fn children_max_rss() -> u64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    u.ru_maxrss as u64 * 1024
 }

@@ -39,6 +39,13 @@ pub enum Error {
         expected: usize,
     },
 
+    /// A file that shrank after it was opened (a read came back short).
+    #[error(
+        "{}: the file was truncated while being read: byte {offset} is gone (another process rewrote or cut it); nothing was selected",
+        path.display()
+    )]
+    Shrank { path: PathBuf, offset: u64 },
+
     #[error(
         "{}: file is truncated: the header promises {expected} data bytes but only {actual} follow it",
         path.display()

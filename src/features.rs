@@ -160,7 +160,7 @@ impl FeaturePool {
                     global: s.first_row + row,
                     problem: RowProblem::NotFinite {
                         col: at % d.max(1),
-                        value,
+                        value: value.into(),
                     },
                 })
             }

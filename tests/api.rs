@@ -67,7 +67,7 @@ fn a_borrowed_pool_points_at_the_callers_memory() {
     let p = probs(1000, 4, 3);
     let pool = Pool::from_f32(&p, 4).unwrap();
     let shard = &pool.shards()[0];
-    let bytes = shard.row_bytes(0, 1000, 4);
+    let bytes = shard.mapped_bytes(0, 1000, 4).unwrap();
     assert_eq!(bytes.as_ptr(), p.as_ptr() as *const u8, "no copy");
     assert_eq!(pool.rows(), 1000);
 }

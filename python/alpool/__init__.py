@@ -3,8 +3,8 @@
 Score every row of a model's class probabilities (or logits) with a query
 strategy and return the k most informative rows, exactly: the same answer as
 a full sort under alpool's canonical scores, ties going to the lower row
-index. C-contiguous float32 and float16 arrays are read in place (no copy);
-float64 is rounded to float32, the engine's storage type (one copy). The GIL
+index. C-contiguous float32, float16 and float64 arrays are read in place (no
+copy); float64 is scored from its own values (on the CPU). The GIL
 is released while the engine works, and Ctrl-C stops it between chunks.
 
 Strategies (score; which end is more informative):

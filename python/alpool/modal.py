@@ -4,8 +4,8 @@ Each has modAL's query-strategy signature and return convention,
 ``(indices, values)`` for the ``n_instances`` chosen rows, so it can be
 passed as ``ActiveLearner(query_strategy=alpool.modal.margin_sampling)``.
 The classifier's ``predict_proba(X)`` is scored by alpool's engine: no
-full sort, the probabilities read in place when they are float32 (float64,
-scikit-learn's default, is rounded to float32 once), the GIL released.
+full sort, the probabilities read in place (float64, scikit-learn's default,
+included), the GIL released.
 
 Ties: modAL's ``argpartition`` breaks them arbitrarily; alpool ranks equal
 scores by the lower row index, always. ``random_tie_break=True`` is accepted

@@ -95,13 +95,13 @@ fn run_released<T: Send>(
     })
 }
 
-/// A 2-D probability (or logit) array as the engine reads it: float32 and
-/// float16 borrowed when C-contiguous, float64 rounded to float32 (one
-/// copy). Anything else is refused with its shape, dtype and order.
+/// A 2-D probability (or logit) array as the engine reads it: float32,
+/// float16 and float64 borrowed when C-contiguous (float64 scored from its
+/// own values). Anything else is refused with its shape, dtype and order.
 enum Probs<'py> {
     F32(PyReadonlyArray2<'py, f32>),
     F16(PyReadonlyArray2<'py, half::f16>),
-    F64(Vec<f32>, usize),
+    F64(PyReadonlyArray2<'py, f64>),
 }
 
 fn describe(a: &Bound<'_, PyUntypedArray>) -> String {
@@ -154,12 +154,7 @@ impl<'py> Probs<'py> {
         Ok(match size {
             4 => Probs::F32(obj.extract()?),
             2 => Probs::F16(obj.extract()?),
-            _ => {
-                let a: PyReadonlyArray2<'py, f64> = obj.extract()?;
-                let c = a.shape()[1];
-                let v = a.as_slice()?.iter().map(|&x| x as f32).collect();
-                Probs::F64(v, c)
-            }
+            _ => Probs::F64(obj.extract()?),
         })
     }
 
@@ -171,7 +166,7 @@ impl<'py> Probs<'py> {
         let r = match self {
             Probs::F32(a) => Pool::from_f32(a.as_slice()?, a.shape()[1]),
             Probs::F16(a) => Pool::from_f16(a.as_slice()?, a.shape()[1]),
-            Probs::F64(v, c) => Pool::from_f32(v, *c),
+            Probs::F64(a) => Pool::from_f64(a.as_slice()?, a.shape()[1]),
         };
         r.map(|p| p.named("probs")).map_err(to_py)
     }

@@ -195,7 +195,7 @@ fn from_npy_bytes_paths(xp: &Path, xb: &[u8], yp: &Path, yb: &[u8], name: &str) 
             global: (i / dim.max(1)) as u64,
             problem: crate::score::RowProblem::NotFinite {
                 col: i % dim.max(1),
-                value: x[i],
+                value: x[i].into(),
             },
         });
     }

@@ -11,13 +11,13 @@
 //! AVX-512, and picked at run time; Rust never fuses a multiply and an add
 //! by itself, so all give bit-identical results.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
 use super::{Job, Progress, canonical_ranked};
 use crate::error::{Error, Result};
+use crate::pool::npy::DType;
 use crate::pool::{Pool, Shard};
 use crate::score::fast::{entropy_bound, entropy_max_cutoff, plogp_approx};
 use crate::score::input::{prob_ok, prob_value_problem, row_sum, sum_ok};
@@ -37,17 +37,22 @@ trait Emit {
 #[derive(Default)]
 struct Scratch {
     decoded: Vec<f32>,
+    /// float64 rows that are not aligned in the map.
+    wide: Vec<f64>,
+    /// Bytes read from a file before widening (float16, float64).
+    raw: Vec<u8>,
     terms: Vec<f32>,
     probs: Vec<f64>,
     scores: Vec<f64>,
 }
 
-/// The first invalid row a worker met.
+/// The first invalid row a worker met, or the chunk it could not read
+/// (`global`: the chunk's first row, so the earliest failure wins).
 struct BadRow {
     global: u64,
     local: u64,
     path: std::path::PathBuf,
-    problem: RowProblem,
+    problem: Result<RowProblem, Error>,
 }
 
 impl BadRow {
@@ -59,11 +64,14 @@ impl BadRow {
     }
 
     fn into_error(self) -> Error {
-        Error::BadRow {
-            path: self.path,
-            row: self.local,
-            global: self.global,
-            problem: self.problem,
+        match self.problem {
+            Ok(problem) => Error::BadRow {
+                path: self.path,
+                row: self.local,
+                global: self.global,
+                problem,
+            },
+            Err(read) => read,
         }
     }
 }
@@ -73,19 +81,33 @@ impl BadRow {
 fn run_chunk<E: Emit>(
     job: &Job,
     pool: &Pool,
-    (shard, start, _end): (&Shard, u64, u64),
-    decoded: &mut Vec<f32>,
+    (shard, start, end): (&Shard, u64, u64),
+    (decoded, wide, raw): (&mut Vec<f32>, &mut Vec<f64>, &mut Vec<u8>),
     terms: &mut Vec<f32>,
     e: &mut E,
 ) -> Result<(), BadRow> {
     let c = pool.classes();
     let g0 = shard.first_row() + start;
-    let rows = shard.rows_f32(start, _end, c, decoded);
-    score_rows(job, &rows, c, g0, terms, e).map_err(|(i, problem)| BadRow {
+    let unread = |e: Error| BadRow {
+        global: g0,
+        local: start,
+        path: shard.path().into(),
+        problem: Err(e),
+    };
+    let scored = if shard.dtype() == DType::F64 {
+        let rows = shard.rows_f64(start, end, c, wide).map_err(unread)?;
+        score_rows_exact(job, &rows, c, g0, e)
+    } else {
+        let rows = shard
+            .rows_f32(start, end, c, decoded, raw)
+            .map_err(unread)?;
+        score_rows(job, &rows, c, g0, terms, e)
+    };
+    scored.map_err(|(i, problem)| BadRow {
         global: g0 + i as u64,
         local: start + i as u64,
         path: shard.path().into(),
-        problem,
+        problem: Ok(problem),
     })
 }
 
@@ -98,6 +120,23 @@ fn refine(job: &Job, row: &[f32], index: u64, probs: &mut Vec<f64>) -> Ranked {
         priority: f64::NEG_INFINITY,
         index,
     })
+}
+
+/// float64 rows: every score canonical, from the stored values (there is
+/// no float32 fast path to bound; the bytes read dominate anyway).
+fn score_rows_exact<E: Emit>(
+    job: &Job,
+    rows: &[f64],
+    c: usize,
+    g0: u64,
+    e: &mut E,
+) -> Result<(), (usize, RowProblem)> {
+    let mut probs = vec![0.0; c];
+    for (i, row) in rows.chunks_exact(c).enumerate() {
+        let r = canonical_ranked(job, row, g0 + i as u64, &mut probs).map_err(|p| (i, p))?;
+        e.emit(i, &[], r.priority, 0.0);
+    }
+    Ok(())
 }
 
 /// Scores `rows` (C order, `c` columns, first global index `g0`).
@@ -655,56 +694,57 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
     // full heap is a lower bound on the global k-th priority.
     let shared = AtomicU64::new(ordered_bits(f64::NEG_INFINITY));
 
-    // One worker per thread (not per rayon split), so each warms its
-    // threshold once.
-    let workers: Vec<Mutex<Worker>> = (0..rayon::current_num_threads().max(1))
-        .map(|_| Mutex::new(Worker::default()))
-        .collect();
-    chunks.par_iter().for_each(|&chunk| {
-        let t = rayon::current_thread_index().unwrap_or(0) % workers.len();
-        let mut guard = workers[t].lock().unwrap_or_else(|e| e.into_inner());
-        let w = &mut *guard;
-        let (shard, start, end) = chunk;
-        let g0 = shard.first_row() + start;
-        // Chunks past a known bad row cannot change the error.
-        if g0 > first_bad.load(Ordering::Relaxed) || progress.cancelled() {
-            return;
+    // One worker per thread, each taking the next chunk in file order:
+    // every thread warms its threshold once, and the reads stay close to
+    // sequential, which read-ahead (and a cold disk) needs.
+    let next = AtomicUsize::new(0);
+    let workers: Vec<Worker> = rayon::broadcast(|_| {
+        let mut w = Worker::default();
+        while let Some(&chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+            let (shard, start, end) = chunk;
+            let g0 = shard.first_row() + start;
+            // Chunks past a known bad row cannot change the error.
+            if g0 > first_bad.load(Ordering::Relaxed) || progress.cancelled() {
+                continue;
+            }
+            let top = w.top.get_or_insert_with(|| TopK::new(k));
+            let thresh =
+                Collect::initial_threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
+            let excluded = job.exclusions.within(g0, shard.first_row() + end);
+            let Scratch {
+                decoded,
+                wide,
+                raw,
+                terms,
+                probs,
+                ..
+            } = &mut w.scratch;
+            let mut e = Collect {
+                job,
+                top,
+                thresh,
+                g0,
+                excluded,
+                probs,
+                refined: 0,
+            };
+            let r = run_chunk(job, pool, chunk, (decoded, wide, raw), terms, &mut e);
+            let refined = e.refined;
+            if let Err(bad) = r {
+                first_bad.fetch_min(bad.global, Ordering::Relaxed);
+                w.bad = BadRow::earlier(w.bad.take(), Some(bad));
+                continue;
+            }
+            if let Some(worst) = top.worst() {
+                shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
+            }
+            w.refined += refined;
+            progress.advance((end - start) * (c * shard.dtype().size()) as u64);
         }
-        let top = w.top.get_or_insert_with(|| TopK::new(k));
-        let thresh =
-            Collect::initial_threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
-        let excluded = job.exclusions.within(g0, shard.first_row() + end);
-        let Scratch {
-            decoded,
-            terms,
-            probs,
-            ..
-        } = &mut w.scratch;
-        let mut e = Collect {
-            job,
-            top,
-            thresh,
-            g0,
-            excluded,
-            probs,
-            refined: 0,
-        };
-        let r = run_chunk(job, pool, chunk, decoded, terms, &mut e);
-        let refined = e.refined;
-        if let Err(bad) = r {
-            first_bad.fetch_min(bad.global, Ordering::Relaxed);
-            w.bad = BadRow::earlier(w.bad.take(), Some(bad));
-            return;
-        }
-        if let Some(worst) = top.worst() {
-            shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
-        }
-        w.refined += refined;
-        progress.advance((end - start) * (c * shard.dtype().size()) as u64);
+        w
     });
     let worker = workers
         .into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .reduce(Worker::merge)
         .unwrap_or_default();
 
@@ -769,6 +809,8 @@ pub fn score_all(
             .map_init(Scratch::default, |s, &chunk| {
                 let Scratch {
                     decoded,
+                    wide,
+                    raw,
                     terms,
                     probs,
                     scores,
@@ -781,7 +823,7 @@ pub fn score_all(
                     scores,
                     probs,
                 };
-                run_chunk(job, pool, chunk, decoded, terms, &mut e)?;
+                run_chunk(job, pool, chunk, (decoded, wide, raw), terms, &mut e)?;
                 let out = s.scores.clone();
                 progress.advance((chunk.2 - chunk.1) * (c * chunk.0.dtype().size()) as u64);
                 Ok(out)

@@ -347,6 +347,19 @@ fn f32_at_most(x: f64) -> f32 {
     if (f as f64) > x { f.next_down() } else { f }
 }
 
+/// WGSL has no float64: those pools are scored on the CPU, from their own
+/// values.
+fn refuse_f64(pool: &Pool) -> Result<()> {
+    if pool.has_f64() {
+        return Err(Error::Config(
+            "float64 pools are scored on the CPU (WGSL has no float64); use --device cpu or auto, \
+             or store the pool as float32"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Selects the top k rows of the pool on the GPU.
 pub fn select(
     gpu: &Gpu,
@@ -355,6 +368,7 @@ pub fn select(
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
     job.check(pool)?;
+    refuse_f64(pool)?;
     let c = pool.classes();
     let k = job.k.min(pool.rows() as usize);
     let mut phases = Phases::default();
@@ -475,14 +489,17 @@ pub fn select(
     let mut refined = 0u64;
 
     let chunks: Vec<_> = pool.chunks(max_rows).collect();
-    let mut upload_rows = |slot: usize, (shard, start, end): (&crate::pool::Shard, u64, u64)| {
-        let data = shard.rows_f32(start, end, c, &mut scratch);
-        gpu.queue
-            .write_buffer(&rows_bufs[slot], 0, bytemuck::cast_slice(&data));
-    };
+    let mut raw = Vec::new();
+    let mut upload_rows =
+        |slot: usize, (shard, start, end): (&crate::pool::Shard, u64, u64)| -> Result<()> {
+            let data = shard.rows_f32(start, end, c, &mut scratch, &mut raw)?;
+            gpu.queue
+                .write_buffer(&rows_bufs[slot], 0, bytemuck::cast_slice(&data));
+            Ok(())
+        };
     let t = Instant::now();
     if let Some(&first) = chunks.first() {
-        upload_rows(0, first);
+        upload_rows(0, first)?;
     }
     phases.upload += t.elapsed();
     for (i, &(shard, start, end)) in chunks.iter().enumerate() {
@@ -521,7 +538,7 @@ pub fn select(
         // the next chunk's dispatch, into the other buffer.
         if let Some(&next) = chunks.get(i + 1) {
             let u = Instant::now();
-            upload_rows((i + 1) % 2, next);
+            upload_rows((i + 1) % 2, next)?;
             phases.upload += u.elapsed();
         }
         gpu.wait()?;
@@ -540,7 +557,7 @@ pub fn select(
         undecided.sort_unstable();
         for r in undecided {
             let index = g0 + r as u64;
-            pool.row_f32(index, &mut row);
+            pool.row_f32(index, &mut row)?;
             let ranked = canonical_ranked(job, &row, index, &mut probs).map_err(|problem| {
                 Error::BadRow {
                     path: shard.path().into(),
@@ -615,7 +632,7 @@ pub fn select(
         let t = Instant::now();
         for p in pairs.chunks_exact(2) {
             let index = g0 + p[0] as u64;
-            pool.row_f32(index, &mut row);
+            pool.row_f32(index, &mut row)?;
             let Ok(r) = canonical_ranked(job, &row, index, &mut probs) else {
                 continue;
             };

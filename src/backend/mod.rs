@@ -119,7 +119,7 @@ impl<'a> Refiner<'a> {
     /// The canonical ranking entry of global row `index`, which a backend
     /// has already validated.
     pub fn ranked(&mut self, index: u64) -> Result<Ranked> {
-        self.pool.row_f32(index, &mut self.row);
+        self.pool.row_f32(index, &mut self.row)?;
         canonical_ranked(self.job, &self.row, index, &mut self.probs).map_err(|problem| {
             let (shard, local) = self.pool.locate(index);
             Error::BadRow {
@@ -134,9 +134,9 @@ impl<'a> Refiner<'a> {
 
 /// The canonical ranking entry of a stored row.
 #[inline]
-pub fn canonical_ranked(
+pub fn canonical_ranked<T: score::input::Stored>(
     job: &Job,
-    row: &[f32],
+    row: &[T],
     index: u64,
     probs: &mut [f64],
 ) -> std::result::Result<Ranked, score::RowProblem> {

@@ -55,6 +55,23 @@ pub struct BenchArgs {
     /// Keep the generated pool at this path instead of a temporary folder.
     #[arg(long, value_name = "FILE")]
     keep: Option<PathBuf>,
+    /// Also time `alpool select` as a whole process (start, read, score,
+    /// exit) next to `dd bs=8M` of the same file, alternated run by run,
+    /// medians; for each read path (--read-paths).
+    #[arg(long)]
+    whole_process: bool,
+    /// Read paths for --whole-process and --cold.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "read,map")]
+    read_paths: Vec<super::select::ReadArg>,
+    /// Time `alpool select` and `dd` from a cold cache: the file is dropped
+    /// from the page cache before every run. Reports the select's peak RSS
+    /// and how much fuller the page cache was after it. For a pool larger
+    /// than RAM, generate it with --keep on a disk with room.
+    #[arg(long)]
+    cold: bool,
+    /// Skip the in-process table (for --whole-process or --cold alone).
+    #[arg(long)]
+    no_in_process: bool,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -93,6 +110,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         cpu::kernel_variant()
     );
 
+    if a.whole_process || a.cold {
+        whole_process(&a, &path, mb)?;
+    }
+    if a.no_in_process {
+        return Ok(());
+    }
     let chunk =
         Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0).rows_per_chunk(&pool);
     let (floor, _) = Timing::measure(1, a.runs, || read_pass(&pool, chunk));
@@ -186,6 +209,82 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     println!(
         "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
          extra mem: peak heap bytes above the level before the run (the mapped file is not counted)."
+    );
+    Ok(())
+}
+
+/// `alpool select` as a whole process against `dd bs=8M`, page-cached
+/// (--whole-process) and cold (--cold).
+fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Result<()> {
+    use alpool::bench::{alternate, children_max_rss, evict, page_cache_bytes};
+    use std::process::Command;
+    let exe = std::env::current_exe()?;
+    let file = path.to_str().unwrap_or_default();
+    let dd = || {
+        let mut c = Command::new("dd");
+        c.args([&format!("if={file}"), "of=/dev/null", "bs=8M"]);
+        c
+    };
+    let select = |s: Strategy, read: super::select::ReadArg| {
+        let mut c = Command::new(&exe);
+        c.args(["select", file, "--quiet", "--device", "cpu", "-k"])
+            .arg(a.k.to_string())
+            .args(["--strategy", s.name(), "--read"])
+            .arg(format!("{read:?}").to_lowercase());
+        c
+    };
+    let modes: Vec<bool> = [a.whole_process.then_some(false), a.cold.then_some(true)]
+        .into_iter()
+        .flatten()
+        .collect();
+    for cold in modes {
+        println!(
+            "\nwhole process, {}: `alpool select -k {}` vs `dd bs=8M` of the same {mb:.0} MB file, alternated, median of {}{}",
+            if cold {
+                "cold (the file dropped from the page cache before every run)"
+            } else {
+                "page-cached"
+            },
+            a.k,
+            a.runs,
+            if cold { "" } else { " after 1 warm-up each" }
+        );
+        println!(
+            "{:<17} {:>6} {:>12} {:>12} {:>8} {:>12} {:>14}",
+            "strategy", "read", "select", "dd", "/ dd", "peak RSS", "cache growth"
+        );
+        for s in &a.strategies {
+            let strategy: Strategy = (*s).into();
+            for &read in &a.read_paths {
+                let (mut sel, mut d) = (select(strategy, read), dd());
+                if !cold {
+                    alternate(&mut sel, &mut d, 1, || {})?;
+                }
+                let cache_before = page_cache_bytes().unwrap_or(0);
+                let mut growth = 0i64;
+                let (ts, td) = alternate(&mut sel, &mut d, a.runs, || {
+                    if cold {
+                        let _ = evict(path);
+                    }
+                    let now = page_cache_bytes().unwrap_or(0) as i64;
+                    growth = growth.max(now - cache_before as i64);
+                })?;
+                println!(
+                    "{:<17} {:>6} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>8.0} MiB {:>10.0} MiB",
+                    strategy.name(),
+                    format!("{read:?}").to_lowercase(),
+                    ts.median() * 1e3,
+                    td.median() * 1e3,
+                    ts.median() / td.median(),
+                    children_max_rss() as f64 / (1 << 20) as f64,
+                    growth as f64 / (1 << 20) as f64
+                );
+            }
+        }
+    }
+    println!(
+        "peak RSS: the largest of any child so far (select or dd); cache growth: the most the page cache\n\
+         grew above its size before the runs, sampled between runs. float64 pools read twice the bytes of float32."
     );
     Ok(())
 }

@@ -132,7 +132,7 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
         &Silent,
     )?;
     if let Some(e) = sel.entries.first() {
-        pool.row_f32(e.index, &mut row);
+        pool.row_f32(e.index, &mut row)?;
         println!(
             "\nThe most ambiguous row by margin, {}: {:.3?}",
             e.index, row

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 /// alpool: exact, streaming active learning for very large unlabeled pools.
 ///
-/// A pool is an N x C .npy matrix (float32 or float16) of class
+/// A pool is an N x C .npy matrix (float32, float16 or float64) of class
 /// probabilities or logits, one row per unlabeled instance, possibly split
 /// over several files. `select` scores every row with a query strategy and
 /// returns the k most informative, exactly (ties go to the lower row index),

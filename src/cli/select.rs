@@ -12,6 +12,7 @@ use alpool::backend::{self, Job};
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
 use alpool::part::PartHeader;
+use alpool::pool::ReadPath;
 use alpool::score::input::default_sum_tol;
 use alpool::{Backend, Device};
 use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
@@ -63,7 +64,7 @@ pub enum LogBaseArg {
 /// Options shared by every command that reads a pool.
 #[derive(Args, Debug, Clone)]
 pub struct PoolArgs {
-    /// Pool files (.npy, N x C, float32 or float16, C order). Several files
+    /// Pool files (.npy, N x C, float32, float16 or float64, C order). Several files
     /// are shards of one pool: the global row index counts across them in
     /// the order given.
     #[arg(required_unless_present = "model", value_name = "POOL")]
@@ -127,6 +128,32 @@ pub struct PoolArgs {
     /// Rows per unit of parallel work, 0 = auto (results never depend on it).
     #[arg(long, default_value_t = 0, hide = true)]
     pub chunk_rows: u64,
+
+    /// How pool files are read: positioned reads into each worker's buffer
+    /// (read); the same with drop-behind, leaving the page cache as it was
+    /// (stream); a memory map (map); auto = read, or stream for pools
+    /// larger than half the machine's memory. Selections never depend on it.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub read: ReadArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ReadArg {
+    Auto,
+    Read,
+    Stream,
+    Map,
+}
+
+impl From<ReadArg> for ReadPath {
+    fn from(r: ReadArg) -> ReadPath {
+        match r {
+            ReadArg::Auto => ReadPath::Auto,
+            ReadArg::Read => ReadPath::Read,
+            ReadArg::Stream => ReadPath::Stream,
+            ReadArg::Map => ReadPath::Map,
+        }
+    }
 }
 
 impl PoolArgs {
@@ -143,7 +170,7 @@ impl PoolArgs {
     }
 
     pub fn open(&self) -> anyhow::Result<Pool<'static>> {
-        Ok(Pool::open(&self.pools)?)
+        Ok(Pool::open_with(&self.pools, self.read.into())?)
     }
 
     /// The job with `k` rows to select, for a pool with float16 shards or

@@ -10,7 +10,6 @@ pub mod synth;
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Advice, Mmap};
@@ -20,21 +19,100 @@ use npy::DType;
 
 pub use exclude::Exclusions;
 
-const POOL_DTYPES: &str = "a pool must be float32 ('<f4') or float16 ('<f2')";
+const POOL_DTYPES: &str = "a pool must be float32 ('<f4'), float16 ('<f2') or float64 ('<f8')";
 
-/// A shard's bytes: a file's map, or memory the caller lends.
+/// How a file-backed pool's rows are read.
+///
+/// Measured side by side (README, "Read paths"): positioned reads into each
+/// worker's buffer cost a copy the kernel does at memory speed, but no page
+/// faults, and a file truncated under the reader is an error instead of a
+/// SIGBUS; a memory map avoids the copy but pays a fault per 4 KiB page on
+/// every run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadPath {
+    /// `Read` for pools up to half the machine's memory, `Stream` beyond.
+    #[default]
+    Auto,
+    /// Positioned reads (`pread`) into per-worker buffers; what was read
+    /// stays in the page cache, so the next run reads from memory.
+    Read,
+    /// Positioned reads with drop-behind: each range leaves the page cache
+    /// once read, so scanning a pool larger than RAM neither thrashes other
+    /// processes' cache nor leaves more than the chunks in flight behind.
+    Stream,
+    /// A read-only memory map, advised sequential.
+    Map,
+}
+
+/// A shard's bytes: a file read with positioned reads, a file's map, or
+/// memory the caller lends.
 enum Bytes<'a> {
+    File(Source),
     Mapped(Mmap),
     Borrowed(&'a [u8]),
 }
 
-impl Deref for Bytes<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Bytes::Mapped(m) => m,
-            Bytes::Borrowed(b) => b,
+/// A file read with positioned reads.
+struct Source {
+    file: File,
+    /// Drop each range from the page cache once read: set for pools too
+    /// large to stay cached, so a scan leaves the cache as it found it.
+    drop_behind: bool,
+}
+
+impl Source {
+    /// Fills `out` from byte `offset`; a short read means the file shrank
+    /// after it was opened.
+    fn read_at(&self, path: &Path, offset: u64, out: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < out.len() {
+            match self.file.read_at(&mut out[done..], offset + done as u64) {
+                Ok(0) => {
+                    return Err(Error::Shrank {
+                        path: path.into(),
+                        offset: offset + done as u64,
+                    });
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
         }
+        if self.drop_behind {
+            advise(
+                &self.file,
+                offset,
+                out.len() as u64,
+                libc::POSIX_FADV_DONTNEED,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Source {
+    /// Ranges dropped while read-ahead still had them under I/O stay
+    /// cached; one last sweep takes them too.
+    fn drop(&mut self) {
+        if self.drop_behind {
+            advise(&self.file, 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
+    }
+}
+
+/// `posix_fadvise`, best effort: advice the kernel may ignore.
+fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor this process owns; it reads
+    // no memory of ours.
+    unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            advice,
+        );
     }
 }
 
@@ -47,6 +125,20 @@ pub struct Shard<'a> {
     rows: u64,
     /// Global index of this shard's first row.
     first_row: u64,
+}
+
+/// Reads `count` values of `T` at byte `offset` of `src` into `buf`.
+fn read_values<'b, T: bytemuck::Pod + Default>(
+    src: &Source,
+    path: &Path,
+    offset: u64,
+    count: usize,
+    buf: &'b mut Vec<T>,
+) -> Result<&'b [T]> {
+    buf.clear();
+    buf.resize(count, T::default());
+    src.read_at(path, offset, bytemuck::cast_slice_mut(&mut buf[..]))?;
+    Ok(&buf[..])
 }
 
 impl Shard<'_> {
@@ -64,25 +156,69 @@ impl Shard<'_> {
         self.dtype
     }
 
-    /// The raw bytes of rows `start..end` (local indices).
-    pub fn row_bytes(&self, start: u64, end: u64, classes: usize) -> &[u8] {
+    /// The byte range of rows `start..end` (local indices).
+    fn span(&self, start: u64, end: u64, classes: usize) -> (u64, usize) {
         let w = (classes * self.dtype.size()) as u64;
-        let a = self.data_offset + (start * w) as usize;
-        let b = self.data_offset + (end * w) as usize;
-        &self.map[a..b]
+        (
+            self.data_offset as u64 + start * w,
+            ((end - start) * w) as usize,
+        )
     }
 
-    /// Rows `start..end` (local) as f32: borrowed straight from the map for
-    /// aligned float32 data, otherwise widened into `scratch`.
+    /// The bytes of rows `start..end` when they are in memory (mapped or
+    /// borrowed); `None` for a file read with positioned reads.
+    pub fn mapped_bytes(&self, start: u64, end: u64, classes: usize) -> Option<&[u8]> {
+        let (a, n) = self.span(start, end, classes);
+        let (a, b) = (a as usize, a as usize + n);
+        match &self.map {
+            Bytes::Mapped(m) => Some(&m[a..b]),
+            Bytes::Borrowed(m) => Some(&m[a..b]),
+            Bytes::File(_) => None,
+        }
+    }
+
+    /// The bytes of rows `start..end`: borrowed from memory, or read from
+    /// the file into `buf`.
+    pub fn bytes<'s>(
+        &'s self,
+        start: u64,
+        end: u64,
+        classes: usize,
+        buf: &'s mut Vec<u8>,
+    ) -> Result<&'s [u8]> {
+        match &self.map {
+            Bytes::File(src) => {
+                let (offset, n) = self.span(start, end, classes);
+                buf.clear();
+                buf.resize(n, 0);
+                src.read_at(&self.path, offset, buf)?;
+                Ok(&buf[..])
+            }
+            _ => Ok(self.mapped_bytes(start, end, classes).unwrap_or_default()),
+        }
+    }
+
+    /// Rows `start..end` (local) as f32: borrowed straight from memory for
+    /// aligned float32 data, otherwise read or widened into `scratch`
+    /// (`raw` holds float16 and float64 bytes read from a file).
     pub fn rows_f32<'s>(
         &'s self,
         start: u64,
         end: u64,
         classes: usize,
         scratch: &'s mut Vec<f32>,
-    ) -> Cow<'s, [f32]> {
-        let bytes = self.row_bytes(start, end, classes);
-        match self.dtype {
+        raw: &'s mut Vec<u8>,
+    ) -> Result<Cow<'s, [f32]>> {
+        if let (Bytes::File(src), DType::F32) = (&self.map, self.dtype) {
+            // Straight into the f32 buffer: no second copy.
+            let (offset, _) = self.span(start, end, classes);
+            let count = ((end - start) as usize) * classes;
+            return Ok(Cow::Borrowed(read_values(
+                src, &self.path, offset, count, scratch,
+            )?));
+        }
+        let bytes = self.bytes(start, end, classes, raw)?;
+        Ok(match self.dtype {
             DType::F32 => match bytemuck::try_cast_slice::<u8, f32>(bytes) {
                 Ok(s) => Cow::Borrowed(s),
                 Err(_) => {
@@ -109,8 +245,52 @@ impl Shard<'_> {
                 }
                 Cow::Borrowed(&scratch[..])
             }
-            _ => unreachable!("Pool::open accepts only f32 and f16"),
-        }
+            // float64 rows are scored from their own values (`rows_f64`);
+            // here they narrow, for callers that only look (the GPU
+            // refuses float64 pools).
+            DType::F64 => {
+                scratch.clear();
+                scratch.extend(bytes.chunks_exact(8).map(|b| {
+                    f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+                }));
+                Cow::Borrowed(&scratch[..])
+            }
+            _ => unreachable!("Pool::open accepts only f32, f16 and f64"),
+        })
+    }
+
+    /// Rows `start..end` (local) of a float64 shard, as stored: borrowed
+    /// from memory when aligned, otherwise read or copied into `scratch`.
+    pub fn rows_f64<'s>(
+        &'s self,
+        start: u64,
+        end: u64,
+        classes: usize,
+        scratch: &'s mut Vec<f64>,
+    ) -> Result<Cow<'s, [f64]>> {
+        debug_assert_eq!(self.dtype, DType::F64);
+        let count = ((end - start) as usize) * classes;
+        let bytes = match &self.map {
+            Bytes::File(src) => {
+                let (offset, _) = self.span(start, end, classes);
+                return Ok(Cow::Borrowed(read_values(
+                    src, &self.path, offset, count, scratch,
+                )?));
+            }
+            _ => self.mapped_bytes(start, end, classes).unwrap_or_default(),
+        };
+        Ok(match bytemuck::try_cast_slice::<u8, f64>(bytes) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => {
+                scratch.clear();
+                scratch.extend(
+                    bytes.chunks_exact(8).map(|b| {
+                        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                    }),
+                );
+                Cow::Borrowed(&scratch[..])
+            }
+        })
     }
 }
 
@@ -123,9 +303,16 @@ pub struct Pool<'a> {
 }
 
 impl Pool<'static> {
-    /// Opens and checks every shard's header and size; reads no data.
+    /// Opens and checks every shard's header and size; reads no data. Rows
+    /// are read with the default [`ReadPath`].
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Pool<'static>> {
-        let (files, classes) = map_matrices(paths, &[DType::F32, DType::F16], POOL_DTYPES)?;
+        Pool::open_with(paths, ReadPath::default())
+    }
+
+    /// [`Pool::open`] with a chosen read path.
+    pub fn open_with<P: AsRef<Path>>(paths: &[P], read: ReadPath) -> Result<Pool<'static>> {
+        let (files, classes) =
+            map_matrices(paths, &[DType::F32, DType::F16, DType::F64], POOL_DTYPES)?;
         if classes == 0 {
             return Err(Error::WrongRank {
                 path: files[0].path.clone(),
@@ -134,23 +321,48 @@ impl Pool<'static> {
             });
         }
         let rows = files.iter().map(|f| f.rows).sum();
+        let bytes: u64 = files.iter().map(|f| f.map.len() as u64).sum();
+        let read = match read {
+            ReadPath::Auto if memory_bytes().is_some_and(|m| bytes > m / 2) => ReadPath::Stream,
+            ReadPath::Auto => ReadPath::Read,
+            r => r,
+        };
         let shards = files
             .into_iter()
-            .map(|f| Shard {
-                path: f.path,
-                map: Bytes::Mapped(f.map),
-                dtype: f.header.dtype,
-                data_offset: f.header.data_offset,
-                rows: f.rows,
-                first_row: f.first_row,
+            .map(|f| {
+                let map = match read {
+                    ReadPath::Map => Bytes::Mapped(f.map),
+                    _ => {
+                        let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                        advise(&file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+                        let drop_behind = read == ReadPath::Stream;
+                        Bytes::File(Source { file, drop_behind })
+                    }
+                };
+                Ok(Shard {
+                    path: f.path,
+                    map,
+                    dtype: f.header.dtype,
+                    data_offset: f.header.data_offset,
+                    rows: f.rows,
+                    first_row: f.first_row,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(Pool {
             shards,
             classes,
             rows,
         })
     }
+}
+
+/// The machine's memory (MemTotal), if /proc/meminfo says.
+fn memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
 }
 
 /// One mapped N x C .npy file of a sharded matrix.
@@ -220,6 +432,12 @@ impl<'a> Pool<'a> {
     /// A row-major N x `classes` float16 matrix in memory, borrowed.
     pub fn from_f16(values: &'a [half::f16], classes: usize) -> Result<Pool<'a>> {
         Pool::borrowed(bytemuck::cast_slice(values), DType::F16, classes)
+    }
+
+    /// A row-major N x `classes` float64 matrix in memory, borrowed; its
+    /// scores come from the float64 values (on the CPU).
+    pub fn from_f64(values: &'a [f64], classes: usize) -> Result<Pool<'a>> {
+        Pool::borrowed(bytemuck::cast_slice(values), DType::F64, classes)
     }
 
     /// A float32 `ndarray` view, borrowed when it is in standard (C)
@@ -314,6 +532,10 @@ impl<'a> Pool<'a> {
     pub fn has_f16(&self) -> bool {
         self.shards.iter().any(|s| s.dtype == DType::F16)
     }
+    /// Whether any shard is float64 (scored on the CPU only).
+    pub fn has_f64(&self) -> bool {
+        self.shards.iter().any(|s| s.dtype == DType::F64)
+    }
 
     /// The shard holding global row `index`, and the local row.
     pub fn locate(&self, index: u64) -> (&Shard<'a>, u64) {
@@ -325,21 +547,12 @@ impl<'a> Pool<'a> {
     }
 
     /// One row as f32, into `out` (length = classes).
-    pub fn row_f32(&self, index: u64, out: &mut [f32]) {
+    pub fn row_f32(&self, index: u64, out: &mut [f32]) -> Result<()> {
         let (shard, local) = self.locate(index);
-        let bytes = shard.row_bytes(local, local + 1, self.classes);
-        match shard.dtype {
-            DType::F32 => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            _ => {
-                for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                    *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
-                }
-            }
-        }
+        let (mut scratch, mut raw) = (Vec::new(), Vec::new());
+        let row = shard.rows_f32(local, local + 1, self.classes, &mut scratch, &mut raw)?;
+        out.copy_from_slice(&row);
+        Ok(())
     }
 
     /// Splits the pool into chunks of at most `chunk_rows` rows that never

@@ -62,11 +62,52 @@ pub fn default_sum_tol(dtype_is_f16: bool) -> f64 {
     if dtype_is_f16 { 1e-2 } else { 1e-3 }
 }
 
+/// A value as a pool stores it: float32 (float16 widens to it exactly) or
+/// float64, widened exactly to f64 for the canonical scores.
+pub trait Stored: Copy + fmt::Display {
+    fn wide(self) -> f64;
+}
+
+impl Stored for f32 {
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Stored for f64 {
+    #[inline(always)]
+    fn wide(self) -> f64 {
+        self
+    }
+}
+
+/// A stored value in a message: as stored (f32 values print as f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Value(pub f64);
+
+impl From<f32> for Value {
+    fn from(v: f32) -> Self {
+        Value(v as f64)
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let narrow = self.0 as f32;
+        if narrow as f64 == self.0 || self.0.is_nan() {
+            write!(f, "{narrow}")
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// Why a row was rejected.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowProblem {
-    NotFinite { col: usize, value: f32 },
-    Negative { col: usize, value: f32 },
+    NotFinite { col: usize, value: Value },
+    Negative { col: usize, value: Value },
     SumOff { sum: f64, tol: f64 },
     ZeroSum,
 }
@@ -114,11 +155,12 @@ pub fn sum_ok(sum: f64, tol: f64) -> bool {
 }
 
 /// The first bad value of a probability row, with the reason.
-pub fn prob_value_problem(row: &[f32]) -> Option<RowProblem> {
-    row.iter().enumerate().find_map(|(col, &value)| {
-        if prob_ok(value) {
+pub fn prob_value_problem<T: Stored>(row: &[T]) -> Option<RowProblem> {
+    row.iter().enumerate().find_map(|(col, &v)| {
+        let value = Value(v.wide());
+        if value.0 >= 0.0 && value.0.is_finite() {
             None
-        } else if value.is_finite() {
+        } else if value.0.is_finite() {
             Some(RowProblem::Negative { col, value })
         } else {
             Some(RowProblem::NotFinite { col, value })
@@ -128,7 +170,11 @@ pub fn prob_value_problem(row: &[f32]) -> Option<RowProblem> {
 
 /// Canonical probabilities of one stored row, written to `out` (same
 /// length). This is the definition every backend must agree with.
-pub fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) -> Result<(), RowProblem> {
+pub fn canonical_probs<T: Stored>(
+    form: &InputForm,
+    row: &[T],
+    out: &mut [f64],
+) -> Result<(), RowProblem> {
     debug_assert_eq!(row.len(), out.len());
     match *form {
         InputForm::Probs {
@@ -144,28 +190,32 @@ pub fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) -> Result
                     return Err(RowProblem::ZeroSum);
                 }
                 for (o, &x) in out.iter_mut().zip(row) {
-                    *o = x as f64 / sum;
+                    *o = x.wide() / sum;
                 }
             } else {
                 if !sum_ok(sum, sum_tol) {
                     return Err(RowProblem::SumOff { sum, tol: sum_tol });
                 }
                 for (o, &x) in out.iter_mut().zip(row) {
-                    *o = x as f64;
+                    *o = x.wide();
                 }
             }
         }
         InputForm::Logits { temperature } => {
             let mut max = f64::NEG_INFINITY;
             for (col, &z) in row.iter().enumerate() {
+                let z = z.wide();
                 if !z.is_finite() {
-                    return Err(RowProblem::NotFinite { col, value: z });
+                    return Err(RowProblem::NotFinite {
+                        col,
+                        value: Value(z),
+                    });
                 }
-                max = max.max(z as f64);
+                max = max.max(z);
             }
             let mut sum = 0.0;
             for (o, &z) in out.iter_mut().zip(row) {
-                *o = ((z as f64 - max) / temperature).exp();
+                *o = ((z.wide() - max) / temperature).exp();
                 sum += *o;
             }
             // sum ≥ 1: the max column contributes exp(0).
@@ -179,8 +229,8 @@ pub fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) -> Result
 
 /// The row sum in f64, column order.
 #[inline(always)]
-pub fn row_sum(row: &[f32]) -> f64 {
-    row.iter().map(|&x| x as f64).sum()
+pub fn row_sum<T: Stored>(row: &[T]) -> f64 {
+    row.iter().map(|&x| x.wide()).sum()
 }
 
 #[cfg(test)]
