@@ -119,6 +119,23 @@ pub fn score(pool: &Pool, job: &Job) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Whether a hardware GPU could be present: on Linux every GPU driver
+/// exposes a render node (`/dev/dri/renderD*`) or NVIDIA's `/dev/nvidia*`.
+/// Elsewhere, assume it could.
+fn gpu_device_nodes() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let has = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    has("/dev/dri", "renderD") || has("/dev", "nvidia")
+}
+
 /// Opens the GPU that `device` asks for, or says why the CPU runs: the auto
 /// policy takes a hardware GPU for pools of [`AUTO_GPU_BYTES`] and more,
 /// never a CPU-emulated adapter unless named, and falls back to the CPU
@@ -149,9 +166,16 @@ pub fn choose_device(
                     ),
                 ));
             }
-            // Probing builds a wgpu instance (milliseconds and megabytes):
-            // done once per process, so repeated selections on a machine
-            // with no hardware adapter never pay it again.
+            // Probing builds a wgpu instance (tens of milliseconds with a
+            // software Vulkan driver installed, and megabytes): skipped
+            // where no GPU device node exists, and done once per process.
+            if adapter.is_none() && !gpu_device_nodes() {
+                return Ok((
+                    None,
+                    "using the CPU: this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia*)"
+                        .into(),
+                ));
+            }
             static HARDWARE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
             let hardware = HARDWARE.get_or_init(|| {
                 gpu::list_adapters()

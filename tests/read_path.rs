@@ -202,7 +202,7 @@ fn a_file_truncated_while_read_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let (rows, c) = (200_000, 10);
     let values: Vec<f32> = probs(rows, c, 3).iter().map(|&v| v as f32).collect();
-    for read in [ReadPath::Read, ReadPath::Stream] {
+    for read in [ReadPath::Read, ReadPath::Stream, ReadPath::Map] {
         let path = tmp.path().join(format!("p-{read:?}.npy"));
         npy::save(&path, &[rows, c], &values).unwrap();
         let pool = Pool::open_with(&[&path], read).unwrap();

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -70,9 +71,16 @@ class Studio:
     """A running Label Studio and its API, authenticated with a legacy
     token (`Authorization: Token …`)."""
 
-    def __init__(self, url: str, proc: subprocess.Popen[bytes] | None) -> None:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes] | None, data: Path) -> None:
         self.url = url
         self.proc = proc
+        self.data = data
+
+    def close(self) -> None:
+        """Stops the server and removes its data folder."""
+        if self.proc is not None:
+            stop(self.proc)
+        shutil.rmtree(self.data, ignore_errors=True)
 
     def api(self, method: str, path: str, body: Any = None, raw: bool = False) -> Any:
         auth = {"Authorization": f"Token {TOKEN}"}
@@ -133,12 +141,13 @@ def start_label_studio(binary: Path) -> Studio:
             )
         try:
             call("GET", url + "/health", timeout=2)
-            studio = Studio(url, proc)
+            studio = Studio(url, proc, data)
             studio.api("GET", "/api/projects")
             return studio
         except (OSError, HttpError):
             time.sleep(1)
     stop(proc)
+    shutil.rmtree(data, ignore_errors=True)
     raise RuntimeError("Label Studio did not answer within 300 s")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from studio import Studio, alpool, free_port, label_studio_binary, start_label_studio, stop
+from studio import Studio, alpool, free_port, label_studio_binary, start_label_studio
 
 CLASSES = ["ant", "bee", "cat"]
 
@@ -35,8 +35,7 @@ def studio() -> Iterator[Studio]:
     try:
         yield s
     finally:
-        if s.proc is not None:
-            stop(s.proc)
+        s.close()
 
 
 def make_pool(folder: Path, rows: int = 240, seed: int = 0) -> tuple[Path, np.ndarray]:

@@ -260,6 +260,9 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
                 if !cold {
                     alternate(&mut sel, &mut d, 1, || {})?;
                 }
+                if cold {
+                    let _ = evict(path);
+                }
                 let cache_before = page_cache_bytes().unwrap_or(0);
                 let mut growth = 0i64;
                 let (ts, td) = alternate(&mut sel, &mut d, a.runs, || {

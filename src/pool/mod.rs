@@ -23,14 +23,14 @@ const POOL_DTYPES: &str = "a pool must be float32 ('<f4'), float16 ('<f2') or fl
 
 /// How a file-backed pool's rows are read.
 ///
-/// Measured side by side (README, "Read paths"): positioned reads into each
-/// worker's buffer cost a copy the kernel does at memory speed, but no page
-/// faults, and a file truncated under the reader is an error instead of a
-/// SIGBUS; a memory map avoids the copy but pays a fault per 4 KiB page on
-/// every run.
+/// Measured side by side (README, "Read paths"): for a page-cached pool a
+/// memory map is faster as a whole process (its page faults cost less than
+/// the copy positioned reads make, which is all `dd` does); for a pool
+/// larger than RAM, positioned reads with drop-behind read at the disk's
+/// speed and leave the page cache as they found it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReadPath {
-    /// `Read` for pools up to half the machine's memory, `Stream` beyond.
+    /// `Map` for pools up to half the machine's memory, `Stream` beyond.
     #[default]
     Auto,
     /// Positioned reads (`pread`) into per-worker buffers; what was read
@@ -48,7 +48,9 @@ pub enum ReadPath {
 /// memory the caller lends.
 enum Bytes<'a> {
     File(Source),
-    Mapped(Mmap),
+    /// With the file, to notice it shrinking before a read of the map
+    /// would fault (SIGBUS).
+    Mapped(Mmap, Option<File>),
     Borrowed(&'a [u8]),
 }
 
@@ -171,10 +173,30 @@ impl Shard<'_> {
         let (a, n) = self.span(start, end, classes);
         let (a, b) = (a as usize, a as usize + n);
         match &self.map {
-            Bytes::Mapped(m) => Some(&m[a..b]),
+            Bytes::Mapped(m, _) => Some(&m[a..b]),
             Bytes::Borrowed(m) => Some(&m[a..b]),
             Bytes::File(_) => None,
         }
+    }
+
+    /// For a mapped file: fails if the file no longer holds rows up to
+    /// `end`. Touching a page past a truncated file's end would kill the
+    /// process (SIGBUS); checking the size first turns a truncation that
+    /// happened before the check into an error, leaving only the instant
+    /// between check and read (positioned reads have no such window).
+    fn guard(&self, end: u64, classes: usize) -> Result<()> {
+        if let Bytes::Mapped(_, Some(file)) = &self.map {
+            let (offset, n) = self.span(end, end, classes);
+            let need = offset + n as u64;
+            let have = file.metadata().map_err(|e| Error::io(&self.path, e))?.len();
+            if have < need {
+                return Err(Error::Shrank {
+                    path: self.path.clone(),
+                    offset: have,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The bytes of rows `start..end`: borrowed from memory, or read from
@@ -194,7 +216,10 @@ impl Shard<'_> {
                 src.read_at(&self.path, offset, buf)?;
                 Ok(&buf[..])
             }
-            _ => Ok(self.mapped_bytes(start, end, classes).unwrap_or_default()),
+            _ => {
+                self.guard(end, classes)?;
+                Ok(self.mapped_bytes(start, end, classes).unwrap_or_default())
+            }
         }
     }
 
@@ -324,14 +349,17 @@ impl Pool<'static> {
         let bytes: u64 = files.iter().map(|f| f.map.len() as u64).sum();
         let read = match read {
             ReadPath::Auto if memory_bytes().is_some_and(|m| bytes > m / 2) => ReadPath::Stream,
-            ReadPath::Auto => ReadPath::Read,
+            ReadPath::Auto => ReadPath::Map,
             r => r,
         };
         let shards = files
             .into_iter()
             .map(|f| {
                 let map = match read {
-                    ReadPath::Map => Bytes::Mapped(f.map),
+                    ReadPath::Map => {
+                        let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                        Bytes::Mapped(f.map, Some(file))
+                    }
                     _ => {
                         let file = File::open(&f.path).map_err(|e| Error::io(&f.path, e))?;
                         advise(&file, 0, 0, libc::POSIX_FADV_SEQUENTIAL);
@@ -576,9 +604,10 @@ pub fn map_npy(
     if len == 0 {
         return Err(Error::npy(path, "the file is empty"));
     }
-    // SAFETY: the map is read-only; a file truncated by another process
-    // while mapped is outside what alpool can defend against (as for any
-    // mmap-based reader) and is documented in the README.
+    // SAFETY: the map is read-only. A file truncated by another process
+    // while mapped would fault on access; pools read through a map check the
+    // file's size before each chunk (`Shard::guard`), and the default for
+    // pools is positioned reads or a guarded map.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
     let header = npy::parse_header(path, &map, accept, expected)?;
     let want = header
