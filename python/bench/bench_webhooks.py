@@ -123,6 +123,15 @@ def stored(ws: Path) -> dict[int, int]:
         return dict(db.execute("SELECT idx, class FROM labels").fetchall())
 
 
+def finish(proc: subprocess.Popen[str], ws: Path, y: np.ndarray) -> tuple[dict[int, int], int]:
+    """Stops the server; the labels stored, and how many items are wrong or
+    missing."""
+    proc.kill()
+    proc.wait()
+    labels = stored(ws)
+    return labels, sum(labels.get(r) != y[r] for r in range(len(y)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=2000)
@@ -136,10 +145,7 @@ def main() -> None:
         t0 = time.perf_counter()
         send_all([url], list(range(a.items)), y, token, a.clients, acked, threading.Lock())
         dt = time.perf_counter() - t0
-        proc.kill()
-        proc.wait()
-        labels = stored(ws)
-        wrong = sum(labels.get(r) != y[r] for r in range(a.items))
+        labels, wrong = finish(proc, ws, y)
         print(
             f"{a.items} webhooks from {a.clients} clients in {dt:.2f} s: "
             f"{a.items / dt:.0f} webhooks/s (target >= 50); acknowledged {len(acked)}, "
@@ -169,10 +175,7 @@ def main() -> None:
         proc, url = start(a.alpool, ws)
         retry = [r for r in range(a.items) if r not in acked]
         send_all([url], retry, y, token, a.clients, acked, lock)
-        proc.kill()
-        proc.wait()
-        labels = stored(ws)
-        wrong = sum(labels.get(r) != y[r] for r in range(a.items))
+        labels, wrong = finish(proc, ws, y)
         print(
             f"kill -9 after {len(at_kill)} stored: acknowledged but lost {len(lost)}; "
             f"after restart and {len(retry)} retries: stored {len(labels)} of {a.items}, "

@@ -36,14 +36,21 @@ trait Emit {
 /// Buffers a worker reuses from chunk to chunk.
 #[derive(Default)]
 struct Scratch {
-    decoded: Vec<f32>,
-    /// float64 rows that are not aligned in the map.
-    wide: Vec<f64>,
-    /// Bytes read from a file before widening (float16, float64).
-    raw: Vec<u8>,
+    rows: RowBufs,
     terms: Vec<f32>,
     probs: Vec<f64>,
     scores: Vec<f64>,
+}
+
+/// Where a chunk's rows land when they cannot be borrowed from memory.
+#[derive(Default)]
+struct RowBufs {
+    /// float32 rows read from a file, or widened from float16.
+    decoded: Vec<f32>,
+    /// float64 rows read from a file or not aligned in memory.
+    wide: Vec<f64>,
+    /// Bytes read from a file before widening (float16).
+    raw: Vec<u8>,
 }
 
 /// The first invalid row a worker met, or the chunk it could not read
@@ -82,7 +89,7 @@ fn run_chunk<E: Emit>(
     job: &Job,
     pool: &Pool,
     (shard, start, end): (&Shard, u64, u64),
-    (decoded, wide, raw): (&mut Vec<f32>, &mut Vec<f64>, &mut Vec<u8>),
+    RowBufs { decoded, wide, raw }: &mut RowBufs,
     terms: &mut Vec<f32>,
     e: &mut E,
 ) -> Result<(), BadRow> {
@@ -712,12 +719,7 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
                 Collect::initial_threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
             let excluded = job.exclusions.within(g0, shard.first_row() + end);
             let Scratch {
-                decoded,
-                wide,
-                raw,
-                terms,
-                probs,
-                ..
+                rows, terms, probs, ..
             } = &mut w.scratch;
             let mut e = Collect {
                 job,
@@ -728,7 +730,7 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
                 probs,
                 refined: 0,
             };
-            let r = run_chunk(job, pool, chunk, (decoded, wide, raw), terms, &mut e);
+            let r = run_chunk(job, pool, chunk, rows, terms, &mut e);
             let refined = e.refined;
             if let Err(bad) = r {
                 first_bad.fetch_min(bad.global, Ordering::Relaxed);
@@ -808,9 +810,7 @@ pub fn score_all(
             .par_iter()
             .map_init(Scratch::default, |s, &chunk| {
                 let Scratch {
-                    decoded,
-                    wide,
-                    raw,
+                    rows,
                     terms,
                     probs,
                     scores,
@@ -823,7 +823,7 @@ pub fn score_all(
                     scores,
                     probs,
                 };
-                run_chunk(job, pool, chunk, (decoded, wide, raw), terms, &mut e)?;
+                run_chunk(job, pool, chunk, rows, terms, &mut e)?;
                 let out = s.scores.clone();
                 progress.advance((chunk.2 - chunk.1) * (c * chunk.0.dtype().size()) as u64);
                 Ok(out)
