@@ -115,6 +115,7 @@ pub fn read_pass(pool: &Pool, chunk_rows: u64) -> u64 {
             let Ok(bytes) = shard.bytes(start, end, c, buf) else {
                 return 0;
             };
+            // SAFETY: every bit pattern is a valid u64.
             let (head, words, tail) = unsafe { bytes.align_to::<u64>() };
             let mut acc = [0u64; 4];
             let mut it = words.chunks_exact(4);
@@ -172,6 +173,7 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 // SAFETY: defers to the system allocator; only adds bookkeeping.
 unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract for `alloc`, passed on unchanged.
         let p = unsafe { std::alloc::System.alloc(layout) };
         if !p.is_null() {
             let live =
@@ -182,10 +184,12 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator.
         unsafe { std::alloc::System.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from `System` through this allocator.
         let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
@@ -304,8 +308,9 @@ pub fn page_cache_bytes() -> Option<u64> {
 
 /// The largest peak RSS of any child process waited for so far, in bytes.
 pub fn children_max_rss() -> u64 {
-    // SAFETY: getrusage fills the struct we pass.
+    // SAFETY: rusage is plain data; all zeros is a valid value.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
     u.ru_maxrss as u64 * 1024
 }

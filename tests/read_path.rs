@@ -137,6 +137,7 @@ fn float64_pools_are_scored_from_their_own_values() {
 fn cached_pages(path: &Path) -> usize {
     let file = std::fs::File::open(path).unwrap();
     let len = file.metadata().unwrap().len() as usize;
+    // SAFETY: a read-only map of a file this test owns and does not change.
     let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
     let page = 4096;
     let mut vec = vec![0u8; len.div_ceil(page)];

@@ -487,6 +487,8 @@ mod x86 {
             macro_rules! columns {
                 (|$v:ident, $j:ident| $body:block) => {
                     for $j in 0..C {
+                        // SAFETY: lanes read base + j + idx[l] = row r0 + l,
+                        // column j, inside `rows` (g < n / 8, j < C).
                         let $v = unsafe { _mm256_i32gather_ps::<4>(base.add($j), idx) };
                         s = _mm256_add_ps(s, $v);
                         $body
@@ -520,6 +522,7 @@ mod x86 {
                 scalar_rows::<C, E>(job, rows, C, g0, tol, &[], r0, r0 + 8, e)?;
                 continue;
             }
+            // SAFETY: two 4-lane stores into an 8-element array.
             let widen = |x: __m256, out: &mut [f64; 8]| unsafe {
                 _mm256_storeu_pd(out.as_mut_ptr(), _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
                 _mm256_storeu_pd(
@@ -878,13 +881,15 @@ mod tests {
             let run = |kernel: &str| {
                 let (mut rec, mut terms) = (Record::default(), Vec::new());
                 let args = (&job, &rows[..], 10, 0, 1e-3);
-                // SAFETY: each variant runs only when the CPU has its features.
                 let r = match kernel {
+                    // SAFETY: each variant runs only when the CPU has its
+                    // features (checked by the caller below).
                     "avx512" => unsafe {
                         plain_probs_avx512::<10, Record>(
                             args.0, args.1, args.2, args.3, args.4, &mut terms, &mut rec,
                         )
                     },
+                    // SAFETY: as above.
                     "avx2" => unsafe {
                         plain_probs_avx2::<10, Record>(
                             args.0, args.1, args.2, args.3, args.4, &mut terms, &mut rec,
