@@ -1,8 +1,9 @@
-//! Pools: one or more shards of N x C float32 or float16 rows, either
-//! memory-mapped .npy files or borrowed from memory (a slice, an ndarray
-//! view, a NumPy array), never copied. Nothing is read until a backend walks
-//! the rows in chunks, so a file-backed pool may be far larger than RAM; the
-//! page cache holds what the OS can afford.
+//! Pools: one or more shards of N x C float32, float16 or float64 rows,
+//! either .npy files or borrowed from memory (a slice, an ndarray view, a
+//! NumPy array), never copied whole. Nothing is read until a backend walks
+//! the rows in chunks; files are read through a map or positioned reads
+//! ([`ReadPath`]), and a pool larger than RAM is streamed with drop-behind,
+//! so the page cache is left as it was.
 
 pub mod exclude;
 pub mod npy;
