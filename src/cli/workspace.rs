@@ -10,8 +10,7 @@ use clap::Args;
 
 use super::select::{DeviceArg, StrategyArg};
 use super::simulate::LearnerArgs;
-use alpool::features::{FEATURE_DTYPES, FeaturePool};
-use alpool::learner::Mlp;
+use alpool::features::FEATURE_DTYPES;
 use alpool::workspace::ingest::{Expect, read_label_file, seed_labels};
 use alpool::workspace::round::{NextOptions, next_round};
 use alpool::workspace::serve::{ServeOptions, serve};
@@ -261,87 +260,66 @@ pub struct StatusArgs {
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
-    let classes = ws.classes()?;
-    let ids = ws.ids()?;
-    let labels = ws.labels()?;
-    let mut per = vec![0usize; classes.len()];
-    labels.iter().for_each(|l| per[l.class] += 1);
+    let s = Workspace::open(&a.dir, Duration::from_secs(5))?.status()?;
+    let items = s.ids.len();
     println!(
-        "workspace {}: {} items, {} labeled, {} unlabeled",
+        "workspace {}: {items} items, {} labeled, {} unlabeled",
         a.dir.display(),
-        ids.len(),
-        labels.len(),
-        ids.len() - labels.len()
+        s.labeled,
+        items - s.labeled
     );
-    for (c, n) in classes.iter().zip(&per) {
+    for (c, n) in s.classes.iter().zip(&s.per_class) {
         println!("  {c:<20} {n}");
     }
-    match ws.last_round()? {
-        Some((round, n)) => {
-            let sel = ws.selection(round)?;
-            let scores: Vec<f64> = sel.iter().map(|p| p.score).collect();
-            let mean = scores.iter().sum::<f64>() / scores.len().max(1) as f64;
+    match &s.last {
+        Some(r) => {
             println!(
-                "rounds: {} (last: round {round}, trained on {n} labels, {} selected)",
-                round + 1,
-                sel.len()
+                "rounds: {} (last: round {}, trained on {} labels, {} selected)",
+                r.round + 1,
+                r.round,
+                r.labels,
+                r.selected
             );
-            if let (Some(first), Some(last)) = (scores.first(), scores.last()) {
-                println!("  last batch scores: best {first:.4}, last {last:.4}, mean {mean:.4}");
+            if let Some((best, last, mean)) = r.scores {
+                println!("  last batch scores: best {best:.4}, last {last:.4}, mean {mean:.4}");
             }
-            println!("  labels since that round: {}", labels.len() as i64 - n);
-            // Stopping: how far successive models still disagree (Cohen's
-            // kappa on a fixed sample of items; Bloodgood & Vijay-Shanker
-            // stop once it stays ≥ 0.99), and how informative the best
-            // remaining item was.
-            if round >= 1 {
-                let models = ws.models()?;
-                if let [.., prev, last] = &models[..] {
-                    let features = FeaturePool::open(&[ws.meta("features")?])?;
-                    let rows = ids.len();
-                    let step = (rows / 2000).max(1);
-                    let picked: Vec<usize> = (0..rows).step_by(step).collect();
-                    let sample = features.gather(&picked)?;
-                    let a = Mlp::load(&ws.dir.join(prev))?.predict(&sample)?;
-                    let b = Mlp::load(&ws.dir.join(last))?.predict(&sample)?;
-                    println!(
-                        "  stopping, stabilizing predictions: kappa of the last two models on {} items = {:.4} (stop once ≥ 0.99 for a few rounds)",
-                        a.len(),
-                        alpool::al::stopping::cohen_kappa(&a, &b)
-                    );
-                }
+            println!("  labels since that round: {}", s.labeled as i64 - r.labels);
+            if let Some((kappa, n)) = r.kappa {
+                println!(
+                    "  stopping, stabilizing predictions: kappa of the last two models on {n} items = {kappa:.4} (stop once ≥ 0.99 for a few rounds)"
+                );
             }
         }
         None => println!("rounds: none yet (alpool next)"),
     }
-    let skipped = ws.skipped()?;
-    if !skipped.is_empty() {
+    if s.skipped > 0 {
         println!(
             "skipped by annotators, not selected again (next --reselect-skipped): {}",
-            skipped.len()
+            s.skipped
         );
     }
-    let conflicts = ws.conflicts()?;
-    let resolved = ws.conflict_history()?.len() - conflicts.len();
-    if !conflicts.is_empty() {
+    let name = |c: Option<usize>| c.map_or("—".to_string(), |c| s.classes[c].clone());
+    if !s.open_conflicts.is_empty() {
         println!(
-            "open conflicts, kept apart ({}; {resolved} resolved in the history):",
-            conflicts.len()
+            "open conflicts, kept apart ({}; {} resolved in the history):",
+            s.open_conflicts.len(),
+            s.resolved_conflicts
         );
-        let name = |c: Option<usize>| c.map_or("—".to_string(), |c| classes[c].clone());
-        for c in conflicts.iter().take(20) {
+        for c in s.open_conflicts.iter().take(20) {
             println!(
                 "  {}: stored {}, proposed {}: {} ({})",
-                ids[c.index],
+                s.ids[c.index],
                 name(c.stored),
                 name(c.proposed),
                 c.reason,
                 c.source
             );
         }
-    } else if resolved > 0 {
-        println!("no open conflicts ({resolved} resolved in the history)");
+    } else if s.resolved_conflicts > 0 {
+        println!(
+            "no open conflicts ({} resolved in the history)",
+            s.resolved_conflicts
+        );
     }
     Ok(())
 }

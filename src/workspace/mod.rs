@@ -13,6 +13,7 @@ pub mod export;
 pub mod ingest;
 pub mod round;
 pub mod serve;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

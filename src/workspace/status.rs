@@ -1,0 +1,102 @@
+//! What `alpool status` reports: labels per class, the last round, how far
+//! successive models still disagree (a stopping signal), skipped items and
+//! open conflicts.
+
+use std::path::PathBuf;
+
+use super::{Conflict, Workspace};
+use crate::error::Result;
+use crate::features::FeaturePool;
+use crate::learner::Mlp;
+
+/// The last round of a workspace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LastRound {
+    pub round: i64,
+    /// Labels it was trained on.
+    pub labels: i64,
+    pub selected: usize,
+    /// The batch's scores: best, last, mean (none for an empty batch).
+    pub scores: Option<(f64, f64, f64)>,
+    /// Cohen's kappa of the last two models' predictions on a fixed sample
+    /// of items, and the sample's size (Bloodgood & Vijay-Shanker stop once
+    /// it stays ≥ 0.99); `None` before the second round.
+    pub kappa: Option<(f64, usize)>,
+}
+
+/// A workspace's state, as `status` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub classes: Vec<String>,
+    pub ids: Vec<String>,
+    /// Labels per class, in class order.
+    pub per_class: Vec<usize>,
+    pub labeled: usize,
+    pub last: Option<LastRound>,
+    /// Unlabeled items only skipped so far.
+    pub skipped: usize,
+    pub open_conflicts: Vec<Conflict>,
+    pub resolved_conflicts: usize,
+}
+
+/// Items in the kappa sample (every `N / 2000`-th).
+const KAPPA_SAMPLE: usize = 2000;
+
+impl Workspace {
+    /// The workspace's state for `status`.
+    pub fn status(&self) -> Result<Status> {
+        let classes = self.classes()?;
+        let ids = self.ids()?;
+        let labels = self.labels()?;
+        let mut per_class = vec![0usize; classes.len()];
+        labels.iter().for_each(|l| per_class[l.class] += 1);
+        let last = match self.last_round()? {
+            None => None,
+            Some((round, n)) => {
+                let sel = self.selection(round)?;
+                let scores = match (sel.first(), sel.last()) {
+                    (Some(f), Some(l)) => Some((
+                        f.score,
+                        l.score,
+                        sel.iter().map(|p| p.score).sum::<f64>() / sel.len() as f64,
+                    )),
+                    _ => None,
+                };
+                Some(LastRound {
+                    round,
+                    labels: n,
+                    selected: sel.len(),
+                    scores,
+                    kappa: self.kappa(ids.len())?,
+                })
+            }
+        };
+        let open_conflicts = self.conflicts()?;
+        let resolved_conflicts = self.conflict_history()?.len() - open_conflicts.len();
+        Ok(Status {
+            per_class,
+            labeled: labels.len(),
+            last,
+            skipped: self.skipped()?.len(),
+            open_conflicts,
+            resolved_conflicts,
+            classes,
+            ids,
+        })
+    }
+
+    /// Kappa of the last two rounds' models on a fixed sample of items.
+    fn kappa(&self, rows: usize) -> Result<Option<(f64, usize)>> {
+        let models = self.models()?;
+        let [.., prev, last] = &models[..] else {
+            return Ok(None);
+        };
+        let features = FeaturePool::open(&[PathBuf::from(self.meta("features")?)])?;
+        let step = (rows / KAPPA_SAMPLE).max(1);
+        let picked: Vec<usize> = (0..rows).step_by(step).collect();
+        let sample = features.gather(&picked)?;
+        let a = Mlp::load(&self.dir.join(prev))?.predict(&sample)?;
+        let b = Mlp::load(&self.dir.join(last))?.predict(&sample)?;
+        Ok(Some((crate::al::stopping::cohen_kappa(&a, &b), a.len())))
+    }
+}
