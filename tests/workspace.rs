@@ -453,6 +453,7 @@ fn label_studio_tasks_carry_data_and_sort_in_alpools_order() {
     // is refused by line.
     for (content, needle) in [
         ("{\"id\": \"1\", \"alpool_id\": \"x\"}\n", "reserved"),
+        ("{\"id\": \"1\", \"label\": \"cat\"}\n", "collides"),
         ("{\"id\": \"1\"}\n{\"id\": \"nope\"}\n", "line 2"),
         ("[1, 2]\n", "JSON object"),
     ] {

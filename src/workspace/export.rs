@@ -67,6 +67,17 @@ pub fn label_studio_score(strategy: Strategy, score: f64) -> f64 {
     0.0 - strategy.priority(score)
 }
 
+/// Columns Label Studio's flat exports add next to the task data.
+const STUDIO_COLUMNS: [&str; 7] = [
+    CONTROL,
+    "id",
+    "annotator",
+    "annotation_id",
+    "created_at",
+    "updated_at",
+    "lead_time",
+];
+
 /// A Label Studio prediction of `class` with alpool's oriented score.
 pub fn prediction(info: &BatchInfo, class: usize, score: f64) -> serde_json::Value {
     serde_json::json!({
@@ -275,6 +286,14 @@ pub fn read_item_data(
         }
         if let Some(k) = obj.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
             return Err(bad(format!("the field {k:?} is reserved for alpool")));
+        }
+        // Label Studio's flat exports (JSON_MIN, CSV, TSV) put the data
+        // fields and its own columns side by side: a field named like one
+        // of them would be overwritten, or read as the label.
+        if let Some(k) = obj.keys().find(|k| STUDIO_COLUMNS.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "the field {k:?} collides with a column of Label Studio's exports; rename it"
+            )));
         }
         for k in obj.keys() {
             if !keys.contains(k) {
