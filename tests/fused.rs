@@ -135,6 +135,22 @@ fn cli_select_with_a_model_equals_predict_then_select_and_names_bad_input() {
         "--out",
         &s("p.npy"),
     ]);
+    // The bench's model mode times both paths and checks they agree.
+    let bench = ok(&[
+        "bench",
+        "--model",
+        &s("m.safetensors"),
+        "--features",
+        &s("x.npy"),
+        "--runs",
+        "1",
+        "-k",
+        "50",
+    ]);
+    assert!(
+        bench.matches("rows/s").count() >= 2 && bench.contains("random"),
+        "{bench}"
+    );
     std::fs::write(d.join("labeled.txt"), "0\n5\n1796\n").unwrap();
     for strategy in ["least-confidence", "margin", "entropy", "ratio", "random"] {
         let two = ok(&[

@@ -72,9 +72,20 @@ pub struct BenchArgs {
     /// Skip the in-process table (for --whole-process or --cold alone).
     #[arg(long)]
     no_in_process: bool,
+    /// Model mode: time the fused path (features → model → score → top k,
+    /// `select --model`) next to `predict` into an N x C matrix followed by
+    /// `select`, in the same run, as rows/s. Needs --features.
+    #[arg(long, value_name = "MODEL.safetensors", requires = "features")]
+    model: Option<PathBuf>,
+    /// Feature files for --model.
+    #[arg(long, value_name = "X.npy", num_args = 1.., requires = "model")]
+    features: Vec<PathBuf>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(model) = &a.model {
+        return model_mode(&a, model);
+    }
     let dir = tempfile::tempdir()?;
     let path = match (&a.pool, &a.keep) {
         (Some(p), _) => p.clone(),
@@ -288,6 +299,87 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
     println!(
         "peak RSS: the largest of any child so far (select or dd); cache growth: the most the page cache\n\
          grew above its size before the runs, sampled between runs. float64 pools read twice the bytes of float32."
+    );
+    Ok(())
+}
+
+/// The fused path against predict-then-select, same model, same features,
+/// same run: rows/s and the exact extra heap of each.
+fn model_mode(a: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
+    use alpool::features::{FeaturePool, select_features};
+    let m = alpool::learner::Mlp::load(model)?;
+    let features = FeaturePool::open(&a.features)?;
+    let rows = features.rows();
+    println!(
+        "model {} ({} → {} classes); features: {} rows x {}; k = {}; {} runs after 1 warm-up",
+        model.display(),
+        m.inputs(),
+        m.classes(),
+        rows,
+        features.dim(),
+        a.k,
+        a.runs
+    );
+    println!(
+        "machine: {}; {} threads",
+        alpool::bench::cpu_model(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<17} {:>36} {:>12} {:>36} {:>12} {:>8} {:>10}",
+        "strategy",
+        "fused (mean ± σ [min … max])",
+        "rows/s",
+        "predict + select",
+        "rows/s",
+        "speedup",
+        "fused mem"
+    );
+    for s in &a.strategies {
+        let spec = ScoreSpec {
+            strategy: (*s).into(),
+            log_base: LogBase::E,
+            seed: 1,
+        };
+        let input = InputForm::Probs {
+            renormalize: true,
+            sum_tol: 1e-3,
+        };
+        let job = Job::new(spec, input, a.k);
+        let (fused, sel) =
+            Timing::measure(1, a.runs, || select_features(&m, &features, &job, &Silent));
+        let sel = sel?;
+        let (_, mem) = peak_extra_memory(|| select_features(&m, &features, &job, &Silent));
+        let two_step = || -> alpool::Result<alpool::Selection> {
+            let mut probs = Vec::with_capacity(rows as usize * m.classes());
+            features.predict_blocks(&m, &Silent, &mut |_, p| {
+                probs.extend_from_slice(p);
+                Ok(())
+            })?;
+            let pool = Pool::from_f32(&probs, m.classes())?;
+            cpu::select(&pool, &job, &Silent)
+        };
+        let (two, other) = Timing::measure(1, a.runs, two_step);
+        if other?.entries != sel.entries {
+            anyhow::bail!(
+                "the fused selection differs from predict + select: a bug, please report it"
+            );
+        }
+        let per_s = |t: &Timing| rows as f64 / t.mean();
+        println!(
+            "{:<17} {:>36} {:>12.0} {:>36} {:>12.0} {:>7.2}x {:>10}",
+            spec.strategy.name(),
+            fused.describe(),
+            per_s(&fused),
+            two.describe(),
+            per_s(&two),
+            two.mean() / fused.mean(),
+            mib(mem)
+        );
+    }
+    println!(
+        "\nBoth paths give the same selection (checked on every strategy above). fused mem: peak heap above\n\
+         the level before the run (no N x C matrix; the mapped features are not counted)."
     );
     Ok(())
 }
