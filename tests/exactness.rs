@@ -404,6 +404,54 @@ fn row_sums_at_the_tolerance_edge_are_judged_by_the_exact_f64_sum() {
     }
 }
 
+/// Bad values (NaN, infinities, negatives) anywhere in a chunk — inside the
+/// 8-row groups, which check what they gather, or in the tail — are
+/// reported at their row, the first one when there are several, for every
+/// strategy; −0.0 is a valid probability.
+#[test]
+fn bad_values_are_reported_at_the_first_bad_row() {
+    let base: Vec<Vec<f32>> = (0..1003)
+        .map(|i| {
+            let mut r = vec![0f32; 10];
+            alpool::pool::synth::softmax_row(3, i, &mut r);
+            r
+        })
+        .collect();
+    for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.5, -1e-30] {
+        for (at, col) in [(0, 0), (5, 9), (8, 3), (13, 7), (999, 1), (1001, 2), (1002, 9)] {
+            let mut rows = base.clone();
+            rows[at][col] = value;
+            // A later bad row must not hide the first.
+            if at + 9 < rows.len() {
+                rows[at + 9][0] = f32::NAN;
+            }
+            // −0.0 earlier in the chunk is fine.
+            if at > 2 {
+                let v = rows[at - 2][4];
+                rows[at - 2][4] = -0.0;
+                rows[at - 2][5] += v;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("p.npy");
+            common::save_f32(&p, &rows, 10);
+            for strategy in Strategy::ALL {
+                let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 5);
+                match cpu::select(&Pool::open(&[&p]).unwrap(), &job, &Silent) {
+                    Err(alpool::Error::BadRow { global, problem, .. }) => {
+                        assert_eq!(global, at as u64, "{strategy} {value} at {at}");
+                        let text = problem.to_string();
+                        assert!(text.contains(&format!("column {col}")), "{strategy}: {text}");
+                    }
+                    r => panic!(
+                        "{strategy}: {value} at row {at}: expected an error, got {:?}",
+                        r.map(|s| s.indices())
+                    ),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn score_gives_every_rows_canonical_score_in_row_order() {
     // 1,003 rows of 10 (groups of 8 and a tail), with rows whose sums sit

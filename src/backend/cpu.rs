@@ -302,14 +302,18 @@ fn plain_probs<const C: usize, E: Emit, const V: bool>(
         cfg!(target_arch = "x86_64") && V && C > 0 && job.spec.strategy != Strategy::Random;
     // Rows the 8-row SIMD path takes; it checks their values itself.
 
-    // Every value finite and ≥ 0, checked over the flat chunk so it
-    // vectorizes (and streams the chunk into cache for the row pass); the
-    // rare bad chunk is re-scanned row by row. Entropy computes its
-    // logarithms in the same pass. Indexed loops, not `extend`: iterator
-    // adapters that are not inlined would be compiled without AVX2.
+    // The 8-row path checks the values it gathers (every value of its rows
+    // passes through exactly one gather); the rows it leaves, and the whole
+    // chunk without it, are checked here over the flat slice.
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if vector {
+        // SAFETY: V is only set by `plain_probs_avx2`/`_avx512`, which run
+        // only on CPUs with AVX2 and FMA.
+        done = unsafe { x86::groups_of_8::<C, E>(job, rows, g0, tol, e)? };
+    }
+    let tail = &rows[done * c..];
     let mut bad = false;
-    // The 8-row path takes logarithms only of the rows its prefilter keeps,
-    // and the rows it leaves to the scalar path compute theirs inline.
     terms.clear();
     if job.spec.strategy == Strategy::Entropy && !vector {
         terms.resize(rows.len(), 0.0);
@@ -318,19 +322,12 @@ fn plain_probs<const C: usize, E: Emit, const V: bool>(
             bad |= !prob_ok(p);
         }
     } else {
-        for &x in rows {
+        for &x in tail {
             bad |= !prob_ok(x);
         }
     }
     if bad {
-        return Err(first_bad_row(rows, c, tol));
-    }
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if vector {
-        // SAFETY: V is only set by `plain_probs_avx2`, which runs only on
-        // CPUs with AVX2 and FMA.
-        done = unsafe { x86::groups_of_8::<C, E>(job, rows, g0, tol, e)? };
+        return Err(done + first_bad_row(tail, c, tol));
     }
     scalar_rows::<C, E>(job, rows, c, g0, tol, terms, done, n, e)
 }
@@ -442,6 +439,9 @@ mod x86 {
     use crate::score::Strategy;
     use crate::score::fast::{entropy_bound, plogp_approx};
 
+    /// How far ahead the 8-row path prefetches.
+    const PREFETCH_ROWS: usize = 128;
+
     /// Returns how many leading rows it scored (a multiple of 8).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
@@ -462,6 +462,8 @@ mod x86 {
         let slack = _mm256_set1_pd(SUM_SLACK * C as f64);
         let vtol = _mm256_set1_pd(tol);
         let abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+        let zero = _mm256_setzero_ps();
+        let max = _mm256_set1_ps(f32::MAX);
         let mut p = [0f64; 8];
         let mut aux = [0f64; 8];
         let mut sums = [0f64; 8];
@@ -481,9 +483,20 @@ mod x86 {
             let r0 = g * 8;
             // SAFETY: rows r0..r0 + 8 lie inside `rows` (g < n / 8).
             let base = unsafe { rows.as_ptr().add(r0 * C) };
+            // Fetch the rows a few groups ahead into L1: the gathers below
+            // would otherwise wait on memory one line at a time.
+            let ahead = (r0 + PREFETCH_ROWS) * C;
+            if ahead < rows.len() {
+                let p = rows.as_ptr().wrapping_add(ahead) as *const i8;
+                for line in 0..(8 * C * 4).div_ceil(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line * 64));
+                }
+            }
             let mut s = _mm256_setzero_ps();
             let mut a = _mm256_setzero_ps();
             let mut b = _mm256_setzero_ps();
+            // Lanes holding a value that is negative, NaN or infinite.
+            let mut invalid = _mm256_setzero_ps();
             macro_rules! columns {
                 (|$v:ident, $j:ident| $body:block) => {
                     for $j in 0..C {
@@ -491,6 +504,13 @@ mod x86 {
                         // column j, inside `rows` (g < n / 8, j < C).
                         let $v = unsafe { _mm256_i32gather_ps::<4>(base.add($j), idx) };
                         s = _mm256_add_ps(s, $v);
+                        invalid = _mm256_or_ps(
+                            invalid,
+                            _mm256_or_ps(
+                                _mm256_cmp_ps::<_CMP_NGE_UQ>($v, zero),
+                                _mm256_cmp_ps::<_CMP_NLE_UQ>($v, max),
+                            ),
+                        );
                         $body
                     }
                 };
@@ -504,6 +524,11 @@ mod x86 {
                 _ => columns!(|v, _j| {
                     a = _mm256_max_ps(a, v);
                 }),
+            }
+            if _mm256_movemask_ps(invalid) != 0 {
+                // The first bad row is in this group or after it: the rows
+                // before passed both checks.
+                return Err(r0 + super::first_bad_row(&rows[r0 * C..], C, tol));
             }
             // The sum pre-check of the scalar path, on 2 x 4 lanes of f64.
             let s_lo = _mm256_cvtps_pd(_mm256_castps256_ps128(s));
