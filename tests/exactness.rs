@@ -418,7 +418,15 @@ fn bad_values_are_reported_at_the_first_bad_row() {
         })
         .collect();
     for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.5, -1e-30] {
-        for (at, col) in [(0, 0), (5, 9), (8, 3), (13, 7), (999, 1), (1001, 2), (1002, 9)] {
+        for (at, col) in [
+            (0, 0),
+            (5, 9),
+            (8, 3),
+            (13, 7),
+            (999, 1),
+            (1001, 2),
+            (1002, 9),
+        ] {
             let mut rows = base.clone();
             rows[at][col] = value;
             // A later bad row must not hide the first.
@@ -437,10 +445,15 @@ fn bad_values_are_reported_at_the_first_bad_row() {
             for strategy in Strategy::ALL {
                 let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 5);
                 match cpu::select(&Pool::open(&[&p]).unwrap(), &job, &Silent) {
-                    Err(alpool::Error::BadRow { global, problem, .. }) => {
+                    Err(alpool::Error::BadRow {
+                        global, problem, ..
+                    }) => {
                         assert_eq!(global, at as u64, "{strategy} {value} at {at}");
                         let text = problem.to_string();
-                        assert!(text.contains(&format!("column {col}")), "{strategy}: {text}");
+                        assert!(
+                            text.contains(&format!("column {col}")),
+                            "{strategy}: {text}"
+                        );
                     }
                     r => panic!(
                         "{strategy}: {value} at row {at}: expected an error, got {:?}",
