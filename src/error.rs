@@ -92,6 +92,31 @@ pub enum Error {
         problem: RowProblem,
     },
 
+    /// Embeddings whose row count differs from the pool's.
+    #[error(
+        "{}: {found} rows of embeddings, but the pool {} has {expected} rows; give one embedding per pool row, in the same order",
+        path.display(),
+        pool.display()
+    )]
+    EmbeddingRows {
+        path: PathBuf,
+        pool: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+
+    /// A batch strategy asked for more rows than can be selected.
+    #[error(
+        "k = {k} is more than the {selectable} rows that can be selected ({rows} rows, {excluded} excluded); {strategy} picks distinct rows, so lower -k"
+    )]
+    TooFewRows {
+        strategy: &'static str,
+        k: usize,
+        selectable: u64,
+        rows: u64,
+        excluded: u64,
+    },
+
     #[error("{}: line {line}: {reason}", path.display())]
     BadLine {
         path: PathBuf,

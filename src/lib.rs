@@ -33,6 +33,7 @@
 pub mod al;
 pub mod api;
 pub mod backend;
+pub mod batch;
 pub mod bench;
 pub mod error;
 pub mod features;
@@ -46,7 +47,8 @@ pub mod workspace;
 
 pub use api::{Backend, Outcome, Run, score, select, select_on, select_with};
 pub use backend::{Device, Job};
+pub use batch::{BatchJob, BatchStrategy, select_batch};
 pub use error::{Error, Result};
 pub use pool::{Exclusions, Pool};
-pub use score::{InputForm, LogBase, ScoreSpec, Strategy};
+pub use score::{InputForm, LogBase, Query, ScoreSpec, Strategy};
 pub use select::{Selected, Selection};

@@ -15,7 +15,9 @@ use alpool::part::PartHeader;
 use alpool::pool::ReadPath;
 use alpool::score::input::default_sum_tol;
 use alpool::{Backend, Device};
-use alpool::{Exclusions, InputForm, LogBase, Pool, ScoreSpec, Strategy, report};
+use alpool::{
+    BatchStrategy, Exclusions, InputForm, LogBase, Pool, Query, ScoreSpec, Strategy, report,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StrategyArg {
@@ -39,6 +41,46 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::Entropy => Strategy::Entropy,
             StrategyArg::Ratio => Strategy::Ratio,
             StrategyArg::Random => Strategy::Random,
+        }
+    }
+}
+
+/// Every strategy `select` runs: the row-wise ones, and the batch-aware
+/// ones that read `--embeddings`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QueryArg {
+    /// 1 − max p; higher is more informative.
+    LeastConfidence,
+    /// p(1) − p(2) of the two largest; smaller is more informative.
+    Margin,
+    /// −Σ p log p (base from --log-base); higher is more informative.
+    Entropy,
+    /// p(2) / p(1); higher is more informative.
+    Ratio,
+    /// Uniform random priority from --seed: the baseline.
+    Random,
+    /// BADGE (needs --embeddings): k-means++ seeding on the gradient
+    /// embeddings (onehot(ŷ) − p) ⊗ e, uncertain and diverse; --seed drives it.
+    Badge,
+    /// Core-set (needs --embeddings): k-center greedy over the embeddings,
+    /// starting from the --exclude rows (the labeled set).
+    Coreset,
+    /// Cluster-Margin (needs --embeddings): the --candidates lowest-margin
+    /// rows, clustered into --clusters, picked round-robin.
+    ClusterMargin,
+}
+
+impl From<QueryArg> for Query {
+    fn from(s: QueryArg) -> Query {
+        match s {
+            QueryArg::LeastConfidence => Query::Score(Strategy::LeastConfidence),
+            QueryArg::Margin => Query::Score(Strategy::Margin),
+            QueryArg::Entropy => Query::Score(Strategy::Entropy),
+            QueryArg::Ratio => Query::Score(Strategy::Ratio),
+            QueryArg::Random => Query::Score(Strategy::Random),
+            QueryArg::Badge => Query::Batch(BatchStrategy::Badge),
+            QueryArg::Coreset => Query::Batch(BatchStrategy::Coreset),
+            QueryArg::ClusterMargin => Query::Batch(BatchStrategy::ClusterMargin),
         }
     }
 }
@@ -89,7 +131,7 @@ pub struct PoolArgs {
 
     /// Query strategy.
     #[arg(short, long, value_enum, default_value = "margin")]
-    pub strategy: StrategyArg,
+    pub strategy: QueryArg,
 
     /// What the rows hold.
     #[arg(long, value_enum, default_value = "probs")]
@@ -157,16 +199,24 @@ impl From<ReadArg> for ReadPath {
 }
 
 impl PoolArgs {
-    pub fn spec(&self) -> ScoreSpec {
-        ScoreSpec {
-            strategy: self.strategy.into(),
+    /// The row-wise strategy's spec; batch strategies run only in
+    /// `select --embeddings`.
+    pub fn spec(&self) -> anyhow::Result<ScoreSpec> {
+        let strategy = match Query::from(self.strategy) {
+            Query::Score(s) => s,
+            Query::Batch(b) => anyhow::bail!(
+                "{b} picks a batch rather than scoring each row: run it with `alpool select --embeddings E.npy --strategy {b}`"
+            ),
+        };
+        Ok(ScoreSpec {
+            strategy,
             log_base: match self.log_base {
                 LogBaseArg::Two => LogBase::Two,
                 LogBaseArg::E => LogBase::E,
                 LogBaseArg::Ten => LogBase::Ten,
             },
             seed: self.seed,
-        }
+        })
     }
 
     pub fn open(&self) -> anyhow::Result<Pool<'static>> {
@@ -175,8 +225,15 @@ impl PoolArgs {
 
     /// The job with `k` rows to select, for a pool with float16 shards or
     /// not (a looser default sum tolerance).
-    pub fn job(&self, f16: bool, k: usize) -> Job {
-        let input = match self.input {
+    pub fn job(&self, f16: bool, k: usize) -> anyhow::Result<Job> {
+        let mut job = Job::new(self.spec()?, self.input_form(f16), k);
+        job.chunk_rows = self.chunk_rows;
+        Ok(job)
+    }
+
+    /// What the rows hold, for a pool with float16 shards or not.
+    pub fn input_form(&self, f16: bool) -> InputForm {
+        match self.input {
             InputArg::Probs => InputForm::Probs {
                 renormalize: self.renormalize,
                 sum_tol: self.sum_tol.unwrap_or_else(|| default_sum_tol(f16)),
@@ -184,10 +241,7 @@ impl PoolArgs {
             InputArg::Logits => InputForm::Logits {
                 temperature: self.temperature,
             },
-        };
-        let mut job = Job::new(self.spec(), input, k);
-        job.chunk_rows = self.chunk_rows;
-        job
+        }
     }
 }
 
@@ -255,6 +309,20 @@ pub struct SelectArgs {
     /// ignored).
     #[arg(long, value_name = "R")]
     pub row_offset: Option<u64>,
+
+    /// Embeddings for the batch strategies (badge, coreset, cluster-margin):
+    /// .npy N x D (float32, float16 or float64, read as float32), one row
+    /// per pool row; several files are shards, as for the pool.
+    #[arg(long, value_name = "E.npy", num_args = 1..)]
+    pub embeddings: Vec<PathBuf>,
+
+    /// cluster-margin: how many lowest-margin rows to cluster [default: 10·k].
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<usize>,
+
+    /// cluster-margin: how many clusters to form [default: k].
+    #[arg(long, value_name = "N")]
+    pub clusters: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -278,9 +346,16 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     if let Some(model) = &a.pool.model {
         return select_from_features(&a, model, k, format);
     }
+    match Query::from(a.pool.strategy) {
+        Query::Batch(b) => return select_batch(&a, b, format),
+        Query::Score(s) if !a.embeddings.is_empty() => anyhow::bail!(
+            "--embeddings is read by the batch strategies (badge, coreset, cluster-margin), not by {s}"
+        ),
+        Query::Score(_) => {}
+    }
     let offset = a.row_offset.unwrap_or(0);
     let pool = a.pool.open()?.with_row_offset(offset);
-    let mut job = a.pool.job(pool.has_f16(), k);
+    let mut job = a.pool.job(pool.has_f16(), k)?;
     if let Some(ex) = &a.exclude {
         // With --row-offset the file lists rows of the whole pool.
         let bound = a.row_offset.map_or(pool.rows(), |_| u64::MAX);
@@ -329,12 +404,62 @@ fn select_from_features(
     }
     let m = Mlp::load(model)?;
     let features = FeaturePool::open(&a.pool.features)?;
-    let mut job = a.pool.job(false, k);
+    let mut job = a.pool.job(false, k)?;
     if let Some(ex) = &a.exclude {
         job.exclusions = Exclusions::read(ex, features.rows())?;
     }
     let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "select");
     let sel = alpool::features::select_features(&m, &features, &job, &bar);
+    bar.finish();
+    let sel = sel?;
+    report::save_selection(&sel, a.out.as_deref())
+        .with_context(|| "could not write the selection")?;
+    if a.pool.verbose {
+        say_what_ran(&sel, t0, None);
+    }
+    Ok(())
+}
+
+/// `select --embeddings E --strategy badge|coreset|cluster-margin`.
+fn select_batch(
+    a: &SelectArgs,
+    strategy: BatchStrategy,
+    format: Option<report::Format>,
+) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    if a.embeddings.is_empty() {
+        anyhow::bail!(
+            "{strategy} needs --embeddings E.npy: one embedding row per pool row (for instance a model's last hidden layer)"
+        );
+    }
+    if a.device == DeviceArg::Gpu || a.row_offset.is_some() || a.all || a.verify {
+        anyhow::bail!(
+            "{strategy} runs on the CPU, on one machine's pool, for a given -k (no --device gpu, --verify, --row-offset or --all yet)"
+        );
+    }
+    if format == Some(report::Format::Part) {
+        anyhow::bail!("{strategy} writes a final batch (.csv, .jsonl or .npy), not a part");
+    }
+    let pool = a.pool.open()?;
+    let emb = alpool::batch::open_embeddings(&a.embeddings)?;
+    let mut job = alpool::BatchJob::new(strategy, a.pool.input_form(pool.has_f16()), a.k);
+    job.seed = a.pool.seed;
+    job.chunk_rows = a.pool.chunk_rows;
+    job.candidates = a.candidates.unwrap_or(0);
+    job.clusters = a.clusters.unwrap_or(0);
+    if let Some(ex) = &a.exclude {
+        job.exclusions = Exclusions::read(ex, pool.rows())?;
+    }
+    let passes = match strategy {
+        BatchStrategy::ClusterMargin => 1,
+        _ => a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1,
+    };
+    let bar = Bar::bytes(
+        emb.data_bytes().saturating_mul(passes),
+        a.pool.quiet,
+        strategy.name(),
+    );
+    let sel = alpool::select_batch(&pool, &emb, &job, &bar);
     bar.finish();
     let sel = sel?;
     report::save_selection(&sel, a.out.as_deref())
@@ -440,7 +565,7 @@ pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
     if let Some(model) = &a.pool.model {
         let m = Mlp::load(model)?;
         let features = FeaturePool::open(&a.pool.features)?;
-        let job = a.pool.job(false, 0);
+        let job = a.pool.job(false, 0)?;
         let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "score");
         let r = report::save_scores(&a.out, features.rows(), |sink| {
             features.predict_blocks(&m, &bar, &mut |g0, probs| {
@@ -452,7 +577,7 @@ pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
         return Ok(r?);
     }
     let pool = a.pool.open()?;
-    let job = a.pool.job(pool.has_f16(), 0);
+    let job = a.pool.job(pool.has_f16(), 0)?;
     job.check(&pool)?;
     let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "score");
     let r = report::save_scores(&a.out, pool.rows(), |sink| {

@@ -106,10 +106,25 @@ impl fmt::Display for Value {
 /// Why a row was rejected.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowProblem {
-    NotFinite { col: usize, value: Value },
-    Negative { col: usize, value: Value },
-    SumOff { sum: f64, tol: f64 },
+    NotFinite {
+        col: usize,
+        value: Value,
+    },
+    Negative {
+        col: usize,
+        value: Value,
+    },
+    SumOff {
+        sum: f64,
+        tol: f64,
+    },
     ZeroSum,
+    /// An embedding value too large for float32 distances to stay finite.
+    TooLarge {
+        col: usize,
+        value: Value,
+        limit: f64,
+    },
 }
 
 impl fmt::Display for RowProblem {
@@ -134,6 +149,10 @@ impl fmt::Display for RowProblem {
             RowProblem::ZeroSum => write!(
                 f,
                 "all probabilities are 0, so the row cannot be renormalized"
+            ),
+            RowProblem::TooLarge { col, value, limit } => write!(
+                f,
+                "column {col} is {value}; embedding values must lie within ±{limit:e} so that squared distances stay finite in float32"
             ),
         }
     }

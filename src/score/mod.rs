@@ -103,6 +103,52 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// Any query strategy: one that scores each row on its own
+/// ([`Strategy`]), or a batch-aware one that picks a diverse batch
+/// ([`crate::batch::BatchStrategy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Query {
+    Score(Strategy),
+    Batch(crate::batch::BatchStrategy),
+}
+
+impl Query {
+    /// Every strategy, row-wise ones first.
+    pub fn all() -> Vec<Query> {
+        let rows = Strategy::ALL.into_iter().map(Query::Score);
+        let batch = crate::batch::BatchStrategy::ALL
+            .into_iter()
+            .map(Query::Batch);
+        rows.chain(batch).collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Score(s) => s.name(),
+            Query::Batch(b) => b.name(),
+        }
+    }
+
+    /// The strategy named `name`, as the CLI and the Python package spell it.
+    pub fn from_name(name: &str) -> Option<Query> {
+        Strategy::from_name(name)
+            .map(Query::Score)
+            .or_else(|| crate::batch::BatchStrategy::from_name(name).map(Query::Batch))
+    }
+}
+
+impl From<Strategy> for Query {
+    fn from(s: Strategy) -> Query {
+        Query::Score(s)
+    }
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for Strategy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -14,7 +14,7 @@
 
 use std::collections::BinaryHeap;
 
-use crate::score::{Ranked, Strategy};
+use crate::score::{Query, Ranked, Strategy};
 
 /// The k best rows seen so far: a max-heap whose top is the worst kept row.
 #[derive(Clone, Debug)]
@@ -111,7 +111,7 @@ pub struct Selected {
 /// The result of a selection, with what it cost.
 #[derive(Clone, Debug)]
 pub struct Selection {
-    pub strategy: Strategy,
+    pub strategy: Query,
     pub entries: Vec<Selected>,
     /// Rows in the pool, and how many of them were excluded.
     pub rows: u64,
@@ -139,7 +139,7 @@ impl Selection {
             })
             .collect();
         Selection {
-            strategy,
+            strategy: Query::Score(strategy),
             entries,
             rows,
             excluded,

@@ -1,0 +1,353 @@
+//! BADGE (Ash et al., ICLR 2020): k-means++ seeding on gradient embeddings.
+//!
+//! Row `i`'s gradient embedding is `g_i = a_i ⊗ e_i` with
+//! `a_i = onehot(ŷ_i) − p_i` (ŷ the arg-max class, ties to the lower class)
+//! and `e_i` its embedding. It is never formed: the squared distance
+//! factorizes,
+//!
+//! `‖g_i − g_c‖² = ‖a_i‖²‖e_i‖² − 2 (a_i·a_c)(e_i·e_c) + ‖a_c‖²‖e_c‖²`,
+//!
+//! so each pick costs one pass reading C + D values a row, and memory is
+//! one small record per row. The first pick is the row with the largest
+//! `‖g‖` (as in the authors' code); each later pick `t` is k-means++'s D²
+//! sample, drawn by the exponential race of [`super::rng`]: the largest
+//! `w_i / E_i(t)`, `w_i` the squared distance to the nearest picked centre.
+//! Excluded (labeled) rows are never picked and, as in the paper, are not
+//! centres.
+//!
+//! # Canonical values and the bound
+//! Canonically `p` are the f64 probabilities of [`crate::score::input`],
+//! dot products are [`super::dist`]'s canonical sums, and
+//! `w = max(0, ‖a_i‖²‖e_i‖² − 2·(a_i·a_c)(e_i·e_c) + ‖a_c‖²‖e_c‖²)` in f64.
+//! The fast pass uses float32 probabilities (the stored ones, or the
+//! canonical ones rounded once into a temporary file) and float32 dot
+//! products. With `u = 2⁻²⁴`:
+//! - `|fl(a_i·a_c) − a_i·a_c| ≤ γ(C + 16)`: the products sum to at most 1,
+//!   each probability is within `u` relative, and three more additions of
+//!   magnitude at most 3 each round once;
+//! - `|fl(e_i·e_c) − e_i·e_c| ≤ γ(D + 2)·R + underflow`, `R = ‖e_i‖‖e_c‖`
+//!   (Cauchy–Schwarz bounds `Σ|e_i e_c|`);
+//! - `|a·a'| ≤ 2`, the product of the two float32 values is exact in f64,
+//!   and the f64 combination rounds a few times at the magnitude of its
+//!   terms.
+//!
+//! Taking `‖e_c‖` and `‖g_c‖²` as the largest over the centres so far
+//! bounds every centre, hence the nearest-centre minimum.
+
+use std::os::unix::fs::FileExt;
+
+use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
+use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
+use super::{BatchJob, Bufs, Contenders, Nearest, arg_max, canonical_prob_rows};
+use super::{check_embedding_rows, par_pass, read_rows};
+use crate::backend::Progress;
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::pool::npy::{self, DType};
+use crate::score::InputForm;
+
+/// What BADGE keeps per row: a few N-vectors, interleaved.
+#[derive(Clone, Copy)]
+struct Row {
+    /// Fast squared distance to the nearest centre; < 0 when taken.
+    mind: f64,
+    /// Canonical `‖a‖²‖e‖²` and `‖e‖²`.
+    gnorm: f64,
+    enorm: f64,
+    yhat: u32,
+}
+
+const TAKEN: f64 = -1.0;
+
+/// A picked centre: float32 parts for the fast pass, f64 for re-checks.
+struct Centre {
+    p32: Vec<f32>,
+    yhat: usize,
+    a64: Vec<f64>,
+    e: Vec<f32>,
+    gnorm: f64,
+}
+
+pub(crate) fn pick(
+    probs: &Pool,
+    emb: &Pool,
+    job: &BatchJob,
+    progress: &dyn Progress,
+) -> Result<(Vec<(u64, f64)>, u64)> {
+    let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
+    let chunk = job.rows_per_chunk(emb);
+    let plain = matches!(
+        job.input,
+        InputForm::Probs {
+            renormalize: false,
+            ..
+        }
+    ) && !probs.has_f64();
+    // Non-plain probabilities are rounded once into a temporary float32
+    // file that the per-pick passes map, instead of redoing a softmax per
+    // row and pick.
+    let tmp = if plain {
+        None
+    } else {
+        let t = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let header = npy::encode_header(DType::F32, &[n as usize, c]);
+        let f = t.as_file();
+        f.write_all_at(&header, 0)
+            .and_then(|_| f.set_len(header.len() as u64 + n * c as u64 * 4))
+            .map_err(|e| Error::io(t.path(), e))?;
+        Some((t, header.len() as u64))
+    };
+
+    let mut rows = vec![
+        Row {
+            mind: f64::INFINITY,
+            gnorm: 0.0,
+            enorm: 0.0,
+            yhat: 0,
+        };
+        n as usize
+    ];
+    let excluded = job.exclusions.as_slice();
+    // One canonical pass: validate, ŷ, the norms, the first pick.
+    let firsts = par_pass(
+        &mut rows,
+        chunk,
+        || (Bufs::default(), Bufs::default(), Vec::new(), Vec::new()),
+        |(pb, eb, p, a), start, state| {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let end = start + state.len() as u64;
+            canonical_prob_rows(probs, &job.input, start, end, pb, p)?;
+            let e = read_rows(emb, start, end, eb)?;
+            check_embedding_rows(emb, start, &e)?;
+            let mut best = None;
+            for (i, ((pr, er), s)) in p
+                .chunks_exact(c)
+                .zip(e.chunks_exact(d))
+                .zip(state.iter_mut())
+                .enumerate()
+            {
+                let yhat = arg_max_class(pr);
+                gradient_part(pr, yhat, a);
+                s.yhat = yhat as u32;
+                s.enorm = dot_f64(er, er);
+                s.gnorm = dot_f64_wide(a, a) * s.enorm;
+                let row = start + i as u64;
+                if excluded.binary_search(&row).is_ok() {
+                    s.mind = TAKEN;
+                } else {
+                    best = arg_max(best.into_iter().chain([(row, s.gnorm)]));
+                }
+            }
+            if let Some((t, offset)) = &tmp {
+                let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
+                t.as_file()
+                    .write_all_at(bytemuck::cast_slice(&p32), offset + start * c as u64 * 4)
+                    .map_err(|e| Error::io(t.path(), e))?;
+            }
+            progress.advance(e.len() as u64 * 4);
+            Ok(best)
+        },
+    )?;
+    let mut picks = Vec::with_capacity(job.k);
+    if job.k == 0 {
+        return Ok((picks, 0));
+    }
+    let Some(first) = arg_max(firsts.into_iter().flatten()) else {
+        return Err(Error::Config("no row left to pick".into()));
+    };
+    let fast_pool;
+    let fast: &Pool = match &tmp {
+        Some((t, _)) => {
+            fast_pool = Pool::open(&[t.path()])?;
+            &fast_pool
+        }
+        None => probs,
+    };
+
+    let mut run = Run {
+        probs,
+        fast,
+        emb,
+        input: &job.input,
+        seed: job.seed,
+        simd: Simd::detect(),
+        eta_a: gamma32(c + 16),
+        eta_e: gamma32(d + 2),
+        under: underflow32(d),
+        emax: 0.0,
+        gmax: 0.0,
+        centres: Vec::new(),
+        nearest: Nearest::default(),
+        refined: 0,
+    };
+    picks.push(first);
+    let mut row = first.0;
+    while picks.len() < job.k {
+        run.add_centre(row, &mut rows)?;
+        let t = picks.len() as u32;
+        let contenders = run.update(&mut rows, chunk, t, progress)?;
+        let (r, key_row) = run.resolve(&contenders, t)?;
+        picks.push((r, key_row));
+        row = r;
+    }
+    Ok((picks, run.refined))
+}
+
+/// The arg-max class, ties to the lower class.
+fn arg_max_class(p: &[f64]) -> usize {
+    let mut best = 0;
+    for (j, &v) in p.iter().enumerate() {
+        if v > p[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// `a = onehot(ŷ) − p`, canonically.
+fn gradient_part(p: &[f64], yhat: usize, a: &mut Vec<f64>) {
+    a.clear();
+    a.extend(p.iter().map(|&v| -v));
+    a[yhat] = 1.0 - p[yhat];
+}
+
+struct Run<'a> {
+    probs: &'a Pool<'a>,
+    fast: &'a Pool<'a>,
+    emb: &'a Pool<'a>,
+    input: &'a InputForm,
+    seed: u64,
+    simd: Simd,
+    eta_a: f64,
+    eta_e: f64,
+    under: f64,
+    /// Largest `‖e_c‖²` and `‖g_c‖²` over the centres.
+    emax: f64,
+    gmax: f64,
+    centres: Vec<Centre>,
+    nearest: Nearest,
+    refined: u64,
+}
+
+impl Run<'_> {
+    fn add_centre(&mut self, row: u64, rows: &mut [Row]) -> Result<()> {
+        let (c, d) = (self.probs.classes(), self.emb.classes());
+        let mut p32 = vec![0f32; c];
+        self.fast.row_f32(row, &mut p32)?;
+        let mut e = vec![0f32; d];
+        self.emb.row_f32(row, &mut e)?;
+        let (mut b, mut p, mut a64) = (Bufs::default(), Vec::new(), Vec::new());
+        canonical_prob_rows(self.probs, self.input, row, row + 1, &mut b, &mut p)?;
+        let s = rows[row as usize];
+        gradient_part(&p, s.yhat as usize, &mut a64);
+        self.emax = self.emax.max(s.enorm);
+        self.gmax = self.gmax.max(s.gnorm);
+        self.centres.push(Centre {
+            p32,
+            yhat: s.yhat as usize,
+            a64,
+            e,
+            gnorm: s.gnorm,
+        });
+        rows[row as usize].mind = TAKEN;
+        Ok(())
+    }
+
+    /// Folds the newest centre into every row's distance and returns the
+    /// rows whose race key for pick `t` could be the largest.
+    fn update(
+        &mut self,
+        rows: &mut [Row],
+        chunk: u64,
+        t: u32,
+        progress: &dyn Progress,
+    ) -> Result<Vec<u64>> {
+        let (c, d) = (self.probs.classes(), self.emb.classes());
+        let centre = self.centres.last().expect("a centre was just added");
+        let (fast, emb, simd, seed) = (self.fast, self.emb, self.simd, self.seed);
+        let (eta_a, eta_e, under, emax, gmax) =
+            (self.eta_a, self.eta_e, self.under, self.emax, self.gmax);
+        let parts = par_pass(
+            rows,
+            chunk,
+            || (Bufs::default(), Bufs::default(), Vec::new()),
+            |(pb, eb, bounds): &mut (Bufs, Bufs, Vec<(f64, f64)>), start, state| {
+                if progress.cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let end = start + state.len() as u64;
+                let p = read_rows(fast, start, end, pb)?;
+                let e = read_rows(emb, start, end, eb)?;
+                with_simd(simd, || {
+                    for ((pr, er), s) in p
+                        .chunks_exact(c)
+                        .zip(e.chunks_exact(d))
+                        .zip(state.iter_mut())
+                    {
+                        if s.mind == TAKEN {
+                            continue;
+                        }
+                        let y = s.yhat as usize;
+                        let same = if y == centre.yhat { 1.0 } else { 0.0 };
+                        let ab = dot_f32(pr, &centre.p32) - pr[centre.yhat] - centre.p32[y] + same;
+                        let ef = dot_f32(er, &centre.e);
+                        let w = (s.gnorm - 2.0 * (ab as f64 * ef as f64) + centre.gnorm).max(0.0);
+                        s.mind = s.mind.min(w);
+                    }
+                });
+                bounds.clear();
+                bounds.extend(state.iter().enumerate().map(|(i, s)| {
+                    if s.mind == TAKEN {
+                        return (-1.0, -1.0);
+                    }
+                    let r = (s.enorm * emax).sqrt();
+                    let def = eta_e * r + under;
+                    let b = 2.0 * (eta_a * (r + def) + 2.0 * def)
+                        + (s.gnorm + gmax + 6.0 * (r + def)) * (1.0 / (1u64 << 46) as f64);
+                    let x = exp_fast(bits(seed, t, start + i as u64)) as f64;
+                    let lo = (s.mind - b).max(0.0) * (1.0 - EXP_REL) / x * (1.0 - 1e-15);
+                    let hi = (s.mind + b) * (1.0 + EXP_REL) / x * (1.0 + 1e-15);
+                    (lo, hi)
+                }));
+                progress.advance((e.len() + p.len()) as u64 * 4);
+                Ok(Contenders::of_chunk(start, bounds))
+            },
+        )?;
+        Ok(Contenders::merge(parts))
+    }
+
+    /// The contender with the largest canonical race key for pick `t`, and
+    /// its canonical D² weight.
+    fn resolve(&mut self, contenders: &[u64], t: u32) -> Result<(u64, f64)> {
+        let d = self.emb.classes();
+        let (mut b, mut p, mut a) = (Bufs::default(), Vec::new(), Vec::new());
+        let mut e = vec![0f32; d];
+        let mut keys = Vec::with_capacity(contenders.len());
+        let mut weights = Vec::with_capacity(contenders.len());
+        for &r in contenders {
+            canonical_prob_rows(self.probs, self.input, r, r + 1, &mut b, &mut p)?;
+            gradient_part(&p, arg_max_class(&p), &mut a);
+            self.emb.row_f32(r, &mut e)?;
+            let gnorm = dot_f64_wide(&a, &a) * dot_f64(&e, &e);
+            let centres = &self.centres;
+            let w = self.nearest.get(r, centres.len(), |from| {
+                Ok(centres[from..]
+                    .iter()
+                    .map(|c| {
+                        let ab = dot_f64_wide(&a, &c.a64);
+                        let ef = dot_f64(&e, &c.e);
+                        (gnorm - 2.0 * (ab * ef) + c.gnorm).max(0.0)
+                    })
+                    .fold(f64::INFINITY, f64::min))
+            })?;
+            keys.push((r, w / exp_canonical(bits(self.seed, t, r))));
+            weights.push(w);
+        }
+        self.refined += contenders.len() as u64;
+        let (row, _) = arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))?;
+        let at = contenders.iter().position(|&r| r == row).unwrap_or(0);
+        Ok((row, weights[at]))
+    }
+}

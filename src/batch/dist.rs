@@ -1,0 +1,229 @@
+//! Distances and dot products between embedding rows: the canonical f64
+//! definitions every backend must agree with, the float32 fast paths, and
+//! the bounds that tie the two together.
+//!
+//! # The canonical definitions
+//! Rows are float32 (float16 widens exactly; float64 embeddings narrow to
+//! float32 once, on reading). A canonical sum over `d` terms widens each
+//! term's inputs to f64 and accumulates into eight partial sums, term `j`
+//! into sum `j mod 8` in increasing `j`, then adds the partial sums as
+//! `((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))`. That order is part of
+//! the definition: it is fixed, independent of the machine and of
+//! threading, and it lets the compiler use eight f64 lanes.
+//!
+//! # The fast path and its bound
+//! The fast path computes the same sums in float32 in any order (sixteen
+//! lanes on the CPU, one thread per row on the GPU, with or without fused
+//! multiply-add). For a sum of `d` products of float32 inputs, rounding
+//! error analysis (Higham, *Accuracy and Stability of Numerical
+//! Algorithms*, §3.1) gives, whatever the order:
+//!
+//! `|fast − exact| ≤ γ(d + 2) · Σ |terms| + (2d + 2) · 2⁻¹²⁶`, with `γ(n) = n·u / (1 − n·u)`, `u = 2⁻²⁴`.
+//!
+//! `γ(d + 2)` covers the subtraction, the product and the summation (an FMA
+//! only removes roundings); the second term covers underflow, including a
+//! GPU that flushes subnormals to zero. The canonical f64 value differs
+//! from the exact one by `γ₆₄(d + 2) · Σ |terms|`, far below the float32
+//! bound; [`SLACK`] doubles the float32 bound to cover it and the f64
+//! arithmetic that applies the bound.
+
+/// The float32 unit roundoff.
+pub const U32: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// Safety factor on the float32 bounds (see the module docs).
+pub const SLACK: f64 = 2.0;
+
+/// `γ(n) = n·u / (1 − n·u)` for float32, times [`SLACK`].
+pub fn gamma32(n: usize) -> f64 {
+    let nu = n as f64 * U32;
+    SLACK * nu / (1.0 - nu)
+}
+
+/// The absolute underflow term of a `d`-term float32 sum, times [`SLACK`].
+pub fn underflow32(d: usize) -> f64 {
+    SLACK * (2 * d + 2) as f64 * f32::MIN_POSITIVE as f64
+}
+
+/// Canonical squared Euclidean distance (see the module docs).
+#[inline]
+pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    canonical_sum(a, b, |x, y| {
+        let d = x - y;
+        d * d
+    })
+}
+
+/// Canonical dot product of two float32 rows.
+#[inline]
+pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    canonical_sum(a, b, |x, y| x * y)
+}
+
+/// Canonical dot product of two f64 rows (BADGE's probability parts).
+#[inline]
+pub fn dot_f64_wide(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (x, y)) in a.iter().zip(b).enumerate() {
+        s[j % 8] += x * y;
+    }
+    combine(s)
+}
+
+#[inline(always)]
+fn canonical_sum(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> f64) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut s = [0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            s[l] += term(x[l] as f64, y[l] as f64);
+        }
+    }
+    for (l, (x, y)) in ra.iter().zip(rb).enumerate() {
+        s[l] += term(*x as f64, *y as f64);
+    }
+    combine(s)
+}
+
+#[inline(always)]
+fn combine(s: [f64; 8]) -> f64 {
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// Fast float32 squared distance: sixteen lanes, any order the compiler
+/// likes within them (bounded by [`gamma32`]).
+#[inline(always)]
+pub fn sq_dist_f32(a: &[f32], b: &[f32]) -> f32 {
+    lanes16(a, b, |x, y| {
+        let d = x - y;
+        d * d
+    })
+}
+
+/// Fast float32 dot product.
+#[inline(always)]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    lanes16(a, b, |x, y| x * y)
+}
+
+#[inline(always)]
+fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut s = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            s[l] += term(x[l], y[l]);
+        }
+    }
+    let mut t = 0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        t += term(*x, *y);
+    }
+    s.iter().sum::<f32>() + t
+}
+
+/// Which vector unit the fast kernels run on, detected once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Simd {
+    Avx512,
+    Avx2,
+    Scalar,
+}
+
+impl Simd {
+    pub fn detect() -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Simd::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Simd::Avx2;
+            }
+        }
+        Simd::Scalar
+    }
+}
+
+/// Runs `f` compiled for the vector unit `simd` names, so the sixteen-lane
+/// loops above become one or two vector registers.
+#[inline(always)]
+pub fn with_simd<R>(simd: Simd, f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2")]
+        fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        match simd {
+            // SAFETY: `Simd::detect` returned this variant only after
+            // checking that the CPU has the features enabled here.
+            Simd::Avx512 => return unsafe { avx512(f) },
+            // SAFETY: as above.
+            Simd::Avx2 => return unsafe { avx2(f) },
+            Simd::Scalar => {}
+        }
+    }
+    f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut r = crate::pool::synth::Rng::new(seed);
+        (0..n * d)
+            .map(|i| {
+                // Mixed magnitudes, exact duplicates and a few tiny values.
+                let v = r.uniform() as f32 * 2.0 - 1.0;
+                match i % 7 {
+                    0 => v * 1e3,
+                    3 => v * 1e-20,
+                    _ => v,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_paths_stay_within_the_bound() {
+        for d in [1, 3, 8, 15, 16, 17, 64, 127, 300] {
+            let x = rows(40, d, d as u64);
+            for (a, b) in x.chunks_exact(d).zip(x.chunks_exact(d).skip(1)) {
+                let exact = sq_dist_f64(a, b);
+                let fast = with_simd(Simd::detect(), || sq_dist_f32(a, b)) as f64;
+                let bound = gamma32(d + 2) * exact + underflow32(d);
+                assert!((fast - exact).abs() <= bound, "d = {d}: {fast} vs {exact}");
+                let abs: f64 = a
+                    .iter()
+                    .zip(b)
+                    .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                    .sum();
+                let (fd, ed) = (dot_f32(a, b) as f64, dot_f64(a, b));
+                assert!((fd - ed).abs() <= gamma32(d + 2) * abs + underflow32(d));
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_sums_follow_the_defined_order() {
+        let a: Vec<f32> = (0..19).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut s = [0f64; 8];
+        for j in 0..19 {
+            s[j % 8] += a[j] as f64 * b[j] as f64;
+        }
+        let want = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        assert_eq!(dot_f64(&a, &b).to_bits(), want.to_bits());
+        let wide_a: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        let wide_b: Vec<f64> = b.iter().map(|&v| v as f64).collect();
+        assert_eq!(dot_f64_wide(&wide_a, &wide_b).to_bits(), want.to_bits());
+    }
+}

@@ -1,0 +1,437 @@
+//! Batch-aware selection: strategies that pick a *diverse* batch instead of
+//! the k individually most uncertain rows, which with large batches are
+//! often near-duplicates. Each reads the pool's probabilities (or logits)
+//! N x C and an embedding per row N x D, memory-mapped in chunks:
+//!
+//! - [`BatchStrategy::Badge`] (Ash et al., ICLR 2020): k-means++ seeding on
+//!   the gradient embeddings `(onehot(ŷ) − p) ⊗ e`, never formed ([`badge`]);
+//! - [`BatchStrategy::Coreset`] (Sener & Savarese, ICLR 2018): k-center
+//!   greedy over the embeddings ([`coreset`]);
+//! - [`BatchStrategy::ClusterMargin`] (Citovsky et al., NeurIPS 2021): the
+//!   lowest-margin candidates, clustered, picked round-robin
+//!   ([`cluster_margin`]).
+//!
+//! # Exactness
+//! Every pick is an arg-max of a per-row key (distance to the nearest
+//! centre, or BADGE's race key), ties to the lower row index, under the
+//! canonical f64 definitions of [`dist`] and [`rng`]. A float32 pass
+//! computes each key with a proven bound; only rows whose upper bound
+//! reaches the best lower bound are re-checked canonically. So picks are
+//! the same for every thread count, chunk size, read path and backend,
+//! and memory beyond the mapped files is a few N-vectors.
+
+pub mod badge;
+pub mod cluster_margin;
+pub mod coreset;
+pub mod dist;
+pub mod hac;
+pub mod rng;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use rayon::prelude::*;
+
+use crate::backend::Progress;
+use crate::error::{Error, Result};
+use crate::pool::npy::DType;
+use crate::pool::{Exclusions, Pool};
+use crate::score::input::Value;
+use crate::score::input::canonical_probs;
+use crate::score::{InputForm, RowProblem};
+use crate::select::{Selected, Selection};
+
+/// A batch-aware strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BatchStrategy {
+    Badge,
+    Coreset,
+    ClusterMargin,
+}
+
+impl BatchStrategy {
+    pub const ALL: [BatchStrategy; 3] = [
+        BatchStrategy::Badge,
+        BatchStrategy::Coreset,
+        BatchStrategy::ClusterMargin,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchStrategy::Badge => "badge",
+            BatchStrategy::Coreset => "coreset",
+            BatchStrategy::ClusterMargin => "cluster-margin",
+        }
+    }
+
+    /// The strategy named `name` (`cluster_margin` also reads).
+    pub fn from_name(name: &str) -> Option<BatchStrategy> {
+        let name = name.replace('_', "-");
+        BatchStrategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for BatchStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A batch selection to run: the library's validated view of
+/// `alpool select --embeddings E.npy --strategy badge|coreset|cluster-margin`.
+#[derive(Clone, Debug)]
+pub struct BatchJob {
+    pub strategy: BatchStrategy,
+    /// What the probability rows hold (BADGE and Cluster-Margin read them).
+    pub input: InputForm,
+    /// Rows to pick; at most the selectable rows.
+    pub k: usize,
+    /// The labeled rows: never picked; core-set's initial centres.
+    pub exclusions: Exclusions,
+    /// BADGE's random stream.
+    pub seed: u64,
+    /// Cluster-Margin: the lowest-margin rows clustered (0 = 10·k).
+    pub candidates: usize,
+    /// Cluster-Margin: clusters to form (0 = k).
+    pub clusters: usize,
+    /// Rows per unit of parallel work, 0 = auto; picks never depend on it.
+    pub chunk_rows: u64,
+}
+
+impl BatchJob {
+    pub fn new(strategy: BatchStrategy, input: InputForm, k: usize) -> Self {
+        BatchJob {
+            strategy,
+            input,
+            k,
+            exclusions: Exclusions::default(),
+            seed: 0,
+            candidates: 0,
+            clusters: 0,
+            chunk_rows: 0,
+        }
+    }
+
+    fn rows_per_chunk(&self, emb: &Pool) -> u64 {
+        if self.chunk_rows > 0 {
+            return self.chunk_rows;
+        }
+        // About 1 MiB of embeddings: several chunks per core even for
+        // small pools, and few enough that a pass's bookkeeping is noise.
+        ((1u64 << 20) / (emb.classes() as u64 * 4)).clamp(64, 1 << 16)
+    }
+}
+
+/// The k rows `job` picks from `probs` (N x C) and `emb` (N x D), in pick
+/// order. Each entry's score is what decided it: the distance to the
+/// nearest centre (core-set), the squared gradient-embedding distance
+/// (BADGE), or the margin (Cluster-Margin).
+pub fn select_batch(
+    probs: &Pool,
+    emb: &Pool,
+    job: &BatchJob,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    check(probs, emb, job)?;
+    let (picks, refined) = match job.strategy {
+        BatchStrategy::Coreset => coreset::pick(emb, job, progress)?,
+        BatchStrategy::Badge => badge::pick(probs, emb, job, progress)?,
+        BatchStrategy::ClusterMargin => cluster_margin::pick(probs, emb, job, progress)?,
+    };
+    let entries = picks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (index, score))| Selected {
+            rank: i as u64 + 1,
+            index,
+            score,
+        })
+        .collect();
+    Ok(Selection {
+        strategy: crate::score::Query::Batch(job.strategy),
+        entries,
+        rows: probs.rows(),
+        excluded: job.exclusions.len() as u64,
+        refined,
+    })
+}
+
+/// Checks shapes and k before any row is read.
+fn check(probs: &Pool, emb: &Pool, job: &BatchJob) -> Result<()> {
+    let first = |p: &Pool| p.shards()[0].path().to_path_buf();
+    if emb.rows() != probs.rows() {
+        return Err(Error::EmbeddingRows {
+            path: first(emb),
+            pool: first(probs),
+            expected: probs.rows(),
+            found: emb.rows(),
+        });
+    }
+    if job.strategy == BatchStrategy::ClusterMargin && probs.classes() < 2 {
+        return Err(Error::TooFewClasses {
+            strategy: "cluster-margin",
+            classes: probs.classes(),
+        });
+    }
+    let excluded = job.exclusions.len() as u64;
+    let selectable = probs.rows() - excluded.min(probs.rows());
+    if job.k as u64 > selectable {
+        return Err(Error::TooFewRows {
+            strategy: job.strategy.name(),
+            k: job.k,
+            selectable,
+            rows: probs.rows(),
+            excluded,
+        });
+    }
+    if let Some(&bad) = job.exclusions.as_slice().last()
+        && bad >= probs.rows()
+    {
+        return Err(Error::Config(format!(
+            "excluded row {bad} is past the pool's {} rows",
+            probs.rows()
+        )));
+    }
+    Ok(())
+}
+
+/// Embedding values beyond this could overflow a float32 squared distance.
+pub const EMBED_LIMIT: f64 = 1e15;
+
+/// Opens embedding files as a pool (N x D), naming D = 0 plainly.
+pub fn open_embeddings<P: AsRef<std::path::Path>>(paths: &[P]) -> Result<Pool<'static>> {
+    Pool::open(paths).map_err(|e| match e {
+        Error::WrongRank { path, shape, .. } if shape.len() == 2 && shape[1] == 0 => {
+            Error::Config(format!(
+                "{}: the embeddings have D = 0 columns; each row needs at least one value",
+                path.display()
+            ))
+        }
+        e => e,
+    })
+}
+
+/// Scratch for reading rows.
+#[derive(Default)]
+pub(crate) struct Bufs {
+    scratch: Vec<f32>,
+    raw: Vec<u8>,
+    gather: Vec<f32>,
+    wide: Vec<f64>,
+}
+
+/// Global rows `start..end` of `pool` as float32, crossing shards if they
+/// must (then copied into `b`).
+pub(crate) fn read_rows<'s>(
+    pool: &'s Pool,
+    start: u64,
+    end: u64,
+    b: &'s mut Bufs,
+) -> Result<Cow<'s, [f32]>> {
+    let (shard, local) = pool.locate(start);
+    if local + (end - start) <= shard.rows() {
+        return shard.rows_f32(
+            local,
+            local + (end - start),
+            pool.classes(),
+            &mut b.scratch,
+            &mut b.raw,
+        );
+    }
+    b.gather.clear();
+    let mut at = start;
+    while at < end {
+        let (shard, local) = pool.locate(at);
+        let take = (shard.rows() - local).min(end - at);
+        let rows = shard.rows_f32(
+            local,
+            local + take,
+            pool.classes(),
+            &mut b.scratch,
+            &mut b.raw,
+        )?;
+        b.gather.extend_from_slice(&rows);
+        at += take;
+    }
+    Ok(Cow::Borrowed(&b.gather))
+}
+
+/// The canonical probabilities of global rows `start..end` into `out`
+/// (row-major), read as stored (float64 rows from their own values).
+pub(crate) fn canonical_prob_rows(
+    pool: &Pool,
+    input: &InputForm,
+    start: u64,
+    end: u64,
+    b: &mut Bufs,
+    out: &mut Vec<f64>,
+) -> Result<()> {
+    let c = pool.classes();
+    out.clear();
+    out.resize((end - start) as usize * c, 0.0);
+    let mut at = start;
+    while at < end {
+        let (shard, local) = pool.locate(at);
+        let take = (shard.rows() - local).min(end - at);
+        let o = &mut out[(at - start) as usize * c..(at - start + take) as usize * c];
+        let fail = |i: usize, problem: RowProblem| Error::BadRow {
+            path: shard.path().into(),
+            row: local + i as u64,
+            global: at + i as u64,
+            problem,
+        };
+        if shard.dtype() == DType::F64 {
+            let rows = shard.rows_f64(local, local + take, c, &mut b.wide)?;
+            for (i, (r, o)) in rows.chunks_exact(c).zip(o.chunks_exact_mut(c)).enumerate() {
+                canonical_probs(input, r, o).map_err(|p| fail(i, p))?;
+            }
+        } else {
+            let rows = shard.rows_f32(local, local + take, c, &mut b.scratch, &mut b.raw)?;
+            for (i, (r, o)) in rows.chunks_exact(c).zip(o.chunks_exact_mut(c)).enumerate() {
+                canonical_probs(input, r, o).map_err(|p| fail(i, p))?;
+            }
+        }
+        at += take;
+    }
+    Ok(())
+}
+
+/// The first embedding value that is not finite or too large, as an error
+/// naming its file and row.
+pub(crate) fn check_embedding_rows(emb: &Pool, start: u64, rows: &[f32]) -> Result<()> {
+    let d = emb.classes();
+    // NaN fails `is_finite`; infinities and huge values fail the limit.
+    let bad = |v: f32| !v.is_finite() || v.abs() as f64 > EMBED_LIMIT;
+    if !rows.iter().any(|&v| bad(v)) {
+        return Ok(());
+    }
+    let at = rows.iter().position(|&v| bad(v)).unwrap_or(0);
+    let (row, col, value) = (start + (at / d) as u64, at % d, rows[at]);
+    let (shard, local) = emb.locate(row);
+    let problem = if value.is_finite() {
+        RowProblem::TooLarge {
+            col,
+            value: Value::from(value),
+            limit: EMBED_LIMIT,
+        }
+    } else {
+        RowProblem::NotFinite {
+            col,
+            value: Value::from(value),
+        }
+    };
+    Err(Error::BadRow {
+        path: shard.path().into(),
+        row: local,
+        global: row,
+        problem,
+    })
+}
+
+/// Runs `f(scratch, first global row, chunk of state)` over `state` split
+/// into chunks of `chunk` rows, in parallel; results in chunk order, the
+/// first error (in chunk order) wins.
+pub(crate) fn par_pass<T, I, R>(
+    state: &mut [T],
+    chunk: u64,
+    init: impl Fn() -> I + Sync + Send,
+    f: impl Fn(&mut I, u64, &mut [T]) -> Result<R> + Sync + Send,
+) -> Result<Vec<R>>
+where
+    T: Send,
+    R: Send,
+{
+    state
+        .par_chunks_mut(chunk as usize)
+        .enumerate()
+        .map_init(init, |i, (c, s)| f(i, c as u64 * chunk, s))
+        .collect::<Vec<Result<R>>>()
+        .into_iter()
+        .collect()
+}
+
+/// Rows whose key could be the largest, found chunk by chunk: each chunk
+/// keeps its rows whose upper bound reaches the chunk's best lower bound,
+/// a superset of those that reach the global one.
+#[derive(Default)]
+pub(crate) struct Contenders {
+    best_lo: f64,
+    rows: Vec<(u64, f64)>,
+}
+
+impl Contenders {
+    /// From one chunk's bounds (`lo`, `hi`) per row; rows that cannot be
+    /// picked have `hi < 0`.
+    pub fn of_chunk(start: u64, bounds: &[(f64, f64)]) -> Contenders {
+        let best_lo = bounds
+            .iter()
+            .filter(|b| b.1 >= 0.0)
+            .map(|b| b.0)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let rows = bounds
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.1 >= 0.0 && b.1 >= best_lo)
+            .map(|(i, b)| (start + i as u64, b.1))
+            .collect();
+        Contenders { best_lo, rows }
+    }
+
+    /// The rows of all chunks that could hold the largest key, ascending.
+    pub fn merge(parts: Vec<Contenders>) -> Vec<u64> {
+        let best = parts
+            .iter()
+            .map(|p| p.best_lo)
+            .fold(f64::NEG_INFINITY, f64::max);
+        parts
+            .into_iter()
+            .flat_map(|p| p.rows)
+            .filter(|&(_, hi)| hi >= best)
+            .map(|(r, _)| r)
+            .collect()
+    }
+}
+
+/// The winner among canonical (row, key) pairs: largest key, then lowest
+/// row.
+pub(crate) fn arg_max(keys: impl IntoIterator<Item = (u64, f64)>) -> Option<(u64, f64)> {
+    keys.into_iter().fold(None, |best, (r, k)| match best {
+        Some((br, bk)) if bk > k || (bk == k && br < r) => Some((br, bk)),
+        _ => Some((r, k)),
+    })
+}
+
+/// Each re-checked row's canonical distance to its nearest centre, and how
+/// many centres that covers, so a row re-checked again only folds in the
+/// centres added since.
+#[derive(Default)]
+pub(crate) struct Nearest(HashMap<u64, (f64, usize)>);
+
+impl Nearest {
+    /// Row `row`'s canonical minimum over the first `centres` centres,
+    /// `dist(from)` giving the minimum over centres `from..centres`.
+    pub fn get(
+        &mut self,
+        row: u64,
+        centres: usize,
+        dist: impl FnOnce(usize) -> Result<f64>,
+    ) -> Result<f64> {
+        let (old, seen) = self.0.get(&row).copied().unwrap_or((f64::INFINITY, 0));
+        let new = if seen < centres {
+            old.min(dist(seen)?)
+        } else {
+            old
+        };
+        self.0.insert(row, (new, centres));
+        Ok(new)
+    }
+}
+
+/// Marks `rows` (excluded or picked) in a state vector.
+pub(crate) fn mark<T: Copy>(state: &mut [T], rows: &[u64], value: T) {
+    for &r in rows {
+        state[r as usize] = value;
+    }
+}
