@@ -18,11 +18,11 @@ use alpool::{LogBase, Strategy};
 
 fn aulc(data: &Dataset, scale: Scale, repeats: usize) -> alpool::Result<(f64, f64)> {
     let cfg = SimConfig {
-        strategies: vec![Strategy::Margin],
+        strategies: vec![Strategy::Margin.into()],
         repeats,
         test: TestSet::Fraction(0.2),
         base: LoopConfig {
-            strategy: Strategy::Margin,
+            strategy: Strategy::Margin.into(),
             log_base: LogBase::E,
             seed_size: data.classes.max(20),
             seed_stratified: false,

@@ -47,7 +47,7 @@ pub mod workspace;
 
 pub use api::{Backend, Outcome, Run, score, select, select_on, select_with};
 pub use backend::{Device, Job};
-pub use batch::{BatchJob, BatchStrategy, select_batch};
+pub use batch::{BatchJob, BatchStrategy, select_batch, select_batch_on};
 pub use error::{Error, Result};
 pub use pool::{Exclusions, Pool};
 pub use score::{InputForm, LogBase, Query, ScoreSpec, Strategy};

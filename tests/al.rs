@@ -12,7 +12,7 @@ use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, StopConfig};
 use alpool::al::{Dataset, GroundTruth, Oracle, Split};
 use alpool::learner::{Mlp, MlpConfig};
-use alpool::{LogBase, Strategy};
+use alpool::{BatchStrategy, LogBase, Query, Strategy};
 
 /// The shared digits set (see `common::shared_data`).
 fn shared_digits() -> Option<Dataset> {
@@ -20,9 +20,9 @@ fn shared_digits() -> Option<Dataset> {
     Some(Dataset::from_npy(&dir.join("X.npy"), &dir.join("y.npy")).expect("shared digits load"))
 }
 
-fn config(strategy: Strategy, budget: usize) -> LoopConfig {
+fn config(strategy: impl Into<Query>, budget: usize) -> LoopConfig {
     LoopConfig {
-        strategy,
+        strategy: strategy.into(),
         log_base: LogBase::E,
         seed_size: 20,
         seed_stratified: false,
@@ -102,7 +102,9 @@ impl Oracle for Recording<'_> {
 fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
     let data = Dataset::digits();
     let split = Split::stratified(&data.y, 0.2, 4);
-    for strategy in [Strategy::Margin, Strategy::Random, Strategy::Entropy] {
+    let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
+    let rows = [Strategy::Margin, Strategy::Random, Strategy::Entropy].map(Query::Score);
+    for strategy in rows.into_iter().chain(batch) {
         let mut oracle = Recording {
             inner: GroundTruth::new(&data.y),
             asked: Vec::new(),
@@ -168,7 +170,9 @@ fn margin_and_entropy_beat_random_on_digits() {
     // The README's protocol: 80/20 stratified split, 20 seed labels,
     // batches of 10, up to 300 labels, 5 seeds, on ../shared's digits.
     let Some(data) = shared_digits() else { return };
-    let strategies = vec![Strategy::Random, Strategy::Margin, Strategy::Entropy];
+    let strategies: Vec<Query> = [Strategy::Random, Strategy::Margin, Strategy::Entropy]
+        .map(Query::Score)
+        .to_vec();
     let cfg = SimConfig {
         strategies: strategies.clone(),
         repeats: 5,

@@ -442,3 +442,37 @@ fn cli_selects_a_batch_and_names_missing_embeddings() {
     let o = common::alpool(&["select", p, "--embeddings", e, "--strategy", "margin"]);
     assert!(!o.status.success() && common::stderr(&o).contains("batch strategies"));
 }
+
+#[test]
+fn the_gpu_picks_what_the_cpu_picks() {
+    let Some(g) = common::gpu() else { return };
+    let run = |data: &Data, j: &BatchJob, backend: alpool::Backend| {
+        let p = Pool::from_f32(&data.probs, data.c).unwrap();
+        let e = Pool::from_f32(&data.emb, data.d).unwrap();
+        alpool::select_batch_on(backend, &p, &e, j, &alpool::backend::Silent)
+            .unwrap()
+            .entries
+    };
+    for (grid, seed) in [(true, 1), (false, 2)] {
+        let data = Data::new(900, 6, 17, grid, seed);
+        for s in BatchStrategy::ALL {
+            for excluded in [vec![], vec![2, 40, 899]] {
+                let mut j = job(s, 60, &excluded);
+                j.input = InputForm::Logits { temperature: 1.0 };
+                let cpu = run(&data, &j, alpool::Backend::Cpu);
+                let gpu = run(&data, &j, alpool::Backend::Gpu(&g));
+                assert_eq!(gpu, cpu, "{s} grid {grid} excluded {excluded:?}");
+            }
+        }
+    }
+    // Every row a contender (all embeddings equal): more than the GPU's
+    // list holds, so every row's bounds come back instead.
+    let mut data = Data::new(5000, 3, 4, true, 3);
+    data.emb.iter_mut().for_each(|v| *v = 0.5);
+    let j = job(BatchStrategy::Coreset, 3, &[7]);
+    assert_eq!(
+        run(&data, &j, alpool::Backend::Gpu(&g)),
+        run(&data, &j, alpool::Backend::Cpu)
+    );
+    assert_eq!(data.run(&j).unwrap(), vec![0, 1, 2]);
+}

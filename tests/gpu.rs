@@ -10,20 +10,7 @@ use alpool::backend::{Job, Silent, cpu};
 use alpool::pool::Exclusions;
 use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
 
-fn gpu() -> Option<Gpu> {
-    match Gpu::new(None) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
-                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}");
-            }
-            eprintln!(
-                "\n!!!!!! SKIPPING GPU TEST: {e} (set ALPOOL_REQUIRE_GPU=1 to fail instead) !!!!!!\n"
-            );
-            None
-        }
-    }
-}
+use common::gpu;
 
 /// Rows on a coarse grid (many exact ties) mixed with continuous rows.
 fn pool_rows(n: usize, classes: usize, seed: u64) -> Vec<Vec<f32>> {

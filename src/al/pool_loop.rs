@@ -10,16 +10,21 @@ use crate::api::Backend;
 use crate::backend::gpu::Gpu;
 use crate::backend::{Job, Silent};
 
+use crate::batch::{BatchJob, BatchStrategy};
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, MlpConfig};
+use crate::pool::Exclusions;
 use crate::pool::Pool;
 use crate::pool::synth::Rng;
-use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
+use crate::score::{InputForm, LogBase, Query, ScoreSpec};
+use crate::select::Selection;
 
 /// One pool-based run.
 #[derive(Clone, Debug)]
 pub struct LoopConfig {
-    pub strategy: Strategy,
+    /// A row-wise strategy, or a batch-aware one (its embeddings are the
+    /// learner's last hidden layer).
+    pub strategy: Query,
     pub log_base: LogBase,
     pub seed_size: usize,
     pub seed_stratified: bool,
@@ -186,29 +191,32 @@ pub fn run(
         // Select the next batch with the core engine.
         let t = Instant::now();
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
-        let pool = Pool::from_memory(&probs, data.classes)?;
-        let spec = ScoreSpec {
-            strategy: cfg.strategy,
-            log_base: cfg.log_base,
-            seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64),
-        };
+        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
         // A model's softmax sums to 1 within f32 rounding; renormalizing
         // defines the scores on exactly what the model meant.
-        let job = Job::new(
-            spec,
-            InputForm::Probs {
-                renormalize: true,
-                sum_tol: 1e-3,
-            },
-            k,
-        );
-        let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
-        let sel = crate::api::select_on(backend, &pool, &job, &Silent)?.0;
-        let batch: Vec<usize> = sel
-            .entries
-            .iter()
-            .map(|e| unlabeled[e.index as usize])
-            .collect();
+        let input = InputForm::Probs {
+            renormalize: true,
+            sum_tol: 1e-3,
+        };
+        let (sel, rows) = match cfg.strategy {
+            Query::Score(strategy) => {
+                let pool = Pool::from_f32(&probs, data.classes)?;
+                let spec = ScoreSpec {
+                    strategy,
+                    log_base: cfg.log_base,
+                    seed,
+                };
+                let job = Job::new(spec, input, k);
+                let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
+                let sel = crate::api::select_on(backend, &pool, &job, &Silent)?.0;
+                (sel, unlabeled.clone())
+            }
+            Query::Batch(b) => {
+                let models = (m_ref(&model)?, &probs[..]);
+                batch_round(data, models, b, &unlabeled, &labeled, input, k, seed)?
+            }
+        };
+        let batch: Vec<usize> = sel.entries.iter().map(|e| rows[e.index as usize]).collect();
         record.select_s = t.elapsed().as_secs_f64();
         rounds.push(record);
 
@@ -221,4 +229,40 @@ pub fn run(
         }
     }
     unreachable!("the loop returns when a criterion fires or the pool is empty")
+}
+
+fn m_ref(model: &Option<Mlp>) -> Result<&Mlp> {
+    model
+        .as_ref()
+        .ok_or_else(|| Error::Learner("no model trained this round".into()))
+}
+
+/// A batch-aware round: the unlabeled rows then the labeled ones (core-set's
+/// centres, excluded), with the model's probabilities and embeddings.
+/// Returns the selection and the dataset row of each pool position.
+#[allow(clippy::too_many_arguments)]
+fn batch_round(
+    data: &Dataset,
+    (m, unlabeled_probs): (&Mlp, &[f32]),
+    strategy: BatchStrategy,
+    unlabeled: &[usize],
+    labeled: &[usize],
+    input: InputForm,
+    k: usize,
+    seed: u64,
+) -> Result<(Selection, Vec<usize>)> {
+    let rows: Vec<usize> = unlabeled.iter().chain(labeled).copied().collect();
+    let mut probs = unlabeled_probs.to_vec();
+    probs.extend(m.predict_proba_rows(&data.x, labeled)?);
+    let emb = m.embed_rows(&data.x, &rows)?;
+    let mut job = BatchJob::new(strategy, input, k);
+    job.seed = seed;
+    job.exclusions = Exclusions::new((unlabeled.len() as u64..rows.len() as u64).collect());
+    let sel = crate::batch::select_batch(
+        &Pool::from_f32(&probs, data.classes)?,
+        &Pool::from_f32(&emb, m.embed_width())?,
+        &job,
+        &Silent,
+    )?;
+    Ok((sel, rows))
 }

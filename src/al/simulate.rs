@@ -7,7 +7,7 @@ use super::pool_loop::{self, LoopConfig, RunResult};
 use super::{Dataset, GroundTruth, Split};
 use crate::backend::gpu::Gpu;
 use crate::error::Result;
-use crate::score::Strategy;
+use crate::score::Query;
 
 /// How the held-out test set is chosen.
 #[derive(Clone, Debug)]
@@ -20,7 +20,7 @@ pub enum TestSet {
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    pub strategies: Vec<Strategy>,
+    pub strategies: Vec<Query>,
     pub repeats: usize,
     pub test: TestSet,
     /// The loop's settings; `strategy` and `seed` are set per run.
@@ -62,12 +62,12 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 /// Runs every (strategy, repeat) pair, in parallel; results are in a fixed
 /// order and do not depend on scheduling.
 pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run>> {
-    let pairs: Vec<(Strategy, usize)> = cfg
+    let pairs: Vec<(Query, usize)> = cfg
         .strategies
         .iter()
         .flat_map(|&s| (0..cfg.repeats).map(move |r| (s, r)))
         .collect();
-    let one = |&(strategy, repeat): &(Strategy, usize)| -> Result<Run> {
+    let one = |&(strategy, repeat): &(Query, usize)| -> Result<Run> {
         let seed = cfg.base.seed.wrapping_add(repeat as u64);
         let split = match &cfg.test {
             TestSet::Fraction(f) => Split::stratified(&data.y, *f, seed),
@@ -134,7 +134,7 @@ pub fn summarize_names(runs: &[Run], names: &[String]) -> Vec<StrategySummary> {
         .collect()
 }
 
-pub fn summarize(runs: &[Run], strategies: &[Strategy]) -> Vec<StrategySummary> {
+pub fn summarize(runs: &[Run], strategies: &[Query]) -> Vec<StrategySummary> {
     let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
     summarize_names(runs, &names)
 }

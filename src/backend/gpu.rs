@@ -21,7 +21,7 @@ use crate::score::fast::gpu_bound;
 use crate::score::{InputForm, Ranked, Strategy};
 use crate::select::{Selection, TopK};
 
-const WG: u32 = 256;
+pub(crate) const WG: u32 = 256;
 
 /// One adapter as `alpool devices` lists it.
 #[derive(Clone, Debug)]
@@ -85,14 +85,14 @@ impl Faults {
 
 /// A device with alpool's pipelines, built once and reused across chunks.
 pub struct Gpu {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
     layout: wgpu::BindGroupLayout,
     score: wgpu::ComputePipeline,
     histogram: wgpu::ComputePipeline,
     compact: wgpu::ComputePipeline,
     pub adapter: AdapterSummary,
-    limits: wgpu::Limits,
+    pub(crate) limits: wgpu::Limits,
     faults: Arc<Faults>,
 }
 
@@ -247,7 +247,7 @@ impl Gpu {
         (bytes / (classes as u64 * 4).max(1)).clamp(1, 1 << 24)
     }
 
-    fn wait(&self) -> Result<()> {
+    pub(crate) fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
@@ -257,7 +257,7 @@ impl Gpu {
         self.faults.check()
     }
 
-    fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub(crate) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: size.max(16).div_ceil(4) * 4,
@@ -267,7 +267,12 @@ impl Gpu {
     }
 
     /// Copies `len` u32s from `src` and reads them on the host.
-    fn read_u32(&self, src: &wgpu::Buffer, len: usize, staging: &wgpu::Buffer) -> Result<Vec<u32>> {
+    pub(crate) fn read_u32(
+        &self,
+        src: &wgpu::Buffer,
+        len: usize,
+        staging: &wgpu::Buffer,
+    ) -> Result<Vec<u32>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -295,7 +300,7 @@ impl Gpu {
     }
 
     /// Workgroups in x and y for `rows` rows, and the rows per y step.
-    fn grid(&self, rows: u32) -> (u32, u32, u32) {
+    pub(crate) fn grid(&self, rows: u32) -> (u32, u32, u32) {
         let groups = rows.div_ceil(WG).max(1);
         let x = groups.min(self.limits.max_compute_workgroups_per_dimension.max(1));
         (x, groups.div_ceil(x), x * WG)

@@ -37,10 +37,12 @@
 use std::os::unix::fs::FileExt;
 
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
+use super::gpu::{Resident, Terms, Update};
 use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
 use super::{BatchJob, Bufs, Contenders, Nearest, arg_max, canonical_prob_rows};
 use super::{check_embedding_rows, par_pass, read_rows};
 use crate::backend::Progress;
+use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::pool::npy::{self, DType};
@@ -72,6 +74,7 @@ pub(crate) fn pick(
     probs: &Pool,
     emb: &Pool,
     job: &BatchJob,
+    gpu: Option<&Gpu>,
     progress: &dyn Progress,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
@@ -166,7 +169,22 @@ pub(crate) fn pick(
         None => probs,
     };
 
+    let resident = match gpu {
+        Some(g) => {
+            let info: Vec<[f32; 4]> = rows
+                .iter()
+                .map(|s| [s.gnorm as f32, s.enorm as f32, f32::from_bits(s.yhat), 0.0])
+                .collect();
+            let mind: Vec<f32> = rows
+                .iter()
+                .map(|s| if s.mind == TAKEN { -1.0 } else { f32::MAX })
+                .collect();
+            Some(Resident::new(g, emb, Some((fast, &info)), &mind, job.k)?)
+        }
+        None => None,
+    };
     let mut run = Run {
+        resident,
         probs,
         fast,
         emb,
@@ -214,6 +232,8 @@ fn gradient_part(p: &[f64], yhat: usize, a: &mut Vec<f64>) {
 }
 
 struct Run<'a> {
+    /// The GPU's copy of the rows and state, when it runs there.
+    resident: Option<Resident<'a>>,
     probs: &'a Pool<'a>,
     fast: &'a Pool<'a>,
     emb: &'a Pool<'a>,
@@ -242,6 +262,9 @@ impl Run<'_> {
         canonical_prob_rows(self.probs, self.input, row, row + 1, &mut b, &mut p)?;
         let s = rows[row as usize];
         gradient_part(&p, s.yhat as usize, &mut a64);
+        if let Some(r) = &self.resident {
+            r.add_centre(self.centres.len(), row);
+        }
         self.emax = self.emax.max(s.enorm);
         self.gmax = self.gmax.max(s.gnorm);
         self.centres.push(Centre {
@@ -264,6 +287,20 @@ impl Run<'_> {
         t: u32,
         progress: &dyn Progress,
     ) -> Result<Vec<u64>> {
+        if let Some(r) = &self.resident {
+            let terms = Terms {
+                eta_a: self.eta_a,
+                eta_e: self.eta_e,
+                under: self.under,
+                emax: self.emax,
+                gmax: self.gmax,
+                exp_rel: EXP_REL,
+                seed: self.seed,
+                t,
+                ..Terms::default()
+            };
+            return r.update(Update::Badge, self.centres.len() - 1, 1, &terms);
+        }
         let (c, d) = (self.probs.classes(), self.emb.classes());
         let centre = self.centres.last().expect("a centre was just added");
         let (fast, emb, simd, seed) = (self.fast, self.emb, self.simd, self.seed);

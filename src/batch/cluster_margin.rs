@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::dist::sq_dist_f64;
 use super::{BatchJob, BatchStrategy, check_embedding_rows, hac};
+use crate::api::Backend;
 use crate::backend::{self, Job, Progress};
 use crate::error::Result;
 use crate::pool::Pool;
@@ -33,6 +34,7 @@ use crate::score::{LogBase, ScoreSpec, Strategy};
 pub const HAC_MAX: usize = 10_000;
 
 pub(crate) fn pick(
+    backend: Backend,
     probs: &Pool,
     emb: &Pool,
     job: &BatchJob,
@@ -54,7 +56,7 @@ pub(crate) fn pick(
     let mut margin = Job::new(spec, job.input, want.max(job.k));
     margin.exclusions = job.exclusions.clone();
     margin.chunk_rows = job.chunk_rows;
-    let cands = backend::cpu::select(probs, &margin, progress)?;
+    let (cands, _) = crate::api::select_on(backend, probs, &margin, progress)?;
     let d = emb.classes();
     let mut points = vec![0f32; cands.entries.len() * d];
     for (e, p) in cands.entries.iter().zip(points.chunks_exact_mut(d)) {
@@ -109,7 +111,7 @@ fn cluster(points: &[f32], d: usize, clusters: usize, job: &BatchJob) -> Result<
     let pool = Pool::from_f32(points, d)?.named("<cluster-margin candidates>");
     let mut reps_job = BatchJob::new(BatchStrategy::Coreset, job.input, HAC_MAX);
     reps_job.chunk_rows = job.chunk_rows;
-    let (reps, _) = super::coreset::pick(&pool, &reps_job, &backend::Silent)?;
+    let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent)?;
     let rep_points: Vec<f32> = reps
         .iter()
         .flat_map(|&(r, _)| points[r as usize * d..(r as usize + 1) * d].iter().copied())

@@ -12,9 +12,11 @@
 //! distance to every centre.
 
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32, with_simd};
+use super::gpu::{Resident, Terms, Update};
 use super::{BatchJob, Bufs, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
 use super::{EMBED_LIMIT, read_rows};
 use crate::backend::Progress;
+use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
@@ -29,10 +31,12 @@ const CENTRE_BLOCK: usize = 64;
 pub(crate) fn pick(
     emb: &Pool,
     job: &BatchJob,
+    gpu: Option<&Gpu>,
     progress: &dyn Progress,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let d = emb.classes();
     let mut run = Run {
+        resident: None,
         emb,
         d,
         chunk: job.rows_per_chunk(emb),
@@ -51,8 +55,13 @@ pub(crate) fn pick(
     if job.k == 0 {
         return Ok((picks, 0));
     }
+    let resident = |run: &Run| match gpu {
+        Some(g) => Resident::new(g, emb, None, &run.mind, labeled.len() + job.k).map(Some),
+        None => Ok(None),
+    };
     let mut contenders = if labeled.is_empty() {
         let (row, dist) = run.farthest_from_mean()?;
+        run.resident = resident(&run)?;
         picks.push((row, dist.sqrt()));
         run.add_centre(row)?;
         if job.k == 1 {
@@ -62,6 +71,7 @@ pub(crate) fn pick(
         run.update(run.count() - 1, false)?
     } else {
         let mut last = Vec::new();
+        run.resident = resident(&run)?;
         for &r in labeled {
             run.add_centre(r)?;
         }
@@ -82,6 +92,8 @@ pub(crate) fn pick(
 }
 
 struct Run<'a> {
+    /// The GPU's copy of the embeddings and state, when it runs there.
+    resident: Option<Resident<'a>>,
     emb: &'a Pool<'a>,
     d: usize,
     chunk: u64,
@@ -99,6 +111,9 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn add_centre(&mut self, row: u64) -> Result<()> {
+        if let Some(r) = &self.resident {
+            r.add_centre(self.count(), row);
+        }
         let at = self.centres.len();
         self.centres.resize(at + self.d, 0.0);
         self.emb.row_f32(row, &mut self.centres[at..])?;
@@ -117,6 +132,14 @@ impl Run<'_> {
     fn update(&mut self, first: usize, validate: bool) -> Result<Vec<u64>> {
         let (d, simd, eps, abs) = (self.d, self.simd, self.eps, self.abs);
         let last = (first + CENTRE_BLOCK).min(self.count());
+        if let Some(r) = &self.resident {
+            let terms = Terms {
+                eps,
+                abs,
+                ..Terms::default()
+            };
+            return r.update(Update::Coreset, first, last - first, &terms);
+        }
         let centres = &self.centres[first * d..last * d];
         let (emb, progress) = (self.emb, self.progress);
         let parts = par_pass(

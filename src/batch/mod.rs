@@ -24,6 +24,7 @@ pub mod badge;
 pub mod cluster_margin;
 pub mod coreset;
 pub mod dist;
+mod gpu;
 pub mod hac;
 pub mod rng;
 
@@ -33,6 +34,7 @@ use std::fmt;
 
 use rayon::prelude::*;
 
+use crate::api::Backend;
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::pool::npy::DType;
@@ -134,11 +136,34 @@ pub fn select_batch(
     job: &BatchJob,
     progress: &dyn Progress,
 ) -> Result<Selection> {
+    select_batch_on(Backend::Cpu, probs, emb, job, progress)
+}
+
+/// [`select_batch`] on a device already opened; every device picks the
+/// same rows.
+pub fn select_batch_on(
+    backend: Backend,
+    probs: &Pool,
+    emb: &Pool,
+    job: &BatchJob,
+    progress: &dyn Progress,
+) -> Result<Selection> {
     check(probs, emb, job)?;
+    let gpu = match backend {
+        Backend::Gpu(g) => {
+            if probs.has_f64() {
+                return Err(Error::Config(
+                    "float64 probabilities are read on the CPU (WGSL has no float64); use --device cpu or store them as float32".into(),
+                ));
+            }
+            Some(g)
+        }
+        Backend::Cpu => None,
+    };
     let (picks, refined) = match job.strategy {
-        BatchStrategy::Coreset => coreset::pick(emb, job, progress)?,
-        BatchStrategy::Badge => badge::pick(probs, emb, job, progress)?,
-        BatchStrategy::ClusterMargin => cluster_margin::pick(probs, emb, job, progress)?,
+        BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress)?,
+        BatchStrategy::Badge => badge::pick(probs, emb, job, gpu, progress)?,
+        BatchStrategy::ClusterMargin => cluster_margin::pick(backend, probs, emb, job, progress)?,
     };
     let entries = picks
         .into_iter()

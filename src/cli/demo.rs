@@ -50,11 +50,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     // labels, batches of 10, up to 300 labels; margin against random.
     let data = Dataset::digits();
     let cfg = SimConfig {
-        strategies: vec![Strategy::Random, Strategy::Margin],
+        strategies: vec![Strategy::Random.into(), Strategy::Margin.into()],
         repeats: a.repeats.max(1),
         test: TestSet::Fraction(0.2),
         base: LoopConfig {
-            strategy: Strategy::Random,
+            strategy: Strategy::Random.into(),
             log_base: LogBase::E,
             seed_size: 20,
             seed_stratified: false,

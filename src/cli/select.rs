@@ -432,10 +432,8 @@ fn select_batch(
             "{strategy} needs --embeddings E.npy: one embedding row per pool row (for instance a model's last hidden layer)"
         );
     }
-    if a.device == DeviceArg::Gpu || a.row_offset.is_some() || a.all || a.verify {
-        anyhow::bail!(
-            "{strategy} runs on the CPU, on one machine's pool, for a given -k (no --device gpu, --verify, --row-offset or --all yet)"
-        );
+    if a.row_offset.is_some() || a.all {
+        anyhow::bail!("{strategy} picks k rows of one machine's pool (no --row-offset or --all)");
     }
     if format == Some(report::Format::Part) {
         anyhow::bail!("{strategy} writes a final batch (.csv, .jsonl or .npy), not a part");
@@ -454,14 +452,24 @@ fn select_batch(
         BatchStrategy::ClusterMargin => 1,
         _ => a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1,
     };
-    let bar = Bar::bytes(
-        emb.data_bytes().saturating_mul(passes),
-        a.pool.quiet,
-        strategy.name(),
-    );
-    let sel = alpool::select_batch(&pool, &emb, &job, &bar);
+    let (gpu, why) = alpool::api::choose_device(
+        a.device.into(),
+        a.adapter.as_deref(),
+        emb.data_bytes() + pool.data_bytes(),
+    )?;
+    if a.pool.verbose {
+        eprintln!("alpool: {why}");
+    }
+    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
+    let total = emb.data_bytes().saturating_mul(passes);
+    let bar = Bar::bytes(total, a.pool.quiet, strategy.name());
+    let sel = alpool::select_batch_on(backend, &pool, &emb, &job, &bar);
     bar.finish();
     let sel = sel?;
+    if a.verify {
+        let cpu = alpool::select_batch(&pool, &emb, &job, &backend::Silent)?;
+        same_selection(&sel, &cpu)?;
+    }
     report::save_selection(&sel, a.out.as_deref())
         .with_context(|| "could not write the selection")?;
     if a.pool.verbose {
@@ -536,6 +544,11 @@ fn verify(
             p.candidates, p.max_score_diff
         );
     }
+    same_selection(sel, &cpu)
+}
+
+/// `--verify`'s check: `sel` must equal the CPU's selection, row for row.
+fn same_selection(sel: &alpool::Selection, cpu: &alpool::Selection) -> anyhow::Result<()> {
     if cpu.entries.len() != sel.entries.len() {
         anyhow::bail!(
             "verify failed: the CPU selected {} rows, this run {}",

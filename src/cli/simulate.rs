@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::select::{LogBaseArg, StrategyArg};
+use super::select::{LogBaseArg, QueryArg};
 use alpool::al::Dataset;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
@@ -15,7 +15,7 @@ use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
 use alpool::learner::{ColumnStats, Engine, Mlp, MlpConfig, Scale};
 use alpool::report::curves;
-use alpool::{LogBase, Strategy};
+use alpool::{LogBase, Query, Strategy};
 
 /// Where the labeled data comes from.
 #[derive(Args, Debug, Clone)]
@@ -179,7 +179,7 @@ pub struct SimulateArgs {
         value_delimiter = ',',
         default_value = "random,margin"
     )]
-    pub strategies: Vec<StrategyArg>,
+    pub strategies: Vec<QueryArg>,
     /// Runs per strategy, with seeds --seed, --seed + 1, ...
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -235,7 +235,7 @@ pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let data = a.data.load()?;
     scaling_notes(a.learner.scale.into(), &data)?;
-    let strategies: Vec<Strategy> = a.strategies.iter().map(|&s| s.into()).collect();
+    let strategies: Vec<Query> = a.strategies.iter().map(|&s| s.into()).collect();
     let cfg = SimConfig {
         strategies: strategies.clone(),
         repeats: a.repeats.max(1),
@@ -244,7 +244,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             None => TestSet::Fraction(a.test_fraction),
         },
         base: LoopConfig {
-            strategy: Strategy::Random,
+            strategy: Strategy::Random.into(),
             log_base: match a.log_base {
                 LogBaseArg::Two => LogBase::Two,
                 LogBaseArg::E => LogBase::E,

@@ -471,7 +471,7 @@ pub fn synthesize(a: SynthesizeArgs) -> anyhow::Result<()> {
             let seed = a.seed + repeat as u64;
             let split = Split::stratified(&data.y, a.test_fraction, seed);
             let cfg = LoopConfig {
-                strategy,
+                strategy: strategy.into(),
                 log_base: LogBase::E,
                 seed_size: a.seed_size,
                 seed_stratified: false,

@@ -154,8 +154,40 @@ pub(crate) fn predict_proba_into(
     scaler: Option<&Scaler>,
     out: &mut [f32],
 ) {
+    forward_into(layers, x, rows, scaler, out, Head::Probs)
+}
+
+/// What a forward pass writes: the softmax, or the last hidden layer's
+/// activations (the embedding batch-aware strategies measure distances in).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    Probs,
+    Embed,
+}
+
+/// The width of [`Head::Embed`]'s rows: the last hidden layer, or the
+/// (scaled) input for a network without one.
+pub(crate) fn embed_width(layers: &[Layer]) -> usize {
+    match layers.len() {
+        1 => layers[0].inp,
+        n => layers[n - 2].out,
+    }
+}
+
+/// [`predict_proba_into`] for either head, block by block.
+pub(crate) fn forward_into(
+    layers: &[Layer],
+    x: &[f32],
+    rows: Option<&[usize]>,
+    scaler: Option<&Scaler>,
+    out: &mut [f32],
+    head: Head,
+) {
     let inputs = layers[0].inp;
-    let classes = layers[layers.len() - 1].out;
+    let classes = match head {
+        Head::Probs => layers[layers.len() - 1].out,
+        Head::Embed => embed_width(layers),
+    };
     let block_rows = BLOCK_ROWS.min(out.len() / classes).max(1);
     let run = |(hidden, gathered): &mut (Vec<Vec<f32>>, Vec<f32>),
                (block, ob): (usize, &mut [f32])| {
@@ -179,8 +211,19 @@ pub(crate) fn predict_proba_into(
                 gathered
             }
         };
-        logits_into(layers, xb, count, hidden, ob);
-        softmax_rows(ob, classes);
+        match head {
+            Head::Probs => {
+                logits_into(layers, xb, count, hidden, ob);
+                softmax_rows(ob, classes);
+            }
+            Head::Embed if layers.len() == 1 => ob.copy_from_slice(&xb[..ob.len()]),
+            Head::Embed => {
+                // The hidden layers alone; ReLU after the last of them too.
+                let hidden_layers = &layers[..layers.len() - 1];
+                logits_into(hidden_layers, xb, count, hidden, ob);
+                ob.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
     };
     let scratch = || (hidden_buffers(layers, block_rows), Vec::new());
     if out.len() <= BLOCK_ROWS * classes {

@@ -477,6 +477,34 @@ impl Mlp {
         Ok(out)
     }
 
+    /// The last hidden layer's activations (after ReLU) for the listed
+    /// rows of `x`, [`Mlp::embed_width`] wide: the embedding batch-aware
+    /// strategies measure distances in. A network without hidden layers
+    /// embeds a row as its scaled features.
+    pub fn embed_rows(&self, x: &[f32], rows: &[usize]) -> Result<Vec<f32>> {
+        let have = x.len() / self.inputs;
+        if let Some(&bad) = rows.iter().find(|&&r| r >= have) {
+            return Err(Error::Config(format!(
+                "row {bad} is past the end of a {have}-row matrix"
+            )));
+        }
+        let mut out = vec![0f32; rows.len() * self.embed_width()];
+        fused::forward_into(
+            &self.layers,
+            x,
+            Some(rows),
+            self.scaler.as_ref(),
+            &mut out,
+            fused::Head::Embed,
+        );
+        Ok(out)
+    }
+
+    /// The width of [`Mlp::embed_rows`]' rows.
+    pub fn embed_width(&self) -> usize {
+        fused::embed_width(&self.layers)
+    }
+
     pub fn predict_proba(&self, x: &[f32]) -> Result<Vec<f32>> {
         self.predict_proba_with(x, &mut |_| {})
     }

@@ -86,3 +86,21 @@ pub fn shared_data(name: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// The GPU for a parity test: in CI (ALPOOL_REQUIRE_GPU=1) a missing
+/// adapter fails; elsewhere the test skips loudly.
+#[allow(dead_code)]
+pub fn gpu() -> Option<alpool::backend::gpu::Gpu> {
+    match alpool::backend::gpu::Gpu::new(None) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}");
+            }
+            eprintln!(
+                "\n!!!!!! SKIPPING GPU TEST: {e} (set ALPOOL_REQUIRE_GPU=1 to fail instead) !!!!!!\n"
+            );
+            None
+        }
+    }
+}

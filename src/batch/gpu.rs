@@ -1,0 +1,346 @@
+//! The GPU half of core-set and BADGE (WGSL in `shaders/batch.wgsl`).
+//!
+//! The embeddings (and BADGE's float32 probabilities and per-row norms)
+//! are uploaded once and stay on the device; each pick is one submission:
+//! fold the newest centre into every row's float32 distance and write the
+//! row's key bounds (`coreset_update` or `badge_update`), reduce the largest
+//! lower bound (`reduce`), list the rows whose upper bound reaches it
+//! (`collect`). Only that list comes back; the host re-checks it
+//! canonically, exactly as for the CPU's contenders, so the picks are the
+//! CPU's. If more rows qualify than the list holds (near-duplicates), the
+//! bounds of every row come back instead.
+
+use bytemuck::{Pod, Zeroable};
+
+use super::{Bufs, Contenders, check_embedding_rows, read_rows};
+use crate::backend::gpu::Gpu;
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+
+/// Candidate slots read back per pick.
+const CAP: u32 = 4096;
+
+/// Which update a pass runs.
+#[derive(Clone, Copy)]
+pub(crate) enum Update {
+    Coreset,
+    Badge,
+}
+
+/// The bound terms and random stream a pass needs (rounded up to f32 on
+/// the way in).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Terms {
+    pub eps: f64,
+    pub abs: f64,
+    pub eta_a: f64,
+    pub eta_e: f64,
+    pub under: f64,
+    pub emax: f64,
+    pub gmax: f64,
+    pub exp_rel: f64,
+    pub seed: u64,
+    pub t: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Pod, Zeroable)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    classes: u32,
+    first: u32,
+    count: u32,
+    t: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    eps: f32,
+    abs_err: f32,
+    eta_a: f32,
+    eta_e: f32,
+    under: f32,
+    emax: f32,
+    gmax: f32,
+    exp_rel: f32,
+    stride: u32,
+    cap: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+/// The smallest f32 not below `x`.
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x { f.next_up() } else { f }
+}
+
+/// A pool resident on the device, with the state of one batch selection.
+pub(crate) struct Resident<'g> {
+    gpu: &'g Gpu,
+    rows: u32,
+    dim: u32,
+    classes: u32,
+    params: wgpu::Buffer,
+    centres: wgpu::Buffer,
+    mind: wgpu::Buffer,
+    bounds: wgpu::Buffer,
+    found: wgpu::Buffer,
+    staging: wgpu::Buffer,
+    bind: wgpu::BindGroup,
+    update: [wgpu::ComputePipeline; 2],
+    reduce: wgpu::ComputePipeline,
+    collect: wgpu::ComputePipeline,
+}
+
+impl<'g> Resident<'g> {
+    /// Uploads `emb` (validating every row on the way), BADGE's float32
+    /// probabilities and per-row `[‖g‖², ‖e‖², ŷ bits, 0]`, and the initial
+    /// nearest-centre vector; room for `max_centres` centres.
+    pub fn new(
+        gpu: &'g Gpu,
+        emb: &Pool,
+        badge: Option<(&Pool, &[[f32; 4]])>,
+        mind: &[f32],
+        max_centres: usize,
+    ) -> Result<Resident<'g>> {
+        let (rows, dim) = (emb.rows(), emb.classes() as u64);
+        let limit = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        let classes = badge.map_or(1, |(p, _)| p.classes() as u64);
+        let widest = (rows * dim.max(classes).max(4) * 4).max(rows * 8);
+        if widest > limit || rows >= u32::MAX as u64 {
+            return Err(Error::Gpu(format!(
+                "{} rows x {dim} embeddings need a {} MiB buffer, above this GPU's largest ({} MiB); use --device cpu",
+                rows,
+                widest >> 20,
+                limit >> 20
+            )));
+        }
+        use wgpu::BufferUsages as U;
+        let store = U::STORAGE | U::COPY_DST;
+        let upload = |label: &str, pool: &Pool| -> Result<wgpu::Buffer> {
+            let b = gpu.buffer(label, pool.rows() * pool.classes() as u64 * 4, store);
+            let mut bufs = Bufs::default();
+            let step = ((8u64 << 20) / (pool.classes() as u64 * 4)).max(1);
+            let mut start = 0;
+            while start < pool.rows() {
+                let end = (start + step).min(pool.rows());
+                let vals = read_rows(pool, start, end, &mut bufs)?;
+                if std::ptr::eq(pool, emb) {
+                    check_embedding_rows(emb, start, &vals)?;
+                }
+                let at = start * pool.classes() as u64 * 4;
+                gpu.queue.write_buffer(&b, at, bytemuck::cast_slice(&vals));
+                start = end;
+            }
+            Ok(b)
+        };
+        let emb_buf = upload("alpool embeddings", emb)?;
+        let (probs_buf, info_buf) = match badge {
+            Some((p, info)) => {
+                let pb = upload("alpool probabilities", p)?;
+                let ib = gpu.buffer("alpool row info", rows * 16, store);
+                gpu.queue.write_buffer(&ib, 0, bytemuck::cast_slice(info));
+                (pb, ib)
+            }
+            None => (
+                gpu.buffer("alpool probabilities", 16, store),
+                gpu.buffer("alpool row info", 16, store),
+            ),
+        };
+        let centres = gpu.buffer("alpool centres", max_centres as u64 * 4, store);
+        let mind_buf = gpu.buffer("alpool nearest", rows * 4, store);
+        gpu.queue
+            .write_buffer(&mind_buf, 0, bytemuck::cast_slice(mind));
+        let bounds = gpu.buffer("alpool bounds", rows * 8, U::STORAGE | U::COPY_SRC);
+        let groups = gpu.grid(rows as u32).0 as u64 * gpu.grid(rows as u32).1 as u64;
+        let wgmax = gpu.buffer("alpool group maxima", groups * 4, U::STORAGE);
+        let found_len = (2 + CAP as u64) * 4;
+        let found = gpu.buffer("alpool contenders", found_len, U::STORAGE | U::COPY_SRC);
+        let staging = gpu.buffer(
+            "alpool readback",
+            found_len.max(rows * 8),
+            U::MAP_READ | U::COPY_DST,
+        );
+        let params = gpu.buffer("alpool params", 80, U::UNIFORM | U::COPY_DST);
+
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::include_wgsl!("../../shaders/batch.wgsl"));
+        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        entries.extend((1..=4).map(|b| storage(b, true)));
+        entries.extend((5..=8).map(|b| storage(b, false)));
+        let layout = gpu
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("alpool batch"),
+                entries: &entries,
+            });
+        let buffers = [
+            &params, &emb_buf, &probs_buf, &info_buf, &centres, &mind_buf, &bounds, &wgmax, &found,
+        ];
+        let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("alpool batch"),
+            layout: &layout,
+            entries: &buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect::<Vec<_>>(),
+        });
+        let pl = gpu
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("alpool batch"),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = |entry: &str| {
+            gpu.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: Some(&pl),
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+        };
+        let r = Resident {
+            gpu,
+            rows: rows as u32,
+            dim: dim as u32,
+            classes: classes as u32,
+            update: [pipeline("coreset_update"), pipeline("badge_update")],
+            reduce: pipeline("reduce"),
+            collect: pipeline("collect"),
+            params,
+            centres,
+            mind: mind_buf,
+            bounds,
+            found,
+            staging,
+            bind,
+        };
+        gpu.wait()?;
+        Ok(r)
+    }
+
+    /// Records that centre number `at` is row `row`, which can no longer be
+    /// picked.
+    pub fn add_centre(&self, at: usize, row: u64) {
+        let q = &self.gpu.queue;
+        q.write_buffer(
+            &self.centres,
+            at as u64 * 4,
+            bytemuck::bytes_of(&(row as u32)),
+        );
+        q.write_buffer(&self.mind, row * 4, bytemuck::bytes_of(&-1f32));
+    }
+
+    /// Folds centres `first .. first + count` into every row and returns
+    /// the rows whose key could be the largest, ascending.
+    pub fn update(
+        &self,
+        kind: Update,
+        first: usize,
+        count: usize,
+        terms: &Terms,
+    ) -> Result<Vec<u64>> {
+        let (gx, gy, stride) = self.gpu.grid(self.rows);
+        let params = Params {
+            rows: self.rows,
+            dim: self.dim,
+            classes: self.classes,
+            first: first as u32,
+            count: count as u32,
+            t: terms.t,
+            seed_lo: terms.seed as u32,
+            seed_hi: (terms.seed >> 32) as u32,
+            eps: up(terms.eps),
+            abs_err: up(terms.abs),
+            eta_a: up(terms.eta_a),
+            eta_e: up(terms.eta_e),
+            under: up(terms.under),
+            emax: up(terms.emax),
+            gmax: up(terms.gmax),
+            exp_rel: up(terms.exp_rel),
+            stride,
+            cap: CAP,
+            ..Default::default()
+        };
+        let groups = Params {
+            count: gx * gy,
+            ..params
+        };
+        let gpu = self.gpu;
+        // The steps read different parameters from one uniform, rewritten
+        // before each submission (writes land in submission order).
+        for (pipeline, p, (x, y)) in [
+            (&self.update[kind as usize], params, (gx, gy)),
+            (&self.reduce, groups, (1, 1)),
+            (&self.collect, params, (gx, gy)),
+        ] {
+            gpu.queue
+                .write_buffer(&self.params, 0, bytemuck::bytes_of(&p));
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("alpool batch"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &self.bind, &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+            gpu.queue.submit([enc.finish()]);
+        }
+        let head = gpu.read_u32(&self.found, 2 + CAP as usize, &self.staging)?;
+        let n = head[0] as usize;
+        if n <= CAP as usize {
+            let mut rows: Vec<u64> = head[2..2 + n].iter().map(|&r| r as u64).collect();
+            rows.sort_unstable();
+            return Ok(rows);
+        }
+        // Too many to list: every row's bounds.
+        let raw = gpu.read_u32(&self.bounds, self.rows as usize * 2, &self.staging)?;
+        let bounds: Vec<(f64, f64)> = raw
+            .chunks_exact(2)
+            .map(|b| (f32::from_bits(b[0]) as f64, f32::from_bits(b[1]) as f64))
+            .collect();
+        Ok(Contenders::merge(vec![Contenders::of_chunk(0, &bounds)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workgroup_size_matches_the_shader() {
+        let src = include_str!("../../shaders/batch.wgsl");
+        assert!(src.contains(&format!("@workgroup_size({})", crate::backend::gpu::WG)));
+    }
+}
