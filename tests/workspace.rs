@@ -542,3 +542,58 @@ fn format_1_workspaces_are_upgraded_in_place() {
         out.to_str().unwrap(),
     ]);
 }
+
+#[test]
+fn next_runs_the_batch_strategies_on_the_models_embeddings() {
+    let (features, y, _keep) = embedded();
+    for s in ["coreset", "badge", "cluster-margin"] {
+        // A workspace each: a round without new labels re-exports the last.
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = init(tmp.path(), &features, &y, 20);
+        let w = ws.to_str().unwrap();
+        let batch = tmp.path().join(format!("{s}.csv"));
+        ok(&["next", w, "-k", "30", "--strategy", s, "--out", batch.to_str().unwrap()]);
+        let ids = batch_ids(&batch);
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), 30, "{s}");
+        assert!(ids.iter().all(|id| id.parse::<usize>().unwrap() >= 20), "{s} picked a labeled item");
+        if s == "coreset" {
+            // The same picks as the library's core-set over the saved
+            // model's embedding of every item, the labeled items as centres.
+            let model_dir = ws.join("models");
+            let model = std::fs::read_dir(&model_dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .unwrap();
+            let m = alpool::learner::Mlp::load(&model).unwrap();
+            let d = alpool::al::Dataset::digits();
+            let all: Vec<usize> = (0..d.rows()).collect();
+            let emb = m.embed_rows(&d.x, &all).unwrap();
+            let probs = m.predict_proba(&d.x).unwrap();
+            let mut job = alpool::BatchJob::new(
+                alpool::BatchStrategy::Coreset,
+                alpool::InputForm::probs(),
+                30,
+            );
+            job.exclusions = alpool::Exclusions::new((0..20).collect());
+            let sel = alpool::select_batch(
+                &alpool::Pool::from_f32(&probs, 10).unwrap(),
+                &alpool::Pool::from_f32(&emb, m.embed_width()).unwrap(),
+                &job,
+                &alpool::backend::Silent,
+            )
+            .unwrap();
+            let want: Vec<String> = sel.indices().iter().map(|i| i.to_string()).collect();
+            assert_eq!(ids, want);
+        }
+        // A round's temporary files are gone.
+        let left: Vec<_> = std::fs::read_dir(&ws)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".alpool-round-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

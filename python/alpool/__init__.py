@@ -41,6 +41,7 @@ __all__ = [
     "merge_parts",
     "score",
     "select",
+    "select_batch",
     "select_files",
     "select_part",
 ]
@@ -195,6 +196,58 @@ def select_files(
         renormalize=renormalize,
         sum_tol=sum_tol,
         row_offset=row_offset,
+    )
+
+
+def select_batch(
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    strategy: str = "badge",
+    k: int = 100,
+    *,
+    exclude: Exclude = None,
+    input: str = "probs",
+    temperature: float = 1.0,
+    seed: int = 0,
+    candidates: int | None = None,
+    clusters: int | None = None,
+    device: str = "cpu",
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A diverse batch of ``k`` rows: ``"badge"``, ``"coreset"`` or ``"cluster-margin"``.
+
+    ``probs`` is N x C (probabilities, or logits with ``input="logits"``) and
+    ``embeddings`` N x D (for instance a model's last hidden layer), both
+    read in place. ``exclude`` is the labeled set: never picked, and
+    core-set's initial centres. Returns the rows in pick order and the score
+    that decided each (core-set: distance to the nearest centre; BADGE: the
+    squared gradient-embedding distance; Cluster-Margin: the margin).
+    Exact and deterministic: the same rows for every thread count and on
+    the GPU (``device="gpu"``). ``seed`` drives BADGE's sampling;
+    ``candidates`` (default 10·k) and ``clusters`` (default k) tune
+    Cluster-Margin.
+
+    >>> import numpy as np, alpool
+    >>> probs = np.full((4, 2), 0.5, dtype=np.float32)
+    >>> emb = np.array([[0.0], [0.1], [5.0], [5.1]], dtype=np.float32)
+    >>> alpool.select_batch(probs, emb, "coreset", k=2, exclude=[0])[0].tolist()
+    [3, 1]
+    """
+    return _alpool.select_batch(
+        probs,
+        embeddings,
+        strategy,
+        k,
+        exclude=exclude,
+        input=input,
+        temperature=temperature,
+        seed=seed,
+        candidates=candidates,
+        clusters=clusters,
+        device=device,
+        renormalize=renormalize,
+        sum_tol=sum_tol,
     )
 
 

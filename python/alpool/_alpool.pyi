@@ -53,6 +53,22 @@ def select_files(
     sum_tol: float | None = ...,
     row_offset: int = ...,
 ) -> tuple[np.ndarray, np.ndarray]: ...
+def select_batch(
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    strategy: str = ...,
+    k: int = ...,
+    *,
+    exclude: Any = ...,
+    input: str = ...,
+    temperature: float = ...,
+    seed: int = ...,
+    candidates: int | None = ...,
+    clusters: int | None = ...,
+    device: str = ...,
+    renormalize: bool = ...,
+    sum_tol: float | None = ...,
+) -> tuple[np.ndarray, np.ndarray]: ...
 def select_part(
     probs: np.ndarray | str | Sequence[str],
     strategy: str = ...,

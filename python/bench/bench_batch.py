@@ -2,15 +2,17 @@
 scikit-activeml's and small-text's implementations on the same pools.
 
     python python/bench/bench_batch.py [--rows 10000,100000,1000000,10000000] \
-        [--classes 10] [--dim 128] [-k 1000] [--mem-gib 20] [--timeout 600] \
+        [--classes 10] [--dim 128] [-k 1000] [--mem-gib 20] [--timeout 300] \
         [--alpool target/release/alpool] [--dir /tmp]
 
 For each N, a float32 pool of softmax rows (N x C) and embeddings (N x D)
 is written once; then every implementation selects k rows from it in a
 child process of its own, capped at --mem-gib of address space (so running
 out of memory is a MemoryError, not the machine's OOM killer) and
---timeout seconds. The table gives wall time, the child's peak RSS and
-what stopped it. The Python libraries run only where installed
+--timeout seconds; a library that ran out of time runs at larger N only
+for --probe seconds, to see whether it can even allocate what it needs
+(they all allocate before their first pick). The table gives wall time,
+the child's peak RSS (from wait4) and what stopped it. The Python libraries run only where installed
 (`pip install scikit-activeml small-text`); alpool runs as the CLI.
 """
 
@@ -139,7 +141,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("-k", type=int, default=1000)
     ap.add_argument("--mem-gib", type=float, default=20.0)
-    ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--timeout", type=float, default=300.0, help="per library run")
+    ap.add_argument("--probe", type=float, default=60.0, help="per run once a library was too slow")
+    ap.add_argument("--alpool-timeout", type=float, default=1800.0)
     ap.add_argument("--alpool", default="target/release/alpool")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ap.add_argument("--json", help="also write the results here")
@@ -154,7 +158,7 @@ def main() -> None:
     print(f"{'N':>10}  {'implementation':<22} {'wall s':>9} {'peak RSS':>10}  status")
     results = []
     given_up: set[str] = set()
-    probing: set[str] = set()
+    slow: set[str] = set()
     for n in [int(x) for x in a.rows.split(",")]:
         with tempfile.TemporaryDirectory(dir=a.dir) as tmp:
             pp, ep = write_pool(Path(tmp), n, a.classes, a.dim)
@@ -179,26 +183,28 @@ def main() -> None:
                 for s in ("badge", "coreset")
             ]
             for name, cmd in runs + [(kind, None) for kind in others]:
-                # A library that ran past the time limit is probed for memory
-                # alone at larger N: k = 2 allocates what k = 1000 would.
-                k = 2 if name in probing else a.k
                 if cmd is None:
-                    cmd = [sys.executable, "-c", CHILD, name, str(pp), str(ep), str(k)]
+                    cmd = [sys.executable, "-c", CHILD, name, str(pp), str(ep), str(a.k)]
+                # A library already too slow at a smaller N runs only long
+                # enough to allocate what it needs (or fail to).
+                limit = a.probe if name in slow else a.timeout
+                if name.startswith("alpool"):
+                    limit = a.alpool_timeout
                 if name in given_up:
                     r = {"status": "skipped (out of memory at a smaller N)", "wall": None}
                     r["rss"] = None
                 else:
-                    r = run_child(cmd, a.mem_gib, a.timeout)
+                    r = run_child(cmd, a.mem_gib, limit)
                     if r["status"].startswith("out of memory"):
                         given_up.add(name)
                     elif r["status"].startswith("over"):
-                        probing.add(name)
-                if k != a.k:
-                    r["status"] += f" (memory probe, k = {k})"
+                        slow.add(name)
+                        if limit == a.probe:
+                            r["status"] += ", no out-of-memory by then"
                 wall = "-" if r["wall"] is None else f"{r['wall']:.1f}"
                 rss = "-" if r["rss"] is None else f"{r['rss'] / (1 << 20):.0f} MiB"
                 print(f"{n:>10}  {name:<22} {wall:>9} {rss:>10}  {r['status']}", flush=True)
-                results.append({"rows": n, "implementation": name, "k": k, **r})
+                results.append({"rows": n, "implementation": name, **r})
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 

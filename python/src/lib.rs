@@ -703,6 +703,55 @@ fn merge<'py>(
     Ok(selection_arrays(py, &sel))
 }
 
+/// select_batch(probs, embeddings, strategy="badge", k=100, *, exclude=None,
+/// input="probs", temperature=1.0, seed=0, candidates=None, clusters=None,
+/// device="cpu", renormalize=False, sum_tol=None) -> (indices, scores)
+#[pyfunction]
+#[pyo3(signature = (probs, embeddings, strategy="badge", k=100, *, exclude=None, input="probs", temperature=1.0, seed=0, candidates=None, clusters=None, device="cpu", renormalize=false, sum_tol=None))]
+#[allow(clippy::too_many_arguments)]
+fn select_batch<'py>(
+    py: Python<'py>,
+    probs: &Bound<'py, PyAny>,
+    embeddings: &Bound<'py, PyAny>,
+    strategy: &str,
+    k: usize,
+    exclude: Option<&Bound<'py, PyAny>>,
+    input: &str,
+    temperature: f64,
+    seed: u64,
+    candidates: Option<usize>,
+    clusters: Option<usize>,
+    device: &str,
+    renormalize: bool,
+    sum_tol: Option<f64>,
+) -> PyResult<Selected<'py>> {
+    let batch = alpool::BatchStrategy::from_name(strategy).ok_or_else(|| {
+        let names: Vec<&str> = alpool::BatchStrategy::ALL.iter().map(|s| s.name()).collect();
+        PyValueError::new_err(format!(
+            "unknown batch strategy {strategy:?}; expected one of {} (row-wise strategies: alpool.select)",
+            names.join(", ")
+        ))
+    })?;
+    let req = Request::new("margin", input, temperature, "e", seed, renormalize, sum_tol)?;
+    let device = parse_device(device)?;
+    let probs = Probs::from_py(probs, "probs")?;
+    let emb = Probs::from_py(embeddings, "embeddings")?;
+    let pool = probs.pool()?;
+    let emb_pool = emb.pool()?.named("embeddings");
+    let mut job = alpool::BatchJob::new(batch, req.job(probs.is_f16(), k).input, k);
+    job.seed = seed;
+    job.candidates = candidates.unwrap_or(0);
+    job.clusters = clusters.unwrap_or(0);
+    job.exclusions = parse_exclude(exclude, pool.rows())?;
+    let sel = run_released(py, |cancel| {
+        let bytes = pool.data_bytes() + emb_pool.data_bytes();
+        let (gpu, _) = alpool::api::choose_device(device, None, bytes)?;
+        let backend = gpu.as_ref().map_or(alpool::Backend::Cpu, alpool::Backend::Gpu);
+        alpool::select_batch_on(backend, &pool, &emb_pool, &job, cancel)
+    })?;
+    Ok(selection_arrays(py, &sel))
+}
+
 #[pymodule]
 fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select, m)?)?;
@@ -710,6 +759,7 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(select_files, m)?)?;
     m.add_function(wrap_pyfunction!(select_part, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
+    m.add_function(wrap_pyfunction!(select_batch, m)?)?;
     m.add("AlpoolError", m.py().get_type::<AlpoolError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::select::{DeviceArg, StrategyArg};
+use super::select::{DeviceArg, QueryArg, StrategyArg};
 use super::simulate::LearnerArgs;
 use alpool::features::FEATURE_DTYPES;
 use alpool::workspace::ingest::{Expect, read_label_file, seed_labels};
@@ -115,7 +115,7 @@ pub struct NextArgs {
     #[arg(short, default_value_t = 100)]
     pub k: usize,
     #[arg(short, long, value_enum, default_value = "margin")]
-    pub strategy: StrategyArg,
+    pub strategy: QueryArg,
     /// The batch file: .csv (id,index,score,predicted,p_CLASS...), .jsonl, or
     /// .json (Label Studio task import, prediction and score attached).
     #[arg(long, value_name = "FILE")]

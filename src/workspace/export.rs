@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::score::Strategy;
+use crate::score::Query;
 
 /// The `Choices` control the tasks' predictions and the labels use.
 pub const CONTROL: &str = "label";
@@ -51,7 +51,7 @@ pub struct BatchRow<'a> {
 pub struct BatchInfo<'a> {
     pub classes: &'a [String],
     pub round: i64,
-    pub strategy: Strategy,
+    pub strategy: Query,
     /// The workspace token.
     pub token: &'a str,
 }
@@ -62,9 +62,13 @@ pub fn model_version(token: &str) -> String {
 }
 
 /// The prediction score Label Studio sorts ascending: lower is more
-/// informative, for every strategy.
-pub fn label_studio_score(strategy: Strategy, score: f64) -> f64 {
-    0.0 - strategy.priority(score)
+/// informative, for every strategy. A batch-aware strategy's scores are
+/// only meaningful in pick order, so its tasks carry their `rank`.
+pub fn label_studio_score(strategy: Query, score: f64, rank: i64) -> f64 {
+    match strategy {
+        Query::Score(s) => 0.0 - s.priority(score),
+        Query::Batch(_) => rank as f64,
+    }
 }
 
 /// Columns Label Studio's flat exports add next to the task data.
@@ -79,10 +83,10 @@ const STUDIO_COLUMNS: [&str; 7] = [
 ];
 
 /// A Label Studio prediction of `class` with alpool's oriented score.
-pub fn prediction(info: &BatchInfo, class: usize, score: f64) -> serde_json::Value {
+pub fn prediction(info: &BatchInfo, class: usize, score: f64, rank: i64) -> serde_json::Value {
     serde_json::json!({
         "model_version": model_version(info.token),
-        "score": label_studio_score(info.strategy, score),
+        "score": label_studio_score(info.strategy, score, rank),
         "result": [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
                     "value": {"choices": [info.classes[class]]}}],
     })
@@ -177,7 +181,7 @@ pub fn write_batch(
                     }
                     serde_json::json!({
                         "data": data,
-                        "predictions": [prediction(info, r.predicted, r.score)],
+                        "predictions": [prediction(info, r.predicted, r.score, r.rank)],
                     })
                 })
                 .collect();

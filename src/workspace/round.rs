@@ -16,13 +16,18 @@ use crate::features::{FeaturePool, select_features_on};
 use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport, argmax};
 use crate::pool::Exclusions;
 use crate::report::atomic_write;
-use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
+use crate::batch::BatchJob;
+use crate::pool::Pool;
+use crate::pool::npy::{self, DType};
+use crate::score::{InputForm, LogBase, Query, ScoreSpec};
 use crate::{Backend, Device, Job};
 
 /// What `next` is asked for.
 pub struct NextOptions {
     pub k: usize,
-    pub strategy: Strategy,
+    /// A row-wise strategy, or a batch-aware one (embeddings: the model's
+    /// last hidden layer).
+    pub strategy: Query,
     pub seed: u64,
     pub learner: MlpConfig,
     pub device: Device,
@@ -90,7 +95,7 @@ pub fn next_round(
         checkpoint("next-after-train");
         save_model(&model, &model_path)?;
         let excluded: Vec<usize> = rows.iter().chain(&skipped).copied().collect();
-        let sel = score_unlabeled(&model, &features, &excluded, opts, seq, progress)?;
+        let sel = score_unlabeled(&model, &features, &excluded, (opts, seq, dir), progress)?;
         let picks = sel
             .entries
             .iter()
@@ -192,23 +197,16 @@ fn score_unlabeled(
     model: &Mlp,
     features: &FeaturePool,
     labeled: &[usize],
-    opts: &NextOptions,
-    seq: i64,
+    (opts, seq, dir): (&NextOptions, i64, &Path),
     progress: &dyn Progress,
 ) -> Result<crate::Selection> {
-    let spec = ScoreSpec {
-        strategy: opts.strategy,
-        log_base: LogBase::E,
-        seed: opts.seed ^ seq as u64,
-    };
     // A model's softmax sums to 1 within f32 rounding; renormalizing
     // defines the scores on exactly what the model meant.
     let input = InputForm::Probs {
         renormalize: true,
         sum_tol: 1e-3,
     };
-    let mut job = Job::new(spec, input, opts.k);
-    job.exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
+    let exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
     // A block's probabilities are far below the size where a GPU gains
     // (`alpool select --device auto`): the GPU only when asked for.
     let (gpu, _) = match opts.device {
@@ -216,5 +214,75 @@ fn score_unlabeled(
         _ => (None, String::new()),
     };
     let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
+    let strategy = match opts.strategy {
+        Query::Score(strategy) => strategy,
+        Query::Batch(b) => {
+            let selectable = features.rows() - exclusions.len() as u64;
+            let mut job = BatchJob::new(b, input, opts.k.min(selectable as usize));
+            job.seed = opts.seed ^ seq as u64;
+            job.exclusions = exclusions;
+            return select_batch_from_model(backend, model, features, &job, dir, progress);
+        }
+    };
+    let spec = ScoreSpec {
+        strategy,
+        log_base: LogBase::E,
+        seed: opts.seed ^ seq as u64,
+    };
+    let mut job = Job::new(spec, input, opts.k);
+    job.exclusions = exclusions;
     select_features_on(backend, model, features, &job, progress)
+}
+
+/// A batch-aware round: the model's probabilities and embeddings of every
+/// item go to two temporary .npy files beside the workspace, block by
+/// block (memory stays bounded whatever the pool's size), and the batch
+/// strategy reads them memory-mapped.
+fn select_batch_from_model(
+    backend: Backend,
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &BatchJob,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<crate::Selection> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".alpool-round-")
+        .tempdir_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    let n = features.rows() as usize;
+    let views = [
+        (tmp.path().join("probs.npy"), model.classes()),
+        (tmp.path().join("embeddings.npy"), model.embed_width()),
+    ];
+    let mut files = Vec::new();
+    for (path, width) in &views {
+        let mut f = std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+        );
+        std::io::Write::write_all(&mut f, &npy::encode_header(DType::F32, &[n, *width]))
+            .map_err(|e| Error::io(path, e))?;
+        files.push(f);
+    }
+    const BLOCK: usize = 8192;
+    for start in (0..n).step_by(BLOCK) {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let rows: Vec<usize> = (start..(start + BLOCK).min(n)).collect();
+        let x = features.gather(&rows)?;
+        let all: Vec<usize> = (0..rows.len()).collect();
+        let parts = [model.predict_proba(&x)?, model.embed_rows(&x, &all)?];
+        for ((f, (path, _)), part) in files.iter_mut().zip(&views).zip(&parts) {
+            std::io::Write::write_all(f, bytemuck::cast_slice(part))
+                .map_err(|e| Error::io(path, e))?;
+        }
+    }
+    for (f, (path, _)) in files.into_iter().zip(&views) {
+        f.into_inner()
+            .map_err(|e| Error::io(path, e.into_error()))?;
+    }
+    let probs = Pool::open(&[&views[0].0])?;
+    let emb = Pool::open(&[&views[1].0])?;
+    crate::batch::select_batch_on(backend, &probs, &emb, job, progress)
 }

@@ -352,7 +352,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     let info = BatchInfo {
         classes: &shared.classes,
         round: 0,
-        strategy: shared.opts.strategy,
+        strategy: shared.opts.strategy.into(),
         token: &shared.token,
     };
     let mut p = vec![0.0f64; c];
@@ -365,7 +365,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
             );
         }
         let score = canonical_score(&spec, &p, row as u64);
-        results.push(export::prediction(&info, argmax(out), score));
+        results.push(export::prediction(&info, argmax(out), score, 0));
     }
     Reply(200, json!({"results": results, "model_version": version}))
 }
@@ -429,7 +429,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
             }
             let opts = NextOptions {
                 k: shared.opts.k,
-                strategy: shared.opts.strategy,
+                strategy: shared.opts.strategy.into(),
                 seed: shared.opts.seed,
                 learner: shared.opts.learner.clone(),
                 device: Device::Cpu,
