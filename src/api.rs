@@ -17,9 +17,11 @@ pub const AUTO_GPU_BYTES: u64 = 256 << 20;
 
 /// How a selection runs: device, adapter, progress.
 pub struct Run<'p> {
+    /// CPU, GPU, or the library's choice ([`Device::Auto`]).
     pub device: Device,
     /// With a GPU: the adapter whose name contains this (case-insensitive).
     pub adapter: Option<String>,
+    /// Told of the bytes scored; may ask the work to stop.
     pub progress: &'p dyn Progress,
 }
 
@@ -37,12 +39,15 @@ impl Default for Run<'static> {
 /// (the loop's rounds), so it is opened once.
 #[derive(Clone, Copy)]
 pub enum Backend<'g> {
+    /// The rayon CPU path.
     Cpu,
+    /// An opened wgpu device.
     Gpu(&'g Gpu),
 }
 
 /// A selection and where it ran.
 pub struct Outcome {
+    /// The k rows, best first.
     pub selection: Selection,
     /// The GPU adapter's name, or `None` for the CPU.
     pub adapter: Option<String>,

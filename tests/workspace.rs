@@ -552,11 +552,23 @@ fn next_runs_the_batch_strategies_on_the_models_embeddings() {
         let ws = init(tmp.path(), &features, &y, 20);
         let w = ws.to_str().unwrap();
         let batch = tmp.path().join(format!("{s}.csv"));
-        ok(&["next", w, "-k", "30", "--strategy", s, "--out", batch.to_str().unwrap()]);
+        ok(&[
+            "next",
+            w,
+            "-k",
+            "30",
+            "--strategy",
+            s,
+            "--out",
+            batch.to_str().unwrap(),
+        ]);
         let ids = batch_ids(&batch);
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), 30, "{s}");
-        assert!(ids.iter().all(|id| id.parse::<usize>().unwrap() >= 20), "{s} picked a labeled item");
+        assert!(
+            ids.iter().all(|id| id.parse::<usize>().unwrap() >= 20),
+            "{s} picked a labeled item"
+        );
         if s == "coreset" {
             // The same picks as the library's core-set over the saved
             // model's embedding of every item, the labeled items as centres.
@@ -592,7 +604,11 @@ fn next_runs_the_batch_strategies_on_the_models_embeddings() {
         let left: Vec<_> = std::fs::read_dir(&ws)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".alpool-round-"))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".alpool-round-")
+            })
             .collect();
         assert!(left.is_empty(), "{left:?}");
     }

@@ -732,7 +732,15 @@ fn select_batch<'py>(
             names.join(", ")
         ))
     })?;
-    let req = Request::new("margin", input, temperature, "e", seed, renormalize, sum_tol)?;
+    let req = Request::new(
+        "margin",
+        input,
+        temperature,
+        "e",
+        seed,
+        renormalize,
+        sum_tol,
+    )?;
     let device = parse_device(device)?;
     let probs = Probs::from_py(probs, "probs")?;
     let emb = Probs::from_py(embeddings, "embeddings")?;
@@ -746,7 +754,9 @@ fn select_batch<'py>(
     let sel = run_released(py, |cancel| {
         let bytes = pool.data_bytes() + emb_pool.data_bytes();
         let (gpu, _) = alpool::api::choose_device(device, None, bytes)?;
-        let backend = gpu.as_ref().map_or(alpool::Backend::Cpu, alpool::Backend::Gpu);
+        let backend = gpu
+            .as_ref()
+            .map_or(alpool::Backend::Cpu, alpool::Backend::Gpu);
         alpool::select_batch_on(backend, &pool, &emb_pool, &job, cancel)
     })?;
     Ok(selection_arrays(py, &sel))

@@ -18,16 +18,20 @@ pub const CHUNK_BYTES: u64 = 160 << 10;
 /// command.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// The strategy, its log base and seed.
     pub spec: ScoreSpec,
+    /// What the rows hold and how they are validated.
     pub input: InputForm,
     /// Rows to select; `usize::MAX` (or anything ≥ N) ranks the whole pool.
     pub k: usize,
+    /// Rows never selected (already labeled).
     pub exclusions: Exclusions,
     /// Rows per unit of work, 0 = auto; results never depend on it.
     pub chunk_rows: u64,
 }
 
 impl Job {
+    /// A job for the `k` best rows, no exclusions, automatic chunking.
     pub fn new(spec: ScoreSpec, input: InputForm, k: usize) -> Self {
         Job {
             spec,
@@ -79,7 +83,9 @@ pub enum Device {
     /// The GPU when one is found and the pool is large enough to gain.
     #[default]
     Auto,
+    /// The rayon CPU path.
     Cpu,
+    /// The wgpu path; an error if no adapter opens.
     Gpu,
 }
 
@@ -87,7 +93,9 @@ pub enum Device {
 /// stop: backends check [`Progress::cancelled`] between chunks and then
 /// return [`Error::Cancelled`].
 pub trait Progress: Sync {
+    /// `bytes` more of the pool were read and scored.
     fn advance(&self, _bytes: u64) {}
+    /// Whether the caller wants the work to stop.
     fn cancelled(&self) -> bool {
         false
     }
@@ -107,6 +115,7 @@ pub struct Refiner<'a> {
 }
 
 impl<'a> Refiner<'a> {
+    /// A refiner of `pool`'s rows under `job`.
     pub fn new(pool: &'a Pool<'a>, job: &'a Job) -> Self {
         Refiner {
             pool,

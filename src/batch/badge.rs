@@ -39,7 +39,7 @@ use std::os::unix::fs::FileExt;
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
 use super::gpu::{Resident, Terms, Update};
 use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
-use super::{BatchJob, Bufs, Contenders, Nearest, arg_max, canonical_prob_rows};
+use super::{BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
 use super::{check_embedding_rows, par_pass, read_rows};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
@@ -76,6 +76,7 @@ pub(crate) fn pick(
     job: &BatchJob,
     gpu: Option<&Gpu>,
     progress: &dyn Progress,
+    clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
     let chunk = job.rows_per_chunk(emb);
@@ -153,6 +154,7 @@ pub(crate) fn pick(
             Ok(best)
         },
     )?;
+    clock.lap("canonical norms");
     let mut picks = Vec::with_capacity(job.k);
     if job.k == 0 {
         return Ok((picks, 0));
@@ -183,6 +185,9 @@ pub(crate) fn pick(
         }
         None => None,
     };
+    if resident.is_some() {
+        clock.lap("upload");
+    }
     let mut run = Run {
         resident,
         probs,
@@ -206,7 +211,9 @@ pub(crate) fn pick(
         run.add_centre(row, &mut rows)?;
         let t = picks.len() as u32;
         let contenders = run.update(&mut rows, chunk, t, progress)?;
+        clock.lap("distance updates");
         let (r, key_row) = run.resolve(&contenders, t)?;
+        clock.lap("canonical re-check");
         picks.push((r, key_row));
         row = r;
     }

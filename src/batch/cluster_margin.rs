@@ -23,7 +23,7 @@
 use rayon::prelude::*;
 
 use super::dist::sq_dist_f64;
-use super::{BatchJob, BatchStrategy, check_embedding_rows, hac};
+use super::{BatchJob, BatchStrategy, Clock, check_embedding_rows, hac};
 use crate::api::Backend;
 use crate::backend::{self, Job, Progress};
 use crate::error::Result;
@@ -39,6 +39,7 @@ pub(crate) fn pick(
     emb: &Pool,
     job: &BatchJob,
     progress: &dyn Progress,
+    clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     if job.k == 0 {
         return Ok((Vec::new(), 0));
@@ -57,6 +58,7 @@ pub(crate) fn pick(
     margin.exclusions = job.exclusions.clone();
     margin.chunk_rows = job.chunk_rows;
     let (cands, _) = crate::api::select_on(backend, probs, &margin, progress)?;
+    clock.lap("margin candidates");
     let d = emb.classes();
     let mut points = vec![0f32; cands.entries.len() * d];
     for (e, p) in cands.entries.iter().zip(points.chunks_exact_mut(d)) {
@@ -69,6 +71,7 @@ pub(crate) fn pick(
         job.clusters
     };
     let label = cluster(&points, d, clusters, job)?;
+    clock.lap("clustering");
 
     // Members of each cluster in candidate (margin) order.
     let n = cands.entries.len();
@@ -95,6 +98,7 @@ pub(crate) fn pick(
             break;
         }
     }
+    clock.lap("round-robin");
     Ok((picks, cands.refined))
 }
 
@@ -111,7 +115,8 @@ fn cluster(points: &[f32], d: usize, clusters: usize, job: &BatchJob) -> Result<
     let pool = Pool::from_f32(points, d)?.named("<cluster-margin candidates>");
     let mut reps_job = BatchJob::new(BatchStrategy::Coreset, job.input, HAC_MAX);
     reps_job.chunk_rows = job.chunk_rows;
-    let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent)?;
+    let mut clock = Clock::default();
+    let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent, &mut clock)?;
     let rep_points: Vec<f32> = reps
         .iter()
         .flat_map(|&(r, _)| points[r as usize * d..(r as usize + 1) * d].iter().copied())

@@ -13,7 +13,9 @@
 
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32, with_simd};
 use super::gpu::{Resident, Terms, Update};
-use super::{BatchJob, Bufs, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
+use super::{
+    BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass,
+};
 use super::{EMBED_LIMIT, read_rows};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
@@ -33,6 +35,7 @@ pub(crate) fn pick(
     job: &BatchJob,
     gpu: Option<&Gpu>,
     progress: &dyn Progress,
+    clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let d = emb.classes();
     let mut run = Run {
@@ -61,33 +64,45 @@ pub(crate) fn pick(
     };
     let mut contenders = if labeled.is_empty() {
         let (row, dist) = run.farthest_from_mean()?;
+        clock.lap("mean and first pick");
         run.resident = resident(&run)?;
+        if run.resident.is_some() {
+            clock.lap("upload");
+        }
         picks.push((row, dist.sqrt()));
         run.add_centre(row)?;
         if job.k == 1 {
             return Ok((picks, run.refined));
         }
         // The mean's pass validated every row.
-        run.update(run.count() - 1, false)?
+        let c = run.update(run.count() - 1, false)?;
+        clock.lap("distance updates");
+        c
     } else {
         let mut last = Vec::new();
         run.resident = resident(&run)?;
+        if run.resident.is_some() {
+            clock.lap("upload");
+        }
         for &r in labeled {
             run.add_centre(r)?;
         }
         for first in (0..labeled.len()).step_by(CENTRE_BLOCK) {
             last = run.update(first, first == 0)?;
         }
+        clock.lap("labeled centres");
         last
     };
     loop {
         let (row, dist) = run.resolve(&contenders)?;
+        clock.lap("canonical re-check");
         picks.push((row, dist.sqrt()));
         if picks.len() == job.k {
             return Ok((picks, run.refined));
         }
         run.add_centre(row)?;
         contenders = run.update(run.count() - 1, false)?;
+        clock.lap("distance updates");
     }
 }
 

@@ -127,12 +127,16 @@ fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
 /// Which vector unit the fast kernels run on, detected once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Simd {
+    /// AVX-512F: one 16-lane register per sum.
     Avx512,
+    /// AVX2: two 8-lane registers.
     Avx2,
+    /// No vector unit known to be there.
     Scalar,
 }
 
 impl Simd {
+    /// The best unit this CPU has.
     pub fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {

@@ -48,18 +48,23 @@ use crate::select::{Selected, Selection};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BatchStrategy {
+    /// BADGE: k-means++ seeding on gradient embeddings ([`badge`]).
     Badge,
+    /// Core-set: k-center greedy over the embeddings ([`coreset`]).
     Coreset,
+    /// Cluster-Margin: low-margin candidates, clustered, round-robin ([`cluster_margin`]).
     ClusterMargin,
 }
 
 impl BatchStrategy {
+    /// Every batch strategy.
     pub const ALL: [BatchStrategy; 3] = [
         BatchStrategy::Badge,
         BatchStrategy::Coreset,
         BatchStrategy::ClusterMargin,
     ];
 
+    /// The name the CLI and the Python package use.
     pub fn name(self) -> &'static str {
         match self {
             BatchStrategy::Badge => "badge",
@@ -85,6 +90,7 @@ impl fmt::Display for BatchStrategy {
 /// `alpool select --embeddings E.npy --strategy badge|coreset|cluster-margin`.
 #[derive(Clone, Debug)]
 pub struct BatchJob {
+    /// Which strategy picks.
     pub strategy: BatchStrategy,
     /// What the probability rows hold (BADGE and Cluster-Margin read them).
     pub input: InputForm,
@@ -103,6 +109,7 @@ pub struct BatchJob {
 }
 
 impl BatchJob {
+    /// A job for `k` rows, no exclusions, seed 0, default candidates and clusters.
     pub fn new(strategy: BatchStrategy, input: InputForm, k: usize) -> Self {
         BatchJob {
             strategy,
@@ -160,10 +167,14 @@ pub fn select_batch_on(
         }
         Backend::Cpu => None,
     };
+    let mut clock = Clock::default();
+    let clock_ref = &mut clock;
     let (picks, refined) = match job.strategy {
-        BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress)?,
-        BatchStrategy::Badge => badge::pick(probs, emb, job, gpu, progress)?,
-        BatchStrategy::ClusterMargin => cluster_margin::pick(backend, probs, emb, job, progress)?,
+        BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress, clock_ref)?,
+        BatchStrategy::Badge => badge::pick(probs, emb, job, gpu, progress, clock_ref)?,
+        BatchStrategy::ClusterMargin => {
+            cluster_margin::pick(backend, probs, emb, job, progress, clock_ref)?
+        }
     };
     let entries = picks
         .into_iter()
@@ -180,7 +191,36 @@ pub fn select_batch_on(
         rows: probs.rows(),
         excluded: job.exclusions.len() as u64,
         refined,
+        phases: clock.phases,
     })
+}
+
+/// Phase timings for `-v`: the time since the last lap, added to the
+/// phase's total (a phase met once per pick adds up over the picks).
+pub(crate) struct Clock {
+    last: std::time::Instant,
+    phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            last: std::time::Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+}
+
+impl Clock {
+    pub fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        let spent = now - self.last;
+        self.last = now;
+        match self.phases.iter_mut().find(|p| p.0 == phase) {
+            Some(p) => p.1 += spent,
+            None => self.phases.push((phase, spent)),
+        }
+    }
 }
 
 /// Checks shapes and k before any row is read.

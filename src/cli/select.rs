@@ -489,6 +489,14 @@ fn say_what_ran(sel: &alpool::Selection, t0: Instant, phases: Option<&gpu::Phase
         t0.elapsed().as_secs_f64(),
         sel.refined
     );
+    if !sel.phases.is_empty() {
+        let list: Vec<String> = sel
+            .phases
+            .iter()
+            .map(|(name, t)| format!("{name} {:.3} s", t.as_secs_f64()))
+            .collect();
+        eprintln!("alpool: phases: {}", list.join(", "));
+    }
     if let Some(p) = phases {
         eprintln!(
             "alpool: GPU phases: upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s)",

@@ -500,6 +500,19 @@ impl Mlp {
         Ok(out)
     }
 
+    /// [`Mlp::embed_rows`] for every row of `x`.
+    pub fn embed(&self, x: &[f32]) -> Result<Vec<f32>> {
+        if !x.len().is_multiple_of(self.inputs) {
+            return Err(Error::Config(format!(
+                "embed needs rows of {} features, got {} values",
+                self.inputs,
+                x.len()
+            )));
+        }
+        let rows: Vec<usize> = (0..x.len() / self.inputs).collect();
+        self.embed_rows(x, &rows)
+    }
+
     /// The width of [`Mlp::embed_rows`]' rows.
     pub fn embed_width(&self) -> usize {
         fused::embed_width(&self.layers)
@@ -700,5 +713,51 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         v.swap(i, j);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedding is the last hidden layer: the output layer applied to
+    /// it, then softmax, gives `predict_proba`.
+    #[test]
+    fn embed_is_the_input_of_the_output_layer() {
+        let data = crate::al::Dataset::digits();
+        let config = MlpConfig {
+            hidden: vec![32, 16],
+            epochs: 2,
+            ..MlpConfig::default()
+        };
+        let mut m = Mlp::new(data.dim, data.classes, config).unwrap();
+        m.fit(&data.x[..200 * data.dim], &data.y[..200]).unwrap();
+        let rows = [3usize, 150, 7];
+        let emb = m.embed_rows(&data.x, &rows).unwrap();
+        assert_eq!(emb.len(), rows.len() * 16);
+        assert!(emb.iter().all(|&v| v >= 0.0), "ReLU");
+        let probs = m.predict_proba_rows(&data.x, &rows).unwrap();
+        let out = m.layers.last().unwrap();
+        for (e, p) in emb.chunks_exact(16).zip(probs.chunks_exact(data.classes)) {
+            let z: Vec<f64> = (0..out.out)
+                .map(|o| {
+                    out.b[o] as f64
+                        + (0..16)
+                            .map(|i| out.w[o * 16 + i] as f64 * e[i] as f64)
+                            .sum::<f64>()
+                })
+                .collect();
+            let max = z.iter().cloned().fold(f64::MIN, f64::max);
+            let s: f64 = z.iter().map(|v| (v - max).exp()).sum();
+            for (zi, &pi) in z.iter().zip(p) {
+                assert!(((zi - max).exp() / s - pi as f64).abs() < 1e-5);
+            }
+        }
+        // All rows at once: the same values up to float32 rounding (gemm
+        // picks another kernel for a 3-row block than for 512 rows).
+        let all = m.embed(&data.x).unwrap();
+        for (a, b) in all[150 * 16..151 * 16].iter().zip(&emb[16..32]) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        }
     }
 }

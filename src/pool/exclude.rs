@@ -14,18 +14,22 @@ pub struct Exclusions {
 }
 
 impl Exclusions {
+    /// The set of `indices` (any order, duplicates allowed).
     pub fn new(mut indices: Vec<u64>) -> Self {
         indices.sort_unstable();
         indices.dedup();
         Exclusions { sorted: indices }
     }
 
+    /// How many rows are excluded.
     pub fn len(&self) -> usize {
         self.sorted.len()
     }
+    /// Whether no row is excluded.
     pub fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
+    /// Whether global row `index` is excluded.
     pub fn contains(&self, index: u64) -> bool {
         self.sorted.binary_search(&index).is_ok()
     }
@@ -35,6 +39,7 @@ impl Exclusions {
         let b = self.sorted.partition_point(|&i| i < end);
         &self.sorted[a..b]
     }
+    /// The excluded rows, ascending.
     pub fn as_slice(&self) -> &[u64] {
         &self.sorted
     }

@@ -149,12 +149,15 @@ impl Shard<'_> {
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// Rows in this shard.
     pub fn rows(&self) -> u64 {
         self.rows
     }
+    /// The global index of this shard's first row.
     pub fn first_row(&self) -> u64 {
         self.first_row
     }
+    /// The stored element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -541,12 +544,15 @@ impl<'a> Pool<'a> {
         })
     }
 
+    /// Rows across all shards.
     pub fn rows(&self) -> u64 {
         self.rows
     }
+    /// Columns (classes, or embedding width) of every row.
     pub fn classes(&self) -> usize {
         self.classes
     }
+    /// The shards, in global row order.
     pub fn shards(&self) -> &[Shard<'a>] {
         &self.shards
     }

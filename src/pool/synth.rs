@@ -15,9 +15,11 @@ use crate::score::splitmix64;
 pub struct Rng(u64);
 
 impl Rng {
+    /// A stream seeded by `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(splitmix64(seed ^ 0xA1B0_0C0F_FEE0_0D1E))
     }
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         splitmix64(self.0)

@@ -24,6 +24,7 @@ pub struct TopK {
 }
 
 impl TopK {
+    /// Keeps the best `k` rows offered.
     pub fn new(k: usize) -> Self {
         TopK {
             k,
@@ -31,14 +32,17 @@ impl TopK {
         }
     }
 
+    /// The number of rows kept at most.
     pub fn k(&self) -> usize {
         self.k
     }
 
+    /// Rows kept so far.
     pub fn len(&self) -> usize {
         self.heap.len()
     }
 
+    /// Whether no row is kept yet.
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -111,16 +115,23 @@ pub struct Selected {
 /// The result of a selection, with what it cost.
 #[derive(Clone, Debug)]
 pub struct Selection {
+    /// The strategy that ranked the rows.
     pub strategy: Query,
+    /// The selected rows, best (or first picked) first.
     pub entries: Vec<Selected>,
     /// Rows in the pool, and how many of them were excluded.
     pub rows: u64,
+    /// Rows excluded by the job.
     pub excluded: u64,
     /// Rows re-scored canonically because a fast path could not decide them.
     pub refined: u64,
+    /// Where a batch-aware selection spent its time, phase by phase, in
+    /// order (empty for row-wise selections).
+    pub phases: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Selection {
+    /// The selection `top` holds, scores reported as `strategy` scores.
     pub fn from_topk(
         strategy: Strategy,
         top: TopK,
@@ -144,9 +155,11 @@ impl Selection {
             rows,
             excluded,
             refined,
+            phases: Vec::new(),
         }
     }
 
+    /// The selected global row indices, in rank order.
     pub fn indices(&self) -> Vec<u64> {
         self.entries.iter().map(|e| e.index).collect()
     }

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use super::export::{self, BatchFormat, BatchInfo, BatchRow};
 use super::{Pick, Workspace, checkpoint};
 use crate::backend::Progress;
+use crate::batch::BatchJob;
 use crate::error::{Error, Result};
 use crate::features::{FeaturePool, select_features_on};
 use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport, argmax};
 use crate::pool::Exclusions;
-use crate::report::atomic_write;
-use crate::batch::BatchJob;
 use crate::pool::Pool;
 use crate::pool::npy::{self, DType};
+use crate::report::atomic_write;
 use crate::score::{InputForm, LogBase, Query, ScoreSpec};
 use crate::{Backend, Device, Job};
 
@@ -257,9 +257,8 @@ fn select_batch_from_model(
     ];
     let mut files = Vec::new();
     for (path, width) in &views {
-        let mut f = std::io::BufWriter::new(
-            std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
-        );
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
         std::io::Write::write_all(&mut f, &npy::encode_header(DType::F32, &[n, *width]))
             .map_err(|e| Error::io(path, e))?;
         files.push(f);
