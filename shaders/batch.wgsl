@@ -1,4 +1,4 @@
-// Batch-aware selection on the GPU (src/batch/gpu.rs): one pass per pick
+// Batch-aware selection on the GPU (src/batch/gpu.rs): one `update` pass per pick
 // folds the newest centre into each row's float32 nearest-centre distance,
 // writes each row's bounds on its key (lo, hi), and reduces the largest lo;
 // `collect` then lists the rows whose hi reaches it. The host re-checks
@@ -29,8 +29,9 @@ struct Params {
     // Rows per y step of the 2-D grid, and candidate slots in `found`.
     stride: u32,
     cap: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // 0: core-set, 1: BADGE (src/batch/gpu.rs, `Update`).
+    kind: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -73,37 +74,28 @@ fn reduce_lo(lo: f32, li: u32, group: u32) {
     }
 }
 
-@compute @workgroup_size(256)
-fn coreset_update(
-    @builtin(global_invocation_id) gid: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nw: vec3<u32>,
-) {
-    let i = row_index(gid);
-    var lo = -1.0;
-    if (i < p.rows) {
-        var m = mind[i];
-        if (m != TAKEN) {
-            let a = i * p.dim;
-            for (var c = 0u; c < p.count; c = c + 1u) {
-                let b = centres[p.first + c] * p.dim;
-                var s = 0.0;
-                for (var j = 0u; j < p.dim; j = j + 1u) {
-                    let t = emb[a + j] - emb[b + j];
-                    s = s + t * t;
-                }
-                m = min(m, s);
-            }
-            mind[i] = m;
-            lo = max(0.0, (m - p.abs_err) / (1.0 + p.eps)) * (1.0 - ROUND);
-            let hi = (m + p.abs_err) / (1.0 - p.eps) * (1.0 + ROUND);
-            bounds[i] = vec2<f32>(lo, hi);
-        } else {
-            bounds[i] = vec2<f32>(-1.0, -1.0);
-        }
+// Core-set: fold centres[first .. first + count] into row i; its bounds.
+fn coreset_row(i: u32) -> f32 {
+    var m = mind[i];
+    if (m == TAKEN) {
+        bounds[i] = vec2<f32>(-1.0, -1.0);
+        return -1.0;
     }
-    reduce_lo(lo, li, wid.x + wid.y * nw.x);
+    let a = i * p.dim;
+    for (var c = 0u; c < p.count; c = c + 1u) {
+        let b = centres[p.first + c] * p.dim;
+        var s = 0.0;
+        for (var j = 0u; j < p.dim; j = j + 1u) {
+            let t = emb[a + j] - emb[b + j];
+            s = s + t * t;
+        }
+        m = min(m, s);
+    }
+    mind[i] = m;
+    let lo = max(0.0, (m - p.abs_err) / (1.0 + p.eps)) * (1.0 - ROUND);
+    let hi = (m + p.abs_err) / (1.0 - p.eps) * (1.0 + ROUND);
+    bounds[i] = vec2<f32>(lo, hi);
+    return lo;
 }
 
 fn mix32(x0: u32) -> u32 {
@@ -142,8 +134,48 @@ fn exp_fast(r: u32) -> f32 {
     return -(f32(e) * 0.69314718 + ln_m);
 }
 
+// BADGE: fold centre centres[first] into row i; the bounds on its race key.
+fn badge_row(i: u32) -> f32 {
+    var m = mind[i];
+    if (m == TAKEN) {
+        bounds[i] = vec2<f32>(-1.0, -1.0);
+        return -1.0;
+    }
+    let c = centres[p.first];
+    let me = info[i];
+    let them = info[c];
+    let y = bitcast<u32>(me.z);
+    let yc = bitcast<u32>(them.z);
+    var pp = 0.0;
+    for (var j = 0u; j < p.classes; j = j + 1u) {
+        pp = pp + probs[i * p.classes + j] * probs[c * p.classes + j];
+    }
+    var same = 0.0;
+    if (y == yc) {
+        same = 1.0;
+    }
+    let ab = pp - probs[i * p.classes + yc] - probs[c * p.classes + y] + same;
+    var ef = 0.0;
+    for (var j = 0u; j < p.dim; j = j + 1u) {
+        ef = ef + emb[i * p.dim + j] * emb[c * p.dim + j];
+    }
+    m = min(m, max(0.0, me.x - 2.0 * (ab * ef) + them.x));
+    mind[i] = m;
+    let r = sqrt(me.y * p.emax) * (1.0 + ROUND);
+    let dfe = p.eta_e * r + p.under;
+    let b = 2.0 * (p.eta_a * (r + dfe) + 2.0 * dfe)
+        + (me.x + p.gmax + 6.0 * (r + dfe)) * COMBINE;
+    let x = exp_fast(race_bits(p.t, i, 0u));
+    let lo = min(max(0.0, m - b) * (1.0 - p.exp_rel) / x * (1.0 - ROUND), F32_MAX);
+    let hi = (m + b) * (1.0 + p.exp_rel) / x * (1.0 + ROUND);
+    bounds[i] = vec2<f32>(lo, hi);
+    return lo;
+}
+
+// One pass of a pick: every row's update and bounds (core-set when kind is
+// 0, BADGE when 1), and each workgroup's largest lower bound.
 @compute @workgroup_size(256)
-fn badge_update(
+fn update(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -152,38 +184,10 @@ fn badge_update(
     let i = row_index(gid);
     var lo = -1.0;
     if (i < p.rows) {
-        var m = mind[i];
-        if (m != TAKEN) {
-            let c = centres[p.first];
-            let me = info[i];
-            let them = info[c];
-            let y = bitcast<u32>(me.z);
-            let yc = bitcast<u32>(them.z);
-            var pp = 0.0;
-            for (var j = 0u; j < p.classes; j = j + 1u) {
-                pp = pp + probs[i * p.classes + j] * probs[c * p.classes + j];
-            }
-            var same = 0.0;
-            if (y == yc) {
-                same = 1.0;
-            }
-            let ab = pp - probs[i * p.classes + yc] - probs[c * p.classes + y] + same;
-            var ef = 0.0;
-            for (var j = 0u; j < p.dim; j = j + 1u) {
-                ef = ef + emb[i * p.dim + j] * emb[c * p.dim + j];
-            }
-            m = min(m, max(0.0, me.x - 2.0 * (ab * ef) + them.x));
-            mind[i] = m;
-            let r = sqrt(me.y * p.emax) * (1.0 + ROUND);
-            let dfe = p.eta_e * r + p.under;
-            let b = 2.0 * (p.eta_a * (r + dfe) + 2.0 * dfe)
-                + (me.x + p.gmax + 6.0 * (r + dfe)) * COMBINE;
-            let x = exp_fast(race_bits(p.t, i, 0u));
-            lo = min(max(0.0, m - b) * (1.0 - p.exp_rel) / x * (1.0 - ROUND), F32_MAX);
-            let hi = (m + b) * (1.0 + p.exp_rel) / x * (1.0 + ROUND);
-            bounds[i] = vec2<f32>(lo, hi);
+        if (p.kind == 0u) {
+            lo = coreset_row(i);
         } else {
-            bounds[i] = vec2<f32>(-1.0, -1.0);
+            lo = badge_row(i);
         }
     }
     reduce_lo(lo, li, wid.x + wid.y * nw.x);

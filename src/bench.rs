@@ -13,6 +13,7 @@ use crate::pool::Pool;
 /// Summary of repeated timings.
 #[derive(Clone, Debug)]
 pub struct Timing {
+    /// Each run's wall time.
     pub runs: Vec<Duration>,
 }
 
@@ -36,6 +37,7 @@ impl Timing {
     fn secs(&self) -> Vec<f64> {
         self.runs.iter().map(|d| d.as_secs_f64()).collect()
     }
+    /// Mean seconds.
     pub fn mean(&self) -> f64 {
         let s = self.secs();
         s.iter().sum::<f64>() / s.len() as f64
@@ -49,12 +51,15 @@ impl Timing {
         let m = self.mean();
         Some((s.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (s.len() - 1) as f64).sqrt())
     }
+    /// Fastest run, seconds.
     pub fn min(&self) -> f64 {
         self.secs().into_iter().fold(f64::INFINITY, f64::min)
     }
+    /// Slowest run, seconds.
     pub fn max(&self) -> f64 {
         self.secs().into_iter().fold(0.0, f64::max)
     }
+    /// Median seconds.
     pub fn median(&self) -> f64 {
         let mut s = self.secs();
         s.sort_by(f64::total_cmp);
@@ -88,6 +93,7 @@ impl Timing {
         })
     }
 
+    /// `mean ± σ (min … max)` as a table cell.
     pub fn describe(&self) -> String {
         let ms = |x: f64| x * 1e3;
         match self.std_dev() {

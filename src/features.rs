@@ -103,9 +103,11 @@ impl FeaturePool {
         self
     }
 
+    /// Rows across all feature shards.
     pub fn rows(&self) -> u64 {
         self.rows
     }
+    /// Features per row.
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -29,17 +29,23 @@ const MAGIC: &[u8; 8] = b"ALPART01";
 /// What made a part: it must match across the parts of one merge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartHeader {
+    /// The strategy the part was selected with.
     pub strategy: Strategy,
+    /// Entropy's log base.
     pub log_base: LogBase,
+    /// The random strategy's seed.
     pub seed: u64,
+    /// What the shard's rows held.
     pub input: InputForm,
     /// The global index of the shard's first row, and its row count.
     pub row_offset: u64,
+    /// Rows in the shard.
     pub rows: u64,
     /// Rows of the shard that were excluded (never selectable).
     pub excluded: u64,
     /// The k the part was selected with, and how many rows it holds.
     pub k: u64,
+    /// Rows the part holds.
     pub count: u64,
 }
 
@@ -168,7 +174,9 @@ pub fn write_part(w: &mut dyn Write, header: &PartHeader, sel: &Selection) -> st
 
 /// An open part: its header, and its records still to read.
 pub struct Part {
+    /// The part file.
     pub path: PathBuf,
+    /// Its header.
     pub header: PartHeader,
     reader: BufReader<std::fs::File>,
 }

@@ -11,10 +11,15 @@ use crate::pool::npy::{self, DType};
 /// N rows of D features (row-major f32) with labels 0..classes.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Features, row-major.
     pub x: Vec<f32>,
+    /// Labels, 0..classes.
     pub y: Vec<usize>,
+    /// Features per row.
     pub dim: usize,
+    /// Classes.
     pub classes: usize,
+    /// What reports call it.
     pub name: String,
     /// The features were uint8 pixels, already mapped to [0, 1]: `auto`
     /// feature scaling leaves them so.
@@ -22,10 +27,12 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Rows.
     pub fn rows(&self) -> usize {
         self.y.len()
     }
 
+    /// Row `i`'s features.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.x[i * self.dim..(i + 1) * self.dim]
     }
@@ -39,6 +46,7 @@ impl Dataset {
         out
     }
 
+    /// The labels of rows `idx`, in order.
     pub fn labels(&self, idx: &[usize]) -> Vec<usize> {
         idx.iter().map(|&i| self.y[i]).collect()
     }

@@ -17,6 +17,7 @@ pub use dataset::Dataset;
 /// Whoever supplies labels: ground truth in simulation, people in
 /// production. Rows are dataset row indices.
 pub trait Oracle {
+    /// The classes of dataset rows `rows`, in order.
     fn label(&mut self, rows: &[usize]) -> Result<Vec<usize>>;
 
     /// Labels instances the caller holds (stream items, synthesized
@@ -32,13 +33,17 @@ pub trait Oracle {
 /// (`{"id":…,"features":[…]}`) to `queries`, and its label read back as one
 /// line (an integer class) from `answers` — a file, a pipe or a terminal.
 pub struct FileOracle<W: std::io::Write, R: std::io::BufRead> {
+    /// Where queries are written.
     pub queries: W,
+    /// Where answers are read.
     pub answers: R,
+    /// Classes an answer may name (0..classes).
     pub classes: usize,
     line: u64,
 }
 
 impl<W: std::io::Write, R: std::io::BufRead> FileOracle<W, R> {
+    /// An oracle writing to `queries` and reading `answers`.
     pub fn new(queries: W, answers: R, classes: usize) -> Self {
         FileOracle {
             queries,
@@ -97,7 +102,9 @@ impl<W: std::io::Write, R: std::io::BufRead> Oracle for FileOracle<W, R> {
 /// ground truth: the label of the nearest real instance (squared Euclidean
 /// distance, ties to the lower row) among `rows` of the dataset.
 pub struct NearestNeighbour<'a> {
+    /// The real instances.
     pub data: &'a Dataset,
+    /// The rows it may answer from (never the test rows).
     pub rows: Vec<usize>,
 }
 
@@ -138,10 +145,12 @@ impl Oracle for NearestNeighbour<'_> {
 /// asked, and records every query.
 pub struct GroundTruth<'a> {
     y: &'a [usize],
+    /// Every row asked, in order.
     pub queried: Vec<usize>,
 }
 
 impl<'a> GroundTruth<'a> {
+    /// The oracle of labels `y`.
     pub fn new(y: &'a [usize]) -> Self {
         GroundTruth {
             y,
@@ -168,7 +177,9 @@ impl Oracle for GroundTruth<'_> {
 /// A held-out test set and the pool (dataset row indices, ascending).
 #[derive(Clone, Debug)]
 pub struct Split {
+    /// Rows that can be labeled.
     pub pool: Vec<usize>,
+    /// Rows held out to evaluate.
     pub test: Vec<usize>,
 }
 

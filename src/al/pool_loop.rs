@@ -25,40 +25,59 @@ pub struct LoopConfig {
     /// A row-wise strategy, or a batch-aware one (its embeddings are the
     /// learner's last hidden layer).
     pub strategy: Query,
+    /// Entropy's log base.
     pub log_base: LogBase,
+    /// Labels drawn from the pool before the first round.
     pub seed_size: usize,
+    /// Draw the seed set stratified by class instead of at random.
     pub seed_stratified: bool,
+    /// Rows queried per round.
     pub batch_size: usize,
+    /// When to stop.
     pub stop: StopConfig,
+    /// The learner trained each round.
     pub mlp: MlpConfig,
     /// Continue training last round's model instead of starting afresh.
     pub warm_start: bool,
+    /// Seeds the seed set, the stop set and the random strategy.
     pub seed: u64,
 }
 
 /// What one round did and measured.
 #[derive(Clone, Debug)]
 pub struct Round {
+    /// 0 for the round trained on the seed set.
     pub round: usize,
+    /// Labels the round trained on.
     pub labels: usize,
+    /// Accuracy on the held-out test rows.
     pub test_accuracy: f64,
+    /// Macro-averaged F1 on the test rows.
     pub macro_f1: f64,
+    /// Accuracy on the labeled rows it trained on.
     pub train_accuracy: f64,
+    /// Seconds spent training.
     pub train_s: f64,
+    /// Seconds spent predicting the unlabeled pool.
     pub predict_s: f64,
+    /// Seconds spent selecting the next batch.
     pub select_s: f64,
     /// Largest least-confidence score left in the pool.
     pub max_uncertainty: f64,
+    /// Cohen's kappa between successive models on the stop set.
     pub kappa: Option<f64>,
     /// Stopping criteria that hold after this round.
     pub fired: Vec<Fired>,
 }
 
+/// A whole run of the loop.
 #[derive(Clone, Debug)]
 pub struct RunResult {
+    /// Every round, in order.
     pub rounds: Vec<Round>,
     /// Dataset rows labeled, in the order they were queried.
     pub labeled: Vec<usize>,
+    /// The criteria that ended the run.
     pub stopped_by: Vec<Fired>,
 }
 

@@ -18,10 +18,14 @@ pub enum TestSet {
     Rows(std::ops::Range<usize>),
 }
 
+/// Several strategies, several seeds each, on one dataset.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// The strategies compared.
     pub strategies: Vec<Query>,
+    /// Runs per strategy, with seeds `base.seed`, `base.seed + 1`, ...
     pub repeats: usize,
+    /// The held-out rows.
     pub test: TestSet,
     /// The loop's settings; `strategy` and `seed` are set per run.
     pub base: LoopConfig,
@@ -31,21 +35,28 @@ pub struct SimConfig {
 /// generator's).
 #[derive(Clone, Debug)]
 pub struct Run {
+    /// The method's name.
     pub name: String,
+    /// Which repeat (0-based).
     pub repeat: usize,
+    /// The run's rounds and labels.
     pub result: RunResult,
 }
 
 /// Per method: the learning curve's mean and spread over the repeats.
 #[derive(Clone, Debug)]
 pub struct StrategySummary {
+    /// The method's name.
     pub name: String,
+    /// Mean area under the learning curve over the repeats.
     pub aulc_mean: f64,
+    /// Its sample standard deviation.
     pub aulc_std: f64,
     /// (labels, mean accuracy, std, runs that reached it)
     pub curve: Vec<(usize, f64, f64, usize)>,
 }
 
+/// Mean and sample standard deviation of `v` (0 for fewer than two values).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     if v.is_empty() {
         return (0.0, 0.0);
@@ -134,6 +145,7 @@ pub fn summarize_names(runs: &[Run], names: &[String]) -> Vec<StrategySummary> {
         .collect()
 }
 
+/// Summaries for each strategy, in the order given.
 pub fn summarize(runs: &[Run], strategies: &[Query]) -> Vec<StrategySummary> {
     let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
     summarize_names(runs, &names)

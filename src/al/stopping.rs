@@ -23,6 +23,7 @@ impl Fired {
     }
 }
 
+/// When a run stops; every criterion set is checked after each round.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StopConfig {
     /// Stop once this many labels are used.
@@ -40,22 +41,30 @@ pub struct StopConfig {
     pub uncertainty: Option<Uncertainty>,
 }
 
+/// Stop when test accuracy has not risen by `min_delta` for `patience` rounds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plateau {
+    /// The smallest gain that counts.
     pub min_delta: f64,
+    /// Rounds without a gain before stopping.
     pub patience: usize,
 }
 
+/// Stop when successive models agree on the stop set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stabilizing {
+    /// Cohen's kappa at or above which they agree.
     pub kappa: f64,
+    /// Rounds in a row they must agree.
     pub rounds: usize,
     /// Rows of the initial pool kept aside as the stop set.
     pub stop_set: usize,
 }
 
+/// Stop when the pool's uncertainty falls below a threshold.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Uncertainty {
+    /// The least-confidence level.
     pub threshold: f64,
     /// Mean instead of maximum.
     pub mean: bool,
@@ -64,6 +73,7 @@ pub struct Uncertainty {
 /// The state each criterion carries between rounds.
 #[derive(Clone, Debug, Default)]
 pub struct Stopper {
+    /// The criteria.
     pub config: StopConfig,
     best_accuracy: f64,
     rounds_without_gain: usize,
@@ -75,7 +85,9 @@ pub struct Stopper {
 
 /// One round's facts that the criteria look at.
 pub struct RoundFacts<'a> {
+    /// Labels so far.
     pub labels: usize,
+    /// Test accuracy.
     pub accuracy: f64,
     /// The model's predictions on the stop set.
     pub stop_set_predictions: Option<&'a [usize]>,
@@ -84,6 +96,7 @@ pub struct RoundFacts<'a> {
 }
 
 impl Stopper {
+    /// A stopper with no history.
     pub fn new(config: StopConfig) -> Self {
         Stopper {
             config,

@@ -22,7 +22,10 @@ pub enum Rule {
     /// uncertainty is at least τ; τ rises by the factor (1 + step) after a
     /// query and falls by (1 − step) after a discard, so the rule spends the
     /// budget on the most uncertain instances it sees lately.
-    VariableUncertainty { step: f64 },
+    VariableUncertainty {
+        /// The factor's step.
+        step: f64,
+    },
     /// Query at random with probability `budget` (the baseline).
     Random,
 }
@@ -39,6 +42,7 @@ impl Rule {
         }
     }
 
+    /// The rule's name, as `--rules` spells it.
     pub fn name(&self) -> &'static str {
         match self {
             Rule::Threshold(_) => "threshold",
@@ -61,6 +65,7 @@ pub struct BudgetManager {
 }
 
 impl BudgetManager {
+    /// A tracker allowing `budget` of the instances, over a window of `window`.
     pub fn new(budget: f64, window: usize) -> Self {
         BudgetManager {
             budget,
@@ -81,6 +86,7 @@ impl BudgetManager {
         self.in_window - (leaving as usize) < self.cap()
     }
 
+    /// Records one instance, queried or not.
     pub fn record(&mut self, queried: bool) {
         if self.recent.len() == self.window && self.recent.pop_front() == Some(true) {
             self.in_window -= 1;
@@ -108,23 +114,30 @@ pub fn uncertainty(strategy: Strategy, p: &[f32], index: u64, seed: u64) -> f64 
     }
 }
 
+/// One stream-based run.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
+    /// The uncertainty the rules compare.
     pub strategy: Strategy,
+    /// When to query.
     pub rule: Rule,
     /// Fraction of instances that may be queried.
     pub budget: f64,
+    /// Instances the budget is tracked over.
     pub window: usize,
     /// Labels gathered (budget permitting) before the first model exists.
     pub seed_size: usize,
     /// Retrain after this many new labels.
     pub update_every: usize,
+    /// Continue training the last model instead of starting afresh.
     pub warm_start: bool,
+    /// The learner.
     pub mlp: MlpConfig,
     /// The most recent labeled instances kept for training.
     pub max_labeled: usize,
     /// Evaluate on the test set every this many instances.
     pub checkpoint_every: usize,
+    /// Seeds the learner and the random rule.
     pub seed: u64,
     /// Feature scaling: `Fixed` statistics (taken from a saved model), or
     /// estimated from every instance seen before the first model is
@@ -148,24 +161,32 @@ pub enum StreamScaling {
 /// One instance's fate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
+    /// The instance's position in the stream.
     pub index: u64,
+    /// Its uncertainty when it arrived.
     pub score: f64,
+    /// Whether it was queried.
     pub queried: bool,
 }
 
 /// The prequential picture: labels spent against test accuracy.
 #[derive(Clone, Debug, Default)]
 pub struct StreamSummary {
+    /// Instances seen.
     pub seen: u64,
+    /// Instances queried.
     pub queries: u64,
     /// (instances seen, labels spent, test accuracy)
     pub checkpoints: Vec<(u64, u64, f64)>,
+    /// Test accuracy at the end, when there is a test set.
     pub final_accuracy: Option<f64>,
 }
 
 /// A held-out test set for the checkpoints.
 pub struct TestSet<'a> {
+    /// Row-major features.
     pub x: &'a [f32],
+    /// Their labels.
     pub y: &'a [usize],
 }
 
@@ -312,6 +333,7 @@ pub struct TextStream<R: BufRead> {
 }
 
 impl<R: BufRead> TextStream<R> {
+    /// A stream of CSV lines from `reader`, named `name` in errors.
     pub fn new(reader: R, name: &str) -> Self {
         TextStream {
             reader,
@@ -419,6 +441,7 @@ pub struct NpyStream {
 }
 
 impl NpyStream {
+    /// The rows of a .npy file in order, skipping the rows in `skip`.
     pub fn open(path: &std::path::Path, skip: std::ops::Range<usize>) -> Result<NpyStream> {
         use crate::pool::npy::DType;
         let (map, h) = crate::pool::map_npy(
@@ -444,6 +467,7 @@ impl NpyStream {
         })
     }
 
+    /// Features per row.
     pub fn dim(&self) -> usize {
         self.dim
     }

@@ -24,6 +24,7 @@ pub enum Generator {
 }
 
 impl Generator {
+    /// The generator's name, as `--generators` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Generator::Boundary => "synthesis-boundary",
@@ -83,7 +84,9 @@ pub fn bisect(
 /// An image of `h` x `w` pixels, row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
+    /// Height in pixels.
     pub h: usize,
+    /// Width in pixels.
     pub w: usize,
 }
 
@@ -172,16 +175,24 @@ pub fn perturb(img: &[f32], s: Shape, rng: &mut Rng) -> Vec<f32> {
     }
 }
 
+/// One membership-query-synthesis run.
 #[derive(Clone, Debug)]
 pub struct SynthesisConfig {
+    /// How queries are made.
     pub generator: Generator,
+    /// The image shape, for image generators.
     pub image: Option<Shape>,
+    /// Real labels before the first round.
     pub seed_size: usize,
+    /// Queries per round.
     pub batch_size: usize,
+    /// Labels in all.
     pub budget: usize,
     /// Bisection stops once the margin is below this.
     pub tolerance: f64,
+    /// The learner.
     pub mlp: MlpConfig,
+    /// Seeds the generator and the learner.
     pub seed: u64,
 }
 

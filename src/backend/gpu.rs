@@ -26,13 +26,21 @@ pub(crate) const WG: u32 = 256;
 /// One adapter as `alpool devices` lists it.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
+    /// The adapter's name.
     pub name: String,
+    /// Vulkan, Metal, DX12 or GL.
     pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
     pub device_type: String,
+    /// The driver and its version.
     pub driver: String,
+    /// The largest storage buffer one binding may hold.
     pub max_storage_buffer_binding_size: u64,
+    /// The largest buffer.
     pub max_buffer_size: u64,
+    /// Workgroups per dispatch dimension.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Whether the adapter is itself a CPU (lavapipe, llvmpipe).
     pub is_cpu: bool,
 }
 
@@ -91,6 +99,7 @@ pub struct Gpu {
     score: wgpu::ComputePipeline,
     histogram: wgpu::ComputePipeline,
     compact: wgpu::ComputePipeline,
+    /// The adapter opened.
     pub adapter: AdapterSummary,
     pub(crate) limits: wgpu::Limits,
     faults: Arc<Faults>,
@@ -174,58 +183,17 @@ impl Gpu {
         }
 
         let module = device.create_shader_module(wgpu::include_wgsl!("../../shaders/select.wgsl"));
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("alpool select"),
-            entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
-                storage(1, true),
-                storage(2, false),
-                storage(3, false),
-                storage(4, true),
-                storage(5, false),
-                storage(6, false),
-                storage(7, false),
-                storage(8, false),
-            ],
-        });
-        let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("alpool select"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = |entry: &str| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                layout: Some(&pl),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: Default::default(),
-                cache: None,
-            })
-        };
+        let (layout, [score, histogram, compact]) = program(
+            &device,
+            &module,
+            "alpool select",
+            &[true, false, false, true, false, false, false, false],
+            ["score", "histogram", "compact"],
+        );
         let gpu = Gpu {
-            score: pipeline("score"),
-            histogram: pipeline("histogram"),
-            compact: pipeline("compact"),
+            score,
+            histogram,
+            compact,
             device,
             queue,
             layout,
@@ -308,6 +276,16 @@ impl Gpu {
 
     fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, rows: u32) {
         let (x, y, _) = self.grid(rows);
+        self.dispatch_groups(pipeline, bind, (x, y));
+    }
+
+    /// One submission of `pipeline` over `groups` (x, y) workgroups.
+    pub(crate) fn dispatch_groups(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bind: &wgpu::BindGroup,
+        (x, y): (u32, u32),
+    ) {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
@@ -322,14 +300,66 @@ impl Gpu {
     }
 }
 
+/// One WGSL module's entry points as pipelines sharing one bind group
+/// layout: binding 0 a uniform, binding i + 1 a storage buffer, read-only
+/// where `read_only[i]` says so.
+pub(crate) fn program<const N: usize>(
+    device: &wgpu::Device,
+    module: &wgpu::ShaderModule,
+    label: &str,
+    read_only: &[bool],
+    entries: [&str; N],
+) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline; N]) {
+    let buffer = |binding, ty| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let mut bindings = vec![buffer(0, wgpu::BufferBindingType::Uniform)];
+    bindings.extend(read_only.iter().enumerate().map(|(i, &read_only)| {
+        buffer(i as u32 + 1, wgpu::BufferBindingType::Storage { read_only })
+    }));
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &bindings,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipelines = entries.map(|entry| {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&pl),
+            module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        })
+    });
+    (layout, pipelines)
+}
+
 /// Where a GPU selection spent its time, and what it sent back.
 #[derive(Clone, Debug, Default)]
 pub struct Phases {
+    /// Converting and copying rows to the device.
     pub upload: Duration,
+    /// The scoring kernel.
     pub score: Duration,
+    /// The radix select and compaction.
     pub topk: Duration,
+    /// Copying the candidates back.
     pub readback: Duration,
+    /// Re-scoring the candidates canonically.
     pub refine: Duration,
+    /// Chunks the pool was split into.
     pub chunks: u64,
     /// Rows sent back to the host and re-scored canonically.
     pub candidates: u64,

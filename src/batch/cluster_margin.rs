@@ -28,7 +28,7 @@ use crate::api::Backend;
 use crate::backend::{self, Job, Progress};
 use crate::error::Result;
 use crate::pool::Pool;
-use crate::score::{LogBase, ScoreSpec, Strategy};
+use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
 
 /// The most candidates clustered directly (see the module docs).
 pub const HAC_MAX: usize = 10_000;
@@ -70,7 +70,7 @@ pub(crate) fn pick(
     } else {
         job.clusters
     };
-    let label = cluster(&points, d, clusters, job)?;
+    let label = cluster(&points, d, clusters, job.chunk_rows, HAC_MAX)?;
     clock.lap("clustering");
 
     // Members of each cluster in candidate (margin) order.
@@ -103,9 +103,15 @@ pub(crate) fn pick(
 }
 
 /// The cluster of each candidate (numbered by a member's position).
-fn cluster(points: &[f32], d: usize, clusters: usize, job: &BatchJob) -> Result<Vec<usize>> {
+fn cluster(
+    points: &[f32],
+    d: usize,
+    clusters: usize,
+    chunk_rows: u64,
+    hac_max: usize,
+) -> Result<Vec<usize>> {
     let n = points.len() / d;
-    if n <= HAC_MAX {
+    if n <= hac_max {
         return Ok(hac::average_linkage(
             hac::distances(points, d),
             &vec![1; n],
@@ -113,8 +119,8 @@ fn cluster(points: &[f32], d: usize, clusters: usize, job: &BatchJob) -> Result<
         ));
     }
     let pool = Pool::from_f32(points, d)?.named("<cluster-margin candidates>");
-    let mut reps_job = BatchJob::new(BatchStrategy::Coreset, job.input, HAC_MAX);
-    reps_job.chunk_rows = job.chunk_rows;
+    let mut reps_job = BatchJob::new(BatchStrategy::Coreset, InputForm::probs(), hac_max);
+    reps_job.chunk_rows = chunk_rows;
     let mut clock = Clock::default();
     let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent, &mut clock)?;
     let rep_points: Vec<f32> = reps
@@ -138,4 +144,40 @@ fn cluster(points: &[f32], d: usize, clusters: usize, job: &BatchJob) -> Result<
     home.iter().for_each(|&h| weights[h] += 1);
     let rep_label = hac::average_linkage(hac::distances(&rep_points, d), &weights, clusters);
     Ok(home.iter().map(|&h| rep_label[h]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn representatives_stand_in_for_their_members_beyond_the_limit() {
+        let mut r = crate::pool::synth::Rng::new(4);
+        let (n, d) = (300, 3);
+        let points: Vec<f32> = (0..n * d)
+            .map(|_| (r.uniform() * 10.0).floor() as f32)
+            .collect();
+        // At or above n, the representatives are every point: plain HAC.
+        let direct = cluster(&points, d, 12, 0, n).unwrap();
+        assert_eq!(
+            direct,
+            hac::average_linkage(hac::distances(&points, d), &vec![1; n], 12)
+        );
+        let two_level = cluster(&points, d, 12, 0, 40).unwrap();
+        let mut labels = two_level.clone();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), 12);
+        // Equal points share a representative, hence a cluster.
+        for a in 0..n {
+            for b in 0..n {
+                if points[a * d..(a + 1) * d] == points[b * d..(b + 1) * d] {
+                    assert_eq!(two_level[a], two_level[b]);
+                }
+            }
+        }
+        for chunk in [1, 7] {
+            assert_eq!(cluster(&points, d, 12, chunk, 40).unwrap(), two_level);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! The embeddings (and BADGE's float32 probabilities and per-row norms)
 //! are uploaded once and stay on the device; each pick is one submission:
 //! fold the newest centre into every row's float32 distance and write the
-//! row's key bounds (`coreset_update` or `badge_update`), reduce the largest
+//! row's key bounds (`update`, core-set's or BADGE's), reduce the largest
 //! lower bound (`reduce`), list the rows whose upper bound reaches it
 //! (`collect`). Only that list comes back; the host re-checks it
 //! canonically, exactly as for the CPU's contenders, so the picks are the
@@ -13,18 +13,18 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{Bufs, Contenders, check_embedding_rows, read_rows};
-use crate::backend::gpu::Gpu;
+use crate::backend::gpu::{Gpu, program};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
 /// Candidate slots read back per pick.
 const CAP: u32 = 4096;
 
-/// Which update a pass runs.
+/// Which update a pass runs: the shader's `kind`.
 #[derive(Clone, Copy)]
 pub(crate) enum Update {
-    Coreset,
-    Badge,
+    Coreset = 0,
+    Badge = 1,
 }
 
 /// The bound terms and random stream a pass needs (rounded up to f32 on
@@ -64,8 +64,8 @@ struct Params {
     exp_rel: f32,
     stride: u32,
     cap: u32,
-    _pad0: u32,
-    _pad1: u32,
+    kind: u32,
+    _pad: u32,
 }
 
 /// The smallest f32 not below `x`.
@@ -87,7 +87,7 @@ pub(crate) struct Resident<'g> {
     found: wgpu::Buffer,
     staging: wgpu::Buffer,
     bind: wgpu::BindGroup,
-    update: [wgpu::ComputePipeline; 2],
+    update: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
     collect: wgpu::ComputePipeline,
 }
@@ -169,34 +169,13 @@ impl<'g> Resident<'g> {
         let module = gpu
             .device
             .create_shader_module(wgpu::include_wgsl!("../../shaders/batch.wgsl"));
-        let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only },
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        };
-        let mut entries = vec![wgpu::BindGroupLayoutEntry {
-            binding: 0,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
-                min_binding_size: None,
-            },
-            count: None,
-        }];
-        entries.extend((1..=4).map(|b| storage(b, true)));
-        entries.extend((5..=8).map(|b| storage(b, false)));
-        let layout = gpu
-            .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some("alpool batch"),
-                entries: &entries,
-            });
+        let (layout, [update, reduce, collect]) = program(
+            &gpu.device,
+            &module,
+            "alpool batch",
+            &[true, true, true, true, false, false, false, false],
+            ["update", "reduce", "collect"],
+        );
         let buffers = [
             &params, &emb_buf, &probs_buf, &info_buf, &centres, &mind_buf, &bounds, &wgmax, &found,
         ];
@@ -212,32 +191,14 @@ impl<'g> Resident<'g> {
                 })
                 .collect::<Vec<_>>(),
         });
-        let pl = gpu
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some("alpool batch"),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = |entry: &str| {
-            gpu.device
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(entry),
-                    layout: Some(&pl),
-                    module: &module,
-                    entry_point: Some(entry),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-        };
         let r = Resident {
             gpu,
             rows: rows as u32,
             dim: dim as u32,
             classes: classes as u32,
-            update: [pipeline("coreset_update"), pipeline("badge_update")],
-            reduce: pipeline("reduce"),
-            collect: pipeline("collect"),
+            update,
+            reduce,
+            collect,
             params,
             centres,
             mind: mind_buf,
@@ -291,33 +252,24 @@ impl<'g> Resident<'g> {
             exp_rel: up(terms.exp_rel),
             stride,
             cap: CAP,
+            kind: kind as u32,
             ..Default::default()
         };
-        let groups = Params {
+        let reduce_params = Params {
             count: gx * gy,
             ..params
         };
         let gpu = self.gpu;
         // The steps read different parameters from one uniform, rewritten
         // before each submission (writes land in submission order).
-        for (pipeline, p, (x, y)) in [
-            (&self.update[kind as usize], params, (gx, gy)),
-            (&self.reduce, groups, (1, 1)),
+        for (pipeline, p, groups) in [
+            (&self.update, params, (gx, gy)),
+            (&self.reduce, reduce_params, (1, 1)),
             (&self.collect, params, (gx, gy)),
         ] {
             gpu.queue
                 .write_buffer(&self.params, 0, bytemuck::bytes_of(&p));
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("alpool batch"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &self.bind, &[]);
-                pass.dispatch_workgroups(x, y, 1);
-            }
-            gpu.queue.submit([enc.finish()]);
+            gpu.dispatch_groups(pipeline, &self.bind, groups);
         }
         let head = gpu.read_u32(&self.found, 2 + CAP as usize, &self.staging)?;
         let n = head[0] as usize;

@@ -40,6 +40,7 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine's name, as `--engine` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Engine::Fused => "fused",
@@ -51,25 +52,33 @@ impl Engine {
 /// How to build and train the MLP.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MlpConfig {
+    /// Hidden layer widths, input side first (empty: a linear model).
     pub hidden: Vec<usize>,
     /// Dropout probability after each hidden layer (0 = none).
     pub dropout: f32,
+    /// AdamW's learning rate.
     pub lr: f64,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
+    /// Rows per minibatch.
     pub batch_size: usize,
     /// Epochs to train, raised so that at least `min_steps` gradient steps
     /// are taken: a handful of labels needs more passes, not fewer steps.
     pub epochs: usize,
+    /// Epochs are raised until training takes at least this many steps.
     pub min_steps: usize,
     /// Early stopping: the fraction of the labeled set held out for
     /// validation (used once there are at least 50 labels; 0 = never, the
     /// default, since a slice of a few hundred labels is too noisy to stop
     /// on), and how many evaluations without improvement to tolerate.
     pub val_fraction: f64,
+    /// Evaluations without a validation gain before stopping early.
     pub patience: usize,
     /// Weight the loss by inverse class frequency.
     pub class_weights: bool,
+    /// Seeds the initial weights, shuffling and dropout.
     pub seed: u64,
+    /// The fused f32 kernels (default) or candle's autograd.
     pub engine: Engine,
     /// How inputs are scaled; the statistics themselves are fitted on the
     /// pool by whoever builds the model ([`Mlp::with_scaler`]).
@@ -144,11 +153,15 @@ fn none_name() -> String {
 /// What a training run did.
 #[derive(Clone, Debug, Default)]
 pub struct TrainReport {
+    /// Epochs run.
     pub epochs: usize,
+    /// Gradient steps taken.
     pub steps: usize,
     /// Accuracy on the training rows before and after training.
     pub train_accuracy_before: f64,
+    /// Accuracy on the training rows at the end.
     pub train_accuracy: f64,
+    /// Whether early stopping ended training.
     pub stopped_early: bool,
 }
 
@@ -157,8 +170,11 @@ pub struct TrainReport {
 pub struct Layer {
     /// `[out, inp]`, row-major.
     pub w: Vec<f32>,
+    /// Biases, one per output.
     pub b: Vec<f32>,
+    /// Inputs of the layer.
     pub inp: usize,
+    /// Outputs of the layer.
     pub out: usize,
 }
 
@@ -225,12 +241,15 @@ impl Mlp {
         })
     }
 
+    /// Features per input row.
     pub fn inputs(&self) -> usize {
         self.inputs
     }
+    /// Classes the model predicts.
     pub fn classes(&self) -> usize {
         self.classes
     }
+    /// The configuration it was built with.
     pub fn config(&self) -> &MlpConfig {
         &self.config
     }
@@ -518,6 +537,7 @@ impl Mlp {
         fused::embed_width(&self.layers)
     }
 
+    /// Class probabilities of every row of `x`, row-major.
     pub fn predict_proba(&self, x: &[f32]) -> Result<Vec<f32>> {
         self.predict_proba_with(x, &mut |_| {})
     }
@@ -528,6 +548,7 @@ impl Mlp {
         Ok(p.chunks_exact(self.classes).map(argmax).collect())
     }
 
+    /// The fraction of rows of `x` whose predicted class is `y`'s.
     pub fn accuracy(&self, x: &[f32], y: &[usize]) -> Result<f64> {
         self.accuracy_with(x, y, self.scaler.as_ref())
     }
@@ -698,6 +719,7 @@ impl Mlp {
 const SCALER_SHIFT: &str = "scaler.shift";
 const SCALER_SCALE: &str = "scaler.scale";
 
+/// The index of the largest value, ties to the lower index.
 pub fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in p.iter().enumerate() {

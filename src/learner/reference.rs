@@ -87,6 +87,7 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// A candle model holding `layers`, with AdamW and dropout.
     pub fn new(layers: &[Layer], lr: f64, weight_decay: f64, dropout: f32) -> Result<Self> {
         let vars = vars(layers)?;
         let opt = candle_nn::AdamW::new(

@@ -41,6 +41,7 @@ impl Scale {
         }
     }
 
+    /// The setting's name, as `--scale` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Scale::Auto => "auto",
@@ -54,11 +55,14 @@ impl Scale {
 /// A fitted transform's kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScaleKind {
+    /// Mean 0 and population standard deviation 1.
     Standard,
+    /// Minimum 0 and maximum 1.
     MinMax,
 }
 
 impl ScaleKind {
+    /// The kind's name in a saved model.
     pub fn name(self) -> &'static str {
         match self {
             ScaleKind::Standard => "standard",
@@ -66,6 +70,7 @@ impl ScaleKind {
         }
     }
 
+    /// The kind `s` names.
     pub fn parse(s: &str) -> Option<ScaleKind> {
         match s {
             "standard" => Some(ScaleKind::Standard),
@@ -78,15 +83,20 @@ impl ScaleKind {
 /// Per-column statistics of a set of rows, mergeable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ColumnStats {
+    /// Rows seen.
     pub rows: u64,
+    /// Each column's mean.
     pub mean: Vec<f64>,
     /// Sum of squared deviations from the mean.
     pub m2: Vec<f64>,
+    /// Each column's smallest value.
     pub min: Vec<f64>,
+    /// Each column's largest value.
     pub max: Vec<f64>,
 }
 
 impl ColumnStats {
+    /// Statistics of no rows, `dim` columns.
     pub fn new(dim: usize) -> Self {
         ColumnStats {
             rows: 0,
@@ -97,6 +107,7 @@ impl ColumnStats {
         }
     }
 
+    /// Columns.
     pub fn dim(&self) -> usize {
         self.mean.len()
     }
@@ -212,7 +223,9 @@ impl ColumnStats {
 /// A fitted per-column transform `x' = (x − shift) / scale`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scaler {
+    /// Standardizing or min-max.
     pub kind: ScaleKind,
+    /// Subtracted from each column.
     pub shift: Vec<f32>,
     /// Never 0: a constant column gets 1.
     pub scale: Vec<f32>,
@@ -262,6 +275,7 @@ impl Scaler {
         Scaler::from_stats(kind, &ColumnStats::of_matrix(x, dim, rows))
     }
 
+    /// Columns.
     pub fn dim(&self) -> usize {
         self.shift.len()
     }

@@ -13,17 +13,26 @@ const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// Element types alpool reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
+    /// `<f2`.
     F16,
+    /// `<f4`.
     F32,
+    /// `<f8`.
     F64,
+    /// `|u1`.
     U8,
+    /// `<i4`.
     I32,
+    /// `<i8`.
     I64,
+    /// `<u4`.
     U32,
+    /// `<u8`.
     U64,
 }
 
 impl DType {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::U8 => 1,
@@ -67,18 +76,23 @@ impl DType {
 /// A parsed .npy header: where the data starts and what it holds.
 #[derive(Clone, Debug)]
 pub struct Header {
+    /// The element type.
     pub dtype: DType,
+    /// The array's shape.
     pub shape: Vec<usize>,
+    /// Where the data starts, in bytes from the file's start.
     pub data_offset: usize,
 }
 
 impl Header {
+    /// Elements in the array, if the product fits.
     pub fn elements(&self) -> Option<u64> {
         self.shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
     }
 
+    /// Bytes of data, if the product fits.
     pub fn data_bytes(&self) -> Option<u64> {
         self.elements()?.checked_mul(self.dtype.size() as u64)
     }
@@ -371,6 +385,7 @@ pub fn features_into(dtype: DType, bytes: &[u8], out: &mut [f32]) {
 
 /// Element types that can be written to .npy.
 pub trait Element: bytemuck::Pod {
+    /// The element's dtype in a header.
     const DTYPE: DType;
 }
 impl Element for f32 {

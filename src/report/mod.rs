@@ -28,6 +28,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format `path`'s extension names.
     pub fn from_path(path: &Path) -> Result<Format> {
         let ext = path
             .extension()

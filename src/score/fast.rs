@@ -60,6 +60,7 @@ pub fn plogp_approx(p: f32) -> f32 {
 /// |ln_approx(x) − ln x| ≤ LN_ABS_ERR + LN_REL_ERR · |ln x| for normal x ≤ 1,
 /// with a 4x safety factor over the exhaustive measurement.
 pub const LN_ABS_ERR: f64 = 2.4e-7;
+/// Relative error of the vectorized f32 logarithm, measured over every normal f32 in (0, 1].
 pub const LN_REL_ERR: f64 = 2.4e-7;
 
 /// Error bound of the approximate natural entropy

@@ -9,10 +9,18 @@ pub enum InputForm {
     /// Class probabilities. Each value must be finite and ≥ 0, and the row
     /// sum (f64, column order) within `sum_tol` of 1, unless `renormalize`,
     /// which divides every row by its sum instead (a zero sum is an error).
-    Probs { renormalize: bool, sum_tol: f64 },
+    Probs {
+        /// Divide each row by its sum instead of checking it.
+        renormalize: bool,
+        /// How far a row's sum may be from 1.
+        sum_tol: f64,
+    },
     /// Logits: `p = softmax(z / temperature)`, computed stably in f64
     /// (`exp((z − max z) / T)`, then divided by the sum).
-    Logits { temperature: f64 },
+    Logits {
+        /// The softmax temperature T.
+        temperature: f64,
+    },
 }
 
 impl InputForm {
@@ -58,6 +66,7 @@ impl InputForm {
     }
 }
 
+/// The row-sum tolerance when none is given: looser for float16.
 pub fn default_sum_tol(dtype_is_f16: bool) -> f64 {
     if dtype_is_f16 { 1e-2 } else { 1e-3 }
 }
@@ -65,6 +74,7 @@ pub fn default_sum_tol(dtype_is_f16: bool) -> f64 {
 /// A value as a pool stores it: float32 (float16 widens to it exactly) or
 /// float64, widened exactly to f64 for the canonical scores.
 pub trait Stored: Copy + fmt::Display {
+    /// The value, widened exactly.
     fn wide(self) -> f64;
 }
 
@@ -106,23 +116,36 @@ impl fmt::Display for Value {
 /// Why a row was rejected.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RowProblem {
+    /// A NaN or an infinity.
     NotFinite {
+        /// The column.
         col: usize,
+        /// The value, as stored.
         value: Value,
     },
+    /// A negative probability.
     Negative {
+        /// The column.
         col: usize,
+        /// The value, as stored.
         value: Value,
     },
+    /// A row sum too far from 1.
     SumOff {
+        /// The row's sum.
         sum: f64,
+        /// The tolerance.
         tol: f64,
     },
+    /// Every probability is 0.
     ZeroSum,
     /// An embedding value too large for float32 distances to stay finite.
     TooLarge {
+        /// The column.
         col: usize,
+        /// The value, as stored.
         value: Value,
+        /// The largest magnitude allowed.
         limit: f64,
     },
 }

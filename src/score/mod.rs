@@ -33,14 +33,20 @@ pub use input::{InputForm, RowProblem};
 /// A query strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
+    /// 1 − max p; higher is more informative.
     LeastConfidence,
+    /// p(1) − p(2) of the two largest; lower is more informative.
     Margin,
+    /// −Σ p log p; higher is more informative.
     Entropy,
+    /// p(2) / p(1); higher is more informative.
     Ratio,
+    /// A seeded uniform draw per row: the baseline.
     Random,
 }
 
 impl Strategy {
+    /// Every row-wise strategy.
     pub const ALL: [Strategy; 5] = [
         Strategy::LeastConfidence,
         Strategy::Margin,
@@ -49,6 +55,7 @@ impl Strategy {
         Strategy::Random,
     ];
 
+    /// The name the CLI and the Python package use.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::LeastConfidence => "least-confidence",
@@ -108,7 +115,9 @@ impl fmt::Display for Strategy {
 /// ([`crate::batch::BatchStrategy`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Query {
+    /// A strategy that scores each row on its own.
     Score(Strategy),
+    /// A strategy that picks a diverse batch.
     Batch(crate::batch::BatchStrategy),
 }
 
@@ -122,6 +131,7 @@ impl Query {
         rows.chain(batch).collect()
     }
 
+    /// The name the CLI and the Python package use.
     pub fn name(self) -> &'static str {
         match self {
             Query::Score(s) => s.name(),
@@ -167,9 +177,12 @@ impl std::str::FromStr for Strategy {
 /// The base of the entropy's logarithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LogBase {
+    /// Bits.
     Two,
+    /// Nats (the default).
     #[default]
     E,
+    /// Decimal digits.
     Ten,
 }
 
@@ -208,13 +221,16 @@ impl std::str::FromStr for LogBase {
 /// Everything that defines a score, apart from the input form.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScoreSpec {
+    /// The strategy.
     pub strategy: Strategy,
+    /// Entropy's log base.
     pub log_base: LogBase,
     /// Seed of the random strategy; ignored by the others.
     pub seed: u64,
 }
 
 impl ScoreSpec {
+    /// `strategy` with natural logarithms and seed 0.
     pub fn new(strategy: Strategy) -> Self {
         ScoreSpec {
             strategy,
@@ -280,6 +296,7 @@ pub fn random_priority(seed: u64, index: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// The splitmix64 mixer: a 64-bit hash with good avalanche.
 #[inline]
 pub fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -292,7 +309,9 @@ pub fn splitmix64(mut z: u64) -> u64 {
 /// when `a` ranks before `b` (higher priority, then lower index).
 #[derive(Clone, Copy, Debug)]
 pub struct Ranked {
+    /// Higher ranks first.
     pub priority: f64,
+    /// The global row: the lower wins a tie.
     pub index: u64,
 }
 

@@ -37,11 +37,17 @@ pub const RESERVED_KEYS: [&str; 6] = [
 
 /// One exported row of a batch.
 pub struct BatchRow<'a> {
+    /// 1 = picked first.
     pub rank: i64,
+    /// The item's row.
     pub index: usize,
+    /// The item's id.
     pub id: &'a str,
+    /// The strategy's score.
     pub score: f64,
+    /// The model's class.
     pub predicted: usize,
+    /// The model's probabilities.
     pub probabilities: &'a [f32],
     /// The item's data from `init --data` (a JSON object), if any.
     pub data: Option<&'a serde_json::Map<String, serde_json::Value>>,
@@ -49,8 +55,11 @@ pub struct BatchRow<'a> {
 
 /// What every task of a batch shares.
 pub struct BatchInfo<'a> {
+    /// Class names.
     pub classes: &'a [String],
+    /// The round's number.
     pub round: i64,
+    /// The strategy that picked the batch.
     pub strategy: Query,
     /// The workspace token.
     pub token: &'a str,
@@ -95,7 +104,9 @@ pub fn prediction(info: &BatchInfo, class: usize, score: f64, rank: i64) -> serd
 /// Batch formats, by the extension of `--out`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchFormat {
+    /// `id,index,score,predicted,p_CLASS...`.
     Csv,
+    /// One JSON object per item.
     Jsonl,
     /// Label Studio's task import JSON, with the prediction and the
     /// uncertainty score attached.
@@ -103,6 +114,7 @@ pub enum BatchFormat {
 }
 
 impl BatchFormat {
+    /// The format `p`'s extension names.
     pub fn from_path(p: &Path) -> Result<BatchFormat> {
         match p
             .extension()
@@ -121,6 +133,7 @@ impl BatchFormat {
     }
 }
 
+/// Writes the batch `rows` in `format`.
 pub fn write_batch(
     w: &mut dyn Write,
     format: BatchFormat,

@@ -50,16 +50,20 @@ impl Vote {
 /// receiving an update never counts a vote twice) and its vote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Annotation {
+    /// Label Studio's annotation id, when the file has one.
     pub key: Option<String>,
+    /// What the annotation says.
     pub vote: Vote,
 }
 
 /// Everything a file says about one item.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemLabels {
+    /// The item's row.
     pub row: usize,
     /// The rounds whose batches carried it (from `alpool_round`).
     pub rounds: Vec<i64>,
+    /// Its annotations in the file.
     pub annotations: Vec<Annotation>,
 }
 
@@ -68,15 +72,20 @@ pub struct ItemLabels {
 pub enum Shape {
     /// `id,label` with a header line.
     Csv,
+    /// Label Studio's JSON export.
     LabelStudioJson,
+    /// Label Studio's JSON_MIN export.
     LabelStudioJsonMin,
+    /// Label Studio's CSV export.
     LabelStudioCsv,
+    /// Label Studio's TSV export.
     LabelStudioTsv,
     /// One annotation from a Label Studio webhook.
     Webhook,
 }
 
 impl Shape {
+    /// How messages name the shape.
     pub fn name(self) -> &'static str {
         match self {
             Shape::Csv => "CSV id,label",
@@ -92,6 +101,7 @@ impl Shape {
 /// A label file, read and validated.
 #[derive(Clone, Debug)]
 pub struct LabelFile {
+    /// Which export shape it was.
     pub shape: Shape,
     /// One entry per item, in the order items first appear.
     pub items: Vec<ItemLabels>,
@@ -106,6 +116,7 @@ pub struct LabelFile {
 pub struct Expect<'a> {
     /// Item id → row.
     pub ids: &'a HashMap<String, usize>,
+    /// Class names.
     pub classes: &'a [String],
     /// The workspace token every task must carry.
     pub token: &'a str,
@@ -539,6 +550,7 @@ pub fn read_webhook(body: &Value, expect: &Expect) -> std::result::Result<LabelF
 /// What an item's votes decide.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
+    /// The votes chose this class.
     Label(usize),
     /// Not a label: why (annotators disagree, several choices ticked).
     Conflict(String),

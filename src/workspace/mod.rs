@@ -126,18 +126,24 @@ pub fn checkpoint(point: &str) {
 /// What `init` records.
 #[derive(Clone, Debug)]
 pub struct InitSpec {
+    /// The feature file.
     pub features: PathBuf,
+    /// Items in the pool.
     pub rows: usize,
+    /// Features per item.
     pub dim: usize,
+    /// Class names, in label order.
     pub classes: Vec<String>,
     /// Item ids, one per row (default: the row numbers).
     pub ids: Vec<String>,
     /// Seed labels (row, class), applied in the same transaction.
     pub seed_labels: Vec<(usize, usize)>,
+    /// Where the seed labels came from.
     pub seed_source: String,
     /// Per-item data that travels in every Label Studio task (a JSON
     /// object per row, from `--data`); its keys in first-seen order.
     pub data: Vec<(usize, serde_json::Map<String, serde_json::Value>)>,
+    /// Keys of the item data from `init --data`.
     pub data_keys: Vec<String>,
 }
 
@@ -166,15 +172,21 @@ impl Default for IngestOptions {
 pub struct IngestReport {
     /// Tasks (or lines) read, items they named, annotations among them.
     pub tasks: usize,
+    /// Items they named.
     pub items: usize,
+    /// Annotations among them.
     pub annotations: usize,
+    /// Items that got a new label.
     pub labeled: usize,
+    /// Items whose label was already the same.
     pub unchanged: usize,
+    /// Items whose label was replaced (`--overwrite`).
     pub overwritten: usize,
     /// Items whose votes are a conflict now (new or already recorded).
     pub conflicts: usize,
     /// Items with nothing but skips, and nothing but empty submits.
     pub skipped: usize,
+    /// Items with nothing but empty submits.
     pub empty: usize,
     /// Results of other controls, ignored.
     pub ignored_results: usize,
@@ -185,6 +197,7 @@ pub struct IngestReport {
 
 /// An open workspace.
 pub struct Workspace {
+    /// The workspace folder.
     pub dir: PathBuf,
     conn: Connection,
 }
@@ -194,10 +207,13 @@ pub struct Workspace {
 /// ticked in one annotation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conflict {
+    /// The item.
     pub index: usize,
+    /// Its stored label, if any.
     pub stored: Option<usize>,
     /// The class the votes chose, when they chose one.
     pub proposed: Option<usize>,
+    /// Why the votes did not make a label.
     pub reason: String,
     /// The file (or webhook) it came from.
     pub source: String,
@@ -219,7 +235,9 @@ pub struct Pick {
 /// One label as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelRow {
+    /// The item.
     pub index: usize,
+    /// Its class.
     pub class: usize,
 }
 
@@ -369,6 +387,7 @@ impl Workspace {
             .map_err(db_err(&p))
     }
 
+    /// A value of the workspace's metadata.
     pub fn meta(&self, key: &str) -> Result<String> {
         let p = self.path();
         self.conn
@@ -376,6 +395,7 @@ impl Workspace {
             .map_err(db_err(&p))
     }
 
+    /// Class names, in label order.
     pub fn classes(&self) -> Result<Vec<String>> {
         self.query("SELECT name FROM classes ORDER BY class", [], |r| r.get(0))
     }
@@ -400,6 +420,7 @@ impl Workspace {
             .collect()
     }
 
+    /// Every label, in the order they were stored.
     pub fn labels(&self) -> Result<Vec<LabelRow>> {
         self.query("SELECT idx, class FROM labels ORDER BY idx", [], |r| {
             Ok(LabelRow {

@@ -24,12 +24,16 @@ use crate::{Backend, Device, Job};
 
 /// What `next` is asked for.
 pub struct NextOptions {
+    /// Items to select.
     pub k: usize,
     /// A row-wise strategy, or a batch-aware one (embeddings: the model's
     /// last hidden layer).
     pub strategy: Query,
+    /// Seeds the random strategy and BADGE.
     pub seed: u64,
+    /// The model trained each round.
     pub learner: MlpConfig,
+    /// Where the selection runs.
     pub device: Device,
     /// The batch file; its extension picks the format.
     pub out: PathBuf,
@@ -40,12 +44,16 @@ pub struct NextOptions {
 
 /// What a round did.
 pub struct NextRound {
+    /// The round's number.
     pub round: i64,
+    /// Items in the batch.
     pub picked: usize,
     /// `None` when no label arrived since the last round, whose batch was
     /// exported again.
     pub trained: Option<TrainReport>,
+    /// Labels the model trained on.
     pub labels: usize,
+    /// Items scored.
     pub scored: u64,
 }
 

@@ -47,13 +47,17 @@ pub struct ServeOptions {
     pub addr: String,
     /// Required from every request when set.
     pub token: Option<String>,
+    /// The strategy behind the prediction scores.
     pub strategy: Strategy,
     /// Retrain after this many new labels (0: only on `/train`).
     pub retrain_every: usize,
     /// Batch size of the rounds retraining runs.
     pub k: usize,
+    /// How annotations become labels.
     pub ingest: IngestOptions,
+    /// The model retrained on them.
     pub learner: MlpConfig,
+    /// Seeds the random strategy.
     pub seed: u64,
     /// Worker threads answering requests.
     pub threads: usize,

@@ -12,9 +12,11 @@ use crate::learner::Mlp;
 /// The last round of a workspace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LastRound {
+    /// Its number.
     pub round: i64,
     /// Labels it was trained on.
     pub labels: i64,
+    /// Items it selected.
     pub selected: usize,
     /// The batch's scores: best, last, mean (none for an empty batch).
     pub scores: Option<(f64, f64, f64)>,
@@ -27,15 +29,21 @@ pub struct LastRound {
 /// A workspace's state, as `status` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Status {
+    /// Class names, in label order.
     pub classes: Vec<String>,
+    /// Every item's id, in row order.
     pub ids: Vec<String>,
     /// Labels per class, in class order.
     pub per_class: Vec<usize>,
+    /// Items with a label.
     pub labeled: usize,
+    /// The latest round, if any.
     pub last: Option<LastRound>,
     /// Unlabeled items only skipped so far.
     pub skipped: usize,
+    /// Items whose votes disagree, not yet resolved.
     pub open_conflicts: Vec<Conflict>,
+    /// Conflicts resolved so far.
     pub resolved_conflicts: usize,
 }
 
