@@ -59,9 +59,9 @@ fn row_index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * p.stride;
 }
 
-// The largest `lo` of the workgroup into wgmax[group].
-fn reduce_lo(lo: f32, li: u32, group: u32) {
-    scratch[li] = lo;
+// The largest of the workgroup's values `v` (every invocation gets it).
+fn workgroup_max(v: f32, li: u32) -> f32 {
+    scratch[li] = v;
     workgroupBarrier();
     for (var s = 128u; s > 0u; s = s >> 1u) {
         if (li < s) {
@@ -69,8 +69,14 @@ fn reduce_lo(lo: f32, li: u32, group: u32) {
         }
         workgroupBarrier();
     }
+    return scratch[0];
+}
+
+// The largest `lo` of the workgroup into wgmax[group].
+fn reduce_lo(lo: f32, li: u32, group: u32) {
+    let best = workgroup_max(lo, li);
     if (li == 0u) {
-        wgmax[group] = scratch[0];
+        wgmax[group] = best;
     }
 }
 
@@ -201,17 +207,10 @@ fn reduce(@builtin(local_invocation_index) li: u32) {
     for (var g = li; g < p.count; g = g + 256u) {
         best = max(best, wgmax[g]);
     }
-    scratch[li] = best;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s = s >> 1u) {
-        if (li < s) {
-            scratch[li] = max(scratch[li], scratch[li + s]);
-        }
-        workgroupBarrier();
-    }
+    let top = workgroup_max(best, li);
     if (li == 0u) {
         atomicStore(&found[0], 0u);
-        atomicStore(&found[1], bitcast<u32>(scratch[0]));
+        atomicStore(&found[1], bitcast<u32>(top));
     }
 }
 

@@ -1,4 +1,7 @@
 // alpool's GPU kernels: score every row of a chunk, then a radix select on
+// (The codes STRATEGY_*, INPUT_*, STATUS_* and the counter slots are
+// defined once in src/backend/gpu.rs, `codes`, and prepended to this file.)
+//
 // the scores' order-preserving keys (histogram passes over 8-bit digits) and
 // a compaction of the rows at or above the cut. Only O(k) row indices leave
 // the GPU. The formulas mirror src/score/ (canonical definitions) and
@@ -8,8 +11,8 @@
 struct Params {
     rows: u32,
     classes: u32,
-    strategy: u32,   // 0 least confidence, 1 margin, 2 entropy, 3 ratio, 4 random
-    input: u32,      // 0 probabilities, 1 logits, 2 probabilities to renormalize
+    strategy: u32,   // STRATEGY_*
+    input: u32,      // INPUT_*
     tol: f32,
     slack: f32,
     inv_temp: f32,
@@ -31,12 +34,12 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> rows: array<f32>;
 @group(0) @binding(2) var<storage, read_write> keys: array<u32>;
-// 0 scored, 1 row sum too close to the tolerance for f32 (host decides),
-// 2 invalid value, 3 excluded.
+// STATUS_SCORED, STATUS_UNDECIDED (row sum too close to the tolerance for
+// f32: the host decides), STATUS_INVALID, STATUS_EXCLUDED.
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
 @group(0) @binding(4) var<storage, read> excl: array<u32>;
 @group(0) @binding(5) var<storage, read_write> hist: array<atomic<u32>, 256>;
-// [0] candidates, [1] first invalid row, [2] undecided rows
+// [COUNT_CANDIDATES], [FIRST_INVALID] row, [COUNT_UNDECIDED] rows
 @group(0) @binding(6) var<storage, read_write> counters: array<atomic<u32>, 4>;
 // (row, key) pairs
 @group(0) @binding(7) var<storage, read_write> cand: array<u32>;
@@ -146,9 +149,9 @@ fn random_priority(r: u32) -> f32 {
 }
 
 fn invalid(r: u32) {
-    status[r] = 2u;
+    status[r] = STATUS_INVALID;
     keys[r] = 0u;
-    atomicMin(&counters[1], r);
+    atomicMin(&counters[FIRST_INVALID], r);
 }
 
 @compute @workgroup_size(WG)
@@ -158,7 +161,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     if ((excl[r >> 5u] >> (r & 31u)) & 1u) == 1u {
-        status[r] = 3u;
+        status[r] = STATUS_EXCLUDED;
         keys[r] = 0u;
         return;
     }
@@ -166,7 +169,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a = 0.0;
     var b = 0.0;
     var h = 0.0;
-    if P.input != 1u {
+    if P.input != INPUT_LOGITS {
         var s = 0.0;
         for (var j = 0u; j < P.classes; j = j + 1u) {
             let x = rows[base + j];
@@ -177,16 +180,16 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
             s = s + x;
         }
         var scale = 1.0;
-        if P.input == 2u {
+        if P.input == INPUT_RENORMALIZE {
             if s == 0.0 {
                 invalid(r);
                 return;
             }
             scale = 1.0 / s;
         } else if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
-            status[r] = 1u;
+            status[r] = STATUS_UNDECIDED;
             keys[r] = 0u;
-            let i = atomicAdd(&counters[2], 1u);
+            let i = atomicAdd(&counters[COUNT_UNDECIDED], 1u);
             unc[i] = r;
             return;
         }
@@ -195,7 +198,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
             let lo = min(a, x);
             a = max(a, x);
             b = max(b, lo);
-            if P.strategy == 2u {
+            if P.strategy == STRATEGY_ENTROPY {
                 h = h + plogp(x);
             }
         }
@@ -218,20 +221,20 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
             let lo = min(a, x);
             a = max(a, x);
             b = max(b, lo);
-            if P.strategy == 2u {
+            if P.strategy == STRATEGY_ENTROPY {
                 h = h + plogp(x);
             }
         }
     }
     var pri: f32;
     switch P.strategy {
-        case 0u: { pri = 1.0 - a; }
-        case 1u: { pri = -(a - b); }
-        case 2u: { pri = -h * P.inv_ln_b; }
-        case 3u: { pri = b / a; }
+        case STRATEGY_LEAST_CONFIDENCE: { pri = 1.0 - a; }
+        case STRATEGY_MARGIN: { pri = -(a - b); }
+        case STRATEGY_ENTROPY: { pri = -h * P.inv_ln_b; }
+        case STRATEGY_RATIO: { pri = b / a; }
         default: { pri = random_priority(r); }
     }
-    status[r] = 0u;
+    status[r] = STATUS_SCORED;
     keys[r] = ordered(pri);
 }
 
@@ -242,7 +245,7 @@ fn histogram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoc
     atomicStore(&local_hist[li], 0u);
     workgroupBarrier();
     let r = gid.x + gid.y * P.stride;
-    if r < P.rows && status[r] == 0u {
+    if r < P.rows && status[r] == STATUS_SCORED {
         let k = keys[r];
         if k >= P.floor_key && (k & P.prefix_mask) == P.prefix {
             atomicAdd(&local_hist[(k >> P.shift) & 255u], 1u);
@@ -258,8 +261,8 @@ fn histogram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoc
 @compute @workgroup_size(WG)
 fn compact(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x + gid.y * P.stride;
-    if r < P.rows && status[r] == 0u && keys[r] >= P.cut_key {
-        let i = atomicAdd(&counters[0], 1u);
+    if r < P.rows && status[r] == STATUS_SCORED && keys[r] >= P.cut_key {
+        let i = atomicAdd(&counters[COUNT_CANDIDATES], 1u);
         if i < P.cap {
             cand[2u * i] = r;
             cand[2u * i + 1u] = keys[r];

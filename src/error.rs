@@ -274,6 +274,7 @@ impl Error {
         }
     }
 
+    #[cfg(feature = "learner")]
     pub(crate) fn model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Model {
             path: path.into(),

@@ -27,22 +27,27 @@
 //!
 //! Layout: [`api`] is the front door, [`pool`] reads pools, [`score`] defines the strategies,
 //! [`select`] keeps the top k exact, [`backend`] runs the work (rayon CPU,
-//! wgpu GPU), [`learner`] is the candle MLP, [`al`] the active-learning
+//! wgpu GPU), [`batch`] the batch-aware strategies, [`learner`] the MLP (fused
+//! f32 kernels, candle as the reference), [`al`] the active-learning
 //! loop, [`report`] writes results, [`bench`] measures.
 
+#[cfg(feature = "learner")]
 pub mod al;
 pub mod api;
 pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod error;
+#[cfg(feature = "learner")]
 pub mod features;
+#[cfg(feature = "learner")]
 pub mod learner;
 pub mod part;
 pub mod pool;
 pub mod report;
 pub mod score;
 pub mod select;
+#[cfg(feature = "workspace")]
 pub mod workspace;
 
 pub use api::{Backend, Outcome, Run, score, select, select_on, select_with};

@@ -183,6 +183,7 @@ pub struct StreamSummary {
 }
 
 /// A held-out test set for the checkpoints.
+#[derive(Clone, Copy)]
 pub struct TestSet<'a> {
     /// Row-major features.
     pub x: &'a [f32],

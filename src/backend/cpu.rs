@@ -260,7 +260,8 @@ kernel_variant!(
     true
 );
 kernel_variant!(
-    /// The flat pass (validation, entropy's logarithms) may use 16 lanes.
+    /// The 8-row path, with the flat pass over the rows it leaves
+    /// (validation, entropy's logarithms) free to use 16 lanes.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     plain_probs_avx512,
@@ -300,8 +301,6 @@ fn plain_probs<const C: usize, E: Emit, const V: bool>(
     let n = rows.len() / c;
     let vector =
         cfg!(target_arch = "x86_64") && V && C > 0 && job.spec.strategy != Strategy::Random;
-    // Rows the 8-row SIMD path takes; it checks their values itself.
-
     // The 8-row path checks the values it gathers (every value of its rows
     // passes through exactly one gather); the rows it leaves, and the whole
     // chunk without it, are checked here over the flat slice.

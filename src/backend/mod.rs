@@ -3,7 +3,15 @@
 //! exactness rule that makes this possible).
 
 pub mod cpu;
+#[cfg(feature = "gpu")]
 pub mod gpu;
+/// Without the `gpu` feature: the same names, and a [`gpu::Gpu`] that
+/// cannot be opened (so every GPU branch is statically dead).
+#[cfg(not(feature = "gpu"))]
+#[path = "no_gpu.rs"]
+pub mod gpu;
+
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::pool::{Exclusions, Pool};
@@ -155,4 +163,46 @@ pub fn canonical_ranked<T: score::input::Stored>(
         priority: job.spec.strategy.priority(s),
         index,
     })
+}
+
+/// One adapter as `alpool devices` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    /// The adapter's name.
+    pub name: String,
+    /// Vulkan, Metal, DX12 or GL.
+    pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
+    pub device_type: String,
+    /// The driver and its version.
+    pub driver: String,
+    /// The largest storage buffer one binding may hold.
+    pub max_storage_buffer_binding_size: u64,
+    /// The largest buffer.
+    pub max_buffer_size: u64,
+    /// Workgroups per dispatch dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Whether the adapter is itself a CPU (lavapipe, llvmpipe).
+    pub is_cpu: bool,
+}
+
+/// Where a GPU selection spent its time, and what it sent back.
+#[derive(Clone, Debug, Default)]
+pub struct Phases {
+    /// Converting and copying rows to the device.
+    pub upload: Duration,
+    /// The scoring kernel.
+    pub score: Duration,
+    /// The radix select and compaction.
+    pub topk: Duration,
+    /// Copying the candidates back.
+    pub readback: Duration,
+    /// Re-scoring the candidates canonically.
+    pub refine: Duration,
+    /// Chunks the pool was split into.
+    pub chunks: u64,
+    /// Rows sent back to the host and re-scored canonically.
+    pub candidates: u64,
+    /// Largest |GPU f32 priority − canonical priority| among them.
+    pub max_score_diff: f64,
 }

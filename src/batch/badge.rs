@@ -37,9 +37,10 @@
 use std::os::unix::fs::FileExt;
 
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
-use super::gpu::{Resident, Terms, Update};
+use super::gpu::Resident;
 use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
 use super::{BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
+use super::{Terms, Update};
 use super::{check_embedding_rows, par_pass, read_rows};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;

@@ -12,11 +12,12 @@
 //! distance to every centre.
 
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32, with_simd};
-use super::gpu::{Resident, Terms, Update};
+use super::gpu::Resident;
 use super::{
     BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass,
 };
 use super::{EMBED_LIMIT, read_rows};
+use super::{Terms, Update};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};

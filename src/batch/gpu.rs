@@ -12,36 +12,13 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Bufs, Contenders, check_embedding_rows, read_rows};
+use super::{Bufs, Contenders, Terms, Update, check_embedding_rows, read_rows};
 use crate::backend::gpu::{Gpu, program};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
 /// Candidate slots read back per pick.
 const CAP: u32 = 4096;
-
-/// Which update a pass runs: the shader's `kind`.
-#[derive(Clone, Copy)]
-pub(crate) enum Update {
-    Coreset = 0,
-    Badge = 1,
-}
-
-/// The bound terms and random stream a pass needs (rounded up to f32 on
-/// the way in).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Terms {
-    pub eps: f64,
-    pub abs: f64,
-    pub eta_a: f64,
-    pub eta_e: f64,
-    pub under: f64,
-    pub emax: f64,
-    pub gmax: f64,
-    pub exp_rel: f64,
-    pub seed: u64,
-    pub t: u32,
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Pod, Zeroable)]

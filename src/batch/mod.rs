@@ -24,6 +24,10 @@ pub mod badge;
 pub mod cluster_margin;
 pub mod coreset;
 pub mod dist;
+#[cfg(feature = "gpu")]
+mod gpu;
+#[cfg(not(feature = "gpu"))]
+#[path = "no_gpu.rs"]
 mod gpu;
 pub mod hac;
 pub mod rng;
@@ -499,4 +503,28 @@ pub(crate) fn mark<T: Copy>(state: &mut [T], rows: &[u64], value: T) {
     for &r in rows {
         state[r as usize] = value;
     }
+}
+
+/// Which update a pass runs: the shader's `kind`.
+#[derive(Clone, Copy)]
+pub(crate) enum Update {
+    Coreset = 0,
+    Badge = 1,
+}
+
+/// The bound terms and random stream a pass needs (rounded up to f32 on
+/// the way in).
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub(crate) struct Terms {
+    pub eps: f64,
+    pub abs: f64,
+    pub eta_a: f64,
+    pub eta_e: f64,
+    pub under: f64,
+    pub emax: f64,
+    pub gmax: f64,
+    pub exp_rel: f64,
+    pub seed: u64,
+    pub t: u32,
 }

@@ -87,22 +87,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return model_mode(&a, model);
     }
     let dir = tempfile::tempdir()?;
-    let path = match (&a.pool, &a.keep) {
-        (Some(p), _) => p.clone(),
-        (None, keep) => {
-            let p = keep
-                .clone()
-                .unwrap_or_else(|| dir.path().join("bench_pool.npy"));
-            eprintln!(
-                "generating a {} x {} float32 pool at {} ...",
-                a.rows,
-                a.classes,
-                p.display()
-            );
-            synth::write_softmax_pool(&p, a.rows, a.classes, 7)?;
-            p
-        }
-    };
+    let path = bench_pool_path(&a, dir.path())?;
     let pool = Pool::open(&[&path])?;
     let mb = pool.data_bytes() as f64 / 1e6;
     println!(
@@ -120,17 +105,57 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         rayon::current_num_threads(),
         cpu::kernel_variant()
     );
-
     if a.whole_process || a.cold {
         whole_process(&a, &path, mb)?;
     }
     if a.no_in_process {
         return Ok(());
     }
+    let floors = read_floors(&a, &pool, &path, mb);
+    let gpu = bench_gpu(&a)?;
+    println!(
+        "{:<17} {:>36} {:>9} {:>9} {:>10} {:>8}",
+        "strategy",
+        "alpool select (mean ± σ [min … max])",
+        "/ floor",
+        "/ dd",
+        "extra mem",
+        "refined"
+    );
+    for s in &a.strategies {
+        bench_strategy(&a, &pool, (*s).into(), floors, gpu.as_ref())?;
+    }
+    println!(
+        "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
+         extra mem: peak heap bytes above the level before the run (the mapped file is not counted)."
+    );
+    Ok(())
+}
+
+/// The pool to measure: `--pool`, or a synthetic one written to `--keep`
+/// or into `dir`.
+fn bench_pool_path(a: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(p) = &a.pool {
+        return Ok(p.clone());
+    }
+    let p = a.keep.clone().unwrap_or_else(|| dir.join("bench_pool.npy"));
+    eprintln!(
+        "generating a {} x {} float32 pool at {} ...",
+        a.rows,
+        a.classes,
+        p.display()
+    );
+    synth::write_softmax_pool(&p, a.rows, a.classes, 7)?;
+    Ok(p)
+}
+
+/// The two read floors' mean seconds: a parallel read of the mapped bytes,
+/// and a sequential read as dd does it.
+fn read_floors(a: &BenchArgs, pool: &Pool, path: &std::path::Path, mb: f64) -> (f64, f64) {
     let chunk =
-        Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0).rows_per_chunk(&pool);
-    let (floor, _) = Timing::measure(1, a.runs, || read_pass(&pool, chunk));
-    let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[&path]));
+        Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0).rows_per_chunk(pool);
+    let (floor, _) = Timing::measure(1, a.runs, || read_pass(pool, chunk));
+    let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[path]));
     println!(
         "read floor, parallel read of the mapped bytes: {}  = {:5.1} GB/s",
         floor.describe(),
@@ -143,107 +168,82 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     );
     warn_noise(&floor);
     warn_noise(&dd);
-    let gpu = if a.device.contains(&BenchDevice::Gpu) {
-        let g = Gpu::new(a.adapter.as_deref())?;
-        println!(
-            "GPU: {} ({}, {}, {})\n",
-            g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
-        );
-        Some(g)
-    } else {
-        None
-    };
-    println!(
-        "{:<17} {:>36} {:>9} {:>9} {:>10} {:>8}",
-        "strategy",
-        "alpool select (mean ± σ [min … max])",
-        "/ floor",
-        "/ dd",
-        "extra mem",
-        "refined"
-    );
-    for s in &a.strategies {
-        let strategy: Strategy = (*s).into();
-        let spec = ScoreSpec {
-            strategy,
-            log_base: LogBase::E,
-            seed: 1,
-        };
-        let job = Job::new(spec, InputForm::probs_for(&pool), a.k);
-        let mut cpu_mean = None;
-        if a.device.contains(&BenchDevice::Cpu) {
-            let (t, sel) = Timing::measure(1, a.runs, || cpu::select(&pool, &job, &Silent));
-            let sel = sel?;
-            let (_, mem) = peak_extra_memory(|| cpu::select(&pool, &job, &Silent));
-            println!(
-                "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
-                strategy.name(),
-                t.describe(),
-                t.mean() / floor.mean(),
-                t.mean() / dd.mean(),
-                mib(mem),
-                sel.refined
-            );
-            warn_noise(&t);
-            cpu_mean = Some(t.mean());
-        }
-        if let Some(g) = &gpu {
-            let (t, r) = Timing::measure(1, a.runs, || gpu::select(g, &pool, &job, &Silent));
-            let (sel, p) = r?;
-            let (_, mem) = peak_extra_memory(|| gpu::select(g, &pool, &job, &Silent));
-            println!(
-                "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
-                format!("  gpu {}", strategy.name()),
-                t.describe(),
-                t.mean() / floor.mean(),
-                t.mean() / dd.mean(),
-                mib(mem),
-                sel.refined
-            );
-            warn_noise(&t);
-            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-            println!(
-                "    phases (last run): upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms; {} chunks{}",
-                ms(p.upload),
-                ms(p.score),
-                ms(p.topk),
-                ms(p.readback),
-                ms(p.refine),
-                p.chunks,
-                cpu_mean.map_or(String::new(), |c| format!(
-                    "; GPU / CPU = {:.2}",
-                    t.mean() / c
-                ))
-            );
-        }
+    (floor.mean(), dd.mean())
+}
+
+/// The GPU `--device` asks for, described.
+fn bench_gpu(a: &BenchArgs) -> anyhow::Result<Option<Gpu>> {
+    if !a.device.contains(&BenchDevice::Gpu) {
+        return Ok(None);
     }
+    let g = Gpu::new(a.adapter.as_deref())?;
     println!(
-        "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
-         extra mem: peak heap bytes above the level before the run (the mapped file is not counted)."
+        "GPU: {} ({}, {}, {})\n",
+        g.adapter.name, g.adapter.backend, g.adapter.device_type, g.adapter.driver
     );
+    Ok(Some(g))
+}
+
+/// One strategy's row of the table on each device asked for.
+fn bench_strategy(
+    a: &BenchArgs,
+    pool: &Pool,
+    strategy: Strategy,
+    (floor, dd): (f64, f64),
+    gpu: Option<&Gpu>,
+) -> anyhow::Result<()> {
+    let spec = ScoreSpec {
+        strategy,
+        log_base: LogBase::E,
+        seed: 1,
+    };
+    let job = Job::new(spec, InputForm::probs_for(pool), a.k);
+    let row = |name: String, t: &Timing, mem: Option<u64>, refined: u64| {
+        println!(
+            "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
+            name,
+            t.describe(),
+            t.mean() / floor,
+            t.mean() / dd,
+            mib(mem),
+            refined
+        );
+        warn_noise(t);
+    };
+    let mut cpu_mean = None;
+    if a.device.contains(&BenchDevice::Cpu) {
+        let (t, sel) = Timing::measure(1, a.runs, || cpu::select(pool, &job, &Silent));
+        let sel = sel?;
+        let (_, mem) = peak_extra_memory(|| cpu::select(pool, &job, &Silent));
+        row(strategy.name().into(), &t, mem, sel.refined);
+        cpu_mean = Some(t.mean());
+    }
+    if let Some(g) = gpu {
+        let (t, r) = Timing::measure(1, a.runs, || gpu::select(g, pool, &job, &Silent));
+        let (sel, p) = r?;
+        let (_, mem) = peak_extra_memory(|| gpu::select(g, pool, &job, &Silent));
+        row(format!("  gpu {}", strategy.name()), &t, mem, sel.refined);
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "    phases (last run): upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms; {} chunks{}",
+            ms(p.upload),
+            ms(p.score),
+            ms(p.topk),
+            ms(p.readback),
+            ms(p.refine),
+            p.chunks,
+            cpu_mean.map_or(String::new(), |c| format!(
+                "; GPU / CPU = {:.2}",
+                t.mean() / c
+            ))
+        );
+    }
     Ok(())
 }
 
 /// `alpool select` as a whole process against `dd bs=8M`, page-cached
 /// (--whole-process) and cold (--cold).
 fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Result<()> {
-    use alpool::bench::{alternate, children_max_rss, evict, page_cache_bytes};
-    use std::process::Command;
-    let exe = std::env::current_exe()?;
-    let file = path.to_str().unwrap_or_default();
-    let dd = || {
-        let mut c = Command::new("dd");
-        c.args([&format!("if={file}"), "of=/dev/null", "bs=8M"]);
-        c
-    };
-    let select = |s: Strategy, read: super::select::ReadArg| {
-        let mut c = Command::new(&exe);
-        c.args(["select", file, "--quiet", "--device", "cpu", "-k"])
-            .arg(a.k.to_string())
-            .args(["--strategy", s.name(), "--read"])
-            .arg(format!("{read:?}").to_lowercase());
-        c
-    };
     let modes: Vec<bool> = [a.whole_process.then_some(false), a.cold.then_some(true)]
         .into_iter()
         .flatten()
@@ -265,34 +265,8 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
             "strategy", "read", "select", "dd", "/ dd", "peak RSS", "cache growth"
         );
         for s in &a.strategies {
-            let strategy: Strategy = (*s).into();
             for &read in &a.read_paths {
-                let (mut sel, mut d) = (select(strategy, read), dd());
-                if !cold {
-                    alternate(&mut sel, &mut d, 1, || {})?;
-                }
-                if cold {
-                    let _ = evict(path);
-                }
-                let cache_before = page_cache_bytes().unwrap_or(0);
-                let mut growth = 0i64;
-                let (ts, td) = alternate(&mut sel, &mut d, a.runs, || {
-                    if cold {
-                        let _ = evict(path);
-                    }
-                    let now = page_cache_bytes().unwrap_or(0) as i64;
-                    growth = growth.max(now - cache_before as i64);
-                })?;
-                println!(
-                    "{:<17} {:>6} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>8.0} MiB {:>10.0} MiB",
-                    strategy.name(),
-                    format!("{read:?}").to_lowercase(),
-                    ts.median() * 1e3,
-                    td.median() * 1e3,
-                    ts.median() / td.median(),
-                    children_max_rss() as f64 / (1 << 20) as f64,
-                    growth as f64 / (1 << 20) as f64
-                );
+                whole_process_row(a, path, (*s).into(), read, cold)?;
             }
         }
     }
@@ -303,10 +277,55 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
     Ok(())
 }
 
+/// One strategy and read path as a whole process, alternated with dd.
+fn whole_process_row(
+    a: &BenchArgs,
+    path: &std::path::Path,
+    strategy: Strategy,
+    read: super::select::ReadArg,
+    cold: bool,
+) -> anyhow::Result<()> {
+    use alpool::bench::{alternate, children_max_rss, evict, page_cache_bytes};
+    use std::process::Command;
+    let file = path.to_str().unwrap_or_default();
+    let mut d = Command::new("dd");
+    d.args([&format!("if={file}"), "of=/dev/null", "bs=8M"]);
+    let read_name = format!("{read:?}").to_lowercase();
+    let mut sel = Command::new(std::env::current_exe()?);
+    sel.args(["select", file, "--quiet", "--device", "cpu", "-k"])
+        .arg(a.k.to_string())
+        .args(["--strategy", strategy.name(), "--read", &read_name]);
+    if cold {
+        let _ = evict(path);
+    } else {
+        alternate(&mut sel, &mut d, 1, || {})?;
+    }
+    let cache_before = page_cache_bytes().unwrap_or(0);
+    let mut growth = 0i64;
+    let (ts, td) = alternate(&mut sel, &mut d, a.runs, || {
+        if cold {
+            let _ = evict(path);
+        }
+        let now = page_cache_bytes().unwrap_or(0) as i64;
+        growth = growth.max(now - cache_before as i64);
+    })?;
+    println!(
+        "{:<17} {:>6} {:>9.1} ms {:>9.1} ms {:>7.2}x {:>8.0} MiB {:>10.0} MiB",
+        strategy.name(),
+        read_name,
+        ts.median() * 1e3,
+        td.median() * 1e3,
+        ts.median() / td.median(),
+        children_max_rss() as f64 / (1 << 20) as f64,
+        growth as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
 /// The fused path against predict-then-select, same model, same features,
 /// same run: rows/s and the exact extra heap of each.
 fn model_mode(a: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
-    use alpool::features::{FeaturePool, select_features};
+    use alpool::features::FeaturePool;
     let m = alpool::learner::Mlp::load(model)?;
     let features = FeaturePool::open(&a.features)?;
     let rows = features.rows();
@@ -336,50 +355,60 @@ fn model_mode(a: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
         "fused mem"
     );
     for s in &a.strategies {
-        let spec = ScoreSpec {
-            strategy: (*s).into(),
-            log_base: LogBase::E,
-            seed: 1,
-        };
-        let input = InputForm::Probs {
-            renormalize: true,
-            sum_tol: 1e-3,
-        };
-        let job = Job::new(spec, input, a.k);
-        let (fused, sel) =
-            Timing::measure(1, a.runs, || select_features(&m, &features, &job, &Silent));
-        let sel = sel?;
-        let (_, mem) = peak_extra_memory(|| select_features(&m, &features, &job, &Silent));
-        let two_step = || -> alpool::Result<alpool::Selection> {
-            let mut probs = Vec::with_capacity(rows as usize * m.classes());
-            features.predict_blocks(&m, &Silent, &mut |_, p| {
-                probs.extend_from_slice(p);
-                Ok(())
-            })?;
-            let pool = Pool::from_f32(&probs, m.classes())?;
-            cpu::select(&pool, &job, &Silent)
-        };
-        let (two, other) = Timing::measure(1, a.runs, two_step);
-        if other?.entries != sel.entries {
-            anyhow::bail!(
-                "the fused selection differs from predict + select: a bug, please report it"
-            );
-        }
-        let per_s = |t: &Timing| rows as f64 / t.mean();
-        println!(
-            "{:<17} {:>36} {:>12.0} {:>36} {:>12.0} {:>7.2}x {:>10}",
-            spec.strategy.name(),
-            fused.describe(),
-            per_s(&fused),
-            two.describe(),
-            per_s(&two),
-            two.mean() / fused.mean(),
-            mib(mem)
-        );
+        model_row(a, &m, &features, (*s).into())?;
     }
     println!(
         "\nBoth paths give the same selection (checked on every strategy above). fused mem: peak heap above\n\
          the level before the run (no N x C matrix; the mapped features are not counted)."
+    );
+    Ok(())
+}
+
+/// One strategy: the fused path and predict + select, checked equal.
+fn model_row(
+    a: &BenchArgs,
+    m: &alpool::learner::Mlp,
+    features: &alpool::features::FeaturePool,
+    strategy: Strategy,
+) -> anyhow::Result<()> {
+    use alpool::features::select_features;
+    let rows = features.rows();
+    let spec = ScoreSpec {
+        strategy,
+        log_base: LogBase::E,
+        seed: 1,
+    };
+    let input = InputForm::Probs {
+        renormalize: true,
+        sum_tol: 1e-3,
+    };
+    let job = Job::new(spec, input, a.k);
+    let (fused, sel) = Timing::measure(1, a.runs, || select_features(m, features, &job, &Silent));
+    let sel = sel?;
+    let (_, mem) = peak_extra_memory(|| select_features(m, features, &job, &Silent));
+    let two_step = || -> alpool::Result<alpool::Selection> {
+        let mut probs = Vec::with_capacity(rows as usize * m.classes());
+        features.predict_blocks(m, &Silent, &mut |_, p| {
+            probs.extend_from_slice(p);
+            Ok(())
+        })?;
+        let pool = Pool::from_f32(&probs, m.classes())?;
+        cpu::select(&pool, &job, &Silent)
+    };
+    let (two, other) = Timing::measure(1, a.runs, two_step);
+    if other?.entries != sel.entries {
+        anyhow::bail!("the fused selection differs from predict + select: a bug, please report it");
+    }
+    let per_s = |t: &Timing| rows as f64 / t.mean();
+    println!(
+        "{:<17} {:>36} {:>12.0} {:>36} {:>12.0} {:>7.2}x {:>10}",
+        strategy.name(),
+        fused.describe(),
+        per_s(&fused),
+        two.describe(),
+        per_s(&two),
+        two.mean() / fused.mean(),
+        mib(mem)
     );
     Ok(())
 }

@@ -12,7 +12,7 @@ use alpool::al::simulate::{SimConfig, TestSet};
 use alpool::al::stopping::StopConfig;
 use alpool::backend::{Job, Silent, cpu};
 use alpool::learner::MlpConfig;
-use alpool::pool::{npy, synth};
+use alpool::pool::synth;
 use alpool::score::{self, LogBase};
 use alpool::{InputForm, Pool, ScoreSpec, Strategy};
 
@@ -72,29 +72,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
-    println!("The textbook example: d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3)\n");
-    println!("{:<18} {:>10} {:>10}  prefers", "strategy", "d1", "d2");
-    let rows = [[0.9f64, 0.09, 0.01], [0.2, 0.5, 0.3]];
-    for (strategy, base, label) in [
-        (Strategy::LeastConfidence, LogBase::E, "least-confidence"),
-        (Strategy::Margin, LogBase::E, "margin"),
-        (Strategy::Entropy, LogBase::Ten, "entropy (log10)"),
-        (Strategy::Ratio, LogBase::E, "ratio"),
-    ] {
-        let spec = ScoreSpec {
-            strategy,
-            log_base: base,
-            seed: 0,
-        };
-        let s: Vec<f64> = rows
-            .iter()
-            .map(|p| score::canonical_score(&spec, p, 0))
-            .collect();
-        let pr: Vec<f64> = s.iter().map(|&x| strategy.priority(x)).collect();
-        let best = if pr[1] > pr[0] { "d2" } else { "d1" };
-        println!("{label:<18} {:>10.4} {:>10.4}  {best}", s[0], s[1]);
-    }
-
+    textbook_example();
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("demo_pool.npy");
     let t = Instant::now();
@@ -125,13 +103,9 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
             .collect();
         println!("{:<17} {:>7.1} ms  {}", strategy.name(), ms, top.join("  "));
     }
-    let mut row = vec![0f32; a.classes];
-    let sel = cpu::select(
-        &pool,
-        &Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1),
-        &Silent,
-    )?;
-    if let Some(e) = sel.entries.first() {
+    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1);
+    if let Some(e) = cpu::select(&pool, &job, &Silent)?.entries.first() {
+        let mut row = vec![0f32; a.classes];
         pool.row_f32(e.index, &mut row)?;
         println!(
             "\nThe most ambiguous row by margin, {}: {:.3?}",
@@ -139,6 +113,31 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!("\nNext: alpool select YOUR_POOL.npy --strategy margin -k 1000 --out batch.csv");
-    let _ = npy::DType::F32;
     Ok(())
+}
+
+/// d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
+fn textbook_example() {
+    println!("The textbook example: d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3)\n");
+    println!("{:<18} {:>10} {:>10}  prefers", "strategy", "d1", "d2");
+    let rows = [[0.9f64, 0.09, 0.01], [0.2, 0.5, 0.3]];
+    for (strategy, base, label) in [
+        (Strategy::LeastConfidence, LogBase::E, "least-confidence"),
+        (Strategy::Margin, LogBase::E, "margin"),
+        (Strategy::Entropy, LogBase::Ten, "entropy (log10)"),
+        (Strategy::Ratio, LogBase::E, "ratio"),
+    ] {
+        let spec = ScoreSpec {
+            strategy,
+            log_base: base,
+            seed: 0,
+        };
+        let s: Vec<f64> = rows
+            .iter()
+            .map(|p| score::canonical_score(&spec, p, 0))
+            .collect();
+        let pr: Vec<f64> = s.iter().map(|&x| strategy.priority(x)).collect();
+        let best = if pr[1] > pr[0] { "d2" } else { "d1" };
+        println!("{label:<18} {:>10.4} {:>10.4}  {best}", s[0], s[1]);
+    }
 }

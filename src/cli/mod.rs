@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand};
 /// returns the k most informative, exactly (ties go to the lower row index),
 /// reading the pool memory-mapped in chunks, so it may be larger than RAM;
 /// on the CPU or a GPU. `simulate`, `stream` and `synthesize` run the three
-/// active-learning scenarios with a candle MLP learner.
+/// active-learning scenarios with an MLP learner (fused f32 kernels; candle
+/// as the reference), and batch-aware strategies pick diverse batches.
 #[derive(Parser, Debug)]
 #[command(name = "alpool", version, propagate_version = true)]
 pub struct Cli {

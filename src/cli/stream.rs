@@ -207,116 +207,156 @@ pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
         .map(parse_range)
         .transpose()?
         .unwrap_or(0..0);
-    let (test_x, test_y) = match (&a.features, &labels) {
-        (Some(f), Some(y)) if !test_rows.is_empty() => {
-            let s = NpyStream::open(f, 0..0)?;
-            let rows: Vec<usize> = test_rows.clone().collect();
-            let x: Vec<f32> = rows.iter().flat_map(|&r| s.row(r)).collect();
-            (x, rows.iter().map(|&r| y[r]).collect::<Vec<usize>>())
-        }
-        _ => (Vec::new(), Vec::new()),
-    };
-    let mut summaries = Vec::new();
-    let mut curves_data = Vec::new();
-    let mut preq = String::new();
+    let (test_x, test_y) = stream_test_set(&a, labels.as_deref(), &test_rows)?;
+    let test = (!test_y.is_empty()).then_some(stream::TestSet {
+        x: &test_x,
+        y: &test_y,
+    });
+    let mut results = Vec::new();
     for rule_arg in &a.rules {
         let rule = match rule_arg {
             RuleArg::Threshold => Rule::Threshold(a.threshold),
             RuleArg::VariableUncertainty => Rule::VariableUncertainty { step: a.step },
             RuleArg::Random => Rule::Random,
         };
-        let (mut source, dim, unit_images): (Items, usize, bool) = match &a.features {
-            Some(f) => {
-                let s = NpyStream::open(f, test_rows.clone())?;
-                let (d, u) = (s.dim(), s.unit_images());
-                (Box::new(s), d, u)
-            }
-            None => {
-                // The dimension comes from the first line.
-                let mut t = TextStream::new(BufReader::new(std::io::stdin()), "<stdin>").peekable();
-                let d = match t.peek() {
-                    Some(Ok((_, v))) => v.len(),
-                    Some(Err(_)) => {
-                        return Err(t
-                            .next()
-                            .and_then(|r| r.err())
-                            .map(anyhow::Error::from)
-                            .unwrap_or_else(|| anyhow::anyhow!("bad input")));
-                    }
-                    None => anyhow::bail!("standard input is empty"),
-                };
-                (Box::new(t), d, false)
-            }
-        };
-        let scaling = stream_scaling(&a, dim, unit_images)?;
-        let cfg = StreamConfig {
-            strategy: a.strategy.into(),
-            rule,
-            budget: a.budget,
-            window: a.window,
-            seed_size: a.seed_size,
-            update_every: a.update_every,
-            warm_start: a.warm_start,
-            mlp: a.learner.config(a.seed),
-            max_labeled: a.max_labeled,
-            checkpoint_every: a.checkpoint_every,
-            seed: a.seed,
-            scaling,
-        };
-        let name = rule.name();
-        let file = if a.rules.len() == 1 {
-            "decisions.jsonl".to_string()
-        } else {
-            format!("decisions-{name}.jsonl")
-        };
-        let path = a.out.join(&file);
-        let mut summary = None;
-        atomic_write(&path, |w| {
-            let mut on = |d: &Decision| -> alpool::Result<()> {
-                writeln!(
-                    w,
-                    "{{\"index\":{},\"score\":{},\"queried\":{}}}",
-                    d.index, d.score, d.queried
-                )
-                .map_err(|e| alpool::Error::io(&path, e))
-            };
-            let test = (!test_y.is_empty()).then_some(stream::TestSet {
-                x: &test_x,
-                y: &test_y,
-            });
-            let s = match a.oracle.oracle {
-                OracleArg::Truth => {
-                    let y = labels.as_deref().unwrap_or(&[]);
-                    let mut o = GroundTruth::new(y);
-                    stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
-                }
-                OracleArg::Human => {
-                    let mut o = a
-                        .oracle
-                        .human(classes)
-                        .map_err(|e| alpool::Error::Config(e.to_string()))?;
-                    stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
-                }
-            }?;
-            summary = Some(s);
-            Ok(())
-        })?;
-        let s = summary.expect("set by the run");
+        let s = run_rule(&a, rule, &test_rows, labels.as_deref(), classes, test)?;
         println!(
-            "{name:<22} seen {:>8}  queried {:>7} ({:.2}%)  final test accuracy {}",
+            "{:<22} seen {:>8}  queried {:>7} ({:.2}%)  final test accuracy {}",
+            rule.name(),
             s.seen,
             s.queries,
             100.0 * s.queries as f64 / s.seen.max(1) as f64,
             s.final_accuracy.map_or("n/a".into(), |x| format!("{x:.4}"))
         );
-        for &(seen, labels, acc) in &s.checkpoints {
-            preq += &format!(
-                "{}\n",
-                serde_json::json!({"rule": name, "seen": seen, "labels": labels, "test_accuracy": acc})
-            );
+        results.push((rule.name(), s));
+    }
+    write_stream_reports(&a, &results)
+}
+
+/// The fixed test rows of a feature file, with their labels.
+fn stream_test_set(
+    a: &StreamArgs,
+    labels: Option<&[usize]>,
+    test_rows: &std::ops::Range<usize>,
+) -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
+    Ok(match (&a.features, labels) {
+        (Some(f), Some(y)) if !test_rows.is_empty() => {
+            let s = NpyStream::open(f, 0..0)?;
+            let rows: Vec<usize> = test_rows.clone().collect();
+            let x: Vec<f32> = rows.iter().flat_map(|&r| s.row(r)).collect();
+            (x, rows.iter().map(|&r| y[r]).collect())
+        }
+        _ => (Vec::new(), Vec::new()),
+    })
+}
+
+/// The instances to stream (the feature file without its test rows, or
+/// standard input), their dimension, and whether they are uint8 images.
+fn open_items(
+    a: &StreamArgs,
+    test_rows: &std::ops::Range<usize>,
+) -> anyhow::Result<(Items, usize, bool)> {
+    if let Some(f) = &a.features {
+        let s = NpyStream::open(f, test_rows.clone())?;
+        let (d, u) = (s.dim(), s.unit_images());
+        return Ok((Box::new(s), d, u));
+    }
+    // The dimension comes from the first line.
+    let mut t = TextStream::new(BufReader::new(std::io::stdin()), "<stdin>").peekable();
+    let d = match t.peek() {
+        Some(Ok((_, v))) => v.len(),
+        Some(Err(_)) => {
+            return Err(t
+                .next()
+                .and_then(|r| r.err())
+                .map(anyhow::Error::from)
+                .unwrap_or_else(|| anyhow::anyhow!("bad input")));
+        }
+        None => anyhow::bail!("standard input is empty"),
+    };
+    Ok((Box::new(t), d, false))
+}
+
+/// One rule over the whole stream; its decisions go to
+/// `decisions[-RULE].jsonl` as they are made.
+fn run_rule(
+    a: &StreamArgs,
+    rule: Rule,
+    test_rows: &std::ops::Range<usize>,
+    labels: Option<&[usize]>,
+    classes: usize,
+    test: Option<stream::TestSet>,
+) -> anyhow::Result<stream::StreamSummary> {
+    let (mut source, dim, unit_images) = open_items(a, test_rows)?;
+    let cfg = StreamConfig {
+        strategy: a.strategy.into(),
+        rule,
+        budget: a.budget,
+        window: a.window,
+        seed_size: a.seed_size,
+        update_every: a.update_every,
+        warm_start: a.warm_start,
+        mlp: a.learner.config(a.seed),
+        max_labeled: a.max_labeled,
+        checkpoint_every: a.checkpoint_every,
+        seed: a.seed,
+        scaling: stream_scaling(a, dim, unit_images)?,
+    };
+    let file = match a.rules.len() {
+        1 => "decisions.jsonl".to_string(),
+        _ => format!("decisions-{}.jsonl", rule.name()),
+    };
+    let path = a.out.join(&file);
+    let mut summary = None;
+    atomic_write(&path, |w| {
+        let mut on = |d: &Decision| -> alpool::Result<()> {
+            writeln!(
+                w,
+                "{{\"index\":{},\"score\":{},\"queried\":{}}}",
+                d.index, d.score, d.queried
+            )
+            .map_err(|e| alpool::Error::io(&path, e))
+        };
+        let s = match a.oracle.oracle {
+            OracleArg::Truth => {
+                let mut o = GroundTruth::new(labels.unwrap_or(&[]));
+                stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
+            }
+            OracleArg::Human => {
+                let mut o = a
+                    .oracle
+                    .human(classes)
+                    .map_err(|e| alpool::Error::Config(e.to_string()))?;
+                stream::run(&mut source, dim, classes, &cfg, &mut o, test, &mut on)
+            }
+        }?;
+        summary = Some(s);
+        Ok(())
+    })?;
+    Ok(summary.expect("set by the run"))
+}
+
+/// prequential.jsonl, summary.json and curves.svg of the rules' runs.
+fn write_stream_reports(
+    a: &StreamArgs,
+    results: &[(&str, stream::StreamSummary)],
+) -> anyhow::Result<()> {
+    let mut preq = String::new();
+    let mut summaries = Vec::new();
+    let mut curves_data = Vec::new();
+    for (name, s) in results {
+        let checkpoints: Vec<serde_json::Value> = s
+            .checkpoints
+            .iter()
+            .map(|&(seen, l, acc)| serde_json::json!({"seen": seen, "labels": l, "test_accuracy": acc}))
+            .collect();
+        for c in &checkpoints {
+            let mut line = c.clone();
+            line["rule"] = serde_json::json!(name);
+            preq += &format!("{line}\n");
         }
         curves_data.push(StrategySummary {
-            name: name.into(),
+            name: name.to_string(),
             aulc_mean: s.checkpoints.iter().map(|c| c.2).sum::<f64>()
                 / s.checkpoints.len().max(1) as f64,
             aulc_std: 0.0,
@@ -328,30 +368,29 @@ pub fn stream(a: StreamArgs) -> anyhow::Result<()> {
         });
         summaries.push(serde_json::json!({
             "rule": name, "instances_seen": s.seen, "queries": s.queries, "budget": a.budget,
-            "final_test_accuracy": s.final_accuracy,
-            "checkpoints": s.checkpoints.iter().map(|&(seen, l, acc)| serde_json::json!({"seen": seen, "labels": l, "test_accuracy": acc})).collect::<Vec<_>>(),
+            "final_test_accuracy": s.final_accuracy, "checkpoints": checkpoints,
         }));
     }
-    let pq = a.out.join("prequential.jsonl");
-    atomic_write(&pq, |w| {
-        w.write_all(preq.as_bytes())
-            .map_err(|e| alpool::Error::io(&pq, e))
-    })?;
-    let sp = a.out.join("summary.json");
-    let text = serde_json::to_string_pretty(
-        &serde_json::json!({"strategy": Strategy::from(a.strategy).name(), "rules": summaries}),
+    write_text(&a.out.join("prequential.jsonl"), &preq)?;
+    let summary =
+        serde_json::json!({"strategy": Strategy::from(a.strategy).name(), "rules": summaries});
+    write_text(
+        &a.out.join("summary.json"),
+        &serde_json::to_string_pretty(&summary)?,
     )?;
-    atomic_write(&sp, |w| {
-        w.write_all(text.as_bytes())
-            .map_err(|e| alpool::Error::io(&sp, e))
-    })?;
     if curves_data.iter().any(|c| !c.curve.is_empty()) {
-        curves::plot(
-            &a.out.join("curves.svg"),
-            "stream: test accuracy against labels spent",
-            &curves_data,
-        )?;
+        let title = "stream: test accuracy against labels spent";
+        curves::plot(&a.out.join("curves.svg"), title, &curves_data)?;
     }
+    Ok(())
+}
+
+/// Writes `text` to `path` atomically.
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    atomic_write(path, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|e| alpool::Error::io(path, e))
+    })?;
     Ok(())
 }
 
@@ -416,9 +455,6 @@ pub fn synthesize(a: SynthesizeArgs) -> anyhow::Result<()> {
     } else {
         a.data.load()?
     };
-    let image = a
-        .image_shape
-        .or_else(|| (data.name == "digits").then_some(Shape { h: 8, w: 8 }));
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut runs: Vec<Run> = Vec::new();
@@ -429,68 +465,12 @@ pub fn synthesize(a: SynthesizeArgs) -> anyhow::Result<()> {
             GeneratorArg::Perturb => Generator::Perturb,
         };
         names.push(generator.name().into());
-        for repeat in 0..a.repeats.max(1) {
-            let seed = a.seed + repeat as u64;
-            let split = Split::stratified(&data.y, a.test_fraction, seed);
-            let cfg = SynthesisConfig {
-                generator,
-                image,
-                seed_size: a.seed_size,
-                batch_size: a.batch_size,
-                budget: a.budget,
-                tolerance: a.tolerance,
-                mlp: a.learner.config(a.seed),
-                seed,
-            };
-            let result: RunResult = match a.oracle.oracle {
-                // The proxy: the nearest real instance's label, among all
-                // rows that are not in the test set.
-                OracleArg::Truth => {
-                    let mut o = NearestNeighbour {
-                        data: &data,
-                        rows: split.pool.clone(),
-                    };
-                    synthesis::run(&data, &split, &cfg, &mut o)?
-                }
-                OracleArg::Human => {
-                    let mut o = a.oracle.human(data.classes)?;
-                    synthesis::run(&data, &split, &cfg, &mut o as &mut dyn Oracle)?
-                }
-            };
-            runs.push(Run {
-                name: generator.name().into(),
-                repeat,
-                result,
-            });
-        }
+        runs.extend(synthesis_runs(&a, &data, generator)?);
     }
     for s in &a.compare {
         let strategy: Strategy = (*s).into();
         names.push(strategy.name().into());
-        for repeat in 0..a.repeats.max(1) {
-            let seed = a.seed + repeat as u64;
-            let split = Split::stratified(&data.y, a.test_fraction, seed);
-            let cfg = LoopConfig {
-                strategy: strategy.into(),
-                log_base: LogBase::E,
-                seed_size: a.seed_size,
-                seed_stratified: false,
-                batch_size: a.batch_size,
-                stop: StopConfig {
-                    budget: Some(a.budget),
-                    ..Default::default()
-                },
-                mlp: a.learner.config(a.seed),
-                warm_start: false,
-                seed,
-            };
-            let result = pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
-            runs.push(Run {
-                name: strategy.name().into(),
-                repeat,
-                result,
-            });
-        }
+        runs.extend(pool_runs(&a, &data, strategy)?);
     }
     let summary = summarize_names(&runs, &names);
     curves::write_rounds(&a.out, &runs)?;
@@ -499,11 +479,85 @@ pub fn synthesize(a: SynthesizeArgs) -> anyhow::Result<()> {
         "repeats": a.repeats, "oracle_for_synthesized": "label of the nearest real instance (1-NN) among the non-test rows",
     });
     curves::write_summary(&a.out, &summary, &runs, meta)?;
-    curves::plot(
-        &a.out.join("curves.svg"),
-        &format!("{}: synthesis vs pool-based", data.name),
-        &summary,
-    )?;
+    let title = format!("{}: synthesis vs pool-based", data.name);
+    curves::plot(&a.out.join("curves.svg"), &title, &summary)?;
     println!("{}", curves::table(&summary));
     Ok(())
+}
+
+/// `generator`'s runs, one per repeat.
+fn synthesis_runs(
+    a: &SynthesizeArgs,
+    data: &Dataset,
+    generator: Generator,
+) -> anyhow::Result<Vec<Run>> {
+    let image = a
+        .image_shape
+        .or_else(|| (data.name == "digits").then_some(Shape { h: 8, w: 8 }));
+    let mut runs = Vec::new();
+    for repeat in 0..a.repeats.max(1) {
+        let seed = a.seed + repeat as u64;
+        let split = Split::stratified(&data.y, a.test_fraction, seed);
+        let cfg = SynthesisConfig {
+            generator,
+            image,
+            seed_size: a.seed_size,
+            batch_size: a.batch_size,
+            budget: a.budget,
+            tolerance: a.tolerance,
+            mlp: a.learner.config(a.seed),
+            seed,
+        };
+        let result: RunResult = match a.oracle.oracle {
+            // The proxy: the nearest real instance's label, among all rows
+            // that are not in the test set.
+            OracleArg::Truth => {
+                let rows = split.pool.clone();
+                let mut o = NearestNeighbour { data, rows };
+                synthesis::run(data, &split, &cfg, &mut o)?
+            }
+            OracleArg::Human => {
+                let mut o = a.oracle.human(data.classes)?;
+                synthesis::run(data, &split, &cfg, &mut o as &mut dyn Oracle)?
+            }
+        };
+        let name = generator.name().into();
+        runs.push(Run {
+            name,
+            repeat,
+            result,
+        });
+    }
+    Ok(runs)
+}
+
+/// The pool-based comparison runs of `strategy` at the same budget.
+fn pool_runs(a: &SynthesizeArgs, data: &Dataset, strategy: Strategy) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for repeat in 0..a.repeats.max(1) {
+        let seed = a.seed + repeat as u64;
+        let split = Split::stratified(&data.y, a.test_fraction, seed);
+        let cfg = LoopConfig {
+            strategy: strategy.into(),
+            log_base: LogBase::E,
+            seed_size: a.seed_size,
+            seed_stratified: false,
+            batch_size: a.batch_size,
+            stop: StopConfig {
+                budget: Some(a.budget),
+                ..Default::default()
+            },
+            mlp: a.learner.config(a.seed),
+            warm_start: false,
+            seed,
+        };
+        let result = pool_loop::run(data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
+        let name = strategy.name().into();
+        runs.push(Run {
+            name,
+            repeat,
+            result,
+        });
+    }
+    Ok(runs)
 }

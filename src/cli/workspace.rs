@@ -52,28 +52,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
             h.shape
         );
     };
-    let ids: Vec<String> = match &a.ids {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            let v: Vec<String> = text
-                .lines()
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty())
-                .collect();
-            if v.len() != rows {
-                anyhow::bail!(
-                    "{}: {} ids for {} rows in {}",
-                    p.display(),
-                    v.len(),
-                    rows,
-                    a.features.display()
-                );
-            }
-            v
-        }
-        None => (0..rows).map(|i| i.to_string()).collect(),
-    };
+    let ids = read_ids(a.ids.as_deref(), rows, &a.features)?;
     let map: HashMap<String, usize> = ids
         .iter()
         .enumerate()
@@ -106,6 +85,35 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         spec.seed_labels.len()
     );
     Ok(())
+}
+
+/// The item ids: one per line of `path` (blank lines skipped), exactly one
+/// per row of `features`; or the row numbers.
+fn read_ids(
+    path: Option<&std::path::Path>,
+    rows: usize,
+    features: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
+    let Some(p) = path else {
+        return Ok((0..rows).map(|i| i.to_string()).collect());
+    };
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let v: Vec<String> = text
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if v.len() != rows {
+        anyhow::bail!(
+            "{}: {} ids for {} rows in {}",
+            p.display(),
+            v.len(),
+            rows,
+            features.display()
+        );
+    }
+    Ok(v)
 }
 
 #[derive(Args, Debug)]
@@ -298,30 +306,38 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
             s.skipped
         );
     }
+    print_conflicts(&s);
+    Ok(())
+}
+
+/// `status`'s conflicts: the open ones (20 at most), or how many were
+/// resolved.
+fn print_conflicts(s: &alpool::workspace::status::Status) {
     let name = |c: Option<usize>| c.map_or("—".to_string(), |c| s.classes[c].clone());
-    if !s.open_conflicts.is_empty() {
-        println!(
-            "open conflicts, kept apart ({}; {} resolved in the history):",
-            s.open_conflicts.len(),
-            s.resolved_conflicts
-        );
-        for c in s.open_conflicts.iter().take(20) {
+    if s.open_conflicts.is_empty() {
+        if s.resolved_conflicts > 0 {
             println!(
-                "  {}: stored {}, proposed {}: {} ({})",
-                s.ids[c.index],
-                name(c.stored),
-                name(c.proposed),
-                c.reason,
-                c.source
+                "no open conflicts ({} resolved in the history)",
+                s.resolved_conflicts
             );
         }
-    } else if s.resolved_conflicts > 0 {
+        return;
+    }
+    println!(
+        "open conflicts, kept apart ({}; {} resolved in the history):",
+        s.open_conflicts.len(),
+        s.resolved_conflicts
+    );
+    for c in s.open_conflicts.iter().take(20) {
         println!(
-            "no open conflicts ({} resolved in the history)",
-            s.resolved_conflicts
+            "  {}: stored {}, proposed {}: {} ({})",
+            s.ids[c.index],
+            name(c.stored),
+            name(c.proposed),
+            c.reason,
+            c.source
         );
     }
-    Ok(())
 }
 
 #[derive(Args, Debug)]

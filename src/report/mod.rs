@@ -3,6 +3,7 @@
 //! folder and renamed into place only when complete, so a failed run never
 //! leaves a partial file behind.
 
+#[cfg(feature = "learner")]
 pub mod curves;
 
 use std::fs::File;

@@ -1,6 +1,6 @@
 //! Approximate f32 scoring with proven error bounds: the fast paths' half of
 //! the filter-and-refine rule. The WGSL shaders implement the same
-//! functions (`shaders/score.wgsl`), so the same bounds cover them.
+//! functions (`shaders/select.wgsl`), so the same bounds cover them.
 //!
 //! Least confidence, margin and ratio need no approximation on plain
 //! probability input: the two largest stored values are found exactly in
