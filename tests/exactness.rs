@@ -63,6 +63,7 @@ fn reference(
                 (0.0 - s) / spec.log_base.ln()
             }
             Strategy::Random => random_priority(spec.seed, i as u64),
+            other => panic!("the naive reference has no {other}"),
         };
         let priority = if spec.strategy == Strategy::Margin {
             0.0 - score

@@ -87,6 +87,7 @@ impl Job {
 
 /// Where the scoring runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Device {
     /// The GPU when one is found and the pool is large enough to gain.
     #[default]

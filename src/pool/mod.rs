@@ -30,6 +30,7 @@ const POOL_DTYPES: &str = "a pool must be float32 ('<f4'), float16 ('<f2') or fl
 /// larger than RAM, positioned reads with drop-behind read at the disk's
 /// speed and leave the page cache as they found it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReadPath {
     /// `Map` for pools up to half the machine's memory, `Stream` beyond.
     #[default]

@@ -115,6 +115,7 @@ impl fmt::Display for Value {
 
 /// Why a row was rejected.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum RowProblem {
     /// A NaN or an infinity.
     NotFinite {

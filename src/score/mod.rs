@@ -32,6 +32,7 @@ pub use input::{InputForm, RowProblem};
 
 /// A query strategy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Strategy {
     /// 1 − max p; higher is more informative.
     LeastConfidence,
