@@ -58,7 +58,7 @@ pub struct Outcome {
 }
 
 /// The k most informative rows of `pool` under `job`, exactly (see
-/// [`crate::select`]), on `device`. Every device returns the same
+/// [`mod@crate::select`]), on `device`. Every device returns the same
 /// selection.
 ///
 /// ```

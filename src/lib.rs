@@ -5,9 +5,9 @@
 //! memory-mapped and walked in chunks, so pools larger than RAM work. A
 //! query strategy scores every row and the k most informative rows are
 //! selected, exactly: the result equals a full sort under the canonical
-//! scores defined in [`score`], with ties going to the lower row index.
+//! scores defined in [`mod@score`], with ties going to the lower row index.
 //!
-//! One function to call: [`select`] (and [`score`]) over a [`Pool`] —
+//! One function to call: [`select()`] (and [`score()`]) over a [`Pool`] —
 //! `.npy` files memory-mapped, or a slice or `ndarray` view borrowed
 //! without a copy — on the CPU, the GPU, or whichever the library judges
 //! faster ([`Device::Auto`]):
@@ -25,11 +25,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`api`] is the front door, [`pool`] reads pools, [`score`] defines the strategies,
-//! [`select`] keeps the top k exact, [`backend`] runs the work (rayon CPU,
-//! wgpu GPU), [`batch`] the batch-aware strategies, [`learner`] the MLP (fused
-//! f32 kernels, candle as the reference), [`al`] the active-learning
-//! loop, [`report`] writes results, [`bench`] measures.
+//! Layout: [`api`] is the front door, [`pool`] reads pools, [`mod@score`] defines the strategies,
+//! [`mod@select`] keeps the top k exact, [`backend`] runs the work (rayon CPU,
+//! wgpu GPU), [`batch`] the batch-aware strategies, `learner` the MLP (fused
+//! f32 kernels, candle as the reference; feature `learner`), `al` the active-learning
+//! loop, [`report`] writes results, [`mod@bench`] measures.
 
 #[cfg(feature = "learner")]
 pub mod al;

@@ -433,7 +433,7 @@ mod codes {
 }
 
 /// Selects the top k rows of the pool on the GPU: per chunk, upload, score,
-/// check, radix cut, compact, refine (one method of [`Chunked`] each).
+/// check, radix cut, compact, refine (one private method each).
 pub fn select(
     gpu: &Gpu,
     pool: &Pool,

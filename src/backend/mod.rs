@@ -1,5 +1,5 @@
 //! Backends that score a pool and select from it. Every backend takes the
-//! same [`Job`] and must return the same [`Selection`] (see `select` for the
+//! same [`Job`] and must return the same [`crate::Selection`] (see `select` for the
 //! exactness rule that makes this possible).
 
 pub mod cpu;

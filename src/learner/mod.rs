@@ -4,7 +4,7 @@
 //! validation slice) comes from the seed, so training is deterministic.
 //!
 //! Two engines run the same model: `fused.rs` (the default: f32 kernels over
-//! `gemm`, nothing allocated per step) and [`reference`] (candle's ops and
+//! `gemm`, nothing allocated per step) and [`mod@reference`] (candle's ops and
 //! autograd, candle-nn's AdamW), which the fused one is tested against.
 //! Models are stored as safetensors through candle either way.
 

@@ -1,5 +1,5 @@
 //! The MLP in candle's ops with candle's autograd and candle-nn's AdamW:
-//! the definition the fused kernels in [`super::fused`] are tested against
+//! the definition the fused kernels in `super::fused` are tested against
 //! (same initialization, same minibatches, same dropout draws, so the two
 //! agree up to f32 rounding), and the engine behind `--engine candle`.
 
