@@ -246,10 +246,10 @@ impl Workspace {
     /// folder beside `dir` and renamed into place when complete.
     pub fn init(dir: &Path, spec: &InitSpec) -> Result<Workspace> {
         if dir.join(DB).exists() {
-            return Err(Error::Config(format!(
-                "{}: a workspace already exists here",
-                dir.display()
-            )));
+            return Err(Error::Workspace {
+                path: dir.into(),
+                reason: "a workspace already exists here".into(),
+            });
         }
         if spec.classes.len() < 2 {
             return Err(Error::Config(
@@ -354,10 +354,10 @@ impl Workspace {
     pub fn open(dir: &Path, wait: Duration) -> Result<Workspace> {
         let path = dir.join(DB);
         if !path.exists() {
-            return Err(Error::Config(format!(
-                "{}: not an alpool workspace (no {DB}); create one with `alpool init`",
-                dir.display()
-            )));
+            return Err(Error::Workspace {
+                path: dir.into(),
+                reason: format!("not an alpool workspace (no {DB}); create one with `alpool init`"),
+            });
         }
         let mut conn = Connection::open(&path).map_err(db_err(&path))?;
         conn.busy_timeout(wait.max(Duration::from_millis(50)))
