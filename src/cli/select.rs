@@ -59,14 +59,15 @@ pub enum QueryArg {
     Ratio,
     /// Uniform random priority from --seed: the baseline.
     Random,
-    /// BADGE (needs --embeddings): k-means++ seeding on the gradient
-    /// embeddings (onehot(ŷ) − p) ⊗ e, uncertain and diverse; --seed drives it.
+    /// BADGE: k-means++ seeding on the gradient embeddings (onehot(ŷ) − p) ⊗ e,
+    /// uncertain and diverse; --seed drives it. The embeddings e: --embeddings
+    /// in select, the model's last hidden layer in simulate and next.
     Badge,
-    /// Core-set (needs --embeddings): k-center greedy over the embeddings,
-    /// starting from the --exclude rows (the labeled set).
+    /// Core-set: k-center greedy over the embeddings, starting from the
+    /// labeled rows (--exclude in select).
     Coreset,
-    /// Cluster-Margin (needs --embeddings): the --candidates lowest-margin
-    /// rows, clustered into --clusters, picked round-robin.
+    /// Cluster-Margin: the lowest-margin rows (10·k, or --candidates),
+    /// clustered (k clusters, or --clusters), picked round-robin.
     ClusterMargin,
 }
 
