@@ -189,7 +189,7 @@ pub fn run(
             kappa: stopper.last_kappa,
             fired: fired.clone(),
         };
-        model = Some(m);
+        let m: &Mlp = model.insert(m);
         let budget_left = cfg
             .stop
             .budget
@@ -231,8 +231,7 @@ pub fn run(
                 (sel, unlabeled.clone())
             }
             Query::Batch(b) => {
-                let models = (m_ref(&model)?, &probs[..]);
-                batch_round(data, models, b, &unlabeled, &labeled, input, k, seed)?
+                batch_round(data, (m, &probs), b, &unlabeled, &labeled, input, k, seed)?
             }
         };
         let batch: Vec<usize> = sel.entries.iter().map(|e| rows[e.index as usize]).collect();
@@ -248,12 +247,6 @@ pub fn run(
         }
     }
     unreachable!("the loop returns when a criterion fires or the pool is empty")
-}
-
-fn m_ref(model: &Option<Mlp>) -> Result<&Mlp> {
-    model
-        .as_ref()
-        .ok_or_else(|| Error::Learner("no model trained this round".into()))
 }
 
 /// A batch-aware round: the unlabeled rows then the labeled ones (core-set's
