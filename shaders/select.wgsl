@@ -28,6 +28,18 @@ struct Params {
     floor_key: u32,  // rows below this key cannot enter the top k
     cut_key: u32,    // compaction keeps rows at or above this key
     cap: u32,        // candidate buffer capacity
+    // Logits the GPU computed from features (src/features/gpu.rs): 1 = a
+    // row that cannot be scored goes to the host, and each row carries in
+    // column `classes` the bound on its logits' distance from the CPU's;
+    // the score kernel turns it into an interval [lo, hi] around the
+    // priority: `keys` gets lo, keys[hi_at + r] gets hi.
+    lenient: u32,
+    width: u32,      // values per row (classes, + 1 with a logit bound)
+    hi_at: u32,
+    g: f32,          // the f32 softmax and score's own bound (gpu_bound)
+    kc: f32,         // the CPU softmax's relative error factor, and it - 1
+    kc_m1: f32,
+    ln_c: f32,
     _pad: u32,
 }
 
@@ -154,6 +166,14 @@ fn invalid(r: u32) {
     atomicMin(&counters[FIRST_INVALID], r);
 }
 
+// The host decides this row.
+fn undecided(r: u32) {
+    status[r] = STATUS_UNDECIDED;
+    keys[r] = 0u;
+    let i = atomicAdd(&counters[COUNT_UNDECIDED], 1u);
+    unc[i] = r;
+}
+
 @compute @workgroup_size(WG)
 fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x + gid.y * P.stride;
@@ -165,7 +185,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         keys[r] = 0u;
         return;
     }
-    let base = r * P.classes;
+    let base = r * P.width;
     var a = 0.0;
     var b = 0.0;
     var h = 0.0;
@@ -187,10 +207,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             scale = 1.0 / s;
         } else if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
-            status[r] = STATUS_UNDECIDED;
-            keys[r] = 0u;
-            let i = atomicAdd(&counters[COUNT_UNDECIDED], 1u);
-            unc[i] = r;
+            undecided(r);
             return;
         }
         for (var j = 0u; j < P.classes; j = j + 1u) {
@@ -207,7 +224,11 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < P.classes; j = j + 1u) {
             let z = rows[base + j];
             if !finite(z) {
-                invalid(r);
+                if P.lenient == 1u {
+                    undecided(r);
+                } else {
+                    invalid(r);
+                }
                 return;
             }
             m = max(m, z);
@@ -235,7 +256,47 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         default: { pri = random_priority(r); }
     }
     status[r] = STATUS_SCORED;
-    keys[r] = ordered(pri);
+    if P.lenient == 1u {
+        let bnd = forward_bound(base, pri);
+        keys[r] = ordered(pri - bnd);
+        keys[P.hi_at + r] = ordered(pri + bnd);
+    } else {
+        keys[r] = ordered(pri);
+    }
+}
+
+// How far this row's priority can be from the canonical one when its
+// logits are within eps (column `classes`) of the CPU's (the argument is in
+// src/features/gpu.rs, steps 2 and 3): every f32 step rounds up through the
+// final factor and the absolute guard; infinite when there is no bound.
+fn forward_bound(base: u32, pri: f32) -> f32 {
+    let eps = rows[base + P.classes];
+    var lo = rows[base];
+    var hi = rows[base];
+    for (var j = 0u; j < P.classes; j = j + 1u) {
+        lo = min(lo, rows[base + j]);
+        hi = max(hi, rows[base + j]);
+    }
+    let inf = bitcast<f32>(0x7f800000u);
+    // e^x - 1 <= x + x^2 for 0 <= x <= 1.
+    let x = 2.0 * eps + 2.0 * 5.9604645e-8 * (hi - lo + 2.0 * eps);
+    if !finite(eps) || !(x <= 1.0) {
+        return inf;
+    }
+    let d = ((x + x * x) * P.kc + P.kc_m1) * 1.0001;
+    if !(d < 0.5) {
+        return inf;
+    }
+    var moved = 0.0;
+    switch P.strategy {
+        case STRATEGY_LEAST_CONFIDENCE: { moved = d; }
+        case STRATEGY_MARGIN: { moved = 2.0 * d; }
+        case STRATEGY_ENTROPY: { moved = (d * P.ln_c + (1.0 + d) * d / (1.0 - d)) * P.inv_ln_b; }
+        case STRATEGY_RATIO: { moved = 2.0 * d / (1.0 - d); }
+        default: { moved = 0.0; }
+    }
+    let b = (P.g + 2.0 * moved) * 1.0001;
+    return b + (abs(pri) + b) * 2.4e-7;
 }
 
 var<workgroup> local_hist: array<atomic<u32>, 256>;
@@ -261,11 +322,18 @@ fn histogram(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoc
 @compute @workgroup_size(WG)
 fn compact(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x + gid.y * P.stride;
-    if r < P.rows && status[r] == STATUS_SCORED && keys[r] >= P.cut_key {
+    if r >= P.rows || status[r] != STATUS_SCORED {
+        return;
+    }
+    var k = keys[r];
+    if P.lenient == 1u {
+        k = keys[P.hi_at + r];
+    }
+    if k >= P.cut_key {
         let i = atomicAdd(&counters[COUNT_CANDIDATES], 1u);
         if i < P.cap {
             cand[2u * i] = r;
-            cand[2u * i + 1u] = keys[r];
+            cand[2u * i + 1u] = k;
         }
     }
 }

@@ -294,32 +294,140 @@ fn cli_gpu_select_verifies_against_the_cpu_and_lists_devices() {
 }
 
 #[test]
-fn fused_feature_selection_scores_blocks_on_the_gpu_with_the_cpus_answer() {
+fn fused_feature_selection_on_the_gpu_equals_the_cpus() {
     use alpool::features::{FeaturePool, select_features_on};
-    use alpool::learner::{Mlp, MlpConfig};
+    use alpool::learner::{Mlp, MlpConfig, ScaleKind, Scaler};
+    use alpool::pool::npy::{self, DType};
     let Some(g) = gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut rng = alpool::pool::synth::Rng::new(12);
-    let (n, dim) = (3000, 5);
-    // Coarse features: repeated rows, so scores tie.
-    let x: Vec<f32> = (0..n * dim).map(|_| rng.below(3) as f32 - 1.0).collect();
-    let path = dir.path().join("x.npy");
-    alpool::pool::npy::save(&path, &[n, dim], &x).unwrap();
-    let m = Mlp::new(
-        dim,
-        4,
-        MlpConfig {
-            hidden: vec![8],
-            ..MlpConfig::default()
-        },
-    )
-    .unwrap();
-    let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(1024);
-    for strategy in Strategy::ALL {
-        let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 57);
-        job.exclusions = Exclusions::new(vec![0, 1023, 1024, 2999]);
-        let cpu = select_features_on(alpool::Backend::Cpu, &m, &fp, &job, &Silent).unwrap();
-        let on_gpu = select_features_on(alpool::Backend::Gpu(&g), &m, &fp, &job, &Silent).unwrap();
-        assert_eq!(on_gpu.entries, cpu.entries, "{strategy}");
+    for case in 0..6u64 {
+        // Short tail tiles (n not a multiple of 512), two shards, chunks
+        // far smaller than a shard (chunk_rows), one or two hidden layers,
+        // with and without a scaler, float32 and uint8 features.
+        let (n, dim, classes) = [(3000, 5, 4), (1337, 12, 3), (2100, 7, 6)][case as usize % 3];
+        let bytes = case >= 3;
+        let raw: Vec<u8> = (0..n * dim).map(|_| rng.below(3) as u8 * 100).collect();
+        // Coarse values: repeated rows, so scores tie.
+        let x: Vec<f32> = raw.iter().map(|&v| v as f32 / 100.0 - 1.0).collect();
+        let cut = n / 3;
+        let paths = [
+            dir.path().join(format!("a{case}.npy")),
+            dir.path().join(format!("b{case}.npy")),
+        ];
+        for (p, (lo, hi)) in paths.iter().zip([(0, cut), (cut, n)]) {
+            if bytes {
+                let mut b = npy::encode_header(DType::U8, &[hi - lo, dim]);
+                b.extend_from_slice(&raw[lo * dim..hi * dim]);
+                std::fs::write(p, b).unwrap();
+            } else {
+                npy::save(p, &[hi - lo, dim], &x[lo * dim..hi * dim]).unwrap();
+            }
+        }
+        let hidden = if case % 2 == 0 { vec![8] } else { vec![16, 7] };
+        let mut m = Mlp::new(
+            dim,
+            classes,
+            MlpConfig {
+                hidden,
+                seed: case,
+                ..MlpConfig::default()
+            },
+        )
+        .unwrap();
+        if case % 3 != 1 {
+            m = m
+                .with_scaler(Some(
+                    Scaler::fit(ScaleKind::Standard, &x, dim, None).unwrap(),
+                ))
+                .unwrap();
+        }
+        let fp = FeaturePool::open(&paths).unwrap().with_block_rows(1024);
+        for strategy in Strategy::ALL {
+            if classes < strategy.min_classes() {
+                continue;
+            }
+            for k in [1, 57, n + 4] {
+                let mut job = Job::new(
+                    ScoreSpec {
+                        seed: case,
+                        ..ScoreSpec::new(strategy)
+                    },
+                    InputForm::probs(),
+                    k,
+                );
+                job.exclusions = Exclusions::new(vec![0, cut as u64, 1023, n as u64 - 1]);
+                job.chunk_rows = [0, 700, 333][case as usize % 3];
+                let cpu = select_features_on(alpool::Backend::Cpu, &m, &fp, &job, &Silent)
+                    .unwrap()
+                    .0;
+                let (on_gpu, phases) =
+                    select_features_on(alpool::Backend::Gpu(&g), &m, &fp, &job, &Silent).unwrap();
+                assert_eq!(on_gpu.entries, cpu.entries, "case {case} {strategy} k {k}");
+                let p = phases.unwrap();
+                assert!(
+                    p.candidates <= n as u64 && p.chunks >= 2,
+                    "case {case}: {p:?}"
+                );
+            }
+        }
     }
+}
+
+#[test]
+fn select_model_on_the_gpu_writes_the_cpus_batch() {
+    use alpool::learner::{Mlp, MlpConfig};
+    let Some(_g) = gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = alpool::pool::synth::Rng::new(4);
+    let (n, dim) = (1500, 6);
+    let x: Vec<f32> = (0..n * dim).map(|_| rng.normal() as f32).collect();
+    let xp = dir.path().join("x.npy");
+    alpool::pool::npy::save(&xp, &[n, dim], &x).unwrap();
+    let mp = dir.path().join("m.safetensors");
+    let config = MlpConfig {
+        hidden: vec![12],
+        ..MlpConfig::default()
+    };
+    Mlp::new(dim, 5, config).unwrap().save(&mp).unwrap();
+    let (m, f) = (mp.to_str().unwrap(), xp.to_str().unwrap());
+    let out = dir.path().join("gpu.csv");
+    let o = common::alpool(&[
+        "select",
+        "--model",
+        m,
+        "--features",
+        f,
+        "-k",
+        "40",
+        "-s",
+        "margin",
+        "--device",
+        "gpu",
+        "--verify",
+        "-v",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("identical to the CPU path") && err.contains("forward"),
+        "{err}"
+    );
+    let cpu = common::alpool(&[
+        "select",
+        "--model",
+        m,
+        "--features",
+        f,
+        "-k",
+        "40",
+        "-s",
+        "margin",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), common::stdout(&cpu));
 }

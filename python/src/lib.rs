@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use alpool::backend::Progress;
-use alpool::features::{FeaturePool, select_features};
+use alpool::features::{FeaturePool, select_features, select_features_on};
 use alpool::learner::Mlp;
 use alpool::score::Ranked;
 use alpool::score::input::default_sum_tol;
@@ -410,14 +410,15 @@ fn select<'py>(
     )?;
     let (k, device) = (parse_k(k)?, parse_device(device)?);
     if let Some((m, fp)) = model_source(probs, model, features)? {
-        if device == Device::Gpu {
-            return Err(PyValueError::new_err(
-                "the model path runs on the CPU (device=\"cpu\" or \"auto\")",
-            ));
-        }
         let mut job = req.job(false, k);
         job.exclusions = parse_exclude(exclude, fp.rows())?;
-        let sel = run_released(py, |cancel| select_features(&m, &fp, &job, cancel))?;
+        let sel = run_released(py, |cancel| {
+            let (gpu, _) = alpool::api::choose_device(device, None, fp.data_bytes())?;
+            let backend = gpu
+                .as_ref()
+                .map_or(alpool::Backend::Cpu, alpool::Backend::Gpu);
+            select_features_on(backend, &m, &fp, &job, cancel).map(|(sel, _)| sel)
+        })?;
         return Ok(selection_arrays(py, &sel));
     }
     let probs = Probs::from_py(probs.expect("checked by model_source"), "probs")?;

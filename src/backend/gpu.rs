@@ -107,6 +107,13 @@ struct Params {
     floor_key: u32,
     cut_key: u32,
     cap: u32,
+    lenient: u32,
+    width: u32,
+    hi_at: u32,
+    g: f32,
+    kc: f32,
+    kc_m1: f32,
+    ln_c: f32,
     _pad: u32,
 }
 
@@ -344,6 +351,12 @@ fn unordered(k: u32) -> f32 {
     f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
 }
 
+/// The smallest f32 not below `x`.
+fn f32_at_least(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x { f.next_up() } else { f }
+}
+
 /// The largest f32 not above `x`.
 fn f32_at_most(x: f64) -> f32 {
     let f = x as f32;
@@ -443,43 +456,116 @@ pub fn select(
     job.check(pool)?;
     refuse_f64(pool)?;
     let k = job.k.min(pool.rows() as usize);
-    let mut run = Chunked::new(gpu, pool, job, k)?;
+    let c = pool.classes();
+    let max_rows = match job.chunk_rows {
+        0 => gpu.max_chunk_rows(c),
+        n => n.min(gpu.max_chunk_rows(c)),
+    };
+    let bound = gpu_bound(job.spec.strategy, &job.input, job.spec.log_base.ln(), c);
+    let mut run = Chunked::new(gpu, job, k, c, max_rows.min(pool.rows()), &job.input, bound)?;
+    let mut rows = PoolRows {
+        pool,
+        job,
+        shard: None,
+        row: vec![0f32; c],
+        probs: vec![0f64; c],
+    };
+    let mut staged = Staging::default();
     if k > 0 && pool.rows() > 0 {
-        let chunks: Vec<_> = pool.chunks(run.max_rows).collect();
+        let chunks: Vec<_> = pool.chunks(max_rows).collect();
         let t = Instant::now();
-        run.upload(0, chunks[0])?;
+        staged.upload(&run, 0, chunks[0])?;
         run.phases.upload += t.elapsed();
         for (i, &chunk) in chunks.iter().enumerate() {
             if progress.cancelled() {
                 return Err(Error::Cancelled);
             }
-            run.parameters(chunk)?;
-            run.score(i, chunks.get(i + 1).copied())?;
-            run.check_rows(chunk)?;
-            let cut = run.radix_cut(i, k)?;
-            run.compact(i, cut)?;
-            run.refine(chunk)?;
             let (shard, start, end) = chunk;
+            rows.shard = Some(shard);
+            run.parameters(shard.first_row() + start, end - start)?;
+            let t = Instant::now();
+            run.launch_score(i % 2);
+            if let Some(&next) = chunks.get(i + 1) {
+                let u = Instant::now();
+                staged.upload(&run, (i + 1) % 2, next)?;
+                run.phases.upload += u.elapsed();
+            }
+            run.gpu.wait()?;
+            run.phases.score += t.elapsed();
+            run.check_rows(&mut rows)?;
+            let cut = run.radix_cut(i % 2, k)?;
+            run.compact(i % 2, cut)?;
+            run.refine(&mut rows)?;
             progress.advance((end - start) * (pool.classes() * shard.dtype().size()) as u64);
         }
     }
-    let sel = Selection::from_topk(
-        job.spec.strategy,
-        run.top,
-        pool.rows(),
-        job.exclusions.len() as u64,
-        run.refined,
-    );
-    Ok((sel, run.phases))
+    Ok(run.finish(pool.rows()))
 }
 
 type Chunk<'p, 'a> = (&'p crate::pool::Shard<'a>, u64, u64);
 
+/// How the host scores a row canonically: every row the GPU returns (or
+/// could not decide) goes through this, so the GPU only ever filters.
+pub(crate) trait Rescore {
+    /// The canonical ranking entries of these global rows, in order, or
+    /// the error naming the first bad one.
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>>;
+}
+
+/// Rows of a probability (or logit) pool, read back from the mapped files.
+struct PoolRows<'r> {
+    pool: &'r Pool<'r>,
+    job: &'r Job,
+    shard: Option<&'r crate::pool::Shard<'r>>,
+    row: Vec<f32>,
+    probs: Vec<f64>,
+}
+
+impl Rescore for PoolRows<'_> {
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for &index in rows {
+            self.pool.row_f32(index, &mut self.row)?;
+            let r = canonical_ranked(self.job, &self.row, index, &mut self.probs).map_err(
+                |problem| {
+                    let shard = self.shard.expect("rows are re-scored within a chunk");
+                    Error::BadRow {
+                        path: shard.path().into(),
+                        row: index - shard.first_row(),
+                        global: index,
+                        problem,
+                    }
+                },
+            )?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// The host's conversion scratch for uploading a pool's rows.
+#[derive(Default)]
+struct Staging {
+    scratch: Vec<f32>,
+    raw: Vec<u8>,
+}
+
+impl Staging {
+    /// Converts and stages a chunk's rows into row buffer `slot`.
+    fn upload(&mut self, run: &Chunked, slot: usize, (shard, start, end): Chunk) -> Result<()> {
+        let data = shard.rows_f32(start, end, run.classes, &mut self.scratch, &mut self.raw)?;
+        run.gpu
+            .queue
+            .write_buffer(&run.bufs.rows[slot], 0, bytemuck::cast_slice(&data));
+        Ok(())
+    }
+}
+
 /// The buffers of one selection: two row buffers (chunk i + 1 uploads while
 /// chunk i is scored), keys, status, exclusions, histogram, counters,
 /// candidates, undecided rows, staging; one bind group per row buffer.
-struct Buffers {
-    rows: [wgpu::Buffer; 2],
+pub(crate) struct Buffers {
+    pub(crate) rows: [wgpu::Buffer; 2],
     excl: wgpu::Buffer,
     hist: wgpu::Buffer,
     counters: wgpu::Buffer,
@@ -492,12 +578,13 @@ struct Buffers {
 
 impl Buffers {
     fn new(gpu: &Gpu, r_max: usize, c: usize) -> Buffers {
+        // Keys, and room for the rows' upper keys (logits from features).
         use wgpu::BufferUsages as U;
         let rows = [
             gpu.buffer("rows A", (r_max * c * 4) as u64, U::STORAGE | U::COPY_DST),
             gpu.buffer("rows B", (r_max * c * 4) as u64, U::STORAGE | U::COPY_DST),
         ];
-        let keys = gpu.buffer("keys", (r_max * 4) as u64, U::STORAGE);
+        let keys = gpu.buffer("keys", (r_max * 8) as u64, U::STORAGE);
         let status = gpu.buffer("status", (r_max * 4) as u64, U::STORAGE);
         let excl = gpu.buffer(
             "exclusions",
@@ -553,38 +640,55 @@ impl Buffers {
     }
 }
 
-/// One selection in progress, chunk by chunk.
-struct Chunked<'r> {
-    gpu: &'r Gpu,
-    pool: &'r Pool<'r>,
+/// One selection in progress, chunk by chunk: the steps after the rows
+/// (or the logits the GPU computed for them) are in a row buffer.
+pub(crate) struct Chunked<'r> {
+    pub(crate) gpu: &'r Gpu,
     job: &'r Job,
-    bufs: Buffers,
+    pub(crate) bufs: Buffers,
     base: Params,
-    /// Rows per chunk, and the f32 error bound on a priority.
-    max_rows: u64,
-    bound: f64,
+    classes: usize,
+    /// The first global row of the current chunk.
+    g0: u64,
+    /// The bound on |GPU f32 priority − canonical priority| for the
+    /// current chunk.
+    pub(crate) bound: f64,
     top: TopK,
-    phases: Phases,
+    pub(crate) phases: Phases,
     refined: u64,
-    scratch: Vec<f32>,
-    raw: Vec<u8>,
-    row: Vec<f32>,
-    probs: Vec<f64>,
 }
 
 impl<'r> Chunked<'r> {
-    /// Buffers sized for the largest chunk, and the parameters every chunk
-    /// shares.
-    fn new(gpu: &'r Gpu, pool: &'r Pool<'r>, job: &'r Job, k: usize) -> Result<Chunked<'r>> {
-        let c = pool.classes();
-        let max_rows = match job.chunk_rows {
-            0 => gpu.max_chunk_rows(c),
-            n => n.min(gpu.max_chunk_rows(c)),
-        };
-        let r_max = max_rows.min(pool.rows()).max(1) as usize;
-        let bufs = Buffers::new(gpu, r_max, c);
+    /// Buffers for chunks of up to `max_rows` rows of `c` values, scored as
+    /// `input` says, and the parameters every chunk shares.
+    pub(crate) fn new(
+        gpu: &'r Gpu,
+        job: &'r Job,
+        k: usize,
+        c: usize,
+        max_rows: u64,
+        input: &InputForm,
+        bound: f64,
+    ) -> Result<Chunked<'r>> {
+        Chunked::with_width(gpu, job, k, c, c, max_rows, input, bound)
+    }
+
+    /// [`Chunked::new`] with rows `width` values apart in the row buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn with_width(
+        gpu: &'r Gpu,
+        job: &'r Job,
+        k: usize,
+        c: usize,
+        width: usize,
+        max_rows: u64,
+        input: &InputForm,
+        bound: f64,
+    ) -> Result<Chunked<'r>> {
+        let r_max = max_rows.max(1) as usize;
+        let bufs = Buffers::new(gpu, r_max, width);
         gpu.wait()?;
-        let (tol, slack, inv_temp) = match job.input {
+        let (tol, slack, inv_temp) = match *input {
             // Twice the CPU's slack: the GPU's f32 sum may round differently.
             InputForm::Probs { sum_tol, .. } => {
                 (sum_tol as f32, (4.0 * c as f64 / 16_777_216.0) as f32, 1.0)
@@ -594,48 +698,61 @@ impl<'r> Chunked<'r> {
         let base = Params {
             classes: c as u32,
             strategy: codes::strategy(job.spec.strategy),
-            input: codes::input(&job.input),
+            input: codes::input(input),
             tol,
             slack,
             inv_temp,
             inv_ln_b: (1.0 / job.spec.log_base.ln()) as f32,
             seed_lo: job.spec.seed as u32,
             seed_hi: (job.spec.seed >> 32) as u32,
+            width: width as u32,
+            hi_at: r_max as u32,
             ..Params::default()
         };
         Ok(Chunked {
             gpu,
-            pool,
             job,
             bufs,
             base,
-            max_rows,
-            bound: gpu_bound(job.spec.strategy, &job.input, job.spec.log_base.ln(), c),
+            classes: c,
+            g0: 0,
+            bound,
             top: TopK::new(k),
             phases: Phases::default(),
             refined: 0,
-            scratch: Vec::new(),
-            raw: Vec::new(),
-            row: vec![0f32; c],
-            probs: vec![0f64; c],
         })
     }
 
-    /// Converts and stages a chunk's rows into row buffer `slot`.
-    fn upload(&mut self, slot: usize, (shard, start, end): Chunk) -> Result<()> {
-        let c = self.pool.classes();
-        let data = shard.rows_f32(start, end, c, &mut self.scratch, &mut self.raw)?;
-        self.gpu
-            .queue
-            .write_buffer(&self.bufs.rows[slot], 0, bytemuck::cast_slice(&data));
-        Ok(())
+    /// A selection over logits the GPU computes itself from features: each
+    /// row holds `c` logits and then the bound on their distance from the
+    /// CPU's, which the score kernel turns into an interval per row
+    /// (`shaders/select.wgsl`, `forward_bound`; the constants are those of
+    /// `crate::features`' GPU module). Rows it cannot score go to the host
+    /// instead of being reported invalid.
+    pub(crate) fn from_forward(
+        gpu: &'r Gpu,
+        job: &'r Job,
+        k: usize,
+        c: usize,
+        max_rows: u64,
+        [g, kc, kc_m1, ln_c]: [f64; 4],
+    ) -> Result<Chunked<'r>> {
+        let input = InputForm::Logits { temperature: 1.0 };
+        // The intervals carry the bound: the cut itself needs no slack.
+        let mut run = Chunked::with_width(gpu, job, k, c, c + 1, max_rows, &input, 0.0)?;
+        run.base.lenient = 1;
+        run.base.g = f32_at_least(g);
+        run.base.kc = f32_at_least(kc);
+        run.base.kc_m1 = f32_at_least(kc_m1);
+        run.base.ln_c = f32_at_least(ln_c);
+        Ok(run)
     }
 
     /// The chunk's exclusions, cleared counters and parameters.
-    fn parameters(&mut self, (shard, start, end): Chunk) -> Result<()> {
+    pub(crate) fn parameters(&mut self, g0: u64, rows: u64) -> Result<()> {
         let t = Instant::now();
-        let n = (end - start) as usize;
-        let g0 = shard.first_row() + start;
+        let n = rows as usize;
+        self.g0 = g0;
         let mut bits = vec![0u32; n.div_ceil(32).max(1)];
         for &e in self.job.exclusions.within(g0, g0 + n as u64) {
             let r = (e - g0) as usize;
@@ -657,28 +774,18 @@ impl<'r> Chunked<'r> {
         Ok(())
     }
 
-    /// Scores chunk `i`; the next chunk's rows go up meanwhile (the host
-    /// converts and stages them now, the copy runs on the queue before the
-    /// next chunk's dispatch, into the other buffer).
-    fn score(&mut self, i: usize, next: Option<Chunk>) -> Result<()> {
-        let t = Instant::now();
+    /// Queues the scoring of row buffer `slot` (the caller waits, after
+    /// staging the next chunk's rows into the other buffer meanwhile).
+    pub(crate) fn launch_score(&self, slot: usize) {
         let rows = self.base.rows;
         self.gpu
-            .dispatch(&self.gpu.score, &self.bufs.binds[i % 2], rows);
-        if let Some(next) = next {
-            let u = Instant::now();
-            self.upload((i + 1) % 2, next)?;
-            self.phases.upload += u.elapsed();
-        }
-        self.gpu.wait()?;
-        self.phases.score += t.elapsed();
-        Ok(())
+            .dispatch(&self.gpu.score, &self.bufs.binds[slot], rows);
     }
 
     /// Rows the GPU could not decide go through the canonical path; an
     /// invalid row is reported as the CPU reports it: the first bad row of
     /// the chunk, which is the first of the pool (earlier chunks had none).
-    fn check_rows(&mut self, (shard, start, _): Chunk) -> Result<()> {
+    pub(crate) fn check_rows(&mut self, rescore: &mut dyn Rescore) -> Result<()> {
         let t = Instant::now();
         let cnt = self
             .gpu
@@ -690,42 +797,38 @@ impl<'r> Chunked<'r> {
         self.phases.readback += t.elapsed();
         undecided.sort_unstable();
         let first_invalid = cnt[codes::FIRST_INVALID];
-        let g0 = shard.first_row() + start;
         // Undecided rows before the first invalid one may be bad too.
-        for r in undecided.into_iter().filter(|&r| r < first_invalid) {
-            let ranked = self.canonical(shard, g0 + r as u64)?;
-            self.top.offer(ranked);
+        let rows: Vec<u64> = undecided
+            .into_iter()
+            .filter(|&r| r < first_invalid)
+            .map(|r| self.g0 + r as u64)
+            .collect();
+        for r in rescore.ranked(&rows)? {
+            self.top.offer(r);
         }
         if first_invalid != u32::MAX {
-            self.canonical(shard, g0 + first_invalid as u64)?;
+            let index = self.g0 + first_invalid as u64;
+            rescore.ranked(&[index])?;
             return Err(Error::Gpu(format!(
-                "the GPU flagged global row {} as invalid, but its values are valid",
-                g0 + first_invalid as u64
+                "the GPU flagged global row {index} as invalid, but its values are valid"
             )));
         }
         Ok(())
-    }
-
-    /// Row `index`'s canonical ranking entry, or the error naming it.
-    fn canonical(&mut self, shard: &crate::pool::Shard, index: u64) -> Result<Ranked> {
-        self.pool.row_f32(index, &mut self.row)?;
-        canonical_ranked(self.job, &self.row, index, &mut self.probs).map_err(|problem| {
-            Error::BadRow {
-                path: shard.path().into(),
-                row: index - shard.first_row(),
-                global: index,
-                problem,
-            }
-        })
     }
 
     /// Radix select of the chunk's k-th key, above the floor the kept rows
     /// already prove: 8-bit histogram passes from the top digit down, until
     /// the boundary bucket holds at most 1,024 rows. Returns the key at and
     /// above which rows are compacted.
-    fn radix_cut(&mut self, i: usize, k: usize) -> Result<u32> {
+    pub(crate) fn radix_cut(&mut self, slot: usize, k: usize) -> Result<u32> {
         let t = Instant::now();
         let bound = self.bound;
+        if !bound.is_finite() {
+            // No bound (the forward pass overflowed): every row is a
+            // candidate.
+            self.phases.topk += t.elapsed();
+            return Ok(0);
+        }
         let floor = self
             .top
             .worst()
@@ -741,7 +844,7 @@ impl<'r> Chunked<'r> {
             self.base.shift = shift as u32;
             gpu.queue
                 .write_buffer(&bufs.params, 0, bytemuck::bytes_of(&self.base));
-            gpu.dispatch(&gpu.histogram, &bufs.binds[i % 2], rows);
+            gpu.dispatch(&gpu.histogram, &bufs.binds[slot], rows);
             let h = gpu.read_u32(&bufs.hist, 256, &bufs.staging)?;
             let total: u64 = h.iter().map(|&x| x as u64).sum();
             if shift == 24 && total <= need {
@@ -774,7 +877,7 @@ impl<'r> Chunked<'r> {
     }
 
     /// Compacts the rows at or above `cut` into the candidate buffer.
-    fn compact(&mut self, i: usize, cut: u32) -> Result<()> {
+    pub(crate) fn compact(&mut self, slot: usize, cut: u32) -> Result<()> {
         let t = Instant::now();
         self.base.cut_key = cut;
         self.base.cap = self.base.rows;
@@ -787,7 +890,7 @@ impl<'r> Chunked<'r> {
         );
         let rows = self.base.rows;
         self.gpu
-            .dispatch(&self.gpu.compact, &self.bufs.binds[i % 2], rows);
+            .dispatch(&self.gpu.compact, &self.bufs.binds[slot], rows);
         self.gpu.wait()?;
         self.phases.topk += t.elapsed();
         Ok(())
@@ -795,7 +898,7 @@ impl<'r> Chunked<'r> {
 
     /// Reads the candidates back and offers each with its canonical
     /// priority.
-    fn refine(&mut self, (shard, start, _): Chunk) -> Result<()> {
+    pub(crate) fn refine(&mut self, rescore: &mut dyn Rescore) -> Result<()> {
         let t = Instant::now();
         let (gpu, bufs) = (self.gpu, &self.bufs);
         let found = gpu.read_u32(&bufs.counters, 4, &bufs.staging)?[codes::COUNT_CANDIDATES];
@@ -803,19 +906,36 @@ impl<'r> Chunked<'r> {
         let pairs = gpu.read_u32(&bufs.cand, 2 * (found as usize).min(n), &bufs.staging)?;
         self.phases.readback += t.elapsed();
         let t = Instant::now();
-        let g0 = shard.first_row() + start;
-        for p in pairs.chunks_exact(2) {
-            let index = g0 + p[0] as u64;
-            // Compacted rows were scored, hence valid.
-            let r = self.canonical(shard, index)?;
+        // Compacted rows were scored, hence valid.
+        let rows: Vec<u64> = pairs
+            .chunks_exact(2)
+            .map(|p| self.g0 + p[0] as u64)
+            .collect();
+        for (r, p) in rescore
+            .ranked(&rows)?
+            .into_iter()
+            .zip(pairs.chunks_exact(2))
+        {
             let approx = unordered(p[1]) as f64;
             self.phases.max_score_diff =
                 self.phases.max_score_diff.max((approx - r.priority).abs());
             self.top.offer(r);
         }
-        self.phases.candidates += (pairs.len() / 2) as u64;
-        self.refined += (pairs.len() / 2) as u64;
+        self.phases.candidates += rows.len() as u64;
+        self.refined += rows.len() as u64;
         self.phases.refine += t.elapsed();
         Ok(())
+    }
+
+    /// The selection of all the chunks seen, and where the time went.
+    pub(crate) fn finish(self, pool_rows: u64) -> (Selection, Phases) {
+        let sel = Selection::from_topk(
+            self.job.spec.strategy,
+            self.top,
+            pool_rows,
+            self.job.exclusions.len() as u64,
+            self.refined,
+        );
+        (sel, self.phases)
     }
 }

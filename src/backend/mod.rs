@@ -192,6 +192,8 @@ pub struct AdapterSummary {
 pub struct Phases {
     /// Converting and copying rows to the device.
     pub upload: Duration,
+    /// The model's layers (selecting from features).
+    pub forward: Duration,
     /// The scoring kernel.
     pub score: Duration,
     /// The radix select and compaction.

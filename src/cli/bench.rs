@@ -354,8 +354,12 @@ fn model_mode(a: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
         "speedup",
         "fused mem"
     );
+    let gpu = bench_gpu(a)?;
     for s in &a.strategies {
         model_row(a, &m, &features, (*s).into())?;
+        if let Some(g) = &gpu {
+            gpu_model_row(a, g, &m, &features, (*s).into())?;
+        }
     }
     println!(
         "\nBoth paths give the same selection (checked on every strategy above). fused mem: peak heap above\n\
@@ -409,6 +413,48 @@ fn model_row(
         per_s(&two),
         two.mean() / fused.mean(),
         mib(mem)
+    );
+    Ok(())
+}
+
+/// The fused path on the GPU (layers, softmax, score and top k in WGSL;
+/// candidates re-scored on the CPU), checked against the CPU's selection,
+/// with its phases.
+fn gpu_model_row(
+    a: &BenchArgs,
+    g: &Gpu,
+    m: &alpool::learner::Mlp,
+    features: &alpool::features::FeaturePool,
+    strategy: Strategy,
+) -> anyhow::Result<()> {
+    use alpool::features::{select_features, select_features_on};
+    let spec = ScoreSpec {
+        strategy,
+        log_base: LogBase::E,
+        seed: 1,
+    };
+    let job = Job::new(spec, InputForm::probs(), a.k);
+    let on_gpu = || select_features_on(alpool::Backend::Gpu(g), m, features, &job, &Silent);
+    let (t, out) = Timing::measure(1, a.runs, on_gpu);
+    let (sel, phases) = out?;
+    let cpu = select_features(m, features, &job, &Silent)?;
+    if cpu.entries != sel.entries {
+        anyhow::bail!("the GPU's fused selection differs from the CPU's: a bug, please report it");
+    }
+    let p = phases.unwrap_or_default();
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{:<17} {:>36} {:>12.0}  last run: upload {:.1} ms, forward {:.1} ms, score {:.1} ms, top-k {:.1} ms, refine {:.1} ms; {} of {} rows re-scored on the CPU",
+        "  on the GPU",
+        t.describe(),
+        features.rows() as f64 / t.mean(),
+        ms(p.upload),
+        ms(p.forward),
+        ms(p.score),
+        ms(p.topk),
+        ms(p.refine),
+        p.candidates,
+        features.rows()
     );
     Ok(())
 }

@@ -116,7 +116,9 @@ pub struct PoolArgs {
     /// Score the pool a saved model (`alpool train`) makes of feature files
     /// instead of a probability file: blocks of rows go through the model,
     /// softmax, the score and the top k on the fly, with no N x C matrix
-    /// anywhere — exactly what `alpool predict` then `select` gives (CPU).
+    /// anywhere — exactly what `alpool predict` then `select` gives. With
+    /// --device gpu the layers run in WGSL too, and the GPU's candidates
+    /// are re-scored by the CPU model (same selection).
     #[arg(
         long,
         value_name = "MODEL.safetensors",
@@ -397,10 +399,9 @@ fn select_from_features(
     format: Option<report::Format>,
 ) -> anyhow::Result<()> {
     let t0 = Instant::now();
-    if a.device == DeviceArg::Gpu || a.row_offset.is_some() || format == Some(report::Format::Part)
-    {
+    if a.row_offset.is_some() || format == Some(report::Format::Part) {
         anyhow::bail!(
-            "select --model runs on the CPU, on one machine's pool (no --device gpu, --row-offset or .alpart yet)"
+            "select --model selects from one machine's pool (no --row-offset or .alpart yet)"
         );
     }
     let m = Mlp::load(model)?;
@@ -409,14 +410,30 @@ fn select_from_features(
     if let Some(ex) = &a.exclude {
         job.exclusions = Exclusions::read(ex, features.rows())?;
     }
+    let (gpu, why) =
+        alpool::api::choose_device(a.device.into(), a.adapter.as_deref(), features.data_bytes())?;
+    if a.pool.verbose {
+        eprintln!("alpool: {why}");
+    }
+    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
     let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "select");
-    let sel = alpool::features::select_features(&m, &features, &job, &bar);
+    let result = alpool::features::select_features_on(backend, &m, &features, &job, &bar);
     bar.finish();
-    let sel = sel?;
+    let (sel, phases) = result?;
+    if a.verify {
+        let cpu = alpool::features::select_features(&m, &features, &job, &backend::Silent)?;
+        if let Some(p) = &phases {
+            eprintln!(
+                "alpool: verify: {} rows re-scored on the CPU; largest distance of a row's canonical priority below its GPU interval's upper end: {:.3e}",
+                p.candidates, p.max_score_diff
+            );
+        }
+        same_selection(&sel, &cpu)?;
+    }
     report::save_selection(&sel, a.out.as_deref())
         .with_context(|| "could not write the selection")?;
     if a.pool.verbose {
-        say_what_ran(&sel, t0, None);
+        say_what_ran(&sel, t0, phases.as_ref());
     }
     Ok(())
 }
@@ -500,13 +517,15 @@ fn say_what_ran(sel: &alpool::Selection, t0: Instant, phases: Option<&gpu::Phase
     }
     if let Some(p) = phases {
         eprintln!(
-            "alpool: GPU phases: upload {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s)",
+            "alpool: GPU phases: upload {:.1} ms, forward {:.1} ms, score {:.1} ms, top-k {:.1} ms, readback {:.1} ms, refine {:.1} ms over {} chunk(s), {} rows re-scored",
             p.upload.as_secs_f64() * 1e3,
+            p.forward.as_secs_f64() * 1e3,
             p.score.as_secs_f64() * 1e3,
             p.topk.as_secs_f64() * 1e3,
             p.readback.as_secs_f64() * 1e3,
             p.refine.as_secs_f64() * 1e3,
-            p.chunks
+            p.chunks,
+            p.candidates
         );
     }
 }

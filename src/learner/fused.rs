@@ -163,6 +163,9 @@ pub(crate) fn predict_proba_into(
 pub(crate) enum Head {
     Probs,
     Embed,
+    /// The output layer before the softmax (tests bound the GPU's by it).
+    #[cfg_attr(not(all(test, feature = "gpu")), allow(dead_code))]
+    Logits,
 }
 
 /// The width of [`Head::Embed`]'s rows: the last hidden layer, or the
@@ -185,7 +188,7 @@ pub(crate) fn forward_into(
 ) {
     let inputs = layers[0].inp;
     let classes = match head {
-        Head::Probs => layers[layers.len() - 1].out,
+        Head::Probs | Head::Logits => layers[layers.len() - 1].out,
         Head::Embed => embed_width(layers),
     };
     let block_rows = BLOCK_ROWS.min(out.len() / classes).max(1);
@@ -216,6 +219,7 @@ pub(crate) fn forward_into(
                 logits_into(layers, xb, count, hidden, ob);
                 softmax_rows(ob, classes);
             }
+            Head::Logits => logits_into(layers, xb, count, hidden, ob),
             Head::Embed if layers.len() == 1 => ob.copy_from_slice(&xb[..ob.len()]),
             Head::Embed => {
                 // The hidden layers alone; ReLU after the last of them too.

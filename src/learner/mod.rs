@@ -8,7 +8,7 @@
 //! autograd, candle-nn's AdamW), which the fused one is tested against.
 //! Models are stored as safetensors through candle either way.
 
-mod fused;
+pub(crate) mod fused;
 pub mod reference;
 pub mod scale;
 

@@ -239,7 +239,7 @@ fn score_unlabeled(
     };
     let mut job = Job::new(spec, input, opts.k);
     job.exclusions = exclusions;
-    select_features_on(backend, model, features, &job, progress)
+    Ok(select_features_on(backend, model, features, &job, progress)?.0)
 }
 
 /// A batch-aware round: the model's probabilities and embeddings of every

@@ -13,6 +13,9 @@
 //! offset), and the global k best rows are each among their own block's k
 //! best — the argument of [`crate::part`].
 
+#[cfg(feature = "gpu")]
+mod gpu;
+
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -233,14 +236,8 @@ impl FeaturePool {
         }
     }
 
-    /// Runs `model` over every block in order, handing each block's global
-    /// first row and float32 probabilities to `each`.
-    pub fn predict_blocks(
-        &self,
-        model: &Mlp,
-        progress: &dyn Progress,
-        each: &mut dyn FnMut(u64, &[f32]) -> Result<()>,
-    ) -> Result<()> {
+    /// An error unless `model` takes rows of this pool's width.
+    fn check_model(&self, model: &Mlp) -> Result<()> {
         if model.inputs() != self.dim {
             return Err(Error::Config(format!(
                 "{}: {} features per row, but the model takes {}",
@@ -249,6 +246,77 @@ impl FeaturePool {
                 model.inputs()
             )));
         }
+        Ok(())
+    }
+
+    /// Pieces of at most `rows` rows: (shard, local start, local end).
+    #[cfg(feature = "gpu")]
+    fn chunks(&self, rows: u64) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        self.shards.iter().enumerate().flat_map(move |(i, s)| {
+            (0..s.rows.div_ceil(rows)).map(move |b| (i, b * rows, ((b + 1) * rows).min(s.rows)))
+        })
+    }
+
+    /// The model's float32 probabilities of the listed global rows, in
+    /// order, with the bits `predict` gives them: a row in a full inference
+    /// tile comes out the same in any full tile, so those rows run packed
+    /// into full tiles; a row of a file's short last tile runs with that
+    /// whole tile, as `predict` runs it.
+    pub fn probabilities_of(&self, model: &Mlp, rows: &[u64]) -> Result<Vec<f32>> {
+        let c = model.classes();
+        let mut out = vec![0f32; rows.len() * c];
+        let mut full: Vec<(usize, usize)> = Vec::new();
+        let mut tails: Vec<(usize, u64, usize)> = Vec::new();
+        let base = self.shards.first().map_or(0, |s| s.first_row);
+        for (at, &r) in rows.iter().enumerate() {
+            if r < base || r >= base + self.rows {
+                return Err(Error::Config(format!(
+                    "row {r} is outside the feature pool's rows {base}..{}",
+                    base + self.rows
+                )));
+            }
+            let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
+            let local = r - self.shards[i].first_row;
+            let tile = local / TILE_ROWS as u64 * TILE_ROWS as u64;
+            if tile + TILE_ROWS as u64 <= self.shards[i].rows {
+                full.push((at, r as usize));
+            } else {
+                tails.push((i, local, at));
+            }
+        }
+        if !full.is_empty() {
+            // Padded to whole tiles with copies of the first row.
+            let mut list: Vec<usize> = full.iter().map(|&(_, r)| r).collect();
+            list.resize(tiles(list.len()), list[0]);
+            let p = model.predict_proba(&self.gather(&list)?)?;
+            for (j, &(at, _)) in full.iter().enumerate() {
+                out[at * c..(at + 1) * c].copy_from_slice(&p[j * c..(j + 1) * c]);
+            }
+        }
+        tails.sort_unstable();
+        for group in tails.chunk_by(|a, b| a.0 == b.0) {
+            let s = &self.shards[group[0].0];
+            let tile = s.rows / TILE_ROWS as u64 * TILE_ROWS as u64;
+            let mut x = Vec::new();
+            self.read_block(group[0].0, tile, s.rows, &mut x)?;
+            let p = model.predict_proba(&x)?;
+            for &(_, local, at) in group {
+                let j = (local - tile) as usize;
+                out[at * c..(at + 1) * c].copy_from_slice(&p[j * c..(j + 1) * c]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `model` over every block in order, handing each block's global
+    /// first row and float32 probabilities to `each`.
+    pub fn predict_blocks(
+        &self,
+        model: &Mlp,
+        progress: &dyn Progress,
+        each: &mut dyn FnMut(u64, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        self.check_model(model)?;
         let mut x = Vec::new();
         for (i, start, end) in self.blocks() {
             if progress.cancelled() {
@@ -273,18 +341,28 @@ pub fn select_features(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<Selection> {
-    select_features_on(crate::Backend::Cpu, model, features, job, progress)
+    Ok(select_features_on(crate::Backend::Cpu, model, features, job, progress)?.0)
 }
 
-/// [`select_features`] with each block's scoring and top k on `backend`
-/// (the model itself runs on the CPU).
+/// [`select_features`] on `backend`: on the GPU the model's layers, the
+/// softmax, the score and the top k all run there (the GPU's phases come
+/// back too), and the candidates are re-scored on the CPU.
 pub fn select_features_on(
     backend: crate::Backend,
     model: &Mlp,
     features: &FeaturePool,
     job: &Job,
     progress: &dyn Progress,
-) -> Result<Selection> {
+) -> Result<(Selection, Option<backend::Phases>)> {
+    #[cfg(feature = "gpu")]
+    if let crate::Backend::Gpu(gpu) = backend {
+        let (sel, phases) = gpu::select(gpu, model, features, job, progress)?;
+        return Ok((sel, Some(phases)));
+    }
+    #[cfg(not(feature = "gpu"))]
+    if let crate::Backend::Gpu(gpu) = backend {
+        gpu.never();
+    }
     let k = job.k.min(features.rows() as usize);
     let mut top = TopK::new(k);
     let mut refined = 0;
@@ -306,11 +384,12 @@ pub fn select_features_on(
         }
         Ok(())
     })?;
-    Ok(Selection::from_topk(
+    let sel = Selection::from_topk(
         job.spec.strategy,
         top,
         features.rows(),
         job.exclusions.len() as u64,
         refined,
-    ))
+    );
+    Ok((sel, None))
 }

@@ -1,0 +1,646 @@
+//! Selecting straight from features on the GPU: chunks of feature rows are
+//! uploaded (uint8 as bytes, widened on the device through a table of the
+//! CPU's own values), go through the model's layers in WGSL
+//! (`shaders/forward.wgsl`: tiled matrix products, bias, ReLU), and their
+//! logits through the same softmax, score and radix select as a logit pool
+//! (`shaders/select.wgsl`). Weights are uploaded once; the next chunk is
+//! read and staged while the current one runs.
+//!
+//! # Why the GPU's selection is exactly the CPU's
+//!
+//! The GPU's logits differ from the CPU's: another summation order, and
+//! WGSL may fuse multiply-adds or flush subnormals. The GPU therefore only
+//! filters: every row it returns is re-scored on the CPU, by the CPU model
+//! in the tile it runs in during `alpool predict` ([`ModelRows`]), so the
+//! canonical priority is the one the CPU path computes. What must be shown
+//! is that no row of the true top k is filtered out, which holds if
+//! |GPU priority − canonical priority| ≤ B for every row (the radix cut
+//! keeps every row within 2B of the k-th key, as for any pool). B is:
+//!
+//! 1. *Logits.* Both backends start from the same f32 features (the host
+//!    converts and scales them, or the table holds the CPU's bits). For a
+//!    layer with n inputs, any order of the n products and n + 1 sums,
+//!    fused or not, is within γ(n+1)·(|W||a| + |b|) + (2n + 2)·2⁻¹²⁶ of the
+//!    exact affine map of its own input a (Higham, Thm 3.5; the last term is
+//!    flushed subnormals), with γ(m) = m·u/(1 − m·u), u = 2⁻²⁴. With
+//!    Δ the difference of the two backends' activations (ReLU is
+//!    1-Lipschitz, so it never grows), and the CPU's input within Δ of the
+//!    GPU's: Δ' ≤ (1 + γ)|W|Δ + 2γ(|W||a| + |b|) + 2τ, a the GPU's input.
+//!    In 2-norms, with F ≥ ‖|W|‖₂ (the smaller of the Frobenius norm and
+//!    √(‖|W|‖₁‖|W|‖∞)) and s = ‖a‖₂: E' ≤ (1 + γ)F·E + 2γ(F·s + ‖b‖) + 2τ√out,
+//!    E₀ = 0; for the logits, per class: ε ≤ (1 + γ)·max‖w_o‖·E +
+//!    2γ(max‖w_o‖·s + max|b|) + 2τ. The GPU measures the largest s of every
+//!    layer's input rows in the chunk (`norm`), rounded up on the host.
+//! 2. *Probabilities.* Logits within ε move an exact softmax by a factor in
+//!    [e^−2ε, e^2ε]. The CPU's f32 softmax (max shift, libm's `expf` within
+//!    one ulp, an f32 sum, one reciprocal, one product) is within a factor
+//!    e^(2u·R)(1 + 2u)²(1 + u)²(1 + γ(C))/(1 − γ(C)) of its own exact
+//!    softmax, R ≤ 2(‖z‖₂ + ε) the logits' spread. So each CPU probability
+//!    is the exact softmax of the GPU's logits times 1 + η, |η| ≤ δ.
+//! 3. *Scores.* A relative change of at most δ in every probability moves
+//!    least confidence by δ, margin by 2δ, ratio by 2δ/(1 − δ), entropy by
+//!    (δ·ln C + (1 + δ)·δ/(1 − δ))/ln b, and random not at all. The GPU's
+//!    own f32 softmax and score of its logits are within
+//!    [`gpu_bound`] of the exact ones (as for any logit pool).
+//!
+//! B is that bound plus twice the score term. An overflow anywhere (a norm
+//! that is not finite, ε above 1) leaves no bound: every row of the chunk
+//! is re-scored. `tests/gpu.rs` checks the logits against ε and the
+//! selections against the CPU's.
+
+use std::time::Instant;
+
+use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
+use wgpu::util::DeviceExt;
+
+use super::FeaturePool;
+use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, program};
+use crate::backend::{Job, Progress, canonical_ranked};
+use crate::error::{Error, Result};
+use crate::learner::{Mlp, TILE_ROWS};
+use crate::pool::npy::DType;
+use crate::score::fast::gpu_bound;
+use crate::score::{InputForm, Ranked, Strategy};
+use crate::select::Selection;
+
+const U: f64 = 1.0 / 16_777_216.0;
+/// 2⁻¹²⁶: the most a flushed subnormal loses.
+const TINY: f64 = 1.1754943508222875e-38;
+
+fn gamma(m: f64) -> f64 {
+    let x = m * U;
+    if x < 0.5 {
+        x / (1.0 - x)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The smallest f32 not below `x`.
+fn f32_up(x: f64) -> f32 {
+    let f = x as f32;
+    if (f as f64) < x { f.next_up() } else { f }
+}
+
+/// A layer's bound factors (module docs, step 1), each raised to cover
+/// the f32 evaluation of the bound itself: its two sums of n non-negative
+/// terms and the four operations that combine them.
+fn layer_factors(inp: usize) -> (f32, f32, f32) {
+    let n = inp as f64;
+    let g = gamma(n + 1.0);
+    let own = (1.0 + 2.0 * gamma(n + 4.0)) * (1.0 + 1e-6);
+    (
+        f32_up((1.0 + g) * own),
+        f32_up(2.0 * g * own),
+        f32_up(8.0 * (n + 1.0) * TINY),
+    )
+}
+
+/// The constants of the score kernel's per-row bound (module docs, steps 2
+/// and 3): the GPU's own softmax-and-score bound, the CPU softmax's
+/// relative error factor and that factor − 1, ln C.
+fn score_constants(strategy: Strategy, ln_b: f64, classes: usize) -> [f64; 4] {
+    let c = classes as f64;
+    let gc = gamma(c);
+    let kc = (1.0 + 2.0 * U).powi(2) * (1.0 + U).powi(2) * (1.0 + gc) / (1.0 - gc);
+    [
+        gpu_bound(
+            strategy,
+            &InputForm::Logits { temperature: 1.0 },
+            ln_b,
+            classes,
+        ),
+        kc * (1.0 + 1e-12),
+        (kc - 1.0) * (1.0 + 1e-6),
+        c.ln(),
+    ]
+}
+
+/// `FParams` in `shaders/forward.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct FParams {
+    rows: u32,
+    inp: u32,
+    out: u32,
+    relu: u32,
+    lut_cols: u32,
+    stride: u32,
+    words: u32,
+    first: u32,
+    dst_width: u32,
+    c_d: f32,
+    c_p: f32,
+    tau: f32,
+}
+
+/// One dispatch of the forward pass: its pipeline, parameters and
+/// bindings (one per input slot).
+struct Stage {
+    kind: Kind,
+    params: FParams,
+    uniform: wgpu::Buffer,
+    binds: Vec<wgpu::BindGroup>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Widen,
+    Layer,
+    Finish,
+}
+
+/// The model on the device and the buffers of the forward pass.
+pub(crate) struct Forward<'g> {
+    gpu: &'g Gpu,
+    pipelines: [wgpu::ComputePipeline; 3],
+    /// The features of each slot as uploaded: f32 rows, or packed bytes.
+    inputs: [wgpu::Buffer; 2],
+    stages: Vec<Stage>,
+}
+
+impl<'g> Forward<'g> {
+    /// The model's weights on the device, and buffers for `r_max` rows
+    /// whose logits (and their bound, one more column) go to `logits`.
+    pub(crate) fn new(
+        gpu: &'g Gpu,
+        model: &Mlp,
+        bytes_input: bool,
+        r_max: usize,
+        logits: &wgpu::Buffer,
+    ) -> Forward<'g> {
+        use wgpu::BufferUsages as U;
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("forward.wgsl"),
+                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/forward.wgsl").into()),
+            });
+        let (layout, pipelines) = program(
+            &gpu.device,
+            &module,
+            "alpool forward",
+            &[true, true, true, false, true, true, true, false],
+            ["widen", "layer", "finish"],
+        );
+        let d = model.inputs();
+        let c = model.classes();
+        let init = |label: &str, data: &[f32]| {
+            let data: &[f32] = if data.is_empty() { &[0.0; 4] } else { data };
+            gpu.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: U::STORAGE,
+                })
+        };
+        let input_bytes = if bytes_input {
+            r_max * d
+        } else {
+            r_max * d * 4
+        };
+        let inputs = [
+            gpu.buffer("features A", input_bytes as u64, U::STORAGE | U::COPY_DST),
+            gpu.buffer("features B", input_bytes as u64, U::STORAGE | U::COPY_DST),
+        ];
+        // uint8 features widen into one f32 buffer; f32 features are the
+        // first layer's input as uploaded.
+        let widened =
+            bytes_input.then(|| gpu.buffer("widened", (r_max * d * 4) as u64, U::STORAGE));
+        let lut = init("table", &byte_table(model));
+        let none = init("unused", &[]);
+        let none_rw = gpu.buffer("unused rw", 16, U::STORAGE);
+        let layers = model.layers();
+        let weights: Vec<_> = layers
+            .iter()
+            .map(|l| (init("weights", &l.w), init("biases", &l.b)))
+            .collect();
+        let hidden: Vec<_> = layers[..layers.len() - 1]
+            .iter()
+            .map(|l| gpu.buffer("activations", (r_max * l.out * 4) as u64, U::STORAGE))
+            .collect();
+        let bounds: Vec<_> = layers
+            .iter()
+            .map(|l| gpu.buffer("bounds", (r_max * l.out * 4) as u64, U::STORAGE))
+            .collect();
+        // The input of layer l in slot s.
+        let act = |l: usize, s: usize| -> &wgpu::Buffer {
+            match l {
+                0 => widened.as_ref().unwrap_or(&inputs[s]),
+                _ => &hidden[l - 1],
+            }
+        };
+        let mut stages = Vec::new();
+        let mut stage = |kind: Kind, params: FParams, slots: [[&wgpu::Buffer; 8]; 2]| {
+            let uniform = gpu
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("forward params"),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: U::UNIFORM | U::COPY_DST,
+                });
+            let binds = slots
+                .iter()
+                .map(|all| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: uniform.as_entire_binding(),
+                    }];
+                    entries.extend(all.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: b.as_entire_binding(),
+                    }));
+                    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some("alpool forward"),
+                        layout: &layout,
+                        entries: &entries,
+                    })
+                })
+                .collect();
+            stages.push(Stage {
+                kind,
+                params,
+                uniform,
+                binds,
+            });
+        };
+        if let Some(wide) = &widened {
+            let cols = if model.scaler().is_some() { d } else { 1 };
+            let params = FParams {
+                inp: d as u32,
+                lut_cols: cols as u32,
+                ..FParams::default()
+            };
+            let slot = |s: usize| [&none, &none, &none, wide, &inputs[s], &lut, &none, &none_rw];
+            stage(Kind::Widen, params, [slot(0), slot(1)]);
+        }
+        for (l, layer) in layers.iter().enumerate() {
+            let last = l + 1 == layers.len();
+            let (c_d, c_p, tau) = layer_factors(layer.inp);
+            let params = FParams {
+                inp: layer.inp as u32,
+                out: layer.out as u32,
+                relu: !last as u32,
+                first: (l == 0) as u32,
+                dst_width: if last { c as u32 + 1 } else { layer.out as u32 },
+                c_d,
+                c_p,
+                tau,
+                ..FParams::default()
+            };
+            let dst = if last { logits } else { &hidden[l] };
+            let din = if l == 0 { &none } else { &bounds[l - 1] };
+            let (w, b) = &weights[l];
+            let slot = |s: usize| [act(l, s), w, b, dst, &none, &none, din, &bounds[l]];
+            stage(Kind::Layer, params, [slot(0), slot(1)]);
+        }
+        let params = FParams {
+            inp: c as u32,
+            dst_width: c as u32 + 1,
+            ..FParams::default()
+        };
+        let last = &bounds[layers.len() - 1];
+        let slot = [&none, &none, &none, logits, &none, &none, last, &none_rw];
+        stage(Kind::Finish, params, [slot, slot]);
+        Forward {
+            gpu,
+            pipelines,
+            inputs,
+            stages,
+        }
+    }
+
+    /// Queues the whole forward pass of `rows` rows in `slot`.
+    pub(crate) fn launch(&mut self, slot: usize, rows: u32) {
+        let gpu = self.gpu;
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        for st in &mut self.stages {
+            st.params.rows = rows;
+            let groups = match st.kind {
+                Kind::Widen => {
+                    st.params.words = (rows as usize * st.params.inp as usize).div_ceil(4) as u32;
+                    gpu.grid(st.params.words)
+                }
+                Kind::Finish => gpu.grid(rows),
+                Kind::Layer => (rows.div_ceil(64), st.params.out.div_ceil(64), 0),
+            };
+            st.params.stride = groups.2;
+            gpu.queue
+                .write_buffer(&st.uniform, 0, bytemuck::bytes_of(&st.params));
+            let pipeline = &self.pipelines[match st.kind {
+                Kind::Widen => 0,
+                Kind::Layer => 1,
+                Kind::Finish => 2,
+            }];
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("alpool forward"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &st.binds[slot], &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, 1);
+        }
+        gpu.queue.submit([enc.finish()]);
+    }
+}
+
+/// What the device widens a byte `v` of column j into: `v / 255` as the
+/// CPU computes it, scaled as the CPU scales it (one table per column with
+/// a scaler, one for all without).
+fn byte_table(model: &Mlp) -> Vec<f32> {
+    let unit: Vec<f32> = (0..256).map(|v| v as f32 / 255.0).collect();
+    match model.scaler() {
+        None => unit,
+        Some(s) => {
+            let d = model.inputs();
+            // Row v of a 256 x D matrix holds byte v in every column.
+            let mut t: Vec<f32> = unit
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, d))
+                .collect();
+            s.apply_in_place(&mut t);
+            // Transposed: column j's 256 values together.
+            (0..d)
+                .flat_map(|j| (0..256).map(move |v| (j, v)))
+                .map(|(j, v)| t[v * d + j])
+                .collect()
+        }
+    }
+}
+
+/// Candidate rows scored canonically: the CPU model's probabilities for
+/// the row in the tile `predict` runs it in, scored as any pool row.
+struct ModelRows<'r> {
+    model: &'r Mlp,
+    features: &'r FeaturePool,
+    job: &'r Job,
+    probs: Vec<f64>,
+}
+
+impl Rescore for ModelRows<'_> {
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>> {
+        let c = self.model.classes();
+        let p = self.features.probabilities_of(self.model, rows)?;
+        rows.iter()
+            .zip(p.chunks_exact(c))
+            .map(|(&index, row)| {
+                canonical_ranked(self.job, row, index, &mut self.probs).map_err(|problem| {
+                    Error::BadRow {
+                        path: "<model output>".into(),
+                        row: index,
+                        global: index,
+                        problem,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Rows per chunk: what the host block, every binding and the layer
+/// kernel's grid (65,535 tiles of 64 rows) allow.
+fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &Job) -> u64 {
+    let widest = model
+        .layers()
+        .iter()
+        .map(|l| l.inp.max(l.out))
+        .max()
+        .unwrap_or(1) as u64;
+    let binding = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size);
+    let mut rows = (binding / (widest * 4))
+        .min(65_535 * 64)
+        .min(features.block_rows as u64);
+    if job.chunk_rows > 0 {
+        rows = rows.min(job.chunk_rows);
+    }
+    rows.max(1)
+}
+
+/// [`super::select_features`] on the GPU (module docs).
+pub(crate) fn select(
+    gpu: &Gpu,
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    features.check_model(model)?;
+    let c = model.classes();
+    let n = features.rows();
+    let k = job.k.min(n as usize);
+    if n > 0 {
+        job.check(&crate::pool::Pool::from_f32(&[], c)?)?;
+    }
+    let max_rows = chunk_rows(gpu, model, features, job).min(n.max(1));
+    let consts = score_constants(job.spec.strategy, job.spec.log_base.ln(), c);
+    let mut run = Chunked::from_forward(gpu, job, k, c, max_rows, consts)?;
+    if k == 0 || n == 0 {
+        return Ok(run.finish(n));
+    }
+    let bytes_input = features.unit_images();
+    let mut fwd = Forward::new(
+        gpu,
+        model,
+        bytes_input,
+        max_rows as usize,
+        &run.bufs.rows[0],
+    );
+    let mut rescore = ModelRows {
+        model,
+        features,
+        job,
+        probs: vec![0f64; c],
+    };
+    let chunks: Vec<_> = features.chunks(max_rows).collect();
+    let mut staging = Upload::default();
+    let t = Instant::now();
+    staging.stage(features, model, &fwd, 0, chunks[0])?;
+    run.phases.upload += t.elapsed();
+    for (i, &(shard, start, end)) in chunks.iter().enumerate() {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let g0 = features.shards[shard].first_row + start;
+        run.parameters(g0, end - start)?;
+        let t = Instant::now();
+        fwd.launch(i % 2, (end - start) as u32);
+        if let Some(&next) = chunks.get(i + 1) {
+            let u = Instant::now();
+            staging.stage(features, model, &fwd, (i + 1) % 2, next)?;
+            run.phases.upload += u.elapsed();
+        }
+        gpu.wait()?;
+        run.phases.forward += t.elapsed();
+        let t = Instant::now();
+        run.launch_score(0);
+        gpu.wait()?;
+        run.phases.score += t.elapsed();
+        run.check_rows(&mut rescore)?;
+        let cut = run.radix_cut(0, k)?;
+        run.compact(0, cut)?;
+        run.refine(&mut rescore)?;
+        progress
+            .advance((end - start) * (features.dim * features.shards[shard].dtype.size()) as u64);
+    }
+    Ok(run.finish(n))
+}
+
+/// The host's side of uploading features: f32 rows converted, checked and
+/// scaled as the CPU path does it, or the raw bytes of uint8 images.
+#[derive(Default)]
+struct Upload {
+    x: Vec<f32>,
+    bytes: Vec<u8>,
+}
+
+impl Upload {
+    fn stage(
+        &mut self,
+        features: &FeaturePool,
+        model: &Mlp,
+        fwd: &Forward,
+        slot: usize,
+        (shard, start, end): (usize, u64, u64),
+    ) -> Result<()> {
+        let q = &fwd.gpu.queue;
+        if features.shards[shard].dtype == DType::U8 && fwd.stages[0].kind == Kind::Widen {
+            let s = &features.shards[shard];
+            let a = s.offset + start as usize * features.dim;
+            let raw = &s.map[a..a + (end - start) as usize * features.dim];
+            self.bytes.clear();
+            self.bytes.extend_from_slice(raw);
+            self.bytes.resize(raw.len().div_ceil(4) * 4, 0);
+            q.write_buffer(&fwd.inputs[slot], 0, &self.bytes);
+        } else {
+            features.read_block(shard, start, end, &mut self.x)?;
+            if let Some(s) = model.scaler() {
+                let d = model.inputs();
+                self.x
+                    .par_chunks_mut(d * TILE_ROWS)
+                    .for_each(|part| s.apply_in_place(part));
+            }
+            q.write_buffer(&fwd.inputs[slot], 0, bytemuck::cast_slice(&self.x));
+        }
+        features.release(shard, start, end);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learner::fused::{Head, forward_into};
+    use crate::learner::{MlpConfig, ScaleKind, Scaler};
+    use crate::pool::synth::Rng;
+
+    fn gpu() -> Option<Gpu> {
+        match Gpu::new(None) {
+            Ok(g) => Some(g),
+            Err(e) if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
+            }
+            Err(e) => {
+                eprintln!("\n!!!!!! SKIPPING GPU TEST: {e} !!!!!!\n");
+                None
+            }
+        }
+    }
+
+    /// The bound of the module docs, step 1, checked where it matters: the
+    /// GPU's logits against the CPU's, on features spanning six orders of
+    /// magnitude (cancellation in every sum), with and without hidden
+    /// layers and scalers.
+    #[test]
+    fn gpu_logits_are_within_their_bound_of_the_cpus() {
+        use wgpu::BufferUsages as U;
+        let Some(g) = gpu() else { return };
+        let mut rng = Rng::new(5);
+        let mut tightest = f64::INFINITY;
+        for case in 0..6usize {
+            let dim = [3, 17, 64, 200, 33, 300][case];
+            let hidden = match case % 3 {
+                0 => vec![],
+                1 => vec![40],
+                _ => vec![70, 9],
+            };
+            let c = 2 + case % 5;
+            let rows = 300 + 37 * case;
+            let x: Vec<f32> = (0..rows * dim)
+                .map(|i| ((rng.uniform() - 0.5) * 10f64.powi((i % 7) as i32 - 3)) as f32)
+                .collect();
+            let config = MlpConfig {
+                hidden,
+                seed: case as u64,
+                ..MlpConfig::default()
+            };
+            let mut m = Mlp::new(dim, c, config).unwrap();
+            if case % 2 == 1 {
+                let s = Scaler::fit(ScaleKind::Standard, &x, dim, None).unwrap();
+                m = m.with_scaler(Some(s)).unwrap();
+            }
+            let mut z = vec![0f32; rows * c];
+            forward_into(m.layers(), &x, None, m.scaler(), &mut z, Head::Logits);
+
+            let logits = g.buffer(
+                "logits",
+                (rows * (c + 1) * 4) as u64,
+                U::STORAGE | U::COPY_SRC,
+            );
+            let staging = g.buffer(
+                "staging",
+                (rows * (c + 1) * 4) as u64,
+                U::MAP_READ | U::COPY_DST,
+            );
+            let mut fwd = Forward::new(&g, &m, false, rows, &logits);
+            let mut xs = x.clone();
+            if let Some(s) = m.scaler() {
+                s.apply_in_place(&mut xs);
+            }
+            g.queue
+                .write_buffer(&fwd.inputs[0], 0, bytemuck::cast_slice(&xs));
+            fwd.launch(0, rows as u32);
+            let out = g.read_u32(&logits, rows * (c + 1), &staging).unwrap();
+            let mut worst = 0.0f64;
+            for r in 0..rows {
+                let eps = f32::from_bits(out[r * (c + 1) + c]) as f64;
+                assert!(
+                    eps.is_finite() && eps > 0.0,
+                    "case {case} row {r}: eps {eps}"
+                );
+                for j in 0..c {
+                    let gz = f32::from_bits(out[r * (c + 1) + j]) as f64;
+                    let diff = (gz - z[r * c + j] as f64).abs();
+                    assert!(
+                        diff <= eps,
+                        "case {case} row {r} class {j}: GPU {gz}, CPU {}, bound {eps}",
+                        z[r * c + j]
+                    );
+                    worst = worst.max(diff / eps);
+                }
+            }
+            tightest = tightest.min(1.0 / worst.max(1e-300));
+            eprintln!("case {case}: largest |GPU − CPU| / bound = {worst:.2e}");
+        }
+        assert!(tightest.is_finite());
+    }
+
+    #[test]
+    fn the_byte_table_holds_the_cpus_scaled_pixels() {
+        let m = Mlp::new(3, 2, MlpConfig::default()).unwrap();
+        assert_eq!(byte_table(&m)[51], 51.0 / 255.0);
+        let x: Vec<f32> = vec![0.0, 0.5, 1.0, 0.2, 0.1, 0.9];
+        let s = Scaler::fit(ScaleKind::Standard, &x, 3, None).unwrap();
+        let m = m.with_scaler(Some(s.clone())).unwrap();
+        let t = byte_table(&m);
+        for (j, v) in [(0usize, 7usize), (1, 200), (2, 255)] {
+            let mut row = vec![0f32; 3];
+            row[j] = v as f32 / 255.0;
+            s.apply_in_place(&mut row);
+            assert_eq!(t[j * 256 + v].to_bits(), row[j].to_bits());
+        }
+    }
+}
