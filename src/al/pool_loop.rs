@@ -12,6 +12,7 @@ use crate::backend::{Job, Silent};
 
 use crate::batch::{BatchJob, BatchStrategy};
 use crate::error::{Error, Result};
+use crate::features::BlockSelect;
 use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Exclusions;
 use crate::pool::Pool;
@@ -88,6 +89,10 @@ impl RunResult {
     }
 }
 
+/// Unlabeled rows per block of the loop's scoring pass: whole inference
+/// tiles, so each row's probabilities are the bits of one pass over all.
+const LOOP_BLOCK: usize = 64 * crate::learner::TILE_ROWS;
+
 /// Runs the loop on `data` with the given split. The test rows are used
 /// only to evaluate; the oracle is asked only for the seed set and for
 /// selected pool rows.
@@ -159,12 +164,56 @@ pub fn run(
             .copied()
             .filter(|&r| !in_labeled[r])
             .collect();
-        let probs = m.predict_proba_rows(&data.x, &unlabeled)?;
-        let predict_s = t.elapsed().as_secs_f64();
-        let lc: Vec<f64> = probs
-            .chunks_exact(data.classes)
-            .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64)
-            .collect();
+        let budget_left = cfg
+            .stop
+            .budget
+            .map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
+        let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
+        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
+        // A model's softmax sums to 1 within f32 rounding; renormalizing
+        // defines the scores on exactly what the model meant.
+        let input = InputForm::Probs {
+            renormalize: true,
+            sum_tol: 1e-3,
+        };
+        let job = match cfg.strategy {
+            Query::Score(strategy) => Some(Job::new(
+                ScoreSpec {
+                    strategy,
+                    log_base: cfg.log_base,
+                    seed,
+                },
+                input,
+                k,
+            )),
+            Query::Batch(_) => None,
+        };
+        // One pass over the unlabeled rows, block by block: the stopping
+        // criteria's uncertainties and (row-wise strategies) the exact top
+        // k, with no N x C matrix; batch strategies keep the probabilities.
+        let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
+        let mut blocks = job
+            .as_ref()
+            .map(|j| BlockSelect::new(backend, j, unlabeled.len() as u64));
+        let mut kept = Vec::new();
+        let mut lc = Vec::with_capacity(unlabeled.len());
+        let mut select_s = 0.0;
+        for (b, rows) in unlabeled.chunks(LOOP_BLOCK).enumerate() {
+            let probs = m.predict_proba_rows(&data.x, rows)?;
+            lc.extend(
+                probs
+                    .chunks_exact(data.classes)
+                    .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64),
+            );
+            let u = Instant::now();
+            match &mut blocks {
+                Some(sel) if k > 0 => sel.offer((b * LOOP_BLOCK) as u64, &probs, data.classes)?,
+                Some(_) => {}
+                None => kept.extend_from_slice(&probs),
+            }
+            select_s += u.elapsed().as_secs_f64();
+        }
+        let predict_s = t.elapsed().as_secs_f64() - select_s;
         let stop_pred = if stop_set.is_empty() {
             None
         } else {
@@ -184,16 +233,12 @@ pub fn run(
             train_accuracy: fit.train_accuracy,
             train_s,
             predict_s,
-            select_s: 0.0,
+            select_s,
             max_uncertainty: lc.iter().copied().fold(0.0, f64::max),
             kappa: stopper.last_kappa,
             fired: fired.clone(),
         };
         let m: &Mlp = model.insert(m);
-        let budget_left = cfg
-            .stop
-            .budget
-            .map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
         if !fired.is_empty() || unlabeled.is_empty() || budget_left == 0 {
             let mut stopped_by = fired;
             if stopped_by.is_empty() {
@@ -207,35 +252,17 @@ pub fn run(
             });
         }
 
-        // Select the next batch with the core engine.
+        // The next batch.
         let t = Instant::now();
-        let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
-        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
-        // A model's softmax sums to 1 within f32 rounding; renormalizing
-        // defines the scores on exactly what the model meant.
-        let input = InputForm::Probs {
-            renormalize: true,
-            sum_tol: 1e-3,
-        };
-        let (sel, rows) = match cfg.strategy {
-            Query::Score(strategy) => {
-                let pool = Pool::from_f32(&probs, data.classes)?;
-                let spec = ScoreSpec {
-                    strategy,
-                    log_base: cfg.log_base,
-                    seed,
-                };
-                let job = Job::new(spec, input, k);
-                let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
-                let sel = crate::api::select_on(backend, &pool, &job, &Silent)?.0;
-                (sel, unlabeled.clone())
+        let (sel, rows) = match (blocks, cfg.strategy) {
+            (Some(blocks), _) => (blocks.finish(), unlabeled.clone()),
+            (None, Query::Batch(b)) => {
+                batch_round(data, (m, &kept), b, &unlabeled, &labeled, input, k, seed)?
             }
-            Query::Batch(b) => {
-                batch_round(data, (m, &probs), b, &unlabeled, &labeled, input, k, seed)?
-            }
+            (None, Query::Score(_)) => unreachable!("row-wise strategies select in blocks"),
         };
         let batch: Vec<usize> = sel.entries.iter().map(|e| rows[e.index as usize]).collect();
-        record.select_s = t.elapsed().as_secs_f64();
+        record.select_s += t.elapsed().as_secs_f64();
         rounds.push(record);
 
         let new = oracle.label(&batch)?;

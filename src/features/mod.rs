@@ -138,26 +138,74 @@ impl FeaturePool {
     /// parallel; a NaN or infinite value is an error naming the file, row
     /// and column.
     fn read_block(&self, i: usize, start: u64, end: u64, out: &mut Vec<f32>) -> Result<()> {
+        let d = self.dim.max(1);
+        out.resize((end - start) as usize * self.dim, 0.0);
+        const ROWS: u64 = 1024;
+        let first_bad = out
+            .par_chunks_mut(ROWS as usize * d)
+            .enumerate()
+            .map(|(c, o)| {
+                let a = start + c as u64 * ROWS;
+                self.convert_into(i, a, a + (o.len() / d) as u64, o)
+            })
+            .find_first(|r| r.is_err());
+        first_bad.unwrap_or(Ok(()))
+    }
+
+    /// Rows `start..end` of shard `i` converted into `out` (exactly that
+    /// many rows long), checked: the first NaN or infinite value is an
+    /// error naming the file, row and column.
+    fn convert_into(&self, i: usize, start: u64, end: u64, out: &mut [f32]) -> Result<()> {
         let s = &self.shards[i];
         let (d, size) = (self.dim, s.dtype.size());
         let a = s.offset + start as usize * d * size;
         let bytes = &s.map[a..a + (end - start) as usize * d * size];
-        out.resize((end - start) as usize * d, 0.0);
-        const ROWS: usize = 1024;
-        let bad = out
-            .par_chunks_mut(ROWS * d.max(1))
-            .zip(bytes.par_chunks(ROWS * d.max(1) * size))
-            .enumerate()
-            .filter_map(|(c, (o, b))| {
-                npy::features_into(s.dtype, b, o);
-                o.iter()
-                    .position(|v| !v.is_finite())
-                    .map(|j| (c * ROWS * d.max(1) + j, o[j]))
-            })
-            .min_by_key(|&(at, _)| at);
-        match bad {
+        npy::features_into(s.dtype, bytes, out);
+        // uint8 pixels are always finite.
+        if s.dtype == DType::U8 {
+            return Ok(());
+        }
+        self.check_finite(i, start, out)
+    }
+
+    /// Rows `start..` of shard `i`, read in place from the map when they
+    /// are float32 with the map's alignment (no copy), or `None`; checked
+    /// like [`FeaturePool::convert_into`].
+    fn rows_in_place(&self, i: usize, start: u64, end: u64) -> Result<Option<&[f32]>> {
+        let s = &self.shards[i];
+        if s.dtype != DType::F32 || cfg!(target_endian = "big") {
+            return Ok(None);
+        }
+        let a = s.offset + start as usize * self.dim * 4;
+        let bytes = &s.map[a..a + (end - start) as usize * self.dim * 4];
+        match bytemuck::try_cast_slice::<u8, f32>(bytes) {
+            Ok(x) => self.check_finite(i, start, x).map(|()| Some(x)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// An error naming the first NaN or infinite value of `x` (rows
+    /// `start..` of shard `i`). The scan is branch-free over blocks of 64
+    /// values, so it runs at memory speed; only a bad block is searched.
+    fn check_finite(&self, i: usize, start: u64, x: &[f32]) -> Result<()> {
+        let bad_block = x.chunks(64).position(|c| {
+            c.iter().fold(0u32, |acc, v| {
+                acc | ((v.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32)
+            }) != 0
+        });
+        let Some(b) = bad_block else {
+            return Ok(());
+        };
+        let s = &self.shards[i];
+        let d = self.dim;
+        match x
+            .iter()
+            .skip(b * 64)
+            .position(|v| !v.is_finite())
+            .map(|p| p + b * 64)
+        {
             None => Ok(()),
-            Some((at, value)) => {
+            Some(at) => {
                 let row = start + (at / d.max(1)) as u64;
                 Err(Error::BadRow {
                     path: s.path.clone(),
@@ -165,7 +213,7 @@ impl FeaturePool {
                     global: s.first_row + row,
                     problem: RowProblem::NotFinite {
                         col: at % d.max(1),
-                        value: value.into(),
+                        value: x[at].into(),
                     },
                 })
             }
@@ -317,14 +365,25 @@ impl FeaturePool {
         each: &mut dyn FnMut(u64, &[f32]) -> Result<()>,
     ) -> Result<()> {
         self.check_model(model)?;
-        let mut x = Vec::new();
+        let mut probs = Vec::new();
         for (i, start, end) in self.blocks() {
             if progress.cancelled() {
                 return Err(Error::Cancelled);
             }
-            self.read_block(i, start, end, &mut x)?;
+            // Each tile of rows is converted and checked by the thread that
+            // then runs it through the model.
+            probs.resize((end - start) as usize * model.classes(), 0.0);
+            let d = self.dim;
+            model.predict_proba_filled(&mut probs, &|first, count, x| {
+                let a = start + first as u64;
+                if let Some(rows) = self.rows_in_place(i, a, a + count as u64)? {
+                    return Ok(Some(rows));
+                }
+                x.resize(count * d, 0.0);
+                self.convert_into(i, a, a + count as u64, x)?;
+                Ok(None)
+            })?;
             self.release(i, start, end);
-            let probs = model.predict_proba(&x)?;
             each(self.shards[i].first_row + start, &probs)?;
             progress.advance((end - start) * (self.dim * self.shards[i].dtype.size()) as u64);
         }
@@ -363,33 +422,65 @@ pub fn select_features_on(
     if let crate::Backend::Gpu(gpu) = backend {
         gpu.never();
     }
-    let k = job.k.min(features.rows() as usize);
-    let mut top = TopK::new(k);
-    let mut refined = 0;
+    let mut blocks = BlockSelect::new(backend, job, features.rows());
     let c = model.classes();
-    features.predict_blocks(model, progress, &mut |g0, probs| {
-        let pool = Pool::from_f32(probs, c)?
+    features.predict_blocks(model, progress, &mut |g0, probs| blocks.offer(g0, probs, c))?;
+    let sel = blocks.finish();
+    Ok((sel, None))
+}
+
+/// One exact top k over a pool whose probabilities arrive block by block:
+/// each block is a pool at its global row offset whose k best (under the
+/// global ranking, on `backend`) are offered to the running top k; the
+/// global k best are each among their own block's k best ([`crate::part`]'s
+/// argument). Memory is one block's probabilities, whatever the pool's size.
+pub(crate) struct BlockSelect<'a> {
+    backend: crate::Backend<'a>,
+    job: &'a Job,
+    rows: u64,
+    top: TopK,
+    refined: u64,
+}
+
+impl<'a> BlockSelect<'a> {
+    /// A selection of `job.k` of `rows` rows.
+    pub(crate) fn new(backend: crate::Backend<'a>, job: &'a Job, rows: u64) -> Self {
+        BlockSelect {
+            backend,
+            job,
+            rows,
+            top: TopK::new(job.k.min(rows as usize)),
+            refined: 0,
+        }
+    }
+
+    /// Offers the block of `classes`-wide rows starting at global row `g0`.
+    pub(crate) fn offer(&mut self, g0: u64, probs: &[f32], classes: usize) -> Result<()> {
+        let pool = Pool::from_f32(probs, classes)?
             .named("<model output>")
             .with_row_offset(g0);
-        let mut block_job = job.clone();
-        block_job.k = k;
-        block_job.exclusions = job.exclusions.restrict(g0, pool.rows());
-        let sel = crate::api::select_on(backend, &pool, &block_job, &backend::Silent)?.0;
-        refined += sel.refined;
+        let mut block_job = self.job.clone();
+        block_job.k = self.job.k.min(self.rows as usize);
+        block_job.exclusions = self.job.exclusions.restrict(g0, pool.rows());
+        let sel = crate::api::select_on(self.backend, &pool, &block_job, &backend::Silent)?.0;
+        self.refined += sel.refined;
         for e in sel.entries {
-            top.offer(Ranked {
-                priority: job.spec.strategy.priority(e.score),
+            self.top.offer(Ranked {
+                priority: self.job.spec.strategy.priority(e.score),
                 index: e.index,
             });
         }
         Ok(())
-    })?;
-    let sel = Selection::from_topk(
-        job.spec.strategy,
-        top,
-        features.rows(),
-        job.exclusions.len() as u64,
-        refined,
-    );
-    Ok((sel, None))
+    }
+
+    /// The selection of every block offered.
+    pub(crate) fn finish(self) -> Selection {
+        Selection::from_topk(
+            self.job.spec.strategy,
+            self.top,
+            self.rows,
+            self.job.exclusions.len() as u64,
+            self.refined,
+        )
+    }
 }

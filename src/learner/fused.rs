@@ -241,6 +241,58 @@ pub(crate) fn forward_into(
     }
 }
 
+/// Writes (or lends, in place) the input rows `first..first + count` of a
+/// tile: see [`predict_proba_filled`].
+pub(crate) type FillRows<'a, E> =
+    dyn Fn(usize, usize, &mut Vec<f32>) -> Result<Option<&'a [f32]>, E> + Sync + 'a;
+
+/// Class probabilities of `out.len() / classes` rows that `fill` writes
+/// itself, tile by tile and in parallel: `fill(first, count, buf)` puts the
+/// (unscaled) f32 rows `first..first + count` into `buf`, or returns them
+/// in place (a mapped float32 file, no copy), so reading,
+/// converting and checking a tile runs next to the other tiles' matrix
+/// products instead of in a pass before them. Tiles start at multiples of
+/// [`BLOCK_ROWS`], as in [`forward_into`], so every row comes out the same
+/// bits. The first error in row order wins.
+pub(crate) fn predict_proba_filled<'a, E: Send>(
+    layers: &[Layer],
+    scaler: Option<&Scaler>,
+    out: &mut [f32],
+    fill: &FillRows<'a, E>,
+) -> Result<(), E> {
+    let classes = layers[layers.len() - 1].out;
+    let tile_rows = BLOCK_ROWS.min(out.len() / classes).max(1);
+    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
+    let run = |(hidden, x): &mut (Vec<Vec<f32>>, Vec<f32>),
+               (tile, ob): (usize, &mut [f32])|
+     -> Result<(), E> {
+        let count = ob.len() / classes;
+        x.clear();
+        let xb: &[f32] = match (fill(tile * BLOCK_ROWS, count, x)?, scaler) {
+            (Some(rows), None) => rows,
+            (Some(rows), Some(s)) => {
+                x.extend_from_slice(rows);
+                s.apply_in_place(x);
+                x
+            }
+            (None, Some(s)) => {
+                s.apply_in_place(x);
+                x
+            }
+            (None, None) => x,
+        };
+        logits_into(layers, xb, count, hidden, ob);
+        softmax_rows(ob, classes);
+        Ok(())
+    };
+    let results: Vec<Result<(), E>> = out
+        .par_chunks_mut(BLOCK_ROWS * classes)
+        .enumerate()
+        .map_init(scratch, run)
+        .collect();
+    results.into_iter().collect()
+}
+
 fn hidden_buffers(layers: &[Layer], rows: usize) -> Vec<Vec<f32>> {
     layers[..layers.len() - 1]
         .iter()

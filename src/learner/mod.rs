@@ -542,6 +542,33 @@ impl Mlp {
         self.predict_proba_with(x, &mut |_| {})
     }
 
+    /// Class probabilities of `out.len() / classes` rows that `fill`
+    /// converts itself, a tile of rows at a time, in parallel with the
+    /// matrix products of other tiles: `fill(first, count, buf)` appends the
+    /// unscaled f32 rows `first..first + count` to `buf`, or returns them
+    /// in place (the model's scaler is applied here). The same bits as [`Mlp::predict_proba`] of
+    /// those rows; the first error in row order is returned.
+    pub fn predict_proba_filled<'a>(
+        &self,
+        out: &mut [f32],
+        fill: &fused::FillRows<'a, Error>,
+    ) -> Result<()> {
+        let n = out.len() / self.classes;
+        match self.config.engine {
+            Engine::Fused => {
+                fused::predict_proba_filled(&self.layers, self.scaler.as_ref(), out, fill)
+            }
+            Engine::Candle => {
+                let mut x = Vec::with_capacity(n * self.inputs);
+                if let Some(rows) = fill(0, n, &mut x)? {
+                    x = rows.to_vec();
+                }
+                out.copy_from_slice(&self.predict_proba(&x)?);
+                Ok(())
+            }
+        }
+    }
+
     /// The most probable class of each row.
     pub fn predict(&self, x: &[f32]) -> Result<Vec<usize>> {
         let p = self.predict_proba(x)?;

@@ -1,0 +1,216 @@
+"""The model-to-top-k job, whole process, side by side in one run.
+
+`alpool select --model M --features X -k K` against PyTorch's
+predict_proba (the same weights, read from the same safetensors file)
+followed by a NumPy top k, each a fresh process, alternated, timed by the
+wall clock with its peak RSS from wait4. PyTorch runs in every
+configuration asked for (threads, OpenBLAS core type); each one's
+probabilities are first checked against alpool's `predict` on the first
+rows, and a configuration that gets them wrong is reported and left out.
+
+    /usr/bin/python3 python/bench/bench_fused.py --alpool target/release/alpool \\
+        --model mnist.safetensors --features X1m.npy --runs 5
+
+Needs numpy and torch in the interpreter that runs it (Debian's
+python3-torch for the issue's comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TORCH_JOB = r"""
+import json, struct, sys
+import numpy as np
+import torch
+
+model, features, out = sys.argv[1], sys.argv[2], sys.argv[5]
+k, threads = int(sys.argv[3]), int(sys.argv[4])
+check_rows = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+torch.set_num_threads(threads)
+raw = open(model, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8 : 8 + n])
+tensors = {}
+for name, v in header.items():
+    if name == "__metadata__":
+        continue
+    a, b = v["data_offsets"]
+    tensors[name] = torch.from_numpy(
+        np.frombuffer(raw[8 + n + a : 8 + n + b], dtype=np.float32).reshape(v["shape"]).copy()
+    )
+layers = sorted({name.split(".")[0] for name in tensors}, key=lambda s: int(s[5:]))
+config = json.loads(open(model[: -len(".safetensors")] + ".json").read())
+if config.get("scaler"):
+    raise SystemExit("this benchmark compares models without a feature scaler")
+x = np.load(features, mmap_mode="r")
+rows = x.shape[0] if not check_rows else check_rows
+classes = tensors[layers[-1] + ".bias"].shape[0]
+probs = np.empty((rows, classes), dtype=np.float32)
+with torch.no_grad():
+    step = 65536
+    for s in range(0, rows, step):
+        part = np.asarray(x[s : min(rows, s + step)])
+        h = torch.from_numpy(part.astype(np.float32) / 255.0 if part.dtype == np.uint8 else part)
+        for i, name in enumerate(layers):
+            h = torch.nn.functional.linear(h, tensors[name + ".weight"], tensors[name + ".bias"])
+            if i + 1 < len(layers):
+                h = torch.relu(h)
+        probs[s : s + h.shape[0]] = torch.softmax(h, dim=1).numpy()
+if check_rows:
+    np.save(out, probs)
+    raise SystemExit(0)
+top2 = np.partition(probs, classes - 2, axis=1)[:, -2:]
+margin = top2[:, 1] - top2[:, 0]
+best = np.argpartition(margin, k)[:k]
+best = best[np.lexsort((best, margin[best]))]
+with open(out, "w") as f:
+    f.write("rank,index,score\n")
+    for r, i in enumerate(best):
+        f.write(f"{r},{i},{margin[i]}\n")
+"""
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (bytes) and stderr of one process."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t
+    err = p.stderr.read().decode() if p.stderr else ""
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {err}")
+    return wall, usage.ru_maxrss * 1024, err
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--alpool", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--features", required=True)
+    ap.add_argument("-k", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", default="1,2", help="torch thread counts to try")
+    ap.add_argument(
+        "--coretypes",
+        default="default,Haswell,SkylakeX",
+        help="OpenBLAS core types to try (default = its own detection)",
+    )
+    a = ap.parse_args()
+    import numpy as np
+
+    tmp = Path(tempfile.mkdtemp())
+    job = tmp / "torch_job.py"
+    job.write_text(TORCH_JOB)
+    # alpool's own probabilities of the first rows: the reference each torch
+    # configuration must reproduce.
+    check = 4096
+    x = np.load(a.features, mmap_mode="r")
+    head = tmp / "head.npy"
+    np.save(head, np.asarray(x[:check]))
+    ref = tmp / "ref.npy"
+    subprocess.run(
+        [a.alpool, "predict", "--model", a.model, "--features", str(head), "--out", str(ref)],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    ref_p = np.load(ref)
+
+    configs = []
+    for ct in a.coretypes.split(","):
+        for th in a.threads.split(","):
+            env = dict(os.environ)
+            if ct != "default":
+                env["OPENBLAS_CORETYPE"] = ct
+            out = tmp / "check.npy"
+            try:
+                run(
+                    [
+                        sys.executable,
+                        str(job),
+                        a.model,
+                        a.features,
+                        str(a.k),
+                        th,
+                        str(out),
+                        str(check),
+                    ],
+                    env,
+                )
+            except SystemExit as e:
+                print(f"torch threads={th} coretype={ct}: failed ({e})")
+                continue
+            diff = float(np.abs(np.load(out) - ref_p).max())
+            ok = diff < 1e-4
+            verdict = "" if ok else "  WRONG, left out"
+            print(
+                f"torch threads={th} coretype={ct}: "
+                f"max |p - alpool's p| over {check} rows = {diff:.2e}{verdict}"
+            )
+            if ok:
+                configs.append((f"torch t={th} {ct}", env, th))
+
+    results: dict[str, list[tuple[float, int]]] = {"alpool": []}
+    for name, _, _ in configs:
+        results[name] = []
+    for _ in range(a.runs):
+        wall, rss, _ = run(
+            [
+                a.alpool,
+                "select",
+                "--model",
+                a.model,
+                "--features",
+                a.features,
+                "-k",
+                str(a.k),
+                "-q",
+                "-o",
+                str(tmp / "a.csv"),
+            ]
+        )
+        results["alpool"].append((wall, rss))
+        for name, env, th in configs:
+            wall, rss, _ = run(
+                [sys.executable, str(job), a.model, a.features, str(a.k), th, str(tmp / "t.csv")],
+                env,
+            )
+            results[name].append((wall, rss))
+    rows = x.shape[0]
+    base = statistics.median(w for w, _ in results["alpool"])
+    print(
+        f"\n{rows} rows x {x.shape[1]} {x.dtype}, k = {a.k}, margin; "
+        f"medians of {a.runs} alternated runs, whole process"
+    )
+    print(
+        f"{'':<24} {'median s':>9} {'min s':>7} {'rows/s':>10} {'peak RSS':>10} {'vs alpool':>10}"
+    )
+    for name, rs in results.items():
+        med = statistics.median(w for w, _ in rs)
+        print(
+            f"{name:<24} {med:>9.2f} {min(w for w, _ in rs):>7.2f} {rows / med:>10.0f} "
+            f"{max(r for _, r in rs) / 2**20:>8.0f} MiB {med / base:>9.2f}x"
+        )
+    a_sel = [line.split(",")[1] for line in (tmp / "a.csv").read_text().splitlines()[1:]]
+    if configs:
+        t_sel = [line.split(",")[1] for line in (tmp / "t.csv").read_text().splitlines()[1:]]
+        same = len(set(a_sel) & set(t_sel))
+        print(
+            f"\nthe last torch run's top {a.k} shares {same} rows with alpool's "
+            "(float32 sums differ near ties)"
+        )
+    print(json.dumps({n: [w for w, _ in rs] for n, rs in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
