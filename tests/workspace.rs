@@ -613,3 +613,35 @@ fn next_runs_the_batch_strategies_on_the_models_embeddings() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+#[test]
+fn next_on_the_gpu_picks_the_cpus_batch() {
+    let Some((features, y)) = shared_digits() else {
+        return;
+    };
+    if common::gpu().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut batches = Vec::new();
+    for device in ["cpu", "gpu"] {
+        let dir = tmp.path().join(device);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ws = init(&dir, &features, &y, 30);
+        let batch = dir.join("batch.csv");
+        let w = ws.to_str().unwrap();
+        ok(&[
+            "next",
+            w,
+            "-k",
+            "40",
+            "--device",
+            device,
+            "--out",
+            batch.to_str().unwrap(),
+        ]);
+        batches.push(batch_ids(&batch));
+    }
+    assert_eq!(batches[0].len(), 40);
+    assert_eq!(batches[0], batches[1]);
+}

@@ -1,9 +1,11 @@
 //! Feature pools, and selection straight from them: N x D feature shards
 //! (.npy, float32, float16, float64, or uint8 images read as [0, 1]) are
-//! memory-mapped and walked in blocks of rows; each block is converted and
-//! checked in parallel, goes through the model, and its probabilities are
-//! scored and offered to one exact top k. No N x C matrix exists anywhere:
-//! memory is the block's buffers plus k, whatever N is.
+//! memory-mapped and walked in blocks of rows; each tile of a block is
+//! converted and checked by the thread that then runs it through the model
+//! (float32 is read in place), and the block's probabilities are scored and
+//! offered to one exact top k. No N x C matrix exists anywhere: memory is
+//! one block's probabilities, a tile buffer per thread, and k, whatever N
+//! is. On the GPU (`gpu.rs`) the layers run there too.
 //!
 //! Why the result is exactly `alpool predict` followed by `alpool select`:
 //! the model's float32 probabilities of a row do not depend on which rows
