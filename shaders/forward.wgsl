@@ -83,9 +83,12 @@ fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 // slices of the inputs staged in workgroup memory.
 const TS: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> xs: array<f32, 1024>;
-var<workgroup> ds: array<f32, 1024>;
-var<workgroup> ws: array<f32, 1024>;
+// Rows of the staged slices are TS + 1 apart: the 16 threads that store one
+// row's 16 inputs then hit 16 different memory banks, not one.
+const PAD: u32 = 65u;
+var<workgroup> xs: array<f32, 1040>;
+var<workgroup> ds: array<f32, 1040>;
+var<workgroup> ws: array<f32, 1040>;
 
 @compute @workgroup_size(16, 16)
 fn layer(
@@ -117,13 +120,13 @@ fn layer(
                     dv = din[(r0 + row) * F.inp + k];
                 }
             }
-            xs[kk * TS + row] = xv;
-            ds[kk * TS + row] = dv;
+            xs[kk * PAD + row] = xv;
+            ds[kk * PAD + row] = dv;
             var wv = 0.0;
             if o0 + row < F.out && k < F.inp {
                 wv = w[(o0 + row) * F.inp + k];
             }
-            ws[kk * TS + row] = wv;
+            ws[kk * PAD + row] = wv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk = kk + 1u) {
@@ -131,15 +134,22 @@ fn layer(
             var dr: array<f32, 4>;
             var wr: array<f32, 4>;
             for (var i = 0u; i < 4u; i = i + 1u) {
-                xr[i] = xs[kk * TS + lid.y * 4u + i];
-                dr[i] = ds[kk * TS + lid.y * 4u + i];
-                wr[i] = ws[kk * TS + lid.x * 4u + i];
+                xr[i] = xs[kk * PAD + lid.y * 4u + i];
+                dr[i] = ds[kk * PAD + lid.y * 4u + i];
+                wr[i] = ws[kk * PAD + lid.x * 4u + i];
             }
             for (var i = 0u; i < 4u; i = i + 1u) {
                 for (var j = 0u; j < 4u; j = j + 1u) {
                     acc[i * 4u + j] = acc[i * 4u + j] + xr[i] * wr[j];
                     abs_acc[i * 4u + j] = abs_acc[i * 4u + j] + abs(xr[i]) * abs(wr[j]);
-                    d_acc[i * 4u + j] = d_acc[i * 4u + j] + dr[i] * abs(wr[j]);
+                }
+            }
+            // The first layer's inputs are the CPU's own: nothing to carry.
+            if F.first == 0u {
+                for (var i = 0u; i < 4u; i = i + 1u) {
+                    for (var j = 0u; j < 4u; j = j + 1u) {
+                        d_acc[i * 4u + j] = d_acc[i * 4u + j] + dr[i] * abs(wr[j]);
+                    }
                 }
             }
         }
