@@ -230,10 +230,15 @@ impl FeaturePool {
 
     /// The features of the listed global rows, gathered row-major as f32.
     pub fn gather(&self, rows: &[usize]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(rows.len() * self.dim);
-        let mut one = Vec::new();
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0f32; rows.len() * self.dim];
         let base = self.shards.first().map_or(0, |s| s.first_row);
-        for &r in rows {
+        // Positioned reads, not the map: scattered faults on a sequentially
+        // advised map pull in far more than the rows (1.5 GB of resident
+        // pages for 1,000 rows of a 7.8 GB pool, measured).
+        let mut files: Vec<Option<std::fs::File>> = self.shards.iter().map(|_| None).collect();
+        let mut bytes = Vec::new();
+        for (&r, o) in rows.iter().zip(out.chunks_exact_mut(self.dim.max(1))) {
             let r = r as u64;
             if r < base || r >= base + self.rows {
                 return Err(Error::Config(format!(
@@ -242,9 +247,22 @@ impl FeaturePool {
                 )));
             }
             let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
-            let local = r - self.shards[i].first_row;
-            self.read_block(i, local, local + 1, &mut one)?;
-            out.extend_from_slice(&one);
+            let s = &self.shards[i];
+            let local = r - s.first_row;
+            let file = match &mut files[i] {
+                Some(f) => f,
+                slot => {
+                    slot.insert(std::fs::File::open(&s.path).map_err(|e| Error::io(&s.path, e))?)
+                }
+            };
+            let row = self.dim * s.dtype.size();
+            bytes.resize(row, 0);
+            file.read_exact_at(&mut bytes, (s.offset + local as usize * row) as u64)
+                .map_err(|e| Error::io(&s.path, e))?;
+            npy::features_into(s.dtype, &bytes, o);
+            if s.dtype != DType::U8 {
+                self.check_finite(i, local, o)?;
+            }
         }
         Ok(out)
     }
