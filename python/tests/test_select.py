@@ -4,6 +4,7 @@ Python exception that names it."""
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 from pathlib import Path
 
@@ -167,3 +168,24 @@ def test_model_and_features_equal_the_cli_fused_path(cli: Path, tmp_path: Path) 
         alpool.select(strategy="margin")
     with pytest.raises(FileNotFoundError):
         alpool.select(model=tmp_path / "none.safetensors", features=tmp_path / "x.npy")
+
+
+def test_model_on_the_gpu_selects_what_the_cpu_selects(cli: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2500, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    model = train_model(cli, tmp_path, x, y, hidden=12)
+    for strategy in STRATEGIES:
+        cpu = alpool.select(
+            strategy=strategy, k=25, model=model, features=tmp_path / "x.npy", device="cpu"
+        )
+        try:
+            gpu = alpool.select(
+                strategy=strategy, k=25, model=model, features=tmp_path / "x.npy", device="gpu"
+            )
+        except RuntimeError as e:
+            if "no GPU adapter" in str(e) and os.environ.get("CI") != "true":
+                pytest.skip(f"no GPU adapter here: {e}")
+            raise
+        assert [int(i) for i in gpu[0]] == [int(i) for i in cpu[0]]
+        assert [float(s) for s in gpu[1]] == [float(s) for s in cpu[1]]
