@@ -404,18 +404,22 @@ fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &Job) -> u64 
     let widest = model
         .layers()
         .iter()
-        .map(|l| l.inp.max(l.out))
+        .map(|l| l.inp.max(l.out + 1))
         .max()
         .unwrap_or(1) as u64;
     let binding = gpu
         .limits
         .max_storage_buffer_binding_size
         .min(gpu.limits.max_buffer_size);
-    let mut rows = (binding / (widest * 4))
-        .min(65_535 * 64)
-        .min(features.block_rows as u64);
-    if job.chunk_rows > 0 {
-        rows = rows.min(job.chunk_rows);
+    rows_per_chunk(binding, widest, features.block_rows as u64, job.chunk_rows)
+}
+
+/// [`chunk_rows`] from the numbers: the widest row of any buffer (f32
+/// values) must fit `binding` bytes.
+fn rows_per_chunk(binding: u64, widest: u64, block_rows: u64, asked: u64) -> u64 {
+    let mut rows = (binding / (widest * 4)).min(65_535 * 64).min(block_rows);
+    if asked > 0 {
+        rows = rows.min(asked);
     }
     rows.max(1)
 }
@@ -626,6 +630,19 @@ mod tests {
             eprintln!("case {case}: largest |GPU − CPU| / bound = {worst:.2e}");
         }
         assert!(tightest.is_finite());
+    }
+
+    #[test]
+    fn chunks_fit_every_binding() {
+        // A pool far larger than one binding: chunks of what fits.
+        assert_eq!(
+            rows_per_chunk(128 << 20, 784, 1 << 30, 0),
+            (128 << 20) / (784 * 4)
+        );
+        assert_eq!(rows_per_chunk(u64::MAX, 784, 21_504, 0), 21_504);
+        assert_eq!(rows_per_chunk(u64::MAX, 8, u64::MAX, 0), 65_535 * 64);
+        assert_eq!(rows_per_chunk(1 << 30, 10, 1 << 20, 333), 333);
+        assert_eq!(rows_per_chunk(16, 1 << 20, 100, 0), 1);
     }
 
     #[test]
