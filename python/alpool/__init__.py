@@ -92,7 +92,8 @@ def select(
             train`` and its .npy feature files (float32, float16, float64 or
             uint8): rows go through the model, softmax, the score and the
             top k in blocks, with no N x C matrix — exactly what predicting
-            every row and selecting gives (CPU).
+            every row and selecting gives. With ``device="gpu"`` the model's
+            layers run on the GPU too; the same rows come back.
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
