@@ -84,7 +84,7 @@ fn main() -> alpool::Result<()> {
             let r = m.fit(&data.gather(&labeled), &data.labels(&labeled))?;
             let train = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let p = m.predict_proba_rows(&data.x, &pool)?;
+            let p = data.predict_proba_rows(&m, &pool)?;
             let predict = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let pool_probs = Pool::from_memory(&p, 10)?;

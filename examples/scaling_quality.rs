@@ -61,14 +61,16 @@ fn main() -> alpool::Result<()> {
         }
         let t = Instant::now();
         let raw = Dataset::from_npy(&d.join("X.npy"), &d.join("y.npy"))?;
-        let mut z = raw.clone();
-        Scaler::fit(ScaleKind::Standard, &z.x, z.dim, None)?.apply_in_place(&mut z.x);
-        let mut wide = raw.clone();
-        for row in wide.x.chunks_exact_mut(wide.dim) {
+        let mut zx = raw.features().into_owned();
+        Scaler::fit(ScaleKind::Standard, &zx, raw.dim, None)?.apply_in_place(&mut zx);
+        let z = raw.with_features(zx)?;
+        let mut wx = raw.features().into_owned();
+        for row in wx.chunks_exact_mut(raw.dim) {
             for (j, v) in row.iter_mut().enumerate() {
                 *v *= [1.0, 10.0, 100.0, 1000.0][j % 4];
             }
         }
+        let wide = raw.with_features(wx)?;
         let cells = [
             aulc(&z, Scale::None, repeats)?,
             aulc(&raw, Scale::None, repeats)?,

@@ -47,7 +47,7 @@ fn the_embedded_digits_equal_the_shared_ones() {
         (embedded.rows(), embedded.dim, embedded.classes),
         (1797, 64, 10)
     );
-    assert_eq!(embedded.x, shared.x);
+    assert_eq!(embedded.features(), shared.features());
     assert_eq!(embedded.y, shared.y);
 }
 
@@ -209,7 +209,7 @@ fn simulate_writes_its_reports() {
     let x = dir.path().join("X.npy");
     let y = dir.path().join("y.npy");
     let d = Dataset::digits();
-    alpool::pool::npy::save(&x, &[d.rows(), d.dim], &d.x).unwrap();
+    alpool::pool::npy::save(&x, &[d.rows(), d.dim], &d.features()).unwrap();
     let labels: Vec<i64> = d.y.iter().map(|&v| v as i64).collect();
     alpool::pool::npy::save(&y, &[d.rows()], &labels).unwrap();
     let out: PathBuf = dir.path().join("out");
@@ -270,4 +270,71 @@ fn bad_datasets_name_the_file_and_line() {
     std::fs::write(&csv, "a,b,label\n0.1,0.2,cat\n0.3,0.4,dog\n").unwrap();
     let d = Dataset::from_csv(&csv, None).unwrap();
     assert_eq!((d.y.clone(), d.classes, d.dim), (vec![0, 1], 2, 2));
+}
+
+/// Digits written as a .npy of `dtype` ("u8": the 0..16 pixel values as
+/// bytes, read back as v / 255; "f16"), with their labels.
+fn digits_file(dir: &std::path::Path, dtype: &str) -> Dataset {
+    let d = Dataset::digits();
+    let (x, y) = (dir.join(format!("x_{dtype}.npy")), dir.join("y.npy"));
+    let shape = [d.rows(), d.dim];
+    let values = d.features();
+    match dtype {
+        "u8" => {
+            let b: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+            alpool::pool::npy::save(&x, &shape, &b).unwrap();
+        }
+        _ => {
+            let h: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            alpool::pool::npy::save(&x, &shape, &h).unwrap();
+        }
+    }
+    let labels: Vec<i64> = d.y.iter().map(|&v| v as i64).collect();
+    alpool::pool::npy::save(&y, &[d.rows()], &labels).unwrap();
+    Dataset::from_npy(&x, &y).unwrap()
+}
+
+#[test]
+fn a_mapped_dataset_runs_the_loop_its_features_in_memory_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in ["u8", "f16"] {
+        let mapped = digits_file(dir.path(), dtype);
+        let held = mapped
+            .with_features(mapped.features().into_owned())
+            .unwrap();
+        assert!(mapped.is_mapped() && !held.is_mapped());
+        assert_eq!(mapped.unit_images, dtype == "u8");
+        let split = Split::stratified(&mapped.y, 0.25, 3);
+        let queries: [Query; 5] = [
+            Strategy::Margin.into(),
+            Strategy::Entropy.into(),
+            Strategy::Random.into(),
+            Query::Batch(BatchStrategy::Badge),
+            Query::Batch(BatchStrategy::Coreset),
+        ];
+        for q in queries {
+            let mut cfg = config(q, 60);
+            // A threshold no kappa reaches: the stop set's predictions are
+            // compared every round, and the run goes on to the budget.
+            cfg.stop.stabilizing = Some(alpool::al::stopping::Stabilizing {
+                kappa: 2.0,
+                rounds: 2,
+                stop_set: 300,
+            });
+            cfg.mlp.hidden = vec![32];
+            let run = |d: &Dataset| {
+                pool_loop::run(d, &split, &cfg, &mut GroundTruth::new(&d.y), None).unwrap()
+            };
+            let (a, b) = (run(&mapped), run(&held));
+            assert_eq!(a.labeled, b.labeled, "{dtype} {q:?}");
+            let acc = |r: &pool_loop::RunResult| -> Vec<(f64, Option<f64>)> {
+                r.rounds
+                    .iter()
+                    .map(|r| (r.test_accuracy, r.kappa))
+                    .collect()
+            };
+            assert_eq!(acc(&a), acc(&b), "{dtype} {q:?}");
+            assert!(a.labeled.len() >= 50, "{dtype} {q:?}: {}", a.labeled.len());
+        }
+    }
 }

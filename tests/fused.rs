@@ -102,7 +102,7 @@ fn cli_select_with_a_model_equals_predict_then_select_and_names_bad_input() {
     let d = dir.path();
     let s = |n: &str| d.join(n).to_string_lossy().into_owned();
     let data = alpool::al::Dataset::digits();
-    npy::save(&d.join("x.npy"), &[data.rows(), data.dim], &data.x).unwrap();
+    npy::save(&d.join("x.npy"), &[data.rows(), data.dim], &data.features()).unwrap();
     let mut yb = npy::encode_header(DType::I64, &[data.rows()]);
     yb.extend(data.y.iter().flat_map(|&v| (v as i64).to_le_bytes()));
     std::fs::write(d.join("y.npy"), yb).unwrap();
@@ -213,7 +213,7 @@ fn cli_select_with_a_model_equals_predict_then_select_and_names_bad_input() {
     };
     let out = s("out.csv");
     // A NaN feature: file, row and column.
-    let mut x = data.x.clone();
+    let mut x = data.features().into_owned();
     x[100 * 64 + 9] = f32::NAN;
     npy::save(&d.join("nan.npy"), &[data.rows(), 64], &x).unwrap();
     fail(

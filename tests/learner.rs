@@ -211,11 +211,11 @@ fn predicting_listed_rows_equals_predicting_their_copy() {
         )
         .unwrap();
         assert_eq!(
-            m.predict_proba_rows(&d.x, &rows).unwrap(),
+            m.predict_proba_rows(&d.features(), &rows).unwrap(),
             m.predict_proba(&d.gather(&rows)).unwrap(),
             "{engine:?}"
         );
-        let err = m.predict_proba_rows(&d.x, &[3, 1797]).unwrap_err();
+        let err = m.predict_proba_rows(&d.features(), &[3, 1797]).unwrap_err();
         assert!(err.to_string().contains("row 1797"), "{err}");
     }
 }
@@ -227,8 +227,8 @@ fn train_and_predict_from_the_command_line() {
     let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
     npy::save(
         dir.path().join("X.npy").as_path(),
-        &[d.x.len() / 64, 64],
-        &d.x,
+        &[d.features().len() / 64, 64],
+        &d.features(),
     )
     .unwrap();
     let y: Vec<i64> = d.y.iter().map(|&c| c as i64).collect();
@@ -272,10 +272,10 @@ fn train_and_predict_from_the_command_line() {
     assert_eq!(h.shape, vec![1797, 10]);
     let cli = npy::features_f32(npy::DType::F32, &bytes[h.data_offset..]);
     let m = Mlp::load(dir.path().join("m.safetensors").as_path()).unwrap();
-    assert_eq!(cli, m.predict_proba(&d.x).unwrap());
+    assert_eq!(cli, m.predict_proba(&d.features()).unwrap());
 
     // A NaN feature: the file, row and column are named, nothing is written.
-    let mut bad = d.x.clone();
+    let mut bad = d.features().into_owned();
     bad[5 * 64 + 3] = f32::NAN;
     npy::save(dir.path().join("bad.npy").as_path(), &[1797, 64], &bad).unwrap();
     let o = common::alpool(&[

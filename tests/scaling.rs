@@ -12,13 +12,14 @@ use alpool::pool::npy;
 /// Digits with columns on scales 1 to 1,000 and shifted, as raw tabular
 /// columns (counts, money) would be.
 fn wide_digits() -> Dataset {
-    let mut d = Dataset::digits();
-    for row in d.x.chunks_exact_mut(d.dim) {
+    let d = Dataset::digits();
+    let mut x = d.features().into_owned();
+    for row in x.chunks_exact_mut(d.dim) {
         for (j, v) in row.iter_mut().enumerate() {
             *v = *v * [1.0, 10.0, 100.0, 1000.0][j % 4] + j as f32;
         }
     }
-    d
+    d.with_features(x).unwrap()
 }
 
 fn small() -> MlpConfig {
@@ -35,16 +36,16 @@ fn small() -> MlpConfig {
 fn scaled_model_equals_model_trained_on_prestandardized_features() {
     let d = wide_digits();
     let rows: Vec<usize> = (0..400).collect();
-    let scaler = Scaler::fit(ScaleKind::Standard, &d.x, d.dim, None).unwrap();
+    let scaler = Scaler::fit(ScaleKind::Standard, &d.features(), d.dim, None).unwrap();
     let mut raw = Mlp::new(d.dim, d.classes, small())
         .unwrap()
         .with_scaler(Some(scaler.clone()))
         .unwrap();
     raw.fit(&d.gather(&rows), &d.labels(&rows)).unwrap();
 
-    let mut z = d.x.clone();
+    let mut z = d.features().into_owned();
     scaler.apply_in_place(&mut z);
-    let zd = Dataset { x: z, ..d.clone() };
+    let zd = d.with_features(z).unwrap();
     let mut pre = Mlp::new(
         d.dim,
         d.classes,
@@ -56,8 +57,8 @@ fn scaled_model_equals_model_trained_on_prestandardized_features() {
     .unwrap();
     pre.fit(&zd.gather(&rows), &zd.labels(&rows)).unwrap();
 
-    let a = raw.predict_proba(&d.x).unwrap();
-    let b = pre.predict_proba(&zd.x).unwrap();
+    let a = raw.predict_proba(&d.features()).unwrap();
+    let b = pre.predict_proba(&zd.features()).unwrap();
     let worst = a
         .iter()
         .zip(&b)
@@ -66,11 +67,11 @@ fn scaled_model_equals_model_trained_on_prestandardized_features() {
     assert!(worst < 1e-6, "max |raw − prestandardized| = {worst}");
     // The listed-rows path scales the same way.
     let listed: Vec<usize> = vec![1700, 3, 999];
-    let p = raw.predict_proba_rows(&d.x, &listed).unwrap();
+    let p = raw.predict_proba_rows(&d.features(), &listed).unwrap();
     assert_eq!(p, raw.predict_proba(&d.gather(&listed)).unwrap());
     // And it matters: without the scaler the same weights predict
     // something else entirely on raw columns.
-    let acc_scaled = raw.accuracy(&d.x, &d.y).unwrap();
+    let acc_scaled = raw.accuracy(&d.features(), &d.y).unwrap();
     assert!(acc_scaled > 0.8, "accuracy {acc_scaled}");
 }
 
@@ -79,7 +80,7 @@ fn statistics_round_trip_through_save_and_load() {
     let dir = tempfile::tempdir().unwrap();
     let d = wide_digits();
     for kind in [ScaleKind::Standard, ScaleKind::MinMax] {
-        let scaler = Scaler::fit(kind, &d.x, d.dim, None).unwrap();
+        let scaler = Scaler::fit(kind, &d.features(), d.dim, None).unwrap();
         assert_eq!(scaler.constant, vec![0, 32, 39], "digits' blank pixels");
         let mut m = Mlp::new(d.dim, d.classes, small())
             .unwrap()
@@ -92,8 +93,8 @@ fn statistics_round_trip_through_save_and_load() {
         let back = Mlp::load(&path).unwrap();
         assert_eq!(back.scaler(), Some(&scaler));
         assert_eq!(
-            back.predict_proba(&d.x).unwrap(),
-            m.predict_proba(&d.x).unwrap()
+            back.predict_proba(&d.features()).unwrap(),
+            m.predict_proba(&d.features()).unwrap()
         );
     }
 }
@@ -116,8 +117,8 @@ fn a_model_saved_before_scaling_existed_loads_and_predicts_as_before() {
     assert!(back.scaler().is_none());
     assert_eq!(back.config().scale, Scale::None);
     assert_eq!(
-        back.predict_proba(&d.x).unwrap(),
-        m.predict_proba(&d.x).unwrap()
+        back.predict_proba(&d.features()).unwrap(),
+        m.predict_proba(&d.features()).unwrap()
     );
 }
 
@@ -125,7 +126,7 @@ fn a_model_saved_before_scaling_existed_loads_and_predicts_as_before() {
 fn a_damaged_scaler_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let d = Dataset::digits();
-    let scaler = Scaler::fit(ScaleKind::Standard, &d.x, d.dim, None).unwrap();
+    let scaler = Scaler::fit(ScaleKind::Standard, &d.features(), d.dim, None).unwrap();
     let m = Mlp::new(d.dim, d.classes, small())
         .unwrap()
         .with_scaler(Some(scaler))

@@ -131,7 +131,7 @@ fn bisection_lands_on_the_decision_boundary() {
         if pred[i] == pred[j] {
             continue;
         }
-        let (x, margin) = synthesis::bisect(&m, data.row(i), data.row(j), 0.01, 40).unwrap();
+        let (x, margin) = synthesis::bisect(&m, &data.row(i), &data.row(j), 0.01, 40).unwrap();
         let p = m.predict_proba(&x).unwrap();
         let (a, b) = alpool::score::top2(&p);
         assert!(
@@ -147,14 +147,7 @@ fn bisection_lands_on_the_decision_boundary() {
 
 #[test]
 fn the_proxy_oracle_returns_the_nearest_neighbours_label() {
-    let data = Dataset {
-        x: vec![0.0, 0.0, 1.0, 1.0, 5.0, 5.0],
-        y: vec![2, 0, 1],
-        dim: 2,
-        classes: 3,
-        name: "toy".into(),
-        unit_images: false,
-    };
+    let data = Dataset::new(vec![0.0, 0.0, 1.0, 1.0, 5.0, 5.0], vec![2, 0, 1], 2, "toy").unwrap();
     let mut o = NearestNeighbour {
         data: &data,
         rows: vec![0, 1, 2],

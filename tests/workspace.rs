@@ -37,7 +37,7 @@ fn embedded() -> (PathBuf, Vec<usize>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let d = alpool::al::Dataset::digits();
     let p = dir.path().join("X.npy");
-    alpool::pool::npy::save(&p, &[d.rows(), d.dim], &d.x).unwrap();
+    alpool::pool::npy::save(&p, &[d.rows(), d.dim], &d.features()).unwrap();
     (p, d.y, dir)
 }
 
@@ -582,8 +582,8 @@ fn next_runs_the_batch_strategies_on_the_models_embeddings() {
             let m = alpool::learner::Mlp::load(&model).unwrap();
             let d = alpool::al::Dataset::digits();
             let all: Vec<usize> = (0..d.rows()).collect();
-            let emb = m.embed_rows(&d.x, &all).unwrap();
-            let probs = m.predict_proba(&d.x).unwrap();
+            let emb = m.embed_rows(&d.features(), &all).unwrap();
+            let probs = m.predict_proba(&d.features()).unwrap();
             let mut job = alpool::BatchJob::new(
                 alpool::BatchStrategy::Coreset,
                 alpool::InputForm::probs(),

@@ -57,7 +57,9 @@ pub struct Round {
     pub macro_f1: f64,
     /// Accuracy on the labeled rows it trained on.
     pub train_accuracy: f64,
-    /// Seconds spent training.
+    /// Seconds spent training. These are wall seconds: next to other runs
+    /// on the same threads (`simulate`'s parallel runs), they include time a
+    /// waiting thread spent on the others' work.
     pub train_s: f64,
     /// Seconds spent predicting the unlabeled pool.
     pub predict_s: f64,
@@ -117,7 +119,6 @@ pub fn run(
     let mut in_labeled = vec![false; data.rows()];
     labeled.iter().for_each(|&r| in_labeled[r] = true);
 
-    let test_x = data.gather(&split.test);
     let test_y = data.labels(&split.test);
     // Fitted once on the pool (never the test rows): the same transform in
     // every round, whatever was labeled.
@@ -133,7 +134,6 @@ pub fn run(
         }
         None => Vec::new(),
     };
-    let stop_x = data.gather(&stop_set);
 
     let mut rounds = Vec::new();
     let mut model: Option<Mlp> = None;
@@ -154,7 +154,7 @@ pub fn run(
         let fit = m.fit(&data.gather(&labeled), &labels)?;
         let train_s = t.elapsed().as_secs_f64();
 
-        let pred = m.predict(&test_x)?;
+        let pred = data.predict(&m, &split.test)?;
         let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &pred);
 
         let t = Instant::now();
@@ -199,7 +199,7 @@ pub fn run(
         let mut lc = Vec::with_capacity(unlabeled.len());
         let mut select_s = 0.0;
         for (b, rows) in unlabeled.chunks(LOOP_BLOCK).enumerate() {
-            let probs = m.predict_proba_rows(&data.x, rows)?;
+            let probs = data.predict_proba_rows(&m, rows)?;
             lc.extend(
                 probs
                     .chunks_exact(data.classes)
@@ -217,7 +217,7 @@ pub fn run(
         let stop_pred = if stop_set.is_empty() {
             None
         } else {
-            Some(m.predict(&stop_x)?)
+            Some(data.predict(&m, &stop_set)?)
         };
         let fired = stopper.check(&RoundFacts {
             labels: labeled.len(),
@@ -292,8 +292,8 @@ fn batch_round(
 ) -> Result<(Selection, Vec<usize>)> {
     let rows: Vec<usize> = unlabeled.iter().chain(labeled).copied().collect();
     let mut probs = unlabeled_probs.to_vec();
-    probs.extend(m.predict_proba_rows(&data.x, labeled)?);
-    let emb = m.embed_rows(&data.x, &rows)?;
+    probs.extend(data.predict_proba_rows(m, labeled)?);
+    let emb = data.embed_rows(m, &rows)?;
     let mut job = BatchJob::new(strategy, input, k);
     job.seed = seed;
     job.exclusions = Exclusions::new((unlabeled.len() as u64..rows.len() as u64).collect());

@@ -223,7 +223,6 @@ pub fn run(
     let seed_rows = seed_set(&split.pool, &data.y, cfg.seed_size.max(2), false, cfg.seed);
     let mut xs = data.gather(&seed_rows);
     let mut ys = oracle.label(&seed_rows)?;
-    let test_x = data.gather(&split.test);
     let test_y = data.labels(&split.test);
     let scaler = data.scaler(cfg.mlp.scale, Some(&split.pool))?;
     let mut rounds = Vec::new();
@@ -241,7 +240,8 @@ pub fn run(
         .with_scaler(scaler.clone())?;
         let fit = m.fit(&xs, &ys)?;
         let train_s = t.elapsed().as_secs_f64();
-        let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &m.predict(&test_x)?);
+        let (test_accuracy, macro_f1) =
+            accuracy_and_macro_f1(&test_y, &data.predict(&m, &split.test)?);
         let labels = ys.len();
         let mut record = Round {
             round,
@@ -293,7 +293,7 @@ pub fn run(
             Generator::Perturb => {
                 let s = cfg.image.expect("checked above");
                 let pool: Vec<usize> = split.pool.clone();
-                let probs = m.predict_proba_rows(&data.x, &pool)?;
+                let probs = data.predict_proba_rows(&m, &pool)?;
                 let mut order: Vec<(f64, usize)> = probs
                     .chunks_exact(data.classes)
                     .enumerate()
@@ -305,7 +305,7 @@ pub fn run(
                 picks
                     .iter()
                     .take(k)
-                    .map(|&r| perturb(data.row(r), s, &mut rng))
+                    .map(|&r| perturb(&data.row(r), s, &mut rng))
                     .collect()
             }
         };

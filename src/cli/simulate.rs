@@ -13,7 +13,7 @@ use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
-use alpool::learner::{ColumnStats, Engine, Mlp, MlpConfig, Scale};
+use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
 use alpool::report::curves;
 use alpool::{LogBase, Query, Strategy};
 
@@ -356,7 +356,7 @@ pub fn scaling_notes(scale: Scale, data: &Dataset) -> anyhow::Result<()> {
             }
         }
         None if !data.unit_images => {
-            let stats = ColumnStats::of_matrix(&data.x, data.dim, None);
+            let stats = data.column_stats(None);
             if let Some(w) = stats.range_warning(RANGE_WARNING_FACTOR) {
                 eprintln!("warning: {w}");
             }
@@ -376,7 +376,7 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     let mut m = Mlp::new(data.dim, data.classes, a.learner.config(a.seed))?
         .with_scaler(data.scaler(scale, None)?)?;
     let t = Instant::now();
-    let r = m.fit(&data.x, &data.y)?;
+    let r = m.fit(&data.features(), &data.y)?;
     m.save(&a.out)?;
     eprintln!(
         "trained on {} rows in {:.2} s ({} epochs, {} steps): training accuracy {:.4} → {:.4}; saved {}",

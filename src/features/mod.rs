@@ -246,9 +246,8 @@ impl FeaturePool {
                     base + self.rows
                 )));
             }
-            let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
+            let (i, local) = self.locate(r);
             let s = &self.shards[i];
-            let local = r - s.first_row;
             let file = match &mut files[i] {
                 Some(f) => f,
                 slot => {
@@ -265,6 +264,67 @@ impl FeaturePool {
             }
         }
         Ok(out)
+    }
+
+    /// Advises the maps for scattered reads of rows (a dataset's gathers,
+    /// round after round), not one sequential pass: the pages stay mapped
+    /// once read.
+    pub(crate) fn for_random_access(self) -> FeaturePool {
+        for s in &self.shards {
+            let _ = s.map.advise(memmap2::Advice::Normal);
+        }
+        self
+    }
+
+    /// An error naming the first NaN or infinite value, read block by block
+    /// (float32 in place, no copy; uint8 needs no check).
+    pub(crate) fn check_all_finite(&self) -> Result<()> {
+        let mut x = Vec::new();
+        for (i, start, end) in self.blocks() {
+            match self.shards[i].dtype {
+                DType::U8 => {}
+                _ if self.rows_in_place(i, start, end)?.is_some() => {}
+                _ => self.read_block(i, start, end, &mut x)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Global row `r` as f32: in place for aligned float32, else converted.
+    /// Unchecked: for pools checked once by [`FeaturePool::check_all_finite`]
+    /// and rows known to exist (it panics on a row past the end).
+    pub(crate) fn row(&self, r: usize) -> std::borrow::Cow<'_, [f32]> {
+        let (dtype, bytes) = self.row_bytes(r);
+        match (dtype, bytemuck::try_cast_slice(bytes)) {
+            (DType::F32, Ok(x)) if cfg!(target_endian = "little") => std::borrow::Cow::Borrowed(x),
+            _ => std::borrow::Cow::Owned(npy::features_f32(dtype, bytes)),
+        }
+    }
+
+    /// Appends the listed global rows to `out` as f32, from the maps, like
+    /// [`FeaturePool::row`] (unchecked, for checked pools).
+    pub(crate) fn gather_into(&self, rows: &[usize], out: &mut Vec<f32>) {
+        for &r in rows {
+            let (dtype, bytes) = self.row_bytes(r);
+            let at = out.len();
+            out.resize(at + self.dim, 0.0);
+            npy::features_into(dtype, bytes, &mut out[at..]);
+        }
+    }
+
+    /// The stored bytes of global row `r`, and their dtype.
+    fn row_bytes(&self, r: usize) -> (DType, &[u8]) {
+        let (i, local) = self.locate(r as u64);
+        let s = &self.shards[i];
+        let size = self.dim * s.dtype.size();
+        let a = s.offset + local as usize * size;
+        (s.dtype, &s.map[a..a + size])
+    }
+
+    /// The shard holding global row `r`, and the row's index in it.
+    fn locate(&self, r: u64) -> (usize, u64) {
+        let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
+        (i, r - self.shards[i].first_row)
     }
 
     /// Per-column statistics of every row, one block at a time (memory is
@@ -343,8 +403,7 @@ impl FeaturePool {
                     base + self.rows
                 )));
             }
-            let i = self.shards.partition_point(|s| s.first_row + s.rows <= r);
-            let local = r - self.shards[i].first_row;
+            let (i, local) = self.locate(r);
             let tile = local / TILE_ROWS as u64 * TILE_ROWS as u64;
             if tile + TILE_ROWS as u64 <= self.shards[i].rows {
                 full.push((at, r as usize));

@@ -187,86 +187,52 @@ pub(crate) fn forward_into(
     head: Head,
 ) {
     let inputs = layers[0].inp;
-    let classes = match head {
-        Head::Probs | Head::Logits => layers[layers.len() - 1].out,
-        Head::Embed => embed_width(layers),
-    };
-    let block_rows = BLOCK_ROWS.min(out.len() / classes).max(1);
-    let run = |(hidden, gathered): &mut (Vec<Vec<f32>>, Vec<f32>),
-               (block, ob): (usize, &mut [f32])| {
-        let (start, count) = (block * BLOCK_ROWS, ob.len() / classes);
-        let xb: &[f32] = match (rows, scaler) {
-            (None, None) => &x[start * inputs..(start + count) * inputs],
-            (None, Some(s)) => {
-                gathered.clear();
-                gathered.extend_from_slice(&x[start * inputs..(start + count) * inputs]);
-                s.apply_in_place(gathered);
-                gathered
+    let fill = |first: usize, count: usize, buf: &mut Vec<f32>| match rows {
+        None => Ok(Some(&x[first * inputs..(first + count) * inputs])),
+        Some(rows) => {
+            for &r in &rows[first..first + count] {
+                buf.extend_from_slice(&x[r * inputs..(r + 1) * inputs]);
             }
-            (Some(rows), s) => {
-                gathered.clear();
-                for &r in &rows[start..start + count] {
-                    gathered.extend_from_slice(&x[r * inputs..(r + 1) * inputs]);
-                }
-                if let Some(s) = s {
-                    s.apply_in_place(gathered);
-                }
-                gathered
-            }
-        };
-        match head {
-            Head::Probs => {
-                logits_into(layers, xb, count, hidden, ob);
-                softmax_rows(ob, classes);
-            }
-            Head::Logits => logits_into(layers, xb, count, hidden, ob),
-            Head::Embed if layers.len() == 1 => ob.copy_from_slice(&xb[..ob.len()]),
-            Head::Embed => {
-                // The hidden layers alone; ReLU after the last of them too.
-                let hidden_layers = &layers[..layers.len() - 1];
-                logits_into(hidden_layers, xb, count, hidden, ob);
-                ob.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+            Ok(None)
         }
     };
-    let scratch = || (hidden_buffers(layers, block_rows), Vec::new());
-    if out.len() <= BLOCK_ROWS * classes {
-        // One block (a streamed instance, a small batch): no hand-off to
-        // the pool, no scratch sized for a full block.
-        run(&mut scratch(), (0, out));
-    } else {
-        out.par_chunks_mut(BLOCK_ROWS * classes)
-            .enumerate()
-            .for_each_init(scratch, run);
-    }
+    let done: Result<(), std::convert::Infallible> =
+        forward_filled(layers, scaler, out, &fill, head);
+    let Ok(()) = done;
 }
 
 /// Writes (or lends, in place) the input rows `first..first + count` of a
-/// tile: see [`predict_proba_filled`].
+/// tile: see [`forward_filled`].
 pub(crate) type FillRows<'a, E> =
     dyn Fn(usize, usize, &mut Vec<f32>) -> Result<Option<&'a [f32]>, E> + Sync + 'a;
 
-/// Class probabilities of `out.len() / classes` rows that `fill` writes
-/// itself, tile by tile and in parallel: `fill(first, count, buf)` puts the
-/// (unscaled) f32 rows `first..first + count` into `buf`, or returns them
-/// in place (a mapped float32 file, no copy), so reading,
-/// converting and checking a tile runs next to the other tiles' matrix
-/// products instead of in a pass before them. Tiles start at multiples of
-/// [`BLOCK_ROWS`], as in [`forward_into`], so every row comes out the same
-/// bits. The first error in row order wins.
-pub(crate) fn predict_proba_filled<'a, E: Send>(
+/// The `head` of `out.len() / width` rows that `fill` writes itself, tile
+/// by tile and in parallel: `fill(first, count, buf)` appends the
+/// (unscaled) f32 rows `first..first + count` to `buf`, or returns them in
+/// place (a mapped float32 file, no copy), so reading, converting and
+/// checking a tile runs next to the other tiles' matrix products instead
+/// of in a pass before them. Tiles start at multiples of [`BLOCK_ROWS`] and
+/// each runs through single-threaded products, so a row's result depends
+/// neither on the thread count nor on where its tile's rows came from
+/// (gemm's order of summation for an element does not depend on the row
+/// count; `tests/learner.rs` checks both). The first error in row order
+/// wins.
+pub(crate) fn forward_filled<'a, E: Send>(
     layers: &[Layer],
     scaler: Option<&Scaler>,
     out: &mut [f32],
     fill: &FillRows<'a, E>,
+    head: Head,
 ) -> Result<(), E> {
-    let classes = layers[layers.len() - 1].out;
-    let tile_rows = BLOCK_ROWS.min(out.len() / classes).max(1);
-    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
+    let width = match head {
+        Head::Probs | Head::Logits => layers[layers.len() - 1].out,
+        Head::Embed => embed_width(layers),
+    };
+    let tile_rows = BLOCK_ROWS.min(out.len() / width).max(1);
     let run = |(hidden, x): &mut (Vec<Vec<f32>>, Vec<f32>),
                (tile, ob): (usize, &mut [f32])|
      -> Result<(), E> {
-        let count = ob.len() / classes;
+        let count = ob.len() / width;
         x.clear();
         let xb: &[f32] = match (fill(tile * BLOCK_ROWS, count, x)?, scaler) {
             (Some(rows), None) => rows,
@@ -281,12 +247,30 @@ pub(crate) fn predict_proba_filled<'a, E: Send>(
             }
             (None, None) => x,
         };
-        logits_into(layers, xb, count, hidden, ob);
-        softmax_rows(ob, classes);
+        match head {
+            Head::Probs => {
+                logits_into(layers, xb, count, hidden, ob);
+                softmax_rows(ob, width);
+            }
+            Head::Logits => logits_into(layers, xb, count, hidden, ob),
+            Head::Embed if layers.len() == 1 => ob.copy_from_slice(&xb[..ob.len()]),
+            Head::Embed => {
+                // The hidden layers alone; ReLU after the last of them too.
+                let hidden_layers = &layers[..layers.len() - 1];
+                logits_into(hidden_layers, xb, count, hidden, ob);
+                ob.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        }
         Ok(())
     };
+    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
+    if out.len() <= BLOCK_ROWS * width {
+        // One tile (a streamed instance, a small batch): no hand-off to the
+        // pool, no scratch sized for a full tile.
+        return run(&mut scratch(), (0, out));
+    }
     let results: Vec<Result<(), E>> = out
-        .par_chunks_mut(BLOCK_ROWS * classes)
+        .par_chunks_mut(BLOCK_ROWS * width)
         .enumerate()
         .map_init(scratch, run)
         .collect();

@@ -555,9 +555,13 @@ impl Mlp {
     ) -> Result<()> {
         let n = out.len() / self.classes;
         match self.config.engine {
-            Engine::Fused => {
-                fused::predict_proba_filled(&self.layers, self.scaler.as_ref(), out, fill)
-            }
+            Engine::Fused => fused::forward_filled(
+                &self.layers,
+                self.scaler.as_ref(),
+                out,
+                fill,
+                fused::Head::Probs,
+            ),
             Engine::Candle => {
                 let mut x = Vec::with_capacity(n * self.inputs);
                 if let Some(rows) = fill(0, n, &mut x)? {
@@ -567,6 +571,23 @@ impl Mlp {
                 Ok(())
             }
         }
+    }
+
+    /// [`Mlp::embed_rows`] of `out.len() / embed_width()` rows that `fill`
+    /// writes itself, a tile at a time (as in [`Mlp::predict_proba_filled`]):
+    /// the same bits as embedding those rows from one matrix.
+    pub fn embed_filled<'a>(
+        &self,
+        out: &mut [f32],
+        fill: &fused::FillRows<'a, Error>,
+    ) -> Result<()> {
+        fused::forward_filled(
+            &self.layers,
+            self.scaler.as_ref(),
+            out,
+            fill,
+            fused::Head::Embed,
+        )
     }
 
     /// The most probable class of each row.
@@ -780,12 +801,13 @@ mod tests {
             ..MlpConfig::default()
         };
         let mut m = Mlp::new(data.dim, data.classes, config).unwrap();
-        m.fit(&data.x[..200 * data.dim], &data.y[..200]).unwrap();
+        m.fit(&data.features()[..200 * data.dim], &data.y[..200])
+            .unwrap();
         let rows = [3usize, 150, 7];
-        let emb = m.embed_rows(&data.x, &rows).unwrap();
+        let emb = m.embed_rows(&data.features(), &rows).unwrap();
         assert_eq!(emb.len(), rows.len() * 16);
         assert!(emb.iter().all(|&v| v >= 0.0), "ReLU");
-        let probs = m.predict_proba_rows(&data.x, &rows).unwrap();
+        let probs = m.predict_proba_rows(&data.features(), &rows).unwrap();
         let out = m.layers.last().unwrap();
         for (e, p) in emb.chunks_exact(16).zip(probs.chunks_exact(data.classes)) {
             let z: Vec<f64> = (0..out.out)
@@ -804,7 +826,7 @@ mod tests {
         }
         // All rows at once: the same values up to float32 rounding (gemm
         // picks another kernel for a 3-row block than for 512 rows).
-        let all = m.embed(&data.x).unwrap();
+        let all = m.embed(&data.features()).unwrap();
         for (a, b) in all[150 * 16..151 * 16].iter().zip(&emb[16..32]) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
         }

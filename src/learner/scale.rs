@@ -165,24 +165,38 @@ impl ColumnStats {
     }
 
     /// The statistics of the rows of `x` (row-major, `dim` wide), or of the
-    /// listed `rows` only: blocks of rows in parallel, a bounded group at a
-    /// time, merged in block order (so extra memory is O(columns), and the
-    /// result the same on any thread count).
+    /// listed `rows` only ([`ColumnStats::of_blocks`]).
     pub fn of_matrix(x: &[f32], dim: usize, rows: Option<&[usize]>) -> Self {
+        let n = rows.map_or(x.len().checked_div(dim).unwrap_or(0), <[usize]>::len);
+        ColumnStats::of_blocks(n, dim, &|a, e, g| match rows {
+            None => Some(&x[a * dim..e * dim]),
+            Some(rows) => {
+                for &i in &rows[a..e] {
+                    g.extend_from_slice(&x[i * dim..(i + 1) * dim]);
+                }
+                None
+            }
+        })
+    }
+
+    /// The statistics of `n` rows that `rows(a, e, buf)` lends in place or
+    /// appends to `buf` (rows `a..e`, row-major): blocks of rows in
+    /// parallel, a bounded group at a time, merged in block order (so extra
+    /// memory is a block per thread, and the result the same on any thread
+    /// count and from any source of the same rows).
+    pub fn of_blocks<'a>(
+        n: usize,
+        dim: usize,
+        rows: &(dyn Fn(usize, usize, &mut Vec<f32>) -> Option<&'a [f32]> + Sync + 'a),
+    ) -> Self {
         const BLOCK: usize = 4096;
         const GROUP: usize = 64;
-        let n = rows.map_or(x.len().checked_div(dim).unwrap_or(0), <[usize]>::len);
         let block = |b: usize| -> ColumnStats {
             let (a, e) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
-            match rows {
-                None => ColumnStats::of_rows(&x[a * dim..e * dim], dim),
-                Some(rows) => {
-                    let mut g = Vec::with_capacity((e - a) * dim);
-                    for &i in &rows[a..e] {
-                        g.extend_from_slice(&x[i * dim..(i + 1) * dim]);
-                    }
-                    ColumnStats::of_rows(&g, dim)
-                }
+            let mut g = Vec::new();
+            match rows(a, e, &mut g) {
+                Some(x) => ColumnStats::of_rows(x, dim),
+                None => ColumnStats::of_rows(&g, dim),
             }
         };
         let mut s = ColumnStats::new(dim);

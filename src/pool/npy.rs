@@ -400,6 +400,9 @@ impl Element for i64 {
 impl Element for u8 {
     const DTYPE: DType = DType::U8;
 }
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+}
 
 /// Writes a whole array: header, then the elements in C order.
 pub fn write_array<T: Element, W: Write + ?Sized>(
