@@ -95,6 +95,10 @@ pub struct ColumnStats {
     pub max: Vec<f64>,
 }
 
+/// Rows `a..e` of a matrix, lent in place or appended to the buffer (then
+/// `None`): see [`ColumnStats::of_blocks`].
+pub type LendRows<'a> = dyn Fn(usize, usize, &mut Vec<f32>) -> Option<&'a [f32]> + Sync + 'a;
+
 impl ColumnStats {
     /// Statistics of no rows, `dim` columns.
     pub fn new(dim: usize) -> Self {
@@ -184,11 +188,7 @@ impl ColumnStats {
     /// parallel, a bounded group at a time, merged in block order (so extra
     /// memory is a block per thread, and the result the same on any thread
     /// count and from any source of the same rows).
-    pub fn of_blocks<'a>(
-        n: usize,
-        dim: usize,
-        rows: &(dyn Fn(usize, usize, &mut Vec<f32>) -> Option<&'a [f32]> + Sync + 'a),
-    ) -> Self {
+    pub fn of_blocks<'a>(n: usize, dim: usize, rows: &LendRows<'a>) -> Self {
         const BLOCK: usize = 4096;
         const GROUP: usize = 64;
         let block = |b: usize| -> ColumnStats {
