@@ -277,3 +277,38 @@ fn cli_select_with_a_model_equals_predict_then_select_and_names_bad_input() {
         &["bad.safetensors", "not a usable model file"],
     );
 }
+
+#[test]
+fn a_feature_file_cut_short_while_open_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, dim) = (5_000, 8);
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = (0..rows * dim).map(|_| rng.uniform() as f32).collect();
+    let m = model(dim, 3, 1, &x);
+    for dtype in ["f32", "u8"] {
+        let path = dir.path().join(format!("x_{dtype}.npy"));
+        match dtype {
+            "f32" => npy::save(&path, &[rows, dim], &x).unwrap(),
+            _ => {
+                let b: Vec<u8> = x.iter().map(|v| (v * 255.0) as u8).collect();
+                save_u8(&path, rows, dim, &b);
+            }
+        }
+        // Opened (header and size checked), then another process cuts it.
+        let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(1024);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
+        let err = select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("truncated while being read") && msg.contains(&format!("x_{dtype}.npy")),
+            "{dtype}: {msg}"
+        );
+    }
+}

@@ -513,11 +513,14 @@ impl Upload {
         let q = &fwd.gpu.queue;
         if features.shards[shard].dtype == DType::U8 && fwd.stages[0].kind == Kind::Widen {
             let s = &features.shards[shard];
-            let a = s.offset + start as usize * features.dim;
-            let raw = &s.map[a..a + (end - start) as usize * features.dim];
-            self.bytes.clear();
-            self.bytes.extend_from_slice(raw);
-            self.bytes.resize(raw.len().div_ceil(4) * 4, 0);
+            let len = (end - start) as usize * features.dim;
+            self.bytes.resize(len.div_ceil(4) * 4, 0);
+            features.read_at(
+                shard,
+                (s.offset + start as usize * features.dim) as u64,
+                &mut self.bytes[..len],
+            )?;
+            self.bytes[len..].fill(0);
             q.write_buffer(&fwd.inputs[slot], 0, &self.bytes);
         } else {
             features.read_block(shard, start, end, &mut self.x)?;
@@ -529,7 +532,6 @@ impl Upload {
             }
             q.write_buffer(&fwd.inputs[slot], 0, bytemuck::cast_slice(&self.x));
         }
-        features.release(shard, start, end);
         Ok(())
     }
 }
