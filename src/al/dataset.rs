@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
+use crate::learner::fused::FillRows;
 use crate::learner::{ColumnStats, Mlp, Scale, Scaler};
 use crate::pool::npy::{self, DType};
 
@@ -165,13 +166,11 @@ impl Dataset {
     /// through the model, so no copy of the rows exists; the same bits as
     /// [`Mlp::predict_proba_rows`] over a matrix of the features.
     pub fn predict_proba_rows(&self, model: &Mlp, rows: &[usize]) -> Result<Vec<f32>> {
-        self.check_rows(rows)?;
-        let mut out = vec![0f32; rows.len() * model.classes()];
-        model.predict_proba_filled(&mut out, &|first, count, buf| {
-            self.gather_into(&rows[first..first + count], buf);
-            Ok(None)
-        })?;
-        Ok(out)
+        self.filled(
+            rows,
+            model.classes(),
+            |out: &mut [f32], fill: &FillRows<'_, Error>| model.predict_proba_filled(out, fill),
+        )
     }
 
     /// `model`'s most probable class of each listed row (ties to the lower
@@ -186,9 +185,22 @@ impl Dataset {
     /// `model`'s embeddings of the listed rows ([`Mlp::embed_rows`]),
     /// gathered a tile at a time like [`Dataset::predict_proba_rows`].
     pub fn embed_rows(&self, model: &Mlp, rows: &[usize]) -> Result<Vec<f32>> {
+        self.filled(
+            rows,
+            model.embed_width(),
+            |out: &mut [f32], fill: &FillRows<'_, Error>| model.embed_filled(out, fill),
+        )
+    }
+
+    /// `width` outputs for each listed row from `run`, which is handed the
+    /// output and a fill that gathers each tile's rows.
+    fn filled<F>(&self, rows: &[usize], width: usize, run: F) -> Result<Vec<f32>>
+    where
+        F: Fn(&mut [f32], &FillRows<'_, Error>) -> Result<()>,
+    {
         self.check_rows(rows)?;
-        let mut out = vec![0f32; rows.len() * model.embed_width()];
-        model.embed_filled(&mut out, &|first, count, buf| {
+        let mut out = vec![0f32; rows.len() * width];
+        run(&mut out, &|first, count, buf| {
             self.gather_into(&rows[first..first + count], buf);
             Ok(None)
         })?;
