@@ -251,14 +251,11 @@ impl FeaturePool {
 
     /// The features of the listed global rows, gathered row-major as f32.
     pub fn gather(&self, rows: &[usize]) -> Result<Vec<f32>> {
-        use std::os::unix::fs::FileExt;
         let mut out = vec![0f32; rows.len() * self.dim];
         let base = self.shards.first().map_or(0, |s| s.first_row);
         // Positioned reads, not the map: scattered faults on a sequentially
         // advised map pull in far more than the rows (1.5 GB of resident
         // pages for 1,000 rows of a 7.8 GB pool, measured).
-        let mut files: Vec<Option<std::fs::File>> = self.shards.iter().map(|_| None).collect();
-        let mut bytes = Vec::new();
         for (&r, o) in rows.iter().zip(out.chunks_exact_mut(self.dim.max(1))) {
             let r = r as u64;
             if r < base || r >= base + self.rows {
@@ -268,21 +265,7 @@ impl FeaturePool {
                 )));
             }
             let (i, local) = self.locate(r);
-            let s = &self.shards[i];
-            let file = match &mut files[i] {
-                Some(f) => f,
-                slot => {
-                    slot.insert(std::fs::File::open(&s.path).map_err(|e| Error::io(&s.path, e))?)
-                }
-            };
-            let row = self.dim * s.dtype.size();
-            bytes.resize(row, 0);
-            file.read_exact_at(&mut bytes, (s.offset + local as usize * row) as u64)
-                .map_err(|e| Error::io(&s.path, e))?;
-            npy::features_into(s.dtype, &bytes, o);
-            if s.dtype != DType::U8 {
-                self.check_finite(i, local, o)?;
-            }
+            self.read_rows(i, local, o)?;
         }
         Ok(out)
     }
