@@ -499,7 +499,8 @@ mod x86 {
                             g += 1;
                         }
                     }
-                    post.finish(rows, e);
+                    // What entropy's prefilter still holds.
+                    post.flush(rows, e);
                     Ok(groups * 8)
                 }
             }
@@ -900,7 +901,7 @@ mod x86 {
             }
         }
 
-        /// Scores entropy's pending rows.
+        /// Scores entropy's pending rows (also once the groups are done).
         #[target_feature(enable = "avx2,fma")]
         #[inline]
         unsafe fn flush<E: Emit>(&mut self, rows: &[f32], e: &mut E) {
@@ -914,14 +915,6 @@ mod x86 {
                 );
                 self.npending = 0;
             }
-        }
-
-        /// Scores what is still pending once the groups are done.
-        #[target_feature(enable = "avx2,fma")]
-        #[inline]
-        unsafe fn finish<E: Emit>(&mut self, rows: &[f32], e: &mut E) {
-            // SAFETY: the same features as this function's.
-            unsafe { self.flush(rows, e) };
         }
     }
 

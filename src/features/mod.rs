@@ -196,15 +196,8 @@ impl FeaturePool {
     /// Fills `buf` from byte `at` of shard `i`'s file; a file cut short
     /// since it was opened is [`Error::Shrank`].
     fn read_at(&self, i: usize, at: u64, buf: &mut [u8]) -> Result<()> {
-        use std::os::unix::fs::FileExt;
         let s = &self.shards[i];
-        s.file.read_exact_at(buf, at).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::Shrank {
-                path: s.path.clone(),
-                offset: s.file.metadata().map_or(at, |m| m.len()),
-            },
-            _ => Error::io(&s.path, e),
-        })
+        crate::pool::read_exact_at(&s.file, &s.path, at, buf)
     }
 
     /// An error naming the first NaN or infinite value of `x` (rows

@@ -209,7 +209,7 @@ pub(crate) type FillRows<'a, E> =
 /// The `head` of `out.len() / width` rows that `fill` writes itself, tile
 /// by tile and in parallel: `fill(first, count, buf)` appends the
 /// (unscaled) f32 rows `first..first + count` to `buf`, or returns them in
-/// place (a mapped float32 file, no copy), so reading, converting and
+/// place (a caller's matrix, no copy), so reading, converting and
 /// checking a tile runs next to the other tiles' matrix products instead
 /// of in a pass before them. Tiles start at multiples of [`BLOCK_ROWS`] and
 /// each runs through single-threaded products, so a row's result depends

@@ -68,21 +68,7 @@ impl Source {
     /// Fills `out` from byte `offset`; a short read means the file shrank
     /// after it was opened.
     fn read_at(&self, path: &Path, offset: u64, out: &mut [u8]) -> Result<()> {
-        use std::os::unix::fs::FileExt;
-        let mut done = 0;
-        while done < out.len() {
-            match self.file.read_at(&mut out[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(Error::Shrank {
-                        path: path.into(),
-                        offset: offset + done as u64,
-                    });
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(path, e)),
-            }
-        }
+        read_exact_at(&self.file, path, offset, out)?;
         if self.drop_behind {
             advise(
                 &self.file,
@@ -93,6 +79,28 @@ impl Source {
         }
         Ok(())
     }
+}
+
+/// Fills `out` from byte `offset` of `file` (at `path`) with positioned
+/// reads; a short read means the file shrank after it was opened
+/// ([`Error::Shrank`], naming the first byte that is gone).
+pub(crate) fn read_exact_at(file: &File, path: &Path, offset: u64, out: &mut [u8]) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < out.len() {
+        match file.read_at(&mut out[done..], offset + done as u64) {
+            Ok(0) => {
+                return Err(Error::Shrank {
+                    path: path.into(),
+                    offset: offset + done as u64,
+                });
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Source {
