@@ -45,7 +45,7 @@
 //!
 //! B is that bound plus twice the score term. An overflow anywhere (a norm
 //! that is not finite, ε above 1) leaves no bound: every row of the chunk
-//! is re-scored. `tests/gpu.rs` checks the logits against ε and the
+//! is re-scored. `tests/suite/gpu.rs` checks the logits against ε and the
 //! selections against the CPU's.
 
 use std::time::Instant;

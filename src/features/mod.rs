@@ -10,7 +10,7 @@
 //!
 //! Why the result is exactly `alpool predict` followed by `alpool select`:
 //! the model's float32 probabilities of a row do not depend on which rows
-//! share its block (`tests/learner.rs` checks it), so each block's
+//! share its block (`tests/suite/learner.rs` checks it), so each block's
 //! probabilities are the bits `predict` writes; each block's k best are
 //! taken under the global ranking (the block is a pool at its global row
 //! offset), and the global k best rows are each among their own block's k

@@ -145,7 +145,7 @@ pub(crate) const BLOCK_ROWS: usize = 512;
 /// written into `out`. Blocks of rows run in parallel, each through
 /// single-threaded products, so a row's result depends neither on the
 /// thread count nor on where the blocks start (gemm's order of summation
-/// for an element does not depend on the row count; `tests/learner.rs`
+/// for an element does not depend on the row count; `tests/suite/learner.rs`
 /// checks both).
 pub(crate) fn predict_proba_into(
     layers: &[Layer],
@@ -215,7 +215,7 @@ pub(crate) type FillRows<'a, E> =
 /// each runs through single-threaded products, so a row's result depends
 /// neither on the thread count nor on where its tile's rows came from
 /// (gemm's order of summation for an element does not depend on the row
-/// count; `tests/learner.rs` checks both). The first error in row order
+/// count; `tests/suite/learner.rs` checks both). The first error in row order
 /// wins.
 pub(crate) fn forward_filled<'a, E: Send>(
     layers: &[Layer],

@@ -3,7 +3,7 @@
 //! strategy, shard split, block size, exclusion list and k; bad input is
 //! named and leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! loop's bookkeeping holds, stopping criteria fire when their condition
 //! holds, models save and load, and margin and entropy sampling beat random.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -1,7 +1,6 @@
 //! Simulating over a .npy dataset holds no float32 copy of its features
 //! (nor a byte copy of a uint8 file): the loop's peak heap, loading
-//! included, stays below the file's own size. Its own test binary, so the
-//! counting allocator sees only this test.
+//! included, stays below the file's own size.
 
 use alpool::al::pool_loop::{self, LoopConfig};
 use alpool::al::stopping::StopConfig;
@@ -12,11 +11,9 @@ use alpool::pool::npy;
 use alpool::pool::synth::Rng;
 use alpool::{BatchStrategy, LogBase, Query, Strategy};
 
-#[global_allocator]
-static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
-
 #[test]
 fn the_loop_over_a_mapped_dataset_holds_no_copy_of_it() {
+    let _alone = crate::alone();
     let dir = tempfile::tempdir().unwrap();
     let (rows, dim, classes) = (60_000, 256, 4);
     let (xp, yp) = (dir.path().join("x.npy"), dir.path().join("y.npy"));

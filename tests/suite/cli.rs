@@ -1,11 +1,9 @@
 //! The `alpool` command end to end: outputs, edge cases of k and N, and
 //! every kind of bad input (message, exit code, and no file left behind).
 
-mod common;
-
 use std::path::Path;
 
-use common::{alpool, f32_bytes, files_in, save_f32, save_raw, stderr, stdout};
+use crate::common::{alpool, f32_bytes, files_in, save_f32, save_raw, stderr, stdout};
 
 fn textbook(dir: &Path) -> String {
     let p = dir.join("textbook.npy");

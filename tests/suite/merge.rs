@@ -3,7 +3,7 @@
 //! boundaries included; and `alpool merge` refuses parts that do not belong
 //! together, each with a clear message.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

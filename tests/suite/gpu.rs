@@ -3,14 +3,14 @@
 //! k = 0 and k ≥ N. In CI (ALPOOL_REQUIRE_GPU=1) a missing adapter fails;
 //! elsewhere these tests skip loudly.
 
-mod common;
+use crate::common;
 
 use alpool::backend::gpu::{self, Gpu};
 use alpool::backend::{Job, Silent, cpu};
 use alpool::pool::Exclusions;
 use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
 
-use common::gpu;
+use crate::common::gpu;
 
 /// Rows on a coarse grid (many exact ties) mixed with continuous rows.
 fn pool_rows(n: usize, classes: usize, seed: u64) -> Vec<Vec<f32>> {

@@ -4,7 +4,7 @@
 //! a multiple of any chunk; streaming leaves the page cache as it found it;
 //! a file truncated while it is read is a clear error.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,9 +1,9 @@
 //! Feature scaling is part of the model: its statistics round-trip through
 //! save and load, a model trained on raw features predicts what one trained
 //! on pre-standardized features predicts, old models load unchanged, and
-//! the CLI applies the same transform (memory: `tests/scaling_memory.rs`).
+//! the CLI applies the same transform (memory: `tests/memory/scaling.rs`).
 
-mod common;
+use crate::common;
 
 use alpool::al::Dataset;
 use alpool::learner::{Mlp, MlpConfig, Scale, ScaleKind, Scaler};

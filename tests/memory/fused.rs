@@ -1,6 +1,5 @@
 //! Selecting from features holds neither the pool nor its probabilities:
-//! the peak heap is the same for a pool 10 times larger. Its own test
-//! binary, so the counting allocator sees only this test.
+//! the peak heap is the same for a pool 10 times larger.
 
 use alpool::bench::peak_extra_memory;
 use alpool::features::{FeaturePool, select_features};
@@ -9,11 +8,9 @@ use alpool::pool::npy;
 use alpool::pool::synth::Rng;
 use alpool::{InputForm, Job, ScoreSpec, Strategy};
 
-#[global_allocator]
-static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
-
 #[test]
 fn memory_does_not_grow_with_the_pool() {
+    let _alone = crate::alone();
     let dir = tempfile::tempdir().unwrap();
     let (dim, classes) = (32, 10);
     let m = Mlp::new(

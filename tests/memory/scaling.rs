@@ -1,16 +1,13 @@
 //! The scaler's statistics are computed in memory that does not grow with
-//! the pool. Its own test binary, so the counting allocator sees only this
-//! test's allocations.
+//! the pool.
 
 use alpool::bench::peak_extra_memory;
 use alpool::learner::ColumnStats;
 use alpool::pool::synth::Rng;
 
-#[global_allocator]
-static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
-
 #[test]
 fn statistics_take_bounded_memory_whatever_the_pool_size() {
+    let _alone = crate::alone();
     let dim = 16;
     let mut rng = Rng::new(1);
     let x: Vec<f32> = (0..4_000_000 * dim / 4)

@@ -3,7 +3,7 @@
 //! safety under kill -9 at several points, concurrent commands, conflicts,
 //! and bad label files.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

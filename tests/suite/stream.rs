@@ -1,6 +1,6 @@
 //! Stream-based selective sampling and membership query synthesis.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! included, for every chunk size, thread count, shard layout and read
 //! path; bad input named.
 
-mod common;
+use crate::common;
 
 use alpool::batch::dist::sq_dist_f64;
 use alpool::batch::rng::{bits, exp_canonical};

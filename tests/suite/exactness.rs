@@ -2,7 +2,7 @@
 //! canonical scores, whatever the data (many exact ties), k, class count,
 //! input form, dtype, sharding, chunking and exclusions.
 
-mod common;
+use crate::common;
 
 use alpool::backend::{Job, Silent, cpu};
 use alpool::pool::Exclusions;

@@ -3,7 +3,7 @@
 //! the probabilities agree to f32 rounding; and results that do not depend
 //! on the thread count.
 
-mod common;
+use crate::common;
 
 use alpool::al::Dataset;
 use alpool::learner::{Engine, Layer, Mlp, MlpConfig, reference};

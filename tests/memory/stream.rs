@@ -1,7 +1,6 @@
 //! Stream memory stays constant whatever the stream's length: the peak heap
 //! of a 20,000-instance stream and of a 100,000-instance one are the same
-//! within a small slack. Its own test binary, so no other test's
-//! allocations are counted.
+//! within a small slack.
 
 use alpool::al::GroundTruth;
 use alpool::al::stream::{self, Rule, StreamConfig};
@@ -9,9 +8,6 @@ use alpool::bench::peak_extra_memory;
 use alpool::learner::MlpConfig;
 use alpool::pool::synth::Rng;
 use alpool::score::Strategy;
-
-#[global_allocator]
-static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
 
 fn peak_for(n: usize, labels: &[usize]) -> (u64, u64) {
     let cfg = StreamConfig {
@@ -54,6 +50,7 @@ fn peak_for(n: usize, labels: &[usize]) -> (u64, u64) {
 
 #[test]
 fn stream_memory_is_constant_in_the_stream_length() {
+    let _alone = crate::alone();
     let labels: Vec<usize> = (0..1000).map(|i| (i * 7 % 3) as usize).collect();
     let (short, q1) = peak_for(20_000, &labels);
     let (long, q2) = peak_for(100_000, &labels);

@@ -1,0 +1,20 @@
+//! The integration tests, one module per subject, in one binary: a release
+//! binary per file linked the whole library two dozen times over. The
+//! peak-heap tests have their own binary (`tests/memory`), since they count
+//! every allocation in the process.
+
+mod common;
+
+mod al;
+mod api;
+mod batch;
+mod cli;
+mod exactness;
+mod fused;
+mod gpu;
+mod learner;
+mod merge;
+mod read_path;
+mod scaling;
+mod stream;
+mod workspace;
