@@ -1,17 +1,15 @@
 //! `alpool init`, `next`, `ingest`, `status`: batch selection jobs with
 //! people in the loop, on a persistent workspace.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::select::{DeviceArg, QueryArg, StrategyArg};
 use super::simulate::LearnerArgs;
 use alpool::features::FEATURE_DTYPES;
-use alpool::workspace::ingest::{Expect, read_label_file, seed_labels};
+use alpool::workspace::ingest::{Expect, read_label_file};
 use alpool::workspace::round::{NextOptions, next_round};
 use alpool::workspace::serve::{ServeOptions, serve};
 use alpool::workspace::{IngestOptions, InitSpec, Workspace, export};
@@ -52,68 +50,23 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
             h.shape
         );
     };
-    let ids = read_ids(a.ids.as_deref(), rows, &a.features)?;
-    let map: HashMap<String, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.clone(), i))
-        .collect();
-    let seed = match &a.labels {
-        Some(p) => Some((seed_labels(p, &map, &a.classes)?, p.display().to_string())),
-        None => None,
-    };
-    let (data, data_keys) = match &a.data {
-        Some(p) => export::read_item_data(p, &map)?,
-        None => Default::default(),
-    };
     let spec = InitSpec {
-        data,
-        data_keys,
         features: a.features.clone(),
         rows,
         dim,
         classes: a.classes.clone(),
-        ids,
-        seed_labels: seed.clone().map(|s| s.0).unwrap_or_default(),
-        seed_source: seed.map(|s| s.1).unwrap_or_default(),
+        ids: a.ids.clone(),
+        labels: a.labels.clone(),
+        data: a.data.clone(),
     };
-    Workspace::init(&a.dir, &spec)?;
+    let ws = Workspace::init(&a.dir, &spec)?;
     println!(
         "created {}: {rows} items x {dim} features, {} classes, {} seed labels",
         a.dir.display(),
         a.classes.len(),
-        spec.seed_labels.len()
+        ws.labels()?.len()
     );
     Ok(())
-}
-
-/// The item ids: one per line of `path` (blank lines skipped), exactly one
-/// per row of `features`; or the row numbers.
-fn read_ids(
-    path: Option<&std::path::Path>,
-    rows: usize,
-    features: &std::path::Path,
-) -> anyhow::Result<Vec<String>> {
-    let Some(p) = path else {
-        return Ok((0..rows).map(|i| i.to_string()).collect());
-    };
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-    let v: Vec<String> = text
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if v.len() != rows {
-        anyhow::bail!(
-            "{}: {} ids for {} rows in {}",
-            p.display(),
-            v.len(),
-            rows,
-            features.display()
-        );
-    }
-    Ok(v)
 }
 
 #[derive(Args, Debug)]
@@ -208,22 +161,11 @@ fn agreement(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The checks every label file of a workspace is read against.
-fn expectations(ws: &Workspace) -> anyhow::Result<(HashMap<String, usize>, Vec<String>, String)> {
-    let ids = ws
-        .ids()?
-        .into_iter()
-        .enumerate()
-        .map(|(i, id)| (id, i))
-        .collect();
-    Ok((ids, ws.classes()?, ws.token()?))
-}
-
 pub fn ingest(a: IngestArgs) -> anyhow::Result<()> {
     let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
-    let (ids, classes, token) = expectations(&ws)?;
+    let (classes, token) = (ws.classes()?, ws.token()?);
     let expect = Expect {
-        ids: &ids,
+        ids: &ws,
         classes: &classes,
         token: &token,
     };
@@ -269,7 +211,7 @@ pub struct StatusArgs {
 
 pub fn status(a: StatusArgs) -> anyhow::Result<()> {
     let s = Workspace::open(&a.dir, Duration::from_secs(5))?.status()?;
-    let items = s.ids.len();
+    let items = s.items;
     println!(
         "workspace {}: {items} items, {} labeled, {} unlabeled",
         a.dir.display(),
@@ -328,10 +270,10 @@ fn print_conflicts(s: &alpool::workspace::status::Status) {
         s.open_conflicts.len(),
         s.resolved_conflicts
     );
-    for c in s.open_conflicts.iter().take(20) {
+    for (c, id) in s.open_conflicts.iter().zip(&s.open_conflict_ids).take(20) {
         println!(
             "  {}: stored {}, proposed {}: {} ({})",
-            s.ids[c.index],
+            id,
             name(c.stored),
             name(c.proposed),
             c.reason,

@@ -18,6 +18,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::items::{ItemTable, RowOfId, is_duplicate};
 use crate::error::{Error, Result};
 use crate::score::Query;
 
@@ -259,34 +260,36 @@ fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Item data for `init --data`: JSON lines, one object per item with its
-/// `id` and the fields its Label Studio task shows (`{"id": "a17",
-/// "image": "https://…/a17.jpg"}`). Returns (row, fields without `id`) and
-/// the field names in first-seen order. An unknown or repeated id, a line
-/// that is not an object, or a field alpool reserves is refused by line.
-#[allow(clippy::type_complexity)]
-pub fn read_item_data(
-    path: &Path,
-    ids: &std::collections::HashMap<String, usize>,
-) -> Result<(
-    Vec<(usize, serde_json::Map<String, serde_json::Value>)>,
-    Vec<String>,
-)> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
+/// Item data for `init --data`, stored as it is read: JSON lines, one
+/// object per item with its `id` and the fields its Label Studio task shows
+/// (`{"id": "a17", "image": "https://…/a17.jpg"}`). Returns the field names
+/// in first-seen order. An unknown or repeated id, a line that is not an
+/// object, or a field alpool reserves is refused by line.
+pub(super) fn insert_item_data(items: &ItemTable, path: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut insert = items
+        .conn
+        .prepare("INSERT INTO item_data VALUES (?1, ?2)")
+        .map_err(super::db_err(items.db))?;
     let mut keys: Vec<String> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for (i, line) in text.lines().enumerate() {
+    let mut line = String::new();
+    for number in 1u64.. {
+        line.clear();
+        if std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| Error::io(path, e))? == 0
+        {
+            break;
+        }
         let bad = |reason: String| Error::BadLine {
             path: path.into(),
-            line: i as u64 + 1,
+            line: number,
             reason,
         };
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            serde_json::from_str(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let serde_json::Value::Object(mut obj) = v else {
             return Err(bad("expected a JSON object per line".into()));
         };
@@ -295,12 +298,9 @@ pub fn read_item_data(
             Some(serde_json::Value::Number(n)) => n.to_string(),
             _ => return Err(bad("no \"id\" (the item's id, as in the workspace)".into())),
         };
-        let row = *ids
-            .get(&id)
+        let row = items
+            .row_of(&id)?
             .ok_or_else(|| bad(format!("unknown item id {id:?}")))?;
-        if let Some(prev) = seen.insert(row, i + 1) {
-            return Err(bad(format!("id {id:?} again (first on line {prev})")));
-        }
         if let Some(k) = obj.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
             return Err(bad(format!("the field {k:?} is reserved for alpool")));
         }
@@ -317,7 +317,16 @@ pub fn read_item_data(
                 keys.push(k.clone());
             }
         }
-        out.push((row, obj));
+        let text = serde_json::Value::Object(obj).to_string();
+        // The table's key is the row: a second line for an item fails here.
+        match insert.execute(rusqlite::params![row as i64, text]) {
+            Err(e) if is_duplicate(&e) => {
+                return Err(bad(format!(
+                    "id {id:?} again (its data was given on an earlier line)"
+                )));
+            }
+            r => r.map_err(super::db_err(items.db))?,
+        };
     }
-    Ok((out, keys))
+    Ok(keys)
 }

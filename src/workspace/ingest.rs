@@ -18,6 +18,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::export::CONTROL;
+use super::items::RowOfId;
 use crate::error::{Error, Result};
 
 /// What one annotation says about its item.
@@ -114,8 +115,8 @@ pub struct LabelFile {
 
 /// What a file is checked against.
 pub struct Expect<'a> {
-    /// Item id → row.
-    pub ids: &'a HashMap<String, usize>,
+    /// Item id → row: the workspace itself, or a map.
+    pub ids: &'a dyn RowOfId,
     /// Class names.
     pub classes: &'a [String],
     /// The workspace token every task must carry.
@@ -134,8 +135,8 @@ impl Expect<'_> {
 
     fn row(&self, id: &str) -> std::result::Result<usize, String> {
         self.ids
-            .get(id)
-            .copied()
+            .row_of(id)
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("unknown item id {id:?} (not in this workspace)"))
     }
 
@@ -605,7 +606,7 @@ pub fn decide(votes: &[Vote], classes: &[String], agreement: f64) -> Decision {
 /// exported them.) An id given twice with different labels is refused.
 pub fn seed_labels(
     path: &Path,
-    ids: &HashMap<String, usize>,
+    ids: &dyn RowOfId,
     classes: &[String],
 ) -> Result<Vec<(usize, usize)>> {
     let expect = Expect {

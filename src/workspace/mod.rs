@@ -11,6 +11,7 @@
 
 pub mod export;
 pub mod ingest;
+pub mod items;
 pub mod round;
 pub mod serve;
 pub mod status;
@@ -123,7 +124,9 @@ pub fn checkpoint(point: &str) {
     }
 }
 
-/// What `init` records.
+/// What `init` records. The ids, seed labels and item data are read from
+/// their files inside `init`'s transaction, a line at a time, and checked
+/// against the stored ids; none is held in memory whole.
 #[derive(Clone, Debug)]
 pub struct InitSpec {
     /// The feature file.
@@ -134,17 +137,13 @@ pub struct InitSpec {
     pub dim: usize,
     /// Class names, in label order.
     pub classes: Vec<String>,
-    /// Item ids, one per row (default: the row numbers).
-    pub ids: Vec<String>,
-    /// Seed labels (row, class), applied in the same transaction.
-    pub seed_labels: Vec<(usize, usize)>,
-    /// Where the seed labels came from.
-    pub seed_source: String,
-    /// Per-item data that travels in every Label Studio task (a JSON
-    /// object per row, from `--data`); its keys in first-seen order.
-    pub data: Vec<(usize, serde_json::Map<String, serde_json::Value>)>,
-    /// Keys of the item data from `init --data`.
-    pub data_keys: Vec<String>,
+    /// Item ids, one per line, one per row (`None`: the row numbers).
+    pub ids: Option<PathBuf>,
+    /// Seed labels: a CSV `id,label` file.
+    pub labels: Option<PathBuf>,
+    /// Per-item data that travels in every Label Studio task: JSON lines,
+    /// the item's `id` and its fields (see [`export::insert_item_data`]).
+    pub data: Option<PathBuf>,
 }
 
 /// How `ingest` (and the ML backend's webhooks) turn votes into labels.
@@ -286,8 +285,29 @@ impl Workspace {
             )
             .map_err(db_err(&path))?;
             conn.execute_batch(SCHEMA_V2).map_err(db_err(&path))?;
+            // The database is a temporary file until the rename below: a
+            // crash discards it, so it need not survive one before that.
+            conn.execute_batch("PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;")
+                .map_err(db_err(&path))?;
             let tx = conn.transaction().map_err(db_err(&path))?;
             {
+                let mut cls = tx
+                    .prepare("INSERT INTO classes VALUES (?1, ?2)")
+                    .map_err(db_err(&path))?;
+                for (i, c) in spec.classes.iter().enumerate() {
+                    cls.execute(params![i as i64, c]).map_err(|_| {
+                        Error::Config(format!("class {c:?} is given twice in --classes"))
+                    })?;
+                }
+                let items = items::ItemTable {
+                    conn: &tx,
+                    db: &path,
+                };
+                items::insert_ids(&items, spec.ids.as_deref(), spec.rows, &spec.features)?;
+                let data_keys = match &spec.data {
+                    Some(p) => export::insert_item_data(&items, p)?,
+                    None => Vec::new(),
+                };
                 let features = std::fs::canonicalize(&spec.features)
                     .map_err(|e| Error::io(&spec.features, e))?;
                 let mut meta = tx
@@ -301,41 +321,16 @@ impl Workspace {
                     ("token", new_token()),
                     (
                         "data_keys",
-                        serde_json::to_string(&spec.data_keys).unwrap_or_default(),
+                        serde_json::to_string(&data_keys).unwrap_or_default(),
                     ),
                 ] {
                     meta.execute(params![k, v]).map_err(db_err(&path))?;
                 }
-                let mut cls = tx
-                    .prepare("INSERT INTO classes VALUES (?1, ?2)")
-                    .map_err(db_err(&path))?;
-                for (i, c) in spec.classes.iter().enumerate() {
-                    cls.execute(params![i as i64, c]).map_err(|_| {
-                        Error::Config(format!("class {c:?} is given twice in --classes"))
-                    })?;
-                }
-                let mut items = tx
-                    .prepare("INSERT INTO items VALUES (?1, ?2)")
-                    .map_err(db_err(&path))?;
-                for (i, id) in spec.ids.iter().enumerate() {
-                    items
-                        .execute(params![i as i64, id])
-                        .map_err(|_| Error::BadLine {
-                            path: "--ids".into(),
-                            line: i as u64 + 1,
-                            reason: format!("id {id:?} appears twice"),
-                        })?;
-                }
-                let mut data = tx
-                    .prepare("INSERT INTO item_data VALUES (?1, ?2)")
-                    .map_err(db_err(&path))?;
-                for (row, d) in &spec.data {
-                    let text = serde_json::Value::Object(d.clone()).to_string();
-                    data.execute(params![*row as i64, text])
-                        .map_err(db_err(&path))?;
-                }
-                for &(row, class) in &spec.seed_labels {
-                    apply_one(&tx, &path, row, class, -1, &spec.seed_source, false)?;
+                if let Some(p) = &spec.labels {
+                    let source = p.display().to_string();
+                    for (row, class) in ingest::seed_labels(p, &items, &spec.classes)? {
+                        apply_one(&tx, &path, row, class, -1, &source, false)?;
+                    }
                 }
             }
             tx.commit().map_err(db_err(&path))?;
@@ -400,9 +395,15 @@ impl Workspace {
         self.query("SELECT name FROM classes ORDER BY class", [], |r| r.get(0))
     }
 
-    /// Item ids by row.
-    pub fn ids(&self) -> Result<Vec<String>> {
-        self.query("SELECT id FROM items ORDER BY idx", [], |r| r.get(0))
+    /// Items in the pool (their rows are `0..items`).
+    pub fn items(&self) -> Result<usize> {
+        let p = self.path();
+        self.conn
+            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM items", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as usize)
+            .map_err(db_err(&p))
     }
 
     /// The ids of the listed rows, in that order.

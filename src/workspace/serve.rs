@@ -19,7 +19,6 @@
 //! (`Authorization: Token T`, `Bearer T`, or HTTP basic auth with T as the
 //! password, which is how Label Studio authenticates to ML backends).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +69,6 @@ pub struct ServeOptions {
 struct Shared {
     dir: PathBuf,
     opts: ServeOptions,
-    ids: HashMap<String, usize>,
     classes: Vec<String>,
     token: String,
     features: FeaturePool,
@@ -96,12 +94,6 @@ pub fn serve(
     let ws = Workspace::open(dir, opts.wait)?;
     let shared = Arc::new(Shared {
         dir: dir.into(),
-        ids: ws
-            .ids()?
-            .into_iter()
-            .enumerate()
-            .map(|(i, id)| (id, i))
-            .collect(),
         classes: ws.classes()?,
         token: ws.token()?,
         features: FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?,
@@ -287,9 +279,11 @@ fn setup(body: &Value, shared: &Shared) -> Reply {
     )
 }
 
-fn expect(shared: &Shared) -> Expect<'_> {
+/// What requests are checked against: ids are looked up in the worker's
+/// own connection to the workspace.
+fn expect<'a>(shared: &'a Shared, ws: &'a Workspace) -> Expect<'a> {
     Expect {
-        ids: &shared.ids,
+        ids: ws,
         classes: &shared.classes,
         token: &shared.token,
     }
@@ -315,7 +309,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     let Some(tasks) = body.get("tasks").and_then(Value::as_array) else {
         return bad(400, "the body has no tasks list");
     };
-    let ex = expect(shared);
+    let ex = expect(shared, ws);
     let mut rows = Vec::with_capacity(tasks.len());
     for (n, task) in tasks.iter().enumerate() {
         let Some(data) = task.get("data").and_then(Value::as_object) else {
@@ -385,7 +379,7 @@ fn webhook(body: &Value, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
         "" => return bad(400, "the webhook has no action"),
         other => return Reply(200, json!({"status": "ignored", "action": other})),
     }
-    let file = match read_webhook(body, &expect(shared)) {
+    let file = match read_webhook(body, &expect(shared, ws)) {
         Ok(f) => f,
         Err(r) => return bad(422, r),
     };

@@ -31,8 +31,8 @@ pub struct LastRound {
 pub struct Status {
     /// Class names, in label order.
     pub classes: Vec<String>,
-    /// Every item's id, in row order.
-    pub ids: Vec<String>,
+    /// Items in the pool.
+    pub items: usize,
     /// Labels per class, in class order.
     pub per_class: Vec<usize>,
     /// Items with a label.
@@ -43,6 +43,8 @@ pub struct Status {
     pub skipped: usize,
     /// Items whose votes disagree, not yet resolved.
     pub open_conflicts: Vec<Conflict>,
+    /// The ids of those items, in the same order.
+    pub open_conflict_ids: Vec<String>,
     /// Conflicts resolved so far.
     pub resolved_conflicts: usize,
 }
@@ -54,7 +56,7 @@ impl Workspace {
     /// The workspace's state for `status`.
     pub fn status(&self) -> Result<Status> {
         let classes = self.classes()?;
-        let ids = self.ids()?;
+        let items = self.items()?;
         let labels = self.labels()?;
         let mut per_class = vec![0usize; classes.len()];
         labels.iter().for_each(|l| per_class[l.class] += 1);
@@ -75,11 +77,13 @@ impl Workspace {
                     labels: n,
                     selected: sel.len(),
                     scores,
-                    kappa: self.kappa(ids.len())?,
+                    kappa: self.kappa(items)?,
                 })
             }
         };
         let open_conflicts = self.conflicts()?;
+        let rows: Vec<usize> = open_conflicts.iter().map(|c| c.index).collect();
+        let open_conflict_ids = self.ids_of(&rows)?;
         let resolved_conflicts = self.conflict_history()?.len() - open_conflicts.len();
         Ok(Status {
             per_class,
@@ -87,9 +91,10 @@ impl Workspace {
             last,
             skipped: self.skipped()?.len(),
             open_conflicts,
+            open_conflict_ids,
             resolved_conflicts,
             classes,
-            ids,
+            items,
         })
     }
 

@@ -645,3 +645,139 @@ fn next_on_the_gpu_picks_the_cpus_batch() {
     assert_eq!(batches[0].len(), 40);
     assert_eq!(batches[0], batches[1]);
 }
+
+/// Item ids of its own: `init` reads them (and the seed labels and item
+/// data that name them) a line at a time into the workspace, every command
+/// looks them up there, and a bad ids file is named by line with nothing
+/// created.
+#[test]
+fn named_ids_are_stored_looked_up_and_checked() {
+    let (features, y, _keep) = embedded();
+    let rows = y.len();
+    let tmp = tempfile::tempdir().unwrap();
+    let id = |row: usize| format!("img-{row:05}");
+    let write_ids = |name: &str, ids: &[String]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, ids.join("\n") + "\n").unwrap();
+        p
+    };
+    let mut ids: Vec<String> = (0..rows).map(id).collect();
+    // A blank line and spaces around an id are not ids.
+    ids[7] = format!("  {}  \n", ids[7]);
+    let ids_file = write_ids("ids.txt", &ids);
+    let seed = tmp.path().join("seed.csv");
+    let mut s = String::from("id,label\n");
+    for (row, &class) in y.iter().enumerate().take(20) {
+        s += &format!("{},{}\n", id(row), name(class));
+    }
+    std::fs::write(&seed, s).unwrap();
+    let data = tmp.path().join("data.jsonl");
+    std::fs::write(
+        &data,
+        format!("{{\"id\": \"{}\", \"image\": \"a.png\"}}\n", id(1500)),
+    )
+    .unwrap();
+    let init_args = |ws: &Path, ids: &Path, seed: &Path| -> Vec<String> {
+        [
+            "init",
+            ws.to_str().unwrap(),
+            "--features",
+            features.to_str().unwrap(),
+            "--classes",
+            CLASSES,
+            "--ids",
+            ids.to_str().unwrap(),
+            "--labels",
+            seed.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let ws = tmp.path().join("ws");
+    let w = ws.to_str().unwrap();
+    let args = init_args(&ws, &ids_file, &seed);
+    let out = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("20 seed labels"), "{out}");
+
+    let batch = tmp.path().join("batch.csv");
+    ok(&["next", w, "-k", "10", "--out", batch.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&batch).unwrap();
+    let picked: Vec<(String, usize)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            let i = f.next().unwrap().to_string();
+            (i, f.next().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(picked.len(), 10);
+    for (i, row) in &picked {
+        assert_eq!(*i, id(*row), "the batch names each row by its own id");
+        assert!(*row >= 20, "a seed item was selected");
+    }
+    let answers = tmp.path().join("answers.csv");
+    let mut s = String::from("id,label\n");
+    for (i, row) in &picked {
+        s += &format!("{i},{}\n", name(y[*row]));
+    }
+    // A seed item answered differently is a conflict, shown by its id.
+    s += &format!("{},{}\n", id(3), name((y[3] + 1) % 10));
+    std::fs::write(&answers, s).unwrap();
+    let out = ok(&["ingest", w, answers.to_str().unwrap()]);
+    assert!(
+        out.contains("10 new labels") && out.contains("1 conflicts"),
+        "{out}"
+    );
+    let status = ok(&["status", w]);
+    assert!(
+        status.contains(&format!("{rows} items, 30 labeled")) && status.contains(&id(3)),
+        "{status}"
+    );
+    let w2 = Workspace::open(&ws, Duration::from_secs(5)).unwrap();
+    assert_eq!(w2.items().unwrap(), rows);
+    assert_eq!(
+        w2.ids_of(&[0, 7, rows - 1]).unwrap(),
+        [id(0), id(7), id(rows - 1)]
+    );
+
+    // Bad files: refused by file and line, and no workspace is left.
+    let fails = |args: Vec<String>, needles: &[&str]| {
+        let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in: {err}");
+        }
+        assert!(!Path::new(&args[1]).exists(), "{err}");
+    };
+    let bad = tmp.path().join("bad");
+    let mut twice: Vec<String> = (0..rows).map(id).collect();
+    twice[4] = id(2);
+    fails(
+        init_args(&bad, &write_ids("twice.txt", &twice), &seed),
+        &[
+            "twice.txt",
+            "line 5",
+            "\"img-00002\" again (row 2 already has it)",
+        ],
+    );
+    let short: Vec<String> = (0..rows - 1).map(id).collect();
+    fails(
+        init_args(&bad, &write_ids("short.txt", &short), &seed),
+        &["short.txt", &format!("{} ids for {rows} rows", rows - 1)],
+    );
+    let long: Vec<String> = (0..rows + 2).map(id).collect();
+    fails(
+        init_args(&bad, &write_ids("long.txt", &long), &seed),
+        &["long.txt", &format!("{} ids for {rows} rows", rows + 2)],
+    );
+    let stray = tmp.path().join("stray.csv");
+    std::fs::write(&stray, "id,label\nimg-00001,one\nimg-99999,two\n").unwrap();
+    fails(
+        init_args(&bad, &ids_file, &stray),
+        &["stray.csv", "line 3", "unknown item id \"img-99999\""],
+    );
+}
