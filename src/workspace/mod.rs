@@ -142,7 +142,8 @@ pub struct InitSpec {
     /// Seed labels: a CSV `id,label` file.
     pub labels: Option<PathBuf>,
     /// Per-item data that travels in every Label Studio task: JSON lines,
-    /// the item's `id` and its fields (see [`export::insert_item_data`]).
+    /// one object per item with its `id` and the fields its task shows
+    /// (`{"id": "a17", "image": "https://…/a17.jpg"}`).
     pub data: Option<PathBuf>,
 }
 
