@@ -98,11 +98,12 @@ pub enum Device {
     Gpu,
 }
 
-/// Receives progress in bytes of pool data scored, and may ask the work to
-/// stop: backends check [`Progress::cancelled`] between chunks and then
-/// return [`Error::Cancelled`].
+/// Receives progress, and may ask the work to stop: backends check
+/// [`Progress::cancelled`] between chunks and then return
+/// [`Error::Cancelled`]. The unit is the work's own: bytes of pool data
+/// scored for a selection, items stored for a workspace's `init`.
 pub trait Progress: Sync {
-    /// `bytes` more of the pool were read and scored.
+    /// `bytes` more of the pool were read and scored (or items stored).
     fn advance(&self, _bytes: u64) {}
     /// Whether the caller wants the work to stop.
     fn cancelled(&self) -> bool {

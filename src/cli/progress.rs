@@ -27,6 +27,24 @@ impl Bar {
         Bar(Some(pb))
     }
 
+    /// An item-counting bar for `total` items, or nothing when stderr is not
+    /// a terminal or the work is too small to notice.
+    pub fn items(total: u64, label: &str) -> Bar {
+        if !std::io::stderr().is_terminal() || total < 1_000_000 {
+            return Bar(None);
+        }
+        let pb = ProgressBar::new(total);
+        pb.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {human_pos}/{human_len} items eta {eta}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(label.to_string());
+        Bar(Some(pb))
+    }
+
     pub fn finish(&self) {
         if let Some(pb) = &self.0 {
             pb.finish_and_clear();

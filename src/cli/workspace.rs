@@ -59,7 +59,10 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         labels: a.labels.clone(),
         data: a.data.clone(),
     };
-    let ws = Workspace::init(&a.dir, &spec)?;
+    let bar = super::progress::Bar::items(rows as u64, "init");
+    let ws = Workspace::init(&a.dir, &spec, &bar);
+    bar.finish();
+    let ws = ws?;
     println!(
         "created {}: {rows} items x {dim} features, {} classes, {} seed labels",
         a.dir.display(),

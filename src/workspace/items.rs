@@ -10,7 +10,11 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Workspace, db_err};
+use crate::backend::Progress;
 use crate::error::{Error, Result};
+
+/// Items stored between progress reports.
+const STEP: usize = 1 << 16;
 
 /// Finds the row of an item id.
 pub trait RowOfId {
@@ -67,16 +71,27 @@ pub(super) fn insert_ids(
     ids: Option<&Path>,
     rows: usize,
     features: &Path,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let mut insert = table
         .conn
         .prepare("INSERT INTO items VALUES (?1, ?2)")
         .map_err(db_err(table.db))?;
+    let step = |row: usize| {
+        if row % STEP == STEP - 1 {
+            progress.advance(STEP as u64);
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(())
+    };
     let Some(path) = ids else {
         for row in 0..rows {
             insert
                 .execute(params![row as i64, row.to_string()])
                 .map_err(db_err(table.db))?;
+            step(row)?;
         }
         return Ok(());
     };
@@ -110,6 +125,7 @@ pub(super) fn insert_ids(
                 }
                 r => r.map_err(db_err(table.db))?,
             };
+            step(given)?;
         }
         given += 1;
     }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use crate::backend::Progress;
 use crate::error::{Error, Result};
 use ingest::{Decision, LabelFile, Vote};
 
@@ -244,7 +245,8 @@ pub struct LabelRow {
 impl Workspace {
     /// Creates a workspace in `dir`, atomically: it is built in a temporary
     /// folder beside `dir` and renamed into place when complete.
-    pub fn init(dir: &Path, spec: &InitSpec) -> Result<Workspace> {
+    /// `progress` advances by items stored, and may cancel.
+    pub fn init(dir: &Path, spec: &InitSpec, progress: &dyn Progress) -> Result<Workspace> {
         if dir.join(DB).exists() {
             return Err(Error::Workspace {
                 path: dir.into(),
@@ -304,7 +306,13 @@ impl Workspace {
                     conn: &tx,
                     db: &path,
                 };
-                items::insert_ids(&items, spec.ids.as_deref(), spec.rows, &spec.features)?;
+                items::insert_ids(
+                    &items,
+                    spec.ids.as_deref(),
+                    spec.rows,
+                    &spec.features,
+                    progress,
+                )?;
                 let data_keys = match &spec.data {
                     Some(p) => export::insert_item_data(&items, p)?,
                     None => Vec::new(),
