@@ -289,7 +289,8 @@ impl Workspace {
             .map_err(db_err(&path))?;
             conn.execute_batch(SCHEMA_V2).map_err(db_err(&path))?;
             // The database is a temporary file until the rename below: a
-            // crash discards it, so it need not survive one before that.
+            // crash discards it, so the inserts need not be synced one
+            // commit at a time; the checkpoint before the rename syncs it.
             conn.execute_batch("PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;")
                 .map_err(db_err(&path))?;
             let tx = conn.transaction().map_err(db_err(&path))?;
@@ -343,6 +344,8 @@ impl Workspace {
                 }
             }
             tx.commit().map_err(db_err(&path))?;
+            conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(db_err(&path))?;
             checkpoint("init-before-rename");
         }
         let staged = tmp.keep();
