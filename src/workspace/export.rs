@@ -18,7 +18,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::items::{ItemTable, RowOfId, is_duplicate};
+use super::items::{ItemTable, RowOfId, each_line, is_duplicate};
 use crate::error::{Error, Result};
 use crate::score::Query;
 
@@ -266,30 +266,22 @@ fn xml_escape(s: &str) -> String {
 /// in first-seen order. An unknown or repeated id, a line that is not an
 /// object, or a field alpool reserves is refused by line.
 pub(super) fn insert_item_data(items: &ItemTable, path: &Path) -> Result<Vec<String>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut insert = items
         .conn
         .prepare("INSERT INTO item_data VALUES (?1, ?2)")
         .map_err(super::db_err(items.db))?;
     let mut keys: Vec<String> = Vec::new();
-    let mut line = String::new();
-    for number in 1u64.. {
-        line.clear();
-        if std::io::BufRead::read_line(&mut reader, &mut line).map_err(|e| Error::io(path, e))? == 0
-        {
-            break;
-        }
+    each_line(path, |number, line| {
         let bad = |reason: String| Error::BadLine {
             path: path.into(),
             line: number,
             reason,
         };
         if line.trim().is_empty() {
-            continue;
+            return Ok(());
         }
         let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
         let serde_json::Value::Object(mut obj) = v else {
             return Err(bad("expected a JSON object per line".into()));
         };
@@ -327,6 +319,7 @@ pub(super) fn insert_item_data(items: &ItemTable, path: &Path) -> Result<Vec<Str
             }
             r => r.map_err(super::db_err(items.db))?,
         };
-    }
+        Ok(())
+    })?;
     Ok(keys)
 }

@@ -95,21 +95,11 @@ pub(super) fn insert_ids(
         }
         return Ok(());
     };
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let (mut line, mut given) = (String::new(), 0usize);
-    for number in 1u64.. {
-        line.clear();
-        if reader
-            .read_line(&mut line)
-            .map_err(|e| Error::io(path, e))?
-            == 0
-        {
-            break;
-        }
+    let mut given = 0usize;
+    each_line(path, |number, line| {
         let id = line.trim();
         if id.is_empty() {
-            continue;
+            return Ok(());
         }
         if given < rows {
             match insert.execute(params![given as i64, id]) {
@@ -128,7 +118,8 @@ pub(super) fn insert_ids(
             step(given)?;
         }
         given += 1;
-    }
+        Ok(())
+    })?;
     if given != rows {
         return Err(Error::Exchange {
             path: path.into(),
@@ -145,4 +136,30 @@ pub(super) fn insert_ids(
 pub(super) fn is_duplicate(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Calls `f` with each line of `path` (its number from 1, and its text),
+/// read through a buffer: a file of any size takes constant memory. A line
+/// that is not UTF-8 is refused by number.
+pub(super) fn each_line(path: &Path, mut f: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    for number in 1u64.. {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
+            break;
+        }
+        let line = std::str::from_utf8(&buf).map_err(|_| Error::BadLine {
+            path: path.into(),
+            line: number,
+            reason: "not UTF-8 text".into(),
+        })?;
+        f(number, line)?;
+    }
+    Ok(())
 }

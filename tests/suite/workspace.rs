@@ -456,6 +456,7 @@ fn label_studio_tasks_carry_data_and_sort_in_alpools_order() {
         ("{\"id\": \"1\", \"label\": \"cat\"}\n", "collides"),
         ("{\"id\": \"1\"}\n{\"id\": \"nope\"}\n", "line 2"),
         ("[1, 2]\n", "JSON object"),
+        ("{\"id\": \"1\"}\n\n{\"id\": 1}\n", "line 3: id \"1\" again"),
     ] {
         std::fs::write(&data, content).unwrap();
         let o = run(
@@ -773,6 +774,20 @@ fn named_ids_are_stored_looked_up_and_checked() {
     fails(
         init_args(&bad, &write_ids("long.txt", &long), &seed),
         &["long.txt", &format!("{} ids for {rows} rows", rows + 2)],
+    );
+    let latin = tmp.path().join("latin.txt");
+    let mut bytes: Vec<u8> = Vec::new();
+    for row in 0..rows {
+        match row {
+            2 => bytes.extend_from_slice(b"caf\xe9"),
+            _ => bytes.extend_from_slice(id(row).as_bytes()),
+        }
+        bytes.push(b'\n');
+    }
+    std::fs::write(&latin, bytes).unwrap();
+    fails(
+        init_args(&bad, &latin, &seed),
+        &["latin.txt", "line 3", "not UTF-8"],
     );
     let stray = tmp.path().join("stray.csv");
     std::fs::write(&stray, "id,label\nimg-00001,one\nimg-99999,two\n").unwrap();
