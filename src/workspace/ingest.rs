@@ -609,18 +609,7 @@ pub fn seed_labels(
     ids: &dyn RowOfId,
     classes: &[String],
 ) -> Result<Vec<(usize, usize)>> {
-    let expect = Expect {
-        ids,
-        classes,
-        token: "",
-    };
-    let file = read_table(path, &read_text(path)?, b',', &expect)?;
-    if file.shape != Shape::Csv {
-        return Err(Error::Exchange {
-            path: path.into(),
-            reason: "seed labels are a CSV id,label file".into(),
-        });
-    }
+    let file = read_seed_file(path, ids, classes)?;
     file.items
         .iter()
         .map(|item| {
@@ -634,6 +623,40 @@ pub fn seed_labels(
             }
         })
         .collect()
+}
+
+/// A seed-label file read and checked as a CSV `id,label` file.
+fn read_seed_file(path: &Path, ids: &dyn RowOfId, classes: &[String]) -> Result<LabelFile> {
+    let expect = Expect {
+        ids,
+        classes,
+        token: "",
+    };
+    let file = read_table(path, &read_text(path)?, b',', &expect)?;
+    if file.shape != Shape::Csv {
+        return Err(Error::Exchange {
+            path: path.into(),
+            reason: "seed labels are a CSV id,label file".into(),
+        });
+    }
+    Ok(file)
+}
+
+/// Checks a seed-label file's shape, header, lines and class names before
+/// the pool's ids are stored, so that a bad file fails at once rather than
+/// after millions of inserts. Its ids are checked afterwards, against the
+/// stored ones ([`seed_labels`]).
+pub(super) fn check_seed_file(path: &Path, classes: &[String]) -> Result<()> {
+    /// Takes every id, each as a row of its own.
+    struct Any(std::cell::RefCell<HashMap<String, usize>>);
+    impl RowOfId for Any {
+        fn row_of(&self, id: &str) -> Result<Option<usize>> {
+            let mut seen = self.0.borrow_mut();
+            let next = seen.len();
+            Ok(Some(*seen.entry(id.to_string()).or_insert(next)))
+        }
+    }
+    read_seed_file(path, &Any(Default::default()), classes).map(|_| ())
 }
 
 #[cfg(test)]

@@ -258,6 +258,9 @@ impl Workspace {
                 "a workspace needs at least 2 classes (--classes a,b,...)".into(),
             ));
         }
+        if let Some(p) = &spec.labels {
+            ingest::check_seed_file(p, &spec.classes)?;
+        }
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

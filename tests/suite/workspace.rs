@@ -789,6 +789,14 @@ fn named_ids_are_stored_looked_up_and_checked() {
         init_args(&bad, &latin, &seed),
         &["latin.txt", "line 3", "not UTF-8"],
     );
+    // A seed file with a class the workspace lacks is refused before any id
+    // is read: here the ids file is bad too, and the seed file is named.
+    let wrong_class = tmp.path().join("wrong_class.csv");
+    std::fs::write(&wrong_class, "id,label\nimg-00001,one\nimg-00002,ten\n").unwrap();
+    fails(
+        init_args(&bad, &latin, &wrong_class),
+        &["wrong_class.csv", "line 3", "unknown class \"ten\""],
+    );
     let stray = tmp.path().join("stray.csv");
     std::fs::write(&stray, "id,label\nimg-00001,one\nimg-99999,two\n").unwrap();
     fails(
