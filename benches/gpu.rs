@@ -4,10 +4,10 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-use alpool::backend::gpu::{self, Gpu};
-use alpool::backend::{Job, Silent, cpu};
-use alpool::pool::synth;
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::backend::Silent;
+use alpool::backend::gpu::Gpu;
+use alpool::bench::synth;
+use alpool::{Device, InputForm, Job, Pool, Run, Strategy};
 
 fn gpu_vs_cpu(c: &mut Criterion) {
     let gpu = match Gpu::new(None) {
@@ -26,18 +26,20 @@ fn gpu_vs_cpu(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n));
         group.sample_size(10);
         for strategy in Strategy::ALL {
-            let spec = ScoreSpec {
-                strategy,
-                log_base: LogBase::E,
-                seed: 1,
-            };
-            let job = Job::new(spec, InputForm::probs(), 100);
+            let job = Job::new(strategy, InputForm::probs(), 100).seed(1);
+            let cpu = Run::on(Device::Cpu);
             group.bench_function(BenchmarkId::new("cpu", strategy.name()), |b| {
-                b.iter(|| cpu::select(&pool, &job, &Silent).expect("cpu select"))
+                b.iter(|| alpool::select(&pool, &job, &cpu).expect("cpu select"))
             });
             if let Some(g) = &gpu {
+                let run = Run {
+                    device: Device::Gpu,
+                    adapter: None,
+                    progress: &Silent,
+                    gpu: Some(g),
+                };
                 group.bench_function(BenchmarkId::new("gpu", strategy.name()), |b| {
-                    b.iter(|| gpu::select(g, &pool, &job, &Silent).expect("gpu select"))
+                    b.iter(|| alpool::select(&pool, &job, &run).expect("gpu select"))
                 });
             }
         }

@@ -5,8 +5,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use alpool::bench::synth;
 use alpool::learner::{Engine, Mlp, MlpConfig};
-use alpool::pool::synth::Rng;
 
 fn config(engine: Engine) -> MlpConfig {
     MlpConfig {
@@ -18,9 +18,8 @@ fn config(engine: Engine) -> MlpConfig {
 }
 
 fn learner(c: &mut Criterion) {
-    let mut rng = Rng::new(3);
-    let x: Vec<f32> = (0..16_384 * 784).map(|_| rng.uniform() as f32).collect();
-    let y: Vec<usize> = (0..256).map(|_| rng.below(10) as usize).collect();
+    let x = synth::uniform(16_384 * 784, 3);
+    let y = synth::below(256, 10, 4);
 
     let mut group = c.benchmark_group("predict_proba_784x256x10_16384_rows");
     group.throughput(Throughput::Elements(16_384));

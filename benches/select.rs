@@ -1,11 +1,11 @@
 //! criterion: select at N = 1M, C = 10, k = 1000, for each strategy, from a
-//! page-cached float32 file (the pool is generated once from a fixed seed).
+//! page-cached float32 file (the pool is generated once from a fixed seed),
+//! through the door as every caller runs it.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use alpool::backend::{Job, Silent, cpu};
-use alpool::pool::synth;
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::bench::synth;
+use alpool::{Device, InputForm, Job, Pool, Run, Strategy};
 
 fn select(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -17,14 +17,10 @@ fn select(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(pool.data_bytes()));
     group.sample_size(20);
     for strategy in Strategy::ALL {
-        let spec = ScoreSpec {
-            strategy,
-            log_base: LogBase::E,
-            seed: 1,
-        };
-        let job = Job::new(spec, InputForm::probs(), 1000);
+        let job = Job::new(strategy, InputForm::probs(), 1000).seed(1);
+        let cpu = Run::on(Device::Cpu);
         group.bench_function(strategy.name(), |b| {
-            b.iter(|| cpu::select(&pool, &job, &Silent).expect("select"))
+            b.iter(|| alpool::select(&pool, &job, &cpu).expect("select"))
         });
     }
     group.finish();

@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use alpool::al::Dataset;
-use alpool::backend::{Job, Silent, cpu};
+use alpool::bench::synth;
 use alpool::bench::{CountingAlloc, peak_extra_memory};
 use alpool::learner::{Engine, Mlp, MlpConfig};
-use alpool::pool::synth::Rng;
-use alpool::{InputForm, Pool, ScoreSpec, Strategy};
+use alpool::{Device, InputForm, Job, Pool, Run, Strategy};
 
 // Exact heap accounting, so the round's extra memory can be reported.
 #[global_allocator]
@@ -30,10 +29,7 @@ fn main() -> alpool::Result<()> {
         (64, Engine::Fused),
         (64, Engine::Candle),
     ] {
-        let mut rng = Rng::new(1);
-        let block: Vec<f32> = (0..100_000 * inputs)
-            .map(|_| rng.uniform() as f32)
-            .collect();
+        let block = synth::uniform(100_000 * inputs, 1);
         let m = Mlp::new(
             inputs,
             10,
@@ -88,15 +84,8 @@ fn main() -> alpool::Result<()> {
             let predict = t.elapsed().as_secs_f64();
             let t = Instant::now();
             let pool_probs = Pool::from_memory(&p, 10)?;
-            let job = Job::new(
-                ScoreSpec::new(Strategy::Margin),
-                InputForm::Probs {
-                    renormalize: true,
-                    sum_tol: 1e-3,
-                },
-                100,
-            );
-            let sel = cpu::select(&pool_probs, &job, &Silent)?;
+            let job = Job::new(Strategy::Margin, InputForm::model_output(), 100);
+            let sel = alpool::select(&pool_probs, &job, &Run::on(Device::Cpu))?.selection;
             let select = t.elapsed().as_secs_f64();
             Ok((m, r, sel, train, predict, select))
         });

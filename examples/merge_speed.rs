@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
+use alpool::bench::synth;
 use alpool::part::{self, PartHeader};
-use alpool::pool::synth::Rng;
-use alpool::score::{Ranked, ScoreSpec, Strategy};
+use alpool::score::Ranked;
 use alpool::select::{Selection, TopK};
-use alpool::{InputForm, report};
+use alpool::{InputForm, Job, Strategy, report};
 
 fn main() -> alpool::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -18,9 +18,8 @@ fn main() -> alpool::Result<()> {
     let k: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let shard_rows = 100_000u64;
     let dir = tempfile::tempdir().map_err(|e| alpool::Error::io("<tempdir>", e))?;
-    let spec = ScoreSpec::new(Strategy::Margin);
-    let input = InputForm::probs();
-    let mut rng = Rng::new(1);
+    let job = Job::new(Strategy::Margin, InputForm::probs(), k);
+    let noise = synth::uniform(parts as usize * k, 1);
     let mut paths = Vec::new();
     let t = Instant::now();
     for p in 0..parts {
@@ -29,13 +28,13 @@ fn main() -> alpool::Result<()> {
         for i in 0..k as u64 {
             // Margins in (-1, 0], a shard's k best, in any order.
             top.offer(Ranked {
-                priority: -rng.uniform(),
+                priority: -(noise[p as usize * k + i as usize] as f64),
                 index: first + i * (shard_rows / k as u64),
             });
         }
-        let mut sel = Selection::from_topk(spec.strategy, top, shard_rows, 0, 0);
+        let mut sel = Selection::from_topk(Strategy::Margin, top, shard_rows, 0, 0);
         sel.rows = shard_rows;
-        let header = PartHeader::new(&spec, &input, first, &sel, k);
+        let header = PartHeader::of(&job, first, &sel, k)?;
         let path = dir.path().join(format!("part-{p:04}.alpart"));
         report::save_part(&sel, &header, &path)?;
         paths.push(path);

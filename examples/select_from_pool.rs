@@ -1,11 +1,11 @@
 //! Using alpool as a library: open a (sharded) pool, select the 10 most
-//! informative rows by margin while excluding labeled rows, and print them.
+//! informative rows by margin while excluding labeled rows, and print them
+//! with where the selection ran and why.
 //!
 //!     cargo run --release --example select_from_pool
 
-use alpool::backend::{Job, Silent, cpu};
-use alpool::pool::synth;
-use alpool::{Exclusions, InputForm, Pool, ScoreSpec, Strategy};
+use alpool::bench::synth;
+use alpool::{Exclusions, InputForm, Job, Pool, Run, Strategy};
 
 fn main() -> alpool::Result<()> {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -16,11 +16,12 @@ fn main() -> alpool::Result<()> {
     synth::write_softmax_pool(&b, 50_000, 10, 2)?;
     let pool = Pool::open(&[&a, &b])?;
 
-    let mut job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
-    job.exclusions = Exclusions::new(vec![0, 1, 2]);
-    let sel = cpu::select(&pool, &job, &Silent)?;
+    let job =
+        Job::new(Strategy::Margin, InputForm::probs(), 10).exclude(Exclusions::new(vec![0, 1, 2]));
+    let out = alpool::select(&pool, &job, &Run::default())?;
+    println!("{}", out.reason);
     println!("rank  row     margin");
-    for e in &sel.entries {
+    for e in &out.selection.entries {
         println!("{:>4}  {:>6}  {:.6}", e.rank, e.index, e.score);
     }
     Ok(())

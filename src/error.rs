@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::score::RowProblem;
+use crate::query::{Input, RowProblem};
 
 /// A result with alpool's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -208,6 +208,25 @@ pub enum Error {
         task: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// A query run without an input it needs.
+    #[error("{query} needs {}", input.how_to_give())]
+    MissingInput {
+        /// The query.
+        query: &'static str,
+        /// The input it lacks.
+        input: Input,
+    },
+
+    /// A query given an input it never reads (a likely mistake: the wrong
+    /// strategy, or a stray flag).
+    #[error("{query} does not read {input}: remove {}, or choose a strategy that reads them", input.flag())]
+    UnusedInput {
+        /// The query.
+        query: &'static str,
+        /// The input it does not read.
+        input: Input,
     },
 
     /// A request that cannot be carried out as given.

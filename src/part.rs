@@ -21,7 +21,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::score::{InputForm, LogBase, Ranked, ScoreSpec, Strategy};
+use crate::job::Job;
+use crate::query::{InputForm, LogBase, Query, Strategy};
+use crate::score::{Ranked, ScoreSpec};
 use crate::select::{Selection, TopK};
 
 const MAGIC: &[u8; 8] = b"ALPART01";
@@ -50,9 +52,27 @@ pub struct PartHeader {
 }
 
 impl PartHeader {
+    /// The header of the part `sel` (a shard's rows at `row_offset`,
+    /// indices already global) that `job` selected; an error for a batch
+    /// query, whose picks depend on every row and cannot be merged.
+    pub fn of(job: &Job, row_offset: u64, sel: &Selection, k: usize) -> Result<Self> {
+        let Query::Score(strategy) = job.query else {
+            return Err(Error::Config(format!(
+                "{} picks a batch of the whole pool; its picks cannot be merged as parts",
+                job.query
+            )));
+        };
+        let spec = ScoreSpec {
+            strategy,
+            log_base: job.log_base,
+            seed: job.seed,
+        };
+        Ok(PartHeader::new(&spec, &job.input, row_offset, sel, k))
+    }
+
     /// The header of the part `sel` (a shard's rows at `row_offset`, indices
     /// already global) selected under `spec` and `input` with `k`.
-    pub fn new(
+    pub(crate) fn new(
         spec: &ScoreSpec,
         input: &InputForm,
         row_offset: u64,

@@ -1,19 +1,25 @@
 """alpool: exact, streaming active-learning selection.
 
-Score every row of a model's class probabilities (or logits) with a query
-strategy and return the k most informative rows, exactly: the same answer as
-a full sort under alpool's canonical scores, ties going to the lower row
-index. C-contiguous float32, float16 and float64 arrays are read in place (no
-copy); float64 is scored from its own values (on the CPU). The GIL
-is released while the engine works, and Ctrl-C stops it between chunks.
+One function, :func:`select`, takes what a strategy reads and returns the k
+most informative rows, exactly: the same answer as a full sort under
+alpool's canonical scores, ties going to the lower row index. Row-wise
+strategies read a model's class probabilities (or logits); batch-aware ones
+read embeddings too. Inputs may be NumPy arrays, memory maps, anything with
+DLPack (CPU torch tensors) or ``__array__`` (pandas frames), or ``.npy``
+files; C-contiguous float32, float16 and float64 arrays are read in place
+(no copy). The GIL is released while the engine works, and Ctrl-C stops it
+between chunks.
 
-Strategies (score; which end is more informative):
+Row-wise strategies (score; which end is more informative):
 
 - ``"least-confidence"``: 1 - max p; higher
 - ``"margin"``: p(1) - p(2); lower
 - ``"entropy"``: -sum p log p (``log_base`` "e", "2" or "10"); higher
 - ``"ratio"``: p(2) / p(1); higher
 - ``"random"``: a seeded uniform draw per row; higher
+
+Batch-aware strategies (``embeddings=`` required): ``"badge"``,
+``"coreset"`` (embeddings alone suffice) and ``"cluster-margin"``.
 
 Example:
 
@@ -28,14 +34,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
 from . import _alpool
-from ._alpool import AlpoolError, __version__
+from ._alpool import BATCH_STRATEGIES, ROW_STRATEGIES, AlpoolError, __version__
 
 __all__ = [
+    "BATCH_STRATEGIES",
+    "ROW_STRATEGIES",
     "AlpoolError",
     "__version__",
     "merge_parts",
@@ -48,17 +56,113 @@ __all__ = [
 
 Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike, None]
 Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+Result = tuple[np.ndarray, np.ndarray]
 
 
-def _paths(p: Paths) -> str | list[str]:
-    return [os.fspath(x) for x in p] if isinstance(p, (list, tuple)) else os.fspath(p)
+def _paths(p: Paths | None) -> list[str] | None:
+    if p is None:
+        return None
+    if isinstance(p, (str, os.PathLike)):
+        return [os.fspath(p)]
+    return [os.fspath(x) for x in p]
+
+
+def _array(obj: Any, name: str) -> Any:
+    """``obj`` as a NumPy array the engine can borrow, when it is not one.
+
+    DLPack producers (CPU torch tensors, JAX and CuPy arrays on the host)
+    and objects with ``__array__`` (pandas frames, xarray) are viewed
+    without a copy where their memory allows. The one stated copy: an
+    object whose 2-D view is column-major (a pandas frame's block) is
+    copied once into row-major order, since the engine reads rows. NumPy
+    arrays themselves are never copied; a Fortran-ordered one is refused,
+    naming numpy.ascontiguousarray.
+    """
+    if obj is None or isinstance(obj, np.ndarray):
+        return obj
+    if hasattr(obj, "__dlpack__"):
+        try:
+            arr = np.from_dlpack(obj)
+        except (BufferError, RuntimeError, TypeError, ValueError) as e:
+            raise TypeError(
+                f"{name}: cannot read this {type(obj).__name__} in place through DLPack ({e}); "
+                "move it to the CPU and detach it (tensor.detach().cpu()), or pass a NumPy array"
+            ) from e
+    elif hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+    else:
+        return obj
+    if arr.ndim == 2 and not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def _inputs(
+    probs: Any = None,
+    *,
+    paths: Paths | None = None,
+    embeddings: Any = None,
+    model: str | os.PathLike | None = None,
+    features: Paths | None = None,
+    rows: Any = None,
+    row_offset: int = 0,
+) -> dict[str, Any]:
+    given_model = model is not None or features is not None
+    if given_model and (model is None or features is None):
+        raise TypeError("model= and features= go together: a saved model and its feature files")
+    if given_model and (probs is not None or paths is not None):
+        raise TypeError(
+            "give probs (an N x C array), or model= (a saved model) and features= "
+            "(its feature files), not both"
+        )
+    return {
+        "probs": _array(probs, "probs"),
+        "paths": _paths(paths),
+        "embeddings": _array(embeddings, "embeddings"),
+        "model": None if model is None else os.fspath(model),
+        "features": _paths(features),
+        "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
+        "row_offset": row_offset,
+    }
+
+
+def _options(
+    strategy: str = "margin",
+    k: int | None = None,
+    *,
+    exclude: Exclude = None,
+    input: str = "probs",
+    temperature: float = 1.0,
+    log_base: str = "e",
+    seed: int = 0,
+    device: str = "auto",
+    renormalize: bool = False,
+    sum_tol: float | None = None,
+    candidates: int | None = None,
+    clusters: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "strategy": strategy,
+        "k": k,
+        "exclude": exclude,
+        "input": input,
+        "temperature": temperature,
+        "log_base": log_base,
+        "seed": seed,
+        "device": device,
+        "renormalize": renormalize,
+        "sum_tol": sum_tol,
+        "candidates": candidates,
+        "clusters": clusters,
+    }
 
 
 def select(
-    probs: np.ndarray | None = None,
+    probs: Any = None,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
+    embeddings: Any = None,
     exclude: Exclude = None,
     input: str = "probs",
     temperature: float = 1.0,
@@ -69,48 +173,64 @@ def select(
     sum_tol: float | None = None,
     model: str | os.PathLike | None = None,
     features: Paths | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k most informative rows of ``probs`` (N x C), best first.
+    candidates: int | None = None,
+    clusters: int | None = None,
+) -> Result:
+    """The k most informative rows, best (or first picked) first.
 
     Args:
         probs: class probabilities (or logits with ``input="logits"``), a
-            2-D float32, float16 or float64 array in C order.
-        strategy: "least-confidence", "margin", "entropy", "ratio" or "random".
-        k: rows to select; ``None`` (or k >= N) ranks every row.
-        exclude: rows never to select (already labeled): integer indices, or
-            the path of an exclusion file (one index per line, or a 1-D .npy).
+            2-D float32, float16 or float64 array (N x C) in C order, or
+            anything with DLPack or ``__array__``.
+        strategy: a row-wise strategy ("least-confidence", "margin",
+            "entropy", "ratio", "random") or a batch-aware one ("badge",
+            "coreset", "cluster-margin"); see ``ROW_STRATEGIES`` and
+            ``BATCH_STRATEGIES``.
+        k: rows to select; ``None`` (or k >= N) ranks every row (row-wise).
+        embeddings: N x D embeddings for the batch-aware strategies (a
+            model's last hidden layer, say); core-set needs nothing else.
+        exclude: rows never to select (already labeled; core-set's initial
+            centres): integer indices, or the path of an exclusion file
+            (one index per line, or a 1-D .npy).
         input: "probs" (rows must be >= 0 and sum to 1 within ``sum_tol``) or
             "logits" (a stable softmax of ``logits / temperature``).
         temperature: the softmax temperature for logits.
         log_base: entropy's logarithm base, "e", "2" or "10".
-        seed: the seed of the "random" strategy.
-        device: "auto" (a GPU for pools of 256 MiB and more, when one
-            exists), "cpu" or "gpu". Every device returns the same rows.
+        seed: the seed of "random" and of BADGE's sampling.
+        device: "auto" (a hardware GPU for inputs of 256 MiB and more, when
+            one exists; float64 stays on the CPU), "cpu" or "gpu". Every
+            device returns the same rows.
         renormalize: divide each row by its sum instead of checking it.
         sum_tol: the row-sum tolerance (default 1e-3, 1e-2 for float16).
         model, features: instead of ``probs``, a model saved by ``alpool
             train`` and its .npy feature files (float32, float16, float64 or
             uint8): rows go through the model, softmax, the score and the
             top k in blocks, with no N x C matrix — exactly what predicting
-            every row and selecting gives. With ``device="gpu"`` the model's
-            layers run on the GPU too; the same rows come back.
+            every row and selecting gives. Batch strategies use the model's
+            last hidden layer as the embeddings.
+        candidates, clusters: Cluster-Margin's sizes (default 10·k and k).
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
-        margin itself for "margin"), most informative first.
+        margin itself for "margin"; for batch strategies, what decided each
+        pick), most informative first.
 
     Raises:
-        TypeError: not a float array. ValueError: wrong shape or order, a
-        bad k, exclude or option. AlpoolError (a ValueError): a bad row (NaN,
-        negative, not summing to 1), naming the row. KeyboardInterrupt: Ctrl-C.
+        TypeError: not an array, or an input the strategy lacks or never
+        reads. ValueError: wrong shape or order, a bad k, exclude or option.
+        AlpoolError (a ValueError): a bad row (NaN, negative, not summing to
+        1), naming the row. KeyboardInterrupt: Ctrl-C.
 
     >>> import numpy as np, alpool
     >>> p = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4]], dtype=np.float32)
     >>> alpool.select(p, "least-confidence", k=2, exclude=[0])[0].tolist()
     [2, 1]
+    >>> emb = np.array([[0.0], [0.1], [5.0]], dtype=np.float32)
+    >>> alpool.select(p, "coreset", k=1, embeddings=emb, exclude=[0])[0].tolist()
+    [2]
     """
-    return _alpool.select(
-        probs,
+    inputs = _inputs(probs, embeddings=embeddings, model=model, features=features)
+    opts = _options(
         strategy,
         k,
         exclude=exclude,
@@ -121,13 +241,14 @@ def select(
         device=device,
         renormalize=renormalize,
         sum_tol=sum_tol,
-        model=None if model is None else os.fspath(model),
-        features=None if features is None else _paths(features),
+        candidates=candidates,
+        clusters=clusters,
     )
+    return _alpool.select(inputs, opts)
 
 
 def score(
-    probs: np.ndarray | None = None,
+    probs: Any = None,
     strategy: str = "margin",
     *,
     input: str = "probs",
@@ -139,7 +260,7 @@ def score(
     model: str | os.PathLike | None = None,
     features: Paths | None = None,
 ) -> np.ndarray:
-    """Every row's canonical score (float64, in row order).
+    """Every row's canonical score (float64, in row order), row-wise strategies.
 
     The options are :func:`select`'s, ``model=`` and ``features=`` included.
 
@@ -148,8 +269,8 @@ def score(
     >>> [round(float(s), 3) for s in alpool.score(d, "entropy", log_base="10")]
     [0.155, 0.447]
     """
-    return _alpool.score(
-        probs,
+    inputs = _inputs(probs, model=model, features=features)
+    opts = _options(
         strategy,
         input=input,
         temperature=temperature,
@@ -157,77 +278,43 @@ def score(
         seed=seed,
         renormalize=renormalize,
         sum_tol=sum_tol,
-        model=None if model is None else os.fspath(model),
-        features=None if features is None else _paths(features),
     )
+    return _alpool.score(inputs, opts)
 
 
 def select_files(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    paths: Paths,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
-    exclude: Exclude = None,
-    input: str = "probs",
-    temperature: float = 1.0,
-    log_base: str = "e",
-    seed: int = 0,
-    device: str = "auto",
-    renormalize: bool = False,
-    sum_tol: float | None = None,
     row_offset: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`select` over .npy shards, memory-mapped and read in chunks.
+    **options: Any,
+) -> Result:
+    """:func:`select` over .npy shards, read in chunks (pools larger than RAM).
 
     Several paths are shards of one pool; row indices count across them in
-    the order given. The pool may be far larger than RAM. ``row_offset``
-    makes the files rows ``row_offset...`` of a bigger pool: indices (and
-    ``exclude``) are then global.
+    the order given. ``row_offset`` makes the files rows ``row_offset...``
+    of a bigger pool: indices (and ``exclude``) are then global. The other
+    options are :func:`select`'s.
     """
-    return _alpool.select_files(
-        _paths(paths),
-        strategy,
-        k,
-        exclude=exclude,
-        input=input,
-        temperature=temperature,
-        log_base=log_base,
-        seed=seed,
-        device=device,
-        renormalize=renormalize,
-        sum_tol=sum_tol,
-        row_offset=row_offset,
+    return _alpool.select(
+        _inputs(paths=paths, row_offset=row_offset), _options(strategy, k, **options)
     )
 
 
 def select_batch(
-    probs: np.ndarray,
-    embeddings: np.ndarray,
+    probs: Any,
+    embeddings: Any,
     strategy: str = "badge",
     k: int = 100,
     *,
-    exclude: Exclude = None,
-    input: str = "probs",
-    temperature: float = 1.0,
-    seed: int = 0,
-    candidates: int | None = None,
-    clusters: int | None = None,
     device: str = "cpu",
-    renormalize: bool = False,
-    sum_tol: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A diverse batch of ``k`` rows: ``"badge"``, ``"coreset"`` or ``"cluster-margin"``.
+    **options: Any,
+) -> Result:
+    """:func:`select` with a batch-aware strategy: "badge", "coreset" or "cluster-margin".
 
-    ``probs`` is N x C (probabilities, or logits with ``input="logits"``) and
-    ``embeddings`` N x D (for instance a model's last hidden layer), both
-    read in place. ``exclude`` is the labeled set: never picked, and
-    core-set's initial centres. Returns the rows in pick order and the score
-    that decided each (core-set: distance to the nearest centre; BADGE: the
-    squared gradient-embedding distance; Cluster-Margin: the margin).
-    Exact and deterministic: the same rows for every thread count and on
-    the GPU (``device="gpu"``). ``seed`` drives BADGE's sampling;
-    ``candidates`` (default 10·k) and ``clusters`` (default k) tune
-    Cluster-Margin.
+    Kept for callers of earlier versions; ``select(probs, strategy, k,
+    embeddings=...)`` is the same call.
 
     >>> import numpy as np, alpool
     >>> probs = np.full((4, 2), 0.5, dtype=np.float32)
@@ -235,40 +322,25 @@ def select_batch(
     >>> alpool.select_batch(probs, emb, "coreset", k=2, exclude=[0])[0].tolist()
     [3, 1]
     """
-    return _alpool.select_batch(
-        probs,
-        embeddings,
-        strategy,
-        k,
-        exclude=exclude,
-        input=input,
-        temperature=temperature,
-        seed=seed,
-        candidates=candidates,
-        clusters=clusters,
-        device=device,
-        renormalize=renormalize,
-        sum_tol=sum_tol,
-    )
+    if strategy.replace("_", "-") not in BATCH_STRATEGIES:
+        raise ValueError(
+            f"unknown batch strategy {strategy!r}; expected one of "
+            f"{', '.join(BATCH_STRATEGIES)} (row-wise strategies: alpool.select)"
+        )
+    return select(probs, strategy, k, embeddings=embeddings, device=device, **options)
 
 
 def select_part(
-    probs: np.ndarray | Paths,
+    probs: Any,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
     rows: np.ndarray | None = None,
     row_offset: int = 0,
-    exclude: Exclude = None,
-    input: str = "probs",
-    temperature: float = 1.0,
-    log_base: str = "e",
-    seed: int = 0,
     device: str = "cpu",
-    renormalize: bool = False,
-    sum_tol: float | None = None,
     model: str | os.PathLike | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    **options: Any,
+) -> Result:
     """One shard's k best rows as ``(priorities, global rows)``, for :func:`merge_parts`.
 
     ``probs`` is an N x C array or the shard's .npy files; with ``model=``,
@@ -278,29 +350,23 @@ def select_part(
     A priority is the score oriented so that higher is more informative
     (the negated margin for "margin").
     """
-    return _alpool.select_part(
-        _paths(probs) if isinstance(probs, (str, os.PathLike, list, tuple)) else probs,
-        strategy,
-        k,
-        rows=rows,
-        row_offset=row_offset,
-        exclude=exclude,
-        input=input,
-        temperature=temperature,
-        log_base=log_base,
-        seed=seed,
-        device=device,
-        renormalize=renormalize,
-        sum_tol=sum_tol,
-        model=None if model is None else os.fspath(model),
-    )
+    files = isinstance(probs, (str, os.PathLike, list, tuple))
+    if model is not None:
+        if not files:
+            raise TypeError("with model=, give the shard's feature files (paths)")
+        inputs = _inputs(model=model, features=probs, row_offset=row_offset)
+    elif files:
+        inputs = _inputs(paths=probs, row_offset=row_offset)
+    else:
+        inputs = _inputs(probs, rows=rows, row_offset=row_offset)
+    return _alpool.select_part(inputs, _options(strategy, k, device=device, **options))
 
 
 def merge_parts(
     parts: Sequence[tuple[np.ndarray, np.ndarray]],
     strategy: str = "margin",
     k: int | None = 1000,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Result:
     """The exact global top k over shards' parts from :func:`select_part`.
 
     Exact because the ranking is a total order on (priority, global row):

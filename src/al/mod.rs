@@ -1,6 +1,7 @@
 //! The active-learning loop: datasets and splits, the oracle, stopping
 //! criteria, the pool-based loop and multi-strategy simulations.
 
+pub mod curves;
 pub mod dataset;
 pub mod pool_loop;
 pub mod simulate;
@@ -10,7 +11,7 @@ pub mod synthesis;
 
 use crate::error::{Error, Result};
 use crate::learner::shuffle;
-use crate::pool::synth::Rng;
+use crate::rng::Rng;
 
 pub use dataset::Dataset;
 

@@ -6,18 +6,17 @@ use std::time::Instant;
 
 use super::stopping::{Fired, RoundFacts, StopConfig, Stopper};
 use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
-use crate::api::Backend;
+use crate::api::{Device, Inputs, Run};
+use crate::backend::Silent;
 use crate::backend::gpu::Gpu;
-use crate::backend::{Job, Silent};
-
-use crate::batch::{BatchJob, BatchStrategy};
 use crate::error::{Error, Result};
-use crate::features::BlockSelect;
+use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Exclusions;
 use crate::pool::Pool;
-use crate::pool::synth::Rng;
-use crate::score::{InputForm, LogBase, Query, ScoreSpec};
+use crate::query::{InputForm, LogBase, Query};
+use crate::rng::Rng;
+use crate::select::Blocks;
 use crate::select::Selection;
 
 /// One pool-based run.
@@ -95,9 +94,149 @@ impl RunResult {
 /// tiles, so each row's probabilities are the bits of one pass over all.
 const LOOP_BLOCK: usize = 64 * crate::learner::TILE_ROWS;
 
+/// The labeled set as the loop grows it.
+struct Labeled {
+    /// Dataset rows, in the order they were labeled.
+    rows: Vec<usize>,
+    /// Their labels.
+    labels: Vec<usize>,
+    /// Whether each dataset row is labeled.
+    is: Vec<bool>,
+}
+
+impl Labeled {
+    /// The seed set, labeled by the oracle.
+    fn seed(
+        data: &Dataset,
+        split: &Split,
+        cfg: &LoopConfig,
+        oracle: &mut dyn Oracle,
+    ) -> Result<Self> {
+        let rows = seed_set(
+            &split.pool,
+            &data.y,
+            cfg.seed_size.max(1),
+            cfg.seed_stratified,
+            cfg.seed,
+        );
+        let labels = oracle.label(&rows)?;
+        let mut is = vec![false; data.rows()];
+        rows.iter().for_each(|&r| is[r] = true);
+        Ok(Labeled { rows, labels, is })
+    }
+
+    /// The pool rows not labeled yet, in pool order.
+    fn unlabeled(&self, pool: &[usize]) -> Vec<usize> {
+        pool.iter().copied().filter(|&r| !self.is[r]).collect()
+    }
+
+    /// Adds the oracle's labels of `batch`.
+    fn add(&mut self, batch: &[usize], labels: Vec<usize>) {
+        for (&r, l) in batch.iter().zip(labels) {
+            debug_assert!(!self.is[r]);
+            self.is[r] = true;
+            self.rows.push(r);
+            self.labels.push(l);
+        }
+    }
+}
+
+/// The stop set: a fixed random sample of the initial pool.
+fn stop_set(split: &Split, cfg: &LoopConfig) -> Vec<usize> {
+    match cfg.stop.stabilizing {
+        Some(s) => {
+            let mut rows = split.pool.clone();
+            crate::learner::shuffle(&mut rows, &mut Rng::new(cfg.seed ^ 0x570b));
+            rows.truncate(s.stop_set.max(1));
+            rows
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The round's model: last round's (warm start) or a fresh one, trained on
+/// every label so far.
+fn train(
+    data: &Dataset,
+    cfg: &LoopConfig,
+    round: usize,
+    last: Option<Mlp>,
+    scaler: &Option<crate::learner::Scaler>,
+    labeled: &Labeled,
+) -> Result<(Mlp, crate::learner::TrainReport)> {
+    let mut m = match (cfg.warm_start, last) {
+        (true, Some(m)) => m,
+        _ => Mlp::new(
+            data.dim,
+            data.classes,
+            MlpConfig {
+                seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
+                ..cfg.mlp.clone()
+            },
+        )?
+        .with_scaler(scaler.clone())?,
+    };
+    let fit = m.fit(&data.gather(&labeled.rows), &labeled.labels)?;
+    Ok((m, fit))
+}
+
+/// What one pass over the unlabeled rows found.
+struct Pass {
+    /// Each unlabeled row's least-confidence score, for the stopping rules.
+    uncertainty: Vec<f64>,
+    /// A row-wise strategy's exact top k (positions in the unlabeled list).
+    selection: Option<Selection>,
+    /// A batch strategy's probabilities of the unlabeled rows.
+    kept: Vec<f32>,
+    predict_s: f64,
+    select_s: f64,
+}
+
+/// One pass over the unlabeled rows, block by block: the stopping
+/// criteria's uncertainties and, for a row-wise strategy, the exact top k
+/// through the door (no N x C matrix); a batch strategy keeps the
+/// probabilities.
+fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run) -> Result<Pass> {
+    let t = Instant::now();
+    let mut blocks = match job.query {
+        Query::Score(_) => Some(Blocks::new(job, unlabeled.len() as u64)?),
+        Query::Batch(_) => None,
+    };
+    let mut kept = Vec::new();
+    let mut uncertainty = Vec::with_capacity(unlabeled.len());
+    let mut select_s = 0.0;
+    for (b, rows) in unlabeled.chunks(LOOP_BLOCK).enumerate() {
+        let probs = data.predict_proba_rows(m, rows)?;
+        uncertainty.extend(
+            probs
+                .chunks_exact(data.classes)
+                .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64),
+        );
+        let u = Instant::now();
+        match &mut blocks {
+            Some(sel) if job.k > 0 => {
+                let g0 = (b * LOOP_BLOCK) as u64;
+                let pool = Pool::from_f32(&probs, data.classes)?.with_row_offset(g0);
+                let block_job = sel.job_for(g0, pool.rows());
+                sel.add(crate::api::select(&pool, &block_job, run)?.selection);
+            }
+            Some(_) => {}
+            None => kept.extend_from_slice(&probs),
+        }
+        select_s += u.elapsed().as_secs_f64();
+    }
+    Ok(Pass {
+        uncertainty,
+        selection: blocks.map(Blocks::finish),
+        kept,
+        predict_s: t.elapsed().as_secs_f64() - select_s,
+        select_s,
+    })
+}
+
 /// Runs the loop on `data` with the given split. The test rows are used
 /// only to evaluate; the oracle is asked only for the seed set and for
-/// selected pool rows.
+/// selected pool rows. With `gpu`, every selection runs there.
 pub fn run(
     data: &Dataset,
     split: &Split,
@@ -108,133 +247,64 @@ pub fn run(
     if split.pool.is_empty() {
         return Err(Error::Config("the pool is empty".into()));
     }
-    let mut labeled = seed_set(
-        &split.pool,
-        &data.y,
-        cfg.seed_size.max(1),
-        cfg.seed_stratified,
-        cfg.seed,
-    );
-    let mut labels = oracle.label(&labeled)?;
-    let mut in_labeled = vec![false; data.rows()];
-    labeled.iter().for_each(|&r| in_labeled[r] = true);
-
+    let mut labeled = Labeled::seed(data, split, cfg, oracle)?;
     let test_y = data.labels(&split.test);
     // Fitted once on the pool (never the test rows): the same transform in
     // every round, whatever was labeled.
     let scaler = data.scaler(cfg.mlp.scale, Some(&split.pool))?;
     let mut stopper = Stopper::new(cfg.stop.clone());
-    // The stop set: a fixed random sample of the initial pool.
-    let stop_set: Vec<usize> = match cfg.stop.stabilizing {
-        Some(s) => {
-            let mut rows = split.pool.clone();
-            crate::learner::shuffle(&mut rows, &mut Rng::new(cfg.seed ^ 0x570b));
-            rows.truncate(s.stop_set.max(1));
-            rows
-        }
-        None => Vec::new(),
+    let stop_set = stop_set(split, cfg);
+    let run = Run {
+        device: if gpu.is_some() {
+            Device::Gpu
+        } else {
+            Device::Cpu
+        },
+        adapter: None,
+        progress: &Silent,
+        gpu,
     };
-
     let mut rounds = Vec::new();
     let mut model: Option<Mlp> = None;
     for round in 0.. {
         let t = Instant::now();
-        let mut m = match (cfg.warm_start, model.take()) {
-            (true, Some(m)) => m,
-            _ => Mlp::new(
-                data.dim,
-                data.classes,
-                MlpConfig {
-                    seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
-                    ..cfg.mlp.clone()
-                },
-            )?
-            .with_scaler(scaler.clone())?,
-        };
-        let fit = m.fit(&data.gather(&labeled), &labels)?;
+        let (m, fit) = train(data, cfg, round, model.take(), &scaler, &labeled)?;
         let train_s = t.elapsed().as_secs_f64();
-
         let pred = data.predict(&m, &split.test)?;
         let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &pred);
 
-        let t = Instant::now();
-        let unlabeled: Vec<usize> = split
-            .pool
-            .iter()
-            .copied()
-            .filter(|&r| !in_labeled[r])
-            .collect();
+        let unlabeled = labeled.unlabeled(&split.pool);
         let budget_left = cfg
             .stop
             .budget
-            .map_or(usize::MAX, |b| b.saturating_sub(labeled.len()));
+            .map_or(usize::MAX, |b| b.saturating_sub(labeled.rows.len()));
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
         let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
-        // A model's softmax sums to 1 within f32 rounding; renormalizing
-        // defines the scores on exactly what the model meant.
-        let input = InputForm::Probs {
-            renormalize: true,
-            sum_tol: 1e-3,
-        };
-        let job = match cfg.strategy {
-            Query::Score(strategy) => Some(Job::new(
-                ScoreSpec {
-                    strategy,
-                    log_base: cfg.log_base,
-                    seed,
-                },
-                input,
-                k,
-            )),
-            Query::Batch(_) => None,
-        };
-        // One pass over the unlabeled rows, block by block: the stopping
-        // criteria's uncertainties and (row-wise strategies) the exact top
-        // k, with no N x C matrix; batch strategies keep the probabilities.
-        let backend = gpu.map_or(Backend::Cpu, Backend::Gpu);
-        let mut blocks = job
-            .as_ref()
-            .map(|j| BlockSelect::new(backend, j, unlabeled.len() as u64));
-        let mut kept = Vec::new();
-        let mut lc = Vec::with_capacity(unlabeled.len());
-        let mut select_s = 0.0;
-        for (b, rows) in unlabeled.chunks(LOOP_BLOCK).enumerate() {
-            let probs = data.predict_proba_rows(&m, rows)?;
-            lc.extend(
-                probs
-                    .chunks_exact(data.classes)
-                    .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64),
-            );
-            let u = Instant::now();
-            match &mut blocks {
-                Some(sel) if k > 0 => sel.offer((b * LOOP_BLOCK) as u64, &probs, data.classes)?,
-                Some(_) => {}
-                None => kept.extend_from_slice(&probs),
-            }
-            select_s += u.elapsed().as_secs_f64();
-        }
-        let predict_s = t.elapsed().as_secs_f64() - select_s;
+        let job = Job::new(cfg.strategy, InputForm::model_output(), k)
+            .seed(seed)
+            .log_base(cfg.log_base);
+        let pass = score_pass(data, &m, &unlabeled, &job, &run)?;
         let stop_pred = if stop_set.is_empty() {
             None
         } else {
             Some(data.predict(&m, &stop_set)?)
         };
         let fired = stopper.check(&RoundFacts {
-            labels: labeled.len(),
+            labels: labeled.rows.len(),
             accuracy: test_accuracy,
             stop_set_predictions: stop_pred.as_deref(),
-            pool_uncertainty: Some(&lc),
+            pool_uncertainty: Some(&pass.uncertainty),
         });
         let mut record = Round {
             round,
-            labels: labeled.len(),
+            labels: labeled.rows.len(),
             test_accuracy,
             macro_f1,
             train_accuracy: fit.train_accuracy,
             train_s,
-            predict_s,
-            select_s,
-            max_uncertainty: lc.iter().copied().fold(0.0, f64::max),
+            predict_s: pass.predict_s,
+            select_s: pass.select_s,
+            max_uncertainty: pass.uncertainty.iter().copied().fold(0.0, f64::max),
             kappa: stopper.last_kappa,
             fired: fired.clone(),
         };
@@ -247,61 +317,46 @@ pub fn run(
             rounds.push(record);
             return Ok(RunResult {
                 rounds,
-                labeled,
+                labeled: labeled.rows,
                 stopped_by,
             });
         }
 
         // The next batch.
         let t = Instant::now();
-        let (sel, rows) = match (blocks, cfg.strategy) {
-            (Some(blocks), _) => (blocks.finish(), unlabeled.clone()),
-            (None, Query::Batch(b)) => {
-                batch_round(data, (m, &kept), b, &unlabeled, &labeled, input, k, seed)?
-            }
-            (None, Query::Score(_)) => unreachable!("row-wise strategies select in blocks"),
+        let (sel, rows) = match pass.selection {
+            Some(sel) => (sel, unlabeled),
+            None => batch_round(data, (m, &pass.kept), &unlabeled, &labeled.rows, &job, &run)?,
         };
         let batch: Vec<usize> = sel.entries.iter().map(|e| rows[e.index as usize]).collect();
         record.select_s += t.elapsed().as_secs_f64();
         rounds.push(record);
-
         let new = oracle.label(&batch)?;
-        for (&r, l) in batch.iter().zip(new) {
-            debug_assert!(!in_labeled[r]);
-            in_labeled[r] = true;
-            labeled.push(r);
-            labels.push(l);
-        }
+        labeled.add(&batch, new);
     }
     unreachable!("the loop returns when a criterion fires or the pool is empty")
 }
 
 /// A batch-aware round: the unlabeled rows then the labeled ones (core-set's
-/// centres, excluded), with the model's probabilities and embeddings.
-/// Returns the selection and the dataset row of each pool position.
-#[allow(clippy::too_many_arguments)]
+/// centres, excluded), with the model's probabilities and embeddings,
+/// through the door. Returns the selection and the dataset row of each
+/// pool position.
 fn batch_round(
     data: &Dataset,
     (m, unlabeled_probs): (&Mlp, &[f32]),
-    strategy: BatchStrategy,
     unlabeled: &[usize],
     labeled: &[usize],
-    input: InputForm,
-    k: usize,
-    seed: u64,
+    job: &Job,
+    run: &Run,
 ) -> Result<(Selection, Vec<usize>)> {
     let rows: Vec<usize> = unlabeled.iter().chain(labeled).copied().collect();
     let mut probs = unlabeled_probs.to_vec();
     probs.extend(data.predict_proba_rows(m, labeled)?);
     let emb = data.embed_rows(m, &rows)?;
-    let mut job = BatchJob::new(strategy, input, k);
-    job.seed = seed;
-    job.exclusions = Exclusions::new((unlabeled.len() as u64..rows.len() as u64).collect());
-    let sel = crate::batch::select_batch(
-        &Pool::from_f32(&probs, data.classes)?,
-        &Pool::from_f32(&emb, m.embed_width())?,
-        &job,
-        &Silent,
-    )?;
-    Ok((sel, rows))
+    let exclusions = Exclusions::new((unlabeled.len() as u64..rows.len() as u64).collect());
+    let job = job.clone().exclude(exclusions);
+    let probs = Pool::from_f32(&probs, data.classes)?;
+    let emb = Pool::from_f32(&emb, m.embed_width())?;
+    let sel = crate::api::select(Inputs::probs(&probs).with_embeddings(&emb), &job, run)?;
+    Ok((sel.selection, rows))
 }

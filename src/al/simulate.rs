@@ -7,7 +7,7 @@ use super::pool_loop::{self, LoopConfig, RunResult};
 use super::{Dataset, GroundTruth, Split};
 use crate::backend::gpu::Gpu;
 use crate::error::Result;
-use crate::score::Query;
+use crate::query::Query;
 
 /// How the held-out test set is chosen.
 #[derive(Clone, Debug)]

@@ -10,8 +10,9 @@ use std::io::BufRead;
 use super::Oracle;
 use crate::error::{Error, Result};
 use crate::learner::{ColumnStats, Mlp, MlpConfig, ScaleKind, Scaler};
-use crate::pool::synth::Rng;
-use crate::score::{self, ScoreSpec, Strategy};
+use crate::query::Strategy;
+use crate::rng::Rng;
+use crate::score::{self, ScoreSpec};
 
 /// When to query.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -103,7 +104,7 @@ pub fn uncertainty(strategy: Strategy, p: &[f32], index: u64, seed: u64) -> f64 
     let probs: Vec<f64> = p.iter().map(|&x| x as f64).collect();
     let spec = ScoreSpec {
         strategy,
-        log_base: score::LogBase::E,
+        log_base: crate::query::LogBase::E,
         seed,
     };
     let s = score::canonical_score(&spec, &probs, index);

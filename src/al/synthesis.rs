@@ -11,7 +11,7 @@ use super::stopping::Fired;
 use super::{Dataset, Oracle, Split, accuracy_and_macro_f1, seed_set};
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, MlpConfig, argmax, shuffle};
-use crate::pool::synth::Rng;
+use crate::rng::Rng;
 
 /// How synthetic instances are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,7 +164,7 @@ pub fn crop(img: &[f32], s: Shape, border: f64) -> Vec<f32> {
 
 /// A random small, label-preserving transform: a shift of one pixel, a
 /// rotation within ±15°, or a one-pixel crop.
-pub fn perturb(img: &[f32], s: Shape, rng: &mut Rng) -> Vec<f32> {
+pub(crate) fn perturb(img: &[f32], s: Shape, rng: &mut Rng) -> Vec<f32> {
     match rng.below(3) {
         0 => {
             let d = [(-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0)][rng.below(4) as usize];

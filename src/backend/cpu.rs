@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::{Job, Progress, canonical_ranked};
+use super::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::pool::npy::DType;
 use crate::pool::{Pool, Shard};
+use crate::query::{InputForm, RowProblem, Strategy};
 use crate::score::fast::{entropy_bound, entropy_max_cutoff, plogp_approx};
 use crate::score::input::{prob_ok, prob_value_problem, row_sum, sum_ok};
-use crate::score::{InputForm, Ranked, RowProblem, Strategy, random_priority};
+use crate::score::{Ranked, random_priority};
 use crate::select::{Selection, TopK};
 
 /// Receives every valid row of a chunk: local row, the row itself, its
@@ -86,7 +87,7 @@ impl BadRow {
 /// Runs the scoring kernel over one chunk, emitting every row to `e`. On an
 /// invalid row, returns the first one.
 fn run_chunk<E: Emit>(
-    job: &Job,
+    job: &RowJob,
     pool: &Pool,
     (shard, start, end): (&Shard, u64, u64),
     RowBufs { decoded, wide, raw }: &mut RowBufs,
@@ -120,7 +121,7 @@ fn run_chunk<E: Emit>(
 
 /// Re-scores a validated row canonically (the refine step).
 #[inline(never)]
-fn refine(job: &Job, row: &[f32], index: u64, probs: &mut Vec<f64>) -> Ranked {
+fn refine(job: &RowJob, row: &[f32], index: u64, probs: &mut Vec<f64>) -> Ranked {
     probs.resize(row.len(), 0.0);
     canonical_ranked(job, row, index, probs).unwrap_or(Ranked {
         // Unreachable: the kernel validated the row with the same rules.
@@ -132,7 +133,7 @@ fn refine(job: &Job, row: &[f32], index: u64, probs: &mut Vec<f64>) -> Ranked {
 /// float64 rows: every score canonical, from the stored values (there is
 /// no float32 fast path to bound; the bytes read dominate anyway).
 fn score_rows_exact<E: Emit>(
-    job: &Job,
+    job: &RowJob,
     rows: &[f64],
     c: usize,
     g0: u64,
@@ -148,7 +149,7 @@ fn score_rows_exact<E: Emit>(
 
 /// Scores `rows` (C order, `c` columns, first global index `g0`).
 fn score_rows<E: Emit>(
-    job: &Job,
+    job: &RowJob,
     rows: &[f32],
     c: usize,
     g0: u64,
@@ -182,7 +183,7 @@ fn score_rows<E: Emit>(
 /// Picks the kernel: AVX-512 or AVX2+FMA when the CPU has it, and a monomorphized
 /// copy for common class counts so the per-row loops unroll fully.
 fn dispatch<E: Emit>(
-    job: &Job,
+    job: &RowJob,
     rows: &[f32],
     c: usize,
     g0: u64,
@@ -243,7 +244,7 @@ macro_rules! kernel_variant {
     ($(#[$attr:meta])* $name:ident, $v:literal) => {
         $(#[$attr])*
         fn $name<const C: usize, E: Emit>(
-            job: &Job,
+            job: &RowJob,
             rows: &[f32],
             c: usize,
             g0: u64,
@@ -293,7 +294,7 @@ const SUM_SLACK: f64 = 2.0 / 16_777_216.0;
 /// Returns the local index of the first invalid row.
 #[inline(always)]
 fn plain_probs<const C: usize, E: Emit, const V: u8>(
-    job: &Job,
+    job: &RowJob,
     rows: &[f32],
     c: usize,
     g0: u64,
@@ -344,7 +345,7 @@ fn plain_probs<const C: usize, E: Emit, const V: u8>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn scalar_rows<const C: usize, E: Emit>(
-    job: &Job,
+    job: &RowJob,
     rows: &[f32],
     c: usize,
     g0: u64,
@@ -445,8 +446,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Emit, SUM_SLACK, entropy_max_cutoff, plogp_sum, random_priority, scalar_rows};
-    use crate::backend::Job;
-    use crate::score::Strategy;
+    use crate::backend::RowJob;
+    use crate::query::Strategy;
     use crate::score::fast::{entropy_bound, plogp_approx};
 
     /// How far ahead the 8-row path prefetches.
@@ -461,7 +462,7 @@ mod x86 {
             $(#[$attr])*
             #[inline]
             pub(super) unsafe fn $name<const C: usize, E: Emit>(
-                job: &Job,
+                job: &RowJob,
                 rows: &[f32],
                 g0: u64,
                 tol: f64,
@@ -740,7 +741,7 @@ mod x86 {
     /// pre-check, then each strategy's priorities (entropy's prefilter and
     /// batched logarithms) offered to the emitter in row order.
     struct Post<'j, const C: usize, const WIDE: bool> {
-        job: &'j Job,
+        job: &'j RowJob,
         strategy: Strategy,
         ln_b: f64,
         one: __m256d,
@@ -765,7 +766,7 @@ mod x86 {
     impl<'j, const C: usize, const WIDE: bool> Post<'j, C, WIDE> {
         #[target_feature(enable = "avx2,fma")]
         #[inline]
-        unsafe fn new(job: &'j Job, tol: f64) -> Self {
+        unsafe fn new(job: &'j RowJob, tol: f64) -> Self {
             {
                 Post {
                     job,
@@ -957,7 +958,7 @@ fn from_ordered_bits(b: u64) -> f64 {
 /// The select emitter: skips rows that cannot reach the worst kept
 /// priority, offers exact rows, and refines bounded ones first.
 struct Collect<'a> {
-    job: &'a Job,
+    job: &'a RowJob,
     top: &'a mut TopK,
     /// Rows with priority + bound below this cannot enter.
     thresh: f64,
@@ -1028,7 +1029,7 @@ impl Worker {
 }
 
 /// Selects the top k rows of the pool under `job`.
-pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Result<Selection> {
     job.check(pool)?;
     let c = pool.classes();
     let k = job.k.min(pool.rows() as usize);
@@ -1104,7 +1105,7 @@ pub fn select(pool: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selecti
 
 /// The score emitter: every row's canonical priority, in order.
 struct Fill<'a> {
-    job: &'a Job,
+    job: &'a RowJob,
     g0: u64,
     scores: &'a mut Vec<f64>,
     probs: &'a mut Vec<f64>,
@@ -1130,9 +1131,9 @@ const SCORE_STEP_CHUNKS: usize = 64;
 
 /// Computes the canonical score of every row, in order, handing them to
 /// `sink` a block at a time (excluded rows are scored too).
-pub fn score_all(
+pub(crate) fn score_all(
     pool: &Pool,
-    job: &Job,
+    job: &RowJob,
     progress: &dyn Progress,
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
@@ -1196,7 +1197,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn every_kernel_variant_gives_the_same_bits() {
-        use crate::pool::synth::softmax_pool;
+        use crate::bench::synth::softmax_pool;
         let has = |f: &str| match f {
             "avx512f" => {
                 std::arch::is_x86_feature_detected!("avx512f")
@@ -1230,7 +1231,11 @@ mod tests {
             off[0] += 1e-7;
             row(&mut rows, 333, &off);
             for strategy in Strategy::ALL {
-                let job = Job::new(crate::ScoreSpec::new(strategy), InputForm::probs(), 10);
+                let job = RowJob::new(
+                    crate::score::ScoreSpec::new(strategy),
+                    InputForm::probs(),
+                    10,
+                );
                 let run = |kernel: &str, rows: &[f32]| {
                     let (mut rec, mut terms) = (Record::default(), Vec::new());
                     let args = (&job, rows, C, 0, 1e-3);

@@ -15,11 +15,12 @@ use bytemuck::{Pod, Zeroable};
 use wgpu::util::DeviceExt;
 
 pub use super::{AdapterSummary, Phases};
-use super::{Job, Progress, canonical_ranked};
+use super::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
+use crate::query::InputForm;
+use crate::score::Ranked;
 use crate::score::fast::gpu_bound;
-use crate::score::{InputForm, Ranked};
 use crate::select::{Selection, TopK};
 
 pub(crate) const WG: u32 = 256;
@@ -41,15 +42,27 @@ fn summarize(a: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
+/// The adapters of the native APIs (Vulkan, Metal, DX12); OpenGL's only
+/// where none exists. Asking GL as well listed every Mesa adapter twice,
+/// and its EGL probe printed "XDG_RUNTIME_DIR is invalid or not set" on
+/// headless servers.
 fn adapters() -> Vec<wgpu::Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::all(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
-    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    let found = |backends: wgpu::Backends| {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        pollster::block_on(instance.enumerate_adapters(backends))
+    };
+    let native = found(wgpu::Backends::PRIMARY);
+    if native.is_empty() {
+        found(wgpu::Backends::GL)
+    } else {
+        native
+    }
 }
 
-/// Every adapter wgpu finds.
+/// Every adapter wgpu finds (see `adapters` for which APIs are asked).
 pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(summarize).collect()
 }
@@ -150,6 +163,27 @@ impl Gpu {
                 .find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
                 .unwrap_or(&all[0]),
         };
+        Gpu::build(adapter)
+    }
+
+    /// Opens the adapter `summary` describes (as [`list_adapters`] gave it).
+    pub fn open(summary: &AdapterSummary) -> Result<Gpu> {
+        let all = adapters();
+        let same = all
+            .iter()
+            .find(|a| summarize(a) == *summary)
+            .or_else(|| all.iter().find(|a| a.get_info().name == summary.name));
+        match same {
+            Some(a) => Gpu::build(a),
+            None => Err(Error::Gpu(format!(
+                "the adapter {} ({}) is gone",
+                summary.name, summary.backend
+            ))),
+        }
+    }
+
+    /// Opens `adapter` and builds alpool's pipelines on it.
+    fn build(adapter: &wgpu::Adapter) -> Result<Gpu> {
         let summary = summarize(adapter);
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -380,7 +414,7 @@ fn refuse_f64(pool: &Pool) -> Result<()> {
 /// and prepended to the shader as WGSL constants (a name the shader uses
 /// and this list lacks fails shader creation).
 mod codes {
-    use crate::score::{InputForm, Strategy};
+    use crate::query::{InputForm, Strategy};
 
     /// The strategy's code (`Params::strategy`).
     pub fn strategy(s: Strategy) -> u32 {
@@ -447,10 +481,10 @@ mod codes {
 
 /// Selects the top k rows of the pool on the GPU: per chunk, upload, score,
 /// check, radix cut, compact, refine (one private method each).
-pub fn select(
+pub(crate) fn select(
     gpu: &Gpu,
     pool: &Pool,
-    job: &Job,
+    job: &RowJob,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
     job.check(pool)?;
@@ -515,7 +549,7 @@ pub(crate) trait Rescore {
 /// Rows of a probability (or logit) pool, read back from the mapped files.
 struct PoolRows<'r> {
     pool: &'r Pool<'r>,
-    job: &'r Job,
+    job: &'r RowJob,
     shard: Option<&'r crate::pool::Shard<'r>>,
     row: Vec<f32>,
     probs: Vec<f64>,
@@ -644,7 +678,7 @@ impl Buffers {
 /// (or the logits the GPU computed for them) are in a row buffer.
 pub(crate) struct Chunked<'r> {
     pub(crate) gpu: &'r Gpu,
-    job: &'r Job,
+    job: &'r RowJob,
     pub(crate) bufs: Buffers,
     base: Params,
     classes: usize,
@@ -663,7 +697,7 @@ impl<'r> Chunked<'r> {
     /// `input` says, and the parameters every chunk shares.
     pub(crate) fn new(
         gpu: &'r Gpu,
-        job: &'r Job,
+        job: &'r RowJob,
         k: usize,
         c: usize,
         max_rows: u64,
@@ -677,7 +711,7 @@ impl<'r> Chunked<'r> {
     #[allow(clippy::too_many_arguments)]
     fn with_width(
         gpu: &'r Gpu,
-        job: &'r Job,
+        job: &'r RowJob,
         k: usize,
         c: usize,
         width: usize,
@@ -731,7 +765,7 @@ impl<'r> Chunked<'r> {
     /// instead of being reported invalid.
     pub(crate) fn from_forward(
         gpu: &'r Gpu,
-        job: &'r Job,
+        job: &'r RowJob,
         k: usize,
         c: usize,
         max_rows: u64,

@@ -1,8 +1,10 @@
-//! Backends that score a pool and select from it. Every backend takes the
-//! same [`Job`] and must return the same [`crate::Selection`] (see `select` for the
+//! The row-wise engines: score a pool and keep its exact top k, on the
+//! rayon CPU path or the wgpu GPU path. Every backend takes the same job
+//! and returns the same [`Selection`] (see [`mod@crate::select`] for the
 //! exactness rule that makes this possible).
 
-pub mod cpu;
+pub(crate) mod cpu;
+pub use cpu::kernel_variant;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 /// Without the `gpu` feature: the same names, and a [`gpu::Gpu`] that
@@ -14,18 +16,21 @@ pub mod gpu;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::job::Job;
 use crate::pool::{Exclusions, Pool};
-use crate::score::{self, InputForm, Ranked, ScoreSpec};
+use crate::query::{InputForm, Query};
+use crate::score::{self, Ranked, ScoreSpec};
+use crate::select::Selection;
 
 /// Bytes of pool data per unit of parallel work when `chunk_rows` is 0
 /// (auto): big enough to amortize scheduling, small enough that a chunk and
 /// its scratch stay in a core's L2 cache between the two passes over it.
 pub const CHUNK_BYTES: u64 = 160 << 10;
 
-/// What to compute: the library's validated view of a `select` or `score`
-/// command.
+/// A row-wise job as the engines read it: the public [`Job`] with its
+/// strategy's score defined ([`ScoreSpec`]).
 #[derive(Clone, Debug)]
-pub struct Job {
+pub(crate) struct RowJob {
     /// The strategy, its log base and seed.
     pub spec: ScoreSpec,
     /// What the rows hold and how they are validated.
@@ -38,10 +43,31 @@ pub struct Job {
     pub chunk_rows: u64,
 }
 
-impl Job {
+impl RowJob {
+    /// The row-wise view of `job`; an error for a batch-aware query.
+    pub fn of(job: &Job) -> Result<RowJob> {
+        let Query::Score(strategy) = job.query else {
+            return Err(Error::Config(format!(
+                "{} picks a batch rather than scoring each row; it has no per-row scores",
+                job.query
+            )));
+        };
+        Ok(RowJob {
+            spec: ScoreSpec {
+                strategy,
+                log_base: job.log_base,
+                seed: job.seed,
+            },
+            input: job.input,
+            k: job.k,
+            exclusions: job.exclusions.clone(),
+            chunk_rows: job.chunk_rows,
+        })
+    }
+
     /// A job for the `k` best rows, no exclusions, automatic chunking.
     pub fn new(spec: ScoreSpec, input: InputForm, k: usize) -> Self {
-        Job {
+        RowJob {
             spec,
             input,
             k,
@@ -67,35 +93,32 @@ impl Job {
                 classes: pool.classes(),
             });
         }
-        match self.input {
-            InputForm::Logits { temperature }
-                if !(temperature.is_finite() && temperature > 0.0) =>
-            {
-                Err(Error::Config(format!(
-                    "temperature must be a positive finite number, got {temperature}"
-                )))
-            }
-            InputForm::Probs { sum_tol, .. } if !(0.0..1.0).contains(&sum_tol) => {
-                Err(Error::Config(format!(
-                    "the row-sum tolerance must be in [0, 1), got {sum_tol}"
-                )))
-            }
-            _ => Ok(()),
-        }
+        self.input.check().map_err(Error::Config)
     }
 }
 
-/// Where the scoring runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Device {
-    /// The GPU when one is found and the pool is large enough to gain.
-    #[default]
-    Auto,
+/// A device already opened: the CPU, or a GPU kept across many selections
+/// (the loop's rounds), so it is opened once.
+#[derive(Clone, Copy)]
+pub enum Backend<'g> {
     /// The rayon CPU path.
     Cpu,
-    /// The wgpu path; an error if no adapter opens.
-    Gpu,
+    /// An opened wgpu device.
+    Gpu(&'g gpu::Gpu),
+}
+
+/// The exact top k of `pool` under `job` on `backend`, with the GPU's
+/// phases when it ran there.
+pub(crate) fn select_on(
+    backend: Backend,
+    pool: &Pool,
+    job: &RowJob,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
+    match backend {
+        Backend::Cpu => Ok((cpu::select(pool, job, progress)?, None)),
+        Backend::Gpu(g) => gpu::select(g, pool, job, progress).map(|(s, p)| (s, Some(p))),
+    }
 }
 
 /// Receives progress, and may ask the work to stop: backends check
@@ -115,50 +138,14 @@ pub trait Progress: Sync {
 pub struct Silent;
 impl Progress for Silent {}
 
-/// Canonical re-scoring of single rows, read back from the pool: the refine
-/// half of filter-and-refine, shared by all backends.
-pub struct Refiner<'a> {
-    pool: &'a Pool<'a>,
-    job: &'a Job,
-    row: Vec<f32>,
-    probs: Vec<f64>,
-}
-
-impl<'a> Refiner<'a> {
-    /// A refiner of `pool`'s rows under `job`.
-    pub fn new(pool: &'a Pool<'a>, job: &'a Job) -> Self {
-        Refiner {
-            pool,
-            job,
-            row: vec![0.0; pool.classes()],
-            probs: vec![0.0; pool.classes()],
-        }
-    }
-
-    /// The canonical ranking entry of global row `index`, which a backend
-    /// has already validated.
-    pub fn ranked(&mut self, index: u64) -> Result<Ranked> {
-        self.pool.row_f32(index, &mut self.row)?;
-        canonical_ranked(self.job, &self.row, index, &mut self.probs).map_err(|problem| {
-            let (shard, local) = self.pool.locate(index);
-            Error::BadRow {
-                path: shard.path().into(),
-                row: local,
-                global: index,
-                problem,
-            }
-        })
-    }
-}
-
 /// The canonical ranking entry of a stored row.
 #[inline]
-pub fn canonical_ranked<T: score::input::Stored>(
-    job: &Job,
+pub(crate) fn canonical_ranked<T: score::input::Stored>(
+    job: &RowJob,
     row: &[T],
     index: u64,
     probs: &mut [f64],
-) -> std::result::Result<Ranked, score::RowProblem> {
+) -> std::result::Result<Ranked, crate::query::RowProblem> {
     score::input::canonical_probs(&job.input, row, probs)?;
     let s = score::canonical_score(&job.spec, probs, index);
     Ok(Ranked {
@@ -168,7 +155,7 @@ pub fn canonical_ranked<T: score::input::Stored>(
 }
 
 /// One adapter as `alpool devices` lists it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AdapterSummary {
     /// The adapter's name.
     pub name: String,

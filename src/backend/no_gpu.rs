@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 pub use super::{AdapterSummary, Phases};
-use super::{Job, Progress};
+use super::{Progress, RowJob};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::select::Selection;
@@ -25,6 +25,11 @@ impl Gpu {
         ))
     }
 
+    /// Always an error: this build has no GPU backend.
+    pub fn open(_summary: &AdapterSummary) -> Result<Gpu> {
+        Gpu::new(None)
+    }
+
     /// Unreachable: no `Gpu` exists.
     pub fn never(&self) -> ! {
         match self.never {}
@@ -37,10 +42,10 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 }
 
 /// Unreachable: no `Gpu` exists.
-pub fn select(
+pub(crate) fn select(
     gpu: &Gpu,
     _pool: &Pool,
-    _job: &Job,
+    _job: &RowJob,
     _progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
     gpu.never()

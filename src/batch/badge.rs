@@ -39,15 +39,16 @@ use std::os::unix::fs::FileExt;
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
 use super::gpu::Resident;
 use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
-use super::{BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
+use super::{Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
 use super::{Terms, Update};
 use super::{check_embedding_rows, par_pass, read_rows};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
+use crate::job::Job;
 use crate::pool::Pool;
 use crate::pool::npy::{self, DType};
-use crate::score::InputForm;
+use crate::query::InputForm;
 
 /// What BADGE keeps per row: a few N-vectors, interleaved.
 #[derive(Clone, Copy)]
@@ -74,13 +75,13 @@ struct Centre {
 pub(crate) fn pick(
     probs: &Pool,
     emb: &Pool,
-    job: &BatchJob,
+    job: &Job,
     gpu: Option<&Gpu>,
     progress: &dyn Progress,
     clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
-    let chunk = job.rows_per_chunk(emb);
+    let chunk = super::rows_per_chunk(job, emb);
     let plain = matches!(
         job.input,
         InputForm::Probs {

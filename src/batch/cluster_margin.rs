@@ -23,12 +23,13 @@
 use rayon::prelude::*;
 
 use super::dist::sq_dist_f64;
-use super::{BatchJob, BatchStrategy, Clock, check_embedding_rows, hac};
-use crate::api::Backend;
-use crate::backend::{self, Job, Progress};
+use super::{Clock, check_embedding_rows, hac};
+use crate::backend::{self, Backend, Progress, RowJob};
 use crate::error::Result;
+use crate::job::Job;
 use crate::pool::Pool;
-use crate::score::{InputForm, LogBase, ScoreSpec, Strategy};
+use crate::query::{BatchStrategy, InputForm, LogBase, Strategy};
+use crate::score::ScoreSpec;
 
 /// The most candidates clustered directly (see the module docs).
 pub const HAC_MAX: usize = 10_000;
@@ -37,7 +38,7 @@ pub(crate) fn pick(
     backend: Backend,
     probs: &Pool,
     emb: &Pool,
-    job: &BatchJob,
+    job: &Job,
     progress: &dyn Progress,
     clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
@@ -54,10 +55,10 @@ pub(crate) fn pick(
         log_base: LogBase::E,
         seed: job.seed,
     };
-    let mut margin = Job::new(spec, job.input, want.max(job.k));
+    let mut margin = RowJob::new(spec, job.input, want.max(job.k));
     margin.exclusions = job.exclusions.clone();
     margin.chunk_rows = job.chunk_rows;
-    let (cands, _) = crate::api::select_on(backend, probs, &margin, progress)?;
+    let (cands, _) = backend::select_on(backend, probs, &margin, progress)?;
     clock.lap("margin candidates");
     let d = emb.classes();
     let mut points = vec![0f32; cands.entries.len() * d];
@@ -119,7 +120,7 @@ fn cluster(
         ));
     }
     let pool = Pool::from_f32(points, d)?.named("<cluster-margin candidates>");
-    let mut reps_job = BatchJob::new(BatchStrategy::Coreset, InputForm::probs(), hac_max);
+    let mut reps_job = Job::new(BatchStrategy::Coreset, InputForm::probs(), hac_max);
     reps_job.chunk_rows = chunk_rows;
     let mut clock = Clock::default();
     let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent, &mut clock)?;
@@ -152,7 +153,7 @@ mod tests {
 
     #[test]
     fn representatives_stand_in_for_their_members_beyond_the_limit() {
-        let mut r = crate::pool::synth::Rng::new(4);
+        let mut r = crate::rng::Rng::new(4);
         let (n, d) = (300, 3);
         let points: Vec<f32> = (0..n * d)
             .map(|_| (r.uniform() * 10.0).floor() as f32)

@@ -13,14 +13,13 @@
 
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32, with_simd};
 use super::gpu::Resident;
-use super::{
-    BatchJob, Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass,
-};
+use super::{Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
 use super::{EMBED_LIMIT, read_rows};
 use super::{Terms, Update};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
+use crate::job::Job;
 use crate::pool::Pool;
 
 /// A row that can no longer be picked (labeled, or picked already).
@@ -33,7 +32,7 @@ const CENTRE_BLOCK: usize = 64;
 /// rows re-checked canonically.
 pub(crate) fn pick(
     emb: &Pool,
-    job: &BatchJob,
+    job: &Job,
     gpu: Option<&Gpu>,
     progress: &dyn Progress,
     clock: &mut Clock,
@@ -43,7 +42,7 @@ pub(crate) fn pick(
         resident: None,
         emb,
         d,
-        chunk: job.rows_per_chunk(emb),
+        chunk: super::rows_per_chunk(job, emb),
         simd: Simd::detect(),
         eps: gamma32(d + 2),
         abs: underflow32(d),

@@ -24,29 +24,29 @@
 //! only removes roundings); the second term covers underflow, including a
 //! GPU that flushes subnormals to zero. The canonical f64 value differs
 //! from the exact one by `γ₆₄(d + 2) · Σ |terms|`, far below the float32
-//! bound; [`SLACK`] doubles the float32 bound to cover it and the f64
+//! bound; `SLACK` doubles the float32 bound to cover it and the f64
 //! arithmetic that applies the bound.
 
 /// The float32 unit roundoff.
-pub const U32: f64 = 1.0 / (1u64 << 24) as f64;
+pub(crate) const U32: f64 = 1.0 / (1u64 << 24) as f64;
 
 /// Safety factor on the float32 bounds (see the module docs).
-pub const SLACK: f64 = 2.0;
+pub(crate) const SLACK: f64 = 2.0;
 
 /// `γ(n) = n·u / (1 − n·u)` for float32, times [`SLACK`].
-pub fn gamma32(n: usize) -> f64 {
+pub(crate) fn gamma32(n: usize) -> f64 {
     let nu = n as f64 * U32;
     SLACK * nu / (1.0 - nu)
 }
 
 /// The absolute underflow term of a `d`-term float32 sum, times [`SLACK`].
-pub fn underflow32(d: usize) -> f64 {
+pub(crate) fn underflow32(d: usize) -> f64 {
     SLACK * (2 * d + 2) as f64 * f32::MIN_POSITIVE as f64
 }
 
 /// Canonical squared Euclidean distance (see the module docs).
 #[inline]
-pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
     canonical_sum(a, b, |x, y| {
         let d = x - y;
         d * d
@@ -55,13 +55,13 @@ pub fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
 
 /// Canonical dot product of two float32 rows.
 #[inline]
-pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
     canonical_sum(a, b, |x, y| x * y)
 }
 
 /// Canonical dot product of two f64 rows (BADGE's probability parts).
 #[inline]
-pub fn dot_f64_wide(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot_f64_wide(a: &[f64], b: &[f64]) -> f64 {
     let mut s = [0f64; 8];
     for (j, (x, y)) in a.iter().zip(b).enumerate() {
         s[j % 8] += x * y;
@@ -94,7 +94,7 @@ fn combine(s: [f64; 8]) -> f64 {
 /// Fast float32 squared distance: sixteen lanes, any order the compiler
 /// likes within them (bounded by [`gamma32`]).
 #[inline(always)]
-pub fn sq_dist_f32(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn sq_dist_f32(a: &[f32], b: &[f32]) -> f32 {
     lanes16(a, b, |x, y| {
         let d = x - y;
         d * d
@@ -103,7 +103,7 @@ pub fn sq_dist_f32(a: &[f32], b: &[f32]) -> f32 {
 
 /// Fast float32 dot product.
 #[inline(always)]
-pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     lanes16(a, b, |x, y| x * y)
 }
 
@@ -126,7 +126,7 @@ fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
 
 /// Which vector unit the fast kernels run on, detected once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Simd {
+pub(crate) enum Simd {
     /// AVX-512F: one 16-lane register per sum.
     Avx512,
     /// AVX2: two 8-lane registers.
@@ -154,7 +154,7 @@ impl Simd {
 /// Runs `f` compiled for the vector unit `simd` names, so the sixteen-lane
 /// loops above become one or two vector registers.
 #[inline(always)]
-pub fn with_simd<R>(simd: Simd, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_simd<R>(simd: Simd, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2")]
@@ -182,7 +182,7 @@ mod tests {
     use super::*;
 
     fn rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut r = crate::pool::synth::Rng::new(seed);
+        let mut r = crate::rng::Rng::new(seed);
         (0..n * d)
             .map(|i| {
                 // Mixed magnitudes, exact duplicates and a few tiny values.

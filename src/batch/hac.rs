@@ -22,7 +22,7 @@ fn at(n: usize, i: usize, j: usize) -> usize {
 
 /// Euclidean distances of every pair of the `n` rows of `points` (row-major,
 /// `d` wide), condensed.
-pub fn distances(points: &[f32], d: usize) -> Vec<f32> {
+pub(crate) fn distances(points: &[f32], d: usize) -> Vec<f32> {
     let n = points.len() / d;
     let mut out = vec![0f32; n * n.saturating_sub(1) / 2];
     let mut parts: Vec<&mut [f32]> = Vec::with_capacity(n);
@@ -44,7 +44,7 @@ pub fn distances(points: &[f32], d: usize) -> Vec<f32> {
 /// Merges the `n` points (weights `weights`, condensed distances `dist`)
 /// until `target` clusters remain; returns each point's cluster, numbered
 /// by its lowest point.
-pub fn average_linkage(mut dist: Vec<f32>, weights: &[u64], target: usize) -> Vec<usize> {
+pub(crate) fn average_linkage(mut dist: Vec<f32>, weights: &[u64], target: usize) -> Vec<usize> {
     let n = weights.len();
     let mut size: Vec<f64> = weights.iter().map(|&w| w as f64).collect();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn matches_the_naive_procedure_with_ties() {
-        let mut r = crate::pool::synth::Rng::new(5);
+        let mut r = crate::rng::Rng::new(5);
         for (n, d, grid) in [(40, 2, true), (60, 3, false), (25, 1, true)] {
             // Points on a coarse grid make many equal distances.
             let points: Vec<f32> = (0..n * d)

@@ -34,150 +34,60 @@ pub mod rng;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 
 use rayon::prelude::*;
 
-use crate::api::Backend;
-use crate::backend::Progress;
+use crate::backend::{Backend, Progress};
 use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Pool;
 use crate::pool::npy::DType;
-use crate::pool::{Exclusions, Pool};
-use crate::score::input::Value;
+use crate::query::{BatchStrategy, InputForm, Query, RowProblem, Value};
 use crate::score::input::canonical_probs;
-use crate::score::{InputForm, RowProblem};
 use crate::select::{Selected, Selection};
 
-/// A batch-aware strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BatchStrategy {
-    /// BADGE: k-means++ seeding on gradient embeddings ([`badge`]).
-    Badge,
-    /// Core-set: k-center greedy over the embeddings ([`coreset`]).
-    Coreset,
-    /// Cluster-Margin: low-margin candidates, clustered, round-robin ([`cluster_margin`]).
-    ClusterMargin,
-}
-
-impl BatchStrategy {
-    /// Every batch strategy.
-    pub const ALL: [BatchStrategy; 3] = [
-        BatchStrategy::Badge,
-        BatchStrategy::Coreset,
-        BatchStrategy::ClusterMargin,
-    ];
-
-    /// The name the CLI and the Python package use.
-    pub fn name(self) -> &'static str {
-        match self {
-            BatchStrategy::Badge => "badge",
-            BatchStrategy::Coreset => "coreset",
-            BatchStrategy::ClusterMargin => "cluster-margin",
-        }
+/// Rows per unit of parallel work for `emb`: `job.chunk_rows`, or about
+/// 1 MiB of embeddings, several chunks per core even for small pools and
+/// few enough that a pass's bookkeeping is noise. Picks never depend on it.
+fn rows_per_chunk(job: &Job, emb: &Pool) -> u64 {
+    if job.chunk_rows > 0 {
+        return job.chunk_rows;
     }
-
-    /// The strategy named `name` (`cluster_margin` also reads).
-    pub fn from_name(name: &str) -> Option<BatchStrategy> {
-        let name = name.replace('_', "-");
-        BatchStrategy::ALL.into_iter().find(|s| s.name() == name)
-    }
+    ((1u64 << 20) / (emb.classes() as u64 * 4)).clamp(64, 1 << 16)
 }
 
-impl fmt::Display for BatchStrategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A batch selection to run: the library's validated view of
-/// `alpool select --embeddings E.npy --strategy badge|coreset|cluster-margin`.
-#[derive(Clone, Debug)]
-pub struct BatchJob {
-    /// Which strategy picks.
-    pub strategy: BatchStrategy,
-    /// What the probability rows hold (BADGE and Cluster-Margin read them).
-    pub input: InputForm,
-    /// Rows to pick; at most the selectable rows.
-    pub k: usize,
-    /// The labeled rows: never picked; core-set's initial centres.
-    pub exclusions: Exclusions,
-    /// BADGE's random stream.
-    pub seed: u64,
-    /// Cluster-Margin: the lowest-margin rows clustered (0 = 10·k).
-    pub candidates: usize,
-    /// Cluster-Margin: clusters to form (0 = k).
-    pub clusters: usize,
-    /// Rows per unit of parallel work, 0 = auto; picks never depend on it.
-    pub chunk_rows: u64,
-}
-
-impl BatchJob {
-    /// A job for `k` rows, no exclusions, seed 0, default candidates and clusters.
-    pub fn new(strategy: BatchStrategy, input: InputForm, k: usize) -> Self {
-        BatchJob {
-            strategy,
-            input,
-            k,
-            exclusions: Exclusions::default(),
-            seed: 0,
-            candidates: 0,
-            clusters: 0,
-            chunk_rows: 0,
-        }
-    }
-
-    fn rows_per_chunk(&self, emb: &Pool) -> u64 {
-        if self.chunk_rows > 0 {
-            return self.chunk_rows;
-        }
-        // About 1 MiB of embeddings: several chunks per core even for
-        // small pools, and few enough that a pass's bookkeeping is noise.
-        ((1u64 << 20) / (emb.classes() as u64 * 4)).clamp(64, 1 << 16)
-    }
-}
-
-/// The k rows `job` picks from `probs` (N x C) and `emb` (N x D), in pick
-/// order. Each entry's score is what decided it: the distance to the
-/// nearest centre (core-set), the squared gradient-embedding distance
-/// (BADGE), or the margin (Cluster-Margin).
-pub fn select_batch(
-    probs: &Pool,
-    emb: &Pool,
-    job: &BatchJob,
-    progress: &dyn Progress,
-) -> Result<Selection> {
-    select_batch_on(Backend::Cpu, probs, emb, job, progress)
-}
-
-/// [`select_batch`] on a device already opened; every device picks the
-/// same rows.
-pub fn select_batch_on(
+/// The k rows `job`'s batch strategy picks from `probs` (N x C; core-set
+/// runs without them) and `emb` (N x D), in pick order, on `backend`:
+/// every backend picks the same rows. Each entry's score is what decided
+/// it: the distance to the nearest centre (core-set), the squared
+/// gradient-embedding distance (BADGE), or the margin (Cluster-Margin).
+pub(crate) fn select_on(
     backend: Backend,
-    probs: &Pool,
+    probs: Option<&Pool>,
     emb: &Pool,
-    job: &BatchJob,
+    job: &Job,
     progress: &dyn Progress,
 ) -> Result<Selection> {
-    check(probs, emb, job)?;
+    let Query::Batch(strategy) = job.query else {
+        return Err(Error::Config(format!(
+            "{} scores each row; it is not a batch strategy",
+            job.query
+        )));
+    };
+    check(strategy, probs, emb, job)?;
     let gpu = match backend {
-        Backend::Gpu(g) => {
-            if probs.has_f64() {
-                return Err(Error::Config(
-                    "float64 probabilities are read on the CPU (WGSL has no float64); use --device cpu or store them as float32".into(),
-                ));
-            }
-            Some(g)
-        }
+        Backend::Gpu(g) => Some(g),
         Backend::Cpu => None,
     };
+    let needs_probs =
+        || probs.ok_or_else(|| Error::Config(format!("{strategy} needs the pool's probabilities")));
     let mut clock = Clock::default();
     let clock_ref = &mut clock;
-    let (picks, refined) = match job.strategy {
+    let (picks, refined) = match strategy {
         BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress, clock_ref)?,
-        BatchStrategy::Badge => badge::pick(probs, emb, job, gpu, progress, clock_ref)?,
+        BatchStrategy::Badge => badge::pick(needs_probs()?, emb, job, gpu, progress, clock_ref)?,
         BatchStrategy::ClusterMargin => {
-            cluster_margin::pick(backend, probs, emb, job, progress, clock_ref)?
+            cluster_margin::pick(backend, needs_probs()?, emb, job, progress, clock_ref)?
         }
     };
     let entries = picks
@@ -190,9 +100,9 @@ pub fn select_batch_on(
         })
         .collect();
     Ok(Selection {
-        strategy: crate::score::Query::Batch(job.strategy),
+        strategy: job.query,
         entries,
-        rows: probs.rows(),
+        rows: emb.rows(),
         excluded: job.exclusions.len() as u64,
         refined,
         phases: clock.phases,
@@ -228,39 +138,41 @@ impl Clock {
 }
 
 /// Checks shapes and k before any row is read.
-fn check(probs: &Pool, emb: &Pool, job: &BatchJob) -> Result<()> {
+fn check(strategy: BatchStrategy, probs: Option<&Pool>, emb: &Pool, job: &Job) -> Result<()> {
     let first = |p: &Pool| p.shards()[0].path().to_path_buf();
-    if emb.rows() != probs.rows() {
-        return Err(Error::EmbeddingRows {
-            path: first(emb),
-            pool: first(probs),
-            expected: probs.rows(),
-            found: emb.rows(),
-        });
-    }
-    if job.strategy == BatchStrategy::ClusterMargin && probs.classes() < 2 {
-        return Err(Error::TooFewClasses {
-            strategy: "cluster-margin",
-            classes: probs.classes(),
-        });
+    let rows = emb.rows();
+    if let Some(probs) = probs {
+        if rows != probs.rows() {
+            return Err(Error::EmbeddingRows {
+                path: first(emb),
+                pool: first(probs),
+                expected: probs.rows(),
+                found: rows,
+            });
+        }
+        if probs.classes() < job.query.min_classes() {
+            return Err(Error::TooFewClasses {
+                strategy: strategy.name(),
+                classes: probs.classes(),
+            });
+        }
     }
     let excluded = job.exclusions.len() as u64;
-    let selectable = probs.rows() - excluded.min(probs.rows());
+    let selectable = rows - excluded.min(rows);
     if job.k as u64 > selectable {
         return Err(Error::TooFewRows {
-            strategy: job.strategy.name(),
+            strategy: strategy.name(),
             k: job.k,
             selectable,
-            rows: probs.rows(),
+            rows,
             excluded,
         });
     }
     if let Some(&bad) = job.exclusions.as_slice().last()
-        && bad >= probs.rows()
+        && bad >= rows
     {
         return Err(Error::Config(format!(
-            "excluded row {bad} is past the pool's {} rows",
-            probs.rows()
+            "excluded row {bad} is past the pool's {rows} rows"
         )));
     }
     Ok(())
@@ -268,19 +180,6 @@ fn check(probs: &Pool, emb: &Pool, job: &BatchJob) -> Result<()> {
 
 /// Embedding values beyond this could overflow a float32 squared distance.
 pub const EMBED_LIMIT: f64 = 1e15;
-
-/// Opens embedding files as a pool (N x D), naming D = 0 plainly.
-pub fn open_embeddings<P: AsRef<std::path::Path>>(paths: &[P]) -> Result<Pool<'static>> {
-    Pool::open(paths).map_err(|e| match e {
-        Error::WrongRank { path, shape, .. } if shape.len() == 2 && shape[1] == 0 => {
-            Error::Config(format!(
-                "{}: the embeddings have D = 0 columns; each row needs at least one value",
-                path.display()
-            ))
-        }
-        e => e,
-    })
-}
 
 /// Scratch for reading rows.
 #[derive(Default)]

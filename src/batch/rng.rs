@@ -23,7 +23,7 @@
 
 /// lowbias32 (Chris Wellons' hash prospector): a 32-bit integer mixer.
 #[inline(always)]
-pub fn mix32(mut x: u32) -> u32 {
+pub(crate) fn mix32(mut x: u32) -> u32 {
     x ^= x >> 16;
     x = x.wrapping_mul(0x7feb_352d);
     x ^= x >> 15;
@@ -34,7 +34,7 @@ pub fn mix32(mut x: u32) -> u32 {
 
 /// The 23 random bits of pick `t`, row `row`, under `seed`.
 #[inline(always)]
-pub fn bits(seed: u64, t: u32, row: u64) -> u32 {
+pub(crate) fn bits(seed: u64, t: u32, row: u64) -> u32 {
     let mut h = mix32(seed as u32 ^ 0x9e37_79b9);
     h = mix32(h ^ (seed >> 32) as u32);
     h = mix32(h ^ t);
@@ -45,11 +45,11 @@ pub fn bits(seed: u64, t: u32, row: u64) -> u32 {
 /// Relative error of [`exp_fast`] against [`exp_canonical`], proven loose
 /// (the formula's error is a few float32 roundings, below 2⁻²⁰) and checked
 /// for every one of the 2²³ inputs by a test.
-pub const EXP_REL: f64 = 1.0 / (1u64 << 16) as f64;
+pub(crate) const EXP_REL: f64 = 1.0 / (1u64 << 16) as f64;
 
 /// `E = −ln U`, `U = (r + ½)·2⁻²³`, in float32: the fast path.
 #[inline(always)]
-pub fn exp_fast(r: u32) -> f32 {
+pub(crate) fn exp_fast(r: u32) -> f32 {
     let u = (r as f32 + 0.5) * (1.0 / 8_388_608.0);
     let (e, m) = split(u.to_bits());
     let m = f32::from_bits(m);
@@ -62,7 +62,7 @@ pub fn exp_fast(r: u32) -> f32 {
 
 /// The same formula in f64 with the series to s²¹: the canonical value.
 #[inline]
-pub fn exp_canonical(r: u32) -> f64 {
+pub(crate) fn exp_canonical(r: u32) -> f64 {
     let u = (r as f64 + 0.5) / 8_388_608.0;
     // `u` is exact in float32, so its float32 bits give the same split.
     let (e, m) = split((u as f32).to_bits());

@@ -5,11 +5,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use alpool::backend::gpu::{self, Gpu};
-use alpool::backend::{Job, Silent, cpu};
-use alpool::bench::{Timing, peak_extra_memory, read_pass, sequential_read};
-use alpool::pool::synth;
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::backend::Silent;
+use alpool::backend::gpu::Gpu;
+use alpool::bench::synth;
+use alpool::bench::{Timing, chunk_rows, peak_extra_memory, read_pass, sequential_read};
+use alpool::features::FeaturePool;
+use alpool::learner::Mlp;
+use alpool::{Device, InputForm, Inputs, Job, Pool, Run, Strategy};
 
 use super::select::StrategyArg;
 
@@ -103,7 +105,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "machine: {}; {} threads; CPU kernels: {}",
         alpool::bench::cpu_model(),
         rayon::current_num_threads(),
-        cpu::kernel_variant()
+        alpool::backend::kernel_variant()
     );
     if a.whole_process || a.cold {
         whole_process(&a, &path, mb)?;
@@ -152,8 +154,7 @@ fn bench_pool_path(a: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<std::
 /// The two read floors' mean seconds: a parallel read of the mapped bytes,
 /// and a sequential read as dd does it.
 fn read_floors(a: &BenchArgs, pool: &Pool, path: &std::path::Path, mb: f64) -> (f64, f64) {
-    let chunk =
-        Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 0).rows_per_chunk(pool);
+    let chunk = chunk_rows(pool);
     let (floor, _) = Timing::measure(1, a.runs, || read_pass(pool, chunk));
     let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[path]));
     println!(
@@ -192,12 +193,7 @@ fn bench_strategy(
     (floor, dd): (f64, f64),
     gpu: Option<&Gpu>,
 ) -> anyhow::Result<()> {
-    let spec = ScoreSpec {
-        strategy,
-        log_base: LogBase::E,
-        seed: 1,
-    };
-    let job = Job::new(spec, InputForm::probs_for(pool), a.k);
+    let job = Job::new(strategy, InputForm::probs_for(pool.has_f16()), a.k).seed(1);
     let row = |name: String, t: &Timing, mem: Option<u64>, refined: u64| {
         println!(
             "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
@@ -212,16 +208,19 @@ fn bench_strategy(
     };
     let mut cpu_mean = None;
     if a.device.contains(&BenchDevice::Cpu) {
-        let (t, sel) = Timing::measure(1, a.runs, || cpu::select(pool, &job, &Silent));
-        let sel = sel?;
-        let (_, mem) = peak_extra_memory(|| cpu::select(pool, &job, &Silent));
+        let cpu = Run::on(Device::Cpu);
+        let (t, out) = Timing::measure(1, a.runs, || alpool::select(pool, &job, &cpu));
+        let sel = out?.selection;
+        let (_, mem) = peak_extra_memory(|| alpool::select(pool, &job, &cpu));
         row(strategy.name().into(), &t, mem, sel.refined);
         cpu_mean = Some(t.mean());
     }
     if let Some(g) = gpu {
-        let (t, r) = Timing::measure(1, a.runs, || gpu::select(g, pool, &job, &Silent));
-        let (sel, p) = r?;
-        let (_, mem) = peak_extra_memory(|| gpu::select(g, pool, &job, &Silent));
+        let run = on_gpu(g);
+        let (t, r) = Timing::measure(1, a.runs, || alpool::select(pool, &job, &run));
+        let out = r?;
+        let (sel, p) = (out.selection, out.gpu_phases.unwrap_or_default());
+        let (_, mem) = peak_extra_memory(|| alpool::select(pool, &job, &run));
         row(format!("  gpu {}", strategy.name()), &t, mem, sel.refined);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         println!(
@@ -368,28 +367,30 @@ fn model_mode(a: &BenchArgs, model: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The GPU `g`, held open across runs.
+fn on_gpu(g: &Gpu) -> Run<'_> {
+    Run {
+        device: Device::Gpu,
+        adapter: None,
+        progress: &Silent,
+        gpu: Some(g),
+    }
+}
+
 /// One strategy: the fused path and predict + select, checked equal.
 fn model_row(
     a: &BenchArgs,
-    m: &alpool::learner::Mlp,
-    features: &alpool::features::FeaturePool,
+    m: &Mlp,
+    features: &FeaturePool,
     strategy: Strategy,
 ) -> anyhow::Result<()> {
-    use alpool::features::select_features;
     let rows = features.rows();
-    let spec = ScoreSpec {
-        strategy,
-        log_base: LogBase::E,
-        seed: 1,
-    };
-    let input = InputForm::Probs {
-        renormalize: true,
-        sum_tol: 1e-3,
-    };
-    let job = Job::new(spec, input, a.k);
-    let (fused, sel) = Timing::measure(1, a.runs, || select_features(m, features, &job, &Silent));
-    let sel = sel?;
-    let (_, mem) = peak_extra_memory(|| select_features(m, features, &job, &Silent));
+    let job = Job::new(strategy, InputForm::model_output(), a.k).seed(1);
+    let cpu = Run::on(Device::Cpu);
+    let fused = || alpool::select(Inputs::model(m, features), &job, &cpu);
+    let (t_fused, out) = Timing::measure(1, a.runs, fused);
+    let sel = out?.selection;
+    let (_, mem) = peak_extra_memory(fused);
     let two_step = || -> alpool::Result<alpool::Selection> {
         let mut probs = Vec::with_capacity(rows as usize * m.classes());
         features.predict_blocks(m, &Silent, &mut |_, p| {
@@ -397,7 +398,7 @@ fn model_row(
             Ok(())
         })?;
         let pool = Pool::from_f32(&probs, m.classes())?;
-        cpu::select(&pool, &job, &Silent)
+        Ok(alpool::select(&pool, &job, &cpu)?.selection)
     };
     let (two, other) = Timing::measure(1, a.runs, two_step);
     if other?.entries != sel.entries {
@@ -407,11 +408,11 @@ fn model_row(
     println!(
         "{:<17} {:>36} {:>12.0} {:>36} {:>12.0} {:>7.2}x {:>10}",
         strategy.name(),
-        fused.describe(),
-        per_s(&fused),
+        t_fused.describe(),
+        per_s(&t_fused),
         two.describe(),
         per_s(&two),
-        two.mean() / fused.mean(),
+        two.mean() / t_fused.mean(),
         mib(mem)
     );
     Ok(())
@@ -423,25 +424,20 @@ fn model_row(
 fn gpu_model_row(
     a: &BenchArgs,
     g: &Gpu,
-    m: &alpool::learner::Mlp,
-    features: &alpool::features::FeaturePool,
+    m: &Mlp,
+    features: &FeaturePool,
     strategy: Strategy,
 ) -> anyhow::Result<()> {
-    use alpool::features::{select_features, select_features_on};
-    let spec = ScoreSpec {
-        strategy,
-        log_base: LogBase::E,
-        seed: 1,
-    };
-    let job = Job::new(spec, InputForm::probs(), a.k);
-    let on_gpu = || select_features_on(alpool::Backend::Gpu(g), m, features, &job, &Silent);
-    let (t, out) = Timing::measure(1, a.runs, on_gpu);
-    let (sel, phases) = out?;
-    let cpu = select_features(m, features, &job, &Silent)?;
-    if cpu.entries != sel.entries {
+    let job = Job::new(strategy, InputForm::probs(), a.k).seed(1);
+    let inputs = Inputs::model(m, features);
+    let run = on_gpu(g);
+    let (t, out) = Timing::measure(1, a.runs, || alpool::select(inputs, &job, &run));
+    let out = out?;
+    let cpu = alpool::select(inputs, &job, &Run::on(Device::Cpu))?.selection;
+    if cpu.entries != out.selection.entries {
         anyhow::bail!("the GPU's fused selection differs from the CPU's: a bug, please report it");
     }
-    let p = phases.unwrap_or_default();
+    let p = out.gpu_phases.unwrap_or_default();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     println!(
         "{:<17} {:>36} {:>12.0}  last run: upload {:.1} ms, forward {:.1} ms, score {:.1} ms, top-k {:.1} ms, refine {:.1} ms; {} of {} rows re-scored on the CPU",

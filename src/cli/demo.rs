@@ -10,11 +10,9 @@ use alpool::al::Dataset;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{SimConfig, TestSet};
 use alpool::al::stopping::StopConfig;
-use alpool::backend::{Job, Silent, cpu};
+use alpool::bench::synth;
 use alpool::learner::MlpConfig;
-use alpool::pool::synth;
-use alpool::score::{self, LogBase};
-use alpool::{InputForm, Pool, ScoreSpec, Strategy};
+use alpool::{Device, InputForm, Job, LogBase, Pool, Run, Strategy};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -72,7 +70,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
-    textbook_example();
+    textbook_example()?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("demo_pool.npy");
     let t = Instant::now();
@@ -86,15 +84,11 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
     );
     let pool = Pool::open(&[&path])?;
     println!("Top {} rows per strategy (rank: row index, score):\n", a.k);
+    let cpu = Run::on(Device::Cpu);
     for strategy in Strategy::ALL {
-        let spec = ScoreSpec {
-            strategy,
-            log_base: LogBase::E,
-            seed: a.seed,
-        };
-        let job = Job::new(spec, InputForm::probs(), a.k);
+        let job = Job::new(strategy, InputForm::probs(), a.k).seed(a.seed);
         let t = Instant::now();
-        let sel = cpu::select(&pool, &job, &Silent)?;
+        let sel = alpool::select(&pool, &job, &cpu)?.selection;
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let top: Vec<String> = sel
             .entries
@@ -103,8 +97,8 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
             .collect();
         println!("{:<17} {:>7.1} ms  {}", strategy.name(), ms, top.join("  "));
     }
-    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 1);
-    if let Some(e) = cpu::select(&pool, &job, &Silent)?.entries.first() {
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 1);
+    if let Some(e) = alpool::select(&pool, &job, &cpu)?.selection.entries.first() {
         let mut row = vec![0f32; a.classes];
         pool.row_f32(e.index, &mut row)?;
         println!(
@@ -117,27 +111,22 @@ fn pool_demo(a: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
-fn textbook_example() {
+fn textbook_example() -> anyhow::Result<()> {
     println!("The textbook example: d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3)\n");
     println!("{:<18} {:>10} {:>10}  prefers", "strategy", "d1", "d2");
-    let rows = [[0.9f64, 0.09, 0.01], [0.2, 0.5, 0.3]];
+    let rows = [0.9f64, 0.09, 0.01, 0.2, 0.5, 0.3];
+    let pool = Pool::from_f64(&rows, 3)?;
     for (strategy, base, label) in [
         (Strategy::LeastConfidence, LogBase::E, "least-confidence"),
         (Strategy::Margin, LogBase::E, "margin"),
         (Strategy::Entropy, LogBase::Ten, "entropy (log10)"),
         (Strategy::Ratio, LogBase::E, "ratio"),
     ] {
-        let spec = ScoreSpec {
-            strategy,
-            log_base: base,
-            seed: 0,
-        };
-        let s: Vec<f64> = rows
-            .iter()
-            .map(|p| score::canonical_score(&spec, p, 0))
-            .collect();
+        let job = Job::new(strategy, InputForm::probs(), 2).log_base(base);
+        let s = alpool::score(&pool, &job)?;
         let pr: Vec<f64> = s.iter().map(|&x| strategy.priority(x)).collect();
         let best = if pr[1] > pr[0] { "d2" } else { "d1" };
         println!("{label:<18} {:>10.4} {:>10.4}  {best}", s[0], s[1]);
     }
+    Ok(())
 }

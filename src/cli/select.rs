@@ -7,16 +7,15 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
-use alpool::backend::gpu;
-use alpool::backend::{self, Job};
+use alpool::backend::Phases;
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
 use alpool::part::PartHeader;
 use alpool::pool::ReadPath;
-use alpool::score::input::default_sum_tol;
-use alpool::{Backend, Device};
+use alpool::query::default_sum_tol;
 use alpool::{
-    BatchStrategy, Exclusions, InputForm, LogBase, Pool, Query, ScoreSpec, Strategy, report,
+    BatchStrategy, Device, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Query, Run, Strategy,
+    report,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -110,7 +109,7 @@ pub struct PoolArgs {
     /// Pool files (.npy, N x C, float32, float16 or float64, C order). Several files
     /// are shards of one pool: the global row index counts across them in
     /// the order given.
-    #[arg(required_unless_present = "model", value_name = "POOL")]
+    #[arg(value_name = "POOL")]
     pub pools: Vec<PathBuf>,
 
     /// Score the pool a saved model (`alpool train`) makes of feature files
@@ -202,36 +201,14 @@ impl From<ReadArg> for ReadPath {
 }
 
 impl PoolArgs {
-    /// The row-wise strategy's spec; batch strategies run only in
-    /// `select --embeddings`.
-    pub fn spec(&self) -> anyhow::Result<ScoreSpec> {
-        let strategy = match Query::from(self.strategy) {
-            Query::Score(s) => s,
-            Query::Batch(b) => anyhow::bail!(
-                "{b} picks a batch rather than scoring each row: run it with `alpool select --embeddings E.npy --strategy {b}`"
-            ),
-        };
-        Ok(ScoreSpec {
-            strategy,
-            log_base: match self.log_base {
-                LogBaseArg::Two => LogBase::Two,
-                LogBaseArg::E => LogBase::E,
-                LogBaseArg::Ten => LogBase::Ten,
-            },
-            seed: self.seed,
-        })
-    }
-
-    pub fn open(&self) -> anyhow::Result<Pool<'static>> {
-        Ok(Pool::open_with(&self.pools, self.read.into())?)
-    }
-
-    /// The job with `k` rows to select, for a pool with float16 shards or
-    /// not (a looser default sum tolerance).
-    pub fn job(&self, f16: bool, k: usize) -> anyhow::Result<Job> {
-        let mut job = Job::new(self.spec()?, self.input_form(f16), k);
+    /// The job for `k` rows, for inputs with float16 probabilities or not
+    /// (a looser default sum tolerance).
+    pub fn job(&self, f16: bool, k: usize) -> Job {
+        let mut job = Job::new(Query::from(self.strategy), self.input_form(f16), k)
+            .seed(self.seed)
+            .log_base(self.log_base.into());
         job.chunk_rows = self.chunk_rows;
-        Ok(job)
+        job
     }
 
     /// What the rows hold, for a pool with float16 shards or not.
@@ -244,6 +221,16 @@ impl PoolArgs {
             InputArg::Logits => InputForm::Logits {
                 temperature: self.temperature,
             },
+        }
+    }
+}
+
+impl From<LogBaseArg> for LogBase {
+    fn from(b: LogBaseArg) -> LogBase {
+        match b {
+            LogBaseArg::Two => LogBase::Two,
+            LogBaseArg::E => LogBase::E,
+            LogBaseArg::Ten => LogBase::Ten,
         }
     }
 }
@@ -338,6 +325,79 @@ pub struct ScoreArgs {
     pub out: PathBuf,
 }
 
+/// What a `select` or `score` command reads, opened: a pool, embeddings,
+/// or a model with its feature files.
+struct Sources {
+    probs: Option<Pool<'static>>,
+    embeddings: Option<Pool<'static>>,
+    model: Option<(Mlp, FeaturePool)>,
+}
+
+impl Sources {
+    /// Opens what the arguments name (checking headers and sizes only); the
+    /// files are rows `offset..` of a bigger pool.
+    fn open(p: &PoolArgs, embeddings: &[PathBuf], offset: u64) -> anyhow::Result<Sources> {
+        let probs = match p.pools.is_empty() {
+            true => None,
+            false => Some(Pool::open_with(&p.pools, p.read.into())?.with_row_offset(offset)),
+        };
+        let embeddings = match embeddings.is_empty() {
+            true => None,
+            false => Some(Pool::open_embeddings(embeddings)?),
+        };
+        let model = match &p.model {
+            Some(m) => Some((
+                Mlp::load(m)?,
+                FeaturePool::open(&p.features)?.with_row_offset(offset),
+            )),
+            None => None,
+        };
+        Ok(Sources {
+            probs,
+            embeddings,
+            model,
+        })
+    }
+
+    fn inputs(&self) -> Inputs<'_> {
+        let mut inputs = match &self.model {
+            Some((m, f)) => Inputs::model(m, f),
+            None => Inputs::default(),
+        };
+        if let Some(p) = &self.probs {
+            inputs = inputs.with_probs(p);
+        }
+        if let Some(e) = &self.embeddings {
+            inputs = inputs.with_embeddings(e);
+        }
+        inputs
+    }
+
+    fn f16(&self) -> bool {
+        self.probs.as_ref().is_some_and(|p| p.has_f16())
+    }
+
+    /// Rows of the pool, whichever input gives them.
+    fn rows(&self) -> u64 {
+        let model = self.model.as_ref().map(|(_, f)| f.rows());
+        let pools = [&self.probs, &self.embeddings];
+        let pool = pools.iter().find_map(|p| p.as_ref().map(|p| p.rows()));
+        model.or(pool).unwrap_or(0)
+    }
+
+    /// Bytes read by one pass over the inputs.
+    fn bytes(&self) -> u64 {
+        let pools = [&self.probs, &self.embeddings];
+        let model = self.model.as_ref().map_or(0, |(_, f)| f.data_bytes());
+        pools
+            .iter()
+            .flat_map(|p| p.as_ref())
+            .map(|p| p.data_bytes())
+            .sum::<u64>()
+            + model
+    }
+}
+
 pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let format = a
@@ -346,158 +406,68 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
         .map(report::Format::from_path)
         .transpose()?;
     let k = if a.all { usize::MAX } else { a.k };
-    if let Some(model) = &a.pool.model {
-        return select_from_features(&a, model, k, format);
-    }
-    match Query::from(a.pool.strategy) {
-        Query::Batch(b) => return select_batch(&a, b, format),
-        Query::Score(s) if !a.embeddings.is_empty() => anyhow::bail!(
-            "--embeddings is read by the batch strategies (badge, coreset, cluster-margin), not by {s}"
-        ),
-        Query::Score(_) => {}
+    let query = Query::from(a.pool.strategy);
+    if let Query::Batch(b) = query {
+        if a.row_offset.is_some() || a.all {
+            anyhow::bail!("{b} picks k rows of one machine's pool (no --row-offset or --all)");
+        }
+        if format == Some(report::Format::Part) {
+            anyhow::bail!("{b} writes a final batch (.csv, .jsonl or .npy), not a part");
+        }
     }
     let offset = a.row_offset.unwrap_or(0);
-    let pool = a.pool.open()?.with_row_offset(offset);
-    let mut job = a.pool.job(pool.has_f16(), k)?;
-    if let Some(ex) = &a.exclude {
-        // With --row-offset the file lists rows of the whole pool.
-        let bound = a.row_offset.map_or(pool.rows(), |_| u64::MAX);
-        job.exclusions = Exclusions::read(ex, bound)?.restrict(offset, pool.rows());
-    }
-    let (gpu, why) =
-        alpool::api::choose_device(a.device.into(), a.adapter.as_deref(), pool.data_bytes())?;
-    if a.pool.verbose {
-        eprintln!("alpool: {why}");
-    }
-    let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "select");
-    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
-    let result = alpool::select_on(backend, &pool, &job, &bar);
-    bar.finish();
-    let (sel, phases) = result?;
-    if a.verify {
-        verify(&pool, &job, &sel, phases.as_ref())?;
-    }
-    match (format, &a.out) {
-        (Some(report::Format::Part), Some(out)) => {
-            let header = PartHeader::new(&job.spec, &job.input, offset, &sel, k);
-            report::save_part(&sel, &header, out)
-        }
-        _ => report::save_selection(&sel, a.out.as_deref()),
-    }
-    .with_context(|| "could not write the selection")?;
-    if a.pool.verbose {
-        say_what_ran(&sel, t0, phases.as_ref());
-    }
-    Ok(())
-}
-
-/// `select --model M --features X…`: the fused path.
-fn select_from_features(
-    a: &SelectArgs,
-    model: &std::path::Path,
-    k: usize,
-    format: Option<report::Format>,
-) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    if a.row_offset.is_some() || format == Some(report::Format::Part) {
-        anyhow::bail!(
-            "select --model selects from one machine's pool (no --row-offset or .alpart yet)"
-        );
-    }
-    let m = Mlp::load(model)?;
-    let features = FeaturePool::open(&a.pool.features)?;
-    let mut job = a.pool.job(false, k)?;
-    if let Some(ex) = &a.exclude {
-        job.exclusions = Exclusions::read(ex, features.rows())?;
-    }
-    let (gpu, why) =
-        alpool::api::choose_device(a.device.into(), a.adapter.as_deref(), features.data_bytes())?;
-    if a.pool.verbose {
-        eprintln!("alpool: {why}");
-    }
-    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
-    let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "select");
-    let result = alpool::features::select_features_on(backend, &m, &features, &job, &bar);
-    bar.finish();
-    let (sel, phases) = result?;
-    if a.verify {
-        let cpu = alpool::features::select_features(&m, &features, &job, &backend::Silent)?;
-        if let Some(p) = &phases {
-            eprintln!(
-                "alpool: verify: {} rows re-scored on the CPU; largest distance of a row's canonical priority below its GPU interval's upper end: {:.3e}",
-                p.candidates, p.max_score_diff
-            );
-        }
-        same_selection(&sel, &cpu)?;
-    }
-    report::save_selection(&sel, a.out.as_deref())
-        .with_context(|| "could not write the selection")?;
-    if a.pool.verbose {
-        say_what_ran(&sel, t0, phases.as_ref());
-    }
-    Ok(())
-}
-
-/// `select --embeddings E --strategy badge|coreset|cluster-margin`.
-fn select_batch(
-    a: &SelectArgs,
-    strategy: BatchStrategy,
-    format: Option<report::Format>,
-) -> anyhow::Result<()> {
-    let t0 = Instant::now();
-    if a.embeddings.is_empty() {
-        anyhow::bail!(
-            "{strategy} needs --embeddings E.npy: one embedding row per pool row (for instance a model's last hidden layer)"
-        );
-    }
-    if a.row_offset.is_some() || a.all {
-        anyhow::bail!("{strategy} picks k rows of one machine's pool (no --row-offset or --all)");
-    }
-    if format == Some(report::Format::Part) {
-        anyhow::bail!("{strategy} writes a final batch (.csv, .jsonl or .npy), not a part");
-    }
-    let pool = a.pool.open()?;
-    let emb = alpool::batch::open_embeddings(&a.embeddings)?;
-    let mut job = alpool::BatchJob::new(strategy, a.pool.input_form(pool.has_f16()), a.k);
-    job.seed = a.pool.seed;
-    job.chunk_rows = a.pool.chunk_rows;
+    let sources = Sources::open(&a.pool, &a.embeddings, offset)?;
+    let mut job = a.pool.job(sources.f16(), k);
     job.candidates = a.candidates.unwrap_or(0);
     job.clusters = a.clusters.unwrap_or(0);
     if let Some(ex) = &a.exclude {
-        job.exclusions = Exclusions::read(ex, pool.rows())?;
+        // With --row-offset the file lists rows of the whole pool.
+        let bound = a.row_offset.map_or(sources.rows(), |_| u64::MAX);
+        job.exclusions = Exclusions::read(ex, bound)?.restrict(offset, sources.rows());
     }
-    let passes = match strategy {
-        BatchStrategy::ClusterMargin => 1,
-        _ => a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1,
+    // A batch strategy reads the embeddings once per pick.
+    let passes = match query {
+        Query::Batch(BatchStrategy::Badge | BatchStrategy::Coreset) => {
+            a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1
+        }
+        _ => 1,
     };
-    let (gpu, why) = alpool::api::choose_device(
-        a.device.into(),
-        a.adapter.as_deref(),
-        emb.data_bytes() + pool.data_bytes(),
-    )?;
-    if a.pool.verbose {
-        eprintln!("alpool: {why}");
-    }
-    let backend = gpu.as_ref().map_or(Backend::Cpu, Backend::Gpu);
-    let total = emb.data_bytes().saturating_mul(passes);
-    let bar = Bar::bytes(total, a.pool.quiet, strategy.name());
-    let sel = alpool::select_batch_on(backend, &pool, &emb, &job, &bar);
+    let bar = Bar::bytes(
+        sources.bytes().saturating_mul(passes),
+        a.pool.quiet,
+        query.name(),
+    );
+    let run = Run {
+        device: a.device.into(),
+        adapter: a.adapter.clone(),
+        progress: &bar,
+        gpu: None,
+    };
+    let out = alpool::select(sources.inputs(), &job, &run);
     bar.finish();
-    let sel = sel?;
-    if a.verify {
-        let cpu = alpool::select_batch(&pool, &emb, &job, &backend::Silent)?;
-        same_selection(&sel, &cpu)?;
-    }
-    report::save_selection(&sel, a.out.as_deref())
-        .with_context(|| "could not write the selection")?;
+    let out = out?;
     if a.pool.verbose {
-        say_what_ran(&sel, t0, None);
+        eprintln!("alpool: {}", out.reason);
+    }
+    if a.verify {
+        verify(&sources, &job, &out)?;
+    }
+    match (format, &a.out) {
+        (Some(report::Format::Part), Some(path)) => {
+            let header = PartHeader::of(&job, offset, &out.selection, k)?;
+            report::save_part(&out.selection, &header, path)
+        }
+        _ => report::save_selection(&out.selection, a.out.as_deref()),
+    }
+    .with_context(|| "could not write the selection")?;
+    if a.pool.verbose {
+        say_what_ran(&out.selection, t0, out.gpu_phases.as_ref());
     }
     Ok(())
 }
 
 /// `-v`: what was selected, how long it took, the GPU's phases.
-fn say_what_ran(sel: &alpool::Selection, t0: Instant, phases: Option<&gpu::Phases>) {
+fn say_what_ran(sel: &alpool::Selection, t0: Instant, phases: Option<&Phases>) {
     eprintln!(
         "alpool: selected {} of {} rows ({} excluded) by {} in {:.3} s; {} rows re-scored canonically",
         sel.entries.len(),
@@ -559,20 +529,15 @@ pub fn merge(a: MergeArgs) -> anyhow::Result<()> {
 }
 
 /// `--verify`: the CPU's selection must be identical.
-fn verify(
-    pool: &Pool,
-    job: &Job,
-    sel: &alpool::Selection,
-    phases: Option<&gpu::Phases>,
-) -> anyhow::Result<()> {
-    let cpu = backend::cpu::select(pool, job, &backend::Silent)?;
-    if let Some(p) = phases {
+fn verify(sources: &Sources, job: &Job, out: &alpool::Outcome) -> anyhow::Result<()> {
+    let cpu = alpool::select(sources.inputs(), job, &Run::on(Device::Cpu))?;
+    if let Some(p) = &out.gpu_phases {
         eprintln!(
-            "alpool: verify: largest |GPU f32 priority − canonical| over {} candidates: {:.3e}",
+            "alpool: verify: {} rows re-scored on the CPU; largest |GPU f32 priority − canonical|: {:.3e}",
             p.candidates, p.max_score_diff
         );
     }
-    same_selection(sel, &cpu)
+    same_selection(&out.selection, &cpu.selection)
 }
 
 /// `--verify`'s check: `sel` must equal the CPU's selection, row for row.
@@ -603,28 +568,12 @@ fn same_selection(sel: &alpool::Selection, cpu: &alpool::Selection) -> anyhow::R
 
 pub fn score(a: ScoreArgs) -> anyhow::Result<()> {
     report::Format::from_path(&a.out)?;
-    if let Some(model) = &a.pool.model {
-        let m = Mlp::load(model)?;
-        let features = FeaturePool::open(&a.pool.features)?;
-        let job = a.pool.job(false, 0)?;
-        let bar = Bar::bytes(features.data_bytes(), a.pool.quiet, "score");
-        let r = report::save_scores(&a.out, features.rows(), |sink| {
-            features.predict_blocks(&m, &bar, &mut |g0, probs| {
-                let pool = Pool::from_f32(probs, m.classes())?.with_row_offset(g0);
-                backend::cpu::score_all(&pool, &job, &backend::Silent, sink)
-            })
-        });
-        bar.finish();
-        return Ok(r?);
-    }
-    let pool = a.pool.open()?;
-    let job = a.pool.job(pool.has_f16(), 0)?;
-    job.check(&pool)?;
-    let bar = Bar::bytes(pool.data_bytes(), a.pool.quiet, "score");
-    let r = report::save_scores(&a.out, pool.rows(), |sink| {
-        backend::cpu::score_all(&pool, &job, &bar, sink)
+    let sources = Sources::open(&a.pool, &[], 0)?;
+    let job = a.pool.job(sources.f16(), 0);
+    let bar = Bar::bytes(sources.bytes(), a.pool.quiet, "score");
+    let r = report::save_scores(&a.out, sources.rows(), |sink| {
+        alpool::score_each(sources.inputs(), &job, &bar, sink)
     });
     bar.finish();
-    r?;
-    Ok(())
+    Ok(r?)
 }

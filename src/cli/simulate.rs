@@ -9,12 +9,12 @@ use clap::{Args, ValueEnum};
 
 use super::select::{LogBaseArg, QueryArg};
 use alpool::al::Dataset;
+use alpool::al::curves;
 use alpool::al::pool_loop::LoopConfig;
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
-use alpool::report::curves;
 use alpool::{LogBase, Query, Strategy};
 
 /// Where the labeled data comes from.
@@ -414,7 +414,7 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let bar = super::progress::Bar::bytes(features.data_bytes(), false, "predict");
     let io = |e| alpool::Error::io(&a.out, e);
-    let r = alpool::report::atomic_write(&a.out, |w| {
+    let r = alpool::atomic::write(&a.out, |w| {
         w.write_all(&npy::encode_header(DType::F32, &[rows, m.classes()]))
             .map_err(io)?;
         features.predict_blocks(&m, &bar, &mut |_, p| {

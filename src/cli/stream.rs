@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::select::StrategyArg;
 use super::simulate::{DataArgs, LearnerArgs, parse_range};
+use alpool::al::curves;
 use alpool::al::pool_loop::{self, LoopConfig, RunResult};
 use alpool::al::simulate::{Run, StrategySummary, summarize_names};
 use alpool::al::stopping::StopConfig;
@@ -17,8 +18,8 @@ use alpool::al::stream::{
 };
 use alpool::al::synthesis::{self, Generator, Shape, SynthesisConfig};
 use alpool::al::{Dataset, FileOracle, GroundTruth, NearestNeighbour, Oracle, Split};
+use alpool::atomic;
 use alpool::learner::{Mlp, Scale};
-use alpool::report::{atomic_write, curves};
 use alpool::{LogBase, Strategy};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -308,7 +309,7 @@ fn run_rule(
     };
     let path = a.out.join(&file);
     let mut summary = None;
-    atomic_write(&path, |w| {
+    atomic::write(&path, |w| {
         let mut on = |d: &Decision| -> alpool::Result<()> {
             writeln!(
                 w,
@@ -387,7 +388,7 @@ fn write_stream_reports(
 
 /// Writes `text` to `path` atomically.
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    atomic_write(path, |w| {
+    atomic::write(path, |w| {
         w.write_all(text.as_bytes())
             .map_err(|e| alpool::Error::io(path, e))
     })?;

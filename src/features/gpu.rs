@@ -56,12 +56,13 @@ use wgpu::util::DeviceExt;
 
 use super::FeaturePool;
 use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, program};
-use crate::backend::{Job, Progress, canonical_ranked};
+use crate::backend::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, TILE_ROWS};
 use crate::pool::npy::DType;
+use crate::query::{InputForm, Strategy};
+use crate::score::Ranked;
 use crate::score::fast::gpu_bound;
-use crate::score::{InputForm, Ranked, Strategy};
 use crate::select::Selection;
 
 const U: f64 = 1.0 / 16_777_216.0;
@@ -374,7 +375,7 @@ fn byte_table(model: &Mlp) -> Vec<f32> {
 struct ModelRows<'r> {
     model: &'r Mlp,
     features: &'r FeaturePool,
-    job: &'r Job,
+    job: &'r RowJob,
     probs: Vec<f64>,
 }
 
@@ -400,7 +401,7 @@ impl Rescore for ModelRows<'_> {
 
 /// Rows per chunk: what the host block, every binding and the layer
 /// kernel's grid (65,535 tiles of 64 rows) allow.
-fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &Job) -> u64 {
+fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &RowJob) -> u64 {
     let widest = model
         .layers()
         .iter()
@@ -424,12 +425,12 @@ fn rows_per_chunk(binding: u64, widest: u64, block_rows: u64, asked: u64) -> u64
     rows.max(1)
 }
 
-/// [`super::select_features`] on the GPU (module docs).
+/// [`super::select_on`] on the GPU (module docs).
 pub(crate) fn select(
     gpu: &Gpu,
     model: &Mlp,
     features: &FeaturePool,
-    job: &Job,
+    job: &RowJob,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
     features.check_model(model)?;
@@ -541,7 +542,7 @@ mod tests {
     use super::*;
     use crate::learner::fused::{Head, forward_into};
     use crate::learner::{MlpConfig, ScaleKind, Scaler};
-    use crate::pool::synth::Rng;
+    use crate::rng::Rng;
 
     fn gpu() -> Option<Gpu> {
         match Gpu::new(None) {

@@ -18,19 +18,22 @@
 
 #[cfg(feature = "gpu")]
 mod gpu;
+mod views;
 
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::backend::{self, Job, Progress};
+use crate::backend::{self, Backend, Progress, RowJob};
 use crate::error::{Error, Result};
+use crate::job::Job;
 use crate::learner::{ColumnStats, Mlp, TILE_ROWS};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Pool, map_matrices};
-use crate::score::{Ranked, RowProblem};
-use crate::select::{Selection, TopK};
+use crate::query::RowProblem;
+use crate::select::{Blocks, Selection};
+pub(crate) use views::ModelViews;
 
 /// The dtypes a feature file may have.
 pub const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType::U8];
@@ -438,94 +441,35 @@ impl FeaturePool {
 
 /// The k most informative rows of the pool `model` makes of `features`,
 /// exactly what predicting every row and selecting from the probabilities
-/// gives, without holding the probabilities (see the module docs).
-pub fn select_features(
-    model: &Mlp,
-    features: &FeaturePool,
-    job: &Job,
-    progress: &dyn Progress,
-) -> Result<Selection> {
-    Ok(select_features_on(crate::Backend::Cpu, model, features, job, progress)?.0)
-}
-
-/// [`select_features`] on `backend`: on the GPU the model's layers, the
-/// softmax, the score and the top k all run there (the GPU's phases come
-/// back too), and the candidates are re-scored on the CPU.
-pub fn select_features_on(
-    backend: crate::Backend,
+/// gives, without holding the probabilities (see the module docs). On the
+/// GPU the model's layers, the softmax, the score and the top k all run
+/// there (its phases come back too), and the candidates are re-scored on
+/// the CPU.
+pub(crate) fn select_on(
+    backend: Backend,
     model: &Mlp,
     features: &FeaturePool,
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Option<backend::Phases>)> {
     #[cfg(feature = "gpu")]
-    if let crate::Backend::Gpu(gpu) = backend {
-        let (sel, phases) = gpu::select(gpu, model, features, job, progress)?;
+    if let Backend::Gpu(gpu) = backend {
+        let (sel, phases) = gpu::select(gpu, model, features, &RowJob::of(job)?, progress)?;
         return Ok((sel, Some(phases)));
     }
     #[cfg(not(feature = "gpu"))]
-    if let crate::Backend::Gpu(gpu) = backend {
+    if let Backend::Gpu(gpu) = backend {
         gpu.never();
     }
-    let mut blocks = BlockSelect::new(backend, job, features.rows());
+    let mut blocks = Blocks::new(job, features.rows())?;
     let c = model.classes();
-    features.predict_blocks(model, progress, &mut |g0, probs| blocks.offer(g0, probs, c))?;
-    let sel = blocks.finish();
-    Ok((sel, None))
-}
-
-/// One exact top k over a pool whose probabilities arrive block by block:
-/// each block is a pool at its global row offset whose k best (under the
-/// global ranking, on `backend`) are offered to the running top k; the
-/// global k best are each among their own block's k best ([`crate::part`]'s
-/// argument). Memory is one block's probabilities, whatever the pool's size.
-pub(crate) struct BlockSelect<'a> {
-    backend: crate::Backend<'a>,
-    job: &'a Job,
-    rows: u64,
-    top: TopK,
-    refined: u64,
-}
-
-impl<'a> BlockSelect<'a> {
-    /// A selection of `job.k` of `rows` rows.
-    pub(crate) fn new(backend: crate::Backend<'a>, job: &'a Job, rows: u64) -> Self {
-        BlockSelect {
-            backend,
-            job,
-            rows,
-            top: TopK::new(job.k.min(rows as usize)),
-            refined: 0,
-        }
-    }
-
-    /// Offers the block of `classes`-wide rows starting at global row `g0`.
-    pub(crate) fn offer(&mut self, g0: u64, probs: &[f32], classes: usize) -> Result<()> {
-        let pool = Pool::from_f32(probs, classes)?
+    features.predict_blocks(model, progress, &mut |g0, probs| {
+        let pool = Pool::from_f32(probs, c)?
             .named("<model output>")
             .with_row_offset(g0);
-        let mut block_job = self.job.clone();
-        block_job.k = self.job.k.min(self.rows as usize);
-        block_job.exclusions = self.job.exclusions.restrict(g0, pool.rows());
-        let sel = crate::api::select_on(self.backend, &pool, &block_job, &backend::Silent)?.0;
-        self.refined += sel.refined;
-        for e in sel.entries {
-            self.top.offer(Ranked {
-                priority: self.job.spec.strategy.priority(e.score),
-                index: e.index,
-            });
-        }
+        let block_job = RowJob::of(&blocks.job_for(g0, pool.rows()))?;
+        blocks.add(backend::select_on(backend, &pool, &block_job, &backend::Silent)?.0);
         Ok(())
-    }
-
-    /// The selection of every block offered.
-    pub(crate) fn finish(self) -> Selection {
-        Selection::from_topk(
-            self.job.spec.strategy,
-            self.top,
-            self.rows,
-            self.job.exclusions.len() as u64,
-            self.refined,
-        )
-    }
+    })?;
+    Ok((blocks.finish(), None))
 }

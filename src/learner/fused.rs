@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use super::{Layer, Scaler};
-use crate::pool::synth::Rng;
+use crate::rng::Rng;
 
 /// A row-major operand of a matrix product: data, row stride, column stride
 /// (elements). Transposes are strides, never copies.

@@ -18,7 +18,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::pool::synth::Rng;
+use crate::rng::Rng;
 use reference::ce;
 pub use scale::{ColumnStats, Scale, ScaleKind, Scaler};
 
@@ -779,7 +779,7 @@ pub fn argmax(p: &[f32]) -> usize {
 }
 
 /// Fisher–Yates with the crate's seeded generator.
-pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         v.swap(i, j);

@@ -8,7 +8,7 @@ use candle_nn::{Optimizer, ParamsAdamW};
 
 use super::Layer;
 use crate::error::{Error, Result};
-use crate::pool::synth::Rng;
+use crate::rng::Rng;
 
 pub(crate) fn ce(e: candle_core::Error) -> Error {
     Error::Learner(e.to_string())
@@ -78,7 +78,7 @@ pub fn predict_proba(layers: &[Layer], x: &[f32]) -> Result<Vec<f32>> {
 }
 
 /// Training state: the parameters as candle variables and candle-nn's AdamW.
-pub struct Trainer {
+pub(crate) struct Trainer {
     vars: Vec<(Var, Var)>,
     opt: candle_nn::AdamW,
     dropout: f32,

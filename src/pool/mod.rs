@@ -7,7 +7,6 @@
 
 pub mod exclude;
 pub mod npy;
-pub mod synth;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -464,6 +463,19 @@ pub(crate) fn map_matrices<P: AsRef<Path>>(
 }
 
 impl<'a> Pool<'a> {
+    /// Opens embedding files as a pool (N x D), naming D = 0 plainly.
+    pub fn open_embeddings<P: AsRef<Path>>(paths: &[P]) -> Result<Pool<'static>> {
+        Pool::open(paths).map_err(|e| match e {
+            Error::WrongRank { path, shape, .. } if shape.len() == 2 && shape[1] == 0 => {
+                Error::Config(format!(
+                    "{}: the embeddings have D = 0 columns; each row needs at least one value",
+                    path.display()
+                ))
+            }
+            e => e,
+        })
+    }
+
     /// A row-major N x `classes` float32 matrix in memory, borrowed: no
     /// copy, whatever its size.
     pub fn from_f32(values: &'a [f32], classes: usize) -> Result<Pool<'a>> {

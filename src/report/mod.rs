@@ -3,9 +3,6 @@
 //! folder and renamed into place only when complete, so a failed run never
 //! leaves a partial file behind.
 
-#[cfg(feature = "learner")]
-pub mod curves;
-
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -48,29 +45,6 @@ impl Format {
     }
 }
 
-/// Writes `path` atomically: `fill` writes into a temporary file beside it,
-/// which replaces `path` only if `fill` and the flush succeed.
-pub fn atomic_write(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".alpool-").suffix(".partial");
-    // The mode any new file gets (0666 less the umask), not tempfile's
-    // private 0600: the output is a result, not a secret.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        fill(&mut w)?;
-        w.flush().map_err(|e| Error::io(path, e))?;
-    }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
 /// Writes a selection in `format`.
 pub fn write_selection(w: &mut dyn Write, sel: &Selection, format: Format) -> std::io::Result<()> {
     match format {
@@ -106,7 +80,7 @@ pub fn write_selection(w: &mut dyn Write, sel: &Selection, format: Format) -> st
 
 /// Writes `sel` as a part file (see [`crate::part`]) at `path`, atomically.
 pub fn save_part(sel: &Selection, header: &crate::part::PartHeader, path: &Path) -> Result<()> {
-    atomic_write(path, |w| {
+    crate::atomic::write(path, |w| {
         crate::part::write_part(w, header, sel).map_err(|e| Error::io(path, e))
     })
 }
@@ -117,7 +91,7 @@ pub fn save_selection(sel: &Selection, path: Option<&Path>) -> Result<()> {
     match path {
         Some(p) => {
             let format = Format::from_path(p)?;
-            atomic_write(p, |w| {
+            crate::atomic::write(p, |w| {
                 write_selection(w, sel, format).map_err(|e| Error::io(p, e))
             })
         }
@@ -144,7 +118,7 @@ pub fn save_scores(
             path.display()
         )));
     }
-    atomic_write(path, |w| {
+    crate::atomic::write(path, |w| {
         w.write_all(&npy::encode_header(npy::DType::F64, &[rows as usize]))
             .map_err(|e| Error::io(path, e))?;
         let mut written = 0u64;

@@ -157,7 +157,7 @@ pub fn entropy_max_cutoff(thresh: f64, classes: usize, tol: f64, ln_b: f64) -> f
 /// Loose bounds cost only extra candidates, never exactness.
 pub fn gpu_bound(
     strategy: super::Strategy,
-    input: &super::InputForm,
+    input: &crate::query::InputForm,
     ln_b: f64,
     classes: usize,
 ) -> f64 {
@@ -166,11 +166,11 @@ pub fn gpu_bound(
     let ln_c = c.ln().max(1.0);
     let entropy = strategy == super::Strategy::Entropy;
     let (sum_tol, renormalize, logits) = match *input {
-        super::InputForm::Probs {
+        crate::query::InputForm::Probs {
             sum_tol,
             renormalize,
         } => (sum_tol, renormalize, false),
-        super::InputForm::Logits { .. } => (0.0, false, true),
+        crate::query::InputForm::Logits { .. } => (0.0, false, true),
     };
     let mut b = if entropy {
         (4.0 * entropy_bound(ln_c, 1.0 + sum_tol, classes) + 8.0 * U * ln_c) / ln_b
@@ -232,7 +232,7 @@ mod tests {
     fn entropy_bound_holds_on_hard_rows() {
         let mut rng = 0x1234_5678u64;
         let mut next = || {
-            rng = super::super::splitmix64(rng);
+            rng = crate::rng::splitmix64(rng);
             (rng >> 40) as f32 / (1u64 << 24) as f32
         };
         for classes in [2usize, 3, 10, 100, 1000] {
@@ -271,7 +271,7 @@ mod tests {
     fn the_entropy_cutoff_never_skips_a_contender() {
         let mut rng = 0x9e37_79b9u64;
         let mut next = || {
-            rng = super::super::splitmix64(rng);
+            rng = crate::rng::splitmix64(rng);
             (rng >> 40) as f64 / (1u64 << 24) as f64
         };
         let mut skipped = 0;

@@ -12,9 +12,15 @@
 //! the result equals the exact top k whatever the bounds, as long as they
 //! hold. Rows with `b = 0` carry their canonical priority already.
 
+#[cfg(feature = "learner")]
+mod blocks;
+
 use std::collections::BinaryHeap;
 
-use crate::score::{Query, Ranked, Strategy};
+use crate::query::{Query, Strategy};
+use crate::score::Ranked;
+#[cfg(feature = "learner")]
+pub(crate) use blocks::Blocks;
 
 /// The k best rows seen so far: a max-heap whose top is the worst kept row.
 #[derive(Clone, Debug)]

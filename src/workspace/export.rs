@@ -20,7 +20,7 @@ use std::path::Path;
 
 use super::items::{ItemTable, RowOfId, each_line, is_duplicate};
 use crate::error::{Error, Result};
-use crate::score::Query;
+use crate::query::Query;
 
 /// The `Choices` control the tasks' predictions and the labels use.
 pub const CONTROL: &str = "label";

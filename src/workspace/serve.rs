@@ -35,9 +35,11 @@ use crate::Device;
 use crate::backend::Silent;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
+use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, argmax};
-use crate::score::input::canonical_probs;
-use crate::score::{InputForm, LogBase, ScoreSpec, Strategy, canonical_score};
+use crate::pool::Pool;
+use crate::query::{InputForm, Strategy};
+use crate::{Inputs, score};
 
 /// How `alpool serve` runs.
 #[derive(Clone, Debug)]
@@ -338,14 +340,14 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         Err(e) => return bad(500, e.to_string()),
     };
     let c = shared.classes.len();
-    let spec = ScoreSpec {
-        strategy: shared.opts.strategy,
-        log_base: LogBase::E,
-        seed: shared.opts.seed,
-    };
-    let form = InputForm::Probs {
-        renormalize: true,
-        sum_tol: 1e-3,
+    let job = Job::new(shared.opts.strategy, InputForm::model_output(), 0).seed(shared.opts.seed);
+    let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
+    let scores = Pool::from_f32(&probs, c)
+        .map(|p| p.named("<the model's output>"))
+        .and_then(|pool| score(Inputs::probs(&pool).at_rows(&listed), &job));
+    let scores = match scores {
+        Ok(s) => s,
+        Err(e) => return bad(500, e.to_string()),
     };
     let info = BatchInfo {
         classes: &shared.classes,
@@ -353,18 +355,11 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         strategy: shared.opts.strategy.into(),
         token: &shared.token,
     };
-    let mut p = vec![0.0f64; c];
-    let mut results = Vec::with_capacity(rows.len());
-    for (out, &row) in probs.chunks_exact(c).zip(&rows) {
-        if let Err(problem) = canonical_probs(&form, out, &mut p) {
-            return bad(
-                500,
-                format!("the model's output for item row {row}: {problem}"),
-            );
-        }
-        let score = canonical_score(&spec, &p, row as u64);
-        results.push(export::prediction(&info, argmax(out), score, 0));
-    }
+    let results: Vec<Value> = probs
+        .chunks_exact(c)
+        .zip(scores)
+        .map(|(out, score)| export::prediction(&info, argmax(out), score, 0))
+        .collect();
     Reply(200, json!({"results": results, "model_version": version}))
 }
 

@@ -2,13 +2,13 @@
 //! (nor a byte copy of a uint8 file): the loop's peak heap, loading
 //! included, stays below the file's own size.
 
+use crate::rng::Rng;
 use alpool::al::pool_loop::{self, LoopConfig};
 use alpool::al::stopping::StopConfig;
 use alpool::al::{Dataset, GroundTruth, Split};
 use alpool::bench::peak_extra_memory;
 use alpool::learner::{MlpConfig, Scale};
 use alpool::pool::npy;
-use alpool::pool::synth::Rng;
 use alpool::{BatchStrategy, LogBase, Query, Strategy};
 
 #[test]

@@ -1,12 +1,12 @@
 //! Selecting from features holds neither the pool nor its probabilities:
 //! the peak heap is the same for a pool 10 times larger.
 
+use crate::rng::Rng;
 use alpool::bench::peak_extra_memory;
-use alpool::features::{FeaturePool, select_features};
+use alpool::features::FeaturePool;
 use alpool::learner::{Mlp, MlpConfig};
 use alpool::pool::npy;
-use alpool::pool::synth::Rng;
-use alpool::{InputForm, Job, ScoreSpec, Strategy};
+use alpool::{Device, InputForm, Inputs, Job, Run, Strategy};
 
 #[test]
 fn memory_does_not_grow_with_the_pool() {
@@ -29,9 +29,12 @@ fn memory_does_not_grow_with_the_pool() {
         npy::save(&path, &[rows, dim], &x).unwrap();
         drop(x);
         let fp = FeaturePool::open(&[&path]).unwrap().with_block_rows(4096);
-        let job = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 100);
-        let (sel, peak) =
-            peak_extra_memory(|| select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap());
+        let job = Job::new(Strategy::Entropy, InputForm::probs(), 100);
+        let (sel, peak) = peak_extra_memory(|| {
+            alpool::select(Inputs::model(&m, &fp), &job, &Run::on(Device::Cpu))
+                .unwrap()
+                .selection
+        });
         assert_eq!(sel.entries.len(), 100);
         peak.expect("the counting allocator is installed")
     };

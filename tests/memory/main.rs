@@ -4,6 +4,8 @@
 
 mod dataset;
 mod fused;
+#[path = "../suite/rng.rs"]
+mod rng;
 mod scaling;
 mod stream;
 

@@ -1,9 +1,9 @@
 //! The scaler's statistics are computed in memory that does not grow with
 //! the pool.
 
+use crate::rng::Rng;
 use alpool::bench::peak_extra_memory;
 use alpool::learner::ColumnStats;
-use alpool::pool::synth::Rng;
 
 #[test]
 fn statistics_take_bounded_memory_whatever_the_pool_size() {

@@ -2,12 +2,12 @@
 //! of a 20,000-instance stream and of a 100,000-instance one are the same
 //! within a small slack.
 
+use crate::rng::Rng;
 use alpool::al::GroundTruth;
 use alpool::al::stream::{self, Rule, StreamConfig};
 use alpool::bench::peak_extra_memory;
 use alpool::learner::MlpConfig;
-use alpool::pool::synth::Rng;
-use alpool::score::Strategy;
+use alpool::query::Strategy;
 
 fn peak_for(n: usize, labels: &[usize]) -> (u64, u64) {
     let cfg = StreamConfig {

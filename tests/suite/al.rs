@@ -188,7 +188,7 @@ fn margin_and_entropy_beat_random_on_digits() {
             .unwrap()
             .aulc_mean
     };
-    eprintln!("{}", alpool::report::curves::table(&summary));
+    eprintln!("{}", alpool::al::curves::table(&summary));
     assert!(
         aulc(Strategy::Margin) > aulc(Strategy::Random),
         "margin {} vs random {}",

@@ -1,8 +1,8 @@
 //! The front door: `alpool::select` over files, borrowed slices and ndarray
 //! views gives one answer, and borrowed pools are not copied.
 
-use alpool::pool::synth::Rng;
-use alpool::{Device, InputForm, Job, Pool, ScoreSpec, Strategy};
+use crate::rng::Rng;
+use alpool::{Device, InputForm, Job, Pool, Run, Strategy};
 
 fn probs(rows: usize, classes: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -35,12 +35,17 @@ fn files_slices_and_views_select_the_same_rows() {
         Strategy::Ratio,
         Strategy::Random,
     ] {
-        let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 100);
-        let want = alpool::select(&file, &job, Device::Cpu).unwrap();
+        let job = Job::new(strategy, InputForm::probs(), 100);
+        let want = alpool::select(&file, &job, &alpool::Run::on(Device::Cpu))
+            .map(|o| o.selection)
+            .unwrap();
         assert_eq!(want.entries.len(), 100);
         for pool in [&slice, &view] {
             assert_eq!(
-                alpool::select(pool, &job, Device::Auto).unwrap().entries,
+                alpool::select(pool, &job, &alpool::Run::on(Device::Auto))
+                    .map(|o| o.selection)
+                    .unwrap()
+                    .entries,
                 want.entries
             );
         }
@@ -51,9 +56,10 @@ fn files_slices_and_views_select_the_same_rows() {
             want.entries[0].score
         );
         // float16 rounds the values: its own selection, but a valid one.
-        let job16 = Job::new(ScoreSpec::new(strategy), InputForm::probs_f16(), 100);
+        let job16 = Job::new(strategy, InputForm::probs_f16(), 100);
         assert_eq!(
-            alpool::select(&f16, &job16, Device::Cpu)
+            alpool::select(&f16, &job16, &alpool::Run::on(Device::Cpu))
+                .map(|o| o.selection)
                 .unwrap()
                 .entries
                 .len(),
@@ -87,9 +93,10 @@ fn non_standard_views_and_ragged_slices_are_refused() {
     assert!(e.contains("at least one class"), "{e}");
     // An empty pool with classes is valid and selects nothing.
     let empty = Pool::from_f32(&[], 3).unwrap();
-    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 5);
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 5);
     assert!(
-        alpool::select(&empty, &job, Device::Auto)
+        alpool::select(&empty, &job, &alpool::Run::on(Device::Auto))
+            .map(|o| o.selection)
             .unwrap()
             .entries
             .is_empty()
@@ -98,9 +105,12 @@ fn non_standard_views_and_ragged_slices_are_refused() {
 
 #[test]
 fn auto_takes_the_cpu_for_small_pools_and_says_why() {
-    let (gpu, why) = alpool::api::choose_device(Device::Auto, None, 1 << 20).unwrap();
-    assert!(gpu.is_none());
-    assert!(why.contains("below the 256 MiB"), "{why}");
-    let (gpu, why) = alpool::api::choose_device(Device::Cpu, None, u64::MAX).unwrap();
-    assert!(gpu.is_none() && why.contains("CPU"));
+    let p = probs(1000, 4, 3);
+    let pool = Pool::from_f32(&p, 4).unwrap();
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 5);
+    let out = alpool::select(&pool, &job, &Run::default()).unwrap();
+    assert!(out.adapter.is_none());
+    assert!(out.reason.contains("below the 256 MiB"), "{}", out.reason);
+    let out = alpool::select(&pool, &job, &Run::on(Device::Cpu)).unwrap();
+    assert!(out.adapter.is_none() && out.reason.contains("--device cpu"));
 }

@@ -4,13 +4,99 @@
 
 use crate::common;
 
-use alpool::batch::dist::sq_dist_f64;
-use alpool::batch::rng::{bits, exp_canonical};
+use crate::rng::Rng;
 use alpool::pool::ReadPath;
 use alpool::pool::npy;
-use alpool::pool::synth::Rng;
-use alpool::score::input::canonical_probs;
-use alpool::{BatchJob, BatchStrategy, Error, Exclusions, InputForm, Pool};
+use alpool::{BatchStrategy, Error, Exclusions, InputForm, Inputs, Job, Pool};
+
+// The references below are written from the documented definitions, not
+// with the library's functions, so that an error in those cannot hide.
+
+/// The canonical squared distance (`batch::dist`): f64 terms summed in
+/// eight lanes by column (column j into lane j mod 8), the lanes combined
+/// pairwise.
+fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let d = x as f64 - y as f64;
+        s[j % 8] += d * d;
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// Canonical probabilities of a stored float32 row (`score::input`):
+/// widened as stored, or divided by their f64 sum, or a stable softmax.
+fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) {
+    match *form {
+        InputForm::Probs { renormalize, .. } => {
+            let sum: f64 = row.iter().map(|&x| x as f64).sum();
+            for (o, &x) in out.iter_mut().zip(row) {
+                *o = if renormalize {
+                    x as f64 / sum
+                } else {
+                    x as f64
+                };
+            }
+        }
+        InputForm::Logits { temperature } => {
+            let max = row
+                .iter()
+                .map(|&z| z as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            for (o, &z) in out.iter_mut().zip(row) {
+                *o = ((z as f64 - max) / temperature).exp();
+            }
+            let sum: f64 = out.iter().sum();
+            out.iter_mut().for_each(|o| *o /= sum);
+        }
+    }
+}
+
+/// BADGE's random bits for pick `t`, row `row` (`batch::rng`): lowbias32
+/// (Wellons) chained over the seed's halves, t and the row's halves, top
+/// 23 bits.
+fn bits(seed: u64, t: u32, row: u64) -> u32 {
+    let mix = |mut x: u32| {
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7feb_352d);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846c_a68b);
+        x ^ (x >> 16)
+    };
+    let mut h = mix(seed as u32 ^ 0x9e37_79b9);
+    for v in [(seed >> 32) as u32, t, row as u32, (row >> 32) as u32] {
+        h = mix(h ^ v);
+    }
+    h >> 9
+}
+
+/// The canonical exponential variate of `r` (`batch::rng`): −ln u for
+/// u = (r + ½)·2⁻²³, with u = m·2^e, m in [√½, √2) (1.4142135, √2 rounded
+/// rounded to float32, and above halve), and ln m = 2·atanh(s), s =
+/// (m − 1)/(m + 1), summed to s²¹ by Horner's rule.
+fn exp_canonical(r: u32) -> f64 {
+    let u = (r as f64 + 0.5) / 8_388_608.0;
+    let (mut m, mut e) = (u, 0i32);
+    while m >= 2.0 {
+        m /= 2.0;
+        e += 1;
+    }
+    while m < 1.0 {
+        m *= 2.0;
+        e -= 1;
+    }
+    if m >= std::f32::consts::SQRT_2 as f64 {
+        m /= 2.0;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let mut series = 0.0;
+    for n in (0..=10).rev() {
+        series = series * s2 + 1.0 / (2 * n + 1) as f64;
+    }
+    -(e as f64 * std::f64::consts::LN_2 + 2.0 * s * series)
+}
 
 struct Data {
     probs: Vec<f32>,
@@ -47,10 +133,13 @@ impl Data {
         Data { probs, emb, c, d }
     }
 
-    fn run(&self, job: &BatchJob) -> alpool::Result<Vec<u64>> {
+    fn run(&self, job: &Job) -> alpool::Result<Vec<u64>> {
         let p = Pool::from_f32(&self.probs, self.c)?;
         let e = Pool::from_f32(&self.emb, self.d)?;
-        Ok(alpool::select_batch(&p, &e, job, &alpool::backend::Silent)?.indices())
+        Ok(
+            crate::common::select_cpu(alpool::Inputs::probs(&p).with_embeddings(&e), job)?
+                .indices(),
+        )
     }
 
     fn row(&self, i: usize) -> &[f32] {
@@ -59,13 +148,13 @@ impl Data {
 
     fn canonical_probs(&self, input: &InputForm, i: usize) -> Vec<f64> {
         let mut out = vec![0.0; self.c];
-        canonical_probs(input, &self.probs[i * self.c..(i + 1) * self.c], &mut out).unwrap();
+        canonical_probs(input, &self.probs[i * self.c..(i + 1) * self.c], &mut out);
         out
     }
 }
 
-fn job(s: BatchStrategy, k: usize, excluded: &[u64]) -> BatchJob {
-    let mut j = BatchJob::new(s, InputForm::probs(), k);
+fn job(s: BatchStrategy, k: usize, excluded: &[u64]) -> Job {
+    let mut j = Job::new(s, InputForm::probs(), k);
     j.exclusions = Exclusions::new(excluded.to_vec());
     j.seed = 11;
     j
@@ -335,7 +424,9 @@ fn picks_do_not_depend_on_chunks_threads_shards_or_read_paths() {
             for read in [ReadPath::Read, ReadPath::Map, ReadPath::Stream] {
                 let p = Pool::open_with(&probs, read).unwrap();
                 let e = Pool::open_with(&emb, read).unwrap();
-                let got = alpool::select_batch(&p, &e, &j, &alpool::backend::Silent).unwrap();
+                let got =
+                    crate::common::select_cpu(alpool::Inputs::probs(&p).with_embeddings(&e), &j)
+                        .unwrap();
                 assert_eq!(got.indices(), want, "{s} chunk {chunk} {read:?}");
             }
         }
@@ -353,7 +444,8 @@ fn bad_input_is_named() {
     let probs = Pool::open(&[&pp]).unwrap();
     let e = Pool::open(&[&short]).unwrap();
     let j = job(BatchStrategy::Coreset, 3, &[]);
-    let err = alpool::select_batch(&probs, &e, &j, &alpool::backend::Silent).unwrap_err();
+    let err = crate::common::select_cpu(alpool::Inputs::probs(&probs).with_embeddings(&e), &j)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -375,7 +467,8 @@ fn bad_input_is_named() {
     for s in BatchStrategy::ALL {
         let mut j = job(s, 3, &[]);
         j.candidates = 50;
-        let err = alpool::select_batch(&probs, &e, &j, &alpool::backend::Silent).unwrap_err();
+        let err = crate::common::select_cpu(alpool::Inputs::probs(&probs).with_embeddings(&e), &j)
+            .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("nan.npy") && msg.contains("row 37") && msg.contains("column 2"),
@@ -385,18 +478,13 @@ fn bad_input_is_named() {
 
     let zero = dir.path().join("zero.npy");
     npy::save::<f32>(&zero, &[50, 0], &[]).unwrap();
-    let msg = alpool::batch::open_embeddings(&[&zero])
-        .err()
-        .unwrap()
-        .to_string();
+    let msg = Pool::open_embeddings(&[&zero]).err().unwrap().to_string();
     assert!(msg.contains("D = 0"), "{msg}");
 
     let e = Pool::from_f32(&data.emb, 4).unwrap();
-    let err = alpool::select_batch(
-        &probs,
-        &e,
+    let err = common::select_cpu(
+        Inputs::probs(&probs).with_embeddings(&e),
         &job(BatchStrategy::Badge, 49, &[1, 2]),
-        &alpool::backend::Silent,
     )
     .unwrap_err();
     assert!(
@@ -440,18 +528,25 @@ fn cli_selects_a_batch_and_names_missing_embeddings() {
     let o = common::alpool(&["select", p, "--strategy", "badge", "-k", "5"]);
     assert!(!o.status.success() && common::stderr(&o).contains("--embeddings"));
     let o = common::alpool(&["select", p, "--embeddings", e, "--strategy", "margin"]);
-    assert!(!o.status.success() && common::stderr(&o).contains("batch strategies"));
+    let err = common::stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("margin does not read embeddings"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_gpu_picks_what_the_cpu_picks() {
     let Some(g) = common::gpu() else { return };
-    let run = |data: &Data, j: &BatchJob, backend: alpool::Backend| {
+    let run = |data: &Data, j: &Job, on_gpu: bool| {
         let p = Pool::from_f32(&data.probs, data.c).unwrap();
         let e = Pool::from_f32(&data.emb, data.d).unwrap();
-        alpool::select_batch_on(backend, &p, &e, j, &alpool::backend::Silent)
-            .unwrap()
-            .entries
+        let inputs = Inputs::probs(&p).with_embeddings(&e);
+        let sel = match on_gpu {
+            true => common::select_gpu(&g, inputs, j).unwrap().0,
+            false => common::select_cpu(inputs, j).unwrap(),
+        };
+        sel.entries
     };
     for (grid, seed) in [(true, 1), (false, 2)] {
         let data = Data::new(900, 6, 17, grid, seed);
@@ -459,8 +554,8 @@ fn the_gpu_picks_what_the_cpu_picks() {
             for excluded in [vec![], vec![2, 40, 899]] {
                 let mut j = job(s, 60, &excluded);
                 j.input = InputForm::Logits { temperature: 1.0 };
-                let cpu = run(&data, &j, alpool::Backend::Cpu);
-                let gpu = run(&data, &j, alpool::Backend::Gpu(&g));
+                let cpu = run(&data, &j, false);
+                let gpu = run(&data, &j, true);
                 assert_eq!(gpu, cpu, "{s} grid {grid} excluded {excluded:?}");
             }
         }
@@ -470,9 +565,6 @@ fn the_gpu_picks_what_the_cpu_picks() {
     let mut data = Data::new(5000, 3, 4, true, 3);
     data.emb.iter_mut().for_each(|v| *v = 0.5);
     let j = job(BatchStrategy::Coreset, 3, &[7]);
-    assert_eq!(
-        run(&data, &j, alpool::Backend::Gpu(&g)),
-        run(&data, &j, alpool::Backend::Cpu)
-    );
+    assert_eq!(run(&data, &j, true), run(&data, &j, false));
     assert_eq!(data.run(&j).unwrap(), vec![0, 1, 2]);
 }

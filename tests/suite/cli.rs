@@ -60,7 +60,7 @@ fn output_formats_and_edge_cases_of_k_and_n() {
     let rows: Vec<Vec<f32>> = (0..50)
         .map(|i| {
             let mut r = vec![0f32; 4];
-            alpool::pool::synth::softmax_row(1, i, &mut r);
+            alpool::bench::synth::softmax_row(1, i, &mut r);
             r
         })
         .collect();

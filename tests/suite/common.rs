@@ -104,3 +104,27 @@ pub fn gpu() -> Option<alpool::backend::gpu::Gpu> {
         }
     }
 }
+
+/// The door on the CPU: the selection alone.
+pub fn select_cpu<'a>(
+    inputs: impl Into<alpool::Inputs<'a>>,
+    job: &alpool::Job,
+) -> alpool::Result<alpool::Selection> {
+    alpool::select(inputs, job, &alpool::Run::on(alpool::Device::Cpu)).map(|o| o.selection)
+}
+
+/// The door on an opened GPU: the selection and the GPU's phases.
+pub fn select_gpu<'a>(
+    gpu: &alpool::backend::gpu::Gpu,
+    inputs: impl Into<alpool::Inputs<'a>>,
+    job: &alpool::Job,
+) -> alpool::Result<(alpool::Selection, alpool::backend::Phases)> {
+    let run = alpool::Run {
+        device: alpool::Device::Gpu,
+        adapter: None,
+        progress: &alpool::Silent,
+        gpu: Some(gpu),
+    };
+    let out = alpool::select(inputs, job, &run)?;
+    Ok((out.selection, out.gpu_phases.unwrap_or_default()))
+}

@@ -4,11 +4,67 @@
 
 use crate::common;
 
-use alpool::backend::{Job, Silent, cpu};
 use alpool::pool::Exclusions;
-use alpool::score::random_priority;
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::score::ScoreSpec;
+use alpool::{InputForm, Job, LogBase, Pool, Strategy};
 use proptest::prelude::*;
+
+/// The random strategy's documented priority: splitmix64 of the seed xor
+/// splitmix64 of (index + the golden gamma), its top 53 bits over 2⁵³.
+fn random_priority(seed: u64, index: u64) -> f64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let h = mix(seed ^ mix(index.wrapping_add(0x9E37_79B9_7F4A_7C15)));
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One row's documented score: probabilities in f64 from the stored f32
+/// values, the score in f64 summing in column order.
+fn reference_score(row: &[f32], form: InputForm, spec: ScoreSpec, index: u64) -> f64 {
+    let p: Vec<f64> = match form {
+        InputForm::Probs { renormalize, .. } => {
+            let s: f64 = row.iter().map(|&x| x as f64).sum();
+            row.iter()
+                .map(|&x| if renormalize { x as f64 / s } else { x as f64 })
+                .collect()
+        }
+        InputForm::Logits { temperature } => {
+            let m = row
+                .iter()
+                .map(|&x| x as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&z| ((z as f64 - m) / temperature).exp())
+                .collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|x| x / s).collect()
+        }
+    };
+    let mut sorted = p.clone();
+    sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let second = sorted.get(1).copied().unwrap_or(0.0);
+    match spec.strategy {
+        Strategy::LeastConfidence => 1.0 - sorted[0],
+        Strategy::Margin => sorted[0] - second,
+        Strategy::Ratio => second / sorted[0],
+        Strategy::Entropy => {
+            let mut s = 0.0;
+            for &x in &p {
+                if x > 0.0 {
+                    s += x * x.ln();
+                }
+            }
+            (0.0 - s) / spec.log_base.ln()
+        }
+        Strategy::Random => random_priority(spec.seed, index),
+        other => panic!("the naive reference has no {other}"),
+    }
+}
 
 /// The documented formulas, written out independently of `alpool::score`:
 /// probabilities in f64 from the stored f32 values, scores in f64 summing
@@ -26,45 +82,7 @@ fn reference(
         if excluded.contains(&(i as u64)) {
             continue;
         }
-        let p: Vec<f64> = match form {
-            InputForm::Probs { renormalize, .. } => {
-                let s: f64 = row.iter().map(|&x| x as f64).sum();
-                row.iter()
-                    .map(|&x| if renormalize { x as f64 / s } else { x as f64 })
-                    .collect()
-            }
-            InputForm::Logits { temperature } => {
-                let m = row
-                    .iter()
-                    .map(|&x| x as f64)
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = row
-                    .iter()
-                    .map(|&z| ((z as f64 - m) / temperature).exp())
-                    .collect();
-                let s: f64 = e.iter().sum();
-                e.iter().map(|x| x / s).collect()
-            }
-        };
-        let mut sorted = p.clone();
-        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
-        let second = sorted.get(1).copied().unwrap_or(0.0);
-        let score = match spec.strategy {
-            Strategy::LeastConfidence => 1.0 - sorted[0],
-            Strategy::Margin => sorted[0] - second,
-            Strategy::Ratio => second / sorted[0],
-            Strategy::Entropy => {
-                let mut s = 0.0;
-                for &x in &p {
-                    if x > 0.0 {
-                        s += x * x.ln();
-                    }
-                }
-                (0.0 - s) / spec.log_base.ln()
-            }
-            Strategy::Random => random_priority(spec.seed, i as u64),
-            other => panic!("the naive reference has no {other}"),
-        };
+        let score = reference_score(row, form, spec, i as u64);
         let priority = if spec.strategy == Strategy::Margin {
             0.0 - score
         } else {
@@ -80,7 +98,7 @@ fn reference(
 /// Probability rows on a coarse grid (w_i / Σw with small integer w), drawn
 /// from a few templates so that exact ties are common.
 fn grid_rows(classes: usize, n: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = alpool::pool::synth::Rng::new(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     let templates: Vec<Vec<f32>> = (0..4 + rng.below(6) as usize)
         .map(|_| {
             let mut w: Vec<u64> = (0..classes).map(|_| rng.below(4)).collect();
@@ -168,10 +186,12 @@ fn check(
         rows.to_vec()
     };
     let pool = Pool::open(&paths).unwrap();
-    let mut job = Job::new(spec, form, k);
+    let mut job = Job::new(spec.strategy, form, k)
+        .log_base(spec.log_base)
+        .seed(spec.seed);
     job.chunk_rows = chunk_rows;
     job.exclusions = Exclusions::new(excluded.to_vec());
-    let sel = cpu::select(&pool, &job, &Silent).unwrap();
+    let sel = crate::common::select_cpu(&pool, &job).unwrap();
     let got: Vec<(u64, f64)> = sel.entries.iter().map(|e| (e.index, e.score)).collect();
     let want = reference(&stored, form, spec, k, excluded);
     prop_assert_eq!(got.len(), want.len());
@@ -257,7 +277,7 @@ fn sharded_pool_equals_concatenated_pool_and_chunking_changes_nothing() {
     let rows: Vec<Vec<f32>> = (0..3_000)
         .map(|i| {
             let mut r = vec![0f32; 7];
-            alpool::pool::synth::softmax_row(11, i, &mut r);
+            alpool::bench::synth::softmax_row(11, i, &mut r);
             r
         })
         .collect();
@@ -271,17 +291,11 @@ fn sharded_pool_equals_concatenated_pool_and_chunking_changes_nothing() {
         let mut results = Vec::new();
         for (paths, chunk) in [(&whole, 8192), (&shards, 8192), (&whole, 1), (&shards, 13)] {
             let pool = Pool::open(paths).unwrap();
-            let mut job = Job::new(
-                ScoreSpec {
-                    strategy,
-                    log_base: LogBase::Two,
-                    seed: 3,
-                },
-                InputForm::probs(),
-                250,
-            );
+            let mut job = Job::new(strategy, InputForm::probs(), 250)
+                .log_base(LogBase::Two)
+                .seed(3);
             job.chunk_rows = chunk;
-            let sel = cpu::select(&pool, &job, &Silent).unwrap();
+            let sel = crate::common::select_cpu(&pool, &job).unwrap();
             results.push(sel.entries);
         }
         assert_eq!(results[0].len(), 250);
@@ -293,7 +307,7 @@ fn sharded_pool_equals_concatenated_pool_and_chunking_changes_nothing() {
 
 #[test]
 fn logits_input_equals_softmax_then_probs_input() {
-    let mut rng = alpool::pool::synth::Rng::new(4);
+    let mut rng = crate::rng::Rng::new(4);
     let temperature = 1.5;
     let logits: Vec<Vec<f32>> = (0..2_000)
         .map(|_| (0..6).map(|_| (3.0 * rng.normal()) as f32).collect())
@@ -321,19 +335,10 @@ fn logits_input_equals_softmax_then_probs_input() {
         Strategy::Entropy,
         Strategy::Ratio,
     ] {
-        let spec = ScoreSpec::new(strategy);
-        let from_logits = cpu::select(
-            &Pool::open(&[&lp]).unwrap(),
-            &Job::new(spec, InputForm::Logits { temperature }, 100),
-            &Silent,
-        )
-        .unwrap();
-        let from_probs = cpu::select(
-            &Pool::open(&[&pp]).unwrap(),
-            &Job::new(spec, InputForm::probs(), 100),
-            &Silent,
-        )
-        .unwrap();
+        let logits = Job::new(strategy, InputForm::logits(temperature), 100);
+        let from_logits = common::select_cpu(&Pool::open(&[&lp]).unwrap(), &logits).unwrap();
+        let probs = Job::new(strategy, InputForm::probs(), 100);
+        let from_probs = common::select_cpu(&Pool::open(&[&pp]).unwrap(), &probs).unwrap();
         // Continuous scores: the f32 rounding of the stored probabilities
         // (≤ 1e-7) is far below the gaps between neighbouring scores.
         assert_eq!(from_logits.indices(), from_probs.indices(), "{strategy}");
@@ -370,7 +375,7 @@ fn row_sums_at_the_tolerance_edge_are_judged_by_the_exact_f64_sum() {
             let mut rows: Vec<Vec<f32>> = (0..40)
                 .map(|i| {
                     let mut r = vec![0f32; 10];
-                    alpool::pool::synth::softmax_row(2, i, &mut r);
+                    alpool::bench::synth::softmax_row(2, i, &mut r);
                     r
                 })
                 .collect();
@@ -382,14 +387,14 @@ fn row_sums_at_the_tolerance_edge_are_judged_by_the_exact_f64_sum() {
             common::save_f32(&p, &rows, 10);
             for strategy in Strategy::ALL {
                 let job = Job::new(
-                    ScoreSpec::new(strategy),
+                    strategy,
                     InputForm::Probs {
                         renormalize: false,
                         sum_tol: tol,
                     },
                     5,
                 );
-                let r = cpu::select(&Pool::open(&[&p]).unwrap(), &job, &Silent);
+                let r = crate::common::select_cpu(&Pool::open(&[&p]).unwrap(), &job);
                 match (ok, r) {
                     (true, Ok(_)) => {}
                     (false, Err(alpool::Error::BadRow { global, .. })) => {
@@ -414,7 +419,7 @@ fn bad_values_are_reported_at_the_first_bad_row() {
     let base: Vec<Vec<f32>> = (0..1003)
         .map(|i| {
             let mut r = vec![0f32; 10];
-            alpool::pool::synth::softmax_row(3, i, &mut r);
+            alpool::bench::synth::softmax_row(3, i, &mut r);
             r
         })
         .collect();
@@ -444,8 +449,8 @@ fn bad_values_are_reported_at_the_first_bad_row() {
             let p = dir.path().join("p.npy");
             common::save_f32(&p, &rows, 10);
             for strategy in Strategy::ALL {
-                let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), 5);
-                match cpu::select(&Pool::open(&[&p]).unwrap(), &job, &Silent) {
+                let job = Job::new(strategy, InputForm::probs(), 5);
+                match crate::common::select_cpu(&Pool::open(&[&p]).unwrap(), &job) {
                     Err(alpool::Error::BadRow {
                         global, problem, ..
                     }) => {
@@ -475,7 +480,7 @@ fn score_gives_every_rows_canonical_score_in_row_order() {
     let mut rows: Vec<Vec<f32>> = (0..1003)
         .map(|i| {
             let mut r = vec![0f32; 10];
-            alpool::pool::synth::softmax_row(8, i, &mut r);
+            alpool::bench::synth::softmax_row(8, i, &mut r);
             r
         })
         .collect();
@@ -491,23 +496,19 @@ fn score_gives_every_rows_canonical_score_in_row_order() {
     for strategy in Strategy::ALL {
         let spec = ScoreSpec::new(strategy);
         let job = Job::new(
-            spec,
+            spec.strategy,
             InputForm::Probs {
                 renormalize: false,
                 sum_tol: tol,
             },
             5,
-        );
-        let mut got = Vec::new();
-        cpu::score_all(&pool, &job, &Silent, &mut |s| {
-            got.extend_from_slice(s);
-            Ok(())
-        })
-        .unwrap();
+        )
+        .log_base(spec.log_base)
+        .seed(spec.seed);
+        let got = alpool::score(&pool, &job).unwrap();
         assert_eq!(got.len(), rows.len());
         for (i, (row, &s)) in rows.iter().zip(&got).enumerate() {
-            let p: Vec<f64> = row.iter().map(|&x| x as f64).collect();
-            let want = alpool::score::canonical_score(&spec, &p, i as u64);
+            let want = reference_score(row, job.input, spec, i as u64);
             assert_eq!(s.to_bits(), want.to_bits(), "{strategy}, row {i}");
         }
     }

@@ -7,12 +7,12 @@ use crate::common;
 
 use std::path::Path;
 
-use alpool::features::{FeaturePool, select_features};
+use crate::rng::Rng;
+use alpool::features::FeaturePool;
 use alpool::learner::{Mlp, MlpConfig, ScaleKind, Scaler};
 use alpool::pool::Exclusions;
 use alpool::pool::npy::{self, DType};
-use alpool::pool::synth::Rng;
-use alpool::{Device, InputForm, Job, Pool, ScoreSpec, Strategy};
+use alpool::{Device, InputForm, Job, Pool, Strategy};
 
 fn model(dim: usize, classes: usize, seed: u64, x: &[f32]) -> Mlp {
     let m = Mlp::new(
@@ -73,19 +73,15 @@ fn fused_equals_predict_then_select() {
                 continue;
             }
             for k in [0, 1, 17, n, n + 4] {
-                let mut job = Job::new(
-                    ScoreSpec {
-                        seed: case,
-                        ..ScoreSpec::new(strategy)
-                    },
-                    InputForm::probs(),
-                    k,
-                );
+                let mut job = Job::new(strategy, InputForm::probs(), k).seed(case);
                 job.exclusions = Exclusions::new((0..n as u64).filter(|i| i % 7 == 3).collect());
-                let want = alpool::select(&whole, &job, Device::Cpu).unwrap();
+                let want = alpool::select(&whole, &job, &alpool::Run::on(Device::Cpu))
+                    .map(|o| o.selection)
+                    .unwrap();
                 for block in [1, 512, 1024, 100_000] {
                     let fp = FeaturePool::open(&paths).unwrap().with_block_rows(block);
-                    let got = select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap();
+                    let got =
+                        crate::common::select_cpu(alpool::Inputs::model(&m, &fp), &job).unwrap();
                     assert_eq!(
                         got.entries, want.entries,
                         "case {case} {strategy} k {k} block {block}"
@@ -303,8 +299,8 @@ fn a_feature_file_cut_short_while_open_is_a_clear_error() {
             .unwrap()
             .set_len(len / 2)
             .unwrap();
-        let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
-        let err = select_features(&m, &fp, &job, &alpool::backend::Silent).unwrap_err();
+        let job = Job::new(Strategy::Margin, InputForm::probs(), 10);
+        let err = crate::common::select_cpu(alpool::Inputs::model(&m, &fp), &job).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("truncated while being read") && msg.contains(&format!("x_{dtype}.npy")),

@@ -5,21 +5,21 @@
 
 use crate::common;
 
-use alpool::backend::gpu::{self, Gpu};
-use alpool::backend::{Job, Silent, cpu};
+use alpool::backend::gpu::Gpu;
 use alpool::pool::Exclusions;
-use alpool::{InputForm, LogBase, Pool, ScoreSpec, Strategy};
+use alpool::score::ScoreSpec;
+use alpool::{InputForm, Inputs, Job, LogBase, Pool, Strategy};
 
 use crate::common::gpu;
 
 /// Rows on a coarse grid (many exact ties) mixed with continuous rows.
 fn pool_rows(n: usize, classes: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = alpool::pool::synth::Rng::new(seed);
+    let mut rng = crate::rng::Rng::new(seed);
     (0..n)
         .map(|i| {
             if i % 3 == 0 {
                 let mut r = vec![0f32; classes];
-                alpool::pool::synth::softmax_row(seed, i as u64, &mut r);
+                alpool::bench::synth::softmax_row(seed, i as u64, &mut r);
                 r
             } else {
                 let mut w: Vec<u64> = (0..classes).map(|_| rng.below(3)).collect();
@@ -32,8 +32,8 @@ fn pool_rows(n: usize, classes: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 fn parity(g: &Gpu, pool: &Pool, job: &Job, what: &str) {
-    let want = cpu::select(pool, job, &Silent).unwrap();
-    let (got, phases) = gpu::select(g, pool, job, &Silent).unwrap();
+    let want = crate::common::select_cpu(pool, job).unwrap();
+    let (got, phases) = crate::common::select_gpu(g, pool, job).unwrap();
     assert_eq!(got.entries.len(), want.entries.len(), "{what}");
     for (a, b) in got.entries.iter().zip(&want.entries) {
         assert_eq!(
@@ -57,16 +57,16 @@ fn only_about_k_rows_come_back_from_the_gpu() {
     let Some(g) = gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.npy");
-    alpool::pool::synth::write_softmax_pool(&p, 200_000, 10, 5).unwrap();
+    alpool::bench::synth::write_softmax_pool(&p, 200_000, 10, 5).unwrap();
     let pool = Pool::open(&[&p]).unwrap();
     for strategy in Strategy::ALL {
         for k in [1usize, 100, 1000] {
-            let mut job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), k);
+            let mut job = Job::new(strategy, InputForm::probs(), k);
             job.chunk_rows = 65_536;
-            let (sel, phases) = gpu::select(&g, &pool, &job, &Silent).unwrap();
+            let (sel, phases) = crate::common::select_gpu(&g, &pool, &job).unwrap();
             assert_eq!(
                 sel.indices(),
-                cpu::select(&pool, &job, &Silent).unwrap().indices()
+                crate::common::select_cpu(&pool, &job).unwrap().indices()
             );
             assert_eq!(phases.chunks, 4);
             // Continuous scores, so no ties: k plus the boundary bucket per chunk.
@@ -118,7 +118,9 @@ fn gpu_matches_cpu_for_every_strategy_input_and_chunking() {
                     log_base: LogBase::Two,
                     seed: 9,
                 };
-                let mut job = Job::new(spec, InputForm::probs(), k);
+                let mut job = Job::new(spec.strategy, InputForm::probs(), k)
+                    .log_base(spec.log_base)
+                    .seed(spec.seed);
                 job.chunk_rows = chunk;
                 job.exclusions = Exclusions::new(vec![0, 5, 6, (n - 1) as u64]);
                 let what = format!("{strategy} n={n} C={classes} k={k} chunk={chunk}");
@@ -146,10 +148,12 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     common::save_f32(&p, &rows, 4);
     let pool = Pool::open(&[&p]).unwrap();
     for chunk in [0u64, 1000] {
-        let mut job = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 10);
+        let mut job = Job::new(Strategy::Entropy, InputForm::probs(), 10);
         job.chunk_rows = chunk;
-        let cpu_err = cpu::select(&pool, &job, &Silent).unwrap_err().to_string();
-        let gpu_err = gpu::select(&g, &pool, &job, &Silent)
+        let cpu_err = crate::common::select_cpu(&pool, &job)
+            .unwrap_err()
+            .to_string();
+        let gpu_err = crate::common::select_gpu(&g, &pool, &job)
             .unwrap_err()
             .to_string();
         assert_eq!(gpu_err, cpu_err);
@@ -160,13 +164,15 @@ fn gpu_reports_bad_rows_like_the_cpu() {
     rows[4_321] = rows[4_320].clone();
     common::save_f32(&p, &rows, 4);
     let pool = Pool::open(&[&p]).unwrap();
-    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 10);
-    let gpu_err = gpu::select(&g, &pool, &job, &Silent)
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 10);
+    let gpu_err = crate::common::select_gpu(&g, &pool, &job)
         .unwrap_err()
         .to_string();
     assert_eq!(
         gpu_err,
-        cpu::select(&pool, &job, &Silent).unwrap_err().to_string()
+        crate::common::select_cpu(&pool, &job)
+            .unwrap_err()
+            .to_string()
     );
     assert!(
         gpu_err.contains("row 4500") && gpu_err.contains("sum to 2"),
@@ -187,7 +193,7 @@ fn adapter_names_that_match_nothing_are_a_clear_error() {
         err.contains("no adapter matches") && err.contains("found:"),
         "{err}"
     );
-    assert!(!gpu::list_adapters().is_empty());
+    assert!(!alpool::backend::gpu::list_adapters().is_empty());
 }
 
 #[test]
@@ -197,8 +203,8 @@ fn near_ties_below_f32_resolution_still_match() {
     // error bound and the canonical refine keep the selection exact.
     let Some(g) = gpu() else { return };
     let mut base = vec![0f32; 10];
-    alpool::pool::synth::softmax_row(1, 1, &mut base);
-    let mut rng = alpool::pool::synth::Rng::new(8);
+    alpool::bench::synth::softmax_row(1, 1, &mut base);
+    let mut rng = crate::rng::Rng::new(8);
     let rows: Vec<Vec<f32>> = (0..20_000)
         .map(|_| {
             let mut r = base.clone();
@@ -222,13 +228,9 @@ fn near_ties_below_f32_resolution_still_match() {
         Strategy::LeastConfidence,
     ] {
         for k in [1usize, 10, 300, 5000] {
-            let job = Job::new(ScoreSpec::new(strategy), InputForm::probs(), k);
+            let job = Job::new(strategy, InputForm::probs(), k);
             parity(&g, &pool, &job, &format!("near ties {strategy} k={k}"));
-            let job = Job::new(
-                ScoreSpec::new(strategy),
-                InputForm::Logits { temperature: 1.0 },
-                k,
-            );
+            let job = Job::new(strategy, InputForm::Logits { temperature: 1.0 }, k);
             parity(
                 &g,
                 &pool,
@@ -246,7 +248,7 @@ fn cli_gpu_select_verifies_against_the_cpu_and_lists_devices() {
     }
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.npy");
-    alpool::pool::synth::write_softmax_pool(&p, 5_000, 6, 2).unwrap();
+    alpool::bench::synth::write_softmax_pool(&p, 5_000, 6, 2).unwrap();
     let p = p.to_str().unwrap();
     let out = dir.path().join("b.csv");
     let o = common::alpool(&[
@@ -295,12 +297,12 @@ fn cli_gpu_select_verifies_against_the_cpu_and_lists_devices() {
 
 #[test]
 fn fused_feature_selection_on_the_gpu_equals_the_cpus() {
-    use alpool::features::{FeaturePool, select_features_on};
+    use alpool::features::FeaturePool;
     use alpool::learner::{Mlp, MlpConfig, ScaleKind, Scaler};
     use alpool::pool::npy::{self, DType};
     let Some(g) = gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = alpool::pool::synth::Rng::new(12);
+    let mut rng = crate::rng::Rng::new(12);
     for case in 0..6u64 {
         // Short tail tiles (n not a multiple of 512), two shards, chunks
         // far smaller than a shard (chunk_rows), one or two hidden layers,
@@ -348,23 +350,12 @@ fn fused_feature_selection_on_the_gpu_equals_the_cpus() {
                 continue;
             }
             for k in [1, 57, n + 4] {
-                let mut job = Job::new(
-                    ScoreSpec {
-                        seed: case,
-                        ..ScoreSpec::new(strategy)
-                    },
-                    InputForm::probs(),
-                    k,
-                );
+                let mut job = Job::new(strategy, InputForm::probs(), k).seed(case);
                 job.exclusions = Exclusions::new(vec![0, cut as u64, 1023, n as u64 - 1]);
                 job.chunk_rows = [0, 700, 333][case as usize % 3];
-                let cpu = select_features_on(alpool::Backend::Cpu, &m, &fp, &job, &Silent)
-                    .unwrap()
-                    .0;
-                let (on_gpu, phases) =
-                    select_features_on(alpool::Backend::Gpu(&g), &m, &fp, &job, &Silent).unwrap();
+                let cpu = common::select_cpu(Inputs::model(&m, &fp), &job).unwrap();
+                let (on_gpu, p) = common::select_gpu(&g, Inputs::model(&m, &fp), &job).unwrap();
                 assert_eq!(on_gpu.entries, cpu.entries, "case {case} {strategy} k {k}");
-                let p = phases.unwrap();
                 assert!(
                     p.candidates <= n as u64 && p.chunks >= 2,
                     "case {case}: {p:?}"
@@ -379,7 +370,7 @@ fn select_model_on_the_gpu_writes_the_cpus_batch() {
     use alpool::learner::{Mlp, MlpConfig};
     let Some(_g) = gpu() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = alpool::pool::synth::Rng::new(4);
+    let mut rng = crate::rng::Rng::new(4);
     let (n, dim) = (1500, 6);
     let x: Vec<f32> = (0..n * dim).map(|_| rng.normal() as f32).collect();
     let xp = dir.path().join("x.npy");

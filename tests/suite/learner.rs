@@ -66,7 +66,7 @@ fn a_rows_probabilities_do_not_depend_on_its_neighbours() {
     // Digits (64 inputs), and 784 random inputs (MNIST's width, where
     // the products block their inner dimension).
     let (digits_x, _) = digits(0..1797);
-    let mut rng = alpool::pool::synth::Rng::new(5);
+    let mut rng = crate::rng::Rng::new(5);
     let wide: Vec<f32> = (0..1100 * 784).map(|_| rng.uniform() as f32).collect();
     for (x, inputs) in [(digits_x, 64), (wide, 784)] {
         let m = Mlp::new(inputs, 10, MlpConfig::default()).unwrap();

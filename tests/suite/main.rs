@@ -4,14 +4,17 @@
 //! every allocation in the process.
 
 mod common;
+mod rng;
 
 mod al;
 mod api;
 mod batch;
 mod cli;
+mod docs;
 mod exactness;
 mod fused;
 mod gpu;
+mod layers;
 mod learner;
 mod merge;
 mod read_path;

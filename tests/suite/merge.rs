@@ -7,10 +7,10 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
+use crate::rng::Rng;
 use alpool::part::{self, PartHeader};
 use alpool::pool::Exclusions;
-use alpool::pool::synth::Rng;
-use alpool::{Device, InputForm, Job, Pool, ScoreSpec, Strategy};
+use alpool::{Device, InputForm, Job, Pool, Strategy};
 use proptest::prelude::*;
 
 /// Rows from a handful of distinct ones: many exact ties.
@@ -49,10 +49,13 @@ fn parts_of(
         let pool = Pool::from_f32(&x[a * classes..b * classes], classes)
             .unwrap()
             .with_row_offset(a as u64);
-        let mut shard_job = Job::new(job.spec, job.input, part_k);
+        let mut shard_job = job.clone();
+        shard_job.k = part_k;
         shard_job.exclusions = exclude.restrict(a as u64, (b - a) as u64);
-        let sel = alpool::select(&pool, &shard_job, Device::Cpu).unwrap();
-        let header = PartHeader::new(&shard_job.spec, &shard_job.input, a as u64, &sel, part_k);
+        let sel = alpool::select(&pool, &shard_job, &alpool::Run::on(Device::Cpu))
+            .map(|o| o.selection)
+            .unwrap();
+        let header = PartHeader::of(&shard_job, a as u64, &sel, part_k).unwrap();
         let path = dir.join(format!("part-{i}.alpart"));
         alpool::report::save_part(&sel, &header, &path).unwrap();
         paths.push(path);
@@ -83,9 +86,9 @@ proptest! {
         } else {
             InputForm::probs()
         };
-        let mut job = Job::new(ScoreSpec { seed, ..ScoreSpec::new(Strategy::ALL[st]) }, input, k);
+        let mut job = Job::new(Strategy::ALL[st], input, k).seed(seed);
         job.exclusions = exclude.clone();
-        let whole = alpool::select(&Pool::from_f32(&x, classes).unwrap(), &job, Device::Cpu).unwrap();
+        let whole = alpool::select(&Pool::from_f32(&x, classes).unwrap(), &job, &alpool::Run::on(Device::Cpu)).map(|o| o.selection).unwrap();
         let paths = parts_of(dir.path(), &x, classes, &cuts, &job, &exclude, k);
         let merged = part::merge(&paths, k).unwrap();
         prop_assert_eq!(&merged.entries, &whole.entries);
@@ -99,7 +102,7 @@ proptest! {
 
 fn setup(dir: &Path) -> (Vec<f32>, Job) {
     let x = tied_rows(200, 3, 5);
-    let job = Job::new(ScoreSpec::new(Strategy::Margin), InputForm::probs(), 20);
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 20);
     let _ = dir;
     (x, job)
 }
@@ -123,7 +126,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
     // Another strategy.
     let other = d.join("other");
     std::fs::create_dir(&other).unwrap();
-    let ent = Job::new(ScoreSpec::new(Strategy::Entropy), InputForm::probs(), 20);
+    let ent = Job::new(Strategy::Entropy, InputForm::probs(), 20);
     let e = parts_of(&other, &x, 3, &[100], &ent, &none, 20);
     let (code, err, _) = cli(&["merge", &p(&good[0]), &p(&e[1]), "-k", "20"]);
     assert_eq!(code, Some(1));
@@ -135,22 +138,8 @@ fn merge_refuses_parts_that_do_not_belong_together() {
     // Another seed (random), and another input form.
     let seeds = d.join("seeds");
     std::fs::create_dir(&seeds).unwrap();
-    let r1 = Job::new(
-        ScoreSpec {
-            seed: 1,
-            ..ScoreSpec::new(Strategy::Random)
-        },
-        InputForm::probs(),
-        20,
-    );
-    let r2 = Job::new(
-        ScoreSpec {
-            seed: 2,
-            ..ScoreSpec::new(Strategy::Random)
-        },
-        InputForm::probs(),
-        20,
-    );
+    let r1 = Job::new(Strategy::Random, InputForm::probs(), 20).seed(1);
+    let r2 = Job::new(Strategy::Random, InputForm::probs(), 20).seed(2);
     let a = parts_of(&seeds, &x, 3, &[100], &r1, &none, 20);
     let b_dir = d.join("seeds2");
     std::fs::create_dir(&b_dir).unwrap();
@@ -159,11 +148,7 @@ fn merge_refuses_parts_that_do_not_belong_together() {
     assert!(err.contains("seed 2") && err.contains("has 1"), "{err}");
     let l_dir = d.join("logits");
     std::fs::create_dir(&l_dir).unwrap();
-    let lj = Job::new(
-        ScoreSpec::new(Strategy::Margin),
-        InputForm::Logits { temperature: 2.0 },
-        20,
-    );
+    let lj = Job::new(Strategy::Margin, InputForm::Logits { temperature: 2.0 }, 20);
     let l = parts_of(&l_dir, &x, 3, &[100], &lj, &none, 20);
     let (_, err, _) = cli(&["merge", &p(&good[0]), &p(&l[1]), "-k", "20"]);
     assert!(err.contains("input logits at temperature 2"), "{err}");

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use alpool::pool::npy;
 use alpool::pool::{Pool, ReadPath};
+use alpool::query::{InputForm, LogBase, Strategy};
 use alpool::score::input::{Stored, canonical_probs};
-use alpool::score::{InputForm, LogBase, ScoreSpec, Strategy, canonical_score};
+use alpool::score::{ScoreSpec, canonical_score};
 use alpool::{Device, Job, Run};
 
 /// A naive full sort: (index, priority) of the k best rows, ties to the
@@ -56,9 +57,12 @@ fn probs(rows: usize, c: usize, seed: u64) -> Vec<f64> {
 
 fn select(path: &Path, read: ReadPath, spec: ScoreSpec, k: usize, chunk: u64) -> Vec<(u64, f64)> {
     let pool = Pool::open_with(&[path], read).unwrap();
-    let mut job = Job::new(spec, InputForm::probs(), k);
+    let mut job = Job::new(spec.strategy, InputForm::probs(), k)
+        .log_base(spec.log_base)
+        .seed(spec.seed);
     job.chunk_rows = chunk;
-    alpool::select(&pool, &job, Device::Cpu)
+    alpool::select(&pool, &job, &alpool::Run::on(Device::Cpu))
+        .map(|o| o.selection)
         .unwrap()
         .entries
         .iter()
@@ -119,7 +123,6 @@ fn float64_pools_are_scored_from_their_own_values() {
         .map(|e| e.0)
         .collect();
     assert_eq!(got, vec![1, 3, 2, 0], "smallest margin first");
-    // The CLI reads it too, and the GPU refuses it by name.
     let o = common::alpool(&["select", path.to_str().unwrap(), "-k", "2"]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(
@@ -127,10 +130,79 @@ fn float64_pools_are_scored_from_their_own_values() {
         "{}",
         common::stdout(&o)
     );
-    let pool = Pool::open(&[&path]).unwrap();
-    let job = Job::new(spec, InputForm::probs(), 2);
-    let auto = alpool::select_with(&pool, &job, &Run::default()).unwrap();
-    assert!(auto.adapter.is_none(), "auto keeps float64 on the CPU");
+}
+
+/// `auto` with an adapter named takes that adapter at any size (a float32
+/// pool goes to lavapipe), except for float64 probabilities, which WGSL
+/// cannot hold: those get the CPU's answer, through the library and the
+/// CLI alike, where they used to reach the GPU's refusal.
+#[test]
+fn float64_stays_on_the_cpu_under_auto_even_with_an_adapter_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (rows, c) = (3_000, 5);
+    let wide = probs(rows, c, 9);
+    let narrow: Vec<f32> = wide.iter().map(|&v| v as f32).collect();
+    let (p64, p32) = (tmp.path().join("p64.npy"), tmp.path().join("p32.npy"));
+    npy::save(&p64, &[rows, c], &wide).unwrap();
+    npy::save(&p32, &[rows, c], &narrow).unwrap();
+    let job = Job::new(Strategy::Margin, InputForm::probs(), 25);
+    let named = Run {
+        device: Device::Auto,
+        adapter: Some("llvmpipe".into()),
+        progress: &alpool::Silent,
+        gpu: None,
+    };
+    let pool = Pool::open(&[&p64]).unwrap();
+    let cpu = common::select_cpu(&pool, &job).unwrap();
+    let auto = alpool::select(&pool, &job, &named).unwrap();
+    assert!(auto.adapter.is_none(), "{}", auto.reason);
+    assert!(auto.reason.contains("float64"), "{}", auto.reason);
+    assert_eq!(auto.selection.entries, cpu.entries);
+    // The same request on float32 does go to the named adapter, when the
+    // machine has it: the dtype is what kept float64 on the CPU.
+    if common::gpu().is_some() {
+        let out = alpool::select(&Pool::open(&[&p32]).unwrap(), &job, &named).unwrap();
+        assert!(out.adapter.is_some(), "{}", out.reason);
+    }
+    let args = |p: &Path, device: &str| {
+        let p = p.to_str().unwrap().to_string();
+        let a = [
+            "select",
+            &p,
+            "-k",
+            "25",
+            "--device",
+            device,
+            "--adapter",
+            "llvmpipe",
+            "-v",
+        ];
+        a.map(String::from)
+    };
+    let o = common::alpool(&args(&p64, "auto").each_ref().map(String::as_str));
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("float64"),
+        "{}",
+        common::stderr(&o)
+    );
+    let want = common::alpool(&[
+        "select",
+        p64.to_str().unwrap(),
+        "-k",
+        "25",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(common::stdout(&o), common::stdout(&want));
+    // Asked for the GPU outright, float64 is refused, naming the way out.
+    let o = common::alpool(&args(&p64, "gpu").each_ref().map(String::as_str));
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("--device cpu or auto"),
+        "{}",
+        common::stderr(&o)
+    );
 }
 
 /// Counts the pages of `path` in the page cache (mincore over a map).
@@ -212,13 +284,16 @@ fn a_file_truncated_while_read_is_a_clear_error() {
             log_base: LogBase::E,
             seed: 0,
         };
-        let mut job = Job::new(spec, InputForm::probs(), 10);
+        let mut job = Job::new(spec.strategy, InputForm::probs(), 10)
+            .log_base(spec.log_base)
+            .seed(spec.seed);
         job.chunk_rows = 1000;
         let progress = Truncate(&path, Default::default());
         let run = Run {
             device: Device::Cpu,
             adapter: None,
             progress: &progress,
+            gpu: None,
         };
         // A map is checked before each chunk; a truncation while another
         // worker is inside its chunk is the documented window that faults
@@ -229,7 +304,7 @@ fn a_file_truncated_while_read_is_a_clear_error() {
             .build()
             .unwrap();
         let err = workers
-            .install(|| alpool::select_with(&pool, &job, &run))
+            .install(|| alpool::select(&pool, &job, &run))
             .err()
             .unwrap();
         let msg = err.to_string();

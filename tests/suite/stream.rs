@@ -5,12 +5,12 @@ use crate::common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::rng::Rng;
 use alpool::al::stream::{self, Rule, StreamConfig};
 use alpool::al::synthesis::{self, Generator, Shape, SynthesisConfig};
 use alpool::al::{Dataset, FileOracle, GroundTruth, NearestNeighbour, Oracle, Split};
 use alpool::learner::{Mlp, MlpConfig, argmax};
-use alpool::pool::synth::Rng;
-use alpool::score::Strategy;
+use alpool::query::Strategy;
 
 /// Three Gaussian blobs in 4 dimensions; the label is the blob.
 fn blobs(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<usize>) {

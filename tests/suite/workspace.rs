@@ -585,19 +585,16 @@ fn next_runs_the_batch_strategies_on_the_models_embeddings() {
             let all: Vec<usize> = (0..d.rows()).collect();
             let emb = m.embed_rows(&d.features(), &all).unwrap();
             let probs = m.predict_proba(&d.features()).unwrap();
-            let mut job = alpool::BatchJob::new(
+            let mut job = alpool::Job::new(
                 alpool::BatchStrategy::Coreset,
                 alpool::InputForm::probs(),
                 30,
             );
             job.exclusions = alpool::Exclusions::new((0..20).collect());
-            let sel = alpool::select_batch(
-                &alpool::Pool::from_f32(&probs, 10).unwrap(),
-                &alpool::Pool::from_f32(&emb, m.embed_width()).unwrap(),
-                &job,
-                &alpool::backend::Silent,
-            )
-            .unwrap();
+            let probs = alpool::Pool::from_f32(&probs, 10).unwrap();
+            let emb = alpool::Pool::from_f32(&emb, m.embed_width()).unwrap();
+            let inputs = alpool::Inputs::probs(&probs).with_embeddings(&emb);
+            let sel = common::select_cpu(inputs, &job).unwrap();
             let want: Vec<String> = sel.indices().iter().map(|i| i.to_string()).collect();
             assert_eq!(ids, want);
         }

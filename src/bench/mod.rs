@@ -2,6 +2,8 @@
 //! memory-bandwidth floor of a pool (a plain parallel read of the same
 //! mapped bytes), and the peak of extra (anonymous) memory during a run.
 
+pub mod synth;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,6 +11,17 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use crate::pool::Pool;
+
+/// Rows per unit of parallel work in a row-wise select of `pool`: the
+/// floor's read pass uses the same, so the two are compared fairly.
+pub fn chunk_rows(pool: &Pool) -> u64 {
+    crate::backend::RowJob::new(
+        crate::score::ScoreSpec::new(crate::query::Strategy::Margin),
+        crate::query::InputForm::probs(),
+        0,
+    )
+    .rows_per_chunk(pool)
+}
 
 /// Summary of repeated timings.
 #[derive(Clone, Debug)]

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::atomic_write;
 use crate::al::simulate::{Run, StrategySummary};
 use crate::al::stopping::Fired;
+use crate::atomic;
 use crate::error::{Error, Result};
-use crate::score::Strategy;
+use crate::query::Strategy;
 
 fn fired_text(f: &[Fired]) -> String {
     f.iter()
@@ -21,7 +21,7 @@ fn fired_text(f: &[Fired]) -> String {
 /// `rounds.jsonl` and `rounds.csv`: one line per strategy, repeat and round.
 pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
     let jsonl = dir.join("rounds.jsonl");
-    atomic_write(&jsonl, |w| {
+    atomic::write(&jsonl, |w| {
         for r in runs {
             for x in &r.result.rounds {
                 let v = serde_json::json!({
@@ -37,7 +37,7 @@ pub fn write_rounds(dir: &Path, runs: &[Run]) -> Result<()> {
         Ok(())
     })?;
     let csv = dir.join("rounds.csv");
-    atomic_write(&csv, |w| {
+    atomic::write(&csv, |w| {
         let io = |e| Error::io(&csv, e);
         writeln!(w, "strategy,repeat,round,labels,test_accuracy,macro_f1,train_accuracy,train_s,predict_s,select_s,max_uncertainty,kappa,stopping").map_err(io)?;
         for r in runs {
@@ -95,7 +95,7 @@ pub fn write_summary(
         })
         .collect();
     let v = serde_json::json!({ "meta": meta, "strategies": strategies });
-    atomic_write(&path, |w| {
+    atomic::write(&path, |w| {
         let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
         w.write_all(text.as_bytes())
             .map_err(|e| Error::io(&path, e))
@@ -187,7 +187,7 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
     };
     let svg = draw()
         .map_err(|e| Error::Config(format!("{}: cannot draw the plot: {e}", path.display())))?;
-    atomic_write(path, |w| {
+    atomic::write(path, |w| {
         w.write_all(svg.as_bytes()).map_err(|e| Error::io(path, e))
     })
 }

@@ -6,39 +6,9 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::npy;
 use crate::error::{Error, Result};
-use crate::score::splitmix64;
-
-/// A small deterministic generator (splitmix64 stream).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A stream seeded by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(splitmix64(seed ^ 0xA1B0_0C0F_FEE0_0D1E))
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        splitmix64(self.0)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-    /// Uniform integer in 0..n.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-}
+use crate::pool::npy;
+use crate::rng::{Rng, splitmix64};
 
 /// Row `index` of the synthetic pool with `seed`: the softmax of random
 /// logits with a random sharpness, so rows range from confident to flat,
@@ -82,7 +52,7 @@ pub fn softmax_pool(rows: usize, classes: usize, seed: u64) -> Vec<f32> {
 /// than memory can be made.
 pub fn write_softmax_pool(path: &Path, rows: u64, classes: usize, seed: u64) -> Result<()> {
     const BLOCK: u64 = 1 << 18;
-    crate::report::atomic_write(path, |w: &mut dyn Write| {
+    crate::atomic::write(path, |w: &mut dyn Write| {
         w.write_all(&npy::encode_header(
             npy::DType::F32,
             &[rows as usize, classes],
@@ -102,4 +72,17 @@ pub fn write_softmax_pool(path: &Path, rows: u64, classes: usize, seed: u64) -> 
         }
         Ok(())
     })
+}
+
+/// `len` values uniform in [0, 1) from `seed`: inputs for benchmarks and
+/// examples (the same on every platform).
+pub fn uniform(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.uniform() as f32).collect()
+}
+
+/// `len` integers uniform in `0..n` from `seed`: labels for benchmarks.
+pub fn below(len: usize, n: u64, seed: u64) -> Vec<usize> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.below(n) as usize).collect()
 }

@@ -1,0 +1,178 @@
+//! One request, read once: the inputs dictionary (what the query reads)
+//! and the options dictionary (how), both built by the package's Python
+//! layer with every key present. Every native function starts here.
+
+use std::path::PathBuf;
+
+use alpool::features::FeaturePool;
+use alpool::learner::Mlp;
+use alpool::query::default_sum_tol;
+use alpool::{InputForm, Inputs, Job, Pool};
+use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyAny;
+
+use crate::arrays::Array;
+use crate::convert::{self, DeviceArg, InputArg, LogBaseArg, QueryArg, Within};
+use crate::release::to_py;
+
+/// The inputs as Python gives them.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct RawInputs<'py> {
+    /// N x C probabilities or logits, in memory.
+    probs: Option<Bound<'py, PyAny>>,
+    /// Or the .npy shards holding them.
+    paths: Option<Vec<PathBuf>>,
+    /// N x D embeddings, in memory.
+    embeddings: Option<Bound<'py, PyAny>>,
+    /// A saved model, with its feature files.
+    model: Option<PathBuf>,
+    features: Option<Vec<PathBuf>>,
+    /// The global row of each probability row (any order).
+    rows: Option<PyReadonlyArray1<'py, i64>>,
+    /// The global row of the first row.
+    row_offset: u64,
+}
+
+/// The options as Python gives them.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Options<'py> {
+    pub strategy: QueryArg,
+    k: Option<i64>,
+    exclude: Option<Bound<'py, PyAny>>,
+    input: InputArg,
+    temperature: f64,
+    log_base: LogBaseArg,
+    seed: u64,
+    pub device: DeviceArg,
+    renormalize: bool,
+    sum_tol: Option<f64>,
+    candidates: Option<usize>,
+    clusters: Option<usize>,
+}
+
+/// The inputs opened: arrays borrowed, files mapped (headers checked, no
+/// data read), the model loaded.
+pub struct Sources<'py> {
+    probs: Option<Array<'py>>,
+    files: Option<Pool<'static>>,
+    embeddings: Option<Array<'py>>,
+    model: Option<(Mlp, FeaturePool)>,
+    rows: Option<Vec<u64>>,
+    offset: u64,
+}
+
+impl<'py> Sources<'py> {
+    pub fn open(raw: &RawInputs<'py>) -> PyResult<Self> {
+        let borrow = |o: &Option<Bound<'py, PyAny>>, name| {
+            o.as_ref().map(|o| Array::borrow(o, name)).transpose()
+        };
+        let files = match &raw.paths {
+            Some(paths) => Some(Pool::open(paths).map_err(to_py)?),
+            None => None,
+        };
+        let model = match (&raw.model, &raw.features) {
+            (Some(m), Some(f)) => Some((
+                Mlp::load(m).map_err(to_py)?,
+                FeaturePool::open(f)
+                    .map_err(to_py)?
+                    .with_row_offset(raw.row_offset),
+            )),
+            _ => None,
+        };
+        let rows = raw.rows.as_ref().map(listed).transpose()?;
+        Ok(Sources {
+            probs: borrow(&raw.probs, "probs")?,
+            files: files.map(|f| f.with_row_offset(raw.row_offset)),
+            embeddings: borrow(&raw.embeddings, "embeddings")?,
+            model,
+            rows,
+            offset: raw.row_offset,
+        })
+    }
+
+    /// Rows of the pool, whichever input gives them.
+    fn rows(&self) -> u64 {
+        let arrays = [&self.probs, &self.embeddings];
+        let in_memory = arrays.iter().find_map(|a| a.as_ref().map(Array::rows));
+        let files = self.files.as_ref().map(|p| p.rows());
+        let model = self.model.as_ref().map(|(_, f)| f.rows());
+        in_memory.or(files).or(model).unwrap_or(0)
+    }
+
+    fn f16(&self) -> bool {
+        self.probs.as_ref().is_some_and(Array::is_f16)
+            || self.files.as_ref().is_some_and(|p| p.has_f16())
+    }
+
+    /// Runs `f` on the door's inputs, borrowing the arrays in place.
+    pub fn with<T>(&self, f: impl FnOnce(Inputs<'_>) -> PyResult<T>) -> PyResult<T> {
+        let probs = match &self.probs {
+            Some(a) => Some(a.pool("probs")?.with_row_offset(self.offset)),
+            None => None,
+        };
+        let embeddings = match &self.embeddings {
+            Some(a) => Some(a.pool("embeddings")?),
+            None => None,
+        };
+        let mut inputs = match &self.model {
+            Some((m, f)) => Inputs::model(m, f),
+            None => Inputs::default(),
+        };
+        if let Some(p) = probs.as_ref().or(self.files.as_ref()) {
+            inputs = inputs.with_probs(p);
+        }
+        if let Some(e) = &embeddings {
+            inputs = inputs.with_embeddings(e);
+        }
+        if let Some(rows) = &self.rows {
+            inputs = inputs.at_rows(rows);
+        }
+        f(inputs)
+    }
+}
+
+/// Global row indices, each ≥ 0.
+fn listed(rows: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, &r) in rows.as_array().iter().enumerate() {
+        if r < 0 {
+            return Err(PyValueError::new_err(format!(
+                "rows[{i}] = {r}: rows must hold one non-negative global index per row of probs"
+            )));
+        }
+        out.push(r as u64);
+    }
+    Ok(out)
+}
+
+impl Options<'_> {
+    /// The job these options ask of `sources`: k, the exclusions (checked
+    /// against the pool's rows, or restricted to a shard's) and the input
+    /// form (float16's looser default tolerance).
+    pub fn job(&self, sources: &Sources) -> PyResult<Job> {
+        let input = match self.input {
+            InputArg::Logits => InputForm::logits(self.temperature),
+            InputArg::Probs => InputForm::Probs {
+                renormalize: self.renormalize,
+                sum_tol: self.sum_tol.unwrap_or(default_sum_tol(sources.f16())),
+            },
+        };
+        let rows = sources.rows();
+        let within = match (&sources.rows, sources.offset) {
+            (Some(_), _) => Within::Anywhere,
+            (None, 0) => Within::Pool(rows),
+            (None, offset) => Within::Shard { offset, rows },
+        };
+        let mut job = Job::new(self.strategy.0, input, convert::k(self.k)?)
+            .seed(self.seed)
+            .log_base(self.log_base.0)
+            .exclude(convert::exclusions(self.exclude.as_ref(), within)?);
+        job.candidates = self.candidates.unwrap_or(0);
+        job.clusters = self.clusters.unwrap_or(0);
+        Ok(job)
+    }
+}

@@ -1,0 +1,413 @@
+//! The one door: [`select`] takes the inputs a query needs and one [`Job`]
+//! for every query, decides where to run ([`device`]), and returns the
+//! selection with where it ran and why. The CLI, the loop, the workspace,
+//! the ML backend and the Python package all come through here, so the
+//! input checks and the device policy are written once.
+//!
+//! The path of one call: [`Query::needs`] is checked against the
+//! [`Inputs`]; the bytes the query reads and the probabilities' dtype go to
+//! [`device::decide`]; then the engine of the query's family runs on the
+//! device opened: the row-wise engines ([`crate::backend`]) over a pool or,
+//! block by block, over a model's outputs ([`crate::features`]); the
+//! batch-aware ones ([`mod@crate::batch`]) over probabilities and embeddings.
+
+pub mod device;
+
+use crate::backend::gpu::Gpu;
+use crate::backend::{self, Backend, Phases, Progress, RowJob, Silent};
+use crate::error::{Error, Result};
+#[cfg(feature = "learner")]
+use crate::features::FeaturePool;
+use crate::job::Job;
+#[cfg(feature = "learner")]
+use crate::learner::Mlp;
+use crate::pool::Pool;
+use crate::query::{Input, Needs, Query, Strategy, Use};
+use crate::score::{Ranked, random_priority};
+use crate::select::{Selection, TopK};
+pub use device::Device;
+
+/// What a query reads, as given: a pool of probabilities (or logits),
+/// embeddings, or a model with the feature files it scores. Build it with
+/// [`Inputs::probs`], [`Inputs::embeddings`] or [`Inputs::model`]; a
+/// `&Pool` converts into probabilities alone.
+#[derive(Clone, Copy, Default)]
+pub struct Inputs<'a> {
+    probs: Option<&'a Pool<'a>>,
+    embeddings: Option<&'a Pool<'a>>,
+    #[cfg(feature = "learner")]
+    model: Option<(&'a Mlp, &'a FeaturePool)>,
+    rows: Option<&'a [u64]>,
+}
+
+impl<'a> Inputs<'a> {
+    /// N x C probabilities or logits.
+    pub fn probs(pool: &'a Pool<'a>) -> Self {
+        Inputs {
+            probs: Some(pool),
+            ..Inputs::default()
+        }
+    }
+
+    /// N x D embeddings alone (core-set needs nothing else).
+    pub fn embeddings(emb: &'a Pool<'a>) -> Self {
+        Inputs {
+            embeddings: Some(emb),
+            ..Inputs::default()
+        }
+    }
+
+    /// A model and its N x D feature files: the model makes the
+    /// probabilities (and, for batch strategies, the embeddings: its last
+    /// hidden layer), block by block, with no N x C matrix held.
+    #[cfg(feature = "learner")]
+    pub fn model(model: &'a Mlp, features: &'a FeaturePool) -> Self {
+        Inputs {
+            model: Some((model, features)),
+            ..Inputs::default()
+        }
+    }
+
+    /// These inputs with embeddings `emb` too.
+    pub fn with_embeddings(mut self, emb: &'a Pool<'a>) -> Self {
+        self.embeddings = Some(emb);
+        self
+    }
+
+    /// These inputs with probabilities `pool` too.
+    pub fn with_probs(mut self, pool: &'a Pool<'a>) -> Self {
+        self.probs = Some(pool);
+        self
+    }
+
+    /// The global row index of each probability row, in any order (a Ray
+    /// batch, the tasks Label Studio asks about): indices, exclusions, the
+    /// random strategy's hash and the tie rule then use these. Row-wise
+    /// queries only; they are ranked on the CPU.
+    pub fn at_rows(mut self, rows: &'a [u64]) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    #[cfg(feature = "learner")]
+    fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    #[cfg(not(feature = "learner"))]
+    fn has_model(&self) -> bool {
+        false
+    }
+
+    /// Whether `input` is given, or can be made (a model makes both).
+    fn gives(&self, input: Input) -> bool {
+        self.has_model()
+            || match input {
+                Input::Probs => self.probs.is_some(),
+                Input::Embeddings => self.embeddings.is_some(),
+            }
+    }
+
+    /// Whether `input` is given by the caller (not made by a model).
+    fn given(&self, input: Input) -> bool {
+        match input {
+            Input::Probs => self.probs.is_some(),
+            Input::Embeddings => self.embeddings.is_some(),
+        }
+    }
+
+    /// Bytes the query reads: what the device policy weighs.
+    fn bytes(&self) -> u64 {
+        let pools = [self.probs, self.embeddings]
+            .iter()
+            .flatten()
+            .map(|p| p.data_bytes())
+            .sum::<u64>();
+        #[cfg(feature = "learner")]
+        let pools = pools + self.model.map_or(0, |(_, f)| f.data_bytes());
+        pools
+    }
+
+    /// Whether the probabilities are float64 (a model's are float32).
+    fn float64(&self) -> bool {
+        self.probs.is_some_and(|p| p.has_f64())
+    }
+}
+
+impl<'a> From<&'a Pool<'a>> for Inputs<'a> {
+    fn from(pool: &'a Pool<'a>) -> Self {
+        Inputs::probs(pool)
+    }
+}
+
+/// How a selection runs: device, adapter, progress.
+pub struct Run<'p> {
+    /// CPU, GPU, or the library's choice ([`Device::Auto`]).
+    pub device: Device,
+    /// With a GPU: the adapter whose name contains this (case-insensitive).
+    pub adapter: Option<String>,
+    /// Told of the bytes scored; may ask the work to stop.
+    pub progress: &'p dyn Progress,
+    /// A GPU the caller holds open across many selections (the loop's
+    /// rounds): used, under the same policy, instead of opening one.
+    pub gpu: Option<&'p Gpu>,
+}
+
+impl Run<'static> {
+    /// On `device`, silently.
+    pub fn on(device: Device) -> Run<'static> {
+        Run {
+            device,
+            adapter: None,
+            progress: &Silent,
+            gpu: None,
+        }
+    }
+}
+
+impl Default for Run<'static> {
+    fn default() -> Self {
+        Run::on(Device::Auto)
+    }
+}
+
+/// A selection and where it ran.
+pub struct Outcome {
+    /// The k rows, best (or first picked) first.
+    pub selection: Selection,
+    /// The GPU adapter's name, or `None` for the CPU.
+    pub adapter: Option<String>,
+    /// Why this device: the policy's reason.
+    pub reason: String,
+    /// The GPU's phase timings, when a row-wise query ran there.
+    pub gpu_phases: Option<Phases>,
+}
+
+/// The k most informative rows under `job`, exactly, from the inputs its
+/// query needs, on the device [`device::decide`] picks for `run`. Every
+/// device returns the same selection.
+///
+/// ```
+/// use alpool::{InputForm, Job, Pool, Run, Strategy};
+/// # fn main() -> alpool::Result<()> {
+/// // d1 = (0.9, 0.09, 0.01), d2 = (0.2, 0.5, 0.3): every strategy prefers d2.
+/// let probs = [0.9f32, 0.09, 0.01, 0.2, 0.5, 0.3];
+/// let pool = Pool::from_f32(&probs, 3)?; // borrowed, not copied
+/// let job = Job::new(Strategy::Margin, InputForm::probs(), 1);
+/// let out = alpool::select(&pool, &job, &Run::default())?;
+/// assert_eq!(out.selection.indices(), [1]);
+/// assert!((out.selection.entries[0].score - 0.2).abs() < 1e-7);
+/// assert!(out.reason.starts_with("using the CPU"));
+/// # Ok(()) }
+/// ```
+pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result<Outcome> {
+    let inputs = inputs.into();
+    check_inputs(&inputs, job)?;
+    if let Some(rows) = inputs.rows {
+        return select_listed(&inputs, rows, job, run.progress);
+    }
+    let request = device::Request {
+        device: run.device,
+        adapter: run.adapter.as_deref(),
+        bytes: inputs.bytes(),
+        float64: inputs.float64(),
+    };
+    let opened = device::open(&request, run.gpu)?;
+    let backend = opened.backend();
+    let (selection, gpu_phases) = match job.query {
+        Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
+        Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
+    };
+    Ok(Outcome {
+        selection,
+        adapter: opened.adapter(),
+        reason: opened.reason.clone(),
+        gpu_phases,
+    })
+}
+
+/// Every row's canonical score under a row-wise `job`, in row order
+/// (excluded rows included), handed to `sink` chunk by chunk: memory stays
+/// bounded whatever the pool's size. Scores are defined on the CPU.
+pub fn score_each<'a>(
+    inputs: impl Into<Inputs<'a>>,
+    job: &Job,
+    progress: &dyn Progress,
+    sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    let inputs = inputs.into();
+    check_inputs(&inputs, job)?;
+    let rows = RowJob::of(job)?;
+    #[cfg(feature = "learner")]
+    if let Some((model, features)) = inputs.model {
+        return features.predict_blocks(model, progress, &mut |g0, probs| {
+            let pool = Pool::from_f32(probs, model.classes())?.with_row_offset(g0);
+            backend::cpu::score_all(&pool, &rows, &Silent, sink)
+        });
+    }
+    let pool = inputs
+        .probs
+        .ok_or_else(|| missing(job.query, Input::Probs))?;
+    rows.check(pool)?;
+    let Some(listed) = inputs.rows else {
+        return backend::cpu::score_all(pool, &rows, progress, sink);
+    };
+    if listed.len() as u64 != pool.rows() {
+        return Err(Error::Config(format!(
+            "{} row indices for {} rows of probabilities; give one global index per row",
+            listed.len(),
+            pool.rows()
+        )));
+    }
+    // The random strategy is the one score that depends on the row's index.
+    let mut at = 0;
+    backend::cpu::score_all(pool, &rows, progress, &mut |scores| {
+        let here = &listed[at..at + scores.len()];
+        at += scores.len();
+        if rows.spec.strategy != Strategy::Random {
+            return sink(scores);
+        }
+        let seed = rows.spec.seed;
+        let redone: Vec<f64> = here.iter().map(|&r| random_priority(seed, r)).collect();
+        sink(&redone)
+    })
+}
+
+/// A row-wise selection of rows whose global indices are listed
+/// ([`Inputs::at_rows`]): every canonical score, then the exact top k
+/// under the global tie rule.
+fn select_listed(
+    inputs: &Inputs,
+    listed: &[u64],
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<Outcome> {
+    let Query::Score(strategy) = job.query else {
+        return Err(Error::Config(format!(
+            "{} picks a batch of a whole pool; it cannot rank listed rows",
+            job.query
+        )));
+    };
+    let mut top = TopK::new(job.k);
+    let mut at = 0;
+    score_each(*inputs, job, progress, &mut |scores| {
+        for (&s, &index) in scores.iter().zip(&listed[at..]) {
+            if !job.exclusions.contains(index) {
+                top.offer(Ranked {
+                    priority: strategy.priority(s),
+                    index,
+                });
+            }
+        }
+        at += scores.len();
+        Ok(())
+    })?;
+    let excluded = listed
+        .iter()
+        .filter(|&&r| job.exclusions.contains(r))
+        .count();
+    Ok(Outcome {
+        selection: Selection::from_topk(strategy, top, listed.len() as u64, excluded as u64, 0),
+        adapter: None,
+        reason: "using the CPU: rows given by index are ranked there".into(),
+        gpu_phases: None,
+    })
+}
+
+/// Every row's canonical score, in row order ([`score_each`] into a
+/// vector of N f64).
+pub fn score<'a>(inputs: impl Into<Inputs<'a>>, job: &Job) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    score_each(inputs, job, &Silent, &mut |s| {
+        out.extend_from_slice(s);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn missing(query: Query, input: Input) -> Error {
+    Error::MissingInput {
+        query: query.name(),
+        input,
+    }
+}
+
+/// Refuses a request lacking an input its query needs, or giving one it
+/// never reads, naming the flag.
+fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
+    job.input.check().map_err(Error::Config)?;
+    let needs: Needs = job.query.needs();
+    #[cfg(feature = "learner")]
+    if inputs.model.is_some() && inputs.probs.is_some() {
+        return Err(Error::Config(
+            "give probabilities or a model with its features, not both".into(),
+        ));
+    }
+    for input in [Input::Probs, Input::Embeddings] {
+        match needs.of(input) {
+            Use::Required if !inputs.gives(input) => return Err(missing(job.query, input)),
+            Use::Unused if inputs.given(input) => {
+                return Err(Error::UnusedInput {
+                    query: job.query.name(),
+                    input,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn select_rows(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
+    #[cfg(feature = "learner")]
+    if let Some((model, features)) = inputs.model {
+        return crate::features::select_on(backend, model, features, job, progress);
+    }
+    let pool = inputs
+        .probs
+        .ok_or_else(|| missing(job.query, Input::Probs))?;
+    backend::select_on(backend, pool, &RowJob::of(job)?, progress)
+}
+
+fn select_batch(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    if let Some(emb) = inputs.embeddings {
+        return crate::batch::select_on(backend, inputs.probs, emb, job, progress);
+    }
+    #[cfg(feature = "learner")]
+    if let Some((model, features)) = inputs.model {
+        let views =
+            crate::features::ModelViews::write(model, features, &scratch_dir(features), progress)?;
+        let (probs, emb) = views.open()?;
+        return crate::batch::select_on(backend, Some(&probs), &emb, job, progress);
+    }
+    Err(missing(job.query, Input::Embeddings))
+}
+
+/// Where a model's probabilities and embeddings are written for a batch
+/// query: beside the features (the same disk, which has room for files of
+/// their size), or the system's temporary folder when that is not
+/// writable.
+#[cfg(feature = "learner")]
+fn scratch_dir(features: &FeaturePool) -> std::path::PathBuf {
+    let beside = features
+        .path()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| ".".into(), std::path::PathBuf::from);
+    let writable = tempfile::tempfile_in(&beside).is_ok();
+    if writable {
+        beside
+    } else {
+        std::env::temp_dir()
+    }
+}

@@ -1,0 +1,74 @@
+//! The one job type: what to select, for every query. The door
+//! ([`crate::select()`]) takes it with the inputs the query needs; each
+//! engine reads the fields its query uses.
+
+use crate::pool::Exclusions;
+use crate::query::{InputForm, LogBase, Query};
+
+/// What to select: the query, its options, k and the rows never to pick.
+///
+/// ```
+/// use alpool::{BatchStrategy, InputForm, Job, Strategy};
+/// let rows = Job::new(Strategy::Entropy, InputForm::probs(), 100).seed(7);
+/// let batch = Job::new(BatchStrategy::Badge, InputForm::logits(2.0), 50);
+/// assert_eq!(rows.k, 100);
+/// assert_eq!(batch.query.name(), "badge");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The strategy.
+    pub query: Query,
+    /// What the probability rows hold and how they are checked.
+    pub input: InputForm,
+    /// Rows to select; `usize::MAX` (or anything ≥ N) ranks every row of a
+    /// row-wise query. A batch query picks at most the selectable rows.
+    pub k: usize,
+    /// Rows never selected (already labeled); core-set's initial centres.
+    pub exclusions: Exclusions,
+    /// Entropy's log base.
+    pub log_base: LogBase,
+    /// Seeds the random strategy and BADGE's sampling.
+    pub seed: u64,
+    /// Cluster-Margin: the lowest-margin rows clustered (0 = 10·k).
+    pub candidates: usize,
+    /// Cluster-Margin: clusters to form (0 = k).
+    pub clusters: usize,
+    /// Rows per unit of parallel work, 0 = auto; results never depend on it.
+    pub chunk_rows: u64,
+}
+
+impl Job {
+    /// `query` for the `k` best rows: no exclusions, natural logarithms,
+    /// seed 0, default Cluster-Margin sizes, automatic chunking.
+    pub fn new(query: impl Into<Query>, input: InputForm, k: usize) -> Job {
+        Job {
+            query: query.into(),
+            input,
+            k,
+            exclusions: Exclusions::default(),
+            log_base: LogBase::E,
+            seed: 0,
+            candidates: 0,
+            clusters: 0,
+            chunk_rows: 0,
+        }
+    }
+
+    /// With `seed`.
+    pub fn seed(mut self, seed: u64) -> Job {
+        self.seed = seed;
+        self
+    }
+
+    /// With entropy's log base `base`.
+    pub fn log_base(mut self, base: LogBase) -> Job {
+        self.log_base = base;
+        self
+    }
+
+    /// Never selecting `rows`.
+    pub fn exclude(mut self, rows: Exclusions) -> Job {
+        self.exclusions = rows;
+        self
+    }
+}

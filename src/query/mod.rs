@@ -1,0 +1,399 @@
+//! What a query is: its strategy, the options that define its score, the
+//! inputs it reads, and the problems a row can have. A leaf: it imports
+//! nothing else from the crate, so every layer can name a query.
+//!
+//! The formulas themselves are defined once, in [`mod@crate::score`]
+//! (row-wise) and [`mod@crate::batch`] (batch-aware); [`Query::needs`] says which inputs a
+//! query reads, and the one door ([`crate::select()`]) checks them against
+//! what it was given.
+
+mod form;
+mod problem;
+
+use std::fmt;
+
+pub use form::{InputForm, default_sum_tol};
+pub use problem::{RowProblem, Value};
+
+/// A query strategy that scores each row on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Strategy {
+    /// 1 − max p; higher is more informative.
+    LeastConfidence,
+    /// p(1) − p(2) of the two largest; lower is more informative.
+    Margin,
+    /// −Σ p log p; higher is more informative.
+    Entropy,
+    /// p(2) / p(1); higher is more informative.
+    Ratio,
+    /// A seeded uniform draw per row: the baseline.
+    Random,
+}
+
+impl Strategy {
+    /// Every row-wise strategy.
+    pub const ALL: [Strategy; 5] = [
+        Strategy::LeastConfidence,
+        Strategy::Margin,
+        Strategy::Entropy,
+        Strategy::Ratio,
+        Strategy::Random,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::LeastConfidence => "least-confidence",
+            Strategy::Margin => "margin",
+            Strategy::Entropy => "entropy",
+            Strategy::Ratio => "ratio",
+            Strategy::Random => "random",
+        }
+    }
+
+    /// The strategy named `name` ("least-confidence" or "least_confidence",
+    /// "margin", ...), as the CLI and the Python package spell them.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        let name = name.replace('_', "-");
+        Strategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Margin and ratio compare the two largest probabilities.
+    pub fn min_classes(self) -> usize {
+        match self {
+            Strategy::Margin | Strategy::Ratio => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether a *lower* score is more informative.
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Strategy::Margin)
+    }
+
+    /// Priority (higher = more informative) of a score. Exact: a negation.
+    #[inline]
+    pub fn priority(self, score: f64) -> f64 {
+        // `0.0 - x` rather than `-x` so a zero margin has priority +0.0.
+        if self.lower_is_better() {
+            0.0 - score
+        } else {
+            score
+        }
+    }
+
+    /// The inverse of [`Strategy::priority`].
+    #[inline]
+    pub fn score(self, priority: f64) -> f64 {
+        self.priority(priority)
+    }
+}
+
+/// A batch-aware strategy: it picks a diverse batch rather than the k
+/// individually best rows (see [`mod@crate::batch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BatchStrategy {
+    /// BADGE: k-means++ seeding on gradient embeddings.
+    Badge,
+    /// Core-set: k-center greedy over the embeddings.
+    Coreset,
+    /// Cluster-Margin: low-margin candidates, clustered, round-robin.
+    ClusterMargin,
+}
+
+impl BatchStrategy {
+    /// Every batch strategy.
+    pub const ALL: [BatchStrategy; 3] = [
+        BatchStrategy::Badge,
+        BatchStrategy::Coreset,
+        BatchStrategy::ClusterMargin,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchStrategy::Badge => "badge",
+            BatchStrategy::Coreset => "coreset",
+            BatchStrategy::ClusterMargin => "cluster-margin",
+        }
+    }
+
+    /// The strategy named `name` (`cluster_margin` also reads).
+    pub fn from_name(name: &str) -> Option<BatchStrategy> {
+        let name = name.replace('_', "-");
+        BatchStrategy::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Any query strategy: one that scores each row on its own, or a
+/// batch-aware one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Query {
+    /// A strategy that scores each row on its own.
+    Score(Strategy),
+    /// A strategy that picks a diverse batch.
+    Batch(BatchStrategy),
+}
+
+/// An input a query can read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Input {
+    /// N x C class probabilities or logits: a pool, or a model with its
+    /// feature files, which makes them.
+    Probs,
+    /// N x D embeddings, one row per pool row (or the last hidden layer of
+    /// a model given with its features).
+    Embeddings,
+}
+
+impl Input {
+    /// The input as a user gives it, on the command line and in Python.
+    pub fn how_to_give(self) -> &'static str {
+        match self {
+            Input::Probs => {
+                "class probabilities: a pool (POOL.npy, or --model M --features X.npy; probs= or model= and features= in Python)"
+            }
+            Input::Embeddings => {
+                "embeddings: --embeddings E.npy (embeddings= in Python), one row per pool row"
+            }
+        }
+    }
+
+    /// The flag (or argument) that gives it, for "remove it" messages.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Input::Probs => "the pool (POOL.npy, probs=)",
+            Input::Embeddings => "--embeddings (embeddings=)",
+        }
+    }
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Input::Probs => "probabilities",
+            Input::Embeddings => "embeddings",
+        })
+    }
+}
+
+/// How a query uses one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// It cannot run without it.
+    Required,
+    /// It reads it when given (core-set checks the pool's rows against the
+    /// embeddings'), and runs without it.
+    Optional,
+    /// It never reads it: giving it is a mistake worth naming.
+    Unused,
+}
+
+/// Which inputs a query reads ([`Query::needs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    /// Probabilities or logits.
+    pub probs: Use,
+    /// Embeddings.
+    pub embeddings: Use,
+}
+
+impl Needs {
+    /// How the query uses `input`.
+    pub fn of(&self, input: Input) -> Use {
+        match input {
+            Input::Probs => self.probs,
+            Input::Embeddings => self.embeddings,
+        }
+    }
+}
+
+impl Query {
+    /// Every strategy, row-wise ones first.
+    pub fn all() -> Vec<Query> {
+        let rows = Strategy::ALL.into_iter().map(Query::Score);
+        let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
+        rows.chain(batch).collect()
+    }
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Score(s) => s.name(),
+            Query::Batch(b) => b.name(),
+        }
+    }
+
+    /// The strategy named `name`, as the CLI and the Python package spell it.
+    pub fn from_name(name: &str) -> Option<Query> {
+        Strategy::from_name(name)
+            .map(Query::Score)
+            .or_else(|| BatchStrategy::from_name(name).map(Query::Batch))
+    }
+
+    /// Which inputs the query reads: the door refuses a request that lacks
+    /// a required one or gives an unused one, naming it.
+    pub fn needs(self) -> Needs {
+        use Use::{Optional, Required, Unused};
+        match self {
+            Query::Score(_) => Needs {
+                probs: Required,
+                embeddings: Unused,
+            },
+            Query::Batch(BatchStrategy::Coreset) => Needs {
+                probs: Optional,
+                embeddings: Required,
+            },
+            Query::Batch(BatchStrategy::Badge | BatchStrategy::ClusterMargin) => Needs {
+                probs: Required,
+                embeddings: Required,
+            },
+        }
+    }
+
+    /// The classes a pool must have (margin and ratio compare the two
+    /// largest probabilities; so does Cluster-Margin).
+    pub fn min_classes(self) -> usize {
+        match self {
+            Query::Score(s) => s.min_classes(),
+            Query::Batch(BatchStrategy::ClusterMargin) => 2,
+            Query::Batch(_) => 1,
+        }
+    }
+}
+
+impl From<Strategy> for Query {
+    fn from(s: Strategy) -> Query {
+        Query::Score(s)
+    }
+}
+
+impl From<BatchStrategy> for Query {
+    fn from(s: BatchStrategy) -> Query {
+        Query::Batch(s)
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for BatchStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// "a, b or c" of every query's name, for messages.
+fn all_names() -> String {
+    let names: Vec<&str> = Query::all().into_iter().map(Query::name).collect();
+    names.join(", ")
+}
+
+impl std::str::FromStr for Query {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Query::from_name(s)
+            .ok_or_else(|| format!("unknown strategy {s:?}; choose one of {}", all_names()))
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match Query::from_str(s)? {
+            Query::Score(st) => Ok(st),
+            Query::Batch(b) => Err(format!(
+                "{b} picks a batch rather than scoring each row; row-wise strategies: {}",
+                Strategy::ALL.map(Strategy::name).join(", ")
+            )),
+        }
+    }
+}
+
+/// The base of the entropy's logarithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogBase {
+    /// Bits.
+    Two,
+    /// Nats (the default).
+    #[default]
+    E,
+    /// Decimal digits.
+    Ten,
+}
+
+impl LogBase {
+    /// As the CLI spells it: "2", "e" or "10".
+    pub fn name(self) -> &'static str {
+        match self {
+            LogBase::Two => "2",
+            LogBase::E => "e",
+            LogBase::Ten => "10",
+        }
+    }
+
+    /// `ln b`: entropy in base b is the natural entropy divided by this.
+    pub fn ln(self) -> f64 {
+        match self {
+            LogBase::Two => std::f64::consts::LN_2,
+            LogBase::E => 1.0,
+            LogBase::Ten => std::f64::consts::LN_10,
+        }
+    }
+}
+
+impl std::str::FromStr for LogBase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "2" => Ok(LogBase::Two),
+            "e" => Ok(LogBase::E),
+            "10" => Ok(LogBase::Ten),
+            _ => Err(format!("unknown log base {s:?}; choose 2, e or 10")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_needs_are_declared() {
+        for q in Query::all() {
+            assert_eq!(Query::from_name(q.name()), Some(q));
+            assert_eq!(q.name().parse::<Query>(), Ok(q));
+            let needs = q.needs();
+            // Every query reads something it cannot run without.
+            assert!(
+                [Input::Probs, Input::Embeddings]
+                    .iter()
+                    .any(|&i| needs.of(i) == Use::Required),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            Query::from_name("cluster_margin"),
+            Some(Query::Batch(BatchStrategy::ClusterMargin))
+        );
+        assert!("badge".parse::<Strategy>().unwrap_err().contains("batch"));
+        assert!(
+            "nope"
+                .parse::<Query>()
+                .unwrap_err()
+                .contains("cluster-margin")
+        );
+    }
+}
