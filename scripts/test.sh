@@ -8,26 +8,25 @@ cd "$(dirname "$0")/.."
 if [ "${CI:-}" = "true" ]; then
   export ALPOOL_REQUIRE_GPU=1 ALPOOL_REQUIRE_SHARED=1
 fi
-# Mesa complains on stderr when XDG_RUNTIME_DIR is unset; give it a private one.
-if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
-  XDG_RUNTIME_DIR=$(mktemp -d)
-  export XDG_RUNTIME_DIR
-fi
 cargo test --release --locked --all-targets
 cargo test --release --locked --doc
 
 # The Python package: built from this checkout (sharing target/ with the
 # Rust build above), then its tests and docstring examples with pytest.
 PY=${ALPOOL_PYTHON:-.venv/bin/python}
-if [ -x "$PY" ] && "$PY" -c "import pytest, numpy" 2>/dev/null; then
+if [ -x "$PY" ] && "$PY" -c "import pytest, numpy, mypy, pandas" 2>/dev/null; then
   PYO3_PYTHON="$PY" "$PY" -m pip install -q --no-deps --force-reinstall ./python
   # From the repository root, so python/alpool (without its compiled
   # module) does not shadow the installed package.
   "$PY" -m pytest -q -p no:cacheprovider python/tests
   "$PY" -m pytest -q -p no:cacheprovider --doctest-modules --pyargs alpool
+  # The typed stubs stay true: the package type-checks against them, and
+  # stubtest compares them with the compiled module's real signatures.
+  (cd python && "$PY" -m mypy --no-incremental)
+  "$PY" -m mypy.stubtest alpool._alpool
 elif [ "${CI:-}" = "true" ]; then
-  echo "the Python test environment is missing ($PY with pytest and numpy): run .ci/run" >&2
+  echo "the Python test environment is missing ($PY with pytest, numpy, mypy and pandas): run .ci/run" >&2
   exit 1
 else
-  echo "!!!!!! SKIPPING the Python package's tests: no $PY with pytest and numpy (bash .ci/run makes one) !!!!!!" >&2
+  echo "!!!!!! SKIPPING the Python package's tests: no $PY with pytest, numpy, mypy and pandas (bash .ci/run makes one) !!!!!!" >&2
 fi

@@ -9,7 +9,23 @@ mod cli;
 #[global_allocator]
 static ALLOC: alpool::bench::CountingAlloc = alpool::bench::CountingAlloc;
 
+/// On a machine with no display, Mesa's Vulkan device-select layer still
+/// tries to reach one and prints "XDG_RUNTIME_DIR is invalid or not set"
+/// twice per probe. alpool picks adapters itself, so the layer is told to
+/// stand aside (its documented switch), unless the user set it.
+fn quiet_headless_vulkan() {
+    let headless = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .all(|v| std::env::var_os(v).is_none());
+    if headless && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread
+        // exists, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_headless_vulkan();
     match cli::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

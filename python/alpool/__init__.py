@@ -38,8 +38,15 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _alpool
-from ._alpool import BATCH_STRATEGIES, ROW_STRATEGIES, AlpoolError, __version__
+# On a machine with no display, Mesa's Vulkan device-select layer still
+# tries to reach one and prints "XDG_RUNTIME_DIR is invalid or not set" on
+# every GPU probe; alpool picks adapters itself, so the layer is told to
+# stand aside (its documented switch) unless the user set it.
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("NODEVICE_SELECT", "1")
+
+from . import _alpool  # noqa: E402
+from ._alpool import BATCH_STRATEGIES, ROW_STRATEGIES, AlpoolError, __version__  # noqa: E402
 
 __all__ = [
     "BATCH_STRATEGIES",
@@ -54,8 +61,8 @@ __all__ = [
     "select_part",
 ]
 
-Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike, None]
-Paths = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+Exclude = Union[Sequence[int], np.ndarray, str, os.PathLike[str], None]
+Paths = Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str]]]]
 Result = tuple[np.ndarray, np.ndarray]
 
 
@@ -102,7 +109,7 @@ def _inputs(
     *,
     paths: Paths | None = None,
     embeddings: Any = None,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
     features: Paths | None = None,
     rows: Any = None,
     row_offset: int = 0,
@@ -136,6 +143,7 @@ def _options(
     log_base: str = "e",
     seed: int = 0,
     device: str = "auto",
+    adapter: str | None = None,
     renormalize: bool = False,
     sum_tol: float | None = None,
     candidates: int | None = None,
@@ -150,6 +158,7 @@ def _options(
         "log_base": log_base,
         "seed": seed,
         "device": device,
+        "adapter": adapter,
         "renormalize": renormalize,
         "sum_tol": sum_tol,
         "candidates": candidates,
@@ -169,9 +178,10 @@ def select(
     log_base: str = "e",
     seed: int = 0,
     device: str = "auto",
+    adapter: str | None = None,
     renormalize: bool = False,
     sum_tol: float | None = None,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
     features: Paths | None = None,
     candidates: int | None = None,
     clusters: int | None = None,
@@ -200,6 +210,8 @@ def select(
         device: "auto" (a hardware GPU for inputs of 256 MiB and more, when
             one exists; float64 stays on the CPU), "cpu" or "gpu". Every
             device returns the same rows.
+        adapter: the GPU adapter whose name contains this (as ``alpool
+            devices`` lists them); named, ``"auto"`` takes it at any size.
         renormalize: divide each row by its sum instead of checking it.
         sum_tol: the row-sum tolerance (default 1e-3, 1e-2 for float16).
         model, features: instead of ``probs``, a model saved by ``alpool
@@ -239,6 +251,7 @@ def select(
         log_base=log_base,
         seed=seed,
         device=device,
+        adapter=adapter,
         renormalize=renormalize,
         sum_tol=sum_tol,
         candidates=candidates,
@@ -257,7 +270,7 @@ def score(
     seed: int = 0,
     renormalize: bool = False,
     sum_tol: float | None = None,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
     features: Paths | None = None,
 ) -> np.ndarray:
     """Every row's canonical score (float64, in row order), row-wise strategies.
@@ -338,7 +351,7 @@ def select_part(
     rows: np.ndarray | None = None,
     row_offset: int = 0,
     device: str = "cpu",
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Result:
     """One shard's k best rows as ``(priorities, global rows)``, for :func:`merge_parts`.

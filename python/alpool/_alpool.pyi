@@ -3,7 +3,7 @@
 Each function takes the two dictionaries :mod:`alpool` builds: the inputs
 (``probs``, ``paths``, ``embeddings``, ``model``, ``features``, ``rows``,
 ``row_offset``) and the options (``strategy``, ``k``, ``exclude``,
-``input``, ``temperature``, ``log_base``, ``seed``, ``device``,
+``input``, ``temperature``, ``log_base``, ``seed``, ``device``, ``adapter``,
 ``renormalize``, ``sum_tol``, ``candidates``, ``clusters``), every key
 present.
 """
@@ -12,6 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+__all__ = [
+    "AlpoolError",
+    "BATCH_STRATEGIES",
+    "ROW_STRATEGIES",
+    "__version__",
+    "merge",
+    "score",
+    "select",
+    "select_part",
+]
 
 __version__: str
 ROW_STRATEGIES: list[str]

@@ -74,7 +74,7 @@ def select(
     probs_column: str = "probs",
     row_column: str = "row",
     num_cpus: float = 1,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top k of a pool spread over Ray tasks: ``(indices, scores)``.
 

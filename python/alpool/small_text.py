@@ -20,7 +20,7 @@ from . import score, select
 __all__ = ["AlpoolQueryStrategy"]
 
 
-class AlpoolQueryStrategy(QueryStrategy):
+class AlpoolQueryStrategy(QueryStrategy):  # type: ignore[misc]
     """small-text's query interface over :func:`alpool.select`."""
 
     def __init__(self, strategy: str = "margin", **select_kwargs: Any) -> None:

@@ -29,11 +29,12 @@ fn run_door(py: Python<'_>, inputs: &RawInputs<'_>, opts: &Options<'_>) -> PyRes
     let sources = Sources::open(inputs)?;
     let job = opts.job(&sources)?;
     let device = opts.device.0;
+    let adapter = opts.adapter.clone();
     sources.with(|inputs| {
         run_released(py, |cancel| {
             let run = Run {
                 device,
-                adapter: None,
+                adapter,
                 progress: cancel,
                 gpu: None,
             };

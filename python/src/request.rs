@@ -9,17 +9,15 @@ use alpool::learner::Mlp;
 use alpool::query::default_sum_tol;
 use alpool::{InputForm, Inputs, Job, Pool};
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyAny;
+use pyo3::types::{PyAny, PyDict};
 
 use crate::arrays::Array;
 use crate::convert::{self, DeviceArg, InputArg, LogBaseArg, QueryArg, Within};
 use crate::release::to_py;
 
 /// The inputs as Python gives them.
-#[derive(FromPyObject)]
-#[pyo3(from_item_all)]
 pub struct RawInputs<'py> {
     /// N x C probabilities or logits, in memory.
     probs: Option<Bound<'py, PyAny>>,
@@ -37,8 +35,6 @@ pub struct RawInputs<'py> {
 }
 
 /// The options as Python gives them.
-#[derive(FromPyObject)]
-#[pyo3(from_item_all)]
 pub struct Options<'py> {
     pub strategy: QueryArg,
     k: Option<i64>,
@@ -48,10 +44,61 @@ pub struct Options<'py> {
     log_base: LogBaseArg,
     seed: u64,
     pub device: DeviceArg,
+    pub adapter: Option<String>,
     renormalize: bool,
     sum_tol: Option<f64>,
     candidates: Option<usize>,
     clusters: Option<usize>,
+}
+
+/// `dict[key]` converted; a conversion's own error (which names the
+/// argument) goes to the caller as it is.
+fn item<'py, T>(dict: &Bound<'py, PyDict>, key: &str) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    match dict.get_item(key)? {
+        Some(v) => v.extract::<T>().map_err(Into::into),
+        None => Err(PyKeyError::new_err(format!("the request has no {key:?}"))),
+    }
+}
+
+impl<'py> FromPyObject<'_, 'py> for RawInputs<'py> {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        let d = obj.cast::<PyDict>()?;
+        Ok(RawInputs {
+            probs: item(&d, "probs")?,
+            paths: item(&d, "paths")?,
+            embeddings: item(&d, "embeddings")?,
+            model: item(&d, "model")?,
+            features: item(&d, "features")?,
+            rows: item(&d, "rows")?,
+            row_offset: item(&d, "row_offset")?,
+        })
+    }
+}
+
+impl<'py> FromPyObject<'_, 'py> for Options<'py> {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        let d = obj.cast::<PyDict>()?;
+        Ok(Options {
+            strategy: item(&d, "strategy")?,
+            k: item(&d, "k")?,
+            exclude: item(&d, "exclude")?,
+            input: item(&d, "input")?,
+            temperature: item(&d, "temperature")?,
+            log_base: item(&d, "log_base")?,
+            seed: item(&d, "seed")?,
+            device: item(&d, "device")?,
+            adapter: item(&d, "adapter")?,
+            renormalize: item(&d, "renormalize")?,
+            sum_tol: item(&d, "sum_tol")?,
+            candidates: item(&d, "candidates")?,
+            clusters: item(&d, "clusters")?,
+        })
+    }
 }
 
 /// The inputs opened: arrays borrowed, files mapped (headers checked, no

@@ -164,7 +164,7 @@ def test_model_and_features_equal_the_cli_fused_path(cli: Path, tmp_path: Path) 
     assert every.shape == (3000,)
     with pytest.raises(TypeError, match="not both"):
         alpool.select(np.zeros((2, 2), np.float32), model=model, features=tmp_path / "x.npy")
-    with pytest.raises(TypeError, match="give probs"):
+    with pytest.raises(TypeError, match="margin needs class probabilities"):
         alpool.select(strategy="margin")
     with pytest.raises(FileNotFoundError):
         alpool.select(model=tmp_path / "none.safetensors", features=tmp_path / "x.npy")

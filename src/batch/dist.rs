@@ -124,32 +124,9 @@ fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     s.iter().sum::<f32>() + t
 }
 
-/// Which vector unit the fast kernels run on, detected once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Simd {
-    /// AVX-512F: one 16-lane register per sum.
-    Avx512,
-    /// AVX2: two 8-lane registers.
-    Avx2,
-    /// No vector unit known to be there.
-    Scalar,
-}
-
-impl Simd {
-    /// The best unit this CPU has.
-    pub fn detect() -> Simd {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return Simd::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                return Simd::Avx2;
-            }
-        }
-        Simd::Scalar
-    }
-}
+/// Which vector unit the fast kernels run on: the CPU's, detected once
+/// for every kernel compiled per instruction set.
+pub(crate) use crate::backend::cpu::Isa as Simd;
 
 /// Runs `f` compiled for the vector unit `simd` names, so the sixteen-lane
 /// loops above become one or two vector registers.
@@ -166,8 +143,8 @@ pub(crate) fn with_simd<R>(simd: Simd, f: impl FnOnce() -> R) -> R {
             f()
         }
         match simd {
-            // SAFETY: `Simd::detect` returned this variant only after
-            // checking that the CPU has the features enabled here.
+            // SAFETY: `Isa::detect` returned this variant only after
+            // checking that the CPU has the features enabled here (and more).
             Simd::Avx512 => return unsafe { avx512(f) },
             // SAFETY: as above.
             Simd::Avx2 => return unsafe { avx2(f) },

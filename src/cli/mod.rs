@@ -103,14 +103,14 @@ fn devices() -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // One line per adapter: what `--adapter` matches, then its facts.
     for a in all {
-        println!("{}", a.name);
         println!(
-            "  backend {}, type {}, driver {}",
-            a.backend, a.device_type, a.driver
-        );
-        println!(
-            "  max storage binding {} MiB, max buffer {} MiB, max workgroups per dimension {}",
+            "{} [{}, {}; driver {}; max storage binding {} MiB, max buffer {} MiB, max workgroups per dimension {}]",
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
             a.max_storage_buffer_binding_size >> 20,
             a.max_buffer_size >> 20,
             a.max_compute_workgroups_per_dimension

@@ -22,7 +22,7 @@
 //! only with a proven error bound, and every row whose bound reaches the
 //! k-th priority is re-scored canonically (see `select`).
 
-pub mod fast;
+pub(crate) mod fast;
 pub mod input;
 
 use std::cmp::Ordering;

@@ -49,8 +49,12 @@ fn crate_paths(code: &str) -> Vec<String> {
 fn modules(lib: &str) -> BTreeSet<String> {
     lib.lines()
         .filter_map(|l| {
-            let l = l.trim_start_matches("pub ").trim_start_matches("pub(crate) ");
-            l.strip_prefix("mod ")?.strip_suffix(';').map(str::to_string)
+            let l = l
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(crate) ");
+            l.strip_prefix("mod ")?
+                .strip_suffix(';')
+                .map(str::to_string)
         })
         .collect()
 }
@@ -141,7 +145,11 @@ fn read_tree(dir: &Path, under: &Path, out: &mut Vec<(String, String)>) {
         if path.is_dir() {
             read_tree(&path, under, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let rel = path.strip_prefix(under).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(under)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, std::fs::read_to_string(&path).unwrap()));
         }
     }
@@ -153,7 +161,12 @@ fn the_top_level_modules_form_a_dag() {
     let mut files = Vec::new();
     read_tree(&src, &src, &mut files);
     let g = graph(&files);
-    assert!(g.len() >= 15, "read only {} modules: {:?}", g.len(), g.keys());
+    assert!(
+        g.len() >= 15,
+        "read only {} modules: {:?}",
+        g.len(),
+        g.keys()
+    );
     if let Some(c) = cycle(&g) {
         panic!("the modules form a cycle: {}", c.join(" -> "));
     }
@@ -184,7 +197,10 @@ fn the_check_finds_a_cycle_through_a_grouped_import_and_a_reexport() {
     let g = graph(&files);
     // `crate::Thing` is b's; `crate::c` is the module, not a's re-export.
     assert_eq!(g["c"], BTreeSet::from(["b".to_string()]));
-    assert_eq!(g["a"], BTreeSet::from(["c".to_string(), "query".to_string()]));
+    assert_eq!(
+        g["a"],
+        BTreeSet::from(["c".to_string(), "query".to_string()])
+    );
     let c = cycle(&g).expect("a -> c -> b -> a");
     assert_eq!(c.first(), c.last());
     assert_eq!(c.len(), 4, "{c:?}");
