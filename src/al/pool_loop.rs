@@ -11,7 +11,7 @@ use crate::backend::Silent;
 use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::learner::{Mlp, MlpConfig};
+use crate::learner::{Mlp, MlpConfig, TrainReport};
 use crate::pool::Exclusions;
 use crate::pool::Pool;
 use crate::query::{InputForm, LogBase, Query};
@@ -163,7 +163,7 @@ fn train(
     last: Option<Mlp>,
     scaler: &Option<crate::learner::Scaler>,
     labeled: &Labeled,
-) -> Result<(Mlp, crate::learner::TrainReport)> {
+) -> Result<(Mlp, TrainReport)> {
     let mut m = match (cfg.warm_start, last) {
         (true, Some(m)) => m,
         _ => Mlp::new(
@@ -234,6 +234,42 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
     })
 }
 
+/// The round's record: its measures, and the stopping criteria that hold.
+fn measure(
+    data: &Dataset,
+    m: &Mlp,
+    stop_set: &[usize],
+    stopper: &mut Stopper,
+    (round, labels, test_accuracy, macro_f1, fit): (usize, usize, f64, f64, &TrainReport),
+    pass: &Pass,
+    train_s: f64,
+) -> Result<Round> {
+    let stop_pred = if stop_set.is_empty() {
+        None
+    } else {
+        Some(data.predict(m, stop_set)?)
+    };
+    let fired = stopper.check(&RoundFacts {
+        labels,
+        accuracy: test_accuracy,
+        stop_set_predictions: stop_pred.as_deref(),
+        pool_uncertainty: Some(&pass.uncertainty),
+    });
+    Ok(Round {
+        round,
+        labels,
+        test_accuracy,
+        macro_f1,
+        train_accuracy: fit.train_accuracy,
+        train_s,
+        predict_s: pass.predict_s,
+        select_s: pass.select_s,
+        max_uncertainty: pass.uncertainty.iter().copied().fold(0.0, f64::max),
+        kappa: stopper.last_kappa,
+        fired,
+    })
+}
+
 /// Runs the loop on `data` with the given split. The test rows are used
 /// only to evaluate; the oracle is asked only for the seed set and for
 /// selected pool rows. With `gpu`, every selection runs there.
@@ -284,30 +320,9 @@ pub fn run(
             .seed(seed)
             .log_base(cfg.log_base);
         let pass = score_pass(data, &m, &unlabeled, &job, &run)?;
-        let stop_pred = if stop_set.is_empty() {
-            None
-        } else {
-            Some(data.predict(&m, &stop_set)?)
-        };
-        let fired = stopper.check(&RoundFacts {
-            labels: labeled.rows.len(),
-            accuracy: test_accuracy,
-            stop_set_predictions: stop_pred.as_deref(),
-            pool_uncertainty: Some(&pass.uncertainty),
-        });
-        let mut record = Round {
-            round,
-            labels: labeled.rows.len(),
-            test_accuracy,
-            macro_f1,
-            train_accuracy: fit.train_accuracy,
-            train_s,
-            predict_s: pass.predict_s,
-            select_s: pass.select_s,
-            max_uncertainty: pass.uncertainty.iter().copied().fold(0.0, f64::max),
-            kappa: stopper.last_kappa,
-            fired: fired.clone(),
-        };
+        let facts = (round, labeled.rows.len(), test_accuracy, macro_f1, &fit);
+        let mut record = measure(data, &m, &stop_set, &mut stopper, facts, &pass, train_s)?;
+        let fired = record.fired.clone();
         let m: &Mlp = model.insert(m);
         if !fired.is_empty() || unlabeled.is_empty() || budget_left == 0 {
             let mut stopped_by = fired;

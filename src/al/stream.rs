@@ -192,6 +192,145 @@ pub struct TestSet<'a> {
     pub y: &'a [usize],
 }
 
+/// The stream's learner as it goes: the budget and threshold, the labeled
+/// window, the model, the scaling, the running summary.
+struct Learner<'c> {
+    cfg: &'c StreamConfig,
+    dim: usize,
+    classes: usize,
+    rng: Rng,
+    budget: BudgetManager,
+    tau: f64,
+    labeled_x: VecDeque<Vec<f32>>,
+    labeled_y: VecDeque<usize>,
+    model: Option<Mlp>,
+    since_update: usize,
+    warmup: Option<ColumnStats>,
+    scaler: Option<Scaler>,
+    summary: StreamSummary,
+}
+
+impl<'c> Learner<'c> {
+    fn new(cfg: &'c StreamConfig, dim: usize, classes: usize) -> Self {
+        Learner {
+            cfg,
+            dim,
+            classes,
+            rng: Rng::new(cfg.seed ^ 0x0057_7265_616d),
+            budget: BudgetManager::new(cfg.budget, cfg.window),
+            // The variable threshold starts at the top; it falls until
+            // instances get queried, then settles where the budget is spent.
+            tau: 1.0,
+            labeled_x: VecDeque::new(),
+            labeled_y: VecDeque::new(),
+            model: None,
+            since_update: 0,
+            warmup: match cfg.scaling {
+                StreamScaling::WarmUp(_) => Some(ColumnStats::new(dim)),
+                _ => None,
+            },
+            scaler: match &cfg.scaling {
+                StreamScaling::Fixed(s) => Some(s.clone()),
+                _ => None,
+            },
+            summary: StreamSummary::default(),
+        }
+    }
+
+    /// Whether instance `id` is queried: its uncertainty under the current
+    /// model, the rule's draw, and the budget.
+    fn decide(&mut self, id: u64, x: &[f32]) -> Result<Decision> {
+        if self.model.is_none()
+            && let Some(w) = &mut self.warmup
+        {
+            w.push(x);
+        }
+        let cfg = self.cfg;
+        let score = match &self.model {
+            Some(m) => uncertainty(cfg.strategy, &m.predict_proba(x)?, id, cfg.seed),
+            None => 1.0,
+        };
+        let draw = self.rng.uniform();
+        let wants = if self.model.is_none() {
+            self.labeled_y.len() < cfg.seed_size.max(1)
+        } else {
+            cfg.rule.wants(score, self.tau, draw, cfg.budget)
+        };
+        let queried = wants && self.budget.allows();
+        self.budget.record(queried);
+        if self.model.is_some()
+            && let Rule::VariableUncertainty { step } = cfg.rule
+        {
+            self.tau *= if queried { 1.0 + step } else { 1.0 - step };
+        }
+        Ok(Decision {
+            index: id,
+            score,
+            queried,
+        })
+    }
+
+    /// Asks the oracle for `x`'s label, keeps it in the window, and
+    /// retrains when the window is ready and the update interval has come.
+    fn learn(&mut self, id: u64, x: Vec<f32>, oracle: &mut dyn Oracle) -> Result<()> {
+        let label = oracle.label_instances(&[id as usize], &[&x])?[0];
+        if label >= self.classes {
+            return Err(Error::Config(format!(
+                "the oracle gave class {label} for {id}; classes are 0..{}",
+                self.classes
+            )));
+        }
+        self.summary.queries += 1;
+        self.labeled_x.push_back(x);
+        self.labeled_y.push_back(label);
+        if self.labeled_y.len() > self.cfg.max_labeled.max(1) {
+            self.labeled_x.pop_front();
+            self.labeled_y.pop_front();
+        }
+        self.since_update += 1;
+        let ys = &self.labeled_y;
+        let ready = ys.len() >= self.cfg.seed_size.max(2) && ys.iter().any(|&l| l != ys[0]);
+        if ready && (self.model.is_none() || self.since_update >= self.cfg.update_every.max(1)) {
+            self.retrain()?;
+        }
+        Ok(())
+    }
+
+    /// Fits the model (last one continued, or a fresh one) on the window.
+    fn retrain(&mut self) -> Result<()> {
+        let cfg = self.cfg;
+        let flat: Vec<f32> = self.labeled_x.iter().flatten().copied().collect();
+        let ys: Vec<usize> = self.labeled_y.iter().copied().collect();
+        if let (Some(w), StreamScaling::WarmUp(kind)) = (self.warmup.take(), &cfg.scaling) {
+            self.scaler = Some(Scaler::from_stats(*kind, &w)?);
+        }
+        let mut m = match (cfg.warm_start, self.model.take()) {
+            (true, Some(m)) => m,
+            _ => Mlp::new(
+                self.dim,
+                self.classes,
+                MlpConfig {
+                    seed: cfg.mlp.seed ^ self.summary.queries,
+                    ..cfg.mlp.clone()
+                },
+            )?
+            .with_scaler(self.scaler.clone())?,
+        };
+        m.fit(&flat, &ys)?;
+        self.model = Some(m);
+        self.since_update = 0;
+        Ok(())
+    }
+
+    /// Test accuracy of the current model, when there are both.
+    fn evaluate(&self, test: &Option<TestSet>) -> Result<Option<f64>> {
+        match (&self.model, test) {
+            (Some(m), Some(t)) => Ok(Some(m.accuracy(t.x, t.y)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Runs the stream: `source` yields (id, features); labels come from
 /// `oracle.label_instances`; each decision goes to `on_decision`.
 pub fn run(
@@ -203,31 +342,7 @@ pub fn run(
     test: Option<TestSet>,
     on_decision: &mut dyn FnMut(&Decision) -> Result<()>,
 ) -> Result<StreamSummary> {
-    let mut rng = Rng::new(cfg.seed ^ 0x0057_7265_616d);
-    let mut budget = BudgetManager::new(cfg.budget, cfg.window);
-    // Start the variable threshold at the top; it falls until instances
-    // get queried, then settles where the budget is spent.
-    let mut tau = 1.0f64;
-    let mut labeled_x: VecDeque<Vec<f32>> = VecDeque::new();
-    let mut labeled_y: VecDeque<usize> = VecDeque::new();
-    let mut model: Option<Mlp> = None;
-    let mut since_update = 0usize;
-    let mut warmup = match cfg.scaling {
-        StreamScaling::WarmUp(_) => Some(ColumnStats::new(dim)),
-        _ => None,
-    };
-    let mut scaler = match &cfg.scaling {
-        StreamScaling::Fixed(s) => Some(s.clone()),
-        _ => None,
-    };
-    let mut summary = StreamSummary::default();
-    let evaluate = |m: &Option<Mlp>, t: &Option<TestSet>| -> Result<Option<f64>> {
-        match (m, t) {
-            (Some(m), Some(t)) => Ok(Some(m.accuracy(t.x, t.y)?)),
-            _ => Ok(None),
-        }
-    };
-
+    let mut l = Learner::new(cfg, dim, classes);
     for item in source {
         let (id, x) = item?;
         if x.len() != dim {
@@ -236,85 +351,24 @@ pub fn run(
                 x.len()
             )));
         }
-        summary.seen += 1;
-        if model.is_none()
-            && let Some(w) = &mut warmup
-        {
-            w.push(&x);
-        }
-        let score = match &model {
-            Some(m) => uncertainty(cfg.strategy, &m.predict_proba(&x)?, id, cfg.seed),
-            None => 1.0,
-        };
-        let draw = rng.uniform();
-        let wants = if model.is_none() {
-            labeled_y.len() < cfg.seed_size.max(1)
-        } else {
-            cfg.rule.wants(score, tau, draw, cfg.budget)
-        };
-        let queried = wants && budget.allows();
-        budget.record(queried);
-        if model.is_some()
-            && let Rule::VariableUncertainty { step } = cfg.rule
-        {
-            tau *= if queried { 1.0 + step } else { 1.0 - step };
-        }
-        on_decision(&Decision {
-            index: id,
-            score,
-            queried,
-        })?;
-        if queried {
-            let label = oracle.label_instances(&[id as usize], &[&x])?[0];
-            if label >= classes {
-                return Err(Error::Config(format!(
-                    "the oracle gave class {label} for {id}; classes are 0..{classes}"
-                )));
-            }
-            summary.queries += 1;
-            labeled_x.push_back(x);
-            labeled_y.push_back(label);
-            if labeled_y.len() > cfg.max_labeled.max(1) {
-                labeled_x.pop_front();
-                labeled_y.pop_front();
-            }
-            since_update += 1;
-            let ready = labeled_y.len() >= cfg.seed_size.max(2)
-                && labeled_y.iter().any(|&l| l != labeled_y[0]);
-            if ready && (model.is_none() || since_update >= cfg.update_every.max(1)) {
-                let flat: Vec<f32> = labeled_x.iter().flatten().copied().collect();
-                let ys: Vec<usize> = labeled_y.iter().copied().collect();
-                if let (Some(w), StreamScaling::WarmUp(kind)) = (warmup.take(), &cfg.scaling) {
-                    scaler = Some(Scaler::from_stats(*kind, &w)?);
-                }
-                let mut m = match (cfg.warm_start, model.take()) {
-                    (true, Some(m)) => m,
-                    _ => Mlp::new(
-                        dim,
-                        classes,
-                        MlpConfig {
-                            seed: cfg.mlp.seed ^ summary.queries,
-                            ..cfg.mlp.clone()
-                        },
-                    )?
-                    .with_scaler(scaler.clone())?,
-                };
-                m.fit(&flat, &ys)?;
-                model = Some(m);
-                since_update = 0;
-            }
+        l.summary.seen += 1;
+        let d = l.decide(id, &x)?;
+        on_decision(&d)?;
+        if d.queried {
+            l.learn(id, x, oracle)?;
         }
         if cfg.checkpoint_every > 0
-            && summary.seen % cfg.checkpoint_every as u64 == 0
-            && let Some(acc) = evaluate(&model, &test)?
+            && l.summary.seen.is_multiple_of(cfg.checkpoint_every as u64)
+            && let Some(acc) = l.evaluate(&test)?
         {
-            summary
-                .checkpoints
-                .push((summary.seen, summary.queries, acc));
+            let s = &mut l.summary;
+            s.checkpoints.push((s.seen, s.queries, acc));
         }
     }
-    summary.final_accuracy = evaluate(&model, &test)?;
-    if let Some(acc) = summary.final_accuracy {
+    let final_accuracy = l.evaluate(&test)?;
+    let mut summary = l.summary;
+    summary.final_accuracy = final_accuracy;
+    if let Some(acc) = final_accuracy {
         summary
             .checkpoints
             .push((summary.seen, summary.queries, acc));

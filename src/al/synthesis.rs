@@ -196,6 +196,116 @@ pub struct SynthesisConfig {
     pub seed: u64,
 }
 
+/// The perturb generator's image shape, checked against the features.
+fn image_shape(cfg: &SynthesisConfig, dim: usize) -> Result<Option<Shape>> {
+    if cfg.generator != Generator::Perturb {
+        return Ok(None);
+    }
+    let s = cfg.image.ok_or_else(|| {
+        Error::Config("the perturb generator needs --image-shape, e.g. 8x8".into())
+    })?;
+    if s.h * s.w != dim {
+        return Err(Error::Config(format!(
+            "--image-shape {}x{} has {} pixels, the features {dim}",
+            s.h,
+            s.w,
+            s.h * s.w,
+        )));
+    }
+    Ok(Some(s))
+}
+
+/// Up to `k` points on the decision boundary: bisections between labeled
+/// pairs the model tells apart (20·k pairs tried at most).
+fn boundary_batch(
+    m: &Mlp,
+    (xs, n, dim): (&[f32], usize, usize),
+    k: usize,
+    tolerance: f64,
+    rng: &mut Rng,
+) -> Result<Vec<Vec<f32>>> {
+    let pred: Vec<usize> = m.predict(xs)?;
+    let mut out = Vec::new();
+    for _ in 0..k * 20 {
+        if out.len() == k {
+            break;
+        }
+        let (i, j) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
+        if pred[i] == pred[j] {
+            continue;
+        }
+        let a = &xs[i * dim..(i + 1) * dim];
+        let b = &xs[j * dim..(j + 1) * dim];
+        out.push(bisect(m, a, b, tolerance, 30)?.0);
+    }
+    Ok(out)
+}
+
+/// `k` perturbed copies of pool images drawn from the 3·k of smallest
+/// margin.
+fn perturb_batch(
+    data: &Dataset,
+    pool: &[usize],
+    m: &Mlp,
+    s: Shape,
+    k: usize,
+    rng: &mut Rng,
+) -> Result<Vec<Vec<f32>>> {
+    let probs = data.predict_proba_rows(m, pool)?;
+    let mut order: Vec<(f64, usize)> = probs
+        .chunks_exact(data.classes)
+        .enumerate()
+        .map(|(i, p)| (margin(p), pool[i]))
+        .collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut picks: Vec<usize> = order.iter().take(k * 3).map(|x| x.1).collect();
+    shuffle(&mut picks, rng);
+    Ok(picks
+        .iter()
+        .take(k)
+        .map(|&r| perturb(&data.row(r), s, rng))
+        .collect())
+}
+
+/// A fresh model trained on (`xs`, `ys`), measured on the test rows.
+fn train_round(
+    data: &Dataset,
+    split: &Split,
+    cfg: &SynthesisConfig,
+    scaler: &Option<crate::learner::Scaler>,
+    (xs, ys): (&[f32], &[usize]),
+    round: usize,
+) -> Result<(Mlp, Round)> {
+    let t = Instant::now();
+    let mut m = Mlp::new(
+        data.dim,
+        data.classes,
+        MlpConfig {
+            seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
+            ..cfg.mlp.clone()
+        },
+    )?
+    .with_scaler(scaler.clone())?;
+    let fit = m.fit(xs, ys)?;
+    let train_s = t.elapsed().as_secs_f64();
+    let test_y = data.labels(&split.test);
+    let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &data.predict(&m, &split.test)?);
+    let record = Round {
+        round,
+        labels: ys.len(),
+        test_accuracy,
+        macro_f1,
+        train_accuracy: fit.train_accuracy,
+        train_s,
+        predict_s: 0.0,
+        select_s: 0.0,
+        max_uncertainty: 0.0,
+        kappa: None,
+        fired: Vec::new(),
+    };
+    Ok((m, record))
+}
+
 /// Runs synthesis rounds: train, evaluate, synthesize a batch, label it with
 /// `oracle.label_instances`, add it to the training set, until `budget`
 /// labels (seed labels included) are used.
@@ -205,124 +315,44 @@ pub fn run(
     cfg: &SynthesisConfig,
     oracle: &mut dyn Oracle,
 ) -> Result<RunResult> {
-    if cfg.generator == Generator::Perturb {
-        let s = cfg.image.ok_or_else(|| {
-            Error::Config("the perturb generator needs --image-shape, e.g. 8x8".into())
-        })?;
-        if s.h * s.w != data.dim {
-            return Err(Error::Config(format!(
-                "--image-shape {}x{} has {} pixels, the features {}",
-                s.h,
-                s.w,
-                s.h * s.w,
-                data.dim
-            )));
-        }
-    }
+    let image = image_shape(cfg, data.dim)?;
     let mut rng = Rng::new(cfg.seed ^ 0x0053_796e);
     let seed_rows = seed_set(&split.pool, &data.y, cfg.seed_size.max(2), false, cfg.seed);
     let mut xs = data.gather(&seed_rows);
     let mut ys = oracle.label(&seed_rows)?;
-    let test_y = data.labels(&split.test);
     let scaler = data.scaler(cfg.mlp.scale, Some(&split.pool))?;
     let mut rounds = Vec::new();
     let mut next_id = data.rows();
+    let stop = |rounds, fired: Fired| RunResult {
+        rounds,
+        labeled: seed_rows.clone(),
+        stopped_by: vec![fired],
+    };
     for round in 0.. {
-        let t = Instant::now();
-        let mut m = Mlp::new(
-            data.dim,
-            data.classes,
-            MlpConfig {
-                seed: cfg.mlp.seed ^ cfg.seed.wrapping_mul(0x9E37_79B9) ^ round as u64,
-                ..cfg.mlp.clone()
-            },
-        )?
-        .with_scaler(scaler.clone())?;
-        let fit = m.fit(&xs, &ys)?;
-        let train_s = t.elapsed().as_secs_f64();
-        let (test_accuracy, macro_f1) =
-            accuracy_and_macro_f1(&test_y, &data.predict(&m, &split.test)?);
+        let (m, mut record) = train_round(data, split, cfg, &scaler, (&xs, &ys), round)?;
         let labels = ys.len();
-        let mut record = Round {
-            round,
-            labels,
-            test_accuracy,
-            macro_f1,
-            train_accuracy: fit.train_accuracy,
-            train_s,
-            predict_s: 0.0,
-            select_s: 0.0,
-            max_uncertainty: 0.0,
-            kappa: None,
-            fired: Vec::new(),
-        };
         if labels >= cfg.budget {
-            record.fired.push(Fired::new(
+            let fired = Fired::new(
                 "budget",
                 format!("{labels} labels used, budget {}", cfg.budget),
-            ));
-            let stopped_by = record.fired.clone();
+            );
+            record.fired.push(fired.clone());
             rounds.push(record);
-            return Ok(RunResult {
-                rounds,
-                labeled: seed_rows,
-                stopped_by,
-            });
+            return Ok(stop(rounds, fired));
         }
         let k = cfg.batch_size.max(1).min(cfg.budget - labels);
         let t = Instant::now();
-        let batch = match cfg.generator {
-            Generator::Boundary => {
-                let pred: Vec<usize> = m.predict(&xs)?;
-                let n = ys.len();
-                let mut out = Vec::new();
-                for _ in 0..k * 20 {
-                    if out.len() == k {
-                        break;
-                    }
-                    let (i, j) = (rng.below(n as u64) as usize, rng.below(n as u64) as usize);
-                    if pred[i] == pred[j] {
-                        continue;
-                    }
-                    let a = &xs[i * data.dim..(i + 1) * data.dim];
-                    let b = &xs[j * data.dim..(j + 1) * data.dim];
-                    out.push(bisect(&m, a, b, cfg.tolerance, 30)?.0);
-                }
-                out
-            }
-            Generator::Perturb => {
-                let s = cfg.image.expect("checked above");
-                let pool: Vec<usize> = split.pool.clone();
-                let probs = data.predict_proba_rows(&m, &pool)?;
-                let mut order: Vec<(f64, usize)> = probs
-                    .chunks_exact(data.classes)
-                    .enumerate()
-                    .map(|(i, p)| (margin(p), pool[i]))
-                    .collect();
-                order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                let mut picks: Vec<usize> = order.iter().take(k * 3).map(|x| x.1).collect();
-                shuffle(&mut picks, &mut rng);
-                picks
-                    .iter()
-                    .take(k)
-                    .map(|&r| perturb(&data.row(r), s, &mut rng))
-                    .collect()
-            }
+        let batch = match image {
+            None => boundary_batch(&m, (&xs, labels, data.dim), k, cfg.tolerance, &mut rng)?,
+            Some(s) => perturb_batch(data, &split.pool, &m, s, k, &mut rng)?,
         };
         record.select_s = t.elapsed().as_secs_f64();
         rounds.push(record);
         if batch.is_empty() {
             // Every labeled instance is predicted the same class: nothing
             // to bisect. Report and stop rather than loop.
-            let stopped_by = vec![Fired::new(
-                "no-boundary",
-                "all labeled instances share a predicted class".to_string(),
-            )];
-            return Ok(RunResult {
-                rounds,
-                labeled: seed_rows,
-                stopped_by,
-            });
+            let why = "all labeled instances share a predicted class".to_string();
+            return Ok(stop(rounds, Fired::new("no-boundary", why)));
         }
         let ids: Vec<usize> = (next_id..next_id + batch.len()).collect();
         next_id += batch.len();

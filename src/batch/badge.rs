@@ -72,16 +72,12 @@ struct Centre {
     gnorm: f64,
 }
 
-pub(crate) fn pick(
-    probs: &Pool,
-    emb: &Pool,
-    job: &Job,
-    gpu: Option<&Gpu>,
-    progress: &dyn Progress,
-    clock: &mut Clock,
-) -> Result<(Vec<(u64, f64)>, u64)> {
-    let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
-    let chunk = super::rows_per_chunk(job, emb);
+/// Where non-plain probabilities go, rounded once to float32: a temporary
+/// file the per-pick passes map, instead of redoing a softmax per row and
+/// pick. `None` for plain probabilities, read as stored.
+type Rounded = Option<(tempfile::NamedTempFile, u64)>;
+
+fn rounded_copy(probs: &Pool, job: &Job) -> Result<Rounded> {
     let plain = matches!(
         job.input,
         InputForm::Probs {
@@ -89,35 +85,33 @@ pub(crate) fn pick(
             ..
         }
     ) && !probs.has_f64();
-    // Non-plain probabilities are rounded once into a temporary float32
-    // file that the per-pick passes map, instead of redoing a softmax per
-    // row and pick.
-    let tmp = if plain {
-        None
-    } else {
-        let t = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let header = npy::encode_header(DType::F32, &[n as usize, c]);
-        let f = t.as_file();
-        f.write_all_at(&header, 0)
-            .and_then(|_| f.set_len(header.len() as u64 + n * c as u64 * 4))
-            .map_err(|e| Error::io(t.path(), e))?;
-        Some((t, header.len() as u64))
-    };
+    if plain {
+        return Ok(None);
+    }
+    let (n, c) = (probs.rows(), probs.classes());
+    let t = tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let header = npy::encode_header(DType::F32, &[n as usize, c]);
+    let f = t.as_file();
+    f.write_all_at(&header, 0)
+        .and_then(|_| f.set_len(header.len() as u64 + n * c as u64 * 4))
+        .map_err(|e| Error::io(t.path(), e))?;
+    Ok(Some((t, header.len() as u64)))
+}
 
-    let mut rows = vec![
-        Row {
-            mind: f64::INFINITY,
-            gnorm: 0.0,
-            enorm: 0.0,
-            yhat: 0,
-        };
-        n as usize
-    ];
+/// One canonical pass: validate, ŷ, the norms, each chunk's first-pick
+/// candidate (largest gradient norm); the rounded copy written.
+fn first_pass(
+    (probs, emb): (&Pool, &Pool),
+    job: &Job,
+    rows: &mut [Row],
+    tmp: &Rounded,
+    progress: &dyn Progress,
+) -> Result<Option<(u64, f64)>> {
+    let (c, d) = (probs.classes(), emb.classes());
     let excluded = job.exclusions.as_slice();
-    // One canonical pass: validate, ŷ, the norms, the first pick.
     let firsts = par_pass(
-        &mut rows,
-        chunk,
+        rows,
+        super::rows_per_chunk(job, emb),
         || (Bufs::default(), Bufs::default(), Vec::new(), Vec::new()),
         |(pb, eb, p, a), start, state| {
             if progress.cancelled() {
@@ -146,7 +140,7 @@ pub(crate) fn pick(
                     best = arg_max(best.into_iter().chain([(row, s.gnorm)]));
                 }
             }
-            if let Some((t, offset)) = &tmp {
+            if let Some((t, offset)) = tmp {
                 let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
                 t.as_file()
                     .write_all_at(bytemuck::cast_slice(&p32), offset + start * c as u64 * 4)
@@ -156,12 +150,46 @@ pub(crate) fn pick(
             Ok(best)
         },
     )?;
+    Ok(arg_max(firsts.into_iter().flatten()))
+}
+
+/// The rows' state and the fast probabilities, uploaded to the GPU.
+fn upload<'g>(g: &'g Gpu, emb: &Pool, fast: &Pool, rows: &[Row], k: usize) -> Result<Resident<'g>> {
+    let info: Vec<[f32; 4]> = rows
+        .iter()
+        .map(|s| [s.gnorm as f32, s.enorm as f32, f32::from_bits(s.yhat), 0.0])
+        .collect();
+    let mind: Vec<f32> = rows
+        .iter()
+        .map(|s| if s.mind == TAKEN { -1.0 } else { f32::MAX })
+        .collect();
+    Resident::new(g, emb, Some((fast, &info)), &mind, k)
+}
+
+pub(crate) fn pick(
+    probs: &Pool,
+    emb: &Pool,
+    job: &Job,
+    gpu: Option<&Gpu>,
+    progress: &dyn Progress,
+    clock: &mut Clock,
+) -> Result<(Vec<(u64, f64)>, u64)> {
+    let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
+    let tmp = rounded_copy(probs, job)?;
+    let empty = Row {
+        mind: f64::INFINITY,
+        gnorm: 0.0,
+        enorm: 0.0,
+        yhat: 0,
+    };
+    let mut rows = vec![empty; n as usize];
+    let first = first_pass((probs, emb), job, &mut rows, &tmp, progress)?;
     clock.lap("canonical norms");
     let mut picks = Vec::with_capacity(job.k);
     if job.k == 0 {
         return Ok((picks, 0));
     }
-    let Some(first) = arg_max(firsts.into_iter().flatten()) else {
+    let Some(first) = first else {
         return Err(Error::Config("no row left to pick".into()));
     };
     let fast_pool;
@@ -172,24 +200,14 @@ pub(crate) fn pick(
         }
         None => probs,
     };
-
     let resident = match gpu {
         Some(g) => {
-            let info: Vec<[f32; 4]> = rows
-                .iter()
-                .map(|s| [s.gnorm as f32, s.enorm as f32, f32::from_bits(s.yhat), 0.0])
-                .collect();
-            let mind: Vec<f32> = rows
-                .iter()
-                .map(|s| if s.mind == TAKEN { -1.0 } else { f32::MAX })
-                .collect();
-            Some(Resident::new(g, emb, Some((fast, &info)), &mind, job.k)?)
+            let r = upload(g, emb, fast, &rows, job.k)?;
+            clock.lap("upload");
+            Some(r)
         }
         None => None,
     };
-    if resident.is_some() {
-        clock.lap("upload");
-    }
     let mut run = Run {
         resident,
         probs,
@@ -209,6 +227,7 @@ pub(crate) fn pick(
     };
     picks.push(first);
     let mut row = first.0;
+    let chunk = super::rows_per_chunk(job, emb);
     while picks.len() < job.k {
         run.add_centre(row, &mut rows)?;
         let t = picks.len() as u32;

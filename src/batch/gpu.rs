@@ -69,6 +69,61 @@ pub(crate) struct Resident<'g> {
     collect: wgpu::ComputePipeline,
 }
 
+/// `pool`'s rows as float32 in a new storage buffer, 8 MiB at a time; the
+/// rows of `emb` are validated on the way.
+fn upload_rows(gpu: &Gpu, label: &str, pool: &Pool, emb: &Pool) -> Result<wgpu::Buffer> {
+    use wgpu::BufferUsages as U;
+    let b = gpu.buffer(
+        label,
+        pool.rows() * pool.classes() as u64 * 4,
+        U::STORAGE | U::COPY_DST,
+    );
+    let mut bufs = Bufs::default();
+    let step = ((8u64 << 20) / (pool.classes() as u64 * 4)).max(1);
+    let mut start = 0;
+    while start < pool.rows() {
+        let end = (start + step).min(pool.rows());
+        let vals = read_rows(pool, start, end, &mut bufs)?;
+        if std::ptr::eq(pool, emb) {
+            check_embedding_rows(emb, start, &vals)?;
+        }
+        let at = start * pool.classes() as u64 * 4;
+        gpu.queue.write_buffer(&b, at, bytemuck::cast_slice(&vals));
+        start = end;
+    }
+    Ok(b)
+}
+
+/// batch.wgsl's three kernels, and their bind group over `buffers`.
+fn pipelines(
+    gpu: &Gpu,
+    buffers: &[&wgpu::Buffer; 9],
+) -> (wgpu::BindGroup, [wgpu::ComputePipeline; 3]) {
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::include_wgsl!("../../shaders/batch.wgsl"));
+    let (layout, kernels) = program(
+        &gpu.device,
+        &module,
+        "alpool batch",
+        &[true, true, true, true, false, false, false, false],
+        ["update", "reduce", "collect"],
+    );
+    let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("alpool batch"),
+        layout: &layout,
+        entries: &buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect::<Vec<_>>(),
+    });
+    (bind, kernels)
+}
+
 impl<'g> Resident<'g> {
     /// Uploads `emb` (validating every row on the way), BADGE's float32
     /// probabilities and per-row `[‖g‖², ‖e‖², ŷ bits, 0]`, and the initial
@@ -97,23 +152,7 @@ impl<'g> Resident<'g> {
         }
         use wgpu::BufferUsages as U;
         let store = U::STORAGE | U::COPY_DST;
-        let upload = |label: &str, pool: &Pool| -> Result<wgpu::Buffer> {
-            let b = gpu.buffer(label, pool.rows() * pool.classes() as u64 * 4, store);
-            let mut bufs = Bufs::default();
-            let step = ((8u64 << 20) / (pool.classes() as u64 * 4)).max(1);
-            let mut start = 0;
-            while start < pool.rows() {
-                let end = (start + step).min(pool.rows());
-                let vals = read_rows(pool, start, end, &mut bufs)?;
-                if std::ptr::eq(pool, emb) {
-                    check_embedding_rows(emb, start, &vals)?;
-                }
-                let at = start * pool.classes() as u64 * 4;
-                gpu.queue.write_buffer(&b, at, bytemuck::cast_slice(&vals));
-                start = end;
-            }
-            Ok(b)
-        };
+        let upload = |label: &str, pool: &Pool| upload_rows(gpu, label, pool, emb);
         let emb_buf = upload("alpool embeddings", emb)?;
         let (probs_buf, info_buf) = match badge {
             Some((p, info)) => {
@@ -143,31 +182,10 @@ impl<'g> Resident<'g> {
         );
         let params = gpu.buffer("alpool params", 80, U::UNIFORM | U::COPY_DST);
 
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::include_wgsl!("../../shaders/batch.wgsl"));
-        let (layout, [update, reduce, collect]) = program(
-            &gpu.device,
-            &module,
-            "alpool batch",
-            &[true, true, true, true, false, false, false, false],
-            ["update", "reduce", "collect"],
-        );
         let buffers = [
             &params, &emb_buf, &probs_buf, &info_buf, &centres, &mind_buf, &bounds, &wgmax, &found,
         ];
-        let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("alpool batch"),
-            layout: &layout,
-            entries: &buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect::<Vec<_>>(),
-        });
+        let (bind, [update, reduce, collect]) = pipelines(gpu, &buffers);
         let r = Resident {
             gpu,
             rows: rows as u32,

@@ -161,32 +161,29 @@ pub(crate) struct Forward<'g> {
     stages: Vec<Stage>,
 }
 
-impl<'g> Forward<'g> {
-    /// The model's weights on the device, and buffers for `r_max` rows
-    /// whose logits (and their bound, one more column) go to `logits`.
-    pub(crate) fn new(
-        gpu: &'g Gpu,
-        model: &Mlp,
-        bytes_input: bool,
-        r_max: usize,
-        logits: &wgpu::Buffer,
-    ) -> Forward<'g> {
+/// The device buffers of a forward pass.
+struct Buffers {
+    /// The features of each slot as uploaded.
+    inputs: [wgpu::Buffer; 2],
+    /// uint8 features widened to f32 (f32 features are the first layer's
+    /// input as uploaded).
+    widened: Option<wgpu::Buffer>,
+    /// The byte → value table of uint8 features.
+    lut: wgpu::Buffer,
+    /// Placeholders for unused bindings.
+    none: wgpu::Buffer,
+    none_rw: wgpu::Buffer,
+    /// Each layer's weights and biases.
+    weights: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Each hidden layer's activations, and each layer's error bounds.
+    hidden: Vec<wgpu::Buffer>,
+    bounds: Vec<wgpu::Buffer>,
+}
+
+impl Buffers {
+    fn new(gpu: &Gpu, model: &Mlp, bytes_input: bool, r_max: usize) -> Buffers {
         use wgpu::BufferUsages as U;
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("forward.wgsl"),
-                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/forward.wgsl").into()),
-            });
-        let (layout, pipelines) = program(
-            &gpu.device,
-            &module,
-            "alpool forward",
-            &[true, true, true, false, true, true, true, false],
-            ["widen", "layer", "finish"],
-        );
         let d = model.inputs();
-        let c = model.classes();
         let init = |label: &str, data: &[f32]| {
             let data: &[f32] = if data.is_empty() { &[0.0; 4] } else { data };
             gpu.device
@@ -200,82 +197,132 @@ impl<'g> Forward<'g> {
             r_max * d
         } else {
             r_max * d * 4
-        };
-        let inputs = [
-            gpu.buffer("features A", input_bytes as u64, U::STORAGE | U::COPY_DST),
-            gpu.buffer("features B", input_bytes as u64, U::STORAGE | U::COPY_DST),
-        ];
-        // uint8 features widen into one f32 buffer; f32 features are the
-        // first layer's input as uploaded.
-        let widened =
-            bytes_input.then(|| gpu.buffer("widened", (r_max * d * 4) as u64, U::STORAGE));
-        let lut = init("table", &byte_table(model));
-        let none = init("unused", &[]);
-        let none_rw = gpu.buffer("unused rw", 16, U::STORAGE);
+        } as u64;
         let layers = model.layers();
-        let weights: Vec<_> = layers
-            .iter()
-            .map(|l| (init("weights", &l.w), init("biases", &l.b)))
-            .collect();
-        let hidden: Vec<_> = layers[..layers.len() - 1]
-            .iter()
-            .map(|l| gpu.buffer("activations", (r_max * l.out * 4) as u64, U::STORAGE))
-            .collect();
-        let bounds: Vec<_> = layers
-            .iter()
-            .map(|l| gpu.buffer("bounds", (r_max * l.out * 4) as u64, U::STORAGE))
-            .collect();
-        // The input of layer l in slot s.
-        let act = |l: usize, s: usize| -> &wgpu::Buffer {
-            match l {
-                0 => widened.as_ref().unwrap_or(&inputs[s]),
-                _ => &hidden[l - 1],
-            }
-        };
-        let mut stages = Vec::new();
-        let mut stage = |kind: Kind, params: FParams, slots: [[&wgpu::Buffer; 8]; 2]| {
-            let uniform = gpu
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("forward params"),
-                    contents: bytemuck::bytes_of(&params),
-                    usage: U::UNIFORM | U::COPY_DST,
-                });
-            let binds = slots
+        let per_row =
+            |label: &str, width: usize| gpu.buffer(label, (r_max * width * 4) as u64, U::STORAGE);
+        Buffers {
+            inputs: [
+                gpu.buffer("features A", input_bytes, U::STORAGE | U::COPY_DST),
+                gpu.buffer("features B", input_bytes, U::STORAGE | U::COPY_DST),
+            ],
+            widened: bytes_input.then(|| per_row("widened", d)),
+            lut: init("table", &byte_table(model)),
+            none: init("unused", &[]),
+            none_rw: gpu.buffer("unused rw", 16, U::STORAGE),
+            weights: layers
                 .iter()
-                .map(|all| {
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: uniform.as_entire_binding(),
-                    }];
-                    entries.extend(all.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-                        binding: i as u32 + 1,
-                        resource: b.as_entire_binding(),
-                    }));
-                    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some("alpool forward"),
-                        layout: &layout,
-                        entries: &entries,
-                    })
-                })
-                .collect();
-            stages.push(Stage {
-                kind,
-                params,
-                uniform,
-                binds,
+                .map(|l| (init("weights", &l.w), init("biases", &l.b)))
+                .collect(),
+            hidden: layers[..layers.len() - 1]
+                .iter()
+                .map(|l| per_row("activations", l.out))
+                .collect(),
+            bounds: layers.iter().map(|l| per_row("bounds", l.out)).collect(),
+        }
+    }
+
+    /// The input of layer `l` in slot `s`.
+    fn act(&self, l: usize, s: usize) -> &wgpu::Buffer {
+        match l {
+            0 => self.widened.as_ref().unwrap_or(&self.inputs[s]),
+            _ => &self.hidden[l - 1],
+        }
+    }
+}
+
+/// One stage: its parameters in a uniform, and a bind group per slot.
+fn make_stage(
+    gpu: &Gpu,
+    layout: &wgpu::BindGroupLayout,
+    kind: Kind,
+    params: FParams,
+    slots: [[&wgpu::Buffer; 8]; 2],
+) -> Stage {
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("forward params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        });
+    let binds = slots
+        .iter()
+        .map(|all| {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: uniform.as_entire_binding(),
+            }];
+            entries.extend(all.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.as_entire_binding(),
+            }));
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("alpool forward"),
+                layout,
+                entries: &entries,
+            })
+        })
+        .collect();
+    Stage {
+        kind,
+        params,
+        uniform,
+        binds,
+    }
+}
+
+impl<'g> Forward<'g> {
+    /// The model's weights on the device, and buffers for `r_max` rows
+    /// whose logits (and their bound, one more column) go to `logits`.
+    pub(crate) fn new(
+        gpu: &'g Gpu,
+        model: &Mlp,
+        bytes_input: bool,
+        r_max: usize,
+        logits: &wgpu::Buffer,
+    ) -> Forward<'g> {
+        let module = gpu
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some("forward.wgsl"),
+                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/forward.wgsl").into()),
             });
-        };
-        if let Some(wide) = &widened {
+        let (layout, pipelines) = program(
+            &gpu.device,
+            &module,
+            "alpool forward",
+            &[true, true, true, false, true, true, true, false],
+            ["widen", "layer", "finish"],
+        );
+        let (d, c) = (model.inputs(), model.classes());
+        let b = Buffers::new(gpu, model, bytes_input, r_max);
+        let mut stages = Vec::new();
+        let mut stage =
+            |kind, params, slots| stages.push(make_stage(gpu, &layout, kind, params, slots));
+        let none = &b.none;
+        if let Some(wide) = &b.widened {
             let cols = if model.scaler().is_some() { d } else { 1 };
             let params = FParams {
                 inp: d as u32,
                 lut_cols: cols as u32,
                 ..FParams::default()
             };
-            let slot = |s: usize| [&none, &none, &none, wide, &inputs[s], &lut, &none, &none_rw];
+            let slot = |s: usize| {
+                [
+                    none,
+                    none,
+                    none,
+                    wide,
+                    &b.inputs[s],
+                    &b.lut,
+                    none,
+                    &b.none_rw,
+                ]
+            };
             stage(Kind::Widen, params, [slot(0), slot(1)]);
         }
+        let layers = model.layers();
         for (l, layer) in layers.iter().enumerate() {
             let last = l + 1 == layers.len();
             let (c_d, c_p, tau) = layer_factors(layer.inp);
@@ -290,10 +337,10 @@ impl<'g> Forward<'g> {
                 tau,
                 ..FParams::default()
             };
-            let dst = if last { logits } else { &hidden[l] };
-            let din = if l == 0 { &none } else { &bounds[l - 1] };
-            let (w, b) = &weights[l];
-            let slot = |s: usize| [act(l, s), w, b, dst, &none, &none, din, &bounds[l]];
+            let dst = if last { logits } else { &b.hidden[l] };
+            let din = if l == 0 { none } else { &b.bounds[l - 1] };
+            let (w, bias) = &b.weights[l];
+            let slot = |s: usize| [b.act(l, s), w, bias, dst, none, none, din, &b.bounds[l]];
             stage(Kind::Layer, params, [slot(0), slot(1)]);
         }
         let params = FParams {
@@ -301,13 +348,13 @@ impl<'g> Forward<'g> {
             dst_width: c as u32 + 1,
             ..FParams::default()
         };
-        let last = &bounds[layers.len() - 1];
-        let slot = [&none, &none, &none, logits, &none, &none, last, &none_rw];
+        let last = &b.bounds[layers.len() - 1];
+        let slot = [none, none, none, logits, none, none, last, &b.none_rw];
         stage(Kind::Finish, params, [slot, slot]);
         Forward {
             gpu,
             pipelines,
-            inputs,
+            inputs: b.inputs,
             stages,
         }
     }

@@ -399,19 +399,16 @@ impl Trainer {
     ) {
         let n = y.len();
         assert!(n > 0 && n <= self.max_rows && x.len() == n * layers[0].inp);
+        self.forward(layers, x, n, rng);
+        self.loss_gradient(layers, y, class_weight);
+        self.backward(layers, x, n);
+    }
+
+    /// Forward: Zᵀ = W · inputᵀ + b, then ReLU (and dropout) on hidden
+    /// layers.
+    fn forward(&mut self, layers: &[Layer], x: &[f32], n: usize, rng: &mut Rng) {
         let last = layers.len() - 1;
         let keep = 1.0 / (1.0 - self.dropout);
-        // The input of layer `i` as a `[n, inp]` view.
-        fn input<'a>(x: &'a [f32], zt: &'a [Vec<f32>], i: usize, inp: usize, n: usize) -> Mat<'a> {
-            if i == 0 {
-                Mat::rows(x, inp)
-            } else {
-                Mat::rows(&zt[i - 1][..inp * n], n).t()
-            }
-        }
-
-        // Forward: Zᵀ = W · inputᵀ + b, then ReLU (and dropout) on hidden
-        // layers.
         for (i, l) in layers.iter().enumerate() {
             let (before, after) = self.zt.split_at_mut(i);
             let z = &mut after[0][..l.out * n];
@@ -446,8 +443,12 @@ impl Trainer {
                 }
             }
         }
+    }
 
-        // dL/dz = weight[y]/n · (softmax(z) − onehot(y)), column by column.
+    /// dL/dz = weight[y]/n · (softmax(z) − onehot(y)), column by column.
+    fn loss_gradient(&mut self, layers: &[Layer], y: &[usize], class_weight: &[f32]) {
+        let n = y.len();
+        let last = layers.len() - 1;
         let classes = layers[last].out;
         let (z, g) = (&self.zt[last], &mut self.gt[last]);
         let col = &mut self.column[..classes];
@@ -462,9 +463,13 @@ impl Trainer {
                 g[k * n + r] = v * s;
             }
         }
+    }
 
-        // Backward, last layer first; each layer's parameters are updated
-        // once the gradient for the layer below has used them.
+    /// Backward, last layer first; each layer's parameters are updated
+    /// once the gradient for the layer below has used them.
+    fn backward(&mut self, layers: &mut [Layer], x: &[f32], n: usize) {
+        let last = layers.len() - 1;
+        let keep = 1.0 / (1.0 - self.dropout);
         self.t += 1;
         let step = Step::new(&self.opt, self.t);
         for i in (0..=last).rev() {
@@ -511,6 +516,16 @@ impl Trainer {
             }
             step.update_fast(&mut l.b, gb, &mut mb.m, &mut mb.v);
         }
+    }
+}
+
+/// The input of layer `i` as a `[n, inp]` view: the minibatch, or the
+/// layer below's activations.
+fn input<'a>(x: &'a [f32], zt: &'a [Vec<f32>], i: usize, inp: usize, n: usize) -> Mat<'a> {
+    if i == 0 {
+        Mat::rows(x, inp)
+    } else {
+        Mat::rows(&zt[i - 1][..inp * n], n).t()
     }
 }
 

@@ -135,6 +135,35 @@ struct ConfigFile {
     scaler: Option<ScalerMeta>,
 }
 
+impl ConfigFile {
+    /// The learner's configuration as saved.
+    fn config(&self) -> MlpConfig {
+        MlpConfig {
+            hidden: self.hidden.clone(),
+            dropout: self.dropout,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            min_steps: self.min_steps,
+            val_fraction: self.val_fraction,
+            patience: self.patience,
+            class_weights: self.class_weights,
+            seed: self.seed,
+            engine: match self.engine.as_str() {
+                "candle" => Engine::Candle,
+                _ => Engine::Fused,
+            },
+            scale: match self.scale.as_str() {
+                "standard" => Scale::Standard,
+                "minmax" => Scale::MinMax,
+                "auto" => Scale::Auto,
+                _ => Scale::None,
+            },
+        }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ScalerMeta {
     kind: String,
@@ -191,6 +220,65 @@ pub struct Mlp {
 enum Run {
     Fused(fused::Trainer),
     Candle(reference::Trainer),
+}
+
+/// Labeled rows (scaled) and their labels.
+struct Labeled<'a> {
+    x: &'a [f32],
+    y: &'a [usize],
+    inputs: usize,
+}
+
+impl Labeled<'_> {
+    /// The rows `idx`, gathered, with their labels.
+    fn gather(&self, idx: &[usize]) -> (Vec<f32>, Vec<usize>) {
+        let mut xs = Vec::with_capacity(idx.len() * self.inputs);
+        for &i in idx {
+            xs.extend_from_slice(&self.x[i * self.inputs..(i + 1) * self.inputs]);
+        }
+        (xs, idx.iter().map(|&i| self.y[i]).collect())
+    }
+}
+
+/// What the epochs train on.
+struct Fit<'a> {
+    data: &'a Labeled<'a>,
+    /// The validation rows and labels (empty: no validation).
+    val: (&'a [f32], &'a [usize]),
+    /// Each class's loss weight.
+    weights: &'a [f32],
+}
+
+/// A seeded validation slice once there are enough labels: (validation,
+/// training) positions.
+fn split_validation(n: usize, fraction: f64, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    shuffle(&mut order, rng);
+    let n_val = if fraction > 0.0 && n >= 50 {
+        ((n as f64 * fraction).round() as usize).clamp(1, n / 2)
+    } else {
+        0
+    };
+    let train = order.split_off(n_val);
+    (order, train)
+}
+
+/// Inverse-frequency class weights over the training rows, or ones.
+fn class_weights(cfg: &MlpConfig, train: &[usize], y: &[usize], classes: usize) -> Vec<f32> {
+    let mut weights = vec![1f32; classes];
+    if cfg.class_weights {
+        let mut counts = vec![0usize; classes];
+        train.iter().for_each(|&i| counts[y[i]] += 1);
+        let seen = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
+        for (w, &c) in weights.iter_mut().zip(&counts) {
+            *w = if c > 0 {
+                train.len() as f32 / (seen * c as f32)
+            } else {
+                0.0
+            };
+        }
+    }
+    weights
 }
 
 impl Mlp {
@@ -289,6 +377,42 @@ impl Mlp {
     }
 
     fn fit_in_pool(&mut self, x: &[f32], y: &[usize]) -> Result<TrainReport> {
+        self.check_fit(x, y)?;
+        let cfg = self.config.clone();
+        let mut rng = Rng::new(cfg.seed ^ 0x0074_7261_696e);
+        let mut report = TrainReport {
+            train_accuracy_before: self.accuracy(x, y)?,
+            ..Default::default()
+        };
+        // The labeled rows are few next to the pool: scale one copy of them
+        // rather than every minibatch of every epoch.
+        let scaled = self.scaler.as_ref().map(|s| {
+            let mut c = x.to_vec();
+            s.apply_in_place(&mut c);
+            c
+        });
+        let data = Labeled {
+            x: scaled.as_deref().unwrap_or(x),
+            y,
+            inputs: self.inputs,
+        };
+        let (val, mut train) = split_validation(y.len(), cfg.val_fraction, &mut rng);
+        let val = data.gather(&val);
+        let weights = class_weights(&cfg, &train, y, self.classes);
+        let mut run = self.trainer(&cfg, train.len())?;
+        let fit = Fit {
+            data: &data,
+            val: (&val.0, &val.1),
+            weights: &weights,
+        };
+        self.epochs(&cfg, &fit, &mut train, &mut run, &mut rng, &mut report)?;
+        report.train_accuracy = self.accuracy(x, y)?;
+        Ok(report)
+    }
+
+    /// An error unless `x` holds `inputs` features per label and every
+    /// label is a class.
+    fn check_fit(&self, x: &[f32], y: &[usize]) -> Result<()> {
         let n = y.len();
         if n == 0 || x.len() != n * self.inputs {
             return Err(Error::Config(format!(
@@ -304,67 +428,15 @@ impl Mlp {
                 self.classes
             )));
         }
-        let cfg = self.config.clone();
-        let mut rng = Rng::new(cfg.seed ^ 0x0074_7261_696e);
-        let mut report = TrainReport {
-            train_accuracy_before: self.accuracy(x, y)?,
-            ..Default::default()
-        };
-        // The labeled rows are few next to the pool: scale one copy of them
-        // rather than every minibatch of every epoch.
-        let scaled: Vec<f32>;
-        let raw = x;
-        let x = match &self.scaler {
-            Some(s) => {
-                let mut c = x.to_vec();
-                s.apply_in_place(&mut c);
-                scaled = c;
-                &scaled[..]
-            }
-            None => x,
-        };
+        Ok(())
+    }
 
-        // A seeded validation slice once there are enough labels.
-        let mut order: Vec<usize> = (0..n).collect();
-        shuffle(&mut order, &mut rng);
-        let n_val = if cfg.val_fraction > 0.0 && n >= 50 {
-            ((n as f64 * cfg.val_fraction).round() as usize).clamp(1, n / 2)
-        } else {
-            0
-        };
-        let (val, train) = order.split_at(n_val);
-        let mut train: Vec<usize> = train.to_vec();
-        let gather = |idx: &[usize], xs: &mut Vec<f32>, ys: &mut Vec<usize>| {
-            xs.clear();
-            ys.clear();
-            for &i in idx {
-                xs.extend_from_slice(&x[i * self.inputs..(i + 1) * self.inputs]);
-                ys.push(y[i]);
-            }
-        };
-        let (mut val_x, mut val_y) = (Vec::new(), Vec::new());
-        gather(val, &mut val_x, &mut val_y);
-
-        // Inverse-frequency class weights, or ones.
-        let mut weights = vec![1f32; self.classes];
-        if cfg.class_weights {
-            let mut counts = vec![0usize; self.classes];
-            train.iter().for_each(|&i| counts[y[i]] += 1);
-            let seen = counts.iter().filter(|&&c| c > 0).count().max(1) as f32;
-            for (w, &c) in weights.iter_mut().zip(&counts) {
-                *w = if c > 0 {
-                    train.len() as f32 / (seen * c as f32)
-                } else {
-                    0.0
-                };
-            }
-        }
-
-        let bs = cfg.batch_size.max(1);
-        let mut run = match cfg.engine {
+    /// The engine that runs the steps, batches of at most `rows`.
+    fn trainer(&self, cfg: &MlpConfig, rows: usize) -> Result<Run> {
+        Ok(match cfg.engine {
             Engine::Fused => Run::Fused(fused::Trainer::new(
                 &self.layers,
-                bs.min(train.len()),
+                cfg.batch_size.max(1).min(rows),
                 fused::AdamW::new(cfg.lr, cfg.weight_decay),
                 cfg.dropout,
             )),
@@ -374,34 +446,48 @@ impl Mlp {
                 cfg.weight_decay,
                 cfg.dropout,
             )?),
-        };
+        })
+    }
+
+    /// The epochs: shuffled minibatches, validation about 20 times over the
+    /// run, early stopping after `patience` checks without a gain, and the
+    /// best layers kept.
+    fn epochs(
+        &mut self,
+        cfg: &MlpConfig,
+        fit: &Fit,
+        train: &mut [usize],
+        run: &mut Run,
+        rng: &mut Rng,
+        report: &mut TrainReport,
+    ) -> Result<()> {
+        let bs = cfg.batch_size.max(1);
         let batches = train.len().div_ceil(bs);
         let epochs = cfg
             .epochs
             .max(cfg.min_steps.div_ceil(batches.max(1)))
             .max(1);
+        let validate = !fit.val.1.is_empty();
         let mut best: (f64, Option<Vec<Layer>>) = (f64::NEG_INFINITY, None);
         let mut since_best = 0;
-        // Validate about 20 times over the run, whatever the epoch count.
         let every = (epochs / 20).max(1);
-        let (mut bx, mut by) = (Vec::new(), Vec::new());
         for epoch in 0..epochs {
-            shuffle(&mut train, &mut rng);
+            shuffle(train, rng);
             for chunk in train.chunks(bs) {
-                gather(chunk, &mut bx, &mut by);
-                match &mut run {
-                    Run::Fused(t) => t.step(&mut self.layers, &bx, &by, &weights, &mut rng),
-                    Run::Candle(t) => t.step(&bx, &by, &weights, &mut rng)?,
+                let (bx, by) = fit.data.gather(chunk);
+                match run {
+                    Run::Fused(t) => t.step(&mut self.layers, &bx, &by, fit.weights, rng),
+                    Run::Candle(t) => t.step(&bx, &by, fit.weights, rng)?,
                 }
                 report.steps += 1;
             }
             report.epochs = epoch + 1;
-            if n_val > 0 && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
+            if validate && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
                 if let Run::Candle(t) = &run {
                     self.layers = t.layers()?;
                 }
-                // val_x is already scaled.
-                let acc = self.accuracy_with(&val_x, &val_y, None)?;
+                // The validation rows are already scaled.
+                let acc = self.accuracy_with(fit.val.0, fit.val.1, None)?;
                 if acc > best.0 {
                     best = (acc, Some(self.layers.clone()));
                     since_best = 0;
@@ -420,8 +506,7 @@ impl Mlp {
         if let (_, Some(layers)) = best {
             self.layers = layers;
         }
-        report.train_accuracy = self.accuracy(raw, y)?;
-        Ok(report)
+        Ok(())
     }
 
     /// Class probabilities of the rows of `x`, `progress` getting rows done.
@@ -673,79 +758,27 @@ impl Mlp {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let v: ConfigFile = serde_json::from_str(&text)
             .map_err(|e| Error::model(&cfg_path, format!("bad model config: {e}")))?;
-        let config = MlpConfig {
-            hidden: v.hidden,
-            dropout: v.dropout,
-            lr: v.lr,
-            weight_decay: v.weight_decay,
-            batch_size: v.batch_size,
-            epochs: v.epochs,
-            min_steps: v.min_steps,
-            val_fraction: v.val_fraction,
-            patience: v.patience,
-            class_weights: v.class_weights,
-            seed: v.seed,
-            engine: match v.engine.as_str() {
-                "candle" => Engine::Candle,
-                _ => Engine::Fused,
-            },
-            scale: match v.scale.as_str() {
-                "standard" => Scale::Standard,
-                "minmax" => Scale::MinMax,
-                "auto" => Scale::Auto,
-                _ => Scale::None,
-            },
+        let mut mlp = Mlp::new(v.inputs, v.classes, v.config())?;
+        let tensors = Tensors {
+            path,
+            all: candle_core::safetensors::load(path, &Device::Cpu)
+                .map_err(|e| Error::model(path, format!("not a readable safetensors file: {e}")))?,
         };
-        let mut mlp = Mlp::new(v.inputs, v.classes, config)?;
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| Error::model(path, format!("not a readable safetensors file: {e}")))?;
         for (i, l) in mlp.layers.iter_mut().enumerate() {
-            for (name, dims, dst) in [
-                (format!("layer{i}.weight"), vec![l.out, l.inp], &mut l.w),
-                (format!("layer{i}.bias"), vec![l.out], &mut l.b),
-            ] {
-                let t = tensors
-                    .get(&name)
-                    .ok_or_else(|| Error::model(path, format!("lacks tensor {name}")))?;
-                if t.dims() != dims.as_slice() {
-                    return Err(Error::model(
-                        path,
-                        format!(
-                            "tensor {name} has shape {:?}, the config says {dims:?}",
-                            t.dims()
-                        ),
-                    ));
-                }
-                *dst = t
-                    .to_dtype(candle_core::DType::F32)
-                    .and_then(|t| t.flatten_all())
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| Error::model(path, format!("tensor {name}: {e}")))?;
-            }
+            l.w = tensors.f32s(
+                &format!("layer{i}.weight"),
+                &[l.out, l.inp],
+                "the config says",
+            )?;
+            l.b = tensors.f32s(&format!("layer{i}.bias"), &[l.out], "the config says")?;
         }
         if let Some(meta) = v.scaler {
             let kind = ScaleKind::parse(&meta.kind).ok_or_else(|| {
                 Error::model(&cfg_path, format!("unknown scaler kind {:?}", meta.kind))
             })?;
-            let read = |name: &str| -> Result<Vec<f32>> {
-                let t = tensors
-                    .get(name)
-                    .ok_or_else(|| Error::model(path, format!("lacks tensor {name}")))?;
-                if t.dims() != [mlp.inputs] {
-                    return Err(Error::model(
-                        path,
-                        format!(
-                            "tensor {name} has shape {:?}, the model has {} inputs",
-                            t.dims(),
-                            mlp.inputs
-                        ),
-                    ));
-                }
-                t.to_dtype(candle_core::DType::F32)
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .map_err(|e| Error::model(path, format!("tensor {name}: {e}")))
-            };
-            let (shift, scale) = (read(SCALER_SHIFT)?, read(SCALER_SCALE)?);
+            let width = [mlp.inputs];
+            let shift = tensors.f32s(SCALER_SHIFT, &width, "the model's inputs are")?;
+            let scale = tensors.f32s(SCALER_SCALE, &width, "the model's inputs are")?;
             if let Some(j) = scale.iter().position(|d| !d.is_normal()) {
                 return Err(Error::model(
                     path,
@@ -760,6 +793,34 @@ impl Mlp {
             });
         }
         Ok(mlp)
+    }
+}
+
+/// The tensors of a safetensors file, read by name with their shape
+/// checked.
+struct Tensors<'p> {
+    path: &'p Path,
+    all: HashMap<String, Tensor>,
+}
+
+impl Tensors<'_> {
+    /// Tensor `name` as f32 values, if its shape is `dims` (`what` says
+    /// where the expected shape comes from).
+    fn f32s(&self, name: &str, dims: &[usize], what: &str) -> Result<Vec<f32>> {
+        let t = self
+            .all
+            .get(name)
+            .ok_or_else(|| Error::model(self.path, format!("lacks tensor {name}")))?;
+        if t.dims() != dims {
+            return Err(Error::model(
+                self.path,
+                format!("tensor {name} has shape {:?}, {what} {dims:?}", t.dims()),
+            ));
+        }
+        t.to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| Error::model(self.path, format!("tensor {name}: {e}")))
     }
 }
 

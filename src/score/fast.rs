@@ -155,6 +155,7 @@ pub fn entropy_max_cutoff(thresh: f64, classes: usize, tol: f64, ln_b: f64) -> f
 /// - renormalized rows add (C + 1)·2⁻²⁴ relative error per p from the f32 sum.
 ///
 /// Loose bounds cost only extra candidates, never exactness.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
 pub fn gpu_bound(
     strategy: super::Strategy,
     input: &crate::query::InputForm,

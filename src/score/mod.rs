@@ -18,7 +18,7 @@
 //! Rows are ranked by *priority* (the score, negated for margin, so higher
 //! is always more informative); equal priorities rank the lower global row
 //! index first. The selection of size k is the first k rows of that order.
-//! Fast paths ([`fast`], the GPU) may compute approximate priorities, but
+//! Fast paths (the CPU kernels, the GPU) may compute approximate priorities, but
 //! only with a proven error bound, and every row whose bound reaches the
 //! k-th priority is re-scored canonically (see `select`).
 

@@ -304,6 +304,7 @@ pub(super) fn plogp_sum(row: &[f32], terms: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::too_many_lines)]
 mod tests {
     use super::*;
 
