@@ -236,8 +236,8 @@ pub fn score_each<'a>(
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
     let inputs = inputs.into();
-    check_inputs(&inputs, job)?;
     let rows = RowJob::of(job)?;
+    check_inputs(&inputs, job)?;
     #[cfg(feature = "learner")]
     if let Some((model, features)) = inputs.model {
         return features.predict_blocks(model, progress, &mut |g0, probs| {

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use std::sync::LazyLock;
+
+use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
@@ -18,70 +21,49 @@ use alpool::{
     report,
 };
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum StrategyArg {
-    /// 1 − max p; higher is more informative.
-    LeastConfidence,
-    /// p(1) − p(2) of the two largest; smaller is more informative.
-    Margin,
-    /// −Σ p log p (base from --log-base); higher is more informative.
-    Entropy,
-    /// p(2) / p(1); higher is more informative.
-    Ratio,
-    /// Uniform random priority from --seed: the baseline.
-    Random,
+/// A row-wise strategy, by the library's name for it: the list and each
+/// one's help come from [`Strategy`], so a new strategy needs nothing here.
+#[derive(Clone, Copy, Debug)]
+pub struct StrategyArg(pub Strategy);
+
+impl ValueEnum for StrategyArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: LazyLock<Vec<StrategyArg>> =
+            LazyLock::new(|| Strategy::ALL.into_iter().map(StrategyArg).collect());
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let q = Query::Score(self.0);
+        Some(PossibleValue::new(q.name()).help(q.summary()))
+    }
 }
 
 impl From<StrategyArg> for Strategy {
     fn from(s: StrategyArg) -> Strategy {
-        match s {
-            StrategyArg::LeastConfidence => Strategy::LeastConfidence,
-            StrategyArg::Margin => Strategy::Margin,
-            StrategyArg::Entropy => Strategy::Entropy,
-            StrategyArg::Ratio => Strategy::Ratio,
-            StrategyArg::Random => Strategy::Random,
-        }
+        s.0
     }
 }
 
-/// Every strategy `select` runs: the row-wise ones, and the batch-aware
-/// ones that read `--embeddings`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum QueryArg {
-    /// 1 − max p; higher is more informative.
-    LeastConfidence,
-    /// p(1) − p(2) of the two largest; smaller is more informative.
-    Margin,
-    /// −Σ p log p (base from --log-base); higher is more informative.
-    Entropy,
-    /// p(2) / p(1); higher is more informative.
-    Ratio,
-    /// Uniform random priority from --seed: the baseline.
-    Random,
-    /// BADGE: k-means++ seeding on the gradient embeddings (onehot(ŷ) − p) ⊗ e,
-    /// uncertain and diverse; --seed drives it. The embeddings e: --embeddings
-    /// in select, the model's last hidden layer in simulate and next.
-    Badge,
-    /// Core-set: k-center greedy over the embeddings, starting from the
-    /// labeled rows (--exclude in select).
-    Coreset,
-    /// Cluster-Margin: the lowest-margin rows (10·k, or --candidates),
-    /// clustered (k clusters, or --clusters), picked round-robin.
-    ClusterMargin,
+/// Every strategy `select` runs, row-wise and batch-aware, from [`Query`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryArg(pub Query);
+
+impl ValueEnum for QueryArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: LazyLock<Vec<QueryArg>> =
+            LazyLock::new(|| Query::all().into_iter().map(QueryArg).collect());
+        &ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.name()).help(self.0.summary()))
+    }
 }
 
 impl From<QueryArg> for Query {
     fn from(s: QueryArg) -> Query {
-        match s {
-            QueryArg::LeastConfidence => Query::Score(Strategy::LeastConfidence),
-            QueryArg::Margin => Query::Score(Strategy::Margin),
-            QueryArg::Entropy => Query::Score(Strategy::Entropy),
-            QueryArg::Ratio => Query::Score(Strategy::Ratio),
-            QueryArg::Random => Query::Score(Strategy::Random),
-            QueryArg::Badge => Query::Batch(BatchStrategy::Badge),
-            QueryArg::Coreset => Query::Batch(BatchStrategy::Coreset),
-            QueryArg::ClusterMargin => Query::Batch(BatchStrategy::ClusterMargin),
-        }
+        s.0
     }
 }
 

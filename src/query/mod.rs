@@ -234,6 +234,32 @@ impl Query {
             .or_else(|| BatchStrategy::from_name(name).map(Query::Batch))
     }
 
+    /// One line on what the query does, for `--help` and the docs.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Query::Score(Strategy::LeastConfidence) => "1 − max p; higher is more informative",
+            Query::Score(Strategy::Margin) => {
+                "p(1) − p(2) of the two largest; smaller is more informative"
+            }
+            Query::Score(Strategy::Entropy) => {
+                "−Σ p log p (base from --log-base); higher is more informative"
+            }
+            Query::Score(Strategy::Ratio) => "p(2) / p(1); higher is more informative",
+            Query::Score(Strategy::Random) => {
+                "a uniform draw per row from --seed: the baseline"
+            }
+            Query::Batch(BatchStrategy::Badge) => {
+                "BADGE: k-means++ seeding on the gradient embeddings (onehot(ŷ) − p) ⊗ e, uncertain and diverse; reads embeddings (--embeddings, or a model's last hidden layer)"
+            }
+            Query::Batch(BatchStrategy::Coreset) => {
+                "core-set: k-center greedy over the embeddings from the labeled rows (--exclude); reads embeddings alone"
+            }
+            Query::Batch(BatchStrategy::ClusterMargin) => {
+                "Cluster-Margin: the lowest-margin rows (10·k, or --candidates), clustered (k, or --clusters), picked round-robin; reads embeddings"
+            }
+        }
+    }
+
     /// Which inputs the query reads: the door refuses a request that lacks
     /// a required one or gives an unused one, naming it.
     pub fn needs(self) -> Needs {

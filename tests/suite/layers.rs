@@ -8,12 +8,22 @@ use std::path::Path;
 /// Every top-level module and the top-level modules it uses.
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// The code of a file without its test module (`#[cfg(test)]` to the end,
-/// where this crate keeps its tests) and without comments.
+/// The code of a file without its test module (`#[cfg(test)]`, other
+/// attributes, then `mod tests`, to the end: where this crate keeps its
+/// tests) and without comments.
 fn code(text: &str) -> String {
-    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
-    text[..end]
-        .lines()
+    let lines: Vec<&str> = text.lines().collect();
+    let end = (0..lines.len())
+        .find(|&i| {
+            lines[i].trim() == "#[cfg(test)]"
+                && lines[i + 1..]
+                    .iter()
+                    .find(|l| !l.trim_start().starts_with("#["))
+                    .is_some_and(|l| l.trim_start().starts_with("mod tests"))
+        })
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
         .map(|l| l.split("//").next().unwrap_or(""))
         .collect::<Vec<_>>()
         .join("\n")
@@ -190,7 +200,7 @@ fn the_check_finds_a_cycle_through_a_grouped_import_and_a_reexport() {
         ("b.rs".to_string(), "fn f() { crate::a::g() }\n".to_string()),
         (
             "c.rs".to_string(),
-            "// crate::nothing\nuse crate::Thing;\n#[cfg(test)]\nmod tests { use crate::d; }\n"
+            "// crate::nothing\nuse crate::Thing;\n#[cfg(test)]\n#[allow(x)]\nmod tests { use crate::d; }\n"
                 .to_string(),
         ),
     ];
