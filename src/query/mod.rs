@@ -245,9 +245,7 @@ impl Query {
                 "−Σ p log p (base from --log-base); higher is more informative"
             }
             Query::Score(Strategy::Ratio) => "p(2) / p(1); higher is more informative",
-            Query::Score(Strategy::Random) => {
-                "a uniform draw per row from --seed: the baseline"
-            }
+            Query::Score(Strategy::Random) => "a uniform draw per row from --seed: the baseline",
             Query::Batch(BatchStrategy::Badge) => {
                 "BADGE: k-means++ seeding on the gradient embeddings (onehot(ŷ) − p) ⊗ e, uncertain and diverse; reads embeddings (--embeddings, or a model's last hidden layer)"
             }
