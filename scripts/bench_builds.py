@@ -11,16 +11,20 @@ rounds of each build's in-process `alpool bench` mean and of its whole
 
 Make a pool with `alpool bench --rows 10000000 --keep POOL.npy --runs 1`.
 With --python, BEFORE_DIR and AFTER_DIR each hold an installed `alpool`
-package; each round times `alpool.select` in a fresh interpreter of each
-(10M x 10 float32 in memory, k = 1,000, median of 5 runs after a warm-up).
+package; both are loaded into one interpreter and `alpool.select` of each
+is timed call by call, alternated, on the same 10M x 10 float32 array
+(k = 1,000); the two must select the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 
 STRATEGIES = ["least-confidence", "margin", "entropy", "ratio", "random"]
@@ -45,67 +49,49 @@ def in_process(alpool: str, pool: str, runs: int) -> dict[str, float]:
 
 def whole_process(alpool: str, pool: str, strategy: str) -> float:
     """Wall milliseconds of one `alpool select` process, start to exit."""
+    args = [alpool, "select", pool, "-s", strategy, "-k", "1000", "-q"]
     t = time.perf_counter()
-    subprocess.run(
-        [
-            alpool,
-            "select",
-            pool,
-            "-s",
-            strategy,
-            "-k",
-            "1000",
-            "-q",
-            "--out",
-            "/dev/null",
-        ],
-        check=True,
-    )
+    subprocess.run(args, stdout=subprocess.DEVNULL, check=True)
     return (time.perf_counter() - t) * 1e3
 
 
 PY_TIMING = """
 import statistics, sys, time
 import numpy as np
-import alpool
+import alpool_before as B, alpool_after as A
 rng = np.random.default_rng(0)
 p = rng.random((10_000_000, 10), dtype=np.float32) + np.float32(1e-3)
 p /= p.sum(axis=1, keepdims=True)
-for s in sys.argv[1:]:
-    alpool.select(p, s, 1000)
-    ts = []
-    for _ in range(5):
-        t = time.perf_counter()
-        alpool.select(p, s, 1000)
-        ts.append(time.perf_counter() - t)
-    print(s, statistics.median(ts) * 1e3)
+for s in sys.argv[2:]:
+    tb, ta = [], []
+    B.select(p, s, 1000), A.select(p, s, 1000)
+    for i in range(int(sys.argv[1])):
+        pair = ((B, tb), (A, ta)) if i % 2 == 0 else ((A, ta), (B, tb))
+        for m, ts in pair:
+            t = time.perf_counter()
+            m.select(p, s, 1000)
+            ts.append(time.perf_counter() - t)
+    b, a = statistics.median(tb) * 1e3, statistics.median(ta) * 1e3
+    print(f"{s:<17} {b:>8.1f} {a:>8.1f} {a / b:>6.2f}")
+    assert np.array_equal(B.select(p, s, 1000)[0], A.select(p, s, 1000)[0]), s
 """
 
 
 def python_rounds(python: str, before: str, after: str, rounds: int) -> None:
-    """`alpool.select` from two installed packages, alternated."""
-    got: dict[str, dict[str, list[float]]] = {
-        b: {s: [] for s in STRATEGIES} for b in ("before", "after")
-    }
-    for r in range(rounds):
-        order = [("before", before), ("after", after)]
-        for name, path in order if r % 2 == 0 else reversed(order):
-            out = subprocess.run(
-                [python, "-c", PY_TIMING, *STRATEGIES],
-                capture_output=True,
-                text=True,
-                check=True,
-                env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"},
-                cwd="/",
-            ).stdout
-            for line in out.splitlines():
-                s, ms = line.split()
-                got[name][s].append(float(ms))
-    print(f"alpool.select, {rounds} rounds alternated; medians over rounds (ms)\n")
-    print(f"{'strategy':<17} {'before':>8} {'after':>8} {'ratio':>6}")
-    for s in STRATEGIES:
-        b, a = (statistics.median(got[x][s]) for x in ("before", "after"))
-        print(f"{s:<17} {b:>8.1f} {a:>8.1f} {a / b:>6.2f}")
+    """`alpool.select` of two installed packages in one interpreter (each
+    copied under a name of its own), alternated call by call on the same
+    array, so both see the same memory and the same drift."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in (("alpool_before", before), ("alpool_after", after)):
+            shutil.copytree(os.path.join(path, "alpool"), os.path.join(tmp, name))
+        print(f"alpool.select, {rounds} calls each, alternated; medians (ms)\n")
+        print(f"{'strategy':<17} {'before':>8} {'after':>8} {'ratio':>6}", flush=True)
+        subprocess.run(
+            [python, "-c", PY_TIMING, str(rounds), *STRATEGIES],
+            check=True,
+            env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
+            cwd=tmp,
+        )
 
 
 def main() -> None:
