@@ -142,6 +142,10 @@ pub enum Error {
         problem: RowProblem,
     },
 
+    /// One sample of a row whose values break the input form's rules.
+    #[error("{0}")]
+    BadSample(Box<BadSample>),
+
     /// Embeddings whose row count differs from the pool's.
     #[error(
         "{}: {found} rows of embeddings, but the pool {} has {expected} rows; give one embedding per pool row, in the same order",
@@ -283,6 +287,35 @@ pub enum Error {
     /// returned.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Where a bad sample is, and what is wrong with it.
+#[derive(Debug)]
+pub struct BadSample {
+    /// The file.
+    pub path: PathBuf,
+    /// Where in the file, in its own terms (`[t, n]` of a 3-D file).
+    pub at: String,
+    /// The sample, from 0.
+    pub sample: usize,
+    /// The row across all shards.
+    pub global: u64,
+    /// What is wrong with it.
+    pub problem: RowProblem,
+}
+
+impl std::fmt::Display for BadSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (sample {}, global row {}): {}",
+            self.path.display(),
+            self.at,
+            self.sample,
+            self.global,
+            self.problem
+        )
+    }
 }
 
 impl Error {

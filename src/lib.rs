@@ -40,6 +40,7 @@ pub mod atomic;
 pub mod backend;
 pub mod batch;
 pub mod bench;
+mod disagree;
 pub mod error;
 #[cfg(feature = "learner")]
 pub mod features;
@@ -61,5 +62,6 @@ pub use backend::{Progress, Silent};
 pub use error::{Error, Result};
 pub use job::Job;
 pub use pool::{Exclusions, Pool};
-pub use query::{BatchStrategy, InputForm, LogBase, Query, Strategy};
+pub use pool::{SampleLayout, Samples};
+pub use query::{BatchStrategy, Disagreement, InputForm, LogBase, Query, Strategy};
 pub use select::{Selected, Selection};

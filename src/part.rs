@@ -58,7 +58,7 @@ impl PartHeader {
     pub fn of(job: &Job, row_offset: u64, sel: &Selection, k: usize) -> Result<Self> {
         let Query::Score(strategy) = job.query else {
             return Err(Error::Config(format!(
-                "{} picks a batch of the whole pool; its picks cannot be merged as parts",
+                "{}: parts and their merge cover the row-wise strategies (a batch strategy's picks depend on every row)",
                 job.query
             )));
         };

@@ -21,6 +21,11 @@ Row-wise strategies (score; which end is more informative):
 Batch-aware strategies (``embeddings=`` required): ``"badge"``,
 ``"coreset"`` (embeddings alone suffice) and ``"cluster-margin"``.
 
+Disagreement strategies (``samples=``: T samples of the probabilities,
+MC-dropout passes or committee members): ``"bald"``, ``"mean-std"``,
+``"variation-ratio"``, ``"vote-entropy"``, ``"consensus-entropy"``,
+``"kl-mean"``, ``"kl-max"``; higher is more informative.
+
 Example:
 
 >>> import numpy as np, alpool
@@ -46,10 +51,17 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     os.environ.setdefault("NODEVICE_SELECT", "1")
 
 from . import _alpool  # noqa: E402
-from ._alpool import BATCH_STRATEGIES, ROW_STRATEGIES, AlpoolError, __version__  # noqa: E402
+from ._alpool import (  # noqa: E402
+    BATCH_STRATEGIES,
+    DISAGREEMENT_STRATEGIES,
+    ROW_STRATEGIES,
+    AlpoolError,
+    __version__,
+)
 
 __all__ = [
     "BATCH_STRATEGIES",
+    "DISAGREEMENT_STRATEGIES",
     "ROW_STRATEGIES",
     "AlpoolError",
     "__version__",
@@ -104,11 +116,33 @@ def _array(obj: Any, name: str) -> Any:
     return arr
 
 
+def _samples(samples: Any, layout: str) -> tuple[Any, list[str] | None, str]:
+    """T samples as the native module takes them: (array, paths, layout).
+
+    Paths name sample files; a 3-D array (or anything with DLPack or
+    ``__array__``) is borrowed in place; a list of T arrays of N x C is
+    stacked into one T x N x C array, a stated copy, since T separate
+    arrays are not one block of memory.
+    """
+    if samples is None:
+        return None, None, layout
+    if isinstance(samples, (str, os.PathLike)):
+        return None, [os.fspath(samples)], layout
+    if isinstance(samples, (list, tuple)):
+        if all(isinstance(x, (str, os.PathLike)) for x in samples):
+            return None, [os.fspath(x) for x in samples], layout
+        stacked = np.stack([np.asarray(_array(x, "samples")) for x in samples])
+        return stacked, None, "tnc"
+    return _array(samples, "samples"), None, layout
+
+
 def _inputs(
     probs: Any = None,
     *,
     paths: Paths | None = None,
     embeddings: Any = None,
+    samples: Any = None,
+    layout: str = "tnc",
     model: str | os.PathLike[str] | None = None,
     features: Paths | None = None,
     rows: Any = None,
@@ -122,10 +156,14 @@ def _inputs(
             "give probs (an N x C array), or model= (a saved model) and features= "
             "(its feature files), not both"
         )
+    sample_array, sample_paths, layout = _samples(samples, layout)
     return {
         "probs": _array(probs, "probs"),
         "paths": _paths(paths),
         "embeddings": _array(embeddings, "embeddings"),
+        "samples": sample_array,
+        "sample_paths": sample_paths,
+        "layout": layout,
         "model": None if model is None else os.fspath(model),
         "features": _paths(features),
         "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
@@ -172,6 +210,8 @@ def select(
     k: int | None = 1000,
     *,
     embeddings: Any = None,
+    samples: Any = None,
+    layout: str = "tnc",
     exclude: Exclude = None,
     input: str = "probs",
     temperature: float = 1.0,
@@ -199,6 +239,14 @@ def select(
         k: rows to select; ``None`` (or k >= N) ranks every row (row-wise).
         embeddings: N x D embeddings for the batch-aware strategies (a
             model's last hidden layer, say); core-set needs nothing else.
+        samples: T samples of the probabilities for the disagreement
+            strategies ("bald", "mean-std", "variation-ratio",
+            "vote-entropy", "consensus-entropy", "kl-mean", "kl-max"; see
+            ``DISAGREEMENT_STRATEGIES``): a 3-D array, T x N x C (or
+            N x T x C with ``layout="ntc"``), read in place; a list of T
+            arrays of N x C (stacked: one copy); or .npy paths (one 3-D file
+            or T files of N x C), read in chunks.
+        layout: "tnc" or "ntc", how a 3-D ``samples`` is laid out.
         exclude: rows never to select (already labeled; core-set's initial
             centres): integer indices, or the path of an exclusion file
             (one index per line, or a 1-D .npy).
@@ -241,7 +289,14 @@ def select(
     >>> alpool.select(p, "coreset", k=1, embeddings=emb, exclude=[0])[0].tolist()
     [2]
     """
-    inputs = _inputs(probs, embeddings=embeddings, model=model, features=features)
+    inputs = _inputs(
+        probs,
+        embeddings=embeddings,
+        samples=samples,
+        layout=layout,
+        model=model,
+        features=features,
+    )
     opts = _options(
         strategy,
         k,
@@ -264,6 +319,8 @@ def score(
     probs: Any = None,
     strategy: str = "margin",
     *,
+    samples: Any = None,
+    layout: str = "tnc",
     input: str = "probs",
     temperature: float = 1.0,
     log_base: str = "e",
@@ -275,14 +332,15 @@ def score(
 ) -> np.ndarray:
     """Every row's canonical score (float64, in row order), row-wise strategies.
 
-    The options are :func:`select`'s, ``model=`` and ``features=`` included.
+    The options are :func:`select`'s, ``model=``, ``features=`` and
+    ``samples=`` included (row-wise and disagreement strategies).
 
     >>> import numpy as np, alpool
     >>> d = np.array([[0.9, 0.09, 0.01], [0.2, 0.5, 0.3]], dtype=np.float32)
     >>> [round(float(s), 3) for s in alpool.score(d, "entropy", log_base="10")]
     [0.155, 0.447]
     """
-    inputs = _inputs(probs, model=model, features=features)
+    inputs = _inputs(probs, samples=samples, layout=layout, model=model, features=features)
     opts = _options(
         strategy,
         input=input,

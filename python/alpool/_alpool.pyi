@@ -1,11 +1,11 @@
 """The native module behind :mod:`alpool` (see its docstrings).
 
-Each function takes the two dictionaries :mod:`alpool` builds: the inputs
-(``probs``, ``paths``, ``embeddings``, ``model``, ``features``, ``rows``,
+Each function takes the two dictionaries :mod:`alpool` builds, every key
+present: the inputs (``probs``, ``paths``, ``embeddings``, ``samples``,
+``sample_paths``, ``layout``, ``model``, ``features``, ``rows``,
 ``row_offset``) and the options (``strategy``, ``k``, ``exclude``,
-``input``, ``temperature``, ``log_base``, ``seed``, ``device``, ``adapter``,
-``renormalize``, ``sum_tol``, ``candidates``, ``clusters``), every key
-present.
+``input``, ``temperature``, ``log_base``, ``seed``, ``device``,
+``adapter``, ``renormalize``, ``sum_tol``, ``candidates``, ``clusters``).
 """
 
 from collections.abc import Sequence
@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "AlpoolError",
     "BATCH_STRATEGIES",
+    "DISAGREEMENT_STRATEGIES",
     "ROW_STRATEGIES",
     "__version__",
     "merge",
@@ -27,6 +28,7 @@ __all__ = [
 __version__: str
 ROW_STRATEGIES: list[str]
 BATCH_STRATEGIES: list[str]
+DISAGREEMENT_STRATEGIES: list[str]
 
 class AlpoolError(ValueError): ...
 

@@ -1,22 +1,23 @@
-//! 2-D arrays as the engine reads them: float32, float16 and float64
-//! borrowed in place when C-contiguous and in native byte order. Anything
-//! else is refused with its shape, dtype and order; the Python layer has
-//! already turned DLPack and `__array__` objects into NumPy arrays, and
-//! made the one stated copy (a column-major frame) there.
+//! Arrays as the engine reads them: float32, float16 and float64 borrowed
+//! in place when C-contiguous and in native byte order, 2-D (probabilities,
+//! embeddings) or 3-D (samples). Anything else is refused with its shape,
+//! dtype and order; the Python layer has already turned DLPack and
+//! `__array__` objects into NumPy arrays, and made the one stated copy (a
+//! column-major frame) there.
 
 use alpool::Pool;
-use numpy::{PyArrayDescrMethods, PyReadonlyArray2, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{PyArrayDescrMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 
 use crate::release::to_py;
 
-/// A borrowed N x C (or N x D) array.
+/// A borrowed array.
 pub enum Array<'py> {
-    F32(PyReadonlyArray2<'py, f32>),
-    F16(PyReadonlyArray2<'py, half::f16>),
-    F64(PyReadonlyArray2<'py, f64>),
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F16(PyReadonlyArrayDyn<'py, half::f16>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
 }
 
 fn describe(a: &Bound<'_, PyUntypedArray>) -> String {
@@ -35,35 +36,36 @@ fn describe(a: &Bound<'_, PyUntypedArray>) -> String {
 }
 
 impl<'py> Array<'py> {
-    /// `obj` (the argument `name`) borrowed, or the reason it cannot be.
-    pub fn borrow(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Self> {
+    /// `obj` (the argument `name`, `what` its axes: "N rows x C classes")
+    /// borrowed as a `ndim`-D array, or the reason it cannot be.
+    pub fn borrow(obj: &Bound<'py, PyAny>, name: &str, ndim: usize, what: &str) -> PyResult<Self> {
         let Ok(arr) = obj.cast::<PyUntypedArray>() else {
             return Err(PyTypeError::new_err(format!(
-                "{name} must be a NumPy array (N x C), or expose DLPack or __array__; got {}",
+                "{name} must be a NumPy array ({what}), or expose DLPack or __array__; got {}",
                 obj.get_type().name()?
             )));
         };
-        let what = describe(arr);
-        if arr.ndim() != 2 {
+        let seen = describe(arr);
+        if arr.ndim() != ndim {
             return Err(PyValueError::new_err(format!(
-                "{name} must be 2-D (N rows x C columns); got {what}"
+                "{name} must be {ndim}-D ({what}); got {seen}"
             )));
         }
         let dtype = arr.dtype();
         let size = dtype.itemsize();
         if dtype.kind() != b'f' || !matches!(size, 2 | 4 | 8) {
             return Err(PyTypeError::new_err(format!(
-                "{name} must be float32, float16 or float64; got {what}"
+                "{name} must be float32, float16 or float64; got {seen}"
             )));
         }
         if !arr.is_c_contiguous() {
             return Err(PyValueError::new_err(format!(
-                "{name} must be C-contiguous (row-major) so it can be read in place; got {what} (use numpy.ascontiguousarray)"
+                "{name} must be C-contiguous (row-major) so it can be read in place; got {seen} (use numpy.ascontiguousarray)"
             )));
         }
         if !dtype.is_native_byteorder().unwrap_or(true) {
             return Err(PyTypeError::new_err(format!(
-                "{name} must be in native byte order; got {what}"
+                "{name} must be in native byte order; got {seen}"
             )));
         }
         Ok(match size {
@@ -78,25 +80,28 @@ impl<'py> Array<'py> {
         matches!(self, Array::F16(_))
     }
 
-    /// The array as a pool named `name` in messages, borrowed.
-    pub fn pool(&self, name: &str) -> PyResult<Pool<'_>> {
-        let r = match self {
-            Array::F32(a) => Pool::from_f32(a.as_slice()?, a.shape()[1]),
-            Array::F16(a) => Pool::from_f16(a.as_slice()?, a.shape()[1]),
-            Array::F64(a) => Pool::from_f64(a.as_slice()?, a.shape()[1]),
-        };
-        r.map(|p| p.named(name)).map_err(to_py)
-    }
-}
-
-impl Array<'_> {
-    /// Its row count.
-    pub fn rows(&self) -> u64 {
-        let shape = match self {
+    /// Its shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
             Array::F32(a) => a.shape(),
             Array::F16(a) => a.shape(),
             Array::F64(a) => a.shape(),
+        }
+    }
+
+    /// Its rows: the first axis.
+    pub fn rows(&self) -> u64 {
+        self.shape()[0] as u64
+    }
+
+    /// The array's values as a pool of rows `width` values wide (the last
+    /// axis, or more), named `name` in messages; borrowed.
+    pub fn pool(&self, name: &str, width: usize) -> PyResult<Pool<'_>> {
+        let r = match self {
+            Array::F32(a) => Pool::from_f32(a.as_slice()?, width),
+            Array::F16(a) => Pool::from_f16(a.as_slice()?, width),
+            Array::F64(a) => Pool::from_f64(a.as_slice()?, width),
         };
-        shape[0] as u64
+        r.map(|p| p.named(name)).map_err(to_py)
     }
 }

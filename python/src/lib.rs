@@ -23,11 +23,21 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AlpoolError", m.py().get_type::<release::AlpoolError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     let names = |q: &[alpool::Query]| q.iter().map(|q| q.name()).collect::<Vec<_>>();
-    let all = alpool::Query::all();
-    let (rows, batch): (Vec<_>, Vec<_>) = all
-        .into_iter()
-        .partition(|q| matches!(q, alpool::Query::Score(_)));
-    m.add("ROW_STRATEGIES", names(&rows))?;
-    m.add("BATCH_STRATEGIES", names(&batch))?;
+    let of = |keep: fn(&alpool::Query) -> bool| {
+        let all: Vec<alpool::Query> = alpool::Query::all().into_iter().filter(keep).collect();
+        names(&all)
+    };
+    m.add(
+        "ROW_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Score(_))),
+    )?;
+    m.add(
+        "BATCH_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Batch(_))),
+    )?;
+    m.add(
+        "DISAGREEMENT_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Disagree(_))),
+    )?;
     Ok(())
 }

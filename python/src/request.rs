@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
 use alpool::query::default_sum_tol;
-use alpool::{InputForm, Inputs, Job, Pool};
+use alpool::{InputForm, Inputs, Job, Pool, SampleLayout, Samples};
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
@@ -25,6 +25,11 @@ pub struct RawInputs<'py> {
     paths: Option<Vec<PathBuf>>,
     /// N x D embeddings, in memory.
     embeddings: Option<Bound<'py, PyAny>>,
+    /// T samples of the probabilities: a 3-D array in memory, or files.
+    samples: Option<Bound<'py, PyAny>>,
+    sample_paths: Option<Vec<PathBuf>>,
+    /// "tnc" or "ntc".
+    layout: String,
     /// A saved model, with its feature files.
     model: Option<PathBuf>,
     features: Option<Vec<PathBuf>>,
@@ -71,6 +76,9 @@ impl<'py> FromPyObject<'_, 'py> for RawInputs<'py> {
             probs: item(&d, "probs")?,
             paths: item(&d, "paths")?,
             embeddings: item(&d, "embeddings")?,
+            samples: item(&d, "samples")?,
+            sample_paths: item(&d, "sample_paths")?,
+            layout: item(&d, "layout")?,
             model: item(&d, "model")?,
             features: item(&d, "features")?,
             rows: item(&d, "rows")?,
@@ -107,6 +115,9 @@ pub struct Sources<'py> {
     probs: Option<Array<'py>>,
     files: Option<Pool<'static>>,
     embeddings: Option<Array<'py>>,
+    samples: Option<Array<'py>>,
+    sample_files: Option<Samples<'static>>,
+    layout: SampleLayout,
     model: Option<(Mlp, FeaturePool)>,
     rows: Option<Vec<u64>>,
     offset: u64,
@@ -114,8 +125,23 @@ pub struct Sources<'py> {
 
 impl<'py> Sources<'py> {
     pub fn open(raw: &RawInputs<'py>) -> PyResult<Self> {
-        let borrow = |o: &Option<Bound<'py, PyAny>>, name| {
-            o.as_ref().map(|o| Array::borrow(o, name)).transpose()
+        let borrow = |o: &Option<Bound<'py, PyAny>>, name, ndim, what| {
+            o.as_ref()
+                .map(|o| Array::borrow(o, name, ndim, what))
+                .transpose()
+        };
+        let layout: SampleLayout = raw.layout.parse().map_err(PyValueError::new_err)?;
+        let sample_files = match &raw.sample_paths {
+            Some(paths) => Some(
+                Samples::open(paths, layout, Default::default())
+                    .map_err(to_py)?
+                    .with_row_offset(raw.row_offset),
+            ),
+            None => None,
+        };
+        let what = match layout {
+            SampleLayout::Tnc => "T samples x N rows x C classes",
+            SampleLayout::Ntc => "N rows x T samples x C classes",
         };
         let files = match &raw.paths {
             Some(paths) => Some(Pool::open(paths).map_err(to_py)?),
@@ -132,9 +158,12 @@ impl<'py> Sources<'py> {
         };
         let rows = raw.rows.as_ref().map(listed).transpose()?;
         Ok(Sources {
-            probs: borrow(&raw.probs, "probs")?,
+            probs: borrow(&raw.probs, "probs", 2, "N rows x C classes")?,
             files: files.map(|f| f.with_row_offset(raw.row_offset)),
-            embeddings: borrow(&raw.embeddings, "embeddings")?,
+            embeddings: borrow(&raw.embeddings, "embeddings", 2, "N rows x D values")?,
+            samples: borrow(&raw.samples, "samples", 3, what)?,
+            sample_files,
+            layout,
             model,
             rows,
             offset: raw.row_offset,
@@ -145,24 +174,55 @@ impl<'py> Sources<'py> {
     fn rows(&self) -> u64 {
         let arrays = [&self.probs, &self.embeddings];
         let in_memory = arrays.iter().find_map(|a| a.as_ref().map(Array::rows));
+        let samples = self
+            .samples
+            .as_ref()
+            .map(|a| self.sample_shape(a)[1] as u64);
+        let sample_files = self.sample_files.as_ref().map(|s| s.rows());
         let files = self.files.as_ref().map(|p| p.rows());
         let model = self.model.as_ref().map(|(_, f)| f.rows());
-        in_memory.or(files).or(model).unwrap_or(0)
+        let found = [in_memory, samples, sample_files, files, model];
+        found.into_iter().flatten().next().unwrap_or(0)
+    }
+
+    /// A 3-D samples array's shape as [T, N, C], whatever its layout.
+    fn sample_shape(&self, a: &Array) -> [usize; 3] {
+        let s = a.shape();
+        match self.layout {
+            SampleLayout::Tnc => [s[0], s[1], s[2]],
+            SampleLayout::Ntc => [s[1], s[0], s[2]],
+        }
     }
 
     fn f16(&self) -> bool {
         self.probs.as_ref().is_some_and(Array::is_f16)
             || self.files.as_ref().is_some_and(|p| p.has_f16())
+            || self.samples.as_ref().is_some_and(Array::is_f16)
+            || self.sample_files.as_ref().is_some_and(|s| s.has_f16())
     }
 
     /// Runs `f` on the door's inputs, borrowing the arrays in place.
     pub fn with<T>(&self, f: impl FnOnce(Inputs<'_>) -> PyResult<T>) -> PyResult<T> {
         let probs = match &self.probs {
-            Some(a) => Some(a.pool("probs")?.with_row_offset(self.offset)),
+            Some(a) => Some(a.pool("probs", a.shape()[1])?.with_row_offset(self.offset)),
             None => None,
         };
         let embeddings = match &self.embeddings {
-            Some(a) => Some(a.pool("embeddings")?),
+            Some(a) => Some(a.pool("embeddings", a.shape()[1])?),
+            None => None,
+        };
+        let samples = match &self.samples {
+            Some(a) => {
+                let s = a.shape();
+                let width = match self.layout {
+                    SampleLayout::Tnc => s[2],
+                    SampleLayout::Ntc => s[1] * s[2],
+                };
+                let pool = a.pool("samples", width)?;
+                let shape = [s[0], s[1], s[2]];
+                let samples = Samples::from_pool(pool, shape, self.layout).map_err(to_py)?;
+                Some(samples.with_row_offset(self.offset))
+            }
             None => None,
         };
         let mut inputs = match &self.model {
@@ -174,6 +234,9 @@ impl<'py> Sources<'py> {
         }
         if let Some(e) = &embeddings {
             inputs = inputs.with_embeddings(e);
+        }
+        if let Some(s) = samples.as_ref().or(self.sample_files.as_ref()) {
+            inputs = inputs.with_samples(s);
         }
         if let Some(rows) = &self.rows {
             inputs = inputs.at_rows(rows);

@@ -199,8 +199,8 @@ struct Pass {
 fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run) -> Result<Pass> {
     let t = Instant::now();
     let mut blocks = match job.query {
-        Query::Score(_) => Some(Blocks::new(job, unlabeled.len() as u64)?),
         Query::Batch(_) => None,
+        _ => Some(Blocks::new(job, unlabeled.len() as u64)?),
     };
     let mut kept = Vec::new();
     let mut uncertainty = Vec::with_capacity(unlabeled.len());
@@ -282,6 +282,11 @@ pub fn run(
 ) -> Result<RunResult> {
     if split.pool.is_empty() {
         return Err(Error::Config("the pool is empty".into()));
+    }
+    if let Query::Disagree(d) = cfg.strategy {
+        return Err(Error::Config(format!(
+            "{d} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
+        )));
     }
     let mut labeled = Labeled::seed(data, split, cfg, oracle)?;
     let test_y = data.labels(&split.test);

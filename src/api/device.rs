@@ -7,6 +7,7 @@ use std::fmt;
 use crate::backend::gpu::{self, Gpu};
 use crate::backend::{AdapterSummary, Backend};
 use crate::error::{Error, Result};
+use crate::query::Query;
 
 /// Inputs smaller than this gain nothing from a GPU: the upload costs more
 /// than the CPU's whole scan.
@@ -68,6 +69,8 @@ pub struct Request<'a> {
     pub bytes: u64,
     /// Whether the probabilities are float64, which WGSL cannot hold.
     pub float64: bool,
+    /// The query: some have no GPU engine yet.
+    pub query: Query,
 }
 
 /// The policy's decision.
@@ -93,8 +96,18 @@ pub enum Choice {
 ///   CPU (lavapipe, llvmpipe) unless named.
 pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> Result<Choice> {
     let cpu = |why: String| Ok(Choice::Cpu(format!("using the CPU: {why}")));
+    let gpu_engine = !matches!(req.query, Query::Disagree(_));
     match req.device {
         Device::Cpu => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
+        Device::Gpu if !gpu_engine => {
+            return Err(Error::Config(format!(
+                "{} runs on the CPU (it has no GPU path yet): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)",
+                req.query
+            )));
+        }
+        Device::Auto if !gpu_engine => {
+            return cpu(format!("{} has no GPU path yet", req.query));
+        }
         Device::Gpu if req.float64 => {
             return Err(Error::Config(
                 "float64 probabilities are scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store them as float32".into(),
@@ -290,6 +303,7 @@ mod tests {
             adapter,
             bytes,
             float64,
+            query: Query::Score(crate::query::Strategy::Margin),
         }
     }
 
@@ -378,6 +392,21 @@ mod tests {
                 .to_string()
                 .contains("no GPU adapter found")
         );
+    }
+
+    #[test]
+    fn queries_without_a_gpu_engine_stay_on_the_cpu() {
+        let bald = |device| Request {
+            query: Query::Disagree(crate::query::Disagreement::Bald),
+            ..req(device, Some("nvidia"), BIG, false)
+        };
+        let c = decide(&bald(Device::Auto), || panic!("probed for bald")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("bald has no GPU path")),
+            "{c:?}"
+        );
+        let e = decide(&bald(Device::Gpu), h100_and_lavapipe).unwrap_err();
+        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
     }
 
     #[test]

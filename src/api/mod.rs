@@ -21,20 +21,22 @@ use crate::features::FeaturePool;
 use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
-use crate::pool::Pool;
+use crate::pool::{Pool, Samples};
 use crate::query::{Input, Needs, Query, Strategy, Use};
 use crate::score::{Ranked, random_priority};
 use crate::select::{Selection, TopK};
 pub use device::Device;
 
 /// What a query reads, as given: a pool of probabilities (or logits),
-/// embeddings, or a model with the feature files it scores. Build it with
-/// [`Inputs::probs`], [`Inputs::embeddings`] or [`Inputs::model`]; a
-/// `&Pool` converts into probabilities alone.
+/// embeddings, T samples of the probabilities, or a model with the feature
+/// files it scores. Build it with [`Inputs::probs`], [`Inputs::embeddings`],
+/// [`Inputs::samples`] or [`Inputs::model`]; a `&Pool` converts into
+/// probabilities alone.
 #[derive(Clone, Copy, Default)]
 pub struct Inputs<'a> {
     probs: Option<&'a Pool<'a>>,
     embeddings: Option<&'a Pool<'a>>,
+    samples: Option<&'a Samples<'a>>,
     #[cfg(feature = "learner")]
     model: Option<(&'a Mlp, &'a FeaturePool)>,
     rows: Option<&'a [u64]>,
@@ -57,6 +59,14 @@ impl<'a> Inputs<'a> {
         }
     }
 
+    /// T samples of N x C probabilities, for the disagreement strategies.
+    pub fn samples(samples: &'a Samples<'a>) -> Self {
+        Inputs {
+            samples: Some(samples),
+            ..Inputs::default()
+        }
+    }
+
     /// A model and its N x D feature files: the model makes the
     /// probabilities (and, for batch strategies, the embeddings: its last
     /// hidden layer), block by block, with no N x C matrix held.
@@ -71,6 +81,12 @@ impl<'a> Inputs<'a> {
     /// These inputs with embeddings `emb` too.
     pub fn with_embeddings(mut self, emb: &'a Pool<'a>) -> Self {
         self.embeddings = Some(emb);
+        self
+    }
+
+    /// These inputs with samples `samples` too.
+    pub fn with_samples(mut self, samples: &'a Samples<'a>) -> Self {
+        self.samples = Some(samples);
         self
     }
 
@@ -99,13 +115,10 @@ impl<'a> Inputs<'a> {
         false
     }
 
-    /// Whether `input` is given, or can be made (a model makes both).
+    /// Whether `input` is given, or can be made (a model makes the
+    /// probabilities and the embeddings).
     fn gives(&self, input: Input) -> bool {
-        self.has_model()
-            || match input {
-                Input::Probs => self.probs.is_some(),
-                Input::Embeddings => self.embeddings.is_some(),
-            }
+        self.given(input) || (self.has_model() && input != Input::Samples)
     }
 
     /// Whether `input` is given by the caller (not made by a model).
@@ -113,6 +126,7 @@ impl<'a> Inputs<'a> {
         match input {
             Input::Probs => self.probs.is_some(),
             Input::Embeddings => self.embeddings.is_some(),
+            Input::Samples => self.samples.is_some(),
         }
     }
 
@@ -122,7 +136,8 @@ impl<'a> Inputs<'a> {
             .iter()
             .flatten()
             .map(|p| p.data_bytes())
-            .sum::<u64>();
+            .sum::<u64>()
+            + self.samples.map_or(0, |s| s.data_bytes());
         #[cfg(feature = "learner")]
         let pools = pools + self.model.map_or(0, |(_, f)| f.data_bytes());
         pools
@@ -211,12 +226,19 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         adapter: run.adapter.as_deref(),
         bytes: inputs.bytes(),
         float64: inputs.float64(),
+        query: job.query,
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
     let (selection, gpu_phases) = match job.query {
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
+        Query::Disagree(_) => {
+            let samples = inputs
+                .samples
+                .ok_or_else(|| missing(job.query, Input::Samples))?;
+            (crate::disagree::select(samples, job, run.progress)?, None)
+        }
     };
     Ok(Outcome {
         selection,
@@ -236,6 +258,13 @@ pub fn score_each<'a>(
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
     let inputs = inputs.into();
+    if let Query::Disagree(_) = job.query {
+        check_inputs(&inputs, job)?;
+        let samples = inputs
+            .samples
+            .ok_or_else(|| missing(job.query, Input::Samples))?;
+        return crate::disagree::score_each(samples, job, progress, sink);
+    }
     let rows = RowJob::of(job)?;
     check_inputs(&inputs, job)?;
     #[cfg(feature = "learner")]
@@ -343,7 +372,7 @@ fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
             "give probabilities or a model with its features, not both".into(),
         ));
     }
-    for input in [Input::Probs, Input::Embeddings] {
+    for input in Needs::INPUTS {
         match needs.of(input) {
             Use::Required if !inputs.gives(input) => return Err(missing(job.query, input)),
             Use::Unused if inputs.given(input) => {

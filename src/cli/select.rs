@@ -17,8 +17,8 @@ use alpool::part::PartHeader;
 use alpool::pool::ReadPath;
 use alpool::query::default_sum_tol;
 use alpool::{
-    BatchStrategy, Device, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Query, Run, Strategy,
-    report,
+    BatchStrategy, Device, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Query, Run,
+    SampleLayout, Samples, Strategy, report,
 };
 
 /// A row-wise strategy, by the library's name for it: the list and each
@@ -64,6 +64,23 @@ impl ValueEnum for QueryArg {
 impl From<QueryArg> for Query {
     fn from(s: QueryArg) -> Query {
         s.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LayoutArg {
+    /// T x N x C: each sample's N x C predictions in turn (np.stack of T).
+    Tnc,
+    /// N x T x C: each row's T samples together.
+    Ntc,
+}
+
+impl From<LayoutArg> for SampleLayout {
+    fn from(l: LayoutArg) -> SampleLayout {
+        match l {
+            LayoutArg::Tnc => SampleLayout::Tnc,
+            LayoutArg::Ntc => SampleLayout::Ntc,
+        }
     }
 }
 
@@ -116,6 +133,19 @@ pub struct PoolArgs {
     /// Query strategy.
     #[arg(short, long, value_enum, default_value = "margin")]
     pub strategy: QueryArg,
+
+    /// T samples of the probabilities, for the disagreement strategies
+    /// (bald, mean-std, variation-ratio, vote-entropy, consensus-entropy,
+    /// kl-mean, kl-max): one .npy of T x N x C (N x T x C with --layout
+    /// ntc), or T files of N x C, one per sample (MC-dropout passes,
+    /// committee members). Read in chunks, never whole; --input, --sum-tol
+    /// and --renormalize apply to every sample.
+    #[arg(long, value_name = "S.npy", num_args = 1..)]
+    pub samples: Vec<PathBuf>,
+
+    /// How a 3-D --samples file is laid out.
+    #[arg(long, value_enum, default_value = "tnc")]
+    pub layout: LayoutArg,
 
     /// What the rows hold.
     #[arg(long, value_enum, default_value = "probs")]
@@ -312,6 +342,7 @@ pub struct ScoreArgs {
 struct Sources {
     probs: Option<Pool<'static>>,
     embeddings: Option<Pool<'static>>,
+    samples: Option<Samples<'static>>,
     model: Option<(Mlp, FeaturePool)>,
 }
 
@@ -334,9 +365,16 @@ impl Sources {
             )),
             None => None,
         };
+        let samples = match p.samples.is_empty() {
+            true => None,
+            false => Some(
+                Samples::open(&p.samples, p.layout.into(), p.read.into())?.with_row_offset(offset),
+            ),
+        };
         Ok(Sources {
             probs,
             embeddings,
+            samples,
             model,
         })
     }
@@ -352,31 +390,37 @@ impl Sources {
         if let Some(e) = &self.embeddings {
             inputs = inputs.with_embeddings(e);
         }
+        if let Some(s) = &self.samples {
+            inputs = inputs.with_samples(s);
+        }
         inputs
     }
 
     fn f16(&self) -> bool {
         self.probs.as_ref().is_some_and(|p| p.has_f16())
+            || self.samples.as_ref().is_some_and(|s| s.has_f16())
     }
 
     /// Rows of the pool, whichever input gives them.
     fn rows(&self) -> u64 {
         let model = self.model.as_ref().map(|(_, f)| f.rows());
+        let samples = self.samples.as_ref().map(|s| s.rows());
         let pools = [&self.probs, &self.embeddings];
         let pool = pools.iter().find_map(|p| p.as_ref().map(|p| p.rows()));
-        model.or(pool).unwrap_or(0)
+        model.or(samples).or(pool).unwrap_or(0)
     }
 
     /// Bytes read by one pass over the inputs.
     fn bytes(&self) -> u64 {
         let pools = [&self.probs, &self.embeddings];
         let model = self.model.as_ref().map_or(0, |(_, f)| f.data_bytes());
-        pools
+        let samples = self.samples.as_ref().map_or(0, |s| s.data_bytes());
+        let pools: u64 = pools
             .iter()
             .flat_map(|p| p.as_ref())
             .map(|p| p.data_bytes())
-            .sum::<u64>()
-            + model
+            .sum();
+        pools + model + samples
     }
 }
 

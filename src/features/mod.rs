@@ -82,6 +82,7 @@ impl FeaturePool {
             paths,
             FEATURE_DTYPES,
             "features must be float32, float16, float64 or uint8",
+            &crate::pool::as_matrix,
         )?;
         let rows = files.iter().map(|f| f.rows).sum();
         let shards = files

@@ -7,6 +7,7 @@
 
 pub mod exclude;
 pub mod npy;
+pub(crate) mod samples;
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use npy::DType;
 
 pub use exclude::Exclusions;
+pub use samples::{SampleLayout, Samples};
 
 const POOL_DTYPES: &str = "a pool must be float32 ('<f4'), float16 ('<f2') or float64 ('<f8')";
 
@@ -348,8 +350,18 @@ impl Pool<'static> {
 
     /// [`Pool::open`] with a chosen read path.
     pub fn open_with<P: AsRef<Path>>(paths: &[P], read: ReadPath) -> Result<Pool<'static>> {
-        let (files, classes) =
-            map_matrices(paths, &[DType::F32, DType::F16, DType::F64], POOL_DTYPES)?;
+        Pool::open_as(paths, read, &as_matrix)
+    }
+
+    /// Opens files whose shape `reshape` views as N x C (a 3-D array of
+    /// samples, say; C order makes every such view valid).
+    pub(crate) fn open_as<P: AsRef<Path>>(
+        paths: &[P],
+        read: ReadPath,
+        reshape: &Reshape,
+    ) -> Result<Pool<'static>> {
+        let dtypes = [DType::F32, DType::F16, DType::F64];
+        let (files, classes) = map_matrices(paths, &dtypes, POOL_DTYPES, reshape)?;
         if classes == 0 {
             return Err(Error::WrongRank {
                 path: files[0].path.clone(),
@@ -415,12 +427,26 @@ pub(crate) struct MappedMatrix {
     pub first_row: u64,
 }
 
-/// Maps the shards of one matrix, checking each header and size, that each
-/// is 2-D and that all have the same column count (returned).
+/// How a file's shape is viewed as N x C: `Err` with the rank wanted when
+/// it cannot be.
+pub(crate) type Reshape = dyn Fn(&[usize]) -> std::result::Result<[usize; 2], usize>;
+
+/// A 2-D shape as it is.
+pub(crate) fn as_matrix(shape: &[usize]) -> std::result::Result<[usize; 2], usize> {
+    match *shape {
+        [n, c] => Ok([n, c]),
+        _ => Err(2),
+    }
+}
+
+/// Maps the shards of one matrix, checking each header and size, that
+/// `reshape` views each as N x C, and that all have the same column count
+/// (returned).
 pub(crate) fn map_matrices<P: AsRef<Path>>(
     paths: &[P],
     accept: &[DType],
     expected: &'static str,
+    reshape: &Reshape,
 ) -> Result<(Vec<MappedMatrix>, usize)> {
     if paths.is_empty() {
         return Err(Error::Config("no files given".into()));
@@ -431,13 +457,11 @@ pub(crate) fn map_matrices<P: AsRef<Path>>(
     for path in paths {
         let path = path.as_ref();
         let (map, header) = map_npy(path, accept, expected)?;
-        let [n, c] = header.shape[..] else {
-            return Err(Error::WrongRank {
-                path: path.into(),
-                shape: header.shape,
-                expected: 2,
-            });
-        };
+        let [n, c] = reshape(&header.shape).map_err(|rank| Error::WrongRank {
+            path: path.into(),
+            shape: header.shape.clone(),
+            expected: rank,
+        })?;
         match cols {
             None => cols = Some(c),
             Some(want) if want != c => {

@@ -127,14 +127,77 @@ impl BatchStrategy {
     }
 }
 
-/// Any query strategy: one that scores each row on its own, or a
-/// batch-aware one.
+/// A disagreement strategy: it scores each row from T samples of its class
+/// probabilities (MC-dropout passes, or the members of a committee), with
+/// higher meaning more disagreement, so more informative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Disagreement {
+    /// BALD: `H[p̄] − (1/T) Σ_t H[p_t]`, the mutual information between the
+    /// prediction and the model (Houlsby et al. 2011; Gal et al. 2017).
+    Bald,
+    /// The mean over classes of the population standard deviation over
+    /// samples (Kampffmeyer et al. 2016).
+    MeanStd,
+    /// 1 − f_m / T, f_m the samples' votes for the modal class (Freeman
+    /// 1965).
+    VariationRatio,
+    /// The entropy of the samples' vote fractions (Dagan and Engelson 1995).
+    VoteEntropy,
+    /// The entropy of the mean prediction p̄.
+    ConsensusEntropy,
+    /// (1/T) Σ_t KL(p_t ‖ p̄) (McCallum and Nigam 1998): equal to BALD in
+    /// exact arithmetic.
+    KlMean,
+    /// max_t KL(p_t ‖ p̄): modAL's `KL_max_disagreement`.
+    KlMax,
+}
+
+impl Disagreement {
+    /// Every disagreement strategy.
+    pub const ALL: [Disagreement; 7] = [
+        Disagreement::Bald,
+        Disagreement::MeanStd,
+        Disagreement::VariationRatio,
+        Disagreement::VoteEntropy,
+        Disagreement::ConsensusEntropy,
+        Disagreement::KlMean,
+        Disagreement::KlMax,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Disagreement::Bald => "bald",
+            Disagreement::MeanStd => "mean-std",
+            Disagreement::VariationRatio => "variation-ratio",
+            Disagreement::VoteEntropy => "vote-entropy",
+            Disagreement::ConsensusEntropy => "consensus-entropy",
+            Disagreement::KlMean => "kl-mean",
+            Disagreement::KlMax => "kl-max",
+        }
+    }
+
+    /// The samples it needs: one gives a mean prediction but no
+    /// disagreement, so only the consensus entropy reads it.
+    pub fn min_samples(self) -> usize {
+        match self {
+            Disagreement::ConsensusEntropy => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Any query strategy: one that scores each row on its own, a batch-aware
+/// one, or one that scores each row from T samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Query {
     /// A strategy that scores each row on its own.
     Score(Strategy),
     /// A strategy that picks a diverse batch.
     Batch(BatchStrategy),
+    /// A strategy that scores each row from T samples of its probabilities.
+    Disagree(Disagreement),
 }
 
 /// An input a query can read.
@@ -147,6 +210,9 @@ pub enum Input {
     /// N x D embeddings, one row per pool row (or the last hidden layer of
     /// a model given with its features).
     Embeddings,
+    /// T samples of N x C probabilities (MC-dropout passes or committee
+    /// members).
+    Samples,
 }
 
 impl Input {
@@ -159,6 +225,9 @@ impl Input {
             Input::Embeddings => {
                 "embeddings: --embeddings E.npy (embeddings= in Python), one row per pool row"
             }
+            Input::Samples => {
+                "T samples of the probabilities: --samples S.npy (T x N x C, or N x T x C with --layout ntc) or T files of N x C (samples= in Python)"
+            }
         }
     }
 
@@ -167,6 +236,7 @@ impl Input {
         match self {
             Input::Probs => "the pool (POOL.npy, probs=)",
             Input::Embeddings => "--embeddings (embeddings=)",
+            Input::Samples => "--samples (samples=)",
         }
     }
 }
@@ -176,6 +246,7 @@ impl fmt::Display for Input {
         f.write_str(match self {
             Input::Probs => "probabilities",
             Input::Embeddings => "embeddings",
+            Input::Samples => "samples",
         })
     }
 }
@@ -199,24 +270,31 @@ pub struct Needs {
     pub probs: Use,
     /// Embeddings.
     pub embeddings: Use,
+    /// T samples of the probabilities.
+    pub samples: Use,
 }
 
 impl Needs {
+    /// Every input, in the order messages name them.
+    pub const INPUTS: [Input; 3] = [Input::Probs, Input::Embeddings, Input::Samples];
+
     /// How the query uses `input`.
     pub fn of(&self, input: Input) -> Use {
         match input {
             Input::Probs => self.probs,
             Input::Embeddings => self.embeddings,
+            Input::Samples => self.samples,
         }
     }
 }
 
 impl Query {
-    /// Every strategy, row-wise ones first.
+    /// Every strategy: row-wise, batch-aware, then disagreement.
     pub fn all() -> Vec<Query> {
         let rows = Strategy::ALL.into_iter().map(Query::Score);
         let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
-        rows.chain(batch).collect()
+        let samples = Disagreement::ALL.into_iter().map(Query::Disagree);
+        rows.chain(batch).chain(samples).collect()
     }
 
     /// The name the CLI and the Python package use.
@@ -224,14 +302,32 @@ impl Query {
         match self {
             Query::Score(s) => s.name(),
             Query::Batch(b) => b.name(),
+            Query::Disagree(d) => d.name(),
         }
     }
 
-    /// The strategy named `name`, as the CLI and the Python package spell it.
+    /// The strategy named `name`, as the CLI and the Python package spell it
+    /// (`_` reads as `-`).
     pub fn from_name(name: &str) -> Option<Query> {
-        Strategy::from_name(name)
-            .map(Query::Score)
-            .or_else(|| BatchStrategy::from_name(name).map(Query::Batch))
+        let name = name.replace('_', "-");
+        Query::all().into_iter().find(|q| q.name() == name)
+    }
+
+    /// Whether a *lower* score is more informative (margin).
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Query::Score(s) if s.lower_is_better())
+    }
+
+    /// Priority (higher = more informative) of a score: the score, negated
+    /// where lower is better.
+    #[inline]
+    pub fn priority(self, score: f64) -> f64 {
+        // `0.0 - x` rather than `-x` so a zero margin has priority +0.0.
+        if self.lower_is_better() {
+            0.0 - score
+        } else {
+            score
+        }
     }
 
     /// One line on what the query does, for `--help` and the docs.
@@ -255,6 +351,23 @@ impl Query {
             Query::Batch(BatchStrategy::ClusterMargin) => {
                 "Cluster-Margin: the lowest-margin rows (10·k, or --candidates), clustered (k, or --clusters), picked round-robin; reads embeddings"
             }
+            Query::Disagree(d) => match d {
+                Disagreement::Bald => {
+                    "BALD: H[p̄] − mean_t H[p_t] over T samples (--samples): the mutual information between prediction and model"
+                }
+                Disagreement::MeanStd => {
+                    "mean over classes of the standard deviation over T samples (--samples)"
+                }
+                Disagreement::VariationRatio => {
+                    "1 − (votes for the modal class) / T over T samples (--samples)"
+                }
+                Disagreement::VoteEntropy => "entropy of the T samples' vote fractions (--samples)",
+                Disagreement::ConsensusEntropy => "entropy of the mean of T samples (--samples)",
+                Disagreement::KlMean => {
+                    "mean over T samples (--samples) of KL(p_t ‖ p̄); equals BALD in exact arithmetic"
+                }
+                Disagreement::KlMax => "largest KL(p_t ‖ p̄) over T samples (--samples)",
+            },
         }
     }
 
@@ -266,14 +379,22 @@ impl Query {
             Query::Score(_) => Needs {
                 probs: Required,
                 embeddings: Unused,
+                samples: Unused,
             },
             Query::Batch(BatchStrategy::Coreset) => Needs {
                 probs: Optional,
                 embeddings: Required,
+                samples: Unused,
             },
             Query::Batch(BatchStrategy::Badge | BatchStrategy::ClusterMargin) => Needs {
                 probs: Required,
                 embeddings: Required,
+                samples: Unused,
+            },
+            Query::Disagree(_) => Needs {
+                probs: Unused,
+                embeddings: Unused,
+                samples: Required,
             },
         }
     }
@@ -284,7 +405,7 @@ impl Query {
         match self {
             Query::Score(s) => s.min_classes(),
             Query::Batch(BatchStrategy::ClusterMargin) => 2,
-            Query::Batch(_) => 1,
+            Query::Batch(_) | Query::Disagree(_) => 1,
         }
     }
 }
@@ -298,6 +419,18 @@ impl From<Strategy> for Query {
 impl From<BatchStrategy> for Query {
     fn from(s: BatchStrategy) -> Query {
         Query::Batch(s)
+    }
+}
+
+impl From<Disagreement> for Query {
+    fn from(d: Disagreement) -> Query {
+        Query::Disagree(d)
+    }
+}
+
+impl fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -338,8 +471,8 @@ impl std::str::FromStr for Strategy {
     fn from_str(s: &str) -> Result<Self, String> {
         match Query::from_str(s)? {
             Query::Score(st) => Ok(st),
-            Query::Batch(b) => Err(format!(
-                "{b} picks a batch rather than scoring each row; row-wise strategies: {}",
+            other => Err(format!(
+                "{other} does not score each row from its probabilities alone; row-wise strategies: {}",
                 Strategy::ALL.map(Strategy::name).join(", ")
             )),
         }
@@ -402,9 +535,7 @@ mod tests {
             let needs = q.needs();
             // Every query reads something it cannot run without.
             assert!(
-                [Input::Probs, Input::Embeddings]
-                    .iter()
-                    .any(|&i| needs.of(i) == Use::Required),
+                Needs::INPUTS.iter().any(|&i| needs.of(i) == Use::Required),
                 "{q}"
             );
         }

@@ -17,7 +17,7 @@ mod blocks;
 
 use std::collections::BinaryHeap;
 
-use crate::query::{Query, Strategy};
+use crate::query::Query;
 use crate::score::Ranked;
 #[cfg(feature = "learner")]
 pub(crate) use blocks::Blocks;
@@ -137,14 +137,15 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// The selection `top` holds, scores reported as `strategy` scores.
+    /// The selection `top` holds, scores reported as `query` scores.
     pub fn from_topk(
-        strategy: Strategy,
+        query: impl Into<Query>,
         top: TopK,
         rows: u64,
         excluded: u64,
         refined: u64,
     ) -> Self {
+        let query = query.into();
         let entries = top
             .into_sorted()
             .into_iter()
@@ -152,11 +153,12 @@ impl Selection {
             .map(|(i, r)| Selected {
                 rank: i as u64 + 1,
                 index: r.index,
-                score: strategy.score(r.priority),
+                // The priority negated back where lower is better: exact.
+                score: query.priority(r.priority),
             })
             .collect();
         Selection {
-            strategy: Query::Score(strategy),
+            strategy: query,
             entries,
             rows,
             excluded,

@@ -76,8 +76,8 @@ pub fn model_version(token: &str) -> String {
 /// only meaningful in pick order, so its tasks carry their `rank`.
 pub fn label_studio_score(strategy: Query, score: f64, rank: i64) -> f64 {
     match strategy {
-        Query::Score(s) => 0.0 - s.priority(score),
         Query::Batch(_) => rank as f64,
+        q => 0.0 - q.priority(score),
     }
 }
 

@@ -254,7 +254,7 @@ fn score_unlabeled(
     let selectable = features.rows() - exclusions.len() as u64;
     let k = match opts.strategy {
         Query::Batch(_) => opts.k.min(selectable as usize),
-        Query::Score(_) => opts.k,
+        _ => opts.k,
     };
     let job = Job::new(opts.strategy, input, k)
         .seed(opts.seed ^ seq as u64)

@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod dataset;
+mod disagree;
 mod fused;
 #[path = "../suite/rng.rs"]
 mod rng;

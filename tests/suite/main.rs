@@ -12,6 +12,7 @@ mod al;
 mod api;
 mod batch;
 mod cli;
+mod disagree;
 mod docs;
 mod exactness;
 mod fused;

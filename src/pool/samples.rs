@@ -1,0 +1,306 @@
+//! T samples of the class probabilities of N rows (MC-dropout passes, or
+//! the members of a committee), for the disagreement strategies: one 3-D
+//! `.npy` (T x N x C, or N x T x C), T files of N x C, or a borrowed 3-D
+//! array. Viewed as a pool (T·N x C, or N x T·C), so the files are read in
+//! chunks like any pool, never whole.
+
+use std::path::{Path, PathBuf};
+
+use super::npy::DType;
+use super::{Pool, ReadPath};
+use crate::error::{Error, Result};
+
+/// How the samples are laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SampleLayout {
+    /// Sample-major, T x N x C: each sample's N x C matrix in turn (what
+    /// stacking T predictions gives).
+    #[default]
+    Tnc,
+    /// Row-major, N x T x C: each row's T samples together.
+    Ntc,
+}
+
+impl SampleLayout {
+    /// As the CLI and the Python package spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleLayout::Tnc => "tnc",
+            SampleLayout::Ntc => "ntc",
+        }
+    }
+}
+
+impl std::str::FromStr for SampleLayout {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tnc" => Ok(SampleLayout::Tnc),
+            "ntc" => Ok(SampleLayout::Ntc),
+            _ => Err(format!(
+                "unknown layout {s:?}; choose \"tnc\" (T x N x C) or \"ntc\" (N x T x C)"
+            )),
+        }
+    }
+}
+
+/// T samples of N x C probabilities.
+pub struct Samples<'a> {
+    /// T·N x C (sample-major: sample t is rows t·N..) or N x T·C.
+    pool: Pool<'a>,
+    layout: SampleLayout,
+    samples: usize,
+    classes: usize,
+    rows: u64,
+    first_row: u64,
+}
+
+impl Samples<'static> {
+    /// Opens sample files: one 3-D `.npy` laid out as `layout`, or T 2-D
+    /// files of N x C (one per sample, in order). Checks headers and sizes
+    /// only; reads no data.
+    pub fn open<P: AsRef<Path>>(
+        paths: &[P],
+        layout: SampleLayout,
+        read: ReadPath,
+    ) -> Result<Samples<'static>> {
+        let first = paths
+            .first()
+            .ok_or_else(|| Error::Config("no sample files given".into()))?
+            .as_ref();
+        let (_, header) = super::map_npy(first, &[DType::F32, DType::F16, DType::F64], POOL)?;
+        if header.shape.len() == 3 {
+            return Samples::open_3d(paths, layout, read, &header.shape);
+        }
+        let pool = Pool::open_with(paths, read)?;
+        let n = pool.shards()[0].rows();
+        if let Some(s) = pool.shards().iter().find(|s| s.rows() != n) {
+            return Err(Error::Config(format!(
+                "{}: {} rows, but {} has {n}; every sample file holds the same rows",
+                s.path().display(),
+                s.rows(),
+                first.display()
+            )));
+        }
+        let classes = pool.classes();
+        Ok(Samples {
+            samples: paths.len(),
+            classes,
+            rows: n,
+            layout: SampleLayout::Tnc,
+            pool,
+            first_row: 0,
+        })
+    }
+
+    fn open_3d<P: AsRef<Path>>(
+        paths: &[P],
+        layout: SampleLayout,
+        read: ReadPath,
+        shape: &[usize],
+    ) -> Result<Samples<'static>> {
+        let path = paths[0].as_ref();
+        if paths.len() > 1 {
+            return Err(Error::Config(format!(
+                "{}: a 3-D sample file holds every sample; give it alone (or T files of N x C)",
+                path.display()
+            )));
+        }
+        let (t, n, c) = match layout {
+            SampleLayout::Tnc => (shape[0], shape[1], shape[2]),
+            SampleLayout::Ntc => (shape[1], shape[0], shape[2]),
+        };
+        if t == 0 || c == 0 {
+            return Err(Error::Config(format!(
+                "{}: shape {shape:?} read as {} gives T = {t} samples of C = {c} classes; both must be at least 1",
+                path.display(),
+                layout_words(layout)
+            )));
+        }
+        let reshape = move |s: &[usize]| match (layout, s) {
+            (SampleLayout::Tnc, [t, n, c]) => Ok([t * n, *c]),
+            (SampleLayout::Ntc, [n, t, c]) => Ok([*n, t * c]),
+            _ => Err(3),
+        };
+        let pool = Pool::open_as(&[path], read, &reshape)?;
+        Ok(Samples {
+            pool,
+            layout,
+            samples: t,
+            classes: c,
+            rows: n as u64,
+            first_row: 0,
+        })
+    }
+}
+
+/// A layout in words, for messages.
+fn layout_words(layout: SampleLayout) -> &'static str {
+    match layout {
+        SampleLayout::Tnc => "T x N x C (--layout tnc)",
+        SampleLayout::Ntc => "N x T x C (--layout ntc)",
+    }
+}
+
+const POOL: &str = "samples must be float32 ('<f4'), float16 ('<f2') or float64 ('<f8')";
+
+impl<'a> Samples<'a> {
+    /// A 3-D array in memory, `shape` in `layout`'s order, borrowed: no
+    /// copy, whatever its size.
+    pub fn from_pool(pool: Pool<'a>, shape: [usize; 3], layout: SampleLayout) -> Result<Self> {
+        let (t, n, c) = match layout {
+            SampleLayout::Tnc => (shape[0], shape[1], shape[2]),
+            SampleLayout::Ntc => (shape[1], shape[0], shape[2]),
+        };
+        let (rows, width) = match layout {
+            SampleLayout::Tnc => (t * n, c),
+            SampleLayout::Ntc => (n, t * c),
+        };
+        if t == 0 || c == 0 || pool.classes() != width || pool.rows() != rows as u64 {
+            return Err(Error::Config(format!(
+                "samples of shape {shape:?} read as {} do not fit the array ({} rows x {} values); T and C must be at least 1",
+                layout_words(layout),
+                pool.rows(),
+                pool.classes()
+            )));
+        }
+        Ok(Samples {
+            pool,
+            layout,
+            samples: t,
+            classes: c,
+            rows: n as u64,
+            first_row: 0,
+        })
+    }
+
+    /// Makes these rows `offset..` of a bigger pool: indices, exclusions
+    /// and ties are then global.
+    pub fn with_row_offset(mut self, offset: u64) -> Self {
+        self.first_row = offset;
+        self
+    }
+
+    /// Rows N.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+    /// Samples T.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+    /// Classes C.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+    /// The layout.
+    pub fn layout(&self) -> SampleLayout {
+        self.layout
+    }
+    /// The global index of the first row.
+    pub fn first_row(&self) -> u64 {
+        self.first_row
+    }
+    /// Bytes of sample data.
+    pub fn data_bytes(&self) -> u64 {
+        self.pool.data_bytes()
+    }
+    /// Whether any value is stored as float64.
+    pub fn has_f64(&self) -> bool {
+        self.pool.has_f64()
+    }
+    /// Whether any value is stored as float16.
+    pub fn has_f16(&self) -> bool {
+        self.pool.has_f16()
+    }
+
+    /// Where sample `t` of local row `r` is stored: its file, and its row
+    /// there (a 3-D file's rows are named in its own layout).
+    pub(crate) fn locate(&self, t: usize, r: u64) -> (PathBuf, String) {
+        match self.layout {
+            SampleLayout::Tnc => {
+                let (shard, local) = self.pool.locate(t as u64 * self.rows + r);
+                let at = if self.pool.shards().len() > 1 {
+                    format!("row {local}")
+                } else {
+                    format!("[{t}, {r}]")
+                };
+                (shard.path().to_path_buf(), at)
+            }
+            SampleLayout::Ntc => {
+                let (shard, _) = self.pool.locate(r);
+                (shard.path().to_path_buf(), format!("[{r}, {t}]"))
+            }
+        }
+    }
+
+    /// Local rows `start..end` in row-major order (each row's T samples of
+    /// C values together), widened exactly to f64, into `out`.
+    pub(crate) fn read(
+        &self,
+        start: u64,
+        end: u64,
+        bufs: &mut ReadBufs,
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        let (t_all, c) = (self.samples, self.classes);
+        let width = t_all * c;
+        out.clear();
+        out.resize((end - start) as usize * width, 0.0);
+        match self.layout {
+            SampleLayout::Ntc => self.read_pool(start, end, bufs, out),
+            SampleLayout::Tnc => {
+                for t in 0..t_all {
+                    let base = t as u64 * self.rows;
+                    bufs.one.clear();
+                    let mut one = std::mem::take(&mut bufs.one);
+                    self.read_pool(base + start, base + end, bufs, &mut one)?;
+                    for (i, v) in one.chunks_exact(c).enumerate() {
+                        out[i * width + t * c..i * width + (t + 1) * c].copy_from_slice(v);
+                    }
+                    bufs.one = one;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Pool rows `start..end` as f64, crossing shards.
+    fn read_pool(
+        &self,
+        start: u64,
+        end: u64,
+        bufs: &mut ReadBufs,
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        let w = self.pool.classes();
+        out.resize((end - start) as usize * w, 0.0);
+        let mut at = start;
+        while at < end {
+            let (shard, local) = self.pool.locate(at);
+            let take = (shard.rows() - local).min(end - at);
+            let o = &mut out[(at - start) as usize * w..(at - start + take) as usize * w];
+            if shard.dtype() == DType::F64 {
+                let rows = shard.rows_f64(local, local + take, w, &mut bufs.wide)?;
+                o.copy_from_slice(&rows);
+            } else {
+                let rows =
+                    shard.rows_f32(local, local + take, w, &mut bufs.narrow, &mut bufs.raw)?;
+                for (o, &v) in o.iter_mut().zip(rows.iter()) {
+                    *o = v as f64;
+                }
+            }
+            at += take;
+        }
+        Ok(())
+    }
+}
+
+/// Buffers a reader reuses from chunk to chunk.
+#[derive(Default)]
+pub(crate) struct ReadBufs {
+    narrow: Vec<f32>,
+    wide: Vec<f64>,
+    raw: Vec<u8>,
+    one: Vec<f64>,
+}

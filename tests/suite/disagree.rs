@@ -1,0 +1,378 @@
+//! The disagreement strategies against naive references written from the
+//! documented formulas (not the library's code): exact picks and scores,
+//! ties included, for every layout, shard split, chunk size, k, exclusion
+//! list, input form and log base; bad samples named.
+
+use std::path::{Path, PathBuf};
+
+use crate::common;
+use crate::rng::Rng;
+use alpool::pool::{ReadPath, npy};
+use alpool::{
+    Device, Disagreement, Error, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Run,
+    SampleLayout, Samples,
+};
+
+/// T x N x C samples on a coarse grid (many exact ties), as f32.
+fn grid_samples(t: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(t * n * c);
+    for _ in 0..t * n {
+        let mut w: Vec<u64> = (0..c).map(|_| rng.below(3)).collect();
+        w[rng.below(c as u64) as usize] += 1;
+        let s: u64 = w.iter().sum();
+        out.extend(w.iter().map(|&x| (x as f64 / s as f64) as f32));
+    }
+    out
+}
+
+/// −Σ x ln x in f64, column order, 0 ln 0 = 0: the documented entropy.
+fn entropy(p: &[f64]) -> f64 {
+    let mut s = 0.0;
+    for &x in p {
+        if x > 0.0 {
+            s += x * x.ln();
+        }
+    }
+    0.0 - s
+}
+
+/// The documented score of one row from its samples `q[t]` (canonical
+/// probabilities): p̄ summed in sample order over T, then each formula.
+fn reference_score(d: Disagreement, base: LogBase, q: &[Vec<f64>]) -> f64 {
+    let (t, c) = (q.len() as f64, q[0].len());
+    let mut mean = vec![0.0; c];
+    for s in q {
+        for (m, &v) in mean.iter_mut().zip(s) {
+            *m += v;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= t);
+    let kl = |s: &[f64]| -> f64 {
+        let mut sum = 0.0;
+        for (&a, &b) in s.iter().zip(&mean) {
+            if a > 0.0 {
+                sum += a * (a.ln() - b.ln());
+            }
+        }
+        sum
+    };
+    let votes = || {
+        let mut v = vec![0u32; c];
+        for s in q {
+            let mut best = 0;
+            for j in 0..c {
+                if s[j] > s[best] {
+                    best = j;
+                }
+            }
+            v[best] += 1;
+        }
+        v
+    };
+    let ln_b = base.ln();
+    match d {
+        Disagreement::Bald => {
+            let h: f64 = q.iter().map(|s| entropy(s)).sum();
+            (entropy(&mean) - h / t) / ln_b
+        }
+        Disagreement::ConsensusEntropy => entropy(&mean) / ln_b,
+        Disagreement::KlMean => q.iter().map(|s| kl(s)).sum::<f64>() / t / ln_b,
+        Disagreement::KlMax => q.iter().map(|s| kl(s)).fold(f64::NEG_INFINITY, f64::max) / ln_b,
+        Disagreement::MeanStd => {
+            let mut sum = 0.0;
+            for j in 0..c {
+                let var: f64 = q
+                    .iter()
+                    .map(|s| (s[j] - mean[j]) * (s[j] - mean[j]))
+                    .sum::<f64>()
+                    / t;
+                sum += var.sqrt();
+            }
+            sum / c as f64
+        }
+        Disagreement::VariationRatio => 1.0 - *votes().iter().max().unwrap() as f64 / t,
+        Disagreement::VoteEntropy => {
+            let f: Vec<f64> = votes().iter().map(|&v| v as f64 / t).collect();
+            entropy(&f) / ln_b
+        }
+        other => panic!("no reference for {other}"),
+    }
+}
+
+/// Canonical probabilities of a stored row: as stored, or a stable softmax.
+fn probs_of(row: &[f32], form: InputForm) -> Vec<f64> {
+    match form {
+        InputForm::Logits { temperature } => {
+            let m = row
+                .iter()
+                .map(|&z| z as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&z| ((z as f64 - m) / temperature).exp())
+                .collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|x| x / s).collect()
+        }
+        _ => row.iter().map(|&x| x as f64).collect(),
+    }
+}
+
+/// The naive selection: every row's score, sorted by (score desc, row).
+fn reference(
+    tnc: &[f32],
+    (t, n, c): (usize, usize, usize),
+    job: &Job,
+    d: Disagreement,
+) -> Vec<(u64, f64)> {
+    let mut all: Vec<(f64, u64)> = (0..n)
+        .filter(|&i| !job.exclusions.contains(i as u64))
+        .map(|i| {
+            let q: Vec<Vec<f64>> = (0..t)
+                .map(|s| probs_of(&tnc[(s * n + i) * c..(s * n + i + 1) * c], job.input))
+                .collect();
+            (reference_score(d, job.log_base, &q), i as u64)
+        })
+        .collect();
+    all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+    all.truncate(job.k);
+    all.into_iter().map(|(s, i)| (i, s)).collect()
+}
+
+/// The same samples in every form the library reads: a T x N x C file,
+/// an N x T x C file, T files of N x C, and the borrowed array.
+fn layouts(
+    dir: &Path,
+    tnc: &[f32],
+    (t, n, c): (usize, usize, usize),
+) -> Vec<(Vec<PathBuf>, SampleLayout)> {
+    let one = dir.join("tnc.npy");
+    npy::save(&one, &[t, n, c], tnc).unwrap();
+    let mut ntc = vec![0f32; tnc.len()];
+    for s in 0..t {
+        for i in 0..n {
+            let from = (s * n + i) * c;
+            let to = (i * t + s) * c;
+            ntc[to..to + c].copy_from_slice(&tnc[from..from + c]);
+        }
+    }
+    let rowwise = dir.join("ntc.npy");
+    npy::save(&rowwise, &[n, t, c], &ntc).unwrap();
+    let each: Vec<PathBuf> = (0..t)
+        .map(|s| {
+            let p = dir.join(format!("s{s}.npy"));
+            npy::save(&p, &[n, c], &tnc[s * n * c..(s + 1) * n * c]).unwrap();
+            p
+        })
+        .collect();
+    vec![
+        (vec![one], SampleLayout::Tnc),
+        (vec![rowwise], SampleLayout::Ntc),
+        (each, SampleLayout::Tnc),
+    ]
+}
+
+#[test]
+fn every_strategy_equals_its_naive_reference_in_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    for (case, (t, n, c)) in [(2, 300, 3), (5, 257, 4), (7, 90, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let tnc = grid_samples(t, n, c, case as u64);
+        let files = layouts(dir.path(), &tnc, (t, n, c));
+        for d in Disagreement::ALL {
+            for (k, chunk, base) in [
+                (0, 0, LogBase::E),
+                (1, 7, LogBase::Two),
+                (17, 0, LogBase::E),
+                (n, 13, LogBase::Ten),
+                (n + 3, 1, LogBase::E),
+            ] {
+                let mut job = Job::new(d, InputForm::probs(), k).log_base(base);
+                job.chunk_rows = chunk;
+                job.exclusions = Exclusions::new(vec![0, 5, (n - 1) as u64]);
+                let want = reference(&tnc, (t, n, c), &job, d);
+                let got = |s: &Samples| -> Vec<(u64, f64)> {
+                    let sel = common::select_cpu(Inputs::samples(s), &job).unwrap();
+                    sel.entries.iter().map(|e| (e.index, e.score)).collect()
+                };
+                for (paths, layout) in &files {
+                    let s = Samples::open(paths, *layout, ReadPath::Auto).unwrap();
+                    assert_eq!(
+                        got(&s),
+                        want,
+                        "{d} {layout:?} {} files, k {k}, chunk {chunk}",
+                        paths.len()
+                    );
+                }
+                let pool = Pool::from_f32(&tnc, c).unwrap();
+                let borrowed = Samples::from_pool(pool, [t, n, c], SampleLayout::Tnc).unwrap();
+                assert_eq!(got(&borrowed), want, "{d} borrowed, k {k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn logits_and_every_score_in_row_order() {
+    let (t, n, c) = (4, 200, 5);
+    let mut rng = Rng::new(9);
+    let logits: Vec<f32> = (0..t * n * c)
+        .map(|_| (2.0 * rng.normal()) as f32)
+        .collect();
+    let pool = Pool::from_f32(&logits, c).unwrap();
+    let s = Samples::from_pool(pool, [t, n, c], SampleLayout::Tnc).unwrap();
+    for d in Disagreement::ALL {
+        let job = Job::new(d, InputForm::logits(1.5), 10);
+        let sel = common::select_cpu(Inputs::samples(&s), &job).unwrap();
+        let want = reference(&logits, (t, n, c), &job, d);
+        let got: Vec<(u64, f64)> = sel.entries.iter().map(|e| (e.index, e.score)).collect();
+        assert_eq!(got, want, "{d}");
+        let every = alpool::score(Inputs::samples(&s), &job).unwrap();
+        assert_eq!(every.len(), n);
+        for (i, &v) in every.iter().enumerate() {
+            let q: Vec<Vec<f64>> = (0..t)
+                .map(|k| probs_of(&logits[(k * n + i) * c..(k * n + i + 1) * c], job.input))
+                .collect();
+            assert_eq!(
+                v.to_bits(),
+                reference_score(d, LogBase::E, &q).to_bits(),
+                "{d} row {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_samples_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, n, c) = (3, 40, 3);
+    let mut tnc = grid_samples(t, n, c, 4);
+    tnc[(2 * n + 17) * c + 1] = f32::NAN;
+    let p = dir.path().join("bad.npy");
+    npy::save(&p, &[t, n, c], &tnc).unwrap();
+    let s = Samples::open(&[&p], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+    let job = Job::new(Disagreement::Bald, InputForm::probs(), 5);
+    let e = common::select_cpu(Inputs::samples(&s), &job).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::BadSample(b) if b.sample == 2 && b.global == 17),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("bad.npy") && msg.contains("[2, 17]") && msg.contains("NaN"),
+        "{msg}"
+    );
+    // A row that is not probabilities, in a file of its own sample.
+    let files = layouts(dir.path(), &grid_samples(t, n, c, 5), (t, n, c));
+    let (each, _) = &files[2];
+    let mut second = grid_samples(1, n, c, 6);
+    second[9 * c] += 0.5;
+    npy::save(&each[1], &[n, c], &second).unwrap();
+    let s = Samples::open(each, SampleLayout::Tnc, ReadPath::Auto).unwrap();
+    let msg = common::select_cpu(Inputs::samples(&s), &job)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("s1.npy") && msg.contains("row 9") && msg.contains("sum to"),
+        "{msg}"
+    );
+    // Sample files of different rows, a 3-D file with another, 4-D, T = 1.
+    let short = dir.path().join("short.npy");
+    npy::save(&short, &[n - 1, c], &grid_samples(1, n - 1, c, 7)).unwrap();
+    let msg = Samples::open(&[&each[0], &short], SampleLayout::Tnc, ReadPath::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("short.npy") && msg.contains("same rows"),
+        "{msg}"
+    );
+    let msg = Samples::open(&[&p, &each[0]], SampleLayout::Tnc, ReadPath::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("give it alone"), "{msg}");
+    let four = dir.path().join("four.npy");
+    npy::save(&four, &[1, t, n, c], &tnc).unwrap();
+    let msg = Samples::open(&[&four], SampleLayout::Tnc, ReadPath::Auto)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("four.npy") && msg.contains("2-D"), "{msg}");
+    let s = Samples::open(&each[..1], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+    let msg = common::select_cpu(Inputs::samples(&s), &job)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("at least 2 samples") && msg.contains("T = 1"),
+        "{msg}"
+    );
+    let consensus = Job::new(Disagreement::ConsensusEntropy, InputForm::probs(), 5);
+    assert_eq!(
+        common::select_cpu(Inputs::samples(&s), &consensus)
+            .unwrap()
+            .entries
+            .len(),
+        5
+    );
+    // No GPU path yet: refused when asked for, the CPU under auto.
+    let msg = alpool::select(Inputs::samples(&s), &consensus, &Run::on(Device::Gpu))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("no GPU path"), "{msg}");
+}
+
+#[test]
+fn the_cli_reads_every_layout_and_names_missing_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, n, c) = (5, 120, 4);
+    let tnc = grid_samples(t, n, c, 8);
+    let files = layouts(dir.path(), &tnc, (t, n, c));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["select", "-s", "bald", "-k", "12"];
+        args.extend_from_slice(extra);
+        let o = common::alpool(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::stdout(&o)
+    };
+    let p = |i: usize| {
+        files[i]
+            .0
+            .iter()
+            .map(|x| x.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (a, b, each) = (p(0), p(1), p(2));
+    let want = run(&["--samples", &a[0]]);
+    assert_eq!(run(&["--samples", &b[0], "--layout", "ntc"]), want);
+    let mut args = vec!["--samples"];
+    args.extend(each.iter().map(String::as_str));
+    assert_eq!(run(&args), want);
+    let job = Job::new(Disagreement::Bald, InputForm::probs(), 12);
+    let top: Vec<String> = reference(&tnc, (t, n, c), &job, Disagreement::Bald)
+        .iter()
+        .map(|(i, _)| i.to_string())
+        .collect();
+    let rows: Vec<String> = want
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(rows, top);
+    let o = common::alpool(&["select", "-s", "bald", "-k", "3"]);
+    assert!(
+        common::stderr(&o).contains("bald needs T samples of the probabilities: --samples"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::alpool(&["select", &each[0], "-s", "margin", "--samples", &a[0]]);
+    assert!(
+        common::stderr(&o).contains("margin does not read samples"),
+        "{}",
+        common::stderr(&o)
+    );
+}
