@@ -4,9 +4,13 @@
 //! ([`crate::score::disagree`]); the exact top k is merged across workers.
 //! Memory is a chunk of rows per worker and k, whatever N and T are.
 //!
-//! Every row is scored by the canonical f64 definition, so the selection is
-//! exact by construction: there is no fast path to bound yet, and no GPU
-//! path (the device policy keeps these strategies on the CPU).
+//! Every score that is kept is the canonical f64 definition's, so the
+//! selection is exact. BALD, kl-mean and kl-max need a logarithm per value;
+//! a row first gets their logarithm-free upper bound
+//! ([`crate::score::disagree::upper_bound`]), and only a row whose bound
+//! reaches the k-th best so far (shared across workers) pays for the
+//! logarithms. There is no GPU path yet: the device policy keeps these
+//! strategies on the CPU.
 
 use rayon::prelude::*;
 
@@ -15,11 +19,13 @@ use crate::error::{BadSample, Error, Result};
 use crate::job::Job;
 use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
+use crate::query::InputForm;
 use crate::query::{Disagreement, Query};
 use crate::score::Ranked;
-use crate::score::disagree::disagreement;
-use crate::score::input::canonical_probs;
-use crate::select::{Selection, TopK};
+use crate::score::disagree::{disagreement, mean_of, upper_bound};
+use crate::score::fast::{bald_approx, sample_sums};
+use crate::score::input::{canonical_probs, prob_ok, sum_ok};
+use crate::select::{Selection, SharedFloor, TopK};
 
 /// Sample bytes per unit of parallel work, as the row-wise engine's.
 const CHUNK_BYTES: u64 = 256 << 10;
@@ -51,24 +57,32 @@ fn rows_per_chunk(samples: &Samples, job: &Job) -> u64 {
     (CHUNK_BYTES / row).clamp(16, 1 << 16)
 }
 
-/// A worker's buffers.
+/// A worker's buffers, and how many rows it scored in full.
 #[derive(Default)]
 struct Scratch {
     bufs: ReadBufs,
     stored: Vec<f64>,
+    narrow: Vec<f32>,
+    terms: Vec<f32>,
+    mean32: Vec<f32>,
+    sums: Vec<f64>,
     probs: Vec<f64>,
     mean: Vec<f64>,
+    scored: u64,
 }
 
-/// The canonical scores of local rows `start..end`, in row order, to
-/// `each(local row, score)`.
-fn score_chunk(
+/// Receives a row (its local index), its samples' canonical
+/// probabilities, and scratch for their mean.
+type EachRow<'a> = dyn FnMut(u64, &[f64], &mut Vec<f64>) + 'a;
+
+/// The canonical probabilities of local rows `start..end` (checked), each
+/// row's T samples handed to `each(local row, probabilities)`.
+fn each_row(
     samples: &Samples,
     job: &Job,
-    d: Disagreement,
     (start, end): (u64, u64),
     s: &mut Scratch,
-    each: &mut dyn FnMut(u64, f64),
+    each: &mut EachRow,
 ) -> Result<()> {
     let (t_all, c) = (samples.samples(), samples.classes());
     samples.read(start, end, &mut s.bufs, &mut s.stored)?;
@@ -91,9 +105,164 @@ fn score_chunk(
                 }))
             })?;
         }
-        each(r, disagreement(d, job.log_base, &s.probs, c, &mut s.mean));
+        each(r, &s.probs, &mut s.mean);
     }
     Ok(())
+}
+
+/// Whether BALD's f32 fast path applies: plain probabilities stored as
+/// float32 or float16 (the stored values are then the canonical ones).
+fn fast_path(samples: &Samples, job: &Job, d: Disagreement) -> bool {
+    let plain = matches!(
+        job.input,
+        InputForm::Probs {
+            renormalize: false,
+            ..
+        }
+    );
+    plain && !samples.has_f64() && matches!(d, Disagreement::Bald | Disagreement::KlMean)
+}
+
+/// [`select_chunk`] by the f32 fast path: a valid row gets BALD
+/// approximated in f32 with a proven bound, and only a row whose bound
+/// reaches the threshold is scored canonically. A row that fails the
+/// checks goes to the canonical path, which names what is wrong. Inlined
+/// into a copy compiled for each instruction set ([`select_chunk`]), so
+/// the f32 loops run on this CPU's vector unit.
+#[inline(always)]
+fn select_chunk_fast(
+    samples: &Samples,
+    job: &Job,
+    d: Disagreement,
+    (start, end): (u64, u64),
+    (s, top, floor): (&mut Scratch, &mut TopK, &SharedFloor),
+) -> Result<()> {
+    let (t_all, c) = (samples.samples(), samples.classes());
+    let InputForm::Probs { sum_tol, .. } = job.input else {
+        unreachable!("the fast path takes plain probabilities")
+    };
+    samples.read_f32(start, end, &mut s.bufs, &mut s.narrow)?;
+    s.terms.resize(t_all * c, 0.0);
+    s.mean32.resize(c, 0.0);
+    s.sums.resize(t_all, 0.0);
+    let (g0, ln_b) = (samples.first_row(), job.log_base.ln());
+    let mut thresh = floor.threshold(top);
+    for (i, row) in s.narrow.chunks_exact(t_all * c).enumerate() {
+        let r = start + i as u64;
+        let valid = row.iter().fold(true, |ok, &x| ok & prob_ok(x));
+        sample_sums(row, c, &mut s.sums);
+        if !valid || !s.sums.iter().all(|&x| sum_ok(x, sum_tol)) {
+            // The canonical path names the bad value.
+            return select_chunk_exact(samples, job, d, (r, end), (s, top, floor));
+        }
+        let index = g0 + r;
+        if job.exclusions.contains(index) {
+            continue;
+        }
+        let (approx, bound) = bald_approx(row, c, &s.sums, &mut s.terms, &mut s.mean32);
+        let hi = (approx + bound) / ln_b;
+        if hi + 1e-9 * (1.0 + hi.abs()) < thresh {
+            continue;
+        }
+        s.probs.clear();
+        s.probs.extend(row.iter().map(|&x| x as f64));
+        let priority = disagreement(d, job.log_base, &s.probs, c, &mut s.mean);
+        s.scored += 1;
+        top.offer(Ranked { priority, index });
+        thresh = floor.threshold(top);
+    }
+    Ok(())
+}
+
+/// Offers the rows of a chunk that can reach the top k.
+fn select_chunk(
+    samples: &Samples,
+    job: &Job,
+    d: Disagreement,
+    span: (u64, u64),
+    work: (&mut Scratch, &mut TopK, &SharedFloor),
+) -> Result<()> {
+    if !fast_path(samples, job, d) {
+        return select_chunk_exact(samples, job, d, span, work);
+    }
+    // One copy of the fast path per instruction set, picked at run time
+    // (the f32 logarithms are most of its work).
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        fn avx512(s: &Samples, j: &Job, d: Disagreement, span: (u64, u64), w: Work) -> Result<()> {
+            select_chunk_fast(s, j, d, span, w)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(s: &Samples, j: &Job, d: Disagreement, span: (u64, u64), w: Work) -> Result<()> {
+            select_chunk_fast(s, j, d, span, w)
+        }
+        use crate::backend::cpu::Isa;
+        match Isa::detect() {
+            // SAFETY: the CPU has the features the copy is compiled for.
+            Isa::Avx512 => return unsafe { avx512(samples, job, d, span, work) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(samples, job, d, span, work) },
+            Isa::Scalar => {}
+        }
+    }
+    select_chunk_fast(samples, job, d, span, work)
+}
+
+/// A worker's state in a selection: its buffers, its top k, the floor.
+type Work<'w> = (&'w mut Scratch, &'w mut TopK, &'w SharedFloor);
+
+/// [`select_chunk`] on the canonical probabilities: a row whose
+/// logarithm-free upper bound stays below the threshold (the worker's
+/// k-th best, or the floor all workers share) is not scored.
+fn select_chunk_exact(
+    samples: &Samples,
+    job: &Job,
+    d: Disagreement,
+    span: (u64, u64),
+    (s, top, floor): (&mut Scratch, &mut TopK, &SharedFloor),
+) -> Result<()> {
+    let g0 = samples.first_row();
+    let ln_b = job.log_base.ln();
+    let c = samples.classes();
+    let mut thresh = floor.threshold(top);
+    let mut scored = 0;
+    let r = each_row(samples, job, span, s, &mut |r, p, mean| {
+        let index = g0 + r;
+        if job.exclusions.contains(index) {
+            return;
+        }
+        mean_of(p, c, mean);
+        if let Some(ub) = upper_bound(d, p, mean) {
+            // Far above the f64 rounding of the score and of the bound.
+            let ub = ub / ln_b + 1e-9 * (1.0 + (ub / ln_b).abs());
+            if ub < thresh {
+                return;
+            }
+        }
+        let priority = disagreement(d, job.log_base, p, c, mean);
+        scored += 1;
+        top.offer(Ranked { priority, index });
+        thresh = floor.threshold(top);
+    });
+    s.scored += scored;
+    r
+}
+
+/// The canonical scores of local rows `start..end`, in row order, to
+/// `each(local row, score)`.
+fn score_chunk(
+    samples: &Samples,
+    job: &Job,
+    d: Disagreement,
+    span: (u64, u64),
+    s: &mut Scratch,
+    each: &mut dyn FnMut(u64, f64),
+) -> Result<()> {
+    let c = samples.classes();
+    each_row(samples, job, span, s, &mut |r, p, mean| {
+        each(r, disagreement(d, job.log_base, p, c, mean));
+    })
 }
 
 /// The chunks: (local start, local end).
@@ -110,46 +279,45 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
     let k = job.k.min(samples.rows() as usize);
     let g0 = samples.first_row();
     let row_bytes = samples.data_bytes() / samples.rows().max(1);
-    let found: Result<TopK> = chunks(samples, job)
+    let floor = SharedFloor::new();
+    let found: Result<(u64, TopK)> = chunks(samples, job)
         .into_par_iter()
-        .map_init(Scratch::default, |s, span| {
-            if progress.cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let mut top = TopK::new(k);
-            score_chunk(samples, job, d, span, s, &mut |r, score| {
-                let index = g0 + r;
-                if !job.exclusions.contains(index) {
-                    top.offer(Ranked {
-                        priority: score,
-                        index,
-                    });
+        .try_fold(
+            || (Scratch::default(), TopK::new(k)),
+            |(mut s, mut top), span| {
+                if progress.cancelled() {
+                    return Err(Error::Cancelled);
                 }
-            })?;
-            progress.advance((span.1 - span.0) * row_bytes);
-            Ok(top)
-        })
-        // The first error in row order wins, so a bad file names the same
-        // row on every run.
+                select_chunk(samples, job, d, span, (&mut s, &mut top, &floor))?;
+                floor.raise(&top);
+                progress.advance((span.1 - span.0) * row_bytes);
+                Ok((s, top))
+            },
+        )
+        .map(|r| r.map(|(s, top)| (s.scored, top)))
         .try_reduce(
-            || TopK::new(k),
-            |mut a, b| {
+            || (0, TopK::new(k)),
+            |(n, mut a), (m, b)| {
                 a.merge(b);
-                Ok(a)
+                Ok((n + m, a))
             },
         );
-    let top = match found {
+    let (scored, top) = match found {
         Ok(top) => top,
         Err(Error::Cancelled) => return Err(Error::Cancelled),
+        // The first error in row order, so a bad file names the same row
+        // on every run.
         Err(_) => return Err(first_error(samples, job, d)),
     };
     let excluded = job.exclusions.within(g0, g0 + samples.rows()).len() as u64;
+    // `refined`: the rows whose bound could not rule them out, which paid
+    // for the canonical score (-v reports them).
     Ok(Selection::from_topk(
         job.query,
         top,
         samples.rows(),
         excluded,
-        0,
+        scored,
     ))
 }
 

@@ -288,6 +288,9 @@ def select(
     >>> emb = np.array([[0.0], [0.1], [5.0]], dtype=np.float32)
     >>> alpool.select(p, "coreset", k=1, embeddings=emb, exclude=[0])[0].tolist()
     [2]
+    >>> two = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.1, 0.9], [0.5, 0.5]]], dtype=np.float32)
+    >>> alpool.select(samples=two, strategy="bald", k=1)[0].tolist()  # row 0's samples disagree
+    [0]
     """
     inputs = _inputs(
         probs,

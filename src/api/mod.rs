@@ -372,19 +372,23 @@ fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
             "give probabilities or a model with its features, not both".into(),
         ));
     }
-    for input in Needs::INPUTS {
-        match needs.of(input) {
-            Use::Required if !inputs.gives(input) => return Err(missing(job.query, input)),
-            Use::Unused if inputs.given(input) => {
-                return Err(Error::UnusedInput {
-                    query: job.query.name(),
-                    input,
-                });
-            }
-            _ => {}
-        }
+    // A missing input first: it says what to give instead of a stray one.
+    let lacking = Needs::INPUTS
+        .into_iter()
+        .find(|&i| needs.of(i) == Use::Required && !inputs.gives(i));
+    if let Some(input) = lacking {
+        return Err(missing(job.query, input));
     }
-    Ok(())
+    let stray = Needs::INPUTS
+        .into_iter()
+        .find(|&i| needs.of(i) == Use::Unused && inputs.given(i));
+    match stray {
+        Some(input) => Err(Error::UnusedInput {
+            query: job.query.name(),
+            input,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn select_rows(

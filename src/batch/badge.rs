@@ -36,7 +36,7 @@
 
 use std::os::unix::fs::FileExt;
 
-use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32, with_simd};
+use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32};
 use super::gpu::Resident;
 use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
 use super::{Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
@@ -345,7 +345,7 @@ impl Run<'_> {
                 let end = start + state.len() as u64;
                 let p = read_rows(fast, start, end, pb)?;
                 let e = read_rows(emb, start, end, eb)?;
-                with_simd(simd, || {
+                simd.run(|| {
                     for ((pr, er), s) in p
                         .chunks_exact(c)
                         .zip(e.chunks_exact(d))

@@ -11,7 +11,7 @@
 //! rows whose bound reaches the best are re-checked with the canonical f64
 //! distance to every centre.
 
-use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32, with_simd};
+use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32};
 use super::gpu::Resident;
 use super::{Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
 use super::{EMBED_LIMIT, read_rows};
@@ -169,7 +169,7 @@ impl Run<'_> {
                 if validate {
                     check_embedding_rows(emb, start, &rows)?;
                 }
-                with_simd(simd, || {
+                simd.run(|| {
                     for (x, m) in rows.chunks_exact(d).zip(mind.iter_mut()) {
                         if *m != TAKEN {
                             for c in centres.chunks_exact(d) {

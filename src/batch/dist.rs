@@ -128,32 +128,6 @@ fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
 /// for every kernel compiled per instruction set.
 pub(crate) use crate::backend::cpu::Isa as Simd;
 
-/// Runs `f` compiled for the vector unit `simd` names, so the sixteen-lane
-/// loops above become one or two vector registers.
-#[inline(always)]
-pub(crate) fn with_simd<R>(simd: Simd, f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx2")]
-        fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        match simd {
-            // SAFETY: `Isa::detect` returned this variant only after
-            // checking that the CPU has the features enabled here (and more).
-            Simd::Avx512 => return unsafe { avx512(f) },
-            // SAFETY: as above.
-            Simd::Avx2 => return unsafe { avx2(f) },
-            Simd::Scalar => {}
-        }
-    }
-    f()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +153,7 @@ mod tests {
             let x = rows(40, d, d as u64);
             for (a, b) in x.chunks_exact(d).zip(x.chunks_exact(d).skip(1)) {
                 let exact = sq_dist_f64(a, b);
-                let fast = with_simd(Simd::detect(), || sq_dist_f32(a, b)) as f64;
+                let fast = Simd::detect().run(|| sq_dist_f32(a, b)) as f64;
                 let bound = gamma32(d + 2) * exact + underflow32(d);
                 assert!((fast - exact).abs() <= bound, "d = {d}: {fast} vs {exact}");
                 let abs: f64 = a

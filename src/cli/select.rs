@@ -443,6 +443,15 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     }
     let offset = a.row_offset.unwrap_or(0);
     let sources = Sources::open(&a.pool, &a.embeddings, offset)?;
+    if let (true, Some(s)) = (a.pool.verbose, &sources.samples) {
+        eprintln!(
+            "alpool: samples read as {}: T = {} samples of N = {} rows x C = {} classes",
+            s.layout().name(),
+            s.samples(),
+            s.rows(),
+            s.classes()
+        );
+    }
     let mut job = a.pool.job(sources.f16(), k);
     job.candidates = a.candidates.unwrap_or(0);
     job.clusters = a.clusters.unwrap_or(0);

@@ -265,6 +265,71 @@ impl<'a> Samples<'a> {
         }
     }
 
+    /// Local rows `start..end` in row-major order, as float32 (exact for
+    /// float32 and float16 storage; for samples with no float64), into
+    /// `out`.
+    pub(crate) fn read_f32(
+        &self,
+        start: u64,
+        end: u64,
+        bufs: &mut ReadBufs,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (t_all, c) = (self.samples, self.classes);
+        let width = t_all * c;
+        out.clear();
+        out.resize((end - start) as usize * width, 0.0);
+        match self.layout {
+            SampleLayout::Ntc => self.read_pool_f32(start, end, bufs, out),
+            SampleLayout::Tnc => {
+                for t in 0..t_all {
+                    let base = t as u64 * self.rows;
+                    // Straight from each shard's rows into their places.
+                    let mut at = base + start;
+                    while at < base + end {
+                        let (shard, local) = self.pool.locate(at);
+                        let take = (shard.rows() - local).min(base + end - at);
+                        let rows = shard.rows_f32(
+                            local,
+                            local + take,
+                            c,
+                            &mut bufs.narrow,
+                            &mut bufs.raw,
+                        )?;
+                        let first = (at - base - start) as usize;
+                        for (i, v) in rows.chunks_exact(c).enumerate() {
+                            let o = (first + i) * width + t * c;
+                            out[o..o + c].copy_from_slice(v);
+                        }
+                        at += take;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Pool rows `start..end` as f32, crossing shards.
+    fn read_pool_f32(
+        &self,
+        start: u64,
+        end: u64,
+        bufs: &mut ReadBufs,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let w = self.pool.classes();
+        out.resize((end - start) as usize * w, 0.0);
+        let mut at = start;
+        while at < end {
+            let (shard, local) = self.pool.locate(at);
+            let take = (shard.rows() - local).min(end - at);
+            let rows = shard.rows_f32(local, local + take, w, &mut bufs.narrow, &mut bufs.raw)?;
+            out[(at - start) as usize * w..(at - start + take) as usize * w].copy_from_slice(&rows);
+            at += take;
+        }
+        Ok(())
+    }
+
     /// Pool rows `start..end` as f64, crossing shards.
     fn read_pool(
         &self,

@@ -198,6 +198,98 @@ pub fn gpu_bound(
     b
 }
 
+/// Each sample's canonical sum (f64, in column order) into `sums`: eight
+/// samples at a time, each its own chain, in registers.
+#[inline(always)]
+pub(crate) fn sample_sums(row: &[f32], classes: usize, sums: &mut [f64]) {
+    let t = sums.len();
+    let mut t0 = 0;
+    while t0 + 8 <= t {
+        let mut acc = [0.0f64; 8];
+        for j in 0..classes {
+            for (l, a) in acc.iter_mut().enumerate() {
+                *a += row[(t0 + l) * classes + j] as f64;
+            }
+        }
+        sums[t0..t0 + 8].copy_from_slice(&acc);
+        t0 += 8;
+    }
+    for (sum, s) in sums[t0..]
+        .iter_mut()
+        .zip(row[t0 * classes..].chunks_exact(classes))
+    {
+        *sum = s.iter().map(|&x| x as f64).sum();
+    }
+}
+
+/// BALD's fast half, for one valid row of plain probabilities: its T
+/// samples of C values as stored (sample after sample), each sample's
+/// canonical f64 sum in `sums`. Returns BALD in nats approximated in f32,
+/// `ĥ(p̄) − (1/T) Σ_t ĥ(p_t)`, and a proven bound on its distance to the
+/// canonical f64 value (`score::disagree`), which kl-mean equals in exact
+/// arithmetic:
+/// - each `ĥ(p_t)` is within [`entropy_bound`] of the canonical `H(p_t)`
+///   (the stored values are the canonical probabilities);
+/// - p̄ is summed in f64 as the canonical mean is, then rounded to f32
+///   (relative error u = 2⁻²⁴), so `ĥ(p̄₃₂)` is within [`entropy_bound`] of
+///   `H(p̄₃₂)`, which is within `2u·(H + Σ p̄)` of `H(p̄)` (the slope of
+///   `−x ln x` is `−(ln x + 1)`), doubled, plus 1e-36 a class for values
+///   that round below the smallest normal f32.
+///
+/// `terms` (T·C) and `mean` (C) are scratch.
+#[inline(always)]
+pub(crate) fn bald_approx(
+    row: &[f32],
+    classes: usize,
+    sums: &[f64],
+    terms: &mut [f32],
+    mean: &mut [f32],
+) -> (f64, f64) {
+    const U: f64 = 1.0 / 16_777_216.0;
+    let t = row.len() / classes;
+    for (o, &x) in terms.iter_mut().zip(row) {
+        *o = plogp_approx(x);
+    }
+    let (mut h_each, mut b_each) = (0.0f64, 0.0f64);
+    for (s, &sum) in terms.chunks_exact(classes).zip(sums) {
+        let h = -(s.iter().sum::<f32>()) as f64;
+        h_each += h;
+        b_each += entropy_bound(h, sum, classes);
+    }
+    // p̄ as the canonical mean: per class, the f64 sum in sample order,
+    // over T; eight classes side by side, in registers.
+    let mut sum_m = 0.0f64;
+    let mut j0 = 0;
+    while j0 < classes {
+        let w = (classes - j0).min(8);
+        let mut acc = [0.0f64; 8];
+        if w == 8 {
+            for s in row.chunks_exact(classes) {
+                for (a, &x) in acc.iter_mut().zip(&s[j0..j0 + 8]) {
+                    *a += x as f64;
+                }
+            }
+        } else {
+            for s in row.chunks_exact(classes) {
+                for (a, &x) in acc.iter_mut().zip(&s[j0..j0 + w]) {
+                    *a += x as f64;
+                }
+            }
+        }
+        for (o, &a) in mean[j0..j0 + w].iter_mut().zip(&acc) {
+            let m = a / t as f64;
+            sum_m += m;
+            *o = m as f32;
+        }
+        j0 += w;
+    }
+    let h_mean = -(mean.iter().map(|&x| plogp_approx(x)).sum::<f32>()) as f64;
+    let rounding = 4.0 * U * (h_mean.abs() + sum_m + 1e-6) + classes as f64 * 1e-36;
+    let b_mean = entropy_bound(h_mean, sum_m, classes) + rounding;
+    let tf = t as f64;
+    (h_mean - h_each / tf, b_mean + b_each / tf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 mod blocks;
 
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::query::Query;
 use crate::score::Ranked;
@@ -107,6 +108,53 @@ impl TopK {
     }
 }
 
+/// The best k-th priority any worker has proven so far, shared without a
+/// lock: each worker's full heap's worst is a lower bound on the global
+/// k-th priority, so a row whose priority (plus its bound) is below the
+/// floor cannot enter the top k. Not at or below: a tie can still win on
+/// a lower row index.
+pub(crate) struct SharedFloor(AtomicU64);
+
+impl SharedFloor {
+    /// No floor yet.
+    pub(crate) fn new() -> Self {
+        SharedFloor(AtomicU64::new(ordered_bits(f64::NEG_INFINITY)))
+    }
+
+    /// The floor now.
+    pub(crate) fn get(&self) -> f64 {
+        from_ordered_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Raises the floor to the worst row of `top`, if it is full.
+    pub(crate) fn raise(&self, top: &TopK) {
+        if let Some(worst) = top.worst() {
+            self.0
+                .fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
+        }
+    }
+
+    /// The threshold of a worker whose heap is `top`: nothing enters an
+    /// empty selection; otherwise the higher of its own worst and the floor.
+    pub(crate) fn threshold(&self, top: &TopK) -> f64 {
+        if top.k() == 0 {
+            return f64::INFINITY;
+        }
+        let shared = self.get();
+        top.worst().map_or(shared, |w| w.priority.max(shared))
+    }
+}
+
+/// f64 → u64 preserving order, so a shared threshold can use `fetch_max`.
+fn ordered_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
+}
+
+fn from_ordered_bits(b: u64) -> f64 {
+    f64::from_bits(if b >> 63 == 1 { b & !(1 << 63) } else { !b })
+}
+
 /// One selected row.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Selected {
@@ -176,6 +224,28 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordered_bits_preserve_order() {
+        let xs = [
+            f64::NEG_INFINITY,
+            -1.0,
+            -1e-300,
+            -0.0,
+            0.0,
+            1e-300,
+            0.5,
+            1.0,
+            f64::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(ordered_bits(w[0]) <= ordered_bits(w[1]), "{w:?}");
+            assert_eq!(
+                from_ordered_bits(ordered_bits(w[0])).to_bits(),
+                w[0].to_bits()
+            );
+        }
+    }
 
     fn naive(rows: &[(f64, u64)], k: usize) -> Vec<u64> {
         let mut v: Vec<Ranked> = rows

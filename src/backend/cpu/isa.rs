@@ -24,6 +24,32 @@ impl Isa {
         *FOUND.get_or_init(probe)
     }
 
+    /// Runs `f` compiled for this instruction set, so that its loops
+    /// (inlined into it, as closures are) become vector code of this width.
+    #[inline(always)]
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+            fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            match self {
+                // SAFETY: `detect` returned this variant only after
+                // checking that the CPU has exactly these features.
+                Isa::Avx512 => return unsafe { avx512(f) },
+                // SAFETY: as above.
+                Isa::Avx2 => return unsafe { avx2(f) },
+                Isa::Scalar => {}
+            }
+        }
+        f()
+    }
+
     /// As `alpool bench` reports it.
     pub fn name(self) -> &'static str {
         match self {

@@ -31,7 +31,7 @@ use crate::pool::npy::DType;
 use crate::pool::{Pool, Shard};
 use crate::query::RowProblem;
 use crate::score::Ranked;
-use crate::select::{Selection, TopK};
+use crate::select::{Selection, SharedFloor, TopK};
 pub(crate) use isa::Isa;
 pub use kernels::kernel_variant;
 use kernels::{refine, score_rows, score_rows_exact};
@@ -130,16 +130,6 @@ fn run_chunk<E: Emit>(
     })
 }
 
-/// f64 → u64 preserving order, so a shared threshold can use `fetch_max`.
-fn ordered_bits(x: f64) -> u64 {
-    let b = x.to_bits();
-    if b >> 63 == 1 { !b } else { b | (1 << 63) }
-}
-
-fn from_ordered_bits(b: u64) -> f64 {
-    f64::from_bits(if b >> 63 == 1 { b & !(1 << 63) } else { !b })
-}
-
 /// The select emitter: skips rows that cannot reach the worst kept
 /// priority, offers exact rows, and refines bounded ones first.
 struct Collect<'a> {
@@ -151,15 +141,6 @@ struct Collect<'a> {
     excluded: &'a [u64],
     probs: &'a mut Vec<f64>,
     refined: u64,
-}
-
-impl Collect<'_> {
-    fn initial_threshold(top: &TopK, shared: f64) -> f64 {
-        if top.k() == 0 {
-            return f64::INFINITY;
-        }
-        top.worst().map_or(shared, |w| w.priority.max(shared))
-    }
 }
 
 impl Emit for Collect<'_> {
@@ -222,7 +203,7 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
     let first_bad = AtomicU64::new(u64::MAX);
     // The best k-th priority any worker has proven so far: every worker's
     // full heap is a lower bound on the global k-th priority.
-    let shared = AtomicU64::new(ordered_bits(f64::NEG_INFINITY));
+    let shared = SharedFloor::new();
 
     // One worker per thread, each taking the next chunk in file order:
     // every thread warms its threshold once, and the reads stay close to
@@ -238,8 +219,7 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
                 continue;
             }
             let top = w.top.get_or_insert_with(|| TopK::new(k));
-            let thresh =
-                Collect::initial_threshold(top, from_ordered_bits(shared.load(Ordering::Relaxed)));
+            let thresh = shared.threshold(top);
             let excluded = job.exclusions.within(g0, shard.first_row() + end);
             let Scratch {
                 rows, terms, probs, ..
@@ -260,9 +240,7 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
                 w.bad = BadRow::earlier(w.bad.take(), Some(bad));
                 continue;
             }
-            if let Some(worst) = top.worst() {
-                shared.fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
-            }
+            shared.raise(top);
             w.refined += refined;
             progress.advance((end - start) * (c * shard.dtype().size()) as u64);
         }
@@ -357,31 +335,4 @@ pub(crate) fn score_all(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ordered_bits_preserve_order() {
-        let xs = [
-            f64::NEG_INFINITY,
-            -1.0,
-            -1e-300,
-            -0.0,
-            0.0,
-            1e-300,
-            0.5,
-            1.0,
-            f64::INFINITY,
-        ];
-        for w in xs.windows(2) {
-            assert!(ordered_bits(w[0]) <= ordered_bits(w[1]), "{w:?}");
-            assert_eq!(
-                from_ordered_bits(ordered_bits(w[0])).to_bits(),
-                w[0].to_bits()
-            );
-        }
-    }
 }

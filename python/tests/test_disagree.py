@@ -1,0 +1,87 @@
+"""Disagreement strategies from T samples: the package equals the CLI in
+every layout, BALD equals a NumPy transcription of baal's formula, and bad
+samples raise exceptions that name them."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import alpool
+
+
+def samples(t: int, n: int, c: int, seed: int) -> np.ndarray:
+    """T x N x C probabilities on a coarse grid: many exact ties."""
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 3, size=(t, n, c)).astype(np.float64)
+    w[np.arange(t)[:, None], np.arange(n)[None, :], rng.integers(0, c, size=(t, n))] += 1
+    return (w / w.sum(-1, keepdims=True)).astype(np.float32)
+
+
+def cli_select(cli: Path, args: list[str]) -> list[tuple[int, float]]:
+    out = subprocess.run([str(cli), "select", *args], capture_output=True, text=True, check=True)
+    return [(int(r["index"]), float(r["score"])) for r in csv.DictReader(out.stdout.splitlines())]
+
+
+@pytest.mark.parametrize("strategy", alpool.DISAGREEMENT_STRATEGIES)
+def test_every_layout_equals_the_cli(cli: Path, tmp_path: Path, strategy: str) -> None:
+    s = samples(6, 800, 4, 1)
+    path = tmp_path / "s.npy"
+    np.save(path, s)
+    exclude = [0, 3, 799]
+    ex = tmp_path / "labeled.txt"
+    ex.write_text("\n".join(map(str, exclude)))
+    args = ["--samples", str(path), "-s", strategy, "-k", "40", "--exclude", str(ex)]
+    want = cli_select(cli, args)
+    for got in [
+        alpool.select(samples=s, strategy=strategy, k=40, exclude=exclude),
+        alpool.select(samples=s.transpose(1, 0, 2).copy(), strategy=strategy, k=40,
+                      exclude=exclude, layout="ntc"),
+        alpool.select(samples=list(s), strategy=strategy, k=40, exclude=exclude),
+        alpool.select(samples=path, strategy=strategy, k=40, exclude=exclude),
+    ]:  # fmt: skip
+        assert [(int(i), float(v)) for i, v in zip(*got)] == want
+    every = alpool.score(samples=s, strategy=strategy)
+    idx, scores = alpool.select(samples=s, strategy=strategy, k=40, exclude=exclude)
+    assert every.shape == (800,) and np.array_equal(every[idx], scores)
+
+
+def test_bald_equals_baals_formula_in_numpy() -> None:
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(10, 2000, 5)) * 2
+    p = np.exp(z)
+    p /= p.sum(-1, keepdims=True)
+    p = p.astype(np.float32)
+    q = p.astype(np.float64)
+
+    def entropy(x: np.ndarray) -> np.ndarray:
+        return -np.sum(np.where(x > 0, x * np.log(np.where(x > 0, x, 1)), 0), axis=-1)
+
+    # baal's BALD: H[mean over samples] - mean over samples of H.
+    want = entropy(q.mean(0)) - entropy(q).mean(0)
+    got = alpool.score(samples=p, strategy="bald")
+    assert np.allclose(got, want, rtol=0, atol=1e-12)
+    top = alpool.select(samples=p, strategy="bald", k=25)[0]
+    assert set(top.tolist()) == set(np.argsort(-want, kind="stable")[:25].tolist())
+
+
+def test_bad_samples_are_named() -> None:
+    s = samples(3, 50, 4, 2)
+    with pytest.raises(ValueError, match=r"samples must be 3-D.*shape \[50, 4\]"):
+        alpool.select(samples=s[0], strategy="bald", k=5)
+    with pytest.raises(alpool.AlpoolError, match="disagreement, got T = 1"):
+        alpool.select(samples=s[:1], strategy="bald", k=5)
+    bad = s.copy()
+    bad[1, 17, 2] = np.nan
+    with pytest.raises(alpool.AlpoolError, match=r"sample 1, global row 17.*NaN"):
+        alpool.select(samples=bad, strategy="kl-max", k=5)
+    with pytest.raises(alpool.AlpoolError, match="no GPU path"):
+        alpool.select(samples=s, strategy="bald", k=5, device="gpu")
+    with pytest.raises(TypeError, match="bald needs T samples"):
+        alpool.select(s[0], "bald", k=5)
+    with pytest.raises(ValueError, match='unknown layout "nct"'):
+        alpool.select(samples=s, strategy="bald", k=5, layout="nct")
