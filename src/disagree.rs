@@ -141,7 +141,7 @@ fn select_chunk_fast(
     let InputForm::Probs { sum_tol, .. } = job.input else {
         unreachable!("the fast path takes plain probabilities")
     };
-    samples.read_f32(start, end, &mut s.bufs, &mut s.narrow)?;
+    samples.read(start, end, &mut s.bufs, &mut s.narrow)?;
     s.terms.resize(t_all * c, 0.0);
     s.mean32.resize(c, 0.0);
     s.sums.resize(t_all, 0.0);

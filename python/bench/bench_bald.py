@@ -18,21 +18,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from bench_select import timed
 
 import alpool
-
-
-def timed(f: Callable[[], object], runs: int) -> float:
-    f()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def numpy_bald(p: np.ndarray, k: int) -> np.ndarray:

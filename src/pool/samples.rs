@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::npy::DType;
-use super::{Pool, ReadPath};
+use super::{Pool, ReadPath, Shard};
 use crate::error::{Error, Result};
 
 /// How the samples are laid out.
@@ -235,127 +235,85 @@ impl<'a> Samples<'a> {
     }
 
     /// Local rows `start..end` in row-major order (each row's T samples of
-    /// C values together), widened exactly to f64, into `out`.
-    pub(crate) fn read(
+    /// C values together) into `out`: as float32 (exact for float32 and
+    /// float16 storage), or widened exactly to f64. A sample-major file's
+    /// rows are placed straight from each shard's read.
+    pub(crate) fn read<T: Value>(
         &self,
         start: u64,
         end: u64,
         bufs: &mut ReadBufs,
-        out: &mut Vec<f64>,
+        out: &mut Vec<T>,
     ) -> Result<()> {
-        let (t_all, c) = (self.samples, self.classes);
-        let width = t_all * c;
+        let width = self.samples * self.classes;
         out.clear();
-        out.resize((end - start) as usize * width, 0.0);
-        match self.layout {
-            SampleLayout::Ntc => self.read_pool(start, end, bufs, out),
-            SampleLayout::Tnc => {
-                for t in 0..t_all {
-                    let base = t as u64 * self.rows;
-                    bufs.one.clear();
-                    let mut one = std::mem::take(&mut bufs.one);
-                    self.read_pool(base + start, base + end, bufs, &mut one)?;
-                    for (i, v) in one.chunks_exact(c).enumerate() {
-                        out[i * width + t * c..i * width + (t + 1) * c].copy_from_slice(v);
+        out.resize((end - start) as usize * width, T::default());
+        // Pool rows per pass, and the values each pool row holds.
+        let (passes, w) = match self.layout {
+            SampleLayout::Ntc => (1, width),
+            SampleLayout::Tnc => (self.samples, self.classes),
+        };
+        for t in 0..passes {
+            let base = t as u64 * self.rows;
+            let mut at = base + start;
+            while at < base + end {
+                let (shard, local) = self.pool.locate(at);
+                let take = (shard.rows() - local).min(base + end - at);
+                let first = (at - base - start) as usize;
+                T::with_rows(shard, (local, local + take), w, bufs, &mut |rows| {
+                    for (i, v) in rows.chunks_exact(w).enumerate() {
+                        let o = (first + i) * width + t * w;
+                        out[o..o + w].copy_from_slice(v);
                     }
-                    bufs.one = one;
-                }
-                Ok(())
+                })?;
+                at += take;
             }
-        }
-    }
-
-    /// Local rows `start..end` in row-major order, as float32 (exact for
-    /// float32 and float16 storage; for samples with no float64), into
-    /// `out`.
-    pub(crate) fn read_f32(
-        &self,
-        start: u64,
-        end: u64,
-        bufs: &mut ReadBufs,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
-        let (t_all, c) = (self.samples, self.classes);
-        let width = t_all * c;
-        out.clear();
-        out.resize((end - start) as usize * width, 0.0);
-        match self.layout {
-            SampleLayout::Ntc => self.read_pool_f32(start, end, bufs, out),
-            SampleLayout::Tnc => {
-                for t in 0..t_all {
-                    let base = t as u64 * self.rows;
-                    // Straight from each shard's rows into their places.
-                    let mut at = base + start;
-                    while at < base + end {
-                        let (shard, local) = self.pool.locate(at);
-                        let take = (shard.rows() - local).min(base + end - at);
-                        let rows = shard.rows_f32(
-                            local,
-                            local + take,
-                            c,
-                            &mut bufs.narrow,
-                            &mut bufs.raw,
-                        )?;
-                        let first = (at - base - start) as usize;
-                        for (i, v) in rows.chunks_exact(c).enumerate() {
-                            let o = (first + i) * width + t * c;
-                            out[o..o + c].copy_from_slice(v);
-                        }
-                        at += take;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Pool rows `start..end` as f32, crossing shards.
-    fn read_pool_f32(
-        &self,
-        start: u64,
-        end: u64,
-        bufs: &mut ReadBufs,
-        out: &mut Vec<f32>,
-    ) -> Result<()> {
-        let w = self.pool.classes();
-        out.resize((end - start) as usize * w, 0.0);
-        let mut at = start;
-        while at < end {
-            let (shard, local) = self.pool.locate(at);
-            let take = (shard.rows() - local).min(end - at);
-            let rows = shard.rows_f32(local, local + take, w, &mut bufs.narrow, &mut bufs.raw)?;
-            out[(at - start) as usize * w..(at - start + take) as usize * w].copy_from_slice(&rows);
-            at += take;
         }
         Ok(())
     }
+}
 
-    /// Pool rows `start..end` as f64, crossing shards.
-    fn read_pool(
-        &self,
-        start: u64,
-        end: u64,
+/// A value samples are read as.
+pub(crate) trait Value: Copy + Default {
+    /// Hands `f` local rows `span` of `shard` (`w` values a row) as this
+    /// type.
+    fn with_rows(
+        shard: &Shard,
+        span: (u64, u64),
+        w: usize,
         bufs: &mut ReadBufs,
-        out: &mut Vec<f64>,
+        f: &mut dyn FnMut(&[Self]),
+    ) -> Result<()>;
+}
+
+impl Value for f32 {
+    fn with_rows(
+        shard: &Shard,
+        (a, b): (u64, u64),
+        w: usize,
+        bufs: &mut ReadBufs,
+        f: &mut dyn FnMut(&[f32]),
     ) -> Result<()> {
-        let w = self.pool.classes();
-        out.resize((end - start) as usize * w, 0.0);
-        let mut at = start;
-        while at < end {
-            let (shard, local) = self.pool.locate(at);
-            let take = (shard.rows() - local).min(end - at);
-            let o = &mut out[(at - start) as usize * w..(at - start + take) as usize * w];
-            if shard.dtype() == DType::F64 {
-                let rows = shard.rows_f64(local, local + take, w, &mut bufs.wide)?;
-                o.copy_from_slice(&rows);
-            } else {
-                let rows =
-                    shard.rows_f32(local, local + take, w, &mut bufs.narrow, &mut bufs.raw)?;
-                for (o, &v) in o.iter_mut().zip(rows.iter()) {
-                    *o = v as f64;
-                }
-            }
-            at += take;
+        f(&shard.rows_f32(a, b, w, &mut bufs.narrow, &mut bufs.raw)?);
+        Ok(())
+    }
+}
+
+impl Value for f64 {
+    fn with_rows(
+        shard: &Shard,
+        (a, b): (u64, u64),
+        w: usize,
+        bufs: &mut ReadBufs,
+        f: &mut dyn FnMut(&[f64]),
+    ) -> Result<()> {
+        if shard.dtype() == DType::F64 {
+            f(&shard.rows_f64(a, b, w, &mut bufs.wide)?);
+        } else {
+            let rows = shard.rows_f32(a, b, w, &mut bufs.narrow, &mut bufs.raw)?;
+            bufs.one.clear();
+            bufs.one.extend(rows.iter().map(|&v| v as f64));
+            f(&bufs.one);
         }
         Ok(())
     }

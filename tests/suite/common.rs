@@ -128,3 +128,30 @@ pub fn select_gpu<'a>(
     let out = alpool::select(inputs, job, &run)?;
     Ok((out.selection, out.gpu_phases.unwrap_or_default()))
 }
+
+/// The documented canonical probabilities of a stored float32 row, written
+/// here from the definition (not the library's code): widened as stored,
+/// or divided by their f64 sum (renormalize), or a stable softmax of
+/// `z / T` in f64.
+pub fn reference_probs(row: &[f32], form: alpool::InputForm) -> Vec<f64> {
+    match form {
+        alpool::InputForm::Probs { renormalize, .. } => {
+            let s: f64 = row.iter().map(|&x| x as f64).sum();
+            row.iter()
+                .map(|&x| if renormalize { x as f64 / s } else { x as f64 })
+                .collect()
+        }
+        alpool::InputForm::Logits { temperature } => {
+            let m = row
+                .iter()
+                .map(|&x| x as f64)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&z| ((z as f64 - m) / temperature).exp())
+                .collect();
+            let s: f64 = e.iter().sum();
+            e.iter().map(|x| x / s).collect()
+        }
+    }
+}

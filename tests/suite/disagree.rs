@@ -100,25 +100,6 @@ fn reference_score(d: Disagreement, base: LogBase, q: &[Vec<f64>]) -> f64 {
     }
 }
 
-/// Canonical probabilities of a stored row: as stored, or a stable softmax.
-fn probs_of(row: &[f32], form: InputForm) -> Vec<f64> {
-    match form {
-        InputForm::Logits { temperature } => {
-            let m = row
-                .iter()
-                .map(|&z| z as f64)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = row
-                .iter()
-                .map(|&z| ((z as f64 - m) / temperature).exp())
-                .collect();
-            let s: f64 = e.iter().sum();
-            e.iter().map(|x| x / s).collect()
-        }
-        _ => row.iter().map(|&x| x as f64).collect(),
-    }
-}
-
 /// The naive selection: every row's score, sorted by (score desc, row).
 fn reference(
     tnc: &[f32],
@@ -130,7 +111,9 @@ fn reference(
         .filter(|&i| !job.exclusions.contains(i as u64))
         .map(|i| {
             let q: Vec<Vec<f64>> = (0..t)
-                .map(|s| probs_of(&tnc[(s * n + i) * c..(s * n + i + 1) * c], job.input))
+                .map(|s| {
+                    common::reference_probs(&tnc[(s * n + i) * c..(s * n + i + 1) * c], job.input)
+                })
                 .collect();
             (reference_score(d, job.log_base, &q), i as u64)
         })
@@ -234,7 +217,12 @@ fn logits_and_every_score_in_row_order() {
         assert_eq!(every.len(), n);
         for (i, &v) in every.iter().enumerate() {
             let q: Vec<Vec<f64>> = (0..t)
-                .map(|k| probs_of(&logits[(k * n + i) * c..(k * n + i + 1) * c], job.input))
+                .map(|k| {
+                    common::reference_probs(
+                        &logits[(k * n + i) * c..(k * n + i + 1) * c],
+                        job.input,
+                    )
+                })
                 .collect();
             assert_eq!(
                 v.to_bits(),

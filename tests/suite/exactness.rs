@@ -25,26 +25,7 @@ fn random_priority(seed: u64, index: u64) -> f64 {
 /// One row's documented score: probabilities in f64 from the stored f32
 /// values, the score in f64 summing in column order.
 fn reference_score(row: &[f32], form: InputForm, spec: ScoreSpec, index: u64) -> f64 {
-    let p: Vec<f64> = match form {
-        InputForm::Probs { renormalize, .. } => {
-            let s: f64 = row.iter().map(|&x| x as f64).sum();
-            row.iter()
-                .map(|&x| if renormalize { x as f64 / s } else { x as f64 })
-                .collect()
-        }
-        InputForm::Logits { temperature } => {
-            let m = row
-                .iter()
-                .map(|&x| x as f64)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = row
-                .iter()
-                .map(|&z| ((z as f64 - m) / temperature).exp())
-                .collect();
-            let s: f64 = e.iter().sum();
-            e.iter().map(|x| x / s).collect()
-        }
-    };
+    let p = common::reference_probs(row, form);
     let mut sorted = p.clone();
     sorted.sort_by(|a, b| b.partial_cmp(a).unwrap());
     let second = sorted.get(1).copied().unwrap_or(0.0);
