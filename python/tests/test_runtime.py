@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import threading
@@ -69,25 +70,37 @@ def test_the_gil_is_released_during_a_select() -> None:
     assert during > 20, f"the counter advanced {during} times in {elapsed:.3f} s"
 
 
-def test_ctrl_c_interrupts_a_long_select(tmp_path: Path) -> None:
-    script = tmp_path / "interrupt.py"
-    script.write_text(
-        """
-import os, signal, threading, time
+def test_ctrl_c_interrupts_a_long_select() -> None:
+    # The parent sends the signal once the child says it is inside the
+    # loop: no timer thread racing the child's start-up and the GIL, and a
+    # missed signal ends the loop after 30 s with "not interrupted" rather
+    # than running into the test's timeout.
+    code = """
+import time
 import numpy as np
 import alpool
 p = np.random.default_rng(0).random((4_000_000, 10), dtype=np.float32)
 p /= p.sum(1, keepdims=True)
-threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+alpool.select(p, "entropy", 1000, device="cpu")
 t0 = time.perf_counter()
 try:
-    for _ in range(10_000):
+    print("selecting", flush=True)
+    while time.perf_counter() - t0 < 30:
         alpool.select(p, "entropy", 1000, device="cpu")
     print("not interrupted")
 except KeyboardInterrupt:
     print(f"interrupted after {time.perf_counter() - t0:.2f} s")
 """
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert "interrupted after" in out.stdout, out.stdout + out.stderr
-    assert float(out.stdout.split()[2]) < 10
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "selecting"
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert "interrupted after" in out, out + err
+    assert float(out.split()[2]) < 10
