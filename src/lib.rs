@@ -8,9 +8,10 @@
 //! scores defined in [`mod@score`], with ties going to the lower row index.
 //!
 //! One door: [`select()`] takes the inputs a [`Query`] needs ([`Inputs`]:
-//! a [`Pool`] of probabilities, embeddings, or a model with its feature
-//! files) and one [`Job`], runs on the device the policy picks
-//! ([`Device::Auto`]) or the one asked for, and says where it ran and why:
+//! a [`Pool`] of probabilities, embeddings, T [`Samples`] of the
+//! probabilities, or a model with its feature files) and one [`Job`], runs
+//! on the device the policy picks ([`Device::Auto`]) or the one asked for,
+//! and says where it ran and why:
 //!
 //! ```
 //! use alpool::{InputForm, Job, Pool, Run, Strategy};
@@ -28,8 +29,9 @@
 //! `docs/architecture.md` draws the layers; from the bottom: [`query`]
 //! says what a query is, [`mod@score`] defines each score, [`pool`] reads
 //! pools, [`mod@select`] keeps the top k exact, [`backend`] runs the
-//! row-wise engines (rayon CPU, wgpu GPU), `batch` the batch-aware ones,
-//! `learner` the MLP and `features` selection straight from features
+//! row-wise engines (rayon CPU, wgpu GPU), [`mod@batch`] the batch-aware
+//! ones, `disagree` the disagreement strategies over T samples, `learner`
+//! the MLP and `features` selection straight from features
 //! (feature `learner`), [`api`] is the door, `al` the active-learning loop
 //! and `workspace` batch jobs with people.
 

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::query::{InputForm, LogBase, Query, Strategy};
-use crate::score::{Ranked, ScoreSpec};
+use crate::query::{InputForm, LogBase, Query};
+use crate::score::Ranked;
 use crate::select::{Selection, TopK};
 
 const MAGIC: &[u8; 8] = b"ALPART01";
@@ -31,8 +31,9 @@ const MAGIC: &[u8; 8] = b"ALPART01";
 /// What made a part: it must match across the parts of one merge.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PartHeader {
-    /// The strategy the part was selected with.
-    pub strategy: Strategy,
+    /// The strategy the part was selected with: row-wise, or a
+    /// disagreement strategy (each row scored on its own, so parts merge).
+    pub strategy: Query,
     /// Entropy's log base.
     pub log_base: LogBase,
     /// The random strategy's seed.
@@ -56,40 +57,23 @@ impl PartHeader {
     /// indices already global) that `job` selected; an error for a batch
     /// query, whose picks depend on every row and cannot be merged.
     pub fn of(job: &Job, row_offset: u64, sel: &Selection, k: usize) -> Result<Self> {
-        let Query::Score(strategy) = job.query else {
+        if !mergeable(job.query) {
             return Err(Error::Config(format!(
-                "{}: parts and their merge cover the row-wise strategies (a batch strategy's picks depend on every row)",
+                "{}: a batch strategy's picks depend on every row, so its parts cannot be merged",
                 job.query
             )));
-        };
-        let spec = ScoreSpec {
-            strategy,
+        }
+        Ok(PartHeader {
+            strategy: job.query,
             log_base: job.log_base,
             seed: job.seed,
-        };
-        Ok(PartHeader::new(&spec, &job.input, row_offset, sel, k))
-    }
-
-    /// The header of the part `sel` (a shard's rows at `row_offset`, indices
-    /// already global) selected under `spec` and `input` with `k`.
-    pub(crate) fn new(
-        spec: &ScoreSpec,
-        input: &InputForm,
-        row_offset: u64,
-        sel: &Selection,
-        k: usize,
-    ) -> Self {
-        PartHeader {
-            strategy: spec.strategy,
-            log_base: spec.log_base,
-            seed: spec.seed,
-            input: *input,
+            input: job.input,
             row_offset,
             rows: sel.rows,
             excluded: sel.excluded,
             k: k.min(u64::MAX as usize) as u64,
             count: sel.entries.len() as u64,
-        }
+        })
     }
 
     fn input_json(&self) -> serde_json::Value {
@@ -131,7 +115,8 @@ impl PartHeader {
         };
         let strategy = v["strategy"]
             .as_str()
-            .and_then(Strategy::from_name)
+            .and_then(Query::from_name)
+            .filter(|&q| mergeable(q))
             .ok_or_else(|| bad("unknown strategy"))?;
         let log_base = v["log_base"]
             .as_str()
@@ -374,9 +359,14 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
     Ok(())
 }
 
+/// Whether a query's parts merge exactly: every row scored on its own.
+pub fn mergeable(query: Query) -> bool {
+    !matches!(query, Query::Batch(_))
+}
+
 /// Merges in-memory parts (each one shard's rows, best first or in any
 /// order) into the exact global top `k`: the Ray driver's merge.
-pub fn merge_ranked(strategy: Strategy, parts: &[Vec<Ranked>], k: usize) -> Selection {
+pub fn merge_ranked(strategy: impl Into<Query>, parts: &[Vec<Ranked>], k: usize) -> Selection {
     let mut top = TopK::new(k);
     for r in parts.iter().flatten() {
         top.offer(*r);
@@ -388,11 +378,12 @@ pub fn merge_ranked(strategy: Strategy, parts: &[Vec<Ranked>], k: usize) -> Sele
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::Strategy;
 
     #[test]
     fn headers_round_trip() {
         let h = PartHeader {
-            strategy: Strategy::Entropy,
+            strategy: Query::Score(Strategy::Entropy),
             log_base: LogBase::Two,
             seed: 9,
             input: InputForm::Logits { temperature: 1.5 },

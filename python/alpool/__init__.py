@@ -405,7 +405,7 @@ def select_batch(
 
 
 def select_part(
-    probs: Any,
+    probs: Any = None,
     strategy: str = "margin",
     k: int | None = 1000,
     *,
@@ -413,19 +413,25 @@ def select_part(
     row_offset: int = 0,
     device: str = "cpu",
     model: str | os.PathLike[str] | None = None,
+    samples: Any = None,
+    layout: str = "tnc",
     **options: Any,
 ) -> Result:
     """One shard's k best rows as ``(priorities, global rows)``, for :func:`merge_parts`.
 
     ``probs`` is an N x C array or the shard's .npy files; with ``model=``,
     the shard's feature files, scored through the model (the fused path).
-    The shard's rows are global rows ``row_offset...``, or the global indices
-    in ``rows`` (one per row, any order). ``exclude`` lists global rows.
+    With ``samples=`` (and a disagreement strategy), the shard's T samples,
+    as for :func:`select`. The shard's rows are global rows
+    ``row_offset...``, or the global indices in ``rows`` (one per row, any
+    order). ``exclude`` lists global rows.
     A priority is the score oriented so that higher is more informative
     (the negated margin for "margin").
     """
     files = isinstance(probs, (str, os.PathLike, list, tuple))
-    if model is not None:
+    if samples is not None:
+        inputs = _inputs(probs, samples=samples, layout=layout, row_offset=row_offset)
+    elif model is not None:
         if not files:
             raise TypeError("with model=, give the shard's feature files (paths)")
         inputs = _inputs(model=model, features=probs, row_offset=row_offset)

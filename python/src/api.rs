@@ -1,9 +1,9 @@
 //! The native functions the package calls: each reads one request
 //! ([`crate::request`]) and runs the library's door with the GIL released.
 
-use alpool::part::merge_ranked;
+use alpool::part::{merge_ranked, mergeable};
 use alpool::score::Ranked;
-use alpool::{Query, Run, Selection};
+use alpool::{Run, Selection};
 use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -25,9 +25,14 @@ fn arrays<'py>(py: Python<'py>, sel: &Selection) -> Selected<'py> {
 }
 
 /// The door, on the request's inputs and options.
-fn run_door(py: Python<'_>, inputs: &RawInputs<'_>, opts: &Options<'_>) -> PyResult<Selection> {
+fn run_door(
+    py: Python<'_>,
+    inputs: &RawInputs<'_>,
+    opts: &Options<'_>,
+    part: bool,
+) -> PyResult<Selection> {
     let sources = Sources::open(inputs)?;
-    let job = opts.job(&sources)?;
+    let job = opts.job(&sources, part)?;
     let device = opts.device.0;
     let adapter = opts.adapter.clone();
     sources.with(|inputs| {
@@ -50,7 +55,7 @@ pub fn select<'py>(
     inputs: RawInputs<'py>,
     options: Options<'py>,
 ) -> PyResult<Selected<'py>> {
-    Ok(arrays(py, &run_door(py, &inputs, &options)?))
+    Ok(arrays(py, &run_door(py, &inputs, &options, false)?))
 }
 
 /// select_part(inputs, options) -> (priorities, global rows): one shard's
@@ -61,17 +66,17 @@ pub fn select_part<'py>(
     inputs: RawInputs<'py>,
     options: Options<'py>,
 ) -> PyResult<Part<'py>> {
-    let Query::Score(strategy) = options.strategy.0 else {
+    let query = options.strategy.0;
+    if !mergeable(query) {
         return Err(PyValueError::new_err(format!(
-            "{} picks a batch of the whole pool; shards of it cannot be merged",
-            options.strategy.0
+            "{query} picks a batch of the whole pool; shards of it cannot be merged"
         )));
-    };
-    let sel = run_door(py, &inputs, &options)?;
+    }
+    let sel = run_door(py, &inputs, &options, true)?;
     let pr: Vec<f64> = sel
         .entries
         .iter()
-        .map(|e| strategy.priority(e.score))
+        .map(|e| query.priority(e.score))
         .collect();
     let ix: Vec<i64> = sel.entries.iter().map(|e| e.index as i64).collect();
     Ok((PyArray1::from_vec(py, pr), PyArray1::from_vec(py, ix)))
@@ -85,7 +90,7 @@ pub fn score<'py>(
     options: Options<'py>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
     let sources = Sources::open(&inputs)?;
-    let job = options.job(&sources)?;
+    let job = options.job(&sources, false)?;
     let scores = sources.with(|inputs| {
         run_released(py, |cancel| {
             let mut out = Vec::new();
@@ -109,12 +114,12 @@ pub fn merge<'py>(
     strategy: QueryArg,
     k: Option<i64>,
 ) -> PyResult<Selected<'py>> {
-    let Query::Score(strategy) = strategy.0 else {
+    let strategy = strategy.0;
+    if !mergeable(strategy) {
         return Err(PyValueError::new_err(format!(
-            "{} picks a batch; it has no parts to merge",
-            strategy.0
+            "{strategy} picks a batch; it has no parts to merge"
         )));
-    };
+    }
     let k = convert::k(k)?;
     let mut ranked = Vec::with_capacity(parts.len());
     for (i, (pr, ix)) in parts.into_iter().enumerate() {

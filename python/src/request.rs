@@ -262,8 +262,10 @@ fn listed(rows: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
 impl Options<'_> {
     /// The job these options ask of `sources`: k, the exclusions (checked
     /// against the pool's rows, or restricted to a shard's) and the input
-    /// form (float16's looser default tolerance).
-    pub fn job(&self, sources: &Sources) -> PyResult<Job> {
+    /// form (float16's looser default tolerance). A `part` is always a
+    /// shard's, the first one at offset 0 included: its exclusions list rows
+    /// of the whole pool.
+    pub fn job(&self, sources: &Sources, part: bool) -> PyResult<Job> {
         let input = match self.input {
             InputArg::Logits => InputForm::logits(self.temperature),
             InputArg::Probs => InputForm::Probs {
@@ -274,7 +276,7 @@ impl Options<'_> {
         let rows = sources.rows();
         let within = match (&sources.rows, sources.offset) {
             (Some(_), _) => Within::Anywhere,
-            (None, 0) => Within::Pool(rows),
+            (None, 0) if !part => Within::Pool(rows),
             (None, offset) => Within::Shard { offset, rows },
         };
         let mut job = Job::new(self.strategy.0, input, convert::k(self.k)?)

@@ -85,3 +85,21 @@ def test_bad_samples_are_named() -> None:
         alpool.select(s[0], "bald", k=5)
     with pytest.raises(ValueError, match='unknown layout "nct"'):
         alpool.select(samples=s, strategy="bald", k=5, layout="nct")
+
+
+def test_shards_merge_into_the_whole_selection(tmp_path: Path) -> None:
+    s = samples(4, 900, 3, 5)
+    for strategy in ["bald", "kl-max", "variation-ratio"]:
+        whole = alpool.select(samples=s, strategy=strategy, k=50, exclude=[7, 800])
+        parts = [
+            alpool.select_part(
+                samples=np.ascontiguousarray(s[:, a:b]),
+                strategy=strategy,
+                k=50,
+                row_offset=a,
+                exclude=[7, 800],
+            )
+            for a, b in [(0, 300), (300, 301), (301, 900)]
+        ]
+        merged = alpool.merge_parts(parts, strategy, 50)
+        assert np.array_equal(merged[0], whole[0]) and np.array_equal(merged[1], whole[1])

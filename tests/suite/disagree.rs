@@ -364,3 +364,79 @@ fn the_cli_reads_every_layout_and_names_missing_samples() {
         common::stderr(&o)
     );
 }
+
+/// Each machine writes its shard's part from its own rows' samples
+/// (`--row-offset`), and `alpool merge` gives the whole pool's selection,
+/// ties across the cuts included.
+#[test]
+fn cli_parts_of_shards_merge_into_the_whole_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, n, c, k) = (4, 150, 3, 17);
+    let tnc = grid_samples(t, n, c, 9);
+    let whole = dir.path().join("whole.npy");
+    npy::save(&whole, &[t, n, c], &tnc).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let ks = k.to_string();
+    let o = common::alpool(&[
+        "select",
+        "-s",
+        "bald",
+        "-k",
+        &ks,
+        "--samples",
+        &path(&whole),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let want = common::stdout(&o);
+    let mut parts = Vec::new();
+    for (i, (a, b)) in [(0, 41), (41, 99), (99, n)].into_iter().enumerate() {
+        let mut shard = Vec::with_capacity(t * (b - a) * c);
+        for s in 0..t {
+            shard.extend_from_slice(&tnc[(s * n + a) * c..(s * n + b) * c]);
+        }
+        let file = dir.path().join(format!("shard-{i}.npy"));
+        npy::save(&file, &[t, b - a, c], &shard).unwrap();
+        let part = dir.path().join(format!("shard-{i}.alpart"));
+        let o = common::alpool(&[
+            "select",
+            "-s",
+            "bald",
+            "-k",
+            &ks,
+            "--samples",
+            &path(&file),
+            "--row-offset",
+            &a.to_string(),
+            "--out",
+            &path(&part),
+        ]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        parts.push(path(&part));
+    }
+    let mut args = vec!["merge", "-k", &ks];
+    args.extend(parts.iter().map(String::as_str));
+    let o = common::alpool(&args);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o), want);
+    // A part of another strategy does not belong with these.
+    let other = dir.path().join("other.alpart");
+    let o = common::alpool(&[
+        "select",
+        "-s",
+        "kl-max",
+        "-k",
+        &ks,
+        "--samples",
+        &path(&whole),
+        "--out",
+        &path(&other),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = common::alpool(&["merge", "-k", &ks, &parts[0], &path(&other)]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("kl-max"),
+        "{}",
+        common::stderr(&o)
+    );
+}
