@@ -377,17 +377,16 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
     npy::save(&whole, &[t, n, c], &tnc).unwrap();
     let path = |p: &Path| p.to_str().unwrap().to_string();
     let ks = k.to_string();
-    let o = common::alpool(&[
-        "select",
-        "-s",
-        "bald",
-        "-k",
-        &ks,
-        "--samples",
-        &path(&whole),
-    ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let want = common::stdout(&o);
+    // `alpool select -s STRATEGY -k K --samples FILE EXTRA…`, its stdout.
+    let select = |strategy: &str, file: &Path, extra: &[&str]| {
+        let file = path(file);
+        let mut args = vec!["select", "-s", strategy, "-k", &ks, "--samples", &file];
+        args.extend_from_slice(extra);
+        let o = common::alpool(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::stdout(&o)
+    };
+    let want = select("bald", &whole, &[]);
     let mut parts = Vec::new();
     for (i, (a, b)) in [(0, 41), (41, 99), (99, n)].into_iter().enumerate() {
         let mut shard = Vec::with_capacity(t * (b - a) * c);
@@ -396,22 +395,13 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
         }
         let file = dir.path().join(format!("shard-{i}.npy"));
         npy::save(&file, &[t, b - a, c], &shard).unwrap();
-        let part = dir.path().join(format!("shard-{i}.alpart"));
-        let o = common::alpool(&[
-            "select",
-            "-s",
+        let part = path(&dir.path().join(format!("shard-{i}.alpart")));
+        select(
             "bald",
-            "-k",
-            &ks,
-            "--samples",
-            &path(&file),
-            "--row-offset",
-            &a.to_string(),
-            "--out",
-            &path(&part),
-        ]);
-        assert!(o.status.success(), "{}", common::stderr(&o));
-        parts.push(path(&part));
+            &file,
+            &["--row-offset", &a.to_string(), "--out", &part],
+        );
+        parts.push(part);
     }
     let mut args = vec!["merge", "-k", &ks];
     args.extend(parts.iter().map(String::as_str));
@@ -419,20 +409,9 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(common::stdout(&o), want);
     // A part of another strategy does not belong with these.
-    let other = dir.path().join("other.alpart");
-    let o = common::alpool(&[
-        "select",
-        "-s",
-        "kl-max",
-        "-k",
-        &ks,
-        "--samples",
-        &path(&whole),
-        "--out",
-        &path(&other),
-    ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let o = common::alpool(&["merge", "-k", &ks, &parts[0], &path(&other)]);
+    let other = path(&dir.path().join("other.alpart"));
+    select("kl-max", &whole, &["--out", &other]);
+    let o = common::alpool(&["merge", "-k", &ks, &parts[0], &other]);
     assert!(!o.status.success());
     assert!(
         common::stderr(&o).contains("kl-max"),
