@@ -3,7 +3,7 @@
 //! engine reads the fields its query uses.
 
 use crate::pool::Exclusions;
-use crate::query::{InputForm, LogBase, Query};
+use crate::query::{InputForm, LogBase, Query, Stochastic};
 
 /// What to select: the query, its options, k and the rows never to pick.
 ///
@@ -27,8 +27,12 @@ pub struct Job {
     pub exclusions: Exclusions,
     /// Entropy's log base.
     pub log_base: LogBase,
-    /// Seeds the random strategy and BADGE's sampling.
+    /// Seeds the random strategy, BADGE's sampling and a stochastic
+    /// batch's noise.
     pub seed: u64,
+    /// Draw the k rows at random, favouring informative ones, instead of
+    /// taking the k best (row-wise and disagreement queries).
+    pub stochastic: Option<Stochastic>,
     /// Cluster-Margin: the lowest-margin rows clustered (0 = 10·k).
     pub candidates: usize,
     /// Cluster-Margin: clusters to form (0 = k).
@@ -48,6 +52,7 @@ impl Job {
             exclusions: Exclusions::default(),
             log_base: LogBase::E,
             seed: 0,
+            stochastic: None,
             candidates: 0,
             clusters: 0,
             chunk_rows: 0,
@@ -63,6 +68,12 @@ impl Job {
     /// With entropy's log base `base`.
     pub fn log_base(mut self, base: LogBase) -> Job {
         self.log_base = base;
+        self
+    }
+
+    /// Drawing a stochastic batch (see [`crate::score::stochastic`]).
+    pub fn stochastic(mut self, stochastic: Stochastic) -> Job {
+        self.stochastic = Some(stochastic);
         self
     }
 

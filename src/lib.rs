@@ -65,5 +65,7 @@ pub use error::{Error, Result};
 pub use job::Job;
 pub use pool::{Exclusions, Pool};
 pub use pool::{SampleLayout, Samples};
-pub use query::{BatchStrategy, Disagreement, InputForm, LogBase, Query, Strategy};
+pub use query::{
+    BatchStrategy, Disagreement, InputForm, LogBase, Query, Stochastic, StochasticKind, Strategy,
+};
 pub use select::{Selected, Selection};

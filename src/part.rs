@@ -22,9 +22,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::query::{InputForm, LogBase, Query};
+use crate::query::{InputForm, LogBase, Query, Stochastic};
 use crate::score::Ranked;
-use crate::select::{Selection, TopK};
+use crate::score::stochastic::RowKeys;
+use crate::select::{Keyed, Selection, TopK};
 
 const MAGIC: &[u8; 8] = b"ALPART01";
 
@@ -36,8 +37,11 @@ pub struct PartHeader {
     pub strategy: Query,
     /// Entropy's log base.
     pub log_base: LogBase,
-    /// The random strategy's seed.
+    /// The random strategy's and the stochastic batch's seed.
     pub seed: u64,
+    /// A stochastic batch's kind and β (softmax or power: each row's key
+    /// is its own, so parts merge).
+    pub stochastic: Option<Stochastic>,
     /// What the shard's rows held.
     pub input: InputForm,
     /// The global index of the shard's first row, and its row count.
@@ -57,9 +61,9 @@ impl PartHeader {
     /// indices already global) that `job` selected; an error for a batch
     /// query, whose picks depend on every row and cannot be merged.
     pub fn of(job: &Job, row_offset: u64, sel: &Selection, k: usize) -> Result<Self> {
-        if !mergeable(job.query) {
+        if !mergeable(job.query, job.stochastic) {
             return Err(Error::Config(format!(
-                "{}: a batch strategy's picks depend on every row, so its parts cannot be merged",
+                "{}: its picks depend on every row of the pool (a batch strategy, or softrank's ranks), so its parts cannot be merged",
                 job.query
             )));
         }
@@ -67,6 +71,7 @@ impl PartHeader {
             strategy: job.query,
             log_base: job.log_base,
             seed: job.seed,
+            stochastic: job.stochastic,
             input: job.input,
             row_offset,
             rows: sel.rows,
@@ -90,11 +95,23 @@ impl PartHeader {
         }
     }
 
+    fn stochastic_json(&self) -> serde_json::Value {
+        match self.stochastic {
+            // JSON has no infinity: β = ∞ is written as the string "inf".
+            Some(st) if st.beta.is_finite() => {
+                serde_json::json!({"kind": st.kind.name(), "beta": st.beta})
+            }
+            Some(st) => serde_json::json!({"kind": st.kind.name(), "beta": "inf"}),
+            None => serde_json::Value::Null,
+        }
+    }
+
     fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "strategy": self.strategy.name(),
             "log_base": self.log_base.name(),
             "seed": self.seed,
+            "stochastic": self.stochastic_json(),
             "input": self.input_json(),
             "row_offset": self.row_offset,
             "rows": self.rows,
@@ -113,11 +130,27 @@ impl PartHeader {
             v[k].as_u64()
                 .ok_or_else(|| bad(&format!("{k} is not an integer")))
         };
+        let stochastic = match &v["stochastic"] {
+            serde_json::Value::Null => None,
+            st => {
+                let kind = st["kind"]
+                    .as_str()
+                    .and_then(|k| k.parse().ok())
+                    .ok_or_else(|| bad("unknown stochastic kind"))?;
+                let beta = match &st["beta"] {
+                    serde_json::Value::String(s) if s == "inf" => f64::INFINITY,
+                    b => b
+                        .as_f64()
+                        .ok_or_else(|| bad("stochastic beta is not a number"))?,
+                };
+                Some(Stochastic::new(kind, beta))
+            }
+        };
         let strategy = v["strategy"]
             .as_str()
             .and_then(Query::from_name)
-            .filter(|&q| mergeable(q))
-            .ok_or_else(|| bad("unknown strategy"))?;
+            .filter(|&q| mergeable(q, stochastic))
+            .ok_or_else(|| bad("unknown strategy, or one whose parts cannot merge"))?;
         let log_base = v["log_base"]
             .as_str()
             .and_then(|b| b.parse().ok())
@@ -138,6 +171,7 @@ impl PartHeader {
             strategy,
             log_base,
             seed: u("seed")?,
+            stochastic,
             input,
             row_offset: u("row_offset")?,
             rows: u("rows")?,
@@ -286,6 +320,7 @@ pub fn merge(paths: &[PathBuf], k: usize) -> Result<Selection> {
             });
         }
     }
+    let keys = RowKeys::new(h0.strategy, h0.stochastic, h0.seed).unwrap_or_else(RowKeys::plain);
     let mut top = TopK::new(k);
     let (mut rows, mut excluded) = (0u64, 0u64);
     for part in &mut parts {
@@ -306,6 +341,11 @@ pub fn merge(paths: &[PathBuf], k: usize) -> Result<Selection> {
                     ),
                 });
             }
+            let r = Keyed {
+                key: keys.key(r.priority, r.index),
+                index: r.index,
+                priority: r.priority,
+            };
             // Records come best first: once one cannot enter, none after
             // it can.
             if top.worst().is_some_and(|w| r >= *w) {
@@ -336,6 +376,13 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
     if h.seed != h0.seed {
         return Err(refuse("seed", h0.seed.to_string(), h.seed.to_string()));
     }
+    let drawn = |h: &PartHeader| {
+        h.stochastic
+            .map_or("the plain top k".into(), |s| s.to_string())
+    };
+    if h.stochastic != h0.stochastic {
+        return Err(refuse("stochastic batch", drawn(h0), drawn(h)));
+    }
     if h.log_base != h0.log_base {
         return Err(refuse(
             "log base",
@@ -359,17 +406,28 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
     Ok(())
 }
 
-/// Whether a query's parts merge exactly: every row scored on its own.
-pub fn mergeable(query: Query) -> bool {
-    !matches!(query, Query::Batch(_))
+/// Whether a query's parts merge exactly: every row ranked on its own
+/// (not a batch strategy, nor softrank's ranks in the whole pool).
+pub fn mergeable(query: Query, stochastic: Option<Stochastic>) -> bool {
+    !matches!(query, Query::Batch(_)) && stochastic.is_none_or(|s| s.per_row())
 }
 
-/// Merges in-memory parts (each one shard's rows, best first or in any
-/// order) into the exact global top `k`: the Ray driver's merge.
-pub fn merge_ranked(strategy: impl Into<Query>, parts: &[Vec<Ranked>], k: usize) -> Selection {
+/// Merges in-memory parts (each one shard's rows with their canonical
+/// priorities, in any order) into the exact global top `k` under `keys`
+/// (the plain ranking, or a stochastic batch's): the Ray driver's merge.
+pub fn merge_ranked(
+    strategy: impl Into<Query>,
+    keys: RowKeys,
+    parts: &[Vec<Ranked>],
+    k: usize,
+) -> Selection {
     let mut top = TopK::new(k);
     for r in parts.iter().flatten() {
-        top.offer(*r);
+        top.offer(Keyed {
+            key: keys.key(r.priority, r.index),
+            index: r.index,
+            priority: r.priority,
+        });
     }
     let rows = parts.iter().map(|p| p.len() as u64).sum();
     Selection::from_topk(strategy, top, rows, 0, 0)
@@ -386,6 +444,10 @@ mod tests {
             strategy: Query::Score(Strategy::Entropy),
             log_base: LogBase::Two,
             seed: 9,
+            stochastic: Some(Stochastic::new(
+                crate::query::StochasticKind::Power,
+                f64::INFINITY,
+            )),
             input: InputForm::Logits { temperature: 1.5 },
             row_offset: 100,
             rows: 50,

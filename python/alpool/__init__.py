@@ -186,6 +186,8 @@ def _options(
     sum_tol: float | None = None,
     candidates: int | None = None,
     clusters: int | None = None,
+    stochastic: str | None = None,
+    beta: float = 1.0,
 ) -> dict[str, Any]:
     return {
         "strategy": strategy,
@@ -201,6 +203,8 @@ def _options(
         "sum_tol": sum_tol,
         "candidates": candidates,
         "clusters": clusters,
+        "stochastic": stochastic,
+        "beta": beta,
     }
 
 
@@ -225,6 +229,8 @@ def select(
     features: Paths | None = None,
     candidates: int | None = None,
     clusters: int | None = None,
+    stochastic: str | None = None,
+    beta: float = 1.0,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -269,6 +275,15 @@ def select(
             every row and selecting gives. Batch strategies use the model's
             last hidden layer as the embeddings.
         candidates, clusters: Cluster-Margin's sizes (default 10·k and k).
+        stochastic: draw the k rows at random instead of taking the k best
+            (Kirsch et al. 2023), favouring informative rows: "softmax"
+            (chance ∝ exp(beta · score)), "power" (∝ score^beta; 1 − margin
+            for margin) or "softrank" (∝ rank^-beta). Seeded by ``seed``
+            per global row, so the same seed gives the same rows on any
+            machine, thread count or shard split. Row-wise and disagreement
+            strategies; runs on the CPU.
+        beta: the inverse temperature (> 0): larger follows the scores more
+            closely; ``float("inf")`` is the plain top k.
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
@@ -314,6 +329,8 @@ def select(
         sum_tol=sum_tol,
         candidates=candidates,
         clusters=clusters,
+        stochastic=stochastic,
+        beta=beta,
     )
     return _alpool.select(inputs, opts)
 
@@ -426,7 +443,10 @@ def select_part(
     ``row_offset...``, or the global indices in ``rows`` (one per row, any
     order). ``exclude`` lists global rows.
     A priority is the score oriented so that higher is more informative
-    (the negated margin for "margin").
+    (the negated margin for "margin"). With ``stochastic=`` ("softmax" or
+    "power"; softrank ranks the whole pool and has no parts), the part is
+    the shard's k largest keys, and :func:`merge_parts` must be given the
+    same ``stochastic``, ``beta`` and ``seed``.
     """
     files = isinstance(probs, (str, os.PathLike, list, tuple))
     if samples is not None:
@@ -446,6 +466,10 @@ def merge_parts(
     parts: Sequence[tuple[np.ndarray, np.ndarray]],
     strategy: str = "margin",
     k: int | None = 1000,
+    *,
+    stochastic: str | None = None,
+    beta: float = 1.0,
+    seed: int = 0,
 ) -> Result:
     """The exact global top k over shards' parts from :func:`select_part`.
 
@@ -461,6 +485,5 @@ def merge_parts(
     """
     return _alpool.merge(
         [(np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.int64)) for p, r in parts],
-        strategy,
-        k,
+        _options(strategy, k, stochastic=stochastic, beta=beta, seed=seed),
     )

@@ -5,7 +5,8 @@ present: the inputs (``probs``, ``paths``, ``embeddings``, ``samples``,
 ``sample_paths``, ``layout``, ``model``, ``features``, ``rows``,
 ``row_offset``) and the options (``strategy``, ``k``, ``exclude``,
 ``input``, ``temperature``, ``log_base``, ``seed``, ``device``,
-``adapter``, ``renormalize``, ``sum_tol``, ``candidates``, ``clusters``).
+``adapter``, ``renormalize``, ``sum_tol``, ``candidates``, ``clusters``,
+``stochastic``, ``beta``).
 """
 
 from collections.abc import Sequence
@@ -38,7 +39,5 @@ def select_part(
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def score(inputs: dict[str, Any], options: dict[str, Any]) -> np.ndarray: ...
 def merge(
-    parts: Sequence[tuple[np.ndarray, np.ndarray]],
-    strategy: str,
-    k: int | None,
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], options: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]: ...

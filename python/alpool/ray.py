@@ -75,6 +75,8 @@ def select(
     row_column: str = "row",
     num_cpus: float = 1,
     model: str | os.PathLike[str] | None = None,
+    stochastic: str | None = None,
+    beta: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top k of a pool spread over Ray tasks: ``(indices, scores)``.
 
@@ -90,6 +92,9 @@ def select(
             ``alpool.select(model=model, features=source)``.
         input, temperature, log_base, seed, renormalize, sum_tol: as for
             :func:`alpool.select`.
+        stochastic, beta: a stochastic batch ("softmax" or "power"), as for
+            :func:`alpool.select`: the same rows as one machine draws.
+            "softrank" ranks the whole pool and is refused.
     """
     import ray
 
@@ -98,6 +103,8 @@ def select(
         "temperature": temperature,
         "log_base": log_base,
         "seed": seed,
+        "stochastic": stochastic,
+        "beta": beta,
         "renormalize": renormalize,
         "sum_tol": sum_tol,
     }
@@ -128,4 +135,4 @@ def select(
 
         picked = source.map_batches(top_of_batch, batch_format="numpy", num_cpus=num_cpus)
         parts = [(b["priority"], b["row"]) for b in picked.iter_batches(batch_format="numpy")]
-    return merge_parts(parts, strategy, k)
+    return merge_parts(parts, strategy, k, stochastic=stochastic, beta=beta, seed=seed)

@@ -8,7 +8,6 @@ use numpy::PyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{self, QueryArg};
 use crate::release::run_released;
 use crate::request::{Options, RawInputs, Sources};
 
@@ -67,9 +66,9 @@ pub fn select_part<'py>(
     options: Options<'py>,
 ) -> PyResult<Part<'py>> {
     let query = options.strategy.0;
-    if !mergeable(query) {
+    if !mergeable(query, options.stochastic()) {
         return Err(PyValueError::new_err(format!(
-            "{query} picks a batch of the whole pool; shards of it cannot be merged"
+            "{query}: its picks depend on the whole pool (a batch strategy, or softrank's ranks); shards of it cannot be merged"
         )));
     }
     let sel = run_door(py, &inputs, &options, true)?;
@@ -104,23 +103,22 @@ pub fn score<'py>(
     Ok(PyArray1::from_vec(py, scores))
 }
 
-/// merge(parts, strategy, k) -> (indices, scores): the exact top k over
-/// parts from select_part, ties to the lower global row.
+/// merge(parts, options) -> (indices, scores): the exact top k over
+/// parts from select_part (under the same options), ties to the lower
+/// global row.
 #[pyfunction]
-#[pyo3(signature = (parts, strategy, k))]
 pub fn merge<'py>(
     py: Python<'py>,
     parts: Vec<(Vec<f64>, Vec<i64>)>,
-    strategy: QueryArg,
-    k: Option<i64>,
+    options: Options<'py>,
 ) -> PyResult<Selected<'py>> {
-    let strategy = strategy.0;
-    if !mergeable(strategy) {
+    let strategy = options.strategy.0;
+    if !mergeable(strategy, options.stochastic()) {
         return Err(PyValueError::new_err(format!(
-            "{strategy} picks a batch; it has no parts to merge"
+            "{strategy}: its picks depend on the whole pool (a batch strategy, or softrank's ranks); it has no parts to merge"
         )));
     }
-    let k = convert::k(k)?;
+    let k = options.k()?;
     let mut ranked = Vec::with_capacity(parts.len());
     for (i, (pr, ix)) in parts.into_iter().enumerate() {
         if pr.len() != ix.len() || ix.iter().any(|&r| r < 0) || pr.iter().any(|p| p.is_nan()) {
@@ -138,6 +136,7 @@ pub fn merge<'py>(
             .collect();
         ranked.push(part);
     }
-    let sel = py.detach(|| merge_ranked(strategy, &ranked, k));
+    let keys = options.keys();
+    let sel = py.detach(|| merge_ranked(strategy, keys, &ranked, k));
     Ok(arrays(py, &sel))
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use alpool::{Device, Exclusions, LogBase, Query};
+use alpool::{Device, Exclusions, LogBase, Query, StochasticKind};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyList};
@@ -54,6 +54,21 @@ impl<'a, 'py> FromPyObject<'a, 'py> for LogBaseArg {
         name.parse().map(LogBaseArg).map_err(|_| {
             PyValueError::new_err(format!(
                 "log_base must be \"2\", \"e\" or \"10\", got {name:?}"
+            ))
+        })
+    }
+}
+
+/// "power", "softmax" or "softrank".
+pub struct StochasticArg(pub StochasticKind);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for StochasticArg {
+    type Error = PyErr;
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let name: String = obj.extract()?;
+        name.parse().map(StochasticArg).map_err(|_| {
+            PyValueError::new_err(format!(
+                "stochastic must be \"power\", \"softmax\", \"softrank\" or None, got {name:?}"
             ))
         })
     }

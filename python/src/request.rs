@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
 use alpool::query::default_sum_tol;
-use alpool::{InputForm, Inputs, Job, Pool, SampleLayout, Samples};
+use alpool::score::stochastic::RowKeys;
+use alpool::{InputForm, Inputs, Job, Pool, SampleLayout, Samples, Stochastic};
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyDict};
 
 use crate::arrays::Array;
-use crate::convert::{self, DeviceArg, InputArg, LogBaseArg, QueryArg, Within};
+use crate::convert::{self, DeviceArg, InputArg, LogBaseArg, QueryArg, StochasticArg, Within};
 use crate::release::to_py;
 
 /// The inputs as Python gives them.
@@ -54,6 +55,8 @@ pub struct Options<'py> {
     sum_tol: Option<f64>,
     candidates: Option<usize>,
     clusters: Option<usize>,
+    stochastic: Option<StochasticArg>,
+    beta: f64,
 }
 
 /// `dict[key]` converted; a conversion's own error (which names the
@@ -105,6 +108,8 @@ impl<'py> FromPyObject<'_, 'py> for Options<'py> {
             sum_tol: item(&d, "sum_tol")?,
             candidates: item(&d, "candidates")?,
             clusters: item(&d, "clusters")?,
+            stochastic: item(&d, "stochastic")?,
+            beta: item(&d, "beta")?,
         })
     }
 }
@@ -260,6 +265,24 @@ fn listed(rows: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
 }
 
 impl Options<'_> {
+    /// The stochastic batch asked for, if any.
+    pub fn stochastic(&self) -> Option<Stochastic> {
+        self.stochastic
+            .as_ref()
+            .map(|s| Stochastic::new(s.0, self.beta))
+    }
+
+    /// How merged parts' rows are ranked: plainly, or by the stochastic
+    /// batch's keys (a softrank request is refused before this).
+    pub fn keys(&self) -> RowKeys {
+        RowKeys::new(self.strategy.0, self.stochastic(), self.seed).unwrap_or_else(RowKeys::plain)
+    }
+
+    /// k as asked (None: every row).
+    pub fn k(&self) -> PyResult<usize> {
+        convert::k(self.k)
+    }
+
     /// The job these options ask of `sources`: k, the exclusions (checked
     /// against the pool's rows, or restricted to a shard's) and the input
     /// form (float16's looser default tolerance). A `part` is always a
@@ -285,6 +308,7 @@ impl Options<'_> {
             .exclude(convert::exclusions(self.exclude.as_ref(), within)?);
         job.candidates = self.candidates.unwrap_or(0);
         job.clusters = self.clusters.unwrap_or(0);
+        job.stochastic = self.stochastic();
         Ok(job)
     }
 }

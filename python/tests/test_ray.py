@@ -51,6 +51,27 @@ def test_shards_on_ray_equal_the_whole(cluster, tmp_path: Path, strategy: str) -
         assert np.array_equal(got[1], want[1]), (strategy, k)
 
 
+@pytest.mark.parametrize("kind", ["softmax", "power"])
+def test_a_stochastic_batch_on_ray_is_the_one_machine_draws(
+    cluster, tmp_path: Path, kind: str
+) -> None:
+    p = tied_probs(4000, 4, 6)
+    cuts = [0, 1500, 1501, 4000]
+    paths = []
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        path = tmp_path / f"shard-{i}.npy"
+        np.save(path, p[a:b])
+        paths.append(path)
+    draw = {"stochastic": kind, "beta": 2.0, "seed": 7, "exclude": [0, 1500]}
+    want = alpool.select(p, "margin", 64, **draw)
+    got = alpool.ray.select(paths, "margin", 64, **draw)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    # Another seed draws other rows.
+    assert not np.array_equal(alpool.select(p, "margin", 64, **{**draw, "seed": 8})[0], want[0])
+    with pytest.raises(ValueError, match="softrank"):
+        alpool.ray.select(paths, "margin", 64, stochastic="softrank")
+
+
 @pytest.mark.parametrize("strategy", ["margin", "random", "entropy"])
 def test_a_ray_dataset_in_any_row_order_equals_the_whole(cluster, strategy: str) -> None:
     p = random_probs(3000, 4, 8)

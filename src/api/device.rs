@@ -71,6 +71,9 @@ pub struct Request<'a> {
     pub float64: bool,
     /// The query: some have no GPU engine yet.
     pub query: Query,
+    /// Whether it draws a stochastic batch, which ranks every canonical
+    /// score on the CPU.
+    pub stochastic: bool,
 }
 
 /// The policy's decision.
@@ -96,17 +99,21 @@ pub enum Choice {
 ///   CPU (lavapipe, llvmpipe) unless named.
 pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> Result<Choice> {
     let cpu = |why: String| Ok(Choice::Cpu(format!("using the CPU: {why}")));
-    let gpu_engine = !matches!(req.query, Query::Disagree(_));
+    let what = if req.stochastic {
+        format!("a stochastic batch of {}", req.query)
+    } else {
+        req.query.to_string()
+    };
+    let gpu_engine = !matches!(req.query, Query::Disagree(_)) && !req.stochastic;
     match req.device {
         Device::Cpu => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
         Device::Gpu if !gpu_engine => {
             return Err(Error::Config(format!(
-                "{} runs on the CPU (it has no GPU path yet): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)",
-                req.query
+                "{what} runs on the CPU (it has no GPU path yet): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)"
             )));
         }
         Device::Auto if !gpu_engine => {
-            return cpu(format!("{} has no GPU path yet", req.query));
+            return cpu(format!("{what} has no GPU path yet"));
         }
         Device::Gpu if req.float64 => {
             return Err(Error::Config(
@@ -304,6 +311,7 @@ mod tests {
             bytes,
             float64,
             query: Query::Score(crate::query::Strategy::Margin),
+            stochastic: false,
         }
     }
 
@@ -407,6 +415,16 @@ mod tests {
         );
         let e = decide(&bald(Device::Gpu), h100_and_lavapipe).unwrap_err();
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
+        let drawn = |device| Request {
+            stochastic: true,
+            ..req(device, Some("nvidia"), BIG, false)
+        };
+        let c = decide(&drawn(Device::Auto), || panic!("probed")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("a stochastic batch of margin")),
+            "{c:?}"
+        );
+        assert!(decide(&drawn(Device::Gpu), h100_and_lavapipe).is_err());
     }
 
     #[test]

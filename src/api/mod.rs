@@ -12,6 +12,7 @@
 //! batch-aware ones ([`mod@crate::batch`]) over probabilities and embeddings.
 
 pub mod device;
+mod stochastic;
 
 use crate::backend::gpu::Gpu;
 use crate::backend::{self, Backend, Phases, Progress, RowJob, Silent};
@@ -23,8 +24,8 @@ use crate::job::Job;
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
 use crate::query::{Input, Needs, Query, Strategy, Use};
-use crate::score::{Ranked, random_priority};
-use crate::select::{Selection, TopK};
+use crate::score::random_priority;
+use crate::select::Selection;
 pub use device::Device;
 
 /// What a query reads, as given: a pool of probabilities (or logits),
@@ -143,6 +144,19 @@ impl<'a> Inputs<'a> {
         pools
     }
 
+    /// The global index of the first row of what is scored.
+    fn first_row(&self) -> u64 {
+        #[cfg(feature = "learner")]
+        if let Some((_, features)) = self.model {
+            return features.first_row();
+        }
+        match (self.samples, self.probs) {
+            (Some(s), _) => s.first_row(),
+            (None, Some(p)) => p.first_row(),
+            (None, None) => 0,
+        }
+    }
+
     /// Whether the probabilities are float64 (a model's are float32).
     fn float64(&self) -> bool {
         self.probs.is_some_and(|p| p.has_f64())
@@ -218,8 +232,19 @@ pub struct Outcome {
 pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result<Outcome> {
     let inputs = inputs.into();
     check_inputs(&inputs, job)?;
-    if let Some(rows) = inputs.rows {
-        return select_listed(&inputs, rows, job, run.progress);
+    if inputs.rows.is_some() {
+        if !matches!(job.query, Query::Score(_)) {
+            return Err(Error::Config(format!(
+                "{}: rows given by index are ranked for row-wise strategies only",
+                job.query
+            )));
+        }
+        return Ok(Outcome {
+            selection: stochastic::select(&inputs, job, run.progress)?,
+            adapter: None,
+            reason: "using the CPU: rows given by index are ranked there".into(),
+            gpu_phases: None,
+        });
     }
     let request = device::Request {
         device: run.device,
@@ -227,10 +252,12 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         bytes: inputs.bytes(),
         float64: inputs.float64(),
         query: job.query,
+        stochastic: job.stochastic.is_some(),
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
     let (selection, gpu_phases) = match job.query {
+        _ if job.stochastic.is_some() => (stochastic::select(&inputs, job, run.progress)?, None),
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
         Query::Disagree(_) => {
@@ -302,47 +329,6 @@ pub fn score_each<'a>(
     })
 }
 
-/// A row-wise selection of rows whose global indices are listed
-/// ([`Inputs::at_rows`]): every canonical score, then the exact top k
-/// under the global tie rule.
-fn select_listed(
-    inputs: &Inputs,
-    listed: &[u64],
-    job: &Job,
-    progress: &dyn Progress,
-) -> Result<Outcome> {
-    let Query::Score(strategy) = job.query else {
-        return Err(Error::Config(format!(
-            "{} picks a batch of a whole pool; it cannot rank listed rows",
-            job.query
-        )));
-    };
-    let mut top = TopK::new(job.k);
-    let mut at = 0;
-    score_each(*inputs, job, progress, &mut |scores| {
-        for (&s, &index) in scores.iter().zip(&listed[at..]) {
-            if !job.exclusions.contains(index) {
-                top.offer(Ranked {
-                    priority: strategy.priority(s),
-                    index,
-                });
-            }
-        }
-        at += scores.len();
-        Ok(())
-    })?;
-    let excluded = listed
-        .iter()
-        .filter(|&&r| job.exclusions.contains(r))
-        .count();
-    Ok(Outcome {
-        selection: Selection::from_topk(strategy, top, listed.len() as u64, excluded as u64, 0),
-        adapter: None,
-        reason: "using the CPU: rows given by index are ranked there".into(),
-        gpu_phases: None,
-    })
-}
-
 /// Every row's canonical score, in row order ([`score_each`] into a
 /// vector of N f64).
 pub fn score<'a>(inputs: impl Into<Inputs<'a>>, job: &Job) -> Result<Vec<f64>> {
@@ -365,6 +351,14 @@ fn missing(query: Query, input: Input) -> Error {
 /// never reads, naming the flag.
 fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
     job.input.check().map_err(Error::Config)?;
+    if let Some(st) = job.stochastic {
+        st.check().map_err(Error::Config)?;
+        if let Query::Batch(b) = job.query {
+            return Err(Error::Config(format!(
+                "{b} picks a diverse batch itself; a stochastic batch draws from a row-wise or disagreement strategy's scores"
+            )));
+        }
+    }
     let needs: Needs = job.query.needs();
     #[cfg(feature = "learner")]
     if inputs.model.is_some() && inputs.probs.is_some() {

@@ -18,7 +18,7 @@ use alpool::pool::ReadPath;
 use alpool::query::default_sum_tol;
 use alpool::{
     BatchStrategy, Device, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Query, Run,
-    SampleLayout, Samples, Strategy, report,
+    SampleLayout, Samples, Stochastic, StochasticKind, Strategy, report,
 };
 
 /// A row-wise strategy, by the library's name for it: the list and each
@@ -80,6 +80,28 @@ impl From<LayoutArg> for SampleLayout {
         match l {
             LayoutArg::Tnc => SampleLayout::Tnc,
             LayoutArg::Ntc => SampleLayout::Ntc,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StochasticArg {
+    /// Chance ∝ score^β (1 − margin for margin): Kirsch et al.'s choice for
+    /// BALD.
+    Power,
+    /// Chance ∝ exp(β · score) (−margin for margin).
+    Softmax,
+    /// Chance ∝ rank^−β; holds 16 bytes per row to rank the whole pool, and
+    /// writes no parts.
+    Softrank,
+}
+
+impl From<StochasticArg> for StochasticKind {
+    fn from(s: StochasticArg) -> StochasticKind {
+        match s {
+            StochasticArg::Power => StochasticKind::Power,
+            StochasticArg::Softmax => StochasticKind::Softmax,
+            StochasticArg::Softrank => StochasticKind::Softrank,
         }
     }
 }
@@ -169,7 +191,7 @@ pub struct PoolArgs {
     #[arg(long, value_enum, default_value = "e")]
     pub log_base: LogBaseArg,
 
-    /// Seed of the random strategy.
+    /// Seed of the random strategy and of --stochastic's draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
@@ -325,6 +347,19 @@ pub struct SelectArgs {
     /// cluster-margin: how many clusters to form [default: k].
     #[arg(long, value_name = "N")]
     pub clusters: Option<usize>,
+
+    /// Draw k rows at random, favouring informative ones, instead of the k
+    /// best (stochastic batch acquisition, Kirsch et al. 2023): a batch of
+    /// top-scored rows is often redundant. Seeded by --seed per global row:
+    /// the same rows on every machine, thread count and shard split. For
+    /// row-wise and disagreement strategies; runs on the CPU.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub stochastic: Option<StochasticArg>,
+
+    /// --stochastic's inverse temperature (> 0): larger follows the scores
+    /// more closely; "inf" is the plain top k.
+    #[arg(long, value_name = "B", default_value_t = 1.0, requires = "stochastic")]
+    pub beta: f64,
 }
 
 #[derive(Args, Debug)]
@@ -455,6 +490,12 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let mut job = a.pool.job(sources.f16(), k);
     job.candidates = a.candidates.unwrap_or(0);
     job.clusters = a.clusters.unwrap_or(0);
+    job.stochastic = a.stochastic.map(|s| Stochastic::new(s.into(), a.beta));
+    if format == Some(report::Format::Part) && !alpool::part::mergeable(query, job.stochastic) {
+        anyhow::bail!(
+            "{query} with --stochastic softrank ranks the whole pool: its parts cannot be merged (use power or softmax across machines)"
+        );
+    }
     if let Some(ex) = &a.exclude {
         // With --row-offset the file lists rows of the whole pool.
         let bound = a.row_offset.map_or(sources.rows(), |_| u64::MAX);

@@ -128,6 +128,11 @@ impl FeaturePool {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+    /// The global index of the first row (0 unless
+    /// [`FeaturePool::with_row_offset`]).
+    pub fn first_row(&self) -> u64 {
+        self.shards.first().map_or(0, |s| s.first_row)
+    }
     /// Features per row.
     pub fn dim(&self) -> usize {
         self.dim

@@ -9,11 +9,13 @@
 
 mod form;
 mod problem;
+mod stochastic;
 
 use std::fmt;
 
 pub use form::{InputForm, default_sum_tol};
 pub use problem::{RowProblem, Value};
+pub use stochastic::{Stochastic, StochasticKind};
 
 /// A query strategy that scores each row on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

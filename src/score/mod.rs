@@ -25,10 +25,11 @@
 pub mod disagree;
 pub(crate) mod fast;
 pub mod input;
+pub mod stochastic;
 
 use std::cmp::Ordering;
 
-use crate::query::{LogBase, Strategy};
+use crate::query::{InputForm, LogBase, Strategy};
 use crate::rng::splitmix64;
 
 /// Everything that defines a score, apart from the input form.
@@ -69,6 +70,30 @@ pub fn canonical_score(spec: &ScoreSpec, p: &[f64], index: u64) -> f64 {
         }
         Strategy::Entropy => entropy_nat(p) / spec.log_base.ln(),
         Strategy::Random => random_priority(spec.seed, index),
+    }
+}
+
+/// A bound on the canonical priority of any valid row of `classes`
+/// values under `spec` and `input`: what lets a stochastic batch skip
+/// rows whose noise alone cannot lift them to the floor.
+pub(crate) fn max_priority(spec: &ScoreSpec, classes: usize, input: &InputForm) -> f64 {
+    match spec.strategy {
+        // 1 − p(1), p(2)/p(1) and the random draw stay within [0, 1];
+        // a margin's priority is its negation, at most 0.
+        Strategy::LeastConfidence | Strategy::Ratio | Strategy::Random => 1.0,
+        Strategy::Margin => 0.0,
+        Strategy::Entropy => {
+            // Values summing to s ≤ 1 + tol: −Σ p ln p ≤ s ln C − s ln s
+            // ≤ s ln C + 1/e.
+            let tol = match *input {
+                InputForm::Probs {
+                    renormalize: false,
+                    sum_tol,
+                } => sum_tol,
+                _ => 1e-6,
+            };
+            ((1.0 + tol) * (classes as f64).ln() + 0.37) / spec.log_base.ln()
+        }
     }
 }
 

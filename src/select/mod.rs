@@ -23,14 +23,15 @@ use crate::score::Ranked;
 #[cfg(feature = "learner")]
 pub(crate) use blocks::Blocks;
 
-/// The k best rows seen so far: a max-heap whose top is the worst kept row.
+/// The k best rows seen so far: a max-heap whose top is the worst kept row
+/// (rows ranked by [`Ranked`], or by a stochastic batch's [`Keyed`] key).
 #[derive(Clone, Debug)]
-pub struct TopK {
+pub struct TopK<R = Ranked> {
     k: usize,
-    heap: BinaryHeap<Ranked>,
+    heap: BinaryHeap<R>,
 }
 
-impl TopK {
+impl<R: Ord> TopK<R> {
     /// Keeps the best `k` rows offered.
     pub fn new(k: usize) -> Self {
         TopK {
@@ -56,7 +57,7 @@ impl TopK {
 
     /// The worst kept row once k rows are kept.
     #[inline]
-    pub fn worst(&self) -> Option<&Ranked> {
+    pub fn worst(&self) -> Option<&R> {
         if self.heap.len() >= self.k {
             self.heap.peek()
         } else {
@@ -64,22 +65,9 @@ impl TopK {
         }
     }
 
-    /// Whether a row with approximate priority `approx` (|error| ≤ `bound`)
-    /// could enter; if so it must be refined and [`TopK::offer`]ed.
+    /// Offers a row with its canonical priority (or key).
     #[inline]
-    pub fn wants(&self, approx: f64, bound: f64) -> bool {
-        if self.k == 0 {
-            return false;
-        }
-        match self.worst() {
-            None => true,
-            Some(w) => w.may_be_beaten_by(approx, bound),
-        }
-    }
-
-    /// Offers a row with its canonical priority.
-    #[inline]
-    pub fn offer(&mut self, r: Ranked) {
+    pub fn offer(&mut self, r: R) {
         if self.heap.len() < self.k {
             self.heap.push(r);
         } else if let Some(mut top) = self.heap.peek_mut()
@@ -90,7 +78,7 @@ impl TopK {
     }
 
     /// Folds another partial top-k into this one.
-    pub fn merge(&mut self, other: TopK) {
+    pub fn merge(&mut self, other: TopK<R>) {
         let (mut a, b) = if other.heap.len() > self.heap.len() {
             (other, std::mem::replace(self, TopK::new(0)))
         } else {
@@ -103,10 +91,86 @@ impl TopK {
     }
 
     /// The kept rows, best first.
-    pub fn into_sorted(self) -> Vec<Ranked> {
+    pub fn into_sorted(self) -> Vec<R> {
         self.heap.into_sorted_vec()
     }
 }
+
+impl TopK<Ranked> {
+    /// Whether a row with approximate priority `approx` (|error| ≤ `bound`)
+    /// could enter; if so it must be refined and [`TopK::offer`]ed.
+    #[inline]
+    pub fn wants(&self, approx: f64, bound: f64) -> bool {
+        if self.k == 0 {
+            return false;
+        }
+        match self.worst() {
+            None => true,
+            Some(w) => w.may_be_beaten_by(approx, bound),
+        }
+    }
+}
+
+/// A row of a stochastic batch: ranked by its key (higher first, then the
+/// lower global row), carrying its canonical priority for the report.
+#[derive(Clone, Copy, Debug)]
+pub struct Keyed {
+    /// The key the row is ranked by.
+    pub key: f64,
+    /// The global row.
+    pub index: u64,
+    /// The row's canonical priority.
+    pub priority: f64,
+}
+
+/// A row a [`TopK`] keeps: ordered best first, and reported by its global
+/// row and canonical priority.
+pub trait Kept: Ord {
+    /// (global row, canonical priority).
+    fn entry(&self) -> (u64, f64);
+}
+
+impl Kept for Ranked {
+    fn entry(&self) -> (u64, f64) {
+        (self.index, self.priority)
+    }
+}
+
+impl Kept for Keyed {
+    fn entry(&self) -> (u64, f64) {
+        (self.index, self.priority)
+    }
+}
+
+impl Keyed {
+    fn ranked(&self) -> Ranked {
+        Ranked {
+            priority: self.key,
+            index: self.index,
+        }
+    }
+}
+
+impl Ord for Keyed {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ranked().cmp(&other.ranked())
+    }
+}
+
+impl PartialOrd for Keyed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Keyed {}
 
 /// The best k-th priority any worker has proven so far, shared without a
 /// lock: each worker's full heap's worst is a lower bound on the global
@@ -129,9 +193,14 @@ impl SharedFloor {
     /// Raises the floor to the worst row of `top`, if it is full.
     pub(crate) fn raise(&self, top: &TopK) {
         if let Some(worst) = top.worst() {
-            self.0
-                .fetch_max(ordered_bits(worst.priority), Ordering::Relaxed);
+            self.raise_to(worst.priority);
         }
+    }
+
+    /// Raises the floor to `x`, a proven lower bound on the k-th priority
+    /// (or key).
+    pub(crate) fn raise_to(&self, x: f64) {
+        self.0.fetch_max(ordered_bits(x), Ordering::Relaxed);
     }
 
     /// The threshold of a worker whose heap is `top`: nothing enters an
@@ -185,24 +254,35 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// The selection `top` holds, scores reported as `query` scores.
-    pub fn from_topk(
+    /// The selection `top` holds, best first (by priority, or by key for
+    /// a stochastic batch), scores reported as `query` scores.
+    pub fn from_topk<R: Kept>(
         query: impl Into<Query>,
-        top: TopK,
+        top: TopK<R>,
         rows: u64,
         excluded: u64,
         refined: u64,
     ) -> Self {
-        let query = query.into();
-        let entries = top
-            .into_sorted()
-            .into_iter()
+        let best = top.into_sorted().into_iter().map(|r| r.entry());
+        Selection::ranked(query.into(), best, rows, excluded, refined)
+    }
+
+    /// The selection of rows `best` (global row, canonical priority), best
+    /// first.
+    fn ranked(
+        query: Query,
+        best: impl Iterator<Item = (u64, f64)>,
+        rows: u64,
+        excluded: u64,
+        refined: u64,
+    ) -> Self {
+        let entries = best
             .enumerate()
-            .map(|(i, r)| Selected {
+            .map(|(i, (index, priority))| Selected {
                 rank: i as u64 + 1,
-                index: r.index,
+                index,
                 // The priority negated back where lower is better: exact.
-                score: query.priority(r.priority),
+                score: query.priority(priority),
             })
             .collect();
         Selection {

@@ -10,6 +10,7 @@ mod fused;
 #[path = "../suite/rng.rs"]
 mod rng;
 mod scaling;
+mod stochastic;
 mod stream;
 
 use std::sync::{Mutex, MutexGuard};

@@ -22,5 +22,6 @@ mod learner;
 mod merge;
 mod read_path;
 mod scaling;
+mod stochastic;
 mod stream;
 mod workspace;

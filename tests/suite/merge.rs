@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::rng::Rng;
 use alpool::part::{self, PartHeader};
 use alpool::pool::Exclusions;
-use alpool::{Device, InputForm, Job, Pool, Strategy};
+use alpool::{Device, InputForm, Job, Pool, Stochastic, StochasticKind, Strategy};
 use proptest::prelude::*;
 
 /// Rows from a handful of distinct ones: many exact ties.
@@ -76,6 +76,7 @@ proptest! {
         cuts in prop::collection::vec(0usize..120, 0..6),
         excl in prop::collection::vec(0u64..120, 0..12),
         logits in any::<bool>(),
+        drawn in 0usize..4,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let x = tied_rows(n, classes, seed);
@@ -88,6 +89,14 @@ proptest! {
         };
         let mut job = Job::new(Strategy::ALL[st], input, k).seed(seed);
         job.exclusions = exclude.clone();
+        // The plain top k, or a stochastic batch whose keys are each row's
+        // own (softrank ranks the whole pool and writes no parts).
+        job.stochastic = [
+            None,
+            Some(Stochastic::new(StochasticKind::Softmax, 1.0)),
+            Some(Stochastic::new(StochasticKind::Power, 2.5)),
+            Some(Stochastic::new(StochasticKind::Softmax, f64::INFINITY)),
+        ][drawn];
         let whole = alpool::select(&Pool::from_f32(&x, classes).unwrap(), &job, &alpool::Run::on(Device::Cpu)).map(|o| o.selection).unwrap();
         let paths = parts_of(dir.path(), &x, classes, &cuts, &job, &exclude, k);
         let merged = part::merge(&paths, k).unwrap();

@@ -30,8 +30,9 @@ use crate::error::{Error, Result};
 use crate::pool::npy::DType;
 use crate::pool::{Pool, Shard};
 use crate::query::RowProblem;
-use crate::score::Ranked;
-use crate::select::{Selection, SharedFloor, TopK};
+use crate::score::stochastic::{RowKeys, uniform};
+use crate::score::{Ranked, max_priority};
+use crate::select::{Keyed, Selection, SharedFloor, TopK};
 pub(crate) use isa::Isa;
 pub use kernels::kernel_variant;
 use kernels::{refine, score_rows, score_rows_exact};
@@ -130,57 +131,173 @@ fn run_chunk<E: Emit>(
     })
 }
 
-/// The select emitter: skips rows that cannot reach the worst kept
-/// priority, offers exact rows, and refines bounded ones first.
-struct Collect<'a> {
+/// How a worker ranks the rows it is emitted: by canonical priority (the
+/// plain top k), or by a stochastic batch's key ([`Draw`]).
+trait Ranker: Sync {
+    /// What the worker's heap holds.
+    type Row: Ord + Copy + Send;
+    /// Whether a kernel may skip rows whose priority (plus bound) is below
+    /// the threshold: keys with noise are not decided by the priority.
+    const PRUNES: bool;
+    /// The value the threshold compares: the priority, or the key.
+    fn level(row: &Self::Row) -> f64;
+    /// The ranking of an emitted valid row at `index`: `None` when it
+    /// cannot reach `thresh` (what [`Ranker::gate`] made of it is `gate`);
+    /// `refine` gives its canonical priority when the bound is not 0.
+    fn rank(
+        &self,
+        row: (f64, f64, u64),
+        levels: (f64, f64),
+        refine: impl FnOnce() -> f64,
+    ) -> Option<Self::Row>;
+    /// What the ranker precomputes from a new threshold.
+    fn gate(&self, thresh: f64) -> f64;
+}
+
+/// The plain top k by canonical priority.
+struct Plain;
+
+impl Ranker for Plain {
+    type Row = Ranked;
+    const PRUNES: bool = true;
+    #[inline(always)]
+    fn level(row: &Ranked) -> f64 {
+        row.priority
+    }
+    #[inline(always)]
+    fn rank(
+        &self,
+        (priority, bound, index): (f64, f64, u64),
+        (thresh, _): (f64, f64),
+        refine: impl FnOnce() -> f64,
+    ) -> Option<Ranked> {
+        if priority + bound < thresh {
+            return None;
+        }
+        let priority = if bound == 0.0 { priority } else { refine() };
+        Some(Ranked { priority, index })
+    }
+    fn gate(&self, _: f64) -> f64 {
+        0.0
+    }
+}
+
+/// A stochastic batch whose keys are each row's own (softmax, power):
+/// rows whose draw is below the gate of the threshold are dropped after a
+/// hash, before any logarithm; the rest only once their key's bound
+/// misses the threshold; the others get their canonical key.
+struct Draw {
+    keys: RowKeys,
+    max_priority: f64,
+}
+
+impl Ranker for Draw {
+    type Row = Keyed;
+    const PRUNES: bool = false;
+    #[inline(always)]
+    fn level(row: &Keyed) -> f64 {
+        row.key
+    }
+    #[inline(always)]
+    fn rank(
+        &self,
+        (priority, bound, index): (f64, f64, u64),
+        (thresh, gate): (f64, f64),
+        refine: impl FnOnce() -> f64,
+    ) -> Option<Keyed> {
+        let u = uniform(self.keys.seed(), index);
+        if u < gate || (bound != 0.0 && self.keys.key_bound(priority + bound, u) < thresh) {
+            return None;
+        }
+        let priority = if bound == 0.0 { priority } else { refine() };
+        let key = self.keys.key_of_draw(priority, u);
+        (key >= thresh).then_some(Keyed {
+            key,
+            index,
+            priority,
+        })
+    }
+    fn gate(&self, thresh: f64) -> f64 {
+        self.keys.gate(thresh, self.max_priority)
+    }
+}
+
+/// The select emitter: skips excluded rows and those that cannot reach
+/// the worst kept one, offers the rest, refining bounded ones first.
+struct Collect<'a, R: Ranker> {
+    ranker: &'a R,
     job: &'a RowJob,
-    top: &'a mut TopK,
-    /// Rows with priority + bound below this cannot enter.
+    top: &'a mut TopK<R::Row>,
+    /// Rows below this cannot enter.
     thresh: f64,
+    /// The ranker's view of `thresh`.
+    gate: f64,
     g0: u64,
     excluded: &'a [u64],
     probs: &'a mut Vec<f64>,
     refined: u64,
 }
 
-impl Emit for Collect<'_> {
+impl<R: Ranker> Emit for Collect<'_, R> {
     #[inline(always)]
     fn threshold(&self) -> f64 {
-        self.thresh
+        if R::PRUNES {
+            self.thresh
+        } else {
+            f64::NEG_INFINITY
+        }
     }
     #[inline(always)]
     fn emit(&mut self, i: usize, row: &[f32], priority: f64, bound: f64) {
-        if priority + bound < self.thresh {
+        if R::PRUNES && priority + bound < self.thresh {
             return;
         }
         let index = self.g0 + i as u64;
         if !self.excluded.is_empty() && self.excluded.binary_search(&index).is_ok() {
             return;
         }
-        let r = if bound == 0.0 {
-            Ranked { priority, index }
-        } else {
-            self.refined += 1;
-            refine(self.job, row, index, self.probs)
+        let (job, probs, refined) = (self.job, &mut *self.probs, &mut self.refined);
+        let refine = || {
+            *refined += 1;
+            refine(job, row, index, probs).priority
+        };
+        let Some(r) = self
+            .ranker
+            .rank((priority, bound, index), (self.thresh, self.gate), refine)
+        else {
+            return;
         };
         self.top.offer(r);
-        if let Some(w) = self.top.worst() {
-            self.thresh = self.thresh.max(w.priority);
+        if let Some(w) = self.top.worst()
+            && R::level(w) > self.thresh
+        {
+            self.thresh = R::level(w);
+            self.gate = self.ranker.gate(self.thresh);
         }
     }
 }
 
 /// A rayon worker's partial result.
-#[derive(Default)]
-struct Worker {
-    top: Option<TopK>,
+struct Worker<T> {
+    top: Option<TopK<T>>,
     refined: u64,
     bad: Option<BadRow>,
     scratch: Scratch,
 }
 
-impl Worker {
-    fn merge(mut self, other: Worker) -> Worker {
+impl<T> Default for Worker<T> {
+    fn default() -> Self {
+        Worker {
+            top: None,
+            refined: 0,
+            bad: None,
+            scratch: Scratch::default(),
+        }
+    }
+}
+
+impl<T: Ord> Worker<T> {
+    fn merge(mut self, other: Worker<T>) -> Worker<T> {
         self.top = match (self.top, other.top) {
             (Some(mut a), Some(b)) => {
                 a.merge(b);
@@ -196,20 +313,60 @@ impl Worker {
 
 /// Selects the top k rows of the pool under `job`.
 pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Result<Selection> {
+    let (top, refined) = rank(pool, job, &Plain, progress)?;
+    Ok(Selection::from_topk(
+        job.spec.strategy,
+        top,
+        pool.rows(),
+        job.exclusions.len() as u64,
+        refined,
+    ))
+}
+
+/// Draws a stochastic batch whose keys are each row's own (`keys`: softmax
+/// or power) from the pool: the k largest keys, exactly.
+pub(crate) fn select_drawn(
+    pool: &Pool,
+    job: &RowJob,
+    keys: RowKeys,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let draw = Draw {
+        keys,
+        max_priority: max_priority(&job.spec, pool.classes(), &job.input),
+    };
+    let (top, refined) = rank(pool, job, &draw, progress)?;
+    Ok(Selection::from_topk(
+        job.spec.strategy,
+        top,
+        pool.rows(),
+        job.exclusions.len() as u64,
+        refined,
+    ))
+}
+
+/// The k best rows of the pool under `ranker`, and how many rows were
+/// refined.
+fn rank<R: Ranker>(
+    pool: &Pool,
+    job: &RowJob,
+    ranker: &R,
+    progress: &dyn Progress,
+) -> Result<(TopK<R::Row>, u64)> {
     job.check(pool)?;
     let c = pool.classes();
     let k = job.k.min(pool.rows() as usize);
     let chunks: Vec<(&Shard, u64, u64)> = pool.chunks(job.rows_per_chunk(pool)).collect();
     let first_bad = AtomicU64::new(u64::MAX);
-    // The best k-th priority any worker has proven so far: every worker's
-    // full heap is a lower bound on the global k-th priority.
+    // The best k-th level any worker has proven so far: every worker's
+    // full heap is a lower bound on the global k-th one.
     let shared = SharedFloor::new();
 
     // One worker per thread, each taking the next chunk in file order:
     // every thread warms its threshold once, and the reads stay close to
     // sequential, which read-ahead (and a cold disk) needs.
     let next = AtomicUsize::new(0);
-    let workers: Vec<Worker> = rayon::broadcast(|_| {
+    let workers: Vec<Worker<R::Row>> = rayon::broadcast(|_| {
         let mut w = Worker::default();
         while let Some(&chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
             let (shard, start, end) = chunk;
@@ -219,15 +376,21 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
                 continue;
             }
             let top = w.top.get_or_insert_with(|| TopK::new(k));
-            let thresh = shared.threshold(top);
+            let thresh = match top.worst() {
+                _ if k == 0 => f64::INFINITY,
+                Some(worst) => R::level(worst).max(shared.get()),
+                None => shared.get(),
+            };
             let excluded = job.exclusions.within(g0, shard.first_row() + end);
             let Scratch {
                 rows, terms, probs, ..
             } = &mut w.scratch;
             let mut e = Collect {
+                ranker,
                 job,
                 top,
                 thresh,
+                gate: ranker.gate(thresh),
                 g0,
                 excluded,
                 probs,
@@ -240,7 +403,9 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
                 w.bad = BadRow::earlier(w.bad.take(), Some(bad));
                 continue;
             }
-            shared.raise(top);
+            if let Some(worst) = top.worst() {
+                shared.raise_to(R::level(worst));
+            }
             w.refined += refined;
             progress.advance((end - start) * (c * shard.dtype().size()) as u64);
         }
@@ -257,13 +422,7 @@ pub(crate) fn select(pool: &Pool, job: &RowJob, progress: &dyn Progress) -> Resu
     if progress.cancelled() {
         return Err(Error::Cancelled);
     }
-    Ok(Selection::from_topk(
-        job.spec.strategy,
-        worker.top.unwrap_or_else(|| TopK::new(k)),
-        pool.rows(),
-        job.exclusions.len() as u64,
-        worker.refined,
-    ))
+    Ok((worker.top.unwrap_or_else(|| TopK::new(k)), worker.refined))
 }
 
 /// The score emitter: every row's canonical priority, in order.
