@@ -75,25 +75,27 @@ struct Scratch {
 /// probabilities, and scratch for their mean.
 type EachRow<'a> = dyn FnMut(u64, &[f64], &mut Vec<f64>) + 'a;
 
-/// The canonical probabilities of local rows `start..end` (checked), each
-/// row's T samples handed to `each(local row, probabilities)`.
-fn each_row(
+/// The canonical probabilities of local rows `start..end`, checked, into
+/// `probs`: each row's T samples of C, row after row. A bad value is
+/// named by its file, its place there, the sample and the global row.
+pub(crate) fn read_canonical(
     samples: &Samples,
     job: &Job,
     (start, end): (u64, u64),
-    s: &mut Scratch,
-    each: &mut EachRow,
+    (bufs, stored): (&mut ReadBufs, &mut Vec<f64>),
+    probs: &mut Vec<f64>,
 ) -> Result<()> {
-    let (t_all, c) = (samples.samples(), samples.classes());
-    samples.read(start, end, &mut s.bufs, &mut s.stored)?;
-    s.probs.resize(t_all * c, 0.0);
-    for (i, row) in s.stored.chunks_exact(t_all * c).enumerate() {
+    let c = samples.classes();
+    samples.read(start, end, bufs, stored)?;
+    probs.resize(stored.len(), 0.0);
+    let per_row = (samples.samples() * c).max(1);
+    for (i, (row, out)) in stored
+        .chunks_exact(per_row)
+        .zip(probs.chunks_exact_mut(per_row))
+        .enumerate()
+    {
         let r = start + i as u64;
-        for (t, (stored, p)) in row
-            .chunks_exact(c)
-            .zip(s.probs.chunks_exact_mut(c))
-            .enumerate()
-        {
+        for (t, (stored, p)) in row.chunks_exact(c).zip(out.chunks_exact_mut(c)).enumerate() {
             canonical_probs(&job.input, stored, p).map_err(|problem| {
                 let (path, at) = samples.locate(t, r);
                 Error::BadSample(Box::new(BadSample {
@@ -105,7 +107,29 @@ fn each_row(
                 }))
             })?;
         }
-        each(r, &s.probs, &mut s.mean);
+    }
+    Ok(())
+}
+
+/// The canonical probabilities of local rows `start..end` (checked), each
+/// row's T samples handed to `each(local row, probabilities)`.
+fn each_row(
+    samples: &Samples,
+    job: &Job,
+    span: (u64, u64),
+    s: &mut Scratch,
+    each: &mut EachRow,
+) -> Result<()> {
+    let per_row = (samples.samples() * samples.classes()).max(1);
+    read_canonical(
+        samples,
+        job,
+        span,
+        (&mut s.bufs, &mut s.stored),
+        &mut s.probs,
+    )?;
+    for (i, p) in s.probs.chunks_exact(per_row).enumerate() {
+        each(span.0 + i as u64, p, &mut s.mean);
     }
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct Job {
     pub candidates: usize,
     /// Cluster-Margin: clusters to form (0 = k).
     pub clusters: usize,
+    /// BatchBALD: the configuration budget M, past which the joint
+    /// entropy is sampled (0 = 10,000).
+    pub configurations: usize,
     /// Rows per unit of parallel work, 0 = auto; results never depend on it.
     pub chunk_rows: u64,
 }
@@ -55,6 +58,7 @@ impl Job {
             stochastic: None,
             candidates: 0,
             clusters: 0,
+            configurations: 0,
             chunk_rows: 0,
         }
     }

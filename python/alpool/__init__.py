@@ -188,6 +188,7 @@ def _options(
     clusters: int | None = None,
     stochastic: str | None = None,
     beta: float = 1.0,
+    configurations: int | None = None,
 ) -> dict[str, Any]:
     return {
         "strategy": strategy,
@@ -205,6 +206,7 @@ def _options(
         "clusters": clusters,
         "stochastic": stochastic,
         "beta": beta,
+        "configurations": configurations,
     }
 
 
@@ -231,6 +233,7 @@ def select(
     clusters: int | None = None,
     stochastic: str | None = None,
     beta: float = 1.0,
+    configurations: int | None = None,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -284,6 +287,9 @@ def select(
             strategies; runs on the CPU.
         beta: the inverse temperature (> 0): larger follows the scores more
             closely; ``float("inf")`` is the plain top k.
+        configurations: BatchBALD's budget M (default 10,000): the batch's
+            joint entropy is exact while C^(picks) ≤ M, then estimated from
+            M configurations drawn by ``seed``.
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
@@ -331,6 +337,7 @@ def select(
         clusters=clusters,
         stochastic=stochastic,
         beta=beta,
+        configurations=configurations,
     )
     return _alpool.select(inputs, opts)
 

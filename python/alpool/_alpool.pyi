@@ -6,7 +6,7 @@ present: the inputs (``probs``, ``paths``, ``embeddings``, ``samples``,
 ``row_offset``) and the options (``strategy``, ``k``, ``exclude``,
 ``input``, ``temperature``, ``log_base``, ``seed``, ``device``,
 ``adapter``, ``renormalize``, ``sum_tol``, ``candidates``, ``clusters``,
-``stochastic``, ``beta``).
+``stochastic``, ``beta``, ``configurations``).
 """
 
 from collections.abc import Sequence

@@ -33,11 +33,13 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add(
         "BATCH_STRATEGIES",
-        of(|q| matches!(q, alpool::Query::Batch(_))),
+        // Keyed on what each reads: BatchBALD, a batch strategy over
+        // samples, is listed with the disagreement strategies.
+        of(|q| q.needs().embeddings == alpool::query::Use::Required),
     )?;
     m.add(
         "DISAGREEMENT_STRATEGIES",
-        of(|q| matches!(q, alpool::Query::Disagree(_))),
+        of(|q| q.needs().samples == alpool::query::Use::Required),
     )?;
     Ok(())
 }

@@ -57,6 +57,7 @@ pub struct Options<'py> {
     clusters: Option<usize>,
     stochastic: Option<StochasticArg>,
     beta: f64,
+    configurations: Option<usize>,
 }
 
 /// `dict[key]` converted; a conversion's own error (which names the
@@ -110,6 +111,7 @@ impl<'py> FromPyObject<'_, 'py> for Options<'py> {
             clusters: item(&d, "clusters")?,
             stochastic: item(&d, "stochastic")?,
             beta: item(&d, "beta")?,
+            configurations: item(&d, "configurations")?,
         })
     }
 }
@@ -309,6 +311,15 @@ impl Options<'_> {
         job.candidates = self.candidates.unwrap_or(0);
         job.clusters = self.clusters.unwrap_or(0);
         job.stochastic = self.stochastic();
+        job.configurations = match self.configurations {
+            Some(0) => {
+                return Err(PyValueError::new_err(
+                    "configurations must be at least 1 (the default is 10,000)",
+                ));
+            }
+            Some(m) => m,
+            None => 0,
+        };
         Ok(job)
     }
 }

@@ -27,7 +27,12 @@ def cli_select(cli: Path, args: list[str]) -> list[tuple[int, float]]:
     return [(int(r["index"]), float(r["score"])) for r in csv.DictReader(out.stdout.splitlines())]
 
 
-@pytest.mark.parametrize("strategy", alpool.DISAGREEMENT_STRATEGIES)
+# The strategies that score each row; BatchBALD, which picks a batch
+# greedily from the same samples, has its own tests below.
+ROW_WISE = [s for s in alpool.DISAGREEMENT_STRATEGIES if s != "batchbald"]
+
+
+@pytest.mark.parametrize("strategy", ROW_WISE)
 def test_every_layout_equals_the_cli(cli: Path, tmp_path: Path, strategy: str) -> None:
     s = samples(6, 800, 4, 1)
     path = tmp_path / "s.npy"
@@ -103,3 +108,32 @@ def test_shards_merge_into_the_whole_selection(tmp_path: Path) -> None:
         ]
         merged = alpool.merge_parts(parts, strategy, 50)
         assert np.array_equal(merged[0], whole[0]) and np.array_equal(merged[1], whole[1])
+
+
+def test_batchbald_equals_the_cli_in_every_layout(cli: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(1, 300, 3)) * 1.5 + rng.normal(size=(5, 300, 3))
+    s = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    s = s.astype(np.float32)
+    path = tmp_path / "s.npy"
+    np.save(path, s)
+    args = ["--samples", str(path), "-s", "batchbald", "-k", "6", "--configurations", "40"]
+    want = cli_select(cli, [*args, "--seed", "3"])
+    opts = {"strategy": "batchbald", "k": 6, "configurations": 40, "seed": 3}
+    for got in [
+        alpool.select(samples=s, **opts),
+        alpool.select(samples=np.ascontiguousarray(s.transpose(1, 0, 2)), layout="ntc", **opts),
+        alpool.select(samples=list(s), **opts),
+        alpool.select(samples=[str(path)], **opts),
+    ]:
+        assert [(int(i), float(v)) for i, v in zip(*got)] == want
+    # The first pick is BALD's best; while exact (3^3 <= 40 configurations),
+    # each pick adds information I(y_n; w | y_B) >= 0.
+    bald = alpool.select(samples=s, strategy="bald", k=1)
+    assert want[0][0] == int(bald[0][0])
+    assert all(b[1] >= a[1] for a, b in zip(want[:4], want[1:4]))
+    assert "batchbald" in alpool.DISAGREEMENT_STRATEGIES
+    with pytest.raises(ValueError, match="configurations must be at least 1"):
+        alpool.select(samples=s, strategy="batchbald", k=2, configurations=0)
+    with pytest.raises(ValueError, match="diverse batch itself"):
+        alpool.select(samples=s, strategy="batchbald", k=2, stochastic="power")

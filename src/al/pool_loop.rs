@@ -14,7 +14,7 @@ use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, TrainReport};
 use crate::pool::Exclusions;
 use crate::pool::Pool;
-use crate::query::{InputForm, LogBase, Query};
+use crate::query::{InputForm, LogBase, Query, Use};
 use crate::rng::Rng;
 use crate::select::Blocks;
 use crate::select::Selection;
@@ -283,7 +283,8 @@ pub fn run(
     if split.pool.is_empty() {
         return Err(Error::Config("the pool is empty".into()));
     }
-    if let Query::Disagree(d) = cfg.strategy {
+    if cfg.strategy.needs().samples == Use::Required {
+        let d = cfg.strategy;
         return Err(Error::Config(format!(
             "{d} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
         )));

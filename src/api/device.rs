@@ -85,6 +85,16 @@ pub enum Choice {
     Gpu(AdapterSummary, String),
 }
 
+/// Whether a query has a GPU engine: the disagreement strategies,
+/// BatchBALD and stochastic batches run on the CPU only, for now.
+fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
+    !stochastic
+        && !matches!(
+            query,
+            Query::Disagree(_) | Query::Batch(crate::query::BatchStrategy::BatchBald)
+        )
+}
+
 /// The device policy, written once for every caller. `adapters` lists
 /// what exists; it is called only when the decision depends on it (a
 /// small input under `auto` never probes).
@@ -104,7 +114,7 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
     } else {
         req.query.to_string()
     };
-    let gpu_engine = !matches!(req.query, Query::Disagree(_)) && !req.stochastic;
+    let gpu_engine = has_gpu_engine(req.query, req.stochastic);
     match req.device {
         Device::Cpu => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
         Device::Gpu if !gpu_engine => {

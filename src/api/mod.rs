@@ -23,7 +23,7 @@ use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
-use crate::query::{Input, Needs, Query, Strategy, Use};
+use crate::query::{BatchStrategy, Input, Needs, Query, Strategy, Use};
 use crate::score::random_priority;
 use crate::select::Selection;
 pub use device::Device;
@@ -259,6 +259,15 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
     let (selection, gpu_phases) = match job.query {
         _ if job.stochastic.is_some() => (stochastic::select(&inputs, job, run.progress)?, None),
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
+        Query::Batch(BatchStrategy::BatchBald) => {
+            let samples = inputs
+                .samples
+                .ok_or_else(|| missing(job.query, Input::Samples))?;
+            (
+                crate::batch::batchbald::select(samples, job, run.progress)?,
+                None,
+            )
+        }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
         Query::Disagree(_) => {
             let samples = inputs

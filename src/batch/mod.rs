@@ -21,6 +21,7 @@
 //! and memory beyond the mapped files is a few N-vectors.
 
 pub mod badge;
+pub(crate) mod batchbald;
 pub mod cluster_margin;
 pub mod coreset;
 pub mod dist;
@@ -86,6 +87,11 @@ pub(crate) fn select_on(
     let (picks, refined) = match strategy {
         BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress, clock_ref)?,
         BatchStrategy::Badge => badge::pick(needs_probs()?, emb, job, gpu, progress, clock_ref)?,
+        BatchStrategy::BatchBald => {
+            return Err(Error::Config(
+                "batchbald reads T samples per row (--samples), not embeddings".into(),
+            ));
+        }
         BatchStrategy::ClusterMargin => {
             cluster_margin::pick(backend, needs_probs()?, emb, job, progress, clock_ref)?
         }

@@ -191,7 +191,7 @@ pub struct PoolArgs {
     #[arg(long, value_enum, default_value = "e")]
     pub log_base: LogBaseArg,
 
-    /// Seed of the random strategy and of --stochastic's draws.
+    /// Seed of the random strategy, of --stochastic's draws and of batchbald's sampled configurations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
@@ -348,6 +348,12 @@ pub struct SelectArgs {
     #[arg(long, value_name = "N")]
     pub clusters: Option<usize>,
 
+    /// batchbald: the configuration budget M. The batch's joint entropy is
+    /// exact while C^(picks) ≤ M, then estimated from M configurations
+    /// drawn by --seed (as batchbald_redux); larger is closer and slower.
+    #[arg(long, value_name = "M", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub configurations: u64,
+
     /// Draw k rows at random, favouring informative ones, instead of the k
     /// best (stochastic batch acquisition, Kirsch et al. 2023): a batch of
     /// top-scored rows is often redundant. Seeded by --seed per global row:
@@ -490,6 +496,7 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let mut job = a.pool.job(sources.f16(), k);
     job.candidates = a.candidates.unwrap_or(0);
     job.clusters = a.clusters.unwrap_or(0);
+    job.configurations = usize::try_from(a.configurations).unwrap_or(usize::MAX);
     job.stochastic = a.stochastic.map(|s| Stochastic::new(s.into(), a.beta));
     if format == Some(report::Format::Part) && !alpool::part::mergeable(query, job.stochastic) {
         anyhow::bail!(
@@ -503,7 +510,7 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     }
     // A batch strategy reads the embeddings once per pick.
     let passes = match query {
-        Query::Batch(BatchStrategy::Badge | BatchStrategy::Coreset) => {
+        Query::Batch(BatchStrategy::Badge | BatchStrategy::Coreset | BatchStrategy::BatchBald) => {
             a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1
         }
         _ => 1,

@@ -103,14 +103,18 @@ pub enum BatchStrategy {
     Coreset,
     /// Cluster-Margin: low-margin candidates, clustered, round-robin.
     ClusterMargin,
+    /// BatchBALD: greedy in the batch's mutual information with the model,
+    /// from T samples per row.
+    BatchBald,
 }
 
 impl BatchStrategy {
     /// Every batch strategy.
-    pub const ALL: [BatchStrategy; 3] = [
+    pub const ALL: [BatchStrategy; 4] = [
         BatchStrategy::Badge,
         BatchStrategy::Coreset,
         BatchStrategy::ClusterMargin,
+        BatchStrategy::BatchBald,
     ];
 
     /// The name the CLI and the Python package use.
@@ -119,6 +123,7 @@ impl BatchStrategy {
             BatchStrategy::Badge => "badge",
             BatchStrategy::Coreset => "coreset",
             BatchStrategy::ClusterMargin => "cluster-margin",
+            BatchStrategy::BatchBald => "batchbald",
         }
     }
 }
@@ -347,6 +352,9 @@ impl Query {
             Query::Batch(BatchStrategy::ClusterMargin) => {
                 "Cluster-Margin: the lowest-margin rows (10·k, or --candidates), clustered (k, or --clusters), picked round-robin; reads embeddings"
             }
+            Query::Batch(BatchStrategy::BatchBald) => {
+                "BatchBALD: greedy in the batch's joint mutual information with the model over T samples (--samples); exact up to --configurations, then sampled"
+            }
             Query::Disagree(d) => match d {
                 Disagreement::Bald => {
                     "BALD: H[p̄] − mean_t H[p_t] over T samples (--samples): the mutual information between prediction and model"
@@ -387,7 +395,7 @@ impl Query {
                 embeddings: Required,
                 samples: Unused,
             },
-            Query::Disagree(_) => Needs {
+            Query::Disagree(_) | Query::Batch(BatchStrategy::BatchBald) => Needs {
                 probs: Unused,
                 embeddings: Unused,
                 samples: Required,

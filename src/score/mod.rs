@@ -22,6 +22,7 @@
 //! only with a proven error bound, and every row whose bound reaches the
 //! k-th priority is re-scored canonically (see `select`).
 
+pub mod batchbald;
 pub mod disagree;
 pub(crate) mod fast;
 pub mod input;

@@ -11,6 +11,7 @@ mod rng;
 mod al;
 mod api;
 mod batch;
+mod batchbald;
 mod cli;
 mod disagree;
 mod docs;
