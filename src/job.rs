@@ -2,8 +2,12 @@
 //! ([`crate::select()`]) takes it with the inputs the query needs; each
 //! engine reads the fields its query uses.
 
+use crate::error::{Error, Result};
 use crate::pool::Exclusions;
 use crate::query::{InputForm, LogBase, Query, Stochastic};
+
+/// The purity ProbCover's chosen δ must reach by default (the paper's α).
+pub const DEFAULT_PURITY: f64 = 0.95;
 
 /// What to select: the query, its options, k and the rows never to pick.
 ///
@@ -42,6 +46,20 @@ pub struct Job {
     pub configurations: usize,
     /// Rows per unit of parallel work, 0 = auto; results never depend on it.
     pub chunk_rows: u64,
+    /// k-means (typiclust, kmeans, probcover's δ): Lloyd's assignments at
+    /// most (0 = 100).
+    pub iterations: usize,
+    /// ProbCover: the ball radius δ (`None`: chosen by purity).
+    pub delta: Option<f64>,
+    /// ProbCover: the purity a chosen δ must reach.
+    pub purity: f64,
+    /// ProbCover: the k-means clusters (one per class) δ's purity is
+    /// measured over (0: δ must be given).
+    pub purity_classes: usize,
+    /// Weights a row-wise strategy by information density: its
+    /// informativeness times (mean cosine similarity to the pool)^β, from
+    /// the embeddings (see [`crate::coldstart::density`]).
+    pub density_beta: Option<f64>,
 }
 
 impl Job {
@@ -60,6 +78,11 @@ impl Job {
             clusters: 0,
             configurations: 0,
             chunk_rows: 0,
+            iterations: 0,
+            delta: None,
+            purity: DEFAULT_PURITY,
+            purity_classes: 0,
+            density_beta: None,
         }
     }
 
@@ -79,6 +102,30 @@ impl Job {
     pub fn stochastic(mut self, stochastic: Stochastic) -> Job {
         self.stochastic = Some(stochastic);
         self
+    }
+
+    /// Refuses exclusions past `rows` rows of `what` ("the pool's") and a k
+    /// beyond the rows left, for `strategy`, which picks distinct rows.
+    pub(crate) fn check_picks(&self, rows: u64, what: &str, strategy: &'static str) -> Result<()> {
+        if let Some(&bad) = self.exclusions.as_slice().last()
+            && bad >= rows
+        {
+            return Err(Error::Config(format!(
+                "excluded row {bad} is past {what} {rows} rows"
+            )));
+        }
+        let excluded = self.exclusions.len() as u64;
+        let selectable = rows - excluded.min(rows);
+        if self.k as u64 > selectable {
+            return Err(Error::TooFewRows {
+                strategy,
+                k: self.k,
+                selectable,
+                rows,
+                excluded,
+            });
+        }
+        Ok(())
     }
 
     /// Never selecting `rows`.

@@ -42,6 +42,7 @@ pub mod atomic;
 pub mod backend;
 pub mod batch;
 pub mod bench;
+pub mod coldstart;
 mod disagree;
 pub mod error;
 #[cfg(feature = "learner")]
@@ -66,6 +67,7 @@ pub use job::Job;
 pub use pool::{Exclusions, Pool};
 pub use pool::{SampleLayout, Samples};
 pub use query::{
-    BatchStrategy, Disagreement, InputForm, LogBase, Query, Stochastic, StochasticKind, Strategy,
+    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, Query, Stochastic, StochasticKind,
+    Strategy,
 };
 pub use select::{Selected, Selection};

@@ -53,6 +53,7 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 from . import _alpool  # noqa: E402
 from ._alpool import (  # noqa: E402
     BATCH_STRATEGIES,
+    COLD_START_STRATEGIES,
     DISAGREEMENT_STRATEGIES,
     ROW_STRATEGIES,
     AlpoolError,
@@ -61,6 +62,7 @@ from ._alpool import (  # noqa: E402
 
 __all__ = [
     "BATCH_STRATEGIES",
+    "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
     "ROW_STRATEGIES",
     "AlpoolError",
@@ -189,6 +191,11 @@ def _options(
     stochastic: str | None = None,
     beta: float = 1.0,
     configurations: int | None = None,
+    delta: float | None = None,
+    classes: int | None = None,
+    purity: float = 0.95,
+    iterations: int = 100,
+    density_beta: float | None = None,
 ) -> dict[str, Any]:
     return {
         "strategy": strategy,
@@ -207,6 +214,11 @@ def _options(
         "stochastic": stochastic,
         "beta": beta,
         "configurations": configurations,
+        "delta": delta,
+        "classes": classes,
+        "purity": purity,
+        "iterations": iterations,
+        "density_beta": density_beta,
     }
 
 
@@ -234,6 +246,11 @@ def select(
     stochastic: str | None = None,
     beta: float = 1.0,
     configurations: int | None = None,
+    delta: float | None = None,
+    classes: int | None = None,
+    purity: float = 0.95,
+    iterations: int = 100,
+    density_beta: float | None = None,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -290,6 +307,21 @@ def select(
         configurations: BatchBALD's budget M (default 10,000): the batch's
             joint entropy is exact while C^(picks) ≤ M, then estimated from
             M configurations drawn by ``seed``.
+        delta: ProbCover's ball radius δ (Euclidean, in embedding units);
+            without it, δ is the largest radius whose balls are at least
+            ``purity`` pure over ``classes`` k-means clusters.
+        classes, purity: how ProbCover chooses δ when it is not given.
+        iterations: Lloyd's k-means assignments at most (TypiClust, the
+            k-means baseline, ProbCover's δ); they stop once no row moves.
+        density_beta: weight a row-wise strategy by information density:
+            its informativeness (1 − margin for margin) times
+            max(0, mean cosine similarity to the pool)**density_beta, from
+            ``embeddings``.
+
+        The cold-start strategies ("typiclust", "probcover", "kmeans",
+        "density"; see ``COLD_START_STRATEGIES``) read ``embeddings`` alone,
+        so they choose a first batch before any label or model exists;
+        ``exclude`` lists rows already labeled, which count as covered.
 
     Returns:
         ``(indices, scores)``: int64 row indices and float64 scores (the
@@ -312,6 +344,9 @@ def select(
     >>> two = np.array([[[0.9, 0.1], [0.5, 0.5]], [[0.1, 0.9], [0.5, 0.5]]], dtype=np.float32)
     >>> alpool.select(samples=two, strategy="bald", k=1)[0].tolist()  # row 0's samples disagree
     [0]
+    >>> pts = np.array([[0, 0], [0, 1], [1, 0], [9, 9], [30, 30]], dtype=np.float32)
+    >>> alpool.select(embeddings=pts, strategy="probcover", k=2, delta=2.0)[0].tolist()
+    [0, 3]
     """
     inputs = _inputs(
         probs,
@@ -338,6 +373,11 @@ def select(
         stochastic=stochastic,
         beta=beta,
         configurations=configurations,
+        delta=delta,
+        classes=classes,
+        purity=purity,
+        iterations=iterations,
+        density_beta=density_beta,
     )
     return _alpool.select(inputs, opts)
 

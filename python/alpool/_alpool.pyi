@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "AlpoolError",
     "BATCH_STRATEGIES",
+    "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
     "ROW_STRATEGIES",
     "__version__",
@@ -29,6 +30,7 @@ __all__ = [
 __version__: str
 ROW_STRATEGIES: list[str]
 BATCH_STRATEGIES: list[str]
+COLD_START_STRATEGIES: list[str]
 DISAGREEMENT_STRATEGIES: list[str]
 
 class AlpoolError(ValueError): ...

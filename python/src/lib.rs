@@ -35,7 +35,14 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "BATCH_STRATEGIES",
         // Keyed on what each reads: BatchBALD, a batch strategy over
         // samples, is listed with the disagreement strategies.
-        of(|q| q.needs().embeddings == alpool::query::Use::Required),
+        of(|q| {
+            matches!(q, alpool::Query::Batch(_))
+                && q.needs().embeddings == alpool::query::Use::Required
+        }),
+    )?;
+    m.add(
+        "COLD_START_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Cold(_))),
     )?;
     m.add(
         "DISAGREEMENT_STRATEGIES",

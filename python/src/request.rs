@@ -58,6 +58,11 @@ pub struct Options<'py> {
     stochastic: Option<StochasticArg>,
     beta: f64,
     configurations: Option<usize>,
+    delta: Option<f64>,
+    classes: Option<usize>,
+    purity: f64,
+    iterations: usize,
+    density_beta: Option<f64>,
 }
 
 /// `dict[key]` converted; a conversion's own error (which names the
@@ -112,6 +117,11 @@ impl<'py> FromPyObject<'_, 'py> for Options<'py> {
             stochastic: item(&d, "stochastic")?,
             beta: item(&d, "beta")?,
             configurations: item(&d, "configurations")?,
+            delta: item(&d, "delta")?,
+            classes: item(&d, "classes")?,
+            purity: item(&d, "purity")?,
+            iterations: item(&d, "iterations")?,
+            density_beta: item(&d, "density_beta")?,
         })
     }
 }
@@ -320,6 +330,16 @@ impl Options<'_> {
             Some(m) => m,
             None => 0,
         };
+        if self.iterations == 0 {
+            return Err(PyValueError::new_err(
+                "iterations must be at least 1 (the default is 100)",
+            ));
+        }
+        job.iterations = self.iterations;
+        job.delta = self.delta;
+        job.purity = self.purity;
+        job.purity_classes = self.classes.unwrap_or(0);
+        job.density_beta = self.density_beta;
         Ok(job)
     }
 }

@@ -86,12 +86,15 @@ pub enum Choice {
 }
 
 /// Whether a query has a GPU engine: the disagreement strategies,
-/// BatchBALD and stochastic batches run on the CPU only, for now.
+/// BatchBALD, the representative strategies and stochastic batches run on
+/// the CPU only, for now.
 fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
     !stochastic
         && !matches!(
             query,
-            Query::Disagree(_) | Query::Batch(crate::query::BatchStrategy::BatchBald)
+            Query::Disagree(_)
+                | Query::Cold(_)
+                | Query::Batch(crate::query::BatchStrategy::BatchBald)
         )
 }
 

@@ -23,7 +23,7 @@ use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
-use crate::query::{BatchStrategy, Input, Needs, Query, Strategy, Use};
+use crate::query::{BatchStrategy, ColdStart, Input, Needs, Query, Strategy, Use};
 use crate::score::random_priority;
 use crate::select::Selection;
 pub use device::Device;
@@ -233,7 +233,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
     let inputs = inputs.into();
     check_inputs(&inputs, job)?;
     if inputs.rows.is_some() {
-        if !matches!(job.query, Query::Score(_)) {
+        if !matches!(job.query, Query::Score(_)) || job.density_beta.is_some() {
             return Err(Error::Config(format!(
                 "{}: rows given by index are ranked for row-wise strategies only",
                 job.query
@@ -251,13 +251,33 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         adapter: run.adapter.as_deref(),
         bytes: inputs.bytes(),
         float64: inputs.float64(),
-        query: job.query,
+        // A density-weighted query runs where density runs.
+        query: match job.density_beta {
+            Some(_) => Query::Cold(ColdStart::Density),
+            None => job.query,
+        },
         stochastic: job.stochastic.is_some(),
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
     let (selection, gpu_phases) = match job.query {
         _ if job.stochastic.is_some() => (stochastic::select(&inputs, job, run.progress)?, None),
+        Query::Score(_) if job.density_beta.is_some() => {
+            let beta = job.density_beta.unwrap_or(0.0);
+            let (probs, emb) = match (inputs.probs, inputs.embeddings) {
+                (Some(p), Some(e)) => (p, e),
+                (None, _) => return Err(missing(job.query, Input::Probs)),
+                (_, None) => return Err(missing(job.query, Input::Embeddings)),
+            };
+            let sel = crate::coldstart::select_weighted(probs, emb, job, beta, run.progress)?;
+            (sel, None)
+        }
+        Query::Cold(_) => {
+            let emb = inputs
+                .embeddings
+                .ok_or_else(|| missing(job.query, Input::Embeddings))?;
+            (crate::coldstart::select(emb, job, run.progress)?, None)
+        }
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(BatchStrategy::BatchBald) => {
             let samples = inputs
@@ -368,7 +388,21 @@ fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
             )));
         }
     }
-    let needs: Needs = job.query.needs();
+    let mut needs: Needs = job.query.needs();
+    if job.density_beta.is_some() {
+        let Query::Score(_) = job.query else {
+            return Err(Error::Config(format!(
+                "--density-beta (density_beta=) weights a row-wise strategy; {} is not one",
+                job.query
+            )));
+        };
+        if job.stochastic.is_some() {
+            return Err(Error::Config(
+                "--density-beta and --stochastic do not combine yet: choose one".into(),
+            ));
+        }
+        needs.embeddings = Use::Required;
+    }
     #[cfg(feature = "learner")]
     if inputs.model.is_some() && inputs.probs.is_some() {
         return Err(Error::Config(

@@ -135,6 +135,7 @@ impl Selection {
             excluded,
             refined,
             phases: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }

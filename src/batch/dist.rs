@@ -124,6 +124,126 @@ fn lanes16(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     s.iter().sum::<f32>() + t
 }
 
+/// Rows per group of [`sq_dist_f32_x16`]: one float32 vector lane each.
+pub(crate) const GROUP: usize = 16;
+
+/// Groups of [`GROUP`] rows of `rows` (D columns), each stored transposed
+/// (`t[g·D·16 + l·16 + lane]`), the last group padded with zeros, so one
+/// row meets sixteen others with every lane busy and no horizontal sum.
+pub(crate) fn transpose_groups(rows: &[f32], d: usize) -> Vec<f32> {
+    let n = rows.len() / d.max(1);
+    let groups = n.div_ceil(GROUP);
+    let mut t = vec![0f32; groups * GROUP * d];
+    for (r, x) in rows.chunks_exact(d).enumerate() {
+        let (g, lane) = (r / GROUP, r % GROUP);
+        let base = g * GROUP * d;
+        for (l, &v) in x.iter().enumerate() {
+            t[base + l * GROUP + lane] = v;
+        }
+    }
+    t
+}
+
+/// Fast float32 squared distances from `x` to the sixteen rows of one
+/// transposed group: each lane sums its `d` terms in column order, so the
+/// bound of [`gamma32`] holds as for [`sq_dist_f32`].
+#[inline(always)]
+pub(crate) fn sq_dist_f32_x16(x: &[f32], group: &[f32]) -> [f32; GROUP] {
+    let mut acc = [0f32; GROUP];
+    let (cols, _) = group.as_chunks::<GROUP>();
+    for (&v, col) in x.iter().zip(cols) {
+        for l in 0..GROUP {
+            let t = v - col[l];
+            acc[l] += t * t;
+        }
+    }
+    acc
+}
+
+/// A kernel computing [`sq_dist_f32_x16`]: the portable one, or one in
+/// AVX-512 intrinsics (compilers keep generic code to 256-bit vectors even
+/// where 512-bit ones are enabled). Both sum each lane's terms in column
+/// order, the second with fused multiply-adds: the bound covers both.
+pub(crate) type X16 = fn(&[f32], &[f32]) -> [f32; GROUP];
+
+/// The fastest [`X16`] kernel `simd` runs.
+pub(crate) fn x16_kernel(simd: Simd) -> X16 {
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: `Simd::Avx512` is detected only on CPUs with AVX-512F.
+        return |x, g| unsafe { x16_avx512(x, g) };
+    }
+    let _ = simd;
+    |x, g| sq_dist_f32_x16(x, g)
+}
+
+/// A kernel computing [`sq_dist_f32`] for one pair: the portable one, or
+/// one in AVX-512 intrinsics (sixteen lanes with fused multiply-adds, then
+/// their sum; any order is within the bound).
+pub(crate) type X1 = fn(&[f32], &[f32]) -> f32;
+
+/// The fastest [`X1`] kernel `simd` runs.
+pub(crate) fn x1_kernel(simd: Simd) -> X1 {
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: `Simd::Avx512` is detected only on CPUs with AVX-512F.
+        return |a, b| unsafe { x1_avx512(a, b) };
+    }
+    let _ = simd;
+    |a, b| sq_dist_f32(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn x1_avx512(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::{
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_sub_ps,
+    };
+    let n = a.len().min(b.len());
+    let full = n / GROUP * GROUP;
+    let mut acc = _mm512_setzero_ps();
+    let mut at = 0;
+    while at < full {
+        // SAFETY: `at + 16 ≤ n` for both slices.
+        let (x, y) = unsafe {
+            (
+                _mm512_loadu_ps(a.as_ptr().add(at)),
+                _mm512_loadu_ps(b.as_ptr().add(at)),
+            )
+        };
+        let t = _mm512_sub_ps(x, y);
+        acc = _mm512_fmadd_ps(t, t, acc);
+        at += GROUP;
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[full..n].iter().zip(&b[full..n]) {
+        let t = x - y;
+        tail += t * t;
+    }
+    _mm512_reduce_add_ps(acc) + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn x16_avx512(x: &[f32], group: &[f32]) -> [f32; GROUP] {
+    use std::arch::x86_64::{
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm512_sub_ps,
+    };
+    assert!(group.len() >= x.len() * GROUP);
+    let mut acc = _mm512_setzero_ps();
+    for (l, &v) in x.iter().enumerate() {
+        // SAFETY: the assert keeps every load of sixteen floats in bounds.
+        let c = unsafe { _mm512_loadu_ps(group.as_ptr().add(l * GROUP)) };
+        let t = _mm512_sub_ps(_mm512_set1_ps(v), c);
+        acc = _mm512_fmadd_ps(t, t, acc);
+    }
+    let mut out = [0f32; GROUP];
+    // SAFETY: `out` holds sixteen floats.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    out
+}
+
 /// Which vector unit the fast kernels run on: the CPU's, detected once
 /// for every kernel compiled per instruction set.
 pub(crate) use crate::backend::cpu::Isa as Simd;
@@ -163,6 +283,35 @@ mod tests {
                     .sum();
                 let (fd, ed) = (dot_f32(a, b) as f64, dot_f64(a, b));
                 assert!((fd - ed).abs() <= gamma32(d + 2) * abs + underflow32(d));
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_distances_stay_within_the_bound() {
+        for d in [1, 5, 16, 33, 128] {
+            let x = rows(37, d, d as u64 + 7);
+            let t = transpose_groups(&x, d);
+            for a in x.chunks_exact(d) {
+                for (g, group) in t.chunks_exact(GROUP * d).enumerate() {
+                    let fast = Simd::detect().run(|| sq_dist_f32_x16(a, group));
+                    let best = x16_kernel(Simd::detect())(a, group);
+                    let one = x1_kernel(Simd::detect());
+                    for (lane, (&f, &b)) in fast.iter().zip(&best).enumerate() {
+                        let r = g * GROUP + lane;
+                        let exact = match x.chunks_exact(d).nth(r) {
+                            Some(b) => sq_dist_f64(a, b),
+                            None => sq_dist_f64(a, &vec![0.0; d]),
+                        };
+                        let bound = gamma32(d + 2) * exact + underflow32(d);
+                        assert!((f as f64 - exact).abs() <= bound, "d {d} row {r}");
+                        assert!((b as f64 - exact).abs() <= bound, "d {d} row {r}");
+                        if let Some(row) = x.chunks_exact(d).nth(r) {
+                            let f1 = one(a, row) as f64;
+                            assert!((f1 - exact).abs() <= bound, "d {d} row {r}");
+                        }
+                    }
+                }
             }
         }
     }

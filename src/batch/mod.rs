@@ -45,12 +45,12 @@ use crate::pool::Pool;
 use crate::pool::npy::DType;
 use crate::query::{BatchStrategy, InputForm, Query, RowProblem, Value};
 use crate::score::input::canonical_probs;
-use crate::select::{Selected, Selection};
+use crate::select::Selection;
 
 /// Rows per unit of parallel work for `emb`: `job.chunk_rows`, or about
 /// 1 MiB of embeddings, several chunks per core even for small pools and
 /// few enough that a pass's bookkeeping is noise. Picks never depend on it.
-fn rows_per_chunk(job: &Job, emb: &Pool) -> u64 {
+pub(crate) fn rows_per_chunk(job: &Job, emb: &Pool) -> u64 {
     if job.chunk_rows > 0 {
         return job.chunk_rows;
     }
@@ -96,23 +96,10 @@ pub(crate) fn select_on(
             cluster_margin::pick(backend, needs_probs()?, emb, job, progress, clock_ref)?
         }
     };
-    let entries = picks
-        .into_iter()
-        .enumerate()
-        .map(|(i, (index, score))| Selected {
-            rank: i as u64 + 1,
-            index,
-            score,
-        })
-        .collect();
-    Ok(Selection {
-        strategy: job.query,
-        entries,
-        rows: emb.rows(),
-        excluded: job.exclusions.len() as u64,
-        refined,
-        phases: clock.phases,
-    })
+    let excluded = job.exclusions.len() as u64;
+    let mut sel = Selection::of_picks(job.query, picks, emb.rows(), excluded, refined);
+    sel.phases = clock.phases;
+    Ok(sel)
 }
 
 /// Phase timings for `-v`: the time since the last lap, added to the
@@ -163,24 +150,7 @@ fn check(strategy: BatchStrategy, probs: Option<&Pool>, emb: &Pool, job: &Job) -
             });
         }
     }
-    let excluded = job.exclusions.len() as u64;
-    let selectable = rows - excluded.min(rows);
-    if job.k as u64 > selectable {
-        return Err(Error::TooFewRows {
-            strategy: strategy.name(),
-            k: job.k,
-            selectable,
-            rows,
-            excluded,
-        });
-    }
-    if let Some(&bad) = job.exclusions.as_slice().last()
-        && bad >= rows
-    {
-        return Err(Error::Config(format!(
-            "excluded row {bad} is past the pool's {rows} rows"
-        )));
-    }
+    job.check_picks(rows, "the pool's", strategy.name())?;
     Ok(())
 }
 

@@ -344,7 +344,8 @@ pub struct SelectArgs {
     #[arg(long, value_name = "N")]
     pub candidates: Option<usize>,
 
-    /// cluster-margin: how many clusters to form [default: k].
+    /// cluster-margin: how many clusters to form [default: k]; typiclust,
+    /// kmeans: the k-means clusters [default: labeled rows + k].
     #[arg(long, value_name = "N")]
     pub clusters: Option<usize>,
 
@@ -361,6 +362,33 @@ pub struct SelectArgs {
     /// row-wise and disagreement strategies; runs on the CPU.
     #[arg(long, value_enum, value_name = "KIND")]
     pub stochastic: Option<StochasticArg>,
+
+    /// probcover: the ball radius δ (Euclidean, in embedding units). Without
+    /// it, δ is the largest radius whose balls are at least --purity pure
+    /// over --classes k-means clusters.
+    #[arg(long, value_name = "D")]
+    pub delta: Option<f64>,
+
+    /// probcover without --delta: the number of classes, one k-means
+    /// cluster each, over which δ's purity is measured.
+    #[arg(long, value_name = "C")]
+    pub classes: Option<usize>,
+
+    /// probcover without --delta: the fraction of balls that must hold rows
+    /// of one cluster only.
+    #[arg(long, value_name = "A", default_value_t = 0.95)]
+    pub purity: f64,
+
+    /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most
+    /// (they stop earlier once no row moves).
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+
+    /// Weight a row-wise strategy by information density (Settles and
+    /// Craven 2008): its informativeness (1 − margin for margin) times
+    /// max(0, mean cosine similarity to the pool)^B, from --embeddings.
+    #[arg(long, value_name = "B")]
+    pub density_beta: Option<f64>,
 
     /// --stochastic's inverse temperature (> 0): larger follows the scores
     /// more closely; "inf" is the plain top k.
@@ -465,6 +493,42 @@ impl Sources {
     }
 }
 
+impl SelectArgs {
+    /// Refuses parts and shards for selections that see the whole pool at
+    /// once (batch, cold-start, density-weighted): they have none to merge.
+    fn refuse_parts(&self, query: Query, format: Option<report::Format>) -> anyhow::Result<()> {
+        if !matches!(query, Query::Batch(_) | Query::Cold(_)) && self.density_beta.is_none() {
+            return Ok(());
+        }
+        let what = match self.density_beta {
+            Some(_) => format!("{query} with --density-beta"),
+            None => query.to_string(),
+        };
+        if self.row_offset.is_some() || self.all {
+            anyhow::bail!("{what} picks k rows of one machine's pool (no --row-offset or --all)");
+        }
+        if format == Some(report::Format::Part) {
+            anyhow::bail!("{what} writes a final batch (.csv, .jsonl or .npy), not a part");
+        }
+        Ok(())
+    }
+
+    /// The strategy-specific options, onto `job`.
+    fn options(&self, job: &mut Job) {
+        job.candidates = self.candidates.unwrap_or(0);
+        job.clusters = self.clusters.unwrap_or(0);
+        job.configurations = usize::try_from(self.configurations).unwrap_or(usize::MAX);
+        job.iterations = usize::try_from(self.iterations).unwrap_or(usize::MAX);
+        job.delta = self.delta;
+        job.purity = self.purity;
+        job.purity_classes = self.classes.unwrap_or(0);
+        job.density_beta = self.density_beta;
+        job.stochastic = self
+            .stochastic
+            .map(|s| Stochastic::new(s.into(), self.beta));
+    }
+}
+
 pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let format = a
@@ -474,14 +538,7 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
         .transpose()?;
     let k = if a.all { usize::MAX } else { a.k };
     let query = Query::from(a.pool.strategy);
-    if let Query::Batch(b) = query {
-        if a.row_offset.is_some() || a.all {
-            anyhow::bail!("{b} picks k rows of one machine's pool (no --row-offset or --all)");
-        }
-        if format == Some(report::Format::Part) {
-            anyhow::bail!("{b} writes a final batch (.csv, .jsonl or .npy), not a part");
-        }
-    }
+    a.refuse_parts(query, format)?;
     let offset = a.row_offset.unwrap_or(0);
     let sources = Sources::open(&a.pool, &a.embeddings, offset)?;
     if let (true, Some(s)) = (a.pool.verbose, &sources.samples) {
@@ -494,10 +551,7 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
         );
     }
     let mut job = a.pool.job(sources.f16(), k);
-    job.candidates = a.candidates.unwrap_or(0);
-    job.clusters = a.clusters.unwrap_or(0);
-    job.configurations = usize::try_from(a.configurations).unwrap_or(usize::MAX);
-    job.stochastic = a.stochastic.map(|s| Stochastic::new(s.into(), a.beta));
+    a.options(&mut job);
     if format == Some(report::Format::Part) && !alpool::part::mergeable(query, job.stochastic) {
         anyhow::bail!(
             "{query} with --stochastic softrank ranks the whole pool: its parts cannot be merged (use power or softmax across machines)"
@@ -531,6 +585,11 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
     let out = out?;
     if a.pool.verbose {
         eprintln!("alpool: {}", out.reason);
+    }
+    if !a.pool.quiet {
+        for note in &out.selection.notes {
+            eprintln!("alpool: {note}");
+        }
     }
     if a.verify {
         verify(&sources, &job, &out)?;

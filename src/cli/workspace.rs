@@ -35,9 +35,56 @@ pub struct InitArgs {
     /// {"id": "a17", "image": "https://host/a17.jpg"} or {"id": 3, "text": "…"}.
     #[arg(long, value_name = "items.jsonl")]
     pub data: Option<PathBuf>,
+    /// Choose the first batch now, with no labels or model: a cold-start
+    /// strategy (typiclust, probcover, kmeans, density) over --embeddings,
+    /// written to --out; seed labels count as covered.
+    #[arg(long, value_name = "STRATEGY", requires = "out")]
+    pub seed_strategy: Option<QueryArg>,
+    /// Items in the first batch.
+    #[arg(short, default_value_t = 100)]
+    pub k: usize,
+    /// The first batch: .csv (id,index,score), .jsonl, or .json (Label
+    /// Studio tasks, no predictions yet).
+    #[arg(long, value_name = "FILE", requires = "seed_strategy")]
+    pub out: Option<PathBuf>,
+    /// Embeddings for --seed-strategy, one row per item (float32, float16 or
+    /// float64) [default: the features].
+    #[arg(long, value_name = "E.npy", requires = "seed_strategy")]
+    pub embeddings: Option<PathBuf>,
+    /// Seed of the strategy's k-means.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// probcover: the ball radius δ [default: chosen by purity 0.95 over one
+    /// k-means cluster per class].
+    #[arg(long, value_name = "D")]
+    pub delta: Option<f64>,
+}
+
+impl InitArgs {
+    /// The first batch's job, refused before anything is written when its
+    /// strategy needs a model.
+    fn first_batch_job(&self) -> anyhow::Result<Option<alpool::Job>> {
+        let Some(s) = self.seed_strategy else {
+            return Ok(None);
+        };
+        let query = alpool::Query::from(s);
+        if !matches!(query, alpool::Query::Cold(_)) {
+            anyhow::bail!(
+                "--seed-strategy {query} needs a model; the first batch takes typiclust, probcover, kmeans or density"
+            );
+        }
+        if let Some(out) = &self.out {
+            alpool::workspace::export::BatchFormat::from_path(out)?;
+        }
+        let mut job = alpool::Job::new(query, alpool::InputForm::probs(), self.k).seed(self.seed);
+        job.delta = self.delta;
+        job.purity_classes = self.classes.len();
+        Ok(Some(job))
+    }
 }
 
 pub fn init(a: InitArgs) -> anyhow::Result<()> {
+    let first = a.first_batch_job()?;
     let (_, h) = alpool::pool::map_npy(
         &a.features,
         FEATURE_DTYPES,
@@ -68,6 +115,42 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         a.dir.display(),
         a.classes.len(),
         ws.labels()?.len()
+    );
+    if let (Some(job), Some(out)) = (first, &a.out) {
+        // A failed first batch takes the new workspace with it: nothing
+        // half-made is left behind.
+        if let Err(e) = first_batch(&ws, &a, &job, out) {
+            drop(ws);
+            let _ = std::fs::remove_dir_all(&a.dir);
+            return Err(e.context(format!(
+                "no workspace was created at {}: its first batch failed",
+                a.dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn first_batch(
+    ws: &Workspace,
+    a: &InitArgs,
+    job: &alpool::Job,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let path = a.embeddings.as_ref().unwrap_or(&a.features);
+    let emb = alpool::Pool::open_embeddings(&[path])?;
+    let bar = super::progress::Bar::bytes(emb.data_bytes(), false, job.query.name());
+    let sel = alpool::workspace::first::first_batch(ws, &emb, job, out, &bar);
+    bar.finish();
+    let sel = sel?;
+    for note in &sel.notes {
+        eprintln!("alpool: {note}");
+    }
+    println!(
+        "first batch: {} items by {} written to {}",
+        sel.entries.len(),
+        job.query,
+        out.display()
     );
     Ok(())
 }

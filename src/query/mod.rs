@@ -189,8 +189,58 @@ impl Disagreement {
     }
 }
 
+/// A representative (cold-start) strategy: it reads embeddings alone, so
+/// it can choose the first batch before any label or model exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ColdStart {
+    /// TypiClust (Hacohen et al. 2022): the most typical row of each of the
+    /// largest clusters holding no labeled row.
+    Typiclust,
+    /// ProbCover (Yehuda et al. 2022): greedy maximum coverage of δ-balls.
+    Probcover,
+    /// The unlabeled row nearest each k-means centre.
+    Kmeans,
+    /// Information density alone: the mean cosine similarity to the pool
+    /// (Settles and Craven 2008).
+    Density,
+}
+
+impl ColdStart {
+    /// Every representative strategy.
+    pub const ALL: [ColdStart; 4] = [
+        ColdStart::Typiclust,
+        ColdStart::Probcover,
+        ColdStart::Kmeans,
+        ColdStart::Density,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColdStart::Typiclust => "typiclust",
+            ColdStart::Probcover => "probcover",
+            ColdStart::Kmeans => "kmeans",
+            ColdStart::Density => "density",
+        }
+    }
+}
+
+impl fmt::Display for ColdStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<ColdStart> for Query {
+    fn from(c: ColdStart) -> Query {
+        Query::Cold(c)
+    }
+}
+
 /// Any query strategy: one that scores each row on its own, a batch-aware
-/// one, or one that scores each row from T samples.
+/// one, one that scores each row from T samples, or a representative one
+/// over embeddings alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Query {
     /// A strategy that scores each row on its own.
@@ -199,6 +249,8 @@ pub enum Query {
     Batch(BatchStrategy),
     /// A strategy that scores each row from T samples of its probabilities.
     Disagree(Disagreement),
+    /// A representative strategy over embeddings alone (cold start).
+    Cold(ColdStart),
 }
 
 /// An input a query can read.
@@ -290,12 +342,14 @@ impl Needs {
 }
 
 impl Query {
-    /// Every strategy: row-wise, batch-aware, then disagreement.
+    /// Every strategy: row-wise, batch-aware, disagreement, then
+    /// representative.
     pub fn all() -> Vec<Query> {
         let rows = Strategy::ALL.into_iter().map(Query::Score);
         let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
         let samples = Disagreement::ALL.into_iter().map(Query::Disagree);
-        rows.chain(batch).chain(samples).collect()
+        let cold = ColdStart::ALL.into_iter().map(Query::Cold);
+        rows.chain(batch).chain(samples).chain(cold).collect()
     }
 
     /// The name the CLI and the Python package use.
@@ -304,6 +358,7 @@ impl Query {
             Query::Score(s) => s.name(),
             Query::Batch(b) => b.name(),
             Query::Disagree(d) => d.name(),
+            Query::Cold(c) => c.name(),
         }
     }
 
@@ -372,6 +427,20 @@ impl Query {
                 }
                 Disagreement::KlMax => "largest KL(p_t ‖ p̄) over T samples (--samples)",
             },
+            Query::Cold(c) => match c {
+                ColdStart::Typiclust => {
+                    "TypiClust: k-means into |labeled| + k clusters; the most typical row (1 / mean distance to its 20 nearest neighbours) of each largest cluster with no labeled row; embeddings alone, no labels needed"
+                }
+                ColdStart::Probcover => {
+                    "ProbCover: greedy maximum coverage of δ-balls (--delta, or chosen for purity ≥ --purity over --classes k-means clusters); embeddings alone"
+                }
+                ColdStart::Kmeans => {
+                    "the unlabeled row nearest each k-means centre (|labeled| + k clusters): a coverage baseline; embeddings alone"
+                }
+                ColdStart::Density => {
+                    "information density: mean cosine similarity to the pool; with another strategy, --density-beta weights it"
+                }
+            },
         }
     }
 
@@ -400,6 +469,11 @@ impl Query {
                 embeddings: Unused,
                 samples: Required,
             },
+            Query::Cold(_) => Needs {
+                probs: Unused,
+                embeddings: Required,
+                samples: Unused,
+            },
         }
     }
 
@@ -409,7 +483,7 @@ impl Query {
         match self {
             Query::Score(s) => s.min_classes(),
             Query::Batch(BatchStrategy::ClusterMargin) => 2,
-            Query::Batch(_) | Query::Disagree(_) => 1,
+            Query::Batch(_) | Query::Disagree(_) | Query::Cold(_) => 1,
         }
     }
 }

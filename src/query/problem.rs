@@ -59,6 +59,8 @@ pub enum RowProblem {
         /// The largest magnitude allowed.
         limit: f64,
     },
+    /// An all-zero embedding, which has no direction for cosine similarity.
+    ZeroNorm,
 }
 
 impl fmt::Display for RowProblem {
@@ -87,6 +89,10 @@ impl fmt::Display for RowProblem {
             RowProblem::TooLarge { col, value, limit } => write!(
                 f,
                 "column {col} is {value}; embedding values must lie within ±{limit:e} so that squared distances stay finite in float32"
+            ),
+            RowProblem::ZeroNorm => write!(
+                f,
+                "every value is 0, so the row has no direction for cosine similarity; drop the row or give it a nonzero embedding"
             ),
         }
     }

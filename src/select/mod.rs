@@ -251,6 +251,9 @@ pub struct Selection {
     /// Where a batch-aware selection spent its time, phase by phase, in
     /// order (empty for row-wise selections).
     pub phases: Vec<(&'static str, std::time::Duration)>,
+    /// What a strategy built on the way, for `-v` (k-means' iterations,
+    /// ProbCover's δ and graph).
+    pub notes: Vec<String>,
 }
 
 impl Selection {
@@ -265,6 +268,35 @@ impl Selection {
     ) -> Self {
         let best = top.into_sorted().into_iter().map(|r| r.entry());
         Selection::ranked(query.into(), best, rows, excluded, refined)
+    }
+
+    /// The selection of `picks` (row, score) in pick order, as a batch or
+    /// cold-start strategy made them.
+    pub(crate) fn of_picks(
+        query: Query,
+        picks: Vec<(u64, f64)>,
+        rows: u64,
+        excluded: u64,
+        refined: u64,
+    ) -> Self {
+        let entries = picks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (index, score))| Selected {
+                rank: i as u64 + 1,
+                index,
+                score,
+            })
+            .collect();
+        Selection {
+            strategy: query,
+            entries,
+            rows,
+            excluded,
+            refined,
+            phases: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     /// The selection of rows `best` (global row, canonical priority), best
@@ -292,6 +324,7 @@ impl Selection {
             excluded,
             refined,
             phases: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

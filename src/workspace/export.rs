@@ -64,6 +64,10 @@ pub struct BatchInfo<'a> {
     pub strategy: Query,
     /// The workspace token.
     pub token: &'a str,
+    /// Whether a model made predictions: a cold-start batch, chosen before
+    /// any model exists, carries none (no `predicted` and `p_` columns, no
+    /// Label Studio prediction, no round).
+    pub model: bool,
 }
 
 /// The one `model_version` of a workspace's predictions.
@@ -141,6 +145,9 @@ pub fn write_batch(
     info: &BatchInfo,
     rows: &[BatchRow],
 ) -> std::io::Result<()> {
+    if !info.model && !matches!(format, BatchFormat::LabelStudio) {
+        return write_unpredicted(w, format, rows);
+    }
     let classes = info.classes;
     match format {
         BatchFormat::Csv => {
@@ -187,11 +194,16 @@ pub fn write_batch(
                     data.insert("alpool_id".into(), r.id.into());
                     data.insert("alpool_workspace".into(), info.token.into());
                     data.insert("alpool_index".into(), r.index.into());
-                    data.insert("alpool_round".into(), info.round.into());
+                    if info.model {
+                        data.insert("alpool_round".into(), info.round.into());
+                    }
                     data.insert("alpool_rank".into(), r.rank.into());
                     data.insert("alpool_score".into(), r.score.into());
                     if let Some(d) = r.data {
                         data.extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    if !info.model {
+                        return serde_json::json!({ "data": data });
                     }
                     serde_json::json!({
                         "data": data,
@@ -202,6 +214,28 @@ pub fn write_batch(
             let text = serde_json::to_string_pretty(&tasks).map_err(std::io::Error::other)?;
             w.write_all(text.as_bytes())?;
             writeln!(w)?;
+        }
+    }
+    Ok(())
+}
+
+/// A batch chosen before any model: ids, rows and scores alone.
+fn write_unpredicted(
+    w: &mut dyn Write,
+    format: BatchFormat,
+    rows: &[BatchRow],
+) -> std::io::Result<()> {
+    if let BatchFormat::Csv = format {
+        writeln!(w, "id,index,score")?;
+    }
+    for r in rows {
+        match format {
+            BatchFormat::Csv => writeln!(w, "{},{},{}", csv_field(r.id), r.index, r.score)?,
+            _ => writeln!(
+                w,
+                "{}",
+                serde_json::json!({"id": r.id, "index": r.index, "rank": r.rank, "score": r.score})
+            )?,
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 //! first (up to `--wait` seconds) and then fails clearly.
 
 pub mod export;
+pub mod first;
 pub mod ingest;
 mod init;
 pub mod items;

@@ -203,6 +203,7 @@ fn export(
             round: d.round,
             strategy: opts.strategy,
             token: &token,
+            model: true,
         };
         export::write_batch(w, format, &info, &rows).map_err(|e| Error::io(&opts.out, e))
     })?;

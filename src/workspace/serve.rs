@@ -354,6 +354,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         round: 0,
         strategy: shared.opts.strategy.into(),
         token: &shared.token,
+        model: true,
     };
     let results: Vec<Value> = probs
         .chunks_exact(c)

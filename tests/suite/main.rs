@@ -13,6 +13,7 @@ mod api;
 mod batch;
 mod batchbald;
 mod cli;
+mod coldstart;
 mod disagree;
 mod docs;
 mod exactness;

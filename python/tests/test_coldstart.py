@@ -1,0 +1,111 @@
+"""Cold-start strategies from Python against NumPy references written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import alpool
+
+
+def blobs(n: int, d: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 9, size=(5, d)).astype(np.float32) * 2
+    x = centres[rng.integers(0, 5, n)] + rng.integers(-2, 3, size=(n, d)) * 0.5
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def canonical_sq(a: np.ndarray, b: np.ndarray) -> float:
+    """The documented canonical squared distance: eight lanes by column."""
+    t = (a.astype(np.float64) - b.astype(np.float64)) ** 2
+    lanes = []
+    for j in range(8):
+        acc = 0.0
+        for v in t[j::8]:  # each lane adds its terms in column order
+            acc += float(v)
+        lanes.append(acc)
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+        (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
+    )
+
+
+def probcover_reference(x: np.ndarray, k: int, delta: float, labeled: list[int]) -> list[int]:
+    n = len(x)
+    d2 = delta * delta
+    balls = [[j for j in range(n) if canonical_sq(x[i], x[j]) < d2] for i in range(n)]
+    covered = np.zeros(n, dtype=bool)
+    open_ = np.ones(n, dtype=bool)
+    for r in labeled:
+        open_[r] = False
+        covered[balls[r]] = True
+    picks: list[int] = []
+    while len(picks) < k:
+        gains = [(int((~covered[balls[r]]).sum()), -r) for r in range(n) if open_[r]]
+        gain, neg = max(gains)
+        assert gain > 0, "the test keeps coverage incomplete"
+        p = -neg
+        picks.append(p)
+        open_[p] = False
+        covered[balls[p]] = True
+    return picks
+
+
+def test_probcover_equals_a_numpy_reference() -> None:
+    x = blobs(90, 5, 1)
+    for labeled in ([], [2, 30]):
+        idx, _ = alpool.select(embeddings=x, strategy="probcover", k=6, delta=1.2, exclude=labeled)
+        assert idx.tolist() == probcover_reference(x, 6, 1.2, labeled)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    w = x.astype(np.float64)
+    return w / np.linalg.norm(w, axis=1, keepdims=True)
+
+
+def test_density_equals_a_numpy_reference() -> None:
+    # Continuous data: no two densities within rounding of each other.
+    x = np.random.default_rng(2).normal(size=(300, 7)).astype(np.float32) + 0.5
+    unit = unit_rows(x)
+    sim = unit @ unit.mean(axis=0)
+    idx, scores = alpool.select(embeddings=x, strategy="density", k=10, exclude=[0])
+    sim[0] = -np.inf
+    assert idx.tolist() == np.argsort(-sim)[:10].tolist()
+    np.testing.assert_allclose(scores, sim[idx], rtol=1e-12)
+
+
+def test_density_weights_margin() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 4)).astype(np.float32) + 1.0
+    a = rng.random(200).astype(np.float32)
+    p = np.stack([a, 1 - a], axis=1)
+    unit = unit_rows(x)
+    sim = np.maximum(unit @ unit.mean(axis=0), 0)
+    margin = np.abs(p[:, 0].astype(np.float64) - p[:, 1].astype(np.float64))
+    key = (1 - margin) * sim**2
+    idx, scores = alpool.select(p, "margin", k=5, embeddings=x, density_beta=2.0)
+    np.testing.assert_allclose(scores, key[idx], rtol=1e-12)
+    assert idx.tolist() == np.argsort(-key, kind="stable")[:5].tolist()
+
+
+def test_typiclust_is_seeded_and_reads_embeddings_alone() -> None:
+    x = blobs(400, 6, 4)
+    a = alpool.select(embeddings=x, strategy="typiclust", k=5, seed=3)[0]
+    b = alpool.select(embeddings=x.copy(), strategy="typiclust", k=5, seed=3)[0]
+    assert a.tolist() == b.tolist()
+    assert len(set(a.tolist())) == 5
+    assert "typiclust" in alpool.COLD_START_STRATEGIES
+    assert "typiclust" not in alpool.BATCH_STRATEGIES
+    p = np.full((400, 2), 0.5, dtype=np.float32)
+    with pytest.raises(TypeError, match="does not read probabilities"):
+        alpool.select(p, "typiclust", k=5, embeddings=x)
+    with pytest.raises(TypeError, match="needs embeddings"):
+        alpool.select(p, "margin", k=5, density_beta=1.0)
+
+
+def test_bad_embeddings_name_the_row() -> None:
+    x = blobs(50, 3, 6)
+    x[11] = 0.0
+    with pytest.raises(alpool.AlpoolError, match="row 11"):
+        alpool.select(embeddings=x, strategy="density", k=3)
+    with pytest.raises(ValueError, match="--delta|delta"):
+        alpool.select(embeddings=blobs(50, 3, 6), strategy="probcover", k=3)

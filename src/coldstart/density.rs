@@ -1,0 +1,163 @@
+//! Information density (Settles and Craven 2008): how representative a row
+//! is, as its mean cosine similarity to the pool, alone or weighting a
+//! row-wise strategy's informativeness.
+//!
+//! # The canonical definition
+//! - `x̂ = x / ‖x‖`, with `‖x‖² = dot(x, x)` the canonical f64 dot product
+//!   of [`crate::batch::dist`]; an all-zero row has no direction and is an
+//!   error naming it.
+//! - `m = (1/N) Σ_u x̂_u` over every pool row (labeled ones too), summed in
+//!   f64 over fixed blocks of [`BLOCK`] rows in row order, the blocks' sums
+//!   then added in block order: the same on every thread count.
+//! - The density of x is `sim(x) = x̂ · m` (canonical f64 order), the mean
+//!   cosine similarity of x to every pool row, itself included: exact in
+//!   O(N·D), where modAL's `information_density` builds an N x N matrix.
+//! - `density` alone ranks rows by `sim`, higher first. With a row-wise
+//!   strategy and `--density-beta β` the priority is
+//!   `φ(x) · max(sim(x), 0)^β`, with φ the strategy's informativeness,
+//!   higher = more informative: the score itself, or `1 − margin` for
+//!   margin. Cosine similarities can be negative, and a negative base has
+//!   no real power, so it is clamped at 0 (Settles and Craven use
+//!   non-negative features, where it never is).
+//!
+//! Ties go to the lower row. Everything is computed in f64 from the rows
+//! as read: no fast path, so no bound is needed, at about the speed of
+//! reading the file.
+
+use rayon::prelude::*;
+
+use super::kmeans::Reader;
+use crate::backend::{Progress, RowJob};
+use crate::batch::dist::{dot_f64, dot_f64_wide};
+use crate::batch::{Bufs, check_embedding_rows, read_rows};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Pool;
+use crate::query::RowProblem;
+use crate::score::Ranked;
+use crate::select::TopK;
+
+/// Rows per block of the mean's sum: part of the definition.
+pub const BLOCK: u64 = 4096;
+
+/// Each row's density, in row order, into an N-vector.
+pub(crate) fn similarities(rd: &Reader) -> Result<Vec<f64>> {
+    let m = mean_direction(rd)?;
+    let mut sim = vec![0f64; rd.emb.rows() as usize];
+    let d = rd.d;
+    let done = rd.pass(&mut sim, Vec::new, |unit: &mut Vec<f64>, _, rows, out| {
+        for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
+            let inv = 1.0 / dot_f64(x, x).sqrt();
+            unit.clear();
+            unit.extend(x.iter().map(|&v| v as f64 * inv));
+            *o = dot_f64_wide(unit, &m);
+        }
+    })?;
+    drop(done);
+    Ok(sim)
+}
+
+/// `m`, the mean of the unit rows, checking every row on the way.
+fn mean_direction(rd: &Reader) -> Result<Vec<f64>> {
+    let (emb, d, n) = (rd.emb, rd.d, rd.emb.rows());
+    let blocks = n.div_ceil(BLOCK);
+    let sums: Vec<Vec<f64>> = (0..blocks)
+        .into_par_iter()
+        .map_init(Bufs::default, |bufs, b| {
+            if rd.progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let start = b * BLOCK;
+            let rows = read_rows(emb, start, (start + BLOCK).min(n), bufs)?;
+            check_embedding_rows(emb, start, &rows)?;
+            let mut s = vec![0f64; d];
+            for (i, x) in rows.chunks_exact(d).enumerate() {
+                let norm2 = dot_f64(x, x);
+                if norm2 == 0.0 {
+                    return Err(zero_row(emb, start + i as u64));
+                }
+                let inv = 1.0 / norm2.sqrt();
+                for (s, &v) in s.iter_mut().zip(x) {
+                    *s += v as f64 * inv;
+                }
+            }
+            rd.progress.advance((rows.len() * 4) as u64);
+            Ok(s)
+        })
+        .collect::<Result<_>>()?;
+    let mut m = vec![0f64; d];
+    for s in sums {
+        for (m, v) in m.iter_mut().zip(s) {
+            *m += v;
+        }
+    }
+    Ok(m.into_iter().map(|v| v / n as f64).collect())
+}
+
+fn zero_row(emb: &Pool, row: u64) -> Error {
+    let (shard, local) = emb.locate(row);
+    Error::BadRow {
+        path: shard.path().into(),
+        row: local,
+        global: row,
+        problem: RowProblem::ZeroNorm,
+    }
+}
+
+/// The k densest rows not excluded, best first.
+pub(crate) fn densest(sim: &[f64], job: &Job) -> TopK {
+    let mut excluded = job.exclusions.as_slice().iter().peekable();
+    let mut top = TopK::new(job.k);
+    for (r, &s) in sim.iter().enumerate() {
+        if excluded.next_if(|&&e| e == r as u64).is_some() {
+            continue;
+        }
+        top.offer(Ranked {
+            priority: s,
+            index: r as u64,
+        });
+    }
+    top
+}
+
+/// The k best rows of a row-wise `job` weighted by density `sim`:
+/// priority `φ · max(sim, 0)^β`.
+pub(crate) fn weighted(
+    probs: &Pool,
+    sim: &[f64],
+    job: &Job,
+    beta: f64,
+    progress: &dyn Progress,
+) -> Result<TopK> {
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(Error::Config(format!(
+            "--density-beta must be a finite number ≥ 0, not {beta}"
+        )));
+    }
+    let rows = RowJob::of(&Job {
+        k: usize::MAX,
+        ..job.clone()
+    })?;
+    rows.check(probs)?;
+    let lower = job.query.lower_is_better();
+    let mut excluded = job.exclusions.as_slice().iter().peekable();
+    let mut top = TopK::new(job.k);
+    let mut at = 0usize;
+    crate::backend::cpu::score_all(probs, &rows, progress, &mut |scores| {
+        for &s in scores {
+            let r = at as u64;
+            let density = sim[at].max(0.0).powf(beta);
+            at += 1;
+            if excluded.next_if(|&&e| e == r).is_some() {
+                continue;
+            }
+            let phi = if lower { 1.0 - s } else { s };
+            top.offer(Ranked {
+                priority: phi * density,
+                index: r,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(top)
+}

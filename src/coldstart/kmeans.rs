@@ -1,0 +1,465 @@
+//! Seeded, exact k-means: k-means++ seeding by the exponential race, then
+//! Lloyd's iterations to convergence or a cap. TypiClust, the `kmeans`
+//! baseline and ProbCover's choice of δ all cluster through here.
+//!
+//! # The canonical clustering
+//! - **Seeding.** The first centre is the row with the most random bits
+//!   `bits(seed, 0, row)`; centre `t` is the arg-max of the race key
+//!   `D²(x) / E_t(x)` ([`crate::batch::rng`]): k-means++ sampling (Arthur
+//!   and Vassilvitskii 2007) as an arg-max, so it does not depend on a
+//!   prefix sum's order. `D²` is the canonical squared distance
+//!   ([`crate::batch::dist`]) to the nearest centre so far.
+//! - **Assignment.** Each row goes to the centre at the smallest canonical
+//!   squared distance, ties to the lower centre.
+//! - **Update.** A centre becomes the mean of its rows, summed in f64 in
+//!   row order and rounded to float32 once; a centre that loses every row
+//!   stays where it was.
+//! - **Stop.** When an assignment changes no row, or after `max_iter`
+//!   assignments.
+//!
+//! # Fast and exact
+//! Distances run in float32 with the bound of [`crate::batch::dist`]; a
+//! row whose nearest centre the bound cannot decide is re-checked in f64.
+//! After the first assignment, a row keeps its centre without any distance
+//! when Hamerly's test proves it (Hamerly 2010): an upper bound on its
+//! distance to its centre, grown by that centre's move, stays strictly
+//! below a lower bound on its distance to every other centre, shrunk by
+//! the largest move. The bounds are rounded outwards, with a relative
+//! margin far above the f64 error of a canonical distance, so a skipped
+//! row has the assignment the canonical definition gives. Same seed, same
+//! clusters, on every thread count and chunk size.
+
+use rayon::prelude::*;
+
+use crate::backend::Progress;
+use crate::batch::dist::{GROUP, Simd, gamma32, sq_dist_f64, underflow32};
+use crate::batch::dist::{transpose_groups, x1_kernel, x16_kernel};
+use crate::batch::rng::{EXP_REL, bits, exp_canonical, exp_fast};
+use crate::batch::{
+    Bufs, Contenders, Nearest, arg_max, check_embedding_rows, par_pass, read_rows, rows_per_chunk,
+};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Pool;
+
+/// Relative margin on the pruning bounds: far above a canonical
+/// distance's f64 error (about (D + 2)·2⁻⁵³), far below any gap that
+/// matters.
+const MARGIN: f64 = 1e-9;
+
+/// A row that is already a centre, in the seeding's distance vector.
+const TAKEN: f32 = -1.0;
+
+/// Lloyd's assignments at most, unless the job says otherwise.
+pub const DEFAULT_ITERATIONS: usize = 100;
+
+/// Reads embedding rows in chunks, in parallel, with the float32 bound.
+pub(crate) struct Reader<'a> {
+    pub emb: &'a Pool<'a>,
+    pub d: usize,
+    pub chunk: u64,
+    pub simd: Simd,
+    /// Relative and absolute bound of a float32 squared distance.
+    pub eps: f64,
+    pub abs: f64,
+    pub progress: &'a dyn Progress,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(emb: &'a Pool<'a>, job: &Job, progress: &'a dyn Progress) -> Reader<'a> {
+        let d = emb.classes();
+        Reader {
+            emb,
+            d,
+            chunk: rows_per_chunk(job, emb),
+            simd: Simd::detect(),
+            eps: gamma32(d + 2),
+            abs: underflow32(d),
+            progress,
+        }
+    }
+
+    /// The interval holding the exact squared distance of a float32 one.
+    #[inline]
+    pub fn interval(&self, f: f32) -> (f64, f64) {
+        let f = f as f64;
+        (
+            ((f - self.abs) / (1.0 + self.eps)).max(0.0),
+            (f + self.abs) / (1.0 - self.eps),
+        )
+    }
+
+    /// One row, as float32.
+    pub fn row(&self, r: u64) -> Result<Vec<f32>> {
+        let mut x = vec![0f32; self.d];
+        self.emb.row_f32(r, &mut x)?;
+        Ok(x)
+    }
+
+    /// Runs `f(scratch, first row, rows, state)` over the rows in chunks, in
+    /// parallel, with `state` split alike; results in chunk order.
+    pub fn pass<T: Send, I, R: Send>(
+        &self,
+        state: &mut [T],
+        init: impl Fn() -> I + Sync + Send,
+        f: impl Fn(&mut I, u64, &[f32], &mut [T]) -> R + Sync + Send,
+    ) -> Result<Vec<R>> {
+        let (emb, progress) = (self.emb, self.progress);
+        par_pass(
+            state,
+            self.chunk,
+            || (Bufs::default(), init()),
+            |(bufs, scratch), start, s| {
+                if progress.cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let rows = read_rows(emb, start, start + s.len() as u64, bufs)?;
+                progress.advance((rows.len() * 4) as u64);
+                Ok(f(scratch, start, &rows, s))
+            },
+        )
+    }
+
+    /// Checks every row (finite, within the float32 limit) in one pass.
+    pub fn validate(&self) -> Result<()> {
+        let mut none = vec![(); self.emb.rows() as usize];
+        let emb = self.emb;
+        let checks = self.pass(
+            &mut none,
+            || (),
+            |_, start, rows, _| check_embedding_rows(emb, start, rows),
+        )?;
+        checks.into_iter().collect()
+    }
+}
+
+/// A clustering: the centres, each row's centre, and how it ended.
+pub(crate) struct Clusters {
+    /// K x D, row-major.
+    pub centres: Vec<f32>,
+    /// Each row's centre.
+    pub assign: Vec<u32>,
+    /// Lloyd's assignments run.
+    pub iterations: usize,
+    /// Whether the last assignment changed nothing.
+    pub converged: bool,
+    /// Rows whose nearest centre was re-checked in f64.
+    pub refined: u64,
+    /// Time spent seeding, and in Lloyd's iterations.
+    pub times: (std::time::Duration, std::time::Duration),
+}
+
+impl Clusters {
+    /// The rows of each cluster, ascending.
+    pub fn members(&self, k: usize) -> Vec<Vec<u64>> {
+        let mut m = vec![Vec::new(); k];
+        for (r, &a) in self.assign.iter().enumerate() {
+            m[a as usize].push(r as u64);
+        }
+        m
+    }
+}
+
+/// Clusters every row of `rd`'s embeddings into `k` clusters (rows are
+/// validated on the way).
+pub(crate) fn fit(rd: &Reader, k: usize, seed: u64, max_iter: usize) -> Result<Clusters> {
+    let n = rd.emb.rows();
+    if k == 0 || k as u64 > n {
+        return Err(Error::Config(format!(
+            "k-means into {k} clusters needs between 1 and {n} rows per cluster count; the pool has {n} rows"
+        )));
+    }
+    let t0 = std::time::Instant::now();
+    let (mut centres, mut refined) = seed_centres(rd, k, seed)?;
+    let seeded = t0.elapsed();
+    let mut state = vec![RowState::default(); n as usize];
+    let mut iterations = 0;
+    let mut converged = false;
+    let mut moves = vec![f64::INFINITY; k];
+    while iterations < max_iter.max(1) {
+        let (changed, r) = assign(rd, &centres, &moves, &mut state)?;
+        refined += r;
+        iterations += 1;
+        if changed == 0 {
+            converged = true;
+            break;
+        }
+        if iterations == max_iter.max(1) {
+            break;
+        }
+        moves = update_means(rd, &state, &mut centres)?;
+    }
+    Ok(Clusters {
+        centres,
+        assign: state.iter().map(|s| s.centre).collect(),
+        iterations,
+        converged,
+        refined,
+        times: (seeded, t0.elapsed() - seeded),
+    })
+}
+
+/// k-means++ by the exponential race: the centres, and the rows re-checked.
+fn seed_centres(rd: &Reader, k: usize, seed: u64) -> Result<(Vec<f32>, u64)> {
+    let (d, n) = (rd.d, rd.emb.rows());
+    let mut mind = vec![f32::INFINITY; n as usize];
+    let emb = rd.emb;
+    let firsts = rd.pass(
+        &mut mind,
+        || (),
+        |_, start, rows, _| {
+            check_embedding_rows(emb, start, rows)?;
+            let keys =
+                (0..(rows.len() / d) as u64).map(|i| (start + i, bits(seed, 0, start + i) as f64));
+            Ok(arg_max(keys))
+        },
+    )?;
+    let mut best = None;
+    for f in firsts {
+        best = arg_max(best.into_iter().chain(f?));
+    }
+    let (first, _) = best.ok_or_else(|| Error::Config("the pool is empty".into()))?;
+    let mut centres = rd.row(first)?;
+    mind[first as usize] = TAKEN;
+    let (mut nearest, mut refined) = (Nearest::default(), 0u64);
+    let one = x1_kernel(rd.simd);
+    for t in 1..k {
+        let last = centres[(t - 1) * d..t * d].to_vec();
+        let parts = rd.pass(&mut mind, Vec::new, |bounds, start, rows, m| {
+            for (x, m) in rows.chunks_exact(d).zip(m.iter_mut()) {
+                if *m != TAKEN {
+                    *m = m.min(one(x, &last));
+                }
+            }
+            bounds.clear();
+            bounds.extend(m.iter().enumerate().map(|(i, &f)| {
+                if f == TAKEN {
+                    return (-1.0, -1.0);
+                }
+                let (lo, hi) = rd.interval(f);
+                let e = exp_fast(bits(seed, t as u32, start + i as u64)) as f64;
+                (lo * (1.0 - EXP_REL) / e, hi / (e * (1.0 - EXP_REL)))
+            }));
+            Contenders::of_chunk(start, bounds)
+        })?;
+        let contenders = Contenders::merge(parts);
+        refined += contenders.len() as u64;
+        let mut keys = Vec::with_capacity(contenders.len());
+        for &r in &contenders {
+            let x = rd.row(r)?;
+            let w = nearest.get(r, t, |from| {
+                Ok(centres[from * d..]
+                    .chunks_exact(d)
+                    .map(|c| sq_dist_f64(&x, c))
+                    .fold(f64::INFINITY, f64::min))
+            })?;
+            keys.push((r, w / exp_canonical(bits(seed, t as u32, r))));
+        }
+        let (row, _) = arg_max(keys).ok_or_else(|| Error::Config("no row left".into()))?;
+        centres.extend(rd.row(row)?);
+        mind[row as usize] = TAKEN;
+    }
+    Ok((centres, refined))
+}
+
+/// A row's centre and Hamerly's bounds on its distances (not squared).
+#[derive(Clone, Copy)]
+struct RowState {
+    centre: u32,
+    /// Upper bound on the distance to its centre.
+    upper: f64,
+    /// Lower bound on the distance to every other centre.
+    lower: f64,
+}
+
+impl Default for RowState {
+    fn default() -> Self {
+        RowState {
+            centre: u32::MAX,
+            upper: f64::INFINITY,
+            lower: 0.0,
+        }
+    }
+}
+
+/// One assignment: rows whose centre changed, and rows re-checked in f64.
+/// `moves[j]` is how far centre `j` moved in the last update (infinite at
+/// first, so every row is measured).
+fn assign(
+    rd: &Reader,
+    centres: &[f32],
+    moves: &[f64],
+    state: &mut [RowState],
+) -> Result<(u64, u64)> {
+    let (d, k) = (rd.d, centres.len() / rd.d);
+    let far = moves.iter().copied().fold(0.0, f64::max);
+    let grouped = transpose_groups(centres, d);
+    let x16 = x16_kernel(rd.simd);
+    let parts = rd.pass(state, Vec::new, |dists: &mut Vec<f32>, _, rows, s| {
+        let (mut changed, mut refined) = (0u64, 0u64);
+        for (x, st) in rows.chunks_exact(d).zip(s.iter_mut()) {
+            if st.centre != u32::MAX {
+                st.upper = (st.upper + moves[st.centre as usize]) * (1.0 + MARGIN);
+                st.lower = (st.lower - far) * (1.0 - MARGIN);
+                if st.upper * (1.0 + 2.0 * MARGIN) < st.lower {
+                    continue;
+                }
+            }
+            dists.clear();
+            for group in grouped.chunks_exact(GROUP * d) {
+                dists.extend(x16(x, group));
+            }
+            dists.truncate(k);
+            let (a, upper, lower, re) = nearest_centre(rd, x, centres, dists);
+            refined += re as u64;
+            changed += (a != st.centre) as u64;
+            *st = RowState {
+                centre: a,
+                upper,
+                lower,
+            };
+        }
+        (changed, refined)
+    })?;
+    Ok(parts
+        .into_iter()
+        .fold((0, 0), |(c, r), (c2, r2)| (c + c2, r + r2)))
+}
+
+/// The canonical nearest centre from float32 distances `dists`, with
+/// bounds on the distance to it and to every other centre, and whether
+/// f64 had to decide.
+fn nearest_centre(rd: &Reader, x: &[f32], centres: &[f32], dists: &[f32]) -> (u32, f64, f64, bool) {
+    let mut best = 0;
+    for (j, &v) in dists.iter().enumerate() {
+        if v < dists[best] {
+            best = j;
+        }
+    }
+    let (_, hi) = rd.interval(dists[best]);
+    // Centres whose lower bound reaches the best upper bound could be
+    // nearest; any other is farther than `lower`.
+    let mut lower = f64::INFINITY;
+    let mut close = Vec::new();
+    for (j, &v) in dists.iter().enumerate() {
+        let (lo, _) = rd.interval(v);
+        if j == best {
+            continue;
+        }
+        if lo <= hi {
+            close.push(j);
+        } else {
+            lower = lower.min(lo);
+        }
+    }
+    if close.is_empty() {
+        let up = hi.sqrt() * (1.0 + MARGIN);
+        return (best as u32, up, lower.sqrt() * (1.0 - MARGIN), false);
+    }
+    close.push(best);
+    close.sort_unstable();
+    let d = rd.d;
+    let exact: Vec<(usize, f64)> = close
+        .iter()
+        .map(|&j| (j, sq_dist_f64(x, &centres[j * d..(j + 1) * d])))
+        .collect();
+    let (a, da) = exact
+        .iter()
+        .copied()
+        .fold((usize::MAX, f64::INFINITY), |b, (j, v)| {
+            if v < b.1 { (j, v) } else { b }
+        });
+    // The runner-up among the close ones bounds the others from below too;
+    // a tie makes the lower bound equal the upper, so the row is measured
+    // again next time.
+    for &(j, v) in &exact {
+        if j != a {
+            lower = lower.min(v);
+        }
+    }
+    let up = da.sqrt() * (1.0 + MARGIN);
+    (a as u32, up, lower.sqrt() * (1.0 - MARGIN), true)
+}
+
+/// Moves each centre to the mean of its rows (f64 sums in row order) and
+/// returns how far each moved, rounded up.
+fn update_means(rd: &Reader, state: &[RowState], centres: &mut [f32]) -> Result<Vec<f64>> {
+    let (d, n) = (rd.d, rd.emb.rows());
+    let k = centres.len() / d;
+    let mut sums = vec![0f64; k * d];
+    let mut counts = vec![0u64; k];
+    let mut bufs = Bufs::default();
+    let mut start = 0;
+    while start < n {
+        if rd.progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let end = (start + rd.chunk).min(n);
+        let rows = read_rows(rd.emb, start, end, &mut bufs)?;
+        for (x, st) in rows
+            .chunks_exact(d)
+            .zip(&state[start as usize..end as usize])
+        {
+            let a = st.centre as usize;
+            counts[a] += 1;
+            for (s, &v) in sums[a * d..(a + 1) * d].iter_mut().zip(x) {
+                *s += v as f64;
+            }
+        }
+        start = end;
+    }
+    let moves = centres
+        .par_chunks_mut(d)
+        .zip(sums.par_chunks(d))
+        .zip(counts.par_iter())
+        .map(|((c, s), &count)| {
+            if count == 0 {
+                return 0.0;
+            }
+            let new: Vec<f32> = s.iter().map(|v| (v / count as f64) as f32).collect();
+            let moved = sq_dist_f64(c, &new).sqrt() * (1.0 + MARGIN);
+            c.copy_from_slice(&new);
+            moved
+        })
+        .collect();
+    Ok(moves)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InputForm;
+    use crate::query::{ColdStart, Query};
+
+    #[test]
+    fn pruned_assignments_equal_full_ones() {
+        // Three blobs and a few rows on the boundaries.
+        let mut r = crate::rng::Rng::new(3);
+        let d = 5;
+        let mut x = Vec::new();
+        for i in 0..600 {
+            let c = (i % 3) as f32 * 4.0;
+            for _ in 0..d {
+                x.push(c + r.normal() as f32);
+            }
+        }
+        let pool = Pool::from_f32(&x, d).unwrap();
+        let job = Job::new(Query::Cold(ColdStart::Kmeans), InputForm::probs(), 3);
+        let rd = Reader::new(&pool, &job, &crate::Silent);
+        let fit = fit(&rd, 7, 11, 100).unwrap();
+        assert!(fit.converged);
+        // The converged assignment is the canonical nearest centre.
+        for (i, row) in x.chunks_exact(d).enumerate() {
+            let near = fit
+                .centres
+                .chunks_exact(d)
+                .enumerate()
+                .map(|(j, c)| (j, sq_dist_f64(row, c)))
+                .fold(
+                    (0, f64::INFINITY),
+                    |b, (j, v)| if v < b.1 { (j, v) } else { b },
+                );
+            assert_eq!(fit.assign[i] as usize, near.0, "row {i}");
+        }
+    }
+}

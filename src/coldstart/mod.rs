@@ -1,0 +1,115 @@
+//! Cold start and representativeness: strategies over embeddings alone,
+//! which can choose the first batch before any label or model exists.
+//!
+//! - [`ColdStart::Typiclust`] ([`typiclust`]): the most typical row of
+//!   each of the largest clusters holding no labeled row;
+//! - [`ColdStart::Probcover`] ([`probcover`]): greedy maximum coverage of
+//!   δ-balls;
+//! - [`ColdStart::Kmeans`]: the unlabeled row nearest each k-means centre;
+//! - [`ColdStart::Density`] ([`density`]): the mean cosine similarity to
+//!   the pool, alone or weighting a row-wise strategy (`density_beta`).
+//!
+//! Labeled rows (the job's exclusions) count as covered: their clusters
+//! come last, their balls are covered from the start. All four run on the
+//! CPU. Each follows the crate's exactness rule: a float32 fast path with
+//! a proven bound, and a canonical f64 re-check wherever the bound cannot
+//! decide, so the picks are the same on every thread count and chunk size.
+
+pub mod density;
+pub mod kmeans;
+pub mod probcover;
+pub mod typiclust;
+
+use crate::backend::Progress;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Pool;
+use crate::query::{ColdStart, Query};
+use crate::select::Selection;
+use kmeans::Reader;
+
+/// What a strategy picked: (row, score) in pick order, the rows re-checked
+/// in f64, and a note on what it built.
+pub(crate) struct Picked {
+    pub picks: Vec<(u64, f64)>,
+    pub refined: u64,
+    pub note: String,
+}
+
+/// The k rows `job`'s representative strategy picks from embeddings `emb`,
+/// in pick (or rank) order.
+pub(crate) fn select(emb: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+    let Query::Cold(strategy) = job.query else {
+        return Err(Error::Config(format!(
+            "{} is not a representative strategy",
+            job.query
+        )));
+    };
+    job.check_picks(emb.rows(), "the embeddings'", strategy.name())?;
+    let rd = Reader::new(emb, job, progress);
+    let iterations = match job.iterations {
+        0 => kmeans::DEFAULT_ITERATIONS,
+        i => i,
+    };
+    let t0 = std::time::Instant::now();
+    let Picked {
+        picks,
+        refined,
+        note,
+    } = match strategy {
+        ColdStart::Typiclust => typiclust::pick(&rd, job, typiclust::Member::Typical, iterations)?,
+        ColdStart::Kmeans => {
+            typiclust::pick(&rd, job, typiclust::Member::NearestCentre, iterations)?
+        }
+        ColdStart::Probcover => probcover::pick(&rd, job, iterations)?,
+        ColdStart::Density => {
+            let sim = density::similarities(&rd)?;
+            let top = density::densest(&sim, job);
+            let mut sel = Selection::from_topk(job.query, top, emb.rows(), excluded(job), 0);
+            sel.phases.push(("density", t0.elapsed()));
+            return Ok(sel);
+        }
+    };
+    let mut sel = Selection::of_picks(job.query, picks, emb.rows(), excluded(job), refined);
+    sel.phases.push((strategy.name(), t0.elapsed()));
+    sel.notes.push(note);
+    Ok(sel)
+}
+
+/// A row-wise `job` over `probs`, weighted by the density of `emb`'s rows
+/// (`job.density_beta`).
+pub(crate) fn select_weighted(
+    probs: &Pool,
+    emb: &Pool,
+    job: &Job,
+    beta: f64,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    if emb.rows() != probs.rows() {
+        return Err(Error::EmbeddingRows {
+            path: emb.shards()[0].path().to_path_buf(),
+            pool: probs.shards()[0].path().to_path_buf(),
+            expected: probs.rows(),
+            found: emb.rows(),
+        });
+    }
+    let rd = Reader::new(emb, job, progress);
+    let sim = density::similarities(&rd)?;
+    let top = density::weighted(probs, &sim, job, beta, progress)?;
+    // Scores are the weighted priorities, higher first, whatever the
+    // strategy's own direction: the selection says so by its name.
+    let mut sel = Selection::from_topk(
+        Query::Cold(ColdStart::Density),
+        top,
+        probs.rows(),
+        excluded(job),
+        0,
+    );
+    sel.notes
+        .push(format!("{} weighted by density^{beta}", job.query));
+    Ok(sel)
+}
+
+fn excluded(job: &Job) -> u64 {
+    job.exclusions.len() as u64
+}

@@ -1,0 +1,596 @@
+//! The representative strategies (typiclust, kmeans, probcover, density)
+//! against naive references written here from the documented definitions,
+//! never with the library's helpers: picks equal, ties included, for every
+//! chunk size and thread count; bad input named.
+
+use crate::common;
+use crate::rng::Rng;
+use alpool::{ColdStart, Error, Exclusions, InputForm, Inputs, Job, Pool, Strategy};
+
+// ---------------------------------------------------------------------
+// The references.
+
+/// The canonical squared distance: f64 terms, column j into lane j mod 8,
+/// lanes combined pairwise.
+fn sq(a: &[f32], b: &[f32]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let d = x as f64 - y as f64;
+        s[j % 8] += d * d;
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// The canonical dot product of two f64 rows (same lanes).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (x, y)) in a.iter().zip(b).enumerate() {
+        s[j % 8] += x * y;
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// lowbias32, and the 23 random bits of pick `t`, row `row`, as
+/// `batch::rng` documents them.
+fn mix(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+fn bits(seed: u64, t: u32, row: u64) -> u32 {
+    let mut h = mix(seed as u32 ^ 0x9e37_79b9);
+    h = mix(h ^ (seed >> 32) as u32);
+    h = mix(h ^ t);
+    h = mix(h ^ row as u32);
+    mix(h ^ (row >> 32) as u32) >> 9
+}
+
+/// `E = −ln U`, `U = (r + ½)·2⁻²³`, by the documented series: `U = m·2^e`
+/// with m in [√½, √2), `ln m = 2·atanh((m − 1)/(m + 1))` to s²¹.
+fn exponential(r: u32) -> f64 {
+    let u = (r as f64 + 0.5) / 8_388_608.0;
+    // The split point is √2 rounded to float32 (down), as documented.
+    let root2 = std::f32::consts::SQRT_2 as f64;
+    let (mut e, mut m) = (0i32, u);
+    while m >= root2 {
+        m /= 2.0;
+        e += 1;
+    }
+    while m < root2 / 2.0 {
+        m *= 2.0;
+        e -= 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let mut series = 0.0;
+    for n in (0..=10).rev() {
+        series = series * s * s + 1.0 / (2 * n + 1) as f64;
+    }
+    -(e as f64 * std::f64::consts::LN_2 + 2.0 * s * series)
+}
+
+/// splitmix64, and the `random` strategy's draw built on it.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn random_draw(seed: u64, row: u64) -> f64 {
+    let h = splitmix(seed ^ splitmix(row.wrapping_add(0x9E37_79B9_7F4A_7C15)));
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Arg-max, ties to the lower index.
+fn argmax(keys: impl Iterator<Item = (usize, f64)>) -> usize {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, k) in keys {
+        if best.is_none_or(|(_, b)| k > b) {
+            best = Some((i, k));
+        }
+    }
+    best.unwrap().0
+}
+
+/// Naive k-means: the race seeding, Lloyd in f64 canonical distances,
+/// means summed in row order and rounded to float32 once.
+fn kmeans(x: &[Vec<f32>], k: usize, seed: u64, cap: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let n = x.len();
+    let first = argmax((0..n).map(|i| (i, bits(seed, 0, i as u64) as f64)));
+    let mut centres = vec![x[first].clone()];
+    let mut taken = vec![false; n];
+    taken[first] = true;
+    for t in 1..k {
+        let key = |i: usize| {
+            let w = centres
+                .iter()
+                .map(|c| sq(&x[i], c))
+                .fold(f64::INFINITY, f64::min);
+            w / exponential(bits(seed, t as u32, i as u64))
+        };
+        let next = argmax((0..n).filter(|&i| !taken[i]).map(|i| (i, key(i))));
+        taken[next] = true;
+        centres.push(x[next].clone());
+    }
+    let mut assign = vec![usize::MAX; n];
+    for it in 0..cap {
+        let mut changed = false;
+        for i in 0..n {
+            let a = argmax((0..k).map(|j| (j, -sq(&x[i], &centres[j]))));
+            changed |= a != assign[i];
+            assign[i] = a;
+        }
+        if !changed || it + 1 == cap {
+            break;
+        }
+        for (j, c) in centres.iter_mut().enumerate() {
+            let rows: Vec<&Vec<f32>> = (0..n).filter(|&i| assign[i] == j).map(|i| &x[i]).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            for (l, v) in c.iter_mut().enumerate() {
+                let mut s = 0f64;
+                for r in &rows {
+                    s += r[l] as f64;
+                }
+                *v = (s / rows.len() as f64) as f32;
+            }
+        }
+    }
+    (centres, assign)
+}
+
+/// TypiClust (typical = true) or the k-means baseline, from the docs.
+fn clusters_ref(
+    x: &[Vec<f32>],
+    labeled: &[usize],
+    b: usize,
+    seed: u64,
+    typical: bool,
+) -> Vec<usize> {
+    let n = x.len();
+    let kc = (labeled.len() + b).min(n);
+    let (centres, assign) = kmeans(x, kc, seed, 100);
+    let mut order: Vec<(usize, usize, usize)> = (0..kc)
+        .map(|c| {
+            let size = assign.iter().filter(|&&a| a == c).count();
+            let l = labeled.iter().filter(|&&r| assign[r] == c).count();
+            (l, size, c)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let mut open: Vec<bool> = (0..n).map(|r| !labeled.contains(&r)).collect();
+    let mut picks = Vec::new();
+    let mut at = 0;
+    while picks.len() < b {
+        let c = (0..kc)
+            .map(|i| order[(at + i) % kc].2)
+            .find(|&c| (0..n).any(|r| open[r] && assign[r] == c))
+            .unwrap();
+        at = order.iter().position(|o| o.2 == c).unwrap() + 1;
+        let rows: Vec<usize> = (0..n).filter(|&r| open[r] && assign[r] == c).collect();
+        let pick = if !typical {
+            argmax(rows.iter().map(|&r| (r, -sq(&x[r], &centres[c]))))
+        } else if rows.len() == 1 {
+            rows[0]
+        } else {
+            let knn = 20.min(rows.len() / 2);
+            argmax(rows.iter().map(|&r| {
+                let mut d: Vec<f64> = rows
+                    .iter()
+                    .filter(|&&o| o != r)
+                    .map(|&o| sq(&x[r], &x[o]).sqrt())
+                    .collect();
+                d.sort_by(f64::total_cmp);
+                let mean = d[..knn].iter().sum::<f64>() / knn as f64;
+                (r, 1.0 / (mean + 1e-5))
+            }))
+        };
+        open[pick] = false;
+        picks.push(pick);
+    }
+    picks
+}
+
+/// ProbCover at squared radius `d2`: naive balls, greedy coverage.
+fn probcover_ref(x: &[Vec<f32>], labeled: &[usize], b: usize, d2: f64, seed: u64) -> Vec<usize> {
+    let n = x.len();
+    let ball = |i: usize| -> Vec<usize> { (0..n).filter(|&j| sq(&x[i], &x[j]) < d2).collect() };
+    let balls: Vec<Vec<usize>> = (0..n).map(ball).collect();
+    let mut covered = vec![false; n];
+    let mut open = vec![true; n];
+    for &l in labeled {
+        open[l] = false;
+        balls[l].iter().for_each(|&y| covered[y] = true);
+    }
+    let mut picks = Vec::new();
+    while picks.len() < b {
+        let gain = |r: usize| balls[r].iter().filter(|&&y| !covered[y]).count() as f64;
+        let mut p = argmax((0..n).filter(|&r| open[r]).map(|r| (r, gain(r))));
+        if gain(p) == 0.0 {
+            // The documented fallback: the random strategy's seeded draw.
+            let draw = |r: usize| random_draw(seed, r as u64);
+            p = argmax((0..n).filter(|&r| open[r]).map(|r| (r, draw(r))));
+        }
+        open[p] = false;
+        balls[p].iter().for_each(|&y| covered[y] = true);
+        picks.push(p);
+    }
+    picks
+}
+
+/// δ² for `purity` over `classes` naive k-means clusters.
+fn delta2_ref(x: &[Vec<f32>], classes: usize, purity: f64, seed: u64) -> f64 {
+    let (_, a) = kmeans(x, classes, seed, 100);
+    let n = x.len();
+    let r: Vec<f64> = (0..n)
+        .map(|i| {
+            (0..n)
+                .filter(|&j| a[j] != a[i])
+                .map(|j| sq(&x[i], &x[j]))
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    // Purity at δ: the balls {y : |x − y| < δ} holding one cluster only.
+    let pure = |d2: f64| (0..n).filter(|&i| r[i] >= d2).count() as f64 / n as f64;
+    let mut r = r.clone();
+    r.sort_by(|a, b| b.total_cmp(a));
+    let want = (purity * n as f64).ceil() as usize;
+    let d2 = r[want - 1];
+    // The largest δ: the next larger candidate falls short.
+    assert!(pure(d2) >= purity);
+    if let Some(&above) = r[..want - 1].iter().rev().find(|&&v| v > d2) {
+        assert!(pure(above) < purity);
+    }
+    d2
+}
+
+/// Density: x̂·m, m the mean unit row (one block under 4096 rows).
+fn density_ref(x: &[Vec<f32>]) -> Vec<f64> {
+    let unit: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| {
+            let w: Vec<f64> = r.iter().map(|&v| v as f64).collect();
+            let inv = 1.0 / dot(&w, &w).sqrt();
+            w.iter().map(|v| v * inv).collect()
+        })
+        .collect();
+    let d = x[0].len();
+    let mut m = vec![0f64; d];
+    for u in &unit {
+        for (m, v) in m.iter_mut().zip(u) {
+            *m += v;
+        }
+    }
+    let m: Vec<f64> = m.iter().map(|v| v / x.len() as f64).collect();
+    unit.iter().map(|u| dot(u, &m)).collect()
+}
+
+// ---------------------------------------------------------------------
+// Data: blobs on a coarse grid, so distances tie, with duplicated rows.
+
+fn blobs(n: usize, d: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut r = Rng::new(seed);
+    let c: Vec<Vec<f32>> = (0..centres)
+        .map(|_| (0..d).map(|_| (r.below(9) as f32) * 2.0).collect())
+        .collect();
+    let mut x: Vec<Vec<f32>> = (0..n)
+        .map(|_| {
+            let k = &c[r.below(centres as u64) as usize];
+            k.iter()
+                .map(|&v| v + (r.below(5) as f32 - 2.0) * 0.5)
+                .collect()
+        })
+        .collect();
+    // Exact duplicates.
+    for i in (0..n).step_by(17).skip(1) {
+        x[i] = x[i - 1].clone();
+    }
+    x
+}
+
+fn flat(x: &[Vec<f32>]) -> Vec<f32> {
+    x.iter().flatten().copied().collect()
+}
+
+fn job(s: ColdStart, k: usize, labeled: &[usize], seed: u64) -> Job {
+    let mut j = Job::new(s, InputForm::probs(), k).seed(seed);
+    j.exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
+    j
+}
+
+fn picks(x: &[Vec<f32>], j: &Job) -> Vec<usize> {
+    let v = flat(x);
+    let emb = Pool::from_f32(&v, x[0].len()).unwrap();
+    let sel = common::select_cpu(Inputs::embeddings(&emb), j).unwrap();
+    sel.indices().into_iter().map(|i| i as usize).collect()
+}
+
+/// Runs `j` with several chunk sizes and thread counts: one answer.
+fn stable_picks(x: &[Vec<f32>], j: &Job) -> Vec<usize> {
+    let first = picks(x, j);
+    for (chunk, threads) in [(7, 1), (64, 2), (1000, 3)] {
+        let mut j = j.clone();
+        j.chunk_rows = chunk;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.install(|| picks(x, &j)),
+            first,
+            "chunk {chunk}, {threads} threads"
+        );
+    }
+    first
+}
+
+// ---------------------------------------------------------------------
+
+#[test]
+fn typiclust_and_kmeans_equal_their_references() {
+    for (n, d, seed) in [(120, 3, 1u64), (300, 9, 2), (257, 17, 3)] {
+        let x = blobs(n, d, 6, seed);
+        for labeled in [vec![], vec![0, 5, 77]] {
+            for b in [1, 4, 9] {
+                let got = stable_picks(&x, &job(ColdStart::Typiclust, b, &labeled, seed));
+                let want = clusters_ref(&x, &labeled, b, seed, true);
+                assert_eq!(got, want, "typiclust n {n} d {d} labeled {labeled:?} b {b}");
+                let got = stable_picks(&x, &job(ColdStart::Kmeans, b, &labeled, seed));
+                let want = clusters_ref(&x, &labeled, b, seed, false);
+                assert_eq!(got, want, "kmeans n {n} d {d} labeled {labeled:?} b {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn probcover_equals_its_reference_with_delta_given_and_chosen() {
+    for (n, d, seed) in [(150, 4, 5u64), (233, 11, 6)] {
+        let x = blobs(n, d, 5, seed);
+        for labeled in [vec![], vec![3, 40]] {
+            for delta in [1.0f64, 2.5] {
+                let mut j = job(ColdStart::Probcover, 12, &labeled, seed);
+                j.delta = Some(delta);
+                let want = probcover_ref(&x, &labeled, 12, delta * delta, seed);
+                assert_eq!(stable_picks(&x, &j), want, "n {n} δ {delta} {labeled:?}");
+            }
+            let mut j = job(ColdStart::Probcover, 12, &labeled, seed);
+            j.purity_classes = 5;
+            let d2 = delta2_ref(&x, 5, 0.95, seed);
+            let want = probcover_ref(&x, &labeled, 12, d2, seed);
+            assert_eq!(stable_picks(&x, &j), want, "n {n} chosen δ {labeled:?}");
+        }
+    }
+}
+
+#[test]
+fn density_scores_equal_the_reference_bit_for_bit() {
+    let x = blobs(500, 13, 4, 9);
+    let want = density_ref(&x);
+    let j = job(ColdStart::Density, 20, &[1, 2], 0);
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 13).unwrap();
+    let sel = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap();
+    let mut order: Vec<usize> = (0..500).filter(|&r| r != 1 && r != 2).collect();
+    order.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+    assert_eq!(
+        sel.indices(),
+        order[..20].iter().map(|&r| r as u64).collect::<Vec<_>>()
+    );
+    for e in &sel.entries {
+        assert_eq!(e.score.to_bits(), want[e.index as usize].to_bits());
+    }
+    assert_eq!(stable_picks(&x, &j), picks(&x, &j));
+}
+
+#[test]
+fn density_weights_a_row_wise_strategy() {
+    let x = blobs(300, 6, 3, 4);
+    let mut r = Rng::new(8);
+    let probs: Vec<f32> = (0..300)
+        .flat_map(|_| {
+            let a = r.uniform() as f32;
+            [a, 1.0 - a]
+        })
+        .collect();
+    let sim = density_ref(&x);
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 6).unwrap();
+    let pool = Pool::from_f32(&probs, 2).unwrap();
+    for beta in [0.0, 1.0, 2.5] {
+        let mut j = Job::new(Strategy::Margin, InputForm::probs(), 15);
+        j.density_beta = Some(beta);
+        let sel = common::select_cpu(Inputs::probs(&pool).with_embeddings(&emb), &j).unwrap();
+        let key = |i: usize| {
+            let (a, b) = (probs[2 * i] as f64, probs[2 * i + 1] as f64);
+            (1.0 - (a.max(b) - a.min(b))) * sim[i].max(0.0).powf(beta)
+        };
+        let mut order: Vec<usize> = (0..300).collect();
+        order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+        assert_eq!(
+            sel.indices(),
+            order[..15].iter().map(|&r| r as u64).collect::<Vec<_>>(),
+            "β = {beta}"
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut x = blobs(50, 4, 3, 1);
+    x[7][2] = f32::NAN;
+    let path = dir.path().join("emb.npy");
+    common::save_f32(&path, &x, 4);
+    let emb = Pool::open_embeddings(&[&path]).unwrap();
+    for s in ColdStart::ALL {
+        let mut j = job(s, 3, &[], 0);
+        j.delta = Some(1.0);
+        let e = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, Error::BadRow { row: 7, .. }) && msg.contains("emb.npy"),
+            "{s}: {msg}"
+        );
+    }
+    // An all-zero row has no direction.
+    let mut x = blobs(50, 4, 3, 1);
+    x[9] = vec![0.0; 4];
+    common::save_f32(&path, &x, 4);
+    let emb = Pool::open_embeddings(&[&path]).unwrap();
+    let e = common::select_cpu(
+        Inputs::embeddings(&emb),
+        &job(ColdStart::Density, 3, &[], 0),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("row 9") && e.contains("cosine"), "{e}");
+    // k beyond the unlabeled rows.
+    let x = blobs(10, 4, 3, 1);
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 4).unwrap();
+    let e = common::select_cpu(
+        Inputs::embeddings(&emb),
+        &job(ColdStart::Typiclust, 9, &[1, 2], 0),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::TooFewRows { selectable: 8, .. }), "{e}");
+    // A δ that joins nothing, and no δ at all.
+    let mut j = job(ColdStart::Probcover, 2, &[], 0);
+    j.delta = Some(1e-6);
+    let e = common::select_cpu(Inputs::embeddings(&emb), &j)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("joins no two rows") && e.contains("larger --delta"),
+        "{e}"
+    );
+    j.delta = None;
+    let e = common::select_cpu(Inputs::embeddings(&emb), &j)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--delta") && e.contains("--classes"), "{e}");
+    // Probabilities are not read; a density weight needs one per row.
+    let probs = vec![0.5f32; 20];
+    let pool = Pool::from_f32(&probs, 2).unwrap();
+    let e = common::select_cpu(
+        Inputs::probs(&pool).with_embeddings(&emb),
+        &job(ColdStart::Kmeans, 2, &[], 0),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::UnusedInput { .. }), "{e}");
+    let short = vec![0.5f32; 8];
+    let pool = Pool::from_f32(&short, 2).unwrap();
+    let mut j = Job::new(Strategy::Entropy, InputForm::probs(), 2);
+    j.density_beta = Some(1.0);
+    let e = common::select_cpu(Inputs::probs(&pool).with_embeddings(&emb), &j).unwrap_err();
+    assert!(matches!(e, Error::EmbeddingRows { .. }), "{e}");
+    let e = common::select_cpu(Inputs::probs(&pool), &j).unwrap_err();
+    assert!(matches!(e, Error::MissingInput { .. }), "{e}");
+}
+
+#[test]
+fn cold_start_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = blobs(200, 5, 4, 2);
+    let path = dir.path().join("emb.npy");
+    common::save_f32(&path, &x, 5);
+    let p = path.to_str().unwrap();
+    let out = common::alpool(&[
+        "select",
+        "--embeddings",
+        p,
+        "--strategy",
+        "probcover",
+        "-k",
+        "4",
+        "--classes",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("edges") && err.contains("MiB"), "{err}");
+    let rows: Vec<usize> = common::stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let d2 = delta2_ref(&x, 4, 0.95, 0);
+    assert_eq!(rows, probcover_ref(&x, &[], 4, d2, 0));
+}
+
+#[test]
+fn a_workspace_starts_from_a_cold_start_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = blobs(150, 4, 3, 7);
+    let feats = dir.path().join("pool.npy");
+    common::save_f32(&feats, &x, 4);
+    let seed = dir.path().join("seed.csv");
+    std::fs::write(&seed, "id,label\n3,a\n40,b\n").unwrap();
+    let (f, s) = (feats.to_str().unwrap(), seed.to_str().unwrap());
+    let ws = dir.path().join("ws");
+    let out = dir.path().join("first.csv");
+    let run = |strategy: &str, ws: &std::path::Path, out: &std::path::Path| {
+        common::alpool(&[
+            "init",
+            ws.to_str().unwrap(),
+            "--features",
+            f,
+            "--classes",
+            "a,b",
+            "--labels",
+            s,
+            "--seed-strategy",
+            strategy,
+            "-k",
+            "6",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "2",
+        ])
+    };
+    let o = run("typiclust", &ws, &out);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,index,score"));
+    let rows: Vec<usize> = lines
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, clusters_ref(&x, &[3, 40], 6, 2, true));
+    // Label Studio tasks carry no prediction and no round before a model.
+    let json = dir.path().join("first.json");
+    let o = run("kmeans", &dir.path().join("ws2"), &json);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let tasks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tasks = tasks.as_array().unwrap();
+    assert_eq!(tasks.len(), 6);
+    assert!(tasks.iter().all(|t| t.get("predictions").is_none()));
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["data"].get("alpool_round").is_none())
+    );
+    // A strategy that needs a model is refused before anything is made;
+    // a first batch that fails takes the new workspace with it.
+    let ws3 = dir.path().join("ws3");
+    let o = run("margin", &ws3, &out);
+    assert!(!o.status.success() && common::stderr(&o).contains("needs a model"));
+    assert!(!ws3.exists());
+    let mut bad = x.clone();
+    bad[77][1] = f32::NAN;
+    common::save_f32(&feats, &bad, 4);
+    let o = run("typiclust", &ws3, &dir.path().join("never.csv"));
+    let err = common::stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("row 77") && err.contains("no workspace"),
+        "{err}"
+    );
+    assert!(!ws3.exists() && !dir.path().join("never.csv").exists());
+}
