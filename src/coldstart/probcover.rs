@@ -210,41 +210,65 @@ impl Tile<'_> {
     fn pairs(&self, x16: X16, pairs: &mut Vec<(u32, u32)>) -> u64 {
         let (x, d) = (self.x, self.d);
         let n = x.len() / d;
-        let (i0, i1) = (self.rows.start, self.rows.end);
-        let per_block = (BLOCK_BYTES / (GROUP * d * 4)).max(1);
-        let groups: Vec<&[f32]> = self.t.chunks_exact(GROUP * d).skip(i0 / GROUP).collect();
         let mut refined = 0;
-        for (b, block) in groups.chunks(per_block).enumerate() {
-            let g0 = i0 / GROUP + b * per_block;
-            for i in i0..i1 {
-                let xi = &x[i * d..(i + 1) * d];
-                for (gb, group) in block.iter().enumerate() {
-                    let g = g0 + gb;
-                    if (g + 1) * GROUP <= i {
+        let first = self.rows.start / GROUP;
+        blocked(
+            x,
+            self.t,
+            d,
+            self.rows.clone(),
+            first,
+            x16,
+            |i, g, xi, v| {
+                if (g + 1) * GROUP <= i {
+                    return;
+                }
+                let near = v.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+                if near >= self.skip {
+                    return;
+                }
+                for (lane, &v) in v.iter().enumerate() {
+                    let j = g * GROUP + lane;
+                    if j <= i || j >= n || v >= self.skip {
                         continue;
                     }
-                    let v = x16(xi, group);
-                    let near = v.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-                    if near >= self.skip {
-                        continue;
-                    }
-                    for (lane, &v) in v.iter().enumerate() {
-                        let j = g * GROUP + lane;
-                        if j <= i || j >= n || v >= self.skip {
-                            continue;
-                        }
-                        let edge = v < self.surely || {
-                            refined += 1;
-                            sq_dist_f64(xi, &x[j * d..(j + 1) * d]) < self.delta2
-                        };
-                        if edge {
-                            pairs.push((i as u32, j as u32));
-                        }
+                    let edge = v < self.surely || {
+                        refined += 1;
+                        sq_dist_f64(xi, &x[j * d..(j + 1) * d]) < self.delta2
+                    };
+                    if edge {
+                        pairs.push((i as u32, j as u32));
                     }
                 }
+            },
+        );
+        refined
+    }
+}
+
+/// Calls `f(i, g, row i, distances to group g's sixteen rows)` for every
+/// row i of `rows` and every group from `first` on, the groups in blocks
+/// of about [`BLOCK_BYTES`] so that a block stays in cache while every row
+/// meets it.
+fn blocked(
+    x: &[f32],
+    t: &[f32],
+    d: usize,
+    rows: std::ops::Range<usize>,
+    first: usize,
+    x16: X16,
+    mut f: impl FnMut(usize, usize, &[f32], [f32; GROUP]),
+) {
+    let per_block = (BLOCK_BYTES / (GROUP * d * 4)).max(1);
+    let groups: Vec<&[f32]> = t.chunks_exact(GROUP * d).skip(first).collect();
+    for (b, block) in groups.chunks(per_block).enumerate() {
+        let g0 = first + b * per_block;
+        for i in rows.clone() {
+            let xi = &x[i * d..(i + 1) * d];
+            for (gb, group) in block.iter().enumerate() {
+                f(i, g0 + gb, xi, x16(xi, group));
             }
         }
-        refined
     }
 }
 
@@ -346,22 +370,29 @@ fn choose_delta(
     let cl = fit(rd, classes, job.seed, iterations)?;
     let a = &cl.assign;
     let t = transpose_groups(x, d);
-    // Bounds on each row's squared distance to the nearest other cluster.
+    // Bounds on each row's squared distance to the nearest other cluster,
+    // tile by tile against cache-sized blocks of every row.
     let x16 = x16_kernel(rd.simd);
-    let bounds: Vec<(f64, f64)> = (0..n)
+    let nearest: Vec<Vec<f32>> = (0..n.div_ceil(TILE))
         .into_par_iter()
-        .map(|i| {
-            let xi = &x[i * d..(i + 1) * d];
-            let mut m = f32::INFINITY;
-            for (g, group) in t.chunks_exact(GROUP * d).enumerate() {
-                let v = x16(xi, group);
-                let first = g * GROUP;
-                for (lane, &v) in v.iter().enumerate().take(n - first) {
-                    if a[first + lane] != a[i] {
-                        m = m.min(v);
+        .map(|tile| {
+            let rows = tile * TILE..((tile + 1) * TILE).min(n);
+            let mut m = vec![f32::INFINITY; rows.len()];
+            blocked(x, &t, d, rows.clone(), 0, x16, |i, g, _, v| {
+                let m = &mut m[i - rows.start];
+                for (lane, &v) in v.iter().enumerate().take(n - g * GROUP) {
+                    if a[g * GROUP + lane] != a[i] {
+                        *m = m.min(v);
                     }
                 }
-            }
+            });
+            m
+        })
+        .collect();
+    let bounds: Vec<(f64, f64)> = nearest
+        .into_iter()
+        .flatten()
+        .map(|m| {
             if m == f32::INFINITY {
                 (f64::INFINITY, f64::INFINITY)
             } else {
