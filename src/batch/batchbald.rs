@@ -37,7 +37,7 @@ use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
 use crate::query::BatchStrategy;
 use crate::score::batchbald::{DEFAULT_CONFIGURATIONS, Joint, conditional_entropy};
-use crate::select::{Selected, Selection};
+use crate::select::Selection;
 
 /// Sample bytes a unit of parallel work reads in a full pass.
 const CHUNK_BYTES: u64 = 256 << 10;
@@ -119,24 +119,8 @@ impl Selection {
     /// pick order, scores in the job's log base.
     fn picked(job: &Job, picks: Vec<(u64, f64)>, rows: u64, excluded: u64, refined: u64) -> Self {
         let ln_b = job.log_base.ln();
-        let entries = picks
-            .into_iter()
-            .enumerate()
-            .map(|(i, (index, info))| Selected {
-                rank: i as u64 + 1,
-                index,
-                score: info / ln_b,
-            })
-            .collect();
-        Selection {
-            strategy: job.query,
-            entries,
-            rows,
-            excluded,
-            refined,
-            phases: Vec::new(),
-            notes: Vec::new(),
-        }
+        let scored = picks.into_iter().map(|(index, info)| (index, info / ln_b));
+        Selection::of_picks(job.query, scored, rows, excluded, refined)
     }
 }
 

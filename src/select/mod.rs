@@ -270,11 +270,11 @@ impl Selection {
         Selection::ranked(query.into(), best, rows, excluded, refined)
     }
 
-    /// The selection of `picks` (row, score) in pick order, as a batch or
-    /// cold-start strategy made them.
+    /// The selection of `picks` (global row, score), best (or first picked)
+    /// first, ranked from 1.
     pub(crate) fn of_picks(
         query: Query,
-        picks: Vec<(u64, f64)>,
+        picks: impl IntoIterator<Item = (u64, f64)>,
         rows: u64,
         excluded: u64,
         refined: u64,
@@ -308,24 +308,9 @@ impl Selection {
         excluded: u64,
         refined: u64,
     ) -> Self {
-        let entries = best
-            .enumerate()
-            .map(|(i, (index, priority))| Selected {
-                rank: i as u64 + 1,
-                index,
-                // The priority negated back where lower is better: exact.
-                score: query.priority(priority),
-            })
-            .collect();
-        Selection {
-            strategy: query,
-            entries,
-            rows,
-            excluded,
-            refined,
-            phases: Vec::new(),
-            notes: Vec::new(),
-        }
+        // The priority negated back where lower is better: exact.
+        let scored = best.map(|(index, priority)| (index, query.priority(priority)));
+        Selection::of_picks(query, scored, rows, excluded, refined)
     }
 
     /// The selected global row indices, in rank order.
