@@ -13,7 +13,9 @@ fi
 # invalid" from them. (The CLI and Python tests of headless quiet clear
 # this and check stderr themselves.)
 export NODEVICE_SELECT=1
-cargo test --release --locked --all-targets
+# The fuzz feature adds the fuzz targets' entry points, whose findings the
+# suite replays.
+cargo test --release --locked --all-targets --features fuzz
 cargo test --release --locked --doc
 
 # The Python package: built from this checkout (sharing target/ with the

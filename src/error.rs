@@ -342,3 +342,14 @@ impl Error {
         }
     }
 }
+
+/// A value from an outside file, quoted for a message: in full when short,
+/// else its start and its length, so that a 300 MB "id" on one line makes a
+/// one-line error rather than a 300 MB one.
+pub(crate) fn quoted(value: &str) -> String {
+    const SHOWN: usize = 60;
+    match value.char_indices().nth(SHOWN) {
+        None => format!("{value:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes in all)", &value[..end], value.len()),
+    }
+}

@@ -47,9 +47,13 @@ mod disagree;
 pub mod error;
 #[cfg(feature = "learner")]
 pub mod features;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod job;
 #[cfg(feature = "learner")]
 pub mod learner;
+mod lines;
 pub mod part;
 pub mod pool;
 pub mod query;

@@ -146,11 +146,16 @@ def main() -> None:
         send_all([url], list(range(a.items)), y, token, a.clients, acked, threading.Lock())
         dt = time.perf_counter() - t0
         labels, wrong = finish(proc, ws, y)
+        # Only acknowledged webhooks count: a refused or failed one is not
+        # throughput.
         print(
             f"{a.items} webhooks from {a.clients} clients in {dt:.2f} s: "
-            f"{a.items / dt:.0f} webhooks/s (target >= 50); acknowledged {len(acked)}, "
+            f"{len(acked) / dt:.0f} acknowledged webhooks/s (target >= 50); "
+            f"acknowledged {len(acked)} of {a.items}, "
             f"stored {len(labels)}, wrong or missing {wrong}"
         )
+        if len(acked) < a.items:
+            raise SystemExit(f"{a.items - len(acked)} webhooks were not acknowledged")
 
     with tempfile.TemporaryDirectory() as tmp:
         ws, y, token = workspace(a.alpool, Path(tmp), a.items)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,41 @@ def test_float32_is_read_in_place_and_left_writeable() -> None:
     p = random_probs(100, 3, 2)
     alpool.select(p, "margin", 5)
     assert p.flags.writeable
+
+
+# Runs in a process of its own, whose peak resident memory is the pool's
+# plus what select adds: a copy of the pool would add its whole size.
+PEAK_SCRIPT = """
+import resource, sys
+import numpy as np
+import alpool
+rows, dtype = int(sys.argv[1]), sys.argv[2]
+p = np.full((rows, 4), 0.25, dtype=dtype)
+p[::7] = [0.7, 0.1, 0.1, 0.1]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+idx, _ = alpool.select(p, "margin", 10)
+for strategy in ("entropy", "least-confidence"):
+    alpool.select(p, strategy, 10)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after, p.nbytes, int(idx[0]))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_arrays_are_read_in_place_not_copied(dtype: str) -> None:
+    rows = 8_000_000 if dtype == "float32" else 4_000_000  # 128 MB either way
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(rows), dtype],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    before, after, nbytes, first = (int(v) for v in out)
+    grew = (after - before) * 1024
+    # A copy would add 128 MB (64 MB as float32 from float64); threads'
+    # stacks and buffers add a few MB.
+    assert grew < nbytes // 8, f"select added {grew / 1e6:.0f} MB over a {nbytes / 1e6:.0f} MB pool"
+    assert first == 1, "the first row without the 0.7 row's margin"
 
 
 def test_model_and_features_equal_the_cli_fused_path(cli: Path, tmp_path: Path) -> None:

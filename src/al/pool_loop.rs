@@ -2,6 +2,7 @@
 //! criteria, score the unlabeled pool with the core engine, ask the oracle
 //! for the selected batch, repeat.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::stopping::{Fired, RoundFacts, StopConfig, Stopper};
@@ -10,6 +11,7 @@ use crate::api::{Device, Inputs, Run};
 use crate::backend::Silent;
 use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
+use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, TrainReport};
 use crate::pool::Exclusions;
@@ -41,6 +43,42 @@ pub struct LoopConfig {
     pub warm_start: bool,
     /// Seeds the seed set, the stop set and the random strategy.
     pub seed: u64,
+    /// The embeddings the batch-aware and cold-start strategies read, and
+    /// the cold-start strategies' settings.
+    pub embedding: EmbeddingSettings,
+}
+
+/// The embeddings a strategy reads in the loop, and the cold-start
+/// strategies' settings (see [`Job`]'s fields of the same names).
+#[derive(Clone, Default)]
+pub struct EmbeddingSettings {
+    /// One row per dataset row (`simulate --embeddings`); `None`: the
+    /// learner's last hidden layer, recomputed each round.
+    pub given: Option<Arc<FeaturePool>>,
+    /// k-means's Lloyd iterations at most (0 = 100).
+    pub iterations: usize,
+    /// ProbCover's δ; `None`: the smallest δ whose balls reach `purity`
+    /// over a k-means with one cluster per class of the dataset.
+    pub delta: Option<f64>,
+    /// The purity δ must reach (0 = 0.95).
+    pub purity: f64,
+}
+
+impl std::fmt::Debug for EmbeddingSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddingSettings")
+            .field(
+                "given",
+                &self
+                    .given
+                    .as_ref()
+                    .map(|e| format!("{} x {}", e.rows(), e.dim())),
+            )
+            .field("iterations", &self.iterations)
+            .field("delta", &self.delta)
+            .field("purity", &self.purity)
+            .finish()
+    }
 }
 
 /// What one round did and measured.
@@ -199,9 +237,11 @@ struct Pass {
 fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run) -> Result<Pass> {
     let t = Instant::now();
     let mut blocks = match job.query {
-        Query::Batch(_) => None,
+        Query::Batch(_) | Query::Cold(_) => None,
         _ => Some(Blocks::new(job, unlabeled.len() as u64)?),
     };
+    // Cold-start strategies read embeddings alone.
+    let keep = matches!(job.query, Query::Batch(_));
     let mut kept = Vec::new();
     let mut uncertainty = Vec::with_capacity(unlabeled.len());
     let mut select_s = 0.0;
@@ -221,7 +261,8 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
                 sel.add(crate::api::select(&pool, &block_job, run)?.selection);
             }
             Some(_) => {}
-            None => kept.extend_from_slice(&probs),
+            None if keep => kept.extend_from_slice(&probs),
+            None => {}
         }
         select_s += u.elapsed().as_secs_f64();
     }
@@ -270,6 +311,32 @@ fn measure(
     })
 }
 
+/// What can be refused before the first round: an empty pool, given
+/// embeddings that are not one per dataset row, a strategy that reads
+/// samples the loop's learner does not give.
+fn check_inputs(data: &Dataset, split: &Split, cfg: &LoopConfig) -> Result<()> {
+    if split.pool.is_empty() {
+        return Err(Error::Config("the pool is empty".into()));
+    }
+    if let Some(e) = &cfg.embedding.given
+        && e.rows() != data.rows() as u64
+    {
+        return Err(Error::EmbeddingRows {
+            path: e.path().into(),
+            pool: data.name.clone().into(),
+            expected: data.rows() as u64,
+            found: e.rows(),
+        });
+    }
+    if cfg.strategy.needs().samples == Use::Required {
+        let d = cfg.strategy;
+        return Err(Error::Config(format!(
+            "{d} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the loop on `data` with the given split. The test rows are used
 /// only to evaluate; the oracle is asked only for the seed set and for
 /// selected pool rows. With `gpu`, every selection runs there.
@@ -280,15 +347,7 @@ pub fn run(
     oracle: &mut dyn Oracle,
     gpu: Option<&Gpu>,
 ) -> Result<RunResult> {
-    if split.pool.is_empty() {
-        return Err(Error::Config("the pool is empty".into()));
-    }
-    if cfg.strategy.needs().samples == Use::Required {
-        let d = cfg.strategy;
-        return Err(Error::Config(format!(
-            "{d} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
-        )));
-    }
+    check_inputs(data, split, cfg)?;
     let mut labeled = Labeled::seed(data, split, cfg, oracle)?;
     let test_y = data.labels(&split.test);
     // Fitted once on the pool (never the test rows): the same transform in
@@ -322,9 +381,7 @@ pub fn run(
             .map_or(usize::MAX, |b| b.saturating_sub(labeled.rows.len()));
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
         let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
-        let job = Job::new(cfg.strategy, InputForm::model_output(), k)
-            .seed(seed)
-            .log_base(cfg.log_base);
+        let job = round_job(data, cfg, k, seed);
         let pass = score_pass(data, &m, &unlabeled, &job, &run)?;
         let facts = (round, labeled.rows.len(), test_accuracy, macro_f1, &fit);
         let mut record = measure(data, &m, &stop_set, &mut stopper, facts, &pass, train_s)?;
@@ -347,7 +404,10 @@ pub fn run(
         let t = Instant::now();
         let (sel, rows) = match pass.selection {
             Some(sel) => (sel, unlabeled),
-            None => batch_round(data, (m, &pass.kept), &unlabeled, &labeled.rows, &job, &run)?,
+            None => {
+                let rows = (unlabeled.as_slice(), labeled.rows.as_slice());
+                batch_round(data, (m, &pass.kept), rows, cfg, &job, &run)?
+            }
         };
         let batch: Vec<usize> = sel.entries.iter().map(|e| rows[e.index as usize]).collect();
         record.select_s += t.elapsed().as_secs_f64();
@@ -358,26 +418,52 @@ pub fn run(
     unreachable!("the loop returns when a criterion fires or the pool is empty")
 }
 
-/// A batch-aware round: the unlabeled rows then the labeled ones (core-set's
-/// centres, excluded), with the model's probabilities and embeddings,
-/// through the door. Returns the selection and the dataset row of each
-/// pool position.
+/// The round's job: the strategy with its settings, `k` rows, the round's
+/// seed. ProbCover's δ, unless given, is chosen over one k-means cluster
+/// per class of the dataset.
+fn round_job(data: &Dataset, cfg: &LoopConfig, k: usize, seed: u64) -> Job {
+    let e = &cfg.embedding;
+    let mut job = Job::new(cfg.strategy, InputForm::model_output(), k)
+        .seed(seed)
+        .log_base(cfg.log_base);
+    job.iterations = e.iterations;
+    job.delta = e.delta;
+    if e.purity > 0.0 {
+        job.purity = e.purity;
+    }
+    job.purity_classes = data.classes;
+    job
+}
+
+/// A batch-aware or cold-start round: the unlabeled rows then the labeled
+/// ones (core-set's centres; covered already for the cold-start
+/// strategies), excluded, with their embeddings (given, or the model's last
+/// hidden layer) and, for the batch-aware strategies, the model's
+/// probabilities, through the door. Returns the selection and the dataset
+/// row of each pool position.
 fn batch_round(
     data: &Dataset,
     (m, unlabeled_probs): (&Mlp, &[f32]),
-    unlabeled: &[usize],
-    labeled: &[usize],
+    (unlabeled, labeled): (&[usize], &[usize]),
+    cfg: &LoopConfig,
     job: &Job,
     run: &Run,
 ) -> Result<(Selection, Vec<usize>)> {
     let rows: Vec<usize> = unlabeled.iter().chain(labeled).copied().collect();
-    let mut probs = unlabeled_probs.to_vec();
-    probs.extend(data.predict_proba_rows(m, labeled)?);
-    let emb = data.embed_rows(m, &rows)?;
+    let (emb, width) = match &cfg.embedding.given {
+        Some(e) => (e.gather(&rows)?, e.dim()),
+        None => (data.embed_rows(m, &rows)?, m.embed_width()),
+    };
     let exclusions = Exclusions::new((unlabeled.len() as u64..rows.len() as u64).collect());
     let job = job.clone().exclude(exclusions);
-    let probs = Pool::from_f32(&probs, data.classes)?;
-    let emb = Pool::from_f32(&emb, m.embed_width())?;
-    let sel = crate::api::select(Inputs::probs(&probs).with_embeddings(&emb), &job, run)?;
+    let emb = Pool::from_f32(&emb, width)?.named("<the embeddings>");
+    let sel = if let Query::Cold(_) = job.query {
+        crate::api::select(Inputs::embeddings(&emb), &job, run)?
+    } else {
+        let mut probs = unlabeled_probs.to_vec();
+        probs.extend(data.predict_proba_rows(m, labeled)?);
+        let probs = Pool::from_f32(&probs, data.classes)?;
+        crate::api::select(Inputs::probs(&probs).with_embeddings(&emb), &job, run)?
+    };
     Ok((sel.selection, rows))
 }

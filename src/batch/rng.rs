@@ -128,8 +128,36 @@ mod tests {
         let n = 200_000u64;
         let mean: f64 = (0..n).map(|i| exp_canonical(bits(7, 3, i))).sum::<f64>() / n as f64;
         assert!((mean - 1.0).abs() < 0.01, "mean of Exp(1) draws {mean}");
-        assert_ne!(bits(7, 3, 5), bits(8, 3, 5));
-        assert_ne!(bits(7, 3, 5), bits(7, 4, 5));
-        assert_eq!(bits(7, 3, 5), bits(7, 3, 5));
+    }
+
+    /// Each bit of the seed, the pick and the row reaches the output: rows
+    /// 2³² apart, or seeds differing only in their high half, draw apart.
+    #[test]
+    fn every_input_bit_changes_the_draw() {
+        let (seed, t, row) = (
+            0x0123_4567_89ab_cdefu64,
+            0x5555_aaaau32,
+            0xfedc_ba98_7654_3210u64,
+        );
+        let base = bits(seed, t, row);
+        for b in 0..64 {
+            assert_ne!(bits(seed ^ 1 << b, t, row), base, "seed bit {b} is ignored");
+            assert_ne!(bits(seed, t, row ^ 1 << b), base, "row bit {b} is ignored");
+        }
+        for b in 0..32 {
+            assert_ne!(bits(seed, t ^ 1 << b, row), base, "pick bit {b} is ignored");
+        }
+        // 23 bits, all in use: over 2¹⁶ rows each output bit is set about
+        // half the time (4 standard deviations: 512).
+        for b in 0..23 {
+            let set = (0..1u64 << 16)
+                .filter(|&r| bits(seed, t, r) >> b & 1 == 1)
+                .count();
+            assert!(
+                set.abs_diff(1 << 15) < 512,
+                "output bit {b} set {set} times"
+            );
+        }
+        assert!((0..1u64 << 16).all(|r| bits(seed, t, r) < 1 << 23));
     }
 }

@@ -64,6 +64,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             mlp: MlpConfig::default(),
             warm_start: false,
             seed: a.seed,
+            embedding: Default::default(),
         },
     };
     super::simulate::run_and_report(&data, &cfg, None, &a.out)

@@ -2,6 +2,7 @@
 //! loop with a simulated oracle, and the learner on its own.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -10,10 +11,11 @@ use clap::{Args, ValueEnum};
 use super::select::{LogBaseArg, QueryArg};
 use alpool::al::Dataset;
 use alpool::al::curves;
-use alpool::al::pool_loop::LoopConfig;
+use alpool::al::pool_loop::{EmbeddingSettings, LoopConfig};
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
+use alpool::features::FeaturePool;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
 use alpool::{LogBase, Query, Strategy};
 
@@ -180,6 +182,23 @@ pub struct SimulateArgs {
         default_value = "random,margin"
     )]
     pub strategies: Vec<QueryArg>,
+    /// Embeddings for the strategies that read them (typiclust, probcover,
+    /// kmeans, density, badge, coreset, cluster-margin): .npy N x D, one row
+    /// per dataset row. Default: the learner's last hidden layer, each round.
+    #[arg(long, value_name = "E.npy")]
+    pub embeddings: Option<PathBuf>,
+    /// probcover: the ball radius δ. Without it, δ is the largest radius
+    /// whose balls are at least --purity pure over one k-means cluster per
+    /// class of the dataset.
+    #[arg(long, value_name = "D")]
+    pub delta: Option<f64>,
+    /// probcover without --delta: the fraction of balls that must hold rows
+    /// of one cluster only.
+    #[arg(long, value_name = "A", default_value_t = 0.95)]
+    pub purity: f64,
+    /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
     /// Runs per strategy, with seeds --seed, --seed + 1, ...
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -273,6 +292,15 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             mlp: a.learner.config(a.seed),
             warm_start: a.warm_start,
             seed: a.seed,
+            embedding: EmbeddingSettings {
+                given: match &a.embeddings {
+                    Some(p) => Some(Arc::new(FeaturePool::open(std::slice::from_ref(p))?)),
+                    None => None,
+                },
+                iterations: a.iterations as usize,
+                delta: a.delta,
+                purity: a.purity,
+            },
         },
     };
     let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };

@@ -551,6 +551,7 @@ fn pool_runs(a: &SynthesizeArgs, data: &Dataset, strategy: Strategy) -> anyhow::
             mlp: a.learner.config(a.seed),
             warm_start: false,
             seed,
+            embedding: Default::default(),
         };
         let result = pool_loop::run(data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
         let name = strategy.name().into();

@@ -613,7 +613,11 @@ mod tests {
         use wgpu::BufferUsages as U;
         let Some(g) = gpu() else { return };
         let mut rng = Rng::new(5);
-        let mut tightest = f64::INFINITY;
+        // The bound must also be tight enough to be of use: a loose one
+        // would send every row to the CPU's re-check. Over all cases, some
+        // error comes within 100x of it, and it stays below 5% of the
+        // logits' scale (features spanning 1e-3 to 1e3 cancel in the sums).
+        let (mut loosest, mut closest) = (0f64, 0f64);
         for case in 0..6usize {
             let dim = [3, 17, 64, 200, 33, 300][case];
             let hidden = match case % 3 {
@@ -665,6 +669,8 @@ mod tests {
                     eps.is_finite() && eps > 0.0,
                     "case {case} row {r}: eps {eps}"
                 );
+                let zr = &z[r * c..(r + 1) * c];
+                loosest = loosest.max(eps / zr.iter().fold(1f64, |m, &v| m.max(v.abs() as f64)));
                 for j in 0..c {
                     let gz = f32::from_bits(out[r * (c + 1) + j]) as f64;
                     let diff = (gz - z[r * c + j] as f64).abs();
@@ -676,10 +682,18 @@ mod tests {
                     worst = worst.max(diff / eps);
                 }
             }
-            tightest = tightest.min(1.0 / worst.max(1e-300));
             eprintln!("case {case}: largest |GPU − CPU| / bound = {worst:.2e}");
+            closest = closest.max(worst);
         }
-        assert!(tightest.is_finite());
+        eprintln!("largest bound / max(1, |logit|) = {loosest:.2e}");
+        assert!(
+            loosest < 0.05,
+            "a bound of {loosest:.2e} of the logits' scale"
+        );
+        assert!(
+            closest > 1e-2,
+            "every error is below 1% of its bound: {closest:.2e}"
+        );
     }
 
     #[test]

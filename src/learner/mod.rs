@@ -758,6 +758,7 @@ impl Mlp {
         let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
         let v: ConfigFile = serde_json::from_str(&text)
             .map_err(|e| Error::model(&cfg_path, format!("bad model config: {e}")))?;
+        check_size(&v, &cfg_path, path)?;
         let mut mlp = Mlp::new(v.inputs, v.classes, v.config())?;
         let tensors = Tensors {
             path,
@@ -793,6 +794,35 @@ impl Mlp {
             });
         }
         Ok(mlp)
+    }
+}
+
+/// Refuses a config that describes more weights than its weights file can
+/// hold (each takes at least 2 bytes), before any is allocated: a damaged
+/// or hostile config could otherwise ask for terabytes.
+fn check_size(v: &ConfigFile, cfg_path: &Path, path: &Path) -> Result<()> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let widths: Vec<usize> = std::iter::once(v.inputs)
+        .chain(v.hidden.iter().copied())
+        .chain(std::iter::once(v.classes))
+        .collect();
+    let weights = widths.windows(2).try_fold(0u64, |n, w| {
+        (w[0] as u64)
+            .checked_add(1)?
+            .checked_mul(w[1] as u64)?
+            .checked_add(n)
+    });
+    match weights {
+        Some(n) if n.saturating_mul(2) <= bytes => Ok(()),
+        _ => Err(Error::model(
+            cfg_path,
+            format!(
+                "describes layers {widths:?}, more weights than {} holds ({bytes} bytes)",
+                path.display()
+            ),
+        )),
     }
 }
 

@@ -1,11 +1,10 @@
 //! Rows that must never be selected (already labeled): a text file with one
 //! global row index per line, or a 1-D integer .npy.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use super::npy::DType;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 
 /// A sorted, deduplicated set of global row indices.
 #[derive(Clone, Debug, Default)]
@@ -77,29 +76,23 @@ fn out_of_range(path: &Path, line: u64, value: i128, rows: u64) -> Error {
 }
 
 fn read_text(path: &Path, rows: u64) -> Result<Vec<u64>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|e| Error::BadLine {
-            path: path.into(),
-            line: line_no,
-            reason: format!("cannot read: {e}"),
-        })?;
+    crate::lines::each_line(path, |line_no, line| {
         let t = line.split('#').next().unwrap_or("").trim();
         if t.is_empty() {
-            continue;
+            return Ok(());
         }
         let v: i128 = t.parse().map_err(|_| Error::BadLine {
             path: path.into(),
             line: line_no,
-            reason: format!("{t:?} is not a row index (a non-negative integer)"),
+            reason: format!("{} is not a row index (a non-negative integer)", quoted(t)),
         })?;
         if v < 0 || v >= rows as i128 {
             return Err(out_of_range(path, line_no, v, rows));
         }
         out.push(v as u64);
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

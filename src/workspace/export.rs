@@ -18,8 +18,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::items::{ItemTable, RowOfId, each_line, is_duplicate};
-use crate::error::{Error, Result};
+use super::items::{ItemTable, RowOfId, is_duplicate};
+use crate::error::{Error, Result, quoted};
+use crate::lines::each_line;
 use crate::query::Query;
 
 /// The `Choices` control the tasks' predictions and the labels use.
@@ -326,7 +327,7 @@ pub(super) fn insert_item_data(items: &ItemTable, path: &Path) -> Result<Vec<Str
         };
         let row = items
             .row_of(&id)?
-            .ok_or_else(|| bad(format!("unknown item id {id:?}")))?;
+            .ok_or_else(|| bad(format!("unknown item id {}", quoted(&id))))?;
         if let Some(k) = obj.keys().find(|k| RESERVED_KEYS.contains(&k.as_str())) {
             return Err(bad(format!("the field {k:?} is reserved for alpool")));
         }
@@ -348,7 +349,8 @@ pub(super) fn insert_item_data(items: &ItemTable, path: &Path) -> Result<Vec<Str
         match insert.execute(rusqlite::params![row as i64, text]) {
             Err(e) if is_duplicate(&e) => {
                 return Err(bad(format!(
-                    "id {id:?} again (its data was given on an earlier line)"
+                    "id {} again (its data was given on an earlier line)",
+                    quoted(&id)
                 )));
             }
             r => r.map_err(super::db_err(items.db))?,

@@ -164,3 +164,14 @@ fn fill(tx: &Transaction, path: &Path, spec: &InitSpec, progress: &dyn Progress)
     }
     Ok(())
 }
+
+/// `init`'s checks and inserts, into an in-memory database: the same
+/// statements as a workspace on disk, without a file per call (for
+/// `crate::fuzz::init`).
+#[cfg(feature = "fuzz")]
+pub(crate) fn build_in_memory(spec: &InitSpec) -> Result<()> {
+    if let Some(p) = &spec.labels {
+        ingest::check_seed_file(p, &spec.classes)?;
+    }
+    build(Path::new(":memory:"), spec, &crate::Silent)
+}

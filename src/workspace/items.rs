@@ -4,14 +4,14 @@
 //! pool's ids in memory (10M ids as a `HashMap` are about a gigabyte).
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Workspace, db_err};
 use crate::backend::Progress;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
+use crate::lines::each_line;
 
 /// Items stored between progress reports.
 const STEP: usize = 1 << 16;
@@ -110,7 +110,7 @@ pub(super) fn insert_ids(
                     return Err(Error::BadLine {
                         path: path.into(),
                         line: number,
-                        reason: format!("id {id:?} again{first}"),
+                        reason: format!("id {} again{first}", quoted(id)),
                     });
                 }
                 r => r.map_err(db_err(table.db))?,
@@ -136,30 +136,4 @@ pub(super) fn insert_ids(
 pub(super) fn is_duplicate(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
         if f.code == rusqlite::ErrorCode::ConstraintViolation)
-}
-
-/// Calls `f` with each line of `path` (its number from 1, and its text),
-/// read through a buffer: a file of any size takes constant memory. A line
-/// that is not UTF-8 is refused by number.
-pub(super) fn each_line(path: &Path, mut f: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::new();
-    for number in 1u64.. {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?
-            == 0
-        {
-            break;
-        }
-        let line = std::str::from_utf8(&buf).map_err(|_| Error::BadLine {
-            path: path.into(),
-            line: number,
-            reason: "not UTF-8 text".into(),
-        })?;
-        f(number, line)?;
-    }
-    Ok(())
 }

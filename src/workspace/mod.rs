@@ -26,6 +26,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::{Error, Result};
 pub use ingest::{IngestOptions, IngestReport};
 pub use init::InitSpec;
+#[cfg(feature = "fuzz")]
+pub(crate) use init::build_in_memory;
 
 const DB: &str = "alpool.db";
 /// The database format this build writes; older workspaces are upgraded

@@ -131,7 +131,24 @@ fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
     loop {
         let Ok(mut req) = server.recv() else { return };
         let reply = match ws.as_mut() {
-            Some(ws) => handle(&mut req, ws, shared),
+            Some(ws) => {
+                let (method, url) = (req.method().as_str().to_string(), req.url().to_string());
+                let authorization: Vec<String> = req
+                    .headers()
+                    .iter()
+                    .filter(|h| h.field.equiv("Authorization"))
+                    .map(|h| h.value.as_str().to_string())
+                    .collect();
+                let body_length = req.body_length();
+                let incoming = Incoming {
+                    method: &method,
+                    url: &url,
+                    authorization: &authorization,
+                    body_length,
+                    body: req.as_reader(),
+                };
+                handle(incoming, ws, shared)
+            }
             None => bad(503, "the workspace could not be opened"),
         };
         let body = reply.1.to_string();
@@ -145,9 +162,21 @@ fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
     }
 }
 
-fn handle(req: &mut tiny_http::Request, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
+/// A request as the handler sees it: what tiny_http parsed from the
+/// connection (or a fuzz target from its input).
+struct Incoming<'r> {
+    method: &'r str,
+    url: &'r str,
+    /// The values of every `Authorization` header.
+    authorization: &'r [String],
+    /// What `Content-Length` claims.
+    body_length: Option<usize>,
+    body: &'r mut dyn Read,
+}
+
+fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
     if let Some(token) = &shared.opts.token
-        && !authorized(req, token)
+        && !authorized(req.authorization, token)
     {
         return bad(
             401,
@@ -155,22 +184,19 @@ fn handle(req: &mut tiny_http::Request, ws: &mut Workspace, shared: &Arc<Shared>
         );
     }
     let path = req
-        .url()
+        .url
         .split('?')
         .next()
         .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string();
-    let method = req.method().clone();
-    use tiny_http::Method::{Get, Post};
-    match (method, path.as_str()) {
-        (Get, "" | "/health") => Reply(
+        .trim_end_matches('/');
+    match (req.method, path) {
+        ("GET", "" | "/health") => Reply(
             200,
             json!({"status": "UP", "model_class": "alpool", "model_version": export::model_version(&shared.token)}),
         ),
-        (Get, "/metrics") => Reply(200, json!({})),
-        (Post, route @ ("/setup" | "/predict" | "/webhook" | "/train")) => {
-            let body = match read_body(req, shared.opts.max_body) {
+        ("GET", "/metrics") => Reply(200, json!({})),
+        ("POST", route @ ("/setup" | "/predict" | "/webhook" | "/train")) => {
+            let body = match read_body(req.body, req.body_length, shared.opts.max_body) {
                 Ok(b) => b,
                 Err(r) => return r,
             };
@@ -193,23 +219,20 @@ fn handle(req: &mut tiny_http::Request, ws: &mut Workspace, shared: &Arc<Shared>
     }
 }
 
-fn authorized(req: &tiny_http::Request, token: &str) -> bool {
-    req.headers()
-        .iter()
-        .filter(|h| h.field.equiv("Authorization"))
-        .any(|h| {
-            let v = h.value.as_str().trim();
-            if let Some(t) = v
-                .strip_prefix("Token ")
-                .or_else(|| v.strip_prefix("Bearer "))
-            {
-                return t.trim() == token;
-            }
-            v.strip_prefix("Basic ")
-                .and_then(|b| base64_decode(b.trim()))
-                .and_then(|d| String::from_utf8(d).ok())
-                .is_some_and(|d| d.split_once(':').is_some_and(|(_, pass)| pass == token))
-        })
+fn authorized(authorization: &[String], token: &str) -> bool {
+    authorization.iter().any(|v| {
+        let v = v.trim();
+        if let Some(t) = v
+            .strip_prefix("Token ")
+            .or_else(|| v.strip_prefix("Bearer "))
+        {
+            return t.trim() == token;
+        }
+        v.strip_prefix("Basic ")
+            .and_then(|b| base64_decode(b.trim()))
+            .and_then(|d| String::from_utf8(d).ok())
+            .is_some_and(|d| d.split_once(':').is_some_and(|(_, pass)| pass == token))
+    })
 }
 
 /// Standard base64 (RFC 4648, with padding), for HTTP basic auth.
@@ -238,15 +261,19 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn read_body(req: &mut tiny_http::Request, max: usize) -> std::result::Result<Value, Reply> {
-    if req.body_length().is_some_and(|n| n > max) {
+fn read_body(
+    body: &mut dyn Read,
+    claimed: Option<usize>,
+    max: usize,
+) -> std::result::Result<Value, Reply> {
+    if claimed.is_some_and(|n| n > max) {
         return Err(bad(
             413,
             format!("the request body is larger than {max} bytes"),
         ));
     }
     let mut buf = Vec::new();
-    let read = req.as_reader().take(max as u64 + 1).read_to_end(&mut buf);
+    let read = body.take(max as u64 + 1).read_to_end(&mut buf);
     if read.is_err() {
         return Err(bad(400, "the request body could not be read"));
     }
@@ -447,6 +474,107 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
         }
         shared.training.store(false, Ordering::Release);
     });
+}
+
+/// A server without a socket, for `crate::fuzz::server`: requests go
+/// straight to [`handle`], over a small workspace with seed labels and a
+/// trained model. Its `training` flag is held up, as while a retrain runs,
+/// so that `/train` and every label answer as usual but start no thread.
+#[cfg(feature = "fuzz")]
+pub(crate) struct Unplugged {
+    shared: Arc<Shared>,
+    ws: Mutex<Workspace>,
+}
+
+#[cfg(feature = "fuzz")]
+impl Unplugged {
+    /// Builds the workspace in `dir`: 16 items (`i0`…`i15`) of 4 features,
+    /// classes cat, dog and bird, 6 seed labels, one round's model. Tasks
+    /// must carry `token`; requests, the server token `s3cret`.
+    pub(crate) fn new(dir: &Path, token: &str) -> Result<Unplugged> {
+        let features = dir.join("features.npy");
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37) % 11) as f32 / 11.0).collect();
+        crate::pool::npy::save(&features, &[16, 4], &x)?;
+        let ids: String = (0..16).map(|i| format!("i{i}\n")).collect();
+        let seed = "id,label\ni0,cat\ni1,dog\ni2,bird\ni3,cat\ni4,dog\ni5,bird\n";
+        std::fs::write(dir.join("ids.txt"), ids).map_err(|e| Error::io(dir, e))?;
+        std::fs::write(dir.join("seed.csv"), seed).map_err(|e| Error::io(dir, e))?;
+        let spec = super::InitSpec {
+            features: features.clone(),
+            rows: 16,
+            dim: 4,
+            classes: vec!["cat".into(), "dog".into(), "bird".into()],
+            ids: Some(dir.join("ids.txt")),
+            labels: Some(dir.join("seed.csv")),
+            data: None,
+        };
+        let ws_dir = dir.join("ws");
+        let mut ws = Workspace::init(&ws_dir, &spec, &Silent)?;
+        let learner = MlpConfig {
+            hidden: vec![8],
+            epochs: 2,
+            min_steps: 1,
+            ..MlpConfig::default()
+        };
+        let next = NextOptions {
+            k: 2,
+            strategy: Strategy::Margin.into(),
+            seed: 0,
+            learner: learner.clone(),
+            device: Device::Cpu,
+            out: dir.join("next.json"),
+            reselect_skipped: false,
+        };
+        next_round(&mut ws, &ws_dir, &next, &Silent)?;
+        let opts = ServeOptions {
+            addr: String::new(),
+            token: Some("s3cret".into()),
+            strategy: Strategy::Margin,
+            retrain_every: 1,
+            k: 2,
+            ingest: IngestOptions::default(),
+            learner,
+            seed: 0,
+            threads: 1,
+            wait: Duration::from_secs(5),
+            max_body: 1 << 16,
+        };
+        let shared = Shared {
+            dir: ws_dir,
+            classes: ws.classes()?,
+            // In place of the random token `init` drew.
+            token: token.into(),
+            features: FeaturePool::open(&[&features])?,
+            model: Mutex::new(None),
+            training: AtomicBool::new(true),
+            opts,
+        };
+        Ok(Unplugged {
+            shared: Arc::new(shared),
+            ws: Mutex::new(ws),
+        })
+    }
+
+    /// The status and JSON body of one request.
+    pub(crate) fn handle(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: &[String],
+        body_length: Option<usize>,
+        body: &mut dyn Read,
+    ) -> (u16, Value) {
+        let mut ws = self.ws.lock().unwrap_or_else(|p| p.into_inner());
+        let req = Incoming {
+            method,
+            url,
+            authorization,
+            body_length,
+            body,
+        };
+        let Reply(status, answer) = handle(req, &mut ws, &self.shared);
+        (status, answer)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, StopConfig};
 use alpool::al::{Dataset, GroundTruth, Oracle, Split};
 use alpool::learner::{Mlp, MlpConfig};
-use alpool::{BatchStrategy, LogBase, Query, Strategy};
+use alpool::{BatchStrategy, ColdStart, LogBase, Query, Strategy};
 
 /// The shared digits set (see `common::shared_data`).
 fn shared_digits() -> Option<Dataset> {
@@ -34,6 +34,7 @@ fn config(strategy: impl Into<Query>, budget: usize) -> LoopConfig {
         mlp: MlpConfig::default(),
         warm_start: false,
         seed: 1,
+        embedding: Default::default(),
     }
 }
 
@@ -108,7 +109,8 @@ fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
         .map(Query::Batch)
         .filter(|q| q.needs().samples != alpool::query::Use::Required);
     let rows = [Strategy::Margin, Strategy::Random, Strategy::Entropy].map(Query::Score);
-    for strategy in rows.into_iter().chain(batch) {
+    let cold = ColdStart::ALL.map(Query::Cold);
+    for strategy in rows.into_iter().chain(batch).chain(cold) {
         let mut oracle = Recording {
             inner: GroundTruth::new(&data.y),
             asked: Vec::new(),
@@ -341,4 +343,103 @@ fn a_mapped_dataset_runs_the_loop_its_features_in_memory_run() {
             assert!(a.labeled.len() >= 50, "{dtype} {q:?}: {}", a.labeled.len());
         }
     }
+}
+
+/// Cold-start strategies in the loop, at a small budget where they matter:
+/// over the learner's hidden layer, TypiClust and the k-means baseline beat
+/// random on digits (10 seed labels, batches of 10, 60 labels, 3 seeds).
+#[test]
+fn typiclust_and_kmeans_beat_random_at_a_small_budget() {
+    let data = Dataset::digits();
+    let strategies: Vec<Query> = vec![
+        Strategy::Random.into(),
+        ColdStart::Typiclust.into(),
+        ColdStart::Kmeans.into(),
+    ];
+    let mut base = config(Strategy::Random, 60);
+    base.seed_size = 10;
+    let cfg = SimConfig {
+        strategies: strategies.clone(),
+        repeats: 3,
+        test: TestSet::Fraction(0.2),
+        base,
+    };
+    let runs = simulate::run(&data, &cfg, None).unwrap();
+    let summary = simulate::summarize(&runs, &strategies);
+    eprintln!("{}", alpool::al::curves::table(&summary));
+    let aulc = |q: &Query| {
+        summary
+            .iter()
+            .find(|x| x.name == q.name())
+            .unwrap()
+            .aulc_mean
+    };
+    for q in &strategies[1..] {
+        assert!(
+            aulc(q) > aulc(&strategies[0]) + 0.01,
+            "{q} {} vs random {}",
+            aulc(q),
+            aulc(&strategies[0])
+        );
+    }
+}
+
+/// Given embeddings replace the learner's: the loop's picks follow them,
+/// and embeddings scaled by 2 (every distance doubled, exactly) give the
+/// same picks, ProbCover's δ by purity included.
+#[test]
+fn given_embeddings_drive_the_cold_start_picks() {
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let x = data.features();
+    let save = |name: &str, scale: f32| {
+        let p = dir.path().join(name);
+        let v: Vec<f32> = x.iter().map(|&v| v * scale).collect();
+        alpool::pool::npy::save(&p, &[data.rows(), data.dim], &v).unwrap();
+        std::sync::Arc::new(alpool::features::FeaturePool::open(&[&p]).unwrap())
+    };
+    let (e1, e2) = (save("e1.npy", 1.0), save("e2.npy", 2.0));
+    for q in [
+        ColdStart::Typiclust,
+        ColdStart::Probcover,
+        ColdStart::Kmeans,
+    ] {
+        let picks = |given: Option<std::sync::Arc<alpool::features::FeaturePool>>| {
+            let mut cfg = config(q, 50);
+            cfg.embedding.given = given;
+            let mut oracle = GroundTruth::new(&data.y);
+            pool_loop::run(&data, &split, &cfg, &mut oracle, None)
+                .unwrap()
+                .labeled
+        };
+        let (learned, given, doubled) = (
+            picks(None),
+            picks(Some(e1.clone())),
+            picks(Some(e2.clone())),
+        );
+        assert_eq!(given.len(), 50);
+        assert_eq!(
+            given, doubled,
+            "{q}: scaling the embeddings changed the picks"
+        );
+        assert_ne!(
+            given[20..],
+            learned[20..],
+            "{q}: the given embeddings were not used"
+        );
+    }
+    // One embedding per dataset row, or a clear error.
+    let short = dir.path().join("short.npy");
+    alpool::pool::npy::save(&short, &[10, 4], &[0f32; 40]).unwrap();
+    let mut cfg = config(ColdStart::Typiclust, 50);
+    cfg.embedding.given = Some(std::sync::Arc::new(
+        alpool::features::FeaturePool::open(&[&short]).unwrap(),
+    ));
+    let err =
+        pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None).unwrap_err();
+    assert!(
+        err.to_string().contains("short.npy") && err.to_string().contains("1797"),
+        "{err}"
+    );
 }

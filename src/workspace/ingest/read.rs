@@ -11,12 +11,13 @@
 //! or a skip.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 use serde_json::Value;
 
 use super::votes::{Decision, Vote, decide};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, quoted};
 use crate::workspace::export::CONTROL;
 use crate::workspace::items::RowOfId;
 
@@ -101,7 +102,8 @@ impl Expect<'_> {
     fn class(&self, name: &str) -> std::result::Result<usize, String> {
         self.classes.iter().position(|c| c == name).ok_or_else(|| {
             format!(
-                "unknown class {name:?}; classes are {}",
+                "unknown class {}; classes are {}",
+                quoted(name),
                 self.classes.join(", ")
             )
         })
@@ -111,7 +113,7 @@ impl Expect<'_> {
         self.ids
             .row_of(id)
             .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("unknown item id {id:?} (not in this workspace)"))
+            .ok_or_else(|| format!("unknown item id {} (not in this workspace)", quoted(id)))
     }
 
     /// The vote of a list of chosen class names.
@@ -154,7 +156,8 @@ impl Expect<'_> {
             Some(t) if t == self.token => {}
             Some(t) => {
                 return Err(format!(
-                    "the task belongs to workspace {t:?}, not to this one ({:?}): an export of another workspace or project",
+                    "the task belongs to workspace {}, not to this one ({:?}): an export of another workspace or project",
+                    quoted(&t),
                     self.token
                 ));
             }
@@ -223,17 +226,33 @@ pub fn read_label_file(path: &Path, expect: &Expect) -> Result<LabelFile> {
 
 /// A label file's text: UTF-8 (a BOM is dropped), not empty.
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::BadLine {
-        path: path.into(),
-        line: bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64
-            + 1,
-        reason: "the file is not valid UTF-8 (save it as UTF-8)".into(),
+    // Read whole (a JSON export is one value), so only a file whose size is
+    // known: a pipe or a device (`/dev/zero`) could fill memory before the
+    // first error.
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Exchange {
+            path: path.into(),
+            reason: "not a regular file (a pipe or a device): save the labels to a file first"
+                .into(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(meta.len()).read_to_end(&mut bytes))
+        .map_err(|e| Error::io(path, e))?;
+    // Converted in place: a file of hundreds of MB is held once, not twice.
+    let mut text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        Error::BadLine {
+            path: path.into(),
+            line: valid.iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+            reason: "the file is not valid UTF-8 (save it as UTF-8)".into(),
+        }
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
     if text.trim().is_empty() {
         return Err(Error::BadLine {
             path: path.into(),
@@ -241,7 +260,7 @@ fn read_text(path: &Path) -> Result<String> {
             reason: "the file is empty".into(),
         });
     }
-    Ok(text.to_string())
+    Ok(text)
 }
 
 fn read_json(path: &Path, text: &str, expect: &Expect) -> Result<LabelFile> {
