@@ -121,8 +121,13 @@ pub enum Error {
     },
 
     /// A strategy that needs more classes than the pool has.
-    #[error("strategy {strategy} needs at least 2 classes, but the pool has {classes}")]
+    #[error(
+        "{}: strategy {strategy} needs at least 2 classes, but the pool has {classes}",
+        path.display()
+    )]
     TooFewClasses {
+        /// The pool (its first file).
+        path: PathBuf,
         /// The strategy.
         strategy: &'static str,
         /// Classes the pool has.
@@ -165,9 +170,12 @@ pub enum Error {
 
     /// A batch strategy asked for more rows than can be selected.
     #[error(
-        "k = {k} is more than the {selectable} rows that can be selected ({rows} rows, {excluded} excluded); {strategy} picks distinct rows, so lower -k"
+        "{}: k = {k} is more than the {selectable} rows that can be selected ({rows} rows, {excluded} excluded); {strategy} picks distinct rows, so lower -k",
+        path.display()
     )]
     TooFewRows {
+        /// The pool (its first file).
+        path: PathBuf,
         /// The strategy.
         strategy: &'static str,
         /// Rows asked for.

@@ -2,6 +2,8 @@
 //! ([`crate::select()`]) takes it with the inputs the query needs; each
 //! engine reads the fields its query uses.
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::pool::Exclusions;
 use crate::query::{InputForm, LogBase, Query, Stochastic};
@@ -104,9 +106,14 @@ impl Job {
         self
     }
 
-    /// Refuses exclusions past `rows` rows of `what` ("the pool's") and a k
-    /// beyond the rows left, for `strategy`, which picks distinct rows.
-    pub(crate) fn check_picks(&self, rows: u64, what: &str, strategy: &'static str) -> Result<()> {
+    /// Refuses exclusions past `rows` rows of `what` ("the pool's", read
+    /// from `path`) and a k beyond the rows left, for `strategy`, which
+    /// picks distinct rows.
+    pub(crate) fn check_picks(
+        &self,
+        (rows, what, path): (u64, &str, &Path),
+        strategy: &'static str,
+    ) -> Result<()> {
         if let Some(&bad) = self.exclusions.as_slice().last()
             && bad >= rows
         {
@@ -118,6 +125,7 @@ impl Job {
         let selectable = rows - excluded.min(rows);
         if self.k as u64 > selectable {
             return Err(Error::TooFewRows {
+                path: path.into(),
                 strategy,
                 k: self.k,
                 selectable,

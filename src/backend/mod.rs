@@ -89,6 +89,7 @@ impl RowJob {
         let min = self.spec.strategy.min_classes();
         if pool.classes() < min {
             return Err(Error::TooFewClasses {
+                path: pool.path().into(),
                 strategy: self.spec.strategy.name(),
                 classes: pool.classes(),
             });

@@ -144,6 +144,7 @@ fn check(samples: &Samples, job: &Job, excluded: u64) -> Result<()> {
     let selectable = rows - excluded;
     if job.k as u64 > selectable {
         return Err(Error::TooFewRows {
+            path: samples.path().into(),
             strategy: name,
             k: job.k,
             selectable,

@@ -145,12 +145,13 @@ fn check(strategy: BatchStrategy, probs: Option<&Pool>, emb: &Pool, job: &Job) -
         }
         if probs.classes() < job.query.min_classes() {
             return Err(Error::TooFewClasses {
+                path: first(probs),
                 strategy: strategy.name(),
                 classes: probs.classes(),
             });
         }
     }
-    job.check_picks(rows, "the pool's", strategy.name())?;
+    job.check_picks((rows, "the pool's", emb.path()), strategy.name())?;
     Ok(())
 }
 

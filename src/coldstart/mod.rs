@@ -45,7 +45,7 @@ pub(crate) fn select(emb: &Pool, job: &Job, progress: &dyn Progress) -> Result<S
             job.query
         )));
     };
-    job.check_picks(emb.rows(), "the embeddings'", strategy.name())?;
+    job.check_picks((emb.rows(), "the embeddings'", emb.path()), strategy.name())?;
     let rd = Reader::new(emb, job, progress);
     let iterations = match job.iterations {
         0 => kmeans::DEFAULT_ITERATIONS,

@@ -601,6 +601,12 @@ impl<'a> Pool<'a> {
     pub fn shards(&self) -> &[Shard<'a>] {
         &self.shards
     }
+    /// The first shard's file (or name), for messages.
+    pub fn path(&self) -> &Path {
+        self.shards
+            .first()
+            .map_or(Path::new("<memory>"), |s| s.path())
+    }
     /// Bytes of row data across all shards.
     pub fn data_bytes(&self) -> u64 {
         self.shards

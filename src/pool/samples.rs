@@ -201,6 +201,11 @@ impl<'a> Samples<'a> {
     pub fn first_row(&self) -> u64 {
         self.first_row
     }
+
+    /// The first sample file, for messages.
+    pub fn path(&self) -> &Path {
+        self.pool.path()
+    }
     /// Bytes of sample data.
     pub fn data_bytes(&self) -> u64 {
         self.pool.data_bytes()
