@@ -15,13 +15,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use serde_json::Value;
+
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::learner::Mlp;
 use crate::pool::{ReadPath, SampleLayout, Samples};
 use crate::query::{ColdStart, Disagreement, InputForm, Strategy};
-use serde_json::Value;
-
 use crate::workspace::InitSpec;
 use crate::workspace::ingest::{Expect, read_label_file, seed_labels};
 use crate::workspace::serve::Unplugged;
@@ -68,7 +68,7 @@ fn split(data: &[u8], n: usize) -> Vec<&[u8]> {
 
 /// The property of every error about a file: it names the file. Errors
 /// about the request rather than a file (`Config`, `MissingInput`,
-/// `Cancelled`) name none.
+/// `UnusedInput`) name none.
 fn check_error<T>(r: &Result<T>, files: &[&Path]) {
     let Err(e) = r else { return };
     if matches!(
