@@ -40,6 +40,14 @@ struct Params {
     kc: f32,         // the CPU softmax's relative error factor, and it - 1
     kc_m1: f32,
     ln_c: f32,
+    // A multi-label pool (INPUT_MULTILABEL): the labeled set's mean label
+    // count as hi + lo, adaptive's beta, and each priority's interval
+    // half + rel * |priority| (src/score/multilabel.rs, gpu_bounds).
+    card_hi: f32,
+    card_lo: f32,
+    beta: f32,
+    half: f32,
+    rel: f32,
     _pad: u32,
 }
 
@@ -185,6 +193,10 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         keys[r] = 0u;
         return;
     }
+    if P.input == INPUT_MULTILABEL {
+        score_multi(r);
+        return;
+    }
     let base = r * P.width;
     var a = 0.0;
     var b = 0.0;
@@ -263,6 +275,74 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     } else {
         keys[r] = ordered(pri);
     }
+}
+
+// A multi-label row: L independent probabilities, each in [0, 1]. The
+// priority mirrors src/score/multilabel.rs; the host proves the interval
+// (gpu_bounds) and re-scores every candidate canonically.
+fn score_multi(r: u32) {
+    let base = r * P.width;
+    let l = P.classes;
+    var sum_h = 0.0;
+    var max_h = -1.0;
+    var near = 2.0;
+    var n = 0u;
+    var lo_pos = 2.0;
+    var hi_neg = -1.0;
+    var sum_s = 0.0;
+    var max_s = -1.0;
+    let entropy = P.strategy == STRATEGY_MEAN_ENTROPY || P.strategy == STRATEGY_MAX_ENTROPY;
+    for (var j = 0u; j < l; j = j + 1u) {
+        let x = rows[base + j];
+        if !prob_ok(x) || !(x <= 1.0) {
+            invalid(r);
+            return;
+        }
+        if entropy {
+            let hx = -(plogp(x) + plogp(1.0 - x));
+            sum_h = sum_h + hx;
+            max_h = max(max_h, hx);
+        }
+        near = min(near, abs(x - 0.5));
+        var s = -0.5 * x;
+        if x > 0.5 {
+            n = n + 1u;
+            lo_pos = min(lo_pos, x);
+            s = 0.5 * x;
+        } else {
+            hi_neg = max(hi_neg, x);
+        }
+        sum_s = sum_s + s;
+        max_s = max(max_s, s);
+    }
+    // |n - mean label count|, rounded once: n - hi is exact.
+    let c = abs((f32(n) - P.card_hi) - P.card_lo);
+    var pri: f32;
+    switch P.strategy {
+        case STRATEGY_MEAN_ENTROPY: { pri = sum_h / f32(l) * P.inv_ln_b; }
+        case STRATEGY_MAX_ENTROPY: { pri = max_h * P.inv_ln_b; }
+        case STRATEGY_MIN_MARGIN: { pri = -near; }
+        case STRATEGY_CARDINALITY: { pri = c; }
+        case STRATEGY_ADAPTIVE: {
+            if lo_pos > 1.5 { lo_pos = 0.5; }
+            if hi_neg < -0.5 { hi_neg = 0.5; }
+            let u = 1.0 / max(lo_pos - hi_neg, 0.01);
+            // pow(0, y) is undefined in WGSL: c = 0 is decided here.
+            if P.beta == 1.0 {
+                pri = u;
+            } else if c == 0.0 {
+                pri = 0.0;
+            } else {
+                pri = pow(u, P.beta) * pow(c, 1.0 - P.beta);
+            }
+        }
+        case STRATEGY_AVG_SCORE: { pri = sum_s / f32(l); }
+        default: { pri = max_s; }
+    }
+    let b = P.half + abs(pri) * P.rel;
+    status[r] = STATUS_SCORED;
+    keys[r] = ordered(pri - b);
+    keys[P.hi_at + r] = ordered(pri + b);
 }
 
 // How far this row's priority can be from the canonical one when its

@@ -12,9 +12,7 @@
 //! logarithms. There is no GPU path yet: the device policy keeps these
 //! strategies on the CPU.
 
-use rayon::prelude::*;
-
-use crate::backend::Progress;
+use crate::backend::{Progress, chunked};
 use crate::error::{BadSample, Error, Result};
 use crate::job::Job;
 use crate::pool::Samples;
@@ -234,7 +232,7 @@ fn select_chunk(
 }
 
 /// A worker's state in a selection: its buffers, its top k, the floor.
-type Work<'w> = (&'w mut Scratch, &'w mut TopK, &'w SharedFloor);
+type Work<'w> = chunked::Work<'w, Scratch>;
 
 /// [`select_chunk`] on the canonical probabilities: a row whose
 /// logarithm-free upper bound stays below the threshold (the worker's
@@ -303,36 +301,17 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
     let k = job.k.min(samples.rows() as usize);
     let g0 = samples.first_row();
     let row_bytes = samples.data_bytes() / samples.rows().max(1);
-    let floor = SharedFloor::new();
-    let found: Result<(u64, TopK)> = chunks(samples, job)
-        .into_par_iter()
-        .try_fold(
-            || (Scratch::default(), TopK::new(k)),
-            |(mut s, mut top), span| {
-                if progress.cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                select_chunk(samples, job, d, span, (&mut s, &mut top, &floor))?;
-                floor.raise(&top);
-                progress.advance((span.1 - span.0) * row_bytes);
-                Ok((s, top))
-            },
-        )
-        .map(|r| r.map(|(s, top)| (s.scored, top)))
-        .try_reduce(
-            || (0, TopK::new(k)),
-            |(n, mut a), (m, b)| {
-                a.merge(b);
-                Ok((n + m, a))
-            },
-        );
-    let (scored, top) = match found {
-        Ok(top) => top,
-        Err(Error::Cancelled) => return Err(Error::Cancelled),
-        // The first error in row order, so a bad file names the same row
-        // on every run.
-        Err(_) => return Err(first_error(samples, job, d)),
-    };
+    let (scored, top) = chunked::top_k(
+        chunks(samples, job),
+        k,
+        progress,
+        |span, work| {
+            select_chunk(samples, job, d, span, work)?;
+            Ok((span.1 - span.0) * row_bytes)
+        },
+        |s: &Scratch| s.scored,
+        || first_error(samples, job, d),
+    )?;
     let excluded = job.exclusions.within(g0, g0 + samples.rows()).len() as u64;
     // `refined`: the rows whose bound could not rule them out, which paid
     // for the canonical score (-v reports them).
@@ -365,23 +344,8 @@ pub(crate) fn score_each(
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
     let d = check(samples, job)?;
-    let all = chunks(samples, job);
-    // A few chunks per core at a time: parallel, in order, bounded memory.
-    for group in all.chunks(rayon::current_num_threads() * 4) {
-        let scores: Vec<Result<Vec<f64>>> = group
-            .par_iter()
-            .map_init(Scratch::default, |s, &span| {
-                if progress.cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let mut out = Vec::with_capacity((span.1 - span.0) as usize);
-                score_chunk(samples, job, d, span, s, &mut |_, v| out.push(v))?;
-                Ok(out)
-            })
-            .collect();
-        for chunk in scores {
-            sink(&chunk?)?;
-        }
-    }
-    Ok(())
+    let score = |span, s: &mut Scratch, out: &mut Vec<f64>| {
+        score_chunk(samples, job, d, span, s, &mut |_, v| out.push(v))
+    };
+    chunked::in_order(&chunks(samples, job), progress, score, sink)
 }

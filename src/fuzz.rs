@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::learner::Mlp;
 use crate::pool::{ReadPath, SampleLayout, Samples};
-use crate::query::{ColdStart, Disagreement, InputForm, Strategy};
+use crate::query::{ColdStart, Disagreement, InputForm, MultiLabel, Strategy};
 use crate::workspace::InitSpec;
 use crate::workspace::ingest::{Expect, read_label_file, seed_labels};
 use crate::workspace::serve::Unplugged;
@@ -99,6 +99,15 @@ pub fn npy(data: &[u8]) {
         }
         let logits = Job::new(Strategy::Margin, InputForm::logits(1.0), 2);
         check_error(&crate::select(&pool, &logits, &run), &[&p]);
+        // A multi-label pool, by the fast path and by logits.
+        for (m, logits) in [
+            (MultiLabel::MeanEntropy, false),
+            (MultiLabel::Adaptive, true),
+        ] {
+            let mut job = Job::new(m, InputForm::MultiLabel { logits }, 2);
+            job.label_cardinality = Some(0.0);
+            check_error(&crate::select(&pool, &job, &run), &[&p]);
+        }
     }
     let emb = Pool::open_embeddings(&[&p]);
     check_error(&emb, &[&p]);

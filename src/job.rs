@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::pool::Exclusions;
-use crate::query::{InputForm, LogBase, Query, Stochastic};
+use crate::query::{DEFAULT_UNCERTAINTY_WEIGHT, InputForm, LogBase, Query, Stochastic};
 
 /// The purity ProbCover's chosen δ must reach by default (the paper's α).
 pub const DEFAULT_PURITY: f64 = 0.95;
@@ -62,6 +62,12 @@ pub struct Job {
     /// informativeness times (mean cosine similarity to the pool)^β, from
     /// the embeddings (see [`crate::coldstart::density`]).
     pub density_beta: Option<f64>,
+    /// Multi-label cardinality and adaptive: the labeled set's mean label
+    /// count (the labels each labeled item carries, averaged).
+    pub label_cardinality: Option<f64>,
+    /// Multi-label adaptive: β, the weight of the separation margin's
+    /// uncertainty against the cardinality inconsistency, in [0, 1].
+    pub uncertainty_weight: f64,
 }
 
 impl Job {
@@ -85,6 +91,8 @@ impl Job {
             purity: DEFAULT_PURITY,
             purity_classes: 0,
             density_beta: None,
+            label_cardinality: None,
+            uncertainty_weight: DEFAULT_UNCERTAINTY_WEIGHT,
         }
     }
 

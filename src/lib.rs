@@ -54,6 +54,7 @@ mod job;
 #[cfg(feature = "learner")]
 pub mod learner;
 mod lines;
+mod multilabel;
 pub mod part;
 pub mod pool;
 pub mod query;
@@ -71,7 +72,7 @@ pub use job::Job;
 pub use pool::{Exclusions, Pool};
 pub use pool::{SampleLayout, Samples};
 pub use query::{
-    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, Query, Stochastic, StochasticKind,
-    Strategy,
+    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, MultiLabel, Query, Stochastic,
+    StochasticKind, Strategy,
 };
 pub use select::{Selected, Selection};

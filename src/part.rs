@@ -54,6 +54,11 @@ pub struct PartHeader {
     pub k: u64,
     /// Rows the part holds.
     pub count: u64,
+    /// Multi-label cardinality and adaptive: the labeled set's mean label
+    /// count the part was scored with.
+    pub label_cardinality: Option<f64>,
+    /// Multi-label adaptive: its β.
+    pub uncertainty_weight: f64,
 }
 
 impl PartHeader {
@@ -78,6 +83,8 @@ impl PartHeader {
             excluded: sel.excluded,
             k: k.min(u64::MAX as usize) as u64,
             count: sel.entries.len() as u64,
+            label_cardinality: job.label_cardinality,
+            uncertainty_weight: job.uncertainty_weight,
         })
     }
 
@@ -91,6 +98,9 @@ impl PartHeader {
             }
             InputForm::Logits { temperature } => {
                 serde_json::json!({"form": "logits", "temperature": temperature})
+            }
+            InputForm::MultiLabel { logits } => {
+                serde_json::json!({"form": "multilabel", "logits": logits})
             }
         }
     }
@@ -118,6 +128,8 @@ impl PartHeader {
             "excluded": self.excluded,
             "k": self.k,
             "count": self.count,
+            "label_cardinality": self.label_cardinality,
+            "uncertainty_weight": self.uncertainty_weight,
         })
     }
 
@@ -165,6 +177,11 @@ impl PartHeader {
                     .as_f64()
                     .ok_or_else(|| bad("logits without a temperature"))?,
             },
+            Some("multilabel") => InputForm::MultiLabel {
+                logits: v["input"]["logits"]
+                    .as_bool()
+                    .ok_or_else(|| bad("multilabel without logits"))?,
+            },
             _ => return Err(bad("unknown input form")),
         };
         Ok(PartHeader {
@@ -178,6 +195,10 @@ impl PartHeader {
             excluded: u("excluded")?,
             k: u("k")?,
             count: u("count")?,
+            label_cardinality: v["label_cardinality"].as_f64(),
+            uncertainty_weight: v["uncertainty_weight"]
+                .as_f64()
+                .unwrap_or(crate::query::DEFAULT_UNCERTAINTY_WEIGHT),
         })
     }
 
@@ -193,6 +214,8 @@ impl PartHeader {
                 }
             }
             InputForm::Logits { temperature } => format!("logits at temperature {temperature}"),
+            InputForm::MultiLabel { logits: false } => "multi-label probabilities".into(),
+            InputForm::MultiLabel { logits: true } => "multi-label logits".into(),
         }
     }
 }
@@ -393,6 +416,18 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
     if h.scoring_input() != h0.scoring_input() {
         return Err(refuse("input", h0.scoring_input(), h.scoring_input()));
     }
+    if let Query::Multi(m) = h.strategy {
+        let opts = |h: &PartHeader| match (m.needs_cardinality(), h.label_cardinality) {
+            (false, _) => String::new(),
+            (true, c) => format!(
+                "label cardinality {c:?}, uncertainty weight {}",
+                h.uncertainty_weight
+            ),
+        };
+        if opts(h) != opts(h0) {
+            return Err(refuse("multi-label options", opts(h0), opts(h)));
+        }
+    }
     let selectable = h.rows - h.excluded.min(h.rows);
     if h.count < (k as u64).min(selectable) {
         return Err(Error::Part {
@@ -454,8 +489,19 @@ mod tests {
             excluded: 2,
             k: 10,
             count: 10,
+            label_cardinality: None,
+            uncertainty_weight: 0.5,
         };
         let back = PartHeader::from_json(Path::new("x"), &h.to_json()).unwrap();
         assert_eq!(back, h);
+        let multi = PartHeader {
+            strategy: Query::Multi(crate::query::MultiLabel::Adaptive),
+            input: InputForm::MultiLabel { logits: true },
+            label_cardinality: Some(1.75),
+            uncertainty_weight: 0.25,
+            ..h
+        };
+        let back = PartHeader::from_json(Path::new("x"), &multi.to_json()).unwrap();
+        assert_eq!(back, multi);
     }
 }

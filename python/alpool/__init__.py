@@ -55,6 +55,7 @@ from ._alpool import (  # noqa: E402
     BATCH_STRATEGIES,
     COLD_START_STRATEGIES,
     DISAGREEMENT_STRATEGIES,
+    MULTILABEL_STRATEGIES,
     ROW_STRATEGIES,
     AlpoolError,
     __version__,
@@ -64,6 +65,7 @@ __all__ = [
     "BATCH_STRATEGIES",
     "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
+    "MULTILABEL_STRATEGIES",
     "ROW_STRATEGIES",
     "AlpoolError",
     "__version__",
@@ -196,6 +198,8 @@ def _options(
     purity: float = 0.95,
     iterations: int = 100,
     density_beta: float | None = None,
+    label_cardinality: float | None = None,
+    uncertainty_weight: float = 0.5,
 ) -> dict[str, Any]:
     return {
         "strategy": strategy,
@@ -219,6 +223,8 @@ def _options(
         "purity": purity,
         "iterations": iterations,
         "density_beta": density_beta,
+        "label_cardinality": label_cardinality,
+        "uncertainty_weight": uncertainty_weight,
     }
 
 
@@ -251,6 +257,8 @@ def select(
     purity: float = 0.95,
     iterations: int = 100,
     density_beta: float | None = None,
+    label_cardinality: float | None = None,
+    uncertainty_weight: float = 0.5,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -276,8 +284,13 @@ def select(
         exclude: rows never to select (already labeled; core-set's initial
             centres): integer indices, or the path of an exclusion file
             (one index per line, or a 1-D .npy).
-        input: "probs" (rows must be >= 0 and sum to 1 within ``sum_tol``) or
-            "logits" (a stable softmax of ``logits / temperature``).
+        input: "probs" (rows must be >= 0 and sum to 1 within ``sum_tol``),
+            "logits" (a stable softmax of ``logits / temperature``), or a
+            multi-label pool, N x L independent sigmoid outputs:
+            "multilabel" (each in [0, 1]) or "multilabel-logits" (sigmoid
+            applied), for the multi-label strategies ("mean-entropy",
+            "max-entropy", "min-margin", "cardinality", "adaptive",
+            "avg-score", "max-score"; see ``MULTILABEL_STRATEGIES``).
         temperature: the softmax temperature for logits.
         log_base: entropy's logarithm base, "e", "2" or "10".
         seed: the seed of "random" and of BADGE's sampling.
@@ -317,6 +330,11 @@ def select(
             its informativeness (1 − margin for margin) times
             max(0, mean cosine similarity to the pool)**density_beta, from
             ``embeddings``.
+        label_cardinality: "cardinality" and "adaptive": the labeled set's
+            mean label count (labels per labeled item, averaged).
+        uncertainty_weight: "adaptive"'s β in [0, 1], the weight of the
+            separation margin's uncertainty against the cardinality
+            inconsistency (default 0.5).
 
         The cold-start strategies ("typiclust", "probcover", "kmeans",
         "density"; see ``COLD_START_STRATEGIES``) read ``embeddings`` alone,
@@ -347,6 +365,9 @@ def select(
     >>> pts = np.array([[0, 0], [0, 1], [1, 0], [9, 9], [30, 30]], dtype=np.float32)
     >>> alpool.select(embeddings=pts, strategy="probcover", k=2, delta=2.0)[0].tolist()
     [0, 3]
+    >>> tags = np.array([[0.9, 0.1, 0.05], [0.55, 0.5, 0.9]], dtype=np.float32)
+    >>> alpool.select(tags, "mean-entropy", k=1, input="multilabel")[0].tolist()
+    [1]
     """
     inputs = _inputs(
         probs,
@@ -378,6 +399,8 @@ def select(
         purity=purity,
         iterations=iterations,
         density_beta=density_beta,
+        label_cardinality=label_cardinality,
+        uncertainty_weight=uncertainty_weight,
     )
     return _alpool.select(inputs, opts)
 
@@ -396,11 +419,14 @@ def score(
     sum_tol: float | None = None,
     model: str | os.PathLike[str] | None = None,
     features: Paths | None = None,
+    label_cardinality: float | None = None,
+    uncertainty_weight: float = 0.5,
 ) -> np.ndarray:
     """Every row's canonical score (float64, in row order), row-wise strategies.
 
     The options are :func:`select`'s, ``model=``, ``features=`` and
-    ``samples=`` included (row-wise and disagreement strategies).
+    ``samples=`` included (row-wise, disagreement and multi-label
+    strategies).
 
     >>> import numpy as np, alpool
     >>> d = np.array([[0.9, 0.09, 0.01], [0.2, 0.5, 0.3]], dtype=np.float32)
@@ -416,6 +442,8 @@ def score(
         seed=seed,
         renormalize=renormalize,
         sum_tol=sum_tol,
+        label_cardinality=label_cardinality,
+        uncertainty_weight=uncertainty_weight,
     )
     return _alpool.score(inputs, opts)
 

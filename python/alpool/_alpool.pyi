@@ -19,6 +19,7 @@ __all__ = [
     "BATCH_STRATEGIES",
     "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
+    "MULTILABEL_STRATEGIES",
     "ROW_STRATEGIES",
     "__version__",
     "merge",
@@ -32,6 +33,7 @@ ROW_STRATEGIES: list[str]
 BATCH_STRATEGIES: list[str]
 COLD_START_STRATEGIES: list[str]
 DISAGREEMENT_STRATEGIES: list[str]
+MULTILABEL_STRATEGIES: list[str]
 
 class AlpoolError(ValueError): ...
 

@@ -33,7 +33,14 @@ import numpy as np
 
 from . import select
 
-__all__ = ["entropy_sampling", "margin_sampling", "ratio_sampling", "uncertainty_sampling"]
+__all__ = [
+    "avg_score",
+    "entropy_sampling",
+    "margin_sampling",
+    "max_score",
+    "ratio_sampling",
+    "uncertainty_sampling",
+]
 
 
 def _query(
@@ -43,6 +50,7 @@ def _query(
     n_instances: int,
     random_tie_break: bool,
     predict_proba_kwargs: dict[str, Any],
+    input: str = "probs",
 ) -> tuple[np.ndarray, np.ndarray]:
     if random_tie_break:
         warnings.warn(
@@ -54,7 +62,7 @@ def _query(
         raise ValueError(
             f"n_instances ({n_instances}) is larger than the pool ({probs.shape[0]} rows)"
         )
-    return select(probs, strategy, k=n_instances)
+    return select(probs, strategy, k=n_instances, input=input)
 
 
 def uncertainty_sampling(
@@ -101,3 +109,28 @@ def ratio_sampling(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ratio: the rows with the largest p(2) / p(1) (not in modAL itself)."""
     return _query("ratio", classifier, X, n_instances, random_tie_break, predict_proba_kwargs)
+
+
+def max_score(
+    classifier: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    random_tie_break: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """modAL.multilabel's MaxScore: the rows with the largest p_j (y_j - 1/2).
+
+    ``classifier.predict_proba`` gives the N x L per-label probabilities (a
+    ``OneVsRestClassifier``, say); a label counts as predicted when its
+    probability exceeds 0.5, as ``predict`` decides for such classifiers.
+    """
+    return _query("max-score", classifier, X_pool, n_instances, random_tie_break, {}, "multilabel")
+
+
+def avg_score(
+    classifier: Any,
+    X_pool: Any,
+    n_instances: int = 1,
+    random_tie_break: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """modAL.multilabel's AvgScore: the rows with the largest mean of p_j (y_j - 1/2)."""
+    return _query("avg-score", classifier, X_pool, n_instances, random_tie_break, {}, "multilabel")

@@ -77,6 +77,8 @@ def select(
     model: str | os.PathLike[str] | None = None,
     stochastic: str | None = None,
     beta: float = 1.0,
+    label_cardinality: float | None = None,
+    uncertainty_weight: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact top k of a pool spread over Ray tasks: ``(indices, scores)``.
 
@@ -95,6 +97,8 @@ def select(
         stochastic, beta: a stochastic batch ("softmax" or "power"), as for
             :func:`alpool.select`: the same rows as one machine draws.
             "softrank" ranks the whole pool and is refused.
+        label_cardinality, uncertainty_weight: a multi-label pool's options
+            (``input="multilabel"``), as for :func:`alpool.select`.
     """
     import ray
 
@@ -107,6 +111,8 @@ def select(
         "beta": beta,
         "renormalize": renormalize,
         "sum_tol": sum_tol,
+        "label_cardinality": label_cardinality,
+        "uncertainty_weight": uncertainty_weight,
     }
     if model is not None:
         if not isinstance(source, (str, os.PathLike, list, tuple)):

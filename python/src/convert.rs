@@ -79,6 +79,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for StochasticArg {
 pub enum InputArg {
     Probs,
     Logits,
+    Multilabel,
+    MultilabelLogits,
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for InputArg {
@@ -87,8 +89,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for InputArg {
         match obj.extract::<String>()?.as_str() {
             "probs" => Ok(InputArg::Probs),
             "logits" => Ok(InputArg::Logits),
+            "multilabel" => Ok(InputArg::Multilabel),
+            "multilabel-logits" | "multilabel_logits" => Ok(InputArg::MultilabelLogits),
             other => Err(PyValueError::new_err(format!(
-                "input must be \"probs\" or \"logits\", got {other:?}"
+                "input must be \"probs\", \"logits\", \"multilabel\" or \"multilabel-logits\", got {other:?}"
             ))),
         }
     }

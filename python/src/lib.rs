@@ -45,6 +45,10 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
         of(|q| matches!(q, alpool::Query::Cold(_))),
     )?;
     m.add(
+        "MULTILABEL_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Multi(_))),
+    )?;
+    m.add(
         "DISAGREEMENT_STRATEGIES",
         of(|q| q.needs().samples == alpool::query::Use::Required),
     )?;

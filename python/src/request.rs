@@ -63,6 +63,8 @@ pub struct Options<'py> {
     purity: f64,
     iterations: usize,
     density_beta: Option<f64>,
+    label_cardinality: Option<f64>,
+    uncertainty_weight: f64,
 }
 
 /// `dict[key]` converted; a conversion's own error (which names the
@@ -122,6 +124,8 @@ impl<'py> FromPyObject<'_, 'py> for Options<'py> {
             purity: item(&d, "purity")?,
             iterations: item(&d, "iterations")?,
             density_beta: item(&d, "density_beta")?,
+            label_cardinality: item(&d, "label_cardinality")?,
+            uncertainty_weight: item(&d, "uncertainty_weight")?,
         })
     }
 }
@@ -307,6 +311,8 @@ impl Options<'_> {
                 renormalize: self.renormalize,
                 sum_tol: self.sum_tol.unwrap_or(default_sum_tol(sources.f16())),
             },
+            InputArg::Multilabel => InputForm::MultiLabel { logits: false },
+            InputArg::MultilabelLogits => InputForm::MultiLabel { logits: true },
         };
         let rows = sources.rows();
         let within = match (&sources.rows, sources.offset) {
@@ -340,6 +346,8 @@ impl Options<'_> {
         job.purity = self.purity;
         job.purity_classes = self.classes.unwrap_or(0);
         job.density_beta = self.density_beta;
+        job.label_cardinality = self.label_cardinality;
+        job.uncertainty_weight = self.uncertainty_weight;
         Ok(job)
     }
 }

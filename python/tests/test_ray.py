@@ -72,6 +72,26 @@ def test_a_stochastic_batch_on_ray_is_the_one_machine_draws(
         alpool.ray.select(paths, "margin", 64, stochastic="softrank")
 
 
+@pytest.mark.parametrize("strategy", ["min-margin", "adaptive"])
+def test_multilabel_shards_and_datasets_on_ray_equal_the_whole(
+    cluster, tmp_path: Path, strategy: str
+) -> None:
+    grid = np.array([0.0, 0.25, 0.5, 0.75, 1.0], dtype=np.float32)
+    p = np.random.default_rng(3).choice(grid, size=(3000, 4))  # exact ties
+    opts = {"input": "multilabel", "label_cardinality": 1.5, "exclude": [0, 1100, 2999]}
+    paths = []
+    for i, (a, b) in enumerate(zip([0, 1100, 1101], [1100, 1101, 3000])):
+        paths.append(tmp_path / f"tags-{i}.npy")
+        np.save(paths[-1], p[a:b])
+    want = alpool.select(p, strategy, 90, **opts)
+    got = alpool.ray.select(paths, strategy, 90, **opts)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    order = np.random.default_rng(4).permutation(3000)
+    ds = ray.data.from_items([{"probs": p[r], "row": int(r)} for r in order]).repartition(5)
+    got = alpool.ray.select(ds, strategy, 90, **opts)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
 @pytest.mark.parametrize("strategy", ["margin", "random", "entropy"])
 def test_a_ray_dataset_in_any_row_order_equals_the_whole(cluster, strategy: str) -> None:
     p = random_probs(3000, 4, 8)

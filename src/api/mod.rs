@@ -233,9 +233,9 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
     let inputs = inputs.into();
     check_inputs(&inputs, job)?;
     if inputs.rows.is_some() {
-        if !matches!(job.query, Query::Score(_)) || job.density_beta.is_some() {
+        if !matches!(job.query, Query::Score(_) | Query::Multi(_)) || job.density_beta.is_some() {
             return Err(Error::Config(format!(
-                "{}: rows given by index are ranked for row-wise strategies only",
+                "{}: rows given by index are ranked for row-wise and multi-label strategies only",
                 job.query
             )));
         }
@@ -257,6 +257,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             None => job.query,
         },
         stochastic: job.stochastic.is_some(),
+        multilabel_logits: job.input == (crate::InputForm::MultiLabel { logits: true }),
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
@@ -295,6 +296,10 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
                 .ok_or_else(|| missing(job.query, Input::Samples))?;
             (crate::disagree::select(samples, job, run.progress)?, None)
         }
+        Query::Multi(_) => {
+            let pool = multilabel_pool(&inputs, job)?;
+            crate::multilabel::select_on(backend, pool, job, run.progress)?
+        }
     };
     Ok(Outcome {
         selection,
@@ -314,6 +319,14 @@ pub fn score_each<'a>(
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
     let inputs = inputs.into();
+    if let Query::Multi(_) = job.query {
+        check_inputs(&inputs, job)?;
+        let pool = multilabel_pool(&inputs, job)?;
+        // A multi-label score does not depend on the row's index: listed
+        // rows need only be one per row.
+        check_listed(inputs.rows, pool)?;
+        return crate::multilabel::score_each(pool, job, progress, sink);
+    }
     if let Query::Disagree(_) = job.query {
         check_inputs(&inputs, job)?;
         let samples = inputs
@@ -334,16 +347,10 @@ pub fn score_each<'a>(
         .probs
         .ok_or_else(|| missing(job.query, Input::Probs))?;
     rows.check(pool)?;
+    check_listed(inputs.rows, pool)?;
     let Some(listed) = inputs.rows else {
         return backend::cpu::score_all(pool, &rows, progress, sink);
     };
-    if listed.len() as u64 != pool.rows() {
-        return Err(Error::Config(format!(
-            "{} row indices for {} rows of probabilities; give one global index per row",
-            listed.len(),
-            pool.rows()
-        )));
-    }
     // The random strategy is the one score that depends on the row's index.
     let mut at = 0;
     backend::cpu::score_all(pool, &rows, progress, &mut |scores| {
@@ -369,6 +376,51 @@ pub fn score<'a>(inputs: impl Into<Inputs<'a>>, job: &Job) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Refuses row indices that are not one per row of `pool`.
+fn check_listed(listed: Option<&[u64]>, pool: &Pool) -> Result<()> {
+    match listed {
+        Some(l) if l.len() as u64 != pool.rows() => Err(Error::Config(format!(
+            "{} row indices for {} rows of probabilities; give one global index per row",
+            l.len(),
+            pool.rows()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The multi-label pool: given as probabilities (a model's outputs are
+/// softmax rows, which no multi-label strategy reads).
+fn multilabel_pool<'a>(inputs: &Inputs<'a>, job: &Job) -> Result<&'a Pool<'a>> {
+    if inputs.has_model() {
+        return Err(Error::Config(format!(
+            "{}: the built-in learner's outputs are softmax rows; give the multi-label pool's sigmoid outputs (POOL.npy, probs=)",
+            job.query
+        )));
+    }
+    inputs.probs.ok_or_else(|| missing(job.query, Input::Probs))
+}
+
+/// Refuses a multi-label strategy on softmax rows, and the reverse: the
+/// input form says which kind of pool the rows are.
+fn check_pool_kind(job: &Job) -> Result<()> {
+    let multi = job.query.is_multilabel();
+    if multi && !job.input.is_multilabel() {
+        return Err(Error::Config(format!(
+            "{} scores a multi-label pool (N x L independent sigmoid outputs): give --input multilabel or multilabel-logits (input=\"multilabel\" or \"multilabel-logits\" in Python)",
+            job.query
+        )));
+    }
+    if !multi && job.input.is_multilabel() {
+        let names: Vec<&str> = crate::query::MultiLabel::ALL.map(|m| m.name()).to_vec();
+        return Err(Error::Config(format!(
+            "{} reads softmax rows, but --input says the pool is multi-label; its strategies are {}",
+            job.query,
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 fn missing(query: Query, input: Input) -> Error {
     Error::MissingInput {
         query: query.name(),
@@ -380,6 +432,7 @@ fn missing(query: Query, input: Input) -> Error {
 /// never reads, naming the flag.
 fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
     job.input.check().map_err(Error::Config)?;
+    check_pool_kind(job)?;
     if let Some(st) = job.stochastic {
         st.check().map_err(Error::Config)?;
         if let Query::Batch(b) = job.query {

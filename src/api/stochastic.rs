@@ -34,10 +34,10 @@ pub(super) fn select(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Res
         )));
     }
     let keys = RowKeys::new(query, job.stochastic, job.seed);
-    // A pool of probabilities takes the CPU kernels' fast path with the
+    // A pool of softmax rows takes the CPU kernels' fast path with the
     // keys' own bounds; every other input scores each row canonically.
-    if let (Some(keys), Some(pool), None, false) =
-        (keys, inputs.probs, inputs.rows, inputs.has_model())
+    if let (Query::Score(_), Some(keys), Some(pool), None, false) =
+        (query, keys, inputs.probs, inputs.rows, inputs.has_model())
     {
         return crate::backend::cpu::select_drawn(pool, &RowJob::of(job)?, keys, progress);
     }

@@ -3,6 +3,7 @@
 //! and returns the same [`Selection`] (see [`mod@crate::select`] for the
 //! exactness rule that makes this possible).
 
+pub(crate) mod chunked;
 pub(crate) mod cpu;
 pub use cpu::kernel_variant;
 #[cfg(feature = "gpu")]

@@ -50,3 +50,14 @@ pub(crate) fn select(
 ) -> Result<(Selection, Phases)> {
     gpu.never()
 }
+
+/// Unreachable: no `Gpu` exists.
+pub(crate) fn select_multilabel(
+    gpu: &Gpu,
+    _pool: &Pool,
+    _job: &crate::job::Job,
+    _spec: &crate::score::multilabel::MultiSpec,
+    _progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    gpu.never()
+}

@@ -48,9 +48,35 @@ pub fn softmax_pool(rows: usize, classes: usize, seed: u64) -> Vec<f32> {
     v
 }
 
-/// Writes a synthetic float32 pool to `path` in blocks, so a pool larger
-/// than memory can be made.
+/// A synthetic multi-label row: independent sigmoid outputs of logits
+/// drawn N(0, 3²), so labels run from sure to undecided.
+pub fn sigmoid_row(seed: u64, index: u64, out: &mut [f32]) {
+    let mut rng = Rng::new(seed ^ splitmix64(index));
+    for o in out.iter_mut() {
+        *o = (1.0 / (1.0 + (-3.0 * rng.normal()).exp())) as f32;
+    }
+}
+
+/// Writes a synthetic float32 pool of softmax rows to `path` in blocks,
+/// so a pool larger than memory can be made.
 pub fn write_softmax_pool(path: &Path, rows: u64, classes: usize, seed: u64) -> Result<()> {
+    write_pool(path, rows, classes, seed, softmax_row)
+}
+
+/// Writes a synthetic float32 multi-label pool ([`sigmoid_row`]) to
+/// `path` in blocks.
+pub fn write_sigmoid_pool(path: &Path, rows: u64, labels: usize, seed: u64) -> Result<()> {
+    write_pool(path, rows, labels, seed, sigmoid_row)
+}
+
+/// Writes `rows` rows made by `row(seed, index, out)`, block by block.
+fn write_pool(
+    path: &Path,
+    rows: u64,
+    classes: usize,
+    seed: u64,
+    row: fn(u64, u64, &mut [f32]),
+) -> Result<()> {
     const BLOCK: u64 = 1 << 18;
     crate::atomic::write(path, |w: &mut dyn Write| {
         w.write_all(&npy::encode_header(
@@ -65,7 +91,7 @@ pub fn write_softmax_pool(path: &Path, rows: u64, classes: usize, seed: u64) -> 
             buf[..n * classes]
                 .par_chunks_mut(classes)
                 .enumerate()
-                .for_each(|(i, r)| softmax_row(seed, start + i as u64, r));
+                .for_each(|(i, r)| row(seed, start + i as u64, r));
             w.write_all(bytemuck::cast_slice(&buf[..n * classes]))
                 .map_err(|e| Error::io(path, e))?;
             start += n as u64;

@@ -11,7 +11,7 @@ use alpool::bench::synth;
 use alpool::bench::{Timing, chunk_rows, peak_extra_memory, read_pass, sequential_read};
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
-use alpool::{Device, InputForm, Inputs, Job, Pool, Run, Strategy};
+use alpool::{Device, InputForm, Inputs, Job, MultiLabel, Pool, Query, Run, Strategy};
 
 use super::select::StrategyArg;
 
@@ -82,6 +82,14 @@ pub struct BenchArgs {
     /// Feature files for --model.
     #[arg(long, value_name = "X.npy", num_args = 1.., requires = "model")]
     features: Vec<PathBuf>,
+    /// Time the multi-label strategies (all of them) on a multi-label pool
+    /// instead: N x L sigmoid outputs (generated: --rows x --labels), read
+    /// as `--input multilabel`, with a label cardinality of L / 2.
+    #[arg(long)]
+    multilabel: bool,
+    /// Labels of the generated multi-label pool.
+    #[arg(long, default_value_t = 20)]
+    labels: usize,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -124,8 +132,8 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "extra mem",
         "refined"
     );
-    for s in &a.strategies {
-        bench_strategy(&a, &pool, (*s).into(), floors, gpu.as_ref())?;
+    for q in queries(&a) {
+        bench_strategy(&a, &pool, q, floors, gpu.as_ref())?;
     }
     println!(
         "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
@@ -141,14 +149,43 @@ fn bench_pool_path(a: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<std::
         return Ok(p.clone());
     }
     let p = a.keep.clone().unwrap_or_else(|| dir.join("bench_pool.npy"));
+    let (columns, what) = match a.multilabel {
+        true => (a.labels, "multi-label"),
+        false => (a.classes, "softmax"),
+    };
     eprintln!(
-        "generating a {} x {} float32 pool at {} ...",
+        "generating a {} x {columns} float32 {what} pool at {} ...",
         a.rows,
-        a.classes,
         p.display()
     );
-    synth::write_softmax_pool(&p, a.rows, a.classes, 7)?;
+    match a.multilabel {
+        true => synth::write_sigmoid_pool(&p, a.rows, columns, 7)?,
+        false => synth::write_softmax_pool(&p, a.rows, columns, 7)?,
+    }
     Ok(p)
+}
+
+/// The strategies to time: --strategies, or every multi-label one.
+fn queries(a: &BenchArgs) -> Vec<Query> {
+    match a.multilabel {
+        true => MultiLabel::ALL.into_iter().map(Query::Multi).collect(),
+        false => a
+            .strategies
+            .iter()
+            .map(|&s| Query::Score(s.into()))
+            .collect(),
+    }
+}
+
+/// The job timed for `query` over `pool`.
+fn bench_job(a: &BenchArgs, pool: &Pool, query: Query) -> Job {
+    let input = match a.multilabel {
+        true => InputForm::MultiLabel { logits: false },
+        false => InputForm::probs_for(pool.has_f16()),
+    };
+    let mut job = Job::new(query, input, a.k).seed(1);
+    job.label_cardinality = Some(pool.classes() as f64 / 2.0);
+    job
 }
 
 /// The two read floors' mean seconds: a parallel read of the mapped bytes,
@@ -189,11 +226,11 @@ fn bench_gpu(a: &BenchArgs) -> anyhow::Result<Option<Gpu>> {
 fn bench_strategy(
     a: &BenchArgs,
     pool: &Pool,
-    strategy: Strategy,
+    strategy: Query,
     (floor, dd): (f64, f64),
     gpu: Option<&Gpu>,
 ) -> anyhow::Result<()> {
-    let job = Job::new(strategy, InputForm::probs_for(pool.has_f16()), a.k).seed(1);
+    let job = bench_job(a, pool, strategy);
     let row = |name: String, t: &Timing, mem: Option<u64>, refined: u64| {
         println!(
             "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
@@ -215,7 +252,7 @@ fn bench_strategy(
         row(strategy.name().into(), &t, mem, sel.refined);
         cpu_mean = Some(t.mean());
     }
-    if let Some(g) = gpu {
+    if let Some(g) = gpu.filter(|_| !strategy.is_multilabel()) {
         let run = on_gpu(g);
         let (t, r) = Timing::measure(1, a.runs, || alpool::select(pool, &job, &run));
         let out = r?;
@@ -263,9 +300,9 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
             "{:<17} {:>6} {:>12} {:>12} {:>8} {:>12} {:>14}",
             "strategy", "read", "select", "dd", "/ dd", "peak RSS", "cache growth"
         );
-        for s in &a.strategies {
+        for q in queries(a) {
             for &read in &a.read_paths {
-                whole_process_row(a, path, (*s).into(), read, cold)?;
+                whole_process_row(a, path, q, read, cold)?;
             }
         }
     }
@@ -280,7 +317,7 @@ fn whole_process(a: &BenchArgs, path: &std::path::Path, mb: f64) -> anyhow::Resu
 fn whole_process_row(
     a: &BenchArgs,
     path: &std::path::Path,
-    strategy: Strategy,
+    strategy: Query,
     read: super::select::ReadArg,
     cold: bool,
 ) -> anyhow::Result<()> {
@@ -294,6 +331,11 @@ fn whole_process_row(
     sel.args(["select", file, "--quiet", "--device", "cpu", "-k"])
         .arg(a.k.to_string())
         .args(["--strategy", strategy.name(), "--read", &read_name]);
+    if a.multilabel {
+        let pool = Pool::open(&[path])?;
+        sel.args(["--input", "multilabel", "--label-cardinality"])
+            .arg((pool.classes() as f64 / 2.0).to_string());
+    }
     if cold {
         let _ = evict(path);
     } else {

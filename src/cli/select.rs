@@ -112,6 +112,13 @@ pub enum InputArg {
     Probs,
     /// Rows are logits; alpool applies a numerically stable softmax.
     Logits,
+    /// A multi-label pool: N x L independent sigmoid outputs, each in
+    /// [0, 1] (rows need not sum to anything), for the multi-label
+    /// strategies (mean-entropy, max-entropy, min-margin, cardinality,
+    /// adaptive, avg-score, max-score).
+    Multilabel,
+    /// A multi-label pool of logits: p = 1 / (1 + e^−z) per label.
+    MultilabelLogits,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -191,6 +198,16 @@ pub struct PoolArgs {
     #[arg(long, value_enum, default_value = "e")]
     pub log_base: LogBaseArg,
 
+    /// Multi-label cardinality and adaptive: the labeled set's mean label
+    /// count (how many labels a labeled item carries, on average).
+    #[arg(long, value_name = "C")]
+    pub label_cardinality: Option<f64>,
+
+    /// Multi-label adaptive: β in [0, 1], the weight of the separation
+    /// margin's uncertainty against the cardinality inconsistency.
+    #[arg(long, value_name = "B", default_value_t = alpool::query::DEFAULT_UNCERTAINTY_WEIGHT)]
+    pub uncertainty_weight: f64,
+
     /// Seed of the random strategy, of --stochastic's draws and of batchbald's sampled configurations.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -242,6 +259,8 @@ impl PoolArgs {
             .seed(self.seed)
             .log_base(self.log_base.into());
         job.chunk_rows = self.chunk_rows;
+        job.label_cardinality = self.label_cardinality;
+        job.uncertainty_weight = self.uncertainty_weight;
         job
     }
 
@@ -255,6 +274,8 @@ impl PoolArgs {
             InputArg::Logits => InputForm::Logits {
                 temperature: self.temperature,
             },
+            InputArg::Multilabel => InputForm::MultiLabel { logits: false },
+            InputArg::MultilabelLogits => InputForm::MultiLabel { logits: true },
         }
     }
 }

@@ -18,6 +18,13 @@ pub enum InputForm {
         /// The softmax temperature T.
         temperature: f64,
     },
+    /// A multi-label pool: L independent outputs a row, one per label,
+    /// for the multi-label strategies alone. Probabilities must lie in
+    /// [0, 1]; logits z give p = σ(z) = 1 / (1 + e^−z), computed in f64.
+    MultiLabel {
+        /// The values are logits, not probabilities.
+        logits: bool,
+    },
 }
 
 impl InputForm {
@@ -82,6 +89,11 @@ impl InputForm {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the rows are a multi-label pool's.
+    pub fn is_multilabel(&self) -> bool {
+        matches!(self, InputForm::MultiLabel { .. })
     }
 
     /// Whether rows are used as stored, with no transformation: the case the

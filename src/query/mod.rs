@@ -226,6 +226,81 @@ impl ColdStart {
     }
 }
 
+/// A multi-label strategy: it scores a row of L independent sigmoid
+/// outputs p_j = P(label j applies), one per label (`InputForm::MultiLabel`).
+/// The canonical definitions are in `score::multilabel`; "positive" means
+/// p_j > 0.5 throughout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MultiLabel {
+    /// The mean over labels of the binary entropy h(p_j); higher is more
+    /// informative.
+    MeanEntropy,
+    /// The largest binary entropy over the labels.
+    MaxEntropy,
+    /// The smallest |p_j − 0.5| over the labels; lower is more informative.
+    MinMargin,
+    /// Label cardinality inconsistency (Li and Guo 2013; small-text's
+    /// `LabelCardinalityInconsistency`): |#positive − the labeled set's mean
+    /// label count|.
+    Cardinality,
+    /// Li and Guo 2013's combination, with the paper's separation margin
+    /// (smallest positive p minus largest non-positive p):
+    /// (1 / max(margin, 0.01))^β · inconsistency^(1 − β).
+    Adaptive,
+    /// modAL's `avg_score`: the mean of p_j · (ŷ_j − ½), ŷ_j = [p_j > 0.5].
+    AvgScore,
+    /// modAL's `max_score`: the largest p_j · (ŷ_j − ½).
+    MaxScore,
+}
+
+/// Adaptive's β when none is given: uncertainty and inconsistency weigh
+/// the same (small-text's default).
+pub const DEFAULT_UNCERTAINTY_WEIGHT: f64 = 0.5;
+
+impl MultiLabel {
+    /// Every multi-label strategy.
+    pub const ALL: [MultiLabel; 7] = [
+        MultiLabel::MeanEntropy,
+        MultiLabel::MaxEntropy,
+        MultiLabel::MinMargin,
+        MultiLabel::Cardinality,
+        MultiLabel::Adaptive,
+        MultiLabel::AvgScore,
+        MultiLabel::MaxScore,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            MultiLabel::MeanEntropy => "mean-entropy",
+            MultiLabel::MaxEntropy => "max-entropy",
+            MultiLabel::MinMargin => "min-margin",
+            MultiLabel::Cardinality => "cardinality",
+            MultiLabel::Adaptive => "adaptive",
+            MultiLabel::AvgScore => "avg-score",
+            MultiLabel::MaxScore => "max-score",
+        }
+    }
+
+    /// Whether it reads the labeled set's mean label count.
+    pub fn needs_cardinality(self) -> bool {
+        matches!(self, MultiLabel::Cardinality | MultiLabel::Adaptive)
+    }
+}
+
+impl fmt::Display for MultiLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<MultiLabel> for Query {
+    fn from(m: MultiLabel) -> Query {
+        Query::Multi(m)
+    }
+}
+
 impl fmt::Display for ColdStart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -251,6 +326,8 @@ pub enum Query {
     Disagree(Disagreement),
     /// A representative strategy over embeddings alone (cold start).
     Cold(ColdStart),
+    /// A strategy over a multi-label pool's sigmoid outputs.
+    Multi(MultiLabel),
 }
 
 /// An input a query can read.
@@ -349,7 +426,12 @@ impl Query {
         let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
         let samples = Disagreement::ALL.into_iter().map(Query::Disagree);
         let cold = ColdStart::ALL.into_iter().map(Query::Cold);
-        rows.chain(batch).chain(samples).chain(cold).collect()
+        let multi = MultiLabel::ALL.into_iter().map(Query::Multi);
+        rows.chain(batch)
+            .chain(samples)
+            .chain(cold)
+            .chain(multi)
+            .collect()
     }
 
     /// The name the CLI and the Python package use.
@@ -359,6 +441,7 @@ impl Query {
             Query::Batch(b) => b.name(),
             Query::Disagree(d) => d.name(),
             Query::Cold(c) => c.name(),
+            Query::Multi(m) => m.name(),
         }
     }
 
@@ -369,9 +452,15 @@ impl Query {
         Query::all().into_iter().find(|q| q.name() == name)
     }
 
-    /// Whether a *lower* score is more informative (margin).
+    /// Whether a *lower* score is more informative (margin, min-margin).
     pub fn lower_is_better(self) -> bool {
         matches!(self, Query::Score(s) if s.lower_is_better())
+            || self == Query::Multi(MultiLabel::MinMargin)
+    }
+
+    /// Whether it scores a multi-label pool (`InputForm::MultiLabel`).
+    pub fn is_multilabel(self) -> bool {
+        matches!(self, Query::Multi(_))
     }
 
     /// Priority (higher = more informative) of a score: the score, negated
@@ -441,6 +530,29 @@ impl Query {
                     "information density: mean cosine similarity to the pool; with another strategy, --density-beta weights it"
                 }
             },
+            Query::Multi(m) => match m {
+                MultiLabel::MeanEntropy => {
+                    "multi-label: mean over labels of the binary entropy of p_j (base from --log-base); higher is more informative"
+                }
+                MultiLabel::MaxEntropy => {
+                    "multi-label: the largest binary entropy over the labels; higher is more informative"
+                }
+                MultiLabel::MinMargin => {
+                    "multi-label: the smallest |p_j − 0.5| over the labels; smaller is more informative"
+                }
+                MultiLabel::Cardinality => {
+                    "multi-label: |labels predicted (p_j > 0.5) − the labeled set's mean label count (--label-cardinality)|, as small-text"
+                }
+                MultiLabel::Adaptive => {
+                    "multi-label: Li and Guo 2013: (1 / max(separation margin, 0.01))^β · cardinality inconsistency^(1−β), β from --uncertainty-weight"
+                }
+                MultiLabel::AvgScore => {
+                    "multi-label: modAL's avg_score, the mean of p_j·(ŷ_j − ½); higher first"
+                }
+                MultiLabel::MaxScore => {
+                    "multi-label: modAL's max_score, the largest p_j·(ŷ_j − ½); higher first"
+                }
+            },
         }
     }
 
@@ -449,7 +561,7 @@ impl Query {
     pub fn needs(self) -> Needs {
         use Use::{Optional, Required, Unused};
         match self {
-            Query::Score(_) => Needs {
+            Query::Score(_) | Query::Multi(_) => Needs {
                 probs: Required,
                 embeddings: Unused,
                 samples: Unused,
@@ -483,7 +595,7 @@ impl Query {
         match self {
             Query::Score(s) => s.min_classes(),
             Query::Batch(BatchStrategy::ClusterMargin) => 2,
-            Query::Batch(_) | Query::Disagree(_) | Query::Cold(_) => 1,
+            Query::Batch(_) | Query::Disagree(_) | Query::Cold(_) | Query::Multi(_) => 1,
         }
     }
 }

@@ -41,6 +41,13 @@ pub enum RowProblem {
         /// The value, as stored.
         value: Value,
     },
+    /// A multi-label probability above 1.
+    AboveOne {
+        /// The column.
+        col: usize,
+        /// The value, as stored.
+        value: Value,
+    },
     /// A row sum too far from 1.
     SumOff {
         /// The row's sum.
@@ -78,6 +85,10 @@ impl fmt::Display for RowProblem {
                     "column {col} is negative ({value}); probabilities must be ≥ 0 (pass --input logits for logits)"
                 )
             }
+            RowProblem::AboveOne { col, value } => write!(
+                f,
+                "column {col} is {value}; a multi-label probability must lie in [0, 1] (pass --input multilabel-logits for logits)"
+            ),
             RowProblem::SumOff { sum, tol } => write!(
                 f,
                 "probabilities sum to {sum}, not 1 within {tol}; pass --renormalize to divide each row by its sum, or --input logits"

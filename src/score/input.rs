@@ -110,8 +110,46 @@ pub fn canonical_probs<T: Stored>(
                 *o /= sum;
             }
         }
+        InputForm::MultiLabel { logits: false } => {
+            for (col, (o, &x)) in out.iter_mut().zip(row).enumerate() {
+                let value = Value(x.wide());
+                if !value.0.is_finite() {
+                    return Err(RowProblem::NotFinite { col, value });
+                }
+                if value.0 < 0.0 {
+                    return Err(RowProblem::Negative { col, value });
+                }
+                if value.0 > 1.0 {
+                    return Err(RowProblem::AboveOne { col, value });
+                }
+                *o = value.0;
+            }
+        }
+        InputForm::MultiLabel { logits: true } => {
+            for (col, (o, &z)) in out.iter_mut().zip(row).enumerate() {
+                let z = z.wide();
+                if !z.is_finite() {
+                    return Err(RowProblem::NotFinite {
+                        col,
+                        value: Value(z),
+                    });
+                }
+                *o = sigmoid(z);
+            }
+        }
     }
     Ok(())
+}
+
+/// σ(z) = 1 / (1 + e^−z), in the form whose exponential cannot overflow.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
 }
 
 /// The row sum in f64, column order.

@@ -14,6 +14,9 @@
 //! | ratio | `p(2) / p(1)` | higher |
 //! | random | `splitmix64(seed, row) / 2⁶⁴` in [0, 1) | higher |
 //!
+//! A multi-label pool's rows hold L independent sigmoid outputs instead;
+//! [`multilabel`] defines its strategies' scores.
+//!
 //! # Ranking
 //! Rows are ranked by *priority* (the score, negated for margin, so higher
 //! is always more informative); equal priorities rank the lower global row
@@ -26,6 +29,7 @@ pub mod batchbald;
 pub mod disagree;
 pub(crate) mod fast;
 pub mod input;
+pub mod multilabel;
 pub mod stochastic;
 
 use std::cmp::Ordering;

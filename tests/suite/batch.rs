@@ -32,32 +32,10 @@ fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
     ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
 }
 
-/// Canonical probabilities of a stored float32 row (`score::input`):
-/// widened as stored, or divided by their f64 sum, or a stable softmax.
+/// Canonical probabilities of a stored float32 row (`score::input`), from
+/// the suite's one reference.
 fn canonical_probs(form: &InputForm, row: &[f32], out: &mut [f64]) {
-    match *form {
-        InputForm::Probs { renormalize, .. } => {
-            let sum: f64 = row.iter().map(|&x| x as f64).sum();
-            for (o, &x) in out.iter_mut().zip(row) {
-                *o = if renormalize {
-                    x as f64 / sum
-                } else {
-                    x as f64
-                };
-            }
-        }
-        InputForm::Logits { temperature } => {
-            let max = row
-                .iter()
-                .map(|&z| z as f64)
-                .fold(f64::NEG_INFINITY, f64::max);
-            for (o, &z) in out.iter_mut().zip(row) {
-                *o = ((z as f64 - max) / temperature).exp();
-            }
-            let sum: f64 = out.iter().sum();
-            out.iter_mut().for_each(|o| *o /= sum);
-        }
-    }
+    out.copy_from_slice(&common::reference_probs(row, *form));
 }
 
 /// BADGE's random bits for pick `t`, row `row` (`batch::rng`): lowbias32

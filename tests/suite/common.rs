@@ -153,5 +153,11 @@ pub fn reference_probs(row: &[f32], form: alpool::InputForm) -> Vec<f64> {
             let s: f64 = e.iter().sum();
             e.iter().map(|x| x / s).collect()
         }
+        alpool::InputForm::MultiLabel { logits: false } => row.iter().map(|&x| x as f64).collect(),
+        // σ(z) as written, for the moderate logits the tests draw.
+        alpool::InputForm::MultiLabel { logits: true } => row
+            .iter()
+            .map(|&z| 1.0 / (1.0 + (-(z as f64)).exp()))
+            .collect(),
     }
 }

@@ -24,6 +24,7 @@ mod hostile;
 mod layers;
 mod learner;
 mod merge;
+mod multilabel;
 mod read_path;
 mod scaling;
 mod stochastic;

@@ -1,0 +1,338 @@
+//! The multi-label strategies' engine: a pool of N x L sigmoid outputs,
+//! read chunk by chunk (chunks in parallel, each worker's own buffers),
+//! each row checked and scored canonically ([`crate::score::multilabel`]);
+//! the exact top k is merged across workers. Memory is a chunk of rows per
+//! worker and k, whatever N is.
+//!
+//! Every score kept is the canonical f64 definition's, so the selection is
+//! exact. Probabilities stored as float32 or float16 take a fast path: the
+//! chunk is checked in one vectorized pass, each row gets an f32 upper
+//! bound on its priority (`score::multilabel::upper_f32`, compiled for
+//! this CPU's vector unit), and only a row whose bound reaches the k-th
+//! best so far (shared across workers) is scored canonically. Other pools
+//! (float64, logits, or a chunk holding a bad value, which the canonical
+//! path then names) are scored canonically, the entropies behind their
+//! logarithm-free bound. On the GPU, the row-wise engine's chunked select
+//! runs with the score kernel's multi-label branch (probabilities only;
+//! logits stay on the CPU), and the host re-scores its candidates
+//! canonically: both devices return the same rows.
+
+use std::borrow::Cow;
+
+use crate::backend::{Backend, Phases, Progress, chunked, gpu};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::npy::DType;
+use crate::pool::{Pool, Shard};
+use crate::query::{MultiLabel, Query};
+use crate::score::Ranked;
+use crate::score::input::canonical_probs;
+use crate::score::multilabel::{
+    AdaptiveCuts, MultiSpec, adaptive_parts, entropy_terms, entropy_upper_bound,
+    mean_entropy_upper_f32, multilabel_score, upper_f32,
+};
+use crate::select::Selection;
+
+/// Pool bytes per unit of parallel work, as the row-wise engine's.
+const CHUNK_BYTES: u64 = 256 << 10;
+
+/// The job's strategy and options, checked against the pool.
+pub(crate) fn check(pool: &Pool, job: &Job) -> Result<MultiSpec> {
+    let Query::Multi(strategy) = job.query else {
+        return Err(Error::Config(format!(
+            "{} does not score a multi-label pool",
+            job.query
+        )));
+    };
+    if !job.input.is_multilabel() {
+        return Err(Error::Config(format!(
+            "{strategy} scores a multi-label pool: give --input multilabel or multilabel-logits (input=\"multilabel\" in Python)"
+        )));
+    }
+    let labels = pool.classes() as f64;
+    let cardinality = match (strategy.needs_cardinality(), job.label_cardinality) {
+        (false, _) => 0.0,
+        (true, None) => {
+            return Err(Error::Config(format!(
+                "{strategy} compares each row's predicted label count with the labeled set's mean: give --label-cardinality C (label_cardinality= in Python), the mean number of labels a labeled item carries"
+            )));
+        }
+        (true, Some(c)) if !(c.is_finite() && (0.0..=labels).contains(&c)) => {
+            return Err(Error::Config(format!(
+                "the label cardinality must be a number from 0 to the pool's {labels} labels, got {c}"
+            )));
+        }
+        (true, Some(c)) => c,
+    };
+    let beta = job.uncertainty_weight;
+    if !(0.0..=1.0).contains(&beta) {
+        return Err(Error::Config(format!(
+            "the uncertainty weight β must lie in [0, 1], got {beta}"
+        )));
+    }
+    Ok(MultiSpec {
+        strategy,
+        log_base: job.log_base,
+        cardinality,
+        beta,
+    })
+}
+
+/// A worker's buffers, and how many rows it scored in full.
+#[derive(Default)]
+struct Scratch {
+    narrow: Vec<f32>,
+    wide: Vec<f64>,
+    raw: Vec<u8>,
+    probs: Vec<f64>,
+    terms: Vec<f32>,
+    scored: u64,
+}
+
+/// Hands each row of a chunk, as canonical probabilities, to
+/// `each(global row, probabilities)`; a bad value is named by the file,
+/// the row and the column.
+fn each_row(
+    (shard, start, end): (&Shard, u64, u64),
+    job: &Job,
+    labels: usize,
+    s: &mut Scratch,
+    each: &mut dyn FnMut(u64, &[f64]),
+) -> Result<()> {
+    let g0 = shard.first_row() + start;
+    s.probs.resize(labels, 0.0);
+    let rows: Cow<[f64]> = if shard.dtype() == DType::F64 {
+        shard.rows_f64(start, end, labels, &mut s.wide)?
+    } else {
+        let narrow = shard.rows_f32(start, end, labels, &mut s.narrow, &mut s.raw)?;
+        Cow::Owned(narrow.iter().map(|&x| x as f64).collect())
+    };
+    for (i, row) in rows.chunks_exact(labels.max(1)).enumerate() {
+        canonical_probs(&job.input, row, &mut s.probs).map_err(|problem| Error::BadRow {
+            path: shard.path().into(),
+            row: start + i as u64,
+            global: g0 + i as u64,
+            problem,
+        })?;
+        each(g0 + i as u64, &s.probs);
+    }
+    Ok(())
+}
+
+/// A worker's state in a selection: its buffers, its top k, the floor.
+type Work<'w> = chunked::Work<'w, Scratch>;
+
+/// Offers the rows of a chunk that can reach the top k, by the fast path
+/// where it applies.
+fn select_chunk(
+    chunk: (&Shard, u64, u64),
+    job: &Job,
+    spec: &MultiSpec,
+    labels: usize,
+    work: Work,
+) -> Result<()> {
+    let plain = job.input == (crate::query::InputForm::MultiLabel { logits: false });
+    if !plain || chunk.0.dtype() == DType::F64 {
+        return select_chunk_exact(chunk, job, spec, labels, work);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        fn avx512(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
+            select_chunk_fast(c, j, s, l, w)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
+            select_chunk_fast(c, j, s, l, w)
+        }
+        use crate::backend::cpu::Isa;
+        match Isa::detect() {
+            // SAFETY: the CPU has the features the copy is compiled for.
+            Isa::Avx512 => return unsafe { avx512(chunk, job, spec, labels, work) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(chunk, job, spec, labels, work) },
+            Isa::Scalar => {}
+        }
+    }
+    select_chunk_fast(chunk, job, spec, labels, work)
+}
+
+/// [`select_chunk`] on stored f32 values: one vectorized check of the
+/// chunk (a bad value sends it to the canonical path, which names it),
+/// then each row's f32 bound against the threshold.
+#[inline(always)]
+fn select_chunk_fast(
+    (shard, start, end): (&Shard, u64, u64),
+    job: &Job,
+    spec: &MultiSpec,
+    labels: usize,
+    (s, top, floor): Work,
+) -> Result<()> {
+    let g0 = shard.first_row() + start;
+    let rows = shard.rows_f32(start, end, labels, &mut s.narrow, &mut s.raw)?;
+    #[allow(clippy::manual_range_contains)]
+    let valid = rows
+        .iter()
+        .fold(true, |ok, &x| ok & (x >= 0.0) & (x <= 1.0));
+    if !valid {
+        drop(rows);
+        return select_chunk_exact((shard, start, end), job, spec, labels, (s, top, floor));
+    }
+    let bounded = match spec.strategy {
+        MultiLabel::MeanEntropy => {
+            entropy_terms(&rows, &mut s.terms);
+            &s.terms[..]
+        }
+        _ => &rows[..],
+    };
+    let mut thresh = floor.threshold(top);
+    let mut cuts = AdaptiveCuts::new();
+    for (i, (row, of)) in rows
+        .chunks_exact(labels.max(1))
+        .zip(bounded.chunks_exact(labels.max(1)))
+        .enumerate()
+    {
+        let may = match spec.strategy {
+            MultiLabel::Adaptive => cuts.may_reach(spec, labels, thresh, adaptive_parts(row)),
+            _ => upper_f32(spec, of) >= thresh,
+        };
+        if !may {
+            continue;
+        }
+        if spec.strategy == MultiLabel::MeanEntropy
+            && mean_entropy_upper_f32(spec.log_base, row) < thresh
+        {
+            continue;
+        }
+        let index = g0 + i as u64;
+        if job.exclusions.contains(index) {
+            continue;
+        }
+        s.probs.clear();
+        s.probs.extend(row.iter().map(|&x| x as f64));
+        let priority = job.query.priority(multilabel_score(spec, &s.probs));
+        s.scored += 1;
+        top.offer(Ranked { priority, index });
+        thresh = floor.threshold(top);
+    }
+    Ok(())
+}
+
+/// Offers the rows of a chunk that can reach the top k from their
+/// canonical probabilities: a row whose entropy bound stays below the
+/// threshold (the worker's k-th best, or the floor all workers share) is
+/// not scored.
+fn select_chunk_exact(
+    chunk: (&Shard, u64, u64),
+    job: &Job,
+    spec: &MultiSpec,
+    labels: usize,
+    (s, top, floor): Work,
+) -> Result<()> {
+    let mut thresh = floor.threshold(top);
+    let mut scored = 0;
+    let query = job.query;
+    let r = each_row(chunk, job, labels, s, &mut |index, p| {
+        if job.exclusions.contains(index) {
+            return;
+        }
+        if let Some(ub) = entropy_upper_bound(spec, p) {
+            // Far above the f64 rounding of the score and of the bound.
+            if ub + 1e-9 * (1.0 + ub.abs()) < thresh {
+                return;
+            }
+        }
+        let priority = query.priority(multilabel_score(spec, p));
+        scored += 1;
+        top.offer(Ranked { priority, index });
+        thresh = floor.threshold(top);
+    });
+    s.scored += scored;
+    r
+}
+
+/// The chunks: (shard, local start, local end).
+fn chunks<'p>(pool: &'p Pool, job: &Job) -> Vec<(&'p Shard<'p>, u64, u64)> {
+    let step = match job.chunk_rows {
+        0 => {
+            let row = (pool.classes() * 4).max(1) as u64;
+            (CHUNK_BYTES / row).clamp(16, 1 << 16)
+        }
+        n => n,
+    };
+    pool.chunks(step).collect()
+}
+
+/// The k most informative rows of a multi-label pool, exactly (ties to
+/// the lower row), on `backend`; the GPU's phases when it ran there.
+pub(crate) fn select_on(
+    backend: Backend,
+    pool: &Pool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
+    let spec = check(pool, job)?;
+    match backend {
+        Backend::Cpu => Ok((select(pool, job, &spec, progress)?, None)),
+        Backend::Gpu(gpu) => {
+            let (sel, phases) = gpu::select_multilabel(gpu, pool, job, &spec, progress)?;
+            Ok((sel, Some(phases)))
+        }
+    }
+}
+
+/// [`select_on`] on the CPU.
+fn select(pool: &Pool, job: &Job, spec: &MultiSpec, progress: &dyn Progress) -> Result<Selection> {
+    let labels = pool.classes();
+    let k = job.k.min(pool.rows() as usize);
+    let row_bytes = pool.data_bytes() / pool.rows().max(1);
+    let (scored, top) = chunked::top_k(
+        chunks(pool, job),
+        k,
+        progress,
+        |chunk, work| {
+            select_chunk(chunk, job, spec, labels, work)?;
+            Ok((chunk.2 - chunk.1) * row_bytes)
+        },
+        |s: &Scratch| s.scored,
+        || first_error(pool, job, labels),
+    )?;
+    let g0 = pool.first_row();
+    let excluded = job.exclusions.within(g0, g0 + pool.rows()).len() as u64;
+    Ok(Selection::from_topk(
+        job.query,
+        top,
+        pool.rows(),
+        excluded,
+        scored,
+    ))
+}
+
+/// The first failure in row order (a second, sequential pass, taken only
+/// when the parallel one failed somewhere).
+fn first_error(pool: &Pool, job: &Job, labels: usize) -> Error {
+    let mut s = Scratch::default();
+    for chunk in chunks(pool, job) {
+        if let Err(e) = each_row(chunk, job, labels, &mut s, &mut |_, _| {}) {
+            return e;
+        }
+    }
+    Error::Cancelled
+}
+
+/// Every row's canonical score, in row order, chunk by chunk to `sink`.
+pub(crate) fn score_each(
+    pool: &Pool,
+    job: &Job,
+    progress: &dyn Progress,
+    sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    let spec = check(pool, job)?;
+    let labels = pool.classes();
+    let score_chunk = |chunk, s: &mut Scratch, out: &mut Vec<f64>| {
+        each_row(chunk, job, labels, s, &mut |_, p| {
+            out.push(multilabel_score(&spec, p));
+        })
+    };
+    chunked::in_order(&chunks(pool, job), progress, score_chunk, sink)
+}

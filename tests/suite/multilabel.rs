@@ -1,0 +1,396 @@
+//! The multi-label strategies against naive references written from the
+//! documented formulas (not the library's code): exact picks and scores,
+//! ties included, for every dtype, shard split, chunk size, k, exclusion
+//! list and log base; logits; parts merged; bad pools named.
+
+use std::path::Path;
+
+use crate::common;
+use crate::rng::Rng;
+use alpool::pool::npy;
+use alpool::{Device, Error, Exclusions, InputForm, Job, LogBase, MultiLabel, Pool, Run};
+
+/// N x L outputs on a coarse grid that holds 0, ½ and 1 (many exact
+/// ties, every edge of the definitions), as f32.
+fn grid(n: usize, l: usize, seed: u64) -> Vec<f32> {
+    const GRID: [f32; 9] = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0];
+    let mut rng = Rng::new(seed);
+    (0..n * l)
+        .map(|_| GRID[rng.below(GRID.len() as u64) as usize])
+        .collect()
+}
+
+/// −p ln p − (1−p) ln(1−p) with 0 ln 0 = 0, as documented.
+fn h(p: f64) -> f64 {
+    let term = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
+    0.0 - term(p) - term(1.0 - p)
+}
+
+/// The documented score of one row of probabilities.
+fn reference_score(m: MultiLabel, job: &Job, p: &[f64]) -> f64 {
+    let l = p.len() as f64;
+    let ln_b = job.log_base.ln();
+    let c = job.label_cardinality.unwrap_or(0.0);
+    let positive = p.iter().filter(|&&x| x > 0.5).count() as f64;
+    let lci = (positive - c).abs();
+    let modal = |x: f64| x * (if x > 0.5 { 1.0 } else { 0.0 } - 0.5);
+    match m {
+        MultiLabel::MeanEntropy => p.iter().map(|&x| h(x)).sum::<f64>() / l / ln_b,
+        MultiLabel::MaxEntropy => p.iter().map(|&x| h(x)).fold(f64::MIN, f64::max) / ln_b,
+        MultiLabel::MinMargin => p.iter().map(|&x| (x - 0.5).abs()).fold(f64::MAX, f64::min),
+        MultiLabel::Cardinality => lci,
+        MultiLabel::Adaptive => {
+            let pos: Vec<f64> = p.iter().copied().filter(|&x| x > 0.5).collect();
+            let neg: Vec<f64> = p.iter().copied().filter(|&x| x <= 0.5).collect();
+            let lo = pos.iter().copied().fold(f64::MAX, f64::min);
+            let hi = neg.iter().copied().fold(f64::MIN, f64::max);
+            let lo = if pos.is_empty() { 0.5 } else { lo };
+            let hi = if neg.is_empty() { 0.5 } else { hi };
+            let u = 1.0 / (lo - hi).max(0.01);
+            u.powf(job.uncertainty_weight) * lci.powf(1.0 - job.uncertainty_weight)
+        }
+        MultiLabel::AvgScore => p.iter().map(|&x| modal(x)).sum::<f64>() / l,
+        MultiLabel::MaxScore => p.iter().map(|&x| modal(x)).fold(f64::MIN, f64::max),
+        _ => unreachable!("a strategy this test does not know"),
+    }
+}
+
+/// The naive selection: every row's score, sorted by (priority desc, row).
+fn reference(values: &[f32], l: usize, job: &Job, m: MultiLabel) -> Vec<(u64, f64)> {
+    let lower = m == MultiLabel::MinMargin;
+    let mut all: Vec<(f64, u64, f64)> = values
+        .chunks_exact(l)
+        .enumerate()
+        .filter(|&(i, _)| !job.exclusions.contains(i as u64))
+        .map(|(i, row)| {
+            let s = reference_score(m, job, &common::reference_probs(row, job.input));
+            (if lower { 0.0 - s } else { s }, i as u64, s)
+        })
+        .collect();
+    all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+    all.truncate(job.k);
+    all.into_iter().map(|(_, i, s)| (i, s)).collect()
+}
+
+fn job(m: MultiLabel, k: usize) -> Job {
+    let mut job = Job::new(m, InputForm::MultiLabel { logits: false }, k);
+    job.label_cardinality = Some(1.5);
+    job.uncertainty_weight = 0.3;
+    job
+}
+
+fn picks(sel: &alpool::Selection) -> Vec<(u64, f64)> {
+    sel.entries.iter().map(|e| (e.index, e.score)).collect()
+}
+
+/// The pool as f32, f16 and f64 files, in two shards, and borrowed.
+fn files(dir: &Path, values: &[f32], l: usize) -> Vec<Pool<'static>> {
+    let n = values.len() / l;
+    let cut = n / 3;
+    let f32s = dir.join("p32.npy");
+    npy::save(&f32s, &[n, l], values).unwrap();
+    let wide: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+    let f64s = dir.join("p64.npy");
+    npy::save(&f64s, &[n, l], &wide).unwrap();
+    // Every grid value is exact in float16.
+    let rows: Vec<Vec<f32>> = values.chunks_exact(l).map(<[f32]>::to_vec).collect();
+    let f16s = dir.join("p16.npy");
+    common::save_f16(&f16s, &rows, l);
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    npy::save(&a, &[cut, l], &values[..cut * l]).unwrap();
+    npy::save(&b, &[n - cut, l], &values[cut * l..]).unwrap();
+    vec![
+        Pool::open(&[f32s]).unwrap(),
+        Pool::open(&[f64s]).unwrap(),
+        Pool::open(&[f16s]).unwrap(),
+        Pool::open(&[a, b]).unwrap(),
+    ]
+}
+
+#[test]
+fn every_strategy_equals_its_naive_reference_in_every_dtype_and_split() {
+    let dir = tempfile::tempdir().unwrap();
+    for (case, (n, l)) in [(300, 3), (257, 6), (90, 1)].into_iter().enumerate() {
+        let values = grid(n, l, case as u64);
+        let pools = files(dir.path(), &values, l);
+        let borrowed = Pool::from_f32(&values, l).unwrap();
+        for m in MultiLabel::ALL {
+            for (k, chunk, base) in [
+                (0, 0, LogBase::E),
+                (1, 7, LogBase::Two),
+                (17, 0, LogBase::E),
+                (n, 13, LogBase::Ten),
+                (n + 3, 1, LogBase::E),
+            ] {
+                let mut job = job(m, k).log_base(base);
+                job.label_cardinality = Some(0.6 * l as f64);
+                job.chunk_rows = chunk;
+                job.exclusions = Exclusions::new(vec![0, 5, (n - 1) as u64]);
+                let want = reference(&values, l, &job, m);
+                for (i, pool) in pools.iter().chain([&borrowed]).enumerate() {
+                    let sel = common::select_cpu(pool, &job).unwrap();
+                    assert_eq!(picks(&sel), want, "{m} pool {i}, k {k}, chunk {chunk}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn logits_and_every_score_in_row_order() {
+    let (n, l) = (400, 7);
+    let mut rng = Rng::new(3);
+    let logits: Vec<f32> = (0..n * l).map(|_| (3.0 * rng.normal()) as f32).collect();
+    let pool = Pool::from_f32(&logits, l).unwrap();
+    for m in MultiLabel::ALL {
+        let mut job = job(m, 25);
+        job.input = InputForm::MultiLabel { logits: true };
+        let want = reference(&logits, l, &job, m);
+        let got = picks(&common::select_cpu(&pool, &job).unwrap());
+        // σ is computed in the overflow-free form; the reference in the
+        // textbook one: the same picks, scores within rounding.
+        assert_eq!(got.len(), want.len());
+        for ((gi, gs), (wi, ws)) in got.iter().zip(&want) {
+            assert_eq!(gi, wi, "{m}");
+            assert!(
+                (gs - ws).abs() <= 1e-12 * (1.0 + ws.abs()),
+                "{m}: {gs} vs {ws}"
+            );
+        }
+        let every = alpool::score(&pool, &job).unwrap();
+        assert_eq!(every.len(), n);
+        let plain = job.clone();
+        for (i, (&v, row)) in every.iter().zip(logits.chunks_exact(l)).enumerate() {
+            let r = reference_score(m, &plain, &common::reference_probs(row, job.input));
+            assert!((v - r).abs() <= 1e-12 * (1.0 + r.abs()), "{m} row {i}");
+        }
+    }
+}
+
+#[test]
+fn a_stochastic_batch_draws_from_multilabel_scores_reproducibly() {
+    let values = grid(500, 4, 11);
+    let pool = Pool::from_f32(&values, 4).unwrap();
+    let kind = alpool::StochasticKind::Power;
+    let job = job(MultiLabel::MeanEntropy, 20).stochastic(alpool::Stochastic::new(kind, 1.0));
+    let a = common::select_cpu(&pool, &job).unwrap();
+    let b = common::select_cpu(&pool, &job).unwrap();
+    assert_eq!(a.indices(), b.indices());
+    let other = common::select_cpu(&pool, &job.clone().seed(1)).unwrap();
+    assert_ne!(a.indices(), other.indices());
+    // The draw favours entropy but is not the top 20.
+    let top = common::select_cpu(&pool, &self::job(MultiLabel::MeanEntropy, 20)).unwrap();
+    assert_ne!(a.indices(), top.indices());
+}
+
+#[test]
+fn bad_pools_and_requests_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, l) = (60, 4);
+    let mut values = grid(n, l, 5);
+    values[37 * l + 2] = 1.25;
+    let p = dir.path().join("bad.npy");
+    npy::save(&p, &[n, l], &values).unwrap();
+    let pool = Pool::open(&[&p]).unwrap();
+    let e = common::select_cpu(&pool, &job(MultiLabel::MeanEntropy, 5)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::BadRow { global: 37, .. }), "{msg}");
+    assert!(
+        msg.contains("bad.npy") && msg.contains("column 2") && msg.contains("[0, 1]"),
+        "{msg}"
+    );
+    for (bad, says) in [(f32::NAN, "NaN"), (-0.5, "negative")] {
+        values[37 * l + 2] = bad;
+        npy::save(&p, &[n, l], &values).unwrap();
+        let pool = Pool::open(&[&p]).unwrap();
+        let msg = alpool::score(&pool, &job(MultiLabel::MinMargin, 5))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("row 37") && msg.contains(says), "{msg}");
+    }
+    let good = grid(n, l, 6);
+    let pool = Pool::from_f32(&good, l).unwrap();
+    let refuse = |job: &Job, says: &str| {
+        let msg = common::select_cpu(&pool, job).unwrap_err().to_string();
+        assert!(msg.contains(says), "{says}: {msg}");
+    };
+    // A multi-label strategy on softmax rows, and the reverse.
+    let mut softmax = job(MultiLabel::MeanEntropy, 5);
+    softmax.input = InputForm::probs();
+    refuse(&softmax, "--input multilabel");
+    let margin = Job::new(
+        alpool::Strategy::Margin,
+        InputForm::MultiLabel { logits: false },
+        5,
+    );
+    refuse(&margin, "multi-label; its strategies are mean-entropy");
+    let mut unknown = job(MultiLabel::Cardinality, 5);
+    unknown.label_cardinality = None;
+    refuse(&unknown, "--label-cardinality");
+    let mut too_many = job(MultiLabel::Adaptive, 5);
+    too_many.label_cardinality = Some(4.5);
+    refuse(&too_many, "from 0 to the pool's 4 labels");
+    let mut beta = job(MultiLabel::Adaptive, 5);
+    beta.uncertainty_weight = 1.5;
+    refuse(&beta, "β must lie in [0, 1]");
+    // Logits have no GPU kernel yet: refused when asked for, the CPU
+    // under auto.
+    let mut logits = job(MultiLabel::MeanEntropy, 5);
+    logits.input = InputForm::MultiLabel { logits: true };
+    let msg = alpool::select(&pool, &logits, &Run::on(Device::Gpu))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("over multi-label logits runs on the CPU"),
+        "{msg}"
+    );
+    let auto = alpool::select(&pool, &logits, &Run::default()).unwrap();
+    assert!(auto.reason.starts_with("using the CPU"), "{}", auto.reason);
+    assert_eq!(auto.selection.entries.len(), 5);
+}
+
+/// Rows in families of 50 that differ from their base row by a few f32
+/// ulps in one label: their canonical scores differ by less than f32
+/// resolves, so a GPU that trusted its own f32 priorities (or a bound too
+/// tight) would order them wrongly.
+fn near_ties(n: usize, l: usize) -> Vec<f32> {
+    let mut rng = Rng::new(5);
+    let mut out = Vec::with_capacity(n * l);
+    let mut base: Vec<f32> = Vec::new();
+    for i in 0..n {
+        if i % 50 == 0 {
+            base = (0..l)
+                .map(|_| (0.05 + 0.9 * rng.uniform()) as f32)
+                .collect();
+        }
+        let mut row = base.clone();
+        let j = rng.below(l as u64) as usize;
+        let ulps = rng.below(7) as i32 - 3;
+        row[j] = f32::from_bits((row[j].to_bits() as i32 + ulps) as u32);
+        out.extend(row);
+    }
+    out
+}
+
+/// The GPU returns the CPU's selection, entry for entry, for every
+/// strategy, tie and chunk size, float32 and float16; a bad value is named
+/// as the CPU names it.
+#[test]
+fn the_gpu_equals_the_cpu() {
+    let Some(gpu) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (n, l) = (3000, 7);
+    let values = grid(n, l, 21);
+    let pools = files(dir.path(), &values, l);
+    let ties = near_ties(n, l);
+    let smooth_pool = Pool::from_f32(&ties, l).unwrap();
+    for m in MultiLabel::ALL {
+        for (k, chunk, base, beta) in [
+            (1, 0, LogBase::E, 0.5),
+            (40, 500, LogBase::Two, 0.0),
+            (n, 0, LogBase::Ten, 1.0),
+            (300, 1234, LogBase::E, 0.3),
+            (25, 97, LogBase::E, 0.7),
+            (75, 331, LogBase::Two, 0.5),
+        ] {
+            let mut job = job(m, k).log_base(base);
+            job.uncertainty_weight = beta;
+            job.label_cardinality = Some(2.6);
+            job.chunk_rows = chunk;
+            job.exclusions = Exclusions::new(vec![3, 77, (n - 1) as u64]);
+            // float32 and float16 files, two shards, a smooth pool.
+            for (i, pool) in [&pools[0], &pools[2], &pools[3], &smooth_pool]
+                .into_iter()
+                .enumerate()
+            {
+                let cpu = common::select_cpu(pool, &job).unwrap();
+                let (on_gpu, phases) = common::select_gpu(&gpu, pool, &job).unwrap();
+                assert_eq!(
+                    picks(&on_gpu),
+                    picks(&cpu),
+                    "{m} pool {i}, k {k}, chunk {chunk}"
+                );
+                assert!(phases.chunks >= 1, "{m}: ran on the GPU");
+            }
+        }
+    }
+    let mut bad = values.clone();
+    bad[1234 * l + 3] = 1.5;
+    let p = dir.path().join("bad.npy");
+    npy::save(&p, &[n, l], &bad).unwrap();
+    let pool = Pool::open(&[&p]).unwrap();
+    let job = job(MultiLabel::MinMargin, 10);
+    let cpu = common::select_cpu(&pool, &job).unwrap_err().to_string();
+    let on_gpu = common::select_gpu(&gpu, &pool, &job)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(on_gpu, cpu);
+    assert!(cpu.contains("row 1234"), "{cpu}");
+}
+
+/// Each machine writes its shard's part (`--row-offset`), and `alpool
+/// merge` gives the whole pool's selection; parts scored with another
+/// label cardinality are refused.
+#[test]
+fn cli_parts_of_shards_merge_into_the_whole_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n, l, k) = (150, 5, 17);
+    let values = grid(n, l, 9);
+    let whole = dir.path().join("whole.npy");
+    npy::save(&whole, &[n, l], &values).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let ks = k.to_string();
+    let select = |file: &Path, extra: &[&str]| {
+        let file = path(file);
+        let mut args = vec![
+            "select",
+            &file,
+            "-s",
+            "adaptive",
+            "--input",
+            "multilabel",
+            "-k",
+            &ks,
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::alpool(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::stdout(&o)
+    };
+    let card = ["--label-cardinality", "2.2"];
+    let want = select(&whole, &card);
+    assert_eq!(want.lines().count(), k + 1, "{want}");
+    let mut parts = Vec::new();
+    for (i, (a, b)) in [(0, 41), (41, 99), (99, n)].into_iter().enumerate() {
+        let file = dir.path().join(format!("shard-{i}.npy"));
+        npy::save(&file, &[b - a, l], &values[a * l..b * l]).unwrap();
+        let part = path(&dir.path().join(format!("shard-{i}.alpart")));
+        let offset = a.to_string();
+        select(
+            &file,
+            &[card[0], card[1], "--row-offset", &offset, "--out", &part],
+        );
+        parts.push(part);
+    }
+    let mut args = vec!["merge", "-k", &ks];
+    args.extend(parts.iter().map(String::as_str));
+    let o = common::alpool(&args);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o), want);
+    let other = path(&dir.path().join("other.alpart"));
+    select(&whole, &["--label-cardinality", "1", "--out", &other]);
+    let o = common::alpool(&["merge", "-k", &ks, &parts[0], &other]);
+    assert!(!o.status.success());
+    let err = common::stderr(&o);
+    assert!(err.contains("label cardinality"), "{err}");
+    // The CLI names a pool of the wrong kind.
+    let o = common::alpool(&["select", &path(&whole), "-s", "mean-entropy", "-k", "3"]);
+    assert!(
+        common::stderr(&o).contains("--input multilabel"),
+        "{}",
+        common::stderr(&o)
+    );
+}
