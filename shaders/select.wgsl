@@ -193,7 +193,7 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
         keys[r] = 0u;
         return;
     }
-    if P.input == INPUT_MULTILABEL {
+    if P.input == INPUT_MULTILABEL || P.input == INPUT_MULTILABEL_LOGITS {
         score_multi(r);
         return;
     }
@@ -277,12 +277,17 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// A multi-label row: L independent probabilities, each in [0, 1]. The
-// priority mirrors src/score/multilabel.rs; the host proves the interval
-// (gpu_bounds) and re-scores every candidate canonically.
+// A multi-label row: L independent probabilities, each in [0, 1], or
+// their logits (INPUT_MULTILABEL_LOGITS: p = 1 / (1 + e^-z) and
+// q = 1 - p = 1 / (1 + e^z), each within (6 + 2|z|) * 2^-23 relative, which
+// the row's own bound adds; a label is positive when z > 0, and a row with
+// a logit too near 0 for that to match the host's f64 sigmoid goes to the
+// host). The priority mirrors src/score/multilabel.rs; the host proves
+// the interval (gpu_bounds) and re-scores every candidate canonically.
 fn score_multi(r: u32) {
     let base = r * P.width;
     let l = P.classes;
+    let logits = P.input == INPUT_MULTILABEL_LOGITS;
     var sum_h = 0.0;
     var max_h = -1.0;
     var near = 2.0;
@@ -291,21 +296,41 @@ fn score_multi(r: u32) {
     var hi_neg = -1.0;
     var sum_s = 0.0;
     var max_s = -1.0;
+    var eps_sum = 0.0;
+    var eps_max = 0.0;
     let entropy = P.strategy == STRATEGY_MEAN_ENTROPY || P.strategy == STRATEGY_MAX_ENTROPY;
     for (var j = 0u; j < l; j = j + 1u) {
-        let x = rows[base + j];
-        if !prob_ok(x) || !(x <= 1.0) {
+        let v = rows[base + j];
+        var x = v;
+        var q = 1.0 - v;
+        var positive = v > 0.5;
+        if logits {
+            if !finite(v) {
+                invalid(r);
+                return;
+            }
+            if abs(v) < 1e-6 {
+                undecided(r);
+                return;
+            }
+            x = 1.0 / (1.0 + exp(-v));
+            q = 1.0 / (1.0 + exp(v));
+            positive = v > 0.0;
+            let e = (6.0 + 2.0 * abs(v)) * 1.1920929e-7;
+            eps_sum = eps_sum + e;
+            eps_max = max(eps_max, e);
+        } else if !prob_ok(v) || !(v <= 1.0) {
             invalid(r);
             return;
         }
         if entropy {
-            let hx = -(plogp(x) + plogp(1.0 - x));
+            let hx = -(plogp(x) + plogp(q));
             sum_h = sum_h + hx;
             max_h = max(max_h, hx);
         }
         near = min(near, abs(x - 0.5));
         var s = -0.5 * x;
-        if x > 0.5 {
+        if positive {
             n = n + 1u;
             lo_pos = min(lo_pos, x);
             s = 0.5 * x;
@@ -318,10 +343,22 @@ fn score_multi(r: u32) {
     // |n - mean label count|, rounded once: n - hi is exact.
     let c = abs((f32(n) - P.card_hi) - P.card_lo);
     var pri: f32;
+    // What the logits' own error moves the priority by (0 for
+    // probabilities).
+    var moved = 0.0;
     switch P.strategy {
-        case STRATEGY_MEAN_ENTROPY: { pri = sum_h / f32(l) * P.inv_ln_b; }
-        case STRATEGY_MAX_ENTROPY: { pri = max_h * P.inv_ln_b; }
-        case STRATEGY_MIN_MARGIN: { pri = -near; }
+        case STRATEGY_MEAN_ENTROPY: {
+            pri = sum_h / f32(l) * P.inv_ln_b;
+            moved = 4.0 * eps_sum / f32(l) * P.inv_ln_b;
+        }
+        case STRATEGY_MAX_ENTROPY: {
+            pri = max_h * P.inv_ln_b;
+            moved = 4.0 * eps_max * P.inv_ln_b;
+        }
+        case STRATEGY_MIN_MARGIN: {
+            pri = -near;
+            moved = 2.0 * eps_max;
+        }
         case STRATEGY_CARDINALITY: { pri = c; }
         case STRATEGY_ADAPTIVE: {
             if lo_pos > 1.5 { lo_pos = 0.5; }
@@ -335,11 +372,19 @@ fn score_multi(r: u32) {
             } else {
                 pri = pow(u, P.beta) * pow(c, 1.0 - P.beta);
             }
+            // The margin moves by 2 eps at most, and is at least 0.01.
+            moved = abs(pri) * 400.0 * eps_max;
         }
-        case STRATEGY_AVG_SCORE: { pri = sum_s / f32(l); }
-        default: { pri = max_s; }
+        case STRATEGY_AVG_SCORE: {
+            pri = sum_s / f32(l);
+            moved = eps_sum / f32(l);
+        }
+        default: {
+            pri = max_s;
+            moved = eps_max;
+        }
     }
-    let b = P.half + abs(pri) * P.rel;
+    let b = (P.half + abs(pri) * P.rel + moved) * 1.0001;
     status[r] = STATUS_SCORED;
     keys[r] = ordered(pri - b);
     keys[P.hi_at + r] = ordered(pri + b);

@@ -13,9 +13,9 @@
 //! (float64, logits, or a chunk holding a bad value, which the canonical
 //! path then names) are scored canonically, the entropies behind their
 //! logarithm-free bound. On the GPU, the row-wise engine's chunked select
-//! runs with the score kernel's multi-label branch (probabilities only;
-//! logits stay on the CPU), and the host re-scores its candidates
-//! canonically: both devices return the same rows.
+//! runs with the score kernel's multi-label branch (probabilities or
+//! logits), and the host re-scores its candidates canonically: both
+//! devices return the same rows.
 
 use std::borrow::Cow;
 

@@ -74,9 +74,6 @@ pub struct Request<'a> {
     /// Whether it draws a stochastic batch, which ranks every canonical
     /// score on the CPU.
     pub stochastic: bool,
-    /// Whether it reads a multi-label pool of logits, whose sigmoid has no
-    /// GPU kernel yet.
-    pub multilabel_logits: bool,
 }
 
 /// The policy's decision.
@@ -89,11 +86,10 @@ pub enum Choice {
 }
 
 /// Whether a request has a GPU engine: the disagreement strategies,
-/// BatchBALD, the representative strategies, multi-label logits and
-/// stochastic batches run on the CPU only, for now.
+/// BatchBALD, the representative strategies and stochastic batches run on
+/// the CPU only, for now.
 fn has_gpu_engine(req: &Request) -> bool {
     !req.stochastic
-        && !req.multilabel_logits
         && !matches!(
             req.query,
             Query::Disagree(_)
@@ -118,8 +114,6 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
     let cpu = |why: String| Ok(Choice::Cpu(format!("using the CPU: {why}")));
     let what = if req.stochastic {
         format!("a stochastic batch of {}", req.query)
-    } else if req.multilabel_logits {
-        format!("{} over multi-label logits", req.query)
     } else {
         req.query.to_string()
     };
@@ -331,7 +325,6 @@ mod tests {
             float64,
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: false,
-            multilabel_logits: false,
         }
     }
 
@@ -437,7 +430,6 @@ mod tests {
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
         let drawn = |device| Request {
             stochastic: true,
-            multilabel_logits: false,
             ..req(device, Some("nvidia"), BIG, false)
         };
         let c = decide(&drawn(Device::Auto), || panic!("probed")).unwrap();

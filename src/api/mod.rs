@@ -257,7 +257,6 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             None => job.query,
         },
         stochastic: job.stochastic.is_some(),
-        multilabel_logits: job.input == (crate::InputForm::MultiLabel { logits: true }),
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();

@@ -450,6 +450,7 @@ mod codes {
     pub const INPUT_LOGITS: u32 = 1;
     pub const INPUT_RENORMALIZE: u32 = 2;
     pub const INPUT_MULTILABEL: u32 = 3;
+    pub const INPUT_MULTILABEL_LOGITS: u32 = 4;
 
     /// The input form's code (`Params::input`).
     pub fn input(form: &InputForm) -> u32 {
@@ -461,7 +462,8 @@ mod codes {
                 renormalize: true, ..
             } => INPUT_RENORMALIZE,
             InputForm::Logits { .. } => INPUT_LOGITS,
-            InputForm::MultiLabel { .. } => INPUT_MULTILABEL,
+            InputForm::MultiLabel { logits: false } => INPUT_MULTILABEL,
+            InputForm::MultiLabel { logits: true } => INPUT_MULTILABEL_LOGITS,
         }
     }
 
@@ -491,6 +493,7 @@ mod codes {
             ("INPUT_LOGITS", INPUT_LOGITS),
             ("INPUT_RENORMALIZE", INPUT_RENORMALIZE),
             ("INPUT_MULTILABEL", INPUT_MULTILABEL),
+            ("INPUT_MULTILABEL_LOGITS", INPUT_MULTILABEL_LOGITS),
             ("COUNT_CANDIDATES", COUNT_CANDIDATES as u32),
             ("FIRST_INVALID", FIRST_INVALID as u32),
             ("COUNT_UNDECIDED", COUNT_UNDECIDED as u32),
@@ -534,12 +537,6 @@ pub(crate) fn select_multilabel(
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
     refuse_f64(pool)?;
-    if job.input != (InputForm::MultiLabel { logits: false }) {
-        return Err(Error::Config(format!(
-            "{}: multi-label logits are scored on the CPU (the GPU kernel reads probabilities): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)",
-            spec.strategy
-        )));
-    }
     let k = job.k.min(pool.rows() as usize);
     let c = pool.classes();
     let max_rows = chunk_rows(gpu, c, job.chunk_rows);
@@ -828,8 +825,7 @@ impl<'r> Chunked<'r> {
             seed: job.seed,
             exclusions: &job.exclusions,
         };
-        let input = InputForm::MultiLabel { logits: false };
-        let mut run = Chunked::with_width(gpu, scoring, k, c, c, max_rows, &input, 0.0)?;
+        let mut run = Chunked::with_width(gpu, scoring, k, c, c, max_rows, &job.input, 0.0)?;
         let (half, rel) = multilabel_bounds(spec, c);
         let card_hi = spec.cardinality as f32;
         run.base.lenient = 1;

@@ -263,13 +263,16 @@ pub(crate) fn mean_entropy_upper_f32(log_base: crate::query::LogBase, row: &[f32
 /// - cardinality: the positive count is exact and the mean label count
 ///   comes as an f32 pair, so `|n − c̄|` rounds once: 4u relative;
 /// - avg-score: an f32 sum of L terms of size ≤ ½, then / L: 4(L + 1)u;
-/// - the entropies: four times the CPU's bound ([`entropy_bound`]) at the
+/// - the entropies: four times the CPU's bound (`fast::entropy_bound`) at the
 ///   largest entropy (L ln 2 over 2L terms summing to L, or one label's),
 ///   plus q = 1 − p's own rounding, L · 4u, then / L and / ln b;
 /// - adaptive: u and c each within 2u relative, `pow` within 1e-5
 ///   relative on any GPU: 1e-4 relative.
 ///
-/// [`entropy_bound`]: super::fast::entropy_bound
+/// From logits, the kernel adds each row's own term: its sigmoids are
+/// within `ε = (6 + 2|z|) · 2⁻²³` relative, which moves an entropy term by
+/// under 2.8ε, `|p − ½|` and `p · ½` by ε, and adaptive's margin (≥ 0.01)
+/// by 2ε, so its priority by 200ε relative; the kernel takes twice each.
 pub fn gpu_bounds(spec: &MultiSpec, labels: usize) -> (f64, f64) {
     use super::fast::entropy_bound;
     let l = labels.max(1) as f64;

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::common;
 use crate::rng::Rng;
 use alpool::pool::npy;
-use alpool::{Device, Error, Exclusions, InputForm, Job, LogBase, MultiLabel, Pool, Run};
+use alpool::{Error, Exclusions, InputForm, Job, LogBase, MultiLabel, Pool, Run};
 
 /// N x L outputs on a coarse grid that holds 0, ½ and 1 (many exact
 /// ties, every edge of the definitions), as f32.
@@ -233,19 +233,8 @@ fn bad_pools_and_requests_are_named() {
     let mut beta = job(MultiLabel::Adaptive, 5);
     beta.uncertainty_weight = 1.5;
     refuse(&beta, "β must lie in [0, 1]");
-    // Logits have no GPU kernel yet: refused when asked for, the CPU
-    // under auto.
-    let mut logits = job(MultiLabel::MeanEntropy, 5);
-    logits.input = InputForm::MultiLabel { logits: true };
-    let msg = alpool::select(&pool, &logits, &Run::on(Device::Gpu))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        msg.contains("over multi-label logits runs on the CPU"),
-        "{msg}"
-    );
-    let auto = alpool::select(&pool, &logits, &Run::default()).unwrap();
+    // A small pool stays on the CPU under auto.
+    let auto = alpool::select(&pool, &job(MultiLabel::MeanEntropy, 5), &Run::default()).unwrap();
     assert!(auto.reason.starts_with("using the CPU"), "{}", auto.reason);
     assert_eq!(auto.selection.entries.len(), 5);
 }
@@ -313,6 +302,29 @@ fn the_gpu_equals_the_cpu() {
                 );
                 assert!(phases.chunks >= 1, "{m}: ran on the GPU");
             }
+        }
+    }
+    // Logits, from 0 and values too near it for f32 to tell the sign of
+    // σ(z) − ½ as f64 does (one label in a hundred: those rows go to the
+    // host), to values where e^z overflows.
+    const TINY: [f32; 4] = [0.0, 1e-9, -1e-7, 5e-7];
+    const Z: [f32; 10] = [2e-6, 0.5, -0.5, 3.0, -3.0, 20.0, -20.0, 100.0, -100.0, 0.01];
+    let mut rng = Rng::new(8);
+    let z: Vec<f32> = (0..n * l)
+        .map(|_| match rng.below(100) {
+            0 => TINY[rng.below(4) as usize],
+            _ => Z[rng.below(Z.len() as u64) as usize] * (1.0 + 0.01 * rng.below(3) as f32),
+        })
+        .collect();
+    let z_pool = Pool::from_f32(&z, l).unwrap();
+    for m in MultiLabel::ALL {
+        for k in [1, 60, n] {
+            let mut job = job(m, k);
+            job.input = InputForm::MultiLabel { logits: true };
+            job.label_cardinality = Some(3.0);
+            let cpu = common::select_cpu(&z_pool, &job).unwrap();
+            let (on_gpu, _) = common::select_gpu(&gpu, &z_pool, &job).unwrap();
+            assert_eq!(picks(&on_gpu), picks(&cpu), "{m} logits, k {k}");
         }
     }
     let mut bad = values.clone();
