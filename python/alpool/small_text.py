@@ -6,6 +6,12 @@ it to ``PoolBasedActiveLearner``. It scores ``clf.predict_proba(dataset)``
 over the whole pool with the labeled (and ignored) rows excluded, exactly
 and without sorting, and keeps the probabilities so ``scores_`` gives every
 row's score afterwards. Ties rank the lower row index first.
+
+For a multi-label classifier, ``AlpoolQueryStrategy("mean-entropy",
+input="multilabel")`` (or any of ``alpool.MULTILABEL_STRATEGIES``) scores
+its per-label probabilities; "cardinality" and "adaptive" take the labeled
+set's mean label count from small-text's own labels at each query, unless
+``label_cardinality=`` is given.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class AlpoolQueryStrategy(QueryStrategy):  # type: ignore[misc]
     def __init__(self, strategy: str = "margin", **select_kwargs: Any) -> None:
         self.strategy = strategy
         self.select_kwargs = select_kwargs
+        self._given = set(select_kwargs)
         self._probs: np.ndarray | None = None
         self._scores: np.ndarray | None = None
         self.last_scores_: np.ndarray | None = None
@@ -44,10 +51,25 @@ class AlpoolQueryStrategy(QueryStrategy):  # type: ignore[misc]
         unlabeled = np.zeros(probs.shape[0], dtype=bool)
         unlabeled[np.asarray(indices_unlabeled, dtype=np.int64)] = True
         exclude = np.flatnonzero(~unlabeled)
+        if self._reads_cardinality():
+            # The labeled set's mean label count, from small-text's own
+            # labels (a sparse N_labeled x L indicator matrix).
+            counts = np.asarray((y > 0).sum(axis=1)).ravel()
+            if counts.size == 0:
+                raise ValueError(f"{self.strategy} needs at least one labeled instance")
+            self.select_kwargs["label_cardinality"] = float(counts.mean())
         indices, scores = select(probs, self.strategy, k=n, exclude=exclude, **self.select_kwargs)
         self._probs, self._scores = probs, None
         self.last_scores_ = scores
         return indices
+
+    def _reads_cardinality(self) -> bool:
+        """Whether the strategy compares against the labeled set's label
+        count, and the caller left it to the labels."""
+        return (
+            self.strategy.replace("_", "-") in ("cardinality", "adaptive")
+            and "label_cardinality" not in self._given
+        )
 
     @property
     def scores_(self) -> np.ndarray | None:

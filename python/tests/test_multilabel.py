@@ -106,3 +106,39 @@ def test_bad_multilabel_pools_are_named() -> None:
         alpool.select(p, "cardinality", k=2, input="multilabel")
     with pytest.raises(ValueError, match="input must be"):
         alpool.select(p, "cardinality", k=2, input="multi")
+
+
+def test_small_text_multilabel_loop_takes_the_cardinality_from_its_labels() -> None:
+    pytest.importorskip("small_text")
+    from scipy.sparse import csr_matrix
+    from small_text import PoolBasedActiveLearner, SklearnClassifierFactory, SklearnDataset
+
+    from alpool.small_text import AlpoolQueryStrategy
+
+    X, Y = tags(400, 4, 7)
+    y = csr_matrix(Y)
+    qs = AlpoolQueryStrategy("cardinality", input="multilabel")
+    ds = SklearnDataset(X, y, target_labels=np.arange(4))
+    clf = OneVsRestClassifier(LogisticRegression())
+    factory = SklearnClassifierFactory(clf, 4, kwargs={"multi_label": True})
+    learner = PoolBasedActiveLearner(factory, qs, ds)
+    initial = np.arange(20)
+    learner.initialize_data(initial, y[initial])
+    for _ in range(3):
+        picked = learner.query(num_samples=10)
+        labeled = learner.indices_labeled
+        want_card = Y[labeled].sum(axis=1).mean()
+        assert qs.select_kwargs["label_cardinality"] == pytest.approx(want_card)
+        probs = learner.classifier.predict_proba(ds)
+        probs = np.asarray(probs.toarray() if hasattr(probs, "toarray") else probs)
+        want = alpool.select(
+            np.ascontiguousarray(probs),
+            "cardinality",
+            k=10,
+            input="multilabel",
+            label_cardinality=want_card,
+            exclude=labeled,
+        )
+        assert picked.tolist() == want[0].tolist()
+        assert np.array_equal(qs.scores_[picked], qs.last_scores_)
+        learner.update(y[picked])
