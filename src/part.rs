@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::query::{InputForm, LogBase, Query, Stochastic};
+use crate::query::{InputForm, LogBase, MultiLabel, Query, Stochastic};
 use crate::score::Ranked;
 use crate::score::stochastic::RowKeys;
 use crate::select::{Keyed, Selection, TopK};
@@ -417,12 +417,17 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
         return Err(refuse("input", h0.scoring_input(), h.scoring_input()));
     }
     if let Query::Multi(m) = h.strategy {
-        let opts = |h: &PartHeader| match (m.needs_cardinality(), h.label_cardinality) {
-            (false, _) => String::new(),
-            (true, c) => format!(
-                "label cardinality {c:?}, uncertainty weight {}",
-                h.uncertainty_weight
-            ),
+        // What the part's scores depend on besides the rows.
+        let opts = |h: &PartHeader| {
+            let c = h.label_cardinality.map_or("none".into(), |c| c.to_string());
+            match m {
+                MultiLabel::Cardinality => format!("label cardinality {c}"),
+                MultiLabel::Adaptive => format!(
+                    "label cardinality {c}, uncertainty weight {}",
+                    h.uncertainty_weight
+                ),
+                _ => String::new(),
+            }
         };
         if opts(h) != opts(h0) {
             return Err(refuse("multi-label options", opts(h0), opts(h)));

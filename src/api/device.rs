@@ -85,13 +85,13 @@ pub enum Choice {
     Gpu(AdapterSummary, String),
 }
 
-/// Whether a request has a GPU engine: the disagreement strategies,
+/// Whether a query has a GPU engine: the disagreement strategies,
 /// BatchBALD, the representative strategies and stochastic batches run on
 /// the CPU only, for now.
-fn has_gpu_engine(req: &Request) -> bool {
-    !req.stochastic
+fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
+    !stochastic
         && !matches!(
-            req.query,
+            query,
             Query::Disagree(_)
                 | Query::Cold(_)
                 | Query::Batch(crate::query::BatchStrategy::BatchBald)
@@ -117,7 +117,7 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
     } else {
         req.query.to_string()
     };
-    let gpu_engine = has_gpu_engine(req);
+    let gpu_engine = has_gpu_engine(req.query, req.stochastic);
     match req.device {
         Device::Cpu => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
         Device::Gpu if !gpu_engine => {

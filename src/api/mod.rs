@@ -409,10 +409,14 @@ fn check_pool_kind(job: &Job) -> Result<()> {
             job.query
         )));
     }
-    if !multi && job.input.is_multilabel() {
+    // Only the queries that read probabilities (as a pool or as samples)
+    // care what form they take.
+    let needs = job.query.needs();
+    let reads_rows = needs.probs != Use::Unused || needs.samples != Use::Unused;
+    if !multi && reads_rows && job.input.is_multilabel() {
         let names: Vec<&str> = crate::query::MultiLabel::ALL.map(|m| m.name()).to_vec();
         return Err(Error::Config(format!(
-            "{} reads softmax rows, but --input says the pool is multi-label; its strategies are {}",
+            "{} reads softmax rows (class probabilities or logits), but --input says the pool is multi-label; its strategies are {}",
             job.query,
             names.join(", ")
         )));
