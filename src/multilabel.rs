@@ -17,8 +17,6 @@
 //! logits), and the host re-scores its candidates canonically: both
 //! devices return the same rows.
 
-use std::borrow::Cow;
-
 use crate::backend::{Backend, Phases, Progress, chunked, gpu};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -26,7 +24,7 @@ use crate::pool::npy::DType;
 use crate::pool::{Pool, Shard};
 use crate::query::{MultiLabel, Query};
 use crate::score::Ranked;
-use crate::score::input::canonical_probs;
+use crate::score::input::{Stored, canonical_probs};
 use crate::score::multilabel::{
     AdaptiveCuts, MultiSpec, adaptive_parts, entropy_terms, entropy_upper_bound,
     mean_entropy_upper_f32, multilabel_score, upper_f32,
@@ -99,22 +97,36 @@ fn each_row(
     s: &mut Scratch,
     each: &mut dyn FnMut(u64, &[f64]),
 ) -> Result<()> {
-    let g0 = shard.first_row() + start;
+    let at = (shard, start);
     s.probs.resize(labels, 0.0);
-    let rows: Cow<[f64]> = if shard.dtype() == DType::F64 {
-        shard.rows_f64(start, end, labels, &mut s.wide)?
+    // Rows as stored: the canonical probabilities widen them exactly.
+    if shard.dtype() == DType::F64 {
+        let rows = shard.rows_f64(start, end, labels, &mut s.wide)?;
+        canonical_rows(at, job, &rows, labels, &mut s.probs, each)
     } else {
-        let narrow = shard.rows_f32(start, end, labels, &mut s.narrow, &mut s.raw)?;
-        Cow::Owned(narrow.iter().map(|&x| x as f64).collect())
-    };
+        let rows = shard.rows_f32(start, end, labels, &mut s.narrow, &mut s.raw)?;
+        canonical_rows(at, job, &rows, labels, &mut s.probs, each)
+    }
+}
+
+/// [`each_row`] over the stored values of local rows from `start`.
+fn canonical_rows<T: Stored>(
+    (shard, start): (&Shard, u64),
+    job: &Job,
+    rows: &[T],
+    labels: usize,
+    probs: &mut [f64],
+    each: &mut dyn FnMut(u64, &[f64]),
+) -> Result<()> {
+    let g0 = shard.first_row() + start;
     for (i, row) in rows.chunks_exact(labels.max(1)).enumerate() {
-        canonical_probs(&job.input, row, &mut s.probs).map_err(|problem| Error::BadRow {
+        canonical_probs(&job.input, row, probs).map_err(|problem| Error::BadRow {
             path: shard.path().into(),
             row: start + i as u64,
             global: g0 + i as u64,
             problem,
         })?;
-        each(g0 + i as u64, &s.probs);
+        each(g0 + i as u64, probs);
     }
     Ok(())
 }
