@@ -3,10 +3,10 @@
 # property tests and the real-data tests do real work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# In CI a missing GPU adapter or missing ../shared data fails the tests
-# instead of skipping them.
+# In CI a missing GPU adapter, missing ../shared data or a missing Chromium
+# fails the tests instead of skipping them.
 if [ "${CI:-}" = "true" ]; then
-  export ALPOOL_REQUIRE_GPU=1 ALPOOL_REQUIRE_SHARED=1
+  export ALPOOL_REQUIRE_GPU=1 ALPOOL_REQUIRE_SHARED=1 ALPOOL_REQUIRE_BROWSER=1
 fi
 # The library's own GPU tests probe Vulkan without the CLI's headless
 # setting; Mesa's device-select layer would print "XDG_RUNTIME_DIR is

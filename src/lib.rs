@@ -43,6 +43,8 @@ pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod coldstart;
+#[cfg(feature = "learner")]
+pub mod compare;
 mod disagree;
 pub mod error;
 #[cfg(feature = "learner")]
@@ -62,6 +64,8 @@ pub mod report;
 mod rng;
 pub mod score;
 pub mod select;
+#[cfg(feature = "learner")]
+pub mod stats;
 #[cfg(feature = "workspace")]
 pub mod workspace;
 

@@ -69,6 +69,7 @@ __all__ = [
     "ROW_STRATEGIES",
     "AlpoolError",
     "__version__",
+    "compare",
     "merge_parts",
     "score",
     "select",
@@ -562,3 +563,6 @@ def merge_parts(
         [(np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.int64)) for p, r in parts],
         _options(strategy, k, stochastic=stochastic, beta=beta, seed=seed),
     )
+
+
+from ._compare import compare  # noqa: E402

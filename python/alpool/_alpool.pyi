@@ -22,10 +22,14 @@ __all__ = [
     "MULTILABEL_STRATEGIES",
     "ROW_STRATEGIES",
     "__version__",
+    "compare_mlp",
     "merge",
+    "protocol",
+    "restart_rows",
     "score",
     "select",
     "select_part",
+    "summarize",
 ]
 
 __version__: str
@@ -45,3 +49,18 @@ def score(inputs: dict[str, Any], options: dict[str, Any]) -> np.ndarray: ...
 def merge(
     parts: Sequence[tuple[np.ndarray, np.ndarray]], options: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]: ...
+def protocol(name: str, overrides: str) -> str: ...
+def restart_rows(
+    y: np.ndarray, protocol: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+def compare_mlp(
+    x: np.ndarray, y: np.ndarray, strategies: list[str], protocol: str, seed: int
+) -> str: ...
+def summarize(
+    curves: str,
+    names: list[str],
+    protocol: str,
+    target: float | None,
+    out: str | None,
+    meta: str,
+) -> str: ...

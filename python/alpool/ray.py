@@ -26,14 +26,14 @@ confidence, margin, entropy, ratio, random) stays exact across shards.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import merge_parts, select_part
 
-__all__ = ["select"]
+__all__ = ["compare", "select"]
 
 
 def _shard_rows(path: str) -> int:
@@ -142,3 +142,32 @@ def select(
         picked = source.map_batches(top_of_batch, batch_format="numpy", num_cpus=num_cpus)
         parts = [(b["priority"], b["row"]) for b in picked.iter_batches(batch_format="numpy")]
     return merge_parts(parts, strategy, k, stochastic=stochastic, beta=beta, seed=seed)
+
+
+def compare(X: Any, y: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`alpool.compare` with each restart a Ray task.
+
+    Every keyword is :func:`alpool.compare`'s (``n_jobs`` aside). A restart
+    runs the same rows, seeded the same, as it does on one machine, so the
+    result equals ``alpool.compare``'s. The learner (and ``embed``) must
+    pickle; ``X`` and ``y`` travel through Ray's object store once.
+    """
+    import ray
+
+    from . import _compare
+
+    def one(x: np.ndarray, y: np.ndarray, rest: tuple[Any, ...]) -> list[dict[str, Any]]:
+        # Object references are resolved as top-level arguments only.
+        return _compare._restart((x, y, *rest))
+
+    task = ray.remote(one)
+
+    def mapper(jobs: list[tuple[Any, ...]]) -> Iterator[list[dict[str, Any]]]:
+        if not jobs:
+            return
+        x_ref, y_ref = ray.put(jobs[0][0]), ray.put(jobs[0][1])
+        refs = [task.remote(x_ref, y_ref, job[2:]) for job in jobs]
+        for ref in refs:
+            yield ray.get(ref)
+
+    return _compare.compare(X, y, mapper=mapper, **kwargs)

@@ -8,6 +8,7 @@
 
 mod api;
 mod arrays;
+mod compare;
 mod convert;
 mod release;
 mod request;
@@ -17,6 +18,10 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api::select, m)?)?;
+    m.add_function(wrap_pyfunction!(compare::protocol, m)?)?;
+    m.add_function(wrap_pyfunction!(compare::restart_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(compare::compare_mlp, m)?)?;
+    m.add_function(wrap_pyfunction!(compare::summarize, m)?)?;
     m.add_function(wrap_pyfunction!(api::select_part, m)?)?;
     m.add_function(wrap_pyfunction!(api::score, m)?)?;
     m.add_function(wrap_pyfunction!(api::merge, m)?)?;

@@ -121,3 +121,22 @@ def test_feature_shards_through_a_model_on_ray(cluster, cli, tmp_path: Path) -> 
         got = alpool.ray.select(paths, strategy, 120, model=model, exclude=[0, 1500, 3999])
         assert np.array_equal(got[0], want[0]), strategy
         assert np.array_equal(got[1], want[1]), strategy
+
+
+def test_compare_on_ray_equals_one_machine(cluster) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True)
+    for learner in (LogisticRegression(max_iter=2000), None):
+        kw = dict(
+            learner=learner,
+            strategies=["random", "margin"],
+            restarts=3,
+            budget=50,
+            progress=False,
+        )
+        local = alpool.compare(X, y, **kw)
+        remote = alpool.ray.compare(X, y, **kw)
+        assert remote["curves"] == local["curves"]
+        assert remote["comparison"] == local["comparison"]

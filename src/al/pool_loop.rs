@@ -380,7 +380,7 @@ pub fn run(
             .budget
             .map_or(usize::MAX, |b| b.saturating_sub(labeled.rows.len()));
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
-        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add(round as u64);
+        let seed = round_seed(cfg.seed, round);
         let job = round_job(data, cfg, k, seed);
         let pass = score_pass(data, &m, &unlabeled, &job, &run)?;
         let facts = (round, labeled.rows.len(), test_accuracy, macro_f1, &fit);
@@ -416,6 +416,12 @@ pub fn run(
         labeled.add(&batch, new);
     }
     unreachable!("the loop returns when a criterion fires or the pool is empty")
+}
+
+/// The seed of round `round` of a run seeded `seed` (its random and
+/// stochastic picks).
+pub fn round_seed(seed: u64, round: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(round as u64)
 }
 
 /// The round's job: the strategy with its settings, `k` rows, the round's

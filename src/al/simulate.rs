@@ -6,8 +6,10 @@ use rayon::prelude::*;
 use super::pool_loop::{self, LoopConfig, RunResult};
 use super::{Dataset, GroundTruth, Split};
 use crate::backend::gpu::Gpu;
-use crate::error::Result;
+use crate::backend::{Progress, Silent};
+use crate::error::{Error, Result};
 use crate::query::Query;
+use crate::stats::mean_std;
 
 /// How the held-out test set is chosen.
 #[derive(Clone, Debug)]
@@ -56,29 +58,29 @@ pub struct StrategySummary {
     pub curve: Vec<(usize, f64, f64, usize)>,
 }
 
-/// Mean and sample standard deviation of `v` (0 for fewer than two values).
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
 /// Runs every (strategy, repeat) pair, in parallel; results are in a fixed
 /// order and do not depend on scheduling.
 pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run>> {
+    run_with(data, cfg, gpu, &Silent)
+}
+
+/// [`run`], advancing `progress` by one as each run finishes; a run not
+/// yet started when `progress` is cancelled does not start.
+pub fn run_with(
+    data: &Dataset,
+    cfg: &SimConfig,
+    gpu: Option<&Gpu>,
+    progress: &dyn Progress,
+) -> Result<Vec<Run>> {
     let pairs: Vec<(Query, usize)> = cfg
         .strategies
         .iter()
         .flat_map(|&s| (0..cfg.repeats).map(move |r| (s, r)))
         .collect();
     let one = |&(strategy, repeat): &(Query, usize)| -> Result<Run> {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
         let seed = cfg.base.seed.wrapping_add(repeat as u64);
         let split = match &cfg.test {
             TestSet::Fraction(f) => Split::stratified(&data.y, *f, seed),
@@ -91,6 +93,7 @@ pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run
         };
         let mut oracle = GroundTruth::new(&data.y);
         let result = pool_loop::run(data, &split, &lc, &mut oracle, gpu)?;
+        progress.advance(1);
         Ok(Run {
             name: strategy.name().into(),
             repeat,

@@ -2,6 +2,7 @@
 //! configurations, one file per command. The library never sees clap types.
 
 mod bench;
+mod compare;
 mod demo;
 mod progress;
 mod select;
@@ -51,6 +52,12 @@ enum Command {
     ///
     /// Example: alpool simulate --features X.npy --labels y.npy --strategies random,margin,entropy --repeats 5 --out runs/
     Simulate(simulate::SimulateArgs),
+    /// Which strategy for this dataset: restarts under a named protocol,
+    /// paired Wilcoxon tests against random and the best (Holm-corrected),
+    /// mean ranks, labels saved, and a self-contained HTML report.
+    ///
+    /// Example: alpool compare --features X.npy --labels y.npy --strategies random,margin,entropy,badge --restarts 20 --out cmp/
+    Compare(compare::CompareArgs),
     /// Stream-based selective sampling: query or discard each arriving
     /// instance under a label budget.
     ///
@@ -76,6 +83,11 @@ enum Command {
     Ingest(workspace::IngestArgs),
     /// Labels per class, rounds, last scores, skipped items, open conflicts.
     Status(workspace::StatusArgs),
+    /// A workspace on one self-contained HTML page: labels per class, a
+    /// held-out learning curve, annotator agreement, the rounds.
+    ///
+    /// Example: alpool report ./ws --out ws-report.html
+    Report(workspace::ReportArgs),
     /// Print a Label Studio labeling config that fits the workspace's tasks.
     ///
     /// Example: alpool labeling-config ./ws > config.xml
@@ -127,6 +139,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Merge(a) => select::merge(a),
         Command::Demo(a) => demo::run(a),
         Command::Simulate(a) => simulate::simulate(a),
+        Command::Compare(a) => compare::compare(a),
+        Command::Report(a) => workspace::report(a),
         Command::Stream(a) => stream::stream(a),
         Command::Synthesize(a) => stream::synthesize(a),
         Command::Init(a) => workspace::init(a),

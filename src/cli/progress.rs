@@ -35,6 +35,16 @@ impl Bar {
         )
     }
 
+    /// A bar counting `total` runs of a simulation, when stderr is a
+    /// terminal.
+    pub fn runs(total: u64, label: &str) -> Bar {
+        Bar::shown(
+            total,
+            label,
+            "{prefix} [{bar:40}] {pos}/{len} runs eta {eta}",
+        )
+    }
+
     /// A bar in `template`, when stderr is a terminal.
     fn shown(total: u64, label: &str, template: &str) -> Bar {
         if !std::io::stderr().is_terminal() {

@@ -15,6 +15,7 @@ use alpool::al::pool_loop::{EmbeddingSettings, LoopConfig};
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
+use alpool::compare::{self, Area, Initial, LearnerKind, Protocol, Scaling};
 use alpool::features::FeaturePool;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
 use alpool::{LogBase, Query, Strategy};
@@ -344,19 +345,70 @@ pub fn run_and_report(
         "learner": { "hidden": cfg.base.mlp.hidden, "lr": cfg.base.mlp.lr, "epochs": cfg.base.mlp.epochs, "min_steps": cfg.base.mlp.min_steps },
     });
     curves::write_rounds(out, &runs)?;
-    curves::write_summary(out, &summary, &runs, meta)?;
+    curves::write_summary(out, &summary, &runs, meta.clone())?;
     curves::plot(
         &out.join("curves.svg"),
         &format!("{}: test accuracy against labels", data.name),
         &summary,
     )?;
+    report(data, cfg, &runs, meta, out)?;
     println!("{}", curves::table(&summary));
     println!(
-        "{} runs in {:.1} s; wrote rounds.jsonl, rounds.csv, summary.json and curves.svg to {}",
+        "{} runs in {:.1} s; wrote rounds.jsonl, rounds.csv, summary.json, curves.svg and the comparison (report.html, compare.json, ranking.csv, pairs.csv, curves.csv) to {}",
         runs.len(),
         t.elapsed().as_secs_f64(),
         out.display()
     );
+    Ok(())
+}
+
+/// The simulation as a comparison (`alpool compare`'s statistics and
+/// report page), its settings described as a protocol.
+fn report(
+    data: &Dataset,
+    cfg: &SimConfig,
+    runs: &[simulate::Run],
+    mut meta: serde_json::Value,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let (test_fraction, source) = match &cfg.test {
+        TestSet::Fraction(f) => (*f, "alpool simulate's flags".to_string()),
+        TestSet::Rows(r) => (
+            r.len() as f64 / data.rows().max(1) as f64,
+            format!("alpool simulate's flags; test rows {}..{}", r.start, r.end),
+        ),
+    };
+    let b = &cfg.base;
+    let protocol = Protocol {
+        name: "simulate".into(),
+        source,
+        test_fraction,
+        initial: if b.seed_stratified {
+            Initial::Stratified(b.seed_size)
+        } else {
+            Initial::Random(b.seed_size)
+        },
+        batch_size: b.batch_size,
+        budget: b.stop.budget,
+        scaling: match b.mlp.scale {
+            Scale::Auto => Scaling::Auto,
+            Scale::Standard => Scaling::Standard,
+            Scale::MinMax => Scaling::Minmax,
+            Scale::None => Scaling::None,
+        },
+        learner: LearnerKind::Mlp,
+        restarts: cfg.repeats,
+        area: Area::MeanOverRounds,
+    };
+    let curves = compare::curves(runs);
+    let names: Vec<String> = cfg
+        .strategies
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    let cmp = compare::summarize(&curves, &names, &protocol, None)?;
+    meta["title"] = format!("alpool simulate: {}", data.name).into();
+    compare::write(out, &cmp, &curves, &meta)?;
     Ok(())
 }
 

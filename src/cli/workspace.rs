@@ -295,6 +295,49 @@ pub struct StatusArgs {
     pub dir: PathBuf,
 }
 
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    pub dir: PathBuf,
+    /// The page to write [default: DIR/report.html]; its JSON goes beside
+    /// it (.json).
+    #[arg(long, value_name = "FILE.html")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
+    let rep = ws.report()?;
+    let out = a.out.unwrap_or_else(|| a.dir.join("report.html"));
+    let title = format!("alpool workspace: {}", a.dir.display());
+    let page = alpool::workspace::report::page(&rep, &title)?;
+    let json = out.with_extension("json");
+    let text = serde_json::to_string_pretty(&rep)?;
+    alpool::atomic::write(&json, |w| {
+        w.write_all(text.as_bytes())
+            .map_err(|e| alpool::Error::io(&json, e))
+    })?;
+    alpool::atomic::write(&out, |w| {
+        w.write_all(page.as_bytes())
+            .map_err(|e| alpool::Error::io(&out, e))
+    })?;
+    let labeled: usize = rep.per_class.iter().sum();
+    println!(
+        "{} items, {labeled} labeled, {} rounds; held-out curve: {}; wrote {} and {}",
+        rep.items,
+        rep.rounds.len(),
+        match rep.curve.last() {
+            Some((n, acc)) => format!(
+                "{acc:.4} accuracy on {} held-out labels at {n} labels",
+                rep.held_out
+            ),
+            None => "too few labels yet".into(),
+        },
+        out.display(),
+        json.display()
+    );
+    Ok(())
+}
+
 pub fn status(a: StatusArgs) -> anyhow::Result<()> {
     let s = Workspace::open(&a.dir, Duration::from_secs(5))?.status()?;
     let items = s.items;

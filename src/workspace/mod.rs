@@ -14,6 +14,7 @@ pub mod first;
 pub mod ingest;
 mod init;
 pub mod items;
+pub mod report;
 pub mod round;
 pub mod serve;
 pub mod status;

@@ -212,7 +212,7 @@ fn export(
 
 /// A fresh model, scaled by statistics of every item (the pool it will
 /// score), trained on the labeled rows.
-fn train(
+pub(super) fn train(
     features: &FeaturePool,
     rows: &[usize],
     ys: &[usize],

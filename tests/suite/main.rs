@@ -14,6 +14,7 @@ mod batch;
 mod batchbald;
 mod cli;
 mod coldstart;
+mod compare;
 mod disagree;
 mod docs;
 mod exactness;
