@@ -22,16 +22,21 @@ pub fn page_from(template: &str, doc: &serde_json::Value) -> Result<String> {
     let json = json.replace("</", "<\\/").replace("<!--", "\\u003c!--");
     let title = doc["meta"]["title"].as_str().unwrap_or("alpool");
     Ok(template
+        .replace("{{STYLE}}", STYLE)
         .replace("{{TITLE}}", &escape(title))
         .replace("{{DATA}}", &json))
 }
 
-/// `s` with HTML's special characters escaped.
+/// `s` with HTML's special characters escaped, and braces, so that no
+/// title can hold the data's placeholder.
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
+        .replace('{', "&#123;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
 const TEMPLATE: &str = include_str!("report.html");
+/// The style every report page shares.
+const STYLE: &str = include_str!("report.css");
