@@ -79,7 +79,8 @@ struct Shared {
     training: AtomicBool,
 }
 
-/// An HTTP answer: status and JSON body.
+/// An HTTP answer: status and JSON body; a bare JSON string is an HTML page
+/// (the report), sent as text/html.
 struct Reply(u16, Value);
 
 fn bad(status: u16, reason: impl Into<String>) -> Reply {
@@ -140,10 +141,15 @@ fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
                     .map(|h| h.value.as_str().to_string())
                     .collect();
                 let body_length = req.body_length();
+                let wants_html = req
+                    .headers()
+                    .iter()
+                    .any(|h| h.field.equiv("Accept") && h.value.as_str().contains("text/html"));
                 let incoming = Incoming {
                     method: &method,
                     url: &url,
                     authorization: &authorization,
+                    wants_html,
                     body_length,
                     body: req.as_reader(),
                 };
@@ -151,8 +157,11 @@ fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
             }
             None => bad(503, "the workspace could not be opened"),
         };
-        let body = reply.1.to_string();
-        let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
+        let (body, kind) = match reply.1 {
+            Value::String(page) => (page, "text/html; charset=utf-8"),
+            json => (json.to_string(), "application/json"),
+        };
+        let header = tiny_http::Header::from_bytes("Content-Type", kind)
             .expect("a constant header is valid");
         let _ = req.respond(
             tiny_http::Response::from_string(body)
@@ -169,6 +178,9 @@ struct Incoming<'r> {
     url: &'r str,
     /// The values of every `Authorization` header.
     authorization: &'r [String],
+    /// Whether `Accept` asks for HTML (a browser): `/` is then the report
+    /// page; Label Studio's health check gets JSON.
+    wants_html: bool,
     /// What `Content-Length` claims.
     body_length: Option<usize>,
     body: &'r mut dyn Read,
@@ -190,6 +202,8 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
         .unwrap_or("")
         .trim_end_matches('/');
     match (req.method, path) {
+        ("GET", "") if req.wants_html => report_page(ws),
+        ("GET", "/report") => report_page(ws),
         ("GET", "" | "/health") => Reply(
             200,
             json!({"status": "UP", "model_class": "alpool", "model_version": export::model_version(&shared.token)}),
@@ -213,9 +227,20 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
         (m, p) => bad(
             404,
             format!(
-                "no route {m} {p}; this is an alpool ML backend (health, setup, predict, webhook, train)"
+                "no route {m} {p}; this is an alpool ML backend (health, setup, predict, webhook, train; report: the workspace's page)"
             ),
         ),
+    }
+}
+
+/// The workspace's report (`alpool report`'s page), built from its state now.
+fn report_page(ws: &Workspace) -> Reply {
+    let page = ws.report().and_then(|rep| {
+        super::report::page(&rep, &format!("alpool workspace: {}", ws.dir.display()))
+    });
+    match page {
+        Ok(html) => Reply(200, Value::String(html)),
+        Err(e) => bad(500, format!("cannot build the report: {e}")),
     }
 }
 
@@ -569,6 +594,7 @@ impl Unplugged {
             method,
             url,
             authorization,
+            wants_html: false,
             body_length,
             body,
         };
