@@ -328,10 +328,19 @@ fn check_inputs(data: &Dataset, split: &Split, cfg: &LoopConfig) -> Result<()> {
             found: e.rows(),
         });
     }
-    if cfg.strategy.needs().samples == Use::Required {
-        let d = cfg.strategy;
+    check_strategy(cfg.strategy)
+}
+
+/// Whether the loop's learner (one softmax row per item) can run `q`.
+pub fn check_strategy(q: Query) -> Result<()> {
+    if q.needs().samples == Use::Required {
         return Err(Error::Config(format!(
-            "{d} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
+            "{q} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
+        )));
+    }
+    if let Query::Multi(_) = q {
+        return Err(Error::Config(format!(
+            "{q} is a multi-label strategy; the loop's learner predicts one class per item (a multi-label learner is not built yet): select with --input multilabel"
         )));
     }
     Ok(())

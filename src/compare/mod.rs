@@ -174,6 +174,9 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     protocol.check(&data.y)?;
+    strategies
+        .iter()
+        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q))?;
     if protocol.learner != LearnerKind::Mlp {
         return Err(Error::Config(format!(
             "protocol {} trains {:?}, a scikit-learn model: run it from Python (alpool.compare), or give --protocol custom for the built-in MLP",

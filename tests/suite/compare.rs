@@ -268,11 +268,16 @@ fn bad_input_is_refused_before_anything_is_written() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("cmp");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--budget", "5000"], "beyond the pool"),
         (&["--initial-per-class", "200"], "needs 200 per class"),
         (&["--protocol", "lu2023"], "from Python"),
         (&["--protocol", "cdal"], "unknown protocol"),
+        (
+            &["--strategies", "random,mean-entropy"],
+            "multi-label strategy",
+        ),
+        (&["--strategies", "random,bald"], "reads T samples"),
     ];
     for (extra, want) in cases {
         let mut args: Vec<String> = vec!["compare".into()];
