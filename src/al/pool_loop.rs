@@ -62,6 +62,10 @@ pub struct EmbeddingSettings {
     pub delta: Option<f64>,
     /// The purity δ must reach (0 = 0.95).
     pub purity: f64,
+    /// Weights a row-wise uncertainty strategy (not random, which stays
+    /// the baseline) by information density over the embeddings (`select
+    /// --density-beta`); `None`: unweighted.
+    pub density_beta: Option<f64>,
 }
 
 impl std::fmt::Debug for EmbeddingSettings {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for EmbeddingSettings {
             .field("iterations", &self.iterations)
             .field("delta", &self.delta)
             .field("purity", &self.purity)
+            .field("density_beta", &self.density_beta)
             .finish()
     }
 }
@@ -236,12 +241,15 @@ struct Pass {
 /// probabilities.
 fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run) -> Result<Pass> {
     let t = Instant::now();
-    let mut blocks = match job.query {
-        Query::Batch(_) | Query::Cold(_) => None,
-        _ => Some(Blocks::new(job, unlabeled.len() as u64)?),
+    // Density weighting, the batch and the cold-start strategies read the
+    // whole pool's embeddings: selected after the pass, not block by block.
+    let whole = job.density_beta.is_some() || matches!(job.query, Query::Batch(_) | Query::Cold(_));
+    let mut blocks = match whole {
+        true => None,
+        false => Some(Blocks::new(job, unlabeled.len() as u64)?),
     };
     // Cold-start strategies read embeddings alone.
-    let keep = matches!(job.query, Query::Batch(_));
+    let keep = whole && !matches!(job.query, Query::Cold(_));
     let mut kept = Vec::new();
     let mut uncertainty = Vec::with_capacity(unlabeled.len());
     let mut select_s = 0.0;
@@ -443,6 +451,12 @@ fn round_job(data: &Dataset, cfg: &LoopConfig, k: usize, seed: u64) -> Job {
         .log_base(cfg.log_base);
     job.iterations = e.iterations;
     job.delta = e.delta;
+    // The weight is for uncertainty: random stays the baseline, and the
+    // batch and cold-start strategies run as they are.
+    job.density_beta = match cfg.strategy {
+        Query::Score(s) if s != crate::query::Strategy::Random => e.density_beta,
+        _ => None,
+    };
     if e.purity > 0.0 {
         job.purity = e.purity;
     }
@@ -450,10 +464,11 @@ fn round_job(data: &Dataset, cfg: &LoopConfig, k: usize, seed: u64) -> Job {
     job
 }
 
-/// A batch-aware or cold-start round: the unlabeled rows then the labeled
-/// ones (core-set's centres; covered already for the cold-start
-/// strategies), excluded, with their embeddings (given, or the model's last
-/// hidden layer) and, for the batch-aware strategies, the model's
+/// A batch-aware, cold-start or density-weighted round: the unlabeled rows
+/// then the labeled ones (core-set's centres; covered already for the
+/// cold-start strategies; part of the pool whose density weighs a row),
+/// excluded, with their embeddings (given, or the model's last hidden
+/// layer) and, for all but the cold-start strategies, the model's
 /// probabilities, through the door. Returns the selection and the dataset
 /// row of each pool position.
 fn batch_round(

@@ -197,6 +197,13 @@ pub struct SimulateArgs {
     /// of one cluster only.
     #[arg(long, value_name = "A", default_value_t = 0.95)]
     pub purity: f64,
+    /// Weight each row-wise uncertainty strategy by information density
+    /// (Settles and Craven 2008): its informativeness times max(0, mean
+    /// cosine similarity to the pool)^B over the embeddings (--embeddings,
+    /// or the learner's last hidden layer each round). Random stays the
+    /// unweighted baseline; batch and cold-start strategies run as they are.
+    #[arg(long, value_name = "B")]
+    pub density_beta: Option<f64>,
     /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
@@ -301,6 +308,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
                 iterations: a.iterations as usize,
                 delta: a.delta,
                 purity: a.purity,
+                density_beta: a.density_beta,
             },
         },
     };

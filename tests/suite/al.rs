@@ -443,3 +443,31 @@ fn given_embeddings_drive_the_cold_start_picks() {
         "{err}"
     );
 }
+
+#[test]
+fn density_weighting_in_the_loop_with_beta_zero_is_the_strategy_itself() {
+    // β = 0 weighs every row by 1: the whole-pool density path must pick
+    // what the block-by-block margin path picks; β = 1 must change them.
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 2);
+    let plain = config(Strategy::Margin, 60);
+    let mut zero = config(Strategy::Margin, 60);
+    zero.embedding.density_beta = Some(0.0);
+    let mut one = config(Strategy::Margin, 60);
+    one.embedding.density_beta = Some(1.0);
+    let run = |cfg: &LoopConfig| {
+        pool_loop::run(&data, &split, cfg, &mut GroundTruth::new(&data.y), None).unwrap()
+    };
+    let (p, z, o) = (run(&plain), run(&zero), run(&one));
+    assert_eq!(z.labeled, p.labeled);
+    assert_eq!(p.labeled.len(), 60);
+    assert_ne!(o.labeled[20..], p.labeled[20..]);
+    assert_eq!(o.labeled[..20], p.labeled[..20], "the same seed set");
+    // Random stays the unweighted baseline.
+    let mut weighted_random = config(Strategy::Random, 60);
+    weighted_random.embedding.density_beta = Some(1.0);
+    assert_eq!(
+        run(&weighted_random).labeled,
+        run(&config(Strategy::Random, 60)).labeled
+    );
+}
