@@ -36,6 +36,27 @@ pub fn mean_ci(v: &[f64], level: f64) -> Option<(f64, f64)> {
     Some((m - half, m + half))
 }
 
+/// Several runs' curves gathered by x: for each x any run reached
+/// (ascending), the y of every run that reached it, in run order (a run's
+/// first point at an x counts).
+pub fn by_x<R, P>(runs: R) -> Vec<(usize, Vec<f64>)>
+where
+    R: IntoIterator<Item = P>,
+    P: IntoIterator<Item = (usize, f64)>,
+{
+    let mut at: std::collections::BTreeMap<usize, (Vec<f64>, usize)> = Default::default();
+    for (r, run) in runs.into_iter().enumerate() {
+        for (x, y) in run {
+            let (ys, last) = at.entry(x).or_insert((Vec::new(), usize::MAX));
+            if *last != r {
+                ys.push(y);
+                *last = r;
+            }
+        }
+    }
+    at.into_iter().map(|(x, (ys, _))| (x, ys)).collect()
+}
+
 /// The `q` quantile of Student's t with `df` degrees of freedom.
 pub fn t_quantile(q: f64, df: f64) -> f64 {
     match StudentsT::new(0.0, 1.0, df) {
@@ -215,6 +236,19 @@ pub fn holm(p: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn curves_gather_by_x_in_run_order_first_point_counting() {
+        let runs = [
+            vec![(10, 0.5), (20, 0.7)],
+            vec![(20, 0.8), (20, 0.9), (30, 1.0)],
+        ];
+        let got = by_x(runs.iter().map(|r| r.iter().copied()));
+        assert_eq!(
+            got,
+            vec![(10, vec![0.5]), (20, vec![0.7, 0.8]), (30, vec![1.0])]
+        );
+    }
 
     #[test]
     fn ranks_average_ties() {

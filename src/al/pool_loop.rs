@@ -244,9 +244,10 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
     // Density weighting, the batch and the cold-start strategies read the
     // whole pool's embeddings: selected after the pass, not block by block.
     let whole = job.density_beta.is_some() || matches!(job.query, Query::Batch(_) | Query::Cold(_));
-    let mut blocks = match whole {
-        true => None,
-        false => Some(Blocks::new(job, unlabeled.len() as u64)?),
+    let mut blocks = if whole {
+        None
+    } else {
+        Some(Blocks::new(job, unlabeled.len() as u64)?)
     };
     // Cold-start strategies read embeddings alone.
     let keep = whole && !matches!(job.query, Query::Cold(_));

@@ -9,7 +9,7 @@ use crate::backend::gpu::Gpu;
 use crate::backend::{Progress, Silent};
 use crate::error::{Error, Result};
 use crate::query::Query;
-use crate::stats::mean_std;
+use crate::stats::{by_x, mean_std};
 
 /// How the held-out test set is chosen.
 #[derive(Clone, Debug)]
@@ -115,29 +115,16 @@ pub fn summarize_names(runs: &[Run], names: &[String]) -> Vec<StrategySummary> {
             let mine: Vec<&Run> = runs.iter().filter(|r| &r.name == name).collect();
             let aulcs: Vec<f64> = mine.iter().map(|r| r.result.aulc()).collect();
             let (aulc_mean, aulc_std) = mean_std(&aulcs);
-            let mut labels: Vec<usize> = mine
-                .iter()
-                .flat_map(|r| r.result.rounds.iter().map(|x| x.labels))
-                .collect();
-            labels.sort_unstable();
-            labels.dedup();
-            let curve = labels
-                .into_iter()
-                .map(|n| {
-                    let accs: Vec<f64> = mine
-                        .iter()
-                        .filter_map(|r| {
-                            r.result
-                                .rounds
-                                .iter()
-                                .find(|x| x.labels == n)
-                                .map(|x| x.test_accuracy)
-                        })
-                        .collect();
-                    let (m, s) = mean_std(&accs);
-                    (n, m, s, accs.len())
-                })
-                .collect();
+            let curve = by_x(
+                mine.iter()
+                    .map(|r| r.result.rounds.iter().map(|x| (x.labels, x.test_accuracy))),
+            )
+            .into_iter()
+            .map(|(n, accs)| {
+                let (m, s) = mean_std(&accs);
+                (n, m, s, accs.len())
+            })
+            .collect();
             StrategySummary {
                 name: name.clone(),
                 aulc_mean,

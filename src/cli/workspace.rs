@@ -306,20 +306,9 @@ pub struct ReportArgs {
 
 pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
-    let rep = ws.report()?;
     let out = a.out.unwrap_or_else(|| a.dir.join("report.html"));
-    let title = format!("alpool workspace: {}", a.dir.display());
-    let page = alpool::workspace::report::page(&rep, &title)?;
+    let rep = ws.write_report(&out)?;
     let json = out.with_extension("json");
-    let text = serde_json::to_string_pretty(&rep)?;
-    alpool::atomic::write(&json, |w| {
-        w.write_all(text.as_bytes())
-            .map_err(|e| alpool::Error::io(&json, e))
-    })?;
-    alpool::atomic::write(&out, |w| {
-        w.write_all(page.as_bytes())
-            .map_err(|e| alpool::Error::io(&out, e))
-    })?;
     let labeled: usize = rep.per_class.iter().sum();
     println!(
         "{} items, {labeled} labeled, {} rounds; held-out curve: {}; wrote {} and {}",

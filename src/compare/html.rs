@@ -12,8 +12,8 @@ pub fn page(doc: &serde_json::Value) -> Result<String> {
     page_from(TEMPLATE, doc)
 }
 
-/// `template` with `doc` in its data element and `doc.meta.title` as its
-/// title: the comparison's page, or another drawn the same way (a
+/// `template` with the shared style and script, `doc` in its data element
+/// and `doc.meta.title` as its title: the comparison's page, or another drawn the same way (a
 /// workspace's report).
 pub fn page_from(template: &str, doc: &serde_json::Value) -> Result<String> {
     let json = serde_json::to_string(doc).map_err(|e| Error::Config(e.to_string()))?;
@@ -23,6 +23,7 @@ pub fn page_from(template: &str, doc: &serde_json::Value) -> Result<String> {
     let title = doc["meta"]["title"].as_str().unwrap_or("alpool");
     Ok(template
         .replace("{{STYLE}}", STYLE)
+        .replace("{{SCRIPT}}", SCRIPT)
         .replace("{{TITLE}}", &escape(title))
         .replace("{{DATA}}", &json))
 }
@@ -40,3 +41,6 @@ fn escape(s: &str) -> String {
 const TEMPLATE: &str = include_str!("report.html");
 /// The style every report page shares.
 const STYLE: &str = include_str!("report.css");
+/// The script every report page starts with: the error hook, the data, the
+/// element helpers.
+const SCRIPT: &str = include_str!("report.js");

@@ -421,24 +421,18 @@ fn strategy_stats(
         .filter_map(|c| c.accuracy.last().copied())
         .collect();
     let (area_mean, area_std) = stats::mean_std(&areas[s]);
-    let mut labels: Vec<usize> = mine.iter().flat_map(|c| c.labels.iter().copied()).collect();
-    labels.sort_unstable();
-    labels.dedup();
-    let curve = labels
-        .into_iter()
-        .map(|n| {
-            let at: Vec<f64> = mine
-                .iter()
-                .filter_map(|c| c.labels.iter().position(|&l| l == n).map(|i| c.accuracy[i]))
-                .collect();
-            CurvePoint {
-                labels: n,
-                mean: stats::mean_std(&at).0,
-                ci: stats::mean_ci(&at, CONFIDENCE),
-                runs: at.len(),
-            }
-        })
-        .collect();
+    let curve = stats::by_x(
+        mine.iter()
+            .map(|c| c.labels.iter().copied().zip(c.accuracy.iter().copied())),
+    )
+    .into_iter()
+    .map(|(n, at)| CurvePoint {
+        labels: n,
+        mean: stats::mean_std(&at).0,
+        ci: stats::mean_ci(&at, CONFIDENCE),
+        runs: at.len(),
+    })
+    .collect();
     StrategyStats {
         strategy: name.to_string(),
         restarts: areas[s].len(),

@@ -4,13 +4,13 @@
 //! self-contained HTML file drawn from the JSON it carries.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::Workspace;
 use crate::al::accuracy_and_macro_f1;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::learner::{MlpConfig, argmax};
 use crate::rng::splitmix64;
@@ -94,6 +94,32 @@ impl Workspace {
                 curve: Vec::new(),
             })?
         })
+    }
+
+    /// The report as one page: what `alpool serve` answers at `/report`.
+    pub fn report_page(&self) -> Result<String> {
+        page(&self.report()?, &self.report_title())
+    }
+
+    /// Writes the report's page to `out` and its JSON beside it (`.json`),
+    /// each whole or not at all; returns the report.
+    pub fn write_report(&self, out: &Path) -> Result<WorkspaceReport> {
+        let rep = self.report()?;
+        let html = page(&rep, &self.report_title())?;
+        let json = out.with_extension("json");
+        let text = serde_json::to_string_pretty(&rep).map_err(|e| Error::Config(e.to_string()))?;
+        crate::atomic::write(&json, |w| {
+            w.write_all(text.as_bytes())
+                .map_err(|e| Error::io(&json, e))
+        })?;
+        crate::atomic::write(out, |w| {
+            w.write_all(html.as_bytes()).map_err(|e| Error::io(out, e))
+        })?;
+        Ok(rep)
+    }
+
+    fn report_title(&self) -> String {
+        format!("alpool workspace: {}", self.dir.display())
     }
 
     fn round_rows(&self) -> Result<Vec<RoundRow>> {

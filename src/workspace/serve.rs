@@ -235,10 +235,7 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
 
 /// The workspace's report (`alpool report`'s page), built from its state now.
 fn report_page(ws: &Workspace) -> Reply {
-    let page = ws.report().and_then(|rep| {
-        super::report::page(&rep, &format!("alpool workspace: {}", ws.dir.display()))
-    });
-    match page {
+    match ws.report_page() {
         Ok(html) => Reply(200, Value::String(html)),
         Err(e) => bad(500, format!("cannot build the report: {e}")),
     }

@@ -161,3 +161,25 @@ pub fn reference_probs(row: &[f32], form: alpool::InputForm) -> Vec<f64> {
             .collect(),
     }
 }
+
+/// `alpool serve WS --port 0 EXTRA…` started, and the address it printed
+/// once it accepts requests. The caller stops it by its process id.
+#[allow(dead_code)]
+pub fn serve(ws: &Path, extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(["serve", ws.to_str().unwrap(), "--port", "0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}

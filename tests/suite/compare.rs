@@ -367,6 +367,18 @@ fn labeled_workspace(dir: &Path, seed: usize, rounds: usize, k: usize) -> PathBu
     ws
 }
 
+/// `alpool report WS --out OUT`, and the JSON it wrote beside the page.
+fn report(ws: &Path, out: &Path) -> serde_json::Value {
+    let o = alpool(&[
+        "report",
+        &ws.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap()).unwrap()
+}
+
 #[test]
 fn a_workspace_report_shows_its_labels_rounds_and_held_out_curve() {
     let tmp = tempfile::tempdir().unwrap();
@@ -411,16 +423,7 @@ fn a_workspace_report_shows_its_labels_rounds_and_held_out_curve() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = tmp.path().join("r.html");
-    let o = alpool(&[
-        "report",
-        &ws.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
-            .unwrap();
+    let rep = report(&ws, &out);
     // The library's figures: every label counted once, per class as stored.
     let w = alpool::workspace::Workspace::open(&ws, std::time::Duration::from_secs(5)).unwrap();
     let labels = w.labels().unwrap();
@@ -499,20 +502,7 @@ struct Served(std::process::Child, std::net::SocketAddr);
 
 impl Served {
     fn start(ws: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alpool"))
-            .args(["serve", ws.to_str().unwrap(), "--port", "0"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr) = crate::common::serve(ws, &[]);
         Served(child, addr)
     }
 
@@ -551,16 +541,7 @@ fn serve_shows_the_workspace_report_to_browsers_and_json_to_label_studio() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = labeled_workspace(tmp.path(), 80, 1, 40);
     let out = tmp.path().join("r.html");
-    let o = alpool(&[
-        "report",
-        &ws.display().to_string(),
-        "--out",
-        &out.display().to_string(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
-            .unwrap();
+    let rep = report(&ws, &out);
     let server = Served::start(&ws);
     let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
     for (path, accept) in [("/", browser), ("/report", "*/*")] {

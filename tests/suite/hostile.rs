@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::{alpool, save_f32, stderr};
@@ -264,27 +264,7 @@ struct Server {
 
 impl Server {
     fn start(ws: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_alpool"))
-            .args([
-                "serve",
-                ws.to_str().unwrap(),
-                "--port",
-                "0",
-                "--threads",
-                "4",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let (child, addr) = crate::common::serve(ws, &["--threads", "4"]);
         Server { child, addr }
     }
 
