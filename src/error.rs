@@ -283,6 +283,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A Label Studio server refused a request, or could not be reached.
+    #[error("Label Studio {url}: {reason}")]
+    LabelStudio {
+        /// The address asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The GPU failed, or none could be opened.
     #[error("GPU: {0}")]
     Gpu(String),

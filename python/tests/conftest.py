@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from studio import Studio, needed, require_label_studio, start_label_studio
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,13 +28,19 @@ def _cli() -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def studio() -> Iterator[Studio]:
+    """One real Label Studio for every test that needs one (each makes its
+    own projects)."""
+    s = start_label_studio(require_label_studio())
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="session")
 def cli() -> Path:
-    path = _cli()
-    if path is None or not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("the alpool CLI is not built (cargo build --release)")
-        pytest.skip("!!!!!! SKIPPING: the alpool CLI is not built (cargo build --release) !!!!!!")
-    return path
+    return needed(_cli(), "the alpool CLI is not built", "cargo build --release")
 
 
 def random_probs(rows: int, classes: int, seed: int, dtype: type = np.float32) -> np.ndarray:

@@ -107,9 +107,11 @@ class Studio:
         return bytes(self.api("GET", f"/api/projects/{project}/export?exportType={kind}", raw=True))
 
 
-def start_label_studio(binary: Path) -> Studio:
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="alpool-ls-"))
+def start_label_studio(binary: Path, port: int | None = None, data: Path | None = None) -> Studio:
+    """Starts Label Studio; given the port and data folder of one stopped
+    before, starts it again as it was."""
+    port = port or free_port()
+    data = data or Path(tempfile.mkdtemp(prefix="alpool-ls-"))
     env = {
         **os.environ,
         "LABEL_STUDIO_BASE_DATA_DIR": str(data),
@@ -128,7 +130,7 @@ def start_label_studio(binary: Path) -> Studio:
     ]
     args += ["--username", "test@alpool.dev", "--password", "alpool-pass-1"]
     args += ["--user-token", TOKEN, "--enable-legacy-api-token"]
-    log = open(data / "label-studio.log", "wb")  # noqa: SIM115 - lives as long as the server
+    log = open(data / "label-studio.log", "ab")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -168,3 +170,22 @@ def alpool(cli: Path, *args: Any, check: bool = True) -> subprocess.CompletedPro
     if check and r.returncode != 0:
         raise AssertionError(f"alpool {' '.join(map(str, args))} failed:\n{r.stderr}")
     return r
+
+
+def needed(path: Path | None, missing: str, hint: str) -> Path:
+    """`path` if it exists; otherwise the test fails under CI (which
+    installs everything) and skips, loudly, elsewhere."""
+    import pytest
+
+    if path is None or not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} ({hint})")
+        pytest.skip(f"!!!!!! SKIPPING: {missing} ({hint}) !!!!!!")
+    return path
+
+
+def require_label_studio() -> Path:
+    """The Label Studio binary that .ci/run installs into .venv-ls."""
+    return needed(
+        label_studio_binary(), "Label Studio is not installed", "ALPOOL_LABEL_STUDIO or .venv-ls"
+    )

@@ -8,53 +8,41 @@ annotation by webhook."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from studio import Studio, alpool, free_port, label_studio_binary, start_label_studio
+from studio import Studio, alpool, free_port
 
 CLASSES = ["ant", "bee", "cat"]
 
 
-@pytest.fixture(scope="module")
-def studio() -> Iterator[Studio]:
-    binary = label_studio_binary()
-    if binary is None or not binary.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("Label Studio is not installed (.ci/run installs it into .venv-ls)")
-        pytest.skip("!!!!!! SKIPPING: no Label Studio (ALPOOL_LABEL_STUDIO or .venv-ls) !!!!!!")
-    s = start_label_studio(binary)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def make_pool(folder: Path, rows: int = 240, seed: int = 0) -> tuple[Path, np.ndarray]:
-    """Three separable classes in 6 features; ids are the row numbers, the
-    default that collides with Label Studio's own task ids."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, rows)
-    x = rng.normal(size=(rows, 6)).astype(np.float32)
-    x[:, :3] += 3.0 * np.eye(3, dtype=np.float32)[y]
-    np.save(folder / "x.npy", x)
-    return folder / "x.npy", y
-
-
-def make_workspace(cli: Path, folder: Path, seed: int = 0) -> tuple[Path, np.ndarray]:
+def make_workspace(
+    cli: Path,
+    folder: Path,
+    seed: int = 0,
+    rows: int = 240,
+    classes: list[str] = CLASSES,
+    dim: int = 6,
+    per_class: int = 4,
+) -> tuple[Path, np.ndarray]:
+    """A workspace of separable classes (three in 6 features by default),
+    `per_class` seed labels each, and text data; ids are the row numbers,
+    the default that collides with Label Studio's own task ids."""
     folder.mkdir(parents=True, exist_ok=True)
-    x, y = make_pool(folder, seed=seed)
-    seed_rows = [int(np.flatnonzero(y == c)[i]) for c in range(3) for i in range(4)]
+    rng = np.random.default_rng(seed)
+    c = len(classes)
+    y = rng.integers(0, c, rows)
+    x = rng.normal(size=(rows, dim)).astype(np.float32)
+    x[:, :c] += 3.0 * np.eye(c, dtype=np.float32)[y]
+    np.save(folder / "x.npy", x)
+    seed_rows = [int(np.flatnonzero(y == k)[i]) for k in range(c) for i in range(per_class)]
     (folder / "seed.csv").write_text(
-        "id,label\n" + "".join(f"{r},{CLASSES[y[r]]}\n" for r in seed_rows)
+        "id,label\n" + "".join(f"{r},{classes[y[r]]}\n" for r in seed_rows)
     )
     with open(folder / "items.jsonl", "w") as f:
         for r in range(len(y)):
@@ -65,9 +53,9 @@ def make_workspace(cli: Path, folder: Path, seed: int = 0) -> tuple[Path, np.nda
         "init",
         ws,
         "--features",
-        x,
+        folder / "x.npy",
         "--classes",
-        ",".join(CLASSES),
+        ",".join(classes),
         "--labels",
         folder / "seed.csv",
         "--data",

@@ -97,6 +97,9 @@ enum Command {
     ///
     /// Example: alpool serve ./ws --port 9090
     Serve(workspace::ServeArgs),
+    /// Write every item of a workspace as a Label Studio task (the file
+    /// `serve --project` imports itself).
+    Tasks(workspace::TasksArgs),
     /// Train the MLP learner on labeled data and save it (safetensors + JSON).
     Train(simulate::TrainArgs),
     /// Predict class probabilities with a saved model: a pool for `select`.
@@ -149,6 +152,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Status(a) => workspace::status(a),
         Command::LabelingConfig(a) => workspace::labeling_config(a),
         Command::Serve(a) => workspace::serve_cmd(a),
+        Command::Tasks(a) => workspace::tasks(a),
         Command::Train(a) => simulate::train(a),
         Command::Predict(a) => simulate::predict(a),
         Command::Bench(a) => bench::run(a),

@@ -10,6 +10,7 @@ use super::select::{DeviceArg, QueryArg, StrategyArg};
 use super::simulate::LearnerArgs;
 use alpool::features::FEATURE_DTYPES;
 use alpool::workspace::ingest::{Expect, read_label_file};
+use alpool::workspace::live::LiveOptions;
 use alpool::workspace::round::{NextOptions, next_round};
 use alpool::workspace::serve::{ServeOptions, serve};
 use alpool::workspace::{IngestOptions, InitSpec, Workspace, export};
@@ -328,7 +329,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
 }
 
 pub fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let s = Workspace::open(&a.dir, Duration::from_secs(5))?.status()?;
+    let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
+    let s = ws.status()?;
     let items = s.items;
     println!(
         "workspace {}: {items} items, {} labeled, {} unlabeled",
@@ -367,6 +369,50 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         );
     }
     print_conflicts(&s);
+    if let Some(live) = ws.live_status()? {
+        print_live(&live);
+    }
+    Ok(())
+}
+
+/// `status`'s live queue: the project, what it serves, the last push.
+fn print_live(l: &alpool::workspace::live::LiveStatus) {
+    println!(
+        "live queue: {} ({} items as tasks), serving {}",
+        l.place,
+        l.tasks,
+        l.serving.as_deref().unwrap_or("no predictions yet")
+    );
+    if let Some(p) = &l.last {
+        println!(
+            "  last push: {} (round {}): {}, {} of {} predictions{}",
+            p.version,
+            p.round,
+            p.state,
+            p.pushed,
+            p.total,
+            match (&p.error, p.attempts) {
+                (Some(e), n) => format!("; {n} failed attempts, last: {e}"),
+                (None, _) => String::new(),
+            }
+        );
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TasksArgs {
+    pub dir: PathBuf,
+    /// The Label Studio task file to write (JSON).
+    #[arg(long, value_name = "FILE.json")]
+    pub out: PathBuf,
+}
+
+/// Every item as a Label Studio task, for a person to import (what `serve
+/// --project` imports itself).
+pub fn tasks(a: TasksArgs) -> anyhow::Result<()> {
+    let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
+    let n = ws.write_tasks(&a.out)?;
+    println!("wrote {n} tasks to {}", a.out.display());
     Ok(())
 }
 
@@ -448,8 +494,55 @@ pub struct ServeArgs {
     pub threads: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Select items annotators skipped again (by default a skipped item is
+    /// left out of the batches and of the live queue).
+    #[arg(long)]
+    pub reselect_skipped: bool,
     #[command(flatten)]
     pub learner: LearnerArgs,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// The live queue: a Label Studio project re-ranked after every training.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Live queue (a Label Studio project re-ranked after every training)")]
+pub struct LiveArgs {
+    /// Keep this Label Studio project's queue live: at start, import the
+    /// workspace's items it lacks (a project holding other tasks is
+    /// refused), add this server as its ML backend (and so its annotation
+    /// webhook), a Data Manager tab "alpool: most informative first", and
+    /// uncertainty sampling; after every training, push a prediction of
+    /// every unlabeled item under a new model_version and make it the
+    /// project's. With one annotator, Label Studio's next task is then
+    /// alpool's most informative one; with several, uncertainty sampling
+    /// draws among the first (annotators + 1) so they do not collide, and
+    /// the tab with "Label Tasks As Displayed" follows the exact order.
+    #[arg(long, value_name = "ID", requires_all = ["label_studio", "api_key"])]
+    pub project: Option<i64>,
+    /// Label Studio's address.
+    #[arg(long, env = "LABEL_STUDIO_URL", value_name = "URL")]
+    pub label_studio: Option<String>,
+    /// An API key: Label Studio → Account & Settings → Access Token (a
+    /// legacy token or a personal access token).
+    #[arg(
+        long,
+        env = "LABEL_STUDIO_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// How Label Studio reaches this server [default: http://HOST:PORT].
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Predictions per import request (each must stay well under Label
+    /// Studio's 30 s gateway timeouts).
+    #[arg(long, default_value_t = 2000)]
+    pub push_batch: usize,
+    /// Leave the project's sampling as it is (follow the queue through the
+    /// Data Manager tab instead).
+    #[arg(long)]
+    pub keep_sampling: bool,
 }
 
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
@@ -468,6 +561,17 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         threads: a.threads,
         wait: Duration::from_secs(30),
         max_body: 64 << 20,
+        reselect_skipped: a.reselect_skipped,
+        live: a.live.project.map(|project| LiveOptions {
+            url: a.live.label_studio.clone().unwrap_or_default(),
+            key: a.live.api_key.clone().unwrap_or_default(),
+            project,
+            batch: a.live.push_batch.max(1),
+            sampling: !a.live.keep_sampling,
+            reselect_skipped: a.reselect_skipped,
+            timeout: Duration::from_secs(120),
+        }),
+        public_url: a.live.public_url.clone(),
     };
     let dir = a.dir.clone();
     serve(&a.dir, opts, |addr| {

@@ -102,9 +102,28 @@ pub fn prediction(info: &BatchInfo, class: usize, score: f64, rank: i64) -> serd
     serde_json::json!({
         "model_version": model_version(info.token),
         "score": label_studio_score(info.strategy, score, rank),
-        "result": [{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
-                    "value": {"choices": [info.classes[class]]}}],
+        "result": choice_result(&info.classes[class]),
     })
+}
+
+/// The `result` of a prediction (or annotation) choosing `class`.
+pub fn choice_result(class: &str) -> serde_json::Value {
+    serde_json::json!([{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
+                        "value": {"choices": [class]}}])
+}
+
+/// The keys alpool puts in every task's data: the item's id and row, and
+/// the workspace token.
+pub fn task_data(
+    id: &str,
+    token: &str,
+    index: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("alpool_id".into(), id.into());
+    data.insert("alpool_workspace".into(), token.into());
+    data.insert("alpool_index".into(), index.into());
+    data
 }
 
 /// Batch formats, by the extension of `--out`.
@@ -191,10 +210,7 @@ pub fn write_batch(
             let tasks: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|r| {
-                    let mut data = serde_json::Map::new();
-                    data.insert("alpool_id".into(), r.id.into());
-                    data.insert("alpool_workspace".into(), info.token.into());
-                    data.insert("alpool_index".into(), r.index.into());
+                    let mut data = task_data(r.id, info.token, r.index);
                     if info.model {
                         data.insert("alpool_round".into(), info.round.into());
                     }

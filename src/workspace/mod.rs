@@ -14,10 +14,12 @@ pub mod first;
 pub mod ingest;
 mod init;
 pub mod items;
+pub mod live;
 pub mod report;
 pub mod round;
 pub mod serve;
 pub mod status;
+pub mod studio;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

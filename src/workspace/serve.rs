@@ -22,13 +22,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::export::{self, BatchInfo, CONTROL, OBJECT};
 use super::ingest::{Expect, read_webhook};
+use super::live::{Live, LiveOptions, PlanOptions, Pushed};
 use super::round::{NextOptions, next_round};
 use super::{IngestOptions, Workspace};
 use crate::Device;
@@ -66,6 +67,12 @@ pub struct ServeOptions {
     pub wait: Duration,
     /// The largest request body accepted.
     pub max_body: usize,
+    /// Select items annotators skipped again.
+    pub reselect_skipped: bool,
+    /// A Label Studio project kept re-ranked ([`super::live`]).
+    pub live: Option<LiveOptions>,
+    /// How Label Studio reaches this server (default: the bound address).
+    pub public_url: Option<String>,
 }
 
 struct Shared {
@@ -77,6 +84,33 @@ struct Shared {
     /// The newest model and its file, loaded on first use.
     model: Mutex<Option<(String, Arc<Mlp>)>>,
     training: AtomicBool,
+    /// The live queue, when serving a project live.
+    live: Option<Queue>,
+}
+
+/// The live queue and the bell that wakes its pusher after a training.
+struct Queue {
+    live: Live,
+    rung: Mutex<u64>,
+    bell: Condvar,
+}
+
+impl Queue {
+    fn ring(&self) {
+        *self.rung.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.bell.notify_all();
+    }
+
+    /// Waits for the bell (rung since `seen`) or `timeout`; returns the
+    /// count now.
+    fn wait(&self, seen: u64, timeout: Duration) -> u64 {
+        let guard = self.rung.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .bell
+            .wait_timeout_while(guard, timeout, |n| *n == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard
+    }
 }
 
 /// An HTTP answer: status and JSON body; a bare JSON string is an HTML page
@@ -94,7 +128,13 @@ pub fn serve(
     opts: ServeOptions,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
-    let ws = Workspace::open(dir, opts.wait)?;
+    let mut ws = Workspace::open(dir, opts.wait)?;
+    // Every check of the project runs before the server listens: a refusal
+    // leaves nothing behind.
+    let live = match &opts.live {
+        Some(l) => Some(Live::connect(&mut ws, l.clone(), &|m| eprintln!("{m}"))?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         dir: dir.into(),
         classes: ws.classes()?,
@@ -102,6 +142,11 @@ pub fn serve(
         features: FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?,
         model: Mutex::new(None),
         training: AtomicBool::new(false),
+        live: live.map(|live| Queue {
+            live,
+            rung: Mutex::new(0),
+            bell: Condvar::new(),
+        }),
         opts,
     });
     drop(ws);
@@ -111,7 +156,6 @@ pub fn serve(
         .server_addr()
         .to_ip()
         .ok_or_else(|| Error::Config("the server has no IP address".into()))?;
-    ready(addr);
     let server = Arc::new(server);
     let workers: Vec<_> = (0..shared.opts.threads.max(1))
         .map(|_| {
@@ -119,6 +163,10 @@ pub fn serve(
             std::thread::spawn(move || worker(&server, &shared))
         })
         .collect();
+    if shared.live.is_some() {
+        go_live(&shared, addr)?;
+    }
+    ready(addr);
     for w in workers {
         let _ = w.join();
     }
@@ -204,10 +252,7 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
     match (req.method, path) {
         ("GET", "") if req.wants_html => report_page(ws),
         ("GET", "/report") => report_page(ws),
-        ("GET", "" | "/health") => Reply(
-            200,
-            json!({"status": "UP", "model_class": "alpool", "model_version": export::model_version(&shared.token)}),
-        ),
+        ("GET", "" | "/health") => health(ws, shared),
         ("GET", "/metrics") => Reply(200, json!({})),
         ("POST", route @ ("/setup" | "/predict" | "/webhook" | "/train")) => {
             let body = match read_body(req.body, req.body_length, shared.opts.max_body) {
@@ -215,7 +260,7 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
                 Err(r) => return r,
             };
             match route {
-                "/setup" => setup(&body, shared),
+                "/setup" => setup(&body, ws, shared),
                 "/predict" => predict(&body, ws, shared),
                 "/webhook" => webhook(&body, ws, shared),
                 _ => {
@@ -231,6 +276,18 @@ fn handle(req: Incoming, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
             ),
         ),
     }
+}
+
+/// What Label Studio's health check reads, and the live queue's state.
+fn health(ws: &Workspace, shared: &Shared) -> Reply {
+    let mut body = json!({"status": "UP", "model_class": "alpool", "model_version": serving_version(ws, shared)});
+    if shared.live.is_some() {
+        body["live"] = match ws.live_status() {
+            Ok(s) => super::live::status_json(s.as_ref()),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+    }
+    Reply(200, body)
 }
 
 /// The workspace's report (`alpool report`'s page), built from its state now.
@@ -311,7 +368,7 @@ fn read_body(
     serde_json::from_slice(&buf).map_err(|e| bad(400, format!("the body is not valid JSON: {e}")))
 }
 
-fn setup(body: &Value, shared: &Shared) -> Reply {
+fn setup(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     if let Some(schema) = body.get("schema").and_then(Value::as_str) {
         let control = format!("name=\"{CONTROL}\"");
         let object = format!("name=\"{OBJECT}\"");
@@ -324,10 +381,7 @@ fn setup(body: &Value, shared: &Shared) -> Reply {
             );
         }
     }
-    Reply(
-        200,
-        json!({"model_version": export::model_version(&shared.token)}),
-    )
+    Reply(200, json!({"model_version": serving_version(ws, shared)}))
 }
 
 /// What requests are checked against: ids are looked up in the worker's
@@ -374,6 +428,8 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
             }
         }
     }
+    // Never the live queue's version: a prediction Label Studio asks for
+    // one task has no rank among the whole pool's.
     let version = export::model_version(&shared.token);
     let model = match model(ws, shared) {
         Ok(Some(m)) => m,
@@ -477,7 +533,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
                 learner: shared.opts.learner.clone(),
                 device: Device::Cpu,
                 out: shared.dir.join("batches").join("next.json"),
-                reselect_skipped: false,
+                reselect_skipped: shared.opts.reselect_skipped,
             };
             std::fs::create_dir_all(shared.dir.join("batches"))
                 .map_err(|e| Error::io(&shared.dir, e))?;
@@ -495,7 +551,119 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
             eprintln!("retraining failed: {e}");
         }
         shared.training.store(false, Ordering::Release);
+        if let Some(q) = &shared.live {
+            q.ring();
+        }
     });
+}
+
+/// Connects the live queue once the server answers (Label Studio calls it
+/// back while the ML backend is added), then starts the pusher, and trains
+/// the first model if the workspace has labels but no round yet.
+fn go_live(shared: &Arc<Shared>, addr: std::net::SocketAddr) -> Result<()> {
+    let Some(q) = &shared.live else {
+        return Ok(());
+    };
+    let public = shared
+        .opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    for change in q.live.register(&public)? {
+        eprintln!("{}: {change}", q.live.place());
+    }
+    let ws = Workspace::open(&shared.dir, shared.opts.wait)?;
+    let trained = ws.last_round()?.is_some();
+    drop(ws);
+    let pusher = shared.clone();
+    std::thread::spawn(move || push_forever(&pusher));
+    // The first model, or the labels that came while the server was away.
+    retrain(shared, !trained);
+    Ok(())
+}
+
+/// Said when Label Studio takes long over one request of predictions.
+const SLOW_IMPORT: &str = "Label Studio took over 10 s for one request of predictions: its default import (1.23) refreshes the counters of every task of the project on each request, so the cost grows with the project. Start it with fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short=true in its environment, which refreshes only the tasks imported (docs/workspaces.md, \"The live queue\").";
+
+/// Pushes the newest round's predictions whenever one is not in the
+/// project yet; a failure (Label Studio down, slow, refusing) is recorded
+/// and retried with backoff (1 s doubling to a minute), and never touches
+/// the webhooks, which the workers answer from the workspace alone.
+fn push_forever(shared: &Arc<Shared>) {
+    let Some(q) = &shared.live else { return };
+    let plan = PlanOptions {
+        strategy: shared.opts.strategy,
+        seed: shared.opts.seed,
+    };
+    let (mut seen, mut backoff) = (0, Duration::from_secs(1));
+    loop {
+        let attempt = || -> Result<Option<(i64, Pushed)>> {
+            let mut ws = Workspace::open(&shared.dir, shared.opts.wait)?;
+            let check = Workspace::open(&shared.dir, shared.opts.wait)?;
+            let Some((round, _)) = ws.last_round()? else {
+                return Ok(None);
+            };
+            let newer = || {
+                check
+                    .last_round()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|(r, _)| r > round)
+            };
+            match q.live.push(&mut ws, round, plan, &newer) {
+                Ok(p) => Ok(Some((round, p))),
+                Err(e) => {
+                    let _ = q.live.failed(&ws, round, &e.to_string());
+                    Err(e)
+                }
+            }
+        };
+        let wait = match attempt() {
+            Ok(Some((
+                round,
+                Pushed::Done {
+                    sent,
+                    total,
+                    timing,
+                },
+            ))) => {
+                if sent > 0 {
+                    eprintln!(
+                        "round {round}: {total} predictions in the project, which now serves them (scored in {:.2} s, sent {sent} in {:.2} s, slowest request {:.2} s)",
+                        timing.plan, timing.send, timing.slowest
+                    );
+                    if timing.slowest > 10.0 {
+                        eprintln!("{SLOW_IMPORT}");
+                    }
+                }
+                backoff = Duration::from_secs(1);
+                Duration::from_secs(3600)
+            }
+            Ok(Some((_, Pushed::Superseded))) => continue,
+            Ok(None) => Duration::from_secs(3600),
+            Err(e) => {
+                eprintln!(
+                    "pushing to Label Studio failed (retrying in {} s): {e}",
+                    backoff.as_secs()
+                );
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                w
+            }
+        };
+        seen = q.wait(seen, wait);
+    }
+}
+
+/// The model version the project serves: the last finished push's, or
+/// the workspace's one version without a live queue.
+fn serving_version(ws: &Workspace, shared: &Shared) -> String {
+    shared
+        .live
+        .as_ref()
+        .and_then(|_| ws.live_status().ok().flatten())
+        .and_then(|s| s.serving)
+        .unwrap_or_else(|| export::model_version(&shared.token))
 }
 
 /// A server without a socket, for `crate::fuzz::server`: requests go
@@ -560,6 +728,9 @@ impl Unplugged {
             threads: 1,
             wait: Duration::from_secs(5),
             max_body: 1 << 16,
+            reselect_skipped: false,
+            live: None,
+            public_url: None,
         };
         let shared = Shared {
             dir: ws_dir,
@@ -569,6 +740,7 @@ impl Unplugged {
             features: FeaturePool::open(&[&features])?,
             model: Mutex::new(None),
             training: AtomicBool::new(true),
+            live: None,
             opts,
         };
         Ok(Unplugged {

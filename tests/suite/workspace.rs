@@ -404,6 +404,26 @@ fn label_studio_tasks_carry_data_and_sort_in_alpools_order() {
             && config.contains(r#"<Choice value="nine"/>"#),
         "{config}"
     );
+    // Every item as a task, for a person to import (the live queue's tasks).
+    let all = tmp.path().join("all.json");
+    assert!(
+        ok(&["tasks", w, "--out", all.to_str().unwrap()])
+            .contains(&format!("wrote {} tasks", y.len()))
+    );
+    let tasks: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&all).unwrap()).unwrap();
+    assert_eq!(tasks.len(), y.len());
+    let token = tasks[0]["data"]["alpool_workspace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (r, t) in tasks.iter().enumerate() {
+        assert_eq!(t["data"]["alpool_index"], r);
+        assert_eq!(t["data"]["alpool_id"], r.to_string());
+        assert_eq!(t["data"]["alpool_workspace"], token.as_str());
+        assert_eq!(t["data"]["image"], format!("https://img.example/{r}.png"));
+        assert!(t.get("predictions").is_none());
+    }
     let mut versions = std::collections::HashSet::new();
     for (i, strategy) in ["margin", "entropy", "least-confidence", "ratio", "random"]
         .iter()
