@@ -157,8 +157,16 @@ def test_the_queue_follows_each_training(cli: Path, studio: Studio, tmp_path: Pa
         assert [held[v] for v in versions] == [228, 221, 214]
         status = alpool(cli, "status", ws).stdout
         assert f"serving {versions[-1]}" in status and "done, 214 of 214" in status, status
+        # A browser at / gets the workspace's report page, with the queue.
+        page = call("GET", server.url + "/", headers={"Accept": "text/html"}, raw=True)
+        (tmp_path / "page.html").write_bytes(page)
     finally:
         server.stop()
+    dom = render(tmp_path / "page.html")
+    if dom is not None:
+        assert 'data-rendered="ok"' in dom, dom[-2000:]
+        assert f'data-serving="{versions[-1]}"' in dom
+        assert '<tr data-state="done">' in dom and "214 of 214" in dom
 
 
 def test_kill9_mid_push_then_restart(cli: Path, studio: Studio, tmp_path: Path) -> None:
@@ -238,6 +246,23 @@ def test_label_studio_down_while_training(cli: Path, tmp_path: Path) -> None:
         assert "importing" not in log, log
     finally:
         studio.close()
+
+
+def render(page: Path) -> str | None:
+    """The page after its scripts ran in headless Chromium (from the Debian
+    packages), or None without one (a failure under CI)."""
+    browser = Path(os.environ.get("ALPOOL_CHROMIUM", "/usr/bin/chromium"))
+    if not browser.exists():
+        if os.environ.get("ALPOOL_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true":
+            pytest.fail(f"no browser at {browser}")
+        print("!!!!!! SKIPPING the browser check: no Chromium !!!!!!")
+        return None
+    profile = page.parent / "chromium-profile"
+    args = [str(browser), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"]
+    args += [f"--user-data-dir={profile}", f"file://{page}"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
 
 
 def digest(ws: Path) -> str:

@@ -92,7 +92,7 @@ pub struct Live {
 }
 
 /// One push, as the workspace records it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PushState {
     /// `alpool-<token>-r<round>`.
     pub version: String,
@@ -114,14 +114,16 @@ pub struct PushState {
     pub finished: Option<String>,
 }
 
-/// The live queue as `status` shows it.
-#[derive(Clone, Debug, PartialEq)]
+/// The live queue as `status`, `GET /` and the report show it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct LiveStatus {
     /// `URL#project`.
+    #[serde(rename = "project")]
     pub place: String,
     /// Items with a task in the project.
     pub tasks: u64,
     /// The newest push.
+    #[serde(rename = "last_push")]
     pub last: Option<PushState>,
     /// The newest finished push's version: what the project serves.
     pub serving: Option<String>,
@@ -772,19 +774,4 @@ pub fn ranking(
         );
     }
     Ok(out)
-}
-
-/// The live queue's state as JSON (`GET /` of the server).
-pub fn status_json(s: Option<&LiveStatus>) -> Value {
-    let Some(s) = s else { return Value::Null };
-    json!({
-        "project": s.place,
-        "tasks": s.tasks,
-        "serving": s.serving,
-        "last_push": s.last.as_ref().map(|p| json!({
-            "version": p.version, "round": p.round, "total": p.total, "pushed": p.pushed,
-            "state": p.state, "attempts": p.attempts, "error": p.error,
-            "started": p.started, "finished": p.finished,
-        })),
-    })
 }

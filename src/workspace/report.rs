@@ -67,6 +67,8 @@ pub struct WorkspaceReport {
     /// prefixes of the other labels in the order they were given; empty
     /// while there are too few labels.
     pub curve: Vec<(usize, f64)>,
+    /// The live queue (`serve --project`), if the workspace was served live.
+    pub live: Option<super::live::LiveStatus>,
 }
 
 /// One label in this many is held out for the curve.
@@ -83,6 +85,7 @@ impl Workspace {
         Ok(WorkspaceReport {
             rounds: self.round_rows()?,
             agreement: self.agreement()?,
+            live: self.live_status()?,
             ..self.held_out_curve(WorkspaceReport {
                 classes: status.classes,
                 items: status.items,
@@ -92,6 +95,7 @@ impl Workspace {
                 agreement: None,
                 held_out: 0,
                 curve: Vec::new(),
+                live: None,
             })?
         })
     }

@@ -283,7 +283,7 @@ fn health(ws: &Workspace, shared: &Shared) -> Reply {
     let mut body = json!({"status": "UP", "model_class": "alpool", "model_version": serving_version(ws, shared)});
     if shared.live.is_some() {
         body["live"] = match ws.live_status() {
-            Ok(s) => super::live::status_json(s.as_ref()),
+            Ok(s) => json!(s),
             Err(e) => json!({ "error": e.to_string() }),
         };
     }
