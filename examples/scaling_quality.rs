@@ -38,6 +38,7 @@ fn aulc(data: &Dataset, scale: Scale, repeats: usize) -> alpool::Result<(f64, f6
             warm_start: false,
             seed: 0,
             embedding: Default::default(),
+            committee: 0,
         },
     };
     let runs = simulate::run(data, &cfg, None)?;

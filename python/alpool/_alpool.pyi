@@ -54,7 +54,12 @@ def restart_rows(
     y: np.ndarray, protocol: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 def compare_mlp(
-    x: np.ndarray, y: np.ndarray, strategies: list[str], protocol: str, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    strategies: list[str],
+    protocol: str,
+    seed: int,
+    committee: int = 5,
 ) -> str: ...
 def summarize(
     curves: str,

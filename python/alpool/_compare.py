@@ -173,12 +173,12 @@ def _restart(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     Ray task. Restart r is seeded ``seed + r``, so one restart alone (a
     protocol of one restart at that seed) runs exactly the rows it runs
     among all of them."""
-    x, y, learner, strategies, protocol, seed, restart, embed = args
+    x, y, learner, strategies, protocol, seed, restart, embed, committee = args
     if learner is None:
         one = json.dumps(dict(protocol, restarts=1))
         xf = np.ascontiguousarray(x, dtype=np.float32)
         curves: list[dict[str, Any]] = json.loads(
-            _alpool.compare_mlp(xf, y, strategies, one, seed + restart)
+            _alpool.compare_mlp(xf, y, strategies, one, seed + restart, committee)
         )
         for c in curves:
             c["restart"] = restart
@@ -238,6 +238,7 @@ def compare(
     scaling: str | None = None,
     area: str | None = None,
     mapper: Mapper | None = None,
+    committee: int = 5,
 ) -> dict[str, Any]:
     """Compare strategies on ``(X, y)`` under a protocol; returns the report.
 
@@ -267,6 +268,10 @@ def compare(
         mapper: runs the restarts' jobs and yields each one's curves, in
             order (``alpool.ray.compare`` gives one that runs them as Ray
             tasks); by default this process or ``n_jobs`` processes.
+        committee: with alpool's MLP, the members of the committee whose
+            probabilities are the samples the disagreement strategies
+            (``"bald"``, ``"vote-entropy"``, …) and ``"batchbald"`` read: each
+            round trains them on bootstrap resamples of the labels.
 
     Returns:
         ``{"meta", "comparison", "curves"}``, as ``compare.json``.
@@ -316,12 +321,12 @@ def compare(
     else:
         _check_learner(learner)
         meta["learner"] = repr(learner)
-    jobs = [(x, yy, learner, names, p, seed, r, embed) for r in range(p["restarts"])]
+    jobs = [(x, yy, learner, names, p, seed, r, embed, committee) for r in range(p["restarts"])]
     if learner is None and mapper is None:
         # alpool's MLP in the library, every restart on the engine's threads:
         # the same runs as `alpool compare`.
         xf = np.ascontiguousarray(x, dtype=np.float32)
-        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed))
+        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed, committee))
     else:
         curves = _curves(jobs, mapper or _local(n_jobs), progress)
     # Strategy-major, restarts ascending: the library's order, whoever ran them.

@@ -67,9 +67,11 @@ pub fn restart_rows<'py>(
     Ok((arr(split.pool), arr(split.test), arr(initial)))
 }
 
-/// compare_mlp(x, y, strategies, protocol, seed) -> curves (JSON): the
-/// built-in MLP's runs, with the GIL released.
+/// compare_mlp(x, y, strategies, protocol, seed, committee=5) -> curves
+/// (JSON): the built-in MLP's runs (a committee of `committee` for the
+/// strategies that read samples), with the GIL released.
 #[pyfunction]
+#[pyo3(signature = (x, y, strategies, protocol, seed, committee = 5))]
 pub fn compare_mlp(
     py: Python<'_>,
     x: PyReadonlyArray2<'_, f32>,
@@ -77,6 +79,7 @@ pub fn compare_mlp(
     strategies: Vec<String>,
     protocol: &str,
     seed: u64,
+    committee: usize,
 ) -> PyResult<String> {
     let p: Protocol = from_json(protocol, "protocol")?;
     let dim = x.as_array().ncols();
@@ -92,7 +95,13 @@ pub fn compare_mlp(
         .collect::<PyResult<Vec<Query>>>()?;
     // Ctrl-C stops the runs not yet started.
     let runs = run_released(py, |cancel| {
-        compare::run(&data, &p, &queries, (seed, MlpConfig::default()), cancel)
+        compare::run(
+            &data,
+            &p,
+            &queries,
+            (seed, MlpConfig::default(), committee),
+            cancel,
+        )
     })?;
     to_json(&compare::curves(&runs))
 }

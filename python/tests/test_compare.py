@@ -198,6 +198,28 @@ def test_bad_input_is_refused() -> None:
         alpool.compare(X, y, protocol="cdal")
 
 
+def test_committee_strategies_with_the_built_in_mlp() -> None:
+    """Disagreement strategies read a committee's samples: the same seed,
+    the same curves; a committee of one cannot disagree."""
+    X, y = load_breast_cancer(return_X_y=True)
+    kw: dict[str, Any] = dict(
+        strategies=["random", "vote-entropy", "bald"],
+        restarts=2,
+        budget=60,
+        batch_size=10,
+        progress=False,
+        committee=3,
+    )
+    a = alpool.compare(X, y, **kw)
+    b = alpool.compare(X, y, **kw)
+    assert a["curves"] == b["curves"]
+    got = {c["strategy"] for c in a["curves"]}
+    assert got == {"random", "vote-entropy", "bald"}
+    assert all(c["labels"][-1] == 60 for c in a["curves"])
+    with pytest.raises(alpool.AlpoolError, match="committee of T"):
+        alpool.compare(X, y, **dict(kw, committee=1))
+
+
 def test_restarts_in_processes_equal_one_process() -> None:
     X, y = load_breast_cancer(return_X_y=True)
     kw: dict[str, Any] = dict(

@@ -13,10 +13,10 @@ use crate::backend::gpu::Gpu;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
-use crate::learner::{Mlp, MlpConfig, TrainReport};
+use crate::learner::{Committee, Mlp, MlpConfig, TrainReport};
 use crate::pool::Exclusions;
-use crate::pool::Pool;
-use crate::query::{InputForm, LogBase, Query, Use};
+use crate::pool::{Pool, SampleLayout, Samples};
+use crate::query::{BatchStrategy, InputForm, LogBase, Query, Use};
 use crate::rng::Rng;
 use crate::select::Blocks;
 use crate::select::Selection;
@@ -46,6 +46,11 @@ pub struct LoopConfig {
     /// The embeddings the batch-aware and cold-start strategies read, and
     /// the cold-start strategies' settings.
     pub embedding: EmbeddingSettings,
+    /// Members of the committee whose probabilities are the samples the
+    /// disagreement strategies and BatchBALD read (`--committee T`; 0: no
+    /// committee). Each round trains them beside the model, each on its own
+    /// bootstrap resample of the labels ([`Committee`]).
+    pub committee: usize,
 }
 
 /// The embeddings a strategy reads in the loop, and the cold-start
@@ -223,6 +228,31 @@ fn train(
     Ok((m, fit))
 }
 
+/// The round's committee, when the strategy reads samples: members seeded
+/// from the run's seed and the round, scaled as the model is.
+fn train_committee(
+    data: &Dataset,
+    cfg: &LoopConfig,
+    round: usize,
+    scaler: &Option<crate::learner::Scaler>,
+    labeled: &Labeled,
+) -> Result<Option<Committee>> {
+    if cfg.strategy.needs().samples != Use::Required {
+        return Ok(None);
+    }
+    let x = data.gather(&labeled.rows);
+    let seed = round_seed(cfg.seed, round) ^ 0xC0_44_17_7E;
+    let members = Committee::fit(
+        cfg.committee,
+        (data.dim, data.classes),
+        &cfg.mlp,
+        scaler.clone(),
+        (&x, &labeled.labels),
+        seed,
+    )?;
+    Ok(Some(members))
+}
+
 /// What one pass over the unlabeled rows found.
 struct Pass {
     /// Each unlabeled row's least-confidence score, for the stopping rules.
@@ -239,7 +269,13 @@ struct Pass {
 /// criteria's uncertainties and, for a row-wise strategy, the exact top k
 /// through the door (no N x C matrix); a batch strategy keeps the
 /// probabilities.
-fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run) -> Result<Pass> {
+fn score_pass(
+    data: &Dataset,
+    (m, committee): (&Mlp, Option<&Committee>),
+    unlabeled: &[usize],
+    job: &Job,
+    run: &Run,
+) -> Result<Pass> {
     let t = Instant::now();
     // Density weighting, the batch and the cold-start strategies read the
     // whole pool's embeddings: selected after the pass, not block by block.
@@ -252,6 +288,7 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
     // Cold-start strategies read embeddings alone.
     let keep = whole && !matches!(job.query, Query::Cold(_));
     let mut kept = Vec::new();
+    let mut committee_kept: Vec<Vec<f32>> = Vec::new();
     let mut uncertainty = Vec::with_capacity(unlabeled.len());
     let mut select_s = 0.0;
     for (b, rows) in unlabeled.chunks(LOOP_BLOCK).enumerate() {
@@ -262,18 +299,35 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
                 .map(|p| 1.0 - p.iter().copied().fold(0f32, f32::max) as f64),
         );
         let u = Instant::now();
-        match &mut blocks {
-            Some(sel) if job.k > 0 => {
-                let g0 = (b * LOOP_BLOCK) as u64;
+        let g0 = (b * LOOP_BLOCK) as u64;
+        // The committee's samples of the block, member by member.
+        let samples = match committee {
+            Some(c) => Some(c.samples(&|member| data.predict_proba_rows(member, rows))?),
+            None => None,
+        };
+        match (&mut blocks, &samples) {
+            (Some(sel), Some(s)) if job.k > 0 => {
+                let shape = [s.len() / probs.len(), rows.len(), data.classes];
+                let pool = Pool::from_f32(s, data.classes)?.named("<the committee>");
+                let samples =
+                    Samples::from_pool(pool, shape, SampleLayout::Tnc)?.with_row_offset(g0);
+                let block_job = sel.job_for(g0, rows.len() as u64);
+                sel.add(crate::api::select(Inputs::samples(&samples), &block_job, run)?.selection);
+            }
+            (Some(sel), None) if job.k > 0 => {
                 let pool = Pool::from_f32(&probs, data.classes)?.with_row_offset(g0);
                 let block_job = sel.job_for(g0, pool.rows());
                 sel.add(crate::api::select(&pool, &block_job, run)?.selection);
             }
-            Some(_) => {}
-            None if keep => kept.extend_from_slice(&probs),
-            None => {}
+            (Some(_), _) => {}
+            (None, Some(s)) => committee_kept.push(s.clone()),
+            (None, None) if keep => kept.extend_from_slice(&probs),
+            (None, None) => {}
         }
         select_s += u.elapsed().as_secs_f64();
+    }
+    if let Some(c) = committee.filter(|_| !committee_kept.is_empty()) {
+        kept = sample_major(&committee_kept, c.members().len());
     }
     Ok(Pass {
         uncertainty,
@@ -283,6 +337,22 @@ fn score_pass(data: &Dataset, m: &Mlp, unlabeled: &[usize], job: &Job, run: &Run
         select_s,
     })
 }
+
+/// Blocks of T x rows x C samples joined into T x n x C: each member's
+/// rows of every block, in order.
+fn sample_major(blocks: &[Vec<f32>], t: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(blocks.iter().map(Vec::len).sum());
+    for member in 0..t {
+        for b in blocks {
+            let per = b.len() / t;
+            out.extend_from_slice(&b[member * per..(member + 1) * per]);
+        }
+    }
+    out
+}
+
+/// Committee members when a strategy reading samples is given none.
+pub const DEFAULT_COMMITTEE: usize = 5;
 
 /// The round's record: its measures, and the stopping criteria that hold.
 fn measure(
@@ -337,14 +407,15 @@ fn check_inputs(data: &Dataset, split: &Split, cfg: &LoopConfig) -> Result<()> {
             found: e.rows(),
         });
     }
-    check_strategy(cfg.strategy)
+    check_strategy(cfg.strategy, cfg.committee)
 }
 
-/// Whether the loop's learner (one softmax row per item) can run `q`.
-pub fn check_strategy(q: Query) -> Result<()> {
-    if q.needs().samples == Use::Required {
+/// Whether the loop's learner (one softmax row per item, or a committee of
+/// `committee` members) can run `q`.
+pub fn check_strategy(q: Query, committee: usize) -> Result<()> {
+    if q.needs().samples == Use::Required && committee < 2 {
         return Err(Error::Config(format!(
-            "{q} reads T samples of each row's probabilities; the loop's learner gives one (MC-dropout and committees are not built yet): select with --samples"
+            "{q} reads T samples of each row's probabilities; give the loop a committee of T ≥ 2 learners (--committee T) to make them"
         )));
     }
     if let Query::Multi(_) = q {
@@ -388,6 +459,7 @@ pub fn run(
     for round in 0.. {
         let t = Instant::now();
         let (m, fit) = train(data, cfg, round, model.take(), &scaler, &labeled)?;
+        let committee = train_committee(data, cfg, round, &scaler, &labeled)?;
         let train_s = t.elapsed().as_secs_f64();
         let pred = data.predict(&m, &split.test)?;
         let (test_accuracy, macro_f1) = accuracy_and_macro_f1(&test_y, &pred);
@@ -400,7 +472,7 @@ pub fn run(
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
         let seed = round_seed(cfg.seed, round);
         let job = round_job(data, cfg, k, seed);
-        let pass = score_pass(data, &m, &unlabeled, &job, &run)?;
+        let pass = score_pass(data, (&m, committee.as_ref()), &unlabeled, &job, &run)?;
         let facts = (round, labeled.rows.len(), test_accuracy, macro_f1, &fit);
         let mut record = measure(data, &m, &stop_set, &mut stopper, facts, &pass, train_s)?;
         let fired = record.fired.clone();
@@ -422,6 +494,16 @@ pub fn run(
         let t = Instant::now();
         let (sel, rows) = match pass.selection {
             Some(sel) => (sel, unlabeled),
+            None if job.query == Query::Batch(BatchStrategy::BatchBald) => {
+                let n = unlabeled.len();
+                let t = pass.kept.len() / (n * data.classes).max(1);
+                let pool = Pool::from_f32(&pass.kept, data.classes)?.named("<the committee>");
+                let samples = Samples::from_pool(pool, [t, n, data.classes], SampleLayout::Tnc)?;
+                (
+                    crate::api::select(Inputs::samples(&samples), &job, &run)?.selection,
+                    unlabeled,
+                )
+            }
             None => {
                 let rows = (unlabeled.as_slice(), labeled.rows.as_slice());
                 batch_round(data, (m, &pass.kept), rows, cfg, &job, &run)?

@@ -63,6 +63,12 @@ pub struct CompareArgs {
     /// the trapezoid area over the labels' span.
     #[arg(long, value_enum)]
     pub area: Option<AreaArg>,
+    /// Members of the committee the disagreement strategies (bald,
+    /// vote-entropy, …) and batchbald read: each round trains this many
+    /// learners beside the model, each on its own bootstrap resample of the
+    /// labels with its own seed; their probabilities are the T samples.
+    #[arg(long, value_name = "T", default_value_t = alpool::al::pool_loop::DEFAULT_COMMITTEE, value_parser = crate::cli::simulate::committee_size)]
+    pub committee: usize,
     /// MLP hidden layer widths, e.g. 256 or 512,128.
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -156,7 +162,13 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let bar = Bar::runs((strategies.len() * protocol.restarts) as u64, "compare");
-    let runs = compare::run(&data, &protocol, &strategies, (a.seed, mlp.clone()), &bar)?;
+    let runs = compare::run(
+        &data,
+        &protocol,
+        &strategies,
+        (a.seed, mlp.clone(), a.committee),
+        &bar,
+    )?;
     bar.finish();
     let curves = compare::curves(&runs);
     let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();

@@ -65,6 +65,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             warm_start: false,
             seed: a.seed,
             embedding: Default::default(),
+            committee: 0,
         },
     };
     super::simulate::run_and_report(&data, &cfg, None, &a.out)

@@ -204,6 +204,12 @@ pub struct SimulateArgs {
     /// unweighted baseline; batch and cold-start strategies run as they are.
     #[arg(long, value_name = "B")]
     pub density_beta: Option<f64>,
+    /// Members of the committee the disagreement strategies (bald,
+    /// vote-entropy, …) and batchbald read: each round trains this many
+    /// learners beside the model, each on its own bootstrap resample of the
+    /// labels with its own seed; their probabilities are the T samples.
+    #[arg(long, value_name = "T", default_value_t = alpool::al::pool_loop::DEFAULT_COMMITTEE, value_parser = crate::cli::simulate::committee_size)]
+    pub committee: usize,
     /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
@@ -310,6 +316,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
                 purity: a.purity,
                 density_beta: a.density_beta,
             },
+            committee: a.committee,
         },
     };
     let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };
@@ -518,4 +525,15 @@ pub fn predict(a: PredictArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// `--committee T`: two members at least, or there is no disagreement.
+pub fn committee_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(t) if t >= 2 => Ok(t),
+        Ok(t) => Err(format!(
+            "a committee of {t} cannot disagree; give at least 2 members"
+        )),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
 }

@@ -163,20 +163,21 @@ pub struct PairRow {
     pub test: Paired,
 }
 
-/// Runs `strategies` under `protocol` with the built-in learner: restart r
-/// uses seed `seed + r` for its split, initial set and model, the same for
-/// every strategy. `progress` advances by one per finished run.
+/// Runs `strategies` under `protocol` with the built-in learner (and, for
+/// the strategies that read samples, a committee of `committee` of them):
+/// restart r uses seed `seed + r` for its split, initial set and model, the
+/// same for every strategy. `progress` advances by one per finished run.
 pub fn run(
     data: &Dataset,
     protocol: &Protocol,
     strategies: &[Query],
-    (seed, mlp): (u64, MlpConfig),
+    (seed, mlp, committee): (u64, MlpConfig, usize),
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     protocol.check(&data.y)?;
     strategies
         .iter()
-        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q))?;
+        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q, committee))?;
     if protocol.learner != LearnerKind::Mlp {
         return Err(Error::Config(format!(
             "protocol {} trains {:?}, a scikit-learn model: run it from Python (alpool.compare), or give --protocol custom for the built-in MLP",
@@ -208,6 +209,7 @@ pub fn run(
             warm_start: false,
             seed,
             embedding: EmbeddingSettings::default(),
+            committee,
         },
     };
     simulate::run_with(data, &cfg, None, progress)

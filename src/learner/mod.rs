@@ -8,6 +8,7 @@
 //! autograd, candle-nn's AdamW), which the fused one is tested against.
 //! Models are stored as safetensors through candle either way.
 
+pub mod committee;
 pub(crate) mod fused;
 pub mod reference;
 pub mod scale;
@@ -19,6 +20,7 @@ use candle_core::{Device, Tensor};
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+pub use committee::Committee;
 use reference::ce;
 pub use scale::{ColumnStats, Scale, ScaleKind, Scaler};
 

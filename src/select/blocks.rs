@@ -3,7 +3,7 @@
 use super::{Selection, TopK};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::query::{Query, Strategy};
+use crate::query::Query;
 use crate::score::Ranked;
 
 /// One exact top k over a pool whose rows arrive block by block (a
@@ -13,24 +13,25 @@ use crate::score::Ranked;
 /// argument). Memory is one block, whatever the pool's size.
 pub(crate) struct Blocks<'a> {
     job: &'a Job,
-    strategy: Strategy,
+    query: Query,
     rows: u64,
     top: TopK,
     refined: u64,
 }
 
 impl<'a> Blocks<'a> {
-    /// A selection of `job.k` of `rows` rows; `job` must be row-wise.
+    /// A selection of `job.k` of `rows` rows; `job` must score each row
+    /// on its own (row-wise or disagreement).
     pub(crate) fn new(job: &'a Job, rows: u64) -> Result<Self> {
-        let Query::Score(strategy) = job.query else {
+        if !matches!(job.query, Query::Score(_) | Query::Disagree(_)) {
             return Err(Error::Config(format!(
                 "{} picks a batch; it cannot be merged block by block",
                 job.query
             )));
-        };
+        }
         Ok(Blocks {
             job,
-            strategy,
+            query: job.query,
             rows,
             top: TopK::new(job.k.min(rows as usize)),
             refined: 0,
@@ -51,7 +52,7 @@ impl<'a> Blocks<'a> {
         self.refined += sel.refined;
         for e in sel.entries {
             self.top.offer(Ranked {
-                priority: self.strategy.priority(e.score),
+                priority: self.query.priority(e.score),
                 index: e.index,
             });
         }
@@ -60,11 +61,80 @@ impl<'a> Blocks<'a> {
     /// The selection of every block added.
     pub(crate) fn finish(self) -> Selection {
         Selection::from_topk(
-            self.strategy,
+            self.query,
             self.top,
             self.rows,
             self.job.exclusions.len() as u64,
             self.refined,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Blocks;
+    use crate::backend::Silent;
+    use crate::job::Job;
+    use crate::pool::{Exclusions, Pool, SampleLayout, Samples};
+    use crate::query::{Disagreement, InputForm};
+    use crate::rng::splitmix64;
+
+    /// A committee's samples arriving block by block (the loop's path)
+    /// select what the whole array selects, ties and exclusions included.
+    #[test]
+    fn disagreement_blocks_merge_to_the_whole_selection() {
+        let (t, n, c) = (4usize, 1000usize, 5usize);
+        // Rows drawn from a few distinct ones, so scores tie often.
+        let base: Vec<Vec<f32>> = (0..7u64)
+            .map(|r| {
+                let w: Vec<f32> = (0..c as u64)
+                    .map(|j| 1.0 + (splitmix64(r * 31 + j) % 97) as f32)
+                    .collect();
+                let s: f32 = w.iter().sum();
+                w.into_iter().map(|v| v / s).collect()
+            })
+            .collect();
+        let pick = |m: usize, i: usize| (splitmix64((m * n + i) as u64) % 7) as usize;
+        let mut x = Vec::with_capacity(t * n * c);
+        for m in 0..t {
+            for i in 0..n {
+                x.extend_from_slice(&base[pick(m, i)]);
+            }
+        }
+        let excluded: Vec<u64> = (0..n as u64).filter(|i| i % 9 == 4).collect();
+        for d in Disagreement::ALL {
+            let job =
+                Job::new(d, InputForm::probs(), 50).exclude(Exclusions::new(excluded.clone()));
+            let whole =
+                Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
+                    .unwrap();
+            let want = crate::disagree::select(&whole, &job, &Silent).unwrap();
+            let mut blocks = Blocks::new(&job, n as u64).unwrap();
+            for g0 in (0..n).step_by(128) {
+                let rows = 128.min(n - g0);
+                let mut part = Vec::with_capacity(t * rows * c);
+                for m in 0..t {
+                    part.extend_from_slice(&x[(m * n + g0) * c..(m * n + g0 + rows) * c]);
+                }
+                let pool = Pool::from_f32(&part, c).unwrap();
+                let s = Samples::from_pool(pool, [t, rows, c], SampleLayout::Tnc)
+                    .unwrap()
+                    .with_row_offset(g0 as u64);
+                let block_job = blocks.job_for(g0 as u64, rows as u64);
+                blocks.add(crate::disagree::select(&s, &block_job, &Silent).unwrap());
+            }
+            let got = blocks.finish();
+            let key = |s: &crate::select::Selection| -> Vec<(u64, u64)> {
+                s.entries
+                    .iter()
+                    .map(|e| (e.index, e.score.to_bits()))
+                    .collect()
+            };
+            assert_eq!(key(&got), key(&want), "{d:?}");
+            assert!(
+                got.entries.iter().all(|e| e.index % 9 != 4),
+                "{d:?}: an excluded row"
+            );
+        }
     }
 }

@@ -11,8 +11,8 @@ use alpool::al::pool_loop::{self, LoopConfig};
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, StopConfig};
 use alpool::al::{Dataset, GroundTruth, Oracle, Split};
-use alpool::learner::{Mlp, MlpConfig};
-use alpool::{BatchStrategy, ColdStart, LogBase, Query, Strategy};
+use alpool::learner::{Committee, Mlp, MlpConfig};
+use alpool::{BatchStrategy, ColdStart, Disagreement, LogBase, Query, Strategy};
 
 /// The shared digits set (see `common::shared_data`).
 fn shared_digits() -> Option<Dataset> {
@@ -35,6 +35,7 @@ fn config(strategy: impl Into<Query>, budget: usize) -> LoopConfig {
         warm_start: false,
         seed: 1,
         embedding: Default::default(),
+        committee: 0,
     }
 }
 
@@ -103,19 +104,21 @@ impl Oracle for Recording<'_> {
 fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
     let data = Dataset::digits();
     let split = Split::stratified(&data.y, 0.2, 4);
-    // BatchBALD reads T samples, which the loop's learner does not give.
-    let batch = BatchStrategy::ALL
-        .into_iter()
-        .map(Query::Batch)
-        .filter(|q| q.needs().samples != alpool::query::Use::Required);
+    let batch = BatchStrategy::ALL.into_iter().map(Query::Batch);
     let rows = [Strategy::Margin, Strategy::Random, Strategy::Entropy].map(Query::Score);
     let cold = ColdStart::ALL.map(Query::Cold);
-    for strategy in rows.into_iter().chain(batch).chain(cold) {
+    // BatchBALD and these read the samples of a committee of three.
+    let disagree = [Disagreement::Bald, Disagreement::VoteEntropy].map(Query::Disagree);
+    for strategy in rows.into_iter().chain(batch).chain(cold).chain(disagree) {
         let mut oracle = Recording {
             inner: GroundTruth::new(&data.y),
             asked: Vec::new(),
         };
-        let r = pool_loop::run(&data, &split, &config(strategy, 80), &mut oracle, None).unwrap();
+        let cfg = LoopConfig {
+            committee: 3,
+            ..config(strategy, 80)
+        };
+        let r = pool_loop::run(&data, &split, &cfg, &mut oracle, None).unwrap();
         let pool: HashSet<usize> = split.pool.iter().copied().collect();
         let test: HashSet<usize> = split.test.iter().copied().collect();
         let unique: HashSet<usize> = oracle.asked.iter().copied().collect();
@@ -139,6 +142,50 @@ fn the_loop_queries_each_pool_row_at_most_once_and_never_the_test_set() {
         assert_eq!(r.stopped_by[0].criterion, "budget");
         assert!(r.rounds[..6].iter().all(|x| x.fired.is_empty()));
     }
+}
+
+/// Query by committee in the loop: without a committee a strategy that
+/// reads samples is refused before any round; with one, the same seed gives
+/// the same committee and picks, and each member its own bootstrap.
+#[test]
+fn a_committee_gives_the_disagreement_strategies_their_samples() {
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 2);
+    let bald = Query::Disagree(Disagreement::Bald);
+    let run =
+        |cfg: &LoopConfig| pool_loop::run(&data, &split, cfg, &mut GroundTruth::new(&data.y), None);
+    let err = run(&config(bald, 60)).expect_err("refused").to_string();
+    assert!(err.contains("--committee T"), "{err}");
+    let cfg = LoopConfig {
+        committee: 3,
+        ..config(bald, 60)
+    };
+    let a = run(&cfg).unwrap();
+    assert_eq!(a.labeled, run(&cfg).unwrap().labeled);
+    let other = run(&LoopConfig {
+        seed: 2,
+        ..cfg.clone()
+    })
+    .unwrap();
+    assert_ne!(a.labeled, other.labeled);
+
+    let rows: Vec<usize> = (0..200).collect();
+    let (x, y) = (data.gather(&rows), data.labels(&rows));
+    let fit = |seed| {
+        let mlp = MlpConfig {
+            hidden: vec![32],
+            ..MlpConfig::default()
+        };
+        Committee::fit(3, (64, 10), &mlp, None, (&x, &y), seed).unwrap()
+    };
+    let test = data.gather(&(1500..1797).collect::<Vec<_>>());
+    let samples = |c: &Committee| c.samples(&|m| m.predict_proba(&test)).unwrap();
+    let (one, again) = (samples(&fit(7)), samples(&fit(7)));
+    assert_eq!(one, again, "the same seed, the same committee");
+    let per = one.len() / 3;
+    assert_ne!(one[..per], one[per..2 * per], "members differ");
+    assert_ne!(one, samples(&fit(8)), "another seed, another committee");
+    assert!(Committee::fit(1, (64, 10), &MlpConfig::default(), None, (&x, &y), 0).is_err());
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn runs_follow_the_protocol_and_pair_by_restart() {
         min_steps: 20,
         ..MlpConfig::default()
     };
-    let runs = compare::run(&data, &p, &strategies, (5, mlp), &alpool::Silent).unwrap();
+    let runs = compare::run(&data, &p, &strategies, (5, mlp, 0), &alpool::Silent).unwrap();
     assert_eq!(runs.len(), 4);
     for r in &runs {
         let seed = 5 + r.repeat as u64;
@@ -277,7 +277,10 @@ fn bad_input_is_refused_before_anything_is_written() {
             &["--strategies", "random,mean-entropy"],
             "multi-label strategy",
         ),
-        (&["--strategies", "random,bald"], "reads T samples"),
+        (
+            &["--strategies", "random,bald", "--committee", "1"],
+            "cannot disagree",
+        ),
     ];
     for (extra, want) in cases {
         let mut args: Vec<String> = vec!["compare".into()];
@@ -495,6 +498,8 @@ fn a_workspace_report_shows_its_labels_rounds_and_held_out_curve() {
         dom.contains("2 of 5 pairs of votes agree (40.0%)"),
         "the agreement line"
     );
+    assert!(rep["live"].is_null());
+    assert!(dom.contains("Not served live"), "the live queue's line");
 }
 
 /// `alpool serve` on a port of its own; stopped by its process id on drop.

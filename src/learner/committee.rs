@@ -1,0 +1,74 @@
+//! Query-by-committee's committee: T learners, each trained on its own
+//! bootstrap resample of the labeled rows with its own seed (query by
+//! bagging, Abe and Mamitsuka 1998). Their probabilities of a row are the T
+//! samples the disagreement strategies and BatchBALD read.
+
+use super::{Mlp, MlpConfig, Scaler};
+use crate::error::{Error, Result};
+use crate::rng::splitmix64;
+
+/// T trained learners.
+pub struct Committee {
+    members: Vec<Mlp>,
+}
+
+impl Committee {
+    /// Trains `t` members on the labeled rows `x` (n x `dim`) with labels
+    /// `y`. Member m draws n rows with replacement, row j being
+    /// `splitmix64(s_m + j) mod n` with `s_m = splitmix64(seed ^ m)`, and
+    /// initializes from `config.seed ^ s_m`: the same seed gives the same
+    /// committee on any machine and thread count.
+    pub fn fit(
+        t: usize,
+        (dim, classes): (usize, usize),
+        config: &MlpConfig,
+        scaler: Option<Scaler>,
+        (x, y): (&[f32], &[usize]),
+        seed: u64,
+    ) -> Result<Committee> {
+        let n = y.len();
+        if t < 2 || n == 0 || x.len() != n * dim {
+            return Err(Error::Config(format!(
+                "a committee needs at least 2 members and some labeled rows (got {t} members, {n} rows)"
+            )));
+        }
+        let members = (0..t as u64)
+            .map(|m| {
+                let s = splitmix64(seed ^ m);
+                let rows: Vec<usize> = (0..n as u64)
+                    .map(|j| (splitmix64(s.wrapping_add(j)) % n as u64) as usize)
+                    .collect();
+                let xb: Vec<f32> = rows
+                    .iter()
+                    .flat_map(|&r| &x[r * dim..(r + 1) * dim])
+                    .copied()
+                    .collect();
+                let yb: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+                let member_config = MlpConfig {
+                    seed: config.seed ^ s,
+                    ..config.clone()
+                };
+                let mut model =
+                    Mlp::new(dim, classes, member_config)?.with_scaler(scaler.clone())?;
+                model.fit(&xb, &yb)?;
+                Ok(model)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Committee { members })
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> &[Mlp] {
+        &self.members
+    }
+
+    /// The members' probabilities of the same rows, sample-major (T x n x
+    /// C, `--layout tnc`): `predict` gives one member's n x C.
+    pub fn samples(&self, predict: &dyn Fn(&Mlp) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for m in &self.members {
+            out.extend(predict(m)?);
+        }
+        Ok(out)
+    }
+}
