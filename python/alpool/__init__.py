@@ -148,7 +148,7 @@ def _inputs(
     embeddings: Any = None,
     samples: Any = None,
     layout: str = "tnc",
-    model: str | os.PathLike[str] | None = None,
+    model: Paths | None = None,
     features: Paths | None = None,
     rows: Any = None,
     row_offset: int = 0,
@@ -169,7 +169,7 @@ def _inputs(
         "samples": sample_array,
         "sample_paths": sample_paths,
         "layout": layout,
-        "model": None if model is None else os.fspath(model),
+        "model": _paths(model),
         "features": _paths(features),
         "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         "row_offset": row_offset,
@@ -246,7 +246,7 @@ def select(
     adapter: str | None = None,
     renormalize: bool = False,
     sum_tol: float | None = None,
-    model: str | os.PathLike[str] | None = None,
+    model: Paths | None = None,
     features: Paths | None = None,
     candidates: int | None = None,
     clusters: int | None = None,
@@ -307,7 +307,9 @@ def select(
             uint8): rows go through the model, softmax, the score and the
             top k in blocks, with no N x C matrix — exactly what predicting
             every row and selecting gives. Batch strategies use the model's
-            last hidden layer as the embeddings.
+            last hidden layer as the embeddings. Several models are a
+            committee: their probabilities of each block are the samples
+            the disagreement strategies read (no T x N x C array).
         candidates, clusters: Cluster-Margin's sizes (default 10·k and k).
         stochastic: draw the k rows at random instead of taking the k best
             (Kirsch et al. 2023), favouring informative rows: "softmax"
@@ -418,7 +420,7 @@ def score(
     seed: int = 0,
     renormalize: bool = False,
     sum_tol: float | None = None,
-    model: str | os.PathLike[str] | None = None,
+    model: Paths | None = None,
     features: Paths | None = None,
     label_cardinality: float | None = None,
     uncertainty_weight: float = 0.5,
@@ -505,7 +507,7 @@ def select_part(
     rows: np.ndarray | None = None,
     row_offset: int = 0,
     device: str = "cpu",
-    model: str | os.PathLike[str] | None = None,
+    model: Paths | None = None,
     samples: Any = None,
     layout: str = "tnc",
     **options: Any,

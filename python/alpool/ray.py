@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import merge_parts, select_part
+from . import Paths, merge_parts, select_part
 
 __all__ = ["compare", "select"]
 
@@ -74,7 +74,7 @@ def select(
     probs_column: str = "probs",
     row_column: str = "row",
     num_cpus: float = 1,
-    model: str | os.PathLike[str] | None = None,
+    model: Paths | None = None,
     stochastic: str | None = None,
     beta: float = 1.0,
     label_cardinality: float | None = None,
@@ -117,7 +117,7 @@ def select(
     if model is not None:
         if not isinstance(source, (str, os.PathLike, list, tuple)):
             raise TypeError("with model=, source must be the pool's feature files")
-        kw["model"] = os.fspath(model)
+        kw["model"] = model if isinstance(model, (str, os.PathLike)) else list(model)
     ex = None if exclude is None else np.asarray(exclude, dtype=np.int64)
     if isinstance(source, (str, os.PathLike)):
         source = [source]

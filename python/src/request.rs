@@ -31,8 +31,8 @@ pub struct RawInputs<'py> {
     sample_paths: Option<Vec<PathBuf>>,
     /// "tnc" or "ntc".
     layout: String,
-    /// A saved model, with its feature files.
-    model: Option<PathBuf>,
+    /// A saved model (several: a committee), with its feature files.
+    model: Option<Vec<PathBuf>>,
     features: Option<Vec<PathBuf>>,
     /// The global row of each probability row (any order).
     rows: Option<PyReadonlyArray1<'py, i64>>,
@@ -139,7 +139,8 @@ pub struct Sources<'py> {
     samples: Option<Array<'py>>,
     sample_files: Option<Samples<'static>>,
     layout: SampleLayout,
-    model: Option<(Mlp, FeaturePool)>,
+    /// The saved models (one, or a committee) with their feature files.
+    model: Option<(Vec<Mlp>, FeaturePool)>,
     rows: Option<Vec<u64>>,
     offset: u64,
 }
@@ -170,7 +171,9 @@ impl<'py> Sources<'py> {
         };
         let model = match (&raw.model, &raw.features) {
             (Some(m), Some(f)) => Some((
-                Mlp::load(m).map_err(to_py)?,
+                m.iter()
+                    .map(|m| Mlp::load(m).map_err(to_py))
+                    .collect::<PyResult<Vec<_>>>()?,
                 FeaturePool::open(f)
                     .map_err(to_py)?
                     .with_row_offset(raw.row_offset),
@@ -247,7 +250,8 @@ impl<'py> Sources<'py> {
             None => None,
         };
         let mut inputs = match &self.model {
-            Some((m, f)) => Inputs::model(m, f),
+            Some((m, f)) if m.len() == 1 => Inputs::model(&m[0], f),
+            Some((m, f)) => Inputs::committee(m, f),
             None => Inputs::default(),
         };
         if let Some(p) = probs.as_ref().or(self.files.as_ref()) {

@@ -137,3 +137,31 @@ def test_batchbald_equals_the_cli_in_every_layout(cli: Path, tmp_path: Path) -> 
         alpool.select(samples=s, strategy="batchbald", k=2, configurations=0)
     with pytest.raises(ValueError, match="diverse batch itself"):
         alpool.select(samples=s, strategy="batchbald", k=2, stochastic="power")
+
+
+def test_a_committee_of_saved_models_equals_their_predictions(cli: Path, tmp_path: Path) -> None:
+    """model=[…] with features= is a committee: the same picks and scores as
+    samples= of the members' `alpool predict` files."""
+    from conftest import train_model
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + 2 * (x[:, 1] > 0)
+    models, preds = [], []
+    for hidden in (8, 12, 16):
+        folder = tmp_path / f"m{hidden}"
+        folder.mkdir()
+        m = train_model(cli, folder, x, y, hidden)
+        p = folder / "p.npy"
+        args = ["predict", "--model", m, "--features", folder / "x.npy", "--out", p]
+        subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+        models.append(m)
+        preds.append(p)
+    feats = tmp_path / "m8" / "x.npy"
+    for strategy in ("bald", "vote-entropy", "kl-max"):
+        idx, scores = alpool.select(model=models, features=feats, strategy=strategy, k=25)
+        want_idx, want = alpool.select(samples=preds, strategy=strategy, k=25)
+        assert list(idx) == list(want_idx), strategy
+        assert list(scores) == list(want), strategy
+    with pytest.raises(TypeError, match="needs T samples"):
+        alpool.select(model=models[:1], features=feats, strategy="bald", k=5)

@@ -40,6 +40,8 @@ pub struct Inputs<'a> {
     samples: Option<&'a Samples<'a>>,
     #[cfg(feature = "learner")]
     model: Option<(&'a Mlp, &'a FeaturePool)>,
+    #[cfg(feature = "learner")]
+    committee: Option<(&'a [Mlp], &'a FeaturePool)>,
     rows: Option<&'a [u64]>,
 }
 
@@ -75,6 +77,19 @@ impl<'a> Inputs<'a> {
     pub fn model(model: &'a Mlp, features: &'a FeaturePool) -> Self {
         Inputs {
             model: Some((model, features)),
+            ..Inputs::default()
+        }
+    }
+
+    /// A committee's models and the N x D feature files they score: block
+    /// by block, every member's probabilities of the block are its T
+    /// samples, for the disagreement strategies; no T x N x C array is
+    /// held. A model's outputs bit for bit, so the same as `--samples` of
+    /// the members' `alpool predict` files.
+    #[cfg(feature = "learner")]
+    pub fn committee(models: &'a [Mlp], features: &'a FeaturePool) -> Self {
+        Inputs {
+            committee: Some((models, features)),
             ..Inputs::default()
         }
     }
@@ -116,10 +131,22 @@ impl<'a> Inputs<'a> {
         false
     }
 
+    #[cfg(feature = "learner")]
+    fn has_committee(&self) -> bool {
+        self.committee.is_some()
+    }
+
+    #[cfg(not(feature = "learner"))]
+    fn has_committee(&self) -> bool {
+        false
+    }
+
     /// Whether `input` is given, or can be made (a model makes the
     /// probabilities and the embeddings).
     fn gives(&self, input: Input) -> bool {
-        self.given(input) || (self.has_model() && input != Input::Samples)
+        self.given(input)
+            || (self.has_model() && input != Input::Samples)
+            || (self.has_committee() && input == Input::Samples)
     }
 
     /// Whether `input` is given by the caller (not made by a model).
@@ -140,14 +167,16 @@ impl<'a> Inputs<'a> {
             .sum::<u64>()
             + self.samples.map_or(0, |s| s.data_bytes());
         #[cfg(feature = "learner")]
-        let pools = pools + self.model.map_or(0, |(_, f)| f.data_bytes());
+        let pools = pools
+            + self.model.map_or(0, |(_, f)| f.data_bytes())
+            + self.committee.map_or(0, |(_, f)| f.data_bytes());
         pools
     }
 
     /// The global index of the first row of what is scored.
     fn first_row(&self) -> u64 {
         #[cfg(feature = "learner")]
-        if let Some((_, features)) = self.model {
+        if let Some((_, features)) = self.model.or(self.committee.map(|(m, f)| (&m[0], f))) {
             return features.first_row();
         }
         match (self.samples, self.probs) {
@@ -280,6 +309,11 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         }
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(BatchStrategy::BatchBald) => {
+            if inputs.has_committee() && inputs.samples.is_none() {
+                return Err(Error::Config(
+                    "batchbald over a committee of --model files is not built: write each member's predictions (alpool predict) and give them with --samples".into(),
+                ));
+            }
             let samples = inputs
                 .samples
                 .ok_or_else(|| missing(job.query, Input::Samples))?;
@@ -289,12 +323,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             )
         }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
-        Query::Disagree(_) => {
-            let samples = inputs
-                .samples
-                .ok_or_else(|| missing(job.query, Input::Samples))?;
-            (crate::disagree::select(samples, job, run.progress)?, None)
-        }
+        Query::Disagree(_) => (select_disagreement(&inputs, job, run.progress)?, None),
         Query::Multi(_) => {
             let pool = multilabel_pool(&inputs, job)?;
             crate::multilabel::select_on(backend, pool, job, run.progress)?
@@ -306,6 +335,19 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         reason: opened.reason.clone(),
         gpu_phases,
     })
+}
+
+/// A disagreement strategy's selection: over given samples, or block by
+/// block over a committee's outputs.
+fn select_disagreement(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+    #[cfg(feature = "learner")]
+    if let (None, Some((models, features))) = (inputs.samples, inputs.committee) {
+        return crate::features::select_committee(models, features, job, progress);
+    }
+    let samples = inputs
+        .samples
+        .ok_or_else(|| missing(job.query, Input::Samples))?;
+    crate::disagree::select(samples, job, progress)
 }
 
 /// Every row's canonical score under a row-wise `job`, in row order
@@ -328,6 +370,10 @@ pub fn score_each<'a>(
     }
     if let Query::Disagree(_) = job.query {
         check_inputs(&inputs, job)?;
+        #[cfg(feature = "learner")]
+        if let (None, Some((models, features))) = (inputs.samples, inputs.committee) {
+            return crate::features::score_committee(models, features, job, progress, sink);
+        }
         let samples = inputs
             .samples
             .ok_or_else(|| missing(job.query, Input::Samples))?;

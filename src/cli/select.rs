@@ -145,14 +145,19 @@ pub struct PoolArgs {
     /// softmax, the score and the top k on the fly, with no N x C matrix
     /// anywhere — exactly what `alpool predict` then `select` gives. With
     /// --device gpu the layers run in WGSL too, and the GPU's candidates
-    /// are re-scored by the CPU model (same selection).
+    /// are re-scored by the CPU model (same selection). Several models are
+    /// a committee: each block's T members' probabilities are the samples
+    /// the disagreement strategies (bald, vote-entropy, …) read, exactly
+    /// what `--samples` of the members' `alpool predict` files gives, with
+    /// no T x N x C array anywhere.
     #[arg(
         long,
         value_name = "MODEL.safetensors",
+        num_args = 1..,
         requires = "features",
         conflicts_with = "pools"
     )]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
 
     /// Feature files for --model (.npy N x D: float32, float16, float64, or
     /// uint8 images read as [0, 1]); several are shards of one pool.
@@ -434,6 +439,8 @@ struct Sources {
     embeddings: Option<Pool<'static>>,
     samples: Option<Samples<'static>>,
     model: Option<(Mlp, FeaturePool)>,
+    /// Several models: a committee over the features.
+    committee: Option<(Vec<Mlp>, FeaturePool)>,
 }
 
 impl Sources {
@@ -448,12 +455,19 @@ impl Sources {
             true => None,
             false => Some(Pool::open_embeddings(embeddings)?),
         };
-        let model = match &p.model {
-            Some(m) => Some((
-                Mlp::load(m)?,
-                FeaturePool::open(&p.features)?.with_row_offset(offset),
-            )),
-            None => None,
+        let features = || -> anyhow::Result<FeaturePool> {
+            Ok(FeaturePool::open(&p.features)?.with_row_offset(offset))
+        };
+        let (model, committee) = match p.model.as_slice() {
+            [] => (None, None),
+            [m] => (Some((Mlp::load(m)?, features()?)), None),
+            many => {
+                let models = many
+                    .iter()
+                    .map(|m| Mlp::load(m))
+                    .collect::<Result<_, _>>()?;
+                (None, Some((models, features()?)))
+            }
         };
         let samples = match p.samples.is_empty() {
             true => None,
@@ -466,13 +480,15 @@ impl Sources {
             embeddings,
             samples,
             model,
+            committee,
         })
     }
 
     fn inputs(&self) -> Inputs<'_> {
-        let mut inputs = match &self.model {
-            Some((m, f)) => Inputs::model(m, f),
-            None => Inputs::default(),
+        let mut inputs = match (&self.model, &self.committee) {
+            (Some((m, f)), _) => Inputs::model(m, f),
+            (None, Some((models, f))) => Inputs::committee(models, f),
+            (None, None) => Inputs::default(),
         };
         if let Some(p) = &self.probs {
             inputs = inputs.with_probs(p);
@@ -491,9 +507,15 @@ impl Sources {
             || self.samples.as_ref().is_some_and(|s| s.has_f16())
     }
 
+    /// The feature files a model or a committee scores.
+    fn features(&self) -> Option<&FeaturePool> {
+        let committee = self.committee.as_ref().map(|(_, f)| f);
+        self.model.as_ref().map(|(_, f)| f).or(committee)
+    }
+
     /// Rows of the pool, whichever input gives them.
     fn rows(&self) -> u64 {
-        let model = self.model.as_ref().map(|(_, f)| f.rows());
+        let model = self.features().map(FeaturePool::rows);
         let samples = self.samples.as_ref().map(|s| s.rows());
         let pools = [&self.probs, &self.embeddings];
         let pool = pools.iter().find_map(|p| p.as_ref().map(|p| p.rows()));
@@ -503,7 +525,7 @@ impl Sources {
     /// Bytes read by one pass over the inputs.
     fn bytes(&self) -> u64 {
         let pools = [&self.probs, &self.embeddings];
-        let model = self.model.as_ref().map_or(0, |(_, f)| f.data_bytes());
+        let model = self.features().map_or(0, FeaturePool::data_bytes);
         let samples = self.samples.as_ref().map_or(0, |s| s.data_bytes());
         let pools: u64 = pools
             .iter()

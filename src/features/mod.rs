@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::learner::{ColumnStats, Mlp, TILE_ROWS};
 use crate::pool::npy::{self, DType};
-use crate::pool::{Pool, map_matrices};
+use crate::pool::{Pool, SampleLayout, Samples, map_matrices};
 use crate::query::RowProblem;
 use crate::select::{Blocks, Selection};
 pub(crate) use views::ModelViews;
@@ -443,6 +443,116 @@ impl FeaturePool {
         }
         Ok(())
     }
+}
+
+impl FeaturePool {
+    /// Runs every model of a committee over every block in order, handing
+    /// each block's global first row, its rows and the members'
+    /// probabilities of it, sample-major (T x rows x C), to `each`. The
+    /// block is read once for all members; each member's probabilities are
+    /// the bits `predict` gives them.
+    pub fn committee_blocks(
+        &self,
+        models: &[Mlp],
+        progress: &dyn Progress,
+        each: &mut SamplesSink,
+    ) -> Result<()> {
+        let c = committee_classes(models)?;
+        for m in models {
+            self.check_model(m)?;
+        }
+        let (mut x, mut samples) = (Vec::new(), Vec::new());
+        let d = self.dim;
+        for (i, start, end) in self.blocks() {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            self.read_block(i, start, end, &mut x)?;
+            let rows = (end - start) as usize;
+            samples.resize(models.len() * rows * c, 0.0);
+            for (m, out) in models.iter().zip(samples.chunks_mut(rows * c)) {
+                let x = &x;
+                m.predict_proba_filled(out, &|first, count, _| {
+                    Ok(Some(&x[first * d..(first + count) * d]))
+                })?;
+            }
+            each(self.shards[i].first_row + start, rows, &samples)?;
+            progress.advance((end - start) * (d * self.shards[i].dtype.size()) as u64);
+        }
+        Ok(())
+    }
+}
+
+/// Takes a committee's block: its global first row, its rows, and the
+/// members' probabilities of it (T x rows x C).
+pub type SamplesSink<'a> = dyn FnMut(u64, usize, &[f32]) -> Result<()> + 'a;
+
+/// The classes every member of a committee predicts.
+fn committee_classes(models: &[Mlp]) -> Result<usize> {
+    let first = models
+        .first()
+        .ok_or_else(|| Error::Config("a committee needs at least 2 models".into()))?;
+    if models.len() < 2 {
+        return Err(Error::Config(
+            "a committee of 1 model cannot disagree; give at least 2 (--model a b ...)".into(),
+        ));
+    }
+    if let Some((i, m)) = models
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.classes() != first.classes())
+    {
+        return Err(Error::Config(format!(
+            "committee member {} predicts {} classes, member 1 {}; every member predicts the same classes",
+            i + 1,
+            m.classes(),
+            first.classes()
+        )));
+    }
+    Ok(first.classes())
+}
+
+/// One block of a committee's samples as [`Samples`] at global row `g0`.
+fn block_samples(samples: &[f32], t: usize, rows: usize, g0: u64) -> Result<Samples<'_>> {
+    let c = samples.len() / (t * rows).max(1);
+    let pool = Pool::from_f32(samples, c)?.named("<the committee's outputs>");
+    Ok(Samples::from_pool(pool, [t, rows, c], SampleLayout::Tnc)?.with_row_offset(g0))
+}
+
+/// A disagreement strategy's exact top k over the samples a committee
+/// makes of `features`, block by block ([`Blocks`] merges them: the whole
+/// array's selection, with no T x N x C array held).
+pub(crate) fn select_committee(
+    models: &[Mlp],
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let mut blocks = Blocks::new(job, features.rows())?;
+    let t = models.len();
+    features.committee_blocks(models, progress, &mut |g0, rows, samples| {
+        let s = block_samples(samples, t, rows, g0)?;
+        let block_job = blocks.job_for(g0, rows as u64);
+        blocks.add(crate::disagree::select(&s, &block_job, &backend::Silent)?);
+        Ok(())
+    })?;
+    Ok(blocks.finish())
+}
+
+/// Every row's disagreement score over a committee's samples, in row
+/// order, block by block to `sink`.
+pub(crate) fn score_committee(
+    models: &[Mlp],
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+    sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    let t = models.len();
+    features.committee_blocks(models, progress, &mut |g0, rows, samples| {
+        let s = block_samples(samples, t, rows, g0)?;
+        crate::disagree::score_each(&s, job, &backend::Silent, sink)
+    })
 }
 
 /// The k most informative rows of the pool `model` makes of `features`,

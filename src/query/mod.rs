@@ -356,7 +356,7 @@ impl Input {
                 "embeddings: --embeddings E.npy (embeddings= in Python), one row per pool row"
             }
             Input::Samples => {
-                "T samples of the probabilities: --samples S.npy (T x N x C, or N x T x C with --layout ntc) or T files of N x C (samples= in Python)"
+                "T samples of the probabilities: --samples S.npy (T x N x C, or N x T x C with --layout ntc) or T files of N x C (samples= in Python), or a committee: several --model files with --features"
             }
         }
     }

@@ -419,3 +419,78 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
         common::stderr(&o)
     );
 }
+
+/// A committee scoring feature files block by block selects and scores
+/// what `--samples` of its members' predictions does, exactly: every
+/// strategy, blocks far smaller than the pool, exclusions.
+#[test]
+fn a_committee_over_features_equals_the_samples_of_its_predictions() {
+    use alpool::features::FeaturePool;
+    use alpool::learner::{Mlp, MlpConfig};
+    let (n, d, c) = (3000usize, 8usize, 4usize);
+    let mut rng = Rng::new(11);
+    let x: Vec<f32> = (0..n * d)
+        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+        .collect();
+    let y: Vec<usize> = (0..n)
+        .map(|i| ((x[i * d] + 1.0) * 2.0) as usize % c)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    npy::save(&path, &[n, d], &x).unwrap();
+    let models: Vec<Mlp> = (0..3u64)
+        .map(|s| {
+            let cfg = MlpConfig {
+                hidden: vec![16],
+                epochs: 2,
+                min_steps: 20,
+                seed: s,
+                ..MlpConfig::default()
+            };
+            let rows: Vec<usize> = (s as usize * 300..s as usize * 300 + 400).collect();
+            let xs: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| &x[r * d..(r + 1) * d])
+                .copied()
+                .collect();
+            let ys: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+            let mut m = Mlp::new(d, c, cfg).unwrap();
+            m.fit(&xs, &ys).unwrap();
+            m
+        })
+        .collect();
+    let features = FeaturePool::open(&[&path]).unwrap().with_block_rows(256);
+    let mut all = Vec::new();
+    for m in &models {
+        all.extend(m.predict_proba(&x).unwrap());
+    }
+    let pool = Pool::from_f32(&all, c).unwrap();
+    let samples = Samples::from_pool(pool, [3, n, c], SampleLayout::Tnc).unwrap();
+    let excluded: Vec<u64> = (0..n as u64).filter(|r| r % 7 == 3).collect();
+    for dis in Disagreement::ALL {
+        let job =
+            Job::new(dis, InputForm::model_output(), 40).exclude(Exclusions::new(excluded.clone()));
+        let run = Run::on(Device::Cpu);
+        let want = alpool::select(Inputs::samples(&samples), &job, &run).unwrap();
+        let got = alpool::select(Inputs::committee(&models, &features), &job, &run).unwrap();
+        let key = |s: &alpool::Selection| -> Vec<(u64, u64)> {
+            s.entries
+                .iter()
+                .map(|e| (e.index, e.score.to_bits()))
+                .collect()
+        };
+        assert_eq!(key(&got.selection), key(&want.selection), "{dis:?}");
+        let whole = alpool::score(Inputs::samples(&samples), &job).unwrap();
+        let blocks = alpool::score(Inputs::committee(&models, &features), &job).unwrap();
+        assert_eq!(whole, blocks, "{dis:?}: scores");
+    }
+    // One model is no committee.
+    let job = Job::new(Disagreement::Bald, InputForm::model_output(), 5);
+    let one = alpool::select(
+        Inputs::committee(&models[..1], &features),
+        &job,
+        &Run::on(Device::Cpu),
+    );
+    let err = one.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("cannot disagree"), "{err}");
+}
