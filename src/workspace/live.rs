@@ -23,9 +23,10 @@
 //! lowest first; the rank keeps alpool's exact order, ties included.
 //!
 //! Resuming is idempotent without a record of what was acknowledged:
-//! Label Studio stores a request's predictions in one transaction, and the
-//! requests go out in plan order, one at a time, so the predictions of a
-//! version it holds are always the first `m` of the plan. Each attempt
+//! Label Studio stores a request's predictions in order, in one transaction
+//! (its memory-efficient import: one per 500), and the requests go out in
+//! plan order, one at a time, so the predictions of a version it holds are
+//! always the first `m` of the plan. Each attempt
 //! starts by asking for `m` and sends from there. (A count above the plan,
 //! as a request that timed out but landed after the retry would leave, is
 //! cleared and sent again.)
