@@ -18,33 +18,80 @@ use crate::job::Job;
 use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
 use crate::query::InputForm;
-use crate::query::{Disagreement, Query};
+use crate::query::{Disagreement, Query, Regression, RegressionInput};
 use crate::score::Ranked;
 use crate::score::disagree::{disagreement, mean_of, upper_bound};
 use crate::score::fast::{bald_approx, sample_sums};
 use crate::score::input::{canonical_probs, prob_ok, sum_ok};
+use crate::score::regression::spread;
 use crate::select::{Selection, SharedFloor, TopK};
 
 /// Sample bytes per unit of parallel work, as the row-wise engine's.
 const CHUNK_BYTES: u64 = 256 << 10;
 
+/// How a row's samples are scored: a disagreement strategy over
+/// probabilities, or a regression model's spread.
+#[derive(Clone, Copy)]
+enum Rule {
+    Disagree(Disagreement),
+    Spread,
+}
+
+impl Rule {
+    /// The canonical score of one row's samples (`mean`: scratch).
+    fn score(self, job: &Job, p: &[f64], classes: usize, mean: &mut Vec<f64>) -> f64 {
+        match self {
+            Rule::Disagree(d) => disagreement(d, job.log_base, p, classes, mean),
+            Rule::Spread => spread(p, classes),
+        }
+    }
+
+    /// A logarithm-free upper bound where the score needs logarithms.
+    fn upper_bound(self, p: &[f64], classes: usize, mean: &mut Vec<f64>) -> Option<f64> {
+        match self {
+            Rule::Disagree(d) => {
+                mean_of(p, classes, mean);
+                upper_bound(d, p, mean)
+            }
+            Rule::Spread => None,
+        }
+    }
+}
+
 /// The job's strategy, checked against the samples.
-fn check(samples: &Samples, job: &Job) -> Result<Disagreement> {
-    let Query::Disagree(d) = job.query else {
-        return Err(Error::Config(format!(
-            "{} does not read samples",
-            job.query
-        )));
-    };
+fn check(samples: &Samples, job: &Job) -> Result<Rule> {
     job.input.check().map_err(Error::Config)?;
-    if samples.samples() < d.min_samples() {
-        return Err(Error::Config(format!(
+    match job.query {
+        Query::Disagree(d) if samples.samples() < d.min_samples() => Err(Error::Config(format!(
             "{d} needs at least {} samples to measure disagreement, got T = {}",
             d.min_samples(),
             samples.samples()
-        )));
+        ))),
+        Query::Disagree(d) => Ok(Rule::Disagree(d)),
+        Query::Regress(Regression::Std) => check_spread(samples, job).map(|()| Rule::Spread),
+        q => Err(Error::Config(format!("{q} does not read samples"))),
     }
-    Ok(d)
+}
+
+/// Refuses a spread that is not one: T = 1 prediction, or samples that
+/// are not a regression model's.
+fn check_spread(samples: &Samples, job: &Job) -> Result<()> {
+    let path = samples.path().display();
+    match (job.input.regression(), samples.classes()) {
+        (Some(RegressionInput::MeanStd), 2) if samples.samples() == 1 => Ok(()),
+        (Some(RegressionInput::Samples), 1) if samples.samples() >= 2 => Ok(()),
+        (Some(RegressionInput::Samples), 1) => Err(Error::Config(format!(
+            "{path}: std needs T ≥ 2 predictions a row to measure their spread, got T = {}; give an ensemble's or MC-dropout passes' predictions (T x N), or (mean, std) rows with --input regression-mean-std",
+            samples.samples()
+        ))),
+        (Some(RegressionInput::MeanStd), c) => Err(Error::Config(format!(
+            "{path}: (mean, std) rows are N x 2, got {} sample(s) of {c} values",
+            samples.samples()
+        ))),
+        _ => Err(Error::Config(format!(
+            "{path}: std reads a regression model's predictions: give --input regression-samples (T x N predictions) or regression-mean-std (N x 2 rows of mean and std); input=\"regression-samples\" in Python"
+        ))),
+    }
 }
 
 fn rows_per_chunk(samples: &Samples, job: &Job) -> u64 {
@@ -134,7 +181,10 @@ fn each_row(
 
 /// Whether BALD's f32 fast path applies: plain probabilities stored as
 /// float32 or float16 (the stored values are then the canonical ones).
-fn fast_path(samples: &Samples, job: &Job, d: Disagreement) -> bool {
+fn fast_path(samples: &Samples, job: &Job, rule: Rule) -> bool {
+    let Rule::Disagree(d) = rule else {
+        return false;
+    };
     let plain = matches!(
         job.input,
         InputForm::Probs {
@@ -155,7 +205,7 @@ fn fast_path(samples: &Samples, job: &Job, d: Disagreement) -> bool {
 fn select_chunk_fast(
     samples: &Samples,
     job: &Job,
-    d: Disagreement,
+    rule: Rule,
     (start, end): (u64, u64),
     (s, top, floor): (&mut Scratch, &mut TopK, &SharedFloor),
 ) -> Result<()> {
@@ -175,7 +225,7 @@ fn select_chunk_fast(
         sample_sums(row, c, &mut s.sums);
         if !valid || !s.sums.iter().all(|&x| sum_ok(x, sum_tol)) {
             // The canonical path names the bad value.
-            return select_chunk_exact(samples, job, d, (r, end), (s, top, floor));
+            return select_chunk_exact(samples, job, rule, (r, end), (s, top, floor));
         }
         let index = g0 + r;
         if job.exclusions.contains(index) {
@@ -188,7 +238,7 @@ fn select_chunk_fast(
         }
         s.probs.clear();
         s.probs.extend(row.iter().map(|&x| x as f64));
-        let priority = disagreement(d, job.log_base, &s.probs, c, &mut s.mean);
+        let priority = rule.score(job, &s.probs, c, &mut s.mean);
         s.scored += 1;
         top.offer(Ranked { priority, index });
         thresh = floor.threshold(top);
@@ -200,35 +250,35 @@ fn select_chunk_fast(
 fn select_chunk(
     samples: &Samples,
     job: &Job,
-    d: Disagreement,
+    rule: Rule,
     span: (u64, u64),
     work: (&mut Scratch, &mut TopK, &SharedFloor),
 ) -> Result<()> {
-    if !fast_path(samples, job, d) {
-        return select_chunk_exact(samples, job, d, span, work);
+    if !fast_path(samples, job, rule) {
+        return select_chunk_exact(samples, job, rule, span, work);
     }
     // One copy of the fast path per instruction set, picked at run time
     // (the f32 logarithms are most of its work).
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        fn avx512(s: &Samples, j: &Job, d: Disagreement, span: (u64, u64), w: Work) -> Result<()> {
-            select_chunk_fast(s, j, d, span, w)
+        fn avx512(s: &Samples, j: &Job, rule: Rule, span: (u64, u64), w: Work) -> Result<()> {
+            select_chunk_fast(s, j, rule, span, w)
         }
         #[target_feature(enable = "avx2,fma")]
-        fn avx2(s: &Samples, j: &Job, d: Disagreement, span: (u64, u64), w: Work) -> Result<()> {
-            select_chunk_fast(s, j, d, span, w)
+        fn avx2(s: &Samples, j: &Job, rule: Rule, span: (u64, u64), w: Work) -> Result<()> {
+            select_chunk_fast(s, j, rule, span, w)
         }
         use crate::backend::cpu::Isa;
         match Isa::detect() {
             // SAFETY: the CPU has the features the copy is compiled for.
-            Isa::Avx512 => return unsafe { avx512(samples, job, d, span, work) },
+            Isa::Avx512 => return unsafe { avx512(samples, job, rule, span, work) },
             // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(samples, job, d, span, work) },
+            Isa::Avx2 => return unsafe { avx2(samples, job, rule, span, work) },
             Isa::Scalar => {}
         }
     }
-    select_chunk_fast(samples, job, d, span, work)
+    select_chunk_fast(samples, job, rule, span, work)
 }
 
 /// A worker's state in a selection: its buffers, its top k, the floor.
@@ -240,7 +290,7 @@ type Work<'w> = chunked::Work<'w, Scratch>;
 fn select_chunk_exact(
     samples: &Samples,
     job: &Job,
-    d: Disagreement,
+    rule: Rule,
     span: (u64, u64),
     (s, top, floor): (&mut Scratch, &mut TopK, &SharedFloor),
 ) -> Result<()> {
@@ -254,15 +304,14 @@ fn select_chunk_exact(
         if job.exclusions.contains(index) {
             return;
         }
-        mean_of(p, c, mean);
-        if let Some(ub) = upper_bound(d, p, mean) {
+        if let Some(ub) = rule.upper_bound(p, c, mean) {
             // Far above the f64 rounding of the score and of the bound.
             let ub = ub / ln_b + 1e-9 * (1.0 + (ub / ln_b).abs());
             if ub < thresh {
                 return;
             }
         }
-        let priority = disagreement(d, job.log_base, p, c, mean);
+        let priority = rule.score(job, p, c, mean);
         scored += 1;
         top.offer(Ranked { priority, index });
         thresh = floor.threshold(top);
@@ -276,14 +325,14 @@ fn select_chunk_exact(
 fn score_chunk(
     samples: &Samples,
     job: &Job,
-    d: Disagreement,
+    rule: Rule,
     span: (u64, u64),
     s: &mut Scratch,
     each: &mut dyn FnMut(u64, f64),
 ) -> Result<()> {
     let c = samples.classes();
     each_row(samples, job, span, s, &mut |r, p, mean| {
-        each(r, disagreement(d, job.log_base, p, c, mean));
+        each(r, rule.score(job, p, c, mean));
     })
 }
 
@@ -297,7 +346,7 @@ fn chunks(samples: &Samples, job: &Job) -> Vec<(u64, u64)> {
 
 /// The k rows of most disagreement, exactly (ties to the lower row).
 pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> Result<Selection> {
-    let d = check(samples, job)?;
+    let rule = check(samples, job)?;
     let k = job.k.min(samples.rows() as usize);
     let g0 = samples.first_row();
     let row_bytes = samples.data_bytes() / samples.rows().max(1);
@@ -306,11 +355,11 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
         k,
         progress,
         |span, work| {
-            select_chunk(samples, job, d, span, work)?;
+            select_chunk(samples, job, rule, span, work)?;
             Ok((span.1 - span.0) * row_bytes)
         },
         |s: &Scratch| s.scored,
-        || first_error(samples, job, d),
+        || first_error(samples, job, rule),
     )?;
     let excluded = job.exclusions.within(g0, g0 + samples.rows()).len() as u64;
     // `refined`: the rows whose bound could not rule them out, which paid
@@ -326,10 +375,10 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
 
 /// The first failure in row order (a second, sequential pass, taken only
 /// when the parallel one failed somewhere).
-fn first_error(samples: &Samples, job: &Job, d: Disagreement) -> Error {
+fn first_error(samples: &Samples, job: &Job, rule: Rule) -> Error {
     let mut s = Scratch::default();
     for span in chunks(samples, job) {
-        if let Err(e) = score_chunk(samples, job, d, span, &mut s, &mut |_, _| {}) {
+        if let Err(e) = score_chunk(samples, job, rule, span, &mut s, &mut |_, _| {}) {
             return e;
         }
     }
@@ -343,9 +392,9 @@ pub(crate) fn score_each(
     progress: &dyn Progress,
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
-    let d = check(samples, job)?;
+    let rule = check(samples, job)?;
     let score = |span, s: &mut Scratch, out: &mut Vec<f64>| {
-        score_chunk(samples, job, d, span, s, &mut |_, v| out.push(v))
+        score_chunk(samples, job, rule, span, s, &mut |_, v| out.push(v))
     };
     chunked::in_order(&chunks(samples, job), progress, score, sink)
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::pool::Exclusions;
-use crate::query::{DEFAULT_UNCERTAINTY_WEIGHT, InputForm, LogBase, Query, Stochastic};
+use crate::query::{
+    DEFAULT_UNCERTAINTY_WEIGHT, InputForm, LogBase, Query, REGRESSION_LIMIT, Stochastic,
+};
 
 /// The purity ProbCover's chosen δ must reach by default (the paper's α).
 pub const DEFAULT_PURITY: f64 = 0.95;
@@ -68,6 +70,65 @@ pub struct Job {
     /// Multi-label adaptive: β, the weight of the separation margin's
     /// uncertainty against the cardinality inconsistency, in [0, 1].
     pub uncertainty_weight: f64,
+    /// Regression `gsy` and `igs`: the labeled rows' targets (every row of
+    /// `exclusions` has one).
+    pub targets: Targets,
+}
+
+/// The labeled rows' regression targets: (global row, target), one per
+/// row, ascending by row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets(Vec<(u64, f64)>);
+
+impl Targets {
+    /// The targets of the `labeled` rows, read from `column`, the pool's
+    /// N targets in row order (unlabeled rows' entries are not read, so
+    /// NaN may mark them). A labeled row past the column, or whose target
+    /// is not a finite number within ±[`REGRESSION_LIMIT`], is an error
+    /// naming it.
+    pub fn of_labeled(column: &[f64], labeled: &Exclusions) -> Result<Targets> {
+        let mut out = Vec::with_capacity(labeled.len());
+        for &row in labeled.as_slice() {
+            let Some(&y) = column.get(row as usize) else {
+                return Err(Error::Config(format!(
+                    "labeled row {row} has no target: the targets hold {} rows",
+                    column.len()
+                )));
+            };
+            if !(y.is_finite() && y.abs() <= REGRESSION_LIMIT) {
+                return Err(Error::Config(format!(
+                    "labeled row {row} has target {y}; a labeled row's target must be a finite number within ±{REGRESSION_LIMIT:e} (mark unlabeled rows NaN and leave them out of the labeled rows)"
+                )));
+            }
+            out.push((row, y));
+        }
+        Ok(Targets(out))
+    }
+
+    /// The rows with a target in `column`, anything but NaN: the labeled
+    /// rows when none are named (NaN marks an unlabeled row, as
+    /// scikit-activeml's `MISSING_LABEL`; an infinity is a labeled row's
+    /// bad target, refused by [`Targets::of_labeled`]).
+    pub fn labeled_rows(column: &[f64]) -> Exclusions {
+        let rows = column.iter().enumerate().filter(|(_, y)| !y.is_nan());
+        Exclusions::new(rows.map(|(r, _)| r as u64).collect())
+    }
+
+    /// Row `row`'s target, if it has one.
+    pub fn get(&self, row: u64) -> Option<f64> {
+        let at = self.0.binary_search_by_key(&row, |&(r, _)| r).ok()?;
+        Some(self.0[at].1)
+    }
+
+    /// How many rows have a target.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no row has one.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Job {
@@ -93,6 +154,7 @@ impl Job {
             density_beta: None,
             label_cardinality: None,
             uncertainty_weight: DEFAULT_UNCERTAINTY_WEIGHT,
+            targets: Targets::default(),
         }
     }
 
@@ -142,6 +204,18 @@ impl Job {
             });
         }
         Ok(())
+    }
+
+    /// With the pool's regression targets, `column` (N values in row
+    /// order, NaN for unlabeled rows): the labeled rows (the exclusions,
+    /// or, when none are set, every row whose target is not NaN, as
+    /// scikit-activeml reads `y`) take their targets from it.
+    pub fn with_targets(mut self, column: &[f64]) -> Result<Job> {
+        if self.exclusions.is_empty() {
+            self.exclusions = Targets::labeled_rows(column);
+        }
+        self.targets = Targets::of_labeled(column, &self.exclusions)?;
+        Ok(self)
     }
 
     /// Never selecting `rows`.

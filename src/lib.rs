@@ -72,11 +72,11 @@ pub mod workspace;
 pub use api::{Device, Inputs, Outcome, Run, score, score_each, select};
 pub use backend::{Progress, Silent};
 pub use error::{Error, Result};
-pub use job::Job;
+pub use job::{Job, Targets};
 pub use pool::{Exclusions, Pool};
 pub use pool::{SampleLayout, Samples};
 pub use query::{
-    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, MultiLabel, Query, Stochastic,
-    StochasticKind, Strategy,
+    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, MultiLabel, Query, Regression,
+    RegressionInput, Stochastic, StochasticKind, Strategy,
 };
 pub use select::{Selected, Selection};

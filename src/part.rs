@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::query::{InputForm, LogBase, MultiLabel, Query, Stochastic};
+use crate::query::{InputForm, LogBase, MultiLabel, Query, RegressionInput, Stochastic};
 use crate::score::Ranked;
 use crate::score::stochastic::RowKeys;
 use crate::select::{Keyed, Selection, TopK};
@@ -102,6 +102,7 @@ impl PartHeader {
             InputForm::MultiLabel { logits } => {
                 serde_json::json!({"form": "multilabel", "logits": logits})
             }
+            InputForm::Regression(kind) => serde_json::json!({"form": kind.name()}),
         }
     }
 
@@ -182,7 +183,18 @@ impl PartHeader {
                     .as_bool()
                     .ok_or_else(|| bad("multilabel without logits"))?,
             },
-            _ => return Err(bad("unknown input form")),
+            Some(form) => {
+                let kinds = [
+                    RegressionInput::Predictions,
+                    RegressionInput::MeanStd,
+                    RegressionInput::Samples,
+                ];
+                match kinds.into_iter().find(|k| k.name() == form) {
+                    Some(kind) => InputForm::Regression(kind),
+                    None => return Err(bad("unknown input form")),
+                }
+            }
+            None => return Err(bad("unknown input form")),
         };
         Ok(PartHeader {
             strategy,
@@ -216,6 +228,7 @@ impl PartHeader {
             InputForm::Logits { temperature } => format!("logits at temperature {temperature}"),
             InputForm::MultiLabel { logits: false } => "multi-label probabilities".into(),
             InputForm::MultiLabel { logits: true } => "multi-label logits".into(),
+            InputForm::Regression(kind) => kind.name().into(),
         }
     }
 }
@@ -449,7 +462,7 @@ fn check_part(p0: &Path, h0: &PartHeader, p: &Part, k: usize) -> Result<()> {
 /// Whether a query's parts merge exactly: every row ranked on its own
 /// (not a batch strategy, nor softrank's ranks in the whole pool).
 pub fn mergeable(query: Query, stochastic: Option<Stochastic>) -> bool {
-    !matches!(query, Query::Batch(_)) && stochastic.is_none_or(|s| s.per_row())
+    !query.picks_batch() && stochastic.is_none_or(|s| s.per_row())
 }
 
 /// Merges in-memory parts (each one shard's rows with their canonical

@@ -56,6 +56,7 @@ from ._alpool import (  # noqa: E402
     COLD_START_STRATEGIES,
     DISAGREEMENT_STRATEGIES,
     MULTILABEL_STRATEGIES,
+    REGRESSION_STRATEGIES,
     ROW_STRATEGIES,
     AlpoolError,
     __version__,
@@ -66,6 +67,7 @@ __all__ = [
     "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
     "MULTILABEL_STRATEGIES",
+    "REGRESSION_STRATEGIES",
     "ROW_STRATEGIES",
     "AlpoolError",
     "__version__",
@@ -152,6 +154,7 @@ def _inputs(
     features: Paths | None = None,
     rows: Any = None,
     row_offset: int = 0,
+    regression: str | None = None,
 ) -> dict[str, Any]:
     given_model = model is not None or features is not None
     if given_model and (model is None or features is None):
@@ -173,6 +176,7 @@ def _inputs(
         "features": _paths(features),
         "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         "row_offset": row_offset,
+        "regression": regression,
     }
 
 
@@ -201,6 +205,7 @@ def _options(
     density_beta: float | None = None,
     label_cardinality: float | None = None,
     uncertainty_weight: float = 0.5,
+    targets: Any = None,
 ) -> dict[str, Any]:
     return {
         "strategy": strategy,
@@ -226,7 +231,40 @@ def _options(
         "density_beta": density_beta,
         "label_cardinality": label_cardinality,
         "uncertainty_weight": uncertainty_weight,
+        "targets": None if targets is None else np.ascontiguousarray(targets, dtype=np.float64),
     }
+
+
+REGRESSION_INPUTS = ("regression", "regression-mean-std", "regression-samples")
+
+
+def _regression_form(input: str) -> str | None:
+    form = input.replace("_", "-")
+    return form if form in REGRESSION_INPUTS else None
+
+
+def _regression(strategy: str, input: str, probs: Any, samples: Any) -> tuple[Any, Any, str]:
+    """A regression model's outputs as the native module reads them:
+    (probs, samples, layout), every array a view of the caller's.
+
+    "std" reads the spread as samples: T x N predictions become T x N x 1,
+    (mean, std) rows N x 2 become one sample of two values, 1 x N x 2. The
+    greedy strategies read N predictions as N x 1.
+    """
+    form = input.replace("_", "-")
+    if strategy.replace("_", "-") == "std" and samples is None and probs is not None:
+        samples, probs = probs, None
+    if isinstance(samples, (list, tuple)) and not all(
+        isinstance(x, (str, os.PathLike)) for x in samples
+    ):
+        samples = np.stack([np.asarray(_array(x, "samples")) for x in samples])
+    arr = _array(samples, "samples")
+    if isinstance(arr, np.ndarray) and arr.ndim == 2:
+        samples = arr[:, :, None] if form == "regression-samples" else arr[None, :, :]
+    arr = _array(probs, "probs")
+    if isinstance(arr, np.ndarray) and arr.ndim == 1:
+        probs = arr[:, None]
+    return probs, samples, "tnc"
 
 
 def select(
@@ -260,6 +298,7 @@ def select(
     density_beta: float | None = None,
     label_cardinality: float | None = None,
     uncertainty_weight: float = 0.5,
+    targets: Any = None,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -338,6 +377,17 @@ def select(
         uncertainty_weight: "adaptive"'s β in [0, 1], the weight of the
             separation margin's uncertainty against the cardinality
             inconsistency (default 0.5).
+        targets: "gsy" and "igs": the pool's N regression targets, NaN for
+            unlabeled rows (scikit-activeml's ``y``); the labeled rows are
+            ``exclude``, or, without it, the rows whose target is not NaN.
+
+        The regression strategies (see ``REGRESSION_STRATEGIES``) read a
+        regression model's outputs: "std" ranks by the spread of T
+        predictions (``probs`` or ``samples`` T x N with
+        ``input="regression-samples"``) or of (mean, std) rows (N x 2,
+        ``input="regression-mean-std"``); "gsx" reads ``embeddings`` alone;
+        "gsy" and "igs" read N predictions (``input="regression"``) and
+        ``targets``, "igs" ``embeddings`` too.
 
         The cold-start strategies ("typiclust", "probcover", "kmeans",
         "density"; see ``COLD_START_STRATEGIES``) read ``embeddings`` alone,
@@ -371,7 +421,17 @@ def select(
     >>> tags = np.array([[0.9, 0.1, 0.05], [0.55, 0.5, 0.9]], dtype=np.float32)
     >>> alpool.select(tags, "mean-entropy", k=1, input="multilabel")[0].tolist()
     [1]
+    >>> ens = np.array([[1.0, 5.0, 2.0], [1.2, 1.0, 2.1]])  # T = 2 predictions of N = 3
+    >>> alpool.select(ens, "std", k=1, input="regression-samples")[0].tolist()
+    [1]
+    >>> y = np.array([0.0, np.nan, np.nan, np.nan])  # row 0 is labeled
+    >>> pred = np.array([0.1, 3.0, -1.0, 0.2])
+    >>> alpool.select(pred, "gsy", k=2, input="regression", targets=y)[0].tolist()
+    [1, 2]
     """
+    regression = _regression_form(input)
+    if regression is not None:
+        probs, samples, layout = _regression(strategy, input, probs, samples)
     inputs = _inputs(
         probs,
         embeddings=embeddings,
@@ -379,6 +439,7 @@ def select(
         layout=layout,
         model=model,
         features=features,
+        regression=regression,
     )
     opts = _options(
         strategy,
@@ -404,6 +465,7 @@ def select(
         density_beta=density_beta,
         label_cardinality=label_cardinality,
         uncertainty_weight=uncertainty_weight,
+        targets=targets,
     )
     return _alpool.select(inputs, opts)
 
@@ -436,7 +498,17 @@ def score(
     >>> [round(float(s), 3) for s in alpool.score(d, "entropy", log_base="10")]
     [0.155, 0.447]
     """
-    inputs = _inputs(probs, samples=samples, layout=layout, model=model, features=features)
+    regression = _regression_form(input)
+    if regression is not None:
+        probs, samples, layout = _regression(strategy, input, probs, samples)
+    inputs = _inputs(
+        probs,
+        samples=samples,
+        layout=layout,
+        model=model,
+        features=features,
+        regression=regression,
+    )
     opts = _options(
         strategy,
         input=input,
@@ -466,9 +538,17 @@ def select_files(
     of a bigger pool: indices (and ``exclude``) are then global. The other
     options are :func:`select`'s.
     """
-    return _alpool.select(
-        _inputs(paths=paths, row_offset=row_offset), _options(strategy, k, **options)
+    form = _regression_form(str(options.get("input", "probs")))
+    # "std" reads its files as the spread: T files of N, one T x N file,
+    # or N x 2 (mean, std) rows.
+    spread = form is not None and strategy.replace("_", "-") == "std"
+    inputs = _inputs(
+        paths=None if spread else paths,
+        samples=paths if spread else None,
+        row_offset=row_offset,
+        regression=form,
     )
+    return _alpool.select(inputs, _options(strategy, k, **options))
 
 
 def select_batch(

@@ -20,6 +20,7 @@ __all__ = [
     "COLD_START_STRATEGIES",
     "DISAGREEMENT_STRATEGIES",
     "MULTILABEL_STRATEGIES",
+    "REGRESSION_STRATEGIES",
     "ROW_STRATEGIES",
     "__version__",
     "compare_mlp",
@@ -38,6 +39,7 @@ BATCH_STRATEGIES: list[str]
 COLD_START_STRATEGIES: list[str]
 DISAGREEMENT_STRATEGIES: list[str]
 MULTILABEL_STRATEGIES: list[str]
+REGRESSION_STRATEGIES: list[str]
 
 class AlpoolError(ValueError): ...
 

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use alpool::query::RegressionInput;
 use alpool::{Device, Exclusions, LogBase, Query, StochasticKind};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -81,6 +82,7 @@ pub enum InputArg {
     Logits,
     Multilabel,
     MultilabelLogits,
+    Regression(RegressionInput),
 }
 
 impl<'a, 'py> FromPyObject<'a, 'py> for InputArg {
@@ -91,11 +93,25 @@ impl<'a, 'py> FromPyObject<'a, 'py> for InputArg {
             "logits" => Ok(InputArg::Logits),
             "multilabel" => Ok(InputArg::Multilabel),
             "multilabel-logits" | "multilabel_logits" => Ok(InputArg::MultilabelLogits),
-            other => Err(PyValueError::new_err(format!(
-                "input must be \"probs\", \"logits\", \"multilabel\" or \"multilabel-logits\", got {other:?}"
-            ))),
+            other => regression_input(other).map(InputArg::Regression).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "input must be \"probs\", \"logits\", \"multilabel\", \"multilabel-logits\", \"regression\", \"regression-mean-std\" or \"regression-samples\", got {other:?}"
+                ))
+            }),
         }
     }
+}
+
+/// The regression input form named `name` (`_` reads as `-`).
+pub fn regression_input(name: &str) -> Option<RegressionInput> {
+    let name = name.replace('_', "-");
+    [
+        RegressionInput::Predictions,
+        RegressionInput::MeanStd,
+        RegressionInput::Samples,
+    ]
+    .into_iter()
+    .find(|r| r.name() == name)
 }
 
 /// k as Python gives it: `None` ranks every row.

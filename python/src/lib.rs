@@ -55,7 +55,11 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add(
         "DISAGREEMENT_STRATEGIES",
-        of(|q| q.needs().samples == alpool::query::Use::Required),
+        of(|q| q.needs().samples == alpool::query::Use::Required && !q.is_regression()),
+    )?;
+    m.add(
+        "REGRESSION_STRATEGIES",
+        of(|q| matches!(q, alpool::Query::Regress(_))),
     )?;
     Ok(())
 }

@@ -38,6 +38,9 @@ pub struct RawInputs<'py> {
     rows: Option<PyReadonlyArray1<'py, i64>>,
     /// The global row of the first row.
     row_offset: u64,
+    /// A regression input form's name, when files hold a regression
+    /// model's outputs (opened as such).
+    regression: Option<String>,
 }
 
 /// The options as Python gives them.
@@ -65,6 +68,7 @@ pub struct Options<'py> {
     density_beta: Option<f64>,
     label_cardinality: Option<f64>,
     uncertainty_weight: f64,
+    targets: Option<PyReadonlyArray1<'py, f64>>,
 }
 
 /// `dict[key]` converted; a conversion's own error (which names the
@@ -94,6 +98,7 @@ impl<'py> FromPyObject<'_, 'py> for RawInputs<'py> {
             features: item(&d, "features")?,
             rows: item(&d, "rows")?,
             row_offset: item(&d, "row_offset")?,
+            regression: item(&d, "regression")?,
         })
     }
 }
@@ -126,6 +131,7 @@ impl<'py> FromPyObject<'_, 'py> for Options<'py> {
             density_beta: item(&d, "density_beta")?,
             label_cardinality: item(&d, "label_cardinality")?,
             uncertainty_weight: item(&d, "uncertainty_weight")?,
+            targets: item(&d, "targets")?,
         })
     }
 }
@@ -153,21 +159,34 @@ impl<'py> Sources<'py> {
                 .transpose()
         };
         let layout: SampleLayout = raw.layout.parse().map_err(PyValueError::new_err)?;
-        let sample_files = match &raw.sample_paths {
-            Some(paths) => Some(
+        let regression = raw.regression.as_deref().map(|name| {
+            convert::regression_input(name)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown regression input {name:?}")))
+        });
+        let regression = regression.transpose()?;
+        let sample_files = match (&raw.sample_paths, regression) {
+            (Some(paths), Some(kind)) => Some(
+                Samples::open_regression(paths, kind, Default::default())
+                    .map_err(to_py)?
+                    .with_row_offset(raw.row_offset),
+            ),
+            (Some(paths), None) => Some(
                 Samples::open(paths, layout, Default::default())
                     .map_err(to_py)?
                     .with_row_offset(raw.row_offset),
             ),
-            None => None,
+            (None, _) => None,
         };
         let what = match layout {
             SampleLayout::Tnc => "T samples x N rows x C classes",
             SampleLayout::Ntc => "N rows x T samples x C classes",
         };
-        let files = match &raw.paths {
-            Some(paths) => Some(Pool::open(paths).map_err(to_py)?),
-            None => None,
+        let files = match (&raw.paths, regression) {
+            (Some(paths), Some(_)) => {
+                Some(Pool::open_column(paths, Default::default()).map_err(to_py)?)
+            }
+            (Some(paths), None) => Some(Pool::open(paths).map_err(to_py)?),
+            (None, _) => None,
         };
         let model = match (&raw.model, &raw.features) {
             (Some(m), Some(f)) => Some((
@@ -317,6 +336,7 @@ impl Options<'_> {
             },
             InputArg::Multilabel => InputForm::MultiLabel { logits: false },
             InputArg::MultilabelLogits => InputForm::MultiLabel { logits: true },
+            InputArg::Regression(kind) => InputForm::Regression(kind),
         };
         let rows = sources.rows();
         let within = match (&sources.rows, sources.offset) {
@@ -352,6 +372,16 @@ impl Options<'_> {
         job.density_beta = self.density_beta;
         job.label_cardinality = self.label_cardinality;
         job.uncertainty_weight = self.uncertainty_weight;
-        Ok(job)
+        match &self.targets {
+            Some(t) if t.len() as u64 != rows => Err(PyValueError::new_err(format!(
+                "targets holds {} values for {rows} rows; give one target a row (NaN for unlabeled rows)",
+                t.len()
+            ))),
+            Some(t) => {
+                let column = t.as_array().iter().copied().collect::<Vec<f64>>();
+                job.with_targets(&column).map_err(to_py)
+            }
+            None => Ok(job),
+        }
     }
 }

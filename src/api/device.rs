@@ -86,8 +86,9 @@ pub enum Choice {
 }
 
 /// Whether a query has a GPU engine: the disagreement strategies,
-/// BatchBALD, the representative strategies and stochastic batches run on
-/// the CPU only, for now.
+/// BatchBALD, the representative strategies, the regression strategies
+/// but `gsx` (core-set's engine) and stochastic batches run on the CPU
+/// only, for now.
 fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
     !stochastic
         && !matches!(
@@ -95,6 +96,11 @@ fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
             Query::Disagree(_)
                 | Query::Cold(_)
                 | Query::Batch(crate::query::BatchStrategy::BatchBald)
+                | Query::Regress(
+                    crate::query::Regression::Std
+                        | crate::query::Regression::Gsy
+                        | crate::query::Regression::Igs
+                )
         )
 }
 

@@ -23,7 +23,7 @@ use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
-use crate::query::{BatchStrategy, ColdStart, Input, Needs, Query, Strategy, Use};
+use crate::query::{BatchStrategy, ColdStart, Input, Needs, Query, Regression, Strategy, Use};
 use crate::score::random_priority;
 use crate::select::Selection;
 pub use device::Device;
@@ -323,7 +323,10 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             )
         }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
-        Query::Disagree(_) => (select_disagreement(&inputs, job, run.progress)?, None),
+        Query::Disagree(_) | Query::Regress(Regression::Std) => {
+            (select_disagreement(&inputs, job, run.progress)?, None)
+        }
+        Query::Regress(_) => (select_greedy(&inputs, job, backend, run.progress)?, None),
         Query::Multi(_) => {
             let pool = multilabel_pool(&inputs, job)?;
             crate::multilabel::select_on(backend, pool, job, run.progress)?
@@ -335,6 +338,20 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         reason: opened.reason.clone(),
         gpu_phases,
     })
+}
+
+/// A greedy-sampling (regression) strategy's selection.
+fn select_greedy(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let gpu = match backend {
+        Backend::Gpu(g) => Some(g),
+        Backend::Cpu => None,
+    };
+    crate::batch::greedy::select(inputs.probs, inputs.embeddings, job, gpu, progress)
 }
 
 /// A disagreement strategy's selection: over given samples, or block by
@@ -368,7 +385,7 @@ pub fn score_each<'a>(
         check_listed(inputs.rows, pool)?;
         return crate::multilabel::score_each(pool, job, progress, sink);
     }
-    if let Query::Disagree(_) = job.query {
+    if let Query::Disagree(_) | Query::Regress(Regression::Std) = job.query {
         check_inputs(&inputs, job)?;
         #[cfg(feature = "learner")]
         if let (None, Some((models, features))) = (inputs.samples, inputs.committee) {
@@ -445,9 +462,42 @@ fn multilabel_pool<'a>(inputs: &Inputs<'a>, job: &Job) -> Result<&'a Pool<'a>> {
     inputs.probs.ok_or_else(|| missing(job.query, Input::Probs))
 }
 
+/// Refuses a regression strategy on class probabilities, and the
+/// reverse: the input form says which kind of pool the rows are.
+fn check_regression_kind(job: &Job) -> Result<()> {
+    let needs = job.query.needs();
+    let reads_rows = needs.probs != Use::Unused || needs.samples != Use::Unused;
+    match (job.query, job.input.regression()) {
+        (Query::Regress(Regression::Gsx), _) => Ok(()),
+        (Query::Regress(r), None) => Err(Error::Config(format!(
+            "{r} reads a regression model's predictions: give --input {} (input=\"{}\" in Python)",
+            if r == Regression::Std {
+                "regression-samples (T x N) or regression-mean-std (N x 2)"
+            } else {
+                "regression (N predictions) or regression-mean-std (N x 2)"
+            },
+            if r == Regression::Std {
+                "regression-samples"
+            } else {
+                "regression"
+            },
+        ))),
+        (q, Some(form)) if !q.is_regression() && reads_rows => {
+            let names: Vec<&str> = Regression::ALL.map(|r| r.name()).to_vec();
+            Err(Error::Config(format!(
+                "{q} reads class probabilities, but --input {} says the pool is a regression model's predictions; its strategies are {}",
+                form.name(),
+                names.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a multi-label strategy on softmax rows, and the reverse: the
 /// input form says which kind of pool the rows are.
 fn check_pool_kind(job: &Job) -> Result<()> {
+    check_regression_kind(job)?;
     let multi = job.query.is_multilabel();
     if multi && !job.input.is_multilabel() {
         return Err(Error::Config(format!(
@@ -471,9 +521,17 @@ fn check_pool_kind(job: &Job) -> Result<()> {
 }
 
 fn missing(query: Query, input: Input) -> Error {
-    Error::MissingInput {
-        query: query.name(),
-        input,
+    match (query, input) {
+        (Query::Regress(Regression::Std), Input::Samples) => Error::Config(
+            "std reads a regression model's spread: T x N predictions with --input regression-samples, or N x 2 (mean, std) rows with --input regression-mean-std (samples= in Python)".into(),
+        ),
+        (Query::Regress(r), Input::Probs) => Error::Config(format!(
+            "{r} reads the model's predictions: a pool of N (or N x 1) predictions with --input regression, or N x 2 (mean, std) rows with --input regression-mean-std"
+        )),
+        _ => Error::MissingInput {
+            query: query.name(),
+            input,
+        },
     }
 }
 

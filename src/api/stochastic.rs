@@ -28,7 +28,7 @@ const TASK_ROWS: usize = 1 << 14;
 /// plain ranking), from every row's canonical score.
 pub(super) fn select(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
     let query = job.query;
-    if let Query::Batch(_) = query {
+    if query.picks_batch() {
         return Err(Error::Config(format!(
             "{query} picks a batch of a whole pool; it cannot rank listed rows or draw a stochastic batch"
         )));

@@ -464,6 +464,9 @@ mod codes {
             InputForm::Logits { .. } => INPUT_LOGITS,
             InputForm::MultiLabel { logits: false } => INPUT_MULTILABEL,
             InputForm::MultiLabel { logits: true } => INPUT_MULTILABEL_LOGITS,
+            // The device policy keeps the regression strategies off the
+            // row-wise kernels (gsx runs on core-set's).
+            InputForm::Regression(_) => INPUT_PROBS,
         }
     }
 
@@ -858,7 +861,7 @@ impl<'r> Chunked<'r> {
                 (sum_tol as f32, (4.0 * c as f64 / 16_777_216.0) as f32, 1.0)
             }
             InputForm::Logits { temperature } => (0.0, 0.0, (1.0 / temperature) as f32),
-            InputForm::MultiLabel { .. } => (0.0, 0.0, 1.0),
+            InputForm::MultiLabel { .. } | InputForm::Regression(_) => (0.0, 0.0, 1.0),
         };
         let base = Params {
             classes: c as u32,

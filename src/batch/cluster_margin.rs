@@ -123,7 +123,13 @@ fn cluster(
     let mut reps_job = Job::new(BatchStrategy::Coreset, InputForm::probs(), hac_max);
     reps_job.chunk_rows = chunk_rows;
     let mut clock = Clock::default();
-    let (reps, _) = super::coreset::pick(&pool, &reps_job, None, &backend::Silent, &mut clock)?;
+    let (reps, _) = super::coreset::pick(
+        &pool,
+        &reps_job,
+        (None, super::coreset::First::Farthest),
+        &backend::Silent,
+        &mut clock,
+    )?;
     let rep_points: Vec<f32> = reps
         .iter()
         .flat_map(|&(r, _)| points[r as usize * d..(r as usize + 1) * d].iter().copied())

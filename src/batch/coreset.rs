@@ -28,12 +28,22 @@ const TAKEN: f32 = -1.0;
 /// Labeled centres folded in per pass over the pool.
 const CENTRE_BLOCK: usize = 64;
 
+/// Where k-center greedy starts when no row is labeled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum First {
+    /// The row farthest from the mean embedding (core-set).
+    Farthest,
+    /// The row nearest the mean embedding (GSx: Wu et al. 2019 start from
+    /// the sample closest to the centroid).
+    Nearest,
+}
+
 /// The picks (row, distance to the nearest centre when picked) and the
 /// rows re-checked canonically.
 pub(crate) fn pick(
     emb: &Pool,
     job: &Job,
-    gpu: Option<&Gpu>,
+    (gpu, first): (Option<&Gpu>, First),
     progress: &dyn Progress,
     clock: &mut Clock,
 ) -> Result<(Vec<(u64, f64)>, u64)> {
@@ -63,7 +73,8 @@ pub(crate) fn pick(
         None => Ok(None),
     };
     let mut contenders = if labeled.is_empty() {
-        let (row, dist) = run.farthest_from_mean()?;
+        let (row, dist) = from_mean(emb, run.chunk, progress, first)?;
+        run.refined += emb.rows();
         clock.lap("mean and first pick");
         run.resident = resident(&run)?;
         if run.resident.is_some() {
@@ -213,47 +224,54 @@ impl Run<'_> {
         self.refined += contenders.len() as u64;
         arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))
     }
+}
 
-    /// The first pick without labeled rows: the row farthest from the
-    /// mean embedding, canonically. The mean is summed in f64 in row
-    /// order, so it does not depend on chunking.
-    fn farthest_from_mean(&mut self) -> Result<(u64, f64)> {
-        let (emb, d, n) = (self.emb, self.d, self.emb.rows());
-        let mut sum = vec![0f64; d];
-        let mut bufs = Bufs::default();
-        let mut start = 0;
-        while start < n {
-            if self.progress.cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let end = (start + self.chunk).min(n);
-            let rows = read_rows(emb, start, end, &mut bufs)?;
-            check_embedding_rows(emb, start, &rows)?;
-            for x in rows.chunks_exact(d) {
-                for (s, &v) in sum.iter_mut().zip(x) {
-                    *s += v as f64;
-                }
-            }
-            self.progress.advance((rows.len() * 4) as u64);
-            start = end;
+/// The first pick without labeled rows: the row farthest from (or
+/// nearest) the mean embedding, canonically, ties to the lower row, with
+/// its squared distance. The mean is summed in f64 in row order, so it
+/// does not depend on chunking; every row is validated.
+pub(crate) fn from_mean(
+    emb: &Pool,
+    chunk: u64,
+    progress: &dyn Progress,
+    first: First,
+) -> Result<(u64, f64)> {
+    let (d, n) = (emb.classes(), emb.rows());
+    let mut sum = vec![0f64; d];
+    let mut bufs = Bufs::default();
+    let mut start = 0;
+    while start < n {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
         }
-        let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-        debug_assert!(mean.iter().all(|m| m.abs() <= EMBED_LIMIT));
-        let mind = &mut self.mind;
-        let parts = par_pass(mind, self.chunk, Bufs::default, |bufs, start, m| {
-            let rows = read_rows(emb, start, start + m.len() as u64, bufs)?;
-            let dists = rows
-                .chunks_exact(d)
-                .zip(m.iter())
-                .enumerate()
-                .filter(|(_, (_, m))| **m != TAKEN)
-                .map(|(i, (x, _))| (start + i as u64, sq_dist_mean(x, &mean)));
-            Ok(arg_max(dists))
-        })?;
-        self.refined += n;
-        arg_max(parts.into_iter().flatten())
-            .ok_or_else(|| Error::Config("the pool is empty".into()))
+        let end = (start + chunk).min(n);
+        let rows = read_rows(emb, start, end, &mut bufs)?;
+        check_embedding_rows(emb, start, &rows)?;
+        for x in rows.chunks_exact(d) {
+            for (s, &v) in sum.iter_mut().zip(x) {
+                *s += v as f64;
+            }
+        }
+        progress.advance((rows.len() * 4) as u64);
+        start = end;
     }
+    let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+    debug_assert!(mean.iter().all(|m| m.abs() <= EMBED_LIMIT));
+    // Nearest is the arg-max of the negated distance (ties still to the
+    // lower row).
+    let sign = if first == First::Nearest { -1.0 } else { 1.0 };
+    let mut rows = vec![(); n as usize];
+    let parts = par_pass(&mut rows, chunk, Bufs::default, |bufs, start, m| {
+        let rows = read_rows(emb, start, start + m.len() as u64, bufs)?;
+        let dists = rows
+            .chunks_exact(d)
+            .enumerate()
+            .map(|(i, x)| (start + i as u64, sign * sq_dist_mean(x, &mean)));
+        Ok(arg_max(dists))
+    })?;
+    let (row, key) = arg_max(parts.into_iter().flatten())
+        .ok_or_else(|| Error::Config("the pool is empty".into()))?;
+    Ok((row, sign * key))
 }
 
 /// Canonical squared distance to the f64 mean (the order of

@@ -30,6 +30,7 @@ mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "no_gpu.rs"]
 mod gpu;
+pub(crate) mod greedy;
 pub mod hac;
 pub mod rng;
 
@@ -85,7 +86,13 @@ pub(crate) fn select_on(
     let mut clock = Clock::default();
     let clock_ref = &mut clock;
     let (picks, refined) = match strategy {
-        BatchStrategy::Coreset => coreset::pick(emb, job, gpu, progress, clock_ref)?,
+        BatchStrategy::Coreset => coreset::pick(
+            emb,
+            job,
+            (gpu, coreset::First::Farthest),
+            progress,
+            clock_ref,
+        )?,
         BatchStrategy::Badge => badge::pick(needs_probs()?, emb, job, gpu, progress, clock_ref)?,
         BatchStrategy::BatchBald => {
             return Err(Error::Config(

@@ -15,7 +15,7 @@ use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
 use alpool::part::PartHeader;
 use alpool::pool::ReadPath;
-use alpool::query::default_sum_tol;
+use alpool::query::{Regression, RegressionInput, default_sum_tol};
 use alpool::{
     BatchStrategy, Device, Exclusions, InputForm, Inputs, Job, LogBase, Pool, Query, Run,
     SampleLayout, Samples, Stochastic, StochasticKind, Strategy, report,
@@ -119,6 +119,15 @@ pub enum InputArg {
     Multilabel,
     /// A multi-label pool of logits: p = 1 / (1 + e^−z) per label.
     MultilabelLogits,
+    /// A regression model's predictions, one a row (N or N x 1), for gsy
+    /// and igs.
+    Regression,
+    /// A regression model's (mean, std) rows, N x 2: std ranks by the std,
+    /// gsy and igs read the mean.
+    RegressionMeanStd,
+    /// T predictions a row from an ensemble or MC dropout, T x N
+    /// (sample-major) or T files of N, for std.
+    RegressionSamples,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -281,6 +290,9 @@ impl PoolArgs {
             },
             InputArg::Multilabel => InputForm::MultiLabel { logits: false },
             InputArg::MultilabelLogits => InputForm::MultiLabel { logits: true },
+            InputArg::Regression => InputForm::Regression(RegressionInput::Predictions),
+            InputArg::RegressionMeanStd => InputForm::Regression(RegressionInput::MeanStd),
+            InputArg::RegressionSamples => InputForm::Regression(RegressionInput::Samples),
         }
     }
 }
@@ -345,6 +357,12 @@ pub struct SelectArgs {
     /// row index per line, or a 1-D integer .npy.
     #[arg(long, value_name = "FILE")]
     pub exclude: Option<PathBuf>,
+
+    /// gsy, igs: the pool's regression targets, .npy of N values (or N x 1)
+    /// with NaN for unlabeled rows. The labeled rows are --exclude's, or,
+    /// without it, every row whose target is not NaN.
+    #[arg(long, value_name = "y.npy")]
+    pub targets: Option<PathBuf>,
 
     /// Output file; the format follows the extension: .csv (rank,index,score),
     /// .jsonl, .npy (int64 indices, best first), or .alpart (a part for
@@ -447,6 +465,10 @@ impl Sources {
     /// Opens what the arguments name (checking headers and sizes only); the
     /// files are rows `offset..` of a bigger pool.
     fn open(p: &PoolArgs, embeddings: &[PathBuf], offset: u64) -> anyhow::Result<Sources> {
+        let regression = p.input_form(false).regression();
+        if let Some(kind) = regression {
+            return Sources::open_regression(p, kind, embeddings, offset);
+        }
         let probs = match p.pools.is_empty() {
             true => None,
             false => Some(Pool::open_with(&p.pools, p.read.into())?.with_row_offset(offset)),
@@ -481,6 +503,49 @@ impl Sources {
             samples,
             model,
             committee,
+        })
+    }
+
+    /// A regression model's outputs: std reads the pool (or --samples) as
+    /// its spread, T predictions or (mean, std) rows; gsy and igs read
+    /// one prediction a row (or the mean of (mean, std) rows).
+    fn open_regression(
+        p: &PoolArgs,
+        kind: RegressionInput,
+        embeddings: &[PathBuf],
+        offset: u64,
+    ) -> anyhow::Result<Sources> {
+        let spread = Query::from(p.strategy) == Query::Regress(Regression::Std);
+        let read = p.read.into();
+        if !p.samples.is_empty() && !p.pools.is_empty() {
+            anyhow::bail!(
+                "give the regression model's outputs once: as POOL or as --samples, not both"
+            );
+        }
+        let files = if p.samples.is_empty() {
+            &p.pools
+        } else {
+            &p.samples
+        };
+        let (probs, samples) = if files.is_empty() {
+            (None, None)
+        } else if spread || !p.samples.is_empty() {
+            let s = Samples::open_regression(files, kind, read)?.with_row_offset(offset);
+            (None, Some(s))
+        } else {
+            let pool = Pool::open_column(files, read)?.with_row_offset(offset);
+            (Some(pool), None)
+        };
+        let embeddings = match embeddings.is_empty() {
+            true => None,
+            false => Some(Pool::open_embeddings(embeddings)?),
+        };
+        Ok(Sources {
+            probs,
+            embeddings,
+            samples,
+            model: None,
+            committee: None,
         })
     }
 
@@ -540,7 +605,7 @@ impl SelectArgs {
     /// Refuses parts and shards for selections that see the whole pool at
     /// once (batch, cold-start, density-weighted): they have none to merge.
     fn refuse_parts(&self, query: Query, format: Option<report::Format>) -> anyhow::Result<()> {
-        if !matches!(query, Query::Batch(_) | Query::Cold(_)) && self.density_beta.is_none() {
+        if !query.picks_batch() && !matches!(query, Query::Cold(_)) && self.density_beta.is_none() {
             return Ok(());
         }
         let what = match self.density_beta {
@@ -554,6 +619,32 @@ impl SelectArgs {
             anyhow::bail!("{what} writes a final batch (.csv, .jsonl or .npy), not a part");
         }
         Ok(())
+    }
+
+    /// The labeled rows (--exclude, restricted to this machine's rows) and,
+    /// for the regression strategies, their targets (--targets), onto
+    /// `job`.
+    fn labeled(&self, mut job: Job, sources: &Sources, offset: u64) -> anyhow::Result<Job> {
+        if let Some(ex) = &self.exclude {
+            // With --row-offset the file lists rows of the whole pool.
+            let bound = self.row_offset.map_or(sources.rows(), |_| u64::MAX);
+            job.exclusions = Exclusions::read(ex, bound)?.restrict(offset, sources.rows());
+        }
+        if let Some(path) = &self.targets {
+            let column = Pool::open_column(&[path], self.pool.read.into())?.column_f64()?;
+            if column.len() as u64 != sources.rows() {
+                anyhow::bail!(
+                    "{}: {} targets for a pool of {} rows; give one target a row (NaN for unlabeled rows)",
+                    path.display(),
+                    column.len(),
+                    sources.rows()
+                );
+            }
+            job = job
+                .with_targets(&column)
+                .with_context(|| format!("in {}", path.display()))?;
+        }
+        Ok(job)
     }
 
     /// The strategy-specific options, onto `job`.
@@ -600,14 +691,11 @@ pub fn select(a: SelectArgs) -> anyhow::Result<()> {
             "{query} with --stochastic softrank ranks the whole pool: its parts cannot be merged (use power or softmax across machines)"
         );
     }
-    if let Some(ex) = &a.exclude {
-        // With --row-offset the file lists rows of the whole pool.
-        let bound = a.row_offset.map_or(sources.rows(), |_| u64::MAX);
-        job.exclusions = Exclusions::read(ex, bound)?.restrict(offset, sources.rows());
-    }
+    let job = a.labeled(job, &sources, offset)?;
     // A batch strategy reads the embeddings once per pick.
     let passes = match query {
-        Query::Batch(BatchStrategy::Badge | BatchStrategy::Coreset | BatchStrategy::BatchBald) => {
+        Query::Batch(BatchStrategy::Badge | BatchStrategy::Coreset | BatchStrategy::BatchBald)
+        | Query::Regress(Regression::Gsx | Regression::Igs) => {
             a.k as u64 + job.exclusions.len().div_ceil(64) as u64 + 1
         }
         _ => 1,

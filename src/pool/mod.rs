@@ -486,7 +486,45 @@ pub(crate) fn map_matrices<P: AsRef<Path>>(
     Ok((files, cols.unwrap_or(0)))
 }
 
+impl Pool<'static> {
+    /// Opens a regression model's predictions, or a pool's targets: N
+    /// values (a 1-D `.npy`), N x 1, or N x C rows (N x 2 for (mean, std)).
+    /// Checks headers and sizes only; reads no data.
+    pub fn open_column<P: AsRef<Path>>(paths: &[P], read: ReadPath) -> Result<Pool<'static>> {
+        let reshape = |s: &[usize]| match *s {
+            [n] => Ok([n, 1]),
+            [n, c] if c > 0 => Ok([n, c]),
+            _ => Err(2),
+        };
+        Pool::open_as(paths, read, &reshape)
+    }
+}
+
 impl<'a> Pool<'a> {
+    /// Every row's first value, widened exactly to f64, in row order: a
+    /// column of N values (targets, predictions), read whole.
+    pub fn column_f64(&self) -> Result<Vec<f64>> {
+        let c = self.classes;
+        let mut out = Vec::with_capacity(self.rows as usize);
+        let (mut narrow, mut wide, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+        for shard in &self.shards {
+            let step = 1u64 << 16;
+            let mut at = 0;
+            while at < shard.rows() {
+                let end = (at + step).min(shard.rows());
+                if shard.dtype() == DType::F64 {
+                    let rows = shard.rows_f64(at, end, c, &mut wide)?;
+                    out.extend(rows.chunks_exact(c).map(|r| r[0]));
+                } else {
+                    let rows = shard.rows_f32(at, end, c, &mut narrow, &mut raw)?;
+                    out.extend(rows.chunks_exact(c).map(|r| r[0] as f64));
+                }
+                at = end;
+            }
+        }
+        Ok(out)
+    }
+
     /// Opens embedding files as a pool (N x D), naming D = 0 plainly.
     pub fn open_embeddings<P: AsRef<Path>>(paths: &[P]) -> Result<Pool<'static>> {
         Pool::open(paths).map_err(|e| match e {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::npy::DType;
 use super::{Pool, ReadPath, Shard};
 use crate::error::{Error, Result};
+use crate::query::RegressionInput;
 
 /// How the samples are laid out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -89,6 +90,75 @@ impl Samples<'static> {
             rows: n,
             layout: SampleLayout::Tnc,
             pool,
+            first_row: 0,
+        })
+    }
+
+    /// Opens a regression model's spread: T predictions a row
+    /// ([`RegressionInput::Samples`]: one T x N file, sample-major, or T
+    /// files of N or N x 1), or (mean, std) rows
+    /// ([`RegressionInput::MeanStd`]: one N x 2 file, read as one sample
+    /// of two values). Checks headers and sizes only; reads no data.
+    pub fn open_regression<P: AsRef<Path>>(
+        paths: &[P],
+        kind: RegressionInput,
+        read: ReadPath,
+    ) -> Result<Samples<'static>> {
+        let first = paths
+            .first()
+            .ok_or_else(|| Error::Config("no prediction files given".into()))?
+            .as_ref();
+        let (_, header) = super::map_npy(first, &[DType::F32, DType::F16, DType::F64], POOL)?;
+        let one_file = paths.len() == 1;
+        let (pool, samples, classes) = match (kind, header.shape.as_slice()) {
+            (RegressionInput::MeanStd, _) => {
+                let pool = Pool::open_with(paths, read)?;
+                if pool.classes() != 2 {
+                    return Err(Error::Config(format!(
+                        "{}: {} columns; (mean, std) rows (--input regression-mean-std) are N x 2",
+                        first.display(),
+                        pool.classes()
+                    )));
+                }
+                (pool, 1, 2)
+            }
+            (RegressionInput::Samples, &[t, _]) if one_file => {
+                let reshape = |s: &[usize]| match *s {
+                    [t, n] => Ok([t * n, 1]),
+                    _ => Err(2),
+                };
+                (Pool::open_as(paths, read, &reshape)?, t, 1)
+            }
+            (RegressionInput::Samples | RegressionInput::Predictions, _) => {
+                let reshape = |s: &[usize]| match *s {
+                    [n] | [n, 1] => Ok([n, 1]),
+                    _ => Err(1),
+                };
+                (Pool::open_as(paths, read, &reshape)?, paths.len(), 1)
+            }
+        };
+        let n = pool.rows() / samples.max(1) as u64;
+        if samples == 0 || n * samples as u64 != pool.rows() {
+            return Err(Error::Config(format!(
+                "{}: {} values do not make T = {samples} predictions of equal length",
+                first.display(),
+                pool.rows()
+            )));
+        }
+        if let Some(s) = pool.shards().iter().find(|s| !one_file && s.rows() != n) {
+            return Err(Error::Config(format!(
+                "{}: {} rows, but {} has {n}; every prediction file holds the same rows",
+                s.path().display(),
+                s.rows(),
+                first.display()
+            )));
+        }
+        Ok(Samples {
+            pool,
+            layout: SampleLayout::Tnc,
+            samples,
+            classes,
+            rows: n,
             first_row: 0,
         })
     }

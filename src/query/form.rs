@@ -25,7 +25,39 @@ pub enum InputForm {
         /// The values are logits, not probabilities.
         logits: bool,
     },
+    /// A regression model's outputs, for the regression strategies alone:
+    /// real values, finite and within ±[`REGRESSION_LIMIT`].
+    Regression(RegressionInput),
 }
+
+/// What a regression pool's rows hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegressionInput {
+    /// One prediction a row (N, or N x 1).
+    Predictions,
+    /// (mean, standard deviation) a row (N x 2); the standard deviation
+    /// must be ≥ 0.
+    MeanStd,
+    /// T predictions a row from an ensemble or MC-dropout passes, stored
+    /// sample-major (T x N) or as T files of N.
+    Samples,
+}
+
+impl RegressionInput {
+    /// As the CLI and the Python package spell its form.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegressionInput::Predictions => "regression",
+            RegressionInput::MeanStd => "regression-mean-std",
+            RegressionInput::Samples => "regression-samples",
+        }
+    }
+}
+
+/// The largest magnitude a regression value may have: squared differences
+/// of predictions and targets, times squared feature distances, then stay
+/// far from overflow in f64.
+pub const REGRESSION_LIMIT: f64 = 1e15;
 
 impl InputForm {
     /// Probabilities, checked with float32 data's default row-sum
@@ -94,6 +126,14 @@ impl InputForm {
     /// Whether the rows are a multi-label pool's.
     pub fn is_multilabel(&self) -> bool {
         matches!(self, InputForm::MultiLabel { .. })
+    }
+
+    /// What a regression pool's rows hold, if they are one's.
+    pub fn regression(&self) -> Option<RegressionInput> {
+        match *self {
+            InputForm::Regression(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// Whether rows are used as stored, with no transformation: the case the

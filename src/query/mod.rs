@@ -13,7 +13,7 @@ mod stochastic;
 
 use std::fmt;
 
-pub use form::{InputForm, default_sum_tol};
+pub use form::{InputForm, REGRESSION_LIMIT, RegressionInput, default_sum_tol};
 pub use problem::{RowProblem, Value};
 pub use stochastic::{Stochastic, StochasticKind};
 
@@ -289,6 +289,83 @@ impl MultiLabel {
     }
 }
 
+/// A regression strategy: the pool's rows are a regression model's
+/// predictions (`InputForm::Regression`), not class probabilities. The
+/// canonical definitions are in `score::regression` and `batch::greedy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Regression {
+    /// The population standard deviation of T predictions (an ensemble or
+    /// MC-dropout passes), or the given standard deviation of a (mean,
+    /// standard deviation) row; higher is more informative.
+    Std,
+    /// Greedy sampling in the feature space (Wu, Lin and Huang 2019): the
+    /// row farthest from its nearest labeled or picked row.
+    Gsx,
+    /// Greedy sampling in the output space: the row whose prediction is
+    /// farthest from its nearest labeled target (a picked row's target is
+    /// its prediction until it is labeled).
+    Gsy,
+    /// Improved greedy sampling: the largest min over labeled and picked
+    /// rows of (feature distance · output distance).
+    Igs,
+}
+
+impl Regression {
+    /// Every regression strategy.
+    pub const ALL: [Regression; 4] = [
+        Regression::Std,
+        Regression::Gsx,
+        Regression::Gsy,
+        Regression::Igs,
+    ];
+
+    /// The name the CLI and the Python package use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Regression::Std => "std",
+            Regression::Gsx => "gsx",
+            Regression::Gsy => "gsy",
+            Regression::Igs => "igs",
+        }
+    }
+
+    /// One line on what it does, for `--help` and the docs.
+    pub fn summary(self) -> &'static str {
+        match self {
+            Regression::Std => {
+                "regression: the population standard deviation of T predictions (--input regression-samples, T x N), or the std column of (mean, std) rows (--input regression-mean-std)"
+            }
+            Regression::Gsx => {
+                "regression: greedy sampling in feature space (Wu et al. 2019): the row farthest from every labeled (--exclude) and picked row; embeddings alone"
+            }
+            Regression::Gsy => {
+                "regression: greedy sampling in output space: the prediction farthest from every labeled row's target (--targets) and picked row's prediction"
+            }
+            Regression::Igs => {
+                "regression: improved greedy sampling: the largest min over labeled and picked rows of feature distance × output distance (--embeddings, --targets)"
+            }
+        }
+    }
+
+    /// Whether it reads the labeled rows' targets (`Job::targets`).
+    pub fn needs_targets(self) -> bool {
+        matches!(self, Regression::Gsy | Regression::Igs)
+    }
+}
+
+impl fmt::Display for Regression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Regression> for Query {
+    fn from(r: Regression) -> Query {
+        Query::Regress(r)
+    }
+}
+
 impl fmt::Display for MultiLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -328,6 +405,8 @@ pub enum Query {
     Cold(ColdStart),
     /// A strategy over a multi-label pool's sigmoid outputs.
     Multi(MultiLabel),
+    /// A strategy over a regression model's predictions.
+    Regress(Regression),
 }
 
 /// An input a query can read.
@@ -427,10 +506,12 @@ impl Query {
         let samples = Disagreement::ALL.into_iter().map(Query::Disagree);
         let cold = ColdStart::ALL.into_iter().map(Query::Cold);
         let multi = MultiLabel::ALL.into_iter().map(Query::Multi);
+        let regression = Regression::ALL.into_iter().map(Query::Regress);
         rows.chain(batch)
             .chain(samples)
             .chain(cold)
             .chain(multi)
+            .chain(regression)
             .collect()
     }
 
@@ -442,6 +523,7 @@ impl Query {
             Query::Disagree(d) => d.name(),
             Query::Cold(c) => c.name(),
             Query::Multi(m) => m.name(),
+            Query::Regress(r) => r.name(),
         }
     }
 
@@ -461,6 +543,22 @@ impl Query {
     /// Whether it scores a multi-label pool (`InputForm::MultiLabel`).
     pub fn is_multilabel(self) -> bool {
         matches!(self, Query::Multi(_))
+    }
+
+    /// Whether it picks a batch from the whole pool (a pick depends on the
+    /// picks before it), so it has no per-row score, no parts to merge
+    /// and no stochastic batch.
+    pub fn picks_batch(self) -> bool {
+        matches!(
+            self,
+            Query::Batch(_) | Query::Regress(Regression::Gsx | Regression::Gsy | Regression::Igs)
+        )
+    }
+
+    /// Whether it reads a regression model's predictions
+    /// (`InputForm::Regression`).
+    pub fn is_regression(self) -> bool {
+        matches!(self, Query::Regress(_))
     }
 
     /// Priority (higher = more informative) of a score: the score, negated
@@ -553,6 +651,7 @@ impl Query {
                     "multi-label: modAL's max_score, the largest p_j·(ŷ_j − ½); higher first"
                 }
             },
+            Query::Regress(r) => r.summary(),
         }
     }
 
@@ -581,8 +680,27 @@ impl Query {
                 embeddings: Unused,
                 samples: Required,
             },
-            Query::Cold(_) => Needs {
+            Query::Cold(_) | Query::Regress(Regression::Gsx) => Needs {
                 probs: Unused,
+                embeddings: Required,
+                samples: Unused,
+            },
+            // The spread: T predictions, or (mean, std) rows, read as one
+            // sample of two values.
+            Query::Regress(Regression::Std) => Needs {
+                probs: Unused,
+                embeddings: Unused,
+                samples: Required,
+            },
+            // With no labeled row, the first pick is GSx's, which reads
+            // the embeddings (the door says so when they are missing).
+            Query::Regress(Regression::Gsy) => Needs {
+                probs: Required,
+                embeddings: Optional,
+                samples: Unused,
+            },
+            Query::Regress(Regression::Igs) => Needs {
+                probs: Required,
                 embeddings: Required,
                 samples: Unused,
             },
@@ -595,7 +713,11 @@ impl Query {
         match self {
             Query::Score(s) => s.min_classes(),
             Query::Batch(BatchStrategy::ClusterMargin) => 2,
-            Query::Batch(_) | Query::Disagree(_) | Query::Cold(_) | Query::Multi(_) => 1,
+            Query::Batch(_)
+            | Query::Disagree(_)
+            | Query::Cold(_)
+            | Query::Multi(_)
+            | Query::Regress(_) => 1,
         }
     }
 }

@@ -68,6 +68,11 @@ pub enum RowProblem {
     },
     /// An all-zero embedding, which has no direction for cosine similarity.
     ZeroNorm,
+    /// A negative standard deviation in a (mean, std) regression row.
+    NegativeStd {
+        /// The value, as stored.
+        value: Value,
+    },
 }
 
 impl fmt::Display for RowProblem {
@@ -99,7 +104,11 @@ impl fmt::Display for RowProblem {
             ),
             RowProblem::TooLarge { col, value, limit } => write!(
                 f,
-                "column {col} is {value}; embedding values must lie within ±{limit:e} so that squared distances stay finite in float32"
+                "column {col} is {value}; values must lie within ±{limit:e} so that squared distances stay finite"
+            ),
+            RowProblem::NegativeStd { value } => write!(
+                f,
+                "column 1 (the standard deviation) is negative ({value}); a (mean, std) row's std must be ≥ 0"
             ),
             RowProblem::ZeroNorm => write!(
                 f,

@@ -171,9 +171,9 @@ pub fn gpu_bound(
             sum_tol,
             renormalize,
         } => (sum_tol, renormalize, false),
-        crate::query::InputForm::Logits { .. } | crate::query::InputForm::MultiLabel { .. } => {
-            (0.0, false, true)
-        }
+        crate::query::InputForm::Logits { .. }
+        | crate::query::InputForm::MultiLabel { .. }
+        | crate::query::InputForm::Regression(_) => (0.0, false, true),
     };
     let mut b = if entropy {
         (4.0 * entropy_bound(ln_c, 1.0 + sum_tol, classes) + 8.0 * U * ln_c) / ln_b

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::query::{InputForm, RowProblem, Value};
+use crate::query::{InputForm, REGRESSION_LIMIT, RegressionInput, RowProblem, Value};
 
 /// A value as a pool stores it: float32 (float16 widens to it exactly) or
 /// float64, widened exactly to f64 for the canonical scores.
@@ -137,6 +137,34 @@ pub fn canonical_probs<T: Stored>(
                 *o = sigmoid(z);
             }
         }
+        InputForm::Regression(kind) => regression_values(kind, row, out)?,
+    }
+    Ok(())
+}
+
+/// A regression row as stored, checked: every value finite and within
+/// ±[`REGRESSION_LIMIT`], and a (mean, std) row's std ≥ 0.
+fn regression_values<T: Stored>(
+    kind: RegressionInput,
+    row: &[T],
+    out: &mut [f64],
+) -> Result<(), RowProblem> {
+    for (col, (o, &x)) in out.iter_mut().zip(row).enumerate() {
+        let value = Value(x.wide());
+        if !value.0.is_finite() {
+            return Err(RowProblem::NotFinite { col, value });
+        }
+        if value.0.abs() > REGRESSION_LIMIT {
+            return Err(RowProblem::TooLarge {
+                col,
+                value,
+                limit: REGRESSION_LIMIT,
+            });
+        }
+        if kind == RegressionInput::MeanStd && col == 1 && value.0 < 0.0 {
+            return Err(RowProblem::NegativeStd { value });
+        }
+        *o = value.0;
     }
     Ok(())
 }

@@ -30,6 +30,7 @@ pub mod disagree;
 pub(crate) mod fast;
 pub mod input;
 pub mod multilabel;
+pub mod regression;
 pub mod stochastic;
 
 use std::cmp::Ordering;

@@ -153,7 +153,9 @@ pub fn reference_probs(row: &[f32], form: alpool::InputForm) -> Vec<f64> {
             let s: f64 = e.iter().sum();
             e.iter().map(|x| x / s).collect()
         }
-        alpool::InputForm::MultiLabel { logits: false } => row.iter().map(|&x| x as f64).collect(),
+        alpool::InputForm::MultiLabel { logits: false } | alpool::InputForm::Regression(_) => {
+            row.iter().map(|&x| x as f64).collect()
+        }
         // σ(z) as written, for the moderate logits the tests draw.
         alpool::InputForm::MultiLabel { logits: true } => row
             .iter()

@@ -27,6 +27,7 @@ mod learner;
 mod merge;
 mod multilabel;
 mod read_path;
+mod regression;
 mod scaling;
 mod stochastic;
 mod stream;

@@ -1,0 +1,151 @@
+"""Regression pools from Python: std, gsx, gsy and igs against NumPy written
+from the documented formulas and against scikit-activeml's own greedy
+sampling (the real package from PyPI: the same picks), and bad input
+named."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+import alpool
+
+if os.environ.get("CI") == "true":
+    import skactiveml  # noqa: F401  (CI installs it: a missing one fails)
+skpool = pytest.importorskip("skactiveml.pool")
+skbase = pytest.importorskip("skactiveml.base")
+
+
+def pool(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, a model's predictions, and targets with NaN for the
+    unlabeled rows (ten labeled)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    pred = (x @ rng.normal(size=d) + 0.3 * rng.normal(size=n)).astype(np.float32)
+    y = np.full(n, np.nan)
+    labeled = rng.choice(n, 10, replace=False)
+    y[labeled] = pred[labeled] + rng.normal(size=10)
+    return x, pred, y
+
+
+class Fixed(skbase.SkactivemlRegressor):  # type: ignore[misc,name-defined]
+    """A regressor whose predictions are given: the same ŷ for both sides."""
+
+    def __init__(self, x: Any = None, pred: Any = None, missing_label: float = np.nan) -> None:
+        super().__init__(missing_label=missing_label)
+        self.x, self.pred = x, pred
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Fixed:
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        lut = {r.tobytes(): v for r, v in zip(self.x, self.pred)}
+        return np.array([lut[r.tobytes()] for r in np.asarray(X, dtype=np.float64)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_greedy_sampling_picks_what_scikit_activeml_picks(seed: int) -> None:
+    x, pred, y = pool(400, 6, seed)
+    xd, pd = x.astype(np.float64), pred.astype(np.float64)
+    labeled = np.flatnonzero(np.isfinite(y))
+    reg = Fixed(xd, pd)
+    want = {
+        "gsx": skpool.GreedySamplingX().query(xd, y, batch_size=8),
+        "gsy": skpool.GreedySamplingTarget(method="GSy").query(
+            xd, y, reg, fit_reg=False, batch_size=8
+        ),
+        "igs": skpool.GreedySamplingTarget(method="GSi").query(
+            xd, y, reg, fit_reg=False, batch_size=8
+        ),
+    }
+    got = {
+        "gsx": alpool.select(embeddings=x, strategy="gsx", k=8, exclude=labeled)[0],
+        "gsy": alpool.select(pred, "gsy", 8, input="regression", targets=y)[0],
+        "igs": alpool.select(pred, "igs", 8, input="regression", embeddings=x, targets=y)[0],
+    }
+    for s in want:
+        assert got[s].tolist() == list(want[s]), s
+
+
+def test_the_scores_are_the_distances_that_decided() -> None:
+    x, pred, y = pool(300, 4, 5)
+    idx, scores = alpool.select(pred, "igs", 5, input="regression", embeddings=x, targets=y)
+    centres = list(np.flatnonzero(np.isfinite(y)))
+    target = {int(r): float(y[r]) for r in centres}
+    x64, p64 = x.astype(np.float64), pred.astype(np.float64)
+    for r, s in zip(idx, scores):
+        d = [np.linalg.norm(x64[r] - x64[c]) * abs(p64[r] - target[c]) for c in centres]
+        assert s == pytest.approx(min(d), rel=1e-12)
+        centres.append(int(r))
+        target[int(r)] = float(p64[r])
+
+
+def test_std_over_t_predictions_and_mean_std_rows() -> None:
+    rng = np.random.default_rng(3)
+    ens = rng.normal(size=(7, 1000)).astype(np.float32)  # T x N
+    want = np.argsort(-ens.astype(np.float64).std(0), kind="stable")[:20]
+    got, scores = alpool.select(ens, "std", 20, input="regression-samples")
+    assert got.tolist() == want.tolist()
+    np.testing.assert_allclose(scores, ens[:, got].astype(np.float64).std(0), rtol=1e-12)
+    every = alpool.score(ens, "std", input="regression-samples")
+    np.testing.assert_allclose(every, ens.astype(np.float64).std(0), rtol=1e-12)
+    # T separate arrays of N, and (mean, std) rows.
+    assert (
+        alpool.select(list(ens), "std", 20, input="regression-samples")[0].tolist() == got.tolist()
+    )
+    ms = np.stack([ens.mean(0), ens.std(0)], 1)
+    by_std = alpool.select(ms, "std", 20, input="regression-mean-std")[0]
+    assert by_std.tolist() == np.argsort(-ms[:, 1], kind="stable")[:20].tolist()
+
+
+def test_files_are_read_as_predictions(tmp_path: Any) -> None:
+    x, pred, y = pool(200, 3, 8)
+    np.save(tmp_path / "p.npy", pred)
+    ens = np.stack([pred, pred * 1.5, pred - 1]).astype(np.float32)
+    np.save(tmp_path / "s.npy", ens)
+    from_file = alpool.select_files(tmp_path / "p.npy", "gsy", 5, input="regression", targets=y)
+    in_memory = alpool.select(pred, "gsy", 5, input="regression", targets=y)
+    assert from_file[0].tolist() == in_memory[0].tolist()
+    spread = alpool.select_files(tmp_path / "s.npy", "std", 5, input="regression-samples")
+    assert (
+        spread[0].tolist() == alpool.select(ens, "std", 5, input="regression-samples")[0].tolist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategy": "gsy", "input": "regression"}, "give --embeddings"),
+        ({"strategy": "margin", "input": "regression"}, "reads class probabilities"),
+        ({"strategy": "gsy", "input": "probs"}, "--input regression"),
+        ({"strategy": "gsy", "input": "regression", "targets": np.zeros(3)}, "targets holds 3"),
+        ({"strategy": "igs", "input": "regression", "targets": "y"}, "embeddings"),
+    ],
+)
+def test_bad_requests_are_named(kwargs: dict[str, Any], message: str) -> None:
+    x, pred, y = pool(50, 2, 1)
+    if isinstance(kwargs.get("targets"), str):
+        kwargs = {**kwargs, "targets": y}
+    with pytest.raises((ValueError, TypeError), match=message):
+        alpool.select(pred[:, None], k=2, **kwargs)
+
+
+def test_bad_values_name_their_row() -> None:
+    x, pred, y = pool(50, 2, 1)
+    bad = pred.copy()
+    bad[17] = np.nan
+    with pytest.raises(alpool.AlpoolError, match="row 17"):
+        alpool.select(bad, "gsy", 2, input="regression", targets=y)
+    inf = y.copy()
+    inf[np.flatnonzero(np.isfinite(y))[0]] = np.inf
+    with pytest.raises(alpool.AlpoolError, match="target inf"):
+        alpool.select(pred, "gsy", 2, input="regression", targets=inf)
+    ms = np.stack([pred, np.abs(pred)], 1)
+    ms[9, 1] = -1
+    with pytest.raises(alpool.AlpoolError, match="std must be"):
+        alpool.select(ms, "std", 2, input="regression-mean-std")
+    with pytest.raises(alpool.AlpoolError, match="T ≥ 2"):
+        alpool.select(pred[None, :], "std", 2, input="regression-samples")

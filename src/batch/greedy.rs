@@ -1,0 +1,397 @@
+//! Greedy sampling for regression (Wu, Lin and Huang, *Active learning for
+//! regression using greedy sampling*, Information Sciences 474, 2019):
+//! each pick is the row whose nearest labeled (or already picked) row is
+//! farthest away, in one of three spaces.
+//!
+//! - `gsx`: Euclidean distance between embeddings. This is k-center greedy,
+//!   so it runs on core-set's engine ([`super::coreset`], CPU or GPU); with
+//!   no labeled row the first pick is the row nearest the mean embedding
+//!   (the paper's "closest to the centroid"; scikit-activeml takes the
+//!   medoid, which needs all N² distances).
+//! - `gsy`: `|ŷ_n − y_m|`, a row's prediction against a labeled row's
+//!   target.
+//! - `igs`: `‖x_n − x_m‖ · |ŷ_n − y_m|`, the product for each pair, then
+//!   the minimum over the labeled rows (not the product of the two
+//!   minima), as the paper and scikit-activeml define it.
+//!
+//! A row picked earlier in the same batch has no label yet: its target is
+//! its prediction, as in scikit-activeml. With no labeled row at all, the
+//! first pick is GSx's (the paper initialises every variant so), which is
+//! why `gsy` then needs embeddings.
+//!
+//! # Exactness
+//! Keys are compared squared (`sq_dist · (ŷ − y)²`), which ranks the same
+//! and takes no square root. `gsy`'s key is canonical as computed (one
+//! subtraction and one square in f64 per pair; a minimum has no order). For
+//! `igs` the float32 squared distance carries [`super::dist`]'s bound
+//! (`|d32 − d| ≤ ε·d + a`), so a row's float32 key `min_m d32_m · w_m`
+//! lies within `[(key − a·w_max) / (1 + ε), (key + a·w_max) / (1 − ε)]` of
+//! the canonical one, `w_max` the largest output term any pair can have.
+//! The rows whose upper bound reaches the best lower bound are re-checked
+//! with the canonical f64 distance to every centre; ties go to the lower
+//! row. Picks are the same for every thread count and chunk size.
+
+use super::coreset::{self, First};
+use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32};
+use super::{Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
+use super::{canonical_prob_rows, read_rows, rows_per_chunk};
+use crate::backend::Progress;
+use crate::backend::gpu::Gpu;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Pool;
+use crate::query::{Query, Regression, RegressionInput};
+use crate::score::regression::sq_diff;
+use crate::select::Selection;
+
+/// A row that can no longer be picked (labeled, or picked already).
+const TAKEN: f64 = -1.0;
+
+/// Labeled centres folded in per pass over the pool.
+const CENTRE_BLOCK: usize = 64;
+
+/// The k rows `job`'s greedy strategy picks, in pick order, with the
+/// distance that decided each (the feature distance for `gsx`, the output
+/// distance for `gsy`, their product for `igs`; the first pick with no
+/// labeled row: its distance to the mean embedding).
+pub(crate) fn select(
+    preds: Option<&Pool>,
+    emb: Option<&Pool>,
+    job: &Job,
+    gpu: Option<&Gpu>,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let Query::Regress(strategy) = job.query else {
+        return Err(Error::Config(format!(
+            "{} is not a greedy-sampling strategy",
+            job.query
+        )));
+    };
+    let (rows, path) = check(strategy, preds, emb, job)?;
+    job.check_picks((rows, "the pool's", &path), strategy.name())?;
+    let mut clock = Clock::default();
+    let (picks, refined) = match (strategy, emb) {
+        (Regression::Gsx, Some(emb)) => {
+            coreset::pick(emb, job, (gpu, First::Nearest), progress, &mut clock)?
+        }
+        (Regression::Gsy | Regression::Igs, _) => {
+            let preds = preds.ok_or_else(|| no_predictions(strategy))?;
+            Greedy::new(strategy, preds, emb, job, progress)?.pick(job)?
+        }
+        _ => return Err(Error::Config(format!("{strategy} needs embeddings"))),
+    };
+    let excluded = job.exclusions.len() as u64;
+    let mut sel = Selection::of_picks(job.query, picks, rows, excluded, refined);
+    sel.phases = clock.phases;
+    Ok(sel)
+}
+
+fn no_predictions(strategy: Regression) -> Error {
+    Error::Config(format!(
+        "{strategy} reads the model's predictions: a pool of N (or N x 1) predictions with --input regression, or N x 2 (mean, std) rows with --input regression-mean-std"
+    ))
+}
+
+/// Checks shapes, the input form and the targets before any row is read;
+/// returns the pool's rows and a file to name.
+fn check(
+    strategy: Regression,
+    preds: Option<&Pool>,
+    emb: Option<&Pool>,
+    job: &Job,
+) -> Result<(u64, std::path::PathBuf)> {
+    let first = |p: &Pool| p.shards()[0].path().to_path_buf();
+    if let (Some(p), Some(e)) = (preds, emb)
+        && p.rows() != e.rows()
+    {
+        return Err(Error::EmbeddingRows {
+            path: first(e),
+            pool: first(p),
+            expected: p.rows(),
+            found: e.rows(),
+        });
+    }
+    if let Some(p) = preds {
+        let width = match job.input.regression() {
+            Some(RegressionInput::Predictions) => 1,
+            Some(RegressionInput::MeanStd) => 2,
+            _ => return Err(no_predictions(strategy)),
+        };
+        if p.classes() != width {
+            return Err(Error::Config(format!(
+                "{}: {} columns, but --input {} rows hold {width}",
+                p.path().display(),
+                p.classes(),
+                job.input.regression().map_or("", RegressionInput::name)
+            )));
+        }
+    }
+    if strategy.needs_targets() {
+        if let Some(&row) = job
+            .exclusions
+            .as_slice()
+            .iter()
+            .find(|&&r| job.targets.get(r).is_none())
+        {
+            return Err(Error::Config(format!(
+                "{strategy} compares predictions with the labeled rows' targets, and labeled row {row} has none: give --targets y.npy (targets= in Python), the pool's N targets with NaN for unlabeled rows"
+            )));
+        }
+        if job.exclusions.is_empty() && emb.is_none() && job.k > 0 {
+            return Err(Error::Config(format!(
+                "{strategy} with no labeled row starts from GSx's first pick, the row nearest the mean embedding: give --embeddings (embeddings=), or labeled rows with their targets"
+            )));
+        }
+    }
+    let pool = preds.or(emb).ok_or_else(|| no_predictions(strategy))?;
+    Ok((pool.rows(), first(pool)))
+}
+
+/// The state of `gsy` or `igs`: each row's key (exact for `gsy`, from
+/// float32 distances for `igs`), the centres and their targets.
+struct Greedy<'a> {
+    strategy: Regression,
+    /// The embeddings: `igs` reads them, and every strategy's first pick
+    /// with no labeled row.
+    emb: Option<&'a Pool<'a>>,
+    d: usize,
+    chunk: u64,
+    simd: Simd,
+    /// Relative and absolute bound of a float32 squared distance.
+    eps: f64,
+    abs: f64,
+    /// The largest output term any (row, centre) pair can have.
+    w_max: f64,
+    preds: Vec<f64>,
+    key: Vec<f64>,
+    /// Centre embeddings (`igs`), row-major, in the order they became
+    /// centres, and every centre's target.
+    centres: Vec<f32>,
+    targets: Vec<f64>,
+    nearest: Nearest,
+    progress: &'a dyn Progress,
+    refined: u64,
+}
+
+impl<'a> Greedy<'a> {
+    fn new(
+        strategy: Regression,
+        preds: &Pool,
+        emb: Option<&'a Pool<'a>>,
+        job: &Job,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let preds_v = read_predictions(preds, job, progress)?;
+        let labeled = job.exclusions.as_slice();
+        let targets = labeled.iter().filter_map(|&r| job.targets.get(r));
+        let (lo, hi) = preds_v
+            .iter()
+            .copied()
+            .chain(targets)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        let d = emb.map_or(1, Pool::classes);
+        let chunk = match (emb, job.chunk_rows) {
+            (_, c) if c > 0 => c,
+            (Some(e), _) => rows_per_chunk(job, e),
+            (None, _) => 1 << 14,
+        };
+        let mut key = vec![f64::INFINITY; preds_v.len()];
+        mark(&mut key, labeled, TAKEN);
+        Ok(Greedy {
+            strategy,
+            emb,
+            d,
+            chunk,
+            simd: Simd::detect(),
+            eps: gamma32(d + 2),
+            abs: underflow32(d),
+            w_max: if hi >= lo { sq_diff(hi, lo) } else { 0.0 },
+            preds: preds_v,
+            key,
+            centres: Vec::new(),
+            targets: Vec::new(),
+            nearest: Nearest::default(),
+            progress,
+            refined: 0,
+        })
+    }
+
+    fn igs(&self) -> bool {
+        self.strategy == Regression::Igs
+    }
+
+    /// The picks (row, output or product distance) and the rows re-checked
+    /// canonically.
+    fn pick(mut self, job: &Job) -> Result<(Vec<(u64, f64)>, u64)> {
+        let mut picks = Vec::with_capacity(job.k);
+        if job.k == 0 {
+            return Ok((picks, 0));
+        }
+        let labeled = job.exclusions.as_slice();
+        if labeled.is_empty() {
+            let emb = self.emb.ok_or_else(|| no_predictions(self.strategy))?;
+            let (row, dist) = coreset::from_mean(emb, self.chunk, self.progress, First::Nearest)?;
+            self.refined += emb.rows();
+            picks.push((row, dist.sqrt()));
+            let y = self.preds[row as usize];
+            self.add_centre(row, y)?;
+        } else {
+            for &r in labeled {
+                let y = job.targets.get(r).unwrap_or(f64::NAN);
+                self.add_centre(r, y)?;
+            }
+        }
+        let mut contenders = Vec::new();
+        for first in (0..self.count()).step_by(CENTRE_BLOCK) {
+            contenders = self.update(first, first == 0)?;
+        }
+        while picks.len() < job.k {
+            let (row, key) = self.resolve(&contenders)?;
+            picks.push((row, key.sqrt()));
+            if picks.len() == job.k {
+                break;
+            }
+            let y = self.preds[row as usize];
+            self.add_centre(row, y)?;
+            contenders = self.update(self.count() - 1, false)?;
+        }
+        Ok((picks, self.refined))
+    }
+
+    fn count(&self) -> usize {
+        self.targets.len()
+    }
+
+    fn add_centre(&mut self, row: u64, target: f64) -> Result<()> {
+        if let (true, Some(emb)) = (self.igs(), self.emb) {
+            let at = self.centres.len();
+            self.centres.resize(at + self.d, 0.0);
+            emb.row_f32(row, &mut self.centres[at..])?;
+            check_embedding_rows(emb, row, &self.centres[at..])?;
+        }
+        self.targets.push(target);
+        self.key[row as usize] = TAKEN;
+        Ok(())
+    }
+
+    /// Folds centres `first..` (at most [`CENTRE_BLOCK`]) into every row's
+    /// key, validating the embeddings on the first pass, and returns the
+    /// rows that could hold the largest key.
+    fn update(&mut self, first: usize, validate: bool) -> Result<Vec<u64>> {
+        let last = (first + CENTRE_BLOCK).min(self.count());
+        let (d, simd, eps, abs) = (self.d, self.simd, self.eps, self.abs);
+        let slack = abs * self.w_max;
+        let targets = &self.targets[first..last];
+        let preds = &self.preds;
+        let progress = self.progress;
+        let (emb, centres): (_, &[f32]) = match self.igs() {
+            true => (self.emb, &self.centres[first * d..last * d]),
+            false => (None, &[]),
+        };
+        let parts = par_pass(
+            &mut self.key,
+            self.chunk,
+            || (Bufs::default(), Vec::new()),
+            |(bufs, bounds): &mut (Bufs, Vec<(f64, f64)>), start, key| {
+                if progress.cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let preds = &preds[start as usize..start as usize + key.len()];
+                match emb {
+                    None => {
+                        // gsy: exact as computed.
+                        for (k, &p) in key.iter_mut().zip(preds) {
+                            if *k != TAKEN {
+                                for &y in targets {
+                                    *k = k.min(sq_diff(p, y));
+                                }
+                            }
+                        }
+                        bounds.clear();
+                        bounds.extend(key.iter().map(|&k| (k, k)));
+                    }
+                    Some(emb) => {
+                        let rows = read_rows(emb, start, start + key.len() as u64, bufs)?;
+                        if validate {
+                            check_embedding_rows(emb, start, &rows)?;
+                        }
+                        simd.run(|| {
+                            let rows = rows.chunks_exact(d);
+                            for ((x, k), &p) in rows.zip(key.iter_mut()).zip(preds) {
+                                if *k != TAKEN {
+                                    for (c, &y) in centres.chunks_exact(d).zip(targets) {
+                                        *k = k.min(sq_dist_f32(x, c) as f64 * sq_diff(p, y));
+                                    }
+                                }
+                            }
+                        });
+                        progress.advance((rows.len() * 4) as u64);
+                        bounds.clear();
+                        bounds.extend(key.iter().map(|&k| {
+                            if k == TAKEN {
+                                (TAKEN, TAKEN)
+                            } else {
+                                (
+                                    ((k - slack) / (1.0 + eps)).max(0.0),
+                                    (k + slack) / (1.0 - eps),
+                                )
+                            }
+                        }));
+                    }
+                }
+                Ok(Contenders::of_chunk(start, bounds))
+            },
+        )?;
+        Ok(Contenders::merge(parts))
+    }
+
+    /// The contender with the largest canonical key.
+    fn resolve(&mut self, contenders: &[u64]) -> Result<(u64, f64)> {
+        let Some(emb) = self.emb.filter(|_| self.igs()) else {
+            // gsy's keys are canonical already.
+            let keys = contenders.iter().map(|&r| (r, self.key[r as usize]));
+            return arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()));
+        };
+        let (d, count) = (self.d, self.count());
+        let mut row = vec![0f32; d];
+        let mut keys = Vec::with_capacity(contenders.len());
+        for &r in contenders {
+            emb.row_f32(r, &mut row)?;
+            let (centres, targets, p) = (&self.centres, &self.targets, self.preds[r as usize]);
+            let key = self.nearest.get(r, count, |from| {
+                Ok(centres[from * d..]
+                    .chunks_exact(d)
+                    .zip(&targets[from..])
+                    .map(|(c, &y)| sq_dist_f64(&row, c) * sq_diff(p, y))
+                    .fold(f64::INFINITY, f64::min))
+            })?;
+            keys.push((r, key));
+        }
+        self.refined += contenders.len() as u64;
+        arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))
+    }
+}
+
+/// Every row's prediction (column 0), checked: finite, within the limit,
+/// and a (mean, std) row's std ≥ 0. A bad value is named by its file and
+/// row.
+fn read_predictions(preds: &Pool, job: &Job, progress: &dyn Progress) -> Result<Vec<f64>> {
+    let (n, c) = (preds.rows(), preds.classes());
+    let mut out = Vec::with_capacity(n as usize);
+    let (mut bufs, mut rows) = (Bufs::default(), Vec::new());
+    let step = (1u64 << 20) / (c as u64 * 8);
+    let mut start = 0;
+    while start < n {
+        if progress.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let end = (start + step).min(n);
+        canonical_prob_rows(preds, &job.input, start, end, &mut bufs, &mut rows)?;
+        out.extend(rows.chunks_exact(c).map(|r| r[0]));
+        progress.advance((end - start) * c as u64 * 4);
+        start = end;
+    }
+    Ok(out)
+}

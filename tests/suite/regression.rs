@@ -1,0 +1,478 @@
+//! The regression strategies (std, gsx, gsy, igs) against naive references
+//! written here from the documented definitions, never with the library's
+//! helpers: picks and scores equal, ties included, for every chunk size and
+//! thread count, on the CPU and the GPU; bad input named.
+
+use std::path::Path;
+
+use crate::common;
+use crate::rng::Rng;
+use alpool::query::{Regression, RegressionInput};
+use alpool::{Exclusions, InputForm, Inputs, Job, Pool, SampleLayout, Samples};
+
+// ---------------------------------------------------------------------
+// The references.
+
+/// The canonical squared distance: f64 terms, column j into lane j mod 8,
+/// lanes combined pairwise.
+fn sq(a: &[f32], b: &[f32]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let d = x as f64 - y as f64;
+        s[j % 8] += d * d;
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// The squared distance to an f64 point, in the same lanes.
+fn sq_to(a: &[f32], m: &[f64]) -> f64 {
+    let mut s = [0f64; 8];
+    for (j, (&x, &y)) in a.iter().zip(m).enumerate() {
+        let d = x as f64 - y;
+        s[j % 8] += d * d;
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+}
+
+/// The population standard deviation, two passes, in sample order.
+fn std_ref(v: &[f64]) -> f64 {
+    let t = v.len() as f64;
+    let mut m = 0.0;
+    for &x in v {
+        m += x;
+    }
+    m /= t;
+    let mut s = 0.0;
+    for &x in v {
+        s += (x - m) * (x - m);
+    }
+    (s / t).sqrt()
+}
+
+/// Greedy sampling as Wu et al. define it: the row whose min over the
+/// centres of the pair distance is largest (ties to the lower row); a
+/// picked row's target is its prediction. With no labeled row the first
+/// pick is the row nearest the mean embedding. Returns (row, distance).
+fn greedy_ref(
+    strategy: Regression,
+    x: Option<&[Vec<f32>]>,
+    preds: &[f64],
+    labeled: &[(usize, f64)],
+    k: usize,
+) -> Vec<(usize, f64)> {
+    let n = preds.len();
+    let mut taken = vec![false; n];
+    let mut centres: Vec<(usize, f64)> = Vec::new();
+    let mut out = Vec::new();
+    for &(r, y) in labeled {
+        taken[r] = true;
+        centres.push((r, y));
+    }
+    if labeled.is_empty() && k > 0 {
+        let x = x.expect("the first pick reads embeddings");
+        let d = x[0].len();
+        let mut mean = vec![0f64; d];
+        for row in x {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut best = 0;
+        for r in 1..n {
+            if sq_to(&x[r], &mean) < sq_to(&x[best], &mean) {
+                best = r;
+            }
+        }
+        out.push((best, sq_to(&x[best], &mean).sqrt()));
+        taken[best] = true;
+        centres.push((best, preds[best]));
+    }
+    while out.len() < k {
+        let mut best: Option<(usize, f64)> = None;
+        for r in (0..n).filter(|&r| !taken[r]) {
+            let key = centres
+                .iter()
+                .map(|&(c, y)| {
+                    let dy = (preds[r] - y) * (preds[r] - y);
+                    match strategy {
+                        Regression::Gsx => sq(&x.unwrap()[r], &x.unwrap()[c]),
+                        Regression::Gsy => dy,
+                        _ => sq(&x.unwrap()[r], &x.unwrap()[c]) * dy,
+                    }
+                })
+                .fold(f64::INFINITY, f64::min);
+            if best.is_none_or(|(_, b)| key > b) {
+                best = Some((r, key));
+            }
+        }
+        let (r, key) = best.unwrap();
+        out.push((r, key.sqrt()));
+        taken[r] = true;
+        centres.push((r, preds[r]));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------
+// Data with ties: clustered points with exact duplicates, predictions
+// from a few values.
+
+fn data(n: usize, d: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f64>) {
+    let mut r = Rng::new(seed);
+    let centres: Vec<Vec<f32>> = (0..4)
+        .map(|_| (0..d).map(|_| r.below(9) as f32).collect())
+        .collect();
+    let mut x: Vec<Vec<f32>> = (0..n)
+        .map(|_| {
+            let c = &centres[r.below(4) as usize];
+            c.iter().map(|&v| v + r.below(5) as f32 * 0.25).collect()
+        })
+        .collect();
+    for i in (0..n).step_by(13).skip(1) {
+        x[i] = x[i - 1].clone();
+    }
+    let preds = (0..n).map(|_| r.below(7) as f64 * 0.5 - 1.0).collect();
+    (x, preds)
+}
+
+fn flat(x: &[Vec<f32>]) -> Vec<f32> {
+    x.iter().flatten().copied().collect()
+}
+
+fn job(s: Regression, k: usize, labeled: &[(usize, f64)], preds: &[f64]) -> Job {
+    let mut column = vec![f64::NAN; preds.len()];
+    for &(r, y) in labeled {
+        column[r] = y;
+    }
+    let form = InputForm::Regression(RegressionInput::Predictions);
+    Job::new(s, form, k).with_targets(&column).unwrap()
+}
+
+fn picks(x: &[Vec<f32>], preds: &[f64], j: &Job) -> Vec<(usize, f64)> {
+    let (v, p) = (flat(x), preds.to_vec());
+    let emb = Pool::from_f32(&v, x[0].len()).unwrap();
+    let pool = Pool::from_f64(&p, 1).unwrap();
+    let inputs = match j.query {
+        alpool::Query::Regress(Regression::Gsx) => Inputs::embeddings(&emb),
+        _ => Inputs::probs(&pool).with_embeddings(&emb),
+    };
+    let sel = common::select_cpu(inputs, j).unwrap();
+    let e = sel.entries.iter();
+    e.map(|e| (e.index as usize, e.score)).collect()
+}
+
+/// Runs `j` with several chunk sizes and thread counts: one answer.
+fn stable_picks(x: &[Vec<f32>], preds: &[f64], j: &Job) -> Vec<(usize, f64)> {
+    let first = picks(x, preds, j);
+    for (chunk, threads) in [(7, 1), (64, 2), (1000, 3)] {
+        let mut j = j.clone();
+        j.chunk_rows = chunk;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let again = pool.install(|| picks(x, preds, &j));
+        assert_eq!(again, first, "chunk {chunk}, {threads} threads");
+    }
+    first
+}
+
+// ---------------------------------------------------------------------
+
+#[test]
+fn greedy_sampling_equals_its_reference() {
+    for (n, d, seed) in [(150, 3, 1u64), (300, 9, 2), (257, 17, 3)] {
+        let (x, preds) = data(n, d, seed);
+        let mut r = Rng::new(seed + 10);
+        let labeled: Vec<(usize, f64)> = (0..6)
+            .map(|i| (i * n / 6 + 1, r.below(5) as f64 - 2.0))
+            .collect();
+        for s in [Regression::Gsx, Regression::Gsy, Regression::Igs] {
+            for lab in [&labeled[..], &labeled[..1], &[]] {
+                let k = 12;
+                let got = stable_picks(&x, &preds, &job(s, k, lab, &preds));
+                let want = greedy_ref(s, Some(&x), &preds, lab, k);
+                assert_eq!(
+                    got.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    want.iter().map(|p| p.0).collect::<Vec<_>>(),
+                    "{s} n {n} labeled {}",
+                    lab.len()
+                );
+                for (g, w) in got.iter().zip(&want) {
+                    assert_eq!(g.1, w.1, "{s}: the score of row {}", g.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gsy_reads_no_embeddings_once_rows_are_labeled() {
+    let (x, preds) = data(200, 4, 7);
+    let labeled = [(3, 0.25), (50, -1.0)];
+    let j = job(Regression::Gsy, 10, &labeled, &preds);
+    let pool = Pool::from_f64(&preds, 1).unwrap();
+    let sel = common::select_cpu(Inputs::probs(&pool), &j).unwrap();
+    let got: Vec<usize> = sel.indices().into_iter().map(|i| i as usize).collect();
+    let want: Vec<usize> = greedy_ref(Regression::Gsy, Some(&x), &preds, &labeled, 10)
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_gpu_picks_what_the_cpu_picks_for_gsx() {
+    let Some(g) = common::gpu() else { return };
+    let (x, preds) = data(400, 11, 5);
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 11).unwrap();
+    for lab in [&[][..], &[(2, 0.0), (90, 1.0)][..]] {
+        let j = job(Regression::Gsx, 20, lab, &preds);
+        let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap();
+        let gpu = common::select_gpu(&g, Inputs::embeddings(&emb), &j)
+            .unwrap()
+            .0;
+        assert_eq!(gpu.indices(), cpu.indices(), "labeled {}", lab.len());
+        let want = greedy_ref(Regression::Gsx, Some(&x), &preds, lab, 20);
+        let want: Vec<u64> = want.iter().map(|p| p.0 as u64).collect();
+        assert_eq!(cpu.indices(), want);
+    }
+}
+
+#[test]
+fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
+    let (t, n) = (5, 300);
+    let mut r = Rng::new(9);
+    // Sample-major T x N, with tied spreads (rows 2k and 2k+1 equal).
+    let mut values = vec![0f32; t * n];
+    for i in (0..n).step_by(2) {
+        for s in 0..t {
+            let v = r.below(9) as f32 * 0.5;
+            values[s * n + i] = v;
+            if i + 1 < n {
+                values[s * n + i + 1] = v;
+            }
+        }
+    }
+    let pool = Pool::from_f32(&values, 1).unwrap();
+    let samples = Samples::from_pool(pool, [t, n, 1], SampleLayout::Tnc).unwrap();
+    let form = InputForm::Regression(RegressionInput::Samples);
+    let j = Job::new(Regression::Std, form, 40);
+    let sel = common::select_cpu(Inputs::samples(&samples), &j).unwrap();
+    let spread: Vec<f64> = (0..n)
+        .map(|i| std_ref(&(0..t).map(|s| values[s * n + i] as f64).collect::<Vec<_>>()))
+        .collect();
+    let mut want: Vec<usize> = (0..n).collect();
+    want.sort_by(|&a, &b| spread[b].total_cmp(&spread[a]).then(a.cmp(&b)));
+    let got: Vec<usize> = sel.indices().into_iter().map(|i| i as usize).collect();
+    assert_eq!(got, want[..40]);
+    for e in &sel.entries {
+        assert_eq!(e.score, spread[e.index as usize]);
+    }
+    let scores = alpool::score(Inputs::samples(&samples), &j).unwrap();
+    assert_eq!(scores, spread);
+
+    // (mean, std) rows: the std column, as stored.
+    let rows: Vec<f32> = (0..n).flat_map(|i| [i as f32, spread[i] as f32]).collect();
+    let pool = Pool::from_f32(&rows, 2).unwrap();
+    let ms = Samples::from_pool(pool, [1, n, 2], SampleLayout::Tnc).unwrap();
+    let form = InputForm::Regression(RegressionInput::MeanStd);
+    let sel =
+        common::select_cpu(Inputs::samples(&ms), &Job::new(Regression::Std, form, 40)).unwrap();
+    let mut want: Vec<usize> = (0..n).collect();
+    let col = |i: usize| spread[i] as f32;
+    want.sort_by(|&a, &b| col(b).total_cmp(&col(a)).then(a.cmp(&b)));
+    let got: Vec<usize> = sel.indices().into_iter().map(|i| i as usize).collect();
+    assert_eq!(got, want[..40]);
+}
+
+/// `alpool select` with the arguments, in `dir`; (status ok, stdout,
+/// stderr).
+fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["select", "-q"];
+    all.extend_from_slice(args);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(&all)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let (o, e) = (common::stdout(&out), common::stderr(&out));
+    (out.status.success(), o, e)
+}
+
+fn save_vec(path: &Path, v: &[f64]) {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let dict = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
+        v.len()
+    );
+    common::save_raw(path, &dict, &bytes);
+}
+
+#[test]
+fn from_the_command_line_with_bad_input_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let (x, preds) = data(120, 3, 4);
+    common::save_f32(&p.join("x.npy"), &x, 3);
+    save_vec(&p.join("p.npy"), &preds);
+    let mut y = vec![f64::NAN; 120];
+    y[5] = 0.5;
+    y[60] = -1.0;
+    save_vec(&p.join("y.npy"), &y);
+    let labeled = [(5, 0.5), (60, -1.0)];
+    let want = greedy_ref(Regression::Igs, Some(&x), &preds, &labeled, 6);
+    let (ok, out, err) = cli(
+        p,
+        &[
+            "p.npy",
+            "--input",
+            "regression",
+            "-s",
+            "igs",
+            "-k",
+            "6",
+            "--embeddings",
+            "x.npy",
+            "--targets",
+            "y.npy",
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<usize> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, want.iter().map(|p| p.0).collect::<Vec<_>>());
+
+    // T x N predictions, sample-major, for std.
+    let s: Vec<Vec<f32>> = (0..3)
+        .map(|t| (0..120).map(|i| (i * (t + 1) % 7) as f32).collect())
+        .collect();
+    common::save_f32(&p.join("s.npy"), &s, 120);
+    let (ok, out, err) = cli(
+        p,
+        &[
+            "s.npy",
+            "--input",
+            "regression-samples",
+            "-s",
+            "std",
+            "-k",
+            "3",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+
+    let mut bad = preds.clone();
+    bad[17] = f64::NAN;
+    save_vec(&p.join("bad.npy"), &bad);
+    let mut yb = y.clone();
+    yb[5] = f64::INFINITY;
+    save_vec(&p.join("yinf.npy"), &yb);
+    save_vec(&p.join("yshort.npy"), &y[..50]);
+    let ms: Vec<Vec<f32>> = (0..10)
+        .map(|i| vec![1.0, if i == 4 { -0.5 } else { 0.5 }])
+        .collect();
+    common::save_f32(&p.join("ms.npy"), &ms, 2);
+    let one = vec![vec![1f32; 120]];
+    common::save_f32(&p.join("one.npy"), &one, 120);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "bad.npy",
+                "--input",
+                "regression",
+                "-s",
+                "gsy",
+                "--targets",
+                "y.npy",
+            ],
+            "row 17",
+        ),
+        (
+            &[
+                "p.npy",
+                "--input",
+                "regression",
+                "-s",
+                "gsy",
+                "--targets",
+                "yinf.npy",
+            ],
+            "labeled row 5 has target inf",
+        ),
+        (
+            &[
+                "p.npy",
+                "--input",
+                "regression",
+                "-s",
+                "gsy",
+                "--targets",
+                "yshort.npy",
+            ],
+            "50 targets for a pool of 120 rows",
+        ),
+        (
+            &["p.npy", "--input", "regression", "-s", "gsy"],
+            "give --embeddings",
+        ),
+        (
+            &[
+                "ms.npy",
+                "--input",
+                "regression-mean-std",
+                "-s",
+                "std",
+                "-k",
+                "2",
+            ],
+            "std must be ≥ 0",
+        ),
+        (
+            &[
+                "one.npy",
+                "--input",
+                "regression-samples",
+                "-s",
+                "std",
+                "-k",
+                "2",
+            ],
+            "T ≥ 2 predictions",
+        ),
+        (
+            &["p.npy", "--input", "regression", "-s", "margin"],
+            "reads class probabilities",
+        ),
+        (
+            &["x.npy", "-s", "std", "-k", "2"],
+            "--input regression-samples",
+        ),
+    ];
+    for (args, want) in cases {
+        let (ok, _, err) = cli(p, args);
+        assert!(!ok && err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn targets_come_from_the_labeled_rows() {
+    let column = [f64::NAN, 2.0, f64::NAN, -1.0];
+    let form = InputForm::Regression(RegressionInput::Predictions);
+    let j = Job::new(Regression::Gsy, form, 1)
+        .with_targets(&column)
+        .unwrap();
+    assert_eq!(j.exclusions.as_slice(), [1, 3]);
+    assert_eq!((j.targets.get(1), j.targets.get(0)), (Some(2.0), None));
+    // Named labeled rows must all have one.
+    let named = Job::new(Regression::Gsy, form, 1).exclude(Exclusions::new(vec![0, 1]));
+    let e = named.with_targets(&column).unwrap_err().to_string();
+    assert!(e.contains("labeled row 0 has target NaN"), "{e}");
+}
