@@ -60,6 +60,7 @@ mod multilabel;
 pub mod part;
 pub mod pool;
 pub mod query;
+mod regression;
 pub mod report;
 mod rng;
 pub mod score;

@@ -101,6 +101,20 @@ def test_std_over_t_predictions_and_mean_std_rows() -> None:
     assert by_std.tolist() == np.argsort(-ms[:, 1], kind="stable")[:20].tolist()
 
 
+def test_emcm_is_the_mean_ensemble_gap_times_the_feature_norm() -> None:
+    x, pred, _ = pool(500, 4, 9)
+    rng = np.random.default_rng(4)
+    ens = (pred + rng.normal(size=(5, 500))).astype(np.float32)  # T x N
+    want = np.abs(ens.astype(np.float64) - pred.astype(np.float64)).mean(0) * np.linalg.norm(
+        x.astype(np.float64), axis=1
+    )
+    idx, scores = alpool.select(
+        pred, "emcm", 10, input="regression-samples", samples=ens, embeddings=x
+    )
+    assert idx.tolist() == np.argsort(-want, kind="stable")[:10].tolist()
+    np.testing.assert_allclose(scores, want[idx], rtol=1e-12)
+
+
 def test_files_are_read_as_predictions(tmp_path: Any) -> None:
     x, pred, y = pool(200, 3, 8)
     np.save(tmp_path / "p.npy", pred)

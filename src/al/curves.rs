@@ -131,17 +131,54 @@ pub fn table(summary: &[StrategySummary]) -> String {
 /// `curves.svg`: mean test accuracy against labels per strategy, with a
 /// ± one standard deviation band.
 pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()> {
+    let series: Vec<Series> = summary
+        .iter()
+        .map(|s| Series {
+            name: format!("{} (AULC {:.3})", s.name, s.aulc_mean),
+            points: s.curve.iter().map(|c| (c.0, c.1, c.2)).collect(),
+        })
+        .collect();
+    let low = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|c| c.1 - c.2))
+        .fold(1.0f64, f64::min)
+        .max(0.0);
+    let axis = Axis {
+        label: "test accuracy",
+        range: ((low - 0.02).max(0.0), 1.0),
+        legend: SeriesLabelPosition::LowerRight,
+    };
+    plot_series(path, title, &axis, &series)
+}
+
+/// One learning curve: (labels, mean, standard deviation) points.
+pub struct Series {
+    /// The legend's text.
+    pub name: String,
+    /// (labels, mean, standard deviation).
+    pub points: Vec<(usize, f64, f64)>,
+}
+
+/// The y axis of a plot.
+pub struct Axis {
+    /// What it measures.
+    pub label: &'static str,
+    /// Its range.
+    pub range: (f64, f64),
+    /// Where the legend goes (away from where the curves end).
+    pub legend: SeriesLabelPosition,
+}
+
+/// An SVG of learning curves against labels, each with a ± one standard
+/// deviation band.
+pub fn plot_series(path: &Path, title: &str, axis: &Axis, series: &[Series]) -> Result<()> {
     let draw = || -> std::result::Result<String, Box<dyn std::error::Error>> {
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (900, 560)).into_drawing_area();
             root.fill(&WHITE)?;
-            let xs = summary.iter().flat_map(|s| s.curve.iter().map(|c| c.0));
+            let xs = series.iter().flat_map(|s| s.points.iter().map(|c| c.0));
             let (x0, x1) = xs.fold((usize::MAX, 0), |(a, b), x| (a.min(x), b.max(x)));
-            let ys = summary
-                .iter()
-                .flat_map(|s| s.curve.iter().map(|c| c.1 - c.2));
-            let y0 = ys.fold(1.0f64, f64::min).max(0.0);
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 22))
                 .margin(16)
@@ -149,35 +186,35 @@ pub fn plot(path: &Path, title: &str, summary: &[StrategySummary]) -> Result<()>
                 .y_label_area_size(56)
                 .build_cartesian_2d(
                     x0 as f64..(x1.max(x0 + 1)) as f64,
-                    (y0 - 0.02).max(0.0)..1.0,
+                    axis.range.0..axis.range.1,
                 )?;
             chart
                 .configure_mesh()
                 .x_desc("labels")
-                .y_desc("test accuracy")
+                .y_desc(axis.label)
                 .draw()?;
-            for (i, s) in summary.iter().enumerate() {
+            for (i, s) in series.iter().enumerate() {
                 let color = Palette99::pick(i).to_rgba();
                 let band: Vec<(f64, f64)> = s
-                    .curve
+                    .points
                     .iter()
                     .map(|c| (c.0 as f64, c.1 + c.2))
-                    .chain(s.curve.iter().rev().map(|c| (c.0 as f64, c.1 - c.2)))
+                    .chain(s.points.iter().rev().map(|c| (c.0 as f64, c.1 - c.2)))
                     .collect();
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15))))?;
                 chart
                     .draw_series(LineSeries::new(
-                        s.curve.iter().map(|c| (c.0 as f64, c.1)),
+                        s.points.iter().map(|c| (c.0 as f64, c.1)),
                         color.stroke_width(2),
                     ))?
-                    .label(format!("{} (AULC {:.3})", s.name, s.aulc_mean))
+                    .label(s.name.clone())
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                     });
             }
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(axis.legend.clone())
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK)
                 .draw()?;

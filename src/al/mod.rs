@@ -4,6 +4,7 @@
 pub mod curves;
 pub mod dataset;
 pub mod pool_loop;
+pub mod regression;
 pub mod simulate;
 pub mod stopping;
 pub mod stream;

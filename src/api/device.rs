@@ -100,6 +100,7 @@ fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
                     crate::query::Regression::Std
                         | crate::query::Regression::Gsy
                         | crate::query::Regression::Igs
+                        | crate::query::Regression::Emcm
                 )
         )
 }

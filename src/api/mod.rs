@@ -326,7 +326,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         Query::Disagree(_) | Query::Regress(Regression::Std) => {
             (select_disagreement(&inputs, job, run.progress)?, None)
         }
-        Query::Regress(_) => (select_greedy(&inputs, job, backend, run.progress)?, None),
+        Query::Regress(_) => (select_regression(&inputs, job, backend, run.progress)?, None),
         Query::Multi(_) => {
             let pool = multilabel_pool(&inputs, job)?;
             crate::multilabel::select_on(backend, pool, job, run.progress)?
@@ -340,13 +340,32 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
     })
 }
 
-/// A greedy-sampling (regression) strategy's selection.
-fn select_greedy(
+/// EMCM's three inputs.
+fn emcm_inputs<'a>(inputs: &Inputs<'a>, job: &Job) -> Result<crate::regression::EmcmInputs<'a>> {
+    Ok(crate::regression::EmcmInputs {
+        samples: inputs
+            .samples
+            .ok_or_else(|| missing(job.query, Input::Samples))?,
+        preds: inputs
+            .probs
+            .ok_or_else(|| missing(job.query, Input::Probs))?,
+        emb: inputs
+            .embeddings
+            .ok_or_else(|| missing(job.query, Input::Embeddings))?,
+    })
+}
+
+/// A regression strategy's selection (std runs with the disagreement
+/// strategies): EMCM's pass, or greedy sampling.
+fn select_regression(
     inputs: &Inputs,
     job: &Job,
     backend: Backend,
     progress: &dyn Progress,
 ) -> Result<Selection> {
+    if job.query == Query::Regress(Regression::Emcm) {
+        return crate::regression::select(&emcm_inputs(inputs, job)?, job, progress);
+    }
     let gpu = match backend {
         Backend::Gpu(g) => Some(g),
         Backend::Cpu => None,
@@ -384,6 +403,11 @@ pub fn score_each<'a>(
         // rows need only be one per row.
         check_listed(inputs.rows, pool)?;
         return crate::multilabel::score_each(pool, job, progress, sink);
+    }
+    if let Query::Regress(Regression::Emcm) = job.query {
+        check_inputs(&inputs, job)?;
+        let inp = emcm_inputs(&inputs, job)?;
+        return crate::regression::score_each(&inp, job, progress, sink);
     }
     if let Query::Disagree(_) | Query::Regress(Regression::Std) = job.query {
         check_inputs(&inputs, job)?;
@@ -471,15 +495,14 @@ fn check_regression_kind(job: &Job) -> Result<()> {
         (Query::Regress(Regression::Gsx), _) => Ok(()),
         (Query::Regress(r), None) => Err(Error::Config(format!(
             "{r} reads a regression model's predictions: give --input {} (input=\"{}\" in Python)",
-            if r == Regression::Std {
-                "regression-samples (T x N) or regression-mean-std (N x 2)"
-            } else {
-                "regression (N predictions) or regression-mean-std (N x 2)"
+            match r {
+                Regression::Std => "regression-samples (T x N) or regression-mean-std (N x 2)",
+                Regression::Emcm => "regression-samples (the ensemble's T x N predictions)",
+                _ => "regression (N predictions) or regression-mean-std (N x 2)",
             },
-            if r == Regression::Std {
-                "regression-samples"
-            } else {
-                "regression"
+            match r {
+                Regression::Std | Regression::Emcm => "regression-samples",
+                _ => "regression",
             },
         ))),
         (q, Some(form)) if !q.is_regression() && reads_rows => {
@@ -522,6 +545,9 @@ fn check_pool_kind(job: &Job) -> Result<()> {
 
 fn missing(query: Query, input: Input) -> Error {
     match (query, input) {
+        (Query::Regress(Regression::Emcm), Input::Samples) => Error::Config(
+            "emcm reads T x N ensemble predictions: --samples S.npy with --input regression-samples (samples= in Python)".into(),
+        ),
         (Query::Regress(Regression::Std), Input::Samples) => Error::Config(
             "std reads a regression model's spread: T x N predictions with --input regression-samples, or N x 2 (mean, std) rows with --input regression-mean-std (samples= in Python)".into(),
         ),

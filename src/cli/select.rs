@@ -517,24 +517,30 @@ impl Sources {
     ) -> anyhow::Result<Sources> {
         let spread = Query::from(p.strategy) == Query::Regress(Regression::Std);
         let read = p.read.into();
-        if !p.samples.is_empty() && !p.pools.is_empty() {
+        let both = !p.samples.is_empty() && !p.pools.is_empty();
+        let emcm = Query::from(p.strategy) == Query::Regress(Regression::Emcm);
+        if both && !emcm {
             anyhow::bail!(
                 "give the regression model's outputs once: as POOL or as --samples, not both"
             );
         }
-        let files = if p.samples.is_empty() {
-            &p.pools
-        } else {
-            &p.samples
+        // emcm reads both: the model's predictions (POOL) and the
+        // ensemble's (--samples).
+        let none = Vec::new();
+        let (spread_files, pred_files) = match (spread, p.samples.is_empty()) {
+            (true, true) => (&p.pools, &none),
+            (_, false) => (&p.samples, &p.pools),
+            (false, true) => (&none, &p.pools),
         };
-        let (probs, samples) = if files.is_empty() {
-            (None, None)
-        } else if spread || !p.samples.is_empty() {
-            let s = Samples::open_regression(files, kind, read)?.with_row_offset(offset);
-            (None, Some(s))
-        } else {
-            let pool = Pool::open_column(files, read)?.with_row_offset(offset);
-            (Some(pool), None)
+        let samples = match spread_files.is_empty() {
+            true => None,
+            false => {
+                Some(Samples::open_regression(spread_files, kind, read)?.with_row_offset(offset))
+            }
+        };
+        let probs = match pred_files.is_empty() {
+            true => None,
+            false => Some(Pool::open_column(pred_files, read)?.with_row_offset(offset)),
         };
         let embeddings = match embeddings.is_empty() {
             true => None,

@@ -12,13 +12,14 @@ use super::select::{LogBaseArg, QueryArg};
 use alpool::al::Dataset;
 use alpool::al::curves;
 use alpool::al::pool_loop::{EmbeddingSettings, LoopConfig};
+use alpool::al::regression::{RegressionData, RegressionSim};
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
 use alpool::backend::gpu::Gpu;
 use alpool::compare::{self, Area, Initial, LearnerKind, Protocol, Scaling};
 use alpool::features::FeaturePool;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
-use alpool::{LogBase, Query, Strategy};
+use alpool::{LogBase, Query, Regression, Strategy};
 
 /// Where the labeled data comes from.
 #[derive(Args, Debug, Clone)]
@@ -32,7 +33,8 @@ pub struct DataArgs {
         conflicts_with = "csv"
     )]
     pub features: Option<PathBuf>,
-    /// Integer labels 0..K-1: a 1-D .npy of length N.
+    /// Integer labels 0..K-1: a 1-D .npy of length N (a float target with
+    /// --task regression).
     #[arg(long, value_name = "y.npy")]
     pub labels: Option<PathBuf>,
     /// A CSV with a header line instead: every column but the label is a feature.
@@ -147,6 +149,18 @@ impl LearnerArgs {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Integer class labels; test accuracy and macro-F1 curves.
+    Classification,
+    /// A float target (--labels y.npy, float32 or float64); the learner
+    /// is the MLP with one linear output trained on the mean squared
+    /// error of standardized targets; test RMSE and R² curves. Strategies:
+    /// random, std (the spread of a --committee bootstrap ensemble), gsx,
+    /// gsy, igs.
+    Regression,
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum SeedSampling {
     Random,
@@ -157,6 +171,9 @@ pub enum SeedSampling {
 pub struct SimulateArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// What the labels are.
+    #[arg(long, value_enum, default_value = "classification")]
+    pub task: TaskArg,
     /// Fraction of each class held out as the test set (stratified, seeded).
     #[arg(long, default_value_t = 0.2, conflicts_with = "test_rows")]
     pub test_fraction: f64,
@@ -175,14 +192,10 @@ pub struct SimulateArgs {
     /// Stop at this many labels.
     #[arg(long, default_value_t = 300)]
     pub budget: usize,
-    /// Strategies to compare.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "random,margin"
-    )]
-    pub strategies: Vec<QueryArg>,
+    /// Strategies to compare [default: random,margin; with --task
+    /// regression: random,std,gsx,igs].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub strategies: Option<Vec<QueryArg>>,
     /// Embeddings for the strategies that read them (typiclust, probcover,
     /// kmeans, density, badge, coreset, cluster-margin): .npy N x D, one row
     /// per dataset row. Default: the learner's last hidden layer, each round.
@@ -266,9 +279,15 @@ pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 }
 
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    if a.task == TaskArg::Regression {
+        return simulate_regression(&a);
+    }
     let data = a.data.load()?;
     scaling_notes(a.learner.scale.into(), &data)?;
-    let strategies: Vec<Query> = a.strategies.iter().map(|&s| s.into()).collect();
+    let strategies: Vec<Query> = match &a.strategies {
+        Some(list) => list.iter().map(|&s| s.into()).collect(),
+        None => vec![Strategy::Random.into(), Strategy::Margin.into()],
+    };
     let cfg = SimConfig {
         strategies: strategies.clone(),
         repeats: a.repeats.max(1),
@@ -321,6 +340,56 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     };
     let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };
     run_and_report(&data, &cfg, gpu.as_ref(), &a.out)
+}
+
+/// `simulate --task regression`: the regression loop, its files and its
+/// table.
+fn simulate_regression(a: &SimulateArgs) -> anyhow::Result<()> {
+    let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
+        anyhow::bail!(
+            "--task regression reads --features X.npy and --labels y.npy (a float target)"
+        );
+    };
+    if a.test_rows.is_some() {
+        anyhow::bail!("--task regression holds out --test-fraction of the rows (no --test-rows)");
+    }
+    let data = RegressionData::from_npy(x, y)?;
+    let strategies: Vec<Query> = match &a.strategies {
+        Some(list) => list.iter().map(|&s| s.into()).collect(),
+        None => [Query::Score(Strategy::Random)]
+            .into_iter()
+            .chain([Regression::Std, Regression::Gsx, Regression::Igs].map(Query::Regress))
+            .collect(),
+    };
+    let cfg = RegressionSim {
+        strategies,
+        repeats: a.repeats.max(1),
+        seed: a.seed,
+        test_fraction: a.test_fraction,
+        seed_size: a.seed_size,
+        batch_size: a.batch_size,
+        budget: a.budget,
+        mlp: a.learner.config(a.seed),
+        committee: a.committee,
+    };
+    let t0 = Instant::now();
+    let bar = super::progress::Bar::runs((cfg.strategies.len() * cfg.repeats) as u64, "simulate");
+    let runs = alpool::al::regression::simulate(&data, &cfg, &bar);
+    bar.finish();
+    let runs = runs?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("could not create {}", a.out.display()))?;
+    let names: Vec<String> = cfg.strategies.iter().map(|q| q.name().into()).collect();
+    let summary = alpool::al::regression::summarize(&runs, &names);
+    alpool::al::regression::write(&a.out, &runs, &summary, &data.name)?;
+    print!("{}", alpool::al::regression::table(&summary));
+    eprintln!(
+        "alpool: {} runs in {:.1} s; rounds.csv, summary.json and curves.svg in {}",
+        runs.len(),
+        t0.elapsed().as_secs_f64(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 /// Runs a simulation, writes its files to `out` and prints the table.

@@ -7,6 +7,16 @@ use super::{Mlp, MlpConfig, Scaler};
 use crate::error::{Error, Result};
 use crate::rng::splitmix64;
 
+/// Member `m`'s bootstrap resample of `n` rows and its seed `s_m`: row j
+/// is `splitmix64(s_m + j) mod n`, `s_m = splitmix64(seed ^ m)`.
+pub(crate) fn bootstrap(seed: u64, m: u64, n: usize) -> (Vec<usize>, u64) {
+    let s = splitmix64(seed ^ m);
+    let rows = (0..n as u64)
+        .map(|j| (splitmix64(s.wrapping_add(j)) % n as u64) as usize)
+        .collect();
+    (rows, s)
+}
+
 /// T trained learners.
 pub struct Committee {
     members: Vec<Mlp>,
@@ -34,10 +44,7 @@ impl Committee {
         }
         let members = (0..t as u64)
             .map(|m| {
-                let s = splitmix64(seed ^ m);
-                let rows: Vec<usize> = (0..n as u64)
-                    .map(|j| (splitmix64(s.wrapping_add(j)) % n as u64) as usize)
-                    .collect();
+                let (rows, s) = bootstrap(seed, m, n);
                 let xb: Vec<f32> = rows
                     .iter()
                     .flat_map(|&r| &x[r * dim..(r + 1) * dim])

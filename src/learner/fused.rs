@@ -404,6 +404,21 @@ impl Trainer {
         self.backward(layers, x, n);
     }
 
+    /// One AdamW step of a one-output network on the minibatch `x` with
+    /// targets `y`, minimizing the mean squared error
+    /// `(1/n) Σ_r (z_r − y_r)²`; dropout as in [`Trainer::step`].
+    pub fn step_mse(&mut self, layers: &mut [Layer], x: &[f32], y: &[f32], rng: &mut Rng) {
+        let n = y.len();
+        let last = layers.len() - 1;
+        assert!(n > 0 && n <= self.max_rows && layers[last].out == 1);
+        self.forward(layers, x, n, rng);
+        let (z, g) = (&self.zt[last], &mut self.gt[last]);
+        for ((g, &z), &y) in g.iter_mut().zip(z).zip(y) {
+            *g = 2.0 * (z - y) / n as f32;
+        }
+        self.backward(layers, x, n);
+    }
+
     /// Forward: Zᵀ = W · inputᵀ + b, then ReLU (and dropout) on hidden
     /// layers.
     fn forward(&mut self, layers: &[Layer], x: &[f32], n: usize, rng: &mut Rng) {

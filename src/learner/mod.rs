@@ -11,6 +11,7 @@
 pub mod committee;
 pub(crate) mod fused;
 pub mod reference;
+pub mod regressor;
 pub mod scale;
 
 use std::collections::HashMap;
@@ -283,6 +284,39 @@ fn class_weights(cfg: &MlpConfig, train: &[usize], y: &[usize], classes: usize) 
     weights
 }
 
+/// Fresh layers `inputs → hidden… → outputs` with PyTorch's default
+/// initialization (U(−1/√fan_in, 1/√fan_in) for weights and biases), from
+/// the seed.
+pub(crate) fn init_layers(
+    inputs: usize,
+    outputs: usize,
+    hidden: &[usize],
+    seed: u64,
+) -> Vec<Layer> {
+    let mut rng = Rng::new(seed ^ 0x006d_6c70);
+    let mut dims = vec![inputs];
+    dims.extend(hidden);
+    dims.push(outputs);
+    dims.windows(2)
+        .map(|d| {
+            let (inp, out) = (d[0], d[1]);
+            let bound = 1.0 / (inp as f64).sqrt();
+            let mut uni = |n: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let w = uni(out * inp);
+            Layer {
+                w,
+                b: uni(out),
+                inp,
+                out,
+            }
+        })
+        .collect()
+}
+
 impl Mlp {
     /// A fresh network with PyTorch's default initialization
     /// (U(−1/√fan_in, 1/√fan_in) for weights and biases), from the seed.
@@ -299,29 +333,7 @@ impl Mlp {
                 config.dropout
             )));
         }
-        let mut rng = Rng::new(config.seed ^ 0x006d_6c70);
-        let mut dims = vec![inputs];
-        dims.extend(&config.hidden);
-        dims.push(classes);
-        let layers = dims
-            .windows(2)
-            .map(|d| {
-                let (inp, out) = (d[0], d[1]);
-                let bound = 1.0 / (inp as f64).sqrt();
-                let mut uni = |n: usize| -> Vec<f32> {
-                    (0..n)
-                        .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-                        .collect()
-                };
-                let w = uni(out * inp);
-                Layer {
-                    w,
-                    b: uni(out),
-                    inp,
-                    out,
-                }
-            })
-            .collect();
+        let layers = init_layers(inputs, classes, &config.hidden, config.seed);
         Ok(Mlp {
             config,
             inputs,

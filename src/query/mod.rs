@@ -309,15 +309,20 @@ pub enum Regression {
     /// Improved greedy sampling: the largest min over labeled and picked
     /// rows of (feature distance · output distance).
     Igs,
+    /// Expected model change maximization (Cai et al. 2013): the mean
+    /// absolute difference between T ensemble predictions and the model's,
+    /// times the norm of the row's features.
+    Emcm,
 }
 
 impl Regression {
     /// Every regression strategy.
-    pub const ALL: [Regression; 4] = [
+    pub const ALL: [Regression; 5] = [
         Regression::Std,
         Regression::Gsx,
         Regression::Gsy,
         Regression::Igs,
+        Regression::Emcm,
     ];
 
     /// The name the CLI and the Python package use.
@@ -327,6 +332,7 @@ impl Regression {
             Regression::Gsx => "gsx",
             Regression::Gsy => "gsy",
             Regression::Igs => "igs",
+            Regression::Emcm => "emcm",
         }
     }
 
@@ -344,6 +350,9 @@ impl Regression {
             }
             Regression::Igs => {
                 "regression: improved greedy sampling: the largest min over labeled and picked rows of feature distance × output distance (--embeddings, --targets)"
+            }
+            Regression::Emcm => {
+                "regression: expected model change (Cai et al. 2013): mean |ensemble prediction − the model's| (--samples, T x N; the pool: the model's N predictions) × ‖features‖ (--embeddings)"
             }
         }
     }
@@ -703,6 +712,11 @@ impl Query {
                 probs: Required,
                 embeddings: Required,
                 samples: Unused,
+            },
+            Query::Regress(Regression::Emcm) => Needs {
+                probs: Required,
+                embeddings: Required,
+                samples: Required,
             },
         }
     }

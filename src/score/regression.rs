@@ -30,6 +30,19 @@ pub fn sq_diff(prediction: f64, target: f64) -> f64 {
     d * d
 }
 
+/// EMCM's canonical score (Cai, Zhang and Zhou 2013, as scikit-activeml's
+/// `ExpectedModelChangeMaximization`): the mean over the T ensemble
+/// predictions `s_t` of `|s_t − f|`, `f` the model's prediction (summed in
+/// sample order, over T), times the Euclidean norm of the row's features
+/// (`sq_norm`: the canonical f64 sum of squares). The expected change of a
+/// linear model's gradient `(f(x) − y)·x` when the label is drawn from the
+/// ensemble.
+pub fn emcm(samples: &[f64], prediction: f64, sq_norm: f64) -> f64 {
+    let t = samples.len() as f64;
+    let spread = samples.iter().map(|&s| (s - prediction).abs()).sum::<f64>() / t;
+    spread * sq_norm.sqrt()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -288,6 +288,82 @@ fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
     assert_eq!(got, want[..40]);
 }
 
+#[test]
+fn emcm_equals_its_reference() {
+    let (t, n, d) = (4, 257, 5);
+    let (x, preds) = data(n, d, 11);
+    let mut r = Rng::new(12);
+    // Ensemble predictions from a few values: tied scores.
+    let ens: Vec<f32> = (0..t * n).map(|_| r.below(5) as f32 * 0.5 - 1.0).collect();
+    let zeros = vec![0f32; d];
+    let want: Vec<f64> = (0..n)
+        .map(|i| {
+            let mut a = 0.0;
+            for s in 0..t {
+                a += (ens[s * n + i] as f64 - preds[i]).abs();
+            }
+            a / t as f64 * sq(&x[i], &zeros).sqrt()
+        })
+        .collect();
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, d).unwrap();
+    let pool = Pool::from_f64(&preds, 1).unwrap();
+    let samples = Samples::from_pool(
+        Pool::from_f32(&ens, 1).unwrap(),
+        [t, n, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let form = InputForm::Regression(RegressionInput::Samples);
+    let inputs = || {
+        Inputs::samples(&samples)
+            .with_probs(&pool)
+            .with_embeddings(&emb)
+    };
+    let excluded = Exclusions::new(vec![0, 9, 100]);
+    for chunk in [0, 7, 64] {
+        let mut j = Job::new(Regression::Emcm, form, 30).exclude(excluded.clone());
+        j.chunk_rows = chunk;
+        let sel = common::select_cpu(inputs(), &j).unwrap();
+        let mut order: Vec<usize> = (0..n).filter(|i| ![0, 9, 100].contains(i)).collect();
+        order.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+        let got: Vec<usize> = sel.indices().into_iter().map(|i| i as usize).collect();
+        assert_eq!(got, order[..30], "chunk {chunk}");
+        for e in &sel.entries {
+            assert_eq!(e.score, want[e.index as usize]);
+        }
+        assert_eq!(alpool::score(inputs(), &j).unwrap(), want);
+    }
+    // One ensemble prediction measures nothing; rows must agree.
+    let one = Samples::from_pool(
+        Pool::from_f32(&ens[..n], 1).unwrap(),
+        [1, n, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let j = Job::new(Regression::Emcm, form, 3);
+    let e = common::select_cpu(
+        Inputs::samples(&one)
+            .with_probs(&pool)
+            .with_embeddings(&emb),
+        &j,
+    );
+    assert!(e.err().unwrap().to_string().contains("T ≥ 2"));
+    let short = Pool::from_f64(&preds[..10], 1).unwrap();
+    let e = common::select_cpu(
+        Inputs::samples(&samples)
+            .with_probs(&short)
+            .with_embeddings(&emb),
+        &j,
+    );
+    assert!(
+        e.err()
+            .unwrap()
+            .to_string()
+            .contains("10 rows of predictions")
+    );
+}
+
 /// `alpool select` with the arguments, in `dir`; (status ok, stdout,
 /// stderr).
 fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
@@ -475,4 +551,187 @@ fn targets_come_from_the_labeled_rows() {
     let named = Job::new(Regression::Gsy, form, 1).exclude(Exclusions::new(vec![0, 1]));
     let e = named.with_targets(&column).unwrap_err().to_string();
     assert!(e.contains("labeled row 0 has target NaN"), "{e}");
+}
+
+// ---------------------------------------------------------------------
+// The loop: `simulate --task regression`.
+
+/// y = a smooth function of two features, plus noise.
+fn smooth(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = Rng::new(seed);
+    let x: Vec<f32> = (0..n * 2)
+        .map(|_| (r.uniform() * 4.0 - 2.0) as f32)
+        .collect();
+    let y = x
+        .chunks(2)
+        .map(|p| 3.0 * p[0] - p[1] * p[1] + 0.1 * r.uniform() as f32)
+        .collect();
+    (x, y)
+}
+
+#[test]
+fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
+    use alpool::al::regression::{RegressionData, RegressionSim, simulate, summarize};
+    let (x, y) = smooth(600, 2);
+    let data = RegressionData::new(x, y, 2, "smooth").unwrap();
+    let strategies = vec![
+        alpool::Query::Score(alpool::Strategy::Random),
+        alpool::Query::Regress(Regression::Std),
+        alpool::Query::Regress(Regression::Gsx),
+        alpool::Query::Regress(Regression::Gsy),
+        alpool::Query::Regress(Regression::Igs),
+        alpool::Query::Regress(Regression::Emcm),
+    ];
+    let cfg = RegressionSim {
+        strategies: strategies.clone(),
+        repeats: 2,
+        seed: 4,
+        test_fraction: 0.25,
+        seed_size: 10,
+        batch_size: 15,
+        budget: 70,
+        mlp: alpool::learner::MlpConfig {
+            hidden: vec![32],
+            ..Default::default()
+        },
+        committee: 3,
+    };
+    let runs = simulate(&data, &cfg, &alpool::Silent).unwrap();
+    assert_eq!(runs.len(), 12);
+    for r in &runs {
+        let labels: Vec<usize> = r.rounds.iter().map(|x| x.labels).collect();
+        assert_eq!(labels, [10, 25, 40, 55, 70], "{}", r.name);
+        // Every strategy of a repeat starts from the same split and labels.
+        let first = runs.iter().find(|o| o.repeat == r.repeat).unwrap();
+        assert_eq!(r.rounds[0].rmse, first.rounds[0].rmse);
+        // A model of 70 labels beats one of 10 on this smooth function.
+        assert!(r.rounds[4].rmse < r.rounds[0].rmse, "{}", r.name);
+        assert!(r.rounds.iter().all(|x| x.r2.is_finite() && x.r2 <= 1.0));
+    }
+    let again = simulate(&data, &cfg, &alpool::Silent).unwrap();
+    for (a, b) in runs.iter().zip(&again) {
+        let (ea, eb): (Vec<f64>, Vec<f64>) = (
+            a.rounds.iter().map(|x| x.rmse).collect(),
+            b.rounds.iter().map(|x| x.rmse).collect(),
+        );
+        assert_eq!(ea, eb, "{} repeat {}", a.name, a.repeat);
+    }
+    let names: Vec<String> = strategies.iter().map(|q| q.name().to_string()).collect();
+    let summary = summarize(&runs, &names);
+    assert_eq!(summary.len(), 6);
+    let random = &summary[0];
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let aulcs: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.name == "random")
+        .map(|r| mean(&r.rounds.iter().map(|x| x.rmse).collect::<Vec<_>>()))
+        .collect();
+    assert!((random.rmse_aulc_mean - mean(&aulcs)).abs() < 1e-12);
+    // Bad settings are named.
+    let mut bad = cfg.clone();
+    bad.strategies = vec![alpool::Query::Score(alpool::Strategy::Margin)];
+    let e = simulate(&data, &bad, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("margin is not a regression strategy"), "{e}");
+    let mut bad = cfg.clone();
+    bad.committee = 1;
+    let e = simulate(&data, &bad, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--committee must be at least 2"), "{e}");
+    let nan = RegressionData::new(vec![0.0; 4], vec![1.0, f32::NAN], 2, "x");
+    assert!(
+        nan.err()
+            .unwrap()
+            .to_string()
+            .contains("row 1: the target is NaN")
+    );
+}
+
+#[test]
+fn simulate_regression_on_diamonds_writes_its_curves() {
+    let Some(dir) = common::shared_data("diamonds") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.join("X.npy"), dir.join("y.npy"));
+    let run = |folder: &Path| {
+        let o = common::alpool(&[
+            "simulate",
+            "--task",
+            "regression",
+            "--features",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--strategies",
+            "random,igs,std",
+            "--budget",
+            "120",
+            "--batch-size",
+            "25",
+            "--repeats",
+            "1",
+            "--committee",
+            "3",
+            "--out",
+            folder.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::stdout(&o)
+    };
+    let table = run(&out.path().join("a"));
+    assert!(
+        table.contains("RMSE AULC") && table.contains("igs"),
+        "{table}"
+    );
+    run(&out.path().join("b"));
+    let read = |f: &str| std::fs::read_to_string(out.path().join(f)).unwrap();
+    // The same seed, the same rounds (the timings aside).
+    let rounds = |f: &str| -> Vec<String> {
+        let text = read(f);
+        text.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(rounds("a/rounds.csv"), rounds("b/rounds.csv"));
+    let summary: serde_json::Value = serde_json::from_str(&read("a/summary.json")).unwrap();
+    let strategies = summary["strategies"].as_array().unwrap();
+    assert_eq!(strategies.len(), 3);
+    for s in strategies {
+        let curve = s["curve"].as_array().unwrap();
+        let labels: Vec<u64> = curve.iter().map(|c| c[0].as_u64().unwrap()).collect();
+        assert_eq!(labels, [20, 45, 70, 95, 120]);
+        // log10 prices: a model of 120 labels explains most of the variance.
+        let r2 = curve.last().unwrap()[3].as_f64().unwrap();
+        assert!(r2 > 0.8, "{s}");
+    }
+    assert!(read("a/curves.svg").contains("<svg"));
+    // A NaN target is named.
+    let t = tempfile::tempdir().unwrap();
+    save_vec(&t.path().join("y.npy"), &[1.0, f64::NAN, 2.0]);
+    common::save_f32(
+        &t.path().join("x.npy"),
+        &[vec![0.0], vec![1.0], vec![2.0]],
+        1,
+    );
+    let o = common::alpool(&[
+        "simulate",
+        "--task",
+        "regression",
+        "--features",
+        t.path().join("x.npy").to_str().unwrap(),
+        "--labels",
+        t.path().join("y.npy").to_str().unwrap(),
+        "--out",
+        t.path().join("o").to_str().unwrap(),
+    ]);
+    let err = common::stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("row 1: the target is NaN"),
+        "{err}"
+    );
 }
