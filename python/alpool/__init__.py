@@ -155,6 +155,8 @@ def _inputs(
     rows: Any = None,
     row_offset: int = 0,
     regression: str | None = None,
+    mc_samples: int | None = None,
+    mc_seed: int = 0,
 ) -> dict[str, Any]:
     given_model = model is not None or features is not None
     if given_model and (model is None or features is None):
@@ -177,6 +179,8 @@ def _inputs(
         "rows": None if rows is None else np.ascontiguousarray(rows, dtype=np.int64),
         "row_offset": row_offset,
         "regression": regression,
+        "mc_samples": mc_samples,
+        "mc_seed": mc_seed,
     }
 
 
@@ -299,6 +303,7 @@ def select(
     label_cardinality: float | None = None,
     uncertainty_weight: float = 0.5,
     targets: Any = None,
+    mc_samples: int | None = None,
 ) -> Result:
     """The k most informative rows, best (or first picked) first.
 
@@ -349,6 +354,10 @@ def select(
             last hidden layer as the embeddings. Several models are a
             committee: their probabilities of each block are the samples
             the disagreement strategies read (no T x N x C array).
+        mc_samples: with one ``model=`` trained with dropout, T MC-dropout
+            passes (dropout kept on at inference, masks seeded by ``seed``
+            per pass and global row) are the samples the disagreement
+            strategies read, block by block (no T x N x C array).
         candidates, clusters: Cluster-Margin's sizes (default 10·k and k).
         stochastic: draw the k rows at random instead of taking the k best
             (Kirsch et al. 2023), favouring informative rows: "softmax"
@@ -440,6 +449,8 @@ def select(
         model=model,
         features=features,
         regression=regression,
+        mc_samples=mc_samples,
+        mc_seed=seed,
     )
     opts = _options(
         strategy,
@@ -486,11 +497,12 @@ def score(
     features: Paths | None = None,
     label_cardinality: float | None = None,
     uncertainty_weight: float = 0.5,
+    mc_samples: int | None = None,
 ) -> np.ndarray:
     """Every row's canonical score (float64, in row order), row-wise strategies.
 
-    The options are :func:`select`'s, ``model=``, ``features=`` and
-    ``samples=`` included (row-wise, disagreement and multi-label
+    The options are :func:`select`'s, ``model=``, ``features=``,
+    ``mc_samples=`` and ``samples=`` included (row-wise, disagreement and multi-label
     strategies).
 
     >>> import numpy as np, alpool
@@ -508,6 +520,8 @@ def score(
         model=model,
         features=features,
         regression=regression,
+        mc_samples=mc_samples,
+        mc_seed=seed,
     )
     opts = _options(
         strategy,

@@ -41,6 +41,9 @@ pub struct RawInputs<'py> {
     /// A regression input form's name, when files hold a regression
     /// model's outputs (opened as such).
     regression: Option<String>,
+    /// MC dropout: T passes of the one model, and the masks' seed.
+    mc_samples: Option<usize>,
+    mc_seed: u64,
 }
 
 /// The options as Python gives them.
@@ -99,6 +102,8 @@ impl<'py> FromPyObject<'_, 'py> for RawInputs<'py> {
             rows: item(&d, "rows")?,
             row_offset: item(&d, "row_offset")?,
             regression: item(&d, "regression")?,
+            mc_samples: item(&d, "mc_samples")?,
+            mc_seed: item(&d, "mc_seed")?,
         })
     }
 }
@@ -147,6 +152,8 @@ pub struct Sources<'py> {
     layout: SampleLayout,
     /// The saved models (one, or a committee) with their feature files.
     model: Option<(Vec<Mlp>, FeaturePool)>,
+    /// MC dropout's passes and seed.
+    mc: Option<(usize, u64)>,
     rows: Option<Vec<u64>>,
     offset: u64,
 }
@@ -208,6 +215,7 @@ impl<'py> Sources<'py> {
             sample_files,
             layout,
             model,
+            mc: raw.mc_samples.map(|t| (t, raw.mc_seed)),
             rows,
             offset: raw.row_offset,
         })
@@ -268,10 +276,18 @@ impl<'py> Sources<'py> {
             }
             None => None,
         };
-        let mut inputs = match &self.model {
-            Some((m, f)) if m.len() == 1 => Inputs::model(&m[0], f),
-            Some((m, f)) => Inputs::committee(m, f),
-            None => Inputs::default(),
+        let mut inputs = match (&self.model, self.mc) {
+            (Some((m, f)), Some((t, seed))) if m.len() == 1 => {
+                Inputs::mc_dropout(&m[0], f, t, seed)
+            }
+            (Some(_), Some(_)) => {
+                return Err(PyValueError::new_err(
+                    "mc_samples runs one model's dropout passes; give one model",
+                ));
+            }
+            (Some((m, f)), None) if m.len() == 1 => Inputs::model(&m[0], f),
+            (Some((m, f)), None) => Inputs::committee(m, f),
+            (None, _) => Inputs::default(),
         };
         if let Some(p) = probs.as_ref().or(self.files.as_ref()) {
             inputs = inputs.with_probs(p);

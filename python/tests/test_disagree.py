@@ -165,3 +165,65 @@ def test_a_committee_of_saved_models_equals_their_predictions(cli: Path, tmp_pat
         assert list(scores) == list(want), strategy
     with pytest.raises(TypeError, match="needs T samples"):
         alpool.select(model=models[:1], features=feats, strategy="bald", k=5)
+
+
+def test_mc_dropout_passes_are_the_samples(cli: Path, tmp_path: Path) -> None:
+    """T MC-dropout passes of one saved model read as samples: the same
+    selection from select(model=, mc_samples=) as from the CLI's, and a
+    seed picks the masks."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(800, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    model = tmp_path / "m.safetensors"
+    exe = str(cli)
+    subprocess.run(
+        [
+            exe,
+            "train",
+            "--features",
+            str(tmp_path / "x.npy"),
+            "--labels",
+            str(tmp_path / "y.npy"),
+            "--dropout",
+            "0.3",
+            "--out",
+            str(model),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    feats = str(tmp_path / "x.npy")
+    a = alpool.select(strategy="bald", k=20, model=model, features=feats, mc_samples=6, seed=3)
+    b = alpool.select(strategy="bald", k=20, model=model, features=feats, mc_samples=6, seed=3)
+    c = alpool.select(strategy="bald", k=20, model=model, features=feats, mc_samples=6, seed=4)
+    assert a[0].tolist() == b[0].tolist() and a[0].tolist() != c[0].tolist()
+    out = subprocess.run(
+        [
+            exe,
+            "select",
+            "-q",
+            "--model",
+            str(model),
+            "--features",
+            feats,
+            "--mc-samples",
+            "6",
+            "--seed",
+            "3",
+            "-s",
+            "bald",
+            "-k",
+            "20",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    cli = [int(line.split(",")[1]) for line in out.splitlines()[1:]]
+    assert cli == a[0].tolist()
+    scores = alpool.score(strategy="bald", model=model, features=feats, mc_samples=6, seed=3)
+    assert scores[a[0]].tolist() == a[1].tolist()
+    with pytest.raises(ValueError, match="does not read samples"):
+        alpool.select(strategy="margin", k=2, model=model, features=feats, mc_samples=6)

@@ -41,7 +41,7 @@ pub struct Inputs<'a> {
     #[cfg(feature = "learner")]
     model: Option<(&'a Mlp, &'a FeaturePool)>,
     #[cfg(feature = "learner")]
-    committee: Option<(&'a [Mlp], &'a FeaturePool)>,
+    committee: Option<(crate::features::Members<'a>, &'a FeaturePool)>,
     rows: Option<&'a [u64]>,
 }
 
@@ -89,7 +89,27 @@ impl<'a> Inputs<'a> {
     #[cfg(feature = "learner")]
     pub fn committee(models: &'a [Mlp], features: &'a FeaturePool) -> Self {
         Inputs {
-            committee: Some((models, features)),
+            committee: Some((crate::features::Members::Committee(models), features)),
+            ..Inputs::default()
+        }
+    }
+
+    /// T MC-dropout passes of `model` over its N x D feature files (Gal and
+    /// Ghahramani 2016): dropout stays on at inference, with masks drawn
+    /// from `seed` per (pass, global row, layer, unit) (see
+    /// [`crate::learner::McPass`]), and each pass's probabilities of a
+    /// block are one of its T samples, for the disagreement strategies;
+    /// no T x N x C array is held. The model must have been trained with
+    /// dropout.
+    #[cfg(feature = "learner")]
+    pub fn mc_dropout(model: &'a Mlp, features: &'a FeaturePool, passes: usize, seed: u64) -> Self {
+        let members = crate::features::Members::Dropout {
+            model,
+            passes,
+            seed,
+        };
+        Inputs {
+            committee: Some((members, features)),
             ..Inputs::default()
         }
     }
@@ -176,7 +196,11 @@ impl<'a> Inputs<'a> {
     /// The global index of the first row of what is scored.
     fn first_row(&self) -> u64 {
         #[cfg(feature = "learner")]
-        if let Some((_, features)) = self.model.or(self.committee.map(|(m, f)| (&m[0], f))) {
+        if let Some(features) = self
+            .model
+            .map(|(_, f)| f)
+            .or(self.committee.map(|(_, f)| f))
+        {
             return features.first_row();
         }
         match (self.samples, self.probs) {
@@ -309,24 +333,16 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         }
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(BatchStrategy::BatchBald) => {
-            if inputs.has_committee() && inputs.samples.is_none() {
-                return Err(Error::Config(
-                    "batchbald over a committee of --model files is not built: write each member's predictions (alpool predict) and give them with --samples".into(),
-                ));
-            }
-            let samples = inputs
-                .samples
-                .ok_or_else(|| missing(job.query, Input::Samples))?;
-            (
-                crate::batch::batchbald::select(samples, job, run.progress)?,
-                None,
-            )
+            (select_batchbald(&inputs, job, run.progress)?, None)
         }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
         Query::Disagree(_) | Query::Regress(Regression::Std) => {
             (select_disagreement(&inputs, job, run.progress)?, None)
         }
-        Query::Regress(_) => (select_regression(&inputs, job, backend, run.progress)?, None),
+        Query::Regress(_) => (
+            select_regression(&inputs, job, backend, run.progress)?,
+            None,
+        ),
         Query::Multi(_) => {
             let pool = multilabel_pool(&inputs, job)?;
             crate::multilabel::select_on(backend, pool, job, run.progress)?
@@ -338,6 +354,20 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         reason: opened.reason.clone(),
         gpu_phases,
     })
+}
+
+/// BatchBALD over given samples (a committee's or MC dropout's blocks
+/// are not read by it yet).
+fn select_batchbald(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+    if inputs.has_committee() && inputs.samples.is_none() {
+        return Err(Error::Config(
+            "batchbald over a committee of --model files or --mc-samples passes is not built: write the samples (alpool predict per member) and give them with --samples".into(),
+        ));
+    }
+    let samples = inputs
+        .samples
+        .ok_or_else(|| missing(job.query, Input::Samples))?;
+    crate::batch::batchbald::select(samples, job, progress)
 }
 
 /// EMCM's three inputs.
@@ -594,6 +624,15 @@ fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
         return Err(Error::Config(
             "give probabilities or a model with its features, not both".into(),
         ));
+    }
+    #[cfg(feature = "learner")]
+    if let Some((crate::features::Members::Dropout { .. }, _)) = inputs.committee
+        && needs.samples == Use::Unused
+    {
+        return Err(Error::Config(format!(
+            "MC dropout (--mc-samples, mc_samples=) makes T samples for the disagreement strategies; {} does not read samples: drop it",
+            job.query
+        )));
     }
     // A missing input first: it says what to give instead of a stray one.
     let lacking = Needs::INPUTS

@@ -173,6 +173,15 @@ pub struct PoolArgs {
     #[arg(long, value_name = "X.npy", num_args = 1.., requires = "model")]
     pub features: Vec<PathBuf>,
 
+    /// MC dropout (Gal and Ghahramani 2016): T passes of the --model (one,
+    /// trained with --dropout) with dropout kept on at inference are the
+    /// samples the disagreement strategies (bald, mean-std, …) read, block
+    /// by block, with no T x N x C array. The masks are seeded by --seed
+    /// per (pass, global row, layer, unit): the same samples on any
+    /// machine, thread count or shard split.
+    #[arg(long, value_name = "T", requires = "model")]
+    pub mc_samples: Option<usize>,
+
     /// Query strategy.
     #[arg(short, long, value_enum, default_value = "margin")]
     pub strategy: QueryArg,
@@ -459,6 +468,8 @@ struct Sources {
     model: Option<(Mlp, FeaturePool)>,
     /// Several models: a committee over the features.
     committee: Option<(Vec<Mlp>, FeaturePool)>,
+    /// MC dropout's passes and seed, over the one model.
+    mc: Option<(usize, u64)>,
 }
 
 impl Sources {
@@ -497,12 +508,16 @@ impl Sources {
                 Samples::open(&p.samples, p.layout.into(), p.read.into())?.with_row_offset(offset),
             ),
         };
+        if p.mc_samples.is_some() && committee.is_some() {
+            anyhow::bail!("--mc-samples runs one model's dropout passes; give one --model");
+        }
         Ok(Sources {
             probs,
             embeddings,
             samples,
             model,
             committee,
+            mc: p.mc_samples.map(|t| (t, p.seed)),
         })
     }
 
@@ -552,11 +567,16 @@ impl Sources {
             samples,
             model: None,
             committee: None,
+            mc: None,
         })
     }
 
     fn inputs(&self) -> Inputs<'_> {
         let mut inputs = match (&self.model, &self.committee) {
+            (Some((m, f)), _) if self.mc.is_some() => {
+                let (passes, seed) = self.mc.unwrap_or_default();
+                Inputs::mc_dropout(m, f, passes, seed)
+            }
             (Some((m, f)), _) => Inputs::model(m, f),
             (None, Some((models, f))) => Inputs::committee(models, f),
             (None, None) => Inputs::default(),

@@ -28,7 +28,8 @@ use rayon::prelude::*;
 use crate::backend::{self, Backend, Progress, RowJob};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::learner::{ColumnStats, Mlp, TILE_ROWS};
+use crate::learner::fused::FillRows;
+use crate::learner::{ColumnStats, McPass, Mlp, TILE_ROWS};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Pool, SampleLayout, Samples, map_matrices};
 use crate::query::RowProblem;
@@ -445,38 +446,134 @@ impl FeaturePool {
     }
 }
 
+/// Where a block's T samples come from: the members of a committee, or T
+/// MC-dropout passes of one model.
+#[derive(Clone, Copy)]
+pub enum Members<'a> {
+    /// Each model's probabilities are one sample.
+    Committee(&'a [Mlp]),
+    /// T passes of one model with dropout kept on ([`McPass`]), the masks
+    /// seeded by `seed`.
+    Dropout {
+        /// The model, trained with dropout.
+        model: &'a Mlp,
+        /// T.
+        passes: usize,
+        /// The masks' seed.
+        seed: u64,
+    },
+}
+
+impl Members<'_> {
+    /// T.
+    pub fn len(&self) -> usize {
+        match self {
+            Members::Committee(m) => m.len(),
+            Members::Dropout { passes, .. } => *passes,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first model (the only one, for dropout).
+    pub fn first(&self) -> Option<&Mlp> {
+        match self {
+            Members::Committee(m) => m.first(),
+            Members::Dropout { model, .. } => Some(model),
+        }
+    }
+
+    /// The classes every sample holds, checked.
+    fn classes(&self) -> Result<usize> {
+        match self {
+            Members::Committee(models) => committee_classes(models),
+            Members::Dropout { model, passes, .. } => {
+                if *passes < 2 {
+                    return Err(Error::Config(format!(
+                        "MC dropout needs at least 2 passes to disagree, got {passes} (--mc-samples)"
+                    )));
+                }
+                let rate = model.config().dropout;
+                if !(rate > 0.0 && rate < 1.0) {
+                    return Err(Error::Config(format!(
+                        "MC dropout keeps the model's dropout on at inference, but this model was trained with dropout {rate}: train it with --dropout P (0 < P < 1)"
+                    )));
+                }
+                Ok(model.classes())
+            }
+        }
+    }
+
+    /// Sample `i`'s probabilities of the rows `fill` writes, the first of
+    /// them global row `g0`.
+    fn predict<'f>(
+        &self,
+        i: usize,
+        out: &mut [f32],
+        fill: &FillRows<'f, Error>,
+        g0: u64,
+    ) -> Result<()> {
+        match self {
+            Members::Committee(models) => models[i].predict_proba_filled(out, fill),
+            Members::Dropout { model, seed, .. } => {
+                let pass = McPass {
+                    pass: i as u64,
+                    seed: *seed,
+                    rate: model.config().dropout,
+                    first_row: g0,
+                    softmax: true,
+                };
+                model.predict_mc_filled(out, fill, pass)
+            }
+        }
+    }
+}
+
 impl FeaturePool {
-    /// Runs every model of a committee over every block in order, handing
-    /// each block's global first row, its rows and the members'
-    /// probabilities of it, sample-major (T x rows x C), to `each`. The
-    /// block is read once for all members; each member's probabilities are
-    /// the bits `predict` gives them.
+    /// Runs every member over every block in order, handing each block's
+    /// global first row, its rows and the members' probabilities of it,
+    /// sample-major (T x rows x C), to `each`. The block is read once for
+    /// all members; each member's probabilities are the bits `predict`
+    /// (or one MC pass of the whole pool) gives them.
     pub fn committee_blocks(
         &self,
-        models: &[Mlp],
+        members: Members,
         progress: &dyn Progress,
         each: &mut SamplesSink,
     ) -> Result<()> {
-        let c = committee_classes(models)?;
-        for m in models {
+        let c = members.classes()?;
+        if let Members::Committee(models) = members {
+            for m in models {
+                self.check_model(m)?;
+            }
+        }
+        if let Some(m) = members.first() {
             self.check_model(m)?;
         }
         let (mut x, mut samples) = (Vec::new(), Vec::new());
         let d = self.dim;
+        let t = members.len();
         for (i, start, end) in self.blocks() {
             if progress.cancelled() {
                 return Err(Error::Cancelled);
             }
             self.read_block(i, start, end, &mut x)?;
             let rows = (end - start) as usize;
-            samples.resize(models.len() * rows * c, 0.0);
-            for (m, out) in models.iter().zip(samples.chunks_mut(rows * c)) {
+            let g0 = self.shards[i].first_row + start;
+            samples.resize(t * rows * c, 0.0);
+            for (m, out) in samples.chunks_mut(rows * c).enumerate() {
                 let x = &x;
-                m.predict_proba_filled(out, &|first, count, _| {
-                    Ok(Some(&x[first * d..(first + count) * d]))
-                })?;
+                members.predict(
+                    m,
+                    out,
+                    &|first, count, _| Ok(Some(&x[first * d..(first + count) * d])),
+                    g0,
+                )?;
             }
-            each(self.shards[i].first_row + start, rows, &samples)?;
+            each(g0, rows, &samples)?;
             progress.advance((end - start) * (d * self.shards[i].dtype.size()) as u64);
         }
         Ok(())
@@ -523,7 +620,7 @@ fn block_samples(samples: &[f32], t: usize, rows: usize, g0: u64) -> Result<Samp
 /// makes of `features`, block by block ([`Blocks`] merges them: the whole
 /// array's selection, with no T x N x C array held).
 pub(crate) fn select_committee(
-    models: &[Mlp],
+    models: Members,
     features: &FeaturePool,
     job: &Job,
     progress: &dyn Progress,
@@ -542,7 +639,7 @@ pub(crate) fn select_committee(
 /// Every row's disagreement score over a committee's samples, in row
 /// order, block by block to `sink`.
 pub(crate) fn score_committee(
-    models: &[Mlp],
+    models: Members,
     features: &FeaturePool,
     job: &Job,
     progress: &dyn Progress,

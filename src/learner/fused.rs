@@ -122,16 +122,34 @@ pub(crate) fn softmax_rows(z: &mut [f32], classes: usize) {
 }
 
 /// Logits of `rows` rows through all layers (ReLU between), using `hidden`
-/// as scratch for the hidden activations.
-fn logits_into(layers: &[Layer], x: &[f32], rows: usize, hidden: &mut [Vec<f32>], out: &mut [f32]) {
+/// as scratch for the hidden activations; with an MC-dropout pass (and the
+/// global row of `x`'s first row), its masks after each hidden ReLU.
+fn logits_into(
+    layers: &[Layer],
+    x: &[f32],
+    rows: usize,
+    (hidden, out): (&mut [Vec<f32>], &mut [f32]),
+    mc: Option<(&McPass, u64)>,
+) {
     let last = layers.len() - 1;
     for (i, l) in layers.iter().enumerate() {
         let (before, after) = hidden.split_at_mut(i);
         let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
         let dst: &mut [f32] = if i == last { out } else { &mut after[0] };
         affine(dst, input, rows, l);
-        if i < last {
+        if i == last {
+            continue;
+        }
+        let Some((mc, first)) = mc else {
             dst[..rows * l.out].iter_mut().for_each(|v| *v = v.max(0.0));
+            continue;
+        };
+        let keep = 1.0 / (1.0 - mc.rate);
+        for (r, row) in dst[..rows * l.out].chunks_exact_mut(l.out).enumerate() {
+            for (u, v) in row.iter_mut().enumerate() {
+                let drop = mc.drops(first + r as u64, i, u);
+                *v = if drop { 0.0 } else { v.max(0.0) * keep };
+            }
         }
     }
 }
@@ -159,13 +177,49 @@ pub(crate) fn predict_proba_into(
 
 /// What a forward pass writes: the softmax, or the last hidden layer's
 /// activations (the embedding batch-aware strategies measure distances in).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Head {
     Probs,
     Embed,
+    /// One MC-dropout pass: the softmax (or the output itself) with
+    /// dropout kept on at inference.
+    Mc(McPass),
     /// The output layer before the softmax (tests bound the GPU's by it).
     #[cfg_attr(not(all(test, feature = "gpu")), allow(dead_code))]
     Logits,
+}
+
+/// One MC-dropout pass (Gal and Ghahramani 2016): after each hidden
+/// layer's ReLU, unit `u` of layer `l` in global row `g` is dropped when
+/// `h = splitmix64(splitmix64(splitmix64(seed ^ pass) ^ g) ^ (l << 32 | u))`
+/// gives `(h >> 40) · 2⁻²⁴ < rate`, and kept units are scaled by
+/// `1 / (1 − rate)`, as in training. The mask is a function of (seed,
+/// pass, global row, layer, unit) alone, so a row's pass is the same bits
+/// in any block, tile or thread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct McPass {
+    /// The pass, 0..T.
+    pub pass: u64,
+    /// The masks' seed.
+    pub seed: u64,
+    /// The dropout probability.
+    pub rate: f32,
+    /// The global row of the first row filled.
+    pub first_row: u64,
+    /// Softmax the output (a classifier) or keep it (a regressor).
+    pub softmax: bool,
+}
+
+impl McPass {
+    /// Whether unit `u` of hidden layer `l` is dropped in global row `g`.
+    #[inline]
+    pub fn drops(&self, g: u64, l: usize, u: usize) -> bool {
+        use crate::rng::splitmix64;
+        let h = splitmix64(
+            splitmix64(splitmix64(self.seed ^ self.pass) ^ g) ^ ((l as u64) << 32 | u as u64),
+        );
+        ((h >> 40) as f32) * (1.0 / 16_777_216.0) < self.rate
+    }
 }
 
 /// The width of [`Head::Embed`]'s rows: the last hidden layer, or the
@@ -225,7 +279,7 @@ pub(crate) fn forward_filled<'a, E: Send>(
     head: Head,
 ) -> Result<(), E> {
     let width = match head {
-        Head::Probs | Head::Logits => layers[layers.len() - 1].out,
+        Head::Probs | Head::Logits | Head::Mc(_) => layers[layers.len() - 1].out,
         Head::Embed => embed_width(layers),
     };
     let tile_rows = BLOCK_ROWS.min(out.len() / width).max(1);
@@ -249,15 +303,22 @@ pub(crate) fn forward_filled<'a, E: Send>(
         };
         match head {
             Head::Probs => {
-                logits_into(layers, xb, count, hidden, ob);
+                logits_into(layers, xb, count, (hidden, ob), None);
                 softmax_rows(ob, width);
             }
-            Head::Logits => logits_into(layers, xb, count, hidden, ob),
+            Head::Logits => logits_into(layers, xb, count, (hidden, ob), None),
+            Head::Mc(mc) => {
+                let first = mc.first_row + (tile * BLOCK_ROWS) as u64;
+                logits_into(layers, xb, count, (hidden, ob), Some((&mc, first)));
+                if mc.softmax {
+                    softmax_rows(ob, width);
+                }
+            }
             Head::Embed if layers.len() == 1 => ob.copy_from_slice(&xb[..ob.len()]),
             Head::Embed => {
                 // The hidden layers alone; ReLU after the last of them too.
                 let hidden_layers = &layers[..layers.len() - 1];
-                logits_into(hidden_layers, xb, count, hidden, ob);
+                logits_into(hidden_layers, xb, count, (hidden, ob), None);
                 ob.iter_mut().for_each(|v| *v = v.max(0.0));
             }
         }

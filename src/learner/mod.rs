@@ -22,6 +22,7 @@ use candle_core::{Device, Tensor};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 pub use committee::Committee;
+pub use fused::McPass;
 use reference::ce;
 pub use scale::{ColumnStats, Scale, ScaleKind, Scaler};
 
@@ -670,6 +671,20 @@ impl Mlp {
                 Ok(())
             }
         }
+    }
+
+    /// One MC-dropout pass ([`McPass`]) over the rows `fill` writes, as
+    /// [`Mlp::predict_proba_filled`] does: dropout stays on at inference,
+    /// with the pass's masks. Runs on the fused kernels whatever the
+    /// engine (the layers are the same).
+    pub fn predict_mc_filled<'a>(
+        &self,
+        out: &mut [f32],
+        fill: &fused::FillRows<'a, Error>,
+        pass: McPass,
+    ) -> Result<()> {
+        let head = fused::Head::Mc(pass);
+        fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)
     }
 
     /// [`Mlp::embed_rows`] of `out.len() / embed_width()` rows that `fill`

@@ -420,6 +420,25 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
     );
 }
 
+/// N x D features uniform in [−1, 1) saved as `dir/x.npy`, and labels
+/// from the first feature (C classes).
+fn feature_file(
+    dir: &Path,
+    (n, d, c): (usize, usize, usize),
+    seed: u64,
+) -> (Vec<f32>, Vec<usize>, PathBuf) {
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..n * d)
+        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
+        .collect();
+    let y: Vec<usize> = (0..n)
+        .map(|i| ((x[i * d] + 1.0) * c as f32 / 2.0) as usize % c)
+        .collect();
+    let path = dir.join("x.npy");
+    npy::save(&path, &[n, d], &x).unwrap();
+    (x, y, path)
+}
+
 /// A committee scoring feature files block by block selects and scores
 /// what `--samples` of its members' predictions does, exactly: every
 /// strategy, blocks far smaller than the pool, exclusions.
@@ -428,16 +447,8 @@ fn a_committee_over_features_equals_the_samples_of_its_predictions() {
     use alpool::features::FeaturePool;
     use alpool::learner::{Mlp, MlpConfig};
     let (n, d, c) = (3000usize, 8usize, 4usize);
-    let mut rng = Rng::new(11);
-    let x: Vec<f32> = (0..n * d)
-        .map(|_| rng.uniform() as f32 * 2.0 - 1.0)
-        .collect();
-    let y: Vec<usize> = (0..n)
-        .map(|i| ((x[i * d] + 1.0) * 2.0) as usize % c)
-        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.npy");
-    npy::save(&path, &[n, d], &x).unwrap();
+    let (x, y, path) = feature_file(dir.path(), (n, d, c), 11);
     let models: Vec<Mlp> = (0..3u64)
         .map(|s| {
             let cfg = MlpConfig {
@@ -493,4 +504,168 @@ fn a_committee_over_features_equals_the_samples_of_its_predictions() {
     );
     let err = one.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("cannot disagree"), "{err}");
+}
+
+/// splitmix64, written here from its definition (Steele et al. 2014).
+fn splitmix(z: u64) -> u64 {
+    let mut z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One MC-dropout pass of row `g` as documented, in f64: after each hidden
+/// ReLU, unit u of layer l drops when (h >> 40)·2⁻²⁴ < rate, h the
+/// documented hash; kept units scale by 1 / (1 − rate); softmax last.
+fn mc_reference(m: &alpool::learner::Mlp, row: &[f32], g: u64, pass: u64, seed: u64) -> Vec<f64> {
+    let rate = m.config().dropout as f64;
+    let layers = m.layers();
+    let mut h: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+    for (l, layer) in layers.iter().enumerate() {
+        let mut z: Vec<f64> = (0..layer.out)
+            .map(|o| {
+                let w = &layer.w[o * layer.inp..(o + 1) * layer.inp];
+                layer.b[o] as f64 + w.iter().zip(&h).map(|(&w, &x)| w as f64 * x).sum::<f64>()
+            })
+            .collect();
+        if l + 1 < layers.len() {
+            for (u, v) in z.iter_mut().enumerate() {
+                let key =
+                    splitmix(splitmix(splitmix(seed ^ pass) ^ g) ^ ((l as u64) << 32 | u as u64));
+                let drop = ((key >> 40) as f32 * (1.0 / 16_777_216.0)) < rate as f32;
+                *v = if drop { 0.0 } else { v.max(0.0) / (1.0 - rate) };
+            }
+        }
+        h = z;
+    }
+    let max = h.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = h.iter().map(|v| (v - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// MC dropout over feature files: each pass's masks are the documented
+/// ones (a naive f64 forward agrees to float32 rounding), a row's pass is
+/// the same bits in any block, and the selection equals the one over
+/// `--samples` of those passes, exactly.
+#[test]
+fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
+    use alpool::features::FeaturePool;
+    use alpool::learner::{McPass, Mlp, MlpConfig, Scale};
+    let (n, d, c, t, seed) = (1500usize, 6usize, 3usize, 5usize, 9u64);
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y, path) = feature_file(dir.path(), (n, d, c), 21);
+    let cfg = MlpConfig {
+        hidden: vec![24, 12],
+        dropout: 0.3,
+        epochs: 3,
+        min_steps: 50,
+        scale: Scale::None,
+        ..MlpConfig::default()
+    };
+    let mut model = Mlp::new(d, c, cfg.clone()).unwrap();
+    model.fit(&x[..600 * d], &y[..600]).unwrap();
+    // Each pass over the whole matrix at once (its masks keyed on the
+    // global row, so blocks of the pool must give the same bits).
+    let mut all = vec![0f32; t * n * c];
+    for (pass, out) in all.chunks_mut(n * c).enumerate() {
+        let mc = McPass {
+            pass: pass as u64,
+            seed,
+            rate: 0.3,
+            first_row: 0,
+            softmax: true,
+        };
+        model
+            .predict_mc_filled(
+                out,
+                &|first, count, _| Ok(Some(&x[first * d..(first + count) * d])),
+                mc,
+            )
+            .unwrap();
+        for g in (0..n).step_by(7) {
+            let want = mc_reference(&model, &x[g * d..(g + 1) * d], g as u64, pass as u64, seed);
+            for (a, b) in out[g * c..(g + 1) * c].iter().zip(&want) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-5,
+                    "pass {pass} row {g}: {a} vs {b}"
+                );
+            }
+        }
+    }
+    // The passes differ: dropout is on.
+    assert_ne!(all[..n * c], all[n * c..2 * n * c]);
+    let pool = Pool::from_f32(&all, c).unwrap();
+    let samples = Samples::from_pool(pool, [t, n, c], SampleLayout::Tnc).unwrap();
+    let features = FeaturePool::open(&[&path]).unwrap().with_block_rows(256);
+    let excluded = Exclusions::new((0..n as u64).filter(|r| r % 11 == 2).collect());
+    for dis in [
+        Disagreement::Bald,
+        Disagreement::VariationRatio,
+        Disagreement::MeanStd,
+    ] {
+        let job = Job::new(dis, InputForm::model_output(), 30).exclude(excluded.clone());
+        let run = Run::on(Device::Cpu);
+        let want = alpool::select(Inputs::samples(&samples), &job, &run).unwrap();
+        let got =
+            alpool::select(Inputs::mc_dropout(&model, &features, t, seed), &job, &run).unwrap();
+        let key = |s: &alpool::Selection| -> Vec<(u64, u64)> {
+            s.entries
+                .iter()
+                .map(|e| (e.index, e.score.to_bits()))
+                .collect()
+        };
+        assert_eq!(key(&got.selection), key(&want.selection), "{dis:?}");
+        let scores = alpool::score(Inputs::mc_dropout(&model, &features, t, seed), &job).unwrap();
+        assert_eq!(
+            scores,
+            alpool::score(Inputs::samples(&samples), &job).unwrap()
+        );
+    }
+    // Another seed, other masks; one pass, or no dropout, is refused.
+    let job = Job::new(Disagreement::Bald, InputForm::model_output(), 30);
+    let run = Run::on(Device::Cpu);
+    let a = alpool::select(Inputs::mc_dropout(&model, &features, t, 1), &job, &run).unwrap();
+    let b = alpool::select(Inputs::mc_dropout(&model, &features, t, 2), &job, &run).unwrap();
+    assert_ne!(a.selection.indices(), b.selection.indices());
+    let one = alpool::select(Inputs::mc_dropout(&model, &features, 1, 1), &job, &run);
+    assert!(one.err().unwrap().to_string().contains("at least 2 passes"));
+    // The command line reads the same passes.
+    let saved = dir.path().join("m.safetensors");
+    model.save(&saved).unwrap();
+    let o = common::alpool(&[
+        "select",
+        "-q",
+        "--model",
+        saved.to_str().unwrap(),
+        "--features",
+        path.to_str().unwrap(),
+        "--mc-samples",
+        "5",
+        "--seed",
+        "1",
+        "-s",
+        "bald",
+        "-k",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let rows: Vec<u64> = common::stdout(&o)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows, a.selection.indices());
+    let plain = Mlp::new(
+        d,
+        c,
+        MlpConfig {
+            dropout: 0.0,
+            ..cfg
+        },
+    )
+    .unwrap();
+    let none = alpool::select(Inputs::mc_dropout(&plain, &features, t, 1), &job, &run);
+    let e = none.err().unwrap().to_string();
+    assert!(e.contains("trained with dropout 0"), "{e}");
 }
