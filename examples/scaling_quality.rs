@@ -39,6 +39,7 @@ fn aulc(data: &Dataset, scale: Scale, repeats: usize) -> alpool::Result<(f64, f6
             seed: 0,
             embedding: Default::default(),
             committee: 0,
+            mc_samples: 0,
         },
     };
     let runs = simulate::run(data, &cfg, None)?;

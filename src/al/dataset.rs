@@ -166,7 +166,7 @@ impl Dataset {
     /// through the model, so no copy of the rows exists; the same bits as
     /// [`Mlp::predict_proba_rows`] over a matrix of the features.
     pub fn predict_proba_rows(&self, model: &Mlp, rows: &[usize]) -> Result<Vec<f32>> {
-        self.filled(
+        self.filled_rows(
             rows,
             model.classes(),
             |out: &mut [f32], fill: &FillRows<'_, Error>| model.predict_proba_filled(out, fill),
@@ -185,7 +185,7 @@ impl Dataset {
     /// `model`'s embeddings of the listed rows ([`Mlp::embed_rows`]),
     /// gathered a tile at a time like [`Dataset::predict_proba_rows`].
     pub fn embed_rows(&self, model: &Mlp, rows: &[usize]) -> Result<Vec<f32>> {
-        self.filled(
+        self.filled_rows(
             rows,
             model.embed_width(),
             |out: &mut [f32], fill: &FillRows<'_, Error>| model.embed_filled(out, fill),
@@ -194,7 +194,7 @@ impl Dataset {
 
     /// `width` outputs for each listed row from `run`, which is handed the
     /// output and a fill that gathers each tile's rows.
-    fn filled<F>(&self, rows: &[usize], width: usize, run: F) -> Result<Vec<f32>>
+    pub(crate) fn filled_rows<F>(&self, rows: &[usize], width: usize, run: F) -> Result<Vec<f32>>
     where
         F: Fn(&mut [f32], &FillRows<'_, Error>) -> Result<()>,
     {

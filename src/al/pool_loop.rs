@@ -51,6 +51,11 @@ pub struct LoopConfig {
     /// committee). Each round trains them beside the model, each on its own
     /// bootstrap resample of the labels ([`Committee`]).
     pub committee: usize,
+    /// MC dropout instead (`--mc-samples T`; 0: the committee): T passes of
+    /// the round's model, trained with `mlp.dropout` > 0, with dropout
+    /// kept on ([`crate::learner::McPass`]); the masks are keyed on the
+    /// row's place in the round's unlabeled list and seeded by the round.
+    pub mc_samples: usize,
 }
 
 /// The embeddings a strategy reads in the loop, and the cold-start
@@ -237,7 +242,7 @@ fn train_committee(
     scaler: &Option<crate::learner::Scaler>,
     labeled: &Labeled,
 ) -> Result<Option<Committee>> {
-    if cfg.strategy.needs().samples != Use::Required {
+    if cfg.strategy.needs().samples != Use::Required || cfg.mc_samples > 0 {
         return Ok(None);
     }
     let x = data.gather(&labeled.rows);
@@ -251,6 +256,32 @@ fn train_committee(
         seed,
     )?;
     Ok(Some(members))
+}
+
+/// T MC-dropout passes of `m` over the listed rows, sample-major (T x
+/// rows x C); a row's masks are keyed on its place in the round's
+/// unlabeled list (`g0`: the block's first place).
+fn mc_samples(
+    data: &Dataset,
+    m: &Mlp,
+    rows: &[usize],
+    (passes, seed): (usize, u64),
+    g0: u64,
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(passes * rows.len() * data.classes);
+    for pass in 0..passes as u64 {
+        let mc = crate::learner::McPass {
+            pass,
+            seed,
+            rate: m.config().dropout,
+            first_row: g0,
+            softmax: true,
+        };
+        out.extend(data.filled_rows(rows, data.classes, |o, fill| {
+            m.predict_mc_filled(o, fill, mc)
+        })?);
+    }
+    Ok(out)
 }
 
 /// What one pass over the unlabeled rows found.
@@ -271,7 +302,7 @@ struct Pass {
 /// probabilities.
 fn score_pass(
     data: &Dataset,
-    (m, committee): (&Mlp, Option<&Committee>),
+    (m, committee, mc): (&Mlp, Option<&Committee>, Option<(usize, u64)>),
     unlabeled: &[usize],
     job: &Job,
     run: &Run,
@@ -300,10 +331,12 @@ fn score_pass(
         );
         let u = Instant::now();
         let g0 = (b * LOOP_BLOCK) as u64;
-        // The committee's samples of the block, member by member.
-        let samples = match committee {
-            Some(c) => Some(c.samples(&|member| data.predict_proba_rows(member, rows))?),
-            None => None,
+        // The committee's samples of the block, member by member, or the
+        // model's MC-dropout passes.
+        let samples = match (committee, mc) {
+            (Some(c), _) => Some(c.samples(&|member| data.predict_proba_rows(member, rows))?),
+            (None, Some((passes, seed))) => Some(mc_samples(data, m, rows, (passes, seed), g0)?),
+            (None, None) => None,
         };
         match (&mut blocks, &samples) {
             (Some(sel), Some(s)) if job.k > 0 => {
@@ -326,8 +359,9 @@ fn score_pass(
         }
         select_s += u.elapsed().as_secs_f64();
     }
-    if let Some(c) = committee.filter(|_| !committee_kept.is_empty()) {
-        kept = sample_major(&committee_kept, c.members().len());
+    let members = committee.map(|c| c.members().len()).or(mc.map(|(t, _)| t));
+    if let Some(t) = members.filter(|_| !committee_kept.is_empty()) {
+        kept = sample_major(&committee_kept, t);
     }
     Ok(Pass {
         uncertainty,
@@ -407,7 +441,14 @@ fn check_inputs(data: &Dataset, split: &Split, cfg: &LoopConfig) -> Result<()> {
             found: e.rows(),
         });
     }
-    check_strategy(cfg.strategy, cfg.committee)
+    check_strategy(cfg.strategy, cfg.committee.max(cfg.mc_samples))?;
+    if cfg.mc_samples > 0 && (cfg.mlp.dropout.is_nan() || cfg.mlp.dropout <= 0.0) {
+        return Err(Error::Config(format!(
+            "MC dropout ({} passes) keeps the learner's dropout on at inference: train it with --dropout P (0 < P < 1)",
+            cfg.mc_samples
+        )));
+    }
+    Ok(())
 }
 
 /// Whether the loop's learner (one softmax row per item, or a committee of
@@ -472,7 +513,10 @@ pub fn run(
         let k = cfg.batch_size.max(1).min(budget_left).min(unlabeled.len());
         let seed = round_seed(cfg.seed, round);
         let job = round_job(data, cfg, k, seed);
-        let pass = score_pass(data, (&m, committee.as_ref()), &unlabeled, &job, &run)?;
+        let reads_samples = cfg.strategy.needs().samples == Use::Required;
+        let mc =
+            (cfg.mc_samples > 0 && reads_samples).then_some((cfg.mc_samples, seed ^ 0x6d63_6472));
+        let pass = score_pass(data, (&m, committee.as_ref(), mc), &unlabeled, &job, &run)?;
         let facts = (round, labeled.rows.len(), test_accuracy, macro_f1, &fit);
         let mut record = measure(data, &m, &stop_set, &mut stopper, facts, &pass, train_s)?;
         let fired = record.fired.clone();

@@ -66,6 +66,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             seed: a.seed,
             embedding: Default::default(),
             committee: 0,
+            mc_samples: 0,
         },
     };
     super::simulate::run_and_report(&data, &cfg, None, &a.out)

@@ -223,6 +223,11 @@ pub struct SimulateArgs {
     /// labels with its own seed; their probabilities are the T samples.
     #[arg(long, value_name = "T", default_value_t = alpool::al::pool_loop::DEFAULT_COMMITTEE, value_parser = crate::cli::simulate::committee_size)]
     pub committee: usize,
+    /// MC dropout instead of a committee: the disagreement strategies and
+    /// batchbald read T passes of the round's model with dropout kept on
+    /// (the learner needs --dropout P > 0), masks seeded by the round.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub mc_samples: usize,
     /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
@@ -336,6 +341,7 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
                 density_beta: a.density_beta,
             },
             committee: a.committee,
+            mc_samples: a.mc_samples,
         },
     };
     let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };

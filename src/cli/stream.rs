@@ -553,6 +553,7 @@ fn pool_runs(a: &SynthesizeArgs, data: &Dataset, strategy: Strategy) -> anyhow::
             seed,
             embedding: Default::default(),
             committee: 0,
+            mc_samples: 0,
         };
         let result = pool_loop::run(data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
         let name = strategy.name().into();

@@ -210,6 +210,7 @@ pub fn run(
             seed,
             embedding: EmbeddingSettings::default(),
             committee,
+            mc_samples: 0,
         },
     };
     simulate::run_with(data, &cfg, None, progress)

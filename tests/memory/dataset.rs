@@ -57,6 +57,7 @@ fn the_loop_over_a_mapped_dataset_holds_no_copy_of_it() {
             seed: 1,
             embedding: Default::default(),
             committee: 0,
+            mc_samples: 0,
         };
         // Two threads, as on the machines CI runs on: each thread holds one
         // block of rows in float32 while the column statistics are taken.

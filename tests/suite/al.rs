@@ -36,6 +36,7 @@ fn config(strategy: impl Into<Query>, budget: usize) -> LoopConfig {
         seed: 1,
         embedding: Default::default(),
         committee: 0,
+        mc_samples: 0,
     }
 }
 
@@ -186,6 +187,45 @@ fn a_committee_gives_the_disagreement_strategies_their_samples() {
     assert_ne!(one[..per], one[per..2 * per], "members differ");
     assert_ne!(one, samples(&fit(8)), "another seed, another committee");
     assert!(Committee::fit(1, (64, 10), &MlpConfig::default(), None, (&x, &y), 0).is_err());
+}
+
+/// MC dropout in the loop: the round model's passes are the samples; a
+/// learner without dropout is refused; the same seed gives the same
+/// picks, and they are not the committee's.
+#[test]
+fn mc_dropout_gives_the_loop_its_samples() {
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 3);
+    let bald = Query::Disagree(Disagreement::Bald);
+    let run =
+        |cfg: &LoopConfig| pool_loop::run(&data, &split, cfg, &mut GroundTruth::new(&data.y), None);
+    let plain = LoopConfig {
+        mc_samples: 6,
+        ..config(bald, 60)
+    };
+    let err = run(&plain).expect_err("refused").to_string();
+    assert!(err.contains("--dropout P"), "{err}");
+    let mut cfg = plain.clone();
+    cfg.mlp.dropout = 0.3;
+    let a = run(&cfg).unwrap();
+    assert_eq!(a.labeled, run(&cfg).unwrap().labeled);
+    let committee = LoopConfig {
+        mc_samples: 0,
+        committee: 6,
+        ..cfg.clone()
+    };
+    assert_ne!(a.labeled, run(&committee).unwrap().labeled);
+    // BatchBALD reads the same passes, and random none.
+    let bb = LoopConfig {
+        strategy: Query::Batch(alpool::BatchStrategy::BatchBald),
+        ..cfg.clone()
+    };
+    assert_eq!(run(&bb).unwrap().labeled.len(), 60);
+    let random = LoopConfig {
+        strategy: Strategy::Random.into(),
+        ..cfg.clone()
+    };
+    assert_eq!(run(&random).unwrap().labeled.len(), 60);
 }
 
 #[test]
