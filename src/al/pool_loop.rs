@@ -338,12 +338,10 @@ fn score_pass(
             (None, Some((passes, seed))) => Some(mc_samples(data, m, rows, (passes, seed), g0)?),
             (None, None) => None,
         };
-        match (&mut blocks, &samples) {
+        match (&mut blocks, samples) {
             (Some(sel), Some(s)) if job.k > 0 => {
-                let shape = [s.len() / probs.len(), rows.len(), data.classes];
-                let pool = Pool::from_f32(s, data.classes)?.named("<the committee>");
-                let samples =
-                    Samples::from_pool(pool, shape, SampleLayout::Tnc)?.with_row_offset(g0);
+                let t = s.len() / probs.len();
+                let samples = crate::features::block_samples(&s, t, rows.len(), g0)?;
                 let block_job = sel.job_for(g0, rows.len() as u64);
                 sel.add(crate::api::select(Inputs::samples(&samples), &block_job, run)?.selection);
             }
@@ -353,7 +351,7 @@ fn score_pass(
                 sel.add(crate::api::select(&pool, &block_job, run)?.selection);
             }
             (Some(_), _) => {}
-            (None, Some(s)) => committee_kept.push(s.clone()),
+            (None, Some(s)) => committee_kept.push(s),
             (None, None) if keep => kept.extend_from_slice(&probs),
             (None, None) => {}
         }
