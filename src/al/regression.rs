@@ -133,8 +133,11 @@ pub struct RegressionSim {
     pub budget: usize,
     /// The learner (hidden layers, AdamW, epochs, scaling).
     pub mlp: MlpConfig,
-    /// Members of the ensemble `std` reads.
+    /// Members of the ensemble `std` and `emcm` read.
     pub committee: usize,
+    /// MC dropout instead of the ensemble (0: the ensemble): T passes of
+    /// the round's model, trained with `mlp.dropout` > 0.
+    pub mc_samples: usize,
 }
 
 /// One round: labels, then the test error of the model trained on them.
@@ -182,7 +185,18 @@ fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
         }
     }
     let ensemble = [Regression::Std, Regression::Emcm].map(Query::Regress);
-    if let Some(q) = cfg.strategies.iter().find(|q| ensemble.contains(q))
+    let spread = cfg.strategies.iter().find(|q| ensemble.contains(q));
+    if let (Some(q), true) = (spread, cfg.mc_samples > 0) {
+        let rate = cfg.mlp.dropout;
+        if cfg.mc_samples < 2 || rate.is_nan() || rate <= 0.0 || rate >= 1.0 {
+            return Err(Error::Config(format!(
+                "{q} with MC dropout needs at least 2 passes (--mc-samples, got {}) of a learner trained with --dropout P in (0, 1) (got {rate})",
+                cfg.mc_samples
+            )));
+        }
+    }
+    if let Some(q) = spread
+        && cfg.mc_samples == 0
         && cfg.committee < 2
     {
         return Err(Error::Config(format!(
@@ -320,6 +334,19 @@ fn one_run(
 }
 
 impl Pooled<'_> {
+    /// T predictions of every pool row: MC-dropout passes of the round's
+    /// model, or a bootstrap ensemble's members.
+    fn spread(&self, model: &Regressor, labeled: &[usize], seed: u64) -> Result<(usize, Vec<f32>)> {
+        let t = self.cfg.mc_samples;
+        if t > 0 {
+            return Ok((t, model.mc_samples(&self.x, None, (t, seed))?));
+        }
+        let (lx, ly) = self.labeled(labeled);
+        let (t, scaler) = (self.cfg.committee, self.scaler.clone());
+        let ens = Ensemble::fit(t, self.data.dim, &self.cfg.mlp, scaler, (&lx, &ly), seed)?;
+        Ok((t, ens.samples(&self.x, None)))
+    }
+
     fn labeled(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
         let d = self.data.dim;
         let x = rows
@@ -348,11 +375,7 @@ impl Pooled<'_> {
         let form = |kind| InputForm::Regression(kind);
         match q {
             Query::Regress(Regression::Std | Regression::Emcm) => {
-                let (lx, ly) = self.labeled(labeled);
-                let t = self.cfg.committee;
-                let scaler = self.scaler.clone();
-                let ens = Ensemble::fit(t, self.data.dim, &self.cfg.mlp, scaler, (&lx, &ly), seed)?;
-                let values = ens.samples(&self.x, None);
+                let (t, values) = self.spread(model, labeled, seed)?;
                 let pool = Pool::from_f32(&values, 1)?;
                 let samples = Samples::from_pool(pool, [t, n, 1], SampleLayout::Tnc)?;
                 let job = Job::new(q, form(RegressionInput::Samples), k).exclude(taken);

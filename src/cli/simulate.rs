@@ -377,6 +377,7 @@ fn simulate_regression(a: &SimulateArgs) -> anyhow::Result<()> {
         budget: a.budget,
         mlp: a.learner.config(a.seed),
         committee: a.committee,
+        mc_samples: a.mc_samples,
     };
     let t0 = Instant::now();
     let bar = super::progress::Bar::runs((cfg.strategies.len() * cfg.repeats) as u64, "simulate");

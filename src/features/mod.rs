@@ -610,7 +610,12 @@ fn committee_classes(models: &[Mlp]) -> Result<usize> {
 }
 
 /// One block of a committee's samples as [`Samples`] at global row `g0`.
-pub(crate) fn block_samples(samples: &[f32], t: usize, rows: usize, g0: u64) -> Result<Samples<'_>> {
+pub(crate) fn block_samples(
+    samples: &[f32],
+    t: usize,
+    rows: usize,
+    g0: u64,
+) -> Result<Samples<'_>> {
     let c = samples.len() / (t * rows).max(1);
     let pool = Pool::from_f32(samples, c)?.named("<the committee's outputs>");
     Ok(Samples::from_pool(pool, [t, rows, c], SampleLayout::Tnc)?.with_row_offset(g0))

@@ -17,6 +17,8 @@ use crate::rng::Rng;
 /// A trained regression MLP.
 pub struct Regressor {
     layers: Vec<Layer>,
+    /// The dropout it was trained with (MC dropout keeps it on).
+    dropout: f32,
     scaler: Option<Scaler>,
     /// The labeled targets' mean and standard deviation.
     mean: f64,
@@ -88,6 +90,7 @@ impl Regressor {
         });
         Ok(Regressor {
             layers,
+            dropout: config.dropout,
             scaler,
             mean,
             std,
@@ -115,6 +118,42 @@ impl Regressor {
         let (m, s) = (self.mean, self.std);
         out.iter_mut().for_each(|v| *v = (*v as f64 * s + m) as f32);
         out
+    }
+}
+
+impl Regressor {
+    /// T MC-dropout passes' predictions of the rows of `x` (or those
+    /// listed in `rows`), sample-major (T x n), in the targets' units:
+    /// dropout kept on with [`super::McPass`]'s masks, keyed on the row's
+    /// place in `x` (or in `rows`) and seeded by `seed`. An error unless
+    /// the model was trained with dropout.
+    pub fn mc_samples(
+        &self,
+        x: &[f32],
+        rows: Option<&[usize]>,
+        (passes, seed): (usize, u64),
+    ) -> Result<Vec<f32>> {
+        if !(self.dropout > 0.0 && self.dropout < 1.0) || passes < 2 {
+            return Err(Error::Config(format!(
+                "MC dropout needs a regressor trained with dropout in (0, 1) (got {}) and at least 2 passes (got {passes})",
+                self.dropout
+            )));
+        }
+        let n = rows.map_or(x.len() / self.inputs(), <[usize]>::len);
+        let mut out = vec![0f32; passes * n];
+        for (pass, o) in out.chunks_mut(n.max(1)).enumerate() {
+            let mc = super::McPass {
+                pass: pass as u64,
+                seed,
+                rate: self.dropout,
+                first_row: 0,
+                softmax: false,
+            };
+            fused::forward_into(&self.layers, x, rows, self.scaler.as_ref(), o, Head::Mc(mc));
+        }
+        let (m, s) = (self.mean, self.std);
+        out.iter_mut().for_each(|v| *v = (*v as f64 * s + m) as f32);
+        Ok(out)
     }
 }
 
@@ -207,6 +246,18 @@ mod tests {
         assert_eq!(again.predict(&x, None), pred);
         let listed = model.predict(&x, Some(&[5, 1]));
         assert_eq!(listed, vec![pred[5], pred[1]]);
+        // MC dropout: refused without dropout; with it, passes differ and
+        // the same seed repeats them.
+        assert!(model.mc_samples(&x, None, (4, 1)).is_err());
+        let drop = MlpConfig {
+            dropout: 0.2,
+            ..cfg.clone()
+        };
+        let dm = Regressor::fit(2, &drop, None, (&x, &y)).unwrap();
+        let s = dm.mc_samples(&x, Some(&[3, 4, 5]), (4, 1)).unwrap();
+        assert_eq!(s.len(), 12);
+        assert_ne!(s[..3], s[3..6]);
+        assert_eq!(s, dm.mc_samples(&x, Some(&[3, 4, 5]), (4, 1)).unwrap());
         let bad = Regressor::fit(2, &cfg, None, (&x[..4], &[1.0, f32::NAN]));
         assert!(
             bad.err()

@@ -595,6 +595,7 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
             ..Default::default()
         },
         committee: 3,
+        mc_samples: 0,
     };
     let runs = simulate(&data, &cfg, &alpool::Silent).unwrap();
     assert_eq!(runs.len(), 12);
@@ -642,6 +643,24 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
         .unwrap()
         .to_string();
     assert!(e.contains("--committee must be at least 2"), "{e}");
+    // MC dropout instead of the ensemble: the round model's passes.
+    let mut mc = cfg.clone();
+    mc.strategies = vec![alpool::Query::Regress(Regression::Std)];
+    mc.mc_samples = 5;
+    let e = simulate(&data, &mc, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--dropout P"), "{e}");
+    mc.mlp.dropout = 0.2;
+    let a = simulate(&data, &mc, &alpool::Silent).unwrap();
+    let b = simulate(&data, &mc, &alpool::Silent).unwrap();
+    let curve = |r: &[alpool::al::regression::RegressionRun]| -> Vec<f64> {
+        r.iter()
+            .flat_map(|r| r.rounds.iter().map(|x| x.rmse))
+            .collect()
+    };
+    assert_eq!(curve(&a), curve(&b));
     let nan = RegressionData::new(vec![0.0; 4], vec![1.0, f32::NAN], 2, "x");
     assert!(
         nan.err()
