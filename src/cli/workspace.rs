@@ -181,6 +181,12 @@ pub struct NextArgs {
     /// default they are left out until someone labels them.
     #[arg(long)]
     pub reselect_skipped: bool,
+    /// The disagreement strategies (bald, vote-entropy, …): T MC-dropout
+    /// passes of the round's model are each item's samples (the model
+    /// needs --dropout P > 0); the masks are seeded by --seed and the
+    /// round.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub mc_samples: usize,
     #[command(flatten)]
     pub learner: LearnerArgs,
 }
@@ -195,6 +201,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
         device: a.device.into(),
         out: a.out.clone(),
         reselect_skipped: a.reselect_skipped,
+        mc_samples: a.mc_samples,
     };
     let size = std::fs::metadata(ws.meta("features")?).map_or(0, |m| m.len());
     let bar = super::progress::Bar::bytes(size, false, "score");

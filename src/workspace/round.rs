@@ -37,6 +37,9 @@ pub struct NextOptions {
     /// Select items annotators skipped again (by default they are left out
     /// until someone labels them).
     pub reselect_skipped: bool,
+    /// The disagreement strategies' samples: T MC-dropout passes of the
+    /// round's model (trained with `learner.dropout` > 0); 0: none.
+    pub mc_samples: usize,
 }
 
 /// What a round did.
@@ -65,6 +68,23 @@ struct Decided {
     scored: u64,
 }
 
+/// Refuses, before any training, a strategy that reads samples without MC
+/// dropout to make them, and MC dropout of a learner without dropout.
+fn check_samples(opts: &NextOptions) -> Result<()> {
+    let reads = opts.strategy.needs().samples == crate::query::Use::Required;
+    let rate = opts.learner.dropout;
+    match (reads, opts.mc_samples) {
+        (true, t) if t < 2 => Err(Error::Config(format!(
+            "{} reads T samples of each item's probabilities: give --mc-samples T (T ≥ 2) with --dropout P, and the round's model makes them",
+            opts.strategy
+        ))),
+        (true, _) if rate.is_nan() || rate <= 0.0 => Err(Error::Config(
+            "--mc-samples keeps the model's dropout on at inference: train it with --dropout P (0 < P < 1)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs one round of `ws` (in `dir`).
 pub fn next_round(
     ws: &mut Workspace,
@@ -73,6 +93,7 @@ pub fn next_round(
     progress: &dyn Progress,
 ) -> Result<NextRound> {
     let format = BatchFormat::from_path(&opts.out)?;
+    check_samples(opts)?;
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
     let skipped = if opts.reselect_skipped {
@@ -266,5 +287,10 @@ fn score_unlabeled(
         progress,
         gpu: None,
     };
-    Ok(crate::select(Inputs::model(model, features), &job, &run)?.selection)
+    let reads_samples = opts.strategy.needs().samples == crate::query::Use::Required;
+    let inputs = match reads_samples {
+        true => Inputs::mc_dropout(model, features, opts.mc_samples, opts.seed ^ seq as u64),
+        false => Inputs::model(model, features),
+    };
+    Ok(crate::select(inputs, &job, &run)?.selection)
 }

@@ -534,6 +534,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
                 device: Device::Cpu,
                 out: shared.dir.join("batches").join("next.json"),
                 reselect_skipped: shared.opts.reselect_skipped,
+                mc_samples: 0,
             };
             std::fs::create_dir_all(shared.dir.join("batches"))
                 .map_err(|e| Error::io(&shared.dir, e))?;
@@ -714,6 +715,7 @@ impl Unplugged {
             device: Device::Cpu,
             out: dir.join("next.json"),
             reselect_skipped: false,
+            mc_samples: 0,
         };
         next_round(&mut ws, &ws_dir, &next, &Silent)?;
         let opts = ServeOptions {

@@ -564,6 +564,67 @@ fn format_1_workspaces_are_upgraded_in_place() {
     ]);
 }
 
+/// `next` with a disagreement strategy: MC-dropout passes of the round's
+/// model are the samples; the same inputs give the same batch; without
+/// --mc-samples, or without dropout, it is refused before any training.
+#[test]
+fn next_runs_the_disagreement_strategies_on_mc_dropout() {
+    let (features, y, _keep) = embedded();
+    let batch = |tmp: &Path, extra: &[&str]| -> Output {
+        let ws = init(tmp, &features, &y, 20);
+        let out = tmp.join("bald.csv");
+        let mut args = vec![
+            "next",
+            ws.to_str().unwrap(),
+            "-k",
+            "30",
+            "--strategy",
+            "bald",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mc = ["--mc-samples", "6", "--dropout", "0.3"];
+    for t in [&a, &b] {
+        let o = batch(t.path(), &mc);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+    }
+    let (ia, ib) = (
+        batch_ids(&a.path().join("bald.csv")),
+        batch_ids(&b.path().join("bald.csv")),
+    );
+    assert_eq!(ia, ib);
+    let distinct: std::collections::HashSet<&String> = ia.iter().collect();
+    assert_eq!(distinct.len(), 30);
+    assert!(ia.iter().all(|id| id.parse::<usize>().unwrap() >= 20));
+    for (extra, want) in [
+        (&[][..], "give --mc-samples T"),
+        (&["--mc-samples", "6"][..], "train it with --dropout P"),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let o = batch(t.path(), extra);
+        let err = common::stderr(&o);
+        assert!(!o.status.success() && err.contains(want), "{err}");
+        assert!(
+            !ws_has_models(&t.path().join("ws")),
+            "trained before refusing"
+        );
+    }
+}
+
+/// Whether a workspace has saved any model.
+fn ws_has_models(ws: &Path) -> bool {
+    std::fs::read_dir(ws.join("models"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn next_runs_the_batch_strategies_on_the_models_embeddings() {
     let (features, y, _keep) = embedded();
