@@ -99,7 +99,7 @@ pub fn compare_mlp(
             &data,
             &p,
             &queries,
-            (seed, MlpConfig::default(), committee),
+            (seed, MlpConfig::default(), (committee, 0)),
             cancel,
         )
     })?;

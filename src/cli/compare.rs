@@ -75,6 +75,14 @@ pub struct CompareArgs {
     /// MLP epochs per training run.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// MLP dropout after each hidden layer [default: 0].
+    #[arg(long, value_name = "P")]
+    pub dropout: Option<f32>,
+    /// MC dropout instead of a committee: the disagreement strategies and
+    /// batchbald read T passes of each round's model with dropout kept on
+    /// (needs --dropout P > 0).
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub mc_samples: usize,
     /// The accuracy "labels to target" is measured at [default: random's
     /// final mean accuracy].
     #[arg(long)]
@@ -144,6 +152,9 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     if let Some(h) = &a.hidden {
         mlp.hidden = h.clone();
     }
+    if let Some(p) = a.dropout {
+        mlp.dropout = p;
+    }
     if let Some(e) = a.epochs {
         mlp.epochs = e;
     }
@@ -166,7 +177,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         &data,
         &protocol,
         &strategies,
-        (a.seed, mlp.clone(), a.committee),
+        (a.seed, mlp.clone(), (a.committee, a.mc_samples)),
         &bar,
     )?;
     bar.finish();
@@ -177,7 +188,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         "title": format!("alpool compare: {}", data.name),
         "dataset": data.name, "rows": data.rows(), "features": data.dim, "classes": data.classes,
         "seed": a.seed, "seconds": t.elapsed().as_secs_f64(),
-        "learner": { "kind": "mlp", "hidden": mlp.hidden, "epochs": mlp.epochs, "lr": mlp.lr, "min_steps": mlp.min_steps },
+        "learner": { "kind": "mlp", "hidden": mlp.hidden, "epochs": mlp.epochs, "lr": mlp.lr, "min_steps": mlp.min_steps, "dropout": mlp.dropout, "mc_samples": a.mc_samples },
         "alpool_version": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });

@@ -164,20 +164,26 @@ pub struct PairRow {
 }
 
 /// Runs `strategies` under `protocol` with the built-in learner (and, for
-/// the strategies that read samples, a committee of `committee` of them):
+/// the strategies that read samples, a committee of `committee` of them,
+/// or `mc_samples` MC-dropout passes of each round's model when not 0):
 /// restart r uses seed `seed + r` for its split, initial set and model, the
 /// same for every strategy. `progress` advances by one per finished run.
 pub fn run(
     data: &Dataset,
     protocol: &Protocol,
     strategies: &[Query],
-    (seed, mlp, committee): (u64, MlpConfig, usize),
+    (seed, mlp, (committee, mc_samples)): (u64, MlpConfig, (usize, usize)),
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     protocol.check(&data.y)?;
     strategies
         .iter()
-        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q, committee))?;
+        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q, committee.max(mc_samples)))?;
+    if mc_samples > 0 && (mlp.dropout.is_nan() || mlp.dropout <= 0.0) {
+        return Err(Error::Config(format!(
+            "MC dropout ({mc_samples} passes) keeps the learner's dropout on at inference: train it with --dropout P (0 < P < 1)"
+        )));
+    }
     if protocol.learner != LearnerKind::Mlp {
         return Err(Error::Config(format!(
             "protocol {} trains {:?}, a scikit-learn model: run it from Python (alpool.compare), or give --protocol custom for the built-in MLP",
@@ -210,7 +216,7 @@ pub fn run(
             seed,
             embedding: EmbeddingSettings::default(),
             committee,
-            mc_samples: 0,
+            mc_samples,
         },
     };
     simulate::run_with(data, &cfg, None, progress)

@@ -39,7 +39,22 @@ fn runs_follow_the_protocol_and_pair_by_restart() {
         min_steps: 20,
         ..MlpConfig::default()
     };
-    let runs = compare::run(&data, &p, &strategies, (5, mlp, 0), &alpool::Silent).unwrap();
+    // MC dropout instead of a committee: refused without dropout before any
+    // run; with it, a samples strategy runs, the same on a second call.
+    let bald: Vec<Query> = vec![alpool::Disagreement::Bald.into()];
+    let mc = |mlp: MlpConfig| compare::run(&data, &p, &bald, (5, mlp, (0, 4)), &alpool::Silent);
+    let e = mc(mlp.clone()).err().unwrap().to_string();
+    assert!(e.contains("--dropout P"), "{e}");
+    let drop = MlpConfig {
+        dropout: 0.3,
+        ..mlp.clone()
+    };
+    let (a, b) = (mc(drop.clone()).unwrap(), mc(drop).unwrap());
+    let picks = |r: &[alpool::al::simulate::Run]| -> Vec<Vec<usize>> {
+        r.iter().map(|x| x.result.labeled.clone()).collect()
+    };
+    assert_eq!(picks(&a), picks(&b));
+    let runs = compare::run(&data, &p, &strategies, (5, mlp, (0, 0)), &alpool::Silent).unwrap();
     assert_eq!(runs.len(), 4);
     for r in &runs {
         let seed = 5 + r.repeat as u64;
