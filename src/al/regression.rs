@@ -104,14 +104,18 @@ impl RegressionData {
     }
 
     fn gather(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
-        let d = self.dim;
-        let x = rows
-            .iter()
-            .flat_map(|&r| &self.x[r * d..(r + 1) * d])
-            .copied()
-            .collect();
-        (x, rows.iter().map(|&r| self.y[r]).collect())
+        gather(&self.x, &self.y, self.dim, rows)
     }
+}
+
+/// The features (`d` wide) and targets of `rows`.
+fn gather(x: &[f32], y: &[f32], d: usize, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    let xs = rows
+        .iter()
+        .flat_map(|&r| &x[r * d..(r + 1) * d])
+        .copied()
+        .collect();
+    (xs, rows.iter().map(|&r| y[r]).collect())
 }
 
 /// Several strategies, several seeds each, on one regression dataset.
@@ -348,13 +352,7 @@ impl Pooled<'_> {
     }
 
     fn labeled(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
-        let d = self.data.dim;
-        let x = rows
-            .iter()
-            .flat_map(|&r| &self.x[r * d..(r + 1) * d])
-            .copied()
-            .collect();
-        (x, rows.iter().map(|&r| self.y[r]).collect())
+        gather(&self.x, &self.y, self.data.dim, rows)
     }
 
     /// The next `k` pool rows under `q`, through the door.

@@ -17,6 +17,41 @@ pub(crate) fn bootstrap(seed: u64, m: u64, n: usize) -> (Vec<usize>, u64) {
     (rows, s)
 }
 
+/// `t` learners (a committee's, or `what`'s in messages), member m fitted
+/// by `fit` on its bootstrap resample of the labeled rows `x` (n x `dim`)
+/// and `y` ([`bootstrap`]) with `config.seed ^ s_m`.
+pub(crate) fn bootstrap_members<Y: Copy, M>(
+    (t, what): (usize, &str),
+    dim: usize,
+    config: &MlpConfig,
+    (x, y): (&[f32], &[Y]),
+    seed: u64,
+    fit: impl Fn(MlpConfig, &[f32], &[Y]) -> Result<M>,
+) -> Result<Vec<M>> {
+    let n = y.len();
+    if t < 2 || n == 0 || x.len() != n * dim {
+        return Err(Error::Config(format!(
+            "{what} needs at least 2 members and some labeled rows (got {t} members, {n} rows)"
+        )));
+    }
+    (0..t as u64)
+        .map(|m| {
+            let (rows, s) = bootstrap(seed, m, n);
+            let xb: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| &x[r * dim..(r + 1) * dim])
+                .copied()
+                .collect();
+            let yb: Vec<Y> = rows.iter().map(|&r| y[r]).collect();
+            let cfg = MlpConfig {
+                seed: config.seed ^ s,
+                ..config.clone()
+            };
+            fit(cfg, &xb, &yb)
+        })
+        .collect()
+}
+
 /// T trained learners.
 pub struct Committee {
     members: Vec<Mlp>,
@@ -36,31 +71,18 @@ impl Committee {
         (x, y): (&[f32], &[usize]),
         seed: u64,
     ) -> Result<Committee> {
-        let n = y.len();
-        if t < 2 || n == 0 || x.len() != n * dim {
-            return Err(Error::Config(format!(
-                "a committee needs at least 2 members and some labeled rows (got {t} members, {n} rows)"
-            )));
-        }
-        let members = (0..t as u64)
-            .map(|m| {
-                let (rows, s) = bootstrap(seed, m, n);
-                let xb: Vec<f32> = rows
-                    .iter()
-                    .flat_map(|&r| &x[r * dim..(r + 1) * dim])
-                    .copied()
-                    .collect();
-                let yb: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
-                let member_config = MlpConfig {
-                    seed: config.seed ^ s,
-                    ..config.clone()
-                };
-                let mut model =
-                    Mlp::new(dim, classes, member_config)?.with_scaler(scaler.clone())?;
-                model.fit(&xb, &yb)?;
+        let members = bootstrap_members(
+            (t, "a committee"),
+            dim,
+            config,
+            (x, y),
+            seed,
+            |cfg, xb, yb| {
+                let mut model = Mlp::new(dim, classes, cfg)?.with_scaler(scaler.clone())?;
+                model.fit(xb, yb)?;
                 Ok(model)
-            })
-            .collect::<Result<_>>()?;
+            },
+        )?;
         Ok(Committee { members })
     }
 

@@ -8,7 +8,7 @@
 //! standard deviation before training and the predictions mapped back, so
 //! the learning rate means the same whatever the target's units.
 
-use super::committee::bootstrap;
+use super::committee::bootstrap_members;
 use super::fused::{self, AdamW, Head, Trainer};
 use super::{Layer, MlpConfig, Scaler, init_layers, shuffle};
 use crate::error::{Error, Result};
@@ -176,28 +176,14 @@ impl Ensemble {
         (x, y): (&[f32], &[f32]),
         seed: u64,
     ) -> Result<Ensemble> {
-        let n = y.len();
-        if t < 2 || n == 0 || x.len() != n * dim {
-            return Err(Error::Config(format!(
-                "an ensemble needs at least 2 members and some labeled rows (got {t} members, {n} rows)"
-            )));
-        }
-        let members = (0..t as u64)
-            .map(|m| {
-                let (rows, s) = bootstrap(seed, m, n);
-                let xb: Vec<f32> = rows
-                    .iter()
-                    .flat_map(|&r| &x[r * dim..(r + 1) * dim])
-                    .copied()
-                    .collect();
-                let yb: Vec<f32> = rows.iter().map(|&r| y[r]).collect();
-                let cfg = MlpConfig {
-                    seed: config.seed ^ s,
-                    ..config.clone()
-                };
-                Regressor::fit(dim, &cfg, scaler.clone(), (&xb, &yb))
-            })
-            .collect::<Result<_>>()?;
+        let members = bootstrap_members(
+            (t, "an ensemble"),
+            dim,
+            config,
+            (x, y),
+            seed,
+            |cfg, xb, yb| Regressor::fit(dim, &cfg, scaler.clone(), (xb, yb)),
+        )?;
         Ok(Ensemble { members })
     }
 
