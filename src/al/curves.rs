@@ -160,9 +160,9 @@ pub struct Series {
 }
 
 /// The y axis of a plot.
-pub struct Axis {
+pub struct Axis<'a> {
     /// What it measures.
-    pub label: &'static str,
+    pub label: &'a str,
     /// Its range.
     pub range: (f64, f64),
     /// Where the legend goes (away from where the curves end).

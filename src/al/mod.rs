@@ -3,6 +3,8 @@
 
 pub mod curves;
 pub mod dataset;
+pub mod measured;
+pub mod multilabel;
 pub mod pool_loop;
 pub mod regression;
 pub mod simulate;

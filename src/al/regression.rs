@@ -11,22 +11,16 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rayon::prelude::*;
-
-use crate::al::curves::{Axis, Series, plot_series};
+use crate::al::measured::{self, Round, Run, split};
 use crate::api::{Inputs, Run as DoorRun};
-use crate::atomic;
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::regressor::{Ensemble, Regressor};
-use crate::learner::{MlpConfig, Scaler, shuffle};
+use crate::learner::{MlpConfig, Scaler};
 use crate::pool::{Exclusions, Pool, SampleLayout, Samples};
 use crate::query::{InputForm, Query, Regression, RegressionInput, Strategy};
-use crate::rng::Rng;
-use crate::score::random_priority;
-use crate::stats::{by_x, mean_std};
 
 /// A regression dataset: N x D features and N finite targets.
 pub struct RegressionData {
@@ -144,39 +138,6 @@ pub struct RegressionSim {
     pub mc_samples: usize,
 }
 
-/// One round: labels, then the test error of the model trained on them.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RegressionRound {
-    /// Labeled rows the model trained on.
-    pub labels: usize,
-    /// Root mean squared error on the test rows.
-    pub rmse: f64,
-    /// The coefficient of determination on the test rows.
-    pub r2: f64,
-    /// Seconds the next batch's selection took (ensemble training
-    /// included).
-    pub select_s: f64,
-}
-
-/// One strategy's run on one seed.
-#[derive(Clone, Debug)]
-pub struct RegressionRun {
-    /// The strategy's name.
-    pub name: String,
-    /// Which repeat (0-based).
-    pub repeat: usize,
-    /// Its rounds.
-    pub rounds: Vec<RegressionRound>,
-}
-
-impl RegressionRun {
-    /// The area under the RMSE curve, as the mean over rounds (lower is
-    /// better), the classification loop's AULC rule.
-    pub fn rmse_aulc(&self) -> f64 {
-        self.rounds.iter().map(|r| r.rmse).sum::<f64>() / self.rounds.len().max(1) as f64
-    }
-}
-
 /// Refuses a strategy the loop cannot run, or an impossible setting.
 fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
     for &q in &cfg.strategies {
@@ -226,38 +187,17 @@ fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
 }
 
 /// Every (strategy, repeat) run, in parallel; results in a fixed order,
-/// `progress` advanced by one as each finishes.
+/// `progress` advanced by one as each finishes. A round's metrics are the
+/// test RMSE and R² ([`measured::REGRESSION`]).
 pub fn simulate(
     data: &RegressionData,
     cfg: &RegressionSim,
     progress: &dyn Progress,
-) -> Result<Vec<RegressionRun>> {
+) -> Result<Vec<Run>> {
     check(cfg, data)?;
-    let pairs: Vec<(Query, usize)> = (0..cfg.repeats.max(1))
-        .flat_map(|r| cfg.strategies.iter().map(move |&q| (q, r)))
-        .collect();
-    pairs
-        .par_iter()
-        .map(|&(q, repeat)| {
-            if progress.cancelled() {
-                return Err(Error::Cancelled);
-            }
-            let run = one_run(data, cfg, q, repeat)?;
-            progress.advance(1);
-            Ok(run)
-        })
-        .collect()
-}
-
-/// The pool's rows (ascending) and the test rows of one repeat's split.
-fn split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut order: Vec<usize> = (0..n).collect();
-    shuffle(&mut order, &mut Rng::new(seed ^ 0x7465_7374));
-    let test_n = (n as f64 * fraction).round() as usize;
-    let mut pool = order.split_off(test_n);
-    pool.sort_unstable();
-    order.sort_unstable();
-    (pool, order)
+    measured::run_all(&cfg.strategies, cfg.repeats, progress, &|q, repeat| {
+        one_run(data, cfg, q, repeat)
+    })
 }
 
 /// What one run reads: the pool's rows, gathered, and its settings.
@@ -271,12 +211,7 @@ struct Pooled<'a> {
     scaler: Option<Scaler>,
 }
 
-fn one_run(
-    data: &RegressionData,
-    cfg: &RegressionSim,
-    q: Query,
-    repeat: usize,
-) -> Result<RegressionRun> {
+fn one_run(data: &RegressionData, cfg: &RegressionSim, q: Query, repeat: usize) -> Result<Run> {
     let seed = cfg.seed + repeat as u64;
     let (pool_rows, test) = split(data.rows(), cfg.test_fraction, seed);
     let (x, y) = data.gather(&pool_rows);
@@ -296,9 +231,7 @@ fn one_run(
         scaled,
         scaler,
     };
-    let mut order: Vec<usize> = (0..pool_rows.len()).collect();
-    shuffle(&mut order, &mut Rng::new(seed ^ 0x7365_6564));
-    let mut labeled: Vec<usize> = order[..cfg.seed_size].to_vec();
+    let mut labeled = measured::seed_rows(pool_rows.len(), cfg.seed_size, seed);
     let (test_x, test_y) = data.gather(&test);
     let mlp = MlpConfig {
         seed,
@@ -319,10 +252,9 @@ fn one_run(
             0 => Vec::new(),
             _ => p.select(q, &model, &labeled, k, seed ^ rounds.len() as u64)?,
         };
-        rounds.push(RegressionRound {
+        rounds.push(Round {
             labels: labeled.len(),
-            rmse,
-            r2,
+            metrics: [rmse, r2],
             select_s: t0.elapsed().as_secs_f64(),
         });
         if picks.is_empty() {
@@ -330,7 +262,7 @@ fn one_run(
         }
         labeled.extend(picks);
     }
-    Ok(RegressionRun {
+    Ok(Run {
         name: q.name().into(),
         repeat,
         rounds,
@@ -407,16 +339,7 @@ impl Pooled<'_> {
                 };
                 door(inputs, job)
             }
-            // Random: the random strategy's seeded draw per row, the k
-            // largest (ties to the lower row).
-            _ => {
-                let mut free: Vec<(f64, usize)> = (0..n)
-                    .filter(|&r| !taken.contains(r as u64))
-                    .map(|r| (random_priority(seed, r as u64), r))
-                    .collect();
-                free.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                Ok(free.into_iter().take(k).map(|(_, r)| r).collect())
-            }
+            _ => Ok(measured::random_picks(n, &taken, k, seed)),
         }
     }
 }
@@ -435,148 +358,6 @@ pub fn errors(pred: &[f32], y: &[f32]) -> (f64, f64) {
     ((sse / n).sqrt(), r2)
 }
 
-/// Per strategy: the RMSE AULC's mean and standard deviation over the
-/// repeats, the R² AULC's mean, and the mean curves.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RegressionSummary {
-    /// The strategy's name.
-    pub strategy: String,
-    /// Mean RMSE over the rounds, averaged over the repeats (lower is
-    /// better), and its sample standard deviation.
-    pub rmse_aulc_mean: f64,
-    /// Its standard deviation over the repeats.
-    pub rmse_aulc_std: f64,
-    /// Mean R² over the rounds, averaged over the repeats.
-    pub r2_aulc_mean: f64,
-    /// (labels, mean RMSE, its std, mean R², runs that reached it).
-    pub curve: Vec<(usize, f64, f64, f64, usize)>,
-}
-
-/// The summaries, in the order of `names`.
-pub fn summarize(runs: &[RegressionRun], names: &[String]) -> Vec<RegressionSummary> {
-    names
-        .iter()
-        .map(|name| {
-            let mine: Vec<&RegressionRun> = runs.iter().filter(|r| &r.name == name).collect();
-            let aulcs: Vec<f64> = mine.iter().map(|r| r.rmse_aulc()).collect();
-            let r2s: Vec<f64> = mine
-                .iter()
-                .map(|r| r.rounds.iter().map(|x| x.r2).sum::<f64>() / r.rounds.len().max(1) as f64)
-                .collect();
-            let (rmse_aulc_mean, rmse_aulc_std) = mean_std(&aulcs);
-            let rmse = by_x(
-                mine.iter()
-                    .map(|r| r.rounds.iter().map(|x| (x.labels, x.rmse))),
-            );
-            let r2 = by_x(
-                mine.iter()
-                    .map(|r| r.rounds.iter().map(|x| (x.labels, x.r2))),
-            );
-            let curve = rmse
-                .into_iter()
-                .zip(r2)
-                .map(|((n, e), (_, d))| {
-                    let (m, s) = mean_std(&e);
-                    (n, m, s, mean_std(&d).0, e.len())
-                })
-                .collect();
-            RegressionSummary {
-                strategy: name.clone(),
-                rmse_aulc_mean,
-                rmse_aulc_std,
-                r2_aulc_mean: mean_std(&r2s).0,
-                curve,
-            }
-        })
-        .collect()
-}
-
-/// `rounds.csv` (one line per strategy, repeat and round), `summary.json`
-/// (per strategy: the AULCs and the mean curve) and `curves.svg` (mean test
-/// RMSE against labels, ± one standard deviation), written whole or not at
-/// all.
-pub fn write(
-    dir: &Path,
-    runs: &[RegressionRun],
-    summary: &[RegressionSummary],
-    dataset: &str,
-) -> Result<()> {
-    let csv = dir.join("rounds.csv");
-    atomic::write(&csv, |w| {
-        let io = |e| Error::io(&csv, e);
-        writeln!(w, "strategy,repeat,round,labels,rmse,r2,select_s").map_err(io)?;
-        for r in runs {
-            for (i, x) in r.rounds.iter().enumerate() {
-                let line = format!(
-                    "{},{},{i},{},{:.6},{:.6},{:.4}",
-                    r.name, r.repeat, x.labels, x.rmse, x.r2, x.select_s
-                );
-                writeln!(w, "{line}").map_err(io)?;
-            }
-        }
-        Ok(())
-    })?;
-    let json = dir.join("summary.json");
-    let v = serde_json::json!({"task": "regression", "dataset": dataset, "strategies": summary});
-    atomic::write(&json, |w| {
-        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
-        w.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&json, e))
-    })?;
-    let series: Vec<Series> = summary
-        .iter()
-        .map(|s| Series {
-            name: format!("{} (RMSE AULC {:.4})", s.strategy, s.rmse_aulc_mean),
-            points: s.curve.iter().map(|c| (c.0, c.1, c.2)).collect(),
-        })
-        .collect();
-    let points = || series.iter().flat_map(|s| s.points.iter());
-    let lo = points().map(|c| c.1 - c.2).fold(f64::INFINITY, f64::min);
-    let hi = points()
-        .map(|c| c.1 + c.2)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let pad = ((hi - lo) * 0.05).max(1e-9);
-    let axis = Axis {
-        label: "test RMSE",
-        range: ((lo - pad).max(0.0), hi + pad),
-        legend: plotters::prelude::SeriesLabelPosition::UpperRight,
-    };
-    let title = format!("{dataset}: test RMSE against labels (lower is better)");
-    plot_series(&dir.join("curves.svg"), &title, &axis, &series)
-}
-
-/// The table printed after a simulation: each strategy's RMSE AULC
-/// against random's (a ratio below 1 is better than random).
-pub fn table(summary: &[RegressionSummary]) -> String {
-    let random = summary
-        .iter()
-        .find(|s| s.strategy == Strategy::Random.name())
-        .map(|s| s.rmse_aulc_mean);
-    let mut out = format!(
-        "{:<10} {:>22} {:>10} {:>10} {:>26}\n",
-        "strategy", "RMSE AULC mean ± std", "vs random", "R² AULC", "final RMSE ± std (labels)"
-    );
-    for s in summary {
-        let vs = match random {
-            Some(r) if s.strategy != Strategy::Random.name() => {
-                format!("{:.3}x", s.rmse_aulc_mean / r)
-            }
-            _ => "—".into(),
-        };
-        let last = s
-            .curve
-            .last()
-            .map_or(String::from("—"), |&(n, m, sd, _, _)| {
-                format!("{m:.4} ± {sd:.4} ({n})")
-            });
-        out += &format!(
-            "{:<10} {:>12.5} ± {:<8.5} {:>10} {:>10.4} {:>26}\n",
-            s.strategy, s.rmse_aulc_mean, s.rmse_aulc_std, vs, s.r2_aulc_mean, last
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,13 +368,5 @@ mod tests {
         assert!((rmse - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
         // SST = (1−8/3)² + (2−8/3)² + (5−8/3)² = 8.6667.
         assert!((r2 - (1.0 - 4.0 / (26.0 / 3.0))).abs() < 1e-12);
-    }
-
-    #[test]
-    fn the_split_is_seeded_and_disjoint() {
-        let (pool, test) = split(100, 0.2, 7);
-        assert_eq!((pool.len(), test.len()), (80, 20));
-        assert!(pool.iter().all(|r| !test.contains(r)));
-        assert_eq!(split(100, 0.2, 7), (pool, test));
     }
 }

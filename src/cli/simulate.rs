@@ -11,6 +11,8 @@ use clap::{Args, ValueEnum};
 use super::select::{LogBaseArg, QueryArg};
 use alpool::al::Dataset;
 use alpool::al::curves;
+use alpool::al::measured;
+use alpool::al::multilabel::{MultiLabelData, MultiLabelSim};
 use alpool::al::pool_loop::{EmbeddingSettings, LoopConfig};
 use alpool::al::regression::{RegressionData, RegressionSim};
 use alpool::al::simulate::{self, SimConfig, TestSet};
@@ -19,7 +21,7 @@ use alpool::backend::gpu::Gpu;
 use alpool::compare::{self, Area, Initial, LearnerKind, Protocol, Scaling};
 use alpool::features::FeaturePool;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
-use alpool::{LogBase, Query, Regression, Strategy};
+use alpool::{LogBase, MultiLabel, Query, Regression, Strategy};
 
 /// Where the labeled data comes from.
 #[derive(Args, Debug, Clone)]
@@ -159,6 +161,13 @@ pub enum TaskArg {
     /// random, std (the spread of a --committee bootstrap ensemble), gsx,
     /// gsy, igs.
     Regression,
+    /// N x L 0/1 ground truth (--labels Y.npy, any integer or float
+    /// dtype); the learner is the MLP with L sigmoid outputs trained on
+    /// binary cross-entropy; test micro- and macro-F1 curves (a label is
+    /// predicted when σ > 0.5). Strategies: random and the multi-label
+    /// family (mean-entropy, max-entropy, min-margin, cardinality,
+    /// adaptive, avg-score, max-score).
+    Multilabel,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -284,8 +293,8 @@ pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 }
 
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    if a.task == TaskArg::Regression {
-        return simulate_regression(&a);
+    if a.task != TaskArg::Classification {
+        return simulate_measured(&a);
     }
     let data = a.data.load()?;
     scaling_notes(a.learner.scale.into(), &data)?;
@@ -348,48 +357,31 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     run_and_report(&data, &cfg, gpu.as_ref(), &a.out)
 }
 
-/// `simulate --task regression`: the regression loop, its files and its
+/// `simulate --task regression | multilabel`: the loop, its files and its
 /// table.
-fn simulate_regression(a: &SimulateArgs) -> anyhow::Result<()> {
+fn simulate_measured(a: &SimulateArgs) -> anyhow::Result<()> {
+    let task = a.task.to_possible_value().map(|v| v.get_name().to_string());
+    let task = task.unwrap_or_default();
     let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
         anyhow::bail!(
-            "--task regression reads --features X.npy and --labels y.npy (a float target)"
+            "--task {task} reads --features X.npy and --labels Y.npy ({})",
+            match a.task {
+                TaskArg::Regression => "a float target",
+                _ => "N x L 0/1 ground truth",
+            }
         );
     };
     if a.test_rows.is_some() {
-        anyhow::bail!("--task regression holds out --test-fraction of the rows (no --test-rows)");
+        anyhow::bail!("--task {task} holds out --test-fraction of the rows (no --test-rows)");
     }
-    let data = RegressionData::from_npy(x, y)?;
-    let strategies: Vec<Query> = match &a.strategies {
-        Some(list) => list.iter().map(|&s| s.into()).collect(),
-        None => [Query::Score(Strategy::Random)]
-            .into_iter()
-            .chain([Regression::Std, Regression::Gsx, Regression::Igs].map(Query::Regress))
-            .collect(),
-    };
-    let cfg = RegressionSim {
-        strategies,
-        repeats: a.repeats.max(1),
-        seed: a.seed,
-        test_fraction: a.test_fraction,
-        seed_size: a.seed_size,
-        batch_size: a.batch_size,
-        budget: a.budget,
-        mlp: a.learner.config(a.seed),
-        committee: a.committee,
-        mc_samples: a.mc_samples,
-    };
     let t0 = Instant::now();
-    let bar = super::progress::Bar::runs((cfg.strategies.len() * cfg.repeats) as u64, "simulate");
-    let runs = alpool::al::regression::simulate(&data, &cfg, &bar);
-    bar.finish();
-    let runs = runs?;
+    let (runs, strategies, name, metrics) = run_measured(a, x, y)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("could not create {}", a.out.display()))?;
-    let names: Vec<String> = cfg.strategies.iter().map(|q| q.name().into()).collect();
-    let summary = alpool::al::regression::summarize(&runs, &names);
-    alpool::al::regression::write(&a.out, &runs, &summary, &data.name)?;
-    print!("{}", alpool::al::regression::table(&summary));
+    let names: Vec<String> = strategies.iter().map(|q| q.name().into()).collect();
+    let summary = measured::summarize(&runs, &names);
+    measured::write(&a.out, (&runs, &summary), &name, &metrics)?;
+    print!("{}", measured::table(&summary, &metrics));
     eprintln!(
         "alpool: {} runs in {:.1} s; rounds.csv, summary.json and curves.svg in {}",
         runs.len(),
@@ -397,6 +389,77 @@ fn simulate_regression(a: &SimulateArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The runs of `simulate --task regression | multilabel` on features `x`
+/// and labels `y`: the runs, the strategies, the dataset's name and the
+/// metrics.
+fn run_measured(
+    a: &SimulateArgs,
+    x: &Path,
+    y: &Path,
+) -> anyhow::Result<(Vec<measured::Run>, Vec<Query>, String, measured::Metrics)> {
+    let given: Option<Vec<Query>> = a
+        .strategies
+        .as_ref()
+        .map(|list| list.iter().map(|&s| s.into()).collect());
+    let random = Query::Score(Strategy::Random);
+    let runs_of = |strategies: &[Query], run: &dyn Fn(&dyn alpool::Progress) -> _| {
+        let bar =
+            super::progress::Bar::runs((strategies.len() * a.repeats.max(1)) as u64, "simulate");
+        let runs: alpool::Result<Vec<measured::Run>> = run(&bar);
+        bar.finish();
+        runs
+    };
+    if a.task == TaskArg::Regression {
+        let data = RegressionData::from_npy(x, y)?;
+        let strategies = given.unwrap_or_else(|| {
+            let default = [Regression::Std, Regression::Gsx, Regression::Igs];
+            [random]
+                .into_iter()
+                .chain(default.map(Query::Regress))
+                .collect()
+        });
+        let cfg = RegressionSim {
+            strategies: strategies.clone(),
+            repeats: a.repeats.max(1),
+            seed: a.seed,
+            test_fraction: a.test_fraction,
+            seed_size: a.seed_size,
+            batch_size: a.batch_size,
+            budget: a.budget,
+            mlp: a.learner.config(a.seed),
+            committee: a.committee,
+            mc_samples: a.mc_samples,
+        };
+        let runs = runs_of(&strategies, &|bar| {
+            alpool::al::regression::simulate(&data, &cfg, bar)
+        })?;
+        Ok((runs, strategies, data.name, measured::REGRESSION))
+    } else {
+        let data = MultiLabelData::from_npy(x, y)?;
+        let strategies = given.unwrap_or_else(|| {
+            let default = [MultiLabel::MeanEntropy, MultiLabel::MinMargin];
+            [random]
+                .into_iter()
+                .chain(default.map(Query::Multi))
+                .collect()
+        });
+        let cfg = MultiLabelSim {
+            strategies: strategies.clone(),
+            repeats: a.repeats.max(1),
+            seed: a.seed,
+            test_fraction: a.test_fraction,
+            seed_size: a.seed_size,
+            batch_size: a.batch_size,
+            budget: a.budget,
+            mlp: a.learner.config(a.seed),
+        };
+        let runs = runs_of(&strategies, &|bar| {
+            alpool::al::multilabel::simulate(&data, &cfg, bar)
+        })?;
+        Ok((runs, strategies, data.name, measured::MULTILABEL))
+    }
 }
 
 /// Runs a simulation, writes its files to `out` and prints the table.

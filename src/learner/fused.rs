@@ -13,7 +13,7 @@
 
 use rayon::prelude::*;
 
-use super::{Layer, Scaler};
+use super::{Layer, MlpConfig, Scaler};
 use crate::rng::Rng;
 
 /// A row-major operand of a matrix product: data, row stride, column stride
@@ -152,6 +152,73 @@ fn logits_into(
             }
         }
     }
+}
+
+/// The logistic function in f32, without overflow for large |z|.
+#[inline]
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The loss of [`Trainer::step_targets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Mean squared error (the regressor).
+    Mse,
+    /// Binary cross-entropy of sigmoid outputs (the multi-label learner).
+    Bce,
+}
+
+/// Fresh layers `dim → config.hidden… → outputs` trained on rows `x` (n x
+/// `dim`, row-major; `scaler` maps them first) with targets `t` (n x
+/// outputs) under `loss`: at least `config.epochs` epochs and
+/// `config.min_steps` steps of minibatches of `config.batch_size` rows,
+/// reshuffled every epoch, initialization, order and dropout all drawn
+/// from `config.seed`, as the classifier's.
+pub(crate) fn train_targets(
+    dim: usize,
+    config: &MlpConfig,
+    scaler: Option<&Scaler>,
+    x: &[f32],
+    (t, loss): (&[f32], Loss),
+) -> Vec<Layer> {
+    let n = x.len() / dim;
+    let outs = t.len() / n;
+    let mut xs = x.to_vec();
+    if let Some(s) = scaler {
+        s.apply_in_place(&mut xs);
+    }
+    let mut layers = super::init_layers(dim, outs, &config.hidden, config.seed);
+    let bs = config.batch_size.clamp(1, n);
+    let opt = AdamW::new(config.lr, config.weight_decay);
+    let mut trainer = Trainer::new(&layers, bs, opt, config.dropout);
+    let batches = n.div_ceil(bs);
+    let epochs = config.epochs.max(config.min_steps.div_ceil(batches)).max(1);
+    let mut rng = Rng::new(config.seed ^ 0x0074_7261_696e);
+    let mut order: Vec<usize> = (0..n).collect();
+    let (mut bx, mut bt) = (Vec::with_capacity(bs * dim), Vec::with_capacity(bs * outs));
+    // The fused steps split each product over the cores: run on a rayon
+    // worker, as the classifier does.
+    rayon::scope(|_| {
+        for _ in 0..epochs {
+            super::shuffle(&mut order, &mut rng);
+            for chunk in order.chunks(bs) {
+                bx.clear();
+                bt.clear();
+                for &r in chunk {
+                    bx.extend_from_slice(&xs[r * dim..(r + 1) * dim]);
+                    bt.extend_from_slice(&t[r * outs..(r + 1) * outs]);
+                }
+                trainer.step_targets(&mut layers, &bx, &bt, loss, &mut rng);
+            }
+        }
+    });
+    layers
 }
 
 /// Rows per inference block: big enough for gemm to run near its peak, small
@@ -465,17 +532,36 @@ impl Trainer {
         self.backward(layers, x, n);
     }
 
-    /// One AdamW step of a one-output network on the minibatch `x` with
-    /// targets `y`, minimizing the mean squared error
-    /// `(1/n) Σ_r (z_r − y_r)²`; dropout as in [`Trainer::step`].
-    pub fn step_mse(&mut self, layers: &mut [Layer], x: &[f32], y: &[f32], rng: &mut Rng) {
-        let n = y.len();
+    /// One AdamW step on the minibatch `x` with real targets `t` (n x
+    /// outputs, row-major) under `loss`: the mean squared error
+    /// `(1/n) Σ_r (z_r − t_r)²` of a one-output network, or the binary
+    /// cross-entropy of independent sigmoid outputs summed over the
+    /// outputs, `−(1/n) Σ_r Σ_j t_rj log σ(z_rj) + (1 − t_rj) log(1 −
+    /// σ(z_rj))`; dropout as in [`Trainer::step`].
+    pub fn step_targets(
+        &mut self,
+        layers: &mut [Layer],
+        x: &[f32],
+        t: &[f32],
+        loss: Loss,
+        rng: &mut Rng,
+    ) {
         let last = layers.len() - 1;
-        assert!(n > 0 && n <= self.max_rows && layers[last].out == 1);
+        let outs = layers[last].out;
+        let n = t.len() / outs;
+        assert!(n > 0 && n <= self.max_rows && t.len() == n * outs);
+        assert!(loss == Loss::Bce || outs == 1);
         self.forward(layers, x, n, rng);
         let (z, g) = (&self.zt[last], &mut self.gt[last]);
-        for ((g, &z), &y) in g.iter_mut().zip(z).zip(y) {
-            *g = 2.0 * (z - y) / n as f32;
+        // z and g are unit-major (z[j * n + r]), t row-major.
+        for j in 0..outs {
+            for r in 0..n {
+                let (z, y) = (z[j * n + r], t[r * outs + j]);
+                g[j * n + r] = match loss {
+                    Loss::Mse => 2.0 * (z - y) / n as f32,
+                    Loss::Bce => (sigmoid(z) - y) / n as f32,
+                };
+            }
         }
         self.backward(layers, x, n);
     }

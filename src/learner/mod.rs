@@ -10,6 +10,7 @@
 
 pub mod committee;
 pub(crate) mod fused;
+pub mod multilabel;
 pub mod reference;
 pub mod regressor;
 pub mod scale;

@@ -9,10 +9,9 @@
 //! the learning rate means the same whatever the target's units.
 
 use super::committee::bootstrap_members;
-use super::fused::{self, AdamW, Head, Trainer};
-use super::{Layer, MlpConfig, Scaler, init_layers, shuffle};
+use super::fused::{self, Head, Loss};
+use super::{Layer, MlpConfig, Scaler};
 use crate::error::{Error, Result};
-use crate::rng::Rng;
 
 /// A trained regression MLP.
 pub struct Regressor {
@@ -55,39 +54,7 @@ impl Regressor {
             .iter()
             .map(|&v| ((v as f64 - mean) / std) as f32)
             .collect();
-        let mut xs = x.to_vec();
-        if let Some(s) = &scaler {
-            s.apply_in_place(&mut xs);
-        }
-        let mut layers = init_layers(dim, 1, &config.hidden, config.seed);
-        let bs = config.batch_size.clamp(1, n);
-        let mut trainer = Trainer::new(
-            &layers,
-            bs,
-            AdamW::new(config.lr, config.weight_decay),
-            config.dropout,
-        );
-        let batches = n.div_ceil(bs);
-        let epochs = config.epochs.max(config.min_steps.div_ceil(batches)).max(1);
-        let mut rng = Rng::new(config.seed ^ 0x0074_7261_696e);
-        let mut order: Vec<usize> = (0..n).collect();
-        let (mut bx, mut by) = (Vec::with_capacity(bs * dim), Vec::with_capacity(bs));
-        // The fused steps split each product over the cores: run on a rayon
-        // worker, as the classifier does.
-        rayon::scope(|_| {
-            for _ in 0..epochs {
-                shuffle(&mut order, &mut rng);
-                for chunk in order.chunks(bs) {
-                    bx.clear();
-                    by.clear();
-                    for &r in chunk {
-                        bx.extend_from_slice(&xs[r * dim..(r + 1) * dim]);
-                        by.push(yt[r]);
-                    }
-                    trainer.step_mse(&mut layers, &bx, &by, &mut rng);
-                }
-            }
-        });
+        let layers = fused::train_targets(dim, config, scaler.as_ref(), x, (&yt, Loss::Mse));
         Ok(Regressor {
             layers,
             dropout: config.dropout,
@@ -199,6 +166,7 @@ impl Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     #[test]
     fn it_learns_a_smooth_function_and_is_deterministic() {

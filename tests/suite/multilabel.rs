@@ -406,3 +406,237 @@ fn cli_parts_of_shards_merge_into_the_whole_selection() {
         common::stderr(&o)
     );
 }
+
+/// Two-feature rows whose three labels are functions of them: x0 > 0,
+/// x0·x1 > 0 (an XOR) and x0² + x1² < 1.5 (a disc).
+fn separable(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = Rng::new(seed);
+    let x: Vec<f32> = (0..n * 2)
+        .map(|_| (r.uniform() * 4.0 - 2.0) as f32)
+        .collect();
+    let y = x
+        .chunks(2)
+        .flat_map(|p| {
+            [
+                p[0] > 0.0,
+                p[0] * p[1] > 0.0,
+                p[0] * p[0] + p[1] * p[1] < 1.5,
+            ]
+            .map(f32::from)
+        })
+        .collect();
+    (x, y)
+}
+
+#[test]
+fn the_multilabel_loop_pairs_its_strategies_and_repeats_itself() {
+    use alpool::al::measured::summarize;
+    use alpool::al::multilabel::{MultiLabelData, MultiLabelSim, f1_scores, simulate};
+    let (x, y) = separable(600, 2);
+    let data = MultiLabelData::new(x, y, (2, 3), "separable").unwrap();
+    let strategies: Vec<alpool::Query> = std::iter::once(alpool::Strategy::Random.into())
+        .chain(MultiLabel::ALL.map(alpool::Query::Multi))
+        .collect();
+    let cfg = MultiLabelSim {
+        strategies: strategies.clone(),
+        repeats: 2,
+        seed: 4,
+        test_fraction: 0.25,
+        seed_size: 10,
+        batch_size: 15,
+        budget: 70,
+        mlp: alpool::learner::MlpConfig {
+            hidden: vec![32],
+            ..Default::default()
+        },
+    };
+    let runs = simulate(&data, &cfg, &alpool::Silent).unwrap();
+    assert_eq!(runs.len(), 2 * strategies.len());
+    for r in &runs {
+        let labels: Vec<usize> = r.rounds.iter().map(|x| x.labels).collect();
+        assert_eq!(labels, [10, 25, 40, 55, 70], "{}", r.name);
+        // Every strategy of a repeat starts from the same split and labels.
+        let first = runs.iter().find(|o| o.repeat == r.repeat).unwrap();
+        assert_eq!(r.rounds[0].metrics, first.rounds[0].metrics);
+        assert!(
+            r.rounds
+                .iter()
+                .flat_map(|x| x.metrics)
+                .all(|f| (0.0..=1.0).contains(&f))
+        );
+        // 70 labels separate these labels far better than 10 do, for
+        // random and the uncertainty strategies (modAL's avg-score and
+        // max-score can pick worse batches than random: docs/multilabel.md).
+        if ["random", "mean-entropy", "adaptive"].contains(&r.name.as_str()) {
+            let [micro, macro_f1] = r.rounds[4].metrics;
+            assert!(micro > 0.6 && macro_f1 > 0.55, "{}: {:?}", r.name, r.rounds);
+            assert!(micro > r.rounds[0].metrics[0], "{}: {:?}", r.name, r.rounds);
+        }
+    }
+    // The strategies pick differently: not every curve is random's.
+    let curve = |name: &str| -> Vec<[f64; 2]> {
+        let r = runs
+            .iter()
+            .find(|r| r.name == name && r.repeat == 0)
+            .unwrap();
+        r.rounds.iter().map(|x| x.metrics).collect()
+    };
+    assert_ne!(curve("random"), curve("mean-entropy"));
+    let again = simulate(&data, &cfg, &alpool::Silent).unwrap();
+    for (a, b) in runs.iter().zip(&again) {
+        let m = |r: &alpool::al::measured::Run| -> Vec<[f64; 2]> {
+            r.rounds.iter().map(|x| x.metrics).collect()
+        };
+        assert_eq!(m(a), m(b), "{} repeat {}", a.name, a.repeat);
+    }
+    let names: Vec<String> = strategies.iter().map(|q| q.name().to_string()).collect();
+    let summary = summarize(&runs, &names);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    let aulcs: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.name == "adaptive")
+        .map(|r| mean(&r.rounds.iter().map(|x| x.metrics[0]).collect::<Vec<_>>()))
+        .collect();
+    let adaptive = summary.iter().find(|s| s.strategy == "adaptive").unwrap();
+    assert!((adaptive.aulc_mean[0] - mean(&aulcs)).abs() < 1e-12);
+    // The F1s are the hand counts: a perfect and an all-wrong prediction.
+    assert_eq!(
+        f1_scores(&[0.9, 0.1, 0.9], &[1.0, 0.0, 1.0], 3),
+        [1.0, 1.0 / 3.0 * 2.0]
+    );
+    assert_eq!(f1_scores(&[0.1, 0.9], &[1.0, 0.0], 2), [0.0, 0.0]);
+    // Bad settings and bad truth are named.
+    let mut bad = cfg.clone();
+    bad.strategies = vec![alpool::Strategy::Margin.into()];
+    let e = simulate(&data, &bad, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("margin is not a multi-label strategy"), "{e}");
+    let e = MultiLabelData::new(vec![0.0; 4], vec![1.0, 0.0, 0.5, 1.0], (2, 2), "x");
+    let e = e.err().unwrap().to_string();
+    assert!(e.contains("row 1, label 0: 0.5 is not 0 or 1"), "{e}");
+}
+
+#[test]
+fn mnist_pairs_show_two_digits_and_simulate_writes_f1_curves() {
+    use alpool::al::multilabel::MultiLabelData;
+    let Some(dir) = common::shared_data("mnist") else {
+        return;
+    };
+    let digits = alpool::al::Dataset::from_npy(&dir.join("X.npy"), &dir.join("y.npy")).unwrap();
+    let pairs = MultiLabelData::mnist_pairs(&digits, 400, 9).unwrap();
+    assert_eq!((pairs.rows(), pairs.dim(), pairs.labels()), (400, 1568, 10));
+    let (x, y) = pairs.arrays();
+    // Each pair is two of the digits, pixel row by pixel row; its labels
+    // are the set of their classes.
+    let again = MultiLabelData::mnist_pairs(&digits, 400, 9).unwrap();
+    assert_eq!(again.arrays(), (x, y));
+    let mut both = 0;
+    for (i, (px, py)) in x.chunks(1568).zip(y.chunks(10)).enumerate() {
+        let (left, right): (Vec<f32>, Vec<f32>) = (
+            px.chunks(56).flat_map(|l| &l[..28]).copied().collect(),
+            px.chunks(56).flat_map(|l| &l[28..]).copied().collect(),
+        );
+        let find = |img: &[f32]| (0..digits.rows()).find(|&r| *digits.row(r) == *img);
+        if i < 20 {
+            let (a, b) = (find(&left).unwrap(), find(&right).unwrap());
+            let mut want = [0f32; 10];
+            want[digits.y[a]] = 1.0;
+            want[digits.y[b]] = 1.0;
+            assert_eq!(py, want, "pair {i}");
+        }
+        let shown = py.iter().sum::<f32>();
+        assert!(shown == 1.0 || shown == 2.0, "pair {i}");
+        both += usize::from(shown == 2.0);
+    }
+    // Two random digits differ nine times in ten.
+    assert!((320..=390).contains(&both), "{both}");
+    // The files the example writes, through the CLI loop.
+    let t = tempfile::tempdir().unwrap();
+    let px: Vec<u8> = x.iter().map(|&v| (v * 255.0).round() as u8).collect();
+    let py: Vec<u8> = y.iter().map(|&v| v as u8).collect();
+    npy::save(&t.path().join("X.npy"), &[400, 1568], &px).unwrap();
+    npy::save(&t.path().join("Y.npy"), &[400, 10], &py).unwrap();
+    let path = |f: &str| t.path().join(f).to_str().unwrap().to_string();
+    let features = path("X.npy");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["simulate", "--task", "multilabel", "--features", &features];
+        args.push("--labels");
+        args.extend(extra);
+        common::alpool(&args)
+    };
+    let o = run(&[
+        &path("Y.npy"),
+        "--strategies",
+        "random,adaptive,cardinality",
+        "--budget",
+        "60",
+        "--batch-size",
+        "20",
+        "--repeats",
+        "1",
+        "--hidden",
+        "32",
+        "--out",
+        &path("out"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let table = common::stdout(&o);
+    assert!(
+        table.contains("micro-F1 AULC") && table.contains("adaptive"),
+        "{table}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("out/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["task"], "multilabel");
+    for s in summary["strategies"].as_array().unwrap() {
+        let f1 = s["micro_f1_aulc_mean"].as_f64().unwrap();
+        assert!(f1 > 0.2 && f1 < 1.0, "{s}");
+        let labels: Vec<u64> = s["curve"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c[0].as_u64().unwrap())
+            .collect();
+        assert_eq!(labels, [20, 40, 60]);
+    }
+    assert!(
+        std::fs::read_to_string(t.path().join("out/rounds.csv"))
+            .unwrap()
+            .starts_with("strategy,repeat,round,labels,micro_f1,macro_f1")
+    );
+    // Ground truth of the wrong shape, or not 0/1, is named with its file.
+    npy::save(&t.path().join("short.npy"), &[399, 10], &py[..3990]).unwrap();
+    let o = run(&[&path("short.npy"), "--out", &path("bad")]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("399 x 10 labels for the 400 rows"),
+        "{}",
+        common::stderr(&o)
+    );
+    let mut two = py.clone();
+    two[25] = 2;
+    npy::save(&t.path().join("two.npy"), &[400, 10], &two).unwrap();
+    let o = run(&[&path("two.npy"), "--out", &path("bad")]);
+    assert!(
+        common::stderr(&o).contains("two.npy: row 2, label 5: 2 is not 0 or 1"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!t.path().join("bad").exists());
+    // A softmax strategy is refused before any training.
+    let o = run(&[
+        &path("Y.npy"),
+        "--strategies",
+        "margin",
+        "--out",
+        &path("bad"),
+    ]);
+    assert!(
+        common::stderr(&o).contains("not a multi-label strategy"),
+        "{}",
+        common::stderr(&o)
+    );
+}

@@ -571,7 +571,8 @@ fn smooth(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
-    use alpool::al::regression::{RegressionData, RegressionSim, simulate, summarize};
+    use alpool::al::measured::summarize;
+    use alpool::al::regression::{RegressionData, RegressionSim, simulate};
     let (x, y) = smooth(600, 2);
     let data = RegressionData::new(x, y, 2, "smooth").unwrap();
     let strategies = vec![
@@ -604,16 +605,24 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
         assert_eq!(labels, [10, 25, 40, 55, 70], "{}", r.name);
         // Every strategy of a repeat starts from the same split and labels.
         let first = runs.iter().find(|o| o.repeat == r.repeat).unwrap();
-        assert_eq!(r.rounds[0].rmse, first.rounds[0].rmse);
+        assert_eq!(r.rounds[0].metrics, first.rounds[0].metrics);
         // A model of 70 labels beats one of 10 on this smooth function.
-        assert!(r.rounds[4].rmse < r.rounds[0].rmse, "{}", r.name);
-        assert!(r.rounds.iter().all(|x| x.r2.is_finite() && x.r2 <= 1.0));
+        assert!(
+            r.rounds[4].metrics[0] < r.rounds[0].metrics[0],
+            "{}",
+            r.name
+        );
+        assert!(
+            r.rounds
+                .iter()
+                .all(|x| x.metrics[1].is_finite() && x.metrics[1] <= 1.0)
+        );
     }
     let again = simulate(&data, &cfg, &alpool::Silent).unwrap();
     for (a, b) in runs.iter().zip(&again) {
         let (ea, eb): (Vec<f64>, Vec<f64>) = (
-            a.rounds.iter().map(|x| x.rmse).collect(),
-            b.rounds.iter().map(|x| x.rmse).collect(),
+            a.rounds.iter().map(|x| x.metrics[0]).collect(),
+            b.rounds.iter().map(|x| x.metrics[0]).collect(),
         );
         assert_eq!(ea, eb, "{} repeat {}", a.name, a.repeat);
     }
@@ -625,9 +634,9 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     let aulcs: Vec<f64> = runs
         .iter()
         .filter(|r| r.name == "random")
-        .map(|r| mean(&r.rounds.iter().map(|x| x.rmse).collect::<Vec<_>>()))
+        .map(|r| mean(&r.rounds.iter().map(|x| x.metrics[0]).collect::<Vec<_>>()))
         .collect();
-    assert!((random.rmse_aulc_mean - mean(&aulcs)).abs() < 1e-12);
+    assert!((random.aulc_mean[0] - mean(&aulcs)).abs() < 1e-12);
     // Bad settings are named.
     let mut bad = cfg.clone();
     bad.strategies = vec![alpool::Query::Score(alpool::Strategy::Margin)];
@@ -655,9 +664,9 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     mc.mlp.dropout = 0.2;
     let a = simulate(&data, &mc, &alpool::Silent).unwrap();
     let b = simulate(&data, &mc, &alpool::Silent).unwrap();
-    let curve = |r: &[alpool::al::regression::RegressionRun]| -> Vec<f64> {
+    let curve = |r: &[alpool::al::measured::Run]| -> Vec<f64> {
         r.iter()
-            .flat_map(|r| r.rounds.iter().map(|x| x.rmse))
+            .flat_map(|r| r.rounds.iter().map(|x| x.metrics[0]))
             .collect()
     };
     assert_eq!(curve(&a), curve(&b));
