@@ -4,6 +4,9 @@ loop, and bad pools named."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -142,3 +145,26 @@ def test_small_text_multilabel_loop_takes_the_cardinality_from_its_labels() -> N
         assert picked.tolist() == want[0].tolist()
         assert np.array_equal(qs.scores_[picked], qs.last_scores_)
         learner.update(y[picked])
+
+
+def test_a_multilabel_model_selects_what_its_predictions_select(cli: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1200, 3)).astype(np.float32)
+    y = np.stack([x[:, 0] > 0, x[:, 1] > 0.5, x[:, 0] + x[:, 2] > 0], axis=1).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    model = tmp_path / "m.safetensors"
+    args = ["train", "--multilabel", "--features", tmp_path / "x.npy", "--labels"]
+    args += [tmp_path / "y.npy", "--hidden", 8, "--min-steps", 60, "--out", model]
+    subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+    probs = tmp_path / "p.npy"
+    args = ["predict", "--model", model, "--features", tmp_path / "x.npy", "--out", probs]
+    subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+    for strategy in alpool.MULTILABEL_STRATEGIES:
+        options = {"strategy": strategy, "k": 20, "label_cardinality": 1.4}
+        ours = alpool.select(model=model, features=tmp_path / "x.npy", **options)
+        theirs = alpool.select(np.load(probs), input="multilabel", **options)
+        assert ours[0].tolist() == theirs[0].tolist(), strategy
+        assert np.array_equal(ours[1], theirs[1]), strategy
+    with pytest.raises(ValueError, match="the model is multi-label"):
+        alpool.select(model=model, features=tmp_path / "x.npy", strategy="margin")

@@ -21,8 +21,7 @@ use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
-use crate::learner::multilabel::MultiLabelMlp;
-use crate::learner::{MlpConfig, Scaler};
+use crate::learner::{Mlp, MlpConfig, Scaler};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Exclusions, Pool};
 use crate::query::{InputForm, MultiLabel, Query, Strategy};
@@ -159,6 +158,18 @@ impl MultiLabelData {
     /// The features (N x D) and the ground truth (N x L), row-major.
     pub fn arrays(&self) -> (&[f32], &[f32]) {
         (&self.x, &self.y)
+    }
+
+    /// A multi-label model trained on every row ([`Mlp::fit_multilabel`]),
+    /// with `config.scale`'s scaler fitted on the rows.
+    pub fn train(&self, config: MlpConfig) -> Result<(Mlp, crate::learner::TrainReport)> {
+        let scaler = match config.scale.resolve(self.unit_images) {
+            Some(kind) => Some(Scaler::fit(kind, &self.x, self.dim, None)?),
+            None => None,
+        };
+        let mut m = Mlp::new_multilabel(self.dim, self.labels, config)?.with_scaler(scaler)?;
+        let report = m.fit_multilabel(&self.x, &self.y)?;
+        Ok((m, report))
     }
 
     /// The features and labels of `rows`.
@@ -307,23 +318,24 @@ fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, q: Query, repeat: usize) 
     let mut rounds = Vec::new();
     loop {
         let (lx, ly) = gather(&x, &y, (d, l), &labeled);
-        let model = MultiLabelMlp::fit((d, l), &mlp, scaler.clone(), (&lx, &ly))?;
-        let f1 = f1_scores(&model.predict_proba(&test_x, None), &test_y, l);
+        let mut model = Mlp::new_multilabel(d, l, mlp.clone())?.with_scaler(scaler.clone())?;
+        model.fit_multilabel(&lx, &ly)?;
+        let f1 = f1_scores(&model.predict_proba(&test_x)?, &test_y, l);
         let left = pool_rows.len() - labeled.len();
         let k = cfg
             .batch_size
             .min(cfg.budget.saturating_sub(labeled.len()))
             .min(left);
         let t0 = Instant::now();
-        let picks = match k {
-            0 => Vec::new(),
-            _ => {
+        let taken = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
+        let picks = match (k, q) {
+            (0, _) => Vec::new(),
+            (_, Query::Multi(m)) => {
                 let cardinality = ly.iter().sum::<f32>() as f64 / labeled.len() as f64;
-                let taken = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
-                let probs = || model.predict_proba(&x, None);
-                let round_seed = seed ^ rounds.len() as u64;
-                select(q, (probs, l), taken, (k, cardinality, round_seed))?
+                let probs = model.predict_proba(&x)?;
+                select(m, (&probs, l), taken, (k, cardinality))?
             }
+            _ => measured::random_picks(pool_rows.len(), &taken, k, seed ^ rounds.len() as u64),
         };
         rounds.push(Round {
             labels: labeled.len(),
@@ -349,21 +361,16 @@ fn gather(x: &[f32], y: &[f32], (d, l): (usize, usize), rows: &[usize]) -> (Vec<
     (xs.copied().collect(), ys.copied().collect())
 }
 
-/// The next `k` pool rows under `q`: a multi-label strategy through the
-/// door over the pool's sigmoid outputs (`probs`, L wide), or random.
+/// The next `k` pool rows under the multi-label strategy `m`, through
+/// the door, over the pool's sigmoid outputs (`probs`, `l` wide).
 fn select(
-    q: Query,
-    (probs, l): (impl Fn() -> Vec<f32>, usize),
+    m: MultiLabel,
+    (probs, l): (&[f32], usize),
     taken: Exclusions,
-    (k, cardinality, seed): (usize, f64, u64),
+    (k, cardinality): (usize, f64),
 ) -> Result<Vec<usize>> {
-    let Query::Multi(m) = q else {
-        let n = probs().len() / l;
-        return Ok(measured::random_picks(n, &taken, k, seed));
-    };
-    let values = probs();
-    let pool = Pool::from_f32(&values, l)?;
-    let mut job = Job::new(q, InputForm::MultiLabel { logits: false }, k).exclude(taken);
+    let pool = Pool::from_f32(probs, l)?;
+    let mut job = Job::new(m, InputForm::MultiLabel { logits: false }, k).exclude(taken);
     if m.needs_cardinality() {
         job.label_cardinality = Some(cardinality);
     }

@@ -284,6 +284,7 @@ pub struct Outcome {
 /// ```
 pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result<Outcome> {
     let inputs = inputs.into();
+    let job = &*model_job(&inputs, job);
     check_inputs(&inputs, job)?;
     if inputs.rows.is_some() {
         if !matches!(job.query, Query::Score(_) | Query::Multi(_)) || job.density_beta.is_some() {
@@ -343,10 +344,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             select_regression(&inputs, job, backend, run.progress)?,
             None,
         ),
-        Query::Multi(_) => {
-            let pool = multilabel_pool(&inputs, job)?;
-            crate::multilabel::select_on(backend, pool, job, run.progress)?
-        }
+        Query::Multi(_) => select_multilabel(&inputs, job, backend, run.progress)?,
     };
     Ok(Outcome {
         selection,
@@ -354,6 +352,23 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         reason: opened.reason.clone(),
         gpu_phases,
     })
+}
+
+/// A multi-label strategy's selection: over a given pool, or block by
+/// block over a multi-label model's outputs.
+fn select_multilabel(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
+    #[cfg(feature = "learner")]
+    if let Some((model, features)) = inputs.model {
+        let sel = crate::features::select_multilabel(backend, model, features, job, progress)?;
+        return Ok((sel, None));
+    }
+    let pool = multilabel_pool(inputs, job)?;
+    crate::multilabel::select_on(backend, pool, job, progress)
 }
 
 /// BatchBALD over given samples (a committee's or MC dropout's blocks
@@ -426,8 +441,13 @@ pub fn score_each<'a>(
     sink: &mut dyn FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
     let inputs = inputs.into();
+    let job = &*model_job(&inputs, job);
     if let Query::Multi(_) = job.query {
         check_inputs(&inputs, job)?;
+        #[cfg(feature = "learner")]
+        if let Some((model, features)) = inputs.model {
+            return crate::features::score_multilabel(model, features, job, progress, sink);
+        }
         let pool = multilabel_pool(&inputs, job)?;
         // A multi-label score does not depend on the row's index: listed
         // rows need only be one per row.
@@ -504,16 +524,54 @@ fn check_listed(listed: Option<&[u64]>, pool: &Pool) -> Result<()> {
     }
 }
 
-/// The multi-label pool: given as probabilities (a model's outputs are
-/// softmax rows, which no multi-label strategy reads).
+/// The multi-label pool given as probabilities (a multi-label model's
+/// outputs are read block by block instead).
 fn multilabel_pool<'a>(inputs: &Inputs<'a>, job: &Job) -> Result<&'a Pool<'a>> {
     if inputs.has_model() {
         return Err(Error::Config(format!(
-            "{}: the built-in learner's outputs are softmax rows; give the multi-label pool's sigmoid outputs (POOL.npy, probs=)",
+            "{} over a model's outputs: give the pool's sigmoid outputs (alpool predict, then POOL.npy or probs=)",
             job.query
         )));
     }
     inputs.probs.ok_or_else(|| missing(job.query, Input::Probs))
+}
+
+/// The job as a model's outputs make it: a multi-label model's rows are a
+/// multi-label pool whatever input form a job defaulted to (`--input
+/// probs`).
+fn model_job<'j>(inputs: &Inputs, job: &'j Job) -> std::borrow::Cow<'j, Job> {
+    #[cfg(feature = "learner")]
+    if let (Some((m, _)), crate::query::InputForm::Probs { .. }) = (inputs.model, job.input)
+        && m.output() == crate::learner::Output::Sigmoid
+    {
+        let mut job = job.clone();
+        job.input = crate::query::InputForm::MultiLabel { logits: false };
+        return std::borrow::Cow::Owned(job);
+    }
+    let _ = inputs;
+    std::borrow::Cow::Borrowed(job)
+}
+
+/// Refuses a softmax model for a multi-label strategy, and the reverse.
+#[cfg(feature = "learner")]
+fn check_model_output(inputs: &Inputs, job: &Job) -> Result<()> {
+    use crate::learner::Output;
+    let Some((model, _)) = inputs.model else {
+        return Ok(());
+    };
+    match (model.output(), job.query) {
+        (Output::Softmax, Query::Multi(m)) => Err(Error::Config(format!(
+            "{m} reads a multi-label model's sigmoid outputs, but the model is a softmax classifier (train one with alpool train --multilabel)"
+        ))),
+        (Output::Sigmoid, Query::Multi(_)) | (Output::Softmax, _) => Ok(()),
+        (Output::Sigmoid, q) => {
+            let names: Vec<&str> = crate::query::MultiLabel::ALL.map(|m| m.name()).to_vec();
+            Err(Error::Config(format!(
+                "the model is multi-label (sigmoid outputs), which {q} does not read; its strategies are {}",
+                names.join(", ")
+            )))
+        }
+    }
 }
 
 /// Refuses a regression strategy on class probabilities, and the
@@ -594,6 +652,8 @@ fn missing(query: Query, input: Input) -> Error {
 /// Refuses a request lacking an input its query needs, or giving one it
 /// never reads, naming the flag.
 fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
+    #[cfg(feature = "learner")]
+    check_model_output(inputs, job)?;
     job.input.check().map_err(Error::Config)?;
     check_pool_kind(job)?;
     if let Some(st) = job.stochastic {

@@ -574,6 +574,12 @@ pub struct TrainArgs {
     pub learner: LearnerArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A multi-label model: --labels is N x L 0/1 ground truth (any
+    /// integer or float dtype), and the model has L independent sigmoid
+    /// outputs trained on binary cross-entropy; `alpool predict` then writes
+    /// a --input multilabel pool, and `select --model` reads it as one.
+    #[arg(long)]
+    pub multilabel: bool,
     /// Model file (safetensors); the config goes beside it as .json.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -604,6 +610,9 @@ pub fn scaling_notes(scale: Scale, data: &Dataset) -> anyhow::Result<()> {
 pub const RANGE_WARNING_FACTOR: f64 = 1000.0;
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
+    if a.multilabel {
+        return train_multilabel(&a);
+    }
     let data = a.data.load()?;
     let scale = Scale::from(a.learner.scale);
     scaling_notes(scale, &data)?;
@@ -614,6 +623,29 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     m.save(&a.out)?;
     eprintln!(
         "trained on {} rows in {:.2} s ({} epochs, {} steps): training accuracy {:.4} → {:.4}; saved {}",
+        data.rows(),
+        t.elapsed().as_secs_f64(),
+        r.epochs,
+        r.steps,
+        r.train_accuracy_before,
+        r.train_accuracy,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `train --multilabel`.
+fn train_multilabel(a: &TrainArgs) -> anyhow::Result<()> {
+    let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
+        anyhow::bail!("train --multilabel reads --features X.npy and --labels Y.npy (N x L 0/1)");
+    };
+    let data = MultiLabelData::from_npy(x, y)?;
+    let t = Instant::now();
+    let (m, r) = data.train(a.learner.config(a.seed))?;
+    m.save(&a.out)?;
+    eprintln!(
+        "trained {} sigmoid outputs on {} rows in {:.2} s ({} epochs, {} steps): (row, label) pairs right {:.4} → {:.4}; saved {}",
+        data.labels(),
         data.rows(),
         t.elapsed().as_secs_f64(),
         r.epochs,

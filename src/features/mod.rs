@@ -657,6 +657,46 @@ pub(crate) fn score_committee(
     })
 }
 
+/// A multi-label strategy's exact top k over the sigmoid outputs a
+/// multi-label `model` makes of `features`, block by block on `backend`:
+/// the same rows as predicting every row and selecting from the file.
+pub(crate) fn select_multilabel(
+    backend: Backend,
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let mut blocks = Blocks::new(job, features.rows())?;
+    let l = model.classes();
+    features.predict_blocks(model, progress, &mut |g0, probs| {
+        let pool = Pool::from_f32(probs, l)?
+            .named("<model output>")
+            .with_row_offset(g0);
+        let block_job = blocks.job_for(g0, pool.rows());
+        let sel = crate::multilabel::select_on(backend, &pool, &block_job, &backend::Silent)?;
+        blocks.add(sel.0);
+        Ok(())
+    })?;
+    Ok(blocks.finish())
+}
+
+/// Every row's multi-label score over a multi-label `model`'s outputs of
+/// `features`, in row order, block by block to `sink`.
+pub(crate) fn score_multilabel(
+    model: &Mlp,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+    sink: &mut dyn FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    let l = model.classes();
+    features.predict_blocks(model, progress, &mut |g0, probs| {
+        let pool = Pool::from_f32(probs, l)?.with_row_offset(g0);
+        crate::multilabel::score_each(&pool, job, &backend::Silent, sink)
+    })
+}
+
 /// The k most informative rows of the pool `model` makes of `features`,
 /// exactly what predicting every row and selecting from the probabilities
 /// gives, without holding the probabilities (see the module docs). On the

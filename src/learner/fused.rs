@@ -225,23 +225,6 @@ pub(crate) fn train_targets(
 /// enough that a block's activations stay in cache and both cores get work.
 pub(crate) const BLOCK_ROWS: usize = 512;
 
-/// Class probabilities of the rows of `x` (all of them, or those listed in
-/// `rows`, gathered block by block so the pool is never copied whole)
-/// written into `out`. Blocks of rows run in parallel, each through
-/// single-threaded products, so a row's result depends neither on the
-/// thread count nor on where the blocks start (gemm's order of summation
-/// for an element does not depend on the row count; `tests/suite/learner.rs`
-/// checks both).
-pub(crate) fn predict_proba_into(
-    layers: &[Layer],
-    x: &[f32],
-    rows: Option<&[usize]>,
-    scaler: Option<&Scaler>,
-    out: &mut [f32],
-) {
-    forward_into(layers, x, rows, scaler, out, Head::Probs)
-}
-
 /// What a forward pass writes: the softmax, or the last hidden layer's
 /// activations (the embedding batch-aware strategies measure distances in).
 #[derive(Clone, Copy, PartialEq)]
@@ -251,9 +234,10 @@ pub(crate) enum Head {
     /// One MC-dropout pass: the softmax (or the output itself) with
     /// dropout kept on at inference.
     Mc(McPass),
-    /// The output layer before the softmax (tests bound the GPU's by it).
-    #[cfg_attr(not(all(test, feature = "gpu")), allow(dead_code))]
+    /// The output layer before the softmax.
     Logits,
+    /// An independent sigmoid of each output (a multi-label model).
+    Sigmoid,
 }
 
 /// One MC-dropout pass (Gal and Ghahramani 2016): after each hidden
@@ -298,7 +282,13 @@ pub(crate) fn embed_width(layers: &[Layer]) -> usize {
     }
 }
 
-/// [`predict_proba_into`] for either head, block by block.
+/// The `head` of the rows of `x` (all of them, or those listed in
+/// `rows`, gathered block by block so the pool is never copied whole)
+/// written into `out`. Blocks of rows run in parallel, each through
+/// single-threaded products, so a row's result depends neither on the
+/// thread count nor on where the blocks start (gemm's order of summation
+/// for an element does not depend on the row count; `tests/suite/learner.rs`
+/// checks both).
 pub(crate) fn forward_into(
     layers: &[Layer],
     x: &[f32],
@@ -346,7 +336,7 @@ pub(crate) fn forward_filled<'a, E: Send>(
     head: Head,
 ) -> Result<(), E> {
     let width = match head {
-        Head::Probs | Head::Logits | Head::Mc(_) => layers[layers.len() - 1].out,
+        Head::Probs | Head::Logits | Head::Sigmoid | Head::Mc(_) => layers[layers.len() - 1].out,
         Head::Embed => embed_width(layers),
     };
     let tile_rows = BLOCK_ROWS.min(out.len() / width).max(1);
@@ -374,6 +364,10 @@ pub(crate) fn forward_filled<'a, E: Send>(
                 softmax_rows(ob, width);
             }
             Head::Logits => logits_into(layers, xb, count, (hidden, ob), None),
+            Head::Sigmoid => {
+                logits_into(layers, xb, count, (hidden, ob), None);
+                ob.iter_mut().for_each(|v| *v = sigmoid(*v));
+            }
             Head::Mc(mc) => {
                 let first = mc.first_row + (tile * BLOCK_ROWS) as u64;
                 logits_into(layers, xb, count, (hidden, ob), Some((&mc, first)));

@@ -10,7 +10,6 @@
 
 pub mod committee;
 pub(crate) mod fused;
-pub mod multilabel;
 pub mod reference;
 pub mod regressor;
 pub mod scale;
@@ -138,6 +137,10 @@ struct ConfigFile {
     scale: String,
     #[serde(default)]
     scaler: Option<ScalerMeta>,
+    /// Models saved before multi-label models existed were softmax
+    /// classifiers.
+    #[serde(default = "softmax_name")]
+    output: String,
 }
 
 impl ConfigFile {
@@ -180,6 +183,10 @@ fn fused_name() -> String {
     Engine::Fused.name().into()
 }
 
+fn softmax_name() -> String {
+    Output::Softmax.name().into()
+}
+
 fn none_name() -> String {
     Scale::None.name().into()
 }
@@ -212,6 +219,28 @@ pub struct Layer {
     pub out: usize,
 }
 
+/// What the output layer's values mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    /// One class of C: a softmax row, trained on cross-entropy.
+    #[default]
+    Softmax,
+    /// Any of L labels: an independent sigmoid per label, trained on the
+    /// binary cross-entropy summed over the labels (a multi-label model,
+    /// whose rows are a `--input multilabel` pool).
+    Sigmoid,
+}
+
+impl Output {
+    /// As the model's config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Softmax => "softmax",
+            Output::Sigmoid => "sigmoid",
+        }
+    }
+}
+
 /// A multilayer perceptron with ReLU hidden layers.
 pub struct Mlp {
     config: MlpConfig,
@@ -219,6 +248,7 @@ pub struct Mlp {
     classes: usize,
     layers: Vec<Layer>,
     scaler: Option<Scaler>,
+    output: Output,
 }
 
 /// A training run's state in whichever engine runs it.
@@ -342,6 +372,77 @@ impl Mlp {
             classes,
             layers,
             scaler: None,
+            output: Output::Softmax,
+        })
+    }
+
+    /// A fresh multi-label network ([`Output::Sigmoid`]) with `labels`
+    /// outputs, initialized as [`Mlp::new`] initializes. It trains with
+    /// [`Mlp::fit_multilabel`] on the fused kernels.
+    pub fn new_multilabel(inputs: usize, labels: usize, config: MlpConfig) -> Result<Mlp> {
+        if labels == 0 || config.engine != Engine::Fused {
+            return Err(Error::Config(format!(
+                "a multi-label MLP needs at least 1 label (got {labels}) and the fused engine (got {})",
+                config.engine.name()
+            )));
+        }
+        // `new` checks the rest (2 outputs stand in for its class count).
+        let mut m = Mlp::new(inputs, labels.max(2), config)?;
+        m.layers = init_layers(inputs, labels, &m.config.hidden, m.config.seed);
+        m.classes = labels;
+        m.output = Output::Sigmoid;
+        Ok(m)
+    }
+
+    /// Softmax classes or sigmoid labels.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
+    /// Trains a multi-label model ([`Mlp::new_multilabel`]) from its
+    /// initial weights on rows `x` with 0/1 targets `y` (n x labels,
+    /// row-major): at least `epochs` epochs and `min_steps` steps of
+    /// shuffled minibatches, as [`Mlp::fit`] without early stopping or
+    /// class weights. Its accuracies are the fraction of (row, label)
+    /// pairs predicted right (σ > 0.5).
+    pub fn fit_multilabel(&mut self, x: &[f32], y: &[f32]) -> Result<TrainReport> {
+        let (l, d) = (self.classes, self.inputs);
+        let n = y.len() / l;
+        if self.output != Output::Sigmoid || n == 0 || y.len() != n * l || x.len() != n * d {
+            return Err(Error::Config(format!(
+                "fit_multilabel trains a multi-label model on {d} features and {l} 0/1 targets a row: got a {} model, {} feature values and {} targets",
+                self.output.name(),
+                x.len(),
+                y.len()
+            )));
+        }
+        if let Some(at) = y.iter().position(|&v| v != 0.0 && v != 1.0) {
+            return Err(Error::Config(format!(
+                "labeled row {}, label {}: the target is {}; multi-label targets are 0 or 1",
+                at / l,
+                at % l,
+                y[at]
+            )));
+        }
+        let hamming = |m: &Mlp| -> Result<f64> {
+            let p = m.predict_proba(x)?;
+            let right = p.iter().zip(y).filter(|(p, t)| (**p > 0.5) == (**t == 1.0));
+            Ok(right.count() as f64 / y.len() as f64)
+        };
+        let before = hamming(self)?;
+        let cfg = &self.config;
+        self.layers = fused::train_targets(d, cfg, self.scaler.as_ref(), x, (y, fused::Loss::Bce));
+        let bs = cfg.batch_size.clamp(1, n);
+        let epochs = cfg
+            .epochs
+            .max(cfg.min_steps.div_ceil(n.div_ceil(bs)))
+            .max(1);
+        Ok(TrainReport {
+            epochs,
+            steps: epochs * n.div_ceil(bs),
+            train_accuracy_before: before,
+            train_accuracy: hamming(self)?,
+            stopped_early: false,
         })
     }
 
@@ -429,6 +530,12 @@ impl Mlp {
     /// An error unless `x` holds `inputs` features per label and every
     /// label is a class.
     fn check_fit(&self, x: &[f32], y: &[usize]) -> Result<()> {
+        if self.output == Output::Sigmoid {
+            return Err(Error::Config(
+                "a multi-label model trains on 0/1 label rows (fit_multilabel), not class indices"
+                    .into(),
+            ));
+        }
         let n = y.len();
         if n == 0 || x.len() != n * self.inputs {
             return Err(Error::Config(format!(
@@ -575,7 +682,7 @@ impl Mlp {
             };
             match self.config.engine {
                 Engine::Fused => {
-                    fused::predict_proba_into(&self.layers, part_x, part_rows, scaler, oc)
+                    fused::forward_into(&self.layers, part_x, part_rows, scaler, oc, self.head())
                 }
                 Engine::Candle => {
                     let mut xs: Vec<f32> = match part_rows {
@@ -595,6 +702,14 @@ impl Mlp {
             progress(start + count);
         }
         Ok(out)
+    }
+
+    /// The head that makes the outputs' probabilities.
+    fn head(&self) -> fused::Head {
+        match self.output {
+            Output::Softmax => fused::Head::Probs,
+            Output::Sigmoid => fused::Head::Sigmoid,
+        }
     }
 
     /// The last hidden layer's activations (after ReLU) for the listed
@@ -656,13 +771,9 @@ impl Mlp {
     ) -> Result<()> {
         let n = out.len() / self.classes;
         match self.config.engine {
-            Engine::Fused => fused::forward_filled(
-                &self.layers,
-                self.scaler.as_ref(),
-                out,
-                fill,
-                fused::Head::Probs,
-            ),
+            Engine::Fused => {
+                fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, self.head())
+            }
             Engine::Candle => {
                 let mut x = Vec::with_capacity(n * self.inputs);
                 if let Some(rows) = fill(0, n, &mut x)? {
@@ -684,6 +795,11 @@ impl Mlp {
         fill: &fused::FillRows<'a, Error>,
         pass: McPass,
     ) -> Result<()> {
+        if self.output == Output::Sigmoid {
+            return Err(Error::Config(
+                "MC dropout over a multi-label model's sigmoid outputs is not built".into(),
+            ));
+        }
         let head = fused::Head::Mc(pass);
         fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)
     }
@@ -776,6 +892,7 @@ impl Mlp {
                 kind: s.kind.name().into(),
                 constant_columns: s.constant.clone(),
             }),
+            output: self.output.name().into(),
         };
         let json = serde_json::to_string(&file).map_err(|e| Error::model(path, e.to_string()))?;
         std::fs::write(path.with_extension("json"), json)
@@ -789,7 +906,11 @@ impl Mlp {
         let v: ConfigFile = serde_json::from_str(&text)
             .map_err(|e| Error::model(&cfg_path, format!("bad model config: {e}")))?;
         check_size(&v, &cfg_path, path)?;
-        let mut mlp = Mlp::new(v.inputs, v.classes, v.config())?;
+        let mut mlp = match v.output.as_str() {
+            "softmax" => Mlp::new(v.inputs, v.classes, v.config())?,
+            "sigmoid" => Mlp::new_multilabel(v.inputs, v.classes, v.config())?,
+            o => return Err(Error::model(&cfg_path, format!("unknown output {o:?}"))),
+        };
         let tensors = Tensors {
             path,
             all: candle_core::safetensors::load(path, &Device::Cpu)
@@ -910,6 +1031,58 @@ pub(crate) fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A multi-label model learns two labels that are functions of two
+    /// inputs (x0 > 0, x1 > 0), its outputs are independent sigmoids, and
+    /// it saves and loads as one.
+    #[test]
+    fn a_multilabel_model_learns_saves_and_loads() {
+        let mut rng = Rng::new(3);
+        let n = 400;
+        let x: Vec<f32> = (0..2 * n)
+            .map(|_| (rng.uniform() * 2.0 - 1.0) as f32)
+            .collect();
+        let y: Vec<f32> = x.iter().map(|&v| f32::from(v > 0.0)).collect();
+        let cfg = MlpConfig {
+            hidden: vec![16],
+            ..Default::default()
+        };
+        let mut m = Mlp::new_multilabel(2, 2, cfg.clone()).unwrap();
+        let report = m.fit_multilabel(&x, &y).unwrap();
+        assert!(report.train_accuracy > 0.95, "{report:?}");
+        let p = m.predict_proba(&x).unwrap();
+        let right = p
+            .iter()
+            .zip(&y)
+            .filter(|(p, y)| (**p > 0.5) == (**y == 1.0))
+            .count();
+        assert_eq!(right as f64 / y.len() as f64, report.train_accuracy);
+        // Independent sigmoids: rows need not sum to 1.
+        assert!(p.chunks(2).any(|r| (r[0] + r[1] - 1.0).abs() > 0.2));
+        let mut again = Mlp::new_multilabel(2, 2, cfg.clone()).unwrap();
+        again.fit_multilabel(&x, &y).unwrap();
+        assert_eq!(again.predict_proba(&x).unwrap(), p);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        m.save(&path).unwrap();
+        let loaded = Mlp::load(&path).unwrap();
+        assert_eq!(loaded.output(), Output::Sigmoid);
+        assert_eq!(loaded.predict_proba(&x).unwrap(), p);
+        // Bad targets, class indices, and the candle engine are refused.
+        let e = m.fit_multilabel(&x[..4], &[1.0, 0.5, 0.0, 1.0]);
+        let e = e.err().unwrap().to_string();
+        assert!(
+            e.contains("labeled row 0, label 1: the target is 0.5"),
+            "{e}"
+        );
+        let e = m.fit(&x[..4], &[0, 1]).err().unwrap().to_string();
+        assert!(e.contains("0/1 label rows"), "{e}");
+        let candle = MlpConfig {
+            engine: Engine::Candle,
+            ..cfg
+        };
+        assert!(Mlp::new_multilabel(2, 2, candle).is_err());
+    }
 
     /// The embedding is the last hidden layer: the output layer applied to
     /// it, then softmax, gives `predict_proba`.

@@ -21,9 +21,12 @@ pub(crate) struct Blocks<'a> {
 
 impl<'a> Blocks<'a> {
     /// A selection of `job.k` of `rows` rows; `job` must score each row
-    /// on its own (row-wise or disagreement).
+    /// on its own (row-wise, disagreement or multi-label).
     pub(crate) fn new(job: &'a Job, rows: u64) -> Result<Self> {
-        if !matches!(job.query, Query::Score(_) | Query::Disagree(_)) {
+        if !matches!(
+            job.query,
+            Query::Score(_) | Query::Disagree(_) | Query::Multi(_)
+        ) {
             return Err(Error::Config(format!(
                 "{} picks a batch; it cannot be merged block by block",
                 job.query

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::common;
 use crate::rng::Rng;
 use alpool::pool::npy;
-use alpool::{Error, Exclusions, InputForm, Job, LogBase, MultiLabel, Pool, Run};
+use alpool::{Error, Exclusions, InputForm, Inputs, Job, LogBase, MultiLabel, Pool, Run};
 
 /// N x L outputs on a coarse grid that holds 0, ½ and 1 (many exact
 /// ties, every edge of the definitions), as f32.
@@ -639,4 +639,146 @@ fn mnist_pairs_show_two_digits_and_simulate_writes_f1_curves() {
         "{}",
         common::stderr(&o)
     );
+}
+
+#[test]
+fn a_multilabel_model_selects_what_its_predictions_select() {
+    use alpool::al::multilabel::MultiLabelData;
+    use alpool::features::FeaturePool;
+    use alpool::learner::{Mlp, MlpConfig, Output};
+    let (x, y) = separable(2000, 8);
+    let data = MultiLabelData::new(x.clone(), y, (2, 3), "separable").unwrap();
+    let cfg = MlpConfig {
+        hidden: vec![16],
+        min_steps: 100,
+        ..Default::default()
+    };
+    let (model, report) = data.train(cfg.clone()).unwrap();
+    assert_eq!(model.output(), Output::Sigmoid);
+    assert!(report.train_accuracy > 0.8, "{report:?}");
+    let t = tempfile::tempdir().unwrap();
+    let xf = t.path().join("x.npy");
+    npy::save(&xf, &[2000, 2], &x).unwrap();
+    // Blocks of 512 rows: the selection is merged across four of them.
+    let features = FeaturePool::open(&[&xf]).unwrap().with_block_rows(512);
+    let probs = model.predict_proba(&x).unwrap();
+    let pool = Pool::from_f32(&probs, 3).unwrap();
+    let excluded = Exclusions::new((0..2000).step_by(7).collect());
+    for m in MultiLabel::ALL {
+        let mut by_model = Job::new(m, InputForm::probs(), 40).exclude(excluded.clone());
+        by_model.label_cardinality = Some(1.2);
+        let mut by_file = by_model.clone();
+        by_file.input = InputForm::MultiLabel { logits: false };
+        let a = alpool::select(Inputs::model(&model, &features), &by_model, &Run::default());
+        let b = alpool::select(&pool, &by_file, &Run::default()).unwrap();
+        assert_eq!(picks(&a.unwrap().selection), picks(&b.selection), "{m}");
+        let sa = alpool::score(Inputs::model(&model, &features), &by_model).unwrap();
+        assert_eq!(sa, alpool::score(&pool, &by_file).unwrap(), "{m}");
+    }
+    // Each block scored on the GPU: the same rows.
+    if let Some(gpu) = common::gpu() {
+        for m in MultiLabel::ALL {
+            let mut job = Job::new(m, InputForm::probs(), 40).exclude(excluded.clone());
+            job.label_cardinality = Some(1.2);
+            let on_gpu = common::select_gpu(&gpu, Inputs::model(&model, &features), &job);
+            let cpu = alpool::select(Inputs::model(&model, &features), &job, &Run::default());
+            assert_eq!(
+                picks(&on_gpu.unwrap().0),
+                picks(&cpu.unwrap().selection),
+                "{m}"
+            );
+        }
+    }
+    // The wrong model for the strategy is named.
+    let margin = Job::new(alpool::Strategy::Margin, InputForm::probs(), 5);
+    let e = alpool::select(Inputs::model(&model, &features), &margin, &Run::default());
+    let e = e.err().unwrap().to_string();
+    assert!(
+        e.contains("the model is multi-label (sigmoid outputs), which margin"),
+        "{e}"
+    );
+    let softmax = Mlp::new(2, 3, cfg).unwrap();
+    let job = Job::new(MultiLabel::MeanEntropy, InputForm::probs(), 5);
+    let e = alpool::select(Inputs::model(&softmax, &features), &job, &Run::default());
+    let e = e.err().unwrap().to_string();
+    assert!(e.contains("the model is a softmax classifier"), "{e}");
+}
+
+#[test]
+fn train_multilabel_predict_and_select_model_agree_on_the_cli() {
+    let (x, y) = separable(1500, 5);
+    let t = tempfile::tempdir().unwrap();
+    let path = |f: &str| t.path().join(f).to_str().unwrap().to_string();
+    npy::save(&t.path().join("x.npy"), &[1500, 2], &x).unwrap();
+    let y8: Vec<u8> = y.iter().map(|&v| v as u8).collect();
+    npy::save(&t.path().join("y.npy"), &[1500, 3], &y8).unwrap();
+    let o = common::alpool(&[
+        "train",
+        "--multilabel",
+        "--features",
+        &path("x.npy"),
+        "--labels",
+        &path("y.npy"),
+        "--hidden",
+        "16",
+        "--out",
+        &path("m.safetensors"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("trained 3 sigmoid outputs on 1500 rows"));
+    let o = common::alpool(&[
+        "predict",
+        "--model",
+        &path("m.safetensors"),
+        "--features",
+        &path("x.npy"),
+        "--out",
+        &path("p.npy"),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let select = |source: &[&str]| {
+        let mut args = vec!["select"];
+        args.extend(source);
+        args.extend([
+            "--strategy",
+            "adaptive",
+            "--label-cardinality",
+            "1.3",
+            "-k",
+            "30",
+        ]);
+        let o = common::alpool(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        common::stdout(&o)
+    };
+    let by_model = select(&[
+        "--model",
+        &path("m.safetensors"),
+        "--features",
+        &path("x.npy"),
+    ]);
+    let by_file = select(&[&path("p.npy"), "--input", "multilabel"]);
+    assert_eq!(by_model, by_file);
+    assert_eq!(by_model.lines().count(), 31);
+    // Ground truth that is not 0/1 is named with its file, row and label.
+    let mut bad = y8.clone();
+    bad[4] = 3;
+    npy::save(&t.path().join("bad.npy"), &[1500, 3], &bad).unwrap();
+    let o = common::alpool(&[
+        "train",
+        "--multilabel",
+        "--features",
+        &path("x.npy"),
+        "--labels",
+        &path("bad.npy"),
+        "--out",
+        &path("n.safetensors"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("bad.npy: row 1, label 1: 3 is not 0 or 1"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!t.path().join("n.safetensors").exists());
 }
