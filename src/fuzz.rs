@@ -148,8 +148,8 @@ fn label_world() -> &'static (HashMap<String, usize>, Vec<String>) {
 pub const TOKEN: &str = "fuzztoken";
 
 /// A label file: the first byte picks the extension (`.json`, `.csv`,
-/// `.tsv`, `.txt`) and whether it is read as `init`'s seed labels; the
-/// rest is the file.
+/// `.tsv`, `.txt`), whether it is read as `init`'s seed labels, and
+/// whether the workspace is multi-label; the rest is the file.
 pub fn labels(data: &[u8]) {
     let Some((&pick, body)) = data.split_first() else {
         return;
@@ -157,13 +157,18 @@ pub fn labels(data: &[u8]) {
     let ext = ["json", "csv", "tsv", "txt"][pick as usize % 4];
     let p = write(&format!("labels.{ext}"), body);
     let (ids, classes) = label_world();
+    // Bit 3 reads the file in a multi-label workspace (sets of classes).
+    let vocab = crate::workspace::vocab::Vocab {
+        names: classes.clone(),
+        multilabel: pick & 8 != 0,
+    };
     if pick & 4 != 0 {
-        check_error(&seed_labels(&p, ids, classes), &[&p]);
+        check_error(&seed_labels(&p, ids, &vocab), &[&p]);
         return;
     }
     let expect = Expect {
         ids,
-        classes,
+        vocab: &vocab,
         token: TOKEN,
     };
     let file = read_label_file(&p, &expect);
@@ -192,6 +197,8 @@ pub fn init(data: &[u8]) {
         classes: vec!["cat".into(), "dog".into(), "bird".into()],
         ids: Some(write("ids.txt", parts[0])),
         labels: (!parts[1].is_empty()).then(|| write("seed.csv", parts[1])),
+        // Seed labels read as sets (`a|b`) as well as classes.
+        multilabel: rows & 0x80 != 0,
         data: (!parts[2].is_empty()).then(|| write("items.jsonl", parts[2])),
     };
     let files: Vec<&Path> = [&spec.ids, &spec.labels, &spec.data]

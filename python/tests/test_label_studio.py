@@ -296,3 +296,68 @@ def test_ml_backend_full_cycle(cli: Path, studio: Studio, tmp_path: Path) -> Non
     finally:
         server.kill()
         server.wait()
+
+
+def test_multilabel_sets_through_every_export_shape(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
+    """A multi-label workspace: the labeling config lets annotators tick
+    several classes, each ticked set is the item's label (an empty submit:
+    none applies), and annotators who tick different sets are a conflict."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    truth = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], axis=1)
+    np.save(folder / "x.npy", x)
+
+    def names(row: int) -> list[str]:
+        return [c for c, on in zip(CLASSES, truth[row]) if on]
+
+    (folder / "seed.csv").write_text(
+        "id,label\n" + "".join(f"{r},{'|'.join(names(r))}\n" for r in range(30))
+    )
+    ws = folder / "ws"
+    alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
+           "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
+    batch = folder / "tasks.json"
+    alpool(cli, "next", ws, "-k", 10, "--hidden", 8, "--out", batch)
+    tasks = json.loads(batch.read_text())
+    config = alpool(cli, "labeling-config", ws).stdout
+    assert 'choice="multiple"' in config
+    project = studio.project("alpool multi-label", config)
+    studio.import_tasks(project, tasks)
+    by_row = {t["data"]["alpool_index"]: t for t in studio.tasks(project)}
+    # Label Studio shows alpool's predicted sets.
+    for t in tasks:
+        shown = t["predictions"][0]["result"][0]["value"]["choices"]
+        assert set(shown) <= set(CLASSES)
+    r = [t["data"]["alpool_index"] for t in tasks]
+    ann = studio.annotate
+    for i in range(10):
+        if i == 0:
+            ann(by_row[r[0]]["id"], [choice(*names(r[0]))])
+            other = set(names(r[0])) ^ {"bee"}  # a second annotator differs on bee
+            ann(by_row[r[0]]["id"], [choice(*sorted(other))])
+        elif i == 1:
+            ann(by_row[r[1]]["id"], [])  # empty submit: no class applies
+        elif i == 2:
+            ann(by_row[r[2]]["id"], [], cancelled=True)  # skipped
+        else:
+            ann(by_row[r[i]]["id"], [choice(*names(r[i]))])
+    before = stored_labels(ws)
+    mask = {row: sum(1 << j for j, on in enumerate(truth[row]) if on) for row in r}
+    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
+        export = tmp_path / f"ml-{kind}.{ext}"
+        export.write_bytes(studio.export(project, kind))
+        copy = tmp_path / f"ml-ws-{kind}"
+        shutil.copytree(ws, copy)
+        out = alpool(cli, "ingest", copy, export).stdout
+        labels = stored_labels(copy)
+        new = {row: c for row, c in labels.items() if row not in before}
+        assert set(new) == {r[1], *r[3:]}, (kind, out, new)
+        assert new[r[1]] == 0, (kind, "an empty submit is the empty set")
+        assert all(new[row] == mask[row] for row in r[3:]), (kind, new, mask)
+        assert open_conflicts(copy) == {r[0]}, (kind, out)
+        status = alpool(cli, "status", copy).stdout
+        assert "annotators disagree" in status, status

@@ -28,9 +28,18 @@ pub struct InitArgs {
     /// Item ids, one per line, one per row [default: the row numbers].
     #[arg(long, value_name = "FILE")]
     pub ids: Option<PathBuf>,
-    /// Seed labels: CSV `id,label`.
+    /// Seed labels: CSV `id,label` (with --multilabel, the label is a set:
+    /// `cat|dog`, or empty for none).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
+    /// A multi-label workspace: an item's label is the set of classes that
+    /// apply (CSV `cat|dog`; in Label Studio, every ticked choice of
+    /// `labeling-config`'s `choice="multiple"`, an empty submit meaning
+    /// none). `next` trains one sigmoid output per class and runs the
+    /// multi-label strategies (default adaptive); annotators who tick
+    /// different sets are a conflict. At most 63 classes.
+    #[arg(long)]
+    pub multilabel: bool,
     /// Item data for annotators, carried in every Label Studio task: JSON
     /// lines with the item's "id" and the fields to show, e.g.
     /// {"id": "a17", "image": "https://host/a17.jpg"} or {"id": 3, "text": "…"}.
@@ -105,6 +114,7 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         classes: a.classes.clone(),
         ids: a.ids.clone(),
         labels: a.labels.clone(),
+        multilabel: a.multilabel,
         data: a.data.clone(),
     };
     let bar = super::progress::Bar::items(rows as u64, "init");
@@ -162,8 +172,9 @@ pub struct NextArgs {
     /// Items to select.
     #[arg(short, default_value_t = 100)]
     pub k: usize,
-    #[arg(short, long, value_enum, default_value = "margin")]
-    pub strategy: QueryArg,
+    /// The query [default: margin; adaptive in a multi-label workspace].
+    #[arg(short, long, value_enum)]
+    pub strategy: Option<QueryArg>,
     /// The batch file: .csv (id,index,score,predicted,p_CLASS...), .jsonl, or
     /// .json (Label Studio task import, prediction and score attached).
     #[arg(long, value_name = "FILE")]
@@ -193,9 +204,14 @@ pub struct NextArgs {
 
 pub fn next(a: NextArgs) -> anyhow::Result<()> {
     let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
+    let strategy = match (a.strategy, ws.vocab()?.multilabel) {
+        (Some(s), _) => s.into(),
+        (None, false) => alpool::Strategy::Margin.into(),
+        (None, true) => alpool::MultiLabel::Adaptive.into(),
+    };
     let opts = NextOptions {
         k: a.k,
-        strategy: a.strategy.into(),
+        strategy,
         seed: a.seed,
         learner: a.learner.config(a.seed),
         device: a.device.into(),
@@ -257,10 +273,10 @@ fn agreement(s: &str) -> Result<f64, String> {
 
 pub fn ingest(a: IngestArgs) -> anyhow::Result<()> {
     let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
-    let (classes, token) = (ws.classes()?, ws.token()?);
+    let (vocab, token) = (ws.vocab()?, ws.token()?);
     let expect = Expect {
         ids: &ws,
-        classes: &classes,
+        vocab: &vocab,
         token: &token,
     };
     let file = read_label_file(&a.labels, &expect)?;
@@ -317,7 +333,7 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
     let out = a.out.unwrap_or_else(|| a.dir.join("report.html"));
     let rep = ws.write_report(&out)?;
     let json = out.with_extension("json");
-    let labeled: usize = rep.per_class.iter().sum();
+    let labeled = rep.labeled;
     println!(
         "{} items, {labeled} labeled, {} rounds; held-out curve: {}; wrote {} and {}",
         rep.items,
@@ -345,6 +361,9 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         s.labeled,
         items - s.labeled
     );
+    if s.multilabel {
+        println!("  multi-label: an item counts under each class its label set holds");
+    }
     for (c, n) in s.classes.iter().zip(&s.per_class) {
         println!("  {c:<20} {n}");
     }
@@ -426,7 +445,15 @@ pub fn tasks(a: TasksArgs) -> anyhow::Result<()> {
 /// `status`'s conflicts: the open ones (20 at most), or how many were
 /// resolved.
 fn print_conflicts(s: &alpool::workspace::status::Status) {
-    let name = |c: Option<usize>| c.map_or("—".to_string(), |c| s.classes[c].clone());
+    let vocab = alpool::workspace::vocab::Vocab {
+        names: s.classes.clone(),
+        multilabel: s.multilabel,
+    };
+    let name = |c: Option<usize>| match c.map(|c| vocab.name(c)) {
+        None => "—".to_string(),
+        Some(n) if n.is_empty() => "(none)".to_string(),
+        Some(n) => n,
+    };
     if s.open_conflicts.is_empty() {
         if s.resolved_conflicts > 0 {
             println!(
@@ -462,7 +489,7 @@ pub fn labeling_config(a: LabelingConfigArgs) -> anyhow::Result<()> {
     let ws = Workspace::open(&a.dir, Duration::from_secs(5))?;
     print!(
         "{}",
-        export::labeling_config(&ws.classes()?, &ws.data_keys()?)
+        export::labeling_config(&ws.vocab()?, &ws.data_keys()?)
     );
     Ok(())
 }

@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::items::{ItemTable, RowOfId, is_duplicate};
+use super::vocab::Vocab;
 use crate::error::{Error, Result, quoted};
 use crate::lines::each_line;
 use crate::query::Query;
@@ -47,7 +48,7 @@ pub struct BatchRow<'a> {
     pub id: &'a str,
     /// The strategy's score.
     pub score: f64,
-    /// The model's class.
+    /// The model's label (a [`Vocab`] code: a class, or a set).
     pub predicted: usize,
     /// The model's probabilities.
     pub probabilities: &'a [f32],
@@ -57,8 +58,8 @@ pub struct BatchRow<'a> {
 
 /// What every task of a batch shares.
 pub struct BatchInfo<'a> {
-    /// Class names.
-    pub classes: &'a [String],
+    /// The classes, and whether a label is a set of them.
+    pub vocab: &'a Vocab,
     /// The round's number.
     pub round: i64,
     /// The strategy that picked the batch.
@@ -102,14 +103,20 @@ pub fn prediction(info: &BatchInfo, class: usize, score: f64, rank: i64) -> serd
     serde_json::json!({
         "model_version": model_version(info.token),
         "score": label_studio_score(info.strategy, score, rank),
-        "result": choice_result(&info.classes[class]),
+        "result": choice_result(info.vocab, class),
     })
 }
 
-/// The `result` of a prediction (or annotation) choosing `class`.
-pub fn choice_result(class: &str) -> serde_json::Value {
+/// The `result` of a prediction (or annotation) choosing the label
+/// `code`: its class, or its set's classes.
+pub fn choice_result(vocab: &Vocab, code: usize) -> serde_json::Value {
+    let names: Vec<&str> = vocab
+        .classes_of(code)
+        .into_iter()
+        .map(|c| vocab.names[c].as_str())
+        .collect();
     serde_json::json!([{"from_name": CONTROL, "to_name": OBJECT, "type": "choices",
-                        "value": {"choices": [class]}}])
+                        "value": {"choices": names}}])
 }
 
 /// The keys alpool puts in every task's data: the item's id and row, and
@@ -168,7 +175,7 @@ pub fn write_batch(
     if !info.model && !matches!(format, BatchFormat::LabelStudio) {
         return write_unpredicted(w, format, rows);
     }
-    let classes = info.classes;
+    let classes = &info.vocab.names;
     match format {
         BatchFormat::Csv => {
             write!(w, "id,index,score,predicted")?;
@@ -183,7 +190,7 @@ pub fn write_batch(
                     csv_field(r.id),
                     r.index,
                     r.score,
-                    csv_field(&classes[r.predicted])
+                    csv_field(&info.vocab.name(r.predicted))
                 )?;
                 for p in r.probabilities {
                     write!(w, ",{p}")?;
@@ -202,7 +209,7 @@ pub fn write_batch(
                     w,
                     "{}",
                     serde_json::json!({"id": r.id, "index": r.index, "rank": r.rank, "score": r.score,
-                                       "predicted": classes[r.predicted], "probabilities": probs})
+                                       "predicted": info.vocab.name(r.predicted), "probabilities": probs})
                 )?;
             }
         }
@@ -267,11 +274,12 @@ fn csv_field(s: &str) -> String {
 }
 
 /// A Label Studio labeling config that fits a workspace's tasks: the
-/// `Choices` control alpool reads (`label`, one choice per annotation) over
+/// `Choices` control alpool reads (`label`: one choice per annotation, or
+/// any number of them in a multi-label workspace) over
 /// an object tag named `item` that shows the item's data. The tag follows
 /// the first data key: `image`/`img`/`url`… → `<Image>`, `audio` → `<Audio>`,
 /// anything else → `<Text>`; with no data, the item's id is shown.
-pub fn labeling_config(classes: &[String], data_keys: &[String]) -> String {
+pub fn labeling_config(vocab: &Vocab, data_keys: &[String]) -> String {
     let (tag, key) = match data_keys.first() {
         None => ("Text", "alpool_id".to_string()),
         Some(k) => {
@@ -294,10 +302,13 @@ pub fn labeling_config(classes: &[String], data_keys: &[String]) -> String {
         "  <{tag} name=\"{OBJECT}\" value=\"${}\"/>\n",
         xml_escape(&key)
     );
-    out += &format!(
-        "  <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\" choice=\"single-radio\" showInline=\"true\" required=\"true\">\n"
-    );
-    for c in classes {
+    // A multi-label answer may be the empty set: no choice is required.
+    let choice = match vocab.multilabel {
+        true => "choice=\"multiple\"",
+        false => "choice=\"single-radio\" showInline=\"true\" required=\"true\"",
+    };
+    out += &format!("  <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\" {choice}>\n");
+    for c in &vocab.names {
         out += &format!("    <Choice value=\"{}\"/>\n", xml_escape(c));
     }
     out += "  </Choices>\n</View>\n";

@@ -67,11 +67,11 @@ pub fn first_batch(
             data: data[r].as_ref(),
         })
         .collect();
-    let classes = ws.classes()?;
+    let vocab = ws.vocab()?;
     crate::atomic::write(out, |w| {
         let token = ws.token()?;
         let info = BatchInfo {
-            classes: &classes,
+            vocab: &vocab,
             round: 0,
             strategy: job.query,
             token: &token,

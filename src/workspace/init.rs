@@ -31,6 +31,9 @@ pub struct InitSpec {
     pub ids: Option<PathBuf>,
     /// Seed labels: a CSV `id,label` file.
     pub labels: Option<PathBuf>,
+    /// Labels are sets of classes (`a|b` in CSV files, several ticked
+    /// choices in Label Studio) rather than one class.
+    pub multilabel: bool,
     /// Per-item data that travels in every Label Studio task: JSON lines,
     /// one object per item with its `id` and the fields its task shows
     /// (`{"id": "a17", "image": "https://…/a17.jpg"}`).
@@ -94,10 +97,27 @@ fn check(dir: &Path, spec: &InitSpec) -> Result<()> {
             "a workspace needs at least 2 classes (--classes a,b,...)".into(),
         ));
     }
+    let most = super::vocab::MAX_MULTILABEL_CLASSES;
+    if spec.multilabel && spec.classes.len() > most {
+        return Err(Error::Config(format!(
+            "a multi-label workspace holds at most {most} classes, got {}",
+            spec.classes.len()
+        )));
+    }
     if let Some(p) = &spec.labels {
-        ingest::check_seed_file(p, &spec.classes)?;
+        ingest::check_seed_file(p, &spec.vocab())?;
     }
     Ok(())
+}
+
+impl InitSpec {
+    /// The classes, and whether labels are sets of them.
+    pub(crate) fn vocab(&self) -> super::vocab::Vocab {
+        super::vocab::Vocab {
+            names: self.classes.clone(),
+            multilabel: self.multilabel,
+        }
+    }
 }
 
 /// Creates the database at `path` and fills it in one transaction.
@@ -148,6 +168,7 @@ fn fill(tx: &Transaction, path: &Path, spec: &InitSpec, progress: &dyn Progress)
         ("rows", spec.rows.to_string()),
         ("dim", spec.dim.to_string()),
         ("version", VERSION.into()),
+        ("multilabel", u8::from(spec.multilabel).to_string()),
         ("token", new_token()),
         (
             "data_keys",
@@ -158,7 +179,7 @@ fn fill(tx: &Transaction, path: &Path, spec: &InitSpec, progress: &dyn Progress)
     }
     if let Some(p) = &spec.labels {
         let source = p.display().to_string();
-        for (row, class) in ingest::seed_labels(p, &items, &spec.classes)? {
+        for (row, class) in ingest::seed_labels(p, &items, &spec.vocab())? {
             ingest::apply_one(tx, path, row, class, -1, &source, false)?;
         }
     }
@@ -171,7 +192,7 @@ fn fill(tx: &Transaction, path: &Path, spec: &InitSpec, progress: &dyn Progress)
 #[cfg(feature = "fuzz")]
 pub(crate) fn build_in_memory(spec: &InitSpec) -> Result<()> {
     if let Some(p) = &spec.labels {
-        ingest::check_seed_file(p, &spec.classes)?;
+        ingest::check_seed_file(p, &spec.vocab())?;
     }
     build(Path::new(":memory:"), spec, &crate::Silent)
 }

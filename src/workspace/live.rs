@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 
 use super::export::{self, CONTROL, OBJECT};
 use super::studio::Studio;
+use super::vocab::Vocab;
 use super::{Workspace, checkpoint, db_err, now};
 use crate::backend::Silent;
 use crate::error::{Error, Result};
@@ -89,7 +90,7 @@ pub struct Live {
     /// `URL#project`: the key of this project's rows in the workspace.
     place: String,
     token: String,
-    classes: Vec<String>,
+    vocab: Vocab,
 }
 
 /// One push, as the workspace records it.
@@ -304,7 +305,7 @@ impl Live {
         let live = Live {
             place: format!("{}#{}", studio.url(), opts.project),
             token: ws.token()?,
-            classes: ws.classes()?,
+            vocab: ws.vocab()?,
             studio,
             opts,
         };
@@ -629,7 +630,7 @@ impl Live {
                     "task": task,
                     "model_version": v,
                     "score": seq as f64 / total as f64,
-                    "result": export::choice_result(&self.classes[class]),
+                    "result": export::choice_result(&self.vocab, class),
                 })
             })
             .collect())

@@ -20,6 +20,7 @@ pub mod round;
 pub mod serve;
 pub mod status;
 pub mod studio;
+pub mod vocab;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -228,6 +229,15 @@ impl Workspace {
     /// Class names, in label order.
     pub fn classes(&self) -> Result<Vec<String>> {
         self.query("SELECT name FROM classes ORDER BY class", [], |r| r.get(0))
+    }
+
+    /// The classes and what a stored label code means
+    /// (`init --multilabel` makes labels sets).
+    pub fn vocab(&self) -> Result<vocab::Vocab> {
+        Ok(vocab::Vocab {
+            names: self.classes()?,
+            multilabel: self.meta("multilabel").is_ok_and(|v| v == "1"),
+        })
     }
 
     /// Items in the pool (their rows are `0..items`).

@@ -12,7 +12,7 @@ use super::Workspace;
 use crate::al::accuracy_and_macro_f1;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
-use crate::learner::{MlpConfig, argmax};
+use crate::learner::MlpConfig;
 use crate::rng::splitmix64;
 
 /// One round of a workspace.
@@ -52,8 +52,10 @@ pub struct WorkspaceReport {
     pub classes: Vec<String>,
     /// Items in the pool.
     pub items: usize,
-    /// Labels per class.
+    /// Labels per class (a multi-label item counts under each class).
     pub per_class: Vec<usize>,
+    /// Items with a label.
+    pub labeled: usize,
     /// Items skipped and still unlabeled.
     pub skipped: usize,
     /// Every round, oldest first.
@@ -90,6 +92,7 @@ impl Workspace {
                 classes: status.classes,
                 items: status.items,
                 per_class: status.per_class,
+                labeled: status.labeled,
                 skipped: status.skipped,
                 rounds: Vec::new(),
                 agreement: None,
@@ -193,7 +196,7 @@ impl Workspace {
         let held_rows: Vec<usize> = held.iter().map(|h| h.0).collect();
         let held_y: Vec<usize> = held.iter().map(|h| h.1).collect();
         let x_held = features.gather(&held_rows)?;
-        let classes = rep.classes.len();
+        let vocab = self.vocab()?;
         for p in 1..=POINTS {
             let n = train.len() * p / POINTS;
             let rows: Vec<usize> = train[..n].iter().map(|t| t.0).collect();
@@ -202,9 +205,13 @@ impl Workspace {
                 continue;
             }
             let (model, _) =
-                super::round::train(&features, &rows, &ys, classes, &MlpConfig::default())?;
+                super::round::train(&features, &rows, &ys, &vocab, &MlpConfig::default())?;
             let probs = model.predict_proba(&x_held)?;
-            let pred: Vec<usize> = probs.chunks_exact(classes).map(argmax).collect();
+            // A multi-label item is right when its whole set is.
+            let pred: Vec<usize> = probs
+                .chunks_exact(vocab.width())
+                .map(|p| vocab.predicted(p))
+                .collect();
             rep.curve.push((n, accuracy_and_macro_f1(&held_y, &pred).0));
         }
         Ok(rep)

@@ -9,13 +9,14 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::export::{self, BatchFormat, BatchInfo, BatchRow};
+use super::vocab::Vocab;
 use super::{Pick, Workspace, checkpoint};
 use crate::api::{Device, Inputs, Run};
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
-use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport, argmax};
+use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport};
 use crate::pool::Exclusions;
 use crate::query::{InputForm, Query};
 
@@ -85,6 +86,25 @@ fn check_samples(opts: &NextOptions) -> Result<()> {
     }
 }
 
+/// Refuses, before anything, a strategy for the other kind of workspace:
+/// a multi-label workspace's model has one sigmoid output per class, which
+/// only the multi-label strategies read, and the reverse.
+fn check_kind(vocab: &Vocab, strategy: Query) -> Result<()> {
+    match (vocab.multilabel, strategy) {
+        (false, Query::Multi(m)) => Err(Error::Config(format!(
+            "{m} reads a multi-label model; this workspace's labels are single classes (multi-label workspaces are made by init --multilabel)"
+        ))),
+        (true, Query::Multi(_)) | (false, _) => Ok(()),
+        (true, q) => {
+            let names: Vec<&str> = crate::query::MultiLabel::ALL.map(|m| m.name()).to_vec();
+            Err(Error::Config(format!(
+                "the workspace is multi-label: its model has one sigmoid output per class, which {q} does not read; its strategies are {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
 /// Runs one round of `ws` (in `dir`).
 pub fn next_round(
     ws: &mut Workspace,
@@ -94,6 +114,7 @@ pub fn next_round(
 ) -> Result<NextRound> {
     let format = BatchFormat::from_path(&opts.out)?;
     check_samples(opts)?;
+    check_kind(&ws.vocab()?, opts.strategy)?;
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
     let skipped = if opts.reselect_skipped {
@@ -159,8 +180,9 @@ fn new_round(
     (opts, seq, model_path): (&NextOptions, i64, PathBuf),
     progress: &dyn Progress,
 ) -> Result<Decided> {
+    let vocab = ws.vocab()?;
     let distinct: HashSet<usize> = labels.iter().map(|l| l.class).collect();
-    if labels.len() < 2 || distinct.len() < 2 {
+    if labels.len() < 2 || (distinct.len() < 2 && !vocab.multilabel) {
         return Err(Error::Config(format!(
             "{} labels of {} classes so far; the first model needs at least 2 labels of 2 classes (alpool ingest)",
             labels.len(),
@@ -169,11 +191,15 @@ fn new_round(
     }
     let rows: Vec<usize> = labels.iter().map(|l| l.index).collect();
     let ys: Vec<usize> = labels.iter().map(|l| l.class).collect();
-    let (model, fit) = train(features, &rows, &ys, ws.classes()?.len(), &opts.learner)?;
+    let (model, fit) = train(features, &rows, &ys, &vocab, &opts.learner)?;
     checkpoint("next-after-train");
     save_model(&model, &model_path)?;
     let excluded: Vec<usize> = rows.iter().chain(skipped).copied().collect();
-    let sel = score_unlabeled(&model, features, &excluded, opts, seq, progress)?;
+    // The labeled items' mean label count: the cardinality strategies'.
+    let sizes = labels.iter().map(|l| vocab.classes_of(l.class).len());
+    let cardinality = sizes.sum::<usize>() as f64 / labels.len() as f64;
+    let job = (seq, vocab.multilabel.then_some(cardinality));
+    let sel = score_unlabeled(&model, features, &excluded, opts, job, progress)?;
     Ok(Decided {
         round: ws.last_round()?.map_or(0, |(r, _)| r + 1),
         picks: sel
@@ -196,11 +222,11 @@ fn export(
     opts: &NextOptions,
     format: BatchFormat,
 ) -> Result<Vec<usize>> {
-    let classes = ws.classes()?;
+    let vocab = ws.vocab()?;
     let sel_rows: Vec<usize> = d.picks.iter().map(|p| p.0).collect();
     let probs = d.model.predict_proba(&features.gather(&sel_rows)?)?;
-    let c = classes.len();
-    let predicted: Vec<usize> = probs.chunks_exact(c).map(argmax).collect();
+    let c = vocab.width();
+    let predicted: Vec<usize> = probs.chunks_exact(c).map(|p| vocab.predicted(p)).collect();
     let ids = ws.ids_of(&sel_rows)?;
     let data = ws.item_data(&sel_rows)?;
     let rows: Vec<BatchRow> = d
@@ -220,7 +246,7 @@ fn export(
     crate::atomic::write(&opts.out, |w| {
         let token = ws.token()?;
         let info = BatchInfo {
-            classes: &classes,
+            vocab: &vocab,
             round: d.round,
             strategy: opts.strategy,
             token: &token,
@@ -232,20 +258,29 @@ fn export(
 }
 
 /// A fresh model, scaled by statistics of every item (the pool it will
-/// score), trained on the labeled rows.
+/// score), trained on the labeled rows: a softmax classifier, or in a
+/// multi-label workspace one sigmoid output per class.
 pub(super) fn train(
     features: &FeaturePool,
     rows: &[usize],
     ys: &[usize],
-    classes: usize,
+    vocab: &Vocab,
     config: &MlpConfig,
 ) -> Result<(Mlp, TrainReport)> {
     let scaler = match config.scale.resolve(features.unit_images()) {
         Some(kind) => Some(Scaler::from_stats(kind, &features.column_stats()?)?),
         None => None,
     };
-    let mut model = Mlp::new(features.dim(), classes, config.clone())?.with_scaler(scaler)?;
-    let fit = model.fit(&features.gather(rows)?, ys)?;
+    let (d, x) = (features.dim(), features.gather(rows)?);
+    if vocab.multilabel {
+        let mut model =
+            Mlp::new_multilabel(d, vocab.width(), config.clone())?.with_scaler(scaler)?;
+        let targets: Vec<f32> = ys.iter().flat_map(|&code| vocab.targets(code)).collect();
+        let fit = model.fit_multilabel(&x, &targets)?;
+        return Ok((model, fit));
+    }
+    let mut model = Mlp::new(d, vocab.width(), config.clone())?.with_scaler(scaler)?;
+    let fit = model.fit(&x, ys)?;
     Ok((model, fit))
 }
 
@@ -268,7 +303,7 @@ fn score_unlabeled(
     features: &FeaturePool,
     labeled: &[usize],
     opts: &NextOptions,
-    seq: i64,
+    (seq, cardinality): (i64, Option<f64>),
     progress: &dyn Progress,
 ) -> Result<crate::Selection> {
     let input = InputForm::model_output();
@@ -278,9 +313,10 @@ fn score_unlabeled(
         Query::Batch(_) => opts.k.min(selectable as usize),
         _ => opts.k,
     };
-    let job = Job::new(opts.strategy, input, k)
+    let mut job = Job::new(opts.strategy, input, k)
         .seed(opts.seed ^ seq as u64)
         .exclude(exclusions);
+    job.label_cardinality = cardinality;
     let run = Run {
         device: opts.device,
         adapter: None,

@@ -31,6 +31,7 @@ use super::export::{self, BatchInfo, CONTROL, OBJECT};
 use super::ingest::{Expect, read_webhook};
 use super::live::{Live, LiveOptions, PlanOptions, Pushed};
 use super::round::{NextOptions, next_round};
+use super::vocab::Vocab;
 use super::{IngestOptions, Workspace};
 use crate::Device;
 use crate::backend::Silent;
@@ -78,7 +79,7 @@ pub struct ServeOptions {
 struct Shared {
     dir: PathBuf,
     opts: ServeOptions,
-    classes: Vec<String>,
+    vocab: Vocab,
     token: String,
     features: FeaturePool,
     /// The newest model and its file, loaded on first use.
@@ -129,6 +130,11 @@ pub fn serve(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
     let mut ws = Workspace::open(dir, opts.wait)?;
+    if ws.vocab()?.multilabel {
+        return Err(Error::Config(
+            "alpool serve (the ML backend and the live queue) serves single-label workspaces; label a multi-label one through next, Label Studio and ingest".into(),
+        ));
+    }
     // Every check of the project runs before the server listens: a refusal
     // leaves nothing behind.
     let live = match &opts.live {
@@ -137,7 +143,7 @@ pub fn serve(
     };
     let shared = Arc::new(Shared {
         dir: dir.into(),
-        classes: ws.classes()?,
+        vocab: ws.vocab()?,
         token: ws.token()?,
         features: FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?,
         model: Mutex::new(None),
@@ -389,7 +395,7 @@ fn setup(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
 fn expect<'a>(shared: &'a Shared, ws: &'a Workspace) -> Expect<'a> {
     Expect {
         ids: ws,
-        classes: &shared.classes,
+        vocab: &shared.vocab,
         token: &shared.token,
     }
 }
@@ -444,7 +450,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         Ok(p) => p,
         Err(e) => return bad(500, e.to_string()),
     };
-    let c = shared.classes.len();
+    let c = shared.vocab.width();
     let job = Job::new(shared.opts.strategy, InputForm::model_output(), 0).seed(shared.opts.seed);
     let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
     let scores = Pool::from_f32(&probs, c)
@@ -455,7 +461,7 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         Err(e) => return bad(500, e.to_string()),
     };
     let info = BatchInfo {
-        classes: &shared.classes,
+        vocab: &shared.vocab,
         round: 0,
         strategy: shared.opts.strategy.into(),
         token: &shared.token,
@@ -697,6 +703,7 @@ impl Unplugged {
             classes: vec!["cat".into(), "dog".into(), "bird".into()],
             ids: Some(dir.join("ids.txt")),
             labels: Some(dir.join("seed.csv")),
+            multilabel: false,
             data: None,
         };
         let ws_dir = dir.join("ws");
@@ -736,7 +743,7 @@ impl Unplugged {
         };
         let shared = Shared {
             dir: ws_dir,
-            classes: ws.classes()?,
+            vocab: ws.vocab()?,
             // In place of the random token `init` drew.
             token: token.into(),
             features: FeaturePool::open(&[&features])?,

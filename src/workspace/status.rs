@@ -31,6 +31,9 @@ pub struct LastRound {
 pub struct Status {
     /// Class names, in label order.
     pub classes: Vec<String>,
+    /// Whether labels are sets of classes (stored codes are masks:
+    /// [`super::vocab::Vocab`]).
+    pub multilabel: bool,
     /// Items in the pool.
     pub items: usize,
     /// Labels per class, in class order.
@@ -55,11 +58,17 @@ const KAPPA_SAMPLE: usize = 2000;
 impl Workspace {
     /// The workspace's state for `status`.
     pub fn status(&self) -> Result<Status> {
-        let classes = self.classes()?;
+        let vocab = self.vocab()?;
         let items = self.items()?;
         let labels = self.labels()?;
-        let mut per_class = vec![0usize; classes.len()];
-        labels.iter().for_each(|l| per_class[l.class] += 1);
+        // A multi-label item counts once for each class its set holds.
+        let mut per_class = vec![0usize; vocab.width()];
+        for l in &labels {
+            vocab
+                .classes_of(l.class)
+                .into_iter()
+                .for_each(|c| per_class[c] += 1);
+        }
         let last = match self.last_round()? {
             None => None,
             Some((round, n)) => {
@@ -93,7 +102,8 @@ impl Workspace {
             open_conflicts,
             open_conflict_ids,
             resolved_conflicts,
-            classes,
+            multilabel: vocab.multilabel,
+            classes: vocab.names,
             items,
         })
     }
@@ -108,8 +118,15 @@ impl Workspace {
         let step = (rows / KAPPA_SAMPLE).max(1);
         let picked: Vec<usize> = (0..rows).step_by(step).collect();
         let sample = features.gather(&picked)?;
-        let a = Mlp::load(&self.dir.join(prev))?.predict(&sample)?;
-        let b = Mlp::load(&self.dir.join(last))?.predict(&sample)?;
+        // A multi-label model's label is the set it predicts.
+        let vocab = self.vocab()?;
+        let predict = |m: &str| -> Result<Vec<usize>> {
+            let p = Mlp::load(&self.dir.join(m))?.predict_proba(&sample)?;
+            Ok(p.chunks_exact(vocab.width())
+                .map(|r| vocab.predicted(r))
+                .collect())
+        };
+        let (a, b) = (predict(prev)?, predict(last)?);
         Ok(Some((crate::al::stopping::cohen_kappa(&a, &b), a.len())))
     }
 }

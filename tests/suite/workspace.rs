@@ -882,3 +882,241 @@ fn named_ids_are_stored_looked_up_and_checked() {
         &["stray.csv", "line 3", "unknown item id \"img-99999\""],
     );
 }
+
+/// 400 two-feature items whose labels a, b, c are x0 > 0, x1 > 0 and
+/// x0 + x1 > 1: each item's set, as a `|`-joined CSV label.
+fn multilabel_pool(dir: &Path) -> (PathBuf, Vec<String>) {
+    let mut r = crate::rng::Rng::new(12);
+    let x: Vec<f32> = (0..800).map(|_| (r.uniform() * 4.0 - 2.0) as f32).collect();
+    let features = dir.join("x.npy");
+    alpool::pool::npy::save(&features, &[400, 2], &x).unwrap();
+    let sets = x
+        .chunks(2)
+        .map(|p| {
+            let on = [p[0] > 0.0, p[1] > 0.0, p[0] + p[1] > 1.0];
+            let names: Vec<&str> = ["a", "b", "c"]
+                .into_iter()
+                .zip(on)
+                .filter(|t| t.1)
+                .map(|t| t.0)
+                .collect();
+            names.join("|")
+        })
+        .collect();
+    (features, sets)
+}
+
+#[test]
+fn a_multilabel_workspace_labels_sets_and_keeps_disagreement_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (features, sets) = multilabel_pool(tmp.path());
+    let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let seed: String = (0..40).map(|i| format!("{i},{}\n", sets[i])).collect();
+    std::fs::write(tmp.path().join("seed.csv"), format!("id,label\n{seed}")).unwrap();
+    let w = &path("ws");
+    let f = features.to_str().unwrap();
+    ok(&[
+        "init",
+        w,
+        "--features",
+        f,
+        "--classes",
+        "a,b,c",
+        "--multilabel",
+        "--labels",
+        &path("seed.csv"),
+    ]);
+    // The stored labels are the seed's sets, empty ones included.
+    let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
+    let vocab = ws.vocab().unwrap();
+    assert!(vocab.multilabel);
+    let stored: Vec<String> = ws
+        .labels()
+        .unwrap()
+        .iter()
+        .map(|l| vocab.name(l.class))
+        .collect();
+    assert_eq!(stored, sets[..40]);
+    assert!(sets[..40].iter().any(String::is_empty) && sets[..40].iter().any(|s| s.contains('|')));
+    drop(ws);
+    // A round: sigmoid outputs per class, adaptive by default, the
+    // predicted set where each output exceeds 0.5.
+    let out = ok(&[
+        "next",
+        w,
+        "-k",
+        "20",
+        "--hidden",
+        "16",
+        "--out",
+        &path("b1.csv"),
+    ]);
+    assert!(out.contains("20 items selected by adaptive"), "{out}");
+    let batch = std::fs::read_to_string(tmp.path().join("b1.csv")).unwrap();
+    let mut lines = batch.lines();
+    assert_eq!(lines.next(), Some("id,index,score,predicted,p_a,p_b,p_c"));
+    let mut ids = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let p: Vec<f32> = f[4..].iter().map(|v| v.parse().unwrap()).collect();
+        let want: Vec<&str> = ["a", "b", "c"]
+            .into_iter()
+            .zip(&p)
+            .filter(|t| *t.1 > 0.5)
+            .map(|t| t.0)
+            .collect();
+        assert_eq!(f[3], want.join("|"), "{line}");
+        assert!(
+            f[0].parse::<usize>().unwrap() >= 40,
+            "a labeled item was selected: {line}"
+        );
+        ids.push(f[0].to_string());
+    }
+    assert_eq!(ids.len(), 20);
+    // Label Studio: the same batch as tasks, each prediction the set.
+    ok(&[
+        "next",
+        w,
+        "-k",
+        "20",
+        "--hidden",
+        "16",
+        "--out",
+        &path("b1.json"),
+    ]);
+    let tasks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("b1.json")).unwrap())
+            .unwrap();
+    let tasks = tasks.as_array().unwrap();
+    for (t, id) in tasks.iter().zip(&ids) {
+        assert_eq!(t["data"]["alpool_id"].as_str().unwrap(), id);
+        let choices = &t["predictions"][0]["result"][0]["value"]["choices"];
+        assert!(choices.is_array(), "{t}");
+    }
+    let config = ok(&["labeling-config", w]);
+    assert!(
+        config.contains("choice=\"multiple\"") && !config.contains("required"),
+        "{config}"
+    );
+    // Annotations as Label Studio exports them: the first ten tasks by one
+    // annotator with the true set; task 10 by two who tick different sets;
+    // task 11 submitted empty (no class applies).
+    let choices = |s: &str| -> serde_json::Value {
+        let names: Vec<&str> = s.split('|').filter(|n| !n.is_empty()).collect();
+        serde_json::json!([{"from_name": "label", "to_name": "item", "type": "choices", "value": {"choices": names}}])
+    };
+    let exported: Vec<serde_json::Value> = tasks[..12]
+        .iter()
+        .enumerate()
+        .map(|(t, task)| {
+            let id: usize = task["data"]["alpool_id"].as_str().unwrap().parse().unwrap();
+            let anns = match t {
+                10 => vec![
+                    serde_json::json!({"id": 500, "result": choices("a|b")}),
+                    serde_json::json!({"id": 501, "result": choices("a")}),
+                ],
+                11 => vec![serde_json::json!({"id": 502, "result": []})],
+                _ => vec![serde_json::json!({"id": 400 + t, "result": choices(&sets[id])})],
+            };
+            serde_json::json!({"id": t + 1, "data": task["data"], "annotations": anns})
+        })
+        .collect();
+    std::fs::write(
+        tmp.path().join("ls.json"),
+        serde_json::to_string(&exported).unwrap(),
+    )
+    .unwrap();
+    let out = ok(&["ingest", w, &path("ls.json")]);
+    assert!(
+        out.contains("11 new labels") && out.contains("1 conflict"),
+        "{out}"
+    );
+    let status = ok(&["status", w]);
+    assert!(
+        status.contains("51 labeled") && status.contains("multi-label"),
+        "{status}"
+    );
+    assert!(
+        status.contains("annotators disagree (a 1, a|b 1"),
+        "{status}"
+    );
+    let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
+    let empty_id: usize = tasks[11]["data"]["alpool_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stored = ws.labels().unwrap();
+    assert_eq!(
+        stored.iter().find(|l| l.index == empty_id).unwrap().class,
+        0
+    );
+    drop(ws);
+    // The next round trains on them and leaves every labeled item out.
+    ok(&[
+        "next",
+        w,
+        "-k",
+        "30",
+        "--strategy",
+        "mean-entropy",
+        "--hidden",
+        "16",
+        "--out",
+        &path("b2.csv"),
+    ]);
+    let b2 = std::fs::read_to_string(tmp.path().join("b2.csv")).unwrap();
+    let labeled: Vec<String> = tasks[..12]
+        .iter()
+        .map(|t| t["data"]["alpool_id"].as_str().unwrap().to_string())
+        .collect();
+    for line in b2.lines().skip(1) {
+        let id = line.split(',').next().unwrap();
+        assert!(
+            !labeled[..10].contains(&id.to_string()) && !labeled[11..].contains(&id.to_string()),
+            "{line}"
+        );
+    }
+    // A softmax strategy, an unknown class in a set: named.
+    let o = run(
+        &[
+            "next",
+            w,
+            "-k",
+            "5",
+            "--strategy",
+            "margin",
+            "--out",
+            &path("b3.csv"),
+        ],
+        &[],
+    );
+    assert!(
+        common::stderr(&o).contains("the workspace is multi-label"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!tmp.path().join("b3.csv").exists());
+    std::fs::write(tmp.path().join("bad.csv"), "id,label\n300,a|z\n").unwrap();
+    let o = run(&["ingest", w, &path("bad.csv")], &[]);
+    assert!(
+        common::stderr(&o).contains("line 2") && common::stderr(&o).contains("unknown class \"z\""),
+        "{}",
+        common::stderr(&o)
+    );
+    // A CSV answer of sets is ingested as sets.
+    std::fs::write(
+        tmp.path().join("more.csv"),
+        format!("id,label\n300,{}\n301,{}\n", sets[300], sets[301]),
+    )
+    .unwrap();
+    let out = ok(&["ingest", w, &path("more.csv")]);
+    assert!(out.contains("2 new labels"), "{out}");
+    // The ML backend serves single-label workspaces only, and says so.
+    let o = run(&["serve", w, "--port", "0"], &[]);
+    assert!(
+        common::stderr(&o).contains("serves single-label workspaces"),
+        "{}",
+        common::stderr(&o)
+    );
+}

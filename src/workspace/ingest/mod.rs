@@ -14,6 +14,7 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::vocab::Vocab;
 use super::{Workspace, checkpoint, db_err, now};
 use crate::error::Result;
 pub(crate) use read::check_seed_file;
@@ -75,7 +76,7 @@ pub struct IngestReport {
 struct Ctx<'t> {
     tx: &'t Transaction<'t>,
     p: &'t Path,
-    classes: &'t [String],
+    vocab: &'t Vocab,
     round: i64,
     source: &'t str,
     time: String,
@@ -96,7 +97,7 @@ impl Workspace {
         source: &str,
         opts: IngestOptions,
     ) -> Result<IngestReport> {
-        let classes = self.classes()?;
+        let vocab = self.vocab()?;
         let p = self.path();
         let tx = self
             .conn
@@ -116,7 +117,7 @@ impl Workspace {
         let ctx = Ctx {
             tx: &tx,
             p: &p,
-            classes: &classes,
+            vocab: &vocab,
             round,
             source,
             time: now(),
@@ -166,7 +167,7 @@ impl Ctx<'_> {
             .map_err(db_err(p))?;
         }
         votes.extend(stored_votes(tx, p, idx)?);
-        match decide(&votes, self.classes, self.opts.agreement) {
+        match decide(&votes, self.vocab, self.opts.agreement) {
             Decision::Label(c) => self.label(item.row, c, rep),
             Decision::Conflict(reason) => {
                 let stored = stored_label(tx, p, idx)?;
@@ -194,7 +195,7 @@ impl Ctx<'_> {
                 "UPDATE conflicts SET resolved = ?2 WHERE idx = ?1 AND resolved IS NULL",
                 params![
                     idx,
-                    format!("labeled {} by {}", self.classes[c], self.source)
+                    format!("labeled {} by {}", self.vocab.name(c), self.source)
                 ],
             )
             .map_err(db_err(p))?;

@@ -20,6 +20,7 @@ use super::votes::{Decision, Vote, decide};
 use crate::error::{Error, Result, quoted};
 use crate::workspace::export::CONTROL;
 use crate::workspace::items::RowOfId;
+use crate::workspace::vocab::Vocab;
 
 /// One annotation: its Label Studio annotation id (votes with an id replace
 /// the earlier vote of the same annotation, so re-importing an export or
@@ -92,19 +93,20 @@ pub struct LabelFile {
 pub struct Expect<'a> {
     /// Item id → row: the workspace itself, or a map.
     pub ids: &'a dyn RowOfId,
-    /// Class names.
-    pub classes: &'a [String],
+    /// The classes, and whether a label is a set of them.
+    pub vocab: &'a Vocab,
     /// The workspace token every task must carry.
     pub token: &'a str,
 }
 
 impl Expect<'_> {
     fn class(&self, name: &str) -> std::result::Result<usize, String> {
-        self.classes.iter().position(|c| c == name).ok_or_else(|| {
+        let names = &self.vocab.names;
+        names.iter().position(|c| c == name).ok_or_else(|| {
             format!(
                 "unknown class {}; classes are {}",
                 quoted(name),
-                self.classes.join(", ")
+                names.join(", ")
             )
         })
     }
@@ -124,11 +126,24 @@ impl Expect<'_> {
             .collect::<std::result::Result<_, _>>()?;
         classes.sort_unstable();
         classes.dedup();
+        if self.vocab.multilabel && !classes.is_empty() {
+            return Ok(Vote::Class(Vocab::set_code(&classes)));
+        }
         Ok(match classes[..] {
             [] => Vote::Empty,
             [c] => Vote::Class(c),
             _ => Vote::Several(classes),
         })
+    }
+
+    /// The vote of an `id,label` line's label: a class name, or in a
+    /// multi-label workspace a set, `a|b` (empty for none).
+    fn csv_vote(&self, label: &str) -> std::result::Result<Vote, String> {
+        match self.vocab.multilabel {
+            true if label.is_empty() => Ok(Vote::Empty),
+            true => self.vote(&label.split('|').map(str::trim).collect::<Vec<_>>()),
+            false => self.class(label).map(Vote::Class),
+        }
     }
 
     /// Checks the alpool keys of a task's data; returns (row, round).
@@ -500,7 +515,7 @@ fn read_table(path: &Path, text: &str, delimiter: u8, expect: &Expect) -> Result
         } else {
             let (id, label) = (rec[0].trim(), rec[1].trim());
             let row = expect.row(id).map_err(|r| bad_line(line, r))?;
-            let vote = Vote::Class(expect.class(label).map_err(|r| bad_line(line, r))?);
+            let vote = expect.csv_vote(label).map_err(|r| bad_line(line, r))?;
             items.add(row, None, vec![Annotation { key: None, vote }]);
         }
     }
@@ -544,17 +559,13 @@ pub fn read_webhook(body: &Value, expect: &Expect) -> std::result::Result<LabelF
 /// Seed labels for `init`: a CSV `id,label` file. (A Label Studio export
 /// cannot seed a workspace: its tasks carry the token of the workspace that
 /// exported them.) An id given twice with different labels is refused.
-pub fn seed_labels(
-    path: &Path,
-    ids: &dyn RowOfId,
-    classes: &[String],
-) -> Result<Vec<(usize, usize)>> {
-    let file = read_seed_file(path, ids, classes)?;
+pub fn seed_labels(path: &Path, ids: &dyn RowOfId, vocab: &Vocab) -> Result<Vec<(usize, usize)>> {
+    let file = read_seed_file(path, ids, vocab)?;
     file.items
         .iter()
         .map(|item| {
             let votes: Vec<Vote> = item.annotations.iter().map(|a| a.vote.clone()).collect();
-            match decide(&votes, classes, 1.0) {
+            match decide(&votes, vocab, 1.0) {
                 Decision::Label(c) => Ok((item.row, c)),
                 _ => Err(Error::Exchange {
                     path: path.into(),
@@ -566,10 +577,10 @@ pub fn seed_labels(
 }
 
 /// A seed-label file read and checked as a CSV `id,label` file.
-fn read_seed_file(path: &Path, ids: &dyn RowOfId, classes: &[String]) -> Result<LabelFile> {
+fn read_seed_file(path: &Path, ids: &dyn RowOfId, vocab: &Vocab) -> Result<LabelFile> {
     let expect = Expect {
         ids,
-        classes,
+        vocab,
         token: "",
     };
     let file = read_table(path, &read_text(path)?, b',', &expect)?;
@@ -586,7 +597,7 @@ fn read_seed_file(path: &Path, ids: &dyn RowOfId, classes: &[String]) -> Result<
 /// the pool's ids are stored, so that a bad file fails at once rather than
 /// after millions of inserts. Its ids are checked afterwards, against the
 /// stored ones ([`seed_labels`]).
-pub(crate) fn check_seed_file(path: &Path, classes: &[String]) -> Result<()> {
+pub(crate) fn check_seed_file(path: &Path, vocab: &Vocab) -> Result<()> {
     /// Takes every id, each as a row of its own.
     struct Any(std::cell::RefCell<HashMap<String, usize>>);
     impl RowOfId for Any {
@@ -596,5 +607,5 @@ pub(crate) fn check_seed_file(path: &Path, classes: &[String]) -> Result<()> {
             Ok(Some(*seen.entry(id.to_string()).or_insert(next)))
         }
     }
-    read_seed_file(path, &Any(Default::default()), classes).map(|_| ())
+    read_seed_file(path, &Any(Default::default()), vocab).map(|_| ())
 }
