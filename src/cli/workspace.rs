@@ -198,6 +198,12 @@ pub struct NextArgs {
     /// round.
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub mc_samples: usize,
+    /// The disagreement strategies, by a committee instead: T learners
+    /// trained each round beside the model, each on its own bootstrap
+    /// resample of the labels with its own seed (query by bagging); their
+    /// probabilities are each item's T samples.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub committee: usize,
     #[command(flatten)]
     pub learner: LearnerArgs,
 }
@@ -218,6 +224,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
         out: a.out.clone(),
         reselect_skipped: a.reselect_skipped,
         mc_samples: a.mc_samples,
+        committee: a.committee,
     };
     let size = std::fs::metadata(ws.meta("features")?).map_or(0, |m| m.len());
     let bar = super::progress::Bar::bytes(size, false, "score");

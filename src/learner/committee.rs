@@ -91,6 +91,11 @@ impl Committee {
         &self.members
     }
 
+    /// The members, owned.
+    pub fn into_members(self) -> Vec<Mlp> {
+        self.members
+    }
+
     /// The members' probabilities of the same rows, sample-major (T x n x
     /// C, `--layout tnc`): `predict` gives one member's n x C.
     pub fn samples(&self, predict: &dyn Fn(&Mlp) -> Result<Vec<f32>>) -> Result<Vec<f32>> {

@@ -41,6 +41,10 @@ pub struct NextOptions {
     /// The disagreement strategies' samples: T MC-dropout passes of the
     /// round's model (trained with `learner.dropout` > 0); 0: none.
     pub mc_samples: usize,
+    /// Or a committee's: T learners trained each round beside the model,
+    /// each on its own bootstrap resample of the labels
+    /// ([`crate::learner::Committee`]); 0: none.
+    pub committee: usize,
 }
 
 /// What a round did.
@@ -74,9 +78,16 @@ struct Decided {
 fn check_samples(opts: &NextOptions) -> Result<()> {
     let reads = opts.strategy.needs().samples == crate::query::Use::Required;
     let rate = opts.learner.dropout;
+    if opts.committee > 0 && (opts.mc_samples > 0 || opts.committee < 2 || !reads) {
+        return Err(Error::Config(format!(
+            "--committee T (T ≥ 2, got {}) trains the learners whose disagreement {} would read: give it to a disagreement strategy, without --mc-samples",
+            opts.committee, opts.strategy
+        )));
+    }
     match (reads, opts.mc_samples) {
+        (true, _) if opts.committee >= 2 => Ok(()),
         (true, t) if t < 2 => Err(Error::Config(format!(
-            "{} reads T samples of each item's probabilities: give --mc-samples T (T ≥ 2) with --dropout P, and the round's model makes them",
+            "{} reads T samples of each item's probabilities: give --mc-samples T (T ≥ 2) with --dropout P, and the round's model makes them, or --committee T",
             opts.strategy
         ))),
         (true, _) if rate.is_nan() || rate <= 0.0 => Err(Error::Config(
@@ -194,12 +205,25 @@ fn new_round(
     let (model, fit) = train(features, &rows, &ys, &vocab, &opts.learner)?;
     checkpoint("next-after-train");
     save_model(&model, &model_path)?;
+    let committee = match opts.committee {
+        0 => Vec::new(),
+        t => {
+            let x = features.gather(&rows)?;
+            let shape = (features.dim(), vocab.width());
+            let scaler = model.scaler().cloned();
+            let seed = opts.seed ^ seq as u64;
+            let c =
+                crate::learner::Committee::fit(t, shape, &opts.learner, scaler, (&x, &ys), seed)?;
+            c.into_members()
+        }
+    };
     let excluded: Vec<usize> = rows.iter().chain(skipped).copied().collect();
     // The labeled items' mean label count: the cardinality strategies'.
     let sizes = labels.iter().map(|l| vocab.classes_of(l.class).len());
     let cardinality = sizes.sum::<usize>() as f64 / labels.len() as f64;
     let job = (seq, vocab.multilabel.then_some(cardinality));
-    let sel = score_unlabeled(&model, features, &excluded, opts, job, progress)?;
+    let models = (&model, committee.as_slice());
+    let sel = score_unlabeled(models, features, &excluded, opts, job, progress)?;
     Ok(Decided {
         round: ws.last_round()?.map_or(0, |(r, _)| r + 1),
         picks: sel
@@ -299,7 +323,7 @@ fn save_model(model: &Mlp, path: &Path) -> Result<()> {
 /// features in blocks (row-wise), or from the model's probabilities and
 /// embeddings (batch-aware).
 fn score_unlabeled(
-    model: &Mlp,
+    (model, committee): (&Mlp, &[Mlp]),
     features: &FeaturePool,
     labeled: &[usize],
     opts: &NextOptions,
@@ -324,9 +348,12 @@ fn score_unlabeled(
         gpu: None,
     };
     let reads_samples = opts.strategy.needs().samples == crate::query::Use::Required;
-    let inputs = match reads_samples {
-        true => Inputs::mc_dropout(model, features, opts.mc_samples, opts.seed ^ seq as u64),
-        false => Inputs::model(model, features),
+    let inputs = match (reads_samples, committee.is_empty()) {
+        (true, false) => Inputs::committee(committee, features),
+        (true, true) => {
+            Inputs::mc_dropout(model, features, opts.mc_samples, opts.seed ^ seq as u64)
+        }
+        (false, _) => Inputs::model(model, features),
     };
     Ok(crate::select(inputs, &job, &run)?.selection)
 }

@@ -541,6 +541,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
                 out: shared.dir.join("batches").join("next.json"),
                 reselect_skipped: shared.opts.reselect_skipped,
                 mc_samples: 0,
+                committee: 0,
             };
             std::fs::create_dir_all(shared.dir.join("batches"))
                 .map_err(|e| Error::io(&shared.dir, e))?;
@@ -723,6 +724,7 @@ impl Unplugged {
             out: dir.join("next.json"),
             reselect_skipped: false,
             mc_samples: 0,
+            committee: 0,
         };
         next_round(&mut ws, &ws_dir, &next, &Silent)?;
         let opts = ServeOptions {

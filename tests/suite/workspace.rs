@@ -600,9 +600,28 @@ fn next_runs_the_disagreement_strategies_on_mc_dropout() {
     let distinct: std::collections::HashSet<&String> = ia.iter().collect();
     assert_eq!(distinct.len(), 30);
     assert!(ia.iter().all(|id| id.parse::<usize>().unwrap() >= 20));
+    // A committee instead: four bootstrap learners each round, the same
+    // batch from the same labels and seed.
+    let (c, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for t in [&c, &d] {
+        let o = batch(t.path(), &["--committee", "4"]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+    }
+    let (ic, id) = (
+        batch_ids(&c.path().join("bald.csv")),
+        batch_ids(&d.path().join("bald.csv")),
+    );
+    assert_eq!(ic, id);
+    assert_ne!(ic, ia, "the committee's samples are not the MC passes'");
+    assert!(ic.iter().all(|id| id.parse::<usize>().unwrap() >= 20));
     for (extra, want) in [
         (&[][..], "give --mc-samples T"),
         (&["--mc-samples", "6"][..], "train it with --dropout P"),
+        (&["--committee", "1"][..], "--committee T (T ≥ 2, got 1)"),
+        (
+            &["--committee", "3", "--mc-samples", "6", "--dropout", "0.3"][..],
+            "without --mc-samples",
+        ),
     ] {
         let t = tempfile::tempdir().unwrap();
         let o = batch(t.path(), extra);
