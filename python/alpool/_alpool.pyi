@@ -62,6 +62,8 @@ def compare_mlp(
     protocol: str,
     seed: int,
     committee: int = 5,
+    mc_samples: int = 0,
+    dropout: float = 0.0,
 ) -> str: ...
 def summarize(
     curves: str,

@@ -173,12 +173,12 @@ def _restart(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     Ray task. Restart r is seeded ``seed + r``, so one restart alone (a
     protocol of one restart at that seed) runs exactly the rows it runs
     among all of them."""
-    x, y, learner, strategies, protocol, seed, restart, embed, committee = args
+    x, y, learner, strategies, protocol, seed, restart, embed, samples = args
     if learner is None:
         one = json.dumps(dict(protocol, restarts=1))
         xf = np.ascontiguousarray(x, dtype=np.float32)
         curves: list[dict[str, Any]] = json.loads(
-            _alpool.compare_mlp(xf, y, strategies, one, seed + restart, committee)
+            _alpool.compare_mlp(xf, y, strategies, one, seed + restart, *samples)
         )
         for c in curves:
             c["restart"] = restart
@@ -239,6 +239,8 @@ def compare(
     area: str | None = None,
     mapper: Mapper | None = None,
     committee: int = 5,
+    mc_samples: int = 0,
+    dropout: float = 0.0,
 ) -> dict[str, Any]:
     """Compare strategies on ``(X, y)`` under a protocol; returns the report.
 
@@ -272,6 +274,10 @@ def compare(
             probabilities are the samples the disagreement strategies
             (``"bald"``, ``"vote-entropy"``, …) and ``"batchbald"`` read: each
             round trains them on bootstrap resamples of the labels.
+        mc_samples: with alpool's MLP, MC dropout instead of the committee:
+            the samples are this many passes of each round's model with
+            dropout kept on at inference (needs ``dropout`` > 0).
+        dropout: with alpool's MLP, its dropout after each hidden layer.
 
     Returns:
         ``{"meta", "comparison", "curves"}``, as ``compare.json``.
@@ -318,15 +324,23 @@ def compare(
     _alpool.restart_rows(yy, json.dumps(p), seed)
     if learner is None:
         meta["learner"] = "alpool MLP (hidden 256, fused)"
+        if dropout or mc_samples:
+            meta["learner"] += f", dropout {dropout}, MC dropout {mc_samples} passes"
+    elif mc_samples or dropout:
+        raise ValueError(
+            "mc_samples and dropout configure alpool's MLP; with a learner of your own, "
+            "give it its own dropout"
+        )
     else:
         _check_learner(learner)
         meta["learner"] = repr(learner)
-    jobs = [(x, yy, learner, names, p, seed, r, embed, committee) for r in range(p["restarts"])]
+    samples = (committee, mc_samples, dropout)
+    jobs = [(x, yy, learner, names, p, seed, r, embed, samples) for r in range(p["restarts"])]
     if learner is None and mapper is None:
         # alpool's MLP in the library, every restart on the engine's threads:
         # the same runs as `alpool compare`.
         xf = np.ascontiguousarray(x, dtype=np.float32)
-        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed, committee))
+        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed, *samples))
     else:
         curves = _curves(jobs, mapper or _local(n_jobs), progress)
     # Strategy-major, restarts ascending: the library's order, whoever ran them.

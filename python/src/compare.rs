@@ -67,11 +67,14 @@ pub fn restart_rows<'py>(
     Ok((arr(split.pool), arr(split.test), arr(initial)))
 }
 
-/// compare_mlp(x, y, strategies, protocol, seed, committee=5) -> curves
-/// (JSON): the built-in MLP's runs (a committee of `committee` for the
-/// strategies that read samples), with the GIL released.
+/// compare_mlp(x, y, strategies, protocol, seed, committee=5, mc_samples=0,
+/// dropout=0.0) -> curves (JSON): the built-in MLP's runs (a committee of
+/// `committee` for the strategies that read samples, or `mc_samples`
+/// MC-dropout passes of each round's model trained with `dropout`), with
+/// the GIL released.
 #[pyfunction]
-#[pyo3(signature = (x, y, strategies, protocol, seed, committee = 5))]
+#[pyo3(signature = (x, y, strategies, protocol, seed, committee = 5, mc_samples = 0, dropout = 0.0))]
+#[allow(clippy::too_many_arguments)]
 pub fn compare_mlp(
     py: Python<'_>,
     x: PyReadonlyArray2<'_, f32>,
@@ -80,6 +83,8 @@ pub fn compare_mlp(
     protocol: &str,
     seed: u64,
     committee: usize,
+    mc_samples: usize,
+    dropout: f32,
 ) -> PyResult<String> {
     let p: Protocol = from_json(protocol, "protocol")?;
     let dim = x.as_array().ncols();
@@ -99,7 +104,14 @@ pub fn compare_mlp(
             &data,
             &p,
             &queries,
-            (seed, MlpConfig::default(), (committee, 0)),
+            (
+                seed,
+                MlpConfig {
+                    dropout,
+                    ..MlpConfig::default()
+                },
+                (committee, mc_samples),
+            ),
             cancel,
         )
     })?;

@@ -4,6 +4,7 @@ documented, scikit-learn learners (SVC, LogisticRegression), bad input."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,33 @@ def test_restarts_in_processes_equal_one_process() -> None:
     # The wall time in meta differs; the runs and their statistics do not.
     assert many["curves"] == one["curves"]
     assert many["comparison"] == one["comparison"]
+
+
+def test_mc_dropout_through_python_is_the_commands(cli: Path, tmp_path: Path) -> None:
+    """``mc_samples=`` and ``dropout=`` run what ``alpool compare
+    --mc-samples T --dropout P`` runs: the same curves, repeatable, and not
+    the committee's."""
+    X, y = load_breast_cancer(return_X_y=True)
+    kw: dict[str, Any] = dict(
+        strategies=["random", "bald"], restarts=2, budget=50, batch_size=10, progress=False
+    )
+    a = alpool.compare(X, y, mc_samples=4, dropout=0.3, **kw)
+    assert a["curves"] == alpool.compare(X, y, mc_samples=4, dropout=0.3, **kw)["curves"]
+    assert "MC dropout 4 passes" in a["meta"]["learner"]
+    committee = alpool.compare(X, y, **kw)
+    bald = [c for c in a["curves"] if c["strategy"] == "bald"]
+    assert bald != [c for c in committee["curves"] if c["strategy"] == "bald"]
+    np.save(tmp_path / "x.npy", X.astype(np.float32))
+    np.save(tmp_path / "y.npy", y.astype(np.int64))
+    args = ["compare", "--features", tmp_path / "x.npy", "--labels", tmp_path / "y.npy"]
+    args += ["--strategies", "random,bald", "--restarts", 2, "--budget", 50, "--batch-size", 10]
+    args += ["--mc-samples", 4, "--dropout", 0.3, "--out", tmp_path / "out"]
+    subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+    on_disk = json.loads((tmp_path / "out" / "compare.json").read_text())
+    key = lambda c: (c["strategy"], c["restart"])  # noqa: E731
+    ours = {key(c): c["accuracy"] for c in a["curves"]}
+    assert ours == {key(c): c["accuracy"] for c in on_disk["curves"]}
+    with pytest.raises(alpool.AlpoolError, match="train it with --dropout P"):
+        alpool.compare(X, y, mc_samples=4, **kw)
+    with pytest.raises(ValueError, match="configure alpool's MLP"):
+        alpool.compare(X, y, learner=LogisticRegression(), mc_samples=4, **kw)
