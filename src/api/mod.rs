@@ -371,13 +371,15 @@ fn select_multilabel(
     crate::multilabel::select_on(backend, pool, job, progress)
 }
 
-/// BatchBALD over given samples (a committee's or MC dropout's blocks
-/// are not read by it yet).
+/// BatchBALD over given samples, or over the samples a committee (or MC
+/// dropout) makes of its feature files, written once to a temporary file
+/// beside them (BatchBALD reads every row's samples at each pick).
 fn select_batchbald(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
-    if inputs.has_committee() && inputs.samples.is_none() {
-        return Err(Error::Config(
-            "batchbald over a committee of --model files or --mc-samples passes is not built: write the samples (alpool predict per member) and give them with --samples".into(),
-        ));
+    #[cfg(feature = "learner")]
+    if let (None, Some((members, features))) = (inputs.samples, inputs.committee) {
+        let dir = scratch_dir(features);
+        let view = crate::features::SampleView::write(members, features, &dir, progress)?;
+        return crate::batch::batchbald::select(&view.open()?, job, progress);
     }
     let samples = inputs
         .samples

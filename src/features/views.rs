@@ -11,8 +11,8 @@ use super::FeaturePool;
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::learner::Mlp;
-use crate::pool::Pool;
 use crate::pool::npy::{self, DType};
+use crate::pool::{Pool, ReadPath, SampleLayout, Samples};
 
 /// Rows predicted at a time.
 const BLOCK: usize = 8192;
@@ -81,5 +81,69 @@ impl ModelViews {
             Pool::open(&[&self.probs])?,
             Pool::open(&[&self.embeddings])?,
         ))
+    }
+}
+
+/// The T samples of every row that a committee (or MC dropout) makes of a
+/// feature pool, for BatchBALD, which reads all of them each pick: written
+/// block by block, row-major (N x T x C, `--layout ntc`), to a temporary
+/// .npy that the engine then reads memory-mapped. Memory stays one block;
+/// the file goes when the view is dropped.
+pub(crate) struct SampleView {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    first_row: u64,
+}
+
+impl SampleView {
+    /// Runs the members over every row of `features`, writing their
+    /// samples under a new temporary folder in `dir`.
+    pub fn write(
+        members: super::Members,
+        features: &FeaturePool,
+        dir: &Path,
+        progress: &dyn Progress,
+    ) -> Result<SampleView> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".alpool-samples-")
+            .tempdir_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        let path = tmp.path().join("samples.npy");
+        let io = |e| Error::io(&path, e);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+        let t = members.len();
+        let mut header = None;
+        let mut rows_out = Vec::new();
+        features.committee_blocks(members, progress, &mut |_, rows, samples| {
+            let c = samples.len() / (t * rows).max(1);
+            if header.is_none() {
+                let shape = [features.rows() as usize, t, c];
+                f.write_all(&npy::encode_header(DType::F32, &shape))
+                    .map_err(io)?;
+                header = Some(c);
+            }
+            // The block is sample-major (T x rows x C): each row's T
+            // samples are gathered next to each other.
+            rows_out.clear();
+            for r in 0..rows {
+                for s in 0..t {
+                    let at = (s * rows + r) * c;
+                    rows_out.extend_from_slice(&samples[at..at + c]);
+                }
+            }
+            f.write_all(bytemuck::cast_slice(&rows_out)).map_err(io)
+        })?;
+        f.into_inner().map_err(|e| io(e.into_error()))?;
+        Ok(SampleView {
+            _dir: tmp,
+            path,
+            first_row: features.first_row(),
+        })
+    }
+
+    /// The samples, memory-mapped, at the pool's global rows.
+    pub fn open(&self) -> Result<Samples<'static>> {
+        let s = Samples::open(&[&self.path], SampleLayout::Ntc, ReadPath::Map)?;
+        Ok(s.with_row_offset(self.first_row))
     }
 }

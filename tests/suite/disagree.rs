@@ -622,6 +622,50 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
             alpool::score(Inputs::samples(&samples), &job).unwrap()
         );
     }
+    // BatchBALD over the passes (written once, beside the features, then
+    // read mapped) picks what it picks over the same passes given whole;
+    // and over a committee of models, what it picks over their outputs.
+    let batchbald = |k| {
+        Job::new(
+            alpool::BatchStrategy::BatchBald,
+            InputForm::model_output(),
+            k,
+        )
+        .seed(3)
+        .exclude(excluded.clone())
+    };
+    let run = Run::on(Device::Cpu);
+    let want = alpool::select(Inputs::samples(&samples), &batchbald(8), &run).unwrap();
+    let got = alpool::select(
+        Inputs::mc_dropout(&model, &features, t, seed),
+        &batchbald(8),
+        &run,
+    );
+    assert_eq!(got.unwrap().selection.entries, want.selection.entries);
+    let members: Vec<Mlp> = (0..3u64)
+        .map(|m| {
+            let mut member = Mlp::new(
+                d,
+                c,
+                MlpConfig {
+                    seed: 40 + m,
+                    ..cfg.clone()
+                },
+            )
+            .unwrap();
+            member.fit(&x[..400 * d], &y[..400]).unwrap();
+            member
+        })
+        .collect();
+    let outputs: Vec<f32> = members
+        .iter()
+        .flat_map(|m| m.predict_proba(&x).unwrap())
+        .collect();
+    let pool = Pool::from_f32(&outputs, c).unwrap();
+    let given = Samples::from_pool(pool, [3, n, c], SampleLayout::Tnc).unwrap();
+    let want = alpool::select(Inputs::samples(&given), &batchbald(6), &run).unwrap();
+    let got = alpool::select(Inputs::committee(&members, &features), &batchbald(6), &run);
+    assert_eq!(got.unwrap().selection.entries, want.selection.entries);
     // Another seed, other masks; one pass, or no dropout, is refused.
     let job = Job::new(Disagreement::Bald, InputForm::model_output(), 30);
     let run = Run::on(Device::Cpu);
