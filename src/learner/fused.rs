@@ -179,14 +179,15 @@ pub enum Loss {
 /// outputs) under `loss`: at least `config.epochs` epochs and
 /// `config.min_steps` steps of minibatches of `config.batch_size` rows,
 /// reshuffled every epoch, initialization, order and dropout all drawn
-/// from `config.seed`, as the classifier's.
+/// from `config.seed`, as the classifier's. Returns the layers, the epochs
+/// and the steps taken.
 pub(crate) fn train_targets(
     dim: usize,
     config: &MlpConfig,
     scaler: Option<&Scaler>,
     x: &[f32],
     (t, loss): (&[f32], Loss),
-) -> Vec<Layer> {
+) -> (Vec<Layer>, usize, usize) {
     let n = x.len() / dim;
     let outs = t.len() / n;
     let mut xs = x.to_vec();
@@ -218,7 +219,7 @@ pub(crate) fn train_targets(
             }
         }
     });
-    layers
+    (layers, epochs, epochs * batches)
 }
 
 /// Rows per inference block: big enough for gemm to run near its peak, small

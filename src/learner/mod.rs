@@ -430,16 +430,17 @@ impl Mlp {
             Ok(right.count() as f64 / y.len() as f64)
         };
         let before = hamming(self)?;
-        let cfg = &self.config;
-        self.layers = fused::train_targets(d, cfg, self.scaler.as_ref(), x, (y, fused::Loss::Bce));
-        let bs = cfg.batch_size.clamp(1, n);
-        let epochs = cfg
-            .epochs
-            .max(cfg.min_steps.div_ceil(n.div_ceil(bs)))
-            .max(1);
+        let (layers, epochs, steps) = fused::train_targets(
+            d,
+            &self.config,
+            self.scaler.as_ref(),
+            x,
+            (y, fused::Loss::Bce),
+        );
+        self.layers = layers;
         Ok(TrainReport {
             epochs,
-            steps: epochs * n.div_ceil(bs),
+            steps,
             train_accuracy_before: before,
             train_accuracy: hamming(self)?,
             stopped_early: false,

@@ -54,7 +54,8 @@ impl Regressor {
             .iter()
             .map(|&v| ((v as f64 - mean) / std) as f32)
             .collect();
-        let layers = fused::train_targets(dim, config, scaler.as_ref(), x, (&yt, Loss::Mse));
+        let (layers, _, _) =
+            fused::train_targets(dim, config, scaler.as_ref(), x, (&yt, Loss::Mse));
         Ok(Regressor {
             layers,
             dropout: config.dropout,
