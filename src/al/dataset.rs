@@ -250,11 +250,7 @@ impl Dataset {
         pool.check_all_finite()?;
         let y = std::fs::read(labels).map_err(|e| Error::io(labels, e))?;
         let y = labels_from_npy(labels, &y, pool.rows() as usize, features)?;
-        let name = features
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into());
+        let name = crate::al::measured::dataset_name(features);
         Ok(Dataset {
             classes: y.iter().max().map_or(0, |m| m + 1),
             y,

@@ -125,6 +125,32 @@ pub fn seed_rows(n: usize, size: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// Refuses a split of `rows` rows that holds out no test row or leaves no
+/// pool, an empty seed set, a seed set the pool cannot hold, or an empty
+/// batch.
+pub fn check_sizes(rows: usize, test_fraction: f64, seed_size: usize, batch: usize) -> Result<()> {
+    let test = (rows as f64 * test_fraction).round() as usize;
+    if !(0.0..1.0).contains(&test_fraction) || test == 0 || seed_size == 0 {
+        return Err(Error::Config(format!(
+            "the test fraction ({test_fraction}) must hold out at least one row and leave a pool, and the seed set must have a label (got {seed_size})"
+        )));
+    }
+    if seed_size + test > rows || batch == 0 {
+        return Err(Error::Config(format!(
+            "{rows} rows cannot hold {test} test rows and {seed_size} seed labels, or the batch is empty"
+        )));
+    }
+    Ok(())
+}
+
+/// What reports call a dataset read from `features`: its folder's name.
+pub fn dataset_name(features: &Path) -> String {
+    features
+        .parent()
+        .and_then(|p| p.file_name())
+        .map_or_else(|| "dataset".into(), |s| s.to_string_lossy().into_owned())
+}
+
 /// The random strategy over `n` rows: each free row's seeded draw, the `k`
 /// largest (ties to the lower row).
 pub fn random_picks(n: usize, taken: &Exclusions, k: usize, seed: u64) -> Vec<usize> {

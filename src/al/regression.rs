@@ -81,10 +81,7 @@ impl RegressionData {
                 features.display()
             )));
         }
-        let name = features
-            .parent()
-            .and_then(|p| p.file_name())
-            .map_or_else(|| "dataset".into(), |s| s.to_string_lossy().into_owned());
+        let name = measured::dataset_name(features);
         let y = y.iter().map(|&v| v as f32).collect();
         RegressionData::new(x, y, dim, name).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", targets.display())),
@@ -169,21 +166,12 @@ fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
             cfg.committee
         )));
     }
-    let test = (data.rows() as f64 * cfg.test_fraction).round() as usize;
-    if !(0.0..1.0).contains(&cfg.test_fraction) || test == 0 || cfg.seed_size == 0 {
-        return Err(Error::Config(format!(
-            "the test fraction ({}) must hold out at least one row and leave a pool, and the seed set must have a label (got {})",
-            cfg.test_fraction, cfg.seed_size
-        )));
-    }
-    if cfg.seed_size + test > data.rows() || cfg.batch_size == 0 {
-        return Err(Error::Config(format!(
-            "{} rows cannot hold {test} test rows and {} seed labels, or the batch is empty",
-            data.rows(),
-            cfg.seed_size
-        )));
-    }
-    Ok(())
+    measured::check_sizes(
+        data.rows(),
+        cfg.test_fraction,
+        cfg.seed_size,
+        cfg.batch_size,
+    )
 }
 
 /// Every (strategy, repeat) run, in parallel; results in a fixed order,
