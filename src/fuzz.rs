@@ -157,10 +157,22 @@ pub fn labels(data: &[u8]) {
     let ext = ["json", "csv", "tsv", "txt"][pick as usize % 4];
     let p = write(&format!("labels.{ext}"), body);
     let (ids, classes) = label_world();
-    // Bit 3 reads the file in a multi-label workspace (sets of classes).
-    let vocab = crate::workspace::vocab::Vocab {
-        names: classes.clone(),
-        multilabel: pick & 8 != 0,
+    // Bit 3 reads the file in a multi-label workspace (sets of classes),
+    // bit 4 in a regression one (numbers).
+    use crate::workspace::vocab::{LabelKind, Vocab};
+    let vocab = match (pick & 8 != 0, pick & 16 != 0) {
+        (_, true) => Vocab {
+            names: vec!["price".into()],
+            kind: LabelKind::Number,
+        },
+        (multi, false) => Vocab {
+            names: classes.clone(),
+            kind: if multi {
+                LabelKind::Set
+            } else {
+                LabelKind::Class
+            },
+        },
     };
     if pick & 4 != 0 {
         check_error(&seed_labels(&p, ids, &vocab), &[&p]);
@@ -194,11 +206,18 @@ pub fn init(data: &[u8]) {
         features,
         rows: rows as usize % 32,
         dim: 1,
-        classes: vec!["cat".into(), "dog".into(), "bird".into()],
+        classes: match rows & 0x40 != 0 {
+            true => vec!["price".into()],
+            false => vec!["cat".into(), "dog".into(), "bird".into()],
+        },
         ids: Some(write("ids.txt", parts[0])),
         labels: (!parts[1].is_empty()).then(|| write("seed.csv", parts[1])),
-        // Seed labels read as sets (`a|b`) as well as classes.
-        multilabel: rows & 0x80 != 0,
+        // Seed labels read as sets (`a|b`) and numbers as well as classes.
+        kind: match (rows & 0x80 != 0, rows & 0x40 != 0) {
+            (_, true) => crate::workspace::vocab::LabelKind::Number,
+            (true, false) => crate::workspace::vocab::LabelKind::Set,
+            (false, false) => crate::workspace::vocab::LabelKind::Class,
+        },
         data: (!parts[2].is_empty()).then(|| write("items.jsonl", parts[2])),
     };
     let files: Vec<&Path> = [&spec.ids, &spec.labels, &spec.data]

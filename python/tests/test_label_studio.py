@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -361,3 +362,73 @@ def test_multilabel_sets_through_every_export_shape(
         assert open_conflicts(copy) == {r[0]}, (kind, out)
         status = alpool(cli, "status", copy).stdout
         assert "annotators disagree" in status, status
+
+
+def stored_numbers(ws: Path) -> dict[int, float]:
+    """A regression workspace's labels: each stored code is its number's
+    f64 bits (see src/workspace/vocab.rs)."""
+    return {
+        row: struct.unpack("<d", struct.pack("<q", code))[0]
+        for row, code in stored_labels(ws).items()
+    }
+
+
+def number(v: float) -> dict[str, Any]:
+    return {"from_name": "label", "to_name": "item", "type": "number", "value": {"number": v}}
+
+
+def test_regression_numbers_through_every_export_shape(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
+    """A regression workspace: the labeling config's Number control, the
+    model's number as each task's prediction, the typed numbers as labels
+    in every export shape, and annotators who type different numbers kept
+    apart as a conflict."""
+    folder = tmp_path / "r"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    truth = np.round(10 + 3 * x[:, 0] - x[:, 1] ** 2, 3)
+    np.save(folder / "x.npy", x)
+    (folder / "seed.csv").write_text("id,label\n" + "".join(f"{r},{truth[r]}\n" for r in range(30)))
+    ws = folder / "ws"
+    alpool(cli, "init", ws, "--features", folder / "x.npy", "--regression", "yield",
+           "--labels", folder / "seed.csv")  # fmt: skip
+    assert stored_numbers(ws) == {r: float(truth[r]) for r in range(30)}
+    batch = folder / "tasks.json"
+    alpool(cli, "next", ws, "-k", 10, "--hidden", 8, "--out", batch)
+    tasks = json.loads(batch.read_text())
+    config = alpool(cli, "labeling-config", ws).stdout
+    assert '<Number name="label" toName="item"' in config and "yield" in config
+    project = studio.project("alpool regression", config)
+    studio.import_tasks(project, tasks)
+    by_row = {t["data"]["alpool_index"]: t for t in studio.tasks(project)}
+    # Label Studio holds alpool's predicted numbers.
+    for t in studio.tasks(project):
+        shown = t["predictions"][0]["result"][0]["value"]["number"]
+        assert isinstance(shown, float) and abs(shown - 10) < 50, t
+    r = [t["data"]["alpool_index"] for t in tasks]
+    assert not set(r) & set(range(30)), "a labeled item was selected"
+    ann = studio.annotate
+    ann(by_row[r[0]]["id"], [number(float(truth[r[0]]))])
+    ann(by_row[r[0]]["id"], [number(float(truth[r[0]]) + 1)])  # a second annotator differs
+    ann(by_row[r[1]]["id"], [], cancelled=True)  # skipped
+    for row in r[2:]:
+        ann(by_row[row]["id"], [number(float(truth[row]))])
+    before = stored_numbers(ws)
+    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
+        export = tmp_path / f"reg-{kind}.{ext}"
+        export.write_bytes(studio.export(project, kind))
+        copy = tmp_path / f"reg-ws-{kind}"
+        shutil.copytree(ws, copy)
+        out = alpool(cli, "ingest", copy, export).stdout
+        labels = stored_numbers(copy)
+        new = {row: v for row, v in labels.items() if row not in before}
+        assert new == {row: float(truth[row]) for row in r[2:]}, (kind, out, new)
+        assert open_conflicts(copy) == {r[0]}, (kind, out)
+        status = alpool(cli, "status", copy).stdout
+        assert "annotators disagree" in status and "regression" in status, status
+        # The next round trains on the typed numbers.
+        alpool(cli, "next", copy, "-k", 5, "--hidden", 8, "--out", copy / "b2.csv")
+        picked = [int(line.split(",")[1]) for line in (copy / "b2.csv").read_text().split()[1:]]
+        assert len(picked) == 5 and not set(picked) & set(labels) and r[1] not in picked

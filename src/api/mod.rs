@@ -565,7 +565,12 @@ fn check_model_output(inputs: &Inputs, job: &Job) -> Result<()> {
         (Output::Softmax, Query::Multi(m)) => Err(Error::Config(format!(
             "{m} reads a multi-label model's sigmoid outputs, but the model is a softmax classifier (train one with alpool train --multilabel)"
         ))),
-        (Output::Sigmoid, Query::Multi(_)) | (Output::Softmax, _) => Ok(()),
+        (Output::Sigmoid, Query::Multi(_))
+        | (Output::Linear, Query::Regress(Regression::Std))
+        | (Output::Softmax, _) => Ok(()),
+        (Output::Linear, q) => Err(Error::Config(format!(
+            "the model is a regressor: {q} reads no model's passes over features here; std reads its MC-dropout passes or an ensemble's predictions, and the other regression strategies read its predictions (alpool predict, then --input regression)"
+        ))),
         (Output::Sigmoid, q) => {
             let names: Vec<&str> = crate::query::MultiLabel::ALL.map(|m| m.name()).to_vec();
             Err(Error::Config(format!(
@@ -742,8 +747,12 @@ fn select_batch(
     }
     #[cfg(feature = "learner")]
     if let Some((model, features)) = inputs.model {
-        let views =
-            crate::features::ModelViews::write(model, features, &scratch_dir(features), progress)?;
+        let views = crate::features::ModelViews::write(
+            model,
+            features,
+            (&scratch_dir(features), crate::features::Space::Hidden),
+            progress,
+        )?;
         let (probs, emb) = views.open()?;
         return crate::batch::select_on(backend, Some(&probs), &emb, job, progress);
     }

@@ -13,6 +13,7 @@ use alpool::workspace::ingest::{Expect, read_label_file};
 use alpool::workspace::live::LiveOptions;
 use alpool::workspace::round::{NextOptions, next_round};
 use alpool::workspace::serve::{ServeOptions, serve};
+use alpool::workspace::vocab::LabelKind;
 use alpool::workspace::{IngestOptions, InitSpec, Workspace, export};
 
 #[derive(Args, Debug)]
@@ -23,7 +24,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "pool.npy")]
     pub features: PathBuf,
     /// Class names, in order.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "regression")]
     pub classes: Vec<String>,
     /// Item ids, one per line, one per row [default: the row numbers].
     #[arg(long, value_name = "FILE")]
@@ -40,6 +41,15 @@ pub struct InitArgs {
     /// different sets are a conflict. At most 63 classes.
     #[arg(long)]
     pub multilabel: bool,
+    /// A regression workspace: an item's label is a number, the target
+    /// NAME (CSV `id,label` with a number; in Label Studio, the `Number`
+    /// control of `labeling-config`). `next` trains an MLP regressor on
+    /// the standardized targets and runs the regression strategies
+    /// (default igs; std with --mc-samples or --committee, gsx, gsy,
+    /// emcm with --committee); annotators who give different numbers are
+    /// a conflict.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["classes", "multilabel"])]
+    pub regression: Option<String>,
     /// Item data for annotators, carried in every Label Studio task: JSON
     /// lines with the item's "id" and the fields to show, e.g.
     /// {"id": "a17", "image": "https://host/a17.jpg"} or {"id": 3, "text": "…"}.
@@ -111,20 +121,30 @@ pub fn init(a: InitArgs) -> anyhow::Result<()> {
         features: a.features.clone(),
         rows,
         dim,
-        classes: a.classes.clone(),
+        classes: match &a.regression {
+            Some(target) => vec![target.clone()],
+            None => a.classes.clone(),
+        },
         ids: a.ids.clone(),
         labels: a.labels.clone(),
-        multilabel: a.multilabel,
+        kind: match (&a.regression, a.multilabel) {
+            (Some(_), _) => LabelKind::Number,
+            (None, true) => LabelKind::Set,
+            (None, false) => LabelKind::Class,
+        },
         data: a.data.clone(),
     };
     let bar = super::progress::Bar::items(rows as u64, "init");
     let ws = Workspace::init(&a.dir, &spec, &bar);
     bar.finish();
     let ws = ws?;
+    let what = match &a.regression {
+        Some(target) => format!("regression target {target}"),
+        None => format!("{} classes", a.classes.len()),
+    };
     println!(
-        "created {}: {rows} items x {dim} features, {} classes, {} seed labels",
+        "created {}: {rows} items x {dim} features, {what}, {} seed labels",
         a.dir.display(),
-        a.classes.len(),
         ws.labels()?.len()
     );
     if let (Some(job), Some(out)) = (first, &a.out) {
@@ -172,7 +192,8 @@ pub struct NextArgs {
     /// Items to select.
     #[arg(short, default_value_t = 100)]
     pub k: usize,
-    /// The query [default: margin; adaptive in a multi-label workspace].
+    /// The query [default: margin; adaptive in a multi-label workspace;
+    /// igs in a regression one].
     #[arg(short, long, value_enum)]
     pub strategy: Option<QueryArg>,
     /// The batch file: .csv (id,index,score,predicted,p_CLASS...), .jsonl, or
@@ -210,10 +231,12 @@ pub struct NextArgs {
 
 pub fn next(a: NextArgs) -> anyhow::Result<()> {
     let mut ws = Workspace::open(&a.dir, Duration::from_secs(a.wait))?;
-    let strategy = match (a.strategy, ws.vocab()?.multilabel) {
+    let vocab = ws.vocab()?;
+    let strategy = match (a.strategy, vocab.kind) {
         (Some(s), _) => s.into(),
-        (None, false) => alpool::Strategy::Margin.into(),
-        (None, true) => alpool::MultiLabel::Adaptive.into(),
+        (None, LabelKind::Class) => alpool::Strategy::Margin.into(),
+        (None, LabelKind::Set) => alpool::MultiLabel::Adaptive.into(),
+        (None, LabelKind::Number) => alpool::Regression::Igs.into(),
     };
     let opts = NextOptions {
         k: a.k,
@@ -237,8 +260,12 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
             r.round
         ),
         Some(fit) => eprintln!(
-            "trained on {} labels ({} steps, training accuracy {:.3}); scored {} unlabeled items",
-            r.labels, fit.steps, fit.train_accuracy, r.scored
+            "trained on {} labels ({} steps, training {} {:.3}); scored {} unlabeled items",
+            r.labels,
+            fit.steps,
+            if vocab.numeric() { "R²" } else { "accuracy" },
+            fit.train_accuracy,
+            r.scored
         ),
     }
     println!(
@@ -368,8 +395,11 @@ pub fn status(a: StatusArgs) -> anyhow::Result<()> {
         s.labeled,
         items - s.labeled
     );
-    if s.multilabel {
+    if s.kind == alpool::workspace::vocab::LabelKind::Set {
         println!("  multi-label: an item counts under each class its label set holds");
+    }
+    if let Some((lo, mean, hi)) = s.numbers {
+        println!("  regression: labels from {lo} to {hi}, mean {mean:.6}");
     }
     for (c, n) in s.classes.iter().zip(&s.per_class) {
         println!("  {c:<20} {n}");
@@ -454,7 +484,7 @@ pub fn tasks(a: TasksArgs) -> anyhow::Result<()> {
 fn print_conflicts(s: &alpool::workspace::status::Status) {
     let vocab = alpool::workspace::vocab::Vocab {
         names: s.classes.clone(),
-        multilabel: s.multilabel,
+        kind: s.kind,
     };
     let name = |c: Option<usize>| match c.map(|c| vocab.name(c)) {
         None => "—".to_string(),

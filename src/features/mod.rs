@@ -34,7 +34,7 @@ use crate::pool::npy::{self, DType};
 use crate::pool::{Pool, SampleLayout, Samples, map_matrices};
 use crate::query::RowProblem;
 use crate::select::{Blocks, Selection};
-pub(crate) use views::{ModelViews, SampleView};
+pub(crate) use views::{ModelViews, SampleView, Space};
 
 /// The dtypes a feature file may have.
 pub const FEATURE_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::F64, DType::U8];

@@ -17,6 +17,16 @@ use crate::pool::{Pool, ReadPath, SampleLayout, Samples};
 /// Rows predicted at a time.
 const BLOCK: usize = 8192;
 
+/// What the second view holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Space {
+    /// The model's last hidden layer (the batch strategies' embedding).
+    Hidden,
+    /// The features as the model reads them, scaled by its scaler (greedy
+    /// sampling's feature space, as Wu, Lin and Huang measure it).
+    Features,
+}
+
 /// The two files, in a temporary folder removed on drop.
 pub(crate) struct ModelViews {
     _dir: tempfile::TempDir,
@@ -25,12 +35,12 @@ pub(crate) struct ModelViews {
 }
 
 impl ModelViews {
-    /// Runs `model` over every row of `features`, writing both views under
-    /// a new temporary folder in `dir`.
+    /// Runs `model` over every row of `features`, writing its outputs and
+    /// its embeddings in `space` under a new temporary folder in `dir`.
     pub fn write(
         model: &Mlp,
         features: &FeaturePool,
-        dir: &Path,
+        (dir, space): (&Path, Space),
         progress: &dyn Progress,
     ) -> Result<ModelViews> {
         let tmp = tempfile::Builder::new()
@@ -40,7 +50,13 @@ impl ModelViews {
         let n = features.rows() as usize;
         let views = [
             (tmp.path().join("probs.npy"), model.classes()),
-            (tmp.path().join("embeddings.npy"), model.embed_width()),
+            (
+                tmp.path().join("embeddings.npy"),
+                match space {
+                    Space::Hidden => model.embed_width(),
+                    Space::Features => features.dim(),
+                },
+            ),
         ];
         let mut files = Vec::new();
         for (path, width) in &views {
@@ -57,7 +73,16 @@ impl ModelViews {
             let rows: Vec<usize> = (start..(start + BLOCK).min(n)).collect();
             let x = features.gather(&rows)?;
             let all: Vec<usize> = (0..rows.len()).collect();
-            let parts = [model.predict_proba(&x)?, model.embed_rows(&x, &all)?];
+            let second = match (space, model.scaler()) {
+                (Space::Hidden, _) => model.embed_rows(&x, &all)?,
+                (Space::Features, None) => x.clone(),
+                (Space::Features, Some(s)) => {
+                    let mut scaled = x.clone();
+                    s.apply_in_place(&mut scaled);
+                    scaled
+                }
+            };
+            let parts = [model.predict_proba(&x)?, second];
             for ((f, (path, _)), part) in files.iter_mut().zip(&views).zip(&parts) {
                 f.write_all(bytemuck::cast_slice(part))
                     .map_err(|e| Error::io(path, e))?;

@@ -91,8 +91,58 @@ fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, a: Mat, b: Mat, accumul
     }
 }
 
-/// `out[r, o] = bias[o] + Σ_i x[r, i] · w[o, i]`: one layer's affine map.
+/// The largest m and n of gemm's small-product path.
+const SMALL_PRODUCT: usize = 64;
+/// The largest m·n of gemm's small-output path.
+const SMALL_OUTPUT: usize = 256;
+
+/// The fewest rows a product with `n` outputs needs to run on gemm's
+/// blocked path (m·n > 256, not m ≤ 64 with n ≤ 64, m ≥ 2), where a row's
+/// sums do not depend on the rows beside it
+/// (`tests/suite/learner.rs` checks every count from 1 up).
+fn blocked_rows(n: usize) -> usize {
+    let least = SMALL_OUTPUT / n + 1;
+    match n <= SMALL_PRODUCT {
+        true => least.max(SMALL_PRODUCT + 1),
+        false => least.max(2),
+    }
+}
+
+/// `out[r, o] = bias[o] + Σ_i x[r, i] · w[o, i]`: one layer's affine map,
+/// the same bits for a row whatever rows are computed with it. gemm picks
+/// its kernels by the product's shape, and a row's sums come out
+/// differently on its small paths (m·n ≤ 256; m ≤ 64 and n ≤ 64, which
+/// blocks a long inner dimension otherwise) and its matrix-vector paths
+/// (m = 1, n = 1, or an inner dimension k ≤ 2) than on the blocked one:
+/// so a few rows are padded with zero rows onto the blocked path, and a
+/// one-output layer (a regressor's) or a one- or two-input one is summed
+/// here, in input order.
 fn affine(out: &mut [f32], x: &[f32], rows: usize, l: &Layer) {
+    if l.out == 1 || l.inp <= 2 {
+        let rows_out = out[..rows * l.out].chunks_exact_mut(l.out);
+        for (o, xr) in rows_out.zip(x.chunks_exact(l.inp)) {
+            for ((v, w), b) in o.iter_mut().zip(l.w.chunks_exact(l.inp)).zip(&l.b) {
+                *v = b + xr.iter().zip(w).fold(0f32, |s, (a, w)| s + a * w);
+            }
+        }
+        return;
+    }
+    let padded = match rows {
+        0 => 0,
+        r => r.max(blocked_rows(l.out)),
+    };
+    if padded > rows {
+        let mut xp = vec![0f32; padded * l.inp];
+        xp[..rows * l.inp].copy_from_slice(&x[..rows * l.inp]);
+        let mut op = vec![0f32; padded * l.out];
+        affine_blocked(&mut op, &xp, padded, l);
+        out[..rows * l.out].copy_from_slice(&op[..rows * l.out]);
+        return;
+    }
+    affine_blocked(out, x, rows, l);
+}
+
+fn affine_blocked(out: &mut [f32], x: &[f32], rows: usize, l: &Layer) {
     for row in out[..rows * l.out].chunks_exact_mut(l.out) {
         row.copy_from_slice(&l.b);
     }

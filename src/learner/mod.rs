@@ -141,6 +141,10 @@ struct ConfigFile {
     /// classifiers.
     #[serde(default = "softmax_name")]
     output: String,
+    /// A regressor's targets' mean and standard deviation, which map its
+    /// output back to the targets' units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<[f64; 2]>,
 }
 
 impl ConfigFile {
@@ -229,6 +233,11 @@ pub enum Output {
     /// binary cross-entropy summed over the labels (a multi-label model,
     /// whose rows are a `--input multilabel` pool).
     Sigmoid,
+    /// A number: one linear output trained on the mean squared error of
+    /// standardized targets (the labeled set's mean and population
+    /// standard deviation; a constant target's is taken as 1), and mapped
+    /// back to the targets' units when it predicts (a regressor).
+    Linear,
 }
 
 impl Output {
@@ -237,6 +246,7 @@ impl Output {
         match self {
             Output::Softmax => "softmax",
             Output::Sigmoid => "sigmoid",
+            Output::Linear => "linear",
         }
     }
 }
@@ -249,6 +259,8 @@ pub struct Mlp {
     layers: Vec<Layer>,
     scaler: Option<Scaler>,
     output: Output,
+    /// A regressor's targets' (mean, standard deviation); (0, 1) otherwise.
+    target: (f64, f64),
 }
 
 /// A training run's state in whichever engine runs it.
@@ -373,6 +385,7 @@ impl Mlp {
             layers,
             scaler: None,
             output: Output::Softmax,
+            target: (0.0, 1.0),
         })
     }
 
@@ -394,7 +407,87 @@ impl Mlp {
         Ok(m)
     }
 
-    /// Softmax classes or sigmoid labels.
+    /// A fresh regressor ([`Output::Linear`]): one output, initialized as
+    /// [`Mlp::new`] initializes. It trains with [`Mlp::fit_regression`] on
+    /// the fused kernels.
+    pub fn new_regressor(inputs: usize, config: MlpConfig) -> Result<Mlp> {
+        if config.engine != Engine::Fused {
+            return Err(Error::Config(format!(
+                "a regression MLP needs the fused engine (got {})",
+                config.engine.name()
+            )));
+        }
+        let mut m = Mlp::new(inputs, 2, config)?;
+        m.layers = init_layers(inputs, 1, &m.config.hidden, m.config.seed);
+        m.classes = 1;
+        m.output = Output::Linear;
+        Ok(m)
+    }
+
+    /// Trains a regressor ([`Mlp::new_regressor`]) from its initial
+    /// weights on rows `x` with finite targets `y`, standardized by their
+    /// mean and population standard deviation: at least `epochs` epochs
+    /// and `min_steps` steps of shuffled minibatches, as
+    /// [`Mlp::fit_multilabel`]. Its accuracies are R² on the rows.
+    pub fn fit_regression(&mut self, x: &[f32], y: &[f32]) -> Result<TrainReport> {
+        let (n, d) = (y.len(), self.inputs);
+        if self.output != Output::Linear || n == 0 || x.len() != n * d {
+            return Err(Error::Config(format!(
+                "fit_regression trains a regressor on {d} features and 1 target a row: got a {} model, {} feature values and {n} targets",
+                self.output.name(),
+                x.len(),
+            )));
+        }
+        if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::Config(format!(
+                "labeled row {i} has target {v}; regression targets must be finite"
+            )));
+        }
+        let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        let std = if var > 0.0 { var.sqrt() } else { 1.0 };
+        let yt: Vec<f32> = y
+            .iter()
+            .map(|&v| ((v as f64 - mean) / std) as f32)
+            .collect();
+        let r2 = |m: &Mlp| -> Result<f64> {
+            let p = m.predict_proba(x)?;
+            let sse: f64 = p
+                .iter()
+                .zip(y)
+                .map(|(p, t)| (*p as f64 - *t as f64).powi(2))
+                .sum();
+            Ok(1.0 - sse / (var * n as f64).max(f64::MIN_POSITIVE))
+        };
+        self.target = (mean, std);
+        let before = r2(self)?;
+        let (layers, epochs, steps) = fused::train_targets(
+            d,
+            &self.config,
+            self.scaler.as_ref(),
+            x,
+            (&yt, fused::Loss::Mse),
+        );
+        self.layers = layers;
+        Ok(TrainReport {
+            epochs,
+            steps,
+            train_accuracy_before: before,
+            train_accuracy: r2(self)?,
+            stopped_early: false,
+        })
+    }
+
+    /// A regressor's outputs, standardized, mapped back to the targets'
+    /// units (in f64, then rounded once); other models' are as computed.
+    fn finish(&self, out: &mut [f32]) {
+        if self.output == Output::Linear {
+            let (m, s) = self.target;
+            out.iter_mut().for_each(|v| *v = (*v as f64 * s + m) as f32);
+        }
+    }
+
+    /// Softmax classes, sigmoid labels or a regressor's number.
     pub fn output(&self) -> Output {
         self.output
     }
@@ -531,11 +624,19 @@ impl Mlp {
     /// An error unless `x` holds `inputs` features per label and every
     /// label is a class.
     fn check_fit(&self, x: &[f32], y: &[usize]) -> Result<()> {
-        if self.output == Output::Sigmoid {
-            return Err(Error::Config(
-                "a multi-label model trains on 0/1 label rows (fit_multilabel), not class indices"
-                    .into(),
-            ));
+        match self.output {
+            Output::Softmax => {}
+            Output::Sigmoid => {
+                return Err(Error::Config(
+                    "a multi-label model trains on 0/1 label rows (fit_multilabel), not class indices"
+                        .into(),
+                ));
+            }
+            Output::Linear => {
+                return Err(Error::Config(
+                    "a regressor trains on numbers (fit_regression), not class indices".into(),
+                ));
+            }
         }
         let n = y.len();
         if n == 0 || x.len() != n * self.inputs {
@@ -700,6 +801,7 @@ impl Mlp {
                     oc.copy_from_slice(&reference::predict_proba(&self.layers, &xs)?)
                 }
             }
+            self.finish(oc);
             progress(start + count);
         }
         Ok(out)
@@ -710,6 +812,7 @@ impl Mlp {
         match self.output {
             Output::Softmax => fused::Head::Probs,
             Output::Sigmoid => fused::Head::Sigmoid,
+            Output::Linear => fused::Head::Logits,
         }
     }
 
@@ -773,7 +876,9 @@ impl Mlp {
         let n = out.len() / self.classes;
         match self.config.engine {
             Engine::Fused => {
-                fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, self.head())
+                fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, self.head())?;
+                self.finish(out);
+                Ok(())
             }
             Engine::Candle => {
                 let mut x = Vec::with_capacity(n * self.inputs);
@@ -801,8 +906,15 @@ impl Mlp {
                 "MC dropout over a multi-label model's sigmoid outputs is not built".into(),
             ));
         }
+        // A regressor's pass is its number, not a softmax of one output.
+        let pass = McPass {
+            softmax: pass.softmax && self.output == Output::Softmax,
+            ..pass
+        };
         let head = fused::Head::Mc(pass);
-        fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)
+        fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)?;
+        self.finish(out);
+        Ok(())
     }
 
     /// [`Mlp::embed_rows`] of `out.len() / embed_width()` rows that `fill`
@@ -894,6 +1006,7 @@ impl Mlp {
                 constant_columns: s.constant.clone(),
             }),
             output: self.output.name().into(),
+            target: (self.output == Output::Linear).then_some([self.target.0, self.target.1]),
         };
         let json = serde_json::to_string(&file).map_err(|e| Error::model(path, e.to_string()))?;
         std::fs::write(path.with_extension("json"), json)
@@ -910,6 +1023,20 @@ impl Mlp {
         let mut mlp = match v.output.as_str() {
             "softmax" => Mlp::new(v.inputs, v.classes, v.config())?,
             "sigmoid" => Mlp::new_multilabel(v.inputs, v.classes, v.config())?,
+            "linear" => {
+                let bad = |what: &str| Error::model(&cfg_path, what.to_string());
+                let [mean, std] = v.target.ok_or_else(|| {
+                    bad("a linear model without its target's mean and standard deviation")
+                })?;
+                if !(mean.is_finite() && std.is_finite() && std > 0.0) || v.classes != 1 {
+                    return Err(bad(
+                        "a linear model needs 1 output, a finite target mean and a positive standard deviation",
+                    ));
+                }
+                let mut m = Mlp::new_regressor(v.inputs, v.config())?;
+                m.target = (mean, std);
+                m
+            }
             o => return Err(Error::model(&cfg_path, format!("unknown output {o:?}"))),
         };
         let tensors = Tensors {

@@ -1,95 +1,63 @@
-//! The regression learner: the MLP with one linear output trained on the
-//! mean squared error of standardized targets (fused f32 kernels, AdamW,
-//! minibatches, the same seeded initialization and shuffling as the
-//! classifier), and a bootstrap ensemble of them whose T predictions give
-//! a row's spread (`std`).
-//!
-//! Targets are standardized with the labeled set's mean and population
-//! standard deviation before training and the predictions mapped back, so
-//! the learning rate means the same whatever the target's units.
+//! The regression learner: the MLP with one linear output
+//! ([`super::Output::Linear`]: MSE on standardized targets, fused f32
+//! kernels, the classifier's seeded initialization and shuffling), and a
+//! bootstrap ensemble of them whose T predictions give a row's spread
+//! (`std`). [`Regressor`] is that [`Mlp`] with the regression loop's
+//! calls; a workspace saves and loads the model itself.
 
 use super::committee::bootstrap_members;
-use super::fused::{self, Head, Loss};
-use super::{Layer, MlpConfig, Scaler};
+use super::fused::{self, Head};
+use super::{Mlp, MlpConfig, Scaler};
 use crate::error::{Error, Result};
 
 /// A trained regression MLP.
 pub struct Regressor {
-    layers: Vec<Layer>,
-    /// The dropout it was trained with (MC dropout keeps it on).
-    dropout: f32,
-    scaler: Option<Scaler>,
-    /// The labeled targets' mean and standard deviation.
-    mean: f64,
-    std: f64,
+    model: Mlp,
 }
 
 impl Regressor {
-    /// Trains on rows `x` (n x `dim`, row-major) with targets `y`: at least
-    /// `config.epochs` epochs and `config.min_steps` steps of minibatches
-    /// of `config.batch_size` rows, reshuffled every epoch from
-    /// `config.seed`. `scaler` maps the rows first (fitted on the pool).
+    /// Trains on rows `x` (n x `dim`, row-major) with targets `y`
+    /// ([`Mlp::fit_regression`]). `scaler` maps the rows first (fitted on
+    /// the pool).
     pub fn fit(
         dim: usize,
         config: &MlpConfig,
         scaler: Option<Scaler>,
         (x, y): (&[f32], &[f32]),
     ) -> Result<Regressor> {
-        let n = y.len();
-        if dim == 0 || n == 0 || x.len() != n * dim || config.hidden.contains(&0) {
+        if dim == 0 || y.is_empty() || x.len() != y.len() * dim || config.hidden.contains(&0) {
             return Err(Error::Config(format!(
-                "a regressor needs at least 1 input, 1 labeled row and no empty hidden layer, got {dim} inputs, {n} rows, hidden {:?}",
+                "a regressor needs at least 1 input, 1 labeled row and no empty hidden layer, got {dim} inputs, {} rows, hidden {:?}",
+                y.len(),
                 config.hidden
             )));
         }
-        if let Some((i, v)) = y.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(Error::Config(format!(
-                "labeled row {i} has target {v}; regression targets must be finite"
-            )));
-        }
-        let mean = y.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-        let var = y.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
-        let std = if var > 0.0 { var.sqrt() } else { 1.0 };
-        let yt: Vec<f32> = y
-            .iter()
-            .map(|&v| ((v as f64 - mean) / std) as f32)
-            .collect();
-        let (layers, _, _) =
-            fused::train_targets(dim, config, scaler.as_ref(), x, (&yt, Loss::Mse));
-        Ok(Regressor {
-            layers,
-            dropout: config.dropout,
-            scaler,
-            mean,
-            std,
-        })
+        let mut model = Mlp::new_regressor(dim, config.clone())?.with_scaler(scaler)?;
+        model.fit_regression(x, y)?;
+        Ok(Regressor { model })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Mlp {
+        &self.model
     }
 
     /// Features per input row.
     pub fn inputs(&self) -> usize {
-        self.layers[0].inp
+        self.model.inputs
     }
 
     /// The predictions of the rows of `x` (row-major), or of the rows
     /// listed in `rows`, in the targets' units.
     pub fn predict(&self, x: &[f32], rows: Option<&[usize]>) -> Vec<f32> {
+        let m = &self.model;
         let n = rows.map_or(x.len() / self.inputs(), <[usize]>::len);
         let mut out = vec![0f32; n];
-        fused::forward_into(
-            &self.layers,
-            x,
-            rows,
-            self.scaler.as_ref(),
-            &mut out,
-            Head::Logits,
-        );
-        let (m, s) = (self.mean, self.std);
-        out.iter_mut().for_each(|v| *v = (*v as f64 * s + m) as f32);
+        fused::forward_into(&m.layers, x, rows, m.scaler.as_ref(), &mut out, m.head());
+        m.finish(&mut out);
         out
     }
-}
 
-impl Regressor {
     /// T MC-dropout passes' predictions of the rows of `x` (or those
     /// listed in `rows`), sample-major (T x n), in the targets' units:
     /// dropout kept on with [`super::McPass`]'s masks, keyed on the row's
@@ -101,10 +69,11 @@ impl Regressor {
         rows: Option<&[usize]>,
         (passes, seed): (usize, u64),
     ) -> Result<Vec<f32>> {
-        if !(self.dropout > 0.0 && self.dropout < 1.0) || passes < 2 {
+        let m = &self.model;
+        let rate = m.config.dropout;
+        if !(rate > 0.0 && rate < 1.0) || passes < 2 {
             return Err(Error::Config(format!(
-                "MC dropout needs a regressor trained with dropout in (0, 1) (got {}) and at least 2 passes (got {passes})",
-                self.dropout
+                "MC dropout needs a regressor trained with dropout in (0, 1) (got {rate}) and at least 2 passes (got {passes})"
             )));
         }
         let n = rows.map_or(x.len() / self.inputs(), <[usize]>::len);
@@ -113,14 +82,13 @@ impl Regressor {
             let mc = super::McPass {
                 pass: pass as u64,
                 seed,
-                rate: self.dropout,
+                rate,
                 first_row: 0,
                 softmax: false,
             };
-            fused::forward_into(&self.layers, x, rows, self.scaler.as_ref(), o, Head::Mc(mc));
+            fused::forward_into(&m.layers, x, rows, m.scaler.as_ref(), o, Head::Mc(mc));
         }
-        let (m, s) = (self.mean, self.std);
-        out.iter_mut().for_each(|v| *v = (*v as f64 * s + m) as f32);
+        m.finish(&mut out);
         Ok(out)
     }
 }
@@ -153,6 +121,11 @@ impl Ensemble {
             |cfg, xb, yb| Regressor::fit(dim, &cfg, scaler.clone(), (xb, yb)),
         )?;
         Ok(Ensemble { members })
+    }
+
+    /// The members' models, in member order (a committee of regressors).
+    pub fn into_models(self) -> Vec<Mlp> {
+        self.members.into_iter().map(|r| r.model).collect()
     }
 
     /// The members' predictions of the same rows, sample-major (T x n).

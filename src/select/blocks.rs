@@ -21,11 +21,14 @@ pub(crate) struct Blocks<'a> {
 
 impl<'a> Blocks<'a> {
     /// A selection of `job.k` of `rows` rows; `job` must score each row
-    /// on its own (row-wise, disagreement or multi-label).
+    /// on its own (row-wise, disagreement, multi-label or `std`).
     pub(crate) fn new(job: &'a Job, rows: u64) -> Result<Self> {
         if !matches!(
             job.query,
-            Query::Score(_) | Query::Disagree(_) | Query::Multi(_)
+            Query::Score(_)
+                | Query::Disagree(_)
+                | Query::Multi(_)
+                | Query::Regress(crate::query::Regression::Std)
         ) {
             return Err(Error::Config(format!(
                 "{} picks a batch; it cannot be merged block by block",

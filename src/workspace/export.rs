@@ -108,8 +108,13 @@ pub fn prediction(info: &BatchInfo, class: usize, score: f64, rank: i64) -> serd
 }
 
 /// The `result` of a prediction (or annotation) choosing the label
-/// `code`: its class, or its set's classes.
+/// `code`: its class, its set's classes, or its number (the `Number`
+/// control's).
 pub fn choice_result(vocab: &Vocab, code: usize) -> serde_json::Value {
+    if vocab.numeric() {
+        return serde_json::json!([{"from_name": CONTROL, "to_name": OBJECT, "type": "number",
+                                   "value": {"number": Vocab::number(code)}}]);
+    }
     let names: Vec<&str> = vocab
         .classes_of(code)
         .into_iter()
@@ -175,7 +180,11 @@ pub fn write_batch(
     if !info.model && !matches!(format, BatchFormat::LabelStudio) {
         return write_unpredicted(w, format, rows);
     }
-    let classes = &info.vocab.names;
+    // A regressor's one output is its prediction: no probability columns.
+    let classes: &[String] = match info.vocab.numeric() {
+        true => &[],
+        false => &info.vocab.names,
+    };
     match format {
         BatchFormat::Csv => {
             write!(w, "id,index,score,predicted")?;
@@ -192,7 +201,7 @@ pub fn write_batch(
                     r.score,
                     csv_field(&info.vocab.name(r.predicted))
                 )?;
-                for p in r.probabilities {
+                for p in &r.probabilities[..classes.len()] {
                     write!(w, ",{p}")?;
                 }
                 writeln!(w)?;
@@ -205,12 +214,14 @@ pub fn write_batch(
                     .zip(r.probabilities)
                     .map(|(c, &p)| (c.clone(), serde_json::json!(p)))
                     .collect();
-                writeln!(
-                    w,
-                    "{}",
-                    serde_json::json!({"id": r.id, "index": r.index, "rank": r.rank, "score": r.score,
-                                       "predicted": info.vocab.name(r.predicted), "probabilities": probs})
-                )?;
+                let mut row = serde_json::json!({"id": r.id, "index": r.index, "rank": r.rank, "score": r.score,
+                                                 "predicted": info.vocab.name(r.predicted)});
+                if info.vocab.numeric() {
+                    row["predicted"] = serde_json::json!(Vocab::number(r.predicted));
+                } else {
+                    row["probabilities"] = serde_json::Value::Object(probs);
+                }
+                writeln!(w, "{row}")?;
             }
         }
         BatchFormat::LabelStudio => {
@@ -302,8 +313,15 @@ pub fn labeling_config(vocab: &Vocab, data_keys: &[String]) -> String {
         "  <{tag} name=\"{OBJECT}\" value=\"${}\"/>\n",
         xml_escape(&key)
     );
+    if vocab.numeric() {
+        out += &format!(
+            "  <Header value=\"{}\"/>\n  <Number name=\"{CONTROL}\" toName=\"{OBJECT}\" required=\"true\"/>\n</View>\n",
+            xml_escape(&vocab.names[0])
+        );
+        return out;
+    }
     // A multi-label answer may be the empty set: no choice is required.
-    let choice = match vocab.multilabel {
+    let choice = match vocab.multilabel() {
         true => "choice=\"multiple\"",
         false => "choice=\"single-radio\" showInline=\"true\" required=\"true\"",
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, params};
 
+use super::vocab::LabelKind;
 use super::{
     DB, SCHEMA_V2, VERSION, Workspace, checkpoint, db_err, export, ingest, items, new_token,
 };
@@ -31,9 +32,10 @@ pub struct InitSpec {
     pub ids: Option<PathBuf>,
     /// Seed labels: a CSV `id,label` file.
     pub labels: Option<PathBuf>,
-    /// Labels are sets of classes (`a|b` in CSV files, several ticked
-    /// choices in Label Studio) rather than one class.
-    pub multilabel: bool,
+    /// What a label is: one class, a set of them (`a|b` in CSV files,
+    /// several ticked choices in Label Studio), or a number (the one
+    /// class name is the target's).
+    pub kind: LabelKind,
     /// Per-item data that travels in every Label Studio task: JSON lines,
     /// one object per item with its `id` and the fields its task shows
     /// (`{"id": "a17", "image": "https://…/a17.jpg"}`).
@@ -92,13 +94,21 @@ fn check(dir: &Path, spec: &InitSpec) -> Result<()> {
             reason: "a workspace already exists here".into(),
         });
     }
-    if spec.classes.len() < 2 {
-        return Err(Error::Config(
-            "a workspace needs at least 2 classes (--classes a,b,...)".into(),
-        ));
+    match spec.kind {
+        LabelKind::Number if spec.classes.len() != 1 || spec.classes[0].trim().is_empty() => {
+            return Err(Error::Config(
+                "a regression workspace has one target, named by --regression NAME".into(),
+            ));
+        }
+        LabelKind::Class | LabelKind::Set if spec.classes.len() < 2 => {
+            return Err(Error::Config(
+                "a workspace needs at least 2 classes (--classes a,b,...)".into(),
+            ));
+        }
+        _ => {}
     }
     let most = super::vocab::MAX_MULTILABEL_CLASSES;
-    if spec.multilabel && spec.classes.len() > most {
+    if spec.kind == LabelKind::Set && spec.classes.len() > most {
         return Err(Error::Config(format!(
             "a multi-label workspace holds at most {most} classes, got {}",
             spec.classes.len()
@@ -111,11 +121,11 @@ fn check(dir: &Path, spec: &InitSpec) -> Result<()> {
 }
 
 impl InitSpec {
-    /// The classes, and whether labels are sets of them.
+    /// The classes, and what a label is.
     pub(crate) fn vocab(&self) -> super::vocab::Vocab {
         super::vocab::Vocab {
             names: self.classes.clone(),
-            multilabel: self.multilabel,
+            kind: self.kind,
         }
     }
 }
@@ -168,7 +178,7 @@ fn fill(tx: &Transaction, path: &Path, spec: &InitSpec, progress: &dyn Progress)
         ("rows", spec.rows.to_string()),
         ("dim", spec.dim.to_string()),
         ("version", VERSION.into()),
-        ("multilabel", u8::from(spec.multilabel).to_string()),
+        ("label_kind", spec.kind.name().into()),
         ("token", new_token()),
         (
             "data_keys",

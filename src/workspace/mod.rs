@@ -15,6 +15,7 @@ pub mod ingest;
 mod init;
 pub mod items;
 pub mod live;
+mod regression;
 pub mod report;
 pub mod round;
 pub mod serve;
@@ -232,11 +233,21 @@ impl Workspace {
     }
 
     /// The classes and what a stored label code means
-    /// (`init --multilabel` makes labels sets).
+    /// (`init --multilabel` makes labels sets, `init --regression`
+    /// numbers). Workspaces made before regression ones existed say only
+    /// whether they are multi-label.
     pub fn vocab(&self) -> Result<vocab::Vocab> {
+        use vocab::LabelKind;
+        let kind = match self.meta("label_kind").ok().as_deref() {
+            Some("regression") => LabelKind::Number,
+            Some("multi-label") => LabelKind::Set,
+            Some(_) => LabelKind::Class,
+            None if self.meta("multilabel").is_ok_and(|v| v == "1") => LabelKind::Set,
+            None => LabelKind::Class,
+        };
         Ok(vocab::Vocab {
             names: self.classes()?,
-            multilabel: self.meta("multilabel").is_ok_and(|v| v == "1"),
+            kind,
         })
     }
 

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::export::{self, BatchFormat, BatchInfo, BatchRow};
-use super::vocab::Vocab;
+use super::vocab::{LabelKind, Vocab};
 use super::{Pick, Workspace, checkpoint};
 use crate::api::{Device, Inputs, Run};
 use crate::backend::Progress;
@@ -101,7 +101,15 @@ fn check_samples(opts: &NextOptions) -> Result<()> {
 /// a multi-label workspace's model has one sigmoid output per class, which
 /// only the multi-label strategies read, and the reverse.
 fn check_kind(vocab: &Vocab, strategy: Query) -> Result<()> {
-    match (vocab.multilabel, strategy) {
+    if vocab.numeric() {
+        return super::regression::check_strategy(strategy);
+    }
+    if let Query::Regress(r) = strategy {
+        return Err(Error::Config(format!(
+            "{r} reads a regressor's predictions; this workspace's labels are classes (regression workspaces are made by init --regression NAME)"
+        )));
+    }
+    match (vocab.multilabel(), strategy) {
         (false, Query::Multi(m)) => Err(Error::Config(format!(
             "{m} reads a multi-label model; this workspace's labels are single classes (multi-label workspaces are made by init --multilabel)"
         ))),
@@ -124,8 +132,8 @@ pub fn next_round(
     progress: &dyn Progress,
 ) -> Result<NextRound> {
     let format = BatchFormat::from_path(&opts.out)?;
-    check_samples(opts)?;
     check_kind(&ws.vocab()?, opts.strategy)?;
+    check_samples(opts)?;
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
     let skipped = if opts.reselect_skipped {
@@ -193,7 +201,7 @@ fn new_round(
 ) -> Result<Decided> {
     let vocab = ws.vocab()?;
     let distinct: HashSet<usize> = labels.iter().map(|l| l.class).collect();
-    if labels.len() < 2 || (distinct.len() < 2 && !vocab.multilabel) {
+    if labels.len() < 2 || (distinct.len() < 2 && vocab.kind == LabelKind::Class) {
         return Err(Error::Config(format!(
             "{} labels of {} classes so far; the first model needs at least 2 labels of 2 classes (alpool ingest)",
             labels.len(),
@@ -205,6 +213,24 @@ fn new_round(
     let (model, fit) = train(features, &rows, &ys, &vocab, &opts.learner)?;
     checkpoint("next-after-train");
     save_model(&model, &model_path)?;
+    if vocab.numeric() {
+        let round = super::regression::Round {
+            model: &model,
+            features,
+            labels,
+            skipped,
+            dir: &ws.dir,
+            seed: opts.seed ^ seq as u64,
+        };
+        let picks = super::regression::select(&round, opts, progress)?;
+        return Ok(Decided {
+            round: ws.last_round()?.map_or(0, |(r, _)| r + 1),
+            picks,
+            model,
+            trained: Some(fit),
+            scored: features.rows() - (rows.len() + skipped.len()) as u64,
+        });
+    }
     let committee = match opts.committee {
         0 => Vec::new(),
         t => {
@@ -221,7 +247,7 @@ fn new_round(
     // The labeled items' mean label count: the cardinality strategies'.
     let sizes = labels.iter().map(|l| vocab.classes_of(l.class).len());
     let cardinality = sizes.sum::<usize>() as f64 / labels.len() as f64;
-    let job = (seq, vocab.multilabel.then_some(cardinality));
+    let job = (seq, vocab.multilabel().then_some(cardinality));
     let models = (&model, committee.as_slice());
     let sel = score_unlabeled(models, features, &excluded, opts, job, progress)?;
     Ok(Decided {
@@ -282,8 +308,9 @@ fn export(
 }
 
 /// A fresh model, scaled by statistics of every item (the pool it will
-/// score), trained on the labeled rows: a softmax classifier, or in a
-/// multi-label workspace one sigmoid output per class.
+/// score), trained on the labeled rows: a softmax classifier, in a
+/// multi-label workspace one sigmoid output per class, in a regression
+/// one a regressor.
 pub(super) fn train(
     features: &FeaturePool,
     rows: &[usize],
@@ -296,7 +323,13 @@ pub(super) fn train(
         None => None,
     };
     let (d, x) = (features.dim(), features.gather(rows)?);
-    if vocab.multilabel {
+    if vocab.numeric() {
+        let mut model = Mlp::new_regressor(d, config.clone())?.with_scaler(scaler)?;
+        let y: Vec<f32> = ys.iter().flat_map(|&code| vocab.targets(code)).collect();
+        let fit = model.fit_regression(&x, &y)?;
+        return Ok((model, fit));
+    }
+    if vocab.multilabel() {
         let mut model =
             Mlp::new_multilabel(d, vocab.width(), config.clone())?.with_scaler(scaler)?;
         let targets: Vec<f32> = ys.iter().flat_map(|&code| vocab.targets(code)).collect();

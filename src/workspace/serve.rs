@@ -130,10 +130,12 @@ pub fn serve(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
     let mut ws = Workspace::open(dir, opts.wait)?;
-    if ws.vocab()?.multilabel {
-        return Err(Error::Config(
-            "alpool serve (the ML backend and the live queue) serves single-label workspaces; label a multi-label one through next, Label Studio and ingest".into(),
-        ));
+    let kind = ws.vocab()?.kind;
+    if kind != super::vocab::LabelKind::Class {
+        return Err(Error::Config(format!(
+            "alpool serve (the ML backend and the live queue) serves single-label workspaces; label a {} one through next, Label Studio and ingest",
+            kind.name()
+        )));
     }
     // Every check of the project runs before the server listens: a refusal
     // leaves nothing behind.
@@ -704,7 +706,7 @@ impl Unplugged {
             classes: vec!["cat".into(), "dog".into(), "bird".into()],
             ids: Some(dir.join("ids.txt")),
             labels: Some(dir.join("seed.csv")),
-            multilabel: false,
+            kind: Default::default(),
             data: None,
         };
         let ws_dir = dir.join("ws");

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use super::vocab::{LabelKind, Vocab};
 use super::{Conflict, Workspace};
 use crate::error::Result;
 use crate::features::FeaturePool;
@@ -31,9 +32,11 @@ pub struct LastRound {
 pub struct Status {
     /// Class names, in label order.
     pub classes: Vec<String>,
-    /// Whether labels are sets of classes (stored codes are masks:
+    /// What a label is (a set's code is a mask, a number's its bits:
     /// [`super::vocab::Vocab`]).
-    pub multilabel: bool,
+    pub kind: LabelKind,
+    /// A regression workspace's labels: (least, mean, greatest).
+    pub numbers: Option<(f64, f64, f64)>,
     /// Items in the pool.
     pub items: usize,
     /// Labels per class, in class order.
@@ -61,14 +64,27 @@ impl Workspace {
         let vocab = self.vocab()?;
         let items = self.items()?;
         let labels = self.labels()?;
-        // A multi-label item counts once for each class its set holds.
+        // A multi-label item counts once for each class its set holds; a
+        // number under the target.
         let mut per_class = vec![0usize; vocab.width()];
         for l in &labels {
-            vocab
-                .classes_of(l.class)
-                .into_iter()
-                .for_each(|c| per_class[c] += 1);
+            match vocab.numeric() {
+                true => per_class[0] += 1,
+                false => vocab
+                    .classes_of(l.class)
+                    .into_iter()
+                    .for_each(|c| per_class[c] += 1),
+            }
         }
+        let values = labels.iter().map(|l| Vocab::number(l.class));
+        let numbers = (vocab.numeric() && !labels.is_empty()).then(|| {
+            let (lo, hi) = values
+                .clone()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                    (a.min(v), b.max(v))
+                });
+            (lo, values.sum::<f64>() / labels.len() as f64, hi)
+        });
         let last = match self.last_round()? {
             None => None,
             Some((round, n)) => {
@@ -102,14 +118,19 @@ impl Workspace {
             open_conflicts,
             open_conflict_ids,
             resolved_conflicts,
-            multilabel: vocab.multilabel,
+            kind: vocab.kind,
+            numbers,
             classes: vocab.names,
             items,
         })
     }
 
-    /// Kappa of the last two rounds' models on a fixed sample of items.
+    /// Kappa of the last two rounds' models on a fixed sample of items
+    /// (none for regressors, whose predictions are not classes).
     fn kappa(&self, rows: usize) -> Result<Option<(f64, usize)>> {
+        if self.vocab()?.numeric() {
+            return Ok(None);
+        }
         let models = self.models()?;
         let [.., prev, last] = &models[..] else {
             return Ok(None);

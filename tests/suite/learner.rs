@@ -65,26 +65,56 @@ fn a_rows_probabilities_do_not_depend_on_its_neighbours() {
     // or the thread count, must not change any row's result by a bit.
     // Digits (64 inputs), and 784 random inputs (MNIST's width, where
     // the products block their inner dimension).
+    // Also a few rows alone (a batch's export, a streamed instance: gemm
+    // takes other paths for small products), narrow inputs (its paths for
+    // an inner dimension of 2 or 3), narrow hidden layers, and a
+    // regressor's one output.
     let (digits_x, _) = digits(0..1797);
     let mut rng = crate::rng::Rng::new(5);
     let wide: Vec<f32> = (0..1100 * 784).map(|_| rng.uniform() as f32).collect();
-    for (x, inputs) in [(digits_x, 64), (wide, 784)] {
-        let m = Mlp::new(inputs, 10, MlpConfig::default()).unwrap();
-        let all = m.predict_proba(&x).unwrap();
+    let narrow: Vec<f32> = (0..700 * 3)
+        .map(|_| rng.uniform() as f32 * 4.0 - 2.0)
+        .collect();
+    let cases = [
+        (&digits_x[..], 64, vec![256], 10),
+        (&wide, 784, vec![256], 10),
+        (&digits_x, 64, vec![40, 24], 10),
+        (&narrow, 3, vec![16], 10),
+        (&narrow[..1400], 2, vec![16], 3),
+        (&narrow, 3, vec![16], 1),
+        (&digits_x, 64, vec![], 10),
+    ];
+    for (x, inputs, hidden, c) in cases {
+        let cfg = MlpConfig {
+            hidden: hidden.clone(),
+            ..MlpConfig::default()
+        };
+        let m = match c {
+            1 => Mlp::new_regressor(inputs, cfg).unwrap(),
+            c => Mlp::new(inputs, c, cfg).unwrap(),
+        };
+        let all = m.predict_proba(x).unwrap();
+        let what = format!("{inputs} inputs, hidden {hidden:?}, {c} outputs");
         for skip in [1, 7, 300] {
             let shifted = m.predict_proba(&x[skip * inputs..]).unwrap();
-            assert_eq!(
-                &all[skip * 10..],
-                &shifted[..],
-                "{inputs} inputs, skip {skip}"
-            );
+            assert_eq!(&all[skip * c..], &shifted[..], "{what}, skip {skip}");
+        }
+        let counts = (1..=140)
+            .map(|c| (5, c))
+            .chain([(41, 1), (200, 65), (3, 300)]);
+        for (from, count) in counts {
+            let few = m
+                .predict_proba(&x[from * inputs..(from + count) * inputs])
+                .unwrap();
+            let want = &all[from * c..(from + count) * c];
+            assert_eq!(want, &few[..], "{what}, rows {from}..{}", from + count);
         }
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap()
-            .install(|| m.predict_proba(&x).unwrap());
-        assert_eq!(all, one);
+            .install(|| m.predict_proba(x).unwrap());
+        assert_eq!(all, one, "{what}");
     }
 }
 

@@ -32,3 +32,4 @@ mod scaling;
 mod stochastic;
 mod stream;
 mod workspace;
+mod workspace_regression;

@@ -948,7 +948,7 @@ fn a_multilabel_workspace_labels_sets_and_keeps_disagreement_apart() {
     // The stored labels are the seed's sets, empty ones included.
     let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
     let vocab = ws.vocab().unwrap();
-    assert!(vocab.multilabel);
+    assert!(vocab.multilabel());
     let stored: Vec<String> = ws
         .labels()
         .unwrap()

@@ -100,7 +100,20 @@ pub struct Expect<'a> {
 }
 
 impl Expect<'_> {
+    /// The code of a class name, or in a regression workspace of a
+    /// number's text.
     fn class(&self, name: &str) -> std::result::Result<usize, String> {
+        if self.vocab.numeric() {
+            let v: f64 = name.trim().parse().map_err(|_| {
+                format!(
+                    "{} is not a number; {} is a regression target",
+                    quoted(name),
+                    self.vocab.names[0]
+                )
+            })?;
+            return Vocab::number_code(v)
+                .ok_or_else(|| format!("{} is not a finite number", quoted(name)));
+        }
         let names = &self.vocab.names;
         names.iter().position(|c| c == name).ok_or_else(|| {
             format!(
@@ -118,15 +131,15 @@ impl Expect<'_> {
             .ok_or_else(|| format!("unknown item id {} (not in this workspace)", quoted(id)))
     }
 
-    /// The vote of a list of chosen class names.
-    fn vote(&self, choices: &[&str]) -> std::result::Result<Vote, String> {
+    /// The vote of a list of chosen class names (or numbers).
+    fn vote<S: AsRef<str>>(&self, choices: &[S]) -> std::result::Result<Vote, String> {
         let mut classes: Vec<usize> = choices
             .iter()
-            .map(|c| self.class(c))
+            .map(|c| self.class(c.as_ref()))
             .collect::<std::result::Result<_, _>>()?;
         classes.sort_unstable();
         classes.dedup();
-        if self.vocab.multilabel && !classes.is_empty() {
+        if self.vocab.multilabel() && !classes.is_empty() {
             return Ok(Vote::Class(Vocab::set_code(&classes)));
         }
         Ok(match classes[..] {
@@ -136,10 +149,11 @@ impl Expect<'_> {
         })
     }
 
-    /// The vote of an `id,label` line's label: a class name, or in a
-    /// multi-label workspace a set, `a|b` (empty for none).
+    /// The vote of an `id,label` line's label: a class name, in a
+    /// multi-label workspace a set, `a|b` (empty for none), in a
+    /// regression one a number.
     fn csv_vote(&self, label: &str) -> std::result::Result<Vote, String> {
-        match self.vocab.multilabel {
+        match self.vocab.multilabel() {
             true if label.is_empty() => Ok(Vote::Empty),
             true => self.vote(&label.split('|').map(str::trim).collect::<Vec<_>>()),
             false => self.class(label).map(Vote::Class),
@@ -367,12 +381,13 @@ fn ann_name(an: &Value, i: usize) -> String {
         .unwrap_or_else(|| format!("#{}", i + 1))
 }
 
-/// An annotation's id, its choices from the workspace's control, whether it
-/// was cancelled (skipped), and how many results of other controls it had.
+/// An annotation's id, its choices from the workspace's control (a
+/// `Number` control's number as text), whether it was cancelled (skipped),
+/// and how many results of other controls it had.
 #[allow(clippy::type_complexity)]
 fn annotation(
     an: &Value,
-) -> std::result::Result<((Option<String>, Vec<&str>, bool), usize), String> {
+) -> std::result::Result<((Option<String>, Vec<String>, bool), usize), String> {
     let key = an.get("id").and_then(text);
     let cancelled = an
         .get("was_cancelled")
@@ -390,15 +405,22 @@ fn annotation(
             ignored += 1;
             continue;
         }
+        if let Some(n) = r.pointer("/value/number") {
+            match n {
+                Value::Number(n) => choices.push(n.to_string()),
+                _ => return Err(format!("value.number is {n}, not a number")),
+            }
+            continue;
+        }
         let Some(list) = r.pointer("/value/choices").and_then(Value::as_array) else {
             return Err(format!(
-                "a result of the control {CONTROL:?} without value.choices (type {}); the labeling config must use <Choices name=\"{CONTROL}\">",
+                "a result of the control {CONTROL:?} without value.choices or value.number (type {}); the labeling config must use <Choices name=\"{CONTROL}\"> (or <Number name=\"{CONTROL}\"> in a regression workspace)",
                 r.get("type")
                     .map_or("missing".to_string(), |t| t.to_string())
             ));
         };
         for c in list {
-            choices.push(c.as_str().ok_or("a choice that is not a string")?);
+            choices.push(c.as_str().ok_or("a choice that is not a string")?.into());
         }
     }
     Ok(((key, choices, cancelled), ignored))
@@ -419,12 +441,13 @@ fn min_record(
     let vote = match get(CONTROL) {
         None | Some(Value::Null) => Vote::Empty,
         Some(Value::String(s)) if s.is_empty() => Vote::Empty,
-        Some(Value::String(s)) if s.trim_start().starts_with('{') => {
+        Some(Value::String(s)) if s.trim_start().starts_with(['{', '[']) => {
             let v: Value = serde_json::from_str(&s)
                 .map_err(|e| format!("{CONTROL}: {s:?} is not a class name nor valid JSON: {e}"))?;
             min_choices(&v, expect)?
         }
         Some(Value::String(s)) => expect.vote(&[s.as_str()])?,
+        Some(Value::Number(n)) => expect.vote(&[n.to_string()])?,
         Some(v) => min_choices(&v, expect)?,
     };
     // A task with no annotation at all appears without an annotation id
@@ -435,16 +458,34 @@ fn min_record(
     Ok((row, round, Some(Annotation { key, vote })))
 }
 
+/// The control's value in a flat export: `{"choices": [...]}`, or a
+/// `Number` control's `[{"number": x}]` (one per result) or `{"number": x}`.
 fn min_choices(v: &Value, expect: &Expect) -> std::result::Result<Vote, String> {
-    let Some(list) = v.get("choices").and_then(Value::as_array) else {
-        return Err(format!(
-            "{CONTROL}: expected a class name or {{\"choices\": [...]}}, found {v}"
-        ));
+    let number = |n: &Value| match n.get("number") {
+        Some(Value::Number(x)) => Some(x.to_string()),
+        _ => None,
     };
-    let names: Vec<&str> = list
-        .iter()
-        .map(|c| c.as_str().ok_or("a choice that is not a string"))
-        .collect::<std::result::Result<_, _>>()?;
+    let names: Vec<String> = match v {
+        Value::Array(list) => list
+            .iter()
+            .map(|n| number(n).ok_or_else(|| format!("{CONTROL}: {n} is not {{\"number\": x}}")))
+            .collect::<std::result::Result<_, _>>()?,
+        _ if number(v).is_some() => number(v).into_iter().collect(),
+        _ => {
+            let Some(list) = v.get("choices").and_then(Value::as_array) else {
+                return Err(format!(
+                    "{CONTROL}: expected a class name, {{\"choices\": [...]}} or {{\"number\": x}}, found {v}"
+                ));
+            };
+            list.iter()
+                .map(|c| {
+                    c.as_str()
+                        .map(str::to_string)
+                        .ok_or("a choice that is not a string")
+                })
+                .collect::<std::result::Result<_, _>>()?
+        }
+    };
     expect.vote(&names)
 }
 

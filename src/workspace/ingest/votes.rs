@@ -53,9 +53,9 @@ pub fn decide(votes: &[Vote], vocab: &Vocab, agreement: f64) -> Decision {
     for v in votes {
         match v {
             Vote::Class(c) => *tally.entry(*c).or_default() += 1,
-            Vote::Empty if vocab.multilabel => *tally.entry(0).or_default() += 1,
+            Vote::Empty if vocab.multilabel() => *tally.entry(0).or_default() += 1,
             Vote::Several(cs) => {
-                let names: Vec<&str> = cs.iter().map(|&c| vocab.names[c].as_str()).collect();
+                let names: Vec<String> = cs.iter().map(|&c| vocab.name(c)).collect();
                 return Decision::Conflict(format!(
                     "several choices ticked in one annotation ({})",
                     names.join(" + ")
@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn multilabel_votes_agree_on_the_exact_set() {
         let v = Vocab {
-            multilabel: true,
+            kind: crate::workspace::vocab::LabelKind::Set,
             ..classes()
         };
         let d = |votes: &[Vote]| decide(votes, &v, 0.5);

@@ -1,0 +1,345 @@
+//! A regression workspace (`init --regression NAME`) through whole rounds:
+//! numbers as labels, the regressor each round, greedy sampling's picks
+//! against a naive f64 reference written here, the ensemble and MC-dropout
+//! spreads, conflicts between annotators' numbers, and bad numbers refused
+//! by file and line with nothing written.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use alpool::learner::{Mlp, Output as Head};
+use alpool::workspace::Workspace;
+use alpool::workspace::vocab::Vocab;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(args)
+        .output()
+        .expect("run alpool")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?}: {}", common::stderr(&o));
+    common::stdout(&o) + &common::stderr(&o)
+}
+
+fn fails(args: &[&str], says: &[&str]) {
+    let o = run(args);
+    let err = common::stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    for s in says {
+        assert!(err.contains(s), "{args:?}: {err:?} lacks {s:?}");
+    }
+}
+
+/// 300 items of 3 features and a smooth target with a few repeated
+/// values (ties for the greedy picks).
+fn pool(dir: &Path) -> (Vec<f32>, Vec<f64>) {
+    let mut r = crate::rng::Rng::new(21);
+    let mut x: Vec<f32> = (0..900).map(|_| (r.uniform() * 4.0 - 2.0) as f32).collect();
+    // Two exact copies of row 7: the same distances to everything.
+    let row7: Vec<f32> = x[21..24].to_vec();
+    x[3 * 250..3 * 251].copy_from_slice(&row7);
+    x[3 * 251..3 * 252].copy_from_slice(&row7);
+    alpool::pool::npy::save(&dir.join("x.npy"), &[300, 3], &x).unwrap();
+    let y = x
+        .chunks(3)
+        .map(|p| {
+            let (a, b, c) = (p[0] as f64, p[1] as f64, p[2] as f64);
+            ((10.0 + 3.0 * a - 2.0 * b * b + c) * 1000.0).round() / 1000.0
+        })
+        .collect();
+    (x, y)
+}
+
+/// The batch file's (row, score, predicted) lines.
+fn batch(path: &Path) -> Vec<(usize, f64, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("id,index,score,predicted"));
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Greedy sampling's `igs` (Wu, Lin and Huang 2019), naively in f64: each
+/// pick maximises, over the rows not yet labeled or picked, the minimum
+/// over the labeled and picked rows of ‖x_n − x_m‖² (ŷ_n − y_m)²; a picked
+/// row's target is its prediction; ties go to the lower row.
+fn naive_igs(xs: &[f32], preds: &[f32], labeled: &[(usize, f64)], k: usize) -> Vec<usize> {
+    let d = 3;
+    let mut centres: Vec<(usize, f64)> = labeled.to_vec();
+    let mut picks = Vec::new();
+    for _ in 0..k {
+        let mut best: Option<(f64, usize)> = None;
+        for n in 0..preds.len() {
+            if centres.iter().any(|c| c.0 == n) {
+                continue;
+            }
+            let key = centres
+                .iter()
+                .map(|&(m, y)| {
+                    let dist: f64 = (0..d)
+                        .map(|j| (xs[n * d + j] as f64 - xs[m * d + j] as f64).powi(2))
+                        .sum();
+                    dist * (preds[n] as f64 - y).powi(2)
+                })
+                .fold(f64::INFINITY, f64::min);
+            if best.is_none_or(|(b, _)| key > b) {
+                best = Some((key, n));
+            }
+        }
+        let (_, n) = best.unwrap();
+        picks.push(n);
+        centres.push((n, preds[n] as f64));
+    }
+    picks
+}
+
+#[test]
+fn a_regression_workspace_picks_what_greedy_sampling_defines_and_learns_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (x, y) = pool(tmp.path());
+    let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let seed: String = (0..20).map(|i| format!("{i},{}\n", y[i])).collect();
+    std::fs::write(path("seed.csv"), format!("id,label\n{seed}")).unwrap();
+    let w = &path("ws");
+    let out = ok(&[
+        "init",
+        w,
+        "--features",
+        &path("x.npy"),
+        "--regression",
+        "yield",
+        "--labels",
+        &path("seed.csv"),
+    ]);
+    assert!(
+        out.contains("regression target yield, 20 seed labels"),
+        "{out}"
+    );
+    let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
+    let vocab = ws.vocab().unwrap();
+    assert!(vocab.numeric());
+    let stored: Vec<f64> = ws
+        .labels()
+        .unwrap()
+        .iter()
+        .map(|l| Vocab::number(l.class))
+        .collect();
+    assert_eq!(stored, y[..20], "the seed's numbers, bit for bit");
+    drop(ws);
+    let status = ok(&["status", w]);
+    assert!(status.contains("regression: labels from"), "{status}");
+
+    // Round 0: igs by default, over the round's regressor.
+    let out = ok(&[
+        "next",
+        w,
+        "-k",
+        "12",
+        "--hidden",
+        "16",
+        "--out",
+        &path("b0.csv"),
+    ]);
+    assert!(out.contains("12 items selected by igs"), "{out}");
+    let b0 = batch(&tmp.path().join("b0.csv"));
+    let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
+    let model = Mlp::load(&tmp.path().join("ws").join(&ws.models().unwrap()[0])).unwrap();
+    drop(ws);
+    assert_eq!(model.output(), Head::Linear);
+    let preds = model.predict_proba(&x).unwrap();
+    let mut xs = x.clone();
+    if let Some(s) = model.scaler() {
+        s.apply_in_place(&mut xs);
+    }
+    let labeled: Vec<(usize, f64)> = (0..20).map(|i| (i, y[i])).collect();
+    let want = naive_igs(&xs, &preds, &labeled, 12);
+    let got: Vec<usize> = b0.iter().map(|b| b.0).collect();
+    assert_eq!(got, want, "igs against the naive reference");
+    for &(row, _, predicted) in &b0 {
+        assert_eq!(predicted, preds[row] as f64, "row {row}'s prediction");
+    }
+    // The model learned something: its predictions track the target.
+    let err = |p: &[f32]| -> f64 {
+        (p.iter()
+            .zip(&y)
+            .map(|(a, b)| (*a as f64 - b).powi(2))
+            .sum::<f64>()
+            / y.len() as f64)
+            .sqrt()
+    };
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    let spread = err(&vec![mean as f32; y.len()]);
+    assert!(err(&preds) < spread, "{} vs {spread}", err(&preds));
+
+    // The answers: true numbers, one item given two different numbers (a
+    // conflict, no label), and Label Studio tasks carrying the number.
+    let mut answers = String::from("id,label\n");
+    for &(row, _, _) in &b0[1..] {
+        answers += &format!("{row},{}\n", y[row]);
+    }
+    let r0 = b0[0].0;
+    answers += &format!("{r0},{}\n{r0},{}\n", y[r0], y[r0] + 1.0);
+    std::fs::write(path("a0.csv"), &answers).unwrap();
+    ok(&["ingest", w, &path("a0.csv")]);
+    let ws = Workspace::open(Path::new(w), Duration::from_secs(1)).unwrap();
+    assert_eq!(ws.labels().unwrap().len(), 31);
+    let conflicts = ws.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0].index, r0);
+    drop(ws);
+    let status = ok(&["status", w]);
+    assert!(status.contains("annotators disagree"), "{status}");
+
+    ok(&[
+        "next",
+        w,
+        "-k",
+        "5",
+        "--hidden",
+        "16",
+        "--out",
+        &path("b1.json"),
+    ]);
+    let tasks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("b1.json")).unwrap()).unwrap();
+    for t in tasks.as_array().unwrap() {
+        let result = &t["predictions"][0]["result"][0];
+        assert_eq!(result["type"], "number", "{t}");
+        assert!(result["value"]["number"].as_f64().unwrap().is_finite());
+        let row = t["data"]["alpool_index"].as_u64().unwrap() as usize;
+        assert!(
+            row >= 20 && b0.iter().all(|b| b.0 != row),
+            "{row} was labeled"
+        );
+    }
+    let config = ok(&["labeling-config", w]);
+    assert!(
+        config.contains("<Number name=\"label\" toName=\"item\"") && config.contains("yield"),
+        "{config}"
+    );
+}
+
+#[test]
+fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, y) = pool(tmp.path());
+    let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let seed: String = (0..30).map(|i| format!("{i},{}\n", y[i])).collect();
+    std::fs::write(path("seed.csv"), format!("id,label\n{seed}")).unwrap();
+    let w = &path("ws");
+    let init = |w: &str| {
+        ok(&[
+            "init",
+            w,
+            "--features",
+            &path("x.npy"),
+            "--regression",
+            "yield",
+            "--labels",
+            &path("seed.csv"),
+        ])
+    };
+    init(w);
+    // std by an ensemble and by MC dropout, emcm, gsx and gsy: each picks
+    // unlabeled items, best first, and the same again in a twin workspace.
+    let twin = &path("twin");
+    init(twin);
+    let rounds: [&[&str]; 5] = [
+        &["-s", "std", "--committee", "3"],
+        &["-s", "std", "--mc-samples", "6", "--dropout", "0.2"],
+        &["-s", "emcm", "--committee", "3"],
+        &["-s", "gsx"],
+        &["-s", "gsy"],
+    ];
+    let mut labeled: Vec<usize> = (0..30).collect();
+    for (i, extra) in rounds.iter().enumerate() {
+        let mut picks = Vec::new();
+        for ws in [w, twin] {
+            let out = path(&format!("{i}.csv"));
+            let mut args = vec!["next", ws, "-k", "6", "--hidden", "16", "--out", &out];
+            args.extend_from_slice(extra);
+            ok(&args);
+            picks.push(batch(Path::new(&out)));
+        }
+        assert_eq!(
+            picks[0], picks[1],
+            "{extra:?}: the same seed, the same batch"
+        );
+        let b = &picks[0];
+        assert_eq!(b.len(), 6);
+        assert!(b.windows(2).all(|p| p[0].1 >= p[1].1), "{extra:?}: {b:?}");
+        assert!(b.iter().all(|p| !labeled.contains(&p.0)), "{extra:?}");
+        let answers: String = b.iter().map(|p| format!("{},{}\n", p.0, y[p.0])).collect();
+        std::fs::write(path("a.csv"), format!("id,label\n{answers}")).unwrap();
+        ok(&["ingest", w, &path("a.csv")]);
+        ok(&["ingest", twin, &path("a.csv")]);
+        labeled.extend(b.iter().map(|p| p.0));
+    }
+
+    // Bad numbers: named by file and line, nothing stored.
+    let before = Workspace::open(Path::new(w), Duration::from_secs(1))
+        .unwrap()
+        .labels()
+        .unwrap();
+    for (text, says) in [
+        ("id,label\n200,3.5\n201,cheap\n", "line 3"),
+        ("id,label\n200,3.5\n201,inf\n", "not a finite number"),
+        ("id,label\n200,\n", "not a number"),
+    ] {
+        std::fs::write(path("bad.csv"), text).unwrap();
+        fails(&["ingest", w, &path("bad.csv")], &["bad.csv", says]);
+    }
+    let after = Workspace::open(Path::new(w), Duration::from_secs(1))
+        .unwrap()
+        .labels()
+        .unwrap();
+    assert_eq!(before, after);
+    // A class strategy is refused by name; so is a class workspace's
+    // flag beside --regression.
+    fails(
+        &[
+            "next",
+            w,
+            "-k",
+            "3",
+            "-s",
+            "margin",
+            "--out",
+            &path("m.csv"),
+        ],
+        &["regression", "margin", "igs"],
+    );
+    fails(
+        &["next", w, "-k", "3", "-s", "std", "--out", &path("m.csv")],
+        &["--mc-samples", "--committee"],
+    );
+    fails(
+        &[
+            "init",
+            &path("ws2"),
+            "--features",
+            &path("x.npy"),
+            "--regression",
+            "yield",
+            "--classes",
+            "a,b",
+        ],
+        &["--classes"],
+    );
+    // serve is for single-label workspaces.
+    fails(&["serve", w, "--port", "0"], &["regression"]);
+}
