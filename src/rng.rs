@@ -11,6 +11,15 @@ pub fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The seed of stream `i` of `seed`: `splitmix64(splitmix64(seed) ^ i)`.
+/// The seed is mixed before the index, so two seeds never share streams
+/// (`seed ^ i` would give seeds 4 and 5 the same set {4, 5, 6, 7} for
+/// i < 4, only permuted).
+#[inline]
+pub fn substream(seed: u64, i: u64) -> u64 {
+    splitmix64(splitmix64(seed) ^ i)
+}
+
 /// A small deterministic generator (splitmix64 stream).
 #[derive(Clone, Debug)]
 pub(crate) struct Rng(u64);

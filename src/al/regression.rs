@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::regressor::{Ensemble, Regressor};
-use crate::learner::{MlpConfig, Scaler};
+use crate::learner::{Mlp, MlpConfig, Scaler};
 use crate::pool::{Exclusions, Pool, SampleLayout, Samples};
 use crate::query::{InputForm, Query, Regression, RegressionInput, Strategy};
 
@@ -92,6 +92,18 @@ impl RegressionData {
     /// Rows N.
     pub fn rows(&self) -> usize {
         self.y.len()
+    }
+
+    /// A regressor ([`crate::learner::Output::Linear`]) trained on every
+    /// row, scaled by the rows' statistics (`alpool train --regression`).
+    pub fn train(&self, config: MlpConfig) -> Result<(Mlp, crate::learner::TrainReport)> {
+        let scaler = match config.scale.resolve(false) {
+            Some(kind) => Some(Scaler::fit(kind, &self.x, self.dim, None)?),
+            None => None,
+        };
+        let mut m = Mlp::new_regressor(self.dim, config)?.with_scaler(scaler)?;
+        let report = m.fit_regression(&self.x, &self.y)?;
+        Ok((m, report))
     }
 
     fn gather(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>) {

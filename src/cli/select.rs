@@ -476,8 +476,10 @@ impl Sources {
     /// Opens what the arguments name (checking headers and sizes only); the
     /// files are rows `offset..` of a bigger pool.
     fn open(p: &PoolArgs, embeddings: &[PathBuf], offset: u64) -> anyhow::Result<Sources> {
+        // A regressor with its features (std over its MC-dropout passes or
+        // a committee of regressors) opens as any model does.
         let regression = p.input_form(false).regression();
-        if let Some(kind) = regression {
+        if let (Some(kind), true) = (regression, p.model.is_empty()) {
             return Sources::open_regression(p, kind, embeddings, offset);
         }
         let probs = match p.pools.is_empty() {

@@ -580,6 +580,13 @@ pub struct TrainArgs {
     /// a --input multilabel pool, and `select --model` reads it as one.
     #[arg(long)]
     pub multilabel: bool,
+    /// A regressor: --labels is N float targets (NaN or infinite refused
+    /// by row), and the model has one linear output trained on the mean
+    /// squared error of the standardized targets; `alpool predict` then
+    /// writes N x 1 predictions, and `select --model` with --mc-samples
+    /// reads its MC-dropout passes for std (--input regression-samples).
+    #[arg(long, conflicts_with = "multilabel")]
+    pub regression: bool,
     /// Model file (safetensors); the config goes beside it as .json.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -613,6 +620,9 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     if a.multilabel {
         return train_multilabel(&a);
     }
+    if a.regression {
+        return train_regression(&a);
+    }
     let data = a.data.load()?;
     let scale = Scale::from(a.learner.scale);
     scaling_notes(scale, &data)?;
@@ -623,6 +633,28 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     m.save(&a.out)?;
     eprintln!(
         "trained on {} rows in {:.2} s ({} epochs, {} steps): training accuracy {:.4} → {:.4}; saved {}",
+        data.rows(),
+        t.elapsed().as_secs_f64(),
+        r.epochs,
+        r.steps,
+        r.train_accuracy_before,
+        r.train_accuracy,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `train --regression`.
+fn train_regression(a: &TrainArgs) -> anyhow::Result<()> {
+    let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
+        anyhow::bail!("train --regression reads --features X.npy and --labels y.npy (N floats)");
+    };
+    let data = RegressionData::from_npy(x, y)?;
+    let t = Instant::now();
+    let (m, r) = data.train(a.learner.config(a.seed))?;
+    m.save(&a.out)?;
+    eprintln!(
+        "trained a regressor on {} rows in {:.2} s ({} epochs, {} steps): training R² {:.4} → {:.4}; saved {}",
         data.rows(),
         t.elapsed().as_secs_f64(),
         r.epochs,

@@ -5,12 +5,12 @@
 
 use super::{Mlp, MlpConfig, Scaler};
 use crate::error::{Error, Result};
-use crate::rng::splitmix64;
+use crate::rng::{splitmix64, substream};
 
 /// Member `m`'s bootstrap resample of `n` rows and its seed `s_m`: row j
-/// is `splitmix64(s_m + j) mod n`, `s_m = splitmix64(seed ^ m)`.
+/// is `splitmix64(s_m + j) mod n`, `s_m = substream(seed, m)`.
 pub(crate) fn bootstrap(seed: u64, m: u64, n: usize) -> (Vec<usize>, u64) {
-    let s = splitmix64(seed ^ m);
+    let s = substream(seed, m);
     let rows = (0..n as u64)
         .map(|j| (splitmix64(s.wrapping_add(j)) % n as u64) as usize)
         .collect();
@@ -60,7 +60,7 @@ pub struct Committee {
 impl Committee {
     /// Trains `t` members on the labeled rows `x` (n x `dim`) with labels
     /// `y`. Member m draws n rows with replacement, row j being
-    /// `splitmix64(s_m + j) mod n` with `s_m = splitmix64(seed ^ m)`, and
+    /// `splitmix64(s_m + j) mod n` with `s_m = substream(seed, m)`, and
     /// initializes from `config.seed ^ s_m`: the same seed gives the same
     /// committee on any machine and thread count.
     pub fn fit(

@@ -293,7 +293,8 @@ pub(crate) enum Head {
 
 /// One MC-dropout pass (Gal and Ghahramani 2016): after each hidden
 /// layer's ReLU, unit `u` of layer `l` in global row `g` is dropped when
-/// `h = splitmix64(splitmix64(splitmix64(seed ^ pass) ^ g) ^ (l << 32 | u))`
+/// `h = splitmix64(splitmix64(substream(seed, pass) ^ g) ^ (l << 32 | u))`
+/// (`substream(seed, pass) = splitmix64(splitmix64(seed) ^ pass)`)
 /// gives `(h >> 40) · 2⁻²⁴ < rate`, and kept units are scaled by
 /// `1 / (1 − rate)`, as in training. The mask is a function of (seed,
 /// pass, global row, layer, unit) alone, so a row's pass is the same bits
@@ -316,9 +317,9 @@ impl McPass {
     /// Whether unit `u` of hidden layer `l` is dropped in global row `g`.
     #[inline]
     pub fn drops(&self, g: u64, l: usize, u: usize) -> bool {
-        use crate::rng::splitmix64;
+        use crate::rng::{splitmix64, substream};
         let h = splitmix64(
-            splitmix64(splitmix64(self.seed ^ self.pass) ^ g) ^ ((l as u64) << 32 | u as u64),
+            splitmix64(substream(self.seed, self.pass) ^ g) ^ ((l as u64) << 32 | u as u64),
         );
         ((h >> 40) as f32) * (1.0 / 16_777_216.0) < self.rate
     }

@@ -530,8 +530,9 @@ fn mc_reference(m: &alpool::learner::Mlp, row: &[f32], g: u64, pass: u64, seed: 
             .collect();
         if l + 1 < layers.len() {
             for (u, v) in z.iter_mut().enumerate() {
-                let key =
-                    splitmix(splitmix(splitmix(seed ^ pass) ^ g) ^ ((l as u64) << 32 | u as u64));
+                let key = splitmix(
+                    splitmix(splitmix(splitmix(seed) ^ pass) ^ g) ^ ((l as u64) << 32 | u as u64),
+                );
                 let drop = ((key >> 40) as f32 * (1.0 / 16_777_216.0)) < rate as f32;
                 *v = if drop { 0.0 } else { v.max(0.0) / (1.0 - rate) };
             }

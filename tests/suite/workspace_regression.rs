@@ -2,7 +2,9 @@
 //! numbers as labels, the regressor each round, greedy sampling's picks
 //! against a naive f64 reference written here, the ensemble and MC-dropout
 //! spreads, conflicts between annotators' numbers, and bad numbers refused
-//! by file and line with nothing written.
+//! by file and line with nothing written. And the regressor on its own:
+//! `train --regression`, `predict`, and `select --model` streaming a
+//! committee's spread.
 
 use crate::common;
 
@@ -46,13 +48,14 @@ fn pool(dir: &Path) -> (Vec<f32>, Vec<f64>) {
     x[3 * 250..3 * 251].copy_from_slice(&row7);
     x[3 * 251..3 * 252].copy_from_slice(&row7);
     alpool::pool::npy::save(&dir.join("x.npy"), &[300, 3], &x).unwrap();
-    let y = x
+    let y: Vec<f64> = x
         .chunks(3)
         .map(|p| {
             let (a, b, c) = (p[0] as f64, p[1] as f64, p[2] as f64);
             ((10.0 + 3.0 * a - 2.0 * b * b + c) * 1000.0).round() / 1000.0
         })
         .collect();
+    alpool::pool::npy::save(&dir.join("y.npy"), &[300], &y).unwrap();
     (x, y)
 }
 
@@ -342,4 +345,161 @@ fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
     );
     // serve is for single-label workspaces.
     fails(&["serve", w, "--port", "0"], &["regression"]);
+}
+
+#[test]
+fn a_trained_regressors_committee_streams_the_spread_its_predictions_give() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, y) = pool(tmp.path());
+    let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    let (x, ys) = (path("x.npy"), path("y.npy"));
+    let mut preds = Vec::new();
+    for seed in ["1", "2", "3"] {
+        let model = path(&format!("m{seed}.safetensors"));
+        let out = ok(&[
+            "train",
+            "--regression",
+            "--features",
+            &x,
+            "--labels",
+            &ys,
+            "--hidden",
+            "16",
+            "--seed",
+            seed,
+            "--out",
+            &model,
+        ]);
+        assert!(out.contains("training R²"), "{out}");
+        let p = path(&format!("p{seed}.npy"));
+        ok(&["predict", "--model", &model, "--features", &x, "--out", &p]);
+        let bytes = std::fs::read(&p).unwrap();
+        let f32s = [alpool::pool::npy::DType::F32];
+        let h = alpool::pool::npy::parse_header(Path::new(&p), &bytes, &f32s, "f32").unwrap();
+        assert_eq!(h.shape, [300, 1]);
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes[h.data_offset..]);
+        preds.extend(v);
+    }
+    // The models learned the target: each RMSE well under its spread.
+    let mean = y.iter().sum::<f64>() / 300.0;
+    let sd = (y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 300.0).sqrt();
+    for m in preds.chunks(300) {
+        let mse = m
+            .iter()
+            .zip(&y)
+            .map(|(p, t)| (*p as f64 - t).powi(2))
+            .sum::<f64>()
+            / 300.0;
+        assert!(mse.sqrt() < sd / 2.0, "RMSE {} against sd {sd}", mse.sqrt());
+    }
+    alpool::pool::npy::save(Path::new(&path("stack.npy")), &[3, 300], &preds).unwrap();
+    let from_files = ok(&[
+        "select",
+        &path("stack.npy"),
+        "--input",
+        "regression-samples",
+        "-s",
+        "std",
+        "-k",
+        "10",
+    ]);
+    let models = [
+        path("m1.safetensors"),
+        path("m2.safetensors"),
+        path("m3.safetensors"),
+    ];
+    let streamed = ok(&[
+        "select",
+        "--model",
+        &models[0],
+        &models[1],
+        &models[2],
+        "--features",
+        &x,
+        "--input",
+        "regression-samples",
+        "-s",
+        "std",
+        "-k",
+        "10",
+    ]);
+    let lines = |s: &str| {
+        s.lines()
+            .filter(|l| l.contains(','))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(&streamed), lines(&from_files));
+    assert_eq!(lines(&streamed).len(), 11);
+    // MC dropout over one regressor: seeded, and the spread is a spread.
+    let drop = path("drop.safetensors");
+    ok(&[
+        "train",
+        "--regression",
+        "--features",
+        &x,
+        "--labels",
+        &ys,
+        "--hidden",
+        "16",
+        "--dropout",
+        "0.2",
+        "--out",
+        &drop,
+    ]);
+    let mc = |seed: &str| {
+        ok(&[
+            "select",
+            "--model",
+            &drop,
+            "--features",
+            &x,
+            "--input",
+            "regression-samples",
+            "-s",
+            "std",
+            "--mc-samples",
+            "6",
+            "--seed",
+            seed,
+            "-k",
+            "5",
+        ])
+    };
+    assert_eq!(lines(&mc("4")), lines(&mc("4")));
+    assert_ne!(lines(&mc("4")), lines(&mc("5")));
+    // Bad targets are named by file and row; a regressor's other strategies
+    // say where their predictions come from.
+    let mut bad = y.clone();
+    bad[17] = f64::NAN;
+    alpool::pool::npy::save(Path::new(&path("bad.npy")), &[300], &bad).unwrap();
+    fails(
+        &[
+            "train",
+            "--regression",
+            "--features",
+            &x,
+            "--labels",
+            &path("bad.npy"),
+            "--out",
+            &path("b.safetensors"),
+        ],
+        &["bad.npy", "row 17"],
+    );
+    fails(
+        &[
+            "select",
+            "--model",
+            &drop,
+            "--features",
+            &x,
+            "--input",
+            "regression",
+            "-s",
+            "igs",
+            "-k",
+            "5",
+        ],
+        &["regressor", "alpool predict"],
+    );
 }
