@@ -16,6 +16,7 @@ pub fn splitmix64(mut z: u64) -> u64 {
 /// (`seed ^ i` would give seeds 4 and 5 the same set {4, 5, 6, 7} for
 /// i < 4, only permuted).
 #[inline]
+#[cfg_attr(not(feature = "learner"), allow(dead_code))]
 pub fn substream(seed: u64, i: u64) -> u64 {
     splitmix64(splitmix64(seed) ^ i)
 }

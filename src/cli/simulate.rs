@@ -617,11 +617,8 @@ pub fn scaling_notes(scale: Scale, data: &Dataset) -> anyhow::Result<()> {
 pub const RANGE_WARNING_FACTOR: f64 = 1000.0;
 
 pub fn train(a: TrainArgs) -> anyhow::Result<()> {
-    if a.multilabel {
-        return train_multilabel(&a);
-    }
-    if a.regression {
-        return train_regression(&a);
+    if a.multilabel || a.regression {
+        return train_targets(&a);
     }
     let data = a.data.load()?;
     let scale = Scale::from(a.learner.scale);
@@ -644,41 +641,34 @@ pub fn train(a: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `train --regression`.
-fn train_regression(a: &TrainArgs) -> anyhow::Result<()> {
+/// `train --multilabel` and `train --regression`: the learner on N x L
+/// 0/1 labels or N float targets.
+fn train_targets(a: &TrainArgs) -> anyhow::Result<()> {
     let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
-        anyhow::bail!("train --regression reads --features X.npy and --labels y.npy (N floats)");
+        anyhow::bail!(
+            "train --multilabel and --regression read --features X.npy and --labels Y.npy (N x L 0/1, or N floats)"
+        );
     };
-    let data = RegressionData::from_npy(x, y)?;
+    let config = a.learner.config(a.seed);
     let t = Instant::now();
-    let (m, r) = data.train(a.learner.config(a.seed))?;
+    let (m, r, rows, (what, measure)) = if a.regression {
+        let data = RegressionData::from_npy(x, y)?;
+        let (m, r) = data.train(config)?;
+        (
+            m,
+            r,
+            data.rows(),
+            ("a regressor".to_string(), "training R²"),
+        )
+    } else {
+        let data = MultiLabelData::from_npy(x, y)?;
+        let (m, r) = data.train(config)?;
+        let what = format!("{} sigmoid outputs", data.labels());
+        (m, r, data.rows(), (what, "(row, label) pairs right"))
+    };
     m.save(&a.out)?;
     eprintln!(
-        "trained a regressor on {} rows in {:.2} s ({} epochs, {} steps): training R² {:.4} → {:.4}; saved {}",
-        data.rows(),
-        t.elapsed().as_secs_f64(),
-        r.epochs,
-        r.steps,
-        r.train_accuracy_before,
-        r.train_accuracy,
-        a.out.display()
-    );
-    Ok(())
-}
-
-/// `train --multilabel`.
-fn train_multilabel(a: &TrainArgs) -> anyhow::Result<()> {
-    let (Some(x), Some(y)) = (&a.data.features, &a.data.labels) else {
-        anyhow::bail!("train --multilabel reads --features X.npy and --labels Y.npy (N x L 0/1)");
-    };
-    let data = MultiLabelData::from_npy(x, y)?;
-    let t = Instant::now();
-    let (m, r) = data.train(a.learner.config(a.seed))?;
-    m.save(&a.out)?;
-    eprintln!(
-        "trained {} sigmoid outputs on {} rows in {:.2} s ({} epochs, {} steps): (row, label) pairs right {:.4} → {:.4}; saved {}",
-        data.labels(),
-        data.rows(),
+        "trained {what} on {rows} rows in {:.2} s ({} epochs, {} steps): {measure} {:.4} → {:.4}; saved {}",
         t.elapsed().as_secs_f64(),
         r.epochs,
         r.steps,

@@ -59,6 +59,29 @@ fn pool(dir: &Path) -> (Vec<f32>, Vec<f64>) {
     (x, y)
 }
 
+/// `init --regression yield` of workspace `name` in `dir` over `dir`'s
+/// x.npy, the first rows labeled with `seed`'s numbers; its output.
+fn init(dir: &Path, seed: &[f64], name: &str) -> String {
+    let lines: String = seed
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{i},{v}\n"))
+        .collect();
+    let seed_file = dir.join(format!("{name}-seed.csv"));
+    std::fs::write(&seed_file, format!("id,label\n{lines}")).unwrap();
+    let p = |f: &Path| f.to_str().unwrap().to_string();
+    ok(&[
+        "init",
+        &p(&dir.join(name)),
+        "--features",
+        &p(&dir.join("x.npy")),
+        "--regression",
+        "yield",
+        "--labels",
+        &p(&seed_file),
+    ])
+}
+
 /// The batch file's (row, score, predicted) lines.
 fn batch(path: &Path) -> Vec<(usize, f64, f64)> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -115,19 +138,8 @@ fn a_regression_workspace_picks_what_greedy_sampling_defines_and_learns_numbers(
     let tmp = tempfile::tempdir().unwrap();
     let (x, y) = pool(tmp.path());
     let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
-    let seed: String = (0..20).map(|i| format!("{i},{}\n", y[i])).collect();
-    std::fs::write(path("seed.csv"), format!("id,label\n{seed}")).unwrap();
     let w = &path("ws");
-    let out = ok(&[
-        "init",
-        w,
-        "--features",
-        &path("x.npy"),
-        "--regression",
-        "yield",
-        "--labels",
-        &path("seed.csv"),
-    ]);
+    let out = init(tmp.path(), &y[..20], "ws");
     assert!(
         out.contains("regression target yield, 20 seed labels"),
         "{out}"
@@ -241,26 +253,12 @@ fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, y) = pool(tmp.path());
     let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
-    let seed: String = (0..30).map(|i| format!("{i},{}\n", y[i])).collect();
-    std::fs::write(path("seed.csv"), format!("id,label\n{seed}")).unwrap();
     let w = &path("ws");
-    let init = |w: &str| {
-        ok(&[
-            "init",
-            w,
-            "--features",
-            &path("x.npy"),
-            "--regression",
-            "yield",
-            "--labels",
-            &path("seed.csv"),
-        ])
-    };
-    init(w);
+    init(tmp.path(), &y[..30], "ws");
     // std by an ensemble and by MC dropout, emcm, gsx and gsy: each picks
     // unlabeled items, best first, and the same again in a twin workspace.
     let twin = &path("twin");
-    init(twin);
+    init(tmp.path(), &y[..30], "twin");
     let rounds: [&[&str]; 5] = [
         &["-s", "std", "--committee", "3"],
         &["-s", "std", "--mc-samples", "6", "--dropout", "0.2"],
