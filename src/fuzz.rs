@@ -149,7 +149,8 @@ pub const TOKEN: &str = "fuzztoken";
 
 /// A label file: the first byte picks the extension (`.json`, `.csv`,
 /// `.tsv`, `.txt`), whether it is read as `init`'s seed labels, and
-/// whether the workspace is multi-label; the rest is the file.
+/// whether the workspace is multi-label or regression; the rest is the
+/// file.
 pub fn labels(data: &[u8]) {
     let Some((&pick, body)) = data.split_first() else {
         return;

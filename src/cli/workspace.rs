@@ -23,14 +23,14 @@ pub struct InitArgs {
     /// Pool features: N x D .npy (float32, float16, float64, or uint8 images).
     #[arg(long, value_name = "pool.npy")]
     pub features: PathBuf,
-    /// Class names, in order.
+    /// Class names, in order (none with --regression).
     #[arg(long, value_delimiter = ',', required_unless_present = "regression")]
     pub classes: Vec<String>,
     /// Item ids, one per line, one per row [default: the row numbers].
     #[arg(long, value_name = "FILE")]
     pub ids: Option<PathBuf>,
     /// Seed labels: CSV `id,label` (with --multilabel, the label is a set:
-    /// `cat|dog`, or empty for none).
+    /// `cat|dog`, or empty for none; with --regression, a number).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// A multi-label workspace: an item's label is the set of classes that

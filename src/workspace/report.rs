@@ -65,10 +65,12 @@ pub struct WorkspaceReport {
     /// Labels held out for the curve (one in [`HOLD_OUT`], by a hash of
     /// the item).
     pub held_out: usize,
-    /// (labels trained on, accuracy on the held-out labels), for growing
-    /// prefixes of the other labels in the order they were given; empty
-    /// while there are too few labels.
+    /// (labels trained on, accuracy on the held-out labels, or R² in a
+    /// regression workspace), for growing prefixes of the other labels in
+    /// the order they were given; empty while there are too few labels.
     pub curve: Vec<(usize, f64)>,
+    /// What the curve measures: "accuracy" or "R²".
+    pub curve_metric: String,
     /// The live queue (`serve --project`), if the workspace was served live.
     pub live: Option<super::live::LiveStatus>,
 }
@@ -98,6 +100,7 @@ impl Workspace {
                 agreement: None,
                 held_out: 0,
                 curve: Vec::new(),
+                curve_metric: String::new(),
                 live: None,
             })?
         })
@@ -197,6 +200,10 @@ impl Workspace {
         let held_y: Vec<usize> = held.iter().map(|h| h.1).collect();
         let x_held = features.gather(&held_rows)?;
         let vocab = self.vocab()?;
+        rep.curve_metric = match vocab.numeric() {
+            true => "R²".into(),
+            false => "accuracy".into(),
+        };
         for p in 1..=POINTS {
             let n = train.len() * p / POINTS;
             let rows: Vec<usize> = train[..n].iter().map(|t| t.0).collect();
@@ -207,6 +214,14 @@ impl Workspace {
             let (model, _) =
                 super::round::train(&features, &rows, &ys, &vocab, &MlpConfig::default())?;
             let probs = model.predict_proba(&x_held)?;
+            if vocab.numeric() {
+                let truth: Vec<f32> = held_y.iter().flat_map(|&c| vocab.targets(c)).collect();
+                let r2 = crate::al::regression::errors(&probs, &truth).1;
+                if r2.is_finite() {
+                    rep.curve.push((n, r2));
+                }
+                continue;
+            }
             // A multi-label item is right when its whole set is.
             let pred: Vec<usize> = probs
                 .chunks_exact(vocab.width())

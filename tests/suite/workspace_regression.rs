@@ -291,6 +291,17 @@ fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
         labeled.extend(b.iter().map(|p| p.0));
     }
 
+    // The report's held-out curve is R² for numbers.
+    ok(&["report", w, "--out", &path("report.html")]);
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path("report.json")).unwrap()).unwrap();
+    assert_eq!(rep["curve_metric"], "R²", "{rep}");
+    let curve = rep["curve"].as_array().unwrap();
+    assert!(curve.len() >= 2, "{rep}");
+    for point in curve {
+        let r2 = point[1].as_f64().unwrap();
+        assert!(r2 <= 1.0 && r2 > -10.0, "{point}");
+    }
     // Bad numbers: named by file and line, nothing stored.
     let before = Workspace::open(Path::new(w), Duration::from_secs(1))
         .unwrap()
