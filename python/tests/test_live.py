@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from studio import (
     TOKEN,
@@ -312,3 +313,74 @@ def test_starts_it_refuses(cli: Path, studio: Studio, tmp_path: Path) -> None:
     assert studio.tasks(project) == [] and len(studio.tasks(theirs)) == 3
     with pytest.raises(HttpError):
         studio.api("GET", "/api/projects/999999")
+
+
+def test_a_multilabel_queue_follows_each_training(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
+    """A multi-label workspace served live: the tasks' predictions are the
+    model's predicted sets, the queue is `next`'s adaptive order, and sets
+    ticked in Label Studio arrive by webhook as labels and retrain it."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(160, 3)).astype(np.float32)
+    truth = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], axis=1)
+    np.save(folder / "x.npy", x)
+
+    def names(row: int) -> list[str]:
+        return [c for c, on in zip(CLASSES, truth[row]) if on]
+
+    (folder / "seed.csv").write_text(
+        "id,label\n" + "".join(f"{r},{'|'.join(names(r))}\n" for r in range(24))
+    )
+    ws = folder / "ws"
+    alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
+           "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
+    project = project_for(cli, studio, ws, "live multi-label")
+    server = Live(cli, ws, studio, project, "--retrain-every", 6, "-k", 50, "--hidden", 8)
+    try:
+        tasks = {t["data"]["alpool_index"]: t["id"] for t in studio.tasks(project)}
+        assert sorted(tasks) == list(range(160)), "every item imported once"
+        for round_ in (0, 1):
+            version = server.serving(round_)
+            assert studio.api("GET", f"/api/projects/{project}")["model_version"] == version
+            left = 160 - len(stored_labels(ws))
+            assert counts(studio, project)[version] == left, "one prediction per item"
+            order = batch_order(ws)
+            assert len(order) == 50
+            assert queue(studio, project, 50) == order, "the tab's order is alpool's"
+            shown = studio.api("GET", f"/api/tasks/{tasks[order[0]]}")["predictions"]
+            current = [p for p in shown if p["model_version"] == version]
+            assert len(current) == 1, shown
+            ticked = current[0]["result"][0]["value"]["choices"]
+            assert set(ticked) <= set(CLASSES), "a prediction is a set of classes"
+            if round_ == 0:
+                # Six sets ticked in Label Studio: each is the item's label.
+                six = order[:6]
+                for row in six:
+                    studio.annotate(tasks[row], [choice(*names(row))])
+                mask = {r: sum(1 << j for j, on in enumerate(truth[r]) if on) for r in six}
+                wait_for("the sets", lambda six=six: set(six) <= set(stored_labels(ws)))
+                labels = stored_labels(ws)
+                assert all(labels[r] == mask[r] for r in six), (labels, mask)
+        # The ML backend's /predict: the pushed sets, and scores (minus
+        # the strategy's) that ascend in the queue's order.
+        token = token_of(ws)
+        rows = batch_order(ws)[:5]
+        body = {
+            "tasks": [
+                {"id": tasks[r], "data": {"alpool_id": str(r), "alpool_workspace": token}}
+                for r in rows
+            ]
+        }
+        out = call("POST", server.url + "/predict", body)["results"]
+        pushed = []
+        for r in rows:
+            preds = studio.api("GET", f"/api/tasks/{tasks[r]}")["predictions"]
+            pushed += [p for p in preds if p["model_version"] == version]
+        scores = [o["score"] for o in out]
+        assert scores == sorted(scores), scores
+        assert [o["result"] for o in out] == [p["result"] for p in pushed]
+    finally:
+        server.stop()

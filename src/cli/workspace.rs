@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::select::{DeviceArg, QueryArg, StrategyArg};
+use super::select::{DeviceArg, QueryArg};
 use super::simulate::LearnerArgs;
 use alpool::features::FEATURE_DTYPES;
 use alpool::workspace::ingest::{Expect, read_label_file};
@@ -545,9 +545,11 @@ pub struct ServeArgs {
     /// basic-auth password) and from any other client.
     #[arg(long, env = "ALPOOL_SERVE_TOKEN")]
     pub token: Option<String>,
-    /// The strategy behind the prediction scores Label Studio sorts by.
-    #[arg(short, long, value_enum, default_value = "margin")]
-    pub strategy: StrategyArg,
+    /// The strategy behind the prediction scores Label Studio sorts by: a
+    /// row-wise one [default: margin; adaptive in a multi-label
+    /// workspace, or another multi-label strategy].
+    #[arg(short, long, value_enum)]
+    pub strategy: Option<QueryArg>,
     /// Retrain after this many new labels (0: only when Label Studio asks).
     #[arg(long, default_value_t = 20)]
     pub retrain_every: usize,
@@ -617,10 +619,18 @@ pub struct LiveArgs {
 }
 
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
+    let multilabel = Workspace::open(&a.dir, Duration::from_secs(30))?
+        .vocab()?
+        .multilabel();
+    let strategy = match (a.strategy, multilabel) {
+        (Some(s), _) => s.into(),
+        (None, false) => alpool::Strategy::Margin.into(),
+        (None, true) => alpool::MultiLabel::Adaptive.into(),
+    };
     let opts = ServeOptions {
         addr: format!("{}:{}", a.host, a.port),
         token: a.token.filter(|t| !t.is_empty()),
-        strategy: a.strategy.into(),
+        strategy,
         retrain_every: a.retrain_every,
         k: a.k,
         ingest: IngestOptions {

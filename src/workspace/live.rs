@@ -44,9 +44,9 @@ use crate::backend::Silent;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
-use crate::learner::{Mlp, argmax};
+use crate::learner::Mlp;
 use crate::pool::Exclusions;
-use crate::query::{InputForm, Strategy};
+use crate::query::Query;
 use crate::{Device, Inputs, Run};
 
 /// The Data Manager tab `register` keeps.
@@ -509,8 +509,8 @@ impl Eq for Timing {}
 /// How the push's plan is scored: as `next` scores its round.
 #[derive(Clone, Copy, Debug)]
 pub struct PlanOptions {
-    /// The strategy (row-wise).
-    pub strategy: Strategy,
+    /// The strategy (row-wise, or multi-label).
+    pub strategy: Query,
     /// `next`'s seed.
     pub seed: u64,
 }
@@ -749,13 +749,11 @@ pub fn ranking(
     if left == 0 {
         return Ok(Vec::new());
     }
-    let job = Job::new(
-        crate::query::Query::from(plan.strategy),
-        InputForm::model_output(),
-        left,
-    )
-    .seed(plan.seed ^ seq as u64)
-    .exclude(exclusions);
+    let vocab = ws.vocab()?;
+    let mut job = Job::new(plan.strategy, super::round::output_form(&vocab), left)
+        .seed(plan.seed ^ seq as u64)
+        .exclude(exclusions);
+    job.label_cardinality = super::round::cardinality(&vocab, &ws.labels()?);
     let run = Run {
         device: Device::Cpu,
         adapter: None,
@@ -772,7 +770,7 @@ pub fn ranking(
             chunk
                 .iter()
                 .zip(p.chunks_exact(c))
-                .map(|(&r, p)| (r as usize, argmax(p))),
+                .map(|(&r, p)| (r as usize, vocab.predicted(p))),
         );
     }
     Ok(out)

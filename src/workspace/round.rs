@@ -100,7 +100,7 @@ fn check_samples(opts: &NextOptions) -> Result<()> {
 /// Refuses, before anything, a strategy for the other kind of workspace:
 /// a multi-label workspace's model has one sigmoid output per class, which
 /// only the multi-label strategies read, and the reverse.
-fn check_kind(vocab: &Vocab, strategy: Query) -> Result<()> {
+pub(super) fn check_kind(vocab: &Vocab, strategy: Query) -> Result<()> {
     if vocab.numeric() {
         return super::regression::check_strategy(strategy);
     }
@@ -244,10 +244,7 @@ fn new_round(
         }
     };
     let excluded: Vec<usize> = rows.iter().chain(skipped).copied().collect();
-    // The labeled items' mean label count: the cardinality strategies'.
-    let sizes = labels.iter().map(|l| vocab.classes_of(l.class).len());
-    let cardinality = sizes.sum::<usize>() as f64 / labels.len() as f64;
-    let job = (seq, vocab.multilabel().then_some(cardinality));
+    let job = (seq, cardinality(&vocab, labels));
     let models = (&model, committee.as_slice());
     let sel = score_unlabeled(models, features, &excluded, opts, job, progress)?;
     Ok(Decided {
@@ -339,6 +336,23 @@ pub(super) fn train(
     let mut model = Mlp::new(d, vocab.width(), config.clone())?.with_scaler(scaler)?;
     let fit = model.fit(&x, ys)?;
     Ok((model, fit))
+}
+
+/// The labeled items' mean set size in a multi-label workspace (what the
+/// cardinality strategies read), `None` otherwise.
+pub(super) fn cardinality(vocab: &Vocab, labels: &[super::LabelRow]) -> Option<f64> {
+    let sizes = labels.iter().map(|l| vocab.classes_of(l.class).len());
+    let mean = sizes.sum::<usize>() as f64 / labels.len().max(1) as f64;
+    vocab.multilabel().then_some(mean)
+}
+
+/// The input form of a workspace model's outputs: softmax rows, or a
+/// multi-label model's sigmoid outputs.
+pub(super) fn output_form(vocab: &Vocab) -> InputForm {
+    match vocab.multilabel() {
+        true => InputForm::MultiLabel { logits: false },
+        false => InputForm::model_output(),
+    }
 }
 
 /// Written under temporary names, then renamed: never half a model.

@@ -38,9 +38,11 @@ use crate::backend::Silent;
 use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::job::Job;
-use crate::learner::{Mlp, MlpConfig, argmax};
+use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Pool;
-use crate::query::{InputForm, Strategy};
+use crate::query::Query;
+#[cfg(feature = "fuzz")]
+use crate::query::Strategy;
 use crate::{Inputs, score};
 
 /// How `alpool serve` runs.
@@ -50,8 +52,9 @@ pub struct ServeOptions {
     pub addr: String,
     /// Required from every request when set.
     pub token: Option<String>,
-    /// The strategy behind the prediction scores.
-    pub strategy: Strategy,
+    /// The strategy behind the prediction scores: a row-wise one, or in a
+    /// multi-label workspace a multi-label one.
+    pub strategy: Query,
     /// Retrain after this many new labels (0: only on `/train`).
     pub retrain_every: usize,
     /// Batch size of the rounds retraining runs.
@@ -130,11 +133,17 @@ pub fn serve(
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
     let mut ws = Workspace::open(dir, opts.wait)?;
-    let kind = ws.vocab()?.kind;
-    if kind != super::vocab::LabelKind::Class {
+    let vocab = ws.vocab()?;
+    if vocab.numeric() {
+        return Err(Error::Config(
+            "alpool serve (the ML backend and the live queue) serves single- and multi-label workspaces; label a regression one through next, Label Studio and ingest".into(),
+        ));
+    }
+    super::round::check_kind(&vocab, opts.strategy)?;
+    if !matches!(opts.strategy, Query::Score(_) | Query::Multi(_)) {
         return Err(Error::Config(format!(
-            "alpool serve (the ML backend and the live queue) serves single-label workspaces; label a {} one through next, Label Studio and ingest",
-            kind.name()
+            "alpool serve orders every task by its own score: {} picks batches; serve with a row-wise strategy (margin, entropy, …, or a multi-label one)",
+            opts.strategy
         )));
     }
     // Every check of the project runs before the server listens: a refusal
@@ -453,7 +462,12 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         Err(e) => return bad(500, e.to_string()),
     };
     let c = shared.vocab.width();
-    let job = Job::new(shared.opts.strategy, InputForm::model_output(), 0).seed(shared.opts.seed);
+    let form = super::round::output_form(&shared.vocab);
+    let mut job = Job::new(shared.opts.strategy, form, 0).seed(shared.opts.seed);
+    job.label_cardinality = match ws.labels() {
+        Ok(labels) => super::round::cardinality(&shared.vocab, &labels),
+        Err(e) => return bad(500, e.to_string()),
+    };
     let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
     let scores = Pool::from_f32(&probs, c)
         .map(|p| p.named("<the model's output>"))
@@ -465,14 +479,14 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     let info = BatchInfo {
         vocab: &shared.vocab,
         round: 0,
-        strategy: shared.opts.strategy.into(),
+        strategy: shared.opts.strategy,
         token: &shared.token,
         model: true,
     };
     let results: Vec<Value> = probs
         .chunks_exact(c)
         .zip(scores)
-        .map(|(out, score)| export::prediction(&info, argmax(out), score, 0))
+        .map(|(out, score)| export::prediction(&info, shared.vocab.predicted(out), score, 0))
         .collect();
     Reply(200, json!({"results": results, "model_version": version}))
 }
@@ -536,7 +550,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
             }
             let opts = NextOptions {
                 k: shared.opts.k,
-                strategy: shared.opts.strategy.into(),
+                strategy: shared.opts.strategy,
                 seed: shared.opts.seed,
                 learner: shared.opts.learner.clone(),
                 device: Device::Cpu,
@@ -732,7 +746,7 @@ impl Unplugged {
         let opts = ServeOptions {
             addr: String::new(),
             token: Some("s3cret".into()),
-            strategy: Strategy::Margin,
+            strategy: Strategy::Margin.into(),
             retrain_every: 1,
             k: 2,
             ingest: IngestOptions::default(),

@@ -3,6 +3,7 @@
 //! `fuzz/seeds/T/*` and `fuzz/regressions/T/*` for target T. Built with
 //! the `fuzz` feature, as `scripts/test.sh` builds the suite.
 
+#[cfg(feature = "fuzz")]
 use std::path::Path;
 
 #[cfg(feature = "fuzz")]
