@@ -65,6 +65,29 @@ def make_workspace(
     return ws, y
 
 
+def set_names(truth: np.ndarray, row: int) -> list[str]:
+    return [c for c, on in zip(CLASSES, truth[row]) if on]
+
+
+def make_multilabel_workspace(
+    cli: Path, folder: Path, seed: int, rows: int, labeled: int
+) -> tuple[Path, np.ndarray]:
+    """A multi-label workspace of `rows` items in 3 features whose classes
+    ant, bee and cat are x0 > 0, x1 > 0 and x2 > 0.5 (any number of them
+    per item), the first `labeled` items seeded with their sets."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(seed).normal(size=(rows, 3)).astype(np.float32)
+    truth = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], axis=1)
+    np.save(folder / "x.npy", x)
+    (folder / "seed.csv").write_text(
+        "id,label\n" + "".join(f"{r},{'|'.join(set_names(truth, r))}\n" for r in range(labeled))
+    )
+    ws = folder / "ws"
+    alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
+           "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
+    return ws, truth
+
+
 def stored_labels(ws: Path) -> dict[int, int]:
     with sqlite3.connect(ws / "alpool.db") as db:
         return dict(db.execute("SELECT idx, class FROM labels").fetchall())
@@ -306,21 +329,11 @@ def test_multilabel_sets_through_every_export_shape(
     several classes, each ticked set is the item's label (an empty submit:
     none applies), and annotators who tick different sets are a conflict."""
     folder = tmp_path / "m"
-    folder.mkdir()
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(200, 3)).astype(np.float32)
-    truth = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], axis=1)
-    np.save(folder / "x.npy", x)
+    ws, truth = make_multilabel_workspace(cli, folder, seed=3, rows=200, labeled=30)
 
     def names(row: int) -> list[str]:
-        return [c for c, on in zip(CLASSES, truth[row]) if on]
+        return set_names(truth, row)
 
-    (folder / "seed.csv").write_text(
-        "id,label\n" + "".join(f"{r},{'|'.join(names(r))}\n" for r in range(30))
-    )
-    ws = folder / "ws"
-    alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
-           "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
     batch = folder / "tasks.json"
     alpool(cli, "next", ws, "-k", 10, "--hidden", 8, "--out", batch)
     tasks = json.loads(batch.read_text())

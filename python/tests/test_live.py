@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from studio import (
     TOKEN,
@@ -28,7 +27,15 @@ from studio import (
     start_label_studio,
     stop,
 )
-from test_label_studio import CLASSES, choice, make_workspace, stored_labels, wait_for
+from test_label_studio import (
+    CLASSES,
+    choice,
+    make_multilabel_workspace,
+    make_workspace,
+    set_names,
+    stored_labels,
+    wait_for,
+)
 from test_serve import token_of, webhook
 
 
@@ -321,22 +328,7 @@ def test_a_multilabel_queue_follows_each_training(
     """A multi-label workspace served live: the tasks' predictions are the
     model's predicted sets, the queue is `next`'s adaptive order, and sets
     ticked in Label Studio arrive by webhook as labels and retrain it."""
-    folder = tmp_path / "m"
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    x = rng.normal(size=(160, 3)).astype(np.float32)
-    truth = np.stack([x[:, 0] > 0, x[:, 1] > 0, x[:, 2] > 0.5], axis=1)
-    np.save(folder / "x.npy", x)
-
-    def names(row: int) -> list[str]:
-        return [c for c, on in zip(CLASSES, truth[row]) if on]
-
-    (folder / "seed.csv").write_text(
-        "id,label\n" + "".join(f"{r},{'|'.join(names(r))}\n" for r in range(24))
-    )
-    ws = folder / "ws"
-    alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
-           "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
+    ws, truth = make_multilabel_workspace(cli, tmp_path / "m", seed=11, rows=160, labeled=24)
     project = project_for(cli, studio, ws, "live multi-label")
     server = Live(cli, ws, studio, project, "--retrain-every", 6, "-k", 50, "--hidden", 8)
     try:
@@ -359,7 +351,7 @@ def test_a_multilabel_queue_follows_each_training(
                 # Six sets ticked in Label Studio: each is the item's label.
                 six = order[:6]
                 for row in six:
-                    studio.annotate(tasks[row], [choice(*names(row))])
+                    studio.annotate(tasks[row], [choice(*set_names(truth, row))])
                 mask = {r: sum(1 << j for j, on in enumerate(truth[r]) if on) for r in six}
                 wait_for("the sets", lambda six=six: set(six) <= set(stored_labels(ws)))
                 labels = stored_labels(ws)

@@ -362,23 +362,20 @@ fn a_trained_regressors_committee_streams_the_spread_its_predictions_give() {
     let (_, y) = pool(tmp.path());
     let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
     let (x, ys) = (path("x.npy"), path("y.npy"));
+    let train: &[&str] = &[
+        "train",
+        "--regression",
+        "--features",
+        &x,
+        "--labels",
+        &ys,
+        "--hidden",
+        "16",
+    ];
     let mut preds = Vec::new();
     for seed in ["1", "2", "3"] {
         let model = path(&format!("m{seed}.safetensors"));
-        let out = ok(&[
-            "train",
-            "--regression",
-            "--features",
-            &x,
-            "--labels",
-            &ys,
-            "--hidden",
-            "16",
-            "--seed",
-            seed,
-            "--out",
-            &model,
-        ]);
+        let out = ok(&[train, &["--seed", seed, "--out", &model]].concat());
         assert!(out.contains("training R²"), "{out}");
         let p = path(&format!("p{seed}.npy"));
         ok(&["predict", "--model", &model, "--features", &x, "--out", &p]);
@@ -442,20 +439,7 @@ fn a_trained_regressors_committee_streams_the_spread_its_predictions_give() {
     assert_eq!(lines(&streamed).len(), 11);
     // MC dropout over one regressor: seeded, and the spread is a spread.
     let drop = path("drop.safetensors");
-    ok(&[
-        "train",
-        "--regression",
-        "--features",
-        &x,
-        "--labels",
-        &ys,
-        "--hidden",
-        "16",
-        "--dropout",
-        "0.2",
-        "--out",
-        &drop,
-    ]);
+    ok(&[train, &["--dropout", "0.2", "--out", &drop]].concat());
     let mc = |seed: &str| {
         ok(&[
             "select",
