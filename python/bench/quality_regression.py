@@ -156,7 +156,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--trees", type=int, default=30)
+    p.add_argument(
+        "--without", action="append", default=[], metavar="NAME",
+        help='leave a strategy out (repeatable), e.g. "skactiveml EMCM"',
+    )  # fmt: skip
     a = p.parse_args()
+    unknown = set(a.without) - set(STRATEGIES)
+    if unknown:
+        p.error(f"unknown strategies {sorted(unknown)}; they are {list(STRATEGIES)}")
     # scikit-activeml warns about its own defaults; the figures are what
     # it computes with them.
     warnings.filterwarnings("ignore")
@@ -169,7 +176,7 @@ def main() -> None:
     aulc: dict[str, list[float]] = {}
     finals: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
-    for name in STRATEGIES:
+    for name in [n for n in STRATEGIES if n not in a.without]:
         for r in range(a.repeats):
             curve, spent = run(x, y, name, r, a)
             aulc.setdefault(name, []).append(float(np.mean(curve)))
