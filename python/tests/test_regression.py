@@ -6,6 +6,8 @@ named."""
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,3 +165,41 @@ def test_bad_values_name_their_row() -> None:
         alpool.select(ms, "std", 2, input="regression-mean-std")
     with pytest.raises(alpool.AlpoolError, match="T ≥ 2"):
         alpool.select(pred[None, :], "std", 2, input="regression-samples")
+
+
+def test_a_regressor_committee_streams_the_spread_of_its_predictions(
+    cli: Path, tmp_path: Path
+) -> None:
+    """Regressors trained by `alpool train --regression`: `alpool.select`
+    over the models and the features picks what the stacked predictions
+    pick, and MC dropout over one is seeded."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(900, 4)).astype(np.float32)
+    y = (3 * x[:, 0] - x[:, 1] ** 2 + 0.1 * rng.normal(size=900)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    models, preds = [], []
+    for seed, dropout in [(1, 0.2), (2, 0.0), (3, 0.0)]:
+        model = tmp_path / f"m{seed}.safetensors"
+        args = ["train", "--regression", "--features", tmp_path / "x.npy", "--labels"]
+        args += [tmp_path / "y.npy", "--hidden", 8, "--seed", seed, "--dropout", dropout]
+        subprocess.run([str(cli), *map(str, [*args, "--out", model])], check=True)
+        out = tmp_path / f"p{seed}.npy"
+        args = ["predict", "--model", model, "--features", tmp_path / "x.npy", "--out", out]
+        subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
+        models.append(model)
+        preds.append(np.load(out)[:, 0])
+    feats = tmp_path / "x.npy"
+    options: dict[str, Any] = {"strategy": "std", "k": 15, "input": "regression-samples"}
+    ours = alpool.select(model=models, features=feats, **options)
+    theirs = alpool.select(np.stack(preds), **options)
+    assert ours[0].tolist() == theirs[0].tolist()
+    assert np.array_equal(ours[1], theirs[1])
+    # The population standard deviation of the three predictions.
+    assert np.allclose(ours[1], np.std(np.stack(preds), axis=0)[ours[0]], rtol=1e-6)
+    mc = [
+        alpool.select(model=models[0], features=feats, mc_samples=5, seed=s, **options)
+        for s in (4, 4, 5)
+    ]
+    assert np.array_equal(mc[0][1], mc[1][1])
+    assert not np.array_equal(mc[0][1], mc[2][1]), "another seed, other passes"
