@@ -374,8 +374,8 @@ pub fn report(a: ReportArgs) -> anyhow::Result<()> {
         rep.rounds.len(),
         match rep.curve.last() {
             Some((n, acc)) => format!(
-                "{acc:.4} accuracy on {} held-out labels at {n} labels",
-                rep.held_out
+                "{acc:.4} {} on {} held-out labels at {n} labels",
+                rep.curve_metric, rep.held_out
             ),
             None => "too few labels yet".into(),
         },

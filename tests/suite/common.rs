@@ -185,3 +185,29 @@ pub fn serve(ws: &Path, extra: &[&str]) -> (std::process::Child, std::net::Socke
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (child, addr)
 }
+
+/// The error of `alpool serve WS --port 0 EXTRA…`, which must refuse to
+/// start: a server that starts instead is stopped by its process id after
+/// 60 s and fails the test, rather than hanging it.
+#[allow(dead_code)]
+pub fn serve_refused(ws: &str, extra: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alpool"))
+        .args(["serve", ws, "--port", "0"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("alpool serve {ws} {extra:?} started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "serve {extra:?} exited 0");
+    stderr(&o)
+}

@@ -143,6 +143,10 @@ fn a_full_labeling_cycle_never_reselects_labeled_items() {
         status.contains("125 labeled") && status.contains("rounds: 5"),
         "{status}"
     );
+    // The ML backend orders every task by its own score: a strategy that
+    // picks batches is refused before it listens.
+    let err = common::serve_refused(w, &["-s", "badge"]);
+    assert!(err.contains("picks batches"), "{err}");
 }
 
 #[test]
@@ -1131,11 +1135,14 @@ fn a_multilabel_workspace_labels_sets_and_keeps_disagreement_apart() {
     .unwrap();
     let out = ok(&["ingest", w, &path("more.csv")]);
     assert!(out.contains("2 new labels"), "{out}");
-    // The ML backend serves single-label workspaces only, and says so.
-    let o = run(&["serve", w, "--port", "0"], &[]);
-    assert!(
-        common::stderr(&o).contains("serves single-label workspaces"),
-        "{}",
-        common::stderr(&o)
-    );
+    // The ML backend serves it with a multi-label strategy (adaptive by
+    // default; python/tests/test_live.py runs it), and refuses, before
+    // listening, a strategy of another kind.
+    for (strategy, says) in [
+        ("margin", "the workspace is multi-label"),
+        ("badge", "the workspace is multi-label"),
+    ] {
+        let err = common::serve_refused(w, &["-s", strategy]);
+        assert!(err.contains(says), "{strategy}: {err}");
+    }
 }
