@@ -13,6 +13,7 @@ import sqlite3
 import struct
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,20 @@ def make_multilabel_workspace(
     alpool(cli, "init", ws, "--features", folder / "x.npy", "--classes", ",".join(CLASSES),
            "--multilabel", "--labels", folder / "seed.csv")  # fmt: skip
     return ws, truth
+
+
+def ingested_exports(
+    cli: Path, studio: Studio, project: int, ws: Path, folder: Path, prefix: str
+) -> Iterator[tuple[str, Path, Path, str]]:
+    """Each export shape of `project`, ingested into its own copy of `ws`
+    (`{prefix}ws-{shape}`): the shape, the export, the copy, what ingest
+    printed."""
+    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
+        export = folder / f"{prefix}export-{kind}.{ext}"
+        export.write_bytes(studio.export(project, kind))
+        copy = folder / f"{prefix}ws-{kind}"
+        shutil.copytree(ws, copy)
+        yield kind, export, copy, alpool(cli, "ingest", copy, export).stdout
 
 
 def stored_labels(ws: Path) -> dict[int, int]:
@@ -170,12 +185,7 @@ def test_every_export_shape_stores_no_wrong_label(
         ann(by_row[r[i]]["id"], [choice(truth[r[i]])])
 
     before = stored_labels(ws)
-    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
-        export = tmp_path / f"export-{kind}.{ext}"
-        export.write_bytes(studio.export(project, kind))
-        copy = tmp_path / f"ws-{kind}"
-        shutil.copytree(ws, copy)
-        out = alpool(cli, "ingest", copy, export).stdout
+    for kind, export, copy, out in ingested_exports(cli, studio, project, ws, tmp_path, ""):
         labels = stored_labels(copy)
         new = {row: c for row, c in labels.items() if row not in before}
         assert set(new) == {r[0], r[2], r[6], r[9], r[10]}, (kind, out, new)
@@ -361,12 +371,7 @@ def test_multilabel_sets_through_every_export_shape(
             ann(by_row[r[i]]["id"], [choice(*names(r[i]))])
     before = stored_labels(ws)
     mask = {row: sum(1 << j for j, on in enumerate(truth[row]) if on) for row in r}
-    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
-        export = tmp_path / f"ml-{kind}.{ext}"
-        export.write_bytes(studio.export(project, kind))
-        copy = tmp_path / f"ml-ws-{kind}"
-        shutil.copytree(ws, copy)
-        out = alpool(cli, "ingest", copy, export).stdout
+    for kind, _, copy, out in ingested_exports(cli, studio, project, ws, tmp_path, "ml-"):
         labels = stored_labels(copy)
         new = {row: c for row, c in labels.items() if row not in before}
         assert set(new) == {r[1], *r[3:]}, (kind, out, new)
@@ -429,12 +434,7 @@ def test_regression_numbers_through_every_export_shape(
     for row in r[2:]:
         ann(by_row[row]["id"], [number(float(truth[row]))])
     before = stored_numbers(ws)
-    for kind, ext in [("JSON", "json"), ("JSON_MIN", "json"), ("CSV", "csv"), ("TSV", "tsv")]:
-        export = tmp_path / f"reg-{kind}.{ext}"
-        export.write_bytes(studio.export(project, kind))
-        copy = tmp_path / f"reg-ws-{kind}"
-        shutil.copytree(ws, copy)
-        out = alpool(cli, "ingest", copy, export).stdout
+    for kind, _, copy, out in ingested_exports(cli, studio, project, ws, tmp_path, "reg-"):
         labels = stored_numbers(copy)
         new = {row: v for row, v in labels.items() if row not in before}
         assert new == {row: float(truth[row]) for row in r[2:]}, (kind, out, new)

@@ -753,7 +753,7 @@ pub fn ranking(
     let mut job = Job::new(plan.strategy, super::round::output_form(&vocab), left)
         .seed(plan.seed ^ seq as u64)
         .exclude(exclusions);
-    job.label_cardinality = super::round::cardinality(&vocab, &ws.labels()?);
+    job.label_cardinality = ws.label_cardinality(&vocab)?;
     let run = Run {
         device: Device::Cpu,
         adapter: None,

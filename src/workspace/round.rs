@@ -346,6 +346,17 @@ pub(super) fn cardinality(vocab: &Vocab, labels: &[super::LabelRow]) -> Option<f
     vocab.multilabel().then_some(mean)
 }
 
+impl Workspace {
+    /// [`cardinality`] of the stored labels, read only in a multi-label
+    /// workspace (the ML backend asks on every request).
+    pub(super) fn label_cardinality(&self, vocab: &Vocab) -> Result<Option<f64>> {
+        match vocab.multilabel() {
+            true => Ok(cardinality(vocab, &self.labels()?)),
+            false => Ok(None),
+        }
+    }
+}
+
 /// The input form of a workspace model's outputs: softmax rows, or a
 /// multi-label model's sigmoid outputs.
 pub(super) fn output_form(vocab: &Vocab) -> InputForm {

@@ -464,8 +464,8 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     let c = shared.vocab.width();
     let form = super::round::output_form(&shared.vocab);
     let mut job = Job::new(shared.opts.strategy, form, 0).seed(shared.opts.seed);
-    job.label_cardinality = match ws.labels() {
-        Ok(labels) => super::round::cardinality(&shared.vocab, &labels),
+    job.label_cardinality = match ws.label_cardinality(&shared.vocab) {
+        Ok(c) => c,
         Err(e) => return bad(500, e.to_string()),
     };
     let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
