@@ -38,8 +38,9 @@ use std::os::unix::fs::FileExt;
 
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32};
 use super::gpu::Resident;
-use super::rng::{EXP_REL, bits, exp_canonical, exp_fast};
-use super::{Bufs, Clock, Contenders, Nearest, arg_max, canonical_prob_rows};
+use super::lazy::{self, Key, Lazy, Space, round_up};
+use super::rng::{EXP_REL, bits, exp_canonical};
+use super::{Bufs, Clock, Nearest, arg_max, canonical_prob_rows};
 use super::{Terms, Update};
 use super::{check_embedding_rows, par_pass, read_rows};
 use crate::backend::Progress;
@@ -50,18 +51,14 @@ use crate::pool::Pool;
 use crate::pool::npy::{self, DType};
 use crate::query::InputForm;
 
-/// What BADGE keeps per row: a few N-vectors, interleaved.
+/// What BADGE keeps per row beside its bound.
 #[derive(Clone, Copy)]
 struct Row {
-    /// Fast squared distance to the nearest centre; < 0 when taken.
-    mind: f64,
     /// Canonical `‖a‖²‖e‖²` and `‖e‖²`.
     gnorm: f64,
     enorm: f64,
     yhat: u32,
 }
-
-const TAKEN: f64 = -1.0;
 
 /// A picked centre: float32 parts for the fast pass, f64 for re-checks.
 struct Centre {
@@ -134,9 +131,7 @@ fn first_pass(
                 s.enorm = dot_f64(er, er);
                 s.gnorm = dot_f64_wide(a, a) * s.enorm;
                 let row = start + i as u64;
-                if excluded.binary_search(&row).is_ok() {
-                    s.mind = TAKEN;
-                } else {
+                if excluded.binary_search(&row).is_err() {
                     best = arg_max(best.into_iter().chain([(row, s.gnorm)]));
                 }
             }
@@ -154,15 +149,19 @@ fn first_pass(
 }
 
 /// The rows' state and the fast probabilities, uploaded to the GPU.
-fn upload<'g>(g: &'g Gpu, emb: &Pool, fast: &Pool, rows: &[Row], k: usize) -> Result<Resident<'g>> {
+fn upload<'g>(
+    g: &'g Gpu,
+    (emb, fast): (&Pool, &Pool),
+    rows: &[Row],
+    taken: &[u64],
+    k: usize,
+) -> Result<Resident<'g>> {
     let info: Vec<[f32; 4]> = rows
         .iter()
         .map(|s| [s.gnorm as f32, s.enorm as f32, f32::from_bits(s.yhat), 0.0])
         .collect();
-    let mind: Vec<f32> = rows
-        .iter()
-        .map(|s| if s.mind == TAKEN { -1.0 } else { f32::MAX })
-        .collect();
+    let mut mind = vec![f32::MAX; rows.len()];
+    super::mark(&mut mind, taken, -1.0);
     Resident::new(g, emb, Some((fast, &info)), &mind, k)
 }
 
@@ -177,7 +176,6 @@ pub(crate) fn pick(
     let (n, c, d) = (probs.rows(), probs.classes(), emb.classes());
     let tmp = rounded_copy(probs, job)?;
     let empty = Row {
-        mind: f64::INFINITY,
         gnorm: 0.0,
         enorm: 0.0,
         yhat: 0,
@@ -202,7 +200,7 @@ pub(crate) fn pick(
     };
     let resident = match gpu {
         Some(g) => {
-            let r = upload(g, emb, fast, &rows, job.k)?;
+            let r = upload(g, (emb, fast), &rows, job.exclusions.as_slice(), job.k)?;
             clock.lap("upload");
             Some(r)
         }
@@ -221,24 +219,57 @@ pub(crate) fn pick(
         under: underflow32(d),
         emax: 0.0,
         gmax: 0.0,
+        rows,
+        chunk: super::rows_per_chunk(job, emb),
+        progress,
         centres: Vec::new(),
-        nearest: Nearest::default(),
-        refined: 0,
     };
     picks.push(first);
-    let mut row = first.0;
-    let chunk = super::rows_per_chunk(job, emb);
-    while picks.len() < job.k {
-        run.add_centre(row, &mut rows)?;
-        let t = picks.len() as u32;
-        let contenders = run.update(&mut rows, chunk, t, progress)?;
-        clock.lap("distance updates");
-        let (r, key_row) = run.resolve(&contenders, t)?;
-        clock.lap("canonical re-check");
-        picks.push((r, key_row));
-        row = r;
+    run.add_centre(first.0)?;
+    if run.resident.is_some() {
+        let refined = on_gpu(&mut run, &mut picks, job.k, clock)?;
+        return Ok((picks, refined));
     }
-    Ok((picks, run.refined))
+    let mut lazy = Lazy::new(n, job.exclusions.as_slice());
+    lazy.take(first.0);
+    while picks.len() < job.k {
+        let key = Key::Race {
+            seed: job.seed,
+            t: picks.len() as u32,
+        };
+        let (r, w) = lazy
+            .pick(&mut run, key, progress)?
+            .ok_or_else(|| Error::Config("no row left to pick".into()))?;
+        // A pick stands for the pass over the pool it replaces.
+        progress.advance(emb.data_bytes() + probs.data_bytes());
+        picks.push((r, w));
+        if picks.len() < job.k {
+            run.add_centre(r)?;
+            lazy.take(r);
+        }
+    }
+    clock.lap("picks");
+    Ok((picks, lazy.refined))
+}
+
+/// The picks after the first on the GPU: one pass over the resident rows
+/// per pick, the contenders re-checked canonically; returns how many were.
+fn on_gpu(run: &mut Run, picks: &mut Vec<(u64, f64)>, k: usize, clock: &mut Clock) -> Result<u64> {
+    let mut nearest = Nearest::default();
+    let mut refined = 0;
+    while picks.len() < k {
+        let t = picks.len() as u32;
+        let contenders = run.update_on_gpu(t)?;
+        clock.lap("distance updates");
+        refined += contenders.len() as u64;
+        let (r, w) = run.resolve(&mut nearest, &contenders, t)?;
+        clock.lap("canonical re-check");
+        picks.push((r, w));
+        if picks.len() < k {
+            run.add_centre(r)?;
+        }
+    }
+    Ok(refined)
 }
 
 /// The arg-max class, ties to the lower class.
@@ -274,13 +305,14 @@ struct Run<'a> {
     /// Largest `‖e_c‖²` and `‖g_c‖²` over the centres.
     emax: f64,
     gmax: f64,
+    rows: Vec<Row>,
+    chunk: u64,
+    progress: &'a dyn Progress,
     centres: Vec<Centre>,
-    nearest: Nearest,
-    refined: u64,
 }
 
 impl Run<'_> {
-    fn add_centre(&mut self, row: u64, rows: &mut [Row]) -> Result<()> {
+    fn add_centre(&mut self, row: u64) -> Result<()> {
         let (c, d) = (self.probs.classes(), self.emb.classes());
         let mut p32 = vec![0f32; c];
         self.fast.row_f32(row, &mut p32)?;
@@ -288,7 +320,7 @@ impl Run<'_> {
         self.emb.row_f32(row, &mut e)?;
         let (mut b, mut p, mut a64) = (Bufs::default(), Vec::new(), Vec::new());
         canonical_prob_rows(self.probs, self.input, row, row + 1, &mut b, &mut p)?;
-        let s = rows[row as usize];
+        let s = self.rows[row as usize];
         gradient_part(&p, s.yhat as usize, &mut a64);
         if let Some(r) = &self.resident {
             r.add_centre(self.centres.len(), row);
@@ -302,117 +334,121 @@ impl Run<'_> {
             e,
             gnorm: s.gnorm,
         });
-        rows[row as usize].mind = TAKEN;
         Ok(())
     }
 
-    /// Folds the newest centre into every row's distance and returns the
+    /// Folds the newest centre into the GPU's distances and returns the
     /// rows whose race key for pick `t` could be the largest.
-    fn update(
-        &mut self,
-        rows: &mut [Row],
-        chunk: u64,
-        t: u32,
-        progress: &dyn Progress,
-    ) -> Result<Vec<u64>> {
-        if let Some(r) = &self.resident {
-            let terms = Terms {
-                eta_a: self.eta_a,
-                eta_e: self.eta_e,
-                under: self.under,
-                emax: self.emax,
-                gmax: self.gmax,
-                exp_rel: EXP_REL,
-                seed: self.seed,
-                t,
-                ..Terms::default()
-            };
-            return r.update(Update::Badge, self.centres.len() - 1, 1, &terms);
-        }
-        let (c, d) = (self.probs.classes(), self.emb.classes());
-        let centre = self.centres.last().expect("a centre was just added");
-        let (fast, emb, simd, seed) = (self.fast, self.emb, self.simd, self.seed);
-        let (eta_a, eta_e, under, emax, gmax) =
-            (self.eta_a, self.eta_e, self.under, self.emax, self.gmax);
-        let parts = par_pass(
-            rows,
-            chunk,
-            || (Bufs::default(), Bufs::default(), Vec::new()),
-            |(pb, eb, bounds): &mut (Bufs, Bufs, Vec<(f64, f64)>), start, state| {
-                if progress.cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let end = start + state.len() as u64;
-                let p = read_rows(fast, start, end, pb)?;
-                let e = read_rows(emb, start, end, eb)?;
-                simd.run(|| {
-                    for ((pr, er), s) in p
-                        .chunks_exact(c)
-                        .zip(e.chunks_exact(d))
-                        .zip(state.iter_mut())
-                    {
-                        if s.mind == TAKEN {
-                            continue;
-                        }
-                        let y = s.yhat as usize;
-                        let same = if y == centre.yhat { 1.0 } else { 0.0 };
-                        let ab = dot_f32(pr, &centre.p32) - pr[centre.yhat] - centre.p32[y] + same;
-                        let ef = dot_f32(er, &centre.e);
-                        let w = (s.gnorm - 2.0 * (ab as f64 * ef as f64) + centre.gnorm).max(0.0);
-                        s.mind = s.mind.min(w);
-                    }
-                });
-                bounds.clear();
-                bounds.extend(state.iter().enumerate().map(|(i, s)| {
-                    if s.mind == TAKEN {
-                        return (-1.0, -1.0);
-                    }
-                    let r = (s.enorm * emax).sqrt();
-                    let def = eta_e * r + under;
-                    let b = 2.0 * (eta_a * (r + def) + 2.0 * def)
-                        + (s.gnorm + gmax + 6.0 * (r + def)) * (1.0 / (1u64 << 46) as f64);
-                    let x = exp_fast(bits(seed, t, start + i as u64)) as f64;
-                    let lo = (s.mind - b).max(0.0) * (1.0 - EXP_REL) / x * (1.0 - 1e-15);
-                    let hi = (s.mind + b) * (1.0 + EXP_REL) / x * (1.0 + 1e-15);
-                    (lo, hi)
-                }));
-                progress.advance((e.len() + p.len()) as u64 * 4);
-                Ok(Contenders::of_chunk(start, bounds))
-            },
-        )?;
-        Ok(Contenders::merge(parts))
+    fn update_on_gpu(&self, t: u32) -> Result<Vec<u64>> {
+        let terms = Terms {
+            eta_a: self.eta_a,
+            eta_e: self.eta_e,
+            under: self.under,
+            emax: self.emax,
+            gmax: self.gmax,
+            exp_rel: EXP_REL,
+            seed: self.seed,
+            t,
+            ..Terms::default()
+        };
+        let r = self.resident.as_ref().expect("on the GPU");
+        r.update(Update::Badge, self.centres.len() - 1, 1, &terms)
     }
 
     /// The contender with the largest canonical race key for pick `t`, and
     /// its canonical D² weight.
-    fn resolve(&mut self, contenders: &[u64], t: u32) -> Result<(u64, f64)> {
-        let d = self.emb.classes();
-        let (mut b, mut p, mut a) = (Bufs::default(), Vec::new(), Vec::new());
-        let mut e = vec![0f32; d];
+    fn resolve(&self, nearest: &mut Nearest, contenders: &[u64], t: u32) -> Result<(u64, f64)> {
         let mut keys = Vec::with_capacity(contenders.len());
         let mut weights = Vec::with_capacity(contenders.len());
         for &r in contenders {
-            canonical_prob_rows(self.probs, self.input, r, r + 1, &mut b, &mut p)?;
-            gradient_part(&p, arg_max_class(&p), &mut a);
-            self.emb.row_f32(r, &mut e)?;
-            let gnorm = dot_f64_wide(&a, &a) * dot_f64(&e, &e);
-            let centres = &self.centres;
-            let w = self.nearest.get(r, centres.len(), |from| {
-                Ok(centres[from..]
-                    .iter()
-                    .map(|c| {
-                        let ab = dot_f64_wide(&a, &c.a64);
-                        let ef = dot_f64(&e, &c.e);
-                        (gnorm - 2.0 * (ab * ef) + c.gnorm).max(0.0)
-                    })
-                    .fold(f64::INFINITY, f64::min))
-            })?;
+            let w = nearest.get(r, self.centres.len(), |from| self.canonical(r, from))?;
             keys.push((r, w / exp_canonical(bits(self.seed, t, r))));
             weights.push(w);
         }
-        self.refined += contenders.len() as u64;
         let (row, _) = arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))?;
         let at = contenders.iter().position(|&r| r == row).unwrap_or(0);
         Ok((row, weights[at]))
+    }
+}
+
+impl Space for Run<'_> {
+    fn centres(&self) -> usize {
+        self.centres.len()
+    }
+
+    /// One pass over the fast probabilities and the embeddings for all the
+    /// new centres. Each row's float32 weight to a centre is within `b` of
+    /// the canonical one (module docs), `b` taken with the largest norms
+    /// over every centre so far.
+    fn sync(&mut self, from: usize, hi: &mut [f32]) -> Result<()> {
+        let (c, d) = (self.probs.classes(), self.emb.classes());
+        let centres = &self.centres[from..];
+        let (fast, emb, simd, rows, progress) =
+            (self.fast, self.emb, self.simd, &self.rows, self.progress);
+        let (eta_a, eta_e, under, emax, gmax) =
+            (self.eta_a, self.eta_e, self.under, self.emax, self.gmax);
+        par_pass(
+            hi,
+            self.chunk,
+            || (Bufs::default(), Bufs::default()),
+            |(pb, eb), start, hi| {
+                if progress.cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let end = start + hi.len() as u64;
+                let p = read_rows(fast, start, end, pb)?;
+                let e = read_rows(emb, start, end, eb)?;
+                let state = &rows[start as usize..end as usize];
+                simd.run(|| {
+                    for (((pr, er), s), h) in p
+                        .chunks_exact(c)
+                        .zip(e.chunks_exact(d))
+                        .zip(state)
+                        .zip(hi.iter_mut())
+                    {
+                        if *h == lazy::TAKEN {
+                            continue;
+                        }
+                        let y = s.yhat as usize;
+                        let mut m = f64::INFINITY;
+                        for centre in centres {
+                            let same = if y == centre.yhat { 1.0 } else { 0.0 };
+                            let ab =
+                                dot_f32(pr, &centre.p32) - pr[centre.yhat] - centre.p32[y] + same;
+                            let ef = dot_f32(er, &centre.e);
+                            let w =
+                                (s.gnorm - 2.0 * (ab as f64 * ef as f64) + centre.gnorm).max(0.0);
+                            m = m.min(w);
+                        }
+                        let r = (s.enorm * emax).sqrt();
+                        let def = eta_e * r + under;
+                        let b = 2.0 * (eta_a * (r + def) + 2.0 * def)
+                            + (s.gnorm + gmax + 6.0 * (r + def)) * (1.0 / (1u64 << 46) as f64);
+                        *h = h.min(round_up((m + b) * (1.0 + 1e-15)));
+                    }
+                });
+                progress.advance((e.len() + p.len()) as u64 * 4);
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    fn canonical(&self, row: u64, from: usize) -> Result<f64> {
+        let d = self.emb.classes();
+        let (mut b, mut p, mut a) = (Bufs::default(), Vec::new(), Vec::new());
+        canonical_prob_rows(self.probs, self.input, row, row + 1, &mut b, &mut p)?;
+        gradient_part(&p, arg_max_class(&p), &mut a);
+        let mut e = vec![0f32; d];
+        self.emb.row_f32(row, &mut e)?;
+        let gnorm = dot_f64_wide(&a, &a) * dot_f64(&e, &e);
+        Ok(self.centres[from..]
+            .iter()
+            .map(|c| {
+                let ab = dot_f64_wide(&a, &c.a64);
+                let ef = dot_f64(&e, &c.e);
+                (gnorm - 2.0 * (ab * ef) + c.gnorm).max(0.0)
+            })
+            .fold(f64::INFINITY, f64::min))
     }
 }

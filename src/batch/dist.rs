@@ -177,6 +177,53 @@ pub(crate) fn x16_kernel(simd: Simd) -> X16 {
     |x, g| sq_dist_f32_x16(x, g)
 }
 
+/// Rows per call of an [`X16Rows`] kernel.
+pub(crate) const ROWS: usize = 8;
+
+/// A kernel computing [`sq_dist_f32_x16`] for [`ROWS`] rows at once, so
+/// each column of the group is loaded once for all of them (many centres
+/// no longer fit the fastest cache, and one row per sweep is bound by
+/// reading them). Each lane's terms are summed in column order as in
+/// [`sq_dist_f32_x16`]: the same bound.
+pub(crate) type X16Rows = fn(&[&[f32]; ROWS], &[f32]) -> [[f32; GROUP]; ROWS];
+
+/// The fastest [`X16Rows`] kernel `simd` runs.
+pub(crate) fn x16_rows_kernel(simd: Simd) -> X16Rows {
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: `Simd::Avx512` is detected only on CPUs with AVX-512F.
+        return |x, g| unsafe { x16_rows_avx512(x, g) };
+    }
+    let _ = simd;
+    |xs, g| xs.map(|x| sq_dist_f32_x16(x, g))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn x16_rows_avx512(xs: &[&[f32]; ROWS], group: &[f32]) -> [[f32; GROUP]; ROWS] {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps, _mm512_sub_ps,
+    };
+    let d = xs[0].len();
+    assert!(xs.iter().all(|x| x.len() == d) && group.len() >= d * GROUP);
+    let mut acc: [__m512; ROWS] = [_mm512_setzero_ps(); ROWS];
+    for l in 0..d {
+        // SAFETY: the assert keeps every load of sixteen floats in bounds.
+        let c = unsafe { _mm512_loadu_ps(group.as_ptr().add(l * GROUP)) };
+        for (a, x) in acc.iter_mut().zip(xs) {
+            let t = _mm512_sub_ps(_mm512_set1_ps(x[l]), c);
+            *a = _mm512_fmadd_ps(t, t, *a);
+        }
+    }
+    let mut out = [[0f32; GROUP]; ROWS];
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: each `o` holds sixteen floats.
+        unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
+    }
+    out
+}
+
 /// A kernel computing [`sq_dist_f32`] for one pair: the portable one, or
 /// one in AVX-512 intrinsics (sixteen lanes with fused multiply-adds, then
 /// their sum; any order is within the bound).
@@ -296,6 +343,8 @@ mod tests {
                 for (g, group) in t.chunks_exact(GROUP * d).enumerate() {
                     let fast = Simd::detect().run(|| sq_dist_f32_x16(a, group));
                     let best = x16_kernel(Simd::detect())(a, group);
+                    let rows = x16_rows_kernel(Simd::detect())(&[a; ROWS], group);
+                    assert!(rows.iter().all(|r| r == &best), "d {d}: same sums");
                     let one = x1_kernel(Simd::detect());
                     for (lane, (&f, &b)) in fast.iter().zip(&best).enumerate() {
                         let r = g * GROUP + lane;

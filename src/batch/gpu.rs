@@ -12,7 +12,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use super::{Bufs, Contenders, Terms, Update, check_embedding_rows, read_rows};
+use super::{Bufs, Terms, Update, check_embedding_rows, read_rows};
 use crate::backend::gpu::{Gpu, program};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -280,6 +280,48 @@ impl<'g> Resident<'g> {
             .map(|b| (f32::from_bits(b[0]) as f64, f32::from_bits(b[1]) as f64))
             .collect();
         Ok(Contenders::merge(vec![Contenders::of_chunk(0, &bounds)]))
+    }
+}
+
+/// Rows whose key could be the largest, found chunk by chunk: each chunk
+/// keeps its rows whose upper bound reaches the chunk's best lower bound,
+/// a superset of those that reach the global one.
+#[derive(Default)]
+pub(crate) struct Contenders {
+    best_lo: f64,
+    rows: Vec<(u64, f64)>,
+}
+
+impl Contenders {
+    /// From one chunk's bounds (`lo`, `hi`) per row; rows that cannot be
+    /// picked have `hi < 0`.
+    pub fn of_chunk(start: u64, bounds: &[(f64, f64)]) -> Contenders {
+        let best_lo = bounds
+            .iter()
+            .filter(|b| b.1 >= 0.0)
+            .map(|b| b.0)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let rows = bounds
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.1 >= 0.0 && b.1 >= best_lo)
+            .map(|(i, b)| (start + i as u64, b.1))
+            .collect();
+        Contenders { best_lo, rows }
+    }
+
+    /// The rows of all chunks that could hold the largest key, ascending.
+    pub fn merge(parts: Vec<Contenders>) -> Vec<u64> {
+        let best = parts
+            .iter()
+            .map(|p| p.best_lo)
+            .fold(f64::NEG_INFINITY, f64::max);
+        parts
+            .into_iter()
+            .flat_map(|p| p.rows)
+            .filter(|&(_, hi)| hi >= best)
+            .map(|(r, _)| r)
+            .collect()
     }
 }
 

@@ -27,13 +27,16 @@
 //! (`|d32 − d| ≤ ε·d + a`), so a row's float32 key `min_m d32_m · w_m`
 //! lies within `[(key − a·w_max) / (1 + ε), (key + a·w_max) / (1 − ε)]` of
 //! the canonical one, `w_max` the largest output term any pair can have.
-//! The rows whose upper bound reaches the best lower bound are re-checked
-//! with the canonical f64 distance to every centre; ties go to the lower
-//! row. Picks are the same for every thread count and chunk size.
+//! A key only falls as centres are added, so the picks run on the engine
+//! of `src/batch/lazy.rs`, as core-set's do: the upper bounds rank the
+//! rows, and the best is decided by canonical keys (every centre, f64);
+//! ties go to the lower row. Picks are the same for every thread count and
+//! chunk size.
 
 use super::coreset::{self, First};
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32};
-use super::{Bufs, Clock, Contenders, Nearest, arg_max, check_embedding_rows, mark, par_pass};
+use super::lazy::{self, Key, Lazy, Space, round_up};
+use super::{Bufs, Clock, check_embedding_rows, par_pass};
 use super::{canonical_prob_rows, read_rows, rows_per_chunk};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
@@ -43,12 +46,6 @@ use crate::pool::Pool;
 use crate::query::{Query, Regression, RegressionInput};
 use crate::score::regression::sq_diff;
 use crate::select::Selection;
-
-/// A row that can no longer be picked (labeled, or picked already).
-const TAKEN: f64 = -1.0;
-
-/// Labeled centres folded in per pass over the pool.
-const CENTRE_BLOCK: usize = 64;
 
 /// The k rows `job`'s greedy strategy picks, in pick order, with the
 /// distance that decided each (the feature distance for `gsx`, the output
@@ -147,8 +144,9 @@ fn check(
     Ok((pool.rows(), first(pool)))
 }
 
-/// The state of `gsy` or `igs`: each row's key (exact for `gsy`, from
-/// float32 distances for `igs`), the centres and their targets.
+/// The state of `gsy` or `igs`: the predictions, the centres and their
+/// targets; the picks run on [`Lazy`], whose weight is the
+/// key (a row's key only falls as centres are added).
 struct Greedy<'a> {
     strategy: Regression,
     /// The embeddings: `igs` reads them, and every strategy's first pick
@@ -163,14 +161,13 @@ struct Greedy<'a> {
     /// The largest output term any (row, centre) pair can have.
     w_max: f64,
     preds: Vec<f64>,
-    key: Vec<f64>,
     /// Centre embeddings (`igs`), row-major, in the order they became
     /// centres, and every centre's target.
     centres: Vec<f32>,
     targets: Vec<f64>,
-    nearest: Nearest,
     progress: &'a dyn Progress,
-    refined: u64,
+    /// Whether every embedding row was checked already.
+    validated: bool,
 }
 
 impl<'a> Greedy<'a> {
@@ -197,8 +194,6 @@ impl<'a> Greedy<'a> {
             (Some(e), _) => rows_per_chunk(job, e),
             (None, _) => 1 << 14,
         };
-        let mut key = vec![f64::INFINITY; preds_v.len()];
-        mark(&mut key, labeled, TAKEN);
         Ok(Greedy {
             strategy,
             emb,
@@ -209,17 +204,16 @@ impl<'a> Greedy<'a> {
             abs: underflow32(d),
             w_max: if hi >= lo { sq_diff(hi, lo) } else { 0.0 },
             preds: preds_v,
-            key,
             centres: Vec::new(),
             targets: Vec::new(),
-            nearest: Nearest::default(),
             progress,
-            refined: 0,
+            validated: false,
         })
     }
 
-    fn igs(&self) -> bool {
-        self.strategy == Regression::Igs
+    /// The embeddings `igs` reads; `None` for `gsy`.
+    fn igs(&self) -> Option<&'a Pool<'a>> {
+        self.emb.filter(|_| self.strategy == Regression::Igs)
     }
 
     /// The picks (row, output or product distance) and the rows re-checked
@@ -229,148 +223,124 @@ impl<'a> Greedy<'a> {
         if job.k == 0 {
             return Ok((picks, 0));
         }
-        let labeled = job.exclusions.as_slice();
-        if labeled.is_empty() {
+        let mut refined = 0;
+        let mut taken = job.exclusions.as_slice().to_vec();
+        if taken.is_empty() {
             let emb = self.emb.ok_or_else(|| no_predictions(self.strategy))?;
             let (row, dist) = coreset::from_mean(emb, self.chunk, self.progress, First::Nearest)?;
-            self.refined += emb.rows();
+            refined += emb.rows();
+            self.validated = true;
             picks.push((row, dist.sqrt()));
             let y = self.preds[row as usize];
             self.add_centre(row, y)?;
+            taken.push(row);
         } else {
-            for &r in labeled {
+            for &r in &taken {
                 let y = job.targets.get(r).unwrap_or(f64::NAN);
                 self.add_centre(r, y)?;
             }
         }
-        let mut contenders = Vec::new();
-        for first in (0..self.count()).step_by(CENTRE_BLOCK) {
-            contenders = self.update(first, first == 0)?;
-        }
+        let mut lazy = Lazy::new(self.preds.len() as u64, &taken);
+        let bytes = self
+            .igs()
+            .map_or(self.preds.len() as u64 * 8, Pool::data_bytes);
+        let progress = self.progress;
         while picks.len() < job.k {
-            let (row, key) = self.resolve(&contenders)?;
+            let (row, key) = lazy
+                .pick(&mut self, Key::Weight, progress)?
+                .ok_or_else(|| Error::Config("no row left to pick".into()))?;
+            // A pick stands for the pass over the pool it replaces.
+            progress.advance(bytes);
             picks.push((row, key.sqrt()));
-            if picks.len() == job.k {
-                break;
-            }
             let y = self.preds[row as usize];
             self.add_centre(row, y)?;
-            contenders = self.update(self.count() - 1, false)?;
+            lazy.take(row);
         }
-        Ok((picks, self.refined))
-    }
-
-    fn count(&self) -> usize {
-        self.targets.len()
+        Ok((picks, refined + lazy.refined))
     }
 
     fn add_centre(&mut self, row: u64, target: f64) -> Result<()> {
-        if let (true, Some(emb)) = (self.igs(), self.emb) {
+        if let Some(emb) = self.igs() {
             let at = self.centres.len();
             self.centres.resize(at + self.d, 0.0);
             emb.row_f32(row, &mut self.centres[at..])?;
             check_embedding_rows(emb, row, &self.centres[at..])?;
         }
         self.targets.push(target);
-        self.key[row as usize] = TAKEN;
+        Ok(())
+    }
+}
+
+impl Space for Greedy<'_> {
+    fn centres(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// One pass folding the centres into every row's key: `gsy`'s exact as
+    /// computed, `igs`'s from float32 distances with the module's bound;
+    /// the embeddings are validated on the first.
+    fn sync(&mut self, from: usize, hi: &mut [f32]) -> Result<()> {
+        let (d, simd, eps, validate) = (self.d, self.simd, self.eps, !self.validated);
+        let slack = self.abs * self.w_max;
+        let targets = &self.targets[from..];
+        let (preds, progress) = (&self.preds, self.progress);
+        let emb = self.igs();
+        let centres = &self.centres[from * d.min(self.centres.len())..];
+        par_pass(hi, self.chunk, Bufs::default, |bufs, start, hi| {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let preds = &preds[start as usize..start as usize + hi.len()];
+            let Some(emb) = emb else {
+                for (h, &p) in hi.iter_mut().zip(preds) {
+                    if *h != lazy::TAKEN {
+                        let k = targets
+                            .iter()
+                            .map(|&y| sq_diff(p, y))
+                            .fold(f64::INFINITY, f64::min);
+                        *h = h.min(round_up(k));
+                    }
+                }
+                return Ok(());
+            };
+            let rows = read_rows(emb, start, start + hi.len() as u64, bufs)?;
+            if validate {
+                check_embedding_rows(emb, start, &rows)?;
+            }
+            simd.run(|| {
+                for ((x, h), &p) in rows.chunks_exact(d).zip(hi.iter_mut()).zip(preds) {
+                    if *h != lazy::TAKEN {
+                        let mut k = f64::INFINITY;
+                        for (c, &y) in centres.chunks_exact(d).zip(targets) {
+                            k = k.min(sq_dist_f32(x, c) as f64 * sq_diff(p, y));
+                        }
+                        *h = h.min(round_up((k + slack) / (1.0 - eps)));
+                    }
+                }
+            });
+            progress.advance((rows.len() * 4) as u64);
+            Ok(())
+        })?;
+        self.validated |= emb.is_some();
         Ok(())
     }
 
-    /// Folds centres `first..` (at most [`CENTRE_BLOCK`]) into every row's
-    /// key, validating the embeddings on the first pass, and returns the
-    /// rows that could hold the largest key.
-    fn update(&mut self, first: usize, validate: bool) -> Result<Vec<u64>> {
-        let last = (first + CENTRE_BLOCK).min(self.count());
-        let (d, simd, eps, abs) = (self.d, self.simd, self.eps, self.abs);
-        let slack = abs * self.w_max;
-        let targets = &self.targets[first..last];
-        let preds = &self.preds;
-        let progress = self.progress;
-        let (emb, centres): (_, &[f32]) = match self.igs() {
-            true => (self.emb, &self.centres[first * d..last * d]),
-            false => (None, &[]),
+    fn canonical(&self, row: u64, from: usize) -> Result<f64> {
+        let (d, p) = (self.d, self.preds[row as usize]);
+        let targets = &self.targets[from..];
+        let Some(emb) = self.igs() else {
+            return Ok(targets
+                .iter()
+                .map(|&y| sq_diff(p, y))
+                .fold(f64::INFINITY, f64::min));
         };
-        let parts = par_pass(
-            &mut self.key,
-            self.chunk,
-            || (Bufs::default(), Vec::new()),
-            |(bufs, bounds): &mut (Bufs, Vec<(f64, f64)>), start, key| {
-                if progress.cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let preds = &preds[start as usize..start as usize + key.len()];
-                match emb {
-                    None => {
-                        // gsy: exact as computed.
-                        for (k, &p) in key.iter_mut().zip(preds) {
-                            if *k != TAKEN {
-                                for &y in targets {
-                                    *k = k.min(sq_diff(p, y));
-                                }
-                            }
-                        }
-                        bounds.clear();
-                        bounds.extend(key.iter().map(|&k| (k, k)));
-                    }
-                    Some(emb) => {
-                        let rows = read_rows(emb, start, start + key.len() as u64, bufs)?;
-                        if validate {
-                            check_embedding_rows(emb, start, &rows)?;
-                        }
-                        simd.run(|| {
-                            let rows = rows.chunks_exact(d);
-                            for ((x, k), &p) in rows.zip(key.iter_mut()).zip(preds) {
-                                if *k != TAKEN {
-                                    for (c, &y) in centres.chunks_exact(d).zip(targets) {
-                                        *k = k.min(sq_dist_f32(x, c) as f64 * sq_diff(p, y));
-                                    }
-                                }
-                            }
-                        });
-                        progress.advance((rows.len() * 4) as u64);
-                        bounds.clear();
-                        bounds.extend(key.iter().map(|&k| {
-                            if k == TAKEN {
-                                (TAKEN, TAKEN)
-                            } else {
-                                (
-                                    ((k - slack) / (1.0 + eps)).max(0.0),
-                                    (k + slack) / (1.0 - eps),
-                                )
-                            }
-                        }));
-                    }
-                }
-                Ok(Contenders::of_chunk(start, bounds))
-            },
-        )?;
-        Ok(Contenders::merge(parts))
-    }
-
-    /// The contender with the largest canonical key.
-    fn resolve(&mut self, contenders: &[u64]) -> Result<(u64, f64)> {
-        let Some(emb) = self.emb.filter(|_| self.igs()) else {
-            // gsy's keys are canonical already.
-            let keys = contenders.iter().map(|&r| (r, self.key[r as usize]));
-            return arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()));
-        };
-        let (d, count) = (self.d, self.count());
-        let mut row = vec![0f32; d];
-        let mut keys = Vec::with_capacity(contenders.len());
-        for &r in contenders {
-            emb.row_f32(r, &mut row)?;
-            let (centres, targets, p) = (&self.centres, &self.targets, self.preds[r as usize]);
-            let key = self.nearest.get(r, count, |from| {
-                Ok(centres[from * d..]
-                    .chunks_exact(d)
-                    .zip(&targets[from..])
-                    .map(|(c, &y)| sq_dist_f64(&row, c) * sq_diff(p, y))
-                    .fold(f64::INFINITY, f64::min))
-            })?;
-            keys.push((r, key));
-        }
-        self.refined += contenders.len() as u64;
-        arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))
+        let mut x = vec![0f32; d];
+        emb.row_f32(row, &mut x)?;
+        Ok(self.centres[from * d..]
+            .chunks_exact(d)
+            .zip(targets)
+            .map(|(c, &y)| sq_dist_f64(&x, c) * sq_diff(p, y))
+            .fold(f64::INFINITY, f64::min))
     }
 }
 

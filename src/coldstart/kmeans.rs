@@ -32,12 +32,12 @@
 use rayon::prelude::*;
 
 use crate::backend::Progress;
+use crate::batch::coreset::Euclid;
 use crate::batch::dist::{GROUP, Simd, gamma32, sq_dist_f64, underflow32};
-use crate::batch::dist::{transpose_groups, x1_kernel, x16_kernel};
-use crate::batch::rng::{EXP_REL, bits, exp_canonical, exp_fast};
-use crate::batch::{
-    Bufs, Contenders, Nearest, arg_max, check_embedding_rows, par_pass, read_rows, rows_per_chunk,
-};
+use crate::batch::dist::{ROWS, transpose_groups, x16_rows_kernel};
+use crate::batch::lazy::{Key, Lazy, round_up};
+use crate::batch::rng::bits;
+use crate::batch::{Bufs, arg_max, check_embedding_rows, par_pass, read_rows, rows_per_chunk};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Pool;
@@ -46,9 +46,6 @@ use crate::pool::Pool;
 /// distance's f64 error (about (D + 2)·2⁻⁵³), far below any gap that
 /// matters.
 const MARGIN: f64 = 1e-9;
-
-/// A row that is already a centre, in the seeding's distance vector.
-const TAKEN: f32 = -1.0;
 
 /// Lloyd's assignments at most, unless the job says otherwise.
 pub const DEFAULT_ITERATIONS: usize = 100;
@@ -202,10 +199,10 @@ pub(crate) fn fit(rd: &Reader, k: usize, seed: u64, max_iter: usize) -> Result<C
 /// k-means++ by the exponential race: the centres, and the rows re-checked.
 fn seed_centres(rd: &Reader, k: usize, seed: u64) -> Result<(Vec<f32>, u64)> {
     let (d, n) = (rd.d, rd.emb.rows());
-    let mut mind = vec![f32::INFINITY; n as usize];
+    let mut none = vec![(); n as usize];
     let emb = rd.emb;
     let firsts = rd.pass(
-        &mut mind,
+        &mut none,
         || (),
         |_, start, rows, _| {
             check_embedding_rows(emb, start, rows)?;
@@ -219,47 +216,27 @@ fn seed_centres(rd: &Reader, k: usize, seed: u64) -> Result<(Vec<f32>, u64)> {
         best = arg_max(best.into_iter().chain(f?));
     }
     let (first, _) = best.ok_or_else(|| Error::Config("the pool is empty".into()))?;
-    let mut centres = rd.row(first)?;
-    mind[first as usize] = TAKEN;
-    let (mut nearest, mut refined) = (Nearest::default(), 0u64);
-    let one = x1_kernel(rd.simd);
+    // The pass above validated every row.
+    let mut space = Euclid::new(emb, rd.chunk, rd.progress).validated();
+    space.add_centre(first)?;
+    let mut lazy = Lazy::new(n, &[first]);
     for t in 1..k {
-        let last = centres[(t - 1) * d..t * d].to_vec();
-        let parts = rd.pass(&mut mind, Vec::new, |bounds, start, rows, m| {
-            for (x, m) in rows.chunks_exact(d).zip(m.iter_mut()) {
-                if *m != TAKEN {
-                    *m = m.min(one(x, &last));
-                }
-            }
-            bounds.clear();
-            bounds.extend(m.iter().enumerate().map(|(i, &f)| {
-                if f == TAKEN {
-                    return (-1.0, -1.0);
-                }
-                let (lo, hi) = rd.interval(f);
-                let e = exp_fast(bits(seed, t as u32, start + i as u64)) as f64;
-                (lo * (1.0 - EXP_REL) / e, hi / (e * (1.0 - EXP_REL)))
-            }));
-            Contenders::of_chunk(start, bounds)
-        })?;
-        let contenders = Contenders::merge(parts);
-        refined += contenders.len() as u64;
-        let mut keys = Vec::with_capacity(contenders.len());
-        for &r in &contenders {
-            let x = rd.row(r)?;
-            let w = nearest.get(r, t, |from| {
-                Ok(centres[from * d..]
-                    .chunks_exact(d)
-                    .map(|c| sq_dist_f64(&x, c))
-                    .fold(f64::INFINITY, f64::min))
-            })?;
-            keys.push((r, w / exp_canonical(bits(seed, t as u32, r))));
-        }
-        let (row, _) = arg_max(keys).ok_or_else(|| Error::Config("no row left".into()))?;
-        centres.extend(rd.row(row)?);
-        mind[row as usize] = TAKEN;
+        let key = Key::Race { seed, t: t as u32 };
+        let (row, _) = lazy
+            .pick(&mut space, key, rd.progress)?
+            .ok_or_else(|| Error::Config("no row left".into()))?;
+        space.add_centre(row)?;
+        lazy.take(row);
     }
-    Ok((centres, refined))
+    Ok((space.into_centres(), lazy.refined))
+}
+
+/// One chunk's scratch in an assignment: the rows to measure and their
+/// float32 distances, [`ROWS`] rows at a time.
+#[derive(Default)]
+struct Scratch {
+    measure: Vec<usize>,
+    dists: Vec<f32>,
 }
 
 /// A row's centre and Hamerly's bounds on its distances (not squared).
@@ -294,10 +271,11 @@ fn assign(
     let (d, k) = (rd.d, centres.len() / rd.d);
     let far = moves.iter().copied().fold(0.0, f64::max);
     let grouped = transpose_groups(centres, d);
-    let x16 = x16_kernel(rd.simd);
-    let parts = rd.pass(state, Vec::new, |dists: &mut Vec<f32>, _, rows, s| {
+    let x16 = x16_rows_kernel(rd.simd);
+    let parts = rd.pass(state, Scratch::default, |sc: &mut Scratch, _, rows, s| {
         let (mut changed, mut refined) = (0u64, 0u64);
-        for (x, st) in rows.chunks_exact(d).zip(s.iter_mut()) {
+        sc.measure.clear();
+        for (i, st) in s.iter_mut().enumerate() {
             if st.centre != u32::MAX {
                 st.upper = (st.upper + moves[st.centre as usize]) * (1.0 + MARGIN);
                 st.lower = (st.lower - far) * (1.0 - MARGIN);
@@ -305,19 +283,33 @@ fn assign(
                     continue;
                 }
             }
-            dists.clear();
-            for group in grouped.chunks_exact(GROUP * d) {
-                dists.extend(x16(x, group));
+            sc.measure.push(i);
+        }
+        // Rows measured together, ROWS at a time (the last block repeats
+        // its last row).
+        sc.dists.resize(ROWS * grouped.len() / d, 0.0);
+        for block in sc.measure.chunks(ROWS) {
+            let xs: [&[f32]; ROWS] = std::array::from_fn(|r| {
+                let i = block[r.min(block.len() - 1)];
+                &rows[i * d..(i + 1) * d]
+            });
+            let width = grouped.len() / d;
+            for (g, group) in grouped.chunks_exact(GROUP * d).enumerate() {
+                for (r, v) in x16(&xs, group).iter().enumerate() {
+                    sc.dists[r * width + g * GROUP..r * width + (g + 1) * GROUP].copy_from_slice(v);
+                }
             }
-            dists.truncate(k);
-            let (a, upper, lower, re) = nearest_centre(rd, x, centres, dists);
-            refined += re as u64;
-            changed += (a != st.centre) as u64;
-            *st = RowState {
-                centre: a,
-                upper,
-                lower,
-            };
+            for (r, &i) in block.iter().enumerate() {
+                let dists = &sc.dists[r * width..r * width + k];
+                let (a, upper, lower, re) = nearest_centre(rd, xs[r], centres, dists);
+                refined += re as u64;
+                changed += (a != s[i].centre) as u64;
+                s[i] = RowState {
+                    centre: a,
+                    upper,
+                    lower,
+                };
+            }
         }
         (changed, refined)
     })?;
@@ -330,28 +322,25 @@ fn assign(
 /// bounds on the distance to it and to every other centre, and whether
 /// f64 had to decide.
 fn nearest_centre(rd: &Reader, x: &[f32], centres: &[f32], dists: &[f32]) -> (u32, f64, f64, bool) {
-    let mut best = 0;
-    for (j, &v) in dists.iter().enumerate() {
-        if v < dists[best] {
-            best = j;
-        }
-    }
-    let (_, hi) = rd.interval(dists[best]);
+    // The first smallest distance: its value lane by lane (vectorised),
+    // then its first position.
+    let least = lanes_min(dists, |_| true);
+    let best = dists.iter().position(|&v| v == least).unwrap_or(0);
+    let (_, hi) = rd.interval(least);
     // Centres whose lower bound reaches the best upper bound could be
-    // nearest; any other is farther than `lower`.
-    let mut lower = f64::INFINITY;
+    // nearest; any other is farther than `lower`. Inverting the interval
+    // tests each float32 distance against one float32 threshold, rounded
+    // up (a few more close centres, never one fewer).
+    let reach = round_up((hi * (1.0 + rd.eps) + rd.abs) * (1.0 + 1e-12));
+    let far = lanes_min(dists, |v| v > reach);
     let mut close = Vec::new();
-    for (j, &v) in dists.iter().enumerate() {
-        let (lo, _) = rd.interval(v);
-        if j == best {
-            continue;
-        }
-        if lo <= hi {
-            close.push(j);
-        } else {
-            lower = lower.min(lo);
-        }
+    if dists.iter().filter(|&&v| v <= reach).count() > 1 {
+        close.extend((0..dists.len()).filter(|&j| j != best && dists[j] <= reach));
     }
+    let mut lower = match far < f32::INFINITY {
+        true => rd.interval(far).0,
+        false => f64::INFINITY,
+    };
     if close.is_empty() {
         let up = hi.sqrt() * (1.0 + MARGIN);
         return (best as u32, up, lower.sqrt() * (1.0 - MARGIN), false);
@@ -379,6 +368,29 @@ fn nearest_centre(rd: &Reader, x: &[f32], centres: &[f32], dists: &[f32]) -> (u3
     }
     let up = da.sqrt() * (1.0 + MARGIN);
     (a as u32, up, lower.sqrt() * (1.0 - MARGIN), true)
+}
+
+/// The smallest of `v` where `keep` holds (infinite if none), sixteen
+/// lanes at a time so the compiler vectorises it.
+#[inline(always)]
+fn lanes_min(v: &[f32], keep: impl Fn(f32) -> bool) -> f32 {
+    let mut m = [f32::INFINITY; GROUP];
+    let chunks = v.chunks_exact(GROUP);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..GROUP {
+            m[l] = if keep(c[l]) && c[l] < m[l] {
+                c[l]
+            } else {
+                m[l]
+            };
+        }
+    }
+    let mut least = f32::INFINITY;
+    for &x in m.iter().chain(rest.iter().filter(|&&x| keep(x))) {
+        least = if x < least { x } else { least };
+    }
+    least
 }
 
 /// Moves each centre to the mean of its rows (f64 sums in row order) and
