@@ -344,6 +344,41 @@ fn badge_matches_the_naive_reference() {
     }
 }
 
+/// Tight clusters far apart, in more rows than one block of bounds: the
+/// distances from the first centres go stale at once, so the engine's
+/// bounds stop ranking and it must fall back to passes, and with 80
+/// centres each re-computation filters the centres in float32 first.
+#[test]
+fn coreset_and_badge_match_the_references_when_bounds_go_stale() {
+    let mut data = Data::new(2600, 3, 5, false, 8);
+    let mut r = Rng::new(9);
+    let spots: Vec<f32> = (0..40 * 5).map(|_| (r.normal() * 100.0) as f32).collect();
+    for (i, x) in data.emb.chunks_exact_mut(5).enumerate() {
+        let spot = &spots[(i % 40) * 5..(i % 40 + 1) * 5];
+        for (v, &c) in x.iter_mut().zip(spot) {
+            *v = c + *v * 0.01;
+        }
+    }
+    // Exact duplicates for ties.
+    for i in (0..2600).step_by(97) {
+        let row = data.row(i).to_vec();
+        data.emb[(i + 40) % 2600 * 5..((i + 40) % 2600 + 1) * 5].copy_from_slice(&row);
+    }
+    let excluded: Vec<u64> = (0..10).map(|i| i * 131).collect();
+    for excl in [&excluded[..], &[]] {
+        let got = data.run(&job(BatchStrategy::Coreset, 70, excl)).unwrap();
+        assert_eq!(
+            got,
+            naive_coreset(&data, excl, 70),
+            "coreset, {} labeled",
+            excl.len()
+        );
+        let got = data.run(&job(BatchStrategy::Badge, 70, excl)).unwrap();
+        let want = naive_badge(&data, &InputForm::probs(), excl, 70, 11);
+        assert_eq!(got, want, "badge, {} labeled", excl.len());
+    }
+}
+
 #[test]
 fn badge_on_logits_reads_the_canonical_softmax() {
     // Logits take the materialized float32 path.
