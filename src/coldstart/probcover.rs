@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use super::Picked;
 use super::kmeans::{Reader, fit};
-use crate::batch::dist::{GROUP, X16, sq_dist_f64, transpose_groups, x16_kernel};
+use crate::batch::dist::{GROUP, ROWS, X16Rows, sq_dist_f64, transpose_groups, x16_rows_kernel};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::score::random_priority;
@@ -149,7 +149,7 @@ fn build(rd: &Reader, x: &[f32], delta2: f64) -> (Graph, u64) {
                 surely,
                 delta2,
             };
-            let refined = tile.pairs(x16_kernel(rd.simd), &mut pairs);
+            let refined = tile.pairs(x16_rows_kernel(rd.simd), &mut pairs);
             // Pairs in (i, j) order, whatever the blocking.
             pairs.sort_unstable();
             (pairs, refined)
@@ -207,7 +207,7 @@ impl Tile<'_> {
     /// measured in f64. Groups of j run in blocks of about
     /// [`BLOCK_BYTES`], so a block stays in cache while every row of the
     /// tile meets it.
-    fn pairs(&self, x16: X16, pairs: &mut Vec<(u32, u32)>) -> u64 {
+    fn pairs(&self, x16: X16Rows, pairs: &mut Vec<(u32, u32)>) -> u64 {
         let (x, d) = (self.x, self.d);
         let n = x.len() / d;
         let mut refined = 0;
@@ -223,8 +223,9 @@ impl Tile<'_> {
                 if (g + 1) * GROUP <= i {
                     return;
                 }
-                let near = v.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-                if near >= self.skip {
+                // Counted lane by lane (it vectorises): most groups hold no
+                // row within reach.
+                if v.iter().filter(|&&v| v < self.skip).count() == 0 {
                     return;
                 }
                 for (lane, &v) in v.iter().enumerate() {
@@ -249,28 +250,40 @@ impl Tile<'_> {
 /// Calls `f(i, g, row i, distances to group g's sixteen rows)` for every
 /// row i of `rows` and every group from `first` on, the groups in blocks
 /// of about [`BLOCK_BYTES`] so that a block stays in cache while every row
-/// meets it.
+/// meets it, and the rows [`ROWS`] at a time so each group is read once
+/// for all of them. The calls come in no fixed order.
 fn blocked(
     x: &[f32],
     t: &[f32],
     d: usize,
     rows: std::ops::Range<usize>,
     first: usize,
-    x16: X16,
+    x16: X16Rows,
     mut f: impl FnMut(usize, usize, &[f32], [f32; GROUP]),
 ) {
     let per_block = (BLOCK_BYTES / (GROUP * d * 4)).max(1);
     let groups: Vec<&[f32]> = t.chunks_exact(GROUP * d).skip(first).collect();
+    let rows: Vec<usize> = rows.collect();
     for (b, block) in groups.chunks(per_block).enumerate() {
         let g0 = first + b * per_block;
-        for i in rows.clone() {
-            let xi = &x[i * d..(i + 1) * d];
+        for some in rows.chunks(ROWS) {
+            // A short last block repeats its last row.
+            let xs: [&[f32]; ROWS] = std::array::from_fn(|r| {
+                let i = some[r.min(some.len() - 1)];
+                &x[i * d..(i + 1) * d]
+            });
             for (gb, group) in block.iter().enumerate() {
-                f(i, g0 + gb, xi, x16(xi, group));
+                let v = x16(&xs, group);
+                for (r, &i) in some.iter().enumerate() {
+                    f(i, g0 + gb, xs[r], v[r]);
+                }
             }
         }
     }
 }
+
+/// The cluster id of a missing row in the last group.
+const MISSING: u32 = u32::MAX;
 
 /// The smallest squared distance between two distinct rows, canonically
 /// (for the message when δ joins none: a slow pass, on that error only).
@@ -372,27 +385,53 @@ fn choose_delta(
     let t = transpose_groups(x, d);
     // Bounds on each row's squared distance to the nearest other cluster,
     // tile by tile against cache-sized blocks of every row.
-    let x16 = x16_kernel(rd.simd);
-    let nearest: Vec<Vec<f32>> = (0..n.div_ceil(TILE))
+    let x16 = x16_rows_kernel(rd.simd);
+    // Cluster ids lane by lane, the last group's missing rows marked so
+    // that no lane test needs a bound check.
+    let width = n.div_ceil(GROUP) * GROUP;
+    let mut ids = a.clone();
+    ids.resize(width, MISSING);
+    // Each pair is measured once, from the tile of its lower row: it
+    // lowers both rows' minima, the later row's in a per-worker vector
+    // (merged by minimum: no order enters).
+    let nearest: Vec<f32> = (0..n.div_ceil(TILE))
         .into_par_iter()
-        .map(|tile| {
-            let rows = tile * TILE..((tile + 1) * TILE).min(n);
-            let mut m = vec![f32::INFINITY; rows.len()];
-            blocked(x, &t, d, rows.clone(), 0, x16, |i, g, _, v| {
-                let m = &mut m[i - rows.start];
-                for (lane, &v) in v.iter().enumerate().take(n - g * GROUP) {
-                    if a[g * GROUP + lane] != a[i] {
-                        *m = m.min(v);
+        .fold(
+            || vec![f32::INFINITY; width],
+            |mut far, tile| {
+                let rows = tile * TILE..((tile + 1) * TILE).min(n);
+                let mut own = vec![[f32::INFINITY; GROUP]; rows.len()];
+                blocked(x, &t, d, rows.clone(), rows.start / GROUP, x16, |i, g, _, v| {
+                    let (m, ai) = (&mut own[i - rows.start], a[i]);
+                    let ids = &ids[g * GROUP..(g + 1) * GROUP];
+                    let theirs = &mut far[g * GROUP..(g + 1) * GROUP];
+                    // Lane by lane, so it vectorises.
+                    for l in 0..GROUP {
+                        let other = ids[l] != ai && ids[l] != MISSING;
+                        m[l] = if other && v[l] < m[l] { v[l] } else { m[l] };
+                        theirs[l] = if other && v[l] < theirs[l] {
+                            v[l]
+                        } else {
+                            theirs[l]
+                        };
                     }
+                });
+                for (lanes, f) in own.iter().zip(&mut far[rows]) {
+                    *f = lanes.iter().fold(*f, |m, &v| m.min(v));
                 }
-            });
-            m
-        })
-        .collect();
-    let bounds: Vec<(f64, f64)> = nearest
-        .into_iter()
-        .flatten()
-        .map(|m| {
+                far
+            },
+        )
+        .reduce(
+            || vec![f32::INFINITY; width],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x = x.min(y));
+                a
+            },
+        );
+    let bounds: Vec<(f64, f64)> = nearest[..n]
+        .iter()
+        .map(|&m| {
             if m == f32::INFINITY {
                 (f64::INFINITY, f64::INFINITY)
             } else {
