@@ -282,6 +282,66 @@ fn blocked(
     }
 }
 
+/// Each row's float32 squared distance to the nearest row of another
+/// cluster (infinite if none), tile by tile against cache-sized blocks of
+/// every row; padded to whole groups.
+fn nearest_other(rd: &Reader, x: &[f32], a: &[u32]) -> Vec<f32> {
+    let (d, n) = (rd.d, x.len() / rd.d);
+    let t = transpose_groups(x, d);
+    let x16 = x16_rows_kernel(rd.simd);
+    // Cluster ids lane by lane, the last group's missing rows marked so
+    // that no lane test needs a bound check.
+    let width = n.div_ceil(GROUP) * GROUP;
+    let mut ids = a.to_vec();
+    ids.resize(width, MISSING);
+    // Each pair is measured once, from the tile of its lower row: it
+    // lowers both rows' minima, the later row's in a per-worker vector
+    // (merged by minimum: no order enters).
+    (0..n.div_ceil(TILE))
+        .into_par_iter()
+        .fold(
+            || vec![f32::INFINITY; width],
+            |mut far, tile| {
+                let rows = tile * TILE..((tile + 1) * TILE).min(n);
+                let mut own = vec![[f32::INFINITY; GROUP]; rows.len()];
+                blocked(
+                    x,
+                    &t,
+                    d,
+                    rows.clone(),
+                    rows.start / GROUP,
+                    x16,
+                    |i, g, _, v| {
+                        let (m, ai) = (&mut own[i - rows.start], a[i]);
+                        let ids = &ids[g * GROUP..(g + 1) * GROUP];
+                        let theirs = &mut far[g * GROUP..(g + 1) * GROUP];
+                        // Lane by lane, so it vectorises.
+                        for l in 0..GROUP {
+                            let other = ids[l] != ai && ids[l] != MISSING;
+                            m[l] = if other && v[l] < m[l] { v[l] } else { m[l] };
+                            theirs[l] = if other && v[l] < theirs[l] {
+                                v[l]
+                            } else {
+                                theirs[l]
+                            };
+                        }
+                    },
+                );
+                for (lanes, f) in own.iter().zip(&mut far[rows]) {
+                    *f = lanes.iter().fold(*f, |m, &v| m.min(v));
+                }
+                far
+            },
+        )
+        .reduce(
+            || vec![f32::INFINITY; width],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x = x.min(y));
+                a
+            },
+        )
+}
+
 /// The cluster id of a missing row in the last group.
 const MISSING: u32 = u32::MAX;
 
@@ -382,53 +442,7 @@ fn choose_delta(
     }
     let cl = fit(rd, classes, job.seed, iterations)?;
     let a = &cl.assign;
-    let t = transpose_groups(x, d);
-    // Bounds on each row's squared distance to the nearest other cluster,
-    // tile by tile against cache-sized blocks of every row.
-    let x16 = x16_rows_kernel(rd.simd);
-    // Cluster ids lane by lane, the last group's missing rows marked so
-    // that no lane test needs a bound check.
-    let width = n.div_ceil(GROUP) * GROUP;
-    let mut ids = a.clone();
-    ids.resize(width, MISSING);
-    // Each pair is measured once, from the tile of its lower row: it
-    // lowers both rows' minima, the later row's in a per-worker vector
-    // (merged by minimum: no order enters).
-    let nearest: Vec<f32> = (0..n.div_ceil(TILE))
-        .into_par_iter()
-        .fold(
-            || vec![f32::INFINITY; width],
-            |mut far, tile| {
-                let rows = tile * TILE..((tile + 1) * TILE).min(n);
-                let mut own = vec![[f32::INFINITY; GROUP]; rows.len()];
-                blocked(x, &t, d, rows.clone(), rows.start / GROUP, x16, |i, g, _, v| {
-                    let (m, ai) = (&mut own[i - rows.start], a[i]);
-                    let ids = &ids[g * GROUP..(g + 1) * GROUP];
-                    let theirs = &mut far[g * GROUP..(g + 1) * GROUP];
-                    // Lane by lane, so it vectorises.
-                    for l in 0..GROUP {
-                        let other = ids[l] != ai && ids[l] != MISSING;
-                        m[l] = if other && v[l] < m[l] { v[l] } else { m[l] };
-                        theirs[l] = if other && v[l] < theirs[l] {
-                            v[l]
-                        } else {
-                            theirs[l]
-                        };
-                    }
-                });
-                for (lanes, f) in own.iter().zip(&mut far[rows]) {
-                    *f = lanes.iter().fold(*f, |m, &v| m.min(v));
-                }
-                far
-            },
-        )
-        .reduce(
-            || vec![f32::INFINITY; width],
-            |mut a, b| {
-                a.iter_mut().zip(b).for_each(|(x, y)| *x = x.min(y));
-                a
-            },
-        );
+    let nearest = nearest_other(rd, x, a);
     let bounds: Vec<(f64, f64)> = nearest[..n]
         .iter()
         .map(|&m| {
