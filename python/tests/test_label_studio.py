@@ -89,6 +89,25 @@ def make_multilabel_workspace(
     return ws, truth
 
 
+def make_regression_workspace(
+    cli: Path, folder: Path, seed: int, rows: int, labeled: int
+) -> tuple[Path, np.ndarray]:
+    """A regression workspace of `rows` items in 3 features whose target
+    "yield" is 10 + 3 x0 - x1², rounded to 3 decimals, the first `labeled`
+    items seeded with their numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(seed).normal(size=(rows, 3)).astype(np.float32)
+    truth = np.round(10 + 3 * x[:, 0] - x[:, 1] ** 2, 3)
+    np.save(folder / "x.npy", x)
+    (folder / "seed.csv").write_text(
+        "id,label\n" + "".join(f"{r},{truth[r]}\n" for r in range(labeled))
+    )
+    ws = folder / "ws"
+    alpool(cli, "init", ws, "--features", folder / "x.npy", "--regression", "yield",
+           "--labels", folder / "seed.csv")  # fmt: skip
+    return ws, truth
+
+
 def ingested_exports(
     cli: Path, studio: Studio, project: int, ws: Path, folder: Path, prefix: str
 ) -> Iterator[tuple[str, Path, Path, str]]:
@@ -403,15 +422,7 @@ def test_regression_numbers_through_every_export_shape(
     in every export shape, and annotators who type different numbers kept
     apart as a conflict."""
     folder = tmp_path / "r"
-    folder.mkdir()
-    rng = np.random.default_rng(5)
-    x = rng.normal(size=(200, 3)).astype(np.float32)
-    truth = np.round(10 + 3 * x[:, 0] - x[:, 1] ** 2, 3)
-    np.save(folder / "x.npy", x)
-    (folder / "seed.csv").write_text("id,label\n" + "".join(f"{r},{truth[r]}\n" for r in range(30)))
-    ws = folder / "ws"
-    alpool(cli, "init", ws, "--features", folder / "x.npy", "--regression", "yield",
-           "--labels", folder / "seed.csv")  # fmt: skip
+    ws, truth = make_regression_workspace(cli, folder, seed=5, rows=200, labeled=30)
     assert stored_numbers(ws) == {r: float(truth[r]) for r in range(30)}
     batch = folder / "tasks.json"
     alpool(cli, "next", ws, "-k", 10, "--hidden", 8, "--out", batch)

@@ -31,9 +31,12 @@ from test_label_studio import (
     CLASSES,
     choice,
     make_multilabel_workspace,
+    make_regression_workspace,
     make_workspace,
+    number,
     set_names,
     stored_labels,
+    stored_numbers,
     wait_for,
 )
 from test_serve import token_of, webhook
@@ -373,6 +376,63 @@ def test_a_multilabel_queue_follows_each_training(
             pushed += [p for p in preds if p["model_version"] == version]
         scores = [o["score"] for o in out]
         assert scores == sorted(scores), scores
+        assert [o["result"] for o in out] == [p["result"] for p in pushed]
+    finally:
+        server.stop()
+
+
+def test_a_regression_queue_follows_each_training(
+    cli: Path, studio: Studio, tmp_path: Path
+) -> None:
+    """A regression workspace served live, by the spread of the round's
+    MC-dropout passes: the tasks' predictions are the model's numbers, the
+    queue is `next`'s std order, and numbers typed in Label Studio arrive by
+    webhook as labels and retrain it."""
+    ws, truth = make_regression_workspace(cli, tmp_path / "r", seed=7, rows=160, labeled=20)
+    project = project_for(cli, studio, ws, "live regression")
+    mc = ("--mc-samples", 8, "--dropout", 0.2, "--hidden", 16)
+    server = Live(cli, ws, studio, project, "--retrain-every", 6, "-k", 50, *mc)
+    try:
+        tasks = {t["data"]["alpool_index"]: t["id"] for t in studio.tasks(project)}
+        assert sorted(tasks) == list(range(160)), "every item imported once"
+        for round_ in (0, 1):
+            version = server.serving(round_)
+            assert studio.api("GET", f"/api/projects/{project}")["model_version"] == version
+            left = 160 - len(stored_labels(ws))
+            assert counts(studio, project)[version] == left, "one prediction per item"
+            order = batch_order(ws)
+            assert len(order) == 50
+            assert queue(studio, project, 50) == order, "the tab's order is alpool's"
+            nxt = studio.api("GET", f"/api/projects/{project}/next")
+            assert nxt["data"]["alpool_index"] == order[0], "the widest spread comes next"
+            shown = studio.api("GET", f"/api/tasks/{tasks[order[0]]}")["predictions"]
+            current = [p for p in shown if p["model_version"] == version]
+            assert len(current) == 1, shown
+            assert isinstance(current[0]["result"][0]["value"]["number"], float), current
+            if round_ == 0:
+                six = order[:6]
+                for row in six:
+                    studio.annotate(tasks[row], [number(float(truth[row]))])
+                wait_for("the numbers", lambda six=six: set(six) <= set(stored_labels(ws)))
+                numbers = stored_numbers(ws)
+                assert all(numbers[r] == float(truth[r]) for r in six), numbers
+        # The ML backend's /predict: the pushed numbers, and scores (minus
+        # each item's std) that ascend in the queue's order.
+        token = token_of(ws)
+        rows = batch_order(ws)[:5]
+        body = {
+            "tasks": [
+                {"id": tasks[r], "data": {"alpool_id": str(r), "alpool_workspace": token}}
+                for r in rows
+            ]
+        }
+        out = call("POST", server.url + "/predict", body)["results"]
+        pushed = []
+        for r in rows:
+            preds = studio.api("GET", f"/api/tasks/{tasks[r]}")["predictions"]
+            pushed += [p for p in preds if p["model_version"] == version]
+        scores = [o["score"] for o in out]
+        assert scores == sorted(scores) and scores[0] < 0, scores
         assert [o["result"] for o in out] == [p["result"] for p in pushed]
     finally:
         server.stop()

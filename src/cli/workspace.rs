@@ -545,11 +545,20 @@ pub struct ServeArgs {
     /// basic-auth password) and from any other client.
     #[arg(long, env = "ALPOOL_SERVE_TOKEN")]
     pub token: Option<String>,
-    /// The strategy behind the prediction scores Label Studio sorts by: a
-    /// row-wise one [default: margin; adaptive in a multi-label
-    /// workspace, or another multi-label strategy].
+    /// The strategy behind the prediction scores Label Studio sorts by:
+    /// one that scores each item on its own — a row-wise one, a
+    /// disagreement one (bald, … with --mc-samples), a multi-label one in
+    /// a multi-label workspace, std or random in a regression one
+    /// [default: margin; adaptive in a multi-label workspace; std in a
+    /// regression one].
     #[arg(short, long, value_enum)]
     pub strategy: Option<QueryArg>,
+    /// The strategies that read samples (bald, vote-entropy, …, and a
+    /// regression's std): T MC-dropout passes of the newest model are each
+    /// item's samples (train with --dropout P > 0); the masks are the
+    /// round's, as `next --mc-samples T` draws them.
+    #[arg(long, value_name = "T", default_value_t = 0)]
+    pub mc_samples: usize,
     /// Retrain after this many new labels (0: only when Label Studio asks).
     #[arg(long, default_value_t = 20)]
     pub retrain_every: usize,
@@ -619,18 +628,20 @@ pub struct LiveArgs {
 }
 
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
-    let multilabel = Workspace::open(&a.dir, Duration::from_secs(30))?
+    let kind = Workspace::open(&a.dir, Duration::from_secs(30))?
         .vocab()?
-        .multilabel();
-    let strategy = match (a.strategy, multilabel) {
+        .kind;
+    let strategy = match (a.strategy, kind) {
         (Some(s), _) => s.into(),
-        (None, false) => alpool::Strategy::Margin.into(),
-        (None, true) => alpool::MultiLabel::Adaptive.into(),
+        (None, LabelKind::Class) => alpool::Strategy::Margin.into(),
+        (None, LabelKind::Set) => alpool::MultiLabel::Adaptive.into(),
+        (None, LabelKind::Number) => alpool::Regression::Std.into(),
     };
     let opts = ServeOptions {
         addr: format!("{}:{}", a.host, a.port),
         token: a.token.filter(|t| !t.is_empty()),
         strategy,
+        mc_samples: a.mc_samples,
         retrain_every: a.retrain_every,
         k: a.k,
         ingest: IngestOptions {

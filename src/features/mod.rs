@@ -544,15 +544,7 @@ impl FeaturePool {
         progress: &dyn Progress,
         each: &mut SamplesSink,
     ) -> Result<()> {
-        let c = members.classes()?;
-        if let Members::Committee(models) = members {
-            for m in models {
-                self.check_model(m)?;
-            }
-        }
-        if let Some(m) = members.first() {
-            self.check_model(m)?;
-        }
+        let c = self.check_members(members)?;
         let (mut x, mut samples) = (Vec::new(), Vec::new());
         let d = self.dim;
         let t = members.len();
@@ -577,6 +569,54 @@ impl FeaturePool {
             progress.advance((end - start) * (d * self.shards[i].dtype.size()) as u64);
         }
         Ok(())
+    }
+}
+
+impl FeaturePool {
+    /// The classes every member predicts, each member checked against the
+    /// features.
+    fn check_members(&self, members: Members) -> Result<usize> {
+        let c = members.classes()?;
+        if let Members::Committee(models) = members {
+            for m in models {
+                self.check_model(m)?;
+            }
+        }
+        if let Some(m) = members.first() {
+            self.check_model(m)?;
+        }
+        Ok(c)
+    }
+
+    /// The members' samples of the listed global rows, in order,
+    /// sample-major (T x rows x C): the bits [`FeaturePool::committee_blocks`]
+    /// gives them (a row's outputs depend neither on its neighbours nor,
+    /// for MC dropout, on anything but its global row). Consecutive rows
+    /// run together.
+    pub fn samples_of(&self, members: Members, rows: &[u64]) -> Result<Vec<f32>> {
+        let c = self.check_members(members)?;
+        let (t, n, d) = (members.len(), rows.len(), self.dim);
+        let mut out = vec![0f32; t * n * c];
+        let mut run = Vec::new();
+        let mut at = 0;
+        for group in rows.chunk_by(|a, b| b.checked_sub(*a) == Some(1)) {
+            let listed: Vec<usize> = group.iter().map(|&r| r as usize).collect();
+            let x = self.gather(&listed)?;
+            let len = group.len();
+            run.resize(len * c, 0.0);
+            for m in 0..t {
+                members.predict(
+                    m,
+                    &mut run,
+                    &|first, count, _| Ok(Some(&x[first * d..(first + count) * d])),
+                    group[0],
+                )?;
+                let plane = &mut out[m * n * c..(m + 1) * n * c];
+                plane[at * c..(at + len) * c].copy_from_slice(&run);
+            }
+            at += len;
+        }
+        Ok(out)
     }
 }
 

@@ -124,6 +124,33 @@ pub fn choice_result(vocab: &Vocab, code: usize) -> serde_json::Value {
                         "value": {"choices": names}}])
 }
 
+/// The control tag a workspace's labels come through: `Choices` (one class,
+/// or several in a multi-label workspace), or a regression's `Number`.
+pub fn control_tag(vocab: &Vocab) -> String {
+    let tag = if vocab.numeric() { "Number" } else { "Choices" };
+    format!("<{tag} name=\"{CONTROL}\" toName=\"{OBJECT}\">")
+}
+
+/// Whether a Label Studio labeling config has the control alpool's
+/// predictions and labels use, over alpool's object tag; the reason if
+/// not.
+pub fn config_fits(vocab: &Vocab, config: &str) -> std::result::Result<(), String> {
+    let tag = if vocab.numeric() {
+        "<Number"
+    } else {
+        "<Choices"
+    };
+    let control = format!("name=\"{CONTROL}\"");
+    let object = format!("name=\"{OBJECT}\"");
+    if config.contains(tag) && config.contains(&control) && config.contains(&object) {
+        return Ok(());
+    }
+    Err(format!(
+        "the project's labeling config needs {} over an object tag named \"{OBJECT}\"; `alpool labeling-config` prints one",
+        control_tag(vocab)
+    ))
+}
+
 /// The keys alpool puts in every task's data: the item's id and row, and
 /// the workspace token.
 pub fn task_data(

@@ -36,7 +36,7 @@ use std::time::Duration;
 use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
-use super::export::{self, CONTROL, OBJECT};
+use super::export;
 use super::studio::Studio;
 use super::vocab::Vocab;
 use super::{Workspace, checkpoint, db_err, now};
@@ -46,7 +46,7 @@ use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::Mlp;
 use crate::pool::Exclusions;
-use crate::query::Query;
+use crate::query::{Query, Strategy, Use};
 use crate::{Device, Inputs, Run};
 
 /// The Data Manager tab `register` keeps.
@@ -224,7 +224,7 @@ impl Workspace {
     }
 
     /// The model file and label sequence of a round.
-    fn round_model(&self, round: i64) -> Result<(String, i64)> {
+    pub(super) fn round_model(&self, round: i64) -> Result<(String, i64)> {
         self.conn
             .query_row(
                 "SELECT model, label_seq FROM rounds WHERE round = ?1",
@@ -301,7 +301,7 @@ impl Live {
     pub fn connect(ws: &mut Workspace, opts: LiveOptions, say: &dyn Fn(&str)) -> Result<Live> {
         let studio = Studio::new(&opts.url, &opts.key, opts.timeout)?;
         let project = studio.project(opts.project)?;
-        check_config(&studio, opts.project, &project)?;
+        check_config(&studio, opts.project, &project, &ws.vocab()?)?;
         let live = Live {
             place: format!("{}#{}", studio.url(), opts.project),
             token: ws.token()?,
@@ -458,21 +458,14 @@ fn view_data() -> Value {
 }
 
 /// Predictions only validate against a config with alpool's control.
-fn check_config(studio: &Studio, id: i64, project: &Value) -> Result<()> {
+fn check_config(studio: &Studio, id: i64, project: &Value, vocab: &Vocab) -> Result<()> {
     let config = project
         .get("label_config")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let control = format!("name=\"{CONTROL}\"");
-    let object = format!("name=\"{OBJECT}\"");
-    if config.contains("<Choices") && config.contains(&control) && config.contains(&object) {
-        return Ok(());
-    }
-    Err(Error::LabelStudio {
+    export::config_fits(vocab, config).map_err(|reason| Error::LabelStudio {
         url: format!("{}/projects/{id}", studio.url()),
-        reason: format!(
-            "the project's labeling config needs <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\"> over an object tag named \"{OBJECT}\"; `alpool labeling-config` prints one"
-        ),
+        reason,
     })
 }
 
@@ -513,6 +506,8 @@ pub struct PlanOptions {
     pub strategy: Query,
     /// `next`'s seed.
     pub seed: u64,
+    /// `next`'s MC-dropout passes, for the strategies that read samples.
+    pub mc_samples: usize,
 }
 
 impl Live {
@@ -568,7 +563,8 @@ impl Live {
             timing.slowest = timing.slowest.max(sent.elapsed().as_secs_f64());
             if created != n {
                 return Err(self.fail(format!(
-                    "{created} of {n} predictions of {v} were stored (the project's labeling config must accept <Choices name=\"{CONTROL}\"> with the workspace's classes)"
+                    "{created} of {n} predictions of {v} were stored (the project's labeling config must accept {} with the workspace's labels)",
+                    export::control_tag(&self.vocab)
                 )));
             }
             pushed += n;
@@ -750,18 +746,30 @@ pub fn ranking(
         return Ok(Vec::new());
     }
     let vocab = ws.vocab()?;
-    let mut job = Job::new(plan.strategy, super::round::output_form(&vocab), left)
-        .seed(plan.seed ^ seq as u64)
-        .exclude(exclusions);
-    job.label_cardinality = ws.label_cardinality(&vocab)?;
-    let run = Run {
-        device: Device::Cpu,
-        adapter: None,
-        progress: &Silent,
-        gpu: None,
+    let seed = plan.seed ^ seq as u64;
+    let rows: Vec<u64> = if vocab.numeric() && plan.strategy == Strategy::Random.into() {
+        // A regressor's number is no probability row: the round's draw.
+        let n = features.rows() as usize;
+        let picks = crate::al::measured::random_picks(n, &exclusions, left, seed);
+        picks.into_iter().map(|r| r as u64).collect()
+    } else {
+        let mut job = Job::new(plan.strategy, super::round::output_form(&vocab), left)
+            .seed(seed)
+            .exclude(exclusions);
+        job.label_cardinality = ws.label_cardinality(&vocab)?;
+        let run = Run {
+            device: Device::Cpu,
+            adapter: None,
+            progress: &Silent,
+            gpu: None,
+        };
+        let inputs = match plan.strategy.needs().samples == Use::Required {
+            true => Inputs::mc_dropout(&model, &features, plan.mc_samples, seed),
+            false => Inputs::model(&model, &features),
+        };
+        let sel = crate::select(inputs, &job, &run)?.selection;
+        sel.entries.iter().map(|e| e.index).collect()
     };
-    let sel = crate::select(Inputs::model(&model, &features), &job, &run)?.selection;
-    let rows: Vec<u64> = sel.entries.iter().map(|e| e.index).collect();
     let c = model.classes();
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(8192) {

@@ -75,7 +75,7 @@ struct Decided {
 
 /// Refuses, before any training, a strategy that reads samples without MC
 /// dropout to make them, and MC dropout of a learner without dropout.
-fn check_samples(opts: &NextOptions) -> Result<()> {
+pub(super) fn check_samples(opts: &NextOptions) -> Result<()> {
     let reads = opts.strategy.needs().samples == crate::query::Use::Required;
     let rate = opts.learner.dropout;
     if opts.committee > 0 && (opts.mc_samples > 0 || opts.committee < 2 || !reads) {
@@ -360,9 +360,10 @@ impl Workspace {
 /// The input form of a workspace model's outputs: softmax rows, or a
 /// multi-label model's sigmoid outputs.
 pub(super) fn output_form(vocab: &Vocab) -> InputForm {
-    match vocab.multilabel() {
-        true => InputForm::MultiLabel { logits: false },
-        false => InputForm::model_output(),
+    match vocab.kind {
+        LabelKind::Set => InputForm::MultiLabel { logits: false },
+        LabelKind::Number => InputForm::Regression(crate::query::RegressionInput::Samples),
+        LabelKind::Class => InputForm::model_output(),
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::export::{self, BatchInfo, CONTROL, OBJECT};
+use super::export::{self, BatchInfo};
 use super::ingest::{Expect, read_webhook};
 use super::live::{Live, LiveOptions, PlanOptions, Pushed};
 use super::round::{NextOptions, next_round};
@@ -36,13 +36,14 @@ use super::{IngestOptions, Workspace};
 use crate::Device;
 use crate::backend::Silent;
 use crate::error::{Error, Result};
-use crate::features::FeaturePool;
+use crate::features::{FeaturePool, Members};
 use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Pool;
-use crate::query::Query;
 #[cfg(feature = "fuzz")]
 use crate::query::Strategy;
+use crate::query::{Query, Regression, Use};
+use crate::score::random_priority;
 use crate::{Inputs, score};
 
 /// How `alpool serve` runs.
@@ -52,9 +53,15 @@ pub struct ServeOptions {
     pub addr: String,
     /// Required from every request when set.
     pub token: Option<String>,
-    /// The strategy behind the prediction scores: a row-wise one, or in a
-    /// multi-label workspace a multi-label one.
+    /// The strategy behind the prediction scores: one that scores each
+    /// item on its own (row-wise, disagreement, or the workspace kind's:
+    /// multi-label, or a regression workspace's `std`).
     pub strategy: Query,
+    /// T MC-dropout passes of the newest model per item, for the
+    /// strategies that read samples (bald, …, and a regression's `std`):
+    /// the masks `next` draws for the round, so a task's score is the one
+    /// its round gave it.
+    pub mc_samples: usize,
     /// Retrain after this many new labels (0: only on `/train`).
     pub retrain_every: usize,
     /// Batch size of the rounds retraining runs.
@@ -77,6 +84,24 @@ pub struct ServeOptions {
     pub live: Option<LiveOptions>,
     /// How Label Studio reaches this server (default: the bound address).
     pub public_url: Option<String>,
+}
+
+impl ServeOptions {
+    /// The round a retrain runs: its batch goes to `batches/next.json` in
+    /// the workspace `dir`.
+    fn next_options(&self, dir: &Path) -> NextOptions {
+        NextOptions {
+            k: self.k,
+            strategy: self.strategy,
+            seed: self.seed,
+            learner: self.learner.clone(),
+            device: Device::Cpu,
+            out: dir.join("batches").join("next.json"),
+            reselect_skipped: self.reselect_skipped,
+            mc_samples: self.mc_samples,
+            committee: 0,
+        }
+    }
 }
 
 struct Shared {
@@ -134,18 +159,30 @@ pub fn serve(
 ) -> Result<()> {
     let mut ws = Workspace::open(dir, opts.wait)?;
     let vocab = ws.vocab()?;
-    if vocab.numeric() {
-        return Err(Error::Config(
-            "alpool serve (the ML backend and the live queue) serves single- and multi-label workspaces; label a regression one through next, Label Studio and ingest".into(),
-        ));
-    }
     super::round::check_kind(&vocab, opts.strategy)?;
-    if !matches!(opts.strategy, Query::Score(_) | Query::Multi(_)) {
+    let own_score = matches!(
+        opts.strategy,
+        Query::Score(_) | Query::Multi(_) | Query::Disagree(_) | Query::Regress(Regression::Std)
+    );
+    if !own_score {
+        let serves = match vocab.numeric() {
+            true => "std (with --mc-samples T of a model trained with --dropout P) or random",
+            false => {
+                "a row-wise strategy (margin, entropy, …), a disagreement one with --mc-samples T, or a multi-label one"
+            }
+        };
         return Err(Error::Config(format!(
-            "alpool serve orders every task by its own score: {} picks batches; serve with a row-wise strategy (margin, entropy, …, or a multi-label one)",
+            "alpool serve orders every task by its own score: {} picks batches; serve with {serves}",
             opts.strategy
         )));
     }
+    if opts.strategy.needs().samples == Use::Required && opts.mc_samples < 2 {
+        return Err(Error::Config(format!(
+            "{} reads T samples of each item: serve with --mc-samples T (T ≥ 2), and each round's model, trained with --dropout P, makes them by MC dropout",
+            opts.strategy
+        )));
+    }
+    super::round::check_samples(&opts.next_options(dir))?;
     // Every check of the project runs before the server listens: a refusal
     // leaves nothing behind.
     let live = match &opts.live {
@@ -386,17 +423,10 @@ fn read_body(
 }
 
 fn setup(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
-    if let Some(schema) = body.get("schema").and_then(Value::as_str) {
-        let control = format!("name=\"{CONTROL}\"");
-        let object = format!("name=\"{OBJECT}\"");
-        if !(schema.contains("<Choices") && schema.contains(&control) && schema.contains(&object)) {
-            return bad(
-                400,
-                format!(
-                    "the project's labeling config needs <Choices name=\"{CONTROL}\" toName=\"{OBJECT}\"> over an object tag named \"{OBJECT}\"; `alpool labeling-config` prints one"
-                ),
-            );
-        }
+    if let Some(schema) = body.get("schema").and_then(Value::as_str)
+        && let Err(reason) = export::config_fits(&shared.vocab, schema)
+    {
+        return bad(400, reason);
     }
     Reply(200, json!({"model_version": serving_version(ws, shared)}))
 }
@@ -411,20 +441,22 @@ fn expect<'a>(shared: &'a Shared, ws: &'a Workspace) -> Expect<'a> {
     }
 }
 
-/// The newest model of the workspace, loaded once per file.
-fn model(ws: &Workspace, shared: &Shared) -> Result<Option<Arc<Mlp>>> {
-    let Some(newest) = ws.models()?.pop() else {
+/// The newest model of the workspace, loaded once per file, and the
+/// label sequence it was trained at (which seeds its round).
+fn model(ws: &Workspace, shared: &Shared) -> Result<Option<(Arc<Mlp>, i64)>> {
+    let Some((round, _)) = ws.last_round()? else {
         return Ok(None);
     };
+    let (newest, seq) = ws.round_model(round)?;
     let mut cached = shared.model.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((file, m)) = cached.as_ref()
         && *file == newest
     {
-        return Ok(Some(m.clone()));
+        return Ok(Some((m.clone(), seq)));
     }
     let m = Arc::new(Mlp::load(&shared.dir.join(&newest))?);
     *cached = Some((newest, m.clone()));
-    Ok(Some(m))
+    Ok(Some((m, seq)))
 }
 
 fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
@@ -448,34 +480,25 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
     // Never the live queue's version: a prediction Label Studio asks for
     // one task has no rank among the whole pool's.
     let version = export::model_version(&shared.token);
-    let model = match model(ws, shared) {
+    let (model, seq) = match model(ws, shared) {
         Ok(Some(m)) => m,
         Ok(None) => return Reply(200, json!({"results": [], "model_version": version})),
         Err(e) => return bad(500, e.to_string()),
     };
-    let probs = match shared
+    let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
+    let scored = shared
         .features
         .gather(&rows)
         .and_then(|x| model.predict_proba(&x))
-    {
-        Ok(p) => p,
-        Err(e) => return bad(500, e.to_string()),
-    };
-    let c = shared.vocab.width();
-    let form = super::round::output_form(&shared.vocab);
-    let mut job = Job::new(shared.opts.strategy, form, 0).seed(shared.opts.seed);
-    job.label_cardinality = match ws.label_cardinality(&shared.vocab) {
-        Ok(c) => c,
-        Err(e) => return bad(500, e.to_string()),
-    };
-    let listed: Vec<u64> = rows.iter().map(|&r| r as u64).collect();
-    let scores = Pool::from_f32(&probs, c)
-        .map(|p| p.named("<the model's output>"))
-        .and_then(|pool| score(Inputs::probs(&pool).at_rows(&listed), &job));
-    let scores = match scores {
+        .and_then(|probs| {
+            let scores = task_scores(ws, shared, (&model, seq), &listed, &probs)?;
+            Ok((probs, scores))
+        });
+    let (probs, scores) = match scored {
         Ok(s) => s,
         Err(e) => return bad(500, e.to_string()),
     };
+    let c = shared.vocab.width();
     let info = BatchInfo {
         vocab: &shared.vocab,
         round: 0,
@@ -489,6 +512,40 @@ fn predict(body: &Value, ws: &Workspace, shared: &Shared) -> Reply {
         .map(|(out, score)| export::prediction(&info, shared.vocab.predicted(out), score, 0))
         .collect();
     Reply(200, json!({"results": results, "model_version": version}))
+}
+
+/// The strategy's score of each listed row, as the round of the model
+/// trained at label sequence `seq` scored it: over its MC-dropout passes
+/// (the round's masks), its outputs `probs`, or the seeded draw.
+fn task_scores(
+    ws: &Workspace,
+    shared: &Shared,
+    (model, seq): (&Mlp, i64),
+    listed: &[u64],
+    probs: &[f32],
+) -> Result<Vec<f64>> {
+    let (strategy, vocab) = (shared.opts.strategy, &shared.vocab);
+    let seed = shared.opts.seed ^ seq as u64;
+    let mut job = Job::new(strategy, super::round::output_form(vocab), 0).seed(seed);
+    job.label_cardinality = ws.label_cardinality(vocab)?;
+    if strategy.needs().samples == Use::Required {
+        let t = shared.opts.mc_samples;
+        let members = Members::Dropout {
+            model,
+            passes: t,
+            seed,
+        };
+        let s = shared.features.samples_of(members, listed)?;
+        let samples = crate::features::block_samples(&s, t, listed.len(), 0)?;
+        return score(Inputs::samples(&samples), &job);
+    }
+    if vocab.numeric() {
+        // A regressor's number is no probability row: the random draw
+        // alone, as the round draws it.
+        return Ok(listed.iter().map(|&r| random_priority(seed, r)).collect());
+    }
+    let pool = Pool::from_f32(probs, vocab.width())?.named("<the model's output>");
+    score(Inputs::probs(&pool).at_rows(listed), &job)
 }
 
 fn webhook(body: &Value, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
@@ -548,17 +605,7 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
             if !force && labels - last < every as i64 {
                 return Ok(());
             }
-            let opts = NextOptions {
-                k: shared.opts.k,
-                strategy: shared.opts.strategy,
-                seed: shared.opts.seed,
-                learner: shared.opts.learner.clone(),
-                device: Device::Cpu,
-                out: shared.dir.join("batches").join("next.json"),
-                reselect_skipped: shared.opts.reselect_skipped,
-                mc_samples: 0,
-                committee: 0,
-            };
+            let opts = shared.opts.next_options(&shared.dir);
             std::fs::create_dir_all(shared.dir.join("batches"))
                 .map_err(|e| Error::io(&shared.dir, e))?;
             let r = next_round(&mut ws, &shared.dir, &opts, &Silent)?;
@@ -618,6 +665,7 @@ fn push_forever(shared: &Arc<Shared>) {
     let plan = PlanOptions {
         strategy: shared.opts.strategy,
         seed: shared.opts.seed,
+        mc_samples: shared.opts.mc_samples,
     };
     let (mut seen, mut backoff) = (0, Duration::from_secs(1));
     loop {
@@ -747,6 +795,7 @@ impl Unplugged {
             addr: String::new(),
             token: Some("s3cret".into()),
             strategy: Strategy::Margin.into(),
+            mc_samples: 0,
             retrain_every: 1,
             k: 2,
             ingest: IngestOptions::default(),

@@ -186,6 +186,73 @@ pub fn serve(ws: &Path, extra: &[&str]) -> (std::process::Child, std::net::Socke
     (child, addr)
 }
 
+/// `alpool serve` on a port of its own, stopped by its process id on drop.
+#[allow(dead_code)]
+pub struct Served {
+    child: std::process::Child,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+}
+
+#[allow(dead_code)]
+impl Served {
+    pub fn start(ws: &Path, extra: &[&str]) -> Served {
+        let (child, addr) = serve(ws, extra);
+        Served { child, addr }
+    }
+
+    /// One request on a connection of its own, with `accept` as its Accept
+    /// header and `length` overriding its Content-Length: the status, the
+    /// Content-Type and the body.
+    pub fn request(
+        &self,
+        (method, path, accept): (&str, &str, &str),
+        body: &[u8],
+        length: Option<u64>,
+    ) -> (u16, String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+            .unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            length.unwrap_or(body.len() as u64)
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // A server that answers before reading everything may close early.
+        let _ = s.write_all(body);
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {answer:?}"));
+        let kind = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap_or("")
+            .to_string();
+        (status, kind, body.to_string())
+    }
+
+    /// POST `path` with a JSON body: the status and the JSON answer.
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let text = body.to_string();
+        let (status, _, answer) = self.request(("POST", path, "*/*"), text.as_bytes(), None);
+        let json = serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        (status, json)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The error of `alpool serve WS --port 0 EXTRA…`, which must refuse to
 /// start: a server that starts instead is stopped by its process id after
 /// 60 s and fails the test, rather than hanging it.

@@ -10,7 +10,7 @@ use alpool::compare::{self, Initial, Overrides, Protocol};
 use alpool::learner::MlpConfig;
 use alpool::{Query, Strategy};
 
-use crate::common::{alpool, shared_data, stderr};
+use crate::common::{Served, alpool, shared_data, stderr};
 
 fn digits_args(dir: &Path) -> Vec<String> {
     vec![
@@ -517,55 +517,16 @@ fn a_workspace_report_shows_its_labels_rounds_and_held_out_curve() {
     assert!(dom.contains("Not served live"), "the live queue's line");
 }
 
-/// `alpool serve` on a port of its own; stopped by its process id on drop.
-struct Served(std::process::Child, std::net::SocketAddr);
-
-impl Served {
-    fn start(ws: &Path) -> Served {
-        let (child, addr) = crate::common::serve(ws, &[]);
-        Served(child, addr)
-    }
-
-    /// GET `path` with `accept`: (status, content type, body).
-    fn get(&self, path: &str, accept: &str) -> (u16, String, String) {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(self.1).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))
-            .unwrap();
-        let head = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).unwrap();
-        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let kind = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Type: "))
-            .unwrap_or("")
-            .to_string();
-        (status, kind, body.to_string())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_shows_the_workspace_report_to_browsers_and_json_to_label_studio() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = labeled_workspace(tmp.path(), 80, 1, 40);
     let out = tmp.path().join("r.html");
     let rep = report(&ws, &out);
-    let server = Served::start(&ws);
+    let server = Served::start(&ws, &[]);
     let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
     for (path, accept) in [("/", browser), ("/report", "*/*")] {
-        let (status, kind, page) = server.get(path, accept);
+        let (status, kind, page) = server.request(("GET", path, accept), b"", None);
         assert_eq!(status, 200, "{path}: {page}");
         assert!(kind.starts_with("text/html"), "{path}: {kind}");
         // The page carries the report the command wrote: the same state,
@@ -578,7 +539,7 @@ fn serve_shows_the_workspace_report_to_browsers_and_json_to_label_studio() {
         assert_eq!(doc["workspace"], rep, "{path}");
     }
     // Label Studio's health check (no HTML in Accept) still gets JSON.
-    let (status, kind, body) = server.get("/", "*/*");
+    let (status, kind, body) = server.request(("GET", "/", "*/*"), b"", None);
     assert_eq!(status, 200);
     assert!(kind.starts_with("application/json"), "{kind}");
     assert!(body.contains("\"status\":\"UP\""), "{body}");

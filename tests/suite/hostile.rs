@@ -5,13 +5,13 @@
 //! process, or a server, that is still well. (The fuzz targets search the
 //! same ground at random; `fuzz_regressions.rs` replays what they found.)
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::common::{alpool, save_f32, stderr};
+use crate::common::{Served, alpool, save_f32, stderr};
 
 /// Runs `alpool` and expects exit code 1, no panic, and an error of one
 /// line that contains each of `needles`.
@@ -140,11 +140,11 @@ fn json_nested_100k_deep_is_refused_without_overflowing_the_stack() {
         &["deep.json", "line 1", "invalid JSON", "recursion limit"],
     );
     // The same body to the server: a 400, and the server answers after it.
-    let server = Server::start(&ws);
-    let (status, body) = server.request("POST", "/webhook", text.as_bytes(), None);
+    let server = &start(&ws);
+    let (status, body) = request(server, "POST", "/webhook", text.as_bytes(), None);
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not valid JSON"), "{body}");
-    assert_eq!(server.request("GET", "/health", b"", None).0, 200);
+    assert_eq!(request(server, "GET", "/health", b"", None).0, 200);
 }
 
 #[test]
@@ -256,47 +256,21 @@ fn raise_open_file_limit(want: u64) {
     }
 }
 
-/// `alpool serve` on a port of its own, stopped by its process id.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// The server the attacks are made on.
+fn start(ws: &Path) -> Served {
+    Served::start(ws, &["--threads", "4"])
 }
 
-impl Server {
-    fn start(ws: &Path) -> Server {
-        let (child, addr) = crate::common::serve(ws, &["--threads", "4"]);
-        Server { child, addr }
-    }
-
-    /// One request on a connection of its own: the status and the body.
-    /// `length` overrides the Content-Length header.
-    fn request(&self, method: &str, path: &str, body: &[u8], length: Option<u64>) -> (u16, String) {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            length.unwrap_or(body.len() as u64)
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        // A server that answers before reading everything may close early.
-        let _ = s.write_all(body);
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {answer:?}"));
-        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        (status, body)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One request without a body check: the status and the body.
+fn request(
+    server: &Served,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    length: Option<u64>,
+) -> (u16, String) {
+    let (status, _, body) = server.request((method, path, "*/*"), body, length);
+    (status, body)
 }
 
 #[test]
@@ -304,10 +278,10 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
     raise_open_file_limit(4096);
     let dir = tempfile::tempdir().unwrap();
     let ws = workspace(dir.path());
-    let server = Server::start(&ws);
+    let server = &start(&ws);
 
     // A 2 GB Content-Length, with none of it sent: refused at once.
-    let (status, body) = server.request("POST", "/webhook", b"", Some(2 << 30));
+    let (status, body) = request(server, "POST", "/webhook", b"", Some(2 << 30));
     assert_eq!(status, 413, "{body}");
 
     // 200 connections that send half a request and stall; meanwhile the
@@ -321,7 +295,7 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
         })
         .collect();
     let t = Instant::now();
-    assert_eq!(server.request("GET", "/health", b"", None).0, 200);
+    assert_eq!(request(server, "GET", "/health", b"", None).0, 200);
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "health took {:?} behind stalled connections",
@@ -333,14 +307,11 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
     let answered: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..1000)
             .map(|i| {
-                let server = &server;
                 scope.spawn(move || {
                     if i % 2 == 0 {
-                        server.request("GET", "/health", b"", None).0
+                        request(server, "GET", "/health", b"", None).0
                     } else {
-                        server
-                            .request("POST", "/predict", b"{\"tasks\": []}", None)
-                            .0
+                        request(server, "POST", "/predict", b"{\"tasks\": []}", None).0
                     }
                 })
             })
@@ -352,5 +323,5 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
         odd.dedup();
         odd
     });
-    assert_eq!(server.request("GET", "/health", b"", None).0, 200);
+    assert_eq!(request(server, "GET", "/health", b"", None).0, 200);
 }

@@ -604,6 +604,7 @@ fn next_runs_the_disagreement_strategies_on_mc_dropout() {
     let distinct: std::collections::HashSet<&String> = ia.iter().collect();
     assert_eq!(distinct.len(), 30);
     assert!(ia.iter().all(|id| id.parse::<usize>().unwrap() >= 20));
+    served_scores_are_the_rounds(&a.path().join("ws"), &a.path().join("bald.csv"), &mc);
     // A committee instead: four bootstrap learners each round, the same
     // batch from the same labels and seed.
     let (c, d) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -636,6 +637,44 @@ fn next_runs_the_disagreement_strategies_on_mc_dropout() {
             "trained before refusing"
         );
     }
+}
+
+/// The ML backend serving `ws` with bald over the round's MC-dropout
+/// passes gives each task of the round's batch (the CSV `batch`), asked
+/// for in reverse, its score in the batch, negated for Label Studio.
+fn served_scores_are_the_rounds(ws: &Path, batch: &Path, mc: &[&str]) {
+    let text = std::fs::read_to_string(batch).unwrap();
+    let mut rows: Vec<(String, f64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[2].parse().unwrap())
+        })
+        .collect();
+    rows.reverse();
+    let token = Workspace::open(ws, Duration::from_secs(5))
+        .unwrap()
+        .token()
+        .unwrap();
+    let tasks: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(id, _)| serde_json::json!({"data": {"alpool_id": id, "alpool_workspace": token}}))
+        .collect();
+    let extra = [&["-s", "bald", "--retrain-every", "0"][..], mc].concat();
+    let server = common::Served::start(ws, &extra);
+    let (status, body) = server.post("/predict", &serde_json::json!({ "tasks": tasks }));
+    assert_eq!(status, 200, "{body}");
+    let got: Vec<f64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    let want: Vec<f64> = rows.iter().map(|(_, s)| 0.0 - s).collect();
+    assert_eq!(got, want);
+    let err = common::serve_refused(ws.to_str().unwrap(), &["-s", "bald"]);
+    assert!(err.contains("--mc-samples T"), "{err}");
 }
 
 /// Whether a workspace has saved any model.

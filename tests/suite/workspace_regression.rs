@@ -352,9 +352,6 @@ fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
         ],
         &["--classes"],
     );
-    // serve is for single-label workspaces.
-    let err = common::serve_refused(w, &[]);
-    assert!(err.contains("regression"), "{err}");
 }
 
 #[test]
@@ -496,4 +493,103 @@ fn a_trained_regressors_committee_streams_the_spread_its_predictions_give() {
         ],
         &["regressor", "alpool predict"],
     );
+}
+
+/// The ML backend of a regression workspace: `std` over the round's
+/// MC-dropout passes. /predict gives each task the number and the score
+/// the round's batch gave it, in any order and any company; a typed
+/// number comes in by webhook; batch strategies and a spread without
+/// passes are refused before it listens.
+#[test]
+fn a_regression_workspace_is_served_with_its_rounds_spread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, y) = pool(tmp.path());
+    init(tmp.path(), &y[..30], "ws");
+    let w = tmp.path().join("ws");
+    let w = w.to_str().unwrap();
+    let learner = ["--hidden", "16", "--dropout", "0.2", "--seed", "4"];
+    let std = [&["-s", "std", "--mc-samples", "6"][..], &learner].concat();
+    let out = tmp.path().join("b.json");
+    let next = [
+        &["next", w, "-k", "12", "--out", out.to_str().unwrap()][..],
+        &std,
+    ]
+    .concat();
+    ok(&next);
+    let tasks: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for (strategy, says) in [("igs", "picks batches"), ("margin", "regression")] {
+        let err = common::serve_refused(w, &[&["-s", strategy][..], &learner].concat());
+        assert!(err.contains(says), "{strategy}: {err}");
+    }
+    let err = common::serve_refused(w, &learner);
+    assert!(err.contains("--mc-samples"), "{err}");
+    let err = common::serve_refused(w, &["--mc-samples", "6"]);
+    assert!(err.contains("--dropout"), "{err}");
+
+    let extra = [&std[..], &["--retrain-every", "0"]].concat();
+    let server = common::Served::start(Path::new(w), &extra);
+    let choices = r#"<View><Text name="item" value="$alpool_id"/><Choices name="label" toName="item"><Choice value="a"/></Choices></View>"#;
+    let (status, body) = server.post("/setup", &serde_json::json!({ "schema": choices }));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("<Number name=\"label\""),
+        "{body}"
+    );
+    let config = ok(&["labeling-config", w]);
+    let (status, body) = server.post("/setup", &serde_json::json!({ "schema": config }));
+    assert_eq!(status, 200, "{body}");
+    // The batch's tasks in reverse, a labeled item among them.
+    let mut asked: Vec<serde_json::Value> = tasks.iter().rev().cloned().collect();
+    let token = tasks[0]["data"]["alpool_workspace"].clone();
+    asked.insert(
+        3,
+        serde_json::json!({"id": 1, "data": {"alpool_id": "2", "alpool_workspace": token}}),
+    );
+    let (status, body) = server.post("/predict", &serde_json::json!({ "tasks": asked }));
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), asked.len());
+    let mut compared = 0;
+    for (task, got) in asked.iter().zip(results) {
+        let Some(want) = task.get("predictions").map(|p| &p[0]) else {
+            continue;
+        };
+        compared += 1;
+        assert_eq!(got["score"], want["score"], "{task}");
+        assert_eq!(got["result"], want["result"], "{task}");
+        assert!(got["result"][0]["value"]["number"].is_f64(), "{got}");
+    }
+    assert_eq!(compared, tasks.len());
+    // A spread's score is minus the std: Label Studio serves the widest
+    // first, in the batch's order.
+    let scores: Vec<f64> = tasks
+        .iter()
+        .map(|t| t["predictions"][0]["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|p| p[0] <= p[1]) && scores[0] < 0.0,
+        "{scores:?}"
+    );
+    // A number typed in Label Studio is a label.
+    let row = tasks[0]["data"]["alpool_index"].as_u64().unwrap() as usize;
+    let hook = serde_json::json!({
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": 7, "result": [{"from_name": "label", "to_name": "item",
+                        "type": "number", "value": {"number": y[row]}}]},
+        "task": {"id": 99, "data": tasks[0]["data"]},
+    });
+    let (status, body) = server.post("/webhook", &hook);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["labeled"], 1, "{body}");
+    drop(server);
+    let labels = Workspace::open(Path::new(w), Duration::from_secs(5))
+        .unwrap()
+        .labels()
+        .unwrap();
+    let got = labels.iter().find(|l| l.index == row).unwrap();
+    assert_eq!(Vocab::number(got.class), y[row]);
 }
