@@ -21,7 +21,7 @@ use crate::query::InputForm;
 use crate::query::{Disagreement, Query, Regression, RegressionInput};
 use crate::score::Ranked;
 use crate::score::disagree::{disagreement, mean_of, upper_bound};
-use crate::score::fast::{bald_approx, sample_sums};
+use crate::score::fast::{LANES, bald_approx, bald_lanes, sample_sums};
 use crate::score::input::{canonical_probs, prob_ok, sum_ok};
 use crate::score::regression::spread;
 use crate::select::{Selection, SharedFloor, TopK};
@@ -108,6 +108,8 @@ struct Scratch {
     bufs: ReadBufs,
     stored: Vec<f64>,
     narrow: Vec<f32>,
+    lanes: Vec<f32>,
+    row: Vec<f32>,
     terms: Vec<f32>,
     mean32: Vec<f32>,
     sums: Vec<f64>,
@@ -213,37 +215,72 @@ fn select_chunk_fast(
     let InputForm::Probs { sum_tol, .. } = job.input else {
         unreachable!("the fast path takes plain probabilities")
     };
-    samples.read(start, end, &mut s.bufs, &mut s.narrow)?;
-    s.terms.resize(t_all * c, 0.0);
+    let n = (end - start) as usize;
+    // Straight from the map where the file allows, else read.
+    let mapped = samples.mapped_planes((start, end))?;
+    let planes = match mapped {
+        Some(p) => p,
+        None => {
+            samples.read_planes((start, end), &mut s.bufs, &mut s.narrow)?;
+            s.narrow.chunks_exact(n * c).collect()
+        }
+    };
+    let per_row = t_all * c;
+    s.terms.resize(per_row, 0.0);
     s.mean32.resize(c, 0.0);
     s.sums.resize(t_all, 0.0);
     let (g0, ln_b) = (samples.first_row(), job.log_base.ln());
     let mut thresh = floor.threshold(top);
-    for (i, row) in s.narrow.chunks_exact(t_all * c).enumerate() {
-        let r = start + i as u64;
-        let valid = row.iter().fold(true, |ok, &x| ok & prob_ok(x));
-        sample_sums(row, c, &mut s.sums);
-        if !valid || !s.sums.iter().all(|&x| sum_ok(x, sum_tol)) {
-            // The canonical path names the bad value.
-            return select_chunk_exact(samples, job, rule, (r, end), (s, top, floor));
+    let mut i = 0;
+    while i < n {
+        // A block of rows side by side, one per vector lane, while whole
+        // blocks remain; then the rows one at a time.
+        let lanes = if i + LANES <= n { LANES } else { 1 };
+        let (valid, approx, bound) = if lanes == LANES {
+            bald_lanes(&planes, (i, c), sum_tol, &mut s.lanes)
+        } else {
+            gather_row(&planes, i, c, &mut s.row);
+            let ok = s.row.iter().fold(true, |ok, &x| ok & prob_ok(x));
+            sample_sums(&s.row, c, &mut s.sums);
+            let ok = ok && s.sums.iter().all(|&x| sum_ok(x, sum_tol));
+            let (a, b) = match ok {
+                true => bald_approx(&s.row, c, &s.sums, &mut s.terms, &mut s.mean32),
+                false => (0.0, 0.0),
+            };
+            ([ok; LANES], [a; LANES], [b; LANES])
+        };
+        for l in 0..lanes {
+            let r = start + (i + l) as u64;
+            if !valid[l] {
+                // The canonical path names the bad value.
+                return select_chunk_exact(samples, job, rule, (r, end), (s, top, floor));
+            }
+            let index = g0 + r;
+            let hi = (approx[l] + bound[l]) / ln_b;
+            if job.exclusions.contains(index) || hi + 1e-9 * (1.0 + hi.abs()) < thresh {
+                continue;
+            }
+            gather_row(&planes, i + l, c, &mut s.row);
+            s.probs.clear();
+            s.probs.extend(s.row.iter().map(|&x| x as f64));
+            let priority = rule.score(job, &s.probs, c, &mut s.mean);
+            s.scored += 1;
+            top.offer(Ranked { priority, index });
+            thresh = floor.threshold(top);
         }
-        let index = g0 + r;
-        if job.exclusions.contains(index) {
-            continue;
-        }
-        let (approx, bound) = bald_approx(row, c, &s.sums, &mut s.terms, &mut s.mean32);
-        let hi = (approx + bound) / ln_b;
-        if hi + 1e-9 * (1.0 + hi.abs()) < thresh {
-            continue;
-        }
-        s.probs.clear();
-        s.probs.extend(row.iter().map(|&x| x as f64));
-        let priority = rule.score(job, &s.probs, c, &mut s.mean);
-        s.scored += 1;
-        top.offer(Ranked { priority, index });
-        thresh = floor.threshold(top);
+        i += lanes;
     }
     Ok(())
+}
+
+/// Row `i`'s T samples, sample after sample, from its rows' planes (one
+/// a sample, `c` values a row), into `row`.
+#[inline(always)]
+fn gather_row(planes: &[&[f32]], i: usize, c: usize, row: &mut Vec<f32>) {
+    row.clear();
+    for p in planes {
+        row.extend_from_slice(&p[i * c..(i + 1) * c]);
+    }
 }
 
 /// Offers the rows of a chunk that can reach the top k.

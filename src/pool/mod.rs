@@ -237,6 +237,40 @@ impl Shard<'_> {
         }
     }
 
+    /// Rows `start..end` borrowed as f32 straight from memory, when they
+    /// are float32 there (mapped, checked against truncation, or a
+    /// borrowed array) and aligned; `None` otherwise.
+    pub(crate) fn mapped_f32(
+        &self,
+        (start, end): (u64, u64),
+        classes: usize,
+    ) -> Result<Option<&[f32]>> {
+        if self.dtype != DType::F32 || end > self.rows || cfg!(target_endian = "big") {
+            return Ok(None);
+        }
+        self.guard(end, classes)?;
+        let bytes = self.mapped_bytes(start, end, classes);
+        Ok(bytes.and_then(|b| bytemuck::try_cast_slice(b).ok()))
+    }
+
+    /// Rows `start..end` as f32 into `out` (exactly their values): a
+    /// positioned read straight into it from a float32 file, with no
+    /// buffer between; otherwise [`Shard::rows_f32`] copied.
+    pub(crate) fn read_f32_into(
+        &self,
+        (start, end): (u64, u64),
+        classes: usize,
+        out: &mut [f32],
+        (scratch, raw): (&mut Vec<f32>, &mut Vec<u8>),
+    ) -> Result<()> {
+        if let (Bytes::File(src), DType::F32) = (&self.map, self.dtype) {
+            let (offset, _) = self.span(start, end, classes);
+            return src.read_at(&self.path, offset, bytemuck::cast_slice_mut(out));
+        }
+        out.copy_from_slice(&self.rows_f32(start, end, classes, scratch, raw)?);
+        Ok(())
+    }
+
     /// Rows `start..end` (local) as f32: borrowed straight from memory for
     /// aligned float32 data, otherwise read or widened into `scratch`
     /// (`raw` holds float16 and float64 bytes read from a file).

@@ -348,6 +348,79 @@ impl<'a> Samples<'a> {
     }
 }
 
+impl Samples<'_> {
+    /// Each sample's local rows `start..end` borrowed as float32 straight
+    /// from memory (a T x N x C float32 file, mapped, or a borrowed array),
+    /// sample after sample; `None` where any of them is not.
+    pub(crate) fn mapped_planes(&self, (start, end): (u64, u64)) -> Result<Option<Vec<&[f32]>>> {
+        if self.layout != SampleLayout::Tnc {
+            return Ok(None);
+        }
+        let mut planes = Vec::with_capacity(self.samples);
+        for t in 0..self.samples as u64 {
+            let (shard, local) = self.pool.locate(t * self.rows + start);
+            let span = (local, local + (end - start));
+            match shard.mapped_f32(span, self.classes)? {
+                Some(p) => planes.push(p),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(planes))
+    }
+
+    /// Local rows `start..end` as float32, sample-major into `out`: sample
+    /// t's rows from `t · (end − start) · C`, each row's C values together.
+    /// From a T x N x C file that is one read a sample (straight into
+    /// `out` from a float32 file), where [`Samples::read`]'s row-major
+    /// order costs a copy a row and sample.
+    pub(crate) fn read_planes(
+        &self,
+        (start, end): (u64, u64),
+        bufs: &mut ReadBufs,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (n, c, t_all) = ((end - start) as usize, self.classes, self.samples);
+        // Every value is written below: no need to clear.
+        out.resize(n * c * t_all, 0.0);
+        let scratch = (&mut bufs.narrow, &mut bufs.raw);
+        match self.layout {
+            SampleLayout::Tnc => {
+                for t in 0..t_all {
+                    let base = t as u64 * self.rows;
+                    let mut at = base + start;
+                    while at < base + end {
+                        let (shard, local) = self.pool.locate(at);
+                        let take = (shard.rows() - local).min(base + end - at);
+                        let o = t * n * c + (at - base - start) as usize * c;
+                        let span = (local, local + take);
+                        let dst = &mut out[o..o + take as usize * c];
+                        shard.read_f32_into(span, c, dst, (&mut *scratch.0, &mut *scratch.1))?;
+                        at += take;
+                    }
+                }
+            }
+            SampleLayout::Ntc => {
+                let mut at = start;
+                while at < end {
+                    let (shard, local) = self.pool.locate(at);
+                    let take = (shard.rows() - local).min(end - at);
+                    let first = (at - start) as usize;
+                    let span = (local, local + take);
+                    let rows = shard.rows_f32(span.0, span.1, t_all * c, scratch.0, scratch.1)?;
+                    for (i, row) in rows.chunks_exact(t_all * c).enumerate() {
+                        for (t, v) in row.chunks_exact(c).enumerate() {
+                            let o = t * n * c + (first + i) * c;
+                            out[o..o + c].copy_from_slice(v);
+                        }
+                    }
+                    at += take;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A value samples are read as.
 pub(crate) trait Value: Copy + Default {
     /// Hands `f` local rows `span` of `shard` (`w` values a row) as this

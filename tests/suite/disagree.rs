@@ -181,14 +181,18 @@ fn every_strategy_equals_its_naive_reference_in_every_layout() {
                     let sel = common::select_cpu(Inputs::samples(s), &job).unwrap();
                     sel.entries.iter().map(|e| (e.index, e.score)).collect()
                 };
+                // Mapped files are scored straight from the map, read ones
+                // from buffers: both paths.
                 for (paths, layout) in &files {
-                    let s = Samples::open(paths, *layout, ReadPath::Auto).unwrap();
-                    assert_eq!(
-                        got(&s),
-                        want,
-                        "{d} {layout:?} {} files, k {k}, chunk {chunk}",
-                        paths.len()
-                    );
+                    for read in [ReadPath::Map, ReadPath::Read] {
+                        let s = Samples::open(paths, *layout, read).unwrap();
+                        assert_eq!(
+                            got(&s),
+                            want,
+                            "{d} {layout:?} {read:?} {} files, k {k}, chunk {chunk}",
+                            paths.len()
+                        );
+                    }
                 }
                 let pool = Pool::from_f32(&tnc, c).unwrap();
                 let borrowed = Samples::from_pool(pool, [t, n, c], SampleLayout::Tnc).unwrap();
