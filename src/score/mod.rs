@@ -29,6 +29,7 @@ pub mod batchbald;
 pub mod disagree;
 pub(crate) mod fast;
 pub mod input;
+pub(crate) mod lanes;
 pub mod multilabel;
 pub mod regression;
 pub mod stochastic;

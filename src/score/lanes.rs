@@ -1,0 +1,463 @@
+//! BALD's fast path over sixteen rows side by side, one per vector lane:
+//! [`crate::score::fast::bald_approx`]'s arithmetic, and the fast path's
+//! checks, for [`LANES`] rows at once, so that every step is one vector
+//! operation where the one-row path spends a scalar one per sample and per
+//! class. The disagreement engine (`src/disagree.rs`) runs it over whole
+//! blocks of a chunk's rows, straight from the map of a T x N x C file.
+
+// Loops over `0..LANES` index several per-lane arrays in step: written so
+// that each is one vector operation.
+#![allow(clippy::needless_range_loop)]
+
+use super::fast::{entropy_bound, plogp_approx};
+use super::input::{prob_ok, sum_ok};
+
+/// Asks for the cache lines of `values[from..from + len]` (what lies
+/// inside), ahead of their use: a T x N x C file's rows are read from T
+/// places at once, more streams than the hardware prefetchers follow.
+#[inline(always)]
+fn prefetch(values: &[f32], from: usize, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let end = (from + len).min(values.len());
+        let mut at = from;
+        while at < end {
+            // SAFETY: a prefetch of an address inside the slice; it reads
+            // nothing and cannot fault.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(values.as_ptr().add(at).cast());
+            }
+            at += 16;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (values, from, len);
+}
+
+/// Rows [`bald_lanes`] scores side by side, one per vector lane.
+pub(crate) const LANES: usize = 16;
+
+/// How [`bald_lanes`] runs. Portable: each row's values are moved into
+/// its lane one by one and the arithmetic is written per lane (the
+/// compiler vectorizes it for the instruction set it is compiled for).
+/// AVX-512 (C ≤ 16): the C vectors 16 rows fill are turned into columns by
+/// two-source permutes, as the row-wise engine's 16-row path assembles
+/// its columns (`src/backend/cpu/x86.rs`), and the arithmetic runs on
+/// 16-lane registers. Both do the same operations in the same order: the
+/// same bits.
+pub(crate) enum Kernel {
+    /// Any CPU, any C.
+    Portable,
+    /// For each column j and pair p of input vectors: the permute's
+    /// indices and the lanes it fills.
+    #[cfg(target_arch = "x86_64")]
+    Avx512 {
+        idx: Vec<[i32; LANES]>,
+        mask: Vec<u16>,
+    },
+}
+
+impl Kernel {
+    /// The AVX-512 kernel for C classes, with its permute tables. Only
+    /// for CPUs with AVX-512F and AVX-512DQ, and C ≤ 16; the portable one
+    /// beyond.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn avx512(classes: usize) -> Kernel {
+        if classes > LANES || classes == 0 {
+            return Kernel::Portable;
+        }
+        let pairs = classes.div_ceil(2);
+        let mut idx = vec![[0i32; LANES]; classes * pairs];
+        let mut mask = vec![0u16; classes * pairs];
+        for j in 0..classes {
+            for r in 0..LANES {
+                // Row r's value j is element f of the rows' C vectors;
+                // pair f / 32 holds it at f % 32.
+                let f = r * classes + j;
+                idx[j * pairs + f / 32][r] = (f % 32) as i32;
+                mask[j * pairs + f / 32] |= 1 << r;
+            }
+        }
+        Kernel::Avx512 { idx, mask }
+    }
+}
+
+/// `block` (LANES rows of C values) into `dst`, column after column: the
+/// C vectors the rows fill, then each column's lanes picked from each pair
+/// by one permute, and blended.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn permute_columns(block: &[f32], dst: &mut [f32], idx: &[[i32; LANES]], mask: &[u16]) {
+    use std::arch::x86_64::*;
+    let classes = block.len() / LANES;
+    let pairs = classes.div_ceil(2);
+    // SAFETY: the caller's: AVX-512F, and C vectors of 16 in both slices.
+    // The vectors are loaded where used (from L1): held in an array of
+    // run-time length they would go through a copy on the stack.
+    unsafe {
+        let base = block.as_ptr();
+        for j in 0..classes {
+            let mut col = _mm512_setzero_ps();
+            for p in 0..pairs {
+                let ix = _mm512_loadu_si512(idx[j * pairs + p].as_ptr().cast());
+                // Not a closure: it would not be inlined, and its
+                // intrinsics would become calls.
+                let lo = _mm512_loadu_ps(base.add(LANES * 2 * p));
+                let hi = _mm512_loadu_ps(base.add(LANES * (2 * p + 1).min(classes - 1)));
+                let picked = _mm512_permutex2var_ps(lo, ix, hi);
+                col = _mm512_mask_blend_ps(mask[j * pairs + p], col, picked);
+            }
+            _mm512_storeu_ps(dst.as_mut_ptr().add(LANES * j), col);
+        }
+    }
+}
+
+/// [`super::fast::bald_approx`] of [`LANES`] rows at once, with the checks
+/// the fast path makes first. `planes[s]` holds sample `s` of the rows,
+/// row after row (`classes` values each, as stored); the lanes are rows
+/// `first..first + LANES`. Lane `l` runs row `l`'s arithmetic exactly as
+/// `sample_sums`, `bald_approx` and the validity checks do (the same
+/// operations in the same order), so it gets the same approximation and
+/// the same proven bound. `lanes` is scratch.
+///
+/// Returns, per lane: whether every value is a probability and every
+/// sample's canonical sum is within `sum_tol` of 1 (the other outputs are
+/// meaningless where not), BALD in nats approximated, and its bound.
+#[inline(always)]
+pub(crate) fn bald_lanes(
+    planes: &[&[f32]],
+    (first, classes): (usize, usize),
+    sum_tol: f64,
+    (kernel, lanes): (&Kernel, &mut Vec<f32>),
+) -> ([bool; LANES], [f64; LANES], [f64; LANES]) {
+    let t = planes.len();
+    // The block lane-major: each (sample, class) one contiguous vector.
+    lanes.resize(t * classes * LANES, 0.0);
+    for (plane, dst) in planes.iter().zip(lanes.chunks_exact_mut(classes * LANES)) {
+        prefetch(plane, (first + 8 * LANES) * classes, LANES * classes);
+        let block = &plane[first * classes..(first + LANES) * classes];
+        match kernel {
+            Kernel::Portable => {
+                for (l, row) in block.chunks_exact(classes).enumerate() {
+                    for (d, &x) in dst.chunks_exact_mut(LANES).zip(row) {
+                        d[l % LANES] = x;
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 { idx, mask } => {
+                // SAFETY: `Avx512` is made only for CPUs with AVX-512F
+                // (the disagreement engine's AVX-512 copy), with C ≤ 16;
+                // `block` and `dst` both hold C vectors of 16.
+                unsafe { permute_columns(block, dst, idx, mask) }
+            }
+        }
+    }
+    let mut out = Sums::default();
+    match kernel {
+        Kernel::Portable => portable_sums(lanes, (t, classes), sum_tol, &mut out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx512 { .. } => unsafe { avx512_sums(lanes, (t, classes), sum_tol, &mut out) },
+    }
+    finish(&out, (t, classes))
+}
+
+/// What the passes over a block's values leave for each lane.
+#[derive(Default)]
+struct Sums {
+    valid: [bool; LANES],
+    /// Σ_t ĥ(p_t), and Σ_t of each sample's entropy bound.
+    h_each: [f64; LANES],
+    b_each: [f64; LANES],
+    /// Σ p̄ (canonical f64), and Σ plogp_approx(p̄ as f32).
+    sum_m: [f64; LANES],
+    h_terms: [f32; LANES],
+}
+
+/// The approximation and its bound, from the passes' sums.
+#[inline(always)]
+fn finish(s: &Sums, (t, classes): (usize, usize)) -> ([bool; LANES], [f64; LANES], [f64; LANES]) {
+    const U: f64 = 1.0 / 16_777_216.0;
+    let (mut approx, mut bound) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let tf = t as f64;
+    for l in 0..LANES {
+        let h_mean = -s.h_terms[l] as f64;
+        let rounding = 4.0 * U * (h_mean.abs() + s.sum_m[l] + 1e-6) + classes as f64 * 1e-36;
+        let b_mean = entropy_bound(h_mean, s.sum_m[l], classes) + rounding;
+        approx[l] = h_mean - s.h_each[l] / tf;
+        bound[l] = b_mean + s.b_each[l] / tf;
+    }
+    (s.valid, approx, bound)
+}
+
+/// The passes, written per lane.
+#[inline(always)]
+fn portable_sums(lanes: &[f32], (t, classes): (usize, usize), sum_tol: f64, out: &mut Sums) {
+    let at = |s: usize, j: usize| -> [f32; LANES] {
+        let o = (s * classes + j) * LANES;
+        lanes[o..o + LANES].try_into().expect("a lane block")
+    };
+    out.valid = [true; LANES];
+    for s in 0..t {
+        let (mut sum, mut terms) = ([0.0f64; LANES], [0.0f32; LANES]);
+        for j in 0..classes {
+            let x = at(s, j);
+            for l in 0..LANES {
+                out.valid[l] &= prob_ok(x[l]);
+                sum[l] += x[l] as f64;
+                terms[l] += plogp_approx(x[l]);
+            }
+        }
+        each_sample(out, &sum, &terms, (classes, sum_tol));
+    }
+    // p̄ as the canonical mean: per class, the f64 sum in sample order,
+    // over T.
+    for j in 0..classes {
+        let mut acc = [0.0f64; LANES];
+        for s in 0..t {
+            let x = at(s, j);
+            for l in 0..LANES {
+                acc[l] += x[l] as f64;
+            }
+        }
+        for l in 0..LANES {
+            let m = acc[l] / t as f64;
+            out.sum_m[l] += m;
+            out.h_terms[l] += plogp_approx(m as f32);
+        }
+    }
+}
+
+/// One sample's sums into the lanes' validity, entropies and bounds.
+#[inline(always)]
+fn each_sample(
+    out: &mut Sums,
+    sum: &[f64; LANES],
+    terms: &[f32; LANES],
+    (classes, sum_tol): (usize, f64),
+) {
+    for l in 0..LANES {
+        out.valid[l] &= sum_ok(sum[l], sum_tol);
+        let h = -terms[l] as f64;
+        out.h_each[l] += h;
+        out.b_each[l] += entropy_bound(h, sum[l], classes);
+    }
+}
+
+/// [`portable_sums`] on 16-lane registers: the same operations in the same
+/// order (each f32 product and sum rounded as written, no fused
+/// multiply-add, f64 sums of the values widened exactly).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx512_sums(lanes: &[f32], (t, classes): (usize, usize), sum_tol: f64, out: &mut Sums) {
+    use std::arch::x86_64::*;
+    assert!(lanes.len() >= t * classes * LANES);
+    // SAFETY: the caller's: AVX-512F and DQ; every load is one of the
+    // `t · classes` vectors of `lanes` (checked above).
+    unsafe {
+        let at = |s: usize, j: usize| lanes.as_ptr().add((s * classes + j) * LANES);
+        let (zero, max) = (_mm512_setzero_ps(), _mm512_set1_ps(f32::MAX));
+        let mut valid: __mmask16 = 0xffff;
+        out.valid = [true; LANES];
+        for s in 0..t {
+            let (mut lo, mut hi, mut terms) = (_mm512_setzero_pd(), _mm512_setzero_pd(), zero);
+            for j in 0..classes {
+                let x = _mm512_loadu_ps(at(s, j));
+                valid &= _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, zero)
+                    & _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, max);
+                lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+                hi = _mm512_add_pd(hi, _mm512_cvtps_pd(high_half(x)));
+                terms = _mm512_add_ps(terms, plogp16(x));
+            }
+            let mut sum = [0.0f64; LANES];
+            _mm512_storeu_pd(sum.as_mut_ptr(), lo);
+            _mm512_storeu_pd(sum.as_mut_ptr().add(8), hi);
+            let mut tm = [0.0f32; LANES];
+            _mm512_storeu_ps(tm.as_mut_ptr(), terms);
+            each_sample(out, &sum, &tm, (classes, sum_tol));
+        }
+        for (l, v) in out.valid.iter_mut().enumerate() {
+            *v &= valid >> l & 1 == 1;
+        }
+        let (tf, mut sum_lo, mut sum_hi, mut h) = (
+            _mm512_set1_pd(t as f64),
+            _mm512_setzero_pd(),
+            _mm512_setzero_pd(),
+            zero,
+        );
+        for j in 0..classes {
+            let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+            for s in 0..t {
+                let x = _mm512_loadu_ps(at(s, j));
+                lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+                hi = _mm512_add_pd(hi, _mm512_cvtps_pd(high_half(x)));
+            }
+            let (m_lo, m_hi) = (_mm512_div_pd(lo, tf), _mm512_div_pd(hi, tf));
+            sum_lo = _mm512_add_pd(sum_lo, m_lo);
+            sum_hi = _mm512_add_pd(sum_hi, m_hi);
+            let m = _mm512_insertf32x8::<1>(
+                _mm512_castps256_ps512(_mm512_cvtpd_ps(m_lo)),
+                _mm512_cvtpd_ps(m_hi),
+            );
+            h = _mm512_add_ps(h, plogp16(m));
+        }
+        _mm512_storeu_pd(out.sum_m.as_mut_ptr(), sum_lo);
+        _mm512_storeu_pd(out.sum_m.as_mut_ptr().add(8), sum_hi);
+        _mm512_storeu_ps(out.h_terms.as_mut_ptr(), h);
+    }
+}
+
+/// The high eight lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn high_half(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: only inlined into AVX-512DQ code.
+    unsafe { _mm512_extractf32x8_ps::<1>(x) }
+}
+
+/// [`plogp_approx`] of 16 lanes: [`super::fast::ln_approx`]'s operations,
+/// one by one.
+// The coefficients are Cephes' as published (as in `ln_approx`).
+#[allow(clippy::excessive_precision)]
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // SAFETY: only inlined into AVX-512F code.
+    unsafe {
+        let c = |v: f32| _mm512_set1_ps(v);
+        let bits = _mm512_castps_si512(p);
+        let e = _mm512_sub_epi32(
+            _mm512_and_si512(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(0xff)),
+            _mm512_set1_epi32(126),
+        );
+        let m = _mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+            _mm512_set1_epi32(0x3f00_0000),
+        ));
+        let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(m, c(std::f32::consts::FRAC_1_SQRT_2));
+        let e = _mm512_mask_sub_epi32(e, small, e, _mm512_set1_epi32(1));
+        let one = c(1.0);
+        let x = _mm512_mask_blend_ps(
+            small,
+            _mm512_sub_ps(m, one),
+            _mm512_sub_ps(_mm512_add_ps(m, m), one),
+        );
+        let z = _mm512_mul_ps(x, x);
+        let mut y = c(7.037_683_6e-2);
+        for k in [
+            -1.151_461_1e-1f32,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_5e-1,
+            -2.499_999_4e-1,
+            3.333_333_1e-1,
+        ] {
+            y = _mm512_add_ps(_mm512_mul_ps(y, x), c(k));
+        }
+        y = _mm512_mul_ps(_mm512_mul_ps(y, x), z);
+        let fe = _mm512_cvtepi32_ps(e);
+        y = _mm512_add_ps(y, _mm512_mul_ps(fe, c(-2.121_944_4e-4)));
+        y = _mm512_add_ps(y, _mm512_mul_ps(c(-0.5), z));
+        let ln = _mm512_add_ps(_mm512_mul_ps(fe, c(0.693_359_4)), _mm512_add_ps(x, y));
+        let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
+        _mm512_maskz_mul_ps(normal, p, ln)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::fast::{bald_approx, sample_sums};
+
+    /// Rows side by side get what each gets alone: the same validity, the
+    /// same approximation and the same bound, for rows of every shape
+    /// (zeros, tiny values, sums off by more than the tolerance, a
+    /// negative value, NaN) at several T and C.
+    #[test]
+    fn bald_lanes_equal_the_one_row_path() {
+        let mut rng = 0x51ed_2701u64;
+        let mut next = || {
+            rng = crate::rng::splitmix64(rng);
+            (rng >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let tol = 1e-4;
+        for (t, c) in [(2usize, 2usize), (5, 3), (20, 10), (3, 17)] {
+            let n = 3 * LANES + 1;
+            let first = LANES + 1;
+            let mut planes = vec![vec![0f32; n * c]; t];
+            for r in 0..n {
+                for (s, plane) in planes.iter_mut().enumerate() {
+                    let row = &mut plane[r * c..(r + 1) * c];
+                    row.iter_mut().for_each(|x| {
+                        let u = next();
+                        *x = match r % 4 {
+                            0 => u,
+                            1 => u.powi(8),
+                            2 => (u * -80.0).exp(),
+                            _ => {
+                                if u < 0.3 {
+                                    0.0
+                                } else {
+                                    u
+                                }
+                            }
+                        }
+                    });
+                    let sum: f32 = row.iter().sum();
+                    row.iter_mut().for_each(|x| *x /= sum);
+                    match (r % 7, s) {
+                        (3, 1) => row[0] += 0.01,
+                        (5, 0) => row[c - 1] = -row[c - 1],
+                        (6, 1) if r % 2 == 0 => row[0] = f32::NAN,
+                        _ => {}
+                    }
+                }
+            }
+            let slices: Vec<&[f32]> = planes.iter().map(|p| &p[..]).collect();
+            let mut ways = vec![Kernel::Portable];
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
+            {
+                ways.push(Kernel::avx512(c));
+            }
+            let mut lanes = Vec::new();
+            let got: Vec<_> = ways
+                .iter()
+                .map(|w| bald_lanes(&slices, (first, c), tol, (w, &mut lanes)))
+                .collect();
+            // Bit for bit (NaN where a row holds one).
+            let bits = |g: &([bool; LANES], [f64; LANES], [f64; LANES])| {
+                (g.0, g.1.map(f64::to_bits), g.2.map(f64::to_bits))
+            };
+            assert!(
+                got.iter().all(|g| bits(g) == bits(&got[0])),
+                "T={t} C={c}: the transposes differ"
+            );
+            let (valid, approx, bound) = got[0];
+            for l in 0..LANES {
+                let r = first + l;
+                let row: Vec<f32> = planes
+                    .iter()
+                    .flat_map(|p| p[r * c..(r + 1) * c].to_vec())
+                    .collect();
+                let mut sums = vec![0.0; t];
+                sample_sums(&row, c, &mut sums);
+                let ok = row.iter().all(|&x| crate::score::input::prob_ok(x))
+                    && sums.iter().all(|&s| crate::score::input::sum_ok(s, tol));
+                assert_eq!(valid[l], ok, "T={t} C={c} row {r}");
+                if ok {
+                    let (mut terms, mut mean) = (vec![0.0; t * c], vec![0.0; c]);
+                    let (a, b) = bald_approx(&row, c, &sums, &mut terms, &mut mean);
+                    assert_eq!((approx[l], bound[l]), (a, b), "T={t} C={c} row {r}");
+                }
+            }
+            assert!(valid.iter().any(|&v| v) && !valid.iter().all(|&v| v));
+        }
+    }
+}
