@@ -13,6 +13,15 @@ rows, and a configuration that gets them wrong is reported and left out.
     /usr/bin/python3 python/bench/bench_fused.py --alpool target/release/alpool \\
         --model mnist.safetensors --features X1m.npy --runs 5
 
+With `--mc-samples T` (a model trained with `--dropout P`) the job is
+BALD over T MC-dropout passes instead: `alpool select --model --features
+--mc-samples T -s bald` against PyTorch's T passes with dropout kept on
+(`F.dropout(training=True)` after each hidden ReLU, the same rate),
+chunk by chunk, each chunk's T x rows x C probabilities scored by a NumPy
+BALD (baal's formula), then a NumPy top k. The masks differ (alpool's are
+keyed on the row, PyTorch's drawn by its generator), so the two top-k
+sets differ too; the weights are checked as above, without dropout.
+
 Needs numpy and torch in the interpreter that runs it (Debian's
 python3-torch for the issue's comparison).
 """
@@ -38,6 +47,7 @@ import torch
 model, features, out = sys.argv[1], sys.argv[2], sys.argv[5]
 k, threads = int(sys.argv[3]), int(sys.argv[4])
 check_rows = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+passes = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 torch.set_num_threads(threads)
 raw = open(model, "rb").read()
 n = struct.unpack("<Q", raw[:8])[0]
@@ -57,6 +67,39 @@ if config.get("scaler"):
 x = np.load(features, mmap_mode="r")
 rows = x.shape[0] if not check_rows else check_rows
 classes = tensors[layers[-1] + ".bias"].shape[0]
+
+def forward(h, rate):
+    for i, name in enumerate(layers):
+        h = torch.nn.functional.linear(h, tensors[name + ".weight"], tensors[name + ".bias"])
+        if i + 1 < len(layers):
+            h = torch.relu(h)
+            if rate > 0:
+                h = torch.nn.functional.dropout(h, rate, training=True)
+    return torch.softmax(h, dim=1).numpy()
+
+
+def entropy(p):
+    return -np.einsum("...c,...c->...", p, np.log(np.maximum(p, 1e-30)))
+
+
+if passes and not check_rows:
+    torch.manual_seed(0)
+    rate = float(config["dropout"])
+    score = np.empty(rows, dtype=np.float32)
+    with torch.no_grad():
+        step = 16384
+        for s in range(0, rows, step):
+            part = np.asarray(x[s : min(rows, s + step)])
+            h = torch.from_numpy(part.astype(np.float32) / 255 if part.dtype == np.uint8 else part)
+            p = np.stack([forward(h, rate) for _ in range(passes)])
+            score[s : s + p.shape[1]] = entropy(p.mean(axis=0)) - entropy(p).mean(axis=0)
+    best = np.argpartition(-score, k)[:k]
+    best = best[np.lexsort((best, -score[best]))]
+    with open(out, "w") as f:
+        f.write("rank,index,score\n")
+        for r, i in enumerate(best):
+            f.write(f"{r},{i},{score[i]}\n")
+    raise SystemExit(0)
 probs = np.empty((rows, classes), dtype=np.float32)
 with torch.no_grad():
     step = 65536
@@ -133,6 +176,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", default="1,2", help="torch thread counts to try")
     ap.add_argument(
+        "--mc-samples", type=int, default=0, help="BALD over T MC-dropout passes (see above)"
+    )
+    ap.add_argument(
         "--coretypes",
         default="default,Haswell,SkylakeX",
         help="OpenBLAS core types to try (default = its own detection)",
@@ -208,19 +254,20 @@ def main() -> None:
                 "-q",
                 "-o",
                 str(tmp / "a.csv"),
+                *(["--mc-samples", str(a.mc_samples), "-s", "bald"] if a.mc_samples else []),
             ]
         )
         results["alpool"].append((wall, rss, anon))
         for name, env, th in configs:
-            wall, rss, anon, _ = run(
-                [sys.executable, str(job), a.model, a.features, str(a.k), th, str(tmp / "t.csv")],
-                env,
-            )
+            torch_job = [sys.executable, str(job), a.model, a.features, str(a.k), th]
+            torch_job += [str(tmp / "t.csv"), "0", str(a.mc_samples)]
+            wall, rss, anon, _ = run(torch_job, env)
             results[name].append((wall, rss, anon))
     rows = x.shape[0]
     base = statistics.median(r[0] for r in results["alpool"])
     print(
-        f"\n{rows} rows x {x.shape[1]} {x.dtype}, k = {a.k}, margin; "
+        f"\n{rows} rows x {x.shape[1]} {x.dtype}, k = {a.k}, "
+        f"{f'bald over {a.mc_samples} MC-dropout passes' if a.mc_samples else 'margin'}; "
         f"medians of {a.runs} alternated runs, whole process"
     )
     print(
@@ -238,10 +285,8 @@ def main() -> None:
     if configs:
         t_sel = [line.split(",")[1] for line in (tmp / "t.csv").read_text().splitlines()[1:]]
         same = len(set(a_sel) & set(t_sel))
-        print(
-            f"\nthe last torch run's top {a.k} shares {same} rows with alpool's "
-            "(float32 sums differ near ties)"
-        )
+        why = "the dropout masks differ" if a.mc_samples else "float32 sums differ near ties"
+        print(f"\nthe last torch run's top {a.k} shares {same} rows with alpool's ({why})")
     print(json.dumps({n: [r[0] for r in rs] for n, rs in results.items()}))
 
 

@@ -138,6 +138,30 @@ def check_round(studio: Studio, project: int, server: Live, round_: int) -> None
     assert nxt["data"]["alpool_index"] == order[0], "the next task is the most informative"
 
 
+def predicted_as_pushed(
+    studio: Studio, server: Live, tasks: dict[int, int], version: str
+) -> list[float]:
+    """The ML backend's /predict of the batch's first five tasks: the
+    results the live queue pushed under `version`, and scores that ascend
+    in the queue's order (returned)."""
+    rows = batch_order(server.ws)[:5]
+    token = token_of(server.ws)
+    body = {
+        "tasks": [
+            {"id": tasks[r], "data": {"alpool_id": str(r), "alpool_workspace": token}} for r in rows
+        ]
+    }
+    out = call("POST", server.url + "/predict", body)["results"]
+    pushed = []
+    for r in rows:
+        preds = studio.api("GET", f"/api/tasks/{tasks[r]}")["predictions"]
+        pushed += [p for p in preds if p["model_version"] == version]
+    scores = [float(o["score"]) for o in out]
+    assert scores == sorted(scores), scores
+    assert [o["result"] for o in out] == [p["result"] for p in pushed]
+    return scores
+
+
 def test_the_queue_follows_each_training(cli: Path, studio: Studio, tmp_path: Path) -> None:
     ws, y = make_workspace(cli, tmp_path / "a", seed=5)
     project = project_for(cli, studio, ws, "live")
@@ -361,22 +385,7 @@ def test_a_multilabel_queue_follows_each_training(
                 assert all(labels[r] == mask[r] for r in six), (labels, mask)
         # The ML backend's /predict: the pushed sets, and scores (minus
         # the strategy's) that ascend in the queue's order.
-        token = token_of(ws)
-        rows = batch_order(ws)[:5]
-        body = {
-            "tasks": [
-                {"id": tasks[r], "data": {"alpool_id": str(r), "alpool_workspace": token}}
-                for r in rows
-            ]
-        }
-        out = call("POST", server.url + "/predict", body)["results"]
-        pushed = []
-        for r in rows:
-            preds = studio.api("GET", f"/api/tasks/{tasks[r]}")["predictions"]
-            pushed += [p for p in preds if p["model_version"] == version]
-        scores = [o["score"] for o in out]
-        assert scores == sorted(scores), scores
-        assert [o["result"] for o in out] == [p["result"] for p in pushed]
+        predicted_as_pushed(studio, server, tasks, version)
     finally:
         server.stop()
 
@@ -418,21 +427,7 @@ def test_a_regression_queue_follows_each_training(
                 assert all(numbers[r] == float(truth[r]) for r in six), numbers
         # The ML backend's /predict: the pushed numbers, and scores (minus
         # each item's std) that ascend in the queue's order.
-        token = token_of(ws)
-        rows = batch_order(ws)[:5]
-        body = {
-            "tasks": [
-                {"id": tasks[r], "data": {"alpool_id": str(r), "alpool_workspace": token}}
-                for r in rows
-            ]
-        }
-        out = call("POST", server.url + "/predict", body)["results"]
-        pushed = []
-        for r in rows:
-            preds = studio.api("GET", f"/api/tasks/{tasks[r]}")["predictions"]
-            pushed += [p for p in preds if p["model_version"] == version]
-        scores = [o["score"] for o in out]
-        assert scores == sorted(scores) and scores[0] < 0, scores
-        assert [o["result"] for o in out] == [p["result"] for p in pushed]
+        scores = predicted_as_pushed(studio, server, tasks, version)
+        assert scores[0] < 0, scores
     finally:
         server.stop()

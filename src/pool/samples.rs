@@ -329,22 +329,37 @@ impl<'a> Samples<'a> {
             SampleLayout::Tnc => (self.samples, self.classes),
         };
         for t in 0..passes {
-            let base = t as u64 * self.rows;
-            let mut at = base + start;
-            while at < base + end {
-                let (shard, local) = self.pool.locate(at);
-                let take = (shard.rows() - local).min(base + end - at);
-                let first = (at - base - start) as usize;
-                T::with_rows(shard, (local, local + take), w, bufs, &mut |rows| {
+            for (shard, span, first) in self.runs(t as u64 * self.rows, (start, end)) {
+                T::with_rows(shard, span, w, bufs, &mut |rows| {
                     for (i, v) in rows.chunks_exact(w).enumerate() {
                         let o = (first + i) * width + t * w;
                         out[o..o + w].copy_from_slice(v);
                     }
                 })?;
-                at += take;
             }
         }
         Ok(())
+    }
+
+    /// The pieces of pool rows `base + start..base + end` that lie in one
+    /// shard each (`base`: a sample's first pool row in a T x N x C
+    /// layout, 0 in N x T x C): the shard, its local rows, and where the
+    /// piece starts among `start..end`.
+    fn runs(
+        &self,
+        base: u64,
+        (start, end): (u64, u64),
+    ) -> impl Iterator<Item = (&Shard<'_>, (u64, u64), usize)> {
+        let mut at = base + start;
+        std::iter::from_fn(move || {
+            (at < base + end).then(|| {
+                let (shard, local) = self.pool.locate(at);
+                let take = (shard.rows() - local).min(base + end - at);
+                let first = (at - base - start) as usize;
+                at += take;
+                (shard, (local, local + take), first)
+            })
+        })
     }
 }
 
@@ -386,26 +401,15 @@ impl Samples<'_> {
         match self.layout {
             SampleLayout::Tnc => {
                 for t in 0..t_all {
-                    let base = t as u64 * self.rows;
-                    let mut at = base + start;
-                    while at < base + end {
-                        let (shard, local) = self.pool.locate(at);
-                        let take = (shard.rows() - local).min(base + end - at);
-                        let o = t * n * c + (at - base - start) as usize * c;
-                        let span = (local, local + take);
-                        let dst = &mut out[o..o + take as usize * c];
+                    for (shard, span, first) in self.runs(t as u64 * self.rows, (start, end)) {
+                        let o = t * n * c + first * c;
+                        let dst = &mut out[o..o + (span.1 - span.0) as usize * c];
                         shard.read_f32_into(span, c, dst, (&mut *scratch.0, &mut *scratch.1))?;
-                        at += take;
                     }
                 }
             }
             SampleLayout::Ntc => {
-                let mut at = start;
-                while at < end {
-                    let (shard, local) = self.pool.locate(at);
-                    let take = (shard.rows() - local).min(end - at);
-                    let first = (at - start) as usize;
-                    let span = (local, local + take);
+                for (shard, span, first) in self.runs(0, (start, end)) {
                     let rows = shard.rows_f32(span.0, span.1, t_all * c, scratch.0, scratch.1)?;
                     for (i, row) in rows.chunks_exact(t_all * c).enumerate() {
                         for (t, v) in row.chunks_exact(c).enumerate() {
@@ -413,7 +417,6 @@ impl Samples<'_> {
                             out[o..o + c].copy_from_slice(v);
                         }
                     }
-                    at += take;
                 }
             }
         }
