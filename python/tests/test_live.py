@@ -138,6 +138,26 @@ def check_round(studio: Studio, project: int, server: Live, round_: int) -> None
     assert nxt["data"]["alpool_index"] == order[0], "the next task is the most informative"
 
 
+def served_round(
+    studio: Studio, project: int, server: Live, round_: int, tasks: dict[int, int]
+) -> tuple[str, list[int], dict[str, Any]]:
+    """The project of a 160-item workspace serves round `round_` (batches
+    of 50): its model_version, one prediction of it per unlabeled item, and
+    the tab's first 50 in the batch's order. Returns the version, the
+    batch's order and the prediction of its first task."""
+    version = server.serving(round_)
+    assert studio.api("GET", f"/api/projects/{project}")["model_version"] == version
+    left = 160 - len(stored_labels(server.ws))
+    assert counts(studio, project)[version] == left, "one prediction per item"
+    order = batch_order(server.ws)
+    assert len(order) == 50
+    assert queue(studio, project, 50) == order, "the tab's order is alpool's"
+    shown = studio.api("GET", f"/api/tasks/{tasks[order[0]]}")["predictions"]
+    current = [p for p in shown if p["model_version"] == version]
+    assert len(current) == 1, shown
+    return version, order, dict(current[0])
+
+
 def predicted_as_pushed(
     studio: Studio, server: Live, tasks: dict[int, int], version: str
 ) -> list[float]:
@@ -362,17 +382,8 @@ def test_a_multilabel_queue_follows_each_training(
         tasks = {t["data"]["alpool_index"]: t["id"] for t in studio.tasks(project)}
         assert sorted(tasks) == list(range(160)), "every item imported once"
         for round_ in (0, 1):
-            version = server.serving(round_)
-            assert studio.api("GET", f"/api/projects/{project}")["model_version"] == version
-            left = 160 - len(stored_labels(ws))
-            assert counts(studio, project)[version] == left, "one prediction per item"
-            order = batch_order(ws)
-            assert len(order) == 50
-            assert queue(studio, project, 50) == order, "the tab's order is alpool's"
-            shown = studio.api("GET", f"/api/tasks/{tasks[order[0]]}")["predictions"]
-            current = [p for p in shown if p["model_version"] == version]
-            assert len(current) == 1, shown
-            ticked = current[0]["result"][0]["value"]["choices"]
+            version, order, first = served_round(studio, project, server, round_, tasks)
+            ticked = first["result"][0]["value"]["choices"]
             assert set(ticked) <= set(CLASSES), "a prediction is a set of classes"
             if round_ == 0:
                 # Six sets ticked in Label Studio: each is the item's label.
@@ -405,19 +416,10 @@ def test_a_regression_queue_follows_each_training(
         tasks = {t["data"]["alpool_index"]: t["id"] for t in studio.tasks(project)}
         assert sorted(tasks) == list(range(160)), "every item imported once"
         for round_ in (0, 1):
-            version = server.serving(round_)
-            assert studio.api("GET", f"/api/projects/{project}")["model_version"] == version
-            left = 160 - len(stored_labels(ws))
-            assert counts(studio, project)[version] == left, "one prediction per item"
-            order = batch_order(ws)
-            assert len(order) == 50
-            assert queue(studio, project, 50) == order, "the tab's order is alpool's"
+            version, order, first = served_round(studio, project, server, round_, tasks)
             nxt = studio.api("GET", f"/api/projects/{project}/next")
             assert nxt["data"]["alpool_index"] == order[0], "the widest spread comes next"
-            shown = studio.api("GET", f"/api/tasks/{tasks[order[0]]}")["predictions"]
-            current = [p for p in shown if p["model_version"] == version]
-            assert len(current) == 1, shown
-            assert isinstance(current[0]["result"][0]["value"]["number"], float), current
+            assert isinstance(first["result"][0]["value"]["number"], float), first
             if round_ == 0:
                 six = order[:6]
                 for row in six:
