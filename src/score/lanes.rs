@@ -59,12 +59,14 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    /// The AVX-512 kernel for C classes, with its permute tables. Only
-    /// for CPUs with AVX-512F and AVX-512DQ, and C ≤ 16; the portable one
-    /// beyond.
+    /// The AVX-512 kernel for C classes, with its permute tables, where
+    /// this CPU has AVX-512F and AVX-512DQ and C ≤ 16; the portable one
+    /// otherwise. (Checked here, so that holding an `Avx512` kernel is
+    /// what makes its intrinsics safe to run.)
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn avx512(classes: usize) -> Kernel {
-        if classes > LANES || classes == 0 {
+        let cpu = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq");
+        if !cpu || classes > LANES || classes == 0 {
             return Kernel::Portable;
         }
         let pairs = classes.div_ceil(2);
@@ -92,7 +94,10 @@ unsafe fn permute_columns(block: &[f32], dst: &mut [f32], idx: &[[i32; LANES]], 
     use std::arch::x86_64::*;
     let classes = block.len() / LANES;
     let pairs = classes.div_ceil(2);
-    // SAFETY: the caller's: AVX-512F, and C vectors of 16 in both slices.
+    assert!(block.len() == classes * LANES && dst.len() == block.len());
+    assert!(classes <= LANES && idx.len() >= classes * pairs && mask.len() >= classes * pairs);
+    // SAFETY: AVX-512F is the caller's (an `Avx512` kernel exists only on
+    // such a CPU); C vectors of 16 in both slices, checked above.
     // The vectors are loaded where used (from L1): held in an array of
     // run-time length they would go through a copy on the stack.
     unsafe {
@@ -147,9 +152,8 @@ pub(crate) fn bald_lanes(
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 { idx, mask } => {
-                // SAFETY: `Avx512` is made only for CPUs with AVX-512F
-                // (the disagreement engine's AVX-512 copy), with C ≤ 16;
-                // `block` and `dst` both hold C vectors of 16.
+                // SAFETY: an `Avx512` kernel is made only on CPUs with
+                // AVX-512F and DQ ([`Kernel::avx512`]), with C ≤ 16.
                 unsafe { permute_columns(block, dst, idx, mask) }
             }
         }
@@ -420,12 +424,11 @@ mod tests {
                 }
             }
             let slices: Vec<&[f32]> = planes.iter().map(|p| &p[..]).collect();
+            // The AVX-512 kernel where this CPU has it (the portable one
+            // again where not).
             let mut ways = vec![Kernel::Portable];
             #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq")
-            {
-                ways.push(Kernel::avx512(c));
-            }
+            ways.push(Kernel::avx512(c));
             let mut lanes = Vec::new();
             let got: Vec<_> = ways
                 .iter()
