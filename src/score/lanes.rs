@@ -385,11 +385,8 @@ mod tests {
     /// negative value, NaN) at several T and C.
     #[test]
     fn bald_lanes_equal_the_one_row_path() {
-        let mut rng = 0x51ed_2701u64;
-        let mut next = || {
-            rng = crate::rng::splitmix64(rng);
-            (rng >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rng = crate::rng::Rng::new(0x51ed_2701);
+        let mut next = || rng.uniform() as f32;
         let tol = 1e-4;
         for (t, c) in [(2usize, 2usize), (5, 3), (20, 10), (3, 17)] {
             let n = 3 * LANES + 1;
