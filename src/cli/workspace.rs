@@ -625,6 +625,15 @@ pub struct LiveArgs {
     /// Data Manager tab instead).
     #[arg(long)]
     pub keep_sampling: bool,
+    /// Keep the predictions of only the last N trainings in the project,
+    /// deleting older ones once a newer training serves [default: 0, keep
+    /// all]. Only the project's current version counts either way; this
+    /// keeps the database from growing by one prediction per task at every
+    /// training, but Label Studio 1.23 deletes about 200 predictions a
+    /// second and holds its database meanwhile (8 minutes for a 100k-task
+    /// version), so use it on small projects or between labeling sessions.
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub keep_versions: usize,
 }
 
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
@@ -661,6 +670,7 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
             batch: a.live.push_batch.max(1),
             sampling: !a.live.keep_sampling,
             reselect_skipped: a.reselect_skipped,
+            keep_versions: a.live.keep_versions,
             timeout: Duration::from_secs(120),
         }),
         public_url: a.live.public_url.clone(),

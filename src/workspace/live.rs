@@ -30,6 +30,22 @@
 //! starts by asking for `m` and sends from there. (A count above the plan,
 //! as a request that timed out but landed after the retry would leave, is
 //! cleared and sent again.)
+//!
+//! # Tasks deleted while serving
+//! The project holds the whole workspace. A task deleted in Label Studio
+//! drops its predictions with it, and a request naming it is refused
+//! whole, so the push re-lists the project when it holds fewer tasks than
+//! the workspace has items, or after a failed attempt: the item comes back
+//! as a new task, and a push in progress whose plan names the old task is
+//! cleared and planned again (to keep an item out of the queue, skip it).
+//!
+//! # Old versions
+//! Older trainings' predictions stay by default: only the project's
+//! `model_version` counts, and Label Studio deletes predictions one by one
+//! (a counter update each), holding its database meanwhile. With
+//! `keep_versions` N > 0, once a training serves, the predictions of the
+//! trainings before the last N are deleted
+//! (`DELETE /api/projects/{id}/model-versions`).
 
 use std::time::Duration;
 
@@ -79,6 +95,9 @@ pub struct LiveOptions {
     pub sampling: bool,
     /// Select items annotators skipped again.
     pub reselect_skipped: bool,
+    /// Trainings whose predictions stay in the project (0: all); older
+    /// ones are deleted once a newer one serves.
+    pub keep_versions: usize,
     /// Longest wait for one request.
     pub timeout: Duration,
 }
@@ -319,29 +338,52 @@ impl Live {
             ));
             return Ok(live);
         }
-        let mut map = live.listed(ws)?;
+        live.bring_all(ws, say)?;
+        Ok(live)
+    }
+
+    /// Lists the project's tasks, imports the items that have none (the
+    /// project holds the whole workspace: an item whose task was deleted
+    /// comes back as a new task) and records each item's task.
+    fn bring_all(&self, ws: &mut Workspace, say: &dyn Fn(&str)) -> Result<Vec<i64>> {
+        let items = ws.items()?;
+        let mut map = self.listed(ws)?;
         let missing: Vec<usize> = (0..items).filter(|&r| map[r].is_none()).collect();
         if !missing.is_empty() {
             say(&format!(
                 "project {}: importing {} of the workspace's {items} items as tasks",
-                live.opts.project,
+                self.opts.project,
                 missing.len()
             ));
             for chunk in missing.chunks(1000) {
-                live.studio
-                    .import_tasks(live.opts.project, &ws.tasks_json(chunk)?)?;
+                self.studio
+                    .import_tasks(self.opts.project, &ws.tasks_json(chunk)?)?;
             }
-            map = live.listed(ws)?;
+            map = self.listed(ws)?;
         }
         let map: Vec<i64> = map
             .iter()
             .enumerate()
             .map(|(row, t)| {
-                t.ok_or_else(|| live.fail(format!("item {row} has no task after the import")))
+                t.ok_or_else(|| self.fail(format!("item {row} has no task after the import")))
             })
             .collect::<Result<_>>()?;
-        ws.store_tasks(&live.place, &map)?;
-        Ok(live)
+        ws.store_tasks(&self.place, &map)?;
+        Ok(map)
+    }
+
+    /// Lists the project again when tasks may have been deleted in Label
+    /// Studio while serving: it holds fewer tasks than the workspace has
+    /// items, or the last attempt failed (a request naming a deleted task
+    /// is refused whole).
+    fn resync(&self, ws: &mut Workspace, failed: bool, say: &dyn Fn(&str)) -> Result<()> {
+        let items = ws.items()? as u64;
+        let project = self.studio.project(self.opts.project)?;
+        let held = project.get("task_number").and_then(Value::as_u64);
+        if failed || held.is_none_or(|n| n < items) {
+            self.bring_all(ws, say)?;
+        }
+        Ok(())
     }
 
     fn fail(&self, reason: String) -> Error {
@@ -516,32 +558,47 @@ impl Live {
         &self.place
     }
 
-    /// Sends round `round`'s predictions of every unlabeled item and makes
-    /// them the project's current ones. Safe to call again after any
+    /// Sends round `round`'s predictions of every unlabeled item, makes
+    /// them the project's current ones, then deletes the predictions of
+    /// trainings before the last `keep_versions` (when not 0). Safe to call again after any
     /// failure or crash: it resumes where Label Studio stands (see the
     /// module docs). `newer` is asked between requests whether a newer
-    /// training has come; then the push is dropped.
+    /// training has come; then the push is dropped. `say` hears what
+    /// changed in the project besides the push (tasks brought back, old
+    /// versions deleted).
     pub fn push(
         &self,
         ws: &mut Workspace,
         round: i64,
         plan: PlanOptions,
         newer: &dyn Fn() -> bool,
+        say: &dyn Fn(&str),
     ) -> Result<Pushed> {
         let v = version(&self.token, round);
         let mut timing = Timing::default();
         let clock = std::time::Instant::now();
-        let state = match ws.push_state(&self.place, Some(&v))? {
-            Some(s) if s.state == "done" => {
-                return Ok(Pushed::Done {
-                    sent: 0,
-                    total: s.total,
-                    timing,
-                });
-            }
+        let before = ws.push_state(&self.place, Some(&v))?;
+        if let Some(s) = before.as_ref().filter(|s| s.state == "done") {
+            return Ok(Pushed::Done {
+                sent: 0,
+                total: s.total,
+                timing,
+            });
+        }
+        // Planned before Label Studio is asked anything, so that a failed
+        // attempt is recorded against this push.
+        let mut state = match before {
             Some(s) if s.state == "pushing" => s,
             _ => self.plan(ws, round, &v, plan)?,
         };
+        self.resync(ws, state.attempts > 0, say)?;
+        if ws.plan_is_stale(&self.place, &v)? {
+            // Some of its tasks were deleted: what Label Studio holds is no
+            // longer a prefix of any plan. Deleting first keeps a crash
+            // between the two safe (the plan stays stale).
+            self.studio.delete_version(self.opts.project, &v)?;
+            state = self.plan(ws, round, &v, plan)?;
+        }
         timing.plan = clock.elapsed().as_secs_f64();
         let (total, project) = (state.total, self.opts.project);
         let mut pushed = self.held(&v)?;
@@ -587,11 +644,44 @@ impl Live {
         }
         ws.finish_push(&self.place, &v)?;
         timing.send = clock.elapsed().as_secs_f64() - timing.plan;
+        // Housekeeping: a failure leaves the push done, and the next
+        // training's prune, which reads the project's versions, retries it.
+        if let Err(e) = self.prune(round, say) {
+            say(&format!(
+                "project {}: older versions not deleted (retried after the next training): {e}",
+                self.opts.project
+            ));
+        }
         Ok(Pushed::Done {
             sent: total - first,
             total,
             timing,
         })
+    }
+
+    /// Deletes the predictions of this workspace's trainings before the
+    /// last `keep_versions` (round `round` now serves). Reading the
+    /// project's versions, not the workspace's record, also clears what a
+    /// crash or a superseded push left.
+    fn prune(&self, round: i64, say: &dyn Fn(&str)) -> Result<()> {
+        let keep = self.opts.keep_versions as i64;
+        if keep == 0 {
+            return Ok(());
+        }
+        let prefix = format!("{}-r", export::model_version(&self.token));
+        for (v, n) in self.studio.version_counts(self.opts.project)? {
+            let old = v.strip_prefix(&prefix).and_then(|r| r.parse::<i64>().ok());
+            if old.is_some_and(|r| r <= round - keep) {
+                let clock = std::time::Instant::now();
+                self.studio.delete_version(self.opts.project, &v)?;
+                say(&format!(
+                    "project {}: deleted the {n} predictions of {v}, an older training's ({:.2} s)",
+                    self.opts.project,
+                    clock.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Predictions of `version` the project holds.
@@ -662,8 +752,10 @@ impl Live {
             }
         }
         tx.execute(
-            "INSERT OR REPLACE INTO studio_pushes(place, version, round, total, pushed, state, started)
-             VALUES (?1, ?2, ?3, ?4, 0, 'pushing', ?5)",
+            "INSERT INTO studio_pushes(place, version, round, total, pushed, state, started)
+             VALUES (?1, ?2, ?3, ?4, 0, 'pushing', ?5)
+             ON CONFLICT(place, version) DO UPDATE SET total = excluded.total, pushed = 0,
+             state = 'pushing', started = excluded.started",
             params![self.place, v, round, ranked.len() as i64, now()],
         )
         .map_err(db_err(&p))?;
@@ -692,6 +784,20 @@ impl Workspace {
             }
         }
         tx.commit().map_err(db_err(&p))
+    }
+
+    /// Whether a push's plan names a task the project no longer holds.
+    fn plan_is_stale(&self, place: &str, v: &str) -> Result<bool> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM studio_plan WHERE place = ?1 AND version = ?2
+                 AND task NOT IN (SELECT task FROM studio_tasks WHERE place = ?1)",
+                params![place, v],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path()))?;
+        Ok(n > 0)
     }
 
     fn set_push(&self, place: &str, v: &str, pushed: u64, state: &str) -> Result<()> {

@@ -682,7 +682,10 @@ fn push_forever(shared: &Arc<Shared>) {
                     .flatten()
                     .is_some_and(|(r, _)| r > round)
             };
-            match q.live.push(&mut ws, round, plan, &newer) {
+            match q
+                .live
+                .push(&mut ws, round, plan, &newer, &|m| eprintln!("{m}"))
+            {
                 Ok(p) => Ok(Some((round, p))),
                 Err(e) => {
                     let _ = q.live.failed(&ws, round, &e.to_string());
