@@ -48,7 +48,11 @@ struct Params {
     beta: f32,
     half: f32,
     rel: f32,
-    _pad: u32,
+    // Samples (INPUT_SAMPLES): T, each a plane of rows x classes values.
+    samples: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -195,6 +199,10 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if P.input == INPUT_MULTILABEL || P.input == INPUT_MULTILABEL_LOGITS {
         score_multi(r);
+        return;
+    }
+    if P.input == INPUT_SAMPLES {
+        score_samples(r);
         return;
     }
     let base = r * P.width;
@@ -385,6 +393,53 @@ fn score_multi(r: u32) {
         }
     }
     let b = (P.half + abs(pri) * P.rel + moved) * 1.0001;
+    status[r] = STATUS_SCORED;
+    keys[r] = ordered(pri - b);
+    keys[P.hi_at + r] = ordered(pri + b);
+}
+
+// BALD over a row's T samples (INPUT_SAMPLES; kl-mean equals it in exact
+// arithmetic): sample t's C values at rows[(t * rows + r) * C ..], one
+// plane a sample. Every value must be a probability and every sample's
+// sum within the tolerance (a sum too near it goes to the host, as in
+// `score`). The priority is H(mean) - (1/T) sum_t H(p_t) in f32, the mean
+// summed in sample order and divided by T; the host proves the interval
+// half + rel * |priority| around it (src/score/fast.rs, gpu_bald_bound)
+// and re-scores every candidate canonically.
+fn score_samples(r: u32) {
+    let c = P.classes;
+    let plane = P.rows * c;
+    var each = 0.0;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        let base = t * plane + r * c;
+        var s = 0.0;
+        var h = 0.0;
+        for (var j = 0u; j < c; j = j + 1u) {
+            let x = rows[base + j];
+            if !prob_ok(x) {
+                invalid(r);
+                return;
+            }
+            s = s + x;
+            h = h + plogp(x);
+        }
+        if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
+            undecided(r);
+            return;
+        }
+        each = each - h;
+    }
+    let tf = f32(P.samples);
+    var hm = 0.0;
+    for (var j = 0u; j < c; j = j + 1u) {
+        var m = 0.0;
+        for (var t = 0u; t < P.samples; t = t + 1u) {
+            m = m + rows[t * plane + r * c + j];
+        }
+        hm = hm + plogp(m / tf);
+    }
+    let pri = (-hm - each / tf) * P.inv_ln_b;
+    let b = (P.half + abs(pri) * P.rel) * 1.0001;
     status[r] = STATUS_SCORED;
     keys[r] = ordered(pri - b);
     keys[P.hi_at + r] = ordered(pri + b);

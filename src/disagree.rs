@@ -12,8 +12,12 @@
 //! logarithms. BALD and kl-mean over float32 or float16 probabilities
 //! first take an f32 fast path with a proven bound, sixteen rows at a time
 //! ([`crate::score::lanes`]), straight from the map of a T x N x C float32
-//! file. There is no GPU path yet: the device policy keeps these strategies
-//! on the CPU.
+//! file. On the GPU, BALD and kl-mean take the same rule with the kernel's
+//! f32 BALD and its own proven interval ([`crate::backend::gpu`]'s samples
+//! module); the other strategies run here only.
+
+#[cfg(feature = "gpu")]
+mod gpu;
 
 use crate::backend::{Progress, chunked};
 use crate::error::{BadSample, Error, Result};
@@ -427,6 +431,22 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
         excluded,
         scored,
     ))
+}
+
+/// BALD or kl-mean on the GPU ([`gpu`]): the same picks as [`select`].
+pub(crate) fn select_on_gpu(
+    g: &crate::backend::gpu::Gpu,
+    samples: &Samples,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, crate::backend::Phases)> {
+    #[cfg(feature = "gpu")]
+    return gpu::select(g, samples, job, progress);
+    #[cfg(not(feature = "gpu"))]
+    {
+        let _ = (samples, job, progress);
+        g.never()
+    }
 }
 
 /// The first failure in row order (a second, sequential pass, taken only

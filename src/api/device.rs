@@ -74,6 +74,9 @@ pub struct Request<'a> {
     /// Whether it draws a stochastic batch, which ranks every canonical
     /// score on the CPU.
     pub stochastic: bool,
+    /// Whether samples are given as plain probabilities (not renormalized,
+    /// nor made by a model in the run): the one form the GPU's BALD reads.
+    pub plain_samples: bool,
 }
 
 /// The policy's decision.
@@ -85,24 +88,30 @@ pub enum Choice {
     Gpu(AdapterSummary, String),
 }
 
-/// Whether a query has a GPU engine: the disagreement strategies,
-/// BatchBALD, the representative strategies, the regression strategies
-/// but `gsx` (core-set's engine) and stochastic batches run on the CPU
-/// only, for now.
-fn has_gpu_engine(query: Query, stochastic: bool) -> bool {
-    !stochastic
-        && !matches!(
-            query,
-            Query::Disagree(_)
-                | Query::Cold(_)
-                | Query::Batch(crate::query::BatchStrategy::BatchBald)
-                | Query::Regress(
-                    crate::query::Regression::Std
-                        | crate::query::Regression::Gsy
-                        | crate::query::Regression::Igs
-                        | crate::query::Regression::Emcm
-                )
-        )
+/// Why a query has no GPU engine, or `None` where it has one. BALD and
+/// kl-mean run there over given samples of plain probabilities; the other
+/// disagreement strategies, BatchBALD, the representative strategies, the
+/// regression strategies but `gsx` (core-set's engine) and stochastic
+/// batches run on the CPU only, for now.
+fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
+    use crate::query::{BatchStrategy, Disagreement, Regression};
+    let yet = || Some(format!("{what} has no GPU path yet"));
+    match req.query {
+        _ if req.stochastic => yet(),
+        Query::Disagree(Disagreement::Bald | Disagreement::KlMean) if !req.plain_samples => {
+            Some(format!(
+                "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
+            ))
+        }
+        Query::Disagree(Disagreement::Bald | Disagreement::KlMean) => None,
+        Query::Disagree(_)
+        | Query::Cold(_)
+        | Query::Batch(BatchStrategy::BatchBald)
+        | Query::Regress(Regression::Std | Regression::Gsy | Regression::Igs | Regression::Emcm) => {
+            yet()
+        }
+        _ => None,
+    }
 }
 
 /// The device policy, written once for every caller. `adapters` lists
@@ -124,17 +133,18 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
     } else {
         req.query.to_string()
     };
-    let gpu_engine = has_gpu_engine(req.query, req.stochastic);
-    match req.device {
-        Device::Cpu => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
-        Device::Gpu if !gpu_engine => {
+    let no_engine = no_gpu_engine(req, &what);
+    match (req.device, no_engine) {
+        (Device::Cpu, _) => return Ok(Choice::Cpu("using the CPU (--device cpu)".into())),
+        (Device::Gpu, Some(why)) => {
             return Err(Error::Config(format!(
-                "{what} runs on the CPU (it has no GPU path yet): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)"
+                "{why}: use --device cpu or auto (device=\"cpu\" or \"auto\" in Python)"
             )));
         }
-        Device::Auto if !gpu_engine => {
-            return cpu(format!("{what} has no GPU path yet"));
-        }
+        (Device::Auto, Some(why)) => return cpu(why),
+        _ => {}
+    }
+    match req.device {
         Device::Gpu if req.float64 => {
             return Err(Error::Config(
                 "float64 probabilities are scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store them as float32".into(),
@@ -332,6 +342,7 @@ mod tests {
             float64,
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: false,
+            plain_samples: false,
         }
     }
 
@@ -424,16 +435,28 @@ mod tests {
 
     #[test]
     fn queries_without_a_gpu_engine_stay_on_the_cpu() {
-        let bald = |device| Request {
-            query: Query::Disagree(crate::query::Disagreement::Bald),
+        use crate::query::Disagreement::{Bald, KlMax};
+        let asked = |device, d, plain_samples| Request {
+            query: Query::Disagree(d),
+            plain_samples,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        let c = decide(&bald(Device::Auto), || panic!("probed for bald")).unwrap();
+        let c = decide(&asked(Device::Auto, KlMax, true), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("bald has no GPU path")),
+            matches!(&c, Choice::Cpu(r) if r.contains("kl-max has no GPU path")),
             "{c:?}"
         );
-        let e = decide(&bald(Device::Gpu), h100_and_lavapipe).unwrap_err();
+        let e = decide(&asked(Device::Gpu, KlMax, true), h100_and_lavapipe).unwrap_err();
+        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
+        // BALD runs there over given samples of plain probabilities only.
+        let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let c = decide(&asked(Device::Auto, Bald, false), || panic!("probed")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("plain probabilities only")),
+            "{c:?}"
+        );
+        let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
         let drawn = |device| Request {
             stochastic: true,

@@ -23,7 +23,9 @@ use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
-use crate::query::{BatchStrategy, ColdStart, Input, Needs, Query, Regression, Strategy, Use};
+use crate::query::{
+    BatchStrategy, ColdStart, Input, InputForm, Needs, Query, Regression, Strategy, Use,
+};
 use crate::score::random_priority;
 use crate::select::Selection;
 pub use device::Device;
@@ -212,7 +214,7 @@ impl<'a> Inputs<'a> {
 
     /// Whether the probabilities are float64 (a model's are float32).
     fn float64(&self) -> bool {
-        self.probs.is_some_and(|p| p.has_f64())
+        self.probs.is_some_and(|p| p.has_f64()) || self.samples.is_some_and(|s| s.has_f64())
     }
 }
 
@@ -311,6 +313,14 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             None => job.query,
         },
         stochastic: job.stochastic.is_some(),
+        plain_samples: inputs.samples.is_some()
+            && matches!(
+                job.input,
+                InputForm::Probs {
+                    renormalize: false,
+                    ..
+                }
+            ),
     };
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
@@ -338,7 +348,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
         Query::Disagree(_) | Query::Regress(Regression::Std) => {
-            (select_disagreement(&inputs, job, run.progress)?, None)
+            select_disagreement(&inputs, job, backend, run.progress)?
         }
         Query::Regress(_) => (
             select_regression(&inputs, job, backend, run.progress)?,
@@ -422,15 +432,27 @@ fn select_regression(
 
 /// A disagreement strategy's selection: over given samples, or block by
 /// block over a committee's outputs.
-fn select_disagreement(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+fn select_disagreement(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
     #[cfg(feature = "learner")]
     if let (None, Some((models, features))) = (inputs.samples, inputs.committee) {
-        return crate::features::select_committee(models, features, job, progress);
+        let sel = crate::features::select_committee(models, features, job, progress)?;
+        return Ok((sel, None));
     }
     let samples = inputs
         .samples
         .ok_or_else(|| missing(job.query, Input::Samples))?;
-    crate::disagree::select(samples, job, progress)
+    match backend {
+        Backend::Gpu(g) => {
+            let (sel, phases) = crate::disagree::select_on_gpu(g, samples, job, progress)?;
+            Ok((sel, Some(phases)))
+        }
+        Backend::Cpu => Ok((crate::disagree::select(samples, job, progress)?, None)),
+    }
 }
 
 /// Every row's canonical score under a row-wise `job`, in row order

@@ -200,6 +200,44 @@ pub fn gpu_bound(
     b
 }
 
+/// The interval `half + rel · |priority|` around BALD as the GPU kernel
+/// computes it in f32 (`shaders/select.wgsl`, `score_samples`), against
+/// the canonical f64 BALD (and kl-mean, equal in exact arithmetic), in
+/// units of `log_b`. With u = 2⁻²⁴, H = (1 + tol)·ln C plus the entropy
+/// bound E of one f32 entropy (as [`gpu_bound`]'s: 4x the CPU's at ln C,
+/// for the GPU's own rounding and fused multiply-adds):
+/// - the mean of the T sample entropies: E each, and the f32 sum of T
+///   terms of at most H and its division by T: T·u·H;
+/// - p̄ summed over samples in f32 and divided by T is p̄·(1 + δ_j),
+///   |δ_j| ≤ δ = 1.01·T·u, which moves H(p̄) by at most δ·(H + 1.01 Σ p̄)
+///   (the slope of `−x ln x` is `−(ln x + 1)`); then E for ĥ(p̄₃₂);
+/// - the subtraction: 2·u·H; values a GPU flushes below the smallest
+///   normal f32: 1e-35 a class; the canonical kl-mean's own f64 rounding
+///   away from BALD's: 1e-9·(1 + H);
+/// - the scaling by 1/ln b in f32: `rel` = 4u.
+///
+/// Doubled for margin: a loose bound costs only candidates.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub fn gpu_bald_bound(classes: usize, samples: usize, sum_tol: f64, ln_b: f64) -> (f64, f64) {
+    const U: f64 = 1.0 / 16_777_216.0;
+    let c = classes.max(1) as f64;
+    let t = samples.max(1) as f64;
+    let ln_c = c.ln().max(1.0);
+    let delta = 1.01 * t * U;
+    let sum = 1.0 + sum_tol;
+    let e_each = 4.0 * entropy_bound(ln_c, sum, classes) + 8.0 * U * ln_c;
+    let e_mean = 4.0 * entropy_bound(ln_c, sum * (1.0 + delta), classes) + 8.0 * U * ln_c;
+    let h = sum * ln_c + e_each;
+    let nats = e_each
+        + t * U * h
+        + delta * (h + 1.01 * sum)
+        + e_mean
+        + 2.0 * U * h
+        + c * 1e-35
+        + 1e-9 * (1.0 + h);
+    (2.0 * nats / ln_b, 4.0 * U)
+}
+
 /// Each sample's canonical sum (f64, in column order) into `sums`: eight
 /// samples at a time, each its own chain, in registers.
 #[inline(always)]

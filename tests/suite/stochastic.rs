@@ -334,7 +334,7 @@ fn bad_requests_are_named() {
         .unwrap()
         .to_string();
     assert!(
-        e.contains("a stochastic batch of margin runs on the CPU"),
+        e.contains("a stochastic batch of margin has no GPU path yet"),
         "{e}"
     );
     let emb = Pool::from_f32(&x, 3).unwrap();

@@ -1,0 +1,134 @@
+//! BALD (and kl-mean) over T samples on the GPU: the chunked select of
+//! [`crate::backend::gpu`], with each chunk's T planes uploaded and the
+//! kernel's f32 BALD (`shaders/select.wgsl`, `score_samples`) filtering
+//! rows inside the interval [`gpu_bald_bound`] proves. Every candidate,
+//! and every row the kernel cannot decide, is read back from the files and
+//! scored canonically, so the picks are the CPU's.
+
+use super::read_canonical;
+use crate::backend::Progress;
+use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, Source, chunk_rows, drive};
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::pool::Samples;
+use crate::pool::samples::ReadBufs;
+use crate::query::{Disagreement, InputForm, Query};
+use crate::score::Ranked;
+use crate::score::disagree::disagreement;
+use crate::score::fast::gpu_bald_bound;
+use crate::select::Selection;
+
+/// The k rows of most disagreement (ties to the lower row) on the GPU.
+pub(crate) fn select(
+    gpu: &Gpu,
+    samples: &Samples,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    let Query::Disagree(d @ (Disagreement::Bald | Disagreement::KlMean)) = job.query else {
+        return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
+    };
+    let InputForm::Probs {
+        sum_tol,
+        renormalize: false,
+    } = job.input
+    else {
+        return Err(Error::Config(format!(
+            "{d} on the GPU reads plain probabilities; renormalized samples are scored on the CPU (--device cpu)"
+        )));
+    };
+    if samples.has_f64() {
+        return Err(Error::Config(format!(
+            "{}: float64 samples are scored on the CPU (WGSL has no float64): use --device cpu or auto, or store them as float32",
+            samples.path().display()
+        )));
+    }
+    let (t, c) = (samples.samples(), samples.classes());
+    let k = job.k.min(samples.rows() as usize);
+    let max_rows = chunk_rows(gpu, t * c, job.chunk_rows);
+    let r_max = max_rows.min(samples.rows());
+    let bound = gpu_bald_bound(c, t, sum_tol, job.log_base.ln());
+    let mut run = Chunked::samples(gpu, job, k, (t, c), r_max, bound)?;
+    let step = max_rows.max(1);
+    let mut src = SampleRows {
+        samples,
+        job,
+        d,
+        chunks: (0..samples.rows().div_ceil(step))
+            .map(|i| (i * step, ((i + 1) * step).min(samples.rows())))
+            .collect(),
+        bufs: ReadBufs::default(),
+        planes: Vec::new(),
+        stored: Vec::new(),
+        probs: Vec::new(),
+        mean: Vec::new(),
+    };
+    drive(&mut run, k, &mut src, progress)?;
+    Ok(run.finish(samples.rows()))
+}
+
+/// The samples' chunks (local rows), and the scratch that reads them.
+struct SampleRows<'s> {
+    samples: &'s Samples<'s>,
+    job: &'s Job,
+    d: Disagreement,
+    chunks: Vec<(u64, u64)>,
+    bufs: ReadBufs,
+    planes: Vec<f32>,
+    stored: Vec<f64>,
+    probs: Vec<f64>,
+    mean: Vec<f64>,
+}
+
+impl Rescore for SampleRows<'_> {
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>> {
+        let (g0, c) = (self.samples.first_row(), self.samples.classes());
+        let mut out = Vec::with_capacity(rows.len());
+        for &index in rows {
+            let r = index - g0;
+            let scratch = (&mut self.bufs, &mut self.stored);
+            read_canonical(self.samples, self.job, (r, r + 1), scratch, &mut self.probs)?;
+            let priority = disagreement(self.d, self.job.log_base, &self.probs, c, &mut self.mean);
+            out.push(Ranked { priority, index });
+        }
+        Ok(out)
+    }
+}
+
+impl Source for SampleRows<'_> {
+    fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn enter(&mut self, i: usize) -> (u64, u64, u64) {
+        let (start, end) = self.chunks[i];
+        let row_bytes = self.samples.data_bytes() / self.samples.rows().max(1);
+        (
+            self.samples.first_row() + start,
+            end - start,
+            (end - start) * row_bytes,
+        )
+    }
+
+    /// Sample t's rows go to plane t, `(end − start) · C` values from the
+    /// buffer's start each: straight from the map of a float32 T x N x C
+    /// file, else read into planes first.
+    fn upload(&mut self, run: &Chunked, slot: usize, i: usize) -> Result<()> {
+        let span = self.chunks[i];
+        let (buf, q) = (&run.bufs.rows[slot], &run.gpu.queue);
+        let plane = (span.1 - span.0) * self.samples.classes() as u64 * 4;
+        match self.samples.mapped_planes(span)? {
+            Some(planes) => {
+                for (t, p) in planes.iter().enumerate() {
+                    q.write_buffer(buf, t as u64 * plane, bytemuck::cast_slice(p));
+                }
+            }
+            None => {
+                self.samples
+                    .read_planes(span, &mut self.bufs, &mut self.planes)?;
+                q.write_buffer(buf, 0, bytemuck::cast_slice(&self.planes));
+            }
+        }
+        Ok(())
+    }
+}
