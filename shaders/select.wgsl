@@ -399,7 +399,8 @@ fn score_multi(r: u32) {
 }
 
 // BALD over a row's T samples (INPUT_SAMPLES; kl-mean equals it in exact
-// arithmetic): sample t's C values at rows[(t * rows + r) * C ..], one
+// arithmetic), or consensus entropy, H(mean) alone: sample t's C values at
+// rows[(t * rows + r) * C ..], one
 // plane a sample. Every value must be a probability and every sample's
 // sum within the tolerance (a sum too near it goes to the host, as in
 // `score`). The priority is H(mean) - (1/T) sum_t H(p_t) in f32, the mean
@@ -421,7 +422,9 @@ fn score_samples(r: u32) {
                 return;
             }
             s = s + x;
-            h = h + plogp(x);
+            if P.strategy != STRATEGY_CONSENSUS_ENTROPY {
+                h = h + plogp(x);
+            }
         }
         if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
             undecided(r);
@@ -438,7 +441,10 @@ fn score_samples(r: u32) {
         }
         hm = hm + plogp(m / tf);
     }
-    let pri = (-hm - each / tf) * P.inv_ln_b;
+    var pri = -hm * P.inv_ln_b;
+    if P.strategy != STRATEGY_CONSENSUS_ENTROPY {
+        pri = (-hm - each / tf) * P.inv_ln_b;
+    }
     let b = (P.half + abs(pri) * P.rel) * 1.0001;
     status[r] = STATUS_SCORED;
     keys[r] = ordered(pri - b);

@@ -88,8 +88,9 @@ pub enum Choice {
     Gpu(AdapterSummary, String),
 }
 
-/// Why a query has no GPU engine, or `None` where it has one. BALD and
-/// kl-mean run there over given samples of plain probabilities; the other
+/// Why a query has no GPU engine, or `None` where it has one. BALD,
+/// kl-mean and consensus entropy run there over given samples of plain
+/// probabilities; the other
 /// disagreement strategies, BatchBALD, the representative strategies, the
 /// regression strategies but `gsx` (core-set's engine) and stochastic
 /// batches run on the CPU only, for now.
@@ -98,12 +99,14 @@ fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
     match req.query {
         _ if req.stochastic => yet(),
-        Query::Disagree(Disagreement::Bald | Disagreement::KlMean) if !req.plain_samples => {
-            Some(format!(
-                "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
-            ))
-        }
-        Query::Disagree(Disagreement::Bald | Disagreement::KlMean) => None,
+        Query::Disagree(
+            Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy,
+        ) if !req.plain_samples => Some(format!(
+            "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
+        )),
+        Query::Disagree(
+            Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy,
+        ) => None,
         Query::Disagree(_)
         | Query::Cold(_)
         | Query::Batch(BatchStrategy::BatchBald)

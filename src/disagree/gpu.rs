@@ -1,4 +1,4 @@
-//! BALD (and kl-mean) over T samples on the GPU: the chunked select of
+//! BALD, kl-mean and consensus entropy over T samples on the GPU: the chunked select of
 //! [`crate::backend::gpu`], with each chunk's T planes uploaded and the
 //! kernel's f32 BALD (`shaders/select.wgsl`, `score_samples`) filtering
 //! rows inside the interval [`gpu_bald_bound`] proves. Every candidate,
@@ -25,7 +25,10 @@ pub(crate) fn select(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
-    let Query::Disagree(d @ (Disagreement::Bald | Disagreement::KlMean)) = job.query else {
+    let Query::Disagree(
+        d @ (Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy),
+    ) = job.query
+    else {
         return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
     };
     let InputForm::Probs {
@@ -47,7 +50,8 @@ pub(crate) fn select(
     let k = job.k.min(samples.rows() as usize);
     let max_rows = chunk_rows(gpu, t * c, job.chunk_rows);
     let r_max = max_rows.min(samples.rows());
-    let bound = gpu_bald_bound(c, t, sum_tol, job.log_base.ln());
+    let bald = d != Disagreement::ConsensusEntropy;
+    let bound = gpu_bald_bound(c, t, sum_tol, job.log_base.ln(), bald);
     let mut run = Chunked::samples(gpu, job, k, (t, c), r_max, bound)?;
     let step = max_rows.max(1);
     let mut src = SampleRows {

@@ -216,9 +216,18 @@ pub fn gpu_bound(
 ///   away from BALD's: 1e-9·(1 + H);
 /// - the scaling by 1/ln b in f32: `rel` = 4u.
 ///
+/// Consensus entropy, `H(p̄)` alone (`bald` false), has the same bound but
+/// the sample entropies' terms.
+///
 /// Doubled for margin: a loose bound costs only candidates.
 #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
-pub fn gpu_bald_bound(classes: usize, samples: usize, sum_tol: f64, ln_b: f64) -> (f64, f64) {
+pub fn gpu_bald_bound(
+    classes: usize,
+    samples: usize,
+    sum_tol: f64,
+    ln_b: f64,
+    bald: bool,
+) -> (f64, f64) {
     const U: f64 = 1.0 / 16_777_216.0;
     let c = classes.max(1) as f64;
     let t = samples.max(1) as f64;
@@ -228,13 +237,9 @@ pub fn gpu_bald_bound(classes: usize, samples: usize, sum_tol: f64, ln_b: f64) -
     let e_each = 4.0 * entropy_bound(ln_c, sum, classes) + 8.0 * U * ln_c;
     let e_mean = 4.0 * entropy_bound(ln_c, sum * (1.0 + delta), classes) + 8.0 * U * ln_c;
     let h = sum * ln_c + e_each;
-    let nats = e_each
-        + t * U * h
-        + delta * (h + 1.01 * sum)
-        + e_mean
-        + 2.0 * U * h
-        + c * 1e-35
-        + 1e-9 * (1.0 + h);
+    let each = if bald { e_each + t * U * h } else { 0.0 };
+    let nats =
+        each + delta * (h + 1.01 * sum) + e_mean + 2.0 * U * h + c * 1e-35 + 1e-9 * (1.0 + h);
     (2.0 * nats / ln_b, 4.0 * U)
 }
 
