@@ -113,6 +113,10 @@ struct Shared {
     /// The newest model and its file, loaded on first use.
     model: Mutex<Option<(String, Arc<Mlp>)>>,
     training: AtomicBool,
+    /// A retrain asked for while one ran (forced, or on new labels): the
+    /// running one checks again once done, so no label's trigger is lost.
+    asked: AtomicBool,
+    forced: AtomicBool,
     /// The live queue, when serving a project live.
     live: Option<Queue>,
 }
@@ -196,6 +200,8 @@ pub fn serve(
         features: FeaturePool::open(&[PathBuf::from(ws.meta("features")?)])?,
         model: Mutex::new(None),
         training: AtomicBool::new(false),
+        asked: AtomicBool::new(false),
+        forced: AtomicBool::new(false),
         live: live.map(|live| Queue {
             live,
             rung: Mutex::new(0),
@@ -583,12 +589,18 @@ fn webhook(body: &Value, ws: &mut Workspace, shared: &Arc<Shared>) -> Reply {
 }
 
 /// Starts a retrain in the background when `retrain_every` labels arrived
-/// since the last round (or when `force`d), unless one is running.
+/// since the last round (or when `force`d), unless one is running; then
+/// the running one checks again when it is done (a label that arrived
+/// while it counted would otherwise wait for the next one).
 fn retrain(shared: &Arc<Shared>, force: bool) {
     let every = shared.opts.retrain_every;
     if !force && every == 0 {
         return;
     }
+    if force {
+        shared.forced.store(true, Ordering::Release);
+    }
+    shared.asked.store(true, Ordering::Release);
     if shared
         .training
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
@@ -598,34 +610,50 @@ fn retrain(shared: &Arc<Shared>, force: bool) {
     }
     let shared = shared.clone();
     std::thread::spawn(move || {
-        let run = || -> Result<()> {
-            let mut ws = Workspace::open(&shared.dir, shared.opts.wait)?;
-            let labels = ws.labels()?.len() as i64;
-            let last = ws.last_round()?.map_or(0, |(_, n)| n);
-            if !force && labels - last < every as i64 {
-                return Ok(());
+        loop {
+            shared.asked.store(false, Ordering::Release);
+            let force = shared.forced.swap(false, Ordering::AcqRel);
+            if let Err(e) = train_once(&shared, force, every) {
+                eprintln!("retraining failed: {e}");
             }
-            let opts = shared.opts.next_options(&shared.dir);
-            std::fs::create_dir_all(shared.dir.join("batches"))
-                .map_err(|e| Error::io(&shared.dir, e))?;
-            let r = next_round(&mut ws, &shared.dir, &opts, &Silent)?;
-            eprintln!(
-                "retrained on {} labels: round {}, {} items in {}",
-                r.labels,
-                r.round,
-                r.picked,
-                opts.out.display()
-            );
-            Ok(())
-        };
-        if let Err(e) = run() {
-            eprintln!("retraining failed: {e}");
-        }
-        shared.training.store(false, Ordering::Release);
-        if let Some(q) = &shared.live {
-            q.ring();
+            shared.training.store(false, Ordering::Release);
+            if let Some(q) = &shared.live {
+                q.ring();
+            }
+            // Asked again meanwhile: run again, unless a newer call
+            // already took the flag (it then runs).
+            let again = shared.asked.load(Ordering::Acquire)
+                && shared
+                    .training
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !again {
+                break;
+            }
         }
     });
+}
+
+/// One retrain: a round of `next` on the labels so far, when `every` new
+/// labels came since the last (or when `force`d).
+fn train_once(shared: &Shared, force: bool, every: usize) -> Result<()> {
+    let mut ws = Workspace::open(&shared.dir, shared.opts.wait)?;
+    let labels = ws.labels()?.len() as i64;
+    let last = ws.last_round()?.map_or(0, |(_, n)| n);
+    if !force && labels - last < every as i64 {
+        return Ok(());
+    }
+    let opts = shared.opts.next_options(&shared.dir);
+    std::fs::create_dir_all(shared.dir.join("batches")).map_err(|e| Error::io(&shared.dir, e))?;
+    let r = next_round(&mut ws, &shared.dir, &opts, &Silent)?;
+    eprintln!(
+        "retrained on {} labels: round {}, {} items in {}",
+        r.labels,
+        r.round,
+        r.picked,
+        opts.out.display()
+    );
+    Ok(())
 }
 
 /// Connects the live queue once the server answers (Label Studio calls it
@@ -819,6 +847,8 @@ impl Unplugged {
             features: FeaturePool::open(&[&features])?,
             model: Mutex::new(None),
             training: AtomicBool::new(true),
+            asked: AtomicBool::new(false),
+            forced: AtomicBool::new(false),
             live: None,
             opts,
         };
