@@ -861,21 +861,12 @@ impl<'r> Chunked<'r> {
         c: usize,
         max_rows: u64,
     ) -> Result<Chunked<'r>> {
-        let scoring = Scoring {
-            query: job.query,
-            log_base: job.log_base,
-            seed: job.seed,
-            exclusions: &job.exclusions,
-        };
-        let mut run = Chunked::with_width(gpu, scoring, k, c, c, max_rows, &job.input, 0.0)?;
-        let (half, rel) = multilabel_bounds(spec, c);
+        let bound = multilabel_bounds(spec, c);
+        let mut run = Chunked::with_interval(gpu, job, k, (c, c), max_rows, bound)?;
         let card_hi = spec.cardinality as f32;
-        run.base.lenient = 1;
         run.base.card_hi = card_hi;
         run.base.card_lo = (spec.cardinality - card_hi as f64) as f32;
         run.base.beta = spec.beta as f32;
-        run.base.half = f32_at_least(half);
-        run.base.rel = f32_at_least(rel);
         Ok(run)
     }
 
@@ -883,12 +874,30 @@ impl<'r> Chunked<'r> {
     /// sample a plane of the chunk's rows (the kernel's `score_samples`):
     /// each row gets the interval `half + rel · |priority|` around its f32
     /// BALD, as the multi-label rows do.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn samples(
         gpu: &'r Gpu,
         job: &'r Job,
         k: usize,
         (t, c): (usize, usize),
+        max_rows: u64,
+        bound: (f64, f64),
+    ) -> Result<Chunked<'r>> {
+        let mut run = Chunked::with_interval(gpu, job, k, (c, t * c), max_rows, bound)?;
+        run.base.input = codes::INPUT_SAMPLES;
+        run.base.samples = t as u32;
+        Ok(run)
+    }
+
+    /// A selection whose kernel gives each row the interval
+    /// `half + rel · |priority|` around its f32 priority: the radix select
+    /// cuts on the lower ends and keeps every row whose upper end reaches
+    /// the cut, so the cut itself needs no slack. Rows of `c` classes,
+    /// `width` values apart.
+    fn with_interval(
+        gpu: &'r Gpu,
+        job: &'r Job,
+        k: usize,
+        (c, width): (usize, usize),
         max_rows: u64,
         (half, rel): (f64, f64),
     ) -> Result<Chunked<'r>> {
@@ -898,9 +907,7 @@ impl<'r> Chunked<'r> {
             seed: job.seed,
             exclusions: &job.exclusions,
         };
-        let mut run = Chunked::with_width(gpu, scoring, k, c, t * c, max_rows, &job.input, 0.0)?;
-        run.base.input = codes::INPUT_SAMPLES;
-        run.base.samples = t as u32;
+        let mut run = Chunked::with_width(gpu, scoring, k, c, width, max_rows, &job.input, 0.0)?;
         run.base.lenient = 1;
         run.base.half = f32_at_least(half);
         run.base.rel = f32_at_least(rel);
