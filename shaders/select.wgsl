@@ -398,23 +398,40 @@ fn score_multi(r: u32) {
     keys[P.hi_at + r] = ordered(pri + b);
 }
 
-// BALD over a row's T samples (INPUT_SAMPLES; kl-mean equals it in exact
-// arithmetic), or consensus entropy, H(mean) alone: sample t's C values at
-// rows[(t * rows + r) * C ..], one
-// plane a sample. Every value must be a probability and every sample's
-// sum within the tolerance (a sum too near it goes to the host, as in
-// `score`). The priority is H(mean) - (1/T) sum_t H(p_t) in f32, the mean
-// summed in sample order and divided by T; the host proves the interval
-// half + rel * |priority| around it (src/score/fast.rs, gpu_bald_bound)
-// and re-scores every candidate canonically.
+// Most samples a row may have for the vote strategies here; a row of
+// more goes to the host.
+const VOTE_SAMPLES: u32 = 64u;
+
+// A row's T samples (INPUT_SAMPLES), sample t's C values at
+// rows[(t * rows + r) * C ..], one plane a sample. Every value must be a
+// probability and every sample's sum within the tolerance (a sum too near
+// it goes to the host, as in `score`). The priority, in f32:
+// - BALD (and kl-mean, equal in exact arithmetic): H(mean) minus the mean
+//   of the samples' entropies, the mean summed in sample order and
+//   divided by T; consensus entropy: H(mean) alone;
+// - variation ratio, 1 - f/T, and vote entropy, the entropy of the vote
+//   fractions v/T, from each sample's argmax (the first of equal values,
+//   as on the host: the stored values are the canonical ones, and f32
+//   comparisons are exact).
+// The host proves the interval half + rel * |priority| around it
+// (src/score/fast.rs, gpu_samples_bound) and re-scores every candidate
+// canonically.
 fn score_samples(r: u32) {
     let c = P.classes;
     let plane = P.rows * c;
+    let votes = P.strategy == STRATEGY_VARIATION_RATIO || P.strategy == STRATEGY_VOTE_ENTROPY;
+    let logs = P.strategy == STRATEGY_BALD || P.strategy == STRATEGY_KL_MEAN;
+    if votes && P.samples > VOTE_SAMPLES {
+        undecided(r);
+        return;
+    }
+    var top: array<u32, VOTE_SAMPLES>;
     var each = 0.0;
     for (var t = 0u; t < P.samples; t = t + 1u) {
         let base = t * plane + r * c;
         var s = 0.0;
         var h = 0.0;
+        var best = 0u;
         for (var j = 0u; j < c; j = j + 1u) {
             let x = rows[base + j];
             if !prob_ok(x) {
@@ -422,8 +439,11 @@ fn score_samples(r: u32) {
                 return;
             }
             s = s + x;
-            if P.strategy != STRATEGY_CONSENSUS_ENTROPY {
+            if logs {
                 h = h + plogp(x);
+            }
+            if x > rows[base + best] {
+                best = j;
             }
         }
         if !(abs(s - 1.0) + P.slack * (s + 1.0) <= P.tol) {
@@ -431,19 +451,50 @@ fn score_samples(r: u32) {
             return;
         }
         each = each - h;
+        if votes {
+            top[t] = best;
+        }
     }
     let tf = f32(P.samples);
-    var hm = 0.0;
-    for (var j = 0u; j < c; j = j + 1u) {
-        var m = 0.0;
+    var pri: f32;
+    if votes {
+        // Each class voted for, once (at its first vote): its count.
+        var modal = 0u;
+        var hv = 0.0;
         for (var t = 0u; t < P.samples; t = t + 1u) {
-            m = m + rows[t * plane + r * c + j];
+            var first = true;
+            var n = 0u;
+            for (var u = 0u; u < P.samples; u = u + 1u) {
+                if top[u] == top[t] {
+                    n = n + 1u;
+                    if u < t {
+                        first = false;
+                    }
+                }
+            }
+            if first {
+                modal = max(modal, n);
+                hv = hv + plogp(f32(n) / tf);
+            }
         }
-        hm = hm + plogp(m / tf);
-    }
-    var pri = -hm * P.inv_ln_b;
-    if P.strategy != STRATEGY_CONSENSUS_ENTROPY {
-        pri = (-hm - each / tf) * P.inv_ln_b;
+        if P.strategy == STRATEGY_VARIATION_RATIO {
+            pri = 1.0 - f32(modal) / tf;
+        } else {
+            pri = -hv * P.inv_ln_b;
+        }
+    } else {
+        var hm = 0.0;
+        for (var j = 0u; j < c; j = j + 1u) {
+            var m = 0.0;
+            for (var t = 0u; t < P.samples; t = t + 1u) {
+                m = m + rows[t * plane + r * c + j];
+            }
+            hm = hm + plogp(m / tf);
+        }
+        pri = -hm * P.inv_ln_b;
+        if logs {
+            pri = (-hm - each / tf) * P.inv_ln_b;
+        }
     }
     let b = (P.half + abs(pri) * P.rel) * 1.0001;
     status[r] = STATUS_SCORED;

@@ -61,7 +61,7 @@ def test_bald_on_the_gpu_equals_the_cpu() -> None:
     p = rng.random((8, 3000, 6)) ** 3 + 1e-4
     p = (p / p.sum(-1, keepdims=True)).astype(np.float32)
     p[:, 100:110] = p[:, :10]  # exact ties
-    for strategy in ["bald", "kl-mean", "consensus-entropy"]:
+    for strategy in ["bald", "kl-mean", "consensus-entropy", "variation-ratio", "vote-entropy"]:
         for layout, arr in [("tnc", p), ("ntc", p.transpose(1, 0, 2).copy())]:
             kw = {"strategy": strategy, "k": 40, "layout": layout, "exclude": [3, 104]}
             cpu = alpool.select(samples=arr, device="cpu", **kw)

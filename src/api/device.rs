@@ -89,8 +89,8 @@ pub enum Choice {
 }
 
 /// Why a query has no GPU engine, or `None` where it has one. BALD,
-/// kl-mean and consensus entropy run there over given samples of plain
-/// probabilities; the other
+/// kl-mean, consensus entropy, variation ratio and vote entropy run there
+/// over given samples of plain probabilities; mean-std, kl-max, the
 /// disagreement strategies, BatchBALD, the representative strategies, the
 /// regression strategies but `gsx` (core-set's engine) and stochastic
 /// batches run on the CPU only, for now.
@@ -99,14 +99,12 @@ fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
     match req.query {
         _ if req.stochastic => yet(),
-        Query::Disagree(
-            Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy,
-        ) if !req.plain_samples => Some(format!(
-            "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
-        )),
-        Query::Disagree(
-            Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy,
-        ) => None,
+        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) && !req.plain_samples => {
+            Some(format!(
+                "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
+            ))
+        }
+        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) => None,
         Query::Disagree(_)
         | Query::Cold(_)
         | Query::Batch(BatchStrategy::BatchBald)

@@ -1,7 +1,7 @@
-//! BALD, kl-mean and consensus entropy over T samples on the GPU: the chunked select of
-//! [`crate::backend::gpu`], with each chunk's T planes uploaded and the
-//! kernel's f32 BALD (`shaders/select.wgsl`, `score_samples`) filtering
-//! rows inside the interval [`gpu_bald_bound`] proves. Every candidate,
+//! The disagreement strategies with a GPU kernel, over T samples: the
+//! chunked select of [`crate::backend::gpu`], with each chunk's T planes
+//! uploaded and the kernel's f32 score (`shaders/select.wgsl`, `score_samples`) filtering
+//! rows inside the interval [`gpu_samples_bound`] proves. Every candidate,
 //! and every row the kernel cannot decide, is read back from the files and
 //! scored canonically, so the picks are the CPU's.
 
@@ -15,7 +15,7 @@ use crate::pool::samples::ReadBufs;
 use crate::query::{Disagreement, InputForm, Query};
 use crate::score::Ranked;
 use crate::score::disagree::disagreement;
-use crate::score::fast::gpu_bald_bound;
+use crate::score::fast::gpu_samples_bound;
 use crate::select::Selection;
 
 /// The k rows of most disagreement (ties to the lower row) on the GPU.
@@ -25,11 +25,9 @@ pub(crate) fn select(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
-    let Query::Disagree(
-        d @ (Disagreement::Bald | Disagreement::KlMean | Disagreement::ConsensusEntropy),
-    ) = job.query
-    else {
-        return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
+    let d = match job.query {
+        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) => d,
+        q => return Err(Error::Config(format!("{q} has no GPU path yet"))),
     };
     let InputForm::Probs {
         sum_tol,
@@ -50,8 +48,7 @@ pub(crate) fn select(
     let k = job.k.min(samples.rows() as usize);
     let max_rows = chunk_rows(gpu, t * c, job.chunk_rows);
     let r_max = max_rows.min(samples.rows());
-    let bald = d != Disagreement::ConsensusEntropy;
-    let bound = gpu_bald_bound(c, t, sum_tol, job.log_base.ln(), bald);
+    let bound = gpu_samples_bound(d, c, t, sum_tol, job.log_base.ln());
     let mut run = Chunked::samples(gpu, job, k, (t, c), r_max, bound)?;
     let step = max_rows.max(1);
     let mut src = SampleRows {

@@ -166,6 +166,16 @@ impl Disagreement {
         Disagreement::KlMax,
     ];
 
+    /// The strategies with a GPU kernel, over given samples of plain
+    /// probabilities.
+    pub const ON_GPU: [Disagreement; 5] = [
+        Disagreement::Bald,
+        Disagreement::KlMean,
+        Disagreement::ConsensusEntropy,
+        Disagreement::VariationRatio,
+        Disagreement::VoteEntropy,
+    ];
+
     /// The name the CLI and the Python package use.
     pub fn name(self) -> &'static str {
         match self {

@@ -200,44 +200,54 @@ pub fn gpu_bound(
     b
 }
 
-/// The interval `half + rel · |priority|` around BALD as the GPU kernel
-/// computes it in f32 (`shaders/select.wgsl`, `score_samples`), against
-/// the canonical f64 BALD (and kl-mean, equal in exact arithmetic), in
-/// units of `log_b`. With u = 2⁻²⁴, H = (1 + tol)·ln C plus the entropy
-/// bound E of one f32 entropy (as [`gpu_bound`]'s: 4x the CPU's at ln C,
-/// for the GPU's own rounding and fused multiply-adds):
-/// - the mean of the T sample entropies: E each, and the f32 sum of T
-///   terms of at most H and its division by T: T·u·H;
-/// - p̄ summed over samples in f32 and divided by T is p̄·(1 + δ_j),
-///   |δ_j| ≤ δ = 1.01·T·u, which moves H(p̄) by at most δ·(H + 1.01 Σ p̄)
-///   (the slope of `−x ln x` is `−(ln x + 1)`); then E for ĥ(p̄₃₂);
-/// - the subtraction: 2·u·H; values a GPU flushes below the smallest
-///   normal f32: 1e-35 a class; the canonical kl-mean's own f64 rounding
-///   away from BALD's: 1e-9·(1 + H);
+/// The interval `half + rel · |priority|` around a disagreement score as
+/// the GPU kernel computes it in f32 (`shaders/select.wgsl`,
+/// `score_samples`), against the canonical f64 score, in units of `log_b`.
+/// With u = 2⁻²⁴ and H = (1 + tol)·ln C plus the entropy bound E of one f32
+/// entropy (as [`gpu_bound`]'s: 4x the CPU's at ln C, for the GPU's own
+/// rounding and fused multiply-adds):
+/// - BALD (and kl-mean, equal in exact arithmetic): the mean of the T
+///   sample entropies, E each, and the f32 sum of T terms of at most H and
+///   its division by T: T·u·H; then as consensus entropy;
+/// - consensus entropy: p̄ summed over samples in f32 and divided by T is
+///   p̄·(1 + δ_j), |δ_j| ≤ δ = 1.01·T·u, which moves H(p̄) by at most
+///   δ·(H + 1.01 Σ p̄) (the slope of `−x ln x` is `−(ln x + 1)`); then E
+///   for ĥ(p̄₃₂); the subtraction: 2·u·H; values a GPU flushes below the
+///   smallest normal f32: 1e-35 a class; the canonical kl-mean's own f64
+///   rounding away from BALD's: 1e-9·(1 + H);
+/// - vote entropy: the votes are exact (argmax of the stored values), so
+///   it is consensus entropy of one "sample", the fractions v/T;
+/// - variation ratio: `1 − f/T` rounds twice in f32;
 /// - the scaling by 1/ln b in f32: `rel` = 4u.
-///
-/// Consensus entropy, `H(p̄)` alone (`bald` false), has the same bound but
-/// the sample entropies' terms.
 ///
 /// Doubled for margin: a loose bound costs only candidates.
 #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
-pub fn gpu_bald_bound(
+pub fn gpu_samples_bound(
+    d: crate::query::Disagreement,
     classes: usize,
     samples: usize,
     sum_tol: f64,
     ln_b: f64,
-    bald: bool,
 ) -> (f64, f64) {
+    use crate::query::Disagreement as D;
     const U: f64 = 1.0 / 16_777_216.0;
     let c = classes.max(1) as f64;
-    let t = samples.max(1) as f64;
+    let (t, sum_tol) = match d {
+        D::VariationRatio => return (8.0 * U, 0.0),
+        // The fractions sum to 1 within the rounding of each.
+        D::VoteEntropy => (1.0, 2.0 * c * U),
+        _ => (samples.max(1) as f64, sum_tol),
+    };
     let ln_c = c.ln().max(1.0);
     let delta = 1.01 * t * U;
     let sum = 1.0 + sum_tol;
     let e_each = 4.0 * entropy_bound(ln_c, sum, classes) + 8.0 * U * ln_c;
     let e_mean = 4.0 * entropy_bound(ln_c, sum * (1.0 + delta), classes) + 8.0 * U * ln_c;
     let h = sum * ln_c + e_each;
-    let each = if bald { e_each + t * U * h } else { 0.0 };
+    let each = match d {
+        D::Bald | D::KlMean => e_each + t * U * h,
+        _ => 0.0,
+    };
     let nats =
         each + delta * (h + 1.01 * sum) + e_mean + 2.0 * U * h + c * 1e-35 + 1e-9 * (1.0 + h);
     (2.0 * nats / ln_b, 4.0 * U)
