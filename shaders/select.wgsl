@@ -398,9 +398,9 @@ fn score_multi(r: u32) {
     keys[P.hi_at + r] = ordered(pri + b);
 }
 
-// Most samples a row may have for the vote strategies here; a row of
-// more goes to the host.
-const VOTE_SAMPLES: u32 = 64u;
+// Most samples a row may have for the strategies that keep a value per
+// sample (the votes, kl-max); a row of more goes to the host.
+const HELD_SAMPLES: u32 = 64u;
 
 // A row's T samples (INPUT_SAMPLES), sample t's C values at
 // rows[(t * rows + r) * C ..], one plane a sample. Every value must be a
@@ -412,7 +412,11 @@ const VOTE_SAMPLES: u32 = 64u;
 // - variation ratio, 1 - f/T, and vote entropy, the entropy of the vote
 //   fractions v/T, from each sample's argmax (the first of equal values,
 //   as on the host: the stored values are the canonical ones, and f32
-//   comparisons are exact).
+//   comparisons are exact);
+// - kl-max: the largest KL(p_t || mean) over the samples, classes in the
+//   outer loop so that each mean and its logarithm are made once (a row
+//   whose mean of a positive value falls below the smallest normal f32,
+//   where the logarithm would be wrong, goes to the host).
 // The host proves the interval half + rel * |priority| around it
 // (src/score/fast.rs, gpu_samples_bound) and re-scores every candidate
 // canonically.
@@ -420,12 +424,14 @@ fn score_samples(r: u32) {
     let c = P.classes;
     let plane = P.rows * c;
     let votes = P.strategy == STRATEGY_VARIATION_RATIO || P.strategy == STRATEGY_VOTE_ENTROPY;
+    let kl_max = P.strategy == STRATEGY_KL_MAX;
     let logs = P.strategy == STRATEGY_BALD || P.strategy == STRATEGY_KL_MEAN;
-    if votes && P.samples > VOTE_SAMPLES {
+    if (votes || kl_max) && P.samples > HELD_SAMPLES {
         undecided(r);
         return;
     }
-    var top: array<u32, VOTE_SAMPLES>;
+    var top: array<u32, HELD_SAMPLES>;
+    var kl: array<f32, HELD_SAMPLES>;
     var each = 0.0;
     for (var t = 0u; t < P.samples; t = t + 1u) {
         let base = t * plane + r * c;
@@ -482,6 +488,36 @@ fn score_samples(r: u32) {
         } else {
             pri = -hv * P.inv_ln_b;
         }
+    } else if kl_max {
+        for (var t = 0u; t < P.samples; t = t + 1u) {
+            kl[t] = 0.0;
+        }
+        for (var j = 0u; j < c; j = j + 1u) {
+            var m = 0.0;
+            for (var t = 0u; t < P.samples; t = t + 1u) {
+                m = m + rows[t * plane + r * c + j];
+            }
+            let mean = m / tf;
+            if mean < 1.17549435e-38 {
+                if m > 0.0 {
+                    undecided(r);
+                    return;
+                }
+                continue;
+            }
+            let ln_mean = ln_approx(mean);
+            for (var t = 0u; t < P.samples; t = t + 1u) {
+                let x = rows[t * plane + r * c + j];
+                if x >= 1.17549435e-38 {
+                    kl[t] = kl[t] + x * (ln_approx(x) - ln_mean);
+                }
+            }
+        }
+        var most = kl[0];
+        for (var t = 1u; t < P.samples; t = t + 1u) {
+            most = max(most, kl[t]);
+        }
+        pri = most * P.inv_ln_b;
     } else {
         var hm = 0.0;
         for (var j = 0u; j < c; j = j + 1u) {

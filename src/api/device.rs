@@ -436,18 +436,18 @@ mod tests {
 
     #[test]
     fn queries_without_a_gpu_engine_stay_on_the_cpu() {
-        use crate::query::Disagreement::{Bald, KlMax};
+        use crate::query::Disagreement::{Bald, MeanStd};
         let asked = |device, d, plain_samples| Request {
             query: Query::Disagree(d),
             plain_samples,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        let c = decide(&asked(Device::Auto, KlMax, true), || panic!("probed")).unwrap();
+        let c = decide(&asked(Device::Auto, MeanStd, true), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("kl-max has no GPU path")),
+            matches!(&c, Choice::Cpu(r) if r.contains("mean-std has no GPU path")),
             "{c:?}"
         );
-        let e = decide(&asked(Device::Gpu, KlMax, true), h100_and_lavapipe).unwrap_err();
+        let e = decide(&asked(Device::Gpu, MeanStd, true), h100_and_lavapipe).unwrap_err();
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
         // BALD runs there over given samples of plain probabilities only.
         let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();

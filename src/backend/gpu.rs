@@ -449,6 +449,7 @@ mod codes {
             Query::Disagree(Disagreement::ConsensusEntropy) => 14,
             Query::Disagree(Disagreement::VariationRatio) => 15,
             Query::Disagree(Disagreement::VoteEntropy) => 16,
+            Query::Disagree(Disagreement::KlMax) => 17,
             other => unreachable!("{other} has no GPU kernel"),
         }
     }

@@ -218,6 +218,15 @@ pub fn gpu_bound(
 /// - vote entropy: the votes are exact (argmax of the stored values), so
 ///   it is consensus entropy of one "sample", the fractions v/T;
 /// - variation ratio: `1 − f/T` rounds twice in f32;
+/// - kl-max: each term `p·(ln̂ p − ln̂ p̄₃₂)` of a normal p is off by
+///   p·(2·(A + R·(|ln p| + |ln p̄|)) + 1.01δ) with the f32 logarithm's
+///   A and R (doubled again for the GPU, as E is), and by 2u of
+///   p·(|ln p| + |ln p̄|) from the difference and the product; the f32 sum
+///   of C terms adds C·u of their total. Since p̄ ≥ p/T (every sample is
+///   non-negative), Σ p·|ln p̄| ≤ H + (1 + tol)·ln T, so
+///   Σ p·(|ln p| + |ln p̄|) ≤ 2H + (1 + tol)·ln T; a value below the
+///   smallest normal f32 is left out, 2e-36 a class. The max over samples
+///   keeps the bound;
 /// - the scaling by 1/ln b in f32: `rel` = 4u.
 ///
 /// Doubled for margin: a loose bound costs only candidates.
@@ -232,6 +241,15 @@ pub fn gpu_samples_bound(
     use crate::query::Disagreement as D;
     const U: f64 = 1.0 / 16_777_216.0;
     let c = classes.max(1) as f64;
+    if d == D::KlMax {
+        let (t, sum) = (samples.max(1) as f64, 1.0 + sum_tol);
+        let h = sum * c.ln().max(1.0) * (1.0 + 1e-6) + 1e-6;
+        let (a, r) = (4.0 * LN_ABS_ERR, 4.0 * LN_REL_ERR);
+        let logs = 2.0 * h + sum * t.ln();
+        let nats = sum * (2.0 * a + 1.01 * 1.01 * t * U) + (2.0 * r + (2.0 + c) * U) * logs;
+        let nats = nats + c * 2e-36 + 1e-9 * (1.0 + logs);
+        return (2.0 * nats / ln_b, 4.0 * U);
+    }
     let (t, sum_tol) = match d {
         D::VariationRatio => return (8.0 * U, 0.0),
         // The fractions sum to 1 within the rounding of each.

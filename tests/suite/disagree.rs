@@ -472,9 +472,9 @@ fn bad_samples_are_named() {
             .len(),
         5
     );
-    // No GPU path yet for kl-max: refused when asked for.
-    let kl_max = Job::new(Disagreement::KlMax, InputForm::probs(), 5);
-    let msg = alpool::select(Inputs::samples(&s), &kl_max, &Run::on(Device::Gpu))
+    // No GPU path yet for mean-std: refused when asked for.
+    let mean_std = Job::new(Disagreement::MeanStd, InputForm::probs(), 5);
+    let msg = alpool::select(Inputs::samples(&s), &mean_std, &Run::on(Device::Gpu))
         .err()
         .unwrap()
         .to_string();
