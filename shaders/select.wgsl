@@ -416,7 +416,15 @@ const HELD_SAMPLES: u32 = 64u;
 // - kl-max: the largest KL(p_t || mean) over the samples, classes in the
 //   outer loop so that each mean and its logarithm are made once (a row
 //   whose mean of a positive value falls below the smallest normal f32,
-//   where the logarithm would be wrong, goes to the host).
+//   where the logarithm would be wrong, goes to the host);
+// - mean-std: the mean over classes of the samples' population standard
+//   deviation, with its own interval per row, made here from the row's
+//   values: each class's variance is off by at most
+//   eps = e (2 dmax + e) + (T + 2) u v, with e = delta mean + u dmax the
+//   error of each difference from the mean (delta = 1.01 T u, the f32
+//   mean's relative error; dmax the largest difference; v the variance),
+//   which moves its root by min(sqrt(eps), eps / sqrt(v)), plus the f32
+//   roots' and sums' rounding; doubled.
 // The host proves the interval half + rel * |priority| around it
 // (src/score/fast.rs, gpu_samples_bound) and re-scores every candidate
 // canonically.
@@ -432,6 +440,8 @@ fn score_samples(r: u32) {
     }
     var top: array<u32, HELD_SAMPLES>;
     var kl: array<f32, HELD_SAMPLES>;
+    // A per-row part of the interval (mean-std's).
+    var extra = 0.0;
     var each = 0.0;
     for (var t = 0u; t < P.samples; t = t + 1u) {
         let base = t * plane + r * c;
@@ -488,6 +498,36 @@ fn score_samples(r: u32) {
         } else {
             pri = -hv * P.inv_ln_b;
         }
+    } else if P.strategy == STRATEGY_MEAN_STD {
+        let u = 5.9604645e-8;
+        let delta = 1.01 * tf * u;
+        var sum_sd = 0.0;
+        for (var j = 0u; j < c; j = j + 1u) {
+            var m = 0.0;
+            for (var t = 0u; t < P.samples; t = t + 1u) {
+                m = m + rows[t * plane + r * c + j];
+            }
+            let mean = m / tf;
+            var v = 0.0;
+            var dmax = 0.0;
+            for (var t = 0u; t < P.samples; t = t + 1u) {
+                let d = rows[t * plane + r * c + j] - mean;
+                v = v + d * d;
+                dmax = max(dmax, abs(d));
+            }
+            v = v / tf;
+            let sd = sqrt(v);
+            sum_sd = sum_sd + sd;
+            let e = 1.02 * (delta * mean + u * dmax) + 1e-37;
+            let eps = 2.0 * e * (dmax + e) + (tf + 2.0) * u * v;
+            var moved = sqrt(eps);
+            if v > 0.0 {
+                moved = min(moved, eps / sqrt(v));
+            }
+            extra = extra + 1.01 * moved + 8.0 * u * sd;
+        }
+        pri = sum_sd / f32(c);
+        extra = 2.0 * (extra / f32(c) + (f32(c) + 2.0) * u * pri);
     } else if kl_max {
         for (var t = 0u; t < P.samples; t = t + 1u) {
             kl[t] = 0.0;
@@ -532,7 +572,7 @@ fn score_samples(r: u32) {
             pri = (-hm - each / tf) * P.inv_ln_b;
         }
     }
-    let b = (P.half + abs(pri) * P.rel) * 1.0001;
+    let b = (P.half + abs(pri) * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
     keys[r] = ordered(pri - b);
     keys[P.hi_at + r] = ordered(pri + b);

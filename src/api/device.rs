@@ -88,25 +88,21 @@ pub enum Choice {
     Gpu(AdapterSummary, String),
 }
 
-/// Why a query has no GPU engine, or `None` where it has one. BALD,
-/// kl-mean, consensus entropy, variation ratio and vote entropy run there
-/// over given samples of plain probabilities; mean-std, kl-max, the
-/// disagreement strategies, BatchBALD, the representative strategies, the
-/// regression strategies but `gsx` (core-set's engine) and stochastic
-/// batches run on the CPU only, for now.
+/// Why a query has no GPU engine, or `None` where it has one. The
+/// disagreement strategies run there over given samples of plain
+/// probabilities; BatchBALD, the representative strategies, the regression
+/// strategies but `gsx` (core-set's engine) and stochastic batches run on
+/// the CPU only, for now.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
-    use crate::query::{BatchStrategy, Disagreement, Regression};
+    use crate::query::{BatchStrategy, Regression};
     let yet = || Some(format!("{what} has no GPU path yet"));
     match req.query {
         _ if req.stochastic => yet(),
-        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) && !req.plain_samples => {
-            Some(format!(
-                "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
-            ))
-        }
-        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) => None,
-        Query::Disagree(_)
-        | Query::Cold(_)
+        Query::Disagree(_) if !req.plain_samples => Some(format!(
+            "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
+        )),
+        Query::Disagree(_) => None,
+        Query::Cold(_)
         | Query::Batch(BatchStrategy::BatchBald)
         | Query::Regress(Regression::Std | Regression::Gsy | Regression::Igs | Regression::Emcm) => {
             yet()
@@ -436,19 +432,24 @@ mod tests {
 
     #[test]
     fn queries_without_a_gpu_engine_stay_on_the_cpu() {
-        use crate::query::Disagreement::{Bald, MeanStd};
+        use crate::query::Disagreement::Bald;
+        let batchbald = |device| Request {
+            query: Query::Batch(crate::query::BatchStrategy::BatchBald),
+            plain_samples: true,
+            ..req(device, Some("nvidia"), BIG, false)
+        };
+        let c = decide(&batchbald(Device::Auto), || panic!("probed")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("batchbald has no GPU path")),
+            "{c:?}"
+        );
+        let e = decide(&batchbald(Device::Gpu), h100_and_lavapipe).unwrap_err();
+        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
         let asked = |device, d, plain_samples| Request {
             query: Query::Disagree(d),
             plain_samples,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        let c = decide(&asked(Device::Auto, MeanStd, true), || panic!("probed")).unwrap();
-        assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("mean-std has no GPU path")),
-            "{c:?}"
-        );
-        let e = decide(&asked(Device::Gpu, MeanStd, true), h100_and_lavapipe).unwrap_err();
-        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
         // BALD runs there over given samples of plain probabilities only.
         let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));

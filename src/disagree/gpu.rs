@@ -25,9 +25,8 @@ pub(crate) fn select(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
-    let d = match job.query {
-        Query::Disagree(d) if Disagreement::ON_GPU.contains(&d) => d,
-        q => return Err(Error::Config(format!("{q} has no GPU path yet"))),
+    let Query::Disagree(d) = job.query else {
+        return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
     };
     let InputForm::Probs {
         sum_tol,

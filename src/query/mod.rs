@@ -166,17 +166,6 @@ impl Disagreement {
         Disagreement::KlMax,
     ];
 
-    /// The strategies with a GPU kernel, over given samples of plain
-    /// probabilities.
-    pub const ON_GPU: [Disagreement; 6] = [
-        Disagreement::Bald,
-        Disagreement::KlMean,
-        Disagreement::ConsensusEntropy,
-        Disagreement::VariationRatio,
-        Disagreement::VoteEntropy,
-        Disagreement::KlMax,
-    ];
-
     /// The name the CLI and the Python package use.
     pub fn name(self) -> &'static str {
         match self {

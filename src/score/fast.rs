@@ -227,6 +227,8 @@ pub fn gpu_bound(
 ///   Σ p·(|ln p| + |ln p̄|) ≤ 2H + (1 + tol)·ln T; a value below the
 ///   smallest normal f32 is left out, 2e-36 a class. The max over samples
 ///   keeps the bound;
+/// - mean-std: the kernel bounds each row from its own values (see
+///   `score_samples`); here only the canonical score's f64 rounding;
 /// - the scaling by 1/ln b in f32: `rel` = 4u.
 ///
 /// Doubled for margin: a loose bound costs only candidates.
@@ -241,6 +243,11 @@ pub fn gpu_samples_bound(
     use crate::query::Disagreement as D;
     const U: f64 = 1.0 / 16_777_216.0;
     let c = classes.max(1) as f64;
+    if d == D::MeanStd {
+        // The kernel makes each row's interval from its own values; this
+        // covers only the canonical f64 score's own rounding.
+        return (1e-30, 1e-8);
+    }
     if d == D::KlMax {
         let (t, sum) = (samples.max(1) as f64, 1.0 + sum_tol);
         let h = sum * c.ln().max(1.0) * (1.0 + 1e-6) + 1e-6;
