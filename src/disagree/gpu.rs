@@ -1,18 +1,19 @@
 //! The disagreement strategies with a GPU kernel, over T samples: the
 //! chunked select of [`crate::backend::gpu`], with each chunk's T planes
-//! uploaded and the kernel's f32 score (`shaders/select.wgsl`, `score_samples`) filtering
-//! rows inside the interval [`gpu_samples_bound`] proves. Every candidate,
+//! uploaded and the kernel's f32 score (`shaders/select.wgsl`,
+//! `score_samples`) filtering rows inside the interval
+//! [`gpu_samples_bound`] proves. Every candidate,
 //! and every row the kernel cannot decide, is read back from the files and
 //! scored canonically, so the picks are the CPU's.
 
-use super::read_canonical;
+use super::{Rule, read_canonical};
 use crate::backend::Progress;
 use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, Source, chunk_rows, drive};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
-use crate::query::{Disagreement, InputForm, Query};
+use crate::query::{Disagreement, InputForm};
 use crate::score::Ranked;
 use crate::score::disagree::disagreement;
 use crate::score::fast::gpu_samples_bound;
@@ -25,7 +26,9 @@ pub(crate) fn select(
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
-    let Query::Disagree(d) = job.query else {
+    // The CPU's checks first (T large enough, the input form), so that
+    // both refuse alike.
+    let Rule::Disagree(d) = super::check(samples, job)? else {
         return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
     };
     let InputForm::Probs {

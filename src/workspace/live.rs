@@ -560,9 +560,9 @@ impl Live {
 
     /// Sends round `round`'s predictions of every unlabeled item, makes
     /// them the project's current ones, then deletes the predictions of
-    /// trainings before the last `keep_versions` (when not 0). Safe to call again after any
-    /// failure or crash: it resumes where Label Studio stands (see the
-    /// module docs). `newer` is asked between requests whether a newer
+    /// trainings before the last `keep_versions` (when not 0). Safe to
+    /// call again after any failure or crash: it resumes where Label
+    /// Studio stands (see the module docs). `newer` is asked between requests whether a newer
     /// training has come; then the push is dropped. `say` hears what
     /// changed in the project besides the push (tasks brought back, old
     /// versions deleted).

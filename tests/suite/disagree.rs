@@ -402,6 +402,18 @@ fn the_gpu_strategies_equal_the_cpu() {
         let gpu = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap_err();
         assert_eq!(gpu.to_string(), cpu.to_string());
     }
+    // One sample is no disagreement: refused alike.
+    let one = Samples::from_pool(
+        Pool::from_f32(&tnc[..n * c], c).unwrap(),
+        [1, n, c],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let job = Job::new(Disagreement::Bald, InputForm::probs(), 9);
+    let cpu = common::select_cpu(Inputs::samples(&one), &job).unwrap_err();
+    let gpu = common::select_gpu(&g, Inputs::samples(&one), &job).unwrap_err();
+    assert_eq!(gpu.to_string(), cpu.to_string());
+    assert!(cpu.to_string().contains("T = 1"), "{cpu}");
     // Renormalized samples stay on the CPU: refused on the GPU by name.
     let job = Job::new(Disagreement::Bald, InputForm::model_output(), 9);
     let msg = common::select_gpu(&g, Inputs::samples(&s), &job)
