@@ -11,7 +11,11 @@ use alpool::bench::synth;
 use alpool::bench::{Timing, chunk_rows, peak_extra_memory, read_pass, sequential_read};
 use alpool::features::FeaturePool;
 use alpool::learner::Mlp;
-use alpool::{Device, InputForm, Inputs, Job, MultiLabel, Pool, Query, Run, Strategy};
+use alpool::pool::ReadPath;
+use alpool::{
+    Device, Disagreement, InputForm, Inputs, Job, MultiLabel, Pool, Query, Run, SampleLayout,
+    Samples, Strategy,
+};
 
 use super::select::StrategyArg;
 
@@ -90,6 +94,15 @@ pub struct BenchArgs {
     /// Labels of the generated multi-label pool.
     #[arg(long, default_value_t = 20)]
     labels: usize,
+    /// Time the disagreement strategies (all of them) over T samples
+    /// instead: T generated files of --rows x --classes softmax rows (one
+    /// a sample, a T x N x C set), the read floors over the same files.
+    #[arg(
+        long,
+        value_name = "T",
+        conflicts_with_all = ["pool", "multilabel", "model", "whole_process", "cold"]
+    )]
+    samples: Option<usize>,
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<()> {
@@ -97,18 +110,39 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         return model_mode(&a, model);
     }
     let dir = tempfile::tempdir()?;
-    let path = bench_pool_path(&a, dir.path())?;
-    let pool = Pool::open(&[&path])?;
+    let paths = match a.samples {
+        Some(t) => sample_paths(&a, t, dir.path())?,
+        None => vec![bench_pool_path(&a, dir.path())?],
+    };
+    let path = &paths[0];
+    let pool = Pool::open(&paths)?;
+    let samples = match a.samples {
+        Some(_) => Some(Samples::open(&paths, SampleLayout::Tnc, ReadPath::Auto)?),
+        None => None,
+    };
     let mb = pool.data_bytes() as f64 / 1e6;
-    println!(
-        "pool: {} ({} rows x {} classes, {:.0} MB); k = {}; {} runs after 1 warm-up",
-        path.display(),
-        pool.rows(),
-        pool.classes(),
-        mb,
-        a.k,
-        a.runs
-    );
+    match &samples {
+        Some(s) => println!(
+            "samples: {} files like {} ({} x {} rows x {} classes, {:.0} MB); k = {}; {} runs after 1 warm-up",
+            s.samples(),
+            path.display(),
+            s.samples(),
+            s.rows(),
+            s.classes(),
+            mb,
+            a.k,
+            a.runs
+        ),
+        None => println!(
+            "pool: {} ({} rows x {} classes, {:.0} MB); k = {}; {} runs after 1 warm-up",
+            path.display(),
+            pool.rows(),
+            pool.classes(),
+            mb,
+            a.k,
+            a.runs
+        ),
+    }
     println!(
         "machine: {}; {} threads; CPU kernels: {}",
         alpool::bench::cpu_model(),
@@ -116,12 +150,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         alpool::backend::kernel_variant()
     );
     if a.whole_process || a.cold {
-        whole_process(&a, &path, mb)?;
+        whole_process(&a, path, mb)?;
     }
     if a.no_in_process {
         return Ok(());
     }
-    let floors = read_floors(&a, &pool, &path, mb);
+    let floors = read_floors(&a, &pool, &paths, mb);
     let gpu = bench_gpu(&a)?;
     println!(
         "{:<17} {:>36} {:>9} {:>9} {:>10} {:>8}",
@@ -133,7 +167,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "refined"
     );
     for q in queries(&a) {
-        bench_strategy(&a, &pool, q, floors, gpu.as_ref())?;
+        let inputs = match &samples {
+            Some(s) => Inputs::samples(s),
+            None => Inputs::from(&pool),
+        };
+        bench_strategy(&a, inputs, &bench_job(&a, &pool, q), floors, gpu.as_ref())?;
     }
     println!(
         "\n/ floor, / dd: alpool's mean time over each floor's mean time, same file, same process.\n\
@@ -165,8 +203,38 @@ fn bench_pool_path(a: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<std::
     Ok(p)
 }
 
-/// The strategies to time: --strategies, or every multi-label one.
+/// `--samples T`'s files: T generated softmax pools of the same size, one
+/// a sample, kept beside `--keep` when given.
+fn sample_paths(a: &BenchArgs, t: usize, dir: &std::path::Path) -> anyhow::Result<Vec<PathBuf>> {
+    anyhow::ensure!(
+        t >= 2,
+        "--samples needs T ≥ 2 samples to measure disagreement"
+    );
+    let base = a
+        .keep
+        .clone()
+        .unwrap_or_else(|| dir.join("bench_samples.npy"));
+    eprintln!(
+        "generating {t} samples of {} x {} float32 softmax rows beside {} ...",
+        a.rows,
+        a.classes,
+        base.display()
+    );
+    (0..t)
+        .map(|s| {
+            let p = base.with_extension(format!("t{s}.npy"));
+            synth::write_softmax_pool(&p, a.rows, a.classes, 7 + s as u64)?;
+            Ok(p)
+        })
+        .collect()
+}
+
+/// The strategies to time: --strategies, or every multi-label or every
+/// disagreement one.
 fn queries(a: &BenchArgs) -> Vec<Query> {
+    if a.samples.is_some() {
+        return Disagreement::ALL.into_iter().map(Query::Disagree).collect();
+    }
     match a.multilabel {
         true => MultiLabel::ALL.into_iter().map(Query::Multi).collect(),
         false => a
@@ -184,16 +252,19 @@ fn bench_job(a: &BenchArgs, pool: &Pool, query: Query) -> Job {
         false => InputForm::probs_for(pool.has_f16()),
     };
     let mut job = Job::new(query, input, a.k).seed(1);
-    job.label_cardinality = Some(pool.classes() as f64 / 2.0);
+    if a.multilabel {
+        job.label_cardinality = Some(pool.classes() as f64 / 2.0);
+    }
     job
 }
 
 /// The two read floors' mean seconds: a parallel read of the mapped bytes,
 /// and a sequential read as dd does it.
-fn read_floors(a: &BenchArgs, pool: &Pool, path: &std::path::Path, mb: f64) -> (f64, f64) {
+fn read_floors(a: &BenchArgs, pool: &Pool, paths: &[PathBuf], mb: f64) -> (f64, f64) {
     let chunk = chunk_rows(pool);
     let (floor, _) = Timing::measure(1, a.runs, || read_pass(pool, chunk));
-    let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&[path]));
+    let files: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+    let (dd, _) = Timing::measure(1, a.runs, || sequential_read(&files));
     println!(
         "read floor, parallel read of the mapped bytes: {}  = {:5.1} GB/s",
         floor.describe(),
@@ -225,12 +296,12 @@ fn bench_gpu(a: &BenchArgs) -> anyhow::Result<Option<Gpu>> {
 /// One strategy's row of the table on each device asked for.
 fn bench_strategy(
     a: &BenchArgs,
-    pool: &Pool,
-    strategy: Query,
+    inputs: Inputs,
+    job: &Job,
     (floor, dd): (f64, f64),
     gpu: Option<&Gpu>,
 ) -> anyhow::Result<()> {
-    let job = bench_job(a, pool, strategy);
+    let strategy = job.query;
     let row = |name: String, t: &Timing, mem: Option<u64>, refined: u64| {
         println!(
             "{:<17} {:>36} {:>8.2}x {:>8.2}x {:>10} {:>8}",
@@ -246,18 +317,18 @@ fn bench_strategy(
     let mut cpu_mean = None;
     if a.device.contains(&BenchDevice::Cpu) {
         let cpu = Run::on(Device::Cpu);
-        let (t, out) = Timing::measure(1, a.runs, || alpool::select(pool, &job, &cpu));
+        let (t, out) = Timing::measure(1, a.runs, || alpool::select(inputs, job, &cpu));
         let sel = out?.selection;
-        let (_, mem) = peak_extra_memory(|| alpool::select(pool, &job, &cpu));
+        let (_, mem) = peak_extra_memory(|| alpool::select(inputs, job, &cpu));
         row(strategy.name().into(), &t, mem, sel.refined);
         cpu_mean = Some(t.mean());
     }
     if let Some(g) = gpu.filter(|_| !strategy.is_multilabel()) {
         let run = on_gpu(g);
-        let (t, r) = Timing::measure(1, a.runs, || alpool::select(pool, &job, &run));
+        let (t, r) = Timing::measure(1, a.runs, || alpool::select(inputs, job, &run));
         let out = r?;
         let (sel, p) = (out.selection, out.gpu_phases.unwrap_or_default());
-        let (_, mem) = peak_extra_memory(|| alpool::select(pool, &job, &run));
+        let (_, mem) = peak_extra_memory(|| alpool::select(inputs, job, &run));
         row(format!("  gpu {}", strategy.name()), &t, mem, sel.refined);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         println!(

@@ -904,3 +904,53 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
     let e = none.err().unwrap().to_string();
     assert!(e.contains("trained with dropout 0"), "{e}");
 }
+
+#[test]
+fn the_bench_times_every_strategy_over_samples_on_each_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("s.npy");
+    let keep = keep.to_str().unwrap();
+    let gpu = common::gpu().is_some();
+    let devices = if gpu { "cpu,gpu" } else { "cpu" };
+    let args = [
+        "bench",
+        "--samples",
+        "3",
+        "--rows",
+        "3000",
+        "--classes",
+        "4",
+        "--runs",
+        "1",
+        "-k",
+        "10",
+        "--device",
+        devices,
+        "--keep",
+        keep,
+    ];
+    let o = common::alpool(&args);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let out = common::stdout(&o);
+    assert!(out.contains("3 x 3000 rows x 4 classes"), "{out}");
+    for d in Disagreement::ALL {
+        assert!(out.lines().any(|l| l.starts_with(d.name())), "{d}: {out}");
+        if gpu {
+            assert!(out.contains(&format!("  gpu {}", d.name())), "{d}: {out}");
+        }
+    }
+    if gpu {
+        assert_eq!(out.matches("GPU / CPU =").count(), Disagreement::ALL.len());
+    }
+    for t in 0..3 {
+        assert!(dir.path().join(format!("s.t{t}.npy")).exists());
+    }
+    let o = common::alpool(&["bench", "--samples", "1", "--rows", "10"]);
+    assert!(
+        common::stderr(&o).contains("T ≥ 2"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::alpool(&["bench", "--samples", "3", "--multilabel"]);
+    assert!(common::stderr(&o).contains("cannot be used with"));
+}
