@@ -14,7 +14,10 @@
 //! best gain found is above every bound left, with the rounding slack of
 //! [`Joint::slack`]: the lazy greedy of submodular maximization, with the
 //! same picks as scoring every row. A sampled estimate has no such
-//! bound, so each sampled step scores every row.
+//! bound, so each sampled step starts from a pass of every row's
+//! one-group bound. Either way a candidate is refined cheapest first (see
+//! `Engine::best_by_bounds`), and only the few whose proven f64 interval
+//! still reaches the best get the canonical gain.
 //!
 //! Memory: the T x N x C samples are read from their files in chunks at
 //! each full pass; alpool holds per row its conditional entropy, its
@@ -30,13 +33,14 @@ use rayon::prelude::*;
 
 use super::Clock;
 use crate::backend::Progress;
+use crate::backend::cpu::Isa;
 use crate::disagree::read_canonical;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
 use crate::query::BatchStrategy;
-use crate::score::batchbald::{DEFAULT_CONFIGURATIONS, Joint, conditional_entropy};
+use crate::score::batchbald::{DEFAULT_CONFIGURATIONS, FastScratch, Joint, conditional_entropy};
 use crate::select::Selection;
 
 /// Sample bytes a unit of parallel work reads in a full pass.
@@ -161,8 +165,9 @@ fn check(samples: &Samples, job: &Job, excluded: u64) -> Result<()> {
 struct Cand {
     bound: f64,
     row: u64,
-    /// The bounds of [`Joint::bound`] already taken this step, or [`GAIN`]
-    /// once `bound` is the gain itself.
+    /// How many of `Engine::best_by_bounds`' refinements (the levels'
+    /// bounds, then the gain in f32 and f64) are taken this step, or
+    /// [`GAIN`] once `bound` is the canonical gain itself.
     level: usize,
 }
 
@@ -343,9 +348,13 @@ impl Engine<'_> {
     }
 
     /// The best row of a step, best-first: the candidate of largest bound
-    /// is taken, its next bound computed ([`Joint::bound`], coarsest
-    /// first) and put back, or once they are spent its gain; until every
-    /// bound left is below the best gain by more than the rounding slack.
+    /// is taken, its next bound computed and put back, or once they are
+    /// spent its canonical gain; until every bound left is below the best
+    /// gain by more than the rounding slack. The bounds, cheapest first:
+    /// the levels of [`Joint::bound`] in f32 but the finest, the finest in
+    /// f64, then the gain in f32 and in f64 (each the top of the interval
+    /// of [`Joint::fast_interval`]); the f64 steps separate the gains late
+    /// in a batch, which are smaller than the f32 interval.
     /// Groups of candidates are taken at once and worked on in parallel;
     /// the best is the same for any grouping. The rows scored go back with
     /// their gain as bound, but the pick; every bound is kept for the next
@@ -359,6 +368,7 @@ impl Engine<'_> {
     ) -> Result<(Option<(f64, u64)>, u64)> {
         let slack = 2.0 * joint.slack();
         let group = (16 * rayon::current_num_threads()).max(8);
+        let isa = Isa::detect();
         let mut best: Option<(f64, u64)> = None;
         let mut scored: Vec<Cand> = Vec::new();
         loop {
@@ -389,10 +399,19 @@ impl Engine<'_> {
                         &mut s.probs,
                     )?;
                     let cond = cond[r as usize];
-                    Ok(if cand.level < joint.bounds() {
-                        let b = joint.bound(cand.level, &s.probs, cond, &mut s.r);
+                    Ok(if cand.level <= joint.bounds() + 1 {
+                        // The levels' bounds in f32, the finest level's in
+                        // f64, then the gain in f32 and in f64.
+                        let b = joint.bounds();
+                        let level = match cand.level {
+                            l if l < b => Some(l),
+                            _ => None,
+                        };
+                        let double = cand.level + 1 == b || cand.level == b + 1;
+                        let (value, e) =
+                            fast_interval(isa, (joint, level, double), &s.probs, cond, &mut s.fast);
                         Cand {
-                            bound: b.min(cand.bound),
+                            bound: (value + e).min(cand.bound),
                             row: r,
                             level: cand.level + 1,
                         }
@@ -426,10 +445,60 @@ impl Engine<'_> {
     }
 }
 
+/// [`Joint::fast_interval`] in f64 (`double`) or f32, compiled for the
+/// CPU's vector extensions, whose fused multiply-adds it needs (a closure
+/// passed to [`Isa::run`] is not always inlined into the compiled copy,
+/// and `mul_add` outside one is a library call).
+fn fast_interval(
+    isa: Isa,
+    (joint, level, double): (&Joint, Option<usize>, bool),
+    p: &[f64],
+    cond: f64,
+    s: &mut FastScratch,
+) -> (f64, f64) {
+    #[inline(always)]
+    fn either(
+        j: &Joint,
+        l: Option<usize>,
+        double: bool,
+        p: &[f64],
+        cond: f64,
+        s: &mut FastScratch,
+    ) -> (f64, f64) {
+        if double {
+            j.fast_interval::<f64>(l, p, cond, s)
+        } else {
+            j.fast_interval::<f32>(l, p, cond, s)
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Args<'a> = (&'a Joint, Option<usize>, bool, &'a [f64], f64);
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        fn avx512((j, l, d, p, cond): Args, s: &mut FastScratch) -> (f64, f64) {
+            either(j, l, d, p, cond, s)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2((j, l, d, p, cond): Args, s: &mut FastScratch) -> (f64, f64) {
+            either(j, l, d, p, cond, s)
+        }
+        match isa {
+            // SAFETY: `Isa::detect` found exactly these features.
+            Isa::Avx512 => return unsafe { avx512((joint, level, double, p, cond), s) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2((joint, level, double, p, cond), s) },
+            Isa::Scalar => {}
+        }
+    }
+    let _ = isa;
+    either(joint, level, double, p, cond, s)
+}
+
 #[derive(Default)]
 struct Scratch {
     bufs: ReadBufs,
     stored: Vec<f64>,
     probs: Vec<f64>,
     r: Vec<f64>,
+    fast: FastScratch,
 }

@@ -283,6 +283,151 @@ fn sampled_picks_equal_the_documented_estimator() {
     }
 }
 
+/// `pool`, with its second half near-copies of its first: each a copy
+/// with 2^-20 to 3·2^-20 of one sample's mass moved between two classes,
+/// so that the copies' gains part by far less than the fast path's
+/// interval (about 1e-5 nats) and only the canonical gains order them.
+fn near_copies(t: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut x = pool(t, n, c, seed);
+    for i in n / 2..n {
+        let (from, s) = (i - n / 2, i % t);
+        for u in 0..t {
+            let (dst, src) = ((u * n + i) * c, (u * n + from) * c);
+            let row: Vec<f32> = x[src..src + c].to_vec();
+            x[dst..dst + c].copy_from_slice(&row);
+        }
+        let at = (s * n + i) * c;
+        let row = &mut x[at..at + c];
+        let hi = (0..c).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        let lo = (0..c).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        let d = (1 + i % 3) as f32 / ONE as f32;
+        if hi != lo && row[hi] >= d {
+            row[hi] -= d;
+            row[lo] += d;
+        }
+    }
+    x
+}
+
+#[test]
+fn near_ties_are_ordered_by_the_canonical_gain() {
+    // Exact steps (budget 2^20) and sampled ones (budget 200), at two
+    // class counts; each case's picks against the references.
+    for (case, (t, n, c, budget, k)) in [
+        (4, 160, 3, 1 << 20, 5),
+        (5, 160, 2, 1 << 20, 6),
+        (4, 300, 3, 200, 9),
+        (6, 240, 4, 300, 8),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = case as u64;
+        let x = near_copies(t, n, c, 40 + case);
+        let q = rows_of(&x, t, n, c);
+        let samples =
+            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
+                .unwrap();
+        let sel = common::select_cpu(Inputs::samples(&samples), &job(k, budget, case)).unwrap();
+        assert_same(
+            &picks(&sel),
+            &reference(&q, k, budget, case, &[]),
+            &format!("near copies, case {case}"),
+        );
+    }
+}
+
+/// The k-th permutation of 0..c (factorial number system).
+fn permutation(mut k: usize, c: usize) -> Vec<usize> {
+    let mut left: Vec<usize> = (0..c).collect();
+    let mut out = Vec::with_capacity(c);
+    for i in (1..=c).rev() {
+        let f: usize = (1..i).product();
+        out.push(left.remove(k / f % i));
+        k %= f;
+    }
+    out
+}
+
+#[test]
+fn picks_equal_every_row_scored_canonically() {
+    // Hundreds of rows tied with the best, more than the engine works on
+    // at once: (a) copies of a few rows with the classes permuted alike in
+    // every sample, the same gain in exact arithmetic and apart only by
+    // the rounding of the canonical sums, which the f64 interval must
+    // leave to the canonical gain; (b) copies with 2^-20 of one sample's
+    // mass moved, apart by far less than the f32 interval. The greedy here
+    // scores every row canonically (the library's own `Joint::gain`).
+    use alpool::score::batchbald::{Joint, conditional_entropy};
+    for (case, (t, c, budget, k, shift)) in [
+        (4, 5, 30, 5, false),
+        (3, 5, 1 << 20, 3, false),
+        (4, 4, 100, 5, true),
+        (5, 3, 1 << 20, 4, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = case as u64;
+        let (bases, copies) = (4, 90);
+        let n = bases * (copies + 1);
+        let base = pool(t, bases, c, 70 + case);
+        let mut x = vec![0f32; t * n * c];
+        for i in 0..n {
+            let (b, j) = (i % bases, i / bases);
+            let perm = permutation(if shift { 0 } else { j }, c);
+            for s in 0..t {
+                let src = (s * bases + b) * c;
+                let dst = (s * n + i) * c;
+                for (cls, &from) in perm.iter().enumerate() {
+                    x[dst + cls] = base[src + from];
+                }
+            }
+            if shift && j > 0 {
+                let at = ((j % t) * n + i) * c;
+                let row = &mut x[at..at + c];
+                let hi = (0..c).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+                let lo = (0..c).min_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+                let d = (j % 5) as f32 / ONE as f32;
+                row[hi] -= d;
+                row[lo] += d;
+            }
+        }
+        let q: Vec<Vec<f64>> = rows_of(&x, t, n, c)
+            .into_iter()
+            .map(|r| r.concat())
+            .collect();
+        let cond: Vec<f64> = q.iter().map(|p| conditional_entropy(p, c)).collect();
+        let (mut picked, mut rows, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..k {
+            let joint = Joint::new(&picked, t, c, budget, case);
+            let mut best: Option<(f64, usize)> = None;
+            for i in (0..n).filter(|i| !rows.contains(i)) {
+                let g = joint.gain(&q[i], cond[i], &mut r);
+                if best.is_none_or(|(b, _)| g > b) {
+                    best = Some((g, i));
+                }
+            }
+            let (_, i) = best.unwrap();
+            rows.push(i);
+            picked.push(q[i].clone());
+        }
+        let samples =
+            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
+                .unwrap();
+        for threads in [1, 2] {
+            let job = job(k, budget, case);
+            let sel = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| common::select_cpu(Inputs::samples(&samples), &job).unwrap());
+            let got: Vec<usize> = sel.entries.iter().map(|e| e.index as usize).collect();
+            assert_eq!(got, rows, "case {case}, {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn picks_do_not_depend_on_threads_chunks_or_layout() {
     let (t, n, c) = (5, 300, 4);
