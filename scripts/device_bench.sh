@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
+# call: alpool's CPU and wgpu paths side by side (select, the disagreement
+# strategies, multi-label, the fused model), then PyTorch on the same card
+# and the same files as the reference (python/bench/gpu_torch_reference.py).
+#
+#   scripts/device_bench.sh ALPOOL_BINARY [WORK_DIR]
+#
+# Sizes: ROWS (pool and multi-label rows, default 10M), SAMPLE_ROWS (rows of
+# the T = 20 samples, 1M), FEATURE_ROWS (rows of the 784-wide features, 1M).
+# Each step runs even if one before it failed; each prints its own lines.
+set -uo pipefail
+bin=$(realpath "$1")
+dir=${2:-/tmp/alpool-device}
+rows=${ROWS:-10000000}
+srows=${SAMPLE_ROWS:-1000000}
+frows=${FEATURE_ROWS:-1000000}
+here=$(dirname "$(realpath "$0")")
+mkdir -p "$dir"
+start=$SECONDS
+step() { printf '\n== [%4d s] %s\n' $((SECONDS - start)) "$*"; }
+TIMEFORMAT='%R s'
+
+step machine
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv,noheader 2>&1
+lscpu | grep -m1 'Model name'
+echo "$(nproc) CPUs, $(awk '/MemTotal/ {print int($2 / 1048576)}' /proc/meminfo) GiB"
+"$bin" devices
+
+step "select: CPU against GPU, ${rows} x 10"
+"$bin" bench --rows "$rows" --classes 10 --device cpu,gpu --runs 5 --keep "$dir/pool.npy"
+for d in cpu gpu; do
+    "$bin" select "$dir/pool.npy" -s margin -k 1000 --device "$d" -q -o "$dir/$d.csv"
+done
+cmp -s "$dir/cpu.csv" "$dir/gpu.csv" && echo "margin: the same picks on the CPU and the GPU" ||
+    echo "margin: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu cpu gpu cpu gpu; do
+    printf 'whole process, select -s margin --device %s: ' "$d"
+    time "$bin" select "$dir/pool.npy" -s margin -k 1000 --device "$d" -q -o "$dir/w.csv"
+done
+
+step "disagreement: T = 20 samples of ${srows} x 10"
+"$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3
+
+step "multi-label: ${rows} x 20"
+"$bin" bench --multilabel --rows "$rows" --labels 20 --device cpu,gpu --runs 3
+
+step "fused model: features ${frows} x 784 -> MLP 256 -> margin top 1000"
+python3 - "$dir" "$frows" <<'EOF'
+import sys
+import numpy as np
+d, n = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(0)
+np.save(f"{d}/xtrain.npy", rng.random((20000, 784), dtype=np.float32))
+np.save(f"{d}/ytrain.npy", rng.integers(0, 10, 20000))
+x = np.lib.format.open_memmap(f"{d}/x.npy", "w+", np.float32, (n, 784))
+for s in range(0, n, 100000):
+    x[s : s + 100000] = rng.random((min(100000, n - s), 784), dtype=np.float32)
+x.flush()
+EOF
+"$bin" train --features "$dir/xtrain.npy" --labels "$dir/ytrain.npy" --hidden 256 \
+    --epochs 1 --min-steps 50 --scale none --out "$dir/m.safetensors" 2>&1 | tail -2
+cat "$dir/x.npy" >/dev/null
+for d in cpu gpu cpu gpu; do
+    printf 'whole process, select --model --features -s margin --device %s: ' "$d"
+    time "$bin" select --model "$dir/m.safetensors" --features "$dir/x.npy" -s margin -k 1000 \
+        --device "$d" -q -o "$dir/m-$d.csv"
+done
+cmp -s "$dir/m-cpu.csv" "$dir/m-gpu.csv" && echo "fused: the same picks on the CPU and the GPU" ||
+    echo "fused: THE PICKS DIFFER between the CPU and the GPU"
+
+step "PyTorch on the same card"
+PYTHONUNBUFFERED=1 python3 "$here/../python/bench/gpu_torch_reference.py" --pool "$dir/pool.npy" \
+    --picks "$dir/gpu.csv" --samples-rows "$srows" --model "$dir/m.safetensors" --features "$dir/x.npy"
+step done
