@@ -270,17 +270,27 @@ fn sampled_picks_equal_the_documented_estimator() {
         let case = case as u64;
         let (t, c) = (3 + case as usize % 3, 3);
         let x = pool(t, n, c, 100 + case);
-        let q = rows_of(&x, t, n, c);
-        let samples =
-            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
-                .unwrap();
-        let sel = common::select_cpu(Inputs::samples(&samples), &job(k, budget, case)).unwrap();
-        assert_same(
-            &picks(&sel),
-            &reference(&q, k, budget, case, &[]),
-            &format!("case {case}"),
-        );
+        same_as_reference(&x, [t, n, c], (k, budget, case), "");
     }
+}
+
+/// The engine's picks on T x N x C samples `x` against [`reference`]'s,
+/// for `k` picks, configuration `budget` and `seed`.
+fn same_as_reference(
+    x: &[f32],
+    [t, n, c]: [usize; 3],
+    (k, budget, seed): (usize, usize, u64),
+    what: &str,
+) {
+    let q = rows_of(x, t, n, c);
+    let samples =
+        Samples::from_pool(Pool::from_f32(x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
+    let sel = common::select_cpu(Inputs::samples(&samples), &job(k, budget, seed)).unwrap();
+    assert_same(
+        &picks(&sel),
+        &reference(&q, k, budget, seed, &[]),
+        &format!("{what}case {seed}"),
+    );
 }
 
 /// `pool`, with its second half near-copies of its first: each a copy
@@ -324,16 +334,7 @@ fn near_ties_are_ordered_by_the_canonical_gain() {
     {
         let case = case as u64;
         let x = near_copies(t, n, c, 40 + case);
-        let q = rows_of(&x, t, n, c);
-        let samples =
-            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
-                .unwrap();
-        let sel = common::select_cpu(Inputs::samples(&samples), &job(k, budget, case)).unwrap();
-        assert_same(
-            &picks(&sel),
-            &reference(&q, k, budget, case, &[]),
-            &format!("near copies, case {case}"),
-        );
+        same_as_reference(&x, [t, n, c], (k, budget, case), "near copies, ");
     }
 }
 
