@@ -166,6 +166,18 @@ fn check(strategy: BatchStrategy, probs: Option<&Pool>, emb: &Pool, job: &Job) -
 /// Embedding values beyond this could overflow a float32 squared distance.
 pub const EMBED_LIMIT: f64 = 1e15;
 
+/// The largest f32 not above [`EMBED_LIMIT`]: for an f32 `v`,
+/// `|v| ≤ LIMIT32` exactly when `|v| as f64 ≤ EMBED_LIMIT` (the widening
+/// is exact).
+const LIMIT32: f32 = {
+    let l = EMBED_LIMIT as f32;
+    if l as f64 > EMBED_LIMIT {
+        f32::from_bits(l.to_bits() - 1)
+    } else {
+        l
+    }
+};
+
 /// Scratch for reading rows.
 #[derive(Default)]
 pub(crate) struct Bufs {
@@ -257,7 +269,15 @@ pub(crate) fn check_embedding_rows(emb: &Pool, start: u64, rows: &[f32]) -> Resu
     let d = emb.classes();
     // NaN fails `is_finite`; infinities and huge values fail the limit.
     let bad = |v: f32| !v.is_finite() || v.abs() as f64 > EMBED_LIMIT;
-    if !rows.iter().any(|&v| bad(v)) {
+    // The same test in f32 and without an early exit, so that it
+    // vectorizes (this runs over every value of every pass that checks):
+    // f32 to f64 is exact, so `|v| ≤ LIMIT32`, the largest f32 not above
+    // the limit, holds exactly when `|v| as f64 ≤ EMBED_LIMIT`; NaN fails
+    // it, as do the infinities.
+    let fine = rows
+        .chunks(1024)
+        .all(|c| c.iter().fold(true, |ok, &v| ok & (v.abs() <= LIMIT32)));
+    if fine {
         return Ok(());
     }
     let at = rows.iter().position(|&v| bad(v)).unwrap_or(0);
@@ -369,4 +389,31 @@ pub(crate) struct Terms {
     pub exp_rel: f64,
     pub seed: u64,
     pub t: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_f32_limit_is_the_f64_limit() {
+        let bad = |v: f32| !v.is_finite() || v.abs() as f64 > EMBED_LIMIT;
+        let up = f32::from_bits(LIMIT32.to_bits() + 1);
+        let down = f32::from_bits(LIMIT32.to_bits() - 1);
+        for v in [
+            0.0,
+            1.0,
+            down,
+            LIMIT32,
+            up,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+        ] {
+            for v in [v, -v] {
+                assert_eq!(v.abs() <= LIMIT32, !bad(v), "{v:e}");
+            }
+        }
+        assert!(bad(up) && !bad(LIMIT32));
+    }
 }

@@ -27,8 +27,9 @@
 use rayon::prelude::*;
 
 use super::kmeans::Reader;
+use crate::backend::cpu::Isa;
 use crate::backend::{Progress, RowJob};
-use crate::batch::dist::{dot_f64, dot_f64_wide};
+use crate::batch::dist::{dot_f64, dot_f64_mapped};
 use crate::batch::{Bufs, check_embedding_rows, read_rows};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -45,14 +46,14 @@ pub(crate) fn similarities(rd: &Reader) -> Result<Vec<f64>> {
     let m = mean_direction(rd)?;
     let mut sim = vec![0f64; rd.emb.rows() as usize];
     let d = rd.d;
-    let done = rd.pass(&mut sim, Vec::new, |unit: &mut Vec<f64>, _, rows, out| {
-        for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
-            let inv = 1.0 / dot_f64(x, x).sqrt();
-            unit.clear();
-            unit.extend(x.iter().map(|&v| v as f64 * inv));
-            *o = dot_f64_wide(unit, &m);
-        }
-    })?;
+    let isa = Isa::detect();
+    let done = rd.pass(
+        &mut sim,
+        || (),
+        |_: &mut (), _, rows, out| {
+            vectorized(isa, Block::Similarities { m: &m, out }, rows, d);
+        },
+    )?;
     drop(done);
     Ok(sim)
 }
@@ -61,6 +62,7 @@ pub(crate) fn similarities(rd: &Reader) -> Result<Vec<f64>> {
 fn mean_direction(rd: &Reader) -> Result<Vec<f64>> {
     let (emb, d, n) = (rd.emb, rd.d, rd.emb.rows());
     let blocks = n.div_ceil(BLOCK);
+    let isa = Isa::detect();
     let sums: Vec<Vec<f64>> = (0..blocks)
         .into_par_iter()
         .map_init(Bufs::default, |bufs, b| {
@@ -71,15 +73,8 @@ fn mean_direction(rd: &Reader) -> Result<Vec<f64>> {
             let rows = read_rows(emb, start, (start + BLOCK).min(n), bufs)?;
             check_embedding_rows(emb, start, &rows)?;
             let mut s = vec![0f64; d];
-            for (i, x) in rows.chunks_exact(d).enumerate() {
-                let norm2 = dot_f64(x, x);
-                if norm2 == 0.0 {
-                    return Err(zero_row(emb, start + i as u64));
-                }
-                let inv = 1.0 / norm2.sqrt();
-                for (s, &v) in s.iter_mut().zip(x) {
-                    *s += v as f64 * inv;
-                }
+            if let Some(i) = vectorized(isa, Block::Sum(&mut s), &rows, d) {
+                return Err(zero_row(emb, start + i as u64));
             }
             rd.progress.advance((rows.len() * 4) as u64);
             Ok(s)
@@ -92,6 +87,66 @@ fn mean_direction(rd: &Reader) -> Result<Vec<f64>> {
         }
     }
     Ok(m.into_iter().map(|v| v / n as f64).collect())
+}
+
+/// What a block of rows adds: to the sum of its unit rows, or each row's
+/// similarity to the mean direction `m` (into `out`).
+enum Block<'a> {
+    Sum(&'a mut [f64]),
+    Similarities { m: &'a [f64], out: &'a mut [f64] },
+}
+
+/// One block of `rows` (D values a row) through [`Block`], in the
+/// canonical f64 order, compiled for the CPU's vector extensions (the
+/// same operations in the same order at any width, so the same bits);
+/// the first all-zero row's place in the block, if any, when summing.
+fn vectorized(isa: Isa, block: Block, rows: &[f32], d: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        fn avx512(block: Block, rows: &[f32], d: usize) -> Option<usize> {
+            run(block, rows, d)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(block: Block, rows: &[f32], d: usize) -> Option<usize> {
+            run(block, rows, d)
+        }
+        match isa {
+            // SAFETY: `Isa::detect` found exactly these features.
+            Isa::Avx512 => return unsafe { avx512(block, rows, d) },
+            // SAFETY: as above.
+            Isa::Avx2 => return unsafe { avx2(block, rows, d) },
+            Isa::Scalar => {}
+        }
+    }
+    let _ = isa;
+    run(block, rows, d)
+}
+
+#[inline(always)]
+fn run(block: Block, rows: &[f32], d: usize) -> Option<usize> {
+    match block {
+        Block::Sum(s) => {
+            for (i, x) in rows.chunks_exact(d).enumerate() {
+                let norm2 = dot_f64(x, x);
+                if norm2 == 0.0 {
+                    return Some(i);
+                }
+                let inv = 1.0 / norm2.sqrt();
+                for (s, &v) in s.iter_mut().zip(x) {
+                    *s += v as f64 * inv;
+                }
+            }
+        }
+        Block::Similarities { m, out } => {
+            for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
+                let inv = 1.0 / dot_f64(x, x).sqrt();
+                // x̂ · m, each x̂ value rounded as it would be stored.
+                *o = dot_f64_mapped(x, m, |v| v as f64 * inv);
+            }
+        }
+    }
+    None
 }
 
 fn zero_row(emb: &Pool, row: u64) -> Error {

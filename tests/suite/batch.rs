@@ -497,6 +497,29 @@ fn bad_input_is_named() {
         );
     }
 
+    // Past the limit of 1e15 (the f32 just above it), and infinite.
+    for (row, col, value) in [(12, 1, 1.0000001e15f32), (44, 3, f32::NEG_INFINITY)] {
+        let mut emb = data.emb.clone();
+        emb[row * 4 + col] = value;
+        let path = dir.path().join("huge.npy");
+        npy::save(&path, &[50, 4], &emb).unwrap();
+        let e = Pool::open(&[&path]).unwrap();
+        for s in EMBEDDING_STRATEGIES {
+            let mut j = job(s, 3, &[]);
+            j.candidates = 50;
+            let err =
+                crate::common::select_cpu(alpool::Inputs::probs(&probs).with_embeddings(&e), &j)
+                    .unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("huge.npy")
+                    && msg.contains(&format!("row {row}"))
+                    && msg.contains(&format!("column {col}")),
+                "{s}: {msg}"
+            );
+        }
+    }
+
     let zero = dir.path().join("zero.npy");
     npy::save::<f32>(&zero, &[50, 0], &[]).unwrap();
     let msg = Pool::open_embeddings(&[&zero]).err().unwrap().to_string();
