@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 use super::Clock;
 use crate::backend::Progress;
-use crate::backend::cpu::Isa;
+use crate::backend::cpu::{Isa, per_isa};
 use crate::disagree::read_canonical;
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -445,53 +445,22 @@ impl Engine<'_> {
     }
 }
 
-/// [`Joint::fast_interval`] in f64 (`double`) or f32, compiled for the
-/// CPU's vector extensions, whose fused multiply-adds it needs (a closure
-/// passed to [`Isa::run`] is not always inlined into the compiled copy,
-/// and `mul_add` outside one is a library call).
-fn fast_interval(
-    isa: Isa,
-    (joint, level, double): (&Joint, Option<usize>, bool),
-    p: &[f64],
-    cond: f64,
-    s: &mut FastScratch,
-) -> (f64, f64) {
-    #[inline(always)]
-    fn either(
-        j: &Joint,
-        l: Option<usize>,
-        double: bool,
+per_isa! {
+    /// [`Joint::fast_interval`] in f64 (`double`) or f32, compiled for the
+    /// CPU's vector extensions, whose fused multiply-adds it needs.
+    fn fast_interval(
+        job: (&Joint, Option<usize>, bool),
         p: &[f64],
         cond: f64,
         s: &mut FastScratch,
     ) -> (f64, f64) {
+        let (joint, level, double) = job;
         if double {
-            j.fast_interval::<f64>(l, p, cond, s)
+            joint.fast_interval::<f64>(level, p, cond, s)
         } else {
-            j.fast_interval::<f32>(l, p, cond, s)
+            joint.fast_interval::<f32>(level, p, cond, s)
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        type Args<'a> = (&'a Joint, Option<usize>, bool, &'a [f64], f64);
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        fn avx512((j, l, d, p, cond): Args, s: &mut FastScratch) -> (f64, f64) {
-            either(j, l, d, p, cond, s)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2((j, l, d, p, cond): Args, s: &mut FastScratch) -> (f64, f64) {
-            either(j, l, d, p, cond, s)
-        }
-        match isa {
-            // SAFETY: `Isa::detect` found exactly these features.
-            Isa::Avx512 => return unsafe { avx512((joint, level, double, p, cond), s) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2((joint, level, double, p, cond), s) },
-            Isa::Scalar => {}
-        }
-    }
-    let _ = isa;
-    either(joint, level, double, p, cond, s)
 }
 
 #[derive(Default)]

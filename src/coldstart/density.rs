@@ -27,7 +27,7 @@
 use rayon::prelude::*;
 
 use super::kmeans::Reader;
-use crate::backend::cpu::Isa;
+use crate::backend::cpu::{Isa, per_isa};
 use crate::backend::{Progress, RowJob};
 use crate::batch::dist::{dot_f64, dot_f64_mapped};
 use crate::batch::{Bufs, check_embedding_rows, read_rows};
@@ -96,57 +96,35 @@ enum Block<'a> {
     Similarities { m: &'a [f64], out: &'a mut [f64] },
 }
 
-/// One block of `rows` (D values a row) through [`Block`], in the
-/// canonical f64 order, compiled for the CPU's vector extensions (the
-/// same operations in the same order at any width, so the same bits);
-/// the first all-zero row's place in the block, if any, when summing.
-fn vectorized(isa: Isa, block: Block, rows: &[f32], d: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-        fn avx512(block: Block, rows: &[f32], d: usize) -> Option<usize> {
-            run(block, rows, d)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(block: Block, rows: &[f32], d: usize) -> Option<usize> {
-            run(block, rows, d)
-        }
-        match isa {
-            // SAFETY: `Isa::detect` found exactly these features.
-            Isa::Avx512 => return unsafe { avx512(block, rows, d) },
-            // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(block, rows, d) },
-            Isa::Scalar => {}
-        }
-    }
-    let _ = isa;
-    run(block, rows, d)
-}
-
-#[inline(always)]
-fn run(block: Block, rows: &[f32], d: usize) -> Option<usize> {
-    match block {
-        Block::Sum(s) => {
-            for (i, x) in rows.chunks_exact(d).enumerate() {
-                let norm2 = dot_f64(x, x);
-                if norm2 == 0.0 {
-                    return Some(i);
+per_isa! {
+    /// One block of `rows` (D values a row) through [`Block`], in the
+    /// canonical f64 order, compiled for the CPU's vector extensions (the
+    /// same operations in the same order at any width, so the same bits);
+    /// the first all-zero row's place in the block, if any, when summing.
+    fn vectorized(block: Block, rows: &[f32], d: usize) -> Option<usize> {
+        match block {
+            Block::Sum(s) => {
+                for (i, x) in rows.chunks_exact(d).enumerate() {
+                    let norm2 = dot_f64(x, x);
+                    if norm2 == 0.0 {
+                        return Some(i);
+                    }
+                    let inv = 1.0 / norm2.sqrt();
+                    for (s, &v) in s.iter_mut().zip(x) {
+                        *s += v as f64 * inv;
+                    }
                 }
-                let inv = 1.0 / norm2.sqrt();
-                for (s, &v) in s.iter_mut().zip(x) {
-                    *s += v as f64 * inv;
+            }
+            Block::Similarities { m, out } => {
+                for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
+                    let inv = 1.0 / dot_f64(x, x).sqrt();
+                    // x̂ · m, each x̂ value rounded as it would be stored.
+                    *o = dot_f64_mapped(x, m, |v| v as f64 * inv);
                 }
             }
         }
-        Block::Similarities { m, out } => {
-            for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
-                let inv = 1.0 / dot_f64(x, x).sqrt();
-                // x̂ · m, each x̂ value rounded as it would be stored.
-                *o = dot_f64_mapped(x, m, |v| v as f64 * inv);
-            }
-        }
+        None
     }
-    None
 }
 
 fn zero_row(emb: &Pool, row: u64) -> Error {

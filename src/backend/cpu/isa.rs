@@ -77,3 +77,39 @@ fn probe() -> Isa {
 fn probe() -> Isa {
     Isa::Scalar
 }
+
+/// Defines `fn NAME(isa: Isa, ARGS) -> RET` that runs BODY compiled for
+/// `isa`'s vector extensions: one copy per instruction set, each with the
+/// body inlined, so its loops become vector code of that width and its
+/// `mul_add`s fused instructions. Use it where [`Isa::run`]'s closure may
+/// stay a call of its own (its loops then compiled for the baseline).
+macro_rules! per_isa {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$m])*
+        $vis fn $name(isa: $crate::backend::cpu::Isa, $($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                match isa {
+                    // SAFETY: `Isa::detect` found exactly these features.
+                    $crate::backend::cpu::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::backend::cpu::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::backend::cpu::Isa::Scalar => {}
+                }
+            }
+            let _ = isa;
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use per_isa;

@@ -33,7 +33,7 @@ use crate::query::RowProblem;
 use crate::score::stochastic::{RowKeys, uniform};
 use crate::score::{Ranked, max_priority};
 use crate::select::{Keyed, Selection, SharedFloor, TopK};
-pub(crate) use isa::Isa;
+pub(crate) use isa::{Isa, per_isa};
 pub use kernels::kernel_variant;
 use kernels::{refine, score_rows, score_rows_exact};
 
