@@ -39,6 +39,19 @@ for d in cpu gpu cpu gpu cpu gpu; do
     time "$bin" select "$dir/pool.npy" -s margin -k 1000 --device "$d" -q -o "$dir/w.csv"
 done
 
+step "stochastic batch (power, beta 1): CPU against GPU, ${rows} x 10"
+for d in cpu gpu; do
+    "$bin" select "$dir/pool.npy" -s margin -k 1000 --stochastic power --beta 1 --seed 3 \
+        --device "$d" -q -o "$dir/s$d.csv"
+done
+cmp -s "$dir/scpu.csv" "$dir/sgpu.csv" && echo "power: the same picks on the CPU and the GPU" ||
+    echo "power: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu cpu gpu cpu gpu; do
+    printf 'whole process, select -s margin --stochastic power --device %s: ' "$d"
+    time "$bin" select "$dir/pool.npy" -s margin -k 1000 --stochastic power --beta 1 --seed 3 \
+        --device "$d" -q -o "$dir/w.csv"
+done
+
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3
 

@@ -50,9 +50,18 @@ struct Params {
     rel: f32,
     // Samples (INPUT_SAMPLES): T, each a plane of rows x classes values.
     samples: u32,
+    // A stochastic batch (NOISE_*, src/score/stochastic.rs): the value's
+    // shift (1 for power over a lower-is-better score), 1 / beta (0 at
+    // beta = inf), the noise's seed (already mixed with its stream), and
+    // the logarithm's proven error (ln_err).
+    noise: u32,
+    v_shift: f32,
+    inv_beta: f32,
+    nseed_lo: u32,
+    nseed_hi: u32,
+    ln_abs: f32,
+    ln_rel: f32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -278,8 +287,12 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     status[r] = STATUS_SCORED;
     if P.lenient == 1u {
         let bnd = forward_bound(base, pri);
-        keys[r] = ordered(pri - bnd);
-        keys[P.hi_at + r] = ordered(pri + bnd);
+        store(r, pri - bnd, pri + bnd);
+    } else if P.noise != NOISE_NONE {
+        // The chunk's one bound (P.half) as an interval, widened for the
+        // f32 subtraction and addition.
+        let bnd = (P.half + abs(pri) * 2.4e-7) * 1.0001;
+        store(r, pri - bnd, pri + bnd);
     } else {
         keys[r] = ordered(pri);
     }
@@ -394,8 +407,7 @@ fn score_multi(r: u32) {
     }
     let b = (P.half + abs(pri) * P.rel + moved) * 1.0001;
     status[r] = STATUS_SCORED;
-    keys[r] = ordered(pri - b);
-    keys[P.hi_at + r] = ordered(pri + b);
+    store(r, pri - b, pri + b);
 }
 
 // Most samples a row may have for the strategies that keep a value per
@@ -574,8 +586,129 @@ fn score_samples(r: u32) {
     }
     let b = (P.half + abs(pri) * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
-    keys[r] = ordered(pri - b);
-    keys[P.hi_at + r] = ordered(pri + b);
+    store(r, pri - b, pri + b);
+}
+
+// The logarithm's proven error at a result l: |ln_approx(x) - ln x| is at
+// most ln_abs + ln_rel * |ln x| for normal x up to LN_MAX_X (the host's bound,
+// src/score/fast.rs, times 4 for the GPU's own roundings).
+fn ln_err(l: f32) -> f32 {
+    return (P.ln_abs + P.ln_rel * abs(l)) * 1.0001;
+}
+
+// The row's Gumbel noise -ln(-ln u) as an interval holding the host's f64
+// value (src/score/stochastic.rs, `uniform`): u = (m + 1/2) / 2^52 for the
+// top 52 bits m of splitmix64(seed key ^ splitmix64(global row)). With
+// eps = 2^-24 (WGSL: + and * correctly rounded, / within 2.5 ulp, a u32
+// within 1 ulp as f32):
+// - u <= 1/2: u in f32 within 6 eps relative (the conversion, the + 1/2,
+//   the sum; the scaling by 2^-52 is exact), so t = -ln_approx(u) is within
+//   6.06 eps + ln_err of -ln u;
+// - u > 1/2: w = 1 - u from the complement's bits (2^52 - 1 - m), within 6
+//   eps, and -ln(1 - w) = 2 atanh(s), s = w / (2 - w) <= 1/3 (within 14 eps:
+//   4/3 of w's, the difference's 1, the division's 5), by its series to
+//   s^15 (the rest below 2e-9 relative); t within 40 eps relative;
+// - then g = -ln t is within |ln(t') - ln t| <= rel(t) / (1 - rel(t)) plus
+//   ln_err of the canonical value, t in [2^-53, 36.8]. The host's f64
+//   logarithms are within 1e-15, far inside the factors of 1.01.
+fn gumbel_interval(r: u32) -> vec2<f32> {
+    let index = add64(vec2<u32>(P.g0_lo, P.g0_hi), vec2<u32>(r, 0u));
+    let h = splitmix64(vec2<u32>(P.nseed_lo, P.nseed_hi) ^ splitmix64(index));
+    let m_hi = h.y >> 12u;
+    let m_lo = (h.y << 20u) | (h.x >> 12u);
+    let eps = 5.9604645e-8;
+    var t: f32;
+    var et: f32;
+    if m_hi < 0x80000u {
+        let u = ldexp(f32(m_hi) * 4294967296.0 + (f32(m_lo) + 0.5), -52);
+        let l = ln_approx(u);
+        t = -l;
+        et = 6.06 * eps + ln_err(l);
+    } else {
+        let w = ldexp(f32(0xfffffu - m_hi) * 4294967296.0 + (f32(~m_lo) + 0.5), -52);
+        let s = w / (2.0 - w);
+        let z = s * s;
+        var y = 1.0 / 15.0;
+        y = y * z + 1.0 / 13.0;
+        y = y * z + 1.0 / 11.0;
+        y = y * z + 1.0 / 9.0;
+        y = y * z + 1.0 / 7.0;
+        y = y * z + 1.0 / 5.0;
+        y = y * z + 1.0 / 3.0;
+        y = y * z + 1.0;
+        t = 2.0 * s * y;
+        et = 40.0 * eps * t;
+    }
+    let lt = ln_approx(t);
+    let eg = (et / t * 1.01 + ln_err(lt)) * 1.01;
+    return vec2<f32>(-lt - eg, -lt + eg);
+}
+
+// Stores row r's keys from the interval [lo, hi] around its canonical
+// priority. Plain: the interval itself. A stochastic batch: the interval
+// of its key base(priority) + g / beta (src/score/stochastic.rs), where
+// base is the priority (softmax) or ln max(v, 0), v = priority + shift
+// (power), increasing in the priority. Infinite ends are written as keys,
+// not computed (GPUs may assume finite floats): a lower end that may be
+// -inf is key 0, below every float; an upper end whose canonical key is
+// -inf is ordered(-inf); one past the logarithm's proven range is the top
+// key.
+fn store(r: u32, lo: f32, hi: f32) {
+    if P.noise == NOISE_NONE {
+        keys[r] = ordered(lo);
+        keys[P.hi_at + r] = ordered(hi);
+        return;
+    }
+    var blo = lo;
+    var bhi = hi;
+    var lo_open = false;
+    var hi_neg_inf = false;
+    var hi_open = false;
+    if P.noise == NOISE_POWER {
+        // lo + shift and hi + shift round within eps of the result.
+        let vlo = lo + P.v_shift - (abs(lo + P.v_shift) + 1.0) * P.v_shift * 1.2e-7;
+        let vhi = hi + P.v_shift + (abs(hi + P.v_shift) + 1.0) * P.v_shift * 1.2e-7;
+        let tiny = 1.17549435e-38;
+        if vlo >= tiny && vlo <= LN_MAX_X {
+            let l = ln_approx(vlo);
+            blo = l - ln_err(l);
+        } else if vlo > LN_MAX_X {
+            // ln 65536 = 11.09.
+            blo = 11.0;
+        } else {
+            lo_open = true;
+        }
+        if vhi > LN_MAX_X {
+            hi_open = true;
+        } else if vhi > 0.0 {
+            let l = ln_approx(max(vhi, tiny));
+            bhi = l + ln_err(l);
+        } else {
+            hi_neg_inf = true;
+        }
+    }
+    var klo = blo;
+    var khi = bhi;
+    if P.inv_beta != 0.0 {
+        let g = gumbel_interval(r);
+        let nlo = g.x * P.inv_beta;
+        let nhi = g.y * P.inv_beta;
+        // The f32 product, 1 / beta's rounding and the sum: 8 eps.
+        klo = (blo + nlo) - (abs(blo) + abs(nlo)) * 4.8e-7;
+        khi = (bhi + nhi) + (abs(bhi) + abs(nhi)) * 4.8e-7;
+    }
+    if lo_open {
+        keys[r] = 0u;
+    } else {
+        keys[r] = ordered(klo);
+    }
+    if hi_open {
+        keys[P.hi_at + r] = 0xffffffffu;
+    } else if hi_neg_inf {
+        keys[P.hi_at + r] = ordered(bitcast<f32>(0xff800000u));
+    } else {
+        keys[P.hi_at + r] = ordered(khi);
+    }
 }
 
 // How far this row's priority can be from the canonical one when its
@@ -639,7 +772,7 @@ fn compact(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var k = keys[r];
-    if P.lenient == 1u {
+    if P.lenient == 1u || P.noise != NOISE_NONE {
         k = keys[P.hi_at + r];
     }
     if k >= P.cut_key {

@@ -364,8 +364,9 @@ def select(
             (chance ∝ exp(beta · score)), "power" (∝ score^beta; 1 − margin
             for margin) or "softrank" (∝ rank^-beta). Seeded by ``seed``
             per global row, so the same seed gives the same rows on any
-            machine, thread count or shard split. Row-wise and disagreement
-            strategies; runs on the CPU.
+            machine, thread count, shard split or device. Row-wise,
+            multi-label and disagreement strategies; "power" and "softmax"
+            run on the GPU too (over given arrays), "softrank" on the CPU.
         beta: the inverse temperature (> 0): larger follows the scores more
             closely; ``float("inf")`` is the plain top k.
         configurations: BatchBALD's budget M (default 10,000): the batch's

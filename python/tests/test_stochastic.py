@@ -70,14 +70,28 @@ def test_samples_draw_too() -> None:
     assert not np.array_equal(idx, plain)
 
 
+def test_the_gpu_draws_the_cpus_rows() -> None:
+    p = random_probs(5000, 6, 4)
+    s = np.random.default_rng(2).dirichlet(np.ones(4), size=(5, 800)).astype(np.float32)
+    for kind in ["power", "softmax"]:
+        for beta in [0.5, 4.0, float("inf")]:
+            kw = {"k": 30, "seed": 7, "stochastic": kind, "beta": beta, "exclude": [1, 2]}
+            cpu = alpool.select(p, "margin", device="cpu", **kw)
+            gpu = alpool.select(p, "margin", device="gpu", **kw)
+            assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+            cpu = alpool.select(samples=s, strategy="bald", device="cpu", **kw)
+            gpu = alpool.select(samples=s, strategy="bald", device="gpu", **kw)
+            assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+
+
 def test_bad_requests_are_named() -> None:
     p = random_probs(100, 3, 1)
     with pytest.raises(ValueError, match="beta must be above 0"):
         alpool.select(p, "margin", 5, stochastic="softmax", beta=0.0)
     with pytest.raises(ValueError, match='stochastic must be "power", "softmax", "softrank"'):
         alpool.select(p, "margin", 5, stochastic="gumbel")
-    with pytest.raises(ValueError, match="has no GPU path yet"):
-        alpool.select(p, "margin", 5, stochastic="softmax", device="gpu")
+    with pytest.raises(ValueError, match=r"\(softrank\) of margin has no GPU path yet"):
+        alpool.select(p, "margin", 5, stochastic="softrank", device="gpu")
     with pytest.raises(ValueError, match="softrank"):
         alpool.select_part(p, "margin", 5, stochastic="softrank")
     emb = random_probs(100, 3, 2)

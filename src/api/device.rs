@@ -7,7 +7,7 @@ use std::fmt;
 use crate::backend::gpu::{self, Gpu};
 use crate::backend::{AdapterSummary, Backend};
 use crate::error::{Error, Result};
-use crate::query::Query;
+use crate::query::{Query, Stochastic};
 
 /// Inputs smaller than this gain nothing from a GPU: the upload costs more
 /// than the CPU's whole scan.
@@ -71,9 +71,11 @@ pub struct Request<'a> {
     pub float64: bool,
     /// The query: some have no GPU engine yet.
     pub query: Query,
-    /// Whether it draws a stochastic batch, which ranks every canonical
-    /// score on the CPU.
-    pub stochastic: bool,
+    /// The stochastic batch it draws, if any.
+    pub stochastic: Option<Stochastic>,
+    /// Whether the probabilities come from a model in the run (features
+    /// and a model, a committee, MC dropout) rather than from files.
+    pub model_made: bool,
     /// Whether samples are given as plain probabilities (not renormalized,
     /// nor made by a model in the run): the one form the GPU's BALD reads.
     pub plain_samples: bool,
@@ -90,14 +92,30 @@ pub enum Choice {
 
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
-/// probabilities; BatchBALD, the representative strategies, the regression
-/// strategies but `gsx` (core-set's engine) and stochastic batches run on
-/// the CPU only, for now.
+/// probabilities; BatchBALD, the representative strategies and the
+/// regression strategies but `gsx` (core-set's engine) run on the CPU only,
+/// for now. Power and softmax batches run wherever their strategy's
+/// ranking over given rows does; softrank, which ranks the whole pool
+/// first, and a batch from a model's outputs run on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
-    use crate::query::{BatchStrategy, Regression};
     let yet = || Some(format!("{what} has no GPU path yet"));
+    match (req.query, req.stochastic) {
+        (_, Some(st)) if !st.per_row() || req.model_made => yet(),
+        // Beyond it 1/β overflows the kernel's f32 arithmetic.
+        (_, Some(st)) if st.beta < MIN_GPU_BETA => {
+            Some(format!("{what} has no GPU path below beta {MIN_GPU_BETA}"))
+        }
+        _ => match_query(req, what, yet),
+    }
+}
+
+/// The smallest β a stochastic batch takes on the GPU.
+pub const MIN_GPU_BETA: f64 = 1e-30;
+
+/// [`no_gpu_engine`] by the query alone.
+fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> Option<String> {
+    use crate::query::{BatchStrategy, Regression};
     match req.query {
-        _ if req.stochastic => yet(),
         Query::Disagree(_) if !req.plain_samples => Some(format!(
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
@@ -125,8 +143,8 @@ fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
 ///   CPU (lavapipe, llvmpipe) unless named.
 pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> Result<Choice> {
     let cpu = |why: String| Ok(Choice::Cpu(format!("using the CPU: {why}")));
-    let what = if req.stochastic {
-        format!("a stochastic batch of {}", req.query)
+    let what = if let Some(st) = req.stochastic {
+        format!("a stochastic batch ({}) of {}", st.kind, req.query)
     } else {
         req.query.to_string()
     };
@@ -307,6 +325,7 @@ pub(crate) fn open<'g>(req: &Request, opened: Option<&'g Gpu>) -> Result<Opened<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::StochasticKind;
 
     fn adapter(name: &str, backend: &str, is_cpu: bool) -> AdapterSummary {
         AdapterSummary {
@@ -338,7 +357,8 @@ mod tests {
             bytes,
             float64,
             query: Query::Score(crate::query::Strategy::Margin),
-            stochastic: false,
+            stochastic: None,
+            model_made: false,
             plain_samples: false,
         }
     }
@@ -460,16 +480,31 @@ mod tests {
         );
         let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
-        let drawn = |device| Request {
-            stochastic: true,
+        // Power and softmax batches over given rows run there; softrank,
+        // a batch from a model's outputs and a β too small for f32 do not.
+        let drawn = |device, kind, beta, model_made| Request {
+            stochastic: Some(Stochastic::new(kind, beta)),
+            model_made,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        let c = decide(&drawn(Device::Auto), || panic!("probed")).unwrap();
+        for kind in [StochasticKind::Power, StochasticKind::Softmax] {
+            let c = decide(&drawn(Device::Gpu, kind, 1.0, false), h100_and_lavapipe).unwrap();
+            assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+            let c = decide(&drawn(Device::Auto, kind, 1.0, true), || panic!("probed")).unwrap();
+            assert!(
+                matches!(&c, Choice::Cpu(r) if r.contains(&format!("a stochastic batch ({kind}) of margin"))),
+                "{c:?}"
+            );
+            assert!(decide(&drawn(Device::Gpu, kind, 1e-31, false), h100_and_lavapipe).is_err());
+        }
+        let softrank = drawn(Device::Auto, StochasticKind::Softrank, 1.0, false);
+        let c = decide(&softrank, || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("a stochastic batch of margin")),
+            matches!(&c, Choice::Cpu(r) if r.contains("(softrank) of margin has no GPU path")),
             "{c:?}"
         );
-        assert!(decide(&drawn(Device::Gpu), h100_and_lavapipe).is_err());
+        let softrank = drawn(Device::Gpu, StochasticKind::Softrank, 1.0, false);
+        assert!(decide(&softrank, h100_and_lavapipe).is_err());
     }
 
     #[test]

@@ -312,7 +312,8 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             Some(_) => Query::Cold(ColdStart::Density),
             None => job.query,
         },
-        stochastic: job.stochastic.is_some(),
+        stochastic: job.stochastic,
+        model_made: inputs.has_model() || inputs.has_committee(),
         plain_samples: inputs.samples.is_some()
             && matches!(
                 job.input,
@@ -325,7 +326,12 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
     let opened = device::open(&request, run.gpu)?;
     let backend = opened.backend();
     let (selection, gpu_phases) = match job.query {
-        _ if job.stochastic.is_some() => (stochastic::select(&inputs, job, run.progress)?, None),
+        // On the GPU a stochastic batch runs on its strategy's kernels,
+        // which bound each row's key (the device policy sends the rest
+        // here).
+        _ if job.stochastic.is_some() && matches!(backend, Backend::Cpu) => {
+            (stochastic::select(&inputs, job, run.progress)?, None)
+        }
         Query::Score(_) if job.density_beta.is_some() => {
             let beta = job.density_beta.unwrap_or(0.0);
             let (probs, emb) = match (inputs.probs, inputs.embeddings) {

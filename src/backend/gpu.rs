@@ -19,11 +19,12 @@ use super::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::{Exclusions, Pool};
-use crate::query::{InputForm, LogBase, Query, RowProblem};
+use crate::query::{InputForm, LogBase, Query, RowProblem, Stochastic};
 use crate::score::Ranked;
-use crate::score::fast::gpu_bound;
+use crate::score::fast::{LN_ABS_ERR, LN_REL_ERR, gpu_bound};
 use crate::score::multilabel::{MultiSpec, gpu_bounds as multilabel_bounds, multilabel_score};
-use crate::select::{Selection, TopK};
+use crate::score::stochastic::RowKeys;
+use crate::select::{Keyed, Selection, TopK};
 
 pub(crate) const WG: u32 = 256;
 
@@ -139,7 +140,15 @@ struct Params {
     rel: f32,
     // Samples: T planes of rows x classes values (`samples::select`).
     samples: u32,
-    _pad: [u32; 3],
+    // A stochastic batch's noise (`Chunked::draw`).
+    noise: u32,
+    v_shift: f32,
+    inv_beta: f32,
+    nseed_lo: u32,
+    nseed_hi: u32,
+    ln_abs: f32,
+    ln_rel: f32,
+    _pad: u32,
 }
 
 impl Gpu {
@@ -480,6 +489,11 @@ mod codes {
         }
     }
 
+    /// A stochastic batch's noise (`Params::noise`).
+    pub const NOISE_NONE: u32 = 0;
+    pub const NOISE_SOFTMAX: u32 = 1;
+    pub const NOISE_POWER: u32 = 2;
+
     /// Slots of the `counters` buffer.
     pub const COUNT_CANDIDATES: usize = 0;
     pub const FIRST_INVALID: usize = 1;
@@ -512,6 +526,9 @@ mod codes {
             ("INPUT_MULTILABEL", INPUT_MULTILABEL),
             ("INPUT_MULTILABEL_LOGITS", INPUT_MULTILABEL_LOGITS),
             ("INPUT_SAMPLES", INPUT_SAMPLES),
+            ("NOISE_NONE", NOISE_NONE),
+            ("NOISE_SOFTMAX", NOISE_SOFTMAX),
+            ("NOISE_POWER", NOISE_POWER),
             ("COUNT_CANDIDATES", COUNT_CANDIDATES as u32),
             ("FIRST_INVALID", FIRST_INVALID as u32),
             ("COUNT_UNDECIDED", COUNT_UNDECIDED as u32),
@@ -519,6 +536,11 @@ mod codes {
         for (name, v) in u32s.iter().chain(STATUS.iter()) {
             out += &format!("const {name}: u32 = {v}u;\n");
         }
+        // The logarithm's bound holds up to here (`ln_err`).
+        out += &format!(
+            "const LN_MAX_X: f32 = {:?};\n",
+            crate::score::fast::LN_MAX_X
+        );
         out
     }
 }
@@ -803,6 +825,7 @@ struct Scoring<'r> {
     log_base: LogBase,
     seed: u64,
     exclusions: &'r Exclusions,
+    stochastic: Option<Stochastic>,
 }
 
 impl<'r> From<&'r RowJob> for Scoring<'r> {
@@ -812,6 +835,7 @@ impl<'r> From<&'r RowJob> for Scoring<'r> {
             log_base: job.spec.log_base,
             seed: job.spec.seed,
             exclusions: &job.exclusions,
+            stochastic: job.stochastic,
         }
     }
 }
@@ -827,9 +851,12 @@ pub(crate) struct Chunked<'r> {
     /// The first global row of the current chunk.
     g0: u64,
     /// The bound on |GPU f32 priority − canonical priority| for the
-    /// current chunk.
+    /// current chunk (0 where each row carries its own interval).
     pub(crate) bound: f64,
-    top: TopK,
+    /// What the rows are ranked by: their priorities, or a stochastic
+    /// batch's keys.
+    keys: RowKeys,
+    top: TopK<Keyed>,
     pub(crate) phases: Phases,
     refined: u64,
 }
@@ -905,6 +932,7 @@ impl<'r> Chunked<'r> {
             log_base: job.log_base,
             seed: job.seed,
             exclusions: &job.exclusions,
+            stochastic: job.stochastic,
         };
         let mut run = Chunked::with_width(gpu, scoring, k, c, width, max_rows, &job.input, 0.0)?;
         run.base.lenient = 1;
@@ -950,7 +978,9 @@ impl<'r> Chunked<'r> {
             hi_at: r_max as u32,
             ..Params::default()
         };
-        Ok(Chunked {
+        let keys = RowKeys::new(scoring.query, scoring.stochastic, scoring.seed)
+            .ok_or_else(super::softrank_needs_the_pool)?;
+        let mut run = Chunked {
             gpu,
             scoring,
             bufs,
@@ -958,10 +988,36 @@ impl<'r> Chunked<'r> {
             classes: c,
             g0: 0,
             bound,
+            keys,
             top: TopK::new(k),
             phases: Phases::default(),
             refined: 0,
-        })
+        };
+        run.draw();
+        Ok(run)
+    }
+
+    /// A stochastic batch's parameters: the kernel bounds each row's key
+    /// (`store` in `shaders/select.wgsl`), so a chunk's one bound becomes
+    /// each row's interval and the cut needs no slack.
+    fn draw(&mut self) {
+        let Some(noise) = self.keys.noise() else {
+            return;
+        };
+        let p = &mut self.base;
+        p.noise = if noise.power {
+            codes::NOISE_POWER
+        } else {
+            codes::NOISE_SOFTMAX
+        };
+        p.v_shift = noise.shift as f32;
+        p.inv_beta = noise.inv_beta as f32;
+        p.nseed_lo = noise.key as u32;
+        p.nseed_hi = (noise.key >> 32) as u32;
+        p.ln_abs = f32_at_least(4.0 * LN_ABS_ERR);
+        p.ln_rel = f32_at_least(4.0 * LN_REL_ERR);
+        p.half = f32_at_least(self.bound);
+        self.bound = 0.0;
     }
 
     /// A selection over logits the GPU computes itself from features: each
@@ -1045,7 +1101,7 @@ impl<'r> Chunked<'r> {
             .map(|r| self.g0 + r as u64)
             .collect();
         for r in rescore.ranked(&rows)? {
-            self.top.offer(r);
+            self.top.offer(self.keyed(r));
         }
         if first_invalid != u32::MAX {
             let index = self.g0 + first_invalid as u64;
@@ -1073,7 +1129,7 @@ impl<'r> Chunked<'r> {
         let floor = self
             .top
             .worst()
-            .map_or(0, |w| ordered(f32_at_most(w.priority - bound)));
+            .map_or(0, |w| ordered(f32_at_most(w.key - bound)));
         self.base.floor_key = floor;
         let (gpu, bufs, rows) = (self.gpu, &self.bufs, self.base.rows);
         let mut need = k as u64;
@@ -1158,14 +1214,23 @@ impl<'r> Chunked<'r> {
             .zip(pairs.chunks_exact(2))
         {
             let approx = unordered(p[1]) as f64;
-            self.phases.max_score_diff =
-                self.phases.max_score_diff.max((approx - r.priority).abs());
+            let r = self.keyed(r);
+            self.phases.max_score_diff = self.phases.max_score_diff.max((approx - r.key).abs());
             self.top.offer(r);
         }
         self.phases.candidates += rows.len() as u64;
         self.refined += rows.len() as u64;
         self.phases.refine += t.elapsed();
         Ok(())
+    }
+
+    /// A canonically scored row with its key.
+    fn keyed(&self, r: Ranked) -> Keyed {
+        Keyed {
+            key: self.keys.key(r.priority, r.index),
+            index: r.index,
+            priority: r.priority,
+        }
     }
 
     /// The selection of all the chunks seen, and where the time went.

@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::{Exclusions, Pool};
-use crate::query::{InputForm, Query};
+use crate::query::{InputForm, Query, Stochastic};
+use crate::score::stochastic::RowKeys;
 use crate::score::{self, Ranked, ScoreSpec};
 use crate::select::Selection;
 
@@ -42,6 +43,8 @@ pub(crate) struct RowJob {
     pub exclusions: Exclusions,
     /// Rows per unit of work, 0 = auto; results never depend on it.
     pub chunk_rows: u64,
+    /// A stochastic batch's keys in place of the plain ranking.
+    pub stochastic: Option<Stochastic>,
 }
 
 impl RowJob {
@@ -63,6 +66,7 @@ impl RowJob {
             k: job.k,
             exclusions: job.exclusions.clone(),
             chunk_rows: job.chunk_rows,
+            stochastic: job.stochastic,
         })
     }
 
@@ -74,7 +78,19 @@ impl RowJob {
             k,
             exclusions: Exclusions::default(),
             chunk_rows: 0,
+            stochastic: None,
         }
+    }
+
+    /// The keys the rows are ranked by: the plain ranking, or a stochastic
+    /// batch's that need only the row (not softrank's).
+    pub fn keys(&self) -> Result<RowKeys> {
+        RowKeys::new(
+            Query::Score(self.spec.strategy),
+            self.stochastic,
+            self.spec.seed,
+        )
+        .ok_or_else(softrank_needs_the_pool)
     }
 
     /// The rows per chunk for `pool`.
@@ -99,6 +115,15 @@ impl RowJob {
     }
 }
 
+/// Softrank's key is a row's rank in the whole pool: only the ranking of
+/// every canonical score draws it (`api::stochastic`).
+pub(crate) fn softrank_needs_the_pool() -> Error {
+    Error::Config(
+        "softrank ranks the whole pool before it draws: it runs on the CPU (--device cpu or auto)"
+            .into(),
+    )
+}
+
 /// A device already opened: the CPU, or a GPU kept across many selections
 /// (the loop's rounds), so it is opened once.
 #[derive(Clone, Copy)]
@@ -118,6 +143,9 @@ pub(crate) fn select_on(
     progress: &dyn Progress,
 ) -> Result<(Selection, Option<Phases>)> {
     match backend {
+        Backend::Cpu if job.stochastic.is_some() => {
+            Ok((cpu::select_drawn(pool, job, job.keys()?, progress)?, None))
+        }
         Backend::Cpu => Ok((cpu::select(pool, job, progress)?, None)),
         Backend::Gpu(g) => gpu::select(g, pool, job, progress).map(|(s, p)| (s, Some(p))),
     }

@@ -411,8 +411,10 @@ pub struct SelectArgs {
     /// Draw k rows at random, favouring informative ones, instead of the k
     /// best (stochastic batch acquisition, Kirsch et al. 2023): a batch of
     /// top-scored rows is often redundant. Seeded by --seed per global row:
-    /// the same rows on every machine, thread count and shard split. For
-    /// row-wise and disagreement strategies; runs on the CPU.
+    /// the same rows on every machine, thread count, shard split and
+    /// device. For row-wise, multi-label and disagreement strategies; power
+    /// and softmax run on the GPU too (over given files), softrank on the
+    /// CPU.
     #[arg(long, value_enum, value_name = "KIND")]
     pub stochastic: Option<StochasticArg>,
 

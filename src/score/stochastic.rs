@@ -39,8 +39,32 @@ pub fn gumbel(seed: u64, index: u64) -> f64 {
 /// The uniform draw behind row `index`'s noise, strictly inside (0, 1).
 #[inline]
 pub fn uniform(seed: u64, index: u64) -> f64 {
-    let h = splitmix64(splitmix64(seed ^ GUMBEL_STREAM) ^ splitmix64(index));
+    let h = splitmix64(noise_key(seed) ^ splitmix64(index));
     ((h >> 12) as f64 + 0.5) * (1.0 / (1u64 << 52) as f64)
+}
+
+/// The noise's key under `seed`: the seed mixed with the noise's stream,
+/// once for every row (the GPU kernel takes it as a parameter).
+#[inline]
+pub(crate) fn noise_key(seed: u64) -> u64 {
+    splitmix64(seed ^ GUMBEL_STREAM)
+}
+
+/// What a GPU kernel needs to bound a row's key (`shaders/select.wgsl`,
+/// `store`): the key is `base + g / β`, base the priority (softmax) or
+/// `ln max(priority + shift, 0)` (power).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub(crate) struct Noise {
+    /// Power (else softmax).
+    pub power: bool,
+    /// Added to the priority to make the value (power): 1 for a score
+    /// whose lower is better (the priority is its negation), else 0.
+    pub shift: f64,
+    /// 1/β; 0 at β = ∞.
+    pub inv_beta: f64,
+    /// [`noise_key`] of the seed.
+    pub key: u64,
 }
 
 /// The Gumbel noise of a uniform draw `u`: increasing in u.
@@ -137,6 +161,26 @@ impl RowKeys {
             }
             _ => priority,
         }
+    }
+
+    /// The noise as a GPU kernel takes it; `None` for the plain ranking.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn noise(&self) -> Option<Noise> {
+        let Keys::Noisy {
+            power,
+            lower_is_better,
+            beta,
+            seed,
+        } = self.0
+        else {
+            return None;
+        };
+        Some(Noise {
+            power,
+            shift: if power && lower_is_better { 1.0 } else { 0.0 },
+            inv_beta: 1.0 / beta,
+            key: noise_key(seed),
+        })
     }
 
     /// The seed of the noise (0 for the plain ranking, which has none).

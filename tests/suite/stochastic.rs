@@ -315,6 +315,139 @@ fn disagreement_strategies_draw_from_their_scores() {
     }
 }
 
+/// Rows with few ties: each value drawn, then normalized.
+fn smooth_rows(n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .flat_map(|_| {
+            let w: Vec<f64> = (0..c).map(|_| rng.uniform().powi(3) + 1e-4).collect();
+            let s: f64 = w.iter().sum();
+            w.into_iter().map(move |v| (v / s) as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn the_gpu_draws_the_documented_keys() {
+    let Some(gpu) = common::gpu() else { return };
+    let on_gpu = |inputs: Inputs, job: &Job| {
+        let (sel, phases) = common::select_gpu(&gpu, inputs, job).unwrap();
+        assert!(phases.chunks > 0, "{job:?} did not run on the GPU");
+        (picks(&sel), phases)
+    };
+    let gpu_kinds = [StochasticKind::Softmax, StochasticKind::Power];
+    // Row-wise strategies over pools with many ties (one-hot rows among
+    // them: margin's value 1 − margin is 0, a key of −∞) and with few, in
+    // chunks small enough that later chunks start above a floor.
+    let n = 3000;
+    for (c, x) in [(3, grid_rows(n, 3, 7)), (10, smooth_rows(n, 10, 8))] {
+        let pool = Pool::from_f32(&x, c).unwrap().with_row_offset(500);
+        for (case, strategy) in Strategy::ALL.into_iter().enumerate() {
+            for kind in gpu_kinds {
+                for (beta, k, chunk) in [
+                    (0.05, 7, 0),
+                    (1.0, 40, 700),
+                    (6.0, 1, 333),
+                    (f64::INFINITY, 25, 1000),
+                    (1e4, n + 2, 0),
+                ] {
+                    let mut job = Job::new(strategy, InputForm::probs(), k)
+                        .seed(case as u64 + 3)
+                        .exclude(Exclusions::new(vec![500, 777, 3499]))
+                        .stochastic(Stochastic::new(kind, beta));
+                    job.chunk_rows = chunk;
+                    let want = reference(&plain_scores(&pool, &job), 500, &job);
+                    let (got, _) = on_gpu(Inputs::probs(&pool), &job);
+                    assert_eq!(got, want, "{strategy} {kind} beta {beta} k {k} c {c}");
+                }
+            }
+        }
+    }
+    // Logits, through the softmax the kernel computes.
+    let mut rng = Rng::new(3);
+    let z: Vec<f32> = (0..n * 4)
+        .map(|_| (rng.uniform() * 8.0 - 4.0) as f32)
+        .collect();
+    let logits = Pool::from_f32(&z, 4).unwrap();
+    for kind in gpu_kinds {
+        let job = Job::new(Strategy::Margin, InputForm::logits(1.5), 30)
+            .seed(4)
+            .stochastic(Stochastic::new(kind, 2.0));
+        let want = reference(&plain_scores(&logits, &job), 0, &job);
+        assert_eq!(
+            on_gpu(Inputs::probs(&logits), &job).0,
+            want,
+            "logits {kind}"
+        );
+    }
+    // Disagreement over samples, each row with its own interval.
+    let (t, ns) = (5, 800);
+    let tnc = smooth_rows(t * ns, 4, 9);
+    let samples = Samples::from_pool(
+        Pool::from_f32(&tnc, 4).unwrap(),
+        [t, ns, 4],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    for d in Disagreement::ALL {
+        for kind in gpu_kinds {
+            let plain = Job::new(d, InputForm::probs(), 20).seed(6);
+            let job = plain.clone().stochastic(Stochastic::new(kind, 3.0));
+            let scores = alpool::score(Inputs::samples(&samples), &plain).unwrap();
+            let got = on_gpu(Inputs::samples(&samples), &job).0;
+            assert_eq!(got, reference(&scores, 0, &job), "{d} {kind}");
+        }
+    }
+    // Multi-label pools: the kernel's multi-label branch.
+    let l = 6;
+    let mut rng = Rng::new(10);
+    let ml: Vec<f32> = (0..n * l).map(|_| rng.uniform() as f32).collect();
+    let ml_pool = Pool::from_f32(&ml, l).unwrap();
+    for m in alpool::MultiLabel::ALL {
+        for kind in gpu_kinds {
+            let mut plain = Job::new(m, InputForm::MultiLabel { logits: false }, 15).seed(2);
+            plain.label_cardinality = Some(2.0);
+            plain.uncertainty_weight = 0.4;
+            let job = plain.clone().stochastic(Stochastic::new(kind, 1.5));
+            let scores = alpool::score(&ml_pool, &plain).unwrap();
+            let got = on_gpu(Inputs::probs(&ml_pool), &job).0;
+            assert_eq!(got, reference(&scores, 0, &job), "{m} {kind}");
+        }
+    }
+}
+
+#[test]
+fn the_gpu_sends_back_few_rows() {
+    // The kernel's intervals are narrow: about the k rows drawn come back
+    // to be keyed canonically, not the pool.
+    let Some(gpu) = common::gpu() else { return };
+    let (n, c) = (200_000, 10);
+    let pool_rows = smooth_rows(n, c, 12);
+    let pool = Pool::from_f32(&pool_rows, c).unwrap();
+    for kind in [StochasticKind::Softmax, StochasticKind::Power] {
+        for beta in [0.5, 1.0, 20.0] {
+            let job = Job::new(Strategy::Entropy, InputForm::probs(), 500)
+                .seed(1)
+                .stochastic(Stochastic::new(kind, beta));
+            let (sel, phases) = common::select_gpu(&gpu, &pool, &job).unwrap();
+            assert!(
+                phases.chunks > 0,
+                "{kind} beta {beta} did not run on the GPU"
+            );
+            assert_eq!(
+                picks(&sel),
+                picks(&common::select_cpu(&pool, &job).unwrap())
+            );
+            eprintln!("{kind} beta {beta}: {} candidates", phases.candidates);
+            assert!(
+                phases.candidates < 2_000,
+                "{kind} beta {beta}: {} candidates",
+                phases.candidates
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_requests_are_named() {
     let x = grid_rows(50, 3, 1);
@@ -329,12 +462,15 @@ fn bad_requests_are_named() {
             .to_string();
         assert!(e.contains("beta must be above 0"), "{e}");
     }
-    let e = alpool::select(&pool, &job(1.0), &Run::on(Device::Gpu))
+    // Softrank ranks the whole pool first: the CPU only.
+    let softrank = Job::new(Strategy::Margin, InputForm::probs(), 5)
+        .stochastic(Stochastic::new(StochasticKind::Softrank, 1.0));
+    let e = alpool::select(&pool, &softrank, &Run::on(Device::Gpu))
         .err()
         .unwrap()
         .to_string();
     assert!(
-        e.contains("a stochastic batch of margin has no GPU path yet"),
+        e.contains("a stochastic batch (softrank) of margin has no GPU path yet"),
         "{e}"
     );
     let emb = Pool::from_f32(&x, 3).unwrap();
