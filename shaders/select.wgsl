@@ -61,7 +61,8 @@ struct Params {
     nseed_hi: u32,
     ln_abs: f32,
     ln_rel: f32,
-    _pad0: u32,
+    // Density (INPUT_EMBEDDINGS): the row holding the mean direction.
+    m_at: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -212,6 +213,10 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if P.input == INPUT_SAMPLES {
         score_samples(r);
+        return;
+    }
+    if P.input == INPUT_EMBEDDINGS {
+        score_density(r);
         return;
     }
     let base = r * P.width;
@@ -585,6 +590,45 @@ fn score_samples(r: u32) {
         }
     }
     let b = (P.half + abs(pri) * P.rel + extra) * 1.0001;
+    status[r] = STATUS_SCORED;
+    store(r, pri - b, pri + b);
+}
+
+// An embedding row's density (src/coldstart/density.rs): its cosine
+// similarity x . m / |x| to the pool's mean direction m, which the host
+// computed (every row checked: finite, not all zero) and stored as f32
+// after the chunk's rows, at rows[P.m_at * P.width ..]. With A = sum |x_j m_j|
+// and D values a row, the f32 dot is within (gamma_D + eps) A of the
+// canonical f64 one (m's rounding to f32 included), |x| within gamma_D / 2
+// plus the square root's error, and the division adds its own; the host's
+// P.half and P.rel cover them (`density::gpu_bound`), so the interval is
+// half * A / |x| + rel * |priority|. A row the host would refuse never
+// reaches here; one whose f32 norm could be off goes to the host.
+fn score_density(r: u32) {
+    let base = r * P.width;
+    let at = P.m_at * P.width;
+    var nn = 0.0;
+    var dm = 0.0;
+    var am = 0.0;
+    for (var j = 0u; j < P.classes; j = j + 1u) {
+        let x = rows[base + j];
+        let xm = x * rows[at + j];
+        nn = nn + x * x;
+        dm = dm + xm;
+        am = am + abs(xm);
+    }
+    // Below 1e-20 a GPU that flushes subnormal squares to 0 could move
+    // |x|^2 by more than the bound allows: the host decides.
+    if !(nn >= 1e-20 && nn <= 3.0e38) {
+        undecided(r);
+        return;
+    }
+    let norm = sqrt(nn);
+    let pri = dm / norm;
+    // The guard: products (and m's values) below the normal range, each
+    // off by at most 1.2e-38 if flushed.
+    let guard = f32(P.classes) * (2.4e-38 / norm + 2.4e-38);
+    let b = (P.half * (am / norm) + P.rel * abs(pri) + guard) * 1.0001;
     status[r] = STATUS_SCORED;
     store(r, pri - b, pri + b);
 }

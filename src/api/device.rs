@@ -76,6 +76,9 @@ pub struct Request<'a> {
     /// Whether the probabilities come from a model in the run (features
     /// and a model, a committee, MC dropout) rather than from files.
     pub model_made: bool,
+    /// Whether a row-wise strategy is weighted by density (the query is
+    /// then density's).
+    pub weighted: bool,
     /// Whether samples are given as plain probabilities (not renormalized,
     /// nor made by a model in the run): the one form the GPU's BALD reads.
     pub plain_samples: bool,
@@ -92,15 +95,18 @@ pub enum Choice {
 
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
-/// probabilities; BatchBALD, the representative strategies and the
-/// regression strategies but `gsx` (core-set's engine) run on the CPU only,
-/// for now. Power and softmax batches run wherever their strategy's
-/// ranking over given rows does; softrank, which ranks the whole pool
-/// first, and a batch from a model's outputs run on the CPU.
+/// probabilities, density alone over embeddings; BatchBALD, the other
+/// representative strategies and the regression strategies but `gsx`
+/// (core-set's engine) run on the CPU only, for now. Power and softmax batches run wherever their strategy's
+/// ranking does in one pass (given rows, or a model's outputs of features
+/// for a row-wise strategy); softrank, which ranks the whole pool first,
+/// and a batch from a multi-label model's outputs, selected block by
+/// block, run on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
+    let blockwise = req.model_made && !matches!(req.query, Query::Score(_));
     match (req.query, req.stochastic) {
-        (_, Some(st)) if !st.per_row() || req.model_made => yet(),
+        (_, Some(st)) if !st.per_row() || blockwise => yet(),
         // Beyond it 1/β overflows the kernel's f32 arithmetic.
         (_, Some(st)) if st.beta < MIN_GPU_BETA => {
             Some(format!("{what} has no GPU path below beta {MIN_GPU_BETA}"))
@@ -114,8 +120,12 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 
 /// [`no_gpu_engine`] by the query alone.
 fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> Option<String> {
-    use crate::query::{BatchStrategy, Regression};
+    use crate::query::{BatchStrategy, ColdStart, Regression};
     match req.query {
+        Query::Cold(ColdStart::Density) if req.weighted => Some(format!(
+            "{what} weighting a row-wise strategy has no GPU path yet (density alone has)"
+        )),
+        Query::Cold(ColdStart::Density) => None,
         Query::Disagree(_) if !req.plain_samples => Some(format!(
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
@@ -359,6 +369,7 @@ mod tests {
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: None,
             model_made: false,
+            weighted: false,
             plain_samples: false,
         }
     }
@@ -480,19 +491,29 @@ mod tests {
         );
         let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();
         assert!(e.to_string().contains("--device cpu or auto"), "{e}");
-        // Power and softmax batches over given rows run there; softrank,
-        // a batch from a model's outputs and a β too small for f32 do not.
+        // Power and softmax batches over given rows or a row-wise model's
+        // outputs run there; softrank, a batch from a multi-label model's
+        // outputs and a β too small for f32 do not.
         let drawn = |device, kind, beta, model_made| Request {
             stochastic: Some(Stochastic::new(kind, beta)),
             model_made,
             ..req(device, Some("nvidia"), BIG, false)
         };
+        let multi = |device, kind| Request {
+            query: Query::Multi(crate::query::MultiLabel::MeanEntropy),
+            ..drawn(device, kind, 1.0, true)
+        };
         for kind in [StochasticKind::Power, StochasticKind::Softmax] {
-            let c = decide(&drawn(Device::Gpu, kind, 1.0, false), h100_and_lavapipe).unwrap();
-            assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
-            let c = decide(&drawn(Device::Auto, kind, 1.0, true), || panic!("probed")).unwrap();
+            for model_made in [false, true] {
+                let c = decide(
+                    &drawn(Device::Gpu, kind, 1.0, model_made),
+                    h100_and_lavapipe,
+                );
+                assert_eq!(on_gpu(&c.unwrap()), Some("NVIDIA H100 80GB HBM3"));
+            }
+            let c = decide(&multi(Device::Auto, kind), || panic!("probed")).unwrap();
             assert!(
-                matches!(&c, Choice::Cpu(r) if r.contains(&format!("a stochastic batch ({kind}) of margin"))),
+                matches!(&c, Choice::Cpu(r) if r.contains(&format!("a stochastic batch ({kind}) of mean-entropy"))),
                 "{c:?}"
             );
             assert!(decide(&drawn(Device::Gpu, kind, 1e-31, false), h100_and_lavapipe).is_err());

@@ -302,28 +302,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             gpu_phases: None,
         });
     }
-    let request = device::Request {
-        device: run.device,
-        adapter: run.adapter.as_deref(),
-        bytes: inputs.bytes(),
-        float64: inputs.float64(),
-        // A density-weighted query runs where density runs.
-        query: match job.density_beta {
-            Some(_) => Query::Cold(ColdStart::Density),
-            None => job.query,
-        },
-        stochastic: job.stochastic,
-        model_made: inputs.has_model() || inputs.has_committee(),
-        plain_samples: inputs.samples.is_some()
-            && matches!(
-                job.input,
-                InputForm::Probs {
-                    renormalize: false,
-                    ..
-                }
-            ),
-    };
-    let opened = device::open(&request, run.gpu)?;
+    let opened = device::open(&request(&inputs, job, run), run.gpu)?;
     let backend = opened.backend();
     let (selection, gpu_phases) = match job.query {
         // On the GPU a stochastic batch runs on its strategy's kernels,
@@ -346,7 +325,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
             let emb = inputs
                 .embeddings
                 .ok_or_else(|| missing(job.query, Input::Embeddings))?;
-            (crate::coldstart::select(emb, job, run.progress)?, None)
+            crate::coldstart::select_on(backend, emb, job, run.progress)?
         }
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(BatchStrategy::BatchBald) => {
@@ -368,6 +347,34 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         reason: opened.reason.clone(),
         gpu_phases,
     })
+}
+
+/// What the device policy is told about `job` over `inputs`.
+fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> {
+    device::Request {
+        device: run.device,
+        adapter: run.adapter.as_deref(),
+        bytes: inputs.bytes(),
+        float64: inputs.float64()
+            || (job.query == Query::Cold(ColdStart::Density)
+                && inputs.embeddings.is_some_and(|e| e.has_f64())),
+        // A density-weighted query runs where density runs.
+        query: match job.density_beta {
+            Some(_) => Query::Cold(ColdStart::Density),
+            None => job.query,
+        },
+        stochastic: job.stochastic,
+        model_made: inputs.has_model() || inputs.has_committee(),
+        weighted: job.density_beta.is_some(),
+        plain_samples: inputs.samples.is_some()
+            && matches!(
+                job.input,
+                InputForm::Probs {
+                    renormalize: false,
+                    ..
+                }
+            ),
+    }
 }
 
 /// A multi-label strategy's selection: over a given pool, or block by

@@ -148,7 +148,8 @@ struct Params {
     nseed_hi: u32,
     ln_abs: f32,
     ln_rel: f32,
-    _pad: u32,
+    // Density: the row of the row buffers that holds the mean direction.
+    m_at: u32,
 }
 
 impl Gpu {
@@ -435,7 +436,7 @@ fn refuse_f64(pool: &Pool) -> Result<()> {
 /// and prepended to the shader as WGSL constants (a name the shader uses
 /// and this list lacks fails shader creation).
 mod codes {
-    use crate::query::{Disagreement, InputForm, MultiLabel, Query, Strategy};
+    use crate::query::{ColdStart, Disagreement, InputForm, MultiLabel, Query, Strategy};
 
     /// The strategy's code (`Params::strategy`): the row-wise ones, then
     /// the multi-label ones; no other query reaches the kernels.
@@ -460,6 +461,7 @@ mod codes {
             Query::Disagree(Disagreement::VoteEntropy) => 16,
             Query::Disagree(Disagreement::KlMax) => 17,
             Query::Disagree(Disagreement::MeanStd) => 18,
+            Query::Cold(ColdStart::Density) => 19,
             other => unreachable!("{other} has no GPU kernel"),
         }
     }
@@ -470,6 +472,7 @@ mod codes {
     pub const INPUT_MULTILABEL: u32 = 3;
     pub const INPUT_MULTILABEL_LOGITS: u32 = 4;
     pub const INPUT_SAMPLES: u32 = 5;
+    pub const INPUT_EMBEDDINGS: u32 = 6;
 
     /// The input form's code (`Params::input`).
     pub fn input(form: &InputForm) -> u32 {
@@ -515,6 +518,7 @@ mod codes {
         for q in rows
             .chain(MultiLabel::ALL.into_iter().map(Query::Multi))
             .chain(samples)
+            .chain([Query::Cold(ColdStart::Density)])
         {
             let name = q.name().replace('-', "_").to_uppercase();
             out += &format!("const STRATEGY_{name}: u32 = {}u;\n", strategy(q));
@@ -526,6 +530,7 @@ mod codes {
             ("INPUT_MULTILABEL", INPUT_MULTILABEL),
             ("INPUT_MULTILABEL_LOGITS", INPUT_MULTILABEL_LOGITS),
             ("INPUT_SAMPLES", INPUT_SAMPLES),
+            ("INPUT_EMBEDDINGS", INPUT_EMBEDDINGS),
             ("NOISE_NONE", NOISE_NONE),
             ("NOISE_SOFTMAX", NOISE_SOFTMAX),
             ("NOISE_POWER", NOISE_POWER),
@@ -590,6 +595,39 @@ pub(crate) fn select_multilabel(
     let mut rows = PoolRows::new(pool, max_rows, &score);
     drive(&mut run, k, &mut rows, progress)?;
     Ok(run.finish(pool.rows()))
+}
+
+/// The k rows of largest density among embeddings `emb` on the GPU (the
+/// kernel's `score_density`): the mean direction `m` (made on the host) is
+/// stored after each row buffer's rows, each row gets the interval
+/// `half · A/|x| + rel · |priority|` around its f32 similarity, and every
+/// candidate is re-scored by `score`.
+pub(crate) fn select_density(
+    gpu: &Gpu,
+    emb: &Pool,
+    job: &Job,
+    m: &[f64],
+    bound: (f64, f64),
+    score: &RowScore,
+    progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    refuse_f64(emb)?;
+    let k = job.k.min(emb.rows() as usize);
+    let d = emb.classes();
+    // The row buffers hold one row more than a chunk: the mean direction.
+    let max_rows = chunk_rows(gpu, d, job.chunk_rows).saturating_sub(1).max(1);
+    let r_max = max_rows.min(emb.rows()).max(1);
+    let mut run = Chunked::with_interval(gpu, job, k, (d, d), r_max + 1, bound)?;
+    run.base.input = codes::INPUT_EMBEDDINGS;
+    run.base.m_at = r_max as u32;
+    let m32: Vec<f32> = m.iter().map(|&v| v as f32).collect();
+    for buf in &run.bufs.rows {
+        let at = (r_max as usize * d * 4) as u64;
+        gpu.queue.write_buffer(buf, at, bytemuck::cast_slice(&m32));
+    }
+    let mut rows = PoolRows::new(emb, r_max, score);
+    drive(&mut run, k, &mut rows, progress)?;
+    Ok(run.finish(emb.rows()))
 }
 
 /// Rows per chunk: the adapter's limit, or fewer when asked.
@@ -663,7 +701,8 @@ pub(crate) trait Rescore {
 
 /// A row's canonical ranking entry from its stored values, its global
 /// index and scratch for its probabilities.
-type RowScore<'r> = dyn Fn(&[f32], u64, &mut [f64]) -> std::result::Result<Ranked, RowProblem> + 'r;
+pub(crate) type RowScore<'r> =
+    dyn Fn(&[f32], u64, &mut [f64]) -> std::result::Result<Ranked, RowProblem> + 'r;
 
 /// A pool's chunks, uploaded as float32 and read back from the mapped
 /// files to be scored by `score`.

@@ -117,14 +117,60 @@ per_isa! {
             }
             Block::Similarities { m, out } => {
                 for (x, o) in rows.chunks_exact(d).zip(out.iter_mut()) {
-                    let inv = 1.0 / dot_f64(x, x).sqrt();
-                    // x̂ · m, each x̂ value rounded as it would be stored.
-                    *o = dot_f64_mapped(x, m, |v| v as f64 * inv);
+                    *o = similarity(x, m);
                 }
             }
         }
         None
     }
+}
+
+/// The canonical density of row `x` (not all zero) given the mean
+/// direction `m`: `x̂ · m`, each x̂ value rounded as it would be stored.
+#[inline(always)]
+fn similarity(x: &[f32], m: &[f64]) -> f64 {
+    let inv = 1.0 / dot_f64(x, x).sqrt();
+    dot_f64_mapped(x, m, |v| v as f64 * inv)
+}
+
+/// The interval the GPU's f32 similarity gets (`score_density` in
+/// `shaders/select.wgsl`): `half · A/|x| + rel · |priority|`, A = Σ|x_j m_j|.
+/// With u = 2⁻²⁴ and D values a row: the f32 dot of x with m rounded to
+/// f32 is within (γ_D + u)·A of x · m, and the f32 sum of |x_j m_j|
+/// underestimates A by at most γ_D; |x|² is within γ_D relative, its
+/// square root within 10u more (WGSL inherits it from 1/inverseSqrt, at
+/// most 4.5 ulp), the division 2.5 ulp (5u). So the similarity is within
+/// (γ_D + u)/(1 − γ_D) · A/|x| + (γ_D/2 + 15u) · |priority| of the exact
+/// one (to first order), and the canonical f64 value within 1e-14 of that;
+/// both terms are doubled.
+#[cfg(feature = "gpu")]
+fn gpu_bound(d: usize) -> (f64, f64) {
+    use crate::batch::dist::U32;
+    let nu = d as f64 * U32;
+    let gamma = nu / (1.0 - nu);
+    (
+        2.0 * (gamma + U32) / (1.0 - gamma),
+        2.0 * (gamma / 2.0 + 16.0 * U32),
+    )
+}
+
+/// The k densest rows not excluded, on the GPU: the mean direction from
+/// the host's first pass (which checks every row), the similarities and
+/// their top k on the GPU, each candidate re-scored canonically.
+#[cfg(feature = "gpu")]
+pub(crate) fn densest_on_gpu(
+    gpu: &crate::backend::gpu::Gpu,
+    rd: &Reader,
+    job: &Job,
+) -> Result<(crate::select::Selection, crate::backend::Phases)> {
+    let m = mean_direction(rd)?;
+    let score = |x: &[f32], index, _: &mut [f64]| {
+        Ok(Ranked {
+            priority: similarity(x, &m),
+            index,
+        })
+    };
+    crate::backend::gpu::select_density(gpu, rd.emb, job, &m, gpu_bound(rd.d), &score, rd.progress)
 }
 
 fn zero_row(emb: &Pool, row: u64) -> Error {

@@ -20,7 +20,7 @@ pub mod kmeans;
 pub mod probcover;
 pub mod typiclust;
 
-use crate::backend::Progress;
+use crate::backend::{Backend, Phases, Progress};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Pool;
@@ -37,7 +37,28 @@ pub(crate) struct Picked {
 }
 
 /// The k rows `job`'s representative strategy picks from embeddings `emb`,
-/// in pick (or rank) order.
+/// in pick (or rank) order, on `backend` (density's similarities run on
+/// the GPU; the device policy keeps the other strategies on the CPU), with
+/// the GPU's phases when it ran there.
+pub(crate) fn select_on(
+    backend: Backend,
+    emb: &Pool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, Option<Phases>)> {
+    match backend {
+        #[cfg(feature = "gpu")]
+        Backend::Gpu(gpu) if job.query == Query::Cold(ColdStart::Density) => {
+            job.check_picks((emb.rows(), "the embeddings'", emb.path()), "density")?;
+            let rd = Reader::new(emb, job, progress);
+            let (sel, phases) = density::densest_on_gpu(gpu, &rd, job)?;
+            Ok((sel, Some(phases)))
+        }
+        _ => Ok((select(emb, job, progress)?, None)),
+    }
+}
+
+/// [`select_on`] on the CPU.
 pub(crate) fn select(emb: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selection> {
     let Query::Cold(strategy) = job.query else {
         return Err(Error::Config(format!(

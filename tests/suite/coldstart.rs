@@ -388,6 +388,83 @@ fn density_scores_equal_the_reference_bit_for_bit() {
 }
 
 #[test]
+fn density_on_the_gpu_equals_the_reference() {
+    let Some(g) = common::gpu() else { return };
+    // Blobs on a grid (ties, duplicates), and smooth rows in 64 dimensions
+    // whose similarities crowd together; chunks far smaller than the pool
+    // (which stays within one block of the mean's sum, as the reference's).
+    let mut r = Rng::new(3);
+    let smooth: Vec<Vec<f32>> = (0..4000)
+        .map(|_| (0..64).map(|_| (r.uniform() * 2.0 - 0.3) as f32).collect())
+        .collect();
+    for (x, ks, tied) in [
+        (blobs(3000, 13, 4, 9), [1, 40, 2990], true),
+        (smooth, [1, 300, 3500], false),
+    ] {
+        let n = x.len();
+        let want = density_ref(&x);
+        let v = flat(&x);
+        let emb = Pool::from_f32(&v, x[0].len()).unwrap();
+        for (k, chunk) in ks.into_iter().zip([777, 0, 1000]) {
+            let mut j = job(ColdStart::Density, k, &[0, 5, n - 1], 0);
+            j.chunk_rows = chunk;
+            let (sel, phases) = common::select_gpu(&g, Inputs::embeddings(&emb), &j).unwrap();
+            assert!(phases.chunks > 0, "k {k}: did not run on the GPU");
+            let mut order: Vec<usize> = (0..n).filter(|&r| ![0, 5, n - 1].contains(&r)).collect();
+            order.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+            let rows: Vec<u64> = order[..k].iter().map(|&r| r as u64).collect();
+            assert_eq!(sel.indices(), rows, "n {n} k {k}");
+            for e in &sel.entries {
+                assert_eq!(e.score.to_bits(), want[e.index as usize].to_bits());
+            }
+            // The intervals are narrow: in one chunk without ties at the
+            // cut, few rows beyond the k come back.
+            assert!(
+                tied || chunk != 0 || phases.candidates <= k as u64 + 100,
+                "n {n} k {k}: {} candidates",
+                phases.candidates
+            );
+        }
+    }
+    // An all-zero row is named by the host's first pass, as on the CPU.
+    let mut x = blobs(200, 5, 2, 1);
+    x[77] = vec![0.0; 5];
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 5).unwrap();
+    let j = job(ColdStart::Density, 3, &[], 0);
+    let e = common::select_gpu(&g, Inputs::embeddings(&emb), &j).unwrap_err();
+    let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+    assert_eq!(e.to_string(), cpu.to_string());
+    assert!(e.to_string().contains("77"), "{e}");
+    // The other representative strategies, and density weighting a
+    // row-wise strategy, are refused by name on the GPU.
+    let e = common::select_gpu(
+        &g,
+        Inputs::embeddings(&emb),
+        &job(ColdStart::Typiclust, 3, &[], 0),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("typiclust has no GPU path yet"), "{e}");
+    let probs: Vec<f32> = (0..200)
+        .flat_map(|i| [0.3 + (i % 5) as f32 * 0.1, 0.7 - (i % 5) as f32 * 0.1])
+        .collect();
+    let pool = Pool::from_f32(&probs, 2).unwrap();
+    x[77] = vec![1.0; 5];
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 5).unwrap();
+    let mut w = Job::new(Strategy::Margin, InputForm::probs(), 4);
+    w.density_beta = Some(1.0);
+    let e = common::select_gpu(&g, Inputs::probs(&pool).with_embeddings(&emb), &w)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("weighting a row-wise strategy has no GPU path yet"),
+        "{e}"
+    );
+}
+
+#[test]
 fn density_weights_a_row_wise_strategy() {
     let x = blobs(300, 6, 3, 4);
     let mut r = Rng::new(8);

@@ -8,7 +8,7 @@ use crate::common;
 use alpool::backend::gpu::Gpu;
 use alpool::pool::Exclusions;
 use alpool::score::ScoreSpec;
-use alpool::{InputForm, Inputs, Job, LogBase, Pool, Strategy};
+use alpool::{InputForm, Inputs, Job, LogBase, Pool, Stochastic, StochasticKind, Strategy};
 
 use crate::common::gpu;
 
@@ -375,13 +375,27 @@ fn fused_feature_selection_on_the_gpu_equals_the_cpus() {
             if classes < strategy.min_classes() {
                 continue;
             }
-            for k in [1, 57, n + 4] {
+            // The plain top k, and stochastic batches keyed on the
+            // model's canonical scores.
+            let draws = [
+                None,
+                Some(Stochastic::new(StochasticKind::Power, 2.0)),
+                Some(Stochastic::new(StochasticKind::Softmax, 0.5)),
+            ];
+            for (k, draw) in [1, 57, n + 4]
+                .into_iter()
+                .flat_map(|k| draws.map(|d| (k, d)))
+            {
                 let mut job = Job::new(strategy, InputForm::probs(), k).seed(case);
                 job.exclusions = Exclusions::new(vec![0, cut as u64, 1023, n as u64 - 1]);
                 job.chunk_rows = [0, 700, 333][case as usize % 3];
+                job.stochastic = draw;
                 let cpu = common::select_cpu(Inputs::model(&m, &fp), &job).unwrap();
                 let (on_gpu, p) = common::select_gpu(&g, Inputs::model(&m, &fp), &job).unwrap();
-                assert_eq!(on_gpu.entries, cpu.entries, "case {case} {strategy} k {k}");
+                assert_eq!(
+                    on_gpu.entries, cpu.entries,
+                    "case {case} {strategy} k {k} {draw:?}"
+                );
                 assert!(
                     p.candidates <= n as u64 && p.chunks >= 2,
                     "case {case}: {p:?}"
