@@ -7,7 +7,8 @@
 #   scripts/device_bench.sh ALPOOL_BINARY [WORK_DIR]
 #
 # Sizes: ROWS (pool and multi-label rows, default 10M), SAMPLE_ROWS (rows of
-# the T = 20 samples, 1M), FEATURE_ROWS (rows of the 784-wide features, 1M).
+# the T = 20 samples, 1M), FEATURE_ROWS (rows of the 784-wide features, 1M),
+# EMBEDDING_ROWS (rows of the 128-wide embeddings for density, 2M).
 # Each step runs even if one before it failed; each prints its own lines.
 set -uo pipefail
 bin=$(realpath "$1")
@@ -15,6 +16,7 @@ dir=${2:-/tmp/alpool-device}
 rows=${ROWS:-10000000}
 srows=${SAMPLE_ROWS:-1000000}
 frows=${FEATURE_ROWS:-1000000}
+erows=${EMBEDDING_ROWS:-2000000}
 here=$(dirname "$(realpath "$0")")
 mkdir -p "$dir"
 start=$SECONDS
@@ -50,6 +52,25 @@ for d in cpu gpu cpu gpu cpu gpu; do
     printf 'whole process, select -s margin --stochastic power --device %s: ' "$d"
     time "$bin" select "$dir/pool.npy" -s margin -k 1000 --stochastic power --beta 1 --seed 3 \
         --device "$d" -q -o "$dir/w.csv"
+done
+
+step "density: CPU against GPU, ${erows} x 128 embeddings"
+python3 -c "
+import numpy as np, sys
+r = np.random.default_rng(0)
+x = np.lib.format.open_memmap(sys.argv[1], mode='w+', dtype=np.float32, shape=(int(sys.argv[2]), 128))
+for i in range(0, len(x), 1 << 20):
+    x[i:i + (1 << 20)] = r.standard_normal((min(1 << 20, len(x) - i), 128), dtype=np.float32) + 0.3
+x.flush()
+" "$dir/emb.npy" "$erows"
+for d in cpu gpu; do
+    "$bin" select --embeddings "$dir/emb.npy" -s density -k 1000 --device "$d" -q -o "$dir/d$d.csv"
+done
+cmp -s "$dir/dcpu.csv" "$dir/dgpu.csv" && echo "density: the same picks on the CPU and the GPU" ||
+    echo "density: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu cpu gpu; do
+    printf 'whole process, select -s density --device %s: ' "$d"
+    time "$bin" select --embeddings "$dir/emb.npy" -s density -k 1000 --device "$d" -q -o "$dir/w.csv"
 done
 
 step "disagreement: T = 20 samples of ${srows} x 10"

@@ -109,3 +109,13 @@ def test_bad_embeddings_name_the_row() -> None:
         alpool.select(embeddings=x, strategy="density", k=3)
     with pytest.raises(ValueError, match="--delta|delta"):
         alpool.select(embeddings=blobs(50, 3, 6), strategy="probcover", k=3)
+
+
+def test_density_on_the_gpu_is_the_cpus() -> None:
+    x = blobs(3000, 16, 5)
+    for k in [1, 50, 2000]:
+        cpu = alpool.select(embeddings=x, strategy="density", k=k, exclude=[2, 9], device="cpu")
+        gpu = alpool.select(embeddings=x, strategy="density", k=k, exclude=[2, 9], device="gpu")
+        assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+    with pytest.raises(ValueError, match="typiclust has no GPU path yet"):
+        alpool.select(embeddings=x, strategy="typiclust", k=5, device="gpu")
