@@ -224,6 +224,8 @@ pub struct Phases {
     pub chunks: u64,
     /// Rows sent back to the host and re-scored canonically.
     pub candidates: u64,
-    /// Largest |GPU f32 priority − canonical priority| among them.
+    /// Largest |GPU f32 key − canonical key| among them: the key is the
+    /// priority (a stochastic batch's key under one), and where rows carry
+    /// intervals, the GPU's is the interval's upper end.
     pub max_score_diff: f64,
 }

@@ -836,7 +836,7 @@ fn verify(sources: &Sources, job: &Job, out: &alpool::Outcome) -> anyhow::Result
     let cpu = alpool::select(sources.inputs(), job, &Run::on(Device::Cpu))?;
     if let Some(p) = &out.gpu_phases {
         eprintln!(
-            "alpool: verify: {} rows re-scored on the CPU; largest |GPU f32 priority − canonical|: {:.3e}",
+            "alpool: verify: {} rows re-scored on the CPU; largest |GPU f32 key − canonical key|: {:.3e}",
             p.candidates, p.max_score_diff
         );
     }
