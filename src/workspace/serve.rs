@@ -210,8 +210,12 @@ pub fn serve(
         opts,
     });
     drop(ws);
-    let server = tiny_http::Server::http(&shared.opts.addr)
-        .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", shared.opts.addr)))?;
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("cannot listen on {}: {e}", shared.opts.addr))
+    };
+    let listener = std::net::TcpListener::bind(&shared.opts.addr).map_err(|e| cannot(&e))?;
+    deepen_backlog(&listener);
+    let server = tiny_http::Server::from_listener(listener, None).map_err(|e| cannot(&e))?;
     let addr = server
         .server_addr()
         .to_ip()
@@ -231,6 +235,25 @@ pub fn serve(
         let _ = w.join();
     }
     Ok(())
+}
+
+/// Connections the kernel queues for accept. The standard library listens
+/// with 128; a burst beyond it while the accept thread waits for a core
+/// (a labeling tool's parallel requests on a busy machine) was dropped or
+/// reset by the kernel, so the server asks for more. Linux caps it at
+/// `net.core.somaxconn`.
+const BACKLOG: libc::c_int = 4096;
+
+/// Raises a listening socket's queue to [`BACKLOG`]: a second `listen` on a
+/// listening socket only changes its backlog. Best effort: the default
+/// stays if the call fails.
+fn deepen_backlog(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor this process owns; it reads
+    // no memory of ours.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), BACKLOG);
+    }
 }
 
 fn worker(server: &tiny_http::Server, shared: &Arc<Shared>) {
