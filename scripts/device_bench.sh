@@ -73,6 +73,15 @@ for d in cpu gpu cpu gpu; do
     time "$bin" select --embeddings "$dir/emb.npy" -s density -k 1000 --device "$d" -q -o "$dir/w.csv"
 done
 
+step "typiclust (k-means on the GPU): CPU against GPU, ${erows} x 128 embeddings, B = 1000, 10 Lloyd iterations"
+for d in cpu gpu; do
+    printf 'whole process, select -s typiclust --device %s: ' "$d"
+    time "$bin" select --embeddings "$dir/emb.npy" -s typiclust -k 1000 --iterations 10 \
+        --device "$d" -v -o "$dir/t$d.csv" 2>&1 | grep -E 'k-means|phases'
+done
+cmp -s "$dir/tcpu.csv" "$dir/tgpu.csv" && echo "typiclust: the same picks on the CPU and the GPU" ||
+    echo "typiclust: THE PICKS DIFFER between the CPU and the GPU"
+
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3
 

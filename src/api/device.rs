@@ -95,8 +95,9 @@ pub enum Choice {
 
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
-/// probabilities, density alone over embeddings; BatchBALD, the other
-/// representative strategies and the regression strategies but `gsx`
+/// probabilities, density alone over embeddings, TypiClust and k-means
+/// (Lloyd's assignments) over embeddings; BatchBALD, ProbCover and the
+/// regression strategies but `gsx`
 /// (core-set's engine) run on the CPU only, for now. Power and softmax batches run wherever their strategy's
 /// ranking does in one pass (given rows, or a model's outputs of features
 /// for a row-wise strategy); softrank, which ranks the whole pool first,
@@ -130,7 +131,9 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
         Query::Disagree(_) => None,
-        Query::Cold(_)
+        // TypiClust and k-means assign on the GPU.
+        Query::Cold(ColdStart::Typiclust | ColdStart::Kmeans) => None,
+        Query::Cold(ColdStart::Probcover)
         | Query::Batch(BatchStrategy::BatchBald)
         | Query::Regress(Regression::Std | Regression::Gsy | Regression::Igs | Regression::Emcm) => {
             yet()

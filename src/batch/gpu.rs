@@ -69,25 +69,32 @@ pub(crate) struct Resident<'g> {
     collect: wgpu::ComputePipeline,
 }
 
-/// `pool`'s rows as float32 in a new storage buffer, 8 MiB at a time; the
-/// rows of `emb` are validated on the way.
-fn upload_rows(gpu: &Gpu, label: &str, pool: &Pool, emb: &Pool) -> Result<wgpu::Buffer> {
+/// Rows `range` of `pool` as float32 in a new storage buffer, 8 MiB at a
+/// time; embeddings (`pool` is `emb`) are validated on the way.
+pub(crate) fn upload_rows(
+    gpu: &Gpu,
+    label: &str,
+    pool: &Pool,
+    emb: &Pool,
+    range: std::ops::Range<u64>,
+) -> Result<wgpu::Buffer> {
     use wgpu::BufferUsages as U;
+    let width = pool.classes() as u64 * 4;
     let b = gpu.buffer(
         label,
-        pool.rows() * pool.classes() as u64 * 4,
+        (range.end - range.start) * width,
         U::STORAGE | U::COPY_DST,
     );
     let mut bufs = Bufs::default();
-    let step = ((8u64 << 20) / (pool.classes() as u64 * 4)).max(1);
-    let mut start = 0;
-    while start < pool.rows() {
-        let end = (start + step).min(pool.rows());
+    let step = ((8u64 << 20) / width).max(1);
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + step).min(range.end);
         let vals = read_rows(pool, start, end, &mut bufs)?;
         if std::ptr::eq(pool, emb) {
             check_embedding_rows(emb, start, &vals)?;
         }
-        let at = start * pool.classes() as u64 * 4;
+        let at = (start - range.start) * width;
         gpu.queue.write_buffer(&b, at, bytemuck::cast_slice(&vals));
         start = end;
     }
@@ -152,7 +159,7 @@ impl<'g> Resident<'g> {
         }
         use wgpu::BufferUsages as U;
         let store = U::STORAGE | U::COPY_DST;
-        let upload = |label: &str, pool: &Pool| upload_rows(gpu, label, pool, emb);
+        let upload = |label: &str, pool: &Pool| upload_rows(gpu, label, pool, emb, 0..pool.rows());
         let emb_buf = upload("alpool embeddings", emb)?;
         let (probs_buf, info_buf) = match badge {
             Some((p, info)) => {

@@ -26,7 +26,7 @@ pub mod cluster_margin;
 pub mod coreset;
 pub mod dist;
 #[cfg(feature = "gpu")]
-mod gpu;
+pub(crate) mod gpu;
 #[cfg(not(feature = "gpu"))]
 #[path = "no_gpu.rs"]
 mod gpu;

@@ -60,6 +60,24 @@ pub(crate) struct Reader<'a> {
     pub eps: f64,
     pub abs: f64,
     pub progress: &'a dyn Progress,
+    /// Where Lloyd's float32 distances run when not here (the GPU).
+    pub elsewhere: Option<&'a dyn Nearest32>,
+}
+
+/// A row's first nearest centre by float32 squared distance, that
+/// distance, and the smallest to any other centre (`f32::MAX` if none).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Near {
+    pub best: u32,
+    pub least: f32,
+    pub second: f32,
+}
+
+/// Float32 nearest centres of every row, computed elsewhere (the GPU:
+/// `coldstart/gpu.rs`) in any summation order: the bound of
+/// [`crate::batch::dist`] holds for each distance.
+pub(crate) trait Nearest32: Sync {
+    fn nearest(&self, centres: &[f32]) -> Result<Vec<Near>>;
 }
 
 impl<'a> Reader<'a> {
@@ -73,6 +91,7 @@ impl<'a> Reader<'a> {
             eps: gamma32(d + 2),
             abs: underflow32(d),
             progress,
+            elsewhere: None,
         }
     }
 
@@ -84,6 +103,14 @@ impl<'a> Reader<'a> {
             ((f - self.abs) / (1.0 + self.eps)).max(0.0),
             (f + self.abs) / (1.0 - self.eps),
         )
+    }
+
+    /// The largest float32 distance whose interval can reach the upper
+    /// end of `least`'s, rounded up: a centre farther than this in float32
+    /// is farther than the nearest one in exact arithmetic.
+    fn reach(&self, least: f32) -> f32 {
+        let (_, hi) = self.interval(least);
+        round_up((hi * (1.0 + self.eps) + self.abs) * (1.0 + 1e-12))
     }
 
     /// One row, as float32.
@@ -174,7 +201,10 @@ pub(crate) fn fit(rd: &Reader, k: usize, seed: u64, max_iter: usize) -> Result<C
     let mut converged = false;
     let mut moves = vec![f64::INFINITY; k];
     while iterations < max_iter.max(1) {
-        let (changed, r) = assign(rd, &centres, &moves, &mut state)?;
+        let (changed, r) = match rd.elsewhere {
+            Some(far) => assign_from(rd, &centres, &far.nearest(&centres)?, &mut state)?,
+            None => assign(rd, &centres, &moves, &mut state)?,
+        };
         refined += r;
         iterations += 1;
         if changed == 0 {
@@ -329,9 +359,9 @@ fn nearest_centre(rd: &Reader, x: &[f32], centres: &[f32], dists: &[f32]) -> (u3
     let (_, hi) = rd.interval(least);
     // Centres whose lower bound reaches the best upper bound could be
     // nearest; any other is farther than `lower`. Inverting the interval
-    // tests each float32 distance against one float32 threshold, rounded
-    // up (a few more close centres, never one fewer).
-    let reach = round_up((hi * (1.0 + rd.eps) + rd.abs) * (1.0 + 1e-12));
+    // tests each float32 distance against one float32 threshold (a few
+    // more close centres, never one fewer).
+    let reach = rd.reach(least);
     let far = lanes_min(dists, |v| v > reach);
     let mut close = Vec::new();
     if dists.iter().filter(|&&v| v <= reach).count() > 1 {
@@ -368,6 +398,59 @@ fn nearest_centre(rd: &Reader, x: &[f32], centres: &[f32], dists: &[f32]) -> (u3
     }
     let up = da.sqrt() * (1.0 + MARGIN);
     (a as u32, up, lower.sqrt() * (1.0 - MARGIN), true)
+}
+
+/// One assignment from float32 nearest centres made elsewhere: a row
+/// whose other centres are all beyond [`Reader::reach`] of its nearest
+/// keeps that one; any other is measured in f64 against every centre
+/// (the canonical nearest, ties to the lower centre). Returns the rows
+/// whose centre changed and the rows measured in f64.
+fn assign_from(
+    rd: &Reader,
+    centres: &[f32],
+    near: &[Near],
+    state: &mut [RowState],
+) -> Result<(u64, u64)> {
+    let (d, k) = (rd.d, centres.len() / rd.d);
+    if rd.progress.cancelled() {
+        return Err(Error::Cancelled);
+    }
+    rd.progress.advance(rd.emb.rows() * d as u64 * 4);
+    if near.len() != state.len() {
+        return Err(Error::Gpu(format!(
+            "the device sent {} nearest centres for {} rows",
+            near.len(),
+            state.len()
+        )));
+    }
+    let parts: Vec<Result<(u64, u64)>> = state
+        .par_chunks_mut(rd.chunk.max(1) as usize)
+        .zip(near.par_chunks(rd.chunk.max(1) as usize))
+        .enumerate()
+        .map(|(c, (s, near))| {
+            let (mut changed, mut refined) = (0u64, 0u64);
+            let start = c as u64 * rd.chunk.max(1);
+            for (i, (st, n)) in s.iter_mut().zip(near).enumerate() {
+                let a = if (n.best as usize) < k && n.second > rd.reach(n.least) {
+                    n.best
+                } else {
+                    let x = rd.row(start + i as u64)?;
+                    refined += 1;
+                    let dists = centres.chunks_exact(d).map(|c| sq_dist_f64(&x, c));
+                    let (a, _) = dists.enumerate().fold((0, f64::INFINITY), |b, (j, v)| {
+                        if v < b.1 { (j, v) } else { b }
+                    });
+                    a as u32
+                };
+                changed += (a != st.centre) as u64;
+                st.centre = a;
+            }
+            Ok((changed, refined))
+        })
+        .collect();
+    parts
+        .into_iter()
+        .try_fold((0, 0), |(c, r), p| p.map(|(c2, r2)| (c + c2, r + r2)))
 }
 
 /// The smallest of `v` where `keep` holds (infinite if none), sixteen
@@ -442,6 +525,71 @@ mod tests {
     use super::*;
     use crate::InputForm;
     use crate::query::{ColdStart, Query};
+
+    /// A device that sums the dimensions backwards and, among centres at
+    /// the same float32 distance, names the last one nearest: legal (the
+    /// tie makes the runner-up equal), so the host must decide those rows.
+    struct Backwards {
+        x: Vec<f32>,
+        d: usize,
+        ties: std::sync::atomic::AtomicU64,
+    }
+
+    impl Nearest32 for Backwards {
+        fn nearest(&self, centres: &[f32]) -> Result<Vec<Near>> {
+            let d = self.d;
+            let near = self.x.chunks_exact(d).map(|x| {
+                let mut n = Near {
+                    best: 0,
+                    least: f32::MAX,
+                    second: f32::MAX,
+                };
+                for (j, c) in centres.chunks_exact(d).enumerate() {
+                    let s = (0..d)
+                        .rev()
+                        .fold(0f32, |s, i| s + (x[i] - c[i]) * (x[i] - c[i]));
+                    if j == 0 || s <= n.least {
+                        n.second = if j == 0 { f32::MAX } else { n.least };
+                        (n.least, n.best) = (s, j as u32);
+                    } else if s < n.second {
+                        n.second = s;
+                    }
+                }
+                if n.second == n.least {
+                    self.ties.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                n
+            });
+            Ok(near.collect())
+        }
+    }
+
+    #[test]
+    fn assignments_made_elsewhere_equal_the_cpus() {
+        // Small integers: many rows sit at equal distances from two centres.
+        let mut r = crate::rng::Rng::new(5);
+        let d = 3;
+        let x: Vec<f32> = (0..900).map(|_| r.below(4) as f32).collect();
+        let pool = Pool::from_f32(&x, d).unwrap();
+        let job = Job::new(Query::Cold(ColdStart::Kmeans), InputForm::probs(), 3);
+        let dev = Backwards {
+            x: x.clone(),
+            d,
+            ties: Default::default(),
+        };
+        for (k, chunk) in [(2, 0), (7, 64), (12, 1)] {
+            let mut job = job.clone();
+            job.chunk_rows = chunk;
+            let mut rd = Reader::new(&pool, &job, &crate::Silent);
+            let cpu = fit(&rd, k, 4, 100).unwrap();
+            rd.elsewhere = Some(&dev);
+            let there = fit(&rd, k, 4, 100).unwrap();
+            assert_eq!(there.assign, cpu.assign, "k {k}");
+            assert_eq!(there.centres, cpu.centres, "k {k}");
+            assert_eq!(there.iterations, cpu.iterations, "k {k}");
+        }
+        assert!(dev.ties.into_inner() > 100, "the data must tie");
+    }
 
     #[test]
     fn pruned_assignments_equal_full_ones() {

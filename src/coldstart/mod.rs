@@ -10,12 +10,16 @@
 //!   the pool, alone or weighting a row-wise strategy (`density_beta`).
 //!
 //! Labeled rows (the job's exclusions) count as covered: their clusters
-//! come last, their balls are covered from the start. All four run on the
-//! CPU. Each follows the crate's exactness rule: a float32 fast path with
-//! a proven bound, and a canonical f64 re-check wherever the bound cannot
-//! decide, so the picks are the same on every thread count and chunk size.
+//! come last, their balls are covered from the start. On the GPU, density's
+//! similarities and the distances of Lloyd's assignments (`gpu.rs`) run
+//! there; the rest runs on the CPU. Each follows the crate's exactness
+//! rule: a float32 fast path with a proven bound, and a canonical f64
+//! re-check wherever the bound cannot decide, so the picks are the same on
+//! every thread count, chunk size and device.
 
 pub mod density;
+#[cfg(feature = "gpu")]
+mod gpu;
 pub mod kmeans;
 pub mod probcover;
 pub mod typiclust;
@@ -37,9 +41,10 @@ pub(crate) struct Picked {
 }
 
 /// The k rows `job`'s representative strategy picks from embeddings `emb`,
-/// in pick (or rank) order, on `backend` (density's similarities run on
-/// the GPU; the device policy keeps the other strategies on the CPU), with
-/// the GPU's phases when it ran there.
+/// in pick (or rank) order, on `backend`, with the GPU's phases when it
+/// ran there. On the GPU, density's similarities run there, and so do
+/// the float32 distances of Lloyd's assignments for TypiClust and
+/// k-means; the device policy keeps ProbCover on the CPU.
 pub(crate) fn select_on(
     backend: Backend,
     emb: &Pool,
@@ -54,20 +59,43 @@ pub(crate) fn select_on(
             let (sel, phases) = density::densest_on_gpu(gpu, &rd, job)?;
             Ok((sel, Some(phases)))
         }
+        #[cfg(feature = "gpu")]
+        Backend::Gpu(gpu)
+            if matches!(
+                job.query,
+                Query::Cold(ColdStart::Typiclust | ColdStart::Kmeans)
+            ) =>
+        {
+            job.check_picks((emb.rows(), "the embeddings'", emb.path()), "k-means")?;
+            let t0 = std::time::Instant::now();
+            let lloyd = gpu::Lloyd::new(gpu, emb, job.chunk_rows)?;
+            let upload = t0.elapsed();
+            let mut rd = Reader::new(emb, job, progress);
+            rd.elsewhere = Some(&lloyd);
+            let mut sel = select_from(&rd, job)?;
+            sel.phases.insert(0, ("upload", upload));
+            let refined = sel.refined;
+            Ok((sel, Some(lloyd.phases(refined))))
+        }
         _ => Ok((select(emb, job, progress)?, None)),
     }
 }
 
 /// [`select_on`] on the CPU.
 pub(crate) fn select(emb: &Pool, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+    select_from(&Reader::new(emb, job, progress), job)
+}
+
+/// [`select`] through `rd`, whose distances may run elsewhere.
+fn select_from(rd: &Reader, job: &Job) -> Result<Selection> {
     let Query::Cold(strategy) = job.query else {
         return Err(Error::Config(format!(
             "{} is not a representative strategy",
             job.query
         )));
     };
+    let emb = rd.emb;
     job.check_picks((emb.rows(), "the embeddings'", emb.path()), strategy.name())?;
-    let rd = Reader::new(emb, job, progress);
     let iterations = match job.iterations {
         0 => kmeans::DEFAULT_ITERATIONS,
         i => i,
@@ -78,13 +106,13 @@ pub(crate) fn select(emb: &Pool, job: &Job, progress: &dyn Progress) -> Result<S
         refined,
         note,
     } = match strategy {
-        ColdStart::Typiclust => typiclust::pick(&rd, job, typiclust::Member::Typical, iterations)?,
+        ColdStart::Typiclust => typiclust::pick(rd, job, typiclust::Member::Typical, iterations)?,
         ColdStart::Kmeans => {
-            typiclust::pick(&rd, job, typiclust::Member::NearestCentre, iterations)?
+            typiclust::pick(rd, job, typiclust::Member::NearestCentre, iterations)?
         }
-        ColdStart::Probcover => probcover::pick(&rd, job, iterations)?,
+        ColdStart::Probcover => probcover::pick(rd, job, iterations)?,
         ColdStart::Density => {
-            let sim = density::similarities(&rd)?;
+            let sim = density::similarities(rd)?;
             let top = density::densest(&sim, job);
             let mut sel = Selection::from_topk(job.query, top, emb.rows(), excluded(job), 0);
             sel.phases.push(("density", t0.elapsed()));

@@ -348,6 +348,53 @@ fn typiclust_and_kmeans_equal_their_references() {
 }
 
 #[test]
+fn typiclust_and_kmeans_on_the_gpu_equal_their_references() {
+    let Some(g) = common::gpu() else { return };
+    // Ties and duplicates; 40 dimensions cross the kernel's tile of 32,
+    // and 1, 12 and 24 clusters its tile of 16 centres.
+    for (n, d, seed) in [(300, 9, 2u64), (257, 40, 3)] {
+        let x = blobs(n, d, 6, seed);
+        let v = flat(&x);
+        let emb = Pool::from_f32(&v, d).unwrap();
+        let labeled = [0, 5, 77];
+        for (b, chunk) in [(1, 0), (9, 97), (21, 256)] {
+            for (s, typical) in [(ColdStart::Typiclust, true), (ColdStart::Kmeans, false)] {
+                let mut j = job(s, b, &labeled, seed);
+                j.chunk_rows = chunk;
+                let (sel, phases) = common::select_gpu(&g, Inputs::embeddings(&emb), &j).unwrap();
+                let slabs = match chunk {
+                    0 => 1,
+                    c => (n as u64).div_ceil(c),
+                };
+                assert_eq!(phases.chunks, slabs, "{s:?} b {b}: not on the GPU");
+                let rows: Vec<usize> = sel.indices().iter().map(|&r| r as usize).collect();
+                let want = clusters_ref(&x, &labeled, b, seed, typical);
+                assert_eq!(rows, want, "{s:?} n {n} d {d} b {b} chunk {chunk}");
+                let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap();
+                for (e, c) in sel.entries.iter().zip(&cpu.entries) {
+                    assert_eq!(
+                        e.score.to_bits(),
+                        c.score.to_bits(),
+                        "{s:?} row {}",
+                        e.index
+                    );
+                }
+            }
+        }
+    }
+    // A bad row is named as on the CPU, before any assignment.
+    let mut x = blobs(100, 4, 2, 1);
+    x[63][2] = f32::NAN;
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 4).unwrap();
+    let j = job(ColdStart::Typiclust, 3, &[], 0);
+    let e = common::select_gpu(&g, Inputs::embeddings(&emb), &j).unwrap_err();
+    let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+    assert_eq!(e.to_string(), cpu.to_string());
+    assert!(e.to_string().contains("63"), "{e}");
+}
+
+#[test]
 fn probcover_equals_its_reference_with_delta_given_and_chosen() {
     for (n, d, seed) in [(150, 4, 5u64), (233, 11, 6)] {
         let x = blobs(n, d, 5, seed);
@@ -436,16 +483,16 @@ fn density_on_the_gpu_equals_the_reference() {
     let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
     assert_eq!(e.to_string(), cpu.to_string());
     assert!(e.to_string().contains("77"), "{e}");
-    // The other representative strategies, and density weighting a
-    // row-wise strategy, are refused by name on the GPU.
+    // ProbCover, and density weighting a row-wise strategy, are refused by
+    // name on the GPU.
     let e = common::select_gpu(
         &g,
         Inputs::embeddings(&emb),
-        &job(ColdStart::Typiclust, 3, &[], 0),
+        &job(ColdStart::Probcover, 3, &[], 0),
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("typiclust has no GPU path yet"), "{e}");
+    assert!(e.contains("probcover has no GPU path yet"), "{e}");
     let probs: Vec<f32> = (0..200)
         .flat_map(|i| [0.3 + (i % 5) as f32 * 0.1, 0.7 - (i % 5) as f32 * 0.1])
         .collect();
