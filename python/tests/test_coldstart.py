@@ -117,15 +117,13 @@ def test_density_on_the_gpu_is_the_cpus() -> None:
         cpu = alpool.select(embeddings=x, strategy="density", k=k, exclude=[2, 9], device="cpu")
         gpu = alpool.select(embeddings=x, strategy="density", k=k, exclude=[2, 9], device="gpu")
         assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
-    with pytest.raises(ValueError, match="probcover has no GPU path yet"):
-        alpool.select(embeddings=x, strategy="probcover", k=5, delta=2.0, device="gpu")
 
 
-def test_typiclust_and_kmeans_on_the_gpu_are_the_cpus() -> None:
+def test_typiclust_kmeans_and_probcover_on_the_gpu_are_the_cpus() -> None:
     x = blobs(2000, 20, 7)
-    for strategy in ["typiclust", "kmeans"]:
+    for strategy, more in [("typiclust", {}), ("kmeans", {}), ("probcover", {"delta": 3.0})]:
         for k in [1, 17]:
             kw = {"embeddings": x, "strategy": strategy, "k": k, "exclude": [4], "seed": 5}
-            cpu = alpool.select(**kw, device="cpu")
-            gpu = alpool.select(**kw, device="gpu")
+            cpu = alpool.select(**kw, **more, device="cpu")
+            gpu = alpool.select(**kw, **more, device="gpu")
             assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])

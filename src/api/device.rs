@@ -95,9 +95,8 @@ pub enum Choice {
 
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
-/// probabilities, density alone over embeddings, TypiClust and k-means
-/// (Lloyd's assignments) over embeddings; BatchBALD, ProbCover and the
-/// regression strategies but `gsx`
+/// probabilities, the representative strategies over embeddings (density
+/// alone, not weighting); BatchBALD and the regression strategies but `gsx`
 /// (core-set's engine) run on the CPU only, for now. Power and softmax batches run wherever their strategy's
 /// ranking does in one pass (given rows, or a model's outputs of features
 /// for a row-wise strategy); softrank, which ranks the whole pool first,
@@ -126,15 +125,11 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
         Query::Cold(ColdStart::Density) if req.weighted => Some(format!(
             "{what} weighting a row-wise strategy has no GPU path yet (density alone has)"
         )),
-        Query::Cold(ColdStart::Density) => None,
         Query::Disagree(_) if !req.plain_samples => Some(format!(
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
         Query::Disagree(_) => None,
-        // TypiClust and k-means assign on the GPU.
-        Query::Cold(ColdStart::Typiclust | ColdStart::Kmeans) => None,
-        Query::Cold(ColdStart::Probcover)
-        | Query::Batch(BatchStrategy::BatchBald)
+        Query::Batch(BatchStrategy::BatchBald)
         | Query::Regress(Regression::Std | Regression::Gsy | Regression::Igs | Regression::Emcm) => {
             yet()
         }
@@ -529,6 +524,29 @@ mod tests {
         );
         let softrank = drawn(Device::Gpu, StochasticKind::Softrank, 1.0, false);
         assert!(decide(&softrank, h100_and_lavapipe).is_err());
+        // Every representative strategy runs there; density weighting a
+        // row-wise strategy does not.
+        use crate::query::ColdStart;
+        let cold = |s, weighted| Request {
+            query: Query::Cold(s),
+            weighted,
+            ..req(Device::Gpu, Some("nvidia"), BIG, false)
+        };
+        for s in [
+            ColdStart::Typiclust,
+            ColdStart::Kmeans,
+            ColdStart::Probcover,
+            ColdStart::Density,
+        ] {
+            let c = decide(&cold(s, false), h100_and_lavapipe).unwrap();
+            assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{s:?}");
+        }
+        let e = decide(&cold(ColdStart::Density, true), h100_and_lavapipe).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("weighting a row-wise strategy has no GPU path"),
+            "{e}"
+        );
     }
 
     #[test]

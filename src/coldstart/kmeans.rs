@@ -61,7 +61,7 @@ pub(crate) struct Reader<'a> {
     pub abs: f64,
     pub progress: &'a dyn Progress,
     /// Where Lloyd's float32 distances run when not here (the GPU).
-    pub elsewhere: Option<&'a dyn Nearest32>,
+    pub elsewhere: Option<&'a dyn Distances32>,
 }
 
 /// A row's first nearest centre by float32 squared distance, that
@@ -73,11 +73,21 @@ pub(crate) struct Near {
     pub second: f32,
 }
 
-/// Float32 nearest centres of every row, computed elsewhere (the GPU:
-/// `coldstart/gpu.rs`) in any summation order: the bound of
-/// [`crate::batch::dist`] holds for each distance.
-pub(crate) trait Nearest32: Sync {
+/// Float32 squared distances between the rows, computed elsewhere (the
+/// GPU: `coldstart/gpu.rs`) in any summation order: the bound of
+/// [`crate::batch::dist`] holds for each one, and the caller decides
+/// with it what the float32 values cannot.
+pub(crate) trait Distances32: Sync {
+    /// Each row's nearest of `centres` (K x D, row-major).
     fn nearest(&self, centres: &[f32]) -> Result<Vec<Near>>;
+
+    /// Every pair of rows i < j at a distance below `skip`, with whether
+    /// it is not below `surely` (then f64 must decide).
+    fn pairs_below(&self, skip: f32, surely: f32) -> Result<Vec<(u32, u32, bool)>>;
+
+    /// Each row's smallest distance to a row whose id in `ids` differs
+    /// from its own (infinite if none).
+    fn nearest_other(&self, ids: &[u32]) -> Result<Vec<f32>>;
 }
 
 impl<'a> Reader<'a> {
@@ -535,7 +545,15 @@ mod tests {
         ties: std::sync::atomic::AtomicU64,
     }
 
-    impl Nearest32 for Backwards {
+    impl Distances32 for Backwards {
+        fn pairs_below(&self, _: f32, _: f32) -> Result<Vec<(u32, u32, bool)>> {
+            unreachable!("k-means needs no pairs")
+        }
+
+        fn nearest_other(&self, _: &[u32]) -> Result<Vec<f32>> {
+            unreachable!("k-means needs no other clusters")
+        }
+
         fn nearest(&self, centres: &[f32]) -> Result<Vec<Near>> {
             let d = self.d;
             let near = self.x.chunks_exact(d).map(|x| {

@@ -43,8 +43,8 @@ pub(crate) struct Picked {
 /// The k rows `job`'s representative strategy picks from embeddings `emb`,
 /// in pick (or rank) order, on `backend`, with the GPU's phases when it
 /// ran there. On the GPU, density's similarities run there, and so do
-/// the float32 distances of Lloyd's assignments for TypiClust and
-/// k-means; the device policy keeps ProbCover on the CPU.
+/// the float32 distances of Lloyd's assignments (TypiClust, k-means,
+/// ProbCover's δ by purity) and of ProbCover's δ-ball graph.
 pub(crate) fn select_on(
     backend: Backend,
     emb: &Pool,
@@ -60,22 +60,20 @@ pub(crate) fn select_on(
             Ok((sel, Some(phases)))
         }
         #[cfg(feature = "gpu")]
-        Backend::Gpu(gpu)
-            if matches!(
-                job.query,
-                Query::Cold(ColdStart::Typiclust | ColdStart::Kmeans)
-            ) =>
-        {
-            job.check_picks((emb.rows(), "the embeddings'", emb.path()), "k-means")?;
+        Backend::Gpu(gpu) => {
+            let Query::Cold(strategy) = job.query else {
+                return Ok((select(emb, job, progress)?, None));
+            };
+            job.check_picks((emb.rows(), "the embeddings'", emb.path()), strategy.name())?;
             let t0 = std::time::Instant::now();
-            let lloyd = gpu::Lloyd::new(gpu, emb, job.chunk_rows)?;
+            let resident = gpu::Resident::new(gpu, emb, job.chunk_rows)?;
             let upload = t0.elapsed();
             let mut rd = Reader::new(emb, job, progress);
-            rd.elsewhere = Some(&lloyd);
+            rd.elsewhere = Some(&resident);
             let mut sel = select_from(&rd, job)?;
             sel.phases.insert(0, ("upload", upload));
             let refined = sel.refined;
-            Ok((sel, Some(lloyd.phases(refined))))
+            Ok((sel, Some(resident.phases(refined))))
         }
         _ => Ok((select(emb, job, progress)?, None)),
     }

@@ -87,7 +87,7 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
         }
         None => choose_delta(rd, &x, job, iterations)?,
     };
-    let (graph, re) = build(rd, &x, delta2);
+    let (graph, re) = build(rd, &x, delta2)?;
     refined += re;
     if graph.edges() == n {
         let closest = closest_pair(rd, &x);
@@ -126,16 +126,45 @@ fn load(rd: &Reader) -> Result<Vec<f32>> {
 }
 
 /// The graph at squared radius `delta2`, and the pairs measured in f64.
-fn build(rd: &Reader, x: &[f32], delta2: f64) -> (Graph, u64) {
+fn build(rd: &Reader, x: &[f32], delta2: f64) -> Result<(Graph, u64)> {
     let (d, n) = (rd.d, x.len() / rd.d);
-    let t = transpose_groups(x, d);
     // A float32 distance at or past `skip` is at or past δ² exactly; below
     // `surely` it is below δ² exactly; between, f64 decides.
     let skip = next_up((delta2 * (1.0 + rd.eps) + rd.abs) as f32);
     let surely = -next_up(-(delta2 * (1.0 - rd.eps) - rd.abs) as f32);
+    let parts = match rd.elsewhere {
+        Some(far) => {
+            let found = far.pairs_below(skip, surely)?;
+            let unsure = found.iter().filter(|p| p.2).count() as u64;
+            let mut pairs: Vec<(u32, u32)> = found
+                .into_par_iter()
+                .filter(|&(i, j, unsure)| {
+                    let (i, j) = (i as usize, j as usize);
+                    !unsure || sq_dist_f64(&x[i * d..(i + 1) * d], &x[j * d..(j + 1) * d]) < delta2
+                })
+                .map(|(i, j, _)| (i, j))
+                .collect();
+            pairs.par_sort_unstable();
+            vec![(pairs, unsure)]
+        }
+        None => tile_pairs(rd, x, delta2, (skip, surely)),
+    };
+    Ok(from_pairs(n, parts))
+}
+
+/// Every pair within δ, tile by tile on the CPU, and the pairs measured in
+/// f64 per tile.
+fn tile_pairs(
+    rd: &Reader,
+    x: &[f32],
+    delta2: f64,
+    (skip, surely): (f32, f32),
+) -> Vec<(Vec<(u32, u32)>, u64)> {
+    let (d, n) = (rd.d, x.len() / rd.d);
+    let t = transpose_groups(x, d);
     let tiles = n.div_ceil(TILE);
     // Each tile of rows i meets the groups from its own on; pairs i < j.
-    let parts: Vec<(Vec<(u32, u32)>, u64)> = (0..tiles)
+    (0..tiles)
         .into_par_iter()
         .map(|tile| {
             let (i0, i1) = (tile * TILE, ((tile + 1) * TILE).min(n));
@@ -154,7 +183,12 @@ fn build(rd: &Reader, x: &[f32], delta2: f64) -> (Graph, u64) {
             pairs.sort_unstable();
             (pairs, refined)
         })
-        .collect();
+        .collect()
+}
+
+/// The graph of the pairs (i < j) in `parts`, with the pairs measured in
+/// f64.
+fn from_pairs(n: usize, parts: Vec<(Vec<(u32, u32)>, u64)>) -> (Graph, u64) {
     let mut degree = vec![1u64; n];
     let mut refined = 0;
     for (pairs, r) in &parts {
@@ -442,7 +476,10 @@ fn choose_delta(
     }
     let cl = fit(rd, classes, job.seed, iterations)?;
     let a = &cl.assign;
-    let nearest = nearest_other(rd, x, a);
+    let nearest = match rd.elsewhere {
+        Some(far) => far.nearest_other(a)?,
+        None => nearest_other(rd, x, a),
+    };
     let bounds: Vec<(f64, f64)> = nearest[..n]
         .iter()
         .map(|&m| {

@@ -415,6 +415,61 @@ fn probcover_equals_its_reference_with_delta_given_and_chosen() {
 }
 
 #[test]
+fn probcover_on_the_gpu_equals_its_reference() {
+    let Some(g) = common::gpu() else { return };
+    // δ = 9 joins most pairs of these 233 rows: more than the first list
+    // holds, so it grows and the slab pair runs again.
+    for (n, d, seed) in [(150, 4, 5u64), (233, 37, 6)] {
+        let x = blobs(n, d, 5, seed);
+        let v = flat(&x);
+        let emb = Pool::from_f32(&v, d).unwrap();
+        for (labeled, chunk) in [(vec![], 0), (vec![3, 40], 61)] {
+            let slabs = match chunk {
+                0 => 1,
+                c => (n as u64).div_ceil(c),
+            };
+            let on_gpu = |j: &Job| {
+                let (sel, phases) = common::select_gpu(&g, Inputs::embeddings(&emb), j).unwrap();
+                assert_eq!(phases.chunks, slabs, "not on the GPU");
+                sel.indices()
+                    .into_iter()
+                    .map(|i| i as usize)
+                    .collect::<Vec<_>>()
+            };
+            for delta in [1.0f64, 2.5, 9.0] {
+                let mut j = job(ColdStart::Probcover, 12, &labeled, seed);
+                j.delta = Some(delta);
+                j.chunk_rows = chunk;
+                let want = probcover_ref(&x, &labeled, 12, delta * delta, seed);
+                assert_eq!(
+                    on_gpu(&j),
+                    want,
+                    "n {n} δ {delta} {labeled:?} chunk {chunk}"
+                );
+            }
+            let mut j = job(ColdStart::Probcover, 12, &labeled, seed);
+            j.purity_classes = 5;
+            j.chunk_rows = chunk;
+            let d2 = delta2_ref(&x, 5, 0.95, seed);
+            let want = probcover_ref(&x, &labeled, 12, d2, seed);
+            assert_eq!(on_gpu(&j), want, "n {n} chosen δ {labeled:?} chunk {chunk}");
+        }
+    }
+    // A δ that joins no two rows is named as on the CPU.
+    let x: Vec<Vec<f32>> = (0..100)
+        .map(|i| vec![i as f32 * 2.0, (i % 3) as f32, 0.0, 1.0])
+        .collect();
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 4).unwrap();
+    let mut j = job(ColdStart::Probcover, 3, &[], 0);
+    j.delta = Some(1e-3);
+    let e = common::select_gpu(&g, Inputs::embeddings(&emb), &j).unwrap_err();
+    let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+    assert_eq!(e.to_string(), cpu.to_string());
+    assert!(e.to_string().contains("joins no two rows"), "{e}");
+}
+
+#[test]
 fn density_scores_equal_the_reference_bit_for_bit() {
     let x = blobs(500, 13, 4, 9);
     let want = density_ref(&x);
@@ -483,16 +538,7 @@ fn density_on_the_gpu_equals_the_reference() {
     let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
     assert_eq!(e.to_string(), cpu.to_string());
     assert!(e.to_string().contains("77"), "{e}");
-    // ProbCover, and density weighting a row-wise strategy, are refused by
-    // name on the GPU.
-    let e = common::select_gpu(
-        &g,
-        Inputs::embeddings(&emb),
-        &job(ColdStart::Probcover, 3, &[], 0),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("probcover has no GPU path yet"), "{e}");
+    // Density weighting a row-wise strategy is refused by name on the GPU.
     let probs: Vec<f32> = (0..200)
         .flat_map(|i| [0.3 + (i % 5) as f32 * 0.1, 0.7 - (i % 5) as f32 * 0.1])
         .collect();
