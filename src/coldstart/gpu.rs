@@ -285,11 +285,18 @@ impl<'g> Resident<'g> {
                 continue;
             }
             let raw = self.read(buf, 2 + 2 * count as usize)?;
-            out.extend(
-                raw[2..]
-                    .chunks_exact(2)
-                    .map(|p| (p[0], p[1] & 0x7fff_ffff, p[1] >> 31 == 1)),
-            );
+            for p in raw[2..].chunks_exact(2) {
+                let (i, j) = (p[0], p[1] & 0x7fff_ffff);
+                // A pair the kernel cannot have written means a faulty
+                // device: refuse it rather than index past the pool.
+                if i >= j || j as u64 >= self.rows {
+                    return Err(Error::Gpu(format!(
+                        "the device listed the pair ({i}, {j}) of a pool of {} rows",
+                        self.rows
+                    )));
+                }
+                out.push((i, j, p[1] >> 31 == 1));
+            }
             return Ok(());
         }
     }
