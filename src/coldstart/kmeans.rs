@@ -60,7 +60,8 @@ pub(crate) struct Reader<'a> {
     pub eps: f64,
     pub abs: f64,
     pub progress: &'a dyn Progress,
-    /// Where Lloyd's float32 distances run when not here (the GPU).
+    /// Where the float32 distances of Lloyd's assignments and of
+    /// ProbCover run when not here (the GPU).
     pub elsewhere: Option<&'a dyn Distances32>,
 }
 

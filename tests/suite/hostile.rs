@@ -256,6 +256,39 @@ fn raise_open_file_limit(want: u64) {
     }
 }
 
+#[test]
+fn a_burst_of_stalled_connections_strands_no_connection() {
+    // tiny_http 0.12.0's thread pool queued a burst's connections for
+    // workers already claimed, and a connection queued beyond them waited
+    // for a stalled one to end (vendor/README.md). Threads left idle by
+    // answered connections, then a burst of stalled ones, then a health
+    // check: before the fix, lost in most rounds.
+    raise_open_file_limit(4096);
+    let dir = tempfile::tempdir().unwrap();
+    let ws = workspace(dir.path());
+    let server = &start(&ws);
+    for round in 0..6 {
+        for _ in 0..3 {
+            assert!(health_within(server, Duration::from_secs(20)), "round {round}");
+        }
+        let stalled: Vec<TcpStream> = (0..100)
+            .map(|_| {
+                let mut s = TcpStream::connect(server.addr).unwrap();
+                s.write_all(b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"a")
+                    .unwrap();
+                s
+            })
+            .collect();
+        let t = Instant::now();
+        assert!(
+            health_within(server, Duration::from_secs(20)),
+            "round {round}: no health answer in {:?} behind a burst of stalled connections",
+            t.elapsed()
+        );
+        drop(stalled);
+    }
+}
+
 /// The server the attacks are made on.
 fn start(ws: &Path) -> Served {
     Served::start(ws, &["--threads", "4"])
@@ -307,16 +340,9 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
             s
         })
         .collect();
-    // About one run in 35 (two of 70 here, with the other server tests
-    // beside it), one connection made right after the 200 goes unanswered
-    // while a second one made 10 s later is answered at once: a single
-    // lost connection, not a server that stopped answering, whose cause is
-    // not found yet (docs/testing.md). A client that waits 10 s and
-    // reconnects must be answered within 30 s.
     let t = Instant::now();
-    let answered = (0..3).any(|_| health_within(server, Duration::from_secs(10)));
     assert!(
-        answered && t.elapsed() < Duration::from_secs(30),
+        health_within(server, Duration::from_secs(20)),
         "no health answer in {:?} behind stalled connections",
         t.elapsed()
     );
