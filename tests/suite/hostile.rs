@@ -269,7 +269,10 @@ fn a_burst_of_stalled_connections_strands_no_connection() {
     let server = &start(&ws);
     for round in 0..6 {
         for _ in 0..3 {
-            assert!(health_within(server, Duration::from_secs(20)), "round {round}");
+            assert!(
+                health_within(server, Duration::from_secs(20)),
+                "round {round}"
+            );
         }
         let stalled: Vec<TcpStream> = (0..100)
             .map(|_| {
