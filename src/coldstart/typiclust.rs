@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use super::Picked;
 use super::kmeans::{Clusters, Reader, fit};
 use crate::batch::arg_max;
-use crate::batch::dist::{GROUP, sq_dist_f64, transpose_groups, x16_kernel};
+use crate::batch::dist::{GROUP, ROWS, sq_dist_f64, transpose_groups, x16_rows_kernel};
 use crate::error::{Error, Result};
 use crate::job::Job;
 
@@ -152,33 +152,33 @@ pub(crate) fn most_typical(rd: &Reader, rows: &[u64]) -> Result<(u64, f64, u64)>
         x.extend(rd.row(r)?);
     }
     let grouped = transpose_groups(&x, d);
-    let x16 = x16_kernel(rd.simd);
+    let x16 = x16_rows_kernel(rd.simd);
+    // Rows are measured ROWS at a time, so each group of the others is
+    // read once for all of them (one row per sweep was bound by reading
+    // the cluster, again for every row).
     let bounds: Vec<(f64, f64)> = (0..m)
-        .into_par_iter()
-        .map_init(Vec::new, |dists: &mut Vec<f32>, i| {
-            let xi = &x[i * d..(i + 1) * d];
-            dists.clear();
-            for group in grouped.chunks_exact(GROUP * d) {
-                dists.extend(x16(xi, group));
+        .collect::<Vec<_>>()
+        .par_chunks(ROWS)
+        .map_init(Vec::new, |dists: &mut Vec<f32>, block| {
+            let xs: [&[f32]; ROWS] = std::array::from_fn(|r| {
+                let i = block[r.min(block.len() - 1)];
+                &x[i * d..(i + 1) * d]
+            });
+            let width = grouped.len() / d;
+            dists.resize(ROWS * width, 0.0);
+            for (g, group) in grouped.chunks_exact(GROUP * d).enumerate() {
+                for (r, v) in x16(&xs, group).iter().enumerate() {
+                    dists[r * width + g * GROUP..r * width + (g + 1) * GROUP].copy_from_slice(v);
+                }
             }
-            // Drop the padding, then the row itself.
-            dists.truncate(m);
-            dists.swap_remove(i);
-            dists.select_nth_unstable_by(knn - 1, f32::total_cmp);
-            let (mut lo, mut hi) = (0.0, 0.0);
-            for &v in &dists[..knn] {
-                let (l, h) = rd.interval(v);
-                lo += l.sqrt();
-                hi += h.sqrt();
+            let mut out = Vec::with_capacity(block.len());
+            for (r, &i) in block.iter().enumerate() {
+                let row = &mut dists[r * width..r * width + width];
+                out.push(typicality_bounds(rd, row, m, i, knn));
             }
-            let (lo, hi) = (lo / knn as f64, hi / knn as f64);
-            // Typicality falls as the mean rises; pad for f64 rounding.
-            let pad = 1e-12;
-            (
-                (1.0 - pad) / (hi * (1.0 + pad) + GUARD),
-                (1.0 + pad) / (lo * (1.0 - pad) + GUARD),
-            )
+            out
         })
+        .flatten()
         .collect();
     let best_lo = bounds.iter().map(|b| b.0).fold(f64::NEG_INFINITY, f64::max);
     let contenders: Vec<usize> = (0..m).filter(|&i| bounds[i].1 >= best_lo).collect();
@@ -189,6 +189,55 @@ pub(crate) fn most_typical(rd: &Reader, rows: &[u64]) -> Result<(u64, f64, u64)>
     let (row, t) = arg_max(keys).ok_or_else(|| Error::Config("an empty cluster".into()))?;
     Ok((row, t, contenders.len() as u64))
 }
+
+/// Bounds on row `i`'s typicality from its float32 squared distances to
+/// the `m` rows of its cluster (`dists`, padded past `m`; reordered).
+fn typicality_bounds(rd: &Reader, dists: &mut [f32], m: usize, i: usize, knn: usize) -> (f64, f64) {
+    // Drop the padding, then the row itself.
+    let dists = &mut dists[..m];
+    dists.swap(i, m - 1);
+    let dists = smallest(&mut dists[..m - 1], knn);
+    let (mut lo, mut hi) = (0.0, 0.0);
+    for &v in dists {
+        let (l, h) = rd.interval(v);
+        lo += l.sqrt();
+        hi += h.sqrt();
+    }
+    let (lo, hi) = (lo / knn as f64, hi / knn as f64);
+    // Typicality falls as the mean rises; pad for f64 rounding.
+    let pad = 1e-12;
+    (
+        (1.0 - pad) / (hi * (1.0 + pad) + GUARD),
+        (1.0 + pad) / (lo * (1.0 - pad) + GUARD),
+    )
+}
+
+/// The `k` smallest of `v` (in no order), moving values around. The k-th
+/// smallest of the first [`SAMPLE`] values is at least the k-th smallest
+/// of all, so every value above it can go before the selection, which
+/// then sorts a few hundred values instead of the whole cluster.
+fn smallest(v: &mut [f32], k: usize) -> &[f32] {
+    if v.len() > 4 * SAMPLE.max(k) {
+        let mut head = v[..SAMPLE.max(k)].to_vec();
+        head.select_nth_unstable_by(k - 1, f32::total_cmp);
+        let t = head[k - 1];
+        // Branch-free compaction: `kept` never passes `j`.
+        let mut kept = 0;
+        for j in 0..v.len() {
+            let x = v[j];
+            v[kept] = x;
+            kept += (x <= t) as usize;
+        }
+        let v = &mut v[..kept];
+        v.select_nth_unstable_by(k - 1, f32::total_cmp);
+        return &v[..k];
+    }
+    v.select_nth_unstable_by(k - 1, f32::total_cmp);
+    &v[..k]
+}
+
+/// Values [`smallest`] draws its threshold from.
+const SAMPLE: usize = 256;
 
 /// Canonical typicality of row `i` among the rows of `x`: the `knn`
 /// smallest canonical distances to the others, summed in ascending order.
@@ -203,4 +252,28 @@ fn typicality(x: &[f32], d: usize, i: usize, knn: usize) -> f64 {
     dists.sort_unstable_by(f64::total_cmp);
     let mean = dists[..knn].iter().sum::<f64>() / knn as f64;
     1.0 / (mean + GUARD)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_values_are_those_of_a_sort() {
+        let mut r = crate::rng::Rng::new(9);
+        for (n, k, levels) in [
+            (5000, 20, 50),
+            (1025, 20, 3),
+            (20_000, 1, 1000),
+            (300, 20, 7),
+        ] {
+            // Few levels: many ties, also at the threshold.
+            let v: Vec<f32> = (0..n).map(|_| r.below(levels) as f32 * 0.25).collect();
+            let mut want = v.clone();
+            want.sort_unstable_by(f32::total_cmp);
+            let mut got = smallest(&mut v.clone(), k).to_vec();
+            got.sort_unstable_by(f32::total_cmp);
+            assert_eq!(got, want[..k], "n {n} k {k}");
+        }
+    }
 }
