@@ -352,6 +352,28 @@ impl Gpu {
     }
 }
 
+/// A bind group of `layout` whose binding i is the whole of `buffers[i]`.
+pub(crate) fn bind_buffers(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    label: &str,
+    buffers: &[&wgpu::Buffer],
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout,
+        entries: &entries,
+    })
+}
+
 /// One WGSL module's entry points as pipelines sharing one bind group
 /// layout: binding 0 a uniform, binding i + 1 a storage buffer, read-only
 /// where `read_only[i]` says so.
@@ -828,19 +850,7 @@ impl Buffers {
             let all = [
                 &params, rows_buf, &keys, &status, &excl, &hist, &counters, &cand, &unc,
             ];
-            let entries: Vec<_> = all
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect();
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("alpool select"),
-                layout: &gpu.layout,
-                entries: &entries,
-            })
+            bind_buffers(&gpu.device, &gpu.layout, "alpool select", &all)
         };
         let binds = [bind(&rows[0]), bind(&rows[1])];
         Buffers {

@@ -13,7 +13,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::{Bufs, Terms, Update, check_embedding_rows, read_rows};
-use crate::backend::gpu::{Gpu, program};
+use crate::backend::gpu::{Gpu, bind_buffers, program};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
@@ -116,18 +116,7 @@ fn pipelines(
         &[true, true, true, true, false, false, false, false],
         ["update", "reduce", "collect"],
     );
-    let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("alpool batch"),
-        layout: &layout,
-        entries: &buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect::<Vec<_>>(),
-    });
+    let bind = bind_buffers(&gpu.device, &layout, "alpool batch", buffers);
     (bind, kernels)
 }
 

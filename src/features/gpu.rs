@@ -55,7 +55,7 @@ use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
 use super::FeaturePool;
-use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, program};
+use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, bind_buffers, program};
 use crate::backend::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::learner::{Mlp, TILE_ROWS};
@@ -249,19 +249,9 @@ fn make_stage(
     let binds = slots
         .iter()
         .map(|all| {
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: uniform.as_entire_binding(),
-            }];
-            entries.extend(all.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            }));
-            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("alpool forward"),
-                layout,
-                entries: &entries,
-            })
+            let mut buffers = vec![&uniform];
+            buffers.extend(all.iter().copied());
+            bind_buffers(&gpu.device, layout, "alpool forward", &buffers)
         })
         .collect();
     Stage {

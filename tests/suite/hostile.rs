@@ -274,14 +274,7 @@ fn a_burst_of_stalled_connections_strands_no_connection() {
                 "round {round}"
             );
         }
-        let stalled: Vec<TcpStream> = (0..100)
-            .map(|_| {
-                let mut s = TcpStream::connect(server.addr).unwrap();
-                s.write_all(b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"a")
-                    .unwrap();
-                s
-            })
-            .collect();
+        let stalled = stall(server, 100);
         let t = Instant::now();
         assert!(
             health_within(server, Duration::from_secs(20)),
@@ -290,6 +283,19 @@ fn a_burst_of_stalled_connections_strands_no_connection() {
         );
         drop(stalled);
     }
+}
+
+/// `n` connections that send a request's head and 5 of its 100 body bytes,
+/// then nothing.
+fn stall(server: &Served, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"act")
+                .unwrap();
+            s
+        })
+        .collect()
 }
 
 /// The server the attacks are made on.
@@ -335,14 +341,7 @@ fn the_server_survives_huge_claims_stalled_and_concurrent_connections() {
 
     // 200 connections that send half a request and stall; meanwhile the
     // server answers others.
-    let stalled: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut s = TcpStream::connect(server.addr).unwrap();
-            s.write_all(b"POST /webhook HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"act")
-                .unwrap();
-            s
-        })
-        .collect();
+    let stalled = stall(server, 200);
     let t = Instant::now();
     assert!(
         health_within(server, Duration::from_secs(20)),
