@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::kmeans::{Distances32, Near};
 use crate::backend::Phases;
-use crate::backend::gpu::{Gpu, chunk_rows, program};
+use crate::backend::gpu::{Gpu, bind_buffers, chunk_rows, program};
 use crate::batch::EMBED_LIMIT;
 use crate::batch::gpu::upload_rows;
 use crate::error::{Error, Result};
@@ -182,21 +182,10 @@ impl<'g> Resident<'g> {
         };
         gpu.queue
             .write_buffer(&a.params, 0, bytemuck::bytes_of(&params));
-        let entries = [
+        let all = [
             &a.params, &a.emb, others.0, out.ids, out.near, out.found, out.far,
         ];
-        let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("alpool distances"),
-            layout: &self.layout,
-            entries: &entries
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: b.as_entire_binding(),
-                })
-                .collect::<Vec<_>>(),
-        });
+        let bind = bind_buffers(&gpu.device, &self.layout, "alpool distances", &all);
         gpu.dispatch_groups(&self.kernels[kernel], &bind, (gx, gy));
         gpu.wait()?;
         self.clock.lock().unwrap_or_else(|e| e.into_inner()).1 += t0.elapsed();
