@@ -26,10 +26,12 @@ use crate::query::{MultiLabel, Query};
 use crate::score::Ranked;
 use crate::score::input::{Stored, canonical_probs};
 use crate::score::multilabel::{
-    AdaptiveCuts, MultiSpec, adaptive_parts, entropy_terms, entropy_upper_bound,
-    mean_entropy_upper_f32, multilabel_score, upper_f32,
+    AdaptiveCuts, FastBound, MultiSpec, adaptive_from, adaptive_parts, binary_plogp_sum,
+    entropy_terms, entropy_upper_bound, mean_entropy_upper, multilabel_score, reduce_f32,
 };
-use crate::select::Selection;
+#[cfg(target_arch = "x86_64")]
+use crate::score::multilabel_lanes::{self, LANES};
+use crate::select::{Selection, SharedFloor, TopK};
 
 /// Pool bytes per unit of parallel work, as the row-wise engine's.
 const CHUNK_BYTES: u64 = 256 << 10;
@@ -149,13 +151,13 @@ fn select_chunk(
     }
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma,popcnt")]
         fn avx512(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
-            select_chunk_fast(c, j, s, l, w)
+            select_chunk_fast::<true>(c, j, s, l, w)
         }
         #[target_feature(enable = "avx2,fma")]
         fn avx2(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
-            select_chunk_fast(c, j, s, l, w)
+            select_chunk_fast::<false>(c, j, s, l, w)
         }
         use crate::backend::cpu::Isa;
         match Isa::detect() {
@@ -166,14 +168,16 @@ fn select_chunk(
             Isa::Scalar => {}
         }
     }
-    select_chunk_fast(chunk, job, spec, labels, work)
+    select_chunk_fast::<false>(chunk, job, spec, labels, work)
 }
 
 /// [`select_chunk`] on stored f32 values: one vectorized check of the
 /// chunk (a bad value sends it to the canonical path, which names it),
-/// then each row's f32 bound against the threshold.
+/// then each row's f32 bound against the threshold. `LANES16`: this copy
+/// runs on an AVX-512 CPU, and reduces sixteen rows at a time
+/// ([`multilabel_lanes`]) before the row-by-row remainder.
 #[inline(always)]
-fn select_chunk_fast(
+fn select_chunk_fast<const LANES16: bool>(
     (shard, start, end): (&Shard, u64, u64),
     job: &Job,
     spec: &MultiSpec,
@@ -190,44 +194,98 @@ fn select_chunk_fast(
         drop(rows);
         return select_chunk_exact((shard, start, end), job, spec, labels, (s, top, floor));
     }
-    let bounded = match spec.strategy {
-        MultiLabel::MeanEntropy => {
-            entropy_terms(&rows, &mut s.terms);
-            &s.terms[..]
-        }
-        _ => &rows[..],
-    };
+    let l = labels.max(1);
+    let n = rows.len() / l;
+    let bound = FastBound::new(spec, labels);
     let mut thresh = floor.threshold(top);
     let mut cuts = AdaptiveCuts::new();
-    for (i, (row, of)) in rows
-        .chunks_exact(labels.max(1))
-        .zip(bounded.chunks_exact(labels.max(1)))
-        .enumerate()
-    {
+    let (probs, scored) = (&mut s.probs, &mut s.scored);
+    // Not a closure: it would be compiled once, without this copy's
+    // instruction set.
+    macro_rules! offer {
+        ($i:expr) => {{
+            let i = $i;
+            let row = (&rows[i * l..(i + 1) * l], g0 + i as u64);
+            offer_row::<LANES16>(spec, job, row, (probs, scored), (top, floor), &mut thresh);
+        }};
+    }
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if LANES16 && labels > 0 {
+        while i + LANES <= n {
+            let block = &rows[i * l..(i + LANES) * l];
+            // SAFETY: `LANES16` copies run only on CPUs with AVX-512F, DQ
+            // and POPCNT (`select_chunk`'s dispatch: `Isa::Avx512`).
+            let r = unsafe { multilabel_lanes::reduce(spec.strategy, block, labels) };
+            for lane in 0..LANES {
+                let may = match spec.strategy {
+                    MultiLabel::Adaptive => {
+                        let parts = adaptive_from(r.value[lane] as usize, r.lo[lane], r.hi[lane]);
+                        cuts.may_reach(spec, labels, thresh, parts)
+                    }
+                    _ => bound.upper(r.value[lane]) >= thresh,
+                };
+                if may {
+                    offer!(i + lane);
+                }
+            }
+            i += LANES;
+        }
+    }
+    // Row by row: mean-entropy's terms for the whole remainder at once.
+    let terms = if spec.strategy == MultiLabel::MeanEntropy {
+        entropy_terms(&rows[i * l..], &mut s.terms);
+        &s.terms[..]
+    } else {
+        &rows[i * l..]
+    };
+    for (j, of) in terms.chunks_exact(l).enumerate() {
+        let row = &rows[(i + j) * l..(i + j + 1) * l];
         let may = match spec.strategy {
             MultiLabel::Adaptive => cuts.may_reach(spec, labels, thresh, adaptive_parts(row)),
-            _ => upper_f32(spec, of) >= thresh,
+            _ => bound.upper(reduce_f32(spec.strategy, of)) >= thresh,
         };
-        if !may {
-            continue;
+        if may {
+            offer!(i + j);
         }
-        if spec.strategy == MultiLabel::MeanEntropy
-            && mean_entropy_upper_f32(spec.log_base, row) < thresh
-        {
-            continue;
-        }
-        let index = g0 + i as u64;
-        if job.exclusions.contains(index) {
-            continue;
-        }
-        s.probs.clear();
-        s.probs.extend(row.iter().map(|&x| x as f64));
-        let priority = job.query.priority(multilabel_score(spec, &s.probs));
-        s.scored += 1;
-        top.offer(Ranked { priority, index });
-        thresh = floor.threshold(top);
     }
     Ok(())
+}
+
+/// Offers a row that may reach the threshold: mean-entropy's second
+/// bound, then the canonical score.
+#[inline(always)]
+fn offer_row<const LANES16: bool>(
+    spec: &MultiSpec,
+    job: &Job,
+    (row, index): (&[f32], u64),
+    (probs, scored): (&mut Vec<f64>, &mut u64),
+    (top, floor): (&mut TopK, &SharedFloor),
+    thresh: &mut f64,
+) {
+    if spec.strategy == MultiLabel::MeanEntropy {
+        #[cfg(target_arch = "x86_64")]
+        let sum = if LANES16 {
+            // SAFETY: as `select_chunk_fast`'s.
+            unsafe { multilabel_lanes::binary_plogp_sum(row) }
+        } else {
+            binary_plogp_sum(row)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let sum = binary_plogp_sum(row);
+        if mean_entropy_upper(spec.log_base, row.len(), sum) < *thresh {
+            return;
+        }
+    }
+    if job.exclusions.contains(index) {
+        return;
+    }
+    probs.clear();
+    probs.extend(row.iter().map(|&x| x as f64));
+    let priority = job.query.priority(multilabel_score(spec, probs));
+    *scored += 1;
+    top.offer(Ranked { priority, index });
+    *thresh = floor.threshold(top);
 }
 
 /// Offers the rows of a chunk that can reach the top k from their

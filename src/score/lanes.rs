@@ -328,7 +328,7 @@ unsafe fn high_half(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
 #[allow(clippy::excessive_precision)]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     // SAFETY: only inlined into AVX-512F code.
     unsafe {

@@ -31,6 +31,8 @@ pub(crate) mod fast;
 pub mod input;
 pub(crate) mod lanes;
 pub mod multilabel;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod multilabel_lanes;
 pub mod regression;
 pub mod stochastic;
 

@@ -170,68 +170,138 @@ pub(crate) fn entropy_terms(values: &[f32], out: &mut Vec<f32>) {
     out.extend(values.iter().map(|&x| (x * (1.0 - x)).sqrt()));
 }
 
-/// The fast path's upper bound on the canonical *priority* of a row of
-/// stored float32 values, each already checked to lie in [0, 1] (so the
-/// canonical probabilities are the values widened); for mean-entropy, of
-/// the row's [`entropy_terms`] instead. Branch-light f32 work,
-/// so a row costs about what reading it costs; only a row whose bound
-/// reaches the k-th best priority is then scored canonically.
+/// What the fast path reduces a row of stored float32 values to, each
+/// value already checked to lie in [0, 1] (so the canonical probabilities
+/// are the values widened); for mean-entropy, a row of its
+/// [`entropy_terms`] instead. Branch-light f32 work, so a row costs about
+/// what reading it costs; [`FastBound::upper`] then bounds the row's
+/// canonical priority from it. `multilabel_lanes` forms the same
+/// reductions for sixteen rows side by side (counts and extremes exactly;
+/// sums in another order, which their bounds allow).
 ///
-/// - Stored values compare with ½ exactly, so the positive count and the
-///   extreme positive and non-positive values are exact; `x · ½` is exact.
-///   Cardinality, adaptive's parts ([`adaptive_parts`]) and max-score are
-///   therefore exact; adaptive is filtered by [`AdaptiveCuts`].
-/// - `|x − ½|` rounds once in f32 (≤ 2⁻²⁵ off; exact for x ≥ ¼).
-/// - mean-entropy is bounded by `2 ln 2 · mean √(p(1 − p))`
-///   ([`entropy_upper_bound`]): each f32 root is within 3 · 2⁻²⁴
-///   relative, their f32 sum within L · 2⁻²⁴ relative.
-/// - max-entropy and min-margin are bounded from the nearest value to ½.
-/// - avg-score's f32 sum of L terms of size ≤ ½ is off by at most
-///   L² · 2⁻²⁵; divided by L.
+/// - mean-entropy: the sum of the terms `√(p(1 − p))`;
+/// - max-entropy, min-margin: the smallest `|x − ½|`;
+/// - cardinality: the positive count;
+/// - avg-score, max-score: the sum and the largest of `x (ŷ − ½)`.
 ///
-/// Every bound is then padded far above the canonical f64 rounding.
+/// Adaptive's reduction is [`adaptive_parts`], bounded by
+/// [`AdaptiveCuts`].
 #[inline(always)]
-pub(crate) fn upper_f32(spec: &MultiSpec, row: &[f32]) -> f64 {
-    let l = row.len().max(1) as f64;
-    let ln_b = spec.log_base.ln();
-    let pad = |x: f64| x + 1e-9 * (1.0 + x.abs());
+pub(crate) fn reduce_f32(strategy: MultiLabel, row: &[f32]) -> f32 {
     let add = |a: f32, b: f32| a + b;
     let min = |a: f32, b: f32| if b < a { b } else { a };
     let max = |a: f32, b: f32| if b > a { b } else { a };
-    let nearest = || fold8(row, f32::INFINITY, |x| (x - 0.5).abs(), min) as f64;
-    let positives = || fold8(row, 0.0, |x| if x > 0.5 { 1.0 } else { 0.0 }, add) as f64;
     let modal = |x: f32| if x > 0.5 { 0.5 * x } else { -0.5 * x };
-    match spec.strategy {
-        MultiLabel::MeanEntropy => {
-            // `row` holds the terms (`entropy_terms`), not the values.
-            let s = fold8(row, 0.0, |t| t, add) as f64 * (1.0 + (l + 4.0) * U);
-            pad(2.0 * std::f64::consts::LN_2 * s / l / ln_b)
+    match strategy {
+        MultiLabel::MeanEntropy => fold8(row, 0.0, |t| t, add),
+        MultiLabel::MaxEntropy | MultiLabel::MinMargin => {
+            fold8(row, f32::INFINITY, |x| (x - 0.5).abs(), min)
         }
-        MultiLabel::MaxEntropy => {
-            let m = (nearest() - U).max(0.0);
-            let p = THRESHOLD - m;
-            pad(2.0 * std::f64::consts::LN_2 * (p * (1.0 - p)).sqrt() / ln_b)
+        MultiLabel::Cardinality | MultiLabel::Adaptive => {
+            fold8(row, 0.0, |x| if x > 0.5 { 1.0 } else { 0.0 }, add)
         }
-        MultiLabel::MinMargin => pad(U - nearest()),
-        MultiLabel::Cardinality => pad((positives() - spec.cardinality).abs()),
-        // Bounded exactly by `AdaptiveCuts` instead.
-        MultiLabel::Adaptive => f64::INFINITY,
-        MultiLabel::AvgScore => pad(fold8(row, 0.0, modal, add) as f64 / l + l * U),
-        MultiLabel::MaxScore => pad(fold8(row, f32::NEG_INFINITY, modal, max) as f64),
+        MultiLabel::AvgScore => fold8(row, 0.0, modal, add),
+        MultiLabel::MaxScore => fold8(row, f32::NEG_INFINITY, modal, max),
+    }
+}
+
+/// The fast path's upper bound on a row's canonical *priority* from its
+/// [`reduce_f32`] reduction, with the constants of a pool's strategy and
+/// label count taken once. Only a row whose bound reaches the k-th best
+/// priority is then scored canonically.
+///
+/// - Stored values compare with ½ exactly, so the positive count and the
+///   extreme positive and non-positive values are exact; `x · ½` is exact.
+///   Cardinality and max-score are therefore exact.
+/// - `|x − ½|` rounds once in f32 (≤ 2⁻²⁵ off; exact for x ≥ ¼).
+/// - mean-entropy is bounded by `2 ln 2 · mean √(p(1 − p))`
+///   ([`entropy_upper_bound`]). Each term may be an f32 root (within
+///   3 · 2⁻²⁴ relative) or `t · rsqrt14(t)` of `t = max(x(1 − x), 10⁻³⁰)`
+///   (the lanes': within 2⁻¹⁴ + 4 · 2⁻²⁴ relative, or above the exact
+///   root); the factor `1 + 2⁻¹³` covers either, and `1 + (L + 4)2⁻²⁴` the
+///   f32 sum of L nonnegative terms in any order.
+/// - max-entropy and min-margin are bounded from the nearest value to ½.
+/// - avg-score's f32 sum of L terms of size ≤ ½, in any order, is off by
+///   at most L² · 2⁻²⁵; divided by L.
+///
+/// Every bound is then padded far above the canonical f64 rounding.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FastBound {
+    strategy: MultiLabel,
+    /// The factor on the reduction: mean-entropy's `2 ln 2 (1 + 2⁻¹³)
+    /// (1 + (L + 4)u) / L / ln b`, max-entropy's `2 ln 2 / ln b`,
+    /// avg-score's `1 / L`.
+    scale: f64,
+    /// c̄ for cardinality; `L u` for avg-score.
+    offset: f64,
+}
+
+impl FastBound {
+    pub(crate) fn new(spec: &MultiSpec, labels: usize) -> Self {
+        let l = labels.max(1) as f64;
+        let ln_b = spec.log_base.ln();
+        let two_ln2 = 2.0 * std::f64::consts::LN_2;
+        let (scale, offset) = match spec.strategy {
+            MultiLabel::MeanEntropy => {
+                let terms = 1.0 + 1.0 / 8192.0;
+                (two_ln2 * terms * (1.0 + (l + 4.0) * U) / l / ln_b, 0.0)
+            }
+            MultiLabel::MaxEntropy => (two_ln2 / ln_b, 0.0),
+            MultiLabel::Cardinality => (1.0, spec.cardinality),
+            MultiLabel::AvgScore => (1.0 / l, l * U),
+            _ => (1.0, 0.0),
+        };
+        FastBound {
+            strategy: spec.strategy,
+            scale,
+            offset,
+        }
+    }
+
+    /// The bound from the row's reduction; infinite for adaptive (bounded
+    /// exactly by [`AdaptiveCuts`] instead).
+    #[inline(always)]
+    pub(crate) fn upper(&self, reduced: f32) -> f64 {
+        let pad = |x: f64| x + 1e-9 * (1.0 + x.abs());
+        let r = reduced as f64;
+        match self.strategy {
+            MultiLabel::MeanEntropy => pad(self.scale * r),
+            MultiLabel::MaxEntropy => {
+                let p = THRESHOLD - (r - U).max(0.0);
+                pad(self.scale * (p * (1.0 - p)).sqrt())
+            }
+            MultiLabel::MinMargin => pad(U - r),
+            MultiLabel::Cardinality => pad((r - self.offset).abs()),
+            MultiLabel::Adaptive => f64::INFINITY,
+            MultiLabel::AvgScore => pad(r * self.scale + self.offset),
+            MultiLabel::MaxScore => pad(r),
+        }
     }
 }
 
 /// mean-entropy's second, tighter bound on a row of stored f32 values
 /// that passed the first: `p ln p + q ln q` summed in f32 with
-/// [`ln_approx`](super::fast::ln_approx), q = 1 − p in f32.
+/// [`ln_approx`](super::fast::ln_approx), q = 1 − p in f32
+/// ([`binary_plogp_sum`], or `multilabel_lanes::binary_plogp_sum`: the
+/// same terms, summed in another order).
 /// [`entropy_bound`](super::fast::entropy_bound) covers the logarithm and
-/// the sum over 2L values summing to L; q's own rounding (only for p < ½,
-/// where q ≥ ½: ≤ 2⁻²⁵, moving `q ln q` by at most 2⁻²⁵ · (1 + ln 2)) adds
-/// L · 2⁻²⁴.
+/// the sum, in any order, over 2L values summing to L; q's own rounding
+/// (only for p < ½, where q ≥ ½: ≤ 2⁻²⁵, moving `q ln q` by at most
+/// 2⁻²⁵ · (1 + ln 2)) adds L · 2⁻²⁴.
 #[inline(always)]
-pub(crate) fn mean_entropy_upper_f32(log_base: crate::query::LogBase, row: &[f32]) -> f64 {
+pub(crate) fn mean_entropy_upper(log_base: crate::query::LogBase, labels: usize, sum: f32) -> f64 {
     use super::fast::entropy_bound;
-    let l = row.len().max(1) as f64;
+    let l = labels.max(1) as f64;
+    let h_hat = -(sum as f64);
+    let bound = entropy_bound(h_hat, l, 2 * labels) + l * U;
+    let hi = (h_hat + bound) / l / log_base.ln();
+    hi + 1e-9 * (1.0 + hi.abs())
+}
+
+/// `Σ p ln p + q ln q` of a row, q = 1 − p, in f32: [`mean_entropy_upper`]'s
+/// sum, row by row.
+#[inline(always)]
+pub(crate) fn binary_plogp_sum(row: &[f32]) -> f32 {
     // Written out rather than through `fold8`: a generic map is not always
     // inlined into the vectorized copies, and this one is two logarithms.
     let mut acc = [0f32; 8];
@@ -248,10 +318,7 @@ pub(crate) fn mean_entropy_upper_f32(log_base: crate::query::LogBase, row: &[f32
     for a in acc {
         s += a;
     }
-    let h_hat = -(s as f64);
-    let bound = entropy_bound(h_hat, l, 2 * row.len()) + l * U;
-    let hi = (h_hat + bound) / l / log_base.ln();
-    hi + 1e-9 * (1.0 + hi.abs())
+    s
 }
 
 /// The interval the GPU's f32 multi-label priority gets (the kernel's
@@ -304,10 +371,17 @@ pub(crate) fn adaptive_parts(row: &[f32]) -> (usize, f64) {
     let max = |a: f32, b: f32| if b > a { b } else { a };
     let lo = fold8(row, inf, |x| if x > 0.5 { x } else { inf }, min);
     let hi = fold8(row, -inf, |x| if x > 0.5 { -inf } else { x }, max);
-    let n = fold8(row, 0.0, |x| if x > 0.5 { 1.0 } else { 0.0 }, |a, b| a + b);
+    let n = reduce_f32(MultiLabel::Adaptive, row);
+    adaptive_from(n as usize, lo, hi)
+}
+
+/// [`adaptive_parts`] from a row's positive count, its smallest positive
+/// value (∞ when none) and its largest non-positive one (−∞ when none).
+#[inline(always)]
+pub(crate) fn adaptive_from(positives: usize, lo: f32, hi: f32) -> (usize, f64) {
     let lo = if lo.is_finite() { lo as f64 } else { THRESHOLD };
     let hi = if hi.is_finite() { hi as f64 } else { THRESHOLD };
-    (n as usize, 1.0 / (lo - hi).max(MARGIN_FLOOR))
+    (positives, 1.0 / (lo - hi).max(MARGIN_FLOOR))
 }
 
 /// Adaptive's exact prefilter. Its priority `u^β c^(1−β)` has only L + 1
@@ -373,7 +447,7 @@ impl AdaptiveCuts {
 
 /// `p ln p + q ln q` in f32, q = 1 − p.
 #[inline(always)]
-fn binary_plogp(x: f32) -> f32 {
+pub(crate) fn binary_plogp(x: f32) -> f32 {
     use super::fast::plogp_approx;
     plogp_approx(x) + plogp_approx(1.0 - x)
 }

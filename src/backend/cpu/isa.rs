@@ -12,8 +12,9 @@ pub(crate) enum Isa {
     Scalar,
     /// AVX2 with FMA: eight f32 lanes, gathers.
     Avx2,
-    /// AVX-512F and DQ (with AVX2 and FMA): sixteen lanes, permutes, and
-    /// 64-bit integer multiplies for the random strategy's hash.
+    /// AVX-512F and DQ (with AVX2, FMA and POPCNT): sixteen lanes,
+    /// permutes, and 64-bit integer multiplies for the random strategy's
+    /// hash.
     Avx512,
 }
 
@@ -64,7 +65,8 @@ impl Isa {
 fn probe() -> Isa {
     use std::arch::is_x86_feature_detected as has;
     let avx2 = has!("avx2") && has!("fma");
-    if avx2 && has!("avx512f") && has!("avx512dq") {
+    // Every AVX-512 CPU has POPCNT; the multi-label lanes count with it.
+    if avx2 && has!("avx512f") && has!("avx512dq") && has!("popcnt") {
         Isa::Avx512
     } else if avx2 {
         Isa::Avx2
