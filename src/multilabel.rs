@@ -7,9 +7,11 @@
 //! Every score kept is the canonical f64 definition's, so the selection is
 //! exact. Probabilities stored as float32 or float16 take a fast path: the
 //! chunk is checked in one vectorized pass, each row gets an f32 upper
-//! bound on its priority (`score::multilabel::upper_f32`, compiled for
-//! this CPU's vector unit), and only a row whose bound reaches the k-th
-//! best so far (shared across workers) is scored canonically. Other pools
+//! bound on its priority (`score::multilabel::FastBound`, from a per-row
+//! reduction compiled for this CPU's vector unit; on AVX-512, sixteen rows
+//! reduced at once by `score::multilabel_lanes`), and only a row whose
+//! bound reaches the k-th best so far (shared across workers) is scored
+//! canonically. Other pools
 //! (float64, logits, or a chunk holding a bad value, which the canonical
 //! path then names) are scored canonically, the entropies behind their
 //! logarithm-free bound. On the GPU, the row-wise engine's chunked select
