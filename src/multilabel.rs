@@ -19,6 +19,7 @@
 //! logits), and the host re-scores its candidates canonically: both
 //! devices return the same rows.
 
+use crate::backend::cpu::Isa;
 use crate::backend::{Backend, Phases, Progress, chunked, gpu};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -142,8 +143,7 @@ type Work<'w> = chunked::Work<'w, Scratch>;
 /// where it applies.
 fn select_chunk(
     chunk: (&Shard, u64, u64),
-    job: &Job,
-    spec: &MultiSpec,
+    (job, spec, isa): (&Job, &MultiSpec, Isa),
     labels: usize,
     work: Work,
 ) -> Result<()> {
@@ -155,31 +155,58 @@ fn select_chunk(
     {
         #[target_feature(enable = "avx512f,avx512dq,avx2,fma,popcnt")]
         fn avx512(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
-            select_chunk_fast::<true>(c, j, s, l, w)
+            select_chunk_fast::<16>(c, j, s, l, w)
+        }
+        #[target_feature(enable = "avx2,fma,popcnt")]
+        fn avx2(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
+            select_chunk_fast::<8>(c, j, s, l, w)
         }
         #[target_feature(enable = "avx2,fma")]
-        fn avx2(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
-            select_chunk_fast::<false>(c, j, s, l, w)
+        fn avx2_rows(
+            c: (&Shard, u64, u64),
+            j: &Job,
+            s: &MultiSpec,
+            l: usize,
+            w: Work,
+        ) -> Result<()> {
+            select_chunk_fast::<0>(c, j, s, l, w)
         }
-        use crate::backend::cpu::Isa;
-        match Isa::detect() {
-            // SAFETY: the CPU has the features the copy is compiled for.
+        match isa {
+            // SAFETY: the CPU has the features the copy is compiled for
+            // (`Isa::detect`, or a caller's narrower choice).
             Isa::Avx512 => return unsafe { avx512(chunk, job, spec, labels, work) },
+            // Eight rows at a time pay off on AVX2 for adaptive alone
+            // (`multilabel_lanes::adaptive8`); POPCNT is checked here.
+            Isa::Avx2 if spec.strategy == MultiLabel::Adaptive && popcnt() => {
+                // SAFETY: as above, and POPCNT checked.
+                return unsafe { avx2(chunk, job, spec, labels, work) };
+            }
             // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2(chunk, job, spec, labels, work) },
+            Isa::Avx2 => return unsafe { avx2_rows(chunk, job, spec, labels, work) },
             Isa::Scalar => {}
         }
     }
-    select_chunk_fast::<false>(chunk, job, spec, labels, work)
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    select_chunk_fast::<0>(chunk, job, spec, labels, work)
+}
+
+/// Whether this CPU has POPCNT (checked once).
+#[cfg(target_arch = "x86_64")]
+fn popcnt() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("popcnt"))
 }
 
 /// [`select_chunk`] on stored f32 values: one vectorized check of the
 /// chunk (a bad value sends it to the canonical path, which names it),
-/// then each row's f32 bound against the threshold. `LANES16`: this copy
-/// runs on an AVX-512 CPU, and reduces sixteen rows at a time
-/// ([`multilabel_lanes`]) before the row-by-row remainder.
+/// then each row's f32 bound against the threshold. `WIDTH` 16: this copy
+/// runs on an AVX-512 CPU and reduces sixteen rows at a time
+/// ([`multilabel_lanes::reduce`]); 8: adaptive on AVX2 (with POPCNT),
+/// eight ([`multilabel_lanes::adaptive8`]); then the rest row by row (all
+/// of it for 0).
 #[inline(always)]
-fn select_chunk_fast<const LANES16: bool>(
+fn select_chunk_fast<const WIDTH: usize>(
     (shard, start, end): (&Shard, u64, u64),
     job: &Job,
     spec: &MultiSpec,
@@ -208,18 +235,26 @@ fn select_chunk_fast<const LANES16: bool>(
         ($i:expr) => {{
             let i = $i;
             let row = (&rows[i * l..(i + 1) * l], g0 + i as u64);
-            offer_row::<LANES16>(spec, job, row, (probs, scored), (top, floor), &mut thresh);
+            offer_row::<WIDTH>(spec, job, row, (probs, scored), (top, floor), &mut thresh);
         }};
     }
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
-    if LANES16 && labels > 0 {
-        while i + LANES <= n {
-            let block = &rows[i * l..(i + LANES) * l];
-            // SAFETY: `LANES16` copies run only on CPUs with AVX-512F, DQ
-            // and POPCNT (`select_chunk`'s dispatch: `Isa::Avx512`).
-            let r = unsafe { multilabel_lanes::reduce(spec.strategy, block, labels) };
-            for lane in 0..LANES {
+    // (The 8-row reducer forms adaptive's parts alone.)
+    if WIDTH > 0 && labels > 0 && (WIDTH == LANES || spec.strategy == MultiLabel::Adaptive) {
+        while i + WIDTH <= n {
+            let block = &rows[i * l..(i + WIDTH) * l];
+            // SAFETY: `WIDTH` 16 copies run only on CPUs with AVX-512F, DQ
+            // and POPCNT, `WIDTH` 8 ones for adaptive on CPUs with AVX2, FMA
+            // and POPCNT (`select_chunk`'s dispatch).
+            let r = unsafe {
+                if WIDTH == LANES {
+                    multilabel_lanes::reduce(spec.strategy, block, labels)
+                } else {
+                    multilabel_lanes::adaptive8(block, labels)
+                }
+            };
+            for lane in 0..WIDTH {
                 let may = match spec.strategy {
                     MultiLabel::Adaptive => {
                         let parts = adaptive_from(r.value[lane] as usize, r.lo[lane], r.hi[lane]);
@@ -231,7 +266,7 @@ fn select_chunk_fast<const LANES16: bool>(
                     offer!(i + lane);
                 }
             }
-            i += LANES;
+            i += WIDTH;
         }
     }
     // Row by row: mean-entropy's terms for the whole remainder at once.
@@ -255,9 +290,10 @@ fn select_chunk_fast<const LANES16: bool>(
 }
 
 /// Offers a row that may reach the threshold: mean-entropy's second
-/// bound, then the canonical score.
+/// bound (on 16 lanes in the AVX-512 copy, `WIDTH` 16), then the
+/// canonical score.
 #[inline(always)]
-fn offer_row<const LANES16: bool>(
+fn offer_row<const WIDTH: usize>(
     spec: &MultiSpec,
     job: &Job,
     (row, index): (&[f32], u64),
@@ -267,7 +303,7 @@ fn offer_row<const LANES16: bool>(
 ) {
     if spec.strategy == MultiLabel::MeanEntropy {
         #[cfg(target_arch = "x86_64")]
-        let sum = if LANES16 {
+        let sum = if WIDTH == LANES {
             // SAFETY: as `select_chunk_fast`'s.
             unsafe { multilabel_lanes::binary_plogp_sum(row) }
         } else {
@@ -355,6 +391,18 @@ pub(crate) fn select_on(
 
 /// [`select_on`] on the CPU.
 fn select(pool: &Pool, job: &Job, spec: &MultiSpec, progress: &dyn Progress) -> Result<Selection> {
+    select_isa(pool, job, spec, Isa::detect(), progress)
+}
+
+/// [`select`] with the fast path compiled for `isa`, which this CPU must
+/// run (`Isa::detect()`'s or a narrower one: the tests run every path).
+fn select_isa(
+    pool: &Pool,
+    job: &Job,
+    spec: &MultiSpec,
+    isa: Isa,
+    progress: &dyn Progress,
+) -> Result<Selection> {
     let labels = pool.classes();
     let k = job.k.min(pool.rows() as usize);
     let row_bytes = pool.data_bytes() / pool.rows().max(1);
@@ -363,7 +411,7 @@ fn select(pool: &Pool, job: &Job, spec: &MultiSpec, progress: &dyn Progress) -> 
         k,
         progress,
         |chunk, work| {
-            select_chunk(chunk, job, spec, labels, work)?;
+            select_chunk(chunk, (job, spec, isa), labels, work)?;
             Ok((chunk.2 - chunk.1) * row_bytes)
         },
         |s: &Scratch| s.scored,
@@ -407,4 +455,68 @@ pub(crate) fn score_each(
         })
     };
     chunked::in_order(&chunks(pool, job), progress, score_chunk, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Silent;
+    use crate::query::InputForm;
+
+    /// Rows of a coarse grid (0, ½, 1 and ties) mixed with f32 values a
+    /// rounding from ½, so that the fast paths' bounds meet the threshold.
+    fn values(n: usize, l: usize) -> Vec<f32> {
+        const GRID: [f32; 7] = [0.0, 0.25, 0.49999997, 0.5, 0.50000006, 0.75, 1.0];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        (0..n * l)
+            .map(|_| {
+                state = crate::rng::splitmix64(state);
+                if state.is_multiple_of(2) {
+                    GRID[(state >> 8) as usize % GRID.len()]
+                } else {
+                    (state >> 40) as f32 / (1u64 << 24) as f32
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_instruction_set_selects_the_same_rows() {
+        let mut isas = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("popcnt")
+            {
+                isas.push(Isa::Avx2);
+            }
+            if Isa::detect() == Isa::Avx512 {
+                isas.push(Isa::Avx512);
+            }
+        }
+        for (n, l) in [(1000, 20), (531, 37), (600, 5), (203, 8)] {
+            let values = values(n, l);
+            let pool = Pool::from_f32(&values, l).unwrap();
+            for strategy in MultiLabel::ALL {
+                for (k, chunk) in [(1, 0), (50, 0), (50, 100), (n - 1, 29)] {
+                    let mut job = Job::new(strategy, InputForm::MultiLabel { logits: false }, k);
+                    job.label_cardinality = Some(0.3 * l as f64);
+                    job.chunk_rows = chunk;
+                    let spec = check(&pool, &job).unwrap();
+                    let picks = |isa| {
+                        let sel = select_isa(&pool, &job, &spec, isa, &Silent).unwrap();
+                        let e = sel.entries.iter();
+                        e.map(|e| (e.index, e.score.to_bits())).collect::<Vec<_>>()
+                    };
+                    let want = picks(Isa::Scalar);
+                    assert_eq!(want.len(), k);
+                    for &isa in &isas[1..] {
+                        assert_eq!(picks(isa), want, "{strategy}, {isa:?}, L = {l}, k = {k}");
+                    }
+                }
+            }
+        }
+        eprintln!("compared {isas:?}");
+    }
 }
