@@ -176,9 +176,9 @@ fn select_chunk(
             // (`Isa::detect`, or a caller's narrower choice).
             Isa::Avx512 => return unsafe { avx512(chunk, job, spec, labels, work) },
             // Eight rows at a time pay off on AVX2 for adaptive alone
-            // (`multilabel_lanes::adaptive8`); POPCNT is checked here.
-            Isa::Avx2 if spec.strategy == MultiLabel::Adaptive && popcnt() => {
-                // SAFETY: as above, and POPCNT checked.
+            // (`multilabel_lanes::adaptive8`).
+            Isa::Avx2 if spec.strategy == MultiLabel::Adaptive => {
+                // SAFETY: as above.
                 return unsafe { avx2(chunk, job, spec, labels, work) };
             }
             // SAFETY: as above.
@@ -189,13 +189,6 @@ fn select_chunk(
     #[cfg(not(target_arch = "x86_64"))]
     let _ = isa;
     select_chunk_fast::<0>(chunk, job, spec, labels, work)
-}
-
-/// Whether this CPU has POPCNT (checked once).
-#[cfg(target_arch = "x86_64")]
-fn popcnt() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("popcnt"))
 }
 
 /// [`select_chunk`] on stored f32 values: one vectorized check of the
@@ -244,9 +237,9 @@ fn select_chunk_fast<const WIDTH: usize>(
     if WIDTH > 0 && labels > 0 && (WIDTH == LANES || spec.strategy == MultiLabel::Adaptive) {
         while i + WIDTH <= n {
             let block = &rows[i * l..(i + WIDTH) * l];
-            // SAFETY: `WIDTH` 16 copies run only on CPUs with AVX-512F, DQ
-            // and POPCNT, `WIDTH` 8 ones for adaptive on CPUs with AVX2, FMA
-            // and POPCNT (`select_chunk`'s dispatch).
+            // SAFETY: `WIDTH` 16 copies run only on `Isa::Avx512` CPUs
+            // (AVX-512F, DQ, POPCNT), `WIDTH` 8 ones for adaptive on
+            // `Isa::Avx2` ones (AVX2, FMA, POPCNT): `select_chunk`'s dispatch.
             let r = unsafe {
                 if WIDTH == LANES {
                     multilabel_lanes::reduce(spec.strategy, block, labels)
@@ -483,17 +476,11 @@ mod tests {
     #[test]
     fn every_instruction_set_selects_the_same_rows() {
         let mut isas = vec![Isa::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("popcnt")
-            {
-                isas.push(Isa::Avx2);
-            }
-            if Isa::detect() == Isa::Avx512 {
-                isas.push(Isa::Avx512);
-            }
+        // `Isa::Avx512` CPUs run the AVX2 copies too.
+        match Isa::detect() {
+            Isa::Avx512 => isas.extend([Isa::Avx2, Isa::Avx512]),
+            Isa::Avx2 => isas.push(Isa::Avx2),
+            Isa::Scalar => {}
         }
         for (n, l) in [(1000, 20), (531, 37), (600, 5), (203, 8)] {
             let values = values(n, l);

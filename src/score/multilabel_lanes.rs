@@ -316,7 +316,7 @@ macro_rules! tree8 {
 /// process), so they stay on the row path there.
 ///
 /// # Safety
-/// The CPU must have AVX2, FMA and POPCNT.
+/// The CPU must have AVX2, FMA and POPCNT (`Isa::Avx2` or wider).
 #[target_feature(enable = "avx2,fma,popcnt")]
 #[inline]
 pub(crate) unsafe fn adaptive8(block: &[f32], labels: usize) -> Reduced {
@@ -496,14 +496,11 @@ mod tests {
 
     #[test]
     fn eight_rows_reduce_adaptive_as_the_row_path_does_on_avx2() {
-        let avx2 = is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("popcnt");
-        if !avx2 {
+        if crate::backend::cpu::Isa::detect() == crate::backend::cpu::Isa::Scalar {
             eprintln!("skipped: this CPU has no AVX2, the lanes never run here");
             return;
         }
-        // SAFETY: AVX2, FMA and POPCNT, checked.
+        // SAFETY: AVX2, FMA and POPCNT (`Isa::Avx2` or wider), checked.
         let adaptive = |_, b: &[f32], l| unsafe { adaptive8(b, l) };
         lanes_reduce_as_the_row_path_does(8, &[MultiLabel::Adaptive], adaptive);
     }

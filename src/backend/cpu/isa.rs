@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 pub(crate) enum Isa {
     /// No vector extension the kernels use.
     Scalar,
-    /// AVX2 with FMA: eight f32 lanes, gathers.
+    /// AVX2 with FMA and POPCNT: eight f32 lanes, gathers.
     Avx2,
     /// AVX-512F and DQ (with AVX2, FMA and POPCNT): sixteen lanes,
     /// permutes, and 64-bit integer multiplies for the random strategy's
@@ -64,9 +64,9 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 fn probe() -> Isa {
     use std::arch::is_x86_feature_detected as has;
-    let avx2 = has!("avx2") && has!("fma");
-    // Every AVX-512 CPU has POPCNT; the multi-label lanes count with it.
-    if avx2 && has!("avx512f") && has!("avx512dq") && has!("popcnt") {
+    // Every AVX2 CPU has POPCNT; the multi-label lanes count with it.
+    let avx2 = has!("avx2") && has!("fma") && has!("popcnt");
+    if avx2 && has!("avx512f") && has!("avx512dq") {
         Isa::Avx512
     } else if avx2 {
         Isa::Avx2
