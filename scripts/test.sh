@@ -16,6 +16,14 @@ export NODEVICE_SELECT=1
 # The fuzz feature adds the fuzz targets' entry points, whose findings the
 # suite replays.
 cargo test --release --locked --all-targets --features fuzz
+# The kernels compiled per instruction set, end to end on the copies a CPU
+# without AVX-512, or without AVX2, runs (`ALPOOL_ISA` caps the one
+# detected): the selection suites against their naive references again.
+for isa in avx2 scalar; do
+  echo "== the selection suites on the $isa copies (ALPOOL_ISA=$isa)"
+  ALPOOL_ISA=$isa cargo test --release --locked --features fuzz --test suite -- \
+    exactness:: multilabel:: disagree:: stochastic:: read_path:: batch:: batchbald::
+done
 cargo test --release --locked --doc
 
 # The Python package: built from this checkout (sharing target/ with the

@@ -9,7 +9,8 @@
 //! chunk is checked in one vectorized pass, each row gets an f32 upper
 //! bound on its priority (`score::multilabel::FastBound`, from a per-row
 //! reduction compiled for this CPU's vector unit; on AVX-512, sixteen rows
-//! reduced at once by `score::multilabel_lanes`), and only a row whose
+//! reduced at once by `score::multilabel_lanes`, on AVX2 eight for some
+//! strategies), and only a row whose
 //! bound reaches the k-th best so far (shared across workers) is scored
 //! canonically. Other pools
 //! (float64, logits, or a chunk holding a bad value, which the canonical
@@ -175,9 +176,9 @@ fn select_chunk(
             // SAFETY: the CPU has the features the copy is compiled for
             // (`Isa::detect`, or a caller's narrower choice).
             Isa::Avx512 => return unsafe { avx512(chunk, job, spec, labels, work) },
-            // Eight rows at a time pay off on AVX2 for adaptive alone
-            // (`multilabel_lanes::adaptive8`).
-            Isa::Avx2 if spec.strategy == MultiLabel::Adaptive => {
+            // Eight rows at a time pay off on AVX2 for some strategies
+            // alone (`multilabel_lanes::reduce8`).
+            Isa::Avx2 if multilabel_lanes::EIGHT.contains(&spec.strategy) => {
                 // SAFETY: as above.
                 return unsafe { avx2(chunk, job, spec, labels, work) };
             }
@@ -195,9 +196,9 @@ fn select_chunk(
 /// chunk (a bad value sends it to the canonical path, which names it),
 /// then each row's f32 bound against the threshold. `WIDTH` 16: this copy
 /// runs on an AVX-512 CPU and reduces sixteen rows at a time
-/// ([`multilabel_lanes::reduce`]); 8: adaptive on AVX2 (with POPCNT),
-/// eight ([`multilabel_lanes::adaptive8`]); then the rest row by row (all
-/// of it for 0).
+/// ([`multilabel_lanes::reduce`]); 8: on AVX2 (with POPCNT), eight, for
+/// the strategies [`multilabel_lanes::reduce8`] serves; then the rest row
+/// by row (all of it for 0).
 #[inline(always)]
 fn select_chunk_fast<const WIDTH: usize>(
     (shard, start, end): (&Shard, u64, u64),
@@ -233,18 +234,20 @@ fn select_chunk_fast<const WIDTH: usize>(
     }
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]
-    // (The 8-row reducer forms adaptive's parts alone.)
-    if WIDTH > 0 && labels > 0 && (WIDTH == LANES || spec.strategy == MultiLabel::Adaptive) {
+    if WIDTH > 0
+        && labels > 0
+        && (WIDTH == LANES || multilabel_lanes::EIGHT.contains(&spec.strategy))
+    {
         while i + WIDTH <= n {
             let block = &rows[i * l..(i + WIDTH) * l];
             // SAFETY: `WIDTH` 16 copies run only on `Isa::Avx512` CPUs
-            // (AVX-512F, DQ, POPCNT), `WIDTH` 8 ones for adaptive on
-            // `Isa::Avx2` ones (AVX2, FMA, POPCNT): `select_chunk`'s dispatch.
+            // (AVX-512F, DQ, POPCNT), `WIDTH` 8 ones on `Isa::Avx2` ones
+            // (AVX2, FMA, POPCNT): `select_chunk`'s dispatch.
             let r = unsafe {
                 if WIDTH == LANES {
                     multilabel_lanes::reduce(spec.strategy, block, labels)
                 } else {
-                    multilabel_lanes::adaptive8(block, labels)
+                    multilabel_lanes::reduce8(spec.strategy, block, labels)
                 }
             };
             for lane in 0..WIDTH {
@@ -283,8 +286,8 @@ fn select_chunk_fast<const WIDTH: usize>(
 }
 
 /// Offers a row that may reach the threshold: mean-entropy's second
-/// bound (on 16 lanes in the AVX-512 copy, `WIDTH` 16), then the
-/// canonical score.
+/// bound (on 16 lanes in the AVX-512 copy, `WIDTH` 16, on 8 in the AVX2
+/// one, `WIDTH` 8), then the canonical score.
 #[inline(always)]
 fn offer_row<const WIDTH: usize>(
     spec: &MultiSpec,
@@ -296,11 +299,13 @@ fn offer_row<const WIDTH: usize>(
 ) {
     if spec.strategy == MultiLabel::MeanEntropy {
         #[cfg(target_arch = "x86_64")]
-        let sum = if WIDTH == LANES {
-            // SAFETY: as `select_chunk_fast`'s.
-            unsafe { multilabel_lanes::binary_plogp_sum(row) }
-        } else {
-            binary_plogp_sum(row)
+        // SAFETY: as `select_chunk_fast`'s.
+        let sum = unsafe {
+            match WIDTH {
+                LANES => multilabel_lanes::binary_plogp_sum(row),
+                8 => multilabel_lanes::binary_plogp_sum8(row),
+                _ => binary_plogp_sum(row),
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let sum = binary_plogp_sum(row);

@@ -374,10 +374,127 @@ pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64:
     }
 }
 
+/// [`plogp_approx`] of 8 lanes on AVX2: [`plogp16`]'s operations, lane
+/// masks in place of mask registers.
+// The coefficients are Cephes' as published (as in `ln_approx`).
+#[allow(clippy::excessive_precision)]
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn plogp8(p: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: only inlined into AVX2 code.
+    unsafe {
+        let c = |v: f32| _mm256_set1_ps(v);
+        let bits = _mm256_castps_si256(p);
+        let e = _mm256_sub_epi32(
+            _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff)),
+            _mm256_set1_epi32(126),
+        );
+        let m = _mm256_castsi256_ps(_mm256_or_si256(
+            _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+            _mm256_set1_epi32(0x3f00_0000),
+        ));
+        let small = _mm256_cmp_ps::<_CMP_LT_OQ>(m, c(std::f32::consts::FRAC_1_SQRT_2));
+        // A set lane is −1 as an integer: e − 1 where m is small.
+        let e = _mm256_add_epi32(e, _mm256_castps_si256(small));
+        let one = c(1.0);
+        let x = _mm256_blendv_ps(
+            _mm256_sub_ps(m, one),
+            _mm256_sub_ps(_mm256_add_ps(m, m), one),
+            small,
+        );
+        let z = _mm256_mul_ps(x, x);
+        let mut y = c(7.037_683_6e-2);
+        for k in [
+            -1.151_461_1e-1f32,
+            1.167_699_9e-1,
+            -1.242_014_1e-1,
+            1.424_932_3e-1,
+            -1.666_805_8e-1,
+            2.000_071_5e-1,
+            -2.499_999_4e-1,
+            3.333_333_1e-1,
+        ] {
+            y = _mm256_add_ps(_mm256_mul_ps(y, x), c(k));
+        }
+        y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
+        let fe = _mm256_cvtepi32_ps(e);
+        y = _mm256_add_ps(y, _mm256_mul_ps(fe, c(-2.121_944_4e-4)));
+        y = _mm256_add_ps(y, _mm256_mul_ps(c(-0.5), z));
+        let ln = _mm256_add_ps(_mm256_mul_ps(fe, c(0.693_359_4)), _mm256_add_ps(x, y));
+        let normal = _mm256_cmp_ps::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
+        _mm256_and_ps(_mm256_mul_ps(p, ln), normal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::score::fast::{bald_approx, sample_sums};
+
+    /// The lanes' `p ln p` is `plogp_approx`'s, bit for bit, for every
+    /// kind of input: zero, subnormals, the √½ seam where the exponent
+    /// moves, one, and a spread of exponents between.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn lanes_take_the_logarithm_the_row_path_takes() {
+        use crate::backend::cpu::Isa;
+        use crate::score::fast::plogp_approx;
+        use std::arch::x86_64::*;
+        let seam = std::f32::consts::FRAC_1_SQRT_2;
+        let mut xs = vec![0.0, 1e-45, 1e-40, f32::MIN_POSITIVE, 1.0, 0.5, 0.99999994];
+        xs.extend([
+            seam.next_down(),
+            seam,
+            seam.next_up(),
+            0.5 * seam,
+            2.0 * seam,
+        ]);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        while xs.len() % 16 != 0 || xs.len() < 4096 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // A uniform mantissa at an exponent from 2⁻⁶⁰ to 2⁰.
+            let m = 1.0 + ((state >> 41) as f32) / (1u64 << 23) as f32;
+            xs.push(m * 2f32.powi(-((state % 61) as i32)) * 0.5);
+        }
+        let want: Vec<u32> = xs.iter().map(|&x| plogp_approx(x).to_bits()).collect();
+        /// # Safety
+        /// AVX2; 8 values at `x` and `out`.
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn eight(x: *const f32, out: *mut f32) {
+            // SAFETY: as the caller's contract says.
+            unsafe { _mm256_storeu_ps(out, plogp8(_mm256_loadu_ps(x))) }
+        }
+        /// # Safety
+        /// AVX-512F and DQ; 16 values at `x` and `out`.
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        unsafe fn sixteen(x: *const f32, out: *mut f32) {
+            // SAFETY: as the caller's contract says.
+            unsafe { _mm512_storeu_ps(out, plogp16(_mm512_loadu_ps(x))) }
+        }
+        let isa = Isa::detect();
+        for (i, chunk) in xs.chunks_exact(16).enumerate() {
+            let want = &want[16 * i..16 * (i + 1)];
+            let mut got = [0f32; 16];
+            if isa != Isa::Scalar {
+                // SAFETY: AVX2, checked; two halves of 16 values.
+                unsafe {
+                    eight(chunk.as_ptr(), got.as_mut_ptr());
+                    eight(chunk.as_ptr().add(8), got.as_mut_ptr().add(8));
+                }
+                let got: Vec<u32> = got.iter().map(|g| g.to_bits()).collect();
+                assert_eq!(got, want, "8 lanes, {chunk:?}");
+            }
+            if isa == Isa::Avx512 {
+                // SAFETY: AVX-512F and DQ, checked; 16 values.
+                unsafe { sixteen(chunk.as_ptr(), got.as_mut_ptr()) };
+                let got: Vec<u32> = got.iter().map(|g| g.to_bits()).collect();
+                assert_eq!(got, want, "16 lanes, {chunk:?}");
+            }
+        }
+    }
 
     /// Rows side by side get what each gets alone: the same validity, the
     /// same approximation and the same bound, for rows of every shape

@@ -13,8 +13,9 @@
 //! `t · rsqrt14(t)` rather than rounded roots: both are covered by
 //! [`super::multilabel::FastBound`]'s bound (tested below against the row
 //! path, and in `tests/suite/multilabel.rs` against naive references).
-//! x86-64 only (the module is compiled there alone); other CPUs, and x86
-//! CPUs without AVX-512, take the row path.
+//! On CPUs with AVX2 and no AVX-512, [`reduce8`] does the same eight rows
+//! at a time for the strategies where that pays off there. x86-64 only
+//! (the module is compiled there alone); other CPUs take the row path.
 
 use std::arch::x86_64::*;
 
@@ -304,27 +305,87 @@ macro_rules! tree8 {
     }};
 }
 
-/// Adaptive's reduction ([`reduce`]'s positive counts and extremes) for
-/// CPUs with AVX2 and no AVX-512: eight rows at a time, into lanes 0–7 of
+/// [`reduce`] for CPUs with AVX2 and no AVX-512, for the strategies
+/// where eight rows at a time pay off there ([`EIGHT`]): into lanes 0–7 of
 /// the result. Each row is folded into one 8-lane register (the tail
 /// through a masked load), and three levels of 128-bit-half and in-half
 /// shuffles reduce eight registers to one, whose lanes hold rows 0, 2, 4,
-/// 6, 1, 3, 5, 7 ([`AVX2_ORDER`]). Only adaptive runs it: measured on
-/// AVX2 code (the Intel VM with its AVX-512 copies set aside), it took
-/// adaptive from 1.81x to 1.39x of `dd`, and made the single-reduction
-/// strategies slower than their row path (cardinality 74 → 100 ms in
-/// process), so they stay on the row path there.
+/// 6, 1, 3, 5, 7 ([`AVX2_ORDER`]). Measured on AVX2 code (the Intel VM
+/// with `ALPOOL_ISA=avx2`), it took adaptive from 1.81x to 1.39x of `dd`,
+/// and made the single-reduction strategies slower than their row path
+/// (cardinality 74 → 100 ms in process), so they stay on the row path
+/// there; mean-entropy gains by its roots (see [`roots8`]).
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and POPCNT (`Isa::Avx2` or wider).
 #[target_feature(enable = "avx2,fma,popcnt")]
 #[inline]
-pub(crate) unsafe fn adaptive8(block: &[f32], labels: usize) -> Reduced {
-    assert!(labels > 0 && block.len() == 8 * labels);
+pub(crate) unsafe fn reduce8(strategy: MultiLabel, block: &[f32], labels: usize) -> Reduced {
+    assert!(labels > 0 && block.len() == 8 * labels && EIGHT.contains(&strategy));
     let rows = Rows8::new(block, labels);
-    let mut out = Reduced::default();
     // SAFETY: the features are this function's, and `rows` is `block`,
     // checked above.
+    unsafe {
+        if strategy == MultiLabel::MeanEntropy {
+            Reduced {
+                value: roots8(&rows),
+                ..Reduced::default()
+            }
+        } else {
+            adaptive8(&rows)
+        }
+    }
+}
+
+/// The strategies [`reduce8`] serves.
+pub(crate) const EIGHT: [MultiLabel; 2] = [MultiLabel::Adaptive, MultiLabel::MeanEntropy];
+
+/// mean-entropy's Σ √(x(1 − x)) on AVX2, each root `t · y` with `y` the
+/// reciprocal root estimate (relative error at most 1.5·2⁻¹²) after one
+/// Newton step, `y (1.5 − ½ t y²)`: that squares the estimate's error
+/// (1.5·ε² < 2.1e-7) and adds a few f32 roundings, far inside the 2⁻¹³
+/// that [`super::multilabel::FastBound`] allows a root. Rounded roots
+/// (`vsqrtps`) would be exact but cost 6 cycles a vector on Intel and
+/// more on AMD, the estimate and its step about 2. t ≥ 10⁻³⁰ as in
+/// [`roots`].
+///
+/// # Safety
+/// As [`Rows8::load`]'s.
+#[inline(always)]
+unsafe fn roots8(rows: &Rows8) -> [f32; LANES] {
+    // SAFETY: as the caller's contract says.
+    unsafe {
+        let floor = _mm256_set1_ps(1e-30);
+        let (one, half, three_halves) = (
+            _mm256_set1_ps(1.0),
+            _mm256_set1_ps(0.5),
+            _mm256_set1_ps(1.5),
+        );
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (r, a) in acc.iter_mut().enumerate() {
+            for c in 0..rows.vectors() {
+                let (x, m) = rows.load(r, c);
+                let t = _mm256_max_ps(_mm256_mul_ps(x, _mm256_sub_ps(one, x)), floor);
+                let y = _mm256_rsqrt_ps(t);
+                let ty = _mm256_mul_ps(t, y);
+                let step = _mm256_fnmadd_ps(_mm256_mul_ps(half, ty), y, three_halves);
+                let root = _mm256_mul_ps(ty, step);
+                *a = _mm256_add_ps(*a, _mm256_and_ps(root, m));
+            }
+        }
+        unorder(tree8!(acc, _mm256_add_ps))
+    }
+}
+
+/// Adaptive's reduction ([`reduce`]'s positive counts and extremes) of
+/// eight rows.
+///
+/// # Safety
+/// As [`Rows8::load`]'s, and POPCNT.
+#[inline(always)]
+unsafe fn adaptive8(rows: &Rows8) -> Reduced {
+    let mut out = Reduced::default();
+    // SAFETY: as the caller's contract says.
     unsafe {
         let (inf, ninf) = (
             _mm256_set1_ps(f32::INFINITY),
@@ -452,6 +513,38 @@ pub(crate) unsafe fn binary_plogp_sum(row: &[f32]) -> f32 {
     }
 }
 
+/// [`binary_plogp_sum`] on AVX2: the same f32 terms
+/// ([`super::lanes::plogp8`]), eight labels at a time, summed in another
+/// order.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(crate) unsafe fn binary_plogp_sum8(row: &[f32]) -> f32 {
+    use super::lanes::plogp8;
+    let rows = Rows8 {
+        base: row.as_ptr(),
+        labels: row.len(),
+        full: row.len() / 8,
+        rem: row.len() % 8,
+    };
+    // SAFETY: the features are this function's, and `rows` is one row,
+    // `row` itself.
+    unsafe {
+        let one = _mm256_set1_ps(1.0);
+        let mut acc = _mm256_setzero_ps();
+        for c in 0..rows.vectors() {
+            let (x, m) = rows.load(0, c);
+            let terms = _mm256_add_ps(plogp8(x), plogp8(_mm256_sub_ps(one, x)));
+            acc = _mm256_add_ps(acc, _mm256_and_ps(terms, m));
+        }
+        let half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps::<1>(acc));
+        let pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,14 +588,13 @@ mod tests {
     }
 
     #[test]
-    fn eight_rows_reduce_adaptive_as_the_row_path_does_on_avx2() {
+    fn eight_rows_reduce_as_the_row_path_does_on_avx2() {
         if crate::backend::cpu::Isa::detect() == crate::backend::cpu::Isa::Scalar {
             eprintln!("skipped: this CPU has no AVX2, the lanes never run here");
             return;
         }
         // SAFETY: AVX2, FMA and POPCNT (`Isa::Avx2` or wider), checked.
-        let adaptive = |_, b: &[f32], l| unsafe { adaptive8(b, l) };
-        lanes_reduce_as_the_row_path_does(8, &[MultiLabel::Adaptive], adaptive);
+        lanes_reduce_as_the_row_path_does(8, &EIGHT, |s, b, l| unsafe { reduce8(s, b, l) });
     }
 
     /// A reducer of `rows` rows at once against the row path, for
@@ -561,23 +653,28 @@ mod tests {
                                 2.0 * std::f64::consts::LN_2 * roots / labels as f64 / 2f64.ln();
                             assert!(bound.upper(got.value[r]) >= claim, "{what}");
                             // The second bound: the row path's terms, summed
-                            // in another order.
+                            // in another order, on every instruction set
+                            // this CPU has.
                             let narrow = binary_plogp_sum_rows(row);
-                            let wide = if crate::backend::cpu::Isa::detect()
-                                == crate::backend::cpu::Isa::Avx512
-                            {
+                            let isa = crate::backend::cpu::Isa::detect();
+                            let mut wide = vec![narrow];
+                            if isa != crate::backend::cpu::Isa::Scalar {
+                                // SAFETY: AVX2 and FMA, checked.
+                                wide.push(unsafe { binary_plogp_sum8(row) });
+                            }
+                            if isa == crate::backend::cpu::Isa::Avx512 {
                                 // SAFETY: `Isa::Avx512` checked.
-                                unsafe { binary_plogp_sum(row) }
-                            } else {
-                                narrow
-                            };
-                            let near = 2.0 * labels as f32 * f32::EPSILON * narrow.abs();
-                            assert!(
-                                (wide - narrow).abs() <= near,
-                                "{what}: {wide} against {narrow}"
-                            );
-                            let upper = mean_entropy_upper(spec.log_base, labels, wide);
-                            assert!(upper >= exact, "{what}");
+                                wide.push(unsafe { binary_plogp_sum(row) });
+                            }
+                            for wide in wide {
+                                let near = 2.0 * labels as f32 * f32::EPSILON * narrow.abs();
+                                assert!(
+                                    (wide - narrow).abs() <= near,
+                                    "{what}: {wide} against {narrow}"
+                                );
+                                let upper = mean_entropy_upper(spec.log_base, labels, wide);
+                                assert!(upper >= exact, "{what}");
+                            }
                         }
                         MultiLabel::AvgScore => {
                             let p: Vec<f64> = row.iter().map(|&x| x as f64).collect();

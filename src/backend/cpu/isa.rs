@@ -19,10 +19,16 @@ pub(crate) enum Isa {
 }
 
 impl Isa {
-    /// This CPU's, detected on first use.
+    /// This CPU's, detected on first use, capped by `ALPOOL_ISA`
+    /// (`scalar`, `avx2` or `avx512`) where that is set: so one machine
+    /// can measure the copies a CPU with fewer extensions runs. A name it
+    /// does not know, or one above what the CPU has, caps nothing.
     pub fn detect() -> Isa {
         static FOUND: OnceLock<Isa> = OnceLock::new();
-        *FOUND.get_or_init(probe)
+        *FOUND.get_or_init(|| {
+            let cap = std::env::var("ALPOOL_ISA").ok();
+            capped(probe(), cap.as_deref())
+        })
     }
 
     /// Runs `f` compiled for this instruction set, so that its loops
@@ -59,6 +65,21 @@ impl Isa {
             Isa::Avx512 => "AVX-512",
         }
     }
+}
+
+/// `found`, or the narrower set `cap` names.
+fn capped(found: Isa, cap: Option<&str>) -> Isa {
+    let cap = match cap.map(str::to_ascii_lowercase).as_deref() {
+        Some("scalar") => Isa::Scalar,
+        Some("avx2") => Isa::Avx2,
+        _ => return found,
+    };
+    let rank = |i: Isa| match i {
+        Isa::Scalar => 0,
+        Isa::Avx2 => 1,
+        Isa::Avx512 => 2,
+    };
+    if rank(cap) < rank(found) { cap } else { found }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -115,3 +136,18 @@ macro_rules! per_isa {
     };
 }
 pub(crate) use per_isa;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_narrows_and_never_widens() {
+        assert_eq!(capped(Isa::Avx512, Some("avx2")), Isa::Avx2);
+        assert_eq!(capped(Isa::Avx512, Some("SCALAR")), Isa::Scalar);
+        assert_eq!(capped(Isa::Avx2, Some("avx512")), Isa::Avx2);
+        assert_eq!(capped(Isa::Scalar, Some("avx2")), Isa::Scalar);
+        assert_eq!(capped(Isa::Avx2, Some("sse9")), Isa::Avx2);
+        assert_eq!(capped(Isa::Avx512, None), Isa::Avx512);
+    }
+}
