@@ -315,3 +315,296 @@ pub fn server(data: &[u8]) {
         "status {status} with {answer}"
     );
 }
+
+/// The values a byte of [`exact`]'s input stands for: the edges of the
+/// definitions (0, ½ and 1, their f32 neighbours, a subnormal, the
+/// quarter points) for the first codes, else an even spread over [0, 1].
+fn value_of(b: u8) -> f32 {
+    const EDGES: [f32; 10] = [
+        0.0,
+        0.5,
+        1.0,
+        0.49999997,
+        0.50000006,
+        1e-40,
+        0.99999994,
+        0.25,
+        0.75,
+        5.960_464_5e-8,
+    ];
+    match EDGES.get(b as usize) {
+        Some(&e) => e,
+        None => b as f32 / 255.0,
+    }
+}
+
+/// One input of [`exact`], decoded: the query, the request and the
+/// values as stored (float16 ones after their rounding, as f32).
+struct ExactCase {
+    query: crate::query::Query,
+    job: Job,
+    width: usize,
+    /// T for a disagreement strategy (the samples of a row are its T rows
+    /// of `width` values, stored N x T x C), else 1.
+    samples: usize,
+    stored: Vec<f32>,
+    f16: bool,
+}
+
+impl ExactCase {
+    /// The header bytes and the values (see [`exact`]); `None` for an
+    /// input too short to hold a row.
+    fn decode(data: &[u8]) -> Option<ExactCase> {
+        use crate::query::{LogBase, Query};
+        let [pick, width, k, flags, chunk, values @ ..] = data else {
+            return None;
+        };
+        let (n_s, n_m) = (Strategy::ALL.len(), MultiLabel::ALL.len());
+        let query = match *pick as usize % (n_s + n_m + Disagreement::ALL.len()) {
+            i if i < n_s => Query::Score(Strategy::ALL[i]),
+            i if i < n_s + n_m => Query::Multi(MultiLabel::ALL[i - n_s]),
+            i => Query::Disagree(Disagreement::ALL[i - n_s - n_m]),
+        };
+        let multi = matches!(query, Query::Multi(_));
+        // Samples are probabilities (no logits), T from the flags' high bits.
+        let (samples, logits) = match query {
+            Query::Disagree(_) => (2 + (*flags >> 4) as usize % 6, false),
+            _ => (1, flags & 1 != 0),
+        };
+        // Margin and ratio need two classes; one label is a multi-label pool.
+        let w = if multi {
+            1 + *width as usize % 40
+        } else {
+            2 + *width as usize % 24
+        };
+        let rows = values.len() / (w * samples);
+        if rows == 0 {
+            return None;
+        }
+        let f16 = flags & 2 != 0;
+        let mut stored = exact_values(&values[..rows * samples * w], w, logits, multi);
+        if f16 {
+            for x in &mut stored {
+                *x = half::f16::from_f32(*x).to_f32();
+            }
+        }
+        let input = match (multi, logits) {
+            (true, _) => InputForm::MultiLabel { logits },
+            (false, true) => InputForm::logits(1.0),
+            // float16 values sum to 1 only within their rounding.
+            (false, false) if f16 => InputForm::Probs {
+                renormalize: true,
+                sum_tol: 1e-3,
+            },
+            (false, false) => InputForm::probs(),
+        };
+        let excluded: Vec<u64> = (0..rows as u64)
+            .filter(|&r| flags & 8 != 0 && values[r as usize * samples * w] % 3 == 0)
+            .collect();
+        let selectable = rows - excluded.len();
+        let mut job = match query {
+            Query::Score(s) => Job::new(s, input, 0),
+            Query::Multi(m) => Job::new(m, input, 0),
+            Query::Disagree(d) => Job::new(d, input, 0),
+            _ => unreachable!("only row-wise queries are drawn"),
+        };
+        // A k byte of 128 or more asks for a stochastic batch (its kind
+        // from bits 5 and 6, β from the chunk byte) of k & 31 rows.
+        let stochastic = (*k >= 128).then(|| {
+            use crate::query::{Stochastic, StochasticKind as K};
+            let kind = [K::Softmax, K::Power, K::Softrank][(*k as usize >> 5) % 3];
+            Stochastic::new(kind, 0.25 + *chunk as f64 / 8.0)
+        });
+        let k = if stochastic.is_some() { *k & 31 } else { *k };
+        job.k = k as usize % 20 % (selectable + 1);
+        job.stochastic = stochastic;
+        job.exclusions = Exclusions::new(excluded);
+        job.log_base = if flags & 4 != 0 {
+            LogBase::Two
+        } else {
+            LogBase::E
+        };
+        job.seed = *chunk as u64;
+        job.chunk_rows = 1 + *chunk as u64 % 64;
+        job.label_cardinality = Some(w as f64 * (*width as f64 / 255.0));
+        Some(ExactCase {
+            query,
+            job,
+            width: w,
+            samples,
+            stored,
+            f16,
+        })
+    }
+
+    /// The pool (N x C, or N x T x C samples), written as float32 or
+    /// float16.
+    fn save(&self, path: &Path) {
+        let rows = self.stored.len() / (self.width * self.samples);
+        let shape: &[usize] = match self.samples {
+            1 => &[rows, self.width],
+            t => &[rows, t, self.width],
+        };
+        let saved = if self.f16 {
+            let half: Vec<half::f16> = self
+                .stored
+                .iter()
+                .map(|&x| half::f16::from_f32(x))
+                .collect();
+            crate::pool::npy::save(path, shape, &half)
+        } else {
+            crate::pool::npy::save(path, shape, &self.stored)
+        };
+        saved.expect("a scratch pool written");
+    }
+
+    /// The k rows of highest canonical priority, ties to the lower row, by
+    /// a full sort: (row, the score's bits).
+    fn canonical_top(&self, spec: Option<&crate::score::multilabel::MultiSpec>) -> Vec<(u64, u64)> {
+        use crate::query::Query;
+        use crate::score::disagree::disagreement;
+        use crate::score::input::canonical_probs;
+        use crate::score::{ScoreSpec, canonical_score, multilabel::multilabel_score};
+        let (job, c) = (&self.job, self.width);
+        let mut probs = vec![0.0; c * self.samples];
+        let mut mean = Vec::new();
+        let mut ranked: Vec<(f64, u64, f64)> = Vec::new();
+        for (r, row) in self.stored.chunks_exact(c * self.samples).enumerate() {
+            let index = r as u64;
+            if job.exclusions.contains(index) {
+                continue;
+            }
+            for (sample, p) in row.chunks_exact(c).zip(probs.chunks_exact_mut(c)) {
+                canonical_probs(&job.input, sample, p).expect("rows valid by construction");
+            }
+            let score = match (self.query, spec) {
+                (Query::Disagree(d), _) => disagreement(d, job.log_base, &probs, c, &mut mean),
+                (Query::Score(strategy), _) => {
+                    let spec = ScoreSpec {
+                        strategy,
+                        log_base: job.log_base,
+                        seed: job.seed,
+                    };
+                    canonical_score(&spec, &probs, index)
+                }
+                (Query::Multi(_), Some(spec)) => multilabel_score(spec, &probs),
+                _ => unreachable!("a multi-label query comes with its spec"),
+            };
+            ranked.push((self.query.priority(score), index, score));
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        if let Some(st) = job.stochastic {
+            // A stochastic batch: each row's key from its priority (or its
+            // rank in the plain order, softrank) and its draw.
+            use crate::score::stochastic::{RowKeys, rank_key};
+            let keys = RowKeys::new(self.query, Some(st), job.seed);
+            for (rank, r) in ranked.iter_mut().enumerate() {
+                r.0 = match keys {
+                    Some(keys) => keys.key(r.0, r.1),
+                    None => rank_key(st.beta, job.seed, rank as u64 + 1, r.1),
+                };
+            }
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        ranked.truncate(job.k);
+        ranked.iter().map(|r| (r.1, r.2.to_bits())).collect()
+    }
+}
+
+/// [`exact`]'s values, `w` a row: logits as given, multi-label values
+/// as [`value_of`] reads them, softmax rows normalized in f64 (an all-zero
+/// row gets a 1) and rounded to f32.
+fn exact_values(values: &[u8], w: usize, logits: bool, multi: bool) -> Vec<f32> {
+    let mut stored = Vec::with_capacity(values.len());
+    for row in values.chunks_exact(w) {
+        if logits {
+            stored.extend(row.iter().map(|&b| (b as f32 - 128.0) / 16.0));
+        } else if multi {
+            stored.extend(row.iter().map(|&b| value_of(b)));
+        } else {
+            let mut p: Vec<f64> = row.iter().map(|&b| value_of(b) as f64).collect();
+            if p.iter().all(|&x| x == 0.0) {
+                p[0] = 1.0;
+            }
+            let sum: f64 = p.iter().sum();
+            stored.extend(p.iter().map(|&x| (x / sum) as f32));
+        }
+    }
+    stored
+}
+
+/// A selection as [`ExactCase::canonical_top`] gives it.
+fn picks(sel: &crate::Selection) -> Vec<(u64, u64)> {
+    sel.entries
+        .iter()
+        .map(|e| (e.index, e.score.to_bits()))
+        .collect()
+}
+
+/// The fast paths pick exactly what the canonical definitions rank first.
+///
+/// The input is a small pool: byte 0 picks the strategy (softmax,
+/// multi-label, or disagreement over T samples a row), byte 1 the width,
+/// byte 2 k (128 and above: a stochastic batch), byte 3 the input form
+/// (logits for bit 0, float16 for bit 1), the log base (2 for bit 2),
+/// whether rows are excluded (bit 3) and T (bits 4–7), byte 4 the rows per
+/// chunk, the seed and a stochastic batch's β; each further byte is one
+/// value (`value_of`: the edges of the definitions come often). Softmax
+/// rows and samples are the values normalized in f64 and stored (an
+/// all-zero row gets a 1), or taken as logits.
+///
+/// The selection (on this CPU's widest vector copies; the multi-label
+/// engine also on each narrower copy this CPU runs) must equal a full sort
+/// by each row's canonical priority (`score::input::canonical_probs`, then
+/// `canonical_score`, `multilabel_score` or `disagreement`; for a
+/// stochastic batch, the key `score::stochastic` makes of it and the row's
+/// draw), the tie to the lower row: the same rows, in the same order, with
+/// the same scores to the bit.
+pub fn exact(data: &[u8]) {
+    use crate::backend::Silent;
+    use crate::backend::cpu::Isa;
+    let Some(case) = ExactCase::decode(data) else {
+        return;
+    };
+    let path = scratch().join("exact.npy");
+    case.save(&path);
+    let query = case.query;
+    if case.samples > 1 {
+        let layout = SampleLayout::Ntc;
+        let samples = Samples::open(&[&path], layout, ReadPath::Read).expect("the samples open");
+        let want = case.canonical_top(None);
+        let got = crate::select(Inputs::samples(&samples), &case.job, &Run::on(Device::Cpu))
+            .expect("valid samples select");
+        assert_eq!(
+            picks(&got.selection),
+            want,
+            "{query}: the engine against the canonical sort"
+        );
+        return;
+    }
+    let pool = Pool::open_with(&[&path], ReadPath::Read).expect("the scratch pool opens");
+    let spec = match case.query {
+        crate::query::Query::Multi(_) => {
+            Some(crate::multilabel::check(&pool, &case.job).expect("a valid request"))
+        }
+        _ => None,
+    };
+    let want = case.canonical_top(spec.as_ref());
+    let got = crate::select(&pool, &case.job, &Run::on(Device::Cpu)).expect("a valid pool selects");
+    assert_eq!(
+        picks(&got.selection),
+        want,
+        "{query}: the engine against the canonical sort"
+    );
+    // The engine's copies for each instruction set (a plain ranking).
+    if let (Some(spec), None) = (spec, case.job.stochastic) {
+        for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+            if isa > Isa::detect() {
+                continue;
+            }
+            let sel = crate::multilabel::select_isa(&pool, &case.job, &spec, isa, &Silent)
+                .expect("a valid pool selects");
+            assert_eq!(picks(&sel), want, "{query} on the {} copy", isa.name());
+        }
+    }
+}

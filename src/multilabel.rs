@@ -393,8 +393,9 @@ fn select(pool: &Pool, job: &Job, spec: &MultiSpec, progress: &dyn Progress) -> 
 }
 
 /// [`select`] with the fast path compiled for `isa`, which this CPU must
-/// run (`Isa::detect()`'s or a narrower one: the tests run every path).
-fn select_isa(
+/// run (`Isa::detect()`'s or a narrower one: the tests and the `exact`
+/// fuzz target run every path).
+pub(crate) fn select_isa(
     pool: &Pool,
     job: &Job,
     spec: &MultiSpec,

@@ -7,7 +7,7 @@ set -euo pipefail
 out=${1:-fuzz/seeds}
 bin=${ALPOOL:-target/release/alpool}
 py=${PYTHON:-.venv/bin/python}
-mkdir -p "$out"/{npy,init,model,part,exclusions}
+mkdir -p "$out"/{npy,init,model,part,exclusions,exact}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$py" - "$out/npy" "$tmp" <<'PY'
 import sys, numpy as np
@@ -28,6 +28,48 @@ x = rng.normal(size=(40, 4)).astype(np.float32)
 y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
 np.save(f"{tmp}/x.npy", x); np.save(f"{tmp}/y.npy", y)
 np.save(f"{tmp}/p.npy", rng.dirichlet(np.ones(3), 20).astype(np.float32))
+PY
+# exact: small pools for each strategy family (the target's header bytes,
+# then one byte a value), wide enough for the sixteen-row lanes.
+"$py" - "$out/exact" <<'PY'
+import sys, numpy as np
+out = sys.argv[1]
+rng = np.random.default_rng(1)
+# (strategy byte, width byte, k, flags, rows per chunk byte, rows)
+for name, head, rows in [
+    ("margin-f32", (1, 3, 5, 0, 7), 40),
+    ("entropy-f16-base2", (2, 8, 7, 2 | 4, 20), 33),
+    ("ratio-f32", (3, 4, 6, 0, 9), 30),
+    ("random-excluded", (4, 5, 10, 8, 12), 30),
+    ("least-confidence-logits-excluded", (0, 2, 3, 1 | 8, 3), 25),
+    ("mean-entropy-20-labels", (5, 19, 12, 4, 40), 70),
+    ("max-entropy-37-labels", (6, 36, 9, 8, 16), 35),
+    ("min-margin-f16", (7, 7, 6, 2, 5), 48),
+    ("cardinality-20-labels", (8, 19, 11, 0, 63), 40),
+    ("adaptive-20-labels", (9, 19, 15, 0, 33), 64),
+    ("avg-score-logits", (10, 5, 4, 1, 2), 30),
+    ("max-score-16-labels", (11, 15, 8, 8, 17), 50),
+    # Disagreement: T = 2 + (flags >> 4) % 6 samples a row, N x T x C.
+    ("bald-t6", (12, 8, 9, 0x40, 9), 30),
+    ("mean-std-f16", (13, 1, 5, 0x12, 4), 40),
+    ("variation-ratio-ties", (14, 0, 12, 0x58, 30), 40),
+    ("vote-entropy", (15, 2, 7, 0x30, 6), 30),
+    ("consensus-entropy-base2", (16, 3, 6, 0x04, 13), 30),
+    ("kl-mean", (17, 8, 8, 0x20, 9), 30),
+    ("kl-max", (18, 4, 10, 0x50, 11), 30),
+    # Stochastic batches: a k byte of 128 | kind << 5 | k, β from byte 4.
+    ("margin-softmax-batch", (1, 3, 128 | 7, 0, 12), 60),
+    ("entropy-power-batch", (2, 6, 128 | 32 | 9, 8, 40), 50),
+    ("least-confidence-softrank-batch", (0, 4, 128 | 64 | 6, 0, 3), 40),
+    ("bald-power-batch", (12, 5, 128 | 32 | 5, 0x30, 20), 30),
+    ("mean-entropy-softmax-batch", (5, 19, 128 | 8, 0, 24), 40),
+]:
+    w = head[1] % 40 + 1 if 5 <= head[0] < 12 else head[1] % 24 + 2
+    t = 2 + (head[3] >> 4) % 6 if head[0] >= 12 else 1
+    body = rng.integers(0, 256, rows * t * w, dtype=np.uint8)
+    edges = rng.random(body.size) < 0.3
+    body[edges] = rng.integers(0, 10, edges.sum())  # the definitions' edges
+    open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
 PY
 # Format versions 2 and 3 differ from 1 in the header length's width.
 "$py" -c "

@@ -105,6 +105,11 @@ enum Command {
     /// Predict class probabilities with a saved model: a pool for `select`.
     Predict(simulate::PredictArgs),
     /// Time selection against the memory-bandwidth floor of the same file.
+    ///
+    /// The CPU kernels are the widest copies this CPU runs (AVX-512, AVX2 or
+    /// scalar, printed as "CPU kernels"); ALPOOL_ISA=avx2 or scalar in the
+    /// environment caps them, to measure what a CPU without AVX-512 or AVX2
+    /// gets, on this one.
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu finds, with their key limits.
     Devices,

@@ -5,8 +5,8 @@
 use std::sync::OnceLock;
 
 /// The widest instruction set the kernels are compiled for that this CPU
-/// runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// runs; ordered narrowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Isa {
     /// No vector extension the kernels use.
     Scalar,
@@ -74,12 +74,7 @@ fn capped(found: Isa, cap: Option<&str>) -> Isa {
         Some("avx2") => Isa::Avx2,
         _ => return found,
     };
-    let rank = |i: Isa| match i {
-        Isa::Scalar => 0,
-        Isa::Avx2 => 1,
-        Isa::Avx512 => 2,
-    };
-    if rank(cap) < rank(found) { cap } else { found }
+    cap.min(found)
 }
 
 #[cfg(target_arch = "x86_64")]
