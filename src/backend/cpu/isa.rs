@@ -24,11 +24,17 @@ impl Isa {
     /// can measure the copies a CPU with fewer extensions runs. A name it
     /// does not know, or one above what the CPU has, caps nothing.
     pub fn detect() -> Isa {
-        static FOUND: OnceLock<Isa> = OnceLock::new();
-        *FOUND.get_or_init(|| {
+        static USED: OnceLock<Isa> = OnceLock::new();
+        *USED.get_or_init(|| {
             let cap = std::env::var("ALPOOL_ISA").ok();
-            capped(probe(), cap.as_deref())
+            capped(Isa::found(), cap.as_deref())
         })
+    }
+
+    /// What this CPU has, whatever `ALPOOL_ISA` says.
+    pub fn found() -> Isa {
+        static FOUND: OnceLock<Isa> = OnceLock::new();
+        *FOUND.get_or_init(probe)
     }
 
     /// Runs `f` compiled for this instruction set, so that its loops

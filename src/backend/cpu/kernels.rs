@@ -102,9 +102,19 @@ pub(super) fn dispatch<E: Emit>(
     by_classes!(plain_probs_base, 2 3 4 5 6 8 10 16 20 100)
 }
 
-/// The kernel variant this CPU runs, as `alpool bench` reports it.
-pub fn kernel_variant() -> &'static str {
-    Isa::detect().name()
+/// The kernel variant this CPU runs, as `alpool bench` reports it (saying
+/// so when `ALPOOL_ISA` narrowed it).
+pub fn kernel_variant() -> String {
+    let (used, found) = (Isa::detect(), Isa::found());
+    if used == found {
+        used.name().into()
+    } else {
+        format!(
+            "{} (capped by ALPOOL_ISA; this CPU has {})",
+            used.name(),
+            found.name()
+        )
+    }
 }
 
 /// One copy of [`plain_probs`] per instruction set: `$attr` compiles it for
