@@ -310,11 +310,12 @@ macro_rules! tree8 {
 /// the result. Each row is folded into one 8-lane register (the tail
 /// through a masked load), and three levels of 128-bit-half and in-half
 /// shuffles reduce eight registers to one, whose lanes hold rows 0, 2, 4,
-/// 6, 1, 3, 5, 7 ([`AVX2_ORDER`]). Measured on AVX2 code (the Intel VM
-/// with `ALPOOL_ISA=avx2`), it took adaptive from 1.81x to 1.39x of `dd`,
-/// and made the single-reduction strategies slower than their row path
+/// 6, 1, 3, 5, 7 ([`AVX2_ORDER`]). Measured on AVX2 code (the Intel VM,
+/// its AVX-512 copies set aside), it took adaptive from 1.81x to 1.39x of
+/// `dd` and mean-entropy from 1.93x to 1.30x (whole processes), and made
+/// the single-reduction strategies slower than their row path
 /// (cardinality 74 → 100 ms in process), so they stay on the row path
-/// there; mean-entropy gains by its roots (see [`roots8`]).
+/// there.
 ///
 /// # Safety
 /// The CPU must have AVX2, FMA and POPCNT (`Isa::Avx2` or wider).
