@@ -162,28 +162,14 @@ fn select_chunk(
         fn avx2(c: (&Shard, u64, u64), j: &Job, s: &MultiSpec, l: usize, w: Work) -> Result<()> {
             select_chunk_fast::<8>(c, j, s, l, w)
         }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2_rows(
-            c: (&Shard, u64, u64),
-            j: &Job,
-            s: &MultiSpec,
-            l: usize,
-            w: Work,
-        ) -> Result<()> {
-            select_chunk_fast::<0>(c, j, s, l, w)
-        }
         match isa {
             // SAFETY: the CPU has the features the copy is compiled for
             // (`Isa::detect`, or a caller's narrower choice).
             Isa::Avx512 => return unsafe { avx512(chunk, job, spec, labels, work) },
-            // Eight rows at a time pay off on AVX2 for some strategies
-            // alone (`multilabel_lanes::reduce8`).
-            Isa::Avx2 if multilabel_lanes::EIGHT.contains(&spec.strategy) => {
-                // SAFETY: as above.
-                return unsafe { avx2(chunk, job, spec, labels, work) };
-            }
+            // (Eight rows at a time for the strategies where that pays off
+            // on AVX2, `multilabel_lanes::EIGHT`; row by row for the rest.)
             // SAFETY: as above.
-            Isa::Avx2 => return unsafe { avx2_rows(chunk, job, spec, labels, work) },
+            Isa::Avx2 => return unsafe { avx2(chunk, job, spec, labels, work) },
             Isa::Scalar => {}
         }
     }

@@ -524,12 +524,7 @@ pub(crate) unsafe fn binary_plogp_sum(row: &[f32]) -> f32 {
 #[inline]
 pub(crate) unsafe fn binary_plogp_sum8(row: &[f32]) -> f32 {
     use super::lanes::plogp8;
-    let rows = Rows8 {
-        base: row.as_ptr(),
-        labels: row.len(),
-        full: row.len() / 8,
-        rem: row.len() % 8,
-    };
+    let rows = Rows8::new(row, row.len());
     // SAFETY: the features are this function's, and `rows` is one row,
     // `row` itself.
     unsafe {
