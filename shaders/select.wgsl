@@ -63,6 +63,13 @@ struct Params {
     ln_rel: f32,
     // Density (INPUT_EMBEDDINGS): the row holding the mean direction.
     m_at: u32,
+    // A row-wise priority weighted by density (`weigh`): 1 when it is,
+    // where each row's weight interval starts in the row buffer, and 1
+    // when the strategy's informativeness is 1 + priority (lower-is-better
+    // scores: 1 - score), else 0.
+    weighted: u32,
+    w_at: u32,
+    phi_shift: f32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -293,6 +300,8 @@ fn score(@builtin(global_invocation_id) gid: vec3<u32>) {
     if P.lenient == 1u {
         let bnd = forward_bound(base, pri);
         store(r, pri - bnd, pri + bnd);
+    } else if P.weighted == 1u {
+        weigh(r, pri, (P.half + abs(pri) * 2.4e-7) * 1.0001);
     } else if P.noise != NOISE_NONE {
         // The chunk's one bound (P.half) as an interval, widened for the
         // f32 subtraction and addition.
@@ -755,6 +764,33 @@ fn store(r: u32, lo: f32, hi: f32) {
     }
 }
 
+// Row r's priority pri (within bnd of the canonical one) weighted by its
+// density^beta (src/coldstart/density.rs, `weighted`): the product of the
+// informativeness phi = phi_shift + priority and the weight, whose f32
+// neighbours below and above the host's f64 weight are stored after the
+// chunk's rows (w_at). Every f32 step is widened by 4 ulps of its result
+// and by the smallest normal float (a GPU may flush a subnormal product
+// to zero), so the interval holds the host's f64 product.
+fn weigh(r: u32, pri: f32, bnd: f32) {
+    let tiny = 1.17549435e-38;
+    let w_lo = rows[P.w_at + 2u * r];
+    let w_hi = rows[P.w_at + 2u * r + 1u];
+    var a = (pri - bnd) + P.phi_shift;
+    var b = (pri + bnd) + P.phi_shift;
+    a = a - abs(a) * 4.8e-7 - tiny;
+    b = b + abs(b) * 4.8e-7 + tiny;
+    // The weights are at least 0: a negative end meets the other weight.
+    var lo = a * w_hi;
+    if a >= 0.0 {
+        lo = a * w_lo;
+    }
+    var hi = b * w_lo;
+    if b >= 0.0 {
+        hi = b * w_hi;
+    }
+    store(r, lo - abs(lo) * 4.8e-7 - tiny, hi + abs(hi) * 4.8e-7 + tiny);
+}
+
 // How far this row's priority can be from the canonical one when its
 // logits are within eps (column `classes`) of the CPU's (the argument is in
 // src/features/gpu.rs, steps 2 and 3): every f32 step rounds up through the
@@ -816,7 +852,7 @@ fn compact(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var k = keys[r];
-    if P.lenient == 1u || P.noise != NOISE_NONE {
+    if P.lenient == 1u || P.noise != NOISE_NONE || P.weighted == 1u {
         k = keys[P.hi_at + r];
     }
     if k >= P.cut_key {

@@ -119,6 +119,27 @@ def test_density_on_the_gpu_is_the_cpus() -> None:
         assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
 
 
+def test_density_weighting_on_the_gpu_is_the_cpus() -> None:
+    x = blobs(3000, 16, 5)
+    rng = np.random.default_rng(4)
+    p = rng.dirichlet(np.ones(4), size=3000).astype(np.float32)
+    for strategy in ["margin", "entropy"]:
+        for beta in [0.5, 2.0]:
+            kw = {"k": 40, "embeddings": x, "density_beta": beta, "exclude": [3]}
+            cpu = alpool.select(p, strategy, **kw, device="cpu")
+            gpu = alpool.select(p, strategy, **kw, device="gpu")
+            assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+            if strategy == "margin":
+                # The definition: (1 - margin) * max(cos(x, mean direction), 0)^beta.
+                xh = x.astype(np.float64)
+                xh /= np.linalg.norm(xh, axis=1, keepdims=True)
+                sim = xh @ xh.mean(axis=0)
+                top2 = np.sort(p.astype(np.float64), axis=1)[:, -2:]
+                key = (1.0 - (top2[:, 1] - top2[:, 0])) * np.maximum(sim, 0.0) ** beta
+                key[3] = -np.inf
+                assert cpu[0].tolist() == np.lexsort((np.arange(3000), -key))[:40].tolist()
+
+
 def test_typiclust_kmeans_and_probcover_on_the_gpu_are_the_cpus() -> None:
     x = blobs(2000, 20, 7)
     for strategy, more in [("typiclust", {}), ("kmeans", {}), ("probcover", {"delta": 3.0})]:

@@ -76,9 +76,6 @@ pub struct Request<'a> {
     /// Whether the probabilities come from a model in the run (features
     /// and a model, a committee, MC dropout) rather than from files.
     pub model_made: bool,
-    /// Whether a row-wise strategy is weighted by density (the query is
-    /// then density's).
-    pub weighted: bool,
     /// Whether samples are given as plain probabilities (not renormalized,
     /// nor made by a model in the run): the one form the GPU's BALD reads.
     pub plain_samples: bool,
@@ -96,10 +93,12 @@ pub enum Choice {
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
 /// probabilities, the representative strategies over embeddings (density
-/// alone, not weighting); BatchBALD and the regression strategies but `gsx`
-/// (core-set's engine) run on the CPU only, for now. Power and softmax batches run wherever their strategy's
-/// ranking does in one pass (given rows, or a model's outputs of features
-/// for a row-wise strategy); softrank, which ranks the whole pool first,
+/// alone, or weighting a row-wise strategy's given probabilities);
+/// BatchBALD and the regression strategies but `gsx` (core-set's engine)
+/// run on the CPU only, for now. Power and softmax batches run wherever
+/// their strategy's ranking does in one pass (given rows, or a model's
+/// outputs of features for a row-wise strategy); softrank, which ranks the
+/// whole pool first,
 /// and a batch from a multi-label model's outputs, selected block by
 /// block, run on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
@@ -120,11 +119,8 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 
 /// [`no_gpu_engine`] by the query alone.
 fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> Option<String> {
-    use crate::query::{BatchStrategy, ColdStart, Regression};
+    use crate::query::{BatchStrategy, Regression};
     match req.query {
-        Query::Cold(ColdStart::Density) if req.weighted => Some(format!(
-            "{what} weighting a row-wise strategy has no GPU path yet (density alone has)"
-        )),
         Query::Disagree(_) if !req.plain_samples => Some(format!(
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
@@ -367,7 +363,6 @@ mod tests {
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: None,
             model_made: false,
-            weighted: false,
             plain_samples: false,
         }
     }
@@ -524,12 +519,11 @@ mod tests {
         );
         let softrank = drawn(Device::Gpu, StochasticKind::Softrank, 1.0, false);
         assert!(decide(&softrank, h100_and_lavapipe).is_err());
-        // Every representative strategy runs there; density weighting a
-        // row-wise strategy does not.
+        // Every representative strategy runs there, density weighting a
+        // row-wise strategy too (the request names density's query).
         use crate::query::ColdStart;
-        let cold = |s, weighted| Request {
+        let cold = |s| Request {
             query: Query::Cold(s),
-            weighted,
             ..req(Device::Gpu, Some("nvidia"), BIG, false)
         };
         for s in [
@@ -538,15 +532,9 @@ mod tests {
             ColdStart::Probcover,
             ColdStart::Density,
         ] {
-            let c = decide(&cold(s, false), h100_and_lavapipe).unwrap();
+            let c = decide(&cold(s), h100_and_lavapipe).unwrap();
             assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{s:?}");
         }
-        let e = decide(&cold(ColdStart::Density, true), h100_and_lavapipe).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("weighting a row-wise strategy has no GPU path"),
-            "{e}"
-        );
     }
 
     #[test]

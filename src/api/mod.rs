@@ -318,8 +318,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
                 (None, _) => return Err(missing(job.query, Input::Probs)),
                 (_, None) => return Err(missing(job.query, Input::Embeddings)),
             };
-            let sel = crate::coldstart::select_weighted(probs, emb, job, beta, run.progress)?;
-            (sel, None)
+            crate::coldstart::select_weighted(backend, probs, emb, job, beta, run.progress)?
         }
         Query::Cold(_) => {
             let emb = inputs
@@ -365,7 +364,6 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         },
         stochastic: job.stochastic,
         model_made: inputs.has_model() || inputs.has_committee(),
-        weighted: job.density_beta.is_some(),
         plain_samples: inputs.samples.is_some()
             && matches!(
                 job.input,

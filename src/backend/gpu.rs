@@ -19,7 +19,7 @@ use super::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::{Exclusions, Pool};
-use crate::query::{InputForm, LogBase, Query, RowProblem, Stochastic};
+use crate::query::{ColdStart, InputForm, LogBase, Query, RowProblem, Stochastic};
 use crate::score::Ranked;
 use crate::score::fast::{LN_ABS_ERR, LN_REL_ERR, gpu_bound};
 use crate::score::multilabel::{MultiSpec, gpu_bounds as multilabel_bounds, multilabel_score};
@@ -150,6 +150,10 @@ struct Params {
     ln_rel: f32,
     // Density: the row of the row buffers that holds the mean direction.
     m_at: u32,
+    // Density weighting a row-wise strategy (`select_weighted`).
+    weighted: u32,
+    w_at: u32,
+    phi_shift: f32,
 }
 
 impl Gpu {
@@ -650,6 +654,108 @@ pub(crate) fn select_density(
     let mut rows = PoolRows::new(emb, r_max, score);
     drive(&mut run, k, &mut rows, progress)?;
     Ok(run.finish(emb.rows()))
+}
+
+/// A row-wise job's top k on the GPU with each row's priority weighted:
+/// `φ · weights[r]`, φ the strategy's informativeness (`1 − score` for a
+/// lower-is-better score, else the score), as
+/// `coldstart::density::weighted` ranks on the CPU. The kernel's `weigh`
+/// bounds each product from the row's priority interval and the two f32
+/// neighbours of its weight, stored after the chunk's rows; `score` re-scores
+/// every candidate canonically. `weights` has one entry a pool row, each
+/// finite and at least 0.
+pub(crate) fn select_weighted(
+    gpu: &Gpu,
+    pool: &Pool,
+    job: &RowJob,
+    weights: &[f64],
+    score: &RowScore,
+    progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    job.check(pool)?;
+    refuse_f64(pool)?;
+    let k = job.k.min(pool.rows() as usize);
+    let c = pool.classes();
+    // Room for 2 weights a row after the rows (one row fewer than the limit
+    // leaves room for the last partial row of weights).
+    let max_rows = chunk_rows(gpu, c + 2, job.chunk_rows);
+    let r_max = match job.chunk_rows {
+        0 => max_rows.saturating_sub(1),
+        _ => max_rows,
+    }
+    .min(pool.rows())
+    .max(1);
+    let held = r_max + (2 * r_max).div_ceil(c as u64);
+    let bound = gpu_bound(job.spec.strategy, &job.input, job.spec.log_base.ln(), c);
+    let mut run = Chunked::new(gpu, job, k, c, held, &job.input, bound)?;
+    let p = &mut run.base;
+    p.weighted = 1;
+    p.w_at = (r_max as usize * c) as u32;
+    p.phi_shift = if job.spec.strategy.lower_is_better() {
+        1.0
+    } else {
+        0.0
+    };
+    p.half = f32_at_least(run.bound);
+    run.bound = 0.0;
+    let mut rows = Weighted {
+        rows: PoolRows::new(pool, r_max, score),
+        weights,
+        at: (r_max as usize * c * 4) as u64,
+        pairs: Vec::new(),
+    };
+    drive(&mut run, k, &mut rows, progress)?;
+    Ok(run.finish_as(Query::Cold(ColdStart::Density), pool.rows()))
+}
+
+/// A pool's chunks with each row's weight beside them: the two f32 nearest
+/// it from below and from above (0 and the smallest normal float stand
+/// for subnormals, which a GPU may flush).
+struct Weighted<'r> {
+    rows: PoolRows<'r>,
+    weights: &'r [f64],
+    at: u64,
+    pairs: Vec<f32>,
+}
+
+impl Rescore for Weighted<'_> {
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>> {
+        self.rows.ranked(rows)
+    }
+}
+
+impl Source for Weighted<'_> {
+    fn chunks(&self) -> usize {
+        self.rows.chunks()
+    }
+
+    fn enter(&mut self, i: usize) -> (u64, u64, u64) {
+        self.rows.enter(i)
+    }
+
+    fn upload(&mut self, run: &Chunked, slot: usize, i: usize) -> Result<()> {
+        self.rows.upload(run, slot, i)?;
+        let (shard, start, end) = self.rows.chunks[i];
+        let first = (shard.first_row() + start - self.rows.pool.first_row()) as usize;
+        self.pairs.clear();
+        for &w in &self.weights[first..first + (end - start) as usize] {
+            let lo = f32_at_most(w);
+            let hi = f32_at_least(w);
+            self.pairs
+                .push(if lo < f32::MIN_POSITIVE { 0.0 } else { lo });
+            self.pairs.push(if hi < f32::MIN_POSITIVE && w > 0.0 {
+                f32::MIN_POSITIVE
+            } else {
+                hi
+            });
+        }
+        run.gpu.queue.write_buffer(
+            &run.bufs.rows[slot],
+            self.at,
+            bytemuck::cast_slice(&self.pairs),
+        );
+        Ok(())
+    }
 }
 
 /// Rows per chunk: the adapter's limit, or fewer when asked.
@@ -1284,8 +1390,14 @@ impl<'r> Chunked<'r> {
 
     /// The selection of all the chunks seen, and where the time went.
     pub(crate) fn finish(self, pool_rows: u64) -> (Selection, Phases) {
+        let query = self.scoring.query;
+        self.finish_as(query, pool_rows)
+    }
+
+    /// [`Chunked::finish`], the priorities read as `query`'s scores.
+    fn finish_as(self, query: Query, pool_rows: u64) -> (Selection, Phases) {
         let sel = Selection::from_topk(
-            self.scoring.query,
+            query,
             self.top,
             pool_rows,
             self.scoring.exclusions.len() as u64,

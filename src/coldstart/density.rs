@@ -199,6 +199,28 @@ pub(crate) fn densest(sim: &[f64], job: &Job) -> TopK {
     top
 }
 
+/// Refuses a weight exponent that is not a finite number ≥ 0.
+pub(crate) fn check_beta(beta: f64) -> Result<()> {
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(Error::Config(format!(
+            "--density-beta must be a finite number ≥ 0, not {beta}"
+        )));
+    }
+    Ok(())
+}
+
+/// A row's weight from its density `sim`: `max(sim, 0)^β`, at least 0.
+pub(crate) fn weight(sim: f64, beta: f64) -> f64 {
+    sim.max(0.0).powf(beta)
+}
+
+/// A row's weighted priority from its canonical `score` under a strategy
+/// whose lower scores are better (`lower`) or higher: `φ · weight`.
+pub(crate) fn weighted_priority(lower: bool, score: f64, weight: f64) -> f64 {
+    let phi = if lower { 1.0 - score } else { score };
+    phi * weight
+}
+
 /// The k best rows of a row-wise `job` weighted by density `sim`:
 /// priority `φ · max(sim, 0)^β`.
 pub(crate) fn weighted(
@@ -208,11 +230,7 @@ pub(crate) fn weighted(
     beta: f64,
     progress: &dyn Progress,
 ) -> Result<TopK> {
-    if !(beta.is_finite() && beta >= 0.0) {
-        return Err(Error::Config(format!(
-            "--density-beta must be a finite number ≥ 0, not {beta}"
-        )));
-    }
+    check_beta(beta)?;
     let rows = RowJob::of(&Job {
         k: usize::MAX,
         ..job.clone()
@@ -222,17 +240,17 @@ pub(crate) fn weighted(
     let mut excluded = job.exclusions.as_slice().iter().peekable();
     let mut top = TopK::new(job.k);
     let mut at = 0usize;
+    let g0 = probs.first_row();
     crate::backend::cpu::score_all(probs, &rows, progress, &mut |scores| {
         for &s in scores {
-            let r = at as u64;
-            let density = sim[at].max(0.0).powf(beta);
+            let r = g0 + at as u64;
+            let w = weight(sim[at], beta);
             at += 1;
             if excluded.next_if(|&&e| e == r).is_some() {
                 continue;
             }
-            let phi = if lower { 1.0 - s } else { s };
             top.offer(Ranked {
-                priority: phi * density,
+                priority: weighted_priority(lower, s, w),
                 index: r,
             });
         }

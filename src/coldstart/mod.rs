@@ -124,14 +124,19 @@ fn select_from(rd: &Reader, job: &Job) -> Result<Selection> {
 }
 
 /// A row-wise `job` over `probs`, weighted by the density of `emb`'s rows
-/// (`job.density_beta`).
+/// (`job.density_beta`), on `backend`, with the GPU's phases when it ran
+/// there. The densities are the host's on either device (the canonical
+/// f64 pass over the embeddings); on the GPU the kernel scores the
+/// probabilities and bounds each weighted priority, and the host re-scores
+/// every candidate, so both devices pick the same rows.
 pub(crate) fn select_weighted(
+    backend: Backend,
     probs: &Pool,
     emb: &Pool,
     job: &Job,
     beta: f64,
     progress: &dyn Progress,
-) -> Result<Selection> {
+) -> Result<(Selection, Option<Phases>)> {
     if emb.rows() != probs.rows() {
         return Err(Error::EmbeddingRows {
             path: emb.shards()[0].path().to_path_buf(),
@@ -140,8 +145,33 @@ pub(crate) fn select_weighted(
             found: emb.rows(),
         });
     }
+    density::check_beta(beta)?;
     let rd = Reader::new(emb, job, progress);
     let sim = density::similarities(&rd)?;
+    let note = format!("{} weighted by density^{beta}", job.query);
+    #[cfg(feature = "gpu")]
+    if let Backend::Gpu(gpu) = backend {
+        let weights: Vec<f64> = sim.iter().map(|&s| density::weight(s, beta)).collect();
+        drop(sim);
+        let rows = crate::backend::RowJob::of(job)?;
+        let lower = job.query.lower_is_better();
+        let g0 = probs.first_row();
+        let score = |row: &[f32], index: u64, p: &mut [f64]| {
+            crate::score::input::canonical_probs(&rows.input, row, p)?;
+            let s = crate::score::canonical_score(&rows.spec, p, index);
+            let w = weights[(index - g0) as usize];
+            Ok(crate::score::Ranked {
+                priority: density::weighted_priority(lower, s, w),
+                index,
+            })
+        };
+        let (mut sel, phases) =
+            crate::backend::gpu::select_weighted(gpu, probs, &rows, &weights, &score, progress)?;
+        sel.notes.push(note);
+        return Ok((sel, Some(phases)));
+    }
+    #[cfg(not(feature = "gpu"))]
+    let _ = backend;
     let top = density::weighted(probs, &sim, job, beta, progress)?;
     // Scores are the weighted priorities, higher first, whatever the
     // strategy's own direction: the selection says so by its name.
@@ -152,9 +182,8 @@ pub(crate) fn select_weighted(
         excluded(job),
         0,
     );
-    sel.notes
-        .push(format!("{} weighted by density^{beta}", job.query));
-    Ok(sel)
+    sel.notes.push(note);
+    Ok((sel, None))
 }
 
 fn excluded(job: &Job) -> u64 {

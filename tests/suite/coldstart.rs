@@ -538,23 +538,97 @@ fn density_on_the_gpu_equals_the_reference() {
     let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
     assert_eq!(e.to_string(), cpu.to_string());
     assert!(e.to_string().contains("77"), "{e}");
-    // Density weighting a row-wise strategy is refused by name on the GPU.
-    let probs: Vec<f32> = (0..200)
-        .flat_map(|i| [0.3 + (i % 5) as f32 * 0.1, 0.7 - (i % 5) as f32 * 0.1])
+}
+
+#[test]
+fn density_weighting_on_the_gpu_equals_the_reference() {
+    let Some(g) = common::gpu() else { return };
+    // Probabilities on a grid (many equal margins) beside smooth ones;
+    // embeddings with duplicates and rows turned against the mean
+    // direction, whose weight is 0: ties of every kind at every cut.
+    let n = 2500;
+    let mut r = Rng::new(21);
+    let probs: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let a = match i % 3 {
+                0 => 0.3 + (i % 5) as f32 * 0.1,
+                _ => r.uniform() as f32,
+            };
+            [a * 0.8, (1.0 - a) * 0.8, 0.2]
+        })
         .collect();
-    let pool = Pool::from_f32(&probs, 2).unwrap();
-    x[77] = vec![1.0; 5];
+    let mut x = blobs(n, 7, 4, 9);
+    for i in (3..n).step_by(11) {
+        x[i] = x[i - 3].iter().map(|v| -v).collect();
+    }
+    let sim = density_ref(&x);
+    assert!(sim.iter().any(|&s| s < 0.0));
     let v = flat(&x);
-    let emb = Pool::from_f32(&v, 5).unwrap();
-    let mut w = Job::new(Strategy::Margin, InputForm::probs(), 4);
-    w.density_beta = Some(1.0);
-    let e = common::select_gpu(&g, Inputs::probs(&pool).with_embeddings(&emb), &w)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("weighting a row-wise strategy has no GPU path yet"),
-        "{e}"
+    let emb = Pool::from_f32(&v, 7).unwrap();
+    let pool = Pool::from_f32(&probs, 3).unwrap();
+    let excluded = [0u64, 5, 1234, n as u64 - 1];
+    // The reference, from the definitions: φ = 1 − margin, or 1 − max p.
+    let phi = |s: Strategy, i: usize| {
+        let mut p: Vec<f64> = probs[3 * i..3 * i + 3].iter().map(|&v| v as f64).collect();
+        p.sort_by(|a, b| b.total_cmp(a));
+        match s {
+            Strategy::Margin => 1.0 - (p[0] - p[1]),
+            _ => 1.0 - p[0],
+        }
+    };
+    for beta in [0.0, 1.0, 2.5] {
+        for (k, chunk) in [(1, 777), (60, 0), (n - 10, 1000)] {
+            for s in [
+                Strategy::Margin,
+                Strategy::LeastConfidence,
+                Strategy::Entropy,
+                Strategy::Ratio,
+            ] {
+                let mut j = Job::new(s, InputForm::probs(), k);
+                j.density_beta = Some(beta);
+                j.chunk_rows = chunk;
+                j.exclusions = Exclusions::new(excluded.to_vec());
+                let inputs = Inputs::probs(&pool).with_embeddings(&emb);
+                let (sel, phases) = common::select_gpu(&g, inputs, &j).unwrap();
+                assert!(
+                    phases.chunks > 0,
+                    "{s} β {beta} k {k}: did not run on the GPU"
+                );
+                let cpu = common::select_cpu(inputs, &j).unwrap();
+                assert_eq!(
+                    sel.indices(),
+                    cpu.indices(),
+                    "{s} β {beta} k {k} chunk {chunk}"
+                );
+                for (a, b) in sel.entries.iter().zip(&cpu.entries) {
+                    assert_eq!(a.score.to_bits(), b.score.to_bits(), "{s} row {}", a.index);
+                }
+                if matches!(s, Strategy::Margin | Strategy::LeastConfidence) {
+                    let key = |i: usize| phi(s, i) * sim[i].max(0.0).powf(beta);
+                    let mut order: Vec<usize> = (0..n)
+                        .filter(|&i| !excluded.contains(&(i as u64)))
+                        .collect();
+                    order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+                    let want: Vec<u64> = order[..k].iter().map(|&i| i as u64).collect();
+                    assert_eq!(sel.indices(), want, "{s} β {beta} k {k} chunk {chunk}");
+                }
+            }
+        }
+    }
+    // A bad row is named as on the CPU, and float64 probabilities are
+    // refused by name.
+    let mut bad = probs.clone();
+    bad[3 * 777] = 1.5;
+    let pool = Pool::from_f32(&bad, 3).unwrap();
+    let mut j = Job::new(Strategy::Margin, InputForm::probs(), 4);
+    j.density_beta = Some(1.0);
+    let inputs = Inputs::probs(&pool).with_embeddings(&emb);
+    let e = common::select_gpu(&g, inputs, &j).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        common::select_cpu(inputs, &j).unwrap_err().to_string()
     );
+    assert!(e.to_string().contains("777"), "{e}");
 }
 
 #[test]
