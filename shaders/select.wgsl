@@ -455,6 +455,10 @@ const HELD_SAMPLES: u32 = 64u;
 // (src/score/fast.rs, gpu_samples_bound) and re-scores every candidate
 // canonically.
 fn score_samples(r: u32) {
+    if P.strategy == STRATEGY_STD {
+        score_spread(r);
+        return;
+    }
     let c = P.classes;
     let plane = P.rows * c;
     let votes = P.strategy == STRATEGY_VARIATION_RATIO || P.strategy == STRATEGY_VOTE_ENTROPY;
@@ -601,6 +605,82 @@ fn score_samples(r: u32) {
     let b = (P.half + abs(pri) * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
     store(r, pri - b, pri + b);
+}
+
+// A regression row's spread (src/score/regression.rs, `spread`): the
+// population standard deviation of its T predictions, one value a plane,
+// or a (mean, std) row's std as stored (T = 1, two values), whose interval
+// is only the host's (the canonical score's own rounding). The T
+// predictions' f32 deviation gets mean-std's interval for one column
+// (score_samples), with the f32 mean's error taken from the mean of |x|,
+// since predictions have either sign. The canonical f64 deviation is
+// within the same analysis at 2^-53 of the exact one, under 2^-14 of
+// `moved`, which the final 1.0001 covers. A NaN or an infinity makes the
+// row invalid; a value the host refuses otherwise (beyond 1e15, a negative
+// std) sends the row to the host to be named, and so does a row whose mean
+// |x| is below 2^-20 but not 0, where squares could reach the subnormals
+// a GPU may flush.
+fn score_spread(r: u32) {
+    let c = P.classes;
+    let plane = P.rows * c;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        for (var j = 0u; j < c; j = j + 1u) {
+            let x = rows[t * plane + r * c + j];
+            if !finite(x) {
+                invalid(r);
+                return;
+            }
+            if !(abs(x) <= 1e15) {
+                undecided(r);
+                return;
+            }
+        }
+    }
+    if c == 2u {
+        let s = rows[r * 2u + 1u];
+        if !(s >= 0.0) {
+            undecided(r);
+            return;
+        }
+        let b = (P.half + s * P.rel) * 1.0001;
+        status[r] = STATUS_SCORED;
+        store(r, s - b, s + b);
+        return;
+    }
+    let tf = f32(P.samples);
+    var m = 0.0;
+    var mabs = 0.0;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        let x = rows[t * plane + r];
+        m = m + x;
+        mabs = mabs + abs(x);
+    }
+    mabs = mabs / tf;
+    if mabs > 0.0 && mabs < 9.5367431640625e-7 {
+        undecided(r);
+        return;
+    }
+    let mean = m / tf;
+    var v = 0.0;
+    var dmax = 0.0;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        let d = rows[t * plane + r] - mean;
+        v = v + d * d;
+        dmax = max(dmax, abs(d));
+    }
+    v = v / tf;
+    let sd = sqrt(v);
+    let u = 5.9604645e-8;
+    let e = 1.02 * (1.01 * tf * u * mabs + u * dmax) + 1e-37;
+    let eps = 2.0 * e * (dmax + e) + (tf + 2.0) * u * v;
+    var moved = sqrt(eps);
+    if v > 0.0 {
+        moved = min(moved, eps / sqrt(v));
+    }
+    let extra = 2.0 * (1.01 * moved + 11.0 * u * sd);
+    let b = (P.half + sd * P.rel + extra) * 1.0001;
+    status[r] = STATUS_SCORED;
+    store(r, sd - b, sd + b);
 }
 
 // An embedding row's density (src/coldstart/density.rs): its cosine

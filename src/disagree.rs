@@ -433,7 +433,8 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
     ))
 }
 
-/// BALD or kl-mean on the GPU ([`gpu`]): the same picks as [`select`].
+/// A disagreement strategy or the spread on the GPU ([`gpu`]): the same
+/// picks as [`select`].
 pub(crate) fn select_on_gpu(
     g: &crate::backend::gpu::Gpu,
     samples: &Samples,

@@ -103,6 +103,22 @@ def test_std_over_t_predictions_and_mean_std_rows() -> None:
     assert by_std.tolist() == np.argsort(-ms[:, 1], kind="stable")[:20].tolist()
 
 
+def test_std_on_the_gpu_is_the_cpus() -> None:
+    rng = np.random.default_rng(8)
+    # Offsets far above the spreads, negative values, and tied rows.
+    ens = (rng.normal(size=(9, 4000)) * 0.5 + rng.choice([-1e6, 0.0, 3e4], 4000)).astype(np.float32)
+    ens[:, 1::7] = ens[:, 0::7][:, : ens[:, 1::7].shape[1]]
+    for input_form, arr in [
+        ("regression-samples", ens),
+        ("regression-mean-std", np.stack([ens.mean(0), ens.std(0)], 1)),
+    ]:
+        for k in [1, 100, 3990]:
+            kw = {"input": input_form, "exclude": [0, 4]}
+            cpu = alpool.select(arr, "std", k, device="cpu", **kw)
+            gpu = alpool.select(arr, "std", k, device="gpu", **kw)
+            assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+
+
 def test_emcm_is_the_mean_ensemble_gap_times_the_feature_norm() -> None:
     x, pred, _ = pool(500, 4, 9)
     rng = np.random.default_rng(4)

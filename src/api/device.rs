@@ -93,9 +93,10 @@ pub enum Choice {
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples of plain
 /// probabilities, the representative strategies over embeddings (density
-/// alone, or weighting a row-wise strategy's given probabilities);
-/// BatchBALD and the regression strategies but `gsx` (core-set's engine)
-/// run on the CPU only, for now. Power and softmax batches run wherever
+/// alone, or weighting a row-wise strategy's given probabilities), `std`
+/// over given predictions (the samples' kernel) and `gsx` (core-set's);
+/// BatchBALD and the other regression strategies run on the CPU only, for
+/// now. Power and softmax batches run wherever
 /// their strategy's ranking does in one pass (given rows, or a model's
 /// outputs of features for a row-wise strategy); softrank, which ranks the
 /// whole pool first,
@@ -125,10 +126,12 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
         Query::Disagree(_) => None,
+        Query::Regress(Regression::Std) if req.model_made => Some(format!(
+            "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
+        )),
+        Query::Regress(Regression::Std) => None,
         Query::Batch(BatchStrategy::BatchBald)
-        | Query::Regress(Regression::Std | Regression::Gsy | Regression::Igs | Regression::Emcm) => {
-            yet()
-        }
+        | Query::Regress(Regression::Gsy | Regression::Igs | Regression::Emcm) => yet(),
         _ => None,
     }
 }
@@ -451,6 +454,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no GPU adapter found")
+        );
+    }
+
+    #[test]
+    fn regression_spread_runs_there_over_given_predictions_only() {
+        // Not over a model's in the run; igs has no GPU path at all.
+        use crate::query::Regression;
+        let regress = |r, model_made| Request {
+            query: Query::Regress(r),
+            model_made,
+            ..req(Device::Auto, Some("nvidia"), BIG, false)
+        };
+        let c = decide(&regress(Regression::Std, false), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let c = decide(&regress(Regression::Std, true), || panic!("probed")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("std runs on the GPU over given predictions only")),
+            "{c:?}"
+        );
+        let c = decide(&regress(Regression::Igs, false), || panic!("probed")).unwrap();
+        assert!(
+            matches!(&c, Choice::Cpu(r) if r.contains("igs has no GPU path")),
+            "{c:?}"
         );
     }
 

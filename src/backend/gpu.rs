@@ -462,7 +462,9 @@ fn refuse_f64(pool: &Pool) -> Result<()> {
 /// and prepended to the shader as WGSL constants (a name the shader uses
 /// and this list lacks fails shader creation).
 mod codes {
-    use crate::query::{ColdStart, Disagreement, InputForm, MultiLabel, Query, Strategy};
+    use crate::query::{
+        ColdStart, Disagreement, InputForm, MultiLabel, Query, Regression, Strategy,
+    };
 
     /// The strategy's code (`Params::strategy`): the row-wise ones, then
     /// the multi-label ones; no other query reaches the kernels.
@@ -488,6 +490,7 @@ mod codes {
             Query::Disagree(Disagreement::KlMax) => 17,
             Query::Disagree(Disagreement::MeanStd) => 18,
             Query::Cold(ColdStart::Density) => 19,
+            Query::Regress(Regression::Std) => 20,
             other => unreachable!("{other} has no GPU kernel"),
         }
     }
@@ -513,7 +516,8 @@ mod codes {
             InputForm::MultiLabel { logits: false } => INPUT_MULTILABEL,
             InputForm::MultiLabel { logits: true } => INPUT_MULTILABEL_LOGITS,
             // The device policy keeps the regression strategies off the
-            // row-wise kernels (gsx runs on core-set's).
+            // row-wise kernels (gsx runs on core-set's; std on the samples
+            // branch, which sets its own input).
             InputForm::Regression(_) => INPUT_PROBS,
         }
     }
@@ -544,7 +548,10 @@ mod codes {
         for q in rows
             .chain(MultiLabel::ALL.into_iter().map(Query::Multi))
             .chain(samples)
-            .chain([Query::Cold(ColdStart::Density)])
+            .chain([
+                Query::Cold(ColdStart::Density),
+                Query::Regress(Regression::Std),
+            ])
         {
             let name = q.name().replace('-', "_").to_uppercase();
             out += &format!("const STRATEGY_{name}: u32 = {}u;\n", strategy(q));

@@ -1,4 +1,5 @@
-//! The disagreement strategies with a GPU kernel, over T samples: the
+//! The disagreement strategies with a GPU kernel, and regression's spread
+//! (`std`), over T samples: the
 //! chunked select of [`crate::backend::gpu`], with each chunk's T planes
 //! uploaded and the kernel's f32 score (`shaders/select.wgsl`,
 //! `score_samples`) filtering rows inside the interval
@@ -13,9 +14,8 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Samples;
 use crate::pool::samples::ReadBufs;
-use crate::query::{Disagreement, InputForm};
+use crate::query::InputForm;
 use crate::score::Ranked;
-use crate::score::disagree::disagreement;
 use crate::score::fast::gpu_samples_bound;
 use crate::select::Selection;
 
@@ -28,18 +28,7 @@ pub(crate) fn select(
 ) -> Result<(Selection, Phases)> {
     // The CPU's checks first (T large enough, the input form), so that
     // both refuse alike.
-    let Rule::Disagree(d) = super::check(samples, job)? else {
-        return Err(Error::Config(format!("{} has no GPU path yet", job.query)));
-    };
-    let InputForm::Probs {
-        sum_tol,
-        renormalize: false,
-    } = job.input
-    else {
-        return Err(Error::Config(format!(
-            "{d} on the GPU reads plain probabilities; renormalized samples are scored on the CPU (--device cpu)"
-        )));
-    };
+    let rule = super::check(samples, job)?;
     if samples.has_f64() {
         return Err(Error::Config(format!(
             "{}: float64 samples are scored on the CPU (WGSL has no float64): use --device cpu or auto, or store them as float32",
@@ -47,16 +36,32 @@ pub(crate) fn select(
         )));
     }
     let (t, c) = (samples.samples(), samples.classes());
+    let bound = match (rule, job.input) {
+        (
+            Rule::Disagree(d),
+            InputForm::Probs {
+                sum_tol,
+                renormalize: false,
+            },
+        ) => gpu_samples_bound(d, c, t, sum_tol, job.log_base.ln()),
+        (Rule::Disagree(d), _) => {
+            return Err(Error::Config(format!(
+                "{d} on the GPU reads plain probabilities; renormalized samples are scored on the CPU (--device cpu)"
+            )));
+        }
+        // The kernel makes each row's interval from its own values (as
+        // for mean-std); this covers the canonical f64 spread's rounding.
+        (Rule::Spread, _) => (1e-30, 1e-8),
+    };
     let k = job.k.min(samples.rows() as usize);
     let max_rows = chunk_rows(gpu, t * c, job.chunk_rows);
     let r_max = max_rows.min(samples.rows());
-    let bound = gpu_samples_bound(d, c, t, sum_tol, job.log_base.ln());
     let mut run = Chunked::samples(gpu, job, k, (t, c), r_max, bound)?;
     let step = max_rows.max(1);
     let mut src = SampleRows {
         samples,
         job,
-        d,
+        rule,
         chunks: (0..samples.rows().div_ceil(step))
             .map(|i| (i * step, ((i + 1) * step).min(samples.rows())))
             .collect(),
@@ -74,7 +79,7 @@ pub(crate) fn select(
 struct SampleRows<'s> {
     samples: &'s Samples<'s>,
     job: &'s Job,
-    d: Disagreement,
+    rule: Rule,
     chunks: Vec<(u64, u64)>,
     bufs: ReadBufs,
     planes: Vec<f32>,
@@ -91,8 +96,11 @@ impl Rescore for SampleRows<'_> {
             let r = index - g0;
             let scratch = (&mut self.bufs, &mut self.stored);
             read_canonical(self.samples, self.job, (r, r + 1), scratch, &mut self.probs)?;
-            let priority = disagreement(self.d, self.job.log_base, &self.probs, c, &mut self.mean);
-            out.push(Ranked { priority, index });
+            let score = self.rule.score(self.job, &self.probs, c, &mut self.mean);
+            out.push(Ranked {
+                priority: self.job.query.priority(score),
+                index,
+            });
         }
         Ok(out)
     }

@@ -242,6 +242,139 @@ fn the_gpu_picks_what_the_cpu_picks_for_gsx() {
 }
 
 #[test]
+fn the_gpu_picks_what_the_cpu_picks_for_std() {
+    let Some(g) = common::gpu() else { return };
+    let n = 1500;
+    let mut r = Rng::new(17);
+    for t in [2usize, 5, 20] {
+        // Rows of every kind: spreads on a grid (ties, and duplicated
+        // rows), smooth ones, large offsets with small spreads (the f32
+        // mean cancels), negative values, no spread, all zeros, tiny
+        // magnitudes (the host's), and values near the ±1e15 limit.
+        let row = |i: usize, r: &mut Rng| -> Vec<f64> {
+            let base = match i % 7 {
+                0 => 0.0,
+                1 => 1e6,
+                2 => -3.5,
+                3 => 1e14,
+                _ => 0.0,
+            };
+            (0..t)
+                .map(|_| match i % 13 {
+                    0 => 2.0,
+                    1 => 0.0,
+                    2 => r.uniform() * 1e-9,
+                    3 => -9e14 + r.below(4) as f64 * 1e13,
+                    _ if i.is_multiple_of(2) => base + r.below(9) as f64 * 0.5,
+                    _ => base + r.uniform() * 3.0,
+                })
+                .collect()
+        };
+        let mut rows: Vec<Vec<f64>> = (0..n).map(|i| row(i, &mut r)).collect();
+        for i in (5..n).step_by(19) {
+            rows[i] = rows[i - 4].clone();
+        }
+        // The reference reads what the GPU and CPU read: float32 values.
+        let rows: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|v| v.iter().map(|&x| x as f32).collect())
+            .collect();
+        let spread: Vec<f64> = rows
+            .iter()
+            .map(|v| std_ref(&v.iter().map(|&x| x as f64).collect::<Vec<_>>()))
+            .collect();
+        let tnc: Vec<f32> = (0..t)
+            .flat_map(|s| rows.iter().map(move |v| v[s]))
+            .collect();
+        let ntc: Vec<f32> = rows.iter().flatten().copied().collect();
+        let excluded = [3u64, 700, n as u64 - 1];
+        for (values, layout, width, shape) in [
+            (&tnc, SampleLayout::Tnc, 1, [t, n, 1]),
+            (&ntc, SampleLayout::Ntc, t, [n, t, 1]),
+        ] {
+            let pool = Pool::from_f32(values, width).unwrap();
+            let samples = Samples::from_pool(pool, shape, layout).unwrap();
+            for (k, chunk) in [(1, 0), (40, 97), (n - 10, 0)] {
+                let form = InputForm::Regression(RegressionInput::Samples);
+                let mut j = Job::new(Regression::Std, form, k);
+                j.chunk_rows = chunk;
+                j.exclusions = Exclusions::new(excluded.to_vec());
+                let (gpu, phases) = common::select_gpu(&g, Inputs::samples(&samples), &j).unwrap();
+                assert!(phases.chunks > 0, "T {t} k {k}: did not run on the GPU");
+                let cpu = common::select_cpu(Inputs::samples(&samples), &j).unwrap();
+                assert_eq!(gpu.indices(), cpu.indices(), "T {t} k {k} chunk {chunk}");
+                let mut want: Vec<usize> = (0..n)
+                    .filter(|&i| !excluded.contains(&(i as u64)))
+                    .collect();
+                want.sort_by(|&a, &b| spread[b].total_cmp(&spread[a]).then(a.cmp(&b)));
+                let got: Vec<usize> = gpu.indices().into_iter().map(|i| i as usize).collect();
+                assert_eq!(got, want[..k], "T {t} k {k} chunk {chunk} {layout:?}");
+                for e in &gpu.entries {
+                    assert_eq!(e.score.to_bits(), spread[e.index as usize].to_bits());
+                }
+            }
+        }
+    }
+    // Large offsets whose f32 mean rounds by more than the spreads differ:
+    // rows of three equal values 1e9 + 128 (exact in float32 and f64: no
+    // spread) whose float32 sum rounds, so that their f32 deviation is 64,
+    // beside rows (x, x, x + 64), x = 1e9 + 64 j, whose spread is 30.2
+    // (37 or 52 in f32). The top k are exactly the second kind: the
+    // kernel's interval, not its f32 order, must decide the cut.
+    let m = 6000;
+    let mut tnc = vec![0f32; 3 * m];
+    for i in 0..m {
+        let j = if i % 2 == 0 { 2 } else { r.below(5) };
+        let x = 1e9 + j as f64 * 64.0;
+        for s in 0..3 {
+            let up = i % 2 == 1 && s == 2;
+            tnc[s * m + i] = (x + if up { 64.0 } else { 0.0 }) as f32;
+        }
+    }
+    let pool = Pool::from_f32(&tnc, 1).unwrap();
+    let samples = Samples::from_pool(pool, [3, m, 1], SampleLayout::Tnc).unwrap();
+    let form = InputForm::Regression(RegressionInput::Samples);
+    let (gpu, _) = common::select_gpu(
+        &g,
+        Inputs::samples(&samples),
+        &Job::new(Regression::Std, form, m / 2),
+    )
+    .unwrap();
+    let odd: Vec<u64> = (0..m as u64).filter(|i| i % 2 == 1).collect();
+    assert_eq!(gpu.indices(), odd);
+    // (mean, std) rows: the std column as stored, ties included.
+    let ms: Vec<f32> = (0..n)
+        .flat_map(|i| [i as f32 - 700.0, (i % 11) as f32 * 0.25])
+        .collect();
+    let pool = Pool::from_f32(&ms, 2).unwrap();
+    let samples = Samples::from_pool(pool, [1, n, 2], SampleLayout::Tnc).unwrap();
+    let form = InputForm::Regression(RegressionInput::MeanStd);
+    let j = Job::new(Regression::Std, form, 100);
+    let (gpu, _) = common::select_gpu(&g, Inputs::samples(&samples), &j).unwrap();
+    let mut want: Vec<usize> = (0..n).collect();
+    want.sort_by(|&a, &b| ms[2 * b + 1].total_cmp(&ms[2 * a + 1]).then(a.cmp(&b)));
+    let got: Vec<usize> = gpu.indices().into_iter().map(|i| i as usize).collect();
+    assert_eq!(got, want[..100]);
+    // Bad values are named as on the CPU: NaN, beyond the limit, a
+    // negative std.
+    for (at, v, form) in [
+        (3 * 2 + 1, f32::NAN, RegressionInput::MeanStd),
+        (900 * 2, 2e15, RegressionInput::MeanStd),
+        (1201 * 2 + 1, -1.0, RegressionInput::MeanStd),
+    ] {
+        let mut bad = ms.clone();
+        bad[at] = v;
+        let pool = Pool::from_f32(&bad, 2).unwrap();
+        let samples = Samples::from_pool(pool, [1, n, 2], SampleLayout::Tnc).unwrap();
+        let j = Job::new(Regression::Std, InputForm::Regression(form), 5);
+        let e = common::select_gpu(&g, Inputs::samples(&samples), &j).unwrap_err();
+        let cpu = common::select_cpu(Inputs::samples(&samples), &j).unwrap_err();
+        assert_eq!(e.to_string(), cpu.to_string());
+        assert!(e.to_string().contains(&(at / 2).to_string()), "{e}");
+    }
+}
+
+#[test]
 fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
     let (t, n) = (5, 300);
     let mut r = Rng::new(9);
