@@ -94,8 +94,8 @@ pub enum Choice {
 /// disagreement strategies run there over given samples of plain
 /// probabilities, the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
-/// over given predictions (the samples' kernel) and `gsx` (core-set's);
-/// BatchBALD and the other regression strategies run on the CPU only, for
+/// over given predictions (the samples' kernel), `gsx` and `igs`
+/// (core-set's engine); BatchBALD, `gsy` and EMCM run on the CPU only, for
 /// now. Power and softmax batches run wherever
 /// their strategy's ranking does in one pass (given rows, or a model's
 /// outputs of features for a row-wise strategy); softrank, which ranks the
@@ -131,7 +131,7 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
         )),
         Query::Regress(Regression::Std) => None,
         Query::Batch(BatchStrategy::BatchBald)
-        | Query::Regress(Regression::Gsy | Regression::Igs | Regression::Emcm) => yet(),
+        | Query::Regress(Regression::Gsy | Regression::Emcm) => yet(),
         _ => None,
     }
 }
@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn regression_spread_runs_there_over_given_predictions_only() {
-        // Not over a model's in the run; igs has no GPU path at all.
+        // Not over a model's in the run; igs runs there, gsy does not.
         use crate::query::Regression;
         let regress = |r, model_made| Request {
             query: Query::Regress(r),
@@ -473,9 +473,11 @@ mod tests {
             matches!(&c, Choice::Cpu(r) if r.contains("std runs on the GPU over given predictions only")),
             "{c:?}"
         );
-        let c = decide(&regress(Regression::Igs, false), || panic!("probed")).unwrap();
+        let c = decide(&regress(Regression::Igs, false), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let c = decide(&regress(Regression::Gsy, false), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("igs has no GPU path")),
+            matches!(&c, Choice::Cpu(r) if r.contains("gsy has no GPU path")),
             "{c:?}"
         );
     }

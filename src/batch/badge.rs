@@ -37,7 +37,7 @@
 use std::os::unix::fs::FileExt;
 
 use super::dist::{Simd, dot_f32, dot_f64, dot_f64_wide, gamma32, underflow32};
-use super::gpu::Resident;
+use super::gpu::{Resident, Side};
 use super::lazy::{self, Key, Lazy, Space, round_up};
 use super::rng::{EXP_REL, bits, exp_canonical};
 use super::{Bufs, Clock, Nearest, arg_max, canonical_prob_rows};
@@ -162,7 +162,7 @@ fn upload<'g>(
         .collect();
     let mut mind = vec![f32::MAX; rows.len()];
     super::mark(&mut mind, taken, -1.0);
-    Resident::new(g, emb, Some((fast, &info)), &mind, k)
+    Resident::new(g, emb, Side::Badge(fast, &info), &mind, k)
 }
 
 pub(crate) fn pick(

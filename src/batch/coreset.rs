@@ -17,7 +17,7 @@
 
 use super::dist::{GROUP, Simd, gamma32, sq_dist_f64, transpose_groups, underflow32};
 use super::dist::{x1_kernel, x16_kernel};
-use super::gpu::Resident;
+use super::gpu::{Resident, Side};
 use super::lazy::{self, Key, Lazy, Space, round_up};
 use super::{Bufs, Clock, Nearest, arg_max, check_embedding_rows, mark, par_pass};
 use super::{EMBED_LIMIT, read_rows};
@@ -29,7 +29,7 @@ use crate::job::Job;
 use crate::pool::Pool;
 
 /// Labeled centres folded in per pass over the pool.
-const CENTRE_BLOCK: usize = 64;
+pub(crate) const CENTRE_BLOCK: usize = 64;
 
 /// Where k-center greedy starts when no row is labeled.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,7 @@ fn on_gpu(
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let mut mind = vec![f32::INFINITY; run.emb.rows() as usize];
     mark(&mut mind, centres, -1.0);
-    let resident = Resident::new(g, run.emb, None, &mind, centres.len() + k)?;
+    let resident = Resident::new(g, run.emb, Side::Nothing, &mind, centres.len() + k)?;
     clock.lap("upload");
     for (i, &r) in centres.iter().enumerate() {
         resident.add_centre(i, r);

@@ -1,4 +1,4 @@
-//! The GPU half of core-set and BADGE (WGSL in `shaders/batch.wgsl`).
+//! The GPU half of core-set, BADGE and igs (WGSL in `shaders/batch.wgsl`).
 //!
 //! The embeddings (and BADGE's float32 probabilities and per-row norms)
 //! are uploaded once and stay on the device; each pick is one submission:
@@ -59,6 +59,7 @@ pub(crate) struct Resident<'g> {
     classes: u32,
     params: wgpu::Buffer,
     centres: wgpu::Buffer,
+    info: wgpu::Buffer,
     mind: wgpu::Buffer,
     bounds: wgpu::Buffer,
     found: wgpu::Buffer,
@@ -120,14 +121,58 @@ fn pipelines(
     (bind, kernels)
 }
 
+/// What a selection reads beside the embeddings.
+#[derive(Clone, Copy)]
+pub(crate) enum Side<'a> {
+    /// Core-set: nothing.
+    Nothing,
+    /// BADGE: the float32 probabilities and per-row `[‖g‖², ‖e‖², ŷ bits, 0]`.
+    Badge(&'a Pool<'a>, &'a [[f32; 4]]),
+    /// igs: each row's prediction as float32; each centre's target follows
+    /// with [`Resident::set_target`].
+    Igs(&'a [f32]),
+}
+
+/// The two buffers `side` reads: BADGE's probabilities and row info, or
+/// igs's predictions and room for the centres' targets; stand-ins of 16
+/// bytes for core-set.
+fn side_buffers(
+    gpu: &Gpu,
+    emb: &Pool,
+    side: Side,
+    max_centres: usize,
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let store = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+    let rows = emb.rows();
+    Ok(match side {
+        Side::Badge(p, info) => {
+            let pb = upload_rows(gpu, "alpool probabilities", p, emb, 0..p.rows())?;
+            let ib = gpu.buffer("alpool row info", rows * 16, store);
+            gpu.queue.write_buffer(&ib, 0, bytemuck::cast_slice(info));
+            (pb, ib)
+        }
+        Side::Igs(preds) => {
+            let pb = gpu.buffer("alpool predictions", rows * 4, store);
+            gpu.queue.write_buffer(&pb, 0, bytemuck::cast_slice(preds));
+            let tb = gpu.buffer("alpool targets", max_centres as u64 * 16, store);
+            (pb, tb)
+        }
+        Side::Nothing => (
+            gpu.buffer("alpool probabilities", 16, store),
+            gpu.buffer("alpool row info", 16, store),
+        ),
+    })
+}
+
 impl<'g> Resident<'g> {
-    /// Uploads `emb` (validating every row on the way), BADGE's float32
-    /// probabilities and per-row `[‖g‖², ‖e‖², ŷ bits, 0]`, and the initial
-    /// nearest-centre vector; room for `max_centres` centres.
+    /// Uploads `emb` (validating every row on the way), what `side` adds,
+    /// and the initial nearest-centre vector (igs: the taken rows, and
+    /// every row's bounds start at `F32_MAX`); room for `max_centres`
+    /// centres.
     pub fn new(
         gpu: &'g Gpu,
         emb: &Pool,
-        badge: Option<(&Pool, &[[f32; 4]])>,
+        side: Side,
         mind: &[f32],
         max_centres: usize,
     ) -> Result<Resident<'g>> {
@@ -136,7 +181,10 @@ impl<'g> Resident<'g> {
             .limits
             .max_storage_buffer_binding_size
             .min(gpu.limits.max_buffer_size);
-        let classes = badge.map_or(1, |(p, _)| p.classes() as u64);
+        let classes = match side {
+            Side::Badge(p, _) => p.classes() as u64,
+            _ => 1,
+        };
         let widest = (rows * dim.max(classes).max(4) * 4).max(rows * 8);
         if widest > limit || rows >= u32::MAX as u64 {
             return Err(Error::Gpu(format!(
@@ -148,25 +196,22 @@ impl<'g> Resident<'g> {
         }
         use wgpu::BufferUsages as U;
         let store = U::STORAGE | U::COPY_DST;
-        let upload = |label: &str, pool: &Pool| upload_rows(gpu, label, pool, emb, 0..pool.rows());
-        let emb_buf = upload("alpool embeddings", emb)?;
-        let (probs_buf, info_buf) = match badge {
-            Some((p, info)) => {
-                let pb = upload("alpool probabilities", p)?;
-                let ib = gpu.buffer("alpool row info", rows * 16, store);
-                gpu.queue.write_buffer(&ib, 0, bytemuck::cast_slice(info));
-                (pb, ib)
-            }
-            None => (
-                gpu.buffer("alpool probabilities", 16, store),
-                gpu.buffer("alpool row info", 16, store),
-            ),
-        };
+        let emb_buf = upload_rows(gpu, "alpool embeddings", emb, emb, 0..rows)?;
+        let (probs_buf, info_buf) = side_buffers(gpu, emb, side, max_centres)?;
         let centres = gpu.buffer("alpool centres", max_centres as u64 * 4, store);
         let mind_buf = gpu.buffer("alpool nearest", rows * 4, store);
         gpu.queue
             .write_buffer(&mind_buf, 0, bytemuck::cast_slice(mind));
-        let bounds = gpu.buffer("alpool bounds", rows * 8, U::STORAGE | U::COPY_SRC);
+        let bounds = gpu.buffer(
+            "alpool bounds",
+            rows * 8,
+            U::STORAGE | U::COPY_SRC | U::COPY_DST,
+        );
+        if let Side::Igs(_) = side {
+            let start = vec![f32::MAX; rows as usize * 2];
+            gpu.queue
+                .write_buffer(&bounds, 0, bytemuck::cast_slice(&start));
+        }
         let groups = gpu.grid(rows as u32).0 as u64 * gpu.grid(rows as u32).1 as u64;
         let wgmax = gpu.buffer("alpool group maxima", groups * 4, U::STORAGE);
         let found_len = (2 + CAP as u64) * 4;
@@ -192,6 +237,7 @@ impl<'g> Resident<'g> {
             collect,
             params,
             centres,
+            info: info_buf,
             mind: mind_buf,
             bounds,
             found,
@@ -212,6 +258,15 @@ impl<'g> Resident<'g> {
             bytemuck::bytes_of(&(row as u32)),
         );
         q.write_buffer(&self.mind, row * 4, bytemuck::bytes_of(&-1f32));
+    }
+
+    /// igs: centre number `at`'s target, as float32 (the kernel bounds
+    /// its rounding).
+    pub fn set_target(&self, at: usize, target: f64) {
+        let v = [target as f32, 0.0, 0.0, 0.0];
+        self.gpu
+            .queue
+            .write_buffer(&self.info, at as u64 * 16, bytemuck::cast_slice(&v));
     }
 
     /// Folds centres `first .. first + count` into every row and returns

@@ -31,12 +31,18 @@
 //! of `src/batch/lazy.rs`, as core-set's do: the upper bounds rank the
 //! rows, and the best is decided by canonical keys (every centre, f64);
 //! ties go to the lower row. Picks are the same for every thread count and
-//! chunk size.
+//! chunk size. On the GPU, `igs` runs on core-set's resident engine
+//! (`shaders/batch.wgsl`, `igs_row`): one pass per pick keeps each row's
+//! interval around its key, the float32 prediction and target's rounding
+//! included, and the rows whose upper end reaches the best lower end are
+//! decided canonically, so the picks are the CPU's.
 
-use super::coreset::{self, First};
+use super::coreset::{self, CENTRE_BLOCK, First};
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32};
+use super::gpu::{Resident, Side};
 use super::lazy::{self, Key, Lazy, Space, round_up};
-use super::{Bufs, Clock, check_embedding_rows, par_pass};
+use super::{Bufs, Clock, Nearest, arg_max, check_embedding_rows, mark, par_pass};
+use super::{Terms, Update};
 use super::{canonical_prob_rows, read_rows, rows_per_chunk};
 use crate::backend::Progress;
 use crate::backend::gpu::Gpu;
@@ -73,7 +79,7 @@ pub(crate) fn select(
         }
         (Regression::Gsy | Regression::Igs, _) => {
             let preds = preds.ok_or_else(|| no_predictions(strategy))?;
-            Greedy::new(strategy, preds, emb, job, progress)?.pick(job)?
+            Greedy::new(strategy, preds, emb, job, progress)?.pick(job, gpu)?
         }
         _ => return Err(Error::Config(format!("{strategy} needs embeddings"))),
     };
@@ -217,8 +223,8 @@ impl<'a> Greedy<'a> {
     }
 
     /// The picks (row, output or product distance) and the rows re-checked
-    /// canonically.
-    fn pick(mut self, job: &Job) -> Result<(Vec<(u64, f64)>, u64)> {
+    /// canonically; `igs` on `gpu` when given.
+    fn pick(mut self, job: &Job, gpu: Option<&Gpu>) -> Result<(Vec<(u64, f64)>, u64)> {
         let mut picks = Vec::with_capacity(job.k);
         if job.k == 0 {
             return Ok((picks, 0));
@@ -240,10 +246,17 @@ impl<'a> Greedy<'a> {
                 self.add_centre(r, y)?;
             }
         }
-        let mut lazy = Lazy::new(self.preds.len() as u64, &taken);
         let bytes = self
             .igs()
             .map_or(self.preds.len() as u64 * 8, Pool::data_bytes);
+        if let (Some(g), Some(emb)) = (gpu, self.igs())
+            && picks.len() < job.k
+        {
+            let more = self.on_gpu(g, emb, &taken, job.k - picks.len(), bytes)?;
+            picks.extend(more.0);
+            return Ok((picks, refined + more.1));
+        }
+        let mut lazy = Lazy::new(self.preds.len() as u64, &taken);
         let progress = self.progress;
         while picks.len() < job.k {
             let (row, key) = lazy
@@ -257,6 +270,66 @@ impl<'a> Greedy<'a> {
             lazy.take(row);
         }
         Ok((picks, refined + lazy.refined))
+    }
+
+    /// `igs`'s next `k` picks on the GPU after the centres `taken`: the
+    /// embeddings, the predictions and the centres' targets resident, one
+    /// pass per pick folding the newest centre into every row's bounds
+    /// (the kernel's `igs_row`), and the contenders decided by their
+    /// canonical keys, ties to the lower row, as on the CPU.
+    fn on_gpu(
+        &mut self,
+        g: &Gpu,
+        emb: &Pool,
+        taken: &[u64],
+        k: usize,
+        bytes: u64,
+    ) -> Result<(Vec<(u64, f64)>, u64)> {
+        let mut mind = vec![0f32; self.preds.len()];
+        mark(&mut mind, taken, -1.0);
+        let preds: Vec<f32> = self.preds.iter().map(|&p| p as f32).collect();
+        let resident = Resident::new(g, emb, Side::Igs(&preds), &mind, taken.len() + k)?;
+        self.validated = true;
+        for (i, (&r, &y)) in taken.iter().zip(&self.targets).enumerate() {
+            resident.add_centre(i, r);
+            resident.set_target(i, y);
+        }
+        let terms = Terms {
+            eps: self.eps,
+            abs: self.abs,
+            ..Terms::default()
+        };
+        let mut contenders = Vec::new();
+        for first in (0..taken.len()).step_by(CENTRE_BLOCK) {
+            let block = CENTRE_BLOCK.min(taken.len() - first);
+            contenders = resident.update(Update::Igs, first, block, &terms)?;
+        }
+        let (mut nearest, mut refined) = (Nearest::default(), 0);
+        let mut picks = Vec::with_capacity(k);
+        loop {
+            if self.progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let mut keys = Vec::with_capacity(contenders.len());
+            for &r in &contenders {
+                let key = nearest.get(r, self.centres(), |from| self.canonical(r, from))?;
+                keys.push((r, key));
+            }
+            refined += keys.len() as u64;
+            let (row, key) =
+                arg_max(keys).ok_or_else(|| Error::Config("no row left to pick".into()))?;
+            // A pick stands for the pass over the pool it replaces.
+            self.progress.advance(bytes);
+            picks.push((row, key.sqrt()));
+            if picks.len() == k {
+                return Ok((picks, refined));
+            }
+            let (at, y) = (self.centres(), self.preds[row as usize]);
+            self.add_centre(row, y)?;
+            resident.add_centre(at, row);
+            resident.set_target(at, y);
+            contenders = resident.update(Update::Igs, at, 1, &terms)?;
+        }
     }
 
     fn add_centre(&mut self, row: u64, target: f64) -> Result<()> {

@@ -372,6 +372,7 @@ pub(crate) fn mark<T: Copy>(state: &mut [T], rows: &[u64], value: T) {
 pub(crate) enum Update {
     Coreset = 0,
     Badge = 1,
+    Igs = 2,
 }
 
 /// The bound terms and random stream a pass needs (rounded up to f32 on

@@ -6,6 +6,15 @@ use crate::backend::gpu::Gpu;
 use crate::error::Result;
 use crate::pool::Pool;
 
+/// What a selection reads beside the embeddings (as in the GPU build;
+/// never read in this one).
+#[allow(dead_code)]
+pub(crate) enum Side<'a> {
+    Nothing,
+    Badge(&'a Pool<'a>, &'a [[f32; 4]]),
+    Igs(&'a [f32]),
+}
+
 /// Never constructed in this build.
 pub(crate) struct Resident<'g> {
     never: std::convert::Infallible,
@@ -16,7 +25,7 @@ impl<'g> Resident<'g> {
     pub fn new(
         gpu: &'g Gpu,
         _emb: &Pool,
-        _badge: Option<(&Pool, &[[f32; 4]])>,
+        _side: Side,
         _mind: &[f32],
         _max_centres: usize,
     ) -> Result<Resident<'g>> {
@@ -24,6 +33,10 @@ impl<'g> Resident<'g> {
     }
 
     pub fn add_centre(&self, _at: usize, _row: u64) {
+        match self.never {}
+    }
+
+    pub fn set_target(&self, _at: usize, _target: f64) {
         match self.never {}
     }
 

@@ -223,12 +223,20 @@ fn gsy_reads_no_embeddings_once_rows_are_labeled() {
 }
 
 #[test]
-fn the_gpu_picks_what_the_cpu_picks_for_gsx() {
+fn the_gpu_picks_what_the_cpu_picks_for_gsx_and_igs() {
     let Some(g) = common::gpu() else { return };
     let (x, preds) = data(400, 11, 5);
+    // Predictions near 1e6, whose float32 values differ from the f64 ones
+    // by more than many output terms do: the kernel's interval, not its
+    // float32 key, must decide.
+    let mut r = Rng::new(12);
+    let far: Vec<f64> = (0..400).map(|_| 1e6 + r.below(9) as f64 * 0.01).collect();
     let v = flat(&x);
     let emb = Pool::from_f32(&v, 11).unwrap();
-    for lab in [&[][..], &[(2, 0.0), (90, 1.0)][..]] {
+    let many: Vec<(usize, f64)> = (0..70)
+        .map(|i| (i * 5 + 3, preds[i * 5 + 3] + 0.25))
+        .collect();
+    for lab in [&[][..], &[(2, 0.0), (90, 1.0)][..], &many[..]] {
         let j = job(Regression::Gsx, 20, lab, &preds);
         let cpu = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap();
         let gpu = common::select_gpu(&g, Inputs::embeddings(&emb), &j)
@@ -238,6 +246,22 @@ fn the_gpu_picks_what_the_cpu_picks_for_gsx() {
         let want = greedy_ref(Regression::Gsx, Some(&x), &preds, lab, 20);
         let want: Vec<u64> = want.iter().map(|p| p.0 as u64).collect();
         assert_eq!(cpu.indices(), want);
+        for p in [&preds, &far] {
+            let lab: Vec<(usize, f64)> = lab.iter().map(|&(r, y)| (r, p[r] + y * 0.01)).collect();
+            let j = job(Regression::Igs, 20, &lab, p);
+            let pool = Pool::from_f64(p, 1).unwrap();
+            let inputs = Inputs::probs(&pool).with_embeddings(&emb);
+            let gpu = common::select_gpu(&g, inputs, &j).unwrap().0;
+            let cpu = common::select_cpu(inputs, &j).unwrap();
+            assert_eq!(gpu.indices(), cpu.indices(), "igs labeled {}", lab.len());
+            let want = greedy_ref(Regression::Igs, Some(&x), p, &lab, 20);
+            let got: Vec<(usize, f64)> = gpu
+                .entries
+                .iter()
+                .map(|e| (e.index as usize, e.score))
+                .collect();
+            assert_eq!(got, want, "igs labeled {}", lab.len());
+        }
     }
 }
 
