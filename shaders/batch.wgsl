@@ -82,6 +82,19 @@ fn reduce_lo(lo: f32, li: u32, group: u32) {
     }
 }
 
+// The float32 squared distance of rows i and c, summed in column order
+// (the order core-set's bound covers).
+fn sq_dist(i: u32, c: u32) -> f32 {
+    let a = i * p.dim;
+    let b = c * p.dim;
+    var s = 0.0;
+    for (var j = 0u; j < p.dim; j = j + 1u) {
+        let t = emb[a + j] - emb[b + j];
+        s = s + t * t;
+    }
+    return s;
+}
+
 // Core-set: fold centres[first .. first + count] into row i; its bounds.
 fn coreset_row(i: u32) -> f32 {
     var m = mind[i];
@@ -89,15 +102,8 @@ fn coreset_row(i: u32) -> f32 {
         bounds[i] = vec2<f32>(-1.0, -1.0);
         return -1.0;
     }
-    let a = i * p.dim;
     for (var c = 0u; c < p.count; c = c + 1u) {
-        let b = centres[p.first + c] * p.dim;
-        var s = 0.0;
-        for (var j = 0u; j < p.dim; j = j + 1u) {
-            let t = emb[a + j] - emb[b + j];
-            s = s + t * t;
-        }
-        m = min(m, s);
+        m = min(m, sq_dist(i, centres[p.first + c]));
     }
     mind[i] = m;
     let lo = max(0.0, (m - p.abs_err) / (1.0 + p.eps)) * (1.0 - ROUND);
@@ -122,15 +128,9 @@ fn igs_row(i: u32) -> f32 {
         return -1.0;
     }
     var b = bounds[i];
-    let a = i * p.dim;
     let yi = probs[i];
     for (var c = 0u; c < p.count; c = c + 1u) {
-        let at = centres[p.first + c] * p.dim;
-        var s = 0.0;
-        for (var j = 0u; j < p.dim; j = j + 1u) {
-            let t = emb[a + j] - emb[at + j];
-            s = s + t * t;
-        }
+        let s = sq_dist(i, centres[p.first + c]);
         let yc = info[p.first + c].x;
         let d = abs(yi - yc);
         let e = (abs(yi) + abs(yc) + d) * 1.3e-7 + 2.4e-38;

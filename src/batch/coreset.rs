@@ -28,9 +28,6 @@ use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::Pool;
 
-/// Labeled centres folded in per pass over the pool.
-pub(crate) const CENTRE_BLOCK: usize = 64;
-
 /// Where k-center greedy starts when no row is labeled.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum First {
@@ -115,11 +112,7 @@ fn on_gpu(
         abs: run.abs,
         ..Terms::default()
     };
-    let mut contenders = Vec::new();
-    for first in (0..centres.len()).step_by(CENTRE_BLOCK) {
-        let block = CENTRE_BLOCK.min(centres.len() - first);
-        contenders = resident.update(Update::Coreset, first, block, &terms)?;
-    }
+    let mut contenders = resident.update_all(Update::Coreset, centres.len(), &terms)?;
     clock.lap("distance updates");
     let (mut nearest, mut refined) = (Nearest::default(), 0);
     let mut own = run.centres.clone();

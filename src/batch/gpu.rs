@@ -20,6 +20,9 @@ use crate::pool::Pool;
 /// Candidate slots read back per pick.
 const CAP: u32 = 4096;
 
+/// Labeled centres folded in per pass over the pool.
+const CENTRE_BLOCK: usize = 64;
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, Pod, Zeroable)]
 struct Params {
@@ -267,6 +270,17 @@ impl<'g> Resident<'g> {
         self.gpu
             .queue
             .write_buffer(&self.info, at as u64 * 16, bytemuck::cast_slice(&v));
+    }
+
+    /// Folds the first `count` centres (the labeled rows) into every row,
+    /// [`CENTRE_BLOCK`] a pass; the contenders after the last pass.
+    pub fn update_all(&self, kind: Update, count: usize, terms: &Terms) -> Result<Vec<u64>> {
+        let mut contenders = Vec::new();
+        for first in (0..count).step_by(CENTRE_BLOCK) {
+            let block = CENTRE_BLOCK.min(count - first);
+            contenders = self.update(kind, first, block, terms)?;
+        }
+        Ok(contenders)
     }
 
     /// Folds centres `first .. first + count` into every row and returns

@@ -37,7 +37,7 @@
 //! included, and the rows whose upper end reaches the best lower end are
 //! decided canonically, so the picks are the CPU's.
 
-use super::coreset::{self, CENTRE_BLOCK, First};
+use super::coreset::{self, First};
 use super::dist::{Simd, gamma32, sq_dist_f32, sq_dist_f64, underflow32};
 use super::gpu::{Resident, Side};
 use super::lazy::{self, Key, Lazy, Space, round_up};
@@ -299,11 +299,7 @@ impl<'a> Greedy<'a> {
             abs: self.abs,
             ..Terms::default()
         };
-        let mut contenders = Vec::new();
-        for first in (0..taken.len()).step_by(CENTRE_BLOCK) {
-            let block = CENTRE_BLOCK.min(taken.len() - first);
-            contenders = resident.update(Update::Igs, first, block, &terms)?;
-        }
+        let mut contenders = resident.update_all(Update::Igs, taken.len(), &terms)?;
         let (mut nearest, mut refined) = (Nearest::default(), 0);
         let mut picks = Vec::with_capacity(k);
         loop {

@@ -40,6 +40,10 @@ impl<'g> Resident<'g> {
         match self.never {}
     }
 
+    pub fn update_all(&self, _kind: Update, _count: usize, _t: &Terms) -> Result<Vec<u64>> {
+        match self.never {}
+    }
+
     pub fn update(
         &self,
         _kind: Update,
