@@ -96,12 +96,11 @@ pub enum Choice {
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
 /// over given predictions (the samples' kernel), `gsx` and `igs`
 /// (core-set's engine); BatchBALD, `gsy` and EMCM run on the CPU only, for
-/// now. Power and softmax batches run wherever
-/// their strategy's ranking does in one pass (given rows, or a model's
-/// outputs of features for a row-wise strategy); softrank, which ranks the
-/// whole pool first,
-/// and a batch from a multi-label model's outputs, selected block by
-/// block, run on the CPU.
+/// now. Power and softmax batches run wherever their strategy's ranking
+/// does in one pass (given rows, or a model's outputs of features for a
+/// row-wise strategy); softrank, which ranks the whole pool first, and a
+/// batch from a multi-label model's outputs, selected block by block, run
+/// on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
     let blockwise = req.model_made && !matches!(req.query, Query::Score(_));

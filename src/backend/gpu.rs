@@ -685,10 +685,10 @@ pub(crate) fn select_weighted(
     let c = pool.classes();
     // Room for 2 weights a row after the rows (one row fewer than the limit
     // leaves room for the last partial row of weights).
-    let max_rows = chunk_rows(gpu, c + 2, job.chunk_rows);
+    let limit = chunk_rows(gpu, c + 2, 0).saturating_sub(1).max(1);
     let r_max = match job.chunk_rows {
-        0 => max_rows.saturating_sub(1),
-        _ => max_rows,
+        0 => limit,
+        n => n.min(limit),
     }
     .min(pool.rows())
     .max(1);
