@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
-# call: alpool's CPU and wgpu paths side by side (select, the disagreement
-# strategies, multi-label, the fused model), then PyTorch on the same card
+# call: alpool's CPU and wgpu paths side by side (select, stochastic
+# batches, density alone and weighting margin, TypiClust, regression's std
+# and igs, the disagreement strategies, multi-label, the fused model), then
+# PyTorch on the same card
 # and the same files as the reference (python/bench/gpu_torch_reference.py).
 #
 #   scripts/device_bench.sh ALPOOL_BINARY [WORK_DIR]
@@ -81,6 +83,55 @@ for d in cpu gpu; do
 done
 cmp -s "$dir/tcpu.csv" "$dir/tgpu.csv" && echo "typiclust: the same picks on the CPU and the GPU" ||
     echo "typiclust: THE PICKS DIFFER between the CPU and the GPU"
+
+step "density weighting margin: CPU against GPU, ${erows} x 10 probabilities beside the embeddings"
+python3 -c "
+import numpy as np, sys
+r = np.random.default_rng(1)
+p = np.lib.format.open_memmap(sys.argv[1], mode='w+', dtype=np.float32, shape=(int(sys.argv[2]), 10))
+for i in range(0, len(p), 1 << 20):
+    z = np.exp(r.standard_normal((min(1 << 20, len(p) - i), 10)))
+    p[i:i + (1 << 20)] = z / z.sum(axis=1, keepdims=True)
+p.flush()
+" "$dir/wprobs.npy" "$erows"
+for d in cpu gpu cpu gpu; do
+    printf 'whole process, select -s margin --density-beta 1 --device %s: ' "$d"
+    time "$bin" select "$dir/wprobs.npy" --embeddings "$dir/emb.npy" -s margin --density-beta 1 \
+        -k 1000 --device "$d" -q -o "$dir/w$d.csv"
+done
+cmp -s "$dir/wcpu.csv" "$dir/wgpu.csv" && echo "weighted: the same picks on the CPU and the GPU" ||
+    echo "weighted: THE PICKS DIFFER between the CPU and the GPU"
+
+step "regression: std over T = 20 predictions of ${srows} rows; igs over ${srows} x 64, 20 labeled, k = 200"
+python3 -c "
+import numpy as np, sys
+d, n = sys.argv[1], int(sys.argv[2])
+r = np.random.default_rng(2)
+mu = r.standard_normal(n) * 3 + 5
+np.save(f'{d}/reg20.npy', (mu + r.standard_normal((20, n)) * np.abs(r.standard_normal(n))).astype(np.float32))
+x = r.standard_normal((n, 64), dtype=np.float32)
+np.save(f'{d}/xr.npy', x)
+pred = x @ r.standard_normal(64) * 0.1 + 5
+np.save(f'{d}/pred.npy', pred)
+y = np.full(n, np.nan)
+i = r.choice(n, 20, replace=False)
+y[i] = pred[i] + r.standard_normal(20) * 0.1
+np.save(f'{d}/y.npy', y)
+" "$dir" "$srows"
+for d in cpu gpu cpu gpu; do
+    printf 'whole process, select -s std --device %s: ' "$d"
+    time "$bin" select "$dir/reg20.npy" --input regression-samples -s std -k 1000 --device "$d" \
+        -q -o "$dir/std$d.csv"
+done
+cmp -s "$dir/stdcpu.csv" "$dir/stdgpu.csv" && echo "std: the same picks on the CPU and the GPU" ||
+    echo "std: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu; do
+    printf 'whole process, select -s igs --device %s: ' "$d"
+    time "$bin" select "$dir/pred.npy" --input regression -s igs --embeddings "$dir/xr.npy" \
+        --targets "$dir/y.npy" -k 200 --device "$d" -q -o "$dir/igs$d.csv"
+done
+cmp -s "$dir/igscpu.csv" "$dir/igsgpu.csv" && echo "igs: the same picks on the CPU and the GPU" ||
+    echo "igs: THE PICKS DIFFER between the CPU and the GPU"
 
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3

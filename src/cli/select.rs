@@ -342,7 +342,11 @@ pub struct SelectArgs {
     #[command(flatten)]
     pub pool: PoolArgs,
 
-    /// Where to score.
+    /// Where to score. Either device selects the same rows with the same
+    /// scores. A query with no GPU path yet (BatchBALD, gsy, EMCM,
+    /// softrank batches, renormalized samples, samples a model makes in
+    /// the run) stays on the CPU under auto and is refused by name under
+    /// gpu.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
 
