@@ -87,6 +87,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read_write> unc: array<u32>;
 
 const WG: u32 = 256u;
+// f32's unit roundoff, 2^-24.
+const ROUNDOFF: f32 = 5.9604645e-8;
 
 // Order-preserving map of f32 onto u32.
 fn ordered(x: f32) -> u32 {
@@ -445,12 +447,8 @@ const HELD_SAMPLES: u32 = 64u;
 //   where the logarithm would be wrong, goes to the host);
 // - mean-std: the mean over classes of the samples' population standard
 //   deviation, with its own interval per row, made here from the row's
-//   values: each class's variance is off by at most
-//   eps = e (2 dmax + e) + (T + 2) u v, with e = delta mean + u dmax the
-//   error of each difference from the mean (delta = 1.01 T u, the f32
-//   mean's relative error; dmax the largest difference; v the variance),
-//   which moves its root by min(sqrt(eps), eps / sqrt(v)), plus the f32
-//   roots' and sums' rounding; doubled.
+//   values: each class's (column_spread), plus the f32 sums' rounding;
+//   doubled.
 // The host proves the interval half + rel * |priority| around it
 // (src/score/fast.rs, gpu_samples_bound) and re-scores every candidate
 // canonically.
@@ -529,35 +527,14 @@ fn score_samples(r: u32) {
             pri = -hv * P.inv_ln_b;
         }
     } else if P.strategy == STRATEGY_MEAN_STD {
-        let u = 5.9604645e-8;
-        let delta = 1.01 * tf * u;
         var sum_sd = 0.0;
         for (var j = 0u; j < c; j = j + 1u) {
-            var m = 0.0;
-            for (var t = 0u; t < P.samples; t = t + 1u) {
-                m = m + rows[t * plane + r * c + j];
-            }
-            let mean = m / tf;
-            var v = 0.0;
-            var dmax = 0.0;
-            for (var t = 0u; t < P.samples; t = t + 1u) {
-                let d = rows[t * plane + r * c + j] - mean;
-                v = v + d * d;
-                dmax = max(dmax, abs(d));
-            }
-            v = v / tf;
-            let sd = sqrt(v);
-            sum_sd = sum_sd + sd;
-            let e = 1.02 * (delta * mean + u * dmax) + 1e-37;
-            let eps = 2.0 * e * (dmax + e) + (tf + 2.0) * u * v;
-            var moved = sqrt(eps);
-            if v > 0.0 {
-                moved = min(moved, eps / sqrt(v));
-            }
-            extra = extra + 1.01 * moved + 8.0 * u * sd;
+            let s = column_spread(r * c + j, plane);
+            sum_sd = sum_sd + s.x;
+            extra = extra + s.y;
         }
         pri = sum_sd / f32(c);
-        extra = 2.0 * (extra / f32(c) + (f32(c) + 2.0) * u * pri);
+        extra = 2.0 * (extra / f32(c) + (f32(c) + 2.0) * ROUNDOFF * pri);
     } else if kl_max {
         for (var t = 0u; t < P.samples; t = t + 1u) {
             kl[t] = 0.0;
@@ -607,13 +584,51 @@ fn score_samples(r: u32) {
     store(r, pri - b, pri + b);
 }
 
+// One column's spread over the samples, for mean-std and regression's
+// std: the T values at rows[at + t * stride], their f32 population
+// standard deviation (x), its error term 1.01 moved + 8 u sd (y), and the
+// mean of |x| (z). Each squared difference from the f32 mean is off by
+// at most eps = e (2 dmax + e) + (T + 2) u v, with e = delta m + u dmax the
+// error of each difference (delta = 1.01 T u, the f32 mean's relative
+// error against m, the mean of |x|, which is the mean itself for
+// probabilities; dmax the largest difference; v the variance), which moves
+// the root by min(sqrt(eps), eps / sqrt(v)).
+fn column_spread(at: u32, stride: u32) -> vec3<f32> {
+    let tf = f32(P.samples);
+    var m = 0.0;
+    var mabs = 0.0;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        let x = rows[at + t * stride];
+        m = m + x;
+        mabs = mabs + abs(x);
+    }
+    mabs = mabs / tf;
+    let mean = m / tf;
+    var v = 0.0;
+    var dmax = 0.0;
+    for (var t = 0u; t < P.samples; t = t + 1u) {
+        let d = rows[at + t * stride] - mean;
+        v = v + d * d;
+        dmax = max(dmax, abs(d));
+    }
+    v = v / tf;
+    let sd = sqrt(v);
+    let e = 1.02 * (1.01 * tf * ROUNDOFF * mabs + ROUNDOFF * dmax) + 1e-37;
+    let eps = 2.0 * e * (dmax + e) + (tf + 2.0) * ROUNDOFF * v;
+    var moved = sqrt(eps);
+    if v > 0.0 {
+        moved = min(moved, eps / sqrt(v));
+    }
+    return vec3<f32>(sd, 1.01 * moved + 8.0 * ROUNDOFF * sd, mabs);
+}
+
 // A regression row's spread (src/score/regression.rs, `spread`): the
 // population standard deviation of its T predictions, one value a plane,
 // or a (mean, std) row's std as stored (T = 1, two values), whose interval
 // is only the host's (the canonical score's own rounding). The T
 // predictions' f32 deviation gets mean-std's interval for one column
-// (score_samples), with the f32 mean's error taken from the mean of |x|,
-// since predictions have either sign. The canonical f64 deviation is
+// (column_spread, whose mean's error is taken from the mean of |x|, since
+// predictions have either sign). The canonical f64 deviation is
 // within the same analysis at 2^-53 of the exact one, under 2^-14 of
 // `moved`, which the final 1.0001 covers. A NaN or an infinity makes the
 // row invalid; a value the host refuses otherwise (beyond 1e15, a negative
@@ -647,40 +662,16 @@ fn score_spread(r: u32) {
         store(r, s - b, s + b);
         return;
     }
-    let tf = f32(P.samples);
-    var m = 0.0;
-    var mabs = 0.0;
-    for (var t = 0u; t < P.samples; t = t + 1u) {
-        let x = rows[t * plane + r];
-        m = m + x;
-        mabs = mabs + abs(x);
-    }
-    mabs = mabs / tf;
-    if mabs > 0.0 && mabs < 9.5367431640625e-7 {
+    let s = column_spread(r, plane);
+    if s.z > 0.0 && s.z < 9.5367431640625e-7 {
         undecided(r);
         return;
     }
-    let mean = m / tf;
-    var v = 0.0;
-    var dmax = 0.0;
-    for (var t = 0u; t < P.samples; t = t + 1u) {
-        let d = rows[t * plane + r] - mean;
-        v = v + d * d;
-        dmax = max(dmax, abs(d));
-    }
-    v = v / tf;
-    let sd = sqrt(v);
-    let u = 5.9604645e-8;
-    let e = 1.02 * (1.01 * tf * u * mabs + u * dmax) + 1e-37;
-    let eps = 2.0 * e * (dmax + e) + (tf + 2.0) * u * v;
-    var moved = sqrt(eps);
-    if v > 0.0 {
-        moved = min(moved, eps / sqrt(v));
-    }
-    let extra = 2.0 * (1.01 * moved + 11.0 * u * sd);
-    let b = (P.half + sd * P.rel + extra) * 1.0001;
+    // Mean-std's interval for one column (score_samples): (C + 2) u is 3 u.
+    let extra = 2.0 * (s.y + 3.0 * ROUNDOFF * s.x);
+    let b = (P.half + s.x * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
-    store(r, sd - b, sd + b);
+    store(r, s.x - b, s.x + b);
 }
 
 // An embedding row's density (src/coldstart/density.rs): its cosine
@@ -749,7 +740,7 @@ fn gumbel_interval(r: u32) -> vec2<f32> {
     let h = splitmix64(vec2<u32>(P.nseed_lo, P.nseed_hi) ^ splitmix64(index));
     let m_hi = h.y >> 12u;
     let m_lo = (h.y << 20u) | (h.x >> 12u);
-    let eps = 5.9604645e-8;
+    let eps = ROUNDOFF;
     var t: f32;
     var et: f32;
     if m_hi < 0x80000u {
@@ -885,7 +876,7 @@ fn forward_bound(base: u32, pri: f32) -> f32 {
     }
     let inf = bitcast<f32>(0x7f800000u);
     // e^x - 1 <= x + x^2 for 0 <= x <= 1.
-    let x = 2.0 * eps + 2.0 * 5.9604645e-8 * (hi - lo + 2.0 * eps);
+    let x = 2.0 * eps + 2.0 * ROUNDOFF * (hi - lo + 2.0 * eps);
     if !finite(eps) || !(x <= 1.0) {
         return inf;
     }

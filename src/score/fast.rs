@@ -344,7 +344,7 @@ pub fn gpu_bound(
 ///   smallest normal f32 is left out, 2e-36 a class. The max over samples
 ///   keeps the bound;
 /// - mean-std: the kernel bounds each row from its own values (see
-///   `score_samples`); here only the canonical score's f64 rounding;
+///   `column_spread`); here only the canonical score's f64 rounding;
 /// - the scaling by 1/ln b in f32: `rel` = 4u.
 ///
 /// Doubled for margin: a loose bound costs only candidates.
