@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
 # call: alpool's CPU and wgpu paths side by side (select, stochastic
-# batches, density alone and weighting margin, TypiClust, regression's std
-# and igs, the disagreement strategies, multi-label, the fused model), then
+# batches, density alone and weighting margin, TypiClust, regression's std,
+# igs and gsy, the disagreement strategies, multi-label, the fused model), then
 # PyTorch on the same card
 # and the same files as the reference (python/bench/gpu_torch_reference.py).
 #
@@ -102,7 +102,7 @@ done
 cmp -s "$dir/wcpu.csv" "$dir/wgpu.csv" && echo "weighted: the same picks on the CPU and the GPU" ||
     echo "weighted: THE PICKS DIFFER between the CPU and the GPU"
 
-step "regression: std over T = 20 predictions of ${srows} rows; igs over ${srows} x 64, 20 labeled, k = 200"
+step "regression: std over T = 20 predictions of ${srows} rows; igs over ${srows} x 64, 20 labeled, k = 200; gsy, k = 1000"
 python3 -c "
 import numpy as np, sys
 d, n = sys.argv[1], int(sys.argv[2])
@@ -132,6 +132,13 @@ for d in cpu gpu; do
 done
 cmp -s "$dir/igscpu.csv" "$dir/igsgpu.csv" && echo "igs: the same picks on the CPU and the GPU" ||
     echo "igs: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu; do
+    printf 'whole process, select -s gsy -k 1000 --device %s: ' "$d"
+    time "$bin" select "$dir/pred.npy" --input regression -s gsy \
+        --targets "$dir/y.npy" -k 1000 --device "$d" -q -o "$dir/gsy$d.csv"
+done
+cmp -s "$dir/gsycpu.csv" "$dir/gsygpu.csv" && echo "gsy: the same picks on the CPU and the GPU" ||
+    echo "gsy: THE PICKS DIFFER between the CPU and the GPU"
 
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3

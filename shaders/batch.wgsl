@@ -29,17 +29,18 @@ struct Params {
     // Rows per y step of the 2-D grid, and candidate slots in `found`.
     stride: u32,
     cap: u32,
-    // 0: core-set, 1: BADGE, 2: igs (src/batch/gpu.rs, `Update`).
+    // 0: core-set, 1: BADGE, 2: igs or gsy (src/batch/gpu.rs, `Update`).
     kind: u32,
     _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> emb: array<f32>;
-// BADGE: each row's probabilities; igs: each row's prediction (float32).
+// BADGE: each row's probabilities; igs and gsy: each row's prediction
+// (float32).
 @group(0) @binding(2) var<storage, read> probs: array<f32>;
-// BADGE per row: canonical ‖g‖², ‖e‖² (float32), ŷ (bits), unused; igs per
-// centre: its target (float32), unused x3.
+// BADGE per row: canonical ‖g‖², ‖e‖² (float32), ŷ (bits), unused; igs and
+// gsy per centre: its target (float32), unused x3.
 @group(0) @binding(3) var<storage, read> info: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> centres: array<u32>;
 @group(0) @binding(5) var<storage, read_write> mind: array<f32>;
@@ -50,6 +51,7 @@ struct Params {
 
 const TAKEN: f32 = -1.0;
 const F32_MAX: f32 = 3.40282347e38;
+const MIN_NORMAL: f32 = 1.17549435e-38;
 // Four float32 roundings of the bound arithmetic itself.
 const ROUND: f32 = 2.384185791015625e-7; // 4·2⁻²⁴
 // The float32 combination ‖g_i‖² − 2(a·a')(e·e') + ‖g_c‖²: 32·2⁻²⁴ of its terms.
@@ -112,16 +114,19 @@ fn coreset_row(i: u32) -> f32 {
     return lo;
 }
 
-// igs (src/batch/greedy.rs): fold centres[first .. first + count] into
-// row i's bounds on its key min_c d(x_i, x_c) · (y_i − y_c)², kept in
-// bounds[i] from pick to pick (the host starts them at F32_MAX). Each
-// centre's squared distance gets core-set's bound; the output term's
-// difference of the float32 prediction and target is within
-// e = 2.2·2⁻²⁴ (|y_i| + |y_c| + |d|) of the f64 one (each value's rounding
-// to float32, the subtraction's; a tiny term for the subnormals a GPU may
-// flush); the products get 2 ROUND (eight roundings, the host's f64
-// product among them). An end past F32_MAX is clamped to it: a row whose
-// upper end is F32_MAX is a contender for every pick.
+// igs and gsy (src/batch/greedy.rs): fold centres[first .. first + count]
+// into row i's bounds on its key min_c d(x_i, x_c) · (y_i − y_c)² (gsy,
+// with no embeddings, dim 0: min_c (y_i − y_c)²), kept in bounds[i] from
+// pick to pick (the host starts them at F32_MAX). Each centre's squared
+// distance gets core-set's bound; the output term's difference of the
+// float32 prediction and target is within e = 2.2·2⁻²⁴ (|y_i| + |y_c| + |d|)
+// of the f64 one (each value's rounding to float32, the subtraction's; a
+// tiny term for the subnormals a GPU may flush); the products get 2 ROUND
+// (eight roundings, the host's f64 product among them), the output term
+// squared first, and an upper end below the smallest normal float is
+// raised to it, since a GPU may flush a subnormal product to 0. An end
+// past F32_MAX is clamped to it: a row whose upper end is F32_MAX is a
+// contender for every pick.
 fn igs_row(i: u32) -> f32 {
     if (mind[i] == TAKEN) {
         bounds[i] = vec2<f32>(-1.0, -1.0);
@@ -136,10 +141,14 @@ fn igs_row(i: u32) -> f32 {
         let e = (abs(yi) + abs(yc) + d) * 1.3e-7 + 2.4e-38;
         let dl = max(0.0, d - e);
         let dh = d + e;
-        let sl = max(0.0, (s - p.abs_err) / (1.0 + p.eps));
-        let sh = (s + p.abs_err) / (1.0 - p.eps);
-        let lo = sl * dl * dl * (1.0 - 2.0 * ROUND);
-        let hi = sh * dh * dh * (1.0 + 2.0 * ROUND);
+        var sl = 1.0;
+        var sh = 1.0;
+        if (p.dim > 0u) {
+            sl = max(0.0, (s - p.abs_err) / (1.0 + p.eps));
+            sh = (s + p.abs_err) / (1.0 - p.eps);
+        }
+        let lo = sl * (dl * dl) * (1.0 - 2.0 * ROUND);
+        let hi = max(sh * (dh * dh) * (1.0 + 2.0 * ROUND), MIN_NORMAL);
         b = vec2<f32>(min(b.x, min(lo, F32_MAX)), min(b.y, min(hi, F32_MAX)));
     }
     bounds[i] = b;
@@ -221,7 +230,7 @@ fn badge_row(i: u32) -> f32 {
 }
 
 // One pass of a pick: every row's update and bounds (core-set when kind is
-// 0, BADGE when 1, igs when 2), and each workgroup's largest lower bound.
+// 0, BADGE when 1, igs or gsy when 2), and each workgroup's largest lower bound.
 @compute @workgroup_size(256)
 fn update(
     @builtin(global_invocation_id) gid: vec3<u32>,

@@ -70,12 +70,13 @@ def test_greedy_sampling_picks_what_scikit_activeml_picks(seed: int) -> None:
     }
     for s in want:
         assert got[s].tolist() == list(want[s]), s
-    # gsx and igs on the GPU: the same rows and distances.
+    # The three on the GPU: the same rows and distances.
     for s, kw in [
         ("gsx", {"embeddings": x, "strategy": "gsx", "exclude": labeled}),
+        ("gsy", {"probs": pred, "strategy": "gsy", "input": "regression"}),
         ("igs", {"probs": pred, "strategy": "igs", "input": "regression", "embeddings": x}),
     ]:
-        more = {"targets": y} if s == "igs" else {}
+        more = {"targets": y} if s != "gsx" else {}
         cpu = alpool.select(**kw, **more, k=8, device="cpu")
         gpu = alpool.select(**kw, **more, k=8, device="gpu")
         assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1]), s

@@ -94,9 +94,8 @@ pub enum Choice {
 /// disagreement strategies run there over given samples of plain
 /// probabilities, the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
-/// over given predictions (the samples' kernel), `gsx` and `igs`
-/// (core-set's engine); BatchBALD, `gsy` and EMCM run on the CPU only, for
-/// now. Power and softmax batches run wherever their strategy's ranking
+/// over given predictions (the samples' kernel), `gsx`, `gsy` and `igs`
+/// (core-set's engine); BatchBALD and EMCM run on the CPU only, for now. Power and softmax batches run wherever their strategy's ranking
 /// does in one pass (given rows, or a model's outputs of features for a
 /// row-wise strategy); softrank, which ranks the whole pool first, and a
 /// batch from a multi-label model's outputs, selected block by block, run
@@ -129,8 +128,7 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
             "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
         )),
         Query::Regress(Regression::Std) => None,
-        Query::Batch(BatchStrategy::BatchBald)
-        | Query::Regress(Regression::Gsy | Regression::Emcm) => yet(),
+        Query::Batch(BatchStrategy::BatchBald) | Query::Regress(Regression::Emcm) => yet(),
         _ => None,
     }
 }
@@ -458,7 +456,8 @@ mod tests {
 
     #[test]
     fn regression_spread_runs_there_over_given_predictions_only() {
-        // Not over a model's in the run; igs runs there, gsy does not.
+        // Not over a model's in the run; igs and gsy run there, EMCM does
+        // not.
         use crate::query::Regression;
         let regress = |r, model_made| Request {
             query: Query::Regress(r),
@@ -474,9 +473,11 @@ mod tests {
         );
         let c = decide(&regress(Regression::Igs, false), h100_and_lavapipe).unwrap();
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
-        let c = decide(&regress(Regression::Gsy, false), || panic!("probed")).unwrap();
+        let c = decide(&regress(Regression::Gsy, false), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let c = decide(&regress(Regression::Emcm, false), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("gsy has no GPU path")),
+            matches!(&c, Choice::Cpu(r) if r.contains("emcm has no GPU path")),
             "{c:?}"
         );
     }

@@ -354,9 +354,10 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         device: run.device,
         adapter: run.adapter.as_deref(),
         bytes: inputs.bytes(),
-        // igs reads its predictions on the host (the kernel bounds their
-        // rounding to float32).
-        float64: (inputs.float64() && job.query != Query::Regress(Regression::Igs))
+        // igs and gsy read their predictions on the host (the kernel
+        // bounds their rounding to float32).
+        float64: (inputs.float64()
+            && !matches!(job.query, Query::Regress(Regression::Igs | Regression::Gsy)))
             || (job.query == Query::Cold(ColdStart::Density)
                 && inputs.embeddings.is_some_and(|e| e.has_f64())),
         // A density-weighted query runs where density runs.

@@ -162,7 +162,7 @@ fn upload<'g>(
         .collect();
     let mut mind = vec![f32::MAX; rows.len()];
     super::mark(&mut mind, taken, -1.0);
-    Resident::new(g, emb, Side::Badge(fast, &info), &mind, k)
+    Resident::new(g, Some(emb), Side::Badge(fast, &info), &mind, k)
 }
 
 pub(crate) fn pick(

@@ -102,7 +102,7 @@ fn on_gpu(
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     let mut mind = vec![f32::INFINITY; run.emb.rows() as usize];
     mark(&mut mind, centres, -1.0);
-    let resident = Resident::new(g, run.emb, Side::Nothing, &mind, centres.len() + k)?;
+    let resident = Resident::new(g, Some(run.emb), Side::Nothing, &mind, centres.len() + k)?;
     clock.lap("upload");
     for (i, &r) in centres.iter().enumerate() {
         resident.add_centre(i, r);

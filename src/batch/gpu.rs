@@ -131,8 +131,8 @@ pub(crate) enum Side<'a> {
     Nothing,
     /// BADGE: the float32 probabilities and per-row `[‖g‖², ‖e‖², ŷ bits, 0]`.
     Badge(&'a Pool<'a>, &'a [[f32; 4]]),
-    /// igs: each row's prediction as float32; each centre's target follows
-    /// with [`Resident::set_target`].
+    /// igs, or gsy with no embeddings: each row's prediction as float32;
+    /// each centre's target follows with [`Resident::set_target`].
     Igs(&'a [f32]),
 }
 
@@ -141,45 +141,50 @@ pub(crate) enum Side<'a> {
 /// bytes for core-set.
 fn side_buffers(
     gpu: &Gpu,
-    emb: &Pool,
+    emb: Option<&Pool>,
+    rows: u64,
     side: Side,
     max_centres: usize,
 ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
     let store = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
-    let rows = emb.rows();
-    Ok(match side {
-        Side::Badge(p, info) => {
+    Ok(match (side, emb) {
+        (Side::Badge(p, info), Some(emb)) => {
             let pb = upload_rows(gpu, "alpool probabilities", p, emb, 0..p.rows())?;
             let ib = gpu.buffer("alpool row info", rows * 16, store);
             gpu.queue.write_buffer(&ib, 0, bytemuck::cast_slice(info));
             (pb, ib)
         }
-        Side::Igs(preds) => {
+        (Side::Igs(preds), _) => {
             let pb = gpu.buffer("alpool predictions", rows * 4, store);
             gpu.queue.write_buffer(&pb, 0, bytemuck::cast_slice(preds));
             let tb = gpu.buffer("alpool targets", max_centres as u64 * 16, store);
             (pb, tb)
         }
-        Side::Nothing => (
+        (Side::Nothing, _) => (
             gpu.buffer("alpool probabilities", 16, store),
             gpu.buffer("alpool row info", 16, store),
         ),
+        (Side::Badge(..), None) => {
+            return Err(Error::Gpu("BADGE reads embeddings".into()));
+        }
     })
 }
 
 impl<'g> Resident<'g> {
-    /// Uploads `emb` (validating every row on the way), what `side` adds,
-    /// and the initial nearest-centre vector (igs: the taken rows, and
-    /// every row's bounds start at `F32_MAX`); room for `max_centres`
-    /// centres.
+    /// Uploads `emb` (validating every row on the way; none for gsy, whose
+    /// rows have no distance term), what `side` adds, and the initial
+    /// nearest-centre vector, one value a row (igs and gsy: the taken
+    /// rows, and every row's bounds start at `F32_MAX`); room for
+    /// `max_centres` centres.
     pub fn new(
         gpu: &'g Gpu,
-        emb: &Pool,
+        emb: Option<&Pool>,
         side: Side,
         mind: &[f32],
         max_centres: usize,
     ) -> Result<Resident<'g>> {
-        let (rows, dim) = (emb.rows(), emb.classes() as u64);
+        let rows = mind.len() as u64;
+        let dim = emb.map_or(0, |e| e.classes() as u64);
         let limit = gpu
             .limits
             .max_storage_buffer_binding_size
@@ -199,8 +204,11 @@ impl<'g> Resident<'g> {
         }
         use wgpu::BufferUsages as U;
         let store = U::STORAGE | U::COPY_DST;
-        let emb_buf = upload_rows(gpu, "alpool embeddings", emb, emb, 0..rows)?;
-        let (probs_buf, info_buf) = side_buffers(gpu, emb, side, max_centres)?;
+        let emb_buf = match emb {
+            Some(e) => upload_rows(gpu, "alpool embeddings", e, e, 0..rows)?,
+            None => gpu.buffer("alpool embeddings", 16, store),
+        };
+        let (probs_buf, info_buf) = side_buffers(gpu, emb, rows, side, max_centres)?;
         let centres = gpu.buffer("alpool centres", max_centres as u64 * 4, store);
         let mind_buf = gpu.buffer("alpool nearest", rows * 4, store);
         gpu.queue

@@ -31,8 +31,9 @@
 //! of `src/batch/lazy.rs`, as core-set's do: the upper bounds rank the
 //! rows, and the best is decided by canonical keys (every centre, f64);
 //! ties go to the lower row. Picks are the same for every thread count and
-//! chunk size. On the GPU, `igs` runs on core-set's resident engine
-//! (`shaders/batch.wgsl`, `igs_row`): one pass per pick keeps each row's
+//! chunk size. On the GPU, `igs` and `gsy` run on core-set's resident
+//! engine (`shaders/batch.wgsl`, `igs_row`; `gsy` with no embeddings
+//! resident and no distance term): one pass per pick keeps each row's
 //! interval around its key, the float32 prediction and target's rounding
 //! included, and the rows whose upper end reaches the best lower end are
 //! decided canonically, so the picks are the CPU's.
@@ -223,7 +224,7 @@ impl<'a> Greedy<'a> {
     }
 
     /// The picks (row, output or product distance) and the rows re-checked
-    /// canonically; `igs` on `gpu` when given.
+    /// canonically; on `gpu` when given.
     fn pick(mut self, job: &Job, gpu: Option<&Gpu>) -> Result<(Vec<(u64, f64)>, u64)> {
         let mut picks = Vec::with_capacity(job.k);
         if job.k == 0 {
@@ -249,10 +250,10 @@ impl<'a> Greedy<'a> {
         let bytes = self
             .igs()
             .map_or(self.preds.len() as u64 * 8, Pool::data_bytes);
-        if let (Some(g), Some(emb)) = (gpu, self.igs())
+        if let Some(g) = gpu
             && picks.len() < job.k
         {
-            let more = self.on_gpu(g, emb, &taken, job.k - picks.len(), bytes)?;
+            let more = self.on_gpu(g, &taken, job.k - picks.len(), bytes)?;
             picks.extend(more.0);
             return Ok((picks, refined + more.1));
         }
@@ -272,15 +273,14 @@ impl<'a> Greedy<'a> {
         Ok((picks, refined + lazy.refined))
     }
 
-    /// `igs`'s next `k` picks on the GPU after the centres `taken`: the
-    /// embeddings, the predictions and the centres' targets resident, one
-    /// pass per pick folding the newest centre into every row's bounds
-    /// (the kernel's `igs_row`), and the contenders decided by their
-    /// canonical keys, ties to the lower row, as on the CPU.
+    /// The next `k` picks on the GPU after the centres `taken`: the
+    /// predictions, the centres' targets and (`igs`) the embeddings
+    /// resident, one pass per pick folding the newest centre into every
+    /// row's bounds (the kernel's `igs_row`), and the contenders decided
+    /// by their canonical keys, ties to the lower row, as on the CPU.
     fn on_gpu(
         &mut self,
         g: &Gpu,
-        emb: &Pool,
         taken: &[u64],
         k: usize,
         bytes: u64,
@@ -288,8 +288,8 @@ impl<'a> Greedy<'a> {
         let mut mind = vec![0f32; self.preds.len()];
         mark(&mut mind, taken, -1.0);
         let preds: Vec<f32> = self.preds.iter().map(|&p| p as f32).collect();
-        let resident = Resident::new(g, emb, Side::Igs(&preds), &mind, taken.len() + k)?;
-        self.validated = true;
+        let resident = Resident::new(g, self.igs(), Side::Igs(&preds), &mind, taken.len() + k)?;
+        self.validated |= self.igs().is_some();
         for (i, (&r, &y)) in taken.iter().zip(&self.targets).enumerate() {
             resident.add_centre(i, r);
             resident.set_target(i, y);

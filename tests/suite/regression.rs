@@ -223,7 +223,7 @@ fn gsy_reads_no_embeddings_once_rows_are_labeled() {
 }
 
 #[test]
-fn the_gpu_picks_what_the_cpu_picks_for_gsx_and_igs() {
+fn the_gpu_picks_what_the_cpu_picks_for_greedy_sampling() {
     let Some(g) = common::gpu() else { return };
     let (x, preds) = data(400, 11, 5);
     // Predictions near 1e6, whose float32 values differ from the f64 ones
@@ -246,23 +246,43 @@ fn the_gpu_picks_what_the_cpu_picks_for_gsx_and_igs() {
         let want = greedy_ref(Regression::Gsx, Some(&x), &preds, lab, 20);
         let want: Vec<u64> = want.iter().map(|p| p.0 as u64).collect();
         assert_eq!(cpu.indices(), want);
-        for p in [&preds, &far] {
+        for (p, s) in [&preds, &far]
+            .into_iter()
+            .flat_map(|p| [Regression::Igs, Regression::Gsy].map(|s| (p, s)))
+        {
             let lab: Vec<(usize, f64)> = lab.iter().map(|&(r, y)| (r, p[r] + y * 0.01)).collect();
-            let j = job(Regression::Igs, 20, &lab, p);
+            let j = job(s, 20, &lab, p);
             let pool = Pool::from_f64(p, 1).unwrap();
+            // gsy reads the embeddings only for its first pick with no
+            // labeled row.
             let inputs = Inputs::probs(&pool).with_embeddings(&emb);
             let gpu = common::select_gpu(&g, inputs, &j).unwrap().0;
             let cpu = common::select_cpu(inputs, &j).unwrap();
-            assert_eq!(gpu.indices(), cpu.indices(), "igs labeled {}", lab.len());
-            let want = greedy_ref(Regression::Igs, Some(&x), p, &lab, 20);
+            assert_eq!(gpu.indices(), cpu.indices(), "{s} labeled {}", lab.len());
+            let want = greedy_ref(s, Some(&x), p, &lab, 20);
             let got: Vec<(usize, f64)> = gpu
                 .entries
                 .iter()
                 .map(|e| (e.index as usize, e.score))
                 .collect();
-            assert_eq!(got, want, "igs labeled {}", lab.len());
+            assert_eq!(got, want, "{s} labeled {}", lab.len());
         }
     }
+    // A target float32 cannot hold (1e6 + 0.01 rounds to 1e6): in float32
+    // row 1 (1e6 + 0.04, rounded to 1e6 + 0.0625) lies farther from it
+    // than row 2 (1e6 − 0.025, rounded to 1e6), in f64 the other way round.
+    let p = [1e6 + 0.02, 1e6 + 0.04, 1e6 - 0.025, 1e6];
+    let j = job(Regression::Gsy, 2, &[(0, 1e6 + 0.01)], &p);
+    let pool = Pool::from_f64(&p, 1).unwrap();
+    let gpu = common::select_gpu(&g, Inputs::probs(&pool), &j).unwrap().0;
+    assert_eq!(gpu.indices(), [2, 1]);
+    let want = greedy_ref(Regression::Gsy, None, &p, &[(0, 1e6 + 0.01)], 2);
+    let got: Vec<(usize, f64)> = gpu
+        .entries
+        .iter()
+        .map(|e| (e.index as usize, e.score))
+        .collect();
+    assert_eq!(got, want);
 }
 
 #[test]
