@@ -2,7 +2,7 @@
 # The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
 # call: alpool's CPU and wgpu paths side by side (select, stochastic
 # batches, density alone and weighting margin, TypiClust, regression's std,
-# igs and gsy, the disagreement strategies, multi-label, the fused model), then
+# igs, gsy and emcm, the disagreement strategies, multi-label, the fused model), then
 # PyTorch on the same card
 # and the same files as the reference (python/bench/gpu_torch_reference.py).
 #
@@ -102,7 +102,7 @@ done
 cmp -s "$dir/wcpu.csv" "$dir/wgpu.csv" && echo "weighted: the same picks on the CPU and the GPU" ||
     echo "weighted: THE PICKS DIFFER between the CPU and the GPU"
 
-step "regression: std over T = 20 predictions of ${srows} rows; igs over ${srows} x 64, 20 labeled, k = 200; gsy, k = 1000"
+step "regression: std over T = 20 predictions of ${srows} rows; igs over ${srows} x 64, 20 labeled, k = 200; gsy and emcm, k = 1000"
 python3 -c "
 import numpy as np, sys
 d, n = sys.argv[1], int(sys.argv[2])
@@ -113,6 +113,7 @@ x = r.standard_normal((n, 64), dtype=np.float32)
 np.save(f'{d}/xr.npy', x)
 pred = x @ r.standard_normal(64) * 0.1 + 5
 np.save(f'{d}/pred.npy', pred)
+np.save(f'{d}/pred32.npy', pred.astype(np.float32))
 y = np.full(n, np.nan)
 i = r.choice(n, 20, replace=False)
 y[i] = pred[i] + r.standard_normal(20) * 0.1
@@ -139,6 +140,13 @@ for d in cpu gpu; do
 done
 cmp -s "$dir/gsycpu.csv" "$dir/gsygpu.csv" && echo "gsy: the same picks on the CPU and the GPU" ||
     echo "gsy: THE PICKS DIFFER between the CPU and the GPU"
+for d in cpu gpu cpu gpu; do
+    printf 'whole process, select -s emcm --device %s: ' "$d"
+    time "$bin" select "$dir/pred32.npy" --samples "$dir/reg20.npy" --input regression-samples \
+        -s emcm --embeddings "$dir/xr.npy" -k 1000 --device "$d" -q -o "$dir/emcm$d.csv"
+done
+cmp -s "$dir/emcmcpu.csv" "$dir/emcmgpu.csv" && echo "emcm: the same picks on the CPU and the GPU" ||
+    echo "emcm: THE PICKS DIFFER between the CPU and the GPU"
 
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3

@@ -457,6 +457,10 @@ fn score_samples(r: u32) {
         score_spread(r);
         return;
     }
+    if P.strategy == STRATEGY_EMCM {
+        score_emcm(r);
+        return;
+    }
     let c = P.classes;
     let plane = P.rows * c;
     let votes = P.strategy == STRATEGY_VARIATION_RATIO || P.strategy == STRATEGY_VOTE_ENTROPY;
@@ -672,6 +676,62 @@ fn score_spread(r: u32) {
     let b = (P.half + s.x * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
     store(r, s.x - b, s.x + b);
+}
+
+// EMCM (src/score/regression.rs, `emcm`): the mean over the T ensemble
+// predictions of |s_t - f|, f the model's prediction, times the norm of
+// the row's D features. A chunk holds the T planes of predictions, then a
+// plane of the model's, then the rows' features, D = width - T - 1 values
+// each. In f32, with u = 2^-24: each difference and the sum of the T
+// non-negative terms are within (T + 1) u of the exact mean's sum, the
+// division within 8 u (WGSL allows 2.5 ulp); the D non-negative squares
+// and their sum within (D + 1) u, which the root halves, and the root
+// within 8 u more; the product within u; 1.02 covers the second-order
+// terms. A value or difference below the smallest normal float that a GPU
+// flushes moves the mean by at most 3 * 2^-126, times the norm; a feature
+// whose square could fall there (0 < |x| < 2^-60), a value the host
+// refuses (not finite, beyond 1e15) or a sum that overflows sends the row
+// to the host, which names a bad row as the CPU does.
+fn score_emcm(r: u32) {
+    let n = P.rows;
+    let t_n = P.samples;
+    let d = P.width - t_n - 1u;
+    let f = rows[t_n * n + r];
+    if !(abs(f) <= 1e15) {
+        undecided(r);
+        return;
+    }
+    var sum = 0.0;
+    for (var t = 0u; t < t_n; t = t + 1u) {
+        let x = rows[t * n + r];
+        if !(abs(x) <= 1e15) {
+            undecided(r);
+            return;
+        }
+        sum = sum + abs(x - f);
+    }
+    let base = (t_n + 1u) * n + r * d;
+    var q = 0.0;
+    for (var j = 0u; j < d; j = j + 1u) {
+        let x = rows[base + j];
+        if !(abs(x) <= 1e15) || (x != 0.0 && abs(x) < 8.6736174e-19) {
+            undecided(r);
+            return;
+        }
+        q = q + x * x;
+    }
+    if !finite(q) {
+        undecided(r);
+        return;
+    }
+    let tf = f32(t_n);
+    let norm = sqrt(q);
+    let pri = (sum / tf) * norm;
+    let rel = 1.02 * ROUNDOFF * (tf + 1.0 + 8.0 + 0.5 * (f32(d) + 1.0) + 8.0 + 1.0);
+    let flushed = 1.2e-37 * max(norm, 1.0);
+    let b = (P.half + pri * (P.rel + rel) + flushed) * 1.0001;
+    status[r] = STATUS_SCORED;
+    store(r, pri - b, pri + b);
 }
 
 // An embedding row's density (src/coldstart/density.rs): its cosine

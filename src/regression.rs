@@ -3,8 +3,13 @@
 //! the row's features are read together, chunk by chunk (chunks in
 //! parallel), scored canonically ([`crate::score::regression::emcm`]), and
 //! the exact top k merged across workers. Memory is a chunk of rows per
-//! worker and k. The other regression strategies run on the disagreement
-//! engine (`std`) and the greedy one (`batch::greedy`).
+//! worker and k. On the GPU ([`gpu`]) the kernel scores each row in f32
+//! within a proven interval and the candidates are scored here, so both
+//! devices pick the same rows. The other regression strategies run on the
+//! disagreement engine (`std`) and the greedy one (`batch::greedy`).
+
+#[cfg(feature = "gpu")]
+mod gpu;
 
 use crate::backend::{Progress, chunked};
 use crate::batch::dist::dot_f64;
@@ -116,6 +121,22 @@ fn chunks(inp: &EmcmInputs, job: &Job) -> Vec<(u64, u64)> {
     (0..n.div_ceil(step))
         .map(|i| (i * step, ((i + 1) * step).min(n)))
         .collect()
+}
+
+/// The k rows of largest EMCM on `gpu`, with the GPU's phases.
+pub(crate) fn select_on_gpu(
+    g: &crate::backend::gpu::Gpu,
+    inp: &EmcmInputs,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, crate::backend::Phases)> {
+    #[cfg(feature = "gpu")]
+    return gpu::select(g, inp, job, progress);
+    #[cfg(not(feature = "gpu"))]
+    {
+        let _ = (inp, job, progress);
+        g.never()
+    }
 }
 
 /// The k rows of largest EMCM, exactly (ties to the lower row).

@@ -141,6 +141,12 @@ def test_emcm_is_the_mean_ensemble_gap_times_the_feature_norm() -> None:
     )
     assert idx.tolist() == np.argsort(-want, kind="stable")[:10].tolist()
     np.testing.assert_allclose(scores, want[idx], rtol=1e-12)
+    # On the GPU: the same rows and scores, bit for bit.
+    for k in (10, 490):
+        kw: dict[str, Any] = {"input": "regression-samples", "samples": ens, "embeddings": x}
+        cpu = alpool.select(pred, "emcm", k, device="cpu", **kw)
+        gpu = alpool.select(pred, "emcm", k, device="gpu", **kw)
+        assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1]), k
 
 
 def test_files_are_read_as_predictions(tmp_path: Any) -> None:

@@ -94,8 +94,8 @@ pub enum Choice {
 /// disagreement strategies run there over given samples of plain
 /// probabilities, the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
-/// over given predictions (the samples' kernel), `gsx`, `gsy` and `igs`
-/// (core-set's engine); BatchBALD and EMCM run on the CPU only, for now. Power and softmax batches run wherever their strategy's ranking
+/// and EMCM over given predictions (the samples' kernel), `gsx`, `gsy` and
+/// `igs` (core-set's engine); BatchBALD runs on the CPU only, for now. Power and softmax batches run wherever their strategy's ranking
 /// does in one pass (given rows, or a model's outputs of features for a
 /// row-wise strategy); softrank, which ranks the whole pool first, and a
 /// batch from a multi-label model's outputs, selected block by block, run
@@ -124,11 +124,10 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
         )),
         Query::Disagree(_) => None,
-        Query::Regress(Regression::Std) if req.model_made => Some(format!(
+        Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
             "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
         )),
-        Query::Regress(Regression::Std) => None,
-        Query::Batch(BatchStrategy::BatchBald) | Query::Regress(Regression::Emcm) => yet(),
+        Query::Batch(BatchStrategy::BatchBald) => yet(),
         _ => None,
     }
 }
@@ -456,8 +455,7 @@ mod tests {
 
     #[test]
     fn regression_spread_runs_there_over_given_predictions_only() {
-        // Not over a model's in the run; igs and gsy run there, EMCM does
-        // not.
+        // Not over a model's in the run; igs and gsy run there too.
         use crate::query::Regression;
         let regress = |r, model_made| Request {
             query: Query::Regress(r),
@@ -475,9 +473,11 @@ mod tests {
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
         let c = decide(&regress(Regression::Gsy, false), h100_and_lavapipe).unwrap();
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
-        let c = decide(&regress(Regression::Emcm, false), || panic!("probed")).unwrap();
+        let c = decide(&regress(Regression::Emcm, false), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let c = decide(&regress(Regression::Emcm, true), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("emcm has no GPU path")),
+            matches!(&c, Choice::Cpu(r) if r.contains("emcm runs on the GPU over given predictions only")),
             "{c:?}"
         );
     }

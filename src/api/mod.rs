@@ -334,10 +334,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         Query::Disagree(_) | Query::Regress(Regression::Std) => {
             select_disagreement(&inputs, job, backend, run.progress)?
         }
-        Query::Regress(_) => (
-            select_regression(&inputs, job, backend, run.progress)?,
-            None,
-        ),
+        Query::Regress(_) => select_regression(&inputs, job, backend, run.progress)?,
         Query::Multi(_) => select_multilabel(&inputs, job, backend, run.progress)?,
     };
     Ok(Outcome {
@@ -355,9 +352,12 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         adapter: run.adapter.as_deref(),
         bytes: inputs.bytes(),
         // igs and gsy read their predictions on the host (the kernel
-        // bounds their rounding to float32).
+        // bounds their rounding to float32); EMCM's kernel reads the
+        // features too.
         float64: (inputs.float64()
             && !matches!(job.query, Query::Regress(Regression::Igs | Regression::Gsy)))
+            || (job.query == Query::Regress(Regression::Emcm)
+                && inputs.embeddings.is_some_and(|e| e.has_f64()))
             || (job.query == Query::Cold(ColdStart::Density)
                 && inputs.embeddings.is_some_and(|e| e.has_f64())),
         // A density-weighted query runs where density runs.
@@ -433,15 +433,23 @@ fn select_regression(
     job: &Job,
     backend: Backend,
     progress: &dyn Progress,
-) -> Result<Selection> {
+) -> Result<(Selection, Option<Phases>)> {
     if job.query == Query::Regress(Regression::Emcm) {
-        return crate::regression::select(&emcm_inputs(inputs, job)?, job, progress);
+        let inp = emcm_inputs(inputs, job)?;
+        return match backend {
+            Backend::Gpu(g) => {
+                let (sel, phases) = crate::regression::select_on_gpu(g, &inp, job, progress)?;
+                Ok((sel, Some(phases)))
+            }
+            Backend::Cpu => Ok((crate::regression::select(&inp, job, progress)?, None)),
+        };
     }
     let gpu = match backend {
         Backend::Gpu(g) => Some(g),
         Backend::Cpu => None,
     };
-    crate::batch::greedy::select(inputs.probs, inputs.embeddings, job, gpu, progress)
+    let sel = crate::batch::greedy::select(inputs.probs, inputs.embeddings, job, gpu, progress)?;
+    Ok((sel, None))
 }
 
 /// A disagreement strategy's selection: over given samples, or block by

@@ -491,6 +491,7 @@ mod codes {
             Query::Disagree(Disagreement::MeanStd) => 18,
             Query::Cold(ColdStart::Density) => 19,
             Query::Regress(Regression::Std) => 20,
+            Query::Regress(Regression::Emcm) => 21,
             other => unreachable!("{other} has no GPU kernel"),
         }
     }
@@ -551,6 +552,7 @@ mod codes {
             .chain([
                 Query::Cold(ColdStart::Density),
                 Query::Regress(Regression::Std),
+                Query::Regress(Regression::Emcm),
             ])
         {
             let name = q.name().replace('-', "_").to_uppercase();
@@ -1071,6 +1073,24 @@ impl<'r> Chunked<'r> {
         bound: (f64, f64),
     ) -> Result<Chunked<'r>> {
         let mut run = Chunked::with_interval(gpu, job, k, (c, t * c), max_rows, bound)?;
+        run.base.input = codes::INPUT_SAMPLES;
+        run.base.samples = t as u32;
+        Ok(run)
+    }
+
+    /// EMCM's selection (`src/regression/gpu.rs`): each chunk holds its
+    /// rows' T ensemble predictions as T planes, a plane of the model's
+    /// predictions, then the rows' D features, `T + 1 + D` values a row;
+    /// the kernel (`score_emcm`) bounds each row's score.
+    pub(crate) fn emcm(
+        gpu: &'r Gpu,
+        job: &'r Job,
+        k: usize,
+        (t, d): (usize, usize),
+        max_rows: u64,
+        bound: (f64, f64),
+    ) -> Result<Chunked<'r>> {
+        let mut run = Chunked::with_interval(gpu, job, k, (1, t + 1 + d), max_rows, bound)?;
         run.base.input = codes::INPUT_SAMPLES;
         run.base.samples = t as u32;
         Ok(run)

@@ -24,7 +24,7 @@ pub(crate) struct Resident<'g> {
 impl<'g> Resident<'g> {
     pub fn new(
         gpu: &'g Gpu,
-        _emb: &Pool,
+        _emb: Option<&Pool>,
         _side: Side,
         _mind: &[f32],
         _max_centres: usize,

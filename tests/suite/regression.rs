@@ -1,4 +1,4 @@
-//! The regression strategies (std, gsx, gsy, igs) against naive references
+//! The regression strategies (std, gsx, gsy, igs, emcm) against naive references
 //! written here from the documented definitions, never with the library's
 //! helpers: picks and scores equal, ties included, for every chunk size and
 //! thread count, on the CPU and the GPU; bad input named.
@@ -463,6 +463,250 @@ fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
     want.sort_by(|&a, &b| col(b).total_cmp(&col(a)).then(a.cmp(&b)));
     let got: Vec<usize> = sel.indices().into_iter().map(|i| i as usize).collect();
     assert_eq!(got, want[..40]);
+}
+
+#[test]
+fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
+    let Some(g) = common::gpu() else { return };
+    use alpool::{Stochastic, StochasticKind};
+    // More rows than the radix select keeps whole (1,024), so a loose
+    // interval would show.
+    let (t, n, d) = (5, 3000, 7);
+    let mut r = Rng::new(31);
+    // Rows of every kind: ensemble predictions on a grid (ties) and smooth
+    // ones, large offsets over small spreads, features on a grid, zero
+    // rows (score 0), duplicated rows, and features so small that their
+    // squares reach the floats a GPU may flush (the host's).
+    let base = |i: usize| match i % 5 {
+        0 => 1e6,
+        1 => -3.0,
+        _ => 0.0,
+    };
+    let preds: Vec<f32> = (0..n)
+        .map(|i| (base(i) + r.below(4) as f64 * 0.25) as f32)
+        .collect();
+    let mut ens = vec![0f32; t * n];
+    for i in 0..n {
+        for s in 0..t {
+            let v = match i % 3 {
+                0 => base(i) + r.below(5) as f64 * 0.5,
+                _ => base(i) + r.uniform() * 2.0,
+            };
+            ens[s * n + i] = v as f32;
+        }
+    }
+    let mut x: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            (0..d)
+                .map(|_| match i % 4 {
+                    0 => r.below(3) as f32,
+                    1 => 0.0,
+                    _ => (r.uniform() * 4.0 - 2.0) as f32,
+                })
+                .collect()
+        })
+        .collect();
+    for i in (7..n).step_by(23) {
+        x[i] = x[i - 6].clone();
+        for s in 0..t {
+            ens[s * n + i] = ens[s * n + i - 6];
+        }
+    }
+    for i in (11..n).step_by(101) {
+        x[i][0] = 1e-30;
+    }
+    let zeros = vec![0f32; d];
+    let want: Vec<f64> = (0..n)
+        .map(|i| {
+            let mut a = 0.0;
+            for s in 0..t {
+                a += (ens[s * n + i] as f64 - preds[i] as f64).abs();
+            }
+            a / t as f64 * sq(&x[i], &zeros).sqrt()
+        })
+        .collect();
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, d).unwrap();
+    let pool = Pool::from_f32(&preds, 1).unwrap();
+    let tnc = Samples::from_pool(
+        Pool::from_f32(&ens, 1).unwrap(),
+        [t, n, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let nt: Vec<f32> = (0..n)
+        .flat_map(|i| (0..t).map(move |s| (i, s)))
+        .map(|(i, s)| ens[s * n + i])
+        .collect();
+    let ntc = Samples::from_pool(
+        Pool::from_f32(&nt, t).unwrap(),
+        [n, t, 1],
+        SampleLayout::Ntc,
+    )
+    .unwrap();
+    let form = InputForm::Regression(RegressionInput::Samples);
+    let excluded = [3u64, 1500, n as u64 - 1];
+    // The cut among the rows whose features are tiny (scores near 1e-30).
+    let positive = (0..n)
+        .filter(|&i| want[i] > 0.0 && !excluded.contains(&(i as u64)))
+        .count();
+    let cases = [
+        (&tnc, 0, 1),
+        (&tnc, 0, 60),
+        (&ntc, 777, 60),
+        (&tnc, 1000, n - 10),
+        (&tnc, 0, positive - 2),
+    ];
+    for (samples, chunk, k) in cases {
+        let inputs = Inputs::samples(samples)
+            .with_probs(&pool)
+            .with_embeddings(&emb);
+        let mut j = Job::new(Regression::Emcm, form, k).exclude(Exclusions::new(excluded.to_vec()));
+        j.chunk_rows = chunk;
+        let gpu = common::select_gpu(&g, inputs, &j).unwrap().0;
+        let cpu = common::select_cpu(inputs, &j).unwrap();
+        let mut order: Vec<usize> = (0..n)
+            .filter(|&i| !excluded.contains(&(i as u64)))
+            .collect();
+        order.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+        let got: Vec<usize> = gpu.indices().into_iter().map(|i| i as usize).collect();
+        assert_eq!(got, order[..k], "chunk {chunk}, k {k}");
+        assert_eq!(gpu.indices(), cpu.indices());
+        for (a, b) in gpu.entries.iter().zip(&cpu.entries) {
+            assert_eq!(a.score.to_bits(), b.score.to_bits());
+            assert_eq!(a.score, want[a.index as usize]);
+        }
+        // A stochastic batch draws the same rows on both devices.
+        j.stochastic = Some(Stochastic::new(StochasticKind::Power, 2.0));
+        let gpu = common::select_gpu(&g, inputs, &j).unwrap().0;
+        let cpu = common::select_cpu(inputs, &j).unwrap();
+        assert_eq!(gpu.indices(), cpu.indices(), "power, chunk {chunk}, k {k}");
+    }
+    // A dense cluster: the same features for every row, and ensemble
+    // predictions spread over a hundred ulps or so of the last sample and an
+    // ulp or two of the others, so that neighbouring scores differ by less
+    // than float32's rounding of their sums and the cut falls among them.
+    let m = 2048;
+    let mut r = Rng::new(32);
+    let row = [0.3f32, 0.7, 1.9, -0.4, 2.2];
+    let dense: Vec<f32> = (0..t * m)
+        .map(|i| {
+            let ulps = if i / m == 4 {
+                r.below(201) as u32
+            } else {
+                r.below(5) as u32
+            };
+            let centre = if i / m == 4 { 100 } else { 2 };
+            f32::from_bits(row[i / m].to_bits() + ulps - centre)
+        })
+        .collect();
+    let feats: Vec<f32> = (0..d).map(|j| 1.1 + j as f32 * 0.37).collect();
+    let norm = sq(&feats, &zeros).sqrt();
+    let close: Vec<f64> = (0..m)
+        .map(|i| {
+            let a: f64 = (0..t).map(|s| (dense[s * m + i] as f64 - 0.5).abs()).sum();
+            a / t as f64 * norm
+        })
+        .collect();
+    let v: Vec<f32> = (0..m).flat_map(|_| feats.iter().copied()).collect();
+    let emb_d = Pool::from_f32(&v, d).unwrap();
+    let half = vec![0.5f32; m];
+    let pool_d = Pool::from_f32(&half, 1).unwrap();
+    let samples = Samples::from_pool(
+        Pool::from_f32(&dense, 1).unwrap(),
+        [t, m, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let inputs = Inputs::samples(&samples)
+        .with_probs(&pool_d)
+        .with_embeddings(&emb_d);
+    let (gpu, phases) =
+        common::select_gpu(&g, inputs, &Job::new(Regression::Emcm, form, 1024)).unwrap();
+    assert!(phases.candidates >= 1024);
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| close[b].total_cmp(&close[a]).then(a.cmp(&b)));
+    let got: Vec<usize> = gpu.indices().into_iter().map(|i| i as usize).collect();
+    assert_eq!(got, order[..1024], "the dense cluster");
+
+    // Rows whose features square below float32's range (1e-25: scores near
+    // 5e-26) above rows of scores near 1e-28 that float32 computes well,
+    // both above the interval's absolute term (1e-30): the first go to the
+    // host, or the cut between them would drop them.
+    let (m, mut r) = (1200, Rng::new(33));
+    let kind = |i: usize| (i >= 1000) as usize + (i >= 1100) as usize;
+    let ens_t: Vec<f32> = (0..t * m)
+        .map(|i| match kind(i % m) {
+            2 => (r.uniform() * 2e-14) as f32,
+            _ => (r.uniform() * 2.0 - 1.0) as f32,
+        })
+        .collect();
+    let feats: Vec<Vec<f32>> = (0..m)
+        .map(|i| {
+            (0..d)
+                .map(|j| match (kind(i), j) {
+                    (0, _) => r.uniform() as f32 + 0.1,
+                    (1, 0) => 1e-25,
+                    (2, 0) => 1e-14,
+                    _ => 0.0,
+                })
+                .collect()
+        })
+        .collect();
+    let zero = vec![0f32; m];
+    let want: Vec<f64> = (0..m)
+        .map(|i| {
+            let a: f64 = (0..t).map(|s| (ens_t[s * m + i] as f64).abs()).sum();
+            a / t as f64 * sq(&feats[i], &zeros).sqrt()
+        })
+        .collect();
+    let v = flat(&feats);
+    let (emb_t, pool_t) = (
+        Pool::from_f32(&v, d).unwrap(),
+        Pool::from_f32(&zero, 1).unwrap(),
+    );
+    let samples = Samples::from_pool(
+        Pool::from_f32(&ens_t, 1).unwrap(),
+        [t, m, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let inputs = Inputs::samples(&samples)
+        .with_probs(&pool_t)
+        .with_embeddings(&emb_t);
+    let gpu = common::select_gpu(&g, inputs, &Job::new(Regression::Emcm, form, 1100))
+        .unwrap()
+        .0;
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| want[b].total_cmp(&want[a]).then(a.cmp(&b)));
+    let got: Vec<usize> = gpu.indices().into_iter().map(|i| i as usize).collect();
+    assert_eq!(got, order[..1100], "tiny features");
+
+    // A bad row is named as on the CPU.
+    let mut bad = ens.clone();
+    bad[2 * n + 2345] = f32::NAN;
+    let bad = Samples::from_pool(
+        Pool::from_f32(&bad, 1).unwrap(),
+        [t, n, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let inputs = Inputs::samples(&bad)
+        .with_probs(&pool)
+        .with_embeddings(&emb);
+    let j = Job::new(Regression::Emcm, form, 10);
+    let on_gpu = common::select_gpu(&g, inputs, &j).unwrap_err().to_string();
+    let on_cpu = common::select_cpu(inputs, &j).unwrap_err().to_string();
+    assert_eq!(on_gpu, on_cpu);
+    assert!(on_cpu.contains("2345"), "{on_cpu}");
+    // float64 values stay on the CPU.
+    let wide: Vec<f64> = preds.iter().map(|&p| p as f64).collect();
+    let wide = Pool::from_f64(&wide, 1).unwrap();
+    let inputs = Inputs::samples(&tnc)
+        .with_probs(&wide)
+        .with_embeddings(&emb);
+    let e = common::select_gpu(&g, inputs, &j).unwrap_err().to_string();
+    assert!(e.contains("float64"), "{e}");
 }
 
 #[test]
