@@ -17,7 +17,7 @@
 //! module); the other strategies run here only.
 
 #[cfg(feature = "gpu")]
-mod gpu;
+pub(crate) mod gpu;
 
 use crate::backend::{Progress, chunked};
 use crate::error::{BadSample, Error, Result};

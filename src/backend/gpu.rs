@@ -1060,37 +1060,21 @@ impl<'r> Chunked<'r> {
         Ok(run)
     }
 
-    /// A selection over T samples of C plain probabilities a row, each
-    /// sample a plane of the chunk's rows (the kernel's `score_samples`):
-    /// each row gets the interval `half + rel · |priority|` around its f32
-    /// score, as the multi-label rows do.
+    /// A selection over T samples of C values a row, each sample a plane
+    /// of the chunk's rows (the kernel's `score_samples`), and `extra`
+    /// values a row after the planes (EMCM's: the model's plane, then the
+    /// rows' D features, `src/regression/gpu.rs`): each row gets the
+    /// interval `half + rel · |priority|` around its f32 score, as the
+    /// multi-label rows do.
     pub(crate) fn samples(
         gpu: &'r Gpu,
         job: &'r Job,
         k: usize,
-        (t, c): (usize, usize),
+        (t, c, extra): (usize, usize, usize),
         max_rows: u64,
         bound: (f64, f64),
     ) -> Result<Chunked<'r>> {
-        let mut run = Chunked::with_interval(gpu, job, k, (c, t * c), max_rows, bound)?;
-        run.base.input = codes::INPUT_SAMPLES;
-        run.base.samples = t as u32;
-        Ok(run)
-    }
-
-    /// EMCM's selection (`src/regression/gpu.rs`): each chunk holds its
-    /// rows' T ensemble predictions as T planes, a plane of the model's
-    /// predictions, then the rows' D features, `T + 1 + D` values a row;
-    /// the kernel (`score_emcm`) bounds each row's score.
-    pub(crate) fn emcm(
-        gpu: &'r Gpu,
-        job: &'r Job,
-        k: usize,
-        (t, d): (usize, usize),
-        max_rows: u64,
-        bound: (f64, f64),
-    ) -> Result<Chunked<'r>> {
-        let mut run = Chunked::with_interval(gpu, job, k, (1, t + 1 + d), max_rows, bound)?;
+        let mut run = Chunked::with_interval(gpu, job, k, (c, t * c + extra), max_rows, bound)?;
         run.base.input = codes::INPUT_SAMPLES;
         run.base.samples = t as u32;
         Ok(run)

@@ -56,7 +56,7 @@ pub(crate) fn select(
     let k = job.k.min(samples.rows() as usize);
     let max_rows = chunk_rows(gpu, t * c, job.chunk_rows);
     let r_max = max_rows.min(samples.rows());
-    let mut run = Chunked::samples(gpu, job, k, (t, c), r_max, bound)?;
+    let mut run = Chunked::samples(gpu, job, k, (t, c, 0), r_max, bound)?;
     let step = max_rows.max(1);
     let mut src = SampleRows {
         samples,
@@ -121,25 +121,35 @@ impl Source for SampleRows<'_> {
         )
     }
 
-    /// Sample t's rows go to plane t, `(end − start) · C` values from the
-    /// buffer's start each: straight from the map of a float32 T x N x C
-    /// file, else read into planes first.
     fn upload(&mut self, run: &Chunked, slot: usize, i: usize) -> Result<()> {
-        let span = self.chunks[i];
-        let (buf, q) = (&run.bufs.rows[slot], &run.gpu.queue);
-        let plane = (span.1 - span.0) * self.samples.classes() as u64 * 4;
-        match self.samples.mapped_planes(span)? {
-            Some(planes) => {
-                for (t, p) in planes.iter().enumerate() {
-                    q.write_buffer(buf, t as u64 * plane, bytemuck::cast_slice(p));
-                }
-            }
-            None => {
-                self.samples
-                    .read_planes(span, &mut self.bufs, &mut self.planes)?;
-                q.write_buffer(buf, 0, bytemuck::cast_slice(&self.planes));
+        let scratch = (&mut self.bufs, &mut self.planes);
+        upload_planes(self.samples, self.chunks[i], run, slot, scratch).map(|_| ())
+    }
+}
+
+/// Sample t's rows of `span` go to plane t of row buffer `slot`,
+/// `(end − start) · C` values from the buffer's start each: straight from
+/// the map of a float32 T x N x C file, else read into planes first.
+/// Returns the bytes of one plane.
+pub(crate) fn upload_planes(
+    samples: &Samples,
+    span: (u64, u64),
+    run: &Chunked,
+    slot: usize,
+    (bufs, planes): (&mut ReadBufs, &mut Vec<f32>),
+) -> Result<u64> {
+    let (buf, q) = (&run.bufs.rows[slot], &run.gpu.queue);
+    let plane = (span.1 - span.0) * samples.classes() as u64 * 4;
+    match samples.mapped_planes(span)? {
+        Some(mapped) => {
+            for (t, p) in mapped.iter().enumerate() {
+                q.write_buffer(buf, t as u64 * plane, bytemuck::cast_slice(p));
             }
         }
-        Ok(())
+        None => {
+            samples.read_planes(span, bufs, planes)?;
+            q.write_buffer(buf, 0, bytemuck::cast_slice(planes));
+        }
     }
+    Ok(plane)
 }

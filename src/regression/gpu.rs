@@ -10,6 +10,7 @@ use super::{EmcmInputs, Scratch, check, score_chunk};
 use crate::backend::Progress;
 use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, Source, chunk_rows, drive};
 use crate::batch::{Bufs, read_rows};
+use crate::disagree::gpu::upload_planes;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::pool::samples::ReadBufs;
@@ -40,7 +41,7 @@ pub(crate) fn select(
     let step = chunk_rows(gpu, t + 1 + d, job.chunk_rows).max(1);
     // The kernel bounds each row from its own values; this covers the
     // canonical f64 score's rounding.
-    let mut run = Chunked::emcm(gpu, job, k, (t, d), step.min(n), (1e-30, 1e-8))?;
+    let mut run = Chunked::samples(gpu, job, k, (t, 1, 1 + d), step.min(n), (1e-30, 1e-8))?;
     let mut src = EmcmRows {
         inp,
         job,
@@ -103,20 +104,10 @@ impl Source for EmcmRows<'_> {
     /// the features after them, row by row.
     fn upload(&mut self, run: &Chunked, slot: usize, i: usize) -> Result<()> {
         let span = self.chunks[i];
-        let (buf, q) = (&run.bufs.rows[slot], &run.gpu.queue);
-        let plane = (span.1 - span.0) * 4;
         let samples = self.inp.samples;
-        match samples.mapped_planes(span)? {
-            Some(planes) => {
-                for (t, p) in planes.iter().enumerate() {
-                    q.write_buffer(buf, t as u64 * plane, bytemuck::cast_slice(p));
-                }
-            }
-            None => {
-                samples.read_planes(span, &mut self.read, &mut self.planes)?;
-                q.write_buffer(buf, 0, bytemuck::cast_slice(&self.planes));
-            }
-        }
+        let scratch = (&mut self.read, &mut self.planes);
+        let plane = upload_planes(samples, span, run, slot, scratch)?;
+        let (buf, q) = (&run.bufs.rows[slot], &run.gpu.queue);
         let at = samples.samples() as u64 * plane;
         let preds = read_rows(self.inp.preds, span.0, span.1, &mut self.bufs)?;
         q.write_buffer(buf, at, bytemuck::cast_slice(&preds));
