@@ -2,7 +2,7 @@
 # The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
 # call: alpool's CPU and wgpu paths side by side (select, stochastic
 # batches, density alone and weighting margin, TypiClust, regression's std,
-# igs, gsy and emcm, the disagreement strategies, multi-label, the fused model), then
+# igs, gsy and emcm, the disagreement strategies, BatchBALD, multi-label, the fused model), then
 # PyTorch on the same card
 # and the same files as the reference (python/bench/gpu_torch_reference.py).
 #
@@ -150,6 +150,21 @@ cmp -s "$dir/emcmcpu.csv" "$dir/emcmgpu.csv" && echo "emcm: the same picks on th
 
 step "disagreement: T = 20 samples of ${srows} x 10"
 "$bin" bench --samples 20 --rows "$srows" --classes 10 --device cpu,gpu --runs 3
+
+step "batchbald: 100000 x 20 x 10 samples, batch 50, M = 10,000"
+python3 -c "
+import numpy as np, sys
+r = np.random.default_rng(0)
+z = r.normal(size=(1, 100000, 10)) * 1.5 + r.normal(size=(20, 100000, 10))
+p = np.exp(z - z.max(-1, keepdims=True))
+np.save(sys.argv[1], (p / p.sum(-1, keepdims=True)).astype(np.float32))
+" "$dir/bb.npy"
+for d in gpu cpu; do
+    printf 'whole process, select -s batchbald -k 50 --device %s: ' "$d"
+    time "$bin" select --samples "$dir/bb.npy" -s batchbald -k 50 --device "$d" -v -o "$dir/bb$d.csv"
+done
+cmp -s "$dir/bbcpu.csv" "$dir/bbgpu.csv" && echo "batchbald: the same picks on the CPU and the GPU" ||
+    echo "batchbald: THE PICKS DIFFER between the CPU and the GPU"
 
 step "multi-label: ${rows} x 20"
 "$bin" bench --multilabel --rows "$rows" --labels 20 --device cpu,gpu --runs 3

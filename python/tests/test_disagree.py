@@ -69,6 +69,19 @@ def test_bald_on_the_gpu_equals_the_cpu() -> None:
             assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
 
 
+def test_batchbald_on_the_gpu_equals_the_cpu() -> None:
+    """Exact steps (4^3 <= 100 configurations), then sampled ones."""
+    rng = np.random.default_rng(8)
+    p = rng.random((6, 1500, 4)) ** 3 + 1e-4
+    p = (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    p[:, 200:210] = p[:, :10]  # exact ties
+    kw = {"strategy": "batchbald", "k": 7, "configurations": 100, "seed": 4, "exclude": [2]}
+    cpu = alpool.select(samples=p, device="cpu", **kw)
+    gpu = alpool.select(samples=p, device="gpu", **kw)
+    assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1])
+    assert 2 not in cpu[0].tolist() and len(set(cpu[0].tolist())) == 7
+
+
 def test_bald_equals_baals_formula_in_numpy() -> None:
     rng = np.random.default_rng(3)
     z = rng.normal(size=(10, 2000, 5)) * 2

@@ -95,7 +95,8 @@ pub enum Choice {
 /// probabilities, the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
 /// and EMCM over given predictions (the samples' kernel), `gsx`, `gsy` and
-/// `igs` (core-set's engine); BatchBALD runs on the CPU only, for now. Power and softmax batches run wherever their strategy's ranking
+/// `igs` (core-set's engine), BatchBALD over any samples (it uploads
+/// their canonical values). Power and softmax batches run wherever their strategy's ranking
 /// does in one pass (given rows, or a model's outputs of features for a
 /// row-wise strategy); softrank, which ranks the whole pool first, and a
 /// batch from a multi-label model's outputs, selected block by block, run
@@ -109,7 +110,7 @@ fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
         (_, Some(st)) if st.beta < MIN_GPU_BETA => {
             Some(format!("{what} has no GPU path below beta {MIN_GPU_BETA}"))
         }
-        _ => match_query(req, what, yet),
+        _ => match_query(req, what),
     }
 }
 
@@ -117,8 +118,8 @@ fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
 pub const MIN_GPU_BETA: f64 = 1e-30;
 
 /// [`no_gpu_engine`] by the query alone.
-fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> Option<String> {
-    use crate::query::{BatchStrategy, Regression};
+fn match_query(req: &Request, what: &str) -> Option<String> {
+    use crate::query::Regression;
     match req.query {
         Query::Disagree(_) if !req.plain_samples => Some(format!(
             "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
@@ -127,7 +128,6 @@ fn match_query(req: &Request, what: &str, yet: impl Fn() -> Option<String>) -> O
         Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
             "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
         )),
-        Query::Batch(BatchStrategy::BatchBald) => yet(),
         _ => None,
     }
 }
@@ -485,18 +485,18 @@ mod tests {
     #[test]
     fn queries_without_a_gpu_engine_stay_on_the_cpu() {
         use crate::query::Disagreement::Bald;
-        let batchbald = |device| Request {
+        // BatchBALD uploads every row's canonical probabilities, so any
+        // form of them (renormalized, float64, made by a model) goes.
+        let batchbald = |device, model_made: bool| Request {
             query: Query::Batch(crate::query::BatchStrategy::BatchBald),
-            plain_samples: true,
+            plain_samples: !model_made,
+            model_made,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        let c = decide(&batchbald(Device::Auto), || panic!("probed")).unwrap();
-        assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("batchbald has no GPU path")),
-            "{c:?}"
-        );
-        let e = decide(&batchbald(Device::Gpu), h100_and_lavapipe).unwrap_err();
-        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
+        for model_made in [false, true] {
+            let c = decide(&batchbald(Device::Auto, model_made), h100_and_lavapipe).unwrap();
+            assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{c:?}");
+        }
         let asked = |device, d, plain_samples| Request {
             query: Query::Disagree(d),
             plain_samples,

@@ -328,7 +328,7 @@ pub fn select<'a>(inputs: impl Into<Inputs<'a>>, job: &Job, run: &Run) -> Result
         }
         Query::Score(_) => select_rows(&inputs, job, backend, run.progress)?,
         Query::Batch(BatchStrategy::BatchBald) => {
-            (select_batchbald(&inputs, job, run.progress)?, None)
+            (select_batchbald(&inputs, job, backend, run.progress)?, None)
         }
         Query::Batch(_) => (select_batch(&inputs, job, backend, run.progress)?, None),
         Query::Disagree(_) | Query::Regress(Regression::Std) => {
@@ -354,8 +354,13 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         // igs and gsy read their predictions on the host (the kernel
         // bounds their rounding to float32); EMCM's kernel reads the
         // features too.
+        // BatchBALD rounds the canonical values to float32 within its bound.
         float64: (inputs.float64()
-            && !matches!(job.query, Query::Regress(Regression::Igs | Regression::Gsy)))
+            && !matches!(
+                job.query,
+                Query::Regress(Regression::Igs | Regression::Gsy)
+                    | Query::Batch(BatchStrategy::BatchBald)
+            ))
             || (job.query == Query::Regress(Regression::Emcm)
                 && inputs.embeddings.is_some_and(|e| e.has_f64()))
             || (job.query == Query::Cold(ColdStart::Density)
@@ -398,17 +403,26 @@ fn select_multilabel(
 /// BatchBALD over given samples, or over the samples a committee (or MC
 /// dropout) makes of its feature files, written once to a temporary file
 /// beside them (BatchBALD reads every row's samples at each pick).
-fn select_batchbald(inputs: &Inputs, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+fn select_batchbald(
+    inputs: &Inputs,
+    job: &Job,
+    backend: Backend,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    let gpu = match backend {
+        Backend::Gpu(g) => Some(g),
+        Backend::Cpu => None,
+    };
     #[cfg(feature = "learner")]
     if let (None, Some((members, features))) = (inputs.samples, inputs.committee) {
         let dir = scratch_dir(features);
         let view = crate::features::SampleView::write(members, features, &dir, progress)?;
-        return crate::batch::batchbald::select(&view.open()?, job, progress);
+        return crate::batch::batchbald::select(&view.open()?, job, gpu, progress);
     }
     let samples = inputs
         .samples
         .ok_or_else(|| missing(job.query, Input::Samples))?;
-    crate::batch::batchbald::select(samples, job, progress)
+    crate::batch::batchbald::select(samples, job, gpu, progress)
 }
 
 /// EMCM's three inputs.

@@ -231,8 +231,9 @@ impl Gpu {
 
         // The shared codes first, then the kernels that use them by name.
         let source = format!(
-            "{}\n{}",
+            "{}\n{}\n{}",
             codes::wgsl(),
+            include_str!("../../shaders/ln.wgsl"),
             include_str!("../../shaders/select.wgsl")
         );
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {

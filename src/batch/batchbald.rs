@@ -34,6 +34,7 @@ use rayon::prelude::*;
 use super::Clock;
 use crate::backend::Progress;
 use crate::backend::cpu::{Isa, per_isa};
+use crate::backend::gpu::Gpu;
 use crate::disagree::read_canonical;
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -48,7 +49,19 @@ const CHUNK_BYTES: u64 = 256 << 10;
 
 /// The batch BatchBALD picks from `samples`, in pick order; each entry's
 /// score is the batch's estimated information `I(y_B; ω)` once it joined.
-pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> Result<Selection> {
+/// On `gpu` when given (`super::batchbald_gpu`): the same picks and scores.
+pub(crate) fn select(
+    samples: &Samples,
+    job: &Job,
+    gpu: Option<&Gpu>,
+    progress: &dyn Progress,
+) -> Result<Selection> {
+    if let Some(gpu) = gpu {
+        #[cfg(feature = "gpu")]
+        return super::batchbald_gpu::select(gpu, samples, job, progress);
+        #[cfg(not(feature = "gpu"))]
+        gpu.never();
+    }
     let n = samples.rows();
     let g0 = samples.first_row();
     let mut blocked = vec![false; n as usize];
@@ -57,16 +70,7 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
     }
     let excluded = job.exclusions.within(g0, g0 + n).len();
     check(samples, job, excluded as u64)?;
-    let engine = Engine {
-        samples,
-        job,
-        budget: match job.configurations {
-            0 => DEFAULT_CONFIGURATIONS,
-            m => m,
-        },
-        progress,
-        pass_bytes: samples.data_bytes(),
-    };
+    let engine = Engine::new(samples, job, progress);
     let mut clock = Clock::default();
     let mut cond = vec![0.0; n as usize];
     let mut bound = vec![f64::NEG_INFINITY; n as usize];
@@ -121,7 +125,13 @@ pub(crate) fn select(samples: &Samples, job: &Job, progress: &dyn Progress) -> R
 impl Selection {
     /// The batch `picks` (global row, information in nats) of `job`, in
     /// pick order, scores in the job's log base.
-    fn picked(job: &Job, picks: Vec<(u64, f64)>, rows: u64, excluded: u64, refined: u64) -> Self {
+    pub(super) fn picked(
+        job: &Job,
+        picks: Vec<(u64, f64)>,
+        rows: u64,
+        excluded: u64,
+        refined: u64,
+    ) -> Self {
         let ln_b = job.log_base.ln();
         let scored = picks.into_iter().map(|(index, info)| (index, info / ln_b));
         Selection::of_picks(job.query, scored, rows, excluded, refined)
@@ -129,7 +139,7 @@ impl Selection {
 }
 
 /// Refuses what BatchBALD cannot pick from, before any row is read.
-fn check(samples: &Samples, job: &Job, excluded: u64) -> Result<()> {
+pub(super) fn check(samples: &Samples, job: &Job, excluded: u64) -> Result<()> {
     job.input.check().map_err(Error::Config)?;
     let name = BatchStrategy::BatchBald.name();
     if samples.samples() < 2 {
@@ -210,7 +220,7 @@ fn heap_of(bound: &[f64], blocked: &[bool], level: usize) -> BinaryHeap<Cand> {
 }
 
 /// The better of two (gain, row): the larger gain, then the lower row.
-fn better(a: Option<(f64, u64)>, b: Option<(f64, u64)>) -> Option<(f64, u64)> {
+pub(super) fn better(a: Option<(f64, u64)>, b: Option<(f64, u64)>) -> Option<(f64, u64)> {
     match (a, b) {
         (Some(x), Some(y)) => {
             if y.0 > x.0 || (y.0 == x.0 && y.1 < x.1) {
@@ -233,16 +243,31 @@ enum Pass {
     Bound,
 }
 
-struct Engine<'a> {
+pub(super) struct Engine<'a> {
     samples: &'a Samples<'a>,
     job: &'a Job,
-    budget: usize,
+    /// The configuration budget M.
+    pub(super) budget: usize,
     progress: &'a dyn Progress,
-    pass_bytes: u64,
+    /// The bytes a full pass reads (for progress).
+    pub(super) pass_bytes: u64,
 }
 
-impl Engine<'_> {
-    fn joint(&self, picked: &[Vec<f64>]) -> Joint {
+impl<'a> Engine<'a> {
+    pub(super) fn new(samples: &'a Samples<'a>, job: &'a Job, progress: &'a dyn Progress) -> Self {
+        Engine {
+            samples,
+            job,
+            budget: match job.configurations {
+                0 => DEFAULT_CONFIGURATIONS,
+                m => m,
+            },
+            progress,
+            pass_bytes: samples.data_bytes(),
+        }
+    }
+
+    pub(super) fn joint(&self, picked: &[Vec<f64>]) -> Joint {
         let (t, c) = (self.samples.samples(), self.samples.classes());
         Joint::new(picked, t, c, self.budget, self.job.seed)
     }
@@ -256,7 +281,7 @@ impl Engine<'_> {
     }
 
     /// The canonical T x C probabilities of local `row`.
-    fn row(&self, row: u64) -> Result<Vec<f64>> {
+    pub(super) fn row(&self, row: u64) -> Result<Vec<f64>> {
         let (mut bufs, mut stored, mut p) = (ReadBufs::default(), Vec::new(), Vec::new());
         read_canonical(
             self.samples,
@@ -464,10 +489,10 @@ per_isa! {
 }
 
 #[derive(Default)]
-struct Scratch {
-    bufs: ReadBufs,
-    stored: Vec<f64>,
-    probs: Vec<f64>,
-    r: Vec<f64>,
+pub(super) struct Scratch {
+    pub(super) bufs: ReadBufs,
+    pub(super) stored: Vec<f64>,
+    pub(super) probs: Vec<f64>,
+    pub(super) r: Vec<f64>,
     fast: FastScratch,
 }

@@ -22,6 +22,8 @@
 
 pub mod badge;
 pub(crate) mod batchbald;
+#[cfg(feature = "gpu")]
+mod batchbald_gpu;
 pub mod cluster_margin;
 pub mod coreset;
 pub mod dist;

@@ -135,6 +135,35 @@ impl Lanes {
     }
 }
 
+/// How a float computes an entropy term: its unit roundoff, its
+/// logarithm's error `A + R·|ln x|`, and what a value below the normal
+/// range may move one class's term by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arith {
+    pub unit: f64,
+    pub ln_abs: f64,
+    pub ln_rel: f64,
+    pub tiny: f64,
+}
+
+/// The error of one configuration's entropy `H(r_y)` computed from the
+/// candidate's T x C probabilities with `arith` (the derivation is
+/// [`Joint::fast_interval`]'s), per unit of ω, for a candidate whose T
+/// sums are at most `s_max`; and `L`, which bounds `Σ_c r_c |ln r_c|` and
+/// so `|H(r_y)|`.
+pub(crate) fn entropy_error(t: usize, c: usize, s_max: f64, a: Arith) -> (f64, f64) {
+    let u = a.unit;
+    let (tf, cf) = (t as f64, c as f64);
+    let rho = (tf + 3.0) * u / (1.0 - (tf + 3.0) * u);
+    let over = (s_max - 1.0).max(0.0);
+    let l = s_max * cf.ln() + std::f64::consts::E.recip() + s_max * over;
+    let spread = rho * (l + s_max * (1.0 + 1.01 * rho)) + cf * a.tiny;
+    let entropy = a.ln_abs * s_max * (1.0 + 2.0 * rho) * (1.0 + (cf + 2.0) * u)
+        + (a.ln_rel + (cf + 2.0) * u) * l
+        + cf * a.tiny;
+    (spread + entropy, l)
+}
+
 /// Configurations [`Joint::fast_interval`] works on at once: a few vector
 /// registers of f32 lanes per class.
 const FAST_BLOCK: usize = 64;
@@ -501,21 +530,64 @@ impl Joint {
             .map(|row| row.iter().sum::<f64>())
             .fold(0.0f64, f64::max)
             * (1.0 + 1e-12);
-        let u = F::UNIT;
-        let (tf, cf) = (t as f64, c as f64);
-        let rho = (tf + 3.0) * u / (1.0 - (tf + 3.0) * u);
-        let over = (s_max - 1.0).max(0.0);
-        let l = s_max * cf.ln() + std::f64::consts::E.recip() + s_max * over;
-        let spread = rho * (l + s_max * (1.0 + 1.01 * rho)) + cf * F::TINY;
-        let entropy = F::LN_ABS * s_max * (1.0 + 2.0 * rho) * (1.0 + (cf + 2.0) * u)
-            + (F::LN_REL + (cf + 2.0) * u) * l
-            + cf * F::TINY;
+        let arith = Arith {
+            unit: F::UNIT,
+            ln_abs: F::LN_ABS,
+            ln_rel: F::LN_REL,
+            tiny: F::TINY,
+        };
+        let (each, _) = entropy_error(t, c, s_max, arith);
         let sum = (padded + 2) as f64 * f64::EPSILON * weighted_abs;
-        let e = 2.0 * ((spread + entropy) * set.omega_sum + sum) + 1e-300;
+        let e = 2.0 * (each * set.omega_sum + sum) + 1e-300;
         // Sums this far from 1 are refused before; the logarithms' error
         // is proven only up to 2.
         let e = if s_max < 1.9 { e } else { f64::INFINITY };
         (value - cond, e)
+    }
+
+    /// Every configuration as the GPU kernel reads them
+    /// (`shaders/batchbald.wgsl`): the T weights of each in f32,
+    /// sample-major over the padded count, and each one's ω in f32 (0 in
+    /// the padding).
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn gpu_lanes(&self) -> (&[f32], Vec<f32>) {
+        let omega = self.fast.omega.iter().map(|&w| w as f32).collect();
+        (&self.fast.w, omega)
+    }
+
+    /// The half-width of the interval around `H(y_n | y_B) = Σ_y ω_y H(r_y)`
+    /// that the GPU kernel's f32 value lies in, for every candidate whose
+    /// T sums are at most `s_max`: the f32 fast path's error
+    /// ([`Joint::fast_interval`], [`entropy_error`]) with the GPU's
+    /// logarithm (`ln_approx`, its bound taken 4x for the GPU's own
+    /// roundings, as every kernel does) and a value below the normal range
+    /// flushed at each of the 2T + 2 steps a class's sum takes; then the
+    /// kernel's sum over the configurations, in f32: ω rounded to f32 and
+    /// the product (2u), each of `threads` threads summing its share in
+    /// order and a tree of log₂ `threads` levels (one rounding a level),
+    /// all relative to `Σ ω |h̃|`, and ω or a product a GPU flushes. Doubled,
+    /// as the other fast bounds are.
+    #[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+    pub(crate) fn gpu_interval(&self, s_max: f64, threads: usize) -> f64 {
+        use super::fast::{LN_ABS_ERR, LN_REL_ERR};
+        const U: f64 = 1.0 / 16_777_216.0;
+        const MIN_NORMAL: f64 = 1.1754943508222875e-38;
+        let (t, c) = (self.samples, self.classes);
+        let arith = Arith {
+            unit: U,
+            ln_abs: 4.0 * LN_ABS_ERR,
+            ln_rel: 4.0 * LN_REL_ERR,
+            tiny: (2 * t + 4) as f64 * 1.2e-36,
+        };
+        let (each, l) = entropy_error(t, c, s_max, arith);
+        let padded = self.fast.omega.len().max(1);
+        let per_thread = padded.div_ceil(threads.max(1)) as f64;
+        let levels = (threads.max(1) as f64).log2().ceil();
+        let magnitude = self.fast.omega_sum * (1.0 + U) * (1.01 * l + each);
+        let sum = (per_thread + levels + 3.0) * U * 1.01 * magnitude;
+        let flushed = padded as f64 * MIN_NORMAL * (l + 2.0);
+        let e = 2.0 * (each * self.fast.omega_sum + sum + flushed) + 1e-30;
+        if s_max < 1.9 { e } else { f64::INFINITY }
     }
 
     /// A bound on the rounding of a computed gain, from the a-priori bound

@@ -9,8 +9,8 @@ use crate::common;
 use crate::rng::Rng;
 use alpool::pool::npy;
 use alpool::{
-    BatchStrategy, Device, Disagreement, Error, Exclusions, InputForm, Inputs, Job, LogBase, Pool,
-    Run, SampleLayout, Samples, Stochastic, StochasticKind,
+    BatchStrategy, Disagreement, Error, Exclusions, InputForm, Inputs, Job, LogBase, Pool,
+    SampleLayout, Samples, Stochastic, StochasticKind,
 };
 
 const ONE: f64 = (1u64 << 20) as f64;
@@ -429,6 +429,19 @@ fn picks_equal_every_row_scored_canonically() {
     }
 }
 
+/// T x N x C samples `x` row-major, N x T x C.
+fn row_major(x: &[f32], [t, n, c]: [usize; 3]) -> Vec<f32> {
+    let mut ntc = vec![0f32; x.len()];
+    for s in 0..t {
+        for i in 0..n {
+            let from = (s * n + i) * c;
+            let to = (i * t + s) * c;
+            ntc[to..to + c].copy_from_slice(&x[from..from + c]);
+        }
+    }
+    ntc
+}
+
 #[test]
 fn picks_do_not_depend_on_threads_chunks_or_layout() {
     let (t, n, c) = (5, 300, 4);
@@ -454,14 +467,7 @@ fn picks_do_not_depend_on_threads_chunks_or_layout() {
         }
     }
     // The same samples row-major (N x T x C).
-    let mut ntc = vec![0f32; x.len()];
-    for s in 0..t {
-        for i in 0..n {
-            let from = (s * n + i) * c;
-            let to = (i * t + s) * c;
-            ntc[to..to + c].copy_from_slice(&x[from..from + c]);
-        }
-    }
+    let ntc = row_major(&x, [t, n, c]);
     let ntc = Samples::from_pool(
         Pool::from_f32(&ntc, t * c).unwrap(),
         [n, t, c],
@@ -516,15 +522,6 @@ fn bad_requests_are_named() {
         &job(2, 0, 0).stochastic(Stochastic::new(StochasticKind::Power, 1.0)),
     );
     assert!(e.contains("diverse batch itself"), "{e}");
-    let Err(e) = alpool::select(
-        Inputs::samples(&samples),
-        &job(2, 0, 0),
-        &Run::on(Device::Gpu),
-    ) else {
-        panic!("batchbald ran on the GPU");
-    };
-    let e = e.to_string();
-    assert!(e.contains("no GPU path"), "{e}");
 }
 
 #[test]
@@ -535,7 +532,7 @@ fn the_cli_picks_as_the_library() {
     let file = dir.path().join("s.npy");
     npy::save(&file, &[t, n, c], &x).unwrap();
     let f = file.to_str().unwrap();
-    let o = common::alpool(&[
+    let args = vec![
         "select",
         "--samples",
         f,
@@ -547,7 +544,8 @@ fn the_cli_picks_as_the_library() {
         "30",
         "--seed",
         "5",
-    ]);
+    ];
+    let o = common::alpool(&args);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let samples =
         Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
@@ -561,10 +559,16 @@ fn the_cli_picks_as_the_library() {
         .map(|l| l + "\n")
         .collect();
     assert_eq!(common::stdout(&o), want);
+    if common::gpu().is_some() {
+        let mut on_gpu = args.clone();
+        on_gpu.extend(["--device", "gpu"]);
+        let o = common::alpool(&on_gpu);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        assert_eq!(common::stdout(&o), want, "on the GPU");
+    }
     for (args, says) in [
         (vec!["--configurations", "0"], "configurations"),
         (vec!["--out", "p.alpart"], "not a part"),
-        (vec!["--device", "gpu"], "no GPU path"),
     ] {
         let mut all = vec!["select", "--samples", f, "-s", "batchbald", "-k", "3"];
         all.extend(args);
@@ -572,4 +576,101 @@ fn the_cli_picks_as_the_library() {
         assert!(!o.status.success());
         assert!(common::stderr(&o).contains(says), "{}", common::stderr(&o));
     }
+}
+
+#[test]
+fn the_gpu_picks_what_the_cpu_picks() {
+    let Some(g) = common::gpu() else { return };
+    // The rows and the score bits of the CPU's batch; how many rows the
+    // GPU's intervals left to the canonical gain.
+    let same = |inputs: Inputs, job: &Job, what: &str| -> u64 {
+        let cpu = common::select_cpu(inputs, job).unwrap();
+        let (gpu, _) = common::select_gpu(&g, inputs, job).unwrap();
+        let bits = |s: &alpool::Selection| -> Vec<(u64, u64)> {
+            s.entries
+                .iter()
+                .map(|e| (e.index, e.score.to_bits()))
+                .collect()
+        };
+        assert_eq!(bits(&gpu), bits(&cpu), "{what}");
+        assert_eq!(gpu.excluded, cpu.excluded, "{what}");
+        gpu.refined
+    };
+    // Exact steps (C^k within the budget), sampled ones, batchbald_redux's
+    // setting (T 20, C 10, M 10,000: four exact steps, then sampled), and
+    // near copies whose gains part by far less than the f32 interval;
+    // more rows than a GPU workgroup grid's first row, exclusions at both
+    // ends, copies (exact ties, to the lower row).
+    for (case, (t, n, c, budget, k, near)) in [
+        (4, 1500, 3, 1 << 20, 6, false),
+        (5, 1500, 4, 300, 8, false),
+        (20, 600, 10, 10_000, 6, false),
+        (4, 1600, 3, 1 << 20, 5, true),
+        (6, 1200, 4, 300, 8, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 60 + case as u64;
+        let x = if near {
+            near_copies(t, n, c, seed)
+        } else {
+            pool(t, n, c, seed)
+        };
+        let excl = Exclusions::new(vec![0, 3, n as u64 - 1]);
+        let job = job(k, budget, seed).exclude(excl);
+        let tnc = Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
+            .unwrap();
+        let what = format!("case {case}: T {t}, N {n}, C {c}, M {budget}");
+        let refined = same(Inputs::samples(&tnc), &job, &what);
+        if !near {
+            // The intervals decide most rows: a bound as wide as the gaps
+            // would send the pool back at every step.
+            assert!(refined < (n * k / 4) as u64, "{what}: {refined} re-checked");
+        }
+        if case == 1 {
+            let ntc = row_major(&x, [t, n, c]);
+            let ntc = Samples::from_pool(
+                Pool::from_f32(&ntc, t * c).unwrap(),
+                [n, t, c],
+                SampleLayout::Ntc,
+            )
+            .unwrap();
+            same(Inputs::samples(&ntc), &job, &format!("{what}, N x T x C"));
+        }
+    }
+    // Float64 samples off 1 by up to 1e-3, renormalized: the GPU reads the
+    // canonical values, rounded to f32 within its bound.
+    let (t, n, c) = (5, 1100, 4);
+    let x = pool(t, n, c, 77);
+    let x64: Vec<f64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v as f64 * (1.0 + 2e-4 * ((i / c) % 5) as f64))
+        .collect();
+    let s64 = Samples::from_pool(
+        Pool::from_f64(&x64, c).unwrap(),
+        [t, n, c],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let mut renorm = job(6, 200, 5);
+    renorm.input = InputForm::Probs {
+        renormalize: true,
+        sum_tol: 1e-3,
+    };
+    same(Inputs::samples(&s64), &renorm, "float64, renormalized");
+    // A bad row is named as the CPU names it.
+    let mut bad = x.clone();
+    bad[(2 * n + 777) * c + 1] = f32::NAN;
+    let bad = Samples::from_pool(
+        Pool::from_f32(&bad, c).unwrap(),
+        [t, n, c],
+        SampleLayout::Tnc,
+    )
+    .unwrap();
+    let cpu = common::select_cpu(Inputs::samples(&bad), &job(3, 100, 1)).unwrap_err();
+    let gpu = common::select_gpu(&g, Inputs::samples(&bad), &job(3, 100, 1)).unwrap_err();
+    assert_eq!(gpu.to_string(), cpu.to_string());
+    assert!(cpu.to_string().contains("777"), "{cpu}");
 }
