@@ -854,9 +854,18 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
         .collect();
     let pool = Pool::from_f32(&outputs, c).unwrap();
     let given = Samples::from_pool(pool, [3, n, c], SampleLayout::Tnc).unwrap();
-    let want = alpool::select(Inputs::samples(&given), &batchbald(6), &run).unwrap();
+    let want_c = alpool::select(Inputs::samples(&given), &batchbald(6), &run).unwrap();
     let got = alpool::select(Inputs::committee(&members, &features), &batchbald(6), &run);
-    assert_eq!(got.unwrap().selection.entries, want.selection.entries);
+    assert_eq!(got.unwrap().selection.entries, want_c.selection.entries);
+    // On the GPU, over both kinds of samples a model makes: the same.
+    if let Some(g) = common::gpu() {
+        let mc = Inputs::mc_dropout(&model, &features, t, seed);
+        let got = common::select_gpu(&g, mc, &batchbald(8)).unwrap().0;
+        assert_eq!(got.entries, want.selection.entries, "MC dropout, GPU");
+        let committee = Inputs::committee(&members, &features);
+        let got = common::select_gpu(&g, committee, &batchbald(6)).unwrap().0;
+        assert_eq!(got.entries, want_c.selection.entries, "committee, GPU");
+    }
     // Another seed, other masks; one pass, or no dropout, is refused.
     let job = Job::new(Disagreement::Bald, InputForm::model_output(), 30);
     let run = Run::on(Device::Cpu);
