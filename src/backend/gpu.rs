@@ -357,6 +357,22 @@ impl Gpu {
     }
 }
 
+/// The adapter a unit test runs on: with `ALPOOL_REQUIRE_GPU=1` (CI) a
+/// missing one fails the test, elsewhere the test skips loudly.
+#[cfg(test)]
+pub(crate) fn test_gpu() -> Option<Gpu> {
+    match Gpu::new(None) {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n!!!!!! SKIPPING GPU TEST: {e} !!!!!!\n");
+            None
+        }
+    }
+}
+
 /// A bind group of `layout` whose binding i is the whole of `buffers[i]`.
 pub(crate) fn bind_buffers(
     device: &wgpu::Device,

@@ -340,54 +340,27 @@ mod tests {
     use super::*;
     use crate::pool::{Pool, SampleLayout};
     use crate::query::{BatchStrategy, InputForm};
-    use crate::rng::splitmix64;
+    use crate::score::batchbald::tests::{INTERVAL_CASES, row};
 
-    fn gpu() -> Option<Gpu> {
-        match Gpu::new(None) {
-            Ok(g) => Some(g),
-            Err(e) if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-            }
-            Err(e) => {
-                eprintln!("\n!!!!!! SKIPPING GPU TEST: {e} !!!!!!\n");
-                None
-            }
-        }
-    }
+    use crate::backend::gpu::test_gpu as gpu;
 
-    /// T x N x C samples (sample-major): softmaxes from flat to peaked
-    /// (probabilities down to 1e-26), and in some rows zeros, values below
-    /// float32's normal range (which a GPU may flush) and sums 3e-4 off 1.
+    /// T x N x C samples (sample-major), each row the CPU fast path's test
+    /// row: softmaxes from flat to peaked (down to 1e-26), zeros, values
+    /// below float32's normal range (which a GPU may flush), sums 3e-4 off
+    /// 1; a row its zeros took far from 1 is scaled back.
     fn samples(t: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
         let mut rng = seed;
-        let mut next = || {
-            rng = splitmix64(rng);
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
         let mut x = vec![0f32; t * n * c];
         for i in 0..n {
             let scale = [0.1, 2.0, 8.0, 30.0][i % 4];
-            let centre: Vec<f64> = (0..c).map(|_| next() * scale).collect();
-            for s in 0..t {
-                let e: Vec<f64> = centre.iter().map(|&m| (m + next() * 2.0).exp()).collect();
-                let sum: f64 = e.iter().sum();
-                let row = &mut x[(s * n + i) * c..(s * n + i + 1) * c];
-                for (v, e) in row.iter_mut().zip(&e) {
-                    *v = (e / sum) as f32;
-                }
-                // The mass taken goes to the next class.
-                let (at, to) = ((s + i) % c, (s + i + 1) % c);
-                match i % 7 {
-                    1 => {
-                        row[to] += row[at];
-                        row[at] = 0.0;
-                    }
-                    2 => {
-                        row[to] += row[at];
-                        row[at] = 1e-41;
-                    }
-                    3 => row.iter_mut().for_each(|v| *v *= 1.0 + 3e-4),
-                    _ => {}
+            let p = row(t, c, scale, (i / 4 % 4) as u64, &mut rng);
+            for (s, ps) in p.chunks_exact(c).enumerate() {
+                let sum: f64 = ps.iter().sum();
+                let fix = if (sum - 1.0).abs() > 1e-3 { sum } else { 1.0 };
+                for (j, &v) in ps.iter().enumerate() {
+                    // A sample whose every class was zeroed: uniform.
+                    let v = if sum > 0.0 { v / fix } else { 1.0 / c as f64 };
+                    x[(s * n + i) * c + j] = v as f32;
                 }
             }
         }
@@ -402,17 +375,7 @@ mod tests {
     fn the_kernels_values_lie_within_the_proven_interval() {
         let Some(g) = gpu() else { return };
         let mut worst = 0.0f64;
-        for (case, (t, c, picks, budget)) in [
-            (2, 2, 0, 100),
-            (5, 3, 2, 1000),
-            (20, 10, 2, 10_000),
-            (20, 10, 5, 2_000),
-            (7, 50, 3, 500),
-            (64, 4, 6, 3_000),
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (case, (t, c, picks, budget)) in INTERVAL_CASES.into_iter().enumerate() {
             let n = 300;
             let x = samples(t, n, c, case as u64);
             let pool = Pool::from_f32(&x, c).unwrap();

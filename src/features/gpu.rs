@@ -581,18 +581,7 @@ mod tests {
     use crate::learner::{MlpConfig, ScaleKind, Scaler};
     use crate::rng::Rng;
 
-    fn gpu() -> Option<Gpu> {
-        match Gpu::new(None) {
-            Ok(g) => Some(g),
-            Err(e) if std::env::var("ALPOOL_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
-                panic!("ALPOOL_REQUIRE_GPU=1 but no usable GPU adapter: {e}")
-            }
-            Err(e) => {
-                eprintln!("\n!!!!!! SKIPPING GPU TEST: {e} !!!!!!\n");
-                None
-            }
-        }
-    }
+    use crate::backend::gpu::test_gpu as gpu;
 
     /// The bound of the module docs, step 1, checked where it matters: the
     /// GPU's logits against the CPU's, on features spanning six orders of

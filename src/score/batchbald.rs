@@ -611,13 +611,24 @@ struct Level {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// (T, C, picks, budget M) of the interval tests (this one and the GPU
+    /// kernel's): exact and sampled steps, few and many samples and classes.
+    pub(crate) const INTERVAL_CASES: [(usize, usize, usize, usize); 6] = [
+        (2, 2, 0, 100),
+        (5, 3, 2, 1000),
+        (20, 10, 2, 10_000),
+        (20, 10, 5, 2_000),
+        (7, 50, 3, 500),
+        (64, 4, 6, 3_000),
+    ];
 
     /// T x C probabilities of one row: a softmax at `scale` with noise
     /// per sample; `shape` adds zeros, values near the f32 underflow and
     /// sums a little off 1, the corners of the fast path's bound.
-    fn row(t: usize, c: usize, scale: f64, shape: u64, rng: &mut u64) -> Vec<f64> {
+    pub(crate) fn row(t: usize, c: usize, scale: f64, shape: u64, rng: &mut u64) -> Vec<f64> {
         let mut next = || {
             *rng = splitmix64(*rng);
             (*rng >> 11) as f64 / (1u64 << 53) as f64
@@ -653,14 +664,7 @@ mod tests {
     fn the_fast_gain_interval_holds_the_gain() {
         let mut rng = 0xF00Du64;
         let mut worst = 0.0f64;
-        for (t, c, picks, budget) in [
-            (2, 2, 0, 100),
-            (5, 3, 2, 1000),
-            (20, 10, 2, 10_000),
-            (20, 10, 5, 2_000),
-            (7, 50, 3, 500),
-            (64, 4, 6, 3_000),
-        ] {
+        for (t, c, picks, budget) in INTERVAL_CASES {
             let batch: Vec<Vec<f64>> = (0..picks)
                 .map(|i| row(t, c, 1.0 + i as f64, 0, &mut rng))
                 .collect();

@@ -227,9 +227,7 @@ fn exact_picks_equal_brute_force_enumeration() {
         let (t, n, c) = (2 + case as usize % 4, 160, 2 + case as usize % 3);
         let x = pool(t, n, c, case);
         let q = rows_of(&x, t, n, c);
-        let samples =
-            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
-                .unwrap();
+        let samples = tnc(&x, [t, n, c]);
         let excl = [3usize, 11];
         let k = 5;
         let job = job(k, 1 << 20, case)
@@ -283,8 +281,7 @@ fn same_as_reference(
     what: &str,
 ) {
     let q = rows_of(x, t, n, c);
-    let samples =
-        Samples::from_pool(Pool::from_f32(x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
+    let samples = tnc(x, [t, n, c]);
     let sel = common::select_cpu(Inputs::samples(&samples), &job(k, budget, seed)).unwrap();
     assert_same(
         &picks(&sel),
@@ -413,9 +410,7 @@ fn picks_equal_every_row_scored_canonically() {
             rows.push(i);
             picked.push(q[i].clone());
         }
-        let samples =
-            Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
-                .unwrap();
+        let samples = tnc(&x, [t, n, c]);
         for threads in [1, 2] {
             let job = job(k, budget, case);
             let sel = rayon::ThreadPoolBuilder::new()
@@ -427,6 +422,21 @@ fn picks_equal_every_row_scored_canonically() {
             assert_eq!(got, rows, "case {case}, {threads} threads");
         }
     }
+}
+
+/// T x N x C samples.
+fn tnc(x: &[f32], [t, n, c]: [usize; 3]) -> Samples<'_> {
+    Samples::from_pool(Pool::from_f32(x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap()
+}
+
+/// Row-major samples (`x` is N x T x C).
+fn ntc_samples(x: &[f32], [t, n, c]: [usize; 3]) -> Samples<'_> {
+    Samples::from_pool(
+        Pool::from_f32(x, t * c).unwrap(),
+        [n, t, c],
+        SampleLayout::Ntc,
+    )
+    .unwrap()
 }
 
 /// T x N x C samples `x` row-major, N x T x C.
@@ -446,8 +456,7 @@ fn row_major(x: &[f32], [t, n, c]: [usize; 3]) -> Vec<f32> {
 fn picks_do_not_depend_on_threads_chunks_or_layout() {
     let (t, n, c) = (5, 300, 4);
     let x = pool(t, n, c, 7);
-    let tnc =
-        Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
+    let tnc = tnc(&x, [t, n, c]);
     let base = job(8, 64, 3);
     let want = picks(&common::select_cpu(Inputs::samples(&tnc), &base).unwrap());
     for threads in [1, 3] {
@@ -468,12 +477,7 @@ fn picks_do_not_depend_on_threads_chunks_or_layout() {
     }
     // The same samples row-major (N x T x C).
     let ntc = row_major(&x, [t, n, c]);
-    let ntc = Samples::from_pool(
-        Pool::from_f32(&ntc, t * c).unwrap(),
-        [n, t, c],
-        SampleLayout::Ntc,
-    )
-    .unwrap();
+    let ntc = ntc_samples(&ntc, [t, n, c]);
     assert_eq!(
         picks(&common::select_cpu(Inputs::samples(&ntc), &base).unwrap()),
         want
@@ -495,14 +499,8 @@ fn picks_do_not_depend_on_threads_chunks_or_layout() {
 fn bad_requests_are_named() {
     let (t, n, c) = (3, 10, 2);
     let x = pool(t, n, c, 1);
-    let samples =
-        Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
-    let one = Samples::from_pool(
-        Pool::from_f32(&x[..n * c], c).unwrap(),
-        [1, n, c],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let samples = tnc(&x, [t, n, c]);
+    let one = tnc(&x[..n * c], [1, n, c]);
     let err = |inputs: Inputs, job: &Job| common::select_cpu(inputs, job).unwrap_err().to_string();
     assert!(err(Inputs::samples(&one), &job(2, 0, 0)).contains("at least 2 samples"));
     let e = err(
@@ -547,8 +545,7 @@ fn the_cli_picks_as_the_library() {
     ];
     let o = common::alpool(&args);
     assert!(o.status.success(), "{}", common::stderr(&o));
-    let samples =
-        Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc).unwrap();
+    let samples = tnc(&x, [t, n, c]);
     let lib = common::select_cpu(Inputs::samples(&samples), &job(6, 30, 5)).unwrap();
     let want: String = std::iter::once("rank,index,score".to_string())
         .chain(
@@ -619,8 +616,7 @@ fn the_gpu_picks_what_the_cpu_picks() {
         };
         let excl = Exclusions::new(vec![0, 3, n as u64 - 1]);
         let job = job(k, budget, seed).exclude(excl);
-        let tnc = Samples::from_pool(Pool::from_f32(&x, c).unwrap(), [t, n, c], SampleLayout::Tnc)
-            .unwrap();
+        let tnc = tnc(&x, [t, n, c]);
         let what = format!("case {case}: T {t}, N {n}, C {c}, M {budget}");
         let refined = same(Inputs::samples(&tnc), &job, &what);
         if !near {
@@ -630,12 +626,7 @@ fn the_gpu_picks_what_the_cpu_picks() {
         }
         if case == 1 {
             let ntc = row_major(&x, [t, n, c]);
-            let ntc = Samples::from_pool(
-                Pool::from_f32(&ntc, t * c).unwrap(),
-                [n, t, c],
-                SampleLayout::Ntc,
-            )
-            .unwrap();
+            let ntc = ntc_samples(&ntc, [t, n, c]);
             same(Inputs::samples(&ntc), &job, &format!("{what}, N x T x C"));
         }
     }
@@ -663,12 +654,7 @@ fn the_gpu_picks_what_the_cpu_picks() {
     // A bad row is named as the CPU names it.
     let mut bad = x.clone();
     bad[(2 * n + 777) * c + 1] = f32::NAN;
-    let bad = Samples::from_pool(
-        Pool::from_f32(&bad, c).unwrap(),
-        [t, n, c],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let bad = tnc(&bad, [t, n, c]);
     let cpu = common::select_cpu(Inputs::samples(&bad), &job(3, 100, 1)).unwrap_err();
     let gpu = common::select_gpu(&g, Inputs::samples(&bad), &job(3, 100, 1)).unwrap_err();
     assert_eq!(gpu.to_string(), cpu.to_string());
