@@ -3,17 +3,20 @@ sampling and EMCM beside alpool's strategies, one protocol, one run.
 
 Usage: python quality_regression.py DIAMONDS_DIR [--rows N] [--repeats R]
                                     [--seed-size S] [--batch B] [--budget M]
-                                    [--trees T]
+                                    [--trees T] [--learner forest|ridge]
 
 DIAMONDS_DIR holds X.npy (N x 9) and y.npy (log10 price), as
 ``../shared/data/diamonds`` does. Each repeat draws ``--rows`` rows (seeded),
 holds out 20% for testing, standardizes the features on the pool, and draws
 ``--seed-size`` first labels; every strategy of a repeat starts from that
-split and those labels. The learner is scikit-learn's
-``RandomForestRegressor`` (``--trees`` trees, seeded), refitted each round
-on the labels so far; a forest is robust to diamonds' outlying rows (sizes of
-0 mm), and its trees are an ensemble, so ``std`` reads the trees' T
-predictions of each row. Each round queries ``--batch`` rows:
+split and those labels. The learner (``--learner``) is scikit-learn's
+``RandomForestRegressor`` (``--trees`` trees, seeded), or ``ridge``: a
+``BaggingRegressor`` of ``--trees`` ridge regressions on bootstrap resamples
+(seeded), the linear model greedy sampling (Wu, Lin and Huang 2019) and
+EMCM (Cai et al. 2013) were published with. It is refitted each round on
+the labels so far; a forest is robust to diamonds' outlying rows (sizes of
+0 mm). Either is an ensemble, so ``std`` reads its members' T predictions
+of each row. Each round queries ``--batch`` rows:
 
 - scikit-activeml as it ships: ``GreedySamplingX``, ``GreedySamplingTarget``
   with ``method="GSy"`` and ``"GSi"`` (over the forest wrapped in its
@@ -44,29 +47,34 @@ from skactiveml.pool import (
     GreedySamplingX,
 )
 from skactiveml.regressor import SklearnRegressor
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.base import clone
+from sklearn.ensemble import BaggingRegressor, RandomForestRegressor
+from sklearn.linear_model import Ridge
 
 import alpool
 
-# (pool features, targets with NaN where unlabeled, fitted forest, k, seed)
+# An ensemble regressor: a forest, or bagged ridge regressions.
+Model = RandomForestRegressor | BaggingRegressor
+
+# (pool features, targets with NaN where unlabeled, fitted model, k, seed)
 # → pool rows to label next.
-Query = Callable[[np.ndarray, np.ndarray, RandomForestRegressor, int, int], np.ndarray]
+Query = Callable[[np.ndarray, np.ndarray, Model, int, int], np.ndarray]
 
 
-def forest(trees: int, seed: int) -> RandomForestRegressor:
-    return RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=2)
+def learner(kind: str, members: int, seed: int) -> Model:
+    if kind == "ridge":
+        return BaggingRegressor(Ridge(alpha=1.0), n_estimators=members, random_state=seed)
+    return RandomForestRegressor(n_estimators=members, random_state=seed, n_jobs=2)
 
 
 def skactiveml_query(make: Callable[[], object], needs_model: bool) -> Query:
-    def query(
-        x: np.ndarray, y: np.ndarray, model: RandomForestRegressor, k: int, seed: int
-    ) -> np.ndarray:
+    def query(x: np.ndarray, y: np.ndarray, model: Model, k: int, seed: int) -> np.ndarray:
         qs = make()
         if not needs_model:
             return np.asarray(qs.query(x, y, batch_size=k))  # type: ignore[attr-defined]
-        # The round's forest, refitted by scikit-activeml's wrapper on the
-        # same labels with the same settings and seed: the same trees.
-        reg = SklearnRegressor(RandomForestRegressor(**model.get_params()), random_state=seed)
+        # The round's model, refitted by scikit-activeml's wrapper on the
+        # same labels with the same settings and seed: the same members.
+        reg = SklearnRegressor(clone(model), random_state=seed)
         reg.fit(x, y)
         return np.asarray(qs.query(x, y, reg, fit_reg=False, batch_size=k))  # type: ignore[attr-defined]
 
@@ -74,9 +82,7 @@ def skactiveml_query(make: Callable[[], object], needs_model: bool) -> Query:
 
 
 def alpool_query(name: str) -> Query:
-    def query(
-        x: np.ndarray, y: np.ndarray, model: RandomForestRegressor, k: int, seed: int
-    ) -> np.ndarray:
+    def query(x: np.ndarray, y: np.ndarray, model: Model, k: int, seed: int) -> np.ndarray:
         labeled = np.flatnonzero(~np.isnan(y))
         xf = np.ascontiguousarray(x, dtype=np.float32)
         pred = model.predict(x).astype(np.float32)
@@ -132,7 +138,7 @@ def run(
     curve, spent = [], 0.0
     for round_ in range(10**6):
         labeled = np.flatnonzero(~np.isnan(known))
-        model = forest(a.trees, seed).fit(xp[labeled], yp[labeled])
+        model = learner(a.learner, a.trees, seed).fit(xp[labeled], yp[labeled])
         err = model.predict(xs[test]) - y[test]
         curve.append(float(np.sqrt(np.mean(err**2))))
         k = min(a.batch, a.budget - len(labeled))
@@ -155,7 +161,8 @@ def main() -> None:
     p.add_argument("--seed-size", type=int, default=20)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--budget", type=int, default=300)
-    p.add_argument("--trees", type=int, default=30)
+    p.add_argument("--trees", type=int, default=30, help="the ensemble's members")
+    p.add_argument("--learner", choices=["forest", "ridge"], default="forest")
     p.add_argument(
         "--without", action="append", default=[], metavar="NAME",
         help='leave a strategy out (repeatable), e.g. "skactiveml EMCM"',
@@ -171,7 +178,7 @@ def main() -> None:
     y = np.load(a.diamonds / "y.npy").astype(np.float64)
     print(
         f"diamonds: {a.rows} of {len(x)} rows x {x.shape[1]} features; seed {a.seed_size}, "
-        f"batches of {a.batch} to {a.budget} labels, {a.repeats} repeats, forest of {a.trees}"
+        f"batches of {a.batch} to {a.budget} labels, {a.repeats} repeats, {a.learner} of {a.trees}"
     )
     aulc: dict[str, list[float]] = {}
     finals: dict[str, list[float]] = {}
