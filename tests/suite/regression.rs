@@ -465,6 +465,16 @@ fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
     assert_eq!(got, want[..40]);
 }
 
+/// T x N ensemble predictions, sample-major.
+fn ensemble(preds: &[f32], [t, n]: [usize; 2]) -> Samples<'_> {
+    Samples::from_pool(
+        Pool::from_f32(preds, 1).unwrap(),
+        [t, n, 1],
+        SampleLayout::Tnc,
+    )
+    .unwrap()
+}
+
 #[test]
 fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
     let Some(g) = common::gpu() else { return };
@@ -528,12 +538,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
     let v = flat(&x);
     let emb = Pool::from_f32(&v, d).unwrap();
     let pool = Pool::from_f32(&preds, 1).unwrap();
-    let tnc = Samples::from_pool(
-        Pool::from_f32(&ens, 1).unwrap(),
-        [t, n, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let tnc = ensemble(&ens, [t, n]);
     let nt: Vec<f32> = (0..n)
         .flat_map(|i| (0..t).map(move |s| (i, s)))
         .map(|(i, s)| ens[s * n + i])
@@ -612,12 +617,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
     let emb_d = Pool::from_f32(&v, d).unwrap();
     let half = vec![0.5f32; m];
     let pool_d = Pool::from_f32(&half, 1).unwrap();
-    let samples = Samples::from_pool(
-        Pool::from_f32(&dense, 1).unwrap(),
-        [t, m, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let samples = ensemble(&dense, [t, m]);
     let inputs = Inputs::samples(&samples)
         .with_probs(&pool_d)
         .with_embeddings(&emb_d);
@@ -665,12 +665,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
         Pool::from_f32(&v, d).unwrap(),
         Pool::from_f32(&zero, 1).unwrap(),
     );
-    let samples = Samples::from_pool(
-        Pool::from_f32(&ens_t, 1).unwrap(),
-        [t, m, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let samples = ensemble(&ens_t, [t, m]);
     let inputs = Inputs::samples(&samples)
         .with_probs(&pool_t)
         .with_embeddings(&emb_t);
@@ -685,12 +680,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
     // A bad row is named as on the CPU.
     let mut bad = ens.clone();
     bad[2 * n + 2345] = f32::NAN;
-    let bad = Samples::from_pool(
-        Pool::from_f32(&bad, 1).unwrap(),
-        [t, n, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let bad = ensemble(&bad, [t, n]);
     let inputs = Inputs::samples(&bad)
         .with_probs(&pool)
         .with_embeddings(&emb);
@@ -729,12 +719,7 @@ fn emcm_equals_its_reference() {
     let v = flat(&x);
     let emb = Pool::from_f32(&v, d).unwrap();
     let pool = Pool::from_f64(&preds, 1).unwrap();
-    let samples = Samples::from_pool(
-        Pool::from_f32(&ens, 1).unwrap(),
-        [t, n, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let samples = ensemble(&ens, [t, n]);
     let form = InputForm::Regression(RegressionInput::Samples);
     let inputs = || {
         Inputs::samples(&samples)
@@ -756,12 +741,7 @@ fn emcm_equals_its_reference() {
         assert_eq!(alpool::score(inputs(), &j).unwrap(), want);
     }
     // One ensemble prediction measures nothing; rows must agree.
-    let one = Samples::from_pool(
-        Pool::from_f32(&ens[..n], 1).unwrap(),
-        [1, n, 1],
-        SampleLayout::Tnc,
-    )
-    .unwrap();
+    let one = ensemble(&ens[..n], [1, n]);
     let j = Job::new(Regression::Emcm, form, 3);
     let e = common::select_cpu(
         Inputs::samples(&one)
