@@ -4,6 +4,7 @@ sampling and EMCM beside alpool's strategies, one protocol, one run.
 Usage: python quality_regression.py DIAMONDS_DIR [--rows N] [--repeats R]
                                     [--seed-size S] [--batch B] [--budget M]
                                     [--trees T] [--learner forest|ridge]
+                                    [--curves FILE.csv]
 
 DIAMONDS_DIR holds X.npy (N x 9) and y.npy (log10 price), as
 ``../shared/data/diamonds`` does. Each repeat draws ``--rows`` rows (seeded),
@@ -29,7 +30,9 @@ of each row. Each round queries ``--batch`` rows:
 
 Prints each strategy's test RMSE AULC (the mean over rounds) with its
 standard deviation over repeats, its ratio to random's (below 1 is
-better), the final RMSE, and the seconds its queries took.
+better), the final RMSE, and the seconds its queries took. ``--curves``
+also writes every round's test RMSE (strategy, repeat, round, labels,
+rmse); repeat r is seed r.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ STRATEGIES: dict[str, Query] = {
 
 def run(
     x: np.ndarray, y: np.ndarray, name: str, seed: int, a: argparse.Namespace
-) -> tuple[list[float], float]:
+) -> tuple[list[tuple[int, float]], float]:
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(x))[: a.rows]
     n_test = round(len(rows) * 0.2)
@@ -135,12 +138,13 @@ def run(
     known = np.full(len(pool), np.nan)
     first = rng.permutation(len(pool))[: a.seed_size]
     known[first] = yp[first]
-    curve, spent = [], 0.0
+    curve: list[tuple[int, float]] = []
+    spent = 0.0
     for round_ in range(10**6):
         labeled = np.flatnonzero(~np.isnan(known))
         model = learner(a.learner, a.trees, seed).fit(xp[labeled], yp[labeled])
         err = model.predict(xs[test]) - y[test]
-        curve.append(float(np.sqrt(np.mean(err**2))))
+        curve.append((len(labeled), float(np.sqrt(np.mean(err**2)))))
         k = min(a.batch, a.budget - len(labeled))
         if k <= 0:
             return curve, spent
@@ -163,6 +167,7 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--trees", type=int, default=30, help="the ensemble's members")
     p.add_argument("--learner", choices=["forest", "ridge"], default="forest")
+    p.add_argument("--curves", type=Path, help="write every round's test RMSE here (CSV)")
     p.add_argument(
         "--without", action="append", default=[], metavar="NAME",
         help='leave a strategy out (repeatable), e.g. "skactiveml EMCM"',
@@ -183,13 +188,18 @@ def main() -> None:
     aulc: dict[str, list[float]] = {}
     finals: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
+    rows = ["strategy,repeat,round,labels,rmse"]
     for name in [n for n in STRATEGIES if n not in a.without]:
         for r in range(a.repeats):
             curve, spent = run(x, y, name, r, a)
-            aulc.setdefault(name, []).append(float(np.mean(curve)))
-            finals.setdefault(name, []).append(curve[-1])
+            rmse = [e for _, e in curve]
+            aulc.setdefault(name, []).append(float(np.mean(rmse)))
+            finals.setdefault(name, []).append(rmse[-1])
             seconds[name] = seconds.get(name, 0.0) + spent
+            rows += [f"{name},{r},{i},{n},{e:.6f}" for i, (n, e) in enumerate(curve)]
         print(f"  {name}: queries {seconds[name]:.1f} s", flush=True)
+    if a.curves:
+        a.curves.write_text("\n".join(rows) + "\n")
     base = float(np.mean(aulc["random"]))
     print(f"{'strategy':<18} {'RMSE AULC':>17} {'vs random':>10} {'final RMSE':>11} {'query s':>8}")
     for name, v in aulc.items():
