@@ -465,6 +465,23 @@ fn std_ranks_the_spread_of_t_predictions_and_of_mean_std_rows() {
     assert_eq!(got, want[..40]);
 }
 
+/// EMCM from its definition: each row's mean over the T ensemble
+/// predictions `ens` (sample-major) of |s_t − ŷ|, times the norm of its
+/// features `x`; `pred` gives ŷ.
+fn emcm_reference(ens: &[f32], pred: impl Fn(usize) -> f64, x: &[Vec<f32>], t: usize) -> Vec<f64> {
+    let n = x.len();
+    let zeros = vec![0f32; x.first().map_or(0, Vec::len)];
+    (0..n)
+        .map(|i| {
+            let mut a = 0.0;
+            for s in 0..t {
+                a += (ens[s * n + i] as f64 - pred(i)).abs();
+            }
+            a / t as f64 * sq(&x[i], &zeros).sqrt()
+        })
+        .collect()
+}
+
 /// T x N ensemble predictions, sample-major.
 fn ensemble(preds: &[f32], [t, n]: [usize; 2]) -> Samples<'_> {
     Samples::from_pool(
@@ -526,15 +543,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
         x[i][0] = 1e-30;
     }
     let zeros = vec![0f32; d];
-    let want: Vec<f64> = (0..n)
-        .map(|i| {
-            let mut a = 0.0;
-            for s in 0..t {
-                a += (ens[s * n + i] as f64 - preds[i] as f64).abs();
-            }
-            a / t as f64 * sq(&x[i], &zeros).sqrt()
-        })
-        .collect();
+    let want = emcm_reference(&ens, |i| preds[i] as f64, &x, t);
     let v = flat(&x);
     let emb = Pool::from_f32(&v, d).unwrap();
     let pool = Pool::from_f32(&preds, 1).unwrap();
@@ -654,12 +663,7 @@ fn the_gpu_picks_what_the_cpu_picks_for_emcm() {
         })
         .collect();
     let zero = vec![0f32; m];
-    let want: Vec<f64> = (0..m)
-        .map(|i| {
-            let a: f64 = (0..t).map(|s| (ens_t[s * m + i] as f64).abs()).sum();
-            a / t as f64 * sq(&feats[i], &zeros).sqrt()
-        })
-        .collect();
+    let want = emcm_reference(&ens_t, |_| 0.0, &feats, t);
     let v = flat(&feats);
     let (emb_t, pool_t) = (
         Pool::from_f32(&v, d).unwrap(),
@@ -706,16 +710,7 @@ fn emcm_equals_its_reference() {
     let mut r = Rng::new(12);
     // Ensemble predictions from a few values: tied scores.
     let ens: Vec<f32> = (0..t * n).map(|_| r.below(5) as f32 * 0.5 - 1.0).collect();
-    let zeros = vec![0f32; d];
-    let want: Vec<f64> = (0..n)
-        .map(|i| {
-            let mut a = 0.0;
-            for s in 0..t {
-                a += (ens[s * n + i] as f64 - preds[i]).abs();
-            }
-            a / t as f64 * sq(&x[i], &zeros).sqrt()
-        })
-        .collect();
+    let want = emcm_reference(&ens, |i| preds[i], &x, t);
     let v = flat(&x);
     let emb = Pool::from_f32(&v, d).unwrap();
     let pool = Pool::from_f64(&preds, 1).unwrap();
