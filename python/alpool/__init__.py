@@ -340,8 +340,9 @@ def select(
         log_base: entropy's logarithm base, "e", "2" or "10".
         seed: the seed of "random" and of BADGE's sampling.
         device: "auto" (a hardware GPU for inputs of 256 MiB and more, when
-            one exists; float64 stays on the CPU), "cpu" or "gpu". Every
-            device returns the same rows.
+            one exists; a float64 pool stays on the CPU, float64 samples go
+            up rounded within a proven bound), "cpu" or "gpu". Every device
+            returns the same rows.
         adapter: the GPU adapter whose name contains this (as ``alpool
             devices`` lists them); named, ``"auto"`` takes it at any size.
         renormalize: divide each row by its sum instead of checking it.

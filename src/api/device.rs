@@ -76,9 +76,11 @@ pub struct Request<'a> {
     /// Whether the probabilities come from a model in the run (features
     /// and a model, a committee, MC dropout) rather than from files.
     pub model_made: bool,
-    /// Whether samples are given as plain probabilities (not renormalized,
-    /// nor made by a model in the run): the one form the GPU's BALD reads.
-    pub plain_samples: bool,
+    /// Whether samples are given (files or arrays), not made by a model in
+    /// the run: the disagreement strategies' GPU path reads them in every
+    /// form (float64, renormalized and logit ones as their canonical
+    /// values rounded to float32).
+    pub given_samples: bool,
 }
 
 /// The policy's decision.
@@ -91,8 +93,9 @@ pub enum Choice {
 }
 
 /// Why a query has no GPU engine, or `None` where it has one. The
-/// disagreement strategies run there over given samples of plain
-/// probabilities, the representative strategies over embeddings (density
+/// disagreement strategies run there over given samples (float64,
+/// renormalized and logit ones as their canonical values rounded to
+/// float32), the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
 /// and EMCM over given predictions (the samples' kernel), `gsx`, `gsy` and
 /// `igs` (core-set's engine), BatchBALD over any samples (it uploads
@@ -121,8 +124,8 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 fn match_query(req: &Request, what: &str) -> Option<String> {
     use crate::query::Regression;
     match req.query {
-        Query::Disagree(_) if !req.plain_samples => Some(format!(
-            "{what} runs on the GPU over given samples of plain probabilities only (not renormalized ones, nor samples a model makes in the run)"
+        Query::Disagree(_) if !req.given_samples => Some(format!(
+            "{what} runs on the GPU over given samples only (not samples a model makes in the run)"
         )),
         Query::Disagree(_) => None,
         Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
@@ -362,7 +365,7 @@ mod tests {
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: None,
             model_made: false,
-            plain_samples: false,
+            given_samples: false,
         }
     }
 
@@ -489,7 +492,7 @@ mod tests {
         // form of them (renormalized, float64, made by a model) goes.
         let batchbald = |device, model_made: bool| Request {
             query: Query::Batch(crate::query::BatchStrategy::BatchBald),
-            plain_samples: !model_made,
+            given_samples: !model_made,
             model_made,
             ..req(device, Some("nvidia"), BIG, false)
         };
@@ -497,17 +500,17 @@ mod tests {
             let c = decide(&batchbald(Device::Auto, model_made), h100_and_lavapipe).unwrap();
             assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{c:?}");
         }
-        let asked = |device, d, plain_samples| Request {
+        let asked = |device, d, given_samples| Request {
             query: Query::Disagree(d),
-            plain_samples,
+            given_samples,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        // BALD runs there over given samples of plain probabilities only.
+        // BALD runs there over given samples only.
         let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
         let c = decide(&asked(Device::Auto, Bald, false), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("plain probabilities only")),
+            matches!(&c, Choice::Cpu(r) if r.contains("over given samples only")),
             "{c:?}"
         );
         let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();

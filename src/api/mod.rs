@@ -23,9 +23,7 @@ use crate::job::Job;
 #[cfg(feature = "learner")]
 use crate::learner::Mlp;
 use crate::pool::{Pool, Samples};
-use crate::query::{
-    BatchStrategy, ColdStart, Input, InputForm, Needs, Query, Regression, Strategy, Use,
-};
+use crate::query::{BatchStrategy, ColdStart, Input, Needs, Query, Regression, Strategy, Use};
 use crate::score::random_priority;
 use crate::select::Selection;
 pub use device::Device;
@@ -354,12 +352,14 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         // igs and gsy read their predictions on the host (the kernel
         // bounds their rounding to float32); EMCM's kernel reads the
         // features too.
-        // BatchBALD rounds the canonical values to float32 within its bound.
+        // BatchBALD and the disagreement strategies round the canonical
+        // values to float32 within their bounds.
         float64: (inputs.float64()
             && !matches!(
                 job.query,
                 Query::Regress(Regression::Igs | Regression::Gsy)
                     | Query::Batch(BatchStrategy::BatchBald)
+                    | Query::Disagree(_)
             ))
             || (job.query == Query::Regress(Regression::Emcm)
                 && inputs.embeddings.is_some_and(|e| e.has_f64()))
@@ -372,14 +372,7 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         },
         stochastic: job.stochastic,
         model_made: inputs.has_model() || inputs.has_committee(),
-        plain_samples: inputs.samples.is_some()
-            && matches!(
-                job.input,
-                InputForm::Probs {
-                    renormalize: false,
-                    ..
-                }
-            ),
+        given_samples: inputs.samples.is_some(),
     }
 }
 

@@ -343,10 +343,9 @@ pub struct SelectArgs {
     pub pool: PoolArgs,
 
     /// Where to score. Either device selects the same rows with the same
-    /// scores. A query with no GPU path yet (softrank batches;
-    /// renormalized samples and samples a model makes in the run, but for
-    /// BatchBALD) stays on the CPU under auto and is refused by name
-    /// under gpu.
+    /// scores. A query with no GPU path yet (softrank batches; the
+    /// row-wise disagreement strategies over samples a model makes in the
+    /// run) stays on the CPU under auto and is refused by name under gpu.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
 

@@ -394,6 +394,58 @@ pub fn gpu_samples_bound(
     (2.0 * nats / ln_b, 4.0 * U)
 }
 
+/// The relative change [`gpu_rounded_samples_bound`] allows each value:
+/// float32 rounding (2⁻²⁴) and one ulp more (2⁻²³), within 2⁻²².
+pub const ROUNDING: f64 = 1.0 / 4_194_304.0;
+
+/// How far a disagreement score can move when every canonical probability
+/// is rounded to float32 for the GPU, in units of `log_b` (mean-std and
+/// variation ratio in their own). The host rounds each f64 value to the
+/// nearest float32 and raises the sample's first largest value by one ulp
+/// where rounding tied it with a value before it, so each value moves by
+/// at most ρ = 2⁻²² relative plus 2⁻¹⁴⁸ absolute, and every sample's
+/// argmax (ties to the lower class) is the canonical one:
+/// - variation ratio and vote entropy count the same votes: 0;
+/// - an entropy of a row summing to S moves by at most
+///   E = ρ·(S ln C + 0.4) + (1 + ρ)·S·ρ/(1 − ρ) (write each value as
+///   q(1 + η): `−qη ln q − q(1 + η) ln(1 + η)`, and Σ|q ln q| ≤ S ln C + 1/e);
+///   p̄ is a mean of such values, so it is p̄(1 + η̄) with |η̄| ≤ ρ too;
+///   BALD moves by 2E, consensus entropy by E;
+/// - a KL term `p ln(p/p̄)` moves by ρ·p|ln(p/p̄)| + (1 + ρ)·p·2ρ/(1 − ρ),
+///   and Σ p|ln(p/p̄)| ≤ 2(S ln C + 0.4) + S ln T (p̄ ≥ p/T); kl-mean is
+///   the mean of T such sums, kl-max their max;
+/// - mean-std: each population standard deviation moves by at most the
+///   largest change of a value, ρ·S + 2⁻¹⁴⁸;
+/// - a value below the smallest normal float32 adds at most 1e-35 a class
+///   and sample (`x|ln x| ≤ 1.1e-36` there, `ln T` more for a KL term).
+///
+/// Doubled, as every GPU bound here.
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub fn gpu_rounded_samples_bound(
+    d: crate::query::Disagreement,
+    classes: usize,
+    samples: usize,
+    sum_tol: f64,
+    ln_b: f64,
+) -> f64 {
+    use crate::query::Disagreement as D;
+    const RHO: f64 = ROUNDING;
+    let (c, t) = (classes.max(1) as f64, samples.max(1) as f64);
+    let s = 1.0 + sum_tol;
+    let habs = s * c.ln() + 0.4;
+    let tiny = c * t * 1e-35 * (1.0 + t.ln());
+    let entropy = RHO * habs + (1.0 + RHO) * s * RHO / (1.0 - RHO);
+    let kl = RHO * (2.0 * habs + s * t.ln()) + (1.0 + RHO) * s * 2.0 * RHO / (1.0 - RHO);
+    let nats = match d {
+        D::VariationRatio | D::VoteEntropy => return 0.0,
+        D::MeanStd => return 2.0 * (RHO * s + 1e-44),
+        D::Bald => 2.0 * entropy,
+        D::ConsensusEntropy => entropy,
+        D::KlMean | D::KlMax => kl,
+    };
+    2.0 * (nats + tiny) / ln_b
+}
+
 /// Each sample's canonical sum (f64, in column order) into `sums`: eight
 /// samples at a time, each its own chain, in registers.
 #[inline(always)]

@@ -414,12 +414,88 @@ fn the_gpu_strategies_equal_the_cpu() {
     let gpu = common::select_gpu(&g, Inputs::samples(&one), &job).unwrap_err();
     assert_eq!(gpu.to_string(), cpu.to_string());
     assert!(cpu.to_string().contains("T = 1"), "{cpu}");
-    // Renormalized samples stay on the CPU: refused on the GPU by name.
-    let job = Job::new(Disagreement::Bald, InputForm::model_output(), 9);
-    let msg = common::select_gpu(&g, Inputs::samples(&s), &job)
-        .unwrap_err()
-        .to_string();
-    assert!(msg.contains("plain probabilities only"), "{msg}");
+}
+
+/// The canonical values of `tnc` (T x N x C) moved so that float32 cannot
+/// hold them: each value times 1 + 1e-10·(a row's own factor), so that
+/// some rows' largest two values differ by less than float32 resolves,
+/// the larger one later; as float64.
+fn off_float32(tnc: &[f32], c: usize, seed: u64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<f64> = tnc.iter().map(|&x| x as f64).collect();
+    for s in out.chunks_exact_mut(c) {
+        match rng.below(3) {
+            // The largest two a hair apart, the larger later.
+            0 if c > 1 => {
+                let j = 1 + rng.below(c as u64 - 1) as usize;
+                let top = s.iter().cloned().fold(0.0, f64::max);
+                s[j - 1] = top;
+                s[j] = top * (1.0 + 1e-12);
+                let sum: f64 = s.iter().sum();
+                s.iter_mut().for_each(|x| *x /= sum);
+            }
+            _ => s.iter_mut().for_each(|x| *x *= 1.0 + 1e-10 * rng.uniform()),
+        }
+    }
+    out
+}
+
+#[test]
+fn float64_renormalized_and_logit_samples_on_the_gpu_equal_the_cpu() {
+    // Each goes up as its canonical values rounded to float32 (the
+    // largest of a sample raised one ulp where rounding ties it with an
+    // earlier one): the votes are exact, the other scores within the
+    // rounding's bound, and the host decides the candidates canonically.
+    let Some(g) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (t, n, c, seed) in [(5, 700, 4, 21), (20, 1500, 10, 22), (3, 400, 2, 23)] {
+        let tnc = near_copies(t, n, c, seed);
+        let f64s = off_float32(&tnc, c, seed);
+        let p64 = dir.path().join("f64.npy");
+        npy::save(&p64, &[t, n, c], &f64s).unwrap();
+        // Renormalized: each row scaled by its own factor; logits: ln p
+        // plus a per-row shift.
+        let mut rng = Rng::new(seed ^ 9);
+        let (mut scaled, mut logits) = (tnc.clone(), tnc.clone());
+        for (a, b) in scaled.chunks_exact_mut(c).zip(logits.chunks_exact_mut(c)) {
+            let (f, shift) = (0.5 + rng.uniform() as f32, 3.0 * rng.uniform() as f32);
+            a.iter_mut().for_each(|x| *x *= f);
+            b.iter_mut().for_each(|x| *x = x.max(1e-30).ln() + shift);
+        }
+        let (p_scaled, p_logits) = (dir.path().join("scaled.npy"), dir.path().join("logits.npy"));
+        npy::save(&p_scaled, &[t, n, c], &scaled).unwrap();
+        npy::save(&p_logits, &[t, n, c], &logits).unwrap();
+        let forms = [
+            (&p64, InputForm::probs(), "float64"),
+            (&p_scaled, InputForm::model_output(), "renormalized"),
+            (&p_logits, InputForm::logits(0.7), "logits"),
+        ];
+        for (path, form, what) in forms {
+            let s = Samples::open(&[path], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+            for d in Disagreement::ALL {
+                for (k, chunk) in [(1, 0), (17, 7), (n + 3, 0)] {
+                    let mut job = Job::new(d, form, k);
+                    job.chunk_rows = chunk;
+                    job.exclusions = Exclusions::new(vec![0, 5, (n - 1) as u64]);
+                    let want = common::select_cpu(Inputs::samples(&s), &job).unwrap();
+                    let got = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap().0;
+                    assert_eq!(got.entries, want.entries, "{what} {d} T={t} C={c} k {k}");
+                }
+            }
+        }
+    }
+    // A bad float64 value is named as the CPU names it.
+    let (t, n, c) = (4, 300, 3);
+    let mut f64s = off_float32(&smooth_samples(t, n, c, 5), c, 5);
+    f64s[(2 * n + 123) * c + 1] = f64::NAN;
+    let p = dir.path().join("bad64.npy");
+    npy::save(&p, &[t, n, c], &f64s).unwrap();
+    let s = Samples::open(&[&p], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+    let mut job = Job::new(Disagreement::VoteEntropy, InputForm::probs(), 9);
+    job.chunk_rows = 128;
+    let cpu = common::select_cpu(Inputs::samples(&s), &job).unwrap_err();
+    let gpu = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap_err();
+    assert_eq!(gpu.to_string(), cpu.to_string());
 }
 
 #[test]
@@ -495,13 +571,13 @@ fn bad_samples_are_named() {
             .len(),
         5
     );
-    // Renormalized samples have no GPU path: refused when asked for.
-    let renormalized = Job::new(Disagreement::MeanStd, InputForm::model_output(), 5);
-    let msg = alpool::select(Inputs::samples(&s), &renormalized, &Run::on(Device::Gpu))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(msg.contains("plain probabilities only"), "{msg}");
+    // Renormalized samples run on the GPU too, with the CPU's picks.
+    if common::gpu().is_some() {
+        let renormalized = Job::new(Disagreement::ConsensusEntropy, InputForm::model_output(), 5);
+        let on = |device| alpool::select(Inputs::samples(&s), &renormalized, &Run::on(device));
+        let (cpu, gpu) = (on(Device::Cpu).unwrap(), on(Device::Gpu).unwrap());
+        assert_eq!(gpu.selection.entries, cpu.selection.entries);
+    }
 }
 
 #[test]
