@@ -1286,6 +1286,8 @@ impl<'r> Chunked<'r> {
         for r in rescore.ranked(&rows)? {
             self.top.offer(self.keyed(r));
         }
+        self.phases.candidates += rows.len() as u64;
+        self.refined += rows.len() as u64;
         if first_invalid != u32::MAX {
             let index = self.g0 + first_invalid as u64;
             rescore.ranked(&[index])?;

@@ -484,6 +484,32 @@ fn float64_renormalized_and_logit_samples_on_the_gpu_equal_the_cpu() {
             }
         }
     }
+    // The kernel filters rounded rows too: at small k most rows stay on
+    // the device (a tolerance that left them undecided sent all to the host).
+    let (t, n, c) = (20, 2000, 10);
+    let tnc = smooth_samples(t, n, c, 3);
+    let f64s: Vec<f64> = tnc.iter().map(|&x| x as f64).collect();
+    let p64 = dir.path().join("smooth64.npy");
+    npy::save(&p64, &[t, n, c], &f64s).unwrap();
+    let p32 = dir.path().join("smooth32.npy");
+    npy::save(&p32, &[t, n, c], &tnc).unwrap();
+    for (path, form) in [
+        (&p64, InputForm::probs()),
+        (&p32, InputForm::model_output()),
+    ] {
+        let s = Samples::open(&[path], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+        for d in [
+            Disagreement::Bald,
+            Disagreement::KlMax,
+            Disagreement::MeanStd,
+        ] {
+            let job = Job::new(d, form, 17);
+            let want = common::select_cpu(Inputs::samples(&s), &job).unwrap();
+            let (got, phases) = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap();
+            assert_eq!(got.entries, want.entries, "{d} {form:?}");
+            assert!(phases.candidates < n as u64 / 2, "{d} {form:?}: {phases:?}");
+        }
+    }
     // A bad float64 value is named as the CPU names it.
     let (t, n, c) = (4, 300, 3);
     let mut f64s = off_float32(&smooth_samples(t, n, c, 5), c, 5);
