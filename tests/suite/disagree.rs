@@ -395,12 +395,7 @@ fn the_gpu_strategies_equal_the_cpu() {
         bad[at] += v;
         let p = dir.path().join("bad.npy");
         npy::save(&p, &[t, n, c], &bad).unwrap();
-        let s = Samples::open(&[&p], SampleLayout::Tnc, ReadPath::Auto).unwrap();
-        let mut job = Job::new(Disagreement::Bald, InputForm::probs(), 9);
-        job.chunk_rows = 128;
-        let cpu = common::select_cpu(Inputs::samples(&s), &job).unwrap_err();
-        let gpu = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap_err();
-        assert_eq!(gpu.to_string(), cpu.to_string());
+        fails_alike(&g, &p, Disagreement::Bald);
     }
     // One sample is no disagreement: refused alike.
     let one = Samples::from_pool(
@@ -516,11 +511,16 @@ fn float64_renormalized_and_logit_samples_on_the_gpu_equal_the_cpu() {
     f64s[(2 * n + 123) * c + 1] = f64::NAN;
     let p = dir.path().join("bad64.npy");
     npy::save(&p, &[t, n, c], &f64s).unwrap();
-    let s = Samples::open(&[&p], SampleLayout::Tnc, ReadPath::Auto).unwrap();
-    let mut job = Job::new(Disagreement::VoteEntropy, InputForm::probs(), 9);
+    fails_alike(&g, &p, Disagreement::VoteEntropy);
+}
+
+/// `d` over the samples at `path` fails on the GPU with the CPU's message.
+fn fails_alike(g: &alpool::backend::gpu::Gpu, path: &Path, d: Disagreement) {
+    let s = Samples::open(&[path], SampleLayout::Tnc, ReadPath::Auto).unwrap();
+    let mut job = Job::new(d, InputForm::probs(), 9);
     job.chunk_rows = 128;
     let cpu = common::select_cpu(Inputs::samples(&s), &job).unwrap_err();
-    let gpu = common::select_gpu(&g, Inputs::samples(&s), &job).unwrap_err();
+    let gpu = common::select_gpu(g, Inputs::samples(&s), &job).unwrap_err();
     assert_eq!(gpu.to_string(), cpu.to_string());
 }
 
