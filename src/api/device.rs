@@ -167,12 +167,14 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
     }
     match req.device {
         Device::Gpu if req.float64 => {
-            return Err(Error::Config(
-                "float64 probabilities are scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store them as float32".into(),
-            ));
+            return Err(Error::Config(format!(
+                "float64 input to {what} is scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store it as float32"
+            )));
         }
         Device::Auto if req.float64 => {
-            return cpu("float64 probabilities have no GPU path (WGSL has no float64)".into());
+            return cpu(format!(
+                "float64 input to {what} has no GPU path (WGSL has no float64)"
+            ));
         }
         Device::Auto if req.bytes < AUTO_GPU_BYTES && req.adapter.is_none() => {
             return cpu(format!(
