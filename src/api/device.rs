@@ -165,17 +165,10 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
         (Device::Auto, Some(why)) => return cpu(why),
         _ => {}
     }
+    if req.float64 {
+        return float64_stays(req.device, &what);
+    }
     match req.device {
-        Device::Gpu if req.float64 => {
-            return Err(Error::Config(format!(
-                "float64 input to {what} is scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store it as float32"
-            )));
-        }
-        Device::Auto if req.float64 => {
-            return cpu(format!(
-                "float64 input to {what} has no GPU path (WGSL has no float64)"
-            ));
-        }
         Device::Auto if req.bytes < AUTO_GPU_BYTES && req.adapter.is_none() => {
             return cpu(format!(
                 "the input ({} MiB) is below the {} MiB where a GPU gains",
@@ -228,6 +221,20 @@ pub fn decide(req: &Request, adapters: impl FnOnce() -> Vec<AdapterSummary>) -> 
             "the only adapter, {}, is itself a CPU (name it with --adapter to use it)",
             a.name
         )),
+    }
+}
+
+/// Float64 input that a kernel would read as stored: refused under `gpu`,
+/// the CPU under `auto`.
+fn float64_stays(device: Device, what: &str) -> Result<Choice> {
+    let input = format!("float64 input to {what}");
+    match device {
+        Device::Gpu => Err(Error::Config(format!(
+            "{input} is scored on the CPU (WGSL has no float64): use --device cpu or auto (device=\"cpu\" or \"auto\" in Python), or store it as float32"
+        ))),
+        _ => Ok(Choice::Cpu(format!(
+            "using the CPU: {input} has no GPU path (WGSL has no float64)"
+        ))),
     }
 }
 
