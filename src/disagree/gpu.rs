@@ -39,22 +39,16 @@ pub(crate) fn select(
     // them as plain probabilities within the rounding's own bound.
     let (rounded, bound, input) = match (rule, job.input) {
         (Rule::Disagree(d), InputForm::Probs { .. } | InputForm::Logits { .. }) => {
-            // How far the canonical rows' sums may be from 1.
-            let base = match job.input {
+            // Plain probabilities go up as stored, the rest rounded; `base`
+            // is how far the canonical rows' sums may be from 1.
+            let (stored, base) = match job.input {
                 InputForm::Probs {
                     sum_tol,
                     renormalize: false,
-                } => sum_tol,
-                _ => 0.0,
+                } => (true, sum_tol),
+                _ => (false, 0.0),
             };
-            let stored_as_read = matches!(
-                job.input,
-                InputForm::Probs {
-                    renormalize: false,
-                    ..
-                }
-            );
-            let rounded = !stored_as_read || samples.has_f64();
+            let rounded = !stored || samples.has_f64();
             // The rounded rows' sums may move by 2ρ, and the kernel's sum
             // check leaves room for its own f32 sum (4C·2⁻²⁴ of s + 1):
             // a tolerance without that room would leave every rounded row

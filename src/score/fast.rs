@@ -429,16 +429,16 @@ pub fn gpu_rounded_samples_bound(
     ln_b: f64,
 ) -> f64 {
     use crate::query::Disagreement as D;
-    const RHO: f64 = ROUNDING;
     let (c, t) = (classes.max(1) as f64, samples.max(1) as f64);
     let s = 1.0 + sum_tol;
     let habs = s * c.ln() + 0.4;
     let tiny = c * t * 1e-35 * (1.0 + t.ln());
-    let entropy = RHO * habs + (1.0 + RHO) * s * RHO / (1.0 - RHO);
-    let kl = RHO * (2.0 * habs + s * t.ln()) + (1.0 + RHO) * s * 2.0 * RHO / (1.0 - RHO);
+    let entropy = ROUNDING * habs + (1.0 + ROUNDING) * s * ROUNDING / (1.0 - ROUNDING);
+    let kl = ROUNDING * (2.0 * habs + s * t.ln())
+        + (1.0 + ROUNDING) * s * 2.0 * ROUNDING / (1.0 - ROUNDING);
     let nats = match d {
         D::VariationRatio | D::VoteEntropy => return 0.0,
-        D::MeanStd => return 2.0 * (RHO * s + 1e-44),
+        D::MeanStd => return 2.0 * (ROUNDING * s + 1e-44),
         D::Bald => 2.0 * entropy,
         D::ConsensusEntropy => entropy,
         D::KlMean | D::KlMax => kl,
