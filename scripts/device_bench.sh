@@ -2,7 +2,8 @@
 # The GPU figures of docs/performance.md on a machine with a CUDA GPU, in one
 # call: alpool's CPU and wgpu paths side by side (select, stochastic
 # batches, density alone and weighting margin, TypiClust, regression's std,
-# igs, gsy and emcm, the disagreement strategies, BatchBALD, multi-label, the fused model), then
+# igs, gsy and emcm, the disagreement strategies, BatchBALD, multi-label, the fused model, MC
+# dropout from features), then
 # PyTorch on the same card
 # and the same files as the reference (python/bench/gpu_torch_reference.py).
 #
@@ -192,6 +193,19 @@ for d in cpu gpu cpu gpu; do
 done
 cmp -s "$dir/m-cpu.csv" "$dir/m-gpu.csv" && echo "fused: the same picks on the CPU and the GPU" ||
     echo "fused: THE PICKS DIFFER between the CPU and the GPU"
+
+step "MC dropout: ${frows} x 784 -> MLP 256 (dropout 0.3) -> 20 passes -> bald and variation-ratio top 1000"
+"$bin" train --features "$dir/xtrain.npy" --labels "$dir/ytrain.npy" --hidden 256 --dropout 0.3 \
+    --epochs 1 --min-steps 50 --scale none --out "$dir/md.safetensors" 2>&1 | tail -2
+for s in bald variation-ratio; do
+    for d in cpu gpu; do
+        printf 'whole process, select --model --features --mc-samples 20 -s %s --device %s: ' "$s" "$d"
+        time "$bin" select --model "$dir/md.safetensors" --features "$dir/x.npy" --mc-samples 20 \
+            --seed 1 -s "$s" -k 1000 --device "$d" -v -o "$dir/mc-$s-$d.csv" 2>&1 | grep -E "selected|phases"
+    done
+    cmp -s "$dir/mc-$s-cpu.csv" "$dir/mc-$s-gpu.csv" && echo "mc $s: the same picks on the CPU and the GPU" ||
+        echo "mc $s: THE PICKS DIFFER between the CPU and the GPU"
+done
 
 step "PyTorch on the same card"
 PYTHONUNBUFFERED=1 python3 "$here/../python/bench/gpu_torch_reference.py" --pool "$dir/pool.npy" \

@@ -5,6 +5,10 @@
 // per-element bound on how far the result can be from the CPU's, and the
 // logits with their largest bound in one more column. They then go through
 // `score` in select.wgsl (softmax, score, interval keys, radix select).
+// With MC dropout (`drop`), each hidden layer's ReLU output is masked as
+// the CPU's McPass masks it (splitmix64: shaders/rng.wgsl, put before this
+// file), and `plane` turns each pass's logits into one sample plane of
+// `score_samples` in select.wgsl.
 
 struct FParams {
     rows: u32,
@@ -19,6 +23,30 @@ struct FParams {
     c_d: f32,       // (1 + gamma) rounded up, for the carried difference
     c_p: f32,       // 2 gamma rounded up, for |W||a| + |b|
     tau: f32,       // flushed subnormals, both backends
+    // MC dropout (layer): 1 = mask this layer's ReLU output; the layer's
+    // index, the chunk's first global row, the pass's key
+    // (substream(seed, pass)), the rate, 1 / (1 - rate) as the CPU rounds
+    // it, and the bound's factors for the scaling (src/features/gpu.rs).
+    drop: u32,
+    layer: u32,
+    g0_lo: u32,
+    g0_hi: u32,
+    key_lo: u32,
+    key_hi: u32,
+    rate: f32,
+    keep: f32,
+    c_keep: f32,
+    c_keep_a: f32,
+    // plane: the pass, T, FLAG_VOTES (each pass's argmax must be the
+    // CPU's) and FLAG_RENORMALIZED (the canonical values are the CPU's
+    // divided by their sum), the CPU softmax's error factor and it - 1, and
+    // the largest relative error a plane may carry.
+    sample: u32,
+    samples: u32,
+    flags: u32,
+    kc: f32,
+    kc_m1: f32,
+    rho_max: f32,
 }
 
 @group(0) @binding(0) var<uniform> F: FParams;
@@ -75,6 +103,14 @@ fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         e = bitcast<f32>(0x7f800000u);
     }
     dst[r * F.dst_width + F.inp] = e;
+}
+
+// Whether unit o of this layer is dropped in the chunk's row r: McPass's
+// `drops` (src/learner/fused.rs), bit for bit.
+fn dropped(r: u32, o: u32) -> bool {
+    let g = add64(vec2<u32>(F.g0_lo, F.g0_hi), vec2<u32>(r, 0u));
+    let h = splitmix64(splitmix64(vec2<u32>(F.key_lo, F.key_hi) ^ g) ^ vec2<u32>(o, F.layer));
+    return f32(h.y >> 8u) * (1.0 / 16777216.0) < F.rate;
 }
 
 // dst[r, o] = bias[o] + sum_i src[r, i] * w[o, i] (ReLU if F.relu), and
@@ -164,10 +200,109 @@ fn layer(
                 if F.relu == 1u {
                     v = max(v, 0.0);
                 }
-                dst[r * F.dst_width + o] = v;
                 let q = i * 4u + j;
-                dout[r * F.out + o] = F.c_d * d_acc[q] + F.c_p * (abs_acc[q] + abs(bias[o])) + F.tau;
+                var d = F.c_d * d_acc[q] + F.c_p * (abs_acc[q] + abs(bias[o])) + F.tau;
+                if F.drop == 1u {
+                    if dropped(r, o) {
+                        // Both backends hold an exact 0.
+                        v = 0.0;
+                        d = 0.0;
+                    } else {
+                        // Each side rounds its own product by keep once.
+                        d = F.c_keep * d + F.c_keep_a * v + F.tau;
+                        v = v * F.keep;
+                    }
+                }
+                dst[r * F.dst_width + o] = v;
+                dout[r * F.out + o] = d;
             }
         }
+    }
+}
+
+const FLAG_VOTES: u32 = 1u;
+const FLAG_RENORMALIZED: u32 = 2u;
+
+fn finite32(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+// One MC-dropout pass's logits (src, rows x (C + 1), the last column their
+// bound eps) as sample plane `sample` of the samples kernel's rows (dst), and
+// each row's largest relative error over the passes so far in the plane
+// after the T planes (src/features/gpu.rs, `select_dropout`, has the
+// argument): the CPU's probability is the exact softmax of these logits
+// within d1 (as `forward_bound` in select.wgsl; 2 d1 / (1 - d1) once
+// divided by its sum), this f32 softmax within
+// d2 (exp within 3 + 2|x| ulp, the sum, a division within 2.5 ulp;
+// doubled), so it is the CPU's within rho = (d1 + d2) / (1 - d1). A pass
+// whose rho exceeds rho_max, or (for the votes) whose largest logit is not
+// ahead of every other by more than 4 rho, writes zeros: the samples
+// kernel's sum check then leaves the row to the host.
+@compute @workgroup_size(256)
+fn plane(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let r = gid.x + gid.y * F.stride;
+    if r >= F.rows {
+        return;
+    }
+    let c = F.inp;
+    let base = r * (c + 1u);
+    let at = F.sample * F.rows * c + r * c;
+    let rho_at = F.samples * F.rows * c + r;
+    let eps = src[base + c];
+    var ok = finite32(eps);
+    var m = src[base];
+    var lo = src[base];
+    var top = 0u;
+    for (var j = 0u; j < c; j = j + 1u) {
+        let z = src[base + j];
+        ok = ok && finite32(z);
+        if z > m {
+            m = z;
+            top = j;
+        }
+        lo = min(lo, z);
+    }
+    var second = lo;
+    for (var j = 0u; j < c; j = j + 1u) {
+        if j != top {
+            second = max(second, src[base + j]);
+        }
+    }
+    let inf = bitcast<f32>(0x7f800000u);
+    var rho = inf;
+    let spread = m - lo;
+    // e^x - 1 <= x + x^2 for 0 <= x <= 1.
+    let x = 2.0 * eps + 2.0 * 5.9604645e-8 * (spread + 2.0 * eps);
+    if ok && x <= 1.0 {
+        var d1 = ((x + x * x) * F.kc + F.kc_m1) * 1.0001;
+        if (F.flags & FLAG_RENORMALIZED) != 0u && d1 < 0.5 {
+            // Divided by their sum, which is 1 within d1.
+            d1 = 2.0 * d1 / (1.0 - d1) * 1.0001;
+        }
+        let d2 = 2.0 * (f32(c) + 6.0 + 2.0 * spread) * 1.1920929e-7;
+        if d1 < 0.5 {
+            rho = (d1 + d2) / (1.0 - d1) * 1.0001;
+        }
+    }
+    let tie = (F.flags & FLAG_VOTES) != 0u && c > 1u && !(m - second > 4.0 * rho);
+    if !(rho <= F.rho_max) || tie {
+        for (var j = 0u; j < c; j = j + 1u) {
+            dst[at + j] = 0.0;
+        }
+    } else {
+        var s = 0.0;
+        for (var j = 0u; j < c; j = j + 1u) {
+            s = s + exp(src[base + j] - m);
+        }
+        for (var j = 0u; j < c; j = j + 1u) {
+            // The true ratio is at most 1; the rounding may not leave it.
+            dst[at + j] = min(exp(src[base + j] - m) / s, 1.0);
+        }
+    }
+    if F.sample == 0u {
+        dst[rho_at] = rho;
+    } else {
+        dst[rho_at] = max(dst[rho_at], rho);
     }
 }

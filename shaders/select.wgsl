@@ -70,6 +70,9 @@ struct Params {
     weighted: u32,
     w_at: u32,
     phi_shift: f32,
+    // Samples the GPU made itself (MC dropout): 1, each row's bound from
+    // its own values (`mc_moved`).
+    mc: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -114,40 +117,7 @@ fn finite(x: f32) -> bool {
 
 // ln_approx and plogp: shaders/ln.wgsl, put before this file.
 
-// 64-bit arithmetic on (lo, hi) pairs, for the random strategy's splitmix64.
-fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let lo = a.x + b.x;
-    return vec2<u32>(lo, a.y + b.y + select(0u, 1u, lo < a.x));
-}
-
-fn mul32(a: u32, b: u32) -> vec2<u32> {
-    let a0 = a & 0xffffu;
-    let a1 = a >> 16u;
-    let b0 = b & 0xffffu;
-    let b1 = b >> 16u;
-    let p00 = a0 * b0;
-    let p01 = a0 * b1;
-    let p10 = a1 * b0;
-    let p11 = a1 * b1;
-    let mid = (p00 >> 16u) + (p01 & 0xffffu) + (p10 & 0xffffu);
-    return vec2<u32>((p00 & 0xffffu) | (mid << 16u), p11 + (p01 >> 16u) + (p10 >> 16u) + (mid >> 16u));
-}
-
-fn mul64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
-    let p = mul32(a.x, b.x);
-    return vec2<u32>(p.x, p.y + a.x * b.y + a.y * b.x);
-}
-
-fn shr64(a: vec2<u32>, n: u32) -> vec2<u32> {
-    return vec2<u32>((a.x >> n) | (a.y << (32u - n)), a.y >> n);
-}
-
-fn splitmix64(z0: vec2<u32>) -> vec2<u32> {
-    var z = add64(z0, vec2<u32>(0x7f4a7c15u, 0x9e3779b9u));
-    z = mul64(z ^ shr64(z, 30u), vec2<u32>(0x1ce4e5b9u, 0xbf58476du));
-    z = mul64(z ^ shr64(z, 27u), vec2<u32>(0x133111ebu, 0x94d049bbu));
-    return z ^ shr64(z, 31u);
-}
+// add64 and splitmix64: shaders/rng.wgsl, put before this file.
 
 fn random_priority(r: u32) -> f32 {
     let index = add64(vec2<u32>(P.g0_lo, P.g0_hi), vec2<u32>(r, 0u));
@@ -438,9 +408,16 @@ fn score_samples(r: u32) {
     }
     var top: array<u32, HELD_SAMPLES>;
     var kl: array<f32, HELD_SAMPLES>;
+    // kl-max over MC-dropout planes: each sample's L1 distance to the mean.
+    var l1: array<f32, HELD_SAMPLES>;
     // A per-row part of the interval (mean-std's).
     var extra = 0.0;
     var each = 0.0;
+    // For MC-dropout planes' own bound (`mc_moved`): the samples' largest
+    // |sum - 1|, and the entropy of their mean (kl-max: the largest
+    // KL + 2 L1 of a sample).
+    var sdev = 0.0;
+    var mc_first = 0.0;
     for (var t = 0u; t < P.samples; t = t + 1u) {
         let base = t * plane + r * c;
         var s = 0.0;
@@ -464,6 +441,7 @@ fn score_samples(r: u32) {
             undecided(r);
             return;
         }
+        sdev = max(sdev, abs(s - 1.0));
         each = each - h;
         if votes {
             top[t] = best;
@@ -508,6 +486,7 @@ fn score_samples(r: u32) {
     } else if kl_max {
         for (var t = 0u; t < P.samples; t = t + 1u) {
             kl[t] = 0.0;
+            l1[t] = 0.0;
         }
         for (var j = 0u; j < c; j = j + 1u) {
             var m = 0.0;
@@ -528,6 +507,9 @@ fn score_samples(r: u32) {
                 if x >= 1.17549435e-38 {
                     kl[t] = kl[t] + x * (ln_approx(x) - ln_mean);
                 }
+                if P.mc == 1u {
+                    l1[t] = l1[t] + abs(x - mean);
+                }
             }
         }
         var most = kl[0];
@@ -535,6 +517,10 @@ fn score_samples(r: u32) {
             most = max(most, kl[t]);
         }
         pri = most * P.inv_ln_b;
+        for (var t = 0u; t < P.samples; t = t + 1u) {
+            // The f32 mean's own error in each |x - mean|.
+            mc_first = max(mc_first, kl[t] + 2.0 * (l1[t] * 1.0001 + 2.02 * tf * ROUNDOFF));
+        }
     } else {
         var hm = 0.0;
         for (var j = 0u; j < c; j = j + 1u) {
@@ -544,14 +530,78 @@ fn score_samples(r: u32) {
             }
             hm = hm + plogp(m / tf);
         }
+        mc_first = -hm;
         pri = -hm * P.inv_ln_b;
         if logs {
             pri = (-hm - each / tf) * P.inv_ln_b;
         }
     }
+    if P.mc == 1u {
+        let rho = rows[P.samples * plane + r];
+        extra = extra + mc_moved(r, rho, vec3<f32>(mc_first, each / tf, sdev));
+    }
     let b = (P.half + abs(pri) * P.rel + extra) * 1.0001;
     status[r] = STATUS_SCORED;
     store(r, pri - b, pri + b);
+}
+
+// How far a row's score can move between MC-dropout planes the GPU made
+// (forward.wgsl, `plane`) and the CPU's canonical passes, each value q of
+// a plane being p (1 + eta) with |eta| <= rho (src/features/gpu.rs,
+// `select_dropout`, has the argument). h holds H(mean) and the mean of
+// the samples' entropies (nats, as computed here) and the samples' largest
+// |sum - 1|. An entropy moves by at most
+// rho1 (H(q) + rho1 S) + |S_q - S_p| + rho^2 S, rho1 = rho / (1 - rho):
+// first order in H, which is small for a confident row, so the kernel
+// still filters where one bound for all rows (rho_k) would not. mean-std:
+// each class's spread moves by at most rho1 times its largest value.
+// kl-max: KL(q_t || mean q) - KL(p_t || mean p) is
+// sum p eta ln(p / mean p) + sum q ln((1 + eta) / (1 + mean eta)), at most
+// rho (KL + |p_t - mean p|_1) and |S_q - S_p| twice, rho |p_t - mean p|_1
+// and 4.3 rho^2 S, also first order in the row's own disagreement.
+// The votes: 0 (the plane kernel keeps each argmax).
+fn mc_moved(r: u32, rho: f32, h: vec3<f32>) -> f32 {
+    let c = P.classes;
+    let r1 = rho / (1.0 - rho) * 1.001;
+    // |S_q - S_p|: the planes' own sums, and the CPU's within (C + 3) u.
+    let sd = h.z + 8.0 * (f32(c) + 8.0) * ROUNDOFF;
+    let s1 = 1.0 + sd;
+    // The kernel's own error in an entropy, in nats.
+    let herr = P.half / P.inv_ln_b;
+    var moved = 0.0;
+    switch P.strategy {
+        case STRATEGY_BALD, STRATEGY_KL_MEAN: {
+            let e_mean = r1 * (h.x + herr + r1 * s1) + sd + rho * rho * s1;
+            let e_each = r1 * (h.y + herr + r1 * s1) + sd + rho * rho * s1;
+            moved = (e_mean + e_each) * P.inv_ln_b;
+        }
+        case STRATEGY_CONSENSUS_ENTROPY: {
+            moved = (r1 * (h.x + herr + r1 * s1) + sd + rho * rho * s1) * P.inv_ln_b;
+        }
+        case STRATEGY_MEAN_STD: {
+            let plane = P.rows * c;
+            var most = 0.0;
+            for (var j = 0u; j < c; j = j + 1u) {
+                var m = 0.0;
+                for (var t = 0u; t < P.samples; t = t + 1u) {
+                    m = max(m, rows[t * plane + r * c + j]);
+                }
+                most = most + m;
+            }
+            moved = r1 * most / f32(c) + 1.2e-38;
+        }
+        case STRATEGY_KL_MAX: {
+            // Each KL moves by at most (rho (KL + herr + 2 L1') + 3 |S_q - S_p|
+            // + 4.3 rho^2 S) / (1 - rho), L1' = L1 + 2 rho1 S the distance
+            // between the CPU's sample and mean.
+            let l = h.x + herr + 4.0 * r1 * s1;
+            moved = (rho * l + 3.0 * sd + 4.3 * rho * rho * s1) / (1.0 - rho) * P.inv_ln_b;
+        }
+        default: {
+            moved = 0.0;
+        }
+    }
+    return 2.0 * moved;
 }
 
 // One column's spread over the samples, for mean-std and regression's

@@ -209,8 +209,8 @@ def test_a_committee_of_saved_models_equals_their_predictions(cli: Path, tmp_pat
 
 def test_mc_dropout_passes_are_the_samples(cli: Path, tmp_path: Path) -> None:
     """T MC-dropout passes of one saved model read as samples: the same
-    selection from select(model=, mc_samples=) as from the CLI's, and a
-    seed picks the masks."""
+    selection from select(model=, mc_samples=) as from the CLI's, on the
+    CPU and on the GPU, and a seed picks the masks."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=(800, 5)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5).astype(np.int64)
@@ -265,5 +265,12 @@ def test_mc_dropout_passes_are_the_samples(cli: Path, tmp_path: Path) -> None:
     assert cli == a[0].tolist()
     scores = alpool.score(strategy="bald", model=model, features=feats, mc_samples=6, seed=3)
     assert scores[a[0]].tolist() == a[1].tolist()
+    # The GPU makes the same passes (the CPU's masks) and picks the same.
+    for strategy in ["bald", "variation-ratio", "kl-max", "mean-std"]:
+        kw = {"strategy": strategy, "k": 15, "model": model, "features": feats}
+        kw |= {"mc_samples": 6, "seed": 3, "exclude": [0, 9]}
+        cpu = alpool.select(device="cpu", **kw)
+        gpu = alpool.select(device="gpu", **kw)
+        assert np.array_equal(cpu[0], gpu[0]) and np.array_equal(cpu[1], gpu[1]), strategy
     with pytest.raises(ValueError, match="does not read samples"):
         alpool.select(strategy="margin", k=2, model=model, features=feats, mc_samples=6)

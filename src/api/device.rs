@@ -81,6 +81,9 @@ pub struct Request<'a> {
     /// form (float64, renormalized and logit ones as their canonical
     /// values rounded to float32).
     pub given_samples: bool,
+    /// Whether the samples are a model's MC-dropout passes over features,
+    /// which the GPU makes itself for the row-wise disagreement strategies.
+    pub mc_dropout: bool,
 }
 
 /// The policy's decision.
@@ -106,7 +109,9 @@ pub enum Choice {
 /// on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
-    let blockwise = req.model_made && !matches!(req.query, Query::Score(_));
+    let blockwise = req.model_made
+        && !matches!(req.query, Query::Score(_))
+        && !(req.mc_dropout && matches!(req.query, Query::Disagree(_)));
     match (req.query, req.stochastic) {
         (_, Some(st)) if !st.per_row() || blockwise => yet(),
         // Beyond it 1/β overflows the kernel's f32 arithmetic.
@@ -124,8 +129,8 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 fn match_query(req: &Request, what: &str) -> Option<String> {
     use crate::query::Regression;
     match req.query {
-        Query::Disagree(_) if !req.given_samples => Some(format!(
-            "{what} runs on the GPU over given samples only (not samples a model makes in the run)"
+        Query::Disagree(_) if !req.given_samples && !req.mc_dropout => Some(format!(
+            "{what} runs on the GPU over given samples and a model's MC-dropout passes only (not a committee's outputs)"
         )),
         Query::Disagree(_) => None,
         Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
@@ -375,6 +380,7 @@ mod tests {
             stochastic: None,
             model_made: false,
             given_samples: false,
+            mc_dropout: false,
         }
     }
 
@@ -514,12 +520,20 @@ mod tests {
             given_samples,
             ..req(device, Some("nvidia"), BIG, false)
         };
-        // BALD runs there over given samples only.
+        // BALD runs there over given samples and MC-dropout passes, not
+        // over a committee's outputs.
         let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();
+        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
+        let passes = Request {
+            model_made: true,
+            mc_dropout: true,
+            ..asked(Device::Auto, Bald, false)
+        };
+        let c = decide(&passes, h100_and_lavapipe).unwrap();
         assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
         let c = decide(&asked(Device::Auto, Bald, false), || panic!("probed")).unwrap();
         assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("over given samples only")),
+            matches!(&c, Choice::Cpu(r) if r.contains("not a committee's outputs")),
             "{c:?}"
         );
         let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();

@@ -154,6 +154,7 @@ struct Params {
     weighted: u32,
     w_at: u32,
     phi_shift: f32,
+    mc: u32,
 }
 
 impl Gpu {
@@ -231,9 +232,10 @@ impl Gpu {
 
         // The shared codes first, then the kernels that use them by name.
         let source = format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             codes::wgsl(),
             include_str!("../../shaders/ln.wgsl"),
+            include_str!("../../shaders/rng.wgsl"),
             include_str!("../../shaders/select.wgsl")
         );
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -1095,6 +1097,14 @@ impl<'r> Chunked<'r> {
         run.base.input = codes::INPUT_SAMPLES;
         run.base.samples = t as u32;
         Ok(run)
+    }
+
+    /// Samples whose T planes the GPU made itself (MC dropout,
+    /// `crate::features`), with each row's relative error ρ in the plane
+    /// after them: its interval widens by what ρ moves its score, from the
+    /// row's own values (`mc_moved` in `shaders/select.wgsl`).
+    pub(crate) fn per_row_rho(&mut self) {
+        self.base.mc = 1;
     }
 
     /// A selection whose kernel gives each row the interval

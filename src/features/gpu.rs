@@ -4,7 +4,9 @@
 //! (`shaders/forward.wgsl`: tiled matrix products, bias, ReLU), and their
 //! logits through the same softmax, score and radix select as a logit pool
 //! (`shaders/select.wgsl`). Weights are uploaded once; the next chunk is
-//! read and staged while the current one runs.
+//! read and staged while the current one runs. With MC dropout
+//! ([`select_dropout`]) each chunk runs T passes with the CPU's masks, each
+//! a sample plane of the disagreement kernel.
 //!
 //! # Why the GPU's selection is exactly the CPU's
 //!
@@ -54,15 +56,17 @@ use bytemuck::{Pod, Zeroable};
 use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
-use super::FeaturePool;
+use super::{FeaturePool, Members};
 use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, bind_buffers, program};
 use crate::backend::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
+use crate::job::Job;
 use crate::learner::{Mlp, TILE_ROWS};
 use crate::pool::npy::DType;
-use crate::query::{InputForm, Strategy};
+use crate::query::{Disagreement, InputForm, Query, Strategy};
 use crate::score::Ranked;
-use crate::score::fast::gpu_bound;
+use crate::score::disagree::disagreement;
+use crate::score::fast::{gpu_bound, gpu_samples_bound, samples_moved_bound};
 use crate::select::Selection;
 
 const U: f64 = 1.0 / 16_777_216.0;
@@ -97,6 +101,19 @@ fn layer_factors(inp: usize) -> (f32, f32, f32) {
         f32_up(8.0 * (n + 1.0) * TINY),
     )
 }
+
+/// The bound's factors for a kept unit's scaling by `keep` (MC dropout):
+/// each side rounds its own product once, so for values a (the CPU's) and
+/// b (the GPU's) within d, |fl(a·keep) − fl(b·keep)| ≤ keep·(1 + u)·d +
+/// 2u·keep·|b|; raised to cover the bound's own f32 evaluation.
+fn keep_factors(keep: f32) -> (f32, f32) {
+    let k = keep as f64 * (1.0 + 4.0 * U) * (1.0 + 1e-6);
+    (f32_up(k * (1.0 + U)), f32_up(2.0 * U * k))
+}
+
+/// The largest relative error an MC-dropout plane may carry: a pass
+/// beyond it leaves its row to the host.
+const MC_RHO_MAX: f64 = 0.25;
 
 /// The constants of the score kernel's per-row bound (module docs, steps 2
 /// and 3): the GPU's own softmax-and-score bound, the CPU softmax's
@@ -134,6 +151,22 @@ struct FParams {
     c_d: f32,
     c_p: f32,
     tau: f32,
+    drop: u32,
+    layer: u32,
+    g0_lo: u32,
+    g0_hi: u32,
+    key_lo: u32,
+    key_hi: u32,
+    rate: f32,
+    keep: f32,
+    c_keep: f32,
+    c_keep_a: f32,
+    sample: u32,
+    samples: u32,
+    flags: u32,
+    kc: f32,
+    kc_m1: f32,
+    rho_max: f32,
 }
 
 /// One dispatch of the forward pass: its pipeline, parameters and
@@ -150,12 +183,30 @@ enum Kind {
     Widen,
     Layer,
     Finish,
+    /// An MC-dropout pass's logits as a sample plane (`select_dropout`).
+    Plane,
+}
+
+/// What the forward pass needs for MC dropout: where its sample planes go
+/// (the samples kernel's row buffer) and the constants of their bound.
+pub(crate) struct Dropout<'b> {
+    planes: &'b wgpu::Buffer,
+    /// T.
+    samples: usize,
+    /// Whether the strategy counts votes (each pass's argmax must be the
+    /// CPU's).
+    votes: bool,
+    /// Whether the canonical values are the CPU's divided by their sum.
+    renormalized: bool,
+    /// The CPU softmax's relative error factor, and it − 1.
+    kc: f64,
+    kc_m1: f64,
 }
 
 /// The model on the device and the buffers of the forward pass.
 pub(crate) struct Forward<'g> {
     gpu: &'g Gpu,
-    pipelines: [wgpu::ComputePipeline; 3],
+    pipelines: [wgpu::ComputePipeline; 4],
     /// The features of each slot as uploaded: f32 rows, or packed bytes.
     inputs: [wgpu::Buffer; 2],
     stages: Vec<Stage>,
@@ -272,19 +323,20 @@ impl<'g> Forward<'g> {
         r_max: usize,
         logits: &wgpu::Buffer,
     ) -> Forward<'g> {
-        let module = gpu
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some("forward.wgsl"),
-                source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/forward.wgsl").into()),
-            });
-        let (layout, pipelines) = program(
-            &gpu.device,
-            &module,
-            "alpool forward",
-            &[true, true, true, false, true, true, true, false],
-            ["widen", "layer", "finish"],
-        );
+        Forward::build(gpu, model, (bytes_input, r_max), logits, None)
+    }
+
+    /// [`Forward::new`], and with `dropout` each pass ([`Forward::launch_pass`])
+    /// masks the hidden layers as [`McPass`](crate::learner::McPass) does and writes its
+    /// probabilities as one sample plane.
+    fn build(
+        gpu: &'g Gpu,
+        model: &Mlp,
+        (bytes_input, r_max): (bool, usize),
+        logits: &wgpu::Buffer,
+        dropout: Option<Dropout>,
+    ) -> Forward<'g> {
+        let (layout, pipelines) = forward_program(gpu);
         let (d, c) = (model.inputs(), model.classes());
         let b = Buffers::new(gpu, model, bytes_input, r_max);
         let mut stages = Vec::new();
@@ -313,20 +365,9 @@ impl<'g> Forward<'g> {
             stage(Kind::Widen, params, [slot(0), slot(1)]);
         }
         let layers = model.layers();
-        for (l, layer) in layers.iter().enumerate() {
+        for l in 0..layers.len() {
             let last = l + 1 == layers.len();
-            let (c_d, c_p, tau) = layer_factors(layer.inp);
-            let params = FParams {
-                inp: layer.inp as u32,
-                out: layer.out as u32,
-                relu: !last as u32,
-                first: (l == 0) as u32,
-                dst_width: if last { c as u32 + 1 } else { layer.out as u32 },
-                c_d,
-                c_p,
-                tau,
-                ..FParams::default()
-            };
+            let params = layer_params(model, l, dropout.is_some());
             let dst = if last { logits } else { &b.hidden[l] };
             let din = if l == 0 { none } else { &b.bounds[l - 1] };
             let (w, bias) = &b.weights[l];
@@ -341,6 +382,19 @@ impl<'g> Forward<'g> {
         let last = &b.bounds[layers.len() - 1];
         let slot = [none, none, none, logits, none, none, last, &b.none_rw];
         stage(Kind::Finish, params, [slot, slot]);
+        if let Some(mc) = dropout {
+            let params = FParams {
+                inp: c as u32,
+                samples: mc.samples as u32,
+                flags: mc.votes as u32 | (mc.renormalized as u32) << 1,
+                kc: f32_up(mc.kc),
+                kc_m1: f32_up(mc.kc_m1),
+                rho_max: MC_RHO_MAX as f32,
+                ..FParams::default()
+            };
+            let slot = [logits, none, none, mc.planes, none, none, none, &b.none_rw];
+            stage(Kind::Plane, params, [slot, slot]);
+        }
         Forward {
             gpu,
             pipelines,
@@ -351,16 +405,28 @@ impl<'g> Forward<'g> {
 
     /// Queues the whole forward pass of `rows` rows in `slot`.
     pub(crate) fn launch(&mut self, slot: usize, rows: u32) {
+        self.launch_pass(slot, rows, None);
+    }
+
+    /// [`Forward::launch`], and with an MC-dropout pass (`pass`, its
+    /// masks' key `substream(seed, pass)`, the chunk's first global row)
+    /// its masks and its sample plane.
+    pub(crate) fn launch_pass(&mut self, slot: usize, rows: u32, mc: Option<(u32, u64, u64)>) {
         let gpu = self.gpu;
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         for st in &mut self.stages {
             st.params.rows = rows;
+            if let Some((pass, key, g0)) = mc {
+                st.params.sample = pass;
+                (st.params.key_lo, st.params.key_hi) = (key as u32, (key >> 32) as u32);
+                (st.params.g0_lo, st.params.g0_hi) = (g0 as u32, (g0 >> 32) as u32);
+            }
             let groups = match st.kind {
                 Kind::Widen => {
                     st.params.words = (rows as usize * st.params.inp as usize).div_ceil(4) as u32;
                     gpu.grid(st.params.words)
                 }
-                Kind::Finish => gpu.grid(rows),
+                Kind::Finish | Kind::Plane => gpu.grid(rows),
                 Kind::Layer => (rows.div_ceil(64), st.params.out.div_ceil(64), 0),
             };
             st.params.stride = groups.2;
@@ -370,6 +436,7 @@ impl<'g> Forward<'g> {
                 Kind::Widen => 0,
                 Kind::Layer => 1,
                 Kind::Finish => 2,
+                Kind::Plane => 3,
             }];
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("alpool forward"),
@@ -380,6 +447,62 @@ impl<'g> Forward<'g> {
             pass.dispatch_workgroups(groups.0, groups.1, 1);
         }
         gpu.queue.submit([enc.finish()]);
+    }
+}
+
+/// `shaders/forward.wgsl` (after `shaders/rng.wgsl`): its bind group
+/// layout and its four entry points.
+fn forward_program(gpu: &Gpu) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline; 4]) {
+    let source = format!(
+        "{}\n{}",
+        include_str!("../../shaders/rng.wgsl"),
+        include_str!("../../shaders/forward.wgsl")
+    );
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("forward.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+    program(
+        &gpu.device,
+        &module,
+        "alpool forward",
+        &[true, true, true, false, true, true, true, false],
+        ["widen", "layer", "finish", "plane"],
+    )
+}
+
+/// Layer `l`'s parameters: its shape, its bound's factors and, with
+/// `dropout`, the masks after a hidden layer's ReLU.
+fn layer_params(model: &Mlp, l: usize, dropout: bool) -> FParams {
+    let layers = model.layers();
+    let (layer, last) = (&layers[l], l + 1 == layers.len());
+    let (c_d, c_p, tau) = layer_factors(layer.inp);
+    let rate = model.config().dropout;
+    // As the CPU rounds it (`logits_into`).
+    let keep = 1.0 / (1.0 - rate);
+    let (c_keep, c_keep_a) = keep_factors(keep);
+    FParams {
+        inp: layer.inp as u32,
+        out: layer.out as u32,
+        relu: !last as u32,
+        first: (l == 0) as u32,
+        dst_width: if last {
+            model.classes() as u32 + 1
+        } else {
+            layer.out as u32
+        },
+        c_d,
+        c_p,
+        tau,
+        drop: (dropout && !last) as u32,
+        layer: l as u32,
+        rate,
+        keep,
+        c_keep,
+        c_keep_a,
+        ..FParams::default()
     }
 }
 
@@ -438,7 +561,7 @@ impl Rescore for ModelRows<'_> {
 
 /// Rows per chunk: what the host block, every binding and the layer
 /// kernel's grid (65,535 tiles of 64 rows) allow.
-fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &RowJob) -> u64 {
+fn forward_chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, asked: u64) -> u64 {
     let widest = model
         .layers()
         .iter()
@@ -449,10 +572,10 @@ fn chunk_rows(gpu: &Gpu, model: &Mlp, features: &FeaturePool, job: &RowJob) -> u
         .limits
         .max_storage_buffer_binding_size
         .min(gpu.limits.max_buffer_size);
-    rows_per_chunk(binding, widest, features.block_rows as u64, job.chunk_rows)
+    rows_per_chunk(binding, widest, features.block_rows as u64, asked)
 }
 
-/// [`chunk_rows`] from the numbers: the widest row of any buffer (f32
+/// [`forward_chunk_rows`] from the numbers: the widest row of any buffer (f32
 /// values) must fit `binding` bytes.
 fn rows_per_chunk(binding: u64, widest: u64, block_rows: u64, asked: u64) -> u64 {
     let mut rows = (binding / (widest * 4)).min(65_535 * 64).min(block_rows);
@@ -477,7 +600,7 @@ pub(crate) fn select(
     if n > 0 {
         job.check(&crate::pool::Pool::from_f32(&[], c)?)?;
     }
-    let max_rows = chunk_rows(gpu, model, features, job).min(n.max(1));
+    let max_rows = forward_chunk_rows(gpu, model, features, job.chunk_rows).min(n.max(1));
     let consts = score_constants(job.spec.strategy, job.spec.log_base.ln(), c);
     let mut run = Chunked::from_forward(gpu, job, k, c, max_rows, consts)?;
     if k == 0 || n == 0 {
@@ -497,10 +620,37 @@ pub(crate) fn select(
         job,
         probs: vec![0f64; c],
     };
+    let chunks = (model, max_rows, k);
+    drive_chunks(
+        &mut run,
+        &mut fwd,
+        features,
+        chunks,
+        &mut rescore,
+        progress,
+        |fwd, slot, rows, _| fwd.launch(slot, rows),
+    )?;
+    Ok(run.finish(n))
+}
+
+/// The chunks of `features` through `fwd` and `run`: the next chunk's
+/// features upload while `launch(fwd, slot, rows, first global row)`
+/// queues the current one's passes; then each is scored, checked, cut,
+/// compacted and refined.
+fn drive_chunks(
+    run: &mut Chunked,
+    fwd: &mut Forward,
+    features: &FeaturePool,
+    (model, max_rows, k): (&Mlp, u64, usize),
+    rescore: &mut dyn Rescore,
+    progress: &dyn Progress,
+    mut launch: impl FnMut(&mut Forward, usize, u32, u64),
+) -> Result<()> {
+    let gpu = run.gpu;
     let chunks: Vec<_> = features.chunks(max_rows).collect();
     let mut staging = Upload::default();
     let t = Instant::now();
-    staging.stage(features, model, &fwd, 0, chunks[0])?;
+    staging.stage(features, model, fwd, 0, chunks[0])?;
     run.phases.upload += t.elapsed();
     for (i, &(shard, start, end)) in chunks.iter().enumerate() {
         if progress.cancelled() {
@@ -509,10 +659,10 @@ pub(crate) fn select(
         let g0 = features.shards[shard].first_row + start;
         run.parameters(g0, end - start)?;
         let t = Instant::now();
-        fwd.launch(i % 2, (end - start) as u32);
+        launch(fwd, i % 2, (end - start) as u32, g0);
         if let Some(&next) = chunks.get(i + 1) {
             let u = Instant::now();
-            staging.stage(features, model, &fwd, (i + 1) % 2, next)?;
+            staging.stage(features, model, fwd, (i + 1) % 2, next)?;
             run.phases.upload += u.elapsed();
         }
         gpu.wait()?;
@@ -521,14 +671,230 @@ pub(crate) fn select(
         run.launch_score(0);
         gpu.wait()?;
         run.phases.score += t.elapsed();
-        run.check_rows(&mut rescore)?;
+        run.check_rows(rescore)?;
         let cut = run.radix_cut(0, k)?;
         run.compact(0, cut)?;
-        run.refine(&mut rescore)?;
+        run.refine(rescore)?;
         progress
             .advance((end - start) * (features.dim * features.shards[shard].dtype.size()) as u64);
     }
+    Ok(())
+}
+
+/// The k rows of most disagreement among T MC-dropout passes of a model
+/// over `features` ([`Members::Dropout`]), a row-wise disagreement strategy
+/// on the GPU: the picks of [`super::select_committee`].
+///
+/// Each chunk's features go up once; each pass runs the layers with
+/// [`McPass`](crate::learner::McPass)'s masks (`shaders/forward.wgsl`: the same splitmix64 bits,
+/// and a kept unit scaled by the CPU's f32 `1 / (1 − rate)`, whose rounding
+/// the logits' bound ε carries, [`keep_factors`]), and `plane` writes its
+/// f32 softmax as one sample plane of the samples kernel
+/// (`score_samples`). Why the picks are the CPU's:
+///
+/// 1. Each CPU probability is the exact softmax of the GPU's logits
+///    within δ₁ (module docs, step 2; 2δ₁/(1 − δ₁) once divided by its
+///    sum, as `--renormalize`, the default for a model's outputs, reads
+///    it), and the plane's f32 softmax (exp within 3 + 2|x| ulp, an f32
+///    sum, a division within 2.5 ulp, doubled) within δ₂, so each plane
+///    value is the CPU's within ρ = (δ₁ + δ₂)/(1 − δ₁), row by row and
+///    pass by pass; a row keeps its largest ρ.
+/// 2. With q = p(1 + η), |η| ≤ ρ, an entropy moves by
+///    −Σ pη ln p − Σ p(1 + η) ln(1 + η), at most
+///    ρ₁(H(q) + ρ₁S) + |S_q − S_p| + ρ²S (ρ₁ = ρ/(1 − ρ); Σ pη = S_q − S_p,
+///    and (1 + η) ln(1 + η) − η ∈ [0, η²] for |η| ≤ 1/2). The sums are each
+///    backend's own normalization, within (C + 8)·2⁻²³ of 1, and H(q) is the
+///    kernel's own entropy plus its error: so a confident row, whose
+///    entropies are small, keeps a small interval however large ρ is, and
+///    the kernel filters where one bound for all rows (first order in ρ ln C)
+///    would not. BALD (and kl-mean) move by the sum of the mean's and the
+///    samples' mean entropy's moves, consensus entropy by the first;
+///    mean-std by ρ₁ times the mean over classes of each class's largest
+///    value. kl-max: KL(q_t‖q̄) − KL(p_t‖p̄) = Σ pη ln(p/p̄) +
+///    Σ q ln((1 + η)/(1 + η̄)), at most ρ(KL + ‖p_t − p̄‖₁), twice
+///    |S_q − S_p|, ρ‖p_t − p̄‖₁ and 4.3ρ²S: first order in the row's own
+///    disagreement too. Values below float32's normal range, which a GPU
+///    may flush, add what [`crate::score::fast::samples_moved_bound`] gives
+///    them. The kernel (`mc_moved` in `shaders/select.wgsl`) doubles the
+///    move and adds it to its own interval ([`gpu_samples_bound`]); ρ is at
+///    most ρ_max = 1/4, where every step above holds.
+/// 3. For the votes (variation ratio, vote entropy) each pass's argmax
+///    must be the CPU's: where the largest logit is not ahead of every
+///    other by more than 4ρ (which makes it the strict largest of both the
+///    CPU's and the plane's probabilities), and wherever ρ > ρ_max, the
+///    plane is written as zeros, which the kernel's sum check leaves to
+///    the host.
+///
+/// Every candidate and every such row is re-scored by the CPU's own T
+/// passes ([`FeaturePool::samples_of`]), so the picks are the CPU's.
+pub(crate) fn select_dropout(
+    gpu: &Gpu,
+    members: Members,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, Phases)> {
+    let (model, passes, seed, d, renormalize) = dropout_query(members, features, job)?;
+    let c = model.classes();
+    let (t, n) = (passes, features.rows());
+    let k = job.k.min(n as usize);
+    let ln_b = job.log_base.ln();
+    // Each plane is normalized by its own f32 sum (within (C + 8)·2⁻²³ of
+    // 1), and the kernel's own f32 sum.
+    let tol = 32.0 * (c as f64 + 8.0) * U;
+    let (half, rel) = gpu_samples_bound(d, c, t, tol, ln_b);
+    // Values below float32's normal range, which a GPU may flush.
+    let tiny = samples_moved_bound(d, (c, t), tol, ln_b, 0.0);
+    let kernel_job = Job {
+        input: InputForm::Probs {
+            renormalize: false,
+            sum_tol: tol,
+        },
+        ..job.clone()
+    };
+    let asked = job.chunk_rows;
+    let max_rows = forward_chunk_rows(gpu, model, features, asked)
+        .min(crate::backend::gpu::chunk_rows(gpu, t * c + 1, asked))
+        .min(n.max(1));
+    let bound = (half + tiny, rel);
+    let mut run = Chunked::samples(gpu, &kernel_job, k, (t, c, 1), max_rows, bound)?;
+    run.per_row_rho();
+    if k == 0 || n == 0 {
+        return Ok(run.finish(n));
+    }
+    let logits = gpu.buffer(
+        "mc logits",
+        max_rows * (c as u64 + 1) * 4,
+        wgpu::BufferUsages::STORAGE,
+    );
+    let consts = score_constants(Strategy::Entropy, ln_b, c);
+    let mc = Dropout {
+        planes: &run.bufs.rows[0],
+        samples: t,
+        votes: matches!(d, Disagreement::VariationRatio | Disagreement::VoteEntropy),
+        renormalized: renormalize,
+        kc: consts[1],
+        kc_m1: consts[2],
+    };
+    let bytes_input = features.unit_images();
+    let mut fwd = Forward::build(
+        gpu,
+        model,
+        (bytes_input, max_rows as usize),
+        &logits,
+        Some(mc),
+    );
+    let mut rescore = PassRows {
+        members,
+        features,
+        job,
+        probs: Vec::new(),
+        stored: Vec::new(),
+        mean: Vec::new(),
+        bufs: Default::default(),
+    };
+    let chunks = (model, max_rows, k);
+    drive_chunks(
+        &mut run,
+        &mut fwd,
+        features,
+        chunks,
+        &mut rescore,
+        progress,
+        |fwd, slot, rows, g0| {
+            for pass in 0..t {
+                let key = crate::rng::substream(seed, pass as u64);
+                fwd.launch_pass(slot, rows, Some((pass as u32, key, g0)));
+            }
+        },
+    )?;
     Ok(run.finish(n))
+}
+
+/// The model, T, the masks' seed, the strategy and whether the canonical
+/// values are renormalized, of a row-wise disagreement strategy over MC
+/// dropout, checked as the CPU path checks them.
+fn dropout_query<'m>(
+    members: Members<'m>,
+    features: &FeaturePool,
+    job: &Job,
+) -> Result<(&'m Mlp, usize, u64, Disagreement, bool)> {
+    let (
+        Members::Dropout {
+            model,
+            passes,
+            seed,
+        },
+        Query::Disagree(d),
+    ) = (members, job.query)
+    else {
+        return Err(Error::Config(format!(
+            "{} runs on the GPU over MC-dropout passes only",
+            job.query
+        )));
+    };
+    features.check_members(members)?;
+    features.check_model(model)?;
+    job.input.check().map_err(Error::Config)?;
+    let InputForm::Probs { renormalize, .. } = job.input else {
+        return Err(Error::Config(format!(
+            "{d} over a model's MC-dropout passes reads its probabilities: drop --input"
+        )));
+    };
+    Ok((model, passes, seed, d, renormalize))
+}
+
+/// Candidate rows scored canonically: the CPU's own T passes of the rows
+/// ([`FeaturePool::samples_of`], the bits `committee_blocks` gives them),
+/// scored as the CPU path scores a committee's block.
+struct PassRows<'r> {
+    members: Members<'r>,
+    features: &'r FeaturePool,
+    job: &'r Job,
+    probs: Vec<f64>,
+    stored: Vec<f64>,
+    mean: Vec<f64>,
+    bufs: crate::pool::samples::ReadBufs,
+}
+
+impl Rescore for PassRows<'_> {
+    fn ranked(&mut self, rows: &[u64]) -> Result<Vec<Ranked>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.members.len();
+        let out = self.features.samples_of(self.members, rows)?;
+        let samples = super::block_samples(&out, t, rows.len(), 0)?;
+        let scratch = (&mut self.bufs, &mut self.stored);
+        crate::disagree::read_canonical(
+            &samples,
+            self.job,
+            (0, rows.len() as u64),
+            scratch,
+            &mut self.probs,
+        )?;
+        let Query::Disagree(d) = self.job.query else {
+            return Err(Error::Config(format!(
+                "{} does not read samples",
+                self.job.query
+            )));
+        };
+        let c = samples.classes();
+        Ok(rows
+            .iter()
+            .zip(self.probs.chunks_exact((t * c).max(1)))
+            .map(|(&index, p)| Ranked {
+                priority: self.job.query.priority(disagreement(
+                    d,
+                    self.job.log_base,
+                    p,
+                    c,
+                    &mut self.mean,
+                )),
+                index,
+            })
+            .collect())
+    }
 }
 
 /// The host's side of uploading features: f32 rows converted, checked and
@@ -579,6 +945,7 @@ mod tests {
     use super::*;
     use crate::learner::fused::{Head, forward_into};
     use crate::learner::{MlpConfig, ScaleKind, Scaler};
+    use crate::query::Disagreement;
     use crate::rng::Rng;
 
     use crate::backend::gpu::test_gpu as gpu;
@@ -673,6 +1040,243 @@ mod tests {
             closest > 1e-2,
             "every error is below 1% of its bound: {closest:.2e}"
         );
+    }
+
+    /// The planes and row bounds T MC-dropout passes of `m` over `x`
+    /// (rows of `dim`) make on the device, the passes' masks seeded by
+    /// `seed`, the rows starting at global row `g0`.
+    fn device_planes(
+        g: &Gpu,
+        m: &Mlp,
+        x: &[f32],
+        (t, seed, g0): (usize, u64, u64),
+        renormalized: bool,
+    ) -> Vec<f64> {
+        use wgpu::BufferUsages as U;
+        let (c, rows) = (m.classes(), x.len() / m.inputs());
+        let bytes = (rows * (t * c + 1) * 4) as u64;
+        let planes = g.buffer("planes", bytes, U::STORAGE | U::COPY_SRC);
+        let staging = g.buffer("staging", bytes, U::MAP_READ | U::COPY_DST);
+        let logits = g.buffer("logits", (rows * (c + 1) * 4) as u64, U::STORAGE);
+        let consts = score_constants(Strategy::Entropy, 1.0, c);
+        let mc = Dropout {
+            planes: &planes,
+            samples: t,
+            votes: true,
+            renormalized,
+            kc: consts[1],
+            kc_m1: consts[2],
+        };
+        let mut fwd = Forward::build(g, m, (false, rows), &logits, Some(mc));
+        g.queue
+            .write_buffer(&fwd.inputs[0], 0, bytemuck::cast_slice(x));
+        for pass in 0..t {
+            let key = crate::rng::substream(seed, pass as u64);
+            fwd.launch_pass(0, rows as u32, Some((pass as u32, key, g0)));
+        }
+        let out = g.read_u32(&planes, rows * (t * c + 1), &staging).unwrap();
+        out.iter().map(|&b| f32::from_bits(b) as f64).collect()
+    }
+
+    /// The MC-dropout planes (`select_dropout`, step 1): every value of
+    /// every pass within its row's ρ of the CPU's canonical one (the
+    /// masks' bits, the scaling's bound, the softmax's), with and without
+    /// renormalizing; each pass's argmax the CPU's where the votes need it,
+    /// and a near tie of the two largest logits left to the host.
+    #[test]
+    fn mc_planes_are_the_cpus_passes_within_their_rho() {
+        use crate::learner::McPass;
+        let Some(g) = gpu() else { return };
+        let mut rng = Rng::new(8);
+        let mut worst = 0f64;
+        for case in 0..3usize {
+            let (dim, c, rows, t) = ([7, 30, 12][case], [3, 10, 4][case], 500, [4, 6, 5][case]);
+            let config = MlpConfig {
+                hidden: [vec![20], vec![48, 16], vec![33]][case].clone(),
+                dropout: 0.4,
+                seed: case as u64,
+                ..MlpConfig::default()
+            };
+            let mut m = Mlp::new(dim, c, config).unwrap();
+            if case == 2 {
+                // Class 1 a hair from class 0 in every row: the two largest
+                // logits often nearly tie.
+                let last = m.layers_mut().last_mut().unwrap();
+                let inp = last.inp;
+                for i in 0..inp {
+                    last.w[inp + i] = last.w[i] * (1.0 + 2e-2);
+                    last.w[2 * inp + i] = last.w[i] * 0.5;
+                }
+                last.b[1] = last.b[0] + 10.0;
+                last.b[0] += 10.0;
+            }
+            let x: Vec<f32> = (0..rows * dim)
+                .map(|_| (rng.uniform() * 4.0 - 2.0) as f32)
+                .collect();
+            let (seed, g0, renormalized) = (11 + case as u64, (1u64 << 33) + 7, case == 1);
+            let planes = device_planes(&g, &m, &x, (t, seed, g0), renormalized);
+            let first_max = |v: &[f64]| (0..c).fold(0, |b, j| if v[j] > v[b] { j } else { b });
+            let mut zeroed = 0;
+            let mut cpu = vec![0f32; rows * c];
+            for pass in 0..t {
+                let mc = McPass {
+                    pass: pass as u64,
+                    seed,
+                    rate: 0.4,
+                    first_row: g0,
+                    softmax: true,
+                };
+                forward_into(m.layers(), &x, None, m.scaler(), &mut cpu, Head::Mc(mc));
+                for (r, p) in cpu.chunks_exact(c).enumerate() {
+                    let rho = planes[t * rows * c + r];
+                    let q = &planes[(pass * rows + r) * c..(pass * rows + r + 1) * c];
+                    if q.iter().all(|&v| v == 0.0) {
+                        zeroed += 1;
+                        continue;
+                    }
+                    assert!(rho <= MC_RHO_MAX, "case {case} row {r}: rho {rho}");
+                    let sum: f64 = p.iter().map(|&v| v as f64).sum();
+                    let scale = if renormalized { 1.0 / sum } else { 1.0 };
+                    let canon: Vec<f64> = p.iter().map(|&v| v as f64 * scale).collect();
+                    let at = format!("case {case} pass {pass} row {r}");
+                    assert_eq!(first_max(q), first_max(&canon), "{at}");
+                    for (a, b) in q.iter().zip(&canon) {
+                        let diff = (a - b).abs();
+                        assert!(diff <= rho * b + 1.2e-38, "{at}: {a} vs {b}, rho {rho}");
+                        if *b > 1e-30 {
+                            worst = worst.max(diff / (rho * b));
+                        }
+                    }
+                }
+            }
+            eprintln!("case {case}: {zeroed} of {} passes to the host", rows * t);
+            // The near ties reach the host, and not every pass does.
+            if case == 2 {
+                assert!(zeroed > 0 && zeroed < rows * t / 2, "{zeroed}");
+            }
+        }
+        eprintln!("largest |plane − CPU| / (rho · CPU) = {worst:.2e}");
+    }
+
+    /// `mc_moved`'s move (`shaders/select.wgsl`), undoubled, in nats,
+    /// written again from `select_dropout`'s step 2 for rows of T samples
+    /// of C (q, the plane's values) within `rho` of the CPU's.
+    fn mc_move(d: Disagreement, q: &[f64], c: usize, rho: f64) -> f64 {
+        let t = q.len() / c;
+        let entropy =
+            |v: &[f64]| -> f64 { v.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum() };
+        let mean: Vec<f64> = (0..c)
+            .map(|j| (0..t).map(|s| q[s * c + j]).sum::<f64>() / t as f64)
+            .collect();
+        let sd = q
+            .chunks_exact(c)
+            .map(|v| (v.iter().sum::<f64>() - 1.0).abs())
+            .fold(0.0, f64::max);
+        let (r1, s1) = (rho / (1.0 - rho), 1.0 + sd);
+        let e = |h: f64| r1 * (h + r1 * s1) + sd + rho * rho * s1;
+        let each = q.chunks_exact(c).map(entropy).sum::<f64>() / t as f64;
+        match d {
+            Disagreement::Bald | Disagreement::KlMean => e(entropy(&mean)) + e(each),
+            Disagreement::ConsensusEntropy => e(entropy(&mean)),
+            Disagreement::MeanStd => {
+                let most: f64 = (0..c)
+                    .map(|j| (0..t).map(|s| q[s * c + j]).fold(0.0, f64::max))
+                    .sum();
+                r1 * most / c as f64
+            }
+            Disagreement::KlMax => {
+                let first = q
+                    .chunks_exact(c)
+                    .map(|v| {
+                        let kl: f64 = v
+                            .iter()
+                            .zip(&mean)
+                            .filter(|&(&x, _)| x > 0.0)
+                            .map(|(&x, &m)| x * (x / m).ln())
+                            .sum();
+                        let l1: f64 = v.iter().zip(&mean).map(|(x, m)| (x - m).abs()).sum();
+                        kl + 2.0 * l1
+                    })
+                    .fold(0.0, f64::max);
+                (rho * (first + 4.0 * r1 * s1) + 3.0 * sd + 4.3 * rho * rho * s1) / (1.0 - rho)
+            }
+            Disagreement::VariationRatio | Disagreement::VoteEntropy => 0.0,
+        }
+    }
+
+    /// Step 2 of `select_dropout`, checked in f64: for canonical rows p and
+    /// planes q = p(1 + η), |η| ≤ ρ (every η at ±ρ, signs drawn, the
+    /// planes renormalized or not; peaked, flat and disagreeing rows; ρ up
+    /// to 1/4), every score moves by at most `mc_move`. And the move is
+    /// first order in the row's own disagreement: a confident row's is far
+    /// below ρ.
+    #[test]
+    fn mc_moves_bound_every_score() {
+        use crate::query::LogBase;
+        use crate::score::disagree::disagreement;
+        let mut rng = Rng::new(31);
+        let (mut tightest, mut m1, mut m2) = (0f64, Vec::new(), Vec::new());
+        for trial in 0..4000u64 {
+            let (t, c) = (2 + trial as usize % 7, 2 + (trial as usize / 7) % 9);
+            let rho = [1e-4, 1e-2, 0.1, 0.25][trial as usize % 4];
+            let mut p = Vec::with_capacity(t * c);
+            for _ in 0..t {
+                let w: Vec<f64> = (0..c)
+                    .map(|j| match trial % 3 {
+                        0 => (-8.0 * rng.uniform() * j as f64).exp(),
+                        1 => 1.0 + 1e-3 * rng.uniform(),
+                        _ => rng.uniform().powi(3),
+                    })
+                    .collect();
+                let sum: f64 = w.iter().sum();
+                p.extend(w.iter().map(|x| x / sum));
+            }
+            let mut q: Vec<f64> = p
+                .iter()
+                .map(|&x| x * (1.0 + if rng.uniform() < 0.5 { rho } else { -rho }))
+                .collect();
+            let mut row_rho = rho;
+            if trial % 2 == 0 {
+                // Each plane normalized by its own sum, as the kernel's are.
+                for v in q.chunks_exact_mut(c) {
+                    let sum: f64 = v.iter().sum();
+                    v.iter_mut().for_each(|x| *x /= sum);
+                }
+                row_rho = q
+                    .iter()
+                    .zip(&p)
+                    .map(|(a, b)| (a / b - 1.0).abs())
+                    .fold(0.0, f64::max);
+                if row_rho > MC_RHO_MAX {
+                    continue;
+                }
+            }
+            for d in Disagreement::ALL {
+                if matches!(d, Disagreement::VariationRatio | Disagreement::VoteEntropy) {
+                    continue;
+                }
+                let exact = disagreement(d, LogBase::E, &p, c, &mut m1);
+                let got = disagreement(d, LogBase::E, &q, c, &mut m2);
+                let bound = mc_move(d, &q, c, row_rho);
+                let diff = (exact - got).abs();
+                assert!(
+                    diff <= bound * (1.0 + 1e-9) + 1e-12,
+                    "{d} T={t} C={c} rho {row_rho}: {diff:e} > {bound:e}"
+                );
+                tightest = tightest.max(diff / bound.max(1e-300));
+            }
+        }
+        // The bound is reached within a small factor somewhere.
+        assert!(tightest > 0.02, "{tightest}");
+        // A confident row (one class at 1 − 9e-7 in every sample) moves by
+        // far less than one bound for all rows allows.
+        let (t, c) = (10, 10);
+        let row: Vec<f64> = (0..t * c)
+            .map(|i| if i % c == 0 { 1.0 - 9e-7 } else { 1e-7 })
+            .collect();
+        let ours = 2.0 * mc_move(Disagreement::Bald, &row, c, 0.1);
+        let uniform = samples_moved_bound(Disagreement::Bald, (c, t), 0.0, 1.0, 0.1);
+        assert!(ours < uniform / 10.0, "{ours} against {uniform}");
     }
 
     #[test]

@@ -591,30 +591,34 @@ impl FeaturePool {
     /// The members' samples of the listed global rows, in order,
     /// sample-major (T x rows x C): the bits [`FeaturePool::committee_blocks`]
     /// gives them (a row's outputs depend neither on its neighbours nor,
-    /// for MC dropout, on anything but its global row). Consecutive rows
-    /// run together.
+    /// for MC dropout, on anything but its global row). The rows are read
+    /// once and go through each member in one call.
     pub fn samples_of(&self, members: Members, rows: &[u64]) -> Result<Vec<f32>> {
         let c = self.check_members(members)?;
         let (t, n, d) = (members.len(), rows.len(), self.dim);
         let mut out = vec![0f32; t * n * c];
-        let mut run = Vec::new();
-        let mut at = 0;
-        for group in rows.chunk_by(|a, b| b.checked_sub(*a) == Some(1)) {
-            let listed: Vec<usize> = group.iter().map(|&r| r as usize).collect();
-            let x = self.gather(&listed)?;
-            let len = group.len();
-            run.resize(len * c, 0.0);
-            for m in 0..t {
-                members.predict(
-                    m,
-                    &mut run,
-                    &|first, count, _| Ok(Some(&x[first * d..(first + count) * d])),
-                    group[0],
-                )?;
-                let plane = &mut out[m * n * c..(m + 1) * n * c];
-                plane[at * c..(at + len) * c].copy_from_slice(&run);
+        if n == 0 {
+            return Ok(out);
+        }
+        let listed: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+        let x = self.gather(&listed)?;
+        for (m, plane) in out.chunks_exact_mut(n * c).enumerate() {
+            match members {
+                Members::Committee(models) => models[m]
+                    .predict_proba_filled(plane, &|first, count, _| {
+                        Ok(Some(&x[first * d..(first + count) * d]))
+                    })?,
+                Members::Dropout { model, seed, .. } => {
+                    let pass = McPass {
+                        pass: m as u64,
+                        seed,
+                        rate: model.config().dropout,
+                        first_row: 0,
+                        softmax: true,
+                    };
+                    plane.copy_from_slice(&model.predict_mc_listed(&x, rows, pass)?);
+                }
             }
-            at += len;
         }
         Ok(out)
     }
@@ -679,6 +683,24 @@ pub(crate) fn select_committee(
         Ok(())
     })?;
     Ok(blocks.finish())
+}
+
+/// [`select_committee`] on the GPU, for MC-dropout passes and a row-wise
+/// disagreement strategy (`gpu.rs`, `select_dropout`): the same picks.
+pub(crate) fn select_dropout_on_gpu(
+    g: &crate::backend::gpu::Gpu,
+    members: Members,
+    features: &FeaturePool,
+    job: &Job,
+    progress: &dyn Progress,
+) -> Result<(Selection, backend::Phases)> {
+    #[cfg(feature = "gpu")]
+    return gpu::select_dropout(g, members, features, job, progress);
+    #[cfg(not(feature = "gpu"))]
+    {
+        let _ = (members, features, job, progress);
+        g.never()
+    }
 }
 
 /// Every row's disagreement score over a committee's samples, in row

@@ -171,15 +171,67 @@ pub(crate) fn softmax_rows(z: &mut [f32], classes: usize) {
     }
 }
 
+/// The global rows of a tile's rows, which key its MC-dropout masks.
+#[derive(Clone, Copy)]
+pub(crate) enum Globals<'a> {
+    /// Consecutive, from this one.
+    From(u64),
+    /// One for each row (rows gathered from anywhere in the pool).
+    Listed(&'a [u64]),
+}
+
+impl Globals<'_> {
+    fn at(self, r: usize) -> u64 {
+        match self {
+            Globals::From(first) => first + r as u64,
+            Globals::Listed(rows) => rows[r],
+        }
+    }
+}
+
+/// One MC-dropout pass (`mc`; its `first_row` unused) over rows `x`
+/// gathered from anywhere, `globals` naming each row's global row, into
+/// `out`: the bits each row gets in its own block of the pool (the masks
+/// are keyed on the global row, and gemm's sum for an element does not
+/// depend on the other rows), in tiles run in parallel, with no call per
+/// row.
+pub(crate) fn mc_listed(
+    layers: &[Layer],
+    scaler: Option<&Scaler>,
+    (x, globals): (&[f32], &[u64]),
+    mc: &McPass,
+    out: &mut [f32],
+) {
+    let (inputs, width) = (layers[0].inp, layers[layers.len() - 1].out);
+    let tile_rows = BLOCK_ROWS.min(globals.len()).max(1);
+    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
+    out.par_chunks_mut(BLOCK_ROWS * width)
+        .enumerate()
+        .for_each_init(scratch, |(hidden, xs), (tile, ob)| {
+            let count = ob.len() / width;
+            let first = tile * BLOCK_ROWS;
+            xs.clear();
+            xs.extend_from_slice(&x[first * inputs..(first + count) * inputs]);
+            if let Some(s) = scaler {
+                s.apply_in_place(xs);
+            }
+            let rows = Globals::Listed(&globals[first..first + count]);
+            logits_into(layers, xs, count, (hidden, ob), Some((mc, rows)));
+            if mc.softmax {
+                softmax_rows(ob, width);
+            }
+        });
+}
+
 /// Logits of `rows` rows through all layers (ReLU between), using `hidden`
 /// as scratch for the hidden activations; with an MC-dropout pass (and the
-/// global row of `x`'s first row), its masks after each hidden ReLU.
+/// global rows of `x`'s rows), its masks after each hidden ReLU.
 fn logits_into(
     layers: &[Layer],
     x: &[f32],
     rows: usize,
     (hidden, out): (&mut [Vec<f32>], &mut [f32]),
-    mc: Option<(&McPass, u64)>,
+    mc: Option<(&McPass, Globals)>,
 ) {
     let last = layers.len() - 1;
     for (i, l) in layers.iter().enumerate() {
@@ -197,7 +249,7 @@ fn logits_into(
         let keep = 1.0 / (1.0 - mc.rate);
         for (r, row) in dst[..rows * l.out].chunks_exact_mut(l.out).enumerate() {
             for (u, v) in row.iter_mut().enumerate() {
-                let drop = mc.drops(first + r as u64, i, u);
+                let drop = mc.drops(first.at(r), i, u);
                 *v = if drop { 0.0 } else { v.max(0.0) * keep };
             }
         }
@@ -421,7 +473,7 @@ pub(crate) fn forward_filled<'a, E: Send>(
                 ob.iter_mut().for_each(|v| *v = sigmoid(*v));
             }
             Head::Mc(mc) => {
-                let first = mc.first_row + (tile * BLOCK_ROWS) as u64;
+                let first = Globals::From(mc.first_row + (tile * BLOCK_ROWS) as u64);
                 logits_into(layers, xb, count, (hidden, ob), Some((&mc, first)));
                 if mc.softmax {
                     softmax_rows(ob, width);

@@ -578,6 +578,12 @@ impl Mlp {
         &self.layers
     }
 
+    /// The parameters to edit, for tests that need particular weights.
+    #[cfg(test)]
+    pub(crate) fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
     /// Trains on rows `x` (row-major, `inputs` wide) with labels `y`.
     pub fn fit(&mut self, x: &[f32], y: &[usize]) -> Result<TrainReport> {
         // The fused steps split each product over the cores hundreds of
@@ -901,20 +907,47 @@ impl Mlp {
         fill: &fused::FillRows<'a, Error>,
         pass: McPass,
     ) -> Result<()> {
+        let head = fused::Head::Mc(self.mc_pass(pass)?);
+        fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)?;
+        self.finish(out);
+        Ok(())
+    }
+
+    /// `pass` as this model runs it: a regressor's pass is its number, not
+    /// a softmax of one output; a multi-label model has none.
+    fn mc_pass(&self, pass: McPass) -> Result<McPass> {
         if self.output == Output::Sigmoid {
             return Err(Error::Config(
                 "MC dropout over a multi-label model's sigmoid outputs is not built".into(),
             ));
         }
-        // A regressor's pass is its number, not a softmax of one output.
-        let pass = McPass {
+        Ok(McPass {
             softmax: pass.softmax && self.output == Output::Softmax,
             ..pass
-        };
-        let head = fused::Head::Mc(pass);
-        fused::forward_filled(&self.layers, self.scaler.as_ref(), out, fill, head)?;
-        self.finish(out);
-        Ok(())
+        })
+    }
+
+    /// One MC-dropout pass ([`McPass`], its `first_row` unused) over rows
+    /// `x` gathered from anywhere in the pool, `globals` naming each one's
+    /// global row: the bits [`Mlp::predict_mc_filled`] gives each row in its
+    /// own block, in one call for all of them.
+    pub(crate) fn predict_mc_listed(
+        &self,
+        x: &[f32],
+        globals: &[u64],
+        pass: McPass,
+    ) -> Result<Vec<f32>> {
+        let pass = self.mc_pass(pass)?;
+        let mut out = vec![0f32; globals.len() * self.layers[self.layers.len() - 1].out];
+        fused::mc_listed(
+            &self.layers,
+            self.scaler.as_ref(),
+            (x, globals),
+            &pass,
+            &mut out,
+        );
+        self.finish(&mut out);
+        Ok(out)
     }
 
     /// [`Mlp::embed_rows`] of `out.len() / embed_width()` rows that `fill`

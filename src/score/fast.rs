@@ -415,7 +415,7 @@ pub const ROUNDING: f64 = 1.0 / 4_194_304.0;
 ///   and Σ p|ln(p/p̄)| ≤ 2(S ln C + 0.4) + S ln T (p̄ ≥ p/T); kl-mean is
 ///   the mean of T such sums, kl-max their max;
 /// - mean-std: each population standard deviation moves by at most the
-///   largest change of a value, ρ·S + 2⁻¹⁴⁸;
+///   largest change of a value, ρ·S, plus 2⁻¹²⁶ for a value below the normal range;
 /// - a value below the smallest normal float32 adds at most 1e-35 a class
 ///   and sample (`x|ln x| ≤ 1.1e-36` there, `ln T` more for a KL term).
 ///
@@ -428,17 +428,36 @@ pub fn gpu_rounded_samples_bound(
     sum_tol: f64,
     ln_b: f64,
 ) -> f64 {
+    samples_moved_bound(d, (classes, samples), sum_tol, ln_b, ROUNDING)
+}
+
+/// How far a disagreement score can move when every probability moves by
+/// at most `rho` relative (plus 2⁻¹⁴⁸ absolute, and values below float32's
+/// normal range by anything up to it) with each sample's argmax kept: the
+/// argument of [`gpu_rounded_samples_bound`] with ρ = `rho` (< 1), in
+/// units of `log_b`, doubled. It grows faster than linearly in ρ, so
+/// `(f(ρ) − f(0)) / ρ` at a largest ρ bounds it per unit for every smaller
+/// one (the MC-dropout planes the GPU makes, `crate::features`).
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
+pub fn samples_moved_bound(
+    d: crate::query::Disagreement,
+    (classes, samples): (usize, usize),
+    sum_tol: f64,
+    ln_b: f64,
+    rho: f64,
+) -> f64 {
     use crate::query::Disagreement as D;
     let (c, t) = (classes.max(1) as f64, samples.max(1) as f64);
     let s = 1.0 + sum_tol;
     let habs = s * c.ln() + 0.4;
     let tiny = c * t * 1e-35 * (1.0 + t.ln());
-    let entropy = ROUNDING * habs + (1.0 + ROUNDING) * s * ROUNDING / (1.0 - ROUNDING);
-    let kl = ROUNDING * (2.0 * habs + s * t.ln())
-        + (1.0 + ROUNDING) * s * 2.0 * ROUNDING / (1.0 - ROUNDING);
+    let entropy = rho * habs + (1.0 + rho) * s * rho / (1.0 - rho);
+    let kl = rho * (2.0 * habs + s * t.ln()) + (1.0 + rho) * s * 2.0 * rho / (1.0 - rho);
     let nats = match d {
         D::VariationRatio | D::VoteEntropy => return 0.0,
-        D::MeanStd => return 2.0 * (ROUNDING * s + 1e-44),
+        // A value below float32's normal range may move to 0 (a GPU
+        // flushes it): 2⁻¹²⁶ at most.
+        D::MeanStd => return 2.0 * (rho * s + 1.2e-38),
         D::Bald => 2.0 * entropy,
         D::ConsensusEntropy => entropy,
         D::KlMean | D::KlMax => kl,

@@ -1016,6 +1016,90 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
     assert!(e.contains("trained with dropout 0"), "{e}");
 }
 
+/// The row-wise strategies over a model's MC-dropout passes on the GPU
+/// (its layers with the CPU's masks, each pass a sample plane, the host
+/// re-scoring candidates with its own passes) pick what the CPU picks:
+/// every strategy, float32 features over two uneven files with a scaler,
+/// uint8 images, a network without hidden layers (every pass the same,
+/// so every score ties), k of 1, 17 and N + 3, chunks of 97 rows,
+/// exclusions, a stochastic batch; and the kernel keeps filtering.
+#[test]
+fn mc_dropout_passes_on_the_gpu_equal_the_cpu() {
+    use alpool::features::FeaturePool;
+    use alpool::learner::{Mlp, MlpConfig, Scale};
+    use alpool::{Stochastic, StochasticKind};
+    let Some(g) = common::gpu() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(usize, usize, usize, usize, Vec<usize>, bool); 3] = [
+        (1500, 6, 3, 5, vec![24, 12], false),
+        (1200, 16, 10, 20, vec![40], true),
+        (400, 4, 3, 3, vec![], false),
+    ];
+    for (case, (n, d, c, t, hidden, bytes)) in cases.into_iter().enumerate() {
+        let mut rng = Rng::new(70 + case as u64);
+        let raw: Vec<u8> = (0..n * d).map(|_| rng.below(256) as u8).collect();
+        let x: Vec<f32> = if bytes {
+            raw.iter().map(|&v| v as f32 / 255.0).collect()
+        } else {
+            raw.iter().map(|&v| v as f32 * 0.05 - 6.0).collect()
+        };
+        let y: Vec<usize> = (0..n).map(|i| raw[i * d] as usize % c).collect();
+        let cfg = MlpConfig {
+            hidden,
+            dropout: 0.3,
+            epochs: 3,
+            min_steps: 40,
+            scale: if bytes { Scale::None } else { Scale::Standard },
+            seed: case as u64,
+            ..MlpConfig::default()
+        };
+        let mut model = Mlp::new(d, c, cfg).unwrap();
+        model.fit(&x[..n / 2 * d], &y[..n / 2]).unwrap();
+        let cut = n / 3;
+        let paths = [
+            dir.path().join(format!("a{case}.npy")),
+            dir.path().join(format!("b{case}.npy")),
+        ];
+        if bytes {
+            let mut b = npy::encode_header(alpool::pool::npy::DType::U8, &[n, d]);
+            b.extend_from_slice(&raw);
+            std::fs::write(&paths[0], b).unwrap();
+        } else {
+            npy::save(&paths[0], &[cut, d], &x[..cut * d]).unwrap();
+            npy::save(&paths[1], &[n - cut, d], &x[cut * d..]).unwrap();
+        }
+        let files: Vec<&Path> = if bytes {
+            vec![&paths[0]]
+        } else {
+            vec![&paths[0], &paths[1]]
+        };
+        let features = FeaturePool::open(&files).unwrap();
+        let seed = 5 + case as u64;
+        let passes = || Inputs::mc_dropout(&model, &features, t, seed);
+        for dis in Disagreement::ALL {
+            for (k, chunk) in [(1, 0), (17, 97), (n + 3, 0)] {
+                let mut job = Job::new(dis, InputForm::model_output(), k);
+                job.chunk_rows = chunk;
+                job.exclusions = Exclusions::new(vec![0, 5, (n - 1) as u64]);
+                let want = common::select_cpu(passes(), &job).unwrap();
+                let (got, phases) = common::select_gpu(&g, passes(), &job).unwrap();
+                assert_eq!(got.entries, want.entries, "case {case} {dis} k {k}");
+                // The kernel filters (the network without hidden layers
+                // ties every row at 0: all are candidates).
+                if k == 17 && case < 2 {
+                    assert!(phases.candidates < n as u64 / 3, "{dis}: {phases:?}");
+                }
+            }
+        }
+        let job = Job::new(Disagreement::Bald, InputForm::model_output(), 25)
+            .stochastic(Stochastic::new(StochasticKind::Power, 1.0))
+            .seed(3);
+        let want = common::select_cpu(passes(), &job).unwrap();
+        let got = common::select_gpu(&g, passes(), &job).unwrap().0;
+        assert_eq!(got.entries, want.entries, "case {case}, a power batch");
+    }
+}
+
 #[test]
 fn the_bench_times_every_strategy_over_samples_on_each_device() {
     let dir = tempfile::tempdir().unwrap();
