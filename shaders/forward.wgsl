@@ -230,7 +230,7 @@ fn finite32(x: f32) -> bool {
 // One MC-dropout pass's logits (src, rows x (C + 1), the last column their
 // bound eps) as sample plane `sample` of the samples kernel's rows (dst), and
 // each row's largest relative error over the passes so far in the plane
-// after the T planes (src/features/gpu.rs, `select_dropout`, has the
+// after the T planes (src/features/gpu.rs, `select_members`, has the
 // argument): the CPU's probability is the exact softmax of these logits
 // within d1 (as `forward_bound` in select.wgsl; 2 d1 / (1 - d1) once
 // divided by its sum), this f32 softmax within

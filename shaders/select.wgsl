@@ -548,7 +548,7 @@ fn score_samples(r: u32) {
 // How far a row's score can move between MC-dropout planes the GPU made
 // (forward.wgsl, `plane`) and the CPU's canonical passes, each value q of
 // a plane being p (1 + eta) with |eta| <= rho (src/features/gpu.rs,
-// `select_dropout`, has the argument). h holds H(mean) and the mean of
+// `select_members`, has the argument). h holds H(mean) and the mean of
 // the samples' entropies (nats, as computed here) and the samples' largest
 // |sum - 1|. An entropy moves by at most
 // rho1 (H(q) + rho1 S) + |S_q - S_p| + rho^2 S, rho1 = rho / (1 - rho):

@@ -181,7 +181,7 @@ def test_batchbald_equals_the_cli_in_every_layout(cli: Path, tmp_path: Path) -> 
 
 def test_a_committee_of_saved_models_equals_their_predictions(cli: Path, tmp_path: Path) -> None:
     """model=[…] with features= is a committee: the same picks and scores as
-    samples= of the members' `alpool predict` files."""
+    samples= of the members' `alpool predict` files, on the CPU and the GPU."""
     from conftest import train_model
 
     rng = np.random.default_rng(3)
@@ -203,6 +203,9 @@ def test_a_committee_of_saved_models_equals_their_predictions(cli: Path, tmp_pat
         want_idx, want = alpool.select(samples=preds, strategy=strategy, k=25)
         assert list(idx) == list(want_idx), strategy
         assert list(scores) == list(want), strategy
+        # Each member's layers on the GPU: the same picks.
+        got = alpool.select(model=models, features=feats, strategy=strategy, k=25, device="gpu")
+        assert list(got[0]) == list(idx) and list(got[1]) == list(scores), strategy
     with pytest.raises(TypeError, match="needs T samples"):
         alpool.select(model=models[:1], features=feats, strategy="bald", k=5)
 

@@ -76,14 +76,6 @@ pub struct Request<'a> {
     /// Whether the probabilities come from a model in the run (features
     /// and a model, a committee, MC dropout) rather than from files.
     pub model_made: bool,
-    /// Whether samples are given (files or arrays), not made by a model in
-    /// the run: the disagreement strategies' GPU path reads them in every
-    /// form (float64, renormalized and logit ones as their canonical
-    /// values rounded to float32).
-    pub given_samples: bool,
-    /// Whether the samples are a model's MC-dropout passes over features,
-    /// which the GPU makes itself for the row-wise disagreement strategies.
-    pub mc_dropout: bool,
 }
 
 /// The policy's decision.
@@ -98,20 +90,19 @@ pub enum Choice {
 /// Why a query has no GPU engine, or `None` where it has one. The
 /// disagreement strategies run there over given samples (float64,
 /// renormalized and logit ones as their canonical values rounded to
-/// float32), the representative strategies over embeddings (density
+/// float32) and over the samples a model makes of features (MC-dropout
+/// passes, a committee's members, run there too), the representative strategies over embeddings (density
 /// alone, or weighting a row-wise strategy's given probabilities), `std`
 /// and EMCM over given predictions (the samples' kernel), `gsx`, `gsy` and
 /// `igs` (core-set's engine), BatchBALD over any samples (it uploads
 /// their canonical values). Power and softmax batches run wherever their strategy's ranking
 /// does in one pass (given rows, or a model's outputs of features for a
-/// row-wise strategy); softrank, which ranks the whole pool first, and a
+/// row-wise or disagreement strategy); softrank, which ranks the whole pool first, and a
 /// batch from a multi-label model's outputs, selected block by block, run
 /// on the CPU.
 fn no_gpu_engine(req: &Request, what: &str) -> Option<String> {
     let yet = || Some(format!("{what} has no GPU path yet"));
-    let blockwise = req.model_made
-        && !matches!(req.query, Query::Score(_))
-        && !(req.mc_dropout && matches!(req.query, Query::Disagree(_)));
+    let blockwise = req.model_made && !matches!(req.query, Query::Score(_) | Query::Disagree(_));
     match (req.query, req.stochastic) {
         (_, Some(st)) if !st.per_row() || blockwise => yet(),
         // Beyond it 1/β overflows the kernel's f32 arithmetic.
@@ -129,10 +120,6 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 fn match_query(req: &Request, what: &str) -> Option<String> {
     use crate::query::Regression;
     match req.query {
-        Query::Disagree(_) if !req.given_samples && !req.mc_dropout => Some(format!(
-            "{what} runs on the GPU over given samples and a model's MC-dropout passes only (not a committee's outputs)"
-        )),
-        Query::Disagree(_) => None,
         Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
             "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
         )),
@@ -379,8 +366,6 @@ mod tests {
             query: Query::Score(crate::query::Strategy::Margin),
             stochastic: None,
             model_made: false,
-            given_samples: false,
-            mc_dropout: false,
         }
     }
 
@@ -507,7 +492,6 @@ mod tests {
         // form of them (renormalized, float64, made by a model) goes.
         let batchbald = |device, model_made: bool| Request {
             query: Query::Batch(crate::query::BatchStrategy::BatchBald),
-            given_samples: !model_made,
             model_made,
             ..req(device, Some("nvidia"), BIG, false)
         };
@@ -515,29 +499,17 @@ mod tests {
             let c = decide(&batchbald(Device::Auto, model_made), h100_and_lavapipe).unwrap();
             assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{c:?}");
         }
-        let asked = |device, d, given_samples| Request {
-            query: Query::Disagree(d),
-            given_samples,
-            ..req(device, Some("nvidia"), BIG, false)
-        };
-        // BALD runs there over given samples and MC-dropout passes, not
-        // over a committee's outputs.
-        let c = decide(&asked(Device::Auto, Bald, true), h100_and_lavapipe).unwrap();
-        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
-        let passes = Request {
-            model_made: true,
-            mc_dropout: true,
-            ..asked(Device::Auto, Bald, false)
-        };
-        let c = decide(&passes, h100_and_lavapipe).unwrap();
-        assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"));
-        let c = decide(&asked(Device::Auto, Bald, false), || panic!("probed")).unwrap();
-        assert!(
-            matches!(&c, Choice::Cpu(r) if r.contains("not a committee's outputs")),
-            "{c:?}"
-        );
-        let e = decide(&asked(Device::Gpu, Bald, false), h100_and_lavapipe).unwrap_err();
-        assert!(e.to_string().contains("--device cpu or auto"), "{e}");
+        // The disagreement strategies run there over given samples and over
+        // the samples a model makes (MC-dropout passes, a committee).
+        for model_made in [false, true] {
+            let asked = Request {
+                query: Query::Disagree(Bald),
+                model_made,
+                ..req(Device::Auto, Some("nvidia"), BIG, false)
+            };
+            let c = decide(&asked, h100_and_lavapipe).unwrap();
+            assert_eq!(on_gpu(&c), Some("NVIDIA H100 80GB HBM3"), "{c:?}");
+        }
         // Power and softmax batches over given rows or a row-wise model's
         // outputs run there; softrank, a batch from a multi-label model's
         // outputs and a β too small for f32 do not.

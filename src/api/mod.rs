@@ -152,19 +152,6 @@ impl<'a> Inputs<'a> {
     }
 
     #[cfg(feature = "learner")]
-    fn has_dropout_passes(&self) -> bool {
-        matches!(
-            self.committee,
-            Some((crate::features::Members::Dropout { .. }, _))
-        )
-    }
-
-    #[cfg(not(feature = "learner"))]
-    fn has_dropout_passes(&self) -> bool {
-        false
-    }
-
-    #[cfg(feature = "learner")]
     fn has_committee(&self) -> bool {
         self.committee.is_some()
     }
@@ -385,8 +372,6 @@ fn request<'r>(inputs: &Inputs, job: &Job, run: &'r Run) -> device::Request<'r> 
         },
         stochastic: job.stochastic,
         model_made: inputs.has_model() || inputs.has_committee(),
-        given_samples: inputs.samples.is_some(),
-        mc_dropout: inputs.has_dropout_passes(),
     }
 }
 
@@ -485,7 +470,7 @@ fn select_disagreement(
     if let (None, Some((models, features))) = (inputs.samples, inputs.committee) {
         if let Backend::Gpu(g) = backend {
             let (sel, phases) =
-                crate::features::select_dropout_on_gpu(g, models, features, job, progress)?;
+                crate::features::select_members_on_gpu(g, models, features, job, progress)?;
             return Ok((sel, Some(phases)));
         }
         let sel = crate::features::select_committee(models, features, job, progress)?;

@@ -4,9 +4,10 @@
 //! (`shaders/forward.wgsl`: tiled matrix products, bias, ReLU), and their
 //! logits through the same softmax, score and radix select as a logit pool
 //! (`shaders/select.wgsl`). Weights are uploaded once; the next chunk is
-//! read and staged while the current one runs. With MC dropout
-//! ([`select_dropout`]) each chunk runs T passes with the CPU's masks, each
-//! a sample plane of the disagreement kernel.
+//! read and staged while the current one runs. With the samples a model
+//! makes ([`select_members`]: MC dropout, a committee) each chunk runs T
+//! passes (MC dropout's with the CPU's masks), each a sample plane of the
+//! disagreement kernel.
 //!
 //! # Why the GPU's selection is exactly the CPU's
 //!
@@ -183,13 +184,13 @@ enum Kind {
     Widen,
     Layer,
     Finish,
-    /// An MC-dropout pass's logits as a sample plane (`select_dropout`).
+    /// An MC-dropout pass's logits as a sample plane (`select_members`).
     Plane,
 }
 
-/// What the forward pass needs for MC dropout: where its sample planes go
-/// (the samples kernel's row buffer) and the constants of their bound.
-pub(crate) struct Dropout<'b> {
+/// Where a forward pass's probabilities go as sample planes (the samples
+/// kernel's row buffer, `select_members`), and the constants of their bound.
+pub(crate) struct Planes<'b> {
     planes: &'b wgpu::Buffer,
     /// T.
     samples: usize,
@@ -323,18 +324,18 @@ impl<'g> Forward<'g> {
         r_max: usize,
         logits: &wgpu::Buffer,
     ) -> Forward<'g> {
-        Forward::build(gpu, model, (bytes_input, r_max), logits, None)
+        Forward::build(gpu, model, (bytes_input, r_max), logits, (None, false))
     }
 
-    /// [`Forward::new`], and with `dropout` each pass ([`Forward::launch_pass`])
-    /// masks the hidden layers as [`McPass`](crate::learner::McPass) does and writes its
-    /// probabilities as one sample plane.
+    /// [`Forward::new`], and with `planes` each pass ([`Forward::launch_pass`])
+    /// writes its probabilities as one sample plane; with `dropout` it masks
+    /// the hidden layers as [`McPass`](crate::learner::McPass) does.
     fn build(
         gpu: &'g Gpu,
         model: &Mlp,
         (bytes_input, r_max): (bool, usize),
         logits: &wgpu::Buffer,
-        dropout: Option<Dropout>,
+        (planes, dropout): (Option<Planes>, bool),
     ) -> Forward<'g> {
         let (layout, pipelines) = forward_program(gpu);
         let (d, c) = (model.inputs(), model.classes());
@@ -367,7 +368,7 @@ impl<'g> Forward<'g> {
         let layers = model.layers();
         for l in 0..layers.len() {
             let last = l + 1 == layers.len();
-            let params = layer_params(model, l, dropout.is_some());
+            let params = layer_params(model, l, dropout);
             let dst = if last { logits } else { &b.hidden[l] };
             let din = if l == 0 { none } else { &b.bounds[l - 1] };
             let (w, bias) = &b.weights[l];
@@ -382,7 +383,7 @@ impl<'g> Forward<'g> {
         let last = &b.bounds[layers.len() - 1];
         let slot = [none, none, none, logits, none, none, last, &b.none_rw];
         stage(Kind::Finish, params, [slot, slot]);
-        if let Some(mc) = dropout {
+        if let Some(mc) = planes {
             let params = FParams {
                 inp: c as u32,
                 samples: mc.samples as u32,
@@ -620,37 +621,45 @@ pub(crate) fn select(
         job,
         probs: vec![0f64; c],
     };
-    let chunks = (model, max_rows, k);
+    let passes = (std::slice::from_mut(&mut fwd), &[model][..]);
+    let launch = |fwds: &mut [Forward], slot, rows, _| fwds[0].launch(slot, rows);
     drive_chunks(
         &mut run,
-        &mut fwd,
+        passes,
         features,
-        chunks,
+        (max_rows, k),
         &mut rescore,
         progress,
-        |fwd, slot, rows, _| fwd.launch(slot, rows),
+        launch,
     )?;
     Ok(run.finish(n))
 }
 
-/// The chunks of `features` through `fwd` and `run`: the next chunk's
-/// features upload while `launch(fwd, slot, rows, first global row)`
-/// queues the current one's passes; then each is scored, checked, cut,
-/// compacted and refined.
+/// The chunks of `features` through `run`, each model's forward pass
+/// `fwds[i]` running `models[i]`: the next chunk's features upload (once a
+/// model, each with its own scaling) while `launch(fwds, slot, rows, first
+/// global row)` queues the current one's passes; then each is scored,
+/// checked, cut, compacted and refined.
 fn drive_chunks(
     run: &mut Chunked,
-    fwd: &mut Forward,
+    (fwds, models): (&mut [Forward], &[&Mlp]),
     features: &FeaturePool,
-    (model, max_rows, k): (&Mlp, u64, usize),
+    (max_rows, k): (u64, usize),
     rescore: &mut dyn Rescore,
     progress: &dyn Progress,
-    mut launch: impl FnMut(&mut Forward, usize, u32, u64),
+    mut launch: impl FnMut(&mut [Forward], usize, u32, u64),
 ) -> Result<()> {
     let gpu = run.gpu;
     let chunks: Vec<_> = features.chunks(max_rows).collect();
     let mut staging = Upload::default();
+    let stage = |staging: &mut Upload, fwds: &[Forward], slot, chunk| -> Result<()> {
+        for (fwd, model) in fwds.iter().zip(models) {
+            staging.stage(features, model, fwd, slot, chunk)?;
+        }
+        Ok(())
+    };
     let t = Instant::now();
-    staging.stage(features, model, fwd, 0, chunks[0])?;
+    stage(&mut staging, fwds, 0, chunks[0])?;
     run.phases.upload += t.elapsed();
     for (i, &(shard, start, end)) in chunks.iter().enumerate() {
         if progress.cancelled() {
@@ -659,10 +668,10 @@ fn drive_chunks(
         let g0 = features.shards[shard].first_row + start;
         run.parameters(g0, end - start)?;
         let t = Instant::now();
-        launch(fwd, i % 2, (end - start) as u32, g0);
+        launch(fwds, i % 2, (end - start) as u32, g0);
         if let Some(&next) = chunks.get(i + 1) {
             let u = Instant::now();
-            staging.stage(features, model, fwd, (i + 1) % 2, next)?;
+            stage(&mut staging, fwds, (i + 1) % 2, next)?;
             run.phases.upload += u.elapsed();
         }
         gpu.wait()?;
@@ -681,11 +690,14 @@ fn drive_chunks(
     Ok(())
 }
 
-/// The k rows of most disagreement among T MC-dropout passes of a model
-/// over `features` ([`Members::Dropout`]), a row-wise disagreement strategy
-/// on the GPU: the picks of [`super::select_committee`].
+/// The k rows of most disagreement among the T samples a model makes of
+/// `features` (MC-dropout passes or a committee's members, [`Members`]), a
+/// row-wise disagreement strategy on the GPU: the picks of
+/// [`super::select_committee`].
 ///
-/// Each chunk's features go up once; each pass runs the layers with
+/// Each chunk's features go up once (once a member for a committee, each
+/// with its own scaling); each member runs its own layers, and each MC
+/// pass runs the model's layers with
 /// [`McPass`](crate::learner::McPass)'s masks (`shaders/forward.wgsl`: the same splitmix64 bits,
 /// and a kept unit scaled by the CPU's f32 `1 / (1 − rate)`, whose rounding
 /// the logits' bound ε carries, [`keep_factors`]), and `plane` writes its
@@ -727,24 +739,25 @@ fn drive_chunks(
 ///
 /// Every candidate and every such row is re-scored by the CPU's own T
 /// passes ([`FeaturePool::samples_of`]), so the picks are the CPU's.
-pub(crate) fn select_dropout(
+pub(crate) fn select_members(
     gpu: &Gpu,
     members: Members,
     features: &FeaturePool,
     job: &Job,
     progress: &dyn Progress,
 ) -> Result<(Selection, Phases)> {
-    let (model, passes, seed, d, renormalize) = dropout_query(members, features, job)?;
-    let c = model.classes();
-    let (t, n) = (passes, features.rows());
+    let (d, renormalize) = members_query(members, features, job)?;
+    // One forward pass on the device per model: a committee's members run
+    // their own weights, MC dropout T passes of one model.
+    let models: Vec<&Mlp> = match members {
+        Members::Committee(models) => models.iter().collect(),
+        Members::Dropout { model, .. } => vec![model],
+    };
+    let c = models[0].classes();
+    let (t, n) = (members.len(), features.rows());
     let k = job.k.min(n as usize);
     let ln_b = job.log_base.ln();
-    // Each plane is normalized by its own f32 sum (within (C + 8)·2⁻²³ of
-    // 1), and the kernel's own f32 sum.
-    let tol = 32.0 * (c as f64 + 8.0) * U;
-    let (half, rel) = gpu_samples_bound(d, c, t, tol, ln_b);
-    // Values below float32's normal range, which a GPU may flush.
-    let tiny = samples_moved_bound(d, (c, t), tol, ln_b, 0.0);
+    let (tol, bound) = planes_bound(d, (c, t), ln_b);
     let kernel_job = Job {
         input: InputForm::Probs {
             renormalize: false,
@@ -752,38 +765,35 @@ pub(crate) fn select_dropout(
         },
         ..job.clone()
     };
-    let asked = job.chunk_rows;
-    let max_rows = forward_chunk_rows(gpu, model, features, asked)
-        .min(crate::backend::gpu::chunk_rows(gpu, t * c + 1, asked))
-        .min(n.max(1));
-    let bound = (half + tiny, rel);
+    let max_rows = members_chunk_rows(gpu, &models, features, t * c + 1, job.chunk_rows);
+    let max_rows = max_rows.min(n.max(1));
     let mut run = Chunked::samples(gpu, &kernel_job, k, (t, c, 1), max_rows, bound)?;
     run.per_row_rho();
     if k == 0 || n == 0 {
         return Ok(run.finish(n));
     }
     let logits = gpu.buffer(
-        "mc logits",
+        "member logits",
         max_rows * (c as u64 + 1) * 4,
         wgpu::BufferUsages::STORAGE,
     );
     let consts = score_constants(Strategy::Entropy, ln_b, c);
-    let mc = Dropout {
-        planes: &run.bufs.rows[0],
-        samples: t,
-        votes: matches!(d, Disagreement::VariationRatio | Disagreement::VoteEntropy),
-        renormalized: renormalize,
-        kc: consts[1],
-        kc_m1: consts[2],
-    };
-    let bytes_input = features.unit_images();
-    let mut fwd = Forward::build(
-        gpu,
-        model,
-        (bytes_input, max_rows as usize),
-        &logits,
-        Some(mc),
-    );
+    let dropout = matches!(members, Members::Dropout { .. });
+    let io = (features.unit_images(), max_rows as usize);
+    let mut fwds: Vec<Forward> = models
+        .iter()
+        .map(|m| {
+            let planes = Planes {
+                planes: &run.bufs.rows[0],
+                samples: t,
+                votes: matches!(d, Disagreement::VariationRatio | Disagreement::VoteEntropy),
+                renormalized: renormalize,
+                kc: consts[1],
+                kc_m1: consts[2],
+            };
+            Forward::build(gpu, m, io, &logits, (Some(planes), dropout))
+        })
+        .collect();
     let mut rescore = PassRows {
         members,
         features,
@@ -793,55 +803,94 @@ pub(crate) fn select_dropout(
         mean: Vec::new(),
         bufs: Default::default(),
     };
-    let chunks = (model, max_rows, k);
-    drive_chunks(
-        &mut run,
-        &mut fwd,
-        features,
-        chunks,
-        &mut rescore,
-        progress,
-        |fwd, slot, rows, g0| {
+    let launch = |fwds: &mut [Forward], slot, rows, g0| match members {
+        Members::Dropout { seed, .. } => {
             for pass in 0..t {
                 let key = crate::rng::substream(seed, pass as u64);
-                fwd.launch_pass(slot, rows, Some((pass as u32, key, g0)));
+                fwds[0].launch_pass(slot, rows, Some((pass as u32, key, g0)));
             }
-        },
+        }
+        Members::Committee(_) => {
+            for (i, fwd) in fwds.iter_mut().enumerate() {
+                fwd.launch_pass(slot, rows, Some((i as u32, 0, g0)));
+            }
+        }
+    };
+    let sizes = (max_rows, k);
+    let passes = (&mut fwds[..], &models[..]);
+    drive_chunks(
+        &mut run,
+        passes,
+        features,
+        sizes,
+        &mut rescore,
+        progress,
+        launch,
     )?;
     Ok(run.finish(n))
 }
 
-/// The model, T, the masks' seed, the strategy and whether the canonical
-/// values are renormalized, of a row-wise disagreement strategy over MC
-/// dropout, checked as the CPU path checks them.
-fn dropout_query<'m>(
-    members: Members<'m>,
+/// The planes' sum tolerance, and the interval `half + rel·|priority|` the
+/// samples kernel gives every row before its own move (`mc_moved`).
+fn planes_bound(d: Disagreement, (c, t): (usize, usize), ln_b: f64) -> (f64, (f64, f64)) {
+    // Each plane is normalized by its own f32 sum (within (C + 8)·2⁻²³ of
+    // 1), and the kernel's own f32 sum.
+    let tol = 32.0 * (c as f64 + 8.0) * U;
+    let (half, rel) = gpu_samples_bound(d, c, t, tol, ln_b);
+    // Values below float32's normal range, which a GPU may flush.
+    let tiny = samples_moved_bound(d, (c, t), tol, ln_b, 0.0);
+    (tol, (half + tiny, rel))
+}
+
+/// Rows per chunk for the forward passes of `models` and a samples row of
+/// `width` values: what every binding allows, and by default each model's
+/// share of it (each member's buffers hold a chunk).
+fn members_chunk_rows(
+    gpu: &Gpu,
+    models: &[&Mlp],
+    features: &FeaturePool,
+    width: usize,
+    asked: u64,
+) -> u64 {
+    let rows = models
+        .iter()
+        .map(|m| forward_chunk_rows(gpu, m, features, asked))
+        .min()
+        .unwrap_or(1)
+        .min(crate::backend::gpu::chunk_rows(gpu, width, asked));
+    match asked {
+        0 => (rows / models.len().max(1) as u64)
+            .max(TILE_ROWS as u64)
+            .min(rows),
+        _ => rows,
+    }
+}
+
+/// The strategy, and whether the canonical values are renormalized, of a
+/// row-wise disagreement strategy over the samples `members` make, checked
+/// as the CPU path checks them.
+fn members_query(
+    members: Members,
     features: &FeaturePool,
     job: &Job,
-) -> Result<(&'m Mlp, usize, u64, Disagreement, bool)> {
-    let (
-        Members::Dropout {
-            model,
-            passes,
-            seed,
-        },
-        Query::Disagree(d),
-    ) = (members, job.query)
-    else {
+) -> Result<(Disagreement, bool)> {
+    let Query::Disagree(d) = job.query else {
         return Err(Error::Config(format!(
-            "{} runs on the GPU over MC-dropout passes only",
+            "{} does not run on the GPU over the samples a model makes",
             job.query
         )));
     };
     features.check_members(members)?;
-    features.check_model(model)?;
+    if let Members::Dropout { model, .. } = members {
+        features.check_model(model)?;
+    }
     job.input.check().map_err(Error::Config)?;
     let InputForm::Probs { renormalize, .. } = job.input else {
         return Err(Error::Config(format!(
-            "{d} over a model's MC-dropout passes reads its probabilities: drop --input"
+            "{d} over the samples a model makes reads their probabilities: drop --input"
         )));
     };
-    Ok((model, passes, seed, d, renormalize))
+    Ok((d, renormalize))
 }
 
 /// Candidate rows scored canonically: the CPU's own T passes of the rows
@@ -1059,7 +1108,7 @@ mod tests {
         let staging = g.buffer("staging", bytes, U::MAP_READ | U::COPY_DST);
         let logits = g.buffer("logits", (rows * (c + 1) * 4) as u64, U::STORAGE);
         let consts = score_constants(Strategy::Entropy, 1.0, c);
-        let mc = Dropout {
+        let mc = Planes {
             planes: &planes,
             samples: t,
             votes: true,
@@ -1067,7 +1116,7 @@ mod tests {
             kc: consts[1],
             kc_m1: consts[2],
         };
-        let mut fwd = Forward::build(g, m, (false, rows), &logits, Some(mc));
+        let mut fwd = Forward::build(g, m, (false, rows), &logits, (Some(mc), true));
         g.queue
             .write_buffer(&fwd.inputs[0], 0, bytemuck::cast_slice(x));
         for pass in 0..t {
@@ -1078,7 +1127,7 @@ mod tests {
         out.iter().map(|&b| f32::from_bits(b) as f64).collect()
     }
 
-    /// The MC-dropout planes (`select_dropout`, step 1): every value of
+    /// The MC-dropout planes (`select_members`, step 1): every value of
     /// every pass within its row's ρ of the CPU's canonical one (the
     /// masks' bits, the scaling's bound, the softmax's), with and without
     /// renormalizing; each pass's argmax the CPU's where the votes need it,
@@ -1159,7 +1208,7 @@ mod tests {
     }
 
     /// `mc_moved`'s move (`shaders/select.wgsl`), undoubled, in nats,
-    /// written again from `select_dropout`'s step 2 for rows of T samples
+    /// written again from `select_members`'s step 2 for rows of T samples
     /// of C (q, the plane's values) within `rho` of the CPU's.
     fn mc_move(d: Disagreement, q: &[f64], c: usize, rho: f64) -> f64 {
         let t = q.len() / c;
@@ -1204,7 +1253,7 @@ mod tests {
         }
     }
 
-    /// Step 2 of `select_dropout`, checked in f64: for canonical rows p and
+    /// Step 2 of `select_members`, checked in f64: for canonical rows p and
     /// planes q = p(1 + η), |η| ≤ ρ (every η at ±ρ, signs drawn, the
     /// planes renormalized or not; peaked, flat and disagreeing rows; ρ up
     /// to 1/4), every score moves by at most `mc_move`. And the move is

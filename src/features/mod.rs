@@ -685,9 +685,9 @@ pub(crate) fn select_committee(
     Ok(blocks.finish())
 }
 
-/// [`select_committee`] on the GPU, for MC-dropout passes and a row-wise
-/// disagreement strategy (`gpu.rs`, `select_dropout`): the same picks.
-pub(crate) fn select_dropout_on_gpu(
+/// [`select_committee`] on the GPU, for a row-wise disagreement strategy
+/// (`gpu.rs`, `select_members`): the same picks.
+pub(crate) fn select_members_on_gpu(
     g: &crate::backend::gpu::Gpu,
     members: Members,
     features: &FeaturePool,
@@ -695,7 +695,7 @@ pub(crate) fn select_dropout_on_gpu(
     progress: &dyn Progress,
 ) -> Result<(Selection, backend::Phases)> {
     #[cfg(feature = "gpu")]
-    return gpu::select_dropout(g, members, features, job, progress);
+    return gpu::select_members(g, members, features, job, progress);
     #[cfg(not(feature = "gpu"))]
     {
         let _ = (members, features, job, progress);

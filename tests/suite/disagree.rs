@@ -1018,13 +1018,14 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
 
 /// The row-wise strategies over a model's MC-dropout passes on the GPU
 /// (its layers with the CPU's masks, each pass a sample plane, the host
-/// re-scoring candidates with its own passes) pick what the CPU picks:
+/// re-scoring candidates with its own passes), and over a committee's
+/// members (each its own layers there), pick what the CPU picks:
 /// every strategy, float32 features over two uneven files with a scaler,
 /// uint8 images, a network without hidden layers (every pass the same,
 /// so every score ties), k of 1, 17 and N + 3, chunks of 97 rows,
 /// exclusions, a stochastic batch; and the kernel keeps filtering.
 #[test]
-fn mc_dropout_passes_on_the_gpu_equal_the_cpu() {
+fn mc_dropout_passes_and_committees_on_the_gpu_equal_the_cpu() {
     use alpool::features::FeaturePool;
     use alpool::learner::{Mlp, MlpConfig, Scale};
     use alpool::{Stochastic, StochasticKind};
@@ -1097,6 +1098,37 @@ fn mc_dropout_passes_on_the_gpu_equal_the_cpu() {
         let want = common::select_cpu(passes(), &job).unwrap();
         let got = common::select_gpu(&g, passes(), &job).unwrap().0;
         assert_eq!(got.entries, want.entries, "case {case}, a power batch");
+        // A committee of three models, each its own weights on the device.
+        let members: Vec<Mlp> = (0..3u64)
+            .map(|m| {
+                let mut member = Mlp::new(
+                    d,
+                    c,
+                    MlpConfig {
+                        seed: 50 + m,
+                        dropout: 0.0,
+                        ..model.config().clone()
+                    },
+                )
+                .unwrap();
+                member.fit(&x[..n / 2 * d], &y[..n / 2]).unwrap();
+                member
+            })
+            .collect();
+        for dis in Disagreement::ALL {
+            for (k, chunk) in [(17, 97), (n + 3, 0)] {
+                let mut job = Job::new(dis, InputForm::model_output(), k);
+                job.chunk_rows = chunk;
+                job.exclusions = Exclusions::new(vec![1, (n - 2) as u64]);
+                let committee = || Inputs::committee(&members, &features);
+                let want = common::select_cpu(committee(), &job).unwrap();
+                let got = common::select_gpu(&g, committee(), &job).unwrap().0;
+                assert_eq!(
+                    got.entries, want.entries,
+                    "case {case}, committee, {dis} k {k}"
+                );
+            }
+        }
     }
 }
 
