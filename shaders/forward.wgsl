@@ -7,8 +7,9 @@
 // `score` in select.wgsl (softmax, score, interval keys, radix select).
 // With MC dropout (`drop`), each hidden layer's ReLU output is masked as
 // the CPU's McPass masks it (splitmix64: shaders/rng.wgsl, put before this
-// file), and `plane` turns each pass's logits into one sample plane of
-// `score_samples` in select.wgsl.
+// file), and `plane` turns each pass's logits (an MC-dropout pass, or a
+// committee member's) into one sample plane of `score_samples` in
+// select.wgsl.
 
 struct FParams {
     rows: u32,
@@ -227,18 +228,19 @@ fn finite32(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
-// One MC-dropout pass's logits (src, rows x (C + 1), the last column their
-// bound eps) as sample plane `sample` of the samples kernel's rows (dst), and
-// each row's largest relative error over the passes so far in the plane
-// after the T planes (src/features/gpu.rs, `select_members`, has the
-// argument): the CPU's probability is the exact softmax of these logits
-// within d1 (as `forward_bound` in select.wgsl; 2 d1 / (1 - d1) once
-// divided by its sum), this f32 softmax within
-// d2 (exp within 3 + 2|x| ulp, the sum, a division within 2.5 ulp;
-// doubled), so it is the CPU's within rho = (d1 + d2) / (1 - d1). A pass
-// whose rho exceeds rho_max, or (for the votes) whose largest logit is not
-// ahead of every other by more than 4 rho, writes zeros: the samples
-// kernel's sum check then leaves the row to the host.
+// One pass's logits (an MC-dropout pass, or a committee member's: src,
+// rows x (C + 1), the last column their bound eps) as sample plane
+// `sample` of the samples kernel's rows (dst), and each row's largest
+// relative error over the passes so far in the plane after the T planes
+// (src/features/gpu.rs, `select_members`, has the argument): the CPU's
+// probability is the exact softmax of these logits within d1 (as
+// `forward_bound` in select.wgsl; 2 d1 / (1 - d1) once divided by its
+// sum), this f32 softmax within d2 (exp within 3 + 2|x| ulp, the sum, a
+// division within 2.5 ulp; doubled), so it is the CPU's within
+// rho = (d1 + d2) / (1 - d1). A pass whose rho exceeds rho_max, or (for the
+// votes) whose largest logit is not ahead of every other by more than
+// 4 rho, writes zeros: the samples kernel's sum check then leaves the row
+// to the host.
 @compute @workgroup_size(256)
 fn plane(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = gid.x + gid.y * F.stride;

@@ -70,8 +70,8 @@ struct Params {
     weighted: u32,
     w_at: u32,
     phi_shift: f32,
-    // Samples the GPU made itself (MC dropout): 1, each row's bound from
-    // its own values (`mc_moved`).
+    // Samples the GPU made itself (MC dropout, a committee): 1, each row's
+    // bound from its own values (`mc_moved`).
     mc: u32,
 }
 
@@ -408,12 +408,12 @@ fn score_samples(r: u32) {
     }
     var top: array<u32, HELD_SAMPLES>;
     var kl: array<f32, HELD_SAMPLES>;
-    // kl-max over MC-dropout planes: each sample's L1 distance to the mean.
+    // kl-max over planes the GPU made: each sample's L1 distance to the mean.
     var l1: array<f32, HELD_SAMPLES>;
     // A per-row part of the interval (mean-std's).
     var extra = 0.0;
     var each = 0.0;
-    // For MC-dropout planes' own bound (`mc_moved`): the samples' largest
+    // For the bound of planes the GPU made (`mc_moved`): the samples' largest
     // |sum - 1|, and the entropy of their mean (kl-max: the largest
     // KL + 2 L1 of a sample).
     var sdev = 0.0;
@@ -545,9 +545,9 @@ fn score_samples(r: u32) {
     store(r, pri - b, pri + b);
 }
 
-// How far a row's score can move between MC-dropout planes the GPU made
-// (forward.wgsl, `plane`) and the CPU's canonical passes, each value q of
-// a plane being p (1 + eta) with |eta| <= rho (src/features/gpu.rs,
+// How far a row's score can move between planes the GPU made (MC dropout,
+// a committee; forward.wgsl, `plane`) and the CPU's canonical passes, each
+// value q of a plane being p (1 + eta) with |eta| <= rho (src/features/gpu.rs,
 // `select_members`, has the argument). h holds H(mean) and the mean of
 // the samples' entropies (nats, as computed here) and the samples' largest
 // |sum - 1|. An entropy moves by at most

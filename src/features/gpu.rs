@@ -112,7 +112,7 @@ fn keep_factors(keep: f32) -> (f32, f32) {
     (f32_up(k * (1.0 + U)), f32_up(2.0 * U * k))
 }
 
-/// The largest relative error an MC-dropout plane may carry: a pass
+/// The largest relative error a plane the GPU makes may carry: a pass
 /// beyond it leaves its row to the host.
 const MC_RHO_MAX: f64 = 0.25;
 
@@ -184,7 +184,7 @@ enum Kind {
     Widen,
     Layer,
     Finish,
-    /// An MC-dropout pass's logits as a sample plane (`select_members`).
+    /// A pass's logits as a sample plane (`select_members`).
     Plane,
 }
 
