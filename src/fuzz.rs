@@ -27,16 +27,31 @@ use crate::workspace::ingest::{Expect, read_label_file, seed_labels};
 use crate::workspace::serve::Unplugged;
 use crate::{Device, Exclusions, Inputs, Job, Pool, Run};
 
-/// A folder of this process's own, for the files the targets write.
+/// This process's scratch folder, once made.
+static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+
+/// A folder of this process's own, for the files the targets write. A
+/// `static` is never dropped, so the folder is removed by an `atexit`
+/// callback instead: libFuzzer and the test harness both end through
+/// `exit`, and one folder left per run piled up in `/tmp` (114 after a
+/// few CI runs). A finding aborts and leaves it, beside its artifact.
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        tempfile::Builder::new()
+    extern "C" fn remove() {
+        if let Some(dir) = SCRATCH.get() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    SCRATCH.get_or_init(|| {
+        let dir = tempfile::Builder::new()
             .prefix("alpool-fuzz-")
             .tempdir()
             .expect("a temporary folder for the fuzz targets")
+            .keep();
+        // SAFETY: `remove` is a plain function that only reads a set
+        // `OnceLock`; registering it has no other effect.
+        unsafe { libc::atexit(remove) };
+        dir
     })
-    .path()
 }
 
 /// Writes `data` as `name` in the scratch folder.
