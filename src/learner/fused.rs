@@ -189,40 +189,6 @@ impl Globals<'_> {
     }
 }
 
-/// One MC-dropout pass (`mc`; its `first_row` unused) over rows `x`
-/// gathered from anywhere, `globals` naming each row's global row, into
-/// `out`: the bits each row gets in its own block of the pool (the masks
-/// are keyed on the global row, and gemm's sum for an element does not
-/// depend on the other rows), in tiles run in parallel, with no call per
-/// row.
-pub(crate) fn mc_listed(
-    layers: &[Layer],
-    scaler: Option<&Scaler>,
-    (x, globals): (&[f32], &[u64]),
-    mc: &McPass,
-    out: &mut [f32],
-) {
-    let (inputs, width) = (layers[0].inp, layers[layers.len() - 1].out);
-    let tile_rows = BLOCK_ROWS.min(globals.len()).max(1);
-    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
-    out.par_chunks_mut(BLOCK_ROWS * width)
-        .enumerate()
-        .for_each_init(scratch, |(hidden, xs), (tile, ob)| {
-            let count = ob.len() / width;
-            let first = tile * BLOCK_ROWS;
-            xs.clear();
-            xs.extend_from_slice(&x[first * inputs..(first + count) * inputs]);
-            if let Some(s) = scaler {
-                s.apply_in_place(xs);
-            }
-            let rows = Globals::Listed(&globals[first..first + count]);
-            logits_into(layers, xs, count, (hidden, ob), Some((mc, rows)));
-            if mc.softmax {
-                softmax_rows(ob, width);
-            }
-        });
-}
-
 /// Logits of `rows` rows through all layers (ReLU between), using `hidden`
 /// as scratch for the hidden activations; with an MC-dropout pass (and the
 /// global rows of `x`'s rows), its masks after each hidden ReLU.
@@ -331,12 +297,17 @@ pub(crate) const BLOCK_ROWS: usize = 512;
 /// What a forward pass writes: the softmax, or the last hidden layer's
 /// activations (the embedding batch-aware strategies measure distances in).
 #[derive(Clone, Copy, PartialEq)]
-pub(crate) enum Head {
+pub(crate) enum Head<'a> {
     Probs,
     Embed,
     /// One MC-dropout pass: the softmax (or the output itself) with
     /// dropout kept on at inference.
     Mc(McPass),
+    /// [`Head::Mc`] over rows gathered from anywhere in the pool (its
+    /// `first_row` unused), each row's global row listed: the bits each
+    /// row gets in its own block (the masks are keyed on the global row,
+    /// and gemm's sum for an element does not depend on the other rows).
+    McListed(McPass, &'a [u64]),
     /// The output layer before the softmax.
     Logits,
     /// An independent sigmoid of each output (a multi-label model).
@@ -440,7 +411,9 @@ pub(crate) fn forward_filled<'a, E: Send>(
     head: Head,
 ) -> Result<(), E> {
     let width = match head {
-        Head::Probs | Head::Logits | Head::Sigmoid | Head::Mc(_) => layers[layers.len() - 1].out,
+        Head::Probs | Head::Logits | Head::Sigmoid | Head::Mc(_) | Head::McListed(..) => {
+            layers[layers.len() - 1].out
+        }
         Head::Embed => embed_width(layers),
     };
     let tile_rows = BLOCK_ROWS.min(out.len() / width).max(1);
@@ -472,9 +445,13 @@ pub(crate) fn forward_filled<'a, E: Send>(
                 logits_into(layers, xb, count, (hidden, ob), None);
                 ob.iter_mut().for_each(|v| *v = sigmoid(*v));
             }
-            Head::Mc(mc) => {
-                let first = Globals::From(mc.first_row + (tile * BLOCK_ROWS) as u64);
-                logits_into(layers, xb, count, (hidden, ob), Some((&mc, first)));
+            Head::Mc(mc) | Head::McListed(mc, _) => {
+                let first = tile * BLOCK_ROWS;
+                let rows = match head {
+                    Head::McListed(_, globals) => Globals::Listed(&globals[first..first + count]),
+                    _ => Globals::From(mc.first_row + first as u64),
+                };
+                logits_into(layers, xb, count, (hidden, ob), Some((&mc, rows)));
                 if mc.softmax {
                     softmax_rows(ob, width);
                 }

@@ -814,7 +814,7 @@ impl Mlp {
     }
 
     /// The head that makes the outputs' probabilities.
-    fn head(&self) -> fused::Head {
+    fn head(&self) -> fused::Head<'static> {
         match self.output {
             Output::Softmax => fused::Head::Probs,
             Output::Sigmoid => fused::Head::Sigmoid,
@@ -937,15 +937,9 @@ impl Mlp {
         globals: &[u64],
         pass: McPass,
     ) -> Result<Vec<f32>> {
-        let pass = self.mc_pass(pass)?;
+        let head = fused::Head::McListed(self.mc_pass(pass)?, globals);
         let mut out = vec![0f32; globals.len() * self.layers[self.layers.len() - 1].out];
-        fused::mc_listed(
-            &self.layers,
-            self.scaler.as_ref(),
-            (x, globals),
-            &pass,
-            &mut out,
-        );
+        fused::forward_into(&self.layers, x, None, self.scaler.as_ref(), &mut out, head);
         self.finish(&mut out);
         Ok(out)
     }
