@@ -11,6 +11,32 @@
 /// √½, the split point that keeps the polynomial argument in [√½−1, √2−1].
 const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 
+/// Cephes `logf`'s polynomial in the reduced mantissa, highest power
+/// first, as published: one list for the scalar, AVX2 and AVX-512 forms
+/// ([`super::lanes`]), which must round alike (`shaders/ln.wgsl` spells
+/// the same numbers).
+// The coefficients are Cephes' as published.
+#[allow(clippy::excessive_precision)]
+pub(crate) const LN_POLY: [f32; 9] = [
+    7.037_683_6e-2,
+    -1.151_461_1e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_5e-1,
+    -2.499_999_4e-1,
+    3.333_333_1e-1,
+];
+
+/// ln 2 as a high part exact in f32 (so `e · LN2_HI` is exact) and the
+/// low correction.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+/// See [`LN2_HI`].
+// As published by Cephes.
+#[allow(clippy::excessive_precision)]
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+
 /// Natural log of a positive *normal* f32, branch-free so it vectorizes:
 /// the Cephes `logf` polynomial on the mantissa plus the exponent times
 /// ln 2 (split in a high part exact in f32 and a low correction).
@@ -20,8 +46,6 @@ const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// one up to 65536 (`ln_approx_error_exhaustive`) at most 0.5 of it; the
 /// `ln_approx_error` test re-checks a sample. [`LN_ABS_ERR`] and
 /// [`LN_REL_ERR`] take 4x the measured maximum.
-// The coefficients are Cephes' as published.
-#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub fn ln_approx(x: f32) -> f32 {
     let bits = x.to_bits();
@@ -31,20 +55,15 @@ pub fn ln_approx(x: f32) -> f32 {
     e -= small as i32;
     let x = if small { m + m - 1.0 } else { m - 1.0 };
     let z = x * x;
-    let mut y = 7.037_683_6e-2f32;
-    y = y * x - 1.151_461_1e-1;
-    y = y * x + 1.167_699_9e-1;
-    y = y * x - 1.242_014_1e-1;
-    y = y * x + 1.424_932_3e-1;
-    y = y * x - 1.666_805_8e-1;
-    y = y * x + 2.000_071_5e-1;
-    y = y * x - 2.499_999_4e-1;
-    y = y * x + 3.333_333_1e-1;
+    let mut y = LN_POLY[0];
+    for k in &LN_POLY[1..] {
+        y = y * x + k;
+    }
     y = y * x * z;
     let fe = e as f32;
-    y += fe * -2.121_944_4e-4;
+    y += fe * LN2_LO;
     y += -0.5 * z;
-    fe * 0.693_359_4 + (x + y)
+    fe * LN2_HI + (x + y)
 }
 
 /// `p · ln p` in f32, with `0 · ln 0 = 0`; values below the smallest normal
@@ -566,6 +585,37 @@ mod tests {
         let exact = (x as f64).ln();
         let err = (ln_approx(x) as f64 - exact).abs();
         err / (LN_ABS_ERR / 2.0 + LN_REL_ERR / 2.0 * exact.abs())
+    }
+
+    /// The WGSL logarithm spells [`LN_POLY`], [`LN2_HI`] and [`LN2_LO`]:
+    /// every kernel's entropy is bounded by the CPU's analysis only if it
+    /// computes the same polynomial.
+    #[test]
+    fn the_shaders_logarithm_has_the_cpus_constants() {
+        fn leading(s: &str) -> f32 {
+            let s = s.trim_start();
+            let end = s
+                .find(|c: char| !(c.is_ascii_digit() || "+-.e".contains(c)))
+                .unwrap_or(s.len());
+            s[..end].parse().expect("a number")
+        }
+        let wgsl = include_str!("../../shaders/ln.wgsl");
+        let (mut poly, mut hi, mut lo) = (Vec::new(), None, None);
+        for line in wgsl.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("var y = ") {
+                poly.push(leading(rest));
+            } else if let Some(rest) = line.strip_prefix("y = y * x - ") {
+                poly.push(-leading(rest));
+            } else if let Some(rest) = line.strip_prefix("y = y * x + ") {
+                poly.push(leading(rest));
+            } else if let Some(rest) = line.strip_prefix("y = y + fe * ") {
+                lo = Some(leading(rest));
+            } else if let Some(rest) = line.strip_prefix("return fe * ") {
+                hi = Some(leading(rest));
+            }
+        }
+        assert_eq!(poly, LN_POLY);
+        assert_eq!((hi, lo), (Some(LN2_HI), Some(LN2_LO)));
     }
 
     /// Every normal f32 the bound is stated for, as measured once (about

@@ -9,7 +9,7 @@
 // that each is one vector operation.
 #![allow(clippy::needless_range_loop)]
 
-use super::fast::{entropy_bound, plogp_approx};
+use super::fast::{LN_POLY, LN2_HI, LN2_LO, entropy_bound, plogp_approx};
 use super::input::{prob_ok, sum_ok};
 
 /// Asks for the cache lines of `values[from..from + len]` (what lies
@@ -324,8 +324,6 @@ unsafe fn high_half(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
 
 /// [`plogp_approx`] of 16 lanes: [`super::fast::ln_approx`]'s operations,
 /// one by one.
-// The coefficients are Cephes' as published (as in `ln_approx`).
-#[allow(clippy::excessive_precision)]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
@@ -351,24 +349,15 @@ pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64:
             _mm512_sub_ps(_mm512_add_ps(m, m), one),
         );
         let z = _mm512_mul_ps(x, x);
-        let mut y = c(7.037_683_6e-2);
-        for k in [
-            -1.151_461_1e-1f32,
-            1.167_699_9e-1,
-            -1.242_014_1e-1,
-            1.424_932_3e-1,
-            -1.666_805_8e-1,
-            2.000_071_5e-1,
-            -2.499_999_4e-1,
-            3.333_333_1e-1,
-        ] {
+        let mut y = c(LN_POLY[0]);
+        for &k in &LN_POLY[1..] {
             y = _mm512_add_ps(_mm512_mul_ps(y, x), c(k));
         }
         y = _mm512_mul_ps(_mm512_mul_ps(y, x), z);
         let fe = _mm512_cvtepi32_ps(e);
-        y = _mm512_add_ps(y, _mm512_mul_ps(fe, c(-2.121_944_4e-4)));
+        y = _mm512_add_ps(y, _mm512_mul_ps(fe, c(LN2_LO)));
         y = _mm512_add_ps(y, _mm512_mul_ps(c(-0.5), z));
-        let ln = _mm512_add_ps(_mm512_mul_ps(fe, c(0.693_359_4)), _mm512_add_ps(x, y));
+        let ln = _mm512_add_ps(_mm512_mul_ps(fe, c(LN2_HI)), _mm512_add_ps(x, y));
         let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
         _mm512_maskz_mul_ps(normal, p, ln)
     }
@@ -376,8 +365,6 @@ pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64:
 
 /// [`plogp_approx`] of 8 lanes on AVX2: [`plogp16`]'s operations, lane
 /// masks in place of mask registers.
-// The coefficients are Cephes' as published (as in `ln_approx`).
-#[allow(clippy::excessive_precision)]
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn plogp8(p: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
@@ -404,24 +391,15 @@ pub(crate) unsafe fn plogp8(p: std::arch::x86_64::__m256) -> std::arch::x86_64::
             small,
         );
         let z = _mm256_mul_ps(x, x);
-        let mut y = c(7.037_683_6e-2);
-        for k in [
-            -1.151_461_1e-1f32,
-            1.167_699_9e-1,
-            -1.242_014_1e-1,
-            1.424_932_3e-1,
-            -1.666_805_8e-1,
-            2.000_071_5e-1,
-            -2.499_999_4e-1,
-            3.333_333_1e-1,
-        ] {
+        let mut y = c(LN_POLY[0]);
+        for &k in &LN_POLY[1..] {
             y = _mm256_add_ps(_mm256_mul_ps(y, x), c(k));
         }
         y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
         let fe = _mm256_cvtepi32_ps(e);
-        y = _mm256_add_ps(y, _mm256_mul_ps(fe, c(-2.121_944_4e-4)));
+        y = _mm256_add_ps(y, _mm256_mul_ps(fe, c(LN2_LO)));
         y = _mm256_add_ps(y, _mm256_mul_ps(c(-0.5), z));
-        let ln = _mm256_add_ps(_mm256_mul_ps(fe, c(0.693_359_4)), _mm256_add_ps(x, y));
+        let ln = _mm256_add_ps(_mm256_mul_ps(fe, c(LN2_HI)), _mm256_add_ps(x, y));
         let normal = _mm256_cmp_ps::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
         _mm256_and_ps(_mm256_mul_ps(p, ln), normal)
     }
