@@ -25,13 +25,11 @@ struct FParams {
     c_p: f32,       // 2 gamma rounded up, for |W||a| + |b|
     tau: f32,       // flushed subnormals, both backends
     // MC dropout (layer): 1 = mask this layer's ReLU output; the layer's
-    // index, the chunk's first global row, the pass's key
+    // index, the pass's key
     // (substream(seed, pass)), the rate, 1 / (1 - rate) as the CPU rounds
     // it, and the bound's factors for the scaling (src/features/gpu.rs).
     drop: u32,
     layer: u32,
-    g0_lo: u32,
-    g0_hi: u32,
     key_lo: u32,
     key_hi: u32,
     rate: f32,
@@ -106,11 +104,10 @@ fn finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst[r * F.dst_width + F.inp] = e;
 }
 
-// Whether unit o of this layer is dropped in the chunk's row r: McPass's
-// `drops` (src/learner/fused.rs), bit for bit.
-fn dropped(r: u32, o: u32) -> bool {
-    let g = add64(vec2<u32>(F.g0_lo, F.g0_hi), vec2<u32>(r, 0u));
-    let h = splitmix64(splitmix64(vec2<u32>(F.key_lo, F.key_hi) ^ g) ^ vec2<u32>(o, F.layer));
+// Whether unit o of this layer is dropped (in every row of the pass):
+// McPass's `drops` (src/learner/fused.rs), bit for bit.
+fn dropped(o: u32) -> bool {
+    let h = splitmix64(vec2<u32>(F.key_lo, F.key_hi) ^ vec2<u32>(o, F.layer));
     return f32(h.y >> 8u) * (1.0 / 16777216.0) < F.rate;
 }
 
@@ -204,7 +201,7 @@ fn layer(
                 let q = i * 4u + j;
                 var d = F.c_d * d_acc[q] + F.c_p * (abs_acc[q] + abs(bias[o])) + F.tau;
                 if F.drop == 1u {
-                    if dropped(r, o) {
+                    if dropped(o) {
                         // Both backends hold an exact 0.
                         v = 0.0;
                         d = 0.0;

@@ -356,8 +356,8 @@ def select(
             committee: their probabilities of each block are the samples
             the disagreement strategies read (no T x N x C array).
         mc_samples: with one ``model=`` trained with dropout, T MC-dropout
-            passes (dropout kept on at inference, masks seeded by ``seed``
-            per pass and global row) are the samples the disagreement
+            passes (dropout kept on at inference, one mask a pass for
+            every row, seeded by ``seed``) are the samples the disagreement
             strategies read, block by block (no T x N x C array).
         candidates, clusters: Cluster-Margin's sizes (default 10·k and k).
         stochastic: draw the k rows at random instead of taking the k best

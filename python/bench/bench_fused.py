@@ -16,11 +16,13 @@ rows, and a configuration that gets them wrong is reported and left out.
 With `--mc-samples T` (a model trained with `--dropout P`) the job is
 BALD over T MC-dropout passes instead: `alpool select --model --features
 --mc-samples T -s bald` against PyTorch's T passes with dropout kept on
-(`F.dropout(training=True)` after each hidden ReLU, the same rate),
-chunk by chunk, each chunk's T x rows x C probabilities scored by a NumPy
-BALD (baal's formula), then a NumPy top k. The masks differ (alpool's are
-keyed on the row, PyTorch's drawn by its generator), so the two top-k
-sets differ too; the weights are checked as above, without dropout.
+(consistent masks, as alpool's and batchbald_redux's: each pass draws one
+mask a hidden layer with PyTorch's generator, the same for every row,
+applied after the ReLU and scaled by 1 / (1 - rate)), chunk by chunk,
+each chunk's T x rows x C probabilities scored by a NumPy BALD (baal's
+formula), then a NumPy top k. The masks' bits differ (alpool's are
+hashed, PyTorch's drawn), so the two top-k sets differ too; the weights
+are checked as above, without dropout.
 
 Needs numpy and torch in the interpreter that runs it (Debian's
 python3-torch for the issue's comparison).
@@ -68,13 +70,13 @@ x = np.load(features, mmap_mode="r")
 rows = x.shape[0] if not check_rows else check_rows
 classes = tensors[layers[-1] + ".bias"].shape[0]
 
-def forward(h, rate):
+def forward(h, masks):
     for i, name in enumerate(layers):
         h = torch.nn.functional.linear(h, tensors[name + ".weight"], tensors[name + ".bias"])
         if i + 1 < len(layers):
             h = torch.relu(h)
-            if rate > 0:
-                h = torch.nn.functional.dropout(h, rate, training=True)
+            if masks:
+                h = h * masks[i]
     return torch.softmax(h, dim=1).numpy()
 
 
@@ -85,13 +87,19 @@ def entropy(p):
 if passes and not check_rows:
     torch.manual_seed(0)
     rate = float(config["dropout"])
+    # One mask a hidden layer per pass, kept for every chunk and row.
+    widths = [tensors[name + ".bias"].shape[0] for name in layers[:-1]]
+    masks = [
+        [torch.bernoulli(torch.full((w,), 1 - rate)) / (1 - rate) for w in widths]
+        for _ in range(passes)
+    ]
     score = np.empty(rows, dtype=np.float32)
     with torch.no_grad():
         step = 16384
         for s in range(0, rows, step):
             part = np.asarray(x[s : min(rows, s + step)])
             h = torch.from_numpy(part.astype(np.float32) / 255 if part.dtype == np.uint8 else part)
-            p = np.stack([forward(h, rate) for _ in range(passes)])
+            p = np.stack([forward(h, m) for m in masks])
             score[s : s + p.shape[1]] = entropy(p.mean(axis=0)) - entropy(p).mean(axis=0)
     best = np.argpartition(-score, k)[:k]
     best = best[np.lexsort((best, -score[best]))]

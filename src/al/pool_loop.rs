@@ -53,8 +53,8 @@ pub struct LoopConfig {
     pub committee: usize,
     /// MC dropout instead (`--mc-samples T`; 0: the committee): T passes of
     /// the round's model, trained with `mlp.dropout` > 0, with dropout
-    /// kept on ([`crate::learner::McPass`]); the masks are keyed on the
-    /// row's place in the round's unlabeled list and seeded by the round.
+    /// kept on ([`crate::learner::McPass`]); the masks are seeded by the
+    /// round.
     pub mc_samples: usize,
 }
 
@@ -259,14 +259,12 @@ fn train_committee(
 }
 
 /// T MC-dropout passes of `m` over the listed rows, sample-major (T x
-/// rows x C); a row's masks are keyed on its place in the round's
-/// unlabeled list (`g0`: the block's first place).
+/// rows x C).
 fn mc_samples(
     data: &Dataset,
     m: &Mlp,
     rows: &[usize],
     (passes, seed): (usize, u64),
-    g0: u64,
 ) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(passes * rows.len() * data.classes);
     for pass in 0..passes as u64 {
@@ -274,7 +272,6 @@ fn mc_samples(
             pass,
             seed,
             rate: m.config().dropout,
-            first_row: g0,
             softmax: true,
         };
         out.extend(data.filled_rows(rows, data.classes, |o, fill| {
@@ -335,7 +332,7 @@ fn score_pass(
         // model's MC-dropout passes.
         let samples = match (committee, mc) {
             (Some(c), _) => Some(c.samples(&|member| data.predict_proba_rows(member, rows))?),
-            (None, Some((passes, seed))) => Some(mc_samples(data, m, rows, (passes, seed), g0)?),
+            (None, Some((passes, seed))) => Some(mc_samples(data, m, rows, (passes, seed))?),
             (None, None) => None,
         };
         match (&mut blocks, samples) {

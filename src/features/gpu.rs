@@ -154,8 +154,6 @@ struct FParams {
     tau: f32,
     drop: u32,
     layer: u32,
-    g0_lo: u32,
-    g0_hi: u32,
     key_lo: u32,
     key_hi: u32,
     rate: f32,
@@ -410,17 +408,15 @@ impl<'g> Forward<'g> {
     }
 
     /// [`Forward::launch`], and with an MC-dropout pass (`pass`, its
-    /// masks' key `substream(seed, pass)`, the chunk's first global row)
-    /// its masks and its sample plane.
-    pub(crate) fn launch_pass(&mut self, slot: usize, rows: u32, mc: Option<(u32, u64, u64)>) {
+    /// masks' key `substream(seed, pass)`) its masks and its sample plane.
+    pub(crate) fn launch_pass(&mut self, slot: usize, rows: u32, mc: Option<(u32, u64)>) {
         let gpu = self.gpu;
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         for st in &mut self.stages {
             st.params.rows = rows;
-            if let Some((pass, key, g0)) = mc {
+            if let Some((pass, key)) = mc {
                 st.params.sample = pass;
                 (st.params.key_lo, st.params.key_hi) = (key as u32, (key >> 32) as u32);
-                (st.params.g0_lo, st.params.g0_hi) = (g0 as u32, (g0 >> 32) as u32);
             }
             let groups = match st.kind {
                 Kind::Widen => {
@@ -622,7 +618,7 @@ pub(crate) fn select(
         probs: vec![0f64; c],
     };
     let passes = (std::slice::from_mut(&mut fwd), &[model][..]);
-    let launch = |fwds: &mut [Forward], slot, rows, _| fwds[0].launch(slot, rows);
+    let launch = |fwds: &mut [Forward], slot, rows| fwds[0].launch(slot, rows);
     drive_chunks(
         &mut run,
         passes,
@@ -637,8 +633,8 @@ pub(crate) fn select(
 
 /// The chunks of `features` through `run`, each model's forward pass
 /// `fwds[i]` running `models[i]`: the next chunk's features upload (once a
-/// model, each with its own scaling) while `launch(fwds, slot, rows, first
-/// global row)` queues the current one's passes; then each is scored,
+/// model, each with its own scaling) while `launch(fwds, slot, rows)`
+/// queues the current one's passes; then each is scored,
 /// checked, cut, compacted and refined.
 fn drive_chunks(
     run: &mut Chunked,
@@ -647,7 +643,7 @@ fn drive_chunks(
     (max_rows, k): (u64, usize),
     rescore: &mut dyn Rescore,
     progress: &dyn Progress,
-    mut launch: impl FnMut(&mut [Forward], usize, u32, u64),
+    mut launch: impl FnMut(&mut [Forward], usize, u32),
 ) -> Result<()> {
     let gpu = run.gpu;
     let chunks: Vec<_> = features.chunks(max_rows).collect();
@@ -668,7 +664,7 @@ fn drive_chunks(
         let g0 = features.shards[shard].first_row + start;
         run.parameters(g0, end - start)?;
         let t = Instant::now();
-        launch(fwds, i % 2, (end - start) as u32, g0);
+        launch(fwds, i % 2, (end - start) as u32);
         if let Some(&next) = chunks.get(i + 1) {
             let u = Instant::now();
             stage(&mut staging, fwds, (i + 1) % 2, next)?;
@@ -803,16 +799,16 @@ pub(crate) fn select_members(
         mean: Vec::new(),
         bufs: Default::default(),
     };
-    let launch = |fwds: &mut [Forward], slot, rows, g0| match members {
+    let launch = |fwds: &mut [Forward], slot, rows| match members {
         Members::Dropout { seed, .. } => {
             for pass in 0..t {
                 let key = crate::rng::substream(seed, pass as u64);
-                fwds[0].launch_pass(slot, rows, Some((pass as u32, key, g0)));
+                fwds[0].launch_pass(slot, rows, Some((pass as u32, key)));
             }
         }
         Members::Committee(_) => {
             for (i, fwd) in fwds.iter_mut().enumerate() {
-                fwd.launch_pass(slot, rows, Some((i as u32, 0, g0)));
+                fwd.launch_pass(slot, rows, Some((i as u32, 0)));
             }
         }
     };
@@ -1093,12 +1089,12 @@ mod tests {
 
     /// The planes and row bounds T MC-dropout passes of `m` over `x`
     /// (rows of `dim`) make on the device, the passes' masks seeded by
-    /// `seed`, the rows starting at global row `g0`.
+    /// `seed`.
     fn device_planes(
         g: &Gpu,
         m: &Mlp,
         x: &[f32],
-        (t, seed, g0): (usize, u64, u64),
+        (t, seed): (usize, u64),
         renormalized: bool,
     ) -> Vec<f64> {
         use wgpu::BufferUsages as U;
@@ -1121,7 +1117,7 @@ mod tests {
             .write_buffer(&fwd.inputs[0], 0, bytemuck::cast_slice(x));
         for pass in 0..t {
             let key = crate::rng::substream(seed, pass as u64);
-            fwd.launch_pass(0, rows as u32, Some((pass as u32, key, g0)));
+            fwd.launch_pass(0, rows as u32, Some((pass as u32, key)));
         }
         let out = g.read_u32(&planes, rows * (t * c + 1), &staging).unwrap();
         out.iter().map(|&b| f32::from_bits(b) as f64).collect()
@@ -1162,8 +1158,8 @@ mod tests {
             let x: Vec<f32> = (0..rows * dim)
                 .map(|_| (rng.uniform() * 4.0 - 2.0) as f32)
                 .collect();
-            let (seed, g0, renormalized) = (11 + case as u64, (1u64 << 33) + 7, case == 1);
-            let planes = device_planes(&g, &m, &x, (t, seed, g0), renormalized);
+            let (seed, renormalized) = (11 + case as u64, case == 1);
+            let planes = device_planes(&g, &m, &x, (t, seed), renormalized);
             let first_max = |v: &[f64]| (0..c).fold(0, |b, j| if v[j] > v[b] { j } else { b });
             let mut zeroed = 0;
             let mut cpu = vec![0f32; rows * c];
@@ -1172,7 +1168,6 @@ mod tests {
                     pass: pass as u64,
                     seed,
                     rate: 0.4,
-                    first_row: g0,
                     softmax: true,
                 };
                 forward_into(m.layers(), &x, None, m.scaler(), &mut cpu, Head::Mc(mc));

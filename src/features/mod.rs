@@ -507,15 +507,8 @@ impl Members<'_> {
         }
     }
 
-    /// Sample `i`'s probabilities of the rows `fill` writes, the first of
-    /// them global row `g0`.
-    fn predict<'f>(
-        &self,
-        i: usize,
-        out: &mut [f32],
-        fill: &FillRows<'f, Error>,
-        g0: u64,
-    ) -> Result<()> {
+    /// Sample `i`'s probabilities of the rows `fill` writes.
+    fn predict<'f>(&self, i: usize, out: &mut [f32], fill: &FillRows<'f, Error>) -> Result<()> {
         match self {
             Members::Committee(models) => models[i].predict_proba_filled(out, fill),
             Members::Dropout { model, seed, .. } => {
@@ -523,7 +516,6 @@ impl Members<'_> {
                     pass: i as u64,
                     seed: *seed,
                     rate: model.config().dropout,
-                    first_row: g0,
                     softmax: true,
                 };
                 model.predict_mc_filled(out, fill, pass)
@@ -558,12 +550,9 @@ impl FeaturePool {
             samples.resize(t * rows * c, 0.0);
             for (m, out) in samples.chunks_mut(rows * c).enumerate() {
                 let x = &x;
-                members.predict(
-                    m,
-                    out,
-                    &|first, count, _| Ok(Some(&x[first * d..(first + count) * d])),
-                    g0,
-                )?;
+                members.predict(m, out, &|first, count, _| {
+                    Ok(Some(&x[first * d..(first + count) * d]))
+                })?;
             }
             each(g0, rows, &samples)?;
             progress.advance((end - start) * (d * self.shards[i].dtype.size()) as u64);
@@ -590,9 +579,9 @@ impl FeaturePool {
 
     /// The members' samples of the listed global rows, in order,
     /// sample-major (T x rows x C): the bits [`FeaturePool::committee_blocks`]
-    /// gives them (a row's outputs depend neither on its neighbours nor,
-    /// for MC dropout, on anything but its global row). The rows are read
-    /// once and go through each member in one call.
+    /// gives them (a row's outputs do not depend on its neighbours, and an
+    /// MC-dropout pass masks every row alike). The rows are read once and
+    /// go through each member in one call.
     pub fn samples_of(&self, members: Members, rows: &[u64]) -> Result<Vec<f32>> {
         let c = self.check_members(members)?;
         let (t, n, d) = (members.len(), rows.len(), self.dim);
@@ -603,22 +592,9 @@ impl FeaturePool {
         let listed: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
         let x = self.gather(&listed)?;
         for (m, plane) in out.chunks_exact_mut(n * c).enumerate() {
-            match members {
-                Members::Committee(models) => models[m]
-                    .predict_proba_filled(plane, &|first, count, _| {
-                        Ok(Some(&x[first * d..(first + count) * d]))
-                    })?,
-                Members::Dropout { model, seed, .. } => {
-                    let pass = McPass {
-                        pass: m as u64,
-                        seed,
-                        rate: model.config().dropout,
-                        first_row: 0,
-                        softmax: true,
-                    };
-                    plane.copy_from_slice(&model.predict_mc_listed(&x, rows, pass)?);
-                }
-            }
+            members.predict(m, plane, &|first, count, _| {
+                Ok(Some(&x[first * d..(first + count) * d]))
+            })?;
         }
         Ok(out)
     }

@@ -171,35 +171,18 @@ pub(crate) fn softmax_rows(z: &mut [f32], classes: usize) {
     }
 }
 
-/// The global rows of a tile's rows, which key its MC-dropout masks.
-#[derive(Clone, Copy)]
-pub(crate) enum Globals<'a> {
-    /// Consecutive, from this one.
-    From(u64),
-    /// One for each row (rows gathered from anywhere in the pool).
-    Listed(&'a [u64]),
-}
-
-impl Globals<'_> {
-    fn at(self, r: usize) -> u64 {
-        match self {
-            Globals::From(first) => first + r as u64,
-            Globals::Listed(rows) => rows[r],
-        }
-    }
-}
-
 /// Logits of `rows` rows through all layers (ReLU between), using `hidden`
-/// as scratch for the hidden activations; with an MC-dropout pass (and the
-/// global rows of `x`'s rows), its masks after each hidden ReLU.
+/// as scratch for the hidden activations; with an MC-dropout pass, its
+/// masks after each hidden ReLU.
 fn logits_into(
     layers: &[Layer],
     x: &[f32],
     rows: usize,
     (hidden, out): (&mut [Vec<f32>], &mut [f32]),
-    mc: Option<(&McPass, Globals)>,
+    mc: Option<&McPass>,
 ) {
     let last = layers.len() - 1;
+    let mut dropped = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         let (before, after) = hidden.split_at_mut(i);
         let input: &[f32] = if i == 0 { x } else { &before[i - 1] };
@@ -208,14 +191,16 @@ fn logits_into(
         if i == last {
             continue;
         }
-        let Some((mc, first)) = mc else {
+        let Some(mc) = mc else {
             dst[..rows * l.out].iter_mut().for_each(|v| *v = v.max(0.0));
             continue;
         };
+        // One mask for every row of the pass: hashed once a tile.
+        dropped.clear();
+        dropped.extend((0..l.out).map(|u| mc.drops(i, u)));
         let keep = 1.0 / (1.0 - mc.rate);
-        for (r, row) in dst[..rows * l.out].chunks_exact_mut(l.out).enumerate() {
-            for (u, v) in row.iter_mut().enumerate() {
-                let drop = mc.drops(first.at(r), i, u);
+        for row in dst[..rows * l.out].chunks_exact_mut(l.out) {
+            for (v, &drop) in row.iter_mut().zip(&dropped) {
                 *v = if drop { 0.0 } else { v.max(0.0) * keep };
             }
         }
@@ -297,31 +282,30 @@ pub(crate) const BLOCK_ROWS: usize = 512;
 /// What a forward pass writes: the softmax, or the last hidden layer's
 /// activations (the embedding batch-aware strategies measure distances in).
 #[derive(Clone, Copy, PartialEq)]
-pub(crate) enum Head<'a> {
+pub(crate) enum Head {
     Probs,
     Embed,
     /// One MC-dropout pass: the softmax (or the output itself) with
     /// dropout kept on at inference.
     Mc(McPass),
-    /// [`Head::Mc`] over rows gathered from anywhere in the pool (its
-    /// `first_row` unused), each row's global row listed: the bits each
-    /// row gets in its own block (the masks are keyed on the global row,
-    /// and gemm's sum for an element does not depend on the other rows).
-    McListed(McPass, &'a [u64]),
     /// The output layer before the softmax.
     Logits,
     /// An independent sigmoid of each output (a multi-label model).
     Sigmoid,
 }
 
-/// One MC-dropout pass (Gal and Ghahramani 2016): after each hidden
-/// layer's ReLU, unit `u` of layer `l` in global row `g` is dropped when
-/// `h = splitmix64(splitmix64(substream(seed, pass) ^ g) ^ (l << 32 | u))`
-/// (`substream(seed, pass) = splitmix64(splitmix64(seed) ^ pass)`)
-/// gives `(h >> 40) · 2⁻²⁴ < rate`, and kept units are scaled by
-/// `1 / (1 − rate)`, as in training. The mask is a function of (seed,
-/// pass, global row, layer, unit) alone, so a row's pass is the same bits
-/// in any block, tile or thread.
+/// One MC-dropout pass (Gal and Ghahramani 2016) with consistent masks
+/// (Kirsch et al. 2019): after each hidden layer's ReLU, unit `u` of layer
+/// `l` is dropped in every row when `h = splitmix64(substream(seed, pass)
+/// ^ (l << 32 | u))` (`substream(seed, pass) = splitmix64(splitmix64(seed)
+/// ^ pass)`) gives `(h >> 40) · 2⁻²⁴ < rate`, and kept units are scaled by
+/// `1 / (1 − rate)`, as in training. So pass t is one thinned network,
+/// the same for every row: sample t of two rows comes from the same
+/// model, which BatchBALD's joint entropy needs (a mask per row made the
+/// rows' samples independent draws, and it could not see that two rows
+/// were copies), and rows are compared under the same T models. The mask
+/// is a function of (seed, pass, layer, unit) alone, so a row's pass is
+/// the same bits in any block, tile, thread or shard.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct McPass {
     /// The pass, 0..T.
@@ -330,20 +314,16 @@ pub struct McPass {
     pub seed: u64,
     /// The dropout probability.
     pub rate: f32,
-    /// The global row of the first row filled.
-    pub first_row: u64,
     /// Softmax the output (a classifier) or keep it (a regressor).
     pub softmax: bool,
 }
 
 impl McPass {
-    /// Whether unit `u` of hidden layer `l` is dropped in global row `g`.
+    /// Whether unit `u` of hidden layer `l` is dropped (in every row).
     #[inline]
-    pub fn drops(&self, g: u64, l: usize, u: usize) -> bool {
+    pub fn drops(&self, l: usize, u: usize) -> bool {
         use crate::rng::{splitmix64, substream};
-        let h = splitmix64(
-            splitmix64(substream(self.seed, self.pass) ^ g) ^ ((l as u64) << 32 | u as u64),
-        );
+        let h = splitmix64(substream(self.seed, self.pass) ^ ((l as u64) << 32 | u as u64));
         ((h >> 40) as f32) * (1.0 / 16_777_216.0) < self.rate
     }
 }
@@ -411,9 +391,7 @@ pub(crate) fn forward_filled<'a, E: Send>(
     head: Head,
 ) -> Result<(), E> {
     let width = match head {
-        Head::Probs | Head::Logits | Head::Sigmoid | Head::Mc(_) | Head::McListed(..) => {
-            layers[layers.len() - 1].out
-        }
+        Head::Probs | Head::Logits | Head::Sigmoid | Head::Mc(_) => layers[layers.len() - 1].out,
         Head::Embed => embed_width(layers),
     };
     let tile_rows = BLOCK_ROWS.min(out.len() / width).max(1);
@@ -445,13 +423,8 @@ pub(crate) fn forward_filled<'a, E: Send>(
                 logits_into(layers, xb, count, (hidden, ob), None);
                 ob.iter_mut().for_each(|v| *v = sigmoid(*v));
             }
-            Head::Mc(mc) | Head::McListed(mc, _) => {
-                let first = tile * BLOCK_ROWS;
-                let rows = match head {
-                    Head::McListed(_, globals) => Globals::Listed(&globals[first..first + count]),
-                    _ => Globals::From(mc.first_row + first as u64),
-                };
-                logits_into(layers, xb, count, (hidden, ob), Some((&mc, rows)));
+            Head::Mc(mc) => {
+                logits_into(layers, xb, count, (hidden, ob), Some(&mc));
                 if mc.softmax {
                     softmax_rows(ob, width);
                 }

@@ -814,7 +814,7 @@ impl Mlp {
     }
 
     /// The head that makes the outputs' probabilities.
-    fn head(&self) -> fused::Head<'static> {
+    fn head(&self) -> fused::Head {
         match self.output {
             Output::Softmax => fused::Head::Probs,
             Output::Sigmoid => fused::Head::Sigmoid,
@@ -925,23 +925,6 @@ impl Mlp {
             softmax: pass.softmax && self.output == Output::Softmax,
             ..pass
         })
-    }
-
-    /// One MC-dropout pass ([`McPass`], its `first_row` unused) over rows
-    /// `x` gathered from anywhere in the pool, `globals` naming each one's
-    /// global row: the bits [`Mlp::predict_mc_filled`] gives each row in its
-    /// own block, in one call for all of them.
-    pub(crate) fn predict_mc_listed(
-        &self,
-        x: &[f32],
-        globals: &[u64],
-        pass: McPass,
-    ) -> Result<Vec<f32>> {
-        let head = fused::Head::McListed(self.mc_pass(pass)?, globals);
-        let mut out = vec![0f32; globals.len() * self.layers[self.layers.len() - 1].out];
-        fused::forward_into(&self.layers, x, None, self.scaler.as_ref(), &mut out, head);
-        self.finish(&mut out);
-        Ok(out)
     }
 
     /// [`Mlp::embed_rows`] of `out.len() / embed_width()` rows that `fill`

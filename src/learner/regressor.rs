@@ -60,8 +60,8 @@ impl Regressor {
 
     /// T MC-dropout passes' predictions of the rows of `x` (or those
     /// listed in `rows`), sample-major (T x n), in the targets' units:
-    /// dropout kept on with [`super::McPass`]'s masks, keyed on the row's
-    /// place in `x` (or in `rows`) and seeded by `seed`. An error unless
+    /// dropout kept on with [`super::McPass`]'s masks, seeded by `seed`
+    /// (the same for every row). An error unless
     /// the model was trained with dropout.
     pub fn mc_samples(
         &self,
@@ -83,7 +83,6 @@ impl Regressor {
                 pass: pass as u64,
                 seed,
                 rate,
-                first_row: 0,
                 softmax: false,
             };
             fused::forward_into(&m.layers, x, rows, m.scaler.as_ref(), o, Head::Mc(mc));

@@ -806,10 +806,11 @@ fn splitmix(z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One MC-dropout pass of row `g` as documented, in f64: after each hidden
-/// ReLU, unit u of layer l drops when (h >> 40)·2⁻²⁴ < rate, h the
-/// documented hash; kept units scale by 1 / (1 − rate); softmax last.
-fn mc_reference(m: &alpool::learner::Mlp, row: &[f32], g: u64, pass: u64, seed: u64) -> Vec<f64> {
+/// One MC-dropout pass of a row as documented, in f64: after each hidden
+/// ReLU, unit u of layer l drops (in every row) when (h >> 40)·2⁻²⁴ <
+/// rate, h the documented hash; kept units scale by 1 / (1 − rate);
+/// softmax last.
+fn mc_reference(m: &alpool::learner::Mlp, row: &[f32], pass: u64, seed: u64) -> Vec<f64> {
     let rate = m.config().dropout as f64;
     let layers = m.layers();
     let mut h: Vec<f64> = row.iter().map(|&v| v as f64).collect();
@@ -822,9 +823,7 @@ fn mc_reference(m: &alpool::learner::Mlp, row: &[f32], g: u64, pass: u64, seed: 
             .collect();
         if l + 1 < layers.len() {
             for (u, v) in z.iter_mut().enumerate() {
-                let key = splitmix(
-                    splitmix(splitmix(splitmix(seed) ^ pass) ^ g) ^ ((l as u64) << 32 | u as u64),
-                );
+                let key = splitmix(splitmix(splitmix(seed) ^ pass) ^ ((l as u64) << 32 | u as u64));
                 let drop = ((key >> 40) as f32 * (1.0 / 16_777_216.0)) < rate as f32;
                 *v = if drop { 0.0 } else { v.max(0.0) / (1.0 - rate) };
             }
@@ -858,15 +857,14 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
     };
     let mut model = Mlp::new(d, c, cfg.clone()).unwrap();
     model.fit(&x[..600 * d], &y[..600]).unwrap();
-    // Each pass over the whole matrix at once (its masks keyed on the
-    // global row, so blocks of the pool must give the same bits).
+    // Each pass over the whole matrix at once (one mask for every row, so
+    // blocks of the pool must give the same bits).
     let mut all = vec![0f32; t * n * c];
     for (pass, out) in all.chunks_mut(n * c).enumerate() {
         let mc = McPass {
             pass: pass as u64,
             seed,
             rate: 0.3,
-            first_row: 0,
             softmax: true,
         };
         model
@@ -877,7 +875,7 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
             )
             .unwrap();
         for g in (0..n).step_by(7) {
-            let want = mc_reference(&model, &x[g * d..(g + 1) * d], g as u64, pass as u64, seed);
+            let want = mc_reference(&model, &x[g * d..(g + 1) * d], pass as u64, seed);
             for (a, b) in out[g * c..(g + 1) * c].iter().zip(&want) {
                 assert!(
                     (*a as f64 - b).abs() < 1e-5,
@@ -888,6 +886,28 @@ fn mc_dropout_passes_are_the_documented_masks_and_select_exactly() {
     }
     // The passes differ: dropout is on.
     assert_ne!(all[..n * c], all[n * c..2 * n * c]);
+    // A pass is one thinned network: two copies of a row are the same
+    // sample in every pass (BatchBALD's joint entropy sees them as one
+    // model's predictions), wherever they stand in the pool.
+    let copies: Vec<f32> = [5, 5, 1, 5]
+        .iter()
+        .flat_map(|&r| x[r * d..(r + 1) * d].to_vec())
+        .collect();
+    for pass in 0..t {
+        let mc = McPass {
+            pass: pass as u64,
+            seed,
+            rate: 0.3,
+            softmax: true,
+        };
+        let mut out = vec![0f32; 4 * c];
+        model
+            .predict_mc_filled(&mut out, &|_, _, _| Ok(Some(&copies)), mc)
+            .unwrap();
+        assert_eq!(out[..c], all[pass * n * c + 5 * c..pass * n * c + 6 * c]);
+        assert_eq!(out[..c], out[c..2 * c]);
+        assert_eq!(out[..c], out[3 * c..]);
+    }
     let pool = Pool::from_f32(&all, c).unwrap();
     let samples = Samples::from_pool(pool, [t, n, c], SampleLayout::Tnc).unwrap();
     let features = FeaturePool::open(&[&path]).unwrap().with_block_rows(256);
