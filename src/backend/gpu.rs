@@ -231,17 +231,17 @@ impl Gpu {
         }
 
         // The shared codes first, then the kernels that use them by name.
-        let source = format!(
-            "{}\n{}\n{}\n{}",
-            codes::wgsl(),
-            include_str!("../../shaders/ln.wgsl"),
-            include_str!("../../shaders/rng.wgsl"),
-            include_str!("../../shaders/select.wgsl")
+        let codes = codes::wgsl();
+        let module = module(
+            &device,
+            "select.wgsl",
+            &[
+                &codes,
+                include_str!("../../shaders/ln.wgsl"),
+                include_str!("../../shaders/rng.wgsl"),
+                include_str!("../../shaders/select.wgsl"),
+            ],
         );
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("select.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
         let (layout, [score, histogram, compact]) = program(
             &device,
             &module,
@@ -394,6 +394,15 @@ pub(crate) fn bind_buffers(
         label: Some(label),
         layout,
         entries: &entries,
+    })
+}
+
+/// One WGSL module from `sources` joined in order (the shared helpers
+/// before the kernels that call them by name).
+pub(crate) fn module(device: &wgpu::Device, label: &str, sources: &[&str]) -> wgpu::ShaderModule {
+    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(sources.join("\n").into()),
     })
 }
 

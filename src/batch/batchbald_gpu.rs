@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use super::Clock;
 use super::batchbald::{Engine, Scratch, better, check};
 use crate::backend::Progress;
-use crate::backend::gpu::{Gpu, bind_buffers, program};
+use crate::backend::gpu::{Gpu, bind_buffers, module, program};
 use crate::disagree::read_canonical;
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -272,17 +272,14 @@ impl<'g> Resident<'g> {
 
 /// The kernel, after the shared logarithm, and its bind group layout.
 fn kernel(gpu: &Gpu) -> (wgpu::BindGroupLayout, wgpu::ComputePipeline) {
-    let source = format!(
-        "{}\n{}",
-        include_str!("../../shaders/ln.wgsl"),
-        include_str!("../../shaders/batchbald.wgsl")
+    let module = module(
+        &gpu.device,
+        "batchbald.wgsl",
+        &[
+            include_str!("../../shaders/ln.wgsl"),
+            include_str!("../../shaders/batchbald.wgsl"),
+        ],
     );
-    let module = gpu
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("batchbald.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
     let (layout, [kernel]) = program(
         &gpu.device,
         &module,

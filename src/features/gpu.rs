@@ -58,7 +58,7 @@ use rayon::prelude::*;
 use wgpu::util::DeviceExt;
 
 use super::{FeaturePool, Members};
-use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, bind_buffers, program};
+use crate::backend::gpu::{Chunked, Gpu, Phases, Rescore, bind_buffers, module, program};
 use crate::backend::{Progress, RowJob, canonical_ranked};
 use crate::error::{Error, Result};
 use crate::job::Job;
@@ -450,17 +450,14 @@ impl<'g> Forward<'g> {
 /// `shaders/forward.wgsl` (after `shaders/rng.wgsl`): its bind group
 /// layout and its four entry points.
 fn forward_program(gpu: &Gpu) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline; 4]) {
-    let source = format!(
-        "{}\n{}",
-        include_str!("../../shaders/rng.wgsl"),
-        include_str!("../../shaders/forward.wgsl")
+    let module = module(
+        &gpu.device,
+        "forward.wgsl",
+        &[
+            include_str!("../../shaders/rng.wgsl"),
+            include_str!("../../shaders/forward.wgsl"),
+        ],
     );
-    let module = gpu
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("forward.wgsl"),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
     program(
         &gpu.device,
         &module,
