@@ -7,7 +7,8 @@
 // `score` in select.wgsl (softmax, score, interval keys, radix select).
 // With MC dropout (`drop`), each hidden layer's ReLU output is masked as
 // the CPU's McPass masks it (splitmix64: shaders/rng.wgsl, put before this
-// file), and `plane` turns each pass's logits (an MC-dropout pass, or a
+// file; the first layer's by `mask`, from the product all passes share),
+// and `plane` turns each pass's logits (an MC-dropout pass, or a
 // committee member's) into one sample plane of `score_samples` in
 // select.wgsl.
 
@@ -216,6 +217,30 @@ fn layer(
             }
         }
     }
+}
+
+// MC dropout after the first layer, whose product every pass shares (src:
+// its affine map before the ReLU, din: that map's bound; rows x out, one
+// element a thread): this pass's ReLU and mask into dst and dout, with
+// the arithmetic `layer` applies to them, so the activations and their
+// bounds are the ones a whole pass of `layer` with `drop` makes.
+@compute @workgroup_size(256)
+fn mask(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let e = gid.x + gid.y * F.stride;
+    if e >= F.rows * F.out {
+        return;
+    }
+    var v = max(src[e], 0.0);
+    var d = din[e];
+    if dropped(e % F.out) {
+        v = 0.0;
+        d = 0.0;
+    } else {
+        d = F.c_keep * d + F.c_keep_a * v + F.tau;
+        v = v * F.keep;
+    }
+    dst[e] = v;
+    dout[e] = d;
 }
 
 const FLAG_VOTES: u32 = 1u;

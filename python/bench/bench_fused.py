@@ -18,7 +18,9 @@ BALD over T MC-dropout passes instead: `alpool select --model --features
 --mc-samples T -s bald` against PyTorch's T passes with dropout kept on
 (consistent masks, as alpool's and batchbald_redux's: each pass draws one
 mask a hidden layer with PyTorch's generator, the same for every row,
-applied after the ReLU and scaled by 1 / (1 - rate)), chunk by chunk,
+applied after the ReLU and scaled by 1 / (1 - rate); the first layer's
+product, which no mask precedes, made once a chunk for all T passes, as
+alpool makes it once a tile), chunk by chunk,
 each chunk's T x rows x C probabilities scored by a NumPy BALD (baal's
 formula), then a NumPy top k. The masks' bits differ (alpool's are
 hashed, PyTorch's drawn), so the two top-k sets differ too; the weights
@@ -70,8 +72,9 @@ x = np.load(features, mmap_mode="r")
 rows = x.shape[0] if not check_rows else check_rows
 classes = tensors[layers[-1] + ".bias"].shape[0]
 
-def forward(h, masks):
-    for i, name in enumerate(layers):
+def forward(h, masks, start=0):
+    # Layers start.. of the network, h the input of layer start.
+    for i, name in enumerate(layers[start:], start):
         h = torch.nn.functional.linear(h, tensors[name + ".weight"], tensors[name + ".bias"])
         if i + 1 < len(layers):
             h = torch.relu(h)
@@ -99,7 +102,16 @@ if passes and not check_rows:
         for s in range(0, rows, step):
             part = np.asarray(x[s : min(rows, s + step)])
             h = torch.from_numpy(part.astype(np.float32) / 255 if part.dtype == np.uint8 else part)
-            p = np.stack([forward(h, m) for m in masks])
+            if len(layers) > 1:
+                # The masks act after the first layer: its product once a
+                # chunk for every pass, as alpool makes it once a tile.
+                first = layers[0]
+                z0 = torch.nn.functional.linear(
+                    h, tensors[first + ".weight"], tensors[first + ".bias"]
+                )
+                p = np.stack([forward(torch.relu(z0) * m[0], m, 1) for m in masks])
+            else:
+                p = np.stack([forward(h, m) for m in masks])
             score[s : s + p.shape[1]] = entropy(p.mean(axis=0)) - entropy(p).mean(axis=0)
     best = np.argpartition(-score, k)[:k]
     best = best[np.lexsort((best, -score[best]))]

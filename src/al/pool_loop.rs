@@ -266,19 +266,16 @@ fn mc_samples(
     rows: &[usize],
     (passes, seed): (usize, u64),
 ) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(passes * rows.len() * data.classes);
-    for pass in 0..passes as u64 {
-        let mc = crate::learner::McPass {
-            pass,
-            seed,
-            rate: m.config().dropout,
-            softmax: true,
-        };
-        out.extend(data.filled_rows(rows, data.classes, |o, fill| {
-            m.predict_mc_filled(o, fill, mc)
-        })?);
-    }
-    Ok(out)
+    let mc = crate::learner::McPass {
+        pass: 0,
+        seed,
+        rate: m.config().dropout,
+        softmax: true,
+    };
+    // A row's T x C samples are its width; the buffer is T x rows x C.
+    data.filled_rows(rows, passes * data.classes, |o, fill| {
+        m.predict_mc_passes_filled((o, passes), fill, mc)
+    })
 }
 
 /// What one pass over the unlabeled rows found.

@@ -172,6 +172,9 @@ struct FParams {
 /// bindings (one per input slot).
 struct Stage {
     kind: Kind,
+    /// Whether every MC-dropout pass of a chunk shares it (it runs once a
+    /// chunk, in [`Forward::launch_passes`]).
+    shared: bool,
     params: FParams,
     uniform: wgpu::Buffer,
     binds: Vec<wgpu::BindGroup>,
@@ -184,6 +187,9 @@ enum Kind {
     Finish,
     /// A pass's logits as a sample plane (`select_members`).
     Plane,
+    /// An MC-dropout pass's ReLU and mask of the first layer's shared
+    /// product.
+    Mask,
 }
 
 /// Where a forward pass's probabilities go as sample planes (the samples
@@ -205,7 +211,7 @@ pub(crate) struct Planes<'b> {
 /// The model on the device and the buffers of the forward pass.
 pub(crate) struct Forward<'g> {
     gpu: &'g Gpu,
-    pipelines: [wgpu::ComputePipeline; 4],
+    pipelines: [wgpu::ComputePipeline; 5],
     /// The features of each slot as uploaded: f32 rows, or packed bytes.
     inputs: [wgpu::Buffer; 2],
     stages: Vec<Stage>,
@@ -228,10 +234,13 @@ struct Buffers {
     /// Each hidden layer's activations, and each layer's error bounds.
     hidden: Vec<wgpu::Buffer>,
     bounds: Vec<wgpu::Buffer>,
+    /// With MC dropout and a hidden layer, the first layer's affine map
+    /// before the ReLU and its bound, which every pass of a chunk shares.
+    shared: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 impl Buffers {
-    fn new(gpu: &Gpu, model: &Mlp, bytes_input: bool, r_max: usize) -> Buffers {
+    fn new(gpu: &Gpu, model: &Mlp, (bytes_input, r_max): (bool, usize), dropout: bool) -> Buffers {
         use wgpu::BufferUsages as U;
         let d = model.inputs();
         let init = |label: &str, data: &[f32]| {
@@ -269,6 +278,10 @@ impl Buffers {
                 .map(|l| per_row("activations", l.out))
                 .collect(),
             bounds: layers.iter().map(|l| per_row("bounds", l.out)).collect(),
+            shared: (dropout && layers.len() > 1).then(|| {
+                let w = layers[0].out;
+                (per_row("first layer", w), per_row("first bounds", w))
+            }),
         }
     }
 
@@ -285,7 +298,7 @@ impl Buffers {
 fn make_stage(
     gpu: &Gpu,
     layout: &wgpu::BindGroupLayout,
-    kind: Kind,
+    (kind, shared): (Kind, bool),
     params: FParams,
     slots: [[&wgpu::Buffer; 8]; 2],
 ) -> Stage {
@@ -306,6 +319,7 @@ fn make_stage(
         .collect();
     Stage {
         kind,
+        shared,
         params,
         uniform,
         binds,
@@ -322,25 +336,39 @@ impl<'g> Forward<'g> {
         r_max: usize,
         logits: &wgpu::Buffer,
     ) -> Forward<'g> {
-        Forward::build(gpu, model, (bytes_input, r_max), logits, (None, false))
+        Forward::build(
+            gpu,
+            model,
+            (bytes_input, r_max),
+            logits,
+            (None, false, false),
+        )
     }
 
     /// [`Forward::new`], and with `planes` each pass ([`Forward::launch_pass`])
     /// writes its probabilities as one sample plane; with `dropout` it masks
-    /// the hidden layers as [`McPass`](crate::learner::McPass) does.
+    /// the hidden layers as [`McPass`](crate::learner::McPass) does, and
+    /// with `share` too the passes of a chunk share the features and the
+    /// first layer's product ([`Forward::launch_passes`]; without it, the
+    /// first layer masks its own output in every pass: the same bits, the
+    /// tests' reference).
     fn build(
         gpu: &'g Gpu,
         model: &Mlp,
         (bytes_input, r_max): (bool, usize),
         logits: &wgpu::Buffer,
-        (planes, dropout): (Option<Planes>, bool),
+        (planes, dropout, share): (Option<Planes>, bool, bool),
     ) -> Forward<'g> {
         let (layout, pipelines) = forward_program(gpu);
         let (d, c) = (model.inputs(), model.classes());
-        let b = Buffers::new(gpu, model, bytes_input, r_max);
+        let b = Buffers::new(gpu, model, (bytes_input, r_max), dropout && share);
         let mut stages = Vec::new();
-        let mut stage =
-            |kind, params, slots| stages.push(make_stage(gpu, &layout, kind, params, slots));
+        // With MC dropout the masks act after the first layer's product:
+        // the features and that product are the same in every pass of a
+        // chunk, and made once ([`Forward::launch_passes`]).
+        let mut stage = |kind, params, slots| {
+            stages.push(make_stage(gpu, &layout, kind, params, slots));
+        };
         let none = &b.none;
         if let Some(wide) = &b.widened {
             let cols = if model.scaler().is_some() { d } else { 1 };
@@ -361,7 +389,7 @@ impl<'g> Forward<'g> {
                     &b.none_rw,
                 ]
             };
-            stage(Kind::Widen, params, [slot(0), slot(1)]);
+            stage((Kind::Widen, dropout && share), params, [slot(0), slot(1)]);
         }
         let layers = model.layers();
         for l in 0..layers.len() {
@@ -370,8 +398,22 @@ impl<'g> Forward<'g> {
             let dst = if last { logits } else { &b.hidden[l] };
             let din = if l == 0 { none } else { &b.bounds[l - 1] };
             let (w, bias) = &b.weights[l];
+            if let (0, Some((pre, pre_bound))) = (l, &b.shared) {
+                // Once a chunk: the affine map alone; then each pass's ReLU
+                // and mask.
+                let once = FParams {
+                    relu: 0,
+                    drop: 0,
+                    ..params
+                };
+                let slot = |s: usize| [b.act(0, s), w, bias, pre, none, none, none, pre_bound];
+                stage((Kind::Layer, true), once, [slot(0), slot(1)]);
+                let slot = [pre, none, none, dst, none, none, pre_bound, &b.bounds[0]];
+                stage((Kind::Mask, false), params, [slot, slot]);
+                continue;
+            }
             let slot = |s: usize| [b.act(l, s), w, bias, dst, none, none, din, &b.bounds[l]];
-            stage(Kind::Layer, params, [slot(0), slot(1)]);
+            stage((Kind::Layer, false), params, [slot(0), slot(1)]);
         }
         let params = FParams {
             inp: c as u32,
@@ -380,7 +422,7 @@ impl<'g> Forward<'g> {
         };
         let last = &b.bounds[layers.len() - 1];
         let slot = [none, none, none, logits, none, none, last, &b.none_rw];
-        stage(Kind::Finish, params, [slot, slot]);
+        stage((Kind::Finish, false), params, [slot, slot]);
         if let Some(mc) = planes {
             let params = FParams {
                 inp: c as u32,
@@ -392,7 +434,7 @@ impl<'g> Forward<'g> {
                 ..FParams::default()
             };
             let slot = [logits, none, none, mc.planes, none, none, none, &b.none_rw];
-            stage(Kind::Plane, params, [slot, slot]);
+            stage((Kind::Plane, false), params, [slot, slot]);
         }
         Forward {
             gpu,
@@ -410,9 +452,26 @@ impl<'g> Forward<'g> {
     /// [`Forward::launch`], and with an MC-dropout pass (`pass`, its
     /// masks' key `substream(seed, pass)`) its masks and its sample plane.
     pub(crate) fn launch_pass(&mut self, slot: usize, rows: u32, mc: Option<(u32, u64)>) {
+        self.launch_stages(slot, rows, mc, true);
+    }
+
+    /// T MC-dropout passes (masks seeded by `seed`) of `rows` rows in
+    /// `slot`, each [`Forward::launch_pass`]'s bits, with the stages every
+    /// pass shares (the features and the first layer's product) run once.
+    pub(crate) fn launch_passes(&mut self, slot: usize, rows: u32, (t, seed): (usize, u64)) {
+        for pass in 0..t {
+            let key = crate::rng::substream(seed, pass as u64);
+            self.launch_stages(slot, rows, Some((pass as u32, key)), pass == 0);
+        }
+    }
+
+    /// One submission of the stages (the shared ones too, with `shared`):
+    /// each stage's uniform is written before it, so the next pass's
+    /// writes wait for this submission.
+    fn launch_stages(&mut self, slot: usize, rows: u32, mc: Option<(u32, u64)>, shared: bool) {
         let gpu = self.gpu;
         let mut enc = gpu.device.create_command_encoder(&Default::default());
-        for st in &mut self.stages {
+        for st in self.stages.iter_mut().filter(|st| shared || !st.shared) {
             st.params.rows = rows;
             if let Some((pass, key)) = mc {
                 st.params.sample = pass;
@@ -424,6 +483,7 @@ impl<'g> Forward<'g> {
                     gpu.grid(st.params.words)
                 }
                 Kind::Finish | Kind::Plane => gpu.grid(rows),
+                Kind::Mask => gpu.grid(rows * st.params.out),
                 Kind::Layer => (rows.div_ceil(64), st.params.out.div_ceil(64), 0),
             };
             st.params.stride = groups.2;
@@ -434,6 +494,7 @@ impl<'g> Forward<'g> {
                 Kind::Layer => 1,
                 Kind::Finish => 2,
                 Kind::Plane => 3,
+                Kind::Mask => 4,
             }];
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("alpool forward"),
@@ -448,8 +509,8 @@ impl<'g> Forward<'g> {
 }
 
 /// `shaders/forward.wgsl` (after `shaders/rng.wgsl`): its bind group
-/// layout and its four entry points.
-fn forward_program(gpu: &Gpu) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline; 4]) {
+/// layout and its five entry points.
+fn forward_program(gpu: &Gpu) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline; 5]) {
     let module = module(
         &gpu.device,
         "forward.wgsl",
@@ -463,7 +524,7 @@ fn forward_program(gpu: &Gpu) -> (wgpu::BindGroupLayout, [wgpu::ComputePipeline;
         &module,
         "alpool forward",
         &[true, true, true, false, true, true, true, false],
-        ["widen", "layer", "finish", "plane"],
+        ["widen", "layer", "finish", "plane", "mask"],
     )
 }
 
@@ -784,7 +845,7 @@ pub(crate) fn select_members(
                 kc: consts[1],
                 kc_m1: consts[2],
             };
-            Forward::build(gpu, m, io, &logits, (Some(planes), dropout))
+            Forward::build(gpu, m, io, &logits, (Some(planes), dropout, true))
         })
         .collect();
     let mut rescore = PassRows {
@@ -797,12 +858,7 @@ pub(crate) fn select_members(
         bufs: Default::default(),
     };
     let launch = |fwds: &mut [Forward], slot, rows| match members {
-        Members::Dropout { seed, .. } => {
-            for pass in 0..t {
-                let key = crate::rng::substream(seed, pass as u64);
-                fwds[0].launch_pass(slot, rows, Some((pass as u32, key)));
-            }
-        }
+        Members::Dropout { seed, .. } => fwds[0].launch_passes(slot, rows, (t, seed)),
         Members::Committee(_) => {
             for (i, fwd) in fwds.iter_mut().enumerate() {
                 fwd.launch_pass(slot, rows, Some((i as u32, 0)));
@@ -1086,13 +1142,14 @@ mod tests {
 
     /// The planes and row bounds T MC-dropout passes of `m` over `x`
     /// (rows of `dim`) make on the device, the passes' masks seeded by
-    /// `seed`.
+    /// `seed`: launched together (the first layer's product shared), or
+    /// each pass whole on its own (the first layer masking its output).
     fn device_planes(
         g: &Gpu,
         m: &Mlp,
         x: &[f32],
         (t, seed): (usize, u64),
-        renormalized: bool,
+        (renormalized, together): (bool, bool),
     ) -> Vec<f64> {
         use wgpu::BufferUsages as U;
         let (c, rows) = (m.classes(), x.len() / m.inputs());
@@ -1109,12 +1166,16 @@ mod tests {
             kc: consts[1],
             kc_m1: consts[2],
         };
-        let mut fwd = Forward::build(g, m, (false, rows), &logits, (Some(mc), true));
+        let mut fwd = Forward::build(g, m, (false, rows), &logits, (Some(mc), true, together));
         g.queue
             .write_buffer(&fwd.inputs[0], 0, bytemuck::cast_slice(x));
-        for pass in 0..t {
-            let key = crate::rng::substream(seed, pass as u64);
-            fwd.launch_pass(0, rows as u32, Some((pass as u32, key)));
+        if together {
+            fwd.launch_passes(0, rows as u32, (t, seed));
+        } else {
+            for pass in 0..t {
+                let key = crate::rng::substream(seed, pass as u64);
+                fwd.launch_pass(0, rows as u32, Some((pass as u32, key)));
+            }
         }
         let out = g.read_u32(&planes, rows * (t * c + 1), &staging).unwrap();
         out.iter().map(|&b| f32::from_bits(b) as f64).collect()
@@ -1124,7 +1185,8 @@ mod tests {
     /// every pass within its row's ρ of the CPU's canonical one (the
     /// masks' bits, the scaling's bound, the softmax's), with and without
     /// renormalizing; each pass's argmax the CPU's where the votes need it,
-    /// and a near tie of the two largest logits left to the host.
+    /// and a near tie of the two largest logits left to the host; the
+    /// same bits whether the passes share the first layer's product or not.
     #[test]
     fn mc_planes_are_the_cpus_passes_within_their_rho() {
         use crate::learner::McPass;
@@ -1156,7 +1218,15 @@ mod tests {
                 .map(|_| (rng.uniform() * 4.0 - 2.0) as f32)
                 .collect();
             let (seed, renormalized) = (11 + case as u64, case == 1);
-            let planes = device_planes(&g, &m, &x, (t, seed), renormalized);
+            let planes = device_planes(&g, &m, &x, (t, seed), (renormalized, true));
+            // The first layer's product made once for all passes: each
+            // pass's bits, and its bounds, as a whole pass makes them.
+            let alone = device_planes(&g, &m, &x, (t, seed), (renormalized, false));
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(
+                bits(&planes) == bits(&alone),
+                "case {case}: shared first layer"
+            );
             let first_max = |v: &[f64]| (0..c).fold(0, |b, j| if v[j] > v[b] { j } else { b });
             let mut zeroed = 0;
             let mut cpu = vec![0f32; rows * c];

@@ -507,18 +507,29 @@ impl Members<'_> {
         }
     }
 
-    /// Sample `i`'s probabilities of the rows `fill` writes.
-    fn predict<'f>(&self, i: usize, out: &mut [f32], fill: &FillRows<'f, Error>) -> Result<()> {
+    /// Every sample's probabilities of the rows `fill` writes,
+    /// sample-major (T x rows x C).
+    fn predict<'f>(&self, out: &mut [f32], fill: &FillRows<'f, Error>) -> Result<()> {
         match self {
-            Members::Committee(models) => models[i].predict_proba_filled(out, fill),
-            Members::Dropout { model, seed, .. } => {
-                let pass = McPass {
-                    pass: i as u64,
+            Members::Committee(models) => {
+                let plane = out.len() / models.len().max(1);
+                for (m, o) in models.iter().zip(out.chunks_exact_mut(plane.max(1))) {
+                    m.predict_proba_filled(o, fill)?;
+                }
+                Ok(())
+            }
+            Members::Dropout {
+                model,
+                seed,
+                passes,
+            } => {
+                let mc = McPass {
+                    pass: 0,
                     seed: *seed,
                     rate: model.config().dropout,
                     softmax: true,
                 };
-                model.predict_mc_filled(out, fill, pass)
+                model.predict_mc_passes_filled((out, *passes), fill, mc)
             }
         }
     }
@@ -548,12 +559,10 @@ impl FeaturePool {
             let rows = (end - start) as usize;
             let g0 = self.shards[i].first_row + start;
             samples.resize(t * rows * c, 0.0);
-            for (m, out) in samples.chunks_mut(rows * c).enumerate() {
-                let x = &x;
-                members.predict(m, out, &|first, count, _| {
-                    Ok(Some(&x[first * d..(first + count) * d]))
-                })?;
-            }
+            let x = &x;
+            members.predict(&mut samples, &|first, count, _| {
+                Ok(Some(&x[first * d..(first + count) * d]))
+            })?;
             each(g0, rows, &samples)?;
             progress.advance((end - start) * (d * self.shards[i].dtype.size()) as u64);
         }
@@ -591,11 +600,9 @@ impl FeaturePool {
         }
         let listed: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
         let x = self.gather(&listed)?;
-        for (m, plane) in out.chunks_exact_mut(n * c).enumerate() {
-            members.predict(m, plane, &|first, count, _| {
-                Ok(Some(&x[first * d..(first + count) * d]))
-            })?;
-        }
+        members.predict(&mut out, &|first, count, _| {
+            Ok(Some(&x[first * d..(first + count) * d]))
+        })?;
         Ok(out)
     }
 }

@@ -181,6 +181,19 @@ fn logits_into(
     (hidden, out): (&mut [Vec<f32>], &mut [f32]),
     mc: Option<&McPass>,
 ) {
+    logits_from(layers, 0, x, rows, (hidden, out), mc);
+}
+
+/// [`logits_into`] of the network's layers `from..`, given as `layers`,
+/// with `x` the input of layer `from` (its masks are layer `from + i`'s).
+fn logits_from(
+    layers: &[Layer],
+    from: usize,
+    x: &[f32],
+    rows: usize,
+    (hidden, out): (&mut [Vec<f32>], &mut [f32]),
+    mc: Option<&McPass>,
+) {
     let last = layers.len() - 1;
     let mut dropped = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -195,15 +208,77 @@ fn logits_into(
             dst[..rows * l.out].iter_mut().for_each(|v| *v = v.max(0.0));
             continue;
         };
-        // One mask for every row of the pass: hashed once a tile.
-        dropped.clear();
-        dropped.extend((0..l.out).map(|u| mc.drops(i, u)));
-        let keep = 1.0 / (1.0 - mc.rate);
-        for row in dst[..rows * l.out].chunks_exact_mut(l.out) {
-            for (v, &drop) in row.iter_mut().zip(&dropped) {
-                *v = if drop { 0.0 } else { v.max(0.0) * keep };
-            }
+        relu_dropout(
+            &mut dst[..rows * l.out],
+            l.out,
+            (mc, from + i),
+            &mut dropped,
+        );
+    }
+}
+
+/// ReLU and pass `mc`'s dropout of hidden layer `layer` over rows of
+/// `width` units, in place: a dropped unit is 0, a kept one scaled by
+/// `1 / (1 − rate)`. One mask for every row of the pass: hashed once a
+/// call, into `dropped`.
+fn relu_dropout(
+    v: &mut [f32],
+    width: usize,
+    (mc, layer): (&McPass, usize),
+    dropped: &mut Vec<bool>,
+) {
+    dropped.clear();
+    dropped.extend((0..width).map(|u| mc.drops(layer, u)));
+    let keep = 1.0 / (1.0 - mc.rate);
+    for row in v.chunks_exact_mut(width) {
+        for (v, &drop) in row.iter_mut().zip(dropped.iter()) {
+            *v = if drop { 0.0 } else { v.max(0.0) * keep };
         }
+    }
+}
+
+/// T MC-dropout passes of a tile of `rows` rows `x` into `planes` (pass t's
+/// outputs in `planes[t]`), each pass the bits `logits_into` with
+/// [`McPass`] `pass: t` (and the softmax, when `mc.softmax`) gives it. The
+/// masks act after the first layer's product, so that product (nearly all
+/// the work of a wide first layer, 99% of a 784-256-10 network's) is made
+/// once for all T passes: only the masks and the later layers run per pass.
+fn mc_passes_into(
+    layers: &[Layer],
+    x: &[f32],
+    rows: usize,
+    (hidden, masked): (&mut [Vec<f32>], &mut Vec<f32>),
+    planes: &mut [&mut [f32]],
+    mc: McPass,
+) {
+    let width = layers[layers.len() - 1].out;
+    let finish = |o: &mut [f32]| {
+        if mc.softmax {
+            softmax_rows(o, width);
+        }
+    };
+    let Some((first, rest)) = hidden.split_first_mut() else {
+        // No hidden layer, no mask: every pass is the model's output.
+        let (one, others) = planes.split_first_mut().expect("at least one pass");
+        affine(one, x, rows, &layers[0]);
+        finish(one);
+        others.iter_mut().for_each(|o| o.copy_from_slice(one));
+        return;
+    };
+    let l0 = &layers[0];
+    affine(first, x, rows, l0);
+    let z0 = &first[..rows * l0.out];
+    let mut dropped = Vec::new();
+    for (t, o) in planes.iter_mut().enumerate() {
+        let pass = McPass {
+            pass: t as u64,
+            ..mc
+        };
+        masked.clear();
+        masked.extend_from_slice(z0);
+        relu_dropout(masked, l0.out, (&pass, 0), &mut dropped);
+        logits_from(&layers[1..], 1, masked, rows, (rest, o), Some(&pass));
+        finish(o);
     }
 }
 
@@ -352,8 +427,37 @@ pub(crate) fn forward_into(
     out: &mut [f32],
     head: Head,
 ) {
-    let inputs = layers[0].inp;
-    let fill = |first: usize, count: usize, buf: &mut Vec<f32>| match rows {
+    let fill = matrix_rows(x, rows, layers[0].inp);
+    let done: Result<(), std::convert::Infallible> =
+        forward_filled(layers, scaler, out, &fill, head);
+    let Ok(()) = done;
+}
+
+/// [`forward_mc_filled`] of the rows of `x` (all of them, or those listed
+/// in `rows`), as [`forward_into`] reads them.
+pub(crate) fn forward_mc_into(
+    layers: &[Layer],
+    (x, rows): (&[f32], Option<&[usize]>),
+    scaler: Option<&Scaler>,
+    out: (&mut [f32], usize),
+    mc: McPass,
+) {
+    let fill = matrix_rows(x, rows, layers[0].inp);
+    let done: Result<(), std::convert::Infallible> =
+        forward_mc_filled(layers, scaler, out, &fill, mc);
+    let Ok(()) = done;
+}
+
+/// The fill of rows of a row-major matrix `x` of `inputs` columns: lent in
+/// place, or the listed `rows` gathered.
+fn matrix_rows<'a>(
+    x: &'a [f32],
+    rows: Option<&'a [usize]>,
+    inputs: usize,
+) -> impl Fn(usize, usize, &mut Vec<f32>) -> Result<Option<&'a [f32]>, std::convert::Infallible>
++ Sync
++ 'a {
+    move |first, count, buf| match rows {
         None => Ok(Some(&x[first * inputs..(first + count) * inputs])),
         Some(rows) => {
             for &r in &rows[first..first + count] {
@@ -361,10 +465,7 @@ pub(crate) fn forward_into(
             }
             Ok(None)
         }
-    };
-    let done: Result<(), std::convert::Infallible> =
-        forward_filled(layers, scaler, out, &fill, head);
-    let Ok(()) = done;
+    }
 }
 
 /// Writes (or lends, in place) the input rows `first..first + count` of a
@@ -399,20 +500,7 @@ pub(crate) fn forward_filled<'a, E: Send>(
                (tile, ob): (usize, &mut [f32])|
      -> Result<(), E> {
         let count = ob.len() / width;
-        x.clear();
-        let xb: &[f32] = match (fill(tile * BLOCK_ROWS, count, x)?, scaler) {
-            (Some(rows), None) => rows,
-            (Some(rows), Some(s)) => {
-                x.extend_from_slice(rows);
-                s.apply_in_place(x);
-                x
-            }
-            (None, Some(s)) => {
-                s.apply_in_place(x);
-                x
-            }
-            (None, None) => x,
-        };
+        let xb = tile_input(fill, scaler, (tile * BLOCK_ROWS, count), x)?;
         match head {
             Head::Probs => {
                 logits_into(layers, xb, count, (hidden, ob), None);
@@ -447,6 +535,78 @@ pub(crate) fn forward_filled<'a, E: Send>(
     }
     let results: Vec<Result<(), E>> = out
         .par_chunks_mut(BLOCK_ROWS * width)
+        .enumerate()
+        .map_init(scratch, run)
+        .collect();
+    results.into_iter().collect()
+}
+
+/// The scaled input rows `first..first + count` of a tile: `fill`'s own
+/// rows when it lends them and no scaler applies, else written to `x`.
+fn tile_input<'b, 'a: 'b, E>(
+    fill: &FillRows<'a, E>,
+    scaler: Option<&Scaler>,
+    (first, count): (usize, usize),
+    x: &'b mut Vec<f32>,
+) -> Result<&'b [f32], E> {
+    x.clear();
+    Ok(match (fill(first, count, x)?, scaler) {
+        (Some(rows), None) => rows,
+        (Some(rows), Some(s)) => {
+            x.extend_from_slice(rows);
+            s.apply_in_place(x);
+            x
+        }
+        (None, Some(s)) => {
+            s.apply_in_place(x);
+            x
+        }
+        (None, None) => x,
+    })
+}
+
+/// T = `out.len() / (n · width)` MC-dropout passes (`mc` with `pass: t`)
+/// of the `n` rows `fill` writes, sample-major (T x n x width) into
+/// `out`: pass t's plane holds the bits [`forward_filled`] with
+/// [`Head::Mc`] gives it, but each tile is read, scaled and run through
+/// the first layer once for all T passes. Tiles run in parallel as in
+/// [`forward_filled`]; the first error in row order wins.
+pub(crate) fn forward_mc_filled<'a, E: Send>(
+    layers: &[Layer],
+    scaler: Option<&Scaler>,
+    (out, passes): (&mut [f32], usize),
+    fill: &FillRows<'a, E>,
+    mc: McPass,
+) -> Result<(), E> {
+    let width = layers[layers.len() - 1].out;
+    let n = out.len() / (width * passes.max(1));
+    if n == 0 {
+        return Ok(());
+    }
+    let tile = BLOCK_ROWS * width;
+    // Tile j's slice of every plane, pass-ordered.
+    let mut tiles: Vec<Vec<&mut [f32]>> = (0..n.div_ceil(BLOCK_ROWS)).map(|_| Vec::new()).collect();
+    for plane in out.chunks_exact_mut(n * width) {
+        for (j, o) in plane.chunks_mut(tile).enumerate() {
+            tiles[j].push(o);
+        }
+    }
+    let tile_rows = BLOCK_ROWS.min(n);
+    let scratch = || (hidden_buffers(layers, tile_rows), Vec::new(), Vec::new());
+    let run = |(hidden, x, masked): &mut (Vec<Vec<f32>>, Vec<f32>, Vec<f32>),
+               (j, mut planes): (usize, Vec<&mut [f32]>)|
+     -> Result<(), E> {
+        let count = planes[0].len() / width;
+        let xb = tile_input(fill, scaler, (j * BLOCK_ROWS, count), x)?;
+        mc_passes_into(layers, xb, count, (hidden, masked), &mut planes, mc);
+        Ok(())
+    };
+    if tiles.len() == 1 {
+        let planes = tiles.pop().expect("one tile");
+        return run(&mut scratch(), (0, planes));
+    }
+    let results: Vec<Result<(), E>> = tiles
+        .into_par_iter()
         .enumerate()
         .map_init(scratch, run)
         .collect();
@@ -790,6 +950,78 @@ impl Step {
             let m_hat = *m * s.scale_m;
             let v_hat = *v * s.scale_v;
             *t = *t * s.decay - m_hat / (v_hat.sqrt() + s.eps) * s.lr;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All T passes at once are each pass's own bits ([`Head::Mc`] a pass
+    /// at a time): networks with no, one and two hidden layers (the second
+    /// layer's masks are keyed on its own index), one row, a short tile,
+    /// a full one and a partial third, rows in place and gathered, with
+    /// and without a scaler, a classifier's softmax and a regressor's
+    /// number.
+    #[test]
+    fn mc_passes_at_once_are_each_passs_bits() {
+        let (d, t) = (7usize, 4usize);
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = (0..1300 * d)
+            .map(|_| rng.uniform() as f32 * 4.0 - 2.0)
+            .collect();
+        let scaler = Scaler {
+            kind: super::super::ScaleKind::Standard,
+            shift: (0..d).map(|j| j as f32 * 0.1).collect(),
+            scale: (0..d).map(|j| 0.5 + j as f32 * 0.25).collect(),
+            constant: Vec::new(),
+        };
+        let listed: Vec<usize> = (0..700).map(|i| (i * 37) % 1300).collect();
+        for hidden in [vec![], vec![33], vec![40, 9]] {
+            for outs in [1usize, 3] {
+                let layers = super::super::init_layers(d, outs, &hidden, 3);
+                for n in [1usize, 5, 512, 1300] {
+                    for (rows, scaler) in [
+                        (None, None),
+                        (None, Some(&scaler)),
+                        (Some(&listed[..n.min(700)]), Some(&scaler)),
+                    ] {
+                        let m = rows.map_or(n, <[usize]>::len);
+                        let x = if rows.is_some() { &x[..] } else { &x[..n * d] };
+                        for softmax in [true, false] {
+                            let mc = McPass {
+                                pass: 0,
+                                seed: 11,
+                                rate: 0.4,
+                                softmax,
+                            };
+                            let mut want = vec![0f32; t * m * outs];
+                            for (pass, o) in want.chunks_exact_mut(m * outs).enumerate() {
+                                let mc = McPass {
+                                    pass: pass as u64,
+                                    ..mc
+                                };
+                                forward_into(&layers, x, rows, scaler, o, Head::Mc(mc));
+                            }
+                            let mut got = vec![f32::NAN; t * m * outs];
+                            forward_mc_into(&layers, (x, rows), scaler, (&mut got, t), mc);
+                            let bits =
+                                |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            let at = format!(
+                                "hidden {hidden:?}, {outs} outputs, {m} rows, gathered {}, scaled {}, softmax {softmax}",
+                                rows.is_some(),
+                                scaler.is_some()
+                            );
+                            assert_eq!(bits(&got), bits(&want), "{at}");
+                            if !(hidden.is_empty() || softmax && outs == 1) {
+                                // Dropout is on: passes differ (a softmax of one output is 1).
+                                assert_ne!(want[..m * outs], want[m * outs..2 * m * outs], "{at}");
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

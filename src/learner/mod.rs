@@ -913,6 +913,23 @@ impl Mlp {
         Ok(())
     }
 
+    /// T MC-dropout passes over the rows `fill` writes, sample-major (T x
+    /// rows x outputs, T = `out.len() / (rows · outputs)`): pass t's plane
+    /// is the bits [`Mlp::predict_mc_filled`] with `McPass { pass: t, ..mc }`
+    /// gives it (`mc.pass` is ignored), but each tile of rows is read and
+    /// run through the first layer once for all T passes.
+    pub fn predict_mc_passes_filled<'a>(
+        &self,
+        (out, passes): (&mut [f32], usize),
+        fill: &fused::FillRows<'a, Error>,
+        mc: McPass,
+    ) -> Result<()> {
+        let mc = self.mc_pass(mc)?;
+        fused::forward_mc_filled(&self.layers, self.scaler.as_ref(), (out, passes), fill, mc)?;
+        self.finish(out);
+        Ok(())
+    }
+
     /// `pass` as this model runs it: a regressor's pass is its number, not
     /// a softmax of one output; a multi-label model has none.
     fn mc_pass(&self, pass: McPass) -> Result<McPass> {

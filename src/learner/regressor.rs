@@ -6,7 +6,7 @@
 //! calls; a workspace saves and loads the model itself.
 
 use super::committee::bootstrap_members;
-use super::fused::{self, Head};
+use super::fused;
 use super::{Mlp, MlpConfig, Scaler};
 use crate::error::{Error, Result};
 
@@ -78,15 +78,19 @@ impl Regressor {
         }
         let n = rows.map_or(x.len() / self.inputs(), <[usize]>::len);
         let mut out = vec![0f32; passes * n];
-        for (pass, o) in out.chunks_mut(n.max(1)).enumerate() {
-            let mc = super::McPass {
-                pass: pass as u64,
-                seed,
-                rate,
-                softmax: false,
-            };
-            fused::forward_into(&m.layers, x, rows, m.scaler.as_ref(), o, Head::Mc(mc));
-        }
+        let mc = super::McPass {
+            pass: 0,
+            seed,
+            rate,
+            softmax: false,
+        };
+        fused::forward_mc_into(
+            &m.layers,
+            (x, rows),
+            m.scaler.as_ref(),
+            (&mut out, passes),
+            mc,
+        );
         m.finish(&mut out);
         Ok(out)
     }
