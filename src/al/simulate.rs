@@ -1,8 +1,6 @@
 //! Simulations: several strategies, several seeds each, on one dataset,
 //! summarized as learning curves and their areas.
 
-use rayon::prelude::*;
-
 use super::pool_loop::{self, LoopConfig, RunResult};
 use super::{Dataset, GroundTruth, Split};
 use crate::backend::gpu::Gpu;
@@ -58,8 +56,9 @@ pub struct StrategySummary {
     pub curve: Vec<(usize, f64, f64, usize)>,
 }
 
-/// Runs every (strategy, repeat) pair, in parallel; results are in a fixed
-/// order and do not depend on scheduling.
+/// Runs every (strategy, repeat) pair, in parallel
+/// (`measured::runs_apart`: each run on a thread of its own); results are in
+/// a fixed order and do not depend on scheduling.
 pub fn run(data: &Dataset, cfg: &SimConfig, gpu: Option<&Gpu>) -> Result<Vec<Run>> {
     run_with(data, cfg, gpu, &Silent)
 }
@@ -103,7 +102,7 @@ pub fn run_with(
     match gpu {
         // One device, one queue: run the GPU simulations one at a time.
         Some(_) => pairs.iter().map(one).collect(),
-        None => pairs.par_iter().map(one).collect(),
+        None => super::measured::runs_apart(&pairs, &one),
     }
 }
 
