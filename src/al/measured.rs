@@ -1,5 +1,6 @@
 //! What the regression and multi-label loops share: a seeded test split,
-//! every (strategy, repeat) run in parallel, random picks, and the report
+//! every (strategy, repeat) run in parallel (`runs_apart`, which
+//! `simulate` uses too), random picks, and the report
 //! of a loop that measures two test metrics a round (regression: RMSE and
 //! R²; multi-label: micro- and macro-F1): per-strategy summaries,
 //! `rounds.csv`, `summary.json`, `curves.svg` and the printed table.

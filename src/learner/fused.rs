@@ -528,15 +528,26 @@ pub(crate) fn forward_filled<'a, E: Send>(
         Ok(())
     };
     let scratch = || (hidden_buffers(layers, tile_rows), Vec::new());
-    if out.len() <= BLOCK_ROWS * width {
-        // One tile (a streamed instance, a small batch): no hand-off to the
-        // pool, no scratch sized for a full tile.
-        return run(&mut scratch(), (0, out));
+    each_tile(out.chunks_mut(BLOCK_ROWS * width).collect(), scratch, run)
+}
+
+/// `run` over `tiles` (tile j holds rows from j · [`BLOCK_ROWS`]), in
+/// parallel with one scratch per worker. A single tile (a streamed
+/// instance, a small batch) runs on the caller: no hand-off to the pool,
+/// and its scratch is sized for its rows alone. The first error in row
+/// order wins.
+fn each_tile<T: Send, S, E: Send>(
+    mut tiles: Vec<T>,
+    scratch: impl Fn() -> S + Sync + Send,
+    run: impl Fn(&mut S, (usize, T)) -> Result<(), E> + Sync + Send,
+) -> Result<(), E> {
+    if tiles.len() <= 1 {
+        return tiles.pop().map_or(Ok(()), |t| run(&mut scratch(), (0, t)));
     }
-    let results: Vec<Result<(), E>> = out
-        .par_chunks_mut(BLOCK_ROWS * width)
+    let results: Vec<Result<(), E>> = tiles
+        .into_par_iter()
         .enumerate()
-        .map_init(scratch, run)
+        .map_init(scratch, &run)
         .collect();
     results.into_iter().collect()
 }
@@ -601,16 +612,7 @@ pub(crate) fn forward_mc_filled<'a, E: Send>(
         mc_passes_into(layers, xb, count, (hidden, masked), &mut planes, mc);
         Ok(())
     };
-    if tiles.len() == 1 {
-        let planes = tiles.pop().expect("one tile");
-        return run(&mut scratch(), (0, planes));
-    }
-    let results: Vec<Result<(), E>> = tiles
-        .into_par_iter()
-        .enumerate()
-        .map_init(scratch, run)
-        .collect();
-    results.into_iter().collect()
+    each_tile(tiles, scratch, run)
 }
 
 fn hidden_buffers(layers: &[Layer], rows: usize) -> Vec<Vec<f32>> {
