@@ -40,6 +40,7 @@ fn aulc(data: &Dataset, scale: Scale, repeats: usize) -> alpool::Result<(f64, f6
             embedding: Default::default(),
             committee: 0,
             mc_samples: 0,
+            stochastic: None,
         },
     };
     let runs = simulate::run(data, &cfg, None)?;

@@ -77,7 +77,7 @@ pub use job::{Job, Targets};
 pub use pool::{Exclusions, Pool};
 pub use pool::{SampleLayout, Samples};
 pub use query::{
-    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, MultiLabel, Query, Regression,
-    RegressionInput, Stochastic, StochasticKind, Strategy,
+    BatchStrategy, ColdStart, Disagreement, InputForm, LogBase, Method, MultiLabel, Query,
+    Regression, RegressionInput, Stochastic, StochasticKind, Strategy,
 };
 pub use select::{Selected, Selection};

@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "compare_mlp",
     "merge",
+    "method",
     "protocol",
     "restart_rows",
     "score",
@@ -64,7 +65,9 @@ def compare_mlp(
     committee: int = 5,
     mc_samples: int = 0,
     dropout: float = 0.0,
+    beta: float = 1.0,
 ) -> str: ...
+def method(name: str, beta: float) -> tuple[str, str | None]: ...
 def summarize(
     curves: str,
     names: list[str],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import platform
 import sys
@@ -107,10 +108,14 @@ def _pick(
     k: int,
     seed: int,
     embed: Callable[[np.ndarray], Any] | None,
+    beta: float,
 ) -> np.ndarray:
-    """The next batch: positions into the unlabeled rows."""
+    """The next batch: positions into the unlabeled rows. ``power-margin``
+    and the like draw it (a stochastic batch at inverse temperature
+    ``beta``) instead of taking the k best."""
     from . import BATCH_STRATEGIES, select
 
+    strategy, kind = _alpool.method(strategy, beta)
     unlabeled, labeled = rows
     if strategy in BATCH_STRATEGIES:
         # The unlabeled rows then the labeled ones, excluded: core-set's
@@ -128,7 +133,10 @@ def _pick(
         idx, _ = select(probs, strategy, k, embeddings=emb, exclude=exclude, seed=seed)
         return np.asarray(idx)
     probs = np.ascontiguousarray(model.predict_proba(x[unlabeled]))
-    idx, _ = select(probs, strategy, k, seed=seed)
+    if kind is None:
+        idx, _ = select(probs, strategy, k, seed=seed)
+    else:
+        idx, _ = select(probs, strategy, k, seed=seed, stochastic=kind, beta=beta)
     return np.asarray(idx)
 
 
@@ -141,6 +149,7 @@ def _run(
     protocol: dict[str, Any],
     seed: int,
     embed: Callable[[np.ndarray], Any] | None,
+    beta: float,
 ) -> dict[str, Any]:
     """One strategy's run on one restart: its learning curve."""
     pool, test, initial = rows
@@ -161,7 +170,8 @@ def _run(
         if left <= 0:
             break
         k = min(protocol["batch_size"], left)
-        picked = _pick(model, x, (unlabeled, lab), strategy, k, _round_seed(seed, round_), embed)
+        round_seed = _round_seed(seed, round_)
+        picked = _pick(model, x, (unlabeled, lab), strategy, k, round_seed, embed, beta)
         batch = unlabeled[picked]
         labeled.extend(int(i) for i in batch)
         is_labeled[batch] = True
@@ -173,12 +183,12 @@ def _restart(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     Ray task. Restart r is seeded ``seed + r``, so one restart alone (a
     protocol of one restart at that seed) runs exactly the rows it runs
     among all of them."""
-    x, y, learner, strategies, protocol, seed, restart, embed, samples = args
+    x, y, learner, strategies, protocol, seed, restart, embed, settings = args
     if learner is None:
         one = json.dumps(dict(protocol, restarts=1))
         xf = np.ascontiguousarray(x, dtype=np.float32)
         curves: list[dict[str, Any]] = json.loads(
-            _alpool.compare_mlp(xf, y, strategies, one, seed + restart, *samples)
+            _alpool.compare_mlp(xf, y, strategies, one, seed + restart, *settings)
         )
         for c in curves:
             c["restart"] = restart
@@ -188,7 +198,8 @@ def _restart(args: tuple[Any, ...]) -> list[dict[str, Any]]:
     out = []
     for s in strategies:
         try:
-            curve = _run(xs, y, learner, s, (pool, test, initial), protocol, seed + restart, embed)
+            rows = (pool, test, initial)
+            curve = _run(xs, y, learner, s, rows, protocol, seed + restart, embed, settings[3])
         except Exception as e:
             raise type(e)(f"{s}, restart {restart}: {e}") from e
         curve["restart"] = restart
@@ -241,6 +252,7 @@ def compare(
     committee: int = 5,
     mc_samples: int = 0,
     dropout: float = 0.0,
+    beta: float = 1.0,
 ) -> dict[str, Any]:
     """Compare strategies on ``(X, y)`` under a protocol; returns the report.
 
@@ -253,7 +265,10 @@ def compare(
             ``"lu2023"``).
         strategies: the strategies; include ``"random"``, the baseline.
             Batch-aware ones (``BATCH_STRATEGIES``) read embeddings from
-            ``embed`` or the learner's ``transform``.
+            ``embed`` or the learner's ``transform``. Prefix one that scores
+            rows with ``power-``, ``softmax-`` or ``softrank-`` to draw its
+            batches instead of taking the k best (``"power-bald"``,
+            Kirsch et al. 2023's PowerBALD; docs/stochastic.md).
         protocol: ``"alpool"``, ``"lu2023"`` or ``"custom"``; the keyword
             arguments from ``restarts`` on override its parts, and it is then
             reported as custom (docs/compare.md).
@@ -278,6 +293,8 @@ def compare(
             the samples are this many passes of each round's model with
             dropout kept on at inference (needs ``dropout`` > 0).
         dropout: with alpool's MLP, its dropout after each hidden layer.
+        beta: the inverse temperature of the strategies that draw their
+            batches (``power-…``): larger follows the scores more closely.
 
     Returns:
         ``{"meta", "comparison", "curves"}``, as ``compare.json``.
@@ -334,13 +351,21 @@ def compare(
     else:
         _check_learner(learner)
         meta["learner"] = repr(learner)
-    samples = (committee, mc_samples, dropout)
-    jobs = [(x, yy, learner, names, p, seed, r, embed, samples) for r in range(p["restarts"])]
+    # A bad name or prefix fails here, before any work starts. The draws are
+    # recorded as the command records them; JSON has no infinity.
+    kinds = {s: _alpool.method(s, beta)[1] for s in names}
+    meta["stochastic"] = [
+        {"strategy": s, "kind": k, "beta": beta if math.isfinite(beta) else "inf"}
+        for s, k in kinds.items()
+        if k is not None
+    ]
+    settings = (committee, mc_samples, dropout, beta)
+    jobs = [(x, yy, learner, names, p, seed, r, embed, settings) for r in range(p["restarts"])]
     if learner is None and mapper is None:
         # alpool's MLP in the library, every restart on the engine's threads:
         # the same runs as `alpool compare`.
         xf = np.ascontiguousarray(x, dtype=np.float32)
-        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed, *samples))
+        curves = json.loads(_alpool.compare_mlp(xf, yy, names, json.dumps(p), seed, *settings))
     else:
         curves = _curves(jobs, mapper or _local(n_jobs), progress)
     # Strategy-major, restarts ascending: the library's order, whoever ran them.

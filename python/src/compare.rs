@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use alpool::Query;
+use alpool::Method;
 use alpool::al::Dataset;
 use alpool::compare::{self, Curve, Overrides, Protocol};
 use alpool::learner::MlpConfig;
@@ -67,13 +67,27 @@ pub fn restart_rows<'py>(
     Ok((arr(split.pool), arr(split.test), arr(initial)))
 }
 
-/// compare_mlp(x, y, strategies, protocol, seed, committee=5, mc_samples=0,
-/// dropout=0.0) -> curves (JSON): the built-in MLP's runs (a committee of
-/// `committee` for the strategies that read samples, or `mc_samples`
-/// MC-dropout passes of each round's model trained with `dropout`), with
-/// the GIL released.
+/// method(name, beta) -> (strategy, kind or None): a strategy's name,
+/// perhaps prefixed by a stochastic batch's kind (`power-bald`), checked
+/// as the library checks it (no kind on random, nor on a strategy that
+/// picks its own batch; beta above 0).
 #[pyfunction]
-#[pyo3(signature = (x, y, strategies, protocol, seed, committee = 5, mc_samples = 0, dropout = 0.0))]
+pub fn method(name: &str, beta: f64) -> PyResult<(String, Option<String>)> {
+    let m = Method::parse(name, beta).map_err(|e| to_py(alpool::Error::Config(e)))?;
+    Ok((
+        m.query.name().to_string(),
+        m.stochastic.map(|s| s.kind.name().to_string()),
+    ))
+}
+
+/// compare_mlp(x, y, strategies, protocol, seed, committee=5, mc_samples=0,
+/// dropout=0.0, beta=1.0) -> curves (JSON): the built-in MLP's runs (a
+/// committee of `committee` for the strategies that read samples, or
+/// `mc_samples` MC-dropout passes of each round's model trained with
+/// `dropout`; `power-bald` and the like draw their batches at inverse
+/// temperature `beta`), with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (x, y, strategies, protocol, seed, committee = 5, mc_samples = 0, dropout = 0.0, beta = 1.0))]
 #[allow(clippy::too_many_arguments)]
 pub fn compare_mlp(
     py: Python<'_>,
@@ -85,25 +99,23 @@ pub fn compare_mlp(
     committee: usize,
     mc_samples: usize,
     dropout: f32,
+    beta: f64,
 ) -> PyResult<String> {
     let p: Protocol = from_json(protocol, "protocol")?;
     let dim = x.as_array().ncols();
     let xs = x.as_array().iter().copied().collect::<Vec<f32>>();
     let y = labels(&y)?;
     let data = Dataset::new(xs, y, dim, "<arrays>").map_err(to_py)?;
-    let queries = strategies
+    let methods = strategies
         .iter()
-        .map(|s| {
-            Query::from_name(s)
-                .ok_or_else(|| PyValueError::new_err(format!("unknown strategy {s:?}")))
-        })
-        .collect::<PyResult<Vec<Query>>>()?;
+        .map(|s| Method::parse(s, beta).map_err(|e| to_py(alpool::Error::Config(e))))
+        .collect::<PyResult<Vec<Method>>>()?;
     // Ctrl-C stops the runs not yet started.
     let runs = run_released(py, |cancel| {
         compare::run(
             &data,
             &p,
-            &queries,
+            &methods,
             (
                 seed,
                 MlpConfig {

@@ -21,6 +21,7 @@ fn _alpool(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compare::protocol, m)?)?;
     m.add_function(wrap_pyfunction!(compare::restart_rows, m)?)?;
     m.add_function(wrap_pyfunction!(compare::compare_mlp, m)?)?;
+    m.add_function(wrap_pyfunction!(compare::method, m)?)?;
     m.add_function(wrap_pyfunction!(compare::summarize, m)?)?;
     m.add_function(wrap_pyfunction!(api::select_part, m)?)?;
     m.add_function(wrap_pyfunction!(api::score, m)?)?;

@@ -32,6 +32,20 @@ def _summarize(areas: dict[str, np.ndarray], protocol: str = "alpool") -> dict[s
     return result
 
 
+def _command(cli: Path, tmp: Path, X: np.ndarray, y: np.ndarray, flags: list[Any]) -> Any:
+    """``alpool compare`` on ``(X, y)`` with ``flags``: its compare.json."""
+    np.save(tmp / "x.npy", X.astype(np.float32))
+    np.save(tmp / "y.npy", y.astype(np.int64))
+    args = ["compare", "--features", tmp / "x.npy", "--labels", tmp / "y.npy", *flags]
+    subprocess.run([str(cli), *map(str, [*args, "--out", tmp / "out"])], check=True)
+    return json.loads((tmp / "out" / "compare.json").read_text())
+
+
+def _by_run(curves: list[dict[str, Any]]) -> dict[tuple[str, int], list[float]]:
+    """Each run's accuracy curve, by (strategy, restart)."""
+    return {(c["strategy"], c["restart"]): c["accuracy"] for c in curves}
+
+
 def _holm(p: list[float]) -> list[float]:
     """Holm's step-down adjustment, written out as its definition."""
     m = len(p)
@@ -251,17 +265,59 @@ def test_mc_dropout_through_python_is_the_commands(cli: Path, tmp_path: Path) ->
     committee = alpool.compare(X, y, **kw)
     bald = [c for c in a["curves"] if c["strategy"] == "bald"]
     assert bald != [c for c in committee["curves"] if c["strategy"] == "bald"]
-    np.save(tmp_path / "x.npy", X.astype(np.float32))
-    np.save(tmp_path / "y.npy", y.astype(np.int64))
-    args = ["compare", "--features", tmp_path / "x.npy", "--labels", tmp_path / "y.npy"]
-    args += ["--strategies", "random,bald", "--restarts", 2, "--budget", 50, "--batch-size", 10]
-    args += ["--mc-samples", 4, "--dropout", 0.3, "--out", tmp_path / "out"]
-    subprocess.run([str(cli), *map(str, args)], check=True, capture_output=True)
-    on_disk = json.loads((tmp_path / "out" / "compare.json").read_text())
-    key = lambda c: (c["strategy"], c["restart"])  # noqa: E731
-    ours = {key(c): c["accuracy"] for c in a["curves"]}
-    assert ours == {key(c): c["accuracy"] for c in on_disk["curves"]}
+    flags = ["--strategies", "random,bald", "--restarts", 2, "--budget", 50, "--batch-size", 10]
+    on_disk = _command(cli, tmp_path, X, y, [*flags, "--mc-samples", 4, "--dropout", 0.3])
+    assert _by_run(a["curves"]) == _by_run(on_disk["curves"])
     with pytest.raises(alpool.AlpoolError, match="train it with --dropout P"):
         alpool.compare(X, y, mc_samples=4, **kw)
     with pytest.raises(ValueError, match="configure alpool's MLP"):
         alpool.compare(X, y, learner=LogisticRegression(), mc_samples=4, **kw)
+
+
+@pytest.mark.parametrize("learner", [None, LogisticRegression(max_iter=2000)])
+def test_stochastic_batches_in_compare(learner: Any) -> None:
+    """``power-margin`` draws its batches (repeatably, not margin's top k);
+    at beta = inf a softmax batch is the top k, round after round; a bad
+    prefix, strategy or beta is refused."""
+    X, y = load_breast_cancer(return_X_y=True)
+    kw: dict[str, Any] = dict(learner=learner, restarts=2, budget=60, batch_size=10, progress=False)
+    names = ["margin", "power-margin", "softmax-margin"]
+    a = alpool.compare(X, y, strategies=names, **kw)
+    assert a["curves"] == alpool.compare(X, y, strategies=names, **kw)["curves"]
+    assert [d["strategy"] for d in a["meta"]["stochastic"]] == names[1:]
+    assert all(d["beta"] == 1.0 for d in a["meta"]["stochastic"])
+    curves = {(c["strategy"], c["restart"]): c["accuracy"] for c in a["curves"]}
+    assert curves[("power-margin", 0)] != curves[("margin", 0)]
+    cold = alpool.compare(X, y, strategies=["margin", "softmax-margin"], beta=float("inf"), **kw)
+    by = {(c["strategy"], c["restart"]): c["accuracy"] for c in cold["curves"]}
+    for r in range(2):
+        assert by[("softmax-margin", r)] == by[("margin", r)] == curves[("margin", r)]
+    for bad, says in [
+        (["random", "power-random"], "uniform baseline"),
+        (["random", "power-badge"], "picks a batch itself"),
+        (["random", "power-nonsense"], "unknown strategy"),
+    ]:
+        with pytest.raises(alpool.AlpoolError, match=says):
+            alpool.compare(X, y, strategies=bad, **kw)
+    with pytest.raises(alpool.AlpoolError, match="beta must be above 0"):
+        alpool.compare(X, y, strategies=["power-margin"], beta=0.0, **kw)
+
+
+def test_stochastic_batches_through_python_are_the_commands(cli: Path, tmp_path: Path) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    a = alpool.compare(
+        X,
+        y,
+        strategies=["random", "power-entropy"],
+        beta=2.0,
+        restarts=2,
+        budget=50,
+        batch_size=10,
+        progress=False,
+    )
+    flags = ["--strategies", "random,power-entropy", "--beta", 2, "--restarts", 2]
+    on_disk = _command(cli, tmp_path, X, y, [*flags, "--budget", 50, "--batch-size", 10])
+    ours = _by_run(a["curves"])
+    assert ours == _by_run(on_disk["curves"])
+    assert ("power-entropy", 1) in ours
+    assert a["meta"]["stochastic"] == on_disk["meta"]["stochastic"]

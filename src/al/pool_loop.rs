@@ -16,7 +16,7 @@ use crate::job::Job;
 use crate::learner::{Committee, Mlp, MlpConfig, TrainReport};
 use crate::pool::Exclusions;
 use crate::pool::{Pool, SampleLayout, Samples};
-use crate::query::{BatchStrategy, InputForm, LogBase, Query, Use};
+use crate::query::{BatchStrategy, InputForm, LogBase, Method, Query, Stochastic, Strategy, Use};
 use crate::rng::Rng;
 use crate::select::Blocks;
 use crate::select::Selection;
@@ -56,6 +56,23 @@ pub struct LoopConfig {
     /// kept on ([`crate::learner::McPass`]); the masks are seeded by the
     /// round.
     pub mc_samples: usize,
+    /// Draw each batch at random with chances that grow with the scores
+    /// (`--stochastic`: Kirsch et al. 2023's power, softmax or softrank
+    /// acquisition), keyed on the round's seed, instead of taking the top
+    /// k. Applies to strategies with a score per row
+    /// ([`Stochastic::check_for`]); random stays the uniform baseline, and
+    /// a strategy that picks a batch itself is refused.
+    pub stochastic: Option<Stochastic>,
+}
+
+impl LoopConfig {
+    /// The strategy as this run runs it.
+    pub fn method(&self) -> Method {
+        Method {
+            query: self.strategy,
+            stochastic: self.stochastic,
+        }
+    }
 }
 
 /// The embeddings a strategy reads in the loop, and the cold-start
@@ -304,7 +321,10 @@ fn score_pass(
     let t = Instant::now();
     // Density weighting, the batch and the cold-start strategies read the
     // whole pool's embeddings: selected after the pass, not block by block.
-    let whole = job.density_beta.is_some() || matches!(job.query, Query::Batch(_) | Query::Cold(_));
+    // So does a softrank batch, whose keys are ranks in the whole pool.
+    let whole = job.density_beta.is_some()
+        || matches!(job.query, Query::Batch(_) | Query::Cold(_))
+        || job.stochastic.is_some_and(|s| !s.per_row());
     let mut blocks = if whole {
         None
     } else {
@@ -434,11 +454,27 @@ fn check_inputs(data: &Dataset, split: &Split, cfg: &LoopConfig) -> Result<()> {
         });
     }
     check_strategy(cfg.strategy, cfg.committee.max(cfg.mc_samples))?;
+    if let Some(st) = cfg.stochastic {
+        check_stochastic(cfg.strategy, st, cfg.embedding.density_beta)?;
+    }
     if cfg.mc_samples > 0 && (cfg.mlp.dropout.is_nan() || cfg.mlp.dropout <= 0.0) {
         return Err(Error::Config(format!(
             "MC dropout ({} passes) keeps the learner's dropout on at inference: train it with --dropout P (0 < P < 1)",
             cfg.mc_samples
         )));
+    }
+    Ok(())
+}
+
+/// Whether a loop running `q` can draw `st`'s stochastic batches: `q`
+/// scores rows (or is random, which stays the baseline), β is above 0,
+/// and no density weight is asked for beside it.
+pub fn check_stochastic(q: Query, st: Stochastic, density_beta: Option<f64>) -> Result<()> {
+    st.check_for(q).map_err(Error::Config)?;
+    if density_beta.is_some() && q != Query::Score(Strategy::Random) {
+        return Err(Error::Config(
+            "--density-beta and a stochastic batch (power-…, --stochastic) do not combine yet: choose one".into(),
+        ));
     }
     Ok(())
 }
@@ -530,15 +566,12 @@ pub fn run(
         let t = Instant::now();
         let (sel, rows) = match pass.selection {
             Some(sel) => (sel, unlabeled),
-            None if job.query == Query::Batch(BatchStrategy::BatchBald) => {
-                let n = unlabeled.len();
-                let t = pass.kept.len() / (n * data.classes).max(1);
-                let pool = Pool::from_f32(&pass.kept, data.classes)?.named("<the committee>");
-                let samples = Samples::from_pool(pool, [t, n, data.classes], SampleLayout::Tnc)?;
-                (
-                    crate::api::select(Inputs::samples(&samples), &job, &run)?.selection,
-                    unlabeled,
-                )
+            None if job.density_beta.is_none()
+                && (job.query.scores_rows()
+                    || job.query == Query::Batch(BatchStrategy::BatchBald)) =>
+            {
+                let sel = whole_pool_round(data.classes, &pass.kept, unlabeled.len(), &job, &run)?;
+                (sel, unlabeled)
             }
             None => {
                 let rows = (unlabeled.as_slice(), labeled.rows.as_slice());
@@ -580,7 +613,30 @@ fn round_job(data: &Dataset, cfg: &LoopConfig, k: usize, seed: u64) -> Job {
         job.purity = e.purity;
     }
     job.purity_classes = data.classes;
+    job.stochastic = cfg.method().drawn();
     job
+}
+
+/// BatchBALD's round, and a softrank batch's: the `n` unlabeled rows'
+/// outputs kept by the pass (probabilities, or T x n x `classes` samples
+/// when the job reads samples), selected at once.
+fn whole_pool_round(
+    classes: usize,
+    kept: &[f32],
+    n: usize,
+    job: &Job,
+    run: &Run,
+) -> Result<Selection> {
+    let pool = Pool::from_f32(kept, classes)?;
+    let sel = if job.query.needs().samples == Use::Required {
+        let t = kept.len() / (n * classes).max(1);
+        let pool = pool.named("<the committee>");
+        let samples = Samples::from_pool(pool, [t, n, classes], SampleLayout::Tnc)?;
+        crate::api::select(Inputs::samples(&samples), job, run)?
+    } else {
+        crate::api::select(&pool, job, run)?
+    };
+    Ok(sel.selection)
 }
 
 /// A batch-aware, cold-start or density-weighted round: the unlabeled rows

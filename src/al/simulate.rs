@@ -6,7 +6,7 @@ use super::{Dataset, GroundTruth, Split};
 use crate::backend::gpu::Gpu;
 use crate::backend::{Progress, Silent};
 use crate::error::{Error, Result};
-use crate::query::Query;
+use crate::query::Method;
 use crate::stats::{by_x, mean_std};
 
 /// How the held-out test set is chosen.
@@ -21,14 +21,23 @@ pub enum TestSet {
 /// Several strategies, several seeds each, on one dataset.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The strategies compared.
-    pub strategies: Vec<Query>,
+    /// The strategies compared, each drawing its stochastic batches or not.
+    pub strategies: Vec<Method>,
     /// Runs per strategy, with seeds `base.seed`, `base.seed + 1`, ...
     pub repeats: usize,
     /// The held-out rows.
     pub test: TestSet,
-    /// The loop's settings; `strategy` and `seed` are set per run.
+    /// The loop's settings; `strategy`, `stochastic` and `seed` are set
+    /// per run.
     pub base: LoopConfig,
+}
+
+impl SimConfig {
+    /// Each strategy's name in the reports, in the order given
+    /// ([`Method::name`]).
+    pub fn names(&self) -> Vec<String> {
+        self.strategies.iter().map(Method::name).collect()
+    }
 }
 
 /// One method's run on one seed (a strategy's name, or a synthesis
@@ -71,12 +80,23 @@ pub fn run_with(
     gpu: Option<&Gpu>,
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
-    let pairs: Vec<(Query, usize)> = cfg
+    if gpu.is_some()
+        && let Some(m) = cfg
+            .strategies
+            .iter()
+            .find(|m| m.drawn().is_some_and(|s| !s.per_row()))
+    {
+        return Err(Error::Config(format!(
+            "{}: a softrank batch ranks the whole pool on the CPU; run it without the GPU, or draw power or softmax batches there",
+            m.name()
+        )));
+    }
+    let pairs: Vec<(Method, usize)> = cfg
         .strategies
         .iter()
         .flat_map(|&s| (0..cfg.repeats).map(move |r| (s, r)))
         .collect();
-    let one = |&(strategy, repeat): &(Query, usize)| -> Result<Run> {
+    let one = |&(method, repeat): &(Method, usize)| -> Result<Run> {
         if progress.cancelled() {
             return Err(Error::Cancelled);
         }
@@ -86,7 +106,8 @@ pub fn run_with(
             TestSet::Rows(r) => Split::fixed(data.rows(), r.clone()),
         };
         let lc = LoopConfig {
-            strategy,
+            strategy: method.query,
+            stochastic: method.stochastic,
             seed,
             ..cfg.base.clone()
         };
@@ -94,7 +115,7 @@ pub fn run_with(
         let result = pool_loop::run(data, &split, &lc, &mut oracle, gpu)?;
         progress.advance(1);
         Ok(Run {
-            name: strategy.name().into(),
+            name: method.name(),
             repeat,
             result,
         })
@@ -135,7 +156,7 @@ pub fn summarize_names(runs: &[Run], names: &[String]) -> Vec<StrategySummary> {
 }
 
 /// Summaries for each strategy, in the order given.
-pub fn summarize(runs: &[Run], strategies: &[Query]) -> Vec<StrategySummary> {
-    let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
+pub fn summarize(runs: &[Run], strategies: &[Method]) -> Vec<StrategySummary> {
+    let names: Vec<String> = strategies.iter().map(Method::name).collect();
     summarize_names(runs, &names)
 }

@@ -719,12 +719,7 @@ fn check_inputs(inputs: &Inputs, job: &Job) -> Result<()> {
     job.input.check().map_err(Error::Config)?;
     check_pool_kind(job)?;
     if let Some(st) = job.stochastic {
-        st.check().map_err(Error::Config)?;
-        if let Query::Batch(b) = job.query {
-            return Err(Error::Config(format!(
-                "{b} picks a diverse batch itself; a stochastic batch draws from a row-wise or disagreement strategy's scores"
-            )));
-        }
+        st.check_for(job.query).map_err(Error::Config)?;
     }
     let mut needs: Needs = job.query.needs();
     if job.density_beta.is_some() {

@@ -8,25 +8,31 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 
 use super::progress::Bar;
-use super::select::QueryArg;
-use super::simulate::{DataArgs, scaling_notes};
+use super::simulate::{DataArgs, MethodArg, MethodParser, draws, methods, scaling_notes};
 use alpool::compare::{self, Area, Initial, Overrides, Protocol, Scaling};
 use alpool::learner::MlpConfig;
-use alpool::{Query, Strategy};
+use alpool::{Method, Strategy};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Strategies to compare; include random, the baseline every paired
-    /// test and label saving is measured against.
+    /// test and label saving is measured against. Prefix one that scores
+    /// rows with power-, softmax- or softrank- to draw its batches (power-bald;
+    /// see simulate --help), at --beta.
     #[arg(
         long,
-        value_enum,
         value_delimiter = ',',
-        default_value = "random,least-confidence,margin,entropy"
+        default_value = "random,least-confidence,margin,entropy",
+        value_parser = MethodParser
     )]
-    pub strategies: Vec<QueryArg>,
+    pub strategies: Vec<MethodArg>,
+    /// The inverse temperature (> 0) of the strategies that draw their
+    /// batches (power-bald, …): larger follows the scores more closely
+    /// [default: 1].
+    #[arg(long, value_name = "B")]
+    pub beta: Option<f64>,
     /// The settings: alpool (simulate's defaults: 20% test, 20 random
     /// initial labels, batches of 10 to 300 labels, the MLP, 10 restarts,
     /// mean accuracy over rounds) or lu2023 (Lu et al. 2023: an RBF SVM,
@@ -142,7 +148,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     let data = a.data.load()?;
     protocol.check(&data.y)?;
     scaling_notes(protocol.scaling.into(), &data)?;
-    let strategies: Vec<Query> = a.strategies.iter().map(|&s| s.into()).collect();
+    let strategies = methods(&a.strategies, a.beta, None)?;
     if !strategies.contains(&Strategy::Random.into()) {
         eprintln!(
             "note: random is not among the strategies: no paired test against it and no label savings"
@@ -162,7 +168,7 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
         "comparing {} on {} ({} rows, {} classes) under protocol {}: {} restarts",
         strategies
             .iter()
-            .map(|s| s.name())
+            .map(Method::name)
             .collect::<Vec<_>>()
             .join(", "),
         data.name,
@@ -182,13 +188,14 @@ pub fn compare(a: CompareArgs) -> anyhow::Result<()> {
     )?;
     bar.finish();
     let curves = compare::curves(&runs);
-    let names: Vec<String> = strategies.iter().map(|s| s.name().to_string()).collect();
+    let names: Vec<String> = strategies.iter().map(Method::name).collect();
     let cmp = compare::summarize(&curves, &names, &protocol, a.target_accuracy)?;
     let meta = serde_json::json!({
         "title": format!("alpool compare: {}", data.name),
         "dataset": data.name, "rows": data.rows(), "features": data.dim, "classes": data.classes,
         "seed": a.seed, "seconds": t.elapsed().as_secs_f64(),
         "learner": { "kind": "mlp", "hidden": mlp.hidden, "epochs": mlp.epochs, "lr": mlp.lr, "min_steps": mlp.min_steps, "dropout": mlp.dropout, "mc_samples": a.mc_samples },
+        "stochastic": draws(&strategies),
         "alpool_version": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
     });

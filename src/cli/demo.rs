@@ -67,6 +67,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             embedding: Default::default(),
             committee: 0,
             mc_samples: 0,
+            stochastic: None,
         },
     };
     super::simulate::run_and_report(&data, &cfg, None, &a.out)

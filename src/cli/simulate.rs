@@ -13,7 +13,7 @@ use alpool::al::Dataset;
 use alpool::al::curves;
 use alpool::al::measured;
 use alpool::al::multilabel::{MultiLabelData, MultiLabelSim};
-use alpool::al::pool_loop::{EmbeddingSettings, LoopConfig};
+use alpool::al::pool_loop::{self, EmbeddingSettings, LoopConfig};
 use alpool::al::regression::{RegressionData, RegressionSim};
 use alpool::al::simulate::{self, SimConfig, TestSet};
 use alpool::al::stopping::{Plateau, Stabilizing, StopConfig, Uncertainty};
@@ -21,7 +21,7 @@ use alpool::backend::gpu::Gpu;
 use alpool::compare::{self, Area, Initial, LearnerKind, Protocol, Scaling};
 use alpool::features::FeaturePool;
 use alpool::learner::{Engine, Mlp, MlpConfig, Scale};
-use alpool::{LogBase, MultiLabel, Query, Regression, Strategy};
+use alpool::{LogBase, Method, MultiLabel, Query, Regression, StochasticKind, Strategy};
 
 /// Where the labeled data comes from.
 #[derive(Args, Debug, Clone)]
@@ -202,9 +202,14 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 300)]
     pub budget: usize,
     /// Strategies to compare [default: random,margin; with --task
-    /// regression: random,std,gsx,igs].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub strategies: Option<Vec<QueryArg>>,
+    /// regression: random,std,gsx,igs]. Prefix a strategy that scores rows
+    /// (row-wise or disagreement) with power-, softmax- or softrank- to
+    /// draw each batch at random with chances that grow with the scores,
+    /// seeded by the round, instead of taking the k best (stochastic batch
+    /// acquisition, Kirsch et al. 2023): power-bald is their PowerBALD.
+    /// --beta sets how closely the draws follow the scores.
+    #[arg(long, value_delimiter = ',', value_parser = MethodParser)]
+    pub strategies: Option<Vec<MethodArg>>,
     /// Embeddings for the strategies that read them (typiclust, probcover,
     /// kmeans, density, badge, coreset, cluster-margin): .npy N x D, one row
     /// per dataset row. Default: the learner's last hidden layer, each round.
@@ -240,6 +245,12 @@ pub struct SimulateArgs {
     /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
+    /// The inverse temperature (> 0) of the strategies that draw their
+    /// batches (power-bald, softmax-margin, …; see --strategies): larger
+    /// follows the scores more closely; "inf" is the plain top k
+    /// [default: 1].
+    #[arg(long, value_name = "B")]
+    pub beta: Option<f64>,
     /// Runs per strategy, with seeds --seed, --seed + 1, ...
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
@@ -298,12 +309,12 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     }
     let data = a.data.load()?;
     scaling_notes(a.learner.scale.into(), &data)?;
-    let strategies: Vec<Query> = match &a.strategies {
-        Some(list) => list.iter().map(|&s| s.into()).collect(),
+    let strategies: Vec<Method> = match &a.strategies {
+        Some(list) => methods(list, a.beta, a.density_beta)?,
         None => vec![Strategy::Random.into(), Strategy::Margin.into()],
     };
     let cfg = SimConfig {
-        strategies: strategies.clone(),
+        strategies,
         repeats: a.repeats.max(1),
         test: match &a.test_rows {
             Some(r) => TestSet::Rows(parse_range(r)?),
@@ -351,10 +362,107 @@ pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             },
             committee: a.committee,
             mc_samples: a.mc_samples,
+            stochastic: None,
         },
     };
     let gpu = if a.gpu { Some(Gpu::new(None)?) } else { None };
     run_and_report(&data, &cfg, gpu.as_ref(), &a.out)
+}
+
+/// The strategies of `--strategies`, each drawn one at inverse temperature
+/// `beta` (1 if not given); refuses a prefix on a strategy that cannot draw,
+/// and `--beta` with nothing to draw.
+pub fn methods(
+    list: &[MethodArg],
+    beta: Option<f64>,
+    density_beta: Option<f64>,
+) -> anyhow::Result<Vec<Method>> {
+    let out = list
+        .iter()
+        .map(|m| Method::new(m.query, m.kind, beta.unwrap_or(1.0)))
+        .collect::<Result<Vec<Method>, String>>()
+        .map_err(|e| anyhow::anyhow!("--strategies {e}"))?;
+    for m in &out {
+        if let Some(st) = m.stochastic {
+            pool_loop::check_stochastic(m.query, st, density_beta)
+                .with_context(|| format!("--strategies {}", m.name()))?;
+        }
+    }
+    if let Some(b) = beta
+        && out.iter().all(|m| m.stochastic.is_none())
+    {
+        anyhow::bail!(
+            "--beta {b} sets the draws of power-, softmax- and softrank- strategies, and none is listed (e.g. --strategies margin,power-margin)"
+        );
+    }
+    Ok(out)
+}
+
+/// The strategies that draw their batches, for the reports' settings:
+/// `[{strategy, kind, beta}]`, an infinite β as "inf" (JSON has no
+/// infinity), as `alpool.compare` writes them.
+pub fn draws(methods: &[Method]) -> serde_json::Value {
+    methods
+        .iter()
+        .filter_map(|m| {
+            let st = m.drawn()?;
+            let beta = match st.beta.is_finite() {
+                true => serde_json::json!(st.beta),
+                false => "inf".into(),
+            };
+            Some(serde_json::json!({ "strategy": m.name(), "kind": st.kind.name(), "beta": beta }))
+        })
+        .collect()
+}
+
+/// A strategy of `simulate --strategies` and `compare --strategies`: any
+/// strategy, or one prefixed by a stochastic batch's kind (`power-bald`).
+#[derive(Clone, Copy, Debug)]
+pub struct MethodArg {
+    query: Query,
+    kind: Option<StochasticKind>,
+}
+
+/// Parses [`MethodArg`]; `--help` lists the strategies as `select`'s do.
+#[derive(Clone)]
+pub struct MethodParser;
+
+impl clap::builder::TypedValueParser for MethodParser {
+    type Value = MethodArg;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<MethodArg, clap::Error> {
+        let text = value.to_string_lossy();
+        let (kind, name) = Method::split_kind(&text);
+        let q = clap::builder::EnumValueParser::<QueryArg>::new()
+            .parse_ref(cmd, arg, std::ffi::OsStr::new(name))
+            .map_err(|e| match kind {
+                // Name the whole value, not the strategy after the prefix.
+                Some(_) => clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!(
+                        "invalid value '{text}' for '--strategies': '{name}' is not a strategy (see --help)\n"
+                    ),
+                )
+                .with_cmd(cmd),
+                None => e,
+            })?;
+        Ok(MethodArg { query: q.0, kind })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            QueryArg::value_variants()
+                .iter()
+                .filter_map(ValueEnum::to_possible_value),
+        ))
+    }
 }
 
 /// `simulate --task regression | multilabel`: the loop, its files and its
@@ -399,10 +507,22 @@ fn run_measured(
     x: &Path,
     y: &Path,
 ) -> anyhow::Result<(Vec<measured::Run>, Vec<Query>, String, measured::Metrics)> {
+    if a.beta.is_some() {
+        anyhow::bail!(
+            "--beta sets stochastic batches, which run in the classification loop for now; --task regression and multilabel take the k best"
+        );
+    }
+    if let Some(m) = a.strategies.iter().flatten().find(|m| m.kind.is_some()) {
+        let kind = m.kind.map(StochasticKind::name).unwrap_or_default();
+        anyhow::bail!(
+            "--strategies {kind}-{}: stochastic batches run in the classification loop for now; --task regression and multilabel take the k best",
+            m.query
+        );
+    }
     let given: Option<Vec<Query>> = a
         .strategies
         .as_ref()
-        .map(|list| list.iter().map(|&s| s.into()).collect());
+        .map(|list| list.iter().map(|m| m.query).collect());
     let random = Query::Score(Strategy::Random);
     let runs_of = |strategies: &[Query], run: &dyn Fn(&dyn alpool::Progress) -> _| {
         let bar =
@@ -472,11 +592,7 @@ pub fn run_and_report(
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     eprintln!(
         "simulating {} on {} ({} rows x {} features, {} classes): {} repeat(s), seed {} labels, batches of {}, budget {}",
-        cfg.strategies
-            .iter()
-            .map(|s| s.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+        cfg.names().join(", "),
         data.name,
         data.rows(),
         data.dim,
@@ -491,12 +607,13 @@ pub fn run_and_report(
     );
     let t = Instant::now();
     let runs = simulate::run(data, cfg, gpu)?;
-    let summary = simulate::summarize(&runs, &cfg.strategies);
+    let summary = simulate::summarize_names(&runs, &cfg.names());
     let meta = serde_json::json!({
         "dataset": data.name, "rows": data.rows(), "features": data.dim, "classes": data.classes,
         "repeats": cfg.repeats, "seed_size": cfg.base.seed_size, "batch_size": cfg.base.batch_size,
         "budget": cfg.base.stop.budget, "seconds": t.elapsed().as_secs_f64(),
         "learner": { "hidden": cfg.base.mlp.hidden, "lr": cfg.base.mlp.lr, "epochs": cfg.base.mlp.epochs, "min_steps": cfg.base.mlp.min_steps },
+        "stochastic": draws(&cfg.strategies),
     });
     curves::write_rounds(out, &runs)?;
     curves::write_summary(out, &summary, &runs, meta.clone())?;
@@ -555,12 +672,7 @@ fn report(
         area: Area::MeanOverRounds,
     };
     let curves = compare::curves(runs);
-    let names: Vec<String> = cfg
-        .strategies
-        .iter()
-        .map(|s| s.name().to_string())
-        .collect();
-    let cmp = compare::summarize(&curves, &names, &protocol, None)?;
+    let cmp = compare::summarize(&curves, &cfg.names(), &protocol, None)?;
     meta["title"] = format!("alpool simulate: {}", data.name).into();
     compare::write(out, &cmp, &curves, &meta)?;
     Ok(())

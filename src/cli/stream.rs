@@ -554,6 +554,7 @@ fn pool_runs(a: &SynthesizeArgs, data: &Dataset, strategy: Strategy) -> anyhow::
             embedding: Default::default(),
             committee: 0,
             mc_samples: 0,
+            stochastic: None,
         };
         let result = pool_loop::run(data, &split, &cfg, &mut GroundTruth::new(&data.y), None)?;
         let name = strategy.name().into();

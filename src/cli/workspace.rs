@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::select::{DeviceArg, QueryArg};
+use super::select::{DeviceArg, QueryArg, StochasticArg};
 use super::simulate::LearnerArgs;
+use alpool::Stochastic;
 use alpool::features::FEATURE_DTYPES;
 use alpool::workspace::ingest::{Expect, read_label_file};
 use alpool::workspace::live::LiveOptions;
@@ -225,6 +226,18 @@ pub struct NextArgs {
     /// probabilities are each item's T samples.
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub committee: usize,
+    /// Draw the batch at random, favouring informative items, instead of
+    /// the k best (stochastic batch acquisition, Kirsch et al. 2023): a
+    /// batch of top-scored items is often redundant. Seeded by --seed and
+    /// the labels so far, so running the round again draws the same
+    /// batch. For strategies that score items (row-wise, disagreement,
+    /// multi-label, std); the round is recorded as KIND-STRATEGY.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub stochastic: Option<StochasticArg>,
+    /// --stochastic's inverse temperature (> 0): larger follows the scores
+    /// more closely; "inf" is the plain top k.
+    #[arg(long, value_name = "B", default_value_t = 1.0, requires = "stochastic")]
+    pub beta: f64,
     #[command(flatten)]
     pub learner: LearnerArgs,
 }
@@ -248,6 +261,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
         reselect_skipped: a.reselect_skipped,
         mc_samples: a.mc_samples,
         committee: a.committee,
+        stochastic: a.stochastic.map(|s| Stochastic::new(s.into(), a.beta)),
     };
     let size = std::fs::metadata(ws.meta("features")?).map_or(0, |m| m.len());
     let bar = super::progress::Bar::bytes(size, false, "score");
@@ -272,7 +286,7 @@ pub fn next(a: NextArgs) -> anyhow::Result<()> {
         "round {}: {} items selected by {} → {}",
         r.round,
         r.picked,
-        opts.strategy.name(),
+        opts.method().name(),
         a.out.display()
     );
     Ok(())

@@ -15,14 +15,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::al::pool_loop::{EmbeddingSettings, LoopConfig};
+use crate::al::pool_loop::{self, EmbeddingSettings, LoopConfig};
 use crate::al::simulate::{self, Run, SimConfig, TestSet};
 use crate::al::stopping::StopConfig;
 use crate::al::{Dataset, Split, seed_set};
 use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::learner::MlpConfig;
-use crate::query::{Query, Strategy};
+use crate::query::{Method, Strategy};
 
 use crate::stats::{self, Wilcoxon};
 pub use protocol::{Area, Initial, LearnerKind, Overrides, Protocol, Scaling};
@@ -163,7 +163,8 @@ pub struct PairRow {
     pub test: Paired,
 }
 
-/// Runs `strategies` under `protocol` with the built-in learner (and, for
+/// Runs `strategies` (each drawing its stochastic batches or not) under
+/// `protocol` with the built-in learner (and, for
 /// the strategies that read samples, a committee of `committee` of them,
 /// or `mc_samples` MC-dropout passes of each round's model when not 0):
 /// restart r uses seed `seed + r` for its split, initial set and model, the
@@ -171,14 +172,17 @@ pub struct PairRow {
 pub fn run(
     data: &Dataset,
     protocol: &Protocol,
-    strategies: &[Query],
+    strategies: &[Method],
     (seed, mlp, (committee, mc_samples)): (u64, MlpConfig, (usize, usize)),
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     protocol.check(&data.y)?;
-    strategies
-        .iter()
-        .try_for_each(|&q| crate::al::pool_loop::check_strategy(q, committee.max(mc_samples)))?;
+    for m in strategies {
+        pool_loop::check_strategy(m.query, committee.max(mc_samples))?;
+        if let Some(st) = m.stochastic {
+            pool_loop::check_stochastic(m.query, st, None)?;
+        }
+    }
     if mc_samples > 0 && (mlp.dropout.is_nan() || mlp.dropout <= 0.0) {
         return Err(Error::Config(format!(
             "MC dropout ({mc_samples} passes) keeps the learner's dropout on at inference: train it with --dropout P (0 < P < 1)"
@@ -217,6 +221,7 @@ pub fn run(
             embedding: EmbeddingSettings::default(),
             committee,
             mc_samples,
+            stochastic: None,
         },
     };
     simulate::run_with(data, &cfg, None, progress)

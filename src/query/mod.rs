@@ -8,12 +8,14 @@
 //! what it was given.
 
 mod form;
+mod method;
 mod problem;
 mod stochastic;
 
 use std::fmt;
 
 pub use form::{InputForm, REGRESSION_LIMIT, RegressionInput, default_sum_tol};
+pub use method::Method;
 pub use problem::{RowProblem, Value};
 pub use stochastic::{Stochastic, StochasticKind};
 
@@ -561,6 +563,19 @@ impl Query {
         matches!(
             self,
             Query::Batch(_) | Query::Regress(Regression::Gsx | Regression::Gsy | Regression::Igs)
+        )
+    }
+
+    /// Whether each row has a score of its own (row-wise, disagreement,
+    /// multi-label, a regression spread): the k best merge from blocks and
+    /// shards, and a stochastic batch can draw from the scores.
+    pub fn scores_rows(self) -> bool {
+        matches!(
+            self,
+            Query::Score(_)
+                | Query::Disagree(_)
+                | Query::Multi(_)
+                | Query::Regress(Regression::Std)
         )
     }
 

@@ -83,6 +83,18 @@ impl Stochastic {
         }
     }
 
+    /// [`Stochastic::check`], and that `query` has a score per row to draw
+    /// from: not a strategy that picks a batch, nor a cold-start one.
+    pub fn check_for(&self, query: super::Query) -> Result<(), String> {
+        self.check()?;
+        if query.picks_batch() || matches!(query, super::Query::Cold(_)) {
+            return Err(format!(
+                "{query} picks a batch itself; a stochastic batch draws from a row-wise, disagreement or multi-label strategy's scores"
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether shards' parts merge exactly: a row's key depends only on
     /// its own score and index, except under softrank, whose rank is the
     /// whole pool's.

@@ -88,7 +88,10 @@ pub(super) fn select(
     let q = opts.strategy;
     match q {
         Query::Regress(Regression::Std) => {
-            let job = Job::new(q, form(RegressionInput::Samples), k).exclude(taken);
+            let mut job = Job::new(q, form(RegressionInput::Samples), k)
+                .seed(r.seed)
+                .exclude(taken);
+            job.stochastic = opts.stochastic;
             let committee = r.committee(opts)?;
             let inputs = match committee.is_empty() {
                 true => Inputs::mc_dropout(r.model, r.features, opts.mc_samples, r.seed),
@@ -104,9 +107,12 @@ pub(super) fn select(
                 Regression::Emcm => RegressionInput::Samples,
                 _ => RegressionInput::Predictions,
             };
-            let job = Job::new(q, form(input), k)
+            let mut job = Job::new(q, form(input), k)
+                .seed(r.seed)
                 .exclude(taken)
                 .with_targets(&column)?;
+            // EMCM scores each item: it draws a stochastic batch too.
+            job.stochastic = opts.stochastic;
             match strategy {
                 Regression::Gsx => door(Inputs::embeddings(&emb), job),
                 Regression::Emcm => {

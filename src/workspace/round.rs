@@ -18,7 +18,7 @@ use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, Scaler, TrainReport};
 use crate::pool::Exclusions;
-use crate::query::{InputForm, Query};
+use crate::query::{InputForm, Method, Query, Stochastic};
 
 /// What `next` is asked for.
 pub struct NextOptions {
@@ -45,6 +45,21 @@ pub struct NextOptions {
     /// each on its own bootstrap resample of the labels
     /// ([`crate::learner::Committee`]); 0: none.
     pub committee: usize,
+    /// Draw the batch at random with chances that grow with the scores
+    /// (`next --stochastic`, [`crate::query::Stochastic`]), seeded by
+    /// `seed` and the labels so far, instead of taking the k best: for
+    /// strategies that score items.
+    pub stochastic: Option<Stochastic>,
+}
+
+impl NextOptions {
+    /// The strategy as the round runs it.
+    pub fn method(&self) -> Method {
+        Method {
+            query: self.strategy,
+            stochastic: self.stochastic,
+        }
+    }
 }
 
 /// What a round did.
@@ -134,6 +149,9 @@ pub fn next_round(
     let format = BatchFormat::from_path(&opts.out)?;
     check_kind(&ws.vocab()?, opts.strategy)?;
     check_samples(opts)?;
+    if let Some(st) = opts.stochastic {
+        Method::new(opts.strategy, Some(st.kind), st.beta).map_err(Error::Config)?;
+    }
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
     let skipped = if opts.reselect_skipped {
@@ -174,7 +192,7 @@ pub fn next_round(
         })
         .collect();
     let round = ws.record_round(
-        opts.strategy.name(),
+        &opts.method().name(),
         &model_rel,
         labels.len(),
         seq,
@@ -400,6 +418,7 @@ fn score_unlabeled(
         .seed(opts.seed ^ seq as u64)
         .exclude(exclusions);
     job.label_cardinality = cardinality;
+    job.stochastic = opts.stochastic;
     let run = Run {
         device: opts.device,
         adapter: None,

@@ -42,7 +42,7 @@ use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Pool;
 #[cfg(feature = "fuzz")]
 use crate::query::Strategy;
-use crate::query::{Query, Regression, Use};
+use crate::query::{Query, Use};
 use crate::score::random_priority;
 use crate::{Inputs, score};
 
@@ -100,6 +100,7 @@ impl ServeOptions {
             reselect_skipped: self.reselect_skipped,
             mc_samples: self.mc_samples,
             committee: 0,
+            stochastic: None,
         }
     }
 }
@@ -164,11 +165,7 @@ pub fn serve(
     let mut ws = Workspace::open(dir, opts.wait)?;
     let vocab = ws.vocab()?;
     super::round::check_kind(&vocab, opts.strategy)?;
-    let own_score = matches!(
-        opts.strategy,
-        Query::Score(_) | Query::Multi(_) | Query::Disagree(_) | Query::Regress(Regression::Std)
-    );
-    if !own_score {
+    if !opts.strategy.scores_rows() {
         let serves = match vocab.numeric() {
             true => "std (with --mc-samples T of a model trained with --dropout P) or random",
             false => {
@@ -843,6 +840,7 @@ impl Unplugged {
             reselect_skipped: false,
             mc_samples: 0,
             committee: 0,
+            stochastic: None,
         };
         next_round(&mut ws, &ws_dir, &next, &Silent)?;
         let opts = ServeOptions {

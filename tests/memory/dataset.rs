@@ -58,6 +58,7 @@ fn the_loop_over_a_mapped_dataset_holds_no_copy_of_it() {
             embedding: Default::default(),
             committee: 0,
             mc_samples: 0,
+            stochastic: None,
         };
         // Two threads, as on the machines CI runs on: each thread holds one
         // block of rows in float32 while the column statistics are taken.

@@ -37,6 +37,7 @@ fn config(strategy: impl Into<Query>, budget: usize) -> LoopConfig {
         embedding: Default::default(),
         committee: 0,
         mc_samples: 0,
+        stochastic: None,
     }
 }
 
@@ -228,6 +229,124 @@ fn mc_dropout_gives_the_loop_its_samples() {
     assert_eq!(run(&random).unwrap().labeled.len(), 60);
 }
 
+/// `--stochastic` in the loop: each round draws its batch (the same draw
+/// twice, another than the top k), through the blocks for power and
+/// softmax and over the whole pool for softrank, for a row-wise strategy
+/// and for BALD over MC-dropout passes; at β = ∞ every kind is the plain
+/// top k, round after round; random stays the baseline; and a strategy
+/// that picks its own batch, or a density weight, is refused.
+#[test]
+fn stochastic_batches_in_the_loop_are_seeded_draws_that_become_the_top_k() {
+    use alpool::{Stochastic, StochasticKind};
+    let data = Dataset::digits();
+    let split = Split::stratified(&data.y, 0.2, 5);
+    let run = |cfg: &LoopConfig| {
+        pool_loop::run(&data, &split, cfg, &mut GroundTruth::new(&data.y), None)
+            .unwrap()
+            .labeled
+    };
+    let mut bald = config(Disagreement::Bald, 60);
+    bald.mc_samples = 5;
+    bald.mlp.dropout = 0.3;
+    for plain in [config(Strategy::Margin, 60), bald] {
+        let top = run(&plain);
+        for kind in StochasticKind::ALL {
+            let drawn = LoopConfig {
+                stochastic: Some(Stochastic::new(kind, 1.0)),
+                ..plain.clone()
+            };
+            let a = run(&drawn);
+            assert_eq!(
+                a,
+                run(&drawn),
+                "{kind} {}: not reproducible",
+                plain.strategy
+            );
+            assert_ne!(a, top, "{kind} {}: the top k, not a draw", plain.strategy);
+            // The seed set is the same; the first drawn batch is not.
+            assert_eq!(a[..20], top[..20]);
+            let cold = LoopConfig {
+                stochastic: Some(Stochastic::new(kind, f64::INFINITY)),
+                ..plain.clone()
+            };
+            if kind != StochasticKind::Power {
+                assert_eq!(run(&cold), top, "{kind} {}: β = ∞", plain.strategy);
+            }
+            assert_eq!(
+                drawn.method().name(),
+                format!("{kind}-{}", plain.strategy.name())
+            );
+        }
+    }
+    let random = config(Strategy::Random, 40);
+    let drawn = LoopConfig {
+        stochastic: Some(Stochastic::new(StochasticKind::Power, 1.0)),
+        ..random.clone()
+    };
+    assert_eq!(run(&drawn), run(&random));
+    assert_eq!(drawn.method().name(), "random");
+
+    let refused = |cfg: LoopConfig| {
+        pool_loop::run(&data, &split, &cfg, &mut GroundTruth::new(&data.y), None)
+            .expect_err("refused")
+            .to_string()
+    };
+    let power = Some(Stochastic::new(StochasticKind::Power, 1.0));
+    let err = refused(LoopConfig {
+        stochastic: power,
+        ..config(BatchStrategy::Badge, 40)
+    });
+    assert!(err.contains("badge picks a batch itself"), "{err}");
+    let mut weighted = config(Strategy::Entropy, 40);
+    weighted.embedding.density_beta = Some(1.0);
+    weighted.stochastic = power;
+    assert!(refused(weighted).contains("do not combine"));
+    let err = refused(LoopConfig {
+        stochastic: Some(Stochastic::new(StochasticKind::Softmax, 0.0)),
+        ..config(Strategy::Margin, 40)
+    });
+    assert!(err.contains("beta must be above 0"), "{err}");
+}
+
+/// The loop on the GPU draws the CPU's power and softmax batches, round
+/// after round; softrank, which ranks the whole pool on the CPU, is refused
+/// before any run.
+#[test]
+fn the_loops_stochastic_batches_on_the_gpu_are_the_cpus() {
+    use alpool::{Method, Stochastic, StochasticKind};
+    let Some(gpu) = common::gpu() else { return };
+    let data = Dataset::digits();
+    let drawn = |q: Query, kind| Method {
+        query: q,
+        stochastic: Some(Stochastic::new(kind, 2.0)),
+    };
+    let mut cfg = SimConfig {
+        strategies: vec![
+            Strategy::Margin.into(),
+            drawn(Strategy::Margin.into(), StochasticKind::Power),
+            drawn(Strategy::Entropy.into(), StochasticKind::Softmax),
+        ],
+        repeats: 2,
+        test: TestSet::Fraction(0.2),
+        base: config(Strategy::Random, 80),
+    };
+    let picks = |runs: Vec<simulate::Run>| -> Vec<(String, Vec<usize>)> {
+        runs.into_iter()
+            .map(|r| (r.name, r.result.labeled))
+            .collect()
+    };
+    let cpu = picks(simulate::run(&data, &cfg, None).unwrap());
+    assert_eq!(cpu, picks(simulate::run(&data, &cfg, Some(&gpu)).unwrap()));
+    assert_ne!(cpu[0].1, cpu[2].1, "power-margin drew margin's batches");
+    cfg.strategies
+        .push(drawn(Strategy::Entropy.into(), StochasticKind::Softrank));
+    let err = simulate::run(&data, &cfg, Some(&gpu))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("softrank-entropy: a softrank batch"), "{err}");
+}
+
 #[test]
 fn target_accuracy_and_plateau_stop_the_loop_when_they_hold() {
     let data = Dataset::digits();
@@ -267,13 +386,13 @@ fn margin_and_entropy_beat_random_on_digits() {
         .map(Query::Score)
         .to_vec();
     let cfg = SimConfig {
-        strategies: strategies.clone(),
+        strategies: strategies.iter().map(|&q| q.into()).collect(),
         repeats: 5,
         test: TestSet::Fraction(0.2),
         base: config(Strategy::Random, 300),
     };
     let runs = simulate::run(&data, &cfg, None).unwrap();
-    let summary = simulate::summarize(&runs, &strategies);
+    let summary = simulate::summarize(&runs, &cfg.strategies);
     let aulc = |s: Strategy| {
         summary
             .iter()
@@ -296,15 +415,20 @@ fn margin_and_entropy_beat_random_on_digits() {
     );
 }
 
-#[test]
-fn simulate_writes_its_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let x = dir.path().join("X.npy");
-    let y = dir.path().join("y.npy");
+/// The embedded digits as `X.npy` and `y.npy` in `dir`.
+fn digits_npy(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let (x, y) = (dir.join("X.npy"), dir.join("y.npy"));
     let d = Dataset::digits();
     alpool::pool::npy::save(&x, &[d.rows(), d.dim], &d.features()).unwrap();
     let labels: Vec<i64> = d.y.iter().map(|&v| v as i64).collect();
     alpool::pool::npy::save(&y, &[d.rows()], &labels).unwrap();
+    (x, y)
+}
+
+#[test]
+fn simulate_writes_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = digits_npy(dir.path());
     let out: PathBuf = dir.path().join("out");
     let o = common::alpool(&[
         "simulate",
@@ -345,6 +469,63 @@ fn simulate_writes_its_reports() {
             .count(),
         17
     );
+}
+
+/// `simulate --strategies power-…` names each drawn strategy in the table
+/// and the files, and refuses a prefix on a strategy that cannot draw, and
+/// `--beta` with nothing to draw.
+#[test]
+fn simulate_names_its_stochastic_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = digits_npy(dir.path());
+    let out: PathBuf = dir.path().join("out");
+    let args = |strategies: &str| {
+        common::alpool(&[
+            "simulate",
+            "--features",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--budget",
+            "40",
+            "--strategies",
+            strategies,
+            "--beta",
+            "4",
+            "--repeats",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = args("random,softmax-margin");
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let table = common::stdout(&o);
+    assert!(table.contains("softmax-margin"), "{table}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = summary["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["random", "softmax-margin"]);
+    let drawn = &summary["meta"]["stochastic"];
+    assert_eq!(drawn.as_array().map(Vec::len), Some(1), "{drawn}");
+    assert_eq!(drawn[0]["strategy"], "softmax-margin");
+    assert_eq!(drawn[0]["beta"], 4.0);
+    for (list, says) in [
+        ("margin,power-coreset", "coreset picks a batch itself"),
+        ("power-random,margin", "random is the uniform baseline"),
+        ("margin,power-nonsense", "nonsense"),
+        ("random,margin", "none is listed"),
+    ] {
+        let o = args(list);
+        assert!(!o.status.success(), "{list}");
+        let err = common::stderr(&o);
+        assert!(err.contains(says), "{list}: {err}");
+    }
 }
 
 #[test]
@@ -446,13 +627,13 @@ fn typiclust_and_kmeans_beat_random_at_a_small_budget() {
     let mut base = config(Strategy::Random, 60);
     base.seed_size = 10;
     let cfg = SimConfig {
-        strategies: strategies.clone(),
+        strategies: strategies.iter().map(|&q| q.into()).collect(),
         repeats: 3,
         test: TestSet::Fraction(0.2),
         base,
     };
     let runs = simulate::run(&data, &cfg, None).unwrap();
-    let summary = simulate::summarize(&runs, &strategies);
+    let summary = simulate::summarize(&runs, &cfg.strategies);
     eprintln!("{}", alpool::al::curves::table(&summary));
     let aulc = |q: &Query| {
         summary

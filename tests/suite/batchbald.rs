@@ -519,7 +519,7 @@ fn bad_requests_are_named() {
         Inputs::samples(&samples),
         &job(2, 0, 0).stochastic(Stochastic::new(StochasticKind::Power, 1.0)),
     );
-    assert!(e.contains("diverse batch itself"), "{e}");
+    assert!(e.contains("batchbald picks a batch itself"), "{e}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use alpool::al::Dataset;
 use alpool::compare::{self, Initial, Overrides, Protocol};
 use alpool::learner::MlpConfig;
-use alpool::{Query, Strategy};
+use alpool::{Method, Query, Strategy};
 
 use crate::common::{Served, alpool, shared_data, stderr};
 
@@ -33,7 +33,7 @@ fn runs_follow_the_protocol_and_pair_by_restart() {
     };
     let p = Protocol::resolve("alpool", &o).unwrap();
     assert_eq!(p.name, "custom");
-    let strategies: Vec<Query> = vec![Strategy::Random.into(), Strategy::Margin.into()];
+    let strategies: Vec<Method> = vec![Strategy::Random.into(), Strategy::Margin.into()];
     let mlp = MlpConfig {
         epochs: 3,
         min_steps: 20,
@@ -41,7 +41,7 @@ fn runs_follow_the_protocol_and_pair_by_restart() {
     };
     // MC dropout instead of a committee: refused without dropout before any
     // run; with it, a samples strategy runs, the same on a second call.
-    let bald: Vec<Query> = vec![alpool::Disagreement::Bald.into()];
+    let bald: Vec<Method> = vec![Query::from(alpool::Disagreement::Bald).into()];
     let mc = |mlp: MlpConfig| compare::run(&data, &p, &bald, (5, mlp, (0, 4)), &alpool::Silent);
     let e = mc(mlp.clone()).err().unwrap().to_string();
     assert!(e.contains("--dropout P"), "{e}");

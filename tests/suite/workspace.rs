@@ -639,6 +639,62 @@ fn next_runs_the_disagreement_strategies_on_mc_dropout() {
     }
 }
 
+/// `next --stochastic` draws the batch: the same from the same labels and
+/// seed, not the top k, the top k again at softmax β = ∞, and recorded as
+/// KIND-STRATEGY; for BALD over MC-dropout passes too. A strategy that
+/// picks its batch itself, or random, is refused before any training.
+#[test]
+fn next_draws_stochastic_batches() {
+    let (features, y, _keep) = embedded();
+    let batch = |strategy: &str, extra: &[&str]| -> (Output, Vec<String>, tempfile::TempDir) {
+        let t = tempfile::tempdir().unwrap();
+        let ws = init(t.path(), &features, &y, 20);
+        let out = t.path().join("b.csv");
+        let mut args = vec!["next", ws.to_str().unwrap(), "-k", "30", "-s", strategy];
+        args.extend_from_slice(&["--seed", "3", "--out", out.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let o = run(&args, &[]);
+        let ids = if o.status.success() {
+            batch_ids(&out)
+        } else {
+            Vec::new()
+        };
+        (o, ids, t)
+    };
+    let recorded = |t: &tempfile::TempDir| -> String {
+        let db = rusqlite::Connection::open(t.path().join("ws").join("alpool.db")).unwrap();
+        db.query_row("SELECT strategy FROM rounds", [], |r| r.get(0))
+            .unwrap()
+    };
+    let mc = ["--mc-samples", "5", "--dropout", "0.3"];
+    for (strategy, extra) in [("margin", &[][..]), ("bald", &mc[..])] {
+        let (o, top, _t) = batch(strategy, extra);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let power = [extra, &["--stochastic", "power"]].concat();
+        let (o, a, ta) = batch(strategy, &power);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        assert!(common::stdout(&o).contains(&format!("selected by power-{strategy}")));
+        assert_eq!(recorded(&ta), format!("power-{strategy}"));
+        assert_eq!(a, batch(strategy, &power).1, "{strategy}: not reproducible");
+        assert_ne!(a, top, "{strategy}: the top k, not a draw");
+        assert_eq!(a.len(), 30);
+        let cold = [extra, &["--stochastic", "softmax", "--beta", "inf"]].concat();
+        assert_eq!(batch(strategy, &cold).1, top, "{strategy}: β = ∞");
+    }
+    for (strategy, want) in [
+        ("badge", "badge picks a batch itself"),
+        ("random", "random is the uniform baseline"),
+    ] {
+        let (o, _, t) = batch(strategy, &["--stochastic", "power"]);
+        let err = common::stderr(&o);
+        assert!(!o.status.success() && err.contains(want), "{err}");
+        assert!(
+            !ws_has_models(&t.path().join("ws")),
+            "trained before refusing"
+        );
+    }
+}
+
 /// The ML backend serving `ws` with bald over the round's MC-dropout
 /// passes gives each task of the round's batch (the CSV `batch`), asked
 /// for in reverse, its score in the batch, negated for Label Studio.

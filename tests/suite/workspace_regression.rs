@@ -354,6 +354,52 @@ fn the_spread_strategies_are_seeded_and_bad_numbers_change_nothing() {
     );
 }
 
+/// `next --stochastic` in a regression workspace: std and EMCM draw their
+/// batch (the same in a twin workspace, not the top k); greedy sampling,
+/// which picks its batch itself, is refused.
+#[test]
+fn the_spread_strategies_draw_stochastic_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, y) = pool(tmp.path());
+    let path = |f: &str| tmp.path().join(f).to_str().unwrap().to_string();
+    for s in ["std", "emcm"] {
+        // A workspace per round: a rerun with no new labels would export
+        // the last batch again.
+        let round = |ws: &str, extra: &[&str]| {
+            let name = format!("{ws}-{s}");
+            init(tmp.path(), &y[..30], &name);
+            let out = path(&format!("{name}.csv"));
+            let w = path(&name);
+            let mut args = vec!["next", &w, "-k", "8", "--hidden", "16", "--out", &out];
+            args.extend_from_slice(&["-s", s, "--committee", "3"]);
+            args.extend_from_slice(extra);
+            ok(&args);
+            batch(Path::new(&out))
+        };
+        let top = round("top", &[]);
+        let power = ["--stochastic", "power", "--beta", "2"];
+        let a = round("a", &power);
+        assert_eq!(a, round("b", &power), "{s}: not reproducible");
+        assert_ne!(a, top, "{s}: the top k, not a draw");
+        assert!(a.iter().all(|p| p.0 >= 30), "{s}: a labeled item");
+    }
+    fails(
+        &[
+            "next",
+            &path("a-std"),
+            "-k",
+            "3",
+            "-s",
+            "gsx",
+            "--stochastic",
+            "power",
+            "--out",
+            &path("g.csv"),
+        ],
+        &["gsx picks a batch itself"],
+    );
+}
+
 #[test]
 fn a_trained_regressors_committee_streams_the_spread_its_predictions_give() {
     let tmp = tempfile::tempdir().unwrap();
