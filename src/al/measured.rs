@@ -13,7 +13,7 @@ use crate::backend::Progress;
 use crate::error::{Error, Result};
 use crate::learner::shuffle;
 use crate::pool::Exclusions;
-use crate::query::{Query, Strategy};
+use crate::query::{Method, Strategy};
 use crate::rng::Rng;
 use crate::score::random_priority;
 use crate::stats::{by_x, mean_std};
@@ -84,12 +84,12 @@ impl Run {
 /// (`runs_apart`: each run on a thread of its own); results in a fixed
 /// order (repeat-major), `progress` advanced as each finishes.
 pub fn run_all(
-    strategies: &[Query],
+    strategies: &[Method],
     repeats: usize,
     progress: &dyn Progress,
-    one_run: &(dyn Fn(Query, usize) -> Result<Run> + Sync),
+    one_run: &(dyn Fn(Method, usize) -> Result<Run> + Sync),
 ) -> Result<Vec<Run>> {
-    let pairs: Vec<(Query, usize)> = (0..repeats.max(1))
+    let pairs: Vec<(Method, usize)> = (0..repeats.max(1))
         .flat_map(|r| strategies.iter().map(move |&q| (q, r)))
         .collect();
     runs_apart(&pairs, &|&(q, repeat)| {
@@ -261,11 +261,13 @@ pub fn summarize(runs: &[Run], names: &[String]) -> Vec<Summary> {
 /// `rounds.csv` (one line per strategy, repeat and round), `summary.json`
 /// (per strategy: the AULCs and the mean curve) and `curves.svg` (the mean
 /// first metric against labels, ± one standard deviation), each written
-/// whole or not at all.
+/// whole or not at all. `settings` (a JSON object: the run's settings a
+/// reader needs, such as each drawn strategy's β) goes into
+/// `summary.json` beside the task and the dataset.
 pub fn write(
     dir: &Path,
     (runs, summary): (&[Run], &[Summary]),
-    dataset: &str,
+    (dataset, settings): (&str, &serde_json::Value),
     m: &Metrics,
 ) -> Result<()> {
     let csv = dir.join("rounds.csv");
@@ -296,7 +298,12 @@ pub fn write(
         })
         .collect();
     let json = dir.join("summary.json");
-    let v = serde_json::json!({"task": m.task, "dataset": dataset, "strategies": strategies});
+    let mut v = serde_json::json!({"task": m.task, "dataset": dataset, "strategies": strategies});
+    if let Some(extra) = settings.as_object() {
+        for (key, value) in extra {
+            v[key] = value.clone();
+        }
+    }
     atomic::write(&json, |w| {
         let text = serde_json::to_string_pretty(&v).map_err(|e| Error::Config(e.to_string()))?;
         w.write_all(text.as_bytes())

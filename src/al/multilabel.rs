@@ -24,7 +24,7 @@ use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, Scaler};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Exclusions, Pool};
-use crate::query::{InputForm, MultiLabel, Query, Strategy};
+use crate::query::{InputForm, Method, MultiLabel, Query, Stochastic, Strategy};
 use crate::rng::splitmix64;
 
 /// A multi-label dataset: N x D features and N x L 0/1 labels.
@@ -237,8 +237,9 @@ fn truth_from_npy(path: &Path, n: usize, features: &Path) -> Result<(Vec<f32>, u
 /// Several strategies, several seeds each, on one multi-label dataset.
 #[derive(Clone, Debug)]
 pub struct MultiLabelSim {
-    /// `random` and multi-label strategies.
-    pub strategies: Vec<Query>,
+    /// `random` and multi-label strategies, which may draw stochastic
+    /// batches (`power-mean-entropy`).
+    pub strategies: Vec<Method>,
     /// Runs per strategy, with seeds `seed`, `seed + 1`, ...
     pub repeats: usize,
     /// The first repeat's seed.
@@ -257,13 +258,17 @@ pub struct MultiLabelSim {
 
 /// Refuses a strategy the loop cannot run, or an impossible setting.
 fn check(cfg: &MultiLabelSim, data: &MultiLabelData) -> Result<()> {
-    for &q in &cfg.strategies {
+    for m in &cfg.strategies {
+        let q = m.query;
         if !matches!(q, Query::Multi(_) | Query::Score(Strategy::Random)) {
             let names: Vec<&str> = MultiLabel::ALL.map(|m| m.name()).to_vec();
             return Err(Error::Config(format!(
                 "{q} is not a multi-label strategy; simulate --task multilabel runs random, {}",
                 names.join(", ")
             )));
+        }
+        if let Some(st) = m.stochastic {
+            Method::new(q, Some(st.kind), st.beta).map_err(Error::Config)?;
         }
     }
     measured::check_sizes(
@@ -283,12 +288,12 @@ pub fn simulate(
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     check(cfg, data)?;
-    measured::run_all(&cfg.strategies, cfg.repeats, progress, &|q, repeat| {
-        one_run(data, cfg, q, repeat)
+    measured::run_all(&cfg.strategies, cfg.repeats, progress, &|m, repeat| {
+        one_run(data, cfg, m, repeat)
     })
 }
 
-fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, q: Query, repeat: usize) -> Result<Run> {
+fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, m: Method, repeat: usize) -> Result<Run> {
     let seed = cfg.seed + repeat as u64;
     let (pool_rows, test) = split(data.rows(), cfg.test_fraction, seed);
     let (x, y) = data.gather(&pool_rows);
@@ -316,14 +321,18 @@ fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, q: Query, repeat: usize) 
             .min(left);
         let t0 = Instant::now();
         let taken = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
-        let picks = match (k, q) {
+        let round_seed = seed ^ rounds.len() as u64;
+        let picks = match (k, m.query) {
             (0, _) => Vec::new(),
-            (_, Query::Multi(m)) => {
+            (_, Query::Multi(q)) => {
                 let cardinality = ly.iter().sum::<f32>() as f64 / labeled.len() as f64;
                 let probs = model.predict_proba(&x)?;
-                select(m, (&probs, l), taken, (k, cardinality))?
+                let job = Job::new(q, InputForm::MultiLabel { logits: false }, k)
+                    .seed(round_seed)
+                    .exclude(taken);
+                select(job, m.drawn(), (&probs, l), cardinality)?
             }
-            _ => measured::random_picks(pool_rows.len(), &taken, k, seed ^ rounds.len() as u64),
+            _ => measured::random_picks(pool_rows.len(), &taken, k, round_seed),
         };
         rounds.push(Round {
             labels: labeled.len(),
@@ -336,7 +345,7 @@ fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, q: Query, repeat: usize) 
         labeled.extend(picks);
     }
     Ok(Run {
-        name: q.name().into(),
+        name: m.name(),
         repeat,
         rounds,
     })
@@ -349,17 +358,20 @@ fn gather(x: &[f32], y: &[f32], (d, l): (usize, usize), rows: &[usize]) -> (Vec<
     (xs.copied().collect(), ys.copied().collect())
 }
 
-/// The next `k` pool rows under the multi-label strategy `m`, through
-/// the door, over the pool's sigmoid outputs (`probs`, `l` wide).
+/// The next rows under `job`, a multi-label strategy's (drawing
+/// `stochastic`'s batch, if any), through the door, over the pool's
+/// sigmoid outputs (`probs`, `l` wide).
 fn select(
-    m: MultiLabel,
+    mut job: Job,
+    stochastic: Option<Stochastic>,
     (probs, l): (&[f32], usize),
-    taken: Exclusions,
-    (k, cardinality): (usize, f64),
+    cardinality: f64,
 ) -> Result<Vec<usize>> {
     let pool = Pool::from_f32(probs, l)?;
-    let mut job = Job::new(m, InputForm::MultiLabel { logits: false }, k).exclude(taken);
-    if m.needs_cardinality() {
+    job.stochastic = stochastic;
+    if let Query::Multi(m) = job.query
+        && m.needs_cardinality()
+    {
         job.label_cardinality = Some(cardinality);
     }
     let sel = crate::api::select(Inputs::probs(&pool), &job, &DoorRun::default())?.selection;

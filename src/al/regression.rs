@@ -20,7 +20,7 @@ use crate::job::Job;
 use crate::learner::regressor::{Ensemble, Regressor};
 use crate::learner::{Mlp, MlpConfig, Scaler};
 use crate::pool::{Exclusions, Pool, SampleLayout, Samples};
-use crate::query::{InputForm, Query, Regression, RegressionInput, Strategy};
+use crate::query::{InputForm, Method, Query, Regression, RegressionInput, Strategy};
 
 /// A regression dataset: N x D features and N finite targets.
 pub struct RegressionData {
@@ -124,8 +124,9 @@ fn gather(x: &[f32], y: &[f32], d: usize, rows: &[usize]) -> (Vec<f32>, Vec<f32>
 /// Several strategies, several seeds each, on one regression dataset.
 #[derive(Clone, Debug)]
 pub struct RegressionSim {
-    /// `random` and regression strategies.
-    pub strategies: Vec<Query>,
+    /// `random` and regression strategies; `std` and `emcm` may draw
+    /// stochastic batches (`power-std`).
+    pub strategies: Vec<Method>,
     /// Runs per strategy, with seeds `seed`, `seed + 1`, ...
     pub repeats: usize,
     /// The first repeat's seed.
@@ -149,7 +150,8 @@ pub struct RegressionSim {
 
 /// Refuses a strategy the loop cannot run, or an impossible setting.
 fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
-    for &q in &cfg.strategies {
+    for m in &cfg.strategies {
+        let q = m.query;
         if !matches!(q, Query::Regress(_) | Query::Score(Strategy::Random)) {
             let names: Vec<&str> = Regression::ALL.map(|r| r.name()).to_vec();
             return Err(Error::Config(format!(
@@ -157,9 +159,16 @@ fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
                 names.join(", ")
             )));
         }
+        if let Some(st) = m.stochastic {
+            Method::new(q, Some(st.kind), st.beta).map_err(Error::Config)?;
+        }
     }
     let ensemble = [Regression::Std, Regression::Emcm].map(Query::Regress);
-    let spread = cfg.strategies.iter().find(|q| ensemble.contains(q));
+    let spread = cfg
+        .strategies
+        .iter()
+        .map(|m| m.query)
+        .find(|q| ensemble.contains(q));
     if let (Some(q), true) = (spread, cfg.mc_samples > 0) {
         let rate = cfg.mlp.dropout;
         if cfg.mc_samples < 2 || rate.is_nan() || rate <= 0.0 || rate >= 1.0 {
@@ -195,8 +204,8 @@ pub fn simulate(
     progress: &dyn Progress,
 ) -> Result<Vec<Run>> {
     check(cfg, data)?;
-    measured::run_all(&cfg.strategies, cfg.repeats, progress, &|q, repeat| {
-        one_run(data, cfg, q, repeat)
+    measured::run_all(&cfg.strategies, cfg.repeats, progress, &|m, repeat| {
+        one_run(data, cfg, m, repeat)
     })
 }
 
@@ -211,7 +220,7 @@ struct Pooled<'a> {
     scaler: Option<Scaler>,
 }
 
-fn one_run(data: &RegressionData, cfg: &RegressionSim, q: Query, repeat: usize) -> Result<Run> {
+fn one_run(data: &RegressionData, cfg: &RegressionSim, m: Method, repeat: usize) -> Result<Run> {
     let seed = cfg.seed + repeat as u64;
     let (pool_rows, test) = split(data.rows(), cfg.test_fraction, seed);
     let (x, y) = data.gather(&pool_rows);
@@ -250,7 +259,7 @@ fn one_run(data: &RegressionData, cfg: &RegressionSim, q: Query, repeat: usize) 
         let t0 = Instant::now();
         let picks = match k {
             0 => Vec::new(),
-            _ => p.select(q, &model, &labeled, k, seed ^ rounds.len() as u64)?,
+            _ => p.select(m, &model, &labeled, k, seed ^ rounds.len() as u64)?,
         };
         rounds.push(Round {
             labels: labeled.len(),
@@ -263,7 +272,7 @@ fn one_run(data: &RegressionData, cfg: &RegressionSim, q: Query, repeat: usize) 
         labeled.extend(picks);
     }
     Ok(Run {
-        name: q.name().into(),
+        name: m.name(),
         repeat,
         rounds,
     })
@@ -287,10 +296,11 @@ impl Pooled<'_> {
         gather(&self.x, &self.y, self.data.dim, rows)
     }
 
-    /// The next `k` pool rows under `q`, through the door.
+    /// The next `k` pool rows under `m`, through the door; `seed` is the
+    /// round's (random's draw, the ensemble's, a stochastic batch's).
     fn select(
         &self,
-        q: Query,
+        m: Method,
         model: &Regressor,
         labeled: &[usize],
         k: usize,
@@ -303,12 +313,16 @@ impl Pooled<'_> {
             Ok(sel.indices().into_iter().map(|i| i as usize).collect())
         };
         let form = |kind| InputForm::Regression(kind);
+        let q = m.query;
         match q {
             Query::Regress(Regression::Std | Regression::Emcm) => {
                 let (t, values) = self.spread(model, labeled, seed)?;
                 let pool = Pool::from_f32(&values, 1)?;
                 let samples = Samples::from_pool(pool, [t, n, 1], SampleLayout::Tnc)?;
-                let job = Job::new(q, form(RegressionInput::Samples), k).exclude(taken);
+                let mut job = Job::new(q, form(RegressionInput::Samples), k)
+                    .seed(seed)
+                    .exclude(taken);
+                job.stochastic = m.drawn();
                 if q == Query::Regress(Regression::Std) {
                     return door(Inputs::samples(&samples), job);
                 }

@@ -203,7 +203,8 @@ pub struct SimulateArgs {
     pub budget: usize,
     /// Strategies to compare [default: random,margin; with --task
     /// regression: random,std,gsx,igs]. Prefix a strategy that scores rows
-    /// (row-wise or disagreement) with power-, softmax- or softrank- to
+    /// (row-wise, disagreement, multi-label, std, emcm) with power-,
+    /// softmax- or softrank- to
     /// draw each batch at random with chances that grow with the scores,
     /// seeded by the round, instead of taking the k best (stochastic batch
     /// acquisition, Kirsch et al. 2023): power-bald is their PowerBALD.
@@ -486,9 +487,10 @@ fn simulate_measured(a: &SimulateArgs) -> anyhow::Result<()> {
     let (runs, strategies, name, metrics) = run_measured(a, x, y)?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("could not create {}", a.out.display()))?;
-    let names: Vec<String> = strategies.iter().map(|q| q.name().into()).collect();
+    let names: Vec<String> = strategies.iter().map(Method::name).collect();
     let summary = measured::summarize(&runs, &names);
-    measured::write(&a.out, (&runs, &summary), &name, &metrics)?;
+    let settings = serde_json::json!({ "stochastic": draws(&strategies) });
+    measured::write(&a.out, (&runs, &summary), (&name, &settings), &metrics)?;
     print!("{}", measured::table(&summary, &metrics));
     eprintln!(
         "alpool: {} runs in {:.1} s; rounds.csv, summary.json and curves.svg in {}",
@@ -506,25 +508,13 @@ fn run_measured(
     a: &SimulateArgs,
     x: &Path,
     y: &Path,
-) -> anyhow::Result<(Vec<measured::Run>, Vec<Query>, String, measured::Metrics)> {
-    if a.beta.is_some() {
-        anyhow::bail!(
-            "--beta sets stochastic batches, which run in the classification loop for now; --task regression and multilabel take the k best"
-        );
-    }
-    if let Some(m) = a.strategies.iter().flatten().find(|m| m.kind.is_some()) {
-        let kind = m.kind.map(StochasticKind::name).unwrap_or_default();
-        anyhow::bail!(
-            "--strategies {kind}-{}: stochastic batches run in the classification loop for now; --task regression and multilabel take the k best",
-            m.query
-        );
-    }
-    let given: Option<Vec<Query>> = a
-        .strategies
-        .as_ref()
-        .map(|list| list.iter().map(|m| m.query).collect());
-    let random = Query::Score(Strategy::Random);
-    let runs_of = |strategies: &[Query], run: &dyn Fn(&dyn alpool::Progress) -> _| {
+) -> anyhow::Result<(Vec<measured::Run>, Vec<Method>, String, measured::Metrics)> {
+    let given: Option<Vec<Method>> = match &a.strategies {
+        Some(list) => Some(methods(list, a.beta, None)?),
+        None => None,
+    };
+    let random = Method::from(Strategy::Random);
+    let runs_of = |strategies: &[Method], run: &dyn Fn(&dyn alpool::Progress) -> _| {
         let bar =
             super::progress::Bar::runs((strategies.len() * a.repeats.max(1)) as u64, "simulate");
         let runs: alpool::Result<Vec<measured::Run>> = run(&bar);
@@ -537,7 +527,7 @@ fn run_measured(
             let default = [Regression::Std, Regression::Gsx, Regression::Igs];
             [random]
                 .into_iter()
-                .chain(default.map(Query::Regress))
+                .chain(default.map(|r| Query::Regress(r).into()))
                 .collect()
         });
         let cfg = RegressionSim {
@@ -562,7 +552,7 @@ fn run_measured(
             let default = [MultiLabel::MeanEntropy, MultiLabel::MinMargin];
             [random]
                 .into_iter()
-                .chain(default.map(Query::Multi))
+                .chain(default.map(|m| Query::Multi(m).into()))
                 .collect()
         });
         let cfg = MultiLabelSim {

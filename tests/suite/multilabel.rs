@@ -437,9 +437,16 @@ fn the_multilabel_loop_pairs_its_strategies_and_repeats_itself() {
     use alpool::al::multilabel::{MultiLabelData, MultiLabelSim, f1_scores, simulate};
     let (x, y) = separable(600, 2);
     let data = MultiLabelData::new(x, y, (2, 3), "separable").unwrap();
-    let strategies: Vec<alpool::Query> = std::iter::once(alpool::Strategy::Random.into())
-        .chain(MultiLabel::ALL.map(alpool::Query::Multi))
+    use alpool::{Method, Query, Stochastic, StochasticKind};
+    let drawn = |m: MultiLabel, kind, beta| Method {
+        query: Query::Multi(m),
+        stochastic: Some(Stochastic::new(kind, beta)),
+    };
+    let mut strategies: Vec<Method> = std::iter::once(alpool::Strategy::Random.into())
+        .chain(MultiLabel::ALL.map(|m| Method::from(Query::Multi(m))))
         .collect();
+    strategies.push(drawn(MultiLabel::MeanEntropy, StochasticKind::Power, 2.0));
+    strategies.push(drawn(MultiLabel::MinMargin, StochasticKind::Softrank, 1.0));
     let cfg = MultiLabelSim {
         strategies: strategies.clone(),
         repeats: 2,
@@ -485,6 +492,9 @@ fn the_multilabel_loop_pairs_its_strategies_and_repeats_itself() {
         r.rounds.iter().map(|x| x.metrics).collect()
     };
     assert_ne!(curve("random"), curve("mean-entropy"));
+    // Drawn batches are not the top k.
+    assert_ne!(curve("power-mean-entropy"), curve("mean-entropy"));
+    assert_ne!(curve("softrank-min-margin"), curve("min-margin"));
     let again = simulate(&data, &cfg, &alpool::Silent).unwrap();
     for (a, b) in runs.iter().zip(&again) {
         let m = |r: &alpool::al::measured::Run| -> Vec<[f64; 2]> {
@@ -492,8 +502,9 @@ fn the_multilabel_loop_pairs_its_strategies_and_repeats_itself() {
         };
         assert_eq!(m(a), m(b), "{} repeat {}", a.name, a.repeat);
     }
-    let names: Vec<String> = strategies.iter().map(|q| q.name().to_string()).collect();
+    let names: Vec<String> = strategies.iter().map(Method::name).collect();
     let summary = summarize(&runs, &names);
+    assert_eq!(summary.len(), strategies.len());
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let aulcs: Vec<f64> = runs
         .iter()
@@ -516,6 +527,12 @@ fn the_multilabel_loop_pairs_its_strategies_and_repeats_itself() {
         .unwrap()
         .to_string();
     assert!(e.contains("margin is not a multi-label strategy"), "{e}");
+    bad.strategies = vec![drawn(MultiLabel::Adaptive, StochasticKind::Power, 0.0)];
+    let e = simulate(&data, &bad, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("beta must be above 0"), "{e}");
     let e = MultiLabelData::new(vec![0.0; 4], vec![1.0, 0.0, 0.5, 1.0], (2, 2), "x");
     let e = e.err().unwrap().to_string();
     assert!(e.contains("row 1, label 0: 0.5 is not 0 or 1"), "{e}");

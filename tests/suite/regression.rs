@@ -971,14 +971,15 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     use alpool::al::regression::{RegressionData, RegressionSim, simulate};
     let (x, y) = smooth(600, 2);
     let data = RegressionData::new(x, y, 2, "smooth").unwrap();
-    let strategies = vec![
-        alpool::Query::Score(alpool::Strategy::Random),
-        alpool::Query::Regress(Regression::Std),
-        alpool::Query::Regress(Regression::Gsx),
-        alpool::Query::Regress(Regression::Gsy),
-        alpool::Query::Regress(Regression::Igs),
-        alpool::Query::Regress(Regression::Emcm),
-    ];
+    use alpool::{Method, Query, Stochastic, StochasticKind};
+    let drawn = |r: Regression, kind, beta| Method {
+        query: Query::Regress(r),
+        stochastic: Some(Stochastic::new(kind, beta)),
+    };
+    let mut strategies: Vec<Method> = vec![alpool::Strategy::Random.into()];
+    strategies.extend(Regression::ALL.map(|r| Method::from(Query::Regress(r))));
+    strategies.push(drawn(Regression::Std, StochasticKind::Power, 2.0));
+    strategies.push(drawn(Regression::Emcm, StochasticKind::Softmax, 2.0));
     let cfg = RegressionSim {
         strategies: strategies.clone(),
         repeats: 2,
@@ -995,7 +996,7 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
         mc_samples: 0,
     };
     let runs = simulate(&data, &cfg, &alpool::Silent).unwrap();
-    assert_eq!(runs.len(), 12);
+    assert_eq!(runs.len(), 16);
     for r in &runs {
         let labels: Vec<usize> = r.rounds.iter().map(|x| x.labels).collect();
         assert_eq!(labels, [10, 25, 40, 55, 70], "{}", r.name);
@@ -1022,9 +1023,24 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
         );
         assert_eq!(ea, eb, "{} repeat {}", a.name, a.repeat);
     }
-    let names: Vec<String> = strategies.iter().map(|q| q.name().to_string()).collect();
+    // The drawn batches are not the top k; at β = ∞ a softmax batch is.
+    let rmse = |runs: &[alpool::al::measured::Run], name: &str, repeat: usize| -> Vec<f64> {
+        let r = runs.iter().find(|r| r.name == name && r.repeat == repeat);
+        r.unwrap().rounds.iter().map(|x| x.metrics[0]).collect()
+    };
+    assert_ne!(rmse(&runs, "power-std", 0), rmse(&runs, "std", 0));
+    assert_ne!(rmse(&runs, "softmax-emcm", 1), rmse(&runs, "emcm", 1));
+    let mut cold = cfg.clone();
+    cold.strategies = vec![drawn(
+        Regression::Std,
+        StochasticKind::Softmax,
+        f64::INFINITY,
+    )];
+    let top = simulate(&data, &cold, &alpool::Silent).unwrap();
+    assert_eq!(rmse(&top, "softmax-std", 1), rmse(&runs, "std", 1));
+    let names: Vec<String> = strategies.iter().map(Method::name).collect();
     let summary = summarize(&runs, &names);
-    assert_eq!(summary.len(), 6);
+    assert_eq!(summary.len(), 8);
     let random = &summary[0];
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
     let aulcs: Vec<f64> = runs
@@ -1035,12 +1051,18 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     assert!((random.aulc_mean[0] - mean(&aulcs)).abs() < 1e-12);
     // Bad settings are named.
     let mut bad = cfg.clone();
-    bad.strategies = vec![alpool::Query::Score(alpool::Strategy::Margin)];
+    bad.strategies = vec![alpool::Strategy::Margin.into()];
     let e = simulate(&data, &bad, &alpool::Silent)
         .err()
         .unwrap()
         .to_string();
     assert!(e.contains("margin is not a regression strategy"), "{e}");
+    bad.strategies = vec![drawn(Regression::Igs, StochasticKind::Power, 1.0)];
+    let e = simulate(&data, &bad, &alpool::Silent)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("power-igs: igs picks a batch itself"), "{e}");
     let mut bad = cfg.clone();
     bad.committee = 1;
     let e = simulate(&data, &bad, &alpool::Silent)
@@ -1050,7 +1072,7 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     assert!(e.contains("--committee must be at least 2"), "{e}");
     // MC dropout instead of the ensemble: the round model's passes.
     let mut mc = cfg.clone();
-    mc.strategies = vec![alpool::Query::Regress(Regression::Std)];
+    mc.strategies = vec![Query::Regress(Regression::Std).into()];
     mc.mc_samples = 5;
     let e = simulate(&data, &mc, &alpool::Silent)
         .err()
@@ -1092,7 +1114,9 @@ fn simulate_regression_on_diamonds_writes_its_curves() {
             "--labels",
             y.to_str().unwrap(),
             "--strategies",
-            "random,igs,std",
+            "random,igs,std,power-std",
+            "--beta",
+            "2",
             "--budget",
             "120",
             "--batch-size",
@@ -1124,7 +1148,13 @@ fn simulate_regression_on_diamonds_writes_its_curves() {
     assert_eq!(rounds("a/rounds.csv"), rounds("b/rounds.csv"));
     let summary: serde_json::Value = serde_json::from_str(&read("a/summary.json")).unwrap();
     let strategies = summary["strategies"].as_array().unwrap();
-    assert_eq!(strategies.len(), 3);
+    assert_eq!(strategies.len(), 4);
+    assert_eq!(strategies[3]["strategy"], "power-std");
+    let drawn = &summary["stochastic"][0];
+    assert_eq!(
+        (&drawn["strategy"], &drawn["beta"]),
+        (&"power-std".into(), &2.0.into())
+    );
     for s in strategies {
         let curve = s["curve"].as_array().unwrap();
         let labels: Vec<u64> = curve.iter().map(|c| c[0].as_u64().unwrap()).collect();
@@ -1142,20 +1172,29 @@ fn simulate_regression_on_diamonds_writes_its_curves() {
         &[vec![0.0], vec![1.0], vec![2.0]],
         1,
     );
-    let o = common::alpool(&[
-        "simulate",
-        "--task",
-        "regression",
-        "--features",
-        t.path().join("x.npy").to_str().unwrap(),
-        "--labels",
-        t.path().join("y.npy").to_str().unwrap(),
-        "--out",
-        t.path().join("o").to_str().unwrap(),
-    ]);
-    let err = common::stderr(&o);
-    assert!(
-        !o.status.success() && err.contains("row 1: the target is NaN"),
-        "{err}"
-    );
+    let refused = |strategies: &str, says: &str| {
+        let (x, y, out) = (
+            t.path().join("x.npy"),
+            t.path().join("y.npy"),
+            t.path().join("o"),
+        );
+        let o = common::alpool(&[
+            "simulate",
+            "--task",
+            "regression",
+            "--features",
+            x.to_str().unwrap(),
+            "--labels",
+            y.to_str().unwrap(),
+            "--strategies",
+            strategies,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = common::stderr(&o);
+        assert!(!o.status.success() && err.contains(says), "{err}");
+    };
+    refused("random,std,gsx,igs", "row 1: the target is NaN");
+    // Greedy sampling picks its batch itself: no stochastic prefix.
+    refused("random,power-igs", "power-igs: igs picks a batch itself");
 }
