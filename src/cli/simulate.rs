@@ -305,6 +305,10 @@ pub fn parse_range(s: &str) -> anyhow::Result<std::ops::Range<usize>> {
 }
 
 pub fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    if a.strategies.is_none() && a.beta.is_some() {
+        // The default strategies draw nothing for --beta to set.
+        methods(&[], a.beta, None)?;
+    }
     if a.task != TaskArg::Classification {
         return simulate_measured(&a);
     }

@@ -231,7 +231,7 @@ pub struct NextArgs {
     /// batch of top-scored items is often redundant. Seeded by --seed and
     /// the labels so far, so running the round again draws the same
     /// batch. For strategies that score items (row-wise, disagreement,
-    /// multi-label, std); the round is recorded as KIND-STRATEGY.
+    /// multi-label, std, emcm); the round is recorded as KIND-STRATEGY.
     #[arg(long, value_enum, value_name = "KIND")]
     pub stochastic: Option<StochasticArg>,
     /// --stochastic's inverse temperature (> 0): larger follows the scores
