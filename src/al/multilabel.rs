@@ -267,9 +267,7 @@ fn check(cfg: &MultiLabelSim, data: &MultiLabelData) -> Result<()> {
                 names.join(", ")
             )));
         }
-        if let Some(st) = m.stochastic {
-            Method::new(q, Some(st.kind), st.beta).map_err(Error::Config)?;
-        }
+        m.check().map_err(Error::Config)?;
     }
     measured::check_sizes(
         data.rows(),

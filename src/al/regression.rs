@@ -159,9 +159,7 @@ fn check(cfg: &RegressionSim, data: &RegressionData) -> Result<()> {
                 names.join(", ")
             )));
         }
-        if let Some(st) = m.stochastic {
-            Method::new(q, Some(st.kind), st.beta).map_err(Error::Config)?;
-        }
+        m.check().map_err(Error::Config)?;
     }
     let ensemble = [Regression::Std, Regression::Emcm].map(Query::Regress);
     let spread = cfg

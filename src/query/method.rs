@@ -43,21 +43,27 @@ impl Method {
     /// `beta` if a kind is given; refuses a kind on random (the uniform
     /// baseline), on a strategy that picks its own batch, and β ≤ 0.
     pub fn new(query: Query, kind: Option<StochasticKind>, beta: f64) -> Result<Method, String> {
-        let Some(kind) = kind else {
-            return Ok(query.into());
+        let m = Method {
+            query,
+            stochastic: kind.map(|k| Stochastic::new(k, beta)),
         };
-        let st = Stochastic::new(kind, beta);
-        let name = format!("{kind}-{query}");
-        if query == Query::Score(Strategy::Random) {
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Refuses a stochastic batch on random (the uniform baseline), on a
+    /// strategy that picks its own batch, and β ≤ 0, naming the method.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(st) = self.stochastic else {
+            return Ok(());
+        };
+        let name = format!("{}-{}", st.kind, self.query);
+        if self.query == Query::Score(Strategy::Random) {
             return Err(format!(
                 "{name}: random is the uniform baseline and draws no stochastic batch"
             ));
         }
-        st.check_for(query).map_err(|e| format!("{name}: {e}"))?;
-        Ok(Method {
-            query,
-            stochastic: Some(st),
-        })
+        st.check_for(self.query).map_err(|e| format!("{name}: {e}"))
     }
 
     /// A name's stochastic kind prefix, if any, and the strategy's name

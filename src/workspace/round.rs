@@ -149,9 +149,7 @@ pub fn next_round(
     let format = BatchFormat::from_path(&opts.out)?;
     check_kind(&ws.vocab()?, opts.strategy)?;
     check_samples(opts)?;
-    if let Some(st) = opts.stochastic {
-        Method::new(opts.strategy, Some(st.kind), st.beta).map_err(Error::Config)?;
-    }
+    opts.method().check().map_err(Error::Config)?;
     let seq = ws.label_seq()?;
     let labels = ws.labels()?;
     let skipped = if opts.reselect_skipped {

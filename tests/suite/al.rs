@@ -425,26 +425,38 @@ fn digits_npy(dir: &std::path::Path) -> (PathBuf, PathBuf) {
     (x, y)
 }
 
+/// `alpool simulate` on `x` and `y`, writing to `out`, with `extra` flags.
+fn simulate_on(
+    (x, y, out): (&std::path::Path, &std::path::Path, &std::path::Path),
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["simulate", "--features", x.to_str().unwrap()];
+    args.extend([
+        "--labels",
+        y.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    common::alpool(&args)
+}
+
 #[test]
 fn simulate_writes_its_reports() {
     let dir = tempfile::tempdir().unwrap();
     let (x, y) = digits_npy(dir.path());
     let out: PathBuf = dir.path().join("out");
-    let o = common::alpool(&[
-        "simulate",
-        "--features",
-        x.to_str().unwrap(),
-        "--labels",
-        y.to_str().unwrap(),
-        "--budget",
-        "50",
-        "--strategies",
-        "random,least-confidence",
-        "--repeats",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = simulate_on(
+        (&x, &y, &out),
+        &[
+            "--budget",
+            "50",
+            "--strategies",
+            "random,least-confidence",
+            "--repeats",
+            "2",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     let table = common::stdout(&o);
     assert!(
@@ -480,23 +492,8 @@ fn simulate_names_its_stochastic_batches() {
     let (x, y) = digits_npy(dir.path());
     let out: PathBuf = dir.path().join("out");
     let args = |strategies: &str| {
-        common::alpool(&[
-            "simulate",
-            "--features",
-            x.to_str().unwrap(),
-            "--labels",
-            y.to_str().unwrap(),
-            "--budget",
-            "40",
-            "--strategies",
-            strategies,
-            "--beta",
-            "4",
-            "--repeats",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+        let flags = ["--budget", "40", "--strategies", strategies, "--beta", "4"];
+        simulate_on((&x, &y, &out), &[&flags[..], &["--repeats", "1"]].concat())
     };
     let o = args("random,softmax-margin");
     assert!(o.status.success(), "{}", common::stderr(&o));

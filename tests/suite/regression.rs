@@ -1097,6 +1097,21 @@ fn the_regression_loop_pairs_its_strategies_and_repeats_itself() {
     );
 }
 
+/// `alpool simulate --task regression` on `x` and `y`, writing to `out`,
+/// with `extra` flags.
+fn simulate_regression((x, y, out): (&Path, &Path, &Path), extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["simulate", "--task", "regression"];
+    args.extend([
+        "--features",
+        x.to_str().unwrap(),
+        "--labels",
+        y.to_str().unwrap(),
+    ]);
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    common::alpool(&args)
+}
+
 #[test]
 fn simulate_regression_on_diamonds_writes_its_curves() {
     let Some(dir) = common::shared_data("diamonds") else {
@@ -1105,29 +1120,23 @@ fn simulate_regression_on_diamonds_writes_its_curves() {
     let out = tempfile::tempdir().unwrap();
     let (x, y) = (dir.join("X.npy"), dir.join("y.npy"));
     let run = |folder: &Path| {
-        let o = common::alpool(&[
-            "simulate",
-            "--task",
-            "regression",
-            "--features",
-            x.to_str().unwrap(),
-            "--labels",
-            y.to_str().unwrap(),
-            "--strategies",
-            "random,igs,std,power-std",
-            "--beta",
-            "2",
-            "--budget",
-            "120",
-            "--batch-size",
-            "25",
-            "--repeats",
-            "1",
-            "--committee",
-            "3",
-            "--out",
-            folder.to_str().unwrap(),
-        ]);
+        let o = simulate_regression(
+            (&x, &y, folder),
+            &[
+                "--strategies",
+                "random,igs,std,power-std",
+                "--beta",
+                "2",
+                "--budget",
+                "120",
+                "--batch-size",
+                "25",
+                "--repeats",
+                "1",
+                "--committee",
+                "3",
+            ],
+        );
         assert!(o.status.success(), "{}", common::stderr(&o));
         common::stdout(&o)
     };
@@ -1178,19 +1187,7 @@ fn simulate_regression_on_diamonds_writes_its_curves() {
             t.path().join("y.npy"),
             t.path().join("o"),
         );
-        let o = common::alpool(&[
-            "simulate",
-            "--task",
-            "regression",
-            "--features",
-            x.to_str().unwrap(),
-            "--labels",
-            y.to_str().unwrap(),
-            "--strategies",
-            strategies,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let o = simulate_regression((&x, &y, &out), &["--strategies", strategies]);
         let err = common::stderr(&o);
         assert!(!o.status.success() && err.contains(says), "{err}");
     };
