@@ -579,6 +579,17 @@ pub struct ServeArgs {
     /// Batch size of each retrain's round (written to batches/next.json).
     #[arg(short, default_value_t = 100)]
     pub k: usize,
+    /// Draw each retrain's batch (batches/next.json) at random, favouring
+    /// informative items, instead of taking the k best, as `next
+    /// --stochastic` does: the same labels and --seed draw the same batch.
+    /// The prediction scores Label Studio orders its queue by stay the
+    /// plain scores.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub stochastic: Option<StochasticArg>,
+    /// --stochastic's inverse temperature (> 0): larger follows the scores
+    /// more closely; "inf" is the plain top k.
+    #[arg(long, value_name = "B", default_value_t = 1.0, requires = "stochastic")]
+    pub beta: f64,
     /// Agreement needed among several annotators (as for ingest).
     #[arg(long, default_value_t = 0.5, value_parser = agreement)]
     pub agreement: f64,
@@ -667,6 +678,7 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<()> {
         mc_samples: a.mc_samples,
         retrain_every: a.retrain_every,
         k: a.k,
+        stochastic: a.stochastic.map(|s| Stochastic::new(s.into(), a.beta)),
         ingest: IngestOptions {
             overwrite: a.overwrite,
             agreement: a.agreement,

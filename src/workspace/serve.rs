@@ -42,7 +42,7 @@ use crate::learner::{Mlp, MlpConfig};
 use crate::pool::Pool;
 #[cfg(feature = "fuzz")]
 use crate::query::Strategy;
-use crate::query::{Query, Use};
+use crate::query::{Query, Stochastic, Use};
 use crate::score::random_priority;
 use crate::{Inputs, score};
 
@@ -66,6 +66,11 @@ pub struct ServeOptions {
     pub retrain_every: usize,
     /// Batch size of the rounds retraining runs.
     pub k: usize,
+    /// Draw each retrain's batch instead of taking its k best, as `next
+    /// --stochastic` does (the same draw for the same labels and seed).
+    /// Label Studio's prediction scores stay the plain scores: the queue it
+    /// orders by them is not drawn.
+    pub stochastic: Option<Stochastic>,
     /// How annotations become labels.
     pub ingest: IngestOptions,
     /// The model retrained on them.
@@ -100,7 +105,7 @@ impl ServeOptions {
             reselect_skipped: self.reselect_skipped,
             mc_samples: self.mc_samples,
             committee: 0,
-            stochastic: None,
+            stochastic: self.stochastic,
         }
     }
 }
@@ -183,7 +188,9 @@ pub fn serve(
             opts.strategy
         )));
     }
-    super::round::check_samples(&opts.next_options(dir))?;
+    let round = opts.next_options(dir);
+    super::round::check_samples(&round)?;
+    round.method().check().map_err(Error::Config)?;
     // Every check of the project runs before the server listens: a refusal
     // leaves nothing behind.
     let live = match &opts.live {
@@ -850,6 +857,7 @@ impl Unplugged {
             mc_samples: 0,
             retrain_every: 1,
             k: 2,
+            stochastic: None,
             ingest: IngestOptions::default(),
             learner,
             seed: 0,

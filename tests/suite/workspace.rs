@@ -695,6 +695,59 @@ fn next_draws_stochastic_batches() {
     }
 }
 
+/// A retrain of `serve --stochastic` writes the batch `next --stochastic`
+/// draws from the same labels and seed (and not the top k); a strategy
+/// that cannot be drawn is refused before the server listens.
+#[test]
+fn serve_draws_the_batch_next_draws() {
+    let (features, y, _keep) = embedded();
+    let args = ["-k", "30", "-s", "margin", "--seed", "3"];
+    let power = ["--stochastic", "power", "--beta", "2"];
+    let next = |extra: &[&str]| -> Vec<String> {
+        let t = tempfile::tempdir().unwrap();
+        let ws = init(t.path(), &features, &y, 20);
+        let out = t.path().join("b.csv");
+        let w = ws.to_str().unwrap();
+        ok(&[
+            &["next", w, "--out", out.to_str().unwrap()][..],
+            &args,
+            extra,
+        ]
+        .concat());
+        batch_ids(&out)
+    };
+    let t = tempfile::tempdir().unwrap();
+    let ws = init(t.path(), &features, &y, 20);
+    let server = common::Served::start(
+        &ws,
+        &[&args[..], &power, &["--retrain-every", "0"]].concat(),
+    );
+    let (status, body) = server.post("/train", &serde_json::json!({}));
+    assert!(status < 300, "{status}: {body}");
+    let file = ws.join("batches").join("next.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let served: Vec<String> = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if let Ok(tasks) = serde_json::from_str::<Vec<serde_json::Value>>(&text) {
+            break tasks
+                .iter()
+                .map(|t| t["data"]["alpool_id"].as_str().unwrap().to_string())
+                .collect();
+        }
+        assert!(std::time::Instant::now() < deadline, "no batch after 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(server);
+    assert_eq!(served.len(), 30);
+    assert_eq!(served, next(&power), "the retrain's draw is next's");
+    assert_ne!(served, next(&[]), "the top k, not a draw");
+    let err = common::serve_refused(
+        ws.to_str().unwrap(),
+        &["-s", "badge", "--stochastic", "power"],
+    );
+    assert!(err.contains("badge"), "{err}");
+}
+
 /// The ML backend serving `ws` with bald over the round's MC-dropout
 /// passes gives each task of the round's batch (the CSV `batch`), asked
 /// for in reverse, its score in the batch, negated for Label Studio.
