@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -404,6 +405,30 @@ def refused(cli: Path, ws: Path, studio: Studio, project: int, key: str = TOKEN)
     with pytest.raises(OSError):
         call("GET", f"http://127.0.0.1:{port}/health", timeout=2)
     return r.stderr
+
+
+def test_a_drawn_queue_follows_the_draw(cli: Path, studio: Studio, tmp_path: Path) -> None:
+    """`serve --stochastic power`: Label Studio's queue starts with the
+    batch `next --stochastic power` draws from the same labels (on a copy
+    of the workspace), not with the plain top k."""
+    ws, _ = make_workspace(cli, tmp_path / "a", seed=8)
+    draw = ["--stochastic", "power", "--beta", "2"]
+    batches = {}
+    for name, extra in (("drawn", draw), ("plain", [])):
+        copy = tmp_path / name / "ws"
+        shutil.copytree(ws, copy)
+        alpool(cli, "next", copy, "-k", 100, "--out", tmp_path / f"{name}.json", *extra)
+        batches[name] = [
+            t["data"]["alpool_index"] for t in json.loads((tmp_path / f"{name}.json").read_text())
+        ]
+    assert batches["drawn"] != batches["plain"], "a draw, not the top k"
+    project = project_for(cli, studio, ws, "drawn")
+    server = Live(cli, ws, studio, project, "--retrain-every", 0, "-k", 100, *draw)
+    try:
+        check_round(studio, project, server, 0)
+        assert queue(studio, project) == batches["drawn"], "the queue is the draw"
+    finally:
+        server.stop()
 
 
 def test_starts_it_refuses(cli: Path, studio: Studio, tmp_path: Path) -> None:

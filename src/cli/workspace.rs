@@ -582,8 +582,9 @@ pub struct ServeArgs {
     /// Draw each retrain's batch (batches/next.json) at random, favouring
     /// informative items, instead of taking the k best, as `next
     /// --stochastic` does: the same labels and --seed draw the same batch.
-    /// The prediction scores Label Studio orders its queue by stay the
-    /// plain scores.
+    /// A live queue (--project) follows the draw, the batch first, so
+    /// annotators working through it between trainings are not given a run
+    /// of near-duplicates; /predict still answers each task's plain score.
     #[arg(long, value_enum, value_name = "KIND")]
     pub stochastic: Option<StochasticArg>,
     /// --stochastic's inverse temperature (> 0): larger follows the scores

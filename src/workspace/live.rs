@@ -62,7 +62,7 @@ use crate::features::FeaturePool;
 use crate::job::Job;
 use crate::learner::Mlp;
 use crate::pool::Exclusions;
-use crate::query::{Query, Strategy, Use};
+use crate::query::{Query, Stochastic, Strategy, Use};
 use crate::{Device, Inputs, Run};
 
 /// The Data Manager tab `register` keeps.
@@ -550,6 +550,9 @@ pub struct PlanOptions {
     pub seed: u64,
     /// `next`'s MC-dropout passes, for the strategies that read samples.
     pub mc_samples: usize,
+    /// `next`'s stochastic batch: the queue is then the draw's order, whose
+    /// first k are the batch `next` draws.
+    pub stochastic: Option<Stochastic>,
 }
 
 impl Live {
@@ -863,6 +866,9 @@ pub fn ranking(
             .seed(seed)
             .exclude(exclusions);
         job.label_cardinality = ws.label_cardinality(&vocab)?;
+        // Gumbel-top-k keys each row once, whatever k: a draw of every row
+        // is the order whose first k are any k's draw.
+        job.stochastic = plan.stochastic;
         let run = Run {
             device: Device::Cpu,
             adapter: None,

@@ -67,9 +67,9 @@ pub struct ServeOptions {
     /// Batch size of the rounds retraining runs.
     pub k: usize,
     /// Draw each retrain's batch instead of taking its k best, as `next
-    /// --stochastic` does (the same draw for the same labels and seed).
-    /// Label Studio's prediction scores stay the plain scores: the queue it
-    /// orders by them is not drawn.
+    /// --stochastic` does (the same draw for the same labels and seed). A
+    /// live queue is then the draw's order, the batch first; `/predict`
+    /// still answers each task's plain score.
     pub stochastic: Option<Stochastic>,
     /// How annotations become labels.
     pub ingest: IngestOptions,
@@ -721,6 +721,7 @@ fn push_forever(shared: &Arc<Shared>) {
         strategy: shared.opts.strategy,
         seed: shared.opts.seed,
         mc_samples: shared.opts.mc_samples,
+        stochastic: shared.opts.stochastic,
     };
     let (mut seen, mut backoff) = (0, Duration::from_secs(1));
     loop {

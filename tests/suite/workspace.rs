@@ -748,6 +748,66 @@ fn serve_draws_the_batch_next_draws() {
     assert!(err.contains("badge"), "{err}");
 }
 
+/// The live queue's order under `serve --stochastic` is the draw's: its
+/// first k are the batch `next --stochastic` drew for the round, as the
+/// plain queue's first k are the plain batch; the two differ.
+#[test]
+fn a_drawn_live_queue_starts_with_the_drawn_batch() {
+    use alpool::workspace::live::{PlanOptions, ranking};
+    let (features, y, _keep) = embedded();
+    for draw in [
+        None,
+        Some(alpool::Stochastic::new(alpool::StochasticKind::Power, 2.0)),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let ws = init(t.path(), &features, &y, 20);
+        let out = t.path().join("b.csv");
+        let w = ws.to_str().unwrap();
+        let mut args = vec![
+            "next",
+            w,
+            "-k",
+            "30",
+            "--seed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if draw.is_some() {
+            args.extend(["--stochastic", "power", "--beta", "2"]);
+        }
+        ok(&args);
+        let batch: Vec<usize> = batch_ids(&out).iter().map(|i| i.parse().unwrap()).collect();
+        let db = rusqlite::Connection::open(ws.join("alpool.db")).unwrap();
+        let round: i64 = db
+            .query_row("SELECT MAX(round) FROM rounds", [], |r| r.get(0))
+            .unwrap();
+        drop(db);
+        let opened = Workspace::open(&ws, Duration::from_secs(5)).unwrap();
+        let plan = PlanOptions {
+            strategy: alpool::Strategy::Margin.into(),
+            seed: 3,
+            mc_samples: 0,
+            stochastic: draw,
+        };
+        let queue: Vec<usize> = ranking(&opened, round, plan, false)
+            .unwrap()
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect();
+        assert_eq!(queue.len(), y.len() - 20, "every unlabeled item, once");
+        assert_eq!(queue[..30], batch[..], "{draw:?}");
+        if draw.is_some() {
+            let plain = PlanOptions {
+                stochastic: None,
+                ..plan
+            };
+            let top = ranking(&opened, round, plain, false).unwrap();
+            assert_ne!(top[..30].iter().map(|r| r.0).collect::<Vec<_>>(), batch);
+        }
+    }
+}
+
 /// The ML backend serving `ws` with bald over the round's MC-dropout
 /// passes gives each task of the round's batch (the CSV `batch`), asked
 /// for in reverse, its score in the batch, negated for Label Studio.
