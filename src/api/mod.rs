@@ -95,9 +95,9 @@ impl<'a> Inputs<'a> {
     }
 
     /// T MC-dropout passes of `model` over its N x D feature files (Gal and
-    /// Ghahramani 2016): dropout stays on at inference, with masks drawn
-    /// from `seed` per (pass, global row, layer, unit) (see
-    /// [`crate::learner::McPass`]), and each pass's probabilities of a
+    /// Ghahramani 2016): dropout stays on at inference, with one mask a
+    /// pass drawn from `seed` per (pass, layer, unit), the same for every
+    /// row (see [`crate::learner::McPass`]), and each pass's probabilities of a
     /// block are one of its T samples, for the disagreement strategies;
     /// no T x N x C array is held. The model must have been trained with
     /// dropout.

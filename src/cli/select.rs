@@ -176,8 +176,9 @@ pub struct PoolArgs {
     /// MC dropout (Gal and Ghahramani 2016): T passes of the --model (one,
     /// trained with --dropout) with dropout kept on at inference are the
     /// samples the disagreement strategies (bald, mean-std, …) read, block
-    /// by block, with no T x N x C array. The masks are seeded by --seed
-    /// per (pass, global row, layer, unit): the same samples on any
+    /// by block, with no T x N x C array. Each pass is one thinned network,
+    /// the same for every row (consistent masks, as BatchBALD needs),
+    /// seeded by --seed per (pass, layer, unit): the same samples on any
     /// machine, thread count or shard split.
     #[arg(long, value_name = "T", requires = "model")]
     pub mc_samples: Option<usize>,
