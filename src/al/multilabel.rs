@@ -24,7 +24,7 @@ use crate::job::Job;
 use crate::learner::{Mlp, MlpConfig, Scaler};
 use crate::pool::npy::{self, DType};
 use crate::pool::{Exclusions, Pool};
-use crate::query::{InputForm, Method, MultiLabel, Query, Stochastic, Strategy};
+use crate::query::{InputForm, Method, MultiLabel, Query, Strategy};
 use crate::rng::splitmix64;
 
 /// A multi-label dataset: N x D features and N x L 0/1 labels.
@@ -325,10 +325,11 @@ fn one_run(data: &MultiLabelData, cfg: &MultiLabelSim, m: Method, repeat: usize)
             (_, Query::Multi(q)) => {
                 let cardinality = ly.iter().sum::<f32>() as f64 / labeled.len() as f64;
                 let probs = model.predict_proba(&x)?;
-                let job = Job::new(q, InputForm::MultiLabel { logits: false }, k)
+                let mut job = Job::new(q, InputForm::MultiLabel { logits: false }, k)
                     .seed(round_seed)
                     .exclude(taken);
-                select(job, m.drawn(), (&probs, l), cardinality)?
+                job.stochastic = m.drawn();
+                select(job, (&probs, l), cardinality)?
             }
             _ => measured::random_picks(pool_rows.len(), &taken, k, round_seed),
         };
@@ -356,17 +357,11 @@ fn gather(x: &[f32], y: &[f32], (d, l): (usize, usize), rows: &[usize]) -> (Vec<
     (xs.copied().collect(), ys.copied().collect())
 }
 
-/// The next rows under `job`, a multi-label strategy's (drawing
-/// `stochastic`'s batch, if any), through the door, over the pool's
-/// sigmoid outputs (`probs`, `l` wide).
-fn select(
-    mut job: Job,
-    stochastic: Option<Stochastic>,
-    (probs, l): (&[f32], usize),
-    cardinality: f64,
-) -> Result<Vec<usize>> {
+/// The next rows under `job`, a multi-label strategy's (its top k or its
+/// stochastic batch), through the door, over the pool's sigmoid outputs
+/// (`probs`, `l` wide).
+fn select(mut job: Job, (probs, l): (&[f32], usize), cardinality: f64) -> Result<Vec<usize>> {
     let pool = Pool::from_f32(probs, l)?;
-    job.stochastic = stochastic;
     if let Query::Multi(m) = job.query
         && m.needs_cardinality()
     {
