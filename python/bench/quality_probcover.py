@@ -1,5 +1,5 @@
-"""ProbCover on MNIST's PCA features: alpool's against scikit-activeml's, on
-one sub-pool, against random.
+"""ProbCover and TypiClust on MNIST's PCA features: alpool's against
+scikit-activeml's, on one sub-pool, against random.
 
 Usage: python quality_probcover.py [POOL_ROWS] [DATA_DIR]
 
@@ -12,7 +12,10 @@ regression, 10 to 100 labels). Each ProbCover chooses δ by purity 0.95 over
 2.0) and over a finer, wider one (0.25 to 12), alpool by its own search.
 Prints δ, how the first 100 picks spread over the digits, and each side's
 AULC (the mean test accuracy over the ten budgets) against random's over 3
-seeds. Then, with δ given, the first pick where the two sequences part,
+seeds. TypiClust on both sides labels 10 rows a round (|L| + 10 k-means
+clusters a round, as ``quality_coldstart.py`` runs it), 3 seeds each;
+scikit-activeml's takes its defaults (scikit-learn's k-means, typicality
+over the 5 nearest neighbours). Then, with δ given, the first pick where the two sequences part,
 and whether it is a tie in newly covered rows (scikit-activeml breaks ties
 at random, alpool to the lower row).
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from quality_coldstart import accuracy, load
-from skactiveml.pool import ProbCover
+from skactiveml.pool import ProbCover, TypiClust
 
 import alpool
 
@@ -44,6 +47,24 @@ def skactiveml(z: np.ndarray, deltas: np.ndarray | None) -> tuple[np.ndarray, fl
         warnings.simplefilter("ignore")
         picks = qs.query(z.astype(np.float64), np.full(len(z), np.nan), batch_size=100)
     return np.asarray(picks), float(qs.delta_max_), time.perf_counter() - t0
+
+
+def typiclust_rounds(z: np.ndarray, y: np.ndarray, seed: int, ours: bool) -> np.ndarray:
+    labeled: list[int] = []
+    for _ in BUDGETS:
+        if ours:
+            picks = alpool.select(
+                embeddings=z, strategy="typiclust", k=10, exclude=labeled, seed=seed
+            )[0]
+        else:
+            known = np.full(len(z), np.nan)
+            known[labeled] = y[labeled]
+            qs = TypiClust(random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                picks = qs.query(z, known, batch_size=10)
+        labeled += np.asarray(picks).tolist()
+    return np.asarray(labeled)
 
 
 def main() -> None:
@@ -70,6 +91,14 @@ def main() -> None:
         print(
             f"{label:42s} AULC {aulc(z, y, picks, zt, yt):.4f}  "
             f"digits of the 100 picks {digits}  ({secs:.1f} s)"
+        )
+
+    for label, ours_side in [("alpool typiclust", True), ("scikit-activeml TypiClust", False)]:
+        t0 = time.perf_counter()
+        scores = [aulc(z, y, typiclust_rounds(z, y, s, ours_side), zt, yt) for s in range(3)]
+        print(
+            f"{label + ' (3 seeds)':42s} AULC {np.mean(scores):.4f} ± {np.std(scores):.4f}  "
+            f"({time.perf_counter() - t0:.1f} s)"
         )
 
     for delta in [runs[2][2], 6.0]:
