@@ -47,6 +47,23 @@ fn run_door(
     })
 }
 
+/// What the strategy built on the way (ProbCover's δ, graph and coverage,
+/// k-means' iterations): the CLI prints these on stderr; here they go to
+/// the `alpool` logger at INFO, so a script sees them with logging on and
+/// stays quiet without.
+fn log_notes(py: Python<'_>, sel: &Selection) -> PyResult<()> {
+    if sel.notes.is_empty() {
+        return Ok(());
+    }
+    let logger = py
+        .import("logging")?
+        .call_method1("getLogger", ("alpool",))?;
+    for note in &sel.notes {
+        logger.call_method1("info", (note,))?;
+    }
+    Ok(())
+}
+
 /// select(inputs, options) -> (indices, scores)
 #[pyfunction]
 pub fn select<'py>(
@@ -54,7 +71,9 @@ pub fn select<'py>(
     inputs: RawInputs<'py>,
     options: Options<'py>,
 ) -> PyResult<Selected<'py>> {
-    Ok(arrays(py, &run_door(py, &inputs, &options, false)?))
+    let sel = run_door(py, &inputs, &options, false)?;
+    log_notes(py, &sel)?;
+    Ok(arrays(py, &sel))
 }
 
 /// select_part(inputs, options) -> (priorities, global rows): one shard's

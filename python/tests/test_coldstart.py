@@ -3,6 +3,7 @@ and ProbCover against scikit-activeml's own (the real package from PyPI)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -61,6 +62,19 @@ def test_probcover_equals_a_numpy_reference() -> None:
     for labeled in ([], [2, 30]):
         idx, _ = alpool.select(embeddings=x, strategy="probcover", k=6, delta=1.2, exclude=labeled)
         assert idx.tolist() == probcover_reference(x, 6, 1.2, labeled)
+
+
+def test_probcover_logs_its_delta_graph_and_coverage(caplog: pytest.LogCaptureFixture) -> None:
+    x = blobs(90, 5, 1)
+    with caplog.at_level(logging.INFO, logger="alpool"):
+        idx, _ = alpool.select(embeddings=x, strategy="probcover", k=6, delta=1.2, exclude=[2])
+    covered = sum(
+        any(canonical_sq(x[y], x[p]) < 1.44 for p in [2, *idx.tolist()]) for y in range(len(x))
+    )
+    assert 6 < covered < len(x)
+    assert [r.name for r in caplog.records] == ["alpool"]
+    assert "δ = 1.200000 (given)" in caplog.text
+    assert f"the labeled rows and the picks cover {covered} of 90 rows" in caplog.text
 
 
 # scikit-activeml warns that one delta given leaves its purity unmeasured.

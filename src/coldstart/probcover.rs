@@ -97,15 +97,20 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
             closest.sqrt()
         )));
     }
+    let (picks, covered) = cover(&graph, job);
+    // Coverage is what ProbCover maximizes: a δ whose balls cover little
+    // of the pool at this budget picks from the densest regions alone
+    // (MNIST's PCA features, docs/coldstart.md), so the user sees it.
     let note = format!(
-        "probcover: δ = {:.6} ({how}); {} edges (self-loops included, {:.1} per row), {:.1} MiB",
+        "probcover: δ = {:.6} ({how}); {} edges (self-loops included, {:.1} per row), {:.1} MiB; the labeled rows and the picks cover {covered} of {n} rows ({:.1}%)",
         delta2.sqrt(),
         graph.edges(),
         graph.edges() as f64 / n as f64,
-        graph.bytes() as f64 / (1u64 << 20) as f64
+        graph.bytes() as f64 / (1u64 << 20) as f64,
+        100.0 * covered as f64 / n as f64
     );
     Ok(Picked {
-        picks: cover(&graph, job),
+        picks,
         refined,
         note,
     })
@@ -407,16 +412,20 @@ fn next_up(v: f32) -> f32 {
     f32::from_bits(if v > 0.0 { b + 1 } else { b - 1 })
 }
 
-/// Greedy maximum coverage from the labeled rows' balls.
-fn cover(g: &Graph, job: &Job) -> Vec<(u64, f64)> {
+/// Greedy maximum coverage from the labeled rows' balls: the picks (row,
+/// rows newly covered) and how many rows the labeled rows and the picks
+/// cover.
+fn cover(g: &Graph, job: &Job) -> (Vec<(u64, f64)>, u64) {
     let n = g.offsets.len() - 1;
     let mut gain: Vec<u64> = (0..n).map(|r| g.of(r).len() as u64).collect();
     let mut covered = vec![false; n];
     let mut open = vec![true; n];
+    let mut total = 0u64;
     let mut take = |p: usize, gain: &mut Vec<u64>, open: &mut Vec<bool>| {
         open[p] = false;
         for &y in g.of(p) {
             if !std::mem::replace(&mut covered[y as usize], true) {
+                total += 1;
                 for &x in g.of(y as usize) {
                     gain[x as usize] -= 1;
                 }
@@ -450,7 +459,7 @@ fn cover(g: &Graph, job: &Job) -> Vec<(u64, f64)> {
         picks.push((p as u64, gain[p] as f64));
         take(p, &mut gain, &mut open);
     }
-    picks
+    (picks, total)
 }
 
 /// δ² for `purity` over a k-means with `classes` clusters, how it was

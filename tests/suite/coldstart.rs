@@ -765,6 +765,13 @@ fn cold_start_from_the_command_line() {
         .collect();
     let d2 = delta2_ref(&x, 4, 0.95, 0);
     assert_eq!(rows, probcover_ref(&x, &[], 4, d2, 0));
+    // The note says how much of the pool the picks' balls cover.
+    let covered = (0..x.len())
+        .filter(|&y| rows.iter().any(|&p| sq(&x[y], &x[p]) < d2))
+        .count();
+    assert!(covered > 4 && covered < x.len(), "{covered}");
+    let said = format!("the labeled rows and the picks cover {covered} of 200 rows");
+    assert!(err.contains(&said), "{err}");
 }
 
 #[test]
