@@ -373,12 +373,14 @@ def select(
         configurations: BatchBALD's budget M (default 10,000): the batch's
             joint entropy is exact while C^(picks) ≤ M, then estimated from
             M configurations drawn by ``seed``.
-        delta: ProbCover's ball radius δ (Euclidean, in embedding units);
-            without it, δ is the largest radius whose balls are at least
-            ``purity`` pure over ``classes`` k-means clusters.
-        classes, purity: how ProbCover chooses δ when it is not given.
+        delta: ProbCover's ball radius δ (Euclidean, in embedding units), or
+            MaxHerding's Gaussian kernel width σ (the same units); without
+            it, the largest radius whose balls are at least ``purity`` pure
+            over ``classes`` k-means clusters.
+        classes, purity: how ProbCover and MaxHerding choose δ or σ when it
+            is not given.
         iterations: Lloyd's k-means assignments at most (TypiClust, the
-            k-means baseline, ProbCover's δ); they stop once no row moves.
+            k-means baseline, the δ by purity); they stop once no row moves.
         density_beta: weight a row-wise strategy by information density:
             its informativeness (1 − margin for margin) times
             max(0, mean cosine similarity to the pool)**density_beta, from
@@ -400,8 +402,8 @@ def select(
         "gsy" and "igs" read N predictions (``input="regression"``) and
         ``targets``, "igs" ``embeddings`` too.
 
-        The cold-start strategies ("typiclust", "probcover", "kmeans",
-        "density"; see ``COLD_START_STRATEGIES``) read ``embeddings`` alone,
+        The cold-start strategies ("typiclust", "probcover", "maxherding",
+        "kmeans", "density"; see ``COLD_START_STRATEGIES``) read ``embeddings`` alone,
         so they choose a first batch before any label or model exists;
         ``exclude`` lists rows already labeled, which count as covered.
 

@@ -10,7 +10,8 @@ on the labeled rows' PCA features and scored on the test set. TypiClust and
 ProbCover start from no labels (their first batch is the cold start), then
 take the labeled rows as covered (``exclude``); margin starts from 10 random
 rows. ProbCover's δ is chosen by purity 0.95 over 10 k-means clusters
-("probcover"), or given ("probcover:6" for δ = 6). AULC
+("probcover"), or given ("probcover:6" for δ = 6); MaxHerding's kernel
+width σ the same way ("maxherding", "maxherding:4"). AULC
 is the mean test accuracy over the ten budgets. Prints the curves and the
 AULC with its standard deviation over seeds.
 """
@@ -62,10 +63,11 @@ def run(strategy: str, seed: int, z, y, zt, yt) -> list[float]:
             p /= p.sum(axis=1, keepdims=True)
             picks = alpool.select(p, "margin", k=BATCH, exclude=labeled)[0].tolist()
         else:
-            # "probcover:6" gives δ = 6; plain "probcover" chooses it by purity.
+            # "probcover:6" gives δ = 6 ("maxherding:4" σ = 4); plain
+            # "probcover" and "maxherding" choose it by purity.
             name, _, delta = strategy.partition(":")
             extra: dict[str, object] = {"delta": float(delta)} if delta else {}
-            if name == "probcover" and not delta:
+            if name in ("probcover", "maxherding") and not delta:
                 extra["classes"] = 10
             picks = alpool.select(
                 embeddings=z, strategy=name, k=BATCH, exclude=labeled, seed=seed, **extra

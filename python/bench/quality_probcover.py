@@ -1,5 +1,6 @@
 """ProbCover and TypiClust on MNIST's PCA features: alpool's against
-scikit-activeml's, on one sub-pool, against random.
+scikit-activeml's, on one sub-pool, against random; and MaxHerding,
+ProbCover's coverage under a Gaussian kernel.
 
 Usage: python quality_probcover.py [POOL_ROWS] [DATA_DIR]
 
@@ -10,6 +11,7 @@ budgets are ``quality_coldstart.py``'s (50-dimensional PCA, a logistic
 regression, 10 to 100 labels). Each ProbCover chooses δ by purity 0.95 over
 10 k-means clusters: scikit-activeml over its default grid of δ (0.2 to
 2.0) and over a finer, wider one (0.25 to 12), alpool by its own search.
+alpool's MaxHerding takes σ as ProbCover's δ by purity, 4 and 6.
 Prints δ, how the first 100 picks spread over the digits, and each side's
 AULC (the mean test accuracy over the ten budgets) against random's over 3
 seeds. TypiClust on both sides labels 10 rows a round (|L| + 10 k-means
@@ -80,6 +82,14 @@ def main() -> None:
     t0 = time.perf_counter()
     ours, _ = alpool.select(embeddings=z, strategy="probcover", k=100, classes=10)
     runs = [("alpool, its δ search", ours, float("nan"), time.perf_counter() - t0)]
+    for label, extra in [
+        ("alpool maxherding, σ by purity", {"classes": 10}),
+        ("alpool maxherding, σ = 4", {"delta": 4.0}),
+        ("alpool maxherding, σ = 6", {"delta": 6.0}),
+    ]:
+        t0 = time.perf_counter()
+        picks, _ = alpool.select(embeddings=z, strategy="maxherding", k=100, **extra)
+        runs.append((label, picks, float("nan"), time.perf_counter() - t0))
     for label, grid in [
         ("scikit-activeml, default δ grid", None),
         ("scikit-activeml, δ 0.25 to 12", np.arange(0.25, 12.01, 0.25)),
@@ -101,7 +111,7 @@ def main() -> None:
             f"({time.perf_counter() - t0:.1f} s)"
         )
 
-    for delta in [runs[2][2], 6.0]:
+    for delta in [runs[-1][2], 6.0]:
         ours, _ = alpool.select(embeddings=z, strategy="probcover", k=100, delta=delta)
         qs = ProbCover(n_classes=10, deltas=[delta], random_state=0)
         with warnings.catch_warnings():

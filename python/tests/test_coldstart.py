@@ -4,6 +4,7 @@ and ProbCover against scikit-activeml's own (the real package from PyPI)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import numpy as np
@@ -62,6 +63,58 @@ def test_probcover_equals_a_numpy_reference() -> None:
     for labeled in ([], [2, 30]):
         idx, _ = alpool.select(embeddings=x, strategy="probcover", k=6, delta=1.2, exclude=labeled)
         assert idx.tolist() == probcover_reference(x, 6, 1.2, labeled)
+
+
+def maxherding_reference(
+    x: np.ndarray, k: int, sigma: float, labeled: list[int]
+) -> tuple[list[int], list[float]]:
+    """The documented greedy, written plainly: k = exp(-d^2 / (2 sigma^2)),
+    each open row's gain sum_y max(0, k(x, y) - c(y)) in row order. The
+    exponential is the C library's (math.exp), as Rust's f64::exp; NumPy's
+    own can differ in the last bit."""
+    n = len(x)
+    kern = np.array(
+        [
+            [math.exp(-canonical_sq(x[i], x[j]) / (2 * sigma * sigma)) for j in range(n)]
+            for i in range(n)
+        ]
+    )
+    cover = np.zeros(n)
+    open_ = np.ones(n, dtype=bool)
+    for r in labeled:
+        open_[r] = False
+        cover = np.maximum(cover, kern[r])
+    picks: list[int] = []
+    gains: list[float] = []
+    for _ in range(k):
+        best, best_gain = -1, -1.0
+        for r in np.flatnonzero(open_):
+            g = 0.0
+            for y in range(n):
+                t = float(kern[r, y]) - float(cover[y])
+                if t > 0.0:
+                    g += t
+            if g > best_gain:
+                best, best_gain = int(r), g
+        picks.append(best)
+        gains.append(best_gain)
+        open_[best] = False
+        cover = np.maximum(cover, kern[best])
+    return picks, gains
+
+
+def test_maxherding_equals_a_numpy_reference() -> None:
+    x = blobs(60, 4, 2)
+    for labeled in ([], [5, 33]):
+        idx, scores = alpool.select(
+            embeddings=x, strategy="maxherding", k=5, delta=1.5, exclude=labeled
+        )
+        picks, gains = maxherding_reference(x, 5, 1.5, labeled)
+        assert idx.tolist() == picks
+        assert scores.tolist() == gains  # bit for bit: the same sums in the same order
+    assert "maxherding" in alpool.COLD_START_STRATEGIES
+    with pytest.raises(ValueError, match="no GPU path"):
+        alpool.select(embeddings=x, strategy="maxherding", k=2, delta=1.0, device="gpu")
 
 
 def test_probcover_logs_its_delta_graph_and_coverage(caplog: pytest.LogCaptureFixture) -> None:

@@ -118,8 +118,9 @@ pub const MIN_GPU_BETA: f64 = 1e-30;
 
 /// [`no_gpu_engine`] by the query alone.
 fn match_query(req: &Request, what: &str) -> Option<String> {
-    use crate::query::Regression;
+    use crate::query::{ColdStart, Regression};
     match req.query {
+        Query::Cold(ColdStart::Maxherding) => Some(format!("{what} has no GPU path yet")),
         Query::Regress(Regression::Std | Regression::Emcm) if req.model_made => Some(format!(
             "{what} runs on the GPU over given predictions only (not ones a model makes in the run)"
         )),

@@ -422,23 +422,24 @@ pub struct SelectArgs {
     #[arg(long, value_enum, value_name = "KIND")]
     pub stochastic: Option<StochasticArg>,
 
-    /// probcover: the ball radius δ (Euclidean, in embedding units). Without
-    /// it, δ is the largest radius whose balls are at least --purity pure
+    /// probcover: the ball radius δ (Euclidean, in embedding units);
+    /// maxherding: the Gaussian kernel's width σ, in the same units. Without
+    /// it, it is the largest radius whose balls are at least --purity pure
     /// over --classes k-means clusters.
     #[arg(long, value_name = "D")]
     pub delta: Option<f64>,
 
-    /// probcover without --delta: the number of classes, one k-means
-    /// cluster each, over which δ's purity is measured.
+    /// probcover and maxherding without --delta: the number of classes, one
+    /// k-means cluster each, over which δ's purity is measured.
     #[arg(long, value_name = "C")]
     pub classes: Option<usize>,
 
-    /// probcover without --delta: the fraction of balls that must hold rows
-    /// of one cluster only.
+    /// probcover and maxherding without --delta: the fraction of balls that
+    /// must hold rows of one cluster only.
     #[arg(long, value_name = "A", default_value_t = 0.95)]
     pub purity: f64,
 
-    /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most
+    /// typiclust, kmeans, the δ by purity: Lloyd's k-means assignments at most
     /// (they stop earlier once no row moves).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,

@@ -212,17 +212,17 @@ pub struct SimulateArgs {
     #[arg(long, value_delimiter = ',', value_parser = MethodParser)]
     pub strategies: Option<Vec<MethodArg>>,
     /// Embeddings for the strategies that read them (typiclust, probcover,
-    /// kmeans, density, badge, coreset, cluster-margin): .npy N x D, one row
+    /// maxherding, kmeans, density, badge, coreset, cluster-margin): .npy N x D, one row
     /// per dataset row. Default: the learner's last hidden layer, each round.
     #[arg(long, value_name = "E.npy")]
     pub embeddings: Option<PathBuf>,
-    /// probcover: the ball radius δ. Without it, δ is the largest radius
-    /// whose balls are at least --purity pure over one k-means cluster per
-    /// class of the dataset.
+    /// probcover: the ball radius δ; maxherding: the Gaussian kernel's width
+    /// σ. Without it, it is the largest radius whose balls are at least
+    /// --purity pure over one k-means cluster per class of the dataset.
     #[arg(long, value_name = "D")]
     pub delta: Option<f64>,
-    /// probcover without --delta: the fraction of balls that must hold rows
-    /// of one cluster only.
+    /// probcover and maxherding without --delta: the fraction of balls that
+    /// must hold rows of one cluster only.
     #[arg(long, value_name = "A", default_value_t = 0.95)]
     pub purity: f64,
     /// Weight each row-wise uncertainty strategy by information density
@@ -243,7 +243,7 @@ pub struct SimulateArgs {
     /// (the learner needs --dropout P > 0), masks seeded by the round.
     #[arg(long, value_name = "T", default_value_t = 0)]
     pub mc_samples: usize,
-    /// typiclust, kmeans, probcover's δ: Lloyd's k-means assignments at most.
+    /// typiclust, kmeans, the δ by purity: Lloyd's k-means assignments at most.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: u64,
     /// The inverse temperature (> 0) of the strategies that draw their

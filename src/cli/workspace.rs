@@ -57,8 +57,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "items.jsonl")]
     pub data: Option<PathBuf>,
     /// Choose the first batch now, with no labels or model: a cold-start
-    /// strategy (typiclust, probcover, kmeans, density) over --embeddings,
-    /// written to --out; seed labels count as covered.
+    /// strategy (typiclust, probcover, maxherding, kmeans, density) over
+    /// --embeddings, written to --out; seed labels count as covered.
     #[arg(long, value_name = "STRATEGY", requires = "out")]
     pub seed_strategy: Option<QueryArg>,
     /// Items in the first batch.
@@ -75,8 +75,8 @@ pub struct InitArgs {
     /// Seed of the strategy's k-means.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// probcover: the ball radius δ [default: chosen by purity 0.95 over one
-    /// k-means cluster per class].
+    /// probcover: the ball radius δ; maxherding: the Gaussian kernel's width
+    /// σ [default: chosen by purity 0.95 over one k-means cluster per class].
     #[arg(long, value_name = "D")]
     pub delta: Option<f64>,
 }
@@ -91,7 +91,7 @@ impl InitArgs {
         let query = alpool::Query::from(s);
         if !matches!(query, alpool::Query::Cold(_)) {
             anyhow::bail!(
-                "--seed-strategy {query} needs a model; the first batch takes typiclust, probcover, kmeans or density"
+                "--seed-strategy {query} needs a model; the first batch takes typiclust, probcover, maxherding, kmeans or density"
             );
         }
         if let Some(out) = &self.out {

@@ -5,6 +5,8 @@
 //!   each of the largest clusters holding no labeled row;
 //! - [`ColdStart::Probcover`] ([`probcover`]): greedy maximum coverage of
 //!   δ-balls;
+//! - [`ColdStart::Maxherding`] ([`maxherding`]): greedy maximum of the
+//!   coverage under a Gaussian kernel, ProbCover's objective made smooth;
 //! - [`ColdStart::Kmeans`]: the unlabeled row nearest each k-means centre;
 //! - [`ColdStart::Density`] ([`density`]): the mean cosine similarity to
 //!   the pool, alone or weighting a row-wise strategy (`density_beta`).
@@ -21,6 +23,7 @@ pub mod density;
 #[cfg(feature = "gpu")]
 mod gpu;
 pub mod kmeans;
+pub mod maxherding;
 pub mod probcover;
 pub mod typiclust;
 
@@ -109,6 +112,7 @@ fn select_from(rd: &Reader, job: &Job) -> Result<Selection> {
             typiclust::pick(rd, job, typiclust::Member::NearestCentre, iterations)?
         }
         ColdStart::Probcover => probcover::pick(rd, job, iterations)?,
+        ColdStart::Maxherding => maxherding::pick(rd, job, iterations)?,
         ColdStart::Density => {
             let sim = density::similarities(rd)?;
             let top = density::densest(&sim, job);

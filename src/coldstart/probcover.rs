@@ -117,7 +117,7 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
 }
 
 /// Every row, as float32, validated.
-fn load(rd: &Reader) -> Result<Vec<f32>> {
+pub(crate) fn load(rd: &Reader) -> Result<Vec<f32>> {
     rd.validate()?;
     let mut x = vec![0f32; rd.emb.rows() as usize * rd.d];
     let d = rd.d;
@@ -464,7 +464,7 @@ fn cover(g: &Graph, job: &Job) -> (Vec<(u64, f64)>, u64) {
 
 /// δ² for `purity` over a k-means with `classes` clusters, how it was
 /// chosen, and the rows re-checked in f64.
-fn choose_delta(
+pub(crate) fn choose_delta(
     rd: &Reader,
     x: &[f32],
     job: &Job,
@@ -473,9 +473,10 @@ fn choose_delta(
     let (d, n) = (rd.d, x.len() / rd.d);
     let classes = job.purity_classes;
     if classes == 0 {
-        return Err(Error::Config(
-            "probcover needs --delta D, or --classes C to choose δ by purity over C k-means clusters (one per class)".into(),
-        ));
+        return Err(Error::Config(format!(
+            "{} needs --delta D, or --classes C to choose δ by purity over C k-means clusters (one per class)",
+            job.query
+        )));
     }
     let purity = job.purity;
     if !(purity > 0.0 && purity <= 1.0) {

@@ -201,6 +201,9 @@ pub enum ColdStart {
     Typiclust,
     /// ProbCover (Yehuda et al. 2022): greedy maximum coverage of δ-balls.
     Probcover,
+    /// MaxHerding (Bae, Noh and Sutherland 2024): greedy maximum coverage
+    /// under a Gaussian kernel of width σ.
+    Maxherding,
     /// The unlabeled row nearest each k-means centre.
     Kmeans,
     /// Information density alone: the mean cosine similarity to the pool
@@ -210,9 +213,10 @@ pub enum ColdStart {
 
 impl ColdStart {
     /// Every representative strategy.
-    pub const ALL: [ColdStart; 4] = [
+    pub const ALL: [ColdStart; 5] = [
         ColdStart::Typiclust,
         ColdStart::Probcover,
+        ColdStart::Maxherding,
         ColdStart::Kmeans,
         ColdStart::Density,
     ];
@@ -222,8 +226,30 @@ impl ColdStart {
         match self {
             ColdStart::Typiclust => "typiclust",
             ColdStart::Probcover => "probcover",
+            ColdStart::Maxherding => "maxherding",
             ColdStart::Kmeans => "kmeans",
             ColdStart::Density => "density",
+        }
+    }
+
+    /// One line for `--help` and the docs.
+    pub fn summary(self) -> &'static str {
+        match self {
+            ColdStart::Typiclust => {
+                "TypiClust: k-means into |labeled| + k clusters; the most typical row (1 / mean distance to its 20 nearest neighbours) of each largest cluster with no labeled row; embeddings alone, no labels needed"
+            }
+            ColdStart::Probcover => {
+                "ProbCover: greedy maximum coverage of δ-balls (--delta, or chosen for purity ≥ --purity over --classes k-means clusters); embeddings alone"
+            }
+            ColdStart::Maxherding => {
+                "MaxHerding: greedy maximum coverage Σ_y max k(s, y) under the Gaussian kernel exp(−d²/(2σ²)) (σ from --delta, or chosen as ProbCover's δ by purity over --classes k-means clusters); embeddings alone"
+            }
+            ColdStart::Kmeans => {
+                "the unlabeled row nearest each k-means centre (|labeled| + k clusters): a coverage baseline; embeddings alone"
+            }
+            ColdStart::Density => {
+                "information density: mean cosine similarity to the pool; with another strategy, --density-beta weights it"
+            }
         }
     }
 }
@@ -638,20 +664,7 @@ impl Query {
                 }
                 Disagreement::KlMax => "largest KL(p_t ‖ p̄) over T samples (--samples)",
             },
-            Query::Cold(c) => match c {
-                ColdStart::Typiclust => {
-                    "TypiClust: k-means into |labeled| + k clusters; the most typical row (1 / mean distance to its 20 nearest neighbours) of each largest cluster with no labeled row; embeddings alone, no labels needed"
-                }
-                ColdStart::Probcover => {
-                    "ProbCover: greedy maximum coverage of δ-balls (--delta, or chosen for purity ≥ --purity over --classes k-means clusters); embeddings alone"
-                }
-                ColdStart::Kmeans => {
-                    "the unlabeled row nearest each k-means centre (|labeled| + k clusters): a coverage baseline; embeddings alone"
-                }
-                ColdStart::Density => {
-                    "information density: mean cosine similarity to the pool; with another strategy, --density-beta weights it"
-                }
-            },
+            Query::Cold(c) => c.summary(),
             Query::Multi(m) => match m {
                 MultiLabel::MeanEntropy => {
                     "multi-label: mean over labels of the binary entropy of p_j (base from --log-base); higher is more informative"

@@ -29,7 +29,7 @@ pub fn first_batch(
     let format = BatchFormat::from_path(out)?;
     let Query::Cold(_) = job.query else {
         return Err(Error::Config(format!(
-            "--seed-strategy takes a strategy that needs no model (typiclust, probcover, kmeans, density), not {}",
+            "--seed-strategy takes a strategy that needs no model (typiclust, probcover, maxherding, kmeans, density), not {}",
             job.query
         )));
     };

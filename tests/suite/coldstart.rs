@@ -1,4 +1,5 @@
-//! The representative strategies (typiclust, kmeans, probcover, density)
+//! The representative strategies (typiclust, kmeans, probcover,
+//! maxherding, density)
 //! against naive references written here from the documented definitions,
 //! never with the library's helpers: picks equal, ties included, for every
 //! chunk size and thread count; bad input named.
@@ -222,6 +223,67 @@ fn probcover_ref(x: &[Vec<f32>], labeled: &[usize], b: usize, d2: f64, seed: u64
     picks
 }
 
+/// MaxHerding as documented, the plain greedy (no lazy bounds): every
+/// open row's gain recomputed at every step, `Σ_y max(0, k(x, y) − c(y))`
+/// in blocks of 4,096 rows, `k = exp(−d² / (2σ²))`; (row, gain) in pick
+/// order, the seeded draw once every gain is 0.
+fn maxherding_ref(
+    x: &[Vec<f32>],
+    labeled: &[usize],
+    b: usize,
+    s2: f64,
+    seed: u64,
+) -> Vec<(usize, f64)> {
+    let n = x.len();
+    let two = 2.0 * s2;
+    let k = |i: usize, y: usize| (-sq(&x[i], &x[y]) / two).exp();
+    let mut c = vec![0f64; n];
+    let mut open = vec![true; n];
+    let take = |p: usize, c: &mut Vec<f64>, open: &mut Vec<bool>| {
+        open[p] = false;
+        for (y, cy) in c.iter_mut().enumerate() {
+            *cy = cy.max(k(p, y));
+        }
+    };
+    for &l in labeled {
+        take(l, &mut c, &mut open);
+    }
+    let gain = |i: usize, c: &[f64]| {
+        let mut total = 0.0;
+        for lo in (0..n).step_by(4096) {
+            let mut s = 0.0;
+            for (y, &cy) in c.iter().enumerate().take((lo + 4096).min(n)).skip(lo) {
+                let t = k(i, y) - cy;
+                if t > 0.0 {
+                    s += t;
+                }
+            }
+            total += s;
+        }
+        total
+    };
+    let mut picks = Vec::new();
+    while picks.len() < b && open.iter().any(|&o| o) {
+        let gains: Vec<(usize, f64)> = (0..n)
+            .filter(|&r| open[r])
+            .map(|r| (r, gain(r, &c)))
+            .collect();
+        let mut p = argmax(gains.iter().copied());
+        let mut g = gains.iter().find(|e| e.0 == p).unwrap().1;
+        if g == 0.0 {
+            p = argmax(
+                (0..n)
+                    .filter(|&r| open[r])
+                    .map(|r| (r, random_draw(seed, r as u64))),
+            );
+            g = 0.0;
+        }
+        picks.push((p, g));
+        take(p, &mut c, &mut open);
+    }
+    picks
+}
+
 /// δ² for `purity` over `classes` naive k-means clusters.
 fn delta2_ref(x: &[Vec<f32>], classes: usize, purity: f64, seed: u64) -> f64 {
     let (_, a) = kmeans(x, classes, seed, 100);
@@ -412,6 +474,85 @@ fn probcover_equals_its_reference_with_delta_given_and_chosen() {
             assert_eq!(stable_picks(&x, &j), want, "n {n} chosen δ {labeled:?}");
         }
     }
+}
+
+#[test]
+fn maxherding_equals_its_reference_with_sigma_given_and_chosen() {
+    let scored = |x: &[Vec<f32>], j: &Job| {
+        let v = flat(x);
+        let emb = Pool::from_f32(&v, x[0].len()).unwrap();
+        let sel = common::select_cpu(Inputs::embeddings(&emb), j).unwrap();
+        sel.entries
+            .iter()
+            .map(|e| (e.index as usize, e.score))
+            .collect::<Vec<_>>()
+    };
+    // Grids with exact duplicates and ties; one pool spans two blocks of
+    // the gain's sum.
+    for (n, d, seed, b) in [(150, 4, 5u64, 12), (233, 11, 6, 12), (5000, 3, 7, 4)] {
+        let x = blobs(n, d, 5, seed);
+        let many = if n > 1000 {
+            vec![vec![9, 4100]]
+        } else {
+            vec![vec![], vec![3, 40]]
+        };
+        for labeled in many {
+            for sigma in [0.5f64, 2.5] {
+                let mut j = job(ColdStart::Maxherding, b, &labeled, seed);
+                j.delta = Some(sigma);
+                let want = maxherding_ref(&x, &labeled, b, sigma * sigma, seed);
+                let rows: Vec<usize> = want.iter().map(|w| w.0).collect();
+                assert_eq!(stable_picks(&x, &j), rows, "n {n} σ {sigma} {labeled:?}");
+                for (g, w) in scored(&x, &j).iter().zip(&want) {
+                    assert_eq!(g.1.to_bits(), w.1.to_bits(), "n {n} σ {sigma} row {}", w.0);
+                }
+            }
+        }
+        if n < 1000 {
+            // σ chosen as ProbCover's δ by purity.
+            let mut j = job(ColdStart::Maxherding, b, &[], seed);
+            j.purity_classes = 5;
+            let d2 = delta2_ref(&x, 5, 0.95, seed);
+            let want: Vec<usize> = maxherding_ref(&x, &[], b, d2, seed)
+                .iter()
+                .map(|w| w.0)
+                .collect();
+            assert_eq!(stable_picks(&x, &j), want, "n {n} chosen σ");
+        }
+    }
+    // Three rows, each twice: after the three, every gain is exactly 0 and
+    // the seeded draw orders the rest.
+    let base = [vec![0f32, 0.0], vec![3.0, 1.0], vec![-2.0, 5.0]];
+    let x: Vec<Vec<f32>> = base.iter().flat_map(|r| [r.clone(), r.clone()]).collect();
+    for seed in [1u64, 2, 3] {
+        let mut j = job(ColdStart::Maxherding, 6, &[], seed);
+        j.delta = Some(1.0);
+        let want = maxherding_ref(&x, &[], 6, 1.0, seed);
+        assert!(want[3..].iter().all(|w| w.1 == 0.0), "{want:?}");
+        let got = scored(&x, &j);
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0).collect::<Vec<_>>(),
+            "seed {seed}"
+        );
+    }
+    // No GPU path: --device gpu is refused by name, auto takes the CPU.
+    let v = flat(&x);
+    let emb = Pool::from_f32(&v, 2).unwrap();
+    let mut j = job(ColdStart::Maxherding, 2, &[], 0);
+    j.delta = Some(1.0);
+    let run = alpool::Run {
+        device: alpool::Device::Gpu,
+        ..alpool::Run::default()
+    };
+    let Err(e) = alpool::select(Inputs::embeddings(&emb), &j, &run) else {
+        panic!("maxherding ran with --device gpu");
+    };
+    assert!(e.to_string().contains("maxherding has no GPU path"), "{e}");
+    // Neither σ nor classes: named.
+    let j = job(ColdStart::Maxherding, 2, &[], 0);
+    let e = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+    assert!(e.to_string().contains("maxherding needs --delta"), "{e}");
 }
 
 #[test]
@@ -772,6 +913,31 @@ fn cold_start_from_the_command_line() {
     assert!(covered > 4 && covered < x.len(), "{covered}");
     let said = format!("the labeled rows and the picks cover {covered} of 200 rows");
     assert!(err.contains(&said), "{err}");
+    // MaxHerding, σ given, with its note.
+    let out = common::alpool(&[
+        "select",
+        "--embeddings",
+        p,
+        "--strategy",
+        "maxherding",
+        "-k",
+        "5",
+        "--delta",
+        "1.5",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(err.contains("maxherding: σ = 1.500000 (given)"), "{err}");
+    let rows: Vec<usize> = common::stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let want: Vec<usize> = maxherding_ref(&x, &[], 5, 2.25, 0)
+        .iter()
+        .map(|w| w.0)
+        .collect();
+    assert_eq!(rows, want);
 }
 
 #[test]
