@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use super::Picked;
 use super::kmeans::Reader;
 use super::probcover;
-use crate::batch::dist::sq_dist_f64;
+use crate::batch::dist::{GROUP, X16, sq_dist_f64, transpose_groups, x16_kernel};
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::score::random_priority;
@@ -44,6 +44,9 @@ use crate::score::random_priority;
 /// Rows per block of a gain's sum: fixed, so the sum's order (and its
 /// bits) does not depend on the threads.
 pub const BLOCK: usize = 4096;
+
+// A block's rows are whole groups of the float32 prefilter.
+const _: () = assert!(BLOCK.is_multiple_of(GROUP));
 
 /// The picks (row, gain), and a note on σ and what the picks cover.
 pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> {
@@ -68,11 +71,18 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
     }
     let kernel = Kernel {
         x: &x,
+        t: transpose_groups(&x, rd.d),
+        x16: x16_kernel(rd.simd),
         d: rd.d,
         two_s2,
+        eps: rd.eps,
+        abs: rd.abs,
     };
     let n = kernel.rows();
-    let mut cover = vec![0f64; n];
+    let mut cover = Cover {
+        c: vec![0f64; n],
+        lim: vec![f64::INFINITY; n],
+    };
     let mut open = vec![true; n];
     for &l in job.exclusions.as_slice() {
         let l = l as usize;
@@ -82,7 +92,7 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
         }
     }
     let (picks, recomputed) = greedy(&kernel, job, rd, &mut cover, &open)?;
-    let covered: f64 = cover.iter().fold(0.0, |s, &c| s + c);
+    let covered: f64 = cover.c.iter().fold(0.0, |s, &c| s + c);
     let note = format!(
         "maxherding: σ = {:.6} ({how}); the labeled rows and the picks cover {:.1}% of the pool (mean of the best kernel value over its rows); {recomputed} gains recomputed beyond the first {n}",
         s2.sqrt(),
@@ -95,11 +105,28 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
     })
 }
 
-/// The embeddings and the kernel's `2σ²`.
+/// The embeddings (also as transposed groups for the float32 prefilter)
+/// and the kernel's `2σ²`.
 struct Kernel<'a> {
     x: &'a [f32],
+    t: Vec<f32>,
+    x16: X16,
     d: usize,
     two_s2: f64,
+    /// The float32 squared distance's relative and absolute bound.
+    eps: f64,
+    abs: f64,
+}
+
+/// Each row's coverage c(y), and `lim(y) = −ln c(y) + 10⁻⁹`: wherever
+/// `d² / (2σ²)`, rounded, is at least `lim(y)`, the canonical `k(x, y)`
+/// rounds below c(y), so the term `max(0, k − c)` is exactly 0. (k ≤
+/// c·e^(−10⁻⁹ + 2·10⁻¹³) before its rounding, the logarithm's error taken
+/// out; `exp`'s error of at most an ulp, 2.2·10⁻¹⁶, cannot close a gap of
+/// 10⁻⁹.) With c = 0 the limit is +∞: every term counts.
+struct Cover {
+    c: Vec<f64>,
+    lim: Vec<f64>,
 }
 
 impl Kernel<'_> {
@@ -117,27 +144,57 @@ impl Kernel<'_> {
     }
 
     /// Row p joins the covering rows: `c(y) = max(c(y), k(p, y))`.
-    fn absorb(&self, p: usize, cover: &mut [f64]) {
-        cover.par_iter_mut().enumerate().for_each(|(y, c)| {
-            let k = self.at(p, y);
-            if k > *c {
-                *c = k;
-            }
-        });
+    fn absorb(&self, p: usize, cover: &mut Cover) {
+        cover
+            .c
+            .par_iter_mut()
+            .zip(cover.lim.par_iter_mut())
+            .enumerate()
+            .for_each(|(y, (c, lim))| {
+                let k = self.at(p, y);
+                if k > *c {
+                    *c = k;
+                    *lim = -k.ln() + 1e-9;
+                }
+            });
     }
 
-    /// Row i's gain over `cover`, in the canonical order.
-    fn gain(&self, i: usize, cover: &[f64]) -> f64 {
-        let n = cover.len();
+    /// Row i's gain over `cover`, in the canonical order. A term is
+    /// skipped only where it is exactly 0: first where the float32
+    /// distance's lower bound already reaches `lim(y)` (most rows, once a
+    /// few are picked), then where the canonical distance does; the rest
+    /// are the canonical terms, added in row order, so the sum's bits are
+    /// those of adding every term.
+    fn gain(&self, i: usize, cover: &Cover) -> f64 {
+        let (n, d) = (cover.c.len(), self.d);
+        let xi = self.row(i);
         let blocks: Vec<f64> = (0..n.div_ceil(BLOCK))
             .into_par_iter()
             .map(|b| {
-                let lo = b * BLOCK;
+                let (lo, hi) = (b * BLOCK, ((b + 1) * BLOCK).min(n));
                 let mut s = 0f64;
-                for (j, &c) in cover[lo..((b + 1) * BLOCK).min(n)].iter().enumerate() {
-                    let t = self.at(i, lo + j) - c;
-                    if t > 0.0 {
-                        s += t;
+                // BLOCK is a multiple of GROUP: a block's groups are its own.
+                for g in lo / GROUP..hi.div_ceil(GROUP) {
+                    let f = (self.x16)(xi, &self.t[g * GROUP * d..(g + 1) * GROUP * d]);
+                    for (l, &f) in f.iter().enumerate() {
+                        let y = g * GROUP + l;
+                        if y >= hi {
+                            break;
+                        }
+                        let lim = cover.lim[y];
+                        let low = ((f as f64 - self.abs) / (1.0 + self.eps)).max(0.0);
+                        if low / self.two_s2 >= lim {
+                            continue;
+                        }
+                        let q = sq_dist_f64(xi, self.row(y)) / self.two_s2;
+                        if q >= lim {
+                            continue;
+                        }
+                        // (−q).exp() is `at`'s value: negation is exact.
+                        let t = (-q).exp() - cover.c[y];
+                        if t > 0.0 {
+                            s += t;
+                        }
                     }
                 }
                 s
@@ -153,7 +210,7 @@ fn greedy(
     kernel: &Kernel,
     job: &Job,
     rd: &Reader,
-    cover: &mut [f64],
+    cover: &mut Cover,
     open: &[bool],
 ) -> Result<(Vec<(u64, f64)>, u64)> {
     if rd.progress.cancelled() {
