@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(npy labels init model part exclusions server exact)
+[ ${#targets[@]} -gt 0 ] || targets=(npy labels init model part exclusions server exact coldstart)
 command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz --version 0.13.1
 (cd fuzz && cargo fuzz build -s none -O)
 status=0

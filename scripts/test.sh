@@ -18,12 +18,13 @@ export NODEVICE_SELECT=1
 cargo test --release --locked --all-targets --features fuzz
 # The kernels compiled per instruction set, end to end on the copies a CPU
 # without AVX-512, or without AVX2, runs (`ALPOOL_ISA` caps the one
-# detected): the selection suites against their naive references again, and the
-# `exact` fuzz inputs against the canonical sort.
+# detected): the selection suites against their naive references again
+# (MaxHerding's bounds among them), and the `exact` and `coldstart` fuzz
+# inputs against their references.
 for isa in avx2 scalar; do
   echo "== the selection suites on the $isa copies (ALPOOL_ISA=$isa)"
   ALPOOL_ISA=$isa cargo test --release --locked --features fuzz --test suite -- \
-    exactness:: multilabel:: disagree:: stochastic:: read_path:: batch:: batchbald:: fuzz_regressions::
+    exactness:: multilabel:: disagree:: stochastic:: read_path:: batch:: batchbald:: coldstart:: fuzz_regressions::
 done
 cargo test --release --locked --doc
 

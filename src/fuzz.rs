@@ -623,3 +623,156 @@ pub fn exact(data: &[u8]) {
         }
     }
 }
+
+/// MaxHerding's lazy greedy over float32 bounds picks what the plain
+/// greedy picks, gain for gain, bit for bit; or, for values the
+/// embeddings refuse, an error that names the file.
+///
+/// Byte 0 is the width D (1 to 6), byte 1 k (1 to 12), byte 2 the kernel
+/// width σ = 2^((b − 128) / 8) (from about 10⁻⁵ to 10⁵, so every term is
+/// 0, 1 or anything between), byte 3 which rows are labeled (bit 0: those
+/// whose first byte is a multiple of 5; bit 1: none of the rest). Each
+/// further byte is one value, a multiple of 1/7 (so float32 distances
+/// round): duplicates, mirror images and exact zeros come often, and so
+/// do values far apart, tiny ones, and the odd NaN (byte 255).
+pub fn coldstart(data: &[u8]) {
+    let [d, k, sigma, flags, values @ ..] = data else {
+        return;
+    };
+    let d = 1 + *d as usize % 6;
+    let n = (values.len() / d).min(300);
+    if n == 0 {
+        return;
+    }
+    let x: Vec<f32> = values[..n * d]
+        .iter()
+        .map(|&b| match b {
+            255 => f32::NAN,
+            250..=254 => (b as f32 - 252.0) * 1e6,
+            240..=249 => (b as f32 - 244.0) * 1e-20,
+            // Sevenths: float32 distances round, and mirror images tie.
+            _ => (b % 32) as f32 / 7.0 - 2.0,
+        })
+        .collect();
+    let path = scratch().join("coldstart.npy");
+    write_npy_f32(&path, &x, d);
+    let pool = Pool::open_with(&[&path], ReadPath::Read).expect("the scratch pool opens");
+    let labeled: Vec<u64> = (0..n as u64)
+        .filter(|&r| flags & 1 != 0 && values[r as usize * d] % 5 == 0)
+        .collect();
+    let sigma = 2f64.powf((*sigma as f64 - 128.0) / 8.0);
+    let mut job = Job::new(
+        ColdStart::Maxherding,
+        InputForm::probs(),
+        1 + *k as usize % 12,
+    );
+    job.delta = Some(sigma);
+    job.exclusions = Exclusions::new(labeled.clone());
+    let got = crate::select(Inputs::embeddings(&pool), &job, &Run::on(Device::Cpu));
+    if x.iter().any(|v| v.is_nan()) {
+        assert!(got.is_err(), "a NaN embedding was taken");
+        check_error(&got, &[&path]);
+        return;
+    }
+    if job.k > n - labeled.len() {
+        assert!(
+            matches!(got, Err(Error::TooFewRows { .. })),
+            "k beyond the unlabeled rows: {:?}",
+            got.err()
+        );
+        return;
+    }
+    let got = got.expect("a valid pool selects");
+    let want = plain_herding(&x, d, &labeled, job.k, sigma, job.seed);
+    assert_eq!(
+        picks(&got.selection),
+        want,
+        "maxherding against the plain greedy"
+    );
+}
+
+/// A float32 `.npy` of `x` (rows of `d`).
+fn write_npy_f32(path: &Path, x: &[f32], d: usize) {
+    let header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {d}), }}",
+        x.len() / d
+    );
+    let pad = 64 - (10 + header.len() + 1) % 64;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend(((header.len() + pad + 1) as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'\n');
+    bytes.extend(x.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).expect("a scratch file written");
+}
+
+/// MaxHerding as `docs/coldstart.md` defines it, with no bounds: every
+/// open row's gain recomputed canonically at every pick; (row, gain bits)
+/// in pick order, the random strategy's draw once every gain is 0.
+fn plain_herding(
+    x: &[f32],
+    d: usize,
+    labeled: &[u64],
+    k: usize,
+    sigma: f64,
+    seed: u64,
+) -> Vec<(u64, u64)> {
+    use crate::batch::dist::sq_dist_f64;
+    let n = x.len() / d;
+    let two_s2 = 2.0 * (sigma * sigma);
+    let row = |i: usize| &x[i * d..(i + 1) * d];
+    let kern = |i: usize, y: usize| (-sq_dist_f64(row(i), row(y)) / two_s2).exp();
+    let mut c = vec![0f64; n];
+    let mut open = vec![true; n];
+    let take = |p: usize, c: &mut [f64], open: &mut [bool]| {
+        open[p] = false;
+        for (y, cy) in c.iter_mut().enumerate() {
+            *cy = cy.max(kern(p, y));
+        }
+    };
+    for &l in labeled {
+        take(l as usize, &mut c, &mut open);
+    }
+    let mut out = Vec::new();
+    while out.len() < k {
+        let cands: Vec<usize> = (0..n).filter(|&r| open[r]).collect();
+        if cands.is_empty() {
+            break;
+        }
+        let gain = |i: usize| {
+            c.chunks(crate::coldstart::maxherding::BLOCK)
+                .enumerate()
+                .map(|(b, block)| {
+                    let base = b * crate::coldstart::maxherding::BLOCK;
+                    block.iter().enumerate().fold(0f64, |s, (j, &cy)| {
+                        let t = kern(i, base + j) - cy;
+                        if t > 0.0 { s + t } else { s }
+                    })
+                })
+                .fold(0.0, |s, b| s + b)
+        };
+        let mut best = (cands[0], gain(cands[0]));
+        for &r in &cands[1..] {
+            let g = gain(r);
+            if g > best.1 {
+                best = (r, g);
+            }
+        }
+        if best.1 == 0.0 {
+            let p = crate::score::random_priority;
+            let r = *cands
+                .iter()
+                .max_by(|&&a, &&b| {
+                    p(seed, a as u64)
+                        .total_cmp(&p(seed, b as u64))
+                        .then(b.cmp(&a))
+                })
+                .expect("a candidate");
+            best = (r, 0.0);
+        }
+        out.push((best.0 as u64, best.1.to_bits()));
+        take(best.0, &mut c, &mut open);
+    }
+    out
+}

@@ -7,7 +7,7 @@ set -euo pipefail
 out=${1:-fuzz/seeds}
 bin=${ALPOOL:-target/release/alpool}
 py=${PYTHON:-.venv/bin/python}
-mkdir -p "$out"/{npy,init,model,part,exclusions,exact}
+mkdir -p "$out"/{npy,init,model,part,exclusions,exact,coldstart}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 "$py" - "$out/npy" "$tmp" <<'PY'
 import sys, numpy as np
@@ -69,6 +69,23 @@ for name, head, rows in [
     body = rng.integers(0, 256, rows * t * w, dtype=np.uint8)
     edges = rng.random(body.size) < 0.3
     body[edges] = rng.integers(0, 10, edges.sum())  # the definitions' edges
+    open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
+PY
+# coldstart: MaxHerding pools (width, k, sigma and flags bytes, then one
+# byte a value): clustered grids with duplicates, a few far and tiny values.
+"$py" - "$out/coldstart" <<'PY'
+import sys, numpy as np
+out = sys.argv[1]
+rng = np.random.default_rng(2)
+for name, head, n in [
+    ("narrow-sigma", (2, 9, 112, 0), 60),
+    ("wide-sigma", (3, 11, 150, 1), 80),
+    ("labeled-far", (1, 5, 128, 1), 120),
+]:
+    d = 1 + head[0] % 6
+    body = rng.integers(0, 16, n * d, dtype=np.uint8)
+    body[rng.random(body.size) < 0.05] = rng.integers(240, 255, 1)[0]
+    body[d : 4 * d] = body[:d].tolist() * 3  # duplicate rows
     open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
 PY
 # Format versions 2 and 3 differ from 1 in the header length's width.

@@ -10,7 +10,7 @@ use std::path::Path;
 #[test]
 fn every_fuzz_seed_and_finding_is_handled() {
     type Target = fn(&[u8]);
-    let targets: [(&str, Target); 8] = [
+    let targets: [(&str, Target); 9] = [
         ("npy", alpool::fuzz::npy),
         ("labels", alpool::fuzz::labels),
         ("init", alpool::fuzz::init),
@@ -19,6 +19,7 @@ fn every_fuzz_seed_and_finding_is_handled() {
         ("exclusions", alpool::fuzz::exclusions),
         ("server", alpool::fuzz::server),
         ("exact", alpool::fuzz::exact),
+        ("coldstart", alpool::fuzz::coldstart),
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut replayed = 0;
