@@ -77,7 +77,9 @@ pub(crate) fn pick(rd: &Reader, job: &Job, iterations: usize) -> Result<Picked> 
         None => probcover::choose_delta(rd, &x, job, iterations)?,
     };
     let two_s2 = 2.0 * s2;
-    if !(two_s2.is_finite() && two_s2 > 0.0) {
+    // Normal, not just positive: the bounds divide by 2σ², and its
+    // inverse must be finite (`Kernel::scale`).
+    if !(two_s2.is_normal() && two_s2 > 0.0) {
         return Err(Error::Config(format!(
             "maxherding's kernel width σ = {} gives 2σ² = {two_s2}: give a --delta between about 1e-150 and 1e150",
             s2.sqrt()

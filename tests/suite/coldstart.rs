@@ -549,6 +549,17 @@ fn maxherding_equals_its_reference_with_sigma_given_and_chosen() {
         panic!("maxherding ran with --device gpu");
     };
     assert!(e.to_string().contains("maxherding has no GPU path"), "{e}");
+    // A σ whose 2σ² is 0, subnormal (its inverse overflows) or infinite:
+    // named, for a duplicated row as much as any.
+    for sigma in [1e-160, 1e-155, 1e155] {
+        let mut j = job(ColdStart::Maxherding, 2, &[], 0);
+        j.delta = Some(sigma);
+        let e = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
+        assert!(
+            e.to_string().contains("give a --delta between"),
+            "σ {sigma}: {e}"
+        );
+    }
     // Neither σ nor classes: named.
     let j = job(ColdStart::Maxherding, 2, &[], 0);
     let e = common::select_cpu(Inputs::embeddings(&emb), &j).unwrap_err();
