@@ -10,6 +10,7 @@
 //!
 //! Built only with the `fuzz` feature; not part of the stable API.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -624,17 +625,24 @@ pub fn exact(data: &[u8]) {
     }
 }
 
-/// MaxHerding's lazy greedy over float32 bounds picks what the plain
-/// greedy picks, gain for gain, bit for bit; or, for values the
-/// embeddings refuse, an error that names the file.
+/// MaxHerding's lazy greedy over float32 bounds, and ProbCover's graph
+/// built from float32 distances with f64 re-checks, pick what their plain
+/// greedy picks (written here from the definitions, every distance in
+/// f64), score for score, bit for bit; or, for values the embeddings
+/// refuse, an error that names the file.
 ///
-/// Byte 0 is the width D (1 to 6), byte 1 k (1 to 12), byte 2 the kernel
-/// width σ = 2^((b − 128) / 8) (from about 10⁻⁵ to 10⁵, so every term is
-/// 0, 1 or anything between), byte 3 which rows are labeled (bit 0: those
-/// whose first byte is a multiple of 5; bit 1: none of the rest). Each
-/// further byte is one value, a multiple of 1/7 (so float32 distances
-/// round): duplicates, mirror images and exact zeros come often, and so
-/// do values far apart, tiny ones, and the odd NaN (byte 255).
+/// Byte 0 is the width D (1 to 6), byte 1 k (1 to 12), byte 2 the width:
+/// MaxHerding's σ = 2^((b − 128) / 8) (from about 10⁻⁵ to 10⁵, so every
+/// term is 0, 1 or anything between), ProbCover's δ = √(b / 49), whose
+/// square is a squared distance of the sevenths' grid, give or take the
+/// roundings, so pairs sit right at the ball's edge (b = 0: δ = 0, a
+/// refusal), or (byte 3's bit 3) δ² within 127 ulps of the first two
+/// rows' squared distance. Byte 3: which rows are labeled (bit 0: those
+/// whose first byte is a multiple of 5), and the strategy (bit 2:
+/// ProbCover). Each further byte is one value, a multiple of 1/7 (so
+/// float32 distances round): duplicates, mirror images and exact zeros
+/// come often, and so do values far apart, tiny ones, and the odd NaN
+/// (byte 255).
 pub fn coldstart(data: &[u8]) {
     let [d, k, sigma, flags, values @ ..] = data else {
         return;
@@ -660,13 +668,21 @@ pub fn coldstart(data: &[u8]) {
     let labeled: Vec<u64> = (0..n as u64)
         .filter(|&r| flags & 1 != 0 && values[r as usize * d] % 5 == 0)
         .collect();
-    let sigma = 2f64.powf((*sigma as f64 - 128.0) / 8.0);
-    let mut job = Job::new(
-        ColdStart::Maxherding,
-        InputForm::probs(),
-        1 + *k as usize % 12,
-    );
-    job.delta = Some(sigma);
+    let probcover = flags & 4 != 0;
+    let (strategy, width) = if probcover && flags & 8 != 0 && n >= 2 {
+        // Within 127 ulps of the first two rows' distance, which many
+        // pairs of the grid share.
+        let d01 = crate::batch::dist::sq_dist_f64(&x[..d], &x[d..2 * d]);
+        let nudge = 1.0 + (*sigma as f64 - 128.0) * f64::EPSILON;
+        (ColdStart::Probcover, (d01 * nudge).sqrt())
+    } else if probcover {
+        (ColdStart::Probcover, (*sigma as f64 / 49.0).sqrt())
+    } else {
+        let sigma = 2f64.powf((*sigma as f64 - 128.0) / 8.0);
+        (ColdStart::Maxherding, sigma)
+    };
+    let mut job = Job::new(strategy, InputForm::probs(), 1 + *k as usize % 12);
+    job.delta = Some(width);
     job.exclusions = Exclusions::new(labeled.clone());
     let got = crate::select(Inputs::embeddings(&pool), &job, &Run::on(Device::Cpu));
     if x.iter().any(|v| v.is_nan()) {
@@ -674,6 +690,11 @@ pub fn coldstart(data: &[u8]) {
         check_error(&got, &[&path]);
         return;
     }
+    let want = if probcover {
+        plain_probcover(&x, d, &labeled, job.k, width * width, job.seed)
+    } else {
+        Some(plain_herding(&x, d, &labeled, job.k, width, job.seed))
+    };
     if job.k > n - labeled.len() {
         assert!(
             matches!(got, Err(Error::TooFewRows { .. })),
@@ -682,13 +703,84 @@ pub fn coldstart(data: &[u8]) {
         );
         return;
     }
+    let Some(want) = want else {
+        // δ = 0, or a δ whose balls join no two rows: refused, by name.
+        assert!(
+            matches!(&got, Err(Error::Config(m)) if m.contains("--delta")),
+            "probcover took a δ of {width} that joins no two rows: {:?}",
+            got.as_ref().err()
+        );
+        return;
+    };
     let got = got.expect("a valid pool selects");
-    let want = plain_herding(&x, d, &labeled, job.k, sigma, job.seed);
     assert_eq!(
         picks(&got.selection),
         want,
-        "maxherding against the plain greedy"
+        "{strategy} against the plain greedy"
     );
+}
+
+/// ProbCover as `docs/coldstart.md` defines it, from f64 distances alone:
+/// the balls `‖x − y‖² < δ²`, the labeled rows' balls covered, each pick
+/// the open row whose ball holds the most uncovered rows (ties to the
+/// lower row), the random strategy's draw once every ball is covered;
+/// (row, newly covered) in pick order. `None` where no ball holds two
+/// rows, which the library refuses.
+fn plain_probcover(
+    x: &[f32],
+    d: usize,
+    labeled: &[u64],
+    k: usize,
+    d2: f64,
+    seed: u64,
+) -> Option<Vec<(u64, u64)>> {
+    use crate::batch::dist::sq_dist_f64;
+    let n = x.len() / d;
+    let row = |i: usize| &x[i * d..(i + 1) * d];
+    let balls: Vec<Vec<usize>> = (0..n)
+        .map(|i| {
+            (0..n)
+                .filter(|&y| sq_dist_f64(row(i), row(y)) < d2)
+                .collect()
+        })
+        .collect();
+    if balls.iter().all(|b| b.len() < 2) {
+        return None;
+    }
+    let mut covered = vec![false; n];
+    let mut open = vec![true; n];
+    let take = |p: usize, open: &mut [bool], covered: &mut [bool]| {
+        open[p] = false;
+        balls[p].iter().for_each(|&y| covered[y] = true);
+    };
+    for &l in labeled {
+        take(l as usize, &mut open, &mut covered);
+    }
+    let mut out = Vec::new();
+    while out.len() < k {
+        let gain = |r: usize| balls[r].iter().filter(|&&y| !covered[y]).count();
+        let Some(mut best) = (0..n)
+            .filter(|&r| open[r])
+            .min_by_key(|&r| Reverse(gain(r)))
+        else {
+            break;
+        };
+        let g = gain(best);
+        if g == 0 {
+            let p = crate::score::random_priority;
+            best = (0..n)
+                .filter(|&r| open[r])
+                .max_by(|&a, &b| {
+                    p(seed, a as u64)
+                        .total_cmp(&p(seed, b as u64))
+                        .then(b.cmp(&a))
+                })
+                .expect("an open row");
+        }
+        out.push((best as u64, (g as f64).to_bits()));
+        take(best, &mut open, &mut covered);
+    }
+    Some(out)
 }
 
 /// A float32 `.npy` of `x` (rows of `d`).

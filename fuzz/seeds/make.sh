@@ -71,8 +71,9 @@ for name, head, rows in [
     body[edges] = rng.integers(0, 10, edges.sum())  # the definitions' edges
     open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
 PY
-# coldstart: MaxHerding pools (width, k, sigma and flags bytes, then one
-# byte a value): clustered grids with duplicates, a few far and tiny values.
+# coldstart: MaxHerding and ProbCover pools (width, k, σ or δ and flags
+# bytes, then one byte a value): clustered grids with duplicates, a few far
+# and tiny values.
 "$py" - "$out/coldstart" <<'PY'
 import sys, numpy as np
 out = sys.argv[1]
@@ -81,6 +82,9 @@ for name, head, n in [
     ("narrow-sigma", (2, 9, 112, 0), 60),
     ("wide-sigma", (3, 11, 150, 1), 80),
     ("labeled-far", (1, 5, 128, 1), 120),
+    ("probcover-unit", (2, 9, 49, 4), 80),
+    ("probcover-labeled", (1, 7, 100, 5), 100),
+    ("probcover-at-a-distance", (2, 11, 128, 12), 90),
 ]:
     d = 1 + head[0] % 6
     body = rng.integers(0, 16, n * d, dtype=np.uint8)
