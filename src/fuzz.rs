@@ -10,7 +10,6 @@
 //!
 //! Built only with the `fuzz` feature; not part of the stable API.
 
-use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,11 +21,17 @@ use crate::error::{Error, Result};
 use crate::features::FeaturePool;
 use crate::learner::Mlp;
 use crate::pool::{ReadPath, SampleLayout, Samples};
-use crate::query::{ColdStart, Disagreement, InputForm, MultiLabel, Strategy};
+use crate::query::{ColdStart, Disagreement, InputForm, MultiLabel, Query, Strategy};
 use crate::workspace::InitSpec;
 use crate::workspace::ingest::{Expect, read_label_file, seed_labels};
 use crate::workspace::serve::Unplugged;
 use crate::{Device, Exclusions, Inputs, Job, Pool, Run};
+
+// The cold-start strategies' references, one copy for the fuzz target
+// and the test suite.
+#[path = "../tests/reference/coldstart.rs"]
+#[allow(dead_code)]
+mod reference;
 
 /// This process's scratch folder, once made.
 static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
@@ -625,10 +630,13 @@ pub fn exact(data: &[u8]) {
     }
 }
 
-/// MaxHerding's lazy greedy over float32 bounds, and ProbCover's graph
-/// built from float32 distances with f64 re-checks, pick what their plain
-/// greedy picks (written here from the definitions, every distance in
-/// f64), score for score, bit for bit; or, for values the embeddings
+/// The cold-start strategies' fast paths pick what the references of
+/// `tests/reference/coldstart.rs` pick (written from the definitions with
+/// `std` alone, every distance in f64): MaxHerding's lazy greedy over
+/// float32 bounds and ProbCover's graph from float32 distances with f64
+/// re-checks, pick for pick and score for score to the bit; TypiClust and
+/// the k-means baseline (the race seeding on lazy bounds, Hamerly's skips,
+/// the kNN prefilter), pick for pick. Or, for values the embeddings
 /// refuse, an error that names the file.
 ///
 /// Byte 0 is the width D (1 to 6), byte 1 k (1 to 12), byte 2 the width:
@@ -638,13 +646,14 @@ pub fn exact(data: &[u8]) {
 /// roundings, so pairs sit right at the ball's edge (b = 0: δ = 0, a
 /// refusal), or (byte 3's bit 3) δ² within 127 ulps of the first two
 /// rows' squared distance. Byte 3: which rows are labeled (bit 0: those
-/// whose first byte is a multiple of 5), and the strategy (bit 2:
-/// ProbCover). Each further byte is one value, a multiple of 1/7 (so
+/// whose first byte is a multiple of 5), and the strategy (bit 4:
+/// TypiClust, else bit 5: k-means, else bit 2: ProbCover, else
+/// MaxHerding). Each further byte is one value, a multiple of 1/7 (so
 /// float32 distances round): duplicates, mirror images and exact zeros
 /// come often, and so do values far apart, tiny ones, and the odd NaN
 /// (byte 255).
 pub fn coldstart(data: &[u8]) {
-    let [d, k, sigma, flags, values @ ..] = data else {
+    let [d, k, width, flags, values @ ..] = data else {
         return;
     };
     let d = 1 + *d as usize % 6;
@@ -665,36 +674,20 @@ pub fn coldstart(data: &[u8]) {
     let path = scratch().join("coldstart.npy");
     write_npy_f32(&path, &x, d);
     let pool = Pool::open_with(&[&path], ReadPath::Read).expect("the scratch pool opens");
-    let labeled: Vec<u64> = (0..n as u64)
-        .filter(|&r| flags & 1 != 0 && values[r as usize * d] % 5 == 0)
+    let labeled: Vec<usize> = (0..n)
+        .filter(|&r| flags & 1 != 0 && values[r * d] % 5 == 0)
         .collect();
-    let probcover = flags & 4 != 0;
-    let (strategy, width) = if probcover && flags & 8 != 0 && n >= 2 {
-        // Within 127 ulps of the first two rows' distance, which many
-        // pairs of the grid share.
-        let d01 = crate::batch::dist::sq_dist_f64(&x[..d], &x[d..2 * d]);
-        let nudge = 1.0 + (*sigma as f64 - 128.0) * f64::EPSILON;
-        (ColdStart::Probcover, (d01 * nudge).sqrt())
-    } else if probcover {
-        (ColdStart::Probcover, (*sigma as f64 / 49.0).sqrt())
-    } else {
-        let sigma = 2f64.powf((*sigma as f64 - 128.0) / 8.0);
-        (ColdStart::Maxherding, sigma)
-    };
+    let rows: Vec<Vec<f32>> = x.chunks(d).map(<[f32]>::to_vec).collect();
+    let (strategy, width) = cold_case(&rows, *width, *flags);
     let mut job = Job::new(strategy, InputForm::probs(), 1 + *k as usize % 12);
-    job.delta = Some(width);
-    job.exclusions = Exclusions::new(labeled.clone());
+    job.delta = width;
+    job.exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
     let got = crate::select(Inputs::embeddings(&pool), &job, &Run::on(Device::Cpu));
     if x.iter().any(|v| v.is_nan()) {
         assert!(got.is_err(), "a NaN embedding was taken");
         check_error(&got, &[&path]);
         return;
     }
-    let want = if probcover {
-        plain_probcover(&x, d, &labeled, job.k, width * width, job.seed)
-    } else {
-        Some(plain_herding(&x, d, &labeled, job.k, width, job.seed))
-    };
     if job.k > n - labeled.len() {
         assert!(
             matches!(got, Err(Error::TooFewRows { .. })),
@@ -703,84 +696,89 @@ pub fn coldstart(data: &[u8]) {
         );
         return;
     }
-    let Some(want) = want else {
-        // δ = 0, or a δ whose balls join no two rows: refused, by name.
-        assert!(
+    match cold_want(&rows, &labeled, &job) {
+        Want::Refused => assert!(
             matches!(&got, Err(Error::Config(m)) if m.contains("--delta")),
-            "probcover took a δ of {width} that joins no two rows: {:?}",
+            "probcover took a δ of {:?} that joins no two rows: {:?}",
+            job.delta,
             got.as_ref().err()
-        );
-        return;
-    };
-    let got = got.expect("a valid pool selects");
-    assert_eq!(
-        picks(&got.selection),
-        want,
-        "{strategy} against the plain greedy"
-    );
+        ),
+        Want::Scored(want) => assert_eq!(
+            picks(&got.expect("a valid pool selects").selection),
+            want,
+            "{strategy} against the plain greedy"
+        ),
+        Want::Rows(want) => assert_eq!(
+            got.expect("a valid pool selects").selection.indices(),
+            want,
+            "{strategy} against the naive k-means"
+        ),
+    }
 }
 
-/// ProbCover as `docs/coldstart.md` defines it, from f64 distances alone:
-/// the balls `‖x − y‖² < δ²`, the labeled rows' balls covered, each pick
-/// the open row whose ball holds the most uncovered rows (ties to the
-/// lower row), the random strategy's draw once every ball is covered;
-/// (row, newly covered) in pick order. `None` where no ball holds two
-/// rows, which the library refuses.
-fn plain_probcover(
-    x: &[f32],
-    d: usize,
-    labeled: &[u64],
-    k: usize,
-    d2: f64,
-    seed: u64,
-) -> Option<Vec<(u64, u64)>> {
-    use crate::batch::dist::sq_dist_f64;
-    let n = x.len() / d;
-    let row = |i: usize| &x[i * d..(i + 1) * d];
-    let balls: Vec<Vec<usize>> = (0..n)
-        .map(|i| {
-            (0..n)
-                .filter(|&y| sq_dist_f64(row(i), row(y)) < d2)
-                .collect()
-        })
-        .collect();
-    if balls.iter().all(|b| b.len() < 2) {
-        return None;
-    }
-    let mut covered = vec![false; n];
-    let mut open = vec![true; n];
-    let take = |p: usize, open: &mut [bool], covered: &mut [bool]| {
-        open[p] = false;
-        balls[p].iter().for_each(|&y| covered[y] = true);
+/// What a [`coldstart`] case must give.
+enum Want {
+    /// These picks with these scores' bits.
+    Scored(Vec<(u64, u64)>),
+    /// These picks (a clustering's typicality is not the reference's to
+    /// the bit: its mean is summed in another order).
+    Rows(Vec<u64>),
+    /// A refusal of δ (0, or joining no two rows), naming `--delta`.
+    Refused,
+}
+
+/// The reference's answer to `job` over `rows`.
+fn cold_want(rows: &[Vec<f32>], labeled: &[usize], job: &Job) -> Want {
+    let (n, k, seed) = (rows.len(), job.k, job.seed);
+    let scored = |v: Vec<(usize, f64)>| {
+        Want::Scored(
+            v.into_iter()
+                .map(|(r, g)| (r as u64, g.to_bits()))
+                .collect(),
+        )
     };
-    for &l in labeled {
-        take(l as usize, &mut open, &mut covered);
-    }
-    let mut out = Vec::new();
-    while out.len() < k {
-        let gain = |r: usize| balls[r].iter().filter(|&&y| !covered[y]).count();
-        let Some(mut best) = (0..n)
-            .filter(|&r| open[r])
-            .min_by_key(|&r| Reverse(gain(r)))
-        else {
-            break;
-        };
-        let g = gain(best);
-        if g == 0 {
-            let p = crate::score::random_priority;
-            best = (0..n)
-                .filter(|&r| open[r])
-                .max_by(|&a, &b| {
-                    p(seed, a as u64)
-                        .total_cmp(&p(seed, b as u64))
-                        .then(b.cmp(&a))
-                })
-                .expect("an open row");
+    match (job.query, job.delta) {
+        (Query::Cold(ColdStart::Probcover), Some(delta)) => {
+            let d2 = delta * delta;
+            let joined = (0..n).any(|i| (0..i).any(|j| reference::sq(&rows[i], &rows[j]) < d2));
+            if !joined {
+                return Want::Refused;
+            }
+            scored(reference::probcover_gains_ref(rows, labeled, k, d2, seed))
         }
-        out.push((best as u64, (g as f64).to_bits()));
-        take(best, &mut open, &mut covered);
+        (Query::Cold(ColdStart::Maxherding), Some(sigma)) => scored(reference::maxherding_ref(
+            rows,
+            labeled,
+            k,
+            sigma * sigma,
+            seed,
+        )),
+        (q, _) => {
+            let typical = q == Query::Cold(ColdStart::Typiclust);
+            let want = reference::clusters_ref(rows, labeled, k, seed, typical);
+            Want::Rows(want.into_iter().map(|r| r as u64).collect())
+        }
     }
-    Some(out)
+}
+
+/// The strategy and width byte 3 and byte 2 ask for ([`coldstart`]).
+fn cold_case(rows: &[Vec<f32>], width: u8, flags: u8) -> (ColdStart, Option<f64>) {
+    if flags & 16 != 0 {
+        (ColdStart::Typiclust, None)
+    } else if flags & 32 != 0 {
+        (ColdStart::Kmeans, None)
+    } else if flags & 4 != 0 && flags & 8 != 0 && rows.len() >= 2 {
+        // Within 127 ulps of the first two rows' distance, which many
+        // pairs of the grid share.
+        let d01 = reference::sq(&rows[0], &rows[1]);
+        let nudge = 1.0 + (width as f64 - 128.0) * f64::EPSILON;
+        (ColdStart::Probcover, Some((d01 * nudge).sqrt()))
+    } else if flags & 4 != 0 {
+        (ColdStart::Probcover, Some((width as f64 / 49.0).sqrt()))
+    } else {
+        let sigma = 2f64.powf((width as f64 - 128.0) / 8.0);
+        (ColdStart::Maxherding, Some(sigma))
+    }
 }
 
 /// A float32 `.npy` of `x` (rows of `d`).
@@ -797,74 +795,4 @@ fn write_npy_f32(path: &Path, x: &[f32], d: usize) {
     bytes.push(b'\n');
     bytes.extend(x.iter().flat_map(|v| v.to_le_bytes()));
     std::fs::write(path, bytes).expect("a scratch file written");
-}
-
-/// MaxHerding as `docs/coldstart.md` defines it, with no bounds: every
-/// open row's gain recomputed canonically at every pick; (row, gain bits)
-/// in pick order, the random strategy's draw once every gain is 0.
-fn plain_herding(
-    x: &[f32],
-    d: usize,
-    labeled: &[u64],
-    k: usize,
-    sigma: f64,
-    seed: u64,
-) -> Vec<(u64, u64)> {
-    use crate::batch::dist::sq_dist_f64;
-    let n = x.len() / d;
-    let two_s2 = 2.0 * (sigma * sigma);
-    let row = |i: usize| &x[i * d..(i + 1) * d];
-    let kern = |i: usize, y: usize| (-sq_dist_f64(row(i), row(y)) / two_s2).exp();
-    let mut c = vec![0f64; n];
-    let mut open = vec![true; n];
-    let take = |p: usize, c: &mut [f64], open: &mut [bool]| {
-        open[p] = false;
-        for (y, cy) in c.iter_mut().enumerate() {
-            *cy = cy.max(kern(p, y));
-        }
-    };
-    for &l in labeled {
-        take(l as usize, &mut c, &mut open);
-    }
-    let mut out = Vec::new();
-    while out.len() < k {
-        let cands: Vec<usize> = (0..n).filter(|&r| open[r]).collect();
-        if cands.is_empty() {
-            break;
-        }
-        let gain = |i: usize| {
-            c.chunks(crate::coldstart::maxherding::BLOCK)
-                .enumerate()
-                .map(|(b, block)| {
-                    let base = b * crate::coldstart::maxherding::BLOCK;
-                    block.iter().enumerate().fold(0f64, |s, (j, &cy)| {
-                        let t = kern(i, base + j) - cy;
-                        if t > 0.0 { s + t } else { s }
-                    })
-                })
-                .fold(0.0, |s, b| s + b)
-        };
-        let mut best = (cands[0], gain(cands[0]));
-        for &r in &cands[1..] {
-            let g = gain(r);
-            if g > best.1 {
-                best = (r, g);
-            }
-        }
-        if best.1 == 0.0 {
-            let p = crate::score::random_priority;
-            let r = *cands
-                .iter()
-                .max_by(|&&a, &&b| {
-                    p(seed, a as u64)
-                        .total_cmp(&p(seed, b as u64))
-                        .then(b.cmp(&a))
-                })
-                .expect("a candidate");
-            best = (r, 0.0);
-        }
-        out.push((best.0 as u64, best.1.to_bits()));
-        take(best.0, &mut c, &mut open);
-    }
-    out
 }

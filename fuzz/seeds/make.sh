@@ -71,9 +71,9 @@ for name, head, rows in [
     body[edges] = rng.integers(0, 10, edges.sum())  # the definitions' edges
     open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
 PY
-# coldstart: MaxHerding and ProbCover pools (width, k, σ or δ and flags
-# bytes, then one byte a value): clustered grids with duplicates, a few far
-# and tiny values.
+# coldstart: MaxHerding, ProbCover, TypiClust and k-means pools (width, k,
+# σ or δ and flags bytes, then one byte a value): clustered grids with
+# duplicates, a few far and tiny values.
 "$py" - "$out/coldstart" <<'PY'
 import sys, numpy as np
 out = sys.argv[1]
@@ -85,6 +85,9 @@ for name, head, n in [
     ("probcover-unit", (2, 9, 49, 4), 80),
     ("probcover-labeled", (1, 7, 100, 5), 100),
     ("probcover-at-a-distance", (2, 11, 128, 12), 90),
+    ("typiclust", (2, 10, 0, 16), 120),
+    ("typiclust-labeled", (3, 6, 0, 17), 90),
+    ("kmeans-labeled", (1, 9, 0, 33), 100),
 ]:
     d = 1 + head[0] % 6
     body = rng.integers(0, 16, n * d, dtype=np.uint8)
