@@ -513,7 +513,14 @@ impl ExactCase {
             };
             ranked.push((self.query.priority(score), index, score));
         }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        // The engine's order (`score::Ranked`): -0.0 and +0.0 tie, and the
+        // lower row wins; `total_cmp` would put +0.0 first.
+        let order = |a: &(f64, u64, f64), b: &(f64, u64, f64)| {
+            b.0.partial_cmp(&a.0)
+                .expect("no NaN priority")
+                .then(a.1.cmp(&b.1))
+        };
+        ranked.sort_by(order);
         if let Some(st) = job.stochastic {
             // A stochastic batch: each row's key from its priority (or its
             // rank in the plain order, softrank) and its draw.
@@ -525,7 +532,7 @@ impl ExactCase {
                     None => rank_key(st.beta, job.seed, rank as u64 + 1, r.1),
                 };
             }
-            ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            ranked.sort_by(order);
         }
         ranked.truncate(job.k);
         ranked.iter().map(|r| (r.1, r.2.to_bits())).collect()
