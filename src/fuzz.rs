@@ -643,8 +643,9 @@ pub fn exact(data: &[u8]) {
 /// float32 bounds and ProbCover's graph from float32 distances with f64
 /// re-checks, pick for pick and score for score to the bit; TypiClust and
 /// the k-means baseline (the race seeding on lazy bounds, Hamerly's skips,
-/// the kNN prefilter), pick for pick. Or, for values the embeddings
-/// refuse, an error that names the file.
+/// the kNN prefilter), pick for pick; density's picks and scores to the
+/// bit. Or, for values the embeddings refuse (a NaN; an all-zero row
+/// under density), an error that names the file.
 ///
 /// Byte 0 is the width D (1 to 6), byte 1 k (1 to 12), byte 2 the width:
 /// MaxHerding's σ = 2^((b − 128) / 8) (from about 10⁻⁵ to 10⁵, so every
@@ -654,8 +655,8 @@ pub fn exact(data: &[u8]) {
 /// refusal), or (byte 3's bit 3) δ² within 127 ulps of the first two
 /// rows' squared distance. Byte 3: which rows are labeled (bit 0: those
 /// whose first byte is a multiple of 5), and the strategy (bit 4:
-/// TypiClust, else bit 5: k-means, else bit 2: ProbCover, else
-/// MaxHerding). Each further byte is one value, a multiple of 1/7 (so
+/// TypiClust, else bit 5: k-means, else bit 6: density, else bit 2:
+/// ProbCover, else MaxHerding). Each further byte is one value, a multiple of 1/7 (so
 /// float32 distances round): duplicates, mirror images and exact zeros
 /// come often, and so do values far apart, tiny ones, and the odd NaN
 /// (byte 255).
@@ -704,6 +705,10 @@ pub fn coldstart(data: &[u8]) {
         return;
     }
     match cold_want(&rows, &labeled, &job) {
+        Want::Named => {
+            assert!(got.is_err(), "an all-zero row was taken under density");
+            check_error(&got, &[&path]);
+        }
         Want::Refused => assert!(
             matches!(&got, Err(Error::Config(m)) if m.contains("--delta")),
             "probcover took a δ of {:?} that joins no two rows: {:?}",
@@ -732,6 +737,8 @@ enum Want {
     Rows(Vec<u64>),
     /// A refusal of δ (0, or joining no two rows), naming `--delta`.
     Refused,
+    /// An error naming the file (density: an all-zero row).
+    Named,
 }
 
 /// The reference's answer to `job` over `rows`.
@@ -760,6 +767,20 @@ fn cold_want(rows: &[Vec<f32>], labeled: &[usize], job: &Job) -> Want {
             sigma * sigma,
             seed,
         )),
+        (Query::Cold(ColdStart::Density), _) => {
+            if rows.iter().any(|r| r.iter().all(|&v| v == 0.0)) {
+                return Want::Named;
+            }
+            let sim = reference::density_ref(rows);
+            let mut order: Vec<usize> = (0..n).filter(|r| !labeled.contains(r)).collect();
+            order.sort_by(|&a, &b| sim[b].partial_cmp(&sim[a]).expect("finite").then(a.cmp(&b)));
+            Want::Scored(
+                order[..k]
+                    .iter()
+                    .map(|&r| (r as u64, sim[r].to_bits()))
+                    .collect(),
+            )
+        }
         (q, _) => {
             let typical = q == Query::Cold(ColdStart::Typiclust);
             let want = reference::clusters_ref(rows, labeled, k, seed, typical);
@@ -774,6 +795,8 @@ fn cold_case(rows: &[Vec<f32>], width: u8, flags: u8) -> (ColdStart, Option<f64>
         (ColdStart::Typiclust, None)
     } else if flags & 32 != 0 {
         (ColdStart::Kmeans, None)
+    } else if flags & 64 != 0 {
+        (ColdStart::Density, None)
     } else if flags & 4 != 0 && flags & 8 != 0 && rows.len() >= 2 {
         // Within 127 ulps of the first two rows' distance, which many
         // pairs of the grid share.

@@ -71,9 +71,9 @@ for name, head, rows in [
     body[edges] = rng.integers(0, 10, edges.sum())  # the definitions' edges
     open(f"{out}/{name}", "wb").write(bytes(head) + body.tobytes())
 PY
-# coldstart: MaxHerding, ProbCover, TypiClust and k-means pools (width, k,
-# σ or δ and flags bytes, then one byte a value): clustered grids with
-# duplicates, a few far and tiny values.
+# coldstart: MaxHerding, ProbCover, TypiClust, k-means and density pools
+# (width, k, σ or δ and flags bytes, then one byte a value): clustered
+# grids with duplicates, a few far and tiny values.
 "$py" - "$out/coldstart" <<'PY'
 import sys, numpy as np
 out = sys.argv[1]
@@ -88,6 +88,7 @@ for name, head, n in [
     ("typiclust", (2, 10, 0, 16), 120),
     ("typiclust-labeled", (3, 6, 0, 17), 90),
     ("kmeans-labeled", (1, 9, 0, 33), 100),
+    ("density-labeled", (4, 12, 0, 65), 80),
 ]:
     d = 1 + head[0] % 6
     body = rng.integers(0, 16, n * d, dtype=np.uint8)
