@@ -732,8 +732,8 @@ pub fn coldstart(data: &[u8]) {
 enum Want {
     /// These picks with these scores' bits.
     Scored(Vec<(u64, u64)>),
-    /// These picks (a clustering's typicality is not the reference's to
-    /// the bit: its mean is summed in another order).
+    /// These picks (the clusterings' reference gives rows alone, as the
+    /// suite compares them).
     Rows(Vec<u64>),
     /// A refusal of δ (0, or joining no two rows), naming `--delta`.
     Refused,
