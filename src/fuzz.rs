@@ -653,7 +653,9 @@ pub fn exact(data: &[u8]) {
 /// square is a squared distance of the sevenths' grid, give or take the
 /// roundings, so pairs sit right at the ball's edge (b = 0: δ = 0, a
 /// refusal), or (byte 3's bit 3) δ² within 127 ulps of the first two
-/// rows' squared distance. Byte 3: which rows are labeled (bit 0: those
+/// rows' squared distance; with byte 3's bit 7, either is chosen by
+/// purity over 2 to 5 k-means clusters instead (ProbCover's δ, and σ =
+/// δ). Byte 3: which rows are labeled (bit 0: those
 /// whose first byte is a multiple of 5), and the strategy (bit 4:
 /// TypiClust, else bit 5: k-means, else bit 6: density, else bit 2:
 /// ProbCover, else MaxHerding). Each further byte is one value, a multiple of 1/7 (so
@@ -689,6 +691,11 @@ pub fn coldstart(data: &[u8]) {
     let (strategy, width) = cold_case(&rows, *width, *flags);
     let mut job = Job::new(strategy, InputForm::probs(), 1 + *k as usize % 12);
     job.delta = width;
+    if flags & 128 != 0 && width.is_some() {
+        // δ (σ) by purity over 2 to 5 k-means clusters instead.
+        job.delta = None;
+        job.purity_classes = 2 + (data[2] as usize % 4);
+    }
     job.exclusions = Exclusions::new(labeled.iter().map(|&r| r as u64).collect());
     let got = crate::select(Inputs::embeddings(&pool), &job, &Run::on(Device::Cpu));
     if x.iter().any(|v| v.is_nan()) {
@@ -706,12 +713,12 @@ pub fn coldstart(data: &[u8]) {
     }
     match cold_want(&rows, &labeled, &job) {
         Want::Named => {
-            assert!(got.is_err(), "an all-zero row was taken under density");
+            assert!(got.is_err(), "{strategy} took what it must refuse");
             check_error(&got, &[&path]);
         }
         Want::Refused => assert!(
             matches!(&got, Err(Error::Config(m)) if m.contains("--delta")),
-            "probcover took a δ of {:?} that joins no two rows: {:?}",
+            "{strategy} took a δ of {:?} (None: by purity) that joins no two rows or none: {:?}",
             job.delta,
             got.as_ref().err()
         ),
@@ -735,9 +742,11 @@ enum Want {
     /// These picks (the clusterings' reference gives rows alone, as the
     /// suite compares them).
     Rows(Vec<u64>),
-    /// A refusal of δ (0, or joining no two rows), naming `--delta`.
+    /// A refusal of δ (0, joining no two rows, or none by purity),
+    /// naming `--delta`.
     Refused,
-    /// An error naming the file (density: an all-zero row).
+    /// An error naming the file: an all-zero row under density, more
+    /// k-means clusters than rows.
     Named,
 }
 
@@ -751,22 +760,30 @@ fn cold_want(rows: &[Vec<f32>], labeled: &[usize], job: &Job) -> Want {
                 .collect(),
         )
     };
-    match (job.query, job.delta) {
-        (Query::Cold(ColdStart::Probcover), Some(delta)) => {
-            let d2 = delta * delta;
+    let width2 = match job.delta {
+        Some(w) => w * w,
+        None if job.purity_classes > n => return Want::Named,
+        None if job.purity_classes > 0 => {
+            let d2 = reference::delta2_ref(rows, job.purity_classes, job.purity, seed);
+            if !(d2.is_finite() && d2 > 0.0) {
+                // Every row in one cluster, or rows of two clusters coincide.
+                return Want::Refused;
+            }
+            d2
+        }
+        None => f64::NAN,
+    };
+    match (job.query, width2) {
+        (Query::Cold(ColdStart::Probcover), d2) if !d2.is_nan() => {
             let joined = (0..n).any(|i| (0..i).any(|j| reference::sq(&rows[i], &rows[j]) < d2));
             if !joined {
                 return Want::Refused;
             }
             scored(reference::probcover_gains_ref(rows, labeled, k, d2, seed))
         }
-        (Query::Cold(ColdStart::Maxherding), Some(sigma)) => scored(reference::maxherding_ref(
-            rows,
-            labeled,
-            k,
-            sigma * sigma,
-            seed,
-        )),
+        (Query::Cold(ColdStart::Maxherding), s2) if !s2.is_nan() => {
+            scored(reference::maxherding_ref(rows, labeled, k, s2, seed))
+        }
         (Query::Cold(ColdStart::Density), _) => {
             if rows.iter().any(|r| r.iter().all(|&v| v == 0.0)) {
                 return Want::Named;

@@ -89,6 +89,8 @@ for name, head, n in [
     ("typiclust-labeled", (3, 6, 0, 17), 90),
     ("kmeans-labeled", (1, 9, 0, 33), 100),
     ("density-labeled", (4, 12, 0, 65), 80),
+    ("probcover-purity", (2, 9, 1, 132), 60),
+    ("maxherding-purity-labeled", (1, 7, 2, 129), 80),
 ]:
     d = 1 + head[0] % 6
     body = rng.integers(0, 16, n * d, dtype=np.uint8)

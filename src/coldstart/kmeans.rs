@@ -201,7 +201,8 @@ pub(crate) fn fit(rd: &Reader, k: usize, seed: u64, max_iter: usize) -> Result<C
     let n = rd.emb.rows();
     if k == 0 || k as u64 > n {
         return Err(Error::Config(format!(
-            "k-means into {k} clusters needs between 1 and {n} rows per cluster count; the pool has {n} rows"
+            "{}: k-means into {k} clusters needs at least one cluster and a row for each; the embeddings have {n} rows",
+            rd.emb.path().display()
         )));
     }
     let t0 = std::time::Instant::now();

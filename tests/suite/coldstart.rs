@@ -552,6 +552,20 @@ fn bad_inputs_are_named() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("--delta") && e.contains("--classes"), "{e}");
+    // δ by purity over more clusters than rows: the file and the counts.
+    common::save_f32(&path, &x, 4);
+    let emb3 = Pool::open_embeddings(&[&path]).unwrap();
+    for s in [ColdStart::Probcover, ColdStart::Maxherding] {
+        let mut j = job(s, 2, &[], 0);
+        j.purity_classes = 11;
+        let e = common::select_cpu(Inputs::embeddings(&emb3), &j)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("emb.npy") && e.contains("11 clusters") && e.contains("10 rows"),
+            "{s}: {e}"
+        );
+    }
     // Probabilities are not read; a density weight needs one per row.
     let probs = vec![0.5f32; 20];
     let pool = Pool::from_f32(&probs, 2).unwrap();
