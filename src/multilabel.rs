@@ -399,7 +399,7 @@ pub(crate) fn select_isa(
             select_chunk(chunk, (job, spec, isa), labels, work)?;
             Ok((chunk.2 - chunk.1) * row_bytes)
         },
-        |s: &Scratch| s.scored,
+        |(s, _, _): chunked::Work<Scratch>| Ok(s.scored),
         || first_error(pool, job, labels),
     )?;
     let g0 = pool.first_row();

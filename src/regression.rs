@@ -158,7 +158,7 @@ pub(crate) fn select(inp: &EmcmInputs, job: &Job, progress: &dyn Progress) -> Re
             })?;
             Ok((span.1 - span.0) * row_bytes)
         },
-        |_| 0,
+        |_| Ok(0),
         || first_error(inp, job),
     )?;
     let excluded = job.exclusions.within(g0, g0 + n).len() as u64;

@@ -16,7 +16,9 @@ pub(crate) type Work<'w, S> = (&'w mut S, &'w mut TopK, &'w SharedFloor);
 
 /// The top `k` over `chunks`, each offered by `select_chunk` (which
 /// returns the bytes it read, for `progress`); and the rows scored in full,
-/// as `scored` counts them in each worker's state. On any failure the
+/// as `finish` counts them in each worker's state, after offering what the
+/// worker held back (an engine that scores candidates in batches). On
+/// any failure the
 /// error is `first_error()`'s: a sequential pass naming the first bad row,
 /// so a bad file names the same row on every run.
 pub(crate) fn top_k<C, S>(
@@ -24,7 +26,7 @@ pub(crate) fn top_k<C, S>(
     k: usize,
     progress: &dyn Progress,
     select_chunk: impl Fn(C, Work<S>) -> Result<u64> + Sync + Send,
-    scored: impl Fn(&S) -> u64 + Sync + Send,
+    finish: impl Fn(Work<S>) -> Result<u64> + Sync + Send,
     first_error: impl FnOnce() -> Error,
 ) -> Result<(u64, TopK)>
 where
@@ -46,7 +48,7 @@ where
                 Ok((s, top))
             },
         )
-        .map(|r| r.map(|(s, top)| (scored(&s), top)))
+        .map(|r| r.and_then(|(mut s, mut top)| Ok((finish((&mut s, &mut top, &floor))?, top))))
         .try_reduce(
             || (0, TopK::new(k)),
             |(n, mut a), (m, b)| {

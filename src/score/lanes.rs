@@ -9,7 +9,7 @@
 // that each is one vector operation.
 #![allow(clippy::needless_range_loop)]
 
-use super::fast::{LN_POLY, LN2_HI, LN2_LO, entropy_bound, plogp_approx};
+use super::fast::{LN_POLY, LN2_HI, LN2_LO, entropy_bound, plogp_fused};
 use super::input::{prob_ok, sum_ok};
 
 /// Asks for the cache lines of `values[from..from + len]` (what lies
@@ -42,80 +42,83 @@ pub(crate) const LANES: usize = 16;
 /// its lane one by one and the arithmetic is written per lane (the
 /// compiler vectorizes it for the instruction set it is compiled for).
 /// AVX-512 (C ≤ 16): the C vectors 16 rows fill are turned into columns by
-/// two-source permutes, as the row-wise engine's 16-row path assembles
-/// its columns (`src/backend/cpu/x86.rs`), and the arithmetic runs on
-/// 16-lane registers. Both do the same operations in the same order: the
-/// same bits.
+/// two-source permutes ([`transpose`]), and the arithmetic runs on 16-lane
+/// registers. Both do the same operations in the same order: the same
+/// bits.
 pub(crate) enum Kernel {
     /// Any CPU, any C.
     Portable,
-    /// For each column j and pair p of input vectors: the permute's
-    /// indices and the lanes it fills.
+    /// Only made where the CPU has AVX-512F and DQ and C ≤ 16.
     #[cfg(target_arch = "x86_64")]
-    Avx512 {
-        idx: Vec<[i32; LANES]>,
-        mask: Vec<u16>,
-    },
+    Avx512,
 }
 
 impl Kernel {
-    /// The AVX-512 kernel for C classes, with its permute tables, where
-    /// this CPU has AVX-512F and AVX-512DQ and C ≤ 16; the portable one
-    /// otherwise. (Checked here, so that holding an `Avx512` kernel is
-    /// what makes its intrinsics safe to run.)
+    /// The AVX-512 kernel for C classes where this CPU has AVX-512F and
+    /// AVX-512DQ and C ≤ 16; the portable one otherwise. (Checked here, so
+    /// that holding an `Avx512` kernel is what makes its intrinsics safe
+    /// to run.)
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn avx512(classes: usize) -> Kernel {
         let cpu = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq");
         if !cpu || classes > LANES || classes == 0 {
             return Kernel::Portable;
         }
-        let pairs = classes.div_ceil(2);
-        let mut idx = vec![[0i32; LANES]; classes * pairs];
-        let mut mask = vec![0u16; classes * pairs];
-        for j in 0..classes {
-            for r in 0..LANES {
-                // Row r's value j is element f of the rows' C vectors;
-                // pair f / 32 holds it at f % 32.
-                let f = r * classes + j;
-                idx[j * pairs + f / 32][r] = (f % 32) as i32;
-                mask[j * pairs + f / 32] |= 1 << r;
-            }
-        }
-        Kernel::Avx512 { idx, mask }
+        Kernel::Avx512
     }
 }
 
-/// `block` (LANES rows of C values) into `dst`, column after column: the
-/// C vectors the rows fill, then each column's lanes picked from each pair
-/// by one permute, and blended.
+/// `block` (LANES rows of `C` values) into `dst`, column after column.
+/// The C vectors the rows fill stay in registers; column j's lanes are
+/// values `r·C + j`, and each pair of vectors gives the lanes it holds by
+/// one two-source permute (which reads the index's low five bits, so one
+/// index serves every pair) and a blend. `C` is a constant so that the
+/// vectors are registers and the loops unroll: a run-time C spent more
+/// time on loop control and reloading indices than on the permutes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn permute_columns(block: &[f32], dst: &mut [f32], idx: &[[i32; LANES]], mask: &[u16]) {
+unsafe fn transpose<const C: usize>(block: &[f32], dst: &mut [f32]) {
     use std::arch::x86_64::*;
-    let classes = block.len() / LANES;
-    let pairs = classes.div_ceil(2);
-    assert!(block.len() == classes * LANES && dst.len() == block.len());
-    assert!(classes <= LANES && idx.len() >= classes * pairs && mask.len() >= classes * pairs);
+    assert!(C <= LANES && block.len() == C * LANES && dst.len() == C * LANES);
     // SAFETY: AVX-512F is the caller's (an `Avx512` kernel exists only on
     // such a CPU); C vectors of 16 in both slices, checked above.
-    // The vectors are loaded where used (from L1): held in an array of
-    // run-time length they would go through a copy on the stack.
     unsafe {
         let base = block.as_ptr();
-        for j in 0..classes {
+        let v: [__m512; C] = std::array::from_fn(|k| _mm512_loadu_ps(base.add(LANES * k)));
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(C as i32),
+        );
+        for j in 0..C {
+            let ix = _mm512_add_epi32(rows, _mm512_set1_epi32(j as i32));
             let mut col = _mm512_setzero_ps();
-            for p in 0..pairs {
-                let ix = _mm512_loadu_si512(idx[j * pairs + p].as_ptr().cast());
-                // Not a closure: it would not be inlined, and its
-                // intrinsics would become calls.
-                let lo = _mm512_loadu_ps(base.add(LANES * 2 * p));
-                let hi = _mm512_loadu_ps(base.add(LANES * (2 * p + 1).min(classes - 1)));
-                let picked = _mm512_permutex2var_ps(lo, ix, hi);
-                col = _mm512_mask_blend_ps(mask[j * pairs + p], col, picked);
+            for p in 0..C.div_ceil(2) {
+                // Rows r with (r·C + j) / 32 = p: a run of lanes.
+                let from = (32 * p).saturating_sub(j).div_ceil(C).min(LANES);
+                let to = (32 * (p + 1)).saturating_sub(j).div_ceil(C).min(LANES);
+                let mask = ((1u32 << to) - (1u32 << from)) as u16;
+                let picked = _mm512_permutex2var_ps(v[2 * p], ix, v[(2 * p + 1).min(C - 1)]);
+                col = _mm512_mask_blend_ps(mask, col, picked);
             }
             _mm512_storeu_ps(dst.as_mut_ptr().add(LANES * j), col);
         }
     }
+}
+
+/// [`transpose`] for the block's C (1 to 16).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose_any(block: &[f32], dst: &mut [f32], classes: usize) {
+    macro_rules! each {
+        ($($c:literal)*) => {
+            match classes {
+                // SAFETY: the caller's.
+                $($c => unsafe { transpose::<$c>(block, dst) },)*
+                _ => unreachable!("an AVX-512 kernel is made for C ≤ 16 only"),
+            }
+        };
+    }
+    each!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 /// [`super::fast::bald_approx`] of [`LANES`] rows at once, with the checks
@@ -151,10 +154,10 @@ pub(crate) fn bald_lanes(
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 { idx, mask } => {
+            Kernel::Avx512 => {
                 // SAFETY: an `Avx512` kernel is made only on CPUs with
                 // AVX-512F and DQ ([`Kernel::avx512`]), with C ≤ 16.
-                unsafe { permute_columns(block, dst, idx, mask) }
+                unsafe { transpose_any(block, dst, classes) }
             }
         }
     }
@@ -163,7 +166,7 @@ pub(crate) fn bald_lanes(
         Kernel::Portable => portable_sums(lanes, (t, classes), sum_tol, &mut out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Kernel::Avx512 { .. } => unsafe { avx512_sums(lanes, (t, classes), sum_tol, &mut out) },
+        Kernel::Avx512 => unsafe { avx512_sums(lanes, (t, classes), sum_tol, &mut out) },
     }
     finish(&out, (t, classes))
 }
@@ -175,7 +178,7 @@ struct Sums {
     /// Σ_t ĥ(p_t), and Σ_t of each sample's entropy bound.
     h_each: [f64; LANES],
     b_each: [f64; LANES],
-    /// Σ p̄ (canonical f64), and Σ plogp_approx(p̄ as f32).
+    /// Σ p̄ (canonical f64), and Σ plogp_fused(p̄ as f32).
     sum_m: [f64; LANES],
     h_terms: [f32; LANES],
 }
@@ -211,7 +214,7 @@ fn portable_sums(lanes: &[f32], (t, classes): (usize, usize), sum_tol: f64, out:
             for l in 0..LANES {
                 out.valid[l] &= prob_ok(x[l]);
                 sum[l] += x[l] as f64;
-                terms[l] += plogp_approx(x[l]);
+                terms[l] += plogp_fused(x[l]);
             }
         }
         each_sample(out, &sum, &terms, (classes, sum_tol));
@@ -229,7 +232,7 @@ fn portable_sums(lanes: &[f32], (t, classes): (usize, usize), sum_tol: f64, out:
         for l in 0..LANES {
             let m = acc[l] / t as f64;
             out.sum_m[l] += m;
-            out.h_terms[l] += plogp_approx(m as f32);
+            out.h_terms[l] += plogp_fused(m as f32);
         }
     }
 }
@@ -322,8 +325,8 @@ unsafe fn high_half(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m256 {
     unsafe { _mm512_extractf32x8_ps::<1>(x) }
 }
 
-/// [`plogp_approx`] of 16 lanes: [`super::fast::ln_approx`]'s operations,
-/// one by one.
+/// [`plogp_fused`] of 16 lanes: [`super::fast::ln_approx_fused`]'s
+/// operations, one by one.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
@@ -342,28 +345,24 @@ pub(crate) unsafe fn plogp16(p: std::arch::x86_64::__m512) -> std::arch::x86_64:
         ));
         let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(m, c(std::f32::consts::FRAC_1_SQRT_2));
         let e = _mm512_mask_sub_epi32(e, small, e, _mm512_set1_epi32(1));
-        let one = c(1.0);
-        let x = _mm512_mask_blend_ps(
-            small,
-            _mm512_sub_ps(m, one),
-            _mm512_sub_ps(_mm512_add_ps(m, m), one),
-        );
+        // m + m where small, then − 1: the row path's two cases.
+        let x = _mm512_sub_ps(_mm512_mask_add_ps(m, small, m, m), c(1.0));
         let z = _mm512_mul_ps(x, x);
         let mut y = c(LN_POLY[0]);
         for &k in &LN_POLY[1..] {
-            y = _mm512_add_ps(_mm512_mul_ps(y, x), c(k));
+            y = _mm512_fmadd_ps(y, x, c(k));
         }
         y = _mm512_mul_ps(_mm512_mul_ps(y, x), z);
         let fe = _mm512_cvtepi32_ps(e);
-        y = _mm512_add_ps(y, _mm512_mul_ps(fe, c(LN2_LO)));
-        y = _mm512_add_ps(y, _mm512_mul_ps(c(-0.5), z));
-        let ln = _mm512_add_ps(_mm512_mul_ps(fe, c(LN2_HI)), _mm512_add_ps(x, y));
+        y = _mm512_fmadd_ps(fe, c(LN2_LO), y);
+        y = _mm512_fmadd_ps(c(-0.5), z, y);
+        let ln = _mm512_fmadd_ps(fe, c(LN2_HI), _mm512_add_ps(x, y));
         let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
         _mm512_maskz_mul_ps(normal, p, ln)
     }
 }
 
-/// [`plogp_approx`] of 8 lanes on AVX2: [`plogp16`]'s operations, lane
+/// [`plogp_fused`] of 8 lanes on AVX2: [`plogp16`]'s operations, lane
 /// masks in place of mask registers.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -384,22 +383,19 @@ pub(crate) unsafe fn plogp8(p: std::arch::x86_64::__m256) -> std::arch::x86_64::
         let small = _mm256_cmp_ps::<_CMP_LT_OQ>(m, c(std::f32::consts::FRAC_1_SQRT_2));
         // A set lane is −1 as an integer: e − 1 where m is small.
         let e = _mm256_add_epi32(e, _mm256_castps_si256(small));
-        let one = c(1.0);
-        let x = _mm256_blendv_ps(
-            _mm256_sub_ps(m, one),
-            _mm256_sub_ps(_mm256_add_ps(m, m), one),
-            small,
-        );
+        // m + m where small (m added to itself, masked), then − 1.
+        let m = _mm256_add_ps(m, _mm256_and_ps(m, small));
+        let x = _mm256_sub_ps(m, c(1.0));
         let z = _mm256_mul_ps(x, x);
         let mut y = c(LN_POLY[0]);
         for &k in &LN_POLY[1..] {
-            y = _mm256_add_ps(_mm256_mul_ps(y, x), c(k));
+            y = _mm256_fmadd_ps(y, x, c(k));
         }
         y = _mm256_mul_ps(_mm256_mul_ps(y, x), z);
         let fe = _mm256_cvtepi32_ps(e);
-        y = _mm256_add_ps(y, _mm256_mul_ps(fe, c(LN2_LO)));
-        y = _mm256_add_ps(y, _mm256_mul_ps(c(-0.5), z));
-        let ln = _mm256_add_ps(_mm256_mul_ps(fe, c(LN2_HI)), _mm256_add_ps(x, y));
+        y = _mm256_fmadd_ps(fe, c(LN2_LO), y);
+        y = _mm256_fmadd_ps(c(-0.5), z, y);
+        let ln = _mm256_fmadd_ps(fe, c(LN2_HI), _mm256_add_ps(x, y));
         let normal = _mm256_cmp_ps::<_CMP_GE_OQ>(p, c(f32::MIN_POSITIVE));
         _mm256_and_ps(_mm256_mul_ps(p, ln), normal)
     }
@@ -410,14 +406,13 @@ mod tests {
     use super::*;
     use crate::score::fast::{bald_approx, sample_sums};
 
-    /// The lanes' `p ln p` is `plogp_approx`'s, bit for bit, for every
+    /// The lanes' `p ln p` is `plogp_fused`'s, bit for bit, for every
     /// kind of input: zero, subnormals, the √½ seam where the exponent
     /// moves, one, and a spread of exponents between.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lanes_take_the_logarithm_the_row_path_takes() {
         use crate::backend::cpu::Isa;
-        use crate::score::fast::plogp_approx;
         use std::arch::x86_64::*;
         let seam = std::f32::consts::FRAC_1_SQRT_2;
         let mut xs = vec![0.0, 1e-45, 1e-40, f32::MIN_POSITIVE, 1.0, 0.5, 0.99999994];
@@ -437,7 +432,7 @@ mod tests {
             let m = 1.0 + ((state >> 41) as f32) / (1u64 << 23) as f32;
             xs.push(m * 2f32.powi(-((state % 61) as i32)) * 0.5);
         }
-        let want: Vec<u32> = xs.iter().map(|&x| plogp_approx(x).to_bits()).collect();
+        let want: Vec<u32> = xs.iter().map(|&x| plogp_fused(x).to_bits()).collect();
         /// # Safety
         /// AVX2; 8 values at `x` and `out`.
         #[target_feature(enable = "avx2,fma")]

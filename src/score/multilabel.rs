@@ -448,8 +448,8 @@ impl AdaptiveCuts {
 /// `p ln p + q ln q` in f32, q = 1 − p.
 #[inline(always)]
 pub(crate) fn binary_plogp(x: f32) -> f32 {
-    use super::fast::plogp_approx;
-    plogp_approx(x) + plogp_approx(1.0 - x)
+    use super::fast::plogp_fused;
+    plogp_fused(x) + plogp_fused(1.0 - x)
 }
 
 /// `op` over `map` of every value, in eight independent lanes (then the

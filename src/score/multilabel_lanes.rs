@@ -482,7 +482,7 @@ impl Rows8 {
 }
 
 /// [`super::multilabel::binary_plogp_sum`] of one row on AVX-512: the same
-/// f32 terms ([`super::lanes::plogp16`] is `plogp_approx`'s operations one
+/// f32 terms ([`super::lanes::plogp16`] is `plogp_fused`'s operations one
 /// by one), sixteen labels at a time, summed in another order.
 ///
 /// # Safety
