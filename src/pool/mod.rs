@@ -238,17 +238,21 @@ impl Shard<'_> {
     }
 
     /// Rows `start..end` borrowed as f32 straight from memory, when they
-    /// are float32 there (mapped, checked against truncation, or a
-    /// borrowed array) and aligned; `None` otherwise.
+    /// are float32 there (mapped, checked against truncation where
+    /// `guard` — a caller that reads several spans of one file checks the
+    /// furthest only — or a borrowed array) and aligned; `None` otherwise.
     pub(crate) fn mapped_f32(
         &self,
         (start, end): (u64, u64),
         classes: usize,
+        guard: bool,
     ) -> Result<Option<&[f32]>> {
         if self.dtype != DType::F32 || end > self.rows || cfg!(target_endian = "big") {
             return Ok(None);
         }
-        self.guard(end, classes)?;
+        if guard {
+            self.guard(end, classes)?;
+        }
         let bytes = self.mapped_bytes(start, end, classes);
         Ok(bytes.and_then(|b| bytemuck::try_cast_slice(b).ok()))
     }
