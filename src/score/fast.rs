@@ -87,19 +87,20 @@ fn ln_with(x: f32, madd: impl Fn(f32, f32, f32) -> f32) -> f32 {
 /// f32 also give 0 (their true term is above −1.1e-36).
 #[inline(always)]
 pub fn plogp_approx(p: f32) -> f32 {
-    if p >= f32::MIN_POSITIVE {
-        p * ln_approx(p)
-    } else {
-        0.0
-    }
+    plogp_with(p, ln_approx)
 }
 
 /// [`plogp_approx`] by [`ln_approx_fused`]: what the vector kernels'
 /// `plogp16` and `plogp8` compute.
 #[inline(always)]
 pub fn plogp_fused(p: f32) -> f32 {
+    plogp_with(p, ln_approx_fused)
+}
+
+#[inline(always)]
+fn plogp_with(p: f32, ln: impl Fn(f32) -> f32) -> f32 {
     if p >= f32::MIN_POSITIVE {
-        p * ln_approx_fused(p)
+        p * ln(p)
     } else {
         0.0
     }
