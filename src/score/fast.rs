@@ -55,7 +55,10 @@ pub fn ln_approx(x: f32) -> f32 {
 /// rounding): nine fewer operations where the CPU fuses, so the paths
 /// whose work is the logarithm (BALD's and the multi-label fast paths)
 /// take it. Its error is within the same bound: the exhaustive runs
-/// (`ln_approx_error_exhaustive`) check both forms.
+/// (`ln_approx_error_exhaustive`) check both forms. In the scalar copies
+/// (a CPU without AVX2 and FMA) each fused step is a call to libm's
+/// `fmaf`: the same bits, several times slower; only CPUs from before
+/// about 2013 run those copies.
 #[inline(always)]
 pub fn ln_approx_fused(x: f32) -> f32 {
     ln_with(x, f32::mul_add)

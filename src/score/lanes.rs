@@ -254,8 +254,9 @@ fn each_sample(
 }
 
 /// [`portable_sums`] on 16-lane registers: the same operations in the same
-/// order (each f32 product and sum rounded as written, no fused
-/// multiply-add, f64 sums of the values widened exactly).
+/// order (each f32 product and sum rounded as written, the logarithm's
+/// multiply-adds fused as `plogp_fused`'s and nothing else, f64 sums of
+/// the values widened exactly).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn avx512_sums(lanes: &[f32], (t, classes): (usize, usize), sum_tol: f64, out: &mut Sums) {
